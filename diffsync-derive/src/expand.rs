@@ -1,0 +1,230 @@
+//! Code generation for `#[derive(DiffModel)]`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::DeriveInput;
+use syn::spanned::Spanned;
+
+use crate::ast::{Field, Input, kind_of};
+use crate::attr::{CompareMode, Errors};
+use crate::valid;
+
+pub fn derive(input: &DeriveInput) -> TokenStream {
+    let mut errors = Errors::default();
+    let parsed = Input::from_syn(input, &mut errors);
+    if let Some(p) = &parsed {
+        valid::check(p, &mut errors);
+    }
+    match (parsed, errors.finish()) {
+        (Some(p), Ok(())) => expand(&p),
+        (_, Err(e)) => {
+            let stub = stub(input);
+            let errs = e.to_compile_error();
+            quote!(#errs #stub)
+        }
+        (None, Ok(())) => TokenStream::new(),
+    }
+}
+
+/// An impl with empty bodies, so a user sees the attribute error and not a
+/// cascade of "DiffModel is not implemented" errors.
+fn stub(input: &DeriveInput) -> TokenStream {
+    let ident = &input.ident;
+    let (ig, tg, wc) = input.generics.split_for_impl();
+    let p = quote!(::diffsync::__private);
+    quote! {
+        impl #ig #p::DiffModel for #ident #tg #wc {
+            fn schema(&self) -> &#p::ModelSchema { ::core::unreachable!() }
+            fn schema_ref(&self) -> #p::SchemaRef { ::core::unreachable!() }
+            fn write_unique_id(&self, _: &mut ::std::string::String) { ::core::unreachable!() }
+            fn identifiers(&self) -> #p::Attrs { ::core::unreachable!() }
+            fn attributes(&self) -> #p::Attrs { ::core::unreachable!() }
+            fn attribute(&self, _: &str) -> ::core::option::Option<#p::Value> { ::core::unreachable!() }
+            fn attributes_equal(&self, _: &Self) -> bool { ::core::unreachable!() }
+            fn changed_attributes(&self, _: &Self, _: &mut ::std::vec::Vec<usize>) { ::core::unreachable!() }
+            fn copy_attributes_from(&mut self, _: &Self) { ::core::unreachable!() }
+            fn set_attributes(&mut self, _: &#p::Attrs) -> #p::Result<()> { ::core::unreachable!() }
+            fn from_parts(_: &#p::SchemaRef, _: &#p::Attrs, _: &#p::Attrs) -> #p::Result<Self> { ::core::unreachable!() }
+        }
+    }
+}
+
+fn field_def(f: &Field<'_>) -> TokenStream {
+    let p = quote!(::diffsync::__private);
+    let name = f.ident.to_string();
+    let (kind, optional) = kind_of(f.ty);
+    let kind = format_ident!("{}", kind);
+    let compare = match &f.attrs.compare {
+        CompareMode::Exact => quote!(Exact),
+        CompareMode::Unordered(_) => quote!(Unordered),
+        CompareMode::IgnoreCase(_) => quote!(IgnoreCase),
+        CompareMode::With(_) => quote!(Custom),
+    };
+    quote! {
+        #p::FieldDef {
+            name: #p::Cow::Borrowed(#name),
+            kind: #p::ValueKind::#kind,
+            optional: #optional,
+            compare: #p::Compare::#compare,
+        }
+    }
+}
+
+fn eq_expr(f: &Field<'_>) -> TokenStream {
+    let p = quote!(::diffsync::__private);
+    let id = f.ident;
+    match &f.attrs.compare {
+        CompareMode::Exact => quote_spanned!(f.ty.span()=> self.#id == other.#id),
+        CompareMode::Unordered(s) => quote_spanned!(*s=> #p::cmp::unordered(&self.#id, &other.#id)),
+        CompareMode::IgnoreCase(s) => quote_spanned!(*s=> #p::cmp::ignore_case(&self.#id, &other.#id)),
+        CompareMode::With(path) => quote_spanned!(path.span()=> #path(&self.#id, &other.#id)),
+    }
+}
+
+fn expand(input: &Input<'_>) -> TokenStream {
+    let p = quote!(::diffsync::__private);
+    let ident = input.ident;
+    let (ig, tg, wc) = input.generics.split_for_impl();
+    let name = &input.name;
+    let ids: Vec<&Field<'_>> = input.ids().collect();
+    let attrs: Vec<&Field<'_>> = input.attributes().collect();
+    let id_defs = ids.iter().map(|f| field_def(f));
+    let attr_defs = attrs.iter().map(|f| field_def(f));
+    let shortname = input.attrs.shortname.iter().map(|s| {
+        let s = s.to_string();
+        quote!(#p::Cow::Borrowed(#s))
+    });
+    let children = input
+        .attrs
+        .children
+        .iter()
+        .map(|c| quote_spanned!(c.span()=> #p::Cow::Borrowed(<#c as #p::StaticModel>::NAME)));
+    let flag_bits = input.attrs.flags.iter().map(|f| quote!(| #p::ModelFlags::#f.bits()));
+
+    let id_idents: Vec<_> = ids.iter().map(|f| f.ident).collect();
+    let id_names: Vec<String> = id_idents.iter().map(|i| i.to_string()).collect();
+    let id_types: Vec<_> = ids.iter().map(|f| f.ty).collect();
+    let attr_idents: Vec<_> = attrs.iter().map(|f| f.ident).collect();
+    let attr_names: Vec<String> = attr_idents.iter().map(|i| i.to_string()).collect();
+    let attr_types: Vec<_> = attrs.iter().map(|f| f.ty).collect();
+    let attr_index: Vec<usize> = (0..attrs.len()).collect();
+    let eqs: Vec<TokenStream> = attrs.iter().map(|f| eq_expr(f)).collect();
+    let staged: Vec<_> = attr_idents.iter().map(|i| format_ident!("__new_{}", i)).collect();
+
+    let write_ids = id_idents.iter().enumerate().map(|(i, id)| {
+        let sep = (i > 0).then(|| quote!(out.push_str(#p::ID_SEPARATOR);));
+        quote_spanned!(id.span()=> #sep #p::IdPart::write_id(&self.#id, out);)
+    });
+    let flags_fn = input.flags_field().map(|f| {
+        let id = f.ident;
+        quote!(fn flags(&self) -> #p::ModelFlags { self.#id })
+    });
+    let shortname_fn = (!input.attrs.shortname.is_empty()).then(|| {
+        let parts = input.attrs.shortname.iter().enumerate().map(|(i, s)| {
+            let sep = (i > 0).then(|| quote!(out.push_str(#p::ID_SEPARATOR);));
+            quote!(#sep #p::IdPart::write_id(&self.#s, &mut out);)
+        });
+        quote! {
+            fn shortname(&self) -> ::core::option::Option<::std::string::String> {
+                let mut out = ::std::string::String::new();
+                #(#parts)*
+                ::core::option::Option::Some(out)
+            }
+        }
+    });
+    let local_inits = input
+        .fields
+        .iter()
+        .filter(|f| matches!(f.role, crate::ast::Role::Skip))
+        .map(|f| {
+            let id = f.ident;
+            quote_spanned!(f.ty.span()=> #id: ::core::default::Default::default())
+        });
+    let flags_init = input.flags_field().map(|f| {
+        let id = f.ident;
+        quote!(#id: __SCHEMA.flags,)
+    });
+
+    quote! {
+        const _: () = {
+            static __SCHEMA: #p::ModelSchema = #p::ModelSchema {
+                name: #p::Cow::Borrowed(#name),
+                identifiers: #p::Cow::Borrowed(&[#(#id_defs),*]),
+                attributes: #p::Cow::Borrowed(&[#(#attr_defs),*]),
+                shortname: #p::Cow::Borrowed(&[#(#shortname),*]),
+                children: #p::Cow::Borrowed(&[#(#children),*]),
+                flags: #p::ModelFlags::from_bits_retain(0 #(#flag_bits)*),
+            };
+
+            impl #ig #p::StaticModel for #ident #tg #wc {
+                const NAME: &'static str = #name;
+                fn static_schema() -> &'static #p::ModelSchema {
+                    &__SCHEMA
+                }
+            }
+
+            impl #ig #p::DiffModel for #ident #tg #wc {
+                fn schema(&self) -> &#p::ModelSchema {
+                    &__SCHEMA
+                }
+                fn schema_ref(&self) -> #p::SchemaRef {
+                    #p::SchemaRef::Static(&__SCHEMA)
+                }
+                fn write_unique_id(&self, out: &mut ::std::string::String) {
+                    #(#write_ids)*
+                }
+                fn identifiers(&self) -> #p::Attrs {
+                    let mut m = #p::Attrs::new();
+                    #(m.insert(::std::string::String::from(#id_names), #p::to_value(&self.#id_idents));)*
+                    m
+                }
+                fn attributes(&self) -> #p::Attrs {
+                    let mut m = #p::Attrs::new();
+                    #(m.insert(::std::string::String::from(#attr_names), #p::to_value(&self.#attr_idents));)*
+                    m
+                }
+                fn attribute(&self, name: &str) -> ::core::option::Option<#p::Value> {
+                    match name {
+                        #(#attr_names => ::core::option::Option::Some(#p::to_value(&self.#attr_idents)),)*
+                        _ => ::core::option::Option::None,
+                    }
+                }
+                #[allow(clippy::partialeq_ne_impl)]
+                fn attributes_equal(&self, other: &Self) -> bool {
+                    true #(&& (#eqs))*
+                }
+                fn changed_attributes(&self, other: &Self, out: &mut ::std::vec::Vec<usize>) {
+                    #(if !(#eqs) { out.push(#attr_index); })*
+                }
+                fn copy_attributes_from(&mut self, other: &Self) {
+                    #(self.#attr_idents = ::core::clone::Clone::clone(&other.#attr_idents);)*
+                }
+                fn set_attributes(&mut self, attrs: &#p::Attrs) -> #p::Result<()> {
+                    let key = #p::DiffModel::unique_id(self);
+                    // Parse every value first, so a bad one leaves the model unchanged.
+                    #(let mut #staged: ::core::option::Option<#attr_types> = ::core::option::Option::None;)*
+                    for (name, value) in attrs {
+                        match name.as_str() {
+                            #(#attr_names => #staged = ::core::option::Option::Some(#p::from_value(#name, &key, #attr_names, value)?),)*
+                            _ => {}
+                        }
+                    }
+                    #(if let ::core::option::Option::Some(v) = #staged { self.#attr_idents = v; })*
+                    ::core::result::Result::Ok(())
+                }
+                fn from_parts(_schema: &#p::SchemaRef, ids: &#p::Attrs, attrs: &#p::Attrs) -> #p::Result<Self> {
+                    let key = #p::unique_id_of(ids.values());
+                    let null = #p::Value::Null;
+                    ::core::result::Result::Ok(#ident {
+                        #(#id_idents: #p::from_value::<#id_types>(#name, &key, #id_names, ids.get(#id_names).unwrap_or(&null))?,)*
+                        #(#attr_idents: #p::from_value::<#attr_types>(#name, &key, #attr_names, attrs.get(#attr_names).unwrap_or(&null))?,)*
+                        #flags_init
+                        #(#local_inits,)*
+                    })
+                }
+                #flags_fn
+                #shortname_fn
+            }
+        };
+    }
+}

@@ -1,0 +1,150 @@
+//! Adapters: a named connection to one system, holding its models in a store
+//! and applying a sync's changes back to the system through hooks.
+
+use crate::diff::Diff;
+use crate::differ::{self, Side};
+use crate::error::{HookError, Result};
+use crate::store::Store;
+use crate::sync::{self, Batch, Change, Options, SyncReport};
+
+/// One system to compare and synchronize.
+///
+/// Implement [`name`](Adapter::name), [`store`](Adapter::store),
+/// [`store_mut`](Adapter::store_mut) and [`top_level`](Adapter::top_level);
+/// fill the store in your own loader (or [`load`](Adapter::load)); override the
+/// hooks that write to your system. The provided methods diff and sync.
+///
+/// ```
+/// use diffsync::{Adapter, Change, DiffModel, HookError, LocalStore};
+///
+/// #[derive(DiffModel, Clone, Debug, PartialEq)]
+/// #[diffsync(name = "site")]
+/// struct Site { #[diffsync(id)] name: String, region: String }
+///
+/// struct Cmdb { store: LocalStore, log: Vec<String> }
+///
+/// impl Adapter for Cmdb {
+///     type Store = LocalStore;
+///     fn name(&self) -> &str { "cmdb" }
+///     fn store(&self) -> &LocalStore { &self.store }
+///     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
+///     fn top_level(&self) -> Vec<&str> { vec!["site"] }
+///     fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+///         let site: &Site = change.source_as().ok_or("not a site")?;
+///         self.log.push(format!("create {} in {}", site.name, site.region));
+///         Ok(())
+///     }
+/// }
+///
+/// let mut source = Cmdb { store: LocalStore::new("a"), log: vec![] };
+/// source.store.add(Site { name: "nyc".into(), region: "east".into() })?;
+/// let mut target = Cmdb { store: LocalStore::new("b"), log: vec![] };
+///
+/// let diff = target.diff_from(&source)?;
+/// assert_eq!(diff.summary().create, 1);
+/// let report = target.sync_from(&source)?;
+/// assert!(report.is_success());
+/// assert_eq!(target.log, ["create nyc in east"]);
+/// assert!(!target.diff_from(&source)?.has_diffs());
+/// # Ok::<(), diffsync::Error>(())
+/// ```
+pub trait Adapter {
+    /// The store type (usually [`LocalStore`](crate::LocalStore)).
+    type Store: Store;
+
+    /// The adapter's name, shown in diffs and reports.
+    fn name(&self) -> &str;
+    /// The store.
+    fn store(&self) -> &Self::Store;
+    /// The store, mutably.
+    fn store_mut(&mut self) -> &mut Self::Store;
+    /// Top-level model types, in processing order.
+    fn top_level(&self) -> Vec<&str>;
+
+    /// Loads the system into the store (optional: many adapters load in their constructor).
+    fn load(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Creates `change.element` in the system. `change.attrs` holds every source
+    /// attribute; `change.source` the full source model when there is one.
+    fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        let _ = change;
+        Ok(())
+    }
+    /// Updates the system; `change.attrs` holds the changed attributes' new values.
+    fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        let _ = change;
+        Ok(())
+    }
+    /// Deletes from the system.
+    fn delete(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        let _ = change;
+        Ok(())
+    }
+    /// Applies a whole batch. The default calls the three hooks one by one
+    /// ([`Batch::apply_each`]); a database adapter overrides it to write many
+    /// changes in one statement or transaction, recording each outcome with
+    /// [`Batch::set_outcome`]. Returning `Err` means none of the batch applied
+    /// (say, the transaction rolled back): the store is left unchanged.
+    fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
+        batch.apply_each(self);
+        Ok(())
+    }
+    /// Called after a sync that attempted at least one change.
+    fn sync_complete(&mut self, diff: &Diff, report: &SyncReport) -> Result<(), HookError> {
+        let _ = (diff, report);
+        Ok(())
+    }
+
+    /// What would change in `self` to make it look like `source`.
+    fn diff_from<S: Adapter + ?Sized>(&self, source: &S) -> Result<Diff> {
+        self.diff_from_with(source, &mut Options::new())
+    }
+    /// [`diff_from`](Adapter::diff_from) with options.
+    fn diff_from_with<S: Adapter + ?Sized>(&self, source: &S, opts: &mut Options<'_>) -> Result<Diff> {
+        let src = Side {
+            store: source.store().local(),
+            name: source.name(),
+            top_level: source.top_level(),
+        };
+        let dst = Side {
+            store: self.store().local(),
+            name: self.name(),
+            top_level: self.top_level(),
+        };
+        differ::diff(&src, &dst, opts)
+    }
+    /// What would change in `target` to make it look like `self`.
+    fn diff_to<D: Adapter + ?Sized>(&self, target: &D) -> Result<Diff> {
+        target.diff_from(self)
+    }
+    /// Makes `self` look like `source`: diff, then apply through the hooks.
+    fn sync_from<S: Adapter + ?Sized>(&mut self, source: &S) -> Result<SyncReport> {
+        self.sync_from_with(source, &mut Options::new())
+    }
+    /// [`sync_from`](Adapter::sync_from) with options.
+    fn sync_from_with<S: Adapter + ?Sized>(&mut self, source: &S, opts: &mut Options<'_>) -> Result<SyncReport> {
+        let diff = self.diff_from_with(source, opts)?;
+        sync::sync(self, &diff, Some(source.store().local()), opts)
+    }
+    /// Makes `target` look like `self`.
+    fn sync_to<D: Adapter + ?Sized>(&self, target: &mut D) -> Result<SyncReport> {
+        target.sync_from(self)
+    }
+    /// Applies a precomputed diff, with the full source models from `source`.
+    /// Flags that shape a diff (skips, ignore) have no further effect.
+    fn sync_diff_from<S: Adapter + ?Sized>(
+        &mut self,
+        source: &S,
+        diff: &Diff,
+        opts: &mut Options<'_>,
+    ) -> Result<SyncReport> {
+        sync::sync(self, diff, Some(source.store().local()), opts)
+    }
+    /// Applies a diff without its source (e.g. loaded from JSON): created
+    /// models are built from the element's identifiers and attributes.
+    fn sync_diff(&mut self, diff: &Diff, opts: &mut Options<'_>) -> Result<SyncReport> {
+        sync::sync(self, diff, None, opts)
+    }
+}

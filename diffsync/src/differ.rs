@@ -1,0 +1,364 @@
+//! The diff algorithm: walks two stores from their top-level model types down
+//! the parent → children links and builds a [`Diff`].
+//!
+//! Children are matched within their parent (small, cache-friendly lists),
+//! attributes are compared typed and in place, and an element is only built
+//! for a model that changed or has changed descendants; unchanged subtrees are
+//! counted, not materialized.
+
+use hashbrown::HashSet;
+
+use crate::diff::{Action, AttrChange, Diff, DiffElement};
+use crate::error::{Error, Result};
+use crate::flags::{DiffFlags, ModelFlags};
+use crate::model::AnyModel;
+use crate::store::{LocalStore, Table};
+use crate::sync::{Options, Progress, Stage};
+
+/// Lists up to this long are matched by scanning instead of through the index.
+const SCAN_LIMIT: usize = 32;
+
+/// One side of a comparison: a store, its name and its top-level model types.
+pub(crate) struct Side<'a> {
+    pub(crate) store: &'a LocalStore,
+    pub(crate) name: &'a str,
+    pub(crate) top_level: Vec<&'a str>,
+}
+
+struct Ctx<'a, 'o> {
+    src: &'a LocalStore,
+    dst: &'a LocalStore,
+    flags: DiffFlags,
+    keep_unchanged: bool,
+    skipped: usize,
+    processed: usize,
+    total: usize,
+    next_report: usize,
+    step: usize,
+    progress: Option<&'o mut dyn FnMut(Progress)>,
+}
+
+impl Ctx<'_, '_> {
+    fn count(&mut self, n: usize) {
+        self.processed += n;
+        if self.processed >= self.next_report {
+            self.next_report = self.processed + self.step;
+            if let Some(p) = self.progress.as_mut() {
+                p(Progress {
+                    stage: Stage::Diff,
+                    current: self.processed,
+                    total: self.total,
+                });
+            }
+        }
+    }
+}
+
+/// Result of comparing one pair (or one-sided model).
+enum PairOutcome {
+    /// Equal, with no changes below: this many models compared, nothing kept.
+    Unchanged(usize),
+    Element(DiffElement),
+    Skipped,
+}
+
+/// Computes `dst.diff_from(src)`.
+pub(crate) fn diff(src: &Side<'_>, dst: &Side<'_>, opts: &mut Options<'_>) -> Result<Diff> {
+    let total = src.store.count_all() + dst.store.count_all();
+    let mut ctx = Ctx {
+        src: src.store,
+        dst: dst.store,
+        flags: opts.flags,
+        keep_unchanged: opts.flags.contains(DiffFlags::LOG_UNCHANGED_RECORDS),
+        skipped: 0,
+        processed: 0,
+        total,
+        next_report: 0,
+        step: (total / 1000).max(1),
+        progress: opts.progress.as_mut().map(|p| &mut **p as &mut dyn FnMut(Progress)),
+    };
+    tracing::debug!(source = src.name, dest = dst.name, models = total, "diff started");
+    let mut diff = Diff {
+        source: src.name.to_string(),
+        dest: dst.name.to_string(),
+        ..Diff::default()
+    };
+    // Top-level types on one side only are counted as skipped, never diffed.
+    let mut one_sided: Vec<&str> = src
+        .top_level
+        .iter()
+        .filter(|t| !dst.top_level.contains(t))
+        .chain(dst.top_level.iter().filter(|t| !src.top_level.contains(t)))
+        .copied()
+        .collect();
+    one_sided.sort_unstable();
+    for t in one_sided {
+        let n = src.store.count(t) + dst.store.count(t);
+        ctx.skipped += n;
+        ctx.count(n);
+    }
+    for ty in dst.top_level.iter().filter(|t| src.top_level.contains(t)) {
+        let sty = src.store.table_index(ty);
+        let dty = dst.store.table_index(ty);
+        let s_slots: Vec<u32> = sty
+            .map(|t| src.store.tables[t as usize].slots().collect())
+            .unwrap_or_default();
+        let d_slots: Vec<u32> = dty
+            .map(|t| dst.store.tables[t as usize].slots().collect())
+            .unwrap_or_default();
+        diff.unchanged += diff_lists(&mut ctx, sty, &s_slots, dty, &d_slots, true, &mut diff.elements)?;
+    }
+    diff.skipped = ctx.skipped;
+    if let Some(p) = ctx.progress.as_mut() {
+        p(Progress {
+            stage: Stage::Diff,
+            current: ctx.processed,
+            total: ctx.total,
+        });
+    }
+    for (ty, order) in &opts.order {
+        diff.order(ty, order);
+    }
+    tracing::debug!(summary = %diff.summary(), "diff complete");
+    Ok(diff)
+}
+
+fn table(store: &LocalStore, ty: Option<u32>) -> Option<&Table> {
+    ty.map(|t| &store.tables[t as usize])
+}
+
+/// Diffs two sibling lists (slots of one model type); appends elements to `out`
+/// and returns the number of unchanged models not materialized.
+fn diff_lists(
+    ctx: &mut Ctx<'_, '_>,
+    sty: Option<u32>,
+    s_slots: &[u32],
+    dty: Option<u32>,
+    d_slots: &[u32],
+    top: bool,
+    out: &mut Vec<DiffElement>,
+) -> Result<usize> {
+    let st = table(ctx.src, sty);
+    let dt = table(ctx.dst, dty);
+    if let (Some(st), Some(dt)) = (st, dt)
+        && st
+            .schema
+            .identifiers
+            .iter()
+            .map(|f| &f.name)
+            .ne(dt.schema.identifiers.iter().map(|f| &f.name))
+    {
+        return Err(Error::Schema {
+            model_type: st.schema.name.to_string(),
+            message: format!(
+                "identifiers differ between {:?} and {:?}",
+                ctx.src.name(),
+                ctx.dst.name()
+            ),
+        });
+    }
+    let start = out.len();
+    let mut unchanged = 0;
+    // Matched destination positions (small lists) or slots (large lists).
+    let small = d_slots.len() <= SCAN_LIMIT;
+    let mut used = vec![
+        false;
+        if small {
+            d_slots.len()
+        } else {
+            dt.map_or(0, |t| t.meta.len())
+        }
+    ];
+    for (i, &s) in s_slots.iter().enumerate() {
+        let uid = &*st.map_or("", |t| &t.meta[s as usize].uid);
+        let found = match dt {
+            None => None,
+            Some(dt) if small => {
+                // Lists are usually in the same order on both sides: try position i first.
+                let hit = |j: usize| !used[j] && &*dt.meta[d_slots[j] as usize].uid == uid;
+                if i < d_slots.len() && hit(i) {
+                    Some(i)
+                } else {
+                    (0..d_slots.len()).find(|&j| hit(j))
+                }
+            }
+            Some(dt) => dt
+                .find_hashed(ctx.dst.hash(uid), uid)
+                .filter(|&slot| !used[slot as usize] && (top || d_slots.contains(&slot)))
+                .map(|slot| slot as usize),
+        };
+        let d = found.map(|j| {
+            used[j] = true;
+            if small { d_slots[j] } else { j as u32 }
+        });
+        match diff_pair(ctx, sty, Some(s), dty, d)? {
+            PairOutcome::Unchanged(n) => unchanged += n,
+            PairOutcome::Element(e) => out.push(e),
+            PairOutcome::Skipped => {}
+        }
+    }
+    for (j, &d) in d_slots.iter().enumerate() {
+        let matched = if small { used[j] } else { used[d as usize] };
+        if !matched {
+            match diff_pair(ctx, sty, None, dty, Some(d))? {
+                PairOutcome::Unchanged(n) => unchanged += n,
+                PairOutcome::Element(e) => out.push(e),
+                PairOutcome::Skipped => {}
+            }
+        }
+    }
+    check_shortnames(&out[start..])?;
+    Ok(unchanged)
+}
+
+fn check_shortnames(elements: &[DiffElement]) -> Result<()> {
+    if elements.len() < 2 || elements.iter().all(|e| e.shortname.is_none()) {
+        return Ok(());
+    }
+    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(elements.len());
+    for e in elements {
+        if !seen.insert((&e.model_type, e.display_name())) {
+            let first = elements
+                .iter()
+                .find(|o| o.model_type == e.model_type && o.display_name() == e.display_name())
+                .map_or("", |o| o.key.as_str());
+            return Err(Error::ShortnameCollision {
+                model_type: e.model_type.clone(),
+                shortname: e.display_name().to_string(),
+                first: first.to_string(),
+                second: e.key.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn model(store: &LocalStore, ty: Option<u32>, slot: Option<u32>) -> Option<&dyn AnyModel> {
+    store.tables[ty? as usize].models.get(slot?)
+}
+
+fn diff_pair(
+    ctx: &mut Ctx<'_, '_>,
+    sty: Option<u32>,
+    s: Option<u32>,
+    dty: Option<u32>,
+    d: Option<u32>,
+) -> Result<PairOutcome> {
+    let sm = model(ctx.src, sty, s);
+    let dm = model(ctx.dst, dty, d);
+    let sflags = sm.map_or(ModelFlags::empty(), |m| m.flags());
+    let dflags = dm.map_or(ModelFlags::empty(), |m| m.flags());
+    let skip = (ctx.flags.contains(DiffFlags::SKIP_UNMATCHED_SRC) && dm.is_none())
+        || (ctx.flags.contains(DiffFlags::SKIP_UNMATCHED_DST) && sm.is_none())
+        || (dm.is_none() && sflags.contains(ModelFlags::SKIP_UNMATCHED_SRC))
+        || (sm.is_none() && dflags.contains(ModelFlags::SKIP_UNMATCHED_DST))
+        || sflags.contains(ModelFlags::IGNORE)
+        || dflags.contains(ModelFlags::IGNORE);
+    if skip {
+        ctx.skipped += 1;
+        ctx.count(1);
+        return Ok(PairOutcome::Skipped);
+    }
+    ctx.count(usize::from(sm.is_some()) + usize::from(dm.is_some()));
+    let st = table(ctx.src, sty);
+    let dt = table(ctx.dst, dty);
+    let equal = match (st, s, dt, d) {
+        (Some(st), Some(s), Some(dt), Some(d)) => st.models.attrs_equal(s, &*dt.models, d),
+        _ => false,
+    };
+
+    // Children: types both sides declare are diffed; a type on one side only
+    // (when both sides have the model) counts its direct children as skipped.
+    let mut children = Vec::new();
+    let mut child_unchanged = 0;
+    let s_schema = st.map(|t| &t.schema);
+    let d_schema = dt.map(|t| &t.schema);
+    let names: Vec<&str> = match (s_schema, d_schema) {
+        (Some(a), _) if s.is_some() => a.children.iter().map(|c| c.as_ref()).collect(),
+        (_, Some(b)) => b.children.iter().map(|c| c.as_ref()).collect(),
+        _ => Vec::new(),
+    };
+    let extra_dst: Vec<&str> = match (s_schema, d_schema, s, d) {
+        (Some(a), Some(b), Some(_), Some(_)) => b
+            .children
+            .iter()
+            .map(|c| c.as_ref())
+            .filter(|c| a.child_index(c).is_none())
+            .collect(),
+        _ => Vec::new(),
+    };
+    for name in names {
+        let s_list = child_list(st, s, name);
+        let d_list = child_list(dt, d, name);
+        if s.is_some() && d.is_some() && dt.is_some_and(|t| t.schema.child_index(name).is_none()) {
+            let n = s_list.map_or(0, |(_, l)| l.len());
+            ctx.skipped += n;
+            ctx.count(n);
+            continue;
+        }
+        let (scty, s_list) = s_list.map_or((None, &[][..]), |(t, l)| (t, l));
+        let (dcty, d_list) = d_list.map_or((None, &[][..]), |(t, l)| (t, l));
+        if s_list.is_empty() && d_list.is_empty() {
+            continue;
+        }
+        child_unchanged += diff_lists(ctx, scty, s_list, dcty, d_list, false, &mut children)?;
+    }
+    for name in extra_dst {
+        let n = child_list(dt, d, name).map_or(0, |(_, l)| l.len());
+        ctx.skipped += n;
+        ctx.count(n);
+    }
+
+    if equal && children.is_empty() && !ctx.keep_unchanged {
+        return Ok(PairOutcome::Unchanged(1 + child_unchanged));
+    }
+    let any = sm.or(dm).ok_or_else(|| Error::Schema {
+        model_type: String::new(),
+        message: "internal: element without a model".into(),
+    })?;
+    let (action, changes) = match (sm, dm) {
+        (Some(_), None) => (Action::Create, Vec::new()),
+        (None, Some(_)) => (Action::Delete, Vec::new()),
+        _ if equal => (Action::NoChange, Vec::new()),
+        _ => {
+            let (Some(st), Some(s), Some(dt), Some(d)) = (st, s, dt, d) else {
+                return Err(Error::Schema {
+                    model_type: any.model_type().to_string(),
+                    message: "internal: update without both sides".into(),
+                });
+            };
+            let changes = st
+                .models
+                .changes(s, &*dt.models, d)
+                .into_iter()
+                .map(|(name, new, old)| AttrChange { name, old, new })
+                .collect();
+            (Action::Update, changes)
+        }
+    };
+    let key = st
+        .zip(s)
+        .or(dt.zip(d))
+        .map(|(t, slot)| t.meta[slot as usize].uid.to_string())
+        .unwrap_or_default();
+    Ok(PairOutcome::Element(DiffElement {
+        model_type: any.model_type().to_string(),
+        key,
+        shortname: any.shortname(),
+        identifiers: any.identifiers(),
+        action,
+        source_attrs: sm.map(|m| m.attributes()),
+        dest_attrs: dm.map(|m| m.attributes()),
+        changes,
+        unchanged_descendants: child_unchanged,
+        children,
+    }))
+}
+
+/// The store type index and slot list of one child type of a model.
+fn child_list<'a>(t: Option<&'a Table>, slot: Option<u32>, name: &str) -> Option<(Option<u32>, &'a [u32])> {
+    let t = t?;
+    let ci = t.schema.child_index(name)?;
+    let list = &t.meta[slot? as usize].children[ci];
+    Some((t.child_types[ci], list.as_slice()))
+}

@@ -1,0 +1,127 @@
+//! The crate's single error type.
+
+use crate::sync::SyncReport;
+
+/// An error raised by an adapter hook (create, update, delete, batch) or a loader.
+pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in diffsync. Every variant names the model type
+/// and key at fault where there is one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A different model with the same key is already stored.
+    #[error("{model_type} {key:?} already exists in store {store:?}")]
+    AlreadyExists {
+        /// Store name.
+        store: String,
+        /// Model type name.
+        model_type: String,
+        /// Unique id.
+        key: String,
+    },
+    /// No model with that key is stored.
+    #[error("{model_type} {key:?} not found in store {store:?}")]
+    NotFound {
+        /// Store name.
+        store: String,
+        /// Model type name.
+        model_type: String,
+        /// Unique id.
+        key: String,
+    },
+    /// A child of a type the parent does not declare.
+    #[error(
+        "{parent_type} {parent_key:?} cannot have children of type {child_type:?}; declared child types: [{allowed}]"
+    )]
+    WrongChildType {
+        /// Parent model type.
+        parent_type: String,
+        /// Parent unique id.
+        parent_key: String,
+        /// Offending child type.
+        child_type: String,
+        /// Declared child types, comma separated.
+        allowed: String,
+    },
+    /// A model type is used with two different Rust types or schemas.
+    #[error("model type {model_type:?} is {stored} in this store, not {requested}")]
+    TypeMismatch {
+        /// Model type name.
+        model_type: String,
+        /// What the store holds.
+        stored: String,
+        /// What the caller used.
+        requested: String,
+    },
+    /// Two siblings share a shortname, so a diff could not tell them apart.
+    #[error("{model_type} shortname {shortname:?} is shared by {first:?} and {second:?}")]
+    ShortnameCollision {
+        /// Model type name.
+        model_type: String,
+        /// The shared shortname.
+        shortname: String,
+        /// First unique id.
+        first: String,
+        /// Second unique id.
+        second: String,
+    },
+    /// A field value does not fit the model's schema.
+    #[error("{model_type} {key:?}: field {field:?}: {message}")]
+    InvalidValue {
+        /// Model type name.
+        model_type: String,
+        /// Unique id (or what is known of it).
+        key: String,
+        /// Field name.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A schema is malformed or two schemas for the same type disagree.
+    #[error("schema for {model_type:?}: {message}")]
+    Schema {
+        /// Model type name.
+        model_type: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An adapter hook failed.
+    #[error("{action} of {model_type} {key:?} failed: {source}")]
+    Hook {
+        /// create, update or delete.
+        action: crate::diff::Action,
+        /// Model type name.
+        model_type: String,
+        /// Unique id.
+        key: String,
+        /// The adapter's error.
+        #[source]
+        source: HookError,
+    },
+    /// A sync stopped at a failing element (no `CONTINUE_ON_FAILURE`). The report
+    /// tells what was applied before it; the store reflects exactly that.
+    #[error("sync aborted at {model_type} {key:?}: {message}")]
+    SyncAborted {
+        /// Model type name of the failing element.
+        model_type: String,
+        /// Unique id of the failing element.
+        key: String,
+        /// The hook's error message.
+        message: String,
+        /// What happened to every element up to the failure.
+        report: Box<SyncReport>,
+    },
+    /// An adapter failed to load its system.
+    #[error("adapter {adapter:?} failed to load: {source}")]
+    Load {
+        /// Adapter name.
+        adapter: String,
+        /// The cause.
+        #[source]
+        source: HookError,
+    },
+}
+
+/// Shorthand for `Result<T, diffsync::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

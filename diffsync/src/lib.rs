@@ -1,0 +1,150 @@
+//! diffsync compares and synchronizes data systems: a network inventory against
+//! a CMDB, a database against its cloud copies, a cache against its source of truth.
+//!
+//! You describe records as typed [`DiffModel`]s (identifiers, compared
+//! attributes, child types), load each system into an [`Adapter`]'s [`Store`],
+//! and ask for a [`Diff`] (hierarchical, renderable, serializable) or a sync,
+//! which applies creates, updates and deletes through the adapter's hooks and
+//! returns a [`SyncReport`].
+//!
+//! ```
+//! use diffsync::{Adapter, DiffModel, LocalStore};
+//!
+//! #[derive(DiffModel, Clone, Debug, PartialEq)]
+//! #[diffsync(name = "device", children(Interface))]
+//! struct Device {
+//!     #[diffsync(id)] name: String,
+//!     role: String,
+//!     #[diffsync(skip)] db_pk: i64,
+//! }
+//!
+//! #[derive(DiffModel, Clone, Debug, PartialEq)]
+//! #[diffsync(name = "interface", shortname(name))]
+//! struct Interface {
+//!     #[diffsync(id)] device: String,
+//!     #[diffsync(id)] name: String,
+//!     description: String,
+//! }
+//!
+//! struct Inventory { name: &'static str, store: LocalStore }
+//! impl Adapter for Inventory {
+//!     type Store = LocalStore;
+//!     fn name(&self) -> &str { self.name }
+//!     fn store(&self) -> &LocalStore { &self.store }
+//!     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
+//!     fn top_level(&self) -> Vec<&str> { vec!["device"] }
+//! }
+//! impl Inventory {
+//!     fn new(name: &'static str, role: &str, descr: &str) -> Result<Self, diffsync::Error> {
+//!         let mut store = LocalStore::new(name);
+//!         store.add(Device { name: "r1".into(), role: role.into(), db_pk: 0 })?;
+//!         store.add_child("device", "r1", Interface {
+//!             device: "r1".into(), name: "eth0".into(), description: descr.into(),
+//!         })?;
+//!         Ok(Inventory { name, store })
+//!     }
+//! }
+//!
+//! let cmdb = Inventory::new("cmdb", "edge", "uplink")?;
+//! let mut network = Inventory::new("network", "router", "UPLINK")?;
+//! let diff = network.diff_from(&cmdb)?;
+//! assert_eq!(diff.to_string(), "\
+//! device
+//!   device: r1
+//!     role    cmdb(edge)    network(router)
+//!     interface
+//!       interface: eth0
+//!         description    cmdb(uplink)    network(UPLINK)");
+//! network.sync_from(&cmdb)?;
+//! assert!(!network.diff_from(&cmdb)?.has_diffs());
+//! # Ok::<(), diffsync::Error>(())
+//! ```
+//!
+//! # Models
+//! `#[derive(DiffModel)]` reads `#[diffsync(...)]` attributes:
+//! - on the struct: `name = "..."` (the model type name; default: the struct
+//!   name in snake case), `children(TypeA, TypeB)` (child model types, in
+//!   processing order), `shortname(field, ...)`, `flags = EXPR` (default
+//!   [`ModelFlags`]);
+//! - on a field: `id` (an identifier, in unique-id order), `skip` (local-only,
+//!   never compared), `flags` (this instance's [`ModelFlags`]), `compare =
+//!   "unordered"` / `"ignore_case"`, `compare_with = path::to::fn`.
+//!   Any other field is a compared attribute.
+//!
+//! Runtime-defined model types are a [`ModelSchema`] (serde-readable) with
+//! [`DynModel`] values; they work wherever derived models do.
+//!
+//! # Stores and adapters
+//! A [`Store`] keeps models per type in insertion order and the parent →
+//! children links; [`LocalStore`] is the in-memory one. An [`Adapter`] names a
+//! system, declares its top-level model types and implements the
+//! create/update/delete hooks (or the batch hook) that write to the system.
+//!
+//! # Diffs
+//! [`Diff`] is a tree of [`DiffElement`]s: source order, then destination-only
+//! models. [`Diff::summary`] counts create, update, delete, no-change and skip
+//! with the Python library's meanings. It renders as text (`Display`), as JSON
+//! (serde, and it reads back), and as a one-line summary; it can be filtered,
+//! reordered and reversed.
+//!
+//! # Sync
+//! A sync orders the changes (parents first; deletes per
+//! [`ModelFlags::NATURAL_DELETION_ORDER`]), calls the destination's hooks,
+//! applies what succeeded to the destination store and returns a
+//! [`SyncReport`]. A failed parent skips its children. [`DiffFlags`] and
+//! [`Options`] control failures, skips, ordering, dry runs and progress.
+
+mod adapter;
+pub mod diff;
+mod differ;
+mod error;
+mod flags;
+pub mod model;
+mod render;
+pub mod store;
+mod sync;
+
+pub use adapter::Adapter;
+pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, Summary};
+pub use diffsync_derive::DiffModel;
+pub use error::{Error, HookError, Result};
+pub use flags::{DiffFlags, ModelFlags};
+pub use model::{
+    AnyModel, Attrs, DiffModel, DynModel, FieldDef, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind,
+};
+pub use store::{AttrSource, LocalStore, Store};
+pub use sync::{Batch, Change, ElementReport, Options, Outcome, Progress, SkipReason, Stage, SyncReport, Totals};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json::Value;
+    pub use std::borrow::Cow;
+
+    pub use crate::error::Result;
+    pub use crate::flags::ModelFlags;
+    pub use crate::model::{
+        Attrs, Compare, DiffModel, FieldDef, ID_SEPARATOR, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind, cmp,
+        unique_id_of,
+    };
+
+    /// Serializes a field for a diff element; a value that cannot be
+    /// represented as JSON shows as its error text.
+    pub fn to_value<T: serde::Serialize + ?Sized>(v: &T) -> Value {
+        serde_json::to_value(v).unwrap_or_else(|e| Value::String(format!("<unserializable: {e}>")))
+    }
+
+    /// Reads a field from a value, naming the model, key and field on failure.
+    pub fn from_value<T: serde::de::DeserializeOwned>(
+        model_type: &str,
+        key: &str,
+        field: &str,
+        v: &Value,
+    ) -> crate::Result<T> {
+        T::deserialize(v).map_err(|e| crate::Error::InvalidValue {
+            model_type: model_type.to_string(),
+            key: key.to_string(),
+            field: field.to_string(),
+            message: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,701 @@
+//! Models: the schema of a model type, the [`DiffModel`] trait that derived and
+//! runtime-defined models implement, and [`DynModel`], a model described at run time.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::flags::ModelFlags;
+
+/// Named values (identifiers or attributes), in schema order.
+pub type Attrs = IndexMap<String, Value>;
+
+/// The kind of value a field holds, used to check runtime values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueKind {
+    /// A string.
+    String,
+    /// An integer.
+    Integer,
+    /// A floating point number (integers are accepted).
+    Float,
+    /// A boolean.
+    Bool,
+    /// A list.
+    List,
+    /// A map with string keys.
+    Map,
+    /// Anything.
+    #[default]
+    Any,
+}
+
+impl ValueKind {
+    fn accepts(self, v: &Value) -> bool {
+        match self {
+            ValueKind::String => v.is_string(),
+            ValueKind::Integer => v.is_i64() || v.is_u64(),
+            ValueKind::Float => v.is_number(),
+            ValueKind::Bool => v.is_boolean(),
+            ValueKind::List => v.is_array(),
+            ValueKind::Map => v.is_object(),
+            ValueKind::Any => true,
+        }
+    }
+}
+
+/// How an attribute is compared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compare {
+    /// With the type's own equality.
+    #[default]
+    Exact,
+    /// Collections compared as multisets (order ignored).
+    Unordered,
+    /// Strings compared without regard to case.
+    IgnoreCase,
+    /// A user function (derived models only).
+    Custom,
+}
+
+/// One identifier or attribute of a model type.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDef {
+    /// Field name.
+    pub name: Cow<'static, str>,
+    /// Value kind.
+    #[serde(default)]
+    pub kind: ValueKind,
+    /// Whether `null` is allowed.
+    #[serde(default)]
+    pub optional: bool,
+    /// Comparison mode.
+    #[serde(default)]
+    pub compare: Compare,
+}
+
+impl FieldDef {
+    /// A field of the given kind, required, compared exactly.
+    pub const fn new(name: &'static str, kind: ValueKind) -> Self {
+        FieldDef {
+            name: Cow::Borrowed(name),
+            kind,
+            optional: false,
+            compare: Compare::Exact,
+        }
+    }
+}
+
+/// Describes a model type: its name, identifiers, attributes, children and flags.
+///
+/// Derived models have a `'static` schema built by `#[derive(DiffModel)]`;
+/// runtime-defined models share one behind an [`Arc`], e.g. read from JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSchema {
+    /// Model type name, e.g. `"device"`.
+    pub name: Cow<'static, str>,
+    /// Identifier fields, in unique-id order.
+    pub identifiers: Cow<'static, [FieldDef]>,
+    /// Compared attributes, in order.
+    #[serde(default)]
+    pub attributes: Cow<'static, [FieldDef]>,
+    /// Fields that form the shortname (a display key unique among siblings);
+    /// empty means the unique id.
+    #[serde(default)]
+    pub shortname: Cow<'static, [Cow<'static, str>]>,
+    /// Child model type names, in processing order.
+    #[serde(default)]
+    pub children: Cow<'static, [Cow<'static, str>]>,
+    /// Default flags of every model of this type.
+    #[serde(default)]
+    pub flags: ModelFlags,
+}
+
+impl ModelSchema {
+    /// Checks that the schema is usable: a name, at least one identifier, no
+    /// field listed twice, shortname fields that exist.
+    pub fn validate(&self) -> Result<()> {
+        let err = |message: String| Error::Schema {
+            model_type: self.name.to_string(),
+            message,
+        };
+        if self.name.is_empty() {
+            return Err(err("empty model type name".into()));
+        }
+        if self.identifiers.is_empty() {
+            return Err(err("a model type needs at least one identifier".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in self.identifiers.iter().chain(self.attributes.iter()) {
+            if !seen.insert(f.name.as_ref()) {
+                return Err(err(format!("field {:?} is listed twice", f.name)));
+            }
+        }
+        for s in self.shortname.iter() {
+            if !seen.contains(s.as_ref()) {
+                return Err(err(format!("shortname field {s:?} is not a field")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Position of an attribute by name.
+    pub fn attribute_index(&self, name: &str) -> Option<usize> {
+        self.attributes.iter().position(|f| f.name == name)
+    }
+
+    /// Position of a child type by name.
+    pub fn child_index(&self, name: &str) -> Option<usize> {
+        self.children.iter().position(|c| c == name)
+    }
+}
+
+/// A model's schema, either static (derived) or shared (runtime-defined).
+#[derive(Clone, Debug)]
+pub enum SchemaRef {
+    /// Built at compile time.
+    Static(&'static ModelSchema),
+    /// Built at run time.
+    Shared(Arc<ModelSchema>),
+}
+
+impl std::ops::Deref for SchemaRef {
+    type Target = ModelSchema;
+    fn deref(&self) -> &ModelSchema {
+        match self {
+            SchemaRef::Static(s) => s,
+            SchemaRef::Shared(s) => s,
+        }
+    }
+}
+
+/// A value that can be part of a unique id (`a__b`). Implemented for strings,
+/// integers, `bool`, `char` and `Option` of those; implement it for your own key types.
+pub trait IdPart {
+    /// Appends this value's text to a unique id.
+    fn write_id(&self, out: &mut String);
+}
+
+impl IdPart for String {
+    fn write_id(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+impl IdPart for str {
+    fn write_id(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+impl IdPart for Box<str> {
+    fn write_id(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+impl IdPart for Arc<str> {
+    fn write_id(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+impl<T: IdPart + ?Sized> IdPart for &T {
+    fn write_id(&self, out: &mut String) {
+        (**self).write_id(out)
+    }
+}
+impl<T: IdPart> IdPart for Option<T> {
+    fn write_id(&self, out: &mut String) {
+        match self {
+            Some(v) => v.write_id(out),
+            None => out.push_str("None"),
+        }
+    }
+}
+macro_rules! id_part_display {
+    ($($t:ty),*) => {$(
+        impl IdPart for $t {
+            fn write_id(&self, out: &mut String) {
+                use std::fmt::Write;
+                let _ = write!(out, "{self}");
+            }
+        }
+    )*};
+}
+id_part_display!(
+    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, bool, char
+);
+
+impl IdPart for Value {
+    fn write_id(&self, out: &mut String) {
+        match self {
+            Value::String(s) => out.push_str(s),
+            Value::Null => out.push_str("None"),
+            other => {
+                use std::fmt::Write;
+                let _ = write!(out, "{other}");
+            }
+        }
+    }
+}
+
+/// The separator between identifier values in a unique id.
+pub const ID_SEPARATOR: &str = "__";
+
+/// Builds a unique id from identifier values (`a__b`).
+pub fn unique_id_of<I: IdPart>(values: impl IntoIterator<Item = I>) -> String {
+    let mut out = String::new();
+    for (i, v) in values.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(ID_SEPARATOR);
+        }
+        v.write_id(&mut out);
+    }
+    out
+}
+
+/// A typed record that diffsync can store, compare and sync.
+///
+/// Implement it with `#[derive(DiffModel)]`; [`DynModel`] implements it for
+/// models described at run time. Attributes are compared in place with their own
+/// equality (or the per-field override); values only become [`serde_json::Value`]s
+/// when a diff element is built for a change.
+///
+/// ```
+/// use diffsync::DiffModel;
+///
+/// #[derive(DiffModel, Clone, Debug, PartialEq)]
+/// #[diffsync(name = "site")]
+/// struct Site {
+///     #[diffsync(id)]
+///     name: String,
+///     region: String,
+///     #[diffsync(skip)]
+///     db_pk: i64,
+/// }
+///
+/// let a = Site { name: "nyc".into(), region: "east".into(), db_pk: 1 };
+/// let b = Site { name: "nyc".into(), region: "east".into(), db_pk: 2 };
+/// assert_eq!(a.unique_id(), "nyc");
+/// assert!(a.attributes_equal(&b)); // db_pk is local-only
+/// ```
+pub trait DiffModel: Any + Clone + fmt::Debug + Send + Sync {
+    /// The model type's schema.
+    fn schema(&self) -> &ModelSchema;
+    /// The schema as an owned handle (static for derived models).
+    fn schema_ref(&self) -> SchemaRef;
+    /// Appends the unique id (identifier values joined by `__`).
+    fn write_unique_id(&self, out: &mut String);
+    /// The unique id.
+    fn unique_id(&self) -> String {
+        let mut s = String::new();
+        self.write_unique_id(&mut s);
+        s
+    }
+    /// Identifier values by name, in unique-id order.
+    fn identifiers(&self) -> Attrs;
+    /// Attribute values by name, in schema order.
+    fn attributes(&self) -> Attrs;
+    /// One attribute's value, if the model has it.
+    fn attribute(&self, name: &str) -> Option<Value>;
+    /// Whether every attribute compares equal (typed, in place).
+    fn attributes_equal(&self, other: &Self) -> bool;
+    /// Appends the schema indices of attributes that differ from `other`.
+    fn changed_attributes(&self, other: &Self, out: &mut Vec<usize>);
+    /// Copies every attribute from `other` (identifiers and local fields stay).
+    fn copy_attributes_from(&mut self, other: &Self);
+    /// Sets the named attributes from values; names the model does not have are ignored.
+    fn set_attributes(&mut self, attrs: &Attrs) -> Result<()>;
+    /// Builds a model from identifier and attribute values. Local-only fields
+    /// take their `Default`. `schema` is the destination type's schema (used by
+    /// runtime-defined models).
+    fn from_parts(schema: &SchemaRef, identifiers: &Attrs, attributes: &Attrs) -> Result<Self>;
+    /// This instance's flags (the schema's by default).
+    fn flags(&self) -> ModelFlags {
+        self.schema().flags
+    }
+    /// The shortname, if the schema defines one.
+    fn shortname(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A derived model type, whose schema and name are known at compile time.
+pub trait StaticModel: DiffModel {
+    /// The model type name.
+    const NAME: &'static str;
+    /// The schema.
+    fn static_schema() -> &'static ModelSchema;
+}
+
+/// Object-safe view of any [`DiffModel`], for code that handles several model types.
+pub trait AnyModel: Any + fmt::Debug + Send + Sync {
+    /// As [`Any`], to downcast.
+    fn as_any(&self) -> &dyn Any;
+    /// As mutable [`Any`], to downcast.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// The schema.
+    fn schema(&self) -> &ModelSchema;
+    /// The schema handle.
+    fn schema_ref(&self) -> SchemaRef;
+    /// The model type name.
+    fn model_type(&self) -> &str {
+        &self.schema().name
+    }
+    /// The unique id.
+    fn unique_id(&self) -> String;
+    /// Identifier values.
+    fn identifiers(&self) -> Attrs;
+    /// Attribute values.
+    fn attributes(&self) -> Attrs;
+    /// One attribute's value.
+    fn attribute(&self, name: &str) -> Option<Value>;
+    /// Flags.
+    fn flags(&self) -> ModelFlags;
+    /// Shortname.
+    fn shortname(&self) -> Option<String>;
+    /// Sets attributes from values.
+    fn set_attributes(&mut self, attrs: &Attrs) -> Result<()>;
+    /// A boxed clone.
+    fn clone_box(&self) -> Box<dyn AnyModel>;
+    #[doc(hidden)]
+    fn __new_vec(&self) -> crate::store::ErasedVec;
+}
+
+impl<T: DiffModel> AnyModel for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn schema(&self) -> &ModelSchema {
+        DiffModel::schema(self)
+    }
+    fn schema_ref(&self) -> SchemaRef {
+        DiffModel::schema_ref(self)
+    }
+    fn unique_id(&self) -> String {
+        DiffModel::unique_id(self)
+    }
+    fn identifiers(&self) -> Attrs {
+        DiffModel::identifiers(self)
+    }
+    fn attributes(&self) -> Attrs {
+        DiffModel::attributes(self)
+    }
+    fn attribute(&self, name: &str) -> Option<Value> {
+        DiffModel::attribute(self, name)
+    }
+    fn flags(&self) -> ModelFlags {
+        DiffModel::flags(self)
+    }
+    fn shortname(&self) -> Option<String> {
+        DiffModel::shortname(self)
+    }
+    fn set_attributes(&mut self, attrs: &Attrs) -> Result<()> {
+        DiffModel::set_attributes(self, attrs)
+    }
+    fn clone_box(&self) -> Box<dyn AnyModel> {
+        Box::new(self.clone())
+    }
+    fn __new_vec(&self) -> crate::store::ErasedVec {
+        crate::store::__new_vec::<T>()
+    }
+}
+
+impl dyn AnyModel {
+    /// Downcasts to a concrete model type.
+    pub fn downcast_ref<T: DiffModel>(&self) -> Option<&T> {
+        self.as_any().downcast_ref()
+    }
+    /// Downcasts mutably to a concrete model type.
+    pub fn downcast_mut<T: DiffModel>(&mut self) -> Option<&mut T> {
+        self.as_any_mut().downcast_mut()
+    }
+}
+
+/// Comparison helpers used by derived code and [`DynModel`].
+pub mod cmp {
+    use serde_json::Value;
+
+    /// Order-insensitive comparison of two collections (as multisets).
+    pub fn unordered<'a, C, T>(a: &'a C, b: &'a C) -> bool
+    where
+        &'a C: IntoIterator<Item = &'a T>,
+        T: Ord + 'a,
+    {
+        let mut x: Vec<&T> = a.into_iter().collect();
+        let mut y: Vec<&T> = b.into_iter().collect();
+        if x.len() != y.len() {
+            return false;
+        }
+        x.sort_unstable();
+        y.sort_unstable();
+        x == y
+    }
+
+    /// Case-insensitive comparison of strings (also through `Option`).
+    pub fn ignore_case<S: CaseFold + ?Sized>(a: &S, b: &S) -> bool {
+        a.eq_fold(b)
+    }
+
+    /// Strings that can be compared without regard to case.
+    pub trait CaseFold {
+        /// Case-insensitive equality.
+        fn eq_fold(&self, other: &Self) -> bool;
+    }
+    impl CaseFold for str {
+        fn eq_fold(&self, other: &Self) -> bool {
+            self.chars()
+                .flat_map(char::to_lowercase)
+                .eq(other.chars().flat_map(char::to_lowercase))
+        }
+    }
+    impl CaseFold for String {
+        fn eq_fold(&self, other: &Self) -> bool {
+            self.as_str().eq_fold(other.as_str())
+        }
+    }
+    impl<T: CaseFold> CaseFold for Option<T> {
+        fn eq_fold(&self, other: &Self) -> bool {
+            match (self, other) {
+                (Some(a), Some(b)) => a.eq_fold(b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+    }
+
+    /// Compares two runtime values with a comparison mode.
+    pub fn values(mode: super::Compare, a: &Value, b: &Value) -> bool {
+        match (mode, a, b) {
+            (super::Compare::IgnoreCase, Value::String(x), Value::String(y)) => x.eq_fold(y),
+            (super::Compare::Unordered, Value::Array(x), Value::Array(y)) => {
+                if x.len() != y.len() {
+                    return false;
+                }
+                let mut used = vec![false; y.len()];
+                x.iter().all(|v| {
+                    let hit = y.iter().enumerate().find(|(i, w)| !used[*i] && *w == v);
+                    match hit {
+                        Some((i, _)) => {
+                            used[i] = true;
+                            true
+                        }
+                        None => false,
+                    }
+                })
+            }
+            _ => a == b,
+        }
+    }
+}
+
+/// A model whose type is described at run time by a [`ModelSchema`] and whose
+/// values are [`serde_json::Value`]s. It works with the same stores, adapters,
+/// diff and sync as derived models.
+///
+/// ```
+/// use std::sync::Arc;
+/// use diffsync::{DynModel, ModelSchema};
+///
+/// let schema: ModelSchema = serde_json::from_str(r#"{
+///     "name": "device",
+///     "identifiers": [{"name": "name", "kind": "string"}],
+///     "attributes": [{"name": "role", "kind": "string"}]
+/// }"#).unwrap();
+/// let schema = Arc::new(schema);
+/// let dev = DynModel::from_json(&schema, serde_json::json!({"name": "r1", "role": "edge"})).unwrap();
+/// assert_eq!(diffsync::DiffModel::unique_id(&dev), "r1");
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct DynModel {
+    schema: Arc<ModelSchema>,
+    ids: Vec<Value>,
+    attrs: Vec<Value>,
+    flags: ModelFlags,
+}
+
+impl DynModel {
+    /// Builds a model from a JSON object holding its identifiers and attributes.
+    /// Missing attributes are `null` (an error unless optional); other keys are ignored.
+    pub fn from_json(schema: &Arc<ModelSchema>, value: Value) -> Result<Self> {
+        let Value::Object(map) = value else {
+            return Err(Error::InvalidValue {
+                model_type: schema.name.to_string(),
+                key: String::new(),
+                field: String::new(),
+                message: format!("expected a JSON object, got {value}"),
+            });
+        };
+        let attrs: Attrs = map.into_iter().collect();
+        Self::new(schema, &attrs, &attrs)
+    }
+
+    /// Builds a model from identifier and attribute values.
+    pub fn new(schema: &Arc<ModelSchema>, identifiers: &Attrs, attributes: &Attrs) -> Result<Self> {
+        let mut ids = Vec::with_capacity(schema.identifiers.len());
+        for f in schema.identifiers.iter() {
+            let v = identifiers.get(f.name.as_ref()).cloned().unwrap_or(Value::Null);
+            ids.push(v);
+        }
+        let key = unique_id_of(ids.iter());
+        for (f, v) in schema.identifiers.iter().zip(&ids) {
+            check_value(&schema.name, &key, f, v)?;
+        }
+        let mut attrs = Vec::with_capacity(schema.attributes.len());
+        for f in schema.attributes.iter() {
+            let v = attributes.get(f.name.as_ref()).cloned().unwrap_or(Value::Null);
+            check_value(&schema.name, &key, f, &v)?;
+            attrs.push(v);
+        }
+        Ok(DynModel {
+            schema: schema.clone(),
+            ids,
+            attrs,
+            flags: schema.flags,
+        })
+    }
+
+    /// Sets this instance's flags.
+    pub fn with_flags(mut self, flags: ModelFlags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// The shared schema.
+    pub fn shared_schema(&self) -> &Arc<ModelSchema> {
+        &self.schema
+    }
+}
+
+fn check_value(model_type: &str, key: &str, f: &FieldDef, v: &Value) -> Result<()> {
+    if v.is_null() {
+        if f.optional {
+            return Ok(());
+        }
+        return Err(Error::InvalidValue {
+            model_type: model_type.to_string(),
+            key: key.to_string(),
+            field: f.name.to_string(),
+            message: "missing value for a required field".into(),
+        });
+    }
+    if !f.kind.accepts(v) {
+        return Err(Error::InvalidValue {
+            model_type: model_type.to_string(),
+            key: key.to_string(),
+            field: f.name.to_string(),
+            message: format!("expected {:?}, got {v}", f.kind),
+        });
+    }
+    Ok(())
+}
+
+impl DiffModel for DynModel {
+    fn schema(&self) -> &ModelSchema {
+        &self.schema
+    }
+    fn schema_ref(&self) -> SchemaRef {
+        SchemaRef::Shared(self.schema.clone())
+    }
+    fn write_unique_id(&self, out: &mut String) {
+        for (i, v) in self.ids.iter().enumerate() {
+            if i > 0 {
+                out.push_str(ID_SEPARATOR);
+            }
+            v.write_id(out);
+        }
+    }
+    fn identifiers(&self) -> Attrs {
+        self.schema
+            .identifiers
+            .iter()
+            .map(|f| f.name.to_string())
+            .zip(self.ids.iter().cloned())
+            .collect()
+    }
+    fn attributes(&self) -> Attrs {
+        self.schema
+            .attributes
+            .iter()
+            .map(|f| f.name.to_string())
+            .zip(self.attrs.iter().cloned())
+            .collect()
+    }
+    fn attribute(&self, name: &str) -> Option<Value> {
+        self.schema.attribute_index(name).map(|i| self.attrs[i].clone())
+    }
+    fn attributes_equal(&self, other: &Self) -> bool {
+        if !Arc::ptr_eq(&self.schema, &other.schema) && self.schema.attributes != other.schema.attributes {
+            let mut v = Vec::new();
+            self.changed_attributes(other, &mut v);
+            return v.is_empty();
+        }
+        self.schema
+            .attributes
+            .iter()
+            .zip(self.attrs.iter().zip(&other.attrs))
+            .all(|(f, (a, b))| cmp::values(f.compare, a, b))
+    }
+    fn changed_attributes(&self, other: &Self, out: &mut Vec<usize>) {
+        for (i, f) in self.schema.attributes.iter().enumerate() {
+            // Only attributes both sides have are compared (the Python library's rule).
+            let Some(j) = other.schema.attribute_index(&f.name) else {
+                continue;
+            };
+            if !cmp::values(f.compare, &self.attrs[i], &other.attrs[j]) {
+                out.push(i);
+            }
+        }
+    }
+    fn copy_attributes_from(&mut self, other: &Self) {
+        for (i, f) in self.schema.attributes.iter().enumerate() {
+            if let Some(j) = other.schema.attribute_index(&f.name) {
+                self.attrs[i] = other.attrs[j].clone();
+            }
+        }
+    }
+    fn set_attributes(&mut self, attrs: &Attrs) -> Result<()> {
+        let key = DiffModel::unique_id(self);
+        let mut staged = self.attrs.clone();
+        for (name, v) in attrs {
+            if let Some(i) = self.schema.attribute_index(name) {
+                check_value(&self.schema.name, &key, &self.schema.attributes[i], v)?;
+                staged[i] = v.clone();
+            }
+        }
+        self.attrs = staged;
+        Ok(())
+    }
+    fn from_parts(schema: &SchemaRef, identifiers: &Attrs, attributes: &Attrs) -> Result<Self> {
+        let shared = match schema {
+            SchemaRef::Shared(s) => s.clone(),
+            SchemaRef::Static(s) => Arc::new((*s).clone()),
+        };
+        DynModel::new(&shared, identifiers, attributes)
+    }
+    fn flags(&self) -> ModelFlags {
+        self.flags
+    }
+    fn shortname(&self) -> Option<String> {
+        if self.schema.shortname.is_empty() {
+            return None;
+        }
+        let parts = self.schema.shortname.iter().filter_map(|n| {
+            self.schema
+                .identifiers
+                .iter()
+                .position(|f| f.name == *n)
+                .map(|i| &self.ids[i])
+                .or_else(|| self.schema.attribute_index(n).map(|i| &self.attrs[i]))
+        });
+        Some(unique_id_of(parts))
+    }
+}

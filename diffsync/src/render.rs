@@ -1,0 +1,76 @@
+//! Human-readable rendering of a diff: a tree in the spirit of the Python
+//! library's `Diff.str()`, with multi-line strings shown as unified line diffs.
+
+use std::fmt::{self, Write};
+
+use serde_json::Value;
+
+use crate::diff::{Action, Diff, DiffElement};
+
+impl fmt::Display for Diff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        render_level(&mut out, &self.elements, 0, &self.source, &self.dest);
+        if out.is_empty() {
+            return f.write_str("(no diffs)");
+        }
+        f.write_str(out.trim_end_matches('\n'))
+    }
+}
+
+fn render_level(out: &mut String, elements: &[DiffElement], indent: usize, src: &str, dst: &str) {
+    let mut group: Option<&str> = None;
+    for e in elements.iter().filter(|e| e.has_diffs()) {
+        if group != Some(e.model_type.as_str()) {
+            let _ = writeln!(out, "{:indent$}{}", "", e.model_type);
+            group = Some(&e.model_type);
+        }
+        render_element(out, e, indent + 2, src, dst);
+    }
+}
+
+fn render_element(out: &mut String, e: &DiffElement, indent: usize, src: &str, dst: &str) {
+    let _ = write!(out, "{:indent$}{}: {}", "", e.model_type, e.display_name());
+    match e.action {
+        Action::Create => {
+            let _ = write!(out, " MISSING in {dst}");
+        }
+        Action::Delete => {
+            let _ = write!(out, " MISSING in {src}");
+        }
+        Action::Update | Action::NoChange => {}
+    }
+    out.push('\n');
+    let pad = indent + 2;
+    for c in &e.changes {
+        match (c.new.as_str(), c.old.as_str()) {
+            (Some(new), Some(old)) if new.contains('\n') || old.contains('\n') => {
+                let _ = writeln!(out, "{:pad$}{}", "", c.name);
+                let text = similar::TextDiff::from_lines(old, new);
+                let unified = text.unified_diff().context_radius(2).header(dst, src).to_string();
+                for line in unified.lines() {
+                    let _ = writeln!(out, "{:w$}{}", "", line, w = pad + 2);
+                }
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "{:pad$}{}    {src}({})    {dst}({})",
+                    "",
+                    c.name,
+                    show(&c.new),
+                    show(&c.old)
+                );
+            }
+        }
+    }
+    render_level(out, &e.children, pad, src, dst);
+}
+
+/// A value as shown in text: strings bare, everything else as JSON.
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,761 @@
+//! Stores: where an adapter keeps its models. [`Store`] is the trait a store
+//! implements; [`LocalStore`] is the in-memory default.
+//!
+//! A store keeps, per model type, its models in insertion order, an index from
+//! unique id to model, and the parent → children links. Links live in the store,
+//! not in the models, so every store (in memory or networked) persists them.
+
+use std::any::Any;
+use std::hash::BuildHasher;
+
+use hashbrown::{HashMap, HashTable};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::model::{AnyModel, Attrs, DiffModel, IdPart, ModelSchema, SchemaRef, StaticModel, unique_id_of};
+
+/// Where to take new attribute values from when updating a stored model.
+#[derive(Clone, Copy, Debug)]
+pub enum AttrSource<'a> {
+    /// Copy every attribute of this model (typed when it has the same Rust type).
+    Model(&'a dyn AnyModel),
+    /// Set these named values.
+    Values(&'a Attrs),
+}
+
+/// The operations diff and sync need from a store.
+///
+/// Reads go through [`Store::local`], the in-memory image of the store (for
+/// [`LocalStore`], itself); a networked store keeps such an image and writes
+/// every change through to its backend in the three mutating methods.
+pub trait Store: Send + Sync {
+    /// The store's name (for messages).
+    fn name(&self) -> &str;
+    /// The in-memory image used for reads and diffing.
+    fn local(&self) -> &LocalStore;
+    /// Adds a model, as a child of `parent` (type, key) if given.
+    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<()>;
+    /// Replaces the attributes of a stored model; identifiers, local fields and links stay.
+    fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> Result<()>;
+    /// Removes a model; with `remove_children`, its whole subtree too.
+    fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<()>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Link {
+    pub(crate) ty: u32,
+    pub(crate) slot: u32,
+}
+
+/// Per-slot bookkeeping: unique id and its hash (computed once), links, liveness.
+#[derive(Clone, Debug)]
+pub(crate) struct Meta {
+    pub(crate) uid: Box<str>,
+    pub(crate) hash: u64,
+    pub(crate) parent: Option<Link>,
+    /// One list per child type of the schema (empty box for leaf types).
+    pub(crate) children: Box<[Vec<u32>]>,
+    pub(crate) alive: bool,
+}
+
+/// All models of one type.
+pub(crate) struct Table {
+    pub(crate) schema: SchemaRef,
+    pub(crate) meta: Vec<Meta>,
+    index: HashTable<u32>,
+    live: usize,
+    pub(crate) models: Box<dyn ModelVec>,
+    /// Store type index of each schema child type, once known.
+    pub(crate) child_types: Vec<Option<u32>>,
+}
+
+impl Clone for Table {
+    fn clone(&self) -> Self {
+        Table {
+            schema: self.schema.clone(),
+            meta: self.meta.clone(),
+            index: self.index.clone(),
+            live: self.live,
+            models: self.models.clone_box(),
+            child_types: self.child_types.clone(),
+        }
+    }
+}
+
+impl Table {
+    fn new(schema: SchemaRef, models: Box<dyn ModelVec>) -> Self {
+        let n = schema.children.len();
+        Table {
+            schema,
+            meta: Vec::new(),
+            index: HashTable::new(),
+            live: 0,
+            models,
+            child_types: vec![None; n],
+        }
+    }
+
+    pub(crate) fn find_hashed(&self, hash: u64, uid: &str) -> Option<u32> {
+        self.index.find(hash, |&i| &*self.meta[i as usize].uid == uid).copied()
+    }
+
+    /// Live slots in insertion order.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.meta
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.alive)
+            .map(|(i, _)| i as u32)
+    }
+
+    fn push_meta(&mut self, uid: Box<str>, hash: u64, parent: Option<Link>) -> u32 {
+        let slot = self.meta.len() as u32;
+        let children = (0..self.schema.children.len()).map(|_| Vec::new()).collect();
+        self.meta.push(Meta {
+            uid,
+            hash,
+            parent,
+            children,
+            alive: true,
+        });
+        let meta = &self.meta;
+        self.index.insert_unique(hash, slot, |&i| meta[i as usize].hash);
+        self.live += 1;
+        slot
+    }
+}
+
+/// Type-erased storage of one model type's values, in slots.
+pub(crate) trait ModelVec: Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn type_name(&self) -> &'static str;
+    fn get(&self, slot: u32) -> Option<&dyn AnyModel>;
+    fn push_boxed(&mut self, model: Box<dyn AnyModel>, schema: &SchemaRef) -> Result<()>;
+    fn clear(&mut self, slot: u32);
+    fn update_attrs(&mut self, slot: u32, source: AttrSource<'_>) -> Result<()>;
+    /// Whether `self[slot]` (source) and `other[oslot]` (destination) have equal attributes.
+    fn attrs_equal(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> bool;
+    /// Differing attributes as (name, source value, destination value).
+    fn changes(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> Vec<(String, Value, Value)>;
+    fn clone_box(&self) -> Box<dyn ModelVec>;
+    /// A new model of this vector's type from values.
+    fn build(&self, schema: &SchemaRef, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>>;
+}
+
+pub(crate) struct TypedVec<T>(pub(crate) Vec<Option<T>>);
+
+impl<T: DiffModel> TypedVec<T> {
+    pub(crate) fn at(&self, slot: u32) -> Option<&T> {
+        self.0.get(slot as usize).and_then(Option::as_ref)
+    }
+}
+
+impl<T: DiffModel> ModelVec for TypedVec<T> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+    fn get(&self, slot: u32) -> Option<&dyn AnyModel> {
+        self.at(slot).map(|m| m as &dyn AnyModel)
+    }
+    fn push_boxed(&mut self, model: Box<dyn AnyModel>, schema: &SchemaRef) -> Result<()> {
+        let m = to_typed::<T>(model, schema)?;
+        self.0.push(Some(m));
+        Ok(())
+    }
+    fn clear(&mut self, slot: u32) {
+        if let Some(s) = self.0.get_mut(slot as usize) {
+            *s = None;
+        }
+    }
+    fn update_attrs(&mut self, slot: u32, source: AttrSource<'_>) -> Result<()> {
+        let Some(Some(m)) = self.0.get_mut(slot as usize) else {
+            return Ok(());
+        };
+        match source {
+            AttrSource::Model(src) => match src.downcast_ref::<T>() {
+                Some(typed) => {
+                    m.copy_attributes_from(typed);
+                    Ok(())
+                }
+                None => m.set_attributes(&src.attributes()),
+            },
+            AttrSource::Values(values) => m.set_attributes(values),
+        }
+    }
+    fn attrs_equal(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> bool {
+        let (Some(a), Some(b)) = (self.get(slot), other.get(oslot)) else {
+            return false;
+        };
+        match (a.downcast_ref::<T>(), b.downcast_ref::<T>()) {
+            (Some(a), Some(b)) => a.attributes_equal(b),
+            _ => value_changes(a, b).is_empty(),
+        }
+    }
+    fn changes(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> Vec<(String, Value, Value)> {
+        let (Some(a), Some(b)) = (self.get(slot), other.get(oslot)) else {
+            return Vec::new();
+        };
+        match (a.downcast_ref::<T>(), b.downcast_ref::<T>()) {
+            (Some(ta), Some(tb)) => {
+                let mut idx = Vec::new();
+                ta.changed_attributes(tb, &mut idx);
+                let schema = DiffModel::schema(ta);
+                idx.into_iter()
+                    .map(|i| {
+                        let name = schema.attributes[i].name.as_ref();
+                        (
+                            name.to_string(),
+                            ta.attribute(name).unwrap_or(Value::Null),
+                            tb.attribute(name).unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect()
+            }
+            _ => value_changes(a, b),
+        }
+    }
+    fn clone_box(&self) -> Box<dyn ModelVec> {
+        Box::new(TypedVec(self.0.clone()))
+    }
+    fn build(&self, schema: &SchemaRef, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>> {
+        Ok(Box::new(T::from_parts(schema, ids, attrs)?))
+    }
+}
+
+fn to_typed<T: DiffModel>(model: Box<dyn AnyModel>, schema: &SchemaRef) -> Result<T> {
+    if !model.as_any().is::<T>() {
+        // Another Rust type (e.g. a runtime model into a derived store): rebuild from values.
+        return T::from_parts(schema, &model.identifiers(), &model.attributes());
+    }
+    let any: Box<dyn Any> = model;
+    any.downcast::<T>().map(|b| *b).map_err(|_| Error::TypeMismatch {
+        model_type: schema.name.to_string(),
+        stored: std::any::type_name::<T>().into(),
+        requested: "another type".into(),
+    })
+}
+
+/// Changes between two models of different Rust types: only attributes both
+/// sides have are compared, using the source side's comparison mode.
+fn value_changes(src: &dyn AnyModel, dst: &dyn AnyModel) -> Vec<(String, Value, Value)> {
+    let mut out = Vec::new();
+    for f in src.schema().attributes.iter() {
+        let (Some(a), Some(b)) = (src.attribute(&f.name), dst.attribute(&f.name)) else {
+            continue;
+        };
+        if !crate::model::cmp::values(f.compare, &a, &b) {
+            out.push((f.name.to_string(), a, b));
+        }
+    }
+    out
+}
+
+#[doc(hidden)]
+/// Opaque storage for one model type (used when a store meets a type it has not registered).
+pub struct ErasedVec(pub(crate) Box<dyn ModelVec>);
+
+#[doc(hidden)]
+pub fn __new_vec<T: DiffModel>() -> ErasedVec {
+    ErasedVec(Box::new(TypedVec::<T>(Vec::new())))
+}
+
+/// The in-memory store: models per type in insertion order, indexed by unique id,
+/// with parent → children links.
+///
+/// ```
+/// use diffsync::{DiffModel, LocalStore};
+///
+/// #[derive(DiffModel, Clone, Debug, PartialEq)]
+/// #[diffsync(name = "device", children(Interface))]
+/// struct Device { #[diffsync(id)] name: String, role: String }
+///
+/// #[derive(DiffModel, Clone, Debug, PartialEq)]
+/// #[diffsync(name = "interface")]
+/// struct Interface { #[diffsync(id)] device: String, #[diffsync(id)] name: String, mtu: u32 }
+///
+/// let mut store = LocalStore::new("inventory");
+/// store.add(Device { name: "r1".into(), role: "edge".into() })?;
+/// store.add_child("device", "r1", Interface { device: "r1".into(), name: "eth0".into(), mtu: 1500 })?;
+/// assert_eq!(store.get::<Interface>("interface", "r1__eth0")?.mtu, 1500);
+/// assert_eq!(store.children_keys("device", "r1", "interface")?, vec!["r1__eth0"]);
+/// assert!(store.add(Device { name: "r1".into(), role: "core".into() }).is_err());
+/// # Ok::<(), diffsync::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct LocalStore {
+    name: String,
+    hasher: hashbrown::DefaultHashBuilder,
+    pub(crate) tables: Vec<Table>,
+    by_name: HashMap<String, u32>,
+}
+
+impl std::fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut m = f.debug_map();
+        for t in &self.tables {
+            m.entry(&t.schema.name, &t.live);
+        }
+        m.finish()
+    }
+}
+
+impl Default for LocalStore {
+    fn default() -> Self {
+        LocalStore::new("local")
+    }
+}
+
+impl LocalStore {
+    /// An empty store.
+    pub fn new(name: impl Into<String>) -> Self {
+        LocalStore {
+            name: name.into(),
+            hasher: Default::default(),
+            tables: Vec::new(),
+            by_name: HashMap::new(),
+        }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Registers a derived model type, so that syncs can create models of it.
+    /// Registering twice is harmless.
+    pub fn register<T: StaticModel>(&mut self) -> Result<()> {
+        self.ensure_table(
+            SchemaRef::Static(T::static_schema()),
+            || __new_vec::<T>(),
+            std::any::type_name::<T>(),
+        )
+        .map(|_| ())
+    }
+
+    /// Registers a runtime-defined model type.
+    pub fn register_dyn(&mut self, schema: std::sync::Arc<ModelSchema>) -> Result<()> {
+        schema.validate()?;
+        self.ensure_table(
+            SchemaRef::Shared(schema),
+            || __new_vec::<crate::model::DynModel>(),
+            std::any::type_name::<crate::model::DynModel>(),
+        )
+        .map(|_| ())
+    }
+
+    /// Model type names in registration order.
+    pub fn model_types(&self) -> impl Iterator<Item = &str> {
+        self.tables.iter().map(|t| t.schema.name.as_ref())
+    }
+
+    /// The schema of a model type, if known.
+    pub fn schema(&self, model_type: &str) -> Option<&ModelSchema> {
+        self.table_index(model_type).map(|i| &*self.tables[i as usize].schema)
+    }
+
+    pub(crate) fn table_index(&self, model_type: &str) -> Option<u32> {
+        self.by_name.get(model_type).copied()
+    }
+
+    pub(crate) fn hash(&self, uid: &str) -> u64 {
+        self.hasher.hash_one(uid)
+    }
+
+    pub(crate) fn locate(&self, model_type: &str, key: &str) -> Option<(u32, u32)> {
+        let ty = self.table_index(model_type)?;
+        let slot = self.tables[ty as usize].find_hashed(self.hash(key), key)?;
+        Some((ty, slot))
+    }
+
+    fn ensure_table(&mut self, schema: SchemaRef, make: impl FnOnce() -> ErasedVec, rust_type: &str) -> Result<u32> {
+        if let Some(&i) = self.by_name.get(schema.name.as_ref()) {
+            let t = &self.tables[i as usize];
+            if t.models.type_name() != rust_type {
+                return Err(Error::TypeMismatch {
+                    model_type: schema.name.to_string(),
+                    stored: t.models.type_name().into(),
+                    requested: rust_type.into(),
+                });
+            }
+            return Ok(i);
+        }
+        schema.validate()?;
+        let i = self.tables.len() as u32;
+        self.by_name.insert(schema.name.to_string(), i);
+        self.tables.push(Table::new(schema, make().0));
+        // Resolve child links declared by earlier types that name this one.
+        let name = self.tables[i as usize].schema.name.clone();
+        for t in &mut self.tables {
+            for (ci, c) in t.schema.children.iter().enumerate() {
+                if *c == name {
+                    t.child_types[ci] = Some(i);
+                }
+            }
+        }
+        let children: Vec<_> = self.tables[i as usize].schema.children.to_vec();
+        for (ci, c) in children.iter().enumerate() {
+            self.tables[i as usize].child_types[ci] = self.by_name.get(c.as_ref()).copied();
+        }
+        Ok(i)
+    }
+
+    fn not_found(&self, model_type: &str, key: &str) -> Error {
+        Error::NotFound {
+            store: self.name.clone(),
+            model_type: model_type.into(),
+            key: key.into(),
+        }
+    }
+
+    /// Resolves the parent (type, key) and the child-list index for a child of `child_type`.
+    fn parent_link(&self, parent: (&str, &str), child_type: &str) -> Result<(Link, usize)> {
+        let (pt, ps) = self
+            .locate(parent.0, parent.1)
+            .ok_or_else(|| self.not_found(parent.0, parent.1))?;
+        let schema = &self.tables[pt as usize].schema;
+        let ci = schema.child_index(child_type).ok_or_else(|| Error::WrongChildType {
+            parent_type: parent.0.into(),
+            parent_key: parent.1.into(),
+            child_type: child_type.into(),
+            allowed: schema.children.join(", "),
+        })?;
+        Ok((Link { ty: pt, slot: ps }, ci))
+    }
+
+    /// Adds a model at the top level. Adding a model equal to the stored one is a
+    /// no-op; a different model with the same key is an [`Error::AlreadyExists`].
+    pub fn add<T: DiffModel>(&mut self, model: T) -> Result<()> {
+        self.add_typed(model, None)
+    }
+
+    /// Adds a model as a child of the stored model `parent_type`/`parent_key`.
+    /// The parent's type must declare the child's type.
+    pub fn add_child<T: DiffModel>(&mut self, parent_type: &str, parent_key: &str, child: T) -> Result<()> {
+        self.add_typed(child, Some((parent_type, parent_key)))
+    }
+
+    fn add_typed<T: DiffModel>(&mut self, model: T, parent: Option<(&str, &str)>) -> Result<()> {
+        let ty = self.ensure_table(model.schema_ref(), || __new_vec::<T>(), std::any::type_name::<T>())?;
+        let uid = model.unique_id();
+        let link = match parent {
+            Some(p) => Some(self.parent_link(p, &DiffModel::schema(&model).name)?),
+            None => None,
+        };
+        let hash = self.hash(&uid);
+        let table = &mut self.tables[ty as usize];
+        if let Some(slot) = table.find_hashed(hash, &uid) {
+            let same_parent = table.meta[slot as usize].parent == link.map(|l| l.0);
+            let typed = table
+                .models
+                .as_any()
+                .downcast_ref::<TypedVec<T>>()
+                .and_then(|v| v.at(slot));
+            if same_parent && typed.is_some_and(|old| old.attributes_equal(&model)) {
+                return Ok(());
+            }
+            return Err(Error::AlreadyExists {
+                store: self.name.clone(),
+                model_type: table.schema.name.to_string(),
+                key: uid,
+            });
+        }
+        let Some(vec) = table.models.as_any_mut().downcast_mut::<TypedVec<T>>() else {
+            return Err(Error::TypeMismatch {
+                model_type: table.schema.name.to_string(),
+                stored: table.models.type_name().into(),
+                requested: std::any::type_name::<T>().into(),
+            });
+        };
+        vec.0.push(Some(model));
+        let slot = table.push_meta(uid.into_boxed_str(), hash, link.map(|l| l.0));
+        if let Some((l, ci)) = link {
+            self.link(l, ci, ty, slot);
+        }
+        Ok(())
+    }
+
+    fn link(&mut self, parent: Link, ci: usize, child_ty: u32, slot: u32) {
+        let pt = &mut self.tables[parent.ty as usize];
+        pt.child_types[ci] = Some(child_ty);
+        pt.meta[parent.slot as usize].children[ci].push(slot);
+    }
+
+    /// Adds a boxed model of any type (used by sync and by networked stores).
+    pub fn insert_boxed(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<()> {
+        let schema = model.schema_ref();
+        let ty = match self.table_index(&schema.name) {
+            Some(t) => t,
+            None => {
+                let vec = model.__new_vec();
+                let type_name = vec.0.type_name();
+                self.ensure_table(schema, || vec, type_name)?
+            }
+        };
+        let uid = model.unique_id();
+        let link = match parent {
+            Some(p) => Some(self.parent_link(p, model.model_type())?),
+            None => None,
+        };
+        let hash = self.hash(&uid);
+        let table = &mut self.tables[ty as usize];
+        if table.find_hashed(hash, &uid).is_some() {
+            return Err(Error::AlreadyExists {
+                store: self.name.clone(),
+                model_type: table.schema.name.to_string(),
+                key: uid,
+            });
+        }
+        let schema = table.schema.clone();
+        table.models.push_boxed(model, &schema)?;
+        let slot = table.push_meta(uid.into_boxed_str(), hash, link.map(|l| l.0));
+        if let Some((l, ci)) = link {
+            self.link(l, ci, ty, slot);
+        }
+        Ok(())
+    }
+
+    fn typed_vec<T: DiffModel>(&self, ty: u32) -> Result<&TypedVec<T>> {
+        let t = &self.tables[ty as usize];
+        t.models
+            .as_any()
+            .downcast_ref::<TypedVec<T>>()
+            .ok_or_else(|| Error::TypeMismatch {
+                model_type: t.schema.name.to_string(),
+                stored: t.models.type_name().into(),
+                requested: std::any::type_name::<T>().into(),
+            })
+    }
+
+    /// The model of type `model_type` with unique id `key`.
+    pub fn get<T: DiffModel>(&self, model_type: &str, key: &str) -> Result<&T> {
+        let (ty, slot) = self
+            .locate(model_type, key)
+            .ok_or_else(|| self.not_found(model_type, key))?;
+        self.typed_vec::<T>(ty)?
+            .at(slot)
+            .ok_or_else(|| self.not_found(model_type, key))
+    }
+
+    /// Like [`get`](Self::get), but `None` when absent.
+    pub fn get_opt<T: DiffModel>(&self, model_type: &str, key: &str) -> Result<Option<&T>> {
+        match self.locate(model_type, key) {
+            None => Ok(None),
+            Some((ty, slot)) => Ok(self.typed_vec::<T>(ty)?.at(slot)),
+        }
+    }
+
+    /// The model with these identifier values (in identifier order).
+    pub fn get_by_identifiers<T: DiffModel, I: IdPart>(
+        &self,
+        model_type: &str,
+        ids: impl IntoIterator<Item = I>,
+    ) -> Result<&T> {
+        self.get(model_type, &unique_id_of(ids))
+    }
+
+    /// A model of any type, type-erased.
+    pub fn get_dyn(&self, model_type: &str, key: &str) -> Result<&dyn AnyModel> {
+        let (ty, slot) = self
+            .locate(model_type, key)
+            .ok_or_else(|| self.not_found(model_type, key))?;
+        self.tables[ty as usize]
+            .models
+            .get(slot)
+            .ok_or_else(|| self.not_found(model_type, key))
+    }
+
+    /// Every model of a type, in insertion order (none if the type is unknown).
+    pub fn get_all<T: DiffModel>(&self, model_type: &str) -> Result<impl Iterator<Item = &T>> {
+        let found = match self.table_index(model_type) {
+            Some(ty) => Some((&self.tables[ty as usize], self.typed_vec::<T>(ty)?)),
+            None => None,
+        };
+        Ok(found
+            .into_iter()
+            .flat_map(|(t, v)| t.slots().filter_map(move |s| v.at(s))))
+    }
+
+    /// Every model of a type, type-erased, in insertion order.
+    pub fn get_all_dyn(&self, model_type: &str) -> impl Iterator<Item = &dyn AnyModel> {
+        let table = self.table_index(model_type).map(|ty| &self.tables[ty as usize]);
+        table
+            .into_iter()
+            .flat_map(|t| t.slots().filter_map(move |s| t.models.get(s)))
+    }
+
+    /// The models with these keys, in the order of `keys`; any missing key is an error.
+    pub fn get_by_keys<T: DiffModel, K: AsRef<str>>(&self, model_type: &str, keys: &[K]) -> Result<Vec<&T>> {
+        keys.iter().map(|k| self.get::<T>(model_type, k.as_ref())).collect()
+    }
+
+    /// Unique ids of a model's children of one type, in insertion order.
+    pub fn children_keys(&self, model_type: &str, key: &str, child_type: &str) -> Result<Vec<&str>> {
+        let (ty, slot) = self
+            .locate(model_type, key)
+            .ok_or_else(|| self.not_found(model_type, key))?;
+        let t = &self.tables[ty as usize];
+        let ci = t.schema.child_index(child_type).ok_or_else(|| Error::WrongChildType {
+            parent_type: model_type.into(),
+            parent_key: key.into(),
+            child_type: child_type.into(),
+            allowed: t.schema.children.join(", "),
+        })?;
+        let Some(cty) = t.child_types[ci] else {
+            return Ok(Vec::new());
+        };
+        let ct = &self.tables[cty as usize];
+        Ok(t.meta[slot as usize].children[ci]
+            .iter()
+            .map(|&c| &*ct.meta[c as usize].uid)
+            .collect())
+    }
+
+    /// The parent (type, key) of a model, if it was added as a child.
+    pub fn parent_of(&self, model_type: &str, key: &str) -> Result<Option<(&str, &str)>> {
+        let (ty, slot) = self
+            .locate(model_type, key)
+            .ok_or_else(|| self.not_found(model_type, key))?;
+        Ok(self.tables[ty as usize].meta[slot as usize].parent.map(|l| {
+            let pt = &self.tables[l.ty as usize];
+            (pt.schema.name.as_ref(), &*pt.meta[l.slot as usize].uid)
+        }))
+    }
+
+    /// Replaces a stored model (links stay), or adds it at the top level if absent.
+    pub fn update<T: DiffModel>(&mut self, model: T) -> Result<()> {
+        let uid = model.unique_id();
+        match self.locate(&DiffModel::schema(&model).name, &uid) {
+            None => self.add(model),
+            Some((ty, slot)) => {
+                let t = &mut self.tables[ty as usize];
+                let stored = t.models.type_name();
+                let vec = t
+                    .models
+                    .as_any_mut()
+                    .downcast_mut::<TypedVec<T>>()
+                    .ok_or_else(|| Error::TypeMismatch {
+                        model_type: uid.clone(),
+                        stored: stored.into(),
+                        requested: std::any::type_name::<T>().into(),
+                    })?;
+                vec.0[slot as usize] = Some(model);
+                Ok(())
+            }
+        }
+    }
+
+    /// Returns the stored model with `model`'s key, or adds `model`; `true` if added.
+    pub fn get_or_instantiate<T: DiffModel>(&mut self, model: T) -> Result<(&T, bool)> {
+        let uid = model.unique_id();
+        let name = DiffModel::schema(&model).name.to_string();
+        let created = self.locate(&name, &uid).is_none();
+        if created {
+            self.add(model)?;
+        }
+        Ok((self.get(&name, &uid)?, created))
+    }
+
+    /// Like [`get_or_instantiate`](Self::get_or_instantiate), but an existing model
+    /// takes `model`'s attributes; `true` if added.
+    pub fn update_or_instantiate<T: DiffModel>(&mut self, model: T) -> Result<(&T, bool)> {
+        let uid = model.unique_id();
+        let name = DiffModel::schema(&model).name.to_string();
+        let created = match self.locate(&name, &uid) {
+            None => {
+                self.add(model)?;
+                true
+            }
+            Some(_) => {
+                self.update_attributes(&name, &uid, AttrSource::Model(&model))?;
+                false
+            }
+        };
+        Ok((self.get(&name, &uid)?, created))
+    }
+
+    /// Number of models of one type.
+    pub fn count(&self, model_type: &str) -> usize {
+        self.table_index(model_type).map_or(0, |t| self.tables[t as usize].live)
+    }
+
+    /// Number of models of all types.
+    pub fn count_all(&self) -> usize {
+        self.tables.iter().map(|t| t.live).sum()
+    }
+
+    /// Replaces a model's attributes in place.
+    pub fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> Result<()> {
+        let (ty, slot) = self
+            .locate(model_type, key)
+            .ok_or_else(|| self.not_found(model_type, key))?;
+        self.tables[ty as usize].models.update_attrs(slot, source)
+    }
+
+    /// Removes a model. Its children are removed with it when `remove_children`
+    /// is set; otherwise they stay, unlinked, at the top level.
+    pub fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<()> {
+        let (ty, slot) = self
+            .locate(model_type, key)
+            .ok_or_else(|| self.not_found(model_type, key))?;
+        if let Some(p) = self.tables[ty as usize].meta[slot as usize].parent {
+            let pt = &mut self.tables[p.ty as usize];
+            let ci = pt.child_types.iter().position(|c| *c == Some(ty));
+            if let Some(ci) = ci {
+                pt.meta[p.slot as usize].children[ci].retain(|&s| s != slot);
+            }
+        }
+        self.drop_slot(ty, slot, remove_children);
+        Ok(())
+    }
+
+    fn drop_slot(&mut self, ty: u32, slot: u32, remove_children: bool) {
+        let t = &mut self.tables[ty as usize];
+        let meta = &mut t.meta[slot as usize];
+        let children = std::mem::take(&mut meta.children);
+        meta.alive = false;
+        let hash = meta.hash;
+        let uid = std::mem::take(&mut meta.uid);
+        if let Ok(e) = t.index.find_entry(hash, |&i| i == slot) {
+            e.remove();
+        }
+        drop(uid);
+        t.models.clear(slot);
+        t.live -= 1;
+        let child_types = t.child_types.clone();
+        for (ci, list) in children.iter().enumerate() {
+            let Some(cty) = child_types[ci] else { continue };
+            for &c in list {
+                if remove_children {
+                    self.drop_slot(cty, c, true);
+                } else {
+                    self.tables[cty as usize].meta[c as usize].parent = None;
+                }
+            }
+        }
+    }
+}
+
+impl Store for LocalStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn local(&self) -> &LocalStore {
+        self
+    }
+    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<()> {
+        self.insert_boxed(model, parent)
+    }
+    fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> Result<()> {
+        LocalStore::update_attributes(self, model_type, key, source)
+    }
+    fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<()> {
+        LocalStore::remove(self, model_type, key, remove_children)
+    }
+}
