@@ -63,7 +63,10 @@ pub fn struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> StructAttrs {
     for attr in attrs.iter().filter(|a| a.path().is_ident("diffsync")) {
         let r = attr.parse_nested_meta(|meta| {
             let Some(key) = meta.path.get_ident().cloned() else {
-                errors.at(meta.path.span(), format!("unknown diffsync attribute; supported: {}", supported(STRUCT_KEYS)));
+                errors.at(
+                    meta.path.span(),
+                    format!("unknown diffsync attribute; supported: {}", supported(STRUCT_KEYS)),
+                );
                 return skip_value(&meta);
             };
             match key.to_string().as_str() {
@@ -79,15 +82,15 @@ pub fn struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> StructAttrs {
                 "children" => {
                     let content;
                     syn::parenthesized!(content in meta.input);
-                    let list = content.parse_terminated(syn::Type::parse, Token![,])?;
+                    let list = content.parse_terminated(ChildItem::parse, Token![,])?;
                     if once(errors, &mut seen, &key) {
-                        for ty in list {
-                            match ty {
-                                syn::Type::Path(p) if p.qself.is_none() && !has_generics(&p.path) => out.children.push(p.path),
-                                other => errors.at(
-                                    other.span(),
-                                    "children expects model types like `children(Interface)`, not a collection or a string",
-                                ),
+                        for item in list {
+                            match item {
+                                ChildItem::Type(syn::Type::Path(p)) if p.qself.is_none() && !has_generics(&p.path) => {
+                                    out.children.push(p.path)
+                                }
+                                ChildItem::Type(other) => errors.at(other.span(), CHILDREN_HELP),
+                                ChildItem::Str(lit) => errors.at(lit.span(), CHILDREN_HELP),
                             }
                         }
                     }
@@ -107,7 +110,10 @@ pub fn struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> StructAttrs {
                 other => {
                     errors.at(
                         key.span(),
-                        format!("unknown diffsync attribute `{other}` on a struct; supported: {}", supported(STRUCT_KEYS)),
+                        format!(
+                            "unknown diffsync attribute `{other}` on a struct; supported: {}",
+                            supported(STRUCT_KEYS)
+                        ),
                     );
                     return skip_value(&meta);
                 }
@@ -122,6 +128,24 @@ pub fn struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> StructAttrs {
 }
 
 use syn::parse::Parse;
+
+const CHILDREN_HELP: &str = "children expects model types like `children(Interface)`, not a collection or a string";
+
+/// One entry of `children(...)`: a type, or a string (rejected with a hint).
+enum ChildItem {
+    Type(syn::Type),
+    Str(LitStr),
+}
+
+impl Parse for ChildItem {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(LitStr) {
+            input.parse().map(ChildItem::Str)
+        } else {
+            input.parse().map(ChildItem::Type)
+        }
+    }
+}
 
 fn has_generics(p: &Path) -> bool {
     p.segments.iter().any(|s| !s.arguments.is_empty())

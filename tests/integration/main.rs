@@ -1,1 +1,11 @@
+//! Integration tests for diffsync, in one binary (link time matters on 2 cores).
 
+mod compare;
+mod dynamic;
+mod flags;
+mod laws;
+mod render;
+mod store;
+mod sync;
+mod ui;
+mod worked_example;

@@ -1,1 +1,249 @@
-//! x
+//! Shared fixtures for the integration tests: a site → device → interface
+//! inventory and an adapter that records its hook calls and can be told to fail.
+
+use std::collections::HashSet;
+
+use diffsync::{Adapter, Batch, Change, DiffModel, HookError, LocalStore, ModelFlags};
+use serde::{Deserialize, Serialize};
+
+/// A site.
+#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[diffsync(name = "site", children(Device))]
+pub struct Site {
+    /// Site name.
+    #[diffsync(id)]
+    pub name: String,
+    /// Region.
+    pub region: String,
+}
+
+/// A device.
+#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[diffsync(name = "device", children(Interface))]
+pub struct Device {
+    /// Device name.
+    #[diffsync(id)]
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Serial number.
+    pub serial: Option<String>,
+    /// Local-only database key.
+    #[diffsync(skip)]
+    pub db_pk: i64,
+    /// Per-instance flags.
+    #[diffsync(flags)]
+    pub flags: ModelFlags,
+}
+
+/// An interface.
+#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[diffsync(name = "interface", shortname(name))]
+pub struct Interface {
+    /// Owning device.
+    #[diffsync(id)]
+    pub device_name: String,
+    /// Interface name.
+    #[diffsync(id)]
+    pub name: String,
+    /// Description (may be multi-line).
+    pub description: String,
+    /// MTU.
+    pub mtu: u32,
+}
+
+/// One interface: (name, description, mtu).
+pub type IntfSpec<'a> = (&'a str, &'a str, u32);
+/// One device: (name, role, serial, interfaces).
+pub type DevSpec<'a> = (&'a str, &'a str, Option<&'a str>, &'a [IntfSpec<'a>]);
+/// One site: (name, region, devices).
+pub type SiteSpec<'a> = (&'a str, &'a str, &'a [DevSpec<'a>]);
+
+/// An adapter over a [`LocalStore`] that logs hook calls and fails on request.
+#[derive(Clone, Debug)]
+pub struct Inventory {
+    /// Adapter name.
+    pub name: String,
+    /// The store.
+    pub store: LocalStore,
+    /// Hook calls, e.g. `create interface nyc-r1__eth2 {"description":"new","mtu":1500}`.
+    pub log: Vec<String>,
+    /// (model type, key) pairs whose hooks fail.
+    pub fail: HashSet<(String, String)>,
+    /// How often `sync_complete` ran.
+    pub completed: usize,
+    /// When set, `apply_batch` fails as a whole (like a rolled-back transaction).
+    pub fail_batch: bool,
+}
+
+impl Inventory {
+    /// An empty inventory.
+    pub fn empty(name: &str) -> Self {
+        let mut store = LocalStore::new(name);
+        store.register::<Site>().expect("fresh store");
+        store.register::<Device>().expect("fresh store");
+        store.register::<Interface>().expect("fresh store");
+        Inventory {
+            name: name.into(),
+            store,
+            log: Vec::new(),
+            fail: HashSet::new(),
+            completed: 0,
+            fail_batch: false,
+        }
+    }
+
+    /// An inventory holding `sites`.
+    pub fn new(name: &str, sites: &[SiteSpec<'_>]) -> Self {
+        let mut inv = Inventory::empty(name);
+        for (site, region, devices) in sites {
+            inv.store
+                .add(Site {
+                    name: site.to_string(),
+                    region: region.to_string(),
+                })
+                .expect("unique site");
+            for (dev, role, serial, intfs) in devices.iter() {
+                inv.store
+                    .add_child(
+                        "site",
+                        site,
+                        Device {
+                            name: dev.to_string(),
+                            role: role.to_string(),
+                            serial: serial.map(str::to_string),
+                            db_pk: 0,
+                            flags: ModelFlags::empty(),
+                        },
+                    )
+                    .expect("unique device");
+                for (intf, descr, mtu) in intfs.iter() {
+                    inv.store
+                        .add_child(
+                            "device",
+                            dev,
+                            Interface {
+                                device_name: dev.to_string(),
+                                name: intf.to_string(),
+                                description: descr.to_string(),
+                                mtu: *mtu,
+                            },
+                        )
+                        .expect("unique interface");
+                }
+            }
+        }
+        inv
+    }
+
+    /// Makes the hooks of one model fail.
+    pub fn fail_on(mut self, model_type: &str, key: &str) -> Self {
+        self.fail.insert((model_type.into(), key.into()));
+        self
+    }
+
+    fn record(&mut self, verb: &str, change: &Change<'_>) -> Result<(), HookError> {
+        let attrs = serde_json::to_string(&change.attrs).unwrap_or_default();
+        let line = if change.attrs.is_empty() {
+            format!("{verb} {} {}", change.model_type(), change.key())
+        } else {
+            format!("{verb} {} {} {attrs}", change.model_type(), change.key())
+        };
+        self.log.push(line);
+        if self
+            .fail
+            .contains(&(change.model_type().to_string(), change.key().to_string()))
+        {
+            return Err(format!("{} {} refused by backend", change.model_type(), change.key()).into());
+        }
+        Ok(())
+    }
+}
+
+impl Adapter for Inventory {
+    type Store = LocalStore;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
+    fn top_level(&self) -> Vec<&str> {
+        vec!["site"]
+    }
+    fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        self.record("create", change)?;
+        if let Some(dev) = change.new_model_mut::<Device>() {
+            dev.db_pk = 1000;
+        }
+        Ok(())
+    }
+    fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        self.record("update", change)
+    }
+    fn delete(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        self.record("delete", change)
+    }
+    fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
+        if self.fail_batch {
+            return Err("transaction rolled back".into());
+        }
+        batch.apply_each(self);
+        Ok(())
+    }
+    fn sync_complete(&mut self, _diff: &diffsync::Diff, _report: &diffsync::SyncReport) -> Result<(), HookError> {
+        self.completed += 1;
+        Ok(())
+    }
+}
+
+/// System A of the Python library's worked example.
+pub fn sys_a() -> Inventory {
+    Inventory::new(
+        "sys-a",
+        &[
+            (
+                "nyc",
+                "east",
+                &[(
+                    "nyc-r1",
+                    "router",
+                    Some("A1"),
+                    &[("eth0", "uplink", 1500), ("eth1", "to-sw", 1500)],
+                )],
+            ),
+            (
+                "sfo",
+                "west",
+                &[("sfo-r1", "router", None, &[("eth0", "uplink", 1500)])],
+            ),
+        ],
+    )
+}
+
+/// System B of the Python library's worked example.
+pub fn sys_b() -> Inventory {
+    Inventory::new(
+        "sys-b",
+        &[
+            (
+                "nyc",
+                "east",
+                &[(
+                    "nyc-r1",
+                    "edge",
+                    Some("A1"),
+                    &[("eth0", "UPLINK", 1500), ("eth2", "new", 1500)],
+                )],
+            ),
+            (
+                "lax",
+                "west",
+                &[("lax-r1", "router", None, &[("eth0", "uplink", 1500)])],
+            ),
+        ],
+    )
+}

@@ -1,0 +1,210 @@
+//! Global and model flags, with the Python library's meanings.
+
+use diffsync::{Adapter, DiffFlags, ModelFlags, Options, Summary};
+use diffsync_tests::{Device, Interface, Inventory, Site, sys_a, sys_b};
+
+fn summary(target: &Inventory, source: &Inventory, flags: DiffFlags) -> Summary {
+    target
+        .diff_from_with(source, &mut Options::new().flags(flags))
+        .unwrap()
+        .summary()
+}
+
+fn set_device_flags(inv: &mut Inventory, name: &str, flags: ModelFlags) {
+    let mut dev: Device = inv.store.get::<Device>("device", name).unwrap().clone();
+    dev.flags = flags;
+    inv.store.update(dev).unwrap();
+}
+
+#[test]
+fn skip_unmatched_src_counts_each_skipped_root_once() {
+    let s = summary(&sys_a(), &sys_b(), DiffFlags::SKIP_UNMATCHED_SRC);
+    assert_eq!((s.create, s.update, s.delete, s.skip), (0, 2, 4, 2));
+}
+
+#[test]
+fn skip_unmatched_dst_keeps_destination_only_models() {
+    let source = sys_b();
+    let mut target = sys_a();
+    let flags = DiffFlags::SKIP_UNMATCHED_DST;
+    let s = summary(&target, &source, flags);
+    assert_eq!((s.create, s.update, s.delete, s.skip), (4, 2, 0, 2));
+    target
+        .sync_from_with(&source, &mut Options::new().flags(flags))
+        .unwrap();
+    assert!(target.store.get_opt::<Site>("site", "sfo").unwrap().is_some());
+    assert!(target.log.iter().all(|l| !l.starts_with("delete")));
+}
+
+#[test]
+fn skip_unmatched_both_only_updates() {
+    let s = summary(&sys_a(), &sys_b(), DiffFlags::SKIP_UNMATCHED_BOTH);
+    assert_eq!((s.create, s.update, s.delete, s.no_change, s.skip), (0, 2, 0, 1, 4));
+}
+
+#[test]
+fn ignore_on_destination_instance_hides_its_subtree() {
+    let mut target = sys_a();
+    set_device_flags(&mut target, "nyc-r1", ModelFlags::IGNORE);
+    let s = summary(&target, &sys_b(), DiffFlags::empty());
+    assert_eq!(
+        s,
+        Summary {
+            create: 3,
+            update: 0,
+            delete: 3,
+            no_change: 1,
+            skip: 1
+        }
+    );
+}
+
+#[test]
+fn model_skip_unmatched_dst_keeps_that_model() {
+    let source = sys_b();
+    let mut target = sys_a();
+    // A destination-only device under a surviving site, flagged per instance.
+    target
+        .store
+        .add_child(
+            "site",
+            "nyc",
+            Device {
+                name: "nyc-old".into(),
+                role: "spare".into(),
+                serial: None,
+                db_pk: 7,
+                flags: ModelFlags::SKIP_UNMATCHED_DST,
+            },
+        )
+        .unwrap();
+    target
+        .store
+        .add_child(
+            "device",
+            "nyc-old",
+            Interface {
+                device_name: "nyc-old".into(),
+                name: "eth0".into(),
+                description: "spare".into(),
+                mtu: 1500,
+            },
+        )
+        .unwrap();
+    let s = summary(&target, &source, DiffFlags::empty());
+    assert_eq!((s.delete, s.skip), (4, 1));
+    target.sync_from(&source).unwrap();
+    assert_eq!(target.store.get::<Device>("device", "nyc-old").unwrap().db_pk, 7);
+    assert_eq!(
+        target.store.children_keys("device", "nyc-old", "interface").unwrap(),
+        ["nyc-old__eth0"]
+    );
+    assert!(!target.log.iter().any(|l| l.contains("nyc-old")));
+}
+
+#[test]
+fn default_deletion_order_is_parent_first() {
+    let mut target = sys_a();
+    target.sync_from(&sys_b()).unwrap();
+    let deletes: Vec<_> = target
+        .log
+        .iter()
+        .filter(|l| l.starts_with("delete") && l.contains("sfo"))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            "delete site sfo",
+            "delete device sfo-r1",
+            "delete interface sfo-r1__eth0"
+        ]
+    );
+}
+
+#[test]
+fn natural_deletion_order_deletes_children_first() {
+    let mut target = sys_a();
+    set_device_flags(&mut target, "sfo-r1", ModelFlags::NATURAL_DELETION_ORDER);
+    target.sync_from(&sys_b()).unwrap();
+    let deletes: Vec<_> = target
+        .log
+        .iter()
+        .filter(|l| l.starts_with("delete") && l.contains("sfo"))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            "delete site sfo",
+            "delete interface sfo-r1__eth0",
+            "delete device sfo-r1"
+        ]
+    );
+    assert_eq!(target.store.count("interface"), 3);
+}
+
+#[test]
+fn natural_deletion_order_skips_parent_when_a_child_fails() {
+    let mut target = sys_a().fail_on("interface", "sfo-r1__eth0");
+    set_device_flags(&mut target, "sfo-r1", ModelFlags::NATURAL_DELETION_ORDER);
+    let report = target
+        .sync_from_with(&sys_b(), &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        .unwrap();
+    assert!(!target.log.contains(&"delete device sfo-r1".to_string()));
+    let dev = report.elements.iter().find(|e| e.key == "sfo-r1").unwrap();
+    assert_eq!(
+        dev.outcome,
+        diffsync::Outcome::Skipped(diffsync::SkipReason::DependencyFailed)
+    );
+}
+
+#[test]
+fn skip_children_on_delete_calls_only_the_parent_hook() {
+    let mut target = sys_a();
+    set_device_flags(&mut target, "nyc-r1", ModelFlags::SKIP_CHILDREN_ON_DELETE);
+    let source = Inventory::new(
+        "src",
+        &[
+            ("nyc", "east", &[]),
+            (
+                "sfo",
+                "west",
+                &[("sfo-r1", "router", None, &[("eth0", "uplink", 1500)])],
+            ),
+        ],
+    );
+    target.sync_from(&source).unwrap();
+    assert_eq!(target.log, ["delete device nyc-r1"]);
+    assert_eq!(target.store.count("interface"), 1);
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+}
+
+#[test]
+fn type_level_flags_come_from_the_schema() {
+    #[derive(diffsync::DiffModel, Clone, Debug, PartialEq)]
+    #[diffsync(name = "vlan", flags(SKIP_UNMATCHED_DST))]
+    struct Vlan {
+        #[diffsync(id)]
+        vid: u16,
+        name: String,
+    }
+    let v = Vlan {
+        vid: 10,
+        name: "users".into(),
+    };
+    assert_eq!(diffsync::DiffModel::flags(&v), ModelFlags::SKIP_UNMATCHED_DST);
+}
+
+#[test]
+fn log_unchanged_records_keeps_unchanged_elements() {
+    let a = sys_b();
+    let b = sys_b();
+    let plain = a.diff_from(&b).unwrap();
+    assert!(plain.elements.is_empty());
+    let kept = a
+        .diff_from_with(&b, &mut Options::new().flags(DiffFlags::LOG_UNCHANGED_RECORDS))
+        .unwrap();
+    assert_eq!(kept.iter().count(), 7);
+    assert_eq!(kept.summary(), plain.summary());
+    assert!(!kept.has_diffs());
+    assert_eq!(kept.to_string(), "(no diffs)");
+}

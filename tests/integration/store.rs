@@ -1,0 +1,181 @@
+//! LocalStore: keys, links, errors.
+
+use diffsync::{DiffModel, Error, LocalStore, ModelFlags, Store};
+use diffsync_tests::{Device, Interface, Site, sys_a};
+
+fn dev(name: &str, role: &str) -> Device {
+    Device {
+        name: name.into(),
+        role: role.into(),
+        serial: None,
+        db_pk: 0,
+        flags: ModelFlags::empty(),
+    }
+}
+
+fn intf(dev: &str, name: &str) -> Interface {
+    Interface {
+        device_name: dev.into(),
+        name: name.into(),
+        description: String::new(),
+        mtu: 1500,
+    }
+}
+
+#[test]
+fn add_of_a_different_model_with_the_same_key_names_type_and_key() {
+    let mut s = LocalStore::new("inv");
+    s.add(dev("r1", "edge")).unwrap();
+    s.add(dev("r1", "edge")).unwrap(); // equal: no-op
+    let err = s.add(dev("r1", "core")).unwrap_err();
+    assert!(matches!(&err, Error::AlreadyExists { model_type, key, .. } if model_type == "device" && key == "r1"));
+    assert_eq!(err.to_string(), r#"device "r1" already exists in store "inv""#);
+    assert_eq!(s.get::<Device>("device", "r1").unwrap().role, "edge");
+}
+
+#[test]
+fn get_by_key_identifiers_and_keys_in_order() {
+    let s = sys_a().store;
+    let i: &Interface = s.get_by_identifiers("interface", ["nyc-r1", "eth1"]).unwrap();
+    assert_eq!(i.description, "to-sw");
+    let got: Vec<_> = s
+        .get_by_keys::<Interface, _>("interface", &["sfo-r1__eth0", "nyc-r1__eth0"])
+        .unwrap()
+        .into_iter()
+        .map(|i| i.unique_id())
+        .collect();
+    assert_eq!(got, ["sfo-r1__eth0", "nyc-r1__eth0"]);
+    let err = s
+        .get_by_keys::<Interface, _>("interface", &["nyc-r1__eth0", "nope"])
+        .unwrap_err();
+    assert_eq!(err.to_string(), r#"interface "nope" not found in store "sys-a""#);
+}
+
+#[test]
+fn get_all_keeps_insertion_order_and_unknown_type_is_empty() {
+    let s = sys_a().store;
+    let names: Vec<_> = s
+        .get_all::<Interface>("interface")
+        .unwrap()
+        .map(|i| i.unique_id())
+        .collect();
+    assert_eq!(names, ["nyc-r1__eth0", "nyc-r1__eth1", "sfo-r1__eth0"]);
+    assert_eq!(s.get_all::<Site>("nothing").unwrap().count(), 0);
+    assert_eq!(
+        s.get_all_dyn("site").map(|m| m.unique_id()).collect::<Vec<_>>(),
+        ["nyc", "sfo"]
+    );
+}
+
+#[test]
+fn wrong_rust_type_is_a_type_mismatch() {
+    let s = sys_a().store;
+    let err = s.get::<Site>("device", "nyc-r1").unwrap_err();
+    assert!(
+        matches!(err, Error::TypeMismatch { ref model_type, .. } if model_type == "device"),
+        "{err}"
+    );
+}
+
+#[test]
+fn counts_per_type_and_total() {
+    let s = sys_a().store;
+    assert_eq!((s.count("site"), s.count("device"), s.count("interface")), (2, 2, 3));
+    assert_eq!(s.count_all(), 7);
+    assert_eq!(s.count("nothing"), 0);
+    assert_eq!(s.model_types().collect::<Vec<_>>(), ["site", "device", "interface"]);
+}
+
+#[test]
+fn child_links_are_kept_by_the_store() {
+    let s = sys_a().store;
+    assert_eq!(s.children_keys("site", "nyc", "device").unwrap(), ["nyc-r1"]);
+    assert_eq!(
+        s.parent_of("interface", "nyc-r1__eth1").unwrap(),
+        Some(("device", "nyc-r1"))
+    );
+    assert_eq!(s.parent_of("site", "nyc").unwrap(), None);
+}
+
+#[test]
+fn child_of_undeclared_type_or_missing_parent_is_an_error() {
+    let mut s = LocalStore::new("inv");
+    s.add(Site {
+        name: "nyc".into(),
+        region: "east".into(),
+    })
+    .unwrap();
+    let err = s.add_child("site", "nyc", intf("r1", "eth0")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"site "nyc" cannot have children of type "interface"; declared child types: [device]"#
+    );
+    let err = s.add_child("device", "r9", intf("r9", "eth0")).unwrap_err();
+    assert_eq!(err.to_string(), r#"device "r9" not found in store "inv""#);
+    assert_eq!(s.count("interface"), 0, "nothing half-added");
+}
+
+#[test]
+fn update_replaces_a_model_and_keeps_its_links() {
+    let mut s = sys_a().store;
+    s.update(dev("nyc-r1", "spine")).unwrap();
+    assert_eq!(s.get::<Device>("device", "nyc-r1").unwrap().role, "spine");
+    assert_eq!(s.children_keys("device", "nyc-r1", "interface").unwrap().len(), 2);
+    s.update(dev("new", "leaf")).unwrap();
+    assert_eq!(s.count("device"), 3);
+}
+
+#[test]
+fn remove_with_and_without_children() {
+    let mut s = sys_a().store;
+    s.remove("device", "nyc-r1", false).unwrap();
+    assert_eq!(s.count("interface"), 3);
+    assert_eq!(s.parent_of("interface", "nyc-r1__eth0").unwrap(), None);
+    assert!(s.children_keys("site", "nyc", "device").unwrap().is_empty());
+    Store::remove(&mut s, "site", "sfo", true).unwrap();
+    assert_eq!((s.count("site"), s.count("device"), s.count("interface")), (1, 0, 2));
+    let err = s.remove("site", "sfo", true).unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }));
+    // A removed key can be added again.
+    s.add(Site {
+        name: "sfo".into(),
+        region: "west".into(),
+    })
+    .unwrap();
+    assert_eq!(
+        s.get_all::<Site>("site")
+            .unwrap()
+            .map(|m| m.name.clone())
+            .collect::<Vec<_>>(),
+        ["nyc", "sfo"]
+    );
+}
+
+#[test]
+fn get_or_instantiate_and_update_or_instantiate() {
+    let mut s = LocalStore::new("inv");
+    let (d, created) = s.get_or_instantiate(dev("r1", "edge")).unwrap();
+    assert!(created);
+    assert_eq!(d.role, "edge");
+    let (d, created) = s.get_or_instantiate(dev("r1", "core")).unwrap();
+    assert!(!created);
+    assert_eq!(d.role, "edge", "existing model wins, attributes ignored");
+    let mut with_pk = dev("r1", "core");
+    with_pk.db_pk = 99;
+    let (d, created) = s.update_or_instantiate(with_pk).unwrap();
+    assert!(!created);
+    assert_eq!(
+        (d.role.as_str(), d.db_pk),
+        ("core", 0),
+        "attributes copied, local fields kept"
+    );
+}
+
+#[test]
+fn a_cloned_store_is_independent() {
+    let a = sys_a().store;
+    let mut b = a.clone();
+    b.remove("site", "nyc", true).unwrap();
+    assert_eq!(a.count_all(), 7);
+    assert_eq!(b.count_all(), 3);
+}

@@ -1,0 +1,187 @@
+//! Sync behaviour: failures, aborts, dry runs, batches, loaded and reversed diffs.
+
+use diffsync::{Action, Adapter, Diff, DiffFlags, Error, Options, Outcome, Progress, SkipReason, Stage};
+use diffsync_tests::{Device, Inventory, Site, sys_a, sys_b};
+
+#[test]
+fn continue_on_failure_skips_children_of_a_failed_parent() {
+    let source = sys_b();
+    let mut target = sys_a().fail_on("device", "lax-r1");
+    let report = target
+        .sync_from_with(&source, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        .unwrap();
+    let t = report.totals();
+    assert_eq!((t.applied, t.failed, t.skipped), (8, 1, 1));
+    let intf = report.elements.iter().find(|e| e.key == "lax-r1__eth0").unwrap();
+    assert_eq!(intf.outcome, Outcome::Skipped(SkipReason::DependencyFailed));
+    let failed: Vec<_> = report.failures().map(|e| e.key.as_str()).collect();
+    assert_eq!(failed, ["lax-r1"]);
+    assert!(target.store.get_opt::<Site>("site", "lax").unwrap().is_some());
+    assert!(target.store.get_opt::<Device>("device", "lax-r1").unwrap().is_none());
+    assert_eq!(target.completed, 1);
+    // What failed shows up again in the next diff.
+    let s = target.diff_from(&source).unwrap().summary();
+    assert_eq!((s.create, s.update, s.delete), (2, 0, 0));
+}
+
+#[test]
+fn failure_without_continue_aborts_and_store_reflects_only_applied_changes() {
+    let source = sys_b();
+    let mut target = sys_a().fail_on("site", "lax");
+    let err = target.sync_from(&source).unwrap_err();
+    let Error::SyncAborted {
+        model_type,
+        key,
+        message,
+        report,
+    } = err
+    else {
+        panic!("expected SyncAborted, got {err}");
+    };
+    assert_eq!((model_type.as_str(), key.as_str()), ("site", "lax"));
+    assert!(message.contains("refused by backend"), "{message}");
+    let t = report.totals();
+    assert_eq!((t.applied, t.failed, t.skipped), (4, 1, 5));
+    assert!(
+        report.elements[5..]
+            .iter()
+            .all(|e| e.outcome == Outcome::Skipped(SkipReason::Aborted))
+    );
+    // Applied before the failure: in the store. After it: not.
+    assert!(
+        target
+            .store
+            .get_opt::<diffsync_tests::Interface>("interface", "nyc-r1__eth2")
+            .unwrap()
+            .is_some()
+    );
+    assert!(target.store.get_opt::<Site>("site", "sfo").unwrap().is_some());
+    assert_eq!(target.completed, 0);
+}
+
+#[test]
+fn failing_batch_leaves_store_untouched() {
+    let source = sys_b();
+    let mut target = sys_a();
+    target.fail_batch = true;
+    let before = target.diff_from(&source).unwrap();
+    let err = target.sync_from(&source).unwrap_err();
+    assert!(matches!(err, Error::SyncAborted { .. }), "{err}");
+    assert!(err.to_string().contains("transaction rolled back"), "{err}");
+    assert_eq!(target.diff_from(&source).unwrap(), before);
+}
+
+#[test]
+fn dry_run_calls_no_hook_and_changes_nothing() {
+    let source = sys_b();
+    let mut target = sys_a();
+    let before = target.diff_from(&source).unwrap();
+    let report = target
+        .sync_from_with(&source, &mut Options::new().dry_run(true))
+        .unwrap();
+    assert!(report.dry_run);
+    assert_eq!(report.totals().planned, 10);
+    assert!(target.log.is_empty());
+    assert_eq!(target.completed, 0);
+    assert_eq!(target.diff_from(&source).unwrap(), before);
+}
+
+#[test]
+fn a_diff_saved_as_json_syncs_later_without_the_source() {
+    let source = sys_b();
+    let json = serde_json::to_string(&sys_a().diff_from(&source).unwrap()).unwrap();
+    let loaded: Diff = serde_json::from_str(&json).unwrap();
+    let mut target = sys_a();
+    let report = target.sync_diff(&loaded, &mut Options::new()).unwrap();
+    assert!(report.is_success());
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+}
+
+#[test]
+fn reversed_diff_undoes_a_sync() {
+    let source = sys_b();
+    let original = sys_a();
+    let mut target = original.clone();
+    let diff = target.diff_from(&source).unwrap();
+    target.sync_diff_from(&source, &diff, &mut Options::new()).unwrap();
+    target.sync_diff(&diff.reversed(), &mut Options::new()).unwrap();
+    let back = target.diff_from(&original).unwrap();
+    assert!(!back.has_diffs(), "{back}");
+}
+
+#[test]
+fn filtered_diff_keeps_parents_needed_by_kept_children() {
+    let source = sys_b();
+    let mut target = sys_a();
+    let diff = target.diff_from(&source).unwrap().only_types(&["interface"]);
+    target.sync_diff_from(&source, &diff, &mut Options::new()).unwrap();
+    assert_eq!(
+        target.log,
+        [
+            r#"update interface nyc-r1__eth0 {"description":"UPLINK"}"#,
+            r#"create interface nyc-r1__eth2 {"description":"new","mtu":1500}"#,
+            "delete interface nyc-r1__eth1",
+            "delete interface sfo-r1__eth0",
+        ]
+    );
+    // The site and device whose deletes were filtered out are still there.
+    assert!(target.store.get_opt::<Device>("device", "sfo-r1").unwrap().is_some());
+}
+
+#[test]
+fn filter_by_action_and_predicate() {
+    let diff = sys_a().diff_from(&sys_b()).unwrap();
+    let updates = diff.only_actions(&[Action::Update]);
+    let s = updates.summary();
+    assert_eq!((s.create, s.update, s.delete), (0, 2, 0));
+    let none = diff.filtered(|e| e.model_type == "nothing");
+    assert!(!none.has_diffs());
+}
+
+#[test]
+fn progress_reports_both_stages() {
+    let source = sys_b();
+    let mut target = sys_a();
+    let mut events: Vec<Progress> = Vec::new();
+    let mut cb = |p: Progress| events.push(p);
+    target
+        .sync_from_with(&source, &mut Options::new().progress(&mut cb))
+        .unwrap();
+    let diff_last = events.iter().filter(|p| p.stage == Stage::Diff).next_back().unwrap();
+    assert_eq!((diff_last.current, diff_last.total), (14, 14));
+    let sync: Vec<_> = events
+        .iter()
+        .filter(|p| p.stage == Stage::Sync)
+        .map(|p| (p.current, p.total))
+        .collect();
+    assert_eq!(sync, (1..=10).map(|i| (i, 10)).collect::<Vec<_>>());
+}
+
+#[test]
+fn sync_to_syncs_the_other_way() {
+    let source = sys_b();
+    let mut target = sys_a();
+    source.sync_to(&mut target).unwrap();
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+}
+
+#[test]
+fn sync_into_an_empty_adapter_creates_everything() {
+    let source = sys_b();
+    let mut target = Inventory::empty("empty");
+    let report = target.sync_from(&source).unwrap();
+    assert_eq!(report.totals().applied, 7);
+    assert_eq!(target.store.count_all(), 7);
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+}
+
+#[test]
+fn loaded_diff_into_a_store_without_the_type_is_an_error_and_changes_nothing() {
+    let diff = sys_a().diff_from(&sys_b()).unwrap();
+    let mut target = sys_a();
+    target.store = diffsync::LocalStore::new("bare");
+    let err = target.sync_diff(&diff, &mut Options::new()).unwrap_err();
+    assert!(err.to_string().contains("not registered"), "{err}");
+    assert!(err.to_string().contains("nyc-r1__eth2"), "{err}");
+    assert!(target.log.is_empty());
+}

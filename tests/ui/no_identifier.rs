@@ -1,0 +1,8 @@
+use diffsync::DiffModel;
+
+#[derive(DiffModel, Clone, Debug)]
+struct Site {
+    name: String,
+}
+
+fn main() {}
