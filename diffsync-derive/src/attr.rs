@@ -86,10 +86,12 @@ pub fn struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> StructAttrs {
                     if once(errors, &mut seen, &key) {
                         for item in list {
                             match item {
-                                ChildItem::Type(syn::Type::Path(p)) if p.qself.is_none() && !has_generics(&p.path) => {
-                                    out.children.push(p.path)
-                                }
-                                ChildItem::Type(other) => errors.at(other.span(), CHILDREN_HELP),
+                                ChildItem::Type(ty) => match *ty {
+                                    syn::Type::Path(p) if p.qself.is_none() && !has_generics(&p.path) => {
+                                        out.children.push(p.path)
+                                    }
+                                    other => errors.at(other.span(), CHILDREN_HELP),
+                                },
                                 ChildItem::Str(lit) => errors.at(lit.span(), CHILDREN_HELP),
                             }
                         }
@@ -133,7 +135,7 @@ const CHILDREN_HELP: &str = "children expects model types like `children(Interfa
 
 /// One entry of `children(...)`: a type, or a string (rejected with a hint).
 enum ChildItem {
-    Type(syn::Type),
+    Type(Box<syn::Type>),
     Str(LitStr),
 }
 
@@ -142,7 +144,7 @@ impl Parse for ChildItem {
         if input.peek(LitStr) {
             input.parse().map(ChildItem::Str)
         } else {
-            input.parse().map(ChildItem::Type)
+            input.parse().map(|t| ChildItem::Type(Box::new(t)))
         }
     }
 }

@@ -55,6 +55,8 @@ impl Ctx<'_, '_> {
 }
 
 /// Result of comparing one pair (or one-sided model).
+// Moved straight into the parent's Vec; boxing would cost an allocation per element.
+#[allow(clippy::large_enum_variant)]
 enum PairOutcome {
     /// Equal, with no changes below: this many models compared, nothing kept.
     Unchanged(usize),
@@ -170,7 +172,7 @@ fn diff_lists(
         }
     ];
     for (i, &s) in s_slots.iter().enumerate() {
-        let uid = &*st.map_or("", |t| &t.meta[s as usize].uid);
+        let uid: &str = st.map_or("", |t| &t.meta[s as usize].uid);
         let found = match dt {
             None => None,
             Some(dt) if small => {

@@ -344,7 +344,7 @@ impl LocalStore {
         schema.validate()?;
         self.ensure_table(
             SchemaRef::Shared(schema),
-            || __new_vec::<crate::model::DynModel>(),
+            __new_vec::<crate::model::DynModel>,
             std::any::type_name::<crate::model::DynModel>(),
         )
         .map(|_| ())
@@ -442,7 +442,7 @@ impl LocalStore {
     }
 
     fn add_typed<T: DiffModel>(&mut self, model: T, parent: Option<(&str, &str)>) -> Result<()> {
-        let ty = self.ensure_table(model.schema_ref(), || __new_vec::<T>(), std::any::type_name::<T>())?;
+        let ty = self.ensure_table(model.schema_ref(), __new_vec::<T>, std::any::type_name::<T>())?;
         let uid = model.unique_id();
         let link = match parent {
             Some(p) => Some(self.parent_link(p, &DiffModel::schema(&model).name)?),

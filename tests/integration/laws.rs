@@ -49,7 +49,7 @@ fn inventory_data() -> impl Strategy<Value = Vec<SiteData>> {
 }
 
 fn build(name: &str, data: &[SiteData]) -> Inventory {
-    let intfs: Vec<Vec<Vec<(&str, &str, u32)>>> = data
+    let intfs: Vec<Vec<Vec<diffsync_tests::IntfSpec<'_>>>> = data
         .iter()
         .map(|(_, _, devs)| {
             devs.iter()

@@ -147,7 +147,7 @@ fn progress_reports_both_stages() {
     target
         .sync_from_with(&source, &mut Options::new().progress(&mut cb))
         .unwrap();
-    let diff_last = events.iter().filter(|p| p.stage == Stage::Diff).next_back().unwrap();
+    let diff_last = events.iter().rfind(|p| p.stage == Stage::Diff).unwrap();
     assert_eq!((diff_last.current, diff_last.total), (14, 14));
     let sync: Vec<_> = events
         .iter()
