@@ -47,7 +47,12 @@ fn render_element(out: &mut String, e: &DiffElement, indent: usize, src: &str, d
             (Some(new), Some(old)) if new.contains('\n') || old.contains('\n') => {
                 let _ = writeln!(out, "{:pad$}{}", "", c.name);
                 let text = similar::TextDiff::from_lines(old, new);
-                let unified = text.unified_diff().context_radius(2).header(dst, src).to_string();
+                let unified = text
+                    .unified_diff()
+                    .context_radius(2)
+                    .missing_newline_hint(false)
+                    .header(dst, src)
+                    .to_string();
                 for line in unified.lines() {
                     let _ = writeln!(out, "{:w$}{}", "", line, w = pad + 2);
                 }

@@ -1,0 +1,241 @@
+//! Benchmark program for the shared inventory workload (`../shared/bench`).
+//!
+//! Loads `source.json` and `target.json` into two adapters of derived models,
+//! then times `target.diff_from(&source)`, the summary, `target.sync_from(&source)`
+//! and a verifying re-diff, and prints ONE JSON line with the same stage names
+//! and meanings as the Python baseline (`py_diffsync_bench.py`).
+//!
+//! Run: `cargo run --release -p diffsync-examples --example bench -- --data-dir DIR`
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use diffsync::{Adapter, DiffModel, LocalStore, Summary};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(DiffModel, Clone, Debug, PartialEq)]
+#[diffsync(name = "site", children(Device))]
+struct Site {
+    #[diffsync(id)]
+    name: String,
+    region: String,
+    status: String,
+}
+
+#[derive(DiffModel, Clone, Debug, PartialEq)]
+#[diffsync(name = "device", children(Interface))]
+struct Device {
+    #[diffsync(id)]
+    site: String,
+    #[diffsync(id)]
+    name: String,
+    role: String,
+    model: String,
+    serial: String,
+    status: String,
+}
+
+#[derive(DiffModel, Clone, Debug, PartialEq, Deserialize)]
+#[diffsync(name = "interface")]
+struct Interface {
+    #[diffsync(id)]
+    site: String,
+    #[diffsync(id)]
+    device: String,
+    #[diffsync(id)]
+    name: String,
+    description: String,
+    mtu: i64,
+    enabled: bool,
+    mode: String,
+}
+
+#[derive(Deserialize)]
+struct File {
+    site: Vec<SiteRec>,
+}
+
+#[derive(Deserialize)]
+struct SiteRec {
+    name: String,
+    region: String,
+    status: String,
+    devices: Vec<DeviceRec>,
+}
+
+#[derive(Deserialize)]
+struct DeviceRec {
+    site: String,
+    name: String,
+    role: String,
+    model: String,
+    serial: String,
+    status: String,
+    interfaces: Vec<Interface>,
+}
+
+struct Inventory {
+    name: &'static str,
+    store: LocalStore,
+}
+
+impl Adapter for Inventory {
+    type Store = LocalStore;
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
+    fn top_level(&self) -> Vec<&str> {
+        vec!["site"]
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn parse(path: &Path) -> Result<File, BoxError> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+fn build(name: &'static str, file: File) -> Result<Inventory, BoxError> {
+    let mut store = LocalStore::new(name);
+    let mut device_key = String::new();
+    for s in file.site {
+        let site = s.name.clone();
+        store.add(Site {
+            name: s.name,
+            region: s.region,
+            status: s.status,
+        })?;
+        for d in s.devices {
+            device_key.clear();
+            device_key.push_str(&d.site);
+            device_key.push_str("__");
+            device_key.push_str(&d.name);
+            store.add_child(
+                "site",
+                &site,
+                Device {
+                    site: d.site,
+                    name: d.name,
+                    role: d.role,
+                    model: d.model,
+                    serial: d.serial,
+                    status: d.status,
+                },
+            )?;
+            for i in d.interfaces {
+                store.add_child("device", &device_key, i)?;
+            }
+        }
+    }
+    Ok(Inventory { name, store })
+}
+
+fn status_kib(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kib / 1024.0 * 10.0).round() / 10.0)
+}
+
+fn summary_json(s: &Summary) -> serde_json::Value {
+    json!({"create": s.create, "update": s.update, "delete": s.delete, "no-change": s.no_change, "skip": s.skip})
+}
+
+fn round4(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10_000.0
+}
+
+fn main() -> Result<(), BoxError> {
+    let mut args = std::env::args().skip(1);
+    let mut data_dir: Option<PathBuf> = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--data-dir" => data_dir = args.next().map(PathBuf::from),
+            "-h" | "--help" => {
+                println!("usage: bench --data-dir DIR   (DIR holds source.json, target.json, meta.json)");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument {other:?}; see --help").into()),
+        }
+    }
+    let dir = data_dir.ok_or("missing --data-dir DIR")?;
+    let meta: Option<serde_json::Value> = std::fs::read(dir.join("meta.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+
+    let start = Instant::now();
+    // The two sides are independent: parse them in parallel, then build them in parallel.
+    let t = Instant::now();
+    let (src_file, dst_file) = rayon::join(|| parse(&dir.join("source.json")), || parse(&dir.join("target.json")));
+    let (src_file, dst_file) = (src_file?, dst_file?);
+    let parse_t = t.elapsed();
+    let t = Instant::now();
+    let (source, target) = rayon::join(|| build("source", src_file), || build("target", dst_file));
+    let (source, mut target) = (source?, target?);
+    let build_t = t.elapsed();
+    let rss_after_load = status_kib("VmRSS:");
+    let target_models = target.store.count_all();
+
+    let t = Instant::now();
+    let diff = target.diff_from(&source)?;
+    let diff_t = t.elapsed();
+
+    let t = Instant::now();
+    let summary = diff.summary();
+    let summary_t = t.elapsed();
+    let rss_after_diff = status_kib("VmRSS:");
+    drop(diff);
+
+    let t = Instant::now();
+    let report = target.sync_from(&source)?;
+    let sync_t = t.elapsed();
+
+    let t = Instant::now();
+    let again = target.diff_from(&source)?;
+    let verify_t = t.elapsed();
+    let counts_match = ["site", "device", "interface"]
+        .iter()
+        .all(|ty| target.store.count(ty) == source.store.count(ty));
+    let verified = !again.has_diffs() && report.is_success() && counts_match;
+    let total_t = start.elapsed();
+
+    let expected = meta
+        .as_ref()
+        .and_then(|m| m.get("expected_summary_target_diff_from_source"))
+        .cloned();
+    let got = summary_json(&summary);
+    let out = json!({
+        "impl": "rust-diffsync",
+        "n_models": meta.as_ref().and_then(|m| m["params"]["models"].as_u64()).unwrap_or(source.store.count_all() as u64),
+        "data_dir": dir.display().to_string(),
+        "source_models": source.store.count_all(),
+        "target_models": target_models,
+        "parse_s": round4(parse_t),
+        "build_s": round4(build_t),
+        "load_s": round4(parse_t + build_t),
+        "diff_s": round4(diff_t),
+        "summary_s": round4(summary_t),
+        "sync_s": round4(sync_t),
+        "verify_s": round4(verify_t),
+        "total_s": round4(total_t),
+        "summary": got,
+        "expected_summary": expected,
+        "summary_matches_expected": expected.as_ref().map(|e| *e == got),
+        "verify_no_diffs": verified,
+        "sync_applied": report.totals().applied,
+        "peak_rss_mib": status_kib("VmHWM:"),
+        "rss_after_load_mib": rss_after_load,
+        "rss_after_diff_mib": rss_after_diff,
+        "threads": rayon::current_num_threads(),
+    });
+    println!("{out}");
+    Ok(())
+}
