@@ -94,6 +94,8 @@
 //! [`SyncReport`]. A failed parent skips its children. [`DiffFlags`] and
 //! [`Options`] control failures, skips, ordering, dry runs and progress.
 
+extern crate self as diffsync;
+
 mod adapter;
 pub mod diff;
 mod differ;
@@ -148,3 +150,8 @@ pub mod __private {
         })
     }
 }
+
+/// The README's code blocks, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
