@@ -394,3 +394,101 @@ impl Diff {
         format!("{} \u{2192} {}: {}", self.source, self.dest, self.summary())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(ty: &str, key: &str, action: Action, children: Vec<DiffElement>) -> DiffElement {
+        DiffElement {
+            model_type: ty.into(),
+            key: key.into(),
+            shortname: None,
+            identifiers: Attrs::new(),
+            action,
+            source_attrs: (action != Action::Delete).then(Attrs::new),
+            dest_attrs: (action != Action::Create).then(Attrs::new),
+            changes: Vec::new(),
+            unchanged_descendants: 0,
+            children,
+        }
+    }
+
+    fn sample() -> Diff {
+        Diff {
+            source: "a".into(),
+            dest: "b".into(),
+            elements: vec![
+                el(
+                    "site",
+                    "new",
+                    Action::Create,
+                    vec![el("device", "d1", Action::Create, vec![])],
+                ),
+                el(
+                    "site",
+                    "old",
+                    Action::Delete,
+                    vec![el("device", "d2", Action::Delete, vec![])],
+                ),
+                DiffElement {
+                    unchanged_descendants: 5,
+                    ..el(
+                        "site",
+                        "same",
+                        Action::NoChange,
+                        vec![el("device", "d3", Action::Update, vec![])],
+                    )
+                },
+            ],
+            unchanged: 2,
+            skipped: 1,
+        }
+    }
+
+    #[test]
+    fn summary_counts_kept_and_unmaterialized_elements() {
+        let s = sample().summary();
+        assert_eq!(
+            (s.create, s.update, s.delete, s.no_change, s.skip),
+            (2, 1, 2, 1 + 5 + 2, 1)
+        );
+        assert_eq!(sample().len(), 13);
+    }
+
+    #[test]
+    fn retain_drops_rejected_creates_and_demotes_rejected_deletes() {
+        let d = sample().only_types(&["device"]);
+        let keys: Vec<_> = d.iter().map(|(e, depth)| (e.key.as_str(), e.action, depth)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("old", Action::NoChange, 0),
+                ("d2", Action::Delete, 1),
+                ("same", Action::NoChange, 0),
+                ("d3", Action::Update, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn reversing_twice_is_identity_and_swaps_actions() {
+        let d = sample();
+        let r = d.reversed();
+        assert_eq!((r.source.as_str(), r.dest.as_str()), ("b", "a"));
+        assert_eq!(r.elements[0].action, Action::Delete);
+        assert_eq!(r.elements[1].children[0].action, Action::Create);
+        assert_eq!(r.reversed(), d);
+    }
+
+    #[test]
+    fn order_sorts_only_the_named_type() {
+        let mut d = sample();
+        d.order("site", &ChildOrder::ByKey);
+        let keys: Vec<_> = d.elements.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["new", "old", "same"]);
+        d.order("site", &ChildOrder::Custom(Arc::new(|a, b| b.key.cmp(&a.key))));
+        let keys: Vec<_> = d.elements.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["same", "old", "new"]);
+    }
+}

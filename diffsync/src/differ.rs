@@ -364,3 +364,87 @@ fn child_list<'a>(t: Option<&'a Table>, slot: Option<u32>, name: &str) -> Option
     let list = &t.meta[slot? as usize].children[ci];
     Some((t.child_types[ci], list.as_slice()))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Adapter, DiffModel, LocalStore};
+
+    #[derive(DiffModel, Clone, Debug, PartialEq)]
+    #[diffsync(name = "switch", children(Port))]
+    struct Switch {
+        #[diffsync(id)]
+        name: String,
+    }
+
+    #[derive(DiffModel, Clone, Debug, PartialEq)]
+    #[diffsync(name = "port", shortname(label))]
+    struct Port {
+        #[diffsync(id)]
+        switch: String,
+        #[diffsync(id)]
+        n: u32,
+        label: String,
+    }
+
+    struct A(LocalStore);
+    impl Adapter for A {
+        type Store = LocalStore;
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn store(&self) -> &LocalStore {
+            &self.0
+        }
+        fn store_mut(&mut self) -> &mut LocalStore {
+            &mut self.0
+        }
+        fn top_level(&self) -> Vec<&str> {
+            vec!["switch"]
+        }
+    }
+
+    fn switch(name: &str, ports: impl Iterator<Item = u32>, label: impl Fn(u32) -> String) -> A {
+        let mut s = LocalStore::new(name);
+        s.add(Switch { name: "sw".into() }).unwrap();
+        for n in ports {
+            let p = Port {
+                switch: "sw".into(),
+                n,
+                label: label(n),
+            };
+            s.add_child("switch", "sw", p).unwrap();
+        }
+        A(s)
+    }
+
+    #[test]
+    fn large_sibling_lists_match_through_the_index_in_any_order() {
+        // 200 children (> SCAN_LIMIT), reversed order on one side, some changed.
+        let src = switch("src", 0..200, |n| format!("p{n}"));
+        let dst = switch("dst", (50..250).rev(), |n| {
+            if n % 10 == 0 { format!("x{n}") } else { format!("p{n}") }
+        });
+        let s = dst.diff_from(&src).unwrap().summary();
+        assert_eq!((s.create, s.delete), (50, 50));
+        assert_eq!(s.update, (50..200).filter(|n| n % 10 == 0).count());
+        assert_eq!(s.no_change, 1 + 150 - s.update);
+    }
+
+    #[test]
+    fn small_sibling_lists_match_out_of_order() {
+        let src = switch("src", 0..5, |n| format!("p{n}"));
+        let dst = switch("dst", (0..5).rev(), |n| format!("p{n}"));
+        assert!(!dst.diff_from(&src).unwrap().has_diffs());
+    }
+
+    #[test]
+    fn shortname_collision_names_type_and_both_keys() {
+        let src = switch("src", 0..3, |n| if n == 0 { "same".into() } else { format!("p{n}") });
+        let dst = switch("dst", 1..4, |_| "same".into());
+        let err = dst.diff_from(&src).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"port shortname "same" is shared by "sw__0" and "sw__3""#
+        );
+    }
+}

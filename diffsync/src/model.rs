@@ -699,3 +699,73 @@ impl DiffModel for DynModel {
         Some(unique_id_of(parts))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unique_id_joins_identifier_text() {
+        assert_eq!(unique_id_of(["a", "b"]), "a__b");
+        assert_eq!(unique_id_of([json!("r1"), json!(7), json!(null)]), "r1__7__None");
+        let mut s = String::new();
+        Some(3u8).write_id(&mut s);
+        None::<u8>.write_id(&mut s);
+        assert_eq!(s, "3None");
+    }
+
+    #[test]
+    fn comparison_helpers() {
+        assert!(cmp::unordered(&vec![3, 1, 2], &vec![1, 2, 3]));
+        assert!(!cmp::unordered(&vec![1, 1, 2], &vec![1, 2, 2]));
+        assert!(cmp::ignore_case("ÉCOLE", "école"));
+        assert!(!cmp::ignore_case("eth0", "eth1"));
+        assert!(cmp::ignore_case(&Some("ABC".to_string()), &Some("abc".to_string())));
+        assert!(!cmp::ignore_case(&Some("a".to_string()), &None));
+        assert!(cmp::values(Compare::Unordered, &json!([1, 2, 2]), &json!([2, 1, 2])));
+        assert!(!cmp::values(Compare::Unordered, &json!([1, 1, 2]), &json!([2, 1, 2])));
+        assert!(cmp::values(Compare::IgnoreCase, &json!("Eth0"), &json!("eth0")));
+        assert!(!cmp::values(Compare::Exact, &json!("Eth0"), &json!("eth0")));
+    }
+
+    #[test]
+    fn schema_validation_names_the_problem() {
+        let mut s = ModelSchema {
+            name: "vlan".into(),
+            identifiers: vec![FieldDef::new("vid", ValueKind::Integer)].into(),
+            attributes: vec![FieldDef::new("name", ValueKind::String)].into(),
+            shortname: vec!["label".into()].into(),
+            children: Cow::Borrowed(&[]),
+            flags: ModelFlags::empty(),
+        };
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("shortname field \"label\"")
+        );
+        s.shortname = vec!["name".into()].into();
+        s.validate().unwrap();
+        s.name = "".into();
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn dyn_model_shortname_and_flags() {
+        let schema: ModelSchema = serde_json::from_value(json!({
+            "name": "interface", "shortname": ["name"], "flags": "IGNORE",
+            "identifiers": [{"name": "device"}, {"name": "name"}],
+        }))
+        .unwrap();
+        let schema = Arc::new(schema);
+        let m = DynModel::from_json(&schema, json!({"device": "r1", "name": "eth0"})).unwrap();
+        assert_eq!(DiffModel::unique_id(&m), "r1__eth0");
+        assert_eq!(DiffModel::shortname(&m).as_deref(), Some("eth0"));
+        assert_eq!(DiffModel::flags(&m), ModelFlags::IGNORE);
+        assert_eq!(
+            DiffModel::flags(&m.with_flags(ModelFlags::empty())),
+            ModelFlags::empty()
+        );
+    }
+}

@@ -79,3 +79,22 @@ fn show(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_show_bare_strings_and_json_otherwise() {
+        assert_eq!(show(&json!("edge")), "edge");
+        assert_eq!(show(&json!(1500)), "1500");
+        assert_eq!(show(&json!(null)), "null");
+        assert_eq!(show(&json!(["a", 1])), r#"["a",1]"#);
+    }
+
+    #[test]
+    fn an_empty_diff_says_so() {
+        assert_eq!(Diff::default().to_string(), "(no diffs)");
+    }
+}

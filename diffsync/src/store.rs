@@ -759,3 +759,86 @@ impl Store for LocalStore {
         LocalStore::remove(self, model_type, key, remove_children)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(crate::DiffModel, Clone, Debug, PartialEq)]
+    #[diffsync(name = "rack", children(Unit))]
+    struct Rack {
+        #[diffsync(id)]
+        name: String,
+    }
+
+    #[derive(crate::DiffModel, Clone, Debug, PartialEq)]
+    #[diffsync(name = "unit")]
+    struct Unit {
+        #[diffsync(id)]
+        rack: String,
+        #[diffsync(id)]
+        pos: u32,
+        label: String,
+    }
+
+    fn unit(rack: &str, pos: u32) -> Unit {
+        Unit {
+            rack: rack.into(),
+            pos,
+            label: format!("u{pos}"),
+        }
+    }
+
+    #[test]
+    fn index_survives_growth_removal_and_re_adding() {
+        let mut s = LocalStore::new("t");
+        s.add(Rack { name: "r".into() }).unwrap();
+        for pos in 0..5000 {
+            s.add_child("rack", "r", unit("r", pos)).unwrap();
+        }
+        for pos in (0..5000).step_by(2) {
+            s.remove("unit", &format!("r__{pos}"), false).unwrap();
+        }
+        assert_eq!(s.count("unit"), 2500);
+        assert!(s.get_opt::<Unit>("unit", "r__10").unwrap().is_none());
+        assert_eq!(s.get::<Unit>("unit", "r__11").unwrap().label, "u11");
+        s.add_child("rack", "r", unit("r", 10)).unwrap();
+        let children = s.children_keys("rack", "r", "unit").unwrap();
+        assert_eq!(children.len(), 2501);
+        assert_eq!(children[0], "r__1");
+        assert_eq!(*children.last().unwrap(), "r__10");
+    }
+
+    #[test]
+    fn boxed_insert_converts_between_rust_types() {
+        let mut s = LocalStore::new("t");
+        s.register::<Unit>().unwrap();
+        let schema = std::sync::Arc::new(<Unit as StaticModel>::static_schema().clone());
+        let values: Attrs = [
+            ("rack".to_string(), Value::from("r")),
+            ("pos".to_string(), Value::from(4)),
+            ("label".to_string(), Value::from("top")),
+        ]
+        .into_iter()
+        .collect();
+        let m = crate::DynModel::new(&schema, &values, &values).unwrap();
+        s.insert_boxed(Box::new(m), None).unwrap();
+        assert_eq!(s.get::<Unit>("unit", "r__4").unwrap().label, "top");
+    }
+
+    #[test]
+    fn registering_a_name_with_another_type_is_a_mismatch() {
+        #[derive(crate::DiffModel, Clone, Debug, PartialEq)]
+        #[diffsync(name = "unit")]
+        struct Other {
+            #[diffsync(id)]
+            id: u32,
+        }
+        let mut s = LocalStore::new("t");
+        s.register::<Unit>().unwrap();
+        s.register::<Unit>().unwrap();
+        let err = s.add(Other { id: 1 }).unwrap_err();
+        assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
+        assert_eq!(s.count_all(), 0);
+    }
+}
