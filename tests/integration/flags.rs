@@ -208,3 +208,44 @@ fn log_unchanged_records_keeps_unchanged_elements() {
     assert!(!kept.has_diffs());
     assert_eq!(kept.to_string(), "(no diffs)");
 }
+
+#[test]
+fn every_flag_rendered() {
+    let mut out = String::new();
+    let cases = [
+        ("none", DiffFlags::empty()),
+        ("SKIP_UNMATCHED_SRC", DiffFlags::SKIP_UNMATCHED_SRC),
+        ("SKIP_UNMATCHED_DST", DiffFlags::SKIP_UNMATCHED_DST),
+        ("SKIP_UNMATCHED_BOTH", DiffFlags::SKIP_UNMATCHED_BOTH),
+        ("LOG_UNCHANGED_RECORDS", DiffFlags::LOG_UNCHANGED_RECORDS),
+    ];
+    for (name, flags) in cases {
+        let diff = sys_a()
+            .diff_from_with(&sys_b(), &mut Options::new().flags(flags))
+            .unwrap();
+        out.push_str(&format!("== {name}: {}\n{diff}\n\n", diff.summary()));
+    }
+    let model_cases = [
+        ("IGNORE on nyc-r1", "nyc-r1", ModelFlags::IGNORE),
+        ("SKIP_UNMATCHED_DST on sfo-r1", "sfo-r1", ModelFlags::SKIP_UNMATCHED_DST),
+    ];
+    for (name, device, flags) in model_cases {
+        let mut target = sys_a();
+        set_device_flags(&mut target, device, flags);
+        let diff = target.diff_from(&sys_b()).unwrap();
+        out.push_str(&format!("== model {name}: {}\n{diff}\n\n", diff.summary()));
+    }
+    for (name, flags) in [
+        ("NATURAL_DELETION_ORDER", ModelFlags::NATURAL_DELETION_ORDER),
+        ("SKIP_CHILDREN_ON_DELETE", ModelFlags::SKIP_CHILDREN_ON_DELETE),
+    ] {
+        let mut target = sys_a();
+        set_device_flags(&mut target, "sfo-r1", flags);
+        target.sync_from(&sys_b()).unwrap();
+        out.push_str(&format!(
+            "== sync with {name} on sfo-r1:\n{}\n\n",
+            target.log.join("\n")
+        ));
+    }
+    insta::assert_snapshot!("every_flag", out);
+}
