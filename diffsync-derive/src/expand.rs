@@ -108,6 +108,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
     let attr_names: Vec<String> = attr_idents.iter().map(|i| i.to_string()).collect();
     let attr_types: Vec<_> = attrs.iter().map(|f| f.ty).collect();
     let attr_index: Vec<usize> = (0..attrs.len()).collect();
+    let (n_ids, n_attrs) = (ids.len(), attrs.len());
     let eqs: Vec<TokenStream> = attrs.iter().map(|f| eq_expr(f)).collect();
     let staged: Vec<_> = attr_idents.iter().map(|i| format_ident!("__new_{}", i)).collect();
 
@@ -174,13 +175,13 @@ fn expand(input: &Input<'_>) -> TokenStream {
                     #(#write_ids)*
                 }
                 fn identifiers(&self) -> #p::Attrs {
-                    let mut m = #p::Attrs::new();
-                    #(m.insert(::std::string::String::from(#id_names), #p::to_value(&self.#id_idents));)*
+                    let mut m = #p::Attrs::with_capacity(#n_ids);
+                    #(m.insert(#p::Cow::Borrowed(#id_names), #p::to_value(&self.#id_idents));)*
                     m
                 }
                 fn attributes(&self) -> #p::Attrs {
-                    let mut m = #p::Attrs::new();
-                    #(m.insert(::std::string::String::from(#attr_names), #p::to_value(&self.#attr_idents));)*
+                    let mut m = #p::Attrs::with_capacity(#n_attrs);
+                    #(m.insert(#p::Cow::Borrowed(#attr_names), #p::to_value(&self.#attr_idents));)*
                     m
                 }
                 fn attribute(&self, name: &str) -> ::core::option::Option<#p::Value> {
@@ -204,7 +205,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
                     // Parse every value first, so a bad one leaves the model unchanged.
                     #(let mut #staged: ::core::option::Option<#attr_types> = ::core::option::Option::None;)*
                     for (name, value) in attrs {
-                        match name.as_str() {
+                        match name.as_ref() {
                             #(#attr_names => #staged = ::core::option::Option::Some(#p::from_value(#name, &key, #attr_names, value)?),)*
                             _ => {}
                         }

@@ -1,6 +1,7 @@
 //! The diff: a hierarchical, serializable change set (pure data). The algorithm
 //! that computes it is in [`crate::differ`]; its text rendering in [`crate::render`].
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
@@ -46,7 +47,7 @@ impl fmt::Display for Action {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttrChange {
     /// Attribute name.
-    pub name: String,
+    pub name: Cow<'static, str>,
     /// The destination's (current) value.
     pub old: Value,
     /// The source's (wanted) value.
@@ -57,7 +58,7 @@ pub struct AttrChange {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DiffElement {
     /// Model type name.
-    pub model_type: String,
+    pub model_type: Cow<'static, str>,
     /// Unique id.
     pub key: String,
     /// Display name among siblings, if the model type defines one.
@@ -67,10 +68,12 @@ pub struct DiffElement {
     pub identifiers: Attrs,
     /// What a sync does.
     pub action: Action,
-    /// All attributes on the source side (absent when the model is not in the source).
+    /// All attributes on the source side; absent when the model is not in the
+    /// source, and for no-change elements (both sides are equal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_attrs: Option<Attrs>,
-    /// All attributes on the destination side (absent when not in the destination).
+    /// All attributes on the destination side; absent when the model is not in
+    /// the destination, and for no-change elements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dest_attrs: Option<Attrs>,
     /// Changed attributes (updates only).
@@ -373,7 +376,7 @@ impl Diff {
 
     /// A copy keeping only elements of these model types (and the parents they need).
     pub fn only_types(&self, model_types: &[&str]) -> Diff {
-        self.filtered(|e| model_types.contains(&e.model_type.as_str()))
+        self.filtered(|e| model_types.contains(&e.model_type.as_ref()))
     }
 
     /// A copy keeping only elements with these actions (and the parents they need).
@@ -399,7 +402,7 @@ impl Diff {
 mod tests {
     use super::*;
 
-    fn el(ty: &str, key: &str, action: Action, children: Vec<DiffElement>) -> DiffElement {
+    fn el(ty: &'static str, key: &str, action: Action, children: Vec<DiffElement>) -> DiffElement {
         DiffElement {
             model_type: ty.into(),
             key: key.into(),

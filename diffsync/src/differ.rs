@@ -225,7 +225,7 @@ fn check_shortnames(elements: &[DiffElement]) -> Result<()> {
                 .find(|o| o.model_type == e.model_type && o.display_name() == e.display_name())
                 .map_or("", |o| o.key.as_str());
             return Err(Error::ShortnameCollision {
-                model_type: e.model_type.clone(),
+                model_type: e.model_type.to_string(),
                 shortname: e.display_name().to_string(),
                 first: first.to_string(),
                 second: e.key.clone(),
@@ -273,42 +273,31 @@ fn diff_pair(
     // (when both sides have the model) counts its direct children as skipped.
     let mut children = Vec::new();
     let mut child_unchanged = 0;
-    let s_schema = st.map(|t| &t.schema);
-    let d_schema = dt.map(|t| &t.schema);
-    let names: Vec<&str> = match (s_schema, d_schema) {
-        (Some(a), _) if s.is_some() => a.children.iter().map(|c| c.as_ref()).collect(),
-        (_, Some(b)) => b.children.iter().map(|c| c.as_ref()).collect(),
-        _ => Vec::new(),
-    };
-    let extra_dst: Vec<&str> = match (s_schema, d_schema, s, d) {
-        (Some(a), Some(b), Some(_), Some(_)) => b
-            .children
-            .iter()
-            .map(|c| c.as_ref())
-            .filter(|c| a.child_index(c).is_none())
-            .collect(),
-        _ => Vec::new(),
-    };
-    for name in names {
+    let both = s.is_some() && d.is_some();
+    // The side whose child types drive the walk: the source if present.
+    let primary = if s.is_some() { st } else { dt };
+    for name in primary.iter().flat_map(|t| t.schema.children.iter()) {
         let s_list = child_list(st, s, name);
         let d_list = child_list(dt, d, name);
-        if s.is_some() && d.is_some() && dt.is_some_and(|t| t.schema.child_index(name).is_none()) {
+        if both && dt.is_some_and(|t| t.schema.child_index(name).is_none()) {
             let n = s_list.map_or(0, |(_, l)| l.len());
             ctx.skipped += n;
             ctx.count(n);
             continue;
         }
-        let (scty, s_list) = s_list.map_or((None, &[][..]), |(t, l)| (t, l));
-        let (dcty, d_list) = d_list.map_or((None, &[][..]), |(t, l)| (t, l));
+        let (scty, s_list) = s_list.unwrap_or((None, &[]));
+        let (dcty, d_list) = d_list.unwrap_or((None, &[]));
         if s_list.is_empty() && d_list.is_empty() {
             continue;
         }
         child_unchanged += diff_lists(ctx, scty, s_list, dcty, d_list, false, &mut children)?;
     }
-    for name in extra_dst {
-        let n = child_list(dt, d, name).map_or(0, |(_, l)| l.len());
-        ctx.skipped += n;
-        ctx.count(n);
+    if both && let (Some(st), Some(dt)) = (st, dt) {
+        for name in dt.schema.children.iter().filter(|c| st.schema.child_index(c).is_none()) {
+            let n = child_list(Some(dt), d, name).map_or(0, |(_, l)| l.len());
+            ctx.skipped += n;
+            ctx.count(n);
+        }
     }
 
     if equal && children.is_empty() && !ctx.keep_unchanged {
@@ -344,13 +333,14 @@ fn diff_pair(
         .map(|(t, slot)| t.meta[slot as usize].uid.to_string())
         .unwrap_or_default();
     Ok(PairOutcome::Element(DiffElement {
-        model_type: any.model_type().to_string(),
+        model_type: any.schema().name.clone(),
         key,
         shortname: any.shortname(),
         identifiers: any.identifiers(),
         action,
-        source_attrs: sm.map(|m| m.attributes()),
-        dest_attrs: dm.map(|m| m.attributes()),
+        // A no-change element's sides are equal: it is kept only as a parent.
+        source_attrs: sm.filter(|_| action != Action::NoChange).map(|m| m.attributes()),
+        dest_attrs: dm.filter(|_| action != Action::NoChange).map(|m| m.attributes()),
         changes,
         unchanged_descendants: child_unchanged,
         children,

@@ -13,8 +13,9 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::flags::ModelFlags;
 
-/// Named values (identifiers or attributes), in schema order.
-pub type Attrs = IndexMap<String, Value>;
+/// Named values (identifiers or attributes), in schema order. Keys of derived
+/// models borrow their `'static` field names, so building one allocates no key.
+pub type Attrs = IndexMap<Cow<'static, str>, Value>;
 
 /// The kind of value a field holds, used to check runtime values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -534,7 +535,7 @@ impl DynModel {
                 message: format!("expected a JSON object, got {value}"),
             });
         };
-        let attrs: Attrs = map.into_iter().collect();
+        let attrs: Attrs = map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect();
         Self::new(schema, &attrs, &attrs)
     }
 
@@ -617,7 +618,7 @@ impl DiffModel for DynModel {
         self.schema
             .identifiers
             .iter()
-            .map(|f| f.name.to_string())
+            .map(|f| f.name.clone())
             .zip(self.ids.iter().cloned())
             .collect()
     }
@@ -625,7 +626,7 @@ impl DiffModel for DynModel {
         self.schema
             .attributes
             .iter()
-            .map(|f| f.name.to_string())
+            .map(|f| f.name.clone())
             .zip(self.attrs.iter().cloned())
             .collect()
     }

@@ -21,7 +21,7 @@ impl fmt::Display for Diff {
 fn render_level(out: &mut String, elements: &[DiffElement], indent: usize, src: &str, dst: &str) {
     let mut group: Option<&str> = None;
     for e in elements.iter().filter(|e| e.has_diffs()) {
-        if group != Some(e.model_type.as_str()) {
+        if group != Some(e.model_type.as_ref()) {
             let _ = writeln!(out, "{:indent$}{}", "", e.model_type);
             group = Some(&e.model_type);
         }

@@ -6,6 +6,7 @@
 //! not in the models, so every store (in memory or networked) persists them.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::hash::BuildHasher;
 
 use hashbrown::{HashMap, HashTable};
@@ -137,7 +138,7 @@ pub(crate) trait ModelVec: Send + Sync {
     /// Whether `self[slot]` (source) and `other[oslot]` (destination) have equal attributes.
     fn attrs_equal(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> bool;
     /// Differing attributes as (name, source value, destination value).
-    fn changes(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> Vec<(String, Value, Value)>;
+    fn changes(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> Vec<(Cow<'static, str>, Value, Value)>;
     fn clone_box(&self) -> Box<dyn ModelVec>;
     /// A new model of this vector's type from values.
     fn build(&self, schema: &SchemaRef, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>>;
@@ -198,7 +199,7 @@ impl<T: DiffModel> ModelVec for TypedVec<T> {
             _ => value_changes(a, b).is_empty(),
         }
     }
-    fn changes(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> Vec<(String, Value, Value)> {
+    fn changes(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> Vec<(Cow<'static, str>, Value, Value)> {
         let (Some(a), Some(b)) = (self.get(slot), other.get(oslot)) else {
             return Vec::new();
         };
@@ -209,9 +210,9 @@ impl<T: DiffModel> ModelVec for TypedVec<T> {
                 let schema = DiffModel::schema(ta);
                 idx.into_iter()
                     .map(|i| {
-                        let name = schema.attributes[i].name.as_ref();
+                        let name = &schema.attributes[i].name;
                         (
-                            name.to_string(),
+                            name.clone(),
                             ta.attribute(name).unwrap_or(Value::Null),
                             tb.attribute(name).unwrap_or(Value::Null),
                         )
@@ -244,14 +245,14 @@ fn to_typed<T: DiffModel>(model: Box<dyn AnyModel>, schema: &SchemaRef) -> Resul
 
 /// Changes between two models of different Rust types: only attributes both
 /// sides have are compared, using the source side's comparison mode.
-fn value_changes(src: &dyn AnyModel, dst: &dyn AnyModel) -> Vec<(String, Value, Value)> {
+fn value_changes(src: &dyn AnyModel, dst: &dyn AnyModel) -> Vec<(Cow<'static, str>, Value, Value)> {
     let mut out = Vec::new();
     for f in src.schema().attributes.iter() {
         let (Some(a), Some(b)) = (src.attribute(&f.name), dst.attribute(&f.name)) else {
             continue;
         };
         if !crate::model::cmp::values(f.compare, &a, &b) {
-            out.push((f.name.to_string(), a, b));
+            out.push((f.name.clone(), a, b));
         }
     }
     out
@@ -815,9 +816,9 @@ mod tests {
         s.register::<Unit>().unwrap();
         let schema = std::sync::Arc::new(<Unit as StaticModel>::static_schema().clone());
         let values: Attrs = [
-            ("rack".to_string(), Value::from("r")),
-            ("pos".to_string(), Value::from(4)),
-            ("label".to_string(), Value::from("top")),
+            ("rack".into(), Value::from("r")),
+            ("pos".into(), Value::from(4)),
+            ("label".into(), Value::from("top")),
         ]
         .into_iter()
         .collect();

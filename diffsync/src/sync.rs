@@ -406,7 +406,7 @@ fn plan_element<'a>(
             element: e,
             attrs: e.new_values(),
             source: src_model,
-            parent: parent.map(|p| (p.model_type.as_str(), p.key.as_str())),
+            parent: parent.map(|p| (p.model_type.as_ref(), p.key.as_str())),
             new_model,
             after: parent_change.into_iter().collect(),
             remove_children: e.action == Action::Delete,
@@ -449,7 +449,7 @@ fn new_model_for(e: &DiffElement, src: Option<&dyn AnyModel>, dest: &LocalStore)
         (Some(m), Some(t)) if m.__new_vec().0.type_name() == t.models.type_name() => Ok(m.clone_box()),
         (_, Some(t)) => rebuild(e, &t.schema, &*t.models),
         (None, None) => Err(Error::Schema {
-            model_type: e.model_type.clone(),
+            model_type: e.model_type.to_string(),
             message: format!(
                 "cannot create {:?}: the destination has not registered this model type",
                 e.key
@@ -519,7 +519,7 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
             apply_to_store(dest.store_mut(), &mut change)?;
         }
         report.elements.push(ElementReport {
-            model_type: change.element.model_type.clone(),
+            model_type: change.element.model_type.to_string(),
             key: change.element.key.clone(),
             action: change.action,
             outcome,

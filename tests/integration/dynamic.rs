@@ -123,7 +123,7 @@ fn values_are_checked_against_the_schema() {
         r#"device "r1": field "role": missing value for a required field"#
     );
     let mut ok = DynModel::from_json(&s[1], json!({"name": "r1", "role": "edge"})).unwrap();
-    let bad: diffsync::Attrs = [("role".to_string(), json!(5))].into_iter().collect();
+    let bad: diffsync::Attrs = [("role".into(), json!(5))].into_iter().collect();
     assert!(ok.set_attributes(&bad).is_err());
     assert_eq!(
         ok.attribute("role"),
@@ -159,12 +159,9 @@ fn derived_set_attributes_is_all_or_nothing() {
         description: "old".into(),
         mtu: 1500,
     };
-    let bad: diffsync::Attrs = [
-        ("description".to_string(), json!("new")),
-        ("mtu".to_string(), json!("big")),
-    ]
-    .into_iter()
-    .collect();
+    let bad: diffsync::Attrs = [("description".into(), json!("new")), ("mtu".into(), json!("big"))]
+        .into_iter()
+        .collect();
     let err = i.set_attributes(&bad).unwrap_err();
     assert!(
         matches!(&err, Error::InvalidValue { model_type, key, field, .. }
