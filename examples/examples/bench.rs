@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use diffsync::{Adapter, DiffModel, LocalStore, Summary};
-use serde::Deserialize;
+use diffsync::{Adapter, Summary};
+use diffsync_examples::{File, Inventory};
 use serde_json::json;
 
 // Large diffs allocate many small objects right after two loader threads freed
@@ -21,128 +21,11 @@ use serde_json::json;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[derive(DiffModel, Clone, Debug, PartialEq)]
-#[diffsync(name = "site", children(Device))]
-struct Site {
-    #[diffsync(id)]
-    name: String,
-    region: String,
-    status: String,
-}
-
-#[derive(DiffModel, Clone, Debug, PartialEq)]
-#[diffsync(name = "device", children(Interface))]
-struct Device {
-    #[diffsync(id)]
-    site: String,
-    #[diffsync(id)]
-    name: String,
-    role: String,
-    model: String,
-    serial: String,
-    status: String,
-}
-
-#[derive(DiffModel, Clone, Debug, PartialEq, Deserialize)]
-#[diffsync(name = "interface")]
-struct Interface {
-    #[diffsync(id)]
-    site: String,
-    #[diffsync(id)]
-    device: String,
-    #[diffsync(id)]
-    name: String,
-    description: String,
-    mtu: i64,
-    enabled: bool,
-    mode: String,
-}
-
-#[derive(Deserialize)]
-struct File {
-    site: Vec<SiteRec>,
-}
-
-#[derive(Deserialize)]
-struct SiteRec {
-    name: String,
-    region: String,
-    status: String,
-    devices: Vec<DeviceRec>,
-}
-
-#[derive(Deserialize)]
-struct DeviceRec {
-    site: String,
-    name: String,
-    role: String,
-    model: String,
-    serial: String,
-    status: String,
-    interfaces: Vec<Interface>,
-}
-
-struct Inventory {
-    name: &'static str,
-    store: LocalStore,
-}
-
-impl Adapter for Inventory {
-    type Store = LocalStore;
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn store(&self) -> &LocalStore {
-        &self.store
-    }
-    fn store_mut(&mut self) -> &mut LocalStore {
-        &mut self.store
-    }
-    fn top_level(&self) -> Vec<&str> {
-        vec!["site"]
-    }
-}
-
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn parse(path: &Path) -> Result<File, BoxError> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()).into())
-}
-
-fn build(name: &'static str, file: File) -> Result<Inventory, BoxError> {
-    let mut store = LocalStore::new(name);
-    let mut device_key = String::new();
-    for s in file.site {
-        let site = s.name.clone();
-        store.add(Site {
-            name: s.name,
-            region: s.region,
-            status: s.status,
-        })?;
-        for d in s.devices {
-            device_key.clear();
-            device_key.push_str(&d.site);
-            device_key.push_str("__");
-            device_key.push_str(&d.name);
-            store.add_child(
-                "site",
-                &site,
-                Device {
-                    site: d.site,
-                    name: d.name,
-                    role: d.role,
-                    model: d.model,
-                    serial: d.serial,
-                    status: d.status,
-                },
-            )?;
-            for i in d.interfaces {
-                store.add_child("device", &device_key, i)?;
-            }
-        }
-    }
-    Ok(Inventory { name, store })
 }
 
 fn status_kib(field: &str) -> Option<f64> {
@@ -185,7 +68,10 @@ fn main() -> Result<(), BoxError> {
     let (src_file, dst_file) = (src_file?, dst_file?);
     let parse_t = t.elapsed();
     let t = Instant::now();
-    let (source, target) = rayon::join(|| build("source", src_file), || build("target", dst_file));
+    let (source, target) = rayon::join(
+        || Inventory::build("source", src_file),
+        || Inventory::build("target", dst_file),
+    );
     let (source, mut target) = (source?, target?);
     let build_t = t.elapsed();
     let rss_after_load = status_kib("VmRSS:");

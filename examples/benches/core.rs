@@ -1,0 +1,54 @@
+//! Microbenchmarks: diff, sync and rendering at 10k and 100k models per side
+//! (`cargo bench -p diffsync-examples`). Data comes from the in-memory
+//! generator, so no files are needed.
+
+use diffsync::Adapter;
+use diffsync_examples::{Inventory, generate};
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    divan::main();
+}
+
+const SIZES: [usize; 2] = [10_000, 100_000];
+
+fn pair(n: usize) -> (Inventory, Inventory) {
+    let (a, b) = generate(n);
+    let source = Inventory::build("source", a).expect("generated data has unique keys");
+    let target = Inventory::build("target", b).expect("generated data has unique keys");
+    (source, target)
+}
+
+#[divan::bench(args = SIZES, sample_count = 10)]
+fn diff(bencher: divan::Bencher, n: usize) {
+    let (source, target) = pair(n);
+    bencher.bench_local(|| target.diff_from(&source).expect("diff"));
+}
+
+#[divan::bench(args = SIZES, sample_count = 10)]
+fn sync(bencher: divan::Bencher, n: usize) {
+    let (source, target) = pair(n);
+    bencher
+        .with_inputs(|| Inventory {
+            name: target.name,
+            store: target.store.clone(),
+        })
+        .bench_local_values(|mut t| t.sync_from(&source).expect("sync"));
+}
+
+#[divan::bench(args = SIZES, sample_count = 10)]
+fn render_text(bencher: divan::Bencher, n: usize) {
+    let (source, target) = pair(n);
+    let diff = target.diff_from(&source).expect("diff");
+    bencher.bench_local(|| diff.to_string());
+}
+
+#[divan::bench(args = SIZES, sample_count = 10)]
+fn render_json(bencher: divan::Bencher, n: usize) {
+    let (source, target) = pair(n);
+    let diff = target.diff_from(&source).expect("diff");
+    bencher.bench_local(|| serde_json::to_string(&diff).expect("json"));
+}
