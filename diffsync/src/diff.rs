@@ -166,14 +166,7 @@ impl DiffElement {
             // Children of a model that is not created cannot be created either.
             return false;
         }
-        let mut dropped = 0;
-        self.children.retain_mut(|c| {
-            let kept = c.retain(pred);
-            if !kept {
-                dropped += 1;
-            }
-            kept
-        });
+        self.children.retain_mut(|c| c.retain(pred));
         if keep_self {
             return true;
         }
@@ -183,7 +176,6 @@ impl DiffElement {
         // Kept only as the parent of kept children: it applies nothing itself.
         self.action = Action::NoChange;
         self.changes.clear();
-        let _ = dropped;
         true
     }
 

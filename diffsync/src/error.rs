@@ -86,15 +86,11 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// An adapter hook failed.
-    #[error("{action} of {model_type} {key:?} failed: {source}")]
-    Hook {
-        /// create, update or delete.
-        action: crate::diff::Action,
-        /// Model type name.
-        model_type: String,
-        /// Unique id.
-        key: String,
+    /// The destination's `sync_complete` hook failed (the changes were applied).
+    #[error("sync_complete of adapter {adapter:?} failed: {source}")]
+    SyncComplete {
+        /// Adapter name.
+        adapter: String,
         /// The adapter's error.
         #[source]
         source: HookError,

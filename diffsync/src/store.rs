@@ -295,6 +295,7 @@ pub struct LocalStore {
     hasher: hashbrown::DefaultHashBuilder,
     pub(crate) tables: Vec<Table>,
     by_name: HashMap<String, u32>,
+    scratch: String,
 }
 
 impl std::fmt::Debug for LocalStore {
@@ -321,6 +322,7 @@ impl LocalStore {
             hasher: Default::default(),
             tables: Vec::new(),
             by_name: HashMap::new(),
+            scratch: String::new(),
         }
     }
 
@@ -443,12 +445,21 @@ impl LocalStore {
     }
 
     fn add_typed<T: DiffModel>(&mut self, model: T, parent: Option<(&str, &str)>) -> Result<()> {
-        let ty = self.ensure_table(model.schema_ref(), __new_vec::<T>, std::any::type_name::<T>())?;
-        let uid = model.unique_id();
+        let known = self.table_index(&DiffModel::schema(&model).name);
+        let ty = match known {
+            Some(t) if self.tables[t as usize].models.as_any().is::<TypedVec<T>>() => t,
+            _ => self.ensure_table(model.schema_ref(), __new_vec::<T>, std::any::type_name::<T>())?,
+        };
         let link = match parent {
             Some(p) => Some(self.parent_link(p, &DiffModel::schema(&model).name)?),
             None => None,
         };
+        // The id is built in a reused buffer and stored with one exact allocation.
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        model.write_unique_id(&mut buf);
+        let uid: Box<str> = Box::from(buf.as_str());
+        self.scratch = buf;
         let hash = self.hash(&uid);
         let table = &mut self.tables[ty as usize];
         if let Some(slot) = table.find_hashed(hash, &uid) {
@@ -464,7 +475,7 @@ impl LocalStore {
             return Err(Error::AlreadyExists {
                 store: self.name.clone(),
                 model_type: table.schema.name.to_string(),
-                key: uid,
+                key: uid.into(),
             });
         }
         let Some(vec) = table.models.as_any_mut().downcast_mut::<TypedVec<T>>() else {
@@ -475,7 +486,7 @@ impl LocalStore {
             });
         };
         vec.0.push(Some(model));
-        let slot = table.push_meta(uid.into_boxed_str(), hash, link.map(|l| l.0));
+        let slot = table.push_meta(uid, hash, link.map(|l| l.0));
         if let Some((l, ci)) = link {
             self.link(l, ci, ty, slot);
         }

@@ -549,12 +549,11 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
             .iter()
             .any(|e| !matches!(e.outcome, Outcome::Skipped(_)))
     {
-        dest.sync_complete(diff, &report).map_err(|source| Error::Hook {
-            action: Action::NoChange,
-            model_type: String::new(),
-            key: "sync_complete".into(),
-            source,
-        })?;
+        dest.sync_complete(diff, &report)
+            .map_err(|source| Error::SyncComplete {
+                adapter: diff.dest.clone(),
+                source,
+            })?;
     }
     tracing::info!(
         applied = report.totals().applied,
