@@ -1,0 +1,309 @@
+//! The model types an adapter handles, with their serde conversions, and the
+//! nested-document layout that file and object-store adapters share.
+
+use std::borrow::Cow;
+
+use diffsync::{AnyModel, LocalStore, ModelSchema, StaticModel};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::{AdapterError, Result};
+
+/// The key under which a child record names its parent's unique id in flat
+/// layouts (CSV rows, SQL tables, per-model objects, Redis values).
+pub const PARENT_KEY: &str = "_parent";
+
+type ToValue = fn(&dyn AnyModel) -> Option<std::result::Result<Value, serde_json::Error>>;
+type FromValue = fn(Value) -> std::result::Result<Box<dyn AnyModel>, serde_json::Error>;
+type Register = fn(&mut LocalStore) -> diffsync::Result<()>;
+
+#[derive(Clone)]
+struct Entry {
+    schema: &'static ModelSchema,
+    to_value: ToValue,
+    from_value: FromValue,
+    register: Register,
+}
+
+fn to_value<T: StaticModel + Serialize>(m: &dyn AnyModel) -> Option<std::result::Result<Value, serde_json::Error>> {
+    m.downcast_ref::<T>().map(serde_json::to_value)
+}
+
+fn from_value<T: StaticModel + DeserializeOwned>(
+    v: Value,
+) -> std::result::Result<Box<dyn AnyModel>, serde_json::Error> {
+    Ok(Box::new(T::deserialize(v)?))
+}
+
+fn register<T: StaticModel>(store: &mut LocalStore) -> diffsync::Result<()> {
+    store.register::<T>()
+}
+
+/// The derived, serde-capable model types an adapter reads and writes.
+///
+/// ```
+/// use diffsync::DiffModel;
+/// use diffsync_adapters::Registry;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// #[diffsync(name = "site")]
+/// struct Site { #[diffsync(id)] name: String, region: String }
+///
+/// let registry = Registry::new().with::<Site>();
+/// assert_eq!(registry.top_level(), ["site"]);
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    entries: Vec<Entry>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a model type (parents before their children keeps load order simple).
+    pub fn with<T: StaticModel + Serialize + DeserializeOwned>(mut self) -> Self {
+        if !self.entries.iter().any(|e| e.schema.name == T::NAME) {
+            self.entries.push(Entry {
+                schema: T::static_schema(),
+                to_value: to_value::<T>,
+                from_value: from_value::<T>,
+                register: register::<T>,
+            });
+        }
+        self
+    }
+
+    fn entry(&self, model_type: &str) -> Result<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| e.schema.name == model_type)
+            .ok_or_else(|| AdapterError::UnknownModelType {
+                model_type: model_type.to_string(),
+                known: self.names().join(", "),
+            })
+    }
+
+    /// Registered model type names, in registration order.
+    pub fn names(&self) -> Vec<&str> {
+        self.entries.iter().map(|e| e.schema.name.as_ref()).collect()
+    }
+
+    /// The schemas, in registration order.
+    pub fn schemas(&self) -> impl Iterator<Item = &'static ModelSchema> + '_ {
+        self.entries.iter().map(|e| e.schema)
+    }
+
+    /// The schema of one type.
+    pub fn schema(&self, model_type: &str) -> Result<&'static ModelSchema> {
+        self.entry(model_type).map(|e| e.schema)
+    }
+
+    /// Types no registered type lists as a child, in registration order.
+    pub fn top_level(&self) -> Vec<&str> {
+        self.names()
+            .into_iter()
+            .filter(|n| self.parent_type(n).is_none())
+            .collect()
+    }
+
+    /// The type that lists `child` as a child type, if any.
+    pub fn parent_type(&self, child: &str) -> Option<&'static str> {
+        self.entries
+            .iter()
+            .find(|e| e.schema.children.iter().any(|c| c == child))
+            .map(|e| match &e.schema.name {
+                Cow::Borrowed(s) => *s,
+                Cow::Owned(_) => "",
+            })
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Types in load order: every parent type before its children.
+    pub fn load_order(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        let mut todo = self.top_level();
+        while let Some(t) = todo.first().copied() {
+            todo.remove(0);
+            if out.contains(&t) {
+                continue;
+            }
+            out.push(t);
+            if let Ok(s) = self.schema(t) {
+                todo.extend(s.children.iter().map(|c| c.as_ref()));
+            }
+        }
+        out
+    }
+
+    /// Registers every type in a store, so syncs can create them.
+    pub fn register_all(&self, store: &mut LocalStore) -> Result<()> {
+        for e in &self.entries {
+            (e.register)(store)?;
+        }
+        Ok(())
+    }
+
+    /// A model as a JSON object (all its serde fields, local ones included).
+    pub fn to_value(&self, model: &dyn AnyModel) -> Result<Map<String, Value>> {
+        let e = self.entry(model.model_type())?;
+        let err = |message: String| AdapterError::Model {
+            origin: String::new(),
+            model_type: model.model_type().to_string(),
+            key: model.unique_id(),
+            message,
+        };
+        match (e.to_value)(model) {
+            Some(Ok(Value::Object(m))) => Ok(m),
+            Some(Ok(other)) => Err(err(format!("serializes to {other}, not an object"))),
+            Some(Err(e)) => Err(err(e.to_string())),
+            None => Err(err("is not the registered Rust type".into())),
+        }
+    }
+
+    /// A model from a JSON object; `origin` (a path, a table) goes into errors.
+    pub fn from_value(&self, model_type: &str, value: Map<String, Value>, origin: &str) -> Result<Box<dyn AnyModel>> {
+        let e = self.entry(model_type)?;
+        let key = key_of(e.schema, &value);
+        (e.from_value)(Value::Object(value)).map_err(|err| AdapterError::Model {
+            origin: origin.to_string(),
+            model_type: model_type.to_string(),
+            key,
+            message: err.to_string(),
+        })
+    }
+}
+
+/// The unique id a record will have (for messages, before it is a model).
+pub(crate) fn key_of(schema: &ModelSchema, record: &Map<String, Value>) -> String {
+    diffsync::model::unique_id_of(
+        schema
+            .identifiers
+            .iter()
+            .map(|f| record.get(f.name.as_ref()).cloned().unwrap_or(Value::Null)),
+    )
+}
+
+/// Loads a nested document: `{type: [record, ...]}` at the top, and in each
+/// record, `{child_type: [record, ...]}` for its children.
+pub(crate) fn load_tree(reg: &Registry, store: &mut LocalStore, doc: Value, origin: &str) -> Result<()> {
+    let Value::Object(top) = doc else {
+        return Err(AdapterError::Format {
+            origin: origin.to_string(),
+            message: "the document must be a map of model type to list of records".into(),
+        });
+    };
+    for (model_type, records) in top {
+        reg.entry(&model_type)?;
+        load_records(reg, store, &model_type, records, None, origin)?;
+    }
+    Ok(())
+}
+
+fn load_records(
+    reg: &Registry,
+    store: &mut LocalStore,
+    model_type: &str,
+    records: Value,
+    parent: Option<(&str, &str)>,
+    origin: &str,
+) -> Result<()> {
+    let Value::Array(records) = records else {
+        return Err(AdapterError::Format {
+            origin: origin.to_string(),
+            message: format!("{model_type:?} must be a list of records"),
+        });
+    };
+    let schema = reg.schema(model_type)?;
+    for record in records {
+        let Value::Object(mut fields) = record else {
+            return Err(AdapterError::Format {
+                origin: origin.to_string(),
+                message: format!("a {model_type} record must be a map"),
+            });
+        };
+        let children: Vec<(String, Value)> = schema
+            .children
+            .iter()
+            .filter_map(|c| fields.remove(c.as_ref()).map(|v| (c.to_string(), v)))
+            .collect();
+        let model = reg.from_value(model_type, fields, origin)?;
+        let key = model.unique_id();
+        store.insert_boxed(model, parent)?;
+        for (child_type, list) in children {
+            load_records(reg, store, &child_type, list, Some((model_type, &key)), origin)?;
+        }
+    }
+    Ok(())
+}
+
+/// The store as a nested document (the inverse of [`load_tree`]).
+pub(crate) fn dump_tree(reg: &Registry, store: &LocalStore) -> Result<Value> {
+    let mut top = Map::new();
+    for t in reg.top_level() {
+        let mut list = Vec::new();
+        for m in store.get_all_dyn(t) {
+            list.push(Value::Object(dump_model(reg, store, m)?));
+        }
+        top.insert(t.to_string(), Value::Array(list));
+    }
+    Ok(Value::Object(top))
+}
+
+fn dump_model(reg: &Registry, store: &LocalStore, m: &dyn AnyModel) -> Result<Map<String, Value>> {
+    let mut fields = reg.to_value(m)?;
+    let key = m.unique_id();
+    for child_type in m.schema().children.iter() {
+        let mut list = Vec::new();
+        for k in store.children_keys(m.model_type(), &key, child_type)? {
+            list.push(Value::Object(dump_model(reg, store, store.get_dyn(child_type, k)?)?));
+        }
+        if !list.is_empty() {
+            fields.insert(child_type.to_string(), Value::Array(list));
+        }
+    }
+    Ok(fields)
+}
+
+/// Every model as a flat record with its parent's id under [`PARENT_KEY`],
+/// grouped by type in load order.
+pub(crate) fn flat_records(reg: &Registry, store: &LocalStore) -> Result<Vec<(String, Vec<Map<String, Value>>)>> {
+    let mut out = Vec::new();
+    for t in reg.load_order() {
+        let mut rows = Vec::new();
+        for m in store.get_all_dyn(t) {
+            let mut fields = reg.to_value(m)?;
+            if let Some((_, parent)) = store.parent_of(t, &m.unique_id())? {
+                fields.insert(PARENT_KEY.into(), Value::String(parent.to_string()));
+            }
+            rows.push(fields);
+        }
+        out.push((t.to_string(), rows));
+    }
+    Ok(out)
+}
+
+/// Adds a flat record (with an optional [`PARENT_KEY`]) to a store.
+pub(crate) fn insert_flat(
+    reg: &Registry,
+    store: &mut LocalStore,
+    model_type: &str,
+    mut fields: Map<String, Value>,
+    origin: &str,
+) -> Result<()> {
+    let parent = match fields.remove(PARENT_KEY) {
+        Some(Value::String(p)) => Some(p),
+        _ => None,
+    };
+    let model = reg.from_value(model_type, fields, origin)?;
+    let parent_type = reg.parent_type(model_type);
+    match (parent_type, parent.as_deref()) {
+        (Some(pt), Some(pk)) => store.insert_boxed(model, Some((pt, pk)))?,
+        _ => store.insert_boxed(model, None)?,
+    }
+    Ok(())
+}

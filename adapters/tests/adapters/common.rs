@@ -1,0 +1,135 @@
+//! Fixtures: a serde-capable site → device → interface inventory.
+
+use diffsync::{Adapter, DiffModel, LocalStore};
+use diffsync_adapters::Registry;
+use serde::{Deserialize, Serialize, Serializer};
+
+#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[diffsync(name = "site", children(Device))]
+pub struct Site {
+    #[diffsync(id)]
+    pub name: String,
+    pub region: String,
+}
+
+#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[diffsync(name = "device", children(Interface))]
+pub struct Device {
+    #[diffsync(id)]
+    pub name: String,
+    pub role: String,
+    pub serial: Option<String>,
+    #[diffsync(skip)]
+    #[serde(default)]
+    pub db_pk: i64,
+}
+
+/// A description whose serialization fails on the text "boom" (to test that
+/// a failing write leaves old data intact).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Text(pub String);
+
+impl Serialize for Text {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == "boom" {
+            return Err(serde::ser::Error::custom("refusing to write boom"));
+        }
+        s.serialize_str(&self.0)
+    }
+}
+
+#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[diffsync(name = "interface")]
+pub struct Interface {
+    #[diffsync(id)]
+    pub device: String,
+    #[diffsync(id)]
+    pub name: String,
+    pub description: Text,
+    pub mtu: i64,
+    pub enabled: bool,
+}
+
+impl diffsync::IdPart for Text {
+    fn write_id(&self, out: &mut String) {
+        out.push_str(&self.0)
+    }
+}
+
+pub fn registry() -> Registry {
+    Registry::new().with::<Site>().with::<Device>().with::<Interface>()
+}
+
+/// An in-memory inventory to sync adapters from.
+pub struct Memory {
+    pub store: LocalStore,
+}
+
+impl Adapter for Memory {
+    type Store = LocalStore;
+    fn name(&self) -> &str {
+        self.store.name()
+    }
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
+    fn top_level(&self) -> Vec<&str> {
+        vec!["site"]
+    }
+}
+
+/// `sites` sites, each with 2 devices of 3 interfaces; `variant` changes some values.
+pub fn inventory(name: &str, sites: usize, variant: u32) -> Memory {
+    let mut store = LocalStore::new(name);
+    for s in 0..sites {
+        let site = format!("site{s}");
+        store
+            .add(Site {
+                name: site.clone(),
+                region: if s % 2 == 0 { "east".into() } else { "west".into() },
+            })
+            .unwrap();
+        for d in 0..2 {
+            let dev = format!("{site}-r{d}");
+            store
+                .add_child(
+                    "site",
+                    &site,
+                    Device {
+                        name: dev.clone(),
+                        role: if variant > 0 && d == 1 {
+                            "spine".into()
+                        } else {
+                            "leaf".into()
+                        },
+                        serial: (d == 0).then(|| format!("SN{s}{d}")),
+                        db_pk: 0,
+                    },
+                )
+                .unwrap();
+            for i in 0..3 + variant {
+                store
+                    .add_child(
+                        "device",
+                        &dev,
+                        Interface {
+                            device: dev.clone(),
+                            name: format!("eth{i}"),
+                            description: Text(if i == 0 {
+                                "uplink, \"core\"\nline 2".into()
+                            } else {
+                                format!("port {i}")
+                            }),
+                            mtu: 1500 + i64::from(variant) * 100,
+                            enabled: i % 2 == 0,
+                        },
+                    )
+                    .unwrap();
+            }
+        }
+    }
+    Memory { store }
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the adapters against the real things (files, SQLite,
+//! PostgreSQL and Redis servers started here, object stores), in one binary.
+
+mod common;
+#[cfg(feature = "files")]
+mod files;
