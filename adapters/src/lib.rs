@@ -14,6 +14,10 @@ mod registry;
 
 #[cfg(feature = "files")]
 pub mod files;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 pub use error::{AdapterError, Result};
 #[cfg(feature = "files")]

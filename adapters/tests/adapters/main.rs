@@ -4,3 +4,5 @@
 mod common;
 #[cfg(feature = "files")]
 mod files;
+#[cfg(feature = "sqlite")]
+mod sqlite;

@@ -1,0 +1,367 @@
+//! SQL shared by the SQLite and PostgreSQL adapters: a table per model type
+//! with a column per identifier and attribute (and `_parent` for child
+//! types), statements, and value conversions by the schema's value kinds.
+
+use diffsync::{Action, Change, FieldDef, LocalStore, ModelSchema, ValueKind};
+use serde_json::{Map, Value};
+
+use crate::error::{AdapterError, Result};
+use crate::registry::{PARENT_KEY, Registry};
+
+/// A value on its way to or from a database.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum SqlValue {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Bool(bool),
+}
+
+/// What differs between SQL dialects.
+pub(crate) struct Dialect {
+    /// The n-th (1-based) parameter placeholder.
+    pub(crate) placeholder: fn(usize) -> String,
+    /// The column type of a value kind.
+    pub(crate) column_type: fn(ValueKind) -> &'static str,
+    /// Column giving insertion order, and its definition if it must be added.
+    pub(crate) order_column: &'static str,
+    pub(crate) order_column_def: Option<&'static str>,
+}
+
+pub(crate) fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// One model type's table.
+pub(crate) struct Table {
+    pub(crate) model_type: String,
+    pub(crate) name: String,
+    pub(crate) columns: Vec<FieldDef>,
+    pub(crate) n_ids: usize,
+    pub(crate) has_parent: bool,
+}
+
+impl Table {
+    pub(crate) fn new(schema: &ModelSchema, has_parent: bool) -> Table {
+        Table {
+            model_type: schema.name.to_string(),
+            name: quote(&schema.name),
+            columns: schema
+                .identifiers
+                .iter()
+                .chain(schema.attributes.iter())
+                .cloned()
+                .collect(),
+            n_ids: schema.identifiers.len(),
+            has_parent,
+        }
+    }
+
+    pub(crate) fn origin(&self) -> String {
+        format!("table {} (model {})", self.name, self.model_type)
+    }
+
+    /// Expected column names, `_parent` last.
+    pub(crate) fn column_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.columns.iter().map(|c| c.name.as_ref()).collect();
+        if self.has_parent {
+            v.push(PARENT_KEY);
+        }
+        v
+    }
+
+    pub(crate) fn create(&self, d: &Dialect) -> String {
+        let mut cols: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let null = if c.optional { "" } else { " NOT NULL" };
+                format!("{} {}{null}", quote(&c.name), (d.column_type)(c.kind))
+            })
+            .collect();
+        if self.has_parent {
+            cols.push(format!("{} TEXT", quote(PARENT_KEY)));
+        }
+        if let Some(def) = d.order_column_def {
+            cols.push(def.to_string());
+        }
+        let pk: Vec<String> = self.columns[..self.n_ids].iter().map(|c| quote(&c.name)).collect();
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            self.name,
+            cols.join(", "),
+            pk.join(", ")
+        )
+    }
+
+    pub(crate) fn select(&self, d: &Dialect) -> String {
+        let cols: Vec<String> = self.column_names().iter().map(|c| quote(c)).collect();
+        format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            cols.join(", "),
+            self.name,
+            d.order_column
+        )
+    }
+
+    pub(crate) fn insert(&self, d: &Dialect, rows: usize) -> String {
+        let names = self.column_names();
+        let width = names.len();
+        let cols: Vec<String> = names.iter().map(|c| quote(c)).collect();
+        let values: Vec<String> = (0..rows)
+            .map(|r| {
+                let ps: Vec<String> = (1..=width).map(|i| (d.placeholder)(r * width + i)).collect();
+                format!("({})", ps.join(", "))
+            })
+            .collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            self.name,
+            cols.join(", "),
+            values.join(", ")
+        )
+    }
+
+    fn where_ids(&self, d: &Dialect, first: usize) -> String {
+        let conds: Vec<String> = self.columns[..self.n_ids]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = {}", quote(&c.name), (d.placeholder)(first + i)))
+            .collect();
+        conds.join(" AND ")
+    }
+
+    pub(crate) fn update(&self, d: &Dialect, set: &[&str]) -> String {
+        let sets: Vec<String> = set
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = {}", quote(c), (d.placeholder)(i + 1)))
+            .collect();
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            self.name,
+            sets.join(", "),
+            self.where_ids(d, set.len() + 1)
+        )
+    }
+
+    pub(crate) fn delete(&self, d: &Dialect) -> String {
+        format!("DELETE FROM {} WHERE {}", self.name, self.where_ids(d, 1))
+    }
+
+    fn kind_of(&self, column: &str) -> (ValueKind, bool) {
+        self.columns
+            .iter()
+            .find(|c| c.name == column)
+            .map_or((ValueKind::Any, true), |c| (c.kind, c.optional))
+    }
+
+    /// The row of a model record (`_parent` from `parent`).
+    pub(crate) fn row(&self, record: &Map<String, Value>, parent: Option<&str>, key: &str) -> Result<Vec<SqlValue>> {
+        let mut row = Vec::with_capacity(self.columns.len() + 1);
+        for c in &self.columns {
+            let v = record.get(c.name.as_ref()).unwrap_or(&Value::Null);
+            row.push(self.to_sql(c.name.as_ref(), v, key)?);
+        }
+        if self.has_parent {
+            row.push(parent.map_or(SqlValue::Null, |p| SqlValue::Text(p.to_string())));
+        }
+        Ok(row)
+    }
+
+    pub(crate) fn to_sql(&self, column: &str, v: &Value, key: &str) -> Result<SqlValue> {
+        let (kind, _) = self.kind_of(column);
+        let bad = || AdapterError::Model {
+            origin: self.origin(),
+            model_type: self.model_type.clone(),
+            key: key.to_string(),
+            message: format!("field {column:?}: {v} is not a {kind:?}"),
+        };
+        Ok(match (kind, v) {
+            (_, Value::Null) => SqlValue::Null,
+            (ValueKind::String, Value::String(s)) => SqlValue::Text(s.clone()),
+            (ValueKind::Integer, Value::Number(n)) => SqlValue::Int(n.as_i64().ok_or_else(bad)?),
+            (ValueKind::Float, Value::Number(n)) => SqlValue::Real(n.as_f64().ok_or_else(bad)?),
+            (ValueKind::Bool, Value::Bool(b)) => SqlValue::Bool(*b),
+            (ValueKind::List | ValueKind::Map | ValueKind::Any, v) => SqlValue::Text(v.to_string()),
+            _ => return Err(bad()),
+        })
+    }
+
+    /// A database value as JSON, checked against the column's kind.
+    pub(crate) fn from_sql(&self, column: &str, v: SqlValue, key: &str) -> Result<Value> {
+        if column == PARENT_KEY {
+            return Ok(match v {
+                SqlValue::Text(s) => Value::String(s),
+                _ => Value::Null,
+            });
+        }
+        let (kind, _) = self.kind_of(column);
+        let bad = |got: &SqlValue| AdapterError::Model {
+            origin: self.origin(),
+            model_type: self.model_type.clone(),
+            key: key.to_string(),
+            message: format!("column {column:?} holds {got:?}, expected {kind:?}"),
+        };
+        Ok(match (kind, v) {
+            (_, SqlValue::Null) => Value::Null,
+            (ValueKind::String, SqlValue::Text(s)) => Value::String(s),
+            (ValueKind::Integer, SqlValue::Int(i)) => Value::from(i),
+            (ValueKind::Float, SqlValue::Real(f)) => Value::from(f),
+            (ValueKind::Float, SqlValue::Int(i)) => Value::from(i as f64),
+            (ValueKind::Bool, SqlValue::Bool(b)) => Value::Bool(b),
+            (ValueKind::Bool, SqlValue::Int(i)) if i == 0 || i == 1 => Value::Bool(i == 1),
+            (ValueKind::List | ValueKind::Map | ValueKind::Any, SqlValue::Text(s)) => {
+                serde_json::from_str(&s).map_err(|_| bad(&SqlValue::Text(s)))?
+            }
+            (_, other) => return Err(bad(&other)),
+        })
+    }
+
+    /// A record from a row in `column_names()` order.
+    pub(crate) fn record(&self, row: Vec<SqlValue>) -> Result<Map<String, Value>> {
+        let names = self.column_names();
+        let key_guess = row[..self.n_ids]
+            .iter()
+            .map(|v| match v {
+                SqlValue::Text(s) => s.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+            .join(diffsync::model::ID_SEPARATOR);
+        let mut out = Map::new();
+        for (name, v) in names.into_iter().zip(row) {
+            out.insert(name.to_string(), self.from_sql(name, v, &key_guess)?);
+        }
+        Ok(out)
+    }
+
+    /// Checks that the table has every expected column.
+    pub(crate) fn check_columns(&self, found: &[String]) -> Result<()> {
+        for c in self.column_names() {
+            if !found.iter().any(|f| f == c) {
+                return Err(AdapterError::Format {
+                    origin: self.origin(),
+                    message: format!("missing column {c:?} for field {c:?} of model {}", self.model_type),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Tables for every registered type, in load order.
+pub(crate) fn tables(reg: &Registry) -> Result<Vec<Table>> {
+    reg.load_order()
+        .into_iter()
+        .map(|t| Ok(Table::new(reg.schema(t)?, reg.parent_type(t).is_some())))
+        .collect()
+}
+
+pub(crate) fn table<'a>(tables: &'a [Table], model_type: &str) -> Result<&'a Table> {
+    tables
+        .iter()
+        .find(|t| t.model_type == model_type)
+        .ok_or_else(|| AdapterError::UnknownModelType {
+            model_type: model_type.to_string(),
+            known: tables
+                .iter()
+                .map(|t| t.model_type.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// One statement to run for a change.
+pub(crate) struct Statement {
+    pub(crate) sql: String,
+    pub(crate) params: Vec<SqlValue>,
+}
+
+/// The statements that apply one change: an insert, an update, or the deletes
+/// of the model and of its descendants still in the store (children that a
+/// `SKIP_CHILDREN_ON_DELETE` delete leaves out of the batch must go too).
+pub(crate) fn statements(
+    d: &Dialect,
+    tables: &[Table],
+    reg: &Registry,
+    store: &LocalStore,
+    change: &Change<'_>,
+) -> Result<Vec<Statement>> {
+    let t = table(tables, change.model_type())?;
+    let ids = |ids: &diffsync::Attrs, key: &str| -> Result<Vec<SqlValue>> {
+        t.columns[..t.n_ids]
+            .iter()
+            .map(|c| t.to_sql(&c.name, ids.get(c.name.as_ref()).unwrap_or(&Value::Null), key))
+            .collect()
+    };
+    Ok(match change.action {
+        Action::Create => {
+            let model = change.new_model().ok_or_else(|| AdapterError::Format {
+                origin: t.origin(),
+                message: format!("create of {:?} carries no model", change.key()),
+            })?;
+            let record = reg.to_value(model)?;
+            vec![Statement {
+                sql: t.insert(d, 1),
+                params: t.row(&record, change.parent.map(|p| p.1), change.key())?,
+            }]
+        }
+        Action::Update => {
+            let set: Vec<&str> = change.attrs.keys().map(|k| k.as_ref()).collect();
+            let mut params = Vec::with_capacity(set.len() + t.n_ids);
+            for (k, v) in &change.attrs {
+                params.push(t.to_sql(k, v, change.key())?);
+            }
+            params.extend(ids(change.identifiers(), change.key())?);
+            vec![Statement {
+                sql: t.update(d, &set),
+                params,
+            }]
+        }
+        Action::Delete => {
+            let mut out = vec![Statement {
+                sql: t.delete(d),
+                params: ids(change.identifiers(), change.key())?,
+            }];
+            descendant_deletes(d, tables, store, change.model_type(), change.key(), &mut out)?;
+            out
+        }
+        Action::NoChange => Vec::new(),
+    })
+}
+
+fn descendant_deletes(
+    d: &Dialect,
+    tables: &[Table],
+    store: &LocalStore,
+    model_type: &str,
+    key: &str,
+    out: &mut Vec<Statement>,
+) -> Result<()> {
+    let Some(schema) = store.schema(model_type) else {
+        return Ok(());
+    };
+    let children: Vec<String> = schema.children.iter().map(|c| c.to_string()).collect();
+    for ct in children {
+        let Ok(keys) = store.children_keys(model_type, key, &ct) else {
+            continue;
+        };
+        let ctable = table(tables, &ct)?;
+        for k in keys {
+            let m = store.get_dyn(&ct, k)?;
+            let ids = m.identifiers();
+            let params = ctable.columns[..ctable.n_ids]
+                .iter()
+                .map(|c| ctable.to_sql(&c.name, ids.get(c.name.as_ref()).unwrap_or(&Value::Null), k))
+                .collect::<Result<Vec<_>>>()?;
+            out.push(Statement {
+                sql: ctable.delete(d),
+                params,
+            });
+            descendant_deletes(d, tables, store, &ct, k, out)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! SQLite (bundled: no server needed): a table per model type, created from
+//! the models' schemas; a sync writes through the batch hook in one transaction.
+
+use std::path::Path;
+
+use diffsync::{Adapter, Batch, HookError, LocalStore, SkipReason};
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, params_from_iter};
+
+use crate::error::{AdapterError, Result};
+use crate::registry::{self, Registry};
+use crate::sql::{self, Dialect, SqlValue, Table};
+
+const DIALECT: Dialect = Dialect {
+    placeholder: |i| format!("?{i}"),
+    column_type: |k| match k {
+        diffsync::ValueKind::Integer | diffsync::ValueKind::Bool => "INTEGER",
+        diffsync::ValueKind::Float => "REAL",
+        _ => "TEXT",
+    },
+    order_column: "rowid",
+    order_column_def: None,
+};
+
+/// An adapter over an SQLite database.
+///
+/// ```
+/// use diffsync::{Adapter, DiffModel};
+/// use diffsync_adapters::{Registry, sqlite::SqliteAdapter};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// #[diffsync(name = "site")]
+/// struct Site { #[diffsync(id)] name: String, region: String }
+///
+/// let registry = Registry::new().with::<Site>();
+/// let mut a = SqliteAdapter::open_in_memory("a", registry.clone())?;
+/// a.store.add(Site { name: "nyc".into(), region: "east".into() })?;
+/// let mut db = SqliteAdapter::open_in_memory("db", registry)?;
+/// db.sync_from(&a)?;
+/// let n: i64 = db.connection().query_row("SELECT count(*) FROM site", [], |r| r.get(0))?;
+/// assert_eq!(n, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SqliteAdapter {
+    name: String,
+    conn: Connection,
+    registry: Registry,
+    tables: Vec<Table>,
+    origin: String,
+    /// The models, as loaded from (and kept in step with) the database.
+    pub store: LocalStore,
+}
+
+impl SqliteAdapter {
+    /// Opens (or creates) a database file, creates missing tables and loads it.
+    pub fn open(name: &str, path: impl AsRef<Path>, registry: Registry) -> Result<Self> {
+        let origin = path.as_ref().display().to_string();
+        let conn = Connection::open(path.as_ref()).map_err(|e| backend(&origin, e))?;
+        Self::with_connection(name, conn, origin, registry)
+    }
+
+    /// A fresh in-memory database.
+    pub fn open_in_memory(name: &str, registry: Registry) -> Result<Self> {
+        let conn = Connection::open_in_memory().map_err(|e| backend(":memory:", e))?;
+        Self::with_connection(name, conn, ":memory:".into(), registry)
+    }
+
+    fn with_connection(name: &str, conn: Connection, origin: String, registry: Registry) -> Result<Self> {
+        let tables = sql::tables(&registry)?;
+        for t in &tables {
+            conn.execute_batch(&t.create(&DIALECT))
+                .map_err(|e| backend(&format!("{origin}: {}", t.origin()), e))?;
+        }
+        let mut store = LocalStore::new(name);
+        registry.register_all(&mut store)?;
+        let mut a = SqliteAdapter {
+            name: name.to_string(),
+            conn,
+            registry,
+            tables,
+            origin,
+            store,
+        };
+        a.load_tables()?;
+        Ok(a)
+    }
+
+    /// The database connection (to query it, or to run your own statements).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Re-reads the database into a fresh store.
+    pub fn reload(&mut self) -> Result<()> {
+        let mut store = LocalStore::new(&self.name);
+        self.registry.register_all(&mut store)?;
+        self.store = store;
+        self.load_tables()
+    }
+
+    fn load_tables(&mut self) -> Result<()> {
+        for t in &self.tables {
+            let origin = format!("{}: {}", self.origin, t.origin());
+            let found: Vec<String> = {
+                let mut stmt = self
+                    .conn
+                    .prepare(&format!("PRAGMA table_info({})", t.name))
+                    .map_err(|e| backend(&origin, e))?;
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, String>(1))
+                    .map_err(|e| backend(&origin, e))?;
+                rows.collect::<std::result::Result<_, _>>()
+                    .map_err(|e| backend(&origin, e))?
+            };
+            t.check_columns(&found)?;
+            let mut stmt = self
+                .conn
+                .prepare(&t.select(&DIALECT))
+                .map_err(|e| backend(&origin, e))?;
+            let width = t.column_names().len();
+            let mut rows = stmt.query([]).map_err(|e| backend(&origin, e))?;
+            while let Some(row) = rows.next().map_err(|e| backend(&origin, e))? {
+                let mut values = Vec::with_capacity(width);
+                for i in 0..width {
+                    values.push(from_sqlite(row.get::<_, Sql>(i).map_err(|e| backend(&origin, e))?));
+                }
+                let record = t.record(values)?;
+                registry::insert_flat(&self.registry, &mut self.store, &t.model_type, record, &origin)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn backend(origin: &str, e: rusqlite::Error) -> AdapterError {
+    AdapterError::Backend {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn to_sqlite(v: &SqlValue) -> Sql {
+    match v {
+        SqlValue::Null => Sql::Null,
+        SqlValue::Int(i) => Sql::Integer(*i),
+        SqlValue::Real(f) => Sql::Real(*f),
+        SqlValue::Text(s) => Sql::Text(s.clone()),
+        SqlValue::Bool(b) => Sql::Integer(i64::from(*b)),
+    }
+}
+
+fn from_sqlite(v: Sql) -> SqlValue {
+    match v {
+        Sql::Null => SqlValue::Null,
+        Sql::Integer(i) => SqlValue::Int(i),
+        Sql::Real(f) => SqlValue::Real(f),
+        Sql::Text(s) => SqlValue::Text(s),
+        Sql::Blob(b) => SqlValue::Text(String::from_utf8_lossy(&b).into_owned()),
+    }
+}
+
+impl Adapter for SqliteAdapter {
+    type Store = LocalStore;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
+    fn top_level(&self) -> Vec<&str> {
+        self.registry.top_level()
+    }
+
+    /// All changes in one transaction. Without CONTINUE_ON_FAILURE the first
+    /// failure rolls everything back; with it, each change has a savepoint and
+    /// a failed one is rolled back alone.
+    fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
+        let keep_going = batch.continue_on_failure();
+        let mut tx = self.conn.transaction()?;
+        for i in 0..batch.len() {
+            if batch.is_blocked(i) {
+                batch.skip(i, SkipReason::DependencyFailed);
+                continue;
+            }
+            let change = &batch.changes()[i];
+            let what = format!("{} {} {:?}", change.action, change.model_type(), change.key());
+            let stmts = sql::statements(&DIALECT, &self.tables, &self.registry, &self.store, change);
+            let result = match stmts {
+                Err(e) => Err(e.to_string()),
+                Ok(stmts) if keep_going => {
+                    let sp = tx.savepoint()?;
+                    let r = run(&sp, &stmts);
+                    if r.is_ok() {
+                        sp.commit()?;
+                    }
+                    r
+                }
+                Ok(stmts) => run(&tx, &stmts),
+            };
+            match result {
+                Ok(()) => batch.set_outcome(i, Ok(())),
+                Err(e) if keep_going => batch.set_outcome(i, Err(e.into())),
+                // Dropping the transaction rolls it back.
+                Err(e) => return Err(format!("{what}: {e}; transaction rolled back").into()),
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn run(conn: &Connection, stmts: &[sql::Statement]) -> std::result::Result<(), String> {
+    for s in stmts {
+        let mut stmt = conn.prepare_cached(&s.sql).map_err(|e| e.to_string())?;
+        stmt.execute(params_from_iter(s.params.iter().map(to_sqlite)))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

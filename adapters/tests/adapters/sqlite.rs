@@ -1,0 +1,150 @@
+//! SQLite adapter: schema from models, load, transactional batch writes,
+//! rollback and savepoints, bad tables.
+
+use diffsync::{Adapter, DiffFlags, Error, Options, Outcome, SkipReason};
+use diffsync_adapters::AdapterError;
+use diffsync_adapters::sqlite::SqliteAdapter;
+
+use crate::common::{Interface, inventory, registry};
+
+fn count(db: &SqliteAdapter, table: &str) -> i64 {
+    db.connection()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn sync_writes_rows_and_a_reopened_database_has_no_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.db");
+    let source = inventory("cmdb", 4, 0);
+    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+    let report = db.sync_from(&source).unwrap();
+    assert_eq!(report.totals().applied, 4 * 9);
+    assert_eq!(
+        (count(&db, "site"), count(&db, "device"), count(&db, "interface")),
+        (4, 8, 24)
+    );
+    let descr: String = db
+        .connection()
+        .query_row(
+            "SELECT description FROM interface WHERE device = 'site1-r0' AND name = 'eth0'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        descr, "\"uplink, \\\"core\\\"\\nline 2\"",
+        "custom types are stored as JSON"
+    );
+    drop(db);
+
+    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+    assert!(!db.diff_from(&source).unwrap().has_diffs());
+    // Incremental: updates, new interfaces, and two deleted sites with their subtrees.
+    let mut changed = inventory("cmdb", 3, 1);
+    changed.store.remove("site", "site2", true).unwrap();
+    let diff = db.diff_from(&changed).unwrap();
+    let s = diff.summary();
+    assert_eq!((s.create, s.delete), (4, 2 * 9), "{diff}");
+    db.sync_from(&changed).unwrap();
+    db.reload().unwrap();
+    assert!(!db.diff_from(&changed).unwrap().has_diffs());
+    assert_eq!(count(&db, "site"), 2);
+    assert_eq!(count(&db, "interface"), 2 * 2 * 4);
+}
+
+fn refuse_eth3(db: &SqliteAdapter, device: &str) {
+    db.connection()
+        .execute_batch(&format!(
+            "CREATE TRIGGER refuse BEFORE INSERT ON interface WHEN NEW.name = 'eth3' AND NEW.device = '{device}'
+             BEGIN SELECT RAISE(ABORT, 'eth3 refused'); END;"
+        ))
+        .unwrap();
+}
+
+#[test]
+fn a_failing_statement_rolls_the_whole_transaction_back() {
+    let mut db = SqliteAdapter::open_in_memory("db", registry()).unwrap();
+    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    refuse_eth3(&db, "site1-r1");
+    let changed = inventory("cmdb", 2, 1);
+    let before = db.diff_from(&changed).unwrap();
+    let err = db.sync_from(&changed).unwrap_err();
+    let Error::SyncAborted { message, report, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(
+        message.contains("eth3 refused") && message.contains("rolled back"),
+        "{message}"
+    );
+    assert_eq!(report.totals().applied, 0);
+    // Nothing half-applied: neither the database nor the store changed.
+    assert_eq!(db.diff_from(&changed).unwrap(), before);
+    db.reload().unwrap();
+    assert_eq!(db.diff_from(&changed).unwrap(), before);
+}
+
+#[test]
+fn continue_on_failure_uses_a_savepoint_per_change() {
+    let mut db = SqliteAdapter::open_in_memory("db", registry()).unwrap();
+    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    refuse_eth3(&db, "site1-r1");
+    let changed = inventory("cmdb", 2, 1);
+    let report = db
+        .sync_from_with(&changed, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        .unwrap();
+    let failed: Vec<_> = report.failures().map(|e| e.key.as_str()).collect();
+    assert_eq!(failed, ["site1-r1__eth3"]);
+    assert!(
+        report
+            .elements
+            .iter()
+            .all(|e| e.outcome == Outcome::Applied || e.key == "site1-r1__eth3")
+    );
+    db.reload().unwrap();
+    let left = db.diff_from(&changed).unwrap();
+    let s = left.summary();
+    assert_eq!((s.create, s.update, s.delete), (1, 0, 0), "{left}");
+    let _ = SkipReason::Aborted;
+}
+
+#[test]
+fn a_table_missing_a_column_names_table_model_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE site (name TEXT PRIMARY KEY); INSERT INTO site VALUES ('a');")
+        .unwrap();
+    drop(conn);
+    let err = SqliteAdapter::open("db", &path, registry()).err().unwrap();
+    assert!(matches!(err, AdapterError::Format { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("table \"site\" (model site)") && msg.contains("missing column \"region\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_cell_of_the_wrong_type_names_model_key_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.db");
+    {
+        let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+        db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+        db.connection()
+            .execute(
+                "UPDATE interface SET mtu = 'big' WHERE name = 'eth1' AND device = 'site0-r0'",
+                [],
+            )
+            .unwrap();
+    }
+    let err = SqliteAdapter::open("db", &path, registry()).err().unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("interface \"site0-r0__eth1\"") && msg.contains("column \"mtu\""),
+        "{msg}"
+    );
+    let _: Option<Interface> = None;
+}
