@@ -14,6 +14,8 @@ mod registry;
 
 #[cfg(feature = "files")]
 pub mod files;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]

@@ -4,5 +4,8 @@
 mod common;
 #[cfg(feature = "files")]
 mod files;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod servers;
 #[cfg(feature = "sqlite")]
 mod sqlite;

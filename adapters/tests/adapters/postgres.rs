@@ -1,0 +1,105 @@
+//! PostgreSQL adapter against a real server started by the test.
+
+use diffsync::{Adapter, DiffFlags, Error, Options};
+use diffsync_adapters::AdapterError;
+use diffsync_adapters::postgres::PostgresAdapter;
+
+use crate::common::{inventory, registry};
+use crate::servers::Postgres;
+
+fn count(db: &mut PostgresAdapter, table: &str) -> i64 {
+    db.client()
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn sync_round_trip_and_incremental_changes() {
+    let Some(pg) = Postgres::start() else { return };
+    let source = inventory("cmdb", 5, 0);
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    let report = db.sync_from(&source).unwrap();
+    assert_eq!(report.totals().applied, 5 * 9);
+    assert_eq!(count(&mut db, "interface"), 30);
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    assert!(!db.diff_from(&source).unwrap().has_diffs());
+    let mut changed = inventory("cmdb", 5, 1);
+    changed.store.remove("device", "site4-r1", true).unwrap();
+    db.sync_from(&changed).unwrap();
+    db.reload().unwrap();
+    let left = db.diff_from(&changed).unwrap();
+    assert!(!left.has_diffs(), "{left}");
+    assert_eq!(count(&mut db, "device"), 9);
+}
+
+fn refuse_eth3(db: &mut PostgresAdapter) {
+    db.client()
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN
+               IF NEW.name = 'eth3' AND NEW.device = 'site1-r1' THEN RAISE EXCEPTION 'eth3 refused'; END IF;
+               RETURN NEW; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER refuse BEFORE INSERT ON interface FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .unwrap();
+}
+
+#[test]
+fn failure_rolls_back_and_continue_on_failure_uses_savepoints() {
+    let Some(pg) = Postgres::start() else { return };
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    refuse_eth3(&mut db);
+    let changed = inventory("cmdb", 2, 1);
+    let before = db.diff_from(&changed).unwrap();
+    let err = db.sync_from(&changed).unwrap_err();
+    assert!(
+        matches!(&err, Error::SyncAborted { message, .. } if message.contains("eth3 refused")),
+        "{err}"
+    );
+    db.reload().unwrap();
+    assert_eq!(db.diff_from(&changed).unwrap(), before, "nothing half-applied");
+
+    let report = db
+        .sync_from_with(&changed, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        .unwrap();
+    assert_eq!(
+        report.failures().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+        ["site1-r1__eth3"]
+    );
+    db.reload().unwrap();
+    let s = db.diff_from(&changed).unwrap().summary();
+    assert_eq!((s.create, s.update), (1, 0));
+}
+
+#[test]
+fn missing_column_and_wrong_type_are_named() {
+    let Some(pg) = Postgres::start() else { return };
+    let mut c = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+    c.batch_execute("CREATE TABLE site (name TEXT PRIMARY KEY, _seq BIGSERIAL)")
+        .unwrap();
+    let err = PostgresAdapter::connect("pg", &pg.params(), registry()).err().unwrap();
+    assert!(err.to_string().contains("missing column \"region\""), "{err}");
+    c.batch_execute("DROP TABLE site; CREATE TABLE site (name TEXT PRIMARY KEY, region INTEGER, _seq BIGSERIAL); INSERT INTO site (name, region) VALUES ('a', 1)").unwrap();
+    let err = PostgresAdapter::connect("pg", &pg.params(), registry()).err().unwrap();
+    assert!(
+        matches!(&err, AdapterError::Model { model_type, .. } if model_type == "site"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("column \"region\""), "{err}");
+}
+
+#[test]
+fn unreachable_server_names_the_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let params = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2");
+    let err = PostgresAdapter::connect("pg", &params, registry()).err().unwrap();
+    assert!(
+        matches!(&err, AdapterError::Unreachable { address, .. } if *address == format!("postgres://127.0.0.1:{port}")),
+        "{err}"
+    );
+}

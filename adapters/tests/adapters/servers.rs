@@ -1,0 +1,189 @@
+//! Real servers for the tests: a private PostgreSQL or Redis per test, in a
+//! temporary directory, on a free loopback port, stopped on drop.
+//!
+//! Without the server binaries a test says loudly that it was skipped; with
+//! `CI=true` it fails instead (CI installs them).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("local address").port()
+}
+
+fn missing(what: &str) -> Option<()> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} not found, and CI=true: CI must install it (.ci/run)");
+    }
+    eprintln!("\n*** SKIPPED: {what} not found; install it to run this test ***\n");
+    None
+}
+
+fn find(bin: &str, extra_dirs: &[PathBuf]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra_dirs.iter().cloned())
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
+}
+
+fn uid_gid_of(user: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd.lines().find(|l| l.split(':').next() == Some(user))?;
+    let f: Vec<&str> = line.split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
+}
+
+/// A running PostgreSQL server.
+pub struct Postgres {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    pg_ctl: PathBuf,
+    as_user: Option<(u32, u32)>,
+    pub port: u16,
+}
+
+impl Postgres {
+    pub fn start() -> Option<Postgres> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        dirs.reverse();
+        let (Some(initdb), Some(pg_ctl)) = (find("initdb", &dirs), find("pg_ctl", &dirs)) else {
+            missing("PostgreSQL (initdb, pg_ctl)")?;
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        // initdb refuses to run as root: use the postgres user then.
+        let as_user = if is_root() { uid_gid_of("postgres") } else { None };
+        if let Some((uid, gid)) = as_user {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown temp dir");
+        }
+        let data = dir.path().join("data");
+        let port = free_port();
+        let cmd = |bin: &Path| {
+            let mut c = Command::new(bin);
+            if let Some((uid, gid)) = as_user {
+                use std::os::unix::process::CommandExt;
+                c.uid(uid).gid(gid);
+            }
+            c.stdout(Stdio::null()).stderr(Stdio::piped());
+            c
+        };
+        let out = cmd(&initdb)
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .expect("run initdb");
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.path().display()
+        );
+        let out = cmd(&pg_ctl)
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &opts, "-l"])
+            .arg(dir.path().join("log"))
+            .args(["-w", "start"])
+            .output()
+            .expect("run pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Postgres {
+            _dir: dir,
+            data,
+            pg_ctl,
+            as_user,
+            port,
+        })
+    }
+
+    pub fn params(&self) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let mut c = Command::new(&self.pg_ctl);
+        if let Some((uid, gid)) = self.as_user {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid).gid(gid);
+        }
+        let _ = c
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A running redis-server.
+pub struct Redis {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Option<Redis> {
+        let Some(bin) = find("redis-server", &[]) else {
+            missing("redis-server")?;
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Command::new(bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Redis { child, _dir: dir, port })
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
