@@ -108,6 +108,20 @@ pub enum Error {
         /// What happened to every element up to the failure.
         report: Box<SyncReport>,
     },
+    /// A store's backend (a networked store's server, say) failed; the
+    /// in-memory image was left as it was before the operation.
+    #[error("store {store:?}: {model_type} {key:?}: {source}")]
+    Store {
+        /// Store name.
+        store: String,
+        /// Model type name.
+        model_type: String,
+        /// Unique id.
+        key: String,
+        /// The backend's error.
+        #[source]
+        source: HookError,
+    },
     /// An adapter failed to load its system.
     #[error("adapter {adapter:?} failed to load: {source}")]
     Load {

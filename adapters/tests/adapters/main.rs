@@ -6,6 +6,8 @@ mod common;
 mod files;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 mod servers;
 #[cfg(feature = "sqlite")]
 mod sqlite;

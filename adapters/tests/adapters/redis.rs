@@ -1,0 +1,148 @@
+//! Redis-backed store against a real redis-server started by the test.
+
+use diffsync::{Adapter, Error, LocalStore, Store};
+use diffsync_adapters::AdapterError;
+use diffsync_adapters::redis::RedisStore;
+
+use crate::common::{Device, Interface, Site, Text, inventory, registry};
+use crate::servers::Redis;
+
+struct Persistent {
+    store: RedisStore,
+}
+
+impl Adapter for Persistent {
+    type Store = RedisStore;
+    fn name(&self) -> &str {
+        Store::name(&self.store)
+    }
+    fn store(&self) -> &RedisStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut RedisStore {
+        &mut self.store
+    }
+    fn top_level(&self) -> Vec<&str> {
+        vec!["site"]
+    }
+}
+
+fn keys(s: &LocalStore, t: &str) -> Vec<String> {
+    s.get_all_dyn(t).map(|m| m.unique_id()).collect()
+}
+
+#[test]
+fn a_synced_store_outlives_its_process_with_links_and_order() {
+    let Some(server) = Redis::start() else { return };
+    let source = inventory("cmdb", 3, 0);
+    {
+        let store = RedisStore::open(&server.url(), "inv", registry()).unwrap();
+        let mut target = Persistent { store };
+        target.sync_from(&source).unwrap();
+    }
+    let reopened = Persistent {
+        store: RedisStore::open(&server.url(), "inv", registry()).unwrap(),
+    };
+    assert!(!reopened.diff_from(&source).unwrap().has_diffs());
+    let image = reopened.store.local();
+    assert_eq!(
+        image.children_keys("device", "site1-r0", "interface").unwrap(),
+        ["site1-r0__eth0", "site1-r0__eth1", "site1-r0__eth2"]
+    );
+    assert_eq!(keys(image, "site"), keys(&source.store, "site"));
+    assert_eq!(keys(image, "interface"), keys(&source.store, "interface"));
+
+    // Incremental sync, then another reopen.
+    let changed = inventory("cmdb", 2, 1);
+    let mut target = reopened;
+    target.sync_from(&changed).unwrap();
+    let again = RedisStore::open(&server.url(), "inv", registry()).unwrap();
+    assert!(!Persistent { store: again }.diff_from(&changed).unwrap().has_diffs());
+}
+
+#[test]
+fn two_stores_share_a_namespace_and_namespaces_are_separate() {
+    let Some(server) = Redis::start() else { return };
+    let mut a = RedisStore::open(&server.url(), "shared", registry()).unwrap();
+    let mut b = RedisStore::open(&server.url(), "shared", registry()).unwrap();
+    let other = RedisStore::open(&server.url(), "other", registry()).unwrap();
+    a.add(Site {
+        name: "nyc".into(),
+        region: "east".into(),
+    })
+    .unwrap();
+    a.add_child(
+        "site",
+        "nyc",
+        Device {
+            name: "r1".into(),
+            role: "edge".into(),
+            serial: None,
+            db_pk: 0,
+        },
+    )
+    .unwrap();
+    a.add_child(
+        "device",
+        "r1",
+        Interface {
+            device: "r1".into(),
+            name: "eth0".into(),
+            description: Text("up".into()),
+            mtu: 1500,
+            enabled: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(b.local().count_all(), 0);
+    b.refresh().unwrap();
+    assert_eq!(b.local().count_all(), 3);
+    assert_eq!(
+        b.local().parent_of("interface", "r1__eth0").unwrap(),
+        Some(("device", "r1"))
+    );
+    assert_eq!(other.local().count_all(), 0);
+    // Removing a parent without its children keeps them, unlinked, in Redis too.
+    Store::remove(&mut a, "device", "r1", false).unwrap();
+    b.refresh().unwrap();
+    assert_eq!(b.local().count("device"), 0);
+    assert_eq!(b.local().parent_of("interface", "r1__eth0").unwrap(), None);
+}
+
+#[test]
+fn unreachable_server_names_the_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let err = RedisStore::open(&url, "x", registry()).err().unwrap();
+    assert!(
+        matches!(&err, AdapterError::Unreachable { address, .. } if *address == url),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_failed_write_leaves_the_image_unchanged() {
+    let Some(server) = Redis::start() else { return };
+    let mut s = RedisStore::open(&server.url(), "inv", registry()).unwrap();
+    s.add(Site {
+        name: "nyc".into(),
+        region: "east".into(),
+    })
+    .unwrap();
+    drop(server);
+    let err = s
+        .add(Site {
+            name: "lax".into(),
+            region: "west".into(),
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Store { model_type, key, .. } if model_type == "site" && key == "lax"),
+        "{err}"
+    );
+    assert_eq!(keys(s.local(), "site"), ["nyc"]);
+}
