@@ -14,6 +14,8 @@ mod registry;
 
 #[cfg(feature = "files")]
 pub mod files;
+#[cfg(feature = "object-store")]
+pub mod object_store;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

@@ -4,6 +4,8 @@
 mod common;
 #[cfg(feature = "files")]
 mod files;
+#[cfg(feature = "object-store")]
+mod object_store;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
