@@ -269,9 +269,12 @@ fn dump_model(reg: &Registry, store: &LocalStore, m: &dyn AnyModel) -> Result<Ma
     Ok(fields)
 }
 
+/// A flat record: a model's fields (and [`PARENT_KEY`]).
+pub(crate) type Record = Map<String, Value>;
+
 /// Every model as a flat record with its parent's id under [`PARENT_KEY`],
 /// grouped by type in load order.
-pub(crate) fn flat_records(reg: &Registry, store: &LocalStore) -> Result<Vec<(String, Vec<Map<String, Value>>)>> {
+pub(crate) fn flat_records(reg: &Registry, store: &LocalStore) -> Result<Vec<(String, Vec<Record>)>> {
     let mut out = Vec::new();
     for t in reg.load_order() {
         let mut rows = Vec::new();

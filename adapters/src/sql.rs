@@ -190,7 +190,7 @@ impl Table {
     }
 
     /// A database value as JSON, checked against the column's kind.
-    pub(crate) fn from_sql(&self, column: &str, v: SqlValue, key: &str) -> Result<Value> {
+    pub(crate) fn value_of(&self, column: &str, v: SqlValue, key: &str) -> Result<Value> {
         if column == PARENT_KEY {
             return Ok(match v {
                 SqlValue::Text(s) => Value::String(s),
@@ -232,7 +232,7 @@ impl Table {
             .join(diffsync::model::ID_SEPARATOR);
         let mut out = Map::new();
         for (name, v) in names.into_iter().zip(row) {
-            out.insert(name.to_string(), self.from_sql(name, v, &key_guess)?);
+            out.insert(name.to_string(), self.value_of(name, v, &key_guess)?);
         }
         Ok(out)
     }

@@ -101,6 +101,7 @@ pub mod diff;
 mod differ;
 mod error;
 mod flags;
+pub mod guide;
 pub mod model;
 mod render;
 pub mod store;
