@@ -108,7 +108,7 @@ pub(crate) fn diff(src: &Side<'_>, dst: &Side<'_>, opts: &mut Options<'_>) -> Re
         let d_slots: Vec<u32> = dty
             .map(|t| dst.store.tables[t as usize].slots().collect())
             .unwrap_or_default();
-        diff.unchanged += diff_lists(&mut ctx, sty, &s_slots, dty, &d_slots, true, &mut diff.elements)?;
+        diff.unchanged += diff_top(&mut ctx, sty, &s_slots, dty, &d_slots, &mut diff.elements)?;
     }
     diff.skipped = ctx.skipped;
     if let Some(p) = ctx.progress.as_mut() {
@@ -129,19 +129,7 @@ fn table(store: &LocalStore, ty: Option<u32>) -> Option<&Table> {
     ty.map(|t| &store.tables[t as usize])
 }
 
-/// Diffs two sibling lists (slots of one model type); appends elements to `out`
-/// and returns the number of unchanged models not materialized.
-fn diff_lists(
-    ctx: &mut Ctx<'_, '_>,
-    sty: Option<u32>,
-    s_slots: &[u32],
-    dty: Option<u32>,
-    d_slots: &[u32],
-    top: bool,
-    out: &mut Vec<DiffElement>,
-) -> Result<usize> {
-    let st = table(ctx.src, sty);
-    let dt = table(ctx.dst, dty);
+fn check_identifiers(ctx: &Ctx<'_, '_>, st: Option<&Table>, dt: Option<&Table>) -> Result<()> {
     if let (Some(st), Some(dt)) = (st, dt)
         && st
             .schema
@@ -159,58 +147,190 @@ fn diff_lists(
             ),
         });
     }
-    let start = out.len();
-    let mut unchanged = 0;
-    // Matched destination positions (small lists) or slots (large lists).
-    let small = d_slots.len() <= SCAN_LIMIT;
-    let mut used = vec![
-        false;
-        if small {
-            d_slots.len()
-        } else {
-            dt.map_or(0, |t| t.meta.len())
-        }
-    ];
-    for (i, &s) in s_slots.iter().enumerate() {
-        let uid: &str = st.map_or("", |t| &t.meta[s as usize].uid);
-        let found = match dt {
-            None => None,
-            Some(dt) if small => {
-                // Lists are usually in the same order on both sides: try position i first.
+    Ok(())
+}
+
+/// Matches two sibling lists by unique id and calls `emit` with each pair:
+/// source order first (with the matching destination slot, if any), then the
+/// destination-only slots in destination order.
+fn match_lists(
+    dst: &LocalStore,
+    st: Option<&Table>,
+    s_slots: &[u32],
+    dt: Option<&Table>,
+    d_slots: &[u32],
+    mut emit: impl FnMut(Option<u32>, Option<u32>) -> Result<()>,
+) -> Result<()> {
+    let uid_of = |s: u32| -> &str { st.map_or("", |t| &t.meta[s as usize].uid) };
+    if d_slots.len() <= SCAN_LIMIT {
+        let mut used = [false; SCAN_LIMIT];
+        for (i, &s) in s_slots.iter().enumerate() {
+            let uid = uid_of(s);
+            let found = dt.and_then(|dt| {
                 let hit = |j: usize| !used[j] && &*dt.meta[d_slots[j] as usize].uid == uid;
+                // Lists are usually in the same order on both sides: try position i first.
                 if i < d_slots.len() && hit(i) {
                     Some(i)
                 } else {
                     (0..d_slots.len()).find(|&j| hit(j))
                 }
+            });
+            if let Some(j) = found {
+                used[j] = true;
             }
-            Some(dt) => dt
-                .find_hashed(ctx.dst.hash(uid), uid)
-                .filter(|&slot| !used[slot as usize] && (top || d_slots.contains(&slot)))
-                .map(|slot| slot as usize),
-        };
-        let d = found.map(|j| {
-            used[j] = true;
-            if small { d_slots[j] } else { j as u32 }
-        });
-        match diff_pair(ctx, sty, Some(s), dty, d)? {
+            emit(Some(s), found.map(|j| d_slots[j]))?;
+        }
+        for (j, &d) in d_slots.iter().enumerate() {
+            if !used[j] {
+                emit(None, Some(d))?;
+            }
+        }
+        return Ok(());
+    }
+    // Per destination slot: 0 not in this list, 1 in it and unmatched, 2 matched.
+    let mut state = vec![0u8; dt.map_or(0, |t| t.meta.len())];
+    for &d in d_slots {
+        state[d as usize] = 1;
+    }
+    for &s in s_slots {
+        let uid = uid_of(s);
+        let found = dt
+            .and_then(|dt| dt.find_hashed(dst.hash(uid), uid))
+            .filter(|&d| state[d as usize] == 1);
+        if let Some(d) = found {
+            state[d as usize] = 2;
+        }
+        emit(Some(s), found)?;
+    }
+    for &d in d_slots {
+        if state[d as usize] == 1 {
+            emit(None, Some(d))?;
+        }
+    }
+    Ok(())
+}
+
+/// Diffs two sibling lists (slots of one model type); appends elements to `out`
+/// and returns the number of unchanged models not materialized.
+fn diff_lists(
+    ctx: &mut Ctx<'_, '_>,
+    sty: Option<u32>,
+    s_slots: &[u32],
+    dty: Option<u32>,
+    d_slots: &[u32],
+    out: &mut Vec<DiffElement>,
+) -> Result<usize> {
+    let (st, dt) = (table(ctx.src, sty), table(ctx.dst, dty));
+    check_identifiers(ctx, st, dt)?;
+    let start = out.len();
+    let mut unchanged = 0;
+    let dst = ctx.dst;
+    match_lists(dst, st, s_slots, dt, d_slots, |s, d| {
+        match diff_pair(ctx, sty, s, dty, d)? {
             PairOutcome::Unchanged(n) => unchanged += n,
             PairOutcome::Element(e) => out.push(e),
             PairOutcome::Skipped => {}
         }
-    }
-    for (j, &d) in d_slots.iter().enumerate() {
-        let matched = if small { used[j] } else { used[d as usize] };
-        if !matched {
-            match diff_pair(ctx, sty, None, dty, Some(d))? {
-                PairOutcome::Unchanged(n) => unchanged += n,
-                PairOutcome::Element(e) => out.push(e),
-                PairOutcome::Skipped => {}
-            }
-        }
-    }
+        Ok(())
+    })?;
     check_shortnames(&out[start..])?;
     Ok(unchanged)
+}
+
+/// Diffs the top-level lists of one model type. Large inputs are matched
+/// here and their pairs' subtrees diffed in parallel; the elements are
+/// concatenated in pair order, so the result is the same as sequentially.
+fn diff_top(
+    ctx: &mut Ctx<'_, '_>,
+    sty: Option<u32>,
+    s_slots: &[u32],
+    dty: Option<u32>,
+    d_slots: &[u32],
+    out: &mut Vec<DiffElement>,
+) -> Result<usize> {
+    #[cfg(feature = "parallel")]
+    if ctx.total >= PARALLEL_MIN_MODELS && rayon::current_num_threads() > 1 {
+        let (st, dt) = (table(ctx.src, sty), table(ctx.dst, dty));
+        check_identifiers(ctx, st, dt)?;
+        let mut pairs = Vec::with_capacity(s_slots.len().max(d_slots.len()));
+        match_lists(ctx.dst, st, s_slots, dt, d_slots, |s, d| {
+            pairs.push((s, d));
+            Ok(())
+        })?;
+        let start = out.len();
+        let unchanged = parallel::diff_pairs(ctx, sty, dty, &pairs, out)?;
+        check_shortnames(&out[start..])?;
+        return Ok(unchanged);
+    }
+    diff_lists(ctx, sty, s_slots, dty, d_slots, out)
+}
+
+/// Below this many models in both stores, a diff runs on the calling thread.
+#[cfg(feature = "parallel")]
+const PARALLEL_MIN_MODELS: usize = 20_000;
+
+#[cfg(feature = "parallel")]
+mod parallel {
+    use rayon::prelude::*;
+
+    use super::{Ctx, PairOutcome, diff_pair};
+    use crate::diff::DiffElement;
+    use crate::error::Result;
+
+    type Pair = (Option<u32>, Option<u32>);
+
+    /// Diffs top-level pairs in parallel chunks. Chunks run in waves so the
+    /// progress callback (not thread-safe) is called between waves, here.
+    pub(super) fn diff_pairs(
+        ctx: &mut Ctx<'_, '_>,
+        sty: Option<u32>,
+        dty: Option<u32>,
+        pairs: &[Pair],
+        out: &mut Vec<DiffElement>,
+    ) -> Result<usize> {
+        let threads = rayon::current_num_threads();
+        let chunk = (pairs.len() / (threads * 64)).max(1);
+        let wave = chunk * threads * 8;
+        let (src, dst, flags, keep_unchanged, total) = (ctx.src, ctx.dst, ctx.flags, ctx.keep_unchanged, ctx.total);
+        let mut unchanged = 0;
+        for wave in pairs.chunks(wave) {
+            let results: Vec<Result<(Vec<DiffElement>, usize, usize, usize)>> = wave
+                .par_chunks(chunk)
+                .map(|part| {
+                    let mut w = Ctx {
+                        src,
+                        dst,
+                        flags,
+                        keep_unchanged,
+                        skipped: 0,
+                        processed: 0,
+                        total,
+                        next_report: usize::MAX,
+                        step: usize::MAX,
+                        progress: None,
+                    };
+                    let mut elements = Vec::new();
+                    let mut unchanged = 0;
+                    for &(s, d) in part {
+                        match diff_pair(&mut w, sty, s, dty, d)? {
+                            PairOutcome::Unchanged(n) => unchanged += n,
+                            PairOutcome::Element(e) => elements.push(e),
+                            PairOutcome::Skipped => {}
+                        }
+                    }
+                    Ok((elements, unchanged, w.skipped, w.processed))
+                })
+                .collect();
+            for r in results {
+                let (elements, u, skipped, processed) = r?;
+                out.extend(elements);
+                unchanged += u;
+                ctx.skipped += skipped;
+                ctx.count(processed);
+            }
+        }
+        Ok(unchanged)
+    }
 }
 
 fn check_shortnames(elements: &[DiffElement]) -> Result<()> {
@@ -290,7 +410,7 @@ fn diff_pair(
         if s_list.is_empty() && d_list.is_empty() {
             continue;
         }
-        child_unchanged += diff_lists(ctx, scty, s_list, dcty, d_list, false, &mut children)?;
+        child_unchanged += diff_lists(ctx, scty, s_list, dcty, d_list, &mut children)?;
     }
     if both && let (Some(st), Some(dt)) = (st, dt) {
         for name in dt.schema.children.iter().filter(|c| st.schema.child_index(c).is_none()) {
@@ -436,5 +556,59 @@ mod tests {
             err.to_string(),
             r#"port shortname "same" is shared by "sw__0" and "sw__3""#
         );
+    }
+
+    #[cfg(feature = "parallel")]
+    #[test]
+    fn parallel_diff_equals_sequential_diff() {
+        // 300 switches x 40 ports per side: above PARALLEL_MIN_MODELS.
+        let build = |name: &str, variant: u32| {
+            let mut s = LocalStore::new(name);
+            for sw in 0..300u32 {
+                if variant == 1 && sw % 50 == 7 {
+                    continue; // switches only in the other side
+                }
+                let sname = format!("sw{sw}");
+                s.add(Switch { name: sname.clone() }).unwrap();
+                for n in 0..40 + variant * (sw % 3) {
+                    let label = if variant == 1 && (sw + n) % 97 == 0 {
+                        "changed".to_string()
+                    } else {
+                        format!("p{n}")
+                    };
+                    s.add_child(
+                        "switch",
+                        &sname,
+                        Port {
+                            switch: sname.clone(),
+                            n,
+                            label,
+                        },
+                    )
+                    .unwrap();
+                }
+            }
+            A(s)
+        };
+        let (src, dst) = (build("src", 0), build("dst", 1));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut last = None;
+                let mut cb = |p: crate::Progress| last = Some((p.current, p.total));
+                let diff = dst
+                    .diff_from_with(&src, &mut crate::Options::new().progress(&mut cb))
+                    .unwrap();
+                (diff, last)
+            })
+        };
+        let (sequential, seq_progress) = run(1);
+        let (parallel, par_progress) = run(4);
+        assert!(sequential.has_diffs());
+        assert_eq!(parallel, sequential);
+        assert_eq!(par_progress, seq_progress);
+        let s = parallel.summary();
+        assert_eq!(s.create, 6 * 41);
+        assert!(s.update > 0 && s.delete > 0);
     }
 }
