@@ -279,6 +279,14 @@ mod parallel {
 
     type Pair = (Option<u32>, Option<u32>);
 
+    /// What one chunk of pairs produced.
+    struct Part {
+        elements: Vec<DiffElement>,
+        unchanged: usize,
+        skipped: usize,
+        processed: usize,
+    }
+
     /// Diffs top-level pairs in parallel chunks. Chunks run in waves so the
     /// progress callback (not thread-safe) is called between waves, here.
     pub(super) fn diff_pairs(
@@ -294,7 +302,7 @@ mod parallel {
         let (src, dst, flags, keep_unchanged, total) = (ctx.src, ctx.dst, ctx.flags, ctx.keep_unchanged, ctx.total);
         let mut unchanged = 0;
         for wave in pairs.chunks(wave) {
-            let results: Vec<Result<(Vec<DiffElement>, usize, usize, usize)>> = wave
+            let results: Vec<Result<Part>> = wave
                 .par_chunks(chunk)
                 .map(|part| {
                     let mut w = Ctx {
@@ -318,15 +326,20 @@ mod parallel {
                             PairOutcome::Skipped => {}
                         }
                     }
-                    Ok((elements, unchanged, w.skipped, w.processed))
+                    Ok(Part {
+                        elements,
+                        unchanged,
+                        skipped: w.skipped,
+                        processed: w.processed,
+                    })
                 })
                 .collect();
             for r in results {
-                let (elements, u, skipped, processed) = r?;
-                out.extend(elements);
-                unchanged += u;
-                ctx.skipped += skipped;
-                ctx.count(processed);
+                let part = r?;
+                out.extend(part.elements);
+                unchanged += part.unchanged;
+                ctx.skipped += part.skipped;
+                ctx.count(part.processed);
             }
         }
         Ok(unchanged)
