@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use diffsync::{Adapter, DiffModel, LocalStore};
+use diffsync::{Adapter, DiffModel, LocalStore, MemoryAdapter};
 use diffsync_adapters::Registry;
 use diffsync_adapters::postgres::PostgresAdapter;
 use diffsync_adapters::sqlite::SqliteAdapter;
@@ -46,25 +46,7 @@ struct Interface {
     enabled: bool,
 }
 
-struct Memory(LocalStore);
-
-impl Adapter for Memory {
-    type Store = LocalStore;
-    fn name(&self) -> &str {
-        "memory"
-    }
-    fn store(&self) -> &LocalStore {
-        &self.0
-    }
-    fn store_mut(&mut self) -> &mut LocalStore {
-        &mut self.0
-    }
-    fn top_level(&self) -> Vec<&str> {
-        vec!["site"]
-    }
-}
-
-fn source(n: usize) -> diffsync::Result<Memory> {
+fn source(n: usize) -> diffsync::Result<MemoryAdapter> {
     let mut s = LocalStore::new("memory");
     let sites = (n / 100).max(1);
     let per_device = (n - sites * 10) / (sites * 9);
@@ -100,7 +82,7 @@ fn source(n: usize) -> diffsync::Result<Memory> {
             }
         }
     }
-    Ok(Memory(s))
+    Ok(MemoryAdapter::with_store("memory", &["site"], s))
 }
 
 fn report(target: &str, models: usize, secs: f64) {
@@ -122,7 +104,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let registry = Registry::new().with::<Site>().with::<Device>().with::<Interface>();
     let src = source(n)?;
-    let models = src.0.count_all();
+    let models = src.store.count_all();
 
     let dir = tempfile::tempdir()?;
     let mut db = SqliteAdapter::open("sqlite", dir.path().join("t.db"), registry.clone())?;

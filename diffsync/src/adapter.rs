@@ -148,3 +148,63 @@ pub trait Adapter {
         sync::sync(self, diff, None, opts)
     }
 }
+
+/// An adapter over a [`LocalStore`] with no write hooks: for sources (a CMDB
+/// export, a file you parsed yourself, test fixtures) and for targets whose
+/// only state is the store.
+///
+/// ```
+/// use diffsync::{Adapter, DiffModel, MemoryAdapter};
+///
+/// #[derive(DiffModel, Clone, Debug, PartialEq)]
+/// #[diffsync(name = "site")]
+/// struct Site { #[diffsync(id)] name: String, region: String }
+///
+/// let mut cmdb = MemoryAdapter::new("cmdb", &["site"]);
+/// cmdb.store.add(Site { name: "nyc".into(), region: "east".into() })?;
+/// let mut copy = MemoryAdapter::new("copy", &["site"]);
+/// copy.sync_from(&cmdb)?;
+/// assert_eq!(copy.store.count("site"), 1);
+/// # Ok::<(), diffsync::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct MemoryAdapter {
+    name: String,
+    top_level: Vec<String>,
+    /// The models.
+    pub store: crate::LocalStore,
+}
+
+impl MemoryAdapter {
+    /// An empty adapter (its store has the same name) with these top-level types.
+    pub fn new(name: impl Into<String>, top_level: &[&str]) -> Self {
+        let name = name.into();
+        let store = crate::LocalStore::new(name.clone());
+        Self::with_store(name, top_level, store)
+    }
+
+    /// An adapter over an existing store.
+    pub fn with_store(name: impl Into<String>, top_level: &[&str], store: crate::LocalStore) -> Self {
+        MemoryAdapter {
+            name: name.into(),
+            top_level: top_level.iter().map(|t| t.to_string()).collect(),
+            store,
+        }
+    }
+}
+
+impl Adapter for MemoryAdapter {
+    type Store = crate::LocalStore;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn store(&self) -> &crate::LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut crate::LocalStore {
+        &mut self.store
+    }
+    fn top_level(&self) -> Vec<&str> {
+        self.top_level.iter().map(String::as_str).collect()
+    }
+}

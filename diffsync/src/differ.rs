@@ -490,7 +490,7 @@ fn child_list<'a>(t: Option<&'a Table>, slot: Option<u32>, name: &str) -> Option
 
 #[cfg(test)]
 mod tests {
-    use crate::{Adapter, DiffModel, LocalStore};
+    use crate::{Adapter, DiffModel, LocalStore, MemoryAdapter};
 
     #[derive(DiffModel, Clone, Debug, PartialEq)]
     #[diffsync(name = "switch", children(Port))]
@@ -509,24 +509,7 @@ mod tests {
         label: String,
     }
 
-    struct A(LocalStore);
-    impl Adapter for A {
-        type Store = LocalStore;
-        fn name(&self) -> &str {
-            self.0.name()
-        }
-        fn store(&self) -> &LocalStore {
-            &self.0
-        }
-        fn store_mut(&mut self) -> &mut LocalStore {
-            &mut self.0
-        }
-        fn top_level(&self) -> Vec<&str> {
-            vec!["switch"]
-        }
-    }
-
-    fn switch(name: &str, ports: impl Iterator<Item = u32>, label: impl Fn(u32) -> String) -> A {
+    fn switch(name: &str, ports: impl Iterator<Item = u32>, label: impl Fn(u32) -> String) -> MemoryAdapter {
         let mut s = LocalStore::new(name);
         s.add(Switch { name: "sw".into() }).unwrap();
         for n in ports {
@@ -537,7 +520,7 @@ mod tests {
             };
             s.add_child("switch", "sw", p).unwrap();
         }
-        A(s)
+        MemoryAdapter::with_store(name, &["switch"], s)
     }
 
     #[test]
@@ -601,7 +584,7 @@ mod tests {
                     .unwrap();
                 }
             }
-            A(s)
+            MemoryAdapter::with_store(name, &["switch"], s)
         };
         let (src, dst) = (build("src", 0), build("dst", 1));
         let run = |threads: usize| {

@@ -107,7 +107,7 @@ mod render;
 pub mod store;
 mod sync;
 
-pub use adapter::Adapter;
+pub use adapter::{Adapter, MemoryAdapter};
 pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, Summary};
 pub use diffsync_derive::DiffModel;
 pub use error::{Error, HookError, Result};

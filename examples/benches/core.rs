@@ -3,7 +3,8 @@
 //! generator, so no files are needed.
 
 use diffsync::Adapter;
-use diffsync_examples::{Inventory, generate};
+use diffsync::MemoryAdapter;
+use diffsync_examples::{build, generate};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -15,10 +16,10 @@ fn main() {
 
 const SIZES: [usize; 2] = [10_000, 100_000];
 
-fn pair(n: usize) -> (Inventory, Inventory) {
+fn pair(n: usize) -> (MemoryAdapter, MemoryAdapter) {
     let (a, b) = generate(n);
-    let source = Inventory::build("source", a).expect("generated data has unique keys");
-    let target = Inventory::build("target", b).expect("generated data has unique keys");
+    let source = build("source", a).expect("generated data has unique keys");
+    let target = build("target", b).expect("generated data has unique keys");
     (source, target)
 }
 
@@ -32,10 +33,7 @@ fn diff(bencher: divan::Bencher, n: usize) {
 fn sync(bencher: divan::Bencher, n: usize) {
     let (source, target) = pair(n);
     bencher
-        .with_inputs(|| Inventory {
-            name: target.name,
-            store: target.store.clone(),
-        })
+        .with_inputs(|| target.clone())
         .bench_local_values(|mut t| t.sync_from(&source).expect("sync"));
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use diffsync::{Adapter, Summary};
-use diffsync_examples::{File, Inventory};
+use diffsync_examples::{File, build};
 use serde_json::json;
 
 // Large diffs allocate many small objects right after two loader threads freed
@@ -68,10 +68,7 @@ fn main() -> Result<(), BoxError> {
     let (src_file, dst_file) = (src_file?, dst_file?);
     let parse_t = t.elapsed();
     let t = Instant::now();
-    let (source, target) = rayon::join(
-        || Inventory::build("source", src_file),
-        || Inventory::build("target", dst_file),
-    );
+    let (source, target) = rayon::join(|| build("source", src_file), || build("target", dst_file));
     let (source, mut target) = (source?, target?);
     let build_t = t.elapsed();
     let rss_after_load = status_kib("VmRSS:");

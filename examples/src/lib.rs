@@ -2,7 +2,7 @@
 //! (`../shared/bench` layout), an in-memory adapter, the JSON loader, and a
 //! deterministic in-memory generator for microbenchmarks.
 
-use diffsync::{Adapter, DiffModel, LocalStore};
+use diffsync::{DiffModel, LocalStore, MemoryAdapter};
 use serde::Deserialize;
 
 /// A site (`site` in the workload).
@@ -100,66 +100,40 @@ pub struct DeviceRec {
     pub interfaces: Vec<Interface>,
 }
 
-/// An adapter holding an inventory in memory (its hooks only touch the store).
-pub struct Inventory {
-    /// Adapter name.
-    pub name: &'static str,
-    /// The store.
-    pub store: LocalStore,
-}
-
-impl Adapter for Inventory {
-    type Store = LocalStore;
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn store(&self) -> &LocalStore {
-        &self.store
-    }
-    fn store_mut(&mut self) -> &mut LocalStore {
-        &mut self.store
-    }
-    fn top_level(&self) -> Vec<&str> {
-        vec!["site"]
-    }
-}
-
-impl Inventory {
-    /// Builds an adapter from parsed workload records.
-    pub fn build(name: &'static str, file: File) -> diffsync::Result<Inventory> {
-        let mut store = LocalStore::new(name);
-        let mut device_key = String::new();
-        for s in file.site {
-            let site = s.name.clone();
-            store.add(Site {
-                name: s.name,
-                region: s.region,
-                status: s.status,
-            })?;
-            for d in s.devices {
-                device_key.clear();
-                device_key.push_str(&d.site);
-                device_key.push_str("__");
-                device_key.push_str(&d.name);
-                store.add_child(
-                    "site",
-                    &site,
-                    Device {
-                        site: d.site,
-                        name: d.name,
-                        role: d.role,
-                        model: d.model,
-                        serial: d.serial,
-                        status: d.status,
-                    },
-                )?;
-                for i in d.interfaces {
-                    store.add_child("device", &device_key, i)?;
-                }
+/// Builds an in-memory adapter from parsed workload records.
+pub fn build(name: &str, file: File) -> diffsync::Result<MemoryAdapter> {
+    let mut store = LocalStore::new(name);
+    let mut device_key = String::new();
+    for s in file.site {
+        let site = s.name.clone();
+        store.add(Site {
+            name: s.name,
+            region: s.region,
+            status: s.status,
+        })?;
+        for d in s.devices {
+            device_key.clear();
+            device_key.push_str(&d.site);
+            device_key.push_str("__");
+            device_key.push_str(&d.name);
+            store.add_child(
+                "site",
+                &site,
+                Device {
+                    site: d.site,
+                    name: d.name,
+                    role: d.role,
+                    model: d.model,
+                    serial: d.serial,
+                    status: d.status,
+                },
+            )?;
+            for i in d.interfaces {
+                store.add_child("device", &device_key, i)?;
             }
         }
-        Ok(Inventory { name, store })
     }
+    Ok(MemoryAdapter::with_store(name, &["site"], store))
 }
 
 /// A deterministic pair of workloads of about `n` models each (1 % sites,

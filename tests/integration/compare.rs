@@ -1,6 +1,6 @@
 //! Per-field comparison overrides.
 
-use diffsync::{Adapter, DiffModel, LocalStore};
+use diffsync::{Adapter, DiffModel, MemoryAdapter};
 
 fn close_enough(a: &f64, b: &f64) -> bool {
     (a - b).abs() < 0.5
@@ -56,26 +56,10 @@ fn overrides_still_see_real_differences() {
 
 #[test]
 fn overrides_apply_in_a_diff_and_schema_records_them() {
-    struct One(LocalStore);
-    impl Adapter for One {
-        type Store = LocalStore;
-        fn name(&self) -> &str {
-            self.0.name()
-        }
-        fn store(&self) -> &LocalStore {
-            &self.0
-        }
-        fn store_mut(&mut self) -> &mut LocalStore {
-            &mut self.0
-        }
-        fn top_level(&self) -> Vec<&str> {
-            vec!["vlan_group"]
-        }
-    }
-    let mut a = One(LocalStore::new("a"));
-    a.0.add(group(&[1, 2], "Users", 1.0, &[])).unwrap();
-    let mut b = One(LocalStore::new("b"));
-    b.0.add(group(&[2, 1], "users", 1.1, &[])).unwrap();
+    let mut a = MemoryAdapter::new("a", &["vlan_group"]);
+    a.store.add(group(&[1, 2], "Users", 1.0, &[])).unwrap();
+    let mut b = MemoryAdapter::new("b", &["vlan_group"]);
+    b.store.add(group(&[2, 1], "users", 1.1, &[])).unwrap();
     assert!(!a.diff_from(&b).unwrap().has_diffs());
     let schema = <Group as diffsync::StaticModel>::static_schema();
     let modes: Vec<_> = schema.attributes.iter().map(|f| f.compare).collect();

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use diffsync::{Adapter, DiffModel, DynModel, Error, LocalStore, ModelSchema};
+use diffsync::{Adapter, DiffModel, DynModel, Error, LocalStore, MemoryAdapter, ModelSchema};
 use diffsync_tests::{Device, Interface, sys_a, sys_b};
 use serde_json::json;
 
@@ -19,33 +19,13 @@ const SCHEMAS: &str = r#"[
    "shortname": ["name"]}
 ]"#;
 
-struct DynInventory {
-    store: LocalStore,
-}
-
-impl Adapter for DynInventory {
-    type Store = LocalStore;
-    fn name(&self) -> &str {
-        self.store.name()
-    }
-    fn store(&self) -> &LocalStore {
-        &self.store
-    }
-    fn store_mut(&mut self) -> &mut LocalStore {
-        &mut self.store
-    }
-    fn top_level(&self) -> Vec<&str> {
-        vec!["site"]
-    }
-}
-
 fn schemas() -> Vec<Arc<ModelSchema>> {
     let list: Vec<ModelSchema> = serde_json::from_str(SCHEMAS).unwrap();
     list.into_iter().map(Arc::new).collect()
 }
 
 /// System B of the worked example, built only from schemas and JSON values.
-fn dyn_sys_b() -> DynInventory {
+fn dyn_sys_b() -> MemoryAdapter {
     let s = schemas();
     let mut store = LocalStore::new("sys-b");
     for schema in &s {
@@ -70,7 +50,7 @@ fn dyn_sys_b() -> DynInventory {
         .unwrap();
     let v = json!({"device_name": "lax-r1", "name": "eth0", "description": "uplink", "mtu": 1500});
     store.add_child("device", "lax-r1", m(2, v)).unwrap();
-    DynInventory { store }
+    MemoryAdapter::with_store("sys-b", &["site"], store)
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Fixtures: a serde-capable site → device → interface inventory.
 
-use diffsync::{Adapter, DiffModel, LocalStore};
+use diffsync::{DiffModel, LocalStore, MemoryAdapter};
 use diffsync_adapters::Registry;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -60,29 +60,8 @@ pub fn registry() -> Registry {
     Registry::new().with::<Site>().with::<Device>().with::<Interface>()
 }
 
-/// An in-memory inventory to sync adapters from.
-pub struct Memory {
-    pub store: LocalStore,
-}
-
-impl Adapter for Memory {
-    type Store = LocalStore;
-    fn name(&self) -> &str {
-        self.store.name()
-    }
-    fn store(&self) -> &LocalStore {
-        &self.store
-    }
-    fn store_mut(&mut self) -> &mut LocalStore {
-        &mut self.store
-    }
-    fn top_level(&self) -> Vec<&str> {
-        vec!["site"]
-    }
-}
-
 /// `sites` sites, each with 2 devices of 3 interfaces; `variant` changes some values.
-pub fn inventory(name: &str, sites: usize, variant: u32) -> Memory {
+pub fn inventory(name: &str, sites: usize, variant: u32) -> MemoryAdapter {
     let mut store = LocalStore::new(name);
     for s in 0..sites {
         let site = format!("site{s}");
@@ -131,5 +110,5 @@ pub fn inventory(name: &str, sites: usize, variant: u32) -> Memory {
             }
         }
     }
-    Memory { store }
+    MemoryAdapter::with_store(name, &["site"], store)
 }
