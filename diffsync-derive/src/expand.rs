@@ -164,6 +164,8 @@ fn expand(input: &Input<'_>) -> TokenStream {
                 }
             }
 
+            // A model without attributes leaves some bindings unused.
+            #[allow(unused_mut, unused_variables)]
             impl #ig #p::DiffModel for #ident #tg #wc {
                 fn schema(&self) -> &#p::ModelSchema {
                     &__SCHEMA
@@ -190,7 +192,6 @@ fn expand(input: &Input<'_>) -> TokenStream {
                         _ => ::core::option::Option::None,
                     }
                 }
-                #[allow(clippy::partialeq_ne_impl)]
                 fn attributes_equal(&self, other: &Self) -> bool {
                     true #(&& (#eqs))*
                 }
@@ -227,5 +228,46 @@ fn expand(input: &Input<'_>) -> TokenStream {
                 #shortname_fn
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::derive;
+
+    fn expand(src: &str) -> String {
+        let input: syn::DeriveInput = syn::parse_str(src).expect("test input parses");
+        let file: syn::File = syn::parse2(derive(&input)).expect("expansion parses as a file");
+        prettyplease::unparse(&file)
+    }
+
+    #[test]
+    fn full_model() {
+        insta::assert_snapshot!(expand(
+            r#"
+            #[diffsync(name = "device", children(Interface), shortname(name), flags(NATURAL_DELETION_ORDER))]
+            struct Device {
+                #[diffsync(id)] site: String,
+                #[diffsync(id)] name: String,
+                role: String,
+                serial: Option<String>,
+                #[diffsync(compare = "unordered")] tags: Vec<String>,
+                #[diffsync(compare = "ignore_case")] label: String,
+                #[diffsync(compare_with = close)] speed: f64,
+                #[diffsync(skip)] db_pk: i64,
+                #[diffsync(flags)] flags: ModelFlags,
+            }
+            "#
+        ));
+    }
+
+    #[test]
+    fn minimal_model() {
+        insta::assert_snapshot!(expand("struct VlanGroup { #[diffsync(id)] vid: u16 }"));
+    }
+
+    #[test]
+    fn errors_come_with_a_stub_impl() {
+        insta::assert_snapshot!(expand("#[diffsync(nmae = \"x\")] struct Site { name: String }"));
     }
 }
