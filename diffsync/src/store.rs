@@ -142,6 +142,8 @@ pub(crate) trait ModelVec: Send + Sync {
     fn clone_box(&self) -> Box<dyn ModelVec>;
     /// A new model of this vector's type from values.
     fn build(&self, schema: &SchemaRef, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>>;
+    /// Drops emptied slots, keeping the order of the others.
+    fn compact(&mut self);
 }
 
 pub(crate) struct TypedVec<T>(pub(crate) Vec<Option<T>>);
@@ -228,6 +230,9 @@ impl<T: DiffModel> ModelVec for TypedVec<T> {
     fn build(&self, schema: &SchemaRef, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>> {
         Ok(Box::new(T::from_parts(schema, ids, attrs)?))
     }
+    fn compact(&mut self) {
+        self.0.retain(Option::is_some);
+    }
 }
 
 fn to_typed<T: DiffModel>(model: Box<dyn AnyModel>, schema: &SchemaRef) -> Result<T> {
@@ -266,6 +271,9 @@ pub struct ErasedVec(pub(crate) Box<dyn ModelVec>);
 pub fn __new_vec<T: DiffModel>() -> ErasedVec {
     ErasedVec(Box::new(TypedVec::<T>(Vec::new())))
 }
+
+/// Tables with fewer slots are never compacted.
+const COMPACT_MIN_SLOTS: usize = 1024;
 
 /// The in-memory store: models per type in insertion order, indexed by unique id,
 /// with parent → children links.
@@ -724,7 +732,56 @@ impl LocalStore {
             }
         }
         self.drop_slot(ty, slot, remove_children);
+        self.compact_if_sparse();
         Ok(())
+    }
+
+    /// Reclaims removed slots of tables that are more than half empty (so a
+    /// long-lived store with churn does not grow), keeping insertion order.
+    fn compact_if_sparse(&mut self) {
+        for ty in 0..self.tables.len() {
+            let t = &self.tables[ty];
+            if t.meta.len() > COMPACT_MIN_SLOTS && t.live * 2 < t.meta.len() {
+                self.compact_table(ty as u32);
+            }
+        }
+    }
+
+    fn compact_table(&mut self, ty: u32) {
+        let t = &mut self.tables[ty as usize];
+        let mut remap = vec![u32::MAX; t.meta.len()];
+        let mut next = 0u32;
+        for (old, m) in t.meta.iter().enumerate() {
+            if m.alive {
+                remap[old] = next;
+                next += 1;
+            }
+        }
+        t.meta.retain(|m| m.alive);
+        t.models.compact();
+        t.index.clear();
+        let meta = &t.meta;
+        for (slot, m) in meta.iter().enumerate() {
+            t.index.insert_unique(m.hash, slot as u32, |&i| meta[i as usize].hash);
+        }
+        // Every reference to this table's slots: parents' child lists, children's parent links.
+        for u in &mut self.tables {
+            let child_lists: Vec<usize> = (0..u.child_types.len())
+                .filter(|&ci| u.child_types[ci] == Some(ty))
+                .collect();
+            for m in &mut u.meta {
+                if let Some(p) = &mut m.parent
+                    && p.ty == ty
+                {
+                    p.slot = remap[p.slot as usize];
+                }
+                for &ci in &child_lists {
+                    for s in &mut m.children[ci] {
+                        *s = remap[*s as usize];
+                    }
+                }
+            }
+        }
     }
 
     fn drop_slot(&mut self, ty: u32, slot: u32, remove_children: bool) {
@@ -819,6 +876,52 @@ mod tests {
         assert_eq!(children.len(), 2501);
         assert_eq!(children[0], "r__1");
         assert_eq!(*children.last().unwrap(), "r__10");
+    }
+
+    #[test]
+    fn sparse_tables_are_compacted_and_links_stay_right() {
+        let mut s = LocalStore::new("t");
+        for r in ["a", "b"] {
+            s.add(Rack { name: r.into() }).unwrap();
+            for pos in 0..2000 {
+                s.add_child("rack", r, unit(r, pos)).unwrap();
+            }
+        }
+        for pos in 0..2000 {
+            if pos % 4 != 0 {
+                s.remove("unit", &format!("a__{pos}"), false).unwrap();
+            }
+            if pos % 2 == 1 {
+                s.remove("unit", &format!("b__{pos}"), false).unwrap();
+            }
+        }
+        let units = s.table_index("unit").unwrap() as usize;
+        assert!(s.tables[units].meta.len() < 4000, "the unit table was compacted");
+        assert_eq!(s.count("unit"), 500 + 1000);
+        let a = s.children_keys("rack", "a", "unit").unwrap();
+        assert_eq!((a.len(), a[0], a[1]), (500, "a__0", "a__4"));
+        assert_eq!(s.parent_of("unit", "b__1998").unwrap(), Some(("rack", "b")));
+        assert_eq!(s.get::<Unit>("unit", "b__1000").unwrap().label, "u1000");
+        s.remove("rack", "a", true).unwrap();
+        assert_eq!(s.count("unit"), 1000);
+        let first = s.get_all::<Unit>("unit").unwrap().next().unwrap();
+        assert_eq!(DiffModel::unique_id(first), "b__0");
+
+        // A parent table compacted under its children: their parent links follow.
+        let mut s = LocalStore::new("t");
+        for r in 0..2000 {
+            let name = format!("r{r}");
+            s.add(Rack { name: name.clone() }).unwrap();
+            s.add_child("rack", &name, unit(&name, 1)).unwrap();
+        }
+        for r in (0..2000).filter(|r| r % 4 != 3) {
+            s.remove("rack", &format!("r{r}"), false).unwrap();
+        }
+        let racks = s.table_index("rack").unwrap() as usize;
+        assert!(s.tables[racks].meta.len() < 2000, "the rack table was compacted");
+        assert_eq!(s.parent_of("unit", "r1999__1").unwrap(), Some(("rack", "r1999")));
+        assert_eq!(s.children_keys("rack", "r3", "unit").unwrap(), ["r3__1"]);
+        assert_eq!(s.parent_of("unit", "r0__1").unwrap(), None);
     }
 
     #[test]
