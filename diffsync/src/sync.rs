@@ -201,6 +201,7 @@ impl<'a> Batch<'a, '_> {
         &self.changes
     }
     /// One change, mutably (to edit the model a create will store).
+    /// Like slice indexing, panics if `i >= self.len()`.
     pub fn change_mut(&mut self, i: usize) -> &mut Change<'a> {
         &mut self.changes[i]
     }
@@ -213,10 +214,11 @@ impl<'a> Batch<'a, '_> {
         self.continue_on_failure
     }
     /// Whether change `i` must be skipped because a change it depends on failed.
+    /// Panics if `i >= self.len()`.
     pub fn is_blocked(&self, i: usize) -> bool {
         self.changes[i].after.iter().any(|&j| !self.outcomes[j].is_ok())
     }
-    /// Records the result of change `i`.
+    /// Records the result of change `i`. Panics if `i >= self.len()`.
     pub fn set_outcome(&mut self, i: usize, result: Result<(), HookError>) {
         let change = &self.changes[i];
         self.outcomes[i] = match result {
@@ -238,7 +240,7 @@ impl<'a> Batch<'a, '_> {
             });
         }
     }
-    /// Marks change `i` as skipped.
+    /// Marks change `i` as skipped. Panics if `i >= self.len()`.
     pub fn skip(&mut self, i: usize, reason: SkipReason) {
         self.outcomes[i] = Outcome::Skipped(reason);
     }
