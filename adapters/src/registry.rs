@@ -1,8 +1,6 @@
 //! The model types an adapter handles, with their serde conversions, and the
 //! nested-document layout that file and object-store adapters share.
 
-use std::borrow::Cow;
-
 use diffsync::{AnyModel, LocalStore, ModelSchema, StaticModel};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +18,7 @@ type Register = fn(&mut LocalStore) -> diffsync::Result<()>;
 
 #[derive(Clone)]
 struct Entry {
+    name: &'static str,
     schema: &'static ModelSchema,
     to_value: ToValue,
     from_value: FromValue,
@@ -69,6 +68,7 @@ impl Registry {
     pub fn with<T: StaticModel + Serialize + DeserializeOwned>(mut self) -> Self {
         if !self.entries.iter().any(|e| e.schema.name == T::NAME) {
             self.entries.push(Entry {
+                name: T::NAME,
                 schema: T::static_schema(),
                 to_value: to_value::<T>,
                 from_value: from_value::<T>,
@@ -116,19 +116,14 @@ impl Registry {
         self.entries
             .iter()
             .find(|e| e.schema.children.iter().any(|c| c == child))
-            .map(|e| match &e.schema.name {
-                Cow::Borrowed(s) => *s,
-                Cow::Owned(_) => "",
-            })
-            .filter(|s| !s.is_empty())
+            .map(|e| e.name)
     }
 
     /// Types in load order: every parent type before its children.
     pub fn load_order(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
-        let mut todo = self.top_level();
-        while let Some(t) = todo.first().copied() {
-            todo.remove(0);
+        let mut todo: std::collections::VecDeque<&str> = self.top_level().into();
+        while let Some(t) = todo.pop_front() {
             if out.contains(&t) {
                 continue;
             }
