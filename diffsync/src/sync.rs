@@ -474,6 +474,11 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
 ) -> Result<SyncReport> {
     let changes = plan(diff, source, dest.store().local())?;
     let n = changes.len();
+    if opts.flags.contains(DiffFlags::LOG_UNCHANGED_RECORDS) {
+        for (e, _) in diff.iter().filter(|(e, _)| e.action == Action::NoChange) {
+            tracing::debug!(model = %e.model_type, key = %e.key, status = "success", "no changes to apply");
+        }
+    }
     tracing::info!(source = %diff.source, dest = %diff.dest, changes = n, dry_run = opts.dry_run, "sync started");
     let mut batch = Batch {
         changes,

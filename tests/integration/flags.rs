@@ -249,3 +249,57 @@ fn every_flag_rendered() {
     }
     insta::assert_snapshot!("every_flag", out);
 }
+
+/// Counts debug events whose message is `message`.
+struct CountEvents {
+    message: &'static str,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tracing::Subscriber for CountEvents {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Msg(String);
+        impl tracing::field::Visit for Msg {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "message" {
+                    self.0 = format!("{v:?}");
+                }
+            }
+        }
+        let mut m = Msg(String::new());
+        event.record(&mut m);
+        if m.0 == self.message {
+            self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn log_unchanged_records_logs_each_unchanged_element_during_sync() {
+    let count = |flags: DiffFlags| {
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sub = CountEvents {
+            message: "no changes to apply",
+            seen: seen.clone(),
+        };
+        tracing::subscriber::with_default(sub, || {
+            let mut target = sys_a();
+            target
+                .sync_from_with(&sys_b(), &mut Options::new().flags(flags))
+                .unwrap();
+        });
+        seen.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(count(DiffFlags::LOG_UNCHANGED_RECORDS), 1, "the unchanged site nyc");
+    assert_eq!(count(DiffFlags::empty()), 0);
+}
