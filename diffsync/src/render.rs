@@ -72,6 +72,58 @@ fn render_element(out: &mut String, e: &DiffElement, indent: usize, src: &str, d
     render_level(out, &e.children, pad, src, dst);
 }
 
+impl Diff {
+    /// The diff in the Python library's `Diff.dict()` layout, for tools built
+    /// on it: `{type: {name: {"-": {..}, "+": {..}, child_type: {..}}}}`, with
+    /// only elements that have diffs, keyed by shortname (else unique id).
+    /// `"-"` holds destination values and `"+"` source values: every attribute
+    /// for a delete or a create, the changed ones for an update, and both
+    /// empty for an unchanged parent of changes.
+    pub fn to_python_dict(&self) -> Value {
+        Value::Object(dict_level(&self.elements))
+    }
+}
+
+fn dict_level(elements: &[DiffElement]) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    for e in elements.iter().filter(|e| e.has_diffs()) {
+        let mut el = serde_json::Map::new();
+        let attrs = |a: &Option<crate::Attrs>| -> Value {
+            Value::Object(a.iter().flatten().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        };
+        let changed = |new: bool| -> Value {
+            Value::Object(
+                e.changes
+                    .iter()
+                    .map(|c| (c.name.to_string(), if new { c.new.clone() } else { c.old.clone() }))
+                    .collect(),
+            )
+        };
+        match e.action {
+            Action::Create => {
+                el.insert("+".into(), attrs(&e.source_attrs));
+            }
+            Action::Delete => {
+                el.insert("-".into(), attrs(&e.dest_attrs));
+            }
+            Action::Update | Action::NoChange => {
+                el.insert("-".into(), changed(false));
+                el.insert("+".into(), changed(true));
+            }
+        }
+        for (ty, group) in dict_level(&e.children) {
+            el.insert(ty, group);
+        }
+        let group = out
+            .entry(e.model_type.to_string())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Value::Object(g) = group {
+            g.insert(e.display_name().to_string(), Value::Object(el));
+        }
+    }
+    out
+}
+
 /// A value as shown in text: strings bare, everything else as JSON.
 fn show(v: &Value) -> String {
     match v {

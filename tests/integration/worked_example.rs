@@ -120,3 +120,17 @@ fn elements_carry_both_sides_and_changes() {
     let site = &diff.elements[0];
     assert_eq!((site.key.as_str(), site.action), ("nyc", Action::NoChange));
 }
+
+#[test]
+fn python_dict_layout_matches_the_reference_output() {
+    // json.dumps(diff.dict()) from Python diffsync 2.2.3 on the same data
+    // (../shared/reference/python-diffsync.md, worked example).
+    let reference = r#"{"site": {"nyc": {"-": {}, "+": {}, "device": {"nyc-r1": {"-": {"role": "router"}, "+": {"role": "edge"}, "interface": {"eth0": {"-": {"description": "uplink"}, "+": {"description": "UPLINK"}}, "eth2": {"+": {"description": "new", "mtu": 1500}}, "eth1": {"-": {"description": "to-sw", "mtu": 1500}}}}}}, "lax": {"+": {"region": "west"}, "device": {"lax-r1": {"+": {"role": "router", "serial": null}, "interface": {"eth0": {"+": {"description": "uplink", "mtu": 1500}}}}}}, "sfo": {"-": {"region": "west"}, "device": {"sfo-r1": {"-": {"role": "router", "serial": null}, "interface": {"eth0": {"-": {"description": "uplink", "mtu": 1500}}}}}}}}"#;
+    let reference: serde_json::Value = serde_json::from_str(reference).unwrap();
+    let ours = sys_a().diff_from(&sys_b()).unwrap().to_python_dict();
+    // Compared as text so key order counts too.
+    assert_eq!(
+        serde_json::to_string(&ours).unwrap(),
+        serde_json::to_string(&reference).unwrap()
+    );
+}
