@@ -134,3 +134,69 @@ fn python_dict_layout_matches_the_reference_output() {
         serde_json::to_string(&reference).unwrap()
     );
 }
+
+#[test]
+fn text_render_equals_the_reference_output() {
+    // diff.str() from Python diffsync 2.2.3 (../shared/reference/python-diffsync.md).
+    let reference = "\
+site
+  site: nyc
+    device
+      device: nyc-r1
+        role    sys-b(edge)    sys-a(router)
+        interface
+          interface: eth0
+            description    sys-b(UPLINK)    sys-a(uplink)
+          interface: eth2 MISSING in sys-a
+          interface: eth1 MISSING in sys-b
+  site: lax MISSING in sys-a
+    device
+      device: lax-r1 MISSING in sys-a
+        interface
+          interface: eth0 MISSING in sys-a
+  site: sfo MISSING in sys-b
+    device
+      device: sfo-r1 MISSING in sys-b
+        interface
+          interface: eth0 MISSING in sys-b";
+    assert_eq!(sys_a().diff_from(&sys_b()).unwrap().to_string(), reference);
+}
+
+#[test]
+fn a_child_type_on_one_side_only_counts_its_children_as_skipped() {
+    use diffsync::{DiffModel, MemoryAdapter};
+    // The reference fixture's case: one side's site model has a `place`
+    // child type the other side's has not.
+    #[derive(DiffModel, Clone, Debug, PartialEq)]
+    #[diffsync(name = "place")]
+    struct Place {
+        #[diffsync(id)]
+        name: String,
+    }
+    #[derive(DiffModel, Clone, Debug, PartialEq)]
+    #[diffsync(name = "site", children(Place))]
+    struct SiteWithPlaces {
+        #[diffsync(id)]
+        name: String,
+        region: String,
+    }
+    let mut b = MemoryAdapter::new("backend-b", &["site"]);
+    b.store
+        .add(SiteWithPlaces {
+            name: "nyc".into(),
+            region: "east".into(),
+        })
+        .unwrap();
+    b.store.add_child("site", "nyc", Place { name: "hq".into() }).unwrap();
+    let mut a = MemoryAdapter::new("backend-a", &["site"]);
+    a.store
+        .add(diffsync_tests::Site {
+            name: "nyc".into(),
+            region: "east".into(),
+        })
+        .unwrap();
+    let s = a.diff_from(&b).unwrap().summary();
+    assert_eq!((s.create, s.no_change, s.skip), (0, 1, 1));
+    let s = b.diff_from(&a).unwrap().summary();
+    assert_eq!((s.delete, s.no_change, s.skip), (0, 1, 1));
+}
