@@ -7,7 +7,8 @@
 //! diffs use an in-memory image loaded at open; every change is written
 //! through, and a write that fails on the server is undone in the image.
 
-use diffsync::{AnyModel, AttrSource, DiffModel, LocalStore, Store};
+use diffsync::model::AnyModel;
+use diffsync::{AttrSource, DiffModel, LocalStore, Store};
 use redis::{Commands, Connection};
 use serde_json::{Map, Value};
 

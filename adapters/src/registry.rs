@@ -1,7 +1,8 @@
 //! The model types an adapter handles, with their serde conversions, and the
 //! nested-document layout that file and object-store adapters share.
 
-use diffsync::{AnyModel, LocalStore, ModelSchema, StaticModel};
+use diffsync::model::AnyModel;
+use diffsync::{LocalStore, ModelSchema, StaticModel};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};

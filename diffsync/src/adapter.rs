@@ -149,7 +149,7 @@ pub trait Adapter {
     }
 }
 
-/// An adapter over a [`LocalStore`] with no write hooks: for sources (a CMDB
+/// An adapter over a [`LocalStore`](crate::LocalStore) with no write hooks: for sources (a CMDB
 /// export, a file you parsed yourself, test fixtures) and for targets whose
 /// only state is the store.
 ///

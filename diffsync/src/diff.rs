@@ -1,5 +1,5 @@
 //! The diff: a hierarchical, serializable change set (pure data). The algorithm
-//! that computes it is in [`crate::differ`]; its text rendering in [`crate::render`].
+//! that computes it is in the `differ` module; its text rendering in `render`.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;

@@ -112,9 +112,7 @@ pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, Summary};
 pub use diffsync_derive::DiffModel;
 pub use error::{Error, HookError, Result};
 pub use flags::{DiffFlags, ModelFlags};
-pub use model::{
-    AnyModel, Attrs, DiffModel, DynModel, FieldDef, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind,
-};
+pub use model::{Attrs, DiffModel, DynModel, FieldDef, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind};
 pub use store::{AttrSource, LocalStore, Store};
 pub use sync::{Batch, Change, ElementReport, Options, Outcome, Progress, SkipReason, Stage, SyncReport, Totals};
 

@@ -179,3 +179,16 @@ fn a_cloned_store_is_independent() {
     assert_eq!(a.count_all(), 7);
     assert_eq!(b.count_all(), 3);
 }
+
+#[test]
+fn a_glob_import_leaves_model_methods_unambiguous() {
+    // `use diffsync::*` must not bring in a second trait with the same method names.
+    #[allow(unused_imports)]
+    use diffsync::*;
+    let d = dev("r1", "edge");
+    assert_eq!(d.unique_id(), "r1");
+    // Methods of a `dyn AnyModel` need no import.
+    let s = sys_a().store;
+    let any = s.get_dyn("device", "nyc-r1").unwrap();
+    assert_eq!((any.model_type(), any.unique_id()), ("device", "nyc-r1".to_string()));
+}
