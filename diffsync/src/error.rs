@@ -44,11 +44,13 @@ pub enum Error {
         /// Declared child types, comma separated.
         allowed: String,
     },
-    /// A model type is used with two different Rust types or schemas.
-    #[error("model type {model_type:?} is {stored} in this store, not {requested}")]
+    /// A model type is used with a Rust type other than the one the store holds.
+    #[error("{model_type}{}: this store holds {stored}, not {requested}", key_part(.key))]
     TypeMismatch {
         /// Model type name.
         model_type: String,
+        /// Unique id of the model at fault (empty when registering a type).
+        key: String,
         /// What the store holds.
         stored: String,
         /// What the caller used.
@@ -131,6 +133,14 @@ pub enum Error {
         #[source]
         source: HookError,
     },
+}
+
+fn key_part(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" {key:?}")
+    }
 }
 
 /// Shorthand for `Result<T, diffsync::Error>`.

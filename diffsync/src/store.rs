@@ -243,6 +243,7 @@ fn to_typed<T: DiffModel>(model: Box<dyn AnyModel>, schema: &SchemaRef) -> Resul
     let any: Box<dyn Any> = model;
     any.downcast::<T>().map(|b| *b).map_err(|_| Error::TypeMismatch {
         model_type: schema.name.to_string(),
+        key: String::new(),
         stored: std::any::type_name::<T>().into(),
         requested: "another type".into(),
     })
@@ -391,6 +392,7 @@ impl LocalStore {
             if t.models.type_name() != rust_type {
                 return Err(Error::TypeMismatch {
                     model_type: schema.name.to_string(),
+                    key: String::new(),
                     stored: t.models.type_name().into(),
                     requested: rust_type.into(),
                 });
@@ -489,6 +491,7 @@ impl LocalStore {
         let Some(vec) = table.models.as_any_mut().downcast_mut::<TypedVec<T>>() else {
             return Err(Error::TypeMismatch {
                 model_type: table.schema.name.to_string(),
+                key: uid.into(),
                 stored: table.models.type_name().into(),
                 requested: std::any::type_name::<T>().into(),
             });
@@ -541,13 +544,14 @@ impl LocalStore {
         Ok(())
     }
 
-    fn typed_vec<T: DiffModel>(&self, ty: u32) -> Result<&TypedVec<T>> {
+    fn typed_vec<T: DiffModel>(&self, ty: u32, key: &str) -> Result<&TypedVec<T>> {
         let t = &self.tables[ty as usize];
         t.models
             .as_any()
             .downcast_ref::<TypedVec<T>>()
             .ok_or_else(|| Error::TypeMismatch {
                 model_type: t.schema.name.to_string(),
+                key: key.to_string(),
                 stored: t.models.type_name().into(),
                 requested: std::any::type_name::<T>().into(),
             })
@@ -558,7 +562,7 @@ impl LocalStore {
         let (ty, slot) = self
             .locate(model_type, key)
             .ok_or_else(|| self.not_found(model_type, key))?;
-        self.typed_vec::<T>(ty)?
+        self.typed_vec::<T>(ty, key)?
             .at(slot)
             .ok_or_else(|| self.not_found(model_type, key))
     }
@@ -567,7 +571,7 @@ impl LocalStore {
     pub fn get_opt<T: DiffModel>(&self, model_type: &str, key: &str) -> Result<Option<&T>> {
         match self.locate(model_type, key) {
             None => Ok(None),
-            Some((ty, slot)) => Ok(self.typed_vec::<T>(ty)?.at(slot)),
+            Some((ty, slot)) => Ok(self.typed_vec::<T>(ty, key)?.at(slot)),
         }
     }
 
@@ -594,7 +598,7 @@ impl LocalStore {
     /// Every model of a type, in insertion order (none if the type is unknown).
     pub fn get_all<T: DiffModel>(&self, model_type: &str) -> Result<impl Iterator<Item = &T>> {
         let found = match self.table_index(model_type) {
-            Some(ty) => Some((&self.tables[ty as usize], self.typed_vec::<T>(ty)?)),
+            Some(ty) => Some((&self.tables[ty as usize], self.typed_vec::<T>(ty, "")?)),
             None => None,
         };
         Ok(found
@@ -661,7 +665,8 @@ impl LocalStore {
                     .as_any_mut()
                     .downcast_mut::<TypedVec<T>>()
                     .ok_or_else(|| Error::TypeMismatch {
-                        model_type: uid.clone(),
+                        model_type: DiffModel::schema(&model).name.to_string(),
+                        key: uid.clone(),
                         stored: stored.into(),
                         requested: std::any::type_name::<T>().into(),
                     })?;

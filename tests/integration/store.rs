@@ -72,8 +72,13 @@ fn wrong_rust_type_is_a_type_mismatch() {
     let s = sys_a().store;
     let err = s.get::<Site>("device", "nyc-r1").unwrap_err();
     assert!(
-        matches!(err, Error::TypeMismatch { ref model_type, .. } if model_type == "device"),
+        matches!(&err, Error::TypeMismatch { model_type, key, .. } if model_type == "device" && key == "nyc-r1"),
         "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(r#"device "nyc-r1": this store holds "#) && msg.ends_with("::Site"),
+        "{msg}"
     );
 }
 
