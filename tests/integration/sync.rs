@@ -185,3 +185,45 @@ fn loaded_diff_into_a_store_without_the_type_is_an_error_and_changes_nothing() {
     assert!(err.to_string().contains("nyc-r1__eth2"), "{err}");
     assert!(target.log.is_empty());
 }
+
+#[test]
+fn empty_adapters_have_no_diffs() {
+    let a = diffsync::MemoryAdapter::new("a", &["site"]);
+    let b = diffsync::MemoryAdapter::new("b", &["site"]);
+    let d = a.diff_from(&b).unwrap();
+    assert!(!d.has_diffs() && d.is_empty());
+    assert_eq!(d.to_string(), "(no diffs)");
+    assert_eq!(d.summary(), diffsync::Summary::default());
+}
+
+#[test]
+fn a_top_level_type_on_one_side_only_is_skipped_whole() {
+    #[derive(diffsync::DiffModel, Clone, Debug, PartialEq)]
+    #[diffsync(name = "vendor")]
+    struct Vendor {
+        #[diffsync(id)]
+        name: String,
+    }
+    let mut with_vendors = diffsync::MemoryAdapter::with_store("b", &["site", "vendor"], sys_b().store);
+    for v in ["acme", "initech"] {
+        with_vendors.store.add(Vendor { name: v.into() }).unwrap();
+    }
+    let s = sys_a().diff_from(&with_vendors).unwrap().summary();
+    assert_eq!((s.create, s.update, s.delete, s.skip), (4, 2, 4, 2));
+    let mut target = sys_a();
+    target.sync_from(&with_vendors).unwrap();
+    assert_eq!(target.store.count("vendor"), 0, "nothing of a skipped type is created");
+}
+
+#[test]
+fn sync_into_a_store_without_the_child_type_uses_the_source_type() {
+    let source = sys_b();
+    let mut target = diffsync::MemoryAdapter::new("bare", &["site"]);
+    target.sync_from(&source).unwrap();
+    assert_eq!(target.store.count("interface"), 3);
+    assert_eq!(
+        target.store.children_keys("device", "nyc-r1", "interface").unwrap(),
+        ["nyc-r1__eth0", "nyc-r1__eth2"]
+    );
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+}
