@@ -64,12 +64,16 @@
 //! `#[derive(DiffModel)]` reads `#[diffsync(...)]` attributes:
 //! - on the struct: `name = "..."` (the model type name; default: the struct
 //!   name in snake case), `children(TypeA, TypeB)` (child model types, in
-//!   processing order), `shortname(field, ...)`, `flags = EXPR` (default
-//!   [`ModelFlags`]);
+//!   processing order), `shortname(field, ...)`, `flags(NAME, ...)` (the
+//!   type's default [`ModelFlags`], e.g. `flags(NATURAL_DELETION_ORDER)`);
 //! - on a field: `id` (an identifier, in unique-id order), `skip` (local-only,
 //!   never compared), `flags` (this instance's [`ModelFlags`]), `compare =
-//!   "unordered"` / `"ignore_case"`, `compare_with = path::to::fn`.
-//!   Any other field is a compared attribute.
+//!   "unordered"` / `"ignore_case"`, `compare_with = path::to::fn`
+//!   (`fn(&T, &T) -> bool`). Any other field is a compared attribute.
+//!   Identifier types implement [`IdPart`] (strings, integers, `bool`, `char`,
+//!   `Option` of those); attribute values are shown in diffs through serde, so
+//!   attribute types implement `serde::Serialize` and, to be set from a loaded
+//!   diff, `Deserialize`.
 //!
 //! Runtime-defined model types are a [`ModelSchema`] (serde-readable) with
 //! [`DynModel`] values; they work wherever derived models do.
