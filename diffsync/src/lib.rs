@@ -71,9 +71,9 @@
 //!   "unordered"` / `"ignore_case"`, `compare_with = path::to::fn`
 //!   (`fn(&T, &T) -> bool`). Any other field is a compared attribute.
 //!   Identifier types implement [`IdPart`] (strings, integers, `bool`, `char`,
-//!   `Option` of those); attribute values are shown in diffs through serde, so
-//!   attribute types implement `serde::Serialize` and, to be set from a loaded
-//!   diff, `Deserialize`.
+//!   `Option` of those). Identifier and attribute values cross into diffs as
+//!   JSON, so their types implement serde's `Serialize` and `Deserialize`;
+//!   `skip` fields implement `Default` (a model built from a diff gets it).
 //!
 //! Runtime-defined model types are a [`ModelSchema`] (serde-readable) with
 //! [`DynModel`] values; they work wherever derived models do.
