@@ -103,7 +103,6 @@ fn expand(input: &Input<'_>) -> TokenStream {
 
     let id_idents: Vec<_> = ids.iter().map(|f| f.ident).collect();
     let id_names: Vec<String> = id_idents.iter().map(|i| i.to_string()).collect();
-    let id_types: Vec<_> = ids.iter().map(|f| f.ty).collect();
     let attr_idents: Vec<_> = attrs.iter().map(|f| f.ident).collect();
     let attr_names: Vec<String> = attr_idents.iter().map(|i| i.to_string()).collect();
     let attr_types: Vec<_> = attrs.iter().map(|f| f.ty).collect();
@@ -111,6 +110,28 @@ fn expand(input: &Input<'_>) -> TokenStream {
     let (n_ids, n_attrs) = (ids.len(), attrs.len());
     let eqs: Vec<TokenStream> = attrs.iter().map(|f| eq_expr(f)).collect();
     let staged: Vec<_> = attr_idents.iter().map(|i| format_ident!("__new_{}", i)).collect();
+
+    // Serde calls carry the field type's span, so a type without
+    // Serialize/Deserialize is reported at the field.
+    let to_json = |f: &Field<'_>| {
+        let id = f.ident;
+        quote_spanned!(f.ty.span()=> #p::to_value(&self.#id))
+    };
+    let id_values: Vec<TokenStream> = ids.iter().map(|f| to_json(f)).collect();
+    let attr_values: Vec<TokenStream> = attrs.iter().map(|f| to_json(f)).collect();
+    let from_json = |f: &Field<'_>, map: TokenStream| {
+        let (ty, n) = (f.ty, f.ident.to_string());
+        quote_spanned!(f.ty.span()=> #p::from_value::<#ty>(#name, &key, #n, #map.get(#n).unwrap_or(&null))?)
+    };
+    let id_reads: Vec<TokenStream> = ids.iter().map(|f| from_json(f, quote!(ids))).collect();
+    let attr_reads: Vec<TokenStream> = attrs.iter().map(|f| from_json(f, quote!(attrs))).collect();
+    let attr_sets: Vec<TokenStream> = attrs
+        .iter()
+        .map(|f| {
+            let (ty, n) = (f.ty, f.ident.to_string());
+            quote_spanned!(f.ty.span()=> #p::from_value::<#ty>(#name, &key, #n, value)?)
+        })
+        .collect();
 
     let write_ids = id_idents.iter().enumerate().map(|(i, id)| {
         let sep = (i > 0).then(|| quote!(out.push_str(#p::ID_SEPARATOR);));
@@ -178,17 +199,17 @@ fn expand(input: &Input<'_>) -> TokenStream {
                 }
                 fn identifiers(&self) -> #p::Attrs {
                     let mut m = #p::Attrs::with_capacity(#n_ids);
-                    #(m.insert(#p::Cow::Borrowed(#id_names), #p::to_value(&self.#id_idents));)*
+                    #(m.insert(#p::Cow::Borrowed(#id_names), #id_values);)*
                     m
                 }
                 fn attributes(&self) -> #p::Attrs {
                     let mut m = #p::Attrs::with_capacity(#n_attrs);
-                    #(m.insert(#p::Cow::Borrowed(#attr_names), #p::to_value(&self.#attr_idents));)*
+                    #(m.insert(#p::Cow::Borrowed(#attr_names), #attr_values);)*
                     m
                 }
                 fn attribute(&self, name: &str) -> ::core::option::Option<#p::Value> {
                     match name {
-                        #(#attr_names => ::core::option::Option::Some(#p::to_value(&self.#attr_idents)),)*
+                        #(#attr_names => ::core::option::Option::Some(#attr_values),)*
                         _ => ::core::option::Option::None,
                     }
                 }
@@ -207,7 +228,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
                     #(let mut #staged: ::core::option::Option<#attr_types> = ::core::option::Option::None;)*
                     for (name, value) in attrs {
                         match name.as_ref() {
-                            #(#attr_names => #staged = ::core::option::Option::Some(#p::from_value(#name, &key, #attr_names, value)?),)*
+                            #(#attr_names => #staged = ::core::option::Option::Some(#attr_sets),)*
                             _ => {}
                         }
                     }
@@ -218,8 +239,8 @@ fn expand(input: &Input<'_>) -> TokenStream {
                     let key = #p::unique_id_of(ids.values());
                     let null = #p::Value::Null;
                     ::core::result::Result::Ok(#ident {
-                        #(#id_idents: #p::from_value::<#id_types>(#name, &key, #id_names, ids.get(#id_names).unwrap_or(&null))?,)*
-                        #(#attr_idents: #p::from_value::<#attr_types>(#name, &key, #attr_names, attrs.get(#attr_names).unwrap_or(&null))?,)*
+                        #(#id_idents: #id_reads,)*
+                        #(#attr_idents: #attr_reads,)*
                         #flags_init
                         #(#local_inits,)*
                     })
