@@ -415,10 +415,11 @@ fn plan_element<'a>(
         }))
     };
     if natural && !skip_children {
-        // Children first; the parent waits for all of them.
+        // Children first; the parent waits for all of them, and they for
+        // whatever this model's own parent waits on.
         let first = out.len();
         for c in &e.children {
-            plan_element(c, Some(e), None, source, dest, out)?;
+            plan_element(c, Some(e), parent_change, source, dest, out)?;
         }
         let kids: Vec<usize> = (first..out.len()).collect();
         if let Some(mut ch) = make()? {

@@ -303,3 +303,24 @@ fn log_unchanged_records_logs_each_unchanged_element_during_sync() {
     assert_eq!(count(DiffFlags::LOG_UNCHANGED_RECORDS), 1, "the unchanged site nyc");
     assert_eq!(count(DiffFlags::empty()), 0);
 }
+
+#[test]
+fn natural_order_children_still_wait_for_a_failed_ancestor() {
+    // The site's delete (parent first) fails; its device deletes children
+    // first. Nothing under the site may be deleted.
+    let mut target = sys_a().fail_on("site", "sfo");
+    set_device_flags(&mut target, "sfo-r1", ModelFlags::NATURAL_DELETION_ORDER);
+    let report = target
+        .sync_from_with(&sys_b(), &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        .unwrap();
+    assert!(!target.log.iter().any(|l| l.contains("sfo-r1")), "{:?}", target.log);
+    for key in ["sfo-r1", "sfo-r1__eth0"] {
+        let e = report.elements.iter().find(|e| e.key == key).unwrap();
+        assert_eq!(
+            e.outcome,
+            diffsync::Outcome::Skipped(diffsync::SkipReason::DependencyFailed),
+            "{key}"
+        );
+    }
+    assert_eq!(target.store.count("interface"), 4, "nothing under sfo was removed");
+}
