@@ -87,6 +87,9 @@ pub trait Adapter {
     /// changes in one statement or transaction, recording each outcome with
     /// [`Batch::set_outcome`]. Returning `Err` means none of the batch applied
     /// (say, the transaction rolled back): the store is left unchanged.
+    /// Without `CONTINUE_ON_FAILURE`, a failed outcome ends the sync with
+    /// [`Error::SyncAborted`](crate::Error::SyncAborted) after what succeeded
+    /// is applied to the store.
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         batch.apply_each(self);
         Ok(())

@@ -505,10 +505,13 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
             }
             aborted = true;
         }
-        aborted |= batch
-            .outcomes
-            .iter()
-            .any(|o| matches!(o, Outcome::Skipped(SkipReason::Aborted)));
+        // Without CONTINUE_ON_FAILURE any failure ends the sync, whether the
+        // default per-change path stopped or a batch hook recorded it.
+        aborted |= batch.outcomes.iter().any(|o| match o {
+            Outcome::Skipped(SkipReason::Aborted) => true,
+            Outcome::Failed(_) => !batch.continue_on_failure,
+            _ => false,
+        });
         for o in &mut batch.outcomes {
             if *o == Outcome::Pending {
                 *o = Outcome::Applied;

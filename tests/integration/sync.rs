@@ -227,3 +227,43 @@ fn sync_into_a_store_without_the_child_type_uses_the_source_type() {
     );
     assert!(!target.diff_from(&source).unwrap().has_diffs());
 }
+
+/// An adapter whose batch hook records every change as failed (and returns Ok).
+struct RejectAll(diffsync::LocalStore);
+
+impl Adapter for RejectAll {
+    type Store = diffsync::LocalStore;
+    fn name(&self) -> &str {
+        "reject-all"
+    }
+    fn store(&self) -> &diffsync::LocalStore {
+        &self.0
+    }
+    fn store_mut(&mut self) -> &mut diffsync::LocalStore {
+        &mut self.0
+    }
+    fn top_level(&self) -> Vec<&str> {
+        vec!["site"]
+    }
+    fn apply_batch(&mut self, batch: &mut diffsync::Batch<'_, '_>) -> Result<(), diffsync::HookError> {
+        for i in 0..batch.len() {
+            batch.set_outcome(i, Err("rejected".into()));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failure_recorded_by_a_batch_hook_follows_continue_on_failure() {
+    let source = sys_b();
+    let mut target = RejectAll(sys_a().store);
+    let err = target.sync_from(&source).unwrap_err();
+    assert!(
+        matches!(&err, Error::SyncAborted { message, .. } if message == "rejected"),
+        "{err}"
+    );
+    let report = target
+        .sync_from_with(&source, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        .unwrap();
+    assert_eq!(report.totals().failed, 10);
+}
