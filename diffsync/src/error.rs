@@ -56,6 +56,17 @@ pub enum Error {
         /// What the caller used.
         requested: String,
     },
+    /// A [`Handle`](crate::store::Handle) that no longer (or never) designates
+    /// a model of this store.
+    #[error(
+        "stale handle to a {model_type} in store {store:?}: the model was removed, the store compacted since, or the handle is from another store"
+    )]
+    StaleHandle {
+        /// Store name.
+        store: String,
+        /// The handle's model type, if the store knows it.
+        model_type: String,
+    },
     /// Two siblings share a shortname, so a diff could not tell them apart.
     #[error("{model_type} shortname {shortname:?} is shared by {first:?} and {second:?}")]
     ShortnameCollision {

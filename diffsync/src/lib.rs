@@ -117,7 +117,7 @@ pub use diffsync_derive::DiffModel;
 pub use error::{Error, HookError, Result};
 pub use flags::{DiffFlags, ModelFlags};
 pub use model::{Attrs, DiffModel, DynModel, FieldDef, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind};
-pub use store::{AttrSource, LocalStore, Store};
+pub use store::{AttrSource, Handle, LocalStore, Store};
 pub use sync::{Batch, Change, ElementReport, Options, Outcome, Progress, SkipReason, Stage, SyncReport, Totals};
 
 #[doc(hidden)]

@@ -42,6 +42,31 @@ pub trait Store: Send + Sync {
     fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<()>;
 }
 
+/// Where a model sits in a [`LocalStore`], as returned by the add methods:
+/// pass it to [`LocalStore::add_under`] to add children without spelling the
+/// parent's key (and without looking it up). A handle belongs to the store
+/// that returned it; after a removal that compacts the store, older handles
+/// are stale and [`Error::StaleHandle`] says so (never a wrong link).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Handle {
+    ty: u32,
+    slot: u32,
+    store: u64,
+    epoch: u64,
+}
+
+/// A parent given by type and key, or by handle.
+#[derive(Clone, Copy)]
+enum ParentRef<'k> {
+    Key(&'k str, &'k str),
+    Handle(Handle),
+}
+
+fn next_store_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Link {
     pub(crate) ty: u32,
@@ -298,13 +323,30 @@ const COMPACT_MIN_SLOTS: usize = 1024;
 /// assert!(store.add(Device { name: "r1".into(), role: "core".into() }).is_err());
 /// # Ok::<(), diffsync::Error>(())
 /// ```
-#[derive(Clone)]
 pub struct LocalStore {
     name: String,
+    /// Identifies this store (and not its clones) in handles.
+    id: u64,
+    /// Bumped when a compaction moves slots, making older handles stale.
+    epoch: u64,
     hasher: hashbrown::DefaultHashBuilder,
     pub(crate) tables: Vec<Table>,
     by_name: HashMap<String, u32>,
     scratch: String,
+}
+
+impl Clone for LocalStore {
+    fn clone(&self) -> Self {
+        LocalStore {
+            name: self.name.clone(),
+            id: next_store_id(),
+            epoch: self.epoch,
+            hasher: self.hasher,
+            tables: self.tables.clone(),
+            by_name: self.by_name.clone(),
+            scratch: String::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for LocalStore {
@@ -328,6 +370,8 @@ impl LocalStore {
     pub fn new(name: impl Into<String>) -> Self {
         LocalStore {
             name: name.into(),
+            id: next_store_id(),
+            epoch: 0,
             hasher: Default::default(),
             tables: Vec::new(),
             by_name: HashMap::new(),
@@ -427,34 +471,71 @@ impl LocalStore {
         }
     }
 
-    /// Resolves the parent (type, key) and the child-list index for a child of `child_type`.
-    fn parent_link(&self, parent: (&str, &str), child_type: &str) -> Result<(Link, usize)> {
-        let (pt, ps) = self
-            .locate(parent.0, parent.1)
-            .ok_or_else(|| self.not_found(parent.0, parent.1))?;
-        let schema = &self.tables[pt as usize].schema;
+    fn resolve(&self, h: Handle) -> Result<(u32, u32)> {
+        let alive = self
+            .tables
+            .get(h.ty as usize)
+            .and_then(|t| t.meta.get(h.slot as usize))
+            .is_some_and(|m| m.alive);
+        if alive && h.store == self.id && h.epoch == self.epoch {
+            return Ok((h.ty, h.slot));
+        }
+        Err(Error::StaleHandle {
+            store: self.name.clone(),
+            model_type: self
+                .tables
+                .get(h.ty as usize)
+                .map(|t| t.schema.name.to_string())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn handle(&self, ty: u32, slot: u32) -> Handle {
+        Handle {
+            ty,
+            slot,
+            store: self.id,
+            epoch: self.epoch,
+        }
+    }
+
+    /// Resolves the parent and the child-list index for a child of `child_type`.
+    fn parent_link(&self, parent: ParentRef<'_>, child_type: &str) -> Result<(Link, usize)> {
+        let (pt, ps) = match parent {
+            ParentRef::Key(t, k) => self.locate(t, k).ok_or_else(|| self.not_found(t, k))?,
+            ParentRef::Handle(h) => self.resolve(h)?,
+        };
+        let table = &self.tables[pt as usize];
+        let schema = &table.schema;
         let ci = schema.child_index(child_type).ok_or_else(|| Error::WrongChildType {
-            parent_type: parent.0.into(),
-            parent_key: parent.1.into(),
+            parent_type: schema.name.to_string(),
+            parent_key: table.meta[ps as usize].uid.to_string(),
             child_type: child_type.into(),
             allowed: schema.children.join(", "),
         })?;
         Ok((Link { ty: pt, slot: ps }, ci))
     }
 
-    /// Adds a model at the top level. Adding a model equal to the stored one is a
-    /// no-op; a different model with the same key is an [`Error::AlreadyExists`].
-    pub fn add<T: DiffModel>(&mut self, model: T) -> Result<()> {
+    /// Adds a model at the top level and returns its handle. Adding a model
+    /// equal to the stored one is a no-op; a different model with the same key
+    /// is an [`Error::AlreadyExists`].
+    pub fn add<T: DiffModel>(&mut self, model: T) -> Result<Handle> {
         self.add_typed(model, None)
     }
 
     /// Adds a model as a child of the stored model `parent_type`/`parent_key`.
     /// The parent's type must declare the child's type.
-    pub fn add_child<T: DiffModel>(&mut self, parent_type: &str, parent_key: &str, child: T) -> Result<()> {
-        self.add_typed(child, Some((parent_type, parent_key)))
+    pub fn add_child<T: DiffModel>(&mut self, parent_type: &str, parent_key: &str, child: T) -> Result<Handle> {
+        self.add_typed(child, Some(ParentRef::Key(parent_type, parent_key)))
     }
 
-    fn add_typed<T: DiffModel>(&mut self, model: T, parent: Option<(&str, &str)>) -> Result<()> {
+    /// Adds a model as a child of the model `parent` designates (a handle
+    /// returned by an earlier add): no key to build, no lookup.
+    pub fn add_under<T: DiffModel>(&mut self, parent: Handle, child: T) -> Result<Handle> {
+        self.add_typed(child, Some(ParentRef::Handle(parent)))
+    }
+
+    fn add_typed<T: DiffModel>(&mut self, model: T, parent: Option<ParentRef<'_>>) -> Result<Handle> {
         let known = self.table_index(&DiffModel::schema(&model).name);
         let ty = match known {
             Some(t) if self.tables[t as usize].models.as_any().is::<TypedVec<T>>() => t,
@@ -480,7 +561,7 @@ impl LocalStore {
                 .downcast_ref::<TypedVec<T>>()
                 .and_then(|v| v.at(slot));
             if same_parent && typed.is_some_and(|old| old.attributes_equal(&model)) {
-                return Ok(());
+                return Ok(self.handle(ty, slot));
             }
             return Err(Error::AlreadyExists {
                 store: self.name.clone(),
@@ -501,7 +582,7 @@ impl LocalStore {
         if let Some((l, ci)) = link {
             self.link(l, ci, ty, slot);
         }
-        Ok(())
+        Ok(self.handle(ty, slot))
     }
 
     fn link(&mut self, parent: Link, ci: usize, child_ty: u32, slot: u32) {
@@ -523,7 +604,7 @@ impl LocalStore {
         };
         let uid = model.unique_id();
         let link = match parent {
-            Some(p) => Some(self.parent_link(p, model.model_type())?),
+            Some((t, k)) => Some(self.parent_link(ParentRef::Key(t, k), model.model_type())?),
             None => None,
         };
         let hash = self.hash(&uid);
@@ -656,7 +737,7 @@ impl LocalStore {
     pub fn update<T: DiffModel>(&mut self, model: T) -> Result<()> {
         let uid = model.unique_id();
         match self.locate(&DiffModel::schema(&model).name, &uid) {
-            None => self.add(model),
+            None => self.add(model).map(|_| ()),
             Some((ty, slot)) => {
                 let t = &mut self.tables[ty as usize];
                 let stored = t.models.type_name();
@@ -753,6 +834,7 @@ impl LocalStore {
     }
 
     fn compact_table(&mut self, ty: u32) {
+        self.epoch += 1;
         let t = &mut self.tables[ty as usize];
         let mut remap = vec![u32::MAX; t.meta.len()];
         let mut next = 0u32;
@@ -774,7 +856,8 @@ impl LocalStore {
             let child_lists: Vec<usize> = (0..u.child_types.len())
                 .filter(|&ci| u.child_types[ci] == Some(ty))
                 .collect();
-            for m in &mut u.meta {
+            // Removed slots elsewhere hold no live references (and no child lists).
+            for m in u.meta.iter_mut().filter(|m| m.alive) {
                 if let Some(p) = &mut m.parent
                     && p.ty == ty
                 {
@@ -927,6 +1010,53 @@ mod tests {
         assert_eq!(s.parent_of("unit", "r1999__1").unwrap(), Some(("rack", "r1999")));
         assert_eq!(s.children_keys("rack", "r3", "unit").unwrap(), ["r3__1"]);
         assert_eq!(s.parent_of("unit", "r0__1").unwrap(), None);
+    }
+
+    #[test]
+    fn handles_add_children_without_keys_and_go_stale_safely() {
+        let mut s = LocalStore::new("t");
+        let r = s.add(Rack { name: "r".into() }).unwrap();
+        s.add_under(r, unit("r", 1)).unwrap();
+        s.add_under(r, unit("r", 2)).unwrap();
+        assert_eq!(s.children_keys("rack", "r", "unit").unwrap(), ["r__1", "r__2"]);
+        assert_eq!(
+            s.add(Rack { name: "r".into() }).unwrap(),
+            r,
+            "re-adding an equal model returns its handle"
+        );
+        let u = s.add_under(r, unit("r", 3)).unwrap();
+        let err = s.add_under(u, unit("r", 4)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"unit "r__3" cannot have children of type "unit"; declared child types: []"#
+        );
+
+        // From another store, or from the store this one was cloned from.
+        let mut other = LocalStore::new("other");
+        other.add(Rack { name: "x".into() }).unwrap();
+        let mut clone = s.clone();
+        for store in [&mut other, &mut clone] {
+            let err = store.add_under(r, unit("r", 9)).unwrap_err();
+            assert!(
+                matches!(err, Error::StaleHandle { ref model_type, .. } if model_type == "rack"),
+                "{err}"
+            );
+            assert_eq!(store.count("unit"), if store.name() == "t" { 3 } else { 0 });
+        }
+
+        // After the parent is removed, and after a compaction moved slots.
+        s.remove("rack", "r", true).unwrap();
+        assert!(matches!(s.add_under(r, unit("r", 5)), Err(Error::StaleHandle { .. })));
+        let keep = s.add(Rack { name: "keep".into() }).unwrap();
+        for pos in 0..2000 {
+            s.add_under(keep, unit("keep", pos)).unwrap();
+        }
+        for pos in 0..1500 {
+            s.remove("unit", &format!("keep__{pos}"), false).unwrap();
+        }
+        let err = s.add_under(keep, unit("keep", 9999)).unwrap_err();
+        assert!(matches!(err, Error::StaleHandle { .. }), "{err}");
+        assert_eq!(s.count("unit"), 500, "nothing was added through the stale handle");
     }
 
     #[test]

@@ -83,28 +83,26 @@ impl System {
     }
 
     fn add_site(&mut self, s: SiteRec) -> diffsync::Result<()> {
-        let site = s.name.clone();
-        self.store.add(Site {
+        let site_name = s.name.clone();
+        let site = self.store.add(Site {
             name: s.name,
             region: s.region,
         })?;
         for d in s.devices {
             let dev = d.name.clone();
-            let key = format!("{site}__{dev}");
-            self.store.add_child(
-                "site",
-                &site,
+            // The handle from add names the parent: no "site__device" key to build.
+            let device = self.store.add_under(
+                site,
                 Device {
-                    site: site.clone(),
+                    site: site_name.clone(),
                     name: d.name,
                     role: d.role,
                     serial: d.serial,
                 },
             )?;
             for i in d.interfaces {
-                self.store.add_child(
-                    "device",
-                    &key,
+                self.store.add_under(
+                    device,
                     Interface {
                         device: dev.clone(),
                         name: i.name,

@@ -103,22 +103,15 @@ pub struct DeviceRec {
 /// Builds an in-memory adapter from parsed workload records.
 pub fn build(name: &str, file: File) -> diffsync::Result<MemoryAdapter> {
     let mut store = LocalStore::new(name);
-    let mut device_key = String::new();
     for s in file.site {
-        let site = s.name.clone();
-        store.add(Site {
+        let site = store.add(Site {
             name: s.name,
             region: s.region,
             status: s.status,
         })?;
         for d in s.devices {
-            device_key.clear();
-            device_key.push_str(&d.site);
-            device_key.push_str("__");
-            device_key.push_str(&d.name);
-            store.add_child(
-                "site",
-                &site,
+            let device = store.add_under(
+                site,
                 Device {
                     site: d.site,
                     name: d.name,
@@ -129,7 +122,7 @@ pub fn build(name: &str, file: File) -> diffsync::Result<MemoryAdapter> {
                 },
             )?;
             for i in d.interfaces {
-                store.add_child("device", &device_key, i)?;
+                store.add_under(device, i)?;
             }
         }
     }
