@@ -1,15 +1,16 @@
-//! Throughput of the SQL adapters' batch path: syncs N creates (default
-//! 100,000 models: sites, devices, interfaces) from memory into an empty
-//! SQLite database, and into PostgreSQL when `--postgres PARAMS` is given.
+//! Throughput of syncing N creates (default 100,000 models: sites, devices,
+//! interfaces) from memory into an empty SQLite database, into PostgreSQL
+//! with `--postgres PARAMS`, and into a Redis-backed store with `--redis URL`.
 //! Prints one JSON line per target.
 //!
-//! Run: `cargo run --release -p diffsync-adapters --example throughput -- [--models N] [--postgres "host=... port=... user=... dbname=..."]`
+//! Run: `cargo run --release -p diffsync-adapters --example throughput -- [--models N] [--postgres "host=... port=... user=... dbname=..."] [--redis redis://127.0.0.1:6379/]`
 
 use std::time::Instant;
 
 use diffsync::{Adapter, DiffModel, LocalStore, MemoryAdapter};
 use diffsync_adapters::Registry;
 use diffsync_adapters::postgres::PostgresAdapter;
+use diffsync_adapters::redis::RedisStore;
 use diffsync_adapters::sqlite::SqliteAdapter;
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +86,27 @@ fn source(n: usize) -> diffsync::Result<MemoryAdapter> {
     Ok(MemoryAdapter::with_store("memory", &["site"], s))
 }
 
+/// An adapter over a Redis-backed store.
+struct MemoryLike {
+    store: RedisStore,
+}
+
+impl Adapter for MemoryLike {
+    type Store = RedisStore;
+    fn name(&self) -> &str {
+        "redis"
+    }
+    fn store(&self) -> &RedisStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut RedisStore {
+        &mut self.store
+    }
+    fn top_level(&self) -> Vec<&str> {
+        vec!["site"]
+    }
+}
+
 fn report(target: &str, models: usize, secs: f64) {
     println!(
         "{{\"target\": \"{target}\", \"creates\": {models}, \"seconds\": {secs:.3}, \"creates_per_second\": {:.0}}}",
@@ -94,11 +116,12 @@ fn report(target: &str, models: usize, secs: f64) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let (mut n, mut pg) = (100_000usize, None);
+    let (mut n, mut pg, mut redis) = (100_000usize, None, None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--models" => n = args.next().ok_or("--models N")?.parse()?,
             "--postgres" => pg = Some(args.next().ok_or("--postgres PARAMS")?),
+            "--redis" => redis = Some(args.next().ok_or("--redis URL")?),
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -114,10 +137,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(r.totals().applied, models);
 
     if let Some(params) = pg {
-        let mut db = PostgresAdapter::connect("postgres", &params, registry)?;
+        let mut db = PostgresAdapter::connect("postgres", &params, registry.clone())?;
         let t = Instant::now();
         let r = db.sync_from(&src)?;
         report("postgres", r.totals().applied, t.elapsed().as_secs_f64());
+    }
+    if let Some(url) = redis {
+        let namespace = format!("throughput-{}", std::process::id());
+        let store = RedisStore::open(&url, &namespace, registry)?;
+        let mut target = MemoryLike { store };
+        let t = Instant::now();
+        let r = target.sync_from(&src)?;
+        report("redis", r.totals().applied, t.elapsed().as_secs_f64());
     }
     Ok(())
 }
