@@ -2,10 +2,12 @@
 //! be shared by several processes or machines.
 //!
 //! Each model is one key, `{namespace}:{model type}:{unique id}`, holding its
-//! JSON with the parent's id under `_parent` (so child links persist) and an
-//! insertion sequence under `_seq` (so order survives a reload). Reads and
-//! diffs use an in-memory image loaded at open; every change is written
-//! through, and a write that fails on the server is undone in the image.
+//! JSON with the parent's id under `_parent` (so child links persist); the
+//! hash `{namespace}:_order` keeps each key's insertion sequence (so order
+//! survives a reload). Reads and diffs use an in-memory image loaded at open.
+//! Outside a sync every change is written through at once (one round trip)
+//! and undone in the image if the server refuses it; a sync's changes are
+//! queued and flushed in one MULTI/EXEC transaction at its end.
 
 use diffsync::model::AnyModel;
 use diffsync::{AttrSource, DiffModel, LocalStore, Store};
@@ -14,8 +16,6 @@ use serde_json::{Map, Value};
 
 use crate::error::{AdapterError, Result};
 use crate::registry::{self, PARENT_KEY, Registry};
-
-const SEQ_KEY: &str = "_seq";
 
 /// A [`Store`] kept in Redis, under a namespace.
 ///
@@ -30,6 +30,10 @@ pub struct RedisStore {
     namespace: String,
     registry: Registry,
     address: String,
+    /// Next insertion sequence.
+    next_seq: u64,
+    /// Writes queued during a sync (`begin_batch` .. `end_batch`).
+    pending: Option<redis::Pipeline>,
 }
 
 impl RedisStore {
@@ -47,6 +51,8 @@ impl RedisStore {
             namespace: namespace.to_string(),
             registry,
             address: url.to_string(),
+            next_seq: 0,
+            pending: None,
         };
         store.refresh()?;
         Ok(store)
@@ -61,6 +67,8 @@ impl RedisStore {
             origin: origin.clone(),
             message: e.to_string(),
         };
+        let order: std::collections::HashMap<String, u64> = self.conn.hgetall(self.order_key()).map_err(backend)?;
+        self.next_seq = order.values().max().map_or(0, |m| m + 1);
         for model_type in self.registry.load_order() {
             let pattern = format!("{}:{model_type}:*", self.namespace);
             let mut keys: Vec<String> = Vec::new();
@@ -80,13 +88,13 @@ impl RedisStore {
                     break;
                 }
             }
-            let mut records: Vec<Map<String, Value>> = Vec::with_capacity(keys.len());
+            let mut records: Vec<(u64, Map<String, Value>)> = Vec::with_capacity(keys.len());
             for chunk in keys.chunks(500) {
                 let values: Vec<Option<String>> = self.conn.mget(chunk).map_err(backend)?;
                 for (key, v) in chunk.iter().zip(values) {
                     let Some(text) = v else { continue };
                     match serde_json::from_str(&text) {
-                        Ok(Value::Object(m)) => records.push(m),
+                        Ok(Value::Object(m)) => records.push((order.get(key).copied().unwrap_or(u64::MAX), m)),
                         _ => {
                             return Err(AdapterError::Format {
                                 origin: format!("{origin}: key {key:?}"),
@@ -96,9 +104,8 @@ impl RedisStore {
                     }
                 }
             }
-            records.sort_by_key(|r| r.get(SEQ_KEY).and_then(Value::as_u64).unwrap_or(u64::MAX));
-            for mut r in records {
-                r.remove(SEQ_KEY);
+            records.sort_by_key(|(seq, _)| *seq);
+            for (_, r) in records {
                 registry::insert_flat(&self.registry, &mut image, model_type, r, &origin)?;
             }
         }
@@ -129,8 +136,28 @@ impl RedisStore {
         }
     }
 
-    /// Writes the image's current value of one model to Redis.
-    fn write(&mut self, model_type: &str, uid: &str, seq: Option<u64>) -> diffsync::Result<()> {
+    fn order_key(&self) -> String {
+        format!("{}:_order", self.namespace)
+    }
+
+    /// Runs `commands` now (one round trip), or queues them during a sync.
+    fn send(
+        &mut self,
+        model_type: &str,
+        uid: &str,
+        commands: impl FnOnce(&mut redis::Pipeline),
+    ) -> diffsync::Result<()> {
+        if let Some(p) = self.pending.as_mut() {
+            commands(p);
+            return Ok(());
+        }
+        let mut p = redis::pipe();
+        commands(&mut p);
+        p.query::<()>(&mut self.conn).map_err(|e| self.fail(model_type, uid, e))
+    }
+
+    /// The JSON to store for one model, from the image.
+    fn value(&self, model_type: &str, uid: &str) -> diffsync::Result<String> {
         let model = self.image.get_dyn(model_type, uid)?;
         let mut record = self
             .registry
@@ -139,22 +166,7 @@ impl RedisStore {
         if let Some((_, parent)) = self.image.parent_of(model_type, uid)? {
             record.insert(PARENT_KEY.into(), Value::String(parent.to_string()));
         }
-        let key = self.key(model_type, uid);
-        let seq = match seq {
-            Some(s) => s,
-            None => {
-                // Keep the sequence the model already had.
-                let old: Option<String> = self.conn.get(&key).map_err(|e| self.fail(model_type, uid, e))?;
-                old.and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                    .and_then(|v| v.get(SEQ_KEY).and_then(Value::as_u64))
-                    .unwrap_or(0)
-            }
-        };
-        record.insert(SEQ_KEY.into(), Value::from(seq));
-        let text = Value::Object(record).to_string();
-        self.conn
-            .set::<_, _, ()>(&key, text)
-            .map_err(|e| self.fail(model_type, uid, e))
+        Ok(Value::Object(record).to_string())
     }
 
     fn subtree(&self, model_type: &str, uid: &str, out: &mut Vec<(String, String)>) -> diffsync::Result<()> {
@@ -180,20 +192,32 @@ impl Store for RedisStore {
     fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> diffsync::Result<()> {
         let (model_type, uid) = (model.model_type().to_string(), model.unique_id());
         self.image.insert_boxed(model, parent)?;
-        let seq: std::result::Result<u64, _> = self.conn.incr(format!("{}:{SEQ_KEY}", self.namespace), 1);
-        let written = match seq {
-            Ok(seq) => self.write(&model_type, &uid, Some(seq)),
-            Err(e) => Err(self.fail(&model_type, &uid, e)),
-        };
-        if written.is_err() {
-            self.image.remove(&model_type, &uid, false)?;
+        let written = self.value(&model_type, &uid).and_then(|json| {
+            let (key, order, seq) = (self.key(&model_type, &uid), self.order_key(), self.next_seq);
+            self.send(&model_type, &uid, |p| {
+                p.set(&key, json).ignore().hset(&order, &key, seq).ignore();
+            })
+        });
+        match written {
+            Ok(()) => {
+                self.next_seq += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.image.remove(&model_type, &uid, false)?;
+                Err(e)
+            }
         }
-        written
     }
     fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> diffsync::Result<()> {
         let before = self.image.get_dyn(model_type, key)?.attributes();
         self.image.update_attributes(model_type, key, source)?;
-        let written = self.write(model_type, key, None);
+        let written = self.value(model_type, key).and_then(|json| {
+            let rkey = self.key(model_type, key);
+            self.send(model_type, key, |p| {
+                p.set(&rkey, json).ignore();
+            })
+        });
         if written.is_err() {
             self.image
                 .update_attributes(model_type, key, AttrSource::Values(&before))?;
@@ -207,28 +231,48 @@ impl Store for RedisStore {
         } else {
             gone.push((model_type.to_string(), key.to_string()));
         }
-        let orphans: Vec<(String, String)> = if remove_children {
-            Vec::new()
-        } else {
-            let mut v = Vec::new();
-            if let Some(schema) = self.image.schema(model_type) {
-                for ct in schema.children.iter() {
-                    for k in self.image.children_keys(model_type, key, ct)? {
-                        v.push((ct.to_string(), k.to_string()));
-                    }
+        let mut orphans: Vec<(String, String)> = Vec::new();
+        if !remove_children && let Some(schema) = self.image.schema(model_type) {
+            for ct in schema.children.iter() {
+                for k in self.image.children_keys(model_type, key, ct)? {
+                    orphans.push((ct.to_string(), k.to_string()));
                 }
             }
-            v
-        };
+        }
         let keys: Vec<String> = gone.iter().map(|(t, k)| self.key(t, k)).collect();
-        self.conn
-            .del::<_, ()>(keys)
-            .map_err(|e| self.fail(model_type, key, e))?;
+        let order = self.order_key();
+        self.send(model_type, key, |p| {
+            p.del(&keys).ignore().hdel(&order, &keys).ignore();
+        })?;
         self.image.remove(model_type, key, remove_children)?;
         // Children left behind lose their parent link in Redis too.
         for (t, k) in orphans {
-            self.write(&t, &k, None)?;
+            let json = self.value(&t, &k)?;
+            let rkey = self.key(&t, &k);
+            self.send(&t, &k, |p| {
+                p.set(&rkey, json).ignore();
+            })?;
         }
         Ok(())
+    }
+    fn begin_batch(&mut self) {
+        let mut p = redis::pipe();
+        p.atomic();
+        self.pending = Some(p);
+    }
+    fn end_batch(&mut self) -> diffsync::Result<()> {
+        let Some(p) = self.pending.take() else { return Ok(()) };
+        if p.cmd_iter().next().is_none() {
+            return Ok(());
+        }
+        let Err(e) = p.query::<()>(&mut self.conn) else {
+            return Ok(());
+        };
+        // MULTI/EXEC: nothing of the batch reached the server. Bring the image back to it.
+        let note = match self.refresh() {
+            Ok(()) => "nothing of this sync was written; the store was re-read from the server",
+            Err(_) => "nothing of this sync was written; the in-memory image is ahead of the server: call refresh()",
+        };
+        Err(self.fail("sync", "", format!("{e} ({note})")))
     }
 }

@@ -40,6 +40,13 @@ pub trait Store: Send + Sync {
     fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> Result<()>;
     /// Removes a model; with `remove_children`, its whole subtree too.
     fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<()>;
+    /// A sync is about to apply its changes: a networked store may buffer
+    /// its writes from here until [`end_batch`](Store::end_batch).
+    fn begin_batch(&mut self) {}
+    /// The sync has applied its changes: flush buffered writes, all or nothing.
+    fn end_batch(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Where a model sits in a [`LocalStore`], as returned by the add methods:

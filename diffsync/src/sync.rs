@@ -525,9 +525,15 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
         elements: Vec::with_capacity(n),
     };
     let Batch { changes, outcomes, .. } = batch;
+    // A networked store may buffer these writes and flush them at once.
+    dest.store_mut().begin_batch();
+    let mut store_error = None;
     for (mut change, outcome) in changes.into_iter().zip(outcomes) {
-        if outcome == Outcome::Applied {
-            apply_to_store(dest.store_mut(), &mut change)?;
+        if outcome == Outcome::Applied
+            && store_error.is_none()
+            && let Err(e) = apply_to_store(dest.store_mut(), &mut change)
+        {
+            store_error = Some(e);
         }
         report.elements.push(ElementReport {
             model_type: change.element.model_type.to_string(),
@@ -536,6 +542,11 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
             outcome,
         });
     }
+    let flushed = dest.store_mut().end_batch();
+    if let Some(e) = store_error {
+        return Err(e);
+    }
+    flushed?;
     if aborted {
         let first = report.failures().next().cloned();
         let (model_type, key, message) = match first {

@@ -146,3 +146,20 @@ fn a_failed_write_leaves_the_image_unchanged() {
     );
     assert_eq!(keys(s.local(), "site"), ["nyc"]);
 }
+
+#[test]
+fn a_sync_whose_flush_fails_reports_it_and_writes_nothing() {
+    let Some(server) = Redis::start() else { return };
+    let mut target = Persistent {
+        store: RedisStore::open(&server.url(), "inv", registry()).unwrap(),
+    };
+    target.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    drop(server);
+    let err = target.sync_from(&inventory("cmdb", 2, 1)).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Store { .. }), "{msg}");
+    assert!(
+        msg.contains("nothing of this sync was written") && msg.contains("call refresh()"),
+        "{msg}"
+    );
+}
