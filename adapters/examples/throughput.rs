@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use diffsync::{Adapter, DiffModel, LocalStore, MemoryAdapter};
+use diffsync::{Adapter, DiffModel, LocalStore, MemoryAdapter, StoreAdapter};
 use diffsync_adapters::Registry;
 use diffsync_adapters::postgres::PostgresAdapter;
 use diffsync_adapters::redis::RedisStore;
@@ -86,27 +86,6 @@ fn source(n: usize) -> diffsync::Result<MemoryAdapter> {
     Ok(MemoryAdapter::with_store("memory", &["site"], s))
 }
 
-/// An adapter over a Redis-backed store.
-struct MemoryLike {
-    store: RedisStore,
-}
-
-impl Adapter for MemoryLike {
-    type Store = RedisStore;
-    fn name(&self) -> &str {
-        "redis"
-    }
-    fn store(&self) -> &RedisStore {
-        &self.store
-    }
-    fn store_mut(&mut self) -> &mut RedisStore {
-        &mut self.store
-    }
-    fn top_level(&self) -> Vec<&str> {
-        vec!["site"]
-    }
-}
-
 fn report(target: &str, models: usize, secs: f64) {
     println!(
         "{{\"target\": \"{target}\", \"creates\": {models}, \"seconds\": {secs:.3}, \"creates_per_second\": {:.0}}}",
@@ -145,7 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(url) = redis {
         let namespace = format!("throughput-{}", std::process::id());
         let store = RedisStore::open(&url, &namespace, registry)?;
-        let mut target = MemoryLike { store };
+        let mut target = StoreAdapter::with_store("redis", &["site"], store);
         let t = Instant::now();
         let r = target.sync_from(&src)?;
         report("redis", r.totals().applied, t.elapsed().as_secs_f64());

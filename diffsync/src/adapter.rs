@@ -152,9 +152,10 @@ pub trait Adapter {
     }
 }
 
-/// An adapter over a [`LocalStore`](crate::LocalStore) with no write hooks: for sources (a CMDB
-/// export, a file you parsed yourself, test fixtures) and for targets whose
-/// only state is the store.
+/// An adapter over a store with no write hooks: for sources (a CMDB export,
+/// a file you parsed yourself, test fixtures) and for targets whose only
+/// state is the store. [`MemoryAdapter`] is the in-memory one; any other
+/// [`Store`] (a networked one, say) works the same way.
 ///
 /// ```
 /// use diffsync::{Adapter, DiffModel, MemoryAdapter};
@@ -171,24 +172,29 @@ pub trait Adapter {
 /// # Ok::<(), diffsync::Error>(())
 /// ```
 #[derive(Clone, Debug)]
-pub struct MemoryAdapter {
+pub struct StoreAdapter<S: Store = crate::LocalStore> {
     name: String,
     top_level: Vec<String>,
     /// The models.
-    pub store: crate::LocalStore,
+    pub store: S,
 }
 
-impl MemoryAdapter {
-    /// An empty adapter (its store has the same name) with these top-level types.
+/// A [`StoreAdapter`] over a [`LocalStore`](crate::LocalStore).
+pub type MemoryAdapter = StoreAdapter<crate::LocalStore>;
+
+impl StoreAdapter<crate::LocalStore> {
+    /// An empty in-memory adapter (its store has the same name) with these top-level types.
     pub fn new(name: impl Into<String>, top_level: &[&str]) -> Self {
         let name = name.into();
         let store = crate::LocalStore::new(name.clone());
         Self::with_store(name, top_level, store)
     }
+}
 
+impl<S: Store> StoreAdapter<S> {
     /// An adapter over an existing store.
-    pub fn with_store(name: impl Into<String>, top_level: &[&str], store: crate::LocalStore) -> Self {
-        MemoryAdapter {
+    pub fn with_store(name: impl Into<String>, top_level: &[&str], store: S) -> Self {
+        StoreAdapter {
             name: name.into(),
             top_level: top_level.iter().map(|t| t.to_string()).collect(),
             store,
@@ -196,15 +202,15 @@ impl MemoryAdapter {
     }
 }
 
-impl Adapter for MemoryAdapter {
-    type Store = crate::LocalStore;
+impl<S: Store> Adapter for StoreAdapter<S> {
+    type Store = S;
     fn name(&self) -> &str {
         &self.name
     }
-    fn store(&self) -> &crate::LocalStore {
+    fn store(&self) -> &S {
         &self.store
     }
-    fn store_mut(&mut self) -> &mut crate::LocalStore {
+    fn store_mut(&mut self) -> &mut S {
         &mut self.store
     }
     fn top_level(&self) -> Vec<&str> {

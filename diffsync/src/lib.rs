@@ -111,7 +111,7 @@ mod render;
 pub mod store;
 mod sync;
 
-pub use adapter::{Adapter, MemoryAdapter};
+pub use adapter::{Adapter, MemoryAdapter, StoreAdapter};
 pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, Summary};
 pub use diffsync_derive::DiffModel;
 pub use error::{Error, HookError, Result};

@@ -1,30 +1,17 @@
 //! Redis-backed store against a real redis-server started by the test.
 
-use diffsync::{Adapter, Error, LocalStore, Store};
+use diffsync::{Adapter, Error, LocalStore, Store, StoreAdapter};
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::redis::RedisStore;
 
 use crate::common::{Device, Interface, Site, Text, inventory, registry};
 use crate::servers::Redis;
 
-struct Persistent {
-    store: RedisStore,
-}
+/// A hook-less adapter over a Redis-backed store.
+type Persistent = StoreAdapter<RedisStore>;
 
-impl Adapter for Persistent {
-    type Store = RedisStore;
-    fn name(&self) -> &str {
-        Store::name(&self.store)
-    }
-    fn store(&self) -> &RedisStore {
-        &self.store
-    }
-    fn store_mut(&mut self) -> &mut RedisStore {
-        &mut self.store
-    }
-    fn top_level(&self) -> Vec<&str> {
-        vec!["site"]
-    }
+fn persistent(store: RedisStore) -> Persistent {
+    StoreAdapter::with_store("redis", &["site"], store)
 }
 
 fn keys(s: &LocalStore, t: &str) -> Vec<String> {
@@ -37,12 +24,10 @@ fn a_synced_store_outlives_its_process_with_links_and_order() {
     let source = inventory("cmdb", 3, 0);
     {
         let store = RedisStore::open(&server.url(), "inv", registry()).unwrap();
-        let mut target = Persistent { store };
+        let mut target = persistent(store);
         target.sync_from(&source).unwrap();
     }
-    let reopened = Persistent {
-        store: RedisStore::open(&server.url(), "inv", registry()).unwrap(),
-    };
+    let reopened = persistent(RedisStore::open(&server.url(), "inv", registry()).unwrap());
     assert!(!reopened.diff_from(&source).unwrap().has_diffs());
     let image = reopened.store.local();
     assert_eq!(
@@ -57,7 +42,7 @@ fn a_synced_store_outlives_its_process_with_links_and_order() {
     let mut target = reopened;
     target.sync_from(&changed).unwrap();
     let again = RedisStore::open(&server.url(), "inv", registry()).unwrap();
-    assert!(!Persistent { store: again }.diff_from(&changed).unwrap().has_diffs());
+    assert!(!persistent(again).diff_from(&changed).unwrap().has_diffs());
 }
 
 #[test]
@@ -150,9 +135,7 @@ fn a_failed_write_leaves_the_image_unchanged() {
 #[test]
 fn a_sync_whose_flush_fails_reports_it_and_writes_nothing() {
     let Some(server) = Redis::start() else { return };
-    let mut target = Persistent {
-        store: RedisStore::open(&server.url(), "inv", registry()).unwrap(),
-    };
+    let mut target = persistent(RedisStore::open(&server.url(), "inv", registry()).unwrap());
     target.sync_from(&inventory("cmdb", 1, 0)).unwrap();
     drop(server);
     let err = target.sync_from(&inventory("cmdb", 2, 1)).unwrap_err();
