@@ -236,19 +236,7 @@ impl FileAdapter {
 }
 
 impl Adapter for FileAdapter {
-    type Store = LocalStore;
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn store(&self) -> &LocalStore {
-        &self.store
-    }
-    fn store_mut(&mut self) -> &mut LocalStore {
-        &mut self.store
-    }
-    fn top_level(&self) -> Vec<&str> {
-        self.registry.top_level()
-    }
+    registry_adapter_basics!();
     fn sync_complete(&mut self, _diff: &Diff, _report: &SyncReport) -> Result<(), HookError> {
         self.save().map_err(Into::into)
     }

@@ -12,6 +12,28 @@
 mod error;
 mod registry;
 
+/// The trait items every registry-based adapter here shares: a `name`, a
+/// `LocalStore` in `store` and top-level types from its `registry`.
+/// Used inside `impl Adapter for ..` blocks.
+#[allow(unused_macros)]
+macro_rules! registry_adapter_basics {
+    () => {
+        type Store = diffsync::LocalStore;
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn store(&self) -> &diffsync::LocalStore {
+            &self.store
+        }
+        fn store_mut(&mut self) -> &mut diffsync::LocalStore {
+            &mut self.store
+        }
+        fn top_level(&self) -> Vec<&str> {
+            self.registry.top_level()
+        }
+    };
+}
+
 #[cfg(feature = "files")]
 pub mod files;
 #[cfg(feature = "object-store")]

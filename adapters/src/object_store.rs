@@ -224,19 +224,7 @@ fn not_object(path: &Path) -> AdapterError {
 }
 
 impl Adapter for ObjectStoreAdapter {
-    type Store = LocalStore;
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn store(&self) -> &LocalStore {
-        &self.store
-    }
-    fn store_mut(&mut self) -> &mut LocalStore {
-        &mut self.store
-    }
-    fn top_level(&self) -> Vec<&str> {
-        self.registry.top_level()
-    }
+    registry_adapter_basics!();
     fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         if self.layout == Layout::PerModel {
             let model = change.new_model().ok_or("create without a model")?;

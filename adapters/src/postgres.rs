@@ -181,19 +181,7 @@ fn run(tx: &mut Transaction<'_>, stmts: &[sql::Statement]) -> std::result::Resul
 }
 
 impl Adapter for PostgresAdapter {
-    type Store = LocalStore;
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn store(&self) -> &LocalStore {
-        &self.store
-    }
-    fn store_mut(&mut self) -> &mut LocalStore {
-        &mut self.store
-    }
-    fn top_level(&self) -> Vec<&str> {
-        self.registry.top_level()
-    }
+    registry_adapter_basics!();
 
     /// One transaction. Without CONTINUE_ON_FAILURE, creates are grouped per
     /// model type into multi-row INSERTs (the tables have no foreign keys, so

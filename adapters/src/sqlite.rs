@@ -161,19 +161,7 @@ fn from_sqlite(v: Sql) -> SqlValue {
 }
 
 impl Adapter for SqliteAdapter {
-    type Store = LocalStore;
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn store(&self) -> &LocalStore {
-        &self.store
-    }
-    fn store_mut(&mut self) -> &mut LocalStore {
-        &mut self.store
-    }
-    fn top_level(&self) -> Vec<&str> {
-        self.registry.top_level()
-    }
+    registry_adapter_basics!();
 
     /// All changes in one transaction. Without CONTINUE_ON_FAILURE the first
     /// failure rolls everything back; with it, each change has a savepoint and
