@@ -184,6 +184,7 @@ pub(crate) fn key_of(schema: &ModelSchema, record: &Map<String, Value>) -> Strin
     )
 }
 
+#[cfg(feature = "files")]
 /// Loads a nested document: `{type: [record, ...]}` at the top, and in each
 /// record, `{child_type: [record, ...]}` for its children.
 pub(crate) fn load_tree(reg: &Registry, store: &mut LocalStore, doc: Value, origin: &str) -> Result<()> {
@@ -200,6 +201,7 @@ pub(crate) fn load_tree(reg: &Registry, store: &mut LocalStore, doc: Value, orig
     Ok(())
 }
 
+#[cfg(feature = "files")]
 fn load_records(
     reg: &Registry,
     store: &mut LocalStore,
@@ -237,6 +239,7 @@ fn load_records(
     Ok(())
 }
 
+#[cfg(feature = "files")]
 /// The store as a nested document (the inverse of [`load_tree`]).
 pub(crate) fn dump_tree(reg: &Registry, store: &LocalStore) -> Result<Value> {
     let mut top = Map::new();
@@ -250,6 +253,7 @@ pub(crate) fn dump_tree(reg: &Registry, store: &LocalStore) -> Result<Value> {
     Ok(Value::Object(top))
 }
 
+#[cfg(feature = "files")]
 fn dump_model(reg: &Registry, store: &LocalStore, m: &dyn AnyModel) -> Result<Map<String, Value>> {
     let mut fields = reg.to_value(m)?;
     let key = m.unique_id();
@@ -265,9 +269,11 @@ fn dump_model(reg: &Registry, store: &LocalStore, m: &dyn AnyModel) -> Result<Ma
     Ok(fields)
 }
 
+#[cfg(any(feature = "files", feature = "object-store"))]
 /// A flat record: a model's fields (and [`PARENT_KEY`]).
 pub(crate) type Record = Map<String, Value>;
 
+#[cfg(any(feature = "files", feature = "object-store"))]
 /// Every model as a flat record with its parent's id under [`PARENT_KEY`],
 /// grouped by type in load order.
 pub(crate) fn flat_records(reg: &Registry, store: &LocalStore) -> Result<Vec<(String, Vec<Record>)>> {
@@ -286,6 +292,13 @@ pub(crate) fn flat_records(reg: &Registry, store: &LocalStore) -> Result<Vec<(St
     Ok(out)
 }
 
+#[cfg(any(
+    feature = "files",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "object-store",
+    feature = "redis"
+))]
 /// Adds a flat record (with an optional [`PARENT_KEY`]) to a store.
 pub(crate) fn insert_flat(
     reg: &Registry,
