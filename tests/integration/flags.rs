@@ -102,15 +102,21 @@ fn model_skip_unmatched_dst_keeps_that_model() {
     assert!(!target.log.iter().any(|l| l.contains("nyc-old")));
 }
 
+/// The hook calls that deleted something under site sfo, in order.
+fn sfo_deletes(target: &Inventory) -> Vec<&str> {
+    target
+        .log
+        .iter()
+        .filter(|l| l.starts_with("delete") && l.contains("sfo"))
+        .map(String::as_str)
+        .collect()
+}
+
 #[test]
 fn default_deletion_order_is_parent_first() {
     let mut target = sys_a();
     target.sync_from(&sys_b()).unwrap();
-    let deletes: Vec<_> = target
-        .log
-        .iter()
-        .filter(|l| l.starts_with("delete") && l.contains("sfo"))
-        .collect();
+    let deletes = sfo_deletes(&target);
     assert_eq!(
         deletes,
         [
@@ -126,11 +132,7 @@ fn natural_deletion_order_deletes_children_first() {
     let mut target = sys_a();
     set_device_flags(&mut target, "sfo-r1", ModelFlags::NATURAL_DELETION_ORDER);
     target.sync_from(&sys_b()).unwrap();
-    let deletes: Vec<_> = target
-        .log
-        .iter()
-        .filter(|l| l.starts_with("delete") && l.contains("sfo"))
-        .collect();
+    let deletes = sfo_deletes(&target);
     assert_eq!(
         deletes,
         [
