@@ -577,11 +577,8 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
                 source,
             })?;
     }
-    tracing::info!(
-        applied = report.totals().applied,
-        failed = report.totals().failed,
-        "sync complete"
-    );
+    let totals = report.totals();
+    tracing::info!(applied = totals.applied, failed = totals.failed, "sync complete");
     Ok(report)
 }
 

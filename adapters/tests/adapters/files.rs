@@ -4,7 +4,7 @@
 use diffsync::{Adapter, Error};
 use diffsync_adapters::{AdapterError, FileAdapter, Format};
 
-use crate::common::{Text, inventory, registry};
+use crate::common::{inventory, registry};
 
 #[test]
 fn every_format_round_trips_a_sync() {
@@ -64,11 +64,10 @@ fn a_failed_write_leaves_the_old_file_intact() {
         .unwrap();
     let err = target.sync_from(&bad).unwrap_err();
     assert!(matches!(err, Error::SyncComplete { .. }), "{err}");
-    assert!(err.to_string().contains("refusing to write boom") || format!("{err:?}").contains("boom"));
+    assert!(err.to_string().contains("refusing to write boom"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temporary file left behind");
-    let _ = Text("x".into());
 }
 
 fn open_err(name: &str, text: &str, format: Format) -> AdapterError {
