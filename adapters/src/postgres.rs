@@ -4,7 +4,7 @@
 use std::error::Error as StdError;
 
 use bytes::BytesMut;
-use diffsync::{Action, Adapter, Batch, HookError, LocalStore, SkipReason, ValueKind};
+use diffsync::{Action, Adapter, Batch, HookError, LocalStore, ValueKind};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Transaction};
 
@@ -187,18 +187,17 @@ impl Adapter for PostgresAdapter {
     /// model type into multi-row INSERTs (the tables have no foreign keys, so
     /// order across types does not matter inside the transaction) and any
     /// failure rolls everything back. With it, each change runs in its own
-    /// savepoint.
+    /// savepoint. Changes count as applied only once the transaction commits.
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         let keep_going = batch.continue_on_failure();
         let mut tx = self.client.transaction()?;
         if keep_going {
             for i in 0..batch.len() {
-                if batch.is_blocked(i) {
-                    batch.skip(i, SkipReason::DependencyFailed);
+                if !batch.should_apply(i) {
                     continue;
                 }
-                let stmts = sql::statements(&DIALECT, &self.tables, &self.registry, &self.store, &batch.changes()[i]);
-                let r = match stmts {
+                let r = match sql::statements(&DIALECT, &self.tables, &self.registry, &self.store, &batch.changes()[i])
+                {
                     Err(e) => Err(e.to_string()),
                     Ok(stmts) => {
                         let mut sp = tx.transaction()?;
@@ -209,18 +208,32 @@ impl Adapter for PostgresAdapter {
                         r
                     }
                 };
-                batch.set_outcome(i, r.map_err(Into::into));
+                match r {
+                    Ok(()) => batch.stage(i),
+                    Err(e) => batch.set_outcome(i, Err(e.into())),
+                }
             }
             tx.commit()?;
+            batch.commit_staged();
             return Ok(());
         }
         // All or nothing: group creates by type, run the rest in order.
         let mut inserts: Vec<(usize, Vec<SqlValue>)> = Vec::new();
         for i in 0..batch.len() {
+            if !batch.should_apply(i) {
+                if batch.is_aborted() {
+                    return Err("transaction rolled back".into());
+                }
+                continue;
+            }
             let change = &batch.changes()[i];
-            let what = format!("{} {} {:?}", change.action, change.model_type(), change.key());
-            let stmts = sql::statements(&DIALECT, &self.tables, &self.registry, &self.store, change)
-                .map_err(|e| format!("{what}: {e}"))?;
+            let stmts = match sql::statements(&DIALECT, &self.tables, &self.registry, &self.store, change) {
+                Ok(stmts) => stmts,
+                Err(e) => {
+                    batch.set_outcome(i, Err(e.into()));
+                    return Err("transaction rolled back".into());
+                }
+            };
             if change.action == Action::Create {
                 let t = self
                     .tables
@@ -228,9 +241,11 @@ impl Adapter for PostgresAdapter {
                     .position(|t| t.model_type == change.model_type())
                     .unwrap_or(0);
                 inserts.extend(stmts.into_iter().map(|s| (t, s.params)));
-            } else {
-                run(&mut tx, &stmts).map_err(|e| format!("{what}: {e}; transaction rolled back"))?;
+            } else if let Err(e) = run(&mut tx, &stmts) {
+                batch.set_outcome(i, Err(e.into()));
+                return Err("transaction rolled back".into());
             }
+            batch.stage(i);
         }
         for (ti, t) in self.tables.iter().enumerate() {
             let rows: Vec<&Vec<SqlValue>> = inserts.iter().filter(|(i, _)| *i == ti).map(|(_, r)| r).collect();
@@ -250,9 +265,7 @@ impl Adapter for PostgresAdapter {
             }
         }
         tx.commit()?;
-        for i in 0..batch.len() {
-            batch.set_outcome(i, Ok(()));
-        }
+        batch.commit_staged();
         Ok(())
     }
 }

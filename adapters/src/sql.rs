@@ -279,9 +279,10 @@ pub(crate) struct Statement {
     pub(crate) params: Vec<SqlValue>,
 }
 
-/// The statements that apply one change: an insert, an update, or the deletes
-/// of the model and of its descendants still in the store (children that a
-/// `SKIP_CHILDREN_ON_DELETE` delete leaves out of the batch must go too).
+/// The statements that apply one change: an insert, an update, or a delete
+/// (with its descendants still in the store when the delete removes its
+/// subtree, `SKIP_CHILDREN_ON_DELETE`: those are not in the batch). Other
+/// children have deletes of their own, and one that fails keeps its row.
 pub(crate) fn statements(
     d: &Dialect,
     tables: &[Table],
@@ -325,10 +326,12 @@ pub(crate) fn statements(
                 sql: t.delete(d),
                 params: ids(change.identifiers(), change.key())?,
             }];
-            descendant_deletes(d, tables, store, change.model_type(), change.key(), &mut out)?;
+            if change.removes_subtree() {
+                descendant_deletes(d, tables, store, change.model_type(), change.key(), &mut out)?;
+            }
             out
         }
-        Action::NoChange => Vec::new(),
+        _ => Vec::new(),
     })
 }
 

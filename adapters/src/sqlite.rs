@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use diffsync::{Adapter, Batch, HookError, LocalStore, SkipReason};
+use diffsync::{Adapter, Batch, HookError, LocalStore};
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params_from_iter};
 
@@ -164,48 +164,52 @@ impl Adapter for SqliteAdapter {
     registry_adapter_basics!();
 
     /// All changes in one transaction. Without CONTINUE_ON_FAILURE the first
-    /// failure rolls everything back; with it, each change has a savepoint and
-    /// a failed one is rolled back alone.
+    /// failure rolls everything back (the failing change is named, the
+    /// others reported rolled back); with it, each change has a savepoint and
+    /// a failed one is rolled back alone. Changes count as applied only once
+    /// the transaction commits.
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         let keep_going = batch.continue_on_failure();
         let mut tx = self.conn.transaction()?;
         for i in 0..batch.len() {
-            if batch.is_blocked(i) {
-                batch.skip(i, SkipReason::DependencyFailed);
+            if !batch.should_apply(i) {
                 continue;
             }
             let change = &batch.changes()[i];
-            let what = format!("{} {} {:?}", change.action, change.model_type(), change.key());
-            let stmts = sql::statements(&DIALECT, &self.tables, &self.registry, &self.store, change);
-            let result = match stmts {
-                Err(e) => Err(e.to_string()),
-                Ok(stmts) if keep_going => {
-                    let sp = tx.savepoint()?;
-                    let r = run(&sp, &stmts);
-                    if r.is_ok() {
-                        sp.commit()?;
+            let result: Result<(), HookError> =
+                match sql::statements(&DIALECT, &self.tables, &self.registry, &self.store, change) {
+                    Err(e) => Err(e.into()),
+                    Ok(stmts) if keep_going => {
+                        let sp = tx.savepoint()?;
+                        let r = run(&sp, &stmts);
+                        if r.is_ok() {
+                            sp.commit()?;
+                        }
+                        r.map_err(|e| backend(&self.origin, e).into())
                     }
-                    r
-                }
-                Ok(stmts) => run(&tx, &stmts),
-            };
+                    Ok(stmts) => run(&tx, &stmts).map_err(|e| backend(&self.origin, e).into()),
+                };
             match result {
-                Ok(()) => batch.set_outcome(i, Ok(())),
-                Err(e) if keep_going => batch.set_outcome(i, Err(e.into())),
-                // Dropping the transaction rolls it back.
-                Err(e) => return Err(format!("{what}: {e}; transaction rolled back").into()),
+                Ok(()) => batch.stage(i),
+                Err(e) => {
+                    batch.set_outcome(i, Err(e));
+                    if batch.is_aborted() {
+                        // Dropping the transaction rolls it back.
+                        return Err(format!("transaction on {} rolled back", self.origin).into());
+                    }
+                }
             }
         }
         tx.commit()?;
+        batch.commit_staged();
         Ok(())
     }
 }
 
-fn run(conn: &Connection, stmts: &[sql::Statement]) -> std::result::Result<(), String> {
+fn run(conn: &Connection, stmts: &[sql::Statement]) -> rusqlite::Result<()> {
     for s in stmts {
-        let mut stmt = conn.prepare_cached(&s.sql).map_err(|e| e.to_string())?;
-        stmt.execute(params_from_iter(s.params.iter().map(to_sqlite)))
-            .map_err(|e| e.to_string())?;
+        let mut stmt = conn.prepare_cached(&s.sql)?;
+        stmt.execute(params_from_iter(s.params.iter().map(to_sqlite)))?;
     }
     Ok(())
 }

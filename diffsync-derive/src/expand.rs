@@ -45,6 +45,7 @@ fn stub(input: &DeriveInput) -> TokenStream {
             fn copy_attributes_from(&mut self, _: &Self) { ::core::unreachable!() }
             fn set_attributes(&mut self, _: &#p::Attrs) -> #p::Result<()> { ::core::unreachable!() }
             fn from_parts(_: &#p::SchemaRef, _: &#p::Attrs, _: &#p::Attrs) -> #p::Result<Self> { ::core::unreachable!() }
+            fn copy_for_create(&self) -> Self { ::core::unreachable!() }
         }
     }
 }
@@ -66,6 +67,7 @@ fn field_def(f: &Field<'_>) -> TokenStream {
             kind: #p::ValueKind::#kind,
             optional: #optional,
             compare: #p::Compare::#compare,
+            default: ::core::option::Option::None,
         }
     }
 }
@@ -144,7 +146,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
     let shortname_fn = (!input.attrs.shortname.is_empty()).then(|| {
         let parts = input.attrs.shortname.iter().enumerate().map(|(i, s)| {
             let sep = (i > 0).then(|| quote!(out.push_str(#p::ID_SEPARATOR);));
-            quote!(#sep #p::IdPart::write_id(&self.#s, &mut out);)
+            quote!(#sep #p::IdPart::write_text(&self.#s, &mut out);)
         });
         quote! {
             fn shortname(&self) -> ::core::option::Option<::std::string::String> {
@@ -166,6 +168,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
         let id = f.ident;
         quote!(#id: __SCHEMA.flags,)
     });
+    let local_inits: Vec<TokenStream> = local_inits.collect();
 
     quote! {
         const _: () = {
@@ -244,6 +247,14 @@ fn expand(input: &Input<'_>) -> TokenStream {
                         #flags_init
                         #(#local_inits,)*
                     })
+                }
+                fn copy_for_create(&self) -> Self {
+                    #ident {
+                        #(#id_idents: ::core::clone::Clone::clone(&self.#id_idents),)*
+                        #(#attr_idents: ::core::clone::Clone::clone(&self.#attr_idents),)*
+                        #flags_init
+                        #(#local_inits,)*
+                    }
                 }
                 #flags_fn
                 #shortname_fn

@@ -4,8 +4,9 @@
 use crate::diff::Diff;
 use crate::differ::{self, Side};
 use crate::error::{HookError, Result};
+use crate::options::Options;
 use crate::store::Store;
-use crate::sync::{self, Batch, Change, Options, SyncReport};
+use crate::sync::{self, Batch, Change, SyncReport};
 
 /// One system to compare and synchronize.
 ///
@@ -85,16 +86,19 @@ pub trait Adapter {
     /// Applies a whole batch. The default calls the three hooks one by one
     /// ([`Batch::apply_each`]); a database adapter overrides it to write many
     /// changes in one statement or transaction, recording each outcome with
-    /// [`Batch::set_outcome`]. Returning `Err` means none of the batch applied
-    /// (say, the transaction rolled back): the store is left unchanged.
-    /// Without `CONTINUE_ON_FAILURE`, a failed outcome ends the sync with
-    /// [`Error::SyncAborted`](crate::Error::SyncAborted) after what succeeded
-    /// is applied to the store.
+    /// [`Batch::set_outcome`] (in the system for good) or [`Batch::stage`]
+    /// (in an open transaction). Returning `Err` (or panicking) means the
+    /// staged changes rolled back: the store does not take them, and the sync
+    /// ends with [`Error::SyncAborted`](crate::Error::SyncAborted) naming the
+    /// change the hook recorded as failed. A failure that stops the sync
+    /// (see [`HookError`]) also ends it with `SyncAborted`, after what the
+    /// system took is applied to the store.
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         batch.apply_each(self);
         Ok(())
     }
-    /// Called after a sync that attempted at least one change.
+    /// Called after a sync that attempted at least one change (even if every
+    /// change failed softly) and did not stop early.
     fn sync_complete(&mut self, diff: &Diff, report: &SyncReport) -> Result<(), HookError> {
         let _ = (diff, report);
         Ok(())
@@ -129,7 +133,7 @@ pub trait Adapter {
     /// [`sync_from`](Adapter::sync_from) with options.
     fn sync_from_with<S: Adapter + ?Sized>(&mut self, source: &S, opts: &mut Options<'_>) -> Result<SyncReport> {
         let diff = self.diff_from_with(source, opts)?;
-        sync::sync(self, &diff, Some(source.store().local()), opts)
+        sync::sync(self, &diff, Some(source.store().local()), true, opts)
     }
     /// Makes `target` look like `self`.
     fn sync_to<D: Adapter + ?Sized>(&self, target: &mut D) -> Result<SyncReport> {
@@ -143,12 +147,12 @@ pub trait Adapter {
         diff: &Diff,
         opts: &mut Options<'_>,
     ) -> Result<SyncReport> {
-        sync::sync(self, diff, Some(source.store().local()), opts)
+        sync::sync(self, diff, Some(source.store().local()), false, opts)
     }
     /// Applies a diff without its source (e.g. loaded from JSON): created
     /// models are built from the element's identifiers and attributes.
     fn sync_diff(&mut self, diff: &Diff, opts: &mut Options<'_>) -> Result<SyncReport> {
-        sync::sync(self, diff, None, opts)
+        sync::sync(self, diff, None, false, opts)
     }
 }
 

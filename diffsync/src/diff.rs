@@ -14,6 +14,7 @@ use crate::model::Attrs;
 /// What a sync does with an element.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Action {
     /// Only in the source: create it in the destination.
     Create,
@@ -92,8 +93,20 @@ fn is_zero(n: &usize) -> bool {
 }
 
 impl DiffElement {
-    /// The name shown for this element: its shortname, else its unique id.
-    pub fn display_name(&self) -> &str {
+    /// The name shown for this element: its shortname, else the readable
+    /// form of its unique id ([`readable_id_of`](crate::readable_id_of) of
+    /// its identifiers, the Python library's `a__b`).
+    pub fn display_name(&self) -> Cow<'_, str> {
+        match &self.shortname {
+            Some(s) => Cow::Borrowed(s),
+            None if self.identifiers.is_empty() => Cow::Borrowed(&self.key),
+            None => Cow::Owned(crate::model::readable_id_of(self.identifiers.values())),
+        }
+    }
+
+    /// The name that tells this element from its siblings: its shortname,
+    /// else its unique id.
+    pub(crate) fn sibling_name(&self) -> &str {
         self.shortname.as_deref().unwrap_or(&self.key)
     }
 

@@ -12,8 +12,8 @@ use crate::diff::{Action, AttrChange, Diff, DiffElement};
 use crate::error::{Error, Result};
 use crate::flags::{DiffFlags, ModelFlags};
 use crate::model::AnyModel;
-use crate::store::{LocalStore, Table};
-use crate::sync::{Options, Progress, Stage};
+use crate::options::{Options, Progress, Stage};
+use crate::store::{Link, LocalStore, Table};
 
 /// Lists up to this long are matched by scanning instead of through the index.
 const SCAN_LIMIT: usize = 32;
@@ -85,6 +85,7 @@ pub(crate) fn diff(src: &Side<'_>, dst: &Side<'_>, opts: &mut Options<'_>) -> Re
         dest: dst.name.to_string(),
         ..Diff::default()
     };
+    check_top_level(src, dst)?;
     // Top-level types on one side only are counted as skipped, never diffed.
     let mut one_sided: Vec<&str> = src
         .top_level
@@ -99,15 +100,27 @@ pub(crate) fn diff(src: &Side<'_>, dst: &Side<'_>, opts: &mut Options<'_>) -> Re
         ctx.skipped += n;
         ctx.count(n);
     }
-    for ty in dst.top_level.iter().filter(|t| src.top_level.contains(t)) {
+    // Roots are the parentless models of the top-level types (a type that is
+    // its own child has both). Then orphans: parentless models of the other
+    // types (a child whose parent's delete applied while its own did not),
+    // diffed at the top level so the next sync retries them.
+    let roots: Vec<&str> = dst
+        .top_level
+        .iter()
+        .filter(|t| src.top_level.contains(t))
+        .copied()
+        .collect();
+    let mut orphan_types: Vec<&str> = dst.store.model_types().collect();
+    orphan_types.extend(src.store.model_types().filter(|t| dst.store.table_index(t).is_none()));
+    orphan_types.retain(|t| !src.top_level.contains(t) && !dst.top_level.contains(t));
+    for (i, ty) in roots.iter().chain(&orphan_types).enumerate() {
         let sty = src.store.table_index(ty);
         let dty = dst.store.table_index(ty);
-        let s_slots: Vec<u32> = sty
-            .map(|t| src.store.tables[t as usize].slots().collect())
-            .unwrap_or_default();
-        let d_slots: Vec<u32> = dty
-            .map(|t| dst.store.tables[t as usize].slots().collect())
-            .unwrap_or_default();
+        let s_slots = parentless(src.store, sty);
+        let d_slots = parentless(dst.store, dty);
+        if i >= roots.len() && s_slots.is_empty() && d_slots.is_empty() {
+            continue;
+        }
         diff.unchanged += diff_top(&mut ctx, sty, &s_slots, dty, &d_slots, &mut diff.elements)?;
     }
     diff.skipped = ctx.skipped;
@@ -123,6 +136,37 @@ pub(crate) fn diff(src: &Side<'_>, dst: &Side<'_>, opts: &mut Options<'_>) -> Re
     }
     tracing::debug!(summary = %diff.summary(), "diff complete");
     Ok(diff)
+}
+
+/// Live slots of a type without a parent, in insertion order.
+fn parentless(store: &LocalStore, ty: Option<u32>) -> Vec<u32> {
+    ty.map(|t| {
+        let t = &store.tables[t as usize];
+        t.slots().filter(|&s| t.meta[s as usize].parent.is_none()).collect()
+    })
+    .unwrap_or_default()
+}
+
+/// A top-level type neither store knows is a typo, not an empty type
+/// (unless neither store knows any type yet).
+fn check_top_level(src: &Side<'_>, dst: &Side<'_>) -> Result<()> {
+    let known = |t: &str| src.store.table_index(t).is_some() || dst.store.table_index(t).is_some();
+    if src.store.model_types().next().is_none() && dst.store.model_types().next().is_none() {
+        return Ok(());
+    }
+    for side in [src, dst] {
+        if let Some(t) = side.top_level.iter().find(|t| !known(t)) {
+            let mut types: Vec<&str> = src.store.model_types().chain(dst.store.model_types()).collect();
+            types.sort_unstable();
+            types.dedup();
+            return Err(Error::UnknownModelType {
+                adapter: side.name.to_string(),
+                model_type: t.to_string(),
+                known: types.join(", "),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn table(store: &LocalStore, ty: Option<u32>) -> Option<&Table> {
@@ -150,22 +194,35 @@ fn check_identifiers(ctx: &Ctx<'_, '_>, st: Option<&Table>, dt: Option<&Table>) 
     Ok(())
 }
 
+/// One sibling list: its slots and the model that owns them (`None` for
+/// the top level).
+#[derive(Clone, Copy)]
+struct List<'s> {
+    ty: Option<u32>,
+    slots: &'s [u32],
+    owner: Option<Link>,
+}
+
+fn uid_of(t: Option<&Table>, slot: u32) -> &str {
+    t.map_or("", |t| &t.meta[slot as usize].uid)
+}
+
 /// Matches two sibling lists by unique id and calls `emit` with each pair:
 /// source order first (with the matching destination slot, if any), then the
 /// destination-only slots in destination order.
 fn match_lists(
+    src: &LocalStore,
     dst: &LocalStore,
-    st: Option<&Table>,
-    s_slots: &[u32],
-    dt: Option<&Table>,
-    d_slots: &[u32],
+    s: List<'_>,
+    d: List<'_>,
     mut emit: impl FnMut(Option<u32>, Option<u32>) -> Result<()>,
 ) -> Result<()> {
-    let uid_of = |s: u32| -> &str { st.map_or("", |t| &t.meta[s as usize].uid) };
+    let (st, dt) = (table(src, s.ty), table(dst, d.ty));
+    let (s_slots, d_slots) = (s.slots, d.slots);
     if d_slots.len() <= SCAN_LIMIT {
         let mut used = [false; SCAN_LIMIT];
-        for (i, &s) in s_slots.iter().enumerate() {
-            let uid = uid_of(s);
+        for (i, &slot) in s_slots.iter().enumerate() {
+            let uid = uid_of(st, slot);
             let found = dt.and_then(|dt| {
                 let hit = |j: usize| !used[j] && &*dt.meta[d_slots[j] as usize].uid == uid;
                 // Lists are usually in the same order on both sides: try position i first.
@@ -178,33 +235,34 @@ fn match_lists(
             if let Some(j) = found {
                 used[j] = true;
             }
-            emit(Some(s), found.map(|j| d_slots[j]))?;
+            emit(Some(slot), found.map(|j| d_slots[j]))?;
         }
-        for (j, &d) in d_slots.iter().enumerate() {
+        for (j, &slot) in d_slots.iter().enumerate() {
             if !used[j] {
-                emit(None, Some(d))?;
+                emit(None, Some(slot))?;
             }
         }
         return Ok(());
     }
-    // Per destination slot: 0 not in this list, 1 in it and unmatched, 2 matched.
-    let mut state = vec![0u8; dt.map_or(0, |t| t.meta.len())];
-    for &d in d_slots {
-        state[d as usize] = 1;
-    }
-    for &s in s_slots {
-        let uid = uid_of(s);
+    // Long lists match through each store's index: a slot is in a list when
+    // it has the list's owner. Keys are unique per type, so each destination
+    // slot matches at most one source slot; no per-list state is needed and
+    // the cost per model does not depend on the list's length.
+    let in_list = |t: &Table, slot: u32, owner: Option<Link>| t.meta[slot as usize].parent == owner;
+    for &slot in s_slots {
+        let uid = uid_of(st, slot);
         let found = dt
             .and_then(|dt| dt.find_hashed(dst.hash(uid), uid))
-            .filter(|&d| state[d as usize] == 1);
-        if let Some(d) = found {
-            state[d as usize] = 2;
-        }
-        emit(Some(s), found)?;
+            .filter(|&o| dt.is_some_and(|dt| in_list(dt, o, d.owner)));
+        emit(Some(slot), found)?;
     }
-    for &d in d_slots {
-        if state[d as usize] == 1 {
-            emit(None, Some(d))?;
+    for &slot in d_slots {
+        let uid = uid_of(dt, slot);
+        let matched = st
+            .and_then(|st| st.find_hashed(src.hash(uid), uid))
+            .is_some_and(|o| st.is_some_and(|st| in_list(st, o, s.owner)));
+        if !matched {
+            emit(None, Some(slot))?;
         }
     }
     Ok(())
@@ -212,20 +270,13 @@ fn match_lists(
 
 /// Diffs two sibling lists (slots of one model type); appends elements to `out`
 /// and returns the number of unchanged models not materialized.
-fn diff_lists(
-    ctx: &mut Ctx<'_, '_>,
-    sty: Option<u32>,
-    s_slots: &[u32],
-    dty: Option<u32>,
-    d_slots: &[u32],
-    out: &mut Vec<DiffElement>,
-) -> Result<usize> {
-    let (st, dt) = (table(ctx.src, sty), table(ctx.dst, dty));
-    check_identifiers(ctx, st, dt)?;
+fn diff_lists(ctx: &mut Ctx<'_, '_>, s: List<'_>, d: List<'_>, out: &mut Vec<DiffElement>) -> Result<usize> {
+    let (sty, dty) = (s.ty, d.ty);
+    check_identifiers(ctx, table(ctx.src, sty), table(ctx.dst, dty))?;
     let start = out.len();
     let mut unchanged = 0;
-    let dst = ctx.dst;
-    match_lists(dst, st, s_slots, dt, d_slots, |s, d| {
+    let (src, dst) = (ctx.src, ctx.dst);
+    match_lists(src, dst, s, d, |s, d| {
         match diff_pair(ctx, sty, s, dty, d)? {
             PairOutcome::Unchanged(n) => unchanged += n,
             PairOutcome::Element(e) => out.push(e),
@@ -250,10 +301,9 @@ fn diff_top(
 ) -> Result<usize> {
     #[cfg(feature = "parallel")]
     if ctx.total >= PARALLEL_MIN_MODELS && rayon::current_num_threads() > 1 {
-        let (st, dt) = (table(ctx.src, sty), table(ctx.dst, dty));
-        check_identifiers(ctx, st, dt)?;
+        check_identifiers(ctx, table(ctx.src, sty), table(ctx.dst, dty))?;
         let mut pairs = Vec::with_capacity(s_slots.len().max(d_slots.len()));
-        match_lists(ctx.dst, st, s_slots, dt, d_slots, |s, d| {
+        match_lists(ctx.src, ctx.dst, top(sty, s_slots), top(dty, d_slots), |s, d| {
             pairs.push((s, d));
             Ok(())
         })?;
@@ -262,7 +312,11 @@ fn diff_top(
         check_shortnames(&out[start..])?;
         return Ok(unchanged);
     }
-    diff_lists(ctx, sty, s_slots, dty, d_slots, out)
+    diff_lists(ctx, top(sty, s_slots), top(dty, d_slots), out)
+}
+
+fn top(ty: Option<u32>, slots: &[u32]) -> List<'_> {
+    List { ty, slots, owner: None }
 }
 
 /// Below this many models in both stores, a diff runs on the calling thread.
@@ -352,14 +406,14 @@ fn check_shortnames(elements: &[DiffElement]) -> Result<()> {
     }
     let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(elements.len());
     for e in elements {
-        if !seen.insert((&e.model_type, e.display_name())) {
+        if !seen.insert((&e.model_type, e.sibling_name())) {
             let first = elements
                 .iter()
-                .find(|o| o.model_type == e.model_type && o.display_name() == e.display_name())
+                .find(|o| o.model_type == e.model_type && o.sibling_name() == e.sibling_name())
                 .map_or("", |o| o.key.as_str());
             return Err(Error::ShortnameCollision {
                 model_type: e.model_type.to_string(),
-                shortname: e.display_name().to_string(),
+                shortname: e.sibling_name().to_string(),
                 first: first.to_string(),
                 second: e.key.clone(),
             });
@@ -410,24 +464,28 @@ fn diff_pair(
     // The side whose child types drive the walk: the source if present.
     let primary = if s.is_some() { st } else { dt };
     for name in primary.iter().flat_map(|t| t.schema.children.iter()) {
-        let s_list = child_list(st, s, name);
-        let d_list = child_list(dt, d, name);
+        let s_list = child_list(st, sty, s, name);
+        let d_list = child_list(dt, dty, d, name);
         if both && dt.is_some_and(|t| t.schema.child_index(name).is_none()) {
-            let n = s_list.map_or(0, |(_, l)| l.len());
+            let n = s_list.map_or(0, |l| l.slots.len());
             ctx.skipped += n;
             ctx.count(n);
             continue;
         }
-        let (scty, s_list) = s_list.unwrap_or((None, &[]));
-        let (dcty, d_list) = d_list.unwrap_or((None, &[]));
-        if s_list.is_empty() && d_list.is_empty() {
+        let empty = List {
+            ty: None,
+            slots: &[],
+            owner: None,
+        };
+        let (s_list, d_list) = (s_list.unwrap_or(empty), d_list.unwrap_or(empty));
+        if s_list.slots.is_empty() && d_list.slots.is_empty() {
             continue;
         }
-        child_unchanged += diff_lists(ctx, scty, s_list, dcty, d_list, &mut children)?;
+        child_unchanged += diff_lists(ctx, s_list, d_list, &mut children)?;
     }
     if both && let (Some(st), Some(dt)) = (st, dt) {
         for name in dt.schema.children.iter().filter(|c| st.schema.child_index(c).is_none()) {
-            let n = child_list(Some(dt), d, name).map_or(0, |(_, l)| l.len());
+            let n = child_list(Some(dt), dty, d, name).map_or(0, |l| l.slots.len());
             ctx.skipped += n;
             ctx.count(n);
         }
@@ -480,12 +538,15 @@ fn diff_pair(
     }))
 }
 
-/// The store type index and slot list of one child type of a model.
-fn child_list<'a>(t: Option<&'a Table>, slot: Option<u32>, name: &str) -> Option<(Option<u32>, &'a [u32])> {
-    let t = t?;
+/// The list of one child type of a model (table `t`, type index `ty`).
+fn child_list<'a>(t: Option<&'a Table>, ty: Option<u32>, slot: Option<u32>, name: &str) -> Option<List<'a>> {
+    let (t, ty, slot) = (t?, ty?, slot?);
     let ci = t.schema.child_index(name)?;
-    let list = &t.meta[slot? as usize].children[ci];
-    Some((t.child_types[ci], list.as_slice()))
+    Some(List {
+        ty: t.child_types[ci],
+        slots: &t.meta[slot as usize].children[ci],
+        owner: Some(Link { ty, slot }),
+    })
 }
 
 #[cfg(test)]

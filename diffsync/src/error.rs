@@ -2,8 +2,84 @@
 
 use crate::sync::SyncReport;
 
-/// An error raised by an adapter hook (create, update, delete, batch) or a loader.
-pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// Any error, boxed: the cause carried by [`HookError`] and by backend errors.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// How an adapter hook (create, update, delete, batch) failed. Three kinds,
+/// as in the Python library:
+///
+/// - [`Failed`](HookError::Failed): a recoverable error. The change is not
+///   applied, its children are skipped, and the sync stops unless
+///   `CONTINUE_ON_FAILURE` is set. Any error converts into it, so `?` works
+///   in a hook.
+/// - [`Soft`](HookError::Soft): the change was not applied (the Python
+///   library's hook returning `None`). Its children are skipped; the sync
+///   goes on even without `CONTINUE_ON_FAILURE`.
+/// - [`Fatal`](HookError::Fatal): the system cannot take more changes. The
+///   sync stops even with `CONTINUE_ON_FAILURE`.
+///
+/// ```
+/// use diffsync::HookError;
+///
+/// fn hook(busy: bool, gone: bool) -> Result<(), HookError> {
+///     if gone {
+///         return Err(HookError::fatal("connection lost"));
+///     }
+///     if busy {
+///         return Err(HookError::soft("locked by another user; next run"));
+///     }
+///     let port: u16 = "8080".parse()?; // any error is a recoverable failure
+///     let _ = port;
+///     Ok(())
+/// }
+/// assert!(matches!(hook(true, false), Err(HookError::Soft(_))));
+/// assert!(matches!(hook(false, true), Err(HookError::Fatal(_))));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HookError {
+    /// A recoverable failure.
+    Failed(BoxError),
+    /// A soft failure: not applied, the sync goes on.
+    Soft(BoxError),
+    /// A fatal failure: the sync stops.
+    Fatal(BoxError),
+}
+
+impl HookError {
+    /// A soft failure with this cause.
+    pub fn soft(cause: impl Into<BoxError>) -> Self {
+        HookError::Soft(cause.into())
+    }
+    /// A fatal failure with this cause.
+    pub fn fatal(cause: impl Into<BoxError>) -> Self {
+        HookError::Fatal(cause.into())
+    }
+    /// The cause.
+    pub fn cause(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        match self {
+            HookError::Failed(e) | HookError::Soft(e) | HookError::Fatal(e) => &**e,
+        }
+    }
+    /// The cause, owned.
+    pub fn into_cause(self) -> BoxError {
+        match self {
+            HookError::Failed(e) | HookError::Soft(e) | HookError::Fatal(e) => e,
+        }
+    }
+}
+
+impl<E: Into<BoxError>> From<E> for HookError {
+    fn from(e: E) -> Self {
+        HookError::Failed(e.into())
+    }
+}
+
+impl std::fmt::Display for HookError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self.cause(), f)
+    }
+}
 
 /// Everything that can go wrong in diffsync. Every variant names the model type
 /// and key at fault where there is one.
@@ -106,19 +182,24 @@ pub enum Error {
         adapter: String,
         /// The adapter's error.
         #[source]
-        source: HookError,
+        source: BoxError,
     },
-    /// A sync stopped at a failing element (no `CONTINUE_ON_FAILURE`). The report
-    /// tells what was applied before it; the store reflects exactly that.
+    /// A sync stopped at a failing element (a recoverable failure without
+    /// `CONTINUE_ON_FAILURE`, a fatal one, or a failed batch). The report
+    /// tells what happened to every element; the store reflects exactly
+    /// what was applied.
     #[error("sync aborted at {model_type} {key:?}: {message}")]
     SyncAborted {
-        /// Model type name of the failing element.
+        /// Model type name of the failing element (empty if a batch failed as a whole).
         model_type: String,
         /// Unique id of the failing element.
         key: String,
         /// The hook's error message.
         message: String,
-        /// What happened to every element up to the failure.
+        /// The hook's error, when there is one.
+        #[source]
+        cause: Option<BoxError>,
+        /// What happened to every element.
         report: Box<SyncReport>,
     },
     /// A store's backend (a networked store's server, say) failed; the
@@ -133,7 +214,7 @@ pub enum Error {
         key: String,
         /// The backend's error.
         #[source]
-        source: HookError,
+        source: BoxError,
     },
     /// An adapter failed to load its system.
     #[error("adapter {adapter:?} failed to load: {source}")]
@@ -142,8 +223,58 @@ pub enum Error {
         adapter: String,
         /// The cause.
         #[source]
-        source: HookError,
+        source: BoxError,
     },
+    /// A diff does not fit the destination store (a diff read back from
+    /// JSON or edited by hand, or a store changed since the diff): found
+    /// before any hook ran, so nothing was applied.
+    #[error("invalid diff for store {store:?}: {model_type} {key:?}: {message}")]
+    InvalidDiff {
+        /// Destination store name.
+        store: String,
+        /// Model type name.
+        model_type: String,
+        /// Unique id.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A top-level model type that neither store knows (a typo in `top_level()`).
+    #[error("unknown top-level model type {model_type:?} in adapter {adapter:?}; known types: [{known}]")]
+    UnknownModelType {
+        /// Adapter name.
+        adapter: String,
+        /// The type named.
+        model_type: String,
+        /// Types the stores know, comma separated.
+        known: String,
+    },
+    /// The hooks ran, but applying their changes to the destination store
+    /// failed (a networked store's backend, say). The report tells what the
+    /// system took; the store's image holds the same changes.
+    #[error("store {store:?} failed to record the sync's changes{}: {source}", at_part(.model_type, .key))]
+    StoreApply {
+        /// Store name.
+        store: String,
+        /// Model type name of the first change that failed (empty when the
+        /// store failed to flush the whole sync).
+        model_type: String,
+        /// Its unique id.
+        key: String,
+        /// The store's error.
+        #[source]
+        source: Box<Error>,
+        /// What happened to every element.
+        report: Box<SyncReport>,
+    },
+}
+
+fn at_part(model_type: &str, key: &str) -> String {
+    if model_type.is_empty() {
+        String::new()
+    } else {
+        format!(" at {model_type} {key:?}")
+    }
 }
 
 fn key_part(key: &str) -> String {

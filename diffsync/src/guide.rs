@@ -32,7 +32,7 @@
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use diffsync::{Action, Adapter, Batch, DiffModel, HookError, LocalStore, SkipReason};
+//! use diffsync::{Action, Adapter, Batch, DiffModel, HookError, LocalStore};
 //!
 //! /// The API's own record type.
 //! #[derive(Clone, Debug, PartialEq)]
@@ -105,8 +105,8 @@
 //!     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
 //!         let mut upserts = Vec::new(); // (change index, name, role)
 //!         for i in 0..batch.len() {
-//!             if batch.is_blocked(i) {
-//!                 batch.skip(i, SkipReason::DependencyFailed);
+//!             // Skips (and reports) changes whose parent failed, or after an abort.
+//!             if !batch.should_apply(i) {
 //!                 continue;
 //!             }
 //!             let change = &batch.changes()[i];
@@ -121,7 +121,7 @@
 //!                     let r = self.api.delete(&name);
 //!                     batch.set_outcome(i, r.map_err(Into::into));
 //!                 }
-//!                 Action::NoChange => {}
+//!                 _ => {}
 //!             }
 //!         }
 //!         let items = upserts.iter().map(|(_, n, r)| (n.clone(), r.clone())).collect();
@@ -175,11 +175,19 @@
 //!
 //! ## Checklist
 //!
-//! - Errors: return them from hooks (any `std::error::Error`); the report
-//!   records them per change, and without `CONTINUE_ON_FAILURE` the sync stops
-//!   with [`Error::SyncAborted`](crate::Error::SyncAborted) naming the model.
-//! - Respect dependencies in a batch hook: skip a change when
-//!   [`Batch::is_blocked`](crate::Batch::is_blocked) (its parent failed).
+//! - Errors: return them from hooks (any `std::error::Error` converts with
+//!   `?`); the report records them per change, and without
+//!   `CONTINUE_ON_FAILURE` the sync stops with
+//!   [`Error::SyncAborted`](crate::Error::SyncAborted) naming the model.
+//!   [`HookError::soft`](crate::HookError::soft) says "not applied, go on"
+//!   (the Python library's `None`), [`HookError::fatal`](crate::HookError::fatal)
+//!   "stop now".
+//! - In a batch hook, ask [`Batch::should_apply`](crate::Batch::should_apply)
+//!   before each change (it skips what depends on a failure and what comes
+//!   after an abort). Record `Ok` only for what is in the system for good; a
+//!   change written in a transaction that may still roll back is
+//!   [`Batch::stage`](crate::Batch::stage)d and committed with
+//!   [`Batch::commit_staged`](crate::Batch::commit_staged).
 //! - A networked store (the system itself is the store, e.g. Redis) implements
 //!   [`Store`](crate::Store) instead: keep an in-memory [`LocalStore`](crate::LocalStore)
 //!   image for reads and write each change through in `insert`,

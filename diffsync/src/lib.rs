@@ -107,6 +107,7 @@ mod error;
 mod flags;
 pub mod guide;
 pub mod model;
+mod options;
 mod render;
 pub mod store;
 mod sync;
@@ -114,11 +115,15 @@ mod sync;
 pub use adapter::{Adapter, MemoryAdapter, StoreAdapter};
 pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, Summary};
 pub use diffsync_derive::DiffModel;
-pub use error::{Error, HookError, Result};
+pub use error::{BoxError, Error, HookError, Result};
 pub use flags::{DiffFlags, ModelFlags};
-pub use model::{Attrs, DiffModel, DynModel, FieldDef, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind};
+pub use model::{
+    Attrs, DiffModel, DynModel, FieldDef, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind, readable_id_of,
+    unique_id_of,
+};
+pub use options::{Options, Progress, Stage};
 pub use store::{AttrSource, Handle, LocalStore, Store};
-pub use sync::{Batch, Change, ElementReport, Options, Outcome, Progress, SkipReason, Stage, SyncReport, Totals};
+pub use sync::{Batch, Change, ElementReport, Outcome, SkipReason, SyncReport, Totals};
 
 #[doc(hidden)]
 pub mod __private {

@@ -81,6 +81,10 @@ pub struct FieldDef {
     /// Comparison mode.
     #[serde(default)]
     pub compare: Compare,
+    /// The value a runtime-defined model takes when it is built without this
+    /// attribute (a create from a source that lacks it, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
 }
 
 impl FieldDef {
@@ -91,6 +95,7 @@ impl FieldDef {
             kind,
             optional: false,
             compare: Compare::Exact,
+            default: None,
         }
     }
 }
@@ -178,39 +183,112 @@ impl std::ops::Deref for SchemaRef {
     }
 }
 
-/// A value that can be part of a unique id (`a__b`). Implemented for strings,
-/// integers, `bool`, `char` and `Option` of those; implement it for your own key types.
+/// A value that can be part of a unique id. Implemented for strings,
+/// integers, `bool`, `char` and `Option` of those; implement
+/// [`write_text`](IdPart::write_text) for your own key types (they are keyed
+/// as strings).
+///
+/// A unique id joins its parts with `__`, as the Python library does, but
+/// unlike it the stored key is an unambiguous encoding of the typed values:
+/// a string is written as it is unless it could be read as something else
+/// (it contains `__`, starts or ends with `_`, starts with `"`, is empty, is
+/// `None`, `true`, `false`, `null` or a number), in which case it is written
+/// as a JSON string literal. So `("a__b", "c")` and `("a", "b__c")`, `None`
+/// and `"None"`, `1` and `"1"` are different keys, and the usual ids
+/// (`r1__eth0`, `sw__7`) read as before. The readable form (plain text
+/// joined by `__`, the Python library's) is [`readable_id_of`]; diff renders
+/// use it.
 pub trait IdPart {
-    /// Appends this value's text to a unique id.
-    fn write_id(&self, out: &mut String);
+    /// Appends this value's plain text (the readable form).
+    fn write_text(&self, out: &mut String);
+    /// Appends this value's key part (the unambiguous form). The default
+    /// keys the text as a string.
+    fn write_id(&self, out: &mut String) {
+        let mut text = String::new();
+        self.write_text(&mut text);
+        write_str_id(&text, out);
+    }
+}
+
+/// Whether a string must be quoted in a key to stay distinct from a
+/// number, a boolean, `None` or a separator.
+fn needs_quotes(s: &str) -> bool {
+    let Some(first) = s.chars().next() else {
+        return true;
+    };
+    s.contains(ID_SEPARATOR)
+        || s.starts_with('_')
+        || s.ends_with('_')
+        || first == '"'
+        || matches!(s, "None" | "true" | "false" | "null")
+        || (matches!(first, '0'..='9' | '-' | '+' | '.' | 'i' | 'I' | 'n' | 'N') && s.parse::<f64>().is_ok())
+}
+
+/// Appends a string key part: as it is, or quoted when it could be misread.
+fn write_str_id(s: &str, out: &mut String) {
+    if needs_quotes(s) {
+        // A JSON string literal: escaping is well defined and unambiguous.
+        out.push_str(&Value::String(s.to_string()).to_string());
+    } else {
+        out.push_str(s);
+    }
 }
 
 impl IdPart for String {
-    fn write_id(&self, out: &mut String) {
+    fn write_text(&self, out: &mut String) {
         out.push_str(self);
+    }
+    fn write_id(&self, out: &mut String) {
+        write_str_id(self, out);
     }
 }
 impl IdPart for str {
-    fn write_id(&self, out: &mut String) {
+    fn write_text(&self, out: &mut String) {
         out.push_str(self);
+    }
+    fn write_id(&self, out: &mut String) {
+        write_str_id(self, out);
     }
 }
 impl IdPart for Box<str> {
-    fn write_id(&self, out: &mut String) {
+    fn write_text(&self, out: &mut String) {
         out.push_str(self);
+    }
+    fn write_id(&self, out: &mut String) {
+        write_str_id(self, out);
     }
 }
 impl IdPart for Arc<str> {
-    fn write_id(&self, out: &mut String) {
+    fn write_text(&self, out: &mut String) {
         out.push_str(self);
+    }
+    fn write_id(&self, out: &mut String) {
+        write_str_id(self, out);
+    }
+}
+impl IdPart for char {
+    fn write_text(&self, out: &mut String) {
+        out.push(*self);
+    }
+    fn write_id(&self, out: &mut String) {
+        write_str_id(self.encode_utf8(&mut [0; 4]), out);
     }
 }
 impl<T: IdPart + ?Sized> IdPart for &T {
+    fn write_text(&self, out: &mut String) {
+        (**self).write_text(out)
+    }
     fn write_id(&self, out: &mut String) {
         (**self).write_id(out)
     }
 }
 impl<T: IdPart> IdPart for Option<T> {
+    fn write_text(&self, out: &mut String) {
+        match self {
+            Some(v) => v.write_text(out),
+            None => out.push_str("None"),
+        }
+    }
     fn write_id(&self, out: &mut String) {
         match self {
             Some(v) => v.write_id(out),
@@ -221,19 +299,20 @@ impl<T: IdPart> IdPart for Option<T> {
 macro_rules! id_part_display {
     ($($t:ty),*) => {$(
         impl IdPart for $t {
-            fn write_id(&self, out: &mut String) {
+            fn write_text(&self, out: &mut String) {
                 use std::fmt::Write;
                 let _ = write!(out, "{self}");
+            }
+            fn write_id(&self, out: &mut String) {
+                self.write_text(out)
             }
         }
     )*};
 }
-id_part_display!(
-    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, bool, char
-);
+id_part_display!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, bool);
 
 impl IdPart for Value {
-    fn write_id(&self, out: &mut String) {
+    fn write_text(&self, out: &mut String) {
         match self {
             Value::String(s) => out.push_str(s),
             Value::Null => out.push_str("None"),
@@ -243,12 +322,20 @@ impl IdPart for Value {
             }
         }
     }
+    fn write_id(&self, out: &mut String) {
+        match self {
+            Value::String(s) => write_str_id(s, out),
+            // Lists and maps as identifiers: keyed by their JSON text, quoted.
+            Value::Array(_) | Value::Object(_) => write_str_id(&self.to_string(), out),
+            other => other.write_text(out),
+        }
+    }
 }
 
 /// The separator between identifier values in a unique id.
 pub const ID_SEPARATOR: &str = "__";
 
-/// Builds a unique id from identifier values (`a__b`).
+/// Builds a unique id (the store key) from identifier values, e.g. `r1__eth0`.
 pub fn unique_id_of<I: IdPart>(values: impl IntoIterator<Item = I>) -> String {
     let mut out = String::new();
     for (i, v) in values.into_iter().enumerate() {
@@ -256,6 +343,19 @@ pub fn unique_id_of<I: IdPart>(values: impl IntoIterator<Item = I>) -> String {
             out.push_str(ID_SEPARATOR);
         }
         v.write_id(&mut out);
+    }
+    out
+}
+
+/// The readable form of a unique id: the values' plain text joined by `__`
+/// (the Python library's unique id). Not unique in general: for display only.
+pub fn readable_id_of<I: IdPart>(values: impl IntoIterator<Item = I>) -> String {
+    let mut out = String::new();
+    for (i, v) in values.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(ID_SEPARATOR);
+        }
+        v.write_text(&mut out);
     }
     out
 }
@@ -316,6 +416,10 @@ pub trait DiffModel: Any + Clone + fmt::Debug + Send + Sync {
     /// take their `Default`. `schema` is the destination type's schema (used by
     /// runtime-defined models).
     fn from_parts(schema: &SchemaRef, identifiers: &Attrs, attributes: &Attrs) -> Result<Self>;
+    /// The model a sync stores when it creates this one in a destination of
+    /// the same type: identifiers and attributes copied, local-only fields at
+    /// their `Default`, flags at the type's default.
+    fn copy_for_create(&self) -> Self;
     /// This instance's flags (the schema's by default).
     fn flags(&self) -> ModelFlags {
         self.schema().flags
@@ -364,6 +468,8 @@ pub trait AnyModel: Any + fmt::Debug + Send + Sync {
     fn set_attributes(&mut self, attrs: &Attrs) -> Result<()>;
     /// A boxed clone.
     fn clone_box(&self) -> Box<dyn AnyModel>;
+    /// A boxed [`DiffModel::copy_for_create`].
+    fn copy_for_create_box(&self) -> Box<dyn AnyModel>;
     #[doc(hidden)]
     fn __new_vec(&self) -> crate::store::ErasedVec;
 }
@@ -404,6 +510,9 @@ impl<T: DiffModel> AnyModel for T {
     }
     fn clone_box(&self) -> Box<dyn AnyModel> {
         Box::new(self.clone())
+    }
+    fn copy_for_create_box(&self) -> Box<dyn AnyModel> {
+        Box::new(self.copy_for_create())
     }
     fn __new_vec(&self) -> crate::store::ErasedVec {
         crate::store::__new_vec::<T>()
@@ -525,7 +634,8 @@ pub struct DynModel {
 
 impl DynModel {
     /// Builds a model from a JSON object holding its identifiers and attributes.
-    /// Missing attributes are `null` (an error unless optional); other keys are ignored.
+    /// Missing attributes take the field's default, else `null` (an error
+    /// unless optional); other keys are ignored.
     pub fn from_json(schema: &Arc<ModelSchema>, value: Value) -> Result<Self> {
         let Value::Object(map) = value else {
             return Err(Error::InvalidValue {
@@ -552,7 +662,11 @@ impl DynModel {
         }
         let mut attrs = Vec::with_capacity(schema.attributes.len());
         for f in schema.attributes.iter() {
-            let v = attributes.get(f.name.as_ref()).cloned().unwrap_or(Value::Null);
+            let v = attributes
+                .get(f.name.as_ref())
+                .or(f.default.as_ref())
+                .cloned()
+                .unwrap_or(Value::Null);
             check_value(&schema.name, &key, f, &v)?;
             attrs.push(v);
         }
@@ -682,6 +796,12 @@ impl DiffModel for DynModel {
         };
         DynModel::new(&shared, identifiers, attributes)
     }
+    fn copy_for_create(&self) -> Self {
+        DynModel {
+            flags: self.schema.flags,
+            ..self.clone()
+        }
+    }
     fn flags(&self) -> ModelFlags {
         self.flags
     }
@@ -714,6 +834,28 @@ mod tests {
         Some(3u8).write_id(&mut s);
         None::<u8>.write_id(&mut s);
         assert_eq!(s, "3None");
+    }
+
+    #[test]
+    fn unique_ids_are_injective_and_readable_ids_are_not() {
+        let pairs: [(Vec<Value>, Vec<Value>); 6] = [
+            (vec![json!("a__b"), json!("c")], vec![json!("a"), json!("b__c")]),
+            (vec![json!(null)], vec![json!("None")]),
+            (vec![json!(1)], vec![json!("1")]),
+            (vec![json!(true)], vec![json!("true")]),
+            (vec![json!("a_"), json!("b")], vec![json!("a"), json!("_b")]),
+            (vec![json!(""), json!("x")], vec![json!("\"\""), json!("x")]),
+        ];
+        for (a, b) in pairs {
+            assert_ne!(unique_id_of(a.iter()), unique_id_of(b.iter()), "{a:?} vs {b:?}");
+        }
+        assert_eq!(readable_id_of(["a__b", "c"]), readable_id_of(["a", "b__c"]));
+        // Typed and runtime values key alike.
+        assert_eq!(unique_id_of(["1"]), unique_id_of([json!("1")]));
+        assert_eq!(unique_id_of([7u32]), unique_id_of([json!(7)]));
+        assert_eq!(unique_id_of([Some("None")]), r#""None""#);
+        assert_eq!(unique_id_of(["r1", "1/0/1", "eth0"]), "r1__1/0/1__eth0");
+        assert_eq!(unique_id_of(["vlan", "100"]), r#"vlan__"100""#);
     }
 
     #[test]

@@ -1,112 +1,65 @@
-//! Sync: turns a [`Diff`] into an ordered batch of changes, hands it to the
-//! destination adapter's hooks, applies what succeeded to the destination store
-//! and reports the outcome of every element.
+//! Sync: turns a [`Diff`] into an ordered batch of changes, checks it against
+//! the destination store, hands it to the destination adapter's hooks,
+//! applies what the system took to the destination store and reports the
+//! outcome of every element.
+//!
+//! The store is written only after the hooks, and only with the changes the
+//! hooks reported applied: whatever fails (a hook, a whole batch, a panic),
+//! the store holds exactly what the system took, so the next diff shows
+//! exactly the unfinished work.
 
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
+use hashbrown::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::Adapter;
-use crate::diff::{Action, ChildOrder, Diff, DiffElement};
-use crate::error::{Error, HookError, Result};
+use crate::diff::{Action, Diff, DiffElement};
+use crate::error::{BoxError, Error, HookError, Result};
 use crate::flags::{DiffFlags, ModelFlags};
-use crate::model::{AnyModel, Attrs, DiffModel, SchemaRef};
+use crate::model::{AnyModel, Attrs, DiffModel};
+use crate::options::{Options, Progress, Stage};
 use crate::store::{AttrSource, LocalStore, Store};
-
-/// Which phase a progress report is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Computing the diff (`total` = models in both stores).
-    Diff,
-    /// Applying changes (`total` = changes in the batch).
-    Sync,
-}
-
-/// A progress report: `current` of `total` done in `stage`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Progress {
-    /// The phase.
-    pub stage: Stage,
-    /// Done so far.
-    pub current: usize,
-    /// Expected in all.
-    pub total: usize,
-}
-
-/// Options of a diff or sync. Build with the methods:
-///
-/// ```
-/// use diffsync::{ChildOrder, DiffFlags, Options};
-///
-/// let mut seen = 0;
-/// let mut on_progress = |_p: diffsync::Progress| seen += 1;
-/// let opts = Options::new()
-///     .flags(DiffFlags::CONTINUE_ON_FAILURE)
-///     .order("interface", ChildOrder::ByKey)
-///     .dry_run(true)
-///     .progress(&mut on_progress);
-/// assert!(opts.is_dry_run());
-/// ```
-#[derive(Default)]
-pub struct Options<'a> {
-    pub(crate) flags: DiffFlags,
-    pub(crate) order: Vec<(String, ChildOrder)>,
-    pub(crate) dry_run: bool,
-    pub(crate) progress: Option<&'a mut dyn FnMut(Progress)>,
-}
-
-impl<'a> Options<'a> {
-    /// Default options: no flags, insertion order, real sync, no progress.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Sets the flags.
-    pub fn flags(mut self, flags: DiffFlags) -> Self {
-        self.flags = flags;
-        self
-    }
-    /// Orders the siblings of `model_type` in the diff (and so in the sync).
-    pub fn order(mut self, model_type: impl Into<String>, order: ChildOrder) -> Self {
-        self.order.push((model_type.into(), order));
-        self
-    }
-    /// Plans the sync and reports it without calling hooks or changing the store.
-    pub fn dry_run(mut self, dry_run: bool) -> Self {
-        self.dry_run = dry_run;
-        self
-    }
-    /// Calls `f` with progress (at most about a thousand times per stage, and at the end).
-    pub fn progress(mut self, f: &'a mut dyn FnMut(Progress)) -> Self {
-        self.progress = Some(f);
-        self
-    }
-    /// Whether this is a dry run.
-    pub fn is_dry_run(&self) -> bool {
-        self.dry_run
-    }
-}
 
 /// Why an element was not attempted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SkipReason {
-    /// A change it depends on (its parent, or for natural-order deletes a child) did not apply.
+    /// Its parent's change failed, soft-failed or was not attempted.
+    ParentFailed,
+    /// A natural-order delete whose child's delete did not apply.
+    ChildFailed,
+    /// A create whose key an earlier delete in the same sync had to free
+    /// (a model moved to another parent), and that delete did not apply.
     DependencyFailed,
     /// The sync stopped at an earlier failure.
     Aborted,
 }
 
-/// What happened to one change.
+/// What happened to one element.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status", content = "detail")]
+#[non_exhaustive]
 pub enum Outcome {
     /// Not yet decided (inside a batch hook).
     Pending,
     /// Applied to the system and the store.
     Applied,
-    /// The hook failed with this message.
+    /// A no-change element (kept as the parent of changes): nothing to apply.
+    Unchanged,
+    /// The hook failed (a recoverable error) with this message.
     Failed(String),
+    /// The hook soft-failed: not applied, the sync went on.
+    SoftFailed(String),
+    /// The hook failed fatally: the sync stopped here.
+    Fatal(String),
+    /// Written by a batch whose transaction was then rolled back.
+    RolledBack,
+    /// Removed from the store with its `SKIP_CHILDREN_ON_DELETE` parent
+    /// (the system removed the subtree); no hook ran.
+    RemovedWithParent,
     /// Not attempted.
     Skipped(SkipReason),
     /// Dry run: would be attempted.
@@ -114,8 +67,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The hook's message, for a failure.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Outcome::Failed(m) | Outcome::SoftFailed(m) | Outcome::Fatal(m) => Some(m),
+            _ => None,
+        }
+    }
+    /// Whether dependents may go ahead.
     fn is_ok(&self) -> bool {
         matches!(self, Outcome::Applied | Outcome::Planned | Outcome::Pending)
+    }
+    /// Whether a hook was called for it.
+    fn attempted(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Applied | Outcome::Failed(_) | Outcome::SoftFailed(_) | Outcome::Fatal(_) | Outcome::RolledBack
+        )
     }
 }
 
@@ -133,8 +101,14 @@ pub struct Change<'a> {
     /// The parent's (type, key), if the model is a child.
     pub parent: Option<(&'a str, &'a str)>,
     new_model: Option<Box<dyn AnyModel>>,
-    after: Vec<usize>,
-    remove_children: bool,
+    /// The nearest ancestor's change, which must apply first.
+    parent_dep: Option<usize>,
+    /// For a natural-order delete: its children's deletes, which must apply first.
+    child_deps: Vec<usize>,
+    /// For a create: the earlier delete of the same key (a move), which must apply first.
+    frees: Option<usize>,
+    /// `SKIP_CHILDREN_ON_DELETE`: the store drops the subtree with it.
+    remove_subtree: bool,
 }
 
 impl<'a> Change<'a> {
@@ -154,14 +128,21 @@ impl<'a> Change<'a> {
     pub fn source_as<T: DiffModel>(&self) -> Option<&'a T> {
         self.source.and_then(|m| m.downcast_ref::<T>())
     }
-    /// For a create: the model that will be stored in the destination; a hook
-    /// may set local-only fields on it (a database id, say).
+    /// For a create: the model that will be stored in the destination (built
+    /// from the destination's model type); a hook may set local-only fields
+    /// on it (a database id, say).
     pub fn new_model_mut<T: DiffModel>(&mut self) -> Option<&mut T> {
         self.new_model.as_deref_mut().and_then(|m| m.downcast_mut::<T>())
     }
     /// For a create: the model that will be stored.
     pub fn new_model(&self) -> Option<&dyn AnyModel> {
         self.new_model.as_deref()
+    }
+    /// For a delete: whether it removes the model's whole subtree (the
+    /// model's `SKIP_CHILDREN_ON_DELETE`): its descendants get no change of
+    /// their own, so the hook removes them from the system too.
+    pub fn removes_subtree(&self) -> bool {
+        self.remove_subtree
     }
 }
 
@@ -178,11 +159,36 @@ impl fmt::Debug for Change<'_> {
 
 /// The ordered changes of one sync: parents before children, deletes per the
 /// deletion-order flags. A batch hook applies them (say in one transaction)
-/// and sets each one's outcome.
+/// and records each one's outcome:
+///
+/// ```text
+/// for i in 0..batch.len() {
+///     if !batch.should_apply(i) { continue; } // decided, blocked or aborted
+///     match write(&batch.changes()[i]) {
+///         Ok(()) => batch.stage(i),           // in the open transaction
+///         Err(e) => { batch.set_outcome(i, Err(e.into())); return Err("rolled back".into()); }
+///     }
+/// }
+/// commit()?;
+/// batch.commit_staged();
+/// ```
+///
+/// [`set_outcome`](Batch::set_outcome) with `Ok` says the change is in the
+/// system for good; [`stage`](Batch::stage) says it is written in a
+/// transaction that may still roll back. If the batch hook returns `Err` or
+/// panics, staged changes are reported rolled back and the store does not
+/// take them.
 pub struct Batch<'a, 'p> {
     changes: Vec<Change<'a>>,
     outcomes: Vec<Outcome>,
+    staged: Vec<bool>,
+    /// Position of each change in the sync's element order (for progress).
+    position: Vec<usize>,
+    elements: usize,
     continue_on_failure: bool,
+    aborted: bool,
+    /// The change (and its cause) that stopped the sync.
+    culprit: Option<(usize, BoxError)>,
     progress: Option<&'p mut dyn FnMut(Progress)>,
     done: usize,
 }
@@ -213,45 +219,140 @@ impl<'a> Batch<'a, '_> {
     pub fn continue_on_failure(&self) -> bool {
         self.continue_on_failure
     }
+    /// Whether the sync has stopped (a fatal failure, or a failure without
+    /// CONTINUE_ON_FAILURE): no further change may be applied.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted
+    }
     /// Whether change `i` must be skipped because a change it depends on failed.
     /// Panics if `i >= self.len()`.
     pub fn is_blocked(&self, i: usize) -> bool {
-        self.changes[i].after.iter().any(|&j| !self.outcomes[j].is_ok())
+        self.blocked_by(i).is_some()
     }
-    /// Records the result of change `i`. Panics if `i >= self.len()`.
+
+    fn blocked_by(&self, i: usize) -> Option<SkipReason> {
+        let c = &self.changes[i];
+        // What a change that was never reached holds back was not reached either.
+        let reason = |j: usize, failed: SkipReason| match &self.outcomes[j] {
+            Outcome::Skipped(SkipReason::Aborted) => Some(SkipReason::Aborted),
+            o if o.is_ok() => None,
+            _ => Some(failed),
+        };
+        c.parent_dep
+            .and_then(|p| reason(p, SkipReason::ParentFailed))
+            .or_else(|| c.child_deps.iter().find_map(|&j| reason(j, SkipReason::ChildFailed)))
+            .or_else(|| c.frees.and_then(|j| reason(j, SkipReason::DependencyFailed)))
+    }
+
+    /// Whether a batch hook should apply change `i` now. `false` when the
+    /// change is already decided (the pre-check failed it: it already exists
+    /// in the destination, say), when a change it depends on did not apply,
+    /// or when the sync has stopped; the outcome is then recorded here.
+    /// Panics if `i >= self.len()`.
+    pub fn should_apply(&mut self, i: usize) -> bool {
+        // Descendants of a failure are "parent failed" even after it stopped the sync.
+        if let Some(reason) = self.blocked_by(i) {
+            self.decide(i, Outcome::Skipped(reason));
+            return false;
+        }
+        if self.aborted {
+            self.decide(i, Outcome::Skipped(SkipReason::Aborted));
+            return false;
+        }
+        if self.outcomes[i] != Outcome::Pending {
+            // Failed by the pre-check: a failure at this point of the order.
+            if !self.continue_on_failure && matches!(self.outcomes[i], Outcome::Failed(_)) {
+                self.aborted = true;
+            }
+            self.report_progress(i);
+            return false;
+        }
+        true
+    }
+
+    /// Records the result of change `i`: `Ok` means it is in the system for
+    /// good. A recoverable failure stops the sync unless CONTINUE_ON_FAILURE
+    /// is set; a fatal one always does; a soft one never does.
+    /// Panics if `i >= self.len()`.
     pub fn set_outcome(&mut self, i: usize, result: Result<(), HookError>) {
         let change = &self.changes[i];
-        self.outcomes[i] = match result {
+        let (model, key, action) = (&change.element.model_type, &change.element.key, change.action);
+        let outcome = match result {
             Ok(()) => {
-                tracing::debug!(action = %change.action, model = %change.element.model_type, key = %change.element.key, "applied");
+                tracing::debug!(%action, %model, %key, "applied");
                 Outcome::Applied
             }
             Err(e) => {
-                tracing::warn!(action = %change.action, model = %change.element.model_type, key = %change.element.key, error = %e, "change failed");
-                Outcome::Failed(e.to_string())
+                tracing::warn!(%action, %model, %key, error = %e, "change failed");
+                let message = e.to_string();
+                let (outcome, stops) = match &e {
+                    HookError::Soft(_) => (Outcome::SoftFailed(message), false),
+                    HookError::Fatal(_) => (Outcome::Fatal(message), true),
+                    HookError::Failed(_) => (Outcome::Failed(message), !self.continue_on_failure),
+                };
+                if stops && !self.aborted {
+                    self.aborted = true;
+                    self.culprit = Some((i, e.into_cause()));
+                }
+                outcome
             }
         };
-        self.done += 1;
+        self.staged[i] = false;
+        self.decide(i, outcome);
+    }
+
+    /// Records that change `i` is written in an open transaction: changes
+    /// that depend on it may go ahead; it becomes applied at
+    /// [`commit_staged`](Batch::commit_staged) (or when the batch hook returns
+    /// `Ok`), and is rolled back if the batch hook returns `Err` or panics.
+    /// Panics if `i >= self.len()`.
+    pub fn stage(&mut self, i: usize) {
+        self.staged[i] = true;
+        self.outcomes[i] = Outcome::Pending;
+        self.report_progress(i);
+    }
+
+    /// The transaction committed: every staged change is applied.
+    pub fn commit_staged(&mut self) {
+        for i in 0..self.changes.len() {
+            if std::mem::take(&mut self.staged[i]) {
+                self.outcomes[i] = Outcome::Applied;
+            }
+        }
+    }
+
+    /// Marks change `i` as skipped. Panics if `i >= self.len()`.
+    pub fn skip(&mut self, i: usize, reason: SkipReason) {
+        self.decide(i, Outcome::Skipped(reason));
+    }
+
+    fn decide(&mut self, i: usize, outcome: Outcome) {
+        self.outcomes[i] = outcome;
+        self.report_progress(i);
+    }
+
+    fn report_progress(&mut self, i: usize) {
+        let current = self.position[i] + 1;
+        if current <= self.done {
+            return;
+        }
+        self.done = current;
         if let Some(p) = self.progress.as_mut() {
             p(Progress {
                 stage: Stage::Sync,
-                current: self.done,
-                total: self.changes.len(),
+                current,
+                total: self.elements,
             });
         }
     }
-    /// Marks change `i` as skipped. Panics if `i >= self.len()`.
-    pub fn skip(&mut self, i: usize, reason: SkipReason) {
-        self.outcomes[i] = Outcome::Skipped(reason);
-    }
 
     /// Applies the changes one by one through the adapter's create/update/delete
-    /// hooks: skips changes whose dependencies failed, and after a failure
-    /// without CONTINUE_ON_FAILURE skips the rest. Returns whether it stopped early.
+    /// hooks, in order: skips changes whose dependencies did not apply, and
+    /// after a failure that stops the sync skips the rest. Returns whether it
+    /// stopped early.
     pub fn apply_each<A: Adapter + ?Sized>(&mut self, adapter: &mut A) -> bool {
         for i in 0..self.changes.len() {
-            if self.is_blocked(i) {
-                self.skip(i, SkipReason::DependencyFailed);
+            if !self.should_apply(i) {
                 continue;
             }
             let change = &mut self.changes[i];
@@ -261,16 +362,29 @@ impl<'a> Batch<'a, '_> {
                 Action::Delete => adapter.delete(change),
                 Action::NoChange => Ok(()),
             };
-            let failed = r.is_err();
             self.set_outcome(i, r);
-            if failed && !self.continue_on_failure {
-                for j in i + 1..self.changes.len() {
-                    self.skip(j, SkipReason::Aborted);
-                }
-                return true;
-            }
         }
-        false
+        self.aborted
+    }
+
+    /// The batch hook returned (`failed`: with `Err`, or it panicked): settle
+    /// every change that is still open.
+    fn settle(&mut self, failed: bool) {
+        for i in 0..self.changes.len() {
+            let staged = std::mem::take(&mut self.staged[i]);
+            if self.outcomes[i] != Outcome::Pending {
+                continue;
+            }
+            self.outcomes[i] = match (failed, staged) {
+                (true, true) => Outcome::RolledBack,
+                (true, false) => Outcome::Skipped(self.blocked_by(i).unwrap_or(SkipReason::Aborted)),
+                // A change a successful batch hook did not report is applied.
+                (false, _) => Outcome::Applied,
+            };
+        }
+        if failed {
+            self.aborted = true;
+        }
     }
 }
 
@@ -281,7 +395,7 @@ pub struct ElementReport {
     pub model_type: String,
     /// Unique id.
     pub key: String,
-    /// The action attempted.
+    /// The element's action.
     pub action: Action,
     /// Its outcome.
     pub outcome: Outcome,
@@ -289,18 +403,26 @@ pub struct ElementReport {
 
 /// Totals of a sync report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Totals {
-    /// Changes applied.
+    /// Changes applied (including subtrees removed with their parent).
     pub applied: usize,
-    /// Changes whose hook failed.
+    /// Changes whose hook failed (recoverable or fatal).
     pub failed: usize,
+    /// Changes whose hook soft-failed.
+    pub soft_failed: usize,
+    /// Changes rolled back with their batch.
+    pub rolled_back: usize,
     /// Changes not attempted.
     pub skipped: usize,
     /// Changes planned (dry run).
     pub planned: usize,
+    /// No-change elements.
+    pub unchanged: usize,
 }
 
-/// The result of a sync: every change's outcome, in the order attempted.
+/// The result of a sync: every element of the diff, in the order the sync
+/// visited them, with its outcome.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncReport {
     /// Source name.
@@ -309,7 +431,7 @@ pub struct SyncReport {
     pub dest: String,
     /// Whether this was a dry run.
     pub dry_run: bool,
-    /// One entry per change.
+    /// One entry per element.
     pub elements: Vec<ElementReport>,
 }
 
@@ -319,10 +441,13 @@ impl SyncReport {
         let mut t = Totals::default();
         for e in &self.elements {
             match e.outcome {
-                Outcome::Applied => t.applied += 1,
-                Outcome::Failed(_) => t.failed += 1,
+                Outcome::Applied | Outcome::RemovedWithParent => t.applied += 1,
+                Outcome::Failed(_) | Outcome::Fatal(_) => t.failed += 1,
+                Outcome::SoftFailed(_) => t.soft_failed += 1,
+                Outcome::RolledBack => t.rolled_back += 1,
                 Outcome::Skipped(_) | Outcome::Pending => t.skipped += 1,
                 Outcome::Planned => t.planned += 1,
+                Outcome::Unchanged => t.unchanged += 1,
             }
         }
         t
@@ -330,15 +455,40 @@ impl SyncReport {
     /// Whether every change applied (or was planned).
     pub fn is_success(&self) -> bool {
         let t = self.totals();
-        t.failed == 0 && t.skipped == 0
+        t.failed + t.soft_failed + t.rolled_back + t.skipped == 0
     }
     /// Whether the destination changed.
     pub fn changed(&self) -> bool {
         self.totals().applied > 0
     }
-    /// The failed elements.
+    /// The elements whose hook failed (recoverable, soft or fatal).
     pub fn failures(&self) -> impl Iterator<Item = &ElementReport> {
-        self.elements.iter().filter(|e| matches!(e.outcome, Outcome::Failed(_)))
+        self.elements.iter().filter(|e| {
+            matches!(
+                e.outcome,
+                Outcome::Failed(_) | Outcome::SoftFailed(_) | Outcome::Fatal(_)
+            )
+        })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Applied => f.write_str("applied"),
+            Outcome::Unchanged => f.write_str("unchanged"),
+            Outcome::Failed(m) => write!(f, "FAILED: {m}"),
+            Outcome::SoftFailed(m) => write!(f, "soft-failed: {m}"),
+            Outcome::Fatal(m) => write!(f, "FATAL: {m}"),
+            Outcome::RolledBack => f.write_str("rolled back"),
+            Outcome::RemovedWithParent => f.write_str("removed with parent"),
+            Outcome::Skipped(SkipReason::ParentFailed) => f.write_str("skipped (parent failed)"),
+            Outcome::Skipped(SkipReason::ChildFailed) => f.write_str("skipped (child failed)"),
+            Outcome::Skipped(SkipReason::DependencyFailed) => f.write_str("skipped (dependency failed)"),
+            Outcome::Skipped(SkipReason::Aborted) => f.write_str("skipped (sync aborted)"),
+            Outcome::Planned => f.write_str("planned"),
+            Outcome::Pending => f.write_str("pending"),
+        }
     }
 }
 
@@ -347,234 +497,390 @@ impl fmt::Display for SyncReport {
         let t = self.totals();
         writeln!(
             f,
-            "sync {} \u{2192} {}{}: applied {}, failed {}, skipped {}, planned {}",
+            "sync {} \u{2192} {}{}: applied {}, failed {}, soft-failed {}, rolled back {}, skipped {}, planned {}, unchanged {}",
             self.source,
             self.dest,
             if self.dry_run { " (dry run)" } else { "" },
             t.applied,
             t.failed,
+            t.soft_failed,
+            t.rolled_back,
             t.skipped,
-            t.planned
+            t.planned,
+            t.unchanged
         )?;
         for e in &self.elements {
-            let outcome = match &e.outcome {
-                Outcome::Applied => "applied".to_string(),
-                Outcome::Failed(m) => format!("FAILED: {m}"),
-                Outcome::Skipped(SkipReason::DependencyFailed) => "skipped (dependency failed)".into(),
-                Outcome::Skipped(SkipReason::Aborted) => "skipped (sync aborted)".into(),
-                Outcome::Planned => "planned".into(),
-                Outcome::Pending => "pending".into(),
-            };
-            writeln!(f, "  {} {} {:?}: {}", e.action, e.model_type, e.key, outcome)?;
+            writeln!(f, "  {} {} {:?}: {}", e.action, e.model_type, e.key, e.outcome)?;
         }
         Ok(())
     }
 }
 
-/// Builds the ordered batch for `diff` against the destination store.
-fn plan<'a>(diff: &'a Diff, source: Option<&'a LocalStore>, dest: &LocalStore) -> Result<Vec<Change<'a>>> {
-    let mut out = Vec::new();
-    for e in &diff.elements {
-        plan_element(e, None, None, source, dest, &mut out)?;
-    }
-    Ok(out)
+/// What an element of the report is, in sync order.
+enum Entry {
+    /// A change: index in the batch.
+    Change(usize),
+    /// A no-change element under this ancestor change (if any).
+    Unchanged(Option<usize>),
+    /// A descendant of this `SKIP_CHILDREN_ON_DELETE` delete.
+    RemovedWith(usize),
 }
 
-fn plan_element<'a>(
-    e: &'a DiffElement,
-    parent: Option<&'a DiffElement>,
-    parent_change: Option<usize>,
+/// The plan: the batch's changes and every element in sync order.
+struct Plan<'a> {
+    changes: Vec<Change<'a>>,
+    /// Outcomes decided by the pre-check (creates of existing keys, say).
+    outcomes: Vec<Outcome>,
+    entries: Vec<(&'a DiffElement, Entry)>,
+}
+
+struct Planner<'a, 'd> {
     source: Option<&'a LocalStore>,
-    dest: &LocalStore,
-    out: &mut Vec<Change<'a>>,
-) -> Result<()> {
-    let dst_flags = dest
-        .get_dyn(&e.model_type, &e.key)
-        .map(|m| m.flags())
-        .unwrap_or_default();
-    let natural = e.action == Action::Delete && dst_flags.contains(ModelFlags::NATURAL_DELETION_ORDER);
-    let skip_children = e.action == Action::Delete && dst_flags.contains(ModelFlags::SKIP_CHILDREN_ON_DELETE);
-    let make = || -> Result<Option<Change<'a>>> {
-        if e.action == Action::NoChange {
-            return Ok(None);
+    dest: &'d LocalStore,
+    /// Check that elements agree with the models their keys find (diffs that
+    /// were not just computed from these stores).
+    check_identifiers: bool,
+    /// Keys this plan creates, so children may go under them and duplicates fail.
+    created: HashSet<(&'a str, &'a str)>,
+    /// Keys this plan deletes, with the delete: a later create may reuse them.
+    deleted: HashMap<(&'a str, &'a str), usize>,
+    plan: Plan<'a>,
+}
+
+impl<'a> Planner<'a, '_> {
+    fn invalid(&self, e: &DiffElement, message: impl Into<String>) -> Error {
+        Error::InvalidDiff {
+            store: self.dest.name().to_string(),
+            model_type: e.model_type.to_string(),
+            key: e.key.clone(),
+            message: message.into(),
         }
-        let src_model = source.and_then(|s| s.get_dyn(&e.model_type, &e.key).ok());
-        let new_model = match e.action {
-            Action::Create => Some(new_model_for(e, src_model, dest)?),
-            _ => None,
+    }
+
+    fn element(
+        &mut self,
+        e: &'a DiffElement,
+        parent: Option<&'a DiffElement>,
+        parent_dep: Option<usize>,
+    ) -> Result<()> {
+        let dst = self.dest.get_dyn(&e.model_type, &e.key).ok();
+        if e.action != Action::Create
+            && let Some(m) = dst
+            && self.check_identifiers
+            && m.identifiers() != e.identifiers
+        {
+            return Err(self.invalid(e, "the element's identifiers do not match its key"));
+        }
+        let dst_flags = dst.map(|m| m.flags()).unwrap_or_default();
+        let delete = e.action == Action::Delete;
+        let subtree = delete && dst_flags.contains(ModelFlags::SKIP_CHILDREN_ON_DELETE);
+        if delete && dst_flags.contains(ModelFlags::NATURAL_DELETION_ORDER) && !subtree {
+            // Children first; the parent waits for all of them, and they for
+            // whatever this model's own parent waits on.
+            let first = self.plan.changes.len();
+            for c in &e.children {
+                self.element(c, Some(e), parent_dep)?;
+            }
+            let kids: Vec<usize> = (first..self.plan.changes.len()).collect();
+            let me = self.change(e, parent, parent_dep)?;
+            self.plan.changes[me].child_deps = kids;
+            return Ok(());
+        }
+        let me = if e.action == Action::NoChange {
+            if dst.is_none() {
+                return Err(self.invalid(e, "a no-change element the destination does not hold"));
+            }
+            self.plan.entries.push((e, Entry::Unchanged(parent_dep)));
+            parent_dep
+        } else {
+            Some(self.change(e, parent, parent_dep)?)
         };
-        Ok(Some(Change {
+        if let Some(me) = me
+            && subtree
+        {
+            let mut stack: Vec<&DiffElement> = e.children.iter().rev().collect();
+            while let Some(c) = stack.pop() {
+                self.plan.entries.push((c, Entry::RemovedWith(me)));
+                stack.extend(c.children.iter().rev());
+            }
+            return Ok(());
+        }
+        for c in &e.children {
+            self.element(c, Some(e), me)?;
+        }
+        Ok(())
+    }
+
+    /// Checks one change against the destination store and adds it.
+    fn change(
+        &mut self,
+        e: &'a DiffElement,
+        parent: Option<&'a DiffElement>,
+        parent_dep: Option<usize>,
+    ) -> Result<usize> {
+        let src_model = self.source.and_then(|s| s.get_dyn(&e.model_type, &e.key).ok());
+        let parent_key = parent.map(|p| (p.model_type.as_ref(), p.key.as_str()));
+        let mut outcome = Outcome::Pending;
+        let mut new_model = None;
+        let mut frees = None;
+        let i = self.plan.changes.len();
+        match e.action {
+            Action::Create => {
+                if let Some((pt, pk)) = parent_key
+                    && self.dest.get_dyn(pt, pk).is_err()
+                    && !self.created.contains(&(pt, pk))
+                {
+                    return Err(self.invalid(e, format!("its parent {pt} {pk:?} is neither stored nor created")));
+                }
+                let freed = self.deleted.remove(&(&*e.model_type, &*e.key));
+                let taken = freed.is_none() && self.dest.get_dyn(&e.model_type, &e.key).is_ok();
+                frees = freed;
+                if taken || !self.created.insert((&e.model_type, &e.key)) {
+                    // The reference's pre-check: this element fails, not the sync.
+                    outcome = Outcome::Failed(format!(
+                        "{} {:?} already exists in store {:?}",
+                        e.model_type,
+                        e.key,
+                        self.dest.name()
+                    ));
+                } else {
+                    match new_model_for(e, src_model, self.dest) {
+                        Ok(m) if m.unique_id() != e.key => {
+                            return Err(self.invalid(e, format!("its identifiers give the key {:?}", m.unique_id())));
+                        }
+                        Ok(m) => new_model = Some(m),
+                        // The destination's type cannot hold it (a required attribute
+                        // the source lacks, a value of the wrong kind): this element fails.
+                        Err(err) => outcome = Outcome::Failed(err.to_string()),
+                    }
+                }
+            }
+            Action::Update => {
+                let Ok(stored) = self.dest.get_dyn(&e.model_type, &e.key) else {
+                    return Err(self.invalid(e, "an update of a model the destination does not hold"));
+                };
+                if src_model.is_none_or(|s| s.as_any().type_id() != stored.as_any().type_id()) {
+                    // Values cross types or come from a loaded diff: try them on a copy.
+                    let mut probe = stored.clone_box();
+                    let values = match src_model {
+                        Some(s) => s.attributes(),
+                        None => e.new_values(),
+                    };
+                    if let Err(err) = probe.set_attributes(&values) {
+                        outcome = Outcome::Failed(err.to_string());
+                    }
+                }
+            }
+            Action::Delete => {
+                if self.dest.get_dyn(&e.model_type, &e.key).is_err() {
+                    return Err(self.invalid(e, "a delete of a model the destination does not hold"));
+                }
+                self.deleted.insert((&e.model_type, &e.key), i);
+            }
+            Action::NoChange => {}
+        }
+        self.plan.changes.push(Change {
             action: e.action,
             element: e,
             attrs: e.new_values(),
             source: src_model,
-            parent: parent.map(|p| (p.model_type.as_ref(), p.key.as_str())),
+            parent: parent_key,
             new_model,
-            after: parent_change.into_iter().collect(),
-            remove_children: e.action == Action::Delete,
-        }))
-    };
-    if natural && !skip_children {
-        // Children first; the parent waits for all of them, and they for
-        // whatever this model's own parent waits on.
-        let first = out.len();
-        for c in &e.children {
-            plan_element(c, Some(e), parent_change, source, dest, out)?;
-        }
-        let kids: Vec<usize> = (first..out.len()).collect();
-        if let Some(mut ch) = make()? {
-            ch.after.extend(kids);
-            out.push(ch);
-        }
-        return Ok(());
+            parent_dep,
+            child_deps: Vec::new(),
+            frees,
+            remove_subtree: e.action == Action::Delete
+                && self
+                    .dest
+                    .get_dyn(&e.model_type, &e.key)
+                    .is_ok_and(|m| m.flags().contains(ModelFlags::SKIP_CHILDREN_ON_DELETE)),
+        });
+        self.plan.outcomes.push(outcome);
+        self.plan.entries.push((e, Entry::Change(i)));
+        Ok(i)
     }
-    let me = match make()? {
-        Some(ch) => {
-            out.push(ch);
-            Some(out.len() - 1)
-        }
-        None => parent_change,
-    };
-    if !skip_children {
-        for c in &e.children {
-            plan_element(c, Some(e), me, source, dest, out)?;
-        }
-    }
-    Ok(())
 }
 
-/// The model a create will store in the destination: the source model itself
-/// when available and of the destination's type, else rebuilt from the element.
+/// The model a create stores in the destination, built from the
+/// destination's model type: a typed copy when the source model is of that
+/// very type (same Rust type and schema), else rebuilt from the values.
+/// Local-only fields take their default, flags the destination type's.
 fn new_model_for(e: &DiffElement, src: Option<&dyn AnyModel>, dest: &LocalStore) -> Result<Box<dyn AnyModel>> {
-    let dest_table = dest.table_index(&e.model_type).map(|t| &dest.tables[t as usize]);
-    match (src, dest_table) {
-        (Some(m), None) => Ok(m.clone_box()),
-        (Some(m), Some(t)) if m.__new_vec().0.type_name() == t.models.type_name() => Ok(m.clone_box()),
-        (_, Some(t)) => rebuild(e, &t.schema, &*t.models),
-        (None, None) => Err(Error::Schema {
-            model_type: e.model_type.to_string(),
-            message: format!(
-                "cannot create {:?}: the destination has not registered this model type",
-                e.key
-            ),
-        }),
+    let Some(t) = dest.table_index(&e.model_type).map(|t| &dest.tables[t as usize]) else {
+        return match src {
+            Some(m) => Ok(m.copy_for_create_box()),
+            None => Err(Error::Schema {
+                model_type: e.model_type.to_string(),
+                message: format!(
+                    "cannot create {:?}: the destination has not registered this model type",
+                    e.key
+                ),
+            }),
+        };
+    };
+    if let Some(m) = src
+        && m.__new_vec().0.type_name() == t.models.type_name()
+        && (std::ptr::eq(m.schema(), &*t.schema) || *m.schema() == *t.schema)
+    {
+        return Ok(m.copy_for_create_box());
     }
+    let attrs = match src {
+        Some(m) => m.attributes(),
+        None => e.source_attrs.clone().unwrap_or_default(),
+    };
+    t.models.build(&t.schema, &e.identifiers, &attrs)
 }
 
-fn rebuild(e: &DiffElement, schema: &SchemaRef, models: &dyn crate::store::ModelVec) -> Result<Box<dyn AnyModel>> {
-    let attrs = e.source_attrs.clone().unwrap_or_default();
-    models.build(schema, &e.identifiers, &attrs)
-}
-
-/// Runs a sync of `diff` into `dest`, with source models from `source` if given.
+/// Runs a sync of `diff` into `dest`, with source models from `source` if
+/// given. `fresh`: the diff was just computed from these stores.
 pub(crate) fn sync<A: Adapter + ?Sized>(
     dest: &mut A,
     diff: &Diff,
     source: Option<&LocalStore>,
+    fresh: bool,
     opts: &mut Options<'_>,
 ) -> Result<SyncReport> {
-    let changes = plan(diff, source, dest.store().local())?;
+    let mut planner = Planner {
+        source,
+        dest: dest.store().local(),
+        check_identifiers: !fresh,
+        created: HashSet::new(),
+        deleted: HashMap::new(),
+        plan: Plan {
+            changes: Vec::new(),
+            outcomes: Vec::new(),
+            entries: Vec::new(),
+        },
+    };
+    for e in &diff.elements {
+        planner.element(e, None, None)?;
+    }
+    let Plan {
+        changes,
+        outcomes,
+        entries,
+    } = planner.plan;
     let n = changes.len();
     if opts.flags.contains(DiffFlags::LOG_UNCHANGED_RECORDS) {
-        for (e, _) in diff.iter().filter(|(e, _)| e.action == Action::NoChange) {
+        for (e, _) in entries.iter().filter(|(e, _)| e.action == Action::NoChange) {
             tracing::debug!(model = %e.model_type, key = %e.key, status = "success", "no changes to apply");
         }
     }
     tracing::info!(source = %diff.source, dest = %diff.dest, changes = n, dry_run = opts.dry_run, "sync started");
+    let mut position = vec![0; n];
+    for (pos, (_, entry)) in entries.iter().enumerate() {
+        if let Entry::Change(i) = entry {
+            position[*i] = pos;
+        }
+    }
     let mut batch = Batch {
         changes,
-        outcomes: vec![Outcome::Pending; n],
+        outcomes,
+        staged: vec![false; n],
+        position,
+        elements: entries.len(),
         continue_on_failure: opts.flags.contains(DiffFlags::CONTINUE_ON_FAILURE),
+        aborted: false,
+        culprit: None,
         progress: opts.progress.as_mut().map(|p| &mut **p as &mut dyn FnMut(Progress)),
         done: 0,
     };
-    let mut aborted = false;
+    let mut panic = None;
+    let mut batch_error = None;
     if opts.dry_run {
-        for i in 0..n {
-            batch.outcomes[i] = Outcome::Planned;
-        }
-    } else if n > 0 {
-        if let Err(e) = dest.apply_batch(&mut batch) {
-            // The batch as a whole failed (say, a rolled-back transaction):
-            // nothing of it is applied, and the store stays as it was.
-            let msg = e.to_string();
-            for o in &mut batch.outcomes {
-                if o.is_ok() {
-                    *o = Outcome::Failed(msg.clone());
-                }
-            }
-            aborted = true;
-        }
-        // Without CONTINUE_ON_FAILURE any failure ends the sync, whether the
-        // default per-change path stopped or a batch hook recorded it.
-        aborted |= batch.outcomes.iter().any(|o| match o {
-            Outcome::Skipped(SkipReason::Aborted) => true,
-            Outcome::Failed(_) => !batch.continue_on_failure,
-            _ => false,
-        });
         for o in &mut batch.outcomes {
             if *o == Outcome::Pending {
-                *o = Outcome::Applied;
+                *o = Outcome::Planned;
+            }
+        }
+    } else if n > 0 {
+        // A panicking hook must not leave the store behind the system: what
+        // the system took before the panic is recorded, then the panic goes on.
+        match catch_unwind(AssertUnwindSafe(|| dest.apply_batch(&mut batch))) {
+            Ok(Ok(())) => batch.settle(false),
+            Ok(Err(e)) => {
+                batch.settle(true);
+                batch_error = Some(e.into_cause());
+            }
+            Err(payload) => {
+                batch.settle(true);
+                panic = Some(payload);
             }
         }
     }
-    let mut report = SyncReport {
+    let aborted = batch.aborted;
+    let culprit = batch.culprit.take();
+    let Batch {
+        changes,
+        outcomes,
+        progress,
+        done,
+        ..
+    } = batch;
+    let report = SyncReport {
         source: diff.source.clone(),
         dest: diff.dest.clone(),
         dry_run: opts.dry_run,
-        elements: Vec::with_capacity(n),
+        elements: report_elements(&entries, &outcomes, aborted),
     };
-    let Batch { changes, outcomes, .. } = batch;
-    // A networked store may buffer these writes and flush them at once.
-    dest.store_mut().begin_batch();
-    let mut store_error = None;
-    for (mut change, outcome) in changes.into_iter().zip(outcomes) {
-        if outcome == Outcome::Applied
-            && store_error.is_none()
-            && let Err(e) = apply_to_store(dest.store_mut(), &mut change)
-        {
-            store_error = Some(e);
-        }
-        report.elements.push(ElementReport {
-            model_type: change.element.model_type.to_string(),
-            key: change.element.key.clone(),
-            action: change.action,
-            outcome,
+    if let Some(p) = progress.filter(|_| done < entries.len()) {
+        p(Progress {
+            stage: Stage::Sync,
+            current: entries.len(),
+            total: entries.len(),
         });
     }
-    let flushed = dest.store_mut().end_batch();
-    if let Some(e) = store_error {
-        return Err(e);
+    let store_error = apply_to_store(dest.store_mut(), changes, &outcomes);
+    if let Some(payload) = panic {
+        resume_unwind(payload);
     }
-    flushed?;
+    if let Some((model_type, key, source)) = store_error {
+        return Err(Error::StoreApply {
+            store: dest.store().name().to_string(),
+            model_type,
+            key,
+            source: Box::new(source),
+            report: Box::new(report),
+        });
+    }
     if aborted {
-        let first = report.failures().next().cloned();
-        let (model_type, key, message) = match first {
-            Some(ElementReport {
-                model_type,
-                key,
-                outcome: Outcome::Failed(m),
-                ..
-            }) => (model_type, key, m),
-            _ => (String::new(), String::new(), "batch failed".to_string()),
+        // The change that stopped the sync: the hook's culprit, else the
+        // failure a batch recorded, else the batch as a whole.
+        let failed = culprit.as_ref().map(|(i, _)| *i).or_else(|| {
+            outcomes
+                .iter()
+                .position(|o| matches!(o, Outcome::Fatal(_) | Outcome::Failed(_)))
+        });
+        let (model_type, key, message) = match failed.and_then(|i| {
+            entries.iter().find_map(|(e, entry)| match entry {
+                Entry::Change(j) if *j == i => Some((e, &outcomes[i])),
+                _ => None,
+            })
+        }) {
+            Some((e, o)) => (
+                e.model_type.to_string(),
+                e.key.clone(),
+                o.message().unwrap_or_default().to_string(),
+            ),
+            None => (String::new(), String::new(), "the batch failed".to_string()),
+        };
+        let message = match &batch_error {
+            Some(b) => format!("{message}; {b}"),
+            None => message,
         };
         return Err(Error::SyncAborted {
             model_type,
             key,
             message,
+            cause: culprit.map(|(_, c)| c).or(batch_error),
             report: Box::new(report),
         });
     }
-    if !opts.dry_run
-        && report
-            .elements
-            .iter()
-            .any(|e| !matches!(e.outcome, Outcome::Skipped(_)))
-    {
+    if !opts.dry_run && outcomes.iter().any(Outcome::attempted) {
         dest.sync_complete(diff, &report)
             .map_err(|source| Error::SyncComplete {
                 adapter: diff.dest.clone(),
-                source,
+                source: source.into_cause(),
             })?;
     }
     let totals = report.totals();
@@ -582,24 +888,95 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
     Ok(report)
 }
 
-fn apply_to_store<S: Store + ?Sized>(store: &mut S, change: &mut Change<'_>) -> Result<()> {
+/// Every element's outcome, in sync order.
+fn report_elements(entries: &[(&DiffElement, Entry)], outcomes: &[Outcome], aborted: bool) -> Vec<ElementReport> {
+    // Derived outcomes follow the change they hang on.
+    let inherited = |dep: usize| match &outcomes[dep] {
+        Outcome::Skipped(SkipReason::Aborted) => Outcome::Skipped(SkipReason::Aborted),
+        o if o.is_ok() => Outcome::Pending,
+        _ => Outcome::Skipped(SkipReason::ParentFailed),
+    };
+    let mut out: Vec<ElementReport> = Vec::with_capacity(entries.len());
+    // A no-change element was reached unless the sync stopped before it: the
+    // next change after it was aborted, or there is none and the sync stopped.
+    let mut next_aborted = aborted;
+    let mut reached = vec![true; entries.len()];
+    for (pos, (_, entry)) in entries.iter().enumerate().rev() {
+        match entry {
+            Entry::Change(i) => next_aborted = outcomes[*i] == Outcome::Skipped(SkipReason::Aborted),
+            _ => reached[pos] = !next_aborted,
+        }
+    }
+    for (pos, (e, entry)) in entries.iter().enumerate() {
+        let outcome = match entry {
+            Entry::Change(i) => outcomes[*i].clone(),
+            Entry::Unchanged(dep) => match dep.map(inherited) {
+                Some(o) if o != Outcome::Pending => o,
+                _ if reached[pos] => Outcome::Unchanged,
+                _ => Outcome::Skipped(SkipReason::Aborted),
+            },
+            Entry::RemovedWith(dep) => match &outcomes[*dep] {
+                Outcome::Applied => Outcome::RemovedWithParent,
+                Outcome::Planned => Outcome::Planned,
+                _ => match inherited(*dep) {
+                    Outcome::Pending => Outcome::Skipped(SkipReason::ParentFailed),
+                    o => o,
+                },
+            },
+        };
+        out.push(ElementReport {
+            model_type: e.model_type.to_string(),
+            key: e.key.clone(),
+            action: e.action,
+            outcome,
+        });
+    }
+    out
+}
+
+/// Applies what the system took to the store, in order. Every applied
+/// change is recorded even after a store error (the system has them all);
+/// the first error is returned with the change it hit.
+fn apply_to_store<S: Store + ?Sized>(
+    store: &mut S,
+    changes: Vec<Change<'_>>,
+    outcomes: &[Outcome],
+) -> Option<(String, String, Error)> {
+    // A networked store may buffer these writes and flush them at once.
+    store.begin_batch();
+    let mut first = None;
+    for (mut change, outcome) in changes.into_iter().zip(outcomes) {
+        if *outcome != Outcome::Applied {
+            continue;
+        }
+        if let Err(err) = apply_change(store, &mut change)
+            && first.is_none()
+        {
+            first = Some((change.element.model_type.to_string(), change.element.key.clone(), err));
+        }
+    }
+    if let Err(err) = store.end_batch()
+        && first.is_none()
+    {
+        first = Some((String::new(), String::new(), err));
+    }
+    first
+}
+
+fn apply_change<S: Store + ?Sized>(store: &mut S, change: &mut Change<'_>) -> Result<()> {
     let e = change.element;
     match change.action {
-        Action::Create => {
-            let Some(model) = change.new_model.take() else {
-                return Ok(());
-            };
-            store.insert(model, change.parent)
-        }
+        Action::Create => match change.new_model.take() {
+            Some(model) => store.insert(model, change.parent),
+            None => Ok(()),
+        },
         Action::Update => match change.source {
             Some(src) => store.update_attributes(&e.model_type, &e.key, AttrSource::Model(src)),
             None => store.update_attributes(&e.model_type, &e.key, AttrSource::Values(&change.attrs)),
         },
-        Action::Delete => match store.remove(&e.model_type, &e.key, change.remove_children) {
-            // Already gone with a deleted parent.
-            Err(Error::NotFound { .. }) => Ok(()),
-            r => r,
-        },
+        // Children whose own delete did not apply stay, as parentless
+        // models the next diff sees; a SKIP_CHILDREN_ON_DELETE subtree goes.
+        Action::Delete => store.remove(&e.model_type, &e.key, change.remove_subtree),
         Action::NoChange => Ok(()),
     }
 }

@@ -155,7 +155,7 @@ fn natural_deletion_order_skips_parent_when_a_child_fails() {
     let dev = report.elements.iter().find(|e| e.key == "sfo-r1").unwrap();
     assert_eq!(
         dev.outcome,
-        diffsync::Outcome::Skipped(diffsync::SkipReason::DependencyFailed)
+        diffsync::Outcome::Skipped(diffsync::SkipReason::ChildFailed)
     );
 }
 
@@ -320,7 +320,7 @@ fn natural_order_children_still_wait_for_a_failed_ancestor() {
         let e = report.elements.iter().find(|e| e.key == key).unwrap();
         assert_eq!(
             e.outcome,
-            diffsync::Outcome::Skipped(diffsync::SkipReason::DependencyFailed),
+            diffsync::Outcome::Skipped(diffsync::SkipReason::ParentFailed),
             "{key}"
         );
     }

@@ -1,5 +1,6 @@
 //! Integration tests for diffsync, in one binary (link time matters on 2 cores).
 
+mod apply;
 mod compare;
 mod dynamic;
 mod flags;

@@ -13,7 +13,7 @@ fn continue_on_failure_skips_children_of_a_failed_parent() {
     let t = report.totals();
     assert_eq!((t.applied, t.failed, t.skipped), (8, 1, 1));
     let intf = report.elements.iter().find(|e| e.key == "lax-r1__eth0").unwrap();
-    assert_eq!(intf.outcome, Outcome::Skipped(SkipReason::DependencyFailed));
+    assert_eq!(intf.outcome, Outcome::Skipped(SkipReason::ParentFailed));
     let failed: Vec<_> = report.failures().map(|e| e.key.as_str()).collect();
     assert_eq!(failed, ["lax-r1"]);
     assert!(target.store.get_opt::<Site>("site", "lax").unwrap().is_some());
@@ -34,6 +34,7 @@ fn failure_without_continue_aborts_and_store_reflects_only_applied_changes() {
         key,
         message,
         report,
+        ..
     } = err
     else {
         panic!("expected SyncAborted, got {err}");
@@ -41,11 +42,23 @@ fn failure_without_continue_aborts_and_store_reflects_only_applied_changes() {
     assert_eq!((model_type.as_str(), key.as_str()), ("site", "lax"));
     assert!(message.contains("refused by backend"), "{message}");
     let t = report.totals();
-    assert_eq!((t.applied, t.failed, t.skipped), (4, 1, 5));
-    assert!(
-        report.elements[5..]
-            .iter()
-            .all(|e| e.outcome == Outcome::Skipped(SkipReason::Aborted))
+    assert_eq!((t.applied, t.failed, t.skipped, t.unchanged), (4, 1, 5, 1));
+    // The report lists every element: the failing one's children are
+    // "parent failed", the later ones "aborted".
+    let at = report.elements.iter().position(|e| e.key == "lax").unwrap();
+    let after: Vec<_> = report.elements[at + 1..]
+        .iter()
+        .map(|e| (e.key.as_str(), e.outcome.clone()))
+        .collect();
+    assert_eq!(
+        after,
+        [
+            ("lax-r1", Outcome::Skipped(SkipReason::ParentFailed)),
+            ("lax-r1__eth0", Outcome::Skipped(SkipReason::ParentFailed)),
+            ("sfo", Outcome::Skipped(SkipReason::Aborted)),
+            ("sfo-r1", Outcome::Skipped(SkipReason::Aborted)),
+            ("sfo-r1__eth0", Outcome::Skipped(SkipReason::Aborted)),
+        ]
     );
     // Applied before the failure: in the store. After it: not.
     assert!(
@@ -154,7 +167,8 @@ fn progress_reports_both_stages() {
         .filter(|p| p.stage == Stage::Sync)
         .map(|p| (p.current, p.total))
         .collect();
-    assert_eq!(sync, (1..=10).map(|i| (i, 10)).collect::<Vec<_>>());
+    // Every element of the diff counts, the no-change site `nyc` first.
+    assert_eq!(sync, (2..=11).map(|i| (i, 11)).collect::<Vec<_>>());
 }
 
 #[test]
@@ -181,9 +195,12 @@ fn loaded_diff_into_a_store_without_the_type_is_an_error_and_changes_nothing() {
     let mut target = sys_a();
     target.store = diffsync::LocalStore::new("bare");
     let err = target.sync_diff(&diff, &mut Options::new()).unwrap_err();
-    assert!(err.to_string().contains("not registered"), "{err}");
-    assert!(err.to_string().contains("nyc-r1__eth2"), "{err}");
+    assert!(
+        matches!(&err, Error::InvalidDiff { model_type, key, .. } if model_type == "site" && key == "nyc"),
+        "{err}"
+    );
     assert!(target.log.is_empty());
+    assert_eq!(target.store.count_all(), 0);
 }
 
 #[test]

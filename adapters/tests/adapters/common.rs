@@ -51,7 +51,7 @@ pub struct Interface {
 }
 
 impl diffsync::IdPart for Text {
-    fn write_id(&self, out: &mut String) {
+    fn write_text(&self, out: &mut String) {
         out.push_str(&self.0)
     }
 }

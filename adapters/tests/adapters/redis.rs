@@ -140,7 +140,11 @@ fn a_sync_whose_flush_fails_reports_it_and_writes_nothing() {
     drop(server);
     let err = target.sync_from(&inventory("cmdb", 2, 1)).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, Error::Store { .. }), "{msg}");
+    let Error::StoreApply { source, report, .. } = err else {
+        panic!("{msg}")
+    };
+    assert!(matches!(*source, Error::Store { .. }), "{msg}");
+    assert!(report.totals().applied > 0, "the report tells what the hooks applied");
     assert!(
         msg.contains("nothing of this sync was written") && msg.contains("call refresh()"),
         "{msg}"

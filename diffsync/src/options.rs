@@ -1,0 +1,82 @@
+//! Options of a diff or sync: flags, sibling order, dry run, progress.
+//! The diff layer reads them as well as the sync, so they stand alone.
+
+use serde::{Deserialize, Serialize};
+
+use crate::diff::ChildOrder;
+use crate::flags::DiffFlags;
+
+/// Which phase a progress report is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Stage {
+    /// Computing the diff (`total` = models in both stores).
+    Diff,
+    /// Applying changes (`total` = elements of the diff, the sync report's length).
+    Sync,
+}
+
+/// A progress report: `current` of `total` done in `stage`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The phase.
+    pub stage: Stage,
+    /// Done so far.
+    pub current: usize,
+    /// Expected in all.
+    pub total: usize,
+}
+
+/// Options of a diff or sync. Build with the methods:
+///
+/// ```
+/// use diffsync::{ChildOrder, DiffFlags, Options};
+///
+/// let mut seen = 0;
+/// let mut on_progress = |_p: diffsync::Progress| seen += 1;
+/// let opts = Options::new()
+///     .flags(DiffFlags::CONTINUE_ON_FAILURE)
+///     .order("interface", ChildOrder::ByKey)
+///     .dry_run(true)
+///     .progress(&mut on_progress);
+/// assert!(opts.is_dry_run());
+/// ```
+#[derive(Default)]
+pub struct Options<'a> {
+    pub(crate) flags: DiffFlags,
+    pub(crate) order: Vec<(String, ChildOrder)>,
+    pub(crate) dry_run: bool,
+    pub(crate) progress: Option<&'a mut dyn FnMut(Progress)>,
+}
+
+impl<'a> Options<'a> {
+    /// Default options: no flags, insertion order, real sync, no progress.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the flags.
+    pub fn flags(mut self, flags: DiffFlags) -> Self {
+        self.flags = flags;
+        self
+    }
+    /// Orders the siblings of `model_type` in the diff (and so in the sync).
+    pub fn order(mut self, model_type: impl Into<String>, order: ChildOrder) -> Self {
+        self.order.push((model_type.into(), order));
+        self
+    }
+    /// Plans the sync and reports it without calling hooks or changing the store.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+    /// Calls `f` with progress (at most about a thousand times per stage, and at the end).
+    pub fn progress(mut self, f: &'a mut dyn FnMut(Progress)) -> Self {
+        self.progress = Some(f);
+        self
+    }
+    /// Whether this is a dry run.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+}

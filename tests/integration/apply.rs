@@ -1,0 +1,602 @@
+//! The apply path keeps the store equal to the system whatever fails: no
+//! cascade past a surviving child, creates of the destination's type, a
+//! pre-check before any hook, three kinds of hook failure, a complete report.
+
+use std::sync::Arc;
+
+use diffsync::{
+    Action, Adapter, Batch, Change, Diff, DiffFlags, DiffModel, DynModel, Error, HookError, LocalStore, MemoryAdapter,
+    ModelFlags, ModelSchema, Options, Outcome, SkipReason,
+};
+use diffsync_tests::{Device, Interface, Inventory, Site, sys_a, sys_b};
+use serde_json::json;
+
+fn outcome_of<'r>(report: &'r diffsync::SyncReport, key: &str) -> &'r Outcome {
+    &report.elements.iter().find(|e| e.key == key).unwrap().outcome
+}
+
+#[test]
+fn a_child_whose_delete_failed_stays_in_the_store_and_is_retried() {
+    let source = sys_b();
+    let mut target = sys_a().fail_on("interface", "sfo-r1__eth0");
+    let report = target
+        .sync_from_with(&source, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        .unwrap();
+    assert!(matches!(outcome_of(&report, "sfo-r1__eth0"), Outcome::Failed(_)));
+    assert_eq!(*outcome_of(&report, "sfo"), Outcome::Applied);
+    // The system still holds the interface, so the store does, without a parent.
+    let intf = target.store.get::<Interface>("interface", "sfo-r1__eth0").unwrap();
+    assert_eq!(intf.description, "uplink");
+    assert_eq!(target.store.parent_of("interface", "sfo-r1__eth0").unwrap(), None);
+    // The next diff shows exactly that delete, and the next sync does it.
+    let diff = target.diff_from(&source).unwrap();
+    let left: Vec<_> = diff
+        .iter()
+        .map(|(e, _)| (e.model_type.as_ref(), e.key.as_str(), e.action))
+        .collect();
+    assert_eq!(left, [("interface", "sfo-r1__eth0", Action::Delete)]);
+    target.fail.clear();
+    target.sync_from(&source).unwrap();
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+    assert_eq!(target.store.count("interface"), 3);
+}
+
+#[test]
+fn children_not_reached_by_an_aborted_sync_stay_in_the_store() {
+    let source = sys_b();
+    // sfo's delete applies, then its device's delete fails and stops the sync:
+    // the interface under it was never deleted from the system.
+    let mut target = sys_a().fail_on("device", "sfo-r1");
+    let err = target.sync_from(&source).unwrap_err();
+    let Error::SyncAborted { report, .. } = err else {
+        panic!("{err}")
+    };
+    assert_eq!(*outcome_of(&report, "sfo"), Outcome::Applied);
+    assert_eq!(
+        *outcome_of(&report, "sfo-r1__eth0"),
+        Outcome::Skipped(SkipReason::ParentFailed)
+    );
+    assert!(target.store.get_opt::<Site>("site", "sfo").unwrap().is_none());
+    assert!(target.store.get_opt::<Device>("device", "sfo-r1").unwrap().is_some());
+    assert!(
+        target
+            .store
+            .get_opt::<Interface>("interface", "sfo-r1__eth0")
+            .unwrap()
+            .is_some()
+    );
+    let s = target.diff_from(&source).unwrap().summary();
+    assert_eq!(
+        (s.create, s.update, s.delete),
+        (0, 0, 2),
+        "device and interface are left"
+    );
+}
+
+#[test]
+fn an_ignored_child_of_a_deleted_parent_stays() {
+    let source = sys_b();
+    let mut target = sys_a();
+    let mut dev = target.store.get::<Device>("device", "sfo-r1").unwrap().clone();
+    dev.flags = ModelFlags::IGNORE;
+    target.store.update(dev).unwrap();
+    target.sync_from(&source).unwrap();
+    assert!(target.store.get_opt::<Site>("site", "sfo").unwrap().is_none());
+    assert!(target.store.get_opt::<Device>("device", "sfo-r1").unwrap().is_some());
+    assert!(
+        target
+            .store
+            .get_opt::<Interface>("interface", "sfo-r1__eth0")
+            .unwrap()
+            .is_some()
+    );
+    // Still ignored by the next diff, and counted as skipped there.
+    let s = target.diff_from(&source).unwrap().summary();
+    assert_eq!((s.create, s.update, s.delete, s.skip), (0, 0, 0, 1));
+}
+
+#[test]
+fn skip_children_on_delete_removes_the_subtree_and_reports_it() {
+    let source = sys_b();
+    let mut target = sys_a();
+    let mut dev = target.store.get::<Device>("device", "sfo-r1").unwrap().clone();
+    dev.flags = ModelFlags::SKIP_CHILDREN_ON_DELETE;
+    target.store.update(dev).unwrap();
+    let report = target.sync_from(&source).unwrap();
+    assert_eq!(*outcome_of(&report, "sfo-r1"), Outcome::Applied);
+    assert_eq!(*outcome_of(&report, "sfo-r1__eth0"), Outcome::RemovedWithParent);
+    assert!(!target.log.iter().any(|l| l.contains("sfo-r1__eth0")));
+    assert!(
+        target
+            .store
+            .get_opt::<Interface>("interface", "sfo-r1__eth0")
+            .unwrap()
+            .is_none()
+    );
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+}
+
+fn schema(value: serde_json::Value) -> Arc<ModelSchema> {
+    Arc::new(serde_json::from_value(value).unwrap())
+}
+
+#[test]
+fn a_create_builds_the_destinations_model_type() {
+    // Per-side attribute sets: the source knows `owner`, the destination has
+    // `mtu` with a default and ignores its own type's flags nowhere else.
+    let src_schema = schema(json!({
+        "name": "port", "identifiers": [{"name": "name", "kind": "string"}],
+        "attributes": [{"name": "descr", "kind": "string"}, {"name": "owner", "kind": "string"}],
+    }));
+    let dst_schema = schema(json!({
+        "name": "port", "identifiers": [{"name": "name", "kind": "string"}],
+        "attributes": [{"name": "descr", "kind": "string"}, {"name": "mtu", "kind": "integer", "default": 1500}],
+        "flags": "SKIP_UNMATCHED_DST",
+    }));
+    let mut source = MemoryAdapter::new("src", &["port"]);
+    source.store.register_dyn(src_schema.clone()).unwrap();
+    let p = DynModel::from_json(&src_schema, json!({"name": "p1", "descr": "up", "owner": "ops"})).unwrap();
+    source
+        .store
+        .add(p.with_flags(ModelFlags::NATURAL_DELETION_ORDER))
+        .unwrap();
+    let mut target = MemoryAdapter::new("dst", &["port"]);
+    target.store.register_dyn(dst_schema.clone()).unwrap();
+    target.sync_from(&source).unwrap();
+
+    let created = target.store.get::<DynModel>("port", "p1").unwrap();
+    assert!(Arc::ptr_eq(created.shared_schema(), &dst_schema));
+    let attrs = DiffModel::attributes(created);
+    assert_eq!(
+        serde_json::to_value(&attrs).unwrap(),
+        json!({"descr": "up", "mtu": 1500})
+    );
+    assert_eq!(DiffModel::flags(created), ModelFlags::SKIP_UNMATCHED_DST);
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+}
+
+#[test]
+fn a_create_of_a_derived_model_resets_local_fields_and_instance_flags() {
+    let mut source = MemoryAdapter::new("src", &["site"]);
+    source
+        .store
+        .add(Site {
+            name: "nyc".into(),
+            region: "east".into(),
+        })
+        .unwrap();
+    let dev = Device {
+        name: "r1".into(),
+        role: "edge".into(),
+        serial: None,
+        db_pk: 77,
+        flags: ModelFlags::NATURAL_DELETION_ORDER,
+    };
+    source.store.add_child("site", "nyc", dev).unwrap();
+    let mut target = MemoryAdapter::new("dst", &["site"]);
+    target.sync_from(&source).unwrap();
+    let created = target.store.get::<Device>("device", "r1").unwrap();
+    assert_eq!((created.db_pk, created.flags), (0, ModelFlags::empty()));
+    assert_eq!(created.role, "edge");
+}
+
+/// An inventory where interface `moved__eth0` sits under device `owner`.
+fn with_moved(name: &str, owner: &str) -> Inventory {
+    let mut inv = Inventory::new(
+        name,
+        &[("nyc", "east", &[("a", "router", None, &[]), ("b", "router", None, &[])])],
+    );
+    let intf = Interface {
+        device_name: "moved".into(),
+        name: "eth0".into(),
+        description: "x".into(),
+        mtu: 1500,
+    };
+    inv.store.add_child("device", owner, intf).unwrap();
+    inv
+}
+
+#[test]
+fn a_move_whose_delete_comes_first_applies_in_one_run() {
+    let source = with_moved("src", "b");
+    let mut target = with_moved("dst", "a");
+    let report = target.sync_from(&source).unwrap();
+    let intf: Vec<_> = report.elements.iter().filter(|e| e.model_type == "interface").collect();
+    assert_eq!((intf[0].action, &intf[0].outcome), (Action::Delete, &Outcome::Applied));
+    assert_eq!((intf[1].action, &intf[1].outcome), (Action::Create, &Outcome::Applied));
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+    assert_eq!(
+        target.store.parent_of("interface", "moved__eth0").unwrap(),
+        Some(("device", "b"))
+    );
+
+    // If that delete fails, the create waits for it.
+    let mut target = with_moved("dst", "a").fail_on("interface", "moved__eth0");
+    let report = target
+        .sync_from_with(&source, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        .unwrap();
+    let create = report.elements.iter().rfind(|e| e.key == "moved__eth0").unwrap();
+    assert_eq!(create.outcome, Outcome::Skipped(SkipReason::DependencyFailed));
+    assert_eq!(
+        target.store.parent_of("interface", "moved__eth0").unwrap(),
+        Some(("device", "a"))
+    );
+}
+
+#[test]
+fn a_create_of_an_existing_key_fails_that_element_before_any_hook() {
+    // A move whose create comes first: it finds the key taken and fails
+    // alone; the delete applies, and the next run finishes the move.
+    let source = with_moved("src", "a");
+    let mut target = with_moved("dst", "b");
+    let report = target
+        .sync_from_with(&source, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        .unwrap();
+    let intf: Vec<_> = report
+        .elements
+        .iter()
+        .filter(|e| e.model_type == "interface")
+        .map(|e| (e.action, e.outcome.clone()))
+        .collect();
+    assert!(
+        matches!(&intf[0], (Action::Create, Outcome::Failed(m)) if m.contains("already exists")),
+        "{intf:?}"
+    );
+    assert_eq!(intf[1], (Action::Delete, Outcome::Applied));
+    assert!(!target.log.iter().any(|l| l.starts_with("create")), "{:?}", target.log);
+    target.sync_from(&source).unwrap();
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+    assert_eq!(
+        target.store.parent_of("interface", "moved__eth0").unwrap(),
+        Some(("device", "a"))
+    );
+}
+
+fn loaded(diff: &Diff) -> Diff {
+    serde_json::from_str(&serde_json::to_string(diff).unwrap()).unwrap()
+}
+
+#[test]
+fn a_loaded_diff_that_does_not_fit_the_store_is_refused_before_any_hook() {
+    let diff = sys_a().diff_from(&sys_b()).unwrap();
+    type Edit = fn(&mut Diff);
+    let cases: [(&str, Edit); 4] = [
+        ("key disagrees with identifiers", |d| {
+            let e = d.elements.iter_mut().find(|e| e.key == "lax").unwrap();
+            e.identifiers.insert("name".into(), json!("other"));
+        }),
+        ("delete of a missing key", |d| {
+            let e = d.elements.iter_mut().find(|e| e.key == "sfo").unwrap();
+            e.key = "gone".into();
+            e.identifiers.insert("name".into(), json!("gone"));
+        }),
+        ("update of a missing key", |d| {
+            let dev = &mut d.elements.iter_mut().find(|e| e.key == "nyc").unwrap().children[0];
+            dev.key = "nyc-r9".into();
+            dev.identifiers.insert("name".into(), json!("nyc-r9"));
+        }),
+        ("create under a missing parent", |d| {
+            let site = d.elements.iter_mut().find(|e| e.key == "lax").unwrap();
+            site.action = Action::NoChange;
+        }),
+    ];
+    for (what, edit) in cases {
+        let mut d = loaded(&diff);
+        edit(&mut d);
+        let mut target = sys_a();
+        let before = target.store.clone();
+        let err = target.sync_diff(&d, &mut Options::new()).unwrap_err();
+        assert!(matches!(err, Error::InvalidDiff { .. }), "{what}: {err}");
+        assert!(target.log.is_empty(), "{what}: no hook ran");
+        assert!(
+            !MemoryAdapter::with_store("x", &["site"], before)
+                .diff_from(&target)
+                .unwrap()
+                .has_diffs()
+        );
+    }
+}
+
+/// An adapter whose hooks fail as told per key: `soft:`, `fatal:`, `panic:`, `err:`.
+struct Scripted {
+    store: LocalStore,
+    script: Vec<(String, &'static str)>,
+    calls: Vec<String>,
+    completed: usize,
+}
+
+impl Scripted {
+    fn new(inv: Inventory, script: &[(&str, &'static str)]) -> Self {
+        Scripted {
+            store: inv.store,
+            script: script.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            calls: Vec::new(),
+            completed: 0,
+        }
+    }
+    fn run(&mut self, change: &Change<'_>) -> Result<(), HookError> {
+        self.calls.push(format!("{} {}", change.action, change.key()));
+        match self.script.iter().find(|(k, _)| k == change.key()).map(|(_, v)| *v) {
+            Some("soft") => Err(HookError::soft("busy")),
+            Some("fatal") => Err(HookError::fatal("link down")),
+            Some("panic") => panic!("hook bug"),
+            Some(_) => Err("refused".into()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Adapter for Scripted {
+    type Store = LocalStore;
+    fn name(&self) -> &str {
+        "scripted"
+    }
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
+    fn top_level(&self) -> Vec<&str> {
+        vec!["site"]
+    }
+    fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        self.run(change)
+    }
+    fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        self.run(change)
+    }
+    fn delete(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        self.run(change)
+    }
+    fn sync_complete(&mut self, _: &Diff, _: &diffsync::SyncReport) -> Result<(), HookError> {
+        self.completed += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_soft_failure_skips_children_and_the_sync_goes_on() {
+    let mut target = Scripted::new(sys_a(), &[("lax", "soft")]);
+    let report = target.sync_from(&sys_b()).unwrap();
+    assert_eq!(*outcome_of(&report, "lax"), Outcome::SoftFailed("busy".into()));
+    assert_eq!(
+        *outcome_of(&report, "lax-r1"),
+        Outcome::Skipped(SkipReason::ParentFailed)
+    );
+    assert_eq!(*outcome_of(&report, "sfo"), Outcome::Applied);
+    assert_eq!(target.completed, 1);
+    assert_eq!(report.totals().soft_failed, 1);
+}
+
+#[test]
+fn sync_complete_runs_even_when_every_change_soft_failed() {
+    let script: Vec<(&str, &'static str)> = ["nyc-r1", "nyc-r1__eth0", "nyc-r1__eth2", "nyc-r1__eth1", "lax", "sfo"]
+        .iter()
+        .map(|k| (*k, "soft"))
+        .collect();
+    let mut target = Scripted::new(sys_a(), &script);
+    let report = target.sync_from(&sys_b()).unwrap();
+    assert_eq!(report.totals().applied, 0);
+    assert_eq!(target.completed, 1);
+    let left = target.diff_from(&sys_b()).unwrap();
+    assert_eq!(left.elements, sys_a().diff_from(&sys_b()).unwrap().elements);
+}
+
+#[test]
+fn a_fatal_failure_stops_even_with_continue_on_failure() {
+    let mut target = Scripted::new(sys_a(), &[("nyc-r1__eth0", "fatal")]);
+    let err = target
+        .sync_from_with(&sys_b(), &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        .unwrap_err();
+    let Error::SyncAborted { key, report, cause, .. } = err else {
+        panic!("{err}")
+    };
+    assert_eq!(key, "nyc-r1__eth0");
+    assert_eq!(cause.unwrap().to_string(), "link down");
+    assert_eq!(*outcome_of(&report, "nyc-r1__eth0"), Outcome::Fatal("link down".into()));
+    assert_eq!(*outcome_of(&report, "lax"), Outcome::Skipped(SkipReason::Aborted));
+    assert_eq!(target.completed, 0);
+    assert_eq!(target.calls, ["update nyc-r1", "update nyc-r1__eth0"]);
+}
+
+#[test]
+fn a_panicking_hook_leaves_the_store_with_what_applied_before_it() {
+    let source = sys_b();
+    let mut target = Scripted::new(sys_a(), &[("lax", "panic")]);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.sync_from(&source)));
+    assert!(caught.is_err(), "the panic goes on to the caller");
+    // The four changes before `lax` are in the store; nothing after it.
+    assert_eq!(target.calls.len(), 5);
+    let store = &target.store;
+    assert_eq!(store.get::<Device>("device", "nyc-r1").unwrap().role, "edge");
+    assert!(
+        store
+            .get_opt::<Interface>("interface", "nyc-r1__eth2")
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_opt::<Interface>("interface", "nyc-r1__eth1")
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.get_opt::<Site>("site", "sfo").unwrap().is_some());
+    let s = target.diff_from(&source).unwrap().summary();
+    assert_eq!((s.create, s.update, s.delete), (3, 0, 3));
+}
+
+/// A transactional batch hook: stages each change and fails at one key.
+struct Transactional {
+    store: LocalStore,
+    fail_at: &'static str,
+    panic: bool,
+}
+
+impl Adapter for Transactional {
+    type Store = LocalStore;
+    fn name(&self) -> &str {
+        "tx"
+    }
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
+    fn top_level(&self) -> Vec<&str> {
+        vec!["site"]
+    }
+    fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
+        for i in 0..batch.len() {
+            if !batch.should_apply(i) {
+                continue;
+            }
+            if batch.changes()[i].key() == self.fail_at {
+                if self.panic {
+                    panic!("driver bug");
+                }
+                batch.set_outcome(i, Err("constraint violated".into()));
+                return Err("transaction rolled back".into());
+            }
+            batch.stage(i);
+        }
+        batch.commit_staged();
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_batch_names_the_change_and_rolls_back_the_others() {
+    for panic in [false, true] {
+        let source = sys_b();
+        let mut target = Transactional {
+            store: sys_a().store,
+            fail_at: "lax-r1",
+            panic,
+        };
+        let before = target.diff_from(&source).unwrap();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.sync_from(&source)));
+        assert_eq!(target.diff_from(&source).unwrap(), before, "nothing applied");
+        if panic {
+            assert!(run.is_err());
+            continue;
+        }
+        let err = run.unwrap().unwrap_err();
+        let Error::SyncAborted {
+            model_type,
+            key,
+            message,
+            report,
+            ..
+        } = err
+        else {
+            panic!("{err}")
+        };
+        assert_eq!((model_type.as_str(), key.as_str()), ("device", "lax-r1"));
+        assert_eq!(message, "constraint violated; transaction rolled back");
+        let outcomes: Vec<_> = report
+            .elements
+            .iter()
+            .map(|e| (e.key.as_str(), e.outcome.clone()))
+            .collect();
+        let mut expected = vec![("nyc", Outcome::Unchanged)];
+        for k in ["nyc-r1", "nyc-r1__eth0", "nyc-r1__eth2", "nyc-r1__eth1", "lax"] {
+            expected.push((k, Outcome::RolledBack));
+        }
+        expected.push(("lax-r1", Outcome::Failed("constraint violated".into())));
+        expected.push(("lax-r1__eth0", Outcome::Skipped(SkipReason::ParentFailed)));
+        for k in ["sfo", "sfo-r1", "sfo-r1__eth0"] {
+            expected.push((k, Outcome::Skipped(SkipReason::Aborted)));
+        }
+        assert_eq!(outcomes, expected);
+    }
+}
+
+#[test]
+fn unknown_top_level_type_is_an_error_listing_the_known_ones() {
+    let source = sys_b();
+    let target = MemoryAdapter::with_store("typo", &["sites"], sys_a().store);
+    let err = target.diff_from(&source).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"unknown top-level model type "sites" in adapter "typo"; known types: [device, interface, site]"#
+    );
+}
+
+#[derive(DiffModel, Clone, Debug, PartialEq)]
+#[diffsync(name = "node", children(Node))]
+struct Node {
+    #[diffsync(id)]
+    name: String,
+    label: String,
+}
+
+fn chain(name: &str, len: usize, label: &str) -> MemoryAdapter {
+    let mut a = MemoryAdapter::new(name, &["node"]);
+    let mut parent = a.store.add(Node {
+        name: "n0".into(),
+        label: label.into(),
+    });
+    for i in 1..len {
+        let node = Node {
+            name: format!("n{i}"),
+            label: label.into(),
+        };
+        parent = a.store.add_under(parent.unwrap(), node);
+    }
+    parent.unwrap();
+    a
+}
+
+#[test]
+fn a_self_referencing_type_has_only_its_parentless_models_as_roots() {
+    let source = chain("src", 3, "x");
+    let mut target = MemoryAdapter::new("dst", &["node"]);
+    let diff = target.diff_from(&source).unwrap();
+    let shape: Vec<_> = diff.iter().map(|(e, depth)| (e.key.as_str(), depth)).collect();
+    assert_eq!(shape, [("n0", 0), ("n1", 1), ("n2", 2)]);
+    assert_eq!(diff.summary().create, 3);
+    target.sync_from(&source).unwrap();
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+    assert_eq!(target.store.parent_of("node", "n2").unwrap(), Some(("node", "n1")));
+    let changed = chain("src", 3, "y");
+    assert_eq!(target.diff_from(&changed).unwrap().summary().update, 3);
+}
+
+#[test]
+fn ids_that_join_to_the_same_text_are_different_models() {
+    let s = schema(json!({
+        "name": "pair", "identifiers": [{"name": "a", "optional": true}, {"name": "b"}],
+        "attributes": [{"name": "v", "kind": "integer"}],
+    }));
+    let mut store = LocalStore::new("t");
+    store.register_dyn(s.clone()).unwrap();
+    let rows = [
+        json!({"a": "a__b", "b": "c", "v": 1}),
+        json!({"a": "a", "b": "b__c", "v": 2}),
+        json!({"a": null, "b": "x", "v": 3}),
+        json!({"a": "None", "b": "x", "v": 4}),
+        json!({"a": 1, "b": "x", "v": 5}),
+        json!({"a": "1", "b": "x", "v": 6}),
+    ];
+    for r in &rows {
+        store.add(DynModel::from_json(&s, r.clone()).unwrap()).unwrap();
+    }
+    assert_eq!(store.count("pair"), rows.len());
+    let mut keys: Vec<String> = store.get_all_dyn("pair").map(|m| m.unique_id()).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), rows.len(), "{keys:?}");
+    // An update meant for one goes to that one only.
+    let mut target = MemoryAdapter::with_store("dst", &["pair"], store.clone());
+    let mut source = MemoryAdapter::with_store("src", &["pair"], store);
+    let m = DynModel::from_json(&s, json!({"a": "a", "b": "b__c", "v": 20})).unwrap();
+    source.store.update(m).unwrap();
+    let diff = target.diff_from(&source).unwrap();
+    assert_eq!(diff.summary().update, 1);
+    assert_eq!(diff.to_string(), "pair\n  pair: a__b__c\n    v    src(20)    dst(2)");
+    target.sync_from(&source).unwrap();
+    let v = |k: &str| DiffModel::attributes(target.store.get::<DynModel>("pair", k).unwrap())["v"].clone();
+    assert_eq!((v(r#"a__"b__c""#), v(r#""a__b"__c"#)), (json!(20), json!(1)));
+}
