@@ -118,10 +118,19 @@ pub(crate) fn diff(src: &Side<'_>, dst: &Side<'_>, opts: &mut Options<'_>) -> Re
         let dty = dst.store.table_index(ty);
         let s_slots = parentless(src.store, sty);
         let d_slots = parentless(dst.store, dty);
-        if i >= roots.len() && s_slots.is_empty() && d_slots.is_empty() {
+        let orphans = i >= roots.len();
+        if orphans && s_slots.is_empty() && d_slots.is_empty() {
             continue;
         }
-        diff.unchanged += diff_top(&mut ctx, sty, &s_slots, dty, &d_slots, &mut diff.elements)?;
+        let start = diff.elements.len();
+        diff.unchanged += diff_top(&mut ctx, sty, &s_slots, dty, &d_slots, !orphans, &mut diff.elements)?;
+        if orphans {
+            // Orphans of different former parents are no siblings: a
+            // shortname would not tell them apart, the unique id does.
+            for e in &mut diff.elements[start..] {
+                e.shortname = None;
+            }
+        }
     }
     diff.skipped = ctx.skipped;
     if let Some(p) = ctx.progress.as_mut() {
@@ -270,7 +279,13 @@ fn match_lists(
 
 /// Diffs two sibling lists (slots of one model type); appends elements to `out`
 /// and returns the number of unchanged models not materialized.
-fn diff_lists(ctx: &mut Ctx<'_, '_>, s: List<'_>, d: List<'_>, out: &mut Vec<DiffElement>) -> Result<usize> {
+fn diff_lists(
+    ctx: &mut Ctx<'_, '_>,
+    s: List<'_>,
+    d: List<'_>,
+    siblings: bool,
+    out: &mut Vec<DiffElement>,
+) -> Result<usize> {
     let (sty, dty) = (s.ty, d.ty);
     check_identifiers(ctx, table(ctx.src, sty), table(ctx.dst, dty))?;
     let start = out.len();
@@ -284,7 +299,9 @@ fn diff_lists(ctx: &mut Ctx<'_, '_>, s: List<'_>, d: List<'_>, out: &mut Vec<Dif
         }
         Ok(())
     })?;
-    check_shortnames(&out[start..])?;
+    if siblings {
+        check_shortnames(&out[start..])?;
+    }
     Ok(unchanged)
 }
 
@@ -297,6 +314,7 @@ fn diff_top(
     s_slots: &[u32],
     dty: Option<u32>,
     d_slots: &[u32],
+    siblings: bool,
     out: &mut Vec<DiffElement>,
 ) -> Result<usize> {
     #[cfg(feature = "parallel")]
@@ -309,10 +327,12 @@ fn diff_top(
         })?;
         let start = out.len();
         let unchanged = parallel::diff_pairs(ctx, sty, dty, &pairs, out)?;
-        check_shortnames(&out[start..])?;
+        if siblings {
+            check_shortnames(&out[start..])?;
+        }
         return Ok(unchanged);
     }
-    diff_lists(ctx, top(sty, s_slots), top(dty, d_slots), out)
+    diff_lists(ctx, top(sty, s_slots), top(dty, d_slots), siblings, out)
 }
 
 fn top(ty: Option<u32>, slots: &[u32]) -> List<'_> {
@@ -481,7 +501,7 @@ fn diff_pair(
         if s_list.slots.is_empty() && d_list.slots.is_empty() {
             continue;
         }
-        child_unchanged += diff_lists(ctx, s_list, d_list, &mut children)?;
+        child_unchanged += diff_lists(ctx, s_list, d_list, true, &mut children)?;
     }
     if both && let (Some(st), Some(dt)) = (st, dt) {
         for name in dt.schema.children.iter().filter(|c| st.schema.child_index(c).is_none()) {
