@@ -93,14 +93,53 @@
 //!
 //! # Sync
 //! A sync orders the changes (parents first; deletes per
-//! [`ModelFlags::NATURAL_DELETION_ORDER`]), calls the destination's hooks,
-//! applies what succeeded to the destination store and returns a
-//! [`SyncReport`]. A failed parent skips its children. [`DiffFlags`] and
-//! [`Options`] control failures, skips, ordering, dry runs and progress.
+//! [`ModelFlags::NATURAL_DELETION_ORDER`]), checks them against the
+//! destination store before any hook runs, calls the destination's hooks,
+//! applies what the system took to the destination store and returns a
+//! [`SyncReport`] listing every element of the diff with its [`Outcome`].
+//! A hook fails in one of three ways ([`HookError`]): recoverable (stops
+//! the sync unless `CONTINUE_ON_FAILURE`), soft (never stops it) or fatal
+//! (always stops it); a failed parent skips its children. Whatever fails —
+//! a hook, a whole batch, a panic — the store holds exactly what the system
+//! took, so the next diff shows exactly the unfinished work. [`DiffFlags`]
+//! and [`Options`] control failures, skips, ordering, dry runs and progress.
+//!
+//! # Differences from the Python library
+//! Meanings (flags, summary counts, hook order, text and dict renders)
+//! follow the Python `diffsync`. Where it loses track of the system, this
+//! crate deliberately does not:
+//! - **Orphans stay visible.** When a parent's delete applies but a child's
+//!   own delete does not (it failed, soft-failed, was skipped by `IGNORE` or
+//!   `SKIP_UNMATCHED_DST`, or the sync stopped first), the child stays in the
+//!   store without a parent, and the next diff shows it at the top level of
+//!   the diff, so the next sync deletes it. The Python library removes the
+//!   whole subtree from its store, so the next diff never sees those models
+//!   again although the system holds them. `SKIP_CHILDREN_ON_DELETE` still
+//!   removes the subtree (the system removed it).
+//! - **A failed child holds back a natural-order delete.** With
+//!   `NATURAL_DELETION_ORDER` a parent's delete waits for its children's;
+//!   if one does not apply, the parent is not deleted (reported "child
+//!   failed"), as the system still needs it.
+//! - **Unique ids are injective.** The Python library joins identifier text
+//!   with `__`, so `("a__b", "c")` and `("a", "b__c")`, or `None` and
+//!   `"None"`, are one key. Here the stored key quotes a string that could be
+//!   misread (see [`IdPart`]); the readable `a__b` form is kept for display,
+//!   the text render and [`Diff::to_python_dict`].
+//! - **A create stores the destination's model type**: the destination's
+//!   schema, attribute defaults and flags, local-only fields at their
+//!   default, not a copy of the source object.
+//! - **Plans are checked first.** A loaded or edited diff that does not fit
+//!   the destination store is refused before any hook runs
+//!   ([`Error::InvalidDiff`]); a create of a key the store already holds
+//!   fails that element, as the reference's pre-check does.
+//! - **Only parentless models are roots**, so a type may be its own child
+//!   (`children(Node)`), and a top-level type name no store knows is an
+//!   error ([`Error::UnknownModelType`]), not an empty diff.
 
 extern crate self as diffsync;
 
 mod adapter;
+mod compare;
 pub mod diff;
 mod differ;
 mod error;

@@ -225,36 +225,10 @@ impl<T: DiffModel> ModelVec for TypedVec<T> {
         }
     }
     fn attrs_equal(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> bool {
-        let (Some(a), Some(b)) = (self.get(slot), other.get(oslot)) else {
-            return false;
-        };
-        match (a.downcast_ref::<T>(), b.downcast_ref::<T>()) {
-            (Some(a), Some(b)) => a.attributes_equal(b),
-            _ => value_changes(a, b).is_empty(),
-        }
+        crate::compare::attrs_equal(self, slot, other, oslot)
     }
     fn changes(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> Vec<(Cow<'static, str>, Value, Value)> {
-        let (Some(a), Some(b)) = (self.get(slot), other.get(oslot)) else {
-            return Vec::new();
-        };
-        match (a.downcast_ref::<T>(), b.downcast_ref::<T>()) {
-            (Some(ta), Some(tb)) => {
-                let mut idx = Vec::new();
-                ta.changed_attributes(tb, &mut idx);
-                let schema = DiffModel::schema(ta);
-                idx.into_iter()
-                    .map(|i| {
-                        let name = &schema.attributes[i].name;
-                        (
-                            name.clone(),
-                            ta.attribute(name).unwrap_or(Value::Null),
-                            tb.attribute(name).unwrap_or(Value::Null),
-                        )
-                    })
-                    .collect()
-            }
-            _ => value_changes(a, b),
-        }
+        crate::compare::changes(self, slot, other, oslot)
     }
     fn clone_box(&self) -> Box<dyn ModelVec> {
         Box::new(TypedVec(self.0.clone()))
@@ -279,21 +253,6 @@ fn to_typed<T: DiffModel>(model: Box<dyn AnyModel>, schema: &SchemaRef) -> Resul
         stored: std::any::type_name::<T>().into(),
         requested: "another type".into(),
     })
-}
-
-/// Changes between two models of different Rust types: only attributes both
-/// sides have are compared, using the source side's comparison mode.
-fn value_changes(src: &dyn AnyModel, dst: &dyn AnyModel) -> Vec<(Cow<'static, str>, Value, Value)> {
-    let mut out = Vec::new();
-    for f in src.schema().attributes.iter() {
-        let (Some(a), Some(b)) = (src.attribute(&f.name), dst.attribute(&f.name)) else {
-            continue;
-        };
-        if !crate::model::cmp::values(f.compare, &a, &b) {
-            out.push((f.name.clone(), a, b));
-        }
-    }
-    out
 }
 
 #[doc(hidden)]
