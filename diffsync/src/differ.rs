@@ -6,14 +6,14 @@
 //! for a model that changed or has changed descendants; unchanged subtrees are
 //! counted, not materialized.
 
-use hashbrown::HashSet;
+use hashbrown::{HashSet, HashTable};
 
 use crate::diff::{Action, AttrChange, Diff, DiffElement};
 use crate::error::{Error, Result};
 use crate::flags::{DiffFlags, ModelFlags};
 use crate::model::AnyModel;
 use crate::options::{Options, Progress, Stage};
-use crate::store::{Link, LocalStore, Table};
+use crate::store::{LocalStore, Table};
 
 /// Lists up to this long are matched by scanning instead of through the index.
 const SCAN_LIMIT: usize = 32;
@@ -203,13 +203,11 @@ fn check_identifiers(ctx: &Ctx<'_, '_>, st: Option<&Table>, dt: Option<&Table>) 
     Ok(())
 }
 
-/// One sibling list: its slots and the model that owns them (`None` for
-/// the top level).
+/// One sibling list: its model type and slots.
 #[derive(Clone, Copy)]
 struct List<'s> {
     ty: Option<u32>,
     slots: &'s [u32],
-    owner: Option<Link>,
 }
 
 fn uid_of(t: Option<&Table>, slot: u32) -> &str {
@@ -253,24 +251,44 @@ fn match_lists(
         }
         return Ok(());
     }
-    // Long lists match through each store's index: a slot is in a list when
-    // it has the list's owner. Keys are unique per type, so each destination
-    // slot matches at most one source slot; no per-list state is needed and
-    // the cost per model does not depend on the list's length.
-    let in_list = |t: &Table, slot: u32, owner: Option<Link>| t.meta[slot as usize].parent == owner;
-    for &slot in s_slots {
+    // Long lists: the same position first (lists are usually in the same
+    // order on both sides), else a table of this list alone, built at the
+    // first mismatch from the hashes the store computed once. The cost per
+    // model does not depend on the list's length, and stays in cache.
+    let Some(dt) = dt else {
+        for &slot in s_slots {
+            emit(Some(slot), None)?;
+        }
+        return Ok(());
+    };
+    let hash_at = |j: &u32| dt.meta[d_slots[*j as usize] as usize].hash;
+    let uid_at = |j: usize| &*dt.meta[d_slots[j] as usize].uid;
+    let mut used = vec![false; d_slots.len()];
+    let mut index: Option<HashTable<u32>> = None;
+    for (i, &slot) in s_slots.iter().enumerate() {
         let uid = uid_of(st, slot);
-        let found = dt
-            .and_then(|dt| dt.find_hashed(dst.hash(uid), uid))
-            .filter(|&o| dt.is_some_and(|dt| in_list(dt, o, d.owner)));
-        emit(Some(slot), found)?;
+        let found = if i < d_slots.len() && !used[i] && uid_at(i) == uid {
+            Some(i)
+        } else {
+            let index = index.get_or_insert_with(|| {
+                let mut t = HashTable::with_capacity(d_slots.len());
+                for j in 0..d_slots.len() as u32 {
+                    t.insert_unique(hash_at(&j), j, hash_at);
+                }
+                t
+            });
+            index
+                .find(dst.hash(uid), |&j| uid_at(j as usize) == uid)
+                .map(|&j| j as usize)
+                .filter(|&j| !used[j])
+        };
+        if let Some(j) = found {
+            used[j] = true;
+        }
+        emit(Some(slot), found.map(|j| d_slots[j]))?;
     }
-    for &slot in d_slots {
-        let uid = uid_of(dt, slot);
-        let matched = st
-            .and_then(|st| st.find_hashed(src.hash(uid), uid))
-            .is_some_and(|o| st.is_some_and(|st| in_list(st, o, s.owner)));
-        if !matched {
+    for (j, &slot) in d_slots.iter().enumerate() {
+        if !used[j] {
             emit(None, Some(slot))?;
         }
     }
@@ -336,7 +354,7 @@ fn diff_top(
 }
 
 fn top(ty: Option<u32>, slots: &[u32]) -> List<'_> {
-    List { ty, slots, owner: None }
+    List { ty, slots }
 }
 
 /// Below this many models in both stores, a diff runs on the calling thread.
@@ -484,19 +502,15 @@ fn diff_pair(
     // The side whose child types drive the walk: the source if present.
     let primary = if s.is_some() { st } else { dt };
     for name in primary.iter().flat_map(|t| t.schema.children.iter()) {
-        let s_list = child_list(st, sty, s, name);
-        let d_list = child_list(dt, dty, d, name);
+        let s_list = child_list(st, s, name);
+        let d_list = child_list(dt, d, name);
         if both && dt.is_some_and(|t| t.schema.child_index(name).is_none()) {
             let n = s_list.map_or(0, |l| l.slots.len());
             ctx.skipped += n;
             ctx.count(n);
             continue;
         }
-        let empty = List {
-            ty: None,
-            slots: &[],
-            owner: None,
-        };
+        let empty = List { ty: None, slots: &[] };
         let (s_list, d_list) = (s_list.unwrap_or(empty), d_list.unwrap_or(empty));
         if s_list.slots.is_empty() && d_list.slots.is_empty() {
             continue;
@@ -505,7 +519,7 @@ fn diff_pair(
     }
     if both && let (Some(st), Some(dt)) = (st, dt) {
         for name in dt.schema.children.iter().filter(|c| st.schema.child_index(c).is_none()) {
-            let n = child_list(Some(dt), dty, d, name).map_or(0, |l| l.slots.len());
+            let n = child_list(Some(dt), d, name).map_or(0, |l| l.slots.len());
             ctx.skipped += n;
             ctx.count(n);
         }
@@ -558,14 +572,13 @@ fn diff_pair(
     }))
 }
 
-/// The list of one child type of a model (table `t`, type index `ty`).
-fn child_list<'a>(t: Option<&'a Table>, ty: Option<u32>, slot: Option<u32>, name: &str) -> Option<List<'a>> {
-    let (t, ty, slot) = (t?, ty?, slot?);
+/// The list of one child type of a model.
+fn child_list<'a>(t: Option<&'a Table>, slot: Option<u32>, name: &str) -> Option<List<'a>> {
+    let (t, slot) = (t?, slot?);
     let ci = t.schema.child_index(name)?;
     Some(List {
         ty: t.child_types[ci],
         slots: &t.meta[slot as usize].children[ci],
-        owner: Some(Link { ty, slot }),
     })
 }
 

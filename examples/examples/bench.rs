@@ -5,13 +5,15 @@
 //! and a verifying re-diff, and prints ONE JSON line with the same stage names
 //! and meanings as the Python baseline (`py_diffsync_bench.py`).
 //!
-//! Run: `cargo run --release -p diffsync-examples --example bench -- --data-dir DIR`
+//! Run: `cargo run --release -p diffsync-examples --example bench -- --data-dir DIR`,
+//! or on a generated workload of about N models per side with F interfaces
+//! per device (the sibling-list width): `-- --generate N --fanout F`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use diffsync::{Adapter, Summary};
-use diffsync_examples::{File, build};
+use diffsync_examples::{File, build, generate_shape};
 use serde_json::json;
 
 // Large diffs allocate many small objects right after two loader threads freed
@@ -46,15 +48,24 @@ fn round4(d: std::time::Duration) -> f64 {
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let mut data_dir: Option<PathBuf> = None;
+    let (mut generated, mut fanout) = (None, 10);
     while let Some(a) = args.next() {
+        let mut number = || -> Result<usize, BoxError> { Ok(args.next().ok_or("missing number")?.parse()?) };
         match a.as_str() {
             "--data-dir" => data_dir = args.next().map(PathBuf::from),
+            "--generate" => generated = Some(number()?),
+            "--fanout" => fanout = number()?,
             "-h" | "--help" => {
-                println!("usage: bench --data-dir DIR   (DIR holds source.json, target.json, meta.json)");
+                println!(
+                    "usage: bench --data-dir DIR   (DIR holds source.json, target.json, meta.json)\n       bench --generate N [--fanout F]"
+                );
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other:?}; see --help").into()),
         }
+    }
+    if let Some(n) = generated {
+        return run_generated(n, fanout);
     }
     let dir = data_dir.ok_or("missing --data-dir DIR")?;
     let meta: Option<serde_json::Value> = std::fs::read(dir.join("meta.json"))
@@ -126,6 +137,39 @@ fn main() -> Result<(), BoxError> {
         "rss_after_diff_mib": rss_after_diff,
         "threads": rayon::current_num_threads(),
         "allocator": if cfg!(feature = "mimalloc") { "mimalloc" } else { "system" },
+    });
+    println!("{out}");
+    Ok(())
+}
+
+/// Times diff and sync on a generated workload and prints the time per model.
+fn run_generated(n: usize, fanout: usize) -> Result<(), BoxError> {
+    let (src_file, dst_file) = generate_shape(n, fanout);
+    let (source, target) = rayon::join(|| build("source", src_file), || build("target", dst_file));
+    let (source, mut target) = (source?, target?);
+    let models = source.store.count_all() + target.store.count_all();
+    let t = Instant::now();
+    let diff = target.diff_from(&source)?;
+    let diff_t = t.elapsed();
+    let summary = diff.summary();
+    drop(diff);
+    let t = Instant::now();
+    let report = target.sync_from(&source)?;
+    let sync_t = t.elapsed();
+    let verified = !target.diff_from(&source)?.has_diffs() && report.is_success();
+    let per_model_us = |d: std::time::Duration| (d.as_secs_f64() * 1e6 / models as f64 * 1000.0).round() / 1000.0;
+    let out = json!({
+        "impl": "rust-diffsync",
+        "workload": "generated",
+        "fanout": fanout,
+        "models_both_sides": models,
+        "diff_s": round4(diff_t),
+        "sync_s": round4(sync_t),
+        "diff_us_per_model": per_model_us(diff_t),
+        "sync_us_per_model": per_model_us(sync_t),
+        "summary": summary_json(&summary),
+        "verify_no_diffs": verified,
+        "threads": rayon::current_num_threads(),
     });
     println!("{out}");
     Ok(())

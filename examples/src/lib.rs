@@ -134,9 +134,16 @@ pub fn build(name: &str, file: File) -> diffsync::Result<MemoryAdapter> {
 /// created, a third deleted, a third updated), in the spirit of
 /// `gen_workload.py`, without its files.
 pub fn generate(n: usize) -> (File, File) {
-    let sites = (n / 100).max(1);
+    generate_shape(n, 10)
+}
+
+/// Like [`generate`], with `fanout` interfaces per device (about 10 in the
+/// standard shape; 50 gives sibling lists past the differ's short-list scan).
+pub fn generate_shape(n: usize, fanout: usize) -> (File, File) {
     let devices_per_site = 9;
-    let interfaces_per_device = (n.saturating_sub(sites * (1 + devices_per_site)) / (sites * devices_per_site)).max(1);
+    let per_site = 1 + devices_per_site * (1 + fanout.max(1));
+    let sites = (n / per_site).max(1);
+    let interfaces_per_device = fanout.max(1);
     let side = |target: bool| File {
         site: (0..sites)
             .map(|s| {
