@@ -547,7 +547,7 @@ struct Planner<'a, 'd> {
     plan: Plan<'a>,
 }
 
-impl<'a> Planner<'a, '_> {
+impl<'a, 'd> Planner<'a, 'd> {
     fn invalid(&self, e: &DiffElement, message: impl Into<String>) -> Error {
         Error::InvalidDiff {
             store: self.dest.name().to_string(),
@@ -563,7 +563,9 @@ impl<'a> Planner<'a, '_> {
         parent: Option<&'a DiffElement>,
         parent_dep: Option<usize>,
     ) -> Result<()> {
-        let dst = self.dest.get_dyn(&e.model_type, &e.key).ok();
+        // One lookup per element: `change` takes what it found.
+        let dest = self.dest;
+        let dst = dest.get_dyn(&e.model_type, &e.key).ok();
         if e.action != Action::Create
             && let Some(m) = dst
             && self.check_identifiers
@@ -582,7 +584,7 @@ impl<'a> Planner<'a, '_> {
                 self.element(c, Some(e), parent_dep)?;
             }
             let kids: Vec<usize> = (first..self.plan.changes.len()).collect();
-            let me = self.change(e, parent, parent_dep)?;
+            let me = self.change(e, dst, false, parent, parent_dep)?;
             self.plan.changes[me].child_deps = kids;
             return Ok(());
         }
@@ -593,7 +595,7 @@ impl<'a> Planner<'a, '_> {
             self.plan.entries.push((e, Entry::Unchanged(parent_dep)));
             parent_dep
         } else {
-            Some(self.change(e, parent, parent_dep)?)
+            Some(self.change(e, dst, subtree, parent, parent_dep)?)
         };
         if let Some(me) = me
             && subtree
@@ -611,10 +613,14 @@ impl<'a> Planner<'a, '_> {
         Ok(())
     }
 
-    /// Checks one change against the destination store and adds it.
+    /// Checks one change against the destination store and adds it. `dst`:
+    /// the destination's model with this key; `subtree`: a delete that takes
+    /// the subtree with it (`SKIP_CHILDREN_ON_DELETE`).
     fn change(
         &mut self,
         e: &'a DiffElement,
+        dst: Option<&'d dyn AnyModel>,
+        subtree: bool,
         parent: Option<&'a DiffElement>,
         parent_dep: Option<usize>,
     ) -> Result<usize> {
@@ -633,7 +639,7 @@ impl<'a> Planner<'a, '_> {
                     return Err(self.invalid(e, format!("its parent {pt} {pk:?} is neither stored nor created")));
                 }
                 let freed = self.deleted.remove(&(&*e.model_type, &*e.key));
-                let taken = freed.is_none() && self.dest.get_dyn(&e.model_type, &e.key).is_ok();
+                let taken = freed.is_none() && dst.is_some();
                 frees = freed;
                 if taken || !self.created.insert((&e.model_type, &e.key)) {
                     // The reference's pre-check: this element fails, not the sync.
@@ -645,7 +651,8 @@ impl<'a> Planner<'a, '_> {
                     ));
                 } else {
                     match new_model_for(e, src_model, self.dest) {
-                        Ok(m) if m.unique_id() != e.key => {
+                        // A diff just computed from these stores keys its models right.
+                        Ok(m) if self.check_identifiers && m.unique_id() != e.key => {
                             return Err(self.invalid(e, format!("its identifiers give the key {:?}", m.unique_id())));
                         }
                         Ok(m) => new_model = Some(m),
@@ -656,7 +663,7 @@ impl<'a> Planner<'a, '_> {
                 }
             }
             Action::Update => {
-                let Ok(stored) = self.dest.get_dyn(&e.model_type, &e.key) else {
+                let Some(stored) = dst else {
                     return Err(self.invalid(e, "an update of a model the destination does not hold"));
                 };
                 if src_model.is_none_or(|s| s.as_any().type_id() != stored.as_any().type_id()) {
@@ -672,7 +679,7 @@ impl<'a> Planner<'a, '_> {
                 }
             }
             Action::Delete => {
-                if self.dest.get_dyn(&e.model_type, &e.key).is_err() {
+                if dst.is_none() {
                     return Err(self.invalid(e, "a delete of a model the destination does not hold"));
                 }
                 self.deleted.insert((&e.model_type, &e.key), i);
@@ -689,11 +696,7 @@ impl<'a> Planner<'a, '_> {
             parent_dep,
             child_deps: Vec::new(),
             frees,
-            remove_subtree: e.action == Action::Delete
-                && self
-                    .dest
-                    .get_dyn(&e.model_type, &e.key)
-                    .is_ok_and(|m| m.flags().contains(ModelFlags::SKIP_CHILDREN_ON_DELETE)),
+            remove_subtree: subtree,
         });
         self.plan.outcomes.push(outcome);
         self.plan.entries.push((e, Entry::Change(i)));
@@ -810,6 +813,22 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
     }
     let aborted = batch.aborted;
     let culprit = batch.culprit.take();
+    // The change that stopped the sync: the hook's culprit, else the
+    // failure a batch recorded, else none (the batch as a whole failed).
+    let stopped_at = culprit
+        .as_ref()
+        .map(|(i, _)| *i)
+        .or_else(|| {
+            batch
+                .outcomes
+                .iter()
+                .position(|o| matches!(o, Outcome::Fatal(_) | Outcome::Failed(_)))
+        })
+        .map(|i| {
+            let e = batch.changes[i].element;
+            let message = batch.outcomes[i].message().unwrap_or_default().to_string();
+            (e.model_type.to_string(), e.key.clone(), message)
+        });
     let Batch {
         changes,
         outcomes,
@@ -844,26 +863,8 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
         });
     }
     if aborted {
-        // The change that stopped the sync: the hook's culprit, else the
-        // failure a batch recorded, else the batch as a whole.
-        let failed = culprit.as_ref().map(|(i, _)| *i).or_else(|| {
-            outcomes
-                .iter()
-                .position(|o| matches!(o, Outcome::Fatal(_) | Outcome::Failed(_)))
-        });
-        let (model_type, key, message) = match failed.and_then(|i| {
-            entries.iter().find_map(|(e, entry)| match entry {
-                Entry::Change(j) if *j == i => Some((e, &outcomes[i])),
-                _ => None,
-            })
-        }) {
-            Some((e, o)) => (
-                e.model_type.to_string(),
-                e.key.clone(),
-                o.message().unwrap_or_default().to_string(),
-            ),
-            None => (String::new(), String::new(), "the batch failed".to_string()),
-        };
+        let (model_type, key, message) =
+            stopped_at.unwrap_or_else(|| (String::new(), String::new(), "the batch failed".to_string()));
         let message = match &batch_error {
             Some(b) => format!("{message}; {b}"),
             None => message,

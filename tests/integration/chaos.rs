@@ -124,41 +124,41 @@ impl Chaotic {
             _ => Fate::Ok,
         }
     }
+}
 
-    /// What the system does for a change (not yet committed for a batch).
-    fn write(&self, system: &mut System, change: &Change<'_>) -> Result<(), HookError> {
-        match self.fate(change.key()) {
-            Fate::Ok => {}
-            Fate::Recoverable => return Err("refused".into()),
-            Fate::Soft => return Err(HookError::soft("busy")),
-            Fate::Fatal => return Err(HookError::fatal("down")),
-            Fate::Panic => panic!("hook bug at {}", change.key()),
-        }
-        let id = (change.model_type().to_string(), change.key().to_string());
-        match change.action {
-            Action::Create => {
-                let attrs = serde_json::to_value(change.new_model().unwrap().attributes()).unwrap();
-                system.insert(id, (attrs, change.parent.map(|p| p.1.to_string())));
-            }
-            Action::Update => {
-                let (attrs, _) = system.get_mut(&id).unwrap();
-                for (k, v) in &change.attrs {
-                    attrs[k.as_ref()] = v.clone();
-                }
-            }
-            Action::Delete => {
-                system.remove(&id);
-                // Children the system still holds lose their parent.
-                for (_, parent) in system.values_mut() {
-                    if parent.as_deref() == Some(change.key()) {
-                        *parent = None;
-                    }
-                }
-            }
-            _ => {}
-        }
-        Ok(())
+/// What the system does for a change, as its fate says (into a copy, for a batch).
+fn write(fate: Fate, system: &mut System, change: &Change<'_>) -> Result<(), HookError> {
+    match fate {
+        Fate::Ok => {}
+        Fate::Recoverable => return Err("refused".into()),
+        Fate::Soft => return Err(HookError::soft("busy")),
+        Fate::Fatal => return Err(HookError::fatal("down")),
+        Fate::Panic => panic!("hook bug at {}", change.key()),
     }
+    let id = (change.model_type().to_string(), change.key().to_string());
+    match change.action {
+        Action::Create => {
+            let attrs = serde_json::to_value(change.new_model().unwrap().attributes()).unwrap();
+            system.insert(id, (attrs, change.parent.map(|p| p.1.to_string())));
+        }
+        Action::Update => {
+            let (attrs, _) = system.get_mut(&id).unwrap();
+            for (k, v) in &change.attrs {
+                attrs[k.as_ref()] = v.clone();
+            }
+        }
+        Action::Delete => {
+            system.remove(&id);
+            // Children the system still holds lose their parent.
+            for (_, parent) in system.values_mut() {
+                if parent.as_deref() == Some(change.key()) {
+                    *parent = None;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 impl Adapter for Chaotic {
@@ -176,10 +176,7 @@ impl Adapter for Chaotic {
         vec!["site"]
     }
     fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        let mut system = std::mem::take(&mut self.system);
-        let r = catch_unwind(AssertUnwindSafe(|| self.write(&mut system, change)));
-        self.system = system;
-        r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+        write(self.fate(change.key()), &mut self.system, change)
     }
     fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         self.create(change)
@@ -199,7 +196,8 @@ impl Adapter for Chaotic {
             if !batch.should_apply(i) {
                 continue;
             }
-            match self.write(&mut tx, &batch.changes()[i]) {
+            let change = &batch.changes()[i];
+            match write(self.fate(change.key()), &mut tx, change) {
                 Ok(()) => batch.stage(i),
                 Err(e) => {
                     // A savepoint per change: the failed one's writes are not in `tx`.
