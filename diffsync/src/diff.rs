@@ -56,14 +56,16 @@ pub struct AttrChange {
 }
 
 /// One model in a diff: its identity, action, attributes and changed children.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Every operation on the tree (clone, compare, drop, walk, render,
+/// serialize) runs on an explicit work stack, so a hierarchy 100,000 levels
+/// deep is no risk to the call stack.
 pub struct DiffElement {
     /// Model type name.
     pub model_type: Cow<'static, str>,
     /// Unique id.
     pub key: String,
     /// Display name among siblings, if the model type defines one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shortname: Option<String>,
     /// Identifier values.
     pub identifiers: Attrs,
@@ -71,25 +73,16 @@ pub struct DiffElement {
     pub action: Action,
     /// All attributes on the source side; absent when the model is not in the
     /// source, and for no-change elements (both sides are equal).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_attrs: Option<Attrs>,
     /// All attributes on the destination side; absent when the model is not in
     /// the destination, and for no-change elements.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dest_attrs: Option<Attrs>,
     /// Changed attributes (updates only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<AttrChange>,
     /// Unchanged descendants that were compared but not kept as elements.
-    #[serde(default, skip_serializing_if = "is_zero")]
     pub unchanged_descendants: usize,
     /// Child elements, grouped by model type in the schema's child order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<DiffElement>,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 impl DiffElement {
@@ -112,7 +105,7 @@ impl DiffElement {
 
     /// Whether this element or a descendant changes anything.
     pub fn has_diffs(&self) -> bool {
-        self.action != Action::NoChange || self.children.iter().any(DiffElement::has_diffs)
+        self.iter().any(|(e, _)| e.action != Action::NoChange)
     }
 
     /// The attribute values a sync writes: all source attributes for a create,
@@ -126,15 +119,14 @@ impl DiffElement {
     }
 
     fn add_to(&self, s: &mut Summary) {
-        match self.action {
-            Action::Create => s.create += 1,
-            Action::Update => s.update += 1,
-            Action::Delete => s.delete += 1,
-            Action::NoChange => s.no_change += 1,
-        }
-        s.no_change += self.unchanged_descendants;
-        for c in &self.children {
-            c.add_to(s);
+        for (e, _) in self.iter() {
+            match e.action {
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Delete => s.delete += 1,
+                Action::NoChange => s.no_change += 1,
+            }
+            s.no_change += e.unchanged_descendants;
         }
     }
 
@@ -145,65 +137,261 @@ impl DiffElement {
         s
     }
 
-    fn reversed(&self) -> DiffElement {
+    /// This element and its descendants with their depth below it, in
+    /// pre-order (the sync's order).
+    pub fn iter(&self) -> DiffIter<'_> {
+        DiffIter {
+            stack: vec![(std::slice::from_ref(self).iter(), 0)],
+        }
+    }
+
+    /// This element without its children.
+    fn head(&self) -> DiffElement {
         DiffElement {
             model_type: self.model_type.clone(),
             key: self.key.clone(),
             shortname: self.shortname.clone(),
             identifiers: self.identifiers.clone(),
-            action: match self.action {
-                Action::Create => Action::Delete,
-                Action::Delete => Action::Create,
-                a => a,
-            },
-            source_attrs: self.dest_attrs.clone(),
-            dest_attrs: self.source_attrs.clone(),
-            changes: self
-                .changes
-                .iter()
-                .map(|c| AttrChange {
-                    name: c.name.clone(),
-                    old: c.new.clone(),
-                    new: c.old.clone(),
-                })
-                .collect(),
+            action: self.action,
+            source_attrs: self.source_attrs.clone(),
+            dest_attrs: self.dest_attrs.clone(),
+            changes: self.changes.clone(),
             unchanged_descendants: self.unchanged_descendants,
-            children: self.children.iter().map(DiffElement::reversed).collect(),
+            children: Vec::new(),
         }
     }
 
-    /// Filters children; returns whether this element is kept.
-    fn retain(&mut self, pred: &mut dyn FnMut(&DiffElement) -> bool) -> bool {
-        let keep_self = pred(self);
-        if !keep_self && self.action == Action::Create {
-            // Children of a model that is not created cannot be created either.
+    /// Whether everything but the children is equal.
+    fn head_eq(&self, other: &DiffElement) -> bool {
+        // Destructured so that a new field cannot be forgotten here.
+        let DiffElement {
+            model_type,
+            key,
+            shortname,
+            identifiers,
+            action,
+            source_attrs,
+            dest_attrs,
+            changes,
+            unchanged_descendants,
+            children: _,
+        } = self;
+        *model_type == other.model_type
+            && *key == other.key
+            && *shortname == other.shortname
+            && *identifiers == other.identifiers
+            && *action == other.action
+            && *source_attrs == other.source_attrs
+            && *dest_attrs == other.dest_attrs
+            && *changes == other.changes
+            && *unchanged_descendants == other.unchanged_descendants
+    }
+
+    /// Swaps the sides of this element alone.
+    fn reverse_head(&mut self) {
+        self.action = match self.action {
+            Action::Create => Action::Delete,
+            Action::Delete => Action::Create,
+            a => a,
+        };
+        std::mem::swap(&mut self.source_attrs, &mut self.dest_attrs);
+        for c in &mut self.changes {
+            std::mem::swap(&mut c.old, &mut c.new);
+        }
+    }
+}
+
+/// Pre-order walk of elements with their depth (see [`DiffElement::iter`]).
+pub struct DiffIter<'a> {
+    stack: Vec<(std::slice::Iter<'a, DiffElement>, usize)>,
+}
+
+impl<'a> Iterator for DiffIter<'a> {
+    type Item = (&'a DiffElement, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (siblings, depth) = self.stack.last_mut()?;
+            let depth = *depth;
+            match siblings.next() {
+                Some(e) => {
+                    if !e.children.is_empty() {
+                        self.stack.push((e.children.iter(), depth + 1));
+                    }
+                    return Some((e, depth));
+                }
+                None => {
+                    self.stack.pop();
+                }
+            }
+        }
+    }
+}
+
+/// Calls `f` on every element of these trees, parents before children.
+fn for_each_mut(elements: &mut [DiffElement], mut f: impl FnMut(&mut DiffElement)) {
+    let mut stack: Vec<&mut DiffElement> = elements.iter_mut().collect();
+    while let Some(e) = stack.pop() {
+        f(e);
+        stack.extend(e.children.iter_mut());
+    }
+}
+
+/// Rebuilds trees bottom-up. `pre` sees each element (children still
+/// attached) and returns a state, or `None` to drop its subtree; `post`
+/// gets the element with its rebuilt children and the state, and returns
+/// what replaces it.
+fn rebuild<S>(
+    elements: Vec<DiffElement>,
+    mut pre: impl FnMut(&DiffElement) -> Option<S>,
+    mut post: impl FnMut(DiffElement, S) -> Option<DiffElement>,
+) -> Vec<DiffElement> {
+    struct Frame<S> {
+        element: DiffElement,
+        state: S,
+        todo: std::vec::IntoIter<DiffElement>,
+        done: Vec<DiffElement>,
+    }
+    let mut top = elements.into_iter();
+    let mut out = Vec::new();
+    let mut stack: Vec<Frame<S>> = Vec::new();
+    loop {
+        let next = match stack.last_mut() {
+            Some(f) => f.todo.next(),
+            None => top.next(),
+        };
+        if let Some(mut element) = next {
+            if let Some(state) = pre(&element) {
+                let todo = std::mem::take(&mut element.children).into_iter();
+                stack.push(Frame {
+                    element,
+                    state,
+                    done: Vec::with_capacity(todo.len()),
+                    todo,
+                });
+            }
+            continue;
+        }
+        let Some(mut f) = stack.pop() else { break };
+        f.element.children = f.done;
+        if let Some(e) = post(f.element, f.state) {
+            match stack.last_mut() {
+                Some(parent) => parent.done.push(e),
+                None => out.push(e),
+            }
+        }
+    }
+    out
+}
+
+/// Clones trees without recursion.
+fn clone_all(elements: &[DiffElement]) -> Vec<DiffElement> {
+    struct Frame<'a> {
+        element: DiffElement,
+        todo: std::slice::Iter<'a, DiffElement>,
+    }
+    let mut top = elements.iter();
+    let mut out = Vec::with_capacity(elements.len());
+    let mut stack: Vec<Frame<'_>> = Vec::new();
+    loop {
+        let next = match stack.last_mut() {
+            Some(f) => f.todo.next(),
+            None => top.next(),
+        };
+        if let Some(e) = next {
+            let mut element = e.head();
+            element.children.reserve_exact(e.children.len());
+            stack.push(Frame {
+                element,
+                todo: e.children.iter(),
+            });
+            continue;
+        }
+        let Some(f) = stack.pop() else { break };
+        match stack.last_mut() {
+            Some(parent) => parent.element.children.push(f.element),
+            None => out.push(f.element),
+        }
+    }
+    out
+}
+
+/// Compares trees without recursion.
+fn eq_all(a: &[DiffElement], b: &[DiffElement]) -> bool {
+    let mut stack = vec![(a, b)];
+    while let Some((a, b)) = stack.pop() {
+        if a.len() != b.len() {
             return false;
         }
-        self.children.retain_mut(|c| c.retain(pred));
-        if keep_self {
-            return true;
-        }
-        if self.children.is_empty() {
-            return false;
-        }
-        // Kept only as the parent of kept children: it applies nothing itself.
-        self.action = Action::NoChange;
-        self.changes.clear();
-        true
-    }
-
-    fn order(&mut self, model_type: &str, order: &ChildOrder) {
-        order_group(&mut self.children, model_type, order);
-        for c in &mut self.children {
-            c.order(model_type, order);
+        for (x, y) in a.iter().zip(b) {
+            if !x.head_eq(y) {
+                return false;
+            }
+            stack.push((&x.children, &y.children));
         }
     }
+    true
+}
 
-    fn walk<'a>(&'a self, depth: usize, f: &mut dyn FnMut(&'a DiffElement, usize)) {
-        f(self, depth);
-        for c in &self.children {
-            c.walk(depth + 1, f);
+impl Clone for DiffElement {
+    fn clone(&self) -> Self {
+        let mut v = clone_all(std::slice::from_ref(self));
+        v.pop().unwrap_or_else(|| self.head())
+    }
+}
+
+impl PartialEq for DiffElement {
+    fn eq(&self, other: &Self) -> bool {
+        eq_all(std::slice::from_ref(self), std::slice::from_ref(other))
+    }
+}
+
+impl Drop for DiffElement {
+    // The default drop recurses once per level.
+    fn drop(&mut self) {
+        let mut stack = std::mem::take(&mut self.children);
+        while let Some(mut e) = stack.pop() {
+            stack.append(&mut e.children);
         }
+    }
+}
+
+thread_local! {
+    /// Nesting of `Debug` output in progress on this thread.
+    static DEBUG_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// `Debug` shows this many levels of children, then their count.
+const DEBUG_LEVELS: usize = 32;
+
+impl fmt::Debug for DiffElement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Elided(usize);
+        impl fmt::Debug for Elided {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "[.. {} elements]", self.0)
+            }
+        }
+        let depth = DEBUG_DEPTH.get();
+        DEBUG_DEPTH.set(depth + 1);
+        let mut s = f.debug_struct("DiffElement");
+        s.field("model_type", &self.model_type)
+            .field("key", &self.key)
+            .field("shortname", &self.shortname)
+            .field("identifiers", &self.identifiers)
+            .field("action", &self.action)
+            .field("source_attrs", &self.source_attrs)
+            .field("dest_attrs", &self.dest_attrs)
+            .field("changes", &self.changes)
+            .field("unchanged_descendants", &self.unchanged_descendants);
+        if depth < DEBUG_LEVELS || self.children.is_empty() {
+            s.field("children", &self.children);
+        } else {
+            s.field("children", &Elided(self.children.len()));
+        }
+        let r = s.finish();
+        DEBUG_DEPTH.set(depth);
+        r
     }
 }
 
@@ -304,7 +492,10 @@ pub struct Diff {
     pub source: String,
     /// The destination adapter's name.
     pub dest: String,
-    /// Top-level elements, grouped by model type.
+    /// Top-level elements, grouped by model type. Serialized as one flat
+    /// list in sync order, each element with its `depth` (omitted at 0), so
+    /// that reading and writing never recurse, however deep the hierarchy.
+    #[serde(with = "flat")]
     pub elements: Vec<DiffElement>,
     /// Unchanged top-level subtrees' models that were compared but not kept as elements.
     #[serde(default)]
@@ -344,12 +535,10 @@ impl Diff {
     }
 
     /// Every kept element with its depth, in pre-order (the sync's order).
-    pub fn iter(&self) -> impl Iterator<Item = (&DiffElement, usize)> {
-        let mut out = Vec::new();
-        for e in &self.elements {
-            e.walk(0, &mut |el, d| out.push((el, d)));
+    pub fn iter(&self) -> DiffIter<'_> {
+        DiffIter {
+            stack: vec![(self.elements.iter(), 0)],
         }
-        out.into_iter()
     }
 
     /// The diff with source and destination swapped: creates become deletes,
@@ -358,7 +547,11 @@ impl Diff {
         Diff {
             source: self.dest.clone(),
             dest: self.source.clone(),
-            elements: self.elements.iter().map(DiffElement::reversed).collect(),
+            elements: {
+                let mut elements = self.elements.clone();
+                for_each_mut(&mut elements, DiffElement::reverse_head);
+                elements
+            },
             unchanged: self.unchanged,
             skipped: self.skipped,
         }
@@ -369,7 +562,27 @@ impl Diff {
     /// delete with accepted descendants stays as a no-change parent, so they can
     /// still be applied; otherwise it is dropped.
     pub fn retain(&mut self, mut pred: impl FnMut(&DiffElement) -> bool) {
-        self.elements.retain_mut(|e| e.retain(&mut pred));
+        let elements = std::mem::take(&mut self.elements);
+        self.elements = rebuild(
+            elements,
+            |e| {
+                let keep = pred(e);
+                // Children of a model that is not created cannot be created either.
+                (keep || e.action != Action::Create).then_some(keep)
+            },
+            |mut e, keep| {
+                if keep {
+                    return Some(e);
+                }
+                if e.children.is_empty() {
+                    return None;
+                }
+                // Kept only as the parent of kept children: it applies nothing itself.
+                e.action = Action::NoChange;
+                e.changes.clear();
+                Some(e)
+            },
+        );
     }
 
     /// A copy keeping only what `pred` accepts (see [`retain`](Self::retain)).
@@ -392,14 +605,150 @@ impl Diff {
     /// Orders the siblings of one model type everywhere in the diff.
     pub fn order(&mut self, model_type: &str, order: &ChildOrder) {
         order_group(&mut self.elements, model_type, order);
-        for e in &mut self.elements {
-            e.order(model_type, order);
-        }
+        for_each_mut(&mut self.elements, |e| order_group(&mut e.children, model_type, order));
     }
 
     /// The one-line summary, e.g. `cmdb → network: create: 1, update: 0, ...`.
     pub fn summary_line(&self) -> String {
         format!("{} \u{2192} {}: {}", self.source, self.dest, self.summary())
+    }
+}
+
+/// The wire form of [`Diff::elements`]: one flat list in pre-order, each
+/// element with its depth. Writing walks the tree with a work stack and
+/// reading rebuilds it with one, so neither recurses per level (nor hits
+/// a format's nesting limit).
+mod flat {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Action, AttrChange, DiffElement, DiffIter};
+    use crate::model::Attrs;
+
+    fn is_zero(n: &usize) -> bool {
+        *n == 0
+    }
+
+    #[derive(Serialize)]
+    struct Out<'a> {
+        #[serde(skip_serializing_if = "is_zero")]
+        depth: usize,
+        model_type: &'a str,
+        key: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        shortname: &'a Option<String>,
+        identifiers: &'a Attrs,
+        action: Action,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source_attrs: &'a Option<Attrs>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dest_attrs: &'a Option<Attrs>,
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        changes: &'a [AttrChange],
+        #[serde(skip_serializing_if = "is_zero")]
+        unchanged_descendants: usize,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct In {
+        #[serde(default)]
+        depth: usize,
+        model_type: Cow<'static, str>,
+        key: String,
+        #[serde(default)]
+        shortname: Option<String>,
+        identifiers: Attrs,
+        action: Action,
+        #[serde(default)]
+        source_attrs: Option<Attrs>,
+        #[serde(default)]
+        dest_attrs: Option<Attrs>,
+        #[serde(default)]
+        changes: Vec<AttrChange>,
+        #[serde(default)]
+        unchanged_descendants: usize,
+    }
+
+    pub(super) fn serialize<S: Serializer>(elements: &[DiffElement], s: S) -> Result<S::Ok, S::Error> {
+        let walk = DiffIter {
+            stack: vec![(elements.iter(), 0)],
+        };
+        let mut seq = s.serialize_seq(None)?;
+        for (e, depth) in walk {
+            seq.serialize_element(&Out {
+                depth,
+                model_type: &e.model_type,
+                key: &e.key,
+                shortname: &e.shortname,
+                identifiers: &e.identifiers,
+                action: e.action,
+                source_attrs: &e.source_attrs,
+                dest_attrs: &e.dest_attrs,
+                changes: &e.changes,
+                unchanged_descendants: e.unchanged_descendants,
+            })?;
+        }
+        seq.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DiffElement>, D::Error> {
+        struct Elements;
+        impl<'de> Visitor<'de> for Elements {
+            type Value = Vec<DiffElement>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of diff elements in pre-order, each with its depth")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                // The open ancestors of the next element: its depth is at most their count.
+                let mut open: Vec<DiffElement> = Vec::new();
+                while let Some(e) = seq.next_element::<In>()? {
+                    if e.depth > open.len() {
+                        return Err(de::Error::custom(format_args!(
+                            "{} {:?} at depth {} follows an element at depth {}",
+                            e.model_type,
+                            e.key,
+                            e.depth,
+                            open.len().saturating_sub(1)
+                        )));
+                    }
+                    close(&mut open, &mut out, e.depth);
+                    open.push(DiffElement {
+                        model_type: e.model_type,
+                        key: e.key,
+                        shortname: e.shortname,
+                        identifiers: e.identifiers,
+                        action: e.action,
+                        source_attrs: e.source_attrs,
+                        dest_attrs: e.dest_attrs,
+                        changes: e.changes,
+                        unchanged_descendants: e.unchanged_descendants,
+                        children: Vec::new(),
+                    });
+                }
+                close(&mut open, &mut out, 0);
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Elements)
+    }
+
+    /// Closes open elements down to `depth` open ones, each into its parent.
+    fn close(open: &mut Vec<DiffElement>, out: &mut Vec<DiffElement>, depth: usize) {
+        while open.len() > depth {
+            let Some(e) = open.pop() else { break };
+            match open.last_mut() {
+                Some(parent) => parent.children.push(e),
+                None => out.push(e),
+            }
+        }
     }
 }
 
@@ -439,14 +788,15 @@ mod tests {
                     Action::Delete,
                     vec![el("device", "d2", Action::Delete, vec![])],
                 ),
-                DiffElement {
-                    unchanged_descendants: 5,
-                    ..el(
+                {
+                    let mut same = el(
                         "site",
                         "same",
                         Action::NoChange,
                         vec![el("device", "d3", Action::Update, vec![])],
-                    )
+                    );
+                    same.unchanged_descendants = 5;
+                    same
                 },
             ],
             unchanged: 2,
@@ -487,6 +837,36 @@ mod tests {
         assert_eq!(r.elements[0].action, Action::Delete);
         assert_eq!(r.elements[1].children[0].action, Action::Create);
         assert_eq!(r.reversed(), d);
+    }
+
+    #[test]
+    fn json_is_a_flat_list_with_depths_and_reads_back() {
+        let d = sample();
+        let json = serde_json::to_value(&d).unwrap();
+        let depths: Vec<u64> = json["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.get("depth").map_or(0, |d| d.as_u64().unwrap()))
+            .collect();
+        assert_eq!(depths, [0, 1, 0, 1, 0, 1]);
+        assert_eq!(serde_json::from_value::<Diff>(json).unwrap(), d);
+    }
+
+    #[test]
+    fn json_with_a_depth_jump_or_nested_children_is_refused() {
+        let jump = r#"{"source": "a", "dest": "b", "elements": [
+            {"model_type": "site", "key": "s", "identifiers": {}, "action": "no-change"},
+            {"depth": 2, "model_type": "device", "key": "d", "identifiers": {}, "action": "delete"}]}"#;
+        let err = serde_json::from_str::<Diff>(jump).unwrap_err().to_string();
+        assert!(
+            err.starts_with(r#"device "d" at depth 2 follows an element at depth 0"#),
+            "{err}"
+        );
+        let nested = r#"{"source": "a", "dest": "b", "elements": [
+            {"model_type": "site", "key": "s", "identifiers": {}, "action": "no-change", "children": []}]}"#;
+        let err = serde_json::from_str::<Diff>(nested).unwrap_err().to_string();
+        assert!(err.starts_with("unknown field `children`"), "{err}");
     }
 
     #[test]

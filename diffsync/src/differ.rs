@@ -464,6 +464,31 @@ fn model(store: &LocalStore, ty: Option<u32>, slot: Option<u32>) -> Option<&dyn 
     store.tables[ty? as usize].models.get(slot?)
 }
 
+type Pair = (Option<u32>, Option<u32>);
+
+/// A pair whose children are being diffed: the differ's work stack holds
+/// one per level, so the depth of a hierarchy is no risk to the call stack.
+struct Frame<'a> {
+    sty: Option<u32>,
+    s: Option<u32>,
+    dty: Option<u32>,
+    d: Option<u32>,
+    equal: bool,
+    /// The side whose child types drive the walk: the source if present.
+    primary: Option<&'a Table>,
+    /// The next child type (index into the primary's schema).
+    next_type: usize,
+    /// The current child list: its types, matched pairs and the next pair.
+    list: Option<(Option<u32>, Option<u32>)>,
+    pairs: Vec<Pair>,
+    next_pair: usize,
+    /// Where the current list's elements start in `children`.
+    list_start: usize,
+    children: Vec<DiffElement>,
+    child_unchanged: usize,
+}
+
+/// Diffs one pair (or one-sided model) and its subtree.
 fn diff_pair(
     ctx: &mut Ctx<'_, '_>,
     sty: Option<u32>,
@@ -471,6 +496,68 @@ fn diff_pair(
     dty: Option<u32>,
     d: Option<u32>,
 ) -> Result<PairOutcome> {
+    let mut stack: Vec<Frame<'_>> = Vec::new();
+    let mut spare: Vec<Vec<Pair>> = Vec::new();
+    let Some(frame) = open(ctx, sty, s, dty, d) else {
+        return Ok(PairOutcome::Skipped);
+    };
+    stack.push(frame);
+    loop {
+        let Some(top) = stack.last_mut() else {
+            return Err(internal("", "the differ's work stack ran empty"));
+        };
+        if let Some(&(cs, cd)) = top.pairs.get(top.next_pair) {
+            top.next_pair += 1;
+            let (csty, cdty) = top.list.unwrap_or_default();
+            if let Some(frame) = open(ctx, csty, cs, cdty, cd) {
+                stack.push(frame);
+            }
+            continue;
+        }
+        if top.list.take().is_some() {
+            check_shortnames(&top.children[top.list_start..])?;
+            top.pairs.clear();
+            top.next_pair = 0;
+        }
+        if next_list(ctx, top)? {
+            if top.pairs.capacity() == 0
+                && let Some(v) = spare.pop()
+            {
+                top.pairs = v;
+            }
+            continue;
+        }
+        let Some(mut done) = stack.pop() else {
+            return Err(internal("", "the differ's work stack ran empty"));
+        };
+        spare.push(std::mem::take(&mut done.pairs));
+        let outcome = finish(ctx, done)?;
+        let Some(parent) = stack.last_mut() else {
+            return Ok(outcome);
+        };
+        match outcome {
+            PairOutcome::Unchanged(n) => parent.child_unchanged += n,
+            PairOutcome::Element(e) => parent.children.push(e),
+            PairOutcome::Skipped => {}
+        }
+    }
+}
+
+fn internal(model_type: &str, message: &str) -> Error {
+    Error::Schema {
+        model_type: model_type.to_string(),
+        message: format!("internal: {message}"),
+    }
+}
+
+/// Starts a pair: counts it, compares its attributes; `None` when flags skip it.
+fn open<'a>(
+    ctx: &mut Ctx<'a, '_>,
+    sty: Option<u32>,
+    s: Option<u32>,
+    dty: Option<u32>,
+    d: Option<u32>,
+) -> Option<Frame<'a>> {
     let sm = model(ctx.src, sty, s);
     let dm = model(ctx.dst, dty, d);
     let sflags = sm.map_or(ModelFlags::empty(), |m| m.flags());
@@ -484,7 +571,7 @@ fn diff_pair(
     if skip {
         ctx.skipped += 1;
         ctx.count(1);
-        return Ok(PairOutcome::Skipped);
+        return None;
     }
     ctx.count(usize::from(sm.is_some()) + usize::from(dm.is_some()));
     let st = table(ctx.src, sty);
@@ -493,17 +580,48 @@ fn diff_pair(
         (Some(st), Some(s), Some(dt), Some(d)) => st.models.attrs_equal(s, &*dt.models, d),
         _ => false,
     };
+    // Child types the destination declares and the source does not: their
+    // children count as skipped (when both sides have the model).
+    if s.is_some()
+        && d.is_some()
+        && let (Some(st), Some(dt)) = (st, dt)
+    {
+        for name in dt.schema.children.iter().filter(|c| st.schema.child_index(c).is_none()) {
+            let n = child_list(Some(dt), d, name).map_or(0, |l| l.slots.len());
+            ctx.skipped += n;
+            ctx.count(n);
+        }
+    }
+    Some(Frame {
+        sty,
+        s,
+        dty,
+        d,
+        equal,
+        primary: if s.is_some() { st } else { dt },
+        next_type: 0,
+        list: None,
+        pairs: Vec::new(),
+        next_pair: 0,
+        list_start: 0,
+        children: Vec::new(),
+        child_unchanged: 0,
+    })
+}
 
-    // Children: types both sides declare are diffed; a type on one side only
-    // (when both sides have the model) counts its direct children as skipped.
-    let mut children = Vec::new();
-    let mut child_unchanged = 0;
-    let both = s.is_some() && d.is_some();
-    // The side whose child types drive the walk: the source if present.
-    let primary = if s.is_some() { st } else { dt };
-    for name in primary.iter().flat_map(|t| t.schema.children.iter()) {
-        let s_list = child_list(st, s, name);
-        let d_list = child_list(dt, d, name);
+/// Moves a frame to its next non-empty child list and matches it; false
+/// when no list is left. A child type the destination does not declare
+/// (when both sides have the model) counts its children as skipped.
+fn next_list(ctx: &mut Ctx<'_, '_>, f: &mut Frame<'_>) -> Result<bool> {
+    let Some(primary) = f.primary else {
+        return Ok(false);
+    };
+    let (st, dt) = (table(ctx.src, f.sty), table(ctx.dst, f.dty));
+    let both = f.s.is_some() && f.d.is_some();
+    while let Some(name) = primary.schema.children.get(f.next_type) {
+        f.next_type += 1;
+        let s_list = child_list(st, f.s, name);
+        let d_list = child_list(dt, f.d, name);
         if both && dt.is_some_and(|t| t.schema.child_index(name).is_none()) {
             let n = s_list.map_or(0, |l| l.slots.len());
             ctx.skipped += n;
@@ -515,33 +633,46 @@ fn diff_pair(
         if s_list.slots.is_empty() && d_list.slots.is_empty() {
             continue;
         }
-        child_unchanged += diff_lists(ctx, s_list, d_list, true, &mut children)?;
+        check_identifiers(ctx, table(ctx.src, s_list.ty), table(ctx.dst, d_list.ty))?;
+        let pairs = &mut f.pairs;
+        match_lists(ctx.src, ctx.dst, s_list, d_list, |s, d| {
+            pairs.push((s, d));
+            Ok(())
+        })?;
+        f.list = Some((s_list.ty, d_list.ty));
+        f.list_start = f.children.len();
+        return Ok(true);
     }
-    if both && let (Some(st), Some(dt)) = (st, dt) {
-        for name in dt.schema.children.iter().filter(|c| st.schema.child_index(c).is_none()) {
-            let n = child_list(Some(dt), d, name).map_or(0, |l| l.slots.len());
-            ctx.skipped += n;
-            ctx.count(n);
-        }
-    }
+    Ok(false)
+}
 
+/// Ends a pair whose children are done: its element, or the count of an
+/// unchanged subtree.
+fn finish(ctx: &Ctx<'_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
+    let Frame {
+        sty,
+        s,
+        dty,
+        d,
+        equal,
+        children,
+        child_unchanged,
+        ..
+    } = f;
     if equal && children.is_empty() && !ctx.keep_unchanged {
         return Ok(PairOutcome::Unchanged(1 + child_unchanged));
     }
-    let any = sm.or(dm).ok_or_else(|| Error::Schema {
-        model_type: String::new(),
-        message: "internal: element without a model".into(),
-    })?;
+    let (st, dt) = (table(ctx.src, sty), table(ctx.dst, dty));
+    let sm = model(ctx.src, sty, s);
+    let dm = model(ctx.dst, dty, d);
+    let any = sm.or(dm).ok_or_else(|| internal("", "element without a model"))?;
     let (action, changes) = match (sm, dm) {
         (Some(_), None) => (Action::Create, Vec::new()),
         (None, Some(_)) => (Action::Delete, Vec::new()),
         _ if equal => (Action::NoChange, Vec::new()),
         _ => {
             let (Some(st), Some(s), Some(dt), Some(d)) = (st, s, dt, d) else {
-                return Err(Error::Schema {
-                    model_type: any.model_type().to_string(),
-                    message: "internal: update without both sides".into(),
-                });
+                return Err(internal(any.model_type(), "update without both sides"));
             };
             let changes = st
                 .models

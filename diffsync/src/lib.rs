@@ -91,6 +91,15 @@
 //! (serde, and it reads back), and as a one-line summary; it can be filtered,
 //! reordered and reversed.
 //!
+//! Depth is no limit: the differ, the planner, the text render, the JSON
+//! form (a flat list in sync order, each element with its `depth`) and
+//! every operation on the tree run on explicit work stacks, so a
+//! hierarchy 100,000 levels deep works like a flat one. Text indents the
+//! first 16 levels and marks deeper lines with their depth (`[17] node: n17`),
+//! so the text stays linear in size. [`Diff::to_python_dict`] nests one JSON
+//! object per level, like the Python library; prefer the serde form for very
+//! deep hierarchies.
+//!
 //! # Sync
 //! A sync orders the changes (parents first; deletes per
 //! [`ModelFlags::NATURAL_DELETION_ORDER`]), checks them against the
@@ -152,7 +161,7 @@ pub mod store;
 mod sync;
 
 pub use adapter::{Adapter, MemoryAdapter, StoreAdapter};
-pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, Summary};
+pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, DiffIter, Summary};
 pub use diffsync_derive::DiffModel;
 pub use error::{BoxError, Error, HookError, Result};
 pub use flags::{DiffFlags, ModelFlags};

@@ -9,8 +9,21 @@ use crate::diff::{Action, Diff, DiffElement};
 
 impl fmt::Display for Diff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let walk: Vec<(&DiffElement, usize)> = self.iter().collect();
+        let shown = with_diffs(&walk);
         let mut out = String::new();
-        render_level(&mut out, &self.elements, 0, &self.source, &self.dest);
+        // The model type whose header was written last at each depth.
+        let mut group: Vec<Option<&str>> = Vec::new();
+        for ((e, depth), _) in walk.iter().zip(&shown).filter(|(_, shown)| **shown) {
+            group.truncate(depth + 1);
+            group.resize(depth + 1, None);
+            let (indent, mark) = indent_of(*depth);
+            if group[*depth] != Some(e.model_type.as_ref()) {
+                let _ = writeln!(out, "{:indent$}{mark}{}", "", e.model_type);
+                group[*depth] = Some(&e.model_type);
+            }
+            render_element(&mut out, e, indent + 2, &mark, &self.source, &self.dest);
+        }
         if out.is_empty() {
             return f.write_str("(no diffs)");
         }
@@ -18,19 +31,37 @@ impl fmt::Display for Diff {
     }
 }
 
-fn render_level(out: &mut String, elements: &[DiffElement], indent: usize, src: &str, dst: &str) {
-    let mut group: Option<&str> = None;
-    for e in elements.iter().filter(|e| e.has_diffs()) {
-        if group != Some(e.model_type.as_ref()) {
-            let _ = writeln!(out, "{:indent$}{}", "", e.model_type);
-            group = Some(&e.model_type);
-        }
-        render_element(out, e, indent + 2, src, dst);
+/// Levels indented in full; deeper levels keep this indentation and show
+/// their depth instead, so the text grows linearly with the depth.
+const INDENTED_LEVELS: usize = 16;
+
+/// Indentation of a level's type header, and the depth mark of deep levels.
+fn indent_of(depth: usize) -> (usize, String) {
+    if depth <= INDENTED_LEVELS {
+        (4 * depth, String::new())
+    } else {
+        (4 * INDENTED_LEVELS, format!("[{depth}] "))
     }
 }
 
-fn render_element(out: &mut String, e: &DiffElement, indent: usize, src: &str, dst: &str) {
-    let _ = write!(out, "{:indent$}{}: {}", "", e.model_type, e.display_name());
+/// For each element of a pre-order walk, whether it or a descendant has
+/// diffs: one backward pass (a child's answer is ready before its parent's).
+fn with_diffs(walk: &[(&DiffElement, usize)]) -> Vec<bool> {
+    let mut shown = vec![false; walk.len()];
+    // Whether anything seen so far at each depth, under the current parent, has diffs.
+    let mut below: Vec<bool> = Vec::new();
+    for (i, (e, depth)) in walk.iter().enumerate().rev() {
+        let has = e.action != Action::NoChange || below.get(depth + 1).copied().unwrap_or(false);
+        below.truncate(depth + 1);
+        below.resize(depth + 1, false);
+        below[*depth] |= has;
+        shown[i] = has;
+    }
+    shown
+}
+
+fn render_element(out: &mut String, e: &DiffElement, indent: usize, mark: &str, src: &str, dst: &str) {
+    let _ = write!(out, "{:indent$}{mark}{}: {}", "", e.model_type, e.display_name());
     match e.action {
         Action::Create => {
             let _ = write!(out, " MISSING in {dst}");
@@ -69,7 +100,6 @@ fn render_element(out: &mut String, e: &DiffElement, indent: usize, src: &str, d
             }
         }
     }
-    render_level(out, &e.children, pad, src, dst);
 }
 
 impl Diff {

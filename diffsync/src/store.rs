@@ -838,27 +838,33 @@ impl LocalStore {
         }
     }
 
+    /// Frees a slot; its children are freed too (a work stack, not
+    /// recursion: subtrees may be deep) or left parentless.
     fn drop_slot(&mut self, ty: u32, slot: u32, remove_children: bool) {
-        let t = &mut self.tables[ty as usize];
-        let meta = &mut t.meta[slot as usize];
-        let children = std::mem::take(&mut meta.children);
-        meta.alive = false;
-        let hash = meta.hash;
-        let uid = std::mem::take(&mut meta.uid);
-        if let Ok(e) = t.index.find_entry(hash, |&i| i == slot) {
-            e.remove();
-        }
-        drop(uid);
-        t.models.clear(slot);
-        t.live -= 1;
-        let child_types = t.child_types.clone();
-        for (ci, list) in children.iter().enumerate() {
-            let Some(cty) = child_types[ci] else { continue };
-            for &c in list {
+        let mut stack = vec![(ty, slot)];
+        while let Some((ty, slot)) = stack.pop() {
+            let t = &mut self.tables[ty as usize];
+            let meta = &mut t.meta[slot as usize];
+            let children = std::mem::take(&mut meta.children);
+            meta.alive = false;
+            let hash = meta.hash;
+            let uid = std::mem::take(&mut meta.uid);
+            if let Ok(e) = t.index.find_entry(hash, |&i| i == slot) {
+                e.remove();
+            }
+            drop(uid);
+            t.models.clear(slot);
+            t.live -= 1;
+            for (ci, list) in children.into_iter().enumerate() {
+                let Some(cty) = self.tables[ty as usize].child_types[ci] else {
+                    continue;
+                };
                 if remove_children {
-                    self.drop_slot(cty, c, true);
+                    stack.extend(list.into_iter().map(|c| (cty, c)));
                 } else {
-                    self.tables[cty as usize].meta[c as usize].parent = None;
+                    for c in list {
+                        self.tables[cty as usize].meta[c as usize].parent = None;
+                    }
                 }
             }
         }

@@ -534,6 +534,25 @@ struct Plan<'a> {
     entries: Vec<(&'a DiffElement, Entry)>,
 }
 
+/// A step of the planner's walk.
+enum Visit<'a, 'd> {
+    /// Plan an element, then its children.
+    Element {
+        e: &'a DiffElement,
+        parent: Option<&'a DiffElement>,
+        parent_dep: Option<usize>,
+    },
+    /// A `NATURAL_DELETION_ORDER` delete, after its children: the changes
+    /// from `first` on are theirs, and it waits for them.
+    AfterChildren {
+        e: &'a DiffElement,
+        dst: Option<&'d dyn AnyModel>,
+        parent: Option<&'a DiffElement>,
+        parent_dep: Option<usize>,
+        first: usize,
+    },
+}
+
 struct Planner<'a, 'd> {
     source: Option<&'a LocalStore>,
     dest: &'d LocalStore,
@@ -557,11 +576,44 @@ impl<'a, 'd> Planner<'a, 'd> {
         }
     }
 
+    /// Plans the elements in sync order, on a work stack (hierarchies may
+    /// be deep).
+    fn plan(&mut self, elements: &'a [DiffElement]) -> Result<()> {
+        let mut work: Vec<Visit<'a, 'd>> = elements
+            .iter()
+            .rev()
+            .map(|e| Visit::Element {
+                e,
+                parent: None,
+                parent_dep: None,
+            })
+            .collect();
+        while let Some(v) = work.pop() {
+            match v {
+                Visit::Element { e, parent, parent_dep } => self.element(e, parent, parent_dep, &mut work)?,
+                Visit::AfterChildren {
+                    e,
+                    dst,
+                    parent,
+                    parent_dep,
+                    first,
+                } => {
+                    let kids: Vec<usize> = (first..self.plan.changes.len()).collect();
+                    let me = self.change(e, dst, false, parent, parent_dep)?;
+                    self.plan.changes[me].child_deps = kids;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans one element; its children go on the work stack.
     fn element(
         &mut self,
         e: &'a DiffElement,
         parent: Option<&'a DiffElement>,
         parent_dep: Option<usize>,
+        work: &mut Vec<Visit<'a, 'd>>,
     ) -> Result<()> {
         // One lookup per element: `change` takes what it found.
         let dest = self.dest;
@@ -579,13 +631,18 @@ impl<'a, 'd> Planner<'a, 'd> {
         if delete && dst_flags.contains(ModelFlags::NATURAL_DELETION_ORDER) && !subtree {
             // Children first; the parent waits for all of them, and they for
             // whatever this model's own parent waits on.
-            let first = self.plan.changes.len();
-            for c in &e.children {
-                self.element(c, Some(e), parent_dep)?;
-            }
-            let kids: Vec<usize> = (first..self.plan.changes.len()).collect();
-            let me = self.change(e, dst, false, parent, parent_dep)?;
-            self.plan.changes[me].child_deps = kids;
+            work.push(Visit::AfterChildren {
+                e,
+                dst,
+                parent,
+                parent_dep,
+                first: self.plan.changes.len(),
+            });
+            work.extend(e.children.iter().rev().map(|c| Visit::Element {
+                e: c,
+                parent: Some(e),
+                parent_dep,
+            }));
             return Ok(());
         }
         let me = if e.action == Action::NoChange {
@@ -607,9 +664,11 @@ impl<'a, 'd> Planner<'a, 'd> {
             }
             return Ok(());
         }
-        for c in &e.children {
-            self.element(c, Some(e), me)?;
-        }
+        work.extend(e.children.iter().rev().map(|c| Visit::Element {
+            e: c,
+            parent: Some(e),
+            parent_dep: me,
+        }));
         Ok(())
     }
 
@@ -755,9 +814,7 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
             entries: Vec::new(),
         },
     };
-    for e in &diff.elements {
-        planner.element(e, None, None)?;
-    }
+    planner.plan(&diff.elements)?;
     let Plan {
         changes,
         outcomes,

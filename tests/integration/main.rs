@@ -3,6 +3,7 @@
 mod apply;
 mod chaos;
 mod compare;
+mod depth;
 mod dynamic;
 mod flags;
 mod laws;
