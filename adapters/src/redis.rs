@@ -7,11 +7,29 @@
 //! survives a reload). Reads and diffs use an in-memory image loaded at open.
 //! Outside a sync every change is written through at once (one round trip)
 //! and undone in the image if the server refuses it; a sync's changes are
-//! queued and flushed in one MULTI/EXEC transaction at its end.
+//! queued and written in one round trip at its end.
+//!
+//! # Several processes on one namespace
+//! Writes are optimistic: the hash `{namespace}:_version` holds a version per
+//! key (kept after a delete, so a key never returns to an old version), and
+//! every write is a server-side script that checks the versions this store
+//! read for every key it touches, then writes all of them, or none. A key
+//! another process changed since (an update from a stale image, a create of
+//! a key someone else created, a remove while someone added a child) fails
+//! with [`diffsync::Error::Conflict`] naming the model; the image is left as
+//! it was. Adding or removing a child also moves its parent's version, so a
+//! process that removes the parent from an image without that child
+//! conflicts instead of leaving the child pointing at a missing parent.
+//!
+//! A dropped connection (a server restart) is reopened and the command
+//! tried once more; a write retried this way applies at most once (a
+//! repeat would find the versions moved and report a conflict).
+
+use std::collections::HashMap;
 
 use diffsync::model::AnyModel;
 use diffsync::{AttrSource, DiffModel, LocalStore, Store};
-use redis::{Commands, Connection};
+use redis::{Client, Commands, Connection, RedisResult};
 use serde_json::{Map, Value};
 
 use crate::error::{AdapterError, Result};
@@ -26,15 +44,92 @@ use crate::registry::{self, PARENT_KEY, Registry};
 /// ```
 pub struct RedisStore {
     image: LocalStore,
+    client: Client,
     conn: Connection,
     namespace: String,
     registry: Registry,
     address: String,
-    /// Next insertion sequence.
-    next_seq: u64,
+    /// The version of each key this store last read or wrote (absent: 0).
+    versions: HashMap<String, u64>,
     /// Writes queued during a sync (`begin_batch` .. `end_batch`).
-    pending: Option<redis::Pipeline>,
+    pending: Option<Writes>,
 }
+
+/// What one write does to one key.
+struct Write {
+    model_type: String,
+    uid: String,
+    /// The version the key must still have.
+    expect: u64,
+    /// The JSON to store, or `None` to delete.
+    value: Option<String>,
+}
+
+/// Writes to apply together, one per key (a key touched twice keeps its
+/// first expected version and its last value).
+#[derive(Default)]
+struct Writes {
+    keys: Vec<String>,
+    writes: Vec<Write>,
+    index: HashMap<String, usize>,
+}
+
+impl Writes {
+    fn put(&mut self, key: String, write: Write) {
+        match self.index.get(&key) {
+            Some(&i) => self.writes[i].value = write.value,
+            None => {
+                self.index.insert(key.clone(), self.keys.len());
+                self.keys.push(key);
+                self.writes.push(write);
+            }
+        }
+    }
+}
+
+/// Runs a command; on a dropped connection (a server restart, say)
+/// reconnects and runs it once more.
+fn retry<T>(
+    client: &Client,
+    conn: &mut Connection,
+    mut f: impl FnMut(&mut Connection) -> RedisResult<T>,
+) -> RedisResult<T> {
+    match f(conn) {
+        Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
+            *conn = client.get_connection()?;
+            f(conn)
+        }
+        other => other,
+    }
+}
+
+/// Checks every key's version, then writes them all: `KEYS` = version hash,
+/// order hash, sequence counter, then the models' keys; `ARGV` = per key its
+/// expected version and its JSON (empty: delete). Returns 0, or the first
+/// key whose version moved and that version.
+const WRITE_SCRIPT: &str = r#"
+local n = #KEYS - 3
+for i = 1, n do
+  local found = tonumber(redis.call('HGET', KEYS[1], KEYS[i + 3]) or '0')
+  if found ~= tonumber(ARGV[2 * i - 1]) then
+    return {KEYS[i + 3], found}
+  end
+end
+for i = 1, n do
+  local key, value = KEYS[i + 3], ARGV[2 * i]
+  redis.call('HINCRBY', KEYS[1], key, 1)
+  if value == '' then
+    redis.call('DEL', key)
+    redis.call('HDEL', KEYS[2], key)
+  else
+    redis.call('SET', key, value)
+    if redis.call('HEXISTS', KEYS[2], key) == 0 then
+      redis.call('HSET', KEYS[2], key, redis.call('INCR', KEYS[3]))
+    end
+  end
+end
+return 0
+"#;
 
 impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`) and loads every model of the namespace.
@@ -43,15 +138,16 @@ impl RedisStore {
             address: url.to_string(),
             message: e.to_string(),
         };
-        let client = redis::Client::open(url).map_err(unreachable)?;
+        let client = Client::open(url).map_err(unreachable)?;
         let conn = client.get_connection().map_err(unreachable)?;
         let mut store = RedisStore {
             image: LocalStore::new(namespace),
+            client,
             conn,
             namespace: namespace.to_string(),
             registry,
             address: url.to_string(),
-            next_seq: 0,
+            versions: HashMap::new(),
             pending: None,
         };
         store.refresh()?;
@@ -67,21 +163,29 @@ impl RedisStore {
             origin: origin.clone(),
             message: e.to_string(),
         };
-        let order: std::collections::HashMap<String, u64> = self.conn.hgetall(self.order_key()).map_err(backend)?;
-        self.next_seq = order.values().max().map_or(0, |m| m + 1);
+        let (order_key, version_key) = (self.order_key(), self.version_key());
+        let order: HashMap<String, u64> =
+            retry(&self.client, &mut self.conn, |c| c.hgetall(&order_key)).map_err(backend)?;
+        // Versions first: a write in between leaves this image newer than
+        // its versions, so the next write conflicts (safe) rather than
+        // overwriting a newer model from an older image.
+        let versions: HashMap<String, u64> =
+            retry(&self.client, &mut self.conn, |c| c.hgetall(&version_key)).map_err(backend)?;
         for model_type in self.registry.load_order() {
             let pattern = format!("{}:{model_type}:*", self.namespace);
             let mut keys: Vec<String> = Vec::new();
             let mut cursor: u64 = 0;
             loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(&mut self.conn)
-                    .map_err(backend)?;
+                let (next, batch): (u64, Vec<String>) = retry(&self.client, &mut self.conn, |c| {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query(c)
+                })
+                .map_err(backend)?;
                 keys.extend(batch);
                 cursor = next;
                 if cursor == 0 {
@@ -90,7 +194,8 @@ impl RedisStore {
             }
             let mut records: Vec<(u64, Map<String, Value>)> = Vec::with_capacity(keys.len());
             for chunk in keys.chunks(500) {
-                let values: Vec<Option<String>> = self.conn.mget(chunk).map_err(backend)?;
+                let values: Vec<Option<String>> =
+                    retry(&self.client, &mut self.conn, |c| c.mget(chunk)).map_err(backend)?;
                 for (key, v) in chunk.iter().zip(values) {
                     let Some(text) = v else { continue };
                     match serde_json::from_str(&text) {
@@ -110,6 +215,7 @@ impl RedisStore {
             }
         }
         self.image = image;
+        self.versions = versions;
         Ok(())
     }
 
@@ -140,30 +246,90 @@ impl RedisStore {
         format!("{}:_order", self.namespace)
     }
 
-    /// Runs `commands` now (one round trip), or queues them during a sync.
-    fn send(
-        &mut self,
-        model_type: &str,
-        uid: &str,
-        commands: impl FnOnce(&mut redis::Pipeline),
-    ) -> diffsync::Result<()> {
-        if let Some(p) = self.pending.as_mut() {
-            commands(p);
-            return Ok(());
+    fn version_key(&self) -> String {
+        format!("{}:_version", self.namespace)
+    }
+
+    /// Writes these models' JSON (`None`: delete) now, checked against the
+    /// versions this store read, or queues them during a sync.
+    fn send(&mut self, models: Vec<(&str, &str, Option<String>)>) -> diffsync::Result<()> {
+        let entries: Vec<(String, Write)> = models
+            .into_iter()
+            .map(|(model_type, uid, value)| {
+                let key = self.key(model_type, uid);
+                let expect = self.versions.get(&key).copied().unwrap_or(0);
+                let write = Write {
+                    model_type: model_type.to_string(),
+                    uid: uid.to_string(),
+                    expect,
+                    value,
+                };
+                (key, write)
+            })
+            .collect();
+        let queued = self.pending.is_some();
+        let mut now = Writes::default();
+        let writes = self.pending.as_mut().unwrap_or(&mut now);
+        for (key, write) in entries {
+            writes.put(key, write);
         }
-        let mut p = redis::pipe();
-        commands(&mut p);
-        p.query::<()>(&mut self.conn).map_err(|e| self.fail(model_type, uid, e))
+        if queued { Ok(()) } else { self.flush(now) }
+    }
+
+    /// Runs the write script; on success the versions move on.
+    fn flush(&mut self, writes: Writes) -> diffsync::Result<()> {
+        let Some(first) = writes.writes.first() else {
+            return Ok(());
+        };
+        let script = redis::Script::new(WRITE_SCRIPT);
+        let mut call = script.prepare_invoke();
+        call.key(self.version_key())
+            .key(self.order_key())
+            .key(format!("{}:_seq", self.namespace));
+        for (key, w) in writes.keys.iter().zip(&writes.writes) {
+            call.key(key).arg(w.expect).arg(w.value.as_deref().unwrap_or(""));
+        }
+        let reply: RedisResult<redis::Value> = retry(&self.client, &mut self.conn, |c| call.invoke(c));
+        let conflict = match reply {
+            Ok(redis::Value::Int(0)) => None,
+            Ok(redis::Value::Array(v)) => match v.as_slice() {
+                [redis::Value::BulkString(k), redis::Value::Int(found)] => {
+                    Some((String::from_utf8_lossy(k).into_owned(), *found))
+                }
+                _ => None,
+            },
+            Ok(other) => return Err(self.fail(&first.model_type, &first.uid, format!("unexpected reply {other:?}"))),
+            Err(e) => return Err(self.fail(&first.model_type, &first.uid, e)),
+        };
+        if let Some((key, found)) = conflict {
+            let w = writes.index.get(&key).map_or(first, |&i| &writes.writes[i]);
+            return Err(diffsync::Error::Conflict {
+                store: format!("{} ({})", self.namespace, self.address),
+                model_type: w.model_type.clone(),
+                key: w.uid.clone(),
+                expected: w.expect,
+                found: u64::try_from(found).unwrap_or(0),
+            });
+        }
+        for (key, w) in writes.keys.into_iter().zip(writes.writes) {
+            self.versions.insert(key, w.expect + 1);
+        }
+        Ok(())
     }
 
     /// The JSON to store for one model, from the image.
     fn value(&self, model_type: &str, uid: &str) -> diffsync::Result<String> {
+        self.record(model_type, uid, true)
+    }
+
+    /// One model's JSON from the image, with its parent link or without.
+    fn record(&self, model_type: &str, uid: &str, with_parent: bool) -> diffsync::Result<String> {
         let model = self.image.get_dyn(model_type, uid)?;
         let mut record = self
             .registry
             .to_value(model)
             .map_err(|e| self.fail(model_type, uid, e))?;
-        if let Some((_, parent)) = self.image.parent_of(model_type, uid)? {
+        if with_parent && let Some((_, parent)) = self.image.parent_of(model_type, uid)? {
             record.insert(PARENT_KEY.into(), Value::String(parent.to_string()));
         }
         Ok(Value::Object(record).to_string())
@@ -192,32 +358,26 @@ impl Store for RedisStore {
     fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> diffsync::Result<()> {
         let (model_type, uid) = (model.model_type().to_string(), model.unique_id());
         self.image.insert_boxed(model, parent)?;
+        // The parent is written too: its version moves, so a process removing
+        // it from an image without this child conflicts.
         let written = self.value(&model_type, &uid).and_then(|json| {
-            let (key, order, seq) = (self.key(&model_type, &uid), self.order_key(), self.next_seq);
-            self.send(&model_type, &uid, |p| {
-                p.set(&key, json).ignore().hset(&order, &key, seq).ignore();
-            })
+            let mut models = vec![(model_type.as_str(), uid.as_str(), Some(json))];
+            if let Some((pt, pk)) = parent {
+                models.push((pt, pk, Some(self.value(pt, pk)?)));
+            }
+            self.send(models)
         });
-        match written {
-            Ok(()) => {
-                self.next_seq += 1;
-                Ok(())
-            }
-            Err(e) => {
-                self.image.remove(&model_type, &uid, false)?;
-                Err(e)
-            }
+        if written.is_err() {
+            self.image.remove(&model_type, &uid, false)?;
         }
+        written
     }
     fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> diffsync::Result<()> {
         let before = self.image.get_dyn(model_type, key)?.attributes();
         self.image.update_attributes(model_type, key, source)?;
-        let written = self.value(model_type, key).and_then(|json| {
-            let rkey = self.key(model_type, key);
-            self.send(model_type, key, |p| {
-                p.set(&rkey, json).ignore();
-            })
-        });
+        let written = self
+            .value(model_type, key)
+            .and_then(|json| self.send(vec![(model_type, key, Some(json))]));
         if written.is_err() {
             self.image
                 .update_attributes(model_type, key, AttrSource::Values(&before))?;
@@ -231,6 +391,8 @@ impl Store for RedisStore {
         } else {
             gone.push((model_type.to_string(), key.to_string()));
         }
+        // Children left behind lose their parent link in Redis too; the
+        // parent's version moves (its children changed).
         let mut orphans: Vec<(String, String)> = Vec::new();
         if !remove_children && let Some(schema) = self.image.schema(model_type) {
             for ct in schema.children.iter() {
@@ -239,40 +401,45 @@ impl Store for RedisStore {
                 }
             }
         }
-        let keys: Vec<String> = gone.iter().map(|(t, k)| self.key(t, k)).collect();
-        let order = self.order_key();
-        self.send(model_type, key, |p| {
-            p.del(&keys).ignore().hdel(&order, &keys).ignore();
-        })?;
-        self.image.remove(model_type, key, remove_children)?;
-        // Children left behind lose their parent link in Redis too.
-        for (t, k) in orphans {
-            let json = self.value(&t, &k)?;
-            let rkey = self.key(&t, &k);
-            self.send(&t, &k, |p| {
-                p.set(&rkey, json).ignore();
-            })?;
+        let parent = self
+            .image
+            .parent_of(model_type, key)?
+            .map(|(t, k)| (t.to_string(), k.to_string()));
+        let mut models: Vec<(&str, &str, Option<String>)> = Vec::new();
+        for (t, k) in &gone {
+            models.push((t, k, None));
         }
+        for (t, k) in &orphans {
+            models.push((t, k, Some(self.record(t, k, false)?)));
+        }
+        if let Some((pt, pk)) = &parent {
+            models.push((pt, pk, Some(self.record(pt, pk, true)?)));
+        }
+        self.send(models)?;
+        self.image.remove(model_type, key, remove_children)?;
         Ok(())
     }
     fn begin_batch(&mut self) {
-        let mut p = redis::pipe();
-        p.atomic();
-        self.pending = Some(p);
+        self.pending = Some(Writes::default());
     }
     fn end_batch(&mut self) -> diffsync::Result<()> {
-        let Some(p) = self.pending.take() else { return Ok(()) };
-        if p.cmd_iter().next().is_none() {
+        let Some(writes) = self.pending.take() else {
             return Ok(());
+        };
+        let Err(e) = self.flush(writes) else {
+            return Ok(());
+        };
+        // One script: nothing of the batch reached the server. Bring the image back to it.
+        let refreshed = self.refresh().is_ok();
+        let note = if refreshed {
+            "nothing of this sync was written; the store was re-read from the server"
+        } else {
+            "nothing of this sync was written; the in-memory image is ahead of the server: call refresh()"
+        };
+        match e {
+            // The conflict says nothing was written; the image is the server's again.
+            diffsync::Error::Conflict { .. } if refreshed => Err(e),
+            e => Err(self.fail("sync", "", format!("{e} ({note})"))),
         }
-        let Err(e) = p.query::<()>(&mut self.conn) else {
-            return Ok(());
-        };
-        // MULTI/EXEC: nothing of the batch reached the server. Bring the image back to it.
-        let note = match self.refresh() {
-            Ok(()) => "nothing of this sync was written; the store was re-read from the server",
-            Err(_) => "nothing of this sync was written; the in-memory image is ahead of the server: call refresh()",
-        };
-        Err(self.fail("sync", "", format!("{e} ({note})")))
     }
 }

@@ -216,6 +216,25 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// Another writer changed a model since this store read it (optimistic
+    /// concurrency in a shared store): nothing of the write was applied and
+    /// the in-memory image is as it was. Refresh the store and diff again.
+    #[error(
+        "store {store:?}: {model_type} {key:?} was changed by another writer \
+         (version {expected} expected, {found} found); nothing was written"
+    )]
+    Conflict {
+        /// Store name (and where it lives).
+        store: String,
+        /// Model type name.
+        model_type: String,
+        /// Unique id.
+        key: String,
+        /// The version this store read.
+        expected: u64,
+        /// The version the backend holds.
+        found: u64,
+    },
     /// An adapter failed to load its system.
     #[error("adapter {adapter:?} failed to load: {source}")]
     Load {

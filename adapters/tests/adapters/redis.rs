@@ -150,3 +150,153 @@ fn a_sync_whose_flush_fails_reports_it_and_writes_nothing() {
         "{msg}"
     );
 }
+
+fn site(name: &str, region: &str) -> Site {
+    Site {
+        name: name.into(),
+        region: region.into(),
+    }
+}
+
+fn device(name: &str, role: &str) -> Device {
+    Device {
+        name: name.into(),
+        role: role.into(),
+        serial: None,
+        db_pk: 0,
+    }
+}
+
+fn region(s: &RedisStore, name: &str) -> String {
+    s.local().get::<Site>("site", name).unwrap().region.clone()
+}
+
+fn is_conflict_on(err: &Error, ty: &str, k: &str) -> bool {
+    matches!(err, Error::Conflict { model_type, key, .. } if model_type == ty && key == k)
+}
+
+#[test]
+fn a_write_from_a_stale_image_conflicts_instead_of_losing_an_update() {
+    let Some(server) = Redis::start() else { return };
+    let mut a = RedisStore::open(&server.url(), "ns", registry()).unwrap();
+    a.add(site("nyc", "east")).unwrap();
+    let mut b = RedisStore::open(&server.url(), "ns", registry()).unwrap();
+    a.update_attributes(
+        "site",
+        "nyc",
+        diffsync::AttrSource::Values(&[("region".into(), "north".into())].into_iter().collect()),
+    )
+    .unwrap();
+    let err = b
+        .update_attributes(
+            "site",
+            "nyc",
+            diffsync::AttrSource::Values(&[("region".into(), "south".into())].into_iter().collect()),
+        )
+        .unwrap_err();
+    assert!(is_conflict_on(&err, "site", "nyc"), "{err}");
+    assert!(err.to_string().contains("changed by another writer"), "{err}");
+    assert_eq!(region(&b, "nyc"), "east", "the image is as it was");
+    b.refresh().unwrap();
+    assert_eq!(region(&b, "nyc"), "north", "A's write survived");
+    // After a refresh, B's write goes through.
+    b.update_attributes(
+        "site",
+        "nyc",
+        diffsync::AttrSource::Values(&[("region".into(), "south".into())].into_iter().collect()),
+    )
+    .unwrap();
+    a.refresh().unwrap();
+    assert_eq!(region(&a, "nyc"), "south");
+}
+
+#[test]
+fn two_creates_of_one_key_the_second_conflicts() {
+    let Some(server) = Redis::start() else { return };
+    let mut a = RedisStore::open(&server.url(), "ns", registry()).unwrap();
+    let mut b = RedisStore::open(&server.url(), "ns", registry()).unwrap();
+    a.add(site("nyc", "east")).unwrap();
+    let err = b.add(site("nyc", "west")).unwrap_err();
+    assert!(is_conflict_on(&err, "site", "nyc"), "{err}");
+    assert_eq!(b.local().count("site"), 0);
+    // A deleted and re-created key never returns to an old version.
+    Store::remove(&mut a, "site", "nyc", false).unwrap();
+    let mut c = RedisStore::open(&server.url(), "ns", registry()).unwrap();
+    c.add(site("nyc", "north")).unwrap();
+    let err = a.add(site("nyc", "east")).unwrap_err();
+    assert!(is_conflict_on(&err, "site", "nyc"), "{err}");
+    let fresh = RedisStore::open(&server.url(), "ns", registry()).unwrap();
+    assert_eq!(region(&fresh, "nyc"), "north");
+}
+
+#[test]
+fn a_remove_racing_with_a_child_add_conflicts_and_the_namespace_still_loads() {
+    let Some(server) = Redis::start() else { return };
+    let mut a = RedisStore::open(&server.url(), "ns", registry()).unwrap();
+    a.add(site("nyc", "east")).unwrap();
+    let mut b = RedisStore::open(&server.url(), "ns", registry()).unwrap();
+    b.add_child("site", "nyc", device("r1", "edge")).unwrap();
+    for remove_children in [true, false] {
+        let err = Store::remove(&mut a, "site", "nyc", remove_children).unwrap_err();
+        assert!(is_conflict_on(&err, "site", "nyc"), "{err}");
+    }
+    assert_eq!(a.local().count("site"), 1);
+    let fresh = RedisStore::open(&server.url(), "ns", registry()).unwrap();
+    assert_eq!(fresh.local().parent_of("device", "r1").unwrap(), Some(("site", "nyc")));
+    // From a fresh image the remove goes through, and takes the child along.
+    a.refresh().unwrap();
+    Store::remove(&mut a, "site", "nyc", true).unwrap();
+    let fresh = RedisStore::open(&server.url(), "ns", registry()).unwrap();
+    assert_eq!(fresh.local().count_all(), 0);
+}
+
+#[test]
+fn a_sync_from_a_stale_image_conflicts_writes_nothing_and_rereads() {
+    let Some(server) = Redis::start() else { return };
+    let mut target = persistent(RedisStore::open(&server.url(), "inv", registry()).unwrap());
+    target.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let mut other = RedisStore::open(&server.url(), "inv", registry()).unwrap();
+    let before = keys(other.local(), "interface");
+    other
+        .update_attributes(
+            "device",
+            "site0-r0",
+            diffsync::AttrSource::Values(&[("role".into(), "spine".into())].into_iter().collect()),
+        )
+        .unwrap();
+    let err = target.sync_from(&inventory("cmdb", 2, 1)).unwrap_err();
+    let Error::StoreApply { source, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(matches!(**source, Error::Conflict { .. }), "{err}");
+    // Nothing of the sync reached the server; the image is the server's again.
+    let fresh = RedisStore::open(&server.url(), "inv", registry()).unwrap();
+    assert_eq!(keys(fresh.local(), "interface"), before);
+    assert_eq!(fresh.local().get::<Device>("device", "site0-r0").unwrap().role, "spine");
+    assert_eq!(
+        target.store.local().get::<Device>("device", "site0-r0").unwrap().role,
+        "spine"
+    );
+    // The next sync does the whole work.
+    target.sync_from(&inventory("cmdb", 2, 1)).unwrap();
+    let fresh = persistent(RedisStore::open(&server.url(), "inv", registry()).unwrap());
+    assert!(!fresh.diff_from(&inventory("cmdb", 2, 1)).unwrap().has_diffs());
+}
+
+#[test]
+fn a_store_reconnects_after_a_server_restart() {
+    let Some(mut server) = Redis::start_on_socket() else {
+        return;
+    };
+    let mut s = RedisStore::open(&server.url(), "ns", registry()).unwrap();
+    s.add(site("nyc", "east")).unwrap();
+    server.restart();
+    // The restarted server is empty (no persistence): the refresh shows it.
+    s.refresh().unwrap();
+    assert_eq!(s.local().count_all(), 0);
+    s.add(site("lax", "west")).unwrap();
+    server.restart();
+    s.add(site("sfo", "west")).unwrap();
+    let fresh = RedisStore::open(&server.url(), "ns", registry()).unwrap();
+    assert_eq!(keys(fresh.local(), "site"), ["sfo"]);
+}

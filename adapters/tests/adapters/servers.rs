@@ -139,7 +139,10 @@ impl Drop for Postgres {
 /// A running redis-server.
 pub struct Redis {
     child: Child,
+    bin: PathBuf,
     _dir: tempfile::TempDir,
+    /// TCP port, or 0 for a Unix socket in the directory (which a restart
+    /// can take again, unlike a port another test may grab meanwhile).
     pub port: u16,
 }
 
@@ -151,33 +154,76 @@ impl Redis {
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let child = Command::new(bin)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
+        Self::started(bin, dir, port)
+    }
+
+    /// A server on a Unix socket, for tests that restart it.
+    pub fn start_on_socket() -> Option<Redis> {
+        let Some(bin) = find("redis-server", &[]) else {
+            missing("redis-server")?;
+            return None;
+        };
+        Self::started(bin, tempfile::tempdir().expect("temp dir"), 0)
+    }
+
+    fn started(bin: PathBuf, dir: tempfile::TempDir, port: u16) -> Option<Redis> {
+        let child = Self::spawn(&bin, dir.path(), port);
+        Some(Redis {
+            child,
+            bin,
+            _dir: dir,
+            port,
+        })
+    }
+
+    fn spawn(bin: &Path, dir: &Path, port: u16) -> Child {
+        let socket = dir.join("redis.sock");
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir);
+        if port == 0 {
+            let _ = std::fs::remove_file(&socket);
+            cmd.arg("--unixsocket").arg(&socket);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn redis-server");
+        let up = || match port {
+            0 => std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+            _ => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !up() {
             assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Redis { child, _dir: dir, port })
+        child
+    }
+
+    /// Stops the server and starts a fresh, empty one on the same port.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.bin, self._dir.path(), self.port);
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match self.port {
+            0 => format!("redis+unix://{}", self._dir.path().join("redis.sock").display()),
+            port => format!("redis://127.0.0.1:{port}/"),
+        }
     }
 }
 
