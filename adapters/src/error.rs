@@ -1,5 +1,7 @@
 //! The adapters' error type.
 
+use diffsync::BoxError;
+
 /// Everything an adapter can fail with. Each variant names where (path,
 /// table, address) and, when known, the model type, key and field.
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +59,28 @@ pub enum AdapterError {
     /// A database or server error.
     #[error("{origin}: {message}")]
     Backend {
-        /// Table, database or server address.
+        /// Database file, server address (and table).
         origin: String,
         /// The backend's message.
         message: String,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Writing one model to a database failed (a constraint, a lock).
+    #[error("{origin}: writing {model_type} {key:?}: {message}")]
+    Write {
+        /// Database file or server address, and table.
+        origin: String,
+        /// Model type name.
+        model_type: String,
+        /// Unique id.
+        key: String,
+        /// The backend's message.
+        message: String,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
     },
     /// A server could not be reached.
     #[error("cannot connect to {address}: {message}")]
@@ -73,6 +93,31 @@ pub enum AdapterError {
     /// A store operation failed (duplicate key, unknown parent, ...).
     #[error(transparent)]
     Store(#[from] diffsync::Error),
+}
+
+impl AdapterError {
+    /// A backend error at `origin`, keeping the error as its source.
+    pub(crate) fn backend(origin: impl Into<String>, e: impl Into<BoxError>) -> Self {
+        let source = e.into();
+        AdapterError::Backend {
+            origin: origin.into(),
+            message: message_of(&*source),
+            source,
+        }
+    }
+}
+
+/// The backend's own words: a PostgreSQL server error's message without
+/// the client's "db error:" wrapping, else the error's text.
+pub(crate) fn message_of(e: &(dyn std::error::Error + 'static)) -> String {
+    #[cfg(feature = "postgres")]
+    if let Some(db) = e
+        .downcast_ref::<postgres::Error>()
+        .and_then(postgres::Error::as_db_error)
+    {
+        return db.message().to_string();
+    }
+    e.to_string()
 }
 
 /// Shorthand for `Result<T, AdapterError>`.

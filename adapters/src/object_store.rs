@@ -104,10 +104,7 @@ impl ObjectStoreAdapter {
     }
 
     fn backend(&self, path: &Path, e: object_store::Error) -> AdapterError {
-        AdapterError::Backend {
-            origin: format!("object {path}"),
-            message: e.to_string(),
-        }
+        AdapterError::backend(format!("object {path}"), e)
     }
 
     fn get_json(&self, path: &Path) -> Result<Option<Value>> {

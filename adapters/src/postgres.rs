@@ -8,7 +8,7 @@ use diffsync::{Action, Adapter, Batch, HookError, LocalStore, ValueKind};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Transaction};
 
-use crate::error::{AdapterError, Result};
+use crate::error::{AdapterError, Result, message_of};
 use crate::registry::{self, Registry};
 use crate::sql::{self, Dialect, SqlValue, Table};
 
@@ -64,7 +64,7 @@ impl PostgresAdapter {
             address: origin.clone(),
             message: e.to_string(),
         })?;
-        let tables = sql::tables(&registry)?;
+        let tables = sql::tables(&origin, &registry)?;
         let mut store = LocalStore::new(name);
         registry.register_all(&mut store)?;
         let mut a = PostgresAdapter {
@@ -77,9 +77,7 @@ impl PostgresAdapter {
         };
         for t in &a.tables {
             let ddl = t.create(&DIALECT);
-            a.client
-                .batch_execute(&ddl)
-                .map_err(|e| backend(&format!("{}: {}", a.origin, t.origin()), e))?;
+            a.client.batch_execute(&ddl).map_err(|e| backend(&t.origin(), e))?;
         }
         a.load_tables()?;
         Ok(a)
@@ -100,7 +98,7 @@ impl PostgresAdapter {
 
     fn load_tables(&mut self) -> Result<()> {
         for t in &self.tables {
-            let origin = format!("{}: {}", self.origin, t.origin());
+            let origin = t.origin();
             let found: Vec<String> = self
                 .client
                 .query(
@@ -161,23 +159,27 @@ fn address(params: &str) -> String {
 }
 
 fn backend(origin: &str, e: postgres::Error) -> AdapterError {
-    AdapterError::Backend {
-        origin: origin.to_string(),
-        message: e
-            .as_db_error()
-            .map_or_else(|| e.to_string(), |d| d.message().to_string()),
-    }
+    AdapterError::backend(origin, e)
 }
 
-fn run(tx: &mut Transaction<'_>, stmts: &[sql::Statement]) -> std::result::Result<(), String> {
+fn run(tx: &mut Transaction<'_>, stmts: &[sql::Statement]) -> std::result::Result<(), postgres::Error> {
     for s in stmts {
         let params: Vec<&(dyn ToSql + Sync)> = s.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        tx.execute(s.sql.as_str(), &params).map_err(|e| {
-            e.as_db_error()
-                .map_or_else(|| e.to_string(), |d| d.message().to_string())
-        })?;
+        tx.execute(s.sql.as_str(), &params)?;
     }
     Ok(())
+}
+
+/// A failed write of one change, naming the server, model and key.
+fn write_error(origin: &str, change: &diffsync::Change<'_>, e: postgres::Error) -> HookError {
+    AdapterError::Write {
+        origin: origin.to_string(),
+        model_type: change.model_type().to_string(),
+        key: change.key().to_string(),
+        message: message_of(&e),
+        source: Box::new(e),
+    }
+    .into()
 }
 
 impl Adapter for PostgresAdapter {
@@ -190,35 +192,38 @@ impl Adapter for PostgresAdapter {
     /// savepoint. Changes count as applied only once the transaction commits.
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         let keep_going = batch.continue_on_failure();
-        let mut tx = self.client.transaction()?;
+        let origin = self.origin.clone();
+        let mut tx = self.client.transaction().map_err(|e| backend(&origin, e))?;
         if keep_going {
             for i in 0..batch.len() {
                 if !batch.should_apply(i) {
                     continue;
                 }
-                let r = match sql::statements(&DIALECT, &self.tables, &self.registry, &self.store, &batch.changes()[i])
-                {
-                    Err(e) => Err(e.to_string()),
-                    Ok(stmts) => {
-                        let mut sp = tx.transaction()?;
-                        let r = run(&mut sp, &stmts);
-                        if r.is_ok() {
-                            sp.commit()?;
+                let change = &batch.changes()[i];
+                let r: Result<(), HookError> =
+                    match sql::statements(&DIALECT, &self.tables, &self.registry, &self.store, change) {
+                        Err(e) => Err(e.into()),
+                        Ok(stmts) => {
+                            let mut sp = tx.transaction().map_err(|e| backend(&origin, e))?;
+                            let r = run(&mut sp, &stmts).map_err(|e| write_error(&origin, change, e));
+                            if r.is_ok() {
+                                sp.commit().map_err(|e| backend(&origin, e))?;
+                            }
+                            r
                         }
-                        r
-                    }
-                };
+                    };
                 match r {
                     Ok(()) => batch.stage(i),
-                    Err(e) => batch.set_outcome(i, Err(e.into())),
+                    Err(e) => batch.set_outcome(i, Err(e)),
                 }
             }
-            tx.commit()?;
+            tx.commit().map_err(|e| backend(&origin, e))?;
             batch.commit_staged();
             return Ok(());
         }
         // All or nothing: group creates by type, run the rest in order.
-        let mut inserts: Vec<(usize, Vec<SqlValue>)> = Vec::new();
+        // (table, change, row)
+        let mut inserts: Vec<(usize, usize, Vec<SqlValue>)> = Vec::new();
         for i in 0..batch.len() {
             if !batch.should_apply(i) {
                 if batch.is_aborted() {
@@ -240,31 +245,50 @@ impl Adapter for PostgresAdapter {
                     .iter()
                     .position(|t| t.model_type == change.model_type())
                     .unwrap_or(0);
-                inserts.extend(stmts.into_iter().map(|s| (t, s.params)));
+                inserts.extend(stmts.into_iter().map(|s| (t, i, s.params)));
             } else if let Err(e) = run(&mut tx, &stmts) {
-                batch.set_outcome(i, Err(e.into()));
+                let e = write_error(&origin, change, e);
+                batch.set_outcome(i, Err(e));
                 return Err("transaction rolled back".into());
             }
             batch.stage(i);
         }
         for (ti, t) in self.tables.iter().enumerate() {
-            let rows: Vec<&Vec<SqlValue>> = inserts.iter().filter(|(i, _)| *i == ti).map(|(_, r)| r).collect();
+            let rows: Vec<(usize, &Vec<SqlValue>)> = inserts
+                .iter()
+                .filter(|(table, ..)| *table == ti)
+                .map(|(_, i, r)| (*i, r))
+                .collect();
             for chunk in rows.chunks(ROWS_PER_INSERT) {
                 let params: Vec<&(dyn ToSql + Sync)> = chunk
                     .iter()
-                    .flat_map(|r| r.iter())
+                    .flat_map(|(_, r)| r.iter())
                     .map(|p| p as &(dyn ToSql + Sync))
                     .collect();
-                tx.execute(t.insert(&DIALECT, chunk.len()).as_str(), &params)
-                    .map_err(|e| {
-                        let msg = e
-                            .as_db_error()
-                            .map_or_else(|| e.to_string(), |d| d.message().to_string());
-                        format!("insert into {}: {msg}; transaction rolled back", t.origin())
-                    })?;
+                let mut sp = tx.transaction().map_err(|e| backend(&origin, e))?;
+                let failed = sp.execute(t.insert(&DIALECT, chunk.len()).as_str(), &params).is_err();
+                if !failed {
+                    sp.commit().map_err(|e| backend(&origin, e))?;
+                    continue;
+                }
+                drop(sp);
+                // The multi-row INSERT failed: find the row, to name its change.
+                for &(i, row) in chunk {
+                    let params: Vec<&(dyn ToSql + Sync)> = row.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                    if let Err(e) = tx.execute(t.insert(&DIALECT, 1).as_str(), &params) {
+                        let e = write_error(&origin, &batch.changes()[i], e);
+                        batch.set_outcome(i, Err(e));
+                        return Err("transaction rolled back".into());
+                    }
+                }
+                return Err(format!(
+                    "{}: a multi-row INSERT failed, no row alone did; transaction rolled back",
+                    t.origin()
+                )
+                .into());
             }
         }
-        tx.commit()?;
+        tx.commit().map_err(|e| backend(&origin, e))?;
         batch.commit_staged();
         Ok(())
     }

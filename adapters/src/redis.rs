@@ -159,10 +159,7 @@ impl RedisStore {
         let mut image = LocalStore::new(&self.namespace);
         self.registry.register_all(&mut image)?;
         let origin = format!("{} namespace {:?}", self.address, self.namespace);
-        let backend = |e: redis::RedisError| AdapterError::Backend {
-            origin: origin.clone(),
-            message: e.to_string(),
-        };
+        let backend = |e: redis::RedisError| AdapterError::backend(origin.clone(), e);
         let (order_key, version_key) = (self.order_key(), self.version_key());
         let order: HashMap<String, u64> =
             retry(&self.client, &mut self.conn, |c| c.hgetall(&order_key)).map_err(backend)?;

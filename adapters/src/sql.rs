@@ -35,6 +35,8 @@ pub(crate) fn quote(ident: &str) -> String {
 
 /// One model type's table.
 pub(crate) struct Table {
+    /// The database file or server the table is in.
+    pub(crate) location: String,
     pub(crate) model_type: String,
     pub(crate) name: String,
     pub(crate) columns: Vec<FieldDef>,
@@ -43,8 +45,9 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    pub(crate) fn new(schema: &ModelSchema, has_parent: bool) -> Table {
+    pub(crate) fn new(location: &str, schema: &ModelSchema, has_parent: bool) -> Table {
         Table {
+            location: location.to_string(),
             model_type: schema.name.to_string(),
             name: quote(&schema.name),
             columns: schema
@@ -59,7 +62,7 @@ impl Table {
     }
 
     pub(crate) fn origin(&self) -> String {
-        format!("table {} (model {})", self.name, self.model_type)
+        format!("{}: table {} (model {})", self.location, self.name, self.model_type)
     }
 
     /// Expected column names, `_parent` last.
@@ -222,14 +225,30 @@ impl Table {
     /// A record from a row in `column_names()` order.
     pub(crate) fn record(&self, row: Vec<SqlValue>) -> Result<Map<String, Value>> {
         let names = self.column_names();
+        let shown = |v: &SqlValue| match v {
+            SqlValue::Text(s) => s.clone(),
+            SqlValue::Int(i) => i.to_string(),
+            SqlValue::Real(f) => f.to_string(),
+            SqlValue::Bool(b) => b.to_string(),
+            SqlValue::Null => "NULL".into(),
+        };
         let key_guess = row[..self.n_ids]
             .iter()
-            .map(|v| match v {
-                SqlValue::Text(s) => s.clone(),
-                other => format!("{other:?}"),
-            })
+            .map(shown)
             .collect::<Vec<_>>()
             .join(diffsync::model::ID_SEPARATOR);
+        if let Some(i) = row[..self.n_ids]
+            .iter()
+            .zip(&self.columns)
+            .position(|(v, def)| *v == SqlValue::Null && !def.optional)
+        {
+            return Err(AdapterError::Model {
+                origin: self.origin(),
+                model_type: self.model_type.clone(),
+                key: key_guess,
+                message: format!("identifier column {:?} is NULL", names[i]),
+            });
+        }
         let mut out = Map::new();
         for (name, v) in names.into_iter().zip(row) {
             out.insert(name.to_string(), self.value_of(name, v, &key_guess)?);
@@ -252,10 +271,10 @@ impl Table {
 }
 
 /// Tables for every registered type, in load order.
-pub(crate) fn tables(reg: &Registry) -> Result<Vec<Table>> {
+pub(crate) fn tables(location: &str, reg: &Registry) -> Result<Vec<Table>> {
     reg.load_order()
         .into_iter()
-        .map(|t| Ok(Table::new(reg.schema(t)?, reg.parent_type(t).is_some())))
+        .map(|t| Ok(Table::new(location, reg.schema(t)?, reg.parent_type(t).is_some())))
         .collect()
 }
 

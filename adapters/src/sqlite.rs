@@ -67,10 +67,10 @@ impl SqliteAdapter {
     }
 
     fn with_connection(name: &str, conn: Connection, origin: String, registry: Registry) -> Result<Self> {
-        let tables = sql::tables(&registry)?;
+        let tables = sql::tables(&origin, &registry)?;
         for t in &tables {
             conn.execute_batch(&t.create(&DIALECT))
-                .map_err(|e| backend(&format!("{origin}: {}", t.origin()), e))?;
+                .map_err(|e| backend(&t.origin(), e))?;
         }
         let mut store = LocalStore::new(name);
         registry.register_all(&mut store)?;
@@ -101,7 +101,7 @@ impl SqliteAdapter {
 
     fn load_tables(&mut self) -> Result<()> {
         for t in &self.tables {
-            let origin = format!("{}: {}", self.origin, t.origin());
+            let origin = t.origin();
             let found: Vec<String> = {
                 let mut stmt = self
                     .conn
@@ -134,10 +134,7 @@ impl SqliteAdapter {
 }
 
 fn backend(origin: &str, e: rusqlite::Error) -> AdapterError {
-    AdapterError::Backend {
-        origin: origin.to_string(),
-        message: e.to_string(),
-    }
+    AdapterError::backend(origin, e)
 }
 
 fn to_sqlite(v: &SqlValue) -> Sql {
@@ -170,24 +167,35 @@ impl Adapter for SqliteAdapter {
     /// the transaction commits.
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         let keep_going = batch.continue_on_failure();
-        let mut tx = self.conn.transaction()?;
+        let origin = self.origin.clone();
+        let mut tx = self.conn.transaction().map_err(|e| backend(&origin, e))?;
         for i in 0..batch.len() {
             if !batch.should_apply(i) {
                 continue;
             }
             let change = &batch.changes()[i];
+            let failed = |e: rusqlite::Error| -> HookError {
+                AdapterError::Write {
+                    origin: origin.clone(),
+                    model_type: change.model_type().to_string(),
+                    key: change.key().to_string(),
+                    message: e.to_string(),
+                    source: Box::new(e),
+                }
+                .into()
+            };
             let result: Result<(), HookError> =
                 match sql::statements(&DIALECT, &self.tables, &self.registry, &self.store, change) {
                     Err(e) => Err(e.into()),
                     Ok(stmts) if keep_going => {
-                        let sp = tx.savepoint()?;
+                        let sp = tx.savepoint().map_err(failed)?;
                         let r = run(&sp, &stmts);
                         if r.is_ok() {
-                            sp.commit()?;
+                            sp.commit().map_err(failed)?;
                         }
-                        r.map_err(|e| backend(&self.origin, e).into())
+                        r.map_err(failed)
                     }
-                    Ok(stmts) => run(&tx, &stmts).map_err(|e| backend(&self.origin, e).into()),
+                    Ok(stmts) => run(&tx, &stmts).map_err(failed),
                 };
             match result {
                 Ok(()) => batch.stage(i),
@@ -195,12 +203,12 @@ impl Adapter for SqliteAdapter {
                     batch.set_outcome(i, Err(e));
                     if batch.is_aborted() {
                         // Dropping the transaction rolls it back.
-                        return Err(format!("transaction on {} rolled back", self.origin).into());
+                        return Err(format!("transaction on {origin} rolled back").into());
                     }
                 }
             }
         }
-        tx.commit()?;
+        tx.commit().map_err(|e| backend(&origin, e))?;
         batch.commit_staged();
         Ok(())
     }

@@ -103,3 +103,52 @@ fn unreachable_server_names_the_address() {
         "{err}"
     );
 }
+
+#[test]
+fn a_refused_row_names_server_model_and_key_and_keeps_the_cause() {
+    let Some(pg) = Postgres::start() else { return };
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    refuse_eth3(&mut db);
+    let report = db
+        .sync_from_with(
+            &inventory("cmdb", 2, 1),
+            &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE),
+        )
+        .unwrap();
+    let failed = report.failures().next().unwrap();
+    let msg = failed.outcome.message().unwrap_or_default();
+    assert_eq!(
+        msg,
+        format!(
+            "postgres://127.0.0.1:{}: writing interface \"site1-r1__eth3\": eth3 refused",
+            pg.port
+        )
+    );
+    // A row another client inserted since the load fails the multi-row
+    // INSERT; the error names the server and the change whose row it was.
+    db.client()
+        .batch_execute("INSERT INTO site (name, region) VALUES ('site9', 'x')")
+        .unwrap();
+    let err = db.sync_from(&inventory("cmdb", 10, 0)).unwrap_err();
+    let Error::SyncAborted {
+        key, message, cause, ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(key, "site9");
+    assert!(
+        message.starts_with(&format!(
+            "postgres://127.0.0.1:{}: writing site \"site9\": duplicate key",
+            pg.port
+        )),
+        "{message}"
+    );
+    let cause: &(dyn std::error::Error + 'static) = cause.as_deref().unwrap();
+    let chain: Vec<_> = std::iter::successors(Some(cause), |e| e.source()).collect();
+    assert!(
+        chain.iter().any(|e| e.downcast_ref::<postgres::Error>().is_some()),
+        "{message}"
+    );
+}

@@ -146,3 +146,69 @@ fn a_cell_of_the_wrong_type_names_model_key_and_column() {
         "{msg}"
     );
 }
+
+/// The chain of an error's sources, outermost first.
+fn chain<'e>(e: &'e (dyn std::error::Error + 'static)) -> Vec<&'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source()).collect()
+}
+
+#[test]
+fn a_locked_database_names_its_file_and_keeps_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.db");
+    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+    db.connection()
+        .busy_timeout(std::time::Duration::from_millis(20))
+        .unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let err = db.sync_from(&inventory("cmdb", 1, 0)).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("database is locked"),
+        "{msg}"
+    );
+    assert!(
+        chain(&err)
+            .iter()
+            .any(|e| e.downcast_ref::<rusqlite::Error>().is_some()),
+        "the rusqlite error is in the source chain: {msg}"
+    );
+    other.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(db.store.count_all(), 0, "nothing applied to the store");
+    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+}
+
+#[test]
+fn a_refused_row_names_file_model_and_key_with_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.db");
+    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+    refuse_eth3(&db, "site0-r1");
+    let err = db.sync_from(&inventory("cmdb", 1, 1)).unwrap_err();
+    let Error::SyncAborted {
+        cause: Some(cause),
+        key,
+        ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(key, "site0-r1__eth3");
+    let cause = cause.to_string();
+    assert_eq!(
+        cause,
+        format!("{}: writing interface \"site0-r1__eth3\": eth3 refused", path.display())
+    );
+}
+
+#[test]
+fn a_null_identifier_is_named_not_read_as_a_key() {
+    let mut db = SqliteAdapter::open_in_memory("db", registry()).unwrap();
+    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    db.connection()
+        .execute_batch("CREATE TABLE t AS SELECT * FROM site; DROP TABLE site; CREATE TABLE site (name TEXT, region TEXT NOT NULL, _seq INTEGER); INSERT INTO site (name, region) VALUES (NULL, 'east');")
+        .unwrap();
+    let err = db.reload().unwrap_err().to_string();
+    assert!(err.contains("identifier column \"name\" is NULL"), "{err}");
+}
