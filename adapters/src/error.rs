@@ -48,6 +48,24 @@ pub enum AdapterError {
         /// What serde said (it names the field).
         message: String,
     },
+    /// A record in a file does not fit its model: an unknown field, a
+    /// missing identifier, a value of the wrong type, a link to a parent
+    /// that contradicts its nesting, a key loaded twice.
+    #[error("{path}:{line}:{column}: {model_type} {key:?}: {message}")]
+    Record {
+        /// The file.
+        path: String,
+        /// 1-based line of the record or field (0 when unknown).
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// Model type name.
+        model_type: String,
+        /// The record's identifiers, `?` for a missing one.
+        key: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
     /// A model type the registry does not know.
     #[error("unknown model type {model_type:?}; registered: [{known}]")]
     UnknownModelType {

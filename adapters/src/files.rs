@@ -2,9 +2,35 @@
 //! under the child type's name) and CSV (one file per model type, children
 //! name their parent in a `_parent` column).
 //!
-//! A sync into a [`FileAdapter`] rewrites its file(s) atomically in
-//! `sync_complete`: a temporary file in the same directory, then a rename, so a
-//! failure leaves the old content intact.
+//! A nested document lists the top-level types, each record holding its
+//! children's list under the child type's name:
+//!
+//! ```yaml
+//! site:
+//!   - name: nyc
+//!     region: east
+//!     device:
+//!       - name: nyc-r1
+//!         role: edge
+//!         interface:
+//!           - name: eth0        # "device: nyc-r1" comes from the nesting
+//!             mtu: 1500
+//! ```
+//!
+//! A child's identifier named after its parent type (`device`, for a parent
+//! with one identifier) or `<parent type>_<identifier>` (`device_name`) is
+//! its link to the parent: taken from the nesting when absent, an error
+//! when it names another parent (in CSV, the parent is the `_parent` cell).
+//!
+//! Loading is strict and all or nothing: invalid UTF-8, a duplicate key, an
+//! unknown type or field (a typo in a child list's name is one), a child
+//! type at the top level, a missing identifier, a CSV child without its
+//! `_parent`, a duplicate column or an unclosed quoted cell is an error
+//! naming the file, line and the model, key and field at fault.
+//!
+//! A sync into a [`FileAdapter`] rewrites its file(s) in `sync_complete`:
+//! temporary files in the same directory, then renames, so a failure leaves
+//! the old content intact; a CSV directory is replaced all or nothing.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,6 +38,7 @@ use std::path::{Path, PathBuf};
 use diffsync::{Adapter, Diff, HookError, LocalStore, SyncReport, ValueKind};
 use serde_json::{Map, Value};
 
+use crate::document;
 use crate::error::{AdapterError, Result};
 use crate::registry::{self, PARENT_KEY, Registry};
 
@@ -101,89 +128,40 @@ impl FileAdapter {
         if self.format == Format::Csv {
             return self.load_csv();
         }
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io(&self.path, e)),
+        let Some(text) = read_text(&self.path)? else {
+            return Ok(());
         };
         let origin = self.origin();
-        let doc: Value = match self.format {
-            Format::Json => serde_json::from_str(&text).map_err(|e| AdapterError::Parse {
-                path: origin.clone(),
-                line: e.line(),
-                column: e.column(),
-                // serde_json appends " at line L column C", which the error already shows.
-                message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
-            })?,
-            Format::Yaml => serde_saphyr::from_str(&text).map_err(|e| {
-                let (line, column) = e
-                    .location()
-                    .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
-                AdapterError::Parse {
-                    path: origin.clone(),
-                    line,
-                    column,
-                    message: e.to_string(),
-                }
-            })?,
-            Format::Toml => toml::from_str(&text).map_err(|e| {
-                let (line, column) = e.span().map_or((0, 0), |s| line_column(&text, s.start));
-                AdapterError::Parse {
-                    path: origin.clone(),
-                    line,
-                    column,
-                    message: e.message().to_string(),
-                }
-            })?,
-            Format::Csv => Value::Null,
-        };
-        registry::load_tree(&self.registry, &mut self.store, doc, &origin)
+        let doc = document::parse(&text, self.format, &origin)?;
+        document::load(&self.registry, &mut self.store, doc, &text, self.format, &origin)
     }
 
     fn load_csv(&mut self) -> Result<()> {
         if !self.path.exists() {
             return Ok(());
         }
+        if !self.path.is_dir() {
+            return Err(AdapterError::Format {
+                origin: self.origin(),
+                message: "is a file: the CSV format reads a directory holding one <model type>.csv per type".into(),
+            });
+        }
+        let mut staged = self.store.clone();
         for model_type in self.registry.load_order() {
             let file = self.path.join(format!("{model_type}.csv"));
-            if !file.exists() {
-                continue;
-            }
-            let schema = self.registry.schema(model_type)?;
-            let mut reader = csv::Reader::from_path(&file).map_err(|e| csv_error(&file, e))?;
-            let headers = reader.headers().map_err(|e| csv_error(&file, e))?.clone();
-            let origin = file.display().to_string();
-            for row in reader.records() {
-                let row = row.map_err(|e| csv_error(&file, e))?;
-                let line = row.position().map_or(0, |p| p.line() as usize);
-                let mut fields = Map::new();
-                for (name, cell) in headers.iter().zip(row.iter()) {
-                    let kind = schema
-                        .identifiers
-                        .iter()
-                        .chain(schema.attributes.iter())
-                        .find(|f| f.name == name)
-                        .map(|f| (f.kind, f.optional));
-                    let value = cell_value(cell, kind).map_err(|message| AdapterError::Parse {
-                        path: origin.clone(),
-                        line,
-                        column: 0,
-                        message: format!("column {name:?}: {message}"),
-                    })?;
-                    fields.insert(name.to_string(), value);
-                }
-                registry::insert_flat(&self.registry, &mut self.store, model_type, fields, &origin)?;
-            }
+            let Some(text) = read_text(&file)? else { continue };
+            load_csv_file(&self.registry, &mut staged, model_type, &file, &text)?;
         }
+        self.store = staged;
         Ok(())
     }
 
-    /// Writes the store to the file(s), atomically per file.
+    /// Writes the store to the file(s): all or nothing.
     pub fn save(&self) -> Result<()> {
         if self.format == Format::Csv {
             return self.save_csv();
         }
-        let doc = registry::dump_tree(&self.registry, &self.store)?;
+        let doc = document::dump(&self.registry, &self.store)?;
         let origin = self.origin();
         let text = match self.format {
             Format::Json => serde_json::to_string_pretty(&doc).map_err(|e| format_err(&origin, e))?,
@@ -194,44 +172,201 @@ impl FileAdapter {
         write_atomic(&self.path, text.as_bytes())
     }
 
+    /// Every file is written to a temporary file first; only when all are
+    /// written are they renamed over the old ones, and if a rename fails
+    /// the files already replaced get their old content back.
     fn save_csv(&self) -> Result<()> {
         std::fs::create_dir_all(&self.path).map_err(|e| io(&self.path, e))?;
+        let mut staged = Vec::new();
         for (model_type, rows) in registry::flat_records(&self.registry, &self.store)? {
             let file = self.path.join(format!("{model_type}.csv"));
-            let mut headers: Vec<String> = Vec::new();
-            for row in &rows {
-                for k in row.keys() {
-                    if !headers.contains(k) {
-                        headers.push(k.clone());
-                    }
+            let bytes = self.csv_bytes(&model_type, &rows, &file)?;
+            staged.push((file, temp_file(&self.path, &bytes)?));
+        }
+        let mut replaced: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::new();
+        for (file, tmp) in staged {
+            let old = std::fs::read(&file).ok();
+            if let Err(e) = tmp.persist(&file) {
+                for (done, old) in replaced.into_iter().rev() {
+                    // Best effort: the error below is what the caller needs.
+                    let _ = match old {
+                        Some(bytes) => write_atomic(&done, &bytes),
+                        None => std::fs::remove_file(&done).map_err(|e| io(&done, e)),
+                    };
                 }
+                return Err(io(&file, e.error));
             }
-            if headers.is_empty() {
-                let schema = self.registry.schema(&model_type)?;
-                headers = schema
-                    .identifiers
-                    .iter()
-                    .chain(schema.attributes.iter())
-                    .map(|f| f.name.to_string())
-                    .collect();
-                if self.registry.parent_type(&model_type).is_some() {
-                    headers.push(PARENT_KEY.into());
-                }
-            }
-            let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(&headers).map_err(|e| csv_error(&file, e))?;
-            for row in &rows {
-                let cells = headers.iter().map(|h| match row.get(h) {
-                    None | Some(Value::Null) => String::new(),
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                });
-                w.write_record(cells).map_err(|e| csv_error(&file, e))?;
-            }
-            let bytes = w.into_inner().map_err(|e| io(&file, e.into_error()))?;
-            write_atomic(&file, &bytes)?;
+            replaced.push((file, old));
         }
         Ok(())
+    }
+
+    fn csv_bytes(&self, model_type: &str, rows: &[registry::Record], file: &Path) -> Result<Vec<u8>> {
+        let mut headers: Vec<String> = Vec::new();
+        for row in rows {
+            for k in row.keys() {
+                if !headers.contains(k) {
+                    headers.push(k.clone());
+                }
+            }
+        }
+        if headers.is_empty() {
+            let schema = self.registry.schema(model_type)?;
+            headers = schema
+                .identifiers
+                .iter()
+                .chain(schema.attributes.iter())
+                .map(|f| f.name.to_string())
+                .collect();
+        }
+        if self.registry.parent_type(model_type).is_some() && !headers.iter().any(|h| h == PARENT_KEY) {
+            headers.push(PARENT_KEY.into());
+        }
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(&headers).map_err(|e| csv_error(file, e))?;
+        for row in rows {
+            let cells = headers.iter().map(|h| match row.get(h) {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            });
+            w.write_record(cells).map_err(|e| csv_error(file, e))?;
+        }
+        w.into_inner().map_err(|e| io(file, e.into_error()))
+    }
+}
+
+/// Reads one CSV file of a type into `store`.
+fn load_csv_file(reg: &Registry, store: &mut LocalStore, model_type: &str, file: &Path, text: &str) -> Result<()> {
+    let origin = file.display().to_string();
+    let parse = |line: usize, column: usize, message: String| AdapterError::Parse {
+        path: origin.clone(),
+        line,
+        column,
+        message,
+    };
+    if let Some((line, column)) = unterminated_quote(text) {
+        return Err(parse(line, column, "a quoted cell is not closed".into()));
+    }
+    let schema = reg.schema(model_type)?;
+    let parent_type = reg.parent_type(model_type);
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(|e| csv_error(file, e))?.clone();
+    for (i, h) in headers.iter().enumerate() {
+        if headers.iter().take(i).any(|o| o == h) {
+            return Err(parse(1, 0, format!("duplicate column {h:?}")));
+        }
+    }
+    if let Some(pt) = parent_type
+        && !headers.iter().any(|h| h == PARENT_KEY)
+    {
+        return Err(parse(
+            1,
+            0,
+            format!("{model_type} is a child type: a {PARENT_KEY:?} column must name each row's {pt}"),
+        ));
+    }
+    for row in reader.records() {
+        let row = row.map_err(|e| csv_error(file, e))?;
+        let line = row.position().map_or(0, |p| p.line() as usize);
+        let mut fields = Map::new();
+        let mut parent = None;
+        for (name, cell) in headers.iter().zip(row.iter()) {
+            if name == PARENT_KEY {
+                parent = Some(cell.to_string()).filter(|c| !c.is_empty());
+                continue;
+            }
+            if cell.is_empty() && schema.identifiers.iter().any(|f| f.name == name) {
+                continue; // a missing identifier, reported below
+            }
+            let kind = schema
+                .identifiers
+                .iter()
+                .chain(schema.attributes.iter())
+                .find(|f| f.name == name)
+                .map(|f| (f.kind, f.optional));
+            let value =
+                cell_value(cell, kind).map_err(|message| parse(line, 0, format!("column {name:?}: {message}")))?;
+            fields.insert(name.to_string(), value);
+        }
+        let fault = |fields: &Map<String, Value>, message: String| AdapterError::Record {
+            path: origin.clone(),
+            line,
+            column: 0,
+            model_type: model_type.to_string(),
+            key: document::shown_key(schema, fields),
+            message,
+        };
+        let parent = match (parent_type, parent) {
+            (Some(pt), Some(pk)) => {
+                let p = store
+                    .get_dyn(pt, &pk)
+                    .map_err(|_| fault(&fields, format!("{PARENT_KEY} names {pt} {pk:?}, which is not loaded")))?;
+                document::link_to_parent(schema, &mut fields, p).map_err(|(_, m)| fault(&fields, m))?;
+                Some((pt, pk))
+            }
+            (Some(pt), None) => return Err(fault(&fields, format!("no {PARENT_KEY}: the row must name its {pt}"))),
+            (None, _) => None,
+        };
+        if let Some(id) = schema
+            .identifiers
+            .iter()
+            .find(|f| !f.optional && fields.get(f.name.as_ref()).is_none_or(Value::is_null))
+        {
+            return Err(fault(&fields, format!("missing identifier {:?}", id.name)));
+        }
+        let model = reg
+            .from_value(model_type, fields.clone(), &origin)
+            .map_err(|e| match e {
+                AdapterError::Model { message, .. } => fault(&fields, message),
+                other => other,
+            })?;
+        if let Some(unknown) = document::unknown_field(reg, schema, &fields, &*model) {
+            return Err(fault(&fields, format!("unknown column {unknown:?}")));
+        }
+        store
+            .insert_boxed(model, parent.as_ref().map(|(t, k)| (*t, k.as_str())))
+            .map_err(|e| fault(&fields, e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Where a quoted cell opens that is never closed (RFC 4180: quotes in a
+/// quoted cell are doubled, so every quote toggles the state).
+fn unterminated_quote(text: &str) -> Option<(usize, usize)> {
+    let mut open = None;
+    for (i, c) in text.char_indices() {
+        if c == '"' {
+            open = match open {
+                None => Some(i),
+                Some(_) => None,
+            };
+        }
+    }
+    open.map(|i| document::line_column(text, i))
+}
+
+/// A file's text; `None` when it does not exist. Invalid UTF-8 is an error
+/// at its line and column.
+fn read_text(path: &Path) -> Result<Option<String>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(path, e)),
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let before = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+            let (line, column) = document::line_column(&before, valid);
+            Err(AdapterError::Parse {
+                path: path.display().to_string(),
+                line,
+                column,
+                message: "invalid UTF-8".into(),
+            })
+        }
     }
 }
 
@@ -248,11 +383,16 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    temp_file(dir, bytes)?.persist(path).map_err(|e| io(path, e.error))?;
+    Ok(())
+}
+
+/// A synced temporary file in `dir` holding `bytes`.
+fn temp_file(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| io(tmp.path(), e))?;
     tmp.as_file().sync_all().map_err(|e| io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| io(path, e.error))?;
-    Ok(())
+    Ok(tmp)
 }
 
 fn io(path: &Path, source: std::io::Error) -> AdapterError {
@@ -277,14 +417,6 @@ fn csv_error(path: &Path, e: csv::Error) -> AdapterError {
         column: 0,
         message: e.to_string(),
     }
-}
-
-/// 1-based line and column of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset.min(text.len())).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 /// A CSV cell as a value of the field's kind (unknown fields: JSON if it parses, else text).

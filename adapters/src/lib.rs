@@ -35,6 +35,8 @@ macro_rules! registry_adapter_basics {
 }
 
 #[cfg(feature = "files")]
+mod document;
+#[cfg(feature = "files")]
 pub mod files;
 #[cfg(feature = "object-store")]
 pub mod object_store;

@@ -109,7 +109,7 @@ fn wrong_field_type_names_model_key_and_field() {
     let err = open_err("types.json", text, Format::Json);
     let msg = err.to_string();
     assert!(
-        matches!(&err, AdapterError::Model { model_type, key, .. } if model_type == "device" && key == "r1"),
+        matches!(&err, AdapterError::Record { model_type, key, line: 1, .. } if model_type == "device" && key == "r1"),
         "{msg}"
     );
     assert!(msg.contains("invalid type: integer `7`"), "{msg}");
@@ -119,15 +119,20 @@ fn wrong_field_type_names_model_key_and_field() {
 fn duplicate_key_in_a_source_names_the_key() {
     let text = r#"{"site": [{"name": "a", "region": "east"}, {"name": "a", "region": "west"}]}"#;
     let err = open_err("dup.json", text, Format::Json);
-    assert_eq!(err.to_string(), r#"site "a" already exists in store "f""#);
+    assert!(
+        err.to_string()
+            .ends_with(r#"dup.json:1:44: site "a": a second record with the same identifiers"#),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_model_type_lists_the_registered_ones() {
     let err = open_err("unknown.json", r#"{"rack": []}"#, Format::Json);
-    assert_eq!(
-        err.to_string(),
-        r#"unknown model type "rack"; registered: [site, device, interface]"#
+    assert!(
+        err.to_string()
+            .ends_with(r#"unknown.json:1:7: unknown model type "rack"; registered: [site, device, interface]"#),
+        "{err}"
     );
 }
 
@@ -148,4 +153,203 @@ fn csv_bad_cell_names_file_line_and_column_name() {
     let msg = err.to_string();
     assert!(msg.contains("interface.csv:3:"), "{msg}");
     assert!(msg.contains("column \"mtu\""), "{msg}");
+}
+
+/// The error without the temporary directory: `name:line:col: message`.
+fn short(err: &AdapterError) -> String {
+    let s = err.to_string();
+    s.rsplit('/').next().unwrap_or(&s).to_string()
+}
+
+#[test]
+fn a_typo_in_a_nested_key_or_an_unknown_field_is_an_error_at_its_line() {
+    let yaml = "site:\n  - name: a\n    region: east\n    devices:\n      - name: r1\n        role: leaf\n";
+    // YAML errors point at the field's value (here the list under the typo).
+    let err = open_err("typo.yaml", yaml, Format::Yaml);
+    assert_eq!(
+        short(&err),
+        r#"typo.yaml:5:7: site "a": unknown field "devices"; expected one of: name, region, device (children)"#
+    );
+    let json = "{\"site\": [{\"name\": \"a\", \"region\": \"east\",\n  \"regoin\": \"west\"}]}";
+    let err = open_err("typo.json", json, Format::Json);
+    assert!(
+        short(&err).starts_with(r#"typo.json:2:10: site "a": unknown field "regoin""#),
+        "{err}"
+    );
+    let toml = "[[site]]\nname = \"a\"\nregion = \"east\"\nzone = 1\n";
+    let err = open_err("typo.toml", toml, Format::Toml);
+    assert!(
+        short(&err).starts_with(r#"typo.toml:4:8: site "a": unknown field "zone""#),
+        "{err}"
+    );
+    // A local serde field of the Rust type is known.
+    let ok = r#"{"site": [{"name": "a", "region": "east", "device": [{"name": "r1", "role": "leaf", "serial": null, "db_pk": 7}]}]}"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.json"), ok).unwrap();
+    FileAdapter::open("f", dir.path().join("ok.json"), Format::Json, registry()).unwrap();
+}
+
+#[test]
+fn children_take_their_parent_link_from_the_nesting_and_may_not_contradict_it() {
+    let yaml = "\
+site:
+  - name: a
+    region: east
+    device:
+      - name: r1
+        role: leaf
+        interface:
+          - name: eth0
+            description: up
+            mtu: 1500
+            enabled: true
+";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inv.yaml"), yaml).unwrap();
+    let f = FileAdapter::open("f", dir.path().join("inv.yaml"), Format::Yaml, registry()).unwrap();
+    assert_eq!(
+        f.store().parent_of("interface", "r1__eth0").unwrap(),
+        Some(("device", "r1"))
+    );
+    let wrong = yaml.replace(
+        "          - name: eth0",
+        "          - name: eth0\n            device: r2",
+    );
+    let err = open_err("wrong.yaml", &wrong, Format::Yaml);
+    assert_eq!(
+        short(&err),
+        r#"wrong.yaml:9:21: interface "r2__eth0": "device" is "r2", but the record is nested under device "r1""#
+    );
+}
+
+#[test]
+fn a_child_type_at_the_top_level_is_an_error() {
+    let json = r#"{"site": [], "interface": [{"device": "r1", "name": "eth0", "description": "", "mtu": 1, "enabled": true}]}"#;
+    let err = open_err("top.json", json, Format::Json);
+    assert!(
+        short(&err).starts_with(r#"top.json:1:24: interface is a child type: nest its records under their device"#),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_duplicate_key_in_a_json_or_yaml_map_is_an_error() {
+    let err = open_err(
+        "dup.json",
+        "{\"site\": [{\"name\": \"a\",\n \"region\": \"east\", \"region\": \"west\"}]}",
+        Format::Json,
+    );
+    assert!(
+        short(&err).starts_with(r#"dup.json:2:"#) && short(&err).contains(r#"duplicate key "region""#),
+        "{err}"
+    );
+    let err = open_err(
+        "dup.yaml",
+        "site:\n  - name: a\n    region: east\n    region: west\n",
+        Format::Yaml,
+    );
+    assert!(matches!(err, AdapterError::Parse { line: 4, .. }), "{err}");
+}
+
+#[test]
+fn a_missing_identifier_is_named_not_read_as_none() {
+    let err = open_err("noid.json", r#"{"site": [{"region": "east"}]}"#, Format::Json);
+    assert_eq!(short(&err), r#"noid.json:1:11: site "?": missing identifier "name""#);
+}
+
+#[test]
+fn invalid_utf8_names_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.json");
+    std::fs::write(&path, b"{\"site\": [\n  {\"name\": \"a\xff\", \"region\": \"east\"}]}").unwrap();
+    let err = FileAdapter::open("f", &path, Format::Json, registry()).err().unwrap();
+    assert_eq!(short(&err), "bad.json:2:14: invalid UTF-8");
+}
+
+fn csv_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+fn csv_err(files: &[(&str, &str)]) -> String {
+    let dir = csv_dir(files);
+    match FileAdapter::open("f", dir.path(), Format::Csv, registry()) {
+        Ok(_) => panic!("should not load: {files:?}"),
+        Err(e) => short(&e),
+    }
+}
+
+#[test]
+fn csv_layout_errors_name_file_and_line() {
+    let site = ("site.csv", "name,region\na,east\n");
+    assert_eq!(
+        csv_err(&[site, ("device.csv", "name,role,serial\nr1,leaf,\n")]),
+        r#"device.csv:1:0: device is a child type: a "_parent" column must name each row's site"#
+    );
+    assert_eq!(
+        csv_err(&[site, ("device.csv", "name,role,serial,_parent\nr1,leaf,,\n")]),
+        r#"device.csv:2:0: device "r1": no _parent: the row must name its site"#
+    );
+    assert_eq!(
+        csv_err(&[site, ("device.csv", "name,role,serial,_parent\nr1,leaf,,b\n")]),
+        r#"device.csv:2:0: device "r1": _parent names site "b", which is not loaded"#
+    );
+    assert_eq!(
+        csv_err(&[("site.csv", "name,region,region\na,east,west\n")]),
+        r#"site.csv:1:0: duplicate column "region""#
+    );
+    assert_eq!(
+        csv_err(&[("site.csv", "name,region\na,\"east\nb,west\n")]),
+        "site.csv:2:3: a quoted cell is not closed"
+    );
+    assert_eq!(
+        csv_err(&[("site.csv", "name,region,zone\na,east,1\n")]),
+        r#"site.csv:2:0: site "a": unknown column "zone""#
+    );
+    assert_eq!(
+        csv_err(&[("site.csv", "name,region\n,east\n")]),
+        r#"site.csv:2:0: site "?": missing identifier "name""#
+    );
+    let interface = "device,name,description,mtu,enabled,_parent\nr2,eth0,x,1500,true,r1\n";
+    assert_eq!(
+        csv_err(&[
+            site,
+            ("device.csv", "name,role,serial,_parent\nr1,leaf,,a\n"),
+            ("interface.csv", interface)
+        ]),
+        r#"interface.csv:2:0: interface "r2__eth0": "device" is "r2", but the record is nested under device "r1""#
+    );
+    // A .csv file where the format wants a directory.
+    let dir = csv_dir(&[site]);
+    let err = FileAdapter::open("f", dir.path().join("site.csv"), Format::Csv, registry())
+        .err()
+        .unwrap();
+    assert!(short(&err).starts_with("site.csv: is a file"), "{err}");
+}
+
+#[test]
+fn a_multi_file_csv_save_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = FileAdapter::open("f", dir.path(), Format::Csv, registry()).unwrap();
+    target.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let before = (read("site.csv"), read("device.csv"));
+    // The last file cannot be replaced: a directory is in its way.
+    std::fs::remove_file(dir.path().join("interface.csv")).unwrap();
+    std::fs::create_dir(dir.path().join("interface.csv")).unwrap();
+    let err = target.sync_from(&inventory("cmdb", 2, 1)).unwrap_err();
+    assert!(err.to_string().contains("interface.csv"), "{err}");
+    assert_eq!(
+        (read("site.csv"), read("device.csv")),
+        before,
+        "the files already replaced are restored"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 3, "no temporary file left: {names:?}");
 }
