@@ -153,6 +153,17 @@ impl Table {
         format!("DELETE FROM {} WHERE {}", self.name, self.where_ids(d, 1))
     }
 
+    /// Unlinks the rows whose parent is the one parameter (a removed
+    /// parent's children stay, parentless, as in the store).
+    pub(crate) fn unlink(&self, d: &Dialect) -> String {
+        let parent = quote(PARENT_KEY);
+        format!(
+            "UPDATE {} SET {parent} = NULL WHERE {parent} = {}",
+            self.name,
+            (d.placeholder)(1)
+        )
+    }
+
     fn kind_of(&self, column: &str) -> (ValueKind, bool) {
         self.columns
             .iter()
@@ -347,6 +358,14 @@ pub(crate) fn statements(
             }];
             if change.removes_subtree() {
                 descendant_deletes(d, tables, store, change.model_type(), change.key(), &mut out)?;
+            } else if let Some(schema) = store.schema(change.model_type()) {
+                // Children whose own delete does not apply must not point at a missing row.
+                for ct in schema.children.iter() {
+                    out.push(Statement {
+                        sql: table(tables, ct)?.unlink(d),
+                        params: vec![SqlValue::Text(change.key().to_string())],
+                    });
+                }
             }
             out
         }

@@ -1,4 +1,5 @@
-//! Chaos: random inventories, random hook outcomes (ok, recoverable, soft,
+//! Chaos: random inventories (with a chain of a self-referencing type up to
+//! 1,000 deep), random hook outcomes (ok, recoverable, soft,
 //! fatal, panic), with and without CONTINUE_ON_FAILURE, through the
 //! per-change hooks and through a transactional batch hook. After every
 //! sync the destination store equals the system, the report accounts for
@@ -7,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use diffsync::{Action, Adapter, Batch, Change, DiffFlags, Error, HookError, LocalStore, ModelFlags, Options, Outcome};
+use diffsync::{
+    Action, Adapter, Batch, Change, DiffFlags, DiffModel, Error, HookError, LocalStore, ModelFlags, Options, Outcome,
+};
 use diffsync_tests::{Device, Interface, Site};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -21,6 +24,16 @@ type System = BTreeMap<(String, String), (Value, Option<String>)>;
 struct Shape {
     /// (site id, region, devices)
     sites: Vec<(u8, u8, Vec<DevShape>)>,
+    /// Length of a chain of nodes, each the child of the one before.
+    chain: u16,
+}
+
+#[derive(DiffModel, Clone, Debug, PartialEq)]
+#[diffsync(name = "node", children(Node))]
+struct Node {
+    #[diffsync(id)]
+    name: String,
+    label: String,
 }
 
 /// (device id, role, interface count)
@@ -30,7 +43,8 @@ fn shape() -> impl Strategy<Value = Shape> {
     // (site id, region, devices: (device id, role, interface count))
     let dev = (0..4u8, 0..2u8, prop_oneof![0..5u8, 33..40u8]);
     let site = (0..4u8, 0..2u8, prop::collection::vec(dev, 0..3));
-    prop::collection::vec(site, 0..4).prop_map(|sites| Shape { sites })
+    let chain = prop_oneof![Just(0u16), 995..=1000u16];
+    (prop::collection::vec(site, 0..4), chain).prop_map(|(sites, chain)| Shape { sites, chain })
 }
 
 /// Builds a store from a shape; `variant` perturbs descriptions.
@@ -39,6 +53,23 @@ fn build(name: &str, shape: &Shape, variant: u8) -> LocalStore {
     store.register::<Site>().unwrap();
     store.register::<Device>().unwrap();
     store.register::<Interface>().unwrap();
+    store.register::<Node>().unwrap();
+    let mut parent = None;
+    for i in 0..shape.chain {
+        let node = Node {
+            name: format!("n{i}"),
+            label: if (i + u16::from(variant)).is_multiple_of(97) {
+                "changed"
+            } else {
+                "x"
+            }
+            .into(),
+        };
+        parent = Some(match parent {
+            None => store.add(node).unwrap(),
+            Some(p) => store.add_under(p, node).unwrap(),
+        });
+    }
     for (s, region, devs) in &shape.sites {
         let site = format!("s{s}");
         let Ok(h) = store.add(Site {
@@ -81,7 +112,7 @@ fn build(name: &str, shape: &Shape, variant: u8) -> LocalStore {
 
 fn snapshot(store: &LocalStore) -> System {
     let mut out = System::new();
-    for ty in ["site", "device", "interface"] {
+    for ty in ["site", "device", "interface", "node"] {
         for m in store.get_all_dyn(ty) {
             let key = m.unique_id();
             let parent = store.parent_of(ty, &key).unwrap().map(|(_, k)| k.to_string());
@@ -173,7 +204,7 @@ impl Adapter for Chaotic {
         &mut self.store
     }
     fn top_level(&self) -> Vec<&str> {
-        vec!["site"]
+        vec!["site", "node"]
     }
     fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         write(self.fate(change.key()), &mut self.system, change)
@@ -222,7 +253,7 @@ fn changes(diff: &diffsync::Diff) -> BTreeSet<(String, String, Action)> {
 }
 
 fn run(src: &Shape, dst: &Shape, seed: u64, continue_on_failure: bool, transactional: bool) {
-    let source = diffsync::MemoryAdapter::with_store("src", &["site"], build("src", src, 0));
+    let source = diffsync::MemoryAdapter::with_store("src", &["site", "node"], build("src", src, 0));
     let store = build("dst", dst, 1);
     let mut target = Chaotic {
         system: snapshot(&store),

@@ -13,3 +13,5 @@ mod redis;
 mod servers;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_chaos;
