@@ -25,6 +25,8 @@ pub struct Input<'a> {
     pub attrs: StructAttrs,
     pub fields: Vec<Field<'a>>,
     pub name: String,
+    /// A field's `#[diffsync(..)]` did not parse (its role is unknown).
+    pub field_errors: bool,
 }
 
 impl<'a> Input<'a> {
@@ -44,12 +46,15 @@ impl<'a> Input<'a> {
             );
             return None;
         };
+        let mut field_errors = false;
         let fields = named
             .named
             .iter()
             .filter_map(|f| {
                 let ident = f.ident.as_ref()?;
+                let before = errors.len();
                 let fa = attr::field_attrs(&f.attrs, errors);
+                field_errors |= errors.len() > before;
                 let role = if fa.id.is_some() {
                     Role::Id
                 } else if fa.skip.is_some() {
@@ -73,6 +78,7 @@ impl<'a> Input<'a> {
             .map(|l| l.value())
             .unwrap_or_else(|| snake_case(&input.ident.to_string()));
         Some(Input {
+            field_errors,
             ident: &input.ident,
             generics: &input.generics,
             attrs,

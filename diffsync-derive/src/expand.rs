@@ -26,8 +26,9 @@ pub fn derive(input: &DeriveInput) -> TokenStream {
     }
 }
 
-/// An impl with empty bodies, so a user sees the attribute error and not a
-/// cascade of "DiffModel is not implemented" errors.
+/// Impls with empty bodies, so a user sees the attribute error and not a
+/// cascade of "DiffModel is not implemented" errors (nor one at a parent
+/// type's `children(..)`, which needs `StaticModel`).
 fn stub(input: &DeriveInput) -> TokenStream {
     let ident = &input.ident;
     let (ig, tg, wc) = input.generics.split_for_impl();
@@ -46,6 +47,10 @@ fn stub(input: &DeriveInput) -> TokenStream {
             fn set_attributes(&mut self, _: &#p::Attrs) -> #p::Result<()> { ::core::unreachable!() }
             fn from_parts(_: &#p::SchemaRef, _: &#p::Attrs, _: &#p::Attrs) -> #p::Result<Self> { ::core::unreachable!() }
             fn copy_for_create(&self) -> Self { ::core::unreachable!() }
+        }
+        impl #ig #p::StaticModel for #ident #tg #wc {
+            const NAME: &'static str = "";
+            fn static_schema() -> &'static #p::ModelSchema { ::core::unreachable!() }
         }
     }
 }

@@ -4,7 +4,9 @@ use crate::ast::{Input, Role};
 use crate::attr::Errors;
 
 pub fn check(input: &Input<'_>, errors: &mut Errors) {
-    if input.ids().next().is_none() {
+    // Without identifiers after a field attribute error, that error is the
+    // cause (a typo in `id`, say): one error, not two.
+    if input.ids().next().is_none() && !input.field_errors {
         errors.at(
             input.ident.span(),
             "a DiffModel needs at least one identifier: mark a field with #[diffsync(id)]",

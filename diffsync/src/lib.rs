@@ -185,20 +185,40 @@ pub mod __private {
         unique_id_of,
     };
 
+    /// What an attribute's type needs: serde both ways. A field whose type
+    /// lacks it gets this message instead of serde's list of candidates.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be a diffsync attribute: it must implement serde's `Serialize` and `Deserialize`",
+        label = "this field's type does not implement `Serialize` and `Deserialize`",
+        note = "derive `serde::Serialize` and `serde::Deserialize` for `{Self}`, or mark the field `#[diffsync(skip)]` to keep it out of the compared attributes"
+    )]
+    pub trait Attribute: Sized {
+        /// The value as JSON.
+        fn to_json(&self) -> serde_json::Result<Value>;
+        /// The value from JSON.
+        fn from_json(v: &Value) -> serde_json::Result<Self>;
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T: serde::Serialize + serde::de::DeserializeOwned> Attribute for T {
+        fn to_json(&self) -> serde_json::Result<Value> {
+            serde_json::to_value(self)
+        }
+        fn from_json(v: &Value) -> serde_json::Result<Self> {
+            T::deserialize(v)
+        }
+    }
+
     /// Serializes a field for a diff element; a value that cannot be
     /// represented as JSON shows as its error text.
-    pub fn to_value<T: serde::Serialize + ?Sized>(v: &T) -> Value {
-        serde_json::to_value(v).unwrap_or_else(|e| Value::String(format!("<unserializable: {e}>")))
+    pub fn to_value<T: Attribute>(v: &T) -> Value {
+        v.to_json()
+            .unwrap_or_else(|e| Value::String(format!("<unserializable: {e}>")))
     }
 
     /// Reads a field from a value, naming the model, key and field on failure.
-    pub fn from_value<T: serde::de::DeserializeOwned>(
-        model_type: &str,
-        key: &str,
-        field: &str,
-        v: &Value,
-    ) -> crate::Result<T> {
-        T::deserialize(v).map_err(|e| crate::Error::InvalidValue {
+    pub fn from_value<T: Attribute>(model_type: &str, key: &str, field: &str, v: &Value) -> crate::Result<T> {
+        T::from_json(v).map_err(|e| crate::Error::InvalidValue {
             model_type: model_type.to_string(),
             key: key.to_string(),
             field: field.to_string(),
