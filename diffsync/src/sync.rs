@@ -994,7 +994,9 @@ fn report_elements(entries: &[(&DiffElement, Entry)], outcomes: &[Outcome], abor
 
 /// Applies what the system took to the store, in order. Every applied
 /// change is recorded even after a store error (the system has them all);
-/// the first error is returned with the change it hit.
+/// the first error is returned with the change it hit. Children whose own
+/// delete did not apply stay, as parentless models the next diff sees; a
+/// `SKIP_CHILDREN_ON_DELETE` subtree goes.
 fn apply_to_store<S: Store + ?Sized>(
     store: &mut S,
     changes: Vec<Change<'_>>,
@@ -1003,15 +1005,44 @@ fn apply_to_store<S: Store + ?Sized>(
     // A networked store may buffer these writes and flush them at once.
     store.begin_batch();
     let mut first = None;
-    for (mut change, outcome) in changes.into_iter().zip(outcomes) {
-        if *outcome != Outcome::Applied {
+    // Consecutive deletes (siblings, usually) go to the store together.
+    let mut changes: Vec<Change<'_>> = changes;
+    let applied: Vec<usize> = (0..changes.len())
+        .filter(|&i| outcomes[i] == Outcome::Applied)
+        .collect();
+    let mut k = 0;
+    while k < applied.len() {
+        let i = applied[k];
+        if changes[i].action == Action::Delete {
+            let run = applied[k..]
+                .iter()
+                .take_while(|&&j| changes[j].action == Action::Delete)
+                .count();
+            let run = &applied[k..k + run];
+            let items: Vec<(&str, &str, bool)> = run
+                .iter()
+                .map(|&j| {
+                    let c = &changes[j];
+                    (c.element.model_type.as_ref(), c.element.key.as_str(), c.remove_subtree)
+                })
+                .collect();
+            if let Err((at, err)) = store.remove_many(&items) {
+                let e = changes[run[at]].element;
+                first.get_or_insert((e.model_type.to_string(), e.key.clone(), err));
+            }
+            k += run.len();
             continue;
         }
-        if let Err(err) = apply_change(store, &mut change)
+        if let Err(err) = apply_change(store, &mut changes[i])
             && first.is_none()
         {
-            first = Some((change.element.model_type.to_string(), change.element.key.clone(), err));
+            first = Some((
+                changes[i].element.model_type.to_string(),
+                changes[i].element.key.clone(),
+                err,
+            ));
         }
+        k += 1;
     }
     if let Err(err) = store.end_batch()
         && first.is_none()
@@ -1032,8 +1063,6 @@ fn apply_change<S: Store + ?Sized>(store: &mut S, change: &mut Change<'_>) -> Re
             Some(src) => store.update_attributes(&e.model_type, &e.key, AttrSource::Model(src)),
             None => store.update_attributes(&e.model_type, &e.key, AttrSource::Values(&change.attrs)),
         },
-        // Children whose own delete did not apply stay, as parentless
-        // models the next diff sees; a SKIP_CHILDREN_ON_DELETE subtree goes.
         Action::Delete => store.remove(&e.model_type, &e.key, change.remove_subtree),
         Action::NoChange => Ok(()),
     }

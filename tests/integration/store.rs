@@ -197,3 +197,37 @@ fn a_glob_import_leaves_model_methods_unambiguous() {
     let any = s.get_dyn("device", "nyc-r1").unwrap();
     assert_eq!((any.model_type(), any.unique_id()), ("device", "nyc-r1".to_string()));
 }
+
+#[test]
+fn remove_many_removes_what_it_finds_and_names_the_first_missing() {
+    let mut s = LocalStore::new("s");
+    let site = s
+        .add(Site {
+            name: "nyc".into(),
+            region: "east".into(),
+        })
+        .unwrap();
+    for d in ["r1", "r2", "r3", "r4"] {
+        let h = s.add_under(site, dev(d, "edge")).unwrap();
+        s.add_under(h, intf(d, "eth0")).unwrap();
+    }
+    let err = s
+        .remove_many(&[
+            ("device", "r1", false),
+            ("device", "r9", false),
+            ("device", "r3", true),
+            ("interface", "r3__eth0", false),
+        ])
+        .unwrap_err();
+    assert_eq!(err.0, 1);
+    assert!(
+        matches!(err.1, Error::NotFound { ref key, .. } if key == "r9"),
+        "{:?}",
+        err.1
+    );
+    assert_eq!(s.children_keys("site", "nyc", "device").unwrap(), ["r2", "r4"]);
+    // r1's interface stays, parentless; r3's went with its subtree.
+    assert_eq!(s.parent_of("interface", "r1__eth0").unwrap(), None);
+    assert!(s.get_dyn("interface", "r3__eth0").is_err());
+    assert_eq!(s.count("interface"), 3);
+}
