@@ -461,6 +461,14 @@ impl SyncReport {
     pub fn changed(&self) -> bool {
         self.totals().applied > 0
     }
+    /// The changes the system did not take (failed, skipped, rolled back,
+    /// only planned): exactly what the next diff shows again.
+    pub fn unfinished(&self) -> impl Iterator<Item = &ElementReport> {
+        self.elements.iter().filter(|e| {
+            e.action != Action::NoChange && !matches!(e.outcome, Outcome::Applied | Outcome::RemovedWithParent)
+        })
+    }
+
     /// The elements whose hook failed (recoverable, soft or fatal).
     pub fn failures(&self) -> impl Iterator<Item = &ElementReport> {
         self.elements.iter().filter(|e| {

@@ -8,7 +8,7 @@ use diffsync::{
     Action, Adapter, Batch, Change, Diff, DiffFlags, DiffModel, DynModel, Error, HookError, LocalStore, MemoryAdapter,
     ModelFlags, ModelSchema, Options, Outcome, SkipReason,
 };
-use diffsync_tests::{Device, Interface, Inventory, Site, sys_a, sys_b};
+use diffsync_tests::{Device, Interface, Inventory, Node, Site, sys_a, sys_b};
 use serde_json::json;
 
 fn outcome_of<'r>(report: &'r diffsync::SyncReport, key: &str) -> &'r Outcome {
@@ -525,25 +525,11 @@ fn unknown_top_level_type_is_an_error_listing_the_known_ones() {
     );
 }
 
-#[derive(DiffModel, Clone, Debug, PartialEq)]
-#[diffsync(name = "node", children(Node))]
-struct Node {
-    #[diffsync(id)]
-    name: String,
-    label: String,
-}
-
 fn chain(name: &str, len: usize, label: &str) -> MemoryAdapter {
     let mut a = MemoryAdapter::new(name, &["node"]);
-    let mut parent = a.store.add(Node {
-        name: "n0".into(),
-        label: label.into(),
-    });
+    let mut parent = a.store.add(Node::new("n0", label));
     for i in 1..len {
-        let node = Node {
-            name: format!("n{i}"),
-            label: label.into(),
-        };
+        let node = Node::new(format!("n{i}"), label);
         parent = a.store.add_under(parent.unwrap(), node);
     }
     parent.unwrap();

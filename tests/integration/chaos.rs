@@ -8,10 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use diffsync::{
-    Action, Adapter, Batch, Change, DiffFlags, DiffModel, Error, HookError, LocalStore, ModelFlags, Options, Outcome,
-};
-use diffsync_tests::{Device, Interface, Site};
+use diffsync::{Action, Adapter, Batch, Change, DiffFlags, Error, HookError, LocalStore, ModelFlags, Options};
+use diffsync_tests::{Device, Interface, Node, Site};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -26,14 +24,6 @@ struct Shape {
     sites: Vec<(u8, u8, Vec<DevShape>)>,
     /// Length of a chain of nodes, each the child of the one before.
     chain: u16,
-}
-
-#[derive(DiffModel, Clone, Debug, PartialEq)]
-#[diffsync(name = "node", children(Node))]
-struct Node {
-    #[diffsync(id)]
-    name: String,
-    label: String,
 }
 
 /// (device id, role, interface count)
@@ -56,15 +46,12 @@ fn build(name: &str, shape: &Shape, variant: u8) -> LocalStore {
     store.register::<Node>().unwrap();
     let mut parent = None;
     for i in 0..shape.chain {
-        let node = Node {
-            name: format!("n{i}"),
-            label: if (i + u16::from(variant)).is_multiple_of(97) {
-                "changed"
-            } else {
-                "x"
-            }
-            .into(),
+        let label = if (i + u16::from(variant)).is_multiple_of(97) {
+            "changed"
+        } else {
+            "x"
         };
+        let node = Node::new(format!("n{i}"), label);
         parent = Some(match parent {
             None => store.add(node).unwrap(),
             Some(p) => store.add_under(p, node).unwrap(),
@@ -294,10 +281,7 @@ fn run(src: &Shape, dst: &Shape, seed: u64, continue_on_failure: bool, transacti
         assert_eq!(reported, elements);
         // The re-diff is exactly the unfinished work.
         let unfinished: BTreeSet<_> = report
-            .elements
-            .iter()
-            .filter(|e| e.action != Action::NoChange)
-            .filter(|e| !matches!(e.outcome, Outcome::Applied | Outcome::RemovedWithParent))
+            .unfinished()
             .map(|e| (e.model_type.clone(), e.key.clone(), e.action))
             .collect();
         assert_eq!(changes(&target.diff_from(&source).unwrap()), unfinished);

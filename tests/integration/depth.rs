@@ -2,19 +2,10 @@
 //! round-trips through JSON, syncs and is removed without recursion on the
 //! call stack (the test threads have 2 MiB stacks).
 
-use diffsync::{Action, Adapter, Diff, DiffModel, MemoryAdapter, ModelFlags, Outcome};
+use diffsync::{Action, Adapter, Diff, MemoryAdapter, ModelFlags, Outcome};
+use diffsync_tests::Node;
 
 const DEPTH: usize = 100_000;
-
-#[derive(DiffModel, Clone, Debug, PartialEq)]
-#[diffsync(name = "node", children(Node))]
-struct Node {
-    #[diffsync(id)]
-    name: String,
-    label: String,
-    #[diffsync(flags)]
-    flags: ModelFlags,
-}
 
 /// A chain n0 → n1 → … of `len` nodes; the last one's label is `leaf`.
 fn chain(name: &str, len: usize, label: &str, leaf: &str) -> MemoryAdapter {

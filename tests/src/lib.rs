@@ -52,6 +52,32 @@ pub struct Interface {
     pub mtu: u32,
 }
 
+/// A node of a tree of one self-referencing type.
+#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[diffsync(name = "node", children(Node))]
+pub struct Node {
+    /// Node name.
+    #[diffsync(id)]
+    pub name: String,
+    /// A compared attribute.
+    pub label: String,
+    /// Per-instance flags.
+    #[diffsync(flags)]
+    #[serde(skip)]
+    pub flags: ModelFlags,
+}
+
+impl Node {
+    /// A node without flags.
+    pub fn new(name: impl Into<String>, label: impl Into<String>) -> Node {
+        Node {
+            name: name.into(),
+            label: label.into(),
+            flags: ModelFlags::empty(),
+        }
+    }
+}
+
 /// One interface: (name, description, mtu).
 pub type IntfSpec<'a> = (&'a str, &'a str, u32);
 /// One device: (name, role, serial, interfaces).

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use diffsync::{Action, Adapter, DiffFlags, Error, Options, Outcome};
+use diffsync::{Action, Adapter, DiffFlags, Error, Options};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use proptest::prelude::*;
 
@@ -100,10 +100,7 @@ fn run(src: (usize, u32), dst: (usize, u32), seed: u64, continue_on_failure: boo
         assert_eq!(reported, elements);
         // The re-diff is exactly the unfinished work.
         let unfinished: BTreeSet<_> = report
-            .elements
-            .iter()
-            .filter(|e| e.action != Action::NoChange)
-            .filter(|e| !matches!(e.outcome, Outcome::Applied | Outcome::RemovedWithParent))
+            .unfinished()
             .map(|e| (e.model_type.clone(), e.key.clone(), e.action))
             .collect();
         assert_eq!(changes(&db.diff_from(&source).unwrap()), unfinished);
