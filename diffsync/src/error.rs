@@ -235,6 +235,41 @@ pub enum Error {
         /// The version the backend holds.
         found: u64,
     },
+    /// A bidirectional base could not be read or written.
+    #[error("base {path}: {message}")]
+    Base {
+        /// The base file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A reconcile would delete more of a side than allowed; nothing was written.
+    #[error(
+        "reconcile stopped before writing: {deletes} of {total} models of {side:?} would be deleted \
+         (more than {share} of them); raise the limit if this is intended"
+    )]
+    TooManyDeletes {
+        /// The side that would lose them.
+        side: String,
+        /// Deletes planned.
+        deletes: usize,
+        /// Models the side holds.
+        total: usize,
+        /// The limit, as a share.
+        share: f64,
+    },
+    /// One side is empty while the base is not: it probably failed to load,
+    /// and a reconcile would delete everything on the other side.
+    #[error(
+        "reconcile refused: {side:?} is empty but the base holds {base} models \
+         (a side that failed to load?); allow an empty side to proceed"
+    )]
+    EmptySide {
+        /// The empty side.
+        side: String,
+        /// Models in the base.
+        base: usize,
+    },
     /// An adapter failed to load its system.
     #[error("adapter {adapter:?} failed to load: {source}")]
     Load {

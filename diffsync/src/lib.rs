@@ -100,6 +100,17 @@
 //! object per level, like the Python library; prefer the serde form for very
 //! deep hierarchies.
 //!
+//! # Bidirectional sync
+//! [`bidir::reconcile`] reconciles two adapters that are both edited
+//! against the last state they agreed on ([`bidir::Base`], persisted
+//! between runs): a change on one side goes to the other, the same change
+//! on both is no conflict, and a conflict (update/update, update/delete,
+//! create/create, a child changed under a parent deleted on the other
+//! side) is decided by a [`bidir::Strategy`] — safe (log, apply nothing:
+//! the default), left wins, right wins, or a closure, per model type — and
+//! logged. It stops before writing when a side would lose more than half
+//! of its models or came up empty while the base is not.
+//!
 //! # Sync
 //! A sync orders the changes (parents first; deletes per
 //! [`ModelFlags::NATURAL_DELETION_ORDER`]), checks them against the
@@ -148,6 +159,7 @@
 extern crate self as diffsync;
 
 mod adapter;
+pub mod bidir;
 mod compare;
 pub mod diff;
 mod differ;

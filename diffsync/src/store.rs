@@ -184,6 +184,8 @@ pub(crate) trait ModelVec: Send + Sync {
     /// Differing attributes as (name, source value, destination value).
     fn changes(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> Vec<(Cow<'static, str>, Value, Value)>;
     fn clone_box(&self) -> Box<dyn ModelVec>;
+    /// An empty vector of the same model type.
+    fn new_empty(&self) -> Box<dyn ModelVec>;
     /// A new model of this vector's type from values.
     fn build(&self, schema: &SchemaRef, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>>;
     /// Drops emptied slots, keeping the order of the others.
@@ -244,6 +246,9 @@ impl<T: DiffModel> ModelVec for TypedVec<T> {
     }
     fn clone_box(&self) -> Box<dyn ModelVec> {
         Box::new(TypedVec(self.0.clone()))
+    }
+    fn new_empty(&self) -> Box<dyn ModelVec> {
+        Box::new(TypedVec::<T>(Vec::new()))
     }
     fn build(&self, schema: &SchemaRef, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>> {
         Ok(Box::new(T::from_parts(schema, ids, attrs)?))
@@ -439,6 +444,29 @@ impl LocalStore {
             self.tables[i as usize].child_types[ci] = self.by_name.get(c.as_ref()).copied();
         }
         Ok(i)
+    }
+
+    /// An empty store with the same model types (schemas and Rust types).
+    pub(crate) fn empty_like(&self, name: &str) -> LocalStore {
+        let mut out = LocalStore::new(name);
+        for t in &self.tables {
+            let make = || ErasedVec(t.models.new_empty());
+            // The types are valid in `self`, so they are valid here.
+            let _ = out.ensure_table(t.schema.clone(), make, t.models.type_name());
+        }
+        out
+    }
+
+    /// Builds a model of a registered type from values.
+    pub(crate) fn build(&self, model_type: &str, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>> {
+        let t = self
+            .table_index(model_type)
+            .map(|i| &self.tables[i as usize])
+            .ok_or_else(|| Error::Schema {
+                model_type: model_type.to_string(),
+                message: "not registered in this store".into(),
+            })?;
+        t.models.build(&t.schema, ids, attrs)
     }
 
     fn not_found(&self, model_type: &str, key: &str) -> Error {

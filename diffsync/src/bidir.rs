@@ -1,0 +1,834 @@
+//! Bidirectional sync: two adapters reconciled against the last state they
+//! agreed on (the [`Base`]), each model classified three ways (unchanged,
+//! changed on one side, changed on both), conflicts resolved by a
+//! [`Strategy`] and logged.
+//!
+//! Detection is by content: a model counts as changed on a side when its
+//! attributes (or presence) differ from the base, never by timestamps. The
+//! changes are applied through each adapter's ordinary sync (hooks, batch
+//! path, report), and the base takes only the keys that ended equal on both
+//! sides, so a failed or interrupted run is detected again by the next one.
+//!
+//! ```
+//! use diffsync::bidir::{Base, BiOptions, Strategy, reconcile};
+//! use diffsync::{Adapter, DiffModel, MemoryAdapter};
+//!
+//! #[derive(DiffModel, Clone, Debug, PartialEq)]
+//! #[diffsync(name = "site")]
+//! struct Site { #[diffsync(id)] name: String, region: String }
+//!
+//! let site = |n: &str, r: &str| Site { name: n.into(), region: r.into() };
+//! let mut cmdb = MemoryAdapter::new("cmdb", &["site"]);
+//! cmdb.store.add(site("nyc", "east"))?;
+//! let mut network = MemoryAdapter::new("network", &["site"]);
+//! network.store.add(site("lax", "west"))?;
+//!
+//! // First run: no base yet, so each side's models go to the other.
+//! let mut base = Base::new();
+//! let opts = BiOptions::new().strategy(Strategy::LeftWins).max_delete_share(None);
+//! reconcile(&mut cmdb, &mut network, &mut base, &opts)?;
+//! assert!(!cmdb.diff_from(&network)?.has_diffs());
+//! assert_eq!(base.len(), 2);
+//!
+//! // Both edit nyc: a conflict, and the left (cmdb) wins.
+//! let v = |r: &str| [("region".into(), r.into())].into_iter().collect();
+//! cmdb.store.update_attributes("site", "nyc", diffsync::AttrSource::Values(&v("north")))?;
+//! network.store.update_attributes("site", "nyc", diffsync::AttrSource::Values(&v("south")))?;
+//! let report = reconcile(&mut cmdb, &mut network, &mut base, &opts)?;
+//! assert_eq!(report.conflicts.len(), 1);
+//! assert_eq!(network.store.get::<Site>("site", "nyc")?.region, "north");
+//! # Ok::<(), diffsync::Error>(())
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapter::Adapter;
+use crate::diff::{Action, Diff};
+use crate::differ::{self, Side};
+use crate::error::{Error, Result};
+use crate::model::{AnyModel, Attrs};
+use crate::options::Options;
+use crate::store::{AttrSource, LocalStore, Store};
+use crate::sync::SyncReport;
+
+/// The last state both sides agreed on: per model type and key, the
+/// identifiers, attributes and parent link. Persist it between runs with
+/// [`save`](Base::save) and [`load`](Base::load).
+///
+/// ```
+/// use diffsync::bidir::Base;
+/// let base = Base::new();
+/// assert!(base.is_empty());
+/// ```
+#[derive(Clone)]
+pub struct Base {
+    store: LocalStore,
+}
+
+impl Default for Base {
+    fn default() -> Self {
+        Base::new()
+    }
+}
+
+/// The base file's `format` field.
+const BASE_FORMAT: &str = "diffsync-base";
+/// The base file's layout version.
+const BASE_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct BaseFile {
+    format: String,
+    version: u32,
+    /// Parents before their children.
+    models: Vec<BaseRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BaseRecord {
+    model_type: String,
+    key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<(String, String)>,
+    identifiers: Attrs,
+    attributes: Attrs,
+}
+
+impl Base {
+    /// An empty base: the first run, when the sides never agreed on anything.
+    pub fn new() -> Base {
+        Base {
+            store: LocalStore::new("base"),
+        }
+    }
+
+    /// A base holding these models (rebuilding a lost base from a side
+    /// known to be right, say).
+    pub fn from_store(store: LocalStore) -> Base {
+        Base { store }
+    }
+
+    /// The models of the base.
+    pub fn store(&self) -> &LocalStore {
+        &self.store
+    }
+
+    /// Number of models.
+    pub fn len(&self) -> usize {
+        self.store.count_all()
+    }
+
+    /// Whether the base holds no model.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the base to `path`: a temporary file in the same directory,
+    /// then a rename, so a crash leaves the old base or the new one.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let fail = |message: String| Error::Base {
+            path: path.display().to_string(),
+            message,
+        };
+        let file = BaseFile {
+            format: BASE_FORMAT.into(),
+            version: BASE_VERSION,
+            models: self.records()?,
+        };
+        let text = serde_json::to_vec(&file).map_err(|e| fail(e.to_string()))?;
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(&text)?;
+            f.sync_all()
+        });
+        written.and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(e.to_string())
+        })
+    }
+
+    /// Reads a base written by [`save`](Base::save); the model types come
+    /// from `like` (one side's store). A missing file is an empty base.
+    pub fn load(path: impl AsRef<Path>, like: &LocalStore) -> Result<Base> {
+        let path = path.as_ref();
+        let fail = |message: String| Error::Base {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Base::new()),
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let file: BaseFile = serde_json::from_slice(&text).map_err(|e| fail(e.to_string()))?;
+        if file.format != BASE_FORMAT || file.version != BASE_VERSION {
+            return Err(fail(format!(
+                "format {:?} version {} (expected {BASE_FORMAT:?} version {BASE_VERSION}); rebuild it with a resync",
+                file.format, file.version
+            )));
+        }
+        let mut store = like.empty_like("base");
+        for r in file.models {
+            let model = store
+                .build(&r.model_type, &r.identifiers, &r.attributes)
+                .map_err(|e| fail(e.to_string()))?;
+            let parent = r.parent.as_ref().map(|(t, k)| (t.as_str(), k.as_str()));
+            store.insert_boxed(model, parent).map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(Base { store })
+    }
+
+    /// Every model, parents before children (a work stack: trees may be deep).
+    fn records(&self) -> Result<Vec<BaseRecord>> {
+        let s = &self.store;
+        let mut out = Vec::with_capacity(s.count_all());
+        let mut stack: Vec<(String, String)> = Vec::new();
+        let types: Vec<String> = s.model_types().map(str::to_string).collect();
+        for t in &types {
+            for m in s.get_all_dyn(t) {
+                let key = m.unique_id();
+                if s.parent_of(t, &key)?.is_none() {
+                    stack.push((t.clone(), key));
+                }
+            }
+            while let Some((t, key)) = stack.pop() {
+                let m = s.get_dyn(&t, &key)?;
+                let parent = s.parent_of(&t, &key)?.map(|(pt, pk)| (pt.to_string(), pk.to_string()));
+                for ct in m.schema().children.iter().rev() {
+                    for ck in s.children_keys(&t, &key, ct)?.into_iter().rev() {
+                        stack.push((ct.to_string(), ck.to_string()));
+                    }
+                }
+                out.push(BaseRecord {
+                    model_type: t,
+                    key,
+                    parent,
+                    identifiers: m.identifiers(),
+                    attributes: m.attributes(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes the base hold `model` (as agreed by both sides) under `parent`.
+    fn agree(&mut self, model: &dyn AnyModel, parent: Option<(&str, &str)>) -> Result<()> {
+        let (t, key) = (model.model_type(), model.unique_id());
+        let attrs = model.attributes();
+        if let Ok(old) = self.store.get_dyn(t, &key) {
+            if old.attributes() != attrs {
+                self.store.update_attributes(t, &key, AttrSource::Values(&attrs))?;
+            }
+            return Ok(());
+        }
+        let parent = parent.filter(|(pt, pk)| self.store.get_dyn(pt, pk).is_ok());
+        let built = self.store.build(t, &model.identifiers(), &attrs)?;
+        self.store.insert_boxed(built, parent)
+    }
+}
+
+/// How a conflict is resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Resolution {
+    /// The left side's version goes to both sides.
+    Left,
+    /// The right side's version goes to both sides.
+    Right,
+    /// Neither side changes; the conflict stays, and the next run finds it again.
+    Skip,
+}
+
+/// What kind of conflict: what each side did since the base.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ConflictKind {
+    /// Both sides changed the model's attributes, differently.
+    UpdateUpdate,
+    /// The left side changed the model, the right side deleted it.
+    UpdateDelete,
+    /// The left side deleted the model, the right side changed it.
+    DeleteUpdate,
+    /// Both sides created the key, with different attributes.
+    CreateCreate,
+    /// One side deleted the model while the other changed something below it.
+    ChildUnderDelete,
+}
+
+impl ConflictKind {
+    /// The kind's name, as in the log: `update/update`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictKind::UpdateUpdate => "update/update",
+            ConflictKind::UpdateDelete => "update/delete",
+            ConflictKind::DeleteUpdate => "delete/update",
+            ConflictKind::CreateCreate => "create/create",
+            ConflictKind::ChildUnderDelete => "child-under-delete",
+        }
+    }
+}
+
+/// A conflict as a [`Strategy::Custom`] closure sees it.
+pub struct Conflict<'a> {
+    /// Model type name.
+    pub model_type: &'a str,
+    /// Unique id.
+    pub key: &'a str,
+    /// What each side did.
+    pub kind: ConflictKind,
+    /// The agreed version, if there was one.
+    pub base: Option<&'a dyn AnyModel>,
+    /// The left side's version, if it has one.
+    pub left: Option<&'a dyn AnyModel>,
+    /// The right side's version, if it has one.
+    pub right: Option<&'a dyn AnyModel>,
+}
+
+/// A user rule for conflicts.
+pub type ResolveFn = Arc<dyn Fn(&Conflict<'_>) -> Resolution + Send + Sync>;
+
+/// How conflicts are resolved.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum Strategy {
+    /// Apply no conflict: log it and leave both sides (the default).
+    #[default]
+    Safe,
+    /// The left side's version wins.
+    LeftWins,
+    /// The right side's version wins.
+    RightWins,
+    /// A user closure decides.
+    Custom(ResolveFn),
+}
+
+impl Strategy {
+    /// The strategy's name, as in the log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Safe => "safe",
+            Strategy::LeftWins => "left-wins",
+            Strategy::RightWins => "right-wins",
+            Strategy::Custom(_) => "custom",
+        }
+    }
+
+    fn resolve(&self, c: &Conflict<'_>) -> Resolution {
+        match self {
+            Strategy::Safe => Resolution::Skip,
+            Strategy::LeftWins => Resolution::Left,
+            Strategy::RightWins => Resolution::Right,
+            Strategy::Custom(f) => f(c),
+        }
+    }
+}
+
+impl fmt::Debug for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One logged conflict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConflictRecord {
+    /// Model type name.
+    pub model_type: String,
+    /// Unique id.
+    pub key: String,
+    /// What each side did.
+    pub kind: ConflictKind,
+    /// Attributes of the agreed version.
+    pub base: Option<Attrs>,
+    /// Attributes of the left side's version.
+    pub left: Option<Attrs>,
+    /// Attributes of the right side's version.
+    pub right: Option<Attrs>,
+    /// The strategy that decided.
+    pub strategy: String,
+    /// What it decided.
+    pub resolution: Resolution,
+}
+
+impl fmt::Display for ConflictRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let resolution = match self.resolution {
+            Resolution::Left => "left wins",
+            Resolution::Right => "right wins",
+            Resolution::Skip => "not applied",
+        };
+        write!(
+            f,
+            "{} {} {:?}: {resolution} ({})",
+            self.kind.as_str(),
+            self.model_type,
+            self.key,
+            self.strategy
+        )?;
+        let none = Attrs::new();
+        let (l, r) = (
+            self.left.as_ref().unwrap_or(&none),
+            self.right.as_ref().unwrap_or(&none),
+        );
+        let names: Vec<&str> = l
+            .keys()
+            .chain(r.keys())
+            .map(|k| k.as_ref())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let show = |a: &Option<Attrs>, k: &str| match a.as_ref().map(|a| a.get(k)) {
+            None => "-".to_string(),
+            Some(None) => "-".to_string(),
+            Some(Some(v)) => v.as_str().map_or_else(|| v.to_string(), str::to_string),
+        };
+        for k in names.into_iter().filter(|k| l.get(*k) != r.get(*k)) {
+            write!(
+                f,
+                "\n  {k}    base({})    left({})    right({})",
+                show(&self.base, k),
+                show(&self.left, k),
+                show(&self.right, k)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Options of a [`reconcile`].
+#[derive(Clone, Debug)]
+pub struct BiOptions {
+    strategy: Strategy,
+    per_type: Vec<(String, Strategy)>,
+    max_delete_share: Option<f64>,
+    allow_empty_side: bool,
+    dry_run: bool,
+}
+
+impl Default for BiOptions {
+    fn default() -> Self {
+        BiOptions {
+            strategy: Strategy::Safe,
+            per_type: Vec::new(),
+            max_delete_share: Some(0.5),
+            allow_empty_side: false,
+            dry_run: false,
+        }
+    }
+}
+
+impl BiOptions {
+    /// Safe strategy, at most half of a side deleted, no empty side.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The strategy for every model type without its own.
+    pub fn strategy(mut self, s: Strategy) -> Self {
+        self.strategy = s;
+        self
+    }
+    /// The strategy for one model type.
+    pub fn strategy_for(mut self, model_type: impl Into<String>, s: Strategy) -> Self {
+        self.per_type.push((model_type.into(), s));
+        self
+    }
+    /// Stop before writing anything when a side would lose more than this
+    /// share of its models (`None`: no limit).
+    pub fn max_delete_share(mut self, share: Option<f64>) -> Self {
+        self.max_delete_share = share;
+        self
+    }
+    /// Reconcile even when one side is empty and the base is not (a side
+    /// that came up empty would otherwise delete everything on the other).
+    pub fn allow_empty_side(mut self, allow: bool) -> Self {
+        self.allow_empty_side = allow;
+        self
+    }
+    /// Plan only: report what would go where, write nothing, keep the base.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    fn strategy_of(&self, model_type: &str) -> &Strategy {
+        self.per_type
+            .iter()
+            .find(|(t, _)| t == model_type)
+            .map_or(&self.strategy, |(_, s)| s)
+    }
+}
+
+/// What a [`reconcile`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct BiReport {
+    /// The changes that went to the left side (its sync's report).
+    pub to_left: SyncReport,
+    /// The changes that went to the right side.
+    pub to_right: SyncReport,
+    /// Every conflict, with its resolution.
+    pub conflicts: Vec<ConflictRecord>,
+    /// Models both sides changed the same way (resolved silently).
+    pub identical: usize,
+    /// The left side's sync stopped with this error (its report is in `to_left`).
+    pub left_error: Option<Error>,
+    /// The right side's sync stopped with this error.
+    pub right_error: Option<Error>,
+}
+
+impl BiReport {
+    /// Whether both syncs completed and no conflict was left unapplied.
+    pub fn is_clean(&self) -> bool {
+        self.left_error.is_none()
+            && self.right_error.is_none()
+            && self.to_left.is_success()
+            && self.to_right.is_success()
+            && self.conflicts.iter().all(|c| c.resolution != Resolution::Skip)
+    }
+
+    /// Counts of conflicts by kind.
+    pub fn conflicts_by_kind(&self) -> Vec<(ConflictKind, usize)> {
+        let mut counts: std::collections::BTreeMap<ConflictKind, usize> = Default::default();
+        for c in &self.conflicts {
+            *counts.entry(c.kind).or_default() += 1;
+        }
+        counts.into_iter().collect()
+    }
+}
+
+impl fmt::Display for BiReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (l, r) = (self.to_left.totals(), self.to_right.totals());
+        write!(
+            f,
+            "to {}: {} applied, {} failed; to {}: {} applied, {} failed; {} conflicts, {} identical changes",
+            self.to_left.dest,
+            l.applied,
+            l.failed,
+            self.to_right.dest,
+            r.applied,
+            r.failed,
+            self.conflicts.len(),
+            self.identical
+        )?;
+        for c in &self.conflicts {
+            write!(f, "\n{c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where an element's change goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    /// Structure only (an unchanged parent).
+    Keep,
+    ToLeft,
+    ToRight,
+    /// A conflict left as it is.
+    Skip,
+}
+
+type Key = (String, String);
+
+/// What changed on one side since the base, by key.
+fn changes_since(base: &LocalStore, side: &LocalStore, name: &str, top_level: Vec<&str>) -> Result<Diff> {
+    let src = Side {
+        store: side,
+        name,
+        top_level: top_level.clone(),
+    };
+    let dst = Side {
+        store: base,
+        name: "base",
+        top_level,
+    };
+    differ::diff(&src, &dst, &mut Options::new())
+}
+
+fn actions(d: &Diff) -> HashMap<Key, Action> {
+    d.iter()
+        .filter(|(e, _)| e.action != Action::NoChange)
+        .map(|(e, _)| ((e.model_type.to_string(), e.key.clone()), e.action))
+        .collect()
+}
+
+/// Reconciles two adapters against `base`: what changed on one side only
+/// goes to the other, what changed on both is a conflict for the strategy,
+/// and the base takes every key that ends equal on both sides.
+pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
+    left: &mut L,
+    right: &mut R,
+    base: &mut Base,
+    opts: &BiOptions,
+) -> Result<BiReport> {
+    if base.store.model_types().next().is_none() {
+        base.store = left.store().local().empty_like("base");
+    }
+    let (ls, rs) = (left.store().local(), right.store().local());
+    if !opts.allow_empty_side && !base.is_empty() {
+        for (name, s) in [(left.name(), ls), (right.name(), rs)] {
+            if s.count_all() == 0 {
+                return Err(Error::EmptySide {
+                    side: name.to_string(),
+                    base: base.len(),
+                });
+            }
+        }
+    }
+    let since_left = changes_since(&base.store, ls, left.name(), left.top_level())?;
+    let since_right = changes_since(&base.store, rs, right.name(), right.top_level())?;
+    let (cl, cr) = (actions(&since_left), actions(&since_right));
+    // What would make the left look like the right: every key that differs.
+    let d = left.diff_from(&*right)?;
+    let walk: Vec<_> = d.iter().collect();
+    let mut flow = vec![Flow::Keep; walk.len()];
+    let mut conflicts = Vec::new();
+    for (i, (e, _)) in walk.iter().enumerate() {
+        if e.action == Action::NoChange {
+            continue;
+        }
+        let key = (e.model_type.to_string(), e.key.clone());
+        flow[i] = match (cl.get(&key), cr.get(&key)) {
+            (None, Some(_)) => Flow::ToLeft,
+            (Some(_), None) => Flow::ToRight,
+            (Some(a), Some(b)) => {
+                let kind = match (a, b) {
+                    (Action::Update, Action::Delete) => ConflictKind::UpdateDelete,
+                    (Action::Delete, Action::Update) => ConflictKind::DeleteUpdate,
+                    (Action::Create, Action::Create) => ConflictKind::CreateCreate,
+                    _ => ConflictKind::UpdateUpdate,
+                };
+                let (flow, record) = decide(opts, &base.store, ls, rs, &key, kind);
+                conflicts.push(record);
+                flow
+            }
+            // Equal to the base on both sides yet different: the base is
+            // not what either holds (a base edited by hand); leave it.
+            (None, None) => Flow::Skip,
+        };
+    }
+    guard_deletes(&walk, &mut flow, &base.store, ls, rs, &mut conflicts);
+
+    let to_left_keys: HashSet<(&str, &str)> = keys_with(&walk, &flow, Flow::ToLeft);
+    let to_right_keys: HashSet<(&str, &str)> = keys_with(&walk, &flow, Flow::ToRight);
+    let to_left = d.filtered(|e| to_left_keys.contains(&(e.model_type.as_ref(), e.key.as_str())));
+    let to_right = d
+        .reversed()
+        .filtered(|e| to_right_keys.contains(&(e.model_type.as_ref(), e.key.as_str())));
+    drop(to_left_keys);
+    drop(to_right_keys);
+    for (diff, name, store) in [(&to_left, left.name(), ls), (&to_right, right.name(), rs)] {
+        let deletes = diff.summary().delete;
+        if let Some(share) = opts.max_delete_share
+            && deletes > 0
+            && deletes as f64 > share * store.count_all() as f64
+        {
+            return Err(Error::TooManyDeletes {
+                side: name.to_string(),
+                deletes,
+                total: store.count_all(),
+                share,
+            });
+        }
+    }
+    let touched: Vec<Key> = {
+        let mut seen = HashSet::new();
+        walk.iter()
+            .map(|&(e, _)| e)
+            .chain(since_left.iter().map(|(e, _)| e))
+            .chain(since_right.iter().map(|(e, _)| e))
+            .map(|e| (e.model_type.to_string(), e.key.clone()))
+            .filter(|k| seen.insert(k.clone()))
+            .collect()
+    };
+    let differing: HashSet<Key> = walk
+        .iter()
+        .filter(|(e, _)| e.action != Action::NoChange)
+        .map(|(e, _)| (e.model_type.to_string(), e.key.clone()))
+        .collect();
+    drop(walk);
+
+    let (left_result, right_result) = {
+        let mut o = Options::new().dry_run(opts.dry_run);
+        let l = left.sync_diff_from(&*right, &to_left, &mut o);
+        let mut o = Options::new().dry_run(opts.dry_run);
+        let r = right.sync_diff_from(&*left, &to_right, &mut o);
+        (l, r)
+    };
+    let (to_left, left_error) = split(left_result, left.name(), right.name());
+    let (to_right, right_error) = split(right_result, right.name(), left.name());
+
+    let mut identical = 0;
+    let (ls, rs) = (left.store().local(), right.store().local());
+    for (t, k) in &touched {
+        let (lm, rm) = (ls.get_dyn(t, k).ok(), rs.get_dyn(t, k).ok());
+        let agreed = match (lm, rm) {
+            (Some(l), Some(r)) => l.attributes() == r.attributes(),
+            (None, None) => true,
+            _ => false,
+        };
+        if !agreed {
+            continue;
+        }
+        if !differing.contains(&(t.clone(), k.clone())) && cl.contains_key(&(t.clone(), k.clone())) {
+            identical += 1;
+        }
+        if opts.dry_run {
+            continue;
+        }
+        match lm {
+            Some(l) => base.agree(l, ls.parent_of(t, k)?)?,
+            None => {
+                if base.store.get_dyn(t, k).is_ok() {
+                    base.store.remove(t, k, false)?;
+                }
+            }
+        }
+    }
+    Ok(BiReport {
+        to_left,
+        to_right,
+        conflicts,
+        identical,
+        left_error,
+        right_error,
+    })
+}
+
+/// A side's sync result as its report and its error, if it stopped.
+fn split(r: Result<SyncReport>, dest: &str, source: &str) -> (SyncReport, Option<Error>) {
+    match r {
+        Ok(report) => (report, None),
+        Err(e) => {
+            let report = match &e {
+                Error::SyncAborted { report, .. } | Error::StoreApply { report, .. } => (**report).clone(),
+                _ => SyncReport {
+                    source: source.to_string(),
+                    dest: dest.to_string(),
+                    ..SyncReport::default()
+                },
+            };
+            (report, Some(e))
+        }
+    }
+}
+
+fn keys_with<'a>(
+    walk: &[(&'a crate::diff::DiffElement, usize)],
+    flow: &[Flow],
+    f: Flow,
+) -> HashSet<(&'a str, &'a str)> {
+    walk.iter()
+        .zip(flow)
+        .filter(|(_, x)| **x == f)
+        .map(|((e, _), _)| (e.model_type.as_ref(), e.key.as_str()))
+        .collect()
+}
+
+/// Resolves one conflict with the model type's strategy.
+fn decide(
+    opts: &BiOptions,
+    base: &LocalStore,
+    ls: &LocalStore,
+    rs: &LocalStore,
+    key: &Key,
+    kind: ConflictKind,
+) -> (Flow, ConflictRecord) {
+    let (t, k) = (key.0.as_str(), key.1.as_str());
+    let c = Conflict {
+        model_type: t,
+        key: k,
+        kind,
+        base: base.get_dyn(t, k).ok(),
+        left: ls.get_dyn(t, k).ok(),
+        right: rs.get_dyn(t, k).ok(),
+    };
+    let strategy = opts.strategy_of(t);
+    let resolution = strategy.resolve(&c);
+    let flow = match resolution {
+        Resolution::Left => Flow::ToRight,
+        Resolution::Right => Flow::ToLeft,
+        Resolution::Skip => Flow::Skip,
+    };
+    (flow, record(&c, strategy.name(), resolution))
+}
+
+fn record(c: &Conflict<'_>, strategy: &str, resolution: Resolution) -> ConflictRecord {
+    ConflictRecord {
+        model_type: c.model_type.to_string(),
+        key: c.key.to_string(),
+        kind: c.kind,
+        base: c.base.map(|m| m.attributes()),
+        left: c.left.map(|m| m.attributes()),
+        right: c.right.map(|m| m.attributes()),
+        strategy: strategy.to_string(),
+        resolution,
+    }
+}
+
+/// A delete must not take descendants that do not go the same way: one
+/// side deleted a model while the other changed something below it. The
+/// modification beats the deletion when it goes to the deleting side (the
+/// model is recreated there); a conflict left unapplied below keeps the
+/// model on both sides. Walks the pre-order backwards (children first).
+fn guard_deletes(
+    walk: &[(&crate::diff::DiffElement, usize)],
+    flow: &mut [Flow],
+    base: &LocalStore,
+    ls: &LocalStore,
+    rs: &LocalStore,
+    conflicts: &mut Vec<ConflictRecord>,
+) {
+    // Per depth: the flows seen among the descendants of the current element.
+    let mut below: Vec<(bool, bool, bool)> = Vec::new(); // (to left, to right, skip)
+    for i in (0..walk.len()).rev() {
+        let (e, depth) = walk[i];
+        let kids = below.get(depth + 1).copied().unwrap_or_default();
+        below.truncate(depth + 1);
+        below.resize(depth + 1, (false, false, false));
+        // In the diff that makes the left look like the right, a Delete is
+        // only on the left (deleted on the right) and a Create only on the right.
+        let deletes_left = e.action == Action::Delete && flow[i] == Flow::ToLeft;
+        let deletes_right = e.action == Action::Create && flow[i] == Flow::ToRight;
+        let contested = (deletes_left && (kids.1 || kids.2)) || (deletes_right && (kids.0 || kids.2));
+        if contested {
+            let to = if deletes_left && kids.1 && !kids.2 {
+                Flow::ToRight
+            } else if deletes_right && kids.0 && !kids.2 {
+                Flow::ToLeft
+            } else {
+                Flow::Skip
+            };
+            flow[i] = to;
+            let (t, k) = (e.model_type.as_ref(), e.key.as_str());
+            let c = Conflict {
+                model_type: t,
+                key: k,
+                kind: ConflictKind::ChildUnderDelete,
+                base: base.get_dyn(t, k).ok(),
+                left: ls.get_dyn(t, k).ok(),
+                right: rs.get_dyn(t, k).ok(),
+            };
+            let resolution = match to {
+                Flow::ToRight => Resolution::Left,
+                Flow::ToLeft => Resolution::Right,
+                _ => Resolution::Skip,
+            };
+            conflicts.push(record(&c, "modification beats deletion", resolution));
+        }
+        let me = &mut below[depth];
+        me.0 |= kids.0 || flow[i] == Flow::ToLeft;
+        me.1 |= kids.1 || flow[i] == Flow::ToRight;
+        me.2 |= kids.2 || flow[i] == Flow::Skip;
+    }
+}

@@ -1,0 +1,417 @@
+//! Bidirectional sync: three-way reconcile against a base, strategies,
+//! conflict log, safety rails, base persistence; and a property test of
+//! independent random edits on both sides.
+
+use std::collections::BTreeSet;
+
+use diffsync::bidir::{Base, BiOptions, ConflictKind, Resolution, Strategy, reconcile};
+use diffsync::{Adapter, AttrSource, Error, LocalStore};
+use diffsync_tests::{Device, Interface, Inventory, Site, sys_a};
+use proptest::prelude::*;
+
+fn no_limit() -> BiOptions {
+    BiOptions::new().max_delete_share(None)
+}
+
+fn set(store: &mut LocalStore, ty: &str, key: &str, attr: &str, value: &str) {
+    let values = [(attr.to_string().into(), value.into())].into_iter().collect();
+    store.update_attributes(ty, key, AttrSource::Values(&values)).unwrap();
+}
+
+fn description(inv: &Inventory, key: &str) -> String {
+    inv.store
+        .get::<Interface>("interface", key)
+        .unwrap()
+        .description
+        .clone()
+}
+
+/// Both sides and the base start as `sys_a`.
+fn agreed() -> (Inventory, Inventory, Base) {
+    let (mut left, mut right) = (sys_a(), sys_a());
+    left.name = "left".into();
+    right.name = "right".into();
+    (left, right, Base::from_store(sys_a().store))
+}
+
+#[test]
+fn a_first_run_without_a_base_takes_the_union_and_conflicts_on_differences() {
+    let mut left = Inventory::new("left", &[("nyc", "east", &[]), ("ams", "eu", &[])]);
+    let mut right = Inventory::new("right", &[("nyc", "north", &[]), ("lax", "west", &[])]);
+    let mut base = Base::new();
+    let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
+    let keys = |i: &Inventory| {
+        i.store
+            .get_all_dyn("site")
+            .map(|m| m.unique_id())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(keys(&left), ["ams", "lax", "nyc"].map(String::from).into());
+    assert_eq!(keys(&right), keys(&left));
+    assert_eq!(report.conflicts.len(), 1);
+    let c = &report.conflicts[0];
+    assert_eq!(
+        (c.kind, c.key.as_str(), c.resolution),
+        (ConflictKind::CreateCreate, "nyc", Resolution::Skip)
+    );
+    // The base holds what both sides agree on; the conflict stays out of it.
+    assert_eq!(base.len(), 2);
+    assert!(base.store().get_dyn("site", "nyc").is_err());
+    // Detected again next run, and resolved by a strategy.
+    let again = reconcile(
+        &mut left,
+        &mut right,
+        &mut base,
+        &no_limit().strategy(Strategy::RightWins),
+    )
+    .unwrap();
+    assert_eq!(again.conflicts.len(), 1);
+    assert_eq!(left.store.get::<Site>("site", "nyc").unwrap().region, "north");
+    assert_eq!(base.len(), 3);
+    assert!(!left.diff_from(&right).unwrap().has_diffs());
+}
+
+#[test]
+fn a_change_on_one_side_flows_and_the_same_change_on_both_is_no_conflict() {
+    let (mut left, mut right, mut base) = agreed();
+    set(
+        &mut left.store,
+        "interface",
+        "nyc-r1__eth0",
+        "description",
+        "core uplink",
+    );
+    set(&mut right.store, "site", "sfo", "region", "south");
+    set(&mut left.store, "device", "nyc-r1", "role", "edge");
+    set(&mut right.store, "device", "nyc-r1", "role", "edge");
+    let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
+    assert!(report.conflicts.is_empty(), "{report}");
+    assert_eq!(report.identical, 1);
+    assert_eq!(description(&right, "nyc-r1__eth0"), "core uplink");
+    assert_eq!(left.store.get::<Site>("site", "sfo").unwrap().region, "south");
+    assert_eq!(
+        right.log,
+        ["update interface nyc-r1__eth0 {\"description\":\"core uplink\"}"]
+    );
+    assert!(!left.diff_from(&right).unwrap().has_diffs());
+    // Nothing left to do.
+    let again = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
+    assert_eq!(
+        (again.to_left.totals().applied, again.to_right.totals().applied),
+        (0, 0)
+    );
+}
+
+#[test]
+fn an_update_on_both_sides_is_a_conflict_for_the_strategy() {
+    let strategies = [
+        (Strategy::Safe, Resolution::Skip, ("left", "right")),
+        (Strategy::LeftWins, Resolution::Left, ("left", "left")),
+        (Strategy::RightWins, Resolution::Right, ("right", "right")),
+    ];
+    for (strategy, resolution, (l, r)) in strategies {
+        let (mut left, mut right, mut base) = agreed();
+        set(&mut left.store, "interface", "nyc-r1__eth1", "description", "left");
+        set(&mut right.store, "interface", "nyc-r1__eth1", "description", "right");
+        let report = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy)).unwrap();
+        assert_eq!(report.conflicts.len(), 1);
+        let c = &report.conflicts[0];
+        assert_eq!((c.kind, c.resolution), (ConflictKind::UpdateUpdate, resolution));
+        assert_eq!(
+            (
+                description(&left, "nyc-r1__eth1").as_str(),
+                description(&right, "nyc-r1__eth1").as_str()
+            ),
+            (l, r)
+        );
+    }
+}
+
+#[test]
+fn a_conflict_log_renders_base_left_and_right() {
+    let (mut left, mut right, mut base) = agreed();
+    set(&mut left.store, "interface", "nyc-r1__eth1", "description", "left");
+    set(&mut right.store, "interface", "nyc-r1__eth1", "description", "right");
+    let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
+    assert_eq!(
+        report.to_string(),
+        "to left: 0 applied, 0 failed; to right: 0 applied, 0 failed; 1 conflicts, 0 identical changes\n\
+         update/update interface \"nyc-r1__eth1\": not applied (safe)\n  \
+         description    base(to-sw)    left(left)    right(right)"
+    );
+}
+
+#[test]
+fn a_per_type_strategy_and_a_closure_decide_their_types() {
+    let (mut left, mut right, mut base) = agreed();
+    set(&mut left.store, "interface", "nyc-r1__eth1", "description", "left");
+    set(&mut right.store, "interface", "nyc-r1__eth1", "description", "right");
+    set(&mut left.store, "site", "nyc", "region", "l");
+    set(&mut right.store, "site", "nyc", "region", "r");
+    let longest = Strategy::Custom(std::sync::Arc::new(|c: &diffsync::bidir::Conflict<'_>| {
+        let len = |m: Option<&dyn diffsync::model::AnyModel>| {
+            m.map_or(0, |m| m.attributes()["description"].to_string().len())
+        };
+        if len(c.left) >= len(c.right) {
+            Resolution::Left
+        } else {
+            Resolution::Right
+        }
+    }));
+    let opts = no_limit()
+        .strategy(Strategy::RightWins)
+        .strategy_for("interface", longest);
+    let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
+    assert_eq!(description(&right, "nyc-r1__eth1"), "right");
+    assert_eq!(left.store.get::<Site>("site", "nyc").unwrap().region, "r");
+    let strategies: Vec<_> = report
+        .conflicts
+        .iter()
+        .map(|c| (c.key.as_str(), c.strategy.as_str()))
+        .collect();
+    assert_eq!(strategies, [("nyc", "right-wins"), ("nyc-r1__eth1", "custom")]);
+}
+
+#[test]
+fn a_delete_on_one_side_flows_and_delete_against_update_conflicts() {
+    let (mut left, mut right, mut base) = agreed();
+    left.store.remove("interface", "nyc-r1__eth1", false).unwrap();
+    right.store.remove("interface", "sfo-r1__eth0", false).unwrap();
+    set(&mut left.store, "interface", "sfo-r1__eth0", "description", "kept?");
+    let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
+    assert!(right.store.get_dyn("interface", "nyc-r1__eth1").is_err());
+    let kinds: Vec<_> = report.conflicts.iter().map(|c| (c.kind, c.key.as_str())).collect();
+    assert_eq!(kinds, [(ConflictKind::UpdateDelete, "sfo-r1__eth0")]);
+    assert!(
+        left.store.get_dyn("interface", "sfo-r1__eth0").is_ok(),
+        "safe: nothing applied"
+    );
+}
+
+#[test]
+fn a_child_changed_under_a_parent_deleted_on_the_other_side_keeps_the_parent() {
+    for (strategy, survives) in [(Strategy::Safe, false), (Strategy::LeftWins, true)] {
+        let (mut left, mut right, mut base) = agreed();
+        set(
+            &mut left.store,
+            "interface",
+            "nyc-r1__eth0",
+            "description",
+            "still here",
+        );
+        right.store.remove("device", "nyc-r1", true).unwrap();
+        let report = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy)).unwrap();
+        let kinds: BTreeSet<_> = report.conflicts.iter().map(|c| (c.kind, c.key.as_str())).collect();
+        assert!(kinds.contains(&(ConflictKind::ChildUnderDelete, "nyc-r1")), "{report}");
+        assert!(
+            kinds.contains(&(ConflictKind::UpdateDelete, "nyc-r1__eth0")),
+            "{report}"
+        );
+        assert_eq!(description(&left, "nyc-r1__eth0"), "still here");
+        assert!(
+            left.store.get_dyn("device", "nyc-r1").is_ok(),
+            "the left keeps its device"
+        );
+        // Left wins: the modification beats the deletion, the device comes back on the right.
+        assert_eq!(right.store.get_dyn("device", "nyc-r1").is_ok(), survives, "{report}");
+        if survives {
+            assert_eq!(description(&right, "nyc-r1__eth0"), "still here");
+        }
+    }
+}
+
+#[test]
+fn safety_rails_stop_before_writing() {
+    let (mut left, mut right, mut base) = agreed();
+    let mut empty = Inventory::empty("right");
+    let err = reconcile(&mut left, &mut empty, &mut base, &no_limit()).unwrap_err();
+    assert!(
+        matches!(&err, Error::EmptySide { side, base: 7 } if side == "right"),
+        "{err}"
+    );
+    assert_eq!(left.store.count_all(), 7, "nothing deleted");
+    right.store.remove("site", "nyc", true).unwrap();
+    right.store.remove("site", "sfo", true).unwrap();
+    right
+        .store
+        .add(Site {
+            name: "x".into(),
+            region: "y".into(),
+        })
+        .unwrap();
+    let err = reconcile(&mut left, &mut right, &mut base, &BiOptions::new()).unwrap_err();
+    assert!(
+        matches!(&err, Error::TooManyDeletes { side, deletes: 7, total: 7, .. } if side == "left"),
+        "{err}"
+    );
+    assert_eq!(left.store.count_all(), 7, "nothing deleted");
+    assert!(left.log.is_empty() && right.log.is_empty());
+}
+
+#[test]
+fn a_dry_run_plans_and_writes_nothing() {
+    let (mut left, mut right, mut base) = agreed();
+    set(&mut left.store, "interface", "nyc-r1__eth0", "description", "planned");
+    let report = reconcile(&mut left, &mut right, &mut base, &no_limit().dry_run(true)).unwrap();
+    assert_eq!(report.to_right.totals().planned, 1);
+    assert_eq!(description(&right, "nyc-r1__eth0"), "uplink");
+    assert_eq!(description(&base_inventory(&base), "nyc-r1__eth0"), "uplink");
+}
+
+fn base_inventory(base: &Base) -> Inventory {
+    let mut inv = Inventory::empty("base");
+    inv.store = base.store().clone();
+    inv
+}
+
+#[test]
+fn a_failed_hook_keeps_the_change_for_the_next_run() {
+    let (mut left, mut right, mut base) = agreed();
+    set(&mut left.store, "interface", "nyc-r1__eth0", "description", "new");
+    right.fail.insert(("interface".into(), "nyc-r1__eth0".into()));
+    let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
+    assert!(report.right_error.is_some());
+    assert_eq!(
+        description(&base_inventory(&base), "nyc-r1__eth0"),
+        "uplink",
+        "not agreed yet"
+    );
+    right.fail.clear();
+    reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
+    assert_eq!(description(&right, "nyc-r1__eth0"), "new");
+    assert_eq!(description(&base_inventory(&base), "nyc-r1__eth0"), "new");
+}
+
+#[test]
+fn a_base_saves_and_loads() {
+    let dir = std::env::temp_dir().join(format!("diffsync-base-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("base.json");
+    let (_, _, base) = agreed();
+    base.save(&path).unwrap();
+    let like = Inventory::empty("x").store;
+    let back = Base::load(&path, &like).unwrap();
+    assert!(
+        !base_inventory(&back)
+            .diff_from(&base_inventory(&base))
+            .unwrap()
+            .has_diffs()
+    );
+    assert_eq!(
+        back.store().parent_of("interface", "nyc-r1__eth0").unwrap(),
+        Some(("device", "nyc-r1"))
+    );
+    assert!(Base::load(dir.join("missing.json"), &like).unwrap().is_empty());
+    std::fs::write(&path, r#"{"format": "other", "version": 9, "models": []}"#).unwrap();
+    let err = Base::load(&path, &like).err().unwrap();
+    assert!(err.to_string().contains("rebuild it with a resync"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Random edits: (which interface, kind) where kind 0 = update, 1 = delete.
+fn edits() -> impl proptest::strategy::Strategy<Value = Vec<(u8, u8)>> {
+    prop::collection::vec((0..6u8, 0..3u8), 0..6)
+}
+
+/// A base of 3 sites × 2 devices × 3 interfaces.
+fn big_base() -> Inventory {
+    let mut inv = Inventory::empty("base");
+    for s in 0..3 {
+        let site = format!("s{s}");
+        let h = inv
+            .store
+            .add(Site {
+                name: site.clone(),
+                region: "r".into(),
+            })
+            .unwrap();
+        for d in 0..2 {
+            let dev = format!("{site}-d{d}");
+            let dh = inv
+                .store
+                .add_under(
+                    h,
+                    Device {
+                        name: dev.clone(),
+                        role: "x".into(),
+                        serial: None,
+                        db_pk: 0,
+                        flags: Default::default(),
+                    },
+                )
+                .unwrap();
+            for i in 0..3 {
+                inv.store
+                    .add_under(
+                        dh,
+                        Interface {
+                            device_name: dev.clone(),
+                            name: format!("e{i}"),
+                            description: "d".into(),
+                            mtu: 1500,
+                        },
+                    )
+                    .unwrap();
+            }
+        }
+    }
+    inv
+}
+
+fn apply(inv: &mut Inventory, edits: &[(u8, u8)], tag: &str) -> BTreeSet<String> {
+    let keys: Vec<String> = inv.store.get_all_dyn("interface").map(|m| m.unique_id()).collect();
+    let mut touched = BTreeSet::new();
+    for (which, kind) in edits {
+        let key = &keys[(*which as usize * 3) % keys.len()];
+        if inv.store.get_dyn("interface", key).is_err() {
+            continue;
+        }
+        touched.insert(key.clone());
+        match kind {
+            0 | 1 => set(&mut inv.store, "interface", key, "description", tag),
+            _ => inv.store.remove("interface", key, false).unwrap(),
+        }
+    }
+    touched
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn independent_edits_converge_and_conflicts_are_logged_once(
+        l_edits in edits(), r_edits in edits(), left_wins in any::<bool>(),
+    ) {
+        let mut left = big_base();
+        left.name = "left".into();
+        let mut right = big_base();
+        right.name = "right".into();
+        let mut base = Base::from_store(big_base().store);
+        let (lt, rt) = (apply(&mut left, &l_edits, "L"), apply(&mut right, &r_edits, "R"));
+        let strategy = if left_wins { Strategy::LeftWins } else { Strategy::RightWins };
+        let report = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy.clone())).unwrap();
+        // Both sides end equal.
+        prop_assert!(!left.diff_from(&right).unwrap().has_diffs());
+        // A key changed on one side only has that side's version.
+        for k in lt.symmetric_difference(&rt) {
+            let from = if lt.contains(k) { &right } else { &left };
+            let other = if lt.contains(k) { &left } else { &right };
+            prop_assert_eq!(from.store.get_dyn("interface", k).ok().map(|m| m.attributes()),
+                            other.store.get_dyn("interface", k).ok().map(|m| m.attributes()));
+        }
+        // Keys changed differently on both sides are logged exactly once.
+        let logged: Vec<&str> = report.conflicts.iter().map(|c| c.key.as_str()).collect();
+        let unique: BTreeSet<&str> = logged.iter().copied().collect();
+        prop_assert_eq!(logged.len(), unique.len());
+        for k in lt.intersection(&rt) {
+            let both_deleted = left.store.get_dyn("interface", k).is_err() && big_base().store.get_dyn("interface", k).is_ok()
+                && report.conflicts.iter().all(|c| c.key != *k);
+            prop_assert!(unique.contains(k.as_str()) || both_deleted, "{} not logged: {}", k, report);
+        }
+        // The base is what both hold, and a second run changes nothing.
+        prop_assert!(!base_inventory(&base).diff_from(&left).unwrap().has_diffs());
+        let again = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy)).unwrap();
+        prop_assert_eq!(again.to_left.totals().applied + again.to_right.totals().applied, 0);
+        prop_assert!(again.conflicts.is_empty());
+    }
+}
