@@ -49,7 +49,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::Adapter;
-use crate::diff::{Action, Diff};
+use crate::diff::{Action, Diff, DiffElement};
 use crate::differ::{self, Side};
 use crate::error::{Error, Result};
 use crate::model::{AnyModel, Attrs};
@@ -218,18 +218,20 @@ impl Base {
         Ok(out)
     }
 
-    /// Makes the base hold `model` (as agreed by both sides) under `parent`.
-    fn agree(&mut self, model: &dyn AnyModel, parent: Option<(&str, &str)>) -> Result<()> {
-        let (t, key) = (model.model_type(), model.unique_id());
-        let attrs = model.attributes();
-        if let Ok(old) = self.store.get_dyn(t, &key) {
-            if old.attributes() != attrs {
-                self.store.update_attributes(t, &key, AttrSource::Values(&attrs))?;
+    /// Makes the base hold the model `side` has under this key (as agreed
+    /// by both sides), under its parent there when the base has that too.
+    fn agree(&mut self, side: &LocalStore, t: &str, key: &str) -> Result<()> {
+        let model = side.get_dyn(t, key)?;
+        if self.store.get_dyn(t, key).is_ok() {
+            if !self.store.same_attrs(t, key, side) {
+                self.store.update_attributes(t, key, AttrSource::Model(model))?;
             }
             return Ok(());
         }
-        let parent = parent.filter(|(pt, pk)| self.store.get_dyn(pt, pk).is_ok());
-        let built = self.store.build(t, &model.identifiers(), &attrs)?;
+        let parent = side
+            .parent_of(t, key)?
+            .filter(|(pt, pk)| self.store.get_dyn(pt, pk).is_ok());
+        let built = self.store.build(t, &model.identifiers(), &model.attributes())?;
         self.store.insert_boxed(built, parent)
     }
 }
@@ -538,7 +540,8 @@ enum Flow {
     Skip,
 }
 
-type Key = (String, String);
+/// (model type, key)
+type Key<'a> = (&'a str, &'a str);
 
 /// What changed on one side since the base, by key.
 fn changes_since(base: &LocalStore, side: &LocalStore, name: &str, top_level: Vec<&str>) -> Result<Diff> {
@@ -552,13 +555,15 @@ fn changes_since(base: &LocalStore, side: &LocalStore, name: &str, top_level: Ve
         name: "base",
         top_level,
     };
-    differ::diff(&src, &dst, &mut Options::new())
+    let mut opts = Options::new();
+    opts.keys_only = true;
+    differ::diff(&src, &dst, &mut opts)
 }
 
-fn actions(d: &Diff) -> HashMap<Key, Action> {
+fn actions(d: &Diff) -> HashMap<Key<'_>, Action> {
     d.iter()
         .filter(|(e, _)| e.action != Action::NoChange)
-        .map(|(e, _)| ((e.model_type.to_string(), e.key.clone()), e.action))
+        .map(|(e, _)| ((e.model_type.as_ref(), e.key.as_str()), e.action))
         .collect()
 }
 
@@ -597,7 +602,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         if e.action == Action::NoChange {
             continue;
         }
-        let key = (e.model_type.to_string(), e.key.clone());
+        let key = (e.model_type.as_ref(), e.key.as_str());
         flow[i] = match (cl.get(&key), cr.get(&key)) {
             (None, Some(_)) => Flow::ToLeft,
             (Some(_), None) => Flow::ToRight,
@@ -608,7 +613,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
                     (Action::Create, Action::Create) => ConflictKind::CreateCreate,
                     _ => ConflictKind::UpdateUpdate,
                 };
-                let (flow, record) = decide(opts, &base.store, ls, rs, &key, kind);
+                let (flow, record) = decide(opts, &base.store, ls, rs, key, kind);
                 conflicts.push(record);
                 flow
             }
@@ -619,14 +624,17 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     }
     guard_deletes(&walk, &mut flow, &base.store, ls, rs, &mut conflicts);
 
-    let to_left_keys: HashSet<(&str, &str)> = keys_with(&walk, &flow, Flow::ToLeft);
-    let to_right_keys: HashSet<(&str, &str)> = keys_with(&walk, &flow, Flow::ToRight);
-    let to_left = d.filtered(|e| to_left_keys.contains(&(e.model_type.as_ref(), e.key.as_str())));
-    let to_right = d
-        .reversed()
-        .filtered(|e| to_right_keys.contains(&(e.model_type.as_ref(), e.key.as_str())));
-    drop(to_left_keys);
-    drop(to_right_keys);
+    // The flow of each element, by address: the selections below see the same elements.
+    let flows: HashMap<*const DiffElement, Flow> = walk
+        .iter()
+        .zip(&flow)
+        .filter(|(_, f)| matches!(f, Flow::ToLeft | Flow::ToRight))
+        .map(|((e, _), f)| (*e as *const DiffElement, *f))
+        .collect();
+    let goes = |e: &DiffElement, to: Flow| flows.get(&(e as *const DiffElement)) == Some(&to);
+    let to_left = d.select(false, |e| goes(e, Flow::ToLeft));
+    let to_right = d.select(true, |e| goes(e, Flow::ToRight));
+    drop(flows);
     for (diff, name, store) in [(&to_left, left.name(), ls), (&to_right, right.name(), rs)] {
         let deletes = diff.summary().delete;
         if let Some(share) = opts.max_delete_share
@@ -641,20 +649,21 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
             });
         }
     }
-    let touched: Vec<Key> = {
+    // Parents before children, each key once.
+    let touched: Vec<Key<'_>> = {
         let mut seen = HashSet::new();
         walk.iter()
             .map(|&(e, _)| e)
             .chain(since_left.iter().map(|(e, _)| e))
             .chain(since_right.iter().map(|(e, _)| e))
-            .map(|e| (e.model_type.to_string(), e.key.clone()))
-            .filter(|k| seen.insert(k.clone()))
+            .map(|e| (e.model_type.as_ref(), e.key.as_str()))
+            .filter(|k| seen.insert(*k))
             .collect()
     };
-    let differing: HashSet<Key> = walk
+    let differing: HashSet<Key<'_>> = walk
         .iter()
         .filter(|(e, _)| e.action != Action::NoChange)
-        .map(|(e, _)| (e.model_type.to_string(), e.key.clone()))
+        .map(|(e, _)| (e.model_type.as_ref(), e.key.as_str()))
         .collect();
     drop(walk);
 
@@ -670,29 +679,27 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
 
     let mut identical = 0;
     let (ls, rs) = (left.store().local(), right.store().local());
-    for (t, k) in &touched {
-        let (lm, rm) = (ls.get_dyn(t, k).ok(), rs.get_dyn(t, k).ok());
-        let agreed = match (lm, rm) {
-            (Some(l), Some(r)) => l.attributes() == r.attributes(),
-            (None, None) => true,
+    for key in &touched {
+        let (t, k) = *key;
+        let (in_left, in_right) = (ls.get_dyn(t, k).is_ok(), rs.get_dyn(t, k).is_ok());
+        let agreed = match (in_left, in_right) {
+            (true, true) => ls.same_attrs(t, k, rs),
+            (false, false) => true,
             _ => false,
         };
         if !agreed {
             continue;
         }
-        if !differing.contains(&(t.clone(), k.clone())) && cl.contains_key(&(t.clone(), k.clone())) {
+        if !differing.contains(key) && cl.contains_key(key) {
             identical += 1;
         }
         if opts.dry_run {
             continue;
         }
-        match lm {
-            Some(l) => base.agree(l, ls.parent_of(t, k)?)?,
-            None => {
-                if base.store.get_dyn(t, k).is_ok() {
-                    base.store.remove(t, k, false)?;
-                }
-            }
+        if in_left {
+            base.agree(ls, t, k)?;
+        } else if base.store.get_dyn(t, k).is_ok() {
+            base.store.remove(t, k, false)?;
         }
     }
     Ok(BiReport {
@@ -723,28 +730,15 @@ fn split(r: Result<SyncReport>, dest: &str, source: &str) -> (SyncReport, Option
     }
 }
 
-fn keys_with<'a>(
-    walk: &[(&'a crate::diff::DiffElement, usize)],
-    flow: &[Flow],
-    f: Flow,
-) -> HashSet<(&'a str, &'a str)> {
-    walk.iter()
-        .zip(flow)
-        .filter(|(_, x)| **x == f)
-        .map(|((e, _), _)| (e.model_type.as_ref(), e.key.as_str()))
-        .collect()
-}
-
 /// Resolves one conflict with the model type's strategy.
 fn decide(
     opts: &BiOptions,
     base: &LocalStore,
     ls: &LocalStore,
     rs: &LocalStore,
-    key: &Key,
+    (t, k): Key<'_>,
     kind: ConflictKind,
 ) -> (Flow, ConflictRecord) {
-    let (t, k) = (key.0.as_str(), key.1.as_str());
     let c = Conflict {
         model_type: t,
         key: k,
@@ -782,7 +776,7 @@ fn record(c: &Conflict<'_>, strategy: &str, resolution: Resolution) -> ConflictR
 /// model is recreated there); a conflict left unapplied below keeps the
 /// model on both sides. Walks the pre-order backwards (children first).
 fn guard_deletes(
-    walk: &[(&crate::diff::DiffElement, usize)],
+    walk: &[(&DiffElement, usize)],
     flow: &mut [Flow],
     base: &LocalStore,
     ls: &LocalStore,

@@ -161,6 +161,23 @@ impl DiffElement {
         }
     }
 
+    /// This element as a parent kept only for its children: a no-change
+    /// element with its identity and the count of unchanged descendants.
+    fn structural(&self) -> DiffElement {
+        DiffElement {
+            model_type: self.model_type.clone(),
+            key: self.key.clone(),
+            shortname: self.shortname.clone(),
+            identifiers: self.identifiers.clone(),
+            action: Action::NoChange,
+            source_attrs: None,
+            dest_attrs: None,
+            changes: Vec::new(),
+            unchanged_descendants: self.unchanged_descendants,
+            children: Vec::new(),
+        }
+    }
+
     /// Whether everything but the children is equal.
     fn head_eq(&self, other: &DiffElement) -> bool {
         // Destructured so that a new field cannot be forgotten here.
@@ -580,16 +597,87 @@ impl Diff {
                 // Kept only as the parent of kept children: it applies nothing itself.
                 e.action = Action::NoChange;
                 e.changes.clear();
+                e.source_attrs = None;
+                e.dest_attrs = None;
                 Some(e)
             },
         );
     }
 
     /// A copy keeping only what `pred` accepts (see [`retain`](Self::retain)).
+    /// Only kept elements are copied; a parent kept for its children is a
+    /// plain no-change element.
     pub fn filtered(&self, pred: impl FnMut(&DiffElement) -> bool) -> Diff {
-        let mut d = self.clone();
-        d.retain(pred);
-        d
+        self.select(false, pred)
+    }
+
+    /// [`filtered`](Self::filtered), optionally of the reversed diff (`pred`
+    /// sees the elements as they are here), copying only what it keeps.
+    pub(crate) fn select(&self, reverse: bool, mut pred: impl FnMut(&DiffElement) -> bool) -> Diff {
+        struct Frame<'a> {
+            element: DiffElement,
+            keep: bool,
+            todo: std::slice::Iter<'a, DiffElement>,
+        }
+        let creates = |a: Action| {
+            if reverse {
+                a == Action::Delete
+            } else {
+                a == Action::Create
+            }
+        };
+        let mut top = self.elements.iter();
+        let mut out = Vec::new();
+        let mut stack: Vec<Frame<'_>> = Vec::new();
+        loop {
+            let next = match stack.last_mut() {
+                Some(f) => f.todo.next(),
+                None => top.next(),
+            };
+            if let Some(e) = next {
+                let keep = pred(e);
+                // Children of a model that is not created cannot be created either.
+                if !keep && creates(e.action) {
+                    continue;
+                }
+                let mut element = if keep {
+                    let mut h = e.head();
+                    if reverse {
+                        h.reverse_head();
+                    }
+                    h
+                } else {
+                    e.structural()
+                };
+                element.children.reserve(e.children.len().min(16));
+                stack.push(Frame {
+                    element,
+                    keep,
+                    todo: e.children.iter(),
+                });
+                continue;
+            }
+            let Some(f) = stack.pop() else { break };
+            if !f.keep && f.element.children.is_empty() {
+                continue;
+            }
+            match stack.last_mut() {
+                Some(parent) => parent.element.children.push(f.element),
+                None => out.push(f.element),
+            }
+        }
+        let (source, dest) = if reverse {
+            (self.dest.clone(), self.source.clone())
+        } else {
+            (self.source.clone(), self.dest.clone())
+        };
+        Diff {
+            source,
+            dest,
+            elements: out,
+            unchanged: self.unchanged,
+            skipped: self.skipped,
+        }
     }
 
     /// A copy keeping only elements of these model types (and the parents they need).

@@ -30,6 +30,7 @@ struct Ctx<'a, 'o> {
     dst: &'a LocalStore,
     flags: DiffFlags,
     keep_unchanged: bool,
+    keys_only: bool,
     skipped: usize,
     processed: usize,
     total: usize,
@@ -72,6 +73,7 @@ pub(crate) fn diff(src: &Side<'_>, dst: &Side<'_>, opts: &mut Options<'_>) -> Re
         dst: dst.store,
         flags: opts.flags,
         keep_unchanged: opts.flags.contains(DiffFlags::LOG_UNCHANGED_RECORDS),
+        keys_only: opts.keys_only,
         skipped: 0,
         processed: 0,
         total,
@@ -391,7 +393,14 @@ mod parallel {
         let threads = rayon::current_num_threads();
         let chunk = (pairs.len() / (threads * 64)).max(1);
         let wave = chunk * threads * 8;
-        let (src, dst, flags, keep_unchanged, total) = (ctx.src, ctx.dst, ctx.flags, ctx.keep_unchanged, ctx.total);
+        let (src, dst, flags, keep_unchanged, keys_only, total) = (
+            ctx.src,
+            ctx.dst,
+            ctx.flags,
+            ctx.keep_unchanged,
+            ctx.keys_only,
+            ctx.total,
+        );
         let mut unchanged = 0;
         for wave in pairs.chunks(wave) {
             let results: Vec<Result<Part>> = wave
@@ -402,6 +411,7 @@ mod parallel {
                         dst,
                         flags,
                         keep_unchanged,
+                        keys_only,
                         skipped: 0,
                         processed: 0,
                         total,
@@ -670,6 +680,7 @@ fn finish(ctx: &Ctx<'_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
         (Some(_), None) => (Action::Create, Vec::new()),
         (None, Some(_)) => (Action::Delete, Vec::new()),
         _ if equal => (Action::NoChange, Vec::new()),
+        _ if ctx.keys_only => (Action::Update, Vec::new()),
         _ => {
             let (Some(st), Some(s), Some(dt), Some(d)) = (st, s, dt, d) else {
                 return Err(internal(any.model_type(), "update without both sides"));
@@ -695,8 +706,12 @@ fn finish(ctx: &Ctx<'_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
         identifiers: any.identifiers(),
         action,
         // A no-change element's sides are equal: it is kept only as a parent.
-        source_attrs: sm.filter(|_| action != Action::NoChange).map(|m| m.attributes()),
-        dest_attrs: dm.filter(|_| action != Action::NoChange).map(|m| m.attributes()),
+        source_attrs: sm
+            .filter(|_| action != Action::NoChange && !ctx.keys_only)
+            .map(|m| m.attributes()),
+        dest_attrs: dm
+            .filter(|_| action != Action::NoChange && !ctx.keys_only)
+            .map(|m| m.attributes()),
         changes,
         unchanged_descendants: child_unchanged,
         children,

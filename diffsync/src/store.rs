@@ -457,6 +457,19 @@ impl LocalStore {
         out
     }
 
+    /// Whether both stores hold `model_type`/`key` with equal attributes
+    /// (typed and in place when both have the same Rust type).
+    pub(crate) fn same_attrs(&self, model_type: &str, key: &str, other: &LocalStore) -> bool {
+        match (self.locate(model_type, key), other.locate(model_type, key)) {
+            (Some((ty, slot)), Some((oty, oslot))) => {
+                self.tables[ty as usize]
+                    .models
+                    .attrs_equal(slot, &*other.tables[oty as usize].models, oslot)
+            }
+            _ => false,
+        }
+    }
+
     /// Builds a model of a registered type from values.
     pub(crate) fn build(&self, model_type: &str, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>> {
         let t = self

@@ -48,16 +48,17 @@ fn round4(d: std::time::Duration) -> f64 {
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let mut data_dir: Option<PathBuf> = None;
-    let (mut generated, mut fanout) = (None, 10);
+    let (mut generated, mut fanout, mut bidir) = (None, 10, None);
     while let Some(a) = args.next() {
         let mut number = || -> Result<usize, BoxError> { Ok(args.next().ok_or("missing number")?.parse()?) };
         match a.as_str() {
             "--data-dir" => data_dir = args.next().map(PathBuf::from),
             "--generate" => generated = Some(number()?),
             "--fanout" => fanout = number()?,
+            "--bidir" => bidir = Some(number()?),
             "-h" | "--help" => {
                 println!(
-                    "usage: bench --data-dir DIR   (DIR holds source.json, target.json, meta.json)\n       bench --generate N [--fanout F]"
+                    "usage: bench --data-dir DIR   (DIR holds source.json, target.json, meta.json)\n       bench --generate N [--fanout F]\n       bench --bidir N   (reconcile: 1% edits on each side, 0.1% on both)"
                 );
                 return Ok(());
             }
@@ -66,6 +67,9 @@ fn main() -> Result<(), BoxError> {
     }
     if let Some(n) = generated {
         return run_generated(n, fanout);
+    }
+    if let Some(n) = bidir {
+        return run_bidir(n);
     }
     let dir = data_dir.ok_or("missing --data-dir DIR")?;
     let meta: Option<serde_json::Value> = std::fs::read(dir.join("meta.json"))
@@ -170,6 +174,66 @@ fn run_generated(n: usize, fanout: usize) -> Result<(), BoxError> {
         "summary": summary_json(&summary),
         "verify_no_diffs": verified,
         "threads": rayon::current_num_threads(),
+    });
+    println!("{out}");
+    Ok(())
+}
+
+/// Times a bidirectional reconcile on a generated workload: base, left and
+/// right start equal (the standard source side); 1% of the interfaces are
+/// edited on each side, and 0.1% on both (conflicts, resolved left-wins).
+fn run_bidir(n: usize) -> Result<(), BoxError> {
+    use diffsync::bidir::{Base, BiOptions, Strategy, reconcile};
+    let side = |name: &'static str| move || build(name, generate_shape(n, 10).0);
+    let (base, (left, right)) = rayon::join(side("base"), || rayon::join(side("left"), side("right")));
+    let (base, mut left, mut right) = (base?, left?, right?);
+    let keys: Vec<String> = base.store.get_all_dyn("interface").map(|m| m.unique_id()).collect();
+    let edit = |text: &str| [("description".into(), text.into())].into_iter().collect();
+    let (on_left, on_right) = (edit("left edit"), edit("right edit"));
+    for (i, k) in keys.iter().enumerate() {
+        if i % 100 == 0 {
+            left.store
+                .update_attributes("interface", k, diffsync::AttrSource::Values(&on_left))?;
+        }
+        if i % 100 == 50 || i % 1000 == 0 {
+            right
+                .store
+                .update_attributes("interface", k, diffsync::AttrSource::Values(&on_right))?;
+        }
+    }
+    let models = left.store.count_all() + right.store.count_all();
+    let t = Instant::now();
+    let one_way = left.diff_from(&right)?;
+    let one_way_t = t.elapsed();
+    drop(one_way);
+    let mut base = Base::from_store(base.store);
+    let opts = BiOptions::new().strategy(Strategy::LeftWins).max_delete_share(None);
+    // A dry run classifies and plans, and writes nothing.
+    let t = Instant::now();
+    reconcile(&mut left, &mut right, &mut base, &opts.clone().dry_run(true))?;
+    let plan_t = t.elapsed();
+    let t = Instant::now();
+    let report = reconcile(&mut left, &mut right, &mut base, &opts)?;
+    let reconcile_t = t.elapsed();
+    let verified = !left.diff_from(&right)?.has_diffs() && report.is_clean();
+    let path = std::env::temp_dir().join(format!("diffsync-bench-base-{}.json", std::process::id()));
+    base.save(&path)?;
+    let base_bytes = std::fs::metadata(&path)?.len();
+    std::fs::remove_file(&path)?;
+    let out = json!({
+        "impl": "rust-diffsync",
+        "workload": "bidir",
+        "models_both_sides": models,
+        "one_way_diff_s": round4(one_way_t),
+        "plan_s": round4(plan_t),
+        "reconcile_s": round4(reconcile_t),
+        "to_left": report.to_left.totals().applied,
+        "to_right": report.to_right.totals().applied,
+        "conflicts": report.conflicts.len(),
+        "identical": report.identical,
+        "base_models": base.len(),
+        "base_bytes_per_model": (base_bytes as f64 / base.len().max(1) as f64).round(),
+        "verify_no_diffs": verified,
     });
     println!("{out}");
     Ok(())
