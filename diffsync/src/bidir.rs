@@ -47,6 +47,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::adapter::Adapter;
 use crate::diff::{Action, Diff, DiffElement};
@@ -293,6 +294,43 @@ pub struct Conflict<'a> {
     pub left: Option<&'a dyn AnyModel>,
     /// The right side's version, if it has one.
     pub right: Option<&'a dyn AnyModel>,
+    /// The left side's replica id (its store's name), for tiebreaks.
+    pub left_replica: &'a str,
+    /// The right side's replica id.
+    pub right_replica: &'a str,
+}
+
+impl Conflict<'_> {
+    /// The same decision on every run and on both sides: the replica whose
+    /// id sorts last wins.
+    pub fn tiebreak(&self) -> Resolution {
+        if self.left_replica >= self.right_replica {
+            Resolution::Left
+        } else {
+            Resolution::Right
+        }
+    }
+
+    /// Decides by one attribute of both versions: `newer` says whether the
+    /// left value wins, `None` for a tie (decided by [`tiebreak`](Self::tiebreak)).
+    /// A modification beats a deletion; a value missing on a side leaves
+    /// the conflict unapplied.
+    fn by_field(&self, field: &str, newer: impl Fn(&Value, &Value) -> Option<Option<bool>>) -> Resolution {
+        match (self.left, self.right) {
+            (Some(_), None) => Resolution::Left,
+            (None, Some(_)) => Resolution::Right,
+            (None, None) => Resolution::Skip,
+            (Some(l), Some(r)) => match (l.attribute(field), r.attribute(field)) {
+                (Some(a), Some(b)) => match newer(&a, &b) {
+                    Some(Some(true)) => Resolution::Left,
+                    Some(Some(false)) => Resolution::Right,
+                    Some(None) => self.tiebreak(),
+                    None => Resolution::Skip,
+                },
+                _ => Resolution::Skip,
+            },
+        }
+    }
 }
 
 /// A user rule for conflicts.
@@ -309,18 +347,38 @@ pub enum Strategy {
     LeftWins,
     /// The right side's version wins.
     RightWins,
+    /// The version whose `field` is newer wins: numbers (epoch seconds, or
+    /// any clock) or RFC 3339 strings (compared as text). Numbers less than
+    /// `skew` apart are a true conflict, decided by [`Conflict::tiebreak`];
+    /// a modification beats a deletion; a missing or non-comparable field
+    /// leaves the conflict unapplied. Detection stays by content: the
+    /// field only decides.
+    Newest {
+        /// The timestamp attribute.
+        field: String,
+        /// Clock skew tolerated between the sides (in the field's unit).
+        skew: f64,
+    },
+    /// The version with the higher number in `field` wins; equal numbers
+    /// are decided by [`Conflict::tiebreak`].
+    Highest {
+        /// The version attribute.
+        field: String,
+    },
     /// A user closure decides.
     Custom(ResolveFn),
 }
 
 impl Strategy {
-    /// The strategy's name, as in the log.
-    pub fn name(&self) -> &'static str {
+    /// The strategy's name, as in the log: `safe`, `newest(updated_at)`, ...
+    pub fn name(&self) -> String {
         match self {
-            Strategy::Safe => "safe",
-            Strategy::LeftWins => "left-wins",
-            Strategy::RightWins => "right-wins",
-            Strategy::Custom(_) => "custom",
+            Strategy::Safe => "safe".into(),
+            Strategy::LeftWins => "left-wins".into(),
+            Strategy::RightWins => "right-wins".into(),
+            Strategy::Newest { field, .. } => format!("newest({field})"),
+            Strategy::Highest { field } => format!("highest({field})"),
+            Strategy::Custom(_) => "custom".into(),
         }
     }
 
@@ -329,6 +387,18 @@ impl Strategy {
             Strategy::Safe => Resolution::Skip,
             Strategy::LeftWins => Resolution::Left,
             Strategy::RightWins => Resolution::Right,
+            Strategy::Newest { field, skew } => c.by_field(field, |a, b| match (a, b) {
+                (Value::Number(_), Value::Number(_)) => {
+                    let (a, b) = (a.as_f64()?, b.as_f64()?);
+                    Some(((a - b).abs() > *skew).then_some(a > b))
+                }
+                (Value::String(a), Value::String(b)) => Some((a != b).then_some(a > b)),
+                _ => None,
+            }),
+            Strategy::Highest { field } => c.by_field(field, |a, b| {
+                let (a, b) = (a.as_f64()?, b.as_f64()?);
+                Some((a != b).then_some(a > b))
+            }),
             Strategy::Custom(f) => f(c),
         }
     }
@@ -336,7 +406,7 @@ impl Strategy {
 
 impl fmt::Debug for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&self.name())
     }
 }
 
@@ -402,6 +472,36 @@ impl fmt::Display for ConflictRecord {
                 show(&self.right, k)
             )?;
         }
+        Ok(())
+    }
+}
+
+/// Where conflict records go: a file, a table, a monitoring system.
+pub trait ConflictSink {
+    /// Takes the conflicts of one run.
+    fn write(&mut self, records: &[ConflictRecord]) -> std::result::Result<(), crate::BoxError>;
+}
+
+impl ConflictSink for Vec<ConflictRecord> {
+    fn write(&mut self, records: &[ConflictRecord]) -> std::result::Result<(), crate::BoxError> {
+        self.extend_from_slice(records);
+        Ok(())
+    }
+}
+
+/// Appends each conflict as one JSON line to a file.
+pub struct JsonLines(pub std::path::PathBuf);
+
+impl ConflictSink for JsonLines {
+    fn write(&mut self, records: &[ConflictRecord]) -> std::result::Result<(), crate::BoxError> {
+        let mut text = Vec::new();
+        for r in records {
+            serde_json::to_writer(&mut text, r)?;
+            text.push(b'\n');
+        }
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.0)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
         Ok(())
     }
 }
@@ -473,6 +573,10 @@ impl BiOptions {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct BiReport {
+    /// What went (in a dry run: would go) to the left side, as a diff.
+    pub plan_left: Diff,
+    /// What went (would go) to the right side.
+    pub plan_right: Diff,
     /// The changes that went to the left side (its sync's report).
     pub to_left: SyncReport,
     /// The changes that went to the right side.
@@ -495,6 +599,34 @@ impl BiReport {
             && self.to_left.is_success()
             && self.to_right.is_success()
             && self.conflicts.iter().all(|c| c.resolution != Resolution::Skip)
+    }
+
+    /// The plan as text: what goes to each side (in the diff's text form)
+    /// and each conflict.
+    pub fn plan(&self) -> String {
+        let mut out = String::new();
+        for (arrow, d) in [("left", &self.plan_left), ("right", &self.plan_right)] {
+            out.push_str(&format!("to the {arrow} ({}):\n", d.dest));
+            if d.has_diffs() {
+                for line in d.to_string().lines() {
+                    out.push_str(&format!("  {line}\n"));
+                }
+            } else {
+                out.push_str("  (nothing)\n");
+            }
+        }
+        out.push_str(&format!("conflicts: {}", self.conflicts.len()));
+        for c in &self.conflicts {
+            for line in c.to_string().lines() {
+                out.push_str(&format!("\n  {line}"));
+            }
+        }
+        out
+    }
+
+    /// Writes the conflicts to a sink (a file, a table).
+    pub fn log_to(&self, sink: &mut dyn ConflictSink) -> std::result::Result<(), crate::BoxError> {
+        sink.write(&self.conflicts)
     }
 
     /// Counts of conflicts by kind.
@@ -674,6 +806,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         let r = right.sync_diff_from(&*left, &to_right, &mut o);
         (l, r)
     };
+    let (plan_left, plan_right) = (to_left, to_right);
     let (to_left, left_error) = split(left_result, left.name(), right.name());
     let (to_right, right_error) = split(right_result, right.name(), left.name());
 
@@ -703,6 +836,8 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         }
     }
     Ok(BiReport {
+        plan_left,
+        plan_right,
         to_left,
         to_right,
         conflicts,
@@ -746,6 +881,8 @@ fn decide(
         base: base.get_dyn(t, k).ok(),
         left: ls.get_dyn(t, k).ok(),
         right: rs.get_dyn(t, k).ok(),
+        left_replica: ls.name(),
+        right_replica: rs.name(),
     };
     let strategy = opts.strategy_of(t);
     let resolution = strategy.resolve(&c);
@@ -754,7 +891,7 @@ fn decide(
         Resolution::Right => Flow::ToLeft,
         Resolution::Skip => Flow::Skip,
     };
-    (flow, record(&c, strategy.name(), resolution))
+    (flow, record(&c, &strategy.name(), resolution))
 }
 
 fn record(c: &Conflict<'_>, strategy: &str, resolution: Resolution) -> ConflictRecord {
@@ -812,6 +949,8 @@ fn guard_deletes(
                 base: base.get_dyn(t, k).ok(),
                 left: ls.get_dyn(t, k).ok(),
                 right: rs.get_dyn(t, k).ok(),
+                left_replica: ls.name(),
+                right_replica: rs.name(),
             };
             let resolution = match to {
                 Flow::ToRight => Resolution::Left,

@@ -415,3 +415,151 @@ proptest! {
         prop_assert!(again.conflicts.is_empty());
     }
 }
+
+/// Three sites whose edits on both sides cover every conflict kind.
+fn every_kind() -> (Inventory, Inventory, Base) {
+    let sites: &[diffsync_tests::SiteSpec<'_>] = &[
+        (
+            "nyc",
+            "east",
+            &[(
+                "nyc-r1",
+                "router",
+                None,
+                &[("eth0", "up", 1500), ("eth1", "down", 1500)],
+            )],
+        ),
+        (
+            "sfo",
+            "west",
+            &[(
+                "sfo-r1",
+                "router",
+                None,
+                &[("eth0", "a", 1500), ("eth1", "b", 1500), ("eth2", "c", 1500)],
+            )],
+        ),
+        ("lon", "eu", &[("lon-r1", "edge", None, &[("eth0", "x", 9000)])]),
+    ];
+    let (mut left, mut right) = (Inventory::new("left", sites), Inventory::new("right", sites));
+    let base = Base::from_store(Inventory::new("base", sites).store);
+    // One side only.
+    set(&mut left.store, "interface", "nyc-r1__eth0", "description", "uplink");
+    set(&mut right.store, "site", "sfo", "region", "south");
+    // update/update
+    set(&mut left.store, "interface", "nyc-r1__eth1", "description", "left");
+    set(&mut right.store, "interface", "nyc-r1__eth1", "description", "right");
+    // update/delete and delete/update
+    set(
+        &mut left.store,
+        "interface",
+        "sfo-r1__eth0",
+        "description",
+        "kept on the left",
+    );
+    right.store.remove("interface", "sfo-r1__eth0", false).unwrap();
+    left.store.remove("interface", "sfo-r1__eth1", false).unwrap();
+    set(
+        &mut right.store,
+        "interface",
+        "sfo-r1__eth1",
+        "description",
+        "kept on the right",
+    );
+    // create/create
+    left.store
+        .add(Site {
+            name: "ams".into(),
+            region: "eu".into(),
+        })
+        .unwrap();
+    right
+        .store
+        .add(Site {
+            name: "ams".into(),
+            region: "europe".into(),
+        })
+        .unwrap();
+    // A child changed under a device deleted on the other side.
+    set(&mut left.store, "interface", "lon-r1__eth0", "description", "busy");
+    right.store.remove("device", "lon-r1", true).unwrap();
+    (left, right, base)
+}
+
+#[test]
+fn dry_run_plans_and_conflict_logs_for_every_kind() {
+    for (name, strategy) in [("safe", Strategy::Safe), ("left_wins", Strategy::LeftWins)] {
+        let (mut left, mut right, mut base) = every_kind();
+        let report = reconcile(
+            &mut left,
+            &mut right,
+            &mut base,
+            &no_limit().strategy(strategy).dry_run(true),
+        )
+        .unwrap();
+        insta::assert_snapshot!(format!("bidir_plan_{name}"), report.plan());
+        assert!(left.log.is_empty() && right.log.is_empty(), "a dry run writes nothing");
+    }
+    let (mut left, mut right, mut base) = every_kind();
+    let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
+    let mut log: Vec<diffsync::bidir::ConflictRecord> = Vec::new();
+    report.log_to(&mut log).unwrap();
+    insta::assert_json_snapshot!("bidir_conflict_log", log);
+}
+
+fn stamped(name: &str, rows: &[(&str, &str, i64, i64)]) -> diffsync::MemoryAdapter {
+    let s: std::sync::Arc<diffsync::ModelSchema> = std::sync::Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "name": "rec", "identifiers": [{"name": "id"}],
+            "attributes": [{"name": "value"}, {"name": "updated_at", "kind": "integer"}, {"name": "version", "kind": "integer"}],
+        }))
+        .unwrap(),
+    );
+    let mut a = diffsync::MemoryAdapter::new(name, &["rec"]);
+    a.store.register_dyn(s.clone()).unwrap();
+    for (id, value, at, version) in rows {
+        let m = serde_json::json!({"id": id, "value": value, "updated_at": at, "version": version});
+        a.store.add(diffsync::DynModel::from_json(&s, m).unwrap()).unwrap();
+    }
+    a
+}
+
+#[test]
+fn newest_and_highest_decide_by_a_field_with_skew_and_a_replica_tiebreak() {
+    let base = [("a", "0", 100, 1), ("b", "0", 100, 1), ("c", "0", 100, 1)];
+    let left_rows = [("a", "L", 200, 5), ("b", "L", 300, 2), ("c", "L", 301, 3)];
+    let right_rows = [("a", "R", 250, 3), ("b", "R", 299, 2), ("c", "R", 300, 9)];
+    let run = |strategy: Strategy| {
+        let (mut l, mut r) = (stamped("left", &left_rows), stamped("right", &right_rows));
+        let mut b = Base::from_store(stamped("base", &base).store);
+        let report = reconcile(&mut l, &mut r, &mut b, &no_limit().strategy(strategy)).unwrap();
+        assert!(!l.diff_from(&r).unwrap().has_diffs());
+        let value = |k: &str| l.store.get_dyn("rec", k).unwrap().attributes()["value"].clone();
+        let winners: Vec<_> = ["a", "b", "c"].iter().map(|k| value(k)).collect();
+        (
+            winners,
+            report
+                .conflicts
+                .iter()
+                .map(|c| c.strategy.clone())
+                .collect::<BTreeSet<_>>(),
+        )
+    };
+    // a: right is newer; b, c: within a skew of 5 → the tiebreak ("right" sorts last).
+    let (winners, names) = run(Strategy::Newest {
+        field: "updated_at".into(),
+        skew: 5.0,
+    });
+    assert_eq!(winners, ["R", "R", "R"]);
+    assert_eq!(names, ["newest(updated_at)".to_string()].into());
+    let (winners, _) = run(Strategy::Newest {
+        field: "updated_at".into(),
+        skew: 0.0,
+    });
+    assert_eq!(winners, ["R", "L", "L"]);
+    // Highest version: a left (5 > 3), b tie → tiebreak (right), c right (9 > 3).
+    let (winners, _) = run(Strategy::Highest {
+        field: "version".into(),
+    });
+    assert_eq!(winners, ["L", "R", "R"]);
+}
