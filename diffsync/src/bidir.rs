@@ -248,6 +248,11 @@ pub enum Resolution {
     Right,
     /// Neither side changes; the conflict stays, and the next run finds it again.
     Skip,
+    /// Attributes changed on one side only are merged: each side takes the
+    /// other's changes (with [`Strategy::Merge`], attributes changed on
+    /// both go to its fallback; from a closure, such an overlap leaves the
+    /// conflict unapplied). Only for update/update conflicts.
+    Merge,
 }
 
 /// What kind of conflict: what each side did since the base.
@@ -365,6 +370,13 @@ pub enum Strategy {
         /// The version attribute.
         field: String,
     },
+    /// Attribute-level merge of update/update conflicts: attributes changed
+    /// on one side only merge; attributes changed on both, and the other
+    /// kinds of conflict, go to `fallback`.
+    Merge {
+        /// Decides what merging cannot.
+        fallback: Box<Strategy>,
+    },
     /// A user closure decides.
     Custom(ResolveFn),
 }
@@ -378,6 +390,7 @@ impl Strategy {
             Strategy::RightWins => "right-wins".into(),
             Strategy::Newest { field, .. } => format!("newest({field})"),
             Strategy::Highest { field } => format!("highest({field})"),
+            Strategy::Merge { fallback } => format!("merge, else {}", fallback.name()),
             Strategy::Custom(_) => "custom".into(),
         }
     }
@@ -399,9 +412,60 @@ impl Strategy {
                 let (a, b) = (a.as_f64()?, b.as_f64()?);
                 Some((a != b).then_some(a > b))
             }),
+            Strategy::Merge { fallback } => {
+                if c.kind != ConflictKind::UpdateUpdate {
+                    return fallback.resolve(c);
+                }
+                match merge_plan(c, None) {
+                    Some(_) => Resolution::Merge,
+                    // Attributes changed on both sides: the fallback decides them.
+                    None => match fallback.resolve(c) {
+                        Resolution::Left | Resolution::Right => Resolution::Merge,
+                        other => other,
+                    },
+                }
+            }
             Strategy::Custom(f) => f(c),
         }
     }
+
+    /// For a merge: which side's value wins attributes changed on both.
+    fn overlap_winner(&self, c: &Conflict<'_>) -> Option<Resolution> {
+        match self {
+            Strategy::Merge { fallback } => match fallback.resolve(c) {
+                r @ (Resolution::Left | Resolution::Right) => Some(r),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// The attributes each side takes from the other in a merge: `(left
+/// takes, right takes)`; `None` when an attribute changed on both sides and
+/// `overlap` names no winner.
+fn merge_plan(c: &Conflict<'_>, overlap: Option<Resolution>) -> Option<(Vec<String>, Vec<String>)> {
+    let (l, r) = (c.left?.attributes(), c.right?.attributes());
+    let b = c.base.map(|m| m.attributes()).unwrap_or_default();
+    let (mut left_takes, mut right_takes) = (Vec::new(), Vec::new());
+    for (name, lv) in &l {
+        let rv = r.get(name);
+        if rv == Some(lv) {
+            continue;
+        }
+        let bv = b.get(name);
+        if bv == Some(lv) {
+            left_takes.push(name.to_string());
+        } else if bv == rv {
+            right_takes.push(name.to_string());
+        } else {
+            match overlap? {
+                Resolution::Left => right_takes.push(name.to_string()),
+                _ => left_takes.push(name.to_string()),
+            }
+        }
+    }
+    Some((left_takes, right_takes))
 }
 
 impl fmt::Debug for Strategy {
@@ -437,6 +501,7 @@ impl fmt::Display for ConflictRecord {
             Resolution::Left => "left wins",
             Resolution::Right => "right wins",
             Resolution::Skip => "not applied",
+            Resolution::Merge => "merged",
         };
         write!(
             f,
@@ -668,9 +733,14 @@ enum Flow {
     Keep,
     ToLeft,
     ToRight,
+    /// Both sides take part of the other's attributes (a merge).
+    Both,
     /// A conflict left as it is.
     Skip,
 }
+
+/// Attributes each side takes, by key, for merged conflicts.
+type MergePlans = HashMap<(String, String), (Vec<String>, Vec<String>)>;
 
 /// (model type, key)
 type Key<'a> = (&'a str, &'a str);
@@ -730,6 +800,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     let walk: Vec<_> = d.iter().collect();
     let mut flow = vec![Flow::Keep; walk.len()];
     let mut conflicts = Vec::new();
+    let mut merges = MergePlans::new();
     for (i, (e, _)) in walk.iter().enumerate() {
         if e.action == Action::NoChange {
             continue;
@@ -745,7 +816,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
                     (Action::Create, Action::Create) => ConflictKind::CreateCreate,
                     _ => ConflictKind::UpdateUpdate,
                 };
-                let (flow, record) = decide(opts, &base.store, ls, rs, key, kind);
+                let (flow, record) = decide(opts, &base.store, ls, rs, key, kind, &mut merges);
                 conflicts.push(record);
                 flow
             }
@@ -760,13 +831,26 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     let flows: HashMap<*const DiffElement, Flow> = walk
         .iter()
         .zip(&flow)
-        .filter(|(_, f)| matches!(f, Flow::ToLeft | Flow::ToRight))
+        .filter(|(_, f)| matches!(f, Flow::ToLeft | Flow::ToRight | Flow::Both))
         .map(|((e, _), f)| (*e as *const DiffElement, *f))
         .collect();
-    let goes = |e: &DiffElement, to: Flow| flows.get(&(e as *const DiffElement)) == Some(&to);
-    let to_left = d.select(false, |e| goes(e, Flow::ToLeft));
-    let to_right = d.select(true, |e| goes(e, Flow::ToRight));
+    let goes = |e: &DiffElement, to: Flow| {
+        let f = flows.get(&(e as *const DiffElement));
+        f == Some(&to) || f == Some(&Flow::Both)
+    };
+    let mut to_left = d.select(false, |e| goes(e, Flow::ToLeft));
+    let mut to_right = d.select(true, |e| goes(e, Flow::ToRight));
     drop(flows);
+    // A merged element brings each side only the attributes it takes.
+    for (plan, takes) in [(&mut to_left, 0), (&mut to_right, 1)] {
+        crate::diff::for_each_mut(&mut plan.elements, |e| {
+            let key = (e.model_type.to_string(), e.key.clone());
+            if let Some(p) = merges.get(&key) {
+                let names = if takes == 0 { &p.0 } else { &p.1 };
+                e.changes.retain(|c| names.iter().any(|n| *n == c.name));
+            }
+        });
+    }
     for (diff, name, store) in [(&to_left, left.name(), ls), (&to_right, right.name(), rs)] {
         let deletes = diff.summary().delete;
         if let Some(share) = opts.max_delete_share
@@ -800,10 +884,12 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     drop(walk);
 
     let (left_result, right_result) = {
+        // Without source models: an update writes exactly its element's
+        // changes (a merge takes only some), a create its element's values.
         let mut o = Options::new().dry_run(opts.dry_run);
-        let l = left.sync_diff_from(&*right, &to_left, &mut o);
+        let l = left.sync_diff(&to_left, &mut o);
         let mut o = Options::new().dry_run(opts.dry_run);
-        let r = right.sync_diff_from(&*left, &to_right, &mut o);
+        let r = right.sync_diff(&to_right, &mut o);
         (l, r)
     };
     let (plan_left, plan_right) = (to_left, to_right);
@@ -873,6 +959,7 @@ fn decide(
     rs: &LocalStore,
     (t, k): Key<'_>,
     kind: ConflictKind,
+    merges: &mut MergePlans,
 ) -> (Flow, ConflictRecord) {
     let c = Conflict {
         model_type: t,
@@ -885,11 +972,31 @@ fn decide(
         right_replica: rs.name(),
     };
     let strategy = opts.strategy_of(t);
-    let resolution = strategy.resolve(&c);
+    let mut resolution = strategy.resolve(&c);
     let flow = match resolution {
         Resolution::Left => Flow::ToRight,
         Resolution::Right => Flow::ToLeft,
         Resolution::Skip => Flow::Skip,
+        Resolution::Merge => {
+            let plan = (kind == ConflictKind::UpdateUpdate)
+                .then(|| merge_plan(&c, strategy.overlap_winner(&c)))
+                .flatten();
+            match plan {
+                None => {
+                    resolution = Resolution::Skip;
+                    Flow::Skip
+                }
+                Some((l, r)) => {
+                    let flow = match (l.is_empty(), r.is_empty()) {
+                        (true, _) => Flow::ToRight,
+                        (_, true) => Flow::ToLeft,
+                        _ => Flow::Both,
+                    };
+                    merges.insert((t.to_string(), k.to_string()), (l, r));
+                    flow
+                }
+            }
+        }
     };
     (flow, record(&c, &strategy.name(), resolution))
 }
@@ -960,8 +1067,8 @@ fn guard_deletes(
             conflicts.push(record(&c, "modification beats deletion", resolution));
         }
         let me = &mut below[depth];
-        me.0 |= kids.0 || flow[i] == Flow::ToLeft;
-        me.1 |= kids.1 || flow[i] == Flow::ToRight;
+        me.0 |= kids.0 || matches!(flow[i], Flow::ToLeft | Flow::Both);
+        me.1 |= kids.1 || matches!(flow[i], Flow::ToRight | Flow::Both);
         me.2 |= kids.2 || flow[i] == Flow::Skip;
     }
 }

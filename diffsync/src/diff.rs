@@ -246,7 +246,7 @@ impl<'a> Iterator for DiffIter<'a> {
 }
 
 /// Calls `f` on every element of these trees, parents before children.
-fn for_each_mut(elements: &mut [DiffElement], mut f: impl FnMut(&mut DiffElement)) {
+pub(crate) fn for_each_mut(elements: &mut [DiffElement], mut f: impl FnMut(&mut DiffElement)) {
     let mut stack: Vec<&mut DiffElement> = elements.iter_mut().collect();
     while let Some(e) = stack.pop() {
         f(e);

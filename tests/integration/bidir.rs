@@ -308,14 +308,15 @@ fn a_base_saves_and_loads() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Random edits: (which interface, kind) where kind 0 = update, 1 = delete.
+/// Random edits: (which interface, kind) where kind 0 = description,
+/// 1 = mtu, 2 = delete.
 fn edits() -> impl proptest::strategy::Strategy<Value = Vec<(u8, u8)>> {
     prop::collection::vec((0..6u8, 0..3u8), 0..6)
 }
 
 /// A base of 3 sites × 2 devices × 3 interfaces.
-fn big_base() -> Inventory {
-    let mut inv = Inventory::empty("base");
+fn big_base(name: &str) -> Inventory {
+    let mut inv = Inventory::empty(name);
     for s in 0..3 {
         let site = format!("s{s}");
         let h = inv
@@ -358,7 +359,7 @@ fn big_base() -> Inventory {
     inv
 }
 
-fn apply(inv: &mut Inventory, edits: &[(u8, u8)], tag: &str) -> BTreeSet<String> {
+fn apply(inv: &mut Inventory, edits: &[(u8, u8)], tag: &str, mtu: u32) -> BTreeSet<String> {
     let keys: Vec<String> = inv.store.get_all_dyn("interface").map(|m| m.unique_id()).collect();
     let mut touched = BTreeSet::new();
     for (which, kind) in edits {
@@ -368,11 +369,44 @@ fn apply(inv: &mut Inventory, edits: &[(u8, u8)], tag: &str) -> BTreeSet<String>
         }
         touched.insert(key.clone());
         match kind {
-            0 | 1 => set(&mut inv.store, "interface", key, "description", tag),
+            0 => set(&mut inv.store, "interface", key, "description", tag),
+            1 => {
+                let v = [("mtu".into(), mtu.into())].into_iter().collect();
+                inv.store
+                    .update_attributes("interface", key, AttrSource::Values(&v))
+                    .unwrap();
+            }
             _ => inv.store.remove("interface", key, false).unwrap(),
         }
     }
     touched
+}
+
+fn state(inv: &Inventory) -> BTreeSet<(String, String, String)> {
+    ["site", "device", "interface"]
+        .iter()
+        .flat_map(|t| {
+            inv.store
+                .get_all_dyn(t)
+                .map(move |m| (t.to_string(), m.unique_id(), format!("{:?}", m.attributes())))
+        })
+        .collect()
+}
+
+/// The strategy seen from the other side.
+fn mirrored(which: u8) -> (Strategy, Strategy) {
+    match which {
+        0 => (Strategy::LeftWins, Strategy::RightWins),
+        1 => (Strategy::RightWins, Strategy::LeftWins),
+        _ => (
+            Strategy::Merge {
+                fallback: Box::new(Strategy::LeftWins),
+            },
+            Strategy::Merge {
+                fallback: Box::new(Strategy::RightWins),
+            },
+        ),
+    }
 }
 
 proptest! {
@@ -380,35 +414,46 @@ proptest! {
 
     #[test]
     fn independent_edits_converge_and_conflicts_are_logged_once(
-        l_edits in edits(), r_edits in edits(), left_wins in any::<bool>(),
+        l_edits in edits(), r_edits in edits(), which in 0..3u8, fail in prop::option::of((any::<bool>(), 0..18usize)),
     ) {
-        let mut left = big_base();
-        left.name = "left".into();
-        let mut right = big_base();
-        right.name = "right".into();
-        let mut base = Base::from_store(big_base().store);
-        let (lt, rt) = (apply(&mut left, &l_edits, "L"), apply(&mut right, &r_edits, "R"));
-        let strategy = if left_wins { Strategy::LeftWins } else { Strategy::RightWins };
+        let (mut left, mut right) = (big_base("left"), big_base("right"));
+        let mut base = Base::from_store(big_base("base").store);
+        let (lt, rt) = (apply(&mut left, &l_edits, "L", 9000), apply(&mut right, &r_edits, "R", 1400));
+        let value = |i: &Inventory, k: &str| i.store.get_dyn("interface", k).ok().map(|m| m.attributes());
+        let differently: Vec<String> = lt.intersection(&rt).filter(|k| value(&left, k) != value(&right, k)).cloned().collect();
+        let (strategy, mirror) = mirrored(which);
+        // The same run from the other side ends in the same state.
+        let (mut m_left, mut m_right, mut m_base) = (right.clone(), left.clone(), base.clone());
+        reconcile(&mut m_left, &mut m_right, &mut m_base, &no_limit().strategy(mirror)).unwrap();
+        // A hook that fails on one side: the next run completes the work.
+        let keys: Vec<String> = big_base("x").store.get_all_dyn("interface").map(|m| m.unique_id()).collect();
+        if let Some((on_left, i)) = fail {
+            let side = if on_left { &mut left } else { &mut right };
+            side.fail.insert(("interface".into(), keys[i].clone()));
+            reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy.clone())).unwrap();
+            left.fail.clear();
+            right.fail.clear();
+        }
         let report = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy.clone())).unwrap();
-        // Both sides end equal.
+        // Both sides end equal, and equal to the mirrored run.
         prop_assert!(!left.diff_from(&right).unwrap().has_diffs());
+        prop_assert_eq!(state(&left), state(&m_left));
         // A key changed on one side only has that side's version.
         for k in lt.symmetric_difference(&rt) {
-            let from = if lt.contains(k) { &right } else { &left };
-            let other = if lt.contains(k) { &left } else { &right };
-            prop_assert_eq!(from.store.get_dyn("interface", k).ok().map(|m| m.attributes()),
+            let (changed, other) = if lt.contains(k) { (&left, &right) } else { (&right, &left) };
+            prop_assert_eq!(changed.store.get_dyn("interface", k).ok().map(|m| m.attributes()),
                             other.store.get_dyn("interface", k).ok().map(|m| m.attributes()));
         }
-        // Keys changed differently on both sides are logged exactly once.
-        let logged: Vec<&str> = report.conflicts.iter().map(|c| c.key.as_str()).collect();
-        let unique: BTreeSet<&str> = logged.iter().copied().collect();
-        prop_assert_eq!(logged.len(), unique.len());
-        for k in lt.intersection(&rt) {
-            let both_deleted = left.store.get_dyn("interface", k).is_err() && big_base().store.get_dyn("interface", k).is_ok()
-                && report.conflicts.iter().all(|c| c.key != *k);
-            prop_assert!(unique.contains(k.as_str()) || both_deleted, "{} not logged: {}", k, report);
+        if fail.is_none() {
+            // Keys changed differently on both sides are logged exactly once.
+            let logged: Vec<&str> = report.conflicts.iter().map(|c| c.key.as_str()).collect();
+            let unique: BTreeSet<&str> = logged.iter().copied().collect();
+            prop_assert_eq!(logged.len(), unique.len());
+            for k in &differently {
+                prop_assert!(unique.contains(k.as_str()), "{} not logged: {}", k, report);
+            }
         }
-        // The base is what both hold, and a second run changes nothing.
+        // The base is what both hold, and another run changes nothing.
         prop_assert!(!base_inventory(&base).diff_from(&left).unwrap().has_diffs());
         let again = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy)).unwrap();
         prop_assert_eq!(again.to_left.totals().applied + again.to_right.totals().applied, 0);
@@ -562,4 +607,60 @@ fn newest_and_highest_decide_by_a_field_with_skew_and_a_replica_tiebreak() {
         field: "version".into(),
     });
     assert_eq!(winners, ["L", "R", "R"]);
+}
+
+#[test]
+fn a_merge_takes_each_sides_attributes_and_sends_the_overlap_to_the_fallback() {
+    let merge = |fallback: Strategy| Strategy::Merge {
+        fallback: Box::new(fallback),
+    };
+    let mtu = |i: &Inventory| i.store.get::<Interface>("interface", "nyc-r1__eth1").unwrap().mtu;
+    // Disjoint attributes: merged, each side writes only what it takes.
+    let (mut left, mut right, mut base) = agreed();
+    set(&mut left.store, "interface", "nyc-r1__eth1", "description", "left");
+    let nine = [("mtu".into(), 9000.into())].into_iter().collect();
+    right
+        .store
+        .update_attributes("interface", "nyc-r1__eth1", AttrSource::Values(&nine))
+        .unwrap();
+    let report = reconcile(
+        &mut left,
+        &mut right,
+        &mut base,
+        &no_limit().strategy(merge(Strategy::Safe)),
+    )
+    .unwrap();
+    assert_eq!(report.conflicts[0].resolution, Resolution::Merge);
+    assert_eq!(
+        (description(&right, "nyc-r1__eth1"), mtu(&right)),
+        ("left".to_string(), 9000)
+    );
+    assert_eq!(
+        (description(&left, "nyc-r1__eth1"), mtu(&left)),
+        ("left".to_string(), 9000)
+    );
+    assert_eq!(left.log, ["update interface nyc-r1__eth1 {\"mtu\":9000}"]);
+    assert_eq!(right.log, ["update interface nyc-r1__eth1 {\"description\":\"left\"}"]);
+    assert_eq!(mtu(&base_inventory(&base)), 9000, "the merged model is agreed");
+    // An attribute changed on both: the fallback decides it, or nothing is applied.
+    for (fallback, expect) in [(Strategy::RightWins, Some("right")), (Strategy::Safe, None)] {
+        let (mut left, mut right, mut base) = agreed();
+        set(&mut left.store, "interface", "nyc-r1__eth1", "description", "left");
+        set(&mut right.store, "interface", "nyc-r1__eth1", "description", "right");
+        right
+            .store
+            .update_attributes("interface", "nyc-r1__eth1", AttrSource::Values(&nine))
+            .unwrap();
+        let report = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(merge(fallback))).unwrap();
+        match expect {
+            Some(d) => {
+                assert_eq!((description(&left, "nyc-r1__eth1").as_str(), mtu(&left)), (d, 9000));
+                assert!(!left.diff_from(&right).unwrap().has_diffs());
+            }
+            None => {
+                assert_eq!(report.conflicts[0].resolution, Resolution::Skip);
+                assert_eq!(mtu(&left), 1500);
+            }
+        }
+    }
 }
