@@ -216,6 +216,29 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Keeps a bidirectional [`Base`](diffsync::bidir::Base) in this
+    /// namespace, under `pair` (one key, replaced in one command).
+    pub fn save_base(&mut self, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
+        let key = format!("{}:_base:{pair}", self.namespace);
+        let body = base.to_bytes()?;
+        retry(&self.client, &mut self.conn, |c| {
+            c.set::<_, _, ()>(&key, body.as_slice())
+        })
+        .map_err(|e| AdapterError::backend(format!("{} key {key:?}", self.address), e))
+    }
+
+    /// The base saved under `pair`, or an empty one (the first run).
+    pub fn load_base(&mut self, pair: &str) -> Result<diffsync::bidir::Base> {
+        let key = format!("{}:_base:{pair}", self.namespace);
+        let origin = format!("{} key {key:?}", self.address);
+        let body: Option<Vec<u8>> = retry(&self.client, &mut self.conn, |c| c.get(&key))
+            .map_err(|e| AdapterError::backend(origin.clone(), e))?;
+        Ok(match body {
+            Some(b) => diffsync::bidir::Base::from_bytes(&b, &self.image, &origin)?,
+            None => diffsync::bidir::Base::new(),
+        })
+    }
+
     /// Adds a model at the top level (written through).
     pub fn add<T: DiffModel>(&mut self, model: T) -> diffsync::Result<()> {
         Store::insert(self, Box::new(model), None)

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use diffsync::{Adapter, Batch, HookError, LocalStore};
 use rusqlite::types::Value as Sql;
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use crate::error::{AdapterError, Result};
 use crate::registry::{self, Registry};
@@ -89,6 +89,42 @@ impl SqliteAdapter {
     /// The database connection (to query it, or to run your own statements).
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Keeps a bidirectional [`Base`](diffsync::bidir::Base) in this
+    /// database, under `pair` (one row of `_diffsync_base`, replaced in one
+    /// statement: the old base or the new one, never half).
+    pub fn save_base(&self, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
+        let origin = format!("{}: _diffsync_base", self.origin);
+        let body = base.to_bytes()?;
+        self.conn
+            .execute_batch("CREATE TABLE IF NOT EXISTS _diffsync_base (pair TEXT PRIMARY KEY, body BLOB NOT NULL)")
+            .and_then(|()| {
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO _diffsync_base (pair, body) VALUES (?1, ?2)",
+                    rusqlite::params![pair, body],
+                )
+            })
+            .map(|_| ())
+            .map_err(|e| backend(&origin, e))
+    }
+
+    /// The base saved under `pair`, or an empty one (the first run).
+    pub fn load_base(&self, pair: &str) -> Result<diffsync::bidir::Base> {
+        let origin = format!("{}: _diffsync_base", self.origin);
+        let body: Option<Vec<u8>> = self
+            .conn
+            .execute_batch("CREATE TABLE IF NOT EXISTS _diffsync_base (pair TEXT PRIMARY KEY, body BLOB NOT NULL)")
+            .and_then(|()| {
+                self.conn
+                    .query_row("SELECT body FROM _diffsync_base WHERE pair = ?1", [pair], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| backend(&origin, e))?;
+        Ok(match body {
+            Some(b) => diffsync::bidir::Base::from_bytes(&b, &self.store, &origin)?,
+            None => diffsync::bidir::Base::new(),
+        })
     }
 
     /// Re-reads the database into a fresh store.

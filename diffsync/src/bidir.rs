@@ -130,45 +130,28 @@ impl Base {
         self.len() == 0
     }
 
-    /// Writes the base to `path`: a temporary file in the same directory,
-    /// then a rename, so a crash leaves the old base or the new one.
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let fail = |message: String| Error::Base {
-            path: path.display().to_string(),
-            message,
-        };
+    /// The base as versioned JSON bytes (to keep it in a database row, a
+    /// key, an object).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let file = BaseFile {
             format: BASE_FORMAT.into(),
             version: BASE_VERSION,
             models: self.records()?,
         };
-        let text = serde_json::to_vec(&file).map_err(|e| fail(e.to_string()))?;
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        let written = std::fs::File::create(&tmp).and_then(|mut f| {
-            f.write_all(&text)?;
-            f.sync_all()
-        });
-        written.and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            fail(e.to_string())
+        serde_json::to_vec(&file).map_err(|e| Error::Base {
+            path: String::new(),
+            message: e.to_string(),
         })
     }
 
-    /// Reads a base written by [`save`](Base::save); the model types come
-    /// from `like` (one side's store). A missing file is an empty base.
-    pub fn load(path: impl AsRef<Path>, like: &LocalStore) -> Result<Base> {
-        let path = path.as_ref();
+    /// A base from [`to_bytes`](Base::to_bytes); the model types come from
+    /// `like` (one side's store); `origin` names where the bytes came from.
+    pub fn from_bytes(bytes: &[u8], like: &LocalStore, origin: &str) -> Result<Base> {
         let fail = |message: String| Error::Base {
-            path: path.display().to_string(),
+            path: origin.to_string(),
             message,
         };
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Base::new()),
-            Err(e) => return Err(fail(e.to_string())),
-        };
-        let file: BaseFile = serde_json::from_slice(&text).map_err(|e| fail(e.to_string()))?;
+        let file: BaseFile = serde_json::from_slice(bytes).map_err(|e| fail(e.to_string()))?;
         if file.format != BASE_FORMAT || file.version != BASE_VERSION {
             return Err(fail(format!(
                 "format {:?} version {} (expected {BASE_FORMAT:?} version {BASE_VERSION}); rebuild it with a resync",
@@ -184,6 +167,40 @@ impl Base {
             store.insert_boxed(model, parent).map_err(|e| fail(e.to_string()))?;
         }
         Ok(Base { store })
+    }
+
+    /// Writes the base to `path`: a temporary file in the same directory,
+    /// then a rename, so a crash leaves the old base or the new one.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let fail = |message: String| Error::Base {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = self.to_bytes()?;
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(&text)?;
+            f.sync_all()
+        });
+        written.and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(e.to_string())
+        })
+    }
+
+    /// Reads a base written by [`save`](Base::save); the model types come
+    /// from `like` (one side's store). A missing file is an empty base.
+    pub fn load(path: impl AsRef<Path>, like: &LocalStore) -> Result<Base> {
+        let path = path.as_ref();
+        match std::fs::read(path) {
+            Ok(bytes) => Base::from_bytes(&bytes, like, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Base::new()),
+            Err(e) => Err(Error::Base {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
+        }
     }
 
     /// Every model, parents before children (a work stack: trees may be deep).
@@ -767,6 +784,21 @@ fn actions(d: &Diff) -> HashMap<Key<'_>, Action> {
         .filter(|(e, _)| e.action != Action::NoChange)
         .map(|(e, _)| ((e.model_type.as_ref(), e.key.as_str()), e.action))
         .collect()
+}
+
+/// Rebuilds a lost or corrupt base: reconciles with an empty one, so every
+/// model on one side only goes to the other (deletes since the lost base
+/// cannot be told from creates) and every key the sides hold differently
+/// is a create/create conflict for `strategy`. Returns the new base.
+pub fn resync<L: Adapter + ?Sized, R: Adapter + ?Sized>(
+    left: &mut L,
+    right: &mut R,
+    strategy: Strategy,
+    opts: &BiOptions,
+) -> Result<(Base, BiReport)> {
+    let mut base = Base::new();
+    let report = reconcile(left, right, &mut base, &opts.clone().strategy(strategy))?;
+    Ok((base, report))
 }
 
 /// Reconciles two adapters against `base`: what changed on one side only

@@ -664,3 +664,24 @@ fn a_merge_takes_each_sides_attributes_and_sends_the_overlap_to_the_fallback() {
         }
     }
 }
+
+#[test]
+fn a_resync_rebuilds_the_base_with_a_named_strategy() {
+    let (mut left, mut right, _) = agreed();
+    set(&mut left.store, "site", "nyc", "region", "l");
+    set(&mut right.store, "site", "nyc", "region", "r");
+    right
+        .store
+        .add(Site {
+            name: "lax".into(),
+            region: "west".into(),
+        })
+        .unwrap();
+    let (base, report) =
+        diffsync::bidir::resync(&mut left, &mut right, Strategy::RightWins, &BiOptions::new()).unwrap();
+    assert_eq!(report.conflicts.len(), 1);
+    assert_eq!(report.conflicts[0].kind, ConflictKind::CreateCreate);
+    assert_eq!(left.store.get::<Site>("site", "nyc").unwrap().region, "r");
+    assert!(left.store.get_dyn("site", "lax").is_ok(), "the union");
+    assert_eq!(base.len(), left.store.count_all());
+}

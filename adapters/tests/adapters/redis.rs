@@ -300,3 +300,29 @@ fn a_store_reconnects_after_a_server_restart() {
     let fresh = RedisStore::open(&server.url(), "ns", registry()).unwrap();
     assert_eq!(keys(fresh.local(), "site"), ["sfo"]);
 }
+
+#[test]
+fn a_bidirectional_base_lives_in_the_namespace() {
+    use diffsync::bidir::{BiOptions, reconcile};
+    let Some(server) = Redis::start() else { return };
+    let mut left = inventory("cmdb", 1, 0);
+    let mut target = persistent(RedisStore::open(&server.url(), "inv", registry()).unwrap());
+    let mut base = target.store.load_base("cmdb").unwrap();
+    assert!(base.is_empty());
+    reconcile(
+        &mut left,
+        &mut target,
+        &mut base,
+        &BiOptions::new().max_delete_share(None),
+    )
+    .unwrap();
+    target.store.save_base("cmdb", &base).unwrap();
+    let mut again = RedisStore::open(&server.url(), "inv", registry()).unwrap();
+    let loaded = again.load_base("cmdb").unwrap();
+    assert_eq!(loaded.len(), left.store.count_all());
+    assert_eq!(
+        again.local().count_all(),
+        left.store.count_all(),
+        "the base key is not a model"
+    );
+}

@@ -212,3 +212,28 @@ fn a_null_identifier_is_named_not_read_as_a_key() {
     let err = db.reload().unwrap_err().to_string();
     assert!(err.contains("identifier column \"name\" is NULL"), "{err}");
 }
+
+#[test]
+fn a_bidirectional_base_lives_in_the_database() {
+    use diffsync::bidir::{BiOptions, reconcile};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.db");
+    let mut left = inventory("cmdb", 2, 0);
+    {
+        let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+        let mut base = db.load_base("cmdb").unwrap();
+        assert!(base.is_empty());
+        reconcile(&mut left, &mut db, &mut base, &BiOptions::new().max_delete_share(None)).unwrap();
+        db.save_base("cmdb", &base).unwrap();
+    }
+    // Another process: the base says what both agreed on, so a delete on
+    // the left is a delete (not a create on the right).
+    left.store.remove("interface", "site0-r0__eth1", false).unwrap();
+    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+    let mut base = db.load_base("cmdb").unwrap();
+    assert_eq!(base.len(), db.store.count_all());
+    let report = reconcile(&mut left, &mut db, &mut base, &BiOptions::new()).unwrap();
+    assert_eq!(report.to_right.totals().applied, 1);
+    assert!(db.store.get_dyn("interface", "site0-r0__eth1").is_err());
+    assert!(db.load_base("other").unwrap().is_empty());
+}
