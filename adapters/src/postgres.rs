@@ -21,6 +21,7 @@ const DIALECT: Dialect = Dialect {
         _ => "TEXT",
     },
     order_column: "\"_seq\"",
+    same: "IS NOT DISTINCT FROM",
     order_column_def: Some("\"_seq\" BIGSERIAL"),
 };
 
@@ -162,22 +163,23 @@ fn backend(origin: &str, e: postgres::Error) -> AdapterError {
     AdapterError::backend(origin, e)
 }
 
-fn run(tx: &mut Transaction<'_>, stmts: &[sql::Statement]) -> std::result::Result<(), postgres::Error> {
+fn run(tx: &mut Transaction<'_>, stmts: &[sql::Statement]) -> std::result::Result<(), diffsync::BoxError> {
     for s in stmts {
         let params: Vec<&(dyn ToSql + Sync)> = s.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        tx.execute(s.sql.as_str(), &params)?;
+        let touched = tx.execute(s.sql.as_str(), &params)?;
+        s.check(touched)?;
     }
     Ok(())
 }
 
 /// A failed write of one change, naming the server, model and key.
-fn write_error(origin: &str, change: &diffsync::Change<'_>, e: postgres::Error) -> HookError {
+fn write_error(origin: &str, change: &diffsync::Change<'_>, e: diffsync::BoxError) -> HookError {
     AdapterError::Write {
         origin: origin.to_string(),
         model_type: change.model_type().to_string(),
         key: change.key().to_string(),
-        message: message_of(&e),
-        source: Box::new(e),
+        message: message_of(&*e),
+        source: e,
     }
     .into()
 }
@@ -276,7 +278,7 @@ impl Adapter for PostgresAdapter {
                 for &(i, row) in chunk {
                     let params: Vec<&(dyn ToSql + Sync)> = row.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
                     if let Err(e) = tx.execute(t.insert(&DIALECT, 1).as_str(), &params) {
-                        let e = write_error(&origin, &batch.changes()[i], e);
+                        let e = write_error(&origin, &batch.changes()[i], e.into());
                         batch.set_outcome(i, Err(e));
                         return Err("transaction rolled back".into());
                     }

@@ -2,7 +2,7 @@
 //! with a column per identifier and attribute (and `_parent` for child
 //! types), statements, and value conversions by the schema's value kinds.
 
-use diffsync::{Action, Change, FieldDef, LocalStore, ModelSchema, ValueKind};
+use diffsync::{Action, AttrChange, Change, FieldDef, LocalStore, ModelSchema, ValueKind};
 use serde_json::{Map, Value};
 
 use crate::error::{AdapterError, Result};
@@ -27,6 +27,19 @@ pub(crate) struct Dialect {
     /// Column giving insertion order, and its definition if it must be added.
     pub(crate) order_column: &'static str,
     pub(crate) order_column_def: Option<&'static str>,
+    /// Equality that holds for two NULLs (`IS`, `IS NOT DISTINCT FROM`).
+    pub(crate) same: &'static str,
+}
+
+/// A row that no longer holds the values the change was computed from:
+/// someone wrote it since it was read. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the row changed in the database since it was read (expected {expected} row with the old values, found {found}); reload and diff again"
+)]
+pub(crate) struct Stale {
+    pub(crate) expected: u64,
+    pub(crate) found: u64,
 }
 
 pub(crate) fn quote(ident: &str) -> String {
@@ -135,14 +148,22 @@ impl Table {
         conds.join(" AND ")
     }
 
-    pub(crate) fn update(&self, d: &Dialect, set: &[&str]) -> String {
+    /// Sets `set`, where the identifiers match and each of `old` still
+    /// holds its old value (parameters: new values, identifiers, old values).
+    pub(crate) fn update(&self, d: &Dialect, set: &[&str], old: &[&str]) -> String {
         let sets: Vec<String> = set
             .iter()
             .enumerate()
             .map(|(i, c)| format!("{} = {}", quote(c), (d.placeholder)(i + 1)))
             .collect();
+        let first_old = set.len() + self.n_ids + 1;
+        let olds: String = old
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!(" AND {} {} {}", quote(c), d.same, (d.placeholder)(first_old + i)))
+            .collect();
         format!(
-            "UPDATE {} SET {} WHERE {}",
+            "UPDATE {} SET {} WHERE {}{olds}",
             self.name,
             sets.join(", "),
             self.where_ids(d, set.len() + 1)
@@ -307,6 +328,29 @@ pub(crate) fn table<'a>(tables: &'a [Table], model_type: &str) -> Result<&'a Tab
 pub(crate) struct Statement {
     pub(crate) sql: String,
     pub(crate) params: Vec<SqlValue>,
+    /// Rows it must touch, else the change is [`Stale`].
+    pub(crate) expect_rows: Option<u64>,
+}
+
+impl Statement {
+    fn new(sql: String, params: Vec<SqlValue>) -> Statement {
+        Statement {
+            sql,
+            params,
+            expect_rows: None,
+        }
+    }
+
+    /// Checks the rows a statement touched.
+    pub(crate) fn check(&self, touched: u64) -> std::result::Result<(), Stale> {
+        match self.expect_rows {
+            Some(expected) if expected != touched => Err(Stale {
+                expected,
+                found: touched,
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The statements that apply one change: an insert, an update, or a delete
@@ -334,37 +378,47 @@ pub(crate) fn statements(
                 message: format!("create of {:?} carries no model", change.key()),
             })?;
             let record = reg.to_value(model)?;
-            vec![Statement {
-                sql: t.insert(d, 1),
-                params: t.row(&record, change.parent.map(|p| p.1), change.key())?,
-            }]
+            vec![Statement::new(
+                t.insert(d, 1),
+                t.row(&record, change.parent.map(|p| p.1), change.key())?,
+            )]
         }
         Action::Update => {
+            // Expected old values (the diff's): an edit made since the read
+            // is not overwritten, the change fails instead.
             let set: Vec<&str> = change.attrs.keys().map(|k| k.as_ref()).collect();
-            let mut params = Vec::with_capacity(set.len() + t.n_ids);
+            let old: Vec<&AttrChange> = change
+                .element
+                .changes
+                .iter()
+                .filter(|c| change.attrs.contains_key(&c.name) && t.columns.iter().any(|col| col.name == c.name))
+                .collect();
+            let mut params = Vec::with_capacity(set.len() + t.n_ids + old.len());
             for (k, v) in &change.attrs {
                 params.push(t.to_sql(k, v, change.key())?);
             }
             params.extend(ids(change.identifiers(), change.key())?);
+            for c in &old {
+                params.push(t.to_sql(&c.name, &c.old, change.key())?);
+            }
+            let old_names: Vec<&str> = old.iter().map(|c| c.name.as_ref()).collect();
             vec![Statement {
-                sql: t.update(d, &set),
+                sql: t.update(d, &set, &old_names),
                 params,
+                expect_rows: Some(1),
             }]
         }
         Action::Delete => {
-            let mut out = vec![Statement {
-                sql: t.delete(d),
-                params: ids(change.identifiers(), change.key())?,
-            }];
+            let mut out = vec![Statement::new(t.delete(d), ids(change.identifiers(), change.key())?)];
             if change.removes_subtree() {
                 descendant_deletes(d, tables, store, change.model_type(), change.key(), &mut out)?;
             } else if let Some(schema) = store.schema(change.model_type()) {
                 // Children whose own delete does not apply must not point at a missing row.
                 for ct in schema.children.iter() {
-                    out.push(Statement {
-                        sql: table(tables, ct)?.unlink(d),
-                        params: vec![SqlValue::Text(change.key().to_string())],
-                    });
+                    out.push(Statement::new(
+                        table(tables, ct)?.unlink(d),
+                        vec![SqlValue::Text(change.key().to_string())],
+                    ));
                 }
             }
             out
@@ -397,10 +451,7 @@ fn descendant_deletes(
                 .iter()
                 .map(|c| ctable.to_sql(&c.name, ids.get(c.name.as_ref()).unwrap_or(&Value::Null), k))
                 .collect::<Result<Vec<_>>>()?;
-            out.push(Statement {
-                sql: ctable.delete(d),
-                params,
-            });
+            out.push(Statement::new(ctable.delete(d), params));
             descendant_deletes(d, tables, store, &ct, k, out)?;
         }
     }

@@ -19,6 +19,7 @@ const DIALECT: Dialect = Dialect {
         _ => "TEXT",
     },
     order_column: "rowid",
+    same: "IS",
     order_column_def: None,
 };
 
@@ -210,13 +211,13 @@ impl Adapter for SqliteAdapter {
                 continue;
             }
             let change = &batch.changes()[i];
-            let failed = |e: rusqlite::Error| -> HookError {
+            let failed = |e: diffsync::BoxError| -> HookError {
                 AdapterError::Write {
                     origin: origin.clone(),
                     model_type: change.model_type().to_string(),
                     key: change.key().to_string(),
                     message: e.to_string(),
-                    source: Box::new(e),
+                    source: e,
                 }
                 .into()
             };
@@ -224,10 +225,10 @@ impl Adapter for SqliteAdapter {
                 match sql::statements(&DIALECT, &self.tables, &self.registry, &self.store, change) {
                     Err(e) => Err(e.into()),
                     Ok(stmts) if keep_going => {
-                        let sp = tx.savepoint().map_err(failed)?;
+                        let sp = tx.savepoint().map_err(|e| failed(e.into()))?;
                         let r = run(&sp, &stmts);
                         if r.is_ok() {
-                            sp.commit().map_err(failed)?;
+                            sp.commit().map_err(|e| failed(e.into()))?;
                         }
                         r.map_err(failed)
                     }
@@ -250,10 +251,11 @@ impl Adapter for SqliteAdapter {
     }
 }
 
-fn run(conn: &Connection, stmts: &[sql::Statement]) -> rusqlite::Result<()> {
+fn run(conn: &Connection, stmts: &[sql::Statement]) -> std::result::Result<(), diffsync::BoxError> {
     for s in stmts {
         let mut stmt = conn.prepare_cached(&s.sql)?;
-        stmt.execute(params_from_iter(s.params.iter().map(to_sqlite)))?;
+        let touched = stmt.execute(params_from_iter(s.params.iter().map(to_sqlite)))?;
+        s.check(touched as u64)?;
     }
     Ok(())
 }

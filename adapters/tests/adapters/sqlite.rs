@@ -237,3 +237,39 @@ fn a_bidirectional_base_lives_in_the_database() {
     assert!(db.store.get_dyn("interface", "site0-r0__eth1").is_err());
     assert!(db.load_base("other").unwrap().is_empty());
 }
+
+#[test]
+fn an_update_does_not_overwrite_an_edit_made_since_the_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.db");
+    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    // Another writer edits a row after this adapter read it.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute("UPDATE device SET role = 'edited' WHERE name = 'site0-r1'", [])
+        .unwrap();
+    let err = db.sync_from(&inventory("cmdb", 1, 1)).unwrap_err();
+    let Error::SyncAborted {
+        key,
+        cause: Some(cause),
+        ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(key, "site0-r1");
+    assert!(
+        cause.to_string().contains("changed in the database since it was read"),
+        "{cause}"
+    );
+    let role: String = other
+        .query_row("SELECT role FROM device WHERE name = 'site0-r1'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(role, "edited", "the other writer's edit survives");
+    // After a reload the diff shows the real state, and the sync goes through.
+    db.reload().unwrap();
+    db.sync_from(&inventory("cmdb", 1, 1)).unwrap();
+    db.reload().unwrap();
+    assert!(!db.diff_from(&inventory("cmdb", 1, 1)).unwrap().has_diffs());
+}
