@@ -5,54 +5,14 @@
 //! Run: `cargo run -p diffsync-adapters --example bidir_json_sqlite [-- WORK_DIR]`
 //! (by default in a fresh temporary directory).
 
+use diffsync::Adapter;
 use diffsync::bidir::{Base, BiOptions, JsonLines, Strategy, reconcile};
-use diffsync::{Adapter, DiffModel};
 use diffsync_adapters::sqlite::SqliteAdapter;
-use diffsync_adapters::{FileAdapter, Format, Registry};
-use serde::{Deserialize, Serialize};
+use diffsync_adapters::{FileAdapter, Format};
 
-#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[diffsync(name = "site", children(Device))]
-struct Site {
-    #[diffsync(id)]
-    name: String,
-    region: String,
-}
-
-#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[diffsync(name = "device", children(Interface), shortname(name))]
-struct Device {
-    #[diffsync(id)]
-    site: String,
-    #[diffsync(id)]
-    name: String,
-    role: String,
-    serial: Option<String>,
-}
-
-#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[diffsync(name = "interface", shortname(name))]
-struct Interface {
-    #[diffsync(id)]
-    device: String,
-    #[diffsync(id)]
-    name: String,
-    description: String,
-    mtu: i64,
-    enabled: bool,
-}
-
-const FIRST: &str = r#"{"site": [
-  {"name": "nyc", "region": "us-east", "device": [
-    {"site": "nyc", "name": "nyc-core1", "role": "core", "serial": "FDO2231X0AB", "interface": [
-      {"device": "nyc-core1", "name": "Ethernet1/1", "description": "uplink", "mtu": 9216, "enabled": true},
-      {"device": "nyc-core1", "name": "Ethernet1/2", "description": "rack A12", "mtu": 9216, "enabled": true}]},
-    {"site": "nyc", "name": "nyc-edge1", "role": "edge", "serial": null, "interface": [
-      {"device": "nyc-edge1", "name": "Ethernet1/1", "description": "transit", "mtu": 1500, "enabled": true}]}]},
-  {"name": "lon", "region": "eu-west", "device": [
-    {"site": "lon", "name": "lon-core1", "role": "core", "serial": "FDO2231X0AD", "interface": [
-      {"device": "lon-core1", "name": "Ethernet1/1", "description": "uplink", "mtu": 9216, "enabled": true}]}]}
-]}"#;
+#[path = "shared/inventory.rs"]
+mod inventory;
+use inventory::{FIRST, registry};
 
 fn main() -> Result<(), diffsync::BoxError> {
     let tmp = tempfile::tempdir()?;
@@ -63,7 +23,7 @@ fn main() -> Result<(), diffsync::BoxError> {
     std::fs::create_dir_all(&dir)?;
     let (json, db_path) = (dir.join("inventory.json"), dir.join("inventory.db"));
     let (base_path, log_path) = (dir.join("base.json"), dir.join("conflicts.jsonl"));
-    let registry = Registry::new().with::<Site>().with::<Device>().with::<Interface>();
+    let registry = registry();
     let open = || -> Result<(FileAdapter, SqliteAdapter), diffsync::BoxError> {
         Ok((
             FileAdapter::open("file", &json, Format::Json, registry.clone())?,
