@@ -762,28 +762,18 @@ type MergePlans = HashMap<(String, String), (Vec<String>, Vec<String>)>;
 /// (model type, key)
 type Key<'a> = (&'a str, &'a str);
 
-/// What changed on one side since the base, by key.
-fn changes_since(base: &LocalStore, side: &LocalStore, name: &str, top_level: Vec<&str>) -> Result<Diff> {
-    let src = Side {
-        store: side,
-        name,
-        top_level: top_level.clone(),
-    };
-    let dst = Side {
-        store: base,
-        name: "base",
-        top_level,
-    };
-    let mut opts = Options::new();
-    opts.keys_only = true;
-    differ::diff(&src, &dst, &mut opts)
-}
-
-fn actions(d: &Diff) -> HashMap<Key<'_>, Action> {
-    d.iter()
-        .filter(|(e, _)| e.action != Action::NoChange)
-        .map(|(e, _)| ((e.model_type.as_ref(), e.key.as_str()), e.action))
-        .collect()
+/// Base keys neither side holds any more (deleted on both).
+fn deleted_on_both(base: &LocalStore, ls: &LocalStore, rs: &LocalStore) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in base.model_types() {
+        for m in base.get_all_dyn(t) {
+            let k = m.unique_id();
+            if ls.get_dyn(t, &k).is_err() && rs.get_dyn(t, &k).is_err() {
+                out.push((t.to_string(), k));
+            }
+        }
+    }
+    out
 }
 
 /// Rebuilds a lost or corrupt base: reconciles with an empty one, so every
@@ -824,11 +814,38 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
             }
         }
     }
-    let since_left = changes_since(&base.store, ls, left.name(), left.top_level())?;
-    let since_right = changes_since(&base.store, rs, right.name(), right.top_level())?;
-    let (cl, cr) = (actions(&since_left), actions(&since_right));
-    // What would make the left look like the right: every key that differs.
-    let d = left.diff_from(&*right)?;
+    // One walk: what differs between the sides (the diff that makes the
+    // left look like the right), and where each side differs from the base.
+    let (d, changes, both_deleted) = {
+        let src = Side {
+            store: rs,
+            name: right.name(),
+            top_level: right.top_level(),
+        };
+        let dst = Side {
+            store: ls,
+            name: left.name(),
+            top_level: left.top_level(),
+        };
+        let (d, three) = differ::diff_three(&src, &dst, &base.store, &mut Options::new())?;
+        let differ::ThreeWay { changes, seen, .. } = three;
+        let both_deleted = if seen < base.len() {
+            deleted_on_both(&base.store, ls, rs)
+        } else {
+            Vec::new()
+        };
+        (d, changes, both_deleted)
+    };
+    let (mut cl, mut cr): (HashMap<Key<'_>, Action>, HashMap<Key<'_>, Action>) = Default::default();
+    for c in &changes {
+        let key = (c.model_type.as_ref(), c.key.as_str());
+        if let Some(a) = c.dst {
+            cl.insert(key, a);
+        }
+        if let Some(a) = c.src {
+            cr.insert(key, a);
+        }
+    }
     let walk: Vec<_> = d.iter().collect();
     let mut flow = vec![Flow::Keep; walk.len()];
     let mut conflicts = Vec::new();
@@ -901,10 +918,9 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     let touched: Vec<Key<'_>> = {
         let mut seen = HashSet::new();
         walk.iter()
-            .map(|&(e, _)| e)
-            .chain(since_left.iter().map(|(e, _)| e))
-            .chain(since_right.iter().map(|(e, _)| e))
-            .map(|e| (e.model_type.as_ref(), e.key.as_str()))
+            .map(|(e, _)| (e.model_type.as_ref(), e.key.as_str()))
+            .chain(changes.iter().map(|c| (c.model_type.as_ref(), c.key.as_str())))
+            .chain(both_deleted.iter().map(|(t, k)| (t.as_str(), k.as_str())))
             .filter(|k| seen.insert(*k))
             .collect()
     };
@@ -928,7 +944,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     let (to_left, left_error) = split(left_result, left.name(), right.name());
     let (to_right, right_error) = split(right_result, right.name(), left.name());
 
-    let mut identical = 0;
+    let mut identical = both_deleted.len();
     let (ls, rs) = (left.store().local(), right.store().local());
     for key in &touched {
         let (t, k) = *key;

@@ -25,12 +25,33 @@ pub(crate) struct Side<'a> {
     pub(crate) top_level: Vec<&'a str>,
 }
 
+/// What one side did to a key since the base: `Create`, `Update` or `Delete`.
+pub(crate) type SinceBase = Option<Action>;
+
+/// A key where a side differs from the base, found by a three-way walk.
+pub(crate) struct BaseChange {
+    pub(crate) model_type: std::borrow::Cow<'static, str>,
+    pub(crate) key: String,
+    /// The destination side against the base.
+    pub(crate) dst: SinceBase,
+    /// The source side against the base.
+    pub(crate) src: SinceBase,
+}
+
+/// The base side of a three-way walk, and what the walk found against it.
+pub(crate) struct ThreeWay<'a> {
+    pub(crate) base: &'a LocalStore,
+    pub(crate) changes: Vec<BaseChange>,
+    /// Base models met by the walk (the others are on neither side).
+    pub(crate) seen: usize,
+}
+
 struct Ctx<'a, 'o> {
     src: &'a LocalStore,
     dst: &'a LocalStore,
+    three: Option<ThreeWay<'a>>,
     flags: DiffFlags,
     keep_unchanged: bool,
-    keys_only: bool,
     skipped: usize,
     processed: usize,
     total: usize,
@@ -67,13 +88,47 @@ enum PairOutcome {
 
 /// Computes `dst.diff_from(src)`.
 pub(crate) fn diff(src: &Side<'_>, dst: &Side<'_>, opts: &mut Options<'_>) -> Result<Diff> {
+    walk(src, dst, None, opts).map(|(d, _)| d)
+}
+
+/// Computes `dst.diff_from(src)` and, in the same walk, where each side
+/// differs from `base` (keys on neither side are not visited: compare
+/// [`ThreeWay::seen`] with the base's size).
+pub(crate) fn diff_three<'a>(
+    src: &Side<'a>,
+    dst: &Side<'a>,
+    base: &'a LocalStore,
+    opts: &mut Options<'_>,
+) -> Result<(Diff, ThreeWay<'a>)> {
+    let three = ThreeWay {
+        base,
+        changes: Vec::new(),
+        seen: 0,
+    };
+    let (d, three) = walk(src, dst, Some(three), opts)?;
+    Ok((
+        d,
+        three.unwrap_or(ThreeWay {
+            base,
+            changes: Vec::new(),
+            seen: 0,
+        }),
+    ))
+}
+
+fn walk<'a>(
+    src: &Side<'a>,
+    dst: &Side<'a>,
+    three: Option<ThreeWay<'a>>,
+    opts: &mut Options<'_>,
+) -> Result<(Diff, Option<ThreeWay<'a>>)> {
     let total = src.store.count_all() + dst.store.count_all();
     let mut ctx = Ctx {
         src: src.store,
         dst: dst.store,
+        three,
         flags: opts.flags,
         keep_unchanged: opts.flags.contains(DiffFlags::LOG_UNCHANGED_RECORDS),
-        keys_only: opts.keys_only,
         skipped: 0,
         processed: 0,
         total,
@@ -146,7 +201,7 @@ pub(crate) fn diff(src: &Side<'_>, dst: &Side<'_>, opts: &mut Options<'_>) -> Re
         diff.order(ty, order);
     }
     tracing::debug!(summary = %diff.summary(), "diff complete");
-    Ok(diff)
+    Ok((diff, ctx.three))
 }
 
 /// Live slots of a type without a parent, in insertion order.
@@ -379,6 +434,7 @@ mod parallel {
         unchanged: usize,
         skipped: usize,
         processed: usize,
+        three: Option<(Vec<super::BaseChange>, usize)>,
     }
 
     /// Diffs top-level pairs in parallel chunks. Chunks run in waves so the
@@ -393,14 +449,8 @@ mod parallel {
         let threads = rayon::current_num_threads();
         let chunk = (pairs.len() / (threads * 64)).max(1);
         let wave = chunk * threads * 8;
-        let (src, dst, flags, keep_unchanged, keys_only, total) = (
-            ctx.src,
-            ctx.dst,
-            ctx.flags,
-            ctx.keep_unchanged,
-            ctx.keys_only,
-            ctx.total,
-        );
+        let (src, dst, flags, keep_unchanged, total) = (ctx.src, ctx.dst, ctx.flags, ctx.keep_unchanged, ctx.total);
+        let base = ctx.three.as_ref().map(|t| t.base);
         let mut unchanged = 0;
         for wave in pairs.chunks(wave) {
             let results: Vec<Result<Part>> = wave
@@ -409,9 +459,13 @@ mod parallel {
                     let mut w = Ctx {
                         src,
                         dst,
+                        three: base.map(|base| super::ThreeWay {
+                            base,
+                            changes: Vec::new(),
+                            seen: 0,
+                        }),
                         flags,
                         keep_unchanged,
-                        keys_only,
                         skipped: 0,
                         processed: 0,
                         total,
@@ -433,6 +487,7 @@ mod parallel {
                         unchanged,
                         skipped: w.skipped,
                         processed: w.processed,
+                        three: w.three.map(|t| (t.changes, t.seen)),
                     })
                 })
                 .collect();
@@ -440,6 +495,10 @@ mod parallel {
                 let part = r?;
                 out.extend(part.elements);
                 unchanged += part.unchanged;
+                if let (Some(t), Some((changes, seen))) = (ctx.three.as_mut(), part.three) {
+                    t.changes.extend(changes);
+                    t.seen += seen;
+                }
                 ctx.skipped += part.skipped;
                 ctx.count(part.processed);
             }
@@ -590,6 +649,9 @@ fn open<'a>(
         (Some(st), Some(s), Some(dt), Some(d)) => st.models.attrs_equal(s, &*dt.models, d),
         _ => false,
     };
+    if let Some(three) = ctx.three.as_mut() {
+        against_base(three, st, s, dt, d, equal);
+    }
     // Child types the destination declares and the source does not: their
     // children count as skipped (when both sides have the model).
     if s.is_some()
@@ -617,6 +679,46 @@ fn open<'a>(
         children: Vec::new(),
         child_unchanged: 0,
     })
+}
+
+/// Compares one pair with the base model of the same key.
+fn against_base(
+    three: &mut ThreeWay<'_>,
+    st: Option<&Table>,
+    s: Option<u32>,
+    dt: Option<&Table>,
+    d: Option<u32>,
+    equal: bool,
+) {
+    let Some((t, slot)) = st.zip(s).or(dt.zip(d)) else {
+        return;
+    };
+    let uid = &t.meta[slot as usize].uid;
+    let base = three.base;
+    let found = base.locate(&t.schema.name, uid);
+    three.seen += usize::from(found.is_some());
+    let vs = |side: Option<&Table>, slot: Option<u32>| -> SinceBase {
+        match (side.zip(slot), found) {
+            (None, None) => None,
+            (Some(_), None) => Some(Action::Create),
+            (None, Some(_)) => Some(Action::Delete),
+            (Some((t, x)), Some((bt, bs))) => {
+                let same = t.models.attrs_equal(x, &*base.tables[bt as usize].models, bs);
+                (!same).then_some(Action::Update)
+            }
+        }
+    };
+    let dst = vs(dt, d);
+    // Equal sides, the destination as the base: the source is too.
+    let src = if equal && dst.is_none() { None } else { vs(st, s) };
+    if dst.is_some() || src.is_some() {
+        three.changes.push(BaseChange {
+            model_type: t.schema.name.clone(),
+            key: uid.to_string(),
+            dst,
+            src,
+        });
+    }
 }
 
 /// Moves a frame to its next non-empty child list and matches it; false
@@ -680,7 +782,6 @@ fn finish(ctx: &Ctx<'_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
         (Some(_), None) => (Action::Create, Vec::new()),
         (None, Some(_)) => (Action::Delete, Vec::new()),
         _ if equal => (Action::NoChange, Vec::new()),
-        _ if ctx.keys_only => (Action::Update, Vec::new()),
         _ => {
             let (Some(st), Some(s), Some(dt), Some(d)) = (st, s, dt, d) else {
                 return Err(internal(any.model_type(), "update without both sides"));
@@ -706,12 +807,8 @@ fn finish(ctx: &Ctx<'_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
         identifiers: any.identifiers(),
         action,
         // A no-change element's sides are equal: it is kept only as a parent.
-        source_attrs: sm
-            .filter(|_| action != Action::NoChange && !ctx.keys_only)
-            .map(|m| m.attributes()),
-        dest_attrs: dm
-            .filter(|_| action != Action::NoChange && !ctx.keys_only)
-            .map(|m| m.attributes()),
+        source_attrs: sm.filter(|_| action != Action::NoChange).map(|m| m.attributes()),
+        dest_attrs: dm.filter(|_| action != Action::NoChange).map(|m| m.attributes()),
         changes,
         unchanged_descendants: child_unchanged,
         children,

@@ -48,9 +48,6 @@ pub struct Options<'a> {
     pub(crate) order: Vec<(String, ChildOrder)>,
     pub(crate) dry_run: bool,
     pub(crate) progress: Option<&'a mut dyn FnMut(Progress)>,
-    /// Elements carry identity and action only (no attribute values): for
-    /// callers that only need to know what changed.
-    pub(crate) keys_only: bool,
 }
 
 impl<'a> Options<'a> {
