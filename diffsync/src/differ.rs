@@ -44,6 +44,28 @@ pub(crate) struct ThreeWay<'a> {
     pub(crate) changes: Vec<BaseChange>,
     /// Base models met by the walk (the others are on neither side).
     pub(crate) seen: usize,
+    /// The base's table for each model type name met (few types: a list).
+    tables: Vec<(std::borrow::Cow<'static, str>, Option<u32>)>,
+}
+
+impl<'a> ThreeWay<'a> {
+    pub(crate) fn new(base: &'a LocalStore) -> Self {
+        ThreeWay {
+            base,
+            changes: Vec::new(),
+            seen: 0,
+            tables: Vec::new(),
+        }
+    }
+
+    fn base_table(&mut self, name: &std::borrow::Cow<'static, str>) -> Option<u32> {
+        if let Some((_, t)) = self.tables.iter().find(|(n, _)| n == name) {
+            return *t;
+        }
+        let t = self.base.table_index(name);
+        self.tables.push((name.clone(), t));
+        t
+    }
 }
 
 struct Ctx<'a, 'o> {
@@ -100,20 +122,8 @@ pub(crate) fn diff_three<'a>(
     base: &'a LocalStore,
     opts: &mut Options<'_>,
 ) -> Result<(Diff, ThreeWay<'a>)> {
-    let three = ThreeWay {
-        base,
-        changes: Vec::new(),
-        seen: 0,
-    };
-    let (d, three) = walk(src, dst, Some(three), opts)?;
-    Ok((
-        d,
-        three.unwrap_or(ThreeWay {
-            base,
-            changes: Vec::new(),
-            seen: 0,
-        }),
-    ))
+    let (d, three) = walk(src, dst, Some(ThreeWay::new(base)), opts)?;
+    Ok((d, three.unwrap_or_else(|| ThreeWay::new(base))))
 }
 
 fn walk<'a>(
@@ -459,11 +469,7 @@ mod parallel {
                     let mut w = Ctx {
                         src,
                         dst,
-                        three: base.map(|base| super::ThreeWay {
-                            base,
-                            changes: Vec::new(),
-                            seen: 0,
-                        }),
+                        three: base.map(super::ThreeWay::new),
                         flags,
                         keep_unchanged,
                         skipped: 0,
@@ -693,9 +699,13 @@ fn against_base(
     let Some((t, slot)) = st.zip(s).or(dt.zip(d)) else {
         return;
     };
-    let uid = &t.meta[slot as usize].uid;
+    let meta = &t.meta[slot as usize];
+    let uid = &meta.uid;
     let base = three.base;
-    let found = base.locate(&t.schema.name, uid);
+    // The stored hash: every store hashes keys the same way.
+    let found = three
+        .base_table(&t.schema.name)
+        .and_then(|bt| Some((bt, base.find_with_hash(bt, meta.hash, uid)?)));
     three.seen += usize::from(found.is_some());
     let vs = |side: Option<&Table>, slot: Option<u32>| -> SinceBase {
         match (side.zip(slot), found) {

@@ -281,6 +281,14 @@ pub fn __new_vec<T: DiffModel>() -> ErasedVec {
     ErasedVec(Box::new(TypedVec::<T>(Vec::new())))
 }
 
+/// The hash function of every store in this process: seeded at random once
+/// (keys come from outside), shared so a key's hash computed by one store
+/// finds it in another (the three-way walk looks models up in a base).
+fn shared_hasher() -> hashbrown::DefaultHashBuilder {
+    static HASHER: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
+    HASHER.get_or_init(Default::default).clone()
+}
+
 /// Tables with fewer slots are never compacted.
 const COMPACT_MIN_SLOTS: usize = 1024;
 
@@ -355,7 +363,7 @@ impl LocalStore {
             name: name.into(),
             id: next_store_id(),
             epoch: 0,
-            hasher: Default::default(),
+            hasher: shared_hasher(),
             tables: Vec::new(),
             by_name: HashMap::new(),
             scratch: String::new(),
@@ -405,6 +413,12 @@ impl LocalStore {
 
     pub(crate) fn hash(&self, uid: &str) -> u64 {
         self.hasher.hash_one(uid)
+    }
+
+    /// Finds a key of the table `ty` by a hash another store computed
+    /// (every store shares the hash function).
+    pub(crate) fn find_with_hash(&self, ty: u32, hash: u64, key: &str) -> Option<u32> {
+        self.tables[ty as usize].find_hashed(hash, key)
     }
 
     pub(crate) fn locate(&self, model_type: &str, key: &str) -> Option<(u32, u32)> {
