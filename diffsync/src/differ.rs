@@ -45,7 +45,7 @@ pub(crate) struct ThreeWay<'a> {
     /// Base models met by the walk (the others are on neither side).
     pub(crate) seen: usize,
     /// The base's table for each model type name met (few types: a list).
-    tables: Vec<(std::borrow::Cow<'static, str>, Option<u32>)>,
+    tables: Vec<(String, Option<u32>)>,
 }
 
 impl<'a> ThreeWay<'a> {
@@ -58,12 +58,12 @@ impl<'a> ThreeWay<'a> {
         }
     }
 
-    fn base_table(&mut self, name: &std::borrow::Cow<'static, str>) -> Option<u32> {
+    fn base_table(&mut self, name: &str) -> Option<u32> {
         if let Some((_, t)) = self.tables.iter().find(|(n, _)| n == name) {
             return *t;
         }
         let t = self.base.table_index(name);
-        self.tables.push((name.clone(), t));
+        self.tables.push((name.to_string(), t));
         t
     }
 }
