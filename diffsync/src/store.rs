@@ -286,7 +286,7 @@ pub fn __new_vec<T: DiffModel>() -> ErasedVec {
 /// finds it in another (the three-way walk looks models up in a base).
 fn shared_hasher() -> hashbrown::DefaultHashBuilder {
     static HASHER: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
-    HASHER.get_or_init(Default::default).clone()
+    *HASHER.get_or_init(Default::default)
 }
 
 /// Tables with fewer slots are never compacted.
