@@ -44,8 +44,9 @@ pub(crate) struct ThreeWay<'a> {
     pub(crate) changes: Vec<BaseChange>,
     /// Base models met by the walk (the others are on neither side).
     pub(crate) seen: usize,
-    /// The base's table for each model type name met (few types: a list).
-    tables: Vec<(String, Option<u32>)>,
+    /// The base's table for each side table met (few types: a list keyed
+    /// by the side table's address, so a lookup compares no names).
+    tables: Vec<(*const Table, Option<u32>)>,
 }
 
 impl<'a> ThreeWay<'a> {
@@ -58,12 +59,13 @@ impl<'a> ThreeWay<'a> {
         }
     }
 
-    fn base_table(&mut self, name: &str) -> Option<u32> {
-        if let Some((_, t)) = self.tables.iter().find(|(n, _)| n == name) {
+    fn base_table(&mut self, side: &Table) -> Option<u32> {
+        let at = side as *const Table;
+        if let Some((_, t)) = self.tables.iter().find(|(p, _)| *p == at) {
             return *t;
         }
-        let t = self.base.table_index(name);
-        self.tables.push((name.to_string(), t));
+        let t = self.base.table_index(&side.schema.name);
+        self.tables.push((at, t));
         t
     }
 }
@@ -696,7 +698,8 @@ fn against_base(
     d: Option<u32>,
     equal: bool,
 ) {
-    let Some((t, slot)) = st.zip(s).or(dt.zip(d)) else {
+    // The destination first: the base is built like it, often in its order.
+    let Some((t, slot)) = dt.zip(d).or(st.zip(s)) else {
         return;
     };
     let meta = &t.meta[slot as usize];
@@ -704,8 +707,8 @@ fn against_base(
     let base = three.base;
     // The stored hash: every store hashes keys the same way.
     let found = three
-        .base_table(&t.schema.name)
-        .and_then(|bt| Some((bt, base.find_with_hash(bt, meta.hash, uid)?)));
+        .base_table(t)
+        .and_then(|bt| Some((bt, base.find_with_hash(bt, meta.hash, uid, slot)?)));
     three.seen += usize::from(found.is_some());
     let vs = |side: Option<&Table>, slot: Option<u32>| -> SinceBase {
         match (side.zip(slot), found) {

@@ -417,8 +417,14 @@ impl LocalStore {
 
     /// Finds a key of the table `ty` by a hash another store computed
     /// (every store shares the hash function).
-    pub(crate) fn find_with_hash(&self, ty: u32, hash: u64, key: &str) -> Option<u32> {
-        self.tables[ty as usize].find_hashed(hash, key)
+    /// `near`: the slot to try first (stores filled in the same order keep
+    /// a key at the same slot, and that probe is a sequential access).
+    pub(crate) fn find_with_hash(&self, ty: u32, hash: u64, key: &str, near: u32) -> Option<u32> {
+        let t = &self.tables[ty as usize];
+        match t.meta.get(near as usize) {
+            Some(m) if m.alive && m.hash == hash && *m.uid == *key => Some(near),
+            _ => t.find_hashed(hash, key),
+        }
     }
 
     pub(crate) fn locate(&self, model_type: &str, key: &str) -> Option<(u32, u32)> {
