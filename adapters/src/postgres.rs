@@ -44,6 +44,9 @@ impl ToSql for SqlValue {
     to_sql_checked!();
 }
 
+/// Where bidirectional bases are kept, one row per pair of adapters.
+const BASE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _diffsync_base (pair TEXT PRIMARY KEY, body BYTEA NOT NULL)";
+
 /// An adapter over a PostgreSQL database.
 pub struct PostgresAdapter {
     name: String,
@@ -87,6 +90,42 @@ impl PostgresAdapter {
     /// The client (to query the database, or run your own statements).
     pub fn client(&mut self) -> &mut Client {
         &mut self.client
+    }
+
+    /// Keeps a bidirectional [`Base`](diffsync::bidir::Base) in this
+    /// database, under `pair` (one row of `_diffsync_base`, written by one
+    /// upsert: the old base or the new one, never half).
+    pub fn save_base(&mut self, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
+        let origin = format!("{}: _diffsync_base", self.origin);
+        let body = base.to_bytes()?;
+        self.client
+            .batch_execute(BASE_TABLE)
+            .and_then(|()| {
+                self.client.execute(
+                    "INSERT INTO _diffsync_base (pair, body) VALUES ($1, $2) \
+                     ON CONFLICT (pair) DO UPDATE SET body = EXCLUDED.body",
+                    &[&pair, &body],
+                )
+            })
+            .map(|_| ())
+            .map_err(|e| backend(&origin, e))
+    }
+
+    /// The base saved under `pair`, or an empty one (the first run).
+    pub fn load_base(&mut self, pair: &str) -> Result<diffsync::bidir::Base> {
+        let origin = format!("{}: _diffsync_base", self.origin);
+        let row = self
+            .client
+            .batch_execute(BASE_TABLE)
+            .and_then(|()| {
+                self.client
+                    .query_opt("SELECT body FROM _diffsync_base WHERE pair = $1", &[&pair])
+            })
+            .map_err(|e| backend(&origin, e))?;
+        Ok(match row {
+            Some(r) => diffsync::bidir::Base::from_bytes(r.get::<_, &[u8]>(0), &self.store, &origin)?,
+            None => diffsync::bidir::Base::new(),
+        })
     }
 
     /// Re-reads the database into a fresh store.

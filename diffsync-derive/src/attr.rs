@@ -28,7 +28,7 @@ impl Errors {
 }
 
 pub const STRUCT_KEYS: &[&str] = &["name", "children", "shortname", "flags"];
-pub const FIELD_KEYS: &[&str] = &["id", "skip", "flags", "compare", "compare_with"];
+pub const FIELD_KEYS: &[&str] = &["id", "skip", "flags", "compare", "compare_with", "timestamp", "version"];
 
 fn supported(keys: &[&str]) -> String {
     keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
@@ -184,6 +184,10 @@ pub struct FieldAttrs {
     pub flags: Option<Span>,
     pub compare: CompareMode,
     pub compare_span: Option<Span>,
+    /// The model's modification time (newest-wins conflict resolution).
+    pub timestamp: Option<Span>,
+    /// The model's version number (highest-wins conflict resolution).
+    pub version: Option<Span>,
 }
 
 pub fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
@@ -193,6 +197,8 @@ pub fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
         flags: None,
         compare: CompareMode::Exact,
         compare_span: None,
+        timestamp: None,
+        version: None,
     };
     let mut seen = Vec::new();
     for attr in attrs.iter().filter(|a| a.path().is_ident("diffsync")) {
@@ -203,11 +209,13 @@ pub fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
             };
             let name = key.to_string();
             match name.as_str() {
-                "id" | "skip" | "flags" => {
+                "id" | "skip" | "flags" | "timestamp" | "version" => {
                     if once(errors, &mut seen, &key) {
                         let slot = match name.as_str() {
                             "id" => &mut out.id,
                             "skip" => &mut out.skip,
+                            "timestamp" => &mut out.timestamp,
+                            "version" => &mut out.version,
                             _ => &mut out.flags,
                         };
                         *slot = Some(key.span());

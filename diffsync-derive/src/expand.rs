@@ -107,6 +107,15 @@ fn expand(input: &Input<'_>) -> TokenStream {
         .iter()
         .map(|c| quote_spanned!(c.span()=> #p::Cow::Borrowed(<#c as #p::StaticModel>::NAME)));
     let flag_bits = input.attrs.flags.iter().map(|f| quote!(| #p::ModelFlags::#f.bits()));
+    let field_named = |marked: fn(&Field<'_>) -> bool| match attrs.iter().find(|f| marked(f)) {
+        Some(f) => {
+            let n = f.ident.to_string();
+            quote!(::core::option::Option::Some(#p::Cow::Borrowed(#n)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let timestamp = field_named(|f| f.attrs.timestamp.is_some());
+    let version = field_named(|f| f.attrs.version.is_some());
 
     let id_idents: Vec<_> = ids.iter().map(|f| f.ident).collect();
     let id_names: Vec<String> = id_idents.iter().map(|i| i.to_string()).collect();
@@ -184,6 +193,9 @@ fn expand(input: &Input<'_>) -> TokenStream {
                 shortname: #p::Cow::Borrowed(&[#(#shortname),*]),
                 children: #p::Cow::Borrowed(&[#(#children),*]),
                 flags: #p::ModelFlags::from_bits_retain(0 #(#flag_bits)*),
+                timestamp: #timestamp,
+                version: #version,
+                strategy: ::core::option::Option::None,
             };
 
             impl #ig #p::StaticModel for #ident #tg #wc {
@@ -291,6 +303,8 @@ mod tests {
                 #[diffsync(compare = "unordered")] tags: Vec<String>,
                 #[diffsync(compare = "ignore_case")] label: String,
                 #[diffsync(compare_with = close)] speed: f64,
+                #[diffsync(timestamp)] changed_at: i64,
+                #[diffsync(version)] revision: u64,
                 #[diffsync(skip)] db_pk: i64,
                 #[diffsync(flags)] flags: ModelFlags,
             }

@@ -32,6 +32,29 @@ pub fn check(input: &Input<'_>, errors: &mut Errors) {
             );
         }
     }
+    let timestamps: Vec<_> = input
+        .fields
+        .iter()
+        .filter_map(|f| Some((f, f.attrs.timestamp?)))
+        .collect();
+    let versions: Vec<_> = input
+        .fields
+        .iter()
+        .filter_map(|f| Some((f, f.attrs.version?)))
+        .collect();
+    for (what, marked) in [("timestamp", timestamps), ("version", versions)] {
+        for (i, (f, span)) in marked.into_iter().enumerate() {
+            if !matches!(f.role, Role::Attr) {
+                let msg = format!(
+                    "field `{}` is not a compared attribute, so it cannot be the model's {what}",
+                    f.ident
+                );
+                errors.at(span, msg);
+            } else if i > 0 {
+                errors.at(span, format!("a model has one {what} field"));
+            }
+        }
+    }
     if input.fields.iter().filter(|f| matches!(f.role, Role::Flags)).count() > 1 {
         errors.at(
             input.ident.span(),

@@ -53,7 +53,7 @@ use crate::adapter::Adapter;
 use crate::diff::{Action, Diff, DiffElement};
 use crate::differ::{self, Side};
 use crate::error::{Error, Result};
-use crate::model::{AnyModel, Attrs};
+use crate::model::{AnyModel, Attrs, ModelSchema};
 use crate::options::Options;
 use crate::store::{AttrSource, LocalStore, Store};
 use crate::sync::SyncReport;
@@ -70,6 +70,12 @@ use crate::sync::SyncReport;
 #[derive(Clone)]
 pub struct Base {
     store: LocalStore,
+}
+
+impl fmt::Debug for Base {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Base").field("models", &self.len()).finish()
+    }
 }
 
 impl Default for Base {
@@ -159,14 +165,43 @@ impl Base {
             )));
         }
         let mut store = like.empty_like("base");
-        for r in file.models {
-            let model = store
-                .build(&r.model_type, &r.identifiers, &r.attributes)
-                .map_err(|e| fail(e.to_string()))?;
-            let parent = r.parent.as_ref().map(|(t, k)| (t.as_str(), k.as_str()));
-            store.insert_boxed(model, parent).map_err(|e| fail(e.to_string()))?;
+        // Parents come first in a file this crate wrote; a record whose
+        // parent is not read yet waits for another pass all the same.
+        let mut todo = file.models;
+        loop {
+            let before = todo.len();
+            let mut waiting = Vec::new();
+            for r in todo {
+                if let Some((t, k)) = &r.parent
+                    && store.get_dyn(t, k).is_err()
+                {
+                    waiting.push(r);
+                    continue;
+                }
+                let model = store
+                    .build(&r.model_type, &r.identifiers, &r.attributes)
+                    .map_err(|e| fail(e.to_string()))?;
+                let parent = r.parent.as_ref().map(|(t, k)| (t.as_str(), k.as_str()));
+                store.insert_boxed(model, parent).map_err(|e| fail(e.to_string()))?;
+            }
+            match waiting.first() {
+                None => return Ok(Base { store }),
+                Some(first) if waiting.len() == before => {
+                    // Name a record whose parent is nowhere (not one waiting itself).
+                    let waits = |(t, k): &(String, String)| waiting.iter().any(|w| w.model_type == *t && w.key == *k);
+                    let r = waiting
+                        .iter()
+                        .find(|w| w.parent.as_ref().is_some_and(|p| !waits(p)))
+                        .unwrap_or(first);
+                    let (t, k) = r.parent.as_ref().map_or(("", ""), |(t, k)| (t.as_str(), k.as_str()));
+                    return Err(fail(format!(
+                        "{} {:?} names a parent {t} {k:?} that the base does not hold",
+                        r.model_type, r.key
+                    )));
+                }
+                Some(_) => todo = waiting,
+            }
         }
-        Ok(Base { store })
     }
 
     /// Writes the base to `path`: a temporary file in the same directory,
@@ -203,29 +238,31 @@ impl Base {
         }
     }
 
-    /// Every model, parents before children (a work stack: trees may be deep).
+    /// Every model, type by type (a type after the types it is a child
+    /// of) and in each type in store order: parents come before children,
+    /// and a base read back keeps the order its side loads in, which the
+    /// three-way walk uses to find base models at the side's slot.
     fn records(&self) -> Result<Vec<BaseRecord>> {
         let s = &self.store;
+        let mut types: Vec<&str> = Vec::new();
+        let mut todo: Vec<&str> = s.model_types().collect();
+        while !todo.is_empty() {
+            let ready = |t: &&str| {
+                !todo
+                    .iter()
+                    .any(|p| p != t && s.schema(p).is_some_and(|sc| sc.children.iter().any(|c| c == t)))
+            };
+            // A cycle of distinct types cannot be ordered: keep the rest as they are.
+            let next = todo.iter().position(ready).unwrap_or(0);
+            types.push(todo.remove(next));
+        }
         let mut out = Vec::with_capacity(s.count_all());
-        let mut stack: Vec<(String, String)> = Vec::new();
-        let types: Vec<String> = s.model_types().map(str::to_string).collect();
-        for t in &types {
+        for t in types {
             for m in s.get_all_dyn(t) {
                 let key = m.unique_id();
-                if s.parent_of(t, &key)?.is_none() {
-                    stack.push((t.clone(), key));
-                }
-            }
-            while let Some((t, key)) = stack.pop() {
-                let m = s.get_dyn(&t, &key)?;
-                let parent = s.parent_of(&t, &key)?.map(|(pt, pk)| (pt.to_string(), pk.to_string()));
-                for ct in m.schema().children.iter().rev() {
-                    for ck in s.children_keys(&t, &key, ct)?.into_iter().rev() {
-                        stack.push((ct.to_string(), ck.to_string()));
-                    }
-                }
+                let parent = s.parent_of(t, &key)?.map(|(pt, pk)| (pt.to_string(), pk.to_string()));
                 out.push(BaseRecord {
-                    model_type: t,
+                    model_type: t.to_string(),
                     key,
                     parent,
                     identifiers: m.identifiers(),
@@ -337,7 +374,10 @@ impl Conflict<'_> {
     /// left value wins, `None` for a tie (decided by [`tiebreak`](Self::tiebreak)).
     /// A modification beats a deletion; a value missing on a side leaves
     /// the conflict unapplied.
-    fn by_field(&self, field: &str, newer: impl Fn(&Value, &Value) -> Option<Option<bool>>) -> Resolution {
+    fn by_field(&self, field: Option<&str>, newer: impl Fn(&Value, &Value) -> Option<Option<bool>>) -> Resolution {
+        let Some(field) = field else {
+            return Resolution::Skip;
+        };
         match (self.left, self.right) {
             (Some(_), None) => Resolution::Left,
             (None, Some(_)) => Resolution::Right,
@@ -359,6 +399,20 @@ impl Conflict<'_> {
 pub type ResolveFn = Arc<dyn Fn(&Conflict<'_>) -> Resolution + Send + Sync>;
 
 /// How conflicts are resolved.
+///
+/// Every strategy but a closure has a text form, which [`name`](Self::name)
+/// writes and [`parse`](Self::parse) reads (a runtime-defined model type
+/// names its strategy in its schema this way): `safe`, `left-wins`,
+/// `right-wins`, `newest`, `newest(SKEW)`, `newest(FIELD)`,
+/// `newest(FIELD, SKEW)`, `highest`, `highest(FIELD)`, `merge` (same as
+/// `merge(safe)`), `merge(FALLBACK)`.
+///
+/// ```
+/// use diffsync::bidir::Strategy;
+/// let s = Strategy::parse("merge(newest(updated_at, 30))")?;
+/// assert_eq!(s.name(), "merge(newest(updated_at, 30))");
+/// # Ok::<(), diffsync::Error>(())
+/// ```
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub enum Strategy {
@@ -376,16 +430,18 @@ pub enum Strategy {
     /// leaves the conflict unapplied. Detection stays by content: the
     /// field only decides.
     Newest {
-        /// The timestamp attribute.
-        field: String,
+        /// The timestamp attribute; `None`: the model type's declared one
+        /// (`#[diffsync(timestamp)]`, or `timestamp` in its schema).
+        field: Option<String>,
         /// Clock skew tolerated between the sides (in the field's unit).
         skew: f64,
     },
     /// The version with the higher number in `field` wins; equal numbers
-    /// are decided by [`Conflict::tiebreak`].
+    /// are decided by [`Conflict::tiebreak`]; a modification beats a deletion.
     Highest {
-        /// The version attribute.
-        field: String,
+        /// The version attribute; `None`: the model type's declared one
+        /// (`#[diffsync(version)]`, or `version` in its schema).
+        field: Option<String>,
     },
     /// Attribute-level merge of update/update conflicts: attributes changed
     /// on one side only merge; attributes changed on both, and the other
@@ -399,16 +455,161 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// The strategy's name, as in the log: `safe`, `newest(updated_at)`, ...
+    /// Newest wins by the model type's declared timestamp field.
+    pub fn newest(skew: f64) -> Strategy {
+        Strategy::Newest { field: None, skew }
+    }
+
+    /// Newest wins by a named timestamp attribute.
+    pub fn newest_by(field: impl Into<String>, skew: f64) -> Strategy {
+        Strategy::Newest {
+            field: Some(field.into()),
+            skew,
+        }
+    }
+
+    /// Highest version wins, by the model type's declared version field.
+    pub fn highest() -> Strategy {
+        Strategy::Highest { field: None }
+    }
+
+    /// Highest version wins, by a named attribute.
+    pub fn highest_by(field: impl Into<String>) -> Strategy {
+        Strategy::Highest {
+            field: Some(field.into()),
+        }
+    }
+
+    /// Attribute-level merge; what cannot merge goes to `fallback`.
+    pub fn merge(fallback: Strategy) -> Strategy {
+        Strategy::Merge {
+            fallback: Box::new(fallback),
+        }
+    }
+
+    /// The strategy's text form, as in the log: `safe`, `newest(updated_at, 30)`, ...
     pub fn name(&self) -> String {
+        let args = |field: &Option<String>, skew: Option<f64>| {
+            let parts: Vec<String> = field
+                .iter()
+                .cloned()
+                .chain(skew.filter(|s| *s != 0.0).map(|s| s.to_string()))
+                .collect();
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!("({})", parts.join(", "))
+            }
+        };
         match self {
             Strategy::Safe => "safe".into(),
             Strategy::LeftWins => "left-wins".into(),
             Strategy::RightWins => "right-wins".into(),
-            Strategy::Newest { field, .. } => format!("newest({field})"),
-            Strategy::Highest { field } => format!("highest({field})"),
-            Strategy::Merge { fallback } => format!("merge, else {}", fallback.name()),
+            Strategy::Newest { field, skew } => format!("newest{}", args(field, Some(*skew))),
+            Strategy::Highest { field } => format!("highest{}", args(field, None)),
+            Strategy::Merge { fallback } => format!("merge({})", fallback.name()),
             Strategy::Custom(_) => "custom".into(),
+        }
+    }
+
+    /// Reads a strategy's text form (see the type's docs).
+    pub fn parse(text: &str) -> Result<Strategy> {
+        let fail = |message: &str| Error::Strategy {
+            strategy: text.to_string(),
+            model_type: String::new(),
+            message: message.to_string(),
+        };
+        let t = text.trim();
+        let (head, args) = match t.split_once('(') {
+            Some((head, rest)) => {
+                let inner = rest.strip_suffix(')').ok_or_else(|| fail("unclosed parenthesis"))?;
+                (head.trim(), Some(inner.trim()))
+            }
+            None => (t, None),
+        };
+        let number = |s: &str| s.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0);
+        let field = |s: &str| -> Result<String> {
+            if s.is_empty() || !s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+                return Err(fail("expected an attribute name"));
+            }
+            Ok(s.to_string())
+        };
+        Ok(match (head, args) {
+            ("safe", None) => Strategy::Safe,
+            ("left-wins", None) => Strategy::LeftWins,
+            ("right-wins", None) => Strategy::RightWins,
+            ("newest", None) => Strategy::newest(0.0),
+            ("newest", Some(a)) => match a.split_once(',') {
+                Some((f, skew)) => {
+                    let skew = number(skew.trim()).ok_or_else(|| fail("the skew must be a number of at least 0"))?;
+                    Strategy::newest_by(field(f.trim())?, skew)
+                }
+                None => match number(a) {
+                    Some(skew) => Strategy::newest(skew),
+                    None => Strategy::newest_by(field(a)?, 0.0),
+                },
+            },
+            ("highest", None) => Strategy::highest(),
+            ("highest", Some(a)) => Strategy::highest_by(field(a)?),
+            ("merge", None) => Strategy::merge(Strategy::Safe),
+            ("merge", Some(a)) => Strategy::merge(Strategy::parse(a)?),
+            ("custom", _) => return Err(fail("a closure cannot be named; pass Strategy::Custom")),
+            _ => {
+                return Err(fail(
+                    "expected safe, left-wins, right-wins, newest, newest(FIELD, SKEW), highest, highest(FIELD), merge(FALLBACK)",
+                ));
+            }
+        })
+    }
+
+    /// The strategy with the fields it leaves to the model type filled
+    /// from `schema`; an error when the type declares none.
+    fn bind(&self, schema: &ModelSchema) -> Result<Strategy> {
+        let fail = |what: &str, attr: &str| Error::Strategy {
+            strategy: self.name(),
+            model_type: schema.name.to_string(),
+            message: format!(
+                "the model type declares no {what} field: mark one with #[diffsync({attr})], set `{attr}` in its schema, or name the field"
+            ),
+        };
+        let check = |f: &str| {
+            if schema.attribute_index(f).is_none() {
+                return Err(Error::Strategy {
+                    strategy: self.name(),
+                    model_type: schema.name.to_string(),
+                    message: format!("{f:?} is not an attribute of the model type"),
+                });
+            }
+            Ok(f.to_string())
+        };
+        Ok(match self {
+            Strategy::Newest { field, skew } => Strategy::Newest {
+                field: Some(check(match field {
+                    Some(f) => f,
+                    None => schema
+                        .timestamp
+                        .as_deref()
+                        .ok_or_else(|| fail("timestamp", "timestamp"))?,
+                })?),
+                skew: *skew,
+            },
+            Strategy::Highest { field } => Strategy::Highest {
+                field: Some(check(match field {
+                    Some(f) => f,
+                    None => schema.version.as_deref().ok_or_else(|| fail("version", "version"))?,
+                })?),
+            },
+            Strategy::Merge { fallback } => Strategy::merge(fallback.bind(schema)?),
+            other => other.clone(),
+        })
+    }
+
+    /// The attribute this strategy decides by, if any.
+    fn clock(&self) -> Option<&str> {
+        match self {
+            Strategy::Newest { field, .. } | Strategy::Highest { field } => field.as_deref(),
+            Strategy::Merge { fallback } => fallback.clock(),
+            _ => None,
         }
     }
 
@@ -417,7 +618,7 @@ impl Strategy {
             Strategy::Safe => Resolution::Skip,
             Strategy::LeftWins => Resolution::Left,
             Strategy::RightWins => Resolution::Right,
-            Strategy::Newest { field, skew } => c.by_field(field, |a, b| match (a, b) {
+            Strategy::Newest { field, skew } => c.by_field(field.as_deref(), |a, b| match (a, b) {
                 (Value::Number(_), Value::Number(_)) => {
                     let (a, b) = (a.as_f64()?, b.as_f64()?);
                     Some(((a - b).abs() > *skew).then_some(a > b))
@@ -425,7 +626,7 @@ impl Strategy {
                 (Value::String(a), Value::String(b)) => Some((a != b).then_some(a > b)),
                 _ => None,
             }),
-            Strategy::Highest { field } => c.by_field(field, |a, b| {
+            Strategy::Highest { field } => c.by_field(field.as_deref(), |a, b| {
                 let (a, b) = (a.as_f64()?, b.as_f64()?);
                 Some((a != b).then_some(a > b))
             }),
@@ -455,6 +656,13 @@ impl Strategy {
             },
             _ => None,
         }
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Strategy> {
+        Strategy::parse(text)
     }
 }
 
@@ -510,6 +718,20 @@ pub struct ConflictRecord {
     pub strategy: String,
     /// What it decided.
     pub resolution: Resolution,
+    /// The attribute read as the models' clock: the one the strategy
+    /// compared, else the type's declared timestamp, else its version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
+    /// The left version's clock value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_clock: Option<Value>,
+    /// The right version's clock value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub right_clock: Option<Value>,
+    /// The left side's replica id (its store's name).
+    pub left_replica: String,
+    /// The right side's replica id.
+    pub right_replica: String,
 }
 
 impl fmt::Display for ConflictRecord {
@@ -545,6 +767,17 @@ impl fmt::Display for ConflictRecord {
             Some(None) => "-".to_string(),
             Some(Some(v)) => v.as_str().map_or_else(|| v.to_string(), str::to_string),
         };
+        if let Some(clock) = &self.clock {
+            let v = |c: &Option<Value>| c.as_ref().map_or("-".to_string(), Value::to_string);
+            write!(
+                f,
+                "\n  clock {clock}: {}={} {}={}",
+                self.left_replica,
+                v(&self.left_clock),
+                self.right_replica,
+                v(&self.right_clock)
+            )?;
+        }
         for k in names.into_iter().filter(|k| l.get(*k) != r.get(*k)) {
             write!(
                 f,
@@ -596,6 +829,7 @@ pub struct BiOptions {
     max_delete_share: Option<f64>,
     allow_empty_side: bool,
     dry_run: bool,
+    modification_beats_deletion: bool,
 }
 
 impl Default for BiOptions {
@@ -606,6 +840,7 @@ impl Default for BiOptions {
             max_delete_share: Some(0.5),
             allow_empty_side: false,
             dry_run: false,
+            modification_beats_deletion: false,
         }
     }
 }
@@ -620,7 +855,8 @@ impl BiOptions {
         self.strategy = s;
         self
     }
-    /// The strategy for one model type.
+    /// The strategy for one model type (before the one its schema names,
+    /// if any, and the default).
     pub fn strategy_for(mut self, model_type: impl Into<String>, s: Strategy) -> Self {
         self.per_type.push((model_type.into(), s));
         self
@@ -643,11 +879,43 @@ impl BiOptions {
         self
     }
 
-    fn strategy_of(&self, model_type: &str) -> &Strategy {
-        self.per_type
-            .iter()
-            .find(|(t, _)| t == model_type)
-            .map_or(&self.strategy, |(_, s)| s)
+    /// Update/delete and delete/update conflicts go to the modification,
+    /// whatever the strategy (a deletion never loses an edit it did not
+    /// see). Off by default: the strategy decides (`newest` and `highest`
+    /// let the modification win anyway: a deletion has no clock).
+    pub fn modification_beats_deletion(mut self, on: bool) -> Self {
+        self.modification_beats_deletion = on;
+        self
+    }
+
+    /// Each model type's strategy, fields bound to the type's declared ones:
+    /// the run's choice for the type, else its schema's, else the default.
+    fn strategies(&self, stores: [&LocalStore; 2]) -> Result<HashMap<String, Strategy>> {
+        let mut out = HashMap::new();
+        for store in stores {
+            for t in store.model_types() {
+                let Some(schema) = store.schema(t) else { continue };
+                if out.contains_key(t) {
+                    continue;
+                }
+                let named = match self.per_type.iter().find(|(n, _)| n == t) {
+                    Some((_, s)) => s.clone(),
+                    None => match &schema.strategy {
+                        Some(text) => Strategy::parse(text).map_err(|e| match e {
+                            Error::Strategy { strategy, message, .. } => Error::Strategy {
+                                strategy,
+                                model_type: t.to_string(),
+                                message,
+                            },
+                            other => other,
+                        })?,
+                        None => self.strategy.clone(),
+                    },
+                };
+                out.insert(t.to_string(), named.bind(schema)?);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -713,12 +981,21 @@ impl BiReport {
 
     /// Counts of conflicts by kind.
     pub fn conflicts_by_kind(&self) -> Vec<(ConflictKind, usize)> {
-        let mut counts: std::collections::BTreeMap<ConflictKind, usize> = Default::default();
-        for c in &self.conflicts {
-            *counts.entry(c.kind).or_default() += 1;
-        }
-        counts.into_iter().collect()
+        count_by(&self.conflicts, |c| c.kind)
     }
+
+    /// Counts of conflicts by the strategy that decided them.
+    pub fn conflicts_by_strategy(&self) -> Vec<(String, usize)> {
+        count_by(&self.conflicts, |c| c.strategy.clone())
+    }
+}
+
+fn count_by<K: Ord>(records: &[ConflictRecord], key: impl Fn(&ConflictRecord) -> K) -> Vec<(K, usize)> {
+    let mut counts: std::collections::BTreeMap<K, usize> = Default::default();
+    for c in records {
+        *counts.entry(key(c)).or_default() += 1;
+    }
+    counts.into_iter().collect()
 }
 
 impl fmt::Display for BiReport {
@@ -791,6 +1068,73 @@ pub fn resync<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     Ok((base, report))
 }
 
+/// What each side did since the base, and how the sides differ: the
+/// first step of a [`reconcile`], before any strategy.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Classification {
+    /// The diff that makes the left side look like the right one.
+    pub diff: Diff,
+    /// Every key where a side differs from the base (changed on one side,
+    /// or on both: identically, or a conflict when the sides differ).
+    pub changes: Vec<KeyChange>,
+    /// Base keys neither side holds any more (deleted on both: no conflict).
+    pub deleted_on_both: Vec<(String, String)>,
+}
+
+/// What each side did to one key since the base: `Create`, `Update`,
+/// `Delete`, or `None` for unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyChange {
+    /// Model type name.
+    pub model_type: std::borrow::Cow<'static, str>,
+    /// Unique id.
+    pub key: String,
+    /// What the left side did.
+    pub left: Option<Action>,
+    /// What the right side did.
+    pub right: Option<Action>,
+}
+
+/// Classifies every model of both sides against `base` in one walk of
+/// the hierarchy (the sides against each other, each against the base by
+/// content). Writes nothing.
+pub fn classify<L: Adapter + ?Sized, R: Adapter + ?Sized>(left: &L, right: &R, base: &Base) -> Result<Classification> {
+    let (ls, rs) = (left.store().local(), right.store().local());
+    let src = Side {
+        store: rs,
+        name: right.name(),
+        top_level: right.top_level(),
+    };
+    let dst = Side {
+        store: ls,
+        name: left.name(),
+        top_level: left.top_level(),
+    };
+    let (diff, three) = differ::diff_three(&src, &dst, &base.store, &mut Options::new())?;
+    let differ::ThreeWay { changes, seen, .. } = three;
+    let deleted_on_both = if seen < base.len() {
+        deleted_on_both(&base.store, ls, rs)
+    } else {
+        Vec::new()
+    };
+    let changes = changes
+        .into_iter()
+        .map(|c| KeyChange {
+            model_type: c.model_type,
+            key: c.key,
+            left: c.dst,
+            right: c.src,
+        })
+        .collect();
+    Ok(Classification {
+        diff,
+        changes,
+        deleted_on_both,
+    })
+}
+
 /// Reconciles two adapters against `base`: what changed on one side only
 /// goes to the other, what changed on both is a conflict for the strategy,
 /// and the base takes every key that ends equal on both sides.
@@ -814,38 +1158,29 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
             }
         }
     }
-    // One walk: what differs between the sides (the diff that makes the
-    // left look like the right), and where each side differs from the base.
-    let (d, changes, both_deleted) = {
-        let src = Side {
-            store: rs,
-            name: right.name(),
-            top_level: right.top_level(),
-        };
-        let dst = Side {
-            store: ls,
-            name: left.name(),
-            top_level: left.top_level(),
-        };
-        let (d, three) = differ::diff_three(&src, &dst, &base.store, &mut Options::new())?;
-        let differ::ThreeWay { changes, seen, .. } = three;
-        let both_deleted = if seen < base.len() {
-            deleted_on_both(&base.store, ls, rs)
-        } else {
-            Vec::new()
-        };
-        (d, changes, both_deleted)
-    };
+    let strategies = opts.strategies([ls, rs])?;
+    let Classification {
+        diff: d,
+        changes,
+        deleted_on_both: both_deleted,
+    } = classify(left, right, base)?;
     let (mut cl, mut cr): (HashMap<Key<'_>, Action>, HashMap<Key<'_>, Action>) = Default::default();
     for c in &changes {
         let key = (c.model_type.as_ref(), c.key.as_str());
-        if let Some(a) = c.dst {
+        if let Some(a) = c.left {
             cl.insert(key, a);
         }
-        if let Some(a) = c.src {
+        if let Some(a) = c.right {
             cr.insert(key, a);
         }
     }
+    let judge = Judge {
+        opts,
+        strategies,
+        base: &base.store,
+        ls,
+        rs,
+    };
     let walk: Vec<_> = d.iter().collect();
     let mut flow = vec![Flow::Keep; walk.len()];
     let mut conflicts = Vec::new();
@@ -865,7 +1200,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
                     (Action::Create, Action::Create) => ConflictKind::CreateCreate,
                     _ => ConflictKind::UpdateUpdate,
                 };
-                let (flow, record) = decide(opts, &base.store, ls, rs, key, kind, &mut merges);
+                let (flow, record) = judge.decide(key, kind, &mut merges);
                 conflicts.push(record);
                 flow
             }
@@ -874,7 +1209,8 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
             (None, None) => Flow::Skip,
         };
     }
-    guard_deletes(&walk, &mut flow, &base.store, ls, rs, &mut conflicts);
+    guard_deletes(&walk, &mut flow, &judge, &mut conflicts);
+    drop(judge);
 
     // The flow of each element, by address: the selections below see the same elements.
     let flows: HashMap<*const DiffElement, Flow> = walk
@@ -999,57 +1335,83 @@ fn split(r: Result<SyncReport>, dest: &str, source: &str) -> (SyncReport, Option
     }
 }
 
-/// Resolves one conflict with the model type's strategy.
-fn decide(
-    opts: &BiOptions,
-    base: &LocalStore,
-    ls: &LocalStore,
-    rs: &LocalStore,
-    (t, k): Key<'_>,
-    kind: ConflictKind,
-    merges: &mut MergePlans,
-) -> (Flow, ConflictRecord) {
-    let c = Conflict {
-        model_type: t,
-        key: k,
-        kind,
-        base: base.get_dyn(t, k).ok(),
-        left: ls.get_dyn(t, k).ok(),
-        right: rs.get_dyn(t, k).ok(),
-        left_replica: ls.name(),
-        right_replica: rs.name(),
-    };
-    let strategy = opts.strategy_of(t);
-    let mut resolution = strategy.resolve(&c);
-    let flow = match resolution {
-        Resolution::Left => Flow::ToRight,
-        Resolution::Right => Flow::ToLeft,
-        Resolution::Skip => Flow::Skip,
-        Resolution::Merge => {
-            let plan = (kind == ConflictKind::UpdateUpdate)
-                .then(|| merge_plan(&c, strategy.overlap_winner(&c)))
-                .flatten();
-            match plan {
-                None => {
-                    resolution = Resolution::Skip;
-                    Flow::Skip
-                }
-                Some((l, r)) => {
-                    let flow = match (l.is_empty(), r.is_empty()) {
-                        (true, _) => Flow::ToRight,
-                        (_, true) => Flow::ToLeft,
-                        _ => Flow::Both,
-                    };
-                    merges.insert((t.to_string(), k.to_string()), (l, r));
-                    flow
-                }
-            }
-        }
-    };
-    (flow, record(&c, &strategy.name(), resolution))
+/// What decides conflicts: the options, each type's strategy and the three stores.
+struct Judge<'a> {
+    opts: &'a BiOptions,
+    strategies: HashMap<String, Strategy>,
+    base: &'a LocalStore,
+    ls: &'a LocalStore,
+    rs: &'a LocalStore,
 }
 
-fn record(c: &Conflict<'_>, strategy: &str, resolution: Resolution) -> ConflictRecord {
+impl Judge<'_> {
+    fn conflict<'c>(&'c self, (t, k): Key<'c>, kind: ConflictKind) -> Conflict<'c> {
+        Conflict {
+            model_type: t,
+            key: k,
+            kind,
+            base: self.base.get_dyn(t, k).ok(),
+            left: self.ls.get_dyn(t, k).ok(),
+            right: self.rs.get_dyn(t, k).ok(),
+            left_replica: self.ls.name(),
+            right_replica: self.rs.name(),
+        }
+    }
+
+    /// Resolves one conflict with the model type's strategy.
+    fn decide(&self, key: Key<'_>, kind: ConflictKind, merges: &mut MergePlans) -> (Flow, ConflictRecord) {
+        let c = self.conflict(key, kind);
+        let (t, k) = key;
+        let strategy = self.strategies.get(t).unwrap_or(&self.opts.strategy);
+        let modification = match kind {
+            ConflictKind::UpdateDelete => Some(Resolution::Left),
+            ConflictKind::DeleteUpdate => Some(Resolution::Right),
+            _ => None,
+        }
+        .filter(|_| self.opts.modification_beats_deletion);
+        let (mut resolution, name) = match modification {
+            Some(r) => (r, MODIFICATION_WINS.to_string()),
+            None => (strategy.resolve(&c), strategy.name()),
+        };
+        let flow = match resolution {
+            Resolution::Left => Flow::ToRight,
+            Resolution::Right => Flow::ToLeft,
+            Resolution::Skip => Flow::Skip,
+            Resolution::Merge => {
+                let plan = (kind == ConflictKind::UpdateUpdate)
+                    .then(|| merge_plan(&c, strategy.overlap_winner(&c)))
+                    .flatten();
+                match plan {
+                    None => {
+                        resolution = Resolution::Skip;
+                        Flow::Skip
+                    }
+                    Some((l, r)) => {
+                        let flow = match (l.is_empty(), r.is_empty()) {
+                            (true, _) => Flow::ToRight,
+                            (_, true) => Flow::ToLeft,
+                            _ => Flow::Both,
+                        };
+                        merges.insert((t.to_string(), k.to_string()), (l, r));
+                        flow
+                    }
+                }
+            }
+        };
+        (flow, record(&c, &name, strategy.clock(), resolution))
+    }
+}
+
+/// The strategy named in the log when a modification beat a deletion.
+const MODIFICATION_WINS: &str = "modification beats deletion";
+
+/// A conflict's log record; `clock`: the attribute the strategy compared.
+fn record(c: &Conflict<'_>, strategy: &str, clock: Option<&str>, resolution: Resolution) -> ConflictRecord {
+    let schema = c.left.or(c.right).or(c.base).map(|m| m.schema());
+    let clock = clock
+        .map(str::to_string)
+        .or_else(|| schema.and_then(|s| s.timestamp.as_ref().or(s.version.as_ref()).map(|f| f.to_string())));
+    let value = |m: Option<&dyn AnyModel>| m.zip(clock.as_deref()).and_then(|(m, f)| m.attribute(f));
     ConflictRecord {
         model_type: c.model_type.to_string(),
         key: c.key.to_string(),
@@ -1059,6 +1421,11 @@ fn record(c: &Conflict<'_>, strategy: &str, resolution: Resolution) -> ConflictR
         right: c.right.map(|m| m.attributes()),
         strategy: strategy.to_string(),
         resolution,
+        left_clock: value(c.left),
+        right_clock: value(c.right),
+        clock,
+        left_replica: c.left_replica.to_string(),
+        right_replica: c.right_replica.to_string(),
     }
 }
 
@@ -1070,9 +1437,7 @@ fn record(c: &Conflict<'_>, strategy: &str, resolution: Resolution) -> ConflictR
 fn guard_deletes(
     walk: &[(&DiffElement, usize)],
     flow: &mut [Flow],
-    base: &LocalStore,
-    ls: &LocalStore,
-    rs: &LocalStore,
+    judge: &Judge<'_>,
     conflicts: &mut Vec<ConflictRecord>,
 ) {
     // Per depth: the flows seen among the descendants of the current element.
@@ -1096,23 +1461,13 @@ fn guard_deletes(
                 Flow::Skip
             };
             flow[i] = to;
-            let (t, k) = (e.model_type.as_ref(), e.key.as_str());
-            let c = Conflict {
-                model_type: t,
-                key: k,
-                kind: ConflictKind::ChildUnderDelete,
-                base: base.get_dyn(t, k).ok(),
-                left: ls.get_dyn(t, k).ok(),
-                right: rs.get_dyn(t, k).ok(),
-                left_replica: ls.name(),
-                right_replica: rs.name(),
-            };
+            let c = judge.conflict((e.model_type.as_ref(), e.key.as_str()), ConflictKind::ChildUnderDelete);
             let resolution = match to {
                 Flow::ToRight => Resolution::Left,
                 Flow::ToLeft => Resolution::Right,
                 _ => Resolution::Skip,
             };
-            conflicts.push(record(&c, "modification beats deletion", resolution));
+            conflicts.push(record(&c, MODIFICATION_WINS, None, resolution));
         }
         let me = &mut below[depth];
         me.0 |= kids.0 || matches!(flow[i], Flow::ToLeft | Flow::Both);

@@ -243,6 +243,17 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A conflict strategy cannot be read, or does not fit a model type
+    /// (`newest` for a type without a timestamp field, say).
+    #[error("strategy {strategy:?}{}: {message}", if model_type.is_empty() { String::new() } else { format!(" for {model_type:?}") })]
+    Strategy {
+        /// The strategy as written.
+        strategy: String,
+        /// The model type it was meant for (empty when none).
+        model_type: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A reconcile would delete more of a side than allowed; nothing was written.
     #[error(
         "reconcile stopped before writing: {deletes} of {total} models of {side:?} would be deleted \

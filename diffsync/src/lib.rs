@@ -69,14 +69,18 @@
 //! - on a field: `id` (an identifier, in unique-id order), `skip` (local-only,
 //!   never compared), `flags` (this instance's [`ModelFlags`]), `compare =
 //!   "unordered"` / `"ignore_case"`, `compare_with = path::to::fn`
-//!   (`fn(&T, &T) -> bool`). Any other field is a compared attribute.
+//!   (`fn(&T, &T) -> bool`), `timestamp` / `version` (the attribute that
+//!   the bidirectional strategies `newest` / `highest` compare: see
+//!   [`bidir::Strategy`]). Any other field is a compared attribute.
 //!   Identifier types implement [`IdPart`] (strings, integers, `bool`, `char`,
 //!   `Option` of those). Identifier and attribute values cross into diffs as
 //!   JSON, so their types implement serde's `Serialize` and `Deserialize`;
 //!   `skip` fields implement `Default` (a model built from a diff gets it).
 //!
 //! Runtime-defined model types are a [`ModelSchema`] (serde-readable) with
-//! [`DynModel`] values; they work wherever derived models do.
+//! [`DynModel`] values; they work wherever derived models do. Their schema
+//! may also declare `timestamp`, `version` and the bidirectional
+//! `strategy` of the type (its text form, e.g. `"newest(30)"`).
 //!
 //! # Stores and adapters
 //! A [`Store`] keeps models per type in insertion order and the parent →

@@ -123,6 +123,19 @@ pub struct ModelSchema {
     /// Default flags of every model of this type.
     #[serde(default)]
     pub flags: ModelFlags,
+    /// The attribute holding the model's modification time, read by the
+    /// bidirectional strategy `newest` (`#[diffsync(timestamp)]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Cow<'static, str>>,
+    /// The attribute holding the model's version number, read by the
+    /// bidirectional strategy `highest` (`#[diffsync(version)]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Cow<'static, str>>,
+    /// How bidirectional sync resolves this type's conflicts unless the
+    /// run names a strategy for the type: `"left-wins"`, `"newest(30)"`,
+    /// ... (the text form of [`Strategy`](crate::bidir::Strategy)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Cow<'static, str>>,
 }
 
 impl ModelSchema {
@@ -149,6 +162,16 @@ impl ModelSchema {
             if !seen.contains(s.as_ref()) {
                 return Err(err(format!("shortname field {s:?} is not a field")));
             }
+        }
+        for (what, field) in [("timestamp", &self.timestamp), ("version", &self.version)] {
+            if let Some(f) = field
+                && self.attribute_index(f).is_none()
+            {
+                return Err(err(format!("{what} field {f:?} is not an attribute")));
+            }
+        }
+        if let Some(text) = &self.strategy {
+            crate::bidir::Strategy::parse(text).map_err(|message| err(format!("strategy {text:?}: {message}")))?;
         }
         Ok(())
     }
@@ -881,6 +904,9 @@ mod tests {
             shortname: vec!["label".into()].into(),
             children: Cow::Borrowed(&[]),
             flags: ModelFlags::empty(),
+            timestamp: None,
+            version: None,
+            strategy: None,
         };
         assert!(
             s.validate()
@@ -889,6 +915,18 @@ mod tests {
                 .contains("shortname field \"label\"")
         );
         s.shortname = vec!["name".into()].into();
+        s.validate().unwrap();
+        s.timestamp = Some("updated".into());
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("timestamp field \"updated\" is not an attribute")
+        );
+        s.timestamp = None;
+        s.strategy = Some("oldest".into());
+        assert!(s.validate().unwrap_err().to_string().contains("strategy \"oldest\""));
+        s.strategy = Some("newest(name, 30)".into());
         s.validate().unwrap();
         s.name = "".into();
         assert!(s.validate().is_err());

@@ -183,7 +183,7 @@ fn run_generated(n: usize, fanout: usize) -> Result<(), BoxError> {
 /// right start equal (the standard source side); 1% of the interfaces are
 /// edited on each side, and 0.1% on both (conflicts, resolved left-wins).
 fn run_bidir(n: usize) -> Result<(), BoxError> {
-    use diffsync::bidir::{Base, BiOptions, Strategy, reconcile};
+    use diffsync::bidir::{Base, BiOptions, Strategy, classify, reconcile};
     let side = |name: &'static str| move || build(name, generate_shape(n, 10).0);
     let (base, (left, right)) = rayon::join(side("base"), || rayon::join(side("left"), side("right")));
     let (base, mut left, mut right) = (base?, left?, right?);
@@ -202,11 +202,26 @@ fn run_bidir(n: usize) -> Result<(), BoxError> {
         }
     }
     let models = left.store.count_all() + right.store.count_all();
-    let t = Instant::now();
-    let one_way = left.diff_from(&right)?;
-    let one_way_t = t.elapsed();
-    drop(one_way);
     let mut base = Base::from_store(base.store);
+    // The one-way diff against classification alone (the three-way walk,
+    // before any strategy), alternated and repeated: medians of 5, as the
+    // machine's noise is larger than the difference.
+    let (mut one_way_runs, mut classify_runs, mut changed_keys) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..5 {
+        let t = Instant::now();
+        let one_way = left.diff_from(&right)?;
+        one_way_runs.push(t.elapsed());
+        drop(one_way);
+        let t = Instant::now();
+        let classes = classify(&left, &right, &base)?;
+        classify_runs.push(t.elapsed());
+        changed_keys = classes.changes.len();
+    }
+    let median = |mut v: Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (one_way_t, classify_t) = (median(one_way_runs), median(classify_runs));
     let opts = BiOptions::new().strategy(Strategy::LeftWins).max_delete_share(None);
     // A dry run classifies and plans, and writes nothing.
     let t = Instant::now();
@@ -219,12 +234,22 @@ fn run_bidir(n: usize) -> Result<(), BoxError> {
     let path = std::env::temp_dir().join(format!("diffsync-bench-base-{}.json", std::process::id()));
     base.save(&path)?;
     let base_bytes = std::fs::metadata(&path)?.len();
+    // The next run's classification, against the base read back from its file.
+    let saved = Base::load(&path, &left.store)?;
     std::fs::remove_file(&path)?;
+    let t = Instant::now();
+    let again = classify(&left, &right, &saved)?;
+    let classify_saved_t = t.elapsed();
+    let verified = verified && again.changes.is_empty();
     let out = json!({
         "impl": "rust-diffsync",
         "workload": "bidir",
         "models_both_sides": models,
         "one_way_diff_s": round4(one_way_t),
+        "classify_s": round4(classify_t),
+        "classify_over_diff": (classify_t.as_secs_f64() / one_way_t.as_secs_f64() * 100.0).round() / 100.0,
+        "changed_keys": changed_keys,
+        "classify_saved_base_s": round4(classify_saved_t),
         "plan_s": round4(plan_t),
         "reconcile_s": round4(reconcile_t),
         "to_left": report.to_left.totals().applied,

@@ -533,15 +533,40 @@ fn every_kind() -> (Inventory, Inventory, Base) {
 
 #[test]
 fn dry_run_plans_and_conflict_logs_for_every_kind() {
-    for (name, strategy) in [("safe", Strategy::Safe), ("left_wins", Strategy::LeftWins)] {
+    // A closure: a deletion loses, else the replica tiebreak.
+    let keep = Strategy::Custom(std::sync::Arc::new(|c: &diffsync::bidir::Conflict<'_>| {
+        match (c.left, c.right) {
+            (Some(_), None) => Resolution::Left,
+            (None, Some(_)) => Resolution::Right,
+            _ => c.tiebreak(),
+        }
+    }));
+    let strategies = [
+        ("safe", no_limit()),
+        ("left_wins", no_limit().strategy(Strategy::LeftWins)),
+        ("right_wins", no_limit().strategy(Strategy::RightWins)),
+        (
+            "merge_right_wins",
+            no_limit().strategy(Strategy::merge(Strategy::RightWins)),
+        ),
+        (
+            "highest_mtu",
+            no_limit()
+                .strategy(Strategy::highest_by("mtu"))
+                .strategy_for("site", Strategy::LeftWins)
+                .strategy_for("device", Strategy::RightWins),
+        ),
+        ("custom", no_limit().strategy(keep)),
+        (
+            "right_wins_modification_beats_deletion",
+            no_limit()
+                .strategy(Strategy::RightWins)
+                .modification_beats_deletion(true),
+        ),
+    ];
+    for (name, opts) in strategies {
         let (mut left, mut right, mut base) = every_kind();
-        let report = reconcile(
-            &mut left,
-            &mut right,
-            &mut base,
-            &no_limit().strategy(strategy).dry_run(true),
-        )
-        .unwrap();
+        let report = reconcile(&mut left, &mut right, &mut base, &opts.dry_run(true)).unwrap();
         insta::assert_snapshot!(format!("bidir_plan_{name}"), report.plan());
         assert!(left.log.is_empty() && right.log.is_empty(), "a dry run writes nothing");
     }
@@ -591,21 +616,13 @@ fn newest_and_highest_decide_by_a_field_with_skew_and_a_replica_tiebreak() {
         )
     };
     // a: right is newer; b, c: within a skew of 5 → the tiebreak ("right" sorts last).
-    let (winners, names) = run(Strategy::Newest {
-        field: "updated_at".into(),
-        skew: 5.0,
-    });
+    let (winners, names) = run(Strategy::newest_by("updated_at", 5.0));
     assert_eq!(winners, ["R", "R", "R"]);
-    assert_eq!(names, ["newest(updated_at)".to_string()].into());
-    let (winners, _) = run(Strategy::Newest {
-        field: "updated_at".into(),
-        skew: 0.0,
-    });
+    assert_eq!(names, ["newest(updated_at, 5)".to_string()].into());
+    let (winners, _) = run(Strategy::newest_by("updated_at", 0.0));
     assert_eq!(winners, ["R", "L", "L"]);
     // Highest version: a left (5 > 3), b tie → tiebreak (right), c right (9 > 3).
-    let (winners, _) = run(Strategy::Highest {
-        field: "version".into(),
-    });
+    let (winners, _) = run(Strategy::highest_by("version"));
     assert_eq!(winners, ["L", "R", "R"]);
 }
 
@@ -684,4 +701,274 @@ fn a_resync_rebuilds_the_base_with_a_named_strategy() {
     assert_eq!(left.store.get::<Site>("site", "nyc").unwrap().region, "r");
     assert!(left.store.get_dyn("site", "lax").is_ok(), "the union");
     assert_eq!(base.len(), left.store.count_all());
+}
+
+#[test]
+fn a_base_of_a_deep_self_referencing_chain_saves_and_loads() {
+    let mut store = LocalStore::new("chain");
+    let mut parent = None;
+    for i in 0..1000 {
+        let node = diffsync_tests::Node::new(format!("n{i}"), "x");
+        parent = Some(match parent {
+            None => store.add(node).unwrap(),
+            Some(p) => store.add_under(p, node).unwrap(),
+        });
+    }
+    let base = Base::from_store(store.clone());
+    let back = Base::from_bytes(&base.to_bytes().unwrap(), &store, "memory").unwrap();
+    assert_eq!(back.len(), 1000);
+    assert_eq!(back.store().parent_of("node", "n999").unwrap(), Some(("node", "n998")));
+}
+
+/// A config entry whose clock and version are declared on the fields.
+#[derive(diffsync::DiffModel, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[diffsync(name = "setting")]
+struct Setting {
+    #[diffsync(id)]
+    key: String,
+    value: String,
+    #[diffsync(timestamp)]
+    changed_at: i64,
+    #[diffsync(version)]
+    revision: u32,
+}
+
+fn settings(name: &str, rows: &[(&str, &str, i64, u32)]) -> diffsync::MemoryAdapter {
+    let mut a = diffsync::MemoryAdapter::new(name, &["setting"]);
+    for (key, value, changed_at, revision) in rows {
+        a.store
+            .add(Setting {
+                key: key.to_string(),
+                value: value.to_string(),
+                changed_at: *changed_at,
+                revision: *revision,
+            })
+            .unwrap();
+    }
+    a
+}
+
+fn value_of(a: &diffsync::MemoryAdapter, key: &str) -> String {
+    a.store.get::<Setting>("setting", key).unwrap().value.clone()
+}
+
+#[test]
+fn declared_timestamp_and_version_fields_decide_and_are_logged_as_clocks() {
+    let base = [("dns", "0", 100, 1), ("ntp", "0", 100, 1)];
+    let (l, r) = (
+        [("dns", "L", 200, 7), ("ntp", "L", 300, 2)],
+        [("dns", "R", 250, 3), ("ntp", "R", 290, 9)],
+    );
+    for (strategy, dns, ntp) in [(Strategy::newest(0.0), "R", "L"), (Strategy::highest(), "L", "R")] {
+        let (mut left, mut right) = (settings("site-a", &l), settings("site-b", &r));
+        let mut b = Base::from_store(settings("base", &base).store);
+        let name = strategy.name();
+        let report = reconcile(&mut left, &mut right, &mut b, &no_limit().strategy(strategy)).unwrap();
+        assert!(report.is_clean(), "{report}");
+        insta::assert_snapshot!(format!("bidir_plan_settings_{name}"), report.plan());
+        assert_eq!(
+            (value_of(&left, "dns"), value_of(&right, "ntp")),
+            (dns.into(), ntp.into())
+        );
+        let c = &report.conflicts[0];
+        let clock = if name == "newest" { "changed_at" } else { "revision" };
+        assert_eq!(c.clock.as_deref(), Some(clock));
+        let field = |a: &Option<diffsync::Attrs>| a.as_ref().unwrap()[clock].clone();
+        assert_eq!(
+            (c.left_clock.clone(), c.right_clock.clone()),
+            (Some(field(&c.left)), Some(field(&c.right)))
+        );
+        assert_eq!(
+            (c.left_replica.as_str(), c.right_replica.as_str()),
+            ("site-a", "site-b")
+        );
+        // The log names the strategy with the field it read.
+        assert_eq!(report.conflicts_by_strategy(), [(format!("{name}({clock})"), 2)]);
+    }
+}
+
+#[test]
+fn a_strategy_needing_a_field_the_type_lacks_is_refused_before_any_write() {
+    let (mut left, mut right, mut base) = agreed();
+    set(&mut left.store, "site", "nyc", "region", "north");
+    for strategy in [
+        Strategy::newest(5.0),
+        Strategy::highest_by("serial"),
+        Strategy::newest_by("nope", 0.0),
+    ] {
+        let err = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Strategy { model_type, .. } if model_type == "site"),
+            "{err}"
+        );
+        assert!(right.log.is_empty() && left.log.is_empty());
+    }
+    // Named for the one type that has the field, and decided by it.
+    let err = reconcile(
+        &mut left,
+        &mut right,
+        &mut base,
+        &no_limit().strategy(Strategy::newest(5.0)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("#[diffsync(timestamp)]") && err.contains("\"site\""),
+        "{err}"
+    );
+    assert_eq!(right.store.get::<Site>("site", "nyc").unwrap().region, "east");
+}
+
+#[test]
+fn a_runtime_schema_names_its_strategy_and_the_run_can_override_it() {
+    let schema = |strategy: &str| -> std::sync::Arc<diffsync::ModelSchema> {
+        std::sync::Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "name": "rec", "identifiers": [{"name": "id"}], "strategy": strategy, "timestamp": "at",
+                "attributes": [{"name": "value"}, {"name": "at", "kind": "integer"}],
+            }))
+            .unwrap(),
+        )
+    };
+    let side = |name: &str, strategy: &str, value: &str, at: i64| {
+        let s = schema(strategy);
+        let mut a = diffsync::MemoryAdapter::new(name, &["rec"]);
+        a.store.register_dyn(s.clone()).unwrap();
+        let m = serde_json::json!({"id": "x", "value": value, "at": at});
+        a.store.add(diffsync::DynModel::from_json(&s, m).unwrap()).unwrap();
+        a
+    };
+    let run = |strategy: &str, opts: BiOptions| {
+        let (mut l, mut r) = (side("l", strategy, "L", 10), side("r", strategy, "R", 5));
+        let mut b = Base::from_store(side("b", strategy, "0", 0).store);
+        let report = reconcile(&mut l, &mut r, &mut b, &opts).unwrap();
+        (
+            report.conflicts[0].strategy.clone(),
+            r.store.get_dyn("rec", "x").unwrap().attributes()["value"].clone(),
+        )
+    };
+    assert_eq!(run("right-wins", no_limit()), ("right-wins".into(), "R".into()));
+    assert_eq!(run("newest", no_limit()), ("newest(at)".into(), "L".into()));
+    let opts = no_limit().strategy_for("rec", Strategy::RightWins);
+    assert_eq!(run("newest", opts), ("right-wins".into(), "R".into()));
+    // A schema naming an unknown strategy is refused when it is registered.
+    let bad: diffsync::ModelSchema = serde_json::from_value(serde_json::json!({
+        "name": "rec", "identifiers": [{"name": "id"}], "strategy": "loudest",
+    }))
+    .unwrap();
+    let err = LocalStore::new("x").register_dyn(std::sync::Arc::new(bad)).unwrap_err();
+    assert!(err.to_string().contains("\"loudest\""), "{err}");
+}
+
+#[test]
+fn modification_beats_deletion_when_asked_whatever_the_strategy() {
+    for beats in [false, true] {
+        let (mut left, mut right, mut base) = agreed();
+        right.store.remove("interface", "sfo-r1__eth0", false).unwrap();
+        set(&mut left.store, "interface", "sfo-r1__eth0", "description", "edited");
+        left.store.remove("interface", "nyc-r1__eth1", false).unwrap();
+        set(&mut right.store, "interface", "nyc-r1__eth1", "description", "edited");
+        let opts = no_limit()
+            .strategy(Strategy::LeftWins)
+            .modification_beats_deletion(beats);
+        let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
+        let on_right = right.store.get_dyn("interface", "sfo-r1__eth0").is_ok();
+        let on_left = left.store.get_dyn("interface", "nyc-r1__eth1").is_ok();
+        // Left wins: its update comes back to the right either way; its
+        // delete of nyc-r1__eth1 wins only when deletions may win.
+        assert_eq!((on_right, on_left), (true, beats), "{report}");
+        let by: Vec<_> = report.conflicts_by_strategy().into_iter().map(|(s, _)| s).collect();
+        let expect = if beats {
+            "modification beats deletion"
+        } else {
+            "left-wins"
+        };
+        assert_eq!(by, [expect], "{report}");
+        assert!(!left.diff_from(&right).unwrap().has_diffs());
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_strategys_text_form_reads_back(
+        field in proptest::option::of("[a-z_]{1,8}"),
+        skew in prop_oneof![Just(0.0), 1.0f64..1e6],
+        which in 0u8..6,
+        depth in 0usize..3,
+    ) {
+        let mut s = match which {
+            0 => Strategy::Safe,
+            1 => Strategy::LeftWins,
+            2 => Strategy::RightWins,
+            3 => Strategy::Newest { field: field.clone(), skew },
+            _ => Strategy::Highest { field: field.clone() },
+        };
+        for _ in 0..depth {
+            s = Strategy::merge(s);
+        }
+        let back = Strategy::parse(&s.name()).unwrap();
+        prop_assert_eq!(back.name(), s.name());
+    }
+}
+
+#[test]
+fn a_malformed_strategy_text_is_a_typed_error() {
+    for text in [
+        "newest(",
+        "newest(at, -3)",
+        "merge(oldest)",
+        "custom",
+        "highest(a b)",
+        "",
+    ] {
+        assert!(matches!(Strategy::parse(text), Err(Error::Strategy { .. })), "{text}");
+    }
+}
+
+#[test]
+fn a_base_file_loads_whatever_the_order_of_its_records_and_refuses_a_missing_parent() {
+    let like = diffsync_tests::Inventory::empty("like").store;
+    let record =
+        |t: &str, key: &str, parent: Option<(&str, &str)>, ids: serde_json::Value, attrs: serde_json::Value| {
+            let mut r = serde_json::json!({"model_type": t, "key": key, "identifiers": ids, "attributes": attrs});
+            if let Some(p) = parent {
+                r["parent"] = serde_json::json!(p);
+            }
+            r
+        };
+    let intf = record(
+        "interface",
+        "r1__eth0",
+        Some(("device", "r1")),
+        serde_json::json!({"device_name": "r1", "name": "eth0"}),
+        serde_json::json!({"description": "up", "mtu": 1500}),
+    );
+    let dev = record(
+        "device",
+        "r1",
+        Some(("site", "nyc")),
+        serde_json::json!({"name": "r1"}),
+        serde_json::json!({"role": "edge", "serial": null}),
+    );
+    let site = record(
+        "site",
+        "nyc",
+        None,
+        serde_json::json!({"name": "nyc"}),
+        serde_json::json!({"region": "east"}),
+    );
+    let file = |models: Vec<serde_json::Value>| {
+        serde_json::to_vec(&serde_json::json!({"format": "diffsync-base", "version": 1, "models": models})).unwrap()
+    };
+    let base = Base::from_bytes(&file(vec![intf.clone(), dev.clone(), site]), &like, "hand-written").unwrap();
+    assert_eq!(
+        base.store().parent_of("interface", "r1__eth0").unwrap(),
+        Some(("device", "r1"))
+    );
+    assert_eq!(base.store().parent_of("device", "r1").unwrap(), Some(("site", "nyc")));
+    let err = Base::from_bytes(&file(vec![intf, dev]), &like, "hand-written").unwrap_err();
+    assert!(
+        matches!(&err, Error::Base { path, message } if path == "hand-written" && message.contains("site \"nyc\"")),
+        "{err}"
+    );
 }

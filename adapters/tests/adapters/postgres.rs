@@ -152,3 +152,37 @@ fn a_refused_row_names_server_model_and_key_and_keeps_the_cause() {
         "{message}"
     );
 }
+
+#[test]
+fn a_bidirectional_base_lives_in_the_database() {
+    use diffsync::bidir::{BiOptions, reconcile};
+    let Some(pg) = Postgres::start() else { return };
+    let mut left = inventory("cmdb", 2, 0);
+    {
+        let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+        let mut base = db.load_base("cmdb").unwrap();
+        assert!(base.is_empty());
+        reconcile(&mut left, &mut db, &mut base, &BiOptions::new().max_delete_share(None)).unwrap();
+        db.save_base("cmdb", &base).unwrap();
+        // Saved again (an upsert): still one row.
+        db.save_base("cmdb", &base).unwrap();
+        assert_eq!(count(&mut db, "_diffsync_base"), 1);
+    }
+    // Another process: the base says what both agreed on, so a delete on
+    // the left is a delete (not a create on the right).
+    left.store.remove("interface", "site0-r0__eth1", false).unwrap();
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    let mut base = db.load_base("cmdb").unwrap();
+    assert_eq!(base.len(), db.store.count_all());
+    let report = reconcile(&mut left, &mut db, &mut base, &BiOptions::new()).unwrap();
+    assert_eq!(report.to_right.totals().applied, 1);
+    db.reload().unwrap();
+    assert!(db.store.get_dyn("interface", "site0-r0__eth1").is_err());
+    assert!(db.load_base("other").unwrap().is_empty());
+    // A corrupt row is a typed error naming where it was read, not an empty base.
+    db.client()
+        .execute("UPDATE _diffsync_base SET body = 'not json' WHERE pair = 'cmdb'", &[])
+        .unwrap();
+    let err = db.load_base("cmdb").unwrap_err().to_string();
+    assert!(err.contains("_diffsync_base"), "{err}");
+}
