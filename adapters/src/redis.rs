@@ -375,6 +375,9 @@ impl Store for RedisStore {
     fn local(&self) -> &LocalStore {
         &self.image
     }
+    fn refresh_fingerprints(&mut self) {
+        self.image.refresh_fingerprints();
+    }
     fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> diffsync::Result<()> {
         let (model_type, uid) = (model.model_type().to_string(), model.unique_id());
         self.image.insert_boxed(model, parent)?;

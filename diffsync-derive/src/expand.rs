@@ -114,6 +114,23 @@ fn expand(input: &Input<'_>) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
+    // The digest's canonical encoding takes fields sorted by name: sorted here, once.
+    let sorted_fields = |fields: &[&Field<'_>]| {
+        let mut v: Vec<(String, &Field<'_>)> = fields.iter().map(|f| (f.ident.to_string(), *f)).collect();
+        v.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        // Spanned on the field's type and through `attr`, like the values:
+        // one error per bad type.
+        let calls = v.into_iter().map(|(name, f)| {
+            let id = f.ident;
+            quote_spanned!(f.ty.span()=> #p::attr(&self.#id).digest(enc, #name);)
+        });
+        quote! {
+            enc.begin_group();
+            #(#calls)*
+        }
+    };
+    let digest_ids = sorted_fields(&ids);
+    let digest_attrs = sorted_fields(&attrs);
     let timestamp = field_named(|f| f.attrs.timestamp.is_some());
     let version = field_named(|f| f.attrs.version.is_some());
 
@@ -131,7 +148,7 @@ fn expand(input: &Input<'_>) -> TokenStream {
     // Serialize/Deserialize is reported at the field.
     let to_json = |f: &Field<'_>| {
         let id = f.ident;
-        quote_spanned!(f.ty.span()=> #p::to_value(&self.#id))
+        quote_spanned!(f.ty.span()=> #p::attr(&self.#id).to_value())
     };
     let id_values: Vec<TokenStream> = ids.iter().map(|f| to_json(f)).collect();
     let attr_values: Vec<TokenStream> = attrs.iter().map(|f| to_json(f)).collect();
@@ -226,6 +243,10 @@ fn expand(input: &Input<'_>) -> TokenStream {
                     let mut m = #p::Attrs::with_capacity(#n_attrs);
                     #(m.insert(#p::Cow::Borrowed(#attr_names), #attr_values);)*
                     m
+                }
+                fn write_digest(&self, enc: &mut #p::Encoder) {
+                    #digest_ids
+                    #digest_attrs
                 }
                 fn attribute(&self, name: &str) -> ::core::option::Option<#p::Value> {
                     match name {

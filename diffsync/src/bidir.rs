@@ -1305,6 +1305,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
             base.store.remove(t, k, false)?;
         }
     }
+    base.store.refresh_fingerprints();
     Ok(BiReport {
         plan_left,
         plan_right,

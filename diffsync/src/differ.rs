@@ -11,9 +11,9 @@ use hashbrown::{HashSet, HashTable};
 use crate::diff::{Action, AttrChange, Diff, DiffElement};
 use crate::error::{Error, Result};
 use crate::flags::{DiffFlags, ModelFlags};
-use crate::model::AnyModel;
+use crate::model::{AnyModel, ModelSchema};
 use crate::options::{Options, Progress, Stage};
-use crate::store::{LocalStore, Table};
+use crate::store::{LocalStore, Meta, Table};
 
 /// Lists up to this long are matched by scanning instead of through the index.
 const SCAN_LIMIT: usize = 32;
@@ -218,11 +218,10 @@ fn walk<'a>(
 
 /// Live slots of a type without a parent, in insertion order.
 fn parentless(store: &LocalStore, ty: Option<u32>) -> Vec<u32> {
-    ty.map(|t| {
-        let t = &store.tables[t as usize];
-        t.slots().filter(|&s| t.meta[s as usize].parent.is_none()).collect()
-    })
-    .unwrap_or_default()
+    ty.map(|t| &store.tables[t as usize])
+        .filter(|t| t.parentless > 0)
+        .map(|t| t.slots().filter(|&s| t.meta[s as usize].parent.is_none()).collect())
+        .unwrap_or_default()
 }
 
 /// A top-level type neither store knows is a typo, not an empty type
@@ -575,10 +574,11 @@ fn diff_pair(
 ) -> Result<PairOutcome> {
     let mut stack: Vec<Frame<'_>> = Vec::new();
     let mut spare: Vec<Vec<Pair>> = Vec::new();
-    let Some(frame) = open(ctx, sty, s, dty, d) else {
-        return Ok(PairOutcome::Skipped);
-    };
-    stack.push(frame);
+    match open(ctx, sty, s, dty, d) {
+        Opened::Skipped => return Ok(PairOutcome::Skipped),
+        Opened::Same(n) => return Ok(PairOutcome::Unchanged(n)),
+        Opened::Frame(frame) => stack.push(frame),
+    }
     loop {
         let Some(top) = stack.last_mut() else {
             return Err(internal("", "the differ's work stack ran empty"));
@@ -586,8 +586,10 @@ fn diff_pair(
         if let Some(&(cs, cd)) = top.pairs.get(top.next_pair) {
             top.next_pair += 1;
             let (csty, cdty) = top.list.unwrap_or_default();
-            if let Some(frame) = open(ctx, csty, cs, cdty, cd) {
-                stack.push(frame);
+            match open(ctx, csty, cs, cdty, cd) {
+                Opened::Skipped => {}
+                Opened::Same(n) => top.child_unchanged += n,
+                Opened::Frame(frame) => stack.push(frame),
             }
             continue;
         }
@@ -627,14 +629,20 @@ fn internal(model_type: &str, message: &str) -> Error {
     }
 }
 
-/// Starts a pair: counts it, compares its attributes; `None` when flags skip it.
-fn open<'a>(
-    ctx: &mut Ctx<'a, '_>,
-    sty: Option<u32>,
-    s: Option<u32>,
-    dty: Option<u32>,
-    d: Option<u32>,
-) -> Option<Frame<'a>> {
+/// What starting a pair found.
+enum Opened<'a> {
+    /// Flags skip it.
+    Skipped,
+    /// Its subtrees are equal (their fingerprints match): this many pairs.
+    Same(usize),
+    /// Its children are to be diffed.
+    Frame(Frame<'a>),
+}
+
+/// Starts a pair: counts it, compares its attributes; whole subtrees whose
+/// fingerprints match (and, in a three-way walk, the base's too) are
+/// counted unchanged without a visit.
+fn open<'a>(ctx: &mut Ctx<'a, '_>, sty: Option<u32>, s: Option<u32>, dty: Option<u32>, d: Option<u32>) -> Opened<'a> {
     let sm = model(ctx.src, sty, s);
     let dm = model(ctx.dst, dty, d);
     let sflags = sm.map_or(ModelFlags::empty(), |m| m.flags());
@@ -648,17 +656,49 @@ fn open<'a>(
     if skip {
         ctx.skipped += 1;
         ctx.count(1);
-        return None;
+        return Opened::Skipped;
     }
     ctx.count(usize::from(sm.is_some()) + usize::from(dm.is_some()));
     let st = table(ctx.src, sty);
     let dt = table(ctx.dst, dty);
-    let equal = match (st, s, dt, d) {
-        (Some(st), Some(s), Some(dt), Some(d)) => st.models.attrs_equal(s, &*dt.models, d),
-        _ => false,
+    // Equal up-to-date subtree fingerprints: equal models all the way
+    // down (the pair's own attributes included), nothing to compare.
+    let same = match (st, s, dt, d) {
+        (Some(st), Some(s), Some(dt), Some(d)) if !ctx.keep_unchanged => {
+            same_subtree(&st.meta[s as usize], &dt.meta[d as usize]).filter(|_| {
+                std::ptr::eq::<ModelSchema>(&*st.schema, &*dt.schema) || st.schema.children == dt.schema.children
+            })
+        }
+        _ => None,
     };
-    if let Some(three) = ctx.three.as_mut() {
-        against_base(three, st, s, dt, d, equal);
+    let equal = same.is_some()
+        || match (st, s, dt, d) {
+            (Some(st), Some(s), Some(dt), Some(d)) => st.models.attrs_equal(s, &*dt.models, d),
+            _ => false,
+        };
+    let base = match ctx.three.as_mut() {
+        Some(three) => against_base(three, st, s, dt, d, equal),
+        None => None,
+    };
+    if let (Some(n), Some(d)) = (same, d)
+        && let Some(dt) = dt
+    {
+        let same_base = match (&ctx.three, base) {
+            (None, _) => true,
+            (Some(three), Some((bt, bs))) => {
+                let bm = &three.base.tables[bt as usize].meta[bs as usize];
+                same_subtree(bm, &dt.meta[d as usize]) == Some(n)
+            }
+            (Some(_), None) => false,
+        };
+        if same_base {
+            if let Some(three) = ctx.three.as_mut() {
+                // The rest of the subtree's base models are met too.
+                three.seen += n - 1;
+            }
+            ctx.count(2 * (n - 1));
+            return Opened::Same(n);
+        }
     }
     // Child types the destination declares and the source does not: their
     // children count as skipped (when both sides have the model).
@@ -672,7 +712,7 @@ fn open<'a>(
             ctx.count(n);
         }
     }
-    Some(Frame {
+    Opened::Frame(Frame {
         sty,
         s,
         dty,
@@ -689,7 +729,14 @@ fn open<'a>(
     })
 }
 
-/// Compares one pair with the base model of the same key.
+/// The size of two subtrees with equal, up-to-date fingerprints and no
+/// flagged model (flags would make a visit count them differently).
+fn same_subtree(a: &Meta, b: &Meta) -> Option<usize> {
+    (!a.dirty && !b.dirty && !a.flagged && !b.flagged && a.subtree == b.subtree).then_some(a.subtree.count as usize)
+}
+
+/// Compares one pair with the base model of the same key; returns where
+/// the base holds it.
 fn against_base(
     three: &mut ThreeWay<'_>,
     st: Option<&Table>,
@@ -697,11 +744,9 @@ fn against_base(
     dt: Option<&Table>,
     d: Option<u32>,
     equal: bool,
-) {
+) -> Option<(u32, u32)> {
     // The destination first: the base is built like it, often in its order.
-    let Some((t, slot)) = dt.zip(d).or(st.zip(s)) else {
-        return;
-    };
+    let (t, slot) = dt.zip(d).or(st.zip(s))?;
     let meta = &t.meta[slot as usize];
     let uid = &meta.uid;
     let base = three.base;
@@ -732,6 +777,7 @@ fn against_base(
             src,
         });
     }
+    found
 }
 
 /// Moves a frame to its next non-empty child list and matches it; false

@@ -167,6 +167,7 @@ pub mod bidir;
 mod compare;
 pub mod diff;
 mod differ;
+pub mod digest;
 mod error;
 mod flags;
 pub mod guide;
@@ -194,6 +195,7 @@ pub mod __private {
     pub use serde_json::Value;
     pub use std::borrow::Cow;
 
+    pub use crate::digest::Encoder;
     pub use crate::error::Result;
     pub use crate::flags::ModelFlags;
     pub use crate::model::{
@@ -213,6 +215,8 @@ pub mod __private {
         fn to_json(&self) -> serde_json::Result<Value>;
         /// The value from JSON.
         fn from_json(v: &Value) -> serde_json::Result<Self>;
+        /// Writes the value as a field of the digest encoding.
+        fn digest_into(&self, enc: &mut Encoder, name: &str);
     }
 
     #[diagnostic::do_not_recommend]
@@ -223,13 +227,35 @@ pub mod __private {
         fn from_json(v: &Value) -> serde_json::Result<Self> {
             T::deserialize(v)
         }
+        fn digest_into(&self, enc: &mut Encoder, name: &str) {
+            enc.field(name, self)
+        }
     }
 
-    /// Serializes a field for a diff element; a value that cannot be
-    /// represented as JSON shows as its error text.
-    pub fn to_value<T: Attribute>(v: &T) -> Value {
-        v.to_json()
-            .unwrap_or_else(|e| Value::String(format!("<unserializable: {e}>")))
+    /// A field as an attribute: its JSON value and its digest encoding.
+    /// Every generated use goes through here, so a field type without serde
+    /// gets one error, not one per use.
+    pub fn attr<T: Attribute>(v: &T) -> &dyn AttrRef {
+        v
+    }
+
+    /// What generated code does with an attribute's value.
+    pub trait AttrRef {
+        /// The value for a diff element; a value that cannot be
+        /// represented as JSON shows as its error text.
+        fn to_value(&self) -> Value;
+        /// Writes the value as a field of the digest encoding.
+        fn digest(&self, enc: &mut Encoder, name: &str);
+    }
+
+    impl<T: Attribute> AttrRef for T {
+        fn to_value(&self) -> Value {
+            self.to_json()
+                .unwrap_or_else(|e| Value::String(format!("<unserializable: {e}>")))
+        }
+        fn digest(&self, enc: &mut Encoder, name: &str) {
+            self.digest_into(enc, name)
+        }
     }
 
     /// Reads a field from a value, naming the model, key and field on failure.

@@ -443,6 +443,14 @@ pub trait DiffModel: Any + Clone + fmt::Debug + Send + Sync {
     /// the same type: identifiers and attributes copied, local-only fields at
     /// their `Default`, flags at the type's default.
     fn copy_for_create(&self) -> Self;
+    /// Writes the canonical encoding of the identifiers, then of the
+    /// attributes, for the item [`Digest`](crate::digest::Digest). The
+    /// default goes through their values; `#[derive(DiffModel)]` writes
+    /// the fields directly.
+    fn write_digest(&self, enc: &mut crate::digest::Encoder) {
+        crate::digest::write_attrs(enc, &self.identifiers());
+        crate::digest::write_attrs(enc, &self.attributes());
+    }
     /// This instance's flags (the schema's by default).
     fn flags(&self) -> ModelFlags {
         self.schema().flags
@@ -485,6 +493,8 @@ pub trait AnyModel: Any + fmt::Debug + Send + Sync {
     fn attribute(&self, name: &str) -> Option<Value>;
     /// Flags.
     fn flags(&self) -> ModelFlags;
+    /// Writes the canonical encoding for the item digest.
+    fn write_digest(&self, enc: &mut crate::digest::Encoder);
     /// Shortname.
     fn shortname(&self) -> Option<String>;
     /// Sets attributes from values.
@@ -524,6 +534,9 @@ impl<T: DiffModel> AnyModel for T {
     }
     fn flags(&self) -> ModelFlags {
         DiffModel::flags(self)
+    }
+    fn write_digest(&self, enc: &mut crate::digest::Encoder) {
+        DiffModel::write_digest(self, enc)
     }
     fn shortname(&self) -> Option<String> {
         DiffModel::shortname(self)

@@ -12,7 +12,9 @@ use std::hash::BuildHasher;
 use hashbrown::{HashMap, HashSet, HashTable};
 use serde_json::Value;
 
+use crate::digest::{self, Digest, Fingerprint};
 use crate::error::{Error, Result};
+use crate::flags::ModelFlags;
 use crate::model::{AnyModel, Attrs, DiffModel, IdPart, ModelSchema, SchemaRef, StaticModel, unique_id_of};
 
 /// Where to take new attribute values from when updating a stored model.
@@ -59,6 +61,9 @@ pub trait Store: Send + Sync {
     fn end_batch(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Brings the image's subtree fingerprints up to date (see
+    /// [`LocalStore::refresh_fingerprints`]); a sync calls it when done.
+    fn refresh_fingerprints(&mut self) {}
 }
 
 /// Where a model sits in a [`LocalStore`], as returned by the add methods:
@@ -101,6 +106,20 @@ pub(crate) struct Meta {
     /// One list per child type of the schema (empty box for leaf types).
     pub(crate) children: Box<[Vec<u32>]>,
     pub(crate) alive: bool,
+    /// The model's item digest.
+    pub(crate) digest: Digest,
+    /// Its term in fingerprints (the digest mixed with the parent's key).
+    pub(crate) term: Digest,
+    /// A stable hash of (type, key), mixed into the children's terms;
+    /// computed when the model first gets a child (0: not yet).
+    pub(crate) key_hash: u64,
+    /// The subtree's fingerprint, valid unless `dirty`.
+    pub(crate) subtree: Fingerprint,
+    /// Something in the subtree changed since the last refresh (then every
+    /// ancestor is dirty too).
+    pub(crate) dirty: bool,
+    /// Some model of the subtree is flagged IGNORE (valid unless `dirty`).
+    pub(crate) flagged: bool,
 }
 
 /// All models of one type.
@@ -112,6 +131,11 @@ pub(crate) struct Table {
     pub(crate) models: Box<dyn ModelVec>,
     /// Store type index of each schema child type, once known.
     pub(crate) child_types: Vec<Option<u32>>,
+    /// The terms of every live model of the type.
+    fingerprint: Fingerprint,
+    /// Live models without a parent (a child type has none but orphans:
+    /// the differ looks for them only when there are some).
+    pub(crate) parentless: usize,
 }
 
 impl Clone for Table {
@@ -123,6 +147,8 @@ impl Clone for Table {
             live: self.live,
             models: self.models.clone_box(),
             child_types: self.child_types.clone(),
+            fingerprint: self.fingerprint,
+            parentless: self.parentless,
         }
     }
 }
@@ -137,6 +163,8 @@ impl Table {
             live: 0,
             models,
             child_types: vec![None; n],
+            fingerprint: Fingerprint::default(),
+            parentless: 0,
         }
     }
 
@@ -153,15 +181,33 @@ impl Table {
             .map(|(i, _)| i as u32)
     }
 
-    fn push_meta(&mut self, uid: Box<str>, hash: u64, parent: Option<Link>) -> u32 {
+    /// Records a new model's slot: `parent` with its stable key hash, the
+    /// model's digest, whether it is flagged IGNORE.
+    fn push_meta(
+        &mut self,
+        uid: Box<str>,
+        hash: u64,
+        parent: Option<(Link, u64)>,
+        digest: Digest,
+        ignored: bool,
+    ) -> u32 {
         let slot = self.meta.len() as u32;
         let children = (0..self.schema.children.len()).map(|_| Vec::new()).collect();
+        let term = digest::term(digest, parent.map(|p| p.1));
+        self.fingerprint.add(term);
+        self.parentless += usize::from(parent.is_none());
         self.meta.push(Meta {
             uid,
             hash,
-            parent,
+            parent: parent.map(|p| p.0),
             children,
             alive: true,
+            digest,
+            term,
+            key_hash: 0,
+            subtree: Fingerprint { count: 1, sum: term.0 },
+            dirty: false,
+            flagged: ignored,
         });
         let meta = &self.meta;
         self.index.insert_unique(hash, slot, |&i| meta[i as usize].hash);
@@ -324,6 +370,9 @@ pub struct LocalStore {
     pub(crate) tables: Vec<Table>,
     by_name: HashMap<String, u32>,
     scratch: String,
+    /// Parentless models whose subtree fingerprint is dirty (may hold
+    /// duplicates and models cleaned or removed since).
+    dirty_roots: Vec<Link>,
 }
 
 impl Clone for LocalStore {
@@ -336,6 +385,7 @@ impl Clone for LocalStore {
             tables: self.tables.clone(),
             by_name: self.by_name.clone(),
             scratch: String::new(),
+            dirty_roots: self.dirty_roots.clone(),
         }
     }
 }
@@ -367,6 +417,7 @@ impl LocalStore {
             tables: Vec::new(),
             by_name: HashMap::new(),
             scratch: String::new(),
+            dirty_roots: Vec::new(),
         }
     }
 
@@ -616,8 +667,11 @@ impl LocalStore {
                 requested: std::any::type_name::<T>().into(),
             });
         };
+        let item = digest::item_digest(&model);
+        let ignored = model.flags().contains(ModelFlags::IGNORE);
         vec.0.push(Some(model));
-        let slot = table.push_meta(uid, hash, link.map(|l| l.0));
+        let parent = link.map(|(l, _)| (l, self.key_hash(l)));
+        let slot = self.tables[ty as usize].push_meta(uid, hash, parent, item, ignored);
         if let Some((l, ci)) = link {
             self.link(l, ci, ty, slot);
         }
@@ -628,6 +682,164 @@ impl LocalStore {
         let pt = &mut self.tables[parent.ty as usize];
         pt.child_types[ci] = Some(child_ty);
         pt.meta[parent.slot as usize].children[ci].push(slot);
+        self.mark_dirty(parent);
+    }
+
+    /// Marks a model's subtree fingerprint, and its ancestors', out of
+    /// date. Stops at the first one already marked (its ancestors are), so
+    /// a bulk load marks each model about once.
+    fn mark_dirty(&mut self, mut at: Link) {
+        loop {
+            let m = &mut self.tables[at.ty as usize].meta[at.slot as usize];
+            if m.dirty {
+                return;
+            }
+            m.dirty = true;
+            match m.parent {
+                Some(p) => at = p,
+                None => {
+                    self.dirty_roots.push(at);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A model's stable key hash, computed once.
+    fn key_hash(&mut self, at: Link) -> u64 {
+        let t = &mut self.tables[at.ty as usize];
+        let m = &mut t.meta[at.slot as usize];
+        if m.key_hash == 0 {
+            m.key_hash = digest::parent_hash(&t.schema.name, &m.uid);
+        }
+        m.key_hash
+    }
+
+    /// A model's content or parent changed: its digest and term follow.
+    fn redigest(&mut self, at: Link) {
+        let t = &self.tables[at.ty as usize];
+        let m = &t.meta[at.slot as usize];
+        let Some(model) = t.models.get(at.slot) else { return };
+        let item = digest::item_digest(model);
+        let parent = m
+            .parent
+            .map(|p| self.tables[p.ty as usize].meta[p.slot as usize].key_hash);
+        let term = digest::term(item, parent);
+        let t = &mut self.tables[at.ty as usize];
+        let m = &mut t.meta[at.slot as usize];
+        t.fingerprint.remove(m.term);
+        t.fingerprint.add(term);
+        m.digest = item;
+        m.term = term;
+        // Its own term (and flags) are part of its subtree's: out of date.
+        m.dirty = false;
+        self.mark_dirty(at);
+    }
+
+    /// Brings every subtree fingerprint up to date (a walk of the models
+    /// changed since the last refresh and of their ancestors). Sync and
+    /// reconcile call it on the stores they change; the differ skips
+    /// equal subtrees only where both sides are up to date.
+    pub fn refresh_fingerprints(&mut self) {
+        let roots = std::mem::take(&mut self.dirty_roots);
+        // Post-order on a work stack (trees may be deep): (model, children done).
+        let mut stack: Vec<(Link, bool)> = Vec::new();
+        for root in roots {
+            let alive = self.tables[root.ty as usize]
+                .meta
+                .get(root.slot as usize)
+                .is_some_and(|m| m.alive && m.dirty && m.parent.is_none());
+            if !alive {
+                continue;
+            }
+            stack.push((root, false));
+            while let Some((at, done)) = stack.pop() {
+                let t = &self.tables[at.ty as usize];
+                let m = &t.meta[at.slot as usize];
+                if !done {
+                    stack.push((at, true));
+                    for (ci, list) in m.children.iter().enumerate() {
+                        let Some(cty) = t.child_types[ci] else { continue };
+                        let ct = &self.tables[cty as usize];
+                        stack.extend(
+                            list.iter()
+                                .filter(|&&c| ct.meta[c as usize].dirty)
+                                .map(|&c| (Link { ty: cty, slot: c }, false)),
+                        );
+                    }
+                    continue;
+                }
+                let mut fp = Fingerprint::default();
+                fp.add(m.term);
+                let mut flagged = t
+                    .models
+                    .get(at.slot)
+                    .is_some_and(|m| m.flags().contains(ModelFlags::IGNORE));
+                for (ci, list) in m.children.iter().enumerate() {
+                    let Some(cty) = t.child_types[ci] else { continue };
+                    let ct = &self.tables[cty as usize];
+                    for &c in list {
+                        fp.merge(ct.meta[c as usize].subtree);
+                        flagged |= ct.meta[c as usize].flagged;
+                    }
+                }
+                let m = &mut self.tables[at.ty as usize].meta[at.slot as usize];
+                m.subtree = fp;
+                m.flagged = flagged;
+                m.dirty = false;
+            }
+        }
+    }
+
+    /// Whether every subtree fingerprint is up to date.
+    pub fn fingerprints_fresh(&self) -> bool {
+        self.dirty_roots.is_empty()
+    }
+
+    /// The fingerprint of the whole store: equal for two stores holding
+    /// the same models under the same parents, whatever the order they
+    /// were added in. Kept up to date by every change: O(model types).
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut fp = Fingerprint::default();
+        for t in &self.tables {
+            fp.merge(t.fingerprint);
+        }
+        fp
+    }
+
+    /// The fingerprint of every model of one type.
+    pub fn type_fingerprint(&self, model_type: &str) -> Fingerprint {
+        self.table_index(model_type)
+            .map_or_else(Fingerprint::default, |t| self.tables[t as usize].fingerprint)
+    }
+
+    /// A model's item digest.
+    pub fn digest(&self, model_type: &str, key: &str) -> Option<Digest> {
+        let (ty, slot) = self.locate(model_type, key)?;
+        Some(self.tables[ty as usize].meta[slot as usize].digest)
+    }
+
+    /// The fingerprint of a model and everything below it (computed now
+    /// if changes since the last refresh touched the subtree).
+    pub fn subtree_fingerprint(&self, model_type: &str, key: &str) -> Option<Fingerprint> {
+        let (ty, slot) = self.locate(model_type, key)?;
+        let mut fp = Fingerprint::default();
+        let mut stack = vec![Link { ty, slot }];
+        while let Some(at) = stack.pop() {
+            let t = &self.tables[at.ty as usize];
+            let m = &t.meta[at.slot as usize];
+            if !m.dirty {
+                fp.merge(m.subtree);
+                continue;
+            }
+            fp.add(m.term);
+            for (ci, list) in m.children.iter().enumerate() {
+                if let Some(cty) = t.child_types[ci] {
+                    stack.extend(list.iter().map(|&c| Link { ty: cty, slot: c }));
+                }
+            }
+        }
+        Some(fp)
     }
 
     /// Adds a boxed model of any type (used by sync and by networked stores).
@@ -656,8 +868,11 @@ impl LocalStore {
             });
         }
         let schema = table.schema.clone();
+        let item = digest::item_digest(&*model);
+        let ignored = model.flags().contains(ModelFlags::IGNORE);
         table.models.push_boxed(model, &schema)?;
-        let slot = table.push_meta(uid.into_boxed_str(), hash, link.map(|l| l.0));
+        let parent = link.map(|(l, _)| (l, self.key_hash(l)));
+        let slot = self.tables[ty as usize].push_meta(uid.into_boxed_str(), hash, parent, item, ignored);
         if let Some((l, ci)) = link {
             self.link(l, ci, ty, slot);
         }
@@ -791,6 +1006,7 @@ impl LocalStore {
                         requested: std::any::type_name::<T>().into(),
                     })?;
                 vec.0[slot as usize] = Some(model);
+                self.redigest(Link { ty, slot });
                 Ok(())
             }
         }
@@ -840,7 +1056,10 @@ impl LocalStore {
         let (ty, slot) = self
             .locate(model_type, key)
             .ok_or_else(|| self.not_found(model_type, key))?;
-        self.tables[ty as usize].models.update_attrs(slot, source)
+        let result = self.tables[ty as usize].models.update_attrs(slot, source);
+        // Even a failed update may have set some attributes.
+        self.redigest(Link { ty, slot });
+        result
     }
 
     /// Removes a model. Its children are removed with it when `remove_children`
@@ -879,6 +1098,7 @@ impl LocalStore {
         }
         for ((pty, pslot, ci), gone) in leaving {
             self.tables[pty as usize].meta[pslot as usize].children[ci].retain(|s| !gone.contains(s));
+            self.mark_dirty(Link { ty: pty, slot: pslot });
         }
         for (ty, slot, remove_children) in found {
             // A subtree removed earlier in the list may have taken it already.
@@ -914,6 +1134,9 @@ impl LocalStore {
         }
         t.meta.retain(|m| m.alive);
         t.models.compact();
+        for l in self.dirty_roots.iter_mut().filter(|l| l.ty == ty) {
+            l.slot = remap[l.slot as usize];
+        }
         t.index.clear();
         let meta = &t.meta;
         for (slot, m) in meta.iter().enumerate() {
@@ -957,6 +1180,9 @@ impl LocalStore {
             drop(uid);
             t.models.clear(slot);
             t.live -= 1;
+            let term = meta.term;
+            t.fingerprint.remove(term);
+            t.parentless -= usize::from(meta.parent.is_none());
             for (ci, list) in children.into_iter().enumerate() {
                 let Some(cty) = self.tables[ty as usize].child_types[ci] else {
                     continue;
@@ -965,7 +1191,13 @@ impl LocalStore {
                     stack.extend(list.into_iter().map(|c| (cty, c)));
                 } else {
                     for c in list {
+                        let at = Link { ty: cty, slot: c };
                         self.tables[cty as usize].meta[c as usize].parent = None;
+                        self.tables[cty as usize].parentless += 1;
+                        // A parentless model is a root of the dirty set.
+                        self.tables[cty as usize].meta[c as usize].dirty = false;
+                        self.redigest(at);
+                        self.mark_dirty(at);
                     }
                 }
             }
@@ -991,6 +1223,9 @@ impl Store for LocalStore {
     }
     fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, Error)> {
         LocalStore::remove_many(self, items)
+    }
+    fn refresh_fingerprints(&mut self) {
+        LocalStore::refresh_fingerprints(self)
     }
 }
 

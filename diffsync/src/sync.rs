@@ -1057,6 +1057,7 @@ fn apply_to_store<S: Store + ?Sized>(
     {
         first = Some((String::new(), String::new(), err));
     }
+    store.refresh_fingerprints();
     first
 }
 

@@ -7,7 +7,9 @@
 //!
 //! Run: `cargo run --release -p diffsync-examples --example bench -- --data-dir DIR`,
 //! or on a generated workload of about N models per side with F interfaces
-//! per device (the sibling-list width): `-- --generate N --fanout F`.
+//! per device (the sibling-list width): `-- --generate N --fanout F`;
+//! a bidirectional reconcile: `-- --bidir N`; digests and fingerprints
+//! (load cost, root comparison, re-diff after one change): `-- --digests N`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,7 +50,7 @@ fn round4(d: std::time::Duration) -> f64 {
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let mut data_dir: Option<PathBuf> = None;
-    let (mut generated, mut fanout, mut bidir) = (None, 10, None);
+    let (mut generated, mut fanout, mut bidir, mut digests) = (None, 10, None, None);
     while let Some(a) = args.next() {
         let mut number = || -> Result<usize, BoxError> { Ok(args.next().ok_or("missing number")?.parse()?) };
         match a.as_str() {
@@ -56,9 +58,10 @@ fn main() -> Result<(), BoxError> {
             "--generate" => generated = Some(number()?),
             "--fanout" => fanout = number()?,
             "--bidir" => bidir = Some(number()?),
+            "--digests" => digests = Some(number()?),
             "-h" | "--help" => {
                 println!(
-                    "usage: bench --data-dir DIR   (DIR holds source.json, target.json, meta.json)\n       bench --generate N [--fanout F]\n       bench --bidir N   (reconcile: 1% edits on each side, 0.1% on both)"
+                    "usage: bench --data-dir DIR   (DIR holds source.json, target.json, meta.json)\n       bench --generate N [--fanout F]\n       bench --bidir N   (reconcile: 1% edits on each side, 0.1% on both)\n       bench --digests N   (fingerprints: load cost, root comparison, re-diff after one change)"
                 );
                 return Ok(());
             }
@@ -70,6 +73,9 @@ fn main() -> Result<(), BoxError> {
     }
     if let Some(n) = bidir {
         return run_bidir(n);
+    }
+    if let Some(n) = digests {
+        return run_digests(n);
     }
     let dir = data_dir.ok_or("missing --data-dir DIR")?;
     let meta: Option<serde_json::Value> = std::fs::read(dir.join("meta.json"))
@@ -259,6 +265,95 @@ fn run_bidir(n: usize) -> Result<(), BoxError> {
         "base_models": base.len(),
         "base_bytes_per_model": (base_bytes as f64 / base.len().max(1) as f64).round(),
         "verify_no_diffs": verified,
+    });
+    println!("{out}");
+    Ok(())
+}
+
+/// Digests and fingerprints on two equal generated stores of about N models:
+/// what keeping them costs at load, comparing roots, refreshing subtree
+/// fingerprints, and a re-diff after one change (equal subtrees skipped).
+fn run_digests(n: usize) -> Result<(), BoxError> {
+    // The generator is deterministic: the same shape twice is two equal stores.
+    let (file, copy) = (generate_shape(n, 10).0, generate_shape(n, 10).0);
+    let t = Instant::now();
+    let source = build("source", file)?;
+    let build_t = t.elapsed();
+    let mut target = build("target", copy)?;
+    let models = source.store.count_all();
+    // The item digests alone, as the load computed them (one per model).
+    let t = Instant::now();
+    let mut acc = 0u128;
+    for ty in ["site", "device", "interface"] {
+        for m in source.store.get_all_dyn(ty) {
+            acc = acc.wrapping_add(diffsync::digest::item_digest(m).0);
+        }
+    }
+    let digest_t = t.elapsed();
+    let full_t = {
+        let t = Instant::now();
+        let d = target.diff_from(&source)?;
+        assert!(!d.has_diffs());
+        t.elapsed()
+    };
+    let mut source = source;
+    let t = Instant::now();
+    source.store.refresh_fingerprints();
+    let refresh_t = t.elapsed();
+    target.store.refresh_fingerprints();
+    let rounds = 100_000;
+    let t = Instant::now();
+    let mut equal = 0;
+    for _ in 0..rounds {
+        equal += usize::from(std::hint::black_box(&source.store).fingerprint() == target.store.fingerprint());
+    }
+    let root_t = t.elapsed() / rounds;
+    let skipped_t = {
+        let t = Instant::now();
+        let d = target.diff_from(&source)?;
+        assert!(!d.has_diffs());
+        t.elapsed()
+    };
+    // One change deep down: the diff walks the top level and that one path.
+    let key = target
+        .store
+        .get_all_dyn("interface")
+        .nth(models / 2)
+        .map(|m| m.unique_id())
+        .ok_or("no interface")?;
+    let v = [("description".into(), "changed".into())].into_iter().collect();
+    target
+        .store
+        .update_attributes("interface", &key, diffsync::AttrSource::Values(&v))?;
+    let t = Instant::now();
+    target.store.refresh_fingerprints();
+    let refresh_one_t = t.elapsed();
+    let mut runs = Vec::new();
+    let mut found = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let d = target.diff_from(&source)?;
+        runs.push(t.elapsed());
+        found = d.summary().update;
+    }
+    runs.sort();
+    let us = |d: std::time::Duration| (d.as_secs_f64() * 1e7).round() / 10.0;
+    let out = json!({
+        "impl": "rust-diffsync",
+        "workload": "digests",
+        "models_per_side": models,
+        "build_s": round4(build_t),
+        "item_digests_s": round4(digest_t),
+        "item_digests_share_of_build": (digest_t.as_secs_f64() / build_t.as_secs_f64() * 1000.0).round() / 1000.0,
+        "refresh_fingerprints_s": round4(refresh_t),
+        "root_compare_ns": root_t.as_nanos(),
+        "roots_equal": equal == rounds as usize,
+        "diff_equal_stores_walked_s": round4(full_t),
+        "diff_equal_stores_skipped_s": round4(skipped_t),
+        "refresh_after_one_change_us": us(refresh_one_t),
+        "rediff_after_one_change_ms_median": (runs[2].as_secs_f64() * 1e4).round() / 10.0,
+        "rediff_found_updates": found,
+        "checksum": format!("{:x}", acc & 0xffff),
     });
     println!("{out}");
     Ok(())

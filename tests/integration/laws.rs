@@ -89,6 +89,46 @@ proptest! {
     }
 
     #[test]
+    fn skipping_subtrees_with_equal_fingerprints_changes_nothing_in_the_diff(
+        a in inventory_data(),
+        b in inventory_data(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..3),
+        log_unchanged in any::<bool>(),
+    ) {
+        // Either an unrelated inventory, or the same one with a few edits
+        // deep down (equal counts, different content: what a fingerprint must tell).
+        let (mut source, mut target) = (build("a", &a), build("b", if edits.is_empty() { &b } else { &a }));
+        let keys: Vec<String> = target.store.get_all_dyn("interface").map(|m| m.unique_id()).collect();
+        for (i, remove) in &edits {
+            if keys.is_empty() {
+                break;
+            }
+            let k = &keys[i.index(keys.len())];
+            if *remove {
+                let _ = target.store.remove("interface", k, false);
+            } else if target.store.get_dyn("interface", k).is_ok() {
+                let v = [("description".into(), "edited".into())].into_iter().collect();
+                target.store.update_attributes("interface", k, diffsync::AttrSource::Values(&v)).unwrap();
+            }
+        }
+        let flags = if log_unchanged { diffsync::DiffFlags::LOG_UNCHANGED_RECORDS } else { diffsync::DiffFlags::empty() };
+        let diff = |s: &Inventory, t: &Inventory| t.diff_from_with(s, &mut Options::new().flags(flags)).unwrap();
+        // Fingerprints out of date: every pair is visited.
+        let walked = diff(&source, &target);
+        let walked_self = diff(&source, &build("a", &a));
+        source.store.refresh_fingerprints();
+        target.store.refresh_fingerprints();
+        let mut same = build("a", &a);
+        same.store.refresh_fingerprints();
+        for (fast, slow) in [(diff(&source, &target), walked), (diff(&source, &same), walked_self)] {
+            prop_assert_eq!(serde_json::to_value(&fast).unwrap(), serde_json::to_value(&slow).unwrap());
+            prop_assert_eq!(fast.summary(), slow.summary());
+            prop_assert_eq!((fast.unchanged, fast.skipped), (slow.unchanged, slow.skipped));
+        }
+        prop_assert_eq!(source.store.fingerprint(), same.store.fingerprint());
+    }
+
+    #[test]
     fn summary_accounts_for_every_model(a in inventory_data(), b in inventory_data()) {
         let source = build("a", &a);
         let target = build("b", &b);

@@ -5,6 +5,7 @@ mod bidir;
 mod chaos;
 mod compare;
 mod depth;
+mod digest;
 mod dynamic;
 mod flags;
 mod laws;
