@@ -70,10 +70,12 @@ impl<'a> ThreeWay<'a> {
     }
 }
 
-struct Ctx<'a, 'o> {
+struct Ctx<'a, 'o, 's> {
     src: &'a LocalStore,
     dst: &'a LocalStore,
     three: Option<ThreeWay<'a>>,
+    /// The part to diff ([`Options::part`]), if not everything.
+    scope: Option<&'s Scope>,
     flags: DiffFlags,
     keep_unchanged: bool,
     skipped: usize,
@@ -84,7 +86,7 @@ struct Ctx<'a, 'o> {
     progress: Option<&'o mut dyn FnMut(Progress)>,
 }
 
-impl Ctx<'_, '_> {
+impl Ctx<'_, '_, '_> {
     fn count(&mut self, n: usize) {
         self.processed += n;
         if self.processed >= self.next_report {
@@ -108,6 +110,66 @@ enum PairOutcome {
     Unchanged(usize),
     Element(DiffElement),
     Skipped,
+}
+
+/// The part of two stores a diff covers ([`Options::part`]), as slots:
+/// per side (source, destination) the requested models and their ancestors.
+pub(crate) struct Scope {
+    full: [HashSet<(u32, u32)>; 2],
+    path: [HashSet<(u32, u32)>; 2],
+    /// (type, key) of ancestors outside every requested subtree: in the
+    /// result they are no-change parents.
+    outside: HashSet<(String, String)>,
+}
+
+impl Scope {
+    fn new(stores: [&LocalStore; 2], keys: &[(String, String)]) -> Scope {
+        let mut sc = Scope {
+            full: Default::default(),
+            path: Default::default(),
+            outside: HashSet::new(),
+        };
+        for (i, store) in stores.into_iter().enumerate() {
+            for (t, k) in keys {
+                let Some((ty, slot)) = store.locate(t, k) else { continue };
+                sc.full[i].insert((ty, slot));
+                let mut up = store.tables[ty as usize].meta[slot as usize].parent;
+                while let Some(l) = up {
+                    sc.path[i].insert((l.ty, l.slot));
+                    up = store.tables[l.ty as usize].meta[l.slot as usize].parent;
+                }
+            }
+            for &(ty, slot) in &sc.path[i] {
+                let mut at = Some((ty, slot));
+                let mut inside = false;
+                while let Some((t, s)) = at {
+                    inside |= sc.full[i].contains(&(t, s));
+                    at = store.tables[t as usize].meta[s as usize].parent.map(|l| (l.ty, l.slot));
+                }
+                if !inside {
+                    let t = &store.tables[ty as usize];
+                    sc.outside
+                        .insert((t.schema.name.to_string(), t.meta[slot as usize].uid.to_string()));
+                }
+            }
+        }
+        sc
+    }
+
+    /// Whether a pair is in a requested subtree (`Some(true)`), only on
+    /// the way to one (`Some(false)`), or outside the part.
+    fn place(&self, st: Option<u32>, s: Option<u32>, dt: Option<u32>, d: Option<u32>) -> Option<bool> {
+        let has = |set: &HashSet<(u32, u32)>, t: Option<u32>, slot: Option<u32>| {
+            t.zip(slot).is_some_and(|k| set.contains(&k))
+        };
+        if has(&self.full[0], st, s) || has(&self.full[1], dt, d) {
+            Some(true)
+        } else if has(&self.path[0], st, s) || has(&self.path[1], dt, d) {
+            Some(false)
+        } else {
+            None
+        }
+    }
 }
 
 /// Computes `dst.diff_from(src)`.
@@ -135,10 +197,12 @@ fn walk<'a>(
     opts: &mut Options<'_>,
 ) -> Result<(Diff, Option<ThreeWay<'a>>)> {
     let total = src.store.count_all() + dst.store.count_all();
+    let scope = opts.part.as_ref().map(|keys| Scope::new([src.store, dst.store], keys));
     let mut ctx = Ctx {
         src: src.store,
         dst: dst.store,
         three,
+        scope: scope.as_ref(),
         flags: opts.flags,
         keep_unchanged: opts.flags.contains(DiffFlags::LOG_UNCHANGED_RECORDS),
         skipped: 0,
@@ -209,6 +273,10 @@ fn walk<'a>(
             total: ctx.total,
         });
     }
+    if let Some(sc) = &scope {
+        // Ancestors outside the part only carry it: no-change parents.
+        diff.retain(|e| !sc.outside.contains(&(e.model_type.to_string(), e.key.clone())));
+    }
     for (ty, order) in &opts.order {
         diff.order(ty, order);
     }
@@ -250,7 +318,7 @@ fn table(store: &LocalStore, ty: Option<u32>) -> Option<&Table> {
     ty.map(|t| &store.tables[t as usize])
 }
 
-fn check_identifiers(ctx: &Ctx<'_, '_>, st: Option<&Table>, dt: Option<&Table>) -> Result<()> {
+fn check_identifiers(ctx: &Ctx<'_, '_, '_>, st: Option<&Table>, dt: Option<&Table>) -> Result<()> {
     if let (Some(st), Some(dt)) = (st, dt)
         && st
             .schema
@@ -366,7 +434,7 @@ fn match_lists(
 /// Diffs two sibling lists (slots of one model type); appends elements to `out`
 /// and returns the number of unchanged models not materialized.
 fn diff_lists(
-    ctx: &mut Ctx<'_, '_>,
+    ctx: &mut Ctx<'_, '_, '_>,
     s: List<'_>,
     d: List<'_>,
     siblings: bool,
@@ -395,7 +463,7 @@ fn diff_lists(
 /// here and their pairs' subtrees diffed in parallel; the elements are
 /// concatenated in pair order, so the result is the same as sequentially.
 fn diff_top(
-    ctx: &mut Ctx<'_, '_>,
+    ctx: &mut Ctx<'_, '_, '_>,
     sty: Option<u32>,
     s_slots: &[u32],
     dty: Option<u32>,
@@ -451,7 +519,7 @@ mod parallel {
     /// Diffs top-level pairs in parallel chunks. Chunks run in waves so the
     /// progress callback (not thread-safe) is called between waves, here.
     pub(super) fn diff_pairs(
-        ctx: &mut Ctx<'_, '_>,
+        ctx: &mut Ctx<'_, '_, '_>,
         sty: Option<u32>,
         dty: Option<u32>,
         pairs: &[Pair],
@@ -461,6 +529,7 @@ mod parallel {
         let chunk = (pairs.len() / (threads * 64)).max(1);
         let wave = chunk * threads * 8;
         let (src, dst, flags, keep_unchanged, total) = (ctx.src, ctx.dst, ctx.flags, ctx.keep_unchanged, ctx.total);
+        let scope = ctx.scope;
         let base = ctx.three.as_ref().map(|t| t.base);
         let mut unchanged = 0;
         for wave in pairs.chunks(wave) {
@@ -471,6 +540,7 @@ mod parallel {
                         src,
                         dst,
                         three: base.map(super::ThreeWay::new),
+                        scope,
                         flags,
                         keep_unchanged,
                         skipped: 0,
@@ -550,6 +620,8 @@ struct Frame<'a> {
     dty: Option<u32>,
     d: Option<u32>,
     equal: bool,
+    /// Inside the diffed part (always, unless the diff has a scope).
+    inside: bool,
     /// The side whose child types drive the walk: the source if present.
     primary: Option<&'a Table>,
     /// The next child type (index into the primary's schema).
@@ -566,7 +638,7 @@ struct Frame<'a> {
 
 /// Diffs one pair (or one-sided model) and its subtree.
 fn diff_pair(
-    ctx: &mut Ctx<'_, '_>,
+    ctx: &mut Ctx<'_, '_, '_>,
     sty: Option<u32>,
     s: Option<u32>,
     dty: Option<u32>,
@@ -574,7 +646,7 @@ fn diff_pair(
 ) -> Result<PairOutcome> {
     let mut stack: Vec<Frame<'_>> = Vec::new();
     let mut spare: Vec<Vec<Pair>> = Vec::new();
-    match open(ctx, sty, s, dty, d) {
+    match open(ctx, sty, s, dty, d, false) {
         Opened::Skipped => return Ok(PairOutcome::Skipped),
         Opened::Same(n) => return Ok(PairOutcome::Unchanged(n)),
         Opened::Frame(frame) => stack.push(frame),
@@ -586,7 +658,7 @@ fn diff_pair(
         if let Some(&(cs, cd)) = top.pairs.get(top.next_pair) {
             top.next_pair += 1;
             let (csty, cdty) = top.list.unwrap_or_default();
-            match open(ctx, csty, cs, cdty, cd) {
+            match open(ctx, csty, cs, cdty, cd, top.inside) {
                 Opened::Skipped => {}
                 Opened::Same(n) => top.child_unchanged += n,
                 Opened::Frame(frame) => stack.push(frame),
@@ -642,7 +714,22 @@ enum Opened<'a> {
 /// Starts a pair: counts it, compares its attributes; whole subtrees whose
 /// fingerprints match (and, in a three-way walk, the base's too) are
 /// counted unchanged without a visit.
-fn open<'a>(ctx: &mut Ctx<'a, '_>, sty: Option<u32>, s: Option<u32>, dty: Option<u32>, d: Option<u32>) -> Opened<'a> {
+fn open<'a>(
+    ctx: &mut Ctx<'a, '_, '_>,
+    sty: Option<u32>,
+    s: Option<u32>,
+    dty: Option<u32>,
+    d: Option<u32>,
+    parent_inside: bool,
+) -> Opened<'a> {
+    let inside = match ctx.scope {
+        Some(sc) if !parent_inside => match sc.place(sty, s, dty, d) {
+            Some(inside) => inside,
+            // Outside the part: not visited, not counted.
+            None => return Opened::Skipped,
+        },
+        _ => true,
+    };
     let sm = model(ctx.src, sty, s);
     let dm = model(ctx.dst, dty, d);
     let sflags = sm.map_or(ModelFlags::empty(), |m| m.flags());
@@ -718,6 +805,7 @@ fn open<'a>(ctx: &mut Ctx<'a, '_>, sty: Option<u32>, s: Option<u32>, dty: Option
         dty,
         d,
         equal,
+        inside,
         primary: if s.is_some() { st } else { dt },
         next_type: 0,
         list: None,
@@ -783,7 +871,7 @@ fn against_base(
 /// Moves a frame to its next non-empty child list and matches it; false
 /// when no list is left. A child type the destination does not declare
 /// (when both sides have the model) counts its children as skipped.
-fn next_list(ctx: &mut Ctx<'_, '_>, f: &mut Frame<'_>) -> Result<bool> {
+fn next_list(ctx: &mut Ctx<'_, '_, '_>, f: &mut Frame<'_>) -> Result<bool> {
     let Some(primary) = f.primary else {
         return Ok(false);
     };
@@ -819,7 +907,7 @@ fn next_list(ctx: &mut Ctx<'_, '_>, f: &mut Frame<'_>) -> Result<bool> {
 
 /// Ends a pair whose children are done: its element, or the count of an
 /// unchanged subtree.
-fn finish(ctx: &Ctx<'_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
+fn finish(ctx: &Ctx<'_, '_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
     let Frame {
         sty,
         s,

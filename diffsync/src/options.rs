@@ -48,6 +48,7 @@ pub struct Options<'a> {
     pub(crate) order: Vec<(String, ChildOrder)>,
     pub(crate) dry_run: bool,
     pub(crate) progress: Option<&'a mut dyn FnMut(Progress)>,
+    pub(crate) part: Option<Vec<(String, String)>>,
 }
 
 impl<'a> Options<'a> {
@@ -68,6 +69,15 @@ impl<'a> Options<'a> {
     /// Plans the sync and reports it without calling hooks or changing the store.
     pub fn dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
+        self
+    }
+    /// Diffs (and syncs) only these models, each `(model type, key)` with
+    /// its whole subtree, in either store: the diff has the elements a
+    /// full diff has for them, under their ancestors as no-change parents
+    /// (a model whose parent is created on the way is only in the part
+    /// with that parent). Keys in neither store are no part of anything.
+    pub fn part<T: Into<String>, K: Into<String>>(mut self, keys: impl IntoIterator<Item = (T, K)>) -> Self {
+        self.part = Some(keys.into_iter().map(|(t, k)| (t.into(), k.into())).collect());
         self
     }
     /// Calls `f` with progress (at most about a thousand times per stage, and at the end).

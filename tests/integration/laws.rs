@@ -129,6 +129,72 @@ proptest! {
     }
 
     #[test]
+    fn a_partial_diff_and_sync_are_the_same_part_of_the_full_ones(
+        a in inventory_data(),
+        b in inventory_data(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..4),
+        picks in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+    ) {
+        let (source, mut target) = (build("a", &a), build("b", if edits.is_empty() { &b } else { &a }));
+        let keys: Vec<String> = target.store.get_all_dyn("interface").map(|m| m.unique_id()).collect();
+        for (i, remove) in &edits {
+            let Some(k) = (!keys.is_empty()).then(|| &keys[i.index(keys.len())]) else { break };
+            if *remove {
+                let _ = target.store.remove("interface", k, false);
+            } else if target.store.get_dyn("interface", k).is_ok() {
+                let v = [("description".into(), "edited".into())].into_iter().collect();
+                target.store.update_attributes("interface", k, diffsync::AttrSource::Values(&v)).unwrap();
+            }
+        }
+        // Any models of either side, at any level.
+        let mut all: Vec<(String, String)> = Vec::new();
+        for inv in [&source, &target] {
+            for t in ["site", "device", "interface"] {
+                all.extend(inv.store.get_all_dyn(t).map(|m| (t.to_string(), m.unique_id())));
+            }
+        }
+        let part: Vec<(String, String)> = if all.is_empty() { Vec::new() } else { picks.iter().map(|i| all[i.index(all.len())].clone()).collect() };
+        // In the part: a requested model or below one, in either store.
+        let inside = |t: &str, k: &str| {
+            [&source, &target].iter().any(|inv| {
+                let mut at = Some((t.to_string(), k.to_string()));
+                while let Some((t, k)) = at {
+                    if part.contains(&(t.clone(), k.clone())) {
+                        return true;
+                    }
+                    at = inv.store.parent_of(&t, &k).ok().flatten().map(|(t, k)| (t.to_string(), k.to_string()));
+                }
+                false
+            })
+        };
+        let inside_set: std::collections::HashSet<(String, String)> = all.iter().filter(|(t, k)| inside(t, k)).cloned().collect();
+        let inside = |t: &str, k: &str| inside_set.contains(&(t.to_string(), k.to_string()));
+        let full = target.diff_from(&source).unwrap();
+        let expected = full.filtered(|e| inside(&e.model_type, &e.key));
+        let mut partial = target.diff_from_with(&source, &mut Options::new().part(part.clone())).unwrap();
+        let mut expected = expected;
+        // Counts of unchanged models under a carrying parent cover only the part.
+        fn uncount(es: &mut [diffsync::DiffElement], inside: &dyn Fn(&str, &str) -> bool) {
+            for e in es {
+                if !inside(&e.model_type, &e.key) {
+                    e.unchanged_descendants = 0;
+                    uncount(&mut e.children, inside);
+                }
+            }
+        }
+        uncount(&mut partial.elements, &inside);
+        uncount(&mut expected.elements, &inside);
+        prop_assert_eq!(&partial.elements, &expected.elements);
+        // Syncing the part changes the part, and nothing else.
+        let outside_before: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn(t, k).ok().map(|m| m.attributes())).collect();
+        target.sync_from_with(&source, &mut Options::new().part(part.clone())).unwrap();
+        let again = target.diff_from_with(&source, &mut Options::new().part(part.clone())).unwrap();
+        prop_assert!(!again.has_diffs(), "{}", again);
+        let outside_after: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn(t, k).ok().map(|m| m.attributes())).collect();
+        prop_assert_eq!(outside_before, outside_after);
+    }
+
+    #[test]
     fn summary_accounts_for_every_model(a in inventory_data(), b in inventory_data()) {
         let source = build("a", &a);
         let target = build("b", &b);
