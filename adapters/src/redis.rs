@@ -378,6 +378,9 @@ impl Store for RedisStore {
     fn refresh_fingerprints(&mut self) {
         self.image.refresh_fingerprints();
     }
+    fn set_origin(&mut self, origin: Option<&str>) {
+        self.image.set_origin(origin);
+    }
     fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> diffsync::Result<()> {
         let (model_type, uid) = (model.model_type().to_string(), model.unique_id());
         self.image.insert_boxed(model, parent)?;

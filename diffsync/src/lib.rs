@@ -169,6 +169,7 @@ pub mod diff;
 mod differ;
 pub mod digest;
 mod error;
+pub mod feed;
 mod flags;
 pub mod guide;
 pub mod model;

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::digest::{self, Digest, Fingerprint};
 use crate::error::{Error, Result};
+use crate::feed::{ChangeEvent, ChangeKind, StoreFeed};
 use crate::flags::ModelFlags;
 use crate::model::{AnyModel, Attrs, DiffModel, IdPart, ModelSchema, SchemaRef, StaticModel, unique_id_of};
 
@@ -64,6 +65,11 @@ pub trait Store: Send + Sync {
     /// Brings the image's subtree fingerprints up to date (see
     /// [`LocalStore::refresh_fingerprints`]); a sync calls it when done.
     fn refresh_fingerprints(&mut self) {}
+    /// Tags the change events of the writes made from now on (see
+    /// [`LocalStore::set_origin`]).
+    fn set_origin(&mut self, origin: Option<&str>) {
+        let _ = origin;
+    }
 }
 
 /// Where a model sits in a [`LocalStore`], as returned by the add methods:
@@ -373,6 +379,10 @@ pub struct LocalStore {
     /// Parentless models whose subtree fingerprint is dirty (may hold
     /// duplicates and models cleaned or removed since).
     dirty_roots: Vec<Link>,
+    /// Readers of this store's changes.
+    subscribers: Vec<std::sync::mpsc::Sender<ChangeEvent>>,
+    /// The tag put on the events of changes made now.
+    origin: Option<String>,
 }
 
 impl Clone for LocalStore {
@@ -386,6 +396,9 @@ impl Clone for LocalStore {
             by_name: self.by_name.clone(),
             scratch: String::new(),
             dirty_roots: self.dirty_roots.clone(),
+            // A clone is another store: its changes are its own.
+            subscribers: Vec::new(),
+            origin: None,
         }
     }
 }
@@ -418,6 +431,8 @@ impl LocalStore {
             by_name: HashMap::new(),
             scratch: String::new(),
             dirty_roots: Vec::new(),
+            subscribers: Vec::new(),
+            origin: None,
         }
     }
 
@@ -675,6 +690,7 @@ impl LocalStore {
         if let Some((l, ci)) = link {
             self.link(l, ci, ty, slot);
         }
+        self.emit(ChangeKind::Created, Link { ty, slot });
         Ok(self.handle(ty, slot))
     }
 
@@ -683,6 +699,41 @@ impl LocalStore {
         pt.child_types[ci] = Some(child_ty);
         pt.meta[parent.slot as usize].children[ci].push(slot);
         self.mark_dirty(parent);
+    }
+
+    /// A feed of every change made through this store from now on (see
+    /// [`feed`](crate::feed)). The store never waits for the reader.
+    pub fn subscribe(&mut self) -> StoreFeed {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.subscribers.push(tx);
+        StoreFeed { rx }
+    }
+
+    /// Tags the events of the changes made from now on (`None`: untagged),
+    /// so their readers can tell a sync's own writes from others.
+    pub fn set_origin(&mut self, origin: Option<&str>) {
+        self.origin = origin.map(str::to_string);
+    }
+
+    /// Tells the subscribers about a change of the model at `at`.
+    fn emit(&mut self, kind: ChangeKind, at: Link) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let t = &self.tables[at.ty as usize];
+        let m = &t.meta[at.slot as usize];
+        let event = ChangeEvent {
+            kind,
+            model_type: t.schema.name.to_string(),
+            key: m.uid.to_string(),
+            parent: m.parent.map(|p| {
+                let pt = &self.tables[p.ty as usize];
+                (pt.schema.name.to_string(), pt.meta[p.slot as usize].uid.to_string())
+            }),
+            origin: self.origin.clone(),
+        };
+        // A reader that went away stops being told.
+        self.subscribers.retain(|s| s.send(event.clone()).is_ok());
     }
 
     /// Marks a model's subtree fingerprint, and its ancestors', out of
@@ -715,7 +766,8 @@ impl LocalStore {
         m.key_hash
     }
 
-    /// A model's content or parent changed: its digest and term follow.
+    /// A model's content or parent may have changed: its digest and term
+    /// follow, and the subscribers hear of a real change.
     fn redigest(&mut self, at: Link) {
         let t = &self.tables[at.ty as usize];
         let m = &t.meta[at.slot as usize];
@@ -727,6 +779,7 @@ impl LocalStore {
         let term = digest::term(item, parent);
         let t = &mut self.tables[at.ty as usize];
         let m = &mut t.meta[at.slot as usize];
+        let changed = m.term != term;
         t.fingerprint.remove(m.term);
         t.fingerprint.add(term);
         m.digest = item;
@@ -734,6 +787,9 @@ impl LocalStore {
         // Its own term (and flags) are part of its subtree's: out of date.
         m.dirty = false;
         self.mark_dirty(at);
+        if changed {
+            self.emit(ChangeKind::Updated, at);
+        }
     }
 
     /// Brings every subtree fingerprint up to date (a walk of the models
@@ -876,6 +932,7 @@ impl LocalStore {
         if let Some((l, ci)) = link {
             self.link(l, ci, ty, slot);
         }
+        self.emit(ChangeKind::Created, Link { ty, slot });
         Ok(())
     }
 
@@ -1167,17 +1224,19 @@ impl LocalStore {
     /// recursion: subtrees may be deep) or left parentless.
     fn drop_slot(&mut self, ty: u32, slot: u32, remove_children: bool) {
         let mut stack = vec![(ty, slot)];
+        // Keys are freed at the end: the events of a subtree name its parents.
+        let mut freed = Vec::new();
         while let Some((ty, slot)) = stack.pop() {
+            self.emit(ChangeKind::Deleted, Link { ty, slot });
+            freed.push((ty, slot));
             let t = &mut self.tables[ty as usize];
             let meta = &mut t.meta[slot as usize];
             let children = std::mem::take(&mut meta.children);
             meta.alive = false;
             let hash = meta.hash;
-            let uid = std::mem::take(&mut meta.uid);
             if let Ok(e) = t.index.find_entry(hash, |&i| i == slot) {
                 e.remove();
             }
-            drop(uid);
             t.models.clear(slot);
             t.live -= 1;
             let term = meta.term;
@@ -1201,6 +1260,9 @@ impl LocalStore {
                     }
                 }
             }
+        }
+        for (ty, slot) in freed {
+            self.tables[ty as usize].meta[slot as usize].uid = Box::default();
         }
     }
 }
@@ -1226,6 +1288,9 @@ impl Store for LocalStore {
     }
     fn refresh_fingerprints(&mut self) {
         LocalStore::refresh_fingerprints(self)
+    }
+    fn set_origin(&mut self, origin: Option<&str>) {
+        LocalStore::set_origin(self, origin)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Shared fixtures for the integration tests: a site → device → interface
 //! inventory and an adapter that records its hook calls and can be told to fail.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use diffsync::{Adapter, Batch, Change, DiffModel, HookError, LocalStore, ModelFlags};
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,8 @@ pub struct Inventory {
     pub completed: usize,
     /// When set, `apply_batch` fails as a whole (like a rolled-back transaction).
     pub fail_batch: bool,
+    /// (model type, key) pairs whose hooks fail this many more times, then work.
+    pub flaky: HashMap<(String, String), usize>,
 }
 
 impl Inventory {
@@ -116,6 +118,7 @@ impl Inventory {
             fail: HashSet::new(),
             completed: 0,
             fail_batch: false,
+            flaky: HashMap::new(),
         }
     }
 
@@ -176,10 +179,9 @@ impl Inventory {
             format!("{verb} {} {} {attrs}", change.model_type(), change.key())
         };
         self.log.push(line);
-        if self
-            .fail
-            .contains(&(change.model_type().to_string(), change.key().to_string()))
-        {
+        let key = (change.model_type().to_string(), change.key().to_string());
+        let flaky = self.flaky.get_mut(&key).filter(|n| **n > 0).map(|n| *n -= 1).is_some();
+        if flaky || self.fail.contains(&key) {
             return Err(format!("{} {} refused by backend", change.model_type(), change.key()).into());
         }
         Ok(())

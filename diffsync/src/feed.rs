@@ -1,0 +1,114 @@
+//! Change feeds: what changed in a store or a system, as events a
+//! reconcile loop consumes.
+//!
+//! Events are hints, not data: a consumer re-reads the model and diffs it,
+//! so duplicated, reordered or coalesced events do no harm. A lost event
+//! does, which is why a feed says when it may have lost some (a
+//! [`FeedBatch::gap`]: resync needed) and why a loop also runs periodic
+//! anti-entropy passes.
+//!
+//! [`LocalStore::subscribe`](crate::LocalStore::subscribe) is the feed of
+//! the in-memory store; adapters provide durable feeds for their systems.
+//!
+//! ```
+//! use diffsync::feed::{ChangeFeed, ChangeKind};
+//! use diffsync::{DiffModel, LocalStore};
+//! use std::time::Duration;
+//!
+//! #[derive(DiffModel, Clone, Debug, PartialEq)]
+//! #[diffsync(name = "site")]
+//! struct Site { #[diffsync(id)] name: String, region: String }
+//!
+//! let mut store = LocalStore::new("cmdb");
+//! let mut feed = store.subscribe();
+//! store.add(Site { name: "nyc".into(), region: "east".into() })?;
+//! let batch = feed.poll(10, Duration::ZERO).unwrap();
+//! assert_eq!(batch.events[0].kind, ChangeKind::Created);
+//! assert_eq!(batch.events[0].key, "nyc");
+//! # Ok::<(), diffsync::Error>(())
+//! ```
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::BoxError;
+
+/// What happened to a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// Added.
+    Created,
+    /// Its attributes (or its parent link) changed.
+    Updated,
+    /// Removed.
+    Deleted,
+}
+
+/// One change of one model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// Model type name.
+    pub model_type: String,
+    /// Unique id.
+    pub key: String,
+    /// The parent (type, key), when the model has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<(String, String)>,
+    /// Who wrote it, when the writer said (a sync tags its own writes, so
+    /// a loop does not take them for new work).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+/// What one poll of a feed returned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeedBatch {
+    /// The events, oldest first.
+    pub events: Vec<ChangeEvent>,
+    /// The feed may have lost events before these (an overflow, a pruned
+    /// log, a restart): the consumer must resync everything.
+    pub gap: bool,
+}
+
+/// A source of change events.
+pub trait ChangeFeed: Send {
+    /// Waits up to `wait` for events and returns at most `max` of them
+    /// (none when nothing came).
+    fn poll(&mut self, max: usize, wait: Duration) -> Result<FeedBatch, BoxError>;
+    /// Every event returned so far has been handled: a durable feed moves
+    /// its persisted cursor past them, so a restart resumes here.
+    fn commit(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// The feed of a [`LocalStore`](crate::LocalStore): every change made
+/// through the store, as it happens. Not durable (it lives as long as the
+/// process); the store never waits for its reader.
+pub struct StoreFeed {
+    pub(crate) rx: Receiver<ChangeEvent>,
+}
+
+impl ChangeFeed for StoreFeed {
+    fn poll(&mut self, max: usize, wait: Duration) -> Result<FeedBatch, BoxError> {
+        let mut batch = FeedBatch::default();
+        let first = match self.rx.recv_timeout(wait) {
+            Ok(e) => e,
+            Err(RecvTimeoutError::Timeout) => return Ok(batch),
+            Err(RecvTimeoutError::Disconnected) => return Err("the store of this feed was dropped".into()),
+        };
+        batch.events.push(first);
+        while batch.events.len() < max {
+            match self.rx.try_recv() {
+                Ok(e) => batch.events.push(e),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        Ok(batch)
+    }
+}

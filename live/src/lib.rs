@@ -1,0 +1,712 @@
+//! Event-driven and incremental sync: a reconcile loop that keeps targets
+//! in step with a source as it changes.
+//!
+//! The loop follows the controller pattern: change events are hints. Each
+//! names a model; the loop keeps one dirty entry per key (however many
+//! events came), waits out a debounce window, then re-reads and diffs just
+//! those keys ([`Options::part`]) and applies what differs. A failed key is
+//! retried with jittered exponential backoff (capped at 64 s by default).
+//! Because feeds can lose events, a periodic anti-entropy pass compares the
+//! stores' fingerprints and repairs whatever differs, and a feed that
+//! reports a gap triggers such a pass at once. A sync also runs at start
+//! and on [`LoopHandle::trigger`].
+//!
+//! The loop drives a [`Reconciler`]: [`OneWay`] (a source to one or more
+//! targets) or [`TwoWay`] (a bidirectional reconcile against a base).
+//!
+//! # Threads, not async
+//! The loop runs on one thread of its own. Adapters' hooks are synchronous
+//! (SQLite, PostgreSQL, Redis clients, files), so an async runtime would only
+//! add a dependency and the risk of blocking its executor; the loop sleeps
+//! in the feeds' `poll` instead. Adapters are shared with the application
+//! behind `Arc<Mutex<_>>`: the loop locks them for one pass at a time.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use std::time::Duration;
+//! use diffsync::{Adapter, DiffModel, MemoryAdapter};
+//! use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
+//!
+//! #[derive(DiffModel, Clone, Debug, PartialEq)]
+//! #[diffsync(name = "site")]
+//! struct Site { #[diffsync(id)] name: String, region: String }
+//!
+//! let source = Arc::new(Mutex::new(MemoryAdapter::new("cmdb", &["site"])));
+//! let target = Arc::new(Mutex::new(MemoryAdapter::new("mirror", &["site"])));
+//! let feed = source.lock().unwrap().store.subscribe();
+//! let looped = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+//!     .feed(feed)
+//!     .debounce(Duration::from_millis(5));
+//! let events = looped.subscribe();
+//! let handle = looped.spawn();
+//! assert_eq!(events.recv().ok(), Some(LoopEvent::Started));
+//! assert!(matches!(events.recv(), Ok(LoopEvent::FullPass { reason: "startup", .. })));
+//! source.lock().unwrap().store.add(Site { name: "nyc".into(), region: "east".into() })?;
+//! // The incremental sync of that key.
+//! assert!(matches!(events.recv(), Ok(LoopEvent::Synced { keys: 1, applied: 1, .. })));
+//! assert_eq!(target.lock().unwrap().store.count("site"), 1);
+//! handle.shutdown();
+//! # Ok::<(), diffsync::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use diffsync::bidir::{Base, BiOptions, reconcile};
+use diffsync::feed::ChangeFeed;
+use diffsync::{Adapter, DiffFlags, Options, Store, SyncReport};
+
+/// A model, by (type, key).
+pub type Key = (String, String);
+
+/// What a pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PassOutcome {
+    /// Changes applied.
+    pub applied: usize,
+    /// Keys not brought in step, with why (retried later).
+    pub failed: Vec<(Key, String)>,
+}
+
+impl PassOutcome {
+    fn add_report(&mut self, report: &SyncReport) {
+        self.applied += report.totals().applied;
+        for e in report.unfinished() {
+            self.failed
+                .push(((e.model_type.clone(), e.key.clone()), e.outcome.to_string()));
+        }
+    }
+}
+
+/// What a reconcile loop drives: how to bring some keys, or everything, in step.
+pub trait Reconciler: Send {
+    /// Brings the models `keys` name (and their subtrees) in step.
+    fn sync_keys(&mut self, keys: &[Key], origin: &str) -> PassOutcome;
+    /// Compares everything and repairs what differs (start, anti-entropy,
+    /// gap, manual trigger). Cheap when nothing differs.
+    fn sync_all(&mut self, origin: &str) -> PassOutcome;
+}
+
+/// Locks a shared adapter; a panic in an earlier pass poisoned nothing that
+/// matters (a sync leaves the store as the system took the changes).
+fn lock<A>(m: &Mutex<A>) -> MutexGuard<'_, A> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An adapter whose writes carry the loop's tag until this is dropped
+/// (a panicking hook included).
+struct Tagged<'a, A: Adapter>(&'a mut A);
+
+impl<'a, A: Adapter> Tagged<'a, A> {
+    fn new(adapter: &'a mut A, origin: &str) -> Self {
+        adapter.store_mut().set_origin(Some(origin));
+        Tagged(adapter)
+    }
+}
+
+impl<A: Adapter> Drop for Tagged<'_, A> {
+    fn drop(&mut self) {
+        self.0.store_mut().set_origin(None);
+    }
+}
+
+/// One-way: a source's changes go to every target.
+pub struct OneWay<S, T> {
+    source: Arc<Mutex<S>>,
+    targets: Vec<Arc<Mutex<T>>>,
+}
+
+impl<S, T> OneWay<S, T> {
+    /// The source, and the targets kept in step with it.
+    pub fn new(source: Arc<Mutex<S>>, targets: Vec<Arc<Mutex<T>>>) -> Self {
+        OneWay { source, targets }
+    }
+}
+
+impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
+    fn each_target(&mut self, origin: &str, mut opts: impl FnMut() -> Options<'static>) -> PassOutcome {
+        let source = lock(&self.source);
+        let mut out = PassOutcome::default();
+        for target in &self.targets {
+            let mut target = lock(target);
+            let tagged = Tagged::new(&mut *target, origin);
+            let result = tagged.0.sync_from_with(&*source, &mut opts());
+            drop(tagged);
+            match result {
+                Ok(report) => out.add_report(&report),
+                Err(e) => out.failed.push(((String::new(), String::new()), e.to_string())),
+            }
+        }
+        out
+    }
+}
+
+impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
+    fn sync_keys(&mut self, keys: &[Key], origin: &str) -> PassOutcome {
+        let mut out = self.each_target(origin, || {
+            Options::new()
+                .flags(DiffFlags::CONTINUE_ON_FAILURE)
+                .part(keys.iter().cloned())
+        });
+        // A sync that stopped names no key: all of them are retried.
+        let stopped: Vec<String> = out
+            .failed
+            .iter()
+            .filter(|(k, _)| k.0.is_empty())
+            .map(|(_, e)| e.clone())
+            .collect();
+        out.failed.retain(|(k, _)| !k.0.is_empty());
+        for e in stopped {
+            out.failed.extend(keys.iter().map(|k| (k.clone(), e.clone())));
+        }
+        out
+    }
+
+    fn sync_all(&mut self, origin: &str) -> PassOutcome {
+        let equal = {
+            let source = lock(&self.source);
+            let root = source.store().local().fingerprint();
+            self.targets
+                .iter()
+                .all(|t| lock(t).store().local().fingerprint() == root)
+        };
+        if equal {
+            return PassOutcome::default();
+        }
+        self.each_target(origin, || Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+    }
+}
+
+/// Two-way: a bidirectional [`reconcile`] of two adapters against their base.
+pub struct TwoWay<L, R> {
+    left: Arc<Mutex<L>>,
+    right: Arc<Mutex<R>>,
+    base: Base,
+    opts: BiOptions,
+}
+
+impl<L, R> TwoWay<L, R> {
+    /// Both sides, the base they last agreed on, and the reconcile's options.
+    pub fn new(left: Arc<Mutex<L>>, right: Arc<Mutex<R>>, base: Base, opts: BiOptions) -> Self {
+        TwoWay {
+            left,
+            right,
+            base,
+            opts,
+        }
+    }
+
+    /// The base as it stands (save it to resume after a restart).
+    pub fn base(&self) -> &Base {
+        &self.base
+    }
+}
+
+impl<L: Adapter + Send, R: Adapter + Send> Reconciler for TwoWay<L, R> {
+    /// A reconcile is cheap where nothing changed (fingerprints skip equal
+    /// subtrees), so the keys only trigger it.
+    fn sync_keys(&mut self, keys: &[Key], origin: &str) -> PassOutcome {
+        let mut out = self.sync_all(origin);
+        if out.failed.iter().any(|(k, _)| k.0.is_empty()) {
+            let e = out.failed.iter().map(|(_, e)| e.clone()).next().unwrap_or_default();
+            out.failed = keys.iter().map(|k| (k.clone(), e.clone())).collect();
+        }
+        out
+    }
+
+    fn sync_all(&mut self, origin: &str) -> PassOutcome {
+        let (mut left, mut right) = (lock(&self.left), lock(&self.right));
+        let (l, r) = (Tagged::new(&mut *left, origin), Tagged::new(&mut *right, origin));
+        let result = reconcile(&mut *l.0, &mut *r.0, &mut self.base, &self.opts);
+        drop((l, r));
+        let mut out = PassOutcome::default();
+        match result {
+            Ok(report) => {
+                out.add_report(&report.to_left);
+                out.add_report(&report.to_right);
+                for e in [&report.left_error, &report.right_error].into_iter().flatten() {
+                    out.failed.push(((String::new(), String::new()), e.to_string()));
+                }
+            }
+            Err(e) => out.failed.push(((String::new(), String::new()), e.to_string())),
+        }
+        out
+    }
+}
+
+/// What the loop tells its subscribers (and `tracing`).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum LoopEvent {
+    /// The loop runs.
+    Started,
+    /// Dirty keys were synced.
+    Synced {
+        /// How many keys.
+        keys: usize,
+        /// Changes applied.
+        applied: usize,
+        /// Keys left for a retry.
+        failed: usize,
+        /// Time from the oldest key's first event to its apply.
+        latency: Duration,
+    },
+    /// A key could not be brought in step; it is retried after `retry_in`.
+    Failed {
+        /// The model (empty for a failure of the whole pass or a feed).
+        key: Key,
+        /// Why.
+        error: String,
+        /// When it is tried again.
+        retry_in: Duration,
+    },
+    /// A feed may have lost events: a full pass follows.
+    Gap {
+        /// Which feed (its index in the builder's order).
+        feed: usize,
+    },
+    /// A full pass ran (start, anti-entropy, gap, trigger).
+    FullPass {
+        /// Why it ran.
+        reason: &'static str,
+        /// Changes applied (0 when everything was in step).
+        repaired: usize,
+        /// Keys left for a retry.
+        failed: usize,
+    },
+    /// The loop stopped.
+    Stopped,
+}
+
+enum Command {
+    Trigger,
+    Shutdown,
+}
+
+/// Builds and starts a reconcile loop.
+pub struct ReconcileLoop<R> {
+    reconciler: R,
+    feeds: Vec<Box<dyn ChangeFeed>>,
+    debounce: Duration,
+    anti_entropy: Option<Duration>,
+    min_backoff: Duration,
+    max_backoff: Duration,
+    max_pending: usize,
+    max_batch: usize,
+    startup_sync: bool,
+    origin: String,
+    listeners: Arc<Mutex<Vec<Sender<LoopEvent>>>>,
+}
+
+impl<R: Reconciler + 'static> ReconcileLoop<R> {
+    /// A loop driving `reconciler`: debounce 100 ms, anti-entropy every
+    /// 5 minutes (±10 %), backoff 100 ms doubling to 64 s, at most 100,000
+    /// dirty keys, batches of 10,000, a full sync at start.
+    pub fn new(reconciler: R) -> Self {
+        ReconcileLoop {
+            reconciler,
+            feeds: Vec::new(),
+            debounce: Duration::from_millis(100),
+            anti_entropy: Some(Duration::from_secs(300)),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(64),
+            max_pending: 100_000,
+            max_batch: 10_000,
+            startup_sync: true,
+            origin: "diffsync-live".into(),
+            listeners: Arc::default(),
+        }
+    }
+    /// Lifecycle events, from the start (see also [`LoopHandle::subscribe`]).
+    pub fn subscribe(&self) -> Receiver<LoopEvent> {
+        subscribe(&self.listeners)
+    }
+    /// Adds a change feed.
+    pub fn feed(mut self, feed: impl ChangeFeed + 'static) -> Self {
+        self.feeds.push(Box::new(feed));
+        self
+    }
+    /// How long a key waits after its first event before it is synced
+    /// (later events in the window join it: one apply per key per window).
+    pub fn debounce(mut self, d: Duration) -> Self {
+        self.debounce = d;
+        self
+    }
+    /// Period of the anti-entropy pass (jittered ±10 %); `None`: never.
+    pub fn anti_entropy(mut self, every: Option<Duration>) -> Self {
+        self.anti_entropy = every;
+        self
+    }
+    /// Retry delays: from `min`, doubling, jittered, at most `max`.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min;
+        self.max_backoff = max;
+        self
+    }
+    /// At most this many dirty keys: past it the feeds are not read (a
+    /// durable feed keeps the rest) until the loop catches up.
+    pub fn max_pending(mut self, n: usize) -> Self {
+        self.max_pending = n.max(1);
+        self
+    }
+    /// At most this many keys per incremental sync.
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+    /// Whether to run a full sync when the loop starts.
+    pub fn startup_sync(mut self, on: bool) -> Self {
+        self.startup_sync = on;
+        self
+    }
+    /// The tag of the loop's own writes (their events are not new work).
+    pub fn origin(mut self, tag: impl Into<String>) -> Self {
+        self.origin = tag.into();
+        self
+    }
+    /// Starts the loop on its own thread.
+    pub fn spawn(self) -> LoopHandle {
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let listeners = self.listeners.clone();
+        let state = Worker {
+            cfg: self,
+            dirty: HashMap::new(),
+            full_retry: None,
+            listeners: listeners.clone(),
+            cmd: cmd_rx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("diffsync-live".into())
+            .spawn(move || state.run())
+            .ok();
+        LoopHandle {
+            cmd: cmd_tx,
+            thread,
+            listeners,
+        }
+    }
+}
+
+fn subscribe(listeners: &Mutex<Vec<Sender<LoopEvent>>>) -> Receiver<LoopEvent> {
+    let (tx, rx) = mpsc::channel();
+    lock(listeners).push(tx);
+    rx
+}
+
+/// Controls a running loop.
+pub struct LoopHandle {
+    cmd: Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+    listeners: Arc<Mutex<Vec<Sender<LoopEvent>>>>,
+}
+
+impl LoopHandle {
+    /// Lifecycle events from now on.
+    pub fn subscribe(&self) -> Receiver<LoopEvent> {
+        subscribe(&self.listeners)
+    }
+    /// Runs a full pass as soon as the current step is done.
+    pub fn trigger(&self) {
+        let _ = self.cmd.send(Command::Trigger);
+    }
+    /// Whether the loop's thread still runs.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+    /// Stops the loop after its current step and waits for it.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+    fn stop(&mut self) {
+        let _ = self.cmd.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for LoopHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One dirty key.
+struct Dirty {
+    /// When its first pending event came (for latency).
+    since: Instant,
+    /// When it is due.
+    due: Instant,
+    /// Retry delays, once it failed.
+    backoff: Option<ExponentialBackoff>,
+}
+
+struct Worker<R> {
+    cfg: ReconcileLoop<R>,
+    dirty: HashMap<Key, Dirty>,
+    /// A full pass that failed as a whole is retried: when, and its delays.
+    full_retry: Option<(Instant, ExponentialBackoff)>,
+    listeners: Arc<Mutex<Vec<Sender<LoopEvent>>>>,
+    cmd: Receiver<Command>,
+}
+
+/// Retry delays: jittered, doubling from `min`, at most `max`, endless.
+fn delays(min: Duration, max: Duration) -> ExponentialBackoff {
+    ExponentialBuilder::new()
+        .with_jitter()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .without_max_times()
+        .build()
+}
+
+/// The longest the loop sleeps in a feed's poll, so commands are seen.
+const TICK: Duration = Duration::from_millis(20);
+
+impl<R: Reconciler> Worker<R> {
+    fn emit(&self, event: LoopEvent) {
+        match &event {
+            LoopEvent::Failed { key, error, retry_in } => {
+                tracing::warn!(model_type = %key.0, key = %key.1, %error, ?retry_in, "sync failed, retrying")
+            }
+            LoopEvent::Gap { feed } => tracing::warn!(feed, "feed reported a gap, full pass"),
+            other => tracing::debug!(event = ?other, "reconcile loop"),
+        }
+        lock(&self.listeners).retain(|l| l.send(event.clone()).is_ok());
+    }
+
+    fn next_anti_entropy(&self) -> Option<Instant> {
+        self.cfg.anti_entropy.map(|every| {
+            let jitter = 0.9 + fastrand::f64() * 0.2;
+            Instant::now() + every.mul_f64(jitter)
+        })
+    }
+
+    fn run(mut self) {
+        self.emit(LoopEvent::Started);
+        if self.cfg.startup_sync {
+            self.full_pass("startup");
+        }
+        let mut next_ae = self.next_anti_entropy();
+        loop {
+            match self.cmd.try_recv() {
+                Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => break,
+                Ok(Command::Trigger) => self.full_pass("trigger"),
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+            let now = Instant::now();
+            let next_due = self.dirty.values().map(|d| d.due).min();
+            let retry = self.full_retry.as_ref().map(|(t, _)| *t);
+            let until = [next_due, next_ae, retry].into_iter().flatten().min();
+            let wait = until.map_or(TICK, |t| t.saturating_duration_since(now).min(TICK));
+            if self.poll_feeds(wait) {
+                self.full_pass("gap");
+            }
+            self.sync_due();
+            if next_ae.is_some_and(|t| Instant::now() >= t) {
+                self.full_pass("anti-entropy");
+                next_ae = self.next_anti_entropy();
+            } else if self.full_retry.as_ref().is_some_and(|(t, _)| Instant::now() >= *t) {
+                self.full_pass("retry");
+            }
+        }
+        self.emit(LoopEvent::Stopped);
+    }
+
+    /// Reads the feeds into the dirty set; true when one reported a gap.
+    fn poll_feeds(&mut self, wait: Duration) -> bool {
+        let room = self.cfg.max_pending.saturating_sub(self.dirty.len());
+        if room == 0 || self.cfg.feeds.is_empty() {
+            std::thread::sleep(wait);
+            return false;
+        }
+        let slice = wait / self.cfg.feeds.len() as u32;
+        let mut gap = false;
+        let mut failures = Vec::new();
+        let mut gaps = Vec::new();
+        for (i, feed) in self.cfg.feeds.iter_mut().enumerate() {
+            let room = self.cfg.max_pending.saturating_sub(self.dirty.len());
+            if room == 0 {
+                break;
+            }
+            let batch = match feed.poll(room.min(self.cfg.max_batch), slice) {
+                Ok(b) => b,
+                Err(e) => {
+                    failures.push((i, e.to_string()));
+                    continue;
+                }
+            };
+            if batch.gap {
+                gap = true;
+                gaps.push(i);
+            }
+            let now = Instant::now();
+            for e in batch.events {
+                if e.origin.as_deref() == Some(self.cfg.origin.as_str()) {
+                    continue;
+                }
+                self.dirty.entry((e.model_type, e.key)).or_insert(Dirty {
+                    since: now,
+                    due: now + self.cfg.debounce,
+                    backoff: None,
+                });
+            }
+        }
+        for feed in gaps {
+            self.emit(LoopEvent::Gap { feed });
+        }
+        for (i, error) in failures {
+            self.emit(LoopEvent::Failed {
+                key: (format!("feed {i}"), String::new()),
+                error,
+                retry_in: TICK,
+            });
+        }
+        gap
+    }
+
+    /// Syncs the keys that are due, in batches; failed ones wait their backoff.
+    fn sync_due(&mut self) {
+        let now = Instant::now();
+        let mut due: Vec<Key> = self
+            .dirty
+            .iter()
+            .filter(|(_, d)| d.due <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        due.sort();
+        for batch in due.chunks(self.cfg.max_batch) {
+            let oldest = batch
+                .iter()
+                .filter_map(|k| self.dirty.get(k).map(|d| d.since))
+                .min()
+                .unwrap_or(now);
+            let origin = self.cfg.origin.clone();
+            let outcome = self.guarded(|r| r.sync_keys(batch, &origin));
+            let failed = self.requeue(batch, &outcome);
+            self.emit(LoopEvent::Synced {
+                keys: batch.len(),
+                applied: outcome.applied,
+                failed,
+                latency: oldest.elapsed(),
+            });
+        }
+        if self.dirty.is_empty() {
+            self.commit_feeds();
+        }
+    }
+
+    /// Runs a reconciler step; a panic in a hook fails the step, not the loop.
+    fn guarded(&mut self, step: impl FnOnce(&mut R) -> PassOutcome) -> PassOutcome {
+        match catch_unwind(AssertUnwindSafe(|| step(&mut self.cfg.reconciler))) {
+            Ok(o) => o,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into());
+                PassOutcome {
+                    applied: 0,
+                    failed: vec![((String::new(), String::new()), format!("a hook panicked: {msg}"))],
+                }
+            }
+        }
+    }
+
+    /// Keys of `batch` that succeeded leave the dirty set; failed ones (the
+    /// failed models, or every key of a pass that failed as a whole) are
+    /// due again after their next backoff delay. Returns how many failed.
+    fn requeue(&mut self, batch: &[Key], outcome: &PassOutcome) -> usize {
+        let whole = outcome
+            .failed
+            .iter()
+            .find(|(k, _)| k.0.is_empty())
+            .map(|(_, e)| e.clone());
+        let mut failed: Vec<(Key, String)> = match &whole {
+            Some(e) => batch.iter().map(|k| (k.clone(), e.clone())).collect(),
+            None => outcome.failed.clone(),
+        };
+        failed.sort();
+        failed.dedup_by(|a, b| a.0 == b.0);
+        for k in batch {
+            if !failed.iter().any(|(f, _)| f == k) {
+                self.dirty.remove(k);
+            }
+        }
+        let now = Instant::now();
+        let (min, max) = (self.cfg.min_backoff, self.cfg.max_backoff);
+        for (k, error) in &failed {
+            let entry = self.dirty.entry(k.clone()).or_insert(Dirty {
+                since: now,
+                due: now,
+                backoff: None,
+            });
+            let backoff = entry.backoff.get_or_insert_with(|| delays(min, max));
+            let retry_in = backoff.next().unwrap_or(max).min(max);
+            entry.due = now + retry_in;
+            let (key, error) = (k.clone(), error.clone());
+            self.emit(LoopEvent::Failed { key, error, retry_in });
+        }
+        failed.len()
+    }
+
+    /// A full pass: everything compared, what differs repaired. Every dirty
+    /// key is covered by it; failed models stay dirty for their retries.
+    fn full_pass(&mut self, reason: &'static str) {
+        let origin = self.cfg.origin.clone();
+        let outcome = self.guarded(|r| r.sync_all(&origin));
+        match outcome.failed.iter().find(|(k, _)| k.0.is_empty()) {
+            Some((_, error)) => {
+                let (min, max) = (self.cfg.min_backoff, self.cfg.max_backoff);
+                let (due, backoff) = self
+                    .full_retry
+                    .get_or_insert_with(|| (Instant::now(), delays(min, max)));
+                let retry_in = backoff.next().unwrap_or(max).min(max);
+                *due = Instant::now() + retry_in;
+                let error = error.clone();
+                self.emit(LoopEvent::Failed {
+                    key: (String::new(), String::new()),
+                    error,
+                    retry_in,
+                });
+            }
+            None => self.full_retry = None,
+        }
+        let pending: Vec<Key> = self.dirty.keys().cloned().collect();
+        let failed = self.requeue(&pending, &outcome);
+        self.emit(LoopEvent::FullPass {
+            reason,
+            repaired: outcome.applied,
+            failed,
+        });
+        if self.dirty.is_empty() {
+            self.commit_feeds();
+        }
+    }
+
+    fn commit_feeds(&mut self) {
+        let mut failures = Vec::new();
+        for (i, feed) in self.cfg.feeds.iter_mut().enumerate() {
+            if let Err(e) = feed.commit() {
+                failures.push((i, e.to_string()));
+            }
+        }
+        for (i, error) in failures {
+            self.emit(LoopEvent::Failed {
+                key: (format!("feed {i}"), String::new()),
+                error,
+                retry_in: TICK,
+            });
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The reconcile loop: incremental syncs from change feeds, debounce,
+//! retries, anti-entropy, and what an unreliable feed or target does to it.
+
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diffsync::bidir::{Base, BiOptions};
+use diffsync::feed::{ChangeFeed, FeedBatch, StoreFeed};
+use diffsync::{Adapter, AttrSource, BoxError};
+use diffsync_live::{LoopEvent, OneWay, ReconcileLoop, TwoWay};
+use diffsync_tests::{Interface, Inventory, sys_a};
+
+/// A feed that loses, repeats and reorders events, and now and then says
+/// it lost some (a gap).
+struct Unreliable {
+    inner: StoreFeed,
+    seen: usize,
+    polls: usize,
+    gap_every: Option<usize>,
+}
+
+impl ChangeFeed for Unreliable {
+    fn poll(&mut self, max: usize, wait: Duration) -> Result<FeedBatch, BoxError> {
+        let mut batch = self.inner.poll(max, wait)?;
+        if batch.events.is_empty() {
+            return Ok(batch);
+        }
+        self.polls += 1;
+        let mut out = Vec::new();
+        for e in batch.events {
+            self.seen += 1;
+            match self.seen % 6 {
+                0 | 3 => {}                                 // lost
+                1 => out.extend([e.clone(), e.clone(), e]), // repeated
+                _ => out.push(e),
+            }
+        }
+        out.reverse();
+        batch.events = out;
+        batch.gap = self.gap_every.is_some_and(|n| self.polls.is_multiple_of(n));
+        Ok(batch)
+    }
+}
+
+fn wait_for(events: &Receiver<LoopEvent>, mut what: impl FnMut(&LoopEvent) -> bool) -> Vec<LoopEvent> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(e) = events.recv_timeout(Duration::from_millis(50)) {
+            let done = what(&e);
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    }
+    panic!("timed out; events: {seen:?}");
+}
+
+fn intf(device: &str, name: &str, description: &str) -> Interface {
+    Interface {
+        device_name: device.into(),
+        name: name.into(),
+        description: description.into(),
+        mtu: 1500,
+    }
+}
+
+/// Edits of every kind on the source: updates, creates under existing
+/// parents, deletes of leaves and of a subtree.
+fn edit(source: &Mutex<Inventory>, round: usize) {
+    let mut s = source.lock().unwrap();
+    let v = [("description".into(), format!("round {round}").into())]
+        .into_iter()
+        .collect();
+    s.store
+        .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
+        .unwrap();
+    s.store
+        .add_child("device", "nyc-r1", intf("nyc-r1", &format!("eth{}", round + 10), "new"))
+        .unwrap();
+    if round % 3 == 2 {
+        s.store
+            .remove("interface", &format!("nyc-r1__eth{}", round + 9), false)
+            .unwrap();
+    }
+    if round == 5 {
+        s.store.remove("site", "sfo", true).unwrap();
+    }
+}
+
+fn in_step(source: &Mutex<Inventory>, target: &Mutex<Inventory>) -> bool {
+    let (s, t) = (source.lock().unwrap(), target.lock().unwrap());
+    !t.diff_from(&*s).unwrap().has_diffs()
+}
+
+#[test]
+fn a_lossy_feed_and_a_flaky_target_end_in_step_after_anti_entropy() {
+    for gap_every in [None, Some(4)] {
+        let source = Arc::new(Mutex::new(sys_a()));
+        let mut t = Inventory::empty("target");
+        // The first creates of these fail twice, then work.
+        t.flaky.insert(("interface".into(), "nyc-r1__eth12".into()), 2);
+        t.flaky.insert(("device".into(), "nyc-r1".into()), 2);
+        let target = Arc::new(Mutex::new(t));
+        let feed = Unreliable {
+            inner: source.lock().unwrap().store.subscribe(),
+            seen: 0,
+            polls: 0,
+            gap_every,
+        };
+        let handle = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+            .feed(feed)
+            .debounce(Duration::from_millis(5))
+            .backoff(Duration::from_millis(5), Duration::from_millis(50))
+            .anti_entropy(Some(Duration::from_millis(300)));
+        let events = handle.subscribe();
+        let handle = handle.spawn();
+        for round in 0..12 {
+            edit(&source, round);
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        // Lost events are found by the next anti-entropy pass.
+        let seen = wait_for(&events, |e| {
+            matches!(
+                e,
+                LoopEvent::FullPass {
+                    reason: "anti-entropy",
+                    failed: 0,
+                    ..
+                }
+            )
+        });
+        let mut seen = seen;
+        while !in_step(&source, &target) {
+            seen.extend(wait_for(&events, |e| {
+                matches!(e, LoopEvent::FullPass { failed: 0, .. })
+            }));
+        }
+        assert!(in_step(&source, &target));
+        assert!(
+            seen.iter()
+                .any(|e| matches!(e, LoopEvent::Failed { key, .. } if key.1 == "nyc-r1")),
+            "the flaky device was retried: {seen:?}"
+        );
+        assert!(seen.iter().any(|e| matches!(e, LoopEvent::Synced { .. })), "{seen:?}");
+        assert_eq!(
+            gap_every.is_some(),
+            seen.iter().any(|e| matches!(e, LoopEvent::Gap { .. }))
+        );
+        // Nothing was lost: the target has every model the source has, with its values.
+        let (s, t) = (source.lock().unwrap(), target.lock().unwrap());
+        assert_eq!(s.store.count_all(), t.store.count_all());
+        assert_eq!(s.store.fingerprint(), t.store.fingerprint());
+        drop((s, t));
+        handle.shutdown();
+    }
+}
+
+#[test]
+fn events_within_the_debounce_window_make_one_apply_per_key() {
+    let source = Arc::new(Mutex::new(sys_a()));
+    let target = Arc::new(Mutex::new(sys_a()));
+    let feed = source.lock().unwrap().store.subscribe();
+    let handle = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+        .feed(feed)
+        .debounce(Duration::from_millis(300))
+        .anti_entropy(None);
+    let events = handle.subscribe();
+    let handle = handle.spawn();
+    wait_for(&events, |e| matches!(e, LoopEvent::FullPass { reason: "startup", .. }));
+    for i in 0..50 {
+        let v = [("description".into(), format!("edit {i}").into())]
+            .into_iter()
+            .collect();
+        let mut s = source.lock().unwrap();
+        s.store
+            .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
+            .unwrap();
+    }
+    let seen = wait_for(&events, |e| matches!(e, LoopEvent::Synced { .. }));
+    assert!(
+        matches!(
+            seen.last(),
+            Some(LoopEvent::Synced {
+                keys: 1,
+                applied: 1,
+                failed: 0,
+                ..
+            })
+        ),
+        "{seen:?}"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    handle.shutdown();
+    assert!(in_step(&source, &target));
+    let t = target.lock().unwrap();
+    let updates = t
+        .log
+        .iter()
+        .filter(|l| l.starts_with("update interface nyc-r1__eth0"))
+        .count();
+    assert_eq!(updates, 1, "{:?}", t.log);
+}
+
+#[test]
+fn a_two_way_loop_does_not_take_its_own_writes_for_new_work() {
+    let left = Arc::new(Mutex::new(sys_a()));
+    let right = Arc::new(Mutex::new(sys_a()));
+    right.lock().unwrap().name = "right".into();
+    let (lf, rf) = (
+        left.lock().unwrap().store.subscribe(),
+        right.lock().unwrap().store.subscribe(),
+    );
+    let base = Base::from_store(sys_a().store);
+    let two = TwoWay::new(left.clone(), right.clone(), base, BiOptions::new());
+    let handle = ReconcileLoop::new(two)
+        .feed(lf)
+        .feed(rf)
+        .debounce(Duration::from_millis(5))
+        .anti_entropy(None);
+    let events = handle.subscribe();
+    let handle = handle.spawn();
+    wait_for(&events, |e| matches!(e, LoopEvent::FullPass { reason: "startup", .. }));
+    let v = [("description".into(), "from the left".into())].into_iter().collect();
+    left.lock()
+        .unwrap()
+        .store
+        .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
+        .unwrap();
+    let v = [("region".into(), "from the right".into())].into_iter().collect();
+    right
+        .lock()
+        .unwrap()
+        .store
+        .update_attributes("site", "nyc", AttrSource::Values(&v))
+        .unwrap();
+    wait_for(&events, |e| matches!(e, LoopEvent::Synced { applied: 2, .. }));
+    // The writes the loop made raised events on both sides: none became work.
+    std::thread::sleep(Duration::from_millis(200));
+    let later: Vec<LoopEvent> = events.try_iter().collect();
+    assert!(later.is_empty(), "{later:?}");
+    handle.shutdown();
+    let (l, r) = (left.lock().unwrap(), right.lock().unwrap());
+    assert!(!l.diff_from(&*r).unwrap().has_diffs());
+    assert_eq!(
+        r.store
+            .get::<Interface>("interface", "nyc-r1__eth0")
+            .unwrap()
+            .description,
+        "from the left"
+    );
+}
+
+#[test]
+fn a_panicking_target_hook_fails_the_pass_and_the_loop_goes_on() {
+    struct Panicky(Inventory, bool);
+    impl Adapter for Panicky {
+        type Store = diffsync::LocalStore;
+        fn name(&self) -> &str {
+            "panicky"
+        }
+        fn store(&self) -> &diffsync::LocalStore {
+            &self.0.store
+        }
+        fn store_mut(&mut self) -> &mut diffsync::LocalStore {
+            &mut self.0.store
+        }
+        fn top_level(&self) -> Vec<&str> {
+            vec!["site"]
+        }
+        fn create(&mut self, _: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
+            if std::mem::take(&mut self.1) {
+                panic!("driver bug");
+            }
+            Ok(())
+        }
+    }
+    let source = Arc::new(Mutex::new(sys_a()));
+    let target = Arc::new(Mutex::new(Panicky(Inventory::empty("t"), true)));
+    let handle = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+        .backoff(Duration::from_millis(5), Duration::from_millis(20))
+        .anti_entropy(None);
+    let events = handle.subscribe();
+    let handle = handle.spawn();
+    let seen = wait_for(
+        &events,
+        |e| matches!(e, LoopEvent::FullPass { failed: 0, repaired, .. } if *repaired > 0),
+    );
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, LoopEvent::Failed { error, .. } if error.contains("driver bug"))),
+        "{seen:?}"
+    );
+    assert!(handle.is_running());
+    handle.shutdown();
+    // The panic poisoned the lock; the store is as the system took the changes.
+    let s = source.lock().unwrap_or_else(|e| e.into_inner());
+    let mut t = target.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(!t.diff_from(&*s).unwrap().has_diffs());
+    // The loop's tag was taken off despite the panic: later writes are the application's.
+    let mut feed = t.0.store.subscribe();
+    t.0.store.remove("site", "nyc", true).unwrap();
+    assert!(
+        feed.poll(10, Duration::ZERO)
+            .unwrap()
+            .events
+            .iter()
+            .all(|e| e.origin.is_none())
+    );
+}
