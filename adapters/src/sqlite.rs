@@ -49,6 +49,12 @@ pub struct SqliteAdapter {
     registry: Registry,
     tables: Vec<Table>,
     origin: String,
+    /// The database file (`None` in memory).
+    path: Option<std::path::PathBuf>,
+    /// Whether `enable_change_feed` ran: writes then tag their origin.
+    feed: bool,
+    /// The tag of the writes made now (see [`Adapter::set_origin`]).
+    write_origin: Option<String>,
     /// The models, as loaded from (and kept in step with) the database.
     pub store: LocalStore,
 }
@@ -58,7 +64,9 @@ impl SqliteAdapter {
     pub fn open(name: &str, path: impl AsRef<Path>, registry: Registry) -> Result<Self> {
         let origin = path.as_ref().display().to_string();
         let conn = Connection::open(path.as_ref()).map_err(|e| backend(&origin, e))?;
-        Self::with_connection(name, conn, origin, registry)
+        let mut a = Self::with_connection(name, conn, origin, registry)?;
+        a.path = Some(path.as_ref().to_path_buf());
+        Ok(a)
     }
 
     /// A fresh in-memory database.
@@ -81,6 +89,9 @@ impl SqliteAdapter {
             registry,
             tables,
             origin,
+            path: None,
+            feed: false,
+            write_origin: None,
             store,
         };
         a.load_tables()?;
@@ -128,6 +139,64 @@ impl SqliteAdapter {
         })
     }
 
+    /// Records every change to the model tables, by any connection or
+    /// process, in a change table kept by triggers (`_diffsync_changes`),
+    /// which [`change_feed`](Self::change_feed) reads. Writes made through
+    /// this adapter carry the origin set with [`Adapter::set_origin`].
+    pub fn enable_change_feed(&mut self) -> Result<()> {
+        let origin = format!("{}: _diffsync_changes", self.origin);
+        let mut ddl = String::from(FEED_TABLES);
+        for t in &self.tables {
+            ddl.push_str(&feed_triggers(t));
+        }
+        self.conn.execute_batch(&ddl).map_err(|e| backend(&origin, e))?;
+        self.feed = true;
+        Ok(())
+    }
+
+    /// A durable feed of this database's changes for `consumer`, on a
+    /// connection of its own: it resumes after the last event `consumer`
+    /// committed, in this process or an earlier one.
+    pub fn change_feed(&self, consumer: &str) -> Result<SqliteFeed> {
+        let fail = |message: &str| AdapterError::backend(&self.origin, message.to_string());
+        if !self.feed {
+            return Err(fail("the change feed is not enabled: call enable_change_feed first"));
+        }
+        let path = self
+            .path
+            .as_ref()
+            .ok_or_else(|| fail("an in-memory database has no feed for other connections"))?;
+        let conn = Connection::open(path).map_err(|e| backend(&self.origin, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| backend(&self.origin, e))?;
+        let cursor: Option<i64> = conn
+            .query_row(
+                "SELECT seq FROM _diffsync_cursor WHERE consumer = ?1",
+                [consumer],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| backend(&self.origin, e))?;
+        let ids = self
+            .tables
+            .iter()
+            .map(|t| {
+                (
+                    t.model_type.clone(),
+                    t.columns[..t.n_ids].iter().map(|c| c.name.to_string()).collect(),
+                )
+            })
+            .collect();
+        Ok(SqliteFeed {
+            conn,
+            consumer: consumer.to_string(),
+            ids,
+            returned: cursor.unwrap_or(0),
+            fresh: cursor.is_none(),
+            origin: format!("{}: _diffsync_changes", self.origin),
+        })
+    }
+
     /// Re-reads the database into a fresh store.
     pub fn reload(&mut self) -> Result<()> {
         let mut store = LocalStore::new(&self.name);
@@ -166,6 +235,8 @@ impl SqliteAdapter {
                 registry::insert_flat(&self.registry, &mut self.store, &t.model_type, record, &origin)?;
             }
         }
+        // Loaded: fingerprints up to date, so equal subtrees diff for free.
+        self.store.refresh_fingerprints();
         Ok(())
     }
 }
@@ -206,6 +277,15 @@ impl Adapter for SqliteAdapter {
         let keep_going = batch.continue_on_failure();
         let origin = self.origin.clone();
         let mut tx = self.conn.transaction().map_err(|e| backend(&origin, e))?;
+        // The triggers read the writer's tag; set inside the transaction,
+        // no other connection ever sees it.
+        if self.feed {
+            tx.execute(
+                "UPDATE _diffsync_origin SET tag = ?1 WHERE id = 1",
+                [&self.write_origin],
+            )
+            .map_err(|e| backend(&origin, e))?;
+        }
         for i in 0..batch.len() {
             if !batch.should_apply(i) {
                 continue;
@@ -245,8 +325,276 @@ impl Adapter for SqliteAdapter {
                 }
             }
         }
+        if self.feed {
+            tx.execute("UPDATE _diffsync_origin SET tag = NULL WHERE id = 1", [])
+                .map_err(|e| backend(&origin, e))?;
+        }
         tx.commit().map_err(|e| backend(&origin, e))?;
         batch.commit_staged();
+        Ok(())
+    }
+
+    fn set_origin(&mut self, origin: Option<&str>) {
+        self.store.set_origin(origin);
+        self.write_origin = origin.map(str::to_string);
+    }
+
+    fn refresh(&mut self) -> diffsync::Result<()> {
+        self.reload().map_err(|e| diffsync::Error::Load {
+            adapter: self.name.clone(),
+            source: Box::new(e),
+        })?;
+        let origin = self.write_origin.clone();
+        self.store.set_origin(origin.as_deref());
+        Ok(())
+    }
+
+    /// Reads the changed rows again (by their identifiers) into the image:
+    /// a row found is added or updated, a row gone is removed. A child whose
+    /// parent is not read yet waits for it within the same call.
+    fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
+        let mut todo: Vec<&diffsync::feed::ChangeEvent> = changed.iter().collect();
+        loop {
+            let before = todo.len();
+            let mut waiting = Vec::new();
+            let mut last_error = None;
+            for e in todo {
+                match self.reread_one(e) {
+                    Ok(()) => {}
+                    Err(err) => {
+                        last_error = Some(err);
+                        waiting.push(e);
+                    }
+                }
+            }
+            match last_error {
+                None => return Ok(()),
+                Some(err) if waiting.len() == before => {
+                    return Err(diffsync::Error::Load {
+                        adapter: self.name.clone(),
+                        source: Box::new(err),
+                    });
+                }
+                Some(_) => todo = waiting,
+            }
+        }
+    }
+}
+
+impl SqliteAdapter {
+    fn reread_one(&mut self, e: &diffsync::feed::ChangeEvent) -> Result<()> {
+        let Ok(t) = sql::table(&self.tables, &e.model_type) else {
+            return Ok(());
+        };
+        let ids: Vec<serde_json::Value> = match (&e.identifiers, self.store.get_dyn(&e.model_type, &e.key)) {
+            (_, Ok(m)) => m.identifiers().into_iter().map(|(_, v)| v).collect(),
+            (Some(ids), Err(_)) => t.columns[..t.n_ids]
+                .iter()
+                .map(|c| ids.get(c.name.as_ref()).cloned().unwrap_or_default())
+                .collect(),
+            (None, Err(_)) => return Ok(()),
+        };
+        let origin = t.origin();
+        let cond: Vec<String> = t.columns[..t.n_ids]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} IS ?{}", sql::quote(&c.name), i + 1))
+            .collect();
+        let cols: Vec<String> = t.column_names().iter().map(|c| sql::quote(c)).collect();
+        let query = format!(
+            "SELECT {} FROM {} WHERE {}",
+            cols.join(", "),
+            t.name,
+            cond.join(" AND ")
+        );
+        let params: Vec<Sql> = t.columns[..t.n_ids]
+            .iter()
+            .zip(&ids)
+            .map(|(c, v)| t.to_sql(&c.name, v, &e.key).map(|v| to_sqlite(&v)))
+            .collect::<Result<_>>()?;
+        let width = cols.len();
+        let row: Option<Vec<SqlValue>> = self
+            .conn
+            .query_row(&query, params_from_iter(params), |r| {
+                (0..width).map(|i| r.get::<_, Sql>(i).map(from_sqlite)).collect()
+            })
+            .optional()
+            .map_err(|err| backend(&origin, err))?;
+        let present = self.store.get_dyn(&e.model_type, &e.key).is_ok();
+        match row {
+            None if present => self.store.remove(&e.model_type, &e.key, false)?,
+            None => {}
+            Some(row) => {
+                let record = t.record(row)?;
+                if present {
+                    let attrs: diffsync::Attrs = record
+                        .iter()
+                        .map(|(k, v)| (std::borrow::Cow::Owned(k.clone()), v.clone()))
+                        .collect();
+                    self.store
+                        .update_attributes(&e.model_type, &e.key, diffsync::AttrSource::Values(&attrs))?;
+                } else {
+                    let model_type = e.model_type.clone();
+                    registry::insert_flat(&self.registry, &mut self.store, &model_type, record, &origin)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The feed's tables: the change log, the writer's tag, consumers' cursors,
+/// and how far the log was pruned.
+const FEED_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS _diffsync_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, model_type TEXT NOT NULL, ids TEXT NOT NULL, op TEXT NOT NULL, origin TEXT);
+CREATE TABLE IF NOT EXISTS _diffsync_origin (id INTEGER PRIMARY KEY CHECK (id = 1), tag TEXT);
+INSERT OR IGNORE INTO _diffsync_origin (id, tag) VALUES (1, NULL);
+CREATE TABLE IF NOT EXISTS _diffsync_cursor (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS _diffsync_pruned (id INTEGER PRIMARY KEY CHECK (id = 1), upto INTEGER NOT NULL);
+INSERT OR IGNORE INTO _diffsync_pruned (id, upto) VALUES (1, 0);
+";
+
+/// Triggers that log a table's inserts, updates (a changed identifier is a
+/// delete of the old key too) and deletes, with the writer's tag.
+fn feed_triggers(t: &Table) -> String {
+    let ty = t.model_type.replace('\'', "''");
+    let ids = |row: &str| {
+        let cols: Vec<String> = t.columns[..t.n_ids]
+            .iter()
+            .map(|c| format!("{row}.{}", sql::quote(&c.name)))
+            .collect();
+        format!("json_array({})", cols.join(", "))
+    };
+    let (new, old) = (ids("NEW"), ids("OLD"));
+    let log = |ids: &str, op: &str| {
+        format!(
+            "INSERT INTO _diffsync_changes (model_type, ids, op, origin) VALUES ('{ty}', {ids}, '{op}', (SELECT tag FROM _diffsync_origin WHERE id = 1));"
+        )
+    };
+    let name = |what: &str| sql::quote(&format!("_diffsync_{what}_{}", t.model_type));
+    format!(
+        "CREATE TRIGGER IF NOT EXISTS {} AFTER INSERT ON {} BEGIN {} END;
+CREATE TRIGGER IF NOT EXISTS {} AFTER UPDATE ON {} BEGIN {} INSERT INTO _diffsync_changes (model_type, ids, op, origin) SELECT '{ty}', {old}, 'deleted', (SELECT tag FROM _diffsync_origin WHERE id = 1) WHERE {old} IS NOT {new}; END;
+CREATE TRIGGER IF NOT EXISTS {} AFTER DELETE ON {} BEGIN {} END;
+",
+        name("insert"),
+        t.name,
+        log(&new, "created"),
+        name("update"),
+        t.name,
+        log(&new, "updated"),
+        name("delete"),
+        t.name,
+        log(&old, "deleted"),
+    )
+}
+
+/// A durable feed of an SQLite database's changes (see
+/// [`SqliteAdapter::enable_change_feed`]): reads the change log after the
+/// consumer's cursor; [`commit`](ChangeFeed::commit) persists the cursor and
+/// prunes what every consumer has read. Says "gap" when the consumer never
+/// committed (its first sync must be full) or the log was pruned past it.
+pub struct SqliteFeed {
+    conn: Connection,
+    consumer: String,
+    /// Identifier column names per model type.
+    ids: std::collections::HashMap<String, Vec<String>>,
+    /// The last sequence number returned.
+    returned: i64,
+    /// No cursor was persisted for this consumer yet.
+    fresh: bool,
+    origin: String,
+}
+
+use diffsync::feed::{ChangeEvent, ChangeFeed, ChangeKind, FeedBatch};
+
+impl SqliteFeed {
+    /// The sequence number of the last event returned.
+    pub fn position(&self) -> i64 {
+        self.returned
+    }
+
+    fn read(&mut self, max: usize) -> rusqlite::Result<FeedBatch> {
+        let mut batch = FeedBatch::default();
+        let pruned: i64 = self
+            .conn
+            .query_row("SELECT upto FROM _diffsync_pruned WHERE id = 1", [], |r| r.get(0))?;
+        if std::mem::take(&mut self.fresh) || pruned > self.returned {
+            batch.gap = true;
+            self.returned = self.returned.max(pruned);
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, model_type, ids, op, origin FROM _diffsync_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![self.returned, max as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (seq, model_type, ids, op, origin) = row?;
+            self.returned = seq;
+            let values: Vec<serde_json::Value> = serde_json::from_str(&ids).unwrap_or_default();
+            let names = self.ids.get(&model_type);
+            let identifiers = names.map(|names| {
+                names
+                    .iter()
+                    .zip(&values)
+                    .map(|(n, v)| (std::borrow::Cow::Owned(n.clone()), v.clone()))
+                    .collect()
+            });
+            batch.events.push(ChangeEvent {
+                kind: match op.as_str() {
+                    "created" => ChangeKind::Created,
+                    "deleted" => ChangeKind::Deleted,
+                    _ => ChangeKind::Updated,
+                },
+                key: diffsync::unique_id_of(values),
+                model_type,
+                identifiers,
+                parent: None,
+                origin,
+            });
+        }
+        Ok(batch)
+    }
+}
+
+impl ChangeFeed for SqliteFeed {
+    fn poll(&mut self, max: usize, wait: std::time::Duration) -> std::result::Result<FeedBatch, diffsync::BoxError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let batch = self.read(max).map_err(|e| backend(&self.origin, e))?;
+            if batch.gap || !batch.events.is_empty() {
+                return Ok(batch);
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(batch);
+            }
+            // Other processes' commits are seen by polling: a few ms apart.
+            std::thread::sleep((deadline - now).min(std::time::Duration::from_millis(2)));
+        }
+    }
+
+    fn commit(&mut self) -> std::result::Result<(), diffsync::BoxError> {
+        let tx = self.conn.transaction().map_err(|e| backend(&self.origin, e))?;
+        tx.execute(
+            "INSERT INTO _diffsync_cursor (consumer, seq) VALUES (?1, ?2) ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
+            rusqlite::params![self.consumer, self.returned],
+        )
+        .and_then(|_| {
+            tx.execute_batch(
+                "UPDATE _diffsync_pruned SET upto = max(upto, (SELECT min(seq) FROM _diffsync_cursor)) WHERE id = 1;
+                 DELETE FROM _diffsync_changes WHERE seq <= (SELECT upto FROM _diffsync_pruned WHERE id = 1);",
+            )
+        })
+        .and_then(|()| tx.commit())
+        .map_err(|e| backend(&self.origin, e))?;
         Ok(())
     }
 }

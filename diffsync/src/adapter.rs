@@ -104,6 +104,25 @@ pub trait Adapter {
         Ok(())
     }
 
+    /// Brings the in-memory image up to date for these changed models by
+    /// reading them again from the system (a loop calls it before diffing
+    /// them). The default has nothing to read: the store is the system.
+    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
+        let _ = changed;
+        Ok(())
+    }
+    /// Reads the whole system again into the in-memory image (a loop's
+    /// full pass calls it, so a write the feeds missed is found). The
+    /// default has nothing to read: the store is the system.
+    fn refresh(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Tags the writes made from now on as `origin`'s (their change events
+    /// carry it), or untags them.
+    fn set_origin(&mut self, origin: Option<&str>) {
+        self.store_mut().set_origin(origin);
+    }
+
     /// What would change in `self` to make it look like `source`.
     fn diff_from<S: Adapter + ?Sized>(&self, source: &S) -> Result<Diff> {
         self.diff_from_with(source, &mut Options::new())

@@ -56,6 +56,10 @@ pub struct ChangeEvent {
     pub model_type: String,
     /// Unique id.
     pub key: String,
+    /// The identifier values, when the feed knows them (a consumer re-reads
+    /// a model it has not seen yet by them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifiers: Option<crate::model::Attrs>,
     /// The parent (type, key), when the model has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<(String, String)>,

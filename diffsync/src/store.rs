@@ -726,6 +726,7 @@ impl LocalStore {
             kind,
             model_type: t.schema.name.to_string(),
             key: m.uid.to_string(),
+            identifiers: t.models.get(at.slot).map(|m| m.identifiers()),
             parent: m.parent.map(|p| {
                 let pt = &self.tables[p.ty as usize];
                 (pt.schema.name.to_string(), pt.meta[p.slot as usize].uid.to_string())

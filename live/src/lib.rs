@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use diffsync::bidir::{Base, BiOptions, reconcile};
-use diffsync::feed::ChangeFeed;
+use diffsync::feed::{ChangeEvent, ChangeFeed};
 use diffsync::{Adapter, DiffFlags, Options, Store, SyncReport};
 
 /// A model, by (type, key).
@@ -86,8 +86,9 @@ impl PassOutcome {
 
 /// What a reconcile loop drives: how to bring some keys, or everything, in step.
 pub trait Reconciler: Send {
-    /// Brings the models `keys` name (and their subtrees) in step.
-    fn sync_keys(&mut self, keys: &[Key], origin: &str) -> PassOutcome;
+    /// Brings the models these events name (the latest event of each
+    /// dirty key) and their subtrees in step.
+    fn sync_keys(&mut self, changed: &[ChangeEvent], origin: &str) -> PassOutcome;
     /// Compares everything and repairs what differs (start, anti-entropy,
     /// gap, manual trigger). Cheap when nothing differs.
     fn sync_all(&mut self, origin: &str) -> PassOutcome;
@@ -105,14 +106,14 @@ struct Tagged<'a, A: Adapter>(&'a mut A);
 
 impl<'a, A: Adapter> Tagged<'a, A> {
     fn new(adapter: &'a mut A, origin: &str) -> Self {
-        adapter.store_mut().set_origin(Some(origin));
+        adapter.set_origin(Some(origin));
         Tagged(adapter)
     }
 }
 
 impl<A: Adapter> Drop for Tagged<'_, A> {
     fn drop(&mut self) {
-        self.0.store_mut().set_origin(None);
+        self.0.set_origin(None);
     }
 }
 
@@ -131,8 +132,25 @@ impl<S, T> OneWay<S, T> {
 
 impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
     fn each_target(&mut self, origin: &str, mut opts: impl FnMut() -> Options<'static>) -> PassOutcome {
-        let source = lock(&self.source);
+        self.each_target_after(&[], origin, &mut opts)
+    }
+
+    /// Re-reads `changed` in the source, then syncs every target.
+    fn each_target_after(
+        &mut self,
+        changed: &[ChangeEvent],
+        origin: &str,
+        opts: &mut dyn FnMut() -> Options<'static>,
+    ) -> PassOutcome {
+        let mut source = lock(&self.source);
         let mut out = PassOutcome::default();
+        if !changed.is_empty()
+            && let Err(e) = source.reread(changed)
+        {
+            out.failed
+                .push(((String::new(), String::new()), format!("re-reading the source: {e}")));
+            return out;
+        }
         for target in &self.targets {
             let mut target = lock(target);
             let tagged = Tagged::new(&mut *target, origin);
@@ -148,8 +166,9 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
 }
 
 impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
-    fn sync_keys(&mut self, keys: &[Key], origin: &str) -> PassOutcome {
-        let mut out = self.each_target(origin, || {
+    fn sync_keys(&mut self, changed: &[ChangeEvent], origin: &str) -> PassOutcome {
+        let keys: Vec<Key> = changed.iter().map(|e| (e.model_type.clone(), e.key.clone())).collect();
+        let mut out = self.each_target_after(changed, origin, &mut || {
             Options::new()
                 .flags(DiffFlags::CONTINUE_ON_FAILURE)
                 .part(keys.iter().cloned())
@@ -170,7 +189,13 @@ impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
 
     fn sync_all(&mut self, origin: &str) -> PassOutcome {
         let equal = {
-            let source = lock(&self.source);
+            let mut source = lock(&self.source);
+            if let Err(e) = source.refresh() {
+                let mut out = PassOutcome::default();
+                out.failed
+                    .push(((String::new(), String::new()), format!("re-reading the source: {e}")));
+                return out;
+            }
             let root = source.store().local().fingerprint();
             self.targets
                 .iter()
@@ -211,17 +236,32 @@ impl<L, R> TwoWay<L, R> {
 impl<L: Adapter + Send, R: Adapter + Send> Reconciler for TwoWay<L, R> {
     /// A reconcile is cheap where nothing changed (fingerprints skip equal
     /// subtrees), so the keys only trigger it.
-    fn sync_keys(&mut self, keys: &[Key], origin: &str) -> PassOutcome {
-        let mut out = self.sync_all(origin);
-        if out.failed.iter().any(|(k, _)| k.0.is_empty()) {
-            let e = out.failed.iter().map(|(_, e)| e.clone()).next().unwrap_or_default();
-            out.failed = keys.iter().map(|k| (k.clone(), e.clone())).collect();
+    fn sync_keys(&mut self, changed: &[ChangeEvent], origin: &str) -> PassOutcome {
+        {
+            let (mut left, mut right) = (lock(&self.left), lock(&self.right));
+            // Each side re-reads what changed; an event of one side names
+            // nothing the other side must read, and a re-read of an unknown
+            // key is a no-op.
+            for side in [&mut *left as &mut dyn Reread, &mut *right] {
+                if let Err(e) = side.reread_all(changed) {
+                    let mut out = PassOutcome::default();
+                    out.failed
+                        .push(((String::new(), String::new()), format!("re-reading: {e}")));
+                    return out;
+                }
+            }
         }
-        out
+        self.sync_all(origin)
     }
 
     fn sync_all(&mut self, origin: &str) -> PassOutcome {
         let (mut left, mut right) = (lock(&self.left), lock(&self.right));
+        if let Err(e) = left.refresh().and_then(|()| right.refresh()) {
+            let mut out = PassOutcome::default();
+            out.failed
+                .push(((String::new(), String::new()), format!("re-reading: {e}")));
+            return out;
+        }
         let (l, r) = (Tagged::new(&mut *left, origin), Tagged::new(&mut *right, origin));
         let result = reconcile(&mut *l.0, &mut *r.0, &mut self.base, &self.opts);
         drop((l, r));
@@ -237,6 +277,17 @@ impl<L: Adapter + Send, R: Adapter + Send> Reconciler for TwoWay<L, R> {
             Err(e) => out.failed.push(((String::new(), String::new()), e.to_string())),
         }
         out
+    }
+}
+
+/// Object-safe access to [`Adapter::reread`] (the adapter trait has generic methods).
+trait Reread {
+    fn reread_all(&mut self, changed: &[ChangeEvent]) -> diffsync::Result<()>;
+}
+
+impl<A: Adapter> Reread for A {
+    fn reread_all(&mut self, changed: &[ChangeEvent]) -> diffsync::Result<()> {
+        self.reread(changed)
     }
 }
 
@@ -439,6 +490,8 @@ impl Drop for LoopHandle {
 
 /// One dirty key.
 struct Dirty {
+    /// The latest event about it.
+    event: ChangeEvent,
     /// When its first pending event came (for latency).
     since: Instant,
     /// When it is due.
@@ -551,11 +604,16 @@ impl<R: Reconciler> Worker<R> {
                 if e.origin.as_deref() == Some(self.cfg.origin.as_str()) {
                     continue;
                 }
-                self.dirty.entry((e.model_type, e.key)).or_insert(Dirty {
-                    since: now,
-                    due: now + self.cfg.debounce,
-                    backoff: None,
-                });
+                let debounce = self.cfg.debounce;
+                self.dirty
+                    .entry((e.model_type.clone(), e.key.clone()))
+                    .and_modify(|d| d.event = e.clone())
+                    .or_insert_with(|| Dirty {
+                        event: e,
+                        since: now,
+                        due: now + debounce,
+                        backoff: None,
+                    });
             }
         }
         for feed in gaps {
@@ -591,7 +649,11 @@ impl<R: Reconciler> Worker<R> {
                 .min()
                 .unwrap_or(now);
             let origin = self.cfg.origin.clone();
-            let outcome = self.guarded(|r| r.sync_keys(batch, &origin));
+            let changed: Vec<ChangeEvent> = batch
+                .iter()
+                .filter_map(|k| self.dirty.get(k).map(|d| d.event.clone()))
+                .collect();
+            let outcome = self.guarded(|r| r.sync_keys(&changed, &origin));
             let failed = self.requeue(batch, &outcome);
             self.emit(LoopEvent::Synced {
                 keys: batch.len(),
@@ -646,7 +708,15 @@ impl<R: Reconciler> Worker<R> {
         let now = Instant::now();
         let (min, max) = (self.cfg.min_backoff, self.cfg.max_backoff);
         for (k, error) in &failed {
-            let entry = self.dirty.entry(k.clone()).or_insert(Dirty {
+            let entry = self.dirty.entry(k.clone()).or_insert_with(|| Dirty {
+                event: ChangeEvent {
+                    kind: diffsync::feed::ChangeKind::Updated,
+                    model_type: k.0.clone(),
+                    key: k.1.clone(),
+                    identifiers: None,
+                    parent: None,
+                    origin: None,
+                },
                 since: now,
                 due: now,
                 backoff: None,

@@ -15,3 +15,5 @@ mod servers;
 mod sqlite;
 #[cfg(feature = "sqlite")]
 mod sqlite_chaos;
+#[cfg(feature = "sqlite")]
+mod sqlite_feed;

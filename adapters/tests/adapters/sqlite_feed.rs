@@ -1,0 +1,207 @@
+//! SQLite's durable change feed: a trigger-kept log read after a persisted
+//! cursor, the adapter's own writes tagged, and a reconcile loop that
+//! resumes from the cursor after a restart.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diffsync::feed::{ChangeFeed, ChangeKind};
+use diffsync::{Adapter, MemoryAdapter};
+use diffsync_adapters::sqlite::SqliteAdapter;
+use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
+
+use crate::common::{inventory, registry};
+
+/// (kind, model type, key, origin) of an event.
+type Seen = (ChangeKind, String, String, Option<String>);
+
+fn drain(feed: &mut impl ChangeFeed) -> (bool, Vec<Seen>) {
+    let (mut gap, mut out) = (false, Vec::new());
+    loop {
+        let batch = feed.poll(100, Duration::ZERO).unwrap();
+        gap |= batch.gap;
+        if batch.events.is_empty() && !batch.gap {
+            return (gap, out);
+        }
+        out.extend(
+            batch
+                .events
+                .into_iter()
+                .map(|e| (e.kind, e.model_type, e.key, e.origin)),
+        );
+    }
+}
+
+#[test]
+fn the_change_log_records_every_writer_and_tags_the_adapters_own_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.db");
+    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+    db.enable_change_feed().unwrap();
+    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let mut feed = db.change_feed("mirror").unwrap();
+    let (gap, first) = drain(&mut feed);
+    assert!(gap, "a consumer that never committed starts with a full sync");
+    assert_eq!(first.len(), db.store.count_all());
+    assert!(
+        first
+            .iter()
+            .all(|(k, _, _, o)| *k == ChangeKind::Created && o.is_none())
+    );
+    // Another process writes.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch(
+            "UPDATE device SET role = 'spine' WHERE name = 'site0-r0';
+             DELETE FROM interface WHERE device = 'site0-r1' AND name = 'eth2';
+             INSERT INTO site (name, region) VALUES ('site9', 'north');
+             UPDATE site SET name = 'site8' WHERE name = 'site9';",
+        )
+        .unwrap();
+    let s = |t: &str, k: &str| (t.to_string(), k.to_string());
+    let (gap, events) = drain(&mut feed);
+    assert!(!gap);
+    let got: Vec<_> = events.iter().map(|(k, t, key, o)| (*k, s(t, key), o.clone())).collect();
+    use ChangeKind::*;
+    assert_eq!(
+        got,
+        [
+            (Updated, s("device", "site0-r0"), None),
+            (Deleted, s("interface", "site0-r1__eth2"), None),
+            (Created, s("site", "site9"), None),
+            // A changed identifier: the new key updated, the old one deleted.
+            (Updated, s("site", "site8"), None),
+            (Deleted, s("site", "site9"), None),
+        ]
+    );
+    // The adapter's own writes carry its tag, inside its transaction only.
+    db.reload().unwrap();
+    db.set_origin(Some("loop"));
+    db.sync_from(&inventory("cmdb", 1, 1)).unwrap();
+    db.set_origin(None);
+    let (_, tagged) = drain(&mut feed);
+    assert!(
+        !tagged.is_empty() && tagged.iter().all(|(_, _, _, o)| o.as_deref() == Some("loop")),
+        "{tagged:?}"
+    );
+    let tag: Option<String> = other
+        .query_row("SELECT tag FROM _diffsync_origin", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tag, None);
+}
+
+#[test]
+fn a_feed_resumes_after_its_committed_cursor_and_reports_a_pruned_log_as_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.db");
+    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+    db.enable_change_feed().unwrap();
+    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    {
+        let mut feed = db.change_feed("mirror").unwrap();
+        drain(&mut feed);
+        feed.commit().unwrap();
+    }
+    let other = rusqlite::Connection::open(&path).unwrap();
+    let logged = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT count(*) FROM _diffsync_changes", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(logged(&other), 0, "everything every consumer read is pruned");
+    other
+        .execute("UPDATE site SET region = 'south' WHERE name = 'site1'", [])
+        .unwrap();
+    // A new process: the same consumer resumes after its cursor.
+    let mut feed = db.change_feed("mirror").unwrap();
+    let (gap, events) = drain(&mut feed);
+    assert!(!gap);
+    assert_eq!(events, [(ChangeKind::Updated, "site".into(), "site1".into(), None)]);
+    // Someone truncated the log past this consumer's cursor.
+    other
+        .execute("UPDATE site SET region = 'west' WHERE name = 'site1'", [])
+        .unwrap();
+    other
+        .execute_batch("DELETE FROM _diffsync_changes; UPDATE _diffsync_pruned SET upto = upto + 1000;")
+        .unwrap();
+    let mut feed = db.change_feed("mirror").unwrap();
+    assert!(drain(&mut feed).0, "events were lost: resync");
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_loop_from_sqlite_resumes_from_the_cursor_after_a_restart_without_a_full_resync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.db");
+    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+    db.enable_change_feed().unwrap();
+    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    let feed = db.change_feed("mirror").unwrap();
+    let source = Arc::new(Mutex::new(db));
+    let target = Arc::new(Mutex::new(MemoryAdapter::new("mirror", &["site"])));
+    let in_step = || {
+        let fresh = SqliteAdapter::open("check", &path, registry()).unwrap();
+        !target.lock().unwrap().diff_from(&fresh).unwrap().has_diffs()
+    };
+    let other = rusqlite::Connection::open(&path).unwrap();
+    let first = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+        .feed(feed)
+        .debounce(Duration::from_millis(5))
+        .anti_entropy(None);
+    let events = first.subscribe();
+    let handle = first.spawn();
+    other
+        .execute("INSERT INTO site (name, region) VALUES ('site7', 'north')", [])
+        .unwrap();
+    // A consumer that never committed reads a gap: a full pass, then its
+    // cursor is committed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(
+        events.recv_timeout(Duration::from_millis(100)),
+        Ok(LoopEvent::FullPass { reason: "gap", .. })
+    ) {
+        assert!(Instant::now() < deadline, "no gap pass");
+    }
+    wait_until("the first loop", &in_step);
+    handle.shutdown();
+
+    // While no loop runs, the database changes.
+    other
+        .execute_batch(
+            "UPDATE device SET role = 'spine' WHERE name = 'site0-r0';
+             DELETE FROM interface WHERE device = 'site1-r1' AND name = 'eth0';
+             INSERT INTO device (name, role, serial, _parent) VALUES ('site7-r0', 'edge', NULL, 'site7');",
+        )
+        .unwrap();
+    let feed = source.lock().unwrap().change_feed("mirror").unwrap();
+    let second = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+        .feed(feed)
+        .debounce(Duration::from_millis(5))
+        .anti_entropy(None)
+        .startup_sync(false);
+    let events = second.subscribe();
+    let handle = second.spawn();
+    wait_until("the restarted loop", in_step);
+    handle.shutdown();
+    let seen: Vec<LoopEvent> = events.try_iter().collect();
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, LoopEvent::FullPass { .. } | LoopEvent::Gap { .. })),
+        "resumed from the cursor, no full resync: {seen:?}"
+    );
+    let applied: usize = seen
+        .iter()
+        .map(|e| match e {
+            LoopEvent::Synced { applied, .. } => *applied,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(applied, 3, "{seen:?}");
+}
