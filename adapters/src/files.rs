@@ -370,10 +370,152 @@ fn read_text(path: &Path) -> Result<Option<String>> {
     }
 }
 
+impl FileAdapter {
+    /// A feed of changes to this adapter's file (or CSV directory), by any
+    /// writer: each time the file changes, it is parsed again and compared
+    /// with the previous version, model by model. A watcher overflow (or a
+    /// lost watch) is a gap. A file that does not parse (a save half-way)
+    /// is read again at its next change.
+    pub fn change_feed(&self) -> Result<FileFeed> {
+        let watched = match self.format {
+            Format::Csv => self.path.clone(),
+            _ => self
+                .path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let fail = |e: notify::Error| AdapterError::backend(watched.display().to_string(), e);
+        let mut watcher = notify::recommended_watcher(tx).map_err(fail)?;
+        // Editors save by writing a new file and renaming it: watch the directory.
+        notify::Watcher::watch(&mut watcher, &watched, notify::RecursiveMode::NonRecursive).map_err(fail)?;
+        Ok(FileFeed {
+            _watcher: watcher,
+            rx,
+            name: self.name.clone(),
+            path: self.path.clone(),
+            format: self.format,
+            registry: self.registry.clone(),
+            image: self.store.clone(),
+            stale: false,
+        })
+    }
+}
+
+/// The change feed of a file (see [`FileAdapter::change_feed`]).
+pub struct FileFeed {
+    _watcher: notify::RecommendedWatcher,
+    rx: std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
+    name: String,
+    path: PathBuf,
+    format: Format,
+    registry: Registry,
+    /// The file as last parsed.
+    image: LocalStore,
+    /// The file changed but did not parse: read it again.
+    stale: bool,
+}
+
+impl FileFeed {
+    fn concerns(&self, event: &notify::Event) -> bool {
+        self.format == Format::Csv || event.paths.iter().any(|p| p.file_name() == self.path.file_name())
+    }
+}
+
+impl diffsync::feed::ChangeFeed for FileFeed {
+    fn poll(
+        &mut self,
+        max: usize,
+        wait: std::time::Duration,
+    ) -> std::result::Result<diffsync::feed::FeedBatch, diffsync::BoxError> {
+        use diffsync::feed::{ChangeEvent, ChangeKind, FeedBatch};
+        let mut batch = FeedBatch::default();
+        let mut changed = self.stale;
+        let first = match self.rx.recv_timeout(wait) {
+            Ok(e) => Some(e),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err("the file watcher stopped".into()),
+        };
+        for event in first.into_iter().chain(self.rx.try_iter()) {
+            match event {
+                // The watcher lost events (a queue overflow) or its watch.
+                Err(_) => batch.gap = true,
+                Ok(e) if e.need_rescan() => batch.gap = true,
+                Ok(e) => changed |= self.concerns(&e),
+            }
+        }
+        if !changed && !batch.gap {
+            return Ok(batch);
+        }
+        let now = match FileAdapter::open(&self.name, self.path.clone(), self.format, self.registry.clone()) {
+            Ok(a) => a.store,
+            Err(_) => {
+                self.stale = true;
+                return Ok(batch);
+            }
+        };
+        self.stale = false;
+        let event = |kind, store: &LocalStore, t: &str, m: &dyn diffsync::model::AnyModel| ChangeEvent {
+            kind,
+            model_type: t.to_string(),
+            key: m.unique_id(),
+            identifiers: Some(m.identifiers()),
+            parent: store
+                .parent_of(t, &m.unique_id())
+                .ok()
+                .flatten()
+                .map(|(pt, pk)| (pt.to_string(), pk.to_string())),
+            origin: None,
+        };
+        let types: Vec<String> = now.model_types().map(str::to_string).collect();
+        for t in &types {
+            for m in now.get_all_dyn(t) {
+                let key = m.unique_id();
+                match self.image.digest(t, &key) {
+                    None => batch.events.push(event(ChangeKind::Created, &now, t, m)),
+                    Some(d) if Some(d) != now.digest(t, &key) => {
+                        batch.events.push(event(ChangeKind::Updated, &now, t, m))
+                    }
+                    Some(_) => {}
+                }
+            }
+            for m in self.image.get_all_dyn(t) {
+                if now.digest(t, &m.unique_id()).is_none() {
+                    batch.events.push(event(ChangeKind::Deleted, &self.image, t, m));
+                }
+            }
+        }
+        // More changes than asked for: all the same (the file is one unit).
+        let _ = max;
+        self.image = now;
+        Ok(batch)
+    }
+}
+
 impl Adapter for FileAdapter {
     registry_adapter_basics!();
     fn sync_complete(&mut self, _diff: &Diff, _report: &SyncReport) -> Result<(), HookError> {
         self.save().map_err(Into::into)
+    }
+
+    /// A file is read whole: any change reads it again.
+    fn reread(&mut self, _changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
+        self.refresh()
+    }
+
+    fn refresh(&mut self) -> diffsync::Result<()> {
+        let fresh =
+            FileAdapter::open(&self.name, self.path.clone(), self.format, self.registry.clone()).map_err(|e| {
+                diffsync::Error::Load {
+                    adapter: self.name.clone(),
+                    source: Box::new(e),
+                }
+            })?;
+        self.store = fresh.store;
+        self.store.refresh_fingerprints();
+        Ok(())
     }
 }
 

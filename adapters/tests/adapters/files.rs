@@ -353,3 +353,49 @@ fn a_multi_file_csv_save_is_all_or_nothing() {
         .collect();
     assert_eq!(names.len(), 3, "no temporary file left: {names:?}");
 }
+
+#[test]
+fn a_file_feed_turns_each_save_into_model_events_and_waits_out_a_half_written_file() {
+    use diffsync::feed::{ChangeFeed, ChangeKind};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.json");
+    let mut file = FileAdapter::open("file", &path, Format::Json, registry()).unwrap();
+    file.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let mut feed = file.change_feed().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Wait for what the watcher reports about a change (a few ms on inotify).
+    let next = |feed: &mut diffsync_adapters::files::FileFeed| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let batch = feed.poll(100, Duration::from_millis(50)).unwrap();
+            assert!(!batch.gap);
+            if !batch.events.is_empty() {
+                let mut got: Vec<_> = batch.events.into_iter().map(|e| (e.kind, e.key)).collect();
+                got.sort();
+                return got;
+            }
+            assert!(Instant::now() < deadline, "no event");
+        }
+    };
+    // A save half-way: nothing yet, and no error.
+    std::fs::write(&path, &text[..text.len() / 2]).unwrap();
+    assert!(feed.poll(100, Duration::from_millis(300)).unwrap().events.is_empty());
+    // The finished save: one update, one delete, as an editor renames it in.
+    let edited = text.replacen("\"east\"", "\"north\"", 1);
+    let mut doc: serde_json::Value = serde_json::from_str(&edited).unwrap();
+    doc["site"][0]["device"][0]["interface"].as_array_mut().unwrap().pop();
+    let tmp = dir.path().join(".inv.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    assert_eq!(
+        next(&mut feed),
+        [
+            (ChangeKind::Updated, "site0".to_string()),
+            (ChangeKind::Deleted, "site0-r0__eth2".to_string())
+        ]
+    );
+    // The adapter reads the file again for the loop.
+    file.reread(&[]).unwrap();
+    assert_eq!(file.store().count("interface"), 5);
+}
