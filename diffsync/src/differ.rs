@@ -156,6 +156,22 @@ impl Scope {
         sc
     }
 
+    /// The keys of one model type (its table on each side) that are
+    /// requested or on the way to one, on either side.
+    fn keys<'s>(&self, sides: [(&'s LocalStore, Option<u32>); 2]) -> HashSet<&'s str> {
+        let mut out = HashSet::new();
+        for (i, (store, ty)) in sides.into_iter().enumerate() {
+            let Some(ty) = ty else { continue };
+            let t = &store.tables[ty as usize];
+            for &(mt, slot) in self.full[i].iter().chain(&self.path[i]) {
+                if mt == ty {
+                    out.insert(&*t.meta[slot as usize].uid);
+                }
+            }
+        }
+        out
+    }
+
     /// Whether a pair is in a requested subtree (`Some(true)`), only on
     /// the way to one (`Some(false)`), or outside the part.
     fn place(&self, st: Option<u32>, s: Option<u32>, dt: Option<u32>, d: Option<u32>) -> Option<bool> {
@@ -249,8 +265,15 @@ fn walk<'a>(
     for (i, ty) in roots.iter().chain(&orphan_types).enumerate() {
         let sty = src.store.table_index(ty);
         let dty = dst.store.table_index(ty);
-        let s_slots = parentless(src.store, sty);
-        let d_slots = parentless(dst.store, dty);
+        let (mut s_slots, mut d_slots) = (parentless(src.store, sty), parentless(dst.store, dty));
+        if let Some(sc) = ctx.scope {
+            // Only the roots of the part (by key: a root on the way on one
+            // side still pairs with its match on the other); the others
+            // would be passed over one by one.
+            let keys = sc.keys([(src.store, sty), (dst.store, dty)]);
+            s_slots.retain(|&slot| keys.contains(uid_of(table(src.store, sty), slot)));
+            d_slots.retain(|&slot| keys.contains(uid_of(table(dst.store, dty), slot)));
+        }
         let orphans = i >= roots.len();
         if orphans && s_slots.is_empty() && d_slots.is_empty() {
             continue;

@@ -269,8 +269,3 @@ pub mod __private {
         })
     }
 }
-
-/// The README's code blocks, compiled and run as doctests.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

@@ -275,3 +275,9 @@ pub fn sys_b() -> Inventory {
         ],
     )
 }
+
+/// The README's code blocks, compiled and run as doctests (here, where every
+/// crate they use is a dependency).
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
