@@ -75,6 +75,27 @@ fn build(name: &str, data: &[SiteData]) -> Inventory {
     Inventory::new(name, &sites)
 }
 
+/// `b`, or, when there are edits, `a` with interfaces edited or removed.
+fn edited(a: &[SiteData], b: &[SiteData], edits: &[(prop::sample::Index, bool)]) -> Inventory {
+    let mut target = build("b", if edits.is_empty() { b } else { a });
+    let keys: Vec<String> = target.store.get_all_dyn("interface").map(|m| m.unique_id()).collect();
+    for (i, remove) in edits {
+        let Some(k) = (!keys.is_empty()).then(|| &keys[i.index(keys.len())]) else {
+            break;
+        };
+        if *remove {
+            let _ = target.store.remove("interface", k, false);
+        } else if target.store.get_dyn("interface", k).is_ok() {
+            let v = [("description".into(), "edited".into())].into_iter().collect();
+            target
+                .store
+                .update_attributes("interface", k, diffsync::AttrSource::Values(&v))
+                .unwrap();
+        }
+    }
+    target
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -97,20 +118,8 @@ proptest! {
     ) {
         // Either an unrelated inventory, or the same one with a few edits
         // deep down (equal counts, different content: what a fingerprint must tell).
-        let (mut source, mut target) = (build("a", &a), build("b", if edits.is_empty() { &b } else { &a }));
-        let keys: Vec<String> = target.store.get_all_dyn("interface").map(|m| m.unique_id()).collect();
-        for (i, remove) in &edits {
-            if keys.is_empty() {
-                break;
-            }
-            let k = &keys[i.index(keys.len())];
-            if *remove {
-                let _ = target.store.remove("interface", k, false);
-            } else if target.store.get_dyn("interface", k).is_ok() {
-                let v = [("description".into(), "edited".into())].into_iter().collect();
-                target.store.update_attributes("interface", k, diffsync::AttrSource::Values(&v)).unwrap();
-            }
-        }
+        let mut source = build("a", &a);
+        let mut target = edited(&a, &b, &edits);
         let flags = if log_unchanged { diffsync::DiffFlags::LOG_UNCHANGED_RECORDS } else { diffsync::DiffFlags::empty() };
         let diff = |s: &Inventory, t: &Inventory| t.diff_from_with(s, &mut Options::new().flags(flags)).unwrap();
         // Fingerprints out of date: every pair is visited.
@@ -135,17 +144,8 @@ proptest! {
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..4),
         picks in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
     ) {
-        let (source, mut target) = (build("a", &a), build("b", if edits.is_empty() { &b } else { &a }));
-        let keys: Vec<String> = target.store.get_all_dyn("interface").map(|m| m.unique_id()).collect();
-        for (i, remove) in &edits {
-            let Some(k) = (!keys.is_empty()).then(|| &keys[i.index(keys.len())]) else { break };
-            if *remove {
-                let _ = target.store.remove("interface", k, false);
-            } else if target.store.get_dyn("interface", k).is_ok() {
-                let v = [("description".into(), "edited".into())].into_iter().collect();
-                target.store.update_attributes("interface", k, diffsync::AttrSource::Values(&v)).unwrap();
-            }
-        }
+        let source = build("a", &a);
+        let mut target = edited(&a, &b, &edits);
         // Any models of either side, at any level.
         let mut all: Vec<(String, String)> = Vec::new();
         for inv in [&source, &target] {

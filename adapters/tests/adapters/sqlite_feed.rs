@@ -74,6 +74,16 @@ fn the_change_log_records_every_writer_and_tags_the_adapters_own_writes() {
             (Deleted, s("site", "site9"), None),
         ]
     );
+    // A tagged sync that fails (the image is stale) rolls the tag back with
+    // everything else: nothing logged, no tag left for other writers.
+    db.set_origin(Some("loop"));
+    assert!(db.sync_from(&inventory("cmdb", 1, 1)).is_err());
+    db.set_origin(None);
+    assert_eq!(drain(&mut feed), (false, Vec::new()));
+    let tag: Option<String> = other
+        .query_row("SELECT tag FROM _diffsync_origin", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tag, None);
     // The adapter's own writes carry its tag, inside its transaction only.
     db.reload().unwrap();
     db.set_origin(Some("loop"));
