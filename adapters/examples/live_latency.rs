@@ -86,7 +86,7 @@ fn main() -> Result<(), BoxError> {
         .startup_sync(false)
         .anti_entropy(None);
     let events = looped.subscribe();
-    let handle = looped.spawn();
+    let handle = looped.spawn()?;
 
     // The producer: `rate` updates per second, in 1 ms ticks, random keys.
     let producer = {

@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .debounce(Duration::from_millis(50))
         .anti_entropy(Some(Duration::from_secs(5)));
     let events = looped.subscribe();
-    let handle = looped.spawn();
+    let handle = looped.spawn()?;
     let show = |until: &dyn Fn(&LoopEvent) -> bool| {
         for e in events.iter() {
             println!("  {e:?}");

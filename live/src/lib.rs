@@ -38,7 +38,7 @@
 //!     .feed(feed)
 //!     .debounce(Duration::from_millis(5));
 //! let events = looped.subscribe();
-//! let handle = looped.spawn();
+//! let handle = looped.spawn()?;
 //! assert_eq!(events.recv().ok(), Some(LoopEvent::Started));
 //! assert!(matches!(events.recv(), Ok(LoopEvent::FullPass { reason: "startup", .. })));
 //! source.lock().unwrap().store.add(Site { name: "nyc".into(), region: "east".into() })?;
@@ -46,7 +46,7 @@
 //! assert!(matches!(events.recv(), Ok(LoopEvent::Synced { keys: 1, applied: 1, .. })));
 //! assert_eq!(target.lock().unwrap().store.count("site"), 1);
 //! handle.shutdown();
-//! # Ok::<(), diffsync::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::collections::HashMap;
@@ -421,8 +421,9 @@ impl<R: Reconciler + 'static> ReconcileLoop<R> {
         self.origin = tag.into();
         self
     }
-    /// Starts the loop on its own thread.
-    pub fn spawn(self) -> LoopHandle {
+    /// Starts the loop on its own thread (an error when the system cannot
+    /// start one).
+    pub fn spawn(self) -> std::io::Result<LoopHandle> {
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let listeners = self.listeners.clone();
         let state = Worker {
@@ -434,13 +435,12 @@ impl<R: Reconciler + 'static> ReconcileLoop<R> {
         };
         let thread = std::thread::Builder::new()
             .name("diffsync-live".into())
-            .spawn(move || state.run())
-            .ok();
-        LoopHandle {
+            .spawn(move || state.run())?;
+        Ok(LoopHandle {
             cmd: cmd_tx,
-            thread,
+            thread: Some(thread),
             listeners,
-        }
+        })
     }
 }
 

@@ -116,7 +116,7 @@ fn a_lossy_feed_and_a_flaky_target_end_in_step_after_anti_entropy() {
             .backoff(Duration::from_millis(5), Duration::from_millis(50))
             .anti_entropy(Some(Duration::from_millis(300)));
         let events = handle.subscribe();
-        let handle = handle.spawn();
+        let handle = handle.spawn().unwrap();
         for round in 0..12 {
             edit(&source, round);
             std::thread::sleep(Duration::from_millis(3));
@@ -168,7 +168,7 @@ fn events_within_the_debounce_window_make_one_apply_per_key() {
         .debounce(Duration::from_millis(300))
         .anti_entropy(None);
     let events = handle.subscribe();
-    let handle = handle.spawn();
+    let handle = handle.spawn().unwrap();
     wait_for(&events, |e| matches!(e, LoopEvent::FullPass { reason: "startup", .. }));
     for i in 0..50 {
         let v = [("description".into(), format!("edit {i}").into())]
@@ -221,7 +221,7 @@ fn a_two_way_loop_does_not_take_its_own_writes_for_new_work() {
         .debounce(Duration::from_millis(5))
         .anti_entropy(None);
     let events = handle.subscribe();
-    let handle = handle.spawn();
+    let handle = handle.spawn().unwrap();
     wait_for(&events, |e| matches!(e, LoopEvent::FullPass { reason: "startup", .. }));
     let v = [("description".into(), "from the left".into())].into_iter().collect();
     left.lock()
@@ -283,7 +283,7 @@ fn a_panicking_target_hook_fails_the_pass_and_the_loop_goes_on() {
         .backoff(Duration::from_millis(5), Duration::from_millis(20))
         .anti_entropy(None);
     let events = handle.subscribe();
-    let handle = handle.spawn();
+    let handle = handle.spawn().unwrap();
     let seen = wait_for(
         &events,
         |e| matches!(e, LoopEvent::FullPass { failed: 0, repaired, .. } if *repaired > 0),
@@ -309,4 +309,43 @@ fn a_panicking_target_hook_fails_the_pass_and_the_loop_goes_on() {
             .iter()
             .all(|e| e.origin.is_none())
     );
+}
+
+#[test]
+fn a_manual_trigger_runs_a_full_pass_that_finds_what_no_feed_reported() {
+    let source = Arc::new(Mutex::new(sys_a()));
+    let target = Arc::new(Mutex::new(sys_a()));
+    // No feed at all, no periodic pass: only the trigger finds the change.
+    let looped = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()])).anti_entropy(None);
+    let events = looped.subscribe();
+    let handle = looped.spawn().unwrap();
+    wait_for(&events, |e| {
+        matches!(
+            e,
+            LoopEvent::FullPass {
+                reason: "startup",
+                repaired: 0,
+                ..
+            }
+        )
+    });
+    source
+        .lock()
+        .unwrap()
+        .store
+        .remove("interface", "nyc-r1__eth1", false)
+        .unwrap();
+    handle.trigger();
+    wait_for(&events, |e| {
+        matches!(
+            e,
+            LoopEvent::FullPass {
+                reason: "trigger",
+                repaired: 1,
+                failed: 0
+            }
+        )
+    });
+    handle.shutdown();
+    assert!(in_step(&source, &target));
 }

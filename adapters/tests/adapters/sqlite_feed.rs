@@ -165,7 +165,7 @@ fn a_loop_from_sqlite_resumes_from_the_cursor_after_a_restart_without_a_full_res
         .debounce(Duration::from_millis(5))
         .anti_entropy(None);
     let events = first.subscribe();
-    let handle = first.spawn();
+    let handle = first.spawn().unwrap();
     other
         .execute("INSERT INTO site (name, region) VALUES ('site7', 'north')", [])
         .unwrap();
@@ -196,7 +196,7 @@ fn a_loop_from_sqlite_resumes_from_the_cursor_after_a_restart_without_a_full_res
         .anti_entropy(None)
         .startup_sync(false);
     let events = second.subscribe();
-    let handle = second.spawn();
+    let handle = second.spawn().unwrap();
     wait_until("the restarted loop", in_step);
     handle.shutdown();
     let seen: Vec<LoopEvent> = events.try_iter().collect();
