@@ -753,6 +753,18 @@ fn open<'a>(
         },
         _ => true,
     };
+    // Equal, up-to-date subtrees of a one-way diff: nothing below can
+    // differ, and no flag matters (IGNORE would have marked them), so not
+    // even the models are looked at.
+    if ctx.three.is_none()
+        && !ctx.keep_unchanged
+        && let (Some(st), Some(s), Some(dt), Some(d)) = (table(ctx.src, sty), s, table(ctx.dst, dty), d)
+        && let Some(n) = same_subtree(&st.meta[s as usize], &dt.meta[d as usize])
+        && (std::ptr::eq::<ModelSchema>(&*st.schema, &*dt.schema) || st.schema.children == dt.schema.children)
+    {
+        ctx.count(2 * n);
+        return Opened::Same(n);
+    }
     let sm = model(ctx.src, sty, s);
     let dm = model(ctx.dst, dty, d);
     let sflags = sm.map_or(ModelFlags::empty(), |m| m.flags());
