@@ -54,6 +54,12 @@ pub struct PostgresAdapter {
     registry: Registry,
     tables: Vec<Table>,
     origin: String,
+    /// The connection parameters (a feed opens its own connection).
+    params: String,
+    /// Whether `enable_change_feed` ran: writes then tag their origin.
+    feed: bool,
+    /// The tag of the writes made now (see [`Adapter::set_origin`]).
+    write_origin: Option<String>,
     /// The models, as loaded from (and kept in step with) the database.
     pub store: LocalStore,
 }
@@ -77,6 +83,9 @@ impl PostgresAdapter {
             registry,
             tables,
             origin,
+            params: params.to_string(),
+            feed: false,
+            write_origin: None,
             store,
         };
         for t in &a.tables {
@@ -85,6 +94,65 @@ impl PostgresAdapter {
         }
         a.load_tables()?;
         Ok(a)
+    }
+
+    /// Records every change to the model tables, by any client, in a
+    /// change log kept by triggers (`_diffsync_changes`), which
+    /// [`change_feed`](Self::change_feed) reads. Each row carries its
+    /// transaction id, so a reader never moves past a transaction that has
+    /// not finished (sequence numbers are handed out before commit, in
+    /// another order than commits). Writes made through this adapter carry
+    /// the origin set with [`Adapter::set_origin`].
+    pub fn enable_change_feed(&mut self) -> Result<()> {
+        let origin = format!("{}: _diffsync_changes", self.origin);
+        let mut ddl = String::from(PG_FEED_TABLES);
+        for t in &self.tables {
+            ddl.push_str(&pg_feed_trigger(t));
+        }
+        self.client.batch_execute(&ddl).map_err(|e| backend(&origin, e))?;
+        self.feed = true;
+        Ok(())
+    }
+
+    /// A durable feed of this database's changes for `consumer`, on a
+    /// connection of its own, resuming after the last event it committed.
+    pub fn change_feed(&self, consumer: &str) -> Result<PostgresFeed> {
+        let origin = format!("{}: _diffsync_changes", self.origin);
+        if !self.feed {
+            return Err(AdapterError::backend(
+                &origin,
+                "the change feed is not enabled: call enable_change_feed first",
+            ));
+        }
+        let mut client = Client::connect(&self.params, NoTls).map_err(|e| AdapterError::Unreachable {
+            address: self.origin.clone(),
+            message: e.to_string(),
+        })?;
+        let cursor = client
+            .query_opt(
+                "SELECT xid, seq FROM _diffsync_cursor WHERE consumer = $1",
+                &[&consumer],
+            )
+            .map_err(|e| backend(&origin, e))?
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+        let ids = self
+            .tables
+            .iter()
+            .map(|t| {
+                (
+                    t.model_type.clone(),
+                    t.columns[..t.n_ids].iter().map(|c| c.name.to_string()).collect(),
+                )
+            })
+            .collect();
+        Ok(PostgresFeed {
+            client,
+            consumer: consumer.to_string(),
+            ids,
+            returned: cursor.unwrap_or((0, 0)),
+            fresh: cursor.is_none(),
+            origin,
+        })
     }
 
     /// The client (to query the database, or run your own statements).
@@ -226,6 +294,27 @@ fn write_error(origin: &str, change: &diffsync::Change<'_>, e: diffsync::BoxErro
 impl Adapter for PostgresAdapter {
     registry_adapter_basics!();
 
+    fn set_origin(&mut self, origin: Option<&str>) {
+        self.store.set_origin(origin);
+        self.write_origin = origin.map(str::to_string);
+    }
+
+    /// Reads the database again (whole: a row read by key is left for later).
+    fn reread(&mut self, _changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
+        self.refresh()
+    }
+
+    fn refresh(&mut self) -> diffsync::Result<()> {
+        self.reload().map_err(|e| diffsync::Error::Load {
+            adapter: self.name.clone(),
+            source: Box::new(e),
+        })?;
+        self.store.refresh_fingerprints();
+        let origin = self.write_origin.clone();
+        self.store.set_origin(origin.as_deref());
+        Ok(())
+    }
+
     /// One transaction. Without CONTINUE_ON_FAILURE, creates are grouped per
     /// model type into multi-row INSERTs (the tables have no foreign keys, so
     /// order across types does not matter inside the transaction) and any
@@ -235,6 +324,13 @@ impl Adapter for PostgresAdapter {
         let keep_going = batch.continue_on_failure();
         let origin = self.origin.clone();
         let mut tx = self.client.transaction().map_err(|e| backend(&origin, e))?;
+        // The triggers read the writer's tag from a setting local to this transaction.
+        if self.feed
+            && let Some(tag) = &self.write_origin
+        {
+            tx.execute("SELECT set_config('diffsync.origin', $1, true)", &[tag])
+                .map_err(|e| backend(&origin, e))?;
+        }
         if keep_going {
             for i in 0..batch.len() {
                 if !batch.should_apply(i) {
@@ -331,6 +427,158 @@ impl Adapter for PostgresAdapter {
         }
         tx.commit().map_err(|e| backend(&origin, e))?;
         batch.commit_staged();
+        Ok(())
+    }
+}
+
+/// The feed's tables: the log (with each row's transaction id), consumers'
+/// cursors, and how far the log was pruned.
+const PG_FEED_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS _diffsync_changes (seq BIGSERIAL PRIMARY KEY, xid BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint), model_type TEXT NOT NULL, ids JSONB NOT NULL, op TEXT NOT NULL, origin TEXT);
+CREATE INDEX IF NOT EXISTS _diffsync_changes_order ON _diffsync_changes (xid, seq);
+CREATE TABLE IF NOT EXISTS _diffsync_cursor (consumer TEXT PRIMARY KEY, xid BIGINT NOT NULL, seq BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS _diffsync_pruned (id INT PRIMARY KEY CHECK (id = 1), xid BIGINT NOT NULL, seq BIGINT NOT NULL);
+INSERT INTO _diffsync_pruned (id, xid, seq) VALUES (1, 0, 0) ON CONFLICT (id) DO NOTHING;
+";
+
+/// A trigger function and trigger logging a table's inserts, updates (a
+/// changed identifier also deletes the old key) and deletes.
+fn pg_feed_trigger(t: &Table) -> String {
+    let ty = t.model_type.replace('\'', "''");
+    let ids = |row: &str| {
+        let cols: Vec<String> = t.columns[..t.n_ids]
+            .iter()
+            .map(|c| format!("{row}.{}", sql::quote(&c.name)))
+            .collect();
+        format!("jsonb_build_array({})", cols.join(", "))
+    };
+    let (new, old) = (ids("NEW"), ids("OLD"));
+    let log = |ids: &str, op: &str| {
+        format!(
+            "INSERT INTO _diffsync_changes (model_type, ids, op, origin) VALUES ('{ty}', {ids}, {op}, NULLIF(current_setting('diffsync.origin', true), ''));"
+        )
+    };
+    let func = sql::quote(&format!("_diffsync_log_{}", t.model_type));
+    let trigger = sql::quote(&format!("_diffsync_{}", t.model_type));
+    format!(
+        "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    {}
+  ELSE
+    {}
+    IF TG_OP = 'UPDATE' AND {old} IS DISTINCT FROM {new} THEN
+      {}
+    END IF;
+  END IF;
+  RETURN NULL;
+END $f$;
+DROP TRIGGER IF EXISTS {trigger} ON {table};
+CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {func}();
+",
+        log(&old, "'deleted'"),
+        log(&new, "CASE TG_OP WHEN 'INSERT' THEN 'created' ELSE 'updated' END"),
+        log(&old, "'deleted'"),
+        table = t.name,
+    )
+}
+
+/// A durable feed of a PostgreSQL database's changes (see
+/// [`PostgresAdapter::enable_change_feed`]). It reads only rows of
+/// transactions older than the oldest one still running (their rows can no
+/// longer appear), in (transaction, sequence) order, after the consumer's
+/// cursor; [`commit`](ChangeFeed::commit) persists the cursor and prunes what
+/// every consumer has read. A gap when the consumer never committed or the
+/// log was pruned past it. Polls every few milliseconds (NOTIFY is not
+/// durable and takes a global lock at commit).
+pub struct PostgresFeed {
+    client: Client,
+    consumer: String,
+    ids: std::collections::HashMap<String, Vec<String>>,
+    /// (transaction id, sequence number) of the last event returned.
+    returned: (i64, i64),
+    fresh: bool,
+    origin: String,
+}
+
+use diffsync::feed::{ChangeEvent, ChangeFeed, ChangeKind, FeedBatch};
+
+impl PostgresFeed {
+    fn read(&mut self, max: usize) -> std::result::Result<FeedBatch, postgres::Error> {
+        let mut batch = FeedBatch::default();
+        let pruned = self
+            .client
+            .query_one("SELECT xid, seq FROM _diffsync_pruned WHERE id = 1", &[])?;
+        let pruned: (i64, i64) = (pruned.get(0), pruned.get(1));
+        if std::mem::take(&mut self.fresh) || pruned > self.returned {
+            batch.gap = true;
+            self.returned = self.returned.max(pruned);
+        }
+        let rows = self.client.query(
+            "SELECT xid, seq, model_type, ids::text, op, origin FROM _diffsync_changes
+             WHERE (xid, seq) > ($1, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+             ORDER BY xid, seq LIMIT $3",
+            &[&self.returned.0, &self.returned.1, &(max as i64)],
+        )?;
+        for row in rows {
+            self.returned = (row.get(0), row.get(1));
+            let (model_type, ids, op, origin): (String, String, String, Option<String>) =
+                (row.get(2), row.get(3), row.get(4), row.get(5));
+            let values: Vec<serde_json::Value> = serde_json::from_str(&ids).unwrap_or_default();
+            let identifiers = self.ids.get(&model_type).map(|names| {
+                names
+                    .iter()
+                    .zip(&values)
+                    .map(|(n, v)| (std::borrow::Cow::Owned(n.clone()), v.clone()))
+                    .collect()
+            });
+            batch.events.push(ChangeEvent {
+                kind: match op.as_str() {
+                    "created" => ChangeKind::Created,
+                    "deleted" => ChangeKind::Deleted,
+                    _ => ChangeKind::Updated,
+                },
+                key: diffsync::unique_id_of(values),
+                model_type,
+                identifiers,
+                parent: None,
+                origin,
+            });
+        }
+        Ok(batch)
+    }
+}
+
+impl ChangeFeed for PostgresFeed {
+    fn poll(&mut self, max: usize, wait: std::time::Duration) -> std::result::Result<FeedBatch, diffsync::BoxError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let batch = self.read(max).map_err(|e| backend(&self.origin, e))?;
+            let now = std::time::Instant::now();
+            if batch.gap || !batch.events.is_empty() || now >= deadline {
+                return Ok(batch);
+            }
+            std::thread::sleep((deadline - now).min(std::time::Duration::from_millis(5)));
+        }
+    }
+
+    fn commit(&mut self) -> std::result::Result<(), diffsync::BoxError> {
+        let mut tx = self.client.transaction().map_err(|e| backend(&self.origin, e))?;
+        tx.execute(
+            "INSERT INTO _diffsync_cursor (consumer, xid, seq) VALUES ($1, $2, $3)
+             ON CONFLICT (consumer) DO UPDATE SET xid = excluded.xid, seq = excluded.seq",
+            &[&self.consumer, &self.returned.0, &self.returned.1],
+        )
+        .and_then(|_| {
+            tx.batch_execute(
+                "UPDATE _diffsync_pruned p SET xid = c.xid, seq = c.seq
+                   FROM (SELECT xid, seq FROM _diffsync_cursor ORDER BY xid, seq LIMIT 1) c
+                  WHERE p.id = 1 AND (c.xid, c.seq) > (p.xid, p.seq);
+                 DELETE FROM _diffsync_changes WHERE (xid, seq) <= (SELECT xid, seq FROM _diffsync_pruned WHERE id = 1);",
+            )
+        })
+        .and_then(|()| tx.commit())
+        .map_err(|e| backend(&self.origin, e))?;
         Ok(())
     }
 }

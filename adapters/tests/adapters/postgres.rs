@@ -186,3 +186,114 @@ fn a_bidirectional_base_lives_in_the_database() {
     let err = db.load_base("cmdb").unwrap_err().to_string();
     assert!(err.contains("_diffsync_base"), "{err}");
 }
+
+type Seen = (diffsync::feed::ChangeKind, String, String, Option<String>);
+
+fn drain(feed: &mut impl diffsync::feed::ChangeFeed) -> (bool, Vec<Seen>) {
+    let (mut gap, mut out) = (false, Vec::new());
+    loop {
+        let batch = feed.poll(100, std::time::Duration::ZERO).unwrap();
+        gap |= batch.gap;
+        if batch.events.is_empty() && !batch.gap {
+            return (gap, out);
+        }
+        out.extend(
+            batch
+                .events
+                .into_iter()
+                .map(|e| (e.kind, e.model_type, e.key, e.origin)),
+        );
+    }
+}
+
+#[test]
+fn the_change_feed_never_passes_a_transaction_still_running_and_resumes_after_its_cursor() {
+    use diffsync::feed::{ChangeFeed, ChangeKind::*};
+    let Some(pg) = Postgres::start() else { return };
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    db.enable_change_feed().unwrap();
+    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let mut feed = db.change_feed("mirror").unwrap();
+    let (gap, first) = drain(&mut feed);
+    assert!(gap, "a consumer that never committed starts with a full sync");
+    assert_eq!(first.len(), db.store.count_all());
+    // A transaction that started first and commits last: its sequence
+    // number is lower than the other's, its commit later.
+    let mut early = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+    let mut late = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+    let mut t1 = early.transaction().unwrap();
+    t1.execute("INSERT INTO site (name, region) VALUES ('a', 'x')", &[])
+        .unwrap();
+    late.execute("INSERT INTO site (name, region) VALUES ('b', 'y')", &[])
+        .unwrap();
+    let (_, while_running) = drain(&mut feed);
+    assert!(
+        while_running.is_empty(),
+        "nothing past a running transaction: {while_running:?}"
+    );
+    t1.commit().unwrap();
+    let s = |k: &str| (Created, "site".to_string(), k.to_string(), None);
+    assert_eq!(drain(&mut feed).1, [s("a"), s("b")], "none lost, in transaction order");
+    // Tagged writes; the cursor survives a new connection.
+    feed.commit().unwrap();
+    db.reload().unwrap();
+    db.set_origin(Some("loop"));
+    let mut changed = inventory("cmdb", 1, 1);
+    for k in ["a", "b"] {
+        changed
+            .store
+            .add(db.store.get::<crate::common::Site>("site", k).unwrap().clone())
+            .unwrap();
+    }
+    db.sync_from(&changed).unwrap();
+    db.set_origin(None);
+    late.execute("DELETE FROM site WHERE name = 'b'", &[]).unwrap();
+    let mut feed = db.change_feed("mirror").unwrap();
+    let (gap, events) = drain(&mut feed);
+    assert!(!gap);
+    let (tagged, untagged): (Vec<_>, Vec<_>) = events.iter().partition(|e| e.3.is_some());
+    assert!(!tagged.is_empty() && tagged.iter().all(|e| e.3.as_deref() == Some("loop")));
+    assert_eq!(untagged, [&(Deleted, "site".to_string(), "b".to_string(), None)]);
+    assert_eq!(
+        count(&mut db, "_diffsync_changes") as usize,
+        events.len(),
+        "what was committed is pruned"
+    );
+}
+
+#[test]
+fn a_loop_keeps_a_mirror_of_a_postgres_database_written_by_others() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let Some(pg) = Postgres::start() else { return };
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    db.enable_change_feed().unwrap();
+    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    let feed = db.change_feed("mirror").unwrap();
+    let source = Arc::new(Mutex::new(db));
+    let mirror = Arc::new(Mutex::new(diffsync::MemoryAdapter::new("mirror", &["site"])));
+    let handle = diffsync_live::ReconcileLoop::new(diffsync_live::OneWay::new(source.clone(), vec![mirror.clone()]))
+        .feed(feed)
+        .debounce(Duration::from_millis(5))
+        .anti_entropy(None)
+        .spawn()
+        .unwrap();
+    let mut other = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+    other
+        .batch_execute(
+            "INSERT INTO site (name, region) VALUES ('site7', 'north');
+             UPDATE device SET role = 'spine' WHERE name = 'site0-r0';
+             DELETE FROM interface WHERE device = 'site1-r1' AND name = 'eth0';",
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let fresh = PostgresAdapter::connect("check", &pg.params(), registry()).unwrap();
+        if !mirror.lock().unwrap().diff_from(&fresh).unwrap().has_diffs() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the mirror never caught up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    handle.shutdown();
+}
