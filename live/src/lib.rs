@@ -8,8 +8,9 @@
 //! retried with jittered exponential backoff (capped at 64 s by default).
 //! Because feeds can lose events, a periodic anti-entropy pass compares the
 //! stores' fingerprints and repairs whatever differs, and a feed that
-//! reports a gap triggers such a pass at once. A sync also runs at start
-//! and on [`LoopHandle::trigger`].
+//! reports a gap triggers such a pass at once. A sync also runs at start,
+//! on [`LoopHandle::trigger`] and on cron schedules
+//! ([`ReconcileLoop::schedule`], feature `cron`, on by default).
 //!
 //! The loop drives a [`Reconciler`]: [`OneWay`] (a source to one or more
 //! targets) or [`TwoWay`] (a bidirectional reconcile against a base).
@@ -353,6 +354,19 @@ pub struct ReconcileLoop<R> {
     startup_sync: bool,
     origin: String,
     listeners: Arc<Mutex<Vec<Sender<LoopEvent>>>>,
+    /// Cron schedules of full passes.
+    #[cfg(feature = "cron")]
+    schedules: Vec<croner::Cron>,
+}
+
+/// A cron pattern that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cron pattern {pattern:?}: {message}")]
+pub struct BadSchedule {
+    /// The pattern as given.
+    pub pattern: String,
+    /// What is wrong.
+    pub message: String,
 }
 
 impl<R: Reconciler + 'static> ReconcileLoop<R> {
@@ -372,7 +386,20 @@ impl<R: Reconciler + 'static> ReconcileLoop<R> {
             startup_sync: true,
             origin: "diffsync-live".into(),
             listeners: Arc::default(),
+            #[cfg(feature = "cron")]
+            schedules: Vec::new(),
         }
+    }
+    /// Also runs a full pass at the times of a cron pattern (UTC; five
+    /// fields, or six with seconds first: `"0 */15 * * * *"`).
+    #[cfg(feature = "cron")]
+    pub fn schedule(mut self, pattern: &str) -> Result<Self, BadSchedule> {
+        let cron = <croner::Cron as std::str::FromStr>::from_str(pattern).map_err(|e| BadSchedule {
+            pattern: pattern.to_string(),
+            message: e.to_string(),
+        })?;
+        self.schedules.push(cron);
+        Ok(self)
     }
     /// Lifecycle events, from the start (see also [`LoopHandle::subscribe`]).
     pub fn subscribe(&self) -> Receiver<LoopEvent> {
@@ -534,6 +561,24 @@ impl<R: Reconciler> Worker<R> {
         lock(&self.listeners).retain(|l| l.send(event.clone()).is_ok());
     }
 
+    /// The next time a cron schedule asks for a full pass.
+    #[cfg(feature = "cron")]
+    fn next_scheduled(&self) -> Option<Instant> {
+        let now = chrono::Utc::now();
+        self.cfg
+            .schedules
+            .iter()
+            .filter_map(|c| c.find_next_occurrence(&now, false).ok())
+            .filter_map(|t| (t - now).to_std().ok())
+            .min()
+            .map(|d| Instant::now() + d)
+    }
+
+    #[cfg(not(feature = "cron"))]
+    fn next_scheduled(&self) -> Option<Instant> {
+        None
+    }
+
     fn next_anti_entropy(&self) -> Option<Instant> {
         self.cfg.anti_entropy.map(|every| {
             let jitter = 0.9 + fastrand::f64() * 0.2;
@@ -547,6 +592,7 @@ impl<R: Reconciler> Worker<R> {
             self.full_pass("startup");
         }
         let mut next_ae = self.next_anti_entropy();
+        let mut next_cron = self.next_scheduled();
         loop {
             match self.cmd.try_recv() {
                 Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => break,
@@ -556,13 +602,16 @@ impl<R: Reconciler> Worker<R> {
             let now = Instant::now();
             let next_due = self.dirty.values().map(|d| d.due).min();
             let retry = self.full_retry.as_ref().map(|(t, _)| *t);
-            let until = [next_due, next_ae, retry].into_iter().flatten().min();
+            let until = [next_due, next_ae, retry, next_cron].into_iter().flatten().min();
             let wait = until.map_or(TICK, |t| t.saturating_duration_since(now).min(TICK));
             if self.poll_feeds(wait) {
                 self.full_pass("gap");
             }
             self.sync_due();
-            if next_ae.is_some_and(|t| Instant::now() >= t) {
+            if next_cron.is_some_and(|t| Instant::now() >= t) {
+                self.full_pass("schedule");
+                next_cron = self.next_scheduled();
+            } else if next_ae.is_some_and(|t| Instant::now() >= t) {
                 self.full_pass("anti-entropy");
                 next_ae = self.next_anti_entropy();
             } else if self.full_retry.as_ref().is_some_and(|(t, _)| Instant::now() >= *t) {

@@ -349,3 +349,29 @@ fn a_manual_trigger_runs_a_full_pass_that_finds_what_no_feed_reported() {
     handle.shutdown();
     assert!(in_step(&source, &target));
 }
+
+#[test]
+fn a_cron_schedule_runs_full_passes_and_a_bad_pattern_is_refused() {
+    let source = Arc::new(Mutex::new(sys_a()));
+    let target = Arc::new(Mutex::new(sys_a()));
+    let err = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+        .schedule("every minute")
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("\"every minute\""), "{err}");
+    // Every second (six fields: seconds first).
+    let looped = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+        .anti_entropy(None)
+        .startup_sync(false)
+        .schedule("* * * * * *")
+        .unwrap();
+    let events = looped.subscribe();
+    let handle = looped.spawn().unwrap();
+    source.lock().unwrap().store.remove("site", "sfo", true).unwrap();
+    wait_for(
+        &events,
+        |e| matches!(e, LoopEvent::FullPass { reason: "schedule", repaired, .. } if *repaired > 0),
+    );
+    handle.shutdown();
+    assert!(in_step(&source, &target));
+}
