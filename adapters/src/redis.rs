@@ -53,6 +53,8 @@ pub struct RedisStore {
     versions: HashMap<String, u64>,
     /// Writes queued during a sync (`begin_batch` .. `end_batch`).
     pending: Option<Writes>,
+    /// The tag of the writes made now (see [`Store::set_origin`]).
+    origin: Option<String>,
 }
 
 /// What one write does to one key.
@@ -103,30 +105,36 @@ fn retry<T>(
     }
 }
 
-/// Checks every key's version, then writes them all: `KEYS` = version hash,
-/// order hash, sequence counter, then the models' keys; `ARGV` = per key its
-/// expected version and its JSON (empty: delete). Returns 0, or the first
-/// key whose version moved and that version.
+/// Checks every key's version, then writes them all and logs each write
+/// to the namespace's change stream, in the same script (all or nothing):
+/// `KEYS` = version hash, order hash, sequence counter, change stream, then
+/// the models' keys; `ARGV` = the writer's tag (empty: none), then per key
+/// its expected version, its JSON (empty: delete), model type and unique
+/// id. Returns 0, or the first key whose version moved and that version.
 const WRITE_SCRIPT: &str = r#"
-local n = #KEYS - 3
+local n = #KEYS - 4
 for i = 1, n do
-  local found = tonumber(redis.call('HGET', KEYS[1], KEYS[i + 3]) or '0')
-  if found ~= tonumber(ARGV[2 * i - 1]) then
-    return {KEYS[i + 3], found}
+  local found = tonumber(redis.call('HGET', KEYS[1], KEYS[i + 4]) or '0')
+  if found ~= tonumber(ARGV[4 * i - 2]) then
+    return {KEYS[i + 4], found}
   end
 end
 for i = 1, n do
-  local key, value = KEYS[i + 3], ARGV[2 * i]
+  local key, value = KEYS[i + 4], ARGV[4 * i - 1]
+  local op = 'updated'
   redis.call('HINCRBY', KEYS[1], key, 1)
   if value == '' then
+    op = 'deleted'
     redis.call('DEL', key)
     redis.call('HDEL', KEYS[2], key)
   else
     redis.call('SET', key, value)
     if redis.call('HEXISTS', KEYS[2], key) == 0 then
+      op = 'created'
       redis.call('HSET', KEYS[2], key, redis.call('INCR', KEYS[3]))
     end
   end
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000000, '*', 'type', ARGV[4 * i], 'key', ARGV[4 * i + 1], 'op', op, 'origin', ARGV[1])
 end
 return 0
 "#;
@@ -149,6 +157,7 @@ impl RedisStore {
             address: url.to_string(),
             versions: HashMap::new(),
             pending: None,
+            origin: None,
         };
         store.refresh()?;
         Ok(store)
@@ -211,6 +220,8 @@ impl RedisStore {
                 registry::insert_flat(&self.registry, &mut image, model_type, r, &origin)?;
             }
         }
+        image.refresh_fingerprints();
+        image.set_origin(self.origin.as_deref());
         self.image = image;
         self.versions = versions;
         Ok(())
@@ -270,6 +281,35 @@ impl RedisStore {
         format!("{}:_version", self.namespace)
     }
 
+    fn stream_key(&self) -> String {
+        format!("{}:_changes", self.namespace)
+    }
+
+    /// A durable feed of every write made through a `RedisStore` to this
+    /// namespace, by any process (they go to a stream in the same script as
+    /// the data), for `consumer`: it resumes after the last entry it
+    /// committed, and reports a gap when the stream was trimmed past it.
+    /// Writes made to the keys by other means are not in the stream.
+    pub fn change_feed(&self, consumer: &str) -> Result<RedisFeed> {
+        let origin = format!("{} stream {:?}", self.address, self.stream_key());
+        let mut conn = self
+            .client
+            .get_connection()
+            .map_err(|e| AdapterError::backend(origin.clone(), e))?;
+        let cursor_key = format!("{}:_cursor:{consumer}", self.namespace);
+        let cursor: Option<String> = conn
+            .get(&cursor_key)
+            .map_err(|e| AdapterError::backend(origin.clone(), e))?;
+        Ok(RedisFeed {
+            conn,
+            stream: self.stream_key(),
+            cursor_key,
+            fresh: cursor.is_none(),
+            cursor: cursor.unwrap_or_else(|| "0-0".into()),
+            origin,
+        })
+    }
+
     /// Writes these models' JSON (`None`: delete) now, checked against the
     /// versions this store read, or queues them during a sync.
     fn send(&mut self, models: Vec<(&str, &str, Option<String>)>) -> diffsync::Result<()> {
@@ -305,9 +345,15 @@ impl RedisStore {
         let mut call = script.prepare_invoke();
         call.key(self.version_key())
             .key(self.order_key())
-            .key(format!("{}:_seq", self.namespace));
+            .key(format!("{}:_seq", self.namespace))
+            .key(self.stream_key())
+            .arg(self.origin.as_deref().unwrap_or(""));
         for (key, w) in writes.keys.iter().zip(&writes.writes) {
-            call.key(key).arg(w.expect).arg(w.value.as_deref().unwrap_or(""));
+            call.key(key)
+                .arg(w.expect)
+                .arg(w.value.as_deref().unwrap_or(""))
+                .arg(&w.model_type)
+                .arg(&w.uid);
         }
         let reply: RedisResult<redis::Value> = retry(&self.client, &mut self.conn, |c| call.invoke(c));
         let conflict = match reply {
@@ -380,6 +426,13 @@ impl Store for RedisStore {
     }
     fn set_origin(&mut self, origin: Option<&str>) {
         self.image.set_origin(origin);
+        self.origin = origin.map(str::to_string);
+    }
+    fn refresh(&mut self) -> diffsync::Result<()> {
+        RedisStore::refresh(self).map_err(|e| diffsync::Error::Load {
+            adapter: self.namespace.clone(),
+            source: Box::new(e),
+        })
     }
     fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> diffsync::Result<()> {
         let (model_type, uid) = (model.model_type().to_string(), model.unique_id());
@@ -467,5 +520,79 @@ impl Store for RedisStore {
             diffsync::Error::Conflict { .. } if refreshed => Err(e),
             e => Err(self.fail("sync", "", format!("{e} ({note})"))),
         }
+    }
+}
+
+/// The change feed of a Redis namespace (see [`RedisStore::change_feed`]):
+/// blocking stream reads (a real wake-up, no polling), a cursor persisted in
+/// the namespace on commit.
+pub struct RedisFeed {
+    conn: Connection,
+    stream: String,
+    cursor_key: String,
+    /// The id of the last entry returned.
+    cursor: String,
+    fresh: bool,
+    origin: String,
+}
+
+/// A stream entry id as (milliseconds, sequence), for comparisons.
+fn entry_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+impl diffsync::feed::ChangeFeed for RedisFeed {
+    fn poll(
+        &mut self,
+        max: usize,
+        wait: std::time::Duration,
+    ) -> std::result::Result<diffsync::feed::FeedBatch, diffsync::BoxError> {
+        use diffsync::feed::{ChangeEvent, ChangeKind, FeedBatch};
+        use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+        let backend = |e: redis::RedisError| AdapterError::backend(self.origin.clone(), e);
+        let mut batch = FeedBatch::default();
+        // The entry at the cursor is gone: the stream was trimmed past it.
+        let first: StreamRangeReply = self.conn.xrange_count(&self.stream, "-", "+", 1).map_err(backend)?;
+        let trimmed = first
+            .ids
+            .first()
+            .is_some_and(|e| self.cursor != "0-0" && entry_id(&e.id) > entry_id(&self.cursor));
+        batch.gap = std::mem::take(&mut self.fresh) || trimmed;
+        let mut opts = StreamReadOptions::default().count(max.max(1));
+        let ms = wait.as_millis() as usize;
+        if ms > 0 && !batch.gap {
+            opts = opts.block(ms);
+        }
+        let reply: Option<StreamReadReply> = self
+            .conn
+            .xread_options(&[&self.stream], &[&self.cursor], &opts)
+            .map_err(|e| AdapterError::backend(self.origin.clone(), e))?;
+        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            let field = |name: &str| -> String { entry.get::<String>(name).unwrap_or_default() };
+            let origin = Some(field("origin")).filter(|o| !o.is_empty());
+            batch.events.push(ChangeEvent {
+                kind: match field("op").as_str() {
+                    "created" => ChangeKind::Created,
+                    "deleted" => ChangeKind::Deleted,
+                    _ => ChangeKind::Updated,
+                },
+                model_type: field("type"),
+                key: field("key"),
+                identifiers: None,
+                parent: None,
+                origin,
+            });
+            self.cursor = entry.id.clone();
+        }
+        Ok(batch)
+    }
+
+    fn commit(&mut self) -> std::result::Result<(), diffsync::BoxError> {
+        let _: () = self
+            .conn
+            .set(&self.cursor_key, &self.cursor)
+            .map_err(|e| AdapterError::backend(self.origin.clone(), e))?;
+        Ok(())
     }
 }

@@ -227,6 +227,13 @@ impl<S: Store> StoreAdapter<S> {
 
 impl<S: Store> Adapter for StoreAdapter<S> {
     type Store = S;
+    /// The store reads its backend again (a networked store; a no-op in memory).
+    fn reread(&mut self, _changed: &[crate::feed::ChangeEvent]) -> Result<()> {
+        self.store.refresh()
+    }
+    fn refresh(&mut self) -> Result<()> {
+        self.store.refresh()
+    }
     fn name(&self) -> &str {
         &self.name
     }

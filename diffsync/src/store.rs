@@ -70,6 +70,11 @@ pub trait Store: Send + Sync {
     fn set_origin(&mut self, origin: Option<&str>) {
         let _ = origin;
     }
+    /// Reads the backend again into the image (other processes' writes);
+    /// nothing to read for an in-memory store.
+    fn refresh(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Where a model sits in a [`LocalStore`], as returned by the add methods:

@@ -326,3 +326,60 @@ fn a_bidirectional_base_lives_in_the_namespace() {
         "the base key is not a model"
     );
 }
+
+#[test]
+fn the_change_stream_carries_every_processs_writes_and_resumes_after_its_cursor() {
+    use diffsync::feed::{ChangeFeed, ChangeKind::*};
+    use std::time::Duration;
+    let Some(server) = Redis::start() else { return };
+    let mut a = persistent(RedisStore::open(&server.url(), "inv", registry()).unwrap());
+    a.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    // Another process reads the stream.
+    let b = RedisStore::open(&server.url(), "inv", registry()).unwrap();
+    let mut feed = b.change_feed("mirror").unwrap();
+    let first = feed.poll(1000, Duration::ZERO).unwrap();
+    assert!(first.gap, "a consumer that never committed starts with a full sync");
+    assert_eq!(first.events.len(), a.store.local().count_all());
+    feed.commit().unwrap();
+    // Tagged writes, and a blocking read that wakes up for them.
+    a.store.set_origin(Some("loop"));
+    a.store.remove("interface", "site0-r0__eth0", false).unwrap();
+    a.store.set_origin(None);
+    let v = [("region".into(), "north".into())].into_iter().collect();
+    a.store
+        .update_attributes("site", "site0", diffsync::AttrSource::Values(&v))
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let batch = feed.poll(10, Duration::from_secs(5)).unwrap();
+        assert!(!batch.events.is_empty(), "the read woke up for nothing: {got:?}");
+        got.extend(batch.events.into_iter().map(|e| (e.kind, e.key, e.origin)));
+    }
+    let s = |x: &str| x.to_string();
+    assert_eq!(
+        got,
+        [
+            (Deleted, s("site0-r0__eth0"), Some(s("loop"))),
+            // The parent's record (its child order) was written too.
+            (Updated, s("site0-r0"), Some(s("loop"))),
+            (Updated, s("site0"), None)
+        ]
+    );
+    // A new process resumes after the committed cursor: the three again.
+    let mut feed = b.change_feed("mirror").unwrap();
+    let again = feed.poll(10, Duration::ZERO).unwrap();
+    assert!(!again.gap);
+    assert_eq!(again.events.len(), 3);
+    feed.commit().unwrap();
+    // The stream trimmed past the cursor: a gap.
+    let mut conn = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("XTRIM")
+        .arg("inv:_changes")
+        .arg("MAXLEN")
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    a.store.remove("site", "site0", true).unwrap();
+    let mut feed = b.change_feed("mirror").unwrap();
+    assert!(feed.poll(10, Duration::ZERO).unwrap().gap);
+}
