@@ -135,16 +135,7 @@ impl PostgresAdapter {
             )
             .map_err(|e| backend(&origin, e))?
             .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
-        let ids = self
-            .tables
-            .iter()
-            .map(|t| {
-                (
-                    t.model_type.clone(),
-                    t.columns[..t.n_ids].iter().map(|c| c.name.to_string()).collect(),
-                )
-            })
-            .collect();
+        let ids = sql::id_columns(&self.tables);
         Ok(PostgresFeed {
             client,
             consumer: consumer.to_string(),
@@ -494,14 +485,14 @@ CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH RO
 pub struct PostgresFeed {
     client: Client,
     consumer: String,
-    ids: std::collections::HashMap<String, Vec<String>>,
+    ids: sql::IdColumns,
     /// (transaction id, sequence number) of the last event returned.
     returned: (i64, i64),
     fresh: bool,
     origin: String,
 }
 
-use diffsync::feed::{ChangeEvent, ChangeFeed, ChangeKind, FeedBatch};
+use diffsync::feed::{ChangeFeed, FeedBatch};
 
 impl PostgresFeed {
     fn read(&mut self, max: usize) -> std::result::Result<FeedBatch, postgres::Error> {
@@ -524,26 +515,9 @@ impl PostgresFeed {
             self.returned = (row.get(0), row.get(1));
             let (model_type, ids, op, origin): (String, String, String, Option<String>) =
                 (row.get(2), row.get(3), row.get(4), row.get(5));
-            let values: Vec<serde_json::Value> = serde_json::from_str(&ids).unwrap_or_default();
-            let identifiers = self.ids.get(&model_type).map(|names| {
-                names
-                    .iter()
-                    .zip(&values)
-                    .map(|(n, v)| (std::borrow::Cow::Owned(n.clone()), v.clone()))
-                    .collect()
-            });
-            batch.events.push(ChangeEvent {
-                kind: match op.as_str() {
-                    "created" => ChangeKind::Created,
-                    "deleted" => ChangeKind::Deleted,
-                    _ => ChangeKind::Updated,
-                },
-                key: diffsync::unique_id_of(values),
-                model_type,
-                identifiers,
-                parent: None,
-                origin,
-            });
+            batch
+                .events
+                .push(sql::log_event(&self.ids, model_type, &ids, &op, origin));
         }
         Ok(batch)
     }

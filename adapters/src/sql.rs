@@ -457,3 +457,50 @@ fn descendant_deletes(
     }
     Ok(())
 }
+
+/// Identifier column names per model type, to read change-log rows.
+pub(crate) type IdColumns = std::collections::HashMap<String, Vec<String>>;
+
+pub(crate) fn id_columns(tables: &[Table]) -> IdColumns {
+    tables
+        .iter()
+        .map(|t| {
+            (
+                t.model_type.clone(),
+                t.columns[..t.n_ids].iter().map(|c| c.name.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// One row of a change log kept by triggers (SQLite or PostgreSQL) as an
+/// event: `ids` is the JSON array of identifier values, `op` the operation.
+pub(crate) fn log_event(
+    columns: &IdColumns,
+    model_type: String,
+    ids: &str,
+    op: &str,
+    origin: Option<String>,
+) -> diffsync::feed::ChangeEvent {
+    use diffsync::feed::ChangeKind;
+    let values: Vec<Value> = serde_json::from_str(ids).unwrap_or_default();
+    let identifiers = columns.get(&model_type).map(|names| {
+        names
+            .iter()
+            .zip(&values)
+            .map(|(n, v)| (std::borrow::Cow::Owned(n.clone()), v.clone()))
+            .collect()
+    });
+    diffsync::feed::ChangeEvent {
+        kind: match op {
+            "created" => ChangeKind::Created,
+            "deleted" => ChangeKind::Deleted,
+            _ => ChangeKind::Updated,
+        },
+        key: diffsync::unique_id_of(values),
+        model_type,
+        identifiers,
+        parent: None,
+        origin,
+    }
+}

@@ -177,16 +177,7 @@ impl SqliteAdapter {
             )
             .optional()
             .map_err(|e| backend(&self.origin, e))?;
-        let ids = self
-            .tables
-            .iter()
-            .map(|t| {
-                (
-                    t.model_type.clone(),
-                    t.columns[..t.n_ids].iter().map(|c| c.name.to_string()).collect(),
-                )
-            })
-            .collect();
+        let ids = sql::id_columns(&self.tables);
         Ok(SqliteFeed {
             conn,
             consumer: consumer.to_string(),
@@ -497,8 +488,7 @@ CREATE TRIGGER IF NOT EXISTS {} AFTER DELETE ON {} BEGIN {} END;
 pub struct SqliteFeed {
     conn: Connection,
     consumer: String,
-    /// Identifier column names per model type.
-    ids: std::collections::HashMap<String, Vec<String>>,
+    ids: sql::IdColumns,
     /// The last sequence number returned.
     returned: i64,
     /// No cursor was persisted for this consumer yet.
@@ -506,7 +496,7 @@ pub struct SqliteFeed {
     origin: String,
 }
 
-use diffsync::feed::{ChangeEvent, ChangeFeed, ChangeKind, FeedBatch};
+use diffsync::feed::{ChangeFeed, FeedBatch};
 
 impl SqliteFeed {
     /// The sequence number of the last event returned.
@@ -538,27 +528,9 @@ impl SqliteFeed {
         for row in rows {
             let (seq, model_type, ids, op, origin) = row?;
             self.returned = seq;
-            let values: Vec<serde_json::Value> = serde_json::from_str(&ids).unwrap_or_default();
-            let names = self.ids.get(&model_type);
-            let identifiers = names.map(|names| {
-                names
-                    .iter()
-                    .zip(&values)
-                    .map(|(n, v)| (std::borrow::Cow::Owned(n.clone()), v.clone()))
-                    .collect()
-            });
-            batch.events.push(ChangeEvent {
-                kind: match op.as_str() {
-                    "created" => ChangeKind::Created,
-                    "deleted" => ChangeKind::Deleted,
-                    _ => ChangeKind::Updated,
-                },
-                key: diffsync::unique_id_of(values),
-                model_type,
-                identifiers,
-                parent: None,
-                origin,
-            });
+            batch
+                .events
+                .push(sql::log_event(&self.ids, model_type, &ids, &op, origin));
         }
         Ok(batch)
     }

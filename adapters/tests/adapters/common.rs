@@ -112,3 +112,24 @@ pub fn inventory(name: &str, sites: usize, variant: u32) -> MemoryAdapter {
     }
     MemoryAdapter::with_store(name, &["site"], store)
 }
+
+/// (kind, model type, key, origin) of a change event.
+pub type Seen = (diffsync::feed::ChangeKind, String, String, Option<String>);
+
+/// Everything a feed has now, and whether it reported a gap.
+pub fn drain(feed: &mut impl diffsync::feed::ChangeFeed) -> (bool, Vec<Seen>) {
+    let (mut gap, mut out) = (false, Vec::new());
+    loop {
+        let batch = feed.poll(100, std::time::Duration::ZERO).unwrap();
+        gap |= batch.gap;
+        if batch.events.is_empty() && !batch.gap {
+            return (gap, out);
+        }
+        out.extend(
+            batch
+                .events
+                .into_iter()
+                .map(|e| (e.kind, e.model_type, e.key, e.origin)),
+        );
+    }
+}

@@ -4,7 +4,7 @@ use diffsync::{Adapter, DiffFlags, Error, Options};
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::postgres::PostgresAdapter;
 
-use crate::common::{inventory, registry};
+use crate::common::{drain, inventory, registry};
 use crate::servers::Postgres;
 
 fn count(db: &mut PostgresAdapter, table: &str) -> i64 {
@@ -185,25 +185,6 @@ fn a_bidirectional_base_lives_in_the_database() {
         .unwrap();
     let err = db.load_base("cmdb").unwrap_err().to_string();
     assert!(err.contains("_diffsync_base"), "{err}");
-}
-
-type Seen = (diffsync::feed::ChangeKind, String, String, Option<String>);
-
-fn drain(feed: &mut impl diffsync::feed::ChangeFeed) -> (bool, Vec<Seen>) {
-    let (mut gap, mut out) = (false, Vec::new());
-    loop {
-        let batch = feed.poll(100, std::time::Duration::ZERO).unwrap();
-        gap |= batch.gap;
-        if batch.events.is_empty() && !batch.gap {
-            return (gap, out);
-        }
-        out.extend(
-            batch
-                .events
-                .into_iter()
-                .map(|e| (e.kind, e.model_type, e.key, e.origin)),
-        );
-    }
 }
 
 #[test]

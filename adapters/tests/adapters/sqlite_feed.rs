@@ -10,27 +10,7 @@ use diffsync::{Adapter, MemoryAdapter};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
 
-use crate::common::{inventory, registry};
-
-/// (kind, model type, key, origin) of an event.
-type Seen = (ChangeKind, String, String, Option<String>);
-
-fn drain(feed: &mut impl ChangeFeed) -> (bool, Vec<Seen>) {
-    let (mut gap, mut out) = (false, Vec::new());
-    loop {
-        let batch = feed.poll(100, Duration::ZERO).unwrap();
-        gap |= batch.gap;
-        if batch.events.is_empty() && !batch.gap {
-            return (gap, out);
-        }
-        out.extend(
-            batch
-                .events
-                .into_iter()
-                .map(|e| (e.kind, e.model_type, e.key, e.origin)),
-        );
-    }
-}
+use crate::common::{drain, inventory, registry};
 
 #[test]
 fn the_change_log_records_every_writer_and_tags_the_adapters_own_writes() {
