@@ -208,7 +208,6 @@ pub(crate) fn flat_records(reg: &Registry, store: &LocalStore) -> Result<Vec<(St
 }
 
 #[cfg(any(
-    feature = "files",
     feature = "sqlite",
     feature = "postgres",
     feature = "object-store",
