@@ -382,4 +382,30 @@ fn the_change_stream_carries_every_processs_writes_and_resumes_after_its_cursor(
     a.store.remove("site", "site0", true).unwrap();
     let mut feed = b.change_feed("mirror").unwrap();
     assert!(feed.poll(10, Duration::ZERO).unwrap().gap);
+    feed.commit().unwrap();
+    // A write refused for a stale version logs nothing: the stream is
+    // written by the same script, all or nothing.
+    a.store
+        .add(Site {
+            name: "lax".into(),
+            region: "west".into(),
+        })
+        .unwrap();
+    let mut c = persistent(RedisStore::open(&server.url(), "inv", registry()).unwrap());
+    let v = [("region".into(), "south".into())].into_iter().collect();
+    c.store
+        .update_attributes("site", "lax", diffsync::AttrSource::Values(&v))
+        .unwrap();
+    let stale = a
+        .store
+        .update_attributes("site", "lax", diffsync::AttrSource::Values(&v));
+    assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
+    let after: Vec<_> = feed
+        .poll(10, Duration::ZERO)
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(after, [Created, Updated], "only the writes that went through");
 }
