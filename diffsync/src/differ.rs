@@ -265,15 +265,18 @@ fn walk<'a>(
     for (i, ty) in roots.iter().chain(&orphan_types).enumerate() {
         let sty = src.store.table_index(ty);
         let dty = dst.store.table_index(ty);
-        let (mut s_slots, mut d_slots) = (parentless(src.store, sty), parentless(dst.store, dty));
-        if let Some(sc) = ctx.scope {
-            // Only the roots of the part (by key: a root on the way on one
-            // side still pairs with its match on the other); the others
-            // would be passed over one by one.
-            let keys = sc.keys([(src.store, sty), (dst.store, dty)]);
-            s_slots.retain(|&slot| keys.contains(uid_of(table(src.store, sty), slot)));
-            d_slots.retain(|&slot| keys.contains(uid_of(table(dst.store, dty), slot)));
-        }
+        let (s_slots, d_slots) = match ctx.scope {
+            // Only the roots of the part, looked up by key (a root on the
+            // way on one side still pairs with its match on the other).
+            Some(sc) => {
+                let keys = sc.keys([(src.store, sty), (dst.store, dty)]);
+                (
+                    parentless_of(src.store, sty, &keys),
+                    parentless_of(dst.store, dty, &keys),
+                )
+            }
+            None => (parentless(src.store, sty), parentless(dst.store, dty)),
+        };
         let orphans = i >= roots.len();
         if orphans && s_slots.is_empty() && d_slots.is_empty() {
             continue;
@@ -313,6 +316,19 @@ fn parentless(store: &LocalStore, ty: Option<u32>) -> Vec<u32> {
         .filter(|t| t.parentless > 0)
         .map(|t| t.slots().filter(|&s| t.meta[s as usize].parent.is_none()).collect())
         .unwrap_or_default()
+}
+
+/// The slots of these keys that are live and parentless, in insertion order.
+fn parentless_of(store: &LocalStore, ty: Option<u32>, keys: &HashSet<&str>) -> Vec<u32> {
+    let Some(t) = table(store, ty) else { return Vec::new() };
+    let mut slots: Vec<u32> = keys
+        .iter()
+        .filter_map(|k| t.find_hashed(store.hash(k), k))
+        .filter(|&s| t.meta[s as usize].alive && t.meta[s as usize].parent.is_none())
+        .collect();
+    // Slots are allocated in insertion order.
+    slots.sort_unstable();
+    slots
 }
 
 /// A top-level type neither store knows is a typo, not an empty type
@@ -495,7 +511,7 @@ fn diff_top(
     out: &mut Vec<DiffElement>,
 ) -> Result<usize> {
     #[cfg(feature = "parallel")]
-    if ctx.total >= PARALLEL_MIN_MODELS && rayon::current_num_threads() > 1 {
+    if ctx.scope.is_none() && ctx.total >= PARALLEL_MIN_MODELS && rayon::current_num_threads() > 1 {
         check_identifiers(ctx, table(ctx.src, sty), table(ctx.dst, dty))?;
         let mut pairs = Vec::with_capacity(s_slots.len().max(d_slots.len()));
         match_lists(ctx.src, ctx.dst, top(sty, s_slots), top(dty, d_slots), |s, d| {
@@ -516,7 +532,9 @@ fn top(ty: Option<u32>, slots: &[u32]) -> List<'_> {
     List { ty, slots }
 }
 
-/// Below this many models in both stores, a diff runs on the calling thread.
+/// Below this many models in both stores, a diff runs on the calling
+/// thread; so does the diff of a part (a few subtrees, as a reconcile loop
+/// diffs them: waking the pool would cost more than it saves).
 #[cfg(feature = "parallel")]
 const PARALLEL_MIN_MODELS: usize = 20_000;
 
