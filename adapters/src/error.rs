@@ -123,6 +123,20 @@ impl AdapterError {
             source,
         }
     }
+
+    /// Reads a feed position in the feed's notation, or says it is not one
+    /// of this feed's (a typed `Format` error).
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+    pub(crate) fn position<T>(
+        origin: &str,
+        position: &diffsync::feed::Position,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, Self> {
+        parse(position.as_str()).ok_or_else(|| AdapterError::Format {
+            origin: origin.to_string(),
+            message: format!("{:?} is not a position of this change feed", position.as_str()),
+        })
+    }
 }
 
 /// The backend's own words: a PostgreSQL server error's message without

@@ -492,7 +492,7 @@ pub struct PostgresFeed {
     origin: String,
 }
 
-use diffsync::feed::{ChangeFeed, FeedBatch};
+use diffsync::feed::{ChangeFeed, FeedBatch, Position};
 
 impl PostgresFeed {
     fn read(&mut self, max: usize) -> std::result::Result<FeedBatch, postgres::Error> {
@@ -536,12 +536,20 @@ impl ChangeFeed for PostgresFeed {
         }
     }
 
-    fn commit(&mut self) -> std::result::Result<(), diffsync::BoxError> {
+    fn position(&self) -> Option<Position> {
+        Some(Position::new(format!("{}:{}", self.returned.0, self.returned.1)))
+    }
+
+    fn commit_at(&mut self, position: &Position) -> std::result::Result<(), diffsync::BoxError> {
+        let (xid, seq): (i64, i64) = AdapterError::position(&self.origin, position, |p| {
+            let (x, s) = p.split_once(':')?;
+            Some((x.parse().ok()?, s.parse().ok()?))
+        })?;
         let mut tx = self.client.transaction().map_err(|e| backend(&self.origin, e))?;
         tx.execute(
             "INSERT INTO _diffsync_cursor (consumer, xid, seq) VALUES ($1, $2, $3)
              ON CONFLICT (consumer) DO UPDATE SET xid = excluded.xid, seq = excluded.seq",
-            &[&self.consumer, &self.returned.0, &self.returned.1],
+            &[&self.consumer, &xid, &seq],
         )
         .and_then(|_| {
             tx.batch_execute(

@@ -588,10 +588,18 @@ impl diffsync::feed::ChangeFeed for RedisFeed {
         Ok(batch)
     }
 
-    fn commit(&mut self) -> std::result::Result<(), diffsync::BoxError> {
+    fn position(&self) -> Option<diffsync::feed::Position> {
+        Some(diffsync::feed::Position::new(self.cursor.clone()))
+    }
+
+    fn commit_at(&mut self, position: &diffsync::feed::Position) -> std::result::Result<(), diffsync::BoxError> {
+        let id = AdapterError::position(&self.origin, position, |p| {
+            let (ms, seq) = p.split_once('-')?;
+            (ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok()).then(|| p.to_string())
+        })?;
         let _: () = self
             .conn
-            .set(&self.cursor_key, &self.cursor)
+            .set(&self.cursor_key, id)
             .map_err(|e| AdapterError::backend(self.origin.clone(), e))?;
         Ok(())
     }

@@ -496,14 +496,9 @@ pub struct SqliteFeed {
     origin: String,
 }
 
-use diffsync::feed::{ChangeFeed, FeedBatch};
+use diffsync::feed::{ChangeFeed, FeedBatch, Position};
 
 impl SqliteFeed {
-    /// The sequence number of the last event returned.
-    pub fn position(&self) -> i64 {
-        self.returned
-    }
-
     fn read(&mut self, max: usize) -> rusqlite::Result<FeedBatch> {
         let mut batch = FeedBatch::default();
         let pruned: i64 = self
@@ -553,11 +548,16 @@ impl ChangeFeed for SqliteFeed {
         }
     }
 
-    fn commit(&mut self) -> std::result::Result<(), diffsync::BoxError> {
+    fn position(&self) -> Option<Position> {
+        Some(Position::new(self.returned.to_string()))
+    }
+
+    fn commit_at(&mut self, position: &Position) -> std::result::Result<(), diffsync::BoxError> {
+        let seq: i64 = AdapterError::position(&self.origin, position, |p| p.parse().ok())?;
         let tx = self.conn.transaction().map_err(|e| backend(&self.origin, e))?;
         tx.execute(
             "INSERT INTO _diffsync_cursor (consumer, seq) VALUES (?1, ?2) ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
-            rusqlite::params![self.consumer, self.returned],
+            rusqlite::params![self.consumer, seq],
         )
         .and_then(|_| {
             tx.execute_batch(

@@ -79,15 +79,46 @@ pub struct FeedBatch {
     pub gap: bool,
 }
 
+/// Where a durable feed stands: just after the last event it returned.
+/// Opaque to a consumer, which keeps it to [commit](ChangeFeed::commit_at)
+/// later, once every event before it has been handled.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Position(String);
+
+impl Position {
+    /// A position in a feed's own notation (a sequence number, a stream id).
+    pub fn new(p: impl Into<String>) -> Self {
+        Position(p.into())
+    }
+    /// The feed's notation.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A source of change events.
 pub trait ChangeFeed: Send {
     /// Waits up to `wait` for events and returns at most `max` of them
     /// (none when nothing came).
     fn poll(&mut self, max: usize, wait: Duration) -> Result<FeedBatch, BoxError>;
-    /// Every event returned so far has been handled: a durable feed moves
-    /// its persisted cursor past them, so a restart resumes here.
-    fn commit(&mut self) -> Result<(), BoxError> {
+    /// Where the feed stands now (after the last event returned); `None`
+    /// for a feed that keeps no cursor.
+    fn position(&self) -> Option<Position> {
+        None
+    }
+    /// Every event up to `position` (one this feed returned) has been
+    /// handled: a durable feed persists its cursor there, so a restart
+    /// resumes after it.
+    fn commit_at(&mut self, position: &Position) -> Result<(), BoxError> {
+        let _ = position;
         Ok(())
+    }
+    /// Every event returned so far has been handled.
+    fn commit(&mut self) -> Result<(), BoxError> {
+        match self.position() {
+            Some(p) => self.commit_at(&p),
+            None => Ok(()),
+        }
     }
 }
 

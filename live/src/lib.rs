@@ -50,7 +50,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use diffsync::bidir::{Base, BiOptions, reconcile};
-use diffsync::feed::{ChangeEvent, ChangeFeed};
+use diffsync::feed::{ChangeEvent, ChangeFeed, Position};
 use diffsync::{Adapter, DiffFlags, Options, Store, SyncReport};
 
 /// A model, by (type, key).
@@ -352,6 +352,7 @@ pub struct ReconcileLoop<R> {
     max_pending: usize,
     max_batch: usize,
     startup_sync: bool,
+    commit_every: Duration,
     origin: String,
     listeners: Arc<Mutex<Vec<Sender<LoopEvent>>>>,
     /// Cron schedules of full passes.
@@ -372,7 +373,8 @@ pub struct BadSchedule {
 impl<R: Reconciler + 'static> ReconcileLoop<R> {
     /// A loop driving `reconciler`: debounce 100 ms, anti-entropy every
     /// 5 minutes (±10 %), backoff 100 ms doubling to 64 s, at most 100,000
-    /// dirty keys, batches of 10,000, a full sync at start.
+    /// dirty keys, batches of 10,000, a full sync at start, cursors
+    /// committed every second.
     pub fn new(reconciler: R) -> Self {
         ReconcileLoop {
             reconciler,
@@ -384,6 +386,7 @@ impl<R: Reconciler + 'static> ReconcileLoop<R> {
             max_pending: 100_000,
             max_batch: 10_000,
             startup_sync: true,
+            commit_every: Duration::from_secs(1),
             origin: "diffsync-live".into(),
             listeners: Arc::default(),
             #[cfg(feature = "cron")]
@@ -443,6 +446,13 @@ impl<R: Reconciler + 'static> ReconcileLoop<R> {
         self.startup_sync = on;
         self
     }
+    /// How often the feeds' cursors are persisted (also when the loop
+    /// stops): each at the last position before the oldest event not yet
+    /// handled, so it advances under sustained load.
+    pub fn commit_every(mut self, every: Duration) -> Self {
+        self.commit_every = every;
+        self
+    }
     /// The tag of the loop's own writes (their events are not new work).
     pub fn origin(mut self, tag: impl Into<String>) -> Self {
         self.origin = tag.into();
@@ -456,6 +466,9 @@ impl<R: Reconciler + 'static> ReconcileLoop<R> {
         let state = Worker {
             cfg: self,
             dirty: HashMap::new(),
+            polls: 0,
+            marks: Vec::new(),
+            last_commit: Instant::now(),
             full_retry: None,
             listeners: listeners.clone(),
             cmd: cmd_rx,
@@ -525,11 +538,20 @@ struct Dirty {
     due: Instant,
     /// Retry delays, once it failed.
     backoff: Option<ExponentialBackoff>,
+    /// The poll that read its oldest unhandled event (none for a key that
+    /// only a pass's failure made dirty): feeds are committed only up to
+    /// positions before it.
+    first_poll: Option<u64>,
 }
 
 struct Worker<R> {
     cfg: ReconcileLoop<R>,
     dirty: HashMap<Key, Dirty>,
+    /// Polls of the feeds so far.
+    polls: u64,
+    /// Per feed, positions not committed yet, with the poll that reached them.
+    marks: Vec<VecDeque<(u64, Position)>>,
+    last_commit: Instant,
     /// A full pass that failed as a whole is retried: when, and its delays.
     full_retry: Option<(Instant, ExponentialBackoff)>,
     listeners: Arc<Mutex<Vec<Sender<LoopEvent>>>>,
@@ -618,6 +640,7 @@ impl<R: Reconciler> Worker<R> {
                 self.full_pass("retry");
             }
         }
+        self.commit_feeds(true);
         self.emit(LoopEvent::Stopped);
     }
 
@@ -629,6 +652,9 @@ impl<R: Reconciler> Worker<R> {
             return false;
         }
         let slice = wait / self.cfg.feeds.len() as u32;
+        self.polls += 1;
+        let poll = self.polls;
+        self.marks.resize_with(self.cfg.feeds.len(), VecDeque::new);
         let mut gap = false;
         let mut failures = Vec::new();
         let mut gaps = Vec::new();
@@ -656,13 +682,23 @@ impl<R: Reconciler> Worker<R> {
                 let debounce = self.cfg.debounce;
                 self.dirty
                     .entry((e.model_type.clone(), e.key.clone()))
-                    .and_modify(|d| d.event = e.clone())
+                    .and_modify(|d| {
+                        d.event = e.clone();
+                        d.first_poll.get_or_insert(poll);
+                    })
                     .or_insert_with(|| Dirty {
                         event: e,
                         since: now,
                         due: now + debounce,
                         backoff: None,
+                        first_poll: Some(poll),
                     });
+            }
+            if let Some(p) = feed.position() {
+                let marks = &mut self.marks[i];
+                if marks.back().is_none_or(|(_, last)| *last != p) {
+                    marks.push_back((poll, p));
+                }
             }
         }
         for feed in gaps {
@@ -711,9 +747,7 @@ impl<R: Reconciler> Worker<R> {
                 latency: oldest.elapsed(),
             });
         }
-        if self.dirty.is_empty() {
-            self.commit_feeds();
-        }
+        self.commit_feeds(false);
     }
 
     /// Runs a reconciler step; a panic in a hook fails the step, not the loop.
@@ -769,6 +803,7 @@ impl<R: Reconciler> Worker<R> {
                 since: now,
                 due: now,
                 backoff: None,
+                first_poll: None,
             });
             let backoff = entry.backoff.get_or_insert_with(|| delays(min, max));
             let retry_in = backoff.next().unwrap_or(max).min(max);
@@ -808,17 +843,33 @@ impl<R: Reconciler> Worker<R> {
             repaired: outcome.applied,
             failed,
         });
-        if self.dirty.is_empty() {
-            self.commit_feeds();
-        }
+        self.commit_feeds(false);
     }
 
-    fn commit_feeds(&mut self) {
+    /// Persists each feed's cursor at the last position before the oldest
+    /// unhandled event of a dirty key (a key that keeps failing holds its
+    /// feed's cursor back, so a restart still sees its event). At most
+    /// every [`ReconcileLoop::commit_every`], unless `now`.
+    fn commit_feeds(&mut self, now: bool) {
+        if !now && self.last_commit.elapsed() < self.cfg.commit_every {
+            return;
+        }
+        self.last_commit = Instant::now();
+        let mut firsts: Vec<u64> = self.dirty.values().filter_map(|d| d.first_poll).collect();
+        firsts.sort_unstable();
+        firsts.dedup();
+        let safe = firsts.first().copied().unwrap_or(u64::MAX);
         let mut failures = Vec::new();
-        for (i, feed) in self.cfg.feeds.iter_mut().enumerate() {
-            if let Err(e) = feed.commit() {
-                failures.push((i, e.to_string()));
+        for (i, marks) in self.marks.iter_mut().enumerate() {
+            let Some(upto) = marks.iter().rposition(|(poll, _)| *poll < safe) else {
+                compact(marks, &firsts);
+                continue;
+            };
+            match self.cfg.feeds[i].commit_at(&marks[upto].1) {
+                Ok(()) => drop(marks.drain(..=upto)),
+                Err(e) => failures.push((i, e.to_string())),
             }
+            compact(marks, &firsts);
         }
         for (i, error) in failures {
             self.emit(LoopEvent::Failed {
@@ -827,5 +878,42 @@ impl<R: Reconciler> Worker<R> {
                 retry_in: TICK,
             });
         }
+    }
+}
+
+/// Drops the positions a later one makes useless: a position can be
+/// committed before the next one only if a dirty key's first poll lies
+/// between them (`firsts`: those polls, sorted). What stays is at most one
+/// position per dirty key, however long a key keeps failing.
+fn compact(marks: &mut VecDeque<(u64, Position)>, firsts: &[u64]) {
+    let mut next_poll: Option<u64> = None;
+    let mut kept = VecDeque::with_capacity(marks.len());
+    while let Some((poll, p)) = marks.pop_back() {
+        let needed = next_poll.is_none_or(|next| {
+            let i = firsts.partition_point(|&f| f <= poll);
+            firsts.get(i).is_some_and(|&f| f <= next)
+        });
+        if needed {
+            next_poll = Some(poll);
+            kept.push_front((poll, p));
+        }
+    }
+    *marks = kept;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_keeps_the_last_position_before_each_dirty_keys_first_poll() {
+        let mut marks: VecDeque<(u64, Position)> = (1..=10).map(|p| (p, Position::new(p.to_string()))).collect();
+        compact(&mut marks, &[3, 7]);
+        let kept: Vec<u64> = marks.iter().map(|(p, _)| *p).collect();
+        // 2 is committed once the key first seen at poll 3 is handled, 6
+        // once the one at 7 is; 10 is the latest. The others add nothing.
+        assert_eq!(kept, [2, 6, 10]);
+        compact(&mut marks, &[]);
+        assert_eq!(marks.len(), 1);
     }
 }

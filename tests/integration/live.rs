@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diffsync::bidir::{Base, BiOptions};
-use diffsync::feed::{ChangeFeed, FeedBatch, StoreFeed};
+use diffsync::feed::{ChangeFeed, FeedBatch, Position, StoreFeed};
 use diffsync::{Adapter, AttrSource, BoxError};
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop, TwoWay};
 use diffsync_tests::{Interface, Inventory, sys_a};
@@ -383,4 +383,120 @@ fn a_cron_schedule_runs_full_passes_and_a_bad_pattern_is_refused() {
     );
     handle.shutdown();
     assert!(in_step(&source, &target));
+}
+
+/// A feed that numbers the events it returns (its position: how many so
+/// far) and records every commit.
+struct Numbered {
+    inner: StoreFeed,
+    returned: u64,
+    /// (position, key) of each event returned.
+    log: Arc<Mutex<Vec<(u64, String)>>>,
+    commits: Arc<Mutex<Vec<u64>>>,
+}
+
+impl ChangeFeed for Numbered {
+    fn poll(&mut self, max: usize, wait: Duration) -> Result<FeedBatch, BoxError> {
+        let batch = self.inner.poll(max, wait)?;
+        let mut log = self.log.lock().unwrap();
+        for e in &batch.events {
+            self.returned += 1;
+            log.push((self.returned, e.key.clone()));
+        }
+        Ok(batch)
+    }
+    fn position(&self) -> Option<Position> {
+        Some(Position::new(self.returned.to_string()))
+    }
+    fn commit_at(&mut self, position: &Position) -> Result<(), BoxError> {
+        self.commits.lock().unwrap().push(position.as_str().parse()?);
+        Ok(())
+    }
+}
+
+#[test]
+fn cursors_advance_under_sustained_load_and_stop_before_a_key_that_keeps_failing() {
+    let source = Arc::new(Mutex::new(sys_a()));
+    let mut t = Inventory::empty("target");
+    t.sync_from(&*source.lock().unwrap()).unwrap();
+    let target = Arc::new(Mutex::new(t));
+    let (log, commits) = (Arc::default(), Arc::<Mutex<Vec<u64>>>::default());
+    let feed = Numbered {
+        inner: source.lock().unwrap().store.subscribe(),
+        returned: 0,
+        log: Arc::clone(&log),
+        commits: Arc::clone(&commits),
+    };
+    // A debounce longer than the gaps between edits: some key is always
+    // dirty, so "commit when nothing is pending" would never commit.
+    let handle = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+        .feed(feed)
+        .debounce(Duration::from_millis(60))
+        .backoff(Duration::from_millis(5), Duration::from_millis(20))
+        .commit_every(Duration::from_millis(20))
+        .startup_sync(false)
+        .anti_entropy(None)
+        .spawn()
+        .unwrap();
+    let mut round = 0;
+    let mut load = |ms: u64| {
+        let end = Instant::now() + Duration::from_millis(ms);
+        while Instant::now() < end {
+            let key = ["nyc-r1__eth1", "sfo-r1__eth0"][round % 2];
+            let v = [("description".into(), format!("load {round}").into())]
+                .into_iter()
+                .collect();
+            let mut s = source.lock().unwrap();
+            s.store
+                .update_attributes("interface", key, AttrSource::Values(&v))
+                .unwrap();
+            drop(s);
+            round += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    load(500);
+    let advanced = commits.lock().unwrap().iter().copied().max().unwrap_or(0);
+    assert!(advanced > 0, "committed while keys stayed dirty");
+
+    // A key that fails on every try holds the cursor before its event.
+    let stuck = ("interface".to_string(), "nyc-r1__eth0".to_string());
+    target.lock().unwrap().fail.insert(stuck.clone());
+    let v = [("description".into(), "stuck".into())].into_iter().collect();
+    source
+        .lock()
+        .unwrap()
+        .store
+        .update_attributes("interface", &stuck.1, AttrSource::Values(&v))
+        .unwrap();
+    let held_from = commits.lock().unwrap().len();
+    load(500);
+    let at = log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, k)| *k == stuck.1)
+        .map(|(p, _)| *p)
+        .unwrap();
+    let held: Vec<u64> = commits.lock().unwrap()[held_from..].to_vec();
+    assert!(
+        held.iter().all(|&p| p < at),
+        "commits {held:?} passed the stuck event at {at}"
+    );
+    assert!(
+        log.lock().unwrap().last().unwrap().0 > at + 10,
+        "events after the stuck one were read"
+    );
+
+    // Once it succeeds, the cursor moves past it.
+    target.lock().unwrap().fail.remove(&stuck);
+    load(300);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !in_step(&source, &target) {
+        assert!(Instant::now() < deadline, "the loop did not catch up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    handle.shutdown();
+    let last = commits.lock().unwrap().last().copied().unwrap();
+    assert!(last > at, "cursor {last} still before the event at {at}");
 }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use diffsync::feed::{ChangeFeed, ChangeKind};
+use diffsync::feed::{ChangeFeed, ChangeKind, Position};
 use diffsync::{Adapter, MemoryAdapter};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
@@ -103,9 +103,17 @@ fn a_feed_resumes_after_its_committed_cursor_and_reports_a_pruned_log_as_a_gap()
         .unwrap();
     // A new process: the same consumer resumes after its cursor.
     let mut feed = db.change_feed("mirror").unwrap();
+    let before = feed.position().unwrap();
     let (gap, events) = drain(&mut feed);
     assert!(!gap);
     assert_eq!(events, [(ChangeKind::Updated, "site".into(), "site1".into(), None)]);
+    // Committed at a position before that event, a restart reads it again;
+    // a position that is not this feed's is refused.
+    feed.commit_at(&before).unwrap();
+    let err = feed.commit_at(&Position::new("7-0")).unwrap_err().to_string();
+    assert!(err.contains("\"7-0\" is not a position of this change feed"), "{err}");
+    let mut feed = db.change_feed("mirror").unwrap();
+    assert_eq!(drain(&mut feed).1.len(), 1);
     // Someone truncated the log past this consumer's cursor.
     other
         .execute("UPDATE site SET region = 'west' WHERE name = 'site1'", [])
