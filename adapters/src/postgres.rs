@@ -135,6 +135,9 @@ impl PostgresAdapter {
             )
             .map_err(|e| backend(&origin, e))?
             .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+        client
+            .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+            .map_err(|e| backend(&origin, e))?;
         let ids = sql::id_columns(&self.tables);
         Ok(PostgresFeed {
             client,
@@ -214,33 +217,39 @@ impl PostgresAdapter {
                 .query(&t.select(&DIALECT), &[])
                 .map_err(|e| backend(&origin, e))?;
             for row in rows {
-                let mut values = Vec::with_capacity(row.len());
-                for (i, name) in t.column_names().iter().enumerate() {
-                    let kind = t
-                        .columns
-                        .iter()
-                        .find(|c| c.name == *name)
-                        .map_or(ValueKind::String, |c| c.kind);
-                    let get = |e: postgres::Error| AdapterError::Model {
-                        origin: origin.clone(),
-                        model_type: t.model_type.clone(),
-                        key: String::new(),
-                        message: format!("column {name:?}: {e}"),
-                    };
-                    let v = match kind {
-                        ValueKind::Integer => row.try_get::<_, Option<i64>>(i).map_err(get)?.map(SqlValue::Int),
-                        ValueKind::Float => row.try_get::<_, Option<f64>>(i).map_err(get)?.map(SqlValue::Real),
-                        ValueKind::Bool => row.try_get::<_, Option<bool>>(i).map_err(get)?.map(SqlValue::Bool),
-                        _ => row.try_get::<_, Option<String>>(i).map_err(get)?.map(SqlValue::Text),
-                    };
-                    values.push(v.unwrap_or(SqlValue::Null));
-                }
+                let values = row_values(t, &row)?;
                 let record = t.record(values)?;
                 registry::insert_flat(&self.registry, &mut self.store, &t.model_type, record, &origin)?;
             }
         }
         Ok(())
     }
+}
+
+/// A row's values, read by the columns' value kinds.
+fn row_values(t: &Table, row: &postgres::Row) -> Result<Vec<SqlValue>> {
+    let mut values = Vec::with_capacity(row.len());
+    for (i, name) in t.column_names().iter().enumerate() {
+        let kind = t
+            .columns
+            .iter()
+            .find(|c| c.name == *name)
+            .map_or(ValueKind::String, |c| c.kind);
+        let get = |e: postgres::Error| AdapterError::Model {
+            origin: t.origin(),
+            model_type: t.model_type.clone(),
+            key: String::new(),
+            message: format!("column {name:?}: {e}"),
+        };
+        let v = match kind {
+            ValueKind::Integer => row.try_get::<_, Option<i64>>(i).map_err(get)?.map(SqlValue::Int),
+            ValueKind::Float => row.try_get::<_, Option<f64>>(i).map_err(get)?.map(SqlValue::Real),
+            ValueKind::Bool => row.try_get::<_, Option<bool>>(i).map_err(get)?.map(SqlValue::Bool),
+            _ => row.try_get::<_, Option<String>>(i).map_err(get)?.map(SqlValue::Text),
+        };
+        values.push(v.unwrap_or(SqlValue::Null));
+    }
+    Ok(values)
 }
 
 /// The host and port of connection parameters, for messages (no password).
@@ -290,9 +299,21 @@ impl Adapter for PostgresAdapter {
         self.write_origin = origin.map(str::to_string);
     }
 
-    /// Reads the database again (whole: a row read by key is left for later).
-    fn reread(&mut self, _changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
-        self.refresh()
+    /// Reads the changed rows again (by their identifiers) into the image:
+    /// a row found is added or updated, a row gone is removed.
+    fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
+        let client = &mut self.client;
+        sql::reread(&self.tables, &self.registry, &mut self.store, changed, |t, ids| {
+            let params: Vec<&(dyn ToSql + Sync)> = ids.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            let row = client
+                .query_opt(&t.select_one(&DIALECT), &params)
+                .map_err(|e| backend(&t.origin(), e))?;
+            row.map(|r| row_values(t, &r)).transpose()
+        })
+        .map_err(|e| diffsync::Error::Load {
+            adapter: self.name.clone(),
+            source: Box::new(e),
+        })
     }
 
     fn refresh(&mut self) -> diffsync::Result<()> {
@@ -430,7 +451,16 @@ CREATE INDEX IF NOT EXISTS _diffsync_changes_order ON _diffsync_changes (xid, se
 CREATE TABLE IF NOT EXISTS _diffsync_cursor (consumer TEXT PRIMARY KEY, xid BIGINT NOT NULL, seq BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS _diffsync_pruned (id INT PRIMARY KEY CHECK (id = 1), xid BIGINT NOT NULL, seq BIGINT NOT NULL);
 INSERT INTO _diffsync_pruned (id, xid, seq) VALUES (1, 0, 0) ON CONFLICT (id) DO NOTHING;
+CREATE OR REPLACE FUNCTION _diffsync_notify() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+  PERFORM pg_notify('diffsync_changes', '');
+  RETURN NULL;
+END $f$;
 ";
+
+/// The channel on which a write to a model table wakes the feeds (once per
+/// transaction: PostgreSQL folds equal notifications).
+const NOTIFY_CHANNEL: &str = "diffsync_changes";
 
 /// A trigger function and trigger logging a table's inserts, updates (a
 /// changed identifier also deletes the old key) and deletes.
@@ -451,6 +481,7 @@ fn pg_feed_trigger(t: &Table) -> String {
     };
     let func = sql::quote(&format!("_diffsync_log_{}", t.model_type));
     let trigger = sql::quote(&format!("_diffsync_{}", t.model_type));
+    let wake = sql::quote(&format!("_diffsync_wake_{}", t.model_type));
     format!(
         "CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $f$
 BEGIN
@@ -466,6 +497,8 @@ BEGIN
 END $f$;
 DROP TRIGGER IF EXISTS {trigger} ON {table};
 CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {func}();
+DROP TRIGGER IF EXISTS {wake} ON {table};
+CREATE TRIGGER {wake} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION _diffsync_notify();
 ",
         log(&old, "'deleted'"),
         log(&new, "CASE TG_OP WHEN 'INSERT' THEN 'created' ELSE 'updated' END"),
@@ -480,8 +513,11 @@ CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH RO
 /// longer appear), in (transaction, sequence) order, after the consumer's
 /// cursor; [`commit`](ChangeFeed::commit) persists the cursor and prunes what
 /// every consumer has read. A gap when the consumer never committed or the
-/// log was pruned past it. Polls every few milliseconds (NOTIFY is not
-/// durable and takes a global lock at commit).
+/// log was pruned past it. A poll reads the log, then sleeps until a
+/// NOTIFY that a statement-level trigger sends from every writing
+/// transaction wakes it (a wake-up only: a notification can be missed,
+/// never an event, since the log is read again on every poll; NOTIFY
+/// takes a global lock at commit, once per transaction).
 pub struct PostgresFeed {
     client: Client,
     consumer: String,
@@ -495,6 +531,17 @@ pub struct PostgresFeed {
 use diffsync::feed::{ChangeFeed, FeedBatch, Position};
 
 impl PostgresFeed {
+    /// Sleeps until a notification comes or `wait` passes, then takes
+    /// every notification pending (one read covers them all).
+    fn wait_for_notification(&mut self, wait: std::time::Duration) -> std::result::Result<(), postgres::Error> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut notifications = self.client.notifications();
+        if notifications.timeout_iter(wait).next()?.is_some() {
+            while notifications.iter().next()?.is_some() {}
+        }
+        Ok(())
+    }
+
     fn read(&mut self, max: usize) -> std::result::Result<FeedBatch, postgres::Error> {
         let mut batch = FeedBatch::default();
         let pruned = self
@@ -532,7 +579,10 @@ impl ChangeFeed for PostgresFeed {
             if batch.gap || !batch.events.is_empty() || now >= deadline {
                 return Ok(batch);
             }
-            std::thread::sleep((deadline - now).min(std::time::Duration::from_millis(5)));
+            // Rows a notification announces may still wait behind an older
+            // running transaction: the caller's next poll reads them.
+            self.wait_for_notification(deadline - now)
+                .map_err(|e| backend(&self.origin, e))?;
         }
     }
 

@@ -341,96 +341,24 @@ impl Adapter for SqliteAdapter {
     }
 
     /// Reads the changed rows again (by their identifiers) into the image:
-    /// a row found is added or updated, a row gone is removed. A child whose
-    /// parent is not read yet waits for it within the same call.
+    /// a row found is added or updated, a row gone is removed.
     fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
-        let mut todo: Vec<&diffsync::feed::ChangeEvent> = changed.iter().collect();
-        loop {
-            let before = todo.len();
-            let mut waiting = Vec::new();
-            let mut last_error = None;
-            for e in todo {
-                match self.reread_one(e) {
-                    Ok(()) => {}
-                    Err(err) => {
-                        last_error = Some(err);
-                        waiting.push(e);
-                    }
-                }
-            }
-            match last_error {
-                None => return Ok(()),
-                Some(err) if waiting.len() == before => {
-                    return Err(diffsync::Error::Load {
-                        adapter: self.name.clone(),
-                        source: Box::new(err),
-                    });
-                }
-                Some(_) => todo = waiting,
-            }
-        }
-    }
-}
-
-impl SqliteAdapter {
-    fn reread_one(&mut self, e: &diffsync::feed::ChangeEvent) -> Result<()> {
-        let Ok(t) = sql::table(&self.tables, &e.model_type) else {
-            return Ok(());
-        };
-        let ids: Vec<serde_json::Value> = match (&e.identifiers, self.store.get_dyn(&e.model_type, &e.key)) {
-            (_, Ok(m)) => m.identifiers().into_iter().map(|(_, v)| v).collect(),
-            (Some(ids), Err(_)) => t.columns[..t.n_ids]
-                .iter()
-                .map(|c| ids.get(c.name.as_ref()).cloned().unwrap_or_default())
-                .collect(),
-            (None, Err(_)) => return Ok(()),
-        };
-        let origin = t.origin();
-        let cond: Vec<String> = t.columns[..t.n_ids]
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{} IS ?{}", sql::quote(&c.name), i + 1))
-            .collect();
-        let cols: Vec<String> = t.column_names().iter().map(|c| sql::quote(c)).collect();
-        let query = format!(
-            "SELECT {} FROM {} WHERE {}",
-            cols.join(", "),
-            t.name,
-            cond.join(" AND ")
-        );
-        let params: Vec<Sql> = t.columns[..t.n_ids]
-            .iter()
-            .zip(&ids)
-            .map(|(c, v)| t.to_sql(&c.name, v, &e.key).map(|v| to_sqlite(&v)))
-            .collect::<Result<_>>()?;
-        let width = cols.len();
-        let row: Option<Vec<SqlValue>> = self
-            .conn
-            .query_row(&query, params_from_iter(params), |r| {
+        let conn = &self.conn;
+        sql::reread(&self.tables, &self.registry, &mut self.store, changed, |t, ids| {
+            let width = t.column_names().len();
+            let mut stmt = conn
+                .prepare_cached(&t.select_one(&DIALECT))
+                .map_err(|e| backend(&t.origin(), e))?;
+            stmt.query_row(params_from_iter(ids.iter().map(to_sqlite)), |r| {
                 (0..width).map(|i| r.get::<_, Sql>(i).map(from_sqlite)).collect()
             })
             .optional()
-            .map_err(|err| backend(&origin, err))?;
-        let present = self.store.get_dyn(&e.model_type, &e.key).is_ok();
-        match row {
-            None if present => self.store.remove(&e.model_type, &e.key, false)?,
-            None => {}
-            Some(row) => {
-                let record = t.record(row)?;
-                if present {
-                    let attrs: diffsync::Attrs = record
-                        .iter()
-                        .map(|(k, v)| (std::borrow::Cow::Owned(k.clone()), v.clone()))
-                        .collect();
-                    self.store
-                        .update_attributes(&e.model_type, &e.key, diffsync::AttrSource::Values(&attrs))?;
-                } else {
-                    let model_type = e.model_type.clone();
-                    registry::insert_flat(&self.registry, &mut self.store, &model_type, record, &origin)?;
-                }
-            }
-        }
-        Ok(())
+            .map_err(|e| backend(&t.origin(), e))
+        })
+        .map_err(|e| diffsync::Error::Load {
+            adapter: self.name.clone(),
+            source: Box::new(e),
+        })
     }
 }
 

@@ -133,3 +133,47 @@ pub fn drain(feed: &mut impl diffsync::feed::ChangeFeed) -> (bool, Vec<Seen>) {
         );
     }
 }
+
+/// Rows another client changes, and the events naming some of them.
+pub const CHANGED_BY_OTHERS: &str = "
+    INSERT INTO device (name, role, serial, _parent) VALUES ('site0-r9', 'edge', NULL, 'site0');
+    UPDATE site SET region = 'south' WHERE name = 'site1';
+    DELETE FROM interface WHERE device = 'site1-r1' AND name = 'eth0';
+    UPDATE site SET region = 'north' WHERE name = 'site0';";
+
+/// After `CHANGED_BY_OTHERS` on the database of `db` (loaded from
+/// `inventory(_, 2, 0)`), a re-read of the first three changes brings them
+/// into the image and nothing else: the fourth, not named, stays unseen.
+pub fn assert_reread_by_key(db: &mut impl diffsync::Adapter<Store = LocalStore>) {
+    use diffsync::feed::{ChangeEvent, ChangeKind};
+    let event = |kind, model_type: &str, key: &str, ids: Option<(&str, &str)>| ChangeEvent {
+        kind,
+        model_type: model_type.into(),
+        key: key.into(),
+        identifiers: ids.map(|(k, v)| [(k.to_string().into(), v.into())].into_iter().collect()),
+        parent: None,
+        origin: None,
+    };
+    db.reread(&[
+        event(ChangeKind::Created, "device", "site0-r9", Some(("name", "site0-r9"))),
+        event(ChangeKind::Updated, "site", "site1", None),
+        event(ChangeKind::Deleted, "interface", "site1-r1__eth0", None),
+        event(ChangeKind::Updated, "no_such_type", "x", None),
+    ])
+    .unwrap();
+    let store = db.store();
+    assert_eq!(store.get::<Device>("device", "site0-r9").unwrap().role, "edge");
+    assert!(
+        store
+            .children_keys("site", "site0", "device")
+            .unwrap()
+            .contains(&"site0-r9")
+    );
+    assert_eq!(store.get::<Site>("site", "site1").unwrap().region, "south");
+    assert!(store.get_dyn("interface", "site1-r1__eth0").is_err());
+    assert_eq!(
+        store.get::<Site>("site", "site0").unwrap().region,
+        "east",
+        "read by key only"
+    );
+}

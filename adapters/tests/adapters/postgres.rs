@@ -4,7 +4,7 @@ use diffsync::{Adapter, DiffFlags, Error, Options};
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::postgres::PostgresAdapter;
 
-use crate::common::{drain, inventory, registry};
+use crate::common::{CHANGED_BY_OTHERS, assert_reread_by_key, drain, inventory, registry};
 use crate::servers::Postgres;
 
 fn count(db: &mut PostgresAdapter, table: &str) -> i64 {
@@ -277,4 +277,55 @@ fn a_loop_keeps_a_mirror_of_a_postgres_database_written_by_others() {
         std::thread::sleep(Duration::from_millis(20));
     }
     handle.shutdown();
+}
+
+#[test]
+fn a_reread_reads_the_named_rows_by_key() {
+    let Some(pg) = Postgres::start() else { return };
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    let mut other = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+    other.batch_execute(CHANGED_BY_OTHERS).unwrap();
+    assert_reread_by_key(&mut db);
+}
+
+#[test]
+fn a_waiting_feed_sleeps_until_a_commit_notifies_it() {
+    use diffsync::feed::{ChangeFeed, ChangeKind};
+    use std::time::{Duration, Instant};
+    let Some(pg) = Postgres::start() else { return };
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    db.enable_change_feed().unwrap();
+    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let mut feed = db.change_feed("mirror").unwrap();
+    drain(&mut feed);
+    let params = pg.params();
+    let writer = std::thread::spawn(move || {
+        let mut other = postgres::Client::connect(&params, postgres::NoTls).unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        // The feed's connection has been idle since its last read: it
+        // waits for a notification instead of querying every few ms.
+        let idle: f64 = other
+            .query_one(
+                "SELECT extract(epoch FROM now() - state_change)::float8 FROM pg_stat_activity
+                 WHERE query LIKE 'SELECT xid, seq, model_type%' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        other
+            .execute("INSERT INTO site (name, region) VALUES ('late', 'x')", &[])
+            .unwrap();
+        idle
+    });
+    let start = Instant::now();
+    let batch = feed.poll(100, Duration::from_secs(20)).unwrap();
+    let idle = writer.join().unwrap();
+    assert!(idle > 0.5, "the feed queried {idle:.3} s before, while nothing changed");
+    let got: Vec<_> = batch.events.iter().map(|e| (e.kind, e.key.as_str())).collect();
+    assert_eq!(got, [(ChangeKind::Created, "late")]);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "woken by the commit, not the timeout"
+    );
 }

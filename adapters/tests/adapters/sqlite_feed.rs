@@ -10,7 +10,7 @@ use diffsync::{Adapter, MemoryAdapter};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
 
-use crate::common::{drain, inventory, registry};
+use crate::common::{CHANGED_BY_OTHERS, assert_reread_by_key, drain, inventory, registry};
 
 #[test]
 fn the_change_log_records_every_writer_and_tags_the_adapters_own_writes() {
@@ -202,4 +202,17 @@ fn a_loop_from_sqlite_resumes_from_the_cursor_after_a_restart_without_a_full_res
         })
         .sum();
     assert_eq!(applied, 3, "{seen:?}");
+}
+
+#[test]
+fn a_reread_reads_the_named_rows_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.db");
+    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(CHANGED_BY_OTHERS)
+        .unwrap();
+    assert_reread_by_key(&mut db);
 }
