@@ -300,20 +300,31 @@ impl Adapter for PostgresAdapter {
     }
 
     /// Reads the changed rows again (by their identifiers) into the image:
-    /// a row found is added or updated, a row gone is removed.
+    /// a row found is added or updated, a row gone is removed (a model that
+    /// moved to another parent: the whole database).
     fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
         let client = &mut self.client;
-        sql::reread(&self.tables, &self.registry, &mut self.store, changed, |t, ids| {
-            let params: Vec<&(dyn ToSql + Sync)> = ids.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            let row = client
-                .query_opt(&t.select_one(&DIALECT), &params)
-                .map_err(|e| backend(&t.origin(), e))?;
-            row.map(|r| row_values(t, &r)).transpose()
-        })
+        let origin = self.origin.clone();
+        let done = sql::reread(
+            &self.tables,
+            &self.registry,
+            &mut self.store,
+            changed,
+            &origin,
+            |t, ids| {
+                let params: Vec<&(dyn ToSql + Sync)> = ids.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                let row = client
+                    .query_opt(&t.select_one(&DIALECT), &params)
+                    .map_err(|e| backend(&t.origin(), e))?;
+                row.map(|r| row_values(t, &r)).transpose()
+            },
+        )
         .map_err(|e| diffsync::Error::Load {
             adapter: self.name.clone(),
             source: Box::new(e),
-        })
+        })?;
+        // A model moved to another parent: read everything.
+        if done { Ok(()) } else { self.refresh() }
     }
 
     fn refresh(&mut self) -> diffsync::Result<()> {

@@ -434,6 +434,34 @@ impl Store for RedisStore {
             source: Box::new(e),
         })
     }
+    /// Reads these models' keys again, each with its version in one atomic
+    /// round trip (a model that moved to another parent: the whole namespace).
+    fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
+        let origin = format!("{} namespace {:?}", self.address, self.namespace);
+        let version_key = self.version_key();
+        let (client, conn, versions, namespace) = (&self.client, &mut self.conn, &mut self.versions, &self.namespace);
+        let done = registry::reread(&self.registry, &mut self.image, changed, &origin, |_, e| {
+            let key = format!("{namespace}:{}:{}", e.model_type, e.key);
+            let (version, text): (Option<u64>, Option<String>) = retry(client, conn, |c| {
+                redis::pipe().atomic().hget(&version_key, &key).get(&key).query(c)
+            })
+            .map_err(|err| AdapterError::backend(origin.clone(), err))?;
+            versions.insert(key.clone(), version.unwrap_or(0));
+            match text.map(|t| serde_json::from_str(&t)) {
+                None => Ok(None),
+                Some(Ok(Value::Object(m))) => Ok(Some(m)),
+                Some(_) => Err(AdapterError::Format {
+                    origin: format!("{origin}: key {key:?}"),
+                    message: "not a JSON object".into(),
+                }),
+            }
+        })
+        .map_err(|e| diffsync::Error::Load {
+            adapter: self.namespace.clone(),
+            source: Box::new(e),
+        })?;
+        if done { Ok(()) } else { Store::refresh(self) }
+    }
     fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> diffsync::Result<()> {
         let (model_type, uid) = (model.model_type().to_string(), model.unique_id());
         self.image.insert_boxed(model, parent)?;

@@ -233,3 +233,74 @@ pub(crate) fn insert_flat(
     }
     Ok(())
 }
+
+/// Reads changed models again into an image (`Adapter::reread` of the
+/// adapters whose image mirrors a system): `fetch` returns a model's flat
+/// record as the system holds it now (`None`: gone), and is asked only
+/// about registered types. A record found
+/// is added or updated, a record gone is removed. A child whose parent is
+/// not read yet waits for it within the same call. Returns false when a
+/// model changed parents: the image cannot take that in place (its
+/// children would lose their link), the caller reads everything again.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+pub(crate) fn reread(
+    reg: &Registry,
+    store: &mut LocalStore,
+    changed: &[diffsync::feed::ChangeEvent],
+    origin: &str,
+    mut fetch: impl FnMut(&LocalStore, &diffsync::feed::ChangeEvent) -> Result<Option<Map<String, Value>>>,
+) -> Result<bool> {
+    let mut todo: Vec<&diffsync::feed::ChangeEvent> =
+        changed.iter().filter(|e| reg.schema(&e.model_type).is_ok()).collect();
+    loop {
+        let before = todo.len();
+        let mut waiting = Vec::new();
+        let mut last_error = None;
+        for e in todo {
+            match fetch(store, e).and_then(|record| apply_record(reg, store, e, record, origin)) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(err) => {
+                    last_error = Some(err);
+                    waiting.push(e);
+                }
+            }
+        }
+        match last_error {
+            None => return Ok(true),
+            Some(err) if waiting.len() == before => return Err(err),
+            Some(_) => todo = waiting,
+        }
+    }
+}
+
+/// Brings one model of the image in line with its record; false when the
+/// record names another parent than the image has.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+fn apply_record(
+    reg: &Registry,
+    store: &mut LocalStore,
+    e: &diffsync::feed::ChangeEvent,
+    record: Option<Map<String, Value>>,
+    origin: &str,
+) -> Result<bool> {
+    let (ty, key) = (e.model_type.as_str(), e.key.as_str());
+    let present = store.get_dyn(ty, key).is_ok();
+    match record {
+        None if present => store.remove(ty, key, false)?,
+        None => {}
+        Some(record) if present => {
+            let parent = record.get(PARENT_KEY).and_then(Value::as_str);
+            if store.parent_of(ty, key)?.map(|(_, k)| k) != parent {
+                return Ok(false);
+            }
+            let attrs: diffsync::Attrs = record
+                .into_iter()
+                .map(|(k, v)| (std::borrow::Cow::Owned(k), v))
+                .collect();
+            store.update_attributes(ty, key, diffsync::AttrSource::Values(&attrs))?;
+        }
+        Some(record) => insert_flat(reg, store, ty, record, origin)?,
+    }
+    Ok(true)
+}

@@ -517,70 +517,28 @@ pub(crate) fn log_event(
 }
 
 /// Reads the changed models' rows again, by identifiers, into `store`
-/// (`Adapter::reread` of the SQL adapters): a row found is added or
-/// updated, a row gone is removed. A child whose parent is not read yet
-/// waits for it within the same call. `fetch` runs [`Table::select_one`]
-/// with the identifier parameters.
+/// ([`registry::reread`](crate::registry::reread)); `fetch` runs
+/// [`Table::select_one`] with the identifier parameters. False when a
+/// model moved: the caller reads everything again.
 pub(crate) fn reread(
     tables: &[Table],
     reg: &Registry,
     store: &mut LocalStore,
     changed: &[diffsync::feed::ChangeEvent],
+    origin: &str,
     mut fetch: impl FnMut(&Table, &[SqlValue]) -> Result<Option<Vec<SqlValue>>>,
-) -> Result<()> {
-    let mut todo: Vec<&diffsync::feed::ChangeEvent> = changed.iter().collect();
-    loop {
-        let before = todo.len();
-        let mut waiting = Vec::new();
-        let mut last_error = None;
-        for e in todo {
-            if let Err(err) = reread_one(tables, reg, store, e, &mut fetch) {
-                last_error = Some(err);
-                waiting.push(e);
-            }
-        }
-        match last_error {
-            None => return Ok(()),
-            Some(err) if waiting.len() == before => return Err(err),
-            Some(_) => todo = waiting,
-        }
-    }
-}
-
-fn reread_one(
-    tables: &[Table],
-    reg: &Registry,
-    store: &mut LocalStore,
-    e: &diffsync::feed::ChangeEvent,
-    fetch: &mut impl FnMut(&Table, &[SqlValue]) -> Result<Option<Vec<SqlValue>>>,
-) -> Result<()> {
-    let Ok(t) = table(tables, &e.model_type) else {
-        return Ok(());
-    };
-    let present = store.get_dyn(&e.model_type, &e.key).ok().map(|m| m.identifiers());
-    // A model not in the image yet is read by the event's identifiers.
-    let Some(ids) = present.as_ref().or(e.identifiers.as_ref()) else {
-        return Ok(());
-    };
-    let params = t.columns[..t.n_ids]
-        .iter()
-        .map(|c| t.to_sql(&c.name, ids.get(c.name.as_ref()).unwrap_or(&Value::Null), &e.key))
-        .collect::<Result<Vec<_>>>()?;
-    match fetch(t, &params)? {
-        None if present.is_some() => store.remove(&e.model_type, &e.key, false)?,
-        None => {}
-        Some(row) => {
-            let record = t.record(row)?;
-            if present.is_some() {
-                let attrs: diffsync::Attrs = record
-                    .iter()
-                    .map(|(k, v)| (std::borrow::Cow::Owned(k.clone()), v.clone()))
-                    .collect();
-                store.update_attributes(&e.model_type, &e.key, diffsync::AttrSource::Values(&attrs))?;
-            } else {
-                crate::registry::insert_flat(reg, store, &e.model_type, record, &t.origin())?;
-            }
-        }
-    }
-    Ok(())
+) -> Result<bool> {
+    crate::registry::reread(reg, store, changed, origin, |store, e| {
+        let t = table(tables, &e.model_type)?;
+        // A model not in the image yet is read by the event's identifiers.
+        let present = store.get_dyn(&e.model_type, &e.key).ok().map(|m| m.identifiers());
+        let Some(ids) = present.as_ref().or(e.identifiers.as_ref()) else {
+            return Ok(None);
+        };
+        let params = t.columns[..t.n_ids]
+            .iter()
+            .map(|c| t.to_sql(&c.name, ids.get(c.name.as_ref()).unwrap_or(&Value::Null), &e.key))
+            .collect::<Result<Vec<_>>>()?;
+        fetch(t, &params)?.map(|row| t.record(row)).transpose()
+    })
 }

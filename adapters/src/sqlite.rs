@@ -341,24 +341,35 @@ impl Adapter for SqliteAdapter {
     }
 
     /// Reads the changed rows again (by their identifiers) into the image:
-    /// a row found is added or updated, a row gone is removed.
+    /// a row found is added or updated, a row gone is removed (a model that
+    /// moved to another parent: the whole database).
     fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
         let conn = &self.conn;
-        sql::reread(&self.tables, &self.registry, &mut self.store, changed, |t, ids| {
-            let width = t.column_names().len();
-            let mut stmt = conn
-                .prepare_cached(&t.select_one(&DIALECT))
-                .map_err(|e| backend(&t.origin(), e))?;
-            stmt.query_row(params_from_iter(ids.iter().map(to_sqlite)), |r| {
-                (0..width).map(|i| r.get::<_, Sql>(i).map(from_sqlite)).collect()
-            })
-            .optional()
-            .map_err(|e| backend(&t.origin(), e))
-        })
+        let origin = self.origin.clone();
+        let done = sql::reread(
+            &self.tables,
+            &self.registry,
+            &mut self.store,
+            changed,
+            &origin,
+            |t, ids| {
+                let width = t.column_names().len();
+                let mut stmt = conn
+                    .prepare_cached(&t.select_one(&DIALECT))
+                    .map_err(|e| backend(&t.origin(), e))?;
+                stmt.query_row(params_from_iter(ids.iter().map(to_sqlite)), |r| {
+                    (0..width).map(|i| r.get::<_, Sql>(i).map(from_sqlite)).collect()
+                })
+                .optional()
+                .map_err(|e| backend(&t.origin(), e))
+            },
+        )
         .map_err(|e| diffsync::Error::Load {
             adapter: self.name.clone(),
             source: Box::new(e),
-        })
+        })?;
+        // A model moved to another parent: read everything.
+        if done { Ok(()) } else { self.refresh() }
     }
 }
 

@@ -227,9 +227,10 @@ impl<S: Store> StoreAdapter<S> {
 
 impl<S: Store> Adapter for StoreAdapter<S> {
     type Store = S;
-    /// The store reads its backend again (a networked store; a no-op in memory).
-    fn reread(&mut self, _changed: &[crate::feed::ChangeEvent]) -> Result<()> {
-        self.store.refresh()
+    /// The store reads these models again from its backend (a networked
+    /// store; a no-op in memory).
+    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
+        self.store.reread(changed)
     }
     fn refresh(&mut self) -> Result<()> {
         self.store.refresh()

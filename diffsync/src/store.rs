@@ -75,6 +75,12 @@ pub trait Store: Send + Sync {
     fn refresh(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Reads just these changed models again into the image. The default
+    /// reads everything ([`refresh`](Store::refresh)).
+    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
+        let _ = changed;
+        self.refresh()
+    }
 }
 
 /// Where a model sits in a [`LocalStore`], as returned by the add methods:

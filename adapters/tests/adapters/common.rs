@@ -134,7 +134,8 @@ pub fn drain(feed: &mut impl diffsync::feed::ChangeFeed) -> (bool, Vec<Seen>) {
     }
 }
 
-/// Rows another client changes, and the events naming some of them.
+/// Rows another client changes (`assert_reread_by_key` names the first
+/// three in events).
 pub const CHANGED_BY_OTHERS: &str = "
     INSERT INTO device (name, role, serial, _parent) VALUES ('site0-r9', 'edge', NULL, 'site0');
     UPDATE site SET region = 'south' WHERE name = 'site1';
@@ -144,7 +145,8 @@ pub const CHANGED_BY_OTHERS: &str = "
 /// After `CHANGED_BY_OTHERS` on the database of `db` (loaded from
 /// `inventory(_, 2, 0)`), a re-read of the first three changes brings them
 /// into the image and nothing else: the fourth, not named, stays unseen.
-pub fn assert_reread_by_key(db: &mut impl diffsync::Adapter<Store = LocalStore>) {
+pub fn assert_reread_by_key(db: &mut impl diffsync::Adapter) {
+    use diffsync::Store;
     use diffsync::feed::{ChangeEvent, ChangeKind};
     let event = |kind, model_type: &str, key: &str, ids: Option<(&str, &str)>| ChangeEvent {
         kind,
@@ -161,7 +163,7 @@ pub fn assert_reread_by_key(db: &mut impl diffsync::Adapter<Store = LocalStore>)
         event(ChangeKind::Updated, "no_such_type", "x", None),
     ])
     .unwrap();
-    let store = db.store();
+    let store = db.store().local();
     assert_eq!(store.get::<Device>("device", "site0-r9").unwrap().role, "edge");
     assert!(
         store

@@ -4,7 +4,7 @@ use diffsync::{Adapter, Error, LocalStore, Store, StoreAdapter};
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::redis::RedisStore;
 
-use crate::common::{Device, Interface, Site, Text, inventory, registry};
+use crate::common::{Device, Interface, Site, Text, assert_reread_by_key, inventory, registry};
 use crate::servers::Redis;
 
 /// A hook-less adapter over a Redis-backed store.
@@ -408,4 +408,45 @@ fn the_change_stream_carries_every_processs_writes_and_resumes_after_its_cursor(
         .map(|e| e.kind)
         .collect();
     assert_eq!(after, [Created, Updated], "only the writes that went through");
+}
+
+#[test]
+fn a_reread_reads_the_named_keys_with_their_versions() {
+    let Some(server) = Redis::start() else { return };
+    let mut target = persistent(RedisStore::open(&server.url(), "inv", registry()).unwrap());
+    target.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    // Another process makes the changes of `CHANGED_BY_OTHERS`.
+    let mut other = RedisStore::open(&server.url(), "inv", registry()).unwrap();
+    let region = |r: &str| [("region".into(), r.into())].into_iter().collect::<diffsync::Attrs>();
+    other
+        .add_child(
+            "site",
+            "site0",
+            Device {
+                name: "site0-r9".into(),
+                role: "edge".into(),
+                serial: None,
+                db_pk: 0,
+            },
+        )
+        .unwrap();
+    other
+        .update_attributes("site", "site1", diffsync::AttrSource::Values(&region("south")))
+        .unwrap();
+    other.remove("interface", "site1-r1__eth0", false).unwrap();
+    other
+        .update_attributes("site", "site0", diffsync::AttrSource::Values(&region("north")))
+        .unwrap();
+    assert_reread_by_key(&mut target);
+    // The versions came with the values: a write to a key read again
+    // goes through, one to a key not read again is stale and conflicts.
+    target
+        .store
+        .update_attributes("site", "site1", diffsync::AttrSource::Values(&region("far")))
+        .unwrap();
+    let err = target
+        .store
+        .update_attributes("site", "site0", diffsync::AttrSource::Values(&region("far")))
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
 }

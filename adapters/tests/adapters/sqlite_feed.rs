@@ -216,3 +216,35 @@ fn a_reread_reads_the_named_rows_by_key() {
         .unwrap();
     assert_reread_by_key(&mut db);
 }
+
+#[test]
+fn a_reread_of_a_model_that_moved_reads_everything_and_keeps_its_children() {
+    use diffsync::feed::ChangeEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.db");
+    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
+    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("UPDATE device SET _parent = 'site1' WHERE name = 'site0-r0'")
+        .unwrap();
+    db.reread(&[ChangeEvent {
+        kind: ChangeKind::Updated,
+        model_type: "device".into(),
+        key: "site0-r0".into(),
+        identifiers: None,
+        parent: None,
+        origin: None,
+    }])
+    .unwrap();
+    assert_eq!(
+        db.store.parent_of("device", "site0-r0").unwrap(),
+        Some(("site", "site1"))
+    );
+    assert_eq!(
+        db.store.children_keys("device", "site0-r0", "interface").unwrap().len(),
+        3
+    );
+    let fresh = SqliteAdapter::open("check", &path, registry()).unwrap();
+    assert!(!db.diff_from(&fresh).unwrap().has_diffs());
+}
