@@ -28,7 +28,9 @@
 //! # Ok::<(), diffsync::Error>(())
 //! ```
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -122,25 +124,87 @@ pub trait ChangeFeed: Send {
     }
 }
 
+/// How many unread events a [`LocalStore::subscribe`](crate::LocalStore::subscribe)
+/// feed holds before it drops events and reports a gap.
+pub const FEED_CAPACITY: usize = 100_000;
+
+/// What a store and the feed it feeds share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Events sent and not received yet.
+    queued: AtomicUsize,
+    /// Events were dropped since the last poll.
+    overflow: AtomicBool,
+}
+
+/// The sending end of a [`StoreFeed`], kept by its store.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    tx: Sender<ChangeEvent>,
+    shared: Arc<Shared>,
+    capacity: usize,
+}
+
+impl Subscriber {
+    /// Sends a copy of `event`, or drops it and flags the gap when the
+    /// reader is `capacity` events behind. False once the reader is gone.
+    pub(crate) fn send(&self, event: &ChangeEvent) -> bool {
+        if self.shared.queued.load(Ordering::Acquire) >= self.capacity {
+            self.shared.overflow.store(true, Ordering::Release);
+            return Arc::strong_count(&self.shared) > 1;
+        }
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(event.clone()).is_ok()
+    }
+}
+
 /// The feed of a [`LocalStore`](crate::LocalStore): every change made
 /// through the store, as it happens. Not durable (it lives as long as the
-/// process); the store never waits for its reader.
+/// process); the store never waits for its reader, and a reader too far
+/// behind reads a gap.
 pub struct StoreFeed {
-    pub(crate) rx: Receiver<ChangeEvent>,
+    rx: Receiver<ChangeEvent>,
+    shared: Arc<Shared>,
+}
+
+impl StoreFeed {
+    pub(crate) fn new(capacity: usize) -> (Subscriber, StoreFeed) {
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared::default());
+        let subscriber = Subscriber {
+            tx,
+            shared: shared.clone(),
+            capacity: capacity.max(1),
+        };
+        (subscriber, StoreFeed { rx, shared })
+    }
+
+    fn received(&self, e: ChangeEvent) -> ChangeEvent {
+        self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        e
+    }
 }
 
 impl ChangeFeed for StoreFeed {
     fn poll(&mut self, max: usize, wait: Duration) -> Result<FeedBatch, BoxError> {
-        let mut batch = FeedBatch::default();
-        let first = match self.rx.recv_timeout(wait) {
-            Ok(e) => e,
-            Err(RecvTimeoutError::Timeout) => return Ok(batch),
-            Err(RecvTimeoutError::Disconnected) => return Err("the store of this feed was dropped".into()),
+        let mut batch = FeedBatch {
+            gap: self.shared.overflow.swap(false, Ordering::AcqRel),
+            ..FeedBatch::default()
         };
-        batch.events.push(first);
+        let first = match self.rx.try_recv() {
+            Ok(e) => e,
+            Err(TryRecvError::Empty) if batch.gap => return Ok(batch),
+            Err(TryRecvError::Empty) => match self.rx.recv_timeout(wait) {
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => return Ok(batch),
+                Err(RecvTimeoutError::Disconnected) => return Err("the store of this feed was dropped".into()),
+            },
+            Err(TryRecvError::Disconnected) => return Err("the store of this feed was dropped".into()),
+        };
+        batch.events.push(self.received(first));
         while batch.events.len() < max {
             match self.rx.try_recv() {
-                Ok(e) => batch.events.push(e),
+                Ok(e) => batch.events.push(self.received(e)),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }

@@ -391,7 +391,7 @@ pub struct LocalStore {
     /// duplicates and models cleaned or removed since).
     dirty_roots: Vec<Link>,
     /// Readers of this store's changes.
-    subscribers: Vec<std::sync::mpsc::Sender<ChangeEvent>>,
+    subscribers: Vec<crate::feed::Subscriber>,
     /// The tag put on the events of changes made now.
     origin: Option<String>,
 }
@@ -713,11 +713,20 @@ impl LocalStore {
     }
 
     /// A feed of every change made through this store from now on (see
-    /// [`feed`](crate::feed)). The store never waits for the reader.
+    /// [`feed`](crate::feed)), holding at most
+    /// [`FEED_CAPACITY`](crate::feed::FEED_CAPACITY) unread events.
     pub fn subscribe(&mut self) -> StoreFeed {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.subscribers.push(tx);
-        StoreFeed { rx }
+        self.subscribe_with_capacity(crate::feed::FEED_CAPACITY)
+    }
+
+    /// A feed holding at most `capacity` unread events. The store never
+    /// waits for the reader: past the capacity, events are dropped and the
+    /// reader's next poll reports a gap (as inotify does when its queue
+    /// overflows), so memory stays bounded and nothing is lost unseen.
+    pub fn subscribe_with_capacity(&mut self, capacity: usize) -> StoreFeed {
+        let (subscriber, feed) = crate::feed::StoreFeed::new(capacity);
+        self.subscribers.push(subscriber);
+        feed
     }
 
     /// Tags the events of the changes made from now on (`None`: untagged),
@@ -745,7 +754,7 @@ impl LocalStore {
             origin: self.origin.clone(),
         };
         // A reader that went away stops being told.
-        self.subscribers.retain(|s| s.send(event.clone()).is_ok());
+        self.subscribers.retain(|s| s.send(&event));
     }
 
     /// Marks a model's subtree fingerprint, and its ancestors', out of

@@ -78,3 +78,26 @@ fn a_sync_publishes_its_writes_and_a_dropped_reader_costs_nothing() {
     copy.remove("site", "nyc", true).unwrap();
     assert!(drain(&mut feed).is_empty());
 }
+
+#[test]
+fn a_reader_too_far_behind_reads_a_gap_and_the_store_never_waits() {
+    let mut inv = sys_a();
+    let mut feed = inv.store.subscribe_with_capacity(2);
+    for (i, d) in ["a", "b", "c", "d"].iter().enumerate() {
+        let v = [("description".into(), (*d).into())].into_iter().collect();
+        let key = ["nyc-r1__eth0", "nyc-r1__eth1"][i % 2];
+        inv.store
+            .update_attributes("interface", key, AttrSource::Values(&v))
+            .unwrap();
+    }
+    // Two events kept, two dropped: the first poll says so.
+    let batch = feed.poll(10, Duration::ZERO).unwrap();
+    assert!(batch.gap);
+    assert_eq!(batch.events.len(), 2);
+    // Read up, the feed holds events again, and says nothing of a gap.
+    let v = [("description".into(), "e".into())].into_iter().collect();
+    inv.store
+        .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
+        .unwrap();
+    assert_eq!(drain(&mut feed).len(), 1);
+}
