@@ -292,7 +292,9 @@ fn walk<'a>(
         }
     }
     diff.skipped = ctx.skipped;
-    if let Some(p) = ctx.progress.as_mut() {
+    // The end, unless the last report was at this very count.
+    let reported = ctx.next_report == ctx.processed + ctx.step;
+    if let Some(p) = ctx.progress.as_mut().filter(|_| !reported) {
         p(Progress {
             stage: Stage::Diff,
             current: ctx.processed,

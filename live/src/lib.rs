@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use diffsync::bidir::{Base, BiOptions, reconcile};
 use diffsync::feed::{ChangeEvent, ChangeFeed, Position};
-use diffsync::{Adapter, DiffFlags, Options, Store, SyncReport};
+use diffsync::{Adapter, DiffFlags, Options, Progress, Stage, Store, SyncReport};
 
 /// A model, by (type, key).
 pub type Key = (String, String);
@@ -91,8 +91,9 @@ pub trait Reconciler: Send {
     /// dirty key) and their subtrees in step.
     fn sync_keys(&mut self, changed: &[ChangeEvent], origin: &str) -> PassOutcome;
     /// Compares everything and repairs what differs (start, anti-entropy,
-    /// gap, manual trigger). Cheap when nothing differs.
-    fn sync_all(&mut self, origin: &str) -> PassOutcome;
+    /// gap, manual trigger), telling `progress` how far it got. Cheap when
+    /// nothing differs.
+    fn sync_all(&mut self, origin: &str, progress: &mut dyn FnMut(Progress)) -> PassOutcome;
 }
 
 /// Locks a shared adapter; a panic in an earlier pass poisoned nothing that
@@ -132,16 +133,14 @@ impl<S, T> OneWay<S, T> {
 }
 
 impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
-    fn each_target(&mut self, origin: &str, mut opts: impl FnMut() -> Options<'static>) -> PassOutcome {
-        self.each_target_after(&[], origin, &mut opts)
-    }
-
-    /// Re-reads `changed` in the source, then syncs every target.
-    fn each_target_after(
+    /// Re-reads `changed` in the source, then syncs every target: the
+    /// models of `part` (with their subtrees), or everything.
+    fn each_target(
         &mut self,
         changed: &[ChangeEvent],
+        part: Option<&[Key]>,
         origin: &str,
-        opts: &mut dyn FnMut() -> Options<'static>,
+        progress: &mut dyn FnMut(Progress),
     ) -> PassOutcome {
         let mut source = lock(&self.source);
         let mut out = PassOutcome::default();
@@ -154,8 +153,14 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
         }
         for target in &self.targets {
             let mut target = lock(target);
+            let mut opts = Options::new()
+                .flags(DiffFlags::CONTINUE_ON_FAILURE)
+                .progress(&mut *progress);
+            if let Some(keys) = part {
+                opts = opts.part(keys.iter().cloned());
+            }
             let tagged = Tagged::new(&mut *target, origin);
-            let result = tagged.0.sync_from_with(&*source, &mut opts());
+            let result = tagged.0.sync_from_with(&*source, &mut opts);
             drop(tagged);
             match result {
                 Ok(report) => out.add_report(&report),
@@ -169,11 +174,7 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
 impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
     fn sync_keys(&mut self, changed: &[ChangeEvent], origin: &str) -> PassOutcome {
         let keys: Vec<Key> = changed.iter().map(|e| (e.model_type.clone(), e.key.clone())).collect();
-        let mut out = self.each_target_after(changed, origin, &mut || {
-            Options::new()
-                .flags(DiffFlags::CONTINUE_ON_FAILURE)
-                .part(keys.iter().cloned())
-        });
+        let mut out = self.each_target(changed, Some(&keys), origin, &mut |_| {});
         // A sync that stopped names no key: all of them are retried.
         let stopped: Vec<String> = out
             .failed
@@ -188,7 +189,7 @@ impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
         out
     }
 
-    fn sync_all(&mut self, origin: &str) -> PassOutcome {
+    fn sync_all(&mut self, origin: &str, progress: &mut dyn FnMut(Progress)) -> PassOutcome {
         let equal = {
             let mut source = lock(&self.source);
             if let Err(e) = source.refresh() {
@@ -205,7 +206,7 @@ impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
         if equal {
             return PassOutcome::default();
         }
-        self.each_target(origin, || Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        self.each_target(&[], None, origin, progress)
     }
 }
 
@@ -252,10 +253,11 @@ impl<L: Adapter + Send, R: Adapter + Send> Reconciler for TwoWay<L, R> {
                 }
             }
         }
-        self.sync_all(origin)
+        self.sync_all(origin, &mut |_| {})
     }
 
-    fn sync_all(&mut self, origin: &str) -> PassOutcome {
+    /// A reconcile reports no progress.
+    fn sync_all(&mut self, origin: &str, _progress: &mut dyn FnMut(Progress)) -> PassOutcome {
         let (mut left, mut right) = (lock(&self.left), lock(&self.right));
         if let Err(e) = left.refresh().and_then(|()| right.refresh()) {
             let mut out = PassOutcome::default();
@@ -322,6 +324,18 @@ pub enum LoopEvent {
     Gap {
         /// Which feed (its index in the builder's order).
         feed: usize,
+    },
+    /// How far a full pass got (at most every 100 ms, and at the end of
+    /// each stage of each target's sync).
+    Progress {
+        /// Why the pass runs.
+        reason: &'static str,
+        /// Diffing or applying.
+        stage: Stage,
+        /// Done so far.
+        current: usize,
+        /// Expected in all.
+        total: usize,
     },
     /// A full pass ran (start, anti-entropy, gap, trigger).
     FullPass {
@@ -568,6 +582,14 @@ fn delays(min: Duration, max: Duration) -> ExponentialBackoff {
         .build()
 }
 
+/// Sends an event to every subscriber still listening.
+fn tell(listeners: &Mutex<Vec<Sender<LoopEvent>>>, event: LoopEvent) {
+    lock(listeners).retain(|l| l.send(event.clone()).is_ok());
+}
+
+/// The least time between two progress events of a pass.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
 /// The longest the loop sleeps in a feed's poll, so commands are seen.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -580,7 +602,7 @@ impl<R: Reconciler> Worker<R> {
             LoopEvent::Gap { feed } => tracing::warn!(feed, "feed reported a gap, full pass"),
             other => tracing::debug!(event = ?other, "reconcile loop"),
         }
-        lock(&self.listeners).retain(|l| l.send(event.clone()).is_ok());
+        tell(&self.listeners, event);
     }
 
     /// The next time a cron schedule asks for a full pass.
@@ -818,7 +840,25 @@ impl<R: Reconciler> Worker<R> {
     /// key is covered by it; failed models stay dirty for their retries.
     fn full_pass(&mut self, reason: &'static str) {
         let origin = self.cfg.origin.clone();
-        let outcome = self.guarded(|r| r.sync_all(&origin));
+        let listeners = self.listeners.clone();
+        let mut last = Instant::now();
+        let mut progress = |p: Progress| {
+            if p.current >= p.total || last.elapsed() >= PROGRESS_EVERY {
+                last = Instant::now();
+                let (stage, current, total) = (p.stage, p.current, p.total);
+                tracing::debug!(reason, ?stage, current, total, "full pass progress");
+                tell(
+                    &listeners,
+                    LoopEvent::Progress {
+                        reason,
+                        stage,
+                        current,
+                        total,
+                    },
+                );
+            }
+        };
+        let outcome = self.guarded(|r| r.sync_all(&origin, &mut progress));
         match outcome.failed.iter().find(|(k, _)| k.0.is_empty()) {
             Some((_, error)) => {
                 let (min, max) = (self.cfg.min_backoff, self.cfg.max_backoff);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use diffsync::bidir::{Base, BiOptions};
 use diffsync::feed::{ChangeFeed, FeedBatch, Position, StoreFeed};
-use diffsync::{Adapter, AttrSource, BoxError};
+use diffsync::{Adapter, AttrSource, BoxError, Stage};
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop, TwoWay};
 use diffsync_tests::{Interface, Inventory, sys_a};
 
@@ -344,8 +344,9 @@ fn a_manual_trigger_runs_a_full_pass_that_finds_what_no_feed_reported() {
         .store
         .remove("interface", "nyc-r1__eth1", false)
         .unwrap();
+    let models = source.lock().unwrap().store.count_all() + target.lock().unwrap().store.count_all();
     handle.trigger();
-    wait_for(&events, |e| {
+    let seen = wait_for(&events, |e| {
         matches!(
             e,
             LoopEvent::FullPass {
@@ -357,6 +358,21 @@ fn a_manual_trigger_runs_a_full_pass_that_finds_what_no_feed_reported() {
     });
     handle.shutdown();
     assert!(in_step(&source, &target));
+    // The pass told how far it got: each stage to its end.
+    let ends: Vec<(Stage, usize)> = seen
+        .iter()
+        .filter_map(|e| match e {
+            LoopEvent::Progress {
+                reason: "trigger",
+                stage,
+                current,
+                total,
+            } if current == total => Some((*stage, *total)),
+            _ => None,
+        })
+        .collect();
+    // One element to apply: the interface, under its site and device.
+    assert_eq!(ends, [(Stage::Diff, models), (Stage::Sync, 3)], "{seen:?}");
 }
 
 #[test]
