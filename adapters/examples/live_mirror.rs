@@ -1,7 +1,8 @@
-//! A live mirror: an SQLite database kept in step with an inventory file
-//! while the file is being edited. A reconcile loop watches the file
-//! (inotify through `notify`), turns each save into model-level change
-//! events, and applies only what changed, printing its events.
+//! A live mirror: an SQLite database kept in step with a directory of
+//! inventory files (CSV, one file per model type) while they are edited. A
+//! reconcile loop watches the directory (inotify through `notify`), turns
+//! each save into model-level change events, and applies only what
+//! changed, printing its events.
 //!
 //! `cargo run -p diffsync-adapters --example live_mirror`
 
@@ -19,13 +20,18 @@ use inventory::{FIRST, registry};
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let dir = tempfile::tempdir()?;
-    let (json, db_path) = (dir.path().join("inventory.json"), dir.path().join("mirror.db"));
-    std::fs::write(&json, FIRST)?;
-    let file = FileAdapter::open("file", &json, Format::Json, registry())?;
-    let feed = file.change_feed()?;
+    let (csv, db_path) = (dir.path().join("inventory"), dir.path().join("mirror.db"));
+    // The directory starts as the sample inventory: site.csv, device.csv,
+    // interface.csv (written by a sync from the JSON sample).
+    let sample = dir.path().join("sample.json");
+    std::fs::write(&sample, FIRST)?;
+    std::fs::create_dir(&csv)?;
+    let mut files = FileAdapter::open("files", &csv, Format::Csv, registry())?;
+    files.sync_from(&FileAdapter::open("sample", &sample, Format::Json, registry())?)?;
+    let feed = files.change_feed()?;
     let db = SqliteAdapter::open("db", &db_path, registry())?;
-    let (file, db) = (Arc::new(Mutex::new(file)), Arc::new(Mutex::new(db)));
-    let looped = ReconcileLoop::new(OneWay::new(file.clone(), vec![db.clone()]))
+    let (files, db) = (Arc::new(Mutex::new(files)), Arc::new(Mutex::new(db)));
+    let looped = ReconcileLoop::new(OneWay::new(files.clone(), vec![db.clone()]))
         .feed(feed)
         .debounce(Duration::from_millis(50))
         .anti_entropy(Some(Duration::from_secs(5)));
@@ -43,30 +49,30 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     show(&|e| matches!(e, LoopEvent::FullPass { .. }));
 
     // Edits as an editor makes them: a new file, renamed over the old one.
-    let save = |text: String| -> std::io::Result<()> {
-        let tmp = dir.path().join(".inventory.json.tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &json)
+    let edit = |file: &str, change: &dyn Fn(String) -> String| -> std::io::Result<()> {
+        let path = csv.join(file);
+        let tmp = csv.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, change(std::fs::read_to_string(&path)?))?;
+        std::fs::rename(&tmp, &path)
     };
-    let edits = [
-        ("a description", FIRST.replace("\"rack A12\"", "\"rack B07\"")),
-        (
-            "a new interface",
-            FIRST.replace("\"rack A12\"", "\"rack B07\"").replace(
-                r#"{"device": "nyc-edge1", "name": "Ethernet1/1", "description": "transit", "mtu": 1500, "enabled": true}"#,
-                r#"{"device": "nyc-edge1", "name": "Ethernet1/1", "description": "transit", "mtu": 1500, "enabled": true},
-      {"device": "nyc-edge1", "name": "Ethernet1/2", "description": "peering", "mtu": 1500, "enabled": false}"#,
-            ),
-        ),
-    ];
-    for (what, text) in edits {
-        println!("edit the file: {what}");
-        save(text)?;
-        show(&|e| matches!(e, LoopEvent::Synced { .. }));
-    }
+    println!("edit interface.csv: a description");
+    edit("interface.csv", &|t| t.replace("rack A12", "rack B07"))?;
+    show(&|e| matches!(e, LoopEvent::Synced { .. }));
+    println!("edit device.csv and interface.csv: a new device with an interface");
+    edit("device.csv", &|t| t + "lon,lon-edge1,edge,,lon\n")?;
+    edit("interface.csv", &|t| {
+        t + "lon-edge1,Ethernet1/1,transit,1500,true,lon__lon-edge1\n"
+    })?;
+    let applied = std::cell::Cell::new(0);
+    show(&|e| {
+        if let LoopEvent::Synced { applied: n, .. } = e {
+            applied.set(applied.get() + n);
+        }
+        applied.get() >= 2
+    });
     handle.shutdown();
     let fresh = SqliteAdapter::open("check", &db_path, registry())?;
-    let diff = fresh.diff_from(&*file.lock().unwrap_or_else(|e| e.into_inner()))?;
-    println!("file vs database: {}", diff.summary());
+    let diff = fresh.diff_from(&*files.lock().unwrap_or_else(|e| e.into_inner()))?;
+    println!("files vs database: {}", diff.summary());
     Ok(())
 }

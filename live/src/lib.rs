@@ -345,6 +345,9 @@ pub enum LoopEvent {
         repaired: usize,
         /// Keys left for a retry.
         failed: usize,
+        /// Why the pass failed as a whole (a source that could not be
+        /// read, a sync that stopped); it is retried after a backoff.
+        error: Option<String>,
     },
     /// The loop stopped.
     Stopped,
@@ -859,8 +862,13 @@ impl<R: Reconciler> Worker<R> {
             }
         };
         let outcome = self.guarded(|r| r.sync_all(&origin, &mut progress));
-        match outcome.failed.iter().find(|(k, _)| k.0.is_empty()) {
-            Some((_, error)) => {
+        let whole = outcome
+            .failed
+            .iter()
+            .find(|(k, _)| k.0.is_empty())
+            .map(|(_, e)| e.clone());
+        match &whole {
+            Some(error) => {
                 let (min, max) = (self.cfg.min_backoff, self.cfg.max_backoff);
                 let (due, backoff) = self
                     .full_retry
@@ -882,6 +890,7 @@ impl<R: Reconciler> Worker<R> {
             reason,
             repaired: outcome.applied,
             failed,
+            error: whole,
         });
         self.commit_feeds(false);
     }

@@ -128,6 +128,7 @@ fn a_lossy_feed_and_a_flaky_target_end_in_step_after_anti_entropy() {
                 LoopEvent::FullPass {
                     reason: "anti-entropy",
                     failed: 0,
+                    error: None,
                     ..
                 }
             )
@@ -135,7 +136,14 @@ fn a_lossy_feed_and_a_flaky_target_end_in_step_after_anti_entropy() {
         let mut seen = seen;
         while !in_step(&source, &target) {
             seen.extend(wait_for(&events, |e| {
-                matches!(e, LoopEvent::FullPass { failed: 0, .. })
+                matches!(
+                    e,
+                    LoopEvent::FullPass {
+                        failed: 0,
+                        error: None,
+                        ..
+                    }
+                )
             }));
         }
         assert!(in_step(&source, &target));
@@ -285,9 +293,16 @@ fn a_panicking_target_hook_fails_the_pass_and_the_loop_goes_on() {
         .anti_entropy(None);
     let events = handle.subscribe();
     let handle = handle.spawn().unwrap();
-    let mut seen = wait_for(
-        &events,
-        |e| matches!(e, LoopEvent::Failed { error, .. } if error.contains("driver bug")),
+    // The startup pass failed as a whole, and says so.
+    let mut seen = wait_for(&events, |e| matches!(e, LoopEvent::FullPass { .. }));
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, LoopEvent::Failed { error, .. } if error.contains("driver bug"))),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(seen.last(), Some(LoopEvent::FullPass { reason: "startup", error: Some(e), .. }) if e.contains("driver bug")),
+        "{seen:?}"
     );
     assert!(handle.is_running());
     {
@@ -311,7 +326,7 @@ fn a_panicking_target_hook_fails_the_pass_and_the_loop_goes_on() {
     handle.trigger();
     seen.extend(wait_for(
         &events,
-        |e| matches!(e, LoopEvent::FullPass { reason: "trigger", failed: 0, repaired, .. } if *repaired > 0),
+        |e| matches!(e, LoopEvent::FullPass { reason: "trigger", failed: 0, error: None, repaired } if *repaired > 0),
     ));
     handle.shutdown();
     // The store is as the system took the changes.
@@ -352,7 +367,8 @@ fn a_manual_trigger_runs_a_full_pass_that_finds_what_no_feed_reported() {
             LoopEvent::FullPass {
                 reason: "trigger",
                 repaired: 1,
-                failed: 0
+                failed: 0,
+                error: None,
             }
         )
     });
