@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::flags::{DiffFlags, ModelFlags};
 use crate::model::{AnyModel, ModelSchema};
 use crate::options::{Options, Progress, Stage};
-use crate::store::{LocalStore, Meta, Table};
+use crate::store::{LocalStore, Meta, Table, root_bucket};
 
 /// Lists up to this long are matched by scanning instead of through the index.
 const SCAN_LIMIT: usize = 32;
@@ -500,9 +500,11 @@ fn diff_lists(
     Ok(unchanged)
 }
 
-/// Diffs the top-level lists of one model type. Large inputs are matched
-/// here and their pairs' subtrees diffed in parallel; the elements are
-/// concatenated in pair order, so the result is the same as sequentially.
+/// Diffs the top-level lists of one model type. Roots in buckets whose
+/// fingerprints match on both sides are counted unchanged unvisited. Large
+/// inputs are matched here and their pairs' subtrees diffed in parallel;
+/// the elements are concatenated in pair order, so the result is the same
+/// as sequentially.
 fn diff_top(
     ctx: &mut Ctx<'_, '_, '_>,
     sty: Option<u32>,
@@ -512,6 +514,11 @@ fn diff_top(
     siblings: bool,
     out: &mut Vec<DiffElement>,
 ) -> Result<usize> {
+    let narrowed = differing_buckets(ctx, sty, s_slots, dty, d_slots);
+    let (s_slots, d_slots, same) = match &narrowed {
+        Some((s, d, same)) => (&s[..], &d[..], *same),
+        None => (s_slots, d_slots, 0),
+    };
     #[cfg(feature = "parallel")]
     if ctx.scope.is_none() && ctx.total >= PARALLEL_MIN_MODELS && rayon::current_num_threads() > 1 {
         check_identifiers(ctx, table(ctx.src, sty), table(ctx.dst, dty))?;
@@ -525,9 +532,60 @@ fn diff_top(
         if siblings {
             check_shortnames(&out[start..])?;
         }
-        return Ok(unchanged);
+        return Ok(unchanged + same);
     }
-    diff_lists(ctx, top(sty, s_slots), top(dty, d_slots), siblings, out)
+    Ok(diff_lists(ctx, top(sty, s_slots), top(dty, d_slots), siblings, out)? + same)
+}
+
+/// The roots of both sides that lie in buckets whose fingerprints differ,
+/// and how many models (per side) the equal buckets hold: `None` when
+/// buckets cannot be trusted here (out-of-date fingerprints, a part, a
+/// three-way walk, unchanged records wanted) or save nothing.
+fn differing_buckets(
+    ctx: &mut Ctx<'_, '_, '_>,
+    sty: Option<u32>,
+    s_slots: &[u32],
+    dty: Option<u32>,
+    d_slots: &[u32],
+) -> Option<(Vec<u32>, Vec<u32>, usize)> {
+    let (st, dt) = (table(ctx.src, sty)?, table(ctx.dst, dty)?);
+    let usable = ctx.scope.is_none()
+        && ctx.three.is_none()
+        && !ctx.keep_unchanged
+        && !st.roots.is_empty()
+        && !dt.roots.is_empty()
+        && ctx.src.fingerprints_fresh()
+        && ctx.dst.fingerprints_fresh()
+        && (std::ptr::eq::<ModelSchema>(&*st.schema, &*dt.schema) || st.schema.children == dt.schema.children);
+    if !usable {
+        return None;
+    }
+    let differs: Vec<bool> = st
+        .roots
+        .iter()
+        .zip(&dt.roots)
+        .map(|(a, b)| a != b || a.flagged > 0 || b.flagged > 0)
+        .collect();
+    let same: u64 = st
+        .roots
+        .iter()
+        .zip(&differs)
+        .filter(|(_, d)| !**d)
+        .map(|(b, _)| b.fingerprint.count)
+        .sum();
+    if same == 0 {
+        return None;
+    }
+    let keep = |t: &Table, slots: &[u32]| -> Vec<u32> {
+        slots
+            .iter()
+            .copied()
+            .filter(|&s| differs[root_bucket(t.meta[s as usize].hash)])
+            .collect()
+    };
+    let narrowed = (keep(st, s_slots), keep(dt, d_slots), same as usize);
+    ctx.count(2 * narrowed.2);
+    Some(narrowed)
 }
 
 fn top(ty: Option<u32>, slots: &[u32]) -> List<'_> {

@@ -153,6 +153,30 @@ pub(crate) struct Table {
     /// Live models without a parent (a child type has none but orphans:
     /// the differ looks for them only when there are some).
     pub(crate) parentless: usize,
+    /// The subtree fingerprints of the parentless models, summed by key
+    /// hash into [`ROOT_BUCKETS`] buckets (kept once a type has
+    /// [`BUCKETS_FROM`] of them; empty before): the differ compares two
+    /// types' buckets and walks only the roots of those that differ.
+    pub(crate) roots: Vec<RootBucket>,
+}
+
+/// How many buckets the roots of a type are summed into.
+pub(crate) const ROOT_BUCKETS: usize = 1024;
+
+/// From how many parentless models a type keeps root buckets.
+const BUCKETS_FROM: usize = 256;
+
+/// The roots of one bucket: their subtree fingerprints summed, and how many
+/// have a model flagged IGNORE below them (such a bucket is always walked).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RootBucket {
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) flagged: u32,
+}
+
+/// The bucket of a key hash (the same in every store: keys hash alike).
+pub(crate) fn root_bucket(hash: u64) -> usize {
+    (hash >> 54) as usize % ROOT_BUCKETS
 }
 
 impl Clone for Table {
@@ -166,6 +190,7 @@ impl Clone for Table {
             child_types: self.child_types.clone(),
             fingerprint: self.fingerprint,
             parentless: self.parentless,
+            roots: self.roots.clone(),
         }
     }
 }
@@ -182,6 +207,35 @@ impl Table {
             child_types: vec![None; n],
             fingerprint: Fingerprint::default(),
             parentless: 0,
+            roots: Vec::new(),
+        }
+    }
+
+    /// Adds (`in_ = true`) or takes out a parentless model's subtree
+    /// fingerprint from its root bucket, as it is now.
+    fn root_bucket_update(&mut self, slot: u32, in_: bool) {
+        if self.roots.is_empty() {
+            if !in_ || self.parentless < BUCKETS_FROM {
+                return;
+            }
+            // The first time: every root so far (this one included).
+            self.roots = vec![RootBucket::default(); ROOT_BUCKETS];
+            let roots: Vec<u32> = self
+                .slots()
+                .filter(|&s| s != slot && self.meta[s as usize].parent.is_none())
+                .collect();
+            for s in roots {
+                self.root_bucket_update(s, true);
+            }
+        }
+        let m = &self.meta[slot as usize];
+        let b = &mut self.roots[root_bucket(m.hash)];
+        if in_ {
+            b.fingerprint.merge(m.subtree);
+            b.flagged += u32::from(m.flagged);
+        } else {
+            b.fingerprint.unmerge(m.subtree);
+            b.flagged -= u32::from(m.flagged);
         }
     }
 
@@ -229,6 +283,9 @@ impl Table {
         let meta = &self.meta;
         self.index.insert_unique(hash, slot, |&i| meta[i as usize].hash);
         self.live += 1;
+        if parent.is_none() {
+            self.root_bucket_update(slot, true);
+        }
         slot
     }
 }
@@ -860,10 +917,18 @@ impl LocalStore {
                         flagged |= ct.meta[c as usize].flagged;
                     }
                 }
-                let m = &mut self.tables[at.ty as usize].meta[at.slot as usize];
+                let t = &mut self.tables[at.ty as usize];
+                let root = t.meta[at.slot as usize].parent.is_none();
+                if root {
+                    t.root_bucket_update(at.slot, false);
+                }
+                let m = &mut t.meta[at.slot as usize];
                 m.subtree = fp;
                 m.flagged = flagged;
                 m.dirty = false;
+                if root {
+                    t.root_bucket_update(at.slot, true);
+                }
             }
         }
     }
@@ -1251,6 +1316,9 @@ impl LocalStore {
             self.emit(ChangeKind::Deleted, Link { ty, slot });
             freed.push((ty, slot));
             let t = &mut self.tables[ty as usize];
+            if t.meta[slot as usize].parent.is_none() {
+                t.root_bucket_update(slot, false);
+            }
             let meta = &mut t.meta[slot as usize];
             let children = std::mem::take(&mut meta.children);
             meta.alive = false;
@@ -1272,8 +1340,10 @@ impl LocalStore {
                 } else {
                     for c in list {
                         let at = Link { ty: cty, slot: c };
-                        self.tables[cty as usize].meta[c as usize].parent = None;
-                        self.tables[cty as usize].parentless += 1;
+                        let ct = &mut self.tables[cty as usize];
+                        ct.meta[c as usize].parent = None;
+                        ct.parentless += 1;
+                        ct.root_bucket_update(c, true);
                         // A parentless model is a root of the dirty set.
                         self.tables[cty as usize].meta[c as usize].dirty = false;
                         self.redigest(at);

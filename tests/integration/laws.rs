@@ -223,3 +223,164 @@ proptest! {
         prop_assert!(!restored.has_diffs(), "{}", restored);
     }
 }
+
+/// Edits of a wide inventory (hundreds of sites: past the point where a
+/// store sums its roots into buckets).
+#[derive(Clone, Debug)]
+enum WideEdit {
+    Region(prop::sample::Index),
+    Description(prop::sample::Index),
+    RemoveSite(prop::sample::Index),
+    RemoveInterface(prop::sample::Index),
+    AddSite(u16),
+}
+
+/// `sites` sites, each with a device and an interface; with `ignored`,
+/// a few devices are flagged IGNORE.
+fn wide(name: &str, sites: usize, ignored: bool) -> Inventory {
+    use diffsync::ModelFlags;
+    use diffsync_tests::{Device, Interface, Site};
+    let mut inv = Inventory::empty(name);
+    for i in 0..sites {
+        let (site, dev) = (format!("s{i}"), format!("s{i}-r1"));
+        inv.store
+            .add(Site {
+                name: site.clone(),
+                region: "east".into(),
+            })
+            .unwrap();
+        let device = Device {
+            name: dev.clone(),
+            role: "edge".into(),
+            serial: None,
+            db_pk: 0,
+            flags: if ignored && i % 97 == 5 {
+                ModelFlags::IGNORE
+            } else {
+                ModelFlags::empty()
+            },
+        };
+        inv.store.add_child("site", &site, device).unwrap();
+        let intf = Interface {
+            device_name: dev.clone(),
+            name: "eth0".into(),
+            description: "uplink".into(),
+            mtu: 1500,
+        };
+        inv.store.add_child("device", &dev, intf).unwrap();
+    }
+    inv
+}
+
+/// The same models under the same parents, in the same order, in a store
+/// whose fingerprints were never brought up to date.
+fn stale_copy(inv: &Inventory) -> Inventory {
+    use diffsync_tests::{Device, Interface, Site};
+    let mut out = Inventory::empty(inv.store.name());
+    for m in inv.store.get_all_dyn("site") {
+        let site: &Site = inv.store.get("site", &m.unique_id()).unwrap();
+        out.store.add(site.clone()).unwrap();
+    }
+    for t in ["device", "interface"] {
+        for m in inv.store.get_all_dyn(t) {
+            let k = m.unique_id();
+            let (pt, pk) = inv.store.parent_of(t, &k).unwrap().unwrap();
+            if t == "device" {
+                let d: &Device = inv.store.get(t, &k).unwrap();
+                out.store.add_child(pt, pk, d.clone()).unwrap();
+            } else {
+                let i: &Interface = inv.store.get(t, &k).unwrap();
+                out.store.add_child(pt, pk, i.clone()).unwrap();
+            }
+        }
+    }
+    out
+}
+
+fn wide_edit(inv: &mut Inventory, edit: &WideEdit) {
+    let keys = |t: &str| -> Vec<String> { inv.store.get_all_dyn(t).map(|m| m.unique_id()).collect() };
+    let set = |k: &str, v: &str| {
+        [(k.to_string().into(), v.into())]
+            .into_iter()
+            .collect::<diffsync::Attrs>()
+    };
+    match edit {
+        WideEdit::Region(i) => {
+            let ks = keys("site");
+            if let Some(k) = (!ks.is_empty()).then(|| &ks[i.index(ks.len())]) {
+                let v = set("region", "west");
+                inv.store
+                    .update_attributes("site", k, diffsync::AttrSource::Values(&v))
+                    .unwrap();
+            }
+        }
+        WideEdit::Description(i) => {
+            let ks = keys("interface");
+            if let Some(k) = (!ks.is_empty()).then(|| &ks[i.index(ks.len())]) {
+                let v = set("description", "edited");
+                inv.store
+                    .update_attributes("interface", k, diffsync::AttrSource::Values(&v))
+                    .unwrap();
+            }
+        }
+        WideEdit::RemoveSite(i) => {
+            let ks = keys("site");
+            if let Some(k) = (!ks.is_empty()).then(|| ks[i.index(ks.len())].clone()) {
+                inv.store.remove("site", &k, true).unwrap();
+            }
+        }
+        WideEdit::RemoveInterface(i) => {
+            let ks = keys("interface");
+            if let Some(k) = (!ks.is_empty()).then(|| ks[i.index(ks.len())].clone()) {
+                inv.store.remove("interface", &k, false).unwrap();
+            }
+        }
+        WideEdit::AddSite(n) => {
+            let site = diffsync_tests::Site {
+                name: format!("new{n}"),
+                region: "north".into(),
+            };
+            let _ = inv.store.add(site);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn root_buckets_of_wide_stores_change_nothing_in_the_diff(
+        sites in 250usize..700,
+        edits in prop::collection::vec(
+            prop_oneof![
+                any::<prop::sample::Index>().prop_map(WideEdit::Region),
+                any::<prop::sample::Index>().prop_map(WideEdit::Description),
+                any::<prop::sample::Index>().prop_map(WideEdit::RemoveSite),
+                any::<prop::sample::Index>().prop_map(WideEdit::RemoveInterface),
+                (0u16..5).prop_map(WideEdit::AddSite),
+            ],
+            0..6,
+        ),
+        on_target in prop::collection::vec(any::<bool>(), 6),
+        ignored_on in any::<Option<bool>>(),
+    ) {
+        let (mut source, mut target) = (
+            wide("a", sites, ignored_on == Some(false)),
+            wide("b", sites, ignored_on == Some(true)),
+        );
+        // Up to date, then edited (as a loaded store is), then up to date again.
+        source.store.refresh_fingerprints();
+        target.store.refresh_fingerprints();
+        for (edit, t) in edits.iter().zip(&on_target) {
+            wide_edit(if *t { &mut target } else { &mut source }, edit);
+        }
+        source.store.refresh_fingerprints();
+        target.store.refresh_fingerprints();
+        let fast = target.diff_from(&source).unwrap();
+        // The same models added afresh, fingerprints out of date: every
+        // root is visited.
+        let walked = stale_copy(&target).diff_from(&stale_copy(&source)).unwrap();
+        prop_assert_eq!(serde_json::to_value(&fast).unwrap(), serde_json::to_value(&walked).unwrap());
+        prop_assert_eq!((fast.unchanged, fast.skipped), (walked.unchanged, walked.skipped));
+    }
+}
