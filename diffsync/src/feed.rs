@@ -135,10 +135,12 @@ struct Shared {
     queued: AtomicUsize,
     /// Events were dropped since the last poll.
     overflow: AtomicBool,
+    /// The reading end is gone.
+    closed: AtomicBool,
 }
 
 /// The sending end of a [`StoreFeed`], kept by its store.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Subscriber {
     tx: Sender<ChangeEvent>,
     shared: Arc<Shared>,
@@ -146,22 +148,79 @@ pub(crate) struct Subscriber {
 }
 
 impl Subscriber {
-    /// Sends a copy of `event`, or drops it and flags the gap when the
-    /// reader is `capacity` events behind. False once the reader is gone.
-    pub(crate) fn send(&self, event: &ChangeEvent) -> bool {
+    /// Sends `event`, or drops it and flags the gap when the reader is
+    /// `capacity` events behind. False once the reader is gone.
+    pub(crate) fn send(&self, event: ChangeEvent) -> bool {
         if self.shared.queued.load(Ordering::Acquire) >= self.capacity {
-            self.shared.overflow.store(true, Ordering::Release);
-            return Arc::strong_count(&self.shared) > 1;
+            self.gap();
+            return self.reader_alive();
         }
         self.shared.queued.fetch_add(1, Ordering::AcqRel);
-        self.tx.send(event.clone()).is_ok()
+        self.tx.send(event).is_ok()
+    }
+
+    fn gap(&self) {
+        self.shared.overflow.store(true, Ordering::Release);
+    }
+
+    fn reader_alive(&self) -> bool {
+        !self.shared.closed.load(Ordering::Acquire)
     }
 }
 
-/// The feed of a [`LocalStore`](crate::LocalStore): every change made
-/// through the store, as it happens. Not durable (it lives as long as the
-/// process); the store never waits for its reader, and a reader too far
-/// behind reads a gap.
+/// A feed the application fills: change events from wherever it hears
+/// of changes (a message bus, webhooks, a system's own notifications),
+/// for a reconcile loop. The reading end holds at most `capacity` unread
+/// events; past that, events are dropped and the reader reads a gap.
+///
+/// ```
+/// use diffsync::feed::{self, ChangeEvent, ChangeFeed, ChangeKind};
+/// use std::time::Duration;
+///
+/// let (tx, mut rx) = feed::channel(1000);
+/// // In the bus consumer: one event per message.
+/// let event = ChangeEvent {
+///     kind: ChangeKind::Updated,
+///     model_type: "site".into(),
+///     key: "nyc".into(),
+///     identifiers: None,
+///     parent: None,
+///     origin: None,
+/// };
+/// assert!(tx.send(event));
+/// // The consumer reconnected and may have missed messages.
+/// tx.gap();
+/// let batch = rx.poll(10, Duration::ZERO).unwrap();
+/// assert!(batch.gap);
+/// assert_eq!(batch.events[0].key, "nyc");
+/// ```
+pub fn channel(capacity: usize) -> (FeedSender, StoreFeed) {
+    let (subscriber, feed) = StoreFeed::new(capacity);
+    (FeedSender(subscriber), feed)
+}
+
+/// The sending end of a [`channel`] feed (clone it for several publishers).
+#[derive(Clone, Debug)]
+pub struct FeedSender(Subscriber);
+
+impl FeedSender {
+    /// Queues an event; false once the reading end is gone.
+    pub fn send(&self, event: ChangeEvent) -> bool {
+        self.0.send(event)
+    }
+    /// Says events may have been lost (the publisher reconnected to its
+    /// bus, say): the reader's next poll reports a gap, so a loop runs a
+    /// full pass.
+    pub fn gap(&self) {
+        self.0.gap();
+    }
+}
+
+/// A feed in memory: of a [`LocalStore`](crate::LocalStore) (every change
+/// made through the store, as it happens), or filled by the application
+/// ([`channel`]). Not durable (it lives as long as the process); the
+/// writer never waits for its reader, and a reader too far behind reads a
+/// gap.
 pub struct StoreFeed {
     rx: Receiver<ChangeEvent>,
     shared: Arc<Shared>,
@@ -182,6 +241,12 @@ impl StoreFeed {
     fn received(&self, e: ChangeEvent) -> ChangeEvent {
         self.shared.queued.fetch_sub(1, Ordering::AcqRel);
         e
+    }
+}
+
+impl Drop for StoreFeed {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
     }
 }
 

@@ -811,7 +811,7 @@ impl LocalStore {
             origin: self.origin.clone(),
         };
         // A reader that went away stops being told.
-        self.subscribers.retain(|s| s.send(&event));
+        self.subscribers.retain(|s| s.send(event.clone()));
     }
 
     /// Marks a model's subtree fingerprint, and its ancestors', out of

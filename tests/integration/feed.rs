@@ -101,3 +101,28 @@ fn a_reader_too_far_behind_reads_a_gap_and_the_store_never_waits() {
         .unwrap();
     assert_eq!(drain(&mut feed).len(), 1);
 }
+
+#[test]
+fn a_channel_feed_carries_the_applications_events_and_tells_a_closed_reader() {
+    let event = |key: &str| ChangeEvent {
+        kind: ChangeKind::Updated,
+        model_type: "site".into(),
+        key: key.into(),
+        identifiers: None,
+        parent: None,
+        origin: None,
+    };
+    let (tx, mut rx) = diffsync::feed::channel(2);
+    let other = tx.clone();
+    assert!(tx.send(event("a")) && other.send(event("b")));
+    // Full: dropped, and the reader hears of it.
+    assert!(tx.send(event("c")));
+    let batch = rx.poll(10, Duration::ZERO).unwrap();
+    assert!(batch.gap);
+    assert_eq!(
+        batch.events.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    drop(rx);
+    assert!(!tx.send(event("d")) && !other.send(event("e")), "the reader is gone");
+}

@@ -532,3 +532,51 @@ fn cursors_advance_under_sustained_load_and_stop_before_a_key_that_keeps_failing
     let last = commits.lock().unwrap().last().copied().unwrap();
     assert!(last > at, "cursor {last} still before the event at {at}");
 }
+
+#[test]
+fn a_loop_follows_events_from_the_applications_bus_and_resyncs_on_its_gap() {
+    use diffsync::feed::{ChangeEvent, ChangeKind};
+    let source = Arc::new(Mutex::new(sys_a()));
+    let target = Arc::new(Mutex::new(sys_a()));
+    let (bus, feed) = diffsync::feed::channel(100);
+    let looped = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+        .feed(feed)
+        .debounce(Duration::from_millis(5))
+        .anti_entropy(None)
+        .startup_sync(false);
+    let events = looped.subscribe();
+    let handle = looped.spawn().unwrap();
+    // The application changes its system and publishes what changed.
+    let v = [("description".into(), "from the bus".into())].into_iter().collect();
+    source
+        .lock()
+        .unwrap()
+        .store
+        .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
+        .unwrap();
+    bus.send(ChangeEvent {
+        kind: ChangeKind::Updated,
+        model_type: "interface".into(),
+        key: "nyc-r1__eth0".into(),
+        identifiers: None,
+        parent: None,
+        origin: None,
+    });
+    wait_for(&events, |e| matches!(e, LoopEvent::Synced { applied: 1, .. }));
+    assert!(in_step(&source, &target));
+    // A change the bus lost, then the bus says it lost some.
+    source.lock().unwrap().store.remove("site", "sfo", true).unwrap();
+    bus.gap();
+    wait_for(&events, |e| {
+        matches!(
+            e,
+            LoopEvent::FullPass {
+                reason: "gap",
+                error: None,
+                ..
+            }
+        )
+    });
+    handle.shutdown();
+    assert!(in_step(&source, &target));
+}
