@@ -528,7 +528,9 @@ CREATE TRIGGER {wake} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH STATE
 /// NOTIFY that a statement-level trigger sends from every writing
 /// transaction wakes it (a wake-up only: a notification can be missed,
 /// never an event, since the log is read again on every poll; NOTIFY
-/// takes a global lock at commit, once per transaction).
+/// takes a global lock at commit, once per transaction). A feed kept open
+/// but never polled holds its notifications in the server's queue: drop
+/// feeds you stop reading.
 pub struct PostgresFeed {
     client: Client,
     consumer: String,

@@ -667,6 +667,9 @@ impl<R: Reconciler> Worker<R> {
             } else if self.full_retry.as_ref().is_some_and(|(t, _)| Instant::now() >= *t) {
                 self.full_pass("retry");
             }
+            // Every step (at most every `commit_every`), so a commit that
+            // failed is tried again even when no new work comes.
+            self.commit_feeds(false);
         }
         self.commit_feeds(true);
         self.emit(LoopEvent::Stopped);
@@ -775,7 +778,6 @@ impl<R: Reconciler> Worker<R> {
                 latency: oldest.elapsed(),
             });
         }
-        self.commit_feeds(false);
     }
 
     /// Runs a reconciler step; a panic in a hook fails the step, not the loop.
@@ -895,7 +897,6 @@ impl<R: Reconciler> Worker<R> {
             failed,
             error: whole,
         });
-        self.commit_feeds(false);
     }
 
     /// Persists each feed's cursor at the last position before the oldest
@@ -903,7 +904,7 @@ impl<R: Reconciler> Worker<R> {
     /// feed's cursor back, so a restart still sees its event). At most
     /// every [`ReconcileLoop::commit_every`], unless `now`.
     fn commit_feeds(&mut self, now: bool) {
-        if !now && self.last_commit.elapsed() < self.cfg.commit_every {
+        if (!now && self.last_commit.elapsed() < self.cfg.commit_every) || self.marks.iter().all(VecDeque::is_empty) {
             return;
         }
         self.last_commit = Instant::now();
@@ -927,7 +928,7 @@ impl<R: Reconciler> Worker<R> {
             self.emit(LoopEvent::Failed {
                 key: (format!("feed {i}"), String::new()),
                 error,
-                retry_in: TICK,
+                retry_in: self.cfg.commit_every,
             });
         }
     }

@@ -425,6 +425,8 @@ struct Numbered {
     /// (position, key) of each event returned.
     log: Arc<Mutex<Vec<(u64, String)>>>,
     commits: Arc<Mutex<Vec<u64>>>,
+    /// This many commits fail first (the database holding the cursor is down).
+    failing_commits: usize,
 }
 
 impl ChangeFeed for Numbered {
@@ -441,6 +443,10 @@ impl ChangeFeed for Numbered {
         Some(Position::new(self.returned.to_string()))
     }
     fn commit_at(&mut self, position: &Position) -> Result<(), BoxError> {
+        if self.failing_commits > 0 {
+            self.failing_commits -= 1;
+            return Err("cursor store unreachable".into());
+        }
         self.commits.lock().unwrap().push(position.as_str().parse()?);
         Ok(())
     }
@@ -458,6 +464,7 @@ fn cursors_advance_under_sustained_load_and_stop_before_a_key_that_keeps_failing
         returned: 0,
         log: Arc::clone(&log),
         commits: Arc::clone(&commits),
+        failing_commits: 0,
     };
     // A debounce longer than the gaps between edits: some key is always
     // dirty, so "commit when nothing is pending" would never commit.
@@ -579,4 +586,62 @@ fn a_loop_follows_events_from_the_applications_bus_and_resyncs_on_its_gap() {
     });
     handle.shutdown();
     assert!(in_step(&source, &target));
+}
+
+#[test]
+fn a_failed_cursor_commit_is_reported_and_the_next_one_catches_up() {
+    let source = Arc::new(Mutex::new(sys_a()));
+    let target = Arc::new(Mutex::new(sys_a()));
+    let (log, commits) = (Arc::default(), Arc::<Mutex<Vec<u64>>>::default());
+    let feed = Numbered {
+        inner: source.lock().unwrap().store.subscribe(),
+        returned: 0,
+        log: Arc::clone(&log),
+        commits: Arc::clone(&commits),
+        failing_commits: 2,
+    };
+    let looped = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+        .feed(feed)
+        .debounce(Duration::from_millis(5))
+        .commit_every(Duration::from_millis(10))
+        .startup_sync(false)
+        .anti_entropy(None);
+    let events = looped.subscribe();
+    let handle = looped.spawn().unwrap();
+    let v = [("description".into(), "x".into())].into_iter().collect();
+    source
+        .lock()
+        .unwrap()
+        .store
+        .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
+        .unwrap();
+    let seen = wait_for(&events, |e| matches!(e, LoopEvent::Synced { .. }));
+    // Two failed commits are reported against the feed; the work is done.
+    let mut seen = seen;
+    while seen
+        .iter()
+        .filter(
+            |e| matches!(e, LoopEvent::Failed { key, error, .. } if key.0 == "feed 0" && error.contains("unreachable")),
+        )
+        .count()
+        < 2
+    {
+        seen.push(
+            events
+                .recv_timeout(Duration::from_secs(20))
+                .expect("commit failures reported"),
+        );
+    }
+    assert!(in_step(&source, &target));
+    // The position is kept until a commit succeeds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while commits.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no commit after the failures: {seen:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    handle.shutdown();
+    assert_eq!(
+        commits.lock().unwrap().last().copied(),
+        Some(log.lock().unwrap().len() as u64)
+    );
 }
