@@ -429,6 +429,24 @@ struct Numbered {
     failing_commits: usize,
 }
 
+/// What a test reads of a [`Numbered`] feed: the events returned, the commits.
+type Shared<T> = Arc<Mutex<Vec<T>>>;
+
+impl Numbered {
+    /// A feed of `source`'s store whose first `failing_commits` commits fail.
+    fn of(source: &Mutex<Inventory>, failing_commits: usize) -> (Self, Shared<(u64, String)>, Shared<u64>) {
+        let (log, commits) = (Shared::default(), Shared::default());
+        let feed = Numbered {
+            inner: source.lock().unwrap().store.subscribe(),
+            returned: 0,
+            log: Arc::clone(&log),
+            commits: Arc::clone(&commits),
+            failing_commits,
+        };
+        (feed, log, commits)
+    }
+}
+
 impl ChangeFeed for Numbered {
     fn poll(&mut self, max: usize, wait: Duration) -> Result<FeedBatch, BoxError> {
         let batch = self.inner.poll(max, wait)?;
@@ -458,14 +476,7 @@ fn cursors_advance_under_sustained_load_and_stop_before_a_key_that_keeps_failing
     let mut t = Inventory::empty("target");
     t.sync_from(&*source.lock().unwrap()).unwrap();
     let target = Arc::new(Mutex::new(t));
-    let (log, commits) = (Arc::default(), Arc::<Mutex<Vec<u64>>>::default());
-    let feed = Numbered {
-        inner: source.lock().unwrap().store.subscribe(),
-        returned: 0,
-        log: Arc::clone(&log),
-        commits: Arc::clone(&commits),
-        failing_commits: 0,
-    };
+    let (feed, log, commits) = Numbered::of(&source, 0);
     // A debounce longer than the gaps between edits: some key is always
     // dirty, so "commit when nothing is pending" would never commit.
     let handle = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
@@ -592,14 +603,7 @@ fn a_loop_follows_events_from_the_applications_bus_and_resyncs_on_its_gap() {
 fn a_failed_cursor_commit_is_reported_and_the_next_one_catches_up() {
     let source = Arc::new(Mutex::new(sys_a()));
     let target = Arc::new(Mutex::new(sys_a()));
-    let (log, commits) = (Arc::default(), Arc::<Mutex<Vec<u64>>>::default());
-    let feed = Numbered {
-        inner: source.lock().unwrap().store.subscribe(),
-        returned: 0,
-        log: Arc::clone(&log),
-        commits: Arc::clone(&commits),
-        failing_commits: 2,
-    };
+    let (feed, log, commits) = Numbered::of(&source, 2);
     let looped = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
         .feed(feed)
         .debounce(Duration::from_millis(5))
