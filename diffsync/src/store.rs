@@ -230,12 +230,14 @@ impl Table {
         }
         let m = &self.meta[slot as usize];
         let b = &mut self.roots[root_bucket(m.hash)];
+        // Wrapping like the fingerprints: a count off by a bug would only
+        // make the differ walk more, never panic.
         if in_ {
             b.fingerprint.merge(m.subtree);
-            b.flagged += u32::from(m.flagged);
+            b.flagged = b.flagged.wrapping_add(u32::from(m.flagged));
         } else {
             b.fingerprint.unmerge(m.subtree);
-            b.flagged -= u32::from(m.flagged);
+            b.flagged = b.flagged.wrapping_sub(u32::from(m.flagged));
         }
     }
 
