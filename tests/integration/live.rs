@@ -67,16 +67,22 @@ fn intf(device: &str, name: &str, description: &str) -> Interface {
     }
 }
 
+/// Sets an interface's description in one system (the application at work).
+fn describe(system: &Mutex<Inventory>, key: &str, text: &str) {
+    let v = [("description".into(), text.into())].into_iter().collect();
+    system
+        .lock()
+        .unwrap()
+        .store
+        .update_attributes("interface", key, AttrSource::Values(&v))
+        .unwrap();
+}
+
 /// Edits of every kind on the source: updates, creates under existing
 /// parents, deletes of leaves and of a subtree.
 fn edit(source: &Mutex<Inventory>, round: usize) {
+    describe(source, "nyc-r1__eth0", &format!("round {round}"));
     let mut s = source.lock().unwrap();
-    let v = [("description".into(), format!("round {round}").into())]
-        .into_iter()
-        .collect();
-    s.store
-        .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
-        .unwrap();
     s.store
         .add_child("device", "nyc-r1", intf("nyc-r1", &format!("eth{}", round + 10), "new"))
         .unwrap();
@@ -179,13 +185,7 @@ fn events_within_the_debounce_window_make_one_apply_per_key() {
     let handle = handle.spawn().unwrap();
     wait_for(&events, |e| matches!(e, LoopEvent::FullPass { reason: "startup", .. }));
     for i in 0..50 {
-        let v = [("description".into(), format!("edit {i}").into())]
-            .into_iter()
-            .collect();
-        let mut s = source.lock().unwrap();
-        s.store
-            .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
-            .unwrap();
+        describe(&source, "nyc-r1__eth0", &format!("edit {i}"));
     }
     let seen = wait_for(&events, |e| matches!(e, LoopEvent::Synced { .. }));
     assert!(
@@ -231,12 +231,7 @@ fn a_two_way_loop_does_not_take_its_own_writes_for_new_work() {
     let events = handle.subscribe();
     let handle = handle.spawn().unwrap();
     wait_for(&events, |e| matches!(e, LoopEvent::FullPass { reason: "startup", .. }));
-    let v = [("description".into(), "from the left".into())].into_iter().collect();
-    left.lock()
-        .unwrap()
-        .store
-        .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
-        .unwrap();
+    describe(&left, "nyc-r1__eth0", "from the left");
     let v = [("region".into(), "from the right".into())].into_iter().collect();
     right
         .lock()
@@ -493,14 +488,7 @@ fn cursors_advance_under_sustained_load_and_stop_before_a_key_that_keeps_failing
         let end = Instant::now() + Duration::from_millis(ms);
         while Instant::now() < end {
             let key = ["nyc-r1__eth1", "sfo-r1__eth0"][round % 2];
-            let v = [("description".into(), format!("load {round}").into())]
-                .into_iter()
-                .collect();
-            let mut s = source.lock().unwrap();
-            s.store
-                .update_attributes("interface", key, AttrSource::Values(&v))
-                .unwrap();
-            drop(s);
+            describe(&source, key, &format!("load {round}"));
             round += 1;
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -512,13 +500,7 @@ fn cursors_advance_under_sustained_load_and_stop_before_a_key_that_keeps_failing
     // A key that fails on every try holds the cursor before its event.
     let stuck = ("interface".to_string(), "nyc-r1__eth0".to_string());
     target.lock().unwrap().fail.insert(stuck.clone());
-    let v = [("description".into(), "stuck".into())].into_iter().collect();
-    source
-        .lock()
-        .unwrap()
-        .store
-        .update_attributes("interface", &stuck.1, AttrSource::Values(&v))
-        .unwrap();
+    describe(&source, &stuck.1, "stuck");
     let held_from = commits.lock().unwrap().len();
     load(500);
     let at = log
@@ -565,13 +547,7 @@ fn a_loop_follows_events_from_the_applications_bus_and_resyncs_on_its_gap() {
     let events = looped.subscribe();
     let handle = looped.spawn().unwrap();
     // The application changes its system and publishes what changed.
-    let v = [("description".into(), "from the bus".into())].into_iter().collect();
-    source
-        .lock()
-        .unwrap()
-        .store
-        .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
-        .unwrap();
+    describe(&source, "nyc-r1__eth0", "from the bus");
     bus.send(ChangeEvent {
         kind: ChangeKind::Updated,
         model_type: "interface".into(),
@@ -612,13 +588,7 @@ fn a_failed_cursor_commit_is_reported_and_the_next_one_catches_up() {
         .anti_entropy(None);
     let events = looped.subscribe();
     let handle = looped.spawn().unwrap();
-    let v = [("description".into(), "x".into())].into_iter().collect();
-    source
-        .lock()
-        .unwrap()
-        .store
-        .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
-        .unwrap();
+    describe(&source, "nyc-r1__eth0", "x");
     let seen = wait_for(&events, |e| matches!(e, LoopEvent::Synced { .. }));
     // Two failed commits are reported against the feed; the work is done.
     let mut seen = seen;
