@@ -12,13 +12,22 @@ use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
 
 use crate::common::{CHANGED_BY_OTHERS, assert_reread_by_key, drain, inventory, registry};
 
-#[test]
-fn the_change_log_records_every_writer_and_tags_the_adapters_own_writes() {
+/// An SQLite database in a temporary directory holding `inventory(_, sites, 0)`,
+/// its change feed enabled first when `feed`.
+fn database(sites: usize, feed: bool) -> (tempfile::TempDir, std::path::PathBuf, SqliteAdapter) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inv.db");
     let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
-    db.enable_change_feed().unwrap();
-    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    if feed {
+        db.enable_change_feed().unwrap();
+    }
+    db.sync_from(&inventory("cmdb", sites, 0)).unwrap();
+    (dir, path, db)
+}
+
+#[test]
+fn the_change_log_records_every_writer_and_tags_the_adapters_own_writes() {
+    let (_dir, path, mut db) = database(1, true);
     let mut feed = db.change_feed("mirror").unwrap();
     let (gap, first) = drain(&mut feed);
     assert!(gap, "a consumer that never committed starts with a full sync");
@@ -82,11 +91,7 @@ fn the_change_log_records_every_writer_and_tags_the_adapters_own_writes() {
 
 #[test]
 fn a_feed_resumes_after_its_committed_cursor_and_reports_a_pruned_log_as_a_gap() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("inv.db");
-    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
-    db.enable_change_feed().unwrap();
-    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    let (_dir, path, db) = database(2, true);
     {
         let mut feed = db.change_feed("mirror").unwrap();
         drain(&mut feed);
@@ -135,11 +140,7 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn a_loop_from_sqlite_resumes_from_the_cursor_after_a_restart_without_a_full_resync() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("inv.db");
-    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
-    db.enable_change_feed().unwrap();
-    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    let (_dir, path, db) = database(2, true);
     let feed = db.change_feed("mirror").unwrap();
     let source = Arc::new(Mutex::new(db));
     let target = Arc::new(Mutex::new(MemoryAdapter::new("mirror", &["site"])));
@@ -206,10 +207,7 @@ fn a_loop_from_sqlite_resumes_from_the_cursor_after_a_restart_without_a_full_res
 
 #[test]
 fn a_reread_reads_the_named_rows_by_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("inv.db");
-    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
-    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    let (_dir, path, mut db) = database(2, false);
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(CHANGED_BY_OTHERS)
@@ -220,10 +218,7 @@ fn a_reread_reads_the_named_rows_by_key() {
 #[test]
 fn a_reread_of_a_model_that_moved_reads_everything_and_keeps_its_children() {
     use diffsync::feed::ChangeEvent;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("inv.db");
-    let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
-    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    let (_dir, path, mut db) = database(2, false);
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch("UPDATE device SET _parent = 'site1' WHERE name = 'site0-r0'")
