@@ -243,3 +243,39 @@ fn a_reread_of_a_model_that_moved_reads_everything_and_keeps_its_children() {
     let fresh = SqliteAdapter::open("check", &path, registry()).unwrap();
     assert!(!db.diff_from(&fresh).unwrap().has_diffs());
 }
+
+#[test]
+fn a_reread_of_a_row_that_does_not_fit_names_it_and_keeps_the_image() {
+    use diffsync::feed::ChangeEvent;
+    let (_dir, path, mut db) = database(1, false);
+    let before = db.store.get_dyn("interface", "site0-r0__eth0").unwrap().attributes();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "UPDATE site SET region = 'south' WHERE name = 'site0';
+             UPDATE interface SET mtu = 'lots' WHERE device = 'site0-r0' AND name = 'eth0';",
+        )
+        .unwrap();
+    let event = |model_type: &str, key: &str| ChangeEvent {
+        kind: ChangeKind::Updated,
+        model_type: model_type.into(),
+        key: key.into(),
+        identifiers: None,
+        parent: None,
+        origin: None,
+    };
+    let err = db
+        .reread(&[event("site", "site0"), event("interface", "site0-r0__eth0")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("interface") && err.contains("site0-r0__eth0"), "{err}");
+    // The row that fits was read; the one that does not left its model as it was.
+    assert_eq!(
+        db.store.get::<crate::common::Site>("site", "site0").unwrap().region,
+        "south"
+    );
+    assert_eq!(
+        db.store.get_dyn("interface", "site0-r0__eth0").unwrap().attributes(),
+        before
+    );
+}
