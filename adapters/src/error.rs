@@ -16,6 +16,13 @@ pub enum AdapterError {
         #[source]
         source: std::io::Error,
     },
+    /// A file or directory to read does not exist (a mistyped path, say).
+    /// Open a target that is to be created with an `open_or_empty`.
+    #[error("{path}: no such file or directory (a target to be created is opened with open_or_empty)")]
+    NotFound {
+        /// The path.
+        path: String,
+    },
     /// A document is not well-formed.
     #[error("{path}:{line}:{column}: {message}")]
     Parse {

@@ -85,7 +85,8 @@ impl Format {
 /// std::fs::write(&path, r#"{"site": [{"name": "nyc", "region": "east"}]}"#)?;
 /// let registry = Registry::new().with::<Site>();
 /// let source = FileAdapter::open("cmdb", &path, Format::Json, registry.clone())?;
-/// let mut copy = FileAdapter::open("copy", dir.path().join("copy.yaml"), Format::Yaml, registry)?;
+/// // A target that does not exist yet: opened as an empty system on purpose.
+/// let mut copy = FileAdapter::open_or_empty("copy", dir.path().join("copy.yaml"), Format::Yaml, registry)?;
 /// copy.sync_from(&source)?;
 /// assert!(std::fs::read_to_string(dir.path().join("copy.yaml"))?.contains("region: east"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -96,12 +97,33 @@ pub struct FileAdapter {
     format: Format,
     registry: Registry,
     store: LocalStore,
+    /// A missing file (or CSV directory) is an empty system rather than an error.
+    missing_is_empty: bool,
 }
 
 impl FileAdapter {
-    /// Opens `path` and loads it; a missing file (or directory) is an empty system.
+    /// Opens `path` and loads it. A missing file (or CSV directory) is
+    /// [`AdapterError::NotFound`]: a mistyped path must not read as an
+    /// empty system, which a sync would take as "delete everything". Open
+    /// a target that is to be created with [`open_or_empty`](Self::open_or_empty).
     pub fn open(name: &str, path: impl Into<PathBuf>, format: Format, registry: Registry) -> Result<Self> {
-        let path = path.into();
+        Self::open_with(name, path.into(), format, registry, false)
+    }
+
+    /// Opens `path` like [`open`](Self::open), but a missing file (or CSV
+    /// directory) is an empty system: for a target the first sync creates.
+    /// Re-reads ([`Adapter::refresh`]) keep that choice.
+    pub fn open_or_empty(name: &str, path: impl Into<PathBuf>, format: Format, registry: Registry) -> Result<Self> {
+        Self::open_with(name, path.into(), format, registry, true)
+    }
+
+    fn open_with(
+        name: &str,
+        path: PathBuf,
+        format: Format,
+        registry: Registry,
+        missing_is_empty: bool,
+    ) -> Result<Self> {
         let mut store = LocalStore::new(name);
         registry.register_all(&mut store)?;
         let mut a = FileAdapter {
@@ -110,9 +132,30 @@ impl FileAdapter {
             format,
             registry,
             store,
+            missing_is_empty,
         };
         a.load_file()?;
         Ok(a)
+    }
+
+    /// The same adapter opened again: the file as it is now.
+    fn reopen(&self) -> Result<FileAdapter> {
+        Self::open_with(
+            &self.name,
+            self.path.clone(),
+            self.format,
+            self.registry.clone(),
+            self.missing_is_empty,
+        )
+    }
+
+    /// A missing file is an empty system only when asked for.
+    fn missing(&self) -> Result<()> {
+        if self.missing_is_empty {
+            Ok(())
+        } else {
+            Err(AdapterError::NotFound { path: self.origin() })
+        }
     }
 
     /// The path.
@@ -129,7 +172,7 @@ impl FileAdapter {
             return self.load_csv();
         }
         let Some(text) = read_text(&self.path)? else {
-            return Ok(());
+            return self.missing();
         };
         let origin = self.origin();
         let doc = document::parse(&text, self.format, &origin)?;
@@ -138,7 +181,7 @@ impl FileAdapter {
 
     fn load_csv(&mut self) -> Result<()> {
         if !self.path.exists() {
-            return Ok(());
+            return self.missing();
         }
         if !self.path.is_dir() {
             return Err(AdapterError::Format {
@@ -398,6 +441,7 @@ impl FileAdapter {
             path: self.path.clone(),
             format: self.format,
             registry: self.registry.clone(),
+            missing_is_empty: self.missing_is_empty,
             image: self.store.clone(),
             stale: false,
         })
@@ -412,6 +456,7 @@ pub struct FileFeed {
     path: PathBuf,
     format: Format,
     registry: Registry,
+    missing_is_empty: bool,
     /// The file as last parsed.
     image: LocalStore,
     /// The file changed but did not parse: read it again.
@@ -449,7 +494,13 @@ impl diffsync::feed::ChangeFeed for FileFeed {
         if !changed && !batch.gap {
             return Ok(batch);
         }
-        let now = match FileAdapter::open(&self.name, self.path.clone(), self.format, self.registry.clone()) {
+        let now = match FileAdapter::open_with(
+            &self.name,
+            self.path.clone(),
+            self.format,
+            self.registry.clone(),
+            self.missing_is_empty,
+        ) {
             Ok(a) => a.store,
             Err(_) => {
                 self.stale = true;
@@ -496,8 +547,16 @@ impl diffsync::feed::ChangeFeed for FileFeed {
 
 impl Adapter for FileAdapter {
     registry_adapter_basics!();
+    /// Writes the file(s). When that fails nothing was replaced, and the
+    /// store is read back from the file so it never holds what the file
+    /// does not (a reconcile then knows the changes did not land).
     fn sync_complete(&mut self, _diff: &Diff, _report: &SyncReport) -> Result<(), HookError> {
-        self.save().map_err(Into::into)
+        let Err(e) = self.save() else { return Ok(()) };
+        if let Ok(fresh) = self.reopen() {
+            self.store = fresh.store;
+            self.store.refresh_fingerprints();
+        }
+        Err(e.into())
     }
 
     /// A file is read whole: any change reads it again.
@@ -506,13 +565,10 @@ impl Adapter for FileAdapter {
     }
 
     fn refresh(&mut self) -> diffsync::Result<()> {
-        let fresh =
-            FileAdapter::open(&self.name, self.path.clone(), self.format, self.registry.clone()).map_err(|e| {
-                diffsync::Error::Load {
-                    adapter: self.name.clone(),
-                    source: Box::new(e),
-                }
-            })?;
+        let fresh = self.reopen().map_err(|e| diffsync::Error::Load {
+            adapter: self.name.clone(),
+            source: Box::new(e),
+        })?;
         self.store = fresh.store;
         self.store.refresh_fingerprints();
         Ok(())

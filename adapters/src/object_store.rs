@@ -266,7 +266,24 @@ impl Adapter for ObjectStoreAdapter {
         }
         Ok(())
     }
+    /// With one object per type, writes every type's object. When one
+    /// fails, the objects written so far stay, and the store is read back
+    /// from the bucket so it holds what the bucket does.
     fn sync_complete(&mut self, _diff: &Diff, _report: &SyncReport) -> Result<(), HookError> {
+        let Err(e) = self.write_types() else { return Ok(()) };
+        let mut fresh = LocalStore::new(&self.name);
+        if self.registry.register_all(&mut fresh).is_ok() {
+            let kept = std::mem::replace(&mut self.store, fresh);
+            if self.load().is_err() {
+                self.store = kept;
+            }
+        }
+        Err(e.into())
+    }
+}
+
+impl ObjectStoreAdapter {
+    fn write_types(&self) -> Result<()> {
         if self.layout == Layout::PerType {
             for (model_type, rows) in registry::flat_records(&self.registry, &self.store)? {
                 let rows: Vec<Value> = rows

@@ -53,6 +53,8 @@ pub struct RedisStore {
     versions: HashMap<String, u64>,
     /// Writes queued during a sync (`begin_batch` .. `end_batch`).
     pending: Option<Writes>,
+    /// How to take the queued changes back out of the image, in order.
+    undo: Vec<Undo>,
     /// The tag of the writes made now (see [`Store::set_origin`]).
     origin: Option<String>,
 }
@@ -74,6 +76,46 @@ struct Writes {
     keys: Vec<String>,
     writes: Vec<Write>,
     index: HashMap<String, usize>,
+}
+
+/// How to take one queued change back out of the image, should its batch
+/// never reach the server.
+enum Undo {
+    /// Undoes an insert.
+    Remove { model_type: String, uid: String },
+    /// Undoes an update: the attributes before it.
+    Restore {
+        model_type: String,
+        uid: String,
+        attrs: diffsync::Attrs,
+    },
+    /// Undoes a remove: the subtree as it was, parents first.
+    Reinsert(Vec<(Box<dyn AnyModel>, Option<ParentKey>)>),
+}
+
+/// A parent's (model type, unique id).
+type ParentKey = (String, String);
+
+impl Undo {
+    fn apply(self, image: &mut LocalStore) -> diffsync::Result<()> {
+        match self {
+            Undo::Remove { model_type, uid } => image.remove(&model_type, &uid, true),
+            Undo::Restore { model_type, uid, attrs } => {
+                image.update_attributes(&model_type, &uid, AttrSource::Values(&attrs))
+            }
+            Undo::Reinsert(subtree) => {
+                for (model, parent) in subtree {
+                    // A child the remove left behind (parentless) goes back under its parent.
+                    let (t, k) = (model.model_type().to_string(), model.unique_id());
+                    if image.get_dyn(&t, &k).is_ok() {
+                        image.remove(&t, &k, false)?;
+                    }
+                    image.insert_boxed(model, parent.as_ref().map(|(t, k)| (t.as_str(), k.as_str())))?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Writes {
@@ -157,6 +199,7 @@ impl RedisStore {
             address: url.to_string(),
             versions: HashMap::new(),
             pending: None,
+            undo: Vec::new(),
             origin: None,
         };
         store.refresh()?;
@@ -476,6 +519,8 @@ impl Store for RedisStore {
         });
         if written.is_err() {
             self.image.remove(&model_type, &uid, false)?;
+        } else if self.pending.is_some() {
+            self.undo.push(Undo::Remove { model_type, uid });
         }
         written
     }
@@ -488,6 +533,12 @@ impl Store for RedisStore {
         if written.is_err() {
             self.image
                 .update_attributes(model_type, key, AttrSource::Values(&before))?;
+        } else if self.pending.is_some() {
+            self.undo.push(Undo::Restore {
+                model_type: model_type.to_string(),
+                uid: key.to_string(),
+                attrs: before,
+            });
         }
         written
     }
@@ -522,26 +573,54 @@ impl Store for RedisStore {
         if let Some((pt, pk)) = &parent {
             models.push((pt, pk, Some(self.record(pt, pk, true)?)));
         }
+        let undo = match self.pending {
+            Some(_) => {
+                let mut whole = Vec::new();
+                self.subtree(model_type, key, &mut whole)?;
+                let mut before = Vec::with_capacity(whole.len());
+                for (t, k) in &whole {
+                    let parent = self
+                        .image
+                        .parent_of(t, k)?
+                        .map(|(pt, pk)| (pt.to_string(), pk.to_string()));
+                    before.push((self.image.get_dyn(t, k)?.clone_box(), parent));
+                }
+                Some(Undo::Reinsert(before))
+            }
+            None => None,
+        };
         self.send(models)?;
         self.image.remove(model_type, key, remove_children)?;
+        self.undo.extend(undo);
         Ok(())
     }
     fn begin_batch(&mut self) {
         self.pending = Some(Writes::default());
+        self.undo.clear();
     }
     fn end_batch(&mut self) -> diffsync::Result<()> {
         let Some(writes) = self.pending.take() else {
             return Ok(());
         };
+        let undo = std::mem::take(&mut self.undo);
         let Err(e) = self.flush(writes) else {
             return Ok(());
         };
-        // One script: nothing of the batch reached the server. Bring the image back to it.
+        // One script: nothing of the batch reached the server. The image
+        // takes its changes back, so it never holds what the server does
+        // not; then it is re-read, for what other writers did meanwhile.
+        let mut rolled_back = true;
+        for u in undo.into_iter().rev() {
+            rolled_back &= u.apply(&mut self.image).is_ok();
+        }
+        self.image.refresh_fingerprints();
         let refreshed = self.refresh().is_ok();
-        let note = if refreshed {
-            "nothing of this sync was written; the store was re-read from the server"
-        } else {
-            "nothing of this sync was written; the in-memory image is ahead of the server: call refresh()"
+        let note = match (refreshed, rolled_back) {
+            (true, _) => "nothing of this sync was written; the store was re-read from the server",
+            (false, true) => "nothing of this sync was written; the store's image was rolled back to what it read",
+            (false, false) => {
+                "nothing of this sync was written; the in-memory image is ahead of the server: call refresh()"
+            }
         };
         match e {
             // The conflict says nothing was written; the image is the server's again.

@@ -225,12 +225,31 @@ impl Base {
     }
 
     /// Reads a base written by [`save`](Base::save); the model types come
-    /// from `like` (one side's store). A missing file is an empty base.
+    /// from `like` (one side's store). A missing file in an existing
+    /// directory is an empty base (the first run); a missing directory is
+    /// an error (a mistyped path would otherwise look like a first run and
+    /// turn every deletion since the last one into a create).
     pub fn load(path: impl AsRef<Path>, like: &LocalStore) -> Result<Base> {
         let path = path.as_ref();
         match std::fs::read(path) {
             Ok(bytes) => Base::from_bytes(&bytes, like, &path.display().to_string()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Base::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                if dir.is_dir() {
+                    Ok(Base::new())
+                } else {
+                    Err(Error::Base {
+                        path: path.display().to_string(),
+                        message: format!(
+                            "the directory {} does not exist (a mistyped path?); create it for a first run",
+                            dir.display()
+                        ),
+                    })
+                }
+            }
             Err(e) => Err(Error::Base {
                 path: path.display().to_string(),
                 message: e.to_string(),
@@ -942,6 +961,25 @@ pub struct BiReport {
 }
 
 impl BiReport {
+    /// The side whose sync stopped first, and its error (`None`: both
+    /// syncs ran to their end).
+    pub fn stopped(&self) -> Option<(&str, &Error)> {
+        match (&self.left_error, &self.right_error) {
+            (Some(e), _) => Some((self.to_left.dest.as_str(), e)),
+            (None, Some(e)) => Some((self.to_right.dest.as_str(), e)),
+            (None, None) => None,
+        }
+    }
+
+    /// Conflicts the run left unapplied (`safe`, a closure's skip, a merge
+    /// that could not merge): they stay until one side changes again.
+    pub fn unresolved(&self) -> usize {
+        self.conflicts
+            .iter()
+            .filter(|c| c.resolution == Resolution::Skip)
+            .count()
+    }
+
     /// Whether both syncs completed and no conflict was left unapplied.
     pub fn is_clean(&self) -> bool {
         self.left_error.is_none()
@@ -1001,6 +1039,14 @@ fn count_by<K: Ord>(records: &[ConflictRecord], key: impl Fn(&ConflictRecord) ->
 impl fmt::Display for BiReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (l, r) = (self.to_left.totals(), self.to_right.totals());
+        for (dest, e) in [
+            (&self.to_left.dest, &self.left_error),
+            (&self.to_right.dest, &self.right_error),
+        ] {
+            if let Some(e) = e {
+                writeln!(f, "UNFINISHED: the sync to {dest} stopped: {e}")?;
+            }
+        }
         write!(
             f,
             "to {}: {} applied, {} failed; to {}: {} applied, {} failed; {} conflicts, {} identical changes",
@@ -1279,11 +1325,24 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     let (plan_left, plan_right) = (to_left, to_right);
     let (to_left, left_error) = split(left_result, left.name(), right.name());
     let (to_right, right_error) = split(right_result, right.name(), left.name());
+    // What a system did not acknowledge stays out of the base, whatever its
+    // store's image says (an image can be ahead of its system when a
+    // store's flush or a `sync_complete` failed).
+    let unacked: HashSet<(String, String)> = [
+        (&plan_left, &to_left, &left_error),
+        (&plan_right, &to_right, &right_error),
+    ]
+    .into_iter()
+    .flat_map(|(plan, report, error)| unacknowledged(plan, report, error.as_ref()))
+    .collect();
 
     let mut identical = both_deleted.len();
     let (ls, rs) = (left.store().local(), right.store().local());
     for key in &touched {
         let (t, k) = *key;
+        if !unacked.is_empty() && unacked.contains(&(t.to_string(), k.to_string())) {
+            continue;
+        }
         let (in_left, in_right) = (ls.get_dyn(t, k).is_ok(), rs.get_dyn(t, k).is_ok());
         let agreed = match (in_left, in_right) {
             (true, true) => ls.same_attrs(t, k, rs),
@@ -1306,7 +1365,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         }
     }
     base.store.refresh_fingerprints();
-    Ok(BiReport {
+    let report = BiReport {
         plan_left,
         plan_right,
         to_left,
@@ -1315,7 +1374,56 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         identical,
         left_error,
         right_error,
-    })
+    };
+    match report.stopped() {
+        None => Ok(report),
+        Some((side, e)) => Err(Error::Unfinished {
+            side: side.to_string(),
+            message: e.to_string(),
+            report: Box::new(report),
+        }),
+    }
+}
+
+/// The keys of `plan`'s changes that did not reach the side's system:
+/// those its report does not show applied, or all of them when the
+/// store or the adapter failed to write the sync as a whole.
+fn unacknowledged(plan: &Diff, report: &SyncReport, error: Option<&Error>) -> Vec<(String, String)> {
+    let changed = plan
+        .iter()
+        .map(|(e, _)| e)
+        .filter(|e| e.action != Action::NoChange)
+        .map(|e| (e.model_type.to_string(), e.key.clone()));
+    let whole = match error {
+        None => false,
+        Some(Error::SyncAborted { .. }) => false,
+        Some(Error::StoreApply { model_type, .. }) => model_type.is_empty(),
+        Some(_) => true,
+    };
+    if whole {
+        return changed.collect();
+    }
+    let acked: HashSet<(&str, &str)> = report
+        .elements
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.outcome,
+                crate::sync::Outcome::Applied | crate::sync::Outcome::RemovedWithParent
+            )
+        })
+        .map(|e| (e.model_type.as_str(), e.key.as_str()))
+        .collect();
+    let at = match error {
+        Some(Error::StoreApply { model_type, key, .. }) => Some((model_type.as_str(), key.as_str())),
+        _ => None,
+    };
+    changed
+        .filter(|(t, k)| {
+            let key = (t.as_str(), k.as_str());
+            !acked.contains(&key) || at == Some(key)
+        })
+        .collect()
 }
 
 /// A side's sync result as its report and its error, if it stopped.

@@ -254,9 +254,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// A reconcile would delete more of a side than allowed; nothing was written.
+    /// A sync or reconcile would delete more of a side than allowed; nothing was written.
     #[error(
-        "reconcile stopped before writing: {deletes} of {total} models of {side:?} would be deleted \
+        "stopped before writing: {deletes} of {total} models of {side:?} would be deleted \
          (more than {share} of them); raise the limit if this is intended"
     )]
     TooManyDeletes {
@@ -280,6 +280,38 @@ pub enum Error {
         side: String,
         /// Models in the base.
         base: usize,
+    },
+    /// A one-way sync from an empty source into a destination that holds
+    /// models: the source probably failed to load, and the sync would
+    /// delete everything. Nothing was written.
+    #[error(
+        "sync refused: source {source_name:?} holds no model but {dest:?} holds {models} \
+         (a source that failed to load?); allow an empty source to proceed"
+    )]
+    EmptySource {
+        /// The empty source.
+        source_name: String,
+        /// The destination.
+        dest: String,
+        /// Models the destination holds.
+        models: usize,
+    },
+    /// A reconcile did not finish: a side's sync stopped (a hook failed, a
+    /// server died, a store could not record what it wrote). What both
+    /// systems acknowledged was applied, and the base took exactly that
+    /// (save it); the rest is found again by the next run. The report
+    /// tells what went where and each side's error.
+    #[error(
+        "reconcile unfinished: the sync to {side:?} stopped: {message}; \
+         the base took only what both systems acknowledged, run again"
+    )]
+    Unfinished {
+        /// The (first) side whose sync stopped.
+        side: String,
+        /// Its error, as text (both sides' errors are in the report).
+        message: String,
+        /// What the run did.
+        report: Box<crate::bidir::BiReport>,
     },
     /// An adapter failed to load its system.
     #[error("adapter {adapter:?} failed to load: {source}")]

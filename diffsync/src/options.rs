@@ -1,4 +1,5 @@
-//! Options of a diff or sync: flags, sibling order, dry run, progress.
+//! Options of a diff or sync: flags, sibling order, dry run, progress,
+//! safety rails.
 //! The diff layer reads them as well as the sync, so they stand alone.
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,8 @@ pub struct Options<'a> {
     pub(crate) dry_run: bool,
     pub(crate) progress: Option<&'a mut dyn FnMut(Progress)>,
     pub(crate) part: Option<Vec<(String, String)>>,
+    pub(crate) allow_empty_source: bool,
+    pub(crate) max_delete_share: Option<f64>,
 }
 
 impl<'a> Options<'a> {
@@ -83,6 +86,24 @@ impl<'a> Options<'a> {
     /// Calls `f` with progress (at most about a thousand times per stage, and at the end).
     pub fn progress(mut self, f: &'a mut dyn FnMut(Progress)) -> Self {
         self.progress = Some(f);
+        self
+    }
+    /// Sync even when the source holds no model and the destination does.
+    /// Off by default: a source that came up empty (a mistyped path, a
+    /// failed export, an unreachable database read as nothing) would
+    /// otherwise delete everything in the destination, so such a sync is
+    /// refused with [`Error::EmptySource`](crate::Error::EmptySource)
+    /// before anything is written.
+    pub fn allow_empty_source(mut self, allow: bool) -> Self {
+        self.allow_empty_source = allow;
+        self
+    }
+    /// Stop a sync before writing anything when it would delete more than
+    /// this share of the destination's models
+    /// ([`Error::TooManyDeletes`](crate::Error::TooManyDeletes)). `None`
+    /// (the default): no limit.
+    pub fn max_delete_share(mut self, share: Option<f64>) -> Self {
+        self.max_delete_share = share;
         self
     }
     /// Whether this is a dry run.

@@ -810,6 +810,7 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
     fresh: bool,
     opts: &mut Options<'_>,
 ) -> Result<SyncReport> {
+    check_rails(dest.store().local(), diff, source, opts)?;
     let mut planner = Planner {
         source,
         dest: dest.store().local(),
@@ -952,6 +953,36 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
     let totals = report.totals();
     tracing::info!(applied = totals.applied, failed = totals.failed, "sync complete");
     Ok(report)
+}
+
+/// The rails a one-way sync stops at before writing anything: an empty
+/// source against a destination that holds models, and more deletes than
+/// the allowed share of the destination.
+fn check_rails(dest: &LocalStore, diff: &Diff, source: Option<&LocalStore>, opts: &Options<'_>) -> Result<()> {
+    let models = dest.count_all();
+    if let Some(source) = source
+        && !opts.allow_empty_source
+        && source.count_all() == 0
+        && models > 0
+    {
+        return Err(Error::EmptySource {
+            source_name: diff.source.clone(),
+            dest: diff.dest.clone(),
+            models,
+        });
+    }
+    if let Some(share) = opts.max_delete_share {
+        let deletes = diff.summary().delete;
+        if deletes > 0 && deletes as f64 > share * models as f64 {
+            return Err(Error::TooManyDeletes {
+                side: diff.dest.clone(),
+                deletes,
+                total: models,
+                share,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every element's outcome, in sync order.

@@ -123,12 +123,35 @@ impl<A: Adapter> Drop for Tagged<'_, A> {
 pub struct OneWay<S, T> {
     source: Arc<Mutex<S>>,
     targets: Vec<Arc<Mutex<T>>>,
+    allow_empty_source: bool,
+    max_delete_share: Option<f64>,
 }
 
 impl<S, T> OneWay<S, T> {
-    /// The source, and the targets kept in step with it.
+    /// The source, and the targets kept in step with it. A source that
+    /// comes up empty while a target is not is refused (a failed pass, see
+    /// [`Options::allow_empty_source`]).
     pub fn new(source: Arc<Mutex<S>>, targets: Vec<Arc<Mutex<T>>>) -> Self {
-        OneWay { source, targets }
+        OneWay {
+            source,
+            targets,
+            allow_empty_source: false,
+            max_delete_share: None,
+        }
+    }
+
+    /// Sync from a source that holds no model into targets that do
+    /// (see [`Options::allow_empty_source`]).
+    pub fn allow_empty_source(mut self, allow: bool) -> Self {
+        self.allow_empty_source = allow;
+        self
+    }
+
+    /// Refuse a sync that would delete more than this share of a target
+    /// (see [`Options::max_delete_share`]).
+    pub fn max_delete_share(mut self, share: Option<f64>) -> Self {
+        self.max_delete_share = share;
+        self
     }
 }
 
@@ -158,6 +181,8 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
             target.store_mut().refresh_fingerprints();
             let mut opts = Options::new()
                 .flags(DiffFlags::CONTINUE_ON_FAILURE)
+                .allow_empty_source(self.allow_empty_source)
+                .max_delete_share(self.max_delete_share)
                 .progress(&mut *progress);
             if let Some(keys) = part {
                 opts = opts.part(keys.iter().cloned());
@@ -274,6 +299,10 @@ impl<L: Adapter + Send, R: Adapter + Send> Reconciler for TwoWay<L, R> {
         let mut out = PassOutcome::default();
         match result {
             Ok(report) => {
+                out.add_report(&report.to_left);
+                out.add_report(&report.to_right);
+            }
+            Err(diffsync::Error::Unfinished { report, .. }) => {
                 out.add_report(&report.to_left);
                 out.add_report(&report.to_right);
                 for e in [&report.left_error, &report.right_error].into_iter().flatten() {

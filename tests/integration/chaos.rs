@@ -257,7 +257,11 @@ fn run(src: &Shape, dst: &Shape, seed: u64, continue_on_failure: bool, transacti
             DiffFlags::empty()
         };
         let result = catch_unwind(AssertUnwindSafe(|| {
-            target.sync_diff_from(&source, &diff, &mut Options::new().flags(flags))
+            target.sync_diff_from(
+                &source,
+                &diff,
+                &mut Options::new().flags(flags).allow_empty_source(true),
+            )
         }));
         // Whatever happened, the store is what the system holds.
         assert_eq!(snapshot(&target.store), target.system, "store == system");

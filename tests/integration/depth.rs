@@ -2,7 +2,7 @@
 //! round-trips through JSON, syncs and is removed without recursion on the
 //! call stack (the test threads have 2 MiB stacks).
 
-use diffsync::{Action, Adapter, Diff, MemoryAdapter, ModelFlags, Outcome};
+use diffsync::{Action, Adapter, Diff, MemoryAdapter, ModelFlags, Options, Outcome};
 use diffsync_tests::Node;
 
 const DEPTH: usize = 100_000;
@@ -94,7 +94,8 @@ fn a_chain_100_000_deep_diffs_renders_round_trips_and_syncs() {
     assert!(!target.diff_from(&changed).unwrap().has_diffs());
 
     // Delete all: children first is not required, each delete removes its own model.
-    let report = target.sync_from(&empty("src")).unwrap();
+    let all = &mut Options::new().allow_empty_source(true);
+    let report = target.sync_from_with(&empty("src"), all).unwrap();
     assert_eq!(report.totals().applied, DEPTH);
     assert_eq!(target.store.count("node"), 0);
 }
@@ -102,7 +103,8 @@ fn a_chain_100_000_deep_diffs_renders_round_trips_and_syncs() {
 #[test]
 fn a_skip_children_on_delete_root_removes_a_100_000_deep_subtree() {
     let mut target = chain_with("dst", DEPTH, "x", "x", ModelFlags::SKIP_CHILDREN_ON_DELETE);
-    let report = target.sync_from(&empty("src")).unwrap();
+    let all = &mut Options::new().allow_empty_source(true);
+    let report = target.sync_from_with(&empty("src"), all).unwrap();
     assert_eq!(report.elements.len(), DEPTH);
     assert_eq!(report.elements[0].outcome, Outcome::Applied);
     let removed = report

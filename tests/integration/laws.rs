@@ -103,7 +103,7 @@ proptest! {
     fn after_sync_from_the_diff_is_empty(a in inventory_data(), b in inventory_data()) {
         let source = build("a", &a);
         let mut target = build("b", &b);
-        target.sync_from(&source).unwrap();
+        target.sync_from_with(&source, &mut Options::new().allow_empty_source(true)).unwrap();
         let again = target.diff_from(&source).unwrap();
         prop_assert!(!again.has_diffs(), "{}", again);
         prop_assert_eq!(target.store.count_all(), source.store.count_all());
@@ -187,7 +187,7 @@ proptest! {
         prop_assert_eq!(&partial.elements, &expected.elements);
         // Syncing the part changes the part, and nothing else.
         let outside_before: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn(t, k).ok().map(|m| m.attributes())).collect();
-        target.sync_from_with(&source, &mut Options::new().part(part.clone())).unwrap();
+        target.sync_from_with(&source, &mut Options::new().part(part.clone()).allow_empty_source(true)).unwrap();
         let again = target.diff_from_with(&source, &mut Options::new().part(part.clone())).unwrap();
         prop_assert!(!again.has_diffs(), "{}", again);
         let outside_after: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn(t, k).ok().map(|m| m.attributes())).collect();
@@ -217,7 +217,7 @@ proptest! {
         let back: Diff = serde_json::from_str(&serde_json::to_string(&diff).unwrap()).unwrap();
         prop_assert_eq!(&back, &diff);
         prop_assert_eq!(diff.reversed().reversed(), diff.clone());
-        target.sync_diff_from(&source, &diff, &mut Options::new()).unwrap();
+        target.sync_diff_from(&source, &diff, &mut Options::new().allow_empty_source(true)).unwrap();
         target.sync_diff(&back.reversed(), &mut Options::new()).unwrap();
         let restored = target.diff_from(&original).unwrap();
         prop_assert!(!restored.has_diffs(), "{}", restored);

@@ -12,6 +12,7 @@ mod flags;
 mod laws;
 mod live;
 mod render;
+mod seams;
 mod store;
 mod sync;
 mod ui;

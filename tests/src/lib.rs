@@ -102,6 +102,9 @@ pub struct Inventory {
     pub fail_batch: bool,
     /// (model type, key) pairs whose hooks fail this many more times, then work.
     pub flaky: HashMap<(String, String), usize>,
+    /// When set, `sync_complete` fails: the system took nothing of the sync
+    /// (a file that could not be written), while the store took it all.
+    pub fail_complete: bool,
 }
 
 impl Inventory {
@@ -119,6 +122,7 @@ impl Inventory {
             completed: 0,
             fail_batch: false,
             flaky: HashMap::new(),
+            fail_complete: false,
         }
     }
 
@@ -223,6 +227,9 @@ impl Adapter for Inventory {
         Ok(())
     }
     fn sync_complete(&mut self, _diff: &diffsync::Diff, _report: &diffsync::SyncReport) -> Result<(), HookError> {
+        if self.fail_complete {
+            return Err("disk full: nothing written".into());
+        }
         self.completed += 1;
         Ok(())
     }

@@ -17,7 +17,7 @@ fn every_format_round_trips_a_sync() {
         ("csv", Format::Csv),
     ] {
         let path = dir.path().join(file);
-        let mut target = FileAdapter::open("file", &path, format, registry()).unwrap();
+        let mut target = FileAdapter::open_or_empty("file", &path, format, registry()).unwrap();
         let report = target.sync_from(&source).unwrap();
         assert_eq!(report.totals().applied, 3 * (1 + 2 * 4), "{file}");
         let reopened = FileAdapter::open("file", &path, format, registry()).unwrap();
@@ -47,7 +47,7 @@ fn format_is_chosen_by_extension() {
 fn a_failed_write_leaves_the_old_file_intact() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inv.json");
-    let mut target = FileAdapter::open("file", &path, Format::Json, registry()).unwrap();
+    let mut target = FileAdapter::open_or_empty("file", &path, Format::Json, registry()).unwrap();
     target.sync_from(&inventory("cmdb", 1, 0)).unwrap();
     let before = std::fs::read_to_string(&path).unwrap();
     let mut bad = inventory("cmdb", 1, 0);
@@ -66,6 +66,8 @@ fn a_failed_write_leaves_the_old_file_intact() {
     assert!(matches!(err, Error::SyncComplete { .. }), "{err}");
     assert!(err.to_string().contains("refusing to write boom"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    // The store holds what the file does, so the next diff shows the work again.
+    assert_eq!(target.diff_from(&bad).unwrap().summary().update, 1);
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temporary file left behind");
 }
@@ -360,7 +362,7 @@ fn a_file_feed_turns_each_save_into_model_events_and_waits_out_a_half_written_fi
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inv.json");
-    let mut file = FileAdapter::open("file", &path, Format::Json, registry()).unwrap();
+    let mut file = FileAdapter::open_or_empty("file", &path, Format::Json, registry()).unwrap();
     file.sync_from(&inventory("cmdb", 1, 0)).unwrap();
     let mut feed = file.change_feed().unwrap();
     let text = std::fs::read_to_string(&path).unwrap();

@@ -10,6 +10,8 @@ mod object_store;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(all(feature = "files", feature = "sqlite"))]
+mod seams;
 mod servers;
 #[cfg(feature = "sqlite")]
 mod sqlite;

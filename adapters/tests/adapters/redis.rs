@@ -146,9 +146,11 @@ fn a_sync_whose_flush_fails_reports_it_and_writes_nothing() {
     assert!(matches!(*source, Error::Store { .. }), "{msg}");
     assert!(report.totals().applied > 0, "the report tells what the hooks applied");
     assert!(
-        msg.contains("nothing of this sync was written") && msg.contains("call refresh()"),
+        msg.contains("nothing of this sync was written") && msg.contains("rolled back"),
         "{msg}"
     );
+    // The image took nothing the server did not: it is as it was read.
+    assert!(!target.diff_from(&inventory("cmdb", 1, 0)).unwrap().has_diffs());
 }
 
 fn site(name: &str, region: &str) -> Site {

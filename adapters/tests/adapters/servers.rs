@@ -144,6 +144,8 @@ pub struct Redis {
     /// TCP port, or 0 for a Unix socket in the directory (which a restart
     /// can take again, unlike a port another test may grab meanwhile).
     pub port: u16,
+    /// Writes go to an append-only file (fsync each), so data outlives a kill.
+    durable: bool,
 }
 
 impl Redis {
@@ -154,7 +156,7 @@ impl Redis {
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        Self::started(bin, dir, port)
+        Self::started(bin, dir, port, false)
     }
 
     /// A server on a Unix socket, for tests that restart it.
@@ -163,34 +165,40 @@ impl Redis {
             missing("redis-server")?;
             return None;
         };
-        Self::started(bin, tempfile::tempdir().expect("temp dir"), 0)
+        Self::started(bin, tempfile::tempdir().expect("temp dir"), 0, false)
     }
 
-    fn started(bin: PathBuf, dir: tempfile::TempDir, port: u16) -> Option<Redis> {
-        let child = Self::spawn(&bin, dir.path(), port);
+    /// A server on a Unix socket whose data outlives a kill
+    /// ([`kill`](Self::kill), then [`revive`](Self::revive)).
+    pub fn start_durable() -> Option<Redis> {
+        let Some(bin) = find("redis-server", &[]) else {
+            missing("redis-server")?;
+            return None;
+        };
+        Self::started(bin, tempfile::tempdir().expect("temp dir"), 0, true)
+    }
+
+    fn started(bin: PathBuf, dir: tempfile::TempDir, port: u16, durable: bool) -> Option<Redis> {
+        let child = Self::spawn(&bin, dir.path(), port, durable);
         Some(Redis {
             child,
             bin,
             _dir: dir,
             port,
+            durable,
         })
     }
 
-    fn spawn(bin: &Path, dir: &Path, port: u16) -> Child {
+    fn spawn(bin: &Path, dir: &Path, port: u16, durable: bool) -> Child {
         let socket = dir.join("redis.sock");
         let mut cmd = Command::new(bin);
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir);
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""]);
+        if durable {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        cmd.arg("--dir").arg(dir);
         if port == 0 {
             let _ = std::fs::remove_file(&socket);
             cmd.arg("--unixsocket").arg(&socket);
@@ -212,11 +220,22 @@ impl Redis {
         child
     }
 
-    /// Stops the server and starts a fresh, empty one on the same port.
+    /// Stops the server and starts a fresh one on the same port (empty,
+    /// unless durable).
     pub fn restart(&mut self) {
+        self.kill();
+        self.revive();
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to clients).
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = Self::spawn(&self.bin, self._dir.path(), self.port);
+    }
+
+    /// Starts the server again after a [`kill`](Self::kill).
+    pub fn revive(&mut self) {
+        self.child = Self::spawn(&self.bin, self._dir.path(), self.port, self.durable);
     }
 
     pub fn url(&self) -> String {

@@ -79,7 +79,8 @@ fn run(src: (usize, u32), dst: (usize, u32), seed: u64, continue_on_failure: boo
             db.connection().execute("DELETE FROM refused", []).unwrap();
         }
         let diff = db.diff_from(&source).unwrap();
-        let report = match db.sync_diff_from(&source, &diff, &mut Options::new().flags(flags)) {
+        let mut opts = Options::new().flags(flags).allow_empty_source(true);
+        let report = match db.sync_diff_from(&source, &diff, &mut opts) {
             Ok(report) => report,
             Err(Error::SyncAborted { report, .. }) => *report,
             Err(e) => panic!("unexpected error: {e}"),

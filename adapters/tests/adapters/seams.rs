@@ -1,0 +1,164 @@
+//! Trust at the seams: where a sync meets a path that does not exist, a
+//! source that came up empty, a base in a missing directory.
+
+use diffsync::bidir::Base;
+use diffsync::{Adapter, Error, Options};
+use diffsync_adapters::sqlite::SqliteAdapter;
+use diffsync_adapters::{AdapterError, FileAdapter, Format};
+
+use crate::common::{inventory, registry};
+
+fn sqlite_with(dir: &std::path::Path, sites: usize) -> SqliteAdapter {
+    let mut db = SqliteAdapter::open("db", dir.join("inv.db"), registry()).unwrap();
+    db.sync_from(&inventory("cmdb", sites, 0)).unwrap();
+    db
+}
+
+#[test]
+fn a_mistyped_source_path_is_an_error_naming_it_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = sqlite_with(dir.path(), 2);
+    for (path, format) in [
+        (dir.path().join("inventroy.json"), Format::Json),
+        (dir.path().join("no-such-dir"), Format::Csv),
+    ] {
+        match FileAdapter::open("file", &path, format, registry()) {
+            Err(AdapterError::NotFound { path: p }) => assert_eq!(p, path.display().to_string()),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("{} opened as an empty system", path.display()),
+        }
+        // Asked for, a missing file is an empty system: a target to create.
+        let empty = FileAdapter::open_or_empty("file", &path, format, registry()).unwrap();
+        assert_eq!(empty.store().count_all(), 0);
+    }
+    db.reload().unwrap();
+    assert_eq!(db.store().count_all(), 2 * 9);
+}
+
+#[test]
+fn a_sync_from_an_empty_source_into_a_full_target_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = sqlite_with(dir.path(), 2);
+    let path = dir.path().join("empty.json");
+    std::fs::write(&path, "{}").unwrap();
+    let empty = FileAdapter::open("file", &path, Format::Json, registry()).unwrap();
+    let err = db.sync_from(&empty).unwrap_err();
+    assert!(
+        matches!(&err, Error::EmptySource { source_name, dest, models: 18 } if source_name == "file" && dest == "db"),
+        "{err}"
+    );
+    db.reload().unwrap();
+    assert_eq!(db.store().count_all(), 18, "nothing was deleted");
+    // A dry run is refused too: its plan would be the same disaster.
+    assert!(matches!(
+        db.sync_from_with(&empty, &mut Options::new().dry_run(true)),
+        Err(Error::EmptySource { .. })
+    ));
+    // An empty target takes an empty source without a word.
+    let mut fresh = SqliteAdapter::open("fresh", dir.path().join("fresh.db"), registry()).unwrap();
+    assert!(fresh.sync_from(&empty).unwrap().is_success());
+    // Allowed on purpose, the sync empties the target.
+    db.sync_from_with(&empty, &mut Options::new().allow_empty_source(true))
+        .unwrap();
+    db.reload().unwrap();
+    assert_eq!(db.store().count_all(), 0);
+}
+
+#[test]
+fn a_one_way_sync_deleting_more_than_the_allowed_share_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = sqlite_with(dir.path(), 4);
+    // Three of four sites gone: 27 of 36 models.
+    let source = inventory("cmdb", 1, 0);
+    let err = db
+        .sync_from_with(&source, &mut Options::new().max_delete_share(Some(0.5)))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::TooManyDeletes { side, deletes: 27, total: 36, .. } if side == "db"),
+        "{err}"
+    );
+    db.reload().unwrap();
+    assert_eq!(db.store().count_all(), 36);
+    // Under the limit, it goes through.
+    db.sync_from_with(&source, &mut Options::new().max_delete_share(Some(0.8)))
+        .unwrap();
+    db.reload().unwrap();
+    assert_eq!(db.store().count_all(), 9);
+}
+
+#[test]
+fn a_base_in_a_missing_directory_is_an_error_not_a_first_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let like = inventory("cmdb", 1, 0).store;
+    let err = Base::load(dir.path().join("stat").join("base.json"), &like).unwrap_err();
+    assert!(
+        matches!(&err, Error::Base { message, .. } if message.contains("does not exist")),
+        "{err}"
+    );
+    // A missing file in an existing directory is the first run.
+    assert!(Base::load(dir.path().join("base.json"), &like).unwrap().is_empty());
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn a_redis_side_whose_server_dies_mid_reconcile_loses_no_edit_after_a_restart() {
+    use diffsync::bidir::{BiOptions, reconcile};
+    use diffsync::{AttrSource, Store, StoreAdapter};
+    use diffsync_adapters::redis::RedisStore;
+
+    use crate::common::Site;
+    use crate::servers::Redis;
+
+    let Some(mut server) = Redis::start_durable() else {
+        return;
+    };
+    let open =
+        |url: &str| StoreAdapter::with_store("redis", &["site"], RedisStore::open(url, "inv", registry()).unwrap());
+    let mut redis = open(&server.url());
+    redis.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    let mut memory = inventory("memory", 2, 0);
+    let mut base = Base::from_store(inventory("base", 2, 0).store);
+    // The memory side's edits: a create, an update, a delete.
+    memory
+        .store
+        .add(Site {
+            name: "ams".into(),
+            region: "eu".into(),
+        })
+        .unwrap();
+    let v = [("region".to_string().into(), "north".into())].into_iter().collect();
+    memory
+        .store
+        .update_attributes("site", "site1", AttrSource::Values(&v))
+        .unwrap();
+    memory.store.remove("device", "site0-r1", true).unwrap();
+
+    server.kill();
+    let opts = BiOptions::new().max_delete_share(None);
+    let err = reconcile(&mut memory, &mut redis, &mut base, &opts).unwrap_err();
+    assert!(
+        matches!(&err, Error::Unfinished { side, .. } if side == "redis"),
+        "{err}"
+    );
+    // The image took nothing the server does not hold.
+    let image = redis.store.local();
+    assert!(image.get_dyn("site", "ams").is_err());
+    assert_eq!(image.get::<Site>("site", "site1").unwrap().region, "west");
+    assert!(image.get_dyn("device", "site0-r1").is_ok());
+    assert!(image.get_dyn("interface", "site0-r1__eth2").is_ok());
+    // Nor did the base.
+    assert!(base.store().get_dyn("site", "ams").is_err());
+    assert!(base.store().get_dyn("device", "site0-r1").is_ok());
+
+    // Restart: the server comes back with its data, the process reopens it.
+    server.revive();
+    let mut redis = open(&server.url());
+    reconcile(&mut memory, &mut redis, &mut base, &opts).unwrap();
+    for store in [memory.store(), redis.store.local()] {
+        assert!(store.get_dyn("site", "ams").is_ok(), "the create was undone");
+        assert_eq!(store.get::<Site>("site", "site1").unwrap().region, "north");
+        assert!(store.get_dyn("device", "site0-r1").is_err(), "the delete was undone");
+        assert!(store.get_dyn("interface", "site0-r1__eth0").is_err());
+    }
+    assert!(!memory.diff_from(&redis).unwrap().has_diffs());
+}
