@@ -142,6 +142,7 @@ fn main() -> Result<(), BoxError> {
                 applied: a,
                 failed: f,
                 latency,
+                ..
             }) => {
                 latencies.push((latency, keys));
                 applied += a;

@@ -159,5 +159,17 @@ pub(crate) fn message_of(e: &(dyn std::error::Error + 'static)) -> String {
     e.to_string()
 }
 
+/// An adapter error where the core wants a base error (a base store's).
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+pub(crate) fn base_error(origin: &str, e: AdapterError) -> diffsync::Error {
+    match e {
+        AdapterError::Store(e) => e,
+        e => diffsync::Error::Base {
+            path: origin.to_string(),
+            message: e.to_string(),
+        },
+    }
+}
+
 /// Shorthand for `Result<T, AdapterError>`.
 pub type Result<T, E = AdapterError> = std::result::Result<T, E>;

@@ -158,36 +158,12 @@ impl PostgresAdapter {
     /// database, under `pair` (one row of `_diffsync_base`, written by one
     /// upsert: the old base or the new one, never half).
     pub fn save_base(&mut self, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
-        let origin = format!("{}: _diffsync_base", self.origin);
-        let body = base.to_bytes()?;
-        self.client
-            .batch_execute(BASE_TABLE)
-            .and_then(|()| {
-                self.client.execute(
-                    "INSERT INTO _diffsync_base (pair, body) VALUES ($1, $2) \
-                     ON CONFLICT (pair) DO UPDATE SET body = EXCLUDED.body",
-                    &[&pair, &body],
-                )
-            })
-            .map(|_| ())
-            .map_err(|e| backend(&origin, e))
+        save_base(&mut self.client, &self.origin, pair, base)
     }
 
     /// The base saved under `pair`, or an empty one (the first run).
     pub fn load_base(&mut self, pair: &str) -> Result<diffsync::bidir::Base> {
-        let origin = format!("{}: _diffsync_base", self.origin);
-        let row = self
-            .client
-            .batch_execute(BASE_TABLE)
-            .and_then(|()| {
-                self.client
-                    .query_opt("SELECT body FROM _diffsync_base WHERE pair = $1", &[&pair])
-            })
-            .map_err(|e| backend(&origin, e))?;
-        Ok(match row {
-            Some(r) => diffsync::bidir::Base::from_bytes(r.get::<_, &[u8]>(0), &self.store, &origin)?,
-            None => diffsync::bidir::Base::new(),
-        })
+        load_base(&mut self.client, &self.origin, pair, &self.store)
     }
 
     /// Re-reads the database into a fresh store.
@@ -264,6 +240,70 @@ fn address(params: &str) -> String {
         get("host").unwrap_or("localhost"),
         get("port").unwrap_or("5432")
     )
+}
+
+fn save_base(client: &mut Client, origin: &str, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
+    let origin = format!("{origin}: _diffsync_base");
+    let body = base.to_bytes()?;
+    client
+        .batch_execute(BASE_TABLE)
+        .and_then(|()| {
+            client.execute(
+                "INSERT INTO _diffsync_base (pair, body) VALUES ($1, $2) \
+                 ON CONFLICT (pair) DO UPDATE SET body = EXCLUDED.body",
+                &[&pair, &body],
+            )
+        })
+        .map(|_| ())
+        .map_err(|e| backend(&origin, e))
+}
+
+fn load_base(client: &mut Client, origin: &str, pair: &str, like: &LocalStore) -> Result<diffsync::bidir::Base> {
+    let origin = format!("{origin}: _diffsync_base");
+    let row = client
+        .batch_execute(BASE_TABLE)
+        .and_then(|()| client.query_opt("SELECT body FROM _diffsync_base WHERE pair = $1", &[&pair]))
+        .map_err(|e| backend(&origin, e))?;
+    Ok(match row {
+        Some(r) => diffsync::bidir::Base::from_bytes(r.get::<_, &[u8]>(0), like, &origin)?,
+        None => diffsync::bidir::Base::new(),
+    })
+}
+
+/// A bidirectional base kept in a PostgreSQL database (a row of
+/// `_diffsync_base` under a pair name), for a reconcile loop: see
+/// [`BaseStore`](diffsync::bidir::BaseStore). It connects on its own.
+pub struct PostgresBase {
+    client: Client,
+    origin: String,
+    pair: String,
+}
+
+impl PostgresBase {
+    /// Connects (`params` as for [`PostgresAdapter::connect`]); the base is kept under `pair`.
+    pub fn connect(params: &str, pair: &str) -> Result<Self> {
+        let origin = address(params);
+        let client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
+            address: origin.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(PostgresBase {
+            client,
+            origin,
+            pair: pair.to_string(),
+        })
+    }
+}
+
+impl diffsync::bidir::BaseStore for PostgresBase {
+    fn load(&mut self, like: &LocalStore) -> diffsync::Result<diffsync::bidir::Base> {
+        load_base(&mut self.client, &self.origin, &self.pair, like)
+            .map_err(|e| crate::error::base_error(&self.origin, e))
+    }
+    fn save(&mut self, base: &diffsync::bidir::Base) -> diffsync::Result<()> {
+        save_base(&mut self.client, &self.origin, &self.pair, base)
+            .map_err(|e| crate::error::base_error(&self.origin, e))
+    }
 }
 
 fn backend(origin: &str, e: postgres::Error) -> AdapterError {

@@ -273,24 +273,14 @@ impl RedisStore {
     /// Keeps a bidirectional [`Base`](diffsync::bidir::Base) in this
     /// namespace, under `pair` (one key, replaced in one command).
     pub fn save_base(&mut self, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
-        let key = format!("{}:_base:{pair}", self.namespace);
-        let body = base.to_bytes()?;
-        retry(&self.client, &mut self.conn, |c| {
-            c.set::<_, _, ()>(&key, body.as_slice())
-        })
-        .map_err(|e| AdapterError::backend(format!("{} key {key:?}", self.address), e))
+        let (key, origin) = base_key(&self.address, &self.namespace, pair);
+        save_base(&self.client, &mut self.conn, &key, &origin, base)
     }
 
     /// The base saved under `pair`, or an empty one (the first run).
     pub fn load_base(&mut self, pair: &str) -> Result<diffsync::bidir::Base> {
-        let key = format!("{}:_base:{pair}", self.namespace);
-        let origin = format!("{} key {key:?}", self.address);
-        let body: Option<Vec<u8>> = retry(&self.client, &mut self.conn, |c| c.get(&key))
-            .map_err(|e| AdapterError::backend(origin.clone(), e))?;
-        Ok(match body {
-            Some(b) => diffsync::bidir::Base::from_bytes(&b, &self.image, &origin)?,
-            None => diffsync::bidir::Base::new(),
-        })
+        let (key, origin) = base_key(&self.address, &self.namespace, pair);
+        load_base(&self.client, &mut self.conn, &key, &origin, &self.image)
     }
 
     /// Adds a model at the top level (written through).
@@ -627,6 +617,78 @@ impl Store for RedisStore {
             diffsync::Error::Conflict { .. } if refreshed => Err(e),
             e => Err(self.fail("sync", "", format!("{e} ({note})"))),
         }
+    }
+}
+
+/// The key of a base in a namespace, and its origin for errors.
+fn base_key(address: &str, namespace: &str, pair: &str) -> (String, String) {
+    let key = format!("{namespace}:_base:{pair}");
+    let origin = format!("{address} key {key:?}");
+    (key, origin)
+}
+
+fn save_base(
+    client: &Client,
+    conn: &mut Connection,
+    key: &str,
+    origin: &str,
+    base: &diffsync::bidir::Base,
+) -> Result<()> {
+    let body = base.to_bytes()?;
+    retry(client, conn, |c| c.set::<_, _, ()>(key, body.as_slice())).map_err(|e| AdapterError::backend(origin, e))
+}
+
+fn load_base(
+    client: &Client,
+    conn: &mut Connection,
+    key: &str,
+    origin: &str,
+    like: &LocalStore,
+) -> Result<diffsync::bidir::Base> {
+    let body: Option<Vec<u8>> = retry(client, conn, |c| c.get(key)).map_err(|e| AdapterError::backend(origin, e))?;
+    Ok(match body {
+        Some(b) => diffsync::bidir::Base::from_bytes(&b, like, origin)?,
+        None => diffsync::bidir::Base::new(),
+    })
+}
+
+/// A bidirectional base kept in a Redis namespace (one key under a pair
+/// name, as [`RedisStore::save_base`] keeps it), for a reconcile loop:
+/// see [`BaseStore`](diffsync::bidir::BaseStore). It connects on its own.
+pub struct RedisBase {
+    client: Client,
+    conn: Connection,
+    key: String,
+    origin: String,
+}
+
+impl RedisBase {
+    /// Connects to `url`; the base is kept in `namespace` under `pair`.
+    pub fn open(url: &str, namespace: &str, pair: &str) -> Result<Self> {
+        let unreachable = |e: redis::RedisError| AdapterError::Unreachable {
+            address: url.to_string(),
+            message: e.to_string(),
+        };
+        let client = Client::open(url).map_err(unreachable)?;
+        let conn = client.get_connection().map_err(unreachable)?;
+        let (key, origin) = base_key(url, namespace, pair);
+        Ok(RedisBase {
+            client,
+            conn,
+            key,
+            origin,
+        })
+    }
+}
+
+impl diffsync::bidir::BaseStore for RedisBase {
+    fn load(&mut self, like: &LocalStore) -> diffsync::Result<diffsync::bidir::Base> {
+        load_base(&self.client, &mut self.conn, &self.key, &self.origin, like)
+            .map_err(|e| crate::error::base_error(&self.origin, e))
+    }
+    fn save(&mut self, base: &diffsync::bidir::Base) -> diffsync::Result<()> {
+        save_base(&self.client, &mut self.conn, &self.key, &self.origin, base)
+            .map_err(|e| crate::error::base_error(&self.origin, e))
     }
 }
 

@@ -107,36 +107,12 @@ impl SqliteAdapter {
     /// database, under `pair` (one row of `_diffsync_base`, replaced in one
     /// statement: the old base or the new one, never half).
     pub fn save_base(&self, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
-        let origin = format!("{}: _diffsync_base", self.origin);
-        let body = base.to_bytes()?;
-        self.conn
-            .execute_batch("CREATE TABLE IF NOT EXISTS _diffsync_base (pair TEXT PRIMARY KEY, body BLOB NOT NULL)")
-            .and_then(|()| {
-                self.conn.execute(
-                    "INSERT OR REPLACE INTO _diffsync_base (pair, body) VALUES (?1, ?2)",
-                    rusqlite::params![pair, body],
-                )
-            })
-            .map(|_| ())
-            .map_err(|e| backend(&origin, e))
+        save_base(&self.conn, &self.origin, pair, base)
     }
 
     /// The base saved under `pair`, or an empty one (the first run).
     pub fn load_base(&self, pair: &str) -> Result<diffsync::bidir::Base> {
-        let origin = format!("{}: _diffsync_base", self.origin);
-        let body: Option<Vec<u8>> = self
-            .conn
-            .execute_batch("CREATE TABLE IF NOT EXISTS _diffsync_base (pair TEXT PRIMARY KEY, body BLOB NOT NULL)")
-            .and_then(|()| {
-                self.conn
-                    .query_row("SELECT body FROM _diffsync_base WHERE pair = ?1", [pair], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(|e| backend(&origin, e))?;
-        Ok(match body {
-            Some(b) => diffsync::bidir::Base::from_bytes(&b, &self.store, &origin)?,
-            None => diffsync::bidir::Base::new(),
-        })
+        load_base(&self.conn, &self.origin, pair, &self.store)
     }
 
     /// Records every change to the model tables, by any connection or
@@ -229,6 +205,69 @@ impl SqliteAdapter {
         // Loaded: fingerprints up to date, so equal subtrees diff for free.
         self.store.refresh_fingerprints();
         Ok(())
+    }
+}
+
+const BASE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _diffsync_base (pair TEXT PRIMARY KEY, body BLOB NOT NULL)";
+
+fn save_base(conn: &Connection, origin: &str, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
+    let origin = format!("{origin}: _diffsync_base");
+    let body = base.to_bytes()?;
+    conn.execute_batch(BASE_TABLE)
+        .and_then(|()| {
+            conn.execute(
+                "INSERT OR REPLACE INTO _diffsync_base (pair, body) VALUES (?1, ?2)",
+                rusqlite::params![pair, body],
+            )
+        })
+        .map(|_| ())
+        .map_err(|e| backend(&origin, e))
+}
+
+fn load_base(conn: &Connection, origin: &str, pair: &str, like: &LocalStore) -> Result<diffsync::bidir::Base> {
+    let origin = format!("{origin}: _diffsync_base");
+    let body: Option<Vec<u8>> = conn
+        .execute_batch(BASE_TABLE)
+        .and_then(|()| {
+            conn.query_row("SELECT body FROM _diffsync_base WHERE pair = ?1", [pair], |r| r.get(0))
+                .optional()
+        })
+        .map_err(|e| backend(&origin, e))?;
+    Ok(match body {
+        Some(b) => diffsync::bidir::Base::from_bytes(&b, like, &origin)?,
+        None => diffsync::bidir::Base::new(),
+    })
+}
+
+/// A bidirectional base kept in an SQLite database (a row of
+/// `_diffsync_base` under a pair name), for a reconcile loop: see
+/// [`BaseStore`](diffsync::bidir::BaseStore). The database may be one of
+/// the sides' (it opens a connection of its own).
+pub struct SqliteBase {
+    conn: Connection,
+    origin: String,
+    pair: String,
+}
+
+impl SqliteBase {
+    /// Opens (or creates) the database file; the base is kept under `pair`.
+    pub fn open(path: impl AsRef<Path>, pair: &str) -> Result<Self> {
+        let origin = path.as_ref().display().to_string();
+        let conn = Connection::open(path.as_ref()).map_err(|e| backend(&origin, e))?;
+        Ok(SqliteBase {
+            conn,
+            origin,
+            pair: pair.to_string(),
+        })
+    }
+}
+
+impl diffsync::bidir::BaseStore for SqliteBase {
+    fn load(&mut self, like: &LocalStore) -> diffsync::Result<diffsync::bidir::Base> {
+        load_base(&self.conn, &self.origin, &self.pair, like).map_err(|e| crate::error::base_error(&self.origin, e))
+    }
+    fn save(&mut self, base: &diffsync::bidir::Base) -> diffsync::Result<()> {
+        save_base(&self.conn, &self.origin, &self.pair, base).map_err(|e| crate::error::base_error(&self.origin, e))
     }
 }
 

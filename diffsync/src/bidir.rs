@@ -43,6 +43,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Write;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -90,7 +91,7 @@ const BASE_FORMAT: &str = "diffsync-base";
 const BASE_VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
-struct BaseFile {
+struct BaseDocument {
     format: String,
     version: u32,
     /// Parents before their children.
@@ -139,7 +140,7 @@ impl Base {
     /// The base as versioned JSON bytes (to keep it in a database row, a
     /// key, an object).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let file = BaseFile {
+        let file = BaseDocument {
             format: BASE_FORMAT.into(),
             version: BASE_VERSION,
             models: self.records()?,
@@ -157,7 +158,7 @@ impl Base {
             path: origin.to_string(),
             message,
         };
-        let file: BaseFile = serde_json::from_slice(bytes).map_err(|e| fail(e.to_string()))?;
+        let file: BaseDocument = serde_json::from_slice(bytes).map_err(|e| fail(e.to_string()))?;
         if file.format != BASE_FORMAT || file.version != BASE_VERSION {
             return Err(fail(format!(
                 "format {:?} version {} (expected {BASE_FORMAT:?} version {BASE_VERSION}); rebuild it with a resync",
@@ -307,6 +308,31 @@ impl Base {
             .filter(|(pt, pk)| self.store.get_dyn(pt, pk).is_ok());
         let built = self.store.build(t, &model.identifiers(), &model.attributes())?;
         self.store.insert_boxed(built, parent)
+    }
+}
+
+/// Where a base is kept between runs: a file ([`BaseFile`]), a database
+/// row or a key (the adapters crate has them). A reconcile loop loads its
+/// base from one at start and saves it after each pass that moved it.
+pub trait BaseStore: Send {
+    /// The saved base; an empty one when none was saved yet (the first
+    /// run). `like`: one side's store (the model types).
+    fn load(&mut self, like: &LocalStore) -> Result<Base>;
+    /// Replaces the saved base at once: a crash leaves the old one or the
+    /// new one, never half of each.
+    fn save(&mut self, base: &Base) -> Result<()>;
+}
+
+/// A base kept in a file ([`Base::save`] / [`Base::load`]).
+#[derive(Clone, Debug)]
+pub struct BaseFile(pub std::path::PathBuf);
+
+impl BaseStore for BaseFile {
+    fn load(&mut self, like: &LocalStore) -> Result<Base> {
+        Base::load(&self.0, like)
+    }
+    fn save(&mut self, base: &Base) -> Result<()> {
+        base.save(&self.0)
     }
 }
 
@@ -751,6 +777,16 @@ pub struct ConflictRecord {
     pub left_replica: String,
     /// The right side's replica id.
     pub right_replica: String,
+    /// The run that met the conflict (unique per reconcile).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run: String,
+    /// Whether the resolution reached the systems: `Some(true)` once the
+    /// winner's version (or the merge) is in the losing side's system,
+    /// `Some(false)` when it did not get there (or nothing was to be
+    /// applied), `None` while not known: a record written ahead of the
+    /// writes, whose run then stopped before it could tell (a crash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<bool>,
 }
 
 impl fmt::Display for ConflictRecord {
@@ -811,9 +847,27 @@ impl fmt::Display for ConflictRecord {
 }
 
 /// Where conflict records go: a file, a table, a monitoring system.
+///
+/// Given to a reconcile ([`BiOptions::log_to`]), a sink is written ahead:
+/// [`write`](Self::write) takes a run's conflicts before either side is
+/// written (a failure stops the run before any write), and
+/// [`settle`](Self::settle) takes them again with
+/// [`applied`](ConflictRecord::applied) set once the syncs are done. A
+/// crash in between leaves the records with `applied: None`.
 pub trait ConflictSink {
-    /// Takes the conflicts of one run.
+    /// Takes the conflicts of one run; they must be durable on return.
     fn write(&mut self, records: &[ConflictRecord]) -> std::result::Result<(), crate::BoxError>;
+    /// Takes the same records again, [`applied`](ConflictRecord::applied)
+    /// now known. The default does nothing (a sink that only counts, say).
+    fn settle(&mut self, records: &[ConflictRecord]) -> std::result::Result<(), crate::BoxError> {
+        let _ = records;
+        Ok(())
+    }
+}
+
+/// The same record: same run, model type and key.
+fn same_record(a: &ConflictRecord, b: &ConflictRecord) -> bool {
+    a.run == b.run && a.model_type == b.model_type && a.key == b.key
 }
 
 impl ConflictSink for Vec<ConflictRecord> {
@@ -821,16 +875,40 @@ impl ConflictSink for Vec<ConflictRecord> {
         self.extend_from_slice(records);
         Ok(())
     }
+    fn settle(&mut self, records: &[ConflictRecord]) -> std::result::Result<(), crate::BoxError> {
+        for r in records {
+            match self.iter_mut().rev().find(|w| same_record(w, r)) {
+                Some(w) => w.applied = r.applied,
+                None => self.push(r.clone()),
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Appends each conflict as one JSON line to a file.
+/// Appends each conflict as one JSON line to a file (synced to disk before
+/// `write` returns); a settled outcome is one more, shorter line
+/// (`{"settled": RUN, "model_type": .., "key": .., "applied": BOOL}`).
+/// [`JsonLines::read`] gives the records with their outcomes.
 pub struct JsonLines(pub std::path::PathBuf);
 
-impl ConflictSink for JsonLines {
-    fn write(&mut self, records: &[ConflictRecord]) -> std::result::Result<(), crate::BoxError> {
+/// A settled outcome's line in a [`JsonLines`] file.
+#[derive(Serialize, Deserialize)]
+struct Settled {
+    settled: String,
+    model_type: String,
+    key: String,
+    applied: bool,
+}
+
+impl JsonLines {
+    fn append(
+        &self,
+        lines: impl IntoIterator<Item = serde_json::Result<Vec<u8>>>,
+    ) -> std::result::Result<(), crate::BoxError> {
         let mut text = Vec::new();
-        for r in records {
-            serde_json::to_writer(&mut text, r)?;
+        for line in lines {
+            text.extend(line?);
             text.push(b'\n');
         }
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.0)?;
@@ -838,10 +916,60 @@ impl ConflictSink for JsonLines {
         f.sync_all()?;
         Ok(())
     }
+
+    /// Every record in the file, once each, with its settled outcome (a
+    /// record a crash left unsettled has `applied: None`).
+    pub fn read(&self) -> Result<Vec<ConflictRecord>> {
+        let path = self.0.display().to_string();
+        let text = std::fs::read_to_string(&self.0).map_err(|e| Error::Base {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut out: Vec<ConflictRecord> = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let fail = |e: serde_json::Error| Error::Base {
+                path: format!("{path}:{}", i + 1),
+                message: e.to_string(),
+            };
+            if line.starts_with("{\"settled\"") {
+                let s: Settled = serde_json::from_str(line).map_err(fail)?;
+                if let Some(r) = out
+                    .iter_mut()
+                    .rev()
+                    .find(|r| r.run == s.settled && r.model_type == s.model_type && r.key == s.key)
+                {
+                    r.applied = Some(s.applied);
+                }
+            } else {
+                out.push(serde_json::from_str(line).map_err(fail)?);
+            }
+        }
+        Ok(out)
+    }
 }
 
+impl ConflictSink for JsonLines {
+    fn write(&mut self, records: &[ConflictRecord]) -> std::result::Result<(), crate::BoxError> {
+        self.append(records.iter().map(serde_json::to_vec))
+    }
+    fn settle(&mut self, records: &[ConflictRecord]) -> std::result::Result<(), crate::BoxError> {
+        self.append(records.iter().filter_map(|r| {
+            let settled = Settled {
+                settled: r.run.clone(),
+                model_type: r.model_type.clone(),
+                key: r.key.clone(),
+                applied: r.applied?,
+            };
+            Some(serde_json::to_vec(&settled))
+        }))
+    }
+}
+
+/// A conflict sink shared by the runs that log to it.
+pub type SharedSink = Arc<std::sync::Mutex<dyn ConflictSink + Send>>;
+
 /// Options of a [`reconcile`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BiOptions {
     strategy: Strategy,
     per_type: Vec<(String, Strategy)>,
@@ -849,6 +977,21 @@ pub struct BiOptions {
     allow_empty_side: bool,
     dry_run: bool,
     modification_beats_deletion: bool,
+    log: Option<SharedSink>,
+}
+
+impl fmt::Debug for BiOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BiOptions")
+            .field("strategy", &self.strategy)
+            .field("per_type", &self.per_type)
+            .field("max_delete_share", &self.max_delete_share)
+            .field("allow_empty_side", &self.allow_empty_side)
+            .field("dry_run", &self.dry_run)
+            .field("modification_beats_deletion", &self.modification_beats_deletion)
+            .field("log", &self.log.is_some())
+            .finish()
+    }
 }
 
 impl Default for BiOptions {
@@ -860,6 +1003,7 @@ impl Default for BiOptions {
             allow_empty_side: false,
             dry_run: false,
             modification_beats_deletion: false,
+            log: None,
         }
     }
 }
@@ -904,6 +1048,27 @@ impl BiOptions {
     /// let the modification win anyway: a deletion has no clock).
     pub fn modification_beats_deletion(mut self, on: bool) -> Self {
         self.modification_beats_deletion = on;
+        self
+    }
+
+    /// Logs every conflict to `sink`, written ahead: the records are in
+    /// the sink before either side is written (a sink that fails stops the
+    /// run before any write, with [`Error::ConflictLog`]), and settled
+    /// once the writes are done (see [`ConflictSink`]). A dry run logs
+    /// nothing.
+    pub fn log_to<S: ConflictSink + Send + 'static>(mut self, sink: Arc<std::sync::Mutex<S>>) -> Self {
+        self.log = Some(sink);
+        self
+    }
+
+    /// The sink conflicts are logged to, if any.
+    pub fn sink(&self) -> Option<&SharedSink> {
+        self.log.as_ref()
+    }
+
+    /// Logs to this shared sink (one that [`sink`](Self::sink) returned, or a wrapper of it).
+    pub fn log_to_shared(mut self, sink: Option<SharedSink>) -> Self {
+        self.log = sink;
         self
     }
 
@@ -1313,14 +1478,35 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         .collect();
     drop(walk);
 
-    let (left_result, right_result) = {
-        // Without source models: an update writes exactly its element's
-        // changes (a merge takes only some), a create its element's values.
-        let mut o = Options::new().dry_run(opts.dry_run);
-        let l = left.sync_diff(&to_left, &mut o);
-        let mut o = Options::new().dry_run(opts.dry_run);
-        let r = right.sync_diff(&to_right, &mut o);
-        (l, r)
+    // Write-ahead: every conflict is in the log before either side is written.
+    let run = run_id();
+    for c in &mut conflicts {
+        c.run.clone_from(&run);
+    }
+    let sink = opts.log.as_ref().filter(|_| !opts.dry_run && !conflicts.is_empty());
+    if let Some(sink) = sink {
+        lock_sink(sink)
+            .write(&conflicts)
+            .map_err(|source| Error::ConflictLog { source })?;
+    }
+
+    // Without source models: an update writes exactly its element's
+    // changes (a merge takes only some), a create its element's values. A
+    // panicking hook ends the run after what it did is recorded: the base
+    // and the log are brought up to date, then the panic goes on.
+    let sync_side = |side: &mut dyn FnMut() -> Result<SyncReport>| match catch_unwind(AssertUnwindSafe(side)) {
+        Ok(r) => (r, None),
+        Err(panic) => (Err(not_run(panic_text(&*panic))), Some(panic)),
+    };
+    let (left_result, mut panic) =
+        sync_side(&mut || left.sync_diff(&to_left, &mut Options::new().dry_run(opts.dry_run)));
+    let right_result = match panic {
+        Some(_) => Err(not_run("not started: the other side's sync panicked".into())),
+        None => {
+            let (r, p) = sync_side(&mut || right.sync_diff(&to_right, &mut Options::new().dry_run(opts.dry_run)));
+            panic = p;
+            r
+        }
     };
     let (plan_left, plan_right) = (to_left, to_right);
     let (to_left, left_error) = split(left_result, left.name(), right.name());
@@ -1328,13 +1514,18 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     // What a system did not acknowledge stays out of the base, whatever its
     // store's image says (an image can be ahead of its system when a
     // store's flush or a `sync_complete` failed).
-    let unacked: HashSet<(String, String)> = [
-        (&plan_left, &to_left, &left_error),
-        (&plan_right, &to_right, &right_error),
-    ]
-    .into_iter()
-    .flat_map(|(plan, report, error)| unacknowledged(plan, report, error.as_ref()))
-    .collect();
+    let unacked_left = unacknowledged(&plan_left, &to_left, left_error.as_ref());
+    let unacked_right = unacknowledged(&plan_right, &to_right, right_error.as_ref());
+    settle(
+        &mut conflicts,
+        [(&plan_left, &unacked_left), (&plan_right, &unacked_right)],
+    );
+    if let Some(sink) = sink
+        && let Err(e) = lock_sink(sink).settle(&conflicts)
+    {
+        tracing::warn!(error = %e, run = %run, "conflict log: the outcomes could not be recorded");
+    }
+    let unacked: HashSet<(String, String)> = unacked_left.into_iter().chain(unacked_right).collect();
 
     let mut identical = both_deleted.len();
     let (ls, rs) = (left.store().local(), right.store().local());
@@ -1375,6 +1566,9 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         left_error,
         right_error,
     };
+    if let Some(panic) = panic {
+        resume_unwind(panic);
+    }
     match report.stopped() {
         None => Ok(report),
         Some((side, e)) => Err(Error::Unfinished {
@@ -1385,10 +1579,74 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     }
 }
 
+/// A run's id: unique per process and time.
+fn run_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{:x}-{n}", std::process::id())
+}
+
+fn lock_sink(sink: &SharedSink) -> std::sync::MutexGuard<'_, dyn ConflictSink + Send + 'static> {
+    sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A panic's message.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    format!("a hook panicked: {text}")
+}
+
+/// A side's sync that did not run to its end with a report (it panicked,
+/// or did not start): nothing of it is taken as acknowledged.
+fn not_run(message: String) -> Error {
+    Error::SyncAborted {
+        model_type: String::new(),
+        key: String::new(),
+        message,
+        cause: None,
+        report: Box::default(),
+    }
+}
+
+/// Sets each conflict's `applied`: whether its resolution reached the
+/// losing side's system (`plans`: each side's plan and what of it its
+/// system did not acknowledge).
+fn settle(conflicts: &mut [ConflictRecord], plans: [(&Diff, &HashSet<(String, String)>); 2]) {
+    let reached = |side: usize, c: &ConflictRecord| {
+        let (plan, unacked) = plans[side];
+        let key = (c.model_type.clone(), c.key.clone());
+        !unacked.contains(&key)
+            && plan
+                .iter()
+                .any(|(e, _)| e.action != Action::NoChange && e.model_type == c.model_type && e.key == c.key)
+    };
+    for c in conflicts {
+        c.applied = Some(match c.resolution {
+            Resolution::Left => reached(1, c),
+            Resolution::Right => reached(0, c),
+            Resolution::Merge => {
+                let (to_left, to_right) = (reached(0, c), reached(1, c));
+                (to_left || to_right)
+                    && !plans
+                        .iter()
+                        .any(|(_, u)| u.contains(&(c.model_type.clone(), c.key.clone())))
+            }
+            Resolution::Skip => false,
+        });
+    }
+}
+
 /// The keys of `plan`'s changes that did not reach the side's system:
 /// those its report does not show applied, or all of them when the
 /// store or the adapter failed to write the sync as a whole.
-fn unacknowledged(plan: &Diff, report: &SyncReport, error: Option<&Error>) -> Vec<(String, String)> {
+fn unacknowledged(plan: &Diff, report: &SyncReport, error: Option<&Error>) -> HashSet<(String, String)> {
     let changed = plan
         .iter()
         .map(|(e, _)| e)
@@ -1535,6 +1793,8 @@ fn record(c: &Conflict<'_>, strategy: &str, clock: Option<&str>, resolution: Res
         clock,
         left_replica: c.left_replica.to_string(),
         right_replica: c.right_replica.to_string(),
+        run: String::new(),
+        applied: None,
     }
 }
 

@@ -313,6 +313,14 @@ pub enum Error {
         /// What the run did.
         report: Box<crate::bidir::BiReport>,
     },
+    /// A reconcile's conflict log could not take the run's conflicts;
+    /// nothing was written to either side.
+    #[error("the conflict log failed; the reconcile stopped before writing")]
+    ConflictLog {
+        /// The sink's error.
+        #[source]
+        source: BoxError,
+    },
     /// An adapter failed to load its system.
     #[error("adapter {adapter:?} failed to load: {source}")]
     Load {

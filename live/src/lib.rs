@@ -50,7 +50,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,7 +58,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use diffsync::bidir::{Base, BiOptions, reconcile};
+use diffsync::bidir::{Base, BaseStore, BiOptions, ConflictRecord, ConflictSink, Resolution, SharedSink, reconcile};
 use diffsync::feed::{ChangeEvent, ChangeFeed, Position};
 use diffsync::{Adapter, DiffFlags, Options, Progress, Stage, Store, SyncReport};
 
@@ -66,13 +66,18 @@ use diffsync::{Adapter, DiffFlags, Options, Progress, Stage, Store, SyncReport};
 pub type Key = (String, String);
 
 /// What a pass did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct PassOutcome {
     /// Changes applied.
     pub applied: usize,
     /// Keys not brought in step, with why (retried later).
     pub failed: Vec<(Key, String)>,
+    /// Conflicts met for the first time (a conflict left unresolved is
+    /// reported once, until one side changes it again).
+    pub conflicts: Vec<ConflictRecord>,
+    /// Conflicts left unresolved after the pass (new or not).
+    pub unresolved: usize,
 }
 
 impl PassOutcome {
@@ -98,7 +103,7 @@ pub trait Reconciler: Send {
 
 /// Locks a shared adapter; a panic in an earlier pass poisoned nothing that
 /// matters (a sync leaves the store as the system took the changes).
-fn lock<A>(m: &Mutex<A>) -> MutexGuard<'_, A> {
+fn lock<A: ?Sized>(m: &Mutex<A>) -> MutexGuard<'_, A> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -239,27 +244,180 @@ impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
 }
 
 /// Two-way: a bidirectional [`reconcile`] of two adapters against their base.
+///
+/// Every conflict the loop meets is told to subscribers
+/// ([`LoopEvent::Conflict`], with its full record) and written to the
+/// options' conflict sink ([`BiOptions::log_to`]) ahead of the writes; a
+/// conflict left unresolved (`safe`) is told and logged once, and counted
+/// by every pass while it stays, until one side changes it again. With a
+/// [`BaseStore`] ([`TwoWay::persisted`]) the base is loaded at start and
+/// saved after each pass that moved it, so a loop stopped and started
+/// again loses none of the edits made meanwhile.
 pub struct TwoWay<L, R> {
     left: Arc<Mutex<L>>,
     right: Arc<Mutex<R>>,
     base: Base,
     opts: BiOptions,
+    saved: Option<Box<dyn BaseStore>>,
+    /// The base moved since it was last saved (a save failed).
+    unsaved: bool,
+    /// The unresolved conflicts already reported, by identity.
+    known: Arc<HashSet<String>>,
 }
 
 impl<L, R> TwoWay<L, R> {
-    /// Both sides, the base they last agreed on, and the reconcile's options.
+    /// Both sides, the base they last agreed on, and the reconcile's
+    /// options. The base lives in memory only: see [`persisted`](Self::persisted).
     pub fn new(left: Arc<Mutex<L>>, right: Arc<Mutex<R>>, base: Base, opts: BiOptions) -> Self {
         TwoWay {
             left,
             right,
             base,
             opts,
+            saved: None,
+            unsaved: false,
+            known: Arc::default(),
         }
     }
 
-    /// The base as it stands (save it to resume after a restart).
+    /// The base as it stands.
     pub fn base(&self) -> &Base {
         &self.base
+    }
+}
+
+impl<L: Adapter, R> TwoWay<L, R> {
+    /// Both sides and the options, the base loaded from `store` now (an
+    /// empty one on the first run) and saved there after each pass that
+    /// moved it.
+    pub fn persisted(
+        left: Arc<Mutex<L>>,
+        right: Arc<Mutex<R>>,
+        mut store: impl BaseStore + 'static,
+        opts: BiOptions,
+    ) -> diffsync::Result<Self> {
+        let base = store.load(lock(&left).store().local())?;
+        let mut two = TwoWay::new(left, right, base, opts);
+        two.saved = Some(Box::new(store));
+        Ok(two)
+    }
+}
+
+/// A conflict's identity: what each side holds for the key. The same
+/// identity in the next pass is the same conflict, still unresolved.
+fn identity(c: &ConflictRecord) -> String {
+    format!("{}\0{}\0{:?}\0{:?}\0{:?}", c.model_type, c.key, c.kind, c.left, c.right)
+}
+
+/// The loop's view of the user's conflict sink: conflicts already
+/// reported unresolved are not logged again.
+struct LoopSink {
+    inner: Option<SharedSink>,
+    known: Arc<HashSet<String>>,
+}
+
+impl LoopSink {
+    fn fresh(&self, records: &[ConflictRecord]) -> Vec<ConflictRecord> {
+        records
+            .iter()
+            .filter(|c| !self.known.contains(&identity(c)))
+            .cloned()
+            .collect()
+    }
+}
+
+impl ConflictSink for LoopSink {
+    fn write(&mut self, records: &[ConflictRecord]) -> Result<(), diffsync::BoxError> {
+        let fresh = self.fresh(records);
+        match &self.inner {
+            Some(sink) if !fresh.is_empty() => lock(sink).write(&fresh),
+            _ => Ok(()),
+        }
+    }
+    fn settle(&mut self, records: &[ConflictRecord]) -> Result<(), diffsync::BoxError> {
+        let fresh = self.fresh(records);
+        match &self.inner {
+            Some(sink) if !fresh.is_empty() => lock(sink).settle(&fresh),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<L: Adapter + Send, R: Adapter + Send> TwoWay<L, R> {
+    /// Saves the base if it moved since it was last saved.
+    fn save(&mut self) -> Result<(), String> {
+        if !self.unsaved {
+            return Ok(());
+        }
+        if let Some(store) = &mut self.saved {
+            store.save(&self.base).map_err(|e| format!("saving the base: {e}"))?;
+        }
+        self.unsaved = false;
+        Ok(())
+    }
+
+    /// One reconcile: re-read both sides, reconcile, save the base.
+    fn pass(&mut self, origin: &str) -> PassOutcome {
+        let mut out = PassOutcome::default();
+        let whole = |out: &mut PassOutcome, e: String| out.failed.push(((String::new(), String::new()), e));
+        // A base that could not be saved is saved before anything else moves it.
+        if let Err(e) = self.save() {
+            whole(&mut out, e);
+            return out;
+        }
+        let (mut left, mut right) = (lock(&self.left), lock(&self.right));
+        if let Err(e) = left.refresh().and_then(|()| right.refresh()) {
+            whole(&mut out, format!("re-reading: {e}"));
+            return out;
+        }
+        let sink = LoopSink {
+            inner: self.opts.sink().cloned(),
+            known: self.known.clone(),
+        };
+        let opts = self
+            .opts
+            .clone()
+            .log_to_shared(Some(Arc::new(Mutex::new(sink)) as SharedSink));
+        let before = self.base.store().fingerprint();
+        let (l, r) = (Tagged::new(&mut *left, origin), Tagged::new(&mut *right, origin));
+        let result = reconcile(&mut *l.0, &mut *r.0, &mut self.base, &opts);
+        drop((l, r));
+        drop((left, right));
+        self.unsaved |= self.base.store().fingerprint() != before;
+        let report = match result {
+            Ok(report) => report,
+            Err(diffsync::Error::Unfinished { report, .. }) => {
+                for e in [&report.left_error, &report.right_error].into_iter().flatten() {
+                    whole(&mut out, e.to_string());
+                }
+                *report
+            }
+            Err(e) => {
+                whole(&mut out, e.to_string());
+                return out;
+            }
+        };
+        out.add_report(&report.to_left);
+        out.add_report(&report.to_right);
+        out.unresolved = report.unresolved();
+        out.conflicts = report
+            .conflicts
+            .iter()
+            .filter(|c| !self.known.contains(&identity(c)))
+            .cloned()
+            .collect();
+        self.known = Arc::new(
+            report
+                .conflicts
+                .iter()
+                .filter(|c| c.resolution == Resolution::Skip)
+                .map(identity)
+                .collect(),
+        );
+        if let Err(e) = self.save() {
+            whole(&mut out, e);
+        }
+        out
     }
 }
 
@@ -281,37 +439,12 @@ impl<L: Adapter + Send, R: Adapter + Send> Reconciler for TwoWay<L, R> {
                 }
             }
         }
-        self.sync_all(origin, &mut |_| {})
+        self.pass(origin)
     }
 
     /// A reconcile reports no progress.
     fn sync_all(&mut self, origin: &str, _progress: &mut dyn FnMut(Progress)) -> PassOutcome {
-        let (mut left, mut right) = (lock(&self.left), lock(&self.right));
-        if let Err(e) = left.refresh().and_then(|()| right.refresh()) {
-            let mut out = PassOutcome::default();
-            out.failed
-                .push(((String::new(), String::new()), format!("re-reading: {e}")));
-            return out;
-        }
-        let (l, r) = (Tagged::new(&mut *left, origin), Tagged::new(&mut *right, origin));
-        let result = reconcile(&mut *l.0, &mut *r.0, &mut self.base, &self.opts);
-        drop((l, r));
-        let mut out = PassOutcome::default();
-        match result {
-            Ok(report) => {
-                out.add_report(&report.to_left);
-                out.add_report(&report.to_right);
-            }
-            Err(diffsync::Error::Unfinished { report, .. }) => {
-                out.add_report(&report.to_left);
-                out.add_report(&report.to_right);
-                for e in [&report.left_error, &report.right_error].into_iter().flatten() {
-                    out.failed.push(((String::new(), String::new()), e.to_string()));
-                }
-            }
-            Err(e) => out.failed.push(((String::new(), String::new()), e.to_string())),
-        }
-        out
+        self.pass(origin)
     }
 }
 
@@ -342,7 +475,13 @@ pub enum LoopEvent {
         failed: usize,
         /// Time from the oldest key's first event to its apply.
         latency: Duration,
+        /// Conflicts left unresolved (two-way; 0 one-way).
+        unresolved: usize,
     },
+    /// A two-way loop met a conflict: what each side held, what the
+    /// strategy decided and whether it was applied. An unresolved one is
+    /// told once, until one side changes it again.
+    Conflict(Box<ConflictRecord>),
     /// A key could not be brought in step; it is retried after `retry_in`.
     Failed {
         /// The model (empty for a failure of the whole pass or a feed).
@@ -380,6 +519,9 @@ pub enum LoopEvent {
         /// Why the pass failed as a whole (a source that could not be
         /// read, a sync that stopped); it is retried after a backoff.
         error: Option<String>,
+        /// Conflicts left unresolved (two-way; 0 one-way): a pass that
+        /// leaves some is not clean.
+        unresolved: usize,
     },
     /// The loop stopped.
     Stopped,
@@ -800,12 +942,30 @@ impl<R: Reconciler> Worker<R> {
                 .collect();
             let outcome = self.guarded(|r| r.sync_keys(&changed, &origin));
             let failed = self.requeue(batch, &outcome);
+            self.tell_conflicts(&outcome);
             self.emit(LoopEvent::Synced {
                 keys: batch.len(),
                 applied: outcome.applied,
                 failed,
                 latency: oldest.elapsed(),
+                unresolved: outcome.unresolved,
             });
+        }
+    }
+
+    /// Tells subscribers (and `tracing`) each conflict met for the first time.
+    fn tell_conflicts(&self, outcome: &PassOutcome) {
+        for c in &outcome.conflicts {
+            tracing::warn!(
+                model_type = %c.model_type,
+                key = %c.key,
+                kind = c.kind.as_str(),
+                strategy = %c.strategy,
+                resolution = ?c.resolution,
+                applied = ?c.applied,
+                "conflict"
+            );
+            self.emit(LoopEvent::Conflict(Box::new(c.clone())));
         }
     }
 
@@ -820,8 +980,8 @@ impl<R: Reconciler> Worker<R> {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "panic".into());
                 PassOutcome {
-                    applied: 0,
                     failed: vec![((String::new(), String::new()), format!("a hook panicked: {msg}"))],
+                    ..PassOutcome::default()
                 }
             }
         }
@@ -920,11 +1080,13 @@ impl<R: Reconciler> Worker<R> {
         }
         let pending: Vec<Key> = self.dirty.keys().cloned().collect();
         let failed = self.requeue(&pending, &outcome);
+        self.tell_conflicts(&outcome);
         self.emit(LoopEvent::FullPass {
             reason,
             repaired: outcome.applied,
             failed,
             error: whole,
+            unresolved: outcome.unresolved,
         });
     }
 

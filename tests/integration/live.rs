@@ -5,11 +5,11 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use diffsync::bidir::{Base, BiOptions};
+use diffsync::bidir::{Base, BaseFile, BiOptions, ConflictRecord, Resolution, Strategy};
 use diffsync::feed::{ChangeFeed, FeedBatch, Position, StoreFeed};
 use diffsync::{Adapter, AttrSource, BoxError, Stage};
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop, TwoWay};
-use diffsync_tests::{Interface, Inventory, sys_a};
+use diffsync_tests::{Interface, Inventory, Site, sys_a};
 
 /// A feed that loses, repeats and reorders events, and now and then says
 /// it lost some (a gap).
@@ -321,7 +321,7 @@ fn a_panicking_target_hook_fails_the_pass_and_the_loop_goes_on() {
     handle.trigger();
     seen.extend(wait_for(
         &events,
-        |e| matches!(e, LoopEvent::FullPass { reason: "trigger", failed: 0, error: None, repaired } if *repaired > 0),
+        |e| matches!(e, LoopEvent::FullPass { reason: "trigger", failed: 0, error: None, repaired, .. } if *repaired > 0),
     ));
     handle.shutdown();
     // The store is as the system took the changes.
@@ -364,6 +364,7 @@ fn a_manual_trigger_runs_a_full_pass_that_finds_what_no_feed_reported() {
                 repaired: 1,
                 failed: 0,
                 error: None,
+                unresolved: 0,
             }
         )
     });
@@ -618,4 +619,169 @@ fn a_failed_cursor_commit_is_reported_and_the_next_one_catches_up() {
         commits.lock().unwrap().last().copied(),
         Some(log.lock().unwrap().len() as u64)
     );
+}
+
+fn set_region(side: &Mutex<Inventory>, site: &str, region: &str) {
+    let v = [("region".into(), region.into())].into_iter().collect();
+    side.lock()
+        .unwrap()
+        .store
+        .update_attributes("site", site, AttrSource::Values(&v))
+        .unwrap();
+}
+
+fn two_sides() -> (Arc<Mutex<Inventory>>, Arc<Mutex<Inventory>>) {
+    let (left, right) = (sys_a(), sys_a());
+    let right = Inventory {
+        name: "right".into(),
+        ..right
+    };
+    let left = Inventory {
+        name: "left".into(),
+        ..left
+    };
+    (Arc::new(Mutex::new(left)), Arc::new(Mutex::new(right)))
+}
+
+#[test]
+fn a_two_way_loop_tells_and_logs_each_conflict_once_and_counts_the_unresolved() {
+    let (left, right) = two_sides();
+    set_region(&left, "nyc", "north");
+    set_region(&right, "nyc", "south");
+    let log = Arc::new(Mutex::new(Vec::<ConflictRecord>::new()));
+    let opts = BiOptions::new().log_to(log.clone());
+    let two = TwoWay::new(left.clone(), right.clone(), Base::from_store(sys_a().store), opts);
+    let looped = ReconcileLoop::new(two).anti_entropy(None);
+    let events = looped.subscribe();
+    let handle = looped.spawn().unwrap();
+    let seen = wait_for(&events, |e| matches!(e, LoopEvent::FullPass { .. }));
+    let conflicts: Vec<&ConflictRecord> = seen
+        .iter()
+        .filter_map(|e| match e {
+            LoopEvent::Conflict(c) => Some(&**c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(conflicts.len(), 1, "{seen:?}");
+    assert_eq!(
+        (conflicts[0].key.as_str(), conflicts[0].resolution, conflicts[0].applied),
+        ("nyc", Resolution::Skip, Some(false))
+    );
+    assert!(
+        matches!(seen.last(), Some(LoopEvent::FullPass { unresolved: 1, .. })),
+        "{seen:?}"
+    );
+    // Another pass: still unresolved, counted, neither told nor logged again.
+    handle.trigger();
+    let seen = wait_for(&events, |e| matches!(e, LoopEvent::FullPass { reason: "trigger", .. }));
+    assert!(!seen.iter().any(|e| matches!(e, LoopEvent::Conflict(_))), "{seen:?}");
+    assert!(matches!(seen.last(), Some(LoopEvent::FullPass { unresolved: 1, .. })));
+    assert_eq!(log.lock().unwrap().len(), 1);
+    // One side changes it again: a new conflict.
+    set_region(&left, "nyc", "north-east");
+    handle.trigger();
+    let seen = wait_for(&events, |e| matches!(e, LoopEvent::FullPass { reason: "trigger", .. }));
+    assert_eq!(
+        seen.iter().filter(|e| matches!(e, LoopEvent::Conflict(_))).count(),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(log.lock().unwrap().len(), 2);
+    handle.shutdown();
+}
+
+#[test]
+fn a_two_way_loop_logs_the_edits_its_strategy_overwrites() {
+    let (left, right) = two_sides();
+    set_region(&left, "nyc", "north");
+    set_region(&right, "nyc", "south");
+    let log = Arc::new(Mutex::new(Vec::<ConflictRecord>::new()));
+    let opts = BiOptions::new().strategy(Strategy::RightWins).log_to(log.clone());
+    let two = TwoWay::new(left.clone(), right.clone(), Base::from_store(sys_a().store), opts);
+    let looped = ReconcileLoop::new(two).anti_entropy(None);
+    let events = looped.subscribe();
+    let handle = looped.spawn().unwrap();
+    let seen = wait_for(&events, |e| matches!(e, LoopEvent::FullPass { .. }));
+    handle.shutdown();
+    assert!(
+        seen.iter().any(
+            |e| matches!(e, LoopEvent::Conflict(c) if c.resolution == Resolution::Right && c.applied == Some(true))
+        ),
+        "{seen:?}"
+    );
+    assert!(matches!(seen.last(), Some(LoopEvent::FullPass { unresolved: 0, .. })));
+    let logged = log.lock().unwrap();
+    assert_eq!(logged.len(), 1);
+    assert_eq!(
+        logged[0].left.as_ref().unwrap()["region"],
+        "north",
+        "the overwritten edit"
+    );
+    assert_eq!(
+        left.lock().unwrap().store.get::<Site>("site", "nyc").unwrap().region,
+        "south"
+    );
+}
+
+#[test]
+fn a_two_way_loop_keeps_its_base_so_a_restart_loses_no_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = || BaseFile(dir.path().join("base.json"));
+    let (left, right) = two_sides();
+    let run = |left: &Arc<Mutex<Inventory>>, right: &Arc<Mutex<Inventory>>| {
+        let opts = BiOptions::new().max_delete_share(None);
+        let two = TwoWay::persisted(left.clone(), right.clone(), saved(), opts).unwrap();
+        let looped = ReconcileLoop::new(two).anti_entropy(None);
+        let events = looped.subscribe();
+        let handle = looped.spawn().unwrap();
+        let seen = wait_for(&events, |e| matches!(e, LoopEvent::FullPass { .. }));
+        handle.shutdown();
+        assert!(
+            matches!(
+                seen.last(),
+                Some(LoopEvent::FullPass {
+                    error: None,
+                    failed: 0,
+                    unresolved: 0,
+                    ..
+                })
+            ),
+            "{seen:?}"
+        );
+    };
+    // First run: no base yet; both sides agree on everything.
+    run(&left, &right);
+    let like = sys_a().store;
+    assert_eq!(
+        Base::load(dir.path().join("base.json"), &like).unwrap().len(),
+        like.count_all()
+    );
+    // While the loop is stopped: the left deletes an interface and edits a
+    // site, the right adds a site.
+    left.lock()
+        .unwrap()
+        .store
+        .remove("interface", "nyc-r1__eth1", false)
+        .unwrap();
+    set_region(&left, "sfo", "south");
+    right
+        .lock()
+        .unwrap()
+        .store
+        .add(Site {
+            name: "ams".into(),
+            region: "eu".into(),
+        })
+        .unwrap();
+    run(&left, &right);
+    for side in [&left, &right] {
+        let s = side.lock().unwrap();
+        assert!(
+            s.store.get_dyn("interface", "nyc-r1__eth1").is_err(),
+            "{}: the delete was undone",
+            s.name
+        );
+        assert_eq!(s.store.get::<Site>("site", "sfo").unwrap().region, "south");
+        assert!(s.store.get_dyn("site", "ams").is_ok(), "{}", s.name);
+    }
 }

@@ -2,8 +2,11 @@
 //! meets a system that refused a write, a restart, a schema change or a
 //! diff read from a file.
 
-use diffsync::bidir::{Base, BiOptions, reconcile};
-use diffsync::{AttrSource, Error, LocalStore};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+
+use diffsync::bidir::{Base, BiOptions, ConflictRecord, ConflictSink, JsonLines, Resolution, Strategy, reconcile};
+use diffsync::{Adapter, AttrSource, Change, Error, HookError, LocalStore, MemoryAdapter};
 use diffsync_tests::{Interface, Inventory, Site, sys_a};
 
 fn no_limit() -> BiOptions {
@@ -87,4 +90,135 @@ fn an_unfinished_reconcile_leaves_by_question_mark() {
     ));
     right.fail.clear();
     assert_eq!(run(&mut left, &mut right, &mut base).unwrap(), 0);
+}
+
+/// Left and right both edit `nyc`'s region; the left also renames `sfo`'s
+/// region, which goes to the right.
+fn conflicting() -> (Inventory, Inventory, Base) {
+    let (mut left, mut right) = (named(sys_a(), "left"), named(sys_a(), "right"));
+    set(&mut left.store, "site", "nyc", "region", "left-edit");
+    set(&mut right.store, "site", "nyc", "region", "right-edit");
+    set(&mut left.store, "site", "sfo", "region", "south");
+    (left, right, Base::from_store(sys_a().store))
+}
+
+#[test]
+fn a_conflict_is_logged_before_the_losing_side_is_written_and_settled_after_a_panic() {
+    let (mut left, mut right, mut base) = conflicting();
+    // The right's hook panics after the left took the right's version.
+    right.panic_on.insert(("site".into(), "sfo".into()));
+    let log = Arc::new(Mutex::new(Vec::<ConflictRecord>::new()));
+    let opts = no_limit().strategy(Strategy::RightWins).log_to(log.clone());
+    let panicked = catch_unwind(AssertUnwindSafe(|| reconcile(&mut left, &mut right, &mut base, &opts)));
+    assert!(panicked.is_err(), "the panic goes on");
+    // The left's edit was overwritten: the log says so, and that it was applied.
+    assert_eq!(left.store.get::<Site>("site", "nyc").unwrap().region, "right-edit");
+    let logged = log.lock().unwrap().clone();
+    assert_eq!(logged.len(), 1);
+    let c = &logged[0];
+    assert_eq!(
+        (c.key.as_str(), c.resolution, c.applied),
+        ("nyc", Resolution::Right, Some(true))
+    );
+    assert!(!c.run.is_empty());
+    // The base took the key both now hold, not the one the right never got.
+    assert_eq!(base.store().get::<Site>("site", "nyc").unwrap().region, "right-edit");
+    assert_eq!(base.store().get::<Site>("site", "sfo").unwrap().region, "west");
+    // The next run finishes the work and logs nothing again.
+    right.panic_on.clear();
+    let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
+    assert!(report.conflicts.is_empty(), "{report}");
+    assert_eq!(right.store.get::<Site>("site", "sfo").unwrap().region, "south");
+    assert_eq!(log.lock().unwrap().len(), 1);
+}
+
+/// An adapter that looks at the conflict log each time one of its hooks runs.
+struct Probe {
+    inner: Inventory,
+    log: Arc<Mutex<Vec<ConflictRecord>>>,
+    seen: Vec<Vec<Option<bool>>>,
+}
+
+impl Adapter for Probe {
+    type Store = LocalStore;
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn store(&self) -> &LocalStore {
+        &self.inner.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.inner.store
+    }
+    fn top_level(&self) -> Vec<&str> {
+        vec!["site"]
+    }
+    fn update(&mut self, _change: &mut Change<'_>) -> Result<(), HookError> {
+        let states = self.log.lock().unwrap().iter().map(|c| c.applied).collect();
+        self.seen.push(states);
+        Ok(())
+    }
+}
+
+#[test]
+fn the_log_holds_a_conflict_before_a_hook_writes_it_and_a_failing_log_stops_the_run() {
+    let (left, right, mut base) = conflicting();
+    let log = Arc::new(Mutex::new(Vec::<ConflictRecord>::new()));
+    let mut left = Probe {
+        inner: left,
+        log: log.clone(),
+        seen: Vec::new(),
+    };
+    let mut right = right;
+    let opts = no_limit().strategy(Strategy::RightWins).log_to(log.clone());
+    reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
+    // When the left's hook wrote nyc, the record was already there, unsettled.
+    assert_eq!(left.seen, [vec![None]]);
+    assert_eq!(log.lock().unwrap()[0].applied, Some(true));
+
+    // A log that cannot take the records stops the run before any write.
+    struct Broken;
+    impl ConflictSink for Broken {
+        fn write(&mut self, _: &[ConflictRecord]) -> Result<(), diffsync::BoxError> {
+            Err("disk full".into())
+        }
+    }
+    let (mut left, mut right, mut base) = conflicting();
+    let before = (left.store.clone(), right.store.clone());
+    let opts = no_limit()
+        .strategy(Strategy::RightWins)
+        .log_to(Arc::new(Mutex::new(Broken)));
+    let err = reconcile(&mut left, &mut right, &mut base, &opts).unwrap_err();
+    assert!(matches!(err, Error::ConflictLog { .. }), "{err}");
+    assert!(
+        !left
+            .diff_from(&MemoryAdapter::with_store("x", &["site"], before.0))
+            .unwrap()
+            .has_diffs()
+    );
+    assert!(
+        !right
+            .diff_from(&MemoryAdapter::with_store("x", &["site"], before.1))
+            .unwrap()
+            .has_diffs()
+    );
+}
+
+#[test]
+fn a_json_lines_log_reads_back_each_record_once_with_its_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("conflicts.jsonl");
+    let (mut left, mut right, mut base) = conflicting();
+    let opts = no_limit()
+        .strategy(Strategy::LeftWins)
+        .log_to(Arc::new(Mutex::new(JsonLines(path.clone()))));
+    reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap().lines().count(),
+        2,
+        "written ahead, then settled"
+    );
+    let records = JsonLines(path).read().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!((records[0].key.as_str(), records[0].applied), ("nyc", Some(true)));
 }

@@ -105,6 +105,8 @@ pub struct Inventory {
     /// When set, `sync_complete` fails: the system took nothing of the sync
     /// (a file that could not be written), while the store took it all.
     pub fail_complete: bool,
+    /// (model type, key) pairs whose hooks panic.
+    pub panic_on: HashSet<(String, String)>,
 }
 
 impl Inventory {
@@ -123,6 +125,7 @@ impl Inventory {
             fail_batch: false,
             flaky: HashMap::new(),
             fail_complete: false,
+            panic_on: HashSet::new(),
         }
     }
 
@@ -184,6 +187,9 @@ impl Inventory {
         };
         self.log.push(line);
         let key = (change.model_type().to_string(), change.key().to_string());
+        if self.panic_on.contains(&key) {
+            panic!("{verb} {} {}: the hook panicked", key.0, key.1);
+        }
         let flaky = self.flaky.get_mut(&key).filter(|n| **n > 0).map(|n| *n -= 1).is_some();
         if flaky || self.fail.contains(&key) {
             return Err(format!("{} {} refused by backend", change.model_type(), change.key()).into());

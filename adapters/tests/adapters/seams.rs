@@ -162,3 +162,45 @@ fn a_redis_side_whose_server_dies_mid_reconcile_loses_no_edit_after_a_restart() 
     }
     assert!(!memory.diff_from(&redis).unwrap().has_diffs());
 }
+
+/// Saves a base to a store, loads it back and compares; a second save replaces it.
+fn round_trip(store: &mut dyn diffsync::bidir::BaseStore) {
+    let like = inventory("x", 1, 0).store;
+    assert!(
+        store.load(&like).unwrap().is_empty(),
+        "nothing saved yet: the first run"
+    );
+    for sites in [2, 1] {
+        let base = Base::from_store(inventory("base", sites, 0).store);
+        store.save(&base).unwrap();
+        let back = store.load(&like).unwrap();
+        let show = |b: &Base| diffsync::MemoryAdapter::with_store("b", &["site"], b.store().clone());
+        assert!(!show(&back).diff_from(&show(&base)).unwrap().has_diffs());
+        assert_eq!(back.len(), sites * 9);
+    }
+}
+
+#[test]
+fn a_base_store_keeps_a_base_in_a_file_or_an_sqlite_database() {
+    let dir = tempfile::tempdir().unwrap();
+    round_trip(&mut diffsync::bidir::BaseFile(dir.path().join("base.json")));
+    round_trip(&mut diffsync_adapters::sqlite::SqliteBase::open(dir.path().join("inv.db"), "a-b").unwrap());
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_base_store_keeps_a_base_in_postgres() {
+    let Some(server) = crate::servers::Postgres::start() else {
+        return;
+    };
+    round_trip(&mut diffsync_adapters::postgres::PostgresBase::connect(&server.params(), "a-b").unwrap());
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn a_base_store_keeps_a_base_in_redis() {
+    let Some(server) = crate::servers::Redis::start() else {
+        return;
+    };
+    round_trip(&mut diffsync_adapters::redis::RedisBase::open(&server.url(), "inv", "a-b").unwrap());
+}
