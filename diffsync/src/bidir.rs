@@ -574,6 +574,12 @@ impl Strategy {
         };
         let number = |s: &str| s.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0);
         let field = |s: &str| -> Result<String> {
+            // Anything that reads as a number (or starts like one) was meant as one.
+            if s.parse::<f64>().is_ok()
+                || s.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+' || c == '.')
+            {
+                return Err(fail("the skew must be a finite number of at least 0"));
+            }
             if s.is_empty() || !s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
                 return Err(fail("expected an attribute name"));
             }
@@ -1075,6 +1081,19 @@ impl BiOptions {
     /// Each model type's strategy, fields bound to the type's declared ones:
     /// the run's choice for the type, else its schema's, else the default.
     fn strategies(&self, stores: [&LocalStore; 2]) -> Result<HashMap<String, Strategy>> {
+        // A strategy for a type neither side has is a typo, not a no-op.
+        for (t, s) in &self.per_type {
+            if stores.iter().all(|st| st.schema(t).is_none()) {
+                let mut known: Vec<&str> = stores.iter().flat_map(|st| st.model_types()).collect();
+                known.sort_unstable();
+                known.dedup();
+                return Err(Error::Strategy {
+                    strategy: s.name(),
+                    model_type: t.clone(),
+                    message: format!("neither side has this model type; known: [{}]", known.join(", ")),
+                });
+            }
+        }
         let mut out = HashMap::new();
         for store in stores {
             for t in store.model_types() {

@@ -222,3 +222,38 @@ fn a_json_lines_log_reads_back_each_record_once_with_its_outcome() {
     assert_eq!(records.len(), 1);
     assert_eq!((records[0].key.as_str(), records[0].applied), ("nyc", Some(true)));
 }
+
+#[test]
+fn a_strategy_for_an_unknown_type_or_a_bad_skew_is_a_typed_error() {
+    for text in [
+        "newest(-3)",
+        "newest(1e400)",
+        "newest(nan)",
+        "newest(at, 1e400)",
+        "highest(3)",
+    ] {
+        match Strategy::parse(text) {
+            Err(Error::Strategy { message, .. }) => assert!(message.contains("number"), "{text}: {message}"),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    let (mut left, mut right, mut base) = conflicting();
+    let before = right.store.clone();
+    let opts = no_limit().strategy_for("stie", Strategy::LeftWins);
+    let err = reconcile(&mut left, &mut right, &mut base, &opts).unwrap_err();
+    match &err {
+        Error::Strategy {
+            model_type, message, ..
+        } => {
+            assert_eq!(model_type, "stie");
+            assert!(message.contains("known: [device, interface, site]"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(
+        !right
+            .diff_from(&MemoryAdapter::with_store("x", &["site"], before))
+            .unwrap()
+            .has_diffs()
+    );
+}
