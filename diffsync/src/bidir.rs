@@ -71,6 +71,10 @@ use crate::sync::SyncReport;
 #[derive(Clone)]
 pub struct Base {
     store: LocalStore,
+    /// (model type, attribute) pairs the saved base did not record (added
+    /// to the type since): a reconcile fills them from the sides, so an
+    /// added attribute is never a change by itself.
+    unknown: Vec<(String, String)>,
 }
 
 impl fmt::Debug for Base {
@@ -87,15 +91,113 @@ impl Default for Base {
 
 /// The base file's `format` field.
 const BASE_FORMAT: &str = "diffsync-base";
-/// The base file's layout version.
-const BASE_VERSION: u32 = 1;
+/// The base file's layout version (1: without schemas, still read).
+const BASE_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct BaseDocument {
     format: String,
     version: u32,
+    /// Each model type's fields when the base was saved.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    schemas: std::collections::BTreeMap<String, SavedSchema>,
     /// Parents before their children.
     models: Vec<BaseRecord>,
+}
+
+/// A model type's fields as a base saw them.
+#[derive(Serialize, Deserialize, PartialEq)]
+struct SavedSchema {
+    /// XXH3-128 of the fields below, in hex: equal fingerprints, same fields.
+    fingerprint: String,
+    identifiers: Vec<SavedField>,
+    attributes: Vec<SavedField>,
+}
+
+#[derive(Serialize, Deserialize, PartialEq)]
+struct SavedField {
+    name: String,
+    kind: crate::model::ValueKind,
+    #[serde(default)]
+    optional: bool,
+}
+
+impl SavedSchema {
+    fn of(schema: &ModelSchema) -> SavedSchema {
+        let fields = |defs: &[crate::model::FieldDef]| -> Vec<SavedField> {
+            defs.iter()
+                .map(|f| SavedField {
+                    name: f.name.to_string(),
+                    kind: f.kind,
+                    optional: f.optional,
+                })
+                .collect()
+        };
+        let (identifiers, attributes) = (fields(&schema.identifiers), fields(&schema.attributes));
+        let bytes = serde_json::to_vec(&(&identifiers, &attributes)).unwrap_or_default();
+        SavedSchema {
+            fingerprint: format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes)),
+            identifiers,
+            attributes,
+        }
+    }
+
+    /// What the base can keep of a type whose schema changed since: added
+    /// and removed attributes are fine; an identifier, or an attribute of
+    /// another kind now, is not.
+    fn check(&self, now: &SavedSchema, model_type: &str, origin: &str) -> Result<()> {
+        if self.fingerprint == now.fingerprint {
+            return Ok(());
+        }
+        let fail = |field: &str, message: String| Error::BaseSchema {
+            path: origin.to_string(),
+            model_type: model_type.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        if self.identifiers != now.identifiers {
+            let names = |f: &[SavedField]| f.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ");
+            let field = now
+                .identifiers
+                .iter()
+                .zip(&self.identifiers)
+                .find(|(a, b)| a != b)
+                .map_or("", |(a, _)| a.name.as_str());
+            return Err(fail(
+                field,
+                format!(
+                    "the identifiers were [{}], now [{}]",
+                    names(&self.identifiers),
+                    names(&now.identifiers)
+                ),
+            ));
+        }
+        for was in &self.attributes {
+            if let Some(is) = now.attributes.iter().find(|f| f.name == was.name)
+                && is.kind != was.kind
+                && is.kind != crate::model::ValueKind::Any
+            {
+                return Err(fail(&was.name, format!("was {:?}, is {:?} now", was.kind, is.kind)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A value of `kind` to stand in for an attribute the base never recorded
+/// until a reconcile fills it from the sides.
+fn placeholder(f: &crate::model::FieldDef) -> Value {
+    use crate::model::ValueKind;
+    match (&f.default, f.optional, f.kind) {
+        (Some(v), _, _) => v.clone(),
+        (None, true, _) | (None, _, ValueKind::Any) => Value::Null,
+        (None, false, ValueKind::String) => Value::String(String::new()),
+        (None, false, ValueKind::Integer) => Value::from(0),
+        (None, false, ValueKind::Float) => Value::from(0.0),
+        (None, false, ValueKind::Bool) => Value::Bool(false),
+        (None, false, ValueKind::List) => Value::Array(Vec::new()),
+        (None, false, ValueKind::Map) => Value::Object(Default::default()),
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -113,13 +215,17 @@ impl Base {
     pub fn new() -> Base {
         Base {
             store: LocalStore::new("base"),
+            unknown: Vec::new(),
         }
     }
 
     /// A base holding these models (rebuilding a lost base from a side
     /// known to be right, say).
     pub fn from_store(store: LocalStore) -> Base {
-        Base { store }
+        Base {
+            store,
+            unknown: Vec::new(),
+        }
     }
 
     /// The models of the base.
@@ -140,9 +246,15 @@ impl Base {
     /// The base as versioned JSON bytes (to keep it in a database row, a
     /// key, an object).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let schemas = self
+            .store
+            .model_types()
+            .filter_map(|t| Some((t.to_string(), SavedSchema::of(self.store.schema(t)?))))
+            .collect();
         let file = BaseDocument {
             format: BASE_FORMAT.into(),
             version: BASE_VERSION,
+            schemas,
             models: self.records()?,
         };
         serde_json::to_vec(&file).map_err(|e| Error::Base {
@@ -153,22 +265,55 @@ impl Base {
 
     /// A base from [`to_bytes`](Base::to_bytes); the model types come from
     /// `like` (one side's store); `origin` names where the bytes came from.
+    ///
+    /// A model type whose schema changed since the base was saved: an
+    /// attribute added since is unknown to the base (a reconcile takes it
+    /// from the sides, so it is no change by itself), a removed one is
+    /// dropped, and an identifier or an attribute of another kind now is
+    /// [`Error::BaseSchema`] naming them.
     pub fn from_bytes(bytes: &[u8], like: &LocalStore, origin: &str) -> Result<Base> {
         let fail = |message: String| Error::Base {
             path: origin.to_string(),
             message,
         };
-        let file: BaseDocument = serde_json::from_slice(bytes).map_err(|e| fail(e.to_string()))?;
-        if file.format != BASE_FORMAT || file.version != BASE_VERSION {
+        let file: BaseDocument = serde_json::from_slice(bytes)
+            .map_err(|e| fail(format!("{e} (a damaged or truncated file?); rebuild it with a resync")))?;
+        if file.format != BASE_FORMAT || !(1..=BASE_VERSION).contains(&file.version) {
             return Err(fail(format!(
                 "format {:?} version {} (expected {BASE_FORMAT:?} version {BASE_VERSION}); rebuild it with a resync",
                 file.format, file.version
             )));
         }
+        for (t, saved) in &file.schemas {
+            if let Some(now) = like.schema(t) {
+                saved.check(&SavedSchema::of(now), t, origin)?;
+            }
+        }
+        let mut unknown: Vec<(String, String)> = Vec::new();
+        let mut todo = file.models;
+        for r in &mut todo {
+            let Some(schema) = like.schema(&r.model_type) else {
+                continue;
+            };
+            r.attributes.retain(|name, _| schema.attribute_index(name).is_some());
+            for f in schema.attributes.iter() {
+                if !r.attributes.contains_key(f.name.as_ref()) {
+                    let value = like
+                        .get_dyn(&r.model_type, &r.key)
+                        .ok()
+                        .and_then(|m| m.attribute(&f.name))
+                        .unwrap_or_else(|| placeholder(f));
+                    r.attributes.insert(f.name.clone(), value);
+                    let pair = (r.model_type.clone(), f.name.to_string());
+                    if !unknown.contains(&pair) {
+                        unknown.push(pair);
+                    }
+                }
+            }
+        }
         let mut store = like.empty_like("base");
         // Parents come first in a file this crate wrote; a record whose
         // parent is not read yet waits for another pass all the same.
-        let mut todo = file.models;
         loop {
             let before = todo.len();
             let mut waiting = Vec::new();
@@ -186,7 +331,7 @@ impl Base {
                 store.insert_boxed(model, parent).map_err(|e| fail(e.to_string()))?;
             }
             match waiting.first() {
-                None => return Ok(Base { store }),
+                None => return Ok(Base { store, unknown }),
                 Some(first) if waiting.len() == before => {
                     // Name a record whose parent is nowhere (not one waiting itself).
                     let waits = |(t, k): &(String, String)| waiting.iter().any(|w| w.model_type == *t && w.key == *k);
@@ -291,6 +436,28 @@ impl Base {
             }
         }
         Ok(out)
+    }
+
+    /// Gives the attributes the saved base did not record the sides'
+    /// values (the left's where it has the model, else the right's), so
+    /// they count as unchanged since the base.
+    fn fill_unknown(&mut self, ls: &LocalStore, rs: &LocalStore) -> Result<()> {
+        for (t, attr) in std::mem::take(&mut self.unknown) {
+            let keys: Vec<String> = self.store.get_all_dyn(&t).map(|m| m.unique_id()).collect();
+            for k in keys {
+                let value = [ls, rs]
+                    .iter()
+                    .find_map(|side| side.get_dyn(&t, &k).ok().and_then(|m| m.attribute(&attr)));
+                if let Some(v) = value
+                    && self.store.get_dyn(&t, &k)?.attribute(&attr).as_ref() != Some(&v)
+                {
+                    let values: Attrs = [(attr.clone().into(), v)].into_iter().collect();
+                    self.store.update_attributes(&t, &k, AttrSource::Values(&values))?;
+                }
+            }
+        }
+        self.store.refresh_fingerprints();
+        Ok(())
     }
 
     /// Makes the base hold the model `side` has under this key (as agreed
@@ -1389,6 +1556,9 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         }
     }
     let strategies = opts.strategies([ls, rs])?;
+    if !base.unknown.is_empty() {
+        base.fill_unknown(ls, rs)?;
+    }
     let Classification {
         diff: d,
         changes,

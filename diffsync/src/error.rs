@@ -243,6 +243,20 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A saved base does not fit a model type's schema any more: an
+    /// identifier or an attribute's kind changed since it was saved.
+    /// Nothing was written; rebuild the base with a resync.
+    #[error("base {path}: {model_type}.{field}: {message}; the base cannot be used, rebuild it with a resync")]
+    BaseSchema {
+        /// Where the base came from.
+        path: String,
+        /// Model type name.
+        model_type: String,
+        /// The field that changed.
+        field: String,
+        /// How it changed.
+        message: String,
+    },
     /// A conflict strategy cannot be read, or does not fit a model type
     /// (`newest` for a type without a timestamp field, say).
     #[error("strategy {strategy:?}{}: {message}", if model_type.is_empty() { String::new() } else { format!(" for {model_type:?}") })]

@@ -257,3 +257,93 @@ fn a_strategy_for_an_unknown_type_or_a_bad_skew_is_a_typed_error() {
             .has_diffs()
     );
 }
+
+/// A side of runtime-defined sites whose attributes are `attrs`
+/// (`(name, kind, optional)`), holding `rows` (name, then the attributes' values).
+fn dyn_sites(name: &str, attrs: &[(&str, &str, bool)], rows: &[serde_json::Value]) -> MemoryAdapter {
+    let fields: Vec<serde_json::Value> = attrs
+        .iter()
+        .map(|(n, k, o)| serde_json::json!({"name": n, "kind": k, "optional": o}))
+        .collect();
+    let schema: diffsync::ModelSchema = serde_json::from_value(serde_json::json!({
+        "name": "site", "identifiers": [{"name": "name", "kind": "string"}], "attributes": fields,
+    }))
+    .unwrap();
+    let schema = Arc::new(schema);
+    let mut store = LocalStore::new(name);
+    store.register_dyn(schema.clone()).unwrap();
+    for r in rows {
+        store
+            .add(diffsync::DynModel::from_json(&schema, r.clone()).unwrap())
+            .unwrap();
+    }
+    MemoryAdapter::with_store(name, &["site"], store)
+}
+
+#[test]
+fn an_attribute_added_since_the_base_was_saved_is_no_change_by_itself() {
+    use serde_json::json;
+    let old = dyn_sites(
+        "base",
+        &[("region", "string", false)],
+        &[json!({"name": "nyc", "region": "east"})],
+    );
+    let saved = Base::from_store(old.store).to_bytes().unwrap();
+    // The type gained an optional `owner`, which both systems hold.
+    let now = [("region", "string", false), ("owner", "string", true)];
+    let mut left = dyn_sites(
+        "left",
+        &now,
+        &[json!({"name": "nyc", "region": "north", "owner": "ops"})],
+    );
+    let mut right = dyn_sites(
+        "right",
+        &now,
+        &[json!({"name": "nyc", "region": "east", "owner": "ops"})],
+    );
+    let mut base = Base::from_bytes(&saved, left.store(), "base.json").unwrap();
+    let opts = no_limit().strategy(Strategy::RightWins);
+    let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
+    assert!(report.conflicts.is_empty(), "{report}");
+    let region = |a: &MemoryAdapter| a.store.get_dyn("site", "nyc").unwrap().attribute("region");
+    assert_eq!(region(&right), Some(json!("north")), "the left's edit went across");
+    assert_eq!(region(&left), Some(json!("north")));
+}
+
+#[test]
+fn an_attribute_removed_since_is_dropped_and_a_changed_kind_is_refused_by_name() {
+    use serde_json::json;
+    let old = dyn_sites(
+        "base",
+        &[("region", "string", false), ("legacy", "integer", false)],
+        &[json!({"name": "nyc", "region": "east", "legacy": 1})],
+    );
+    let saved = Base::from_store(old.store).to_bytes().unwrap();
+    let like = dyn_sites("x", &[("region", "string", false)], &[]);
+    let base = Base::from_bytes(&saved, like.store(), "base.json").unwrap();
+    assert_eq!(
+        base.store().get_dyn("site", "nyc").unwrap().attribute("legacy"),
+        None,
+        "dropped"
+    );
+    let like = dyn_sites("x", &[("region", "integer", false), ("legacy", "integer", false)], &[]);
+    match Base::from_bytes(&saved, like.store(), "base.json").unwrap_err() {
+        Error::BaseSchema {
+            model_type,
+            field,
+            message,
+            ..
+        } => {
+            assert_eq!((model_type.as_str(), field.as_str()), ("site", "region"));
+            assert!(message.contains("String") && message.contains("Integer"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn a_truncated_base_file_says_to_rebuild_it() {
+    let saved = Base::from_store(sys_a().store).to_bytes().unwrap();
+    let err = Base::from_bytes(&saved[..saved.len() / 2], &sys_a().store, "base.json").unwrap_err();
+    assert!(err.to_string().contains("rebuild it with a resync"), "{err}");
+}
