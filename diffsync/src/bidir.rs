@@ -1914,6 +1914,23 @@ impl Judge<'_> {
         }
     }
 
+    /// How a deletion of a model with changes below it on the other side
+    /// is resolved: `keeper`, the side that kept (and changed under) it,
+    /// wins when modifications beat deletions; else the type's strategy
+    /// decides (a merge cannot: unresolved). Returns the resolution, the
+    /// strategy's name and its clock.
+    fn child_under_delete(&self, key: Key<'_>, keeper: Resolution) -> (Resolution, String, Option<String>) {
+        let strategy = self.strategies.get(key.0).unwrap_or(&self.opts.strategy);
+        if self.opts.modification_beats_deletion {
+            return (keeper, MODIFICATION_WINS.to_string(), None);
+        }
+        let resolution = match strategy.resolve(&self.conflict(key, ConflictKind::ChildUnderDelete)) {
+            Resolution::Merge => Resolution::Skip,
+            r => r,
+        };
+        (resolution, strategy.name(), strategy.clock().map(str::to_string))
+    }
+
     /// Resolves one conflict with the model type's strategy.
     fn decide(&self, key: Key<'_>, kind: ConflictKind, merges: &mut MergePlans) -> (Flow, ConflictRecord) {
         let c = self.conflict(key, kind);
@@ -1988,44 +2005,100 @@ fn record(c: &Conflict<'_>, strategy: &str, clock: Option<&str>, resolution: Res
 }
 
 /// A delete must not take descendants that do not go the same way: one
-/// side deleted a model while the other changed something below it. The
-/// modification beats the deletion when it goes to the deleting side (the
-/// model is recreated there); a conflict left unapplied below keeps the
-/// model on both sides. Walks the pre-order backwards (children first).
+/// side deleted a model while the other changed something below it (a
+/// child created, updated or deleted). The parent's strategy decides, as
+/// for any conflict (with `modification_beats_deletion`, the modifying
+/// side wins): the deletion wins and takes the subtree with it (each
+/// change below it that is lost is logged); the modification wins and the
+/// parent is recreated on the deleting side; or, left unresolved (`safe`),
+/// neither the parent nor anything below it is touched. One record per
+/// key: a key that already has one gets its resolution updated. Walks the
+/// pre-order backwards (children first).
 fn guard_deletes(
     walk: &[(&DiffElement, usize)],
     flow: &mut [Flow],
     judge: &Judge<'_>,
     conflicts: &mut Vec<ConflictRecord>,
 ) {
+    let mut records: Records = conflicts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ((c.model_type.clone(), c.key.clone()), i))
+        .collect();
+    type Records = HashMap<(String, String), usize>;
+    fn log(records: &mut Records, conflicts: &mut Vec<ConflictRecord>, c: ConflictRecord) {
+        match records.get(&(c.model_type.clone(), c.key.clone())) {
+            Some(&at) => {
+                let r = &mut conflicts[at];
+                r.resolution = c.resolution;
+                r.strategy = c.strategy;
+            }
+            None => {
+                records.insert((c.model_type.clone(), c.key.clone()), conflicts.len());
+                conflicts.push(c);
+            }
+        }
+    }
     // Per depth: the flows seen among the descendants of the current element.
     let mut below: Vec<(bool, bool, bool)> = Vec::new(); // (to left, to right, skip)
     for i in (0..walk.len()).rev() {
         let (e, depth) = walk[i];
-        let kids = below.get(depth + 1).copied().unwrap_or_default();
+        let mut kids = below.get(depth + 1).copied().unwrap_or_default();
         below.truncate(depth + 1);
         below.resize(depth + 1, (false, false, false));
         // In the diff that makes the left look like the right, a Delete is
         // only on the left (deleted on the right) and a Create only on the right.
-        let deletes_left = e.action == Action::Delete && flow[i] == Flow::ToLeft;
-        let deletes_right = e.action == Action::Create && flow[i] == Flow::ToRight;
-        let contested = (deletes_left && (kids.1 || kids.2)) || (deletes_right && (kids.0 || kids.2));
+        let by_right = e.action == Action::Delete && flow[i] == Flow::ToLeft;
+        let by_left = e.action == Action::Create && flow[i] == Flow::ToRight;
+        let contested = (by_right && (kids.1 || kids.2)) || (by_left && (kids.0 || kids.2));
         if contested {
-            let to = if deletes_left && kids.1 && !kids.2 {
-                Flow::ToRight
-            } else if deletes_right && kids.0 && !kids.2 {
-                Flow::ToLeft
+            let key = (e.model_type.as_ref(), e.key.as_str());
+            let (deleter, keeper) = if by_right {
+                (Resolution::Right, Resolution::Left)
             } else {
-                Flow::Skip
+                (Resolution::Left, Resolution::Right)
             };
-            flow[i] = to;
-            let c = judge.conflict((e.model_type.as_ref(), e.key.as_str()), ConflictKind::ChildUnderDelete);
-            let resolution = match to {
-                Flow::ToRight => Resolution::Left,
-                Flow::ToLeft => Resolution::Right,
-                _ => Resolution::Skip,
-            };
-            conflicts.push(record(&c, MODIFICATION_WINS, None, resolution));
+            let (mut resolution, name, clock) = judge.child_under_delete(key, keeper);
+            let end = walk[i + 1..]
+                .iter()
+                .position(|(_, d)| *d <= depth)
+                .map_or(walk.len(), |n| i + 1 + n);
+            let c = judge.conflict(key, ConflictKind::ChildUnderDelete);
+            if resolution == deleter {
+                // The deletion stands, and takes the subtree with it.
+                let to = flow[i];
+                for j in i + 1..end {
+                    if flow[j] != to {
+                        let (d, _) = walk[j];
+                        let lost =
+                            judge.conflict((d.model_type.as_ref(), d.key.as_str()), ConflictKind::ChildUnderDelete);
+                        log(&mut records, conflicts, record(&lost, &name, clock.as_deref(), deleter));
+                        flow[j] = to;
+                    }
+                }
+            } else if resolution == keeper && !kids.2 {
+                flow[i] = if by_right { Flow::ToRight } else { Flow::ToLeft };
+            } else {
+                resolution = Resolution::Skip;
+                flow[i] = Flow::Skip;
+                for j in i + 1..end {
+                    if flow[j] != Flow::Keep {
+                        flow[j] = Flow::Skip;
+                        let (d, _) = walk[j];
+                        if let Some(&at) = records.get(&(d.model_type.to_string(), d.key.clone())) {
+                            conflicts[at].resolution = Resolution::Skip;
+                        }
+                    }
+                }
+            }
+            log(&mut records, conflicts, record(&c, &name, clock.as_deref(), resolution));
+            kids = flow[i + 1..end].iter().fold((false, false, false), |k, f| {
+                (
+                    k.0 || matches!(f, Flow::ToLeft | Flow::Both),
+                    k.1 || matches!(f, Flow::ToRight | Flow::Both),
+                    k.2 || *f == Flow::Skip,
+                )
+            });
         }
         let me = &mut below[depth];
         me.0 |= kids.0 || matches!(flow[i], Flow::ToLeft | Flow::Both);

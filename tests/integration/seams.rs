@@ -347,3 +347,75 @@ fn a_truncated_base_file_says_to_rebuild_it() {
     let err = Base::from_bytes(&saved[..saved.len() / 2], &sys_a().store, "base.json").unwrap_err();
     assert!(err.to_string().contains("rebuild it with a resync"), "{err}");
 }
+
+/// The left adds an interface under `nyc-r1`, which the right deleted.
+fn created_under_deleted() -> (Inventory, Inventory, Base) {
+    let (mut left, mut right) = (named(sys_a(), "left"), named(sys_a(), "right"));
+    left.store
+        .add_child(
+            "device",
+            "nyc-r1",
+            Interface {
+                device_name: "nyc-r1".into(),
+                name: "eth9".into(),
+                description: "new".into(),
+                mtu: 1500,
+            },
+        )
+        .unwrap();
+    right.store.remove("device", "nyc-r1", true).unwrap();
+    (left, right, Base::from_store(sys_a().store))
+}
+
+#[test]
+fn a_child_created_under_a_parent_deleted_on_the_other_side_goes_as_the_strategy_says() {
+    // (strategy, modification beats deletion, device kept on the left, on the right)
+    let cases = [
+        (Strategy::Safe, false, true, false),
+        (Strategy::RightWins, false, false, false),
+        (Strategy::RightWins, true, true, true),
+        (Strategy::LeftWins, false, true, true),
+    ];
+    for (strategy, beats, on_left, on_right) in cases {
+        let name = format!("{} beats={beats}", strategy.name());
+        let (mut left, mut right, mut base) = created_under_deleted();
+        let opts = no_limit().strategy(strategy).modification_beats_deletion(beats);
+        let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
+        let has = |i: &Inventory, t: &str, k: &str| i.store.get_dyn(t, k).is_ok();
+        assert_eq!(has(&left, "device", "nyc-r1"), on_left, "{name}: {report}");
+        assert_eq!(has(&right, "device", "nyc-r1"), on_right, "{name}: {report}");
+        // The new child goes wherever its parent is.
+        assert_eq!(has(&left, "interface", "nyc-r1__eth9"), on_left, "{name}");
+        assert_eq!(has(&right, "interface", "nyc-r1__eth9"), on_right, "{name}");
+        // One record per key, saying what was applied.
+        let keys: Vec<&str> = report.conflicts.iter().map(|c| c.key.as_str()).collect();
+        let unique: std::collections::BTreeSet<&str> = keys.iter().copied().collect();
+        assert_eq!(keys.len(), unique.len(), "{name}: {report}");
+        let device = report.conflicts.iter().find(|c| c.key == "nyc-r1").unwrap();
+        let expect = match (on_left, on_right) {
+            (true, false) => Resolution::Skip,
+            (false, false) => Resolution::Right,
+            _ => Resolution::Left,
+        };
+        assert_eq!(device.resolution, expect, "{name}: {report}");
+        assert_eq!(device.applied, Some(expect != Resolution::Skip), "{name}");
+        if !on_left {
+            // A winning deletion took the new child: logged too.
+            let child = report.conflicts.iter().find(|c| c.key == "nyc-r1__eth9");
+            assert!(
+                child.is_some_and(|c| c.resolution == Resolution::Right),
+                "{name}: {report}"
+            );
+        }
+        // Left unresolved, it stays as it is and is found again; else done.
+        let again = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
+        assert_eq!(
+            again.conflicts.is_empty(),
+            expect != Resolution::Skip,
+            "{name}: {again}"
+        );
+        if expect != Resolution::Skip {
+            assert!(!left.diff_from(&right).unwrap().has_diffs(), "{name}");
+        }
+    }
+}
