@@ -417,8 +417,10 @@ impl FileAdapter {
     /// A feed of changes to this adapter's file (or CSV directory), by any
     /// writer: each time the file changes, it is parsed again and compared
     /// with the previous version, model by model. A watcher overflow (or a
-    /// lost watch) is a gap. A file that does not parse (a save half-way)
-    /// is read again at its next change.
+    /// lost watch) is a gap; so is a change the watcher did not report,
+    /// found by comparing the file's size, time and inode at each poll. A
+    /// file that does not parse is an error of the poll naming the file and
+    /// line, once: it is read again at its next change.
     pub fn change_feed(&self) -> Result<FileFeed> {
         let watched = match self.format {
             Format::Csv => self.path.clone(),
@@ -434,8 +436,9 @@ impl FileAdapter {
         let mut watcher = notify::recommended_watcher(tx).map_err(fail)?;
         // Editors save by writing a new file and renaming it: watch the directory.
         notify::Watcher::watch(&mut watcher, &watched, notify::RecursiveMode::NonRecursive).map_err(fail)?;
-        Ok(FileFeed {
-            _watcher: watcher,
+        let mut feed = FileFeed {
+            watcher,
+            watched,
             rx,
             name: self.name.clone(),
             path: self.path.clone(),
@@ -443,14 +446,23 @@ impl FileAdapter {
             registry: self.registry.clone(),
             missing_is_empty: self.missing_is_empty,
             image: self.store.clone(),
-            stale: false,
-        })
+            seen: Vec::new(),
+            broken: false,
+            suspect: None,
+        };
+        feed.seen = feed.signature();
+        Ok(feed)
     }
 }
 
+/// What a file looks like from outside: modification time, length and
+/// inode of each file read (`None`: missing).
+type Signature = Vec<Option<(std::time::SystemTime, u64, u64)>>;
+
 /// The change feed of a file (see [`FileAdapter::change_feed`]).
 pub struct FileFeed {
-    _watcher: notify::RecommendedWatcher,
+    watcher: notify::RecommendedWatcher,
+    watched: PathBuf,
     rx: std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
     name: String,
     path: PathBuf,
@@ -459,13 +471,43 @@ pub struct FileFeed {
     missing_is_empty: bool,
     /// The file as last parsed.
     image: LocalStore,
-    /// The file changed but did not parse: read it again.
-    stale: bool,
+    /// The file's signature when it was last read (parsed or not).
+    seen: Signature,
+    /// The file did not parse when last read (and that was reported).
+    broken: bool,
+    /// A signature no event announced yet, and since when.
+    suspect: Option<(Signature, std::time::Instant)>,
 }
+
+/// How long the watcher may stay silent about a change before it counts as missed.
+const MISSED_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl FileFeed {
     fn concerns(&self, event: &notify::Event) -> bool {
         self.format == Format::Csv || event.paths.iter().any(|p| p.file_name() == self.path.file_name())
+    }
+
+    fn signature(&self) -> Signature {
+        let files: Vec<PathBuf> = match self.format {
+            Format::Csv => self
+                .registry
+                .load_order()
+                .into_iter()
+                .map(|t| self.path.join(format!("{t}.csv")))
+                .collect(),
+            _ => vec![self.path.clone()],
+        };
+        files
+            .iter()
+            .map(|f| {
+                let m = std::fs::metadata(f).ok()?;
+                #[cfg(unix)]
+                let inode = std::os::unix::fs::MetadataExt::ino(&m);
+                #[cfg(not(unix))]
+                let inode = 0;
+                Some((m.modified().ok()?, m.len(), inode))
+            })
+            .collect()
     }
 }
 
@@ -477,7 +519,7 @@ impl diffsync::feed::ChangeFeed for FileFeed {
     ) -> std::result::Result<diffsync::feed::FeedBatch, diffsync::BoxError> {
         use diffsync::feed::{ChangeEvent, ChangeKind, FeedBatch};
         let mut batch = FeedBatch::default();
-        let mut changed = self.stale;
+        let mut changed = false;
         let first = match self.rx.recv_timeout(wait) {
             Ok(e) => Some(e),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
@@ -491,9 +533,29 @@ impl diffsync::feed::ChangeFeed for FileFeed {
                 Ok(e) => changed |= self.concerns(&e),
             }
         }
-        if !changed && !batch.gap {
+        let signature = self.signature();
+        if changed || batch.gap || signature == self.seen {
+            self.suspect = None;
+        } else {
+            // Changed without a word from the watcher. Its events come from
+            // a thread of its own: only a change it stays silent about for
+            // a while was missed (lost events, or a lost watch: a directory
+            // replaced, say). Then watch again.
+            match &self.suspect {
+                Some((s, since)) if *s == signature && since.elapsed() >= MISSED_AFTER => {
+                    batch.gap = true;
+                    self.suspect = None;
+                    let _ =
+                        notify::Watcher::watch(&mut self.watcher, &self.watched, notify::RecursiveMode::NonRecursive);
+                }
+                Some((s, _)) if *s == signature => {}
+                _ => self.suspect = Some((signature.clone(), std::time::Instant::now())),
+            }
+        }
+        if (!changed && !batch.gap) || (self.broken && signature == self.seen) {
             return Ok(batch);
         }
+        self.seen = signature;
         let now = match FileAdapter::open_with(
             &self.name,
             self.path.clone(),
@@ -502,12 +564,18 @@ impl diffsync::feed::ChangeFeed for FileFeed {
             self.missing_is_empty,
         ) {
             Ok(a) => a.store,
-            Err(_) => {
-                self.stale = true;
+            // Told once, by the error or the gap's full pass; read again
+            // when the file changes.
+            Err(_) if batch.gap => {
+                self.broken = true;
                 return Ok(batch);
             }
+            Err(e) => {
+                self.broken = true;
+                return Err(Box::new(e));
+            }
         };
-        self.stale = false;
+        self.broken = false;
         let event = |kind, store: &LocalStore, t: &str, m: &dyn diffsync::model::AnyModel| ChangeEvent {
             kind,
             model_type: t.to_string(),

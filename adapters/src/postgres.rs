@@ -105,10 +105,24 @@ impl PostgresAdapter {
     /// the origin set with [`Adapter::set_origin`].
     pub fn enable_change_feed(&mut self) -> Result<()> {
         let origin = format!("{}: _diffsync_changes", self.origin);
+        let existed: bool = self
+            .client
+            .query_one("SELECT to_regclass('_diffsync_changes') IS NOT NULL", &[])
+            .map_err(|e| backend(&origin, e))?
+            .get(0);
         let mut ddl = String::from(PG_FEED_TABLES);
         for t in &self.tables {
             ddl.push_str(&pg_feed_trigger(t));
         }
+        // A log created now is a new generation: a consumer of an older one
+        // (the log was dropped and created again) reads a gap.
+        ddl.push_str(if existed {
+            "INSERT INTO _diffsync_generation (id, generation) VALUES (1, md5(random()::text || clock_timestamp()::text)) ON CONFLICT (id) DO NOTHING;"
+        } else {
+            "INSERT INTO _diffsync_generation (id, generation) VALUES (1, md5(random()::text || clock_timestamp()::text))
+               ON CONFLICT (id) DO UPDATE SET generation = excluded.generation;
+             UPDATE _diffsync_pruned SET xid = 0, seq = 0 WHERE id = 1;"
+        });
         self.client.batch_execute(&ddl).map_err(|e| backend(&origin, e))?;
         self.feed = true;
         Ok(())
@@ -130,23 +144,33 @@ impl PostgresAdapter {
         })?;
         let cursor = client
             .query_opt(
-                "SELECT xid, seq FROM _diffsync_cursor WHERE consumer = $1",
+                "SELECT xid, seq, generation FROM _diffsync_cursor WHERE consumer = $1",
                 &[&consumer],
             )
             .map_err(|e| backend(&origin, e))?
-            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, Option<String>>(2)));
         client
             .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
             .map_err(|e| backend(&origin, e))?;
         let ids = sql::id_columns(&self.tables);
-        Ok(PostgresFeed {
+        let mut feed = PostgresFeed {
             client,
             consumer: consumer.to_string(),
             ids,
-            returned: cursor.unwrap_or((0, 0)),
+            returned: cursor.as_ref().map_or((0, 0), |c| (c.0, c.1)),
             fresh: cursor.is_none(),
             origin,
-        })
+            generation: None,
+            anchor: None,
+        };
+        let (generation, _, pruned) = feed.log_state().map_err(|e| backend(&feed.origin, e))?;
+        // A cursor of another generation of the log says nothing of this one.
+        feed.fresh |= cursor.is_some_and(|c| c.2.is_some_and(|g| Some(g) != generation));
+        feed.generation = generation;
+        feed.anchor = feed.row_at(feed.returned).map_err(|e| backend(&feed.origin, e))?;
+        // The row at the cursor went while not pruned: someone else deleted it.
+        feed.fresh |= feed.anchor.is_none() && feed.returned > pruned;
+        Ok(feed)
     }
 
     /// The client (to query the database, or run your own statements).
@@ -500,6 +524,8 @@ const PG_FEED_TABLES: &str = "
 CREATE TABLE IF NOT EXISTS _diffsync_changes (seq BIGSERIAL PRIMARY KEY, xid BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint), model_type TEXT NOT NULL, ids JSONB NOT NULL, op TEXT NOT NULL, origin TEXT);
 CREATE INDEX IF NOT EXISTS _diffsync_changes_order ON _diffsync_changes (xid, seq);
 CREATE TABLE IF NOT EXISTS _diffsync_cursor (consumer TEXT PRIMARY KEY, xid BIGINT NOT NULL, seq BIGINT NOT NULL);
+ALTER TABLE _diffsync_cursor ADD COLUMN IF NOT EXISTS generation TEXT;
+CREATE TABLE IF NOT EXISTS _diffsync_generation (id INT PRIMARY KEY CHECK (id = 1), generation TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _diffsync_pruned (id INT PRIMARY KEY CHECK (id = 1), xid BIGINT NOT NULL, seq BIGINT NOT NULL);
 INSERT INTO _diffsync_pruned (id, xid, seq) VALUES (1, 0, 0) ON CONFLICT (id) DO NOTHING;
 CREATE OR REPLACE FUNCTION _diffsync_notify() RETURNS trigger LANGUAGE plpgsql AS $f$
@@ -579,9 +605,17 @@ pub struct PostgresFeed {
     returned: (i64, i64),
     fresh: bool,
     origin: String,
+    /// The log's generation, as this feed knows it.
+    generation: Option<String>,
+    /// The row at `returned` as this feed read it (`None`: not there).
+    anchor: Option<String>,
 }
 
 use diffsync::feed::{ChangeFeed, FeedBatch, Position};
+
+/// A change log's generation, the oldest running transaction id, and the
+/// pruned position.
+type LogState = (Option<String>, i64, (i64, i64));
 
 impl PostgresFeed {
     /// Sleeps until a notification comes or `wait` passes, then takes
@@ -595,15 +629,52 @@ impl PostgresFeed {
         Ok(())
     }
 
+    /// The log's generation, the oldest transaction still running (or
+    /// the next one), and how far the log was pruned.
+    fn log_state(&mut self) -> std::result::Result<LogState, postgres::Error> {
+        let row = self.client.query_one(
+            "SELECT (SELECT generation FROM _diffsync_generation WHERE id = 1),
+                    pg_snapshot_xmin(pg_current_snapshot())::text::bigint, p.xid, p.seq
+               FROM _diffsync_pruned p WHERE p.id = 1",
+            &[],
+        )?;
+        Ok((row.get(0), row.get(1), (row.get(2), row.get(3))))
+    }
+
+    /// The log row at a position, as text to compare.
+    fn row_at(&mut self, (xid, seq): (i64, i64)) -> std::result::Result<Option<String>, postgres::Error> {
+        Ok(self
+            .client
+            .query_opt(
+                "SELECT model_type || ' ' || ids::text || ' ' || op FROM _diffsync_changes WHERE xid = $1 AND seq = $2",
+                &[&xid, &seq],
+            )?
+            .map(|r| r.get(0)))
+    }
+
     fn read(&mut self, max: usize) -> std::result::Result<FeedBatch, postgres::Error> {
         let mut batch = FeedBatch::default();
-        let pruned = self
-            .client
-            .query_one("SELECT xid, seq FROM _diffsync_pruned WHERE id = 1", &[])?;
-        let pruned: (i64, i64) = (pruned.get(0), pruned.get(1));
+        // Any discontinuity after the cursor is a gap: a log of another
+        // generation (dropped and created again), transaction ids that went
+        // back (a cluster restored from a backup), the row at the cursor
+        // gone or changed while not pruned (pruned or rewritten by someone
+        // else). Sequence numbers have holes (rolled-back transactions), so
+        // a hole says nothing.
+        let (generation, xmin, pruned) = self.log_state()?;
+        if generation != self.generation {
+            batch.gap = true;
+            self.generation = generation;
+            self.returned = (xmin - 1, i64::MAX);
+        } else if xmin <= self.returned.0 {
+            // The cursor's transaction had committed: ids went back.
+            batch.gap = true;
+            self.returned = (xmin - 1, i64::MAX);
+        }
         if std::mem::take(&mut self.fresh) || pruned > self.returned {
             batch.gap = true;
             self.returned = self.returned.max(pruned);
+        } else if !batch.gap && self.returned > pruned && self.row_at(self.returned)? != self.anchor {
+            batch.gap = true;
         }
         let rows = self.client.query(
             "SELECT xid, seq, model_type, ids::text, op, origin FROM _diffsync_changes
@@ -615,9 +686,13 @@ impl PostgresFeed {
             self.returned = (row.get(0), row.get(1));
             let (model_type, ids, op, origin): (String, String, String, Option<String>) =
                 (row.get(2), row.get(3), row.get(4), row.get(5));
+            self.anchor = Some(format!("{model_type} {ids} {op}"));
             batch
                 .events
                 .push(sql::log_event(&self.ids, model_type, &ids, &op, origin));
+        }
+        if batch.gap && batch.events.is_empty() {
+            self.anchor = self.row_at(self.returned)?;
         }
         Ok(batch)
     }
@@ -650,9 +725,9 @@ impl ChangeFeed for PostgresFeed {
         })?;
         let mut tx = self.client.transaction().map_err(|e| backend(&self.origin, e))?;
         tx.execute(
-            "INSERT INTO _diffsync_cursor (consumer, xid, seq) VALUES ($1, $2, $3)
-             ON CONFLICT (consumer) DO UPDATE SET xid = excluded.xid, seq = excluded.seq",
-            &[&self.consumer, &xid, &seq],
+            "INSERT INTO _diffsync_cursor (consumer, xid, seq, generation) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (consumer) DO UPDATE SET xid = excluded.xid, seq = excluded.seq, generation = excluded.generation",
+            &[&self.consumer, &xid, &seq, &self.generation],
         )
         .and_then(|_| {
             tx.batch_execute(

@@ -340,6 +340,8 @@ impl RedisStore {
             fresh: cursor.is_none(),
             cursor: cursor.unwrap_or_else(|| "0-0".into()),
             origin,
+            deleted: (0, 0),
+            added: 0,
         })
     }
 
@@ -703,7 +705,28 @@ pub struct RedisFeed {
     cursor: String,
     fresh: bool,
     origin: String,
+    /// The highest deleted entry id already reported as a gap.
+    deleted: (u64, u64),
+    /// How many entries the stream was ever given, when last polled.
+    added: u64,
 }
+
+/// A stream's state for a cursor (`ARGV[1]`): `{}` when the stream does
+/// not exist, else its last generated id, its highest deleted id, whether
+/// the entry at the cursor is still there (`1`/`0`), and how many entries
+/// it was ever given.
+const STREAM_STATE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local last, deleted, added = '0-0', '0-0', 0
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then last = info[i + 1] end
+  if info[i] == 'max-deleted-entry-id' then deleted = info[i + 1] end
+  if info[i] == 'entries-added' then added = info[i + 1] end
+end
+local here = #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+return {last, deleted, tostring(here), tostring(added)}
+"#;
 
 /// A stream entry id as (milliseconds, sequence), for comparisons.
 fn entry_id(id: &str) -> (u64, u64) {
@@ -718,16 +741,46 @@ impl diffsync::feed::ChangeFeed for RedisFeed {
         wait: std::time::Duration,
     ) -> std::result::Result<diffsync::feed::FeedBatch, diffsync::BoxError> {
         use diffsync::feed::{ChangeEvent, ChangeKind, FeedBatch};
-        use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+        use redis::streams::{StreamReadOptions, StreamReadReply};
         let backend = |e: redis::RedisError| AdapterError::backend(self.origin.clone(), e);
-        let mut batch = FeedBatch::default();
-        // The entry at the cursor is gone: the stream was trimmed past it.
-        let first: StreamRangeReply = self.conn.xrange_count(&self.stream, "-", "+", 1).map_err(backend)?;
-        let trimmed = first
-            .ids
-            .first()
-            .is_some_and(|e| self.cursor != "0-0" && entry_id(&e.id) > entry_id(&self.cursor));
-        batch.gap = std::mem::take(&mut self.fresh) || trimmed;
+        let mut batch = FeedBatch {
+            gap: std::mem::take(&mut self.fresh),
+            ..FeedBatch::default()
+        };
+        // Any discontinuity after the cursor is a gap: entries after it
+        // deleted (trimmed past it, or XDEL), a stream whose ids went back
+        // (a server restored from an older snapshot) or that is gone, or
+        // one created again (the entry at the cursor vanished without a
+        // deletion the stream remembers).
+        if self.cursor != "0-0" {
+            let state: Vec<String> = redis::Script::new(STREAM_STATE)
+                .key(&self.stream)
+                .arg(&self.cursor)
+                .invoke(&mut self.conn)
+                .map_err(backend)?;
+            let at = entry_id(&self.cursor);
+            match state.as_slice() {
+                [last, deleted, anchor, added] => {
+                    let (last, deleted) = (entry_id(last), entry_id(deleted));
+                    // Fewer entries ever added than before: a new stream.
+                    let added: u64 = added.parse().unwrap_or(0);
+                    let renewed = added < std::mem::replace(&mut self.added, added);
+                    if renewed || last < at || (anchor == "0" && deleted < at) {
+                        batch.gap = true;
+                        self.cursor = state[0].clone();
+                    } else if deleted > at.max(self.deleted) {
+                        // Told once: later polls know of these deletions.
+                        batch.gap = true;
+                        self.deleted = deleted;
+                    }
+                }
+                // The stream is gone.
+                _ => {
+                    batch.gap = true;
+                    self.cursor = "0-0".into();
+                }
+            }
+        }
         let mut opts = StreamReadOptions::default().count(max.max(1));
         let ms = wait.as_millis() as usize;
         if ms > 0 && !batch.gap {

@@ -121,11 +121,40 @@ impl SqliteAdapter {
     /// this adapter carry the origin set with [`Adapter::set_origin`].
     pub fn enable_change_feed(&mut self) -> Result<()> {
         let origin = format!("{}: _diffsync_changes", self.origin);
+        let existed: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = '_diffsync_changes'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| backend(&origin, e))?;
         let mut ddl = String::from(FEED_TABLES);
         for t in &self.tables {
             ddl.push_str(&feed_triggers(t));
         }
+        // A log created now is a new generation: a consumer of an older one
+        // (the log was dropped and created again) reads a gap.
+        ddl.push_str(if existed {
+            "INSERT OR IGNORE INTO _diffsync_generation (id, generation) VALUES (1, lower(hex(randomblob(16))));"
+        } else {
+            "INSERT OR REPLACE INTO _diffsync_generation (id, generation) VALUES (1, lower(hex(randomblob(16))));
+             UPDATE _diffsync_pruned SET upto = 0 WHERE id = 1;"
+        });
         self.conn.execute_batch(&ddl).map_err(|e| backend(&origin, e))?;
+        let has_generation: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('_diffsync_cursor') WHERE name = 'generation'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| backend(&origin, e))?;
+        if !has_generation {
+            self.conn
+                .execute_batch("ALTER TABLE _diffsync_cursor ADD COLUMN generation TEXT")
+                .map_err(|e| backend(&origin, e))?;
+        }
         self.feed = true;
         Ok(())
     }
@@ -145,23 +174,37 @@ impl SqliteAdapter {
         let conn = Connection::open(path).map_err(|e| backend(&self.origin, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| backend(&self.origin, e))?;
-        let cursor: Option<i64> = conn
+        let cursor: Option<(i64, Option<String>)> = conn
             .query_row(
-                "SELECT seq FROM _diffsync_cursor WHERE consumer = ?1",
+                "SELECT seq, generation FROM _diffsync_cursor WHERE consumer = ?1",
                 [consumer],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
             .map_err(|e| backend(&self.origin, e))?;
         let ids = sql::id_columns(&self.tables);
-        Ok(SqliteFeed {
+        let mut feed = SqliteFeed {
             conn,
             consumer: consumer.to_string(),
             ids,
-            returned: cursor.unwrap_or(0),
+            returned: cursor.as_ref().map_or(0, |c| c.0),
             fresh: cursor.is_none(),
             origin: format!("{}: _diffsync_changes", self.origin),
-        })
+            generation: None,
+            anchor: None,
+        };
+        let (generation, _) = feed.log_state().map_err(|e| backend(&feed.origin, e))?;
+        // A cursor of another generation of the log (or of none) says nothing of this one.
+        feed.fresh |= cursor.is_some_and(|(_, g)| g.is_some_and(|g| Some(g) != generation));
+        feed.generation = generation;
+        feed.anchor = feed.row_at(feed.returned).map_err(|e| backend(&feed.origin, e))?;
+        // The row at the cursor went while not pruned: someone else deleted it.
+        let pruned: i64 = feed
+            .conn
+            .query_row("SELECT upto FROM _diffsync_pruned WHERE id = 1", [], |r| r.get(0))
+            .map_err(|e| backend(&feed.origin, e))?;
+        feed.fresh |= feed.anchor.is_none() && feed.returned > pruned;
+        Ok(feed)
     }
 
     /// Re-reads the database into a fresh store.
@@ -421,6 +464,7 @@ INSERT OR IGNORE INTO _diffsync_origin (id, tag) VALUES (1, NULL);
 CREATE TABLE IF NOT EXISTS _diffsync_cursor (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _diffsync_pruned (id INTEGER PRIMARY KEY CHECK (id = 1), upto INTEGER NOT NULL);
 INSERT OR IGNORE INTO _diffsync_pruned (id, upto) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS _diffsync_generation (id INTEGER PRIMARY KEY CHECK (id = 1), generation TEXT NOT NULL);
 ";
 
 /// Triggers that log a table's inserts, updates (a changed identifier is a
@@ -469,22 +513,65 @@ pub struct SqliteFeed {
     ids: sql::IdColumns,
     /// The last sequence number returned.
     returned: i64,
-    /// No cursor was persisted for this consumer yet.
+    /// No cursor was persisted for this consumer yet (or one of another
+    /// generation of the log).
     fresh: bool,
     origin: String,
+    /// The log's generation, as this feed knows it.
+    generation: Option<String>,
+    /// The row at `returned` as this feed read it (`None`: not there).
+    anchor: Option<String>,
 }
 
 use diffsync::feed::{ChangeFeed, FeedBatch, Position};
 
 impl SqliteFeed {
+    /// The log's generation and the highest sequence number it ever gave
+    /// (rows deleted or not).
+    fn log_state(&self) -> rusqlite::Result<(Option<String>, i64)> {
+        self.conn.query_row(
+            "SELECT (SELECT generation FROM _diffsync_generation WHERE id = 1),
+                    coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_diffsync_changes'), 0)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    /// The log row at `seq`, as text to compare.
+    fn row_at(&self, seq: i64) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT model_type || ' ' || ids || ' ' || op FROM _diffsync_changes WHERE seq = ?1",
+                [seq],
+                |r| r.get(0),
+            )
+            .optional()
+    }
+
     fn read(&mut self, max: usize) -> rusqlite::Result<FeedBatch> {
         let mut batch = FeedBatch::default();
+        // Any discontinuity after the cursor is a gap: a log of another
+        // generation (dropped and created again), numbers that went back
+        // (a database restored from a backup), the row at the cursor gone
+        // or changed while not pruned (pruned or rewritten by someone else).
+        let (generation, highest) = self.log_state()?;
+        if generation != self.generation {
+            batch.gap = true;
+            self.generation = generation;
+            self.returned = highest;
+        } else if highest < self.returned {
+            batch.gap = true;
+            self.returned = highest;
+        }
         let pruned: i64 = self
             .conn
             .query_row("SELECT upto FROM _diffsync_pruned WHERE id = 1", [], |r| r.get(0))?;
+        let pruned = pruned.min(highest);
         if std::mem::take(&mut self.fresh) || pruned > self.returned {
             batch.gap = true;
             self.returned = self.returned.max(pruned);
+        } else if !batch.gap && self.returned > pruned && self.row_at(self.returned)? != self.anchor {
+            batch.gap = true;
         }
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, model_type, ids, op, origin FROM _diffsync_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -500,10 +587,17 @@ impl SqliteFeed {
         })?;
         for row in rows {
             let (seq, model_type, ids, op, origin) = row?;
+            // Numbers are given without holes (rolled-back ones included):
+            // a hole is rows deleted after the cursor.
+            batch.gap |= seq != self.returned + 1;
             self.returned = seq;
+            self.anchor = Some(format!("{model_type} {ids} {op}"));
             batch
                 .events
                 .push(sql::log_event(&self.ids, model_type, &ids, &op, origin));
+        }
+        if batch.gap {
+            self.anchor = self.row_at(self.returned)?;
         }
         Ok(batch)
     }
@@ -534,8 +628,9 @@ impl ChangeFeed for SqliteFeed {
         let seq: i64 = AdapterError::position(&self.origin, position, |p| p.parse().ok())?;
         let tx = self.conn.transaction().map_err(|e| backend(&self.origin, e))?;
         tx.execute(
-            "INSERT INTO _diffsync_cursor (consumer, seq) VALUES (?1, ?2) ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
-            rusqlite::params![self.consumer, seq],
+            "INSERT INTO _diffsync_cursor (consumer, seq, generation) VALUES (?1, ?2, ?3)
+             ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq, generation = excluded.generation",
+            rusqlite::params![self.consumer, seq, self.generation],
         )
         .and_then(|_| {
             tx.execute_batch(

@@ -119,7 +119,7 @@ pub type Seen = (diffsync::feed::ChangeKind, String, String, Option<String>);
 /// Everything a feed has now, and whether it reported a gap.
 pub fn drain(feed: &mut impl diffsync::feed::ChangeFeed) -> (bool, Vec<Seen>) {
     let (mut gap, mut out) = (false, Vec::new());
-    loop {
+    for _ in 0..10_000 {
         let batch = feed.poll(100, std::time::Duration::ZERO).unwrap();
         gap |= batch.gap;
         if batch.events.is_empty() && !batch.gap {
@@ -132,6 +132,7 @@ pub fn drain(feed: &mut impl diffsync::feed::ChangeFeed) -> (bool, Vec<Seen>) {
                 .map(|e| (e.kind, e.model_type, e.key, e.origin)),
         );
     }
+    panic!("the feed never ran dry: a gap or events on every poll");
 }
 
 /// Rows another client changes (`assert_reread_by_key` names the first

@@ -380,9 +380,23 @@ fn a_file_feed_turns_each_save_into_model_events_and_waits_out_a_half_written_fi
             assert!(Instant::now() < deadline, "no event");
         }
     };
-    // A save half-way: nothing yet, and no error.
+    // A save half-way: an error naming the file and line, once; nothing else.
     std::fs::write(&path, &text[..text.len() / 2]).unwrap();
-    assert!(feed.poll(100, Duration::from_millis(300)).unwrap().events.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        match feed.poll(100, Duration::from_millis(50)) {
+            Err(e) => break e,
+            Ok(b) => assert!(b.events.is_empty() && Instant::now() < deadline, "no error"),
+        }
+    };
+    let place = format!("{}:", path.display());
+    assert!(err.to_string().starts_with(&place), "{err}");
+    for _ in 0..3 {
+        assert!(
+            feed.poll(100, Duration::from_millis(20)).unwrap().events.is_empty(),
+            "reported once"
+        );
+    }
     // The finished save: one update, one delete, as an editor renames it in.
     let edited = text.replacen("\"east\"", "\"north\"", 1);
     let mut doc: serde_json::Value = serde_json::from_str(&edited).unwrap();
@@ -400,4 +414,49 @@ fn a_file_feed_turns_each_save_into_model_events_and_waits_out_a_half_written_fi
     // The adapter reads the file again for the loop.
     file.reread(&[]).unwrap();
     assert_eq!(file.store().count("interface"), 5);
+}
+
+#[test]
+fn a_file_feed_finds_a_change_its_watcher_missed_and_watches_again() {
+    use diffsync::feed::ChangeFeed;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("inv");
+    std::fs::create_dir(&sub).unwrap();
+    let path = sub.join("inv.json");
+    let mut file = FileAdapter::open_or_empty("file", &path, Format::Json, registry()).unwrap();
+    file.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut feed = file.change_feed().unwrap();
+    // The watched directory is replaced: the watch is gone with it (the
+    // feed reads the removal: everything deleted).
+    std::fs::remove_dir_all(&sub).unwrap();
+    std::fs::create_dir(&sub).unwrap();
+    let mut quiet = 0;
+    while quiet < 5 {
+        let b = feed.poll(100, Duration::from_millis(20)).unwrap();
+        quiet = if b.events.is_empty() && !b.gap { quiet + 1 } else { 0 };
+    }
+    std::fs::write(&path, text.replacen("\"east\"", "\"north\"", 1)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let batch = loop {
+        let b = feed.poll(100, Duration::from_millis(20)).unwrap();
+        if b.gap || !b.events.is_empty() {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "the change was never seen");
+    };
+    assert!(batch.gap, "a change no event announced");
+    assert_eq!(batch.events.len(), 9, "everything back");
+    // Watched again: the next save is an ordinary event.
+    std::fs::write(&path, text.replacen("\"east\"", "\"south\"", 1)).unwrap();
+    let batch = loop {
+        let b = feed.poll(100, Duration::from_millis(20)).unwrap();
+        if b.gap || !b.events.is_empty() {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "the next change was never seen");
+    };
+    assert!(!batch.gap);
+    assert_eq!(batch.events.len(), 1);
 }

@@ -329,3 +329,34 @@ fn a_waiting_feed_sleeps_until_a_commit_notifies_it() {
         "woken by the commit, not the timeout"
     );
 }
+
+#[test]
+fn a_change_log_pruned_by_someone_else_or_created_again_is_a_gap() {
+    use diffsync::feed::ChangeFeed;
+    let Some(pg) = Postgres::start() else { return };
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    db.enable_change_feed().unwrap();
+    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let mut feed = db.change_feed("mirror").unwrap();
+    drain(&mut feed);
+    feed.commit().unwrap();
+    let mut other = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+    let edit = "UPDATE site SET region = 'north' WHERE name = 'site0';";
+    // Read up to the first of three edits, then another tool prunes the log past it.
+    other.batch_execute(&edit.repeat(3)).unwrap();
+    assert_eq!(feed.poll(1, std::time::Duration::ZERO).unwrap().events.len(), 1);
+    other
+        .batch_execute("DELETE FROM _diffsync_changes WHERE seq < (SELECT max(seq) FROM _diffsync_changes)")
+        .unwrap();
+    let (gap, _) = drain(&mut feed);
+    assert!(gap, "an edit went unseen");
+    assert_eq!(drain(&mut feed), (false, Vec::new()), "once");
+    // Dropped and created again, then written more than the old log was.
+    other.batch_execute("DROP TABLE _diffsync_changes CASCADE").unwrap();
+    db.enable_change_feed().unwrap();
+    other.batch_execute(&edit.repeat(40)).unwrap();
+    assert!(drain(&mut feed).0);
+    // A consumer that committed in the old generation starts with a gap.
+    let mut reopened = db.change_feed("mirror").unwrap();
+    assert!(drain(&mut reopened).0);
+}

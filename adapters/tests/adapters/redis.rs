@@ -452,3 +452,61 @@ fn a_reread_reads_the_named_keys_with_their_versions() {
         .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
 }
+
+#[test]
+fn a_change_stream_with_entries_deleted_or_created_again_is_a_gap() {
+    use diffsync::feed::ChangeFeed;
+    use std::time::Duration;
+    let Some(server) = Redis::start() else { return };
+    let mut a = persistent(RedisStore::open(&server.url(), "inv", registry()).unwrap());
+    a.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let mut feed = a.store.change_feed("mirror").unwrap();
+    crate::common::drain(&mut feed);
+    feed.commit().unwrap();
+    let mut conn = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let mut edit = |region: &str| {
+        let v = [("region".into(), region.into())].into_iter().collect();
+        a.store
+            .update_attributes("site", "site0", diffsync::AttrSource::Values(&v))
+            .unwrap();
+    };
+    let poll = |feed: &mut diffsync_adapters::redis::RedisFeed| feed.poll(100, Duration::ZERO).unwrap();
+    // An entry after the cursor deleted by someone else.
+    edit("a");
+    edit("b");
+    let last: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        .arg("inv:_changes")
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query(&mut conn)
+        .unwrap();
+    let _: i64 = redis::cmd("XDEL")
+        .arg("inv:_changes")
+        .arg(&last[0].0)
+        .query(&mut conn)
+        .unwrap();
+    assert!(poll(&mut feed).gap);
+    assert!(!poll(&mut feed).gap, "once");
+    // The stream deleted and written again (more than before).
+    let _: i64 = redis::cmd("DEL").arg("inv:_changes").query(&mut conn).unwrap();
+    for r in ["c", "d", "e"] {
+        edit(r);
+    }
+    assert!(crate::common::drain(&mut feed).0);
+    // Ids that went back (a server restored from an older snapshot).
+    let _: i64 = redis::cmd("DEL").arg("inv:_changes").query(&mut conn).unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("inv:_changes")
+        .arg("1-1")
+        .arg("type")
+        .arg("site")
+        .arg("key")
+        .arg("site0")
+        .arg("op")
+        .arg("updated")
+        .query(&mut conn)
+        .unwrap();
+    assert!(poll(&mut feed).gap);
+}

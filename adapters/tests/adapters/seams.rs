@@ -204,3 +204,59 @@ fn a_base_store_keeps_a_base_in_redis() {
     };
     round_trip(&mut diffsync_adapters::redis::RedisBase::open(&server.url(), "inv", "a-b").unwrap());
 }
+
+#[test]
+fn a_loop_tells_at_once_and_once_that_its_source_file_does_not_parse() {
+    use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.json");
+    let mut file = FileAdapter::open_or_empty("file", &path, Format::Json, registry()).unwrap();
+    file.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let good = std::fs::read_to_string(&path).unwrap();
+    let feed = file.change_feed().unwrap();
+    let mirror = Arc::new(Mutex::new(diffsync::MemoryAdapter::new("mirror", &["site"])));
+    let looped = ReconcileLoop::new(OneWay::new(Arc::new(Mutex::new(file)), vec![mirror.clone()]))
+        .feed(feed)
+        .debounce(Duration::from_millis(5))
+        .anti_entropy(None);
+    let events = looped.subscribe();
+    let handle = looped.spawn().unwrap();
+    let next = |what: &dyn Fn(&LoopEvent) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = events.recv_timeout(deadline - Instant::now()).expect("no such event");
+            if what(&e) {
+                return e;
+            }
+        }
+    };
+    next(&|e| matches!(e, LoopEvent::FullPass { .. }));
+    // As an editor saves: a new file renamed over the old one.
+    let save = |text: String| {
+        let tmp = dir.path().join(".inv.json.swp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    };
+    // A save that does not parse: a failure naming the file and line, at once.
+    save(good.replacen("\"region\"", "\"region\" \"x\"", 1));
+    let failed = next(&|e| matches!(e, LoopEvent::Failed { .. }));
+    let LoopEvent::Failed { error, .. } = failed else {
+        unreachable!()
+    };
+    assert!(error.starts_with(&format!("{}:", path.display())), "{error}");
+    // Once: nothing more while the file stays as it is.
+    std::thread::sleep(Duration::from_millis(300));
+    let more: Vec<LoopEvent> = events.try_iter().collect();
+    assert!(more.is_empty(), "{more:?}");
+    // Fixed: the loop goes on.
+    save(good.replacen("\"east\"", "\"north\"", 1));
+    next(&|e| matches!(e, LoopEvent::Synced { applied: 1, .. }));
+    handle.shutdown();
+    let m = mirror.lock().unwrap();
+    assert_eq!(
+        m.store.get::<crate::common::Site>("site", "site0").unwrap().region,
+        "north"
+    );
+}

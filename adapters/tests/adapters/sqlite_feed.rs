@@ -279,3 +279,83 @@ fn a_reread_of_a_row_that_does_not_fit_names_it_and_keeps_the_image() {
         before
     );
 }
+
+/// A feed that has read (and committed) everything of `db`'s log so far.
+fn caught_up(db: &SqliteAdapter) -> diffsync_adapters::sqlite::SqliteFeed {
+    let mut feed = db.change_feed("mirror").unwrap();
+    drain(&mut feed);
+    feed.commit().unwrap();
+    feed
+}
+
+fn write(path: &std::path::Path, sql: &str) {
+    rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap();
+}
+
+const EDIT: &str = "UPDATE site SET region = 'north' WHERE name = 'site0';";
+
+#[test]
+fn a_log_pruned_by_someone_else_past_the_cursor_is_a_gap() {
+    let (_dir, path, db) = database(1, true);
+    let mut feed = caught_up(&db);
+    write(&path, &EDIT.repeat(3));
+    // Another tool prunes the log, past this consumer's cursor.
+    write(
+        &path,
+        "DELETE FROM _diffsync_changes WHERE seq <= (SELECT max(seq) - 1 FROM _diffsync_changes);",
+    );
+    let (gap, _) = drain(&mut feed);
+    assert!(gap, "two events went unseen");
+    assert_eq!(drain(&mut feed), (false, Vec::new()), "once");
+    // A row deleted from the middle of what is still to read: a hole.
+    write(&path, &EDIT.repeat(3));
+    write(
+        &path,
+        "DELETE FROM _diffsync_changes WHERE seq = (SELECT max(seq) - 1 FROM _diffsync_changes);",
+    );
+    assert!(drain(&mut feed).0);
+}
+
+#[test]
+fn a_log_dropped_and_created_again_is_a_gap_even_when_it_outgrew_the_cursor() {
+    let (_dir, path, mut db) = database(1, true);
+    let mut feed = caught_up(&db);
+    write(&path, "DROP TABLE _diffsync_changes;");
+    db.enable_change_feed().unwrap();
+    // The new log gets more rows than the old one had.
+    write(&path, &EDIT.repeat(db.store.count_all() + 5));
+    assert!(drain(&mut feed).0);
+    // A consumer that committed in the old generation starts again with a gap.
+    let mut reopened = db.change_feed("mirror").unwrap();
+    assert!(drain(&mut reopened).0);
+}
+
+#[test]
+fn a_database_restored_from_a_backup_under_a_running_feed_is_a_gap() {
+    let (dir, path, db) = database(1, true);
+    let backup = dir.path().join("backup.db");
+    let mut feed = caught_up(&db);
+    write(&path, &format!("VACUUM INTO '{}';", backup.display()));
+    write(&path, &EDIT.repeat(3));
+    assert_eq!(drain(&mut feed).1.len(), 3);
+    // Restored in place: the data, the log and its counter go back three rows.
+    write(
+        &path,
+        &format!(
+            "ATTACH '{}' AS b;
+             DELETE FROM site; INSERT INTO site SELECT * FROM b.site;
+             DELETE FROM _diffsync_changes; INSERT INTO _diffsync_changes SELECT * FROM b._diffsync_changes;
+             UPDATE sqlite_sequence SET seq = (SELECT seq FROM b.sqlite_sequence WHERE name = '_diffsync_changes')
+              WHERE name = '_diffsync_changes';
+             DETACH b;",
+            backup.display()
+        ),
+    );
+    write(&path, "UPDATE site SET region = 'south' WHERE name = 'site0';");
+    let (gap, _) = drain(&mut feed);
+    assert!(gap, "the log went backwards under the feed");
+    write(&path, &EDIT.repeat(4));
+    let (gap, events) = drain(&mut feed);
+    assert!(!gap);
+    assert_eq!(events.len(), 4);
+}
