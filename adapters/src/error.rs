@@ -73,6 +73,25 @@ pub enum AdapterError {
         /// What is wrong, naming the field.
         message: String,
     },
+    /// A record names a parent that does not exist (a row whose parent row
+    /// was deleted by another tool, say). Not fatal: the adapter loads the
+    /// model without its parent link and reports this among its warnings.
+    #[error(
+        "{origin}: {model_type} {key:?} names a parent {parent_type} {parent_key:?} that does not exist; \
+         loaded without it (a sync from a source that has it moves or deletes it)"
+    )]
+    Orphan {
+        /// The table, object or key.
+        origin: String,
+        /// Model type name.
+        model_type: String,
+        /// Unique id.
+        key: String,
+        /// The parent's model type.
+        parent_type: String,
+        /// The parent key the record names.
+        parent_key: String,
+    },
     /// A model type the registry does not know.
     #[error("unknown model type {model_type:?}; registered: [{known}]")]
     UnknownModelType {

@@ -137,6 +137,7 @@ impl ObjectStoreAdapter {
     }
 
     fn load(&mut self) -> Result<()> {
+        let mut loader = registry::FlatLoader::default();
         for model_type in self.registry.load_order() {
             let mut records: Vec<(Map<String, Value>, String)> = Vec::new();
             match self.layout {
@@ -175,9 +176,11 @@ impl ObjectStoreAdapter {
                 if let Some(seq) = r.remove(SEQ_KEY).and_then(|v| v.as_u64()) {
                     self.next_seq = self.next_seq.max(seq + 1);
                 }
-                registry::insert_flat(&self.registry, &mut self.store, model_type, r, &origin)?;
+                loader.insert(&self.registry, &mut self.store, model_type, r, &origin)?;
             }
         }
+        // Orphans are logged (tracing) and loaded without their parent.
+        loader.finish(&self.registry, &mut self.store)?;
         Ok(())
     }
 

@@ -60,6 +60,8 @@ pub struct PostgresAdapter {
     feed: bool,
     /// The tag of the writes made now (see [`Adapter::set_origin`]).
     write_origin: Option<String>,
+    /// What the last load read past.
+    warnings: Vec<AdapterError>,
     /// The models, as loaded from (and kept in step with) the database.
     pub store: LocalStore,
 }
@@ -86,6 +88,7 @@ impl PostgresAdapter {
             params: params.to_string(),
             feed: false,
             write_origin: None,
+            warnings: Vec::new(),
             store,
         };
         for t in &a.tables {
@@ -199,6 +202,7 @@ impl PostgresAdapter {
     }
 
     fn load_tables(&mut self) -> Result<()> {
+        let mut loader = registry::FlatLoader::default();
         for t in &self.tables {
             let origin = t.origin();
             let found: Vec<String> = self
@@ -219,10 +223,18 @@ impl PostgresAdapter {
             for row in rows {
                 let values = row_values(t, &row)?;
                 let record = t.record(values)?;
-                registry::insert_flat(&self.registry, &mut self.store, &t.model_type, record, &origin)?;
+                loader.insert(&self.registry, &mut self.store, &t.model_type, record, &origin)?;
             }
         }
+        self.warnings = loader.finish(&self.registry, &mut self.store)?;
         Ok(())
+    }
+
+    /// What the last load found wrong but could read past: rows naming a
+    /// parent that does not exist ([`AdapterError::Orphan`], loaded
+    /// without their parent link), each named by table and key.
+    pub fn warnings(&self) -> &[AdapterError] {
+        &self.warnings
     }
 }
 

@@ -220,6 +220,7 @@ impl RedisStore {
         // overwriting a newer model from an older image.
         let versions: HashMap<String, u64> =
             retry(&self.client, &mut self.conn, |c| c.hgetall(&version_key)).map_err(backend)?;
+        let mut loader = registry::FlatLoader::default();
         for model_type in self.registry.load_order() {
             let pattern = format!("{}:{model_type}:*", self.namespace);
             let mut keys: Vec<String> = Vec::new();
@@ -260,9 +261,11 @@ impl RedisStore {
             }
             records.sort_by_key(|(seq, _)| *seq);
             for (_, r) in records {
-                registry::insert_flat(&self.registry, &mut image, model_type, r, &origin)?;
+                loader.insert(&self.registry, &mut image, model_type, r, &origin)?;
             }
         }
+        // Orphans are logged (tracing) and loaded without their parent.
+        loader.finish(&self.registry, &mut image)?;
         image.refresh_fingerprints();
         image.set_origin(self.origin.as_deref());
         self.image = image;

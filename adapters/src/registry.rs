@@ -234,6 +234,69 @@ pub(crate) fn insert_flat(
     Ok(())
 }
 
+/// Loads flat records (a row, an object, a key) into a store in any order:
+/// a child whose parent is not loaded yet waits for it. What never finds
+/// its parent is an orphan: loaded without its parent link (the next diff
+/// shows it at the top level, so a sync deletes or moves it) and reported,
+/// so a system holding one still opens.
+#[derive(Default)]
+pub(crate) struct FlatLoader {
+    /// (model type, record with its parent link, origin, parent key)
+    waiting: Vec<(String, Map<String, Value>, String, String)>,
+}
+
+impl FlatLoader {
+    pub(crate) fn insert(
+        &mut self,
+        reg: &Registry,
+        store: &mut LocalStore,
+        model_type: &str,
+        fields: Map<String, Value>,
+        origin: &str,
+    ) -> Result<()> {
+        if let (Some(pt), Some(Value::String(pk))) = (reg.parent_type(model_type), fields.get(PARENT_KEY))
+            && store.get_dyn(pt, pk).is_err()
+        {
+            let pk = pk.clone();
+            self.waiting
+                .push((model_type.to_string(), fields, origin.to_string(), pk));
+            return Ok(());
+        }
+        insert_flat(reg, store, model_type, fields, origin)
+    }
+
+    /// Loads what waited; returns the orphans, each named by where it is,
+    /// its type and key, and the parent it names.
+    pub(crate) fn finish(mut self, reg: &Registry, store: &mut LocalStore) -> Result<Vec<AdapterError>> {
+        loop {
+            let before = self.waiting.len();
+            for (t, fields, origin, _) in std::mem::take(&mut self.waiting) {
+                self.insert(reg, store, &t, fields, &origin)?;
+            }
+            if self.waiting.is_empty() || self.waiting.len() == before {
+                break;
+            }
+        }
+        let mut orphans = Vec::new();
+        for (t, mut fields, origin, parent_key) in self.waiting {
+            fields.remove(PARENT_KEY);
+            let model = reg.from_value(&t, fields, &origin)?;
+            let key = model.unique_id();
+            store.insert_boxed(model, None)?;
+            let orphan = AdapterError::Orphan {
+                origin,
+                model_type: t.clone(),
+                key,
+                parent_type: reg.parent_type(&t).unwrap_or_default().to_string(),
+                parent_key,
+            };
+            tracing::warn!(error = %orphan, "loaded a model without its parent");
+            orphans.push(orphan);
+        }
+        Ok(orphans)
+    }
+}
+
 /// Reads changed models again into an image (`Adapter::reread` of the
 /// adapters whose image mirrors a system): `fetch` returns a model's flat
 /// record as the system holds it now (`None`: gone), and is asked only

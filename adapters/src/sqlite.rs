@@ -55,6 +55,8 @@ pub struct SqliteAdapter {
     feed: bool,
     /// The tag of the writes made now (see [`Adapter::set_origin`]).
     write_origin: Option<String>,
+    /// What the last load read past.
+    warnings: Vec<AdapterError>,
     /// The models, as loaded from (and kept in step with) the database.
     pub store: LocalStore,
 }
@@ -92,6 +94,7 @@ impl SqliteAdapter {
             path: None,
             feed: false,
             write_origin: None,
+            warnings: Vec::new(),
             store,
         };
         a.load_tables()?;
@@ -216,6 +219,7 @@ impl SqliteAdapter {
     }
 
     fn load_tables(&mut self) -> Result<()> {
+        let mut loader = registry::FlatLoader::default();
         for t in &self.tables {
             let origin = t.origin();
             let found: Vec<String> = {
@@ -242,12 +246,20 @@ impl SqliteAdapter {
                     values.push(from_sqlite(row.get::<_, Sql>(i).map_err(|e| backend(&origin, e))?));
                 }
                 let record = t.record(values)?;
-                registry::insert_flat(&self.registry, &mut self.store, &t.model_type, record, &origin)?;
+                loader.insert(&self.registry, &mut self.store, &t.model_type, record, &origin)?;
             }
         }
+        self.warnings = loader.finish(&self.registry, &mut self.store)?;
         // Loaded: fingerprints up to date, so equal subtrees diff for free.
         self.store.refresh_fingerprints();
         Ok(())
+    }
+
+    /// What the last load found wrong but could read past: rows naming a
+    /// parent that does not exist ([`AdapterError::Orphan`], loaded
+    /// without their parent link), each named by table and key.
+    pub fn warnings(&self) -> &[AdapterError] {
+        &self.warnings
     }
 }
 

@@ -699,11 +699,22 @@ impl<'a, 'd> Planner<'a, 'd> {
         let i = self.plan.changes.len();
         match e.action {
             Action::Create => {
-                if let Some((pt, pk)) = parent_key
-                    && self.dest.get_dyn(pt, pk).is_err()
-                    && !self.created.contains(&(pt, pk))
-                {
-                    return Err(self.invalid(e, format!("its parent {pt} {pk:?} is neither stored nor created")));
+                if let Some((pt, pk)) = parent_key {
+                    if self.dest.get_dyn(pt, pk).is_err() && !self.created.contains(&(pt, pk)) {
+                        return Err(self.invalid(e, format!("its parent {pt} {pk:?} is neither stored nor created")));
+                    }
+                    if let Some(schema) = self.dest.schema(pt)
+                        && !schema.children.contains(&e.model_type)
+                    {
+                        return Err(self.invalid(
+                            e,
+                            format!(
+                                "its parent type {pt} does not declare {} children (declared: [{}])",
+                                e.model_type,
+                                schema.children.join(", ")
+                            ),
+                        ));
+                    }
                 }
                 let freed = self.deleted.remove(&(&*e.model_type, &*e.key));
                 let taken = freed.is_none() && dst.is_some();
@@ -723,8 +734,12 @@ impl<'a, 'd> Planner<'a, 'd> {
                             return Err(self.invalid(e, format!("its identifiers give the key {:?}", m.unique_id())));
                         }
                         Ok(m) => new_model = Some(m),
-                        // The destination's type cannot hold it (a required attribute
-                        // the source lacks, a value of the wrong kind): this element fails.
+                        // Values the diff carries itself (read from a file, say)
+                        // that do not fit: the diff is wrong, nothing is applied.
+                        Err(err) if src_model.is_none() => return Err(self.invalid(e, err.to_string())),
+                        // The destination's type cannot hold the source's model (a
+                        // required attribute it lacks, a value of the wrong kind):
+                        // this element fails.
                         Err(err) => outcome = Outcome::Failed(err.to_string()),
                     }
                 }
@@ -740,8 +755,10 @@ impl<'a, 'd> Planner<'a, 'd> {
                         Some(s) => s.attributes(),
                         None => e.new_values(),
                     };
-                    if let Err(err) = probe.set_attributes(&values) {
-                        outcome = Outcome::Failed(err.to_string());
+                    match probe.set_attributes(&values) {
+                        Ok(()) => {}
+                        Err(err) if src_model.is_none() => return Err(self.invalid(e, err.to_string())),
+                        Err(err) => outcome = Outcome::Failed(err.to_string()),
                     }
                 }
             }

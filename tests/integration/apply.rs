@@ -260,7 +260,20 @@ fn loaded(diff: &Diff) -> Diff {
 fn a_loaded_diff_that_does_not_fit_the_store_is_refused_before_any_hook() {
     let diff = sys_a().diff_from(&sys_b()).unwrap();
     type Edit = fn(&mut Diff);
-    let cases: [(&str, Edit); 4] = [
+    let cases: [(&str, Edit); 7] = [
+        ("a child type its parent does not declare", |d| {
+            let site = d.elements.iter_mut().find(|e| e.key == "lax").unwrap();
+            let mut device = site.children.remove(0);
+            site.children = std::mem::take(&mut device.children);
+        }),
+        ("a value of the wrong kind in a create", |d| {
+            let site = d.elements.iter_mut().find(|e| e.key == "lax").unwrap();
+            site.source_attrs.as_mut().unwrap().insert("region".into(), json!(5));
+        }),
+        ("a value of the wrong kind in an update", |d| {
+            let dev = &mut d.elements.iter_mut().find(|e| e.key == "nyc").unwrap().children[0];
+            dev.changes[0].new = json!(["edge"]);
+        }),
         ("key disagrees with identifiers", |d| {
             let e = d.elements.iter_mut().find(|e| e.key == "lax").unwrap();
             e.identifiers.insert("name".into(), json!("other"));

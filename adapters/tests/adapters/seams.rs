@@ -260,3 +260,67 @@ fn a_loop_tells_at_once_and_once_that_its_source_file_does_not_parse() {
         "north"
     );
 }
+
+#[test]
+fn a_loaded_diff_that_does_not_fit_is_refused_whole_and_the_database_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = sqlite_with(dir.path(), 1);
+    let source = inventory("cmdb", 2, 0);
+    let text = serde_json::to_string(&db.diff_from(&source).unwrap()).unwrap();
+    // An interface moved right under its site, which declares devices only.
+    let mut diff: diffsync::Diff = serde_json::from_str(&text).unwrap();
+    let site = diff.elements.iter_mut().find(|e| e.key == "site1").unwrap();
+    let mut device = site.children.remove(0);
+    site.children = std::mem::take(&mut device.children);
+    let err = db.sync_diff(&diff, &mut Options::new()).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidDiff { model_type, .. } if model_type == "interface"),
+        "{err}"
+    );
+    // A value of the wrong kind somewhere in it: nothing at all is applied.
+    let mut diff: diffsync::Diff = serde_json::from_str(&text).unwrap();
+    let site = diff.elements.iter_mut().find(|e| e.key == "site1").unwrap();
+    let intf = &mut site.children[1].children[2];
+    intf.source_attrs
+        .as_mut()
+        .unwrap()
+        .insert("mtu".into(), serde_json::json!("big"));
+    let err = db.sync_diff(&diff, &mut Options::new()).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidDiff { key, .. } if key == "site1-r1__eth2"),
+        "{err}"
+    );
+    let reopened = SqliteAdapter::open("db", dir.path().join("inv.db"), registry()).unwrap();
+    assert_eq!(reopened.store.count_all(), 9, "nothing was written");
+}
+
+#[test]
+fn a_row_whose_parent_is_missing_is_named_and_the_database_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_with(dir.path(), 1);
+    db.connection()
+        .execute_batch("PRAGMA foreign_keys = OFF; DELETE FROM device WHERE name = 'site0-r1';")
+        .unwrap();
+    let reopened = SqliteAdapter::open("db", dir.path().join("inv.db"), registry()).unwrap();
+    let warnings: Vec<String> = reopened.warnings().iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(
+        warnings[0].contains("interface \"site0-r1__eth0\" names a parent device \"site0-r1\""),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[0].contains(": table \"interface\""),
+        "names the table: {warnings:?}"
+    );
+    // Loaded without the parent, they show at the top of a diff: a sync
+    // from a source without them deletes them.
+    let mut source = inventory("cmdb", 1, 0);
+    source.store.remove("device", "site0-r1", true).unwrap();
+    let mut reopened = reopened;
+    let diff = reopened.diff_from(&source).unwrap();
+    assert_eq!(diff.summary().delete, 3, "{diff}");
+    reopened.sync_from(&source).unwrap();
+    let again = SqliteAdapter::open("db", dir.path().join("inv.db"), registry()).unwrap();
+    assert!(again.warnings().is_empty());
+    assert!(!again.diff_from(&source).unwrap().has_diffs());
+}
