@@ -30,7 +30,13 @@
 //!
 //! A sync into a [`FileAdapter`] rewrites its file(s) in `sync_complete`:
 //! temporary files in the same directory, then renames, so a failure leaves
-//! the old content intact; a CSV directory is replaced all or nothing.
+//! the old content intact; a CSV directory is replaced all or nothing. A
+//! rewritten file keeps its permissions (and owner and group, where the
+//! process may set them). It does not keep what is not data: comments,
+//! key order, quoting, indentation and blank lines of a hand-kept YAML,
+//! TOML or JSON file are lost in a rewrite (it is written as the adapter
+//! lays it out). A sync that applies nothing to the file does not rewrite
+//! it, so a hand-kept file under two-way sync changes only when its data does.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -227,6 +233,9 @@ impl FileAdapter {
             staged.push((file, temp_file(&self.path, &bytes)?));
         }
         let mut replaced: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::new();
+        for (file, tmp) in &staged {
+            keep_metadata(file, tmp)?;
+        }
         for (file, tmp) in staged {
             let old = std::fs::read(&file).ok();
             if let Err(e) = tmp.persist(&file) {
@@ -615,10 +624,15 @@ impl diffsync::feed::ChangeFeed for FileFeed {
 
 impl Adapter for FileAdapter {
     registry_adapter_basics!();
-    /// Writes the file(s). When that fails nothing was replaced, and the
-    /// store is read back from the file so it never holds what the file
-    /// does not (a reconcile then knows the changes did not land).
-    fn sync_complete(&mut self, _diff: &Diff, _report: &SyncReport) -> Result<(), HookError> {
+    /// Writes the file(s), when the sync applied a change (a file nothing
+    /// changed in is left as it is, comments and layout included). When
+    /// the write fails nothing was replaced, and the store is read back
+    /// from the file so it never holds what the file does not (a reconcile
+    /// then knows the changes did not land).
+    fn sync_complete(&mut self, _diff: &Diff, report: &SyncReport) -> Result<(), HookError> {
+        if report.totals().applied == 0 {
+            return Ok(());
+        }
         let Err(e) = self.save() else { return Ok(()) };
         if let Ok(fresh) = self.reopen() {
             self.store = fresh.store;
@@ -649,7 +663,26 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    temp_file(dir, bytes)?.persist(path).map_err(|e| io(path, e.error))?;
+    let tmp = temp_file(dir, bytes)?;
+    keep_metadata(path, &tmp)?;
+    tmp.persist(path).map_err(|e| io(path, e.error))?;
+    Ok(())
+}
+
+/// Gives the temporary file that replaces `path` the permissions (and,
+/// where this process may, the owner and group) `path` has: a rename
+/// would otherwise leave the file with the temporary file's (0600).
+fn keep_metadata(path: &Path, tmp: &tempfile::NamedTempFile) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // a new file: the process's defaults
+    };
+    std::fs::set_permissions(tmp.path(), meta.permissions()).map_err(|e| io(tmp.path(), e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // Only root (or the owner, for the group) may: best effort.
+        let _ = std::os::unix::fs::chown(tmp.path(), Some(meta.uid()), Some(meta.gid()));
+    }
     Ok(())
 }
 

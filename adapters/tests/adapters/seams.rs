@@ -324,3 +324,38 @@ fn a_row_whose_parent_is_missing_is_named_and_the_database_still_opens() {
     assert!(again.warnings().is_empty());
     assert!(!again.diff_from(&source).unwrap().has_diffs());
 }
+
+#[test]
+fn a_rewritten_file_keeps_its_permissions_and_an_untouched_one_its_comments() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, format) in [("inv.yaml", Format::Yaml), ("csv", Format::Csv)] {
+        let path = dir.path().join(name);
+        let mut file = FileAdapter::open_or_empty("file", &path, format, registry()).unwrap();
+        file.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+        let files: Vec<std::path::PathBuf> = match format {
+            Format::Csv => ["site", "device", "interface"]
+                .map(|t| path.join(format!("{t}.csv")))
+                .to_vec(),
+            _ => vec![path.clone()],
+        };
+        for f in &files {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        file.sync_from(&inventory("cmdb", 1, 1)).unwrap();
+        for f in &files {
+            let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644, "{}", f.display());
+        }
+    }
+    // A hand-kept file, reconciled with a side that changed nothing of it.
+    let path = dir.path().join("inv.yaml");
+    let text = format!("# kept by hand\n{}", std::fs::read_to_string(&path).unwrap());
+    std::fs::write(&path, &text).unwrap();
+    let mut file = FileAdapter::open("file", &path, Format::Yaml, registry()).unwrap();
+    let mut other = inventory("other", 1, 1);
+    let mut base = Base::from_store(inventory("base", 1, 1).store);
+    let opts = diffsync::bidir::BiOptions::new();
+    diffsync::bidir::reconcile(&mut file, &mut other, &mut base, &opts).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "not rewritten");
+}
