@@ -45,21 +45,38 @@ fn yaml_error(path: &str, e: serde_saphyr::Error) -> AdapterError {
     let (line, column) = e
         .location()
         .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
+    // The parser's first line, without the place (given apart) and without
+    // advice about its own options, which this adapter does not expose.
+    let text = e.to_string();
+    let mut message = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+    if let Some((place, rest)) = message.split_once(": ")
+        && place.starts_with("line ")
+    {
+        message = rest;
+    }
+    let message = match message.strip_prefix("duplicate mapping key: ") {
+        Some(key) => format!("duplicate key {:?}", key.split(", set ").next().unwrap_or(key)),
+        None => message.to_string(),
+    };
     AdapterError::Parse {
         path: path.to_string(),
         line,
         column,
-        message: e.to_string(),
+        message,
     }
 }
 
 fn toml_error(path: &str, text: &str, e: toml::de::Error) -> AdapterError {
     let (line, column) = e.span().map_or((0, 0), |s| line_column(text, s.start));
+    let message = match (e.message(), e.span().and_then(|s| text.get(s))) {
+        ("duplicate key", Some(key)) => format!("duplicate key {:?}", key.trim()),
+        (m, _) => m.to_string(),
+    };
     AdapterError::Parse {
         path: path.to_string(),
         line,
         column,
-        message: e.message().to_string(),
+        message,
     }
 }
 
@@ -289,10 +306,22 @@ impl Loader<'_> {
         {
             return Err(fault(&fields, None, format!("missing identifier {:?}", id.name)));
         }
-        let model = self
-            .reg
-            .from_value(model_type, fields.clone(), "")
-            .map_err(|e| fault(&fields, None, model_message(e)))?;
+        let model = self.reg.from_value(model_type, fields.clone(), "").map_err(|e| {
+            // A field the type does not know beside one it misses is most
+            // likely a typo of it: name the typo, where it is.
+            match unknown_keys(schema, &fields).next() {
+                Some(typo) => fault(
+                    &fields,
+                    Some(typo),
+                    format!(
+                        "unknown field {typo:?}; expected one of: {} ({})",
+                        field_names(schema),
+                        model_message(e)
+                    ),
+                ),
+                None => fault(&fields, None, model_message(e)),
+            }
+        })?;
         if let Some(unknown) = unknown_field(self.reg, schema, &fields, &*model) {
             return Err(fault(
                 &fields,
@@ -338,6 +367,14 @@ pub(crate) fn unknown_field(
     fields: &Map<String, Value>,
     model: &dyn AnyModel,
 ) -> Option<String> {
+    let mut extra = unknown_keys(schema, fields).peekable();
+    extra.peek()?;
+    let own = reg.to_value(model).ok()?;
+    extra.find(|k| !own.contains_key(k.as_str())).cloned()
+}
+
+/// Record keys that are neither a field of the schema nor a child list.
+fn unknown_keys<'f>(schema: &ModelSchema, fields: &'f Map<String, Value>) -> impl Iterator<Item = &'f String> {
     let known = |k: &str| {
         schema
             .identifiers
@@ -346,10 +383,7 @@ pub(crate) fn unknown_field(
             .any(|f| f.name == k)
             || schema.children.iter().any(|c| c == k)
     };
-    let mut extra = fields.keys().filter(|k| !known(k)).peekable();
-    extra.peek()?;
-    let own = reg.to_value(model).ok()?;
-    extra.find(|k| !own.contains_key(k.as_str())).cloned()
+    fields.keys().filter(move |k| !known(k))
 }
 
 /// The serde message of a record that does not fit its type.

@@ -241,6 +241,17 @@ impl PostgresAdapter {
 /// A row's values, read by the columns' value kinds.
 fn row_values(t: &Table, row: &postgres::Row) -> Result<Vec<SqlValue>> {
     let mut values = Vec::with_capacity(row.len());
+    // The row's key for messages, from the identifiers read as text (`?`
+    // where one cannot be).
+    let key = || {
+        diffsync::readable_id_of((0..t.n_ids).map(|i| {
+            let text = match t.columns[i].kind {
+                ValueKind::Integer => row.try_get::<_, Option<i64>>(i).ok().flatten().map(|v| v.to_string()),
+                _ => row.try_get::<_, Option<String>>(i).ok().flatten(),
+            };
+            serde_json::Value::String(text.unwrap_or_else(|| "?".into()))
+        }))
+    };
     for (i, name) in t.column_names().iter().enumerate() {
         let kind = t
             .columns
@@ -250,8 +261,8 @@ fn row_values(t: &Table, row: &postgres::Row) -> Result<Vec<SqlValue>> {
         let get = |e: postgres::Error| AdapterError::Model {
             origin: t.origin(),
             model_type: t.model_type.clone(),
-            key: String::new(),
-            message: format!("column {name:?}: {e}"),
+            key: key(),
+            message: format!("column {name:?}: {}", crate::error::message_of(&e)),
         };
         let v = match kind {
             ValueKind::Integer => row.try_get::<_, Option<i64>>(i).map_err(get)?.map(SqlValue::Int),

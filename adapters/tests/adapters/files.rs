@@ -460,3 +460,30 @@ fn a_file_feed_finds_a_change_its_watcher_missed_and_watches_again() {
     assert!(!batch.gap);
     assert_eq!(batch.events.len(), 1);
 }
+#[test]
+fn a_typo_beside_a_missing_field_and_a_duplicate_key_are_named_plainly() {
+    let err = open_err("typo.yaml", "site:\n  - name: a\n    regoin: east\n", Format::Yaml);
+    assert!(
+        short(&err).starts_with(r#"typo.yaml:3:13: site "a": unknown field "regoin"; expected one of: name, region"#),
+        "{err}"
+    );
+    let err = open_err(
+        "typo.json",
+        r#"{"site": [{"name": "a", "regoin": "east"}]}"#,
+        Format::Json,
+    );
+    assert!(short(&err).contains(r#"unknown field "regoin""#), "{err}");
+    // The parser's own advice (an option of its own) is not passed on.
+    let err = open_err(
+        "dup.yaml",
+        "site:\n  - name: a\n    region: east\n    region: west\n",
+        Format::Yaml,
+    );
+    assert_eq!(short(&err), r#"dup.yaml:4:5: duplicate key "region""#);
+    let err = open_err(
+        "dup.toml",
+        "[[site]]\nname = \"a\"\nregion = \"east\"\nregion = \"west\"\n",
+        Format::Toml,
+    );
+    assert_eq!(short(&err), r#"dup.toml:4:1: duplicate key "region""#);
+}

@@ -83,7 +83,7 @@ fn missing_column_and_wrong_type_are_named() {
     c.batch_execute("DROP TABLE site; CREATE TABLE site (name TEXT PRIMARY KEY, region INTEGER, _seq BIGSERIAL); INSERT INTO site (name, region) VALUES ('a', 1)").unwrap();
     let err = PostgresAdapter::connect("pg", &pg.params(), registry()).err().unwrap();
     assert!(
-        matches!(&err, AdapterError::Model { model_type, .. } if model_type == "site"),
+        matches!(&err, AdapterError::Model { model_type, key, .. } if model_type == "site" && key == "a"),
         "{err}"
     );
     assert!(err.to_string().contains("column \"region\""), "{err}");
