@@ -159,6 +159,23 @@
 //! - **Only parentless models are roots**, so a type may be its own child
 //!   (`children(Node)`), and a top-level type name no store knows is an
 //!   error ([`Error::UnknownModelType`]), not an empty diff.
+//! - **Nothing stored is out of sight.** The Python library walks from the
+//!   `top_level` types through each model's child lists, so a model no list
+//!   reaches is never diffed (nor counted). Here every parentless model is
+//!   a root, whatever its type: a model stored without its parent (an
+//!   orphan left by a failed delete, a row whose parent row is gone) is
+//!   diffed at the top level, so a sync puts it right instead of ignoring it.
+//! - **Links live in the store, not in the models.** A parent's child list
+//!   is not a field the user fills: a child is added under its parent, and
+//!   the store keeps the link. A list naming a child that is not stored (the
+//!   Python library's `ObjectNotFound` at diff time) cannot be written down.
+//! - **Fail closed on an empty or missing source.** A file adapter opened
+//!   on a path that does not exist is an error naming it (opt in with
+//!   `open_or_empty`), a one-way sync from a source that holds nothing into
+//!   a destination that holds models is refused ([`Error::EmptySource`];
+//!   [`Options::allow_empty_source`]), and a sync may be capped at a share
+//!   of deletes ([`Options::max_delete_share`]). The Python library syncs an
+//!   empty source as "delete everything".
 
 extern crate self as diffsync;
 
