@@ -957,7 +957,8 @@ pub struct ConflictRecord {
     /// winner's version (or the merge) is in the losing side's system,
     /// `Some(false)` when it did not get there (or nothing was to be
     /// applied), `None` while not known: a record written ahead of the
-    /// writes, whose run then stopped before it could tell (a crash).
+    /// writes whose run then stopped before it could tell (a crash), or
+    /// whose losing side's sync panicked (what it wrote is unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied: Option<bool>,
 }
@@ -1689,6 +1690,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     };
     let (left_result, mut panic) =
         sync_side(&mut || left.sync_diff(&to_left, &mut Options::new().dry_run(opts.dry_run)));
+    let left_panicked = panic.is_some();
     let right_result = match panic {
         Some(_) => Err(not_run("not started: the other side's sync panicked".into())),
         None => {
@@ -1697,6 +1699,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
             r
         }
     };
+    let panicked = [left_panicked, !left_panicked && panic.is_some()];
     let (plan_left, plan_right) = (to_left, to_right);
     let (to_left, left_error) = split(left_result, left.name(), right.name());
     let (to_right, right_error) = split(right_result, right.name(), left.name());
@@ -1707,7 +1710,10 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     let unacked_right = unacknowledged(&plan_right, &to_right, right_error.as_ref());
     settle(
         &mut conflicts,
-        [(&plan_left, &unacked_left), (&plan_right, &unacked_right)],
+        [
+            (&plan_left, &unacked_left, panicked[0]),
+            (&plan_right, &unacked_right, panicked[1]),
+        ],
     );
     if let Some(sink) = sink
         && let Err(e) = lock_sink(sink).settle(&conflicts)
@@ -1805,30 +1811,42 @@ fn not_run(message: String) -> Error {
 }
 
 /// Sets each conflict's `applied`: whether its resolution reached the
-/// losing side's system (`plans`: each side's plan and what of it its
-/// system did not acknowledge).
-fn settle(conflicts: &mut [ConflictRecord], plans: [(&Diff, &HashSet<(String, String)>); 2]) {
-    let reached = |side: usize, c: &ConflictRecord| {
-        let (plan, unacked) = plans[side];
-        let key = (c.model_type.clone(), c.key.clone());
-        !unacked.contains(&key)
-            && plan
-                .iter()
-                .any(|(e, _)| e.action != Action::NoChange && e.model_type == c.model_type && e.key == c.key)
+/// losing side's system. `sides`: per side, its plan, what of it its
+/// system did not acknowledge, and whether its sync panicked (then what it
+/// planned is not known: `None`).
+fn settle(conflicts: &mut [ConflictRecord], sides: [(&Diff, &HashSet<(String, String)>, bool); 2]) {
+    let planned: Vec<HashSet<(&str, &str)>> = sides
+        .iter()
+        .map(|(plan, _, _)| {
+            plan.iter()
+                .filter(|(e, _)| e.action != Action::NoChange)
+                .map(|(e, _)| (e.model_type.as_ref(), e.key.as_str()))
+                .collect()
+        })
+        .collect();
+    let reached = |side: usize, c: &ConflictRecord| -> Option<bool> {
+        let (_, unacked, panicked) = sides[side];
+        if !planned[side].contains(&(c.model_type.as_str(), c.key.as_str())) {
+            return Some(false);
+        }
+        if panicked {
+            return None;
+        }
+        Some(!unacked.contains(&(c.model_type.clone(), c.key.clone())))
     };
     for c in conflicts {
-        c.applied = Some(match c.resolution {
+        c.applied = match c.resolution {
             Resolution::Left => reached(1, c),
             Resolution::Right => reached(0, c),
-            Resolution::Merge => {
-                let (to_left, to_right) = (reached(0, c), reached(1, c));
-                (to_left || to_right)
-                    && !plans
-                        .iter()
-                        .any(|(_, u)| u.contains(&(c.model_type.clone(), c.key.clone())))
-            }
-            Resolution::Skip => false,
-        });
+            Resolution::Merge => match (reached(0, c), reached(1, c)) {
+                (None, _) | (_, None) => None,
+                (Some(l), Some(r)) => {
+                    let whole = |side: usize| !sides[side].1.contains(&(c.model_type.clone(), c.key.clone()));
+                    Some((l || r) && whole(0) && whole(1))
+                }
+            },
+            Resolution::Skip => Some(false),
+        };
     }
 }
 
