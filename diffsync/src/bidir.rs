@@ -75,6 +75,12 @@ pub struct Base {
     /// to the type since): a reconcile fills them from the sides, so an
     /// added attribute is never a change by itself.
     unknown: Vec<(String, String)>,
+    /// Writes of an interrupted run (see [`Pending`]).
+    pending: Vec<Pending>,
+    /// Keys an interrupted write left in doubt (its side changed them
+    /// since): the next classification takes any change to them as a
+    /// conflict.
+    suspect: HashSet<(String, String)>,
 }
 
 impl fmt::Debug for Base {
@@ -103,6 +109,23 @@ struct BaseDocument {
     schemas: std::collections::BTreeMap<String, SavedSchema>,
     /// Parents before their children.
     models: Vec<BaseRecord>,
+    /// Writes of a run that saved this base ahead of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pending: Vec<Pending>,
+}
+
+/// A write a reconcile was about to make when it saved its base ahead of
+/// its writes: which side, and the model that side holds once the write
+/// landed (`None`: deleted). The next run looks at that side: if it holds
+/// exactly this, the write landed and the base takes it; else the base
+/// keeps what it had.
+#[derive(Clone, Serialize, Deserialize)]
+struct Pending {
+    /// The write went to the left side (else the right).
+    to_left: bool,
+    model_type: String,
+    key: String,
+    after: Option<BaseRecord>,
 }
 
 /// A model type's fields as a base saw them.
@@ -200,7 +223,7 @@ fn placeholder(f: &crate::model::FieldDef) -> Value {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct BaseRecord {
     model_type: String,
     key: String,
@@ -216,6 +239,8 @@ impl Base {
         Base {
             store: LocalStore::new("base"),
             unknown: Vec::new(),
+            pending: Vec::new(),
+            suspect: HashSet::new(),
         }
     }
 
@@ -225,6 +250,8 @@ impl Base {
         Base {
             store,
             unknown: Vec::new(),
+            pending: Vec::new(),
+            suspect: HashSet::new(),
         }
     }
 
@@ -256,6 +283,7 @@ impl Base {
             version: BASE_VERSION,
             schemas,
             models: self.records()?,
+            pending: self.pending.clone(),
         };
         serde_json::to_vec(&file).map_err(|e| Error::Base {
             path: String::new(),
@@ -290,6 +318,7 @@ impl Base {
             }
         }
         let mut unknown: Vec<(String, String)> = Vec::new();
+        let pending = file.pending;
         let mut todo = file.models;
         for r in &mut todo {
             let Some(schema) = like.schema(&r.model_type) else {
@@ -331,7 +360,14 @@ impl Base {
                 store.insert_boxed(model, parent).map_err(|e| fail(e.to_string()))?;
             }
             match waiting.first() {
-                None => return Ok(Base { store, unknown }),
+                None => {
+                    return Ok(Base {
+                        store,
+                        unknown,
+                        pending,
+                        suspect: HashSet::new(),
+                    });
+                }
                 Some(first) if waiting.len() == before => {
                     // Name a record whose parent is nowhere (not one waiting itself).
                     let waits = |(t, k): &(String, String)| waiting.iter().any(|w| w.model_type == *t && w.key == *k);
@@ -438,6 +474,87 @@ impl Base {
         Ok(out)
     }
 
+    /// Settles the writes of an interrupted run: a write whose side holds
+    /// what it wrote landed, and the base takes it; for any other the base
+    /// keeps its version, and the key is in doubt (see `suspect`).
+    fn resolve_pending(&mut self, ls: &LocalStore, rs: &LocalStore) -> Result<()> {
+        for p in std::mem::take(&mut self.pending) {
+            let side = if p.to_left { ls } else { rs };
+            let (t, k) = (p.model_type.as_str(), p.key.as_str());
+            if side.schema(t).is_none() {
+                continue;
+            }
+            let now = side.get_dyn(t, k).ok().map(|m| m.attributes());
+            let before = self.store.get_dyn(t, k).is_ok();
+            match (&p.after, &now) {
+                // Landed.
+                (None, None) => {
+                    if before {
+                        self.store.remove(t, k, false)?;
+                    }
+                }
+                (Some(after), Some(now)) if *now == after.attributes => self.agree(side, t, k)?,
+                // The side still holds the base's version of a model the
+                // write was to change or delete: it did not land, and the
+                // next classification sends it again.
+                (_, Some(now)) if self.store.get_dyn(t, k).is_ok_and(|b| b.attributes() == *now) => {}
+                // Otherwise it did not land, or it did and the side changed
+                // the key since (a create deleted again, say). Which one is
+                // not known, so a change on either side is a conflict, never
+                // a silent overwrite.
+                _ => {
+                    self.suspect.insert((t.to_string(), k.to_string()));
+                }
+            }
+        }
+        self.store.refresh_fingerprints();
+        Ok(())
+    }
+
+    /// The writes `plan` makes to a side, as pending records (`target`:
+    /// the side's store before the writes).
+    fn intents(plan: &Diff, target: &LocalStore, to_left: bool) -> Vec<Pending> {
+        let mut out = Vec::new();
+        let mut path: Vec<(String, String)> = Vec::new();
+        for (e, depth) in plan.iter() {
+            path.truncate(depth);
+            let key = (e.model_type.to_string(), e.key.clone());
+            path.push(key.clone());
+            let after = match e.action {
+                Action::NoChange => continue,
+                Action::Delete => None,
+                Action::Create => Some(BaseRecord {
+                    model_type: key.0.clone(),
+                    key: key.1.clone(),
+                    parent: depth.checked_sub(1).and_then(|d| path.get(d).cloned()),
+                    identifiers: e.identifiers.clone(),
+                    attributes: e.new_values(),
+                }),
+                Action::Update => {
+                    let Ok(now) = target.get_dyn(&key.0, &key.1) else {
+                        continue;
+                    };
+                    let mut attributes = now.attributes();
+                    attributes.extend(e.new_values());
+                    Some(BaseRecord {
+                        model_type: key.0.clone(),
+                        key: key.1.clone(),
+                        parent: None,
+                        identifiers: e.identifiers.clone(),
+                        attributes,
+                    })
+                }
+            };
+            out.push(Pending {
+                to_left,
+                model_type: key.0,
+                key: key.1,
+                after,
+            });
+        }
+        out
+    }
+
     /// Gives the attributes the saved base did not record the sides'
     /// values (the left's where it has the model, else the right's), so
     /// they count as unchanged since the base.
@@ -489,6 +606,9 @@ pub trait BaseStore: Send {
     /// new one, never half of each.
     fn save(&mut self, base: &Base) -> Result<()>;
 }
+
+/// A base store shared by the runs that save to it.
+pub type SharedBaseStore = Arc<std::sync::Mutex<dyn BaseStore>>;
 
 /// A base kept in a file ([`Base::save`] / [`Base::load`]).
 #[derive(Clone, Debug)]
@@ -1152,6 +1272,7 @@ pub struct BiOptions {
     dry_run: bool,
     modification_beats_deletion: bool,
     log: Option<SharedSink>,
+    saved: Option<SharedBaseStore>,
 }
 
 impl fmt::Debug for BiOptions {
@@ -1164,6 +1285,7 @@ impl fmt::Debug for BiOptions {
             .field("dry_run", &self.dry_run)
             .field("modification_beats_deletion", &self.modification_beats_deletion)
             .field("log", &self.log.is_some())
+            .field("saved", &self.saved.is_some())
             .finish()
     }
 }
@@ -1178,6 +1300,7 @@ impl Default for BiOptions {
             dry_run: false,
             modification_beats_deletion: false,
             log: None,
+            saved: None,
         }
     }
 }
@@ -1232,6 +1355,23 @@ impl BiOptions {
     /// nothing.
     pub fn log_to<S: ConflictSink + Send + 'static>(mut self, sink: Arc<std::sync::Mutex<S>>) -> Self {
         self.log = Some(sink);
+        self
+    }
+
+    /// Saves the base to `store` as the run goes: before either side is
+    /// written (with the writes about to be made, so a run that dies half
+    /// way is settled by the next one: a write that landed counts, one that
+    /// did not does not), and once more at the end. A save that fails
+    /// before the writes stops the run before any write; one that fails at
+    /// the end makes the run [`Error::Unfinished`]. A dry run saves nothing.
+    pub fn save_to<S: BaseStore + 'static>(mut self, store: Arc<std::sync::Mutex<S>>) -> Self {
+        self.saved = Some(store);
+        self
+    }
+
+    /// Saves to this shared base store (see [`save_to`](Self::save_to)).
+    pub fn save_to_shared(mut self, store: Option<SharedBaseStore>) -> Self {
+        self.saved = store;
         self
     }
 
@@ -1557,8 +1697,13 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         }
     }
     let strategies = opts.strategies([ls, rs])?;
+    let base_before = base.store.fingerprint();
     if !base.unknown.is_empty() {
         base.fill_unknown(ls, rs)?;
+    }
+    let resolved = !base.pending.is_empty();
+    if resolved {
+        base.resolve_pending(ls, rs)?;
     }
     let Classification {
         diff: d,
@@ -1575,6 +1720,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
             cr.insert(key, a);
         }
     }
+    let suspects = std::mem::take(&mut base.suspect);
     let judge = Judge {
         opts,
         strategies,
@@ -1592,6 +1738,18 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         }
         let key = (e.model_type.as_ref(), e.key.as_str());
         flow[i] = match (cl.get(&key), cr.get(&key)) {
+            // A key an interrupted write left in doubt: a conflict, by what
+            // each side holds.
+            (a, b) if (a.is_none() || b.is_none()) && suspects.contains(&(key.0.to_string(), key.1.to_string())) => {
+                let kind = match (ls.get_dyn(key.0, key.1).is_ok(), rs.get_dyn(key.0, key.1).is_ok()) {
+                    (true, false) => ConflictKind::UpdateDelete,
+                    (false, true) => ConflictKind::DeleteUpdate,
+                    _ => ConflictKind::UpdateUpdate,
+                };
+                let (flow, record) = judge.decide(key, kind, &mut merges);
+                conflicts.push(record);
+                flow
+            }
             (None, Some(_)) => Flow::ToLeft,
             (Some(_), None) => Flow::ToRight,
             (Some(a), Some(b)) => {
@@ -1668,6 +1826,23 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         .collect();
     drop(walk);
 
+    // Write-ahead: the base, with the writes about to be made, is saved
+    // before either side is written, so a crash in between cannot leave a
+    // base older than the sides (which would take a deletion made later
+    // for a creation on the other side).
+    let saved = opts.saved.as_ref().filter(|_| !opts.dry_run);
+    let writes = !opts.dry_run && (to_left.has_diffs() || to_right.has_diffs());
+    let mut intents = Vec::new();
+    if writes {
+        intents = Base::intents(&to_left, ls, true);
+        intents.extend(Base::intents(&to_right, rs, false));
+    }
+    if let Some(store) = saved.filter(|_| writes) {
+        base.pending.clone_from(&intents);
+        let ahead = lock_base(store).save(base);
+        base.pending.clear();
+        ahead?;
+    }
     // Write-ahead: every conflict is in the log before either side is written.
     let run = run_id();
     for c in &mut conflicts {
@@ -1711,8 +1886,16 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     settle(
         &mut conflicts,
         [
-            (&plan_left, &unacked_left, panicked[0]),
-            (&plan_right, &unacked_right, panicked[1]),
+            SideOutcome {
+                plan: &plan_left,
+                unacked: &unacked_left,
+                panicked: panicked[0],
+            },
+            SideOutcome {
+                plan: &plan_right,
+                unacked: &unacked_right,
+                panicked: panicked[1],
+            },
         ],
     );
     if let Some(sink) = sink
@@ -1720,6 +1903,12 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     {
         tracing::warn!(error = %e, run = %run, "conflict log: the outcomes could not be recorded");
     }
+    // The writes of a side whose sync panicked are not known to have
+    // landed or not: they stay pending, and the next run looks at the side.
+    let pending: Vec<Pending> = intents
+        .into_iter()
+        .filter(|p| panicked[usize::from(!p.to_left)])
+        .collect();
     let unacked: HashSet<(String, String)> = unacked_left.into_iter().chain(unacked_right).collect();
 
     let mut identical = both_deleted.len();
@@ -1751,6 +1940,11 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         }
     }
     base.store.refresh_fingerprints();
+    base.pending = pending;
+    let moved = writes || resolved || base.store.fingerprint() != base_before;
+    let base_error = saved
+        .filter(|_| moved)
+        .and_then(|store| lock_base(store).save(base).err());
     let report = BiReport {
         plan_left,
         plan_right,
@@ -1764,14 +1958,22 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     if let Some(panic) = panic {
         resume_unwind(panic);
     }
-    match report.stopped() {
+    let stopped = report
+        .stopped()
+        .map(|(side, e)| (side.to_string(), e.to_string()))
+        .or_else(|| base_error.map(|e| ("the base store".to_string(), e.to_string())));
+    match stopped {
         None => Ok(report),
-        Some((side, e)) => Err(Error::Unfinished {
-            side: side.to_string(),
-            message: e.to_string(),
+        Some((side, message)) => Err(Error::Unfinished {
+            side,
+            message,
             report: Box::new(report),
         }),
     }
+}
+
+fn lock_base(store: &SharedBaseStore) -> std::sync::MutexGuard<'_, dyn BaseStore + 'static> {
+    store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A run's id: unique per process and time.
@@ -1810,29 +2012,37 @@ fn not_run(message: String) -> Error {
     }
 }
 
+/// How one side's sync of a run ended, as [`settle`] needs it.
+struct SideOutcome<'a> {
+    /// What the side was to apply.
+    plan: &'a Diff,
+    /// The keys of `plan` its system did not acknowledge.
+    unacked: &'a HashSet<(String, String)>,
+    /// The side's sync panicked: what it planned is not known.
+    panicked: bool,
+}
+
 /// Sets each conflict's `applied`: whether its resolution reached the
-/// losing side's system. `sides`: per side, its plan, what of it its
-/// system did not acknowledge, and whether its sync panicked (then what it
-/// planned is not known: `None`).
-fn settle(conflicts: &mut [ConflictRecord], sides: [(&Diff, &HashSet<(String, String)>, bool); 2]) {
+/// losing side's system (`None` when that side's sync panicked).
+fn settle(conflicts: &mut [ConflictRecord], sides: [SideOutcome<'_>; 2]) {
     let planned: Vec<HashSet<(&str, &str)>> = sides
         .iter()
-        .map(|(plan, _, _)| {
-            plan.iter()
+        .map(|side| {
+            side.plan
+                .iter()
                 .filter(|(e, _)| e.action != Action::NoChange)
                 .map(|(e, _)| (e.model_type.as_ref(), e.key.as_str()))
                 .collect()
         })
         .collect();
     let reached = |side: usize, c: &ConflictRecord| -> Option<bool> {
-        let (_, unacked, panicked) = sides[side];
         if !planned[side].contains(&(c.model_type.as_str(), c.key.as_str())) {
             return Some(false);
         }
-        if panicked {
+        if sides[side].panicked {
             return None;
         }
-        Some(!unacked.contains(&(c.model_type.clone(), c.key.clone())))
+        Some(!sides[side].unacked.contains(&(c.model_type.clone(), c.key.clone())))
     };
     for c in conflicts {
         c.applied = match c.resolution {
@@ -1841,7 +2051,7 @@ fn settle(conflicts: &mut [ConflictRecord], sides: [(&Diff, &HashSet<(String, St
             Resolution::Merge => match (reached(0, c), reached(1, c)) {
                 (None, _) | (_, None) => None,
                 (Some(l), Some(r)) => {
-                    let whole = |side: usize| !sides[side].1.contains(&(c.model_type.clone(), c.key.clone()));
+                    let whole = |side: usize| !sides[side].unacked.contains(&(c.model_type.clone(), c.key.clone()));
                     Some((l || r) && whole(0) && whole(1))
                 }
             },

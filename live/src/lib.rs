@@ -258,9 +258,6 @@ pub struct TwoWay<L, R> {
     right: Arc<Mutex<R>>,
     base: Base,
     opts: BiOptions,
-    saved: Option<Box<dyn BaseStore>>,
-    /// The base moved since it was last saved (a save failed).
-    unsaved: bool,
     /// The unresolved conflicts already reported, by identity.
     known: Arc<HashSet<String>>,
 }
@@ -274,8 +271,6 @@ impl<L, R> TwoWay<L, R> {
             right,
             base,
             opts,
-            saved: None,
-            unsaved: false,
             known: Arc::default(),
         }
     }
@@ -288,8 +283,8 @@ impl<L, R> TwoWay<L, R> {
 
 impl<L: Adapter, R> TwoWay<L, R> {
     /// Both sides and the options, the base loaded from `store` now (an
-    /// empty one on the first run) and saved there after each pass that
-    /// moved it.
+    /// empty one on the first run) and saved there by each pass that moves
+    /// it, ahead of its writes and after them ([`BiOptions::save_to`]).
     pub fn persisted(
         left: Arc<Mutex<L>>,
         right: Arc<Mutex<R>>,
@@ -297,9 +292,8 @@ impl<L: Adapter, R> TwoWay<L, R> {
         opts: BiOptions,
     ) -> diffsync::Result<Self> {
         let base = store.load(lock(&left).store().local())?;
-        let mut two = TwoWay::new(left, right, base, opts);
-        two.saved = Some(Box::new(store));
-        Ok(two)
+        let opts = opts.save_to(Arc::new(Mutex::new(store)));
+        Ok(TwoWay::new(left, right, base, opts))
     }
 }
 
@@ -344,27 +338,11 @@ impl ConflictSink for LoopSink {
 }
 
 impl<L: Adapter + Send, R: Adapter + Send> TwoWay<L, R> {
-    /// Saves the base if it moved since it was last saved.
-    fn save(&mut self) -> Result<(), String> {
-        if !self.unsaved {
-            return Ok(());
-        }
-        if let Some(store) = &mut self.saved {
-            store.save(&self.base).map_err(|e| format!("saving the base: {e}"))?;
-        }
-        self.unsaved = false;
-        Ok(())
-    }
-
-    /// One reconcile: re-read both sides, reconcile, save the base.
+    /// One reconcile: re-read both sides, reconcile (which saves the base
+    /// of a persisted loop).
     fn pass(&mut self, origin: &str) -> PassOutcome {
         let mut out = PassOutcome::default();
         let whole = |out: &mut PassOutcome, e: String| out.failed.push(((String::new(), String::new()), e));
-        // A base that could not be saved is saved before anything else moves it.
-        if let Err(e) = self.save() {
-            whole(&mut out, e);
-            return out;
-        }
         let (mut left, mut right) = (lock(&self.left), lock(&self.right));
         if let Err(e) = left.refresh().and_then(|()| right.refresh()) {
             whole(&mut out, format!("re-reading: {e}"));
@@ -378,18 +356,14 @@ impl<L: Adapter + Send, R: Adapter + Send> TwoWay<L, R> {
             .opts
             .clone()
             .log_to_shared(Some(Arc::new(Mutex::new(sink)) as SharedSink));
-        let before = self.base.store().fingerprint();
         let (l, r) = (Tagged::new(&mut *left, origin), Tagged::new(&mut *right, origin));
         let result = reconcile(&mut *l.0, &mut *r.0, &mut self.base, &opts);
         drop((l, r));
         drop((left, right));
-        self.unsaved |= self.base.store().fingerprint() != before;
         let report = match result {
             Ok(report) => report,
-            Err(diffsync::Error::Unfinished { report, .. }) => {
-                for e in [&report.left_error, &report.right_error].into_iter().flatten() {
-                    whole(&mut out, e.to_string());
-                }
+            Err(diffsync::Error::Unfinished { side, message, report }) => {
+                whole(&mut out, format!("the sync to {side} stopped: {message}"));
                 *report
             }
             Err(e) => {
@@ -414,9 +388,6 @@ impl<L: Adapter + Send, R: Adapter + Send> TwoWay<L, R> {
                 .map(identity)
                 .collect(),
         );
-        if let Err(e) = self.save() {
-            whole(&mut out, e);
-        }
         out
     }
 }

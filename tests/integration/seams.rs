@@ -5,7 +5,10 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
-use diffsync::bidir::{Base, BiOptions, ConflictRecord, ConflictSink, JsonLines, Resolution, Strategy, reconcile};
+use diffsync::bidir::{
+    Base, BaseFile, BaseStore, BiOptions, ConflictKind, ConflictRecord, ConflictSink, JsonLines, Resolution, Strategy,
+    reconcile,
+};
 use diffsync::{Adapter, AttrSource, Change, Error, HookError, LocalStore, MemoryAdapter};
 use diffsync_tests::{Interface, Inventory, Site, sys_a};
 
@@ -94,6 +97,115 @@ fn an_unfinished_reconcile_leaves_by_question_mark() {
 
 /// Left and right both edit `nyc`'s region; the left also renames `sfo`'s
 /// region, which goes to the right.
+/// A base file whose saves fail from the `fail_from`-th on (counting from
+/// 1): the process dying before it could record the run's end.
+struct DyingBase {
+    file: BaseFile,
+    saves: usize,
+    fail_from: usize,
+}
+
+impl BaseStore for DyingBase {
+    fn load(&mut self, like: &LocalStore) -> diffsync::Result<Base> {
+        self.file.load(like)
+    }
+    fn save(&mut self, base: &Base) -> diffsync::Result<()> {
+        self.saves += 1;
+        if self.saves >= self.fail_from {
+            return Err(Error::Base {
+                path: self.file.0.display().to_string(),
+                message: "the process died".into(),
+            });
+        }
+        self.file.save(base)
+    }
+}
+
+/// Runs one reconcile whose base store dies after the intents are saved
+/// (before the run's end is), and returns the base a restarted process
+/// loads.
+fn crash_after_the_writes(left: &mut Inventory, right: &mut Inventory, base: Base, dir: &std::path::Path) -> Base {
+    let file = BaseFile(dir.join("base.json"));
+    file.clone().save(&base).unwrap();
+    let dying = Arc::new(Mutex::new(DyingBase {
+        file: file.clone(),
+        saves: 0,
+        fail_from: 2,
+    }));
+    let mut base = file.clone().load(&left.store).unwrap();
+    let opts = no_limit().save_to(dying);
+    let run = reconcile(left, right, &mut base, &opts);
+    assert!(matches!(run, Err(Error::Unfinished { .. })), "{run:?}");
+    file.clone().load(&left.store).unwrap()
+}
+
+#[test]
+fn a_write_that_landed_before_a_crash_is_in_the_next_base_so_a_new_edit_is_no_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut left, mut right) = (named(sys_a(), "left"), named(sys_a(), "right"));
+    set(&mut left.store, "site", "sfo", "region", "south");
+    let mut base = crash_after_the_writes(&mut left, &mut right, Base::from_store(sys_a().store), dir.path());
+    assert_eq!(right.store.get::<Site>("site", "sfo").unwrap().region, "south");
+    // The restarted process's base still holds "west" with the write as an
+    // intent; the right holds what it wrote, so the intent landed. The
+    // left's next edit is its own, not a conflict with the right.
+    set(&mut left.store, "site", "sfo", "region", "north");
+    let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
+    assert!(report.conflicts.is_empty(), "{report}");
+    assert_eq!(right.store.get::<Site>("site", "sfo").unwrap().region, "north");
+    assert_eq!(base.store().get::<Site>("site", "sfo").unwrap().region, "north");
+}
+
+#[test]
+fn a_create_deleted_again_after_a_crash_is_a_logged_conflict_not_a_silent_recreate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut left, mut right) = (named(sys_a(), "left"), named(sys_a(), "right"));
+    let ams = Site {
+        name: "ams".into(),
+        region: "eu".into(),
+    };
+    left.store.add(ams).unwrap();
+    let mut base = crash_after_the_writes(&mut left, &mut right, Base::from_store(sys_a().store), dir.path());
+    // The create reached the right, whose user deletes it before the next
+    // run. The base never recorded the create: whether the right never got
+    // it or deleted it is not known, so it is a conflict, in the log.
+    right.store.remove("site", "ams", true).unwrap();
+    let log = Arc::new(Mutex::new(Vec::<ConflictRecord>::new()));
+    let opts = no_limit().strategy(Strategy::RightWins).log_to(log.clone());
+    let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
+    let logged = log.lock().unwrap().clone();
+    assert_eq!(logged.len(), 1, "{report}");
+    assert_eq!(
+        (logged[0].key.as_str(), logged[0].kind),
+        ("ams", ConflictKind::UpdateDelete)
+    );
+    assert!(
+        left.store.get::<Site>("site", "ams").is_err(),
+        "the right's deletion won"
+    );
+    // Settled: the next run has nothing to do.
+    let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
+    assert!(
+        report.conflicts.is_empty() && !report.plan_left.has_diffs() && !report.plan_right.has_diffs(),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_write_that_never_landed_is_sent_again_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut left, mut right) = (named(sys_a(), "left"), named(sys_a(), "right"));
+    set(&mut left.store, "site", "sfo", "region", "south");
+    // The right's system takes nothing of the run, and then the process dies.
+    right.fail_complete = true;
+    let mut base = crash_after_the_writes(&mut left, &mut right, Base::from_store(sys_a().store), dir.path());
+    right.fail_complete = false;
+    right.store = sys_a().store;
+    let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
+    assert!(report.conflicts.is_empty(), "{report}");
+    assert_eq!(right.store.get::<Site>("site", "sfo").unwrap().region, "south");
+}
+
 fn conflicting() -> (Inventory, Inventory, Base) {
     let (mut left, mut right) = (named(sys_a(), "left"), named(sys_a(), "right"));
     set(&mut left.store, "site", "nyc", "region", "left-edit");

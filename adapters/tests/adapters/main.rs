@@ -1,6 +1,8 @@
 //! Integration tests of the adapters against the real things (files, SQLite,
 //! PostgreSQL and Redis servers started here, object stores), in one binary.
 
+#[cfg(all(feature = "sqlite", feature = "redis"))]
+mod chaos_modes;
 mod common;
 #[cfg(feature = "files")]
 mod files;
