@@ -98,7 +98,10 @@ pub trait Adapter {
         Ok(())
     }
     /// Called after a sync that attempted at least one change (even if every
-    /// change failed softly) and did not stop early.
+    /// change failed softly), and after a sync that stopped early once it
+    /// applied one (the report says which): an adapter that writes its
+    /// system here writes what its store took. An error here means the
+    /// system took none of the sync (a reconcile then takes none of it).
     fn sync_complete(&mut self, diff: &Diff, report: &SyncReport) -> Result<(), HookError> {
         let _ = (diff, report);
         Ok(())

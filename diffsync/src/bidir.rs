@@ -487,11 +487,15 @@ impl Base {
             let now = side.get_dyn(t, k).ok().map(|m| m.attributes());
             let before = self.store.get_dyn(t, k).is_ok();
             match (&p.after, &now) {
-                // Landed.
+                // Landed, or the side deleted the key itself since (the
+                // write not landed): which one is not known, so the base
+                // takes the deletion and a change the other side made
+                // since is a conflict, not a create.
                 (None, None) => {
                     if before {
                         self.store.remove(t, k, false)?;
                     }
+                    self.suspect.insert((t.to_string(), k.to_string()));
                 }
                 (Some(after), Some(now)) if *now == after.attributes => self.agree(side, t, k)?,
                 // The side still holds the base's version of a model the

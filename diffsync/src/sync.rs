@@ -946,6 +946,15 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
         });
     }
     if aborted {
+        // What the store took must reach a system that is written at the
+        // end (a file, an object): else the store would be ahead of it.
+        if !opts.dry_run && report.totals().applied > 0 {
+            dest.sync_complete(diff, &report)
+                .map_err(|source| Error::SyncComplete {
+                    adapter: diff.dest.clone(),
+                    source: source.into_cause(),
+                })?;
+        }
         let (model_type, key, message) =
             stopped_at.unwrap_or_else(|| (String::new(), String::new(), "the batch failed".to_string()));
         let message = match &batch_error {

@@ -69,7 +69,8 @@ fn failure_without_continue_aborts_and_store_reflects_only_applied_changes() {
             .is_some()
     );
     assert!(target.store.get_opt::<Site>("site", "sfo").unwrap().is_some());
-    assert_eq!(target.completed, 0);
+    // What the store took is handed to the system at the end all the same.
+    assert_eq!(target.completed, 1);
 }
 
 #[test]
