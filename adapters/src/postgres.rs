@@ -158,6 +158,7 @@ impl PostgresAdapter {
         let ids = sql::id_columns(&self.tables);
         let mut feed = PostgresFeed {
             client,
+            params: self.params.clone(),
             consumer: consumer.to_string(),
             ids,
             returned: cursor.as_ref().map_or((0, 0), |c| (c.0, c.1)),
@@ -185,16 +186,19 @@ impl PostgresAdapter {
     /// database, under `pair` (one row of `_diffsync_base`, written by one
     /// upsert: the old base or the new one, never half).
     pub fn save_base(&mut self, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
+        alive(&mut self.client, &self.params, &self.origin)?;
         save_base(&mut self.client, &self.origin, pair, base)
     }
 
     /// The base saved under `pair`, or an empty one (the first run).
     pub fn load_base(&mut self, pair: &str) -> Result<diffsync::bidir::Base> {
+        alive(&mut self.client, &self.params, &self.origin)?;
         load_base(&mut self.client, &self.origin, pair, &self.store)
     }
 
     /// Re-reads the database into a fresh store.
     pub fn reload(&mut self) -> Result<()> {
+        alive(&mut self.client, &self.params, &self.origin)?;
         let mut store = LocalStore::new(&self.name);
         self.registry.register_all(&mut store)?;
         self.store = store;
@@ -322,6 +326,7 @@ fn load_base(client: &mut Client, origin: &str, pair: &str, like: &LocalStore) -
 /// [`BaseStore`](diffsync::bidir::BaseStore). It connects on its own.
 pub struct PostgresBase {
     client: Client,
+    params: String,
     origin: String,
     pair: String,
 }
@@ -336,6 +341,7 @@ impl PostgresBase {
         })?;
         Ok(PostgresBase {
             client,
+            params: params.to_string(),
             origin,
             pair: pair.to_string(),
         })
@@ -344,13 +350,32 @@ impl PostgresBase {
 
 impl diffsync::bidir::BaseStore for PostgresBase {
     fn load(&mut self, like: &LocalStore) -> diffsync::Result<diffsync::bidir::Base> {
-        load_base(&mut self.client, &self.origin, &self.pair, like)
+        alive(&mut self.client, &self.params, &self.origin)
+            .and_then(|_| load_base(&mut self.client, &self.origin, &self.pair, like))
             .map_err(|e| crate::error::base_error(&self.origin, e))
     }
     fn save(&mut self, base: &diffsync::bidir::Base) -> diffsync::Result<()> {
-        save_base(&mut self.client, &self.origin, &self.pair, base)
+        alive(&mut self.client, &self.params, &self.origin)
+            .and_then(|_| save_base(&mut self.client, &self.origin, &self.pair, base))
             .map_err(|e| crate::error::base_error(&self.origin, e))
     }
+}
+
+/// How long a liveness check of a connection may take.
+const ALIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the connection again when the server dropped it (a restart, a
+/// failover), so an adapter, a base or a feed outlives a database restart.
+/// `true`: it was opened again.
+fn alive(client: &mut Client, params: &str, origin: &str) -> Result<bool> {
+    if !client.is_closed() && client.is_valid(ALIVE_WITHIN).is_ok() {
+        return Ok(false);
+    }
+    *client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
+        address: origin.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(true)
 }
 
 fn backend(origin: &str, e: postgres::Error) -> AdapterError {
@@ -390,6 +415,10 @@ impl Adapter for PostgresAdapter {
     /// a row found is added or updated, a row gone is removed (a model that
     /// moved to another parent: the whole database).
     fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
+        alive(&mut self.client, &self.params, &self.origin).map_err(|e| diffsync::Error::Load {
+            adapter: self.name.clone(),
+            source: Box::new(e),
+        })?;
         let client = &mut self.client;
         let origin = self.origin.clone();
         let done = sql::reread(
@@ -433,6 +462,7 @@ impl Adapter for PostgresAdapter {
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         let keep_going = batch.continue_on_failure();
         let origin = self.origin.clone();
+        alive(&mut self.client, &self.params, &origin)?;
         let mut tx = self.client.transaction().map_err(|e| backend(&origin, e))?;
         // The triggers read the writer's tag from a setting local to this transaction.
         if self.feed
@@ -622,6 +652,8 @@ CREATE TRIGGER {wake} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH STATE
 /// feeds you stop reading.
 pub struct PostgresFeed {
     client: Client,
+    /// The connection parameters (to connect again after a restart).
+    params: String,
     consumer: String,
     ids: sql::IdColumns,
     /// (transaction id, sequence number) of the last event returned.
@@ -724,6 +756,14 @@ impl PostgresFeed {
 impl ChangeFeed for PostgresFeed {
     fn poll(&mut self, max: usize, wait: std::time::Duration) -> std::result::Result<FeedBatch, diffsync::BoxError> {
         let deadline = std::time::Instant::now() + wait;
+        // A server that restarted dropped the connection and its LISTEN: the
+        // log is read from the cursor all the same (and a log restored from
+        // a backup is a gap, as ever).
+        if alive(&mut self.client, &self.params, &self.origin)? {
+            self.client
+                .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+                .map_err(|e| backend(&self.origin, e))?;
+        }
         loop {
             let batch = self.read(max).map_err(|e| backend(&self.origin, e))?;
             let now = std::time::Instant::now();

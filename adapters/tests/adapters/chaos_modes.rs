@@ -1,10 +1,11 @@
 //! The chaos law of two-way sync: random edits on both systems, then
 //! reconciles under random hook failures and panics, whole batches failing,
-//! a Redis server killed in the middle, and restarts (the process dies:
+//! a Redis or PostgreSQL server killed in the middle, and restarts (the process dies:
 //! the adapters read their systems again and the base is what was saved
 //! last). Once things go quiet, both systems are equal, and every side's
 //! last edit of a key is either what both hold or in the conflict log as
-//! overwritten, applied once. Over in-memory, SQLite and Redis sides.
+//! overwritten, applied once. Over in-memory, SQLite, Redis and
+//! PostgreSQL sides.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -19,7 +20,11 @@ use diffsync_adapters::sqlite::SqliteAdapter;
 use serde_json::Value;
 
 use crate::common::{Device, Site, registry};
+#[cfg(feature = "postgres")]
+use crate::servers::Postgres;
 use crate::servers::Redis;
+#[cfg(feature = "postgres")]
+use diffsync_adapters::postgres::PostgresAdapter;
 
 /// A small deterministic generator (xorshift64*).
 struct Rng(u64);
@@ -162,6 +167,55 @@ impl System for RedisSystem {
         // Another process, with an image of its own.
         let mut other = RedisStore::open(&self.server.url(), "inv", registry()).unwrap();
         edit_store(&mut other, edit);
+    }
+    fn per_change(&self) -> bool {
+        false
+    }
+    fn kill(&mut self) {
+        self.server.kill();
+        self.up = false;
+    }
+    fn revive(&mut self) {
+        if !self.up {
+            self.server.revive();
+            self.up = true;
+        }
+    }
+}
+
+/// A PostgreSQL database another client edits, and whose server dies.
+#[cfg(feature = "postgres")]
+struct PgSystem<'a> {
+    server: &'a Postgres,
+    up: bool,
+}
+
+#[cfg(feature = "postgres")]
+impl System for PgSystem<'_> {
+    type A = PostgresAdapter;
+    fn open(&mut self, _: Option<&PostgresAdapter>) -> PostgresAdapter {
+        PostgresAdapter::connect("postgres", &self.server.params(), registry()).unwrap()
+    }
+    fn edit(&mut self, _: &mut PostgresAdapter, edit: &Edit) {
+        let mut c = postgres::Client::connect(&self.server.params(), postgres::NoTls).unwrap();
+        let _ = match edit {
+            Edit::Region(s, r) => c.execute("UPDATE site SET region = $1 WHERE name = $2", &[r, s]),
+            Edit::Role(d, r) => c.execute("UPDATE device SET role = $1 WHERE name = $2", &[r, d]),
+            Edit::NewSite(s, r) => c.execute(
+                "INSERT INTO site (name, region) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[s, r],
+            ),
+            Edit::NewDevice(s, d, r) => c.execute(
+                "INSERT INTO device (name, role, serial, _parent)
+                 SELECT $1, $2, NULL, $3 WHERE EXISTS (SELECT 1 FROM site WHERE name = $3)
+                 ON CONFLICT DO NOTHING",
+                &[d, r, s],
+            ),
+            Edit::DropDevice(d) => c.execute("DELETE FROM device WHERE name = $1", &[d]),
+            Edit::DropSite(s) => c
+                .execute("DELETE FROM device WHERE _parent = $1", &[s])
+                .and_then(|_| c.execute("DELETE FROM site WHERE name = $1", &[s])),
+        };
     }
     fn per_change(&self) -> bool {
         false
@@ -557,5 +611,28 @@ fn two_way_sync_of_sqlite_and_a_redis_that_dies_loses_no_edit_under_chaos() {
         seed(&mut start.store);
         db.sync_from(&start).unwrap();
         law(Sqlite(path), RedisSystem { server, up: true }, seed_value, ROUNDS, true);
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn two_way_sync_of_memory_and_a_postgres_that_dies_loses_no_edit_under_chaos() {
+    let Some(server) = Postgres::start() else { return };
+    for seed_value in seeds(3) {
+        let mut c = postgres::Client::connect(&server.params(), postgres::NoTls).unwrap();
+        c.batch_execute("DROP TABLE IF EXISTS site, device CASCADE").unwrap();
+        let mut first = MemoryAdapter::new("memory", &["site"]);
+        registry().register_all(&mut first.store).unwrap();
+        seed(&mut first.store);
+        law(
+            Memory(first),
+            PgSystem {
+                server: &server,
+                up: true,
+            },
+            seed_value,
+            ROUNDS,
+            true,
+        );
     }
 }

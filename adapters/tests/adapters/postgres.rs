@@ -360,3 +360,44 @@ fn a_change_log_pruned_by_someone_else_or_created_again_is_a_gap() {
     let mut reopened = db.change_feed("mirror").unwrap();
     assert!(drain(&mut reopened).0);
 }
+
+#[test]
+fn the_adapter_its_base_and_its_feed_outlive_a_server_restart() {
+    use diffsync::bidir::{BaseStore, BiOptions, Strategy, reconcile};
+    use diffsync::feed::{ChangeFeed, ChangeKind::*};
+    use diffsync_adapters::postgres::PostgresBase;
+    let Some(pg) = Postgres::start() else { return };
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    db.enable_change_feed().unwrap();
+    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let mut feed = db.change_feed("mirror").unwrap();
+    drain(&mut feed);
+    feed.commit().unwrap();
+    let mut base = PostgresBase::connect(&pg.params(), "cmdb/pg").unwrap();
+    pg.kill();
+    // While the server is down: a typed error, nothing changed.
+    let err = db.sync_from(&inventory("cmdb", 1, 1)).unwrap_err();
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
+    assert!(feed.poll(10, std::time::Duration::ZERO).is_err());
+    pg.revive();
+    // Back: each opens its connection again on its next use.
+    db.refresh().unwrap();
+    let mut cmdb = inventory("cmdb", 1, 1);
+    let mut saved = base.load(&db.store).unwrap();
+    let report = reconcile(
+        &mut cmdb,
+        &mut db,
+        &mut saved,
+        &BiOptions::new().strategy(Strategy::LeftWins).max_delete_share(None),
+    )
+    .unwrap();
+    assert!(report.is_clean(), "{report}");
+    base.save(&saved).unwrap();
+    assert!(!db.diff_from(&cmdb).unwrap().has_diffs());
+    let (gap, events) = drain(&mut feed);
+    assert!(!gap, "the log is whole: no gap");
+    assert!(!events.is_empty() && events.iter().all(|e| matches!(e.0, Created | Updated | Deleted)));
+    let db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    assert!(!db.diff_from(&cmdb).unwrap().has_diffs());
+    assert_eq!(base.load(&db.store).unwrap().len(), db.store.count_all());
+}

@@ -50,6 +50,8 @@ pub struct Postgres {
     data: PathBuf,
     pg_ctl: PathBuf,
     as_user: Option<(u32, u32)>,
+    /// The server's options (`pg_ctl -o`), to start it again.
+    opts: String,
     pub port: u16,
 }
 
@@ -92,11 +94,40 @@ impl Postgres {
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             dir.path().display()
         );
-        let out = cmd(&pg_ctl)
-            .arg("-D")
-            .arg(&data)
-            .args(["-o", &opts, "-l"])
-            .arg(dir.path().join("log"))
+        let server = Postgres {
+            _dir: dir,
+            data,
+            pg_ctl,
+            as_user,
+            opts,
+            port,
+        };
+        server.revive();
+        Some(server)
+    }
+
+    fn pg_ctl(&self) -> Command {
+        let mut c = Command::new(&self.pg_ctl);
+        if let Some((uid, gid)) = self.as_user {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid).gid(gid);
+        }
+        c.arg("-D").arg(&self.data);
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        c
+    }
+
+    /// Stops the server at once (`immediate`: no goodbye to clients, as a crash).
+    pub fn kill(&self) {
+        let _ = self.pg_ctl().args(["-m", "immediate", "-w", "stop"]).output();
+    }
+
+    /// Starts the server (again, after a [`kill`](Self::kill)) and waits for it.
+    pub fn revive(&self) {
+        let out = self
+            .pg_ctl()
+            .args(["-o", &self.opts, "-l"])
+            .arg(self._dir.path().join("log"))
             .args(["-w", "start"])
             .output()
             .expect("run pg_ctl");
@@ -105,13 +136,6 @@ impl Postgres {
             "pg_ctl start: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Some(Postgres {
-            _dir: dir,
-            data,
-            pg_ctl,
-            as_user,
-            port,
-        })
     }
 
     pub fn params(&self) -> String {
@@ -121,18 +145,7 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let mut c = Command::new(&self.pg_ctl);
-        if let Some((uid, gid)) = self.as_user {
-            use std::os::unix::process::CommandExt;
-            c.uid(uid).gid(gid);
-        }
-        let _ = c
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        self.kill();
     }
 }
 
