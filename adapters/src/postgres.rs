@@ -186,19 +186,19 @@ impl PostgresAdapter {
     /// database, under `pair` (one row of `_diffsync_base`, written by one
     /// upsert: the old base or the new one, never half).
     pub fn save_base(&mut self, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
-        alive(&mut self.client, &self.params, &self.origin)?;
+        alive(&mut self.client, &self.params, &self.origin, true)?;
         save_base(&mut self.client, &self.origin, pair, base)
     }
 
     /// The base saved under `pair`, or an empty one (the first run).
     pub fn load_base(&mut self, pair: &str) -> Result<diffsync::bidir::Base> {
-        alive(&mut self.client, &self.params, &self.origin)?;
+        alive(&mut self.client, &self.params, &self.origin, true)?;
         load_base(&mut self.client, &self.origin, pair, &self.store)
     }
 
     /// Re-reads the database into a fresh store.
     pub fn reload(&mut self) -> Result<()> {
-        alive(&mut self.client, &self.params, &self.origin)?;
+        alive(&mut self.client, &self.params, &self.origin, true)?;
         let mut store = LocalStore::new(&self.name);
         self.registry.register_all(&mut store)?;
         self.store = store;
@@ -350,12 +350,12 @@ impl PostgresBase {
 
 impl diffsync::bidir::BaseStore for PostgresBase {
     fn load(&mut self, like: &LocalStore) -> diffsync::Result<diffsync::bidir::Base> {
-        alive(&mut self.client, &self.params, &self.origin)
+        alive(&mut self.client, &self.params, &self.origin, true)
             .and_then(|_| load_base(&mut self.client, &self.origin, &self.pair, like))
             .map_err(|e| crate::error::base_error(&self.origin, e))
     }
     fn save(&mut self, base: &diffsync::bidir::Base) -> diffsync::Result<()> {
-        alive(&mut self.client, &self.params, &self.origin)
+        alive(&mut self.client, &self.params, &self.origin, true)
             .and_then(|_| save_base(&mut self.client, &self.origin, &self.pair, base))
             .map_err(|e| crate::error::base_error(&self.origin, e))
     }
@@ -366,9 +366,10 @@ const ALIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens the connection again when the server dropped it (a restart, a
 /// failover), so an adapter, a base or a feed outlives a database restart.
-/// `true`: it was opened again.
-fn alive(client: &mut Client, params: &str, origin: &str) -> Result<bool> {
-    if !client.is_closed() && client.is_valid(ALIVE_WITHIN).is_ok() {
+/// `probe`: ask the server (one round trip) rather than trust what the
+/// client last saw. `true`: it was opened again.
+fn alive(client: &mut Client, params: &str, origin: &str, probe: bool) -> Result<bool> {
+    if !client.is_closed() && (!probe || client.is_valid(ALIVE_WITHIN).is_ok()) {
         return Ok(false);
     }
     *client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
@@ -415,7 +416,7 @@ impl Adapter for PostgresAdapter {
     /// a row found is added or updated, a row gone is removed (a model that
     /// moved to another parent: the whole database).
     fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
-        alive(&mut self.client, &self.params, &self.origin).map_err(|e| diffsync::Error::Load {
+        alive(&mut self.client, &self.params, &self.origin, true).map_err(|e| diffsync::Error::Load {
             adapter: self.name.clone(),
             source: Box::new(e),
         })?;
@@ -462,7 +463,7 @@ impl Adapter for PostgresAdapter {
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         let keep_going = batch.continue_on_failure();
         let origin = self.origin.clone();
-        alive(&mut self.client, &self.params, &origin)?;
+        alive(&mut self.client, &self.params, &origin, true)?;
         let mut tx = self.client.transaction().map_err(|e| backend(&origin, e))?;
         // The triggers read the writer's tag from a setting local to this transaction.
         if self.feed
@@ -756,10 +757,11 @@ impl PostgresFeed {
 impl ChangeFeed for PostgresFeed {
     fn poll(&mut self, max: usize, wait: std::time::Duration) -> std::result::Result<FeedBatch, diffsync::BoxError> {
         let deadline = std::time::Instant::now() + wait;
-        // A server that restarted dropped the connection and its LISTEN: the
-        // log is read from the cursor all the same (and a log restored from
-        // a backup is a gap, as ever).
-        if alive(&mut self.client, &self.params, &self.origin)? {
+        // A server that restarted dropped the connection and its LISTEN (the
+        // last poll failed on it; no round trip is spent to ask): the log is
+        // read from the cursor all the same (a log restored from a backup is
+        // a gap, as ever).
+        if alive(&mut self.client, &self.params, &self.origin, false)? {
             self.client
                 .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
                 .map_err(|e| backend(&self.origin, e))?;
