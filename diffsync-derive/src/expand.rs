@@ -200,6 +200,8 @@ fn expand(input: &Input<'_>) -> TokenStream {
         quote!(#id: __SCHEMA.flags,)
     });
     let local_inits: Vec<TokenStream> = local_inits.collect();
+    let id_types: Vec<_> = ids.iter().map(|f| f.ty).collect();
+    let key_doc = format!(" The key of the `{name}` model with these identifier values.");
 
     quote! {
         const _: () = {
@@ -214,6 +216,15 @@ fn expand(input: &Input<'_>) -> TokenStream {
                 version: #version,
                 strategy: ::core::option::Option::None,
             };
+
+            impl #ig #ident #tg #wc {
+                #[doc = #key_doc]
+                #[allow(dead_code)]
+                pub fn key(#(#id_idents: impl ::core::convert::Into<#id_types>),*) -> #p::Key<Self> {
+                    #(let #id_idents: #id_types = ::core::convert::Into::into(#id_idents);)*
+                    #p::Key::from_values([#(#p::IdPart::key_value(&#id_idents)),*])
+                }
+            }
 
             impl #ig #p::StaticModel for #ident #tg #wc {
                 const NAME: &'static str = #name;
@@ -233,6 +244,9 @@ fn expand(input: &Input<'_>) -> TokenStream {
                 }
                 fn write_unique_id(&self, out: &mut ::std::string::String) {
                     #(#write_ids)*
+                }
+                fn model_key(&self) -> #p::ModelKey {
+                    #p::ModelKey::new(#name, [#(#p::IdPart::key_value(&self.#id_idents)),*])
                 }
                 fn identifiers(&self) -> #p::Attrs {
                     let mut m = #p::Attrs::with_capacity(#n_ids);

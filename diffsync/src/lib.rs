@@ -189,6 +189,7 @@ mod error;
 pub mod feed;
 mod flags;
 pub mod guide;
+pub mod key;
 pub mod model;
 mod options;
 mod render;
@@ -200,6 +201,7 @@ pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, DiffIter, Summ
 pub use diffsync_derive::DiffModel;
 pub use error::{BoxError, Error, HookError, Result};
 pub use flags::{DiffFlags, ModelFlags};
+pub use key::{Key, KeyParseError, KeyValue, ModelKey};
 pub use model::{
     Attrs, DiffModel, DynModel, FieldDef, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind, readable_id_of,
     unique_id_of,
@@ -216,6 +218,7 @@ pub mod __private {
     pub use crate::digest::Encoder;
     pub use crate::error::Result;
     pub use crate::flags::ModelFlags;
+    pub use crate::key::{Key, ModelKey};
     pub use crate::model::{
         Attrs, Compare, DiffModel, FieldDef, ID_SEPARATOR, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind, cmp,
         unique_id_of,

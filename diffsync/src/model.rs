@@ -231,6 +231,14 @@ pub trait IdPart {
         self.write_text(&mut text);
         write_str_id(&text, out);
     }
+    /// This value in a [`ModelKey`](crate::ModelKey). The default keys the
+    /// text as a string; a type that overrides `write_id` to write
+    /// something else overrides this to match.
+    fn key_value(&self) -> crate::KeyValue {
+        let mut text = String::new();
+        self.write_text(&mut text);
+        crate::KeyValue::Str(text)
+    }
 }
 
 /// Whether a string must be quoted in a key to stay distinct from a
@@ -304,6 +312,9 @@ impl<T: IdPart + ?Sized> IdPart for &T {
     fn write_id(&self, out: &mut String) {
         (**self).write_id(out)
     }
+    fn key_value(&self) -> crate::KeyValue {
+        (**self).key_value()
+    }
 }
 impl<T: IdPart> IdPart for Option<T> {
     fn write_text(&self, out: &mut String) {
@@ -318,6 +329,12 @@ impl<T: IdPart> IdPart for Option<T> {
             None => out.push_str("None"),
         }
     }
+    fn key_value(&self) -> crate::KeyValue {
+        match self {
+            Some(v) => v.key_value(),
+            None => crate::KeyValue::Null,
+        }
+    }
 }
 macro_rules! id_part_display {
     ($($t:ty),*) => {$(
@@ -329,10 +346,29 @@ macro_rules! id_part_display {
             fn write_id(&self, out: &mut String) {
                 self.write_text(out)
             }
+            fn key_value(&self) -> crate::KeyValue {
+                #[allow(clippy::unnecessary_fallible_conversions)]
+                match i128::try_from(*self) {
+                    Ok(i) => crate::KeyValue::Int(i),
+                    Err(_) => crate::KeyValue::Str(self.to_string()),
+                }
+            }
         }
     )*};
 }
-id_part_display!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, bool);
+id_part_display!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
+
+impl IdPart for bool {
+    fn write_text(&self, out: &mut String) {
+        out.push_str(if *self { "true" } else { "false" });
+    }
+    fn write_id(&self, out: &mut String) {
+        self.write_text(out)
+    }
+    fn key_value(&self) -> crate::KeyValue {
+        crate::KeyValue::Bool(*self)
+    }
+}
 
 impl IdPart for Value {
     fn write_text(&self, out: &mut String) {
@@ -352,6 +388,9 @@ impl IdPart for Value {
             Value::Array(_) | Value::Object(_) => write_str_id(&self.to_string(), out),
             other => other.write_text(out),
         }
+    }
+    fn key_value(&self) -> crate::KeyValue {
+        crate::KeyValue::from(self)
     }
 }
 
@@ -423,6 +462,21 @@ pub trait DiffModel: Any + Clone + fmt::Debug + Send + Sync {
     }
     /// Identifier values by name, in unique-id order.
     fn identifiers(&self) -> Attrs;
+    /// The model's key: its type and identifier values.
+    fn model_key(&self) -> crate::ModelKey {
+        crate::ModelKey::new(
+            self.schema().name.to_string(),
+            self.identifiers().values().map(crate::KeyValue::from),
+        )
+    }
+    /// The model's typed key (`#[derive(DiffModel)]` also generates
+    /// `T::key(id, ..)` to build one from identifier values).
+    fn key(&self) -> crate::Key<Self>
+    where
+        Self: Sized,
+    {
+        crate::key::Key::assume(self.model_key())
+    }
     /// Attribute values by name, in schema order.
     fn attributes(&self) -> Attrs;
     /// One attribute's value, if the model has it.
@@ -485,6 +539,8 @@ pub trait AnyModel: Any + fmt::Debug + Send + Sync {
     }
     /// The unique id.
     fn unique_id(&self) -> String;
+    /// The key: type and identifier values.
+    fn model_key(&self) -> crate::ModelKey;
     /// Identifier values.
     fn identifiers(&self) -> Attrs;
     /// Attribute values.
@@ -522,6 +578,9 @@ impl<T: DiffModel> AnyModel for T {
     }
     fn unique_id(&self) -> String {
         DiffModel::unique_id(self)
+    }
+    fn model_key(&self) -> crate::ModelKey {
+        DiffModel::model_key(self)
     }
     fn identifiers(&self) -> Attrs {
         DiffModel::identifiers(self)

@@ -1064,6 +1064,21 @@ impl LocalStore {
         self.get(model_type, &unique_id_of(ids))
     }
 
+    /// The model a typed key names: `store.get_by_key(&Device::key("nyc", "r1"))`.
+    pub fn get_by_key<T: DiffModel>(&self, key: &crate::Key<T>) -> Result<&T> {
+        self.get(key.model_type(), &key.unique_id())
+    }
+
+    /// Like [`get_by_key`](Self::get_by_key), but `None` when absent.
+    pub fn get_opt_by_key<T: DiffModel>(&self, key: &crate::Key<T>) -> Result<Option<&T>> {
+        self.get_opt(key.model_type(), &key.unique_id())
+    }
+
+    /// The model an erased key names (a key parsed from text, say).
+    pub fn get_dyn_by_key(&self, key: &crate::ModelKey) -> Result<&dyn AnyModel> {
+        self.get_dyn(key.model_type(), &key.unique_id())
+    }
+
     /// A model of any type, type-erased.
     pub fn get_dyn(&self, model_type: &str, key: &str) -> Result<&dyn AnyModel> {
         let (ty, slot) = self

@@ -1,4 +1,5 @@
-//! Compile errors of `#[derive(DiffModel)]`, with committed `.stderr` files.
+//! Compile errors of `#[derive(DiffModel)]`, and of a typed key used for
+//! another model type, with committed `.stderr` files.
 
 #[test]
 fn derive_compile_errors() {

@@ -1,0 +1,162 @@
+//! Keys: typed keys built from identifiers, their canonical encoding's
+//! order and injectivity, and their text form.
+
+use std::cmp::Ordering;
+
+use diffsync::{DiffModel, DynModel, Key, KeyValue, LocalStore, ModelKey, unique_id_of};
+use diffsync_tests::{Device, Interface, Site, sys_a};
+use proptest::prelude::*;
+use serde_json::json;
+
+#[test]
+fn a_typed_key_is_built_from_identifiers_and_fetches_its_model() {
+    let inv = sys_a();
+    let key: Key<Interface> = Interface::key("nyc-r1", "eth0");
+    let intf = inv.store.get_by_key(&key).unwrap();
+    assert_eq!(intf.key(), key);
+    assert_eq!(key.to_string(), "interface:nyc-r1__eth0");
+    assert_eq!(key.unique_id(), intf.unique_id(), "the store's id");
+    assert!(inv.store.get_opt_by_key(&Site::key("ams")).unwrap().is_none());
+    // An erased key read from text, as a command line gives it.
+    let parsed: ModelKey = "device:nyc-r1".parse().unwrap();
+    assert_eq!(inv.store.get_dyn_by_key(&parsed).unwrap().model_key(), parsed);
+    assert_eq!(Key::<Device>::parse("device:nyc-r1").unwrap(), Device::key("nyc-r1"));
+    let err = Key::<Site>::parse("device:nyc-r1").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"key "device:nyc-r1" is of model type "device", not "site""#
+    );
+}
+
+#[test]
+fn a_string_that_reads_as_a_number_is_its_own_key() {
+    // The key of a device named "100" is not the key of a device numbered 100.
+    let mut store = LocalStore::new("s");
+    store.register::<Device>().unwrap();
+    store
+        .add(Device {
+            name: "100".into(),
+            role: "edge".into(),
+            serial: None,
+            db_pk: 0,
+            flags: Default::default(),
+        })
+        .unwrap();
+    let key = Device::key("100");
+    assert_eq!(store.get_by_key(&key).unwrap().role, "edge");
+    assert_eq!(key.to_string(), r#"device:"100""#);
+    let number = ModelKey::new("device", [KeyValue::Int(100)]);
+    assert_ne!(*key.erased(), number);
+    assert!(store.get_dyn_by_key(&number).is_err());
+    assert_eq!(ModelKey::parse(&key.to_string()).unwrap(), *key.erased());
+}
+
+#[test]
+fn a_runtime_model_has_the_same_key_as_a_derived_one() {
+    use diffsync::StaticModel;
+    let intf = Interface {
+        device_name: "a".into(),
+        name: "100".into(),
+        description: String::new(),
+        mtu: 1500,
+    };
+    let schema = std::sync::Arc::new(Interface::static_schema().clone());
+    let dynamic = DynModel::new(&schema, &intf.identifiers(), &intf.attributes()).unwrap();
+    assert_eq!(dynamic.model_key(), *Interface::key("a", "100").erased());
+    assert_eq!(dynamic.model_key(), intf.model_key());
+}
+
+/// An identifier value of any kind, with the separators, quotes, NUL bytes
+/// and number-like strings that make keys ambiguous.
+fn value() -> impl Strategy<Value = KeyValue> {
+    prop_oneof![
+        Just(KeyValue::Null),
+        any::<bool>().prop_map(KeyValue::Bool),
+        any::<i64>().prop_map(|i| KeyValue::Int(i.into())),
+        any::<u64>().prop_map(|i| KeyValue::Int(i.into())),
+        (-1e6f64..1e6)
+            .prop_filter("not an integer", |f| f.fract() != 0.0)
+            .prop_map(KeyValue::Float),
+        "[a_\"0-9\\x00é]{0,6}".prop_map(KeyValue::Str),
+        prop_oneof![
+            Just("100"),
+            Just("None"),
+            Just("a__b"),
+            Just("_"),
+            Just(""),
+            Just("-1.5")
+        ]
+        .prop_map(|s| KeyValue::Str(s.into())),
+    ]
+}
+
+/// The order keys must have, written independently of the encoding: type
+/// name bytewise, then the values in turn, each by kind, then by value.
+fn reference(a: &(String, Vec<KeyValue>), b: &(String, Vec<KeyValue>)) -> Ordering {
+    fn rank(v: &KeyValue) -> u8 {
+        match v {
+            KeyValue::Null => 0,
+            KeyValue::Bool(false) => 1,
+            KeyValue::Bool(true) => 2,
+            KeyValue::Int(_) => 3,
+            KeyValue::Float(_) => 4,
+            KeyValue::Str(_) => 5,
+        }
+    }
+    fn one(a: &KeyValue, b: &KeyValue) -> Ordering {
+        match (a, b) {
+            (KeyValue::Int(x), KeyValue::Int(y)) => x.cmp(y),
+            (KeyValue::Float(x), KeyValue::Float(y)) => x.partial_cmp(y).unwrap(),
+            (KeyValue::Str(x), KeyValue::Str(y)) => x.as_bytes().cmp(y.as_bytes()),
+            _ => rank(a).cmp(&rank(b)),
+        }
+    }
+    a.0.as_bytes().cmp(b.0.as_bytes()).then_with(|| {
+        for (x, y) in a.1.iter().zip(&b.1) {
+            match one(x, y) {
+                Ordering::Equal => continue,
+                other => return other,
+            }
+        }
+        a.1.len().cmp(&b.1.len())
+    })
+}
+
+fn key() -> impl Strategy<Value = (String, Vec<KeyValue>)> {
+    (
+        prop_oneof![Just("device".to_string()), Just("dev".to_string()), "[a-z\\x00]{0,3}"],
+        prop::collection::vec(value(), 0..4),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn the_encodings_order_is_the_values_order_and_it_is_injective(a in key(), b in key()) {
+        let (ka, kb) = (ModelKey::new(a.0.clone(), a.1.clone()), ModelKey::new(b.0.clone(), b.1.clone()));
+        let (ea, eb) = (ka.to_bytes(), kb.to_bytes());
+        let want = reference(&a, &b);
+        prop_assert_eq!(ea.cmp(&eb), want, "{} vs {}", ka, kb);
+        prop_assert_eq!(ka.cmp(&kb), want);
+        prop_assert_eq!(ea == eb, want == Ordering::Equal);
+        prop_assert_eq!(ModelKey::from_bytes(&ea).unwrap(), ka.clone());
+        prop_assert_eq!(ka.values(), a.1.clone());
+    }
+
+    #[test]
+    fn the_text_form_reads_back_and_is_the_stores_id(a in key()) {
+        prop_assume!(!a.0.is_empty() && !a.0.contains(':'));
+        let k = ModelKey::new(a.0.clone(), a.1.clone());
+        prop_assert_eq!(ModelKey::parse(&k.to_string()).unwrap(), k.clone());
+        let json: Vec<serde_json::Value> = a.1.iter().map(KeyValue::to_value).collect();
+        prop_assert_eq!(k.unique_id(), unique_id_of(json.iter()));
+    }
+}
+
+#[test]
+fn json_identifiers_key_as_the_typed_fields_do() {
+    let typed = Interface::key("r1", "7");
+    let from_json = ModelKey::new("interface", [json!("r1"), json!("7")].iter().map(KeyValue::from));
+    assert_eq!(*typed.erased(), from_json);
+}
