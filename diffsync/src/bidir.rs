@@ -1485,18 +1485,14 @@ impl BiReport {
             && self.conflicts.iter().all(|c| c.resolution != Resolution::Skip)
     }
 
-    /// The plan as text: what goes to each side (in the diff's text form)
-    /// and each conflict.
+    /// The plan as text: the writes to each side ([`Diff::to_writes`]) and
+    /// each conflict.
     pub fn plan(&self) -> String {
         let mut out = String::new();
         for (arrow, d) in [("left", &self.plan_left), ("right", &self.plan_right)] {
             out.push_str(&format!("to the {arrow} ({}):\n", d.dest));
-            if d.has_diffs() {
-                for line in d.to_string().lines() {
-                    out.push_str(&format!("  {line}\n"));
-                }
-            } else {
-                out.push_str("  (nothing)\n");
+            for line in d.to_writes().lines() {
+                out.push_str(&format!("  {line}\n"));
             }
         }
         out.push_str(&format!("conflicts: {}", self.conflicts.len()));

@@ -83,7 +83,12 @@ impl std::fmt::Display for HookError {
 
 /// Everything that can go wrong in diffsync. Every variant names the model type
 /// and key at fault where there is one.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` is its message and then each cause the message does not
+/// already say, one a line: what `fn main() -> Result<(), diffsync::Error>`
+/// prints, never the whole report an error carries (match the variant for
+/// that).
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A different model with the same key is already stored.
@@ -406,3 +411,20 @@ fn key_part(key: &str) -> String {
 
 /// Shorthand for `Result<T, diffsync::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut said = self.to_string();
+        f.write_str(&said)?;
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !said.contains(&text) {
+                write!(f, "\n  caused by: {text}")?;
+                said.push_str(&text);
+            }
+            cause = c.source();
+        }
+        Ok(())
+    }
+}

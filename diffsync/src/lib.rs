@@ -200,6 +200,7 @@ pub use adapter::{Adapter, MemoryAdapter, StoreAdapter};
 pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, DiffIter, Summary};
 pub use diffsync_derive::DiffModel;
 pub use error::{BoxError, Error, HookError, Result};
+pub use feed::{ChangeEvent, ChangeFeed, ChangeKind};
 pub use flags::{DiffFlags, ModelFlags};
 pub use key::{Key, KeyParseError, KeyValue, ModelKey};
 pub use model::{

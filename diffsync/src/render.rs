@@ -31,6 +31,62 @@ impl fmt::Display for Diff {
     }
 }
 
+impl Diff {
+    /// The diff as the writes it makes to its destination, a verb a line:
+    /// `create`, `update` (each changed attribute `old → new`), `delete`,
+    /// under the unchanged parents that hold them. What a two-way plan
+    /// shows (where "MISSING in" would read backwards).
+    pub fn to_writes(&self) -> String {
+        let walk: Vec<(&DiffElement, usize)> = self.iter().collect();
+        let shown = with_diffs(&walk);
+        let mut out = String::new();
+        for ((e, depth), _) in walk.iter().zip(&shown).filter(|(_, shown)| **shown) {
+            let (indent, mark) = indent_of(*depth);
+            let verb = match e.action {
+                Action::Create => "create ",
+                Action::Update => "update ",
+                Action::Delete => "delete ",
+                Action::NoChange => "",
+            };
+            let _ = writeln!(out, "{:indent$}{mark}{verb}{} {}", "", e.model_type, e.display_name());
+            if e.action != Action::Update {
+                continue;
+            }
+            let pad = indent + 4;
+            for c in &e.changes {
+                match (c.new.as_str(), c.old.as_str()) {
+                    (Some(new), Some(old)) if new.contains('\n') || old.contains('\n') => {
+                        let _ = writeln!(out, "{:pad$}{}:", "", c.name);
+                        line_diff(&mut out, old, new, &self.dest, &self.source, pad + 2);
+                    }
+                    _ => {
+                        let _ = writeln!(out, "{:pad$}{}: {} → {}", "", c.name, show(&c.old), show(&c.new));
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            return "(nothing)".to_string();
+        }
+        out.truncate(out.trim_end_matches('\n').len());
+        out
+    }
+}
+
+/// Appends the unified diff of two multi-line values, indented by `pad`.
+fn line_diff(out: &mut String, old: &str, new: &str, old_name: &str, new_name: &str, pad: usize) {
+    let text = similar::TextDiff::from_lines(old, new);
+    let unified = text
+        .unified_diff()
+        .context_radius(2)
+        .missing_newline_hint(false)
+        .header(old_name, new_name)
+        .to_string();
+    for line in unified.lines() {
+        let _ = writeln!(out, "{:pad$}{}", "", line);
+    }
+}
+
 /// Levels indented in full; deeper levels keep this indentation and show
 /// their depth instead, so the text grows linearly with the depth.
 const INDENTED_LEVELS: usize = 16;
@@ -77,16 +133,7 @@ fn render_element(out: &mut String, e: &DiffElement, indent: usize, mark: &str, 
         match (c.new.as_str(), c.old.as_str()) {
             (Some(new), Some(old)) if new.contains('\n') || old.contains('\n') => {
                 let _ = writeln!(out, "{:pad$}{}", "", c.name);
-                let text = similar::TextDiff::from_lines(old, new);
-                let unified = text
-                    .unified_diff()
-                    .context_radius(2)
-                    .missing_newline_hint(false)
-                    .header(dst, src)
-                    .to_string();
-                for line in unified.lines() {
-                    let _ = writeln!(out, "{:w$}{}", "", line, w = pad + 2);
-                }
+                line_diff(out, old, new, dst, src, pad + 2);
             }
             _ => {
                 let _ = writeln!(

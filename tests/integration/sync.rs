@@ -285,3 +285,13 @@ fn a_failure_recorded_by_a_batch_hook_follows_continue_on_failure() {
         .unwrap();
     assert_eq!(report.totals().failed, 10);
 }
+
+#[test]
+fn an_error_returned_from_main_prints_its_message_not_its_report() {
+    let mut target = sys_a().fail_on("site", "lax");
+    let err = target.sync_from(&sys_b()).unwrap_err();
+    // `fn main() -> Result<(), diffsync::Error>` prints the Debug form.
+    let printed = format!("{err:?}");
+    assert_eq!(printed.lines().next(), Some(err.to_string().as_str()));
+    assert!(!printed.contains("ElementReport") && printed.len() < 300, "{printed}");
+}
