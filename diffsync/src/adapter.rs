@@ -251,3 +251,126 @@ impl<S: Store> Adapter for StoreAdapter<S> {
         self.top_level.iter().map(String::as_str).collect()
     }
 }
+
+/// What a [`Layered`] adapter runs around the adapter it wraps: look at
+/// each change before and after it is applied (log, count, check), or veto
+/// one. Layers compose by wrapping: `Layered::new(Layered::new(db, log), veto)`.
+///
+/// ```
+/// use diffsync::{Adapter, Batch, HookError, Layer, Layered, MemoryAdapter, Outcome};
+///
+/// /// Counts what reached the system, and refuses to delete any site.
+/// #[derive(Default)]
+/// struct Guard { applied: usize }
+///
+/// impl Layer for Guard {
+///     fn before(&mut self, batch: &mut Batch<'_, '_>) {
+///         for i in 0..batch.len() {
+///             let c = &batch.changes()[i];
+///             if c.action == diffsync::Action::Delete && c.model_type() == "site" {
+///                 batch.set_outcome(i, Err(HookError::soft("sites are never deleted here")));
+///             }
+///         }
+///     }
+///     fn after(&mut self, batch: &Batch<'_, '_>, _result: &Result<(), HookError>) {
+///         self.applied += batch.outcomes().iter().filter(|o| **o == Outcome::Applied).count();
+///     }
+/// }
+///
+/// #[derive(diffsync::DiffModel, Clone, Debug, PartialEq)]
+/// #[diffsync(name = "site")]
+/// struct Site { #[diffsync(id)] name: String }
+///
+/// let mut source = MemoryAdapter::new("source", &["site"]);
+/// source.store.add(Site { name: "lax".into() })?;
+/// let mut system = MemoryAdapter::new("target", &["site"]);
+/// system.store.add(Site { name: "nyc".into() })?;
+/// let mut target = Layered::new(system, Guard::default());
+/// let report = target.sync_from(&source)?;
+/// assert_eq!(target.layer.applied, 1); // lax was created
+/// assert!(target.store().get_dyn("site", "nyc").is_ok()); // nyc's delete was vetoed
+/// assert_eq!(report.totals().soft_failed, 1);
+/// # Ok::<(), diffsync::Error>(())
+/// ```
+pub trait Layer {
+    /// Before the wrapped adapter applies a batch. A change given an
+    /// outcome here is not applied (`set_outcome(i, Err(HookError::soft(..)))`
+    /// vetoes it; what depends on it is skipped).
+    fn before(&mut self, batch: &mut Batch<'_, '_>) {
+        let _ = batch;
+    }
+    /// After the wrapped adapter applied the batch: each change's outcome
+    /// is in `batch.outcomes()`. When `result` is `Err` the batch rolled
+    /// back: changes still `Pending` did not reach the system.
+    fn after(&mut self, batch: &Batch<'_, '_>, result: &Result<(), HookError>) {
+        let _ = (batch, result);
+    }
+}
+
+/// An adapter wrapped in a [`Layer`]: every method goes to the wrapped
+/// adapter (`sync_complete`, `reread`, `refresh`, `set_origin` included,
+/// so a file adapter still writes its file), and the layer sees each batch
+/// before and after the wrapped adapter applies it.
+pub struct Layered<A, L> {
+    /// The wrapped adapter.
+    pub inner: A,
+    /// The layer.
+    pub layer: L,
+}
+
+impl<A: Adapter, L: Layer> Layered<A, L> {
+    /// `inner`, wrapped in `layer`.
+    pub fn new(inner: A, layer: L) -> Self {
+        Layered { inner, layer }
+    }
+}
+
+impl<A: Adapter, L: Layer> Adapter for Layered<A, L> {
+    type Store = A::Store;
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn store(&self) -> &A::Store {
+        self.inner.store()
+    }
+    fn store_mut(&mut self) -> &mut A::Store {
+        self.inner.store_mut()
+    }
+    fn top_level(&self) -> Vec<&str> {
+        self.inner.top_level()
+    }
+    fn load(&mut self) -> Result<()> {
+        self.inner.load()
+    }
+    fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        self.inner.create(change)
+    }
+    fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        self.inner.update(change)
+    }
+    fn delete(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        self.inner.delete(change)
+    }
+    fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
+        self.layer.before(batch);
+        let result = self.inner.apply_batch(batch);
+        // A batch hook that returned Ok committed what it staged.
+        if result.is_ok() {
+            batch.commit_staged();
+        }
+        self.layer.after(batch, &result);
+        result
+    }
+    fn sync_complete(&mut self, diff: &Diff, report: &SyncReport) -> Result<(), HookError> {
+        self.inner.sync_complete(diff, report)
+    }
+    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
+        self.inner.reread(changed)
+    }
+    fn refresh(&mut self) -> Result<()> {
+        self.inner.refresh()
+    }
+    fn set_origin(&mut self, origin: Option<&str>) {
+        self.inner.set_origin(origin)
+    }
+}

@@ -487,3 +487,54 @@ fn a_typo_beside_a_missing_field_and_a_duplicate_key_are_named_plainly() {
     );
     assert_eq!(short(&err), r#"dup.toml:4:1: duplicate key "region""#);
 }
+
+/// Logs every change a sync applies, and vetoes the deletion of any site.
+#[derive(Default)]
+struct Audit {
+    applied: Vec<String>,
+}
+
+impl diffsync::Layer for Audit {
+    fn before(&mut self, batch: &mut diffsync::Batch<'_, '_>) {
+        for i in 0..batch.len() {
+            let c = &batch.changes()[i];
+            if c.action == diffsync::Action::Delete && c.model_type() == "site" {
+                batch.set_outcome(i, Err(diffsync::HookError::soft("sites are kept")));
+            }
+        }
+    }
+    fn after(&mut self, batch: &diffsync::Batch<'_, '_>, _: &Result<(), diffsync::HookError>) {
+        for (c, o) in batch.changes().iter().zip(batch.outcomes()) {
+            if *o == diffsync::Outcome::Applied {
+                self.applied
+                    .push(format!("{} {} {}", c.action, c.model_type(), c.key()));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_wrapped_file_adapter_still_writes_its_file_and_its_layer_sees_and_vetoes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.json");
+    let mut file = FileAdapter::open_or_empty("file", &path, Format::Json, registry()).unwrap();
+    file.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    let mut wrapped = diffsync::Layered::new(
+        FileAdapter::open("file", &path, Format::Json, registry()).unwrap(),
+        Audit::default(),
+    );
+    // One site fewer, and changes to the other: the layer keeps the site.
+    let mut changed = inventory("cmdb", 2, 1);
+    changed.store.remove("site", "site1", true).unwrap();
+    let report = wrapped.sync_from(&changed).unwrap();
+    assert_eq!(report.totals().applied, wrapped.layer.applied.len());
+    assert!(!wrapped.layer.applied.is_empty());
+    assert!(wrapped.layer.applied.iter().all(|a| a != "delete site site1"));
+    // Written through, without forwarding anything by hand.
+    let reopened = FileAdapter::open("file", &path, Format::Json, registry()).unwrap();
+    assert!(reopened.store().get_dyn("site", "site1").is_ok(), "the veto held");
+    let left = reopened.diff_from(&changed).unwrap().summary();
+    // Only the vetoed site is left to delete, with its subtree (its
+    // children's deletes were skipped with it).
+    assert_eq!((left.create, left.update, left.delete), (0, 0, 1 + 2 * 4));
+}
