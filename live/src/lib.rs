@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use diffsync::bidir::{Base, BaseStore, BiOptions, ConflictRecord, ConflictSink, Resolution, SharedSink, reconcile};
 use diffsync::feed::{ChangeEvent, ChangeFeed, Position};
-use diffsync::{Adapter, DiffFlags, Options, Progress, Stage, Store, SyncReport};
+use diffsync::{Adapter, DiffFlags, ElementReport, ModelKey, Options, Outcome, Progress, Stage, Store, SyncReport};
 
 /// A model, by (type, key).
 pub type Key = (String, String);
@@ -71,6 +71,8 @@ pub type Key = (String, String);
 pub struct PassOutcome {
     /// Changes applied.
     pub applied: usize,
+    /// The keys of the changes applied, in order.
+    pub changed: Vec<ModelKey>,
     /// Keys not brought in step, with why (retried later).
     pub failed: Vec<(Key, String)>,
     /// Conflicts met for the first time (a conflict left unresolved is
@@ -83,6 +85,13 @@ pub struct PassOutcome {
 impl PassOutcome {
     fn add_report(&mut self, report: &SyncReport) {
         self.applied += report.totals().applied;
+        self.changed.extend(
+            report
+                .elements
+                .iter()
+                .filter(|e| e.outcome == Outcome::Applied)
+                .map(ElementReport::model_key),
+        );
         for e in report.unfinished() {
             self.failed
                 .push(((e.model_type.clone(), e.key.clone()), e.outcome.to_string()));
@@ -442,6 +451,8 @@ pub enum LoopEvent {
         keys: usize,
         /// Changes applied.
         applied: usize,
+        /// The keys of the changes applied, in order.
+        changed: Vec<ModelKey>,
         /// Keys left for a retry.
         failed: usize,
         /// Time from the oldest key's first event to its apply.
@@ -917,6 +928,7 @@ impl<R: Reconciler> Worker<R> {
             self.emit(LoopEvent::Synced {
                 keys: batch.len(),
                 applied: outcome.applied,
+                changed: outcome.changed.clone(),
                 failed,
                 latency: oldest.elapsed(),
                 unresolved: outcome.unresolved,

@@ -201,6 +201,11 @@ fn events_within_the_debounce_window_make_one_apply_per_key() {
         ),
         "{seen:?}"
     );
+    // The event names what it applied, by key.
+    let Some(LoopEvent::Synced { changed, .. }) = seen.last() else {
+        unreachable!()
+    };
+    assert_eq!(*changed, [Interface::key("nyc-r1", "eth0").into_erased()]);
     std::thread::sleep(Duration::from_millis(400));
     handle.shutdown();
     assert!(in_step(&source, &target));
