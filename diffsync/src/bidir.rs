@@ -1085,6 +1085,10 @@ pub struct ConflictRecord {
     /// whose losing side's sync panicked (what it wrote is unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied: Option<bool>,
+    /// The version the resolution gives both sides: the winner's, or the
+    /// merge (`None`: deleted, or nothing applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Attrs>,
 }
 
 impl fmt::Display for ConflictRecord {
@@ -1139,6 +1143,9 @@ impl fmt::Display for ConflictRecord {
                 show(&self.left, k),
                 show(&self.right, k)
             )?;
+            if self.resolution != Resolution::Skip {
+                write!(f, "    → {}", show(&self.result, k))?;
+            }
         }
         Ok(())
     }
@@ -2174,6 +2181,7 @@ impl Judge<'_> {
             Some(r) => (r, MODIFICATION_WINS.to_string()),
             None => (strategy.resolve(&c), strategy.name()),
         };
+        let mut left_takes = None;
         let flow = match resolution {
             Resolution::Left => Flow::ToRight,
             Resolution::Right => Flow::ToLeft,
@@ -2193,13 +2201,15 @@ impl Judge<'_> {
                             (_, true) => Flow::ToLeft,
                             _ => Flow::Both,
                         };
+                        left_takes = Some(l.clone());
                         merges.insert((t.to_string(), k.to_string()), (l, r));
                         flow
                     }
                 }
             }
         };
-        (flow, record(&c, &name, strategy.clock(), resolution))
+        let record = record(&c, &name, strategy.clock(), resolution, left_takes.as_deref());
+        (flow, record)
     }
 }
 
@@ -2207,7 +2217,28 @@ impl Judge<'_> {
 const MODIFICATION_WINS: &str = "modification beats deletion";
 
 /// A conflict's log record; `clock`: the attribute the strategy compared.
-fn record(c: &Conflict<'_>, strategy: &str, clock: Option<&str>, resolution: Resolution) -> ConflictRecord {
+/// `left_takes`: for a merge, the attributes the left takes from the right.
+fn record(
+    c: &Conflict<'_>,
+    strategy: &str,
+    clock: Option<&str>,
+    resolution: Resolution,
+    left_takes: Option<&[String]>,
+) -> ConflictRecord {
+    let result = match resolution {
+        Resolution::Left => c.left.map(|m| m.attributes()),
+        Resolution::Right => c.right.map(|m| m.attributes()),
+        Resolution::Skip => None,
+        Resolution::Merge => c.left.zip(c.right).zip(left_takes).map(|((l, r), takes)| {
+            let mut merged = l.attributes();
+            for name in takes {
+                if let Some(v) = r.attribute(name) {
+                    merged.insert(name.clone().into(), v);
+                }
+            }
+            merged
+        }),
+    };
     let schema = c.left.or(c.right).or(c.base).map(|m| m.schema());
     let clock = clock
         .map(str::to_string)
@@ -2229,6 +2260,7 @@ fn record(c: &Conflict<'_>, strategy: &str, clock: Option<&str>, resolution: Res
         right_replica: c.right_replica.to_string(),
         run: String::new(),
         applied: None,
+        result,
     }
 }
 
@@ -2300,7 +2332,11 @@ fn guard_deletes(
                         let (d, _) = walk[j];
                         let lost =
                             judge.conflict((d.model_type.as_ref(), d.key.as_str()), ConflictKind::ChildUnderDelete);
-                        log(&mut records, conflicts, record(&lost, &name, clock.as_deref(), deleter));
+                        log(
+                            &mut records,
+                            conflicts,
+                            record(&lost, &name, clock.as_deref(), deleter, None),
+                        );
                         flow[j] = to;
                     }
                 }
@@ -2319,7 +2355,11 @@ fn guard_deletes(
                     }
                 }
             }
-            log(&mut records, conflicts, record(&c, &name, clock.as_deref(), resolution));
+            log(
+                &mut records,
+                conflicts,
+                record(&c, &name, clock.as_deref(), resolution, None),
+            );
             kids = flow[i + 1..end].iter().fold((false, false, false), |k, f| {
                 (
                     k.0 || matches!(f, Flow::ToLeft | Flow::Both),

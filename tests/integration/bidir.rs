@@ -658,6 +658,9 @@ fn a_merge_takes_each_sides_attributes_and_sends_the_overlap_to_the_fallback() {
     )
     .unwrap();
     assert_eq!(report.conflicts[0].resolution, Resolution::Merge);
+    // The record says what both sides now hold.
+    let result = report.conflicts[0].result.as_ref().unwrap();
+    assert_eq!((&result["description"], &result["mtu"]), (&"left".into(), &9000.into()));
     assert_eq!(
         (description(&right, "nyc-r1__eth1"), mtu(&right)),
         ("left".to_string(), 9000)
