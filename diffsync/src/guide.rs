@@ -110,15 +110,21 @@
 //!                 continue;
 //!             }
 //!             let change = &batch.changes()[i];
-//!             let name = change.identifiers()["name"].as_str().unwrap_or_default().to_string();
+//!             let key = change.key_as::<Device>().ok_or("only devices here")?;
 //!             match change.action {
-//!                 Action::Create | Action::Update => {
-//!                     // `attrs` has the new values; for an update only the changed ones.
-//!                     let role = change.source_as::<Device>().map(|d| d.role.clone()).unwrap_or_default();
-//!                     upserts.push((i, name, role));
+//!                 Action::Create => {
+//!                     // The model the store will hold, typed.
+//!                     let new = change.created::<Device>().ok_or("a device")?;
+//!                     upserts.push((i, new.name.clone(), new.role.clone()));
+//!                 }
+//!                 Action::Update => {
+//!                     // As this side holds it, and as the change leaves it.
+//!                     let new = change.updated(self.store.get_by_key(&key)?)?;
+//!                     upserts.push((i, new.name, new.role));
 //!                 }
 //!                 Action::Delete => {
-//!                     let r = self.api.delete(&name);
+//!                     let old = self.store.get_by_key(&key)?;
+//!                     let r = self.api.delete(&old.name);
 //!                     batch.set_outcome(i, r.map_err(Into::into));
 //!                 }
 //!                 _ => {}
@@ -168,7 +174,7 @@
 //! assert!(report.is_success());
 //! // 1 list + 1 setup call, then one bulk upsert for 3 changes and one delete.
 //! assert_eq!(target.api.requests, 4);
-//! assert_eq!(target.store.get::<Device>("device", "r3")?.api_id, 4);
+//! assert_eq!(target.store.get_by_key(&Device::key("r3"))?.api_id, 4);
 //! assert!(!target.diff_from(&cmdb)?.has_diffs());
 //! # Ok::<(), diffsync::Error>(())
 //! ```

@@ -124,6 +124,36 @@ impl<'a> Change<'a> {
     pub fn identifiers(&self) -> &'a Attrs {
         &self.element.identifiers
     }
+    /// The changed model's key.
+    pub fn model_key(&self) -> crate::ModelKey {
+        crate::ModelKey::new(
+            self.element.model_type.to_string(),
+            self.element.identifiers.values().map(crate::KeyValue::from),
+        )
+    }
+    /// The changed model's key as a `T`'s (`None`: a change of another
+    /// type). With the adapter's store it gives the model as it is before
+    /// the change: `self.store.get_by_key(&change.key_as::<Device>()?)`.
+    pub fn key_as<T: crate::StaticModel>(&self) -> Option<crate::Key<T>> {
+        (self.element.model_type.as_ref() == T::NAME).then(|| crate::key::Key::assume(self.model_key()))
+    }
+    /// For a create: the model that will be stored, as a `T` (also for a
+    /// diff read from a file: it is built from the element's values).
+    pub fn created<T: DiffModel>(&self) -> Option<&T> {
+        self.new_model.as_deref().and_then(|m| m.downcast_ref::<T>())
+    }
+    /// For an update: `old` (the model as this side holds it, from the
+    /// adapter's store) with the change's values applied. A value that is
+    /// not a `T`'s is an error naming model, key and field.
+    pub fn updated<T: DiffModel>(&self, old: &T) -> crate::Result<T> {
+        let mut new = old.clone();
+        new.set_attributes(&self.attrs)?;
+        Ok(new)
+    }
+    /// For an update: the names of the attributes it changes.
+    pub fn changed_fields(&self) -> impl Iterator<Item = &str> {
+        self.attrs.keys().map(|k| k.as_ref())
+    }
     /// The source model as a concrete type.
     pub fn source_as<T: DiffModel>(&self) -> Option<&'a T> {
         self.source.and_then(|m| m.downcast_ref::<T>())

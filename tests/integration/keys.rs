@@ -160,3 +160,97 @@ fn json_identifiers_key_as_the_typed_fields_do() {
     let from_json = ModelKey::new("interface", [json!("r1"), json!("7")].iter().map(KeyValue::from));
     assert_eq!(*typed.erased(), from_json);
 }
+
+/// Hooks written on the user's own type: no downcast, no JSON indexing.
+struct Sites {
+    store: LocalStore,
+    seen: Vec<String>,
+}
+
+impl Sites {
+    fn new(name: &str, rows: &[(&str, &str)]) -> Sites {
+        let mut store = LocalStore::new(name);
+        store.register::<Site>().unwrap();
+        for (n, r) in rows {
+            store
+                .add(Site {
+                    name: n.to_string(),
+                    region: r.to_string(),
+                })
+                .unwrap();
+        }
+        Sites {
+            store,
+            seen: Vec::new(),
+        }
+    }
+}
+
+impl diffsync::Adapter for Sites {
+    type Store = LocalStore;
+    fn name(&self) -> &str {
+        self.store.name()
+    }
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
+    fn top_level(&self) -> Vec<&str> {
+        vec!["site"]
+    }
+    fn create(&mut self, change: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
+        let new: &Site = change.created().ok_or("a site")?;
+        self.seen.push(format!("create {} in {}", new.key(), new.region));
+        Ok(())
+    }
+    fn update(&mut self, change: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
+        let old: &Site = self.store.get_by_key(&change.key_as().ok_or("a site")?)?;
+        let new = change.updated(old)?;
+        let fields: Vec<&str> = change.changed_fields().collect();
+        self.seen.push(format!(
+            "update {}: {} -> {} {fields:?}",
+            new.name, old.region, new.region
+        ));
+        Ok(())
+    }
+    fn delete(&mut self, change: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
+        let old: &Site = self.store.get_by_key(&change.key_as().ok_or("a site")?)?;
+        self.seen.push(format!("delete {} in {}", old.name, old.region));
+        Ok(())
+    }
+}
+
+#[test]
+fn hooks_read_the_users_own_type_also_for_a_diff_read_from_json() {
+    use diffsync::{Adapter, Diff, Options};
+    let source = Sites::new("cmdb", &[("nyc", "east"), ("ams", "eu")]);
+    let start = [("nyc", "west"), ("lax", "west")];
+    let want = [
+        "update nyc: west -> east [\"region\"]",
+        "create site:ams in eu",
+        "delete lax in west",
+    ];
+    let mut target = Sites::new("net", &start);
+    target.sync_from(&source).unwrap();
+    assert_eq!(target.seen, want);
+    // The same from a diff saved as JSON: no source models to read.
+    let json = serde_json::to_string(&Sites::new("net", &start).diff_from(&source).unwrap()).unwrap();
+    let loaded: Diff = serde_json::from_str(&json).unwrap();
+    let mut target = Sites::new("net", &start);
+    target.sync_diff(&loaded, &mut Options::new()).unwrap();
+    assert_eq!(target.seen, want);
+    // A value that is not a site's: an error naming model, key and field.
+    let mut bad: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let text = bad.to_string().replace("\"east\"", "7");
+    bad = serde_json::from_str(&text).unwrap();
+    let bad: Diff = serde_json::from_value(bad).unwrap();
+    let err = Sites::new("net", &start)
+        .sync_diff(&bad, &mut Options::new())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("nyc") && err.to_string().contains("region"),
+        "{err}"
+    );
+}
