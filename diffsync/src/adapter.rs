@@ -59,8 +59,19 @@ pub trait Adapter {
     fn store(&self) -> &Self::Store;
     /// The store, mutably.
     fn store_mut(&mut self) -> &mut Self::Store;
-    /// Top-level model types, in processing order.
-    fn top_level(&self) -> Vec<&str>;
+    /// Top-level model types, in processing order. The default: the
+    /// store's registered types that no other type lists as a child, in
+    /// registration order.
+    fn top_level(&self) -> Vec<&str> {
+        let store = self.store().local();
+        let child_of_another = |t: &str| {
+            store
+                .model_types()
+                .filter(|p| *p != t)
+                .any(|p| store.schema(p).is_some_and(|s| s.children.iter().any(|c| c == t)))
+        };
+        store.model_types().filter(|t| !child_of_another(t)).collect()
+    }
 
     /// Loads the system into the store (optional: many adapters load in their constructor).
     fn load(&mut self) -> Result<()> {
@@ -127,39 +138,46 @@ pub trait Adapter {
     }
 
     /// What would change in `self` to make it look like `source`.
-    fn diff_from<S: Adapter + ?Sized>(&self, source: &S) -> Result<Diff> {
+    fn diff_from<S: Adapter + ?Sized>(&self, source: &S) -> Result<Diff>
+    where
+        Self: Sized,
+    {
         self.diff_from_with(source, &mut Options::new())
     }
     /// [`diff_from`](Adapter::diff_from) with options.
-    fn diff_from_with<S: Adapter + ?Sized>(&self, source: &S, opts: &mut Options<'_>) -> Result<Diff> {
-        let src = Side {
-            store: source.store().local(),
-            name: source.name(),
-            top_level: source.top_level(),
-        };
-        let dst = Side {
-            store: self.store().local(),
-            name: self.name(),
-            top_level: self.top_level(),
-        };
-        differ::diff(&src, &dst, opts)
+    fn diff_from_with<S: Adapter + ?Sized>(&self, source: &S, opts: &mut Options<'_>) -> Result<Diff>
+    where
+        Self: Sized,
+    {
+        diff_between(self, source, opts)
     }
     /// What would change in `target` to make it look like `self`.
-    fn diff_to<D: Adapter + ?Sized>(&self, target: &D) -> Result<Diff> {
-        target.diff_from(self)
+    fn diff_to<D: Adapter + ?Sized>(&self, target: &D) -> Result<Diff>
+    where
+        Self: Sized,
+    {
+        diff_between(target, self, &mut Options::new())
     }
     /// Makes `self` look like `source`: diff, then apply through the hooks.
-    fn sync_from<S: Adapter + ?Sized>(&mut self, source: &S) -> Result<SyncReport> {
-        self.sync_from_with(source, &mut Options::new())
+    fn sync_from<S: Adapter + ?Sized>(&mut self, source: &S) -> Result<SyncReport>
+    where
+        Self: Sized,
+    {
+        sync_between(self, source, &mut Options::new())
     }
     /// [`sync_from`](Adapter::sync_from) with options.
-    fn sync_from_with<S: Adapter + ?Sized>(&mut self, source: &S, opts: &mut Options<'_>) -> Result<SyncReport> {
-        let diff = self.diff_from_with(source, opts)?;
-        sync::sync(self, &diff, Some(source.store().local()), true, opts)
+    fn sync_from_with<S: Adapter + ?Sized>(&mut self, source: &S, opts: &mut Options<'_>) -> Result<SyncReport>
+    where
+        Self: Sized,
+    {
+        sync_between(self, source, opts)
     }
     /// Makes `target` look like `self`.
-    fn sync_to<D: Adapter + ?Sized>(&self, target: &mut D) -> Result<SyncReport> {
-        target.sync_from(self)
+    fn sync_to<D: Adapter + ?Sized>(&self, target: &mut D) -> Result<SyncReport>
+    where
+        Self: Sized,
+    {
+        sync_between(target, self, &mut Options::new())
     }
     /// Applies a precomputed diff, with the full source models from `source`.
     /// Flags that shape a diff (skips, ignore) have no further effect.
@@ -168,7 +186,10 @@ pub trait Adapter {
         source: &S,
         diff: &Diff,
         opts: &mut Options<'_>,
-    ) -> Result<SyncReport> {
+    ) -> Result<SyncReport>
+    where
+        Self: Sized,
+    {
         sync::sync(self, diff, Some(source.store().local()), false, opts)
     }
     /// Applies a diff without its source (e.g. loaded from JSON): created
@@ -176,6 +197,37 @@ pub trait Adapter {
     fn sync_diff(&mut self, diff: &Diff, opts: &mut Options<'_>) -> Result<SyncReport> {
         sync::sync(self, diff, None, false, opts)
     }
+}
+
+/// What would change in `dest` to make it look like `source`: what
+/// [`Adapter::diff_from_with`] does, for any adapters, `dyn` ones too.
+pub fn diff_between<D: Adapter + ?Sized, S: Adapter + ?Sized>(
+    dest: &D,
+    source: &S,
+    opts: &mut Options<'_>,
+) -> Result<Diff> {
+    let src = Side {
+        store: source.store().local(),
+        name: source.name(),
+        top_level: source.top_level(),
+    };
+    let dst = Side {
+        store: dest.store().local(),
+        name: dest.name(),
+        top_level: dest.top_level(),
+    };
+    differ::diff(&src, &dst, opts)
+}
+
+/// Makes `dest` look like `source`: what [`Adapter::sync_from_with`] does,
+/// for any adapters, `dyn` ones too.
+pub fn sync_between<D: Adapter + ?Sized, S: Adapter + ?Sized>(
+    dest: &mut D,
+    source: &S,
+    opts: &mut Options<'_>,
+) -> Result<SyncReport> {
+    let diff = diff_between(&*dest, source, opts)?;
+    sync::sync(dest, &diff, Some(source.store().local()), true, opts)
 }
 
 /// An adapter over a store with no write hooks: for sources (a CMDB export,

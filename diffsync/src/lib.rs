@@ -196,7 +196,7 @@ mod render;
 pub mod store;
 mod sync;
 
-pub use adapter::{Adapter, Layer, Layered, MemoryAdapter, StoreAdapter};
+pub use adapter::{Adapter, Layer, Layered, MemoryAdapter, StoreAdapter, diff_between, sync_between};
 pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, DiffIter, Summary};
 pub use diffsync_derive::DiffModel;
 pub use error::{BoxError, Error, HookError, Result};

@@ -295,3 +295,37 @@ fn an_error_returned_from_main_prints_its_message_not_its_report() {
     assert_eq!(printed.lines().next(), Some(err.to_string().as_str()));
     assert!(!printed.contains("ElementReport") && printed.len() < 300, "{printed}");
 }
+
+/// An adapter that names only its store.
+struct Plain(diffsync::LocalStore);
+
+impl Adapter for Plain {
+    type Store = diffsync::LocalStore;
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn store(&self) -> &diffsync::LocalStore {
+        &self.0
+    }
+    fn store_mut(&mut self) -> &mut diffsync::LocalStore {
+        &mut self.0
+    }
+}
+
+#[test]
+fn top_level_types_come_from_the_schemas_and_adapters_sync_behind_dyn() {
+    let source = Plain(sys_b().store);
+    assert_eq!(source.top_level(), ["site"]);
+    // A type that is its own child is still top level.
+    let mut tree = diffsync::LocalStore::new("tree");
+    tree.register::<diffsync_tests::Node>().unwrap();
+    assert_eq!(Plain(tree).top_level(), ["node"]);
+    // Targets of different kinds in one list.
+    let mut targets: Vec<Box<dyn Adapter<Store = diffsync::LocalStore>>> =
+        vec![Box::new(sys_a()), Box::new(diffsync_tests::Inventory::empty("empty"))];
+    for target in &mut targets {
+        diffsync::sync_between(&mut **target, &source, &mut Options::new()).unwrap();
+        let left = diffsync::diff_between(&**target, &source, &mut Options::new()).unwrap();
+        assert!(!left.has_diffs(), "{}: {left}", target.name());
+    }
+}
