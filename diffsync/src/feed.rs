@@ -71,6 +71,16 @@ pub struct ChangeEvent {
     pub origin: Option<String>,
 }
 
+impl ChangeEvent {
+    /// The changed model's key.
+    pub fn model_key(&self) -> crate::ModelKey {
+        match &self.identifiers {
+            Some(ids) => crate::ModelKey::new(self.model_type.clone(), ids.values().map(crate::KeyValue::from)),
+            None => crate::ModelKey::from_unique_id(&self.model_type, &self.key),
+        }
+    }
+}
+
 /// What one poll of a feed returned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FeedBatch {

@@ -314,6 +314,14 @@ impl ModelKey {
         })
     }
 
+    /// The key of the `model_type` model the store keys by `unique_id`
+    /// (read back into its values; an id no model would have is keyed as
+    /// one string).
+    pub fn from_unique_id(model_type: &str, unique_id: &str) -> ModelKey {
+        let values = parse_unique_id(unique_id).unwrap_or_else(|_| vec![KeyValue::Str(unique_id.to_string())]);
+        ModelKey::new(model_type.to_string(), values)
+    }
+
     /// Reads the text form (`device:nyc__r1`) back.
     pub fn parse(text: &str) -> Result<ModelKey, KeyParseError> {
         let Some((model_type, id)) = text.split_once(':').filter(|(t, _)| !t.is_empty()) else {
@@ -579,6 +587,12 @@ impl<T> fmt::Debug for Key<T> {
 impl<T> From<Key<T>> for ModelKey {
     fn from(k: Key<T>) -> ModelKey {
         k.key
+    }
+}
+
+impl AsRef<ModelKey> for ModelKey {
+    fn as_ref(&self) -> &ModelKey {
+        self
     }
 }
 

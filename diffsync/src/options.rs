@@ -83,6 +83,13 @@ impl<'a> Options<'a> {
         self.part = Some(keys.into_iter().map(|(t, k)| (t.into(), k.into())).collect());
         self
     }
+    /// [`part`](Self::part) by keys: `Options::new().part_keys([Device::key("nyc", "r1")])`.
+    pub fn part_keys<K: AsRef<crate::ModelKey>>(self, keys: impl IntoIterator<Item = K>) -> Self {
+        self.part(keys.into_iter().map(|k| {
+            let k = k.as_ref();
+            (k.model_type().to_string(), k.unique_id())
+        }))
+    }
     /// Calls `f` with progress (at most about a thousand times per stage, and at the end).
     pub fn progress(mut self, f: &'a mut dyn FnMut(Progress)) -> Self {
         self.progress = Some(f);

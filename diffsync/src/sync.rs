@@ -434,9 +434,7 @@ pub struct ElementReport {
 impl ElementReport {
     /// The element's key (read back from its type and unique id).
     pub fn model_key(&self) -> crate::ModelKey {
-        crate::ModelKey::parse(&format!("{}:{}", self.model_type, self.key))
-            // A unique id always reads back; a malformed one is keyed as text.
-            .unwrap_or_else(|_| crate::ModelKey::new(self.model_type.clone(), [crate::KeyValue::Str(self.key.clone())]))
+        crate::ModelKey::from_unique_id(&self.model_type, &self.key)
     }
 }
 

@@ -254,3 +254,27 @@ fn hooks_read_the_users_own_type_also_for_a_diff_read_from_json() {
         "{err}"
     );
 }
+
+#[test]
+fn a_part_and_a_change_event_name_models_by_key() {
+    use diffsync::{Adapter, AttrSource, ChangeFeed, Options};
+    let (target, source) = (sys_a(), diffsync_tests::sys_b());
+    let by_key = target
+        .diff_from_with(&source, &mut Options::new().part_keys([Site::key("nyc")]))
+        .unwrap();
+    let by_text = target
+        .diff_from_with(&source, &mut Options::new().part([("site", "nyc")]))
+        .unwrap();
+    assert!(by_key.has_diffs());
+    assert_eq!(by_key, by_text);
+    // A store's feed tells each change by key.
+    let mut store = sys_a().store;
+    let mut feed = store.subscribe();
+    let south = [("region".into(), json!("south"))].into_iter().collect();
+    store
+        .update_attributes("site", "sfo", AttrSource::Values(&south))
+        .unwrap();
+    let batch = feed.poll(10, std::time::Duration::ZERO).unwrap();
+    let keys: Vec<ModelKey> = batch.events.iter().map(|e| e.model_key()).collect();
+    assert_eq!(keys, [Site::key("sfo").into_erased()]);
+}
