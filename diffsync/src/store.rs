@@ -292,11 +292,34 @@ impl Table {
     }
 }
 
+/// A Rust type: compared by its `TypeId`, named by its type name (for
+/// messages only: type names are not unique).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RustType {
+    pub(crate) id: std::any::TypeId,
+    pub(crate) name: &'static str,
+}
+
+impl RustType {
+    pub(crate) fn of<T: Any>() -> RustType {
+        RustType {
+            id: std::any::TypeId::of::<T>(),
+            name: std::any::type_name::<T>(),
+        }
+    }
+}
+
+impl PartialEq for RustType {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
 /// Type-erased storage of one model type's values, in slots.
 pub(crate) trait ModelVec: Send + Sync {
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
-    fn type_name(&self) -> &'static str;
+    fn rust_type(&self) -> RustType;
     fn get(&self, slot: u32) -> Option<&dyn AnyModel>;
     fn push_boxed(&mut self, model: Box<dyn AnyModel>, schema: &SchemaRef) -> Result<()>;
     fn clear(&mut self, slot: u32);
@@ -329,8 +352,8 @@ impl<T: DiffModel> ModelVec for TypedVec<T> {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
-    fn type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
+    fn rust_type(&self) -> RustType {
+        RustType::of::<T>()
     }
     fn get(&self, slot: u32) -> Option<&dyn AnyModel> {
         self.at(slot).map(|m| m as &dyn AnyModel)
@@ -517,7 +540,7 @@ impl LocalStore {
         self.ensure_table(
             SchemaRef::Static(T::static_schema()),
             || __new_vec::<T>(),
-            std::any::type_name::<T>(),
+            RustType::of::<T>(),
         )
         .map(|_| ())
     }
@@ -528,7 +551,7 @@ impl LocalStore {
         self.ensure_table(
             SchemaRef::Shared(schema),
             __new_vec::<crate::model::DynModel>,
-            std::any::type_name::<crate::model::DynModel>(),
+            RustType::of::<crate::model::DynModel>(),
         )
         .map(|_| ())
     }
@@ -569,15 +592,15 @@ impl LocalStore {
         Some((ty, slot))
     }
 
-    fn ensure_table(&mut self, schema: SchemaRef, make: impl FnOnce() -> ErasedVec, rust_type: &str) -> Result<u32> {
+    fn ensure_table(&mut self, schema: SchemaRef, make: impl FnOnce() -> ErasedVec, rust_type: RustType) -> Result<u32> {
         if let Some(&i) = self.by_name.get(schema.name.as_ref()) {
             let t = &self.tables[i as usize];
-            if t.models.type_name() != rust_type {
+            if t.models.rust_type() != rust_type {
                 return Err(Error::TypeMismatch {
                     model_type: schema.name.to_string(),
                     key: String::new(),
-                    stored: t.models.type_name().into(),
-                    requested: rust_type.into(),
+                    stored: t.models.rust_type().name.into(),
+                    requested: rust_type.name.into(),
                 });
             }
             return Ok(i);
@@ -608,7 +631,7 @@ impl LocalStore {
         for t in &self.tables {
             let make = || ErasedVec(t.models.new_empty());
             // The types are valid in `self`, so they are valid here.
-            let _ = out.ensure_table(t.schema.clone(), make, t.models.type_name());
+            let _ = out.ensure_table(t.schema.clone(), make, t.models.rust_type());
         }
         out
     }
@@ -714,7 +737,7 @@ impl LocalStore {
         let known = self.table_index(&DiffModel::schema(&model).name);
         let ty = match known {
             Some(t) if self.tables[t as usize].models.as_any().is::<TypedVec<T>>() => t,
-            _ => self.ensure_table(model.schema_ref(), __new_vec::<T>, std::any::type_name::<T>())?,
+            _ => self.ensure_table(model.schema_ref(), __new_vec::<T>, RustType::of::<T>())?,
         };
         let link = match parent {
             Some(p) => Some(self.parent_link(p, &DiffModel::schema(&model).name)?),
@@ -748,7 +771,7 @@ impl LocalStore {
             return Err(Error::TypeMismatch {
                 model_type: table.schema.name.to_string(),
                 key: uid.into(),
-                stored: table.models.type_name().into(),
+                stored: table.models.rust_type().name.into(),
                 requested: std::any::type_name::<T>().into(),
             });
         };
@@ -993,8 +1016,8 @@ impl LocalStore {
             Some(t) => t,
             None => {
                 let vec = model.__new_vec();
-                let type_name = vec.0.type_name();
-                self.ensure_table(schema, || vec, type_name)?
+                let rust_type = vec.0.rust_type();
+                self.ensure_table(schema, || vec, rust_type)?
             }
         };
         let uid = model.unique_id();
@@ -1032,7 +1055,7 @@ impl LocalStore {
             .ok_or_else(|| Error::TypeMismatch {
                 model_type: t.schema.name.to_string(),
                 key: key.to_string(),
-                stored: t.models.type_name().into(),
+                stored: t.models.rust_type().name.into(),
                 requested: std::any::type_name::<T>().into(),
             })
     }
@@ -1154,7 +1177,7 @@ impl LocalStore {
             None => self.add(model).map(|_| ()),
             Some((ty, slot)) => {
                 let t = &mut self.tables[ty as usize];
-                let stored = t.models.type_name();
+                let stored = t.models.rust_type().name;
                 let vec = t
                     .models
                     .as_any_mut()

@@ -843,7 +843,7 @@ fn new_model_for(e: &DiffElement, src: Option<&dyn AnyModel>, dest: &LocalStore)
         };
     };
     if let Some(m) = src
-        && m.__new_vec().0.type_name() == t.models.type_name()
+        && m.as_any().type_id() == t.models.rust_type().id
         && (std::ptr::eq(m.schema(), &*t.schema) || *m.schema() == *t.schema)
     {
         return Ok(m.copy_for_create_box());
