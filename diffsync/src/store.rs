@@ -592,7 +592,12 @@ impl LocalStore {
         Some((ty, slot))
     }
 
-    fn ensure_table(&mut self, schema: SchemaRef, make: impl FnOnce() -> ErasedVec, rust_type: RustType) -> Result<u32> {
+    fn ensure_table(
+        &mut self,
+        schema: SchemaRef,
+        make: impl FnOnce() -> ErasedVec,
+        rust_type: RustType,
+    ) -> Result<u32> {
         if let Some(&i) = self.by_name.get(schema.name.as_ref()) {
             let t = &self.tables[i as usize];
             if t.models.rust_type() != rust_type {
