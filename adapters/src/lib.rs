@@ -13,7 +13,8 @@ mod error;
 mod registry;
 
 /// The trait items every registry-based adapter here shares: a `name`, a
-/// `LocalStore` in `store` and top-level types from its `registry`.
+/// `LocalStore` in `store` (top-level types come from the registered
+/// schemas, `Adapter::top_level`'s default).
 /// Used inside `impl Adapter for ..` blocks.
 #[allow(unused_macros)]
 macro_rules! registry_adapter_basics {
@@ -27,9 +28,6 @@ macro_rules! registry_adapter_basics {
         }
         fn store_mut(&mut self) -> &mut diffsync::LocalStore {
             &mut self.store
-        }
-        fn top_level(&self) -> Vec<&str> {
-            self.registry.top_level()
         }
     };
 }
