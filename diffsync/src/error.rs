@@ -412,6 +412,25 @@ fn key_part(key: &str) -> String {
 /// Shorthand for `Result<T, diffsync::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// The key of the model at fault, where the error names one.
+    pub fn model_key(&self) -> Option<crate::ModelKey> {
+        let (model_type, key) = match self {
+            Error::AlreadyExists { model_type, key, .. }
+            | Error::NotFound { model_type, key, .. }
+            | Error::TypeMismatch { model_type, key, .. }
+            | Error::InvalidValue { model_type, key, .. }
+            | Error::SyncAborted { model_type, key, .. }
+            | Error::Store { model_type, key, .. }
+            | Error::Conflict { model_type, key, .. }
+            | Error::InvalidDiff { model_type, key, .. }
+            | Error::StoreApply { model_type, key, .. } => (model_type, key),
+            _ => return None,
+        };
+        (!model_type.is_empty() && !key.is_empty()).then(|| crate::ModelKey::from_unique_id(model_type, key))
+    }
+}
+
 impl std::fmt::Debug for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut said = self.to_string();

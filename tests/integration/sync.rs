@@ -291,6 +291,11 @@ fn an_error_returned_from_main_prints_its_message_not_its_report() {
     let mut target = sys_a().fail_on("site", "lax");
     let err = target.sync_from(&sys_b()).unwrap_err();
     // `fn main() -> Result<(), diffsync::Error>` prints the Debug form.
+    assert_eq!(
+        err.model_key(),
+        Some(Site::key("lax").into_erased()),
+        "the key at fault"
+    );
     let printed = format!("{err:?}");
     assert_eq!(printed.lines().next(), Some(err.to_string().as_str()));
     assert!(!printed.contains("ElementReport") && printed.len() < 300, "{printed}");
