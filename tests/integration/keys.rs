@@ -197,9 +197,6 @@ impl diffsync::Adapter for Sites {
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.store
     }
-    fn top_level(&self) -> Vec<&str> {
-        vec!["site"]
-    }
     fn create(&mut self, change: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
         let new: &Site = change.created().ok_or("a site")?;
         self.seen.push(format!("create {} in {}", new.key(), new.region));

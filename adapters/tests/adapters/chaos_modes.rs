@@ -19,7 +19,7 @@ use diffsync_adapters::redis::RedisStore;
 use diffsync_adapters::sqlite::SqliteAdapter;
 use serde_json::Value;
 
-use crate::common::{Device, Site, registry};
+use crate::common::{device, registry, site};
 #[cfg(feature = "postgres")]
 use crate::servers::Postgres;
 use crate::servers::Redis;
@@ -65,22 +65,6 @@ trait System {
     fn per_change(&self) -> bool;
     fn kill(&mut self) {}
     fn revive(&mut self) {}
-}
-
-fn device(name: &str, role: &str) -> Device {
-    Device {
-        name: name.into(),
-        role: role.into(),
-        serial: None,
-        db_pk: 0,
-    }
-}
-
-fn site(name: &str, region: &str) -> Site {
-    Site {
-        name: name.into(),
-        region: region.into(),
-    }
 }
 
 fn values(attr: &str, v: &str) -> diffsync::Attrs {

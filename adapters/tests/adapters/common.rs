@@ -56,6 +56,24 @@ impl diffsync::IdPart for Text {
     }
 }
 
+/// A site in `region`.
+pub fn site(name: &str, region: &str) -> Site {
+    Site {
+        name: name.into(),
+        region: region.into(),
+    }
+}
+
+/// A device with `role`, no serial.
+pub fn device(name: &str, role: &str) -> Device {
+    Device {
+        name: name.into(),
+        role: role.into(),
+        serial: None,
+        db_pk: 0,
+    }
+}
+
 pub fn registry() -> Registry {
     Registry::new().with::<Site>().with::<Device>().with::<Interface>()
 }

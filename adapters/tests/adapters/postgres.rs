@@ -33,6 +33,22 @@ fn sync_round_trip_and_incremental_changes() {
     assert_eq!(count(&mut db, "device"), 9);
 }
 
+/// A database with a change feed, holding `sites` sites of the inventory.
+fn fed(pg: &Postgres, sites: usize) -> PostgresAdapter {
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    db.enable_change_feed().unwrap();
+    db.sync_from(&inventory("cmdb", sites, 0)).unwrap();
+    db
+}
+
+/// The `mirror` consumer's feed, having read and committed all there is.
+fn caught_up(db: &PostgresAdapter) -> diffsync_adapters::postgres::PostgresFeed {
+    let mut feed = db.change_feed("mirror").unwrap();
+    drain(&mut feed);
+    diffsync::feed::ChangeFeed::commit(&mut feed).unwrap();
+    feed
+}
+
 fn refuse_eth3(db: &mut PostgresAdapter) {
     db.client()
         .batch_execute(
@@ -191,9 +207,7 @@ fn a_bidirectional_base_lives_in_the_database() {
 fn the_change_feed_never_passes_a_transaction_still_running_and_resumes_after_its_cursor() {
     use diffsync::feed::{ChangeFeed, ChangeKind::*};
     let Some(pg) = Postgres::start() else { return };
-    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
-    db.enable_change_feed().unwrap();
-    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let mut db = fed(&pg, 1);
     let mut feed = db.change_feed("mirror").unwrap();
     let (gap, first) = drain(&mut feed);
     assert!(gap, "a consumer that never committed starts with a full sync");
@@ -247,9 +261,7 @@ fn a_loop_keeps_a_mirror_of_a_postgres_database_written_by_others() {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
     let Some(pg) = Postgres::start() else { return };
-    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
-    db.enable_change_feed().unwrap();
-    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    let db = fed(&pg, 2);
     let feed = db.change_feed("mirror").unwrap();
     let source = Arc::new(Mutex::new(db));
     let mirror = Arc::new(Mutex::new(diffsync::MemoryAdapter::new("mirror", &["site"])));
@@ -294,9 +306,7 @@ fn a_waiting_feed_sleeps_until_a_commit_notifies_it() {
     use diffsync::feed::{ChangeFeed, ChangeKind};
     use std::time::{Duration, Instant};
     let Some(pg) = Postgres::start() else { return };
-    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
-    db.enable_change_feed().unwrap();
-    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
+    let db = fed(&pg, 1);
     let mut feed = db.change_feed("mirror").unwrap();
     drain(&mut feed);
     let params = pg.params();
@@ -334,12 +344,8 @@ fn a_waiting_feed_sleeps_until_a_commit_notifies_it() {
 fn a_change_log_pruned_by_someone_else_or_created_again_is_a_gap() {
     use diffsync::feed::ChangeFeed;
     let Some(pg) = Postgres::start() else { return };
-    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
-    db.enable_change_feed().unwrap();
-    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
-    let mut feed = db.change_feed("mirror").unwrap();
-    drain(&mut feed);
-    feed.commit().unwrap();
+    let mut db = fed(&pg, 1);
+    let mut feed = caught_up(&db);
     let mut other = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
     let edit = "UPDATE site SET region = 'north' WHERE name = 'site0';";
     // Read up to the first of three edits, then another tool prunes the log past it.
@@ -367,12 +373,8 @@ fn the_adapter_its_base_and_its_feed_outlive_a_server_restart() {
     use diffsync::feed::{ChangeFeed, ChangeKind::*};
     use diffsync_adapters::postgres::PostgresBase;
     let Some(pg) = Postgres::start() else { return };
-    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
-    db.enable_change_feed().unwrap();
-    db.sync_from(&inventory("cmdb", 1, 0)).unwrap();
-    let mut feed = db.change_feed("mirror").unwrap();
-    drain(&mut feed);
-    feed.commit().unwrap();
+    let mut db = fed(&pg, 1);
+    let mut feed = caught_up(&db);
     let mut base = PostgresBase::connect(&pg.params(), "cmdb/pg").unwrap();
     pg.kill();
     // While the server is down: a typed error, nothing changed.

@@ -4,7 +4,7 @@ use diffsync::{Adapter, Error, LocalStore, Store, StoreAdapter};
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::redis::RedisStore;
 
-use crate::common::{Device, Interface, Site, Text, assert_reread_by_key, inventory, registry};
+use crate::common::{Device, Interface, Site, Text, assert_reread_by_key, device, inventory, registry, site};
 use crate::servers::Redis;
 
 /// A hook-less adapter over a Redis-backed store.
@@ -151,22 +151,6 @@ fn a_sync_whose_flush_fails_reports_it_and_writes_nothing() {
     );
     // The image took nothing the server did not: it is as it was read.
     assert!(!target.diff_from(&inventory("cmdb", 1, 0)).unwrap().has_diffs());
-}
-
-fn site(name: &str, region: &str) -> Site {
-    Site {
-        name: name.into(),
-        region: region.into(),
-    }
-}
-
-fn device(name: &str, role: &str) -> Device {
-    Device {
-        name: name.into(),
-        role: role.into(),
-        serial: None,
-        db_pk: 0,
-    }
 }
 
 fn region(s: &RedisStore, name: &str) -> String {
