@@ -5,8 +5,8 @@
 //! Run: `cargo run -p diffsync-adapters --example bidir_json_sqlite [-- WORK_DIR]`
 //! (by default in a fresh temporary directory).
 
-use diffsync::Adapter;
 use diffsync::bidir::{Base, BiOptions, JsonLines, Strategy, reconcile};
+use diffsync::{Adapter, AdapterExt};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_adapters::{FileAdapter, Format};
 

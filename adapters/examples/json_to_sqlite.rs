@@ -4,7 +4,7 @@
 //! Run: `cargo run -p diffsync-adapters --example json_to_sqlite [-- WORK_DIR]`
 //! (by default in a fresh temporary directory).
 
-use diffsync::Adapter;
+use diffsync::AdapterExt;
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_adapters::{FileAdapter, Format};
 

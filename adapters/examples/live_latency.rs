@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use diffsync::{Adapter, AttrSource, MemoryAdapter};
+use diffsync::{AdapterExt, AttrSource, MemoryAdapter};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
 use inventory::{Device, Interface, Site, registry};

@@ -12,7 +12,7 @@ mod inventory;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use diffsync::Adapter;
+use diffsync::AdapterExt;
 use diffsync_adapters::files::{FileAdapter, Format};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};

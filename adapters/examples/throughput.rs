@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use diffsync::{Adapter, DiffModel, LocalStore, MemoryAdapter, StoreAdapter};
+use diffsync::{AdapterExt, DiffModel, LocalStore, MemoryAdapter, StoreAdapter};
 use diffsync_adapters::Registry;
 use diffsync_adapters::postgres::PostgresAdapter;
 use diffsync_adapters::redis::RedisStore;

@@ -78,7 +78,7 @@ impl Format {
 /// An adapter over a file (or, for CSV, a directory of files).
 ///
 /// ```
-/// use diffsync::{Adapter, DiffModel};
+/// use diffsync::{AdapterExt, DiffModel};
 /// use diffsync_adapters::{FileAdapter, Format, Registry};
 /// use serde::{Deserialize, Serialize};
 ///
@@ -623,7 +623,13 @@ impl diffsync::feed::ChangeFeed for FileFeed {
 }
 
 impl Adapter for FileAdapter {
-    registry_adapter_basics!();
+    type Store = LocalStore;
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
     /// Writes the file(s), when the sync applied a change (a file nothing
     /// changed in is left as it is, comments and layout included). When
     /// the write fails nothing was replaced, and the store is read back

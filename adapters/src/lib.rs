@@ -12,26 +12,6 @@
 mod error;
 mod registry;
 
-/// The trait items every registry-based adapter here shares: a `name`, a
-/// `LocalStore` in `store` (top-level types come from the registered
-/// schemas, `Adapter::top_level`'s default).
-/// Used inside `impl Adapter for ..` blocks.
-#[allow(unused_macros)]
-macro_rules! registry_adapter_basics {
-    () => {
-        type Store = diffsync::LocalStore;
-        fn name(&self) -> &str {
-            &self.name
-        }
-        fn store(&self) -> &diffsync::LocalStore {
-            &self.store
-        }
-        fn store_mut(&mut self) -> &mut diffsync::LocalStore {
-            &mut self.store
-        }
-    };
-}
-
 #[cfg(feature = "files")]
 mod document;
 #[cfg(feature = "files")]

@@ -224,7 +224,13 @@ fn not_object(path: &Path) -> AdapterError {
 }
 
 impl Adapter for ObjectStoreAdapter {
-    registry_adapter_basics!();
+    type Store = LocalStore;
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
     fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         if self.layout == Layout::PerModel {
             let model = change.new_model().ok_or("create without a model")?;

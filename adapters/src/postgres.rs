@@ -405,7 +405,13 @@ fn write_error(origin: &str, change: &diffsync::Change<'_>, e: diffsync::BoxErro
 }
 
 impl Adapter for PostgresAdapter {
-    registry_adapter_basics!();
+    type Store = LocalStore;
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
 
     fn set_origin(&mut self, origin: Option<&str>) {
         self.store.set_origin(origin);

@@ -26,7 +26,7 @@ const DIALECT: Dialect = Dialect {
 /// An adapter over an SQLite database.
 ///
 /// ```
-/// use diffsync::{Adapter, DiffModel};
+/// use diffsync::{AdapterExt, DiffModel};
 /// use diffsync_adapters::{Registry, sqlite::SqliteAdapter};
 /// use serde::{Deserialize, Serialize};
 ///
@@ -351,7 +351,13 @@ fn from_sqlite(v: Sql) -> SqlValue {
 }
 
 impl Adapter for SqliteAdapter {
-    registry_adapter_basics!();
+    type Store = LocalStore;
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
 
     /// All changes in one transaction. Without CONTINUE_ON_FAILURE the first
     /// failure rolls everything back (the failing change is named, the

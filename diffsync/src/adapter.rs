@@ -10,13 +10,13 @@ use crate::sync::{self, Batch, Change, SyncReport};
 
 /// One system to compare and synchronize.
 ///
-/// Implement [`name`](Adapter::name), [`store`](Adapter::store),
-/// [`store_mut`](Adapter::store_mut) and [`top_level`](Adapter::top_level);
-/// fill the store in your own loader (or [`load`](Adapter::load)); override the
-/// hooks that write to your system. The provided methods diff and sync.
+/// Implement [`store`](Adapter::store) and [`store_mut`](Adapter::store_mut);
+/// fill the store in your own loader (or [`load`](Adapter::load)); override
+/// the hooks that write to your system. [`AdapterExt`], implemented for
+/// every adapter, diffs and syncs.
 ///
 /// ```
-/// use diffsync::{Adapter, Change, DiffModel, HookError, LocalStore};
+/// use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, LocalStore};
 ///
 /// #[derive(DiffModel, Clone, Debug, PartialEq)]
 /// #[diffsync(name = "site")]
@@ -53,8 +53,11 @@ pub trait Adapter {
     /// The store type (usually [`LocalStore`](crate::LocalStore)).
     type Store: Store;
 
-    /// The adapter's name, shown in diffs and reports.
-    fn name(&self) -> &str;
+    /// The adapter's name, shown in diffs and reports. The default: the
+    /// store's name.
+    fn name(&self) -> &str {
+        self.store().name()
+    }
     /// The store.
     fn store(&self) -> &Self::Store;
     /// The store, mutably.
@@ -136,47 +139,33 @@ pub trait Adapter {
     fn set_origin(&mut self, origin: Option<&str>) {
         self.store_mut().set_origin(origin);
     }
+}
 
+/// Diff and sync, for every [`Adapter`] (`dyn` ones too): import it with
+/// the trait (`use diffsync::{Adapter, AdapterExt}`, or `diffsync::prelude::*`).
+pub trait AdapterExt: Adapter {
     /// What would change in `self` to make it look like `source`.
-    fn diff_from<S: Adapter + ?Sized>(&self, source: &S) -> Result<Diff>
-    where
-        Self: Sized,
-    {
+    fn diff_from<S: Adapter + ?Sized>(&self, source: &S) -> Result<Diff> {
         self.diff_from_with(source, &mut Options::new())
     }
-    /// [`diff_from`](Adapter::diff_from) with options.
-    fn diff_from_with<S: Adapter + ?Sized>(&self, source: &S, opts: &mut Options<'_>) -> Result<Diff>
-    where
-        Self: Sized,
-    {
+    /// [`diff_from`](AdapterExt::diff_from) with options.
+    fn diff_from_with<S: Adapter + ?Sized>(&self, source: &S, opts: &mut Options<'_>) -> Result<Diff> {
         diff_between(self, source, opts)
     }
     /// What would change in `target` to make it look like `self`.
-    fn diff_to<D: Adapter + ?Sized>(&self, target: &D) -> Result<Diff>
-    where
-        Self: Sized,
-    {
+    fn diff_to<D: Adapter + ?Sized>(&self, target: &D) -> Result<Diff> {
         diff_between(target, self, &mut Options::new())
     }
     /// Makes `self` look like `source`: diff, then apply through the hooks.
-    fn sync_from<S: Adapter + ?Sized>(&mut self, source: &S) -> Result<SyncReport>
-    where
-        Self: Sized,
-    {
+    fn sync_from<S: Adapter + ?Sized>(&mut self, source: &S) -> Result<SyncReport> {
         sync_between(self, source, &mut Options::new())
     }
-    /// [`sync_from`](Adapter::sync_from) with options.
-    fn sync_from_with<S: Adapter + ?Sized>(&mut self, source: &S, opts: &mut Options<'_>) -> Result<SyncReport>
-    where
-        Self: Sized,
-    {
+    /// [`sync_from`](AdapterExt::sync_from) with options.
+    fn sync_from_with<S: Adapter + ?Sized>(&mut self, source: &S, opts: &mut Options<'_>) -> Result<SyncReport> {
         sync_between(self, source, opts)
     }
     /// Makes `target` look like `self`.
-    fn sync_to<D: Adapter + ?Sized>(&self, target: &mut D) -> Result<SyncReport>
-    where
-        Self: Sized,
-    {
+    fn sync_to<D: Adapter + ?Sized>(&self, target: &mut D) -> Result<SyncReport> {
         sync_between(target, self, &mut Options::new())
     }
     /// Applies a precomputed diff, with the full source models from `source`.
@@ -186,10 +175,7 @@ pub trait Adapter {
         source: &S,
         diff: &Diff,
         opts: &mut Options<'_>,
-    ) -> Result<SyncReport>
-    where
-        Self: Sized,
-    {
+    ) -> Result<SyncReport> {
         sync::sync(self, diff, Some(source.store().local()), false, opts)
     }
     /// Applies a diff without its source (e.g. loaded from JSON): created
@@ -199,9 +185,10 @@ pub trait Adapter {
     }
 }
 
-/// What would change in `dest` to make it look like `source`: what
-/// [`Adapter::diff_from_with`] does, for any adapters, `dyn` ones too.
-pub fn diff_between<D: Adapter + ?Sized, S: Adapter + ?Sized>(
+impl<A: Adapter + ?Sized> AdapterExt for A {}
+
+/// What would change in `dest` to make it look like `source`.
+fn diff_between<D: Adapter + ?Sized, S: Adapter + ?Sized>(
     dest: &D,
     source: &S,
     opts: &mut Options<'_>,
@@ -219,9 +206,8 @@ pub fn diff_between<D: Adapter + ?Sized, S: Adapter + ?Sized>(
     differ::diff(&src, &dst, opts)
 }
 
-/// Makes `dest` look like `source`: what [`Adapter::sync_from_with`] does,
-/// for any adapters, `dyn` ones too.
-pub fn sync_between<D: Adapter + ?Sized, S: Adapter + ?Sized>(
+/// Makes `dest` look like `source`.
+fn sync_between<D: Adapter + ?Sized, S: Adapter + ?Sized>(
     dest: &mut D,
     source: &S,
     opts: &mut Options<'_>,
@@ -236,7 +222,7 @@ pub fn sync_between<D: Adapter + ?Sized, S: Adapter + ?Sized>(
 /// [`Store`] (a networked one, say) works the same way.
 ///
 /// ```
-/// use diffsync::{Adapter, DiffModel, MemoryAdapter};
+/// use diffsync::{Adapter, AdapterExt, DiffModel, MemoryAdapter};
 ///
 /// #[derive(DiffModel, Clone, Debug, PartialEq)]
 /// #[diffsync(name = "site")]
@@ -309,7 +295,7 @@ impl<S: Store> Adapter for StoreAdapter<S> {
 /// one. Layers compose by wrapping: `Layered::new(Layered::new(db, log), veto)`.
 ///
 /// ```
-/// use diffsync::{Adapter, Batch, HookError, Layer, Layered, MemoryAdapter, Outcome};
+/// use diffsync::{Adapter, AdapterExt, Batch, HookError, Layer, Layered, MemoryAdapter, Outcome};
 ///
 /// /// Counts what reached the system, and refuses to delete any site.
 /// #[derive(Default)]

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use diffsync::bidir::{Base, BiOptions, Strategy, reconcile};
-//! use diffsync::{Adapter, DiffModel, MemoryAdapter};
+//! use diffsync::{Adapter, AdapterExt, DiffModel, MemoryAdapter};
 //!
 //! #[derive(DiffModel, Clone, Debug, PartialEq)]
 //! #[diffsync(name = "site")]
@@ -50,7 +50,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::adapter::Adapter;
+use crate::adapter::{Adapter, AdapterExt};
 use crate::diff::{Action, Diff, DiffElement};
 use crate::differ::{self, Side};
 use crate::error::{Error, Result};

@@ -1087,7 +1087,7 @@ fn child_list<'a>(t: Option<&'a Table>, slot: Option<u32>, name: &str) -> Option
 
 #[cfg(test)]
 mod tests {
-    use crate::{Adapter, DiffModel, LocalStore, MemoryAdapter};
+    use crate::{AdapterExt, DiffModel, LocalStore, MemoryAdapter};
 
     #[derive(DiffModel, Clone, Debug, PartialEq)]
     #[diffsync(name = "switch", children(Port))]

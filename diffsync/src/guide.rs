@@ -32,7 +32,7 @@
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use diffsync::{Action, Adapter, Batch, DiffModel, HookError, LocalStore};
+//! use diffsync::{Action, Adapter, AdapterExt, Batch, DiffModel, HookError, LocalStore};
 //!
 //! /// The API's own record type.
 //! #[derive(Clone, Debug, PartialEq)]

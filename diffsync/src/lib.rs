@@ -8,7 +8,7 @@
 //! returns a [`SyncReport`].
 //!
 //! ```
-//! use diffsync::{Adapter, DiffModel, LocalStore};
+//! use diffsync::{Adapter, AdapterExt, DiffModel, LocalStore};
 //!
 //! #[derive(DiffModel, Clone, Debug, PartialEq)]
 //! #[diffsync(name = "device", children(Interface))]
@@ -196,7 +196,7 @@ mod render;
 pub mod store;
 mod sync;
 
-pub use adapter::{Adapter, Layer, Layered, MemoryAdapter, StoreAdapter, diff_between, sync_between};
+pub use adapter::{Adapter, AdapterExt, Layer, Layered, MemoryAdapter, StoreAdapter};
 pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, DiffIter, Summary};
 pub use diffsync_derive::DiffModel;
 pub use error::{BoxError, Error, HookError, Result};
@@ -210,6 +210,11 @@ pub use model::{
 pub use options::{Options, Progress, Stage};
 pub use store::{AttrSource, Handle, LocalStore, Store};
 pub use sync::{Batch, Change, ElementReport, Outcome, SkipReason, SyncReport, Totals};
+
+/// The traits a diffsync user calls methods of: `use diffsync::prelude::*;`.
+pub mod prelude {
+    pub use crate::{Adapter, AdapterExt, DiffModel, Store};
+}
 
 #[doc(hidden)]
 pub mod __private {

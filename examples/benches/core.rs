@@ -2,7 +2,7 @@
 //! (`cargo bench -p diffsync-examples`). Data comes from the in-memory
 //! generator, so no files are needed.
 
-use diffsync::Adapter;
+use diffsync::AdapterExt;
 use diffsync::MemoryAdapter;
 use diffsync_examples::{build, generate};
 

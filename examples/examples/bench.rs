@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use diffsync::{Adapter, Summary};
+use diffsync::{AdapterExt, Summary};
 use diffsync_examples::{File, build, generate_shape};
 use serde_json::json;
 

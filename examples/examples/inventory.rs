@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo run -p diffsync-examples --example inventory`
 
-use diffsync::{Adapter, Change, DiffModel, HookError, LocalStore, Options, Progress};
+use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, LocalStore, Options, Progress};
 use serde::Deserialize;
 
 #[derive(DiffModel, Clone, Debug, PartialEq)]

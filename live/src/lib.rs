@@ -60,7 +60,9 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use diffsync::bidir::{Base, BaseStore, BiOptions, ConflictRecord, ConflictSink, Resolution, SharedSink, reconcile};
 use diffsync::feed::{ChangeEvent, ChangeFeed, Position};
-use diffsync::{Adapter, DiffFlags, ElementReport, ModelKey, Options, Outcome, Progress, Stage, Store, SyncReport};
+use diffsync::{
+    Adapter, AdapterExt, DiffFlags, ElementReport, ModelKey, Options, Outcome, Progress, Stage, Store, SyncReport,
+};
 
 /// A model, by (type, key).
 pub type Key = (String, String);
@@ -410,13 +412,11 @@ impl<L: Adapter + Send, R: Adapter + Send> Reconciler for TwoWay<L, R> {
             // Each side re-reads what changed; an event of one side names
             // nothing the other side must read, and a re-read of an unknown
             // key is a no-op.
-            for side in [&mut *left as &mut dyn Reread, &mut *right] {
-                if let Err(e) = side.reread_all(changed) {
-                    let mut out = PassOutcome::default();
-                    out.failed
-                        .push(((String::new(), String::new()), format!("re-reading: {e}")));
-                    return out;
-                }
+            if let Err(e) = left.reread(changed).and_then(|()| right.reread(changed)) {
+                let mut out = PassOutcome::default();
+                out.failed
+                    .push(((String::new(), String::new()), format!("re-reading: {e}")));
+                return out;
             }
         }
         self.pass(origin)
@@ -425,17 +425,6 @@ impl<L: Adapter + Send, R: Adapter + Send> Reconciler for TwoWay<L, R> {
     /// A reconcile reports no progress.
     fn sync_all(&mut self, origin: &str, _progress: &mut dyn FnMut(Progress)) -> PassOutcome {
         self.pass(origin)
-    }
-}
-
-/// Object-safe access to [`Adapter::reread`] (the adapter trait has generic methods).
-trait Reread {
-    fn reread_all(&mut self, changed: &[ChangeEvent]) -> diffsync::Result<()>;
-}
-
-impl<A: Adapter> Reread for A {
-    fn reread_all(&mut self, changed: &[ChangeEvent]) -> diffsync::Result<()> {
-        self.reread(changed)
     }
 }
 

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use diffsync::{
-    Action, Adapter, Batch, Change, Diff, DiffFlags, DiffModel, DynModel, Error, HookError, LocalStore, MemoryAdapter,
-    ModelFlags, ModelSchema, Options, Outcome, SkipReason,
+    Action, Adapter, AdapterExt, Batch, Change, Diff, DiffFlags, DiffModel, DynModel, Error, HookError, LocalStore,
+    MemoryAdapter, ModelFlags, ModelSchema, Options, Outcome, SkipReason,
 };
 use diffsync_tests::{Device, Interface, Inventory, Node, Site, sys_a, sys_b};
 use serde_json::json;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use diffsync::bidir::{Base, BiOptions, ConflictKind, Resolution, Strategy, reconcile};
-use diffsync::{Adapter, AttrSource, Error, LocalStore};
+use diffsync::{AdapterExt, AttrSource, Error, LocalStore};
 use diffsync_tests::{Device, Interface, Inventory, Site, sys_a};
 use proptest::prelude::*;
 

@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use diffsync::{Action, Adapter, Batch, Change, DiffFlags, Error, HookError, LocalStore, ModelFlags, Options};
+use diffsync::{
+    Action, Adapter, AdapterExt, Batch, Change, DiffFlags, Error, HookError, LocalStore, ModelFlags, Options,
+};
 use diffsync_tests::{Device, Interface, Node, Site};
 use proptest::prelude::*;
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! Per-field comparison overrides.
 
-use diffsync::{Adapter, DiffModel, MemoryAdapter};
+use diffsync::{AdapterExt, DiffModel, MemoryAdapter};
 
 fn close_enough(a: &f64, b: &f64) -> bool {
     (a - b).abs() < 0.5

@@ -2,7 +2,7 @@
 //! round-trips through JSON, syncs and is removed without recursion on the
 //! call stack (the test threads have 2 MiB stacks).
 
-use diffsync::{Action, Adapter, Diff, MemoryAdapter, ModelFlags, Options, Outcome};
+use diffsync::{Action, AdapterExt, Diff, MemoryAdapter, ModelFlags, Options, Outcome};
 use diffsync_tests::Node;
 
 const DEPTH: usize = 100_000;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use diffsync::{Adapter, DiffModel, DynModel, Error, LocalStore, MemoryAdapter, ModelSchema};
+use diffsync::{AdapterExt, DiffModel, DynModel, Error, LocalStore, MemoryAdapter, ModelSchema};
 use diffsync_tests::{Device, Interface, sys_a, sys_b};
 use serde_json::json;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use diffsync::feed::{ChangeEvent, ChangeFeed, ChangeKind};
-use diffsync::{Adapter, AttrSource, LocalStore};
+use diffsync::{Adapter, AdapterExt, AttrSource, LocalStore};
 use diffsync_tests::sys_a;
 
 fn drain(feed: &mut impl ChangeFeed) -> Vec<(ChangeKind, String, Option<String>, Option<String>)> {

@@ -1,6 +1,6 @@
 //! Global and model flags, with the Python library's meanings.
 
-use diffsync::{Adapter, DiffFlags, ModelFlags, Options, Summary};
+use diffsync::{AdapterExt, DiffFlags, ModelFlags, Options, Summary};
 use diffsync_tests::{Device, Interface, Inventory, Site, sys_a, sys_b};
 
 fn summary(target: &Inventory, source: &Inventory, flags: DiffFlags) -> Summary {

@@ -221,7 +221,7 @@ impl diffsync::Adapter for Sites {
 
 #[test]
 fn hooks_read_the_users_own_type_also_for_a_diff_read_from_json() {
-    use diffsync::{Adapter, Diff, Options};
+    use diffsync::{AdapterExt, Diff, Options};
     let source = Sites::new("cmdb", &[("nyc", "east"), ("ams", "eu")]);
     let start = [("nyc", "west"), ("lax", "west")];
     let want = [
@@ -254,7 +254,7 @@ fn hooks_read_the_users_own_type_also_for_a_diff_read_from_json() {
 
 #[test]
 fn a_part_and_a_change_event_name_models_by_key() {
-    use diffsync::{Adapter, AttrSource, ChangeFeed, Options};
+    use diffsync::{AdapterExt, AttrSource, ChangeFeed, Options};
     let (target, source) = (sys_a(), diffsync_tests::sys_b());
     let by_key = target
         .diff_from_with(&source, &mut Options::new().part_keys([Site::key("nyc")]))

@@ -1,6 +1,6 @@
 //! Property tests: the laws every diff and sync obeys.
 
-use diffsync::{Adapter, Diff, Options};
+use diffsync::{AdapterExt, Diff, Options};
 use diffsync_tests::Inventory;
 use proptest::prelude::*;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use diffsync::bidir::{Base, BaseFile, BiOptions, ConflictRecord, Resolution, Strategy};
 use diffsync::feed::{ChangeFeed, FeedBatch, Position, StoreFeed};
-use diffsync::{Adapter, AttrSource, BoxError, Stage};
+use diffsync::{Adapter, AdapterExt, AttrSource, BoxError, Stage};
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop, TwoWay};
 use diffsync_tests::{Interface, Inventory, Site, sys_a};
 

@@ -1,6 +1,6 @@
 //! Text rendering details: multi-line strings, summary line, no diffs.
 
-use diffsync::{Adapter, ChildOrder, Options};
+use diffsync::{AdapterExt, ChildOrder, Options};
 use diffsync_tests::{Inventory, sys_a, sys_b};
 
 fn with_description(name: &str, descr: &str) -> Inventory {

@@ -9,7 +9,7 @@ use diffsync::bidir::{
     Base, BaseFile, BaseStore, BiOptions, ConflictKind, ConflictRecord, ConflictSink, JsonLines, Resolution, Strategy,
     reconcile,
 };
-use diffsync::{Adapter, AttrSource, Change, Error, HookError, LocalStore, MemoryAdapter};
+use diffsync::{Adapter, AdapterExt, AttrSource, Change, Error, HookError, LocalStore, MemoryAdapter};
 use diffsync_tests::{Interface, Inventory, Site, sys_a};
 
 fn no_limit() -> BiOptions {

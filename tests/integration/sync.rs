@@ -1,6 +1,6 @@
 //! Sync behaviour: failures, aborts, dry runs, batches, loaded and reversed diffs.
 
-use diffsync::{Action, Adapter, Diff, DiffFlags, Error, Options, Outcome, Progress, SkipReason, Stage};
+use diffsync::{Action, Adapter, AdapterExt, Diff, DiffFlags, Error, Options, Outcome, Progress, SkipReason, Stage};
 use diffsync_tests::{Device, Inventory, Site, sys_a, sys_b};
 
 #[test]
@@ -301,14 +301,11 @@ fn an_error_returned_from_main_prints_its_message_not_its_report() {
     assert!(!printed.contains("ElementReport") && printed.len() < 300, "{printed}");
 }
 
-/// An adapter that names only its store.
+/// An adapter that names only its store (its name is the store's).
 struct Plain(diffsync::LocalStore);
 
 impl Adapter for Plain {
     type Store = diffsync::LocalStore;
-    fn name(&self) -> &str {
-        self.0.name()
-    }
     fn store(&self) -> &diffsync::LocalStore {
         &self.0
     }
@@ -329,8 +326,8 @@ fn top_level_types_come_from_the_schemas_and_adapters_sync_behind_dyn() {
     let mut targets: Vec<Box<dyn Adapter<Store = diffsync::LocalStore>>> =
         vec![Box::new(sys_a()), Box::new(diffsync_tests::Inventory::empty("empty"))];
     for target in &mut targets {
-        diffsync::sync_between(&mut **target, &source, &mut Options::new()).unwrap();
-        let left = diffsync::diff_between(&**target, &source, &mut Options::new()).unwrap();
+        target.sync_from(&source).unwrap();
+        let left = target.diff_from(&source).unwrap();
         assert!(!left.has_diffs(), "{}: {left}", target.name());
     }
 }

@@ -1,7 +1,7 @@
 //! The Python library's worked example (reference §2.6): same data, same
 //! summary, same hook order.
 
-use diffsync::{Action, Adapter, Diff, Summary};
+use diffsync::{Action, AdapterExt, Diff, Summary};
 use diffsync_tests::{Device, Interface, sys_a, sys_b};
 
 #[test]

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use diffsync::bidir::{BaseFile, BaseStore, BiOptions, ConflictRecord, Resolution, Strategy, reconcile};
 use diffsync::{
-    Adapter, AttrSource, Batch, Change, Diff, Error, HookError, MemoryAdapter, Store, StoreAdapter, SyncReport,
+    Adapter, AdapterExt, AttrSource, Batch, Change, Diff, Error, HookError, MemoryAdapter, Store, StoreAdapter,
+    SyncReport,
 };
 use diffsync_adapters::redis::RedisStore;
 use diffsync_adapters::sqlite::SqliteAdapter;

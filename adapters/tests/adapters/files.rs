@@ -1,7 +1,7 @@
 //! File adapters: every format round-trips, writes are atomic, bad input is
 //! reported with its place.
 
-use diffsync::{Adapter, Error};
+use diffsync::{Adapter, AdapterExt, Error};
 use diffsync_adapters::{AdapterError, FileAdapter, Format};
 
 use crate::common::{inventory, registry};

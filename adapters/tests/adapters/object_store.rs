@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use diffsync::Adapter;
+use diffsync::AdapterExt;
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::object_store::{Layout, ObjectStoreAdapter};
 use object_store::ObjectStore;

@@ -1,6 +1,6 @@
 //! PostgreSQL adapter against a real server started by the test.
 
-use diffsync::{Adapter, DiffFlags, Error, Options};
+use diffsync::{Adapter, AdapterExt, DiffFlags, Error, Options};
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::postgres::PostgresAdapter;
 

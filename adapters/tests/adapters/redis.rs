@@ -1,6 +1,6 @@
 //! Redis-backed store against a real redis-server started by the test.
 
-use diffsync::{Adapter, Error, LocalStore, Store, StoreAdapter};
+use diffsync::{AdapterExt, Error, LocalStore, Store, StoreAdapter};
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::redis::RedisStore;
 

@@ -2,7 +2,7 @@
 //! source that came up empty, a base in a missing directory.
 
 use diffsync::bidir::Base;
-use diffsync::{Adapter, Error, Options};
+use diffsync::{Adapter, AdapterExt, Error, Options};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_adapters::{AdapterError, FileAdapter, Format};
 

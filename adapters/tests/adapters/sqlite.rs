@@ -1,7 +1,7 @@
 //! SQLite adapter: schema from models, load, transactional batch writes,
 //! rollback and savepoints, bad tables.
 
-use diffsync::{Adapter, DiffFlags, Error, Options, Outcome};
+use diffsync::{AdapterExt, DiffFlags, Error, Options, Outcome};
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::sqlite::SqliteAdapter;
 

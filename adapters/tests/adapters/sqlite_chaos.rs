@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use diffsync::{Action, Adapter, DiffFlags, Error, Options};
+use diffsync::{Action, AdapterExt, DiffFlags, Error, Options};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use proptest::prelude::*;
 
