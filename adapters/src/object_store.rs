@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use diffsync::{Adapter, Change, Diff, HookError, LocalStore, SyncReport};
+use diffsync::{Action, Adapter, Change, Diff, HookError, LocalStore, SyncReport};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -231,49 +231,54 @@ impl Adapter for ObjectStoreAdapter {
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.store
     }
-    fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        if self.layout == Layout::PerModel {
-            let model = change.new_model().ok_or("create without a model")?;
-            let record = self.registry.to_value(model)?;
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            self.put_model(
-                change.model_type(),
-                change.key(),
-                record,
-                change.parent.map(|p| p.1),
-                seq,
-            )?;
-        }
-        Ok(())
-    }
-    fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        if self.layout == Layout::PerModel {
-            let (t, k) = (change.model_type(), change.key());
-            let current = self.store.get_dyn(t, k)?;
-            let mut record = self.registry.to_value(current)?;
-            for (name, v) in &change.attrs {
-                record.insert(name.to_string(), v.clone());
-            }
-            let parent = self.store.parent_of(t, k)?.map(|p| p.1.to_string());
-            let old = self.get_json(&self.model_path(t, k))?;
-            let seq = old.and_then(|v| v.get(SEQ_KEY).and_then(Value::as_u64)).unwrap_or(0);
-            self.put_model(t, k, record, parent.as_deref(), seq)?;
-        }
-        Ok(())
-    }
-    fn delete(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        if self.layout == Layout::PerModel {
-            let mut paths = Vec::new();
-            self.subtree(change.model_type(), change.key(), &mut paths)?;
-            for p in paths {
-                match self.runtime.block_on(self.bucket.delete(&p)) {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(self.backend(&p, e).into()),
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        match change.action {
+            Action::Create => {
+                if self.layout == Layout::PerModel {
+                    let model = change.new_model().ok_or("create without a model")?;
+                    let record = self.registry.to_value(model)?;
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    self.put_model(
+                        change.model_type(),
+                        change.key(),
+                        record,
+                        change.parent.map(|p| p.1),
+                        seq,
+                    )?;
                 }
+                Ok(())
             }
+            Action::Update => {
+                if self.layout == Layout::PerModel {
+                    let (t, k) = (change.model_type(), change.key());
+                    let current = self.store.get_dyn(t, k)?;
+                    let mut record = self.registry.to_value(current)?;
+                    for (name, v) in &change.attrs {
+                        record.insert(name.to_string(), v.clone());
+                    }
+                    let parent = self.store.parent_of(t, k)?.map(|p| p.1.to_string());
+                    let old = self.get_json(&self.model_path(t, k))?;
+                    let seq = old.and_then(|v| v.get(SEQ_KEY).and_then(Value::as_u64)).unwrap_or(0);
+                    self.put_model(t, k, record, parent.as_deref(), seq)?;
+                }
+                Ok(())
+            }
+            Action::Delete => {
+                if self.layout == Layout::PerModel {
+                    let mut paths = Vec::new();
+                    self.subtree(change.model_type(), change.key(), &mut paths)?;
+                    for p in paths {
+                        match self.runtime.block_on(self.bucket.delete(&p)) {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                            Err(e) => return Err(self.backend(&p, e).into()),
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
     /// With one object per type, writes every type's object. When one
     /// fails, the objects written so far stay, and the store is read back

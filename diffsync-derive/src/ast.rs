@@ -21,6 +21,7 @@ pub struct Field<'a> {
 
 pub struct Input<'a> {
     pub ident: &'a Ident,
+    pub vis: &'a syn::Visibility,
     pub generics: &'a syn::Generics,
     pub attrs: StructAttrs,
     pub fields: Vec<Field<'a>>,
@@ -80,6 +81,7 @@ impl<'a> Input<'a> {
         Some(Input {
             field_errors,
             ident: &input.ident,
+            vis: &input.vis,
             generics: &input.generics,
             attrs,
             fields,

@@ -35,6 +35,8 @@ fn stub(input: &DeriveInput) -> TokenStream {
     let p = quote!(::diffsync::__private);
     quote! {
         impl #ig #p::DiffModel for #ident #tg #wc {
+            type Field = ::core::convert::Infallible;
+            fn field(_: &str) -> ::core::option::Option<Self::Field> { ::core::unreachable!() }
             fn schema(&self) -> &#p::ModelSchema { ::core::unreachable!() }
             fn schema_ref(&self) -> #p::SchemaRef { ::core::unreachable!() }
             fn write_unique_id(&self, _: &mut ::std::string::String) { ::core::unreachable!() }
@@ -52,6 +54,27 @@ fn stub(input: &DeriveInput) -> TokenStream {
             const NAME: &'static str = "";
             fn static_schema() -> &'static #p::ModelSchema { ::core::unreachable!() }
         }
+    }
+}
+
+/// `mtu_bytes` → `MtuBytes` (a raw identifier loses its `r#`).
+fn pascal_case(ident: &str) -> String {
+    let out = ident
+        .trim_start_matches("r#")
+        .split('_')
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<String>>()
+        .concat();
+    // `_` alone, or a name that starts with a digit after the split.
+    match out.chars().next() {
+        Some(c) if c.is_alphabetic() => out,
+        _ => format!("F{out}"),
     }
 }
 
@@ -202,8 +225,34 @@ fn expand(input: &Input<'_>) -> TokenStream {
     let local_inits: Vec<TokenStream> = local_inits.collect();
     let id_types: Vec<_> = ids.iter().map(|f| f.ty).collect();
     let key_doc = format!(" The key of the `{name}` model with these identifier values.");
+    let field_enum = format_ident!("{}Field", ident);
+    let field_variants: Vec<_> = attr_idents
+        .iter()
+        .map(|i| format_ident!("{}", pascal_case(&i.to_string()), span = i.span()))
+        .collect();
+    let vis = input.vis;
+    let enum_doc =
+        format!(" The compared attributes of [`{ident}`], by name: a typed hook's update lists the changed ones.");
+    let variant_docs = attr_names.iter().map(|n| format!(" `{n}`"));
 
     quote! {
+        #[doc = #enum_doc]
+        #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::cmp::PartialEq, ::core::cmp::Eq, ::core::hash::Hash)]
+        #[allow(dead_code)]
+        #vis enum #field_enum {
+            #(#[doc = #variant_docs] #field_variants,)*
+        }
+
+        #[allow(dead_code)]
+        impl #field_enum {
+            /// The attribute's name.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    #(Self::#field_variants => #attr_names,)*
+                }
+            }
+        }
+
         const _: () = {
             static __SCHEMA: #p::ModelSchema = #p::ModelSchema {
                 name: #p::Cow::Borrowed(#name),
@@ -236,6 +285,13 @@ fn expand(input: &Input<'_>) -> TokenStream {
             // A model without attributes leaves some bindings unused.
             #[allow(unused_mut, unused_variables)]
             impl #ig #p::DiffModel for #ident #tg #wc {
+                type Field = #field_enum;
+                fn field(name: &str) -> ::core::option::Option<#field_enum> {
+                    match name {
+                        #(#attr_names => ::core::option::Option::Some(#field_enum::#field_variants),)*
+                        _ => ::core::option::Option::None,
+                    }
+                }
                 fn schema(&self) -> &#p::ModelSchema {
                     &__SCHEMA
                 }

@@ -16,7 +16,7 @@ use crate::sync::{self, Batch, Change, SyncReport};
 /// every adapter, diffs and syncs.
 ///
 /// ```
-/// use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, LocalStore};
+/// use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, LocalStore, Write};
 ///
 /// #[derive(DiffModel, Clone, Debug, PartialEq)]
 /// #[diffsync(name = "site")]
@@ -26,13 +26,20 @@ use crate::sync::{self, Batch, Change, SyncReport};
 ///
 /// impl Adapter for Cmdb {
 ///     type Store = LocalStore;
-///     fn name(&self) -> &str { "cmdb" }
 ///     fn store(&self) -> &LocalStore { &self.store }
 ///     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
-///     fn top_level(&self) -> Vec<&str> { vec!["site"] }
-///     fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-///         let site: &Site = change.source_as().ok_or("not a site")?;
-///         self.log.push(format!("create {} in {}", site.name, site.region));
+///     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+///         Hooks::new().on(Self::site).apply(self, change)
+///     }
+/// }
+///
+/// impl Cmdb {
+///     fn site(&mut self, write: Write<'_, Site>) -> Result<(), HookError> {
+///         self.log.push(match write {
+///             Write::Create { new, .. } => format!("create {} in {}", new.name, new.region),
+///             Write::Update { old, new, .. } => format!("move {} from {} to {}", new.name, old.region, new.region),
+///             Write::Delete { old, .. } => format!("delete {}", old.name),
+///         });
 ///         Ok(())
 ///     }
 /// }
@@ -81,24 +88,16 @@ pub trait Adapter {
         Ok(())
     }
 
-    /// Creates `change.element` in the system. `change.attrs` holds every source
-    /// attribute; `change.source` the full source model when there is one.
-    fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+    /// Writes one change to the system: typed, through a [`Hooks`](crate::Hooks)
+    /// table (`Hooks::new().on(Self::device).apply(self, change)`), or
+    /// erased, matching on `change.action`. The default writes nothing: the
+    /// store is the system.
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         let _ = change;
         Ok(())
     }
-    /// Updates the system; `change.attrs` holds the changed attributes' new values.
-    fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        let _ = change;
-        Ok(())
-    }
-    /// Deletes from the system.
-    fn delete(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        let _ = change;
-        Ok(())
-    }
-    /// Applies a whole batch. The default calls the three hooks one by one
-    /// ([`Batch::apply_each`]); a database adapter overrides it to write many
+    /// Applies a whole batch. The default calls [`apply`](Adapter::apply)
+    /// for each change in order ([`Batch::apply_each`]); a database adapter overrides it to write many
     /// changes in one statement or transaction, recording each outcome with
     /// [`Batch::set_outcome`] (in the system for good) or [`Batch::stage`]
     /// (in an open transaction). Returning `Err` (or panicking) means the
@@ -193,17 +192,32 @@ fn diff_between<D: Adapter + ?Sized, S: Adapter + ?Sized>(
     source: &S,
     opts: &mut Options<'_>,
 ) -> Result<Diff> {
+    let (src, dst) = sides(dest, source);
+    differ::diff(&src, &dst, opts)
+}
+
+/// The differ's view of a source and a destination adapter.
+pub(crate) fn sides<'a, D: Adapter + ?Sized, S: Adapter + ?Sized>(dest: &'a D, source: &'a S) -> (Side<'a>, Side<'a>) {
+    let (mut src_top, mut dst_top) = (source.top_level(), dest.top_level());
+    // A side with no top-level types (the default on a store that holds
+    // nothing yet) takes the other side's: an empty target is filled, not
+    // skipped as "top level on one side only".
+    if dst_top.is_empty() {
+        dst_top.clone_from(&src_top);
+    } else if src_top.is_empty() {
+        src_top.clone_from(&dst_top);
+    }
     let src = Side {
         store: source.store().local(),
         name: source.name(),
-        top_level: source.top_level(),
+        top_level: src_top,
     };
     let dst = Side {
         store: dest.store().local(),
         name: dest.name(),
-        top_level: dest.top_level(),
+        top_level: dst_top,
     };
-    differ::diff(&src, &dst, opts)
+    (src, dst)
 }
 
 /// Makes `dest` look like `source`.
@@ -380,14 +394,8 @@ impl<A: Adapter, L: Layer> Adapter for Layered<A, L> {
     fn load(&mut self) -> Result<()> {
         self.inner.load()
     }
-    fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.inner.create(change)
-    }
-    fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.inner.update(change)
-    }
-    fn delete(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.inner.delete(change)
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        self.inner.apply(change)
     }
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         self.layer.before(batch);

@@ -52,7 +52,7 @@ use serde_json::Value;
 
 use crate::adapter::{Adapter, AdapterExt};
 use crate::diff::{Action, Diff, DiffElement};
-use crate::differ::{self, Side};
+use crate::differ;
 use crate::error::{Error, Result};
 use crate::model::{AnyModel, Attrs, ModelSchema};
 use crate::options::Options;
@@ -1647,16 +1647,7 @@ pub struct KeyChange {
 /// content). Writes nothing.
 pub fn classify<L: Adapter + ?Sized, R: Adapter + ?Sized>(left: &L, right: &R, base: &Base) -> Result<Classification> {
     let (ls, rs) = (left.store().local(), right.store().local());
-    let src = Side {
-        store: rs,
-        name: right.name(),
-        top_level: right.top_level(),
-    };
-    let dst = Side {
-        store: ls,
-        name: left.name(),
-        top_level: left.top_level(),
-    };
+    let (src, dst) = crate::adapter::sides(left, right);
     let (diff, three) = differ::diff_three(&src, &dst, &base.store, &mut Options::new())?;
     let differ::ThreeWay { changes, seen, .. } = three;
     let deleted_on_both = if seen < base.len() {

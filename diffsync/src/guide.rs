@@ -2,14 +2,18 @@
 //!
 //! An adapter connects diffsync to one system. It has four jobs:
 //!
-//! 1. **Name** the system ([`Adapter::name`](crate::Adapter::name)) and
-//!    declare its top-level model types ([`Adapter::top_level`](crate::Adapter::top_level)).
+//! 1. **Hold** a store ([`Adapter::store`](crate::Adapter::store)); the
+//!    name ([`Adapter::name`](crate::Adapter::name)) and the top-level model
+//!    types ([`Adapter::top_level`](crate::Adapter::top_level)) come from it
+//!    unless overridden.
 //! 2. **Load** the system into a [`Store`](crate::Store): top-level models with
 //!    [`LocalStore::add`](crate::LocalStore::add), children with
 //!    [`LocalStore::add_child`](crate::LocalStore::add_child) (the store keeps
 //!    the links). Loading in bulk and once per sync is what makes diffs cheap.
-//! 3. **Write** changes back. Either override `create`/`update`/`delete`
-//!    (called once per change, parents before children), or override
+//! 3. **Write** changes back. Either override [`apply`](crate::Adapter::apply)
+//!    (called once per change, parents before children; with a
+//!    [`Hooks`](crate::Hooks) table each model type gets its own typed
+//!    hook, see [`hooks`](crate::hooks)), or override
 //!    [`apply_batch`](crate::Adapter::apply_batch) to write many changes at
 //!    once (one transaction, one bulk request), setting each change's outcome.
 //!    The syncer then applies what succeeded to the store. Returning `Err` from
@@ -96,7 +100,6 @@
 //!
 //! impl Adapter for ApiAdapter {
 //!     type Store = LocalStore;
-//!     fn name(&self) -> &str { "api" }
 //!     fn store(&self) -> &LocalStore { &self.store }
 //!     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
 //!     fn top_level(&self) -> Vec<&str> { vec!["device"] }
@@ -156,7 +159,6 @@
 //! struct Cmdb(LocalStore);
 //! impl Adapter for Cmdb {
 //!     type Store = LocalStore;
-//!     fn name(&self) -> &str { "cmdb" }
 //!     fn store(&self) -> &LocalStore { &self.0 }
 //!     fn store_mut(&mut self) -> &mut LocalStore { &mut self.0 }
 //!     fn top_level(&self) -> Vec<&str> { vec!["device"] }

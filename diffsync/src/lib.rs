@@ -26,13 +26,11 @@
 //!     description: String,
 //! }
 //!
-//! struct Inventory { name: &'static str, store: LocalStore }
+//! struct Inventory { store: LocalStore }
 //! impl Adapter for Inventory {
 //!     type Store = LocalStore;
-//!     fn name(&self) -> &str { self.name }
 //!     fn store(&self) -> &LocalStore { &self.store }
 //!     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
-//!     fn top_level(&self) -> Vec<&str> { vec!["device"] }
 //! }
 //! impl Inventory {
 //!     fn new(name: &'static str, role: &str, descr: &str) -> Result<Self, diffsync::Error> {
@@ -41,7 +39,7 @@
 //!         store.add_child("device", "r1", Interface {
 //!             device: "r1".into(), name: "eth0".into(), description: descr.into(),
 //!         })?;
-//!         Ok(Inventory { name, store })
+//!         Ok(Inventory { store })
 //!     }
 //! }
 //!
@@ -77,6 +75,11 @@
 //!   JSON, so their types implement serde's `Serialize` and `Deserialize`;
 //!   `skip` fields implement `Default` (a model built from a diff gets it).
 //!
+//! Next to the struct, the derive generates `T::key(ids..)` (a typed
+//! [`Key`]) and an enum `<Struct>Field` (`DeviceField::Role`, ..), one
+//! variant per compared attribute, with the struct's visibility: a typed
+//! hook's update names the changed fields with it ([`Write::Update`]).
+//!
 //! Runtime-defined model types are a [`ModelSchema`] (serde-readable) with
 //! [`DynModel`] values; they work wherever derived models do. Their schema
 //! may also declare `timestamp`, `version` and the bidirectional
@@ -85,8 +88,11 @@
 //! # Stores and adapters
 //! A [`Store`] keeps models per type in insertion order and the parent →
 //! children links; [`LocalStore`] is the in-memory one. An [`Adapter`] names a
-//! system, declares its top-level model types and implements the
-//! create/update/delete hooks (or the batch hook) that write to the system.
+//! system and writes changes to it: per model type through typed [`hooks`]
+//! (a [`Write`] of the user's own struct: create, update with the old and
+//! new model and the changed fields, delete), or erased through
+//! [`Adapter::apply`] / [`Adapter::apply_batch`]. [`AdapterExt`] diffs and
+//! syncs any adapter.
 //!
 //! # Diffs
 //! [`Diff`] is a tree of [`DiffElement`]s: source order, then destination-only
@@ -189,6 +195,7 @@ mod error;
 pub mod feed;
 mod flags;
 pub mod guide;
+pub mod hooks;
 pub mod key;
 pub mod model;
 mod options;
@@ -202,6 +209,7 @@ pub use diffsync_derive::DiffModel;
 pub use error::{BoxError, Error, HookError, Result};
 pub use feed::{ChangeEvent, ChangeFeed, ChangeKind};
 pub use flags::{DiffFlags, ModelFlags};
+pub use hooks::{Hooks, Write};
 pub use key::{Key, KeyParseError, KeyValue, ModelKey};
 pub use model::{
     Attrs, DiffModel, DynModel, FieldDef, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind, readable_id_of,
@@ -213,7 +221,7 @@ pub use sync::{Batch, Change, ElementReport, Outcome, SkipReason, SyncReport, To
 
 /// The traits a diffsync user calls methods of: `use diffsync::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Adapter, AdapterExt, DiffModel, Store};
+    pub use crate::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, Store, Write};
 }
 
 #[doc(hidden)]

@@ -448,6 +448,16 @@ pub fn readable_id_of<I: IdPart>(values: impl IntoIterator<Item = I>) -> String 
 /// assert!(a.attributes_equal(&b)); // db_pk is local-only
 /// ```
 pub trait DiffModel: Any + Clone + fmt::Debug + Send + Sync {
+    /// A compared attribute's name as a value: `#[derive(DiffModel)]` on
+    /// `Device` generates `enum DeviceField { Role, Mtu, .. }`, one variant
+    /// per compared field; a [`DynModel`] names attributes by string. A
+    /// typed hook's update lists the changed ones
+    /// ([`Write::Update`](crate::Write::Update)).
+    type Field: Clone + fmt::Debug + PartialEq + Send + Sync + 'static;
+    /// The compared attribute called `name` (`None`: no such attribute).
+    fn field(name: &str) -> Option<Self::Field>
+    where
+        Self: Sized;
     /// The model type's schema.
     fn schema(&self) -> &ModelSchema;
     /// The schema as an owned handle (static for derived models).
@@ -809,6 +819,11 @@ fn check_value(model_type: &str, key: &str, f: &FieldDef, v: &Value) -> Result<(
 }
 
 impl DiffModel for DynModel {
+    /// A runtime model's attributes are named by their schema's strings.
+    type Field = String;
+    fn field(name: &str) -> Option<String> {
+        Some(name.to_string())
+    }
     fn schema(&self) -> &ModelSchema {
         &self.schema
     }

@@ -376,8 +376,8 @@ impl<'a> Batch<'a, '_> {
         }
     }
 
-    /// Applies the changes one by one through the adapter's create/update/delete
-    /// hooks, in order: skips changes whose dependencies did not apply, and
+    /// Applies the changes one by one through the adapter's
+    /// [`apply`](Adapter::apply) hook, in order: skips changes whose dependencies did not apply, and
     /// after a failure that stops the sync skips the rest. Returns whether it
     /// stopped early.
     pub fn apply_each<A: Adapter + ?Sized>(&mut self, adapter: &mut A) -> bool {
@@ -385,13 +385,7 @@ impl<'a> Batch<'a, '_> {
             if !self.should_apply(i) {
                 continue;
             }
-            let change = &mut self.changes[i];
-            let r = match change.action {
-                Action::Create => adapter.create(change),
-                Action::Update => adapter.update(change),
-                Action::Delete => adapter.delete(change),
-                Action::NoChange => Ok(()),
-            };
+            let r = adapter.apply(&mut self.changes[i]);
             self.set_outcome(i, r);
         }
         self.aborted
@@ -1167,6 +1161,6 @@ fn apply_change<S: Store + ?Sized>(store: &mut S, change: &mut Change<'_>) -> Re
             None => store.update_attributes(&e.model_type, &e.key, AttrSource::Values(&change.attrs)),
         },
         Action::Delete => store.remove(&e.model_type, &e.key, change.remove_subtree),
-        Action::NoChange => Ok(()),
+        _ => Ok(()),
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo run -p diffsync-examples --example inventory`
 
-use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, LocalStore, Options, Progress};
+use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, LocalStore, Options, Progress, Write};
 use serde::Deserialize;
 
 #[derive(DiffModel, Clone, Debug, PartialEq)]
@@ -183,11 +183,56 @@ impl System {
         })?;
         Ok(sys)
     }
+}
 
-    fn push(&mut self, verb: &str, change: &Change<'_>) -> Result<(), HookError> {
-        let attrs = serde_json::to_string(&change.attrs)?;
-        self.pushes
-            .push(format!("{verb} {} {} {attrs}", change.model_type(), change.key()));
+/// The hooks: what each change would push to the network, per model type.
+impl System {
+    fn site(&mut self, write: Write<'_, Site>) -> Result<(), HookError> {
+        self.pushes.push(match write {
+            Write::Create { new, .. } => format!("create site {} in {}", new.name, new.region),
+            Write::Update { old, new, .. } => format!("move site {} from {} to {}", new.name, old.region, new.region),
+            Write::Delete { old, .. } => format!("delete site {}", old.name),
+        });
+        Ok(())
+    }
+
+    fn device(&mut self, write: Write<'_, Device>) -> Result<(), HookError> {
+        let serial = |d: &Device| d.serial.clone().unwrap_or_else(|| "none".into());
+        self.pushes.push(match write {
+            Write::Create { new, .. } => format!("create device {}/{} as {}", new.site, new.name, new.role),
+            Write::Update { old, new, changed } => {
+                let what: Vec<String> = changed
+                    .iter()
+                    .map(|f| match f {
+                        DeviceField::Role => format!("role {} -> {}", old.role, new.role),
+                        DeviceField::Serial => format!("serial {} -> {}", serial(old), serial(new)),
+                    })
+                    .collect();
+                format!("update device {}/{}: {}", new.site, new.name, what.join(", "))
+            }
+            Write::Delete { old, .. } => format!("delete device {}/{}", old.site, old.name),
+        });
+        Ok(())
+    }
+
+    fn interface(&mut self, write: Write<'_, Interface>) -> Result<(), HookError> {
+        self.pushes.push(match write {
+            Write::Create { new, .. } => format!("create interface {} {} mtu {}", new.device, new.name, new.mtu),
+            Write::Update { old, new, changed } => {
+                let what: Vec<String> = changed
+                    .iter()
+                    .map(|f| match f {
+                        InterfaceField::Description => {
+                            format!("description {:?} -> {:?}", old.description, new.description)
+                        }
+                        InterfaceField::Mtu => format!("mtu {} -> {}", old.mtu, new.mtu),
+                        InterfaceField::Enabled => format!("enabled {} -> {}", old.enabled, new.enabled),
+                    })
+                    .collect();
+                format!("update interface {} {}: {}", new.device, new.name, what.join(", "))
+            }
+            Write::Delete { old, .. } => format!("delete interface {} {}", old.device, old.name),
+        });
         Ok(())
     }
 }
@@ -203,17 +248,12 @@ impl Adapter for System {
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.store
     }
-    fn top_level(&self) -> Vec<&str> {
-        vec!["site"]
-    }
-    fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.push("create", change)
-    }
-    fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.push("update", change)
-    }
-    fn delete(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.push("delete", change)
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        Hooks::new()
+            .on(Self::site)
+            .on(Self::device)
+            .on(Self::interface)
+            .apply(self, change)
     }
 }
 

@@ -353,14 +353,13 @@ impl Adapter for Scripted {
     fn top_level(&self) -> Vec<&str> {
         vec!["site"]
     }
-    fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.run(change)
-    }
-    fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.run(change)
-    }
-    fn delete(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.run(change)
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        match change.action {
+            Action::Create => self.run(change),
+            Action::Update => self.run(change),
+            Action::Delete => self.run(change),
+            _ => Ok(()),
+        }
     }
     fn sync_complete(&mut self, _: &Diff, _: &diffsync::SyncReport) -> Result<(), HookError> {
         self.completed += 1;

@@ -195,14 +195,8 @@ impl Adapter for Chaotic {
     fn top_level(&self) -> Vec<&str> {
         vec!["site", "node"]
     }
-    fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         write(self.fate(change.key()), &mut self.system, change)
-    }
-    fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.create(change)
-    }
-    fn delete(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.create(change)
     }
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         if !self.transactional {

@@ -3,7 +3,9 @@
 
 use std::cmp::Ordering;
 
-use diffsync::{DiffModel, DynModel, Key, KeyValue, LocalStore, ModelKey, unique_id_of};
+use diffsync::{
+    Change, DiffModel, DynModel, HookError, Hooks, Key, KeyValue, LocalStore, ModelKey, Write, unique_id_of,
+};
 use diffsync_tests::{Device, Interface, Site, sys_a};
 use proptest::prelude::*;
 use serde_json::json;
@@ -188,33 +190,27 @@ impl Sites {
 
 impl diffsync::Adapter for Sites {
     type Store = LocalStore;
-    fn name(&self) -> &str {
-        self.store.name()
-    }
     fn store(&self) -> &LocalStore {
         &self.store
     }
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.store
     }
-    fn create(&mut self, change: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
-        let new: &Site = change.created().ok_or("a site")?;
-        self.seen.push(format!("create {} in {}", new.key(), new.region));
-        Ok(())
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        Hooks::new().on(Self::site).apply(self, change)
     }
-    fn update(&mut self, change: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
-        let old: &Site = self.store.get_by_key(&change.key_as().ok_or("a site")?)?;
-        let new = change.updated(old)?;
-        let fields: Vec<&str> = change.changed_fields().collect();
-        self.seen.push(format!(
-            "update {}: {} -> {} {fields:?}",
-            new.name, old.region, new.region
-        ));
-        Ok(())
-    }
-    fn delete(&mut self, change: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
-        let old: &Site = self.store.get_by_key(&change.key_as().ok_or("a site")?)?;
-        self.seen.push(format!("delete {} in {}", old.name, old.region));
+}
+
+impl Sites {
+    fn site(&mut self, write: Write<'_, Site>) -> Result<(), HookError> {
+        self.seen.push(match write {
+            Write::Create { new, .. } => format!("create {} in {}", new.key(), new.region),
+            Write::Update { old, new, changed } => {
+                let fields: Vec<&str> = changed.iter().map(|f| f.name()).collect();
+                format!("update {}: {} -> {} {fields:?}", new.name, old.region, new.region)
+            }
+            Write::Delete { old, .. } => format!("delete {} in {}", old.name, old.region),
+        });
         Ok(())
     }
 }

@@ -279,11 +279,16 @@ fn a_panicking_target_hook_fails_the_pass_and_the_loop_goes_on() {
         fn top_level(&self) -> Vec<&str> {
             vec!["site"]
         }
-        fn create(&mut self, _: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
-            if std::mem::take(&mut self.1) {
-                panic!("driver bug");
+        fn apply(&mut self, change: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
+            match change.action {
+                diffsync::Action::Create => {
+                    if std::mem::take(&mut self.1) {
+                        panic!("driver bug");
+                    }
+                    Ok(())
+                }
+                _ => Ok(()),
             }
-            Ok(())
         }
     }
     let source = Arc::new(Mutex::new(sys_a()));

@@ -9,6 +9,7 @@ mod digest;
 mod dynamic;
 mod feed;
 mod flags;
+mod hooks;
 mod keys;
 mod laws;
 mod live;

@@ -265,9 +265,11 @@ impl Adapter for Probe {
     fn top_level(&self) -> Vec<&str> {
         vec!["site"]
     }
-    fn update(&mut self, _change: &mut Change<'_>) -> Result<(), HookError> {
-        let states = self.log.lock().unwrap().iter().map(|c| c.applied).collect();
-        self.seen.push(states);
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        if matches!(change.action, diffsync::Action::Update) {
+            let states = self.log.lock().unwrap().iter().map(|c| c.applied).collect();
+            self.seen.push(states);
+        }
         Ok(())
     }
 }

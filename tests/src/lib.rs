@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use diffsync::Action;
 use diffsync::{Adapter, Batch, Change, DiffModel, HookError, LocalStore, ModelFlags};
 use serde::{Deserialize, Serialize};
 
@@ -212,18 +213,19 @@ impl Adapter for Inventory {
     fn top_level(&self) -> Vec<&str> {
         vec!["site"]
     }
-    fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.record("create", change)?;
-        if let Some(dev) = change.new_model_mut::<Device>() {
-            dev.db_pk = 1000;
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        match change.action {
+            Action::Create => {
+                self.record("create", change)?;
+                if let Some(dev) = change.new_model_mut::<Device>() {
+                    dev.db_pk = 1000;
+                }
+                Ok(())
+            }
+            Action::Update => self.record("update", change),
+            Action::Delete => self.record("delete", change),
+            _ => Ok(()),
         }
-        Ok(())
-    }
-    fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.record("update", change)
-    }
-    fn delete(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.record("delete", change)
     }
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         if self.fail_batch {

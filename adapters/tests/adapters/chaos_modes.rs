@@ -256,17 +256,9 @@ impl<A: Adapter> Adapter for Side<A> {
     fn refresh(&mut self) -> diffsync::Result<()> {
         self.inner.refresh()
     }
-    fn create(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         self.dice(change.key())?;
-        self.inner.create(change)
-    }
-    fn update(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.dice(change.key())?;
-        self.inner.update(change)
-    }
-    fn delete(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.dice(change.key())?;
-        self.inner.delete(change)
+        self.inner.apply(change)
     }
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         if self.per_change {

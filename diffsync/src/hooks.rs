@@ -1,0 +1,296 @@
+//! Typed hooks: an adapter says, per model type, how to write a change to
+//! its system, and each hook reads plain Rust on the user's own struct.
+//!
+//! [`Adapter::apply`] receives every change erased (a [`Change`]); a
+//! [`Hooks`] table turns it into a [`Write`] of the model's own type and
+//! calls the hook registered for that type:
+//!
+//! ```
+//! use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, LocalStore, Write};
+//!
+//! #[derive(DiffModel, Clone, Debug, PartialEq)]
+//! #[diffsync(name = "device")]
+//! struct Device { #[diffsync(id)] name: String, role: String, mtu: u32 }
+//!
+//! struct Network { store: LocalStore, pushed: Vec<String> }
+//!
+//! impl Adapter for Network {
+//!     type Store = LocalStore;
+//!     fn store(&self) -> &LocalStore { &self.store }
+//!     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
+//!     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+//!         Hooks::new().on(Self::device).apply(self, change)
+//!     }
+//! }
+//!
+//! impl Network {
+//!     fn device(&mut self, write: Write<'_, Device>) -> Result<(), HookError> {
+//!         let line = match write {
+//!             Write::Create { new, .. } => format!("add {} as {}", new.name, new.role),
+//!             Write::Update { old, new, changed } if changed == [DeviceField::Role] => {
+//!                 format!("{}: role {} -> {}", new.name, old.role, new.role)
+//!             }
+//!             Write::Update { new, changed, .. } => format!("{}: {changed:?}", new.name),
+//!             Write::Delete { old, .. } => format!("remove {}", old.name),
+//!         };
+//!         self.pushed.push(line);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let r1 = |role: &str| Device { name: "r1".into(), role: role.into(), mtu: 1500 };
+//! let mut cmdb = Network { store: LocalStore::new("cmdb"), pushed: vec![] };
+//! cmdb.store.add(r1("edge"))?;
+//! let mut net = Network { store: LocalStore::new("net"), pushed: vec![] };
+//! net.store.add(r1("core"))?;
+//! net.sync_from(&cmdb)?;
+//! assert_eq!(net.pushed, ["r1: role core -> edge"]);
+//! # Ok::<(), diffsync::Error>(())
+//! ```
+//!
+//! A change whose type has no hook in the table fails (it is reported, and
+//! the store does not take it): a type the adapter forgot is never
+//! silently "applied" to a system that did not get it. Runtime models
+//! ([`DynModel`]) register by type name with [`Hooks::on_dyn`]. An adapter
+//! that writes SQL for any type keeps the erased view: [`Change`] in
+//! [`Adapter::apply`], or a whole [`Batch`](crate::Batch) in
+//! [`Adapter::apply_batch`].
+
+use std::marker::PhantomData;
+
+use crate::adapter::Adapter;
+use crate::diff::Action;
+use crate::error::HookError;
+use crate::key::ModelKey;
+use crate::model::{DiffModel, DynModel, StaticModel};
+use crate::store::{LocalStore, Store};
+use crate::sync::Change;
+
+/// What a typed hook is asked to do to one model of type `T`.
+#[derive(Debug)]
+pub enum Write<'a, T: DiffModel> {
+    /// Create `new` in the system. `new` is the model the store will hold
+    /// (also for a diff read from a file: it is built from its values); a
+    /// hook may set its local-only fields, a database id say.
+    Create {
+        /// The model to create.
+        new: &'a mut T,
+        /// Its parent's key, if it is a child.
+        parent: Option<ModelKey>,
+    },
+    /// Change `old` (as this side holds it) into `new`.
+    Update {
+        /// The model as this side holds it.
+        old: &'a T,
+        /// The model as the change leaves it.
+        new: &'a T,
+        /// The attributes that change, in schema order.
+        changed: &'a [T::Field],
+    },
+    /// Delete `old` from the system.
+    Delete {
+        /// The model as this side holds it.
+        old: &'a T,
+        /// Its descendants go with it (the model's
+        /// `SKIP_CHILDREN_ON_DELETE`): they get no change of their own, so
+        /// the hook removes them from the system too.
+        subtree: bool,
+    },
+}
+
+/// A table of typed hooks, one per model type, for [`Adapter::apply`]:
+/// `Hooks::new().on(Self::site).on(Self::device).apply(self, change)`.
+///
+/// Building one costs nothing (no allocation: each `on` wraps the table in
+/// a new type), so `apply` builds it on every call.
+pub struct Hooks<A: ?Sized, H = NoHook> {
+    handlers: H,
+    adapter: PhantomData<fn(&mut A)>,
+}
+
+impl<A: Adapter + ?Sized> Hooks<A> {
+    /// An empty table.
+    pub fn new() -> Self {
+        Hooks {
+            handlers: NoHook,
+            adapter: PhantomData,
+        }
+    }
+}
+
+impl<A: Adapter + ?Sized> Default for Hooks<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Adapter + ?Sized, H: Handler<A>> Hooks<A, H> {
+    /// Registers the hook for model type `T` (a method
+    /// `fn device(&mut self, write: Write<'_, Device>) -> Result<(), HookError>`).
+    pub fn on<T, F>(self, hook: F) -> Hooks<A, On<T, F, H>>
+    where
+        T: StaticModel,
+        F: FnMut(&mut A, Write<'_, T>) -> Result<(), HookError>,
+    {
+        Hooks {
+            handlers: On {
+                hook,
+                next: self.handlers,
+                model: PhantomData,
+            },
+            adapter: PhantomData,
+        }
+    }
+
+    /// Registers the hook for the runtime model type called `model_type`.
+    pub fn on_dyn<F>(self, model_type: &str, hook: F) -> Hooks<A, OnDyn<'_, F, H>>
+    where
+        F: FnMut(&mut A, Write<'_, DynModel>) -> Result<(), HookError>,
+    {
+        Hooks {
+            handlers: OnDyn {
+                model_type,
+                hook,
+                next: self.handlers,
+            },
+            adapter: PhantomData,
+        }
+    }
+
+    /// Hands `change` to the hook registered for its type, as a [`Write`].
+    /// A type with no hook fails the change.
+    pub fn apply(mut self, adapter: &mut A, change: &mut Change<'_>) -> Result<(), HookError> {
+        self.handlers.handle(adapter, change).unwrap_or_else(|| {
+            Err(HookError::Failed(
+                format!(
+                    "adapter `{}` has no hook for model type `{}`",
+                    adapter.name(),
+                    change.model_type()
+                )
+                .into(),
+            ))
+        })
+    }
+}
+
+/// One entry of a [`Hooks`] table (implemented by the table's own types).
+pub trait Handler<A: ?Sized> {
+    /// `None`: no hook for this change's type.
+    fn handle(&mut self, adapter: &mut A, change: &mut Change<'_>) -> Option<Result<(), HookError>>;
+}
+
+/// The end of a [`Hooks`] table.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHook;
+
+impl<A: ?Sized> Handler<A> for NoHook {
+    fn handle(&mut self, _: &mut A, _: &mut Change<'_>) -> Option<Result<(), HookError>> {
+        None
+    }
+}
+
+/// A [`Hooks`] entry for the derived model type `T`.
+pub struct On<T, F, Next> {
+    hook: F,
+    next: Next,
+    model: PhantomData<fn(T)>,
+}
+
+impl<A, T, F, Next> Handler<A> for On<T, F, Next>
+where
+    A: Adapter + ?Sized,
+    T: StaticModel,
+    F: FnMut(&mut A, Write<'_, T>) -> Result<(), HookError>,
+    Next: Handler<A>,
+{
+    fn handle(&mut self, adapter: &mut A, change: &mut Change<'_>) -> Option<Result<(), HookError>> {
+        if change.model_type() != T::NAME {
+            return self.next.handle(adapter, change);
+        }
+        Some(write_typed(adapter, change, &mut self.hook))
+    }
+}
+
+/// A [`Hooks`] entry for a runtime model type.
+pub struct OnDyn<'n, F, Next> {
+    model_type: &'n str,
+    hook: F,
+    next: Next,
+}
+
+impl<A, F, Next> Handler<A> for OnDyn<'_, F, Next>
+where
+    A: Adapter + ?Sized,
+    F: FnMut(&mut A, Write<'_, DynModel>) -> Result<(), HookError>,
+    Next: Handler<A>,
+{
+    fn handle(&mut self, adapter: &mut A, change: &mut Change<'_>) -> Option<Result<(), HookError>> {
+        if change.model_type() != self.model_type {
+            return self.next.handle(adapter, change);
+        }
+        Some(write_typed(adapter, change, &mut self.hook))
+    }
+}
+
+/// Builds the [`Write`] for `change` and calls `hook` with it.
+fn write_typed<A, T, F>(adapter: &mut A, change: &mut Change<'_>, hook: &mut F) -> Result<(), HookError>
+where
+    A: Adapter + ?Sized,
+    T: DiffModel,
+    F: FnMut(&mut A, Write<'_, T>) -> Result<(), HookError>,
+{
+    match change.action {
+        Action::Create => {
+            let parent =
+                change.parent.map(
+                    |(model_type, key)| match adapter.store().local().get_dyn(model_type, key) {
+                        Ok(m) => m.model_key(),
+                        Err(_) => ModelKey::from_unique_id(model_type, key),
+                    },
+                );
+            let model_type = change.model_type();
+            let Some(new) = change.new_model_mut::<T>() else {
+                return Err(not_a::<T>(model_type, change.key()));
+            };
+            hook(adapter, Write::Create { new, parent })
+        }
+        Action::Update => {
+            let old = stored::<T>(adapter.store().local(), change)?;
+            let new = change.updated(&old)?;
+            let changed: Vec<T::Field> = change.changed_fields().filter_map(T::field).collect();
+            hook(
+                adapter,
+                Write::Update {
+                    old: &old,
+                    new: &new,
+                    changed: &changed,
+                },
+            )
+        }
+        Action::Delete => {
+            let old = stored::<T>(adapter.store().local(), change)?;
+            let subtree = change.removes_subtree();
+            hook(adapter, Write::Delete { old: &old, subtree })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The model `change` names as the store holds it, as a `T`.
+fn stored<T: DiffModel>(store: &LocalStore, change: &Change<'_>) -> Result<T, HookError> {
+    let model = store.get_dyn(change.model_type(), change.key())?;
+    model
+        .downcast_ref::<T>()
+        .cloned()
+        .ok_or_else(|| not_a::<T>(change.model_type(), change.key()))
+}
+
+fn not_a<T>(model_type: &str, key: &str) -> HookError {
+    HookError::Failed(
+        format!(
+            "`{model_type}` `{key}` is not stored as a `{}`: its hook is registered for another Rust type",
+            std::any::type_name::<T>()
+        )
+        .into(),
+    )
+}

@@ -1,0 +1,270 @@
+//! Typed hooks: a `Hooks` table hands each change to the hook of its model
+//! type as a `Write` of the user's own struct.
+
+use diffsync::{
+    Adapter, AdapterExt, Change, Diff, DiffModel, DynModel, HookError, Hooks, LocalStore, ModelSchema, Options,
+    Outcome, Write,
+};
+use diffsync_tests::{Device, DeviceField, Interface, InterfaceField, Site, sys_a, sys_b};
+
+/// The worked example's system A, writing through typed hooks into a log.
+struct Typed {
+    store: LocalStore,
+    log: Vec<String>,
+    /// The database id a create hands back.
+    next_pk: i64,
+}
+
+impl Typed {
+    fn from(inventory: diffsync_tests::Inventory) -> Typed {
+        Typed {
+            store: inventory.store,
+            log: Vec::new(),
+            next_pk: 100,
+        }
+    }
+
+    fn site(&mut self, write: Write<'_, Site>) -> Result<(), HookError> {
+        let line = match write {
+            Write::Create { new, parent } => format!("create site {} (parent {parent:?})", new.name),
+            Write::Update { old, new, changed } => {
+                format!("update site {}: {changed:?} {} -> {}", new.name, old.region, new.region)
+            }
+            Write::Delete { old, subtree } => format!("delete site {} subtree={subtree}", old.name),
+        };
+        self.log.push(line);
+        Ok(())
+    }
+
+    fn device(&mut self, write: Write<'_, Device>) -> Result<(), HookError> {
+        let line = match write {
+            Write::Create { new, parent } => {
+                new.db_pk = self.next_pk;
+                self.next_pk += 1;
+                format!(
+                    "create device {} under {}",
+                    new.name,
+                    parent.expect("a device has a site")
+                )
+            }
+            Write::Update { old, new, changed } => {
+                let what: Vec<String> = changed
+                    .iter()
+                    .map(|f| match f {
+                        DeviceField::Role => format!("role {} -> {}", old.role, new.role),
+                        DeviceField::Serial => format!("serial {:?} -> {:?}", old.serial, new.serial),
+                    })
+                    .collect();
+                format!("update device {}: {}", new.name, what.join(", "))
+            }
+            Write::Delete { old, subtree } => format!("delete device {} subtree={subtree}", old.name),
+        };
+        self.log.push(line);
+        Ok(())
+    }
+
+    fn interface(&mut self, write: Write<'_, Interface>) -> Result<(), HookError> {
+        let line = match write {
+            Write::Create { new, parent } => format!(
+                "create interface {} {} under {}",
+                new.device_name,
+                new.name,
+                parent.expect("an interface has a device")
+            ),
+            Write::Update { new, changed, .. } => format!(
+                "update interface {} {}: {:?}",
+                new.device_name,
+                new.name,
+                changed.iter().map(|f| f.name()).collect::<Vec<_>>()
+            ),
+            Write::Delete { old, subtree } => {
+                format!("delete interface {} {} subtree={subtree}", old.device_name, old.name)
+            }
+        };
+        self.log.push(line);
+        Ok(())
+    }
+}
+
+impl Adapter for Typed {
+    type Store = LocalStore;
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        Hooks::new()
+            .on(Self::site)
+            .on(Self::device)
+            .on(Self::interface)
+            .apply(self, change)
+    }
+}
+
+const WORKED_EXAMPLE: [&str; 10] = [
+    "update device nyc-r1: role router -> edge",
+    "update interface nyc-r1 eth0: [\"description\"]",
+    "create interface nyc-r1 eth2 under device:nyc-r1",
+    "delete interface nyc-r1 eth1 subtree=false",
+    "create site lax (parent None)",
+    "create device lax-r1 under site:lax",
+    "create interface lax-r1 eth0 under device:lax-r1",
+    "delete site sfo subtree=false",
+    "delete device sfo-r1 subtree=false",
+    "delete interface sfo-r1 eth0 subtree=false",
+];
+
+#[test]
+fn typed_hooks_get_old_new_changed_fields_and_parent_keys() {
+    let mut target = Typed::from(sys_a());
+    let report = target.sync_from(&sys_b()).unwrap();
+    assert!(report.is_success(), "{report}");
+    assert_eq!(target.log, WORKED_EXAMPLE);
+    // What a create hook set on the new model is what the store keeps.
+    let created = target.store.get_by_key(&Device::key("lax-r1")).unwrap();
+    assert!(created.db_pk >= 100, "{created:?}");
+    assert!(!target.diff_from(&sys_b()).unwrap().has_diffs());
+}
+
+#[test]
+fn typed_hooks_work_the_same_for_a_diff_read_from_json() {
+    let (target, source) = (Typed::from(sys_a()), sys_b());
+    let json = serde_json::to_string(&target.diff_from(&source).unwrap()).unwrap();
+    let diff: Diff = serde_json::from_str(&json).unwrap();
+    let mut from_json = Typed::from(sys_a());
+    let report = from_json.sync_diff(&diff, &mut Options::new()).unwrap();
+    assert!(report.is_success(), "{report}");
+    let mut direct = Typed::from(sys_a());
+    direct.sync_from(&source).unwrap();
+    assert_eq!(from_json.log, direct.log);
+    assert!(!from_json.diff_from(&source).unwrap().has_diffs());
+}
+
+#[test]
+fn a_type_without_a_hook_fails_its_changes_and_the_store_keeps_the_old_model() {
+    /// Registers sites only.
+    struct SitesOnly(Typed);
+    impl Adapter for SitesOnly {
+        type Store = LocalStore;
+        fn store(&self) -> &LocalStore {
+            &self.0.store
+        }
+        fn store_mut(&mut self) -> &mut LocalStore {
+            &mut self.0.store
+        }
+        fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+            Hooks::new().on(|a: &mut Self, w| a.0.site(w)).apply(self, change)
+        }
+    }
+    let mut target = SitesOnly(Typed::from(sys_a()));
+    let mut opts = Options::new().flags(diffsync::DiffFlags::CONTINUE_ON_FAILURE);
+    let report = target.sync_from_with(&sys_b(), &mut opts).unwrap();
+    let failed: Vec<String> = report
+        .failures()
+        .map(|e| {
+            format!(
+                "{} {}: {}",
+                e.model_type,
+                e.key,
+                e.outcome.message().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert!(
+        failed.contains(&"device nyc-r1: adapter `sys-a` has no hook for model type `device`".to_string()),
+        "{failed:#?}"
+    );
+    // The site create went through its hook; the device update did not reach the store.
+    assert!(target.0.log.iter().any(|l| l == "create site lax (parent None)"));
+    assert_eq!(
+        target.0.store.get_by_key(&Device::key("nyc-r1")).unwrap().role,
+        "router"
+    );
+}
+
+#[test]
+fn a_hook_for_another_rust_type_than_the_store_holds_fails_with_both_names() {
+    // The target holds runtime models; a hook typed for the derived `Site`
+    // cannot read them.
+    let schema: ModelSchema = serde_json::from_value(serde_json::json!({
+        "name": "site", "identifiers": [{"name": "name", "kind": "string"}],
+        "attributes": [{"name": "region", "kind": "string"}]
+    }))
+    .unwrap();
+    let schema = std::sync::Arc::new(schema);
+    let site =
+        |region: &str| DynModel::from_json(&schema, serde_json::json!({"name": "nyc", "region": region})).unwrap();
+    let (mut source, mut target) = (LocalStore::new("source"), LocalStore::new("target"));
+    source.add(site("west")).unwrap();
+    target.add(site("east")).unwrap();
+    let source = diffsync::MemoryAdapter::with_store("source", &["site"], source);
+    let mut target = Typed {
+        store: target,
+        log: Vec::new(),
+        next_pk: 0,
+    };
+    let err = target.sync_from(&source).unwrap_err().to_string();
+    assert!(err.contains("is not stored as a `diffsync_tests::Site`"), "{err}");
+    assert!(target.log.is_empty());
+
+    // Registered by name, the runtime model gets its own typed hook.
+    struct Runtime(LocalStore, Vec<String>);
+    impl Adapter for Runtime {
+        type Store = LocalStore;
+        fn store(&self) -> &LocalStore {
+            &self.0
+        }
+        fn store_mut(&mut self) -> &mut LocalStore {
+            &mut self.0
+        }
+        fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+            Hooks::new()
+                .on_dyn("site", |a: &mut Self, w| {
+                    if let Write::Update { old, new, changed } = w {
+                        a.1.push(format!(
+                            "{changed:?}: {} -> {}",
+                            old.attribute("region").unwrap(),
+                            new.attribute("region").unwrap()
+                        ));
+                    }
+                    Ok(())
+                })
+                .apply(self, change)
+        }
+    }
+    let mut runtime = Runtime(target.store, Vec::new());
+    runtime.sync_from(&source).unwrap();
+    assert_eq!(runtime.1, ["[\"region\"]: \"east\" -> \"west\""]);
+}
+
+#[test]
+fn the_derive_names_each_compared_field() {
+    assert_eq!(Device::field("role"), Some(DeviceField::Role));
+    assert_eq!(Device::field("db_pk"), None, "local-only fields are not compared");
+    assert_eq!(Device::field("name"), None, "identifiers do not change");
+    assert_eq!(InterfaceField::Mtu.name(), "mtu");
+    assert_eq!(DynModel::field("anything"), Some("anything".to_string()));
+}
+
+#[test]
+fn an_empty_target_with_default_top_level_types_is_filled() {
+    struct Plain(LocalStore);
+    impl Adapter for Plain {
+        type Store = LocalStore;
+        fn store(&self) -> &LocalStore {
+            &self.0
+        }
+        fn store_mut(&mut self) -> &mut LocalStore {
+            &mut self.0
+        }
+    }
+    let source = Plain(sys_b().store);
+    let mut target = Plain(LocalStore::new("empty"));
+    assert!(target.top_level().is_empty());
+    let report = target.sync_from(&source).unwrap();
+    assert_eq!(report.totals().applied, source.0.count_all());
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+    assert!(report.elements.iter().all(|e| e.outcome == Outcome::Applied));
+}
