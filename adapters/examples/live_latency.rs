@@ -53,8 +53,7 @@ fn main() -> Result<(), BoxError> {
         }
         if i % 10 == 0 {
             source.store.add_child(
-                "site",
-                &site,
+                Site::key(&site),
                 Device {
                     site: site.clone(),
                     name: dev.clone(),
@@ -71,7 +70,7 @@ fn main() -> Result<(), BoxError> {
             enabled: true,
         };
         names.push(format!("{dev}__eth{}", i % 10));
-        source.store.add_child("device", &format!("{site}__{dev}"), intf)?;
+        source.store.add_child(Device::key(&site, &dev), intf)?;
     }
     let dir = std::env::temp_dir().join(format!("diffsync-live-latency-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

@@ -59,10 +59,9 @@ fn source(n: usize) -> diffsync::Result<MemoryAdapter> {
         })?;
         for di in 0..9 {
             let dev = format!("dev{di:02}");
-            let key = format!("{site}__{dev}");
+            let key = Device::key(&site, &dev);
             s.add_child(
-                "site",
-                &site,
+                Site::key(&site),
                 Device {
                     site: site.clone(),
                     name: dev.clone(),
@@ -79,7 +78,7 @@ fn source(n: usize) -> diffsync::Result<MemoryAdapter> {
                     mtu: 9216,
                     enabled: ii % 2 == 0,
                 };
-                s.add_child("device", &key, intf)?;
+                s.add_child(&key, intf)?;
             }
         }
     }

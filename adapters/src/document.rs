@@ -295,7 +295,7 @@ impl Loader<'_> {
         if let Some((pt, pk)) = parent {
             let parent_model = self
                 .store
-                .get_dyn(pt, pk)
+                .get_dyn_by_id(pt, pk)
                 .map_err(|e| fault(&fields, None, e.to_string()))?;
             link_to_parent(schema, &mut fields, parent_model).map_err(|(f, m)| fault(&fields, Some(&f), m))?;
         }
@@ -583,7 +583,11 @@ fn dump_model(reg: &Registry, store: &LocalStore, m: &dyn AnyModel) -> Result<Ma
     for child_type in m.schema().children.iter() {
         let mut list = Vec::new();
         for k in store.children_keys(m.model_type(), &key, child_type)? {
-            list.push(Value::Object(dump_model(reg, store, store.get_dyn(child_type, k)?)?));
+            list.push(Value::Object(dump_model(
+                reg,
+                store,
+                store.get_dyn_by_id(child_type, k)?,
+            )?));
         }
         if !list.is_empty() {
             fields.insert(child_type.to_string(), Value::Array(list));

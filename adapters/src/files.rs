@@ -352,7 +352,7 @@ fn load_csv_file(reg: &Registry, store: &mut LocalStore, model_type: &str, file:
         let parent = match (parent_type, parent) {
             (Some(pt), Some(pk)) => {
                 let p = store
-                    .get_dyn(pt, &pk)
+                    .get_dyn_by_id(pt, &pk)
                     .map_err(|_| fault(&fields, format!("{PARENT_KEY} names {pt} {pk:?}, which is not loaded")))?;
                 document::link_to_parent(schema, &mut fields, p).map_err(|(_, m)| fault(&fields, m))?;
                 Some((pt, pk))

@@ -252,7 +252,7 @@ impl Adapter for ObjectStoreAdapter {
             Action::Update => {
                 if self.layout == Layout::PerModel {
                     let (t, k) = (change.model_type(), change.key());
-                    let current = self.store.get_dyn(t, k)?;
+                    let current = self.store.get_dyn_by_id(t, k)?;
                     let mut record = self.registry.to_value(current)?;
                     for (name, v) in &change.attrs {
                         record.insert(name.to_string(), v.clone());

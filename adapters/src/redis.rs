@@ -107,7 +107,7 @@ impl Undo {
                 for (model, parent) in subtree {
                     // A child the remove left behind (parentless) goes back under its parent.
                     let (t, k) = (model.model_type().to_string(), model.unique_id());
-                    if image.get_dyn(&t, &k).is_ok() {
+                    if image.get_dyn_by_id(&t, &k).is_ok() {
                         image.remove(&t, &k, false)?;
                     }
                     image.insert_boxed(model, parent.as_ref().map(|(t, k)| (t.as_str(), k.as_str())))?;
@@ -291,8 +291,24 @@ impl RedisStore {
         Store::insert(self, Box::new(model), None)
     }
 
-    /// Adds a model as a child of `parent_type`/`parent_key` (written through).
-    pub fn add_child<T: DiffModel>(&mut self, parent_type: &str, parent_key: &str, model: T) -> diffsync::Result<()> {
+    /// Adds a model as a child of the model `parent` names (written through).
+    pub fn add_child<T: DiffModel>(
+        &mut self,
+        parent: impl AsRef<diffsync::ModelKey>,
+        model: T,
+    ) -> diffsync::Result<()> {
+        let parent = parent.as_ref();
+        self.add_child_by_id(parent.model_type(), &parent.unique_id(), model)
+    }
+
+    /// Like [`add_child`](Self::add_child), with the parent named by type and
+    /// unique id's text form (written through).
+    pub fn add_child_by_id<T: DiffModel>(
+        &mut self,
+        parent_type: &str,
+        parent_key: &str,
+        model: T,
+    ) -> diffsync::Result<()> {
         Store::insert(self, Box::new(model), Some((parent_type, parent_key)))
     }
 
@@ -428,7 +444,7 @@ impl RedisStore {
 
     /// One model's JSON from the image, with its parent link or without.
     fn record(&self, model_type: &str, uid: &str, with_parent: bool) -> diffsync::Result<String> {
-        let model = self.image.get_dyn(model_type, uid)?;
+        let model = self.image.get_dyn_by_id(model_type, uid)?;
         let mut record = self
             .registry
             .to_value(model)
@@ -520,7 +536,7 @@ impl Store for RedisStore {
         written
     }
     fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> diffsync::Result<()> {
-        let before = self.image.get_dyn(model_type, key)?.attributes();
+        let before = self.image.get_dyn_by_id(model_type, key)?.attributes();
         self.image.update_attributes(model_type, key, source)?;
         let written = self
             .value(model_type, key)
@@ -578,7 +594,7 @@ impl Store for RedisStore {
                         .image
                         .parent_of(t, k)?
                         .map(|(pt, pk)| (pt.to_string(), pk.to_string()));
-                    before.push((self.image.get_dyn(t, k)?.clone_box(), parent));
+                    before.push((self.image.get_dyn_by_id(t, k)?.clone_box(), parent));
                 }
                 Some(Undo::Reinsert(before))
             }

@@ -255,7 +255,7 @@ impl FlatLoader {
         origin: &str,
     ) -> Result<()> {
         if let (Some(pt), Some(Value::String(pk))) = (reg.parent_type(model_type), fields.get(PARENT_KEY))
-            && store.get_dyn(pt, pk).is_err()
+            && store.get_dyn_by_id(pt, pk).is_err()
         {
             let pk = pk.clone();
             self.waiting
@@ -348,7 +348,7 @@ fn apply_record(
     origin: &str,
 ) -> Result<bool> {
     let (ty, key) = (e.model_type.as_str(), e.key.as_str());
-    let present = store.get_dyn(ty, key).is_ok();
+    let present = store.get_dyn_by_id(ty, key).is_ok();
     match record {
         None if present => store.remove(ty, key, false)?,
         None => {}

@@ -456,7 +456,7 @@ fn descendant_deletes(
         };
         let ctable = table(tables, &ct)?;
         for k in keys {
-            let m = store.get_dyn(&ct, k)?;
+            let m = store.get_dyn_by_id(&ct, k)?;
             let ids = m.identifiers();
             let params = ctable.columns[..ctable.n_ids]
                 .iter()
@@ -531,7 +531,7 @@ pub(crate) fn reread(
     crate::registry::reread(reg, store, changed, origin, |store, e| {
         let t = table(tables, &e.model_type)?;
         // A model not in the image yet is read by the event's identifiers.
-        let present = store.get_dyn(&e.model_type, &e.key).ok().map(|m| m.identifiers());
+        let present = store.get_dyn_by_id(&e.model_type, &e.key).ok().map(|m| m.identifiers());
         let Some(ids) = present.as_ref().or(e.identifiers.as_ref()) else {
             return Ok(None);
         };

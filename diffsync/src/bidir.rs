@@ -36,7 +36,7 @@
 //! network.store.update_attributes("site", "nyc", diffsync::AttrSource::Values(&v("south")))?;
 //! let report = reconcile(&mut cmdb, &mut network, &mut base, &opts)?;
 //! assert_eq!(report.conflicts.len(), 1);
-//! assert_eq!(network.store.get::<Site>("site", "nyc")?.region, "north");
+//! assert_eq!(network.store.get(&Site::key("nyc"))?.region, "north");
 //! # Ok::<(), diffsync::Error>(())
 //! ```
 
@@ -328,7 +328,7 @@ impl Base {
             for f in schema.attributes.iter() {
                 if !r.attributes.contains_key(f.name.as_ref()) {
                     let value = like
-                        .get_dyn(&r.model_type, &r.key)
+                        .get_dyn_by_id(&r.model_type, &r.key)
                         .ok()
                         .and_then(|m| m.attribute(&f.name))
                         .unwrap_or_else(|| placeholder(f));
@@ -348,7 +348,7 @@ impl Base {
             let mut waiting = Vec::new();
             for r in todo {
                 if let Some((t, k)) = &r.parent
-                    && store.get_dyn(t, k).is_err()
+                    && store.get_dyn_by_id(t, k).is_err()
                 {
                     waiting.push(r);
                     continue;
@@ -484,8 +484,8 @@ impl Base {
             if side.schema(t).is_none() {
                 continue;
             }
-            let now = side.get_dyn(t, k).ok().map(|m| m.attributes());
-            let before = self.store.get_dyn(t, k).is_ok();
+            let now = side.get_dyn_by_id(t, k).ok().map(|m| m.attributes());
+            let before = self.store.get_dyn_by_id(t, k).is_ok();
             match (&p.after, &now) {
                 // Landed, or the side deleted the key itself since (the
                 // write not landed): which one is not known, so the base
@@ -501,7 +501,7 @@ impl Base {
                 // The side still holds the base's version of a model the
                 // write was to change or delete: it did not land, and the
                 // next classification sends it again.
-                (_, Some(now)) if self.store.get_dyn(t, k).is_ok_and(|b| b.attributes() == *now) => {}
+                (_, Some(now)) if self.store.get_dyn_by_id(t, k).is_ok_and(|b| b.attributes() == *now) => {}
                 // Otherwise it did not land, or it did and the side changed
                 // the key since (a create deleted again, say). Which one is
                 // not known, so a change on either side is a conflict, never
@@ -535,7 +535,7 @@ impl Base {
                     attributes: e.new_values(),
                 }),
                 Action::Update => {
-                    let Ok(now) = target.get_dyn(&key.0, &key.1) else {
+                    let Ok(now) = target.get_dyn_by_id(&key.0, &key.1) else {
                         continue;
                     };
                     let mut attributes = now.attributes();
@@ -568,9 +568,9 @@ impl Base {
             for k in keys {
                 let value = [ls, rs]
                     .iter()
-                    .find_map(|side| side.get_dyn(&t, &k).ok().and_then(|m| m.attribute(&attr)));
+                    .find_map(|side| side.get_dyn_by_id(&t, &k).ok().and_then(|m| m.attribute(&attr)));
                 if let Some(v) = value
-                    && self.store.get_dyn(&t, &k)?.attribute(&attr).as_ref() != Some(&v)
+                    && self.store.get_dyn_by_id(&t, &k)?.attribute(&attr).as_ref() != Some(&v)
                 {
                     let values: Attrs = [(attr.clone().into(), v)].into_iter().collect();
                     self.store.update_attributes(&t, &k, AttrSource::Values(&values))?;
@@ -584,8 +584,8 @@ impl Base {
     /// Makes the base hold the model `side` has under this key (as agreed
     /// by both sides), under its parent there when the base has that too.
     fn agree(&mut self, side: &LocalStore, t: &str, key: &str) -> Result<()> {
-        let model = side.get_dyn(t, key)?;
-        if self.store.get_dyn(t, key).is_ok() {
+        let model = side.get_dyn_by_id(t, key)?;
+        if self.store.get_dyn_by_id(t, key).is_ok() {
             if !self.store.same_attrs(t, key, side) {
                 self.store.update_attributes(t, key, AttrSource::Model(model))?;
             }
@@ -593,7 +593,7 @@ impl Base {
         }
         let parent = side
             .parent_of(t, key)?
-            .filter(|(pt, pk)| self.store.get_dyn(pt, pk).is_ok());
+            .filter(|(pt, pk)| self.store.get_dyn_by_id(pt, pk).is_ok());
         let built = self.store.build(t, &model.identifiers(), &model.attributes())?;
         self.store.insert_boxed(built, parent)
     }
@@ -1590,7 +1590,7 @@ fn deleted_on_both(base: &LocalStore, ls: &LocalStore, rs: &LocalStore) -> Vec<(
     for t in base.model_types() {
         for m in base.get_all_dyn(t) {
             let k = m.unique_id();
-            if ls.get_dyn(t, &k).is_err() && rs.get_dyn(t, &k).is_err() {
+            if ls.get_dyn_by_id(t, &k).is_err() && rs.get_dyn_by_id(t, &k).is_err() {
                 out.push((t.to_string(), k));
             }
         }
@@ -1739,7 +1739,10 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
             // A key an interrupted write left in doubt: a conflict, by what
             // each side holds.
             (a, b) if (a.is_none() || b.is_none()) && suspects.contains(&(key.0.to_string(), key.1.to_string())) => {
-                let kind = match (ls.get_dyn(key.0, key.1).is_ok(), rs.get_dyn(key.0, key.1).is_ok()) {
+                let kind = match (
+                    ls.get_dyn_by_id(key.0, key.1).is_ok(),
+                    rs.get_dyn_by_id(key.0, key.1).is_ok(),
+                ) {
                     (true, false) => ConflictKind::UpdateDelete,
                     (false, true) => ConflictKind::DeleteUpdate,
                     _ => ConflictKind::UpdateUpdate,
@@ -1916,7 +1919,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         if !unacked.is_empty() && unacked.contains(&(t.to_string(), k.to_string())) {
             continue;
         }
-        let (in_left, in_right) = (ls.get_dyn(t, k).is_ok(), rs.get_dyn(t, k).is_ok());
+        let (in_left, in_right) = (ls.get_dyn_by_id(t, k).is_ok(), rs.get_dyn_by_id(t, k).is_ok());
         let agreed = match (in_left, in_right) {
             (true, true) => ls.same_attrs(t, k, rs),
             (false, false) => true,
@@ -1933,7 +1936,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         }
         if in_left {
             base.agree(ls, t, k)?;
-        } else if base.store.get_dyn(t, k).is_ok() {
+        } else if base.store.get_dyn_by_id(t, k).is_ok() {
             base.store.remove(t, k, false)?;
         }
     }
@@ -2132,9 +2135,9 @@ impl Judge<'_> {
             model_type: t,
             key: k,
             kind,
-            base: self.base.get_dyn(t, k).ok(),
-            left: self.ls.get_dyn(t, k).ok(),
-            right: self.rs.get_dyn(t, k).ok(),
+            base: self.base.get_dyn_by_id(t, k).ok(),
+            left: self.ls.get_dyn_by_id(t, k).ok(),
+            right: self.rs.get_dyn_by_id(t, k).ok(),
             left_replica: self.ls.name(),
             right_replica: self.rs.name(),
         }

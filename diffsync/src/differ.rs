@@ -1115,7 +1115,7 @@ mod tests {
                 n,
                 label: label(n),
             };
-            s.add_child("switch", "sw", p).unwrap();
+            s.add_child_by_id("switch", "sw", p).unwrap();
         }
         MemoryAdapter::with_store(name, &["switch"], s)
     }
@@ -1169,7 +1169,7 @@ mod tests {
                     } else {
                         format!("p{n}")
                     };
-                    s.add_child(
+                    s.add_child_by_id(
                         "switch",
                         &sname,
                         Port {

@@ -122,11 +122,11 @@
 //!                 }
 //!                 Action::Update => {
 //!                     // As this side holds it, and as the change leaves it.
-//!                     let new = change.updated(self.store.get_by_key(&key)?)?;
+//!                     let new = change.updated(self.store.get(&key)?)?;
 //!                     upserts.push((i, new.name, new.role));
 //!                 }
 //!                 Action::Delete => {
-//!                     let old = self.store.get_by_key(&key)?;
+//!                     let old = self.store.get(&key)?;
 //!                     let r = self.api.delete(&old.name);
 //!                     batch.set_outcome(i, r.map_err(Into::into));
 //!                 }
@@ -176,7 +176,7 @@
 //! assert!(report.is_success());
 //! // 1 list + 1 setup call, then one bulk upsert for 3 changes and one delete.
 //! assert_eq!(target.api.requests, 4);
-//! assert_eq!(target.store.get_by_key(&Device::key("r3"))?.api_id, 4);
+//! assert_eq!(target.store.get(&Device::key("r3"))?.api_id, 4);
 //! assert!(!target.diff_from(&cmdb)?.has_diffs());
 //! # Ok::<(), diffsync::Error>(())
 //! ```

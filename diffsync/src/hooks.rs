@@ -243,7 +243,7 @@ where
         Action::Create => {
             let parent =
                 change.parent.map(
-                    |(model_type, key)| match adapter.store().local().get_dyn(model_type, key) {
+                    |(model_type, key)| match adapter.store().local().get_dyn_by_id(model_type, key) {
                         Ok(m) => m.model_key(),
                         Err(_) => ModelKey::from_unique_id(model_type, key),
                     },
@@ -278,7 +278,7 @@ where
 
 /// The model `change` names as the store holds it, as a `T`.
 fn stored<T: DiffModel>(store: &LocalStore, change: &Change<'_>) -> Result<T, HookError> {
-    let model = store.get_dyn(change.model_type(), change.key())?;
+    let model = store.get_dyn_by_id(change.model_type(), change.key())?;
     model
         .downcast_ref::<T>()
         .cloned()

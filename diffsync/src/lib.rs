@@ -36,7 +36,7 @@
 //!     fn new(name: &'static str, role: &str, descr: &str) -> Result<Self, diffsync::Error> {
 //!         let mut store = LocalStore::new(name);
 //!         store.add(Device { name: "r1".into(), role: role.into(), db_pk: 0 })?;
-//!         store.add_child("device", "r1", Interface {
+//!         store.add_child(Device::key("r1"), Interface {
 //!             device: "r1".into(), name: "eth0".into(), description: descr.into(),
 //!         })?;
 //!         Ok(Inventory { store })

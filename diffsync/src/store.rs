@@ -453,8 +453,8 @@ const COMPACT_MIN_SLOTS: usize = 1024;
 ///
 /// let mut store = LocalStore::new("inventory");
 /// store.add(Device { name: "r1".into(), role: "edge".into() })?;
-/// store.add_child("device", "r1", Interface { device: "r1".into(), name: "eth0".into(), mtu: 1500 })?;
-/// assert_eq!(store.get::<Interface>("interface", "r1__eth0")?.mtu, 1500);
+/// store.add_child(Device::key("r1"), Interface { device: "r1".into(), name: "eth0".into(), mtu: 1500 })?;
+/// assert_eq!(store.get(&Interface::key("r1", "eth0"))?.mtu, 1500);
 /// assert_eq!(store.children_keys("device", "r1", "interface")?, vec!["r1__eth0"]);
 /// assert!(store.add(Device { name: "r1".into(), role: "core".into() }).is_err());
 /// # Ok::<(), diffsync::Error>(())
@@ -726,9 +726,17 @@ impl LocalStore {
         self.add_typed(model, None)
     }
 
-    /// Adds a model as a child of the stored model `parent_type`/`parent_key`.
+    /// Adds a model as a child of the stored model `parent` names
+    /// (`&Device::key("nyc", "r1")`, or an erased [`ModelKey`](crate::ModelKey)).
     /// The parent's type must declare the child's type.
-    pub fn add_child<T: DiffModel>(&mut self, parent_type: &str, parent_key: &str, child: T) -> Result<Handle> {
+    pub fn add_child<T: DiffModel>(&mut self, parent: impl AsRef<crate::ModelKey>, child: T) -> Result<Handle> {
+        let parent = parent.as_ref();
+        self.add_child_by_id(parent.model_type(), &parent.unique_id(), child)
+    }
+
+    /// Like [`add_child`](Self::add_child), with the parent named by type
+    /// and unique id's text form (`"device"`, `"nyc__r1"`).
+    pub fn add_child_by_id<T: DiffModel>(&mut self, parent_type: &str, parent_key: &str, child: T) -> Result<Handle> {
         self.add_typed(child, Some(ParentRef::Key(parent_type, parent_key)))
     }
 
@@ -1065,8 +1073,25 @@ impl LocalStore {
             })
     }
 
-    /// The model of type `model_type` with unique id `key`.
-    pub fn get<T: DiffModel>(&self, model_type: &str, key: &str) -> Result<&T> {
+    /// The model a typed key names: `store.get(&Device::key("nyc", "r1"))`.
+    pub fn get<T: DiffModel>(&self, key: &crate::Key<T>) -> Result<&T> {
+        self.get_by_id(key.model_type(), &key.unique_id())
+    }
+
+    /// Like [`get`](Self::get), but `None` when absent.
+    pub fn get_opt<T: DiffModel>(&self, key: &crate::Key<T>) -> Result<Option<&T>> {
+        self.get_opt_by_id(key.model_type(), &key.unique_id())
+    }
+
+    /// The model an erased key names (a runtime model's, or a key parsed
+    /// from text), type-erased.
+    pub fn get_dyn(&self, key: &crate::ModelKey) -> Result<&dyn AnyModel> {
+        self.get_dyn_by_id(key.model_type(), &key.unique_id())
+    }
+
+    /// The model of type `model_type` whose unique id is `key` (the text
+    /// form: `nyc__r1`); [`get`](Self::get) takes a typed key instead.
+    pub fn get_by_id<T: DiffModel>(&self, model_type: &str, key: &str) -> Result<&T> {
         let (ty, slot) = self
             .locate(model_type, key)
             .ok_or_else(|| self.not_found(model_type, key))?;
@@ -1075,8 +1100,8 @@ impl LocalStore {
             .ok_or_else(|| self.not_found(model_type, key))
     }
 
-    /// Like [`get`](Self::get), but `None` when absent.
-    pub fn get_opt<T: DiffModel>(&self, model_type: &str, key: &str) -> Result<Option<&T>> {
+    /// Like [`get_by_id`](Self::get_by_id), but `None` when absent.
+    pub fn get_opt_by_id<T: DiffModel>(&self, model_type: &str, key: &str) -> Result<Option<&T>> {
         match self.locate(model_type, key) {
             None => Ok(None),
             Some((ty, slot)) => Ok(self.typed_vec::<T>(ty, key)?.at(slot)),
@@ -1089,26 +1114,11 @@ impl LocalStore {
         model_type: &str,
         ids: impl IntoIterator<Item = I>,
     ) -> Result<&T> {
-        self.get(model_type, &unique_id_of(ids))
+        self.get_by_id(model_type, &unique_id_of(ids))
     }
 
-    /// The model a typed key names: `store.get_by_key(&Device::key("nyc", "r1"))`.
-    pub fn get_by_key<T: DiffModel>(&self, key: &crate::Key<T>) -> Result<&T> {
-        self.get(key.model_type(), &key.unique_id())
-    }
-
-    /// Like [`get_by_key`](Self::get_by_key), but `None` when absent.
-    pub fn get_opt_by_key<T: DiffModel>(&self, key: &crate::Key<T>) -> Result<Option<&T>> {
-        self.get_opt(key.model_type(), &key.unique_id())
-    }
-
-    /// The model an erased key names (a key parsed from text, say).
-    pub fn get_dyn_by_key(&self, key: &crate::ModelKey) -> Result<&dyn AnyModel> {
-        self.get_dyn(key.model_type(), &key.unique_id())
-    }
-
-    /// A model of any type, type-erased.
-    pub fn get_dyn(&self, model_type: &str, key: &str) -> Result<&dyn AnyModel> {
+    /// A model of any type by its unique id's text form, type-erased.
+    pub fn get_dyn_by_id(&self, model_type: &str, key: &str) -> Result<&dyn AnyModel> {
         let (ty, slot) = self
             .locate(model_type, key)
             .ok_or_else(|| self.not_found(model_type, key))?;
@@ -1139,7 +1149,9 @@ impl LocalStore {
 
     /// The models with these keys, in the order of `keys`; any missing key is an error.
     pub fn get_by_keys<T: DiffModel, K: AsRef<str>>(&self, model_type: &str, keys: &[K]) -> Result<Vec<&T>> {
-        keys.iter().map(|k| self.get::<T>(model_type, k.as_ref())).collect()
+        keys.iter()
+            .map(|k| self.get_by_id::<T>(model_type, k.as_ref()))
+            .collect()
     }
 
     /// Unique ids of a model's children of one type, in insertion order.
@@ -1208,7 +1220,7 @@ impl LocalStore {
         if created {
             self.add(model)?;
         }
-        Ok((self.get(&name, &uid)?, created))
+        Ok((self.get_by_id(&name, &uid)?, created))
     }
 
     /// Like [`get_or_instantiate`](Self::get_or_instantiate), but an existing model
@@ -1226,7 +1238,7 @@ impl LocalStore {
                 false
             }
         };
-        Ok((self.get(&name, &uid)?, created))
+        Ok((self.get_by_id(&name, &uid)?, created))
     }
 
     /// Number of models of one type.
@@ -1464,15 +1476,15 @@ mod tests {
         let mut s = LocalStore::new("t");
         s.add(Rack { name: "r".into() }).unwrap();
         for pos in 0..5000 {
-            s.add_child("rack", "r", unit("r", pos)).unwrap();
+            s.add_child_by_id("rack", "r", unit("r", pos)).unwrap();
         }
         for pos in (0..5000).step_by(2) {
             s.remove("unit", &format!("r__{pos}"), false).unwrap();
         }
         assert_eq!(s.count("unit"), 2500);
-        assert!(s.get_opt::<Unit>("unit", "r__10").unwrap().is_none());
-        assert_eq!(s.get::<Unit>("unit", "r__11").unwrap().label, "u11");
-        s.add_child("rack", "r", unit("r", 10)).unwrap();
+        assert!(s.get_opt_by_id::<Unit>("unit", "r__10").unwrap().is_none());
+        assert_eq!(s.get_by_id::<Unit>("unit", "r__11").unwrap().label, "u11");
+        s.add_child_by_id("rack", "r", unit("r", 10)).unwrap();
         let children = s.children_keys("rack", "r", "unit").unwrap();
         assert_eq!(children.len(), 2501);
         assert_eq!(children[0], "r__1");
@@ -1485,7 +1497,7 @@ mod tests {
         for r in ["a", "b"] {
             s.add(Rack { name: r.into() }).unwrap();
             for pos in 0..2000 {
-                s.add_child("rack", r, unit(r, pos)).unwrap();
+                s.add_child_by_id("rack", r, unit(r, pos)).unwrap();
             }
         }
         for pos in 0..2000 {
@@ -1502,7 +1514,7 @@ mod tests {
         let a = s.children_keys("rack", "a", "unit").unwrap();
         assert_eq!((a.len(), a[0], a[1]), (500, "a__0", "a__4"));
         assert_eq!(s.parent_of("unit", "b__1998").unwrap(), Some(("rack", "b")));
-        assert_eq!(s.get::<Unit>("unit", "b__1000").unwrap().label, "u1000");
+        assert_eq!(s.get_by_id::<Unit>("unit", "b__1000").unwrap().label, "u1000");
         s.remove("rack", "a", true).unwrap();
         assert_eq!(s.count("unit"), 1000);
         let first = s.get_all::<Unit>("unit").unwrap().next().unwrap();
@@ -1513,7 +1525,7 @@ mod tests {
         for r in 0..2000 {
             let name = format!("r{r}");
             s.add(Rack { name: name.clone() }).unwrap();
-            s.add_child("rack", &name, unit(&name, 1)).unwrap();
+            s.add_child_by_id("rack", &name, unit(&name, 1)).unwrap();
         }
         for r in (0..2000).filter(|r| r % 4 != 3) {
             s.remove("rack", &format!("r{r}"), false).unwrap();
@@ -1586,7 +1598,7 @@ mod tests {
         .collect();
         let m = crate::DynModel::new(&schema, &values, &values).unwrap();
         s.insert_boxed(Box::new(m), None).unwrap();
-        assert_eq!(s.get::<Unit>("unit", "r__4").unwrap().label, "top");
+        assert_eq!(s.get_by_id::<Unit>("unit", "r__4").unwrap().label, "top");
     }
 
     #[test]

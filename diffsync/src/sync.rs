@@ -133,7 +133,7 @@ impl<'a> Change<'a> {
     }
     /// The changed model's key as a `T`'s (`None`: a change of another
     /// type). With the adapter's store it gives the model as it is before
-    /// the change: `self.store.get_by_key(&change.key_as::<Device>()?)`.
+    /// the change: `self.store.get(&change.key_as::<Device>()?)`.
     pub fn key_as<T: crate::StaticModel>(&self) -> Option<crate::Key<T>> {
         (self.element.model_type.as_ref() == T::NAME).then(|| crate::key::Key::assume(self.model_key()))
     }
@@ -656,7 +656,7 @@ impl<'a, 'd> Planner<'a, 'd> {
     ) -> Result<()> {
         // One lookup per element: `change` takes what it found.
         let dest = self.dest;
-        let dst = dest.get_dyn(&e.model_type, &e.key).ok();
+        let dst = dest.get_dyn_by_id(&e.model_type, &e.key).ok();
         if e.action != Action::Create
             && let Some(m) = dst
             && self.check_identifiers
@@ -722,7 +722,7 @@ impl<'a, 'd> Planner<'a, 'd> {
         parent: Option<&'a DiffElement>,
         parent_dep: Option<usize>,
     ) -> Result<usize> {
-        let src_model = self.source.and_then(|s| s.get_dyn(&e.model_type, &e.key).ok());
+        let src_model = self.source.and_then(|s| s.get_dyn_by_id(&e.model_type, &e.key).ok());
         let parent_key = parent.map(|p| (p.model_type.as_ref(), p.key.as_str()));
         let mut outcome = Outcome::Pending;
         let mut new_model = None;
@@ -731,7 +731,7 @@ impl<'a, 'd> Planner<'a, 'd> {
         match e.action {
             Action::Create => {
                 if let Some((pt, pk)) = parent_key {
-                    if self.dest.get_dyn(pt, pk).is_err() && !self.created.contains(&(pt, pk)) {
+                    if self.dest.get_dyn_by_id(pt, pk).is_err() && !self.created.contains(&(pt, pk)) {
                         return Err(self.invalid(e, format!("its parent {pt} {pk:?} is neither stored nor created")));
                     }
                     if let Some(schema) = self.dest.schema(pt)

@@ -25,7 +25,7 @@ fn a_child_whose_delete_failed_stays_in_the_store_and_is_retried() {
     assert!(matches!(outcome_of(&report, "sfo-r1__eth0"), Outcome::Failed(_)));
     assert_eq!(*outcome_of(&report, "sfo"), Outcome::Applied);
     // The system still holds the interface, so the store does, without a parent.
-    let intf = target.store.get::<Interface>("interface", "sfo-r1__eth0").unwrap();
+    let intf = target.store.get(&Interface::key("sfo-r1", "eth0")).unwrap();
     assert_eq!(intf.description, "uplink");
     assert_eq!(target.store.parent_of("interface", "sfo-r1__eth0").unwrap(), None);
     // The next diff shows exactly that delete, and the next sync does it.
@@ -56,12 +56,12 @@ fn children_not_reached_by_an_aborted_sync_stay_in_the_store() {
         *outcome_of(&report, "sfo-r1__eth0"),
         Outcome::Skipped(SkipReason::ParentFailed)
     );
-    assert!(target.store.get_opt::<Site>("site", "sfo").unwrap().is_none());
-    assert!(target.store.get_opt::<Device>("device", "sfo-r1").unwrap().is_some());
+    assert!(target.store.get_opt(&Site::key("sfo")).unwrap().is_none());
+    assert!(target.store.get_opt(&Device::key("sfo-r1")).unwrap().is_some());
     assert!(
         target
             .store
-            .get_opt::<Interface>("interface", "sfo-r1__eth0")
+            .get_opt(&Interface::key("sfo-r1", "eth0"))
             .unwrap()
             .is_some()
     );
@@ -77,16 +77,16 @@ fn children_not_reached_by_an_aborted_sync_stay_in_the_store() {
 fn an_ignored_child_of_a_deleted_parent_stays() {
     let source = sys_b();
     let mut target = sys_a();
-    let mut dev = target.store.get::<Device>("device", "sfo-r1").unwrap().clone();
+    let mut dev = target.store.get(&Device::key("sfo-r1")).unwrap().clone();
     dev.flags = ModelFlags::IGNORE;
     target.store.update(dev).unwrap();
     target.sync_from(&source).unwrap();
-    assert!(target.store.get_opt::<Site>("site", "sfo").unwrap().is_none());
-    assert!(target.store.get_opt::<Device>("device", "sfo-r1").unwrap().is_some());
+    assert!(target.store.get_opt(&Site::key("sfo")).unwrap().is_none());
+    assert!(target.store.get_opt(&Device::key("sfo-r1")).unwrap().is_some());
     assert!(
         target
             .store
-            .get_opt::<Interface>("interface", "sfo-r1__eth0")
+            .get_opt(&Interface::key("sfo-r1", "eth0"))
             .unwrap()
             .is_some()
     );
@@ -99,7 +99,7 @@ fn an_ignored_child_of_a_deleted_parent_stays() {
 fn skip_children_on_delete_removes_the_subtree_and_reports_it() {
     let source = sys_b();
     let mut target = sys_a();
-    let mut dev = target.store.get::<Device>("device", "sfo-r1").unwrap().clone();
+    let mut dev = target.store.get(&Device::key("sfo-r1")).unwrap().clone();
     dev.flags = ModelFlags::SKIP_CHILDREN_ON_DELETE;
     target.store.update(dev).unwrap();
     let report = target.sync_from(&source).unwrap();
@@ -109,7 +109,7 @@ fn skip_children_on_delete_removes_the_subtree_and_reports_it() {
     assert!(
         target
             .store
-            .get_opt::<Interface>("interface", "sfo-r1__eth0")
+            .get_opt(&Interface::key("sfo-r1", "eth0"))
             .unwrap()
             .is_none()
     );
@@ -144,7 +144,7 @@ fn a_create_builds_the_destinations_model_type() {
     target.store.register_dyn(dst_schema.clone()).unwrap();
     target.sync_from(&source).unwrap();
 
-    let created = target.store.get::<DynModel>("port", "p1").unwrap();
+    let created = target.store.get_by_id::<DynModel>("port", "p1").unwrap();
     assert!(Arc::ptr_eq(created.shared_schema(), &dst_schema));
     let attrs = DiffModel::attributes(created);
     assert_eq!(
@@ -172,10 +172,10 @@ fn a_create_of_a_derived_model_resets_local_fields_and_instance_flags() {
         db_pk: 77,
         flags: ModelFlags::NATURAL_DELETION_ORDER,
     };
-    source.store.add_child("site", "nyc", dev).unwrap();
+    source.store.add_child(Site::key("nyc"), dev).unwrap();
     let mut target = MemoryAdapter::new("dst", &["site"]);
     target.sync_from(&source).unwrap();
-    let created = target.store.get::<Device>("device", "r1").unwrap();
+    let created = target.store.get(&Device::key("r1")).unwrap();
     assert_eq!((created.db_pk, created.flags), (0, ModelFlags::empty()));
     assert_eq!(created.role, "edge");
 }
@@ -192,7 +192,7 @@ fn with_moved(name: &str, owner: &str) -> Inventory {
         description: "x".into(),
         mtu: 1500,
     };
-    inv.store.add_child("device", owner, intf).unwrap();
+    inv.store.add_child_by_id("device", owner, intf).unwrap();
     inv
 }
 
@@ -422,20 +422,10 @@ fn a_panicking_hook_leaves_the_store_with_what_applied_before_it() {
     // The four changes before `lax` are in the store; nothing after it.
     assert_eq!(target.calls.len(), 5);
     let store = &target.store;
-    assert_eq!(store.get::<Device>("device", "nyc-r1").unwrap().role, "edge");
-    assert!(
-        store
-            .get_opt::<Interface>("interface", "nyc-r1__eth2")
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        store
-            .get_opt::<Interface>("interface", "nyc-r1__eth1")
-            .unwrap()
-            .is_none()
-    );
-    assert!(store.get_opt::<Site>("site", "sfo").unwrap().is_some());
+    assert_eq!(store.get(&Device::key("nyc-r1")).unwrap().role, "edge");
+    assert!(store.get_opt(&Interface::key("nyc-r1", "eth2")).unwrap().is_some());
+    assert!(store.get_opt(&Interface::key("nyc-r1", "eth1")).unwrap().is_none());
+    assert!(store.get_opt(&Site::key("sfo")).unwrap().is_some());
     let s = target.diff_from(&source).unwrap().summary();
     assert_eq!((s.create, s.update, s.delete), (3, 0, 3));
 }
@@ -596,6 +586,6 @@ fn ids_that_join_to_the_same_text_are_different_models() {
     assert_eq!(diff.summary().update, 1);
     assert_eq!(diff.to_string(), "pair\n  pair: a__b__c\n    v    src(20)    dst(2)");
     target.sync_from(&source).unwrap();
-    let v = |k: &str| DiffModel::attributes(target.store.get::<DynModel>("pair", k).unwrap())["v"].clone();
+    let v = |k: &str| DiffModel::attributes(target.store.get_by_id::<DynModel>("pair", k).unwrap())["v"].clone();
     assert_eq!((v(r#"a__"b__c""#), v(r#""a__b"__c"#)), (json!(20), json!(1)));
 }

@@ -20,7 +20,7 @@ fn set(store: &mut LocalStore, ty: &str, key: &str, attr: &str, value: &str) {
 
 fn description(inv: &Inventory, key: &str) -> String {
     inv.store
-        .get::<Interface>("interface", key)
+        .get_by_id::<Interface>("interface", key)
         .unwrap()
         .description
         .clone()
@@ -56,7 +56,7 @@ fn a_first_run_without_a_base_takes_the_union_and_conflicts_on_differences() {
     );
     // The base holds what both sides agree on; the conflict stays out of it.
     assert_eq!(base.len(), 2);
-    assert!(base.store().get_dyn("site", "nyc").is_err());
+    assert!(base.store().get_dyn_by_id("site", "nyc").is_err());
     // Detected again next run, and resolved by a strategy.
     let again = reconcile(
         &mut left,
@@ -66,7 +66,7 @@ fn a_first_run_without_a_base_takes_the_union_and_conflicts_on_differences() {
     )
     .unwrap();
     assert_eq!(again.conflicts.len(), 1);
-    assert_eq!(left.store.get::<Site>("site", "nyc").unwrap().region, "north");
+    assert_eq!(left.store.get(&Site::key("nyc")).unwrap().region, "north");
     assert_eq!(base.len(), 3);
     assert!(!left.diff_from(&right).unwrap().has_diffs());
 }
@@ -88,7 +88,7 @@ fn a_change_on_one_side_flows_and_the_same_change_on_both_is_no_conflict() {
     assert!(report.conflicts.is_empty(), "{report}");
     assert_eq!(report.identical, 1);
     assert_eq!(description(&right, "nyc-r1__eth0"), "core uplink");
-    assert_eq!(left.store.get::<Site>("site", "sfo").unwrap().region, "south");
+    assert_eq!(left.store.get(&Site::key("sfo")).unwrap().region, "south");
     assert_eq!(
         right.log,
         ["update interface nyc-r1__eth0 {\"description\":\"core uplink\"}"]
@@ -163,7 +163,7 @@ fn a_per_type_strategy_and_a_closure_decide_their_types() {
         .strategy_for("interface", longest);
     let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
     assert_eq!(description(&right, "nyc-r1__eth1"), "right");
-    assert_eq!(left.store.get::<Site>("site", "nyc").unwrap().region, "r");
+    assert_eq!(left.store.get(&Site::key("nyc")).unwrap().region, "r");
     let strategies: Vec<_> = report
         .conflicts
         .iter()
@@ -179,11 +179,11 @@ fn a_delete_on_one_side_flows_and_delete_against_update_conflicts() {
     right.store.remove("interface", "sfo-r1__eth0", false).unwrap();
     set(&mut left.store, "interface", "sfo-r1__eth0", "description", "kept?");
     let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
-    assert!(right.store.get_dyn("interface", "nyc-r1__eth1").is_err());
+    assert!(right.store.get_dyn_by_id("interface", "nyc-r1__eth1").is_err());
     let kinds: Vec<_> = report.conflicts.iter().map(|c| (c.kind, c.key.as_str())).collect();
     assert_eq!(kinds, [(ConflictKind::UpdateDelete, "sfo-r1__eth0")]);
     assert!(
-        left.store.get_dyn("interface", "sfo-r1__eth0").is_ok(),
+        left.store.get_dyn_by_id("interface", "sfo-r1__eth0").is_ok(),
         "safe: nothing applied"
     );
 }
@@ -209,11 +209,15 @@ fn a_child_changed_under_a_parent_deleted_on_the_other_side_keeps_the_parent() {
         );
         assert_eq!(description(&left, "nyc-r1__eth0"), "still here");
         assert!(
-            left.store.get_dyn("device", "nyc-r1").is_ok(),
+            left.store.get_dyn_by_id("device", "nyc-r1").is_ok(),
             "the left keeps its device"
         );
         // Left wins: the modification beats the deletion, the device comes back on the right.
-        assert_eq!(right.store.get_dyn("device", "nyc-r1").is_ok(), survives, "{report}");
+        assert_eq!(
+            right.store.get_dyn_by_id("device", "nyc-r1").is_ok(),
+            survives,
+            "{report}"
+        );
         if survives {
             assert_eq!(description(&right, "nyc-r1__eth0"), "still here");
         }
@@ -368,7 +372,7 @@ fn apply(inv: &mut Inventory, edits: &[(u8, u8)], tag: &str, mtu: u32) -> BTreeS
     let mut touched = BTreeSet::new();
     for (which, kind) in edits {
         let key = &keys[(*which as usize * 3) % keys.len()];
-        if inv.store.get_dyn("interface", key).is_err() {
+        if inv.store.get_dyn_by_id("interface", key).is_err() {
             continue;
         }
         touched.insert(key.clone());
@@ -423,7 +427,7 @@ proptest! {
         let (mut left, mut right) = (big_base("left"), big_base("right"));
         let mut base = Base::from_store(big_base("base").store);
         let (lt, rt) = (apply(&mut left, &l_edits, "L", 9000), apply(&mut right, &r_edits, "R", 1400));
-        let value = |i: &Inventory, k: &str| i.store.get_dyn("interface", k).ok().map(|m| m.attributes());
+        let value = |i: &Inventory, k: &str| i.store.get_dyn_by_id("interface", k).ok().map(|m| m.attributes());
         let differently: Vec<String> = lt.intersection(&rt).filter(|k| value(&left, k) != value(&right, k)).cloned().collect();
         let (strategy, mirror) = mirrored(which);
         // The same run from the other side ends in the same state.
@@ -448,8 +452,8 @@ proptest! {
         // A key changed on one side only has that side's version.
         for k in lt.symmetric_difference(&rt) {
             let (changed, other) = if lt.contains(k) { (&left, &right) } else { (&right, &left) };
-            prop_assert_eq!(changed.store.get_dyn("interface", k).ok().map(|m| m.attributes()),
-                            other.store.get_dyn("interface", k).ok().map(|m| m.attributes()));
+            prop_assert_eq!(changed.store.get_dyn_by_id("interface", k).ok().map(|m| m.attributes()),
+                            other.store.get_dyn_by_id("interface", k).ok().map(|m| m.attributes()));
         }
         if fail.is_none() {
             // Keys changed differently on both sides are logged exactly once.
@@ -614,7 +618,7 @@ fn newest_and_highest_decide_by_a_field_with_skew_and_a_replica_tiebreak() {
         let mut b = Base::from_store(stamped("base", &base).store);
         let report = reconcile(&mut l, &mut r, &mut b, &no_limit().strategy(strategy)).unwrap();
         assert!(!l.diff_from(&r).unwrap().has_diffs());
-        let value = |k: &str| l.store.get_dyn("rec", k).unwrap().attributes()["value"].clone();
+        let value = |k: &str| l.store.get_dyn_by_id("rec", k).unwrap().attributes()["value"].clone();
         let winners: Vec<_> = ["a", "b", "c"].iter().map(|k| value(k)).collect();
         (
             winners,
@@ -641,7 +645,7 @@ fn a_merge_takes_each_sides_attributes_and_sends_the_overlap_to_the_fallback() {
     let merge = |fallback: Strategy| Strategy::Merge {
         fallback: Box::new(fallback),
     };
-    let mtu = |i: &Inventory| i.store.get::<Interface>("interface", "nyc-r1__eth1").unwrap().mtu;
+    let mtu = |i: &Inventory| i.store.get(&Interface::key("nyc-r1", "eth1")).unwrap().mtu;
     // Disjoint attributes: merged, each side writes only what it takes.
     let (mut left, mut right, mut base) = agreed();
     set(&mut left.store, "interface", "nyc-r1__eth1", "description", "left");
@@ -711,8 +715,8 @@ fn a_resync_rebuilds_the_base_with_a_named_strategy() {
         diffsync::bidir::resync(&mut left, &mut right, Strategy::RightWins, &BiOptions::new()).unwrap();
     assert_eq!(report.conflicts.len(), 1);
     assert_eq!(report.conflicts[0].kind, ConflictKind::CreateCreate);
-    assert_eq!(left.store.get::<Site>("site", "nyc").unwrap().region, "r");
-    assert!(left.store.get_dyn("site", "lax").is_ok(), "the union");
+    assert_eq!(left.store.get(&Site::key("nyc")).unwrap().region, "r");
+    assert!(left.store.get_dyn_by_id("site", "lax").is_ok(), "the union");
     assert_eq!(base.len(), left.store.count_all());
 }
 
@@ -762,7 +766,7 @@ fn settings(name: &str, rows: &[(&str, &str, i64, u32)]) -> diffsync::MemoryAdap
 }
 
 fn value_of(a: &diffsync::MemoryAdapter, key: &str) -> String {
-    a.store.get::<Setting>("setting", key).unwrap().value.clone()
+    a.store.get_by_id::<Setting>("setting", key).unwrap().value.clone()
 }
 
 #[test]
@@ -829,7 +833,7 @@ fn a_strategy_needing_a_field_the_type_lacks_is_refused_before_any_write() {
         err.contains("#[diffsync(timestamp)]") && err.contains("\"site\""),
         "{err}"
     );
-    assert_eq!(right.store.get::<Site>("site", "nyc").unwrap().region, "east");
+    assert_eq!(right.store.get(&Site::key("nyc")).unwrap().region, "east");
 }
 
 #[test]
@@ -857,7 +861,7 @@ fn a_runtime_schema_names_its_strategy_and_the_run_can_override_it() {
         let report = reconcile(&mut l, &mut r, &mut b, &opts).unwrap();
         (
             report.conflicts[0].strategy.clone(),
-            r.store.get_dyn("rec", "x").unwrap().attributes()["value"].clone(),
+            r.store.get_dyn_by_id("rec", "x").unwrap().attributes()["value"].clone(),
         )
     };
     assert_eq!(run("right-wins", no_limit()), ("right-wins".into(), "R".into()));
@@ -885,8 +889,8 @@ fn modification_beats_deletion_when_asked_whatever_the_strategy() {
             .strategy(Strategy::LeftWins)
             .modification_beats_deletion(beats);
         let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
-        let on_right = right.store.get_dyn("interface", "sfo-r1__eth0").is_ok();
-        let on_left = left.store.get_dyn("interface", "nyc-r1__eth1").is_ok();
+        let on_right = right.store.get_dyn_by_id("interface", "sfo-r1__eth0").is_ok();
+        let on_left = left.store.get_dyn_by_id("interface", "nyc-r1__eth1").is_ok();
         // Left wins: its update comes back to the right either way; its
         // delete of nyc-r1__eth1 wins only when deletions may win.
         assert_eq!((on_right, on_left), (true, beats), "{report}");

@@ -100,7 +100,7 @@ fn descendants(store: &LocalStore, key: &str) -> Vec<String> {
 /// but the models and links the store shows.
 fn from_scratch(store: &LocalStore) -> (Fingerprint, BTreeMap<String, Fingerprint>) {
     let term = |k: &str| {
-        let m = store.get_dyn("node", k).unwrap();
+        let m = store.get_dyn_by_id("node", k).unwrap();
         term_of(item_digest(m), store.parent_of("node", k).unwrap())
     };
     let mut root = Fingerprint::default();
@@ -128,10 +128,10 @@ fn rebuilt(store: &LocalStore) -> LocalStore {
     let mut queue: std::collections::VecDeque<(String, Option<String>)> =
         roots.into_iter().map(|k| (k, None)).collect();
     while let Some((k, parent)) = queue.pop_front() {
-        let m: &Node = store.get("node", &k).unwrap();
+        let m: &Node = store.get_by_id("node", &k).unwrap();
         match &parent {
             None => out.add(m.clone()).unwrap(),
-            Some(p) => out.add_child("node", p, m.clone()).unwrap(),
+            Some(p) => out.add_child_by_id("node", p, m.clone()).unwrap(),
         };
         let mut kids: Vec<&str> = store.children_keys("node", &k, "node").unwrap();
         kids.reverse();
@@ -157,7 +157,7 @@ proptest! {
                     let node = Node::new(format!("n{next}"), "x");
                     next += 1;
                     match parent.and_then(|p| pick(&store, p)) {
-                        Some(p) => store.add_child("node", &p, node).unwrap(),
+                        Some(p) => store.add_child_by_id("node", &p, node).unwrap(),
                         None => store.add(node).unwrap(),
                     };
                 }
@@ -181,12 +181,12 @@ proptest! {
                     for d in &moving {
                         let parent = store.parent_of("node", d).unwrap().map(|(_, p)| p.to_string());
                         let parent = if d == &k { to.clone() } else { parent };
-                        copies.push((store.get::<Node>("node", d).unwrap().clone(), parent));
+                        copies.push((store.get_by_id::<Node>("node", d).unwrap().clone(), parent));
                     }
                     store.remove("node", &k, true).unwrap();
                     for (m, parent) in copies {
                         match parent {
-                            Some(p) => store.add_child("node", &p, m).unwrap(),
+                            Some(p) => store.add_child_by_id("node", &p, m).unwrap(),
                             None => store.add(m).unwrap(),
                         };
                     }

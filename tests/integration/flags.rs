@@ -11,7 +11,7 @@ fn summary(target: &Inventory, source: &Inventory, flags: DiffFlags) -> Summary 
 }
 
 fn set_device_flags(inv: &mut Inventory, name: &str, flags: ModelFlags) {
-    let mut dev: Device = inv.store.get::<Device>("device", name).unwrap().clone();
+    let mut dev: Device = inv.store.get_by_id::<Device>("device", name).unwrap().clone();
     dev.flags = flags;
     inv.store.update(dev).unwrap();
 }
@@ -32,7 +32,7 @@ fn skip_unmatched_dst_keeps_destination_only_models() {
     target
         .sync_from_with(&source, &mut Options::new().flags(flags))
         .unwrap();
-    assert!(target.store.get_opt::<Site>("site", "sfo").unwrap().is_some());
+    assert!(target.store.get_opt(&Site::key("sfo")).unwrap().is_some());
     assert!(target.log.iter().all(|l| !l.starts_with("delete")));
 }
 
@@ -67,8 +67,7 @@ fn model_skip_unmatched_dst_keeps_that_model() {
     target
         .store
         .add_child(
-            "site",
-            "nyc",
+            Site::key("nyc"),
             Device {
                 name: "nyc-old".into(),
                 role: "spare".into(),
@@ -81,8 +80,7 @@ fn model_skip_unmatched_dst_keeps_that_model() {
     target
         .store
         .add_child(
-            "device",
-            "nyc-old",
+            Device::key("nyc-old"),
             Interface {
                 device_name: "nyc-old".into(),
                 name: "eth0".into(),
@@ -94,7 +92,7 @@ fn model_skip_unmatched_dst_keeps_that_model() {
     let s = summary(&target, &source, DiffFlags::empty());
     assert_eq!((s.delete, s.skip), (4, 1));
     target.sync_from(&source).unwrap();
-    assert_eq!(target.store.get::<Device>("device", "nyc-old").unwrap().db_pk, 7);
+    assert_eq!(target.store.get(&Device::key("nyc-old")).unwrap().db_pk, 7);
     assert_eq!(
         target.store.children_keys("device", "nyc-old", "interface").unwrap(),
         ["nyc-old__eth0"]

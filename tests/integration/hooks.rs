@@ -123,7 +123,7 @@ fn typed_hooks_get_old_new_changed_fields_and_parent_keys() {
     assert!(report.is_success(), "{report}");
     assert_eq!(target.log, WORKED_EXAMPLE);
     // What a create hook set on the new model is what the store keeps.
-    let created = target.store.get_by_key(&Device::key("lax-r1")).unwrap();
+    let created = target.store.get(&Device::key("lax-r1")).unwrap();
     assert!(created.db_pk >= 100, "{created:?}");
     assert!(!target.diff_from(&sys_b()).unwrap().has_diffs());
 }
@@ -178,10 +178,7 @@ fn a_type_without_a_hook_fails_its_changes_and_the_store_keeps_the_old_model() {
     );
     // The site create went through its hook; the device update did not reach the store.
     assert!(target.0.log.iter().any(|l| l == "create site lax (parent None)"));
-    assert_eq!(
-        target.0.store.get_by_key(&Device::key("nyc-r1")).unwrap().role,
-        "router"
-    );
+    assert_eq!(target.0.store.get(&Device::key("nyc-r1")).unwrap().role, "router");
 }
 
 #[test]

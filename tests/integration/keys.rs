@@ -14,14 +14,14 @@ use serde_json::json;
 fn a_typed_key_is_built_from_identifiers_and_fetches_its_model() {
     let inv = sys_a();
     let key: Key<Interface> = Interface::key("nyc-r1", "eth0");
-    let intf = inv.store.get_by_key(&key).unwrap();
+    let intf = inv.store.get(&key).unwrap();
     assert_eq!(intf.key(), key);
     assert_eq!(key.to_string(), "interface:nyc-r1__eth0");
     assert_eq!(key.unique_id(), intf.unique_id(), "the store's id");
-    assert!(inv.store.get_opt_by_key(&Site::key("ams")).unwrap().is_none());
+    assert!(inv.store.get_opt(&Site::key("ams")).unwrap().is_none());
     // An erased key read from text, as a command line gives it.
     let parsed: ModelKey = "device:nyc-r1".parse().unwrap();
-    assert_eq!(inv.store.get_dyn_by_key(&parsed).unwrap().model_key(), parsed);
+    assert_eq!(inv.store.get_dyn(&parsed).unwrap().model_key(), parsed);
     assert_eq!(Key::<Device>::parse("device:nyc-r1").unwrap(), Device::key("nyc-r1"));
     let err = Key::<Site>::parse("device:nyc-r1").unwrap_err();
     assert_eq!(
@@ -45,11 +45,11 @@ fn a_string_that_reads_as_a_number_is_its_own_key() {
         })
         .unwrap();
     let key = Device::key("100");
-    assert_eq!(store.get_by_key(&key).unwrap().role, "edge");
+    assert_eq!(store.get(&key).unwrap().role, "edge");
     assert_eq!(key.to_string(), r#"device:"100""#);
     let number = ModelKey::new("device", [KeyValue::Int(100)]);
     assert_ne!(*key.erased(), number);
-    assert!(store.get_dyn_by_key(&number).is_err());
+    assert!(store.get_dyn(&number).is_err());
     assert_eq!(ModelKey::parse(&key.to_string()).unwrap(), *key.erased());
 }
 

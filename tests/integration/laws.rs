@@ -85,7 +85,7 @@ fn edited(a: &[SiteData], b: &[SiteData], edits: &[(prop::sample::Index, bool)])
         };
         if *remove {
             let _ = target.store.remove("interface", k, false);
-        } else if target.store.get_dyn("interface", k).is_ok() {
+        } else if target.store.get_dyn_by_id("interface", k).is_ok() {
             let v = [("description".into(), "edited".into())].into_iter().collect();
             target
                 .store
@@ -186,11 +186,11 @@ proptest! {
         uncount(&mut expected.elements, &inside);
         prop_assert_eq!(&partial.elements, &expected.elements);
         // Syncing the part changes the part, and nothing else.
-        let outside_before: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn(t, k).ok().map(|m| m.attributes())).collect();
+        let outside_before: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn_by_id(t, k).ok().map(|m| m.attributes())).collect();
         target.sync_from_with(&source, &mut Options::new().part(part.clone()).allow_empty_source(true)).unwrap();
         let again = target.diff_from_with(&source, &mut Options::new().part(part.clone())).unwrap();
         prop_assert!(!again.has_diffs(), "{}", again);
-        let outside_after: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn(t, k).ok().map(|m| m.attributes())).collect();
+        let outside_after: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn_by_id(t, k).ok().map(|m| m.attributes())).collect();
         prop_assert_eq!(outside_before, outside_after);
     }
 
@@ -260,14 +260,14 @@ fn wide(name: &str, sites: usize, ignored: bool) -> Inventory {
                 ModelFlags::empty()
             },
         };
-        inv.store.add_child("site", &site, device).unwrap();
+        inv.store.add_child_by_id("site", &site, device).unwrap();
         let intf = Interface {
             device_name: dev.clone(),
             name: "eth0".into(),
             description: "uplink".into(),
             mtu: 1500,
         };
-        inv.store.add_child("device", &dev, intf).unwrap();
+        inv.store.add_child_by_id("device", &dev, intf).unwrap();
     }
     inv
 }
@@ -278,7 +278,7 @@ fn stale_copy(inv: &Inventory) -> Inventory {
     use diffsync_tests::{Device, Interface, Site};
     let mut out = Inventory::empty(inv.store.name());
     for m in inv.store.get_all_dyn("site") {
-        let site: &Site = inv.store.get("site", &m.unique_id()).unwrap();
+        let site: &Site = inv.store.get_by_id("site", &m.unique_id()).unwrap();
         out.store.add(site.clone()).unwrap();
     }
     for t in ["device", "interface"] {
@@ -286,11 +286,11 @@ fn stale_copy(inv: &Inventory) -> Inventory {
             let k = m.unique_id();
             let (pt, pk) = inv.store.parent_of(t, &k).unwrap().unwrap();
             if t == "device" {
-                let d: &Device = inv.store.get(t, &k).unwrap();
-                out.store.add_child(pt, pk, d.clone()).unwrap();
+                let d: &Device = inv.store.get_by_id(t, &k).unwrap();
+                out.store.add_child_by_id(pt, pk, d.clone()).unwrap();
             } else {
-                let i: &Interface = inv.store.get(t, &k).unwrap();
-                out.store.add_child(pt, pk, i.clone()).unwrap();
+                let i: &Interface = inv.store.get_by_id(t, &k).unwrap();
+                out.store.add_child_by_id(pt, pk, i.clone()).unwrap();
             }
         }
     }

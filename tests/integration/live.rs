@@ -85,7 +85,10 @@ fn edit(source: &Mutex<Inventory>, round: usize) {
     describe(source, "nyc-r1__eth0", &format!("round {round}"));
     let mut s = source.lock().unwrap();
     s.store
-        .add_child("device", "nyc-r1", intf("nyc-r1", &format!("eth{}", round + 10), "new"))
+        .add_child(
+            diffsync_tests::Device::key("nyc-r1"),
+            intf("nyc-r1", &format!("eth{}", round + 10), "new"),
+        )
         .unwrap();
     if round % 3 == 2 {
         s.store
@@ -254,10 +257,7 @@ fn a_two_way_loop_does_not_take_its_own_writes_for_new_work() {
     let (l, r) = (left.lock().unwrap(), right.lock().unwrap());
     assert!(!l.diff_from(&*r).unwrap().has_diffs());
     assert_eq!(
-        r.store
-            .get::<Interface>("interface", "nyc-r1__eth0")
-            .unwrap()
-            .description,
+        r.store.get(&Interface::key("nyc-r1", "eth0")).unwrap().description,
         "from the left"
     );
 }
@@ -729,7 +729,7 @@ fn a_two_way_loop_logs_the_edits_its_strategy_overwrites() {
         "the overwritten edit"
     );
     assert_eq!(
-        left.lock().unwrap().store.get::<Site>("site", "nyc").unwrap().region,
+        left.lock().unwrap().store.get(&Site::key("nyc")).unwrap().region,
         "south"
     );
 }
@@ -788,12 +788,12 @@ fn a_two_way_loop_keeps_its_base_so_a_restart_loses_no_edit() {
     for side in [&left, &right] {
         let s = side.lock().unwrap();
         assert!(
-            s.store.get_dyn("interface", "nyc-r1__eth1").is_err(),
+            s.store.get_dyn_by_id("interface", "nyc-r1__eth1").is_err(),
             "{}: the delete was undone",
             s.name
         );
-        assert_eq!(s.store.get::<Site>("site", "sfo").unwrap().region, "south");
-        assert!(s.store.get_dyn("site", "ams").is_ok(), "{}", s.name);
+        assert_eq!(s.store.get(&Site::key("sfo")).unwrap().region, "south");
+        assert!(s.store.get_dyn_by_id("site", "ams").is_ok(), "{}", s.name);
     }
 }
 
@@ -899,7 +899,7 @@ fn two_way_loop_law(seed: u64, rounds: usize) {
                     match next(4) {
                         0 => {
                             let name = format!("s{}", next(6));
-                            if s.store.get_dyn("site", &name).is_ok() {
+                            if s.store.get_dyn_by_id("site", &name).is_ok() {
                                 continue;
                             }
                             s.store
@@ -912,7 +912,9 @@ fn two_way_loop_law(seed: u64, rounds: usize) {
                         }
                         1 => {
                             let name = names[next(names.len())].clone();
-                            if !name.starts_with('s') || name == "sfo" || agreed.store().get_dyn("site", &name).is_err()
+                            if !name.starts_with('s')
+                                || name == "sfo"
+                                || agreed.store().get_dyn_by_id("site", &name).is_err()
                             {
                                 continue;
                             }

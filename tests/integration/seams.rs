@@ -54,9 +54,9 @@ fn a_side_whose_system_took_nothing_adds_nothing_to_the_base_and_no_edit_is_reve
         "{report}"
     );
     // The base holds none of it.
-    assert!(base.store().get_dyn("site", "ams").is_err());
-    assert_eq!(base.store().get::<Site>("site", "sfo").unwrap().region, "west");
-    assert!(base.store().get_dyn("interface", "nyc-r1__eth1").is_ok());
+    assert!(base.store().get_dyn_by_id("site", "ams").is_err());
+    assert_eq!(base.store().get(&Site::key("sfo")).unwrap().region, "west");
+    assert!(base.store().get_dyn_by_id("interface", "nyc-r1__eth1").is_ok());
 
     // A restart: the right is read again from its system.
     right.store = system;
@@ -64,13 +64,13 @@ fn a_side_whose_system_took_nothing_adds_nothing_to_the_base_and_no_edit_is_reve
     reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
     for side in [&left, &right] {
         assert!(
-            side.store.get_dyn("site", "ams").is_ok(),
+            side.store.get_dyn_by_id("site", "ams").is_ok(),
             "{} lost the create",
             side.name
         );
-        assert_eq!(side.store.get::<Site>("site", "sfo").unwrap().region, "south");
+        assert_eq!(side.store.get(&Site::key("sfo")).unwrap().region, "south");
         assert!(
-            side.store.get::<Interface>("interface", "nyc-r1__eth1").is_err(),
+            side.store.get(&Interface::key("nyc-r1", "eth1")).is_err(),
             "{} got the deleted interface back",
             side.name
         );
@@ -145,15 +145,15 @@ fn a_write_that_landed_before_a_crash_is_in_the_next_base_so_a_new_edit_is_no_co
     let (mut left, mut right) = (named(sys_a(), "left"), named(sys_a(), "right"));
     set(&mut left.store, "site", "sfo", "region", "south");
     let mut base = crash_after_the_writes(&mut left, &mut right, Base::from_store(sys_a().store), dir.path());
-    assert_eq!(right.store.get::<Site>("site", "sfo").unwrap().region, "south");
+    assert_eq!(right.store.get(&Site::key("sfo")).unwrap().region, "south");
     // The restarted process's base still holds "west" with the write as an
     // intent; the right holds what it wrote, so the intent landed. The
     // left's next edit is its own, not a conflict with the right.
     set(&mut left.store, "site", "sfo", "region", "north");
     let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
     assert!(report.conflicts.is_empty(), "{report}");
-    assert_eq!(right.store.get::<Site>("site", "sfo").unwrap().region, "north");
-    assert_eq!(base.store().get::<Site>("site", "sfo").unwrap().region, "north");
+    assert_eq!(right.store.get(&Site::key("sfo")).unwrap().region, "north");
+    assert_eq!(base.store().get(&Site::key("sfo")).unwrap().region, "north");
 }
 
 #[test]
@@ -179,10 +179,7 @@ fn a_create_deleted_again_after_a_crash_is_a_logged_conflict_not_a_silent_recrea
         (logged[0].key.as_str(), logged[0].kind),
         ("ams", ConflictKind::UpdateDelete)
     );
-    assert!(
-        left.store.get::<Site>("site", "ams").is_err(),
-        "the right's deletion won"
-    );
+    assert!(left.store.get(&Site::key("ams")).is_err(), "the right's deletion won");
     // Settled: the next run has nothing to do.
     let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
     assert!(
@@ -203,7 +200,7 @@ fn a_write_that_never_landed_is_sent_again_after_a_crash() {
     right.store = sys_a().store;
     let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
     assert!(report.conflicts.is_empty(), "{report}");
-    assert_eq!(right.store.get::<Site>("site", "sfo").unwrap().region, "south");
+    assert_eq!(right.store.get(&Site::key("sfo")).unwrap().region, "south");
 }
 
 fn conflicting() -> (Inventory, Inventory, Base) {
@@ -224,7 +221,7 @@ fn a_conflict_is_logged_before_the_losing_side_is_written_and_settled_after_a_pa
     let panicked = catch_unwind(AssertUnwindSafe(|| reconcile(&mut left, &mut right, &mut base, &opts)));
     assert!(panicked.is_err(), "the panic goes on");
     // The left's edit was overwritten: the log says so, and that it was applied.
-    assert_eq!(left.store.get::<Site>("site", "nyc").unwrap().region, "right-edit");
+    assert_eq!(left.store.get(&Site::key("nyc")).unwrap().region, "right-edit");
     let logged = log.lock().unwrap().clone();
     assert_eq!(logged.len(), 1);
     let c = &logged[0];
@@ -234,13 +231,13 @@ fn a_conflict_is_logged_before_the_losing_side_is_written_and_settled_after_a_pa
     );
     assert!(!c.run.is_empty());
     // The base took the key both now hold, not the one the right never got.
-    assert_eq!(base.store().get::<Site>("site", "nyc").unwrap().region, "right-edit");
-    assert_eq!(base.store().get::<Site>("site", "sfo").unwrap().region, "west");
+    assert_eq!(base.store().get(&Site::key("nyc")).unwrap().region, "right-edit");
+    assert_eq!(base.store().get(&Site::key("sfo")).unwrap().region, "west");
     // The next run finishes the work and logs nothing again.
     right.panic_on.clear();
     let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
     assert!(report.conflicts.is_empty(), "{report}");
-    assert_eq!(right.store.get::<Site>("site", "sfo").unwrap().region, "south");
+    assert_eq!(right.store.get(&Site::key("sfo")).unwrap().region, "south");
     assert_eq!(log.lock().unwrap().len(), 1);
 }
 
@@ -419,7 +416,7 @@ fn an_attribute_added_since_the_base_was_saved_is_no_change_by_itself() {
     let opts = no_limit().strategy(Strategy::RightWins);
     let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
     assert!(report.conflicts.is_empty(), "{report}");
-    let region = |a: &MemoryAdapter| a.store.get_dyn("site", "nyc").unwrap().attribute("region");
+    let region = |a: &MemoryAdapter| a.store.get_dyn_by_id("site", "nyc").unwrap().attribute("region");
     assert_eq!(region(&right), Some(json!("north")), "the left's edit went across");
     assert_eq!(region(&left), Some(json!("north")));
 }
@@ -436,7 +433,7 @@ fn an_attribute_removed_since_is_dropped_and_a_changed_kind_is_refused_by_name()
     let like = dyn_sites("x", &[("region", "string", false)], &[]);
     let base = Base::from_bytes(&saved, like.store(), "base.json").unwrap();
     assert_eq!(
-        base.store().get_dyn("site", "nyc").unwrap().attribute("legacy"),
+        base.store().get_dyn_by_id("site", "nyc").unwrap().attribute("legacy"),
         None,
         "dropped"
     );
@@ -467,8 +464,7 @@ fn created_under_deleted() -> (Inventory, Inventory, Base) {
     let (mut left, mut right) = (named(sys_a(), "left"), named(sys_a(), "right"));
     left.store
         .add_child(
-            "device",
-            "nyc-r1",
+            diffsync_tests::Device::key("nyc-r1"),
             Interface {
                 device_name: "nyc-r1".into(),
                 name: "eth9".into(),
@@ -495,7 +491,7 @@ fn a_child_created_under_a_parent_deleted_on_the_other_side_goes_as_the_strategy
         let (mut left, mut right, mut base) = created_under_deleted();
         let opts = no_limit().strategy(strategy).modification_beats_deletion(beats);
         let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
-        let has = |i: &Inventory, t: &str, k: &str| i.store.get_dyn(t, k).is_ok();
+        let has = |i: &Inventory, t: &str, k: &str| i.store.get_dyn_by_id(t, k).is_ok();
         assert_eq!(has(&left, "device", "nyc-r1"), on_left, "{name}: {report}");
         assert_eq!(has(&right, "device", "nyc-r1"), on_right, "{name}: {report}");
         // The new child goes wherever its parent is.

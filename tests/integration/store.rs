@@ -30,7 +30,7 @@ fn add_of_a_different_model_with_the_same_key_names_type_and_key() {
     let err = s.add(dev("r1", "core")).unwrap_err();
     assert!(matches!(&err, Error::AlreadyExists { model_type, key, .. } if model_type == "device" && key == "r1"));
     assert_eq!(err.to_string(), r#"device "r1" already exists in store "inv""#);
-    assert_eq!(s.get::<Device>("device", "r1").unwrap().role, "edge");
+    assert_eq!(s.get(&Device::key("r1")).unwrap().role, "edge");
 }
 
 #[test]
@@ -70,7 +70,7 @@ fn get_all_keeps_insertion_order_and_unknown_type_is_empty() {
 #[test]
 fn wrong_rust_type_is_a_type_mismatch() {
     let s = sys_a().store;
-    let err = s.get::<Site>("device", "nyc-r1").unwrap_err();
+    let err = s.get_by_id::<Site>("device", "nyc-r1").unwrap_err();
     assert!(
         matches!(&err, Error::TypeMismatch { model_type, key, .. } if model_type == "device" && key == "nyc-r1"),
         "{err}"
@@ -110,12 +110,12 @@ fn child_of_undeclared_type_or_missing_parent_is_an_error() {
         region: "east".into(),
     })
     .unwrap();
-    let err = s.add_child("site", "nyc", intf("r1", "eth0")).unwrap_err();
+    let err = s.add_child(Site::key("nyc"), intf("r1", "eth0")).unwrap_err();
     assert_eq!(
         err.to_string(),
         r#"site "nyc" cannot have children of type "interface"; declared child types: [device]"#
     );
-    let err = s.add_child("device", "r9", intf("r9", "eth0")).unwrap_err();
+    let err = s.add_child(Device::key("r9"), intf("r9", "eth0")).unwrap_err();
     assert_eq!(err.to_string(), r#"device "r9" not found in store "inv""#);
     assert_eq!(s.count("interface"), 0, "nothing half-added");
 }
@@ -124,7 +124,7 @@ fn child_of_undeclared_type_or_missing_parent_is_an_error() {
 fn update_replaces_a_model_and_keeps_its_links() {
     let mut s = sys_a().store;
     s.update(dev("nyc-r1", "spine")).unwrap();
-    assert_eq!(s.get::<Device>("device", "nyc-r1").unwrap().role, "spine");
+    assert_eq!(s.get(&Device::key("nyc-r1")).unwrap().role, "spine");
     assert_eq!(s.children_keys("device", "nyc-r1", "interface").unwrap().len(), 2);
     s.update(dev("new", "leaf")).unwrap();
     assert_eq!(s.count("device"), 3);
@@ -194,7 +194,7 @@ fn a_glob_import_leaves_model_methods_unambiguous() {
     assert_eq!(d.unique_id(), "r1");
     // Methods of a `dyn AnyModel` need no import.
     let s = sys_a().store;
-    let any = s.get_dyn("device", "nyc-r1").unwrap();
+    let any = s.get_dyn_by_id("device", "nyc-r1").unwrap();
     assert_eq!((any.model_type(), any.unique_id()), ("device", "nyc-r1".to_string()));
 }
 
@@ -228,6 +228,6 @@ fn remove_many_removes_what_it_finds_and_names_the_first_missing() {
     assert_eq!(s.children_keys("site", "nyc", "device").unwrap(), ["r2", "r4"]);
     // r1's interface stays, parentless; r3's went with its subtree.
     assert_eq!(s.parent_of("interface", "r1__eth0").unwrap(), None);
-    assert!(s.get_dyn("interface", "r3__eth0").is_err());
+    assert!(s.get_dyn_by_id("interface", "r3__eth0").is_err());
     assert_eq!(s.count("interface"), 3);
 }

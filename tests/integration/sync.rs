@@ -16,8 +16,8 @@ fn continue_on_failure_skips_children_of_a_failed_parent() {
     assert_eq!(intf.outcome, Outcome::Skipped(SkipReason::ParentFailed));
     let failed: Vec<_> = report.failures().map(|e| e.key.as_str()).collect();
     assert_eq!(failed, ["lax-r1"]);
-    assert!(target.store.get_opt::<Site>("site", "lax").unwrap().is_some());
-    assert!(target.store.get_opt::<Device>("device", "lax-r1").unwrap().is_none());
+    assert!(target.store.get_opt(&Site::key("lax")).unwrap().is_some());
+    assert!(target.store.get_opt(&Device::key("lax-r1")).unwrap().is_none());
     assert_eq!(target.completed, 1);
     // What failed shows up again in the next diff.
     let s = target.diff_from(&source).unwrap().summary();
@@ -64,11 +64,11 @@ fn failure_without_continue_aborts_and_store_reflects_only_applied_changes() {
     assert!(
         target
             .store
-            .get_opt::<diffsync_tests::Interface>("interface", "nyc-r1__eth2")
+            .get_opt_by_id::<diffsync_tests::Interface>("interface", "nyc-r1__eth2")
             .unwrap()
             .is_some()
     );
-    assert!(target.store.get_opt::<Site>("site", "sfo").unwrap().is_some());
+    assert!(target.store.get_opt(&Site::key("sfo")).unwrap().is_some());
     // What the store took is handed to the system at the end all the same.
     assert_eq!(target.completed, 1);
 }
@@ -139,7 +139,7 @@ fn filtered_diff_keeps_parents_needed_by_kept_children() {
         ]
     );
     // The site and device whose deletes were filtered out are still there.
-    assert!(target.store.get_opt::<Device>("device", "sfo-r1").unwrap().is_some());
+    assert!(target.store.get_opt(&Device::key("sfo-r1")).unwrap().is_some());
 }
 
 #[test]

@@ -72,7 +72,7 @@ fn after_sync_from_a_second_diff_is_empty_and_store_matches() {
     assert_eq!(again.to_string(), "(no diffs)");
     assert_eq!(again.summary().no_change, 7);
     // The created device kept the local field its create hook set.
-    assert_eq!(target.store.get::<Device>("device", "lax-r1").unwrap().db_pk, 1000);
+    assert_eq!(target.store.get(&Device::key("lax-r1")).unwrap().db_pk, 1000);
     assert_eq!(
         target.store.children_keys("device", "nyc-r1", "interface").unwrap(),
         ["nyc-r1__eth0", "nyc-r1__eth2"]
@@ -80,7 +80,7 @@ fn after_sync_from_a_second_diff_is_empty_and_store_matches() {
     assert!(
         target
             .store
-            .get_opt::<Interface>("interface", "sfo-r1__eth0")
+            .get_opt(&Interface::key("sfo-r1", "eth0"))
             .unwrap()
             .is_none()
     );
@@ -187,7 +187,9 @@ fn a_child_type_on_one_side_only_counts_its_children_as_skipped() {
             region: "east".into(),
         })
         .unwrap();
-    b.store.add_child("site", "nyc", Place { name: "hq".into() }).unwrap();
+    b.store
+        .add_child_by_id("site", "nyc", Place { name: "hq".into() })
+        .unwrap();
     let mut a = MemoryAdapter::new("backend-a", &["site"]);
     a.store
         .add(diffsync_tests::Site {

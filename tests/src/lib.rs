@@ -142,7 +142,7 @@ impl Inventory {
                 .expect("unique site");
             for (dev, role, serial, intfs) in devices.iter() {
                 inv.store
-                    .add_child(
+                    .add_child_by_id(
                         "site",
                         site,
                         Device {
@@ -156,7 +156,7 @@ impl Inventory {
                     .expect("unique device");
                 for (intf, descr, mtu) in intfs.iter() {
                     inv.store
-                        .add_child(
+                        .add_child_by_id(
                             "device",
                             dev,
                             Interface {

@@ -17,5 +17,5 @@ struct Device {
 fn main() {
     let store = LocalStore::new("inventory");
     // A device's key cannot fetch a site.
-    let _site: &Site = store.get_by_key(&Device::key("nyc-r1")).unwrap();
+    let _site: &Site = store.get(&Device::key("nyc-r1")).unwrap();
 }

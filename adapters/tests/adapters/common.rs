@@ -92,7 +92,7 @@ pub fn inventory(name: &str, sites: usize, variant: u32) -> MemoryAdapter {
         for d in 0..2 {
             let dev = format!("{site}-r{d}");
             store
-                .add_child(
+                .add_child_by_id(
                     "site",
                     &site,
                     Device {
@@ -109,7 +109,7 @@ pub fn inventory(name: &str, sites: usize, variant: u32) -> MemoryAdapter {
                 .unwrap();
             for i in 0..3 + variant {
                 store
-                    .add_child(
+                    .add_child_by_id(
                         "device",
                         &dev,
                         Interface {
@@ -183,17 +183,17 @@ pub fn assert_reread_by_key(db: &mut impl diffsync::Adapter) {
     ])
     .unwrap();
     let store = db.store().local();
-    assert_eq!(store.get::<Device>("device", "site0-r9").unwrap().role, "edge");
+    assert_eq!(store.get(&Device::key("site0-r9")).unwrap().role, "edge");
     assert!(
         store
             .children_keys("site", "site0", "device")
             .unwrap()
             .contains(&"site0-r9")
     );
-    assert_eq!(store.get::<Site>("site", "site1").unwrap().region, "south");
-    assert!(store.get_dyn("interface", "site1-r1__eth0").is_err());
+    assert_eq!(store.get(&Site::key("site1")).unwrap().region, "south");
+    assert!(store.get_dyn_by_id("interface", "site1-r1__eth0").is_err());
     assert_eq!(
-        store.get::<Site>("site", "site0").unwrap().region,
+        store.get(&Site::key("site0")).unwrap().region,
         "east",
         "read by key only"
     );

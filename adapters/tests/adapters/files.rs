@@ -532,7 +532,7 @@ fn a_wrapped_file_adapter_still_writes_its_file_and_its_layer_sees_and_vetoes() 
     assert!(wrapped.layer.applied.iter().all(|a| a != "delete site site1"));
     // Written through, without forwarding anything by hand.
     let reopened = FileAdapter::open("file", &path, Format::Json, registry()).unwrap();
-    assert!(reopened.store().get_dyn("site", "site1").is_ok(), "the veto held");
+    assert!(reopened.store().get_dyn_by_id("site", "site1").is_ok(), "the veto held");
     let left = reopened.diff_from(&changed).unwrap().summary();
     // Only the vetoed site is left to delete, with its subtree (its
     // children's deletes were skipped with it).

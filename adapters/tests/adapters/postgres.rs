@@ -193,7 +193,7 @@ fn a_bidirectional_base_lives_in_the_database() {
     let report = reconcile(&mut left, &mut db, &mut base, &BiOptions::new()).unwrap();
     assert_eq!(report.to_right.totals().applied, 1);
     db.reload().unwrap();
-    assert!(db.store.get_dyn("interface", "site0-r0__eth1").is_err());
+    assert!(db.store.get_dyn_by_id("interface", "site0-r0__eth1").is_err());
     assert!(db.load_base("other").unwrap().is_empty());
     // A corrupt row is a typed error naming where it was read, not an empty base.
     db.client()
@@ -237,7 +237,7 @@ fn the_change_feed_never_passes_a_transaction_still_running_and_resumes_after_it
     for k in ["a", "b"] {
         changed
             .store
-            .add(db.store.get::<crate::common::Site>("site", k).unwrap().clone())
+            .add(db.store.get_by_id::<crate::common::Site>("site", k).unwrap().clone())
             .unwrap();
     }
     db.sync_from(&changed).unwrap();

@@ -57,8 +57,7 @@ fn two_stores_share_a_namespace_and_namespaces_are_separate() {
     })
     .unwrap();
     a.add_child(
-        "site",
-        "nyc",
+        Site::key("nyc"),
         Device {
             name: "r1".into(),
             role: "edge".into(),
@@ -68,8 +67,7 @@ fn two_stores_share_a_namespace_and_namespaces_are_separate() {
     )
     .unwrap();
     a.add_child(
-        "device",
-        "r1",
+        Device::key("r1"),
         Interface {
             device: "r1".into(),
             name: "eth0".into(),
@@ -154,7 +152,7 @@ fn a_sync_whose_flush_fails_reports_it_and_writes_nothing() {
 }
 
 fn region(s: &RedisStore, name: &str) -> String {
-    s.local().get::<Site>("site", name).unwrap().region.clone()
+    s.local().get_by_id::<Site>("site", name).unwrap().region.clone()
 }
 
 fn is_conflict_on(err: &Error, ty: &str, k: &str) -> bool {
@@ -221,7 +219,7 @@ fn a_remove_racing_with_a_child_add_conflicts_and_the_namespace_still_loads() {
     let mut a = RedisStore::open(&server.url(), "ns", registry()).unwrap();
     a.add(site("nyc", "east")).unwrap();
     let mut b = RedisStore::open(&server.url(), "ns", registry()).unwrap();
-    b.add_child("site", "nyc", device("r1", "edge")).unwrap();
+    b.add_child(Site::key("nyc"), device("r1", "edge")).unwrap();
     for remove_children in [true, false] {
         let err = Store::remove(&mut a, "site", "nyc", remove_children).unwrap_err();
         assert!(is_conflict_on(&err, "site", "nyc"), "{err}");
@@ -258,9 +256,9 @@ fn a_sync_from_a_stale_image_conflicts_writes_nothing_and_rereads() {
     // Nothing of the sync reached the server; the image is the server's again.
     let fresh = RedisStore::open(&server.url(), "inv", registry()).unwrap();
     assert_eq!(keys(fresh.local(), "interface"), before);
-    assert_eq!(fresh.local().get::<Device>("device", "site0-r0").unwrap().role, "spine");
+    assert_eq!(fresh.local().get(&Device::key("site0-r0")).unwrap().role, "spine");
     assert_eq!(
-        target.store.local().get::<Device>("device", "site0-r0").unwrap().role,
+        target.store.local().get(&Device::key("site0-r0")).unwrap().role,
         "spine"
     );
     // The next sync does the whole work.
@@ -406,8 +404,7 @@ fn a_reread_reads_the_named_keys_with_their_versions() {
     let region = |r: &str| [("region".into(), r.into())].into_iter().collect::<diffsync::Attrs>();
     other
         .add_child(
-            "site",
-            "site0",
+            Site::key("site0"),
             Device {
                 name: "site0-r9".into(),
                 role: "edge".into(),

@@ -142,23 +142,26 @@ fn a_redis_side_whose_server_dies_mid_reconcile_loses_no_edit_after_a_restart() 
     );
     // The image took nothing the server does not hold.
     let image = redis.store.local();
-    assert!(image.get_dyn("site", "ams").is_err());
-    assert_eq!(image.get::<Site>("site", "site1").unwrap().region, "west");
-    assert!(image.get_dyn("device", "site0-r1").is_ok());
-    assert!(image.get_dyn("interface", "site0-r1__eth2").is_ok());
+    assert!(image.get_dyn_by_id("site", "ams").is_err());
+    assert_eq!(image.get(&Site::key("site1")).unwrap().region, "west");
+    assert!(image.get_dyn_by_id("device", "site0-r1").is_ok());
+    assert!(image.get_dyn_by_id("interface", "site0-r1__eth2").is_ok());
     // Nor did the base.
-    assert!(base.store().get_dyn("site", "ams").is_err());
-    assert!(base.store().get_dyn("device", "site0-r1").is_ok());
+    assert!(base.store().get_dyn_by_id("site", "ams").is_err());
+    assert!(base.store().get_dyn_by_id("device", "site0-r1").is_ok());
 
     // Restart: the server comes back with its data, the process reopens it.
     server.revive();
     let mut redis = open(&server.url());
     reconcile(&mut memory, &mut redis, &mut base, &opts).unwrap();
     for store in [memory.store(), redis.store.local()] {
-        assert!(store.get_dyn("site", "ams").is_ok(), "the create was undone");
-        assert_eq!(store.get::<Site>("site", "site1").unwrap().region, "north");
-        assert!(store.get_dyn("device", "site0-r1").is_err(), "the delete was undone");
-        assert!(store.get_dyn("interface", "site0-r1__eth0").is_err());
+        assert!(store.get_dyn_by_id("site", "ams").is_ok(), "the create was undone");
+        assert_eq!(store.get(&Site::key("site1")).unwrap().region, "north");
+        assert!(
+            store.get_dyn_by_id("device", "site0-r1").is_err(),
+            "the delete was undone"
+        );
+        assert!(store.get_dyn_by_id("interface", "site0-r1__eth0").is_err());
     }
     assert!(!memory.diff_from(&redis).unwrap().has_diffs());
 }
@@ -256,7 +259,10 @@ fn a_loop_tells_at_once_and_once_that_its_source_file_does_not_parse() {
     handle.shutdown();
     let m = mirror.lock().unwrap();
     assert_eq!(
-        m.store.get::<crate::common::Site>("site", "site0").unwrap().region,
+        m.store
+            .get_by_id::<crate::common::Site>("site", "site0")
+            .unwrap()
+            .region,
         "north"
     );
 }

@@ -234,7 +234,7 @@ fn a_bidirectional_base_lives_in_the_database() {
     assert_eq!(base.len(), db.store.count_all());
     let report = reconcile(&mut left, &mut db, &mut base, &BiOptions::new()).unwrap();
     assert_eq!(report.to_right.totals().applied, 1);
-    assert!(db.store.get_dyn("interface", "site0-r0__eth1").is_err());
+    assert!(db.store.get_dyn_by_id("interface", "site0-r0__eth1").is_err());
     assert!(db.load_base("other").unwrap().is_empty());
 }
 

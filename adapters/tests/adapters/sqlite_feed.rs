@@ -248,7 +248,11 @@ fn a_reread_of_a_model_that_moved_reads_everything_and_keeps_its_children() {
 fn a_reread_of_a_row_that_does_not_fit_names_it_and_keeps_the_image() {
     use diffsync::feed::ChangeEvent;
     let (_dir, path, mut db) = database(1, false);
-    let before = db.store.get_dyn("interface", "site0-r0__eth0").unwrap().attributes();
+    let before = db
+        .store
+        .get_dyn_by_id("interface", "site0-r0__eth0")
+        .unwrap()
+        .attributes();
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(
@@ -271,11 +275,17 @@ fn a_reread_of_a_row_that_does_not_fit_names_it_and_keeps_the_image() {
     assert!(err.contains("interface") && err.contains("site0-r0__eth0"), "{err}");
     // The row that fits was read; the one that does not left its model as it was.
     assert_eq!(
-        db.store.get::<crate::common::Site>("site", "site0").unwrap().region,
+        db.store
+            .get_by_id::<crate::common::Site>("site", "site0")
+            .unwrap()
+            .region,
         "south"
     );
     assert_eq!(
-        db.store.get_dyn("interface", "site0-r0__eth0").unwrap().attributes(),
+        db.store
+            .get_dyn_by_id("interface", "site0-r0__eth0")
+            .unwrap()
+            .attributes(),
         before
     );
 }
