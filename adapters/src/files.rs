@@ -642,7 +642,6 @@ impl Adapter for FileAdapter {
         let Err(e) = self.save() else { return Ok(()) };
         if let Ok(fresh) = self.reopen() {
             self.store = fresh.store;
-            self.store.refresh_fingerprints();
         }
         Err(e.into())
     }
@@ -658,7 +657,6 @@ impl Adapter for FileAdapter {
             source: Box::new(e),
         })?;
         self.store = fresh.store;
-        self.store.refresh_fingerprints();
         Ok(())
     }
 }

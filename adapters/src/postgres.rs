@@ -455,7 +455,6 @@ impl Adapter for PostgresAdapter {
             adapter: self.name.clone(),
             source: Box::new(e),
         })?;
-        self.store.refresh_fingerprints();
         let origin = self.write_origin.clone();
         self.store.set_origin(origin.as_deref());
         Ok(())

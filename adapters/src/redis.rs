@@ -266,7 +266,6 @@ impl RedisStore {
         }
         // Orphans are logged (tracing) and loaded without their parent.
         loader.finish(&self.registry, &mut image)?;
-        image.refresh_fingerprints();
         image.set_origin(self.origin.as_deref());
         self.image = image;
         self.versions = versions;
@@ -475,9 +474,6 @@ impl Store for RedisStore {
     fn local(&self) -> &LocalStore {
         &self.image
     }
-    fn refresh_fingerprints(&mut self) {
-        self.image.refresh_fingerprints();
-    }
     fn set_origin(&mut self, origin: Option<&str>) {
         self.image.set_origin(origin);
         self.origin = origin.map(str::to_string);
@@ -624,7 +620,6 @@ impl Store for RedisStore {
         for u in undo.into_iter().rev() {
             rolled_back &= u.apply(&mut self.image).is_ok();
         }
-        self.image.refresh_fingerprints();
         let refreshed = self.refresh().is_ok();
         let note = match (refreshed, rolled_back) {
             (true, _) => "nothing of this sync was written; the store was re-read from the server",

@@ -250,8 +250,6 @@ impl SqliteAdapter {
             }
         }
         self.warnings = loader.finish(&self.registry, &mut self.store)?;
-        // Loaded: fingerprints up to date, so equal subtrees diff for free.
-        self.store.refresh_fingerprints();
         Ok(())
     }
 

@@ -78,6 +78,9 @@ struct Ctx<'a, 'o, 's> {
     scope: Option<&'s Scope>,
     flags: DiffFlags,
     keep_unchanged: bool,
+    /// Equal subtree fingerprints stand for equal subtrees (off: every
+    /// pair is visited, for unchanged records and the laws' reference).
+    skip_equal: bool,
     skipped: usize,
     processed: usize,
     total: usize,
@@ -221,6 +224,7 @@ fn walk<'a>(
         scope: scope.as_ref(),
         flags: opts.flags,
         keep_unchanged: opts.flags.contains(DiffFlags::LOG_UNCHANGED_RECORDS),
+        skip_equal: !opts.flags.contains(DiffFlags::LOG_UNCHANGED_RECORDS) && !opts.walk_all,
         skipped: 0,
         processed: 0,
         total,
@@ -551,7 +555,7 @@ fn differing_buckets(
     let (st, dt) = (table(ctx.src, sty)?, table(ctx.dst, dty)?);
     let usable = ctx.scope.is_none()
         && ctx.three.is_none()
-        && !ctx.keep_unchanged
+        && ctx.skip_equal
         && !st.roots.is_empty()
         && !dt.roots.is_empty()
         && ctx.src.fingerprints_fresh()
@@ -629,7 +633,8 @@ mod parallel {
         let threads = rayon::current_num_threads();
         let chunk = (pairs.len() / (threads * 64)).max(1);
         let wave = chunk * threads * 8;
-        let (src, dst, flags, keep_unchanged, total) = (ctx.src, ctx.dst, ctx.flags, ctx.keep_unchanged, ctx.total);
+        let (src, dst, flags, total) = (ctx.src, ctx.dst, ctx.flags, ctx.total);
+        let (keep_unchanged, skip_equal) = (ctx.keep_unchanged, ctx.skip_equal);
         let scope = ctx.scope;
         let base = ctx.three.as_ref().map(|t| t.base);
         let mut unchanged = 0;
@@ -644,6 +649,7 @@ mod parallel {
                         scope,
                         flags,
                         keep_unchanged,
+                        skip_equal,
                         skipped: 0,
                         processed: 0,
                         total,
@@ -831,11 +837,11 @@ fn open<'a>(
         },
         _ => true,
     };
-    // Equal, up-to-date subtrees of a one-way diff: nothing below can
+    // Equal subtrees of a one-way diff: nothing below can
     // differ, and no flag matters (IGNORE would have marked them), so not
     // even the models are looked at.
     if ctx.three.is_none()
-        && !ctx.keep_unchanged
+        && ctx.skip_equal
         && let (Some(st), Some(s), Some(dt), Some(d)) = (table(ctx.src, sty), s, table(ctx.dst, dty), d)
         && let Some(n) = same_subtree(&st.meta[s as usize], &dt.meta[d as usize])
         && (std::ptr::eq::<ModelSchema>(&*st.schema, &*dt.schema) || st.schema.children == dt.schema.children)
@@ -861,10 +867,10 @@ fn open<'a>(
     ctx.count(usize::from(sm.is_some()) + usize::from(dm.is_some()));
     let st = table(ctx.src, sty);
     let dt = table(ctx.dst, dty);
-    // Equal up-to-date subtree fingerprints: equal models all the way
+    // Equal subtree fingerprints: equal models all the way
     // down (the pair's own attributes included), nothing to compare.
     let same = match (st, s, dt, d) {
-        (Some(st), Some(s), Some(dt), Some(d)) if !ctx.keep_unchanged => {
+        (Some(st), Some(s), Some(dt), Some(d)) if ctx.skip_equal => {
             same_subtree(&st.meta[s as usize], &dt.meta[d as usize]).filter(|_| {
                 std::ptr::eq::<ModelSchema>(&*st.schema, &*dt.schema) || st.schema.children == dt.schema.children
             })
@@ -930,10 +936,11 @@ fn open<'a>(
     })
 }
 
-/// The size of two subtrees with equal, up-to-date fingerprints and no
+/// The size of two subtrees with equal fingerprints and no
 /// flagged model (flags would make a visit count them differently).
 fn same_subtree(a: &Meta, b: &Meta) -> Option<usize> {
-    (!a.dirty && !b.dirty && !a.flagged && !b.flagged && a.subtree == b.subtree).then_some(a.subtree.count as usize)
+    (!a.dirty && !b.dirty && a.flagged == 0 && b.flagged == 0 && a.subtree == b.subtree)
+        .then_some(a.subtree.count as usize)
 }
 
 /// Compares one pair with the base model of the same key; returns where

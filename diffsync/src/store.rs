@@ -62,9 +62,10 @@ pub trait Store: Send + Sync {
     fn end_batch(&mut self) -> Result<()> {
         Ok(())
     }
-    /// Brings the image's subtree fingerprints up to date (see
-    /// [`LocalStore::refresh_fingerprints`]); a sync calls it when done.
-    fn refresh_fingerprints(&mut self) {}
+    /// Recounts the image's subtree fingerprints that changes deep down
+    /// left out of date (a sync calls it when done; nothing a user calls).
+    #[doc(hidden)]
+    fn recount_fingerprints(&mut self) {}
     /// Tags the change events of the writes made from now on (see
     /// [`LocalStore::set_origin`]).
     fn set_origin(&mut self, origin: Option<&str>) {
@@ -108,7 +109,7 @@ fn next_store_id() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Link {
     pub(crate) ty: u32,
     pub(crate) slot: u32,
@@ -130,13 +131,16 @@ pub(crate) struct Meta {
     /// A stable hash of (type, key), mixed into the children's terms;
     /// computed when the model first gets a child (0: not yet).
     pub(crate) key_hash: u64,
-    /// The subtree's fingerprint, valid unless `dirty`.
+    /// The subtree's fingerprint: every change adds and takes out its
+    /// terms on the way up (fingerprints are sums), valid unless `dirty`.
     pub(crate) subtree: Fingerprint,
-    /// Something in the subtree changed since the last refresh (then every
-    /// ancestor is dirty too).
+    /// Set where a change was deeper than [`EAGER_DEPTH`] below: the
+    /// subtree (and every ancestor's) waits for a recount.
     pub(crate) dirty: bool,
-    /// Some model of the subtree is flagged IGNORE (valid unless `dirty`).
-    pub(crate) flagged: bool,
+    /// The model itself is flagged IGNORE.
+    ignored: bool,
+    /// How many models of the subtree are flagged IGNORE.
+    pub(crate) flagged: u32,
 }
 
 /// All models of one type.
@@ -159,6 +163,15 @@ pub(crate) struct Table {
     /// types' buckets and walks only the roots of those that differ.
     pub(crate) roots: Vec<RootBucket>,
 }
+
+/// How many ancestors a change updates right away. A change deeper down
+/// (a chain of self-referencing models, say) marks the rest out of date
+/// instead, so adding to a chain N deep costs O(1), not O(N); the differ
+/// walks such subtrees, and a sync recounts them in one pass.
+const EAGER_DEPTH: usize = 64;
+
+/// An empty fingerprint adjustment.
+const NOTHING: (Fingerprint, u32) = (Fingerprint { count: 0, sum: 0 }, 0);
 
 /// How many buckets the roots of a type are summed into.
 pub(crate) const ROOT_BUCKETS: usize = 1024;
@@ -234,10 +247,10 @@ impl Table {
         // make the differ walk more, never panic.
         if in_ {
             b.fingerprint.merge(m.subtree);
-            b.flagged = b.flagged.wrapping_add(u32::from(m.flagged));
+            b.flagged = b.flagged.wrapping_add(m.flagged);
         } else {
             b.fingerprint.unmerge(m.subtree);
-            b.flagged = b.flagged.wrapping_sub(u32::from(m.flagged));
+            b.flagged = b.flagged.wrapping_sub(m.flagged);
         }
     }
 
@@ -280,7 +293,8 @@ impl Table {
             key_hash: 0,
             subtree: Fingerprint { count: 1, sum: term.0 },
             dirty: false,
-            flagged: ignored,
+            ignored,
+            flagged: u32::from(ignored),
         });
         let meta = &self.meta;
         self.index.insert_unique(hash, slot, |&i| meta[i as usize].hash);
@@ -804,7 +818,9 @@ impl LocalStore {
         let pt = &mut self.tables[parent.ty as usize];
         pt.child_types[ci] = Some(child_ty);
         pt.meta[parent.slot as usize].children[ci].push(slot);
-        self.mark_dirty(parent);
+        let child = &self.tables[child_ty as usize].meta[slot as usize];
+        let added = (child.subtree, child.flagged);
+        self.adjust(parent, added, NOTHING);
     }
 
     /// A feed of every change made through this store from now on (see
@@ -872,6 +888,53 @@ impl LocalStore {
         }
     }
 
+    /// Adds `add` to and takes `remove` out of the subtree fingerprints
+    /// (and IGNORE counts) of `from` and each of its ancestors, and of the
+    /// root's bucket, so they stay current; past [`EAGER_DEPTH`]
+    /// ancestors, the rest are marked out of date instead.
+    fn adjust(&mut self, from: Link, add: (Fingerprint, u32), remove: (Fingerprint, u32)) {
+        self.adjust_below(from, add, remove, None);
+    }
+
+    /// [`adjust`](Self::adjust), stopping below the first model in `stop`.
+    fn adjust_below(
+        &mut self,
+        from: Link,
+        add: (Fingerprint, u32),
+        remove: (Fingerprint, u32),
+        stop: Option<&HashSet<Link>>,
+    ) {
+        let mut at = Some(from);
+        let mut depth = 0;
+        while let Some(l) = at {
+            if stop.is_some_and(|s| s.contains(&l)) {
+                return;
+            }
+            let t = &mut self.tables[l.ty as usize];
+            if t.meta[l.slot as usize].dirty {
+                // Recounted with its ancestors at the next refresh.
+                return;
+            }
+            if depth == EAGER_DEPTH {
+                self.mark_dirty(l);
+                return;
+            }
+            depth += 1;
+            let root = t.meta[l.slot as usize].parent.is_none();
+            if root {
+                t.root_bucket_update(l.slot, false);
+            }
+            let m = &mut t.meta[l.slot as usize];
+            m.subtree.merge(add.0);
+            m.subtree.unmerge(remove.0);
+            m.flagged = m.flagged.wrapping_add(add.1).wrapping_sub(remove.1);
+            at = m.parent;
+            if root {
+                t.root_bucket_update(l.slot, true);
+            }
+        }
+    }
+
     /// A model's stable key hash, computed once.
     fn key_hash(&mut self, at: Link) -> u64 {
         let t = &mut self.tables[at.ty as usize];
@@ -889,6 +952,7 @@ impl LocalStore {
         let m = &t.meta[at.slot as usize];
         let Some(model) = t.models.get(at.slot) else { return };
         let item = digest::item_digest(model);
+        let ignored = model.flags().contains(ModelFlags::IGNORE);
         let parent = m
             .parent
             .map(|p| self.tables[p.ty as usize].meta[p.slot as usize].key_hash);
@@ -896,23 +960,28 @@ impl LocalStore {
         let t = &mut self.tables[at.ty as usize];
         let m = &mut t.meta[at.slot as usize];
         let changed = m.term != term;
+        let old = (
+            Fingerprint {
+                count: 1,
+                sum: m.term.0,
+            },
+            u32::from(m.ignored),
+        );
         t.fingerprint.remove(m.term);
         t.fingerprint.add(term);
         m.digest = item;
         m.term = term;
-        // Its own term (and flags) are part of its subtree's: out of date.
-        m.dirty = false;
-        self.mark_dirty(at);
+        m.ignored = ignored;
+        self.adjust(at, (Fingerprint { count: 1, sum: term.0 }, u32::from(ignored)), old);
         if changed {
             self.emit(ChangeKind::Updated, at);
         }
     }
 
-    /// Brings every subtree fingerprint up to date (a walk of the models
-    /// changed since the last refresh and of their ancestors). Sync and
-    /// reconcile call it on the stores they change; the differ skips
-    /// equal subtrees only where both sides are up to date.
-    pub fn refresh_fingerprints(&mut self) {
+    /// Recounts the subtree fingerprints marked out of date (changes more
+    /// than [`EAGER_DEPTH`] levels down): a walk of those subtrees' changed
+    /// paths. Sync and reconcile call it on the stores they change.
+    pub(crate) fn refresh_fingerprints(&mut self) {
         let roots = std::mem::take(&mut self.dirty_roots);
         // Post-order on a work stack (trees may be deep): (model, children done).
         let mut stack: Vec<(Link, bool)> = Vec::new();
@@ -943,16 +1012,13 @@ impl LocalStore {
                 }
                 let mut fp = Fingerprint::default();
                 fp.add(m.term);
-                let mut flagged = t
-                    .models
-                    .get(at.slot)
-                    .is_some_and(|m| m.flags().contains(ModelFlags::IGNORE));
+                let mut flagged = u32::from(m.ignored);
                 for (ci, list) in m.children.iter().enumerate() {
                     let Some(cty) = t.child_types[ci] else { continue };
                     let ct = &self.tables[cty as usize];
                     for &c in list {
                         fp.merge(ct.meta[c as usize].subtree);
-                        flagged |= ct.meta[c as usize].flagged;
+                        flagged = flagged.wrapping_add(ct.meta[c as usize].flagged);
                     }
                 }
                 let t = &mut self.tables[at.ty as usize];
@@ -972,7 +1038,7 @@ impl LocalStore {
     }
 
     /// Whether every subtree fingerprint is up to date.
-    pub fn fingerprints_fresh(&self) -> bool {
+    pub(crate) fn fingerprints_fresh(&self) -> bool {
         self.dirty_roots.is_empty()
     }
 
@@ -999,8 +1065,8 @@ impl LocalStore {
         Some(self.tables[ty as usize].meta[slot as usize].digest)
     }
 
-    /// The fingerprint of a model and everything below it (computed now
-    /// if changes since the last refresh touched the subtree).
+    /// The fingerprint of a model and everything below it (counted now
+    /// where a change deep down left it out of date).
     pub fn subtree_fingerprint(&self, model_type: &str, key: &str) -> Option<Fingerprint> {
         let (ty, slot) = self.locate(model_type, key)?;
         let mut fp = Fingerprint::default();
@@ -1284,6 +1350,17 @@ impl LocalStore {
                 }
             }
         }
+        // Each removed model's subtree leaves its ancestors' fingerprints,
+        // up to the nearest one removed here too (whose own subtree, this
+        // one included, leaves the ancestors above it).
+        let removing: HashSet<Link> = found.iter().map(|&(ty, slot, _)| Link { ty, slot }).collect();
+        for &at in &removing {
+            let m = &self.tables[at.ty as usize].meta[at.slot as usize];
+            if let Some(parent) = m.parent {
+                let gone = (m.subtree, m.flagged);
+                self.adjust_below(parent, NOTHING, gone, Some(&removing));
+            }
+        }
         // (parent type, parent slot, child list) → the slots leaving it.
         let mut leaving: HashMap<(u32, u32, usize), HashSet<u32>> = HashMap::new();
         for &(ty, slot, _) in &found {
@@ -1298,7 +1375,6 @@ impl LocalStore {
         }
         for ((pty, pslot, ci), gone) in leaving {
             self.tables[pty as usize].meta[pslot as usize].children[ci].retain(|s| !gone.contains(s));
-            self.mark_dirty(Link { ty: pty, slot: pslot });
         }
         for (ty, slot, remove_children) in found {
             // A subtree removed earlier in the list may have taken it already.
@@ -1401,10 +1477,11 @@ impl LocalStore {
                         ct.meta[c as usize].parent = None;
                         ct.parentless += 1;
                         ct.root_bucket_update(c, true);
-                        // A parentless model is a root of the dirty set.
-                        self.tables[cty as usize].meta[c as usize].dirty = false;
+                        if ct.meta[c as usize].dirty {
+                            self.dirty_roots.push(at);
+                        }
+                        // Its term no longer mixes in a parent.
                         self.redigest(at);
-                        self.mark_dirty(at);
                     }
                 }
             }
@@ -1434,8 +1511,8 @@ impl Store for LocalStore {
     fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, Error)> {
         LocalStore::remove_many(self, items)
     }
-    fn refresh_fingerprints(&mut self) {
-        LocalStore::refresh_fingerprints(self)
+    fn recount_fingerprints(&mut self) {
+        self.refresh_fingerprints()
     }
     fn set_origin(&mut self, origin: Option<&str>) {
         LocalStore::set_origin(self, origin)
@@ -1461,6 +1538,69 @@ mod tests {
         #[diffsync(id)]
         pos: u32,
         label: String,
+    }
+
+    #[derive(crate::DiffModel, Clone, Debug, PartialEq)]
+    #[diffsync(name = "link", children(Chain))]
+    struct Chain {
+        #[diffsync(id)]
+        n: u32,
+        label: String,
+    }
+
+    /// Each model's subtree fingerprint counted from scratch.
+    fn recounted(s: &LocalStore) -> Vec<(String, Fingerprint)> {
+        let mut out = Vec::new();
+        for m in s.get_all_dyn("link") {
+            let mut fp = Fingerprint::default();
+            let mut stack = vec![m.unique_id()];
+            while let Some(k) = stack.pop() {
+                let (ty, slot) = s.locate("link", &k).unwrap();
+                fp.add(s.tables[ty as usize].meta[slot as usize].term);
+                stack.extend(
+                    s.children_keys("link", &k, "link")
+                        .unwrap()
+                        .into_iter()
+                        .map(str::to_string),
+                );
+            }
+            out.push((m.unique_id(), fp));
+        }
+        out
+    }
+
+    #[test]
+    fn changes_deeper_than_the_eager_depth_are_recounted_not_lost() {
+        let mut s = LocalStore::new("chain");
+        let depth = 3 * EAGER_DEPTH as u32;
+        s.add(Chain {
+            n: 0,
+            label: "x".into(),
+        })
+        .unwrap();
+        for n in 1..depth {
+            s.add_child_by_id("link", &(n - 1).to_string(), Chain { n, label: "x".into() })
+                .unwrap();
+        }
+        let v = [("label".into(), "deep".into())].into_iter().collect();
+        s.update_attributes("link", &(depth - 2).to_string(), AttrSource::Values(&v))
+            .unwrap();
+        // Cut the chain in two, and drop a short stretch further down.
+        s.remove("link", &(depth / 2).to_string(), false).unwrap();
+        let (a, b) = ((depth - 20).to_string(), (depth - 19).to_string());
+        s.remove_many(&[("link", &b, false), ("link", &a, false)]).unwrap();
+        assert!(!s.fingerprints_fresh(), "a chain this deep leaves its top out of date");
+        for (k, fp) in recounted(&s) {
+            assert_eq!(s.subtree_fingerprint("link", &k), Some(fp), "before the recount: {k}");
+        }
+        s.refresh_fingerprints();
+        assert!(s.fingerprints_fresh());
+        for (k, fp) in recounted(&s) {
+            let (ty, slot) = s.locate("link", &k).unwrap();
+            let m = &s.tables[ty as usize].meta[slot as usize];
+            assert!(!m.dirty);
+            assert_eq!(m.subtree, fp, "after the recount: {k}");
+        }
     }
 
     fn unit(rack: &str, pos: u32) -> Unit {

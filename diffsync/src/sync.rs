@@ -1145,7 +1145,7 @@ fn apply_to_store<S: Store + ?Sized>(
     {
         first = Some((String::new(), String::new(), err));
     }
-    store.refresh_fingerprints();
+    store.recount_fingerprints();
     first
 }
 

@@ -190,11 +190,8 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
                 .push(((String::new(), String::new()), format!("re-reading the source: {e}")));
             return out;
         }
-        // Up-to-date fingerprints let the diff skip what is equal.
-        source.store_mut().refresh_fingerprints();
         for target in &self.targets {
             let mut target = lock(target);
-            target.store_mut().refresh_fingerprints();
             let mut opts = Options::new()
                 .flags(DiffFlags::CONTINUE_ON_FAILURE)
                 .allow_empty_source(self.allow_empty_source)

@@ -62,8 +62,9 @@ enum Op {
     Remove { i: usize, subtree: bool },
     /// Move the `i`-th live node (and its subtree) under the `to`-th one.
     Move { i: usize, to: Option<usize> },
-    /// Bring the subtree fingerprints up to date.
-    Refresh,
+    /// Remove several live nodes in one call (a parent and its own
+    /// descendants among them, say), each with or without its subtree.
+    RemoveMany { picks: Vec<(usize, bool)> },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -72,7 +73,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<usize>(), any::<u8>()).prop_map(|(i, label)| Op::Update { i, label }),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(i, subtree)| Op::Remove { i, subtree }),
         1 => (any::<usize>(), proptest::option::of(any::<usize>())).prop_map(|(i, to)| Op::Move { i, to }),
-        1 => Just(Op::Refresh),
+        1 => proptest::collection::vec((any::<usize>(), any::<bool>()), 1..5).prop_map(|picks| Op::RemoveMany { picks }),
     ]
 }
 
@@ -172,6 +173,13 @@ proptest! {
                         store.remove("node", &k, subtree).unwrap();
                     }
                 }
+                Op::RemoveMany { picks } => {
+                    let ks: Vec<(String, bool)> =
+                        picks.iter().filter_map(|&(i, sub)| pick(&store, i).map(|k| (k, sub))).collect();
+                    let items: Vec<(&str, &str, bool)> = ks.iter().map(|(k, sub)| ("node", k.as_str(), *sub)).collect();
+                    // A key listed twice, or under a subtree removed first, is missing by then.
+                    let _ = store.remove_many(&items);
+                }
                 Op::Move { i, to } => {
                     // A move is a removal and a re-add of the subtree elsewhere.
                     let Some(k) = pick(&store, i) else { continue };
@@ -191,24 +199,17 @@ proptest! {
                         };
                     }
                 }
-                Op::Refresh => store.refresh_fingerprints(),
             }
             let (root, subtrees) = from_scratch(&store);
             prop_assert_eq!(store.fingerprint(), root);
             prop_assert_eq!(store.type_fingerprint("node"), root);
             for (k, fp) in &subtrees {
-                prop_assert_eq!(store.subtree_fingerprint("node", k), Some(*fp), "before a refresh: {}", k);
+                prop_assert_eq!(store.subtree_fingerprint("node", k), Some(*fp), "{}", k);
             }
         }
-        store.refresh_fingerprints();
-        prop_assert!(store.fingerprints_fresh());
         let (_, subtrees) = from_scratch(&store);
-        for (k, fp) in &subtrees {
-            prop_assert_eq!(store.subtree_fingerprint("node", k), Some(*fp), "after a refresh: {}", k);
-        }
         let mut other = rebuilt(&store);
         prop_assert_eq!(other.fingerprint(), store.fingerprint());
-        other.refresh_fingerprints();
         for (k, fp) in &subtrees {
             prop_assert_eq!(other.subtree_fingerprint("node", k), Some(*fp));
         }

@@ -118,18 +118,15 @@ proptest! {
     ) {
         // Either an unrelated inventory, or the same one with a few edits
         // deep down (equal counts, different content: what a fingerprint must tell).
-        let mut source = build("a", &a);
-        let mut target = edited(&a, &b, &edits);
+        let source = build("a", &a);
+        let target = edited(&a, &b, &edits);
         let flags = if log_unchanged { diffsync::DiffFlags::LOG_UNCHANGED_RECORDS } else { diffsync::DiffFlags::empty() };
-        let diff = |s: &Inventory, t: &Inventory| t.diff_from_with(s, &mut Options::new().flags(flags)).unwrap();
-        // Fingerprints out of date: every pair is visited.
-        let walked = diff(&source, &target);
-        let walked_self = diff(&source, &build("a", &a));
-        source.store.refresh_fingerprints();
-        target.store.refresh_fingerprints();
-        let mut same = build("a", &a);
-        same.store.refresh_fingerprints();
-        for (fast, slow) in [(diff(&source, &target), walked), (diff(&source, &same), walked_self)] {
+        let diff = |s: &Inventory, t: &Inventory, walk_all: bool| {
+            t.diff_from_with(s, &mut Options::new().flags(flags).walk_all(walk_all)).unwrap()
+        };
+        let same = build("a", &a);
+        for (s, t) in [(&source, &target), (&source, &same)] {
+            let (fast, slow) = (diff(s, t, false), diff(s, t, true));
             prop_assert_eq!(serde_json::to_value(&fast).unwrap(), serde_json::to_value(&slow).unwrap());
             prop_assert_eq!(fast.summary(), slow.summary());
             prop_assert_eq!((fast.unchanged, fast.skipped), (slow.unchanged, slow.skipped));
@@ -272,9 +269,8 @@ fn wide(name: &str, sites: usize, ignored: bool) -> Inventory {
     inv
 }
 
-/// The same models under the same parents, in the same order, in a store
-/// whose fingerprints were never brought up to date.
-fn stale_copy(inv: &Inventory) -> Inventory {
+/// The same models under the same parents, in the same order, added afresh.
+fn copy(inv: &Inventory) -> Inventory {
     use diffsync_tests::{Device, Interface, Site};
     let mut out = Inventory::empty(inv.store.name());
     for m in inv.store.get_all_dyn("site") {
@@ -368,19 +364,18 @@ proptest! {
             wide("a", sites, ignored_on == Some(false)),
             wide("b", sites, ignored_on == Some(true)),
         );
-        // Up to date, then edited (as a loaded store is), then up to date again.
-        source.store.refresh_fingerprints();
-        target.store.refresh_fingerprints();
         for (edit, t) in edits.iter().zip(&on_target) {
             wide_edit(if *t { &mut target } else { &mut source }, edit);
         }
-        source.store.refresh_fingerprints();
-        target.store.refresh_fingerprints();
         let fast = target.diff_from(&source).unwrap();
-        // The same models added afresh, fingerprints out of date: every
-        // root is visited.
-        let walked = stale_copy(&target).diff_from(&stale_copy(&source)).unwrap();
-        prop_assert_eq!(serde_json::to_value(&fast).unwrap(), serde_json::to_value(&walked).unwrap());
-        prop_assert_eq!((fast.unchanged, fast.skipped), (walked.unchanged, walked.skipped));
+        // Every root visited.
+        let walked = target.diff_from_with(&source, &mut Options::new().walk_all(true)).unwrap();
+        // The same models added afresh: buckets built from scratch, not
+        // maintained through the edits.
+        let afresh = copy(&target).diff_from(&copy(&source)).unwrap();
+        for other in [walked, afresh] {
+            prop_assert_eq!(serde_json::to_value(&fast).unwrap(), serde_json::to_value(&other).unwrap());
+            prop_assert_eq!((fast.unchanged, fast.skipped), (other.unchanged, other.skipped));
+        }
     }
 }
