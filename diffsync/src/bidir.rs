@@ -57,6 +57,7 @@ use crate::error::{Error, Result};
 use crate::model::{AnyModel, Attrs, ModelSchema};
 use crate::options::Options;
 use crate::store::{AttrSource, LocalStore, Store};
+use crate::strategy_spec::StrategySpec;
 use crate::sync::SyncReport;
 
 /// The last state both sides agreed on: per model type and key, the
@@ -850,58 +851,23 @@ impl Strategy {
 
     /// Reads a strategy's text form (see the type's docs).
     pub fn parse(text: &str) -> Result<Strategy> {
-        let fail = |message: &str| Error::Strategy {
+        let spec = StrategySpec::parse(text).map_err(|message| Error::Strategy {
             strategy: text.to_string(),
             model_type: String::new(),
             message: message.to_string(),
-        };
-        let t = text.trim();
-        let (head, args) = match t.split_once('(') {
-            Some((head, rest)) => {
-                let inner = rest.strip_suffix(')').ok_or_else(|| fail("unclosed parenthesis"))?;
-                (head.trim(), Some(inner.trim()))
-            }
-            None => (t, None),
-        };
-        let number = |s: &str| s.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0);
-        let field = |s: &str| -> Result<String> {
-            // Anything that reads as a number (or starts like one) was meant as one.
-            if s.parse::<f64>().is_ok()
-                || s.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+' || c == '.')
-            {
-                return Err(fail("the skew must be a finite number of at least 0"));
-            }
-            if s.is_empty() || !s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
-                return Err(fail("expected an attribute name"));
-            }
-            Ok(s.to_string())
-        };
-        Ok(match (head, args) {
-            ("safe", None) => Strategy::Safe,
-            ("left-wins", None) => Strategy::LeftWins,
-            ("right-wins", None) => Strategy::RightWins,
-            ("newest", None) => Strategy::newest(0.0),
-            ("newest", Some(a)) => match a.split_once(',') {
-                Some((f, skew)) => {
-                    let skew = number(skew.trim()).ok_or_else(|| fail("the skew must be a number of at least 0"))?;
-                    Strategy::newest_by(field(f.trim())?, skew)
-                }
-                None => match number(a) {
-                    Some(skew) => Strategy::newest(skew),
-                    None => Strategy::newest_by(field(a)?, 0.0),
-                },
-            },
-            ("highest", None) => Strategy::highest(),
-            ("highest", Some(a)) => Strategy::highest_by(field(a)?),
-            ("merge", None) => Strategy::merge(Strategy::Safe),
-            ("merge", Some(a)) => Strategy::merge(Strategy::parse(a)?),
-            ("custom", _) => return Err(fail("a closure cannot be named; pass Strategy::Custom")),
-            _ => {
-                return Err(fail(
-                    "expected safe, left-wins, right-wins, newest, newest(FIELD, SKEW), highest, highest(FIELD), merge(FALLBACK)",
-                ));
-            }
-        })
+        })?;
+        Ok(Strategy::from_spec(spec))
+    }
+
+    fn from_spec(spec: StrategySpec) -> Strategy {
+        match spec {
+            StrategySpec::Safe => Strategy::Safe,
+            StrategySpec::LeftWins => Strategy::LeftWins,
+            StrategySpec::RightWins => Strategy::RightWins,
+            StrategySpec::Newest { field, skew } => Strategy::Newest { field, skew },
+            StrategySpec::Highest { field } => Strategy::Highest { field },
+            StrategySpec::Merge(fallback) => Strategy::merge(Strategy::from_spec(*fallback)),
+        }
     }
 
     /// The strategy with the fields it leaves to the model type filled

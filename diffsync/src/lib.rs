@@ -187,7 +187,6 @@ extern crate self as diffsync;
 
 mod adapter;
 pub mod bidir;
-mod compare;
 pub mod diff;
 mod differ;
 pub mod digest;
@@ -201,6 +200,7 @@ pub mod model;
 mod options;
 mod render;
 pub mod store;
+mod strategy_spec;
 mod sync;
 
 pub use adapter::{Adapter, AdapterExt, Layer, Layered, MemoryAdapter, StoreAdapter};

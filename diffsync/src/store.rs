@@ -5,27 +5,17 @@
 //! unique id to model, and the parent → children links. Links live in the store,
 //! not in the models, so every store (in memory or networked) persists them.
 
-use std::any::Any;
-use std::borrow::Cow;
 use std::hash::BuildHasher;
 
 use hashbrown::{HashMap, HashSet, HashTable};
-use serde_json::Value;
 
 use crate::digest::{self, Digest, Fingerprint};
 use crate::error::{Error, Result};
 use crate::feed::{ChangeEvent, ChangeKind, StoreFeed};
 use crate::flags::ModelFlags;
+pub use crate::model::AttrSource;
+use crate::model::column::{__new_vec, ErasedVec, ModelVec, RustType, TypedVec};
 use crate::model::{AnyModel, Attrs, DiffModel, IdPart, ModelSchema, SchemaRef, StaticModel, unique_id_of};
-
-/// Where to take new attribute values from when updating a stored model.
-#[derive(Clone, Copy, Debug)]
-pub enum AttrSource<'a> {
-    /// Copy every attribute of this model (typed when it has the same Rust type).
-    Model(&'a dyn AnyModel),
-    /// Set these named values.
-    Values(&'a Attrs),
-}
 
 /// The operations diff and sync need from a store.
 ///
@@ -304,140 +294,6 @@ impl Table {
         }
         slot
     }
-}
-
-/// A Rust type: compared by its `TypeId`, named by its type name (for
-/// messages only: type names are not unique).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct RustType {
-    pub(crate) id: std::any::TypeId,
-    pub(crate) name: &'static str,
-}
-
-impl RustType {
-    pub(crate) fn of<T: Any>() -> RustType {
-        RustType {
-            id: std::any::TypeId::of::<T>(),
-            name: std::any::type_name::<T>(),
-        }
-    }
-}
-
-impl PartialEq for RustType {
-    fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
-    }
-}
-
-/// Type-erased storage of one model type's values, in slots.
-pub(crate) trait ModelVec: Send + Sync {
-    fn as_any(&self) -> &dyn Any;
-    fn as_any_mut(&mut self) -> &mut dyn Any;
-    fn rust_type(&self) -> RustType;
-    fn get(&self, slot: u32) -> Option<&dyn AnyModel>;
-    fn push_boxed(&mut self, model: Box<dyn AnyModel>, schema: &SchemaRef) -> Result<()>;
-    fn clear(&mut self, slot: u32);
-    fn update_attrs(&mut self, slot: u32, source: AttrSource<'_>) -> Result<()>;
-    /// Whether `self[slot]` (source) and `other[oslot]` (destination) have equal attributes.
-    fn attrs_equal(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> bool;
-    /// Differing attributes as (name, source value, destination value).
-    fn changes(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> Vec<(Cow<'static, str>, Value, Value)>;
-    fn clone_box(&self) -> Box<dyn ModelVec>;
-    /// An empty vector of the same model type.
-    fn new_empty(&self) -> Box<dyn ModelVec>;
-    /// A new model of this vector's type from values.
-    fn build(&self, schema: &SchemaRef, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>>;
-    /// Drops emptied slots, keeping the order of the others.
-    fn compact(&mut self);
-}
-
-pub(crate) struct TypedVec<T>(pub(crate) Vec<Option<T>>);
-
-impl<T: DiffModel> TypedVec<T> {
-    pub(crate) fn at(&self, slot: u32) -> Option<&T> {
-        self.0.get(slot as usize).and_then(Option::as_ref)
-    }
-}
-
-impl<T: DiffModel> ModelVec for TypedVec<T> {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-    fn rust_type(&self) -> RustType {
-        RustType::of::<T>()
-    }
-    fn get(&self, slot: u32) -> Option<&dyn AnyModel> {
-        self.at(slot).map(|m| m as &dyn AnyModel)
-    }
-    fn push_boxed(&mut self, model: Box<dyn AnyModel>, schema: &SchemaRef) -> Result<()> {
-        let m = to_typed::<T>(model, schema)?;
-        self.0.push(Some(m));
-        Ok(())
-    }
-    fn clear(&mut self, slot: u32) {
-        if let Some(s) = self.0.get_mut(slot as usize) {
-            *s = None;
-        }
-    }
-    fn update_attrs(&mut self, slot: u32, source: AttrSource<'_>) -> Result<()> {
-        let Some(Some(m)) = self.0.get_mut(slot as usize) else {
-            return Ok(());
-        };
-        match source {
-            AttrSource::Model(src) => match src.downcast_ref::<T>() {
-                Some(typed) => {
-                    m.copy_attributes_from(typed);
-                    Ok(())
-                }
-                None => m.set_attributes(&src.attributes()),
-            },
-            AttrSource::Values(values) => m.set_attributes(values),
-        }
-    }
-    fn attrs_equal(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> bool {
-        crate::compare::attrs_equal(self, slot, other, oslot)
-    }
-    fn changes(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> Vec<(Cow<'static, str>, Value, Value)> {
-        crate::compare::changes(self, slot, other, oslot)
-    }
-    fn clone_box(&self) -> Box<dyn ModelVec> {
-        Box::new(TypedVec(self.0.clone()))
-    }
-    fn new_empty(&self) -> Box<dyn ModelVec> {
-        Box::new(TypedVec::<T>(Vec::new()))
-    }
-    fn build(&self, schema: &SchemaRef, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>> {
-        Ok(Box::new(T::from_parts(schema, ids, attrs)?))
-    }
-    fn compact(&mut self) {
-        self.0.retain(Option::is_some);
-    }
-}
-
-fn to_typed<T: DiffModel>(model: Box<dyn AnyModel>, schema: &SchemaRef) -> Result<T> {
-    if !model.as_any().is::<T>() {
-        // Another Rust type (e.g. a runtime model into a derived store): rebuild from values.
-        return T::from_parts(schema, &model.identifiers(), &model.attributes());
-    }
-    let any: Box<dyn Any> = model;
-    any.downcast::<T>().map(|b| *b).map_err(|_| Error::TypeMismatch {
-        model_type: schema.name.to_string(),
-        key: String::new(),
-        stored: std::any::type_name::<T>().into(),
-        requested: "another type".into(),
-    })
-}
-
-#[doc(hidden)]
-/// Opaque storage for one model type (used when a store meets a type it has not registered).
-pub struct ErasedVec(pub(crate) Box<dyn ModelVec>);
-
-#[doc(hidden)]
-pub fn __new_vec<T: DiffModel>() -> ErasedVec {
-    ErasedVec(Box::new(TypedVec::<T>(Vec::new())))
 }
 
 /// The hash function of every store in this process: seeded at random once
@@ -1522,6 +1378,7 @@ impl Store for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[derive(crate::DiffModel, Clone, Debug, PartialEq)]
     #[diffsync(name = "rack", children(Unit))]

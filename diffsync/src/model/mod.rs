@@ -13,6 +13,10 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::flags::ModelFlags;
 
+pub(crate) mod column;
+
+pub use column::AttrSource;
+
 /// Named values (identifiers or attributes), in schema order. Keys of derived
 /// models borrow their `'static` field names, so building one allocates no key.
 pub type Attrs = IndexMap<Cow<'static, str>, Value>;
@@ -171,7 +175,8 @@ impl ModelSchema {
             }
         }
         if let Some(text) = &self.strategy {
-            crate::bidir::Strategy::parse(text).map_err(|message| err(format!("strategy {text:?}: {message}")))?;
+            crate::strategy_spec::StrategySpec::parse(text)
+                .map_err(|message| err(format!("strategy {text:?}: {message}")))?;
         }
         Ok(())
     }
@@ -570,7 +575,7 @@ pub trait AnyModel: Any + fmt::Debug + Send + Sync {
     /// A boxed [`DiffModel::copy_for_create`].
     fn copy_for_create_box(&self) -> Box<dyn AnyModel>;
     #[doc(hidden)]
-    fn __new_vec(&self) -> crate::store::ErasedVec;
+    fn __new_vec(&self) -> column::ErasedVec;
 }
 
 impl<T: DiffModel> AnyModel for T {
@@ -619,8 +624,8 @@ impl<T: DiffModel> AnyModel for T {
     fn copy_for_create_box(&self) -> Box<dyn AnyModel> {
         Box::new(self.copy_for_create())
     }
-    fn __new_vec(&self) -> crate::store::ErasedVec {
-        crate::store::__new_vec::<T>()
+    fn __new_vec(&self) -> column::ErasedVec {
+        column::__new_vec::<T>()
     }
 }
 

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use super::{ModelVec, TypedVec};
 use crate::model::{AnyModel, DiffModel};
-use crate::store::{ModelVec, TypedVec};
 
 /// Whether `src[slot]` and `dst[oslot]` have equal attributes.
 pub(crate) fn attrs_equal<T: DiffModel>(src: &TypedVec<T>, slot: u32, dst: &dyn ModelVec, oslot: u32) -> bool {
