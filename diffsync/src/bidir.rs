@@ -50,7 +50,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::adapter::{Adapter, AdapterExt};
 use crate::diff::{Action, Diff, DiffElement};
 use crate::differ;
 use crate::error::{Error, Result};
@@ -59,6 +58,7 @@ use crate::options::Options;
 use crate::store::{AttrSource, LocalStore, Store};
 use crate::strategy_spec::StrategySpec;
 use crate::sync::SyncReport;
+use crate::sync::adapter::{Adapter, AdapterExt};
 
 /// The last state both sides agreed on: per model type and key, the
 /// identifiers, attributes and parent link. Persist it between runs with
@@ -1613,7 +1613,7 @@ pub struct KeyChange {
 /// content). Writes nothing.
 pub fn classify<L: Adapter + ?Sized, R: Adapter + ?Sized>(left: &L, right: &R, base: &Base) -> Result<Classification> {
     let (ls, rs) = (left.store().local(), right.store().local());
-    let (src, dst) = crate::adapter::sides(left, right);
+    let (src, dst) = crate::sync::adapter::sides(left, right);
     let (diff, three) = differ::diff_three(&src, &dst, &base.store, &mut Options::new())?;
     let differ::ThreeWay { changes, seen, .. } = three;
     let deleted_on_both = if seen < base.len() {

@@ -58,13 +58,13 @@
 
 use std::marker::PhantomData;
 
-use crate::adapter::Adapter;
 use crate::diff::Action;
 use crate::error::HookError;
 use crate::key::ModelKey;
 use crate::model::{DiffModel, DynModel, StaticModel};
 use crate::store::{LocalStore, Store};
 use crate::sync::Change;
+use crate::sync::adapter::Adapter;
 
 /// What a typed hook is asked to do to one model of type `T`.
 #[derive(Debug)]

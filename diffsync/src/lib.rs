@@ -185,7 +185,6 @@
 
 extern crate self as diffsync;
 
-mod adapter;
 pub mod bidir;
 pub mod diff;
 mod differ;
@@ -203,7 +202,6 @@ pub mod store;
 mod strategy_spec;
 mod sync;
 
-pub use adapter::{Adapter, AdapterExt, Layer, Layered, MemoryAdapter, StoreAdapter};
 pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, DiffIter, Summary};
 pub use diffsync_derive::DiffModel;
 pub use error::{BoxError, Error, HookError, Result};
@@ -217,6 +215,7 @@ pub use model::{
 };
 pub use options::{Options, Progress, Stage};
 pub use store::{AttrSource, Handle, LocalStore, Store};
+pub use sync::adapter::{Adapter, AdapterExt, Layer, Layered, MemoryAdapter, StoreAdapter};
 pub use sync::{Batch, Change, ElementReport, Outcome, SkipReason, SyncReport, Totals};
 
 /// The traits a diffsync user calls methods of: `use diffsync::prelude::*;`.

@@ -1,0 +1,132 @@
+//! What a sync did to each element.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diff::Action;
+
+use super::change::Outcome;
+
+/// What happened to one element in a sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElementReport {
+    /// Model type name.
+    pub model_type: String,
+    /// Unique id.
+    pub key: String,
+    /// The element's action.
+    pub action: Action,
+    /// Its outcome.
+    pub outcome: Outcome,
+}
+
+impl ElementReport {
+    /// The element's key (read back from its type and unique id).
+    pub fn model_key(&self) -> crate::ModelKey {
+        crate::ModelKey::from_unique_id(&self.model_type, &self.key)
+    }
+}
+
+/// Totals of a sync report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Totals {
+    /// Changes applied (including subtrees removed with their parent).
+    pub applied: usize,
+    /// Changes whose hook failed (recoverable or fatal).
+    pub failed: usize,
+    /// Changes whose hook soft-failed.
+    pub soft_failed: usize,
+    /// Changes rolled back with their batch.
+    pub rolled_back: usize,
+    /// Changes not attempted.
+    pub skipped: usize,
+    /// Changes planned (dry run).
+    pub planned: usize,
+    /// No-change elements.
+    pub unchanged: usize,
+}
+
+/// The result of a sync: every element of the diff, in the order the sync
+/// visited them, with its outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// Source name.
+    pub source: String,
+    /// Destination name.
+    pub dest: String,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// One entry per element.
+    pub elements: Vec<ElementReport>,
+}
+
+impl SyncReport {
+    /// Counts by outcome.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for e in &self.elements {
+            match e.outcome {
+                Outcome::Applied | Outcome::RemovedWithParent => t.applied += 1,
+                Outcome::Failed(_) | Outcome::Fatal(_) => t.failed += 1,
+                Outcome::SoftFailed(_) => t.soft_failed += 1,
+                Outcome::RolledBack => t.rolled_back += 1,
+                Outcome::Skipped(_) | Outcome::Pending => t.skipped += 1,
+                Outcome::Planned => t.planned += 1,
+                Outcome::Unchanged => t.unchanged += 1,
+            }
+        }
+        t
+    }
+    /// Whether every change applied (or was planned).
+    pub fn is_success(&self) -> bool {
+        let t = self.totals();
+        t.failed + t.soft_failed + t.rolled_back + t.skipped == 0
+    }
+    /// Whether the destination changed.
+    pub fn changed(&self) -> bool {
+        self.totals().applied > 0
+    }
+    /// The changes the system did not take (failed, skipped, rolled back,
+    /// only planned): exactly what the next diff shows again.
+    pub fn unfinished(&self) -> impl Iterator<Item = &ElementReport> {
+        self.elements.iter().filter(|e| {
+            e.action != Action::NoChange && !matches!(e.outcome, Outcome::Applied | Outcome::RemovedWithParent)
+        })
+    }
+
+    /// The elements whose hook failed (recoverable, soft or fatal).
+    pub fn failures(&self) -> impl Iterator<Item = &ElementReport> {
+        self.elements.iter().filter(|e| {
+            matches!(
+                e.outcome,
+                Outcome::Failed(_) | Outcome::SoftFailed(_) | Outcome::Fatal(_)
+            )
+        })
+    }
+}
+
+impl fmt::Display for SyncReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.totals();
+        writeln!(
+            f,
+            "sync {} \u{2192} {}{}: applied {}, failed {}, soft-failed {}, rolled back {}, skipped {}, planned {}, unchanged {}",
+            self.source,
+            self.dest,
+            if self.dry_run { " (dry run)" } else { "" },
+            t.applied,
+            t.failed,
+            t.soft_failed,
+            t.rolled_back,
+            t.skipped,
+            t.planned,
+            t.unchanged
+        )?;
+        for e in &self.elements {
+            writeln!(f, "  {} {} {:?}: {}", e.action, e.model_type, e.key, e.outcome)?;
+        }
+        Ok(())
+    }
+}
