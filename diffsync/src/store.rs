@@ -776,17 +776,17 @@ impl LocalStore {
                 return;
             }
             depth += 1;
-            let root = t.meta[l.slot as usize].parent.is_none();
-            if root {
-                t.root_bucket_update(l.slot, false);
-            }
             let m = &mut t.meta[l.slot as usize];
             m.subtree.merge(add.0);
             m.subtree.unmerge(remove.0);
             m.flagged = m.flagged.wrapping_add(add.1).wrapping_sub(remove.1);
             at = m.parent;
-            if root {
-                t.root_bucket_update(l.slot, true);
+            // A root's bucket is the sum of its roots' subtrees: the same change.
+            if at.is_none() && !t.roots.is_empty() {
+                let b = &mut t.roots[root_bucket(m.hash)];
+                b.fingerprint.merge(add.0);
+                b.fingerprint.unmerge(remove.0);
+                b.flagged = b.flagged.wrapping_add(add.1).wrapping_sub(remove.1);
             }
         }
     }
