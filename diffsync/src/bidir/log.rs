@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::*;
+use super::strategy::{ConflictKind, Resolution};
 use crate::error::{Error, Result};
 use crate::model::Attrs;
 
@@ -123,7 +123,7 @@ impl fmt::Display for ConflictRecord {
 
 /// Where conflict records go: a file, a table, a monitoring system.
 ///
-/// Given to a reconcile ([`BiOptions::log_to`]), a sink is written ahead:
+/// Given to a reconcile ([`BiOptions::log_to`](super::BiOptions::log_to)), a sink is written ahead:
 /// [`write`](Self::write) takes a run's conflicts before either side is
 /// written (a failure stops the run before any write), and
 /// [`settle`](Self::settle) takes them again with

@@ -4,11 +4,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::*;
+use super::base::{BaseStore, SharedBaseStore};
+use super::log::{ConflictSink, SharedSink};
+use super::strategy::Strategy;
 use crate::error::{Error, Result};
 use crate::store::LocalStore;
 
-/// Options of a [`reconcile`].
+/// Options of a [`reconcile`](fn@super::reconcile).
 #[derive(Clone)]
 pub struct BiOptions {
     pub(super) strategy: Strategy,

@@ -4,9 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use super::base::Pending;
-use super::strategy::merge_plan;
-use super::*;
+use super::base::{Base, BaseStore, Pending, SharedBaseStore};
+use super::log::{ConflictRecord, ConflictSink, SharedSink};
+use super::options::BiOptions;
+use super::report::BiReport;
+use super::strategy::{Conflict, ConflictKind, Resolution, Strategy, merge_plan};
 use crate::diff::{Action, Diff, DiffElement};
 use crate::differ;
 use crate::error::{Error, Result};

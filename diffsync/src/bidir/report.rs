@@ -2,12 +2,13 @@
 
 use std::fmt;
 
-use super::*;
+use super::log::{ConflictRecord, ConflictSink};
+use super::strategy::{ConflictKind, Resolution};
 use crate::diff::Diff;
 use crate::error::Error;
 use crate::sync::SyncReport;
 
-/// What a [`reconcile`] did.
+/// What a [`reconcile`](fn@super::reconcile) did.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct BiReport {
