@@ -1,91 +1,19 @@
-//! Stores: where an adapter keeps its models. [`Store`] is the trait a store
-//! implements; [`LocalStore`] is the in-memory default.
-//!
-//! A store keeps, per model type, its models in insertion order, an index from
-//! unique id to model, and the parent → children links. Links live in the store,
-//! not in the models, so every store (in memory or networked) persists them.
+//! The in-memory store.
 
 use std::hash::BuildHasher;
 
-use hashbrown::{HashMap, HashSet, HashTable};
+use hashbrown::{HashMap, HashSet};
 
-use crate::digest::{self, Digest, Fingerprint};
+use crate::digest;
 use crate::error::{Error, Result};
 use crate::feed::{ChangeEvent, ChangeKind, StoreFeed};
 use crate::flags::ModelFlags;
-pub use crate::model::AttrSource;
-use crate::model::column::{__new_vec, ErasedVec, ModelVec, RustType, TypedVec};
+use crate::model::AttrSource;
+use crate::model::column::{__new_vec, ErasedVec, RustType, TypedVec};
 use crate::model::{AnyModel, Attrs, DiffModel, IdPart, ModelSchema, SchemaRef, StaticModel, unique_id_of};
 
-/// The operations diff and sync need from a store.
-///
-/// Reads go through [`Store::local`], the in-memory image of the store (for
-/// [`LocalStore`], itself); a networked store keeps such an image and writes
-/// every change through to its backend in the three mutating methods.
-pub trait Store: Send + Sync {
-    /// The store's name (for messages).
-    fn name(&self) -> &str;
-    /// The in-memory image used for reads and diffing.
-    fn local(&self) -> &LocalStore;
-    /// Adds a model, as a child of `parent` (type, key) if given.
-    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<()>;
-    /// Replaces the attributes of a stored model; identifiers, local fields and links stay.
-    fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> Result<()>;
-    /// Removes a model; with `remove_children`, its whole subtree too.
-    fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<()>;
-    /// Removes several models, each `(type, key, remove_children)`: every
-    /// one it can, and the first failure with its index. A store may do
-    /// this faster than one by one (a sync removes consecutive deletes so).
-    fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, Error)> {
-        let mut first = None;
-        for (i, &(model_type, key, remove_children)) in items.iter().enumerate() {
-            if let Err(e) = self.remove(model_type, key, remove_children) {
-                first.get_or_insert((i, e));
-            }
-        }
-        first.map_or(Ok(()), Err)
-    }
-    /// A sync is about to apply its changes: a networked store may buffer
-    /// its writes from here until [`end_batch`](Store::end_batch).
-    fn begin_batch(&mut self) {}
-    /// The sync has applied its changes: flush buffered writes, all or nothing.
-    fn end_batch(&mut self) -> Result<()> {
-        Ok(())
-    }
-    /// Recounts the image's subtree fingerprints that changes deep down
-    /// left out of date (a sync calls it when done; nothing a user calls).
-    #[doc(hidden)]
-    fn recount_fingerprints(&mut self) {}
-    /// Tags the change events of the writes made from now on (see
-    /// [`LocalStore::set_origin`]).
-    fn set_origin(&mut self, origin: Option<&str>) {
-        let _ = origin;
-    }
-    /// Reads the backend again into the image (other processes' writes);
-    /// nothing to read for an in-memory store.
-    fn refresh(&mut self) -> Result<()> {
-        Ok(())
-    }
-    /// Reads just these changed models again into the image. The default
-    /// reads everything ([`refresh`](Store::refresh)).
-    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
-        let _ = changed;
-        self.refresh()
-    }
-}
-
-/// Where a model sits in a [`LocalStore`], as returned by the add methods:
-/// pass it to [`LocalStore::add_under`] to add children without spelling the
-/// parent's key (and without looking it up). A handle belongs to the store
-/// that returned it; after a removal that compacts the store, older handles
-/// are stale and [`Error::StaleHandle`] says so (never a wrong link).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Handle {
-    ty: u32,
-    slot: u32,
-    store: u64,
-    epoch: u64,
-}
+use super::table::{Link, NOTHING, Table};
+use super::{Handle, Store};
 
 /// A parent given by type and key, or by handle.
 #[derive(Clone, Copy)]
@@ -97,203 +25,6 @@ enum ParentRef<'k> {
 fn next_store_id() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Link {
-    pub(crate) ty: u32,
-    pub(crate) slot: u32,
-}
-
-/// Per-slot bookkeeping: unique id and its hash (computed once), links, liveness.
-#[derive(Clone, Debug)]
-pub(crate) struct Meta {
-    pub(crate) uid: Box<str>,
-    pub(crate) hash: u64,
-    pub(crate) parent: Option<Link>,
-    /// One list per child type of the schema (empty box for leaf types).
-    pub(crate) children: Box<[Vec<u32>]>,
-    pub(crate) alive: bool,
-    /// The model's item digest.
-    pub(crate) digest: Digest,
-    /// Its term in fingerprints (the digest mixed with the parent's key).
-    pub(crate) term: Digest,
-    /// A stable hash of (type, key), mixed into the children's terms;
-    /// computed when the model first gets a child (0: not yet).
-    pub(crate) key_hash: u64,
-    /// The subtree's fingerprint: every change adds and takes out its
-    /// terms on the way up (fingerprints are sums), valid unless `dirty`.
-    pub(crate) subtree: Fingerprint,
-    /// Set where a change was deeper than [`EAGER_DEPTH`] below: the
-    /// subtree (and every ancestor's) waits for a recount.
-    pub(crate) dirty: bool,
-    /// The model itself is flagged IGNORE.
-    ignored: bool,
-    /// How many models of the subtree are flagged IGNORE.
-    pub(crate) flagged: u32,
-}
-
-/// All models of one type.
-pub(crate) struct Table {
-    pub(crate) schema: SchemaRef,
-    pub(crate) meta: Vec<Meta>,
-    index: HashTable<u32>,
-    live: usize,
-    pub(crate) models: Box<dyn ModelVec>,
-    /// Store type index of each schema child type, once known.
-    pub(crate) child_types: Vec<Option<u32>>,
-    /// The terms of every live model of the type.
-    fingerprint: Fingerprint,
-    /// Live models without a parent (a child type has none but orphans:
-    /// the differ looks for them only when there are some).
-    pub(crate) parentless: usize,
-    /// The subtree fingerprints of the parentless models, summed by key
-    /// hash into [`ROOT_BUCKETS`] buckets (kept once a type has
-    /// [`BUCKETS_FROM`] of them; empty before): the differ compares two
-    /// types' buckets and walks only the roots of those that differ.
-    pub(crate) roots: Vec<RootBucket>,
-}
-
-/// How many ancestors a change updates right away. A change deeper down
-/// (a chain of self-referencing models, say) marks the rest out of date
-/// instead, so adding to a chain N deep costs O(1), not O(N); the differ
-/// walks such subtrees, and a sync recounts them in one pass.
-const EAGER_DEPTH: usize = 64;
-
-/// An empty fingerprint adjustment.
-const NOTHING: (Fingerprint, u32) = (Fingerprint { count: 0, sum: 0 }, 0);
-
-/// How many buckets the roots of a type are summed into.
-pub(crate) const ROOT_BUCKETS: usize = 1024;
-
-/// From how many parentless models a type keeps root buckets.
-const BUCKETS_FROM: usize = 256;
-
-/// The roots of one bucket: their subtree fingerprints summed, and how many
-/// have a model flagged IGNORE below them (such a bucket is always walked).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct RootBucket {
-    pub(crate) fingerprint: Fingerprint,
-    pub(crate) flagged: u32,
-}
-
-/// The bucket of a key hash (the same in every store: keys hash alike).
-pub(crate) fn root_bucket(hash: u64) -> usize {
-    (hash >> 54) as usize % ROOT_BUCKETS
-}
-
-impl Clone for Table {
-    fn clone(&self) -> Self {
-        Table {
-            schema: self.schema.clone(),
-            meta: self.meta.clone(),
-            index: self.index.clone(),
-            live: self.live,
-            models: self.models.clone_box(),
-            child_types: self.child_types.clone(),
-            fingerprint: self.fingerprint,
-            parentless: self.parentless,
-            roots: self.roots.clone(),
-        }
-    }
-}
-
-impl Table {
-    fn new(schema: SchemaRef, models: Box<dyn ModelVec>) -> Self {
-        let n = schema.children.len();
-        Table {
-            schema,
-            meta: Vec::new(),
-            index: HashTable::new(),
-            live: 0,
-            models,
-            child_types: vec![None; n],
-            fingerprint: Fingerprint::default(),
-            parentless: 0,
-            roots: Vec::new(),
-        }
-    }
-
-    /// Adds (`in_ = true`) or takes out a parentless model's subtree
-    /// fingerprint from its root bucket, as it is now.
-    fn root_bucket_update(&mut self, slot: u32, in_: bool) {
-        if self.roots.is_empty() {
-            if !in_ || self.parentless < BUCKETS_FROM {
-                return;
-            }
-            // The first time: every root so far (this one included).
-            self.roots = vec![RootBucket::default(); ROOT_BUCKETS];
-            let roots: Vec<u32> = self
-                .slots()
-                .filter(|&s| s != slot && self.meta[s as usize].parent.is_none())
-                .collect();
-            for s in roots {
-                self.root_bucket_update(s, true);
-            }
-        }
-        let m = &self.meta[slot as usize];
-        let b = &mut self.roots[root_bucket(m.hash)];
-        // Wrapping like the fingerprints: a count off by a bug would only
-        // make the differ walk more, never panic.
-        if in_ {
-            b.fingerprint.merge(m.subtree);
-            b.flagged = b.flagged.wrapping_add(m.flagged);
-        } else {
-            b.fingerprint.unmerge(m.subtree);
-            b.flagged = b.flagged.wrapping_sub(m.flagged);
-        }
-    }
-
-    pub(crate) fn find_hashed(&self, hash: u64, uid: &str) -> Option<u32> {
-        self.index.find(hash, |&i| &*self.meta[i as usize].uid == uid).copied()
-    }
-
-    /// Live slots in insertion order.
-    pub(crate) fn slots(&self) -> impl Iterator<Item = u32> + '_ {
-        self.meta
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.alive)
-            .map(|(i, _)| i as u32)
-    }
-
-    /// Records a new model's slot: `parent` with its stable key hash, the
-    /// model's digest, whether it is flagged IGNORE.
-    fn push_meta(
-        &mut self,
-        uid: Box<str>,
-        hash: u64,
-        parent: Option<(Link, u64)>,
-        digest: Digest,
-        ignored: bool,
-    ) -> u32 {
-        let slot = self.meta.len() as u32;
-        let children = (0..self.schema.children.len()).map(|_| Vec::new()).collect();
-        let term = digest::term(digest, parent.map(|p| p.1));
-        self.fingerprint.add(term);
-        self.parentless += usize::from(parent.is_none());
-        self.meta.push(Meta {
-            uid,
-            hash,
-            parent: parent.map(|p| p.0),
-            children,
-            alive: true,
-            digest,
-            term,
-            key_hash: 0,
-            subtree: Fingerprint { count: 1, sum: term.0 },
-            dirty: false,
-            ignored,
-            flagged: u32::from(ignored),
-        });
-        let meta = &self.meta;
-        self.index.insert_unique(hash, slot, |&i| meta[i as usize].hash);
-        self.live += 1;
-        if parent.is_none() {
-            self.root_bucket_update(slot, true);
-        }
-        slot
-    }
 }
 
 /// The hash function of every store in this process: seeded at random once
@@ -341,7 +72,7 @@ pub struct LocalStore {
     scratch: String,
     /// Parentless models whose subtree fingerprint is dirty (may hold
     /// duplicates and models cleaned or removed since).
-    dirty_roots: Vec<Link>,
+    pub(crate) dirty_roots: Vec<Link>,
     /// Readers of this store's changes.
     subscribers: Vec<crate::feed::Subscriber>,
     /// The tag put on the events of changes made now.
@@ -703,7 +434,7 @@ impl LocalStore {
     }
 
     /// Tells the subscribers about a change of the model at `at`.
-    fn emit(&mut self, kind: ChangeKind, at: Link) {
+    pub(crate) fn emit(&mut self, kind: ChangeKind, at: Link) {
         if self.subscribers.is_empty() {
             return;
         }
@@ -723,227 +454,6 @@ impl LocalStore {
         // A reader that went away stops being told.
         self.subscribers.retain(|s| s.send(event.clone()));
     }
-
-    /// Marks a model's subtree fingerprint, and its ancestors', out of
-    /// date. Stops at the first one already marked (its ancestors are), so
-    /// a bulk load marks each model about once.
-    fn mark_dirty(&mut self, mut at: Link) {
-        loop {
-            let m = &mut self.tables[at.ty as usize].meta[at.slot as usize];
-            if m.dirty {
-                return;
-            }
-            m.dirty = true;
-            match m.parent {
-                Some(p) => at = p,
-                None => {
-                    self.dirty_roots.push(at);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Adds `add` to and takes `remove` out of the subtree fingerprints
-    /// (and IGNORE counts) of `from` and each of its ancestors, and of the
-    /// root's bucket, so they stay current; past [`EAGER_DEPTH`]
-    /// ancestors, the rest are marked out of date instead.
-    fn adjust(&mut self, from: Link, add: (Fingerprint, u32), remove: (Fingerprint, u32)) {
-        self.adjust_below(from, add, remove, None);
-    }
-
-    /// [`adjust`](Self::adjust), stopping below the first model in `stop`.
-    fn adjust_below(
-        &mut self,
-        from: Link,
-        add: (Fingerprint, u32),
-        remove: (Fingerprint, u32),
-        stop: Option<&HashSet<Link>>,
-    ) {
-        let mut at = Some(from);
-        let mut depth = 0;
-        while let Some(l) = at {
-            if stop.is_some_and(|s| s.contains(&l)) {
-                return;
-            }
-            let t = &mut self.tables[l.ty as usize];
-            if t.meta[l.slot as usize].dirty {
-                // Recounted with its ancestors at the next refresh.
-                return;
-            }
-            if depth == EAGER_DEPTH {
-                self.mark_dirty(l);
-                return;
-            }
-            depth += 1;
-            let m = &mut t.meta[l.slot as usize];
-            m.subtree.merge(add.0);
-            m.subtree.unmerge(remove.0);
-            m.flagged = m.flagged.wrapping_add(add.1).wrapping_sub(remove.1);
-            at = m.parent;
-            // A root's bucket is the sum of its roots' subtrees: the same change.
-            if at.is_none() && !t.roots.is_empty() {
-                let b = &mut t.roots[root_bucket(m.hash)];
-                b.fingerprint.merge(add.0);
-                b.fingerprint.unmerge(remove.0);
-                b.flagged = b.flagged.wrapping_add(add.1).wrapping_sub(remove.1);
-            }
-        }
-    }
-
-    /// A model's stable key hash, computed once.
-    fn key_hash(&mut self, at: Link) -> u64 {
-        let t = &mut self.tables[at.ty as usize];
-        let m = &mut t.meta[at.slot as usize];
-        if m.key_hash == 0 {
-            m.key_hash = digest::parent_hash(&t.schema.name, &m.uid);
-        }
-        m.key_hash
-    }
-
-    /// A model's content or parent may have changed: its digest and term
-    /// follow, and the subscribers hear of a real change.
-    fn redigest(&mut self, at: Link) {
-        let t = &self.tables[at.ty as usize];
-        let m = &t.meta[at.slot as usize];
-        let Some(model) = t.models.get(at.slot) else { return };
-        let item = digest::item_digest(model);
-        let ignored = model.flags().contains(ModelFlags::IGNORE);
-        let parent = m
-            .parent
-            .map(|p| self.tables[p.ty as usize].meta[p.slot as usize].key_hash);
-        let term = digest::term(item, parent);
-        let t = &mut self.tables[at.ty as usize];
-        let m = &mut t.meta[at.slot as usize];
-        let changed = m.term != term;
-        let old = (
-            Fingerprint {
-                count: 1,
-                sum: m.term.0,
-            },
-            u32::from(m.ignored),
-        );
-        t.fingerprint.remove(m.term);
-        t.fingerprint.add(term);
-        m.digest = item;
-        m.term = term;
-        m.ignored = ignored;
-        self.adjust(at, (Fingerprint { count: 1, sum: term.0 }, u32::from(ignored)), old);
-        if changed {
-            self.emit(ChangeKind::Updated, at);
-        }
-    }
-
-    /// Recounts the subtree fingerprints marked out of date (changes more
-    /// than [`EAGER_DEPTH`] levels down): a walk of those subtrees' changed
-    /// paths. Sync and reconcile call it on the stores they change.
-    pub(crate) fn refresh_fingerprints(&mut self) {
-        let roots = std::mem::take(&mut self.dirty_roots);
-        // Post-order on a work stack (trees may be deep): (model, children done).
-        let mut stack: Vec<(Link, bool)> = Vec::new();
-        for root in roots {
-            let alive = self.tables[root.ty as usize]
-                .meta
-                .get(root.slot as usize)
-                .is_some_and(|m| m.alive && m.dirty && m.parent.is_none());
-            if !alive {
-                continue;
-            }
-            stack.push((root, false));
-            while let Some((at, done)) = stack.pop() {
-                let t = &self.tables[at.ty as usize];
-                let m = &t.meta[at.slot as usize];
-                if !done {
-                    stack.push((at, true));
-                    for (ci, list) in m.children.iter().enumerate() {
-                        let Some(cty) = t.child_types[ci] else { continue };
-                        let ct = &self.tables[cty as usize];
-                        stack.extend(
-                            list.iter()
-                                .filter(|&&c| ct.meta[c as usize].dirty)
-                                .map(|&c| (Link { ty: cty, slot: c }, false)),
-                        );
-                    }
-                    continue;
-                }
-                let mut fp = Fingerprint::default();
-                fp.add(m.term);
-                let mut flagged = u32::from(m.ignored);
-                for (ci, list) in m.children.iter().enumerate() {
-                    let Some(cty) = t.child_types[ci] else { continue };
-                    let ct = &self.tables[cty as usize];
-                    for &c in list {
-                        fp.merge(ct.meta[c as usize].subtree);
-                        flagged = flagged.wrapping_add(ct.meta[c as usize].flagged);
-                    }
-                }
-                let t = &mut self.tables[at.ty as usize];
-                let root = t.meta[at.slot as usize].parent.is_none();
-                if root {
-                    t.root_bucket_update(at.slot, false);
-                }
-                let m = &mut t.meta[at.slot as usize];
-                m.subtree = fp;
-                m.flagged = flagged;
-                m.dirty = false;
-                if root {
-                    t.root_bucket_update(at.slot, true);
-                }
-            }
-        }
-    }
-
-    /// Whether every subtree fingerprint is up to date.
-    pub(crate) fn fingerprints_fresh(&self) -> bool {
-        self.dirty_roots.is_empty()
-    }
-
-    /// The fingerprint of the whole store: equal for two stores holding
-    /// the same models under the same parents, whatever the order they
-    /// were added in. Kept up to date by every change: O(model types).
-    pub fn fingerprint(&self) -> Fingerprint {
-        let mut fp = Fingerprint::default();
-        for t in &self.tables {
-            fp.merge(t.fingerprint);
-        }
-        fp
-    }
-
-    /// The fingerprint of every model of one type.
-    pub fn type_fingerprint(&self, model_type: &str) -> Fingerprint {
-        self.table_index(model_type)
-            .map_or_else(Fingerprint::default, |t| self.tables[t as usize].fingerprint)
-    }
-
-    /// A model's item digest.
-    pub fn digest(&self, model_type: &str, key: &str) -> Option<Digest> {
-        let (ty, slot) = self.locate(model_type, key)?;
-        Some(self.tables[ty as usize].meta[slot as usize].digest)
-    }
-
-    /// The fingerprint of a model and everything below it (counted now
-    /// where a change deep down left it out of date).
-    pub fn subtree_fingerprint(&self, model_type: &str, key: &str) -> Option<Fingerprint> {
-        let (ty, slot) = self.locate(model_type, key)?;
-        let mut fp = Fingerprint::default();
-        let mut stack = vec![Link { ty, slot }];
-        while let Some(at) = stack.pop() {
-            let t = &self.tables[at.ty as usize];
-            let m = &t.meta[at.slot as usize];
-            if !m.dirty {
-                fp.merge(m.subtree);
-                continue;
-            }
-            fp.add(m.term);
-            for (ci, list) in m.children.iter().enumerate() {
-                if let Some(cty) = t.child_types[ci] {
-                    stack.extend(list.iter().map(|&c| Link { ty: cty, slot: c }));
-                }
-            }
-        }
-        Some(fp)
-    }
-
     /// Adds a boxed model of any type (used by sync and by networked stores).
     pub fn insert_boxed(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<()> {
         let schema = model.schema_ref();
@@ -1378,6 +888,8 @@ impl Store for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::Fingerprint;
+    use crate::store::EAGER_DEPTH;
     use serde_json::Value;
 
     #[derive(crate::DiffModel, Clone, Debug, PartialEq)]

@@ -1,0 +1,232 @@
+//! Keeping digests and subtree fingerprints current as the store changes.
+
+use hashbrown::HashSet;
+
+use crate::digest::{self, Digest, Fingerprint};
+use crate::feed::ChangeKind;
+use crate::flags::ModelFlags;
+
+use super::local::LocalStore;
+use super::table::{EAGER_DEPTH, Link, root_bucket};
+
+impl LocalStore {
+    /// Marks a model's subtree fingerprint, and its ancestors', out of
+    /// date. Stops at the first one already marked (its ancestors are), so
+    /// a bulk load marks each model about once.
+    fn mark_dirty(&mut self, mut at: Link) {
+        loop {
+            let m = &mut self.tables[at.ty as usize].meta[at.slot as usize];
+            if m.dirty {
+                return;
+            }
+            m.dirty = true;
+            match m.parent {
+                Some(p) => at = p,
+                None => {
+                    self.dirty_roots.push(at);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Adds `add` to and takes `remove` out of the subtree fingerprints
+    /// (and IGNORE counts) of `from` and each of its ancestors, and of the
+    /// root's bucket, so they stay current; past [`EAGER_DEPTH`]
+    /// ancestors, the rest are marked out of date instead.
+    pub(crate) fn adjust(&mut self, from: Link, add: (Fingerprint, u32), remove: (Fingerprint, u32)) {
+        self.adjust_below(from, add, remove, None);
+    }
+
+    /// [`adjust`](Self::adjust), stopping below the first model in `stop`.
+    pub(crate) fn adjust_below(
+        &mut self,
+        from: Link,
+        add: (Fingerprint, u32),
+        remove: (Fingerprint, u32),
+        stop: Option<&HashSet<Link>>,
+    ) {
+        let mut at = Some(from);
+        let mut depth = 0;
+        while let Some(l) = at {
+            if stop.is_some_and(|s| s.contains(&l)) {
+                return;
+            }
+            let t = &mut self.tables[l.ty as usize];
+            if t.meta[l.slot as usize].dirty {
+                // Recounted with its ancestors at the next refresh.
+                return;
+            }
+            if depth == EAGER_DEPTH {
+                self.mark_dirty(l);
+                return;
+            }
+            depth += 1;
+            let m = &mut t.meta[l.slot as usize];
+            m.subtree.merge(add.0);
+            m.subtree.unmerge(remove.0);
+            m.flagged = m.flagged.wrapping_add(add.1).wrapping_sub(remove.1);
+            at = m.parent;
+            // A root's bucket is the sum of its roots' subtrees: the same change.
+            if at.is_none() && !t.roots.is_empty() {
+                let b = &mut t.roots[root_bucket(m.hash)];
+                b.fingerprint.merge(add.0);
+                b.fingerprint.unmerge(remove.0);
+                b.flagged = b.flagged.wrapping_add(add.1).wrapping_sub(remove.1);
+            }
+        }
+    }
+
+    /// A model's stable key hash, computed once.
+    pub(crate) fn key_hash(&mut self, at: Link) -> u64 {
+        let t = &mut self.tables[at.ty as usize];
+        let m = &mut t.meta[at.slot as usize];
+        if m.key_hash == 0 {
+            m.key_hash = digest::parent_hash(&t.schema.name, &m.uid);
+        }
+        m.key_hash
+    }
+
+    /// A model's content or parent may have changed: its digest and term
+    /// follow, and the subscribers hear of a real change.
+    pub(crate) fn redigest(&mut self, at: Link) {
+        let t = &self.tables[at.ty as usize];
+        let m = &t.meta[at.slot as usize];
+        let Some(model) = t.models.get(at.slot) else { return };
+        let item = digest::item_digest(model);
+        let ignored = model.flags().contains(ModelFlags::IGNORE);
+        let parent = m
+            .parent
+            .map(|p| self.tables[p.ty as usize].meta[p.slot as usize].key_hash);
+        let term = digest::term(item, parent);
+        let t = &mut self.tables[at.ty as usize];
+        let m = &mut t.meta[at.slot as usize];
+        let changed = m.term != term;
+        let old = (
+            Fingerprint {
+                count: 1,
+                sum: m.term.0,
+            },
+            u32::from(m.ignored),
+        );
+        t.fingerprint.remove(m.term);
+        t.fingerprint.add(term);
+        m.digest = item;
+        m.term = term;
+        m.ignored = ignored;
+        self.adjust(at, (Fingerprint { count: 1, sum: term.0 }, u32::from(ignored)), old);
+        if changed {
+            self.emit(ChangeKind::Updated, at);
+        }
+    }
+
+    /// Recounts the subtree fingerprints marked out of date (changes more
+    /// than [`EAGER_DEPTH`] levels down): a walk of those subtrees' changed
+    /// paths. Sync and reconcile call it on the stores they change.
+    pub(crate) fn refresh_fingerprints(&mut self) {
+        let roots = std::mem::take(&mut self.dirty_roots);
+        // Post-order on a work stack (trees may be deep): (model, children done).
+        let mut stack: Vec<(Link, bool)> = Vec::new();
+        for root in roots {
+            let alive = self.tables[root.ty as usize]
+                .meta
+                .get(root.slot as usize)
+                .is_some_and(|m| m.alive && m.dirty && m.parent.is_none());
+            if !alive {
+                continue;
+            }
+            stack.push((root, false));
+            while let Some((at, done)) = stack.pop() {
+                let t = &self.tables[at.ty as usize];
+                let m = &t.meta[at.slot as usize];
+                if !done {
+                    stack.push((at, true));
+                    for (ci, list) in m.children.iter().enumerate() {
+                        let Some(cty) = t.child_types[ci] else { continue };
+                        let ct = &self.tables[cty as usize];
+                        stack.extend(
+                            list.iter()
+                                .filter(|&&c| ct.meta[c as usize].dirty)
+                                .map(|&c| (Link { ty: cty, slot: c }, false)),
+                        );
+                    }
+                    continue;
+                }
+                let mut fp = Fingerprint::default();
+                fp.add(m.term);
+                let mut flagged = u32::from(m.ignored);
+                for (ci, list) in m.children.iter().enumerate() {
+                    let Some(cty) = t.child_types[ci] else { continue };
+                    let ct = &self.tables[cty as usize];
+                    for &c in list {
+                        fp.merge(ct.meta[c as usize].subtree);
+                        flagged = flagged.wrapping_add(ct.meta[c as usize].flagged);
+                    }
+                }
+                let t = &mut self.tables[at.ty as usize];
+                let root = t.meta[at.slot as usize].parent.is_none();
+                if root {
+                    t.root_bucket_update(at.slot, false);
+                }
+                let m = &mut t.meta[at.slot as usize];
+                m.subtree = fp;
+                m.flagged = flagged;
+                m.dirty = false;
+                if root {
+                    t.root_bucket_update(at.slot, true);
+                }
+            }
+        }
+    }
+
+    /// Whether every subtree fingerprint is up to date.
+    pub(crate) fn fingerprints_fresh(&self) -> bool {
+        self.dirty_roots.is_empty()
+    }
+
+    /// The fingerprint of the whole store: equal for two stores holding
+    /// the same models under the same parents, whatever the order they
+    /// were added in. Kept up to date by every change: O(model types).
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut fp = Fingerprint::default();
+        for t in &self.tables {
+            fp.merge(t.fingerprint);
+        }
+        fp
+    }
+
+    /// The fingerprint of every model of one type.
+    pub fn type_fingerprint(&self, model_type: &str) -> Fingerprint {
+        self.table_index(model_type)
+            .map_or_else(Fingerprint::default, |t| self.tables[t as usize].fingerprint)
+    }
+
+    /// A model's item digest.
+    pub fn digest(&self, model_type: &str, key: &str) -> Option<Digest> {
+        let (ty, slot) = self.locate(model_type, key)?;
+        Some(self.tables[ty as usize].meta[slot as usize].digest)
+    }
+
+    /// The fingerprint of a model and everything below it (counted now
+    /// where a change deep down left it out of date).
+    pub fn subtree_fingerprint(&self, model_type: &str, key: &str) -> Option<Fingerprint> {
+        let (ty, slot) = self.locate(model_type, key)?;
+        let mut fp = Fingerprint::default();
+        let mut stack = vec![Link { ty, slot }];
+        while let Some(at) = stack.pop() {
+            let t = &self.tables[at.ty as usize];
+            let m = &t.meta[at.slot as usize];
+            if !m.dirty {
+                fp.merge(m.subtree);
+                continue;
+            }
+            fp.add(m.term);
+            for (ci, list) in m.children.iter().enumerate() {
+                if let Some(cty) = t.child_types[ci] {
+                    stack.extend(list.iter().map(|&c| Link { ty: cty, slot: c }));
+                }
+            }
+        }
+        Some(fp)
+    }
+}

@@ -1,0 +1,87 @@
+//! Stores: where an adapter keeps its models. [`Store`] is the trait a store
+//! implements; [`LocalStore`] is the in-memory default.
+//!
+//! A store keeps, per model type, its models in insertion order, an index from
+//! unique id to model, and the parent → children links. Links live in the store,
+//! not in the models, so every store (in memory or networked) persists them.
+
+mod fingerprint;
+mod local;
+mod table;
+
+pub use crate::model::AttrSource;
+pub use local::LocalStore;
+pub(crate) use table::*;
+
+use crate::error::{Error, Result};
+use crate::model::AnyModel;
+
+/// The operations diff and sync need from a store.
+///
+/// Reads go through [`Store::local`], the in-memory image of the store (for
+/// [`LocalStore`], itself); a networked store keeps such an image and writes
+/// every change through to its backend in the three mutating methods.
+pub trait Store: Send + Sync {
+    /// The store's name (for messages).
+    fn name(&self) -> &str;
+    /// The in-memory image used for reads and diffing.
+    fn local(&self) -> &LocalStore;
+    /// Adds a model, as a child of `parent` (type, key) if given.
+    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<()>;
+    /// Replaces the attributes of a stored model; identifiers, local fields and links stay.
+    fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> Result<()>;
+    /// Removes a model; with `remove_children`, its whole subtree too.
+    fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<()>;
+    /// Removes several models, each `(type, key, remove_children)`: every
+    /// one it can, and the first failure with its index. A store may do
+    /// this faster than one by one (a sync removes consecutive deletes so).
+    fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, Error)> {
+        let mut first = None;
+        for (i, &(model_type, key, remove_children)) in items.iter().enumerate() {
+            if let Err(e) = self.remove(model_type, key, remove_children) {
+                first.get_or_insert((i, e));
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+    /// A sync is about to apply its changes: a networked store may buffer
+    /// its writes from here until [`end_batch`](Store::end_batch).
+    fn begin_batch(&mut self) {}
+    /// The sync has applied its changes: flush buffered writes, all or nothing.
+    fn end_batch(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Recounts the image's subtree fingerprints that changes deep down
+    /// left out of date (a sync calls it when done; nothing a user calls).
+    #[doc(hidden)]
+    fn recount_fingerprints(&mut self) {}
+    /// Tags the change events of the writes made from now on (see
+    /// [`LocalStore::set_origin`]).
+    fn set_origin(&mut self, origin: Option<&str>) {
+        let _ = origin;
+    }
+    /// Reads the backend again into the image (other processes' writes);
+    /// nothing to read for an in-memory store.
+    fn refresh(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Reads just these changed models again into the image. The default
+    /// reads everything ([`refresh`](Store::refresh)).
+    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
+        let _ = changed;
+        self.refresh()
+    }
+}
+
+/// Where a model sits in a [`LocalStore`], as returned by the add methods:
+/// pass it to [`LocalStore::add_under`] to add children without spelling the
+/// parent's key (and without looking it up). A handle belongs to the store
+/// that returned it; after a removal that compacts the store, older handles
+/// are stale and [`Error::StaleHandle`] says so (never a wrong link).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Handle {
+    ty: u32,
+    slot: u32,
+    store: u64,
+    epoch: u64,
+}

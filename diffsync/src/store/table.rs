@@ -1,0 +1,205 @@
+//! One model type's table: per-slot metadata (key, links, digests,
+//! subtree fingerprints), the key index and the root buckets.
+
+use hashbrown::HashTable;
+
+use crate::digest::{self, Digest, Fingerprint};
+use crate::model::SchemaRef;
+use crate::model::column::ModelVec;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Link {
+    pub(crate) ty: u32,
+    pub(crate) slot: u32,
+}
+
+/// Per-slot bookkeeping: unique id and its hash (computed once), links, liveness.
+#[derive(Clone, Debug)]
+pub(crate) struct Meta {
+    pub(crate) uid: Box<str>,
+    pub(crate) hash: u64,
+    pub(crate) parent: Option<Link>,
+    /// One list per child type of the schema (empty box for leaf types).
+    pub(crate) children: Box<[Vec<u32>]>,
+    pub(crate) alive: bool,
+    /// The model's item digest.
+    pub(crate) digest: Digest,
+    /// Its term in fingerprints (the digest mixed with the parent's key).
+    pub(crate) term: Digest,
+    /// A stable hash of (type, key), mixed into the children's terms;
+    /// computed when the model first gets a child (0: not yet).
+    pub(crate) key_hash: u64,
+    /// The subtree's fingerprint: every change adds and takes out its
+    /// terms on the way up (fingerprints are sums), valid unless `dirty`.
+    pub(crate) subtree: Fingerprint,
+    /// Set where a change was deeper than [`EAGER_DEPTH`] below: the
+    /// subtree (and every ancestor's) waits for a recount.
+    pub(crate) dirty: bool,
+    /// The model itself is flagged IGNORE.
+    pub(crate) ignored: bool,
+    /// How many models of the subtree are flagged IGNORE.
+    pub(crate) flagged: u32,
+}
+
+/// All models of one type.
+pub(crate) struct Table {
+    pub(crate) schema: SchemaRef,
+    pub(crate) meta: Vec<Meta>,
+    pub(crate) index: HashTable<u32>,
+    pub(crate) live: usize,
+    pub(crate) models: Box<dyn ModelVec>,
+    /// Store type index of each schema child type, once known.
+    pub(crate) child_types: Vec<Option<u32>>,
+    /// The terms of every live model of the type.
+    pub(crate) fingerprint: Fingerprint,
+    /// Live models without a parent (a child type has none but orphans:
+    /// the differ looks for them only when there are some).
+    pub(crate) parentless: usize,
+    /// The subtree fingerprints of the parentless models, summed by key
+    /// hash into [`ROOT_BUCKETS`] buckets (kept once a type has
+    /// [`BUCKETS_FROM`] of them; empty before): the differ compares two
+    /// types' buckets and walks only the roots of those that differ.
+    pub(crate) roots: Vec<RootBucket>,
+}
+
+/// How many ancestors a change updates right away. A change deeper down
+/// (a chain of self-referencing models, say) marks the rest out of date
+/// instead, so adding to a chain N deep costs O(1), not O(N); the differ
+/// walks such subtrees, and a sync recounts them in one pass.
+pub(crate) const EAGER_DEPTH: usize = 64;
+
+/// An empty fingerprint adjustment.
+pub(crate) const NOTHING: (Fingerprint, u32) = (Fingerprint { count: 0, sum: 0 }, 0);
+
+/// How many buckets the roots of a type are summed into.
+pub(crate) const ROOT_BUCKETS: usize = 1024;
+
+/// From how many parentless models a type keeps root buckets.
+const BUCKETS_FROM: usize = 256;
+
+/// The roots of one bucket: their subtree fingerprints summed, and how many
+/// have a model flagged IGNORE below them (such a bucket is always walked).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RootBucket {
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) flagged: u32,
+}
+
+/// The bucket of a key hash (the same in every store: keys hash alike).
+pub(crate) fn root_bucket(hash: u64) -> usize {
+    (hash >> 54) as usize % ROOT_BUCKETS
+}
+
+impl Clone for Table {
+    fn clone(&self) -> Self {
+        Table {
+            schema: self.schema.clone(),
+            meta: self.meta.clone(),
+            index: self.index.clone(),
+            live: self.live,
+            models: self.models.clone_box(),
+            child_types: self.child_types.clone(),
+            fingerprint: self.fingerprint,
+            parentless: self.parentless,
+            roots: self.roots.clone(),
+        }
+    }
+}
+
+impl Table {
+    pub(crate) fn new(schema: SchemaRef, models: Box<dyn ModelVec>) -> Self {
+        let n = schema.children.len();
+        Table {
+            schema,
+            meta: Vec::new(),
+            index: HashTable::new(),
+            live: 0,
+            models,
+            child_types: vec![None; n],
+            fingerprint: Fingerprint::default(),
+            parentless: 0,
+            roots: Vec::new(),
+        }
+    }
+
+    /// Adds (`in_ = true`) or takes out a parentless model's subtree
+    /// fingerprint from its root bucket, as it is now.
+    pub(crate) fn root_bucket_update(&mut self, slot: u32, in_: bool) {
+        if self.roots.is_empty() {
+            if !in_ || self.parentless < BUCKETS_FROM {
+                return;
+            }
+            // The first time: every root so far (this one included).
+            self.roots = vec![RootBucket::default(); ROOT_BUCKETS];
+            let roots: Vec<u32> = self
+                .slots()
+                .filter(|&s| s != slot && self.meta[s as usize].parent.is_none())
+                .collect();
+            for s in roots {
+                self.root_bucket_update(s, true);
+            }
+        }
+        let m = &self.meta[slot as usize];
+        let b = &mut self.roots[root_bucket(m.hash)];
+        // Wrapping like the fingerprints: a count off by a bug would only
+        // make the differ walk more, never panic.
+        if in_ {
+            b.fingerprint.merge(m.subtree);
+            b.flagged = b.flagged.wrapping_add(m.flagged);
+        } else {
+            b.fingerprint.unmerge(m.subtree);
+            b.flagged = b.flagged.wrapping_sub(m.flagged);
+        }
+    }
+
+    pub(crate) fn find_hashed(&self, hash: u64, uid: &str) -> Option<u32> {
+        self.index.find(hash, |&i| &*self.meta[i as usize].uid == uid).copied()
+    }
+
+    /// Live slots in insertion order.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.meta
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.alive)
+            .map(|(i, _)| i as u32)
+    }
+
+    /// Records a new model's slot: `parent` with its stable key hash, the
+    /// model's digest, whether it is flagged IGNORE.
+    pub(crate) fn push_meta(
+        &mut self,
+        uid: Box<str>,
+        hash: u64,
+        parent: Option<(Link, u64)>,
+        digest: Digest,
+        ignored: bool,
+    ) -> u32 {
+        let slot = self.meta.len() as u32;
+        let children = (0..self.schema.children.len()).map(|_| Vec::new()).collect();
+        let term = digest::term(digest, parent.map(|p| p.1));
+        self.fingerprint.add(term);
+        self.parentless += usize::from(parent.is_none());
+        self.meta.push(Meta {
+            uid,
+            hash,
+            parent: parent.map(|p| p.0),
+            children,
+            alive: true,
+            digest,
+            term,
+            key_hash: 0,
+            subtree: Fingerprint { count: 1, sum: term.0 },
+            dirty: false,
+            ignored,
+            flagged: u32::from(ignored),
+        });
+        let meta = &self.meta;
+        self.index.insert_unique(hash, slot, |&i| meta[i as usize].hash);
+        self.live += 1;
+        if parent.is_none() {
+            self.root_bucket_update(slot, true);
+        }
+        slot
+    }
+}
