@@ -7,7 +7,29 @@ use std::time::Duration;
 use diffsync::bidir::ConflictRecord;
 use diffsync::{ModelKey, Stage};
 
-use crate::{Key, lock};
+use crate::lock;
+
+/// What a [`LoopEvent::Failed`] is about.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Subject {
+    /// One model (retried on its own).
+    Model(ModelKey),
+    /// A feed, by its index in the builder's order (polled again).
+    Feed(usize),
+    /// A whole pass (retried as a whole).
+    Pass,
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::Model(key) => write!(f, "{key}"),
+            Subject::Feed(i) => write!(f, "feed {i}"),
+            Subject::Pass => f.write_str("pass"),
+        }
+    }
+}
 
 /// What the loop tells its subscribers (and `tracing`).
 #[derive(Clone, Debug, PartialEq)]
@@ -36,8 +58,8 @@ pub enum LoopEvent {
     Conflict(Box<ConflictRecord>),
     /// A key could not be brought in step; it is retried after `retry_in`.
     Failed {
-        /// The model (empty for a failure of the whole pass or a feed).
-        key: Key,
+        /// What failed: a model, a feed, or a whole pass.
+        subject: Subject,
         /// Why.
         error: String,
         /// When it is tried again.

@@ -59,12 +59,9 @@ mod reconciler;
 mod worker;
 
 pub use builder::{BadSchedule, ReconcileLoop};
-pub use events::LoopEvent;
+pub use events::{LoopEvent, Subject};
 pub use handle::LoopHandle;
 pub use reconciler::{OneWay, PassOutcome, Reconciler, TwoWay};
-
-/// A model, by (type, key).
-pub type Key = (String, String);
 
 /// Locks a shared adapter; a panic in an earlier pass poisoned nothing that
 /// matters (a sync leaves the store as the system took the changes).

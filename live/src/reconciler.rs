@@ -10,7 +10,7 @@ use diffsync::{
     Adapter, AdapterExt, DiffFlags, ElementReport, ModelKey, Options, Outcome, Progress, Store, SyncReport,
 };
 
-use crate::{Key, lock};
+use crate::lock;
 
 /// What a pass did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -20,8 +20,9 @@ pub struct PassOutcome {
     pub applied: usize,
     /// The keys of the changes applied, in order.
     pub changed: Vec<ModelKey>,
-    /// Keys not brought in step, with why (retried later).
-    pub failed: Vec<(Key, String)>,
+    /// Keys not brought in step, with why (retried later); `None`: the
+    /// pass failed as a whole (every key it covered is retried).
+    pub failed: Vec<(Option<ModelKey>, String)>,
     /// Conflicts met for the first time (a conflict left unresolved is
     /// reported once, until one side changes it again).
     pub conflicts: Vec<ConflictRecord>,
@@ -40,8 +41,7 @@ impl PassOutcome {
                 .map(ElementReport::model_key),
         );
         for e in report.unfinished() {
-            self.failed
-                .push(((e.model_type.clone(), e.key.clone()), e.outcome.to_string()));
+            self.failed.push((Some(e.model_key()), e.outcome.to_string()));
         }
     }
 }
@@ -116,7 +116,7 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
     fn each_target(
         &mut self,
         changed: &[ChangeEvent],
-        part: Option<&[Key]>,
+        part: Option<&[ModelKey]>,
         origin: &str,
         progress: &mut dyn FnMut(Progress),
     ) -> PassOutcome {
@@ -125,8 +125,7 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
         if !changed.is_empty()
             && let Err(e) = source.reread(changed)
         {
-            out.failed
-                .push(((String::new(), String::new()), format!("re-reading the source: {e}")));
+            out.failed.push((None, format!("re-reading the source: {e}")));
             return out;
         }
         for target in &self.targets {
@@ -137,14 +136,14 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
                 .max_delete_share(self.max_delete_share)
                 .progress(&mut *progress);
             if let Some(keys) = part {
-                opts = opts.part(keys.iter().cloned());
+                opts = opts.part_keys(keys);
             }
             let tagged = Tagged::new(&mut *target, origin);
             let result = tagged.0.sync_from_with(&*source, &mut opts);
             drop(tagged);
             match result {
                 Ok(report) => out.add_report(&report),
-                Err(e) => out.failed.push(((String::new(), String::new()), e.to_string())),
+                Err(e) => out.failed.push((None, e.to_string())),
             }
         }
         out
@@ -153,18 +152,18 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
 
 impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
     fn sync_keys(&mut self, changed: &[ChangeEvent], origin: &str) -> PassOutcome {
-        let keys: Vec<Key> = changed.iter().map(|e| (e.model_type.clone(), e.key.clone())).collect();
+        let keys: Vec<ModelKey> = changed.iter().map(ChangeEvent::model_key).collect();
         let mut out = self.each_target(changed, Some(&keys), origin, &mut |_| {});
         // A sync that stopped names no key: all of them are retried.
         let stopped: Vec<String> = out
             .failed
             .iter()
-            .filter(|(k, _)| k.0.is_empty())
+            .filter(|(k, _)| k.is_none())
             .map(|(_, e)| e.clone())
             .collect();
-        out.failed.retain(|(k, _)| !k.0.is_empty());
+        out.failed.retain(|(k, _)| k.is_some());
         for e in stopped {
-            out.failed.extend(keys.iter().map(|k| (k.clone(), e.clone())));
+            out.failed.extend(keys.iter().map(|k| (Some(k.clone()), e.clone())));
         }
         out
     }
@@ -174,8 +173,7 @@ impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
             let mut source = lock(&self.source);
             if let Err(e) = source.refresh() {
                 let mut out = PassOutcome::default();
-                out.failed
-                    .push(((String::new(), String::new()), format!("re-reading the source: {e}")));
+                out.failed.push((None, format!("re-reading the source: {e}")));
                 return out;
             }
             let root = source.store().local().fingerprint();
@@ -289,7 +287,7 @@ impl<L: Adapter + Send, R: Adapter + Send> TwoWay<L, R> {
     /// of a persisted loop).
     fn pass(&mut self, origin: &str) -> PassOutcome {
         let mut out = PassOutcome::default();
-        let whole = |out: &mut PassOutcome, e: String| out.failed.push(((String::new(), String::new()), e));
+        let whole = |out: &mut PassOutcome, e: String| out.failed.push((None, e));
         let (mut left, mut right) = (lock(&self.left), lock(&self.right));
         if let Err(e) = left.refresh().and_then(|()| right.refresh()) {
             whole(&mut out, format!("re-reading: {e}"));
@@ -350,8 +348,7 @@ impl<L: Adapter + Send, R: Adapter + Send> Reconciler for TwoWay<L, R> {
             // key is a no-op.
             if let Err(e) = left.reread(changed).and_then(|()| right.reread(changed)) {
                 let mut out = PassOutcome::default();
-                out.failed
-                    .push(((String::new(), String::new()), format!("re-reading: {e}")));
+                out.failed.push((None, format!("re-reading: {e}")));
                 return out;
             }
         }

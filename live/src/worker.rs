@@ -7,12 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use diffsync::Progress;
 use diffsync::feed::{ChangeEvent, Position};
+use diffsync::{ModelKey, Progress};
 
-use crate::Key;
 use crate::builder::ReconcileLoop;
-use crate::events::{LoopEvent, tell};
+use crate::events::{LoopEvent, Subject, tell};
 use crate::handle::{Command, LoopHandle};
 use crate::reconciler::{PassOutcome, Reconciler};
 
@@ -34,7 +33,7 @@ struct Dirty {
 
 struct Worker<R> {
     cfg: ReconcileLoop<R>,
-    dirty: HashMap<Key, Dirty>,
+    dirty: HashMap<ModelKey, Dirty>,
     /// Polls of the feeds so far.
     polls: u64,
     /// Per feed, positions not committed yet, with the poll that reached them.
@@ -92,8 +91,12 @@ impl<R: Reconciler + 'static> ReconcileLoop<R> {
 impl<R: Reconciler> Worker<R> {
     fn emit(&self, event: LoopEvent) {
         match &event {
-            LoopEvent::Failed { key, error, retry_in } => {
-                tracing::warn!(model_type = %key.0, key = %key.1, %error, ?retry_in, "sync failed, retrying")
+            LoopEvent::Failed {
+                subject,
+                error,
+                retry_in,
+            } => {
+                tracing::warn!(%subject, %error, ?retry_in, "sync failed, retrying")
             }
             LoopEvent::Gap { feed } => tracing::warn!(feed, "feed reported a gap, full pass"),
             other => tracing::debug!(event = ?other, "reconcile loop"),
@@ -202,7 +205,7 @@ impl<R: Reconciler> Worker<R> {
                 }
                 let debounce = self.cfg.debounce;
                 self.dirty
-                    .entry((e.model_type.clone(), e.key.clone()))
+                    .entry(e.model_key())
                     .and_modify(|d| {
                         d.event = e.clone();
                         d.first_poll.get_or_insert(poll);
@@ -227,7 +230,7 @@ impl<R: Reconciler> Worker<R> {
         }
         for (i, error) in failures {
             self.emit(LoopEvent::Failed {
-                key: (format!("feed {i}"), String::new()),
+                subject: Subject::Feed(i),
                 error,
                 retry_in: TICK,
             });
@@ -238,7 +241,7 @@ impl<R: Reconciler> Worker<R> {
     /// Syncs the keys that are due, in batches; failed ones wait their backoff.
     fn sync_due(&mut self) {
         let now = Instant::now();
-        let mut due: Vec<Key> = self
+        let mut due: Vec<ModelKey> = self
             .dirty
             .iter()
             .filter(|(_, d)| d.due <= now)
@@ -300,7 +303,7 @@ impl<R: Reconciler> Worker<R> {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "panic".into());
                 PassOutcome {
-                    failed: vec![((String::new(), String::new()), format!("a hook panicked: {msg}"))],
+                    failed: vec![(None, format!("a hook panicked: {msg}"))],
                     ..PassOutcome::default()
                 }
             }
@@ -310,15 +313,15 @@ impl<R: Reconciler> Worker<R> {
     /// Keys of `batch` that succeeded leave the dirty set; failed ones (the
     /// failed models, or every key of a pass that failed as a whole) are
     /// due again after their next backoff delay. Returns how many failed.
-    fn requeue(&mut self, batch: &[Key], outcome: &PassOutcome) -> usize {
-        let whole = outcome
-            .failed
-            .iter()
-            .find(|(k, _)| k.0.is_empty())
-            .map(|(_, e)| e.clone());
-        let mut failed: Vec<(Key, String)> = match &whole {
+    fn requeue(&mut self, batch: &[ModelKey], outcome: &PassOutcome) -> usize {
+        let whole = outcome.failed.iter().find(|(k, _)| k.is_none()).map(|(_, e)| e.clone());
+        let mut failed: Vec<(ModelKey, String)> = match &whole {
             Some(e) => batch.iter().map(|k| (k.clone(), e.clone())).collect(),
-            None => outcome.failed.clone(),
+            None => outcome
+                .failed
+                .iter()
+                .filter_map(|(k, e)| Some((k.clone()?, e.clone())))
+                .collect(),
         };
         failed.sort();
         failed.dedup_by(|a, b| a.0 == b.0);
@@ -333,8 +336,8 @@ impl<R: Reconciler> Worker<R> {
             let entry = self.dirty.entry(k.clone()).or_insert_with(|| Dirty {
                 event: ChangeEvent {
                     kind: diffsync::feed::ChangeKind::Updated,
-                    model_type: k.0.clone(),
-                    key: k.1.clone(),
+                    model_type: k.model_type().to_string(),
+                    key: k.unique_id(),
                     identifiers: None,
                     parent: None,
                     origin: None,
@@ -347,8 +350,12 @@ impl<R: Reconciler> Worker<R> {
             let backoff = entry.backoff.get_or_insert_with(|| delays(min, max));
             let retry_in = backoff.next().unwrap_or(max).min(max);
             entry.due = now + retry_in;
-            let (key, error) = (k.clone(), error.clone());
-            self.emit(LoopEvent::Failed { key, error, retry_in });
+            let (subject, error) = (Subject::Model(k.clone()), error.clone());
+            self.emit(LoopEvent::Failed {
+                subject,
+                error,
+                retry_in,
+            });
         }
         failed.len()
     }
@@ -376,11 +383,7 @@ impl<R: Reconciler> Worker<R> {
             }
         };
         let outcome = self.guarded(|r| r.sync_all(&origin, &mut progress));
-        let whole = outcome
-            .failed
-            .iter()
-            .find(|(k, _)| k.0.is_empty())
-            .map(|(_, e)| e.clone());
+        let whole = outcome.failed.iter().find(|(k, _)| k.is_none()).map(|(_, e)| e.clone());
         match &whole {
             Some(error) => {
                 let (min, max) = (self.cfg.min_backoff, self.cfg.max_backoff);
@@ -391,14 +394,14 @@ impl<R: Reconciler> Worker<R> {
                 *due = Instant::now() + retry_in;
                 let error = error.clone();
                 self.emit(LoopEvent::Failed {
-                    key: (String::new(), String::new()),
+                    subject: Subject::Pass,
                     error,
                     retry_in,
                 });
             }
             None => self.full_retry = None,
         }
-        let pending: Vec<Key> = self.dirty.keys().cloned().collect();
+        let pending: Vec<ModelKey> = self.dirty.keys().cloned().collect();
         let failed = self.requeue(&pending, &outcome);
         self.tell_conflicts(&outcome);
         self.emit(LoopEvent::FullPass {
@@ -437,7 +440,7 @@ impl<R: Reconciler> Worker<R> {
         }
         for (i, error) in failures {
             self.emit(LoopEvent::Failed {
-                key: (format!("feed {i}"), String::new()),
+                subject: Subject::Feed(i),
                 error,
                 retry_in: self.cfg.commit_every,
             });

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use diffsync::bidir::{Base, BaseFile, BiOptions, ConflictRecord, Resolution, Strategy};
 use diffsync::feed::{ChangeFeed, FeedBatch, Position, StoreFeed};
 use diffsync::{Adapter, AdapterExt, AttrSource, BoxError, Stage};
-use diffsync_live::{LoopEvent, OneWay, ReconcileLoop, TwoWay};
+use diffsync_live::{LoopEvent, OneWay, ReconcileLoop, Subject, TwoWay};
 use diffsync_tests::{Interface, Inventory, Site, sys_a};
 
 /// A feed that loses, repeats and reorders events, and now and then says
@@ -158,8 +158,9 @@ fn a_lossy_feed_and_a_flaky_target_end_in_step_after_anti_entropy() {
         }
         assert!(in_step(&source, &target));
         assert!(
-            seen.iter()
-                .any(|e| matches!(e, LoopEvent::Failed { key, .. } if key.1 == "nyc-r1")),
+            seen.iter().any(
+                |e| matches!(e, LoopEvent::Failed { subject: Subject::Model(k), .. } if k.unique_id() == "nyc-r1")
+            ),
             "the flaky device was retried: {seen:?}"
         );
         assert!(seen.iter().any(|e| matches!(e, LoopEvent::Synced { .. })), "{seen:?}");
@@ -607,7 +608,7 @@ fn a_failed_cursor_commit_is_reported_and_the_next_one_catches_up() {
     while seen
         .iter()
         .filter(
-            |e| matches!(e, LoopEvent::Failed { key, error, .. } if key.0 == "feed 0" && error.contains("unreachable")),
+            |e| matches!(e, LoopEvent::Failed { subject: Subject::Feed(0), error, .. } if error.contains("unreachable")),
         )
         .count()
         < 2
