@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::flags::{DiffFlags, ModelFlags};
 use crate::model::{AnyModel, ModelSchema};
 use crate::options::{Options, Progress, Stage};
-use crate::store::{LocalStore, Meta, Table, root_bucket};
+use crate::store::{LocalStore, Meta, Table, TypeIdx, root_bucket};
 
 /// Lists up to this long are matched by scanning instead of through the index.
 const SCAN_LIMIT: usize = 32;
@@ -46,7 +46,7 @@ pub(crate) struct ThreeWay<'a> {
     pub(crate) seen: usize,
     /// The base's table for each side table met (few types: a list keyed
     /// by the side table's address, so a lookup compares no names).
-    tables: Vec<(*const Table, Option<u32>)>,
+    tables: Vec<(*const Table, Option<TypeIdx>)>,
 }
 
 impl<'a> ThreeWay<'a> {
@@ -59,7 +59,7 @@ impl<'a> ThreeWay<'a> {
         }
     }
 
-    fn base_table(&mut self, side: &Table) -> Option<u32> {
+    fn base_table(&mut self, side: &Table) -> Option<TypeIdx> {
         let at = side as *const Table;
         if let Some((_, t)) = self.tables.iter().find(|(p, _)| *p == at) {
             return *t;
@@ -118,8 +118,8 @@ enum PairOutcome {
 /// The part of two stores a diff covers ([`Options::part`]), as slots:
 /// per side (source, destination) the requested models and their ancestors.
 pub(crate) struct Scope {
-    full: [HashSet<(u32, u32)>; 2],
-    path: [HashSet<(u32, u32)>; 2],
+    full: [HashSet<(TypeIdx, u32)>; 2],
+    path: [HashSet<(TypeIdx, u32)>; 2],
     /// (type, key) of ancestors outside every requested subtree: in the
     /// result they are no-change parents.
     outside: HashSet<(String, String)>,
@@ -136,10 +136,10 @@ impl Scope {
             for (t, k) in keys {
                 let Some((ty, slot)) = store.locate(t, k) else { continue };
                 sc.full[i].insert((ty, slot));
-                let mut up = store.tables[ty as usize].meta[slot as usize].parent;
+                let mut up = store.tables[ty].meta[slot as usize].parent;
                 while let Some(l) = up {
                     sc.path[i].insert((l.ty, l.slot));
-                    up = store.tables[l.ty as usize].meta[l.slot as usize].parent;
+                    up = store.tables[l.ty].meta[l.slot as usize].parent;
                 }
             }
             for &(ty, slot) in &sc.path[i] {
@@ -147,10 +147,10 @@ impl Scope {
                 let mut inside = false;
                 while let Some((t, s)) = at {
                     inside |= sc.full[i].contains(&(t, s));
-                    at = store.tables[t as usize].meta[s as usize].parent.map(|l| (l.ty, l.slot));
+                    at = store.tables[t].meta[s as usize].parent.map(|l| (l.ty, l.slot));
                 }
                 if !inside {
-                    let t = &store.tables[ty as usize];
+                    let t = &store.tables[ty];
                     sc.outside
                         .insert((t.schema.name.to_string(), t.meta[slot as usize].uid.to_string()));
                 }
@@ -161,11 +161,11 @@ impl Scope {
 
     /// The keys of one model type (its table on each side) that are
     /// requested or on the way to one, on either side.
-    fn keys<'s>(&self, sides: [(&'s LocalStore, Option<u32>); 2]) -> HashSet<&'s str> {
+    fn keys<'s>(&self, sides: [(&'s LocalStore, Option<TypeIdx>); 2]) -> HashSet<&'s str> {
         let mut out = HashSet::new();
         for (i, (store, ty)) in sides.into_iter().enumerate() {
             let Some(ty) = ty else { continue };
-            let t = &store.tables[ty as usize];
+            let t = &store.tables[ty];
             for &(mt, slot) in self.full[i].iter().chain(&self.path[i]) {
                 if mt == ty {
                     out.insert(&*t.meta[slot as usize].uid);
@@ -177,8 +177,8 @@ impl Scope {
 
     /// Whether a pair is in a requested subtree (`Some(true)`), only on
     /// the way to one (`Some(false)`), or outside the part.
-    fn place(&self, st: Option<u32>, s: Option<u32>, dt: Option<u32>, d: Option<u32>) -> Option<bool> {
-        let has = |set: &HashSet<(u32, u32)>, t: Option<u32>, slot: Option<u32>| {
+    fn place(&self, st: Option<TypeIdx>, s: Option<u32>, dt: Option<TypeIdx>, d: Option<u32>) -> Option<bool> {
+        let has = |set: &HashSet<(TypeIdx, u32)>, t: Option<TypeIdx>, slot: Option<u32>| {
             t.zip(slot).is_some_and(|k| set.contains(&k))
         };
         if has(&self.full[0], st, s) || has(&self.full[1], dt, d) {
@@ -317,15 +317,15 @@ fn walk<'a>(
 }
 
 /// Live slots of a type without a parent, in insertion order.
-fn parentless(store: &LocalStore, ty: Option<u32>) -> Vec<u32> {
-    ty.map(|t| &store.tables[t as usize])
+fn parentless(store: &LocalStore, ty: Option<TypeIdx>) -> Vec<u32> {
+    ty.map(|t| &store.tables[t])
         .filter(|t| t.parentless > 0)
         .map(|t| t.slots().filter(|&s| t.meta[s as usize].parent.is_none()).collect())
         .unwrap_or_default()
 }
 
 /// The slots of these keys that are live and parentless, in insertion order.
-fn parentless_of(store: &LocalStore, ty: Option<u32>, keys: &HashSet<&str>) -> Vec<u32> {
+fn parentless_of(store: &LocalStore, ty: Option<TypeIdx>, keys: &HashSet<&str>) -> Vec<u32> {
     let Some(t) = table(store, ty) else { return Vec::new() };
     let mut slots: Vec<u32> = keys
         .iter()
@@ -359,8 +359,8 @@ fn check_top_level(src: &Side<'_>, dst: &Side<'_>) -> Result<()> {
     Ok(())
 }
 
-fn table(store: &LocalStore, ty: Option<u32>) -> Option<&Table> {
-    ty.map(|t| &store.tables[t as usize])
+fn table(store: &LocalStore, ty: Option<TypeIdx>) -> Option<&Table> {
+    ty.map(|t| &store.tables[t])
 }
 
 fn check_identifiers(ctx: &Ctx<'_, '_, '_>, st: Option<&Table>, dt: Option<&Table>) -> Result<()> {
@@ -387,7 +387,7 @@ fn check_identifiers(ctx: &Ctx<'_, '_, '_>, st: Option<&Table>, dt: Option<&Tabl
 /// One sibling list: its model type and slots.
 #[derive(Clone, Copy)]
 struct List<'s> {
-    ty: Option<u32>,
+    ty: Option<TypeIdx>,
     slots: &'s [u32],
 }
 
@@ -511,9 +511,9 @@ fn diff_lists(
 /// as sequentially.
 fn diff_top(
     ctx: &mut Ctx<'_, '_, '_>,
-    sty: Option<u32>,
+    sty: Option<TypeIdx>,
     s_slots: &[u32],
-    dty: Option<u32>,
+    dty: Option<TypeIdx>,
     d_slots: &[u32],
     siblings: bool,
     out: &mut Vec<DiffElement>,
@@ -547,9 +547,9 @@ fn diff_top(
 /// three-way walk, unchanged records wanted) or save nothing.
 fn differing_buckets(
     ctx: &mut Ctx<'_, '_, '_>,
-    sty: Option<u32>,
+    sty: Option<TypeIdx>,
     s_slots: &[u32],
-    dty: Option<u32>,
+    dty: Option<TypeIdx>,
     d_slots: &[u32],
 ) -> Option<(Vec<u32>, Vec<u32>, usize)> {
     let (st, dt) = (table(ctx.src, sty)?, table(ctx.dst, dty)?);
@@ -592,7 +592,7 @@ fn differing_buckets(
     Some(narrowed)
 }
 
-fn top(ty: Option<u32>, slots: &[u32]) -> List<'_> {
+fn top(ty: Option<TypeIdx>, slots: &[u32]) -> List<'_> {
     List { ty, slots }
 }
 
@@ -609,6 +609,7 @@ mod parallel {
     use super::{Ctx, PairOutcome, diff_pair};
     use crate::diff::DiffElement;
     use crate::error::Result;
+    use crate::store::TypeIdx;
 
     type Pair = (Option<u32>, Option<u32>);
 
@@ -625,8 +626,8 @@ mod parallel {
     /// progress callback (not thread-safe) is called between waves, here.
     pub(super) fn diff_pairs(
         ctx: &mut Ctx<'_, '_, '_>,
-        sty: Option<u32>,
-        dty: Option<u32>,
+        sty: Option<TypeIdx>,
+        dty: Option<TypeIdx>,
         pairs: &[Pair],
         out: &mut Vec<DiffElement>,
     ) -> Result<usize> {
@@ -713,8 +714,8 @@ fn check_shortnames(elements: &[DiffElement]) -> Result<()> {
     Ok(())
 }
 
-fn model(store: &LocalStore, ty: Option<u32>, slot: Option<u32>) -> Option<&dyn AnyModel> {
-    store.tables[ty? as usize].models.get(slot?)
+fn model(store: &LocalStore, ty: Option<TypeIdx>, slot: Option<u32>) -> Option<&dyn AnyModel> {
+    store.tables[ty?].models.get(slot?)
 }
 
 type Pair = (Option<u32>, Option<u32>);
@@ -722,9 +723,9 @@ type Pair = (Option<u32>, Option<u32>);
 /// A pair whose children are being diffed: the differ's work stack holds
 /// one per level, so the depth of a hierarchy is no risk to the call stack.
 struct Frame<'a> {
-    sty: Option<u32>,
+    sty: Option<TypeIdx>,
     s: Option<u32>,
-    dty: Option<u32>,
+    dty: Option<TypeIdx>,
     d: Option<u32>,
     equal: bool,
     /// Inside the diffed part (always, unless the diff has a scope).
@@ -734,7 +735,7 @@ struct Frame<'a> {
     /// The next child type (index into the primary's schema).
     next_type: usize,
     /// The current child list: its types, matched pairs and the next pair.
-    list: Option<(Option<u32>, Option<u32>)>,
+    list: Option<(Option<TypeIdx>, Option<TypeIdx>)>,
     pairs: Vec<Pair>,
     next_pair: usize,
     /// Where the current list's elements start in `children`.
@@ -746,9 +747,9 @@ struct Frame<'a> {
 /// Diffs one pair (or one-sided model) and its subtree.
 fn diff_pair(
     ctx: &mut Ctx<'_, '_, '_>,
-    sty: Option<u32>,
+    sty: Option<TypeIdx>,
     s: Option<u32>,
-    dty: Option<u32>,
+    dty: Option<TypeIdx>,
     d: Option<u32>,
 ) -> Result<PairOutcome> {
     let mut stack: Vec<Frame<'_>> = Vec::new();
@@ -823,9 +824,9 @@ enum Opened<'a> {
 /// counted unchanged without a visit.
 fn open<'a>(
     ctx: &mut Ctx<'a, '_, '_>,
-    sty: Option<u32>,
+    sty: Option<TypeIdx>,
     s: Option<u32>,
-    dty: Option<u32>,
+    dty: Option<TypeIdx>,
     d: Option<u32>,
     parent_inside: bool,
 ) -> Opened<'a> {
@@ -892,7 +893,7 @@ fn open<'a>(
         let same_base = match (&ctx.three, base) {
             (None, _) => true,
             (Some(three), Some((bt, bs))) => {
-                let bm = &three.base.tables[bt as usize].meta[bs as usize];
+                let bm = &three.base.tables[bt].meta[bs as usize];
                 same_subtree(bm, &dt.meta[d as usize]) == Some(n)
             }
             (Some(_), None) => false,
@@ -952,7 +953,7 @@ fn against_base(
     dt: Option<&Table>,
     d: Option<u32>,
     equal: bool,
-) -> Option<(u32, u32)> {
+) -> Option<(TypeIdx, u32)> {
     // The destination first: the base is built like it, often in its order.
     let (t, slot) = dt.zip(d).or(st.zip(s))?;
     let meta = &t.meta[slot as usize];
@@ -969,7 +970,7 @@ fn against_base(
             (Some(_), None) => Some(Action::Create),
             (None, Some(_)) => Some(Action::Delete),
             (Some((t, x)), Some((bt, bs))) => {
-                let same = t.models.attrs_equal(x, &*base.tables[bt as usize].models, bs);
+                let same = t.models.attrs_equal(x, &*base.tables[bt].models, bs);
                 (!same).then_some(Action::Update)
             }
         }

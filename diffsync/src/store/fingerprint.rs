@@ -15,7 +15,7 @@ impl LocalStore {
     /// a bulk load marks each model about once.
     fn mark_dirty(&mut self, mut at: Link) {
         loop {
-            let m = &mut self.tables[at.ty as usize].meta[at.slot as usize];
+            let m = &mut self.tables[at.ty].meta[at.slot as usize];
             if m.dirty {
                 return;
             }
@@ -52,7 +52,7 @@ impl LocalStore {
             if stop.is_some_and(|s| s.contains(&l)) {
                 return;
             }
-            let t = &mut self.tables[l.ty as usize];
+            let t = &mut self.tables[l.ty];
             if t.meta[l.slot as usize].dirty {
                 // Recounted with its ancestors at the next refresh.
                 return;
@@ -79,7 +79,7 @@ impl LocalStore {
 
     /// A model's stable key hash, computed once.
     pub(crate) fn key_hash(&mut self, at: Link) -> u64 {
-        let t = &mut self.tables[at.ty as usize];
+        let t = &mut self.tables[at.ty];
         let m = &mut t.meta[at.slot as usize];
         if m.key_hash == 0 {
             m.key_hash = digest::parent_hash(&t.schema.name, &m.uid);
@@ -90,16 +90,14 @@ impl LocalStore {
     /// A model's content or parent may have changed: its digest and term
     /// follow, and the subscribers hear of a real change.
     pub(crate) fn redigest(&mut self, at: Link) {
-        let t = &self.tables[at.ty as usize];
+        let t = &self.tables[at.ty];
         let m = &t.meta[at.slot as usize];
         let Some(model) = t.models.get(at.slot) else { return };
         let item = digest::item_digest(model);
         let ignored = model.flags().contains(ModelFlags::IGNORE);
-        let parent = m
-            .parent
-            .map(|p| self.tables[p.ty as usize].meta[p.slot as usize].key_hash);
+        let parent = m.parent.map(|p| self.tables[p.ty].meta[p.slot as usize].key_hash);
         let term = digest::term(item, parent);
-        let t = &mut self.tables[at.ty as usize];
+        let t = &mut self.tables[at.ty];
         let m = &mut t.meta[at.slot as usize];
         let changed = m.term != term;
         let old = (
@@ -128,7 +126,7 @@ impl LocalStore {
         // Post-order on a work stack (trees may be deep): (model, children done).
         let mut stack: Vec<(Link, bool)> = Vec::new();
         for root in roots {
-            let alive = self.tables[root.ty as usize]
+            let alive = self.tables[root.ty]
                 .meta
                 .get(root.slot as usize)
                 .is_some_and(|m| m.alive && m.dirty && m.parent.is_none());
@@ -137,13 +135,13 @@ impl LocalStore {
             }
             stack.push((root, false));
             while let Some((at, done)) = stack.pop() {
-                let t = &self.tables[at.ty as usize];
+                let t = &self.tables[at.ty];
                 let m = &t.meta[at.slot as usize];
                 if !done {
                     stack.push((at, true));
                     for (ci, list) in m.children.iter().enumerate() {
                         let Some(cty) = t.child_types[ci] else { continue };
-                        let ct = &self.tables[cty as usize];
+                        let ct = &self.tables[cty];
                         stack.extend(
                             list.iter()
                                 .filter(|&&c| ct.meta[c as usize].dirty)
@@ -157,13 +155,13 @@ impl LocalStore {
                 let mut flagged = u32::from(m.ignored);
                 for (ci, list) in m.children.iter().enumerate() {
                     let Some(cty) = t.child_types[ci] else { continue };
-                    let ct = &self.tables[cty as usize];
+                    let ct = &self.tables[cty];
                     for &c in list {
                         fp.merge(ct.meta[c as usize].subtree);
                         flagged = flagged.wrapping_add(ct.meta[c as usize].flagged);
                     }
                 }
-                let t = &mut self.tables[at.ty as usize];
+                let t = &mut self.tables[at.ty];
                 let root = t.meta[at.slot as usize].parent.is_none();
                 if root {
                     t.root_bucket_update(at.slot, false);
@@ -198,13 +196,13 @@ impl LocalStore {
     /// The fingerprint of every model of one type.
     pub fn type_fingerprint(&self, model_type: &str) -> Fingerprint {
         self.table_index(model_type)
-            .map_or_else(Fingerprint::default, |t| self.tables[t as usize].fingerprint)
+            .map_or_else(Fingerprint::default, |t| self.tables[t].fingerprint)
     }
 
     /// A model's item digest.
     pub fn digest(&self, model_type: &str, key: &str) -> Option<Digest> {
         let (ty, slot) = self.locate(model_type, key)?;
-        Some(self.tables[ty as usize].meta[slot as usize].digest)
+        Some(self.tables[ty].meta[slot as usize].digest)
     }
 
     /// The fingerprint of a model and everything below it (counted now
@@ -214,7 +212,7 @@ impl LocalStore {
         let mut fp = Fingerprint::default();
         let mut stack = vec![Link { ty, slot }];
         while let Some(at) = stack.pop() {
-            let t = &self.tables[at.ty as usize];
+            let t = &self.tables[at.ty];
             let m = &t.meta[at.slot as usize];
             if !m.dirty {
                 fp.merge(m.subtree);

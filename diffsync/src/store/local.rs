@@ -12,7 +12,7 @@ use crate::model::AttrSource;
 use crate::model::column::{__new_vec, ErasedVec, RustType, TypedVec};
 use crate::model::{AnyModel, Attrs, DiffModel, IdPart, ModelSchema, SchemaRef, StaticModel, unique_id_of};
 
-use super::table::{Link, NOTHING, Table};
+use super::table::{Link, NOTHING, Table, TypeIdx};
 use super::{Handle, Store};
 
 /// A parent given by type and key, or by handle.
@@ -68,7 +68,7 @@ pub struct LocalStore {
     epoch: u64,
     hasher: hashbrown::DefaultHashBuilder,
     pub(crate) tables: Vec<Table>,
-    by_name: HashMap<String, u32>,
+    by_name: HashMap<String, TypeIdx>,
     scratch: String,
     /// Parentless models whose subtree fingerprint is dirty (may hold
     /// duplicates and models cleaned or removed since).
@@ -164,10 +164,10 @@ impl LocalStore {
 
     /// The schema of a model type, if known.
     pub fn schema(&self, model_type: &str) -> Option<&ModelSchema> {
-        self.table_index(model_type).map(|i| &*self.tables[i as usize].schema)
+        self.table_index(model_type).map(|i| &*self.tables[i].schema)
     }
 
-    pub(crate) fn table_index(&self, model_type: &str) -> Option<u32> {
+    pub(crate) fn table_index(&self, model_type: &str) -> Option<TypeIdx> {
         self.by_name.get(model_type).copied()
     }
 
@@ -179,17 +179,17 @@ impl LocalStore {
     /// (every store shares the hash function).
     /// `near`: the slot to try first (stores filled in the same order keep
     /// a key at the same slot, and that probe is a sequential access).
-    pub(crate) fn find_with_hash(&self, ty: u32, hash: u64, key: &str, near: u32) -> Option<u32> {
-        let t = &self.tables[ty as usize];
+    pub(crate) fn find_with_hash(&self, ty: TypeIdx, hash: u64, key: &str, near: u32) -> Option<u32> {
+        let t = &self.tables[ty];
         match t.meta.get(near as usize) {
             Some(m) if m.alive && m.hash == hash && *m.uid == *key => Some(near),
             _ => t.find_hashed(hash, key),
         }
     }
 
-    pub(crate) fn locate(&self, model_type: &str, key: &str) -> Option<(u32, u32)> {
+    pub(crate) fn locate(&self, model_type: &str, key: &str) -> Option<(TypeIdx, u32)> {
         let ty = self.table_index(model_type)?;
-        let slot = self.tables[ty as usize].find_hashed(self.hash(key), key)?;
+        let slot = self.tables[ty].find_hashed(self.hash(key), key)?;
         Some((ty, slot))
     }
 
@@ -198,9 +198,9 @@ impl LocalStore {
         schema: SchemaRef,
         make: impl FnOnce() -> ErasedVec,
         rust_type: RustType,
-    ) -> Result<u32> {
+    ) -> Result<TypeIdx> {
         if let Some(&i) = self.by_name.get(schema.name.as_ref()) {
-            let t = &self.tables[i as usize];
+            let t = &self.tables[i];
             if t.models.rust_type() != rust_type {
                 return Err(Error::TypeMismatch {
                     model_type: schema.name.to_string(),
@@ -212,11 +212,11 @@ impl LocalStore {
             return Ok(i);
         }
         schema.validate()?;
-        let i = self.tables.len() as u32;
+        let i = TypeIdx::new(self.tables.len());
         self.by_name.insert(schema.name.to_string(), i);
         self.tables.push(Table::new(schema, make().0));
         // Resolve child links declared by earlier types that name this one.
-        let name = self.tables[i as usize].schema.name.clone();
+        let name = self.tables[i].schema.name.clone();
         for t in &mut self.tables {
             for (ci, c) in t.schema.children.iter().enumerate() {
                 if *c == name {
@@ -224,9 +224,9 @@ impl LocalStore {
                 }
             }
         }
-        let children: Vec<_> = self.tables[i as usize].schema.children.to_vec();
+        let children: Vec<_> = self.tables[i].schema.children.to_vec();
         for (ci, c) in children.iter().enumerate() {
-            self.tables[i as usize].child_types[ci] = self.by_name.get(c.as_ref()).copied();
+            self.tables[i].child_types[ci] = self.by_name.get(c.as_ref()).copied();
         }
         Ok(i)
     }
@@ -247,9 +247,9 @@ impl LocalStore {
     pub(crate) fn same_attrs(&self, model_type: &str, key: &str, other: &LocalStore) -> bool {
         match (self.locate(model_type, key), other.locate(model_type, key)) {
             (Some((ty, slot)), Some((oty, oslot))) => {
-                self.tables[ty as usize]
+                self.tables[ty]
                     .models
-                    .attrs_equal(slot, &*other.tables[oty as usize].models, oslot)
+                    .attrs_equal(slot, &*other.tables[oty].models, oslot)
             }
             _ => false,
         }
@@ -259,7 +259,7 @@ impl LocalStore {
     pub(crate) fn build(&self, model_type: &str, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>> {
         let t = self
             .table_index(model_type)
-            .map(|i| &self.tables[i as usize])
+            .map(|i| &self.tables[i])
             .ok_or_else(|| Error::Schema {
                 model_type: model_type.to_string(),
                 message: "not registered in this store".into(),
@@ -275,10 +275,10 @@ impl LocalStore {
         }
     }
 
-    fn resolve(&self, h: Handle) -> Result<(u32, u32)> {
+    fn resolve(&self, h: Handle) -> Result<(TypeIdx, u32)> {
         let alive = self
             .tables
-            .get(h.ty as usize)
+            .get(h.ty.index())
             .and_then(|t| t.meta.get(h.slot as usize))
             .is_some_and(|m| m.alive);
         if alive && h.store == self.id && h.epoch == self.epoch {
@@ -288,13 +288,13 @@ impl LocalStore {
             store: self.name.clone(),
             model_type: self
                 .tables
-                .get(h.ty as usize)
+                .get(h.ty.index())
                 .map(|t| t.schema.name.to_string())
                 .unwrap_or_default(),
         })
     }
 
-    fn handle(&self, ty: u32, slot: u32) -> Handle {
+    fn handle(&self, ty: TypeIdx, slot: u32) -> Handle {
         Handle {
             ty,
             slot,
@@ -309,7 +309,7 @@ impl LocalStore {
             ParentRef::Key(t, k) => self.locate(t, k).ok_or_else(|| self.not_found(t, k))?,
             ParentRef::Handle(h) => self.resolve(h)?,
         };
-        let table = &self.tables[pt as usize];
+        let table = &self.tables[pt];
         let schema = &table.schema;
         let ci = schema.child_index(child_type).ok_or_else(|| Error::WrongChildType {
             parent_type: schema.name.to_string(),
@@ -350,7 +350,7 @@ impl LocalStore {
     fn add_typed<T: DiffModel>(&mut self, model: T, parent: Option<ParentRef<'_>>) -> Result<Handle> {
         let known = self.table_index(&DiffModel::schema(&model).name);
         let ty = match known {
-            Some(t) if self.tables[t as usize].models.as_any().is::<TypedVec<T>>() => t,
+            Some(t) if self.tables[t].models.as_any().is::<TypedVec<T>>() => t,
             _ => self.ensure_table(model.schema_ref(), __new_vec::<T>, RustType::of::<T>())?,
         };
         let link = match parent {
@@ -364,7 +364,7 @@ impl LocalStore {
         let uid: Box<str> = Box::from(buf.as_str());
         self.scratch = buf;
         let hash = self.hash(&uid);
-        let table = &mut self.tables[ty as usize];
+        let table = &mut self.tables[ty];
         if let Some(slot) = table.find_hashed(hash, &uid) {
             let same_parent = table.meta[slot as usize].parent == link.map(|l| l.0);
             let typed = table
@@ -393,7 +393,7 @@ impl LocalStore {
         let ignored = model.flags().contains(ModelFlags::IGNORE);
         vec.0.push(Some(model));
         let parent = link.map(|(l, _)| (l, self.key_hash(l)));
-        let slot = self.tables[ty as usize].push_meta(uid, hash, parent, item, ignored);
+        let slot = self.tables[ty].push_meta(uid, hash, parent, item, ignored);
         if let Some((l, ci)) = link {
             self.link(l, ci, ty, slot);
         }
@@ -401,11 +401,11 @@ impl LocalStore {
         Ok(self.handle(ty, slot))
     }
 
-    fn link(&mut self, parent: Link, ci: usize, child_ty: u32, slot: u32) {
-        let pt = &mut self.tables[parent.ty as usize];
+    fn link(&mut self, parent: Link, ci: usize, child_ty: TypeIdx, slot: u32) {
+        let pt = &mut self.tables[parent.ty];
         pt.child_types[ci] = Some(child_ty);
         pt.meta[parent.slot as usize].children[ci].push(slot);
-        let child = &self.tables[child_ty as usize].meta[slot as usize];
+        let child = &self.tables[child_ty].meta[slot as usize];
         let added = (child.subtree, child.flagged);
         self.adjust(parent, added, NOTHING);
     }
@@ -438,7 +438,7 @@ impl LocalStore {
         if self.subscribers.is_empty() {
             return;
         }
-        let t = &self.tables[at.ty as usize];
+        let t = &self.tables[at.ty];
         let m = &t.meta[at.slot as usize];
         let event = ChangeEvent {
             kind,
@@ -446,7 +446,7 @@ impl LocalStore {
             key: m.uid.to_string(),
             identifiers: t.models.get(at.slot).map(|m| m.identifiers()),
             parent: m.parent.map(|p| {
-                let pt = &self.tables[p.ty as usize];
+                let pt = &self.tables[p.ty];
                 (pt.schema.name.to_string(), pt.meta[p.slot as usize].uid.to_string())
             }),
             origin: self.origin.clone(),
@@ -471,7 +471,7 @@ impl LocalStore {
             None => None,
         };
         let hash = self.hash(&uid);
-        let table = &mut self.tables[ty as usize];
+        let table = &mut self.tables[ty];
         if table.find_hashed(hash, &uid).is_some() {
             return Err(Error::AlreadyExists {
                 store: self.name.clone(),
@@ -484,7 +484,7 @@ impl LocalStore {
         let ignored = model.flags().contains(ModelFlags::IGNORE);
         table.models.push_boxed(model, &schema)?;
         let parent = link.map(|(l, _)| (l, self.key_hash(l)));
-        let slot = self.tables[ty as usize].push_meta(uid.into_boxed_str(), hash, parent, item, ignored);
+        let slot = self.tables[ty].push_meta(uid.into_boxed_str(), hash, parent, item, ignored);
         if let Some((l, ci)) = link {
             self.link(l, ci, ty, slot);
         }
@@ -492,8 +492,8 @@ impl LocalStore {
         Ok(())
     }
 
-    fn typed_vec<T: DiffModel>(&self, ty: u32, key: &str) -> Result<&TypedVec<T>> {
-        let t = &self.tables[ty as usize];
+    fn typed_vec<T: DiffModel>(&self, ty: TypeIdx, key: &str) -> Result<&TypedVec<T>> {
+        let t = &self.tables[ty];
         t.models
             .as_any()
             .downcast_ref::<TypedVec<T>>()
@@ -554,7 +554,7 @@ impl LocalStore {
         let (ty, slot) = self
             .locate(model_type, key)
             .ok_or_else(|| self.not_found(model_type, key))?;
-        self.tables[ty as usize]
+        self.tables[ty]
             .models
             .get(slot)
             .ok_or_else(|| self.not_found(model_type, key))
@@ -563,7 +563,7 @@ impl LocalStore {
     /// Every model of a type, in insertion order (none if the type is unknown).
     pub fn get_all<T: DiffModel>(&self, model_type: &str) -> Result<impl Iterator<Item = &T>> {
         let found = match self.table_index(model_type) {
-            Some(ty) => Some((&self.tables[ty as usize], self.typed_vec::<T>(ty, "")?)),
+            Some(ty) => Some((&self.tables[ty], self.typed_vec::<T>(ty, "")?)),
             None => None,
         };
         Ok(found
@@ -573,7 +573,7 @@ impl LocalStore {
 
     /// Every model of a type, type-erased, in insertion order.
     pub fn get_all_dyn(&self, model_type: &str) -> impl Iterator<Item = &dyn AnyModel> {
-        let table = self.table_index(model_type).map(|ty| &self.tables[ty as usize]);
+        let table = self.table_index(model_type).map(|ty| &self.tables[ty]);
         table
             .into_iter()
             .flat_map(|t| t.slots().filter_map(move |s| t.models.get(s)))
@@ -591,7 +591,7 @@ impl LocalStore {
         let (ty, slot) = self
             .locate(model_type, key)
             .ok_or_else(|| self.not_found(model_type, key))?;
-        let t = &self.tables[ty as usize];
+        let t = &self.tables[ty];
         let ci = t.schema.child_index(child_type).ok_or_else(|| Error::WrongChildType {
             parent_type: model_type.into(),
             parent_key: key.into(),
@@ -601,7 +601,7 @@ impl LocalStore {
         let Some(cty) = t.child_types[ci] else {
             return Ok(Vec::new());
         };
-        let ct = &self.tables[cty as usize];
+        let ct = &self.tables[cty];
         Ok(t.meta[slot as usize].children[ci]
             .iter()
             .map(|&c| &*ct.meta[c as usize].uid)
@@ -613,8 +613,8 @@ impl LocalStore {
         let (ty, slot) = self
             .locate(model_type, key)
             .ok_or_else(|| self.not_found(model_type, key))?;
-        Ok(self.tables[ty as usize].meta[slot as usize].parent.map(|l| {
-            let pt = &self.tables[l.ty as usize];
+        Ok(self.tables[ty].meta[slot as usize].parent.map(|l| {
+            let pt = &self.tables[l.ty];
             (pt.schema.name.as_ref(), &*pt.meta[l.slot as usize].uid)
         }))
     }
@@ -625,7 +625,7 @@ impl LocalStore {
         match self.locate(&DiffModel::schema(&model).name, &uid) {
             None => self.add(model).map(|_| ()),
             Some((ty, slot)) => {
-                let t = &mut self.tables[ty as usize];
+                let t = &mut self.tables[ty];
                 let stored = t.models.rust_type().name;
                 let vec = t
                     .models
@@ -675,7 +675,7 @@ impl LocalStore {
 
     /// Number of models of one type.
     pub fn count(&self, model_type: &str) -> usize {
-        self.table_index(model_type).map_or(0, |t| self.tables[t as usize].live)
+        self.table_index(model_type).map_or(0, |t| self.tables[t].live)
     }
 
     /// Number of models of all types.
@@ -688,7 +688,7 @@ impl LocalStore {
         let (ty, slot) = self
             .locate(model_type, key)
             .ok_or_else(|| self.not_found(model_type, key))?;
-        let result = self.tables[ty as usize].models.update_attrs(slot, source);
+        let result = self.tables[ty].models.update_attrs(slot, source);
         // Even a failed update may have set some attributes.
         self.redigest(Link { ty, slot });
         result
@@ -721,30 +721,27 @@ impl LocalStore {
         // one included, leaves the ancestors above it).
         let removing: HashSet<Link> = found.iter().map(|&(ty, slot, _)| Link { ty, slot }).collect();
         for &at in &removing {
-            let m = &self.tables[at.ty as usize].meta[at.slot as usize];
+            let m = &self.tables[at.ty].meta[at.slot as usize];
             if let Some(parent) = m.parent {
                 let gone = (m.subtree, m.flagged);
                 self.adjust_below(parent, NOTHING, gone, Some(&removing));
             }
         }
         // (parent type, parent slot, child list) → the slots leaving it.
-        let mut leaving: HashMap<(u32, u32, usize), HashSet<u32>> = HashMap::new();
+        let mut leaving: HashMap<(TypeIdx, u32, usize), HashSet<u32>> = HashMap::new();
         for &(ty, slot, _) in &found {
-            if let Some(p) = self.tables[ty as usize].meta[slot as usize].parent
-                && let Some(ci) = self.tables[p.ty as usize]
-                    .child_types
-                    .iter()
-                    .position(|c| *c == Some(ty))
+            if let Some(p) = self.tables[ty].meta[slot as usize].parent
+                && let Some(ci) = self.tables[p.ty].child_types.iter().position(|c| *c == Some(ty))
             {
                 leaving.entry((p.ty, p.slot, ci)).or_default().insert(slot);
             }
         }
         for ((pty, pslot, ci), gone) in leaving {
-            self.tables[pty as usize].meta[pslot as usize].children[ci].retain(|s| !gone.contains(s));
+            self.tables[pty].meta[pslot as usize].children[ci].retain(|s| !gone.contains(s));
         }
         for (ty, slot, remove_children) in found {
             // A subtree removed earlier in the list may have taken it already.
-            if self.tables[ty as usize].meta[slot as usize].alive {
+            if self.tables[ty].meta[slot as usize].alive {
                 self.drop_slot(ty, slot, remove_children);
             }
         }
@@ -758,14 +755,14 @@ impl LocalStore {
         for ty in 0..self.tables.len() {
             let t = &self.tables[ty];
             if t.meta.len() > COMPACT_MIN_SLOTS && t.live * 2 < t.meta.len() {
-                self.compact_table(ty as u32);
+                self.compact_table(TypeIdx::new(ty));
             }
         }
     }
 
-    fn compact_table(&mut self, ty: u32) {
+    fn compact_table(&mut self, ty: TypeIdx) {
         self.epoch += 1;
-        let t = &mut self.tables[ty as usize];
+        let t = &mut self.tables[ty];
         let mut remap = vec![u32::MAX; t.meta.len()];
         let mut next = 0u32;
         for (old, m) in t.meta.iter().enumerate() {
@@ -807,14 +804,14 @@ impl LocalStore {
 
     /// Frees a slot; its children are freed too (a work stack, not
     /// recursion: subtrees may be deep) or left parentless.
-    fn drop_slot(&mut self, ty: u32, slot: u32, remove_children: bool) {
+    fn drop_slot(&mut self, ty: TypeIdx, slot: u32, remove_children: bool) {
         let mut stack = vec![(ty, slot)];
         // Keys are freed at the end: the events of a subtree name its parents.
         let mut freed = Vec::new();
         while let Some((ty, slot)) = stack.pop() {
             self.emit(ChangeKind::Deleted, Link { ty, slot });
             freed.push((ty, slot));
-            let t = &mut self.tables[ty as usize];
+            let t = &mut self.tables[ty];
             if t.meta[slot as usize].parent.is_none() {
                 t.root_bucket_update(slot, false);
             }
@@ -831,7 +828,7 @@ impl LocalStore {
             t.fingerprint.remove(term);
             t.parentless -= usize::from(meta.parent.is_none());
             for (ci, list) in children.into_iter().enumerate() {
-                let Some(cty) = self.tables[ty as usize].child_types[ci] else {
+                let Some(cty) = self.tables[ty].child_types[ci] else {
                     continue;
                 };
                 if remove_children {
@@ -839,7 +836,7 @@ impl LocalStore {
                 } else {
                     for c in list {
                         let at = Link { ty: cty, slot: c };
-                        let ct = &mut self.tables[cty as usize];
+                        let ct = &mut self.tables[cty];
                         ct.meta[c as usize].parent = None;
                         ct.parentless += 1;
                         ct.root_bucket_update(c, true);
@@ -853,7 +850,7 @@ impl LocalStore {
             }
         }
         for (ty, slot) in freed {
-            self.tables[ty as usize].meta[slot as usize].uid = Box::default();
+            self.tables[ty].meta[slot as usize].uid = Box::default();
         }
     }
 }
@@ -925,7 +922,7 @@ mod tests {
             let mut stack = vec![m.unique_id()];
             while let Some(k) = stack.pop() {
                 let (ty, slot) = s.locate("link", &k).unwrap();
-                fp.add(s.tables[ty as usize].meta[slot as usize].term);
+                fp.add(s.tables[ty].meta[slot as usize].term);
                 stack.extend(
                     s.children_keys("link", &k, "link")
                         .unwrap()
@@ -966,7 +963,7 @@ mod tests {
         assert!(s.fingerprints_fresh());
         for (k, fp) in recounted(&s) {
             let (ty, slot) = s.locate("link", &k).unwrap();
-            let m = &s.tables[ty as usize].meta[slot as usize];
+            let m = &s.tables[ty].meta[slot as usize];
             assert!(!m.dirty);
             assert_eq!(m.subtree, fp, "after the recount: {k}");
         }
@@ -1017,7 +1014,7 @@ mod tests {
                 s.remove("unit", &format!("b__{pos}"), false).unwrap();
             }
         }
-        let units = s.table_index("unit").unwrap() as usize;
+        let units = s.table_index("unit").unwrap();
         assert!(s.tables[units].meta.len() < 4000, "the unit table was compacted");
         assert_eq!(s.count("unit"), 500 + 1000);
         let a = s.children_keys("rack", "a", "unit").unwrap();
@@ -1039,7 +1036,7 @@ mod tests {
         for r in (0..2000).filter(|r| r % 4 != 3) {
             s.remove("rack", &format!("r{r}"), false).unwrap();
         }
-        let racks = s.table_index("rack").unwrap() as usize;
+        let racks = s.table_index("rack").unwrap();
         assert!(s.tables[racks].meta.len() < 2000, "the rack table was compacted");
         assert_eq!(s.parent_of("unit", "r1999__1").unwrap(), Some(("rack", "r1999")));
         assert_eq!(s.children_keys("rack", "r3", "unit").unwrap(), ["r3__1"]);

@@ -80,7 +80,7 @@ pub trait Store: Send + Sync {
 /// are stale and [`Error::StaleHandle`] says so (never a wrong link).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Handle {
-    ty: u32,
+    ty: TypeIdx,
     slot: u32,
     store: u64,
     epoch: u64,

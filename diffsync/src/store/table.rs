@@ -9,8 +9,38 @@ use crate::model::column::ModelVec;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Link {
-    pub(crate) ty: u32,
+    pub(crate) ty: TypeIdx,
     pub(crate) slot: u32,
+}
+
+/// A model type's place in a store's tables: not a slot, not a child-list
+/// position (`rustc_index`'s reason for newtypes: indices that cannot mix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct TypeIdx(u32);
+
+impl TypeIdx {
+    /// The `i`-th table.
+    pub(crate) fn new(i: usize) -> TypeIdx {
+        TypeIdx(u32::try_from(i).expect("fewer than 2^32 model types"))
+    }
+
+    /// Its position in the store's list of tables.
+    pub(crate) fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl std::ops::Index<TypeIdx> for Vec<Table> {
+    type Output = Table;
+    fn index(&self, i: TypeIdx) -> &Table {
+        &self[i.index()]
+    }
+}
+
+impl std::ops::IndexMut<TypeIdx> for Vec<Table> {
+    fn index_mut(&mut self, i: TypeIdx) -> &mut Table {
+        &mut self[i.index()]
+    }
 }
 
 /// Per-slot bookkeeping: unique id and its hash (computed once), links, liveness.
@@ -49,7 +79,7 @@ pub(crate) struct Table {
     pub(crate) live: usize,
     pub(crate) models: Box<dyn ModelVec>,
     /// Store type index of each schema child type, once known.
-    pub(crate) child_types: Vec<Option<u32>>,
+    pub(crate) child_types: Vec<Option<TypeIdx>>,
     /// The terms of every live model of the type.
     pub(crate) fingerprint: Fingerprint,
     /// Live models without a parent (a child type has none but orphans:

@@ -279,7 +279,7 @@ impl<'a, 'd> Planner<'a, 'd> {
 /// very type (same Rust type and schema), else rebuilt from the values.
 /// Local-only fields take their default, flags the destination type's.
 fn new_model_for(e: &DiffElement, src: Option<&dyn AnyModel>, dest: &LocalStore) -> Result<Box<dyn AnyModel>> {
-    let Some(t) = dest.table_index(&e.model_type).map(|t| &dest.tables[t as usize]) else {
+    let Some(t) = dest.table_index(&e.model_type).map(|t| &dest.tables[t]) else {
         return match src {
             Some(m) => Ok(m.copy_for_create_box()),
             None => Err(Error::Schema {
