@@ -271,3 +271,27 @@ fn a_part_and_a_change_event_name_models_by_key() {
     let keys: Vec<ModelKey> = batch.events.iter().map(|e| e.model_key()).collect();
     assert_eq!(keys, [Site::key("sfo").into_erased()]);
 }
+
+#[test]
+fn a_store_is_walked_by_typed_keys_without_spelling_a_type_name() {
+    let store = sys_a().store;
+    let sites: Vec<&str> = store.all::<Site>().unwrap().map(|s| s.name.as_str()).collect();
+    assert_eq!(sites, ["nyc", "sfo"]);
+    assert_eq!(store.count_of::<Interface>(), 3);
+    let nyc = Site::key("nyc");
+    let devices = store.children::<Device>(nyc.erased()).unwrap();
+    assert_eq!(devices, [Device::key("nyc-r1")]);
+    let eth = store.children::<Interface>(devices[0].erased()).unwrap();
+    assert_eq!(
+        eth,
+        [Interface::key("nyc-r1", "eth0"), Interface::key("nyc-r1", "eth1")]
+    );
+    assert_eq!(
+        store.parent(eth[1].erased()).unwrap(),
+        Some(devices[0].erased().clone())
+    );
+    assert_eq!(store.parent(nyc.erased()).unwrap(), None);
+    // A child type the parent does not declare, and a key the store does not hold.
+    assert!(store.children::<Site>(nyc.erased()).is_err());
+    assert!(store.parent(Site::key("atlantis").erased()).is_err());
+}

@@ -560,7 +560,38 @@ impl LocalStore {
             .ok_or_else(|| self.not_found(model_type, key))
     }
 
-    /// Every model of a type, in insertion order (none if the type is unknown).
+    /// Every stored `T`, in insertion order: `store.all::<Device>()`.
+    pub fn all<T: StaticModel>(&self) -> Result<impl Iterator<Item = &T>> {
+        self.get_all::<T>(T::NAME)
+    }
+
+    /// How many `T`s the store holds.
+    pub fn count_of<T: StaticModel>(&self) -> usize {
+        self.count(T::NAME)
+    }
+
+    /// The key of the parent of the model `key` names (`None`: it has no
+    /// parent). An error if the store does not hold that model.
+    pub fn parent(&self, key: &crate::ModelKey) -> Result<Option<crate::ModelKey>> {
+        let id = key.unique_id();
+        match self.parent_of(key.model_type(), &id)? {
+            Some((t, k)) => Ok(Some(self.get_dyn_by_id(t, k)?.model_key())),
+            None => Ok(None),
+        }
+    }
+
+    /// The keys of a model's children of type `C`, in insertion order
+    /// (an error if `C` is not one of the parent type's children).
+    pub fn children<C: StaticModel>(&self, parent: &crate::ModelKey) -> Result<Vec<crate::Key<C>>> {
+        let id = parent.unique_id();
+        self.children_keys(parent.model_type(), &id, C::NAME)?
+            .into_iter()
+            .map(|k| Ok(crate::Key::assume(self.get_dyn_by_id(C::NAME, k)?.model_key())))
+            .collect()
+    }
+
+    /// Every model of a type, in insertion order (none if the type is
+    /// unknown); [`all`](Self::all) names the type by its Rust type.
     pub fn get_all<T: DiffModel>(&self, model_type: &str) -> Result<impl Iterator<Item = &T>> {
         let found = match self.table_index(model_type) {
             Some(ty) => Some((&self.tables[ty], self.typed_vec::<T>(ty, "")?)),
