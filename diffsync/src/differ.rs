@@ -11,6 +11,7 @@ use hashbrown::{HashSet, HashTable};
 use crate::diff::{Action, AttrChange, Diff, DiffElement};
 use crate::error::{Error, Result};
 use crate::flags::{DiffFlags, ModelFlags};
+use crate::model::column::Slot;
 use crate::model::{AnyModel, ModelSchema};
 use crate::options::{Options, Progress, Stage};
 use crate::store::{LocalStore, Meta, Table, TypeIdx, root_bucket};
@@ -118,8 +119,8 @@ enum PairOutcome {
 /// The part of two stores a diff covers ([`Options::part`]), as slots:
 /// per side (source, destination) the requested models and their ancestors.
 pub(crate) struct Scope {
-    full: [HashSet<(TypeIdx, u32)>; 2],
-    path: [HashSet<(TypeIdx, u32)>; 2],
+    full: [HashSet<(TypeIdx, Slot)>; 2],
+    path: [HashSet<(TypeIdx, Slot)>; 2],
     /// (type, key) of ancestors outside every requested subtree: in the
     /// result they are no-change parents.
     outside: HashSet<(String, String)>,
@@ -136,10 +137,10 @@ impl Scope {
             for (t, k) in keys {
                 let Some((ty, slot)) = store.locate(t, k) else { continue };
                 sc.full[i].insert((ty, slot));
-                let mut up = store.tables[ty].meta[slot as usize].parent;
+                let mut up = store.tables[ty].meta[slot].parent;
                 while let Some(l) = up {
                     sc.path[i].insert((l.ty, l.slot));
-                    up = store.tables[l.ty].meta[l.slot as usize].parent;
+                    up = store.tables[l.ty].meta[l.slot].parent;
                 }
             }
             for &(ty, slot) in &sc.path[i] {
@@ -147,12 +148,12 @@ impl Scope {
                 let mut inside = false;
                 while let Some((t, s)) = at {
                     inside |= sc.full[i].contains(&(t, s));
-                    at = store.tables[t].meta[s as usize].parent.map(|l| (l.ty, l.slot));
+                    at = store.tables[t].meta[s].parent.map(|l| (l.ty, l.slot));
                 }
                 if !inside {
                     let t = &store.tables[ty];
                     sc.outside
-                        .insert((t.schema.name.to_string(), t.meta[slot as usize].uid.to_string()));
+                        .insert((t.schema.name.to_string(), t.meta[slot].uid.to_string()));
                 }
             }
         }
@@ -168,7 +169,7 @@ impl Scope {
             let t = &store.tables[ty];
             for &(mt, slot) in self.full[i].iter().chain(&self.path[i]) {
                 if mt == ty {
-                    out.insert(&*t.meta[slot as usize].uid);
+                    out.insert(&*t.meta[slot].uid);
                 }
             }
         }
@@ -177,8 +178,8 @@ impl Scope {
 
     /// Whether a pair is in a requested subtree (`Some(true)`), only on
     /// the way to one (`Some(false)`), or outside the part.
-    fn place(&self, st: Option<TypeIdx>, s: Option<u32>, dt: Option<TypeIdx>, d: Option<u32>) -> Option<bool> {
-        let has = |set: &HashSet<(TypeIdx, u32)>, t: Option<TypeIdx>, slot: Option<u32>| {
+    fn place(&self, st: Option<TypeIdx>, s: Option<Slot>, dt: Option<TypeIdx>, d: Option<Slot>) -> Option<bool> {
+        let has = |set: &HashSet<(TypeIdx, Slot)>, t: Option<TypeIdx>, slot: Option<Slot>| {
             t.zip(slot).is_some_and(|k| set.contains(&k))
         };
         if has(&self.full[0], st, s) || has(&self.full[1], dt, d) {
@@ -317,20 +318,20 @@ fn walk<'a>(
 }
 
 /// Live slots of a type without a parent, in insertion order.
-fn parentless(store: &LocalStore, ty: Option<TypeIdx>) -> Vec<u32> {
+fn parentless(store: &LocalStore, ty: Option<TypeIdx>) -> Vec<Slot> {
     ty.map(|t| &store.tables[t])
         .filter(|t| t.parentless > 0)
-        .map(|t| t.slots().filter(|&s| t.meta[s as usize].parent.is_none()).collect())
+        .map(|t| t.slots().filter(|&s| t.meta[s].parent.is_none()).collect())
         .unwrap_or_default()
 }
 
 /// The slots of these keys that are live and parentless, in insertion order.
-fn parentless_of(store: &LocalStore, ty: Option<TypeIdx>, keys: &HashSet<&str>) -> Vec<u32> {
+fn parentless_of(store: &LocalStore, ty: Option<TypeIdx>, keys: &HashSet<&str>) -> Vec<Slot> {
     let Some(t) = table(store, ty) else { return Vec::new() };
-    let mut slots: Vec<u32> = keys
+    let mut slots: Vec<Slot> = keys
         .iter()
         .filter_map(|k| t.find_hashed(store.hash(k), k))
-        .filter(|&s| t.meta[s as usize].alive && t.meta[s as usize].parent.is_none())
+        .filter(|&s| t.meta[s].alive && t.meta[s].parent.is_none())
         .collect();
     // Slots are allocated in insertion order.
     slots.sort_unstable();
@@ -388,11 +389,11 @@ fn check_identifiers(ctx: &Ctx<'_, '_, '_>, st: Option<&Table>, dt: Option<&Tabl
 #[derive(Clone, Copy)]
 struct List<'s> {
     ty: Option<TypeIdx>,
-    slots: &'s [u32],
+    slots: &'s [Slot],
 }
 
-fn uid_of(t: Option<&Table>, slot: u32) -> &str {
-    t.map_or("", |t| &t.meta[slot as usize].uid)
+fn uid_of(t: Option<&Table>, slot: Slot) -> &str {
+    t.map_or("", |t| &t.meta[slot].uid)
 }
 
 /// Matches two sibling lists by unique id and calls `emit` with each pair:
@@ -403,7 +404,7 @@ fn match_lists(
     dst: &LocalStore,
     s: List<'_>,
     d: List<'_>,
-    mut emit: impl FnMut(Option<u32>, Option<u32>) -> Result<()>,
+    mut emit: impl FnMut(Option<Slot>, Option<Slot>) -> Result<()>,
 ) -> Result<()> {
     let (st, dt) = (table(src, s.ty), table(dst, d.ty));
     let (s_slots, d_slots) = (s.slots, d.slots);
@@ -412,7 +413,7 @@ fn match_lists(
         for (i, &slot) in s_slots.iter().enumerate() {
             let uid = uid_of(st, slot);
             let found = dt.and_then(|dt| {
-                let hit = |j: usize| !used[j] && &*dt.meta[d_slots[j] as usize].uid == uid;
+                let hit = |j: usize| !used[j] && &*dt.meta[d_slots[j]].uid == uid;
                 // Lists are usually in the same order on both sides: try position i first.
                 if i < d_slots.len() && hit(i) {
                     Some(i)
@@ -442,8 +443,8 @@ fn match_lists(
         }
         return Ok(());
     };
-    let hash_at = |j: &u32| dt.meta[d_slots[*j as usize] as usize].hash;
-    let uid_at = |j: usize| &*dt.meta[d_slots[j] as usize].uid;
+    let hash_at = |j: &u32| dt.meta[d_slots[*j as usize]].hash;
+    let uid_at = |j: usize| &*dt.meta[d_slots[j]].uid;
     let mut used = vec![false; d_slots.len()];
     let mut index: Option<HashTable<u32>> = None;
     for (i, &slot) in s_slots.iter().enumerate() {
@@ -512,9 +513,9 @@ fn diff_lists(
 fn diff_top(
     ctx: &mut Ctx<'_, '_, '_>,
     sty: Option<TypeIdx>,
-    s_slots: &[u32],
+    s_slots: &[Slot],
     dty: Option<TypeIdx>,
-    d_slots: &[u32],
+    d_slots: &[Slot],
     siblings: bool,
     out: &mut Vec<DiffElement>,
 ) -> Result<usize> {
@@ -548,10 +549,10 @@ fn diff_top(
 fn differing_buckets(
     ctx: &mut Ctx<'_, '_, '_>,
     sty: Option<TypeIdx>,
-    s_slots: &[u32],
+    s_slots: &[Slot],
     dty: Option<TypeIdx>,
-    d_slots: &[u32],
-) -> Option<(Vec<u32>, Vec<u32>, usize)> {
+    d_slots: &[Slot],
+) -> Option<(Vec<Slot>, Vec<Slot>, usize)> {
     let (st, dt) = (table(ctx.src, sty)?, table(ctx.dst, dty)?);
     let usable = ctx.scope.is_none()
         && ctx.three.is_none()
@@ -580,11 +581,11 @@ fn differing_buckets(
     if same == 0 {
         return None;
     }
-    let keep = |t: &Table, slots: &[u32]| -> Vec<u32> {
+    let keep = |t: &Table, slots: &[Slot]| -> Vec<Slot> {
         slots
             .iter()
             .copied()
-            .filter(|&s| differs[root_bucket(t.meta[s as usize].hash)])
+            .filter(|&s| differs[root_bucket(t.meta[s].hash)])
             .collect()
     };
     let narrowed = (keep(st, s_slots), keep(dt, d_slots), same as usize);
@@ -592,7 +593,7 @@ fn differing_buckets(
     Some(narrowed)
 }
 
-fn top(ty: Option<TypeIdx>, slots: &[u32]) -> List<'_> {
+fn top(ty: Option<TypeIdx>, slots: &[Slot]) -> List<'_> {
     List { ty, slots }
 }
 
@@ -609,9 +610,10 @@ mod parallel {
     use super::{Ctx, PairOutcome, diff_pair};
     use crate::diff::DiffElement;
     use crate::error::Result;
+    use crate::model::column::Slot;
     use crate::store::TypeIdx;
 
-    type Pair = (Option<u32>, Option<u32>);
+    type Pair = (Option<Slot>, Option<Slot>);
 
     /// What one chunk of pairs produced.
     struct Part {
@@ -714,19 +716,19 @@ fn check_shortnames(elements: &[DiffElement]) -> Result<()> {
     Ok(())
 }
 
-fn model(store: &LocalStore, ty: Option<TypeIdx>, slot: Option<u32>) -> Option<&dyn AnyModel> {
+fn model(store: &LocalStore, ty: Option<TypeIdx>, slot: Option<Slot>) -> Option<&dyn AnyModel> {
     store.tables[ty?].models.get(slot?)
 }
 
-type Pair = (Option<u32>, Option<u32>);
+type Pair = (Option<Slot>, Option<Slot>);
 
 /// A pair whose children are being diffed: the differ's work stack holds
 /// one per level, so the depth of a hierarchy is no risk to the call stack.
 struct Frame<'a> {
     sty: Option<TypeIdx>,
-    s: Option<u32>,
+    s: Option<Slot>,
     dty: Option<TypeIdx>,
-    d: Option<u32>,
+    d: Option<Slot>,
     equal: bool,
     /// Inside the diffed part (always, unless the diff has a scope).
     inside: bool,
@@ -748,9 +750,9 @@ struct Frame<'a> {
 fn diff_pair(
     ctx: &mut Ctx<'_, '_, '_>,
     sty: Option<TypeIdx>,
-    s: Option<u32>,
+    s: Option<Slot>,
     dty: Option<TypeIdx>,
-    d: Option<u32>,
+    d: Option<Slot>,
 ) -> Result<PairOutcome> {
     let mut stack: Vec<Frame<'_>> = Vec::new();
     let mut spare: Vec<Vec<Pair>> = Vec::new();
@@ -825,9 +827,9 @@ enum Opened<'a> {
 fn open<'a>(
     ctx: &mut Ctx<'a, '_, '_>,
     sty: Option<TypeIdx>,
-    s: Option<u32>,
+    s: Option<Slot>,
     dty: Option<TypeIdx>,
-    d: Option<u32>,
+    d: Option<Slot>,
     parent_inside: bool,
 ) -> Opened<'a> {
     let inside = match ctx.scope {
@@ -844,7 +846,7 @@ fn open<'a>(
     if ctx.three.is_none()
         && ctx.skip_equal
         && let (Some(st), Some(s), Some(dt), Some(d)) = (table(ctx.src, sty), s, table(ctx.dst, dty), d)
-        && let Some(n) = same_subtree(&st.meta[s as usize], &dt.meta[d as usize])
+        && let Some(n) = same_subtree(&st.meta[s], &dt.meta[d])
         && (std::ptr::eq::<ModelSchema>(&*st.schema, &*dt.schema) || st.schema.children == dt.schema.children)
     {
         ctx.count(2 * n);
@@ -872,7 +874,7 @@ fn open<'a>(
     // down (the pair's own attributes included), nothing to compare.
     let same = match (st, s, dt, d) {
         (Some(st), Some(s), Some(dt), Some(d)) if ctx.skip_equal => {
-            same_subtree(&st.meta[s as usize], &dt.meta[d as usize]).filter(|_| {
+            same_subtree(&st.meta[s], &dt.meta[d]).filter(|_| {
                 std::ptr::eq::<ModelSchema>(&*st.schema, &*dt.schema) || st.schema.children == dt.schema.children
             })
         }
@@ -893,8 +895,8 @@ fn open<'a>(
         let same_base = match (&ctx.three, base) {
             (None, _) => true,
             (Some(three), Some((bt, bs))) => {
-                let bm = &three.base.tables[bt].meta[bs as usize];
-                same_subtree(bm, &dt.meta[d as usize]) == Some(n)
+                let bm = &three.base.tables[bt].meta[bs];
+                same_subtree(bm, &dt.meta[d]) == Some(n)
             }
             (Some(_), None) => false,
         };
@@ -949,14 +951,14 @@ fn same_subtree(a: &Meta, b: &Meta) -> Option<usize> {
 fn against_base(
     three: &mut ThreeWay<'_>,
     st: Option<&Table>,
-    s: Option<u32>,
+    s: Option<Slot>,
     dt: Option<&Table>,
-    d: Option<u32>,
+    d: Option<Slot>,
     equal: bool,
-) -> Option<(TypeIdx, u32)> {
+) -> Option<(TypeIdx, Slot)> {
     // The destination first: the base is built like it, often in its order.
     let (t, slot) = dt.zip(d).or(st.zip(s))?;
-    let meta = &t.meta[slot as usize];
+    let meta = &t.meta[slot];
     let uid = &meta.uid;
     let base = three.base;
     // The stored hash: every store hashes keys the same way.
@@ -964,7 +966,7 @@ fn against_base(
         .base_table(t)
         .and_then(|bt| Some((bt, base.find_with_hash(bt, meta.hash, uid, slot)?)));
     three.seen += usize::from(found.is_some());
-    let vs = |side: Option<&Table>, slot: Option<u32>| -> SinceBase {
+    let vs = |side: Option<&Table>, slot: Option<Slot>| -> SinceBase {
         match (side.zip(slot), found) {
             (None, None) => None,
             (Some(_), None) => Some(Action::Create),
@@ -1066,7 +1068,7 @@ fn finish(ctx: &Ctx<'_, '_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
     let key = st
         .zip(s)
         .or(dt.zip(d))
-        .map(|(t, slot)| t.meta[slot as usize].uid.to_string())
+        .map(|(t, slot)| t.meta[slot].uid.to_string())
         .unwrap_or_default();
     Ok(PairOutcome::Element(DiffElement {
         model_type: any.schema().name.clone(),
@@ -1084,12 +1086,12 @@ fn finish(ctx: &Ctx<'_, '_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
 }
 
 /// The list of one child type of a model.
-fn child_list<'a>(t: Option<&'a Table>, slot: Option<u32>, name: &str) -> Option<List<'a>> {
+fn child_list<'a>(t: Option<&'a Table>, slot: Option<Slot>, name: &str) -> Option<List<'a>> {
     let (t, slot) = (t?, slot?);
     let ci = t.schema.child_index(name)?;
     Some(List {
         ty: t.child_types[ci],
-        slots: &t.meta[slot as usize].children[ci],
+        slots: &t.meta[slot].children[ci],
     })
 }
 

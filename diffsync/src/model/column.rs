@@ -44,19 +44,36 @@ impl PartialEq for RustType {
     }
 }
 
+/// A model's place in its type's column (and in the store's table of that
+/// type): an index that cannot be mixed up with a type's or a list's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Slot(u32);
+
+impl Slot {
+    /// The `i`-th slot.
+    pub(crate) fn new(i: usize) -> Slot {
+        Slot(u32::try_from(i).expect("fewer than 2^32 models of a type"))
+    }
+
+    /// Its position in the column.
+    pub(crate) fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
 /// Type-erased storage of one model type's values, in slots.
 pub(crate) trait ModelVec: Send + Sync {
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn rust_type(&self) -> RustType;
-    fn get(&self, slot: u32) -> Option<&dyn AnyModel>;
+    fn get(&self, slot: Slot) -> Option<&dyn AnyModel>;
     fn push_boxed(&mut self, model: Box<dyn AnyModel>, schema: &SchemaRef) -> Result<()>;
-    fn clear(&mut self, slot: u32);
-    fn update_attrs(&mut self, slot: u32, source: AttrSource<'_>) -> Result<()>;
+    fn clear(&mut self, slot: Slot);
+    fn update_attrs(&mut self, slot: Slot, source: AttrSource<'_>) -> Result<()>;
     /// Whether `self[slot]` (source) and `other[oslot]` (destination) have equal attributes.
-    fn attrs_equal(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> bool;
+    fn attrs_equal(&self, slot: Slot, other: &dyn ModelVec, oslot: Slot) -> bool;
     /// Differing attributes as (name, source value, destination value).
-    fn changes(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> Vec<(Cow<'static, str>, Value, Value)>;
+    fn changes(&self, slot: Slot, other: &dyn ModelVec, oslot: Slot) -> Vec<(Cow<'static, str>, Value, Value)>;
     fn clone_box(&self) -> Box<dyn ModelVec>;
     /// An empty vector of the same model type.
     fn new_empty(&self) -> Box<dyn ModelVec>;
@@ -69,8 +86,8 @@ pub(crate) trait ModelVec: Send + Sync {
 pub(crate) struct TypedVec<T>(pub(crate) Vec<Option<T>>);
 
 impl<T: DiffModel> TypedVec<T> {
-    pub(crate) fn at(&self, slot: u32) -> Option<&T> {
-        self.0.get(slot as usize).and_then(Option::as_ref)
+    pub(crate) fn at(&self, slot: Slot) -> Option<&T> {
+        self.0.get(slot.index()).and_then(Option::as_ref)
     }
 }
 
@@ -84,7 +101,7 @@ impl<T: DiffModel> ModelVec for TypedVec<T> {
     fn rust_type(&self) -> RustType {
         RustType::of::<T>()
     }
-    fn get(&self, slot: u32) -> Option<&dyn AnyModel> {
+    fn get(&self, slot: Slot) -> Option<&dyn AnyModel> {
         self.at(slot).map(|m| m as &dyn AnyModel)
     }
     fn push_boxed(&mut self, model: Box<dyn AnyModel>, schema: &SchemaRef) -> Result<()> {
@@ -92,13 +109,13 @@ impl<T: DiffModel> ModelVec for TypedVec<T> {
         self.0.push(Some(m));
         Ok(())
     }
-    fn clear(&mut self, slot: u32) {
-        if let Some(s) = self.0.get_mut(slot as usize) {
+    fn clear(&mut self, slot: Slot) {
+        if let Some(s) = self.0.get_mut(slot.index()) {
             *s = None;
         }
     }
-    fn update_attrs(&mut self, slot: u32, source: AttrSource<'_>) -> Result<()> {
-        let Some(Some(m)) = self.0.get_mut(slot as usize) else {
+    fn update_attrs(&mut self, slot: Slot, source: AttrSource<'_>) -> Result<()> {
+        let Some(Some(m)) = self.0.get_mut(slot.index()) else {
             return Ok(());
         };
         match source {
@@ -112,10 +129,10 @@ impl<T: DiffModel> ModelVec for TypedVec<T> {
             AttrSource::Values(values) => m.set_attributes(values),
         }
     }
-    fn attrs_equal(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> bool {
+    fn attrs_equal(&self, slot: Slot, other: &dyn ModelVec, oslot: Slot) -> bool {
         compare::attrs_equal(self, slot, other, oslot)
     }
-    fn changes(&self, slot: u32, other: &dyn ModelVec, oslot: u32) -> Vec<(Cow<'static, str>, Value, Value)> {
+    fn changes(&self, slot: Slot, other: &dyn ModelVec, oslot: Slot) -> Vec<(Cow<'static, str>, Value, Value)> {
         compare::changes(self, slot, other, oslot)
     }
     fn clone_box(&self) -> Box<dyn ModelVec> {

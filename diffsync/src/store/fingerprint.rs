@@ -15,7 +15,7 @@ impl LocalStore {
     /// a bulk load marks each model about once.
     fn mark_dirty(&mut self, mut at: Link) {
         loop {
-            let m = &mut self.tables[at.ty].meta[at.slot as usize];
+            let m = &mut self.tables[at.ty].meta[at.slot];
             if m.dirty {
                 return;
             }
@@ -53,7 +53,7 @@ impl LocalStore {
                 return;
             }
             let t = &mut self.tables[l.ty];
-            if t.meta[l.slot as usize].dirty {
+            if t.meta[l.slot].dirty {
                 // Recounted with its ancestors at the next refresh.
                 return;
             }
@@ -62,7 +62,7 @@ impl LocalStore {
                 return;
             }
             depth += 1;
-            let m = &mut t.meta[l.slot as usize];
+            let m = &mut t.meta[l.slot];
             m.subtree.merge(add.0);
             m.subtree.unmerge(remove.0);
             m.flagged = m.flagged.wrapping_add(add.1).wrapping_sub(remove.1);
@@ -80,7 +80,7 @@ impl LocalStore {
     /// A model's stable key hash, computed once.
     pub(crate) fn key_hash(&mut self, at: Link) -> u64 {
         let t = &mut self.tables[at.ty];
-        let m = &mut t.meta[at.slot as usize];
+        let m = &mut t.meta[at.slot];
         if m.key_hash == 0 {
             m.key_hash = digest::parent_hash(&t.schema.name, &m.uid);
         }
@@ -91,14 +91,14 @@ impl LocalStore {
     /// follow, and the subscribers hear of a real change.
     pub(crate) fn redigest(&mut self, at: Link) {
         let t = &self.tables[at.ty];
-        let m = &t.meta[at.slot as usize];
+        let m = &t.meta[at.slot];
         let Some(model) = t.models.get(at.slot) else { return };
         let item = digest::item_digest(model);
         let ignored = model.flags().contains(ModelFlags::IGNORE);
-        let parent = m.parent.map(|p| self.tables[p.ty].meta[p.slot as usize].key_hash);
+        let parent = m.parent.map(|p| self.tables[p.ty].meta[p.slot].key_hash);
         let term = digest::term(item, parent);
         let t = &mut self.tables[at.ty];
-        let m = &mut t.meta[at.slot as usize];
+        let m = &mut t.meta[at.slot];
         let changed = m.term != term;
         let old = (
             Fingerprint {
@@ -128,7 +128,7 @@ impl LocalStore {
         for root in roots {
             let alive = self.tables[root.ty]
                 .meta
-                .get(root.slot as usize)
+                .get(root.slot.index())
                 .is_some_and(|m| m.alive && m.dirty && m.parent.is_none());
             if !alive {
                 continue;
@@ -136,7 +136,7 @@ impl LocalStore {
             stack.push((root, false));
             while let Some((at, done)) = stack.pop() {
                 let t = &self.tables[at.ty];
-                let m = &t.meta[at.slot as usize];
+                let m = &t.meta[at.slot];
                 if !done {
                     stack.push((at, true));
                     for (ci, list) in m.children.iter().enumerate() {
@@ -144,7 +144,7 @@ impl LocalStore {
                         let ct = &self.tables[cty];
                         stack.extend(
                             list.iter()
-                                .filter(|&&c| ct.meta[c as usize].dirty)
+                                .filter(|&&c| ct.meta[c].dirty)
                                 .map(|&c| (Link { ty: cty, slot: c }, false)),
                         );
                     }
@@ -157,16 +157,16 @@ impl LocalStore {
                     let Some(cty) = t.child_types[ci] else { continue };
                     let ct = &self.tables[cty];
                     for &c in list {
-                        fp.merge(ct.meta[c as usize].subtree);
-                        flagged = flagged.wrapping_add(ct.meta[c as usize].flagged);
+                        fp.merge(ct.meta[c].subtree);
+                        flagged = flagged.wrapping_add(ct.meta[c].flagged);
                     }
                 }
                 let t = &mut self.tables[at.ty];
-                let root = t.meta[at.slot as usize].parent.is_none();
+                let root = t.meta[at.slot].parent.is_none();
                 if root {
                     t.root_bucket_update(at.slot, false);
                 }
-                let m = &mut t.meta[at.slot as usize];
+                let m = &mut t.meta[at.slot];
                 m.subtree = fp;
                 m.flagged = flagged;
                 m.dirty = false;
@@ -202,7 +202,7 @@ impl LocalStore {
     /// A model's item digest.
     pub fn digest(&self, model_type: &str, key: &str) -> Option<Digest> {
         let (ty, slot) = self.locate(model_type, key)?;
-        Some(self.tables[ty].meta[slot as usize].digest)
+        Some(self.tables[ty].meta[slot].digest)
     }
 
     /// The fingerprint of a model and everything below it (counted now
@@ -213,7 +213,7 @@ impl LocalStore {
         let mut stack = vec![Link { ty, slot }];
         while let Some(at) = stack.pop() {
             let t = &self.tables[at.ty];
-            let m = &t.meta[at.slot as usize];
+            let m = &t.meta[at.slot];
             if !m.dirty {
                 fp.merge(m.subtree);
                 continue;

@@ -14,6 +14,7 @@ use crate::model::{AnyModel, Attrs, DiffModel, IdPart, ModelSchema, SchemaRef, S
 
 use super::table::{Link, NOTHING, Table, TypeIdx};
 use super::{Handle, Store};
+use crate::model::column::Slot;
 
 /// A parent given by type and key, or by handle.
 #[derive(Clone, Copy)]
@@ -179,15 +180,15 @@ impl LocalStore {
     /// (every store shares the hash function).
     /// `near`: the slot to try first (stores filled in the same order keep
     /// a key at the same slot, and that probe is a sequential access).
-    pub(crate) fn find_with_hash(&self, ty: TypeIdx, hash: u64, key: &str, near: u32) -> Option<u32> {
+    pub(crate) fn find_with_hash(&self, ty: TypeIdx, hash: u64, key: &str, near: Slot) -> Option<Slot> {
         let t = &self.tables[ty];
-        match t.meta.get(near as usize) {
+        match t.meta.get(near.index()) {
             Some(m) if m.alive && m.hash == hash && *m.uid == *key => Some(near),
             _ => t.find_hashed(hash, key),
         }
     }
 
-    pub(crate) fn locate(&self, model_type: &str, key: &str) -> Option<(TypeIdx, u32)> {
+    pub(crate) fn locate(&self, model_type: &str, key: &str) -> Option<(TypeIdx, Slot)> {
         let ty = self.table_index(model_type)?;
         let slot = self.tables[ty].find_hashed(self.hash(key), key)?;
         Some((ty, slot))
@@ -275,11 +276,11 @@ impl LocalStore {
         }
     }
 
-    fn resolve(&self, h: Handle) -> Result<(TypeIdx, u32)> {
+    fn resolve(&self, h: Handle) -> Result<(TypeIdx, Slot)> {
         let alive = self
             .tables
             .get(h.ty.index())
-            .and_then(|t| t.meta.get(h.slot as usize))
+            .and_then(|t| t.meta.get(h.slot.index()))
             .is_some_and(|m| m.alive);
         if alive && h.store == self.id && h.epoch == self.epoch {
             return Ok((h.ty, h.slot));
@@ -294,7 +295,7 @@ impl LocalStore {
         })
     }
 
-    fn handle(&self, ty: TypeIdx, slot: u32) -> Handle {
+    fn handle(&self, ty: TypeIdx, slot: Slot) -> Handle {
         Handle {
             ty,
             slot,
@@ -313,7 +314,7 @@ impl LocalStore {
         let schema = &table.schema;
         let ci = schema.child_index(child_type).ok_or_else(|| Error::WrongChildType {
             parent_type: schema.name.to_string(),
-            parent_key: table.meta[ps as usize].uid.to_string(),
+            parent_key: table.meta[ps].uid.to_string(),
             child_type: child_type.into(),
             allowed: schema.children.join(", "),
         })?;
@@ -366,7 +367,7 @@ impl LocalStore {
         let hash = self.hash(&uid);
         let table = &mut self.tables[ty];
         if let Some(slot) = table.find_hashed(hash, &uid) {
-            let same_parent = table.meta[slot as usize].parent == link.map(|l| l.0);
+            let same_parent = table.meta[slot].parent == link.map(|l| l.0);
             let typed = table
                 .models
                 .as_any()
@@ -401,11 +402,11 @@ impl LocalStore {
         Ok(self.handle(ty, slot))
     }
 
-    fn link(&mut self, parent: Link, ci: usize, child_ty: TypeIdx, slot: u32) {
+    fn link(&mut self, parent: Link, ci: usize, child_ty: TypeIdx, slot: Slot) {
         let pt = &mut self.tables[parent.ty];
         pt.child_types[ci] = Some(child_ty);
-        pt.meta[parent.slot as usize].children[ci].push(slot);
-        let child = &self.tables[child_ty].meta[slot as usize];
+        pt.meta[parent.slot].children[ci].push(slot);
+        let child = &self.tables[child_ty].meta[slot];
         let added = (child.subtree, child.flagged);
         self.adjust(parent, added, NOTHING);
     }
@@ -439,7 +440,7 @@ impl LocalStore {
             return;
         }
         let t = &self.tables[at.ty];
-        let m = &t.meta[at.slot as usize];
+        let m = &t.meta[at.slot];
         let event = ChangeEvent {
             kind,
             model_type: t.schema.name.to_string(),
@@ -447,7 +448,7 @@ impl LocalStore {
             identifiers: t.models.get(at.slot).map(|m| m.identifiers()),
             parent: m.parent.map(|p| {
                 let pt = &self.tables[p.ty];
-                (pt.schema.name.to_string(), pt.meta[p.slot as usize].uid.to_string())
+                (pt.schema.name.to_string(), pt.meta[p.slot].uid.to_string())
             }),
             origin: self.origin.clone(),
         };
@@ -633,10 +634,7 @@ impl LocalStore {
             return Ok(Vec::new());
         };
         let ct = &self.tables[cty];
-        Ok(t.meta[slot as usize].children[ci]
-            .iter()
-            .map(|&c| &*ct.meta[c as usize].uid)
-            .collect())
+        Ok(t.meta[slot].children[ci].iter().map(|&c| &*ct.meta[c].uid).collect())
     }
 
     /// The parent (type, key) of a model, if it was added as a child.
@@ -644,9 +642,9 @@ impl LocalStore {
         let (ty, slot) = self
             .locate(model_type, key)
             .ok_or_else(|| self.not_found(model_type, key))?;
-        Ok(self.tables[ty].meta[slot as usize].parent.map(|l| {
+        Ok(self.tables[ty].meta[slot].parent.map(|l| {
             let pt = &self.tables[l.ty];
-            (pt.schema.name.as_ref(), &*pt.meta[l.slot as usize].uid)
+            (pt.schema.name.as_ref(), &*pt.meta[l.slot].uid)
         }))
     }
 
@@ -668,7 +666,7 @@ impl LocalStore {
                         stored: stored.into(),
                         requested: std::any::type_name::<T>().into(),
                     })?;
-                vec.0[slot as usize] = Some(model);
+                vec.0[slot.index()] = Some(model);
                 self.redigest(Link { ty, slot });
                 Ok(())
             }
@@ -752,27 +750,27 @@ impl LocalStore {
         // one included, leaves the ancestors above it).
         let removing: HashSet<Link> = found.iter().map(|&(ty, slot, _)| Link { ty, slot }).collect();
         for &at in &removing {
-            let m = &self.tables[at.ty].meta[at.slot as usize];
+            let m = &self.tables[at.ty].meta[at.slot];
             if let Some(parent) = m.parent {
                 let gone = (m.subtree, m.flagged);
                 self.adjust_below(parent, NOTHING, gone, Some(&removing));
             }
         }
         // (parent type, parent slot, child list) → the slots leaving it.
-        let mut leaving: HashMap<(TypeIdx, u32, usize), HashSet<u32>> = HashMap::new();
+        let mut leaving: HashMap<(TypeIdx, Slot, usize), HashSet<Slot>> = HashMap::new();
         for &(ty, slot, _) in &found {
-            if let Some(p) = self.tables[ty].meta[slot as usize].parent
+            if let Some(p) = self.tables[ty].meta[slot].parent
                 && let Some(ci) = self.tables[p.ty].child_types.iter().position(|c| *c == Some(ty))
             {
                 leaving.entry((p.ty, p.slot, ci)).or_default().insert(slot);
             }
         }
         for ((pty, pslot, ci), gone) in leaving {
-            self.tables[pty].meta[pslot as usize].children[ci].retain(|s| !gone.contains(s));
+            self.tables[pty].meta[pslot].children[ci].retain(|s| !gone.contains(s));
         }
         for (ty, slot, remove_children) in found {
             // A subtree removed earlier in the list may have taken it already.
-            if self.tables[ty].meta[slot as usize].alive {
+            if self.tables[ty].meta[slot].alive {
                 self.drop_slot(ty, slot, remove_children);
             }
         }
@@ -794,23 +792,25 @@ impl LocalStore {
     fn compact_table(&mut self, ty: TypeIdx) {
         self.epoch += 1;
         let t = &mut self.tables[ty];
-        let mut remap = vec![u32::MAX; t.meta.len()];
-        let mut next = 0u32;
+        // Old slot → new slot; a dead one maps past the end (a reference
+        // to it, which must not exist, would fail loudly).
+        let mut remap = vec![Slot::new(u32::MAX as usize); t.meta.len()];
+        let mut next = 0;
         for (old, m) in t.meta.iter().enumerate() {
             if m.alive {
-                remap[old] = next;
+                remap[old] = Slot::new(next);
                 next += 1;
             }
         }
         t.meta.retain(|m| m.alive);
         t.models.compact();
         for l in self.dirty_roots.iter_mut().filter(|l| l.ty == ty) {
-            l.slot = remap[l.slot as usize];
+            l.slot = remap[l.slot.index()];
         }
         t.index.clear();
         let meta = &t.meta;
         for (slot, m) in meta.iter().enumerate() {
-            t.index.insert_unique(m.hash, slot as u32, |&i| meta[i as usize].hash);
+            t.index.insert_unique(m.hash, Slot::new(slot), |&i| meta[i].hash);
         }
         // Every reference to this table's slots: parents' child lists, children's parent links.
         for u in &mut self.tables {
@@ -822,11 +822,11 @@ impl LocalStore {
                 if let Some(p) = &mut m.parent
                     && p.ty == ty
                 {
-                    p.slot = remap[p.slot as usize];
+                    p.slot = remap[p.slot.index()];
                 }
                 for &ci in &child_lists {
                     for s in &mut m.children[ci] {
-                        *s = remap[*s as usize];
+                        *s = remap[s.index()];
                     }
                 }
             }
@@ -835,7 +835,7 @@ impl LocalStore {
 
     /// Frees a slot; its children are freed too (a work stack, not
     /// recursion: subtrees may be deep) or left parentless.
-    fn drop_slot(&mut self, ty: TypeIdx, slot: u32, remove_children: bool) {
+    fn drop_slot(&mut self, ty: TypeIdx, slot: Slot, remove_children: bool) {
         let mut stack = vec![(ty, slot)];
         // Keys are freed at the end: the events of a subtree name its parents.
         let mut freed = Vec::new();
@@ -843,10 +843,10 @@ impl LocalStore {
             self.emit(ChangeKind::Deleted, Link { ty, slot });
             freed.push((ty, slot));
             let t = &mut self.tables[ty];
-            if t.meta[slot as usize].parent.is_none() {
+            if t.meta[slot].parent.is_none() {
                 t.root_bucket_update(slot, false);
             }
-            let meta = &mut t.meta[slot as usize];
+            let meta = &mut t.meta[slot];
             let children = std::mem::take(&mut meta.children);
             meta.alive = false;
             let hash = meta.hash;
@@ -868,10 +868,10 @@ impl LocalStore {
                     for c in list {
                         let at = Link { ty: cty, slot: c };
                         let ct = &mut self.tables[cty];
-                        ct.meta[c as usize].parent = None;
+                        ct.meta[c].parent = None;
                         ct.parentless += 1;
                         ct.root_bucket_update(c, true);
-                        if ct.meta[c as usize].dirty {
+                        if ct.meta[c].dirty {
                             self.dirty_roots.push(at);
                         }
                         // Its term no longer mixes in a parent.
@@ -881,7 +881,7 @@ impl LocalStore {
             }
         }
         for (ty, slot) in freed {
-            self.tables[ty].meta[slot as usize].uid = Box::default();
+            self.tables[ty].meta[slot].uid = Box::default();
         }
     }
 }
@@ -953,7 +953,7 @@ mod tests {
             let mut stack = vec![m.unique_id()];
             while let Some(k) = stack.pop() {
                 let (ty, slot) = s.locate("link", &k).unwrap();
-                fp.add(s.tables[ty].meta[slot as usize].term);
+                fp.add(s.tables[ty].meta[slot].term);
                 stack.extend(
                     s.children_keys("link", &k, "link")
                         .unwrap()
@@ -994,7 +994,7 @@ mod tests {
         assert!(s.fingerprints_fresh());
         for (k, fp) in recounted(&s) {
             let (ty, slot) = s.locate("link", &k).unwrap();
-            let m = &s.tables[ty].meta[slot as usize];
+            let m = &s.tables[ty].meta[slot];
             assert!(!m.dirty);
             assert_eq!(m.subtree, fp, "after the recount: {k}");
         }

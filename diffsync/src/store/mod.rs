@@ -15,6 +15,7 @@ pub(crate) use table::*;
 
 use crate::error::{Error, Result};
 use crate::model::AnyModel;
+use crate::model::column::Slot;
 
 /// The operations diff and sync need from a store.
 ///
@@ -81,7 +82,7 @@ pub trait Store: Send + Sync {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Handle {
     ty: TypeIdx,
-    slot: u32,
+    slot: Slot,
     store: u64,
     epoch: u64,
 }

@@ -6,11 +6,12 @@ use hashbrown::HashTable;
 use crate::digest::{self, Digest, Fingerprint};
 use crate::model::SchemaRef;
 use crate::model::column::ModelVec;
+use crate::model::column::Slot;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Link {
     pub(crate) ty: TypeIdx,
-    pub(crate) slot: u32,
+    pub(crate) slot: Slot,
 }
 
 /// A model type's place in a store's tables: not a slot, not a child-list
@@ -37,6 +38,19 @@ impl std::ops::Index<TypeIdx> for Vec<Table> {
     }
 }
 
+impl std::ops::Index<Slot> for Vec<Meta> {
+    type Output = Meta;
+    fn index(&self, i: Slot) -> &Meta {
+        &self[i.index()]
+    }
+}
+
+impl std::ops::IndexMut<Slot> for Vec<Meta> {
+    fn index_mut(&mut self, i: Slot) -> &mut Meta {
+        &mut self[i.index()]
+    }
+}
+
 impl std::ops::IndexMut<TypeIdx> for Vec<Table> {
     fn index_mut(&mut self, i: TypeIdx) -> &mut Table {
         &mut self[i.index()]
@@ -50,7 +64,7 @@ pub(crate) struct Meta {
     pub(crate) hash: u64,
     pub(crate) parent: Option<Link>,
     /// One list per child type of the schema (empty box for leaf types).
-    pub(crate) children: Box<[Vec<u32>]>,
+    pub(crate) children: Box<[Vec<Slot>]>,
     pub(crate) alive: bool,
     /// The model's item digest.
     pub(crate) digest: Digest,
@@ -75,7 +89,7 @@ pub(crate) struct Meta {
 pub(crate) struct Table {
     pub(crate) schema: SchemaRef,
     pub(crate) meta: Vec<Meta>,
-    pub(crate) index: HashTable<u32>,
+    pub(crate) index: HashTable<Slot>,
     pub(crate) live: usize,
     pub(crate) models: Box<dyn ModelVec>,
     /// Store type index of each schema child type, once known.
@@ -154,22 +168,22 @@ impl Table {
 
     /// Adds (`in_ = true`) or takes out a parentless model's subtree
     /// fingerprint from its root bucket, as it is now.
-    pub(crate) fn root_bucket_update(&mut self, slot: u32, in_: bool) {
+    pub(crate) fn root_bucket_update(&mut self, slot: Slot, in_: bool) {
         if self.roots.is_empty() {
             if !in_ || self.parentless < BUCKETS_FROM {
                 return;
             }
             // The first time: every root so far (this one included).
             self.roots = vec![RootBucket::default(); ROOT_BUCKETS];
-            let roots: Vec<u32> = self
+            let roots: Vec<Slot> = self
                 .slots()
-                .filter(|&s| s != slot && self.meta[s as usize].parent.is_none())
+                .filter(|&s| s != slot && self.meta[s].parent.is_none())
                 .collect();
             for s in roots {
                 self.root_bucket_update(s, true);
             }
         }
-        let m = &self.meta[slot as usize];
+        let m = &self.meta[slot];
         let b = &mut self.roots[root_bucket(m.hash)];
         // Wrapping like the fingerprints: a count off by a bug would only
         // make the differ walk more, never panic.
@@ -182,17 +196,17 @@ impl Table {
         }
     }
 
-    pub(crate) fn find_hashed(&self, hash: u64, uid: &str) -> Option<u32> {
-        self.index.find(hash, |&i| &*self.meta[i as usize].uid == uid).copied()
+    pub(crate) fn find_hashed(&self, hash: u64, uid: &str) -> Option<Slot> {
+        self.index.find(hash, |&i| &*self.meta[i].uid == uid).copied()
     }
 
     /// Live slots in insertion order.
-    pub(crate) fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+    pub(crate) fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
         self.meta
             .iter()
             .enumerate()
             .filter(|(_, m)| m.alive)
-            .map(|(i, _)| i as u32)
+            .map(|(i, _)| Slot::new(i))
     }
 
     /// Records a new model's slot: `parent` with its stable key hash, the
@@ -204,8 +218,8 @@ impl Table {
         parent: Option<(Link, u64)>,
         digest: Digest,
         ignored: bool,
-    ) -> u32 {
-        let slot = self.meta.len() as u32;
+    ) -> Slot {
+        let slot = Slot::new(self.meta.len());
         let children = (0..self.schema.children.len()).map(|_| Vec::new()).collect();
         let term = digest::term(digest, parent.map(|p| p.1));
         self.fingerprint.add(term);
@@ -225,7 +239,7 @@ impl Table {
             flagged: u32::from(ignored),
         });
         let meta = &self.meta;
-        self.index.insert_unique(hash, slot, |&i| meta[i as usize].hash);
+        self.index.insert_unique(hash, slot, |&i| meta[i].hash);
         self.live += 1;
         if parent.is_none() {
             self.root_bucket_update(slot, true);

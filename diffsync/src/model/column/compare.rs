@@ -6,11 +6,12 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use super::Slot;
 use super::{ModelVec, TypedVec};
 use crate::model::{AnyModel, DiffModel};
 
 /// Whether `src[slot]` and `dst[oslot]` have equal attributes.
-pub(crate) fn attrs_equal<T: DiffModel>(src: &TypedVec<T>, slot: u32, dst: &dyn ModelVec, oslot: u32) -> bool {
+pub(crate) fn attrs_equal<T: DiffModel>(src: &TypedVec<T>, slot: Slot, dst: &dyn ModelVec, oslot: Slot) -> bool {
     let (Some(a), Some(b)) = (src.get(slot), dst.get(oslot)) else {
         return false;
     };
@@ -24,9 +25,9 @@ pub(crate) fn attrs_equal<T: DiffModel>(src: &TypedVec<T>, slot: u32, dst: &dyn 
 /// value, destination value).
 pub(crate) fn changes<T: DiffModel>(
     src: &TypedVec<T>,
-    slot: u32,
+    slot: Slot,
     dst: &dyn ModelVec,
-    oslot: u32,
+    oslot: Slot,
 ) -> Vec<(Cow<'static, str>, Value, Value)> {
     let (Some(a), Some(b)) = (src.get(slot), dst.get(oslot)) else {
         return Vec::new();
