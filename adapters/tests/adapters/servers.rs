@@ -221,9 +221,15 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn redis-server");
+        // Up means it answers PING (a server that accepts connections may
+        // still answer LOADING while it reads its append-only file).
+        fn pong(mut conn: impl std::io::Read + std::io::Write) -> bool {
+            let mut reply = [0u8; 5];
+            conn.write_all(b"PING\r\n").is_ok() && conn.read_exact(&mut reply).is_ok() && &reply == b"+PONG"
+        }
         let up = || match port {
-            0 => std::os::unix::net::UnixStream::connect(&socket).is_ok(),
-            _ => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            0 => std::os::unix::net::UnixStream::connect(&socket).is_ok_and(pong),
+            _ => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(pong),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !up() {
