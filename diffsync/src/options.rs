@@ -75,21 +75,23 @@ impl<'a> Options<'a> {
         self.dry_run = dry_run;
         self
     }
-    /// Diffs (and syncs) only these models, each `(model type, key)` with
-    /// its whole subtree, in either store: the diff has the elements a
-    /// full diff has for them, under their ancestors as no-change parents
-    /// (a model whose parent is created on the way is only in the part
-    /// with that parent). Keys in neither store are no part of anything.
-    pub fn part<T: Into<String>, K: Into<String>>(mut self, keys: impl IntoIterator<Item = (T, K)>) -> Self {
-        self.part = Some(keys.into_iter().map(|(t, k)| (t.into(), k.into())).collect());
-        self
-    }
-    /// [`part`](Self::part) by keys: `Options::new().part_keys([Device::key("nyc", "r1")])`.
-    pub fn part_keys<K: AsRef<crate::ModelKey>>(self, keys: impl IntoIterator<Item = K>) -> Self {
-        self.part(keys.into_iter().map(|k| {
+    /// Diffs (and syncs) only the models these keys name, each with its
+    /// whole subtree, in either store: `Options::new().part([Device::key("nyc", "r1")])`.
+    /// The diff has the elements a full diff has for them, under their
+    /// ancestors as no-change parents (a model whose parent is created on
+    /// the way is only in the part with that parent). Keys in neither store
+    /// are no part of anything.
+    pub fn part<K: AsRef<crate::ModelKey>>(self, keys: impl IntoIterator<Item = K>) -> Self {
+        self.part_by_id(keys.into_iter().map(|k| {
             let k = k.as_ref();
             (k.model_type().to_string(), k.unique_id())
         }))
+    }
+    /// [`part`](Self::part) with each model named by type and unique id's
+    /// text form (`("device", "nyc__r1")`).
+    pub fn part_by_id<T: Into<String>, K: Into<String>>(mut self, keys: impl IntoIterator<Item = (T, K)>) -> Self {
+        self.part = Some(keys.into_iter().map(|(t, k)| (t.into(), k.into())).collect());
+        self
     }
     /// Calls `f` with progress (at most about a thousand times per stage, and at the end).
     pub fn progress(mut self, f: &'a mut dyn FnMut(Progress)) -> Self {

@@ -136,7 +136,7 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
                 .max_delete_share(self.max_delete_share)
                 .progress(&mut *progress);
             if let Some(keys) = part {
-                opts = opts.part_keys(keys);
+                opts = opts.part(keys);
             }
             let tagged = Tagged::new(&mut *target, origin);
             let result = tagged.0.sync_from_with(&*source, &mut opts);

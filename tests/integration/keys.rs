@@ -253,10 +253,10 @@ fn a_part_and_a_change_event_name_models_by_key() {
     use diffsync::{AdapterExt, AttrSource, ChangeFeed, Options};
     let (target, source) = (sys_a(), diffsync_tests::sys_b());
     let by_key = target
-        .diff_from_with(&source, &mut Options::new().part_keys([Site::key("nyc")]))
+        .diff_from_with(&source, &mut Options::new().part([Site::key("nyc")]))
         .unwrap();
     let by_text = target
-        .diff_from_with(&source, &mut Options::new().part([("site", "nyc")]))
+        .diff_from_with(&source, &mut Options::new().part_by_id([("site", "nyc")]))
         .unwrap();
     assert!(by_key.has_diffs());
     assert_eq!(by_key, by_text);
