@@ -151,30 +151,23 @@ impl PostgresAdapter {
                 &[&consumer],
             )
             .map_err(|e| backend(&origin, e))?
-            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, Option<String>>(2)));
+            .map(|r| ((r.get::<_, i64>(0), r.get::<_, i64>(1)), r.get::<_, Option<String>>(2)));
         client
             .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
             .map_err(|e| backend(&origin, e))?;
         let ids = sql::id_columns(&self.tables);
-        let mut feed = PostgresFeed {
+        let fail = |e| backend(&origin, e);
+        let (generation, _, pruned) = log_state(&mut client).map_err(fail)?;
+        let anchor = row_at(&mut client, cursor.as_ref().map_or((0, 0), |c| c.0)).map_err(fail)?;
+        let cursor = sql::LogCursor::open(cursor, generation, anchor, pruned);
+        Ok(PostgresFeed {
             client,
             params: self.params.clone(),
             consumer: consumer.to_string(),
             ids,
-            returned: cursor.as_ref().map_or((0, 0), |c| (c.0, c.1)),
-            fresh: cursor.is_none(),
+            cursor,
             origin,
-            generation: None,
-            anchor: None,
-        };
-        let (generation, _, pruned) = feed.log_state().map_err(|e| backend(&feed.origin, e))?;
-        // A cursor of another generation of the log says nothing of this one.
-        feed.fresh |= cursor.is_some_and(|c| c.2.is_some_and(|g| Some(g) != generation));
-        feed.generation = generation;
-        feed.anchor = feed.row_at(feed.returned).map_err(|e| backend(&feed.origin, e))?;
-        // The row at the cursor went while not pruned: someone else deleted it.
-        feed.fresh |= feed.anchor.is_none() && feed.returned > pruned;
-        Ok(feed)
+        })
     }
 
     /// The client (to query the database, or run your own statements).
@@ -662,14 +655,10 @@ pub struct PostgresFeed {
     params: String,
     consumer: String,
     ids: sql::IdColumns,
-    /// (transaction id, sequence number) of the last event returned.
-    returned: (i64, i64),
-    fresh: bool,
+    /// Where this consumer is: the (transaction id, sequence number) of
+    /// the last event returned.
+    cursor: sql::LogCursor<(i64, i64)>,
     origin: String,
-    /// The log's generation, as this feed knows it.
-    generation: Option<String>,
-    /// The row at `returned` as this feed read it (`None`: not there).
-    anchor: Option<String>,
 }
 
 use diffsync::feed::{ChangeFeed, FeedBatch, Position};
@@ -677,6 +666,28 @@ use diffsync::feed::{ChangeFeed, FeedBatch, Position};
 /// A change log's generation, the oldest running transaction id, and the
 /// pruned position.
 type LogState = (Option<String>, i64, (i64, i64));
+
+/// The log's generation, the oldest transaction still running (or the
+/// next one), and how far the log was pruned.
+fn log_state(client: &mut Client) -> std::result::Result<LogState, postgres::Error> {
+    let row = client.query_one(
+        "SELECT (SELECT generation FROM _diffsync_generation WHERE id = 1),
+                pg_snapshot_xmin(pg_current_snapshot())::text::bigint, p.xid, p.seq
+           FROM _diffsync_pruned p WHERE p.id = 1",
+        &[],
+    )?;
+    Ok((row.get(0), row.get(1), (row.get(2), row.get(3))))
+}
+
+/// The log row at a position, as text to compare.
+fn row_at(client: &mut Client, (xid, seq): (i64, i64)) -> std::result::Result<Option<String>, postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT model_type || ' ' || ids::text || ' ' || op FROM _diffsync_changes WHERE xid = $1 AND seq = $2",
+            &[&xid, &seq],
+        )?
+        .map(|r| r.get(0)))
+}
 
 impl PostgresFeed {
     /// Sleeps until a notification comes or `wait` passes, then takes
@@ -690,29 +701,6 @@ impl PostgresFeed {
         Ok(())
     }
 
-    /// The log's generation, the oldest transaction still running (or
-    /// the next one), and how far the log was pruned.
-    fn log_state(&mut self) -> std::result::Result<LogState, postgres::Error> {
-        let row = self.client.query_one(
-            "SELECT (SELECT generation FROM _diffsync_generation WHERE id = 1),
-                    pg_snapshot_xmin(pg_current_snapshot())::text::bigint, p.xid, p.seq
-               FROM _diffsync_pruned p WHERE p.id = 1",
-            &[],
-        )?;
-        Ok((row.get(0), row.get(1), (row.get(2), row.get(3))))
-    }
-
-    /// The log row at a position, as text to compare.
-    fn row_at(&mut self, (xid, seq): (i64, i64)) -> std::result::Result<Option<String>, postgres::Error> {
-        Ok(self
-            .client
-            .query_opt(
-                "SELECT model_type || ' ' || ids::text || ' ' || op FROM _diffsync_changes WHERE xid = $1 AND seq = $2",
-                &[&xid, &seq],
-            )?
-            .map(|r| r.get(0)))
-    }
-
     fn read(&mut self, max: usize) -> std::result::Result<FeedBatch, postgres::Error> {
         let mut batch = FeedBatch::default();
         // Any discontinuity after the cursor is a gap: a log of another
@@ -721,39 +709,31 @@ impl PostgresFeed {
         // gone or changed while not pruned (pruned or rewritten by someone
         // else). Sequence numbers have holes (rolled-back transactions), so
         // a hole says nothing.
-        let (generation, xmin, pruned) = self.log_state()?;
-        if generation != self.generation {
-            batch.gap = true;
-            self.generation = generation;
-            self.returned = (xmin - 1, i64::MAX);
-        } else if xmin <= self.returned.0 {
-            // The cursor's transaction had committed: ids went back.
-            batch.gap = true;
-            self.returned = (xmin - 1, i64::MAX);
-        }
-        if std::mem::take(&mut self.fresh) || pruned > self.returned {
-            batch.gap = true;
-            self.returned = self.returned.max(pruned);
-        } else if !batch.gap && self.returned > pruned && self.row_at(self.returned)? != self.anchor {
-            batch.gap = true;
-        }
+        let (generation, xmin, pruned) = log_state(&mut self.client)?;
+        // The cursor's transaction had not committed yet: ids went back.
+        let went_back = xmin <= self.cursor.returned.0;
+        let client = &mut self.client;
+        batch.gap = self
+            .cursor
+            .check(generation, went_back, (xmin - 1, i64::MAX), pruned, |at| {
+                row_at(client, at)
+            })?;
         let rows = self.client.query(
             "SELECT xid, seq, model_type, ids::text, op, origin FROM _diffsync_changes
              WHERE (xid, seq) > ($1, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
              ORDER BY xid, seq LIMIT $3",
-            &[&self.returned.0, &self.returned.1, &(max as i64)],
+            &[&self.cursor.returned.0, &self.cursor.returned.1, &(max as i64)],
         )?;
         for row in rows {
-            self.returned = (row.get(0), row.get(1));
             let (model_type, ids, op, origin): (String, String, String, Option<String>) =
                 (row.get(2), row.get(3), row.get(4), row.get(5));
-            self.anchor = Some(format!("{model_type} {ids} {op}"));
+            self.cursor.advance((row.get(0), row.get(1)), &model_type, &ids, &op);
             batch
                 .events
                 .push(sql::log_event(&self.ids, model_type, &ids, &op, origin));
         }
         if batch.gap && batch.events.is_empty() {
-            self.anchor = self.row_at(self.returned)?;
+            self.cursor.reanchor(row_at(&mut self.client, self.cursor.returned)?);
         }
         Ok(batch)
     }
@@ -785,7 +765,8 @@ impl ChangeFeed for PostgresFeed {
     }
 
     fn position(&self) -> Option<Position> {
-        Some(Position::new(format!("{}:{}", self.returned.0, self.returned.1)))
+        let (xid, seq) = self.cursor.returned;
+        Some(Position::new(format!("{xid}:{seq}")))
     }
 
     fn commit_at(&mut self, position: &Position) -> std::result::Result<(), diffsync::BoxError> {
@@ -797,7 +778,7 @@ impl ChangeFeed for PostgresFeed {
         tx.execute(
             "INSERT INTO _diffsync_cursor (consumer, xid, seq, generation) VALUES ($1, $2, $3, $4)
              ON CONFLICT (consumer) DO UPDATE SET xid = excluded.xid, seq = excluded.seq, generation = excluded.generation",
-            &[&self.consumer, &xid, &seq, &self.generation],
+            &[&self.consumer, &xid, &seq, &self.cursor.generation],
         )
         .and_then(|_| {
             tx.batch_execute(

@@ -542,3 +542,86 @@ pub(crate) fn reread(
         fetch(t, &params)?.map(|row| t.record(row)).transpose()
     })
 }
+
+/// Where a consumer is in a change log (SQLite: a sequence number;
+/// PostgreSQL: a transaction id and a sequence number), and what tells
+/// it that events may have been lost: a log of another generation, a log
+/// whose positions went back, a log pruned past the cursor, or the row at
+/// the cursor gone or changed while not pruned.
+pub(crate) struct LogCursor<P> {
+    /// The position of the last event returned.
+    pub(crate) returned: P,
+    /// No cursor was persisted for this consumer (or one of another
+    /// generation of the log): the next read is a gap.
+    fresh: bool,
+    /// The log's generation, as this consumer knows it.
+    pub(crate) generation: Option<String>,
+    /// The row at `returned` as this consumer read it (`None`: not there).
+    anchor: Option<String>,
+}
+
+impl<P: Copy + Ord + Default> LogCursor<P> {
+    /// A consumer's cursor as it was saved (position and generation;
+    /// `None`: never), against a log of `generation` pruned up to
+    /// `pruned`, whose row at the saved position now reads `anchor`.
+    pub(crate) fn open(
+        saved: Option<(P, Option<String>)>,
+        generation: Option<String>,
+        anchor: Option<String>,
+        pruned: P,
+    ) -> Self {
+        let returned = saved.as_ref().map_or_else(P::default, |s| s.0);
+        // A cursor of another generation of the log says nothing of this one.
+        let other_generation = saved
+            .as_ref()
+            .is_some_and(|s| s.1.as_ref().is_some_and(|g| Some(g) != generation.as_ref()));
+        LogCursor {
+            returned,
+            // The row at the cursor went while not pruned: someone else deleted it.
+            fresh: saved.is_none() || other_generation || (anchor.is_none() && returned > pruned),
+            generation,
+            anchor,
+        }
+    }
+
+    /// Checks the log before a read: its generation (`restart`: where a
+    /// new or rolled-back log is read from), whether its positions went
+    /// back (`went_back`), and how far it was pruned. Returns whether
+    /// events may have been lost.
+    pub(crate) fn check<E>(
+        &mut self,
+        generation: Option<String>,
+        went_back: bool,
+        restart: P,
+        pruned: P,
+        row_at: impl FnOnce(P) -> Result<Option<String>, E>,
+    ) -> Result<bool, E> {
+        let mut gap = false;
+        if generation != self.generation {
+            gap = true;
+            self.generation = generation;
+            self.returned = restart;
+        } else if went_back {
+            gap = true;
+            self.returned = restart;
+        }
+        if std::mem::take(&mut self.fresh) || pruned > self.returned {
+            gap = true;
+            self.returned = self.returned.max(pruned);
+        } else if !gap && self.returned > pruned && row_at(self.returned)? != self.anchor {
+            gap = true;
+        }
+        Ok(gap)
+    }
+
+    /// The event at `at` (a row reading `model_type ids op`) was returned.
+    pub(crate) fn advance(&mut self, at: P, model_type: &str, ids: &str, op: &str) {
+        self.returned = at;
+        self.anchor = Some(format!("{model_type} {ids} {op}"));
+    }
+
+    /// After a gap: remember the row at the cursor as it reads now.
+    pub(crate) fn reanchor(&mut self, anchor: Option<String>) {
+        self.anchor = anchor;
+    }
+}

@@ -186,28 +186,19 @@ impl SqliteAdapter {
             .optional()
             .map_err(|e| backend(&self.origin, e))?;
         let ids = sql::id_columns(&self.tables);
-        let mut feed = SqliteFeed {
+        let origin = format!("{}: _diffsync_changes", self.origin);
+        let fail = |e| backend(&origin, e);
+        let (generation, _) = log_state(&conn).map_err(fail)?;
+        let pruned = pruned_upto(&conn).map_err(fail)?;
+        let anchor = row_at(&conn, cursor.as_ref().map_or(0, |c| c.0)).map_err(fail)?;
+        let cursor = sql::LogCursor::open(cursor, generation, anchor, pruned);
+        Ok(SqliteFeed {
             conn,
             consumer: consumer.to_string(),
             ids,
-            returned: cursor.as_ref().map_or(0, |c| c.0),
-            fresh: cursor.is_none(),
-            origin: format!("{}: _diffsync_changes", self.origin),
-            generation: None,
-            anchor: None,
-        };
-        let (generation, _) = feed.log_state().map_err(|e| backend(&feed.origin, e))?;
-        // A cursor of another generation of the log (or of none) says nothing of this one.
-        feed.fresh |= cursor.is_some_and(|(_, g)| g.is_some_and(|g| Some(g) != generation));
-        feed.generation = generation;
-        feed.anchor = feed.row_at(feed.returned).map_err(|e| backend(&feed.origin, e))?;
-        // The row at the cursor went while not pruned: someone else deleted it.
-        let pruned: i64 = feed
-            .conn
-            .query_row("SELECT upto FROM _diffsync_pruned WHERE id = 1", [], |r| r.get(0))
-            .map_err(|e| backend(&feed.origin, e))?;
-        feed.fresh |= feed.anchor.is_none() && feed.returned > pruned;
-        Ok(feed)
+            cursor,
+            origin,
+        })
     }
 
     /// Re-reads the database into a fresh store.
@@ -527,72 +518,57 @@ pub struct SqliteFeed {
     conn: Connection,
     consumer: String,
     ids: sql::IdColumns,
-    /// The last sequence number returned.
-    returned: i64,
-    /// No cursor was persisted for this consumer yet (or one of another
-    /// generation of the log).
-    fresh: bool,
+    /// Where this consumer is: the last sequence number returned.
+    cursor: sql::LogCursor<i64>,
     origin: String,
-    /// The log's generation, as this feed knows it.
-    generation: Option<String>,
-    /// The row at `returned` as this feed read it (`None`: not there).
-    anchor: Option<String>,
 }
 
 use diffsync::feed::{ChangeFeed, FeedBatch, Position};
 
+/// The log's generation and the highest sequence number it ever gave
+/// (rows deleted or not).
+fn log_state(conn: &Connection) -> rusqlite::Result<(Option<String>, i64)> {
+    conn.query_row(
+        "SELECT (SELECT generation FROM _diffsync_generation WHERE id = 1),
+                coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_diffsync_changes'), 0)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// How far the log was pruned.
+fn pruned_upto(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT upto FROM _diffsync_pruned WHERE id = 1", [], |r| r.get(0))
+}
+
+/// The log row at `seq`, as text to compare.
+fn row_at(conn: &Connection, seq: i64) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT model_type || ' ' || ids || ' ' || op FROM _diffsync_changes WHERE seq = ?1",
+        [seq],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 impl SqliteFeed {
-    /// The log's generation and the highest sequence number it ever gave
-    /// (rows deleted or not).
-    fn log_state(&self) -> rusqlite::Result<(Option<String>, i64)> {
-        self.conn.query_row(
-            "SELECT (SELECT generation FROM _diffsync_generation WHERE id = 1),
-                    coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_diffsync_changes'), 0)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-    }
-
-    /// The log row at `seq`, as text to compare.
-    fn row_at(&self, seq: i64) -> rusqlite::Result<Option<String>> {
-        self.conn
-            .query_row(
-                "SELECT model_type || ' ' || ids || ' ' || op FROM _diffsync_changes WHERE seq = ?1",
-                [seq],
-                |r| r.get(0),
-            )
-            .optional()
-    }
-
     fn read(&mut self, max: usize) -> rusqlite::Result<FeedBatch> {
         let mut batch = FeedBatch::default();
         // Any discontinuity after the cursor is a gap: a log of another
         // generation (dropped and created again), numbers that went back
         // (a database restored from a backup), the row at the cursor gone
         // or changed while not pruned (pruned or rewritten by someone else).
-        let (generation, highest) = self.log_state()?;
-        if generation != self.generation {
-            batch.gap = true;
-            self.generation = generation;
-            self.returned = highest;
-        } else if highest < self.returned {
-            batch.gap = true;
-            self.returned = highest;
-        }
-        let pruned: i64 = self
-            .conn
-            .query_row("SELECT upto FROM _diffsync_pruned WHERE id = 1", [], |r| r.get(0))?;
-        let pruned = pruned.min(highest);
-        if std::mem::take(&mut self.fresh) || pruned > self.returned {
-            batch.gap = true;
-            self.returned = self.returned.max(pruned);
-        } else if !batch.gap && self.returned > pruned && self.row_at(self.returned)? != self.anchor {
-            batch.gap = true;
-        }
+        let (generation, highest) = log_state(&self.conn)?;
+        let pruned = pruned_upto(&self.conn)?.min(highest);
+        let went_back = highest < self.cursor.returned;
+        let conn = &self.conn;
+        batch.gap = self
+            .cursor
+            .check(generation, went_back, highest, pruned, |seq| row_at(conn, seq))?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, model_type, ids, op, origin FROM _diffsync_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
-        let rows = stmt.query_map(rusqlite::params![self.returned, max as i64], |r| {
+        let rows = stmt.query_map(rusqlite::params![self.cursor.returned, max as i64], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -605,15 +581,14 @@ impl SqliteFeed {
             let (seq, model_type, ids, op, origin) = row?;
             // Numbers are given without holes (rolled-back ones included):
             // a hole is rows deleted after the cursor.
-            batch.gap |= seq != self.returned + 1;
-            self.returned = seq;
-            self.anchor = Some(format!("{model_type} {ids} {op}"));
+            batch.gap |= seq != self.cursor.returned + 1;
+            self.cursor.advance(seq, &model_type, &ids, &op);
             batch
                 .events
                 .push(sql::log_event(&self.ids, model_type, &ids, &op, origin));
         }
         if batch.gap {
-            self.anchor = self.row_at(self.returned)?;
+            self.cursor.reanchor(row_at(&self.conn, self.cursor.returned)?);
         }
         Ok(batch)
     }
@@ -637,7 +612,7 @@ impl ChangeFeed for SqliteFeed {
     }
 
     fn position(&self) -> Option<Position> {
-        Some(Position::new(self.returned.to_string()))
+        Some(Position::new(self.cursor.returned.to_string()))
     }
 
     fn commit_at(&mut self, position: &Position) -> std::result::Result<(), diffsync::BoxError> {
@@ -646,7 +621,7 @@ impl ChangeFeed for SqliteFeed {
         tx.execute(
             "INSERT INTO _diffsync_cursor (consumer, seq, generation) VALUES (?1, ?2, ?3)
              ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq, generation = excluded.generation",
-            rusqlite::params![self.consumer, seq, self.generation],
+            rusqlite::params![self.consumer, seq, self.cursor.generation],
         )
         .and_then(|_| {
             tx.execute_batch(
