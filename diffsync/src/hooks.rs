@@ -66,7 +66,10 @@ use crate::store::{LocalStore, Store};
 use crate::sync::Change;
 use crate::sync::adapter::Adapter;
 
-/// What a typed hook is asked to do to one model of type `T`.
+/// What a typed hook is asked to do to one model of type `T`. The old
+/// model is a copy of the one in the adapter's store (the hook has the
+/// adapter mutably while it runs); the store takes the change only after
+/// the hook returned `Ok`.
 #[derive(Debug)]
 pub enum Write<'a, T: DiffModel> {
     /// Create `new` in the system. `new` is the model the store will hold
