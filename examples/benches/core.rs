@@ -1,5 +1,5 @@
 //! Microbenchmarks: diff, sync and rendering at 10k and 100k models per side
-//! (`cargo bench -p diffsync-examples`). Data comes from the in-memory
+//! (`cargo bench -p diffsync-examples --features bench`). Data comes from the in-memory
 //! generator, so no files are needed.
 
 use diffsync::AdapterExt;
