@@ -265,3 +265,41 @@ fn an_empty_target_with_default_top_level_types_is_filled() {
     assert!(!target.diff_from(&source).unwrap().has_diffs());
     assert!(report.elements.iter().all(|e| e.outcome == Outcome::Applied));
 }
+
+#[test]
+fn a_typed_hook_that_panics_leaves_the_store_with_what_applied_before_it() {
+    /// Panics when asked to create site `lax`.
+    struct Panicky(Typed);
+    impl Adapter for Panicky {
+        type Store = LocalStore;
+        fn store(&self) -> &LocalStore {
+            &self.0.store
+        }
+        fn store_mut(&mut self) -> &mut LocalStore {
+            &mut self.0.store
+        }
+        fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+            Hooks::new()
+                .on(|a: &mut Self, w: Write<'_, Site>| {
+                    if matches!(&w, Write::Create { new, .. } if new.name == "lax") {
+                        panic!("hook bug");
+                    }
+                    a.0.site(w)
+                })
+                .on(|a: &mut Self, w| a.0.device(w))
+                .on(|a: &mut Self, w| a.0.interface(w))
+                .apply(self, change)
+        }
+    }
+    let mut target = Panicky(Typed::from(sys_a()));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.sync_from(&sys_b())));
+    assert!(caught.is_err(), "the panic goes on to the caller");
+    // The four changes before lax's create reached the system and the store; nothing after.
+    assert_eq!(target.0.log, WORKED_EXAMPLE[..4]);
+    let store = &target.0.store;
+    assert_eq!(store.get(&Device::key("nyc-r1")).unwrap().role, "edge");
+    assert!(store.get_opt(&Interface::key("nyc-r1", "eth2")).unwrap().is_some());
+    assert!(store.get_opt(&Interface::key("nyc-r1", "eth1")).unwrap().is_none());
+    assert!(store.get_opt(&Site::key("lax")).unwrap().is_none());
+    assert!(store.get_opt(&Site::key("sfo")).unwrap().is_some());
+}
