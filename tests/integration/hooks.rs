@@ -142,23 +142,28 @@ fn typed_hooks_work_the_same_for_a_diff_read_from_json() {
     assert!(!from_json.diff_from(&source).unwrap().has_diffs());
 }
 
+/// A `Typed` whose changes go through another hook table: `apply`.
+struct With<F>(Typed, F);
+
+impl<F: FnMut(&mut Typed, &mut Change<'_>) -> Result<(), HookError>> Adapter for With<F> {
+    type Store = LocalStore;
+    fn store(&self) -> &LocalStore {
+        &self.0.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.0.store
+    }
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        (self.1)(&mut self.0, change)
+    }
+}
+
 #[test]
 fn a_type_without_a_hook_fails_its_changes_and_the_store_keeps_the_old_model() {
-    /// Registers sites only.
-    struct SitesOnly(Typed);
-    impl Adapter for SitesOnly {
-        type Store = LocalStore;
-        fn store(&self) -> &LocalStore {
-            &self.0.store
-        }
-        fn store_mut(&mut self) -> &mut LocalStore {
-            &mut self.0.store
-        }
-        fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-            Hooks::new().on(|a: &mut Self, w| a.0.site(w)).apply(self, change)
-        }
-    }
-    let mut target = SitesOnly(Typed::from(sys_a()));
+    // Registers sites only.
+    let mut target = With(Typed::from(sys_a()), |t: &mut Typed, c: &mut Change<'_>| {
+        Hooks::new().on(Typed::site).apply(t, c)
+    });
     let mut opts = Options::new().flags(diffsync::DiffFlags::CONTINUE_ON_FAILURE);
     let report = target.sync_from_with(&sys_b(), &mut opts).unwrap();
     let failed: Vec<String> = report
@@ -268,30 +273,19 @@ fn an_empty_target_with_default_top_level_types_is_filled() {
 
 #[test]
 fn a_typed_hook_that_panics_leaves_the_store_with_what_applied_before_it() {
-    /// Panics when asked to create site `lax`.
-    struct Panicky(Typed);
-    impl Adapter for Panicky {
-        type Store = LocalStore;
-        fn store(&self) -> &LocalStore {
-            &self.0.store
-        }
-        fn store_mut(&mut self) -> &mut LocalStore {
-            &mut self.0.store
-        }
-        fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-            Hooks::new()
-                .on(|a: &mut Self, w: Write<'_, Site>| {
-                    if matches!(&w, Write::Create { new, .. } if new.name == "lax") {
-                        panic!("hook bug");
-                    }
-                    a.0.site(w)
-                })
-                .on(|a: &mut Self, w| a.0.device(w))
-                .on(|a: &mut Self, w| a.0.interface(w))
-                .apply(self, change)
-        }
-    }
-    let mut target = Panicky(Typed::from(sys_a()));
+    // Panics when asked to create site `lax`.
+    let mut target = With(Typed::from(sys_a()), |t: &mut Typed, c: &mut Change<'_>| {
+        Hooks::new()
+            .on(|t: &mut Typed, w: Write<'_, Site>| {
+                if matches!(&w, Write::Create { new, .. } if new.name == "lax") {
+                    panic!("hook bug");
+                }
+                t.site(w)
+            })
+            .on(Typed::device)
+            .on(Typed::interface)
+            .apply(t, c)
+    });
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.sync_from(&sys_b())));
     assert!(caught.is_err(), "the panic goes on to the caller");
     // The four changes before lax's create reached the system and the store; nothing after.
