@@ -332,7 +332,7 @@ impl Loader<'_> {
         let key = model.unique_id();
         self.store.insert_boxed(model, parent).map_err(|e| {
             let message = match e {
-                diffsync::Error::AlreadyExists { .. } => "a second record with the same identifiers".to_string(),
+                diffsync::StoreError::AlreadyExists { .. } => "a second record with the same identifiers".to_string(),
                 e => e.to_string(),
             };
             fault(&fields, None, message)

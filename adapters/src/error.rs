@@ -139,13 +139,33 @@ pub enum AdapterError {
     Store(#[from] diffsync::Error),
 }
 
+impl From<diffsync::StoreError> for AdapterError {
+    fn from(e: diffsync::StoreError) -> Self {
+        AdapterError::Store(e.into())
+    }
+}
+
 impl AdapterError {
     /// A backend error at `origin`, keeping the error as its source.
     pub(crate) fn backend(origin: impl Into<String>, e: impl Into<BoxError>) -> Self {
-        let source = e.into();
+        let (message, source) = said(e.into());
         AdapterError::Backend {
             origin: origin.into(),
-            message: message_of(&*source),
+            message,
+            source,
+        }
+    }
+
+    /// Writing one model failed: the backend's words in the message, its
+    /// error kept as the source.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn write(origin: impl Into<String>, model_type: &str, key: &str, e: impl Into<BoxError>) -> Self {
+        let (message, source) = said(e.into());
+        AdapterError::Write {
+            origin: origin.into(),
+            model_type: model_type.to_string(),
+            key: key.to_string(),
+            message,
             source,
         }
     }
@@ -162,6 +182,38 @@ impl AdapterError {
             origin: origin.to_string(),
             message: format!("{:?} is not a position of this change feed", position.as_str()),
         })
+    }
+}
+
+/// The backend's own words for an error, and the error as a source that
+/// says them: a message that holds them is not followed by the backend's
+/// wording of the same thing when causes are printed ([`diffsync::Chain`]),
+/// and the backend's error is still under it for code that looks for it.
+fn said(error: BoxError) -> (String, BoxError) {
+    let message = message_of(&*error);
+    let source = Box::new(Said {
+        message: message.clone(),
+        error,
+    });
+    (message, source)
+}
+
+/// The backend's words, with its error beneath.
+#[derive(Debug)]
+struct Said {
+    message: String,
+    error: BoxError,
+}
+
+impl std::fmt::Display for Said {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Said {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.error)
     }
 }
 
@@ -183,10 +235,11 @@ pub(crate) fn message_of(e: &(dyn std::error::Error + 'static)) -> String {
 pub(crate) fn base_error(origin: &str, e: AdapterError) -> diffsync::Error {
     match e {
         AdapterError::Store(e) => e,
-        e => diffsync::Error::Base {
+        e => diffsync::ReconcileError::Base {
             path: origin.to_string(),
-            message: e.to_string(),
-        },
+            message: diffsync::Chain(&e).to_string(),
+        }
+        .into(),
     }
 }
 

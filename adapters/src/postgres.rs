@@ -8,7 +8,7 @@ use diffsync::{Action, Adapter, Batch, HookError, LocalStore, ValueKind};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Transaction};
 
-use crate::error::{AdapterError, Result, message_of};
+use crate::error::{AdapterError, Result};
 use crate::registry::{self, Registry};
 use crate::sql::{self, Dialect, SqlValue, Table};
 
@@ -387,14 +387,7 @@ fn run(tx: &mut Transaction<'_>, stmts: &[sql::Statement]) -> std::result::Resul
 
 /// A failed write of one change, naming the server, model and key.
 fn write_error(origin: &str, change: &diffsync::Change<'_>, e: diffsync::BoxError) -> HookError {
-    AdapterError::Write {
-        origin: origin.to_string(),
-        model_type: change.model_type().to_string(),
-        key: change.key().to_string(),
-        message: message_of(&*e),
-        source: e,
-    }
-    .into()
+    AdapterError::write(origin, change.model_type(), change.key(), e).into()
 }
 
 impl Adapter for PostgresAdapter {

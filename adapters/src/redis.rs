@@ -16,7 +16,7 @@
 //! read for every key it touches, then writes all of them, or none. A key
 //! another process changed since (an update from a stale image, a create of
 //! a key someone else created, a remove while someone added a child) fails
-//! with [`diffsync::Error::Conflict`] naming the model; the image is left as
+//! with [`StoreError::Conflict`] naming the model; the image is left as
 //! it was. Adding or removing a child also moves its parent's version, so a
 //! process that removes the parent from an image without that child
 //! conflicts instead of leaving the child pointing at a missing parent.
@@ -28,12 +28,15 @@
 use std::collections::HashMap;
 
 use diffsync::model::AnyModel;
-use diffsync::{AttrSource, DiffModel, LocalStore, Store};
+use diffsync::{AttrSource, BoxError, Chain, DiffModel, LocalStore, Store, StoreError};
 use redis::{Client, Commands, Connection, RedisResult};
 use serde_json::{Map, Value};
 
 use crate::error::{AdapterError, Result};
 use crate::registry::{self, PARENT_KEY, Registry};
+
+/// What the store's operations return.
+type StoreResult<T> = std::result::Result<T, StoreError>;
 
 /// A [`Store`] kept in Redis, under a namespace.
 ///
@@ -97,7 +100,7 @@ enum Undo {
 type ParentKey = (String, String);
 
 impl Undo {
-    fn apply(self, image: &mut LocalStore) -> diffsync::Result<()> {
+    fn apply(self, image: &mut LocalStore) -> StoreResult<()> {
         match self {
             Undo::Remove { model_type, uid } => image.remove(&model_type, &uid, true),
             Undo::Restore { model_type, uid, attrs } => {
@@ -286,28 +289,19 @@ impl RedisStore {
     }
 
     /// Adds a model at the top level (written through).
-    pub fn add<T: DiffModel>(&mut self, model: T) -> diffsync::Result<()> {
+    pub fn add<T: DiffModel>(&mut self, model: T) -> StoreResult<()> {
         Store::insert(self, Box::new(model), None)
     }
 
     /// Adds a model as a child of the model `parent` names (written through).
-    pub fn add_child<T: DiffModel>(
-        &mut self,
-        parent: impl AsRef<diffsync::ModelKey>,
-        model: T,
-    ) -> diffsync::Result<()> {
+    pub fn add_child<T: DiffModel>(&mut self, parent: impl AsRef<diffsync::ModelKey>, model: T) -> StoreResult<()> {
         let parent = parent.as_ref();
         self.add_child_by_id(parent.model_type(), &parent.unique_id(), model)
     }
 
     /// Like [`add_child`](Self::add_child), with the parent named by type and
     /// unique id's text form (written through).
-    pub fn add_child_by_id<T: DiffModel>(
-        &mut self,
-        parent_type: &str,
-        parent_key: &str,
-        model: T,
-    ) -> diffsync::Result<()> {
+    pub fn add_child_by_id<T: DiffModel>(&mut self, parent_type: &str, parent_key: &str, model: T) -> StoreResult<()> {
         Store::insert(self, Box::new(model), Some((parent_type, parent_key)))
     }
 
@@ -315,12 +309,12 @@ impl RedisStore {
         format!("{}:{model_type}:{uid}", self.namespace)
     }
 
-    fn fail(&self, model_type: &str, key: &str, e: impl std::fmt::Display) -> diffsync::Error {
-        diffsync::Error::Store {
+    fn fail(&self, model_type: &str, key: &str, e: impl Into<BoxError>) -> StoreError {
+        StoreError::Backend {
             store: format!("{} ({})", self.namespace, self.address),
             model_type: model_type.to_string(),
             key: key.to_string(),
-            source: e.to_string().into(),
+            source: e.into(),
         }
     }
 
@@ -365,7 +359,7 @@ impl RedisStore {
 
     /// Writes these models' JSON (`None`: delete) now, checked against the
     /// versions this store read, or queues them during a sync.
-    fn send(&mut self, models: Vec<(&str, &str, Option<String>)>) -> diffsync::Result<()> {
+    fn send(&mut self, models: Vec<(&str, &str, Option<String>)>) -> StoreResult<()> {
         let entries: Vec<(String, Write)> = models
             .into_iter()
             .map(|(model_type, uid, value)| {
@@ -390,7 +384,7 @@ impl RedisStore {
     }
 
     /// Runs the write script; on success the versions move on.
-    fn flush(&mut self, writes: Writes) -> diffsync::Result<()> {
+    fn flush(&mut self, writes: Writes) -> StoreResult<()> {
         let Some(first) = writes.writes.first() else {
             return Ok(());
         };
@@ -422,7 +416,7 @@ impl RedisStore {
         };
         if let Some((key, found)) = conflict {
             let w = writes.index.get(&key).map_or(first, |&i| &writes.writes[i]);
-            return Err(diffsync::Error::Conflict {
+            return Err(StoreError::Conflict {
                 store: format!("{} ({})", self.namespace, self.address),
                 model_type: w.model_type.clone(),
                 key: w.uid.clone(),
@@ -437,12 +431,12 @@ impl RedisStore {
     }
 
     /// The JSON to store for one model, from the image.
-    fn value(&self, model_type: &str, uid: &str) -> diffsync::Result<String> {
+    fn value(&self, model_type: &str, uid: &str) -> StoreResult<String> {
         self.record(model_type, uid, true)
     }
 
     /// One model's JSON from the image, with its parent link or without.
-    fn record(&self, model_type: &str, uid: &str, with_parent: bool) -> diffsync::Result<String> {
+    fn record(&self, model_type: &str, uid: &str, with_parent: bool) -> StoreResult<String> {
         let model = self.image.get_dyn_by_id(model_type, uid)?;
         let mut record = self
             .registry
@@ -454,7 +448,7 @@ impl RedisStore {
         Ok(Value::Object(record).to_string())
     }
 
-    fn subtree(&self, model_type: &str, uid: &str, out: &mut Vec<(String, String)>) -> diffsync::Result<()> {
+    fn subtree(&self, model_type: &str, uid: &str, out: &mut Vec<(String, String)>) -> StoreResult<()> {
         out.push((model_type.to_string(), uid.to_string()));
         if let Some(schema) = self.image.schema(model_type) {
             for ct in schema.children.iter() {
@@ -478,15 +472,12 @@ impl Store for RedisStore {
         self.image.set_origin(origin);
         self.origin = origin.map(str::to_string);
     }
-    fn refresh(&mut self) -> diffsync::Result<()> {
-        RedisStore::refresh(self).map_err(|e| diffsync::Error::Load {
-            adapter: self.namespace.clone(),
-            source: Box::new(e),
-        })
+    fn refresh(&mut self) -> StoreResult<()> {
+        RedisStore::refresh(self).map_err(|e| self.fail("", "", e))
     }
     /// Reads these models' keys again, each with its version in one atomic
     /// round trip (a model that moved to another parent: the whole namespace).
-    fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
+    fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> StoreResult<()> {
         let origin = format!("{} namespace {:?}", self.address, self.namespace);
         let version_key = self.version_key();
         let (client, conn, versions, namespace) = (&self.client, &mut self.conn, &mut self.versions, &self.namespace);
@@ -506,13 +497,10 @@ impl Store for RedisStore {
                 }),
             }
         })
-        .map_err(|e| diffsync::Error::Load {
-            adapter: self.namespace.clone(),
-            source: Box::new(e),
-        })?;
+        .map_err(|e| self.fail("", "", e))?;
         if done { Ok(()) } else { Store::refresh(self) }
     }
-    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> diffsync::Result<()> {
+    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> StoreResult<()> {
         let (model_type, uid) = (model.model_type().to_string(), model.unique_id());
         self.image.insert_boxed(model, parent)?;
         // The parent is written too: its version moves, so a process removing
@@ -531,7 +519,7 @@ impl Store for RedisStore {
         }
         written
     }
-    fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> diffsync::Result<()> {
+    fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> StoreResult<()> {
         let before = self.image.get_dyn_by_id(model_type, key)?.attributes();
         self.image.update_attributes(model_type, key, source)?;
         let written = self
@@ -549,7 +537,7 @@ impl Store for RedisStore {
         }
         written
     }
-    fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> diffsync::Result<()> {
+    fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> StoreResult<()> {
         let mut gone = Vec::new();
         if remove_children {
             self.subtree(model_type, key, &mut gone)?;
@@ -605,7 +593,7 @@ impl Store for RedisStore {
         self.pending = Some(Writes::default());
         self.undo.clear();
     }
-    fn end_batch(&mut self) -> diffsync::Result<()> {
+    fn end_batch(&mut self) -> StoreResult<()> {
         let Some(writes) = self.pending.take() else {
             return Ok(());
         };
@@ -630,8 +618,8 @@ impl Store for RedisStore {
         };
         match e {
             // The conflict says nothing was written; the image is the server's again.
-            diffsync::Error::Conflict { .. } if refreshed => Err(e),
-            e => Err(self.fail("sync", "", format!("{e} ({note})"))),
+            StoreError::Conflict { .. } if refreshed => Err(e),
+            e => Err(self.fail("", "", format!("{} ({note})", Chain(&e)))),
         }
     }
 }

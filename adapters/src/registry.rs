@@ -15,7 +15,7 @@ pub const PARENT_KEY: &str = "_parent";
 
 type ToValue = fn(&dyn AnyModel) -> Option<std::result::Result<Value, serde_json::Error>>;
 type FromValue = fn(Value) -> std::result::Result<Box<dyn AnyModel>, serde_json::Error>;
-type Register = fn(&mut LocalStore) -> diffsync::Result<()>;
+type Register = fn(&mut LocalStore) -> Result<(), diffsync::StoreError>;
 
 #[derive(Clone)]
 struct Entry {
@@ -36,7 +36,7 @@ fn from_value<T: StaticModel + DeserializeOwned>(
     Ok(Box::new(T::deserialize(v)?))
 }
 
-fn register<T: StaticModel>(store: &mut LocalStore) -> diffsync::Result<()> {
+fn register<T: StaticModel>(store: &mut LocalStore) -> Result<(), diffsync::StoreError> {
     store.register::<T>()
 }
 

@@ -372,14 +372,7 @@ impl Adapter for SqliteAdapter {
             }
             let change = &batch.changes()[i];
             let failed = |e: diffsync::BoxError| -> HookError {
-                AdapterError::Write {
-                    origin: origin.clone(),
-                    model_type: change.model_type().to_string(),
-                    key: change.key().to_string(),
-                    message: e.to_string(),
-                    source: e,
-                }
-                .into()
+                AdapterError::write(origin.clone(), change.model_type(), change.key(), e).into()
             };
             let result: Result<(), HookError> =
                 match sql::statements(&DIALECT, &self.tables, &self.registry, &self.store, change) {

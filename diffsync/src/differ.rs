@@ -11,6 +11,7 @@ use hashbrown::{HashSet, HashTable};
 use crate::diff::{Action, AttrChange, Diff, DiffElement};
 use crate::error::{Error, Result};
 use crate::flags::{DiffFlags, ModelFlags};
+use crate::model::ModelError;
 use crate::model::column::Slot;
 use crate::model::{AnyModel, ModelSchema};
 use crate::options::{Options, Progress, Stage};
@@ -350,11 +351,11 @@ fn check_top_level(src: &Side<'_>, dst: &Side<'_>) -> Result<()> {
             let mut types: Vec<&str> = src.store.model_types().chain(dst.store.model_types()).collect();
             types.sort_unstable();
             types.dedup();
-            return Err(Error::UnknownModelType {
+            return Err(Error::Diff(DiffError::UnknownModelType {
                 adapter: side.name.to_string(),
                 model_type: t.to_string(),
                 known: types.join(", "),
-            });
+            }));
         }
     }
     Ok(())
@@ -373,14 +374,14 @@ fn check_identifiers(ctx: &Ctx<'_, '_, '_>, st: Option<&Table>, dt: Option<&Tabl
             .map(|f| &f.name)
             .ne(dt.schema.identifiers.iter().map(|f| &f.name))
     {
-        return Err(Error::Schema {
+        return Err(Error::Model(ModelError::Schema {
             model_type: st.schema.name.to_string(),
             message: format!(
                 "identifiers differ between {:?} and {:?}",
                 ctx.src.name(),
                 ctx.dst.name()
             ),
-        });
+        }));
     }
     Ok(())
 }
@@ -705,12 +706,12 @@ fn check_shortnames(elements: &[DiffElement]) -> Result<()> {
                 .iter()
                 .find(|o| o.model_type == e.model_type && o.sibling_name() == e.sibling_name())
                 .map_or("", |o| o.key.as_str());
-            return Err(Error::ShortnameCollision {
+            return Err(Error::Diff(DiffError::ShortnameCollision {
                 model_type: e.model_type.to_string(),
                 shortname: e.sibling_name().to_string(),
                 first: first.to_string(),
                 second: e.key.clone(),
-            });
+            }));
         }
     }
     Ok(())
@@ -805,10 +806,10 @@ fn diff_pair(
 }
 
 fn internal(model_type: &str, message: &str) -> Error {
-    Error::Schema {
+    Error::Model(ModelError::Schema {
         model_type: model_type.to_string(),
         message: format!("internal: {message}"),
-    }
+    })
 }
 
 /// What starting a pair found.
@@ -1093,6 +1094,35 @@ fn child_list<'a>(t: Option<&'a Table>, slot: Option<Slot>, name: &str) -> Optio
         ty: t.child_types[ci],
         slots: &t.meta[slot].children[ci],
     })
+}
+
+/// What computing a diff can fail with, besides a model's own errors. Part
+/// of the crate's [`Error`] (as [`Error::Diff`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiffError {
+    /// A top-level model type that neither store knows (a typo in `top_level()`).
+    #[error("unknown top-level model type {model_type:?} in adapter {adapter:?}; known types: [{known}]")]
+    UnknownModelType {
+        /// Adapter name.
+        adapter: String,
+        /// The type named.
+        model_type: String,
+        /// Types the stores know, comma separated.
+        known: String,
+    },
+    /// Two siblings share a shortname, so a diff could not tell them apart.
+    #[error("{model_type} shortname {shortname:?} is shared by {first:?} and {second:?}")]
+    ShortnameCollision {
+        /// Model type name.
+        model_type: String,
+        /// The shared shortname.
+        shortname: String,
+        /// First unique id.
+        first: String,
+        /// Second unique id.
+        second: String,
+    },
 }
 
 #[cfg(test)]

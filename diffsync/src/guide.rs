@@ -186,7 +186,7 @@
 //! - Errors: return them from hooks (any `std::error::Error` converts with
 //!   `?`); the report records them per change, and without
 //!   `CONTINUE_ON_FAILURE` the sync stops with
-//!   [`Error::SyncAborted`](crate::Error::SyncAborted) naming the model.
+//!   [`SyncError::Aborted`](crate::SyncError::Aborted) naming the model.
 //!   [`HookError::soft`](crate::HookError::soft) says "not applied, go on"
 //!   (the Python library's `None`), [`HookError::fatal`](crate::HookError::fatal)
 //!   "stop now".

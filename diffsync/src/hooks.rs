@@ -59,11 +59,11 @@
 use std::marker::PhantomData;
 
 use crate::diff::Action;
-use crate::error::HookError;
 use crate::key::ModelKey;
 use crate::model::{DiffModel, DynModel, StaticModel};
 use crate::store::{LocalStore, Store};
 use crate::sync::Change;
+use crate::sync::HookError;
 use crate::sync::adapter::Adapter;
 
 /// What a typed hook is asked to do to one model of type `T`. The old

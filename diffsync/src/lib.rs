@@ -160,11 +160,11 @@
 //!   default, not a copy of the source object.
 //! - **Plans are checked first.** A loaded or edited diff that does not fit
 //!   the destination store is refused before any hook runs
-//!   ([`Error::InvalidDiff`]); a create of a key the store already holds
+//!   ([`SyncError::InvalidDiff`]); a create of a key the store already holds
 //!   fails that element, as the reference's pre-check does.
 //! - **Only parentless models are roots**, so a type may be its own child
 //!   (`children(Node)`), and a top-level type name no store knows is an
-//!   error ([`Error::UnknownModelType`]), not an empty diff.
+//!   error ([`DiffError::UnknownModelType`]), not an empty diff.
 //! - **Nothing stored is out of sight.** The Python library walks from the
 //!   `top_level` types through each model's child lists, so a model no list
 //!   reaches is never diffed (nor counted). Here every parentless model is
@@ -178,7 +178,7 @@
 //! - **Fail closed on an empty or missing source.** A file adapter opened
 //!   on a path that does not exist is an error naming it (opt in with
 //!   `open_or_empty`), a one-way sync from a source that holds nothing into
-//!   a destination that holds models is refused ([`Error::EmptySource`];
+//!   a destination that holds models is refused ([`SyncError::EmptySource`];
 //!   [`Options::allow_empty_source`]), and a sync may be capped at a share
 //!   of deletes ([`Options::max_delete_share`]). The Python library syncs an
 //!   empty source as "delete everything".
@@ -202,9 +202,11 @@ pub mod store;
 mod strategy_spec;
 mod sync;
 
+pub use bidir::ReconcileError;
 pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, DiffIter, Summary};
+pub use differ::DiffError;
 pub use diffsync_derive::DiffModel;
-pub use error::{BoxError, Error, HookError, Result};
+pub use error::{Error, Result};
 pub use feed::{ChangeEvent, ChangeFeed, ChangeKind};
 pub use flags::{DiffFlags, ModelFlags};
 pub use hooks::{Hooks, Write};
@@ -213,10 +215,13 @@ pub use model::{
     Attrs, DiffModel, DynModel, FieldDef, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind, readable_id_of,
     unique_id_of,
 };
+pub use model::{BoxError, Chain, ModelError};
 pub use options::{Options, Progress, Stage};
+pub use store::StoreError;
 pub use store::{AttrSource, Handle, LocalStore, Store};
 pub use sync::adapter::{Adapter, AdapterExt, Layer, Layered, MemoryAdapter, StoreAdapter};
 pub use sync::{Batch, Change, ElementReport, Outcome, SkipReason, SyncReport, Totals};
+pub use sync::{Cause, HookError, SyncError};
 
 /// The traits a diffsync user calls methods of: `use diffsync::prelude::*;`.
 pub mod prelude {
@@ -229,7 +234,8 @@ pub mod __private {
     pub use std::borrow::Cow;
 
     pub use crate::digest::Encoder;
-    pub use crate::error::Result;
+    /// What a derived model's checks return.
+    pub type Result<T> = std::result::Result<T, crate::ModelError>;
     pub use crate::flags::ModelFlags;
     pub use crate::key::{Key, ModelKey};
     pub use crate::model::{
@@ -293,8 +299,8 @@ pub mod __private {
     }
 
     /// Reads a field from a value, naming the model, key and field on failure.
-    pub fn from_value<T: Attribute>(model_type: &str, key: &str, field: &str, v: &Value) -> crate::Result<T> {
-        T::from_json(v).map_err(|e| crate::Error::InvalidValue {
+    pub fn from_value<T: Attribute>(model_type: &str, key: &str, field: &str, v: &Value) -> Result<T> {
+        T::from_json(v).map_err(|e| crate::ModelError::InvalidValue {
             model_type: model_type.to_string(),
             key: key.to_string(),
             field: field.to_string(),

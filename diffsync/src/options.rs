@@ -102,7 +102,7 @@ impl<'a> Options<'a> {
     /// Off by default: a source that came up empty (a mistyped path, a
     /// failed export, an unreachable database read as nothing) would
     /// otherwise delete everything in the destination, so such a sync is
-    /// refused with [`Error::EmptySource`](crate::Error::EmptySource)
+    /// refused with [`SyncError::EmptySource`](crate::SyncError::EmptySource)
     /// before anything is written.
     pub fn allow_empty_source(mut self, allow: bool) -> Self {
         self.allow_empty_source = allow;
@@ -110,7 +110,7 @@ impl<'a> Options<'a> {
     }
     /// Stop a sync before writing anything when it would delete more than
     /// this share of the destination's models
-    /// ([`Error::TooManyDeletes`](crate::Error::TooManyDeletes)). `None`
+    /// ([`SyncError::TooManyDeletes`](crate::SyncError::TooManyDeletes)). `None`
     /// (the default): no limit.
     pub fn max_delete_share(mut self, share: Option<f64>) -> Self {
         self.max_delete_share = share;

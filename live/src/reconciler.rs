@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use diffsync::bidir::{Base, BaseStore, BiOptions, ConflictRecord, ConflictSink, Resolution, SharedSink, reconcile};
 use diffsync::feed::ChangeEvent;
 use diffsync::{
-    Adapter, AdapterExt, DiffFlags, ElementReport, ModelKey, Options, Outcome, Progress, Store, SyncReport,
+    Adapter, AdapterExt, Chain, DiffFlags, ElementReport, ModelKey, Options, Outcome, Progress, ReconcileError, Store,
+    SyncReport,
 };
 
 use crate::lock;
@@ -125,7 +126,7 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
         if !changed.is_empty()
             && let Err(e) = source.reread(changed)
         {
-            out.failed.push((None, format!("re-reading the source: {e}")));
+            out.failed.push((None, format!("re-reading the source: {}", Chain(&e))));
             return out;
         }
         for target in &self.targets {
@@ -143,7 +144,7 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
             drop(tagged);
             match result {
                 Ok(report) => out.add_report(&report),
-                Err(e) => out.failed.push((None, e.to_string())),
+                Err(e) => out.failed.push((None, Chain(&e).to_string())),
             }
         }
         out
@@ -173,7 +174,7 @@ impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
             let mut source = lock(&self.source);
             if let Err(e) = source.refresh() {
                 let mut out = PassOutcome::default();
-                out.failed.push((None, format!("re-reading the source: {e}")));
+                out.failed.push((None, format!("re-reading the source: {}", Chain(&e))));
                 return out;
             }
             let root = source.store().local().fingerprint();
@@ -290,7 +291,7 @@ impl<L: Adapter + Send, R: Adapter + Send> TwoWay<L, R> {
         let whole = |out: &mut PassOutcome, e: String| out.failed.push((None, e));
         let (mut left, mut right) = (lock(&self.left), lock(&self.right));
         if let Err(e) = left.refresh().and_then(|()| right.refresh()) {
-            whole(&mut out, format!("re-reading: {e}"));
+            whole(&mut out, format!("re-reading: {}", Chain(&e)));
             return out;
         }
         let sink = LoopSink {
@@ -307,12 +308,12 @@ impl<L: Adapter + Send, R: Adapter + Send> TwoWay<L, R> {
         drop((left, right));
         let report = match result {
             Ok(report) => report,
-            Err(diffsync::Error::Unfinished { side, message, report }) => {
+            Err(diffsync::Error::Reconcile(ReconcileError::Unfinished { side, message, report })) => {
                 whole(&mut out, format!("the sync to {side} stopped: {message}"));
                 *report
             }
             Err(e) => {
-                whole(&mut out, e.to_string());
+                whole(&mut out, Chain(&e).to_string());
                 return out;
             }
         };
@@ -348,7 +349,7 @@ impl<L: Adapter + Send, R: Adapter + Send> Reconciler for TwoWay<L, R> {
             // key is a no-op.
             if let Err(e) = left.reread(changed).and_then(|()| right.reread(changed)) {
                 let mut out = PassOutcome::default();
-                out.failed.push((None, format!("re-reading: {e}")));
+                out.failed.push((None, format!("re-reading: {}", Chain(&e))));
                 return out;
             }
         }

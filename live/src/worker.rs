@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use diffsync::feed::{ChangeEvent, Position};
-use diffsync::{ModelKey, Progress};
+use diffsync::{Chain, ModelKey, Progress};
 
 use crate::builder::ReconcileLoop;
 use crate::events::{LoopEvent, Subject, tell};
@@ -190,7 +190,7 @@ impl<R: Reconciler> Worker<R> {
             let batch = match feed.poll(room.min(self.cfg.max_batch), slice) {
                 Ok(b) => b,
                 Err(e) => {
-                    failures.push((i, e.to_string()));
+                    failures.push((i, Chain(&*e).to_string()));
                     continue;
                 }
             };
@@ -434,7 +434,7 @@ impl<R: Reconciler> Worker<R> {
             };
             match self.cfg.feeds[i].commit_at(&marks[upto].1) {
                 Ok(()) => drop(marks.drain(..=upto)),
-                Err(e) => failures.push((i, e.to_string())),
+                Err(e) => failures.push((i, Chain(&*e).to_string())),
             }
             compact(marks, &firsts);
         }

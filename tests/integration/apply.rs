@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use diffsync::{
-    Action, Adapter, AdapterExt, Batch, Change, Diff, DiffFlags, DiffModel, DynModel, Error, HookError, LocalStore,
-    MemoryAdapter, ModelFlags, ModelSchema, Options, Outcome, SkipReason,
+    Action, Adapter, AdapterExt, Batch, Chain, Change, Diff, DiffFlags, DiffModel, DynModel, Error, HookError,
+    LocalStore, MemoryAdapter, ModelFlags, ModelSchema, Options, Outcome, SkipReason,
 };
 use diffsync_tests::{Device, Interface, Inventory, Node, Site, sys_a, sys_b};
 use serde_json::json;
@@ -48,7 +48,7 @@ fn children_not_reached_by_an_aborted_sync_stay_in_the_store() {
     // the interface under it was never deleted from the system.
     let mut target = sys_a().fail_on("device", "sfo-r1");
     let err = target.sync_from(&source).unwrap_err();
-    let Error::SyncAborted { report, .. } = err else {
+    let Error::Sync(diffsync::SyncError::Aborted { report, .. }) = err else {
         panic!("{err}")
     };
     assert_eq!(*outcome_of(&report, "sfo"), Outcome::Applied);
@@ -299,7 +299,10 @@ fn a_loaded_diff_that_does_not_fit_the_store_is_refused_before_any_hook() {
         let mut target = sys_a();
         let before = target.store.clone();
         let err = target.sync_diff(&d, &mut Options::new()).unwrap_err();
-        assert!(matches!(err, Error::InvalidDiff { .. }), "{what}: {err}");
+        assert!(
+            matches!(err, Error::Sync(diffsync::SyncError::InvalidDiff { .. })),
+            "{what}: {err}"
+        );
         assert!(target.log.is_empty(), "{what}: no hook ran");
         assert!(
             !MemoryAdapter::with_store("x", &["site"], before)
@@ -310,7 +313,8 @@ fn a_loaded_diff_that_does_not_fit_the_store_is_refused_before_any_hook() {
     }
 }
 
-/// An adapter whose hooks fail as told per key: `soft:`, `fatal:`, `panic:`, `err:`.
+/// An adapter whose hooks fail as told per key: `soft:`, `fatal:`, `panic:`,
+/// `typed:` (a [`Refused`] with a cause), `err:`.
 struct Scripted {
     store: LocalStore,
     script: Vec<(String, &'static str)>,
@@ -333,6 +337,11 @@ impl Scripted {
             Some("soft") => Err(HookError::soft("busy")),
             Some("fatal") => Err(HookError::fatal("link down")),
             Some("panic") => panic!("hook bug"),
+            Some("typed") => Err(Refused {
+                port: 8080,
+                source: "permission denied".into(),
+            }
+            .into()),
             Some(_) => Err("refused".into()),
             None => Ok(()),
         }
@@ -395,17 +404,54 @@ fn sync_complete_runs_even_when_every_change_soft_failed() {
     assert_eq!(left.elements, sys_a().diff_from(&sys_b()).unwrap().elements);
 }
 
+/// A hook's own error type, with a cause of its own.
+#[derive(Debug, thiserror::Error)]
+#[error("port {port} refused")]
+struct Refused {
+    port: u16,
+    #[source]
+    source: diffsync::BoxError,
+}
+
+#[test]
+fn a_failed_change_keeps_its_typed_error_and_says_each_cause_once() {
+    let mut target = Scripted::new(sys_a(), &[("nyc-r1__eth0", "typed")]);
+    let err = target.sync_from(&sys_b()).unwrap_err();
+    let Error::Sync(diffsync::SyncError::Aborted { report, .. }) = &err else {
+        panic!("{err}")
+    };
+    let outcome = outcome_of(report, "nyc-r1__eth0");
+    // The outcome reads as the message with its cause, and keeps the error.
+    assert_eq!(outcome.message(), Some("port 8080 refused: permission denied"));
+    let refused = outcome.cause().and_then(|c| c.downcast_ref::<Refused>());
+    assert_eq!(refused.map(|r| r.port), Some(8080));
+    // The sync's error says where it stopped; its cause is the hook's
+    // error, said once on the line Chain prints and once in Debug.
+    assert_eq!(err.to_string(), r#"sync aborted at interface "nyc-r1__eth0""#);
+    assert_eq!(
+        Chain(&err).to_string(),
+        r#"sync aborted at interface "nyc-r1__eth0": port 8080 refused: permission denied"#
+    );
+    assert_eq!(
+        format!("{err:?}"),
+        "sync aborted at interface \"nyc-r1__eth0\"\n  caused by: port 8080 refused: permission denied"
+    );
+    let typed = std::iter::successors(std::error::Error::source(&err), |e| e.source())
+        .find_map(|e| e.downcast_ref::<Refused>());
+    assert!(typed.is_some(), "the hook's error is in the source chain");
+}
+
 #[test]
 fn a_fatal_failure_stops_even_with_continue_on_failure() {
     let mut target = Scripted::new(sys_a(), &[("nyc-r1__eth0", "fatal")]);
     let err = target
         .sync_from_with(&sys_b(), &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
         .unwrap_err();
-    let Error::SyncAborted { key, report, cause, .. } = err else {
+    let Error::Sync(diffsync::SyncError::Aborted { key, report, cause, .. }) = err else {
         panic!("{err}")
     };
     assert_eq!(key, "nyc-r1__eth0");
-    assert_eq!(cause.unwrap().to_string(), "link down");
+    assert_eq!(cause.to_string(), "link down");
     assert_eq!(*outcome_of(&report, "nyc-r1__eth0"), Outcome::Fatal("link down".into()));
     assert_eq!(*outcome_of(&report, "lax"), Outcome::Skipped(SkipReason::Aborted));
     // nyc-r1 was applied: the system is told at the end.
@@ -487,13 +533,13 @@ fn a_failed_batch_names_the_change_and_rolls_back_the_others() {
             continue;
         }
         let err = run.unwrap().unwrap_err();
-        let Error::SyncAborted {
+        let Error::Sync(diffsync::SyncError::Aborted {
             model_type,
             key,
-            message,
+            cause: message,
             report,
             ..
-        } = err
+        }) = err
         else {
             panic!("{err}")
         };

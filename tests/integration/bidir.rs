@@ -230,7 +230,7 @@ fn safety_rails_stop_before_writing() {
     let mut empty = Inventory::empty("right");
     let err = reconcile(&mut left, &mut empty, &mut base, &no_limit()).unwrap_err();
     assert!(
-        matches!(&err, Error::EmptySide { side, base: 7 } if side == "right"),
+        matches!(&err, Error::Reconcile(diffsync::ReconcileError::EmptySide { side, base: 7 }) if side == "right"),
         "{err}"
     );
     assert_eq!(left.store.count_all(), 7, "nothing deleted");
@@ -245,7 +245,7 @@ fn safety_rails_stop_before_writing() {
         .unwrap();
     let err = reconcile(&mut left, &mut right, &mut base, &BiOptions::new()).unwrap_err();
     assert!(
-        matches!(&err, Error::TooManyDeletes { side, deletes: 7, total: 7, .. } if side == "left"),
+        matches!(&err, Error::Sync(diffsync::SyncError::TooManyDeletes { side, deletes: 7, total: 7, .. }) if side == "left"),
         "{err}"
     );
     assert_eq!(left.store.count_all(), 7, "nothing deleted");
@@ -274,7 +274,7 @@ fn a_failed_hook_keeps_the_change_for_the_next_run() {
     set(&mut left.store, "interface", "nyc-r1__eth0", "description", "new");
     right.fail.insert(("interface".into(), "nyc-r1__eth0".into()));
     let err = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap_err();
-    let Error::Unfinished { side, report, .. } = err else {
+    let Error::Reconcile(diffsync::ReconcileError::Unfinished { side, report, .. }) = err else {
         panic!("{err}")
     };
     assert_eq!(side, "right");
@@ -439,7 +439,7 @@ proptest! {
             let side = if on_left { &mut left } else { &mut right };
             side.fail.insert(("interface".into(), keys[i].clone()));
             match reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy.clone())) {
-                Ok(_) | Err(Error::Unfinished { .. }) => {}
+                Ok(_) | Err(Error::Reconcile(diffsync::ReconcileError::Unfinished { .. })) => {}
                 Err(e) => panic!("{e}"),
             }
             left.fail.clear();
@@ -815,7 +815,7 @@ fn a_strategy_needing_a_field_the_type_lacks_is_refused_before_any_write() {
     ] {
         let err = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy)).unwrap_err();
         assert!(
-            matches!(&err, Error::Strategy { model_type, .. } if model_type == "site"),
+            matches!(&err, Error::Reconcile(diffsync::ReconcileError::Strategy { model_type, .. }) if model_type == "site"),
             "{err}"
         );
         assert!(right.log.is_empty() && left.log.is_empty());
@@ -938,7 +938,13 @@ fn a_malformed_strategy_text_is_a_typed_error() {
         "highest(a b)",
         "",
     ] {
-        assert!(matches!(Strategy::parse(text), Err(Error::Strategy { .. })), "{text}");
+        assert!(
+            matches!(
+                Strategy::parse(text),
+                Err(Error::Reconcile(diffsync::ReconcileError::Strategy { .. }))
+            ),
+            "{text}"
+        );
     }
 }
 
@@ -985,7 +991,7 @@ fn a_base_file_loads_whatever_the_order_of_its_records_and_refuses_a_missing_par
     assert_eq!(base.store().parent_of("device", "r1").unwrap(), Some(("site", "nyc")));
     let err = Base::from_bytes(&file(vec![intf, dev]), &like, "hand-written").unwrap_err();
     assert!(
-        matches!(&err, Error::Base { path, message } if path == "hand-written" && message.contains("site \"nyc\"")),
+        matches!(&err, Error::Reconcile(diffsync::ReconcileError::Base { path, message }) if path == "hand-written" && message.contains("site \"nyc\"")),
         "{err}"
     );
 }

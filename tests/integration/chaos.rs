@@ -263,7 +263,7 @@ fn run(src: &Shape, dst: &Shape, seed: u64, continue_on_failure: bool, transacti
         assert_eq!(snapshot(&target.store), target.system, "store == system");
         let report = match result {
             Ok(Ok(report)) => report,
-            Ok(Err(Error::SyncAborted { report, .. })) => *report,
+            Ok(Err(Error::Sync(diffsync::SyncError::Aborted { report, .. }))) => *report,
             Ok(Err(e)) => panic!("unexpected error: {e}"),
             Err(_) => continue, // a hook panicked: no report, but the store is right
         };

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use diffsync::{AdapterExt, DiffModel, DynModel, Error, LocalStore, MemoryAdapter, ModelSchema};
+use diffsync::{AdapterExt, DiffModel, DynModel, LocalStore, MemoryAdapter, ModelSchema};
 use diffsync_tests::{Device, Interface, sys_a, sys_b};
 use serde_json::json;
 
@@ -93,7 +93,7 @@ fn values_are_checked_against_the_schema() {
     )
     .unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidValue { model_type, key, field, .. }
+        matches!(&err, diffsync::ModelError::InvalidValue { model_type, key, field, .. }
             if model_type == "interface" && key == "r1__eth0" && field == "mtu"),
         "{err}"
     );
@@ -144,7 +144,7 @@ fn derived_set_attributes_is_all_or_nothing() {
         .collect();
     let err = i.set_attributes(&bad).unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidValue { model_type, key, field, .. }
+        matches!(&err, diffsync::ModelError::InvalidValue { model_type, key, field, .. }
             if model_type == "interface" && key == "r1__eth0" && field == "mtu"),
         "{err}"
     );

@@ -2,7 +2,7 @@
 //! type as a `Write` of the user's own struct.
 
 use diffsync::{
-    Adapter, AdapterExt, Change, Diff, DiffModel, DynModel, HookError, Hooks, LocalStore, ModelSchema, Options,
+    Adapter, AdapterExt, Chain, Change, Diff, DiffModel, DynModel, HookError, Hooks, LocalStore, ModelSchema, Options,
     Outcome, Write,
 };
 use diffsync_tests::{Device, DeviceField, Interface, InterfaceField, Site, sys_a, sys_b};
@@ -207,7 +207,7 @@ fn a_hook_for_another_rust_type_than_the_store_holds_fails_with_both_names() {
         log: Vec::new(),
         next_pk: 0,
     };
-    let err = target.sync_from(&source).unwrap_err().to_string();
+    let err = Chain(&target.sync_from(&source).unwrap_err()).to_string();
     assert!(err.contains("is not stored as a `diffsync_tests::Site`"), "{err}");
     assert!(target.log.is_empty());
 

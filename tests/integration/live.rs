@@ -811,10 +811,10 @@ impl diffsync::bidir::BaseStore for FlakyBase {
     }
     fn save(&mut self, base: &Base) -> diffsync::Result<()> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(diffsync::Error::Base {
+            return Err(diffsync::Error::Reconcile(diffsync::ReconcileError::Base {
                 path: self.file.0.display().to_string(),
                 message: "the process died".into(),
-            });
+            }));
         }
         self.file.save(base)
     }

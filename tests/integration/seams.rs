@@ -44,7 +44,7 @@ fn a_side_whose_system_took_nothing_adds_nothing_to_the_base_and_no_edit_is_reve
     let system = right.store.clone();
     right.fail_complete = true;
     let err = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap_err();
-    let Error::Unfinished { side, report, .. } = &err else {
+    let Error::Reconcile(diffsync::ReconcileError::Unfinished { side, report, .. }) = &err else {
         panic!("{err}")
     };
     assert_eq!(side, "right");
@@ -89,7 +89,7 @@ fn an_unfinished_reconcile_leaves_by_question_mark() {
     right.fail.insert(("site".into(), "sfo".into()));
     assert!(matches!(
         run(&mut left, &mut right, &mut base),
-        Err(Error::Unfinished { .. })
+        Err(Error::Reconcile(diffsync::ReconcileError::Unfinished { .. }))
     ));
     right.fail.clear();
     assert_eq!(run(&mut left, &mut right, &mut base).unwrap(), 0);
@@ -112,10 +112,10 @@ impl BaseStore for DyingBase {
     fn save(&mut self, base: &Base) -> diffsync::Result<()> {
         self.saves += 1;
         if self.saves >= self.fail_from {
-            return Err(Error::Base {
+            return Err(Error::Reconcile(diffsync::ReconcileError::Base {
                 path: self.file.0.display().to_string(),
                 message: "the process died".into(),
-            });
+            }));
         }
         self.file.save(base)
     }
@@ -135,7 +135,10 @@ fn crash_after_the_writes(left: &mut Inventory, right: &mut Inventory, base: Bas
     let mut base = file.clone().load(&left.store).unwrap();
     let opts = no_limit().save_to(dying);
     let run = reconcile(left, right, &mut base, &opts);
-    assert!(matches!(run, Err(Error::Unfinished { .. })), "{run:?}");
+    assert!(
+        matches!(run, Err(Error::Reconcile(diffsync::ReconcileError::Unfinished { .. }))),
+        "{run:?}"
+    );
     file.clone().load(&left.store).unwrap()
 }
 
@@ -300,7 +303,10 @@ fn the_log_holds_a_conflict_before_a_hook_writes_it_and_a_failing_log_stops_the_
         .strategy(Strategy::RightWins)
         .log_to(Arc::new(Mutex::new(Broken)));
     let err = reconcile(&mut left, &mut right, &mut base, &opts).unwrap_err();
-    assert!(matches!(err, Error::ConflictLog { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Reconcile(diffsync::ReconcileError::ConflictLog { .. })),
+        "{err}"
+    );
     assert!(
         !left
             .diff_from(&MemoryAdapter::with_store("x", &["site"], before.0))
@@ -344,7 +350,9 @@ fn a_strategy_for_an_unknown_type_or_a_bad_skew_is_a_typed_error() {
         "highest(3)",
     ] {
         match Strategy::parse(text) {
-            Err(Error::Strategy { message, .. }) => assert!(message.contains("number"), "{text}: {message}"),
+            Err(Error::Reconcile(diffsync::ReconcileError::Strategy { message, .. })) => {
+                assert!(message.contains("number"), "{text}: {message}")
+            }
             other => panic!("{text}: {other:?}"),
         }
     }
@@ -353,9 +361,9 @@ fn a_strategy_for_an_unknown_type_or_a_bad_skew_is_a_typed_error() {
     let opts = no_limit().strategy_for("stie", Strategy::LeftWins);
     let err = reconcile(&mut left, &mut right, &mut base, &opts).unwrap_err();
     match &err {
-        Error::Strategy {
+        Error::Reconcile(diffsync::ReconcileError::Strategy {
             model_type, message, ..
-        } => {
+        }) => {
             assert_eq!(model_type, "stie");
             assert!(message.contains("known: [device, interface, site]"), "{message}");
         }
@@ -439,12 +447,12 @@ fn an_attribute_removed_since_is_dropped_and_a_changed_kind_is_refused_by_name()
     );
     let like = dyn_sites("x", &[("region", "integer", false), ("legacy", "integer", false)], &[]);
     match Base::from_bytes(&saved, like.store(), "base.json").unwrap_err() {
-        Error::BaseSchema {
+        Error::Reconcile(diffsync::ReconcileError::BaseSchema {
             model_type,
             field,
             message,
             ..
-        } => {
+        }) => {
             assert_eq!((model_type.as_str(), field.as_str()), ("site", "region"));
             assert!(message.contains("String") && message.contains("Integer"), "{message}");
         }

@@ -1,6 +1,6 @@
 //! LocalStore: keys, links, errors.
 
-use diffsync::{DiffModel, Error, LocalStore, ModelFlags, Store};
+use diffsync::{DiffModel, LocalStore, ModelFlags, Store};
 use diffsync_tests::{Device, Interface, Site, sys_a};
 
 fn dev(name: &str, role: &str) -> Device {
@@ -28,7 +28,9 @@ fn add_of_a_different_model_with_the_same_key_names_type_and_key() {
     s.add(dev("r1", "edge")).unwrap();
     s.add(dev("r1", "edge")).unwrap(); // equal: no-op
     let err = s.add(dev("r1", "core")).unwrap_err();
-    assert!(matches!(&err, Error::AlreadyExists { model_type, key, .. } if model_type == "device" && key == "r1"));
+    assert!(
+        matches!(&err, diffsync::StoreError::AlreadyExists { model_type, key, .. } if model_type == "device" && key == "r1")
+    );
     assert_eq!(err.to_string(), r#"device "r1" already exists in store "inv""#);
     assert_eq!(s.get(&Device::key("r1")).unwrap().role, "edge");
 }
@@ -72,7 +74,7 @@ fn wrong_rust_type_is_a_type_mismatch() {
     let s = sys_a().store;
     let err = s.get_by_id::<Site>("device", "nyc-r1").unwrap_err();
     assert!(
-        matches!(&err, Error::TypeMismatch { model_type, key, .. } if model_type == "device" && key == "nyc-r1"),
+        matches!(&err, diffsync::StoreError::Model(diffsync::ModelError::TypeMismatch { model_type, key, .. }) if model_type == "device" && key == "nyc-r1"),
         "{err}"
     );
     let msg = err.to_string();
@@ -140,7 +142,7 @@ fn remove_with_and_without_children() {
     Store::remove(&mut s, "site", "sfo", true).unwrap();
     assert_eq!((s.count("site"), s.count("device"), s.count("interface")), (1, 0, 2));
     let err = s.remove("site", "sfo", true).unwrap_err();
-    assert!(matches!(err, Error::NotFound { .. }));
+    assert!(matches!(err, diffsync::StoreError::NotFound { .. }));
     // A removed key can be added again.
     s.add(Site {
         name: "sfo".into(),
@@ -221,7 +223,7 @@ fn remove_many_removes_what_it_finds_and_names_the_first_missing() {
         .unwrap_err();
     assert_eq!(err.0, 1);
     assert!(
-        matches!(err.1, Error::NotFound { ref key, .. } if key == "r9"),
+        matches!(err.1, diffsync::StoreError::NotFound { ref key, .. } if key == "r9"),
         "{:?}",
         err.1
     );

@@ -1,6 +1,8 @@
 //! Sync behaviour: failures, aborts, dry runs, batches, loaded and reversed diffs.
 
-use diffsync::{Action, Adapter, AdapterExt, Diff, DiffFlags, Error, Options, Outcome, Progress, SkipReason, Stage};
+use diffsync::{
+    Action, Adapter, AdapterExt, Chain, Diff, DiffFlags, Error, Options, Outcome, Progress, SkipReason, Stage,
+};
 use diffsync_tests::{Device, Inventory, Site, sys_a, sys_b};
 
 #[test]
@@ -29,13 +31,13 @@ fn failure_without_continue_aborts_and_store_reflects_only_applied_changes() {
     let source = sys_b();
     let mut target = sys_a().fail_on("site", "lax");
     let err = target.sync_from(&source).unwrap_err();
-    let Error::SyncAborted {
+    let Error::Sync(diffsync::SyncError::Aborted {
         model_type,
         key,
-        message,
+        cause: message,
         report,
         ..
-    } = err
+    }) = err
     else {
         panic!("expected SyncAborted, got {err}");
     };
@@ -80,8 +82,8 @@ fn failing_batch_leaves_store_untouched() {
     target.fail_batch = true;
     let before = target.diff_from(&source).unwrap();
     let err = target.sync_from(&source).unwrap_err();
-    assert!(matches!(err, Error::SyncAborted { .. }), "{err}");
-    assert!(err.to_string().contains("transaction rolled back"), "{err}");
+    assert!(matches!(err, Error::Sync(diffsync::SyncError::Aborted { .. })), "{err}");
+    assert!(Chain(&err).to_string().contains("transaction rolled back"), "{err}");
     assert_eq!(target.diff_from(&source).unwrap(), before);
 }
 
@@ -197,7 +199,7 @@ fn loaded_diff_into_a_store_without_the_type_is_an_error_and_changes_nothing() {
     target.store = diffsync::LocalStore::new("bare");
     let err = target.sync_diff(&diff, &mut Options::new()).unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidDiff { model_type, key, .. } if model_type == "site" && key == "nyc"),
+        matches!(&err, Error::Sync(diffsync::SyncError::InvalidDiff { model_type, key, .. }) if model_type == "site" && key == "nyc"),
         "{err}"
     );
     assert!(target.log.is_empty());
@@ -277,7 +279,7 @@ fn a_failure_recorded_by_a_batch_hook_follows_continue_on_failure() {
     let mut target = RejectAll(sys_a().store);
     let err = target.sync_from(&source).unwrap_err();
     assert!(
-        matches!(&err, Error::SyncAborted { message, .. } if message == "rejected"),
+        matches!(&err, Error::Sync(diffsync::SyncError::Aborted { cause, .. }) if *cause == "rejected"),
         "{err}"
     );
     let report = target

@@ -293,10 +293,10 @@ impl BaseStore for Flaky {
     }
     fn save(&mut self, base: &diffsync::bidir::Base) -> diffsync::Result<()> {
         if self.rng.chance(self.fail) {
-            return Err(Error::Base {
+            return Err(Error::Reconcile(diffsync::ReconcileError::Base {
                 path: "flaky".into(),
                 message: INJECTED.into(),
-            });
+            }));
         }
         self.file.save(base)
     }
@@ -478,9 +478,15 @@ fn law<L: System, R: System>(mut ls: L, mut rs: R, seed_value: u64, rounds: usiz
         }));
         rs.revive();
         let crashed = match run {
-            Ok(Err(Error::Unfinished { side, .. })) if side == "the base store" => true,
-            Ok(Ok(_)) | Ok(Err(Error::Unfinished { .. })) => !quiet && rng.chance(0.15),
-            Ok(Err(Error::Base { message, .. })) if message == INJECTED => true,
+            Ok(Err(Error::Reconcile(diffsync::ReconcileError::Unfinished { side, .. })))
+                if side == "the base store" =>
+            {
+                true
+            }
+            Ok(Ok(_)) | Ok(Err(Error::Reconcile(diffsync::ReconcileError::Unfinished { .. }))) => {
+                !quiet && rng.chance(0.15)
+            }
+            Ok(Err(Error::Reconcile(diffsync::ReconcileError::Base { message, .. }))) if message == INJECTED => true,
             Ok(Err(e)) => panic!("round {round}: {e}"),
             Err(_) => true,
         };

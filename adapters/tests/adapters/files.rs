@@ -1,7 +1,7 @@
 //! File adapters: every format round-trips, writes are atomic, bad input is
 //! reported with its place.
 
-use diffsync::{Adapter, AdapterExt, Error};
+use diffsync::{Adapter, AdapterExt, Chain, Error};
 use diffsync_adapters::{AdapterError, FileAdapter, Format};
 
 use crate::common::{inventory, registry};
@@ -63,8 +63,11 @@ fn a_failed_write_leaves_the_old_file_intact() {
         )
         .unwrap();
     let err = target.sync_from(&bad).unwrap_err();
-    assert!(matches!(err, Error::SyncComplete { .. }), "{err}");
-    assert!(err.to_string().contains("refusing to write boom"), "{err}");
+    assert!(
+        matches!(err, Error::Sync(diffsync::SyncError::Complete { .. })),
+        "{err}"
+    );
+    assert!(Chain(&err).to_string().contains("refusing to write boom"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
     // The store holds what the file does, so the next diff shows the work again.
     assert_eq!(target.diff_from(&bad).unwrap().summary().update, 1);
@@ -343,7 +346,7 @@ fn a_multi_file_csv_save_is_all_or_nothing() {
     std::fs::remove_file(dir.path().join("interface.csv")).unwrap();
     std::fs::create_dir(dir.path().join("interface.csv")).unwrap();
     let err = target.sync_from(&inventory("cmdb", 2, 1)).unwrap_err();
-    assert!(err.to_string().contains("interface.csv"), "{err}");
+    assert!(Chain(&err).to_string().contains("interface.csv"), "{err}");
     assert_eq!(
         (read("site.csv"), read("device.csv")),
         before,

@@ -1,6 +1,6 @@
 //! PostgreSQL adapter against a real server started by the test.
 
-use diffsync::{Adapter, AdapterExt, DiffFlags, Error, Options};
+use diffsync::{Adapter, AdapterExt, Chain, DiffFlags, Error, Options};
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::postgres::PostgresAdapter;
 
@@ -70,7 +70,7 @@ fn failure_rolls_back_and_continue_on_failure_uses_savepoints() {
     let before = db.diff_from(&changed).unwrap();
     let err = db.sync_from(&changed).unwrap_err();
     assert!(
-        matches!(&err, Error::SyncAborted { message, .. } if message.contains("eth3 refused")),
+        matches!(&err, Error::Sync(diffsync::SyncError::Aborted { cause: message, .. }) if message.contains("eth3 refused")),
         "{err}"
     );
     db.reload().unwrap();
@@ -147,13 +147,11 @@ fn a_refused_row_names_server_model_and_key_and_keeps_the_cause() {
         .batch_execute("INSERT INTO site (name, region) VALUES ('site9', 'x')")
         .unwrap();
     let err = db.sync_from(&inventory("cmdb", 10, 0)).unwrap_err();
-    let Error::SyncAborted {
-        key, message, cause, ..
-    } = &err
-    else {
+    let Error::Sync(diffsync::SyncError::Aborted { key, cause, .. }) = &err else {
         panic!("{err}")
     };
     assert_eq!(key, "site9");
+    let message = &**cause;
     assert!(
         message.starts_with(&format!(
             "postgres://127.0.0.1:{}: writing site \"site9\": duplicate key",
@@ -161,7 +159,7 @@ fn a_refused_row_names_server_model_and_key_and_keeps_the_cause() {
         )),
         "{message}"
     );
-    let cause: &(dyn std::error::Error + 'static) = cause.as_deref().unwrap();
+    let cause: &(dyn std::error::Error + 'static) = cause.error().unwrap();
     let chain: Vec<_> = std::iter::successors(Some(cause), |e| e.source()).collect();
     assert!(
         chain.iter().any(|e| e.downcast_ref::<postgres::Error>().is_some()),
@@ -379,7 +377,7 @@ fn the_adapter_its_base_and_its_feed_outlive_a_server_restart() {
     pg.kill();
     // While the server is down: a typed error, nothing changed.
     let err = db.sync_from(&inventory("cmdb", 1, 1)).unwrap_err();
-    assert!(err.to_string().contains("127.0.0.1"), "{err}");
+    assert!(Chain(&err).to_string().contains("127.0.0.1"), "{err}");
     assert!(feed.poll(10, std::time::Duration::ZERO).is_err());
     pg.revive();
     // Back: each opens its connection again on its next use.

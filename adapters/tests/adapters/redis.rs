@@ -1,6 +1,6 @@
 //! Redis-backed store against a real redis-server started by the test.
 
-use diffsync::{AdapterExt, Error, LocalStore, Store, StoreAdapter};
+use diffsync::{AdapterExt, Chain, Error, LocalStore, Store, StoreAdapter};
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::redis::RedisStore;
 
@@ -124,7 +124,7 @@ fn a_failed_write_leaves_the_image_unchanged() {
         })
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Store { model_type, key, .. } if model_type == "site" && key == "lax"),
+        matches!(&err, diffsync::StoreError::Backend { model_type, key, .. } if model_type == "site" && key == "lax"),
         "{err}"
     );
     assert_eq!(keys(s.local(), "site"), ["nyc"]);
@@ -137,11 +137,11 @@ fn a_sync_whose_flush_fails_reports_it_and_writes_nothing() {
     target.sync_from(&inventory("cmdb", 1, 0)).unwrap();
     drop(server);
     let err = target.sync_from(&inventory("cmdb", 2, 1)).unwrap_err();
-    let msg = err.to_string();
-    let Error::StoreApply { source, report, .. } = err else {
+    let msg = Chain(&err).to_string();
+    let Error::Sync(diffsync::SyncError::StoreApply { source, report, .. }) = err else {
         panic!("{msg}")
     };
-    assert!(matches!(*source, Error::Store { .. }), "{msg}");
+    assert!(matches!(*source, diffsync::StoreError::Backend { .. }), "{msg}");
     assert!(report.totals().applied > 0, "the report tells what the hooks applied");
     assert!(
         msg.contains("nothing of this sync was written") && msg.contains("rolled back"),
@@ -155,8 +155,8 @@ fn region(s: &RedisStore, name: &str) -> String {
     s.local().get_by_id::<Site>("site", name).unwrap().region.clone()
 }
 
-fn is_conflict_on(err: &Error, ty: &str, k: &str) -> bool {
-    matches!(err, Error::Conflict { model_type, key, .. } if model_type == ty && key == k)
+fn is_conflict_on(err: &diffsync::StoreError, ty: &str, k: &str) -> bool {
+    matches!(err, diffsync::StoreError::Conflict { model_type, key, .. } if model_type == ty && key == k)
 }
 
 #[test]
@@ -249,10 +249,10 @@ fn a_sync_from_a_stale_image_conflicts_writes_nothing_and_rereads() {
         )
         .unwrap();
     let err = target.sync_from(&inventory("cmdb", 2, 1)).unwrap_err();
-    let Error::StoreApply { source, .. } = &err else {
+    let Error::Sync(diffsync::SyncError::StoreApply { source, .. }) = &err else {
         panic!("{err}")
     };
-    assert!(matches!(**source, Error::Conflict { .. }), "{err}");
+    assert!(matches!(**source, diffsync::StoreError::Conflict { .. }), "{err}");
     // Nothing of the sync reached the server; the image is the server's again.
     let fresh = RedisStore::open(&server.url(), "inv", registry()).unwrap();
     assert_eq!(keys(fresh.local(), "interface"), before);
@@ -383,7 +383,7 @@ fn the_change_stream_carries_every_processs_writes_and_resumes_after_its_cursor(
     let stale = a
         .store
         .update_attributes("site", "lax", diffsync::AttrSource::Values(&v));
-    assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
+    assert!(matches!(stale, Err(diffsync::StoreError::Conflict { .. })), "{stale:?}");
     let after: Vec<_> = feed
         .poll(10, Duration::ZERO)
         .unwrap()
@@ -431,7 +431,7 @@ fn a_reread_reads_the_named_keys_with_their_versions() {
         .store
         .update_attributes("site", "site0", diffsync::AttrSource::Values(&region("far")))
         .unwrap_err();
-    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(matches!(err, diffsync::StoreError::Conflict { .. }), "{err}");
 }
 
 #[test]

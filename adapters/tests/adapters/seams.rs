@@ -44,7 +44,7 @@ fn a_sync_from_an_empty_source_into_a_full_target_is_refused_unless_allowed() {
     let empty = FileAdapter::open("file", &path, Format::Json, registry()).unwrap();
     let err = db.sync_from(&empty).unwrap_err();
     assert!(
-        matches!(&err, Error::EmptySource { source_name, dest, models: 18 } if source_name == "file" && dest == "db"),
+        matches!(&err, Error::Sync(diffsync::SyncError::EmptySource { source_name, dest, models: 18 }) if source_name == "file" && dest == "db"),
         "{err}"
     );
     db.reload().unwrap();
@@ -52,7 +52,7 @@ fn a_sync_from_an_empty_source_into_a_full_target_is_refused_unless_allowed() {
     // A dry run is refused too: its plan would be the same disaster.
     assert!(matches!(
         db.sync_from_with(&empty, &mut Options::new().dry_run(true)),
-        Err(Error::EmptySource { .. })
+        Err(Error::Sync(diffsync::SyncError::EmptySource { .. }))
     ));
     // An empty target takes an empty source without a word.
     let mut fresh = SqliteAdapter::open("fresh", dir.path().join("fresh.db"), registry()).unwrap();
@@ -74,7 +74,7 @@ fn a_one_way_sync_deleting_more_than_the_allowed_share_writes_nothing() {
         .sync_from_with(&source, &mut Options::new().max_delete_share(Some(0.5)))
         .unwrap_err();
     assert!(
-        matches!(&err, Error::TooManyDeletes { side, deletes: 27, total: 36, .. } if side == "db"),
+        matches!(&err, Error::Sync(diffsync::SyncError::TooManyDeletes { side, deletes: 27, total: 36, .. }) if side == "db"),
         "{err}"
     );
     db.reload().unwrap();
@@ -92,7 +92,7 @@ fn a_base_in_a_missing_directory_is_an_error_not_a_first_run() {
     let like = inventory("cmdb", 1, 0).store;
     let err = Base::load(dir.path().join("stat").join("base.json"), &like).unwrap_err();
     assert!(
-        matches!(&err, Error::Base { message, .. } if message.contains("does not exist")),
+        matches!(&err, Error::Reconcile(diffsync::ReconcileError::Base { message, .. }) if message.contains("does not exist")),
         "{err}"
     );
     // A missing file in an existing directory is the first run.
@@ -137,7 +137,7 @@ fn a_redis_side_whose_server_dies_mid_reconcile_loses_no_edit_after_a_restart() 
     let opts = BiOptions::new().max_delete_share(None);
     let err = reconcile(&mut memory, &mut redis, &mut base, &opts).unwrap_err();
     assert!(
-        matches!(&err, Error::Unfinished { side, .. } if side == "redis"),
+        matches!(&err, Error::Reconcile(diffsync::ReconcileError::Unfinished { side, .. }) if side == "redis"),
         "{err}"
     );
     // The image took nothing the server does not hold.
@@ -280,7 +280,7 @@ fn a_loaded_diff_that_does_not_fit_is_refused_whole_and_the_database_still_opens
     site.children = std::mem::take(&mut device.children);
     let err = db.sync_diff(&diff, &mut Options::new()).unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidDiff { model_type, .. } if model_type == "interface"),
+        matches!(&err, Error::Sync(diffsync::SyncError::InvalidDiff { model_type, .. }) if model_type == "interface"),
         "{err}"
     );
     // A value of the wrong kind somewhere in it: nothing at all is applied.
@@ -293,7 +293,7 @@ fn a_loaded_diff_that_does_not_fit_is_refused_whole_and_the_database_still_opens
         .insert("mtu".into(), serde_json::json!("big"));
     let err = db.sync_diff(&diff, &mut Options::new()).unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidDiff { key, .. } if key == "site1-r1__eth2"),
+        matches!(&err, Error::Sync(diffsync::SyncError::InvalidDiff { key, .. }) if key == "site1-r1__eth2"),
         "{err}"
     );
     let reopened = SqliteAdapter::open("db", dir.path().join("inv.db"), registry()).unwrap();

@@ -1,7 +1,7 @@
 //! SQLite adapter: schema from models, load, transactional batch writes,
 //! rollback and savepoints, bad tables.
 
-use diffsync::{AdapterExt, DiffFlags, Error, Options, Outcome};
+use diffsync::{AdapterExt, Chain, DiffFlags, Error, Options, Outcome};
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::sqlite::SqliteAdapter;
 
@@ -71,7 +71,10 @@ fn a_failing_statement_rolls_the_whole_transaction_back() {
     let changed = inventory("cmdb", 2, 1);
     let before = db.diff_from(&changed).unwrap();
     let err = db.sync_from(&changed).unwrap_err();
-    let Error::SyncAborted { message, report, .. } = &err else {
+    let Error::Sync(diffsync::SyncError::Aborted {
+        cause: message, report, ..
+    }) = &err
+    else {
         panic!("{err}")
     };
     assert!(
@@ -163,7 +166,7 @@ fn a_locked_database_names_its_file_and_keeps_the_cause() {
     let other = rusqlite::Connection::open(&path).unwrap();
     other.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let err = db.sync_from(&inventory("cmdb", 1, 0)).unwrap_err();
-    let msg = err.to_string();
+    let msg = Chain(&err).to_string();
     assert!(
         msg.contains(&path.display().to_string()) && msg.contains("database is locked"),
         "{msg}"
@@ -186,16 +189,11 @@ fn a_refused_row_names_file_model_and_key_with_the_cause() {
     let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
     refuse_eth3(&db, "site0-r1");
     let err = db.sync_from(&inventory("cmdb", 1, 1)).unwrap_err();
-    let Error::SyncAborted {
-        cause: Some(cause),
-        key,
-        ..
-    } = &err
-    else {
+    let Error::Sync(diffsync::SyncError::Aborted { cause, key, .. }) = &err else {
         panic!("{err}")
     };
     assert_eq!(key, "site0-r1__eth3");
-    let cause = cause.to_string();
+    let cause = cause.error().unwrap().to_string();
     assert_eq!(
         cause,
         format!("{}: writing interface \"site0-r1__eth3\": eth3 refused", path.display())
@@ -250,12 +248,7 @@ fn an_update_does_not_overwrite_an_edit_made_since_the_read() {
         .execute("UPDATE device SET role = 'edited' WHERE name = 'site0-r1'", [])
         .unwrap();
     let err = db.sync_from(&inventory("cmdb", 1, 1)).unwrap_err();
-    let Error::SyncAborted {
-        key,
-        cause: Some(cause),
-        ..
-    } = &err
-    else {
+    let Error::Sync(diffsync::SyncError::Aborted { key, cause, .. }) = &err else {
         panic!("{err}")
     };
     assert_eq!(key, "site0-r1");

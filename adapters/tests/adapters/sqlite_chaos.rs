@@ -82,7 +82,7 @@ fn run(src: (usize, u32), dst: (usize, u32), seed: u64, continue_on_failure: boo
         let mut opts = Options::new().flags(flags).allow_empty_source(true);
         let report = match db.sync_diff_from(&source, &diff, &mut opts) {
             Ok(report) => report,
-            Err(Error::SyncAborted { report, .. }) => *report,
+            Err(Error::Sync(diffsync::SyncError::Aborted { report, .. })) => *report,
             Err(e) => panic!("unexpected error: {e}"),
         };
         // The store is what the database holds.

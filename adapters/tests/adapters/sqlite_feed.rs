@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diffsync::feed::{ChangeFeed, ChangeKind, Position};
-use diffsync::{Adapter, AdapterExt, MemoryAdapter};
+use diffsync::{Adapter, AdapterExt, Chain, MemoryAdapter};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
 
@@ -270,8 +270,8 @@ fn a_reread_of_a_row_that_does_not_fit_names_it_and_keeps_the_image() {
     };
     let err = db
         .reread(&[event("site", "site0"), event("interface", "site0-r0__eth0")])
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let err = Chain(&err).to_string();
     assert!(err.contains("interface") && err.contains("site0-r0__eth0"), "{err}");
     // The row that fits was read; the one that does not left its model as it was.
     assert_eq!(

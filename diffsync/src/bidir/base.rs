@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::error::ReconcileError;
 use crate::diff::{Action, Diff};
 use crate::error::{Error, Result};
 use crate::model::{Attrs, ModelSchema};
@@ -127,11 +128,13 @@ impl SavedSchema {
         if self.fingerprint == now.fingerprint {
             return Ok(());
         }
-        let fail = |field: &str, message: String| Error::BaseSchema {
-            path: origin.to_string(),
-            model_type: model_type.to_string(),
-            field: field.to_string(),
-            message,
+        let fail = |field: &str, message: String| {
+            Error::Reconcile(ReconcileError::BaseSchema {
+                path: origin.to_string(),
+                model_type: model_type.to_string(),
+                field: field.to_string(),
+                message,
+            })
         };
         if self.identifiers != now.identifiers {
             let names = |f: &[SavedField]| f.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ");
@@ -240,9 +243,11 @@ impl Base {
             models: self.records()?,
             pending: self.pending.clone(),
         };
-        serde_json::to_vec(&file).map_err(|e| Error::Base {
-            path: String::new(),
-            message: e.to_string(),
+        serde_json::to_vec(&file).map_err(|e| {
+            Error::Reconcile(ReconcileError::Base {
+                path: String::new(),
+                message: e.to_string(),
+            })
         })
     }
 
@@ -253,11 +258,13 @@ impl Base {
     /// attribute added since is unknown to the base (a reconcile takes it
     /// from the sides, so it is no change by itself), a removed one is
     /// dropped, and an identifier or an attribute of another kind now is
-    /// [`Error::BaseSchema`] naming them.
+    /// [`ReconcileError::BaseSchema`](crate::ReconcileError::BaseSchema) naming them.
     pub fn from_bytes(bytes: &[u8], like: &LocalStore, origin: &str) -> Result<Base> {
-        let fail = |message: String| Error::Base {
-            path: origin.to_string(),
-            message,
+        let fail = |message: String| {
+            Error::Reconcile(ReconcileError::Base {
+                path: origin.to_string(),
+                message,
+            })
         };
         let file: BaseDocument = serde_json::from_slice(bytes)
             .map_err(|e| fail(format!("{e} (a damaged or truncated file?); rebuild it with a resync")))?;
@@ -345,9 +352,11 @@ impl Base {
     /// then a rename, so a crash leaves the old base or the new one.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let fail = |message: String| Error::Base {
-            path: path.display().to_string(),
-            message,
+        let fail = |message: String| {
+            Error::Reconcile(ReconcileError::Base {
+                path: path.display().to_string(),
+                message,
+            })
         };
         let text = self.to_bytes()?;
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -378,19 +387,19 @@ impl Base {
                 if dir.is_dir() {
                     Ok(Base::new())
                 } else {
-                    Err(Error::Base {
+                    Err(Error::Reconcile(ReconcileError::Base {
                         path: path.display().to_string(),
                         message: format!(
                             "the directory {} does not exist (a mistyped path?); create it for a first run",
                             dir.display()
                         ),
-                    })
+                    }))
                 }
             }
-            Err(e) => Err(Error::Base {
+            Err(e) => Err(Error::Reconcile(ReconcileError::Base {
                 path: path.display().to_string(),
                 message: e.to_string(),
-            }),
+            })),
         }
     }
 
@@ -550,7 +559,7 @@ impl Base {
             .parent_of(t, key)?
             .filter(|(pt, pk)| self.store.get_dyn_by_id(pt, pk).is_ok());
         let built = self.store.build(t, &model.identifiers(), &model.attributes())?;
-        self.store.insert_boxed(built, parent)
+        Ok(self.store.insert_boxed(built, parent)?)
     }
 }
 

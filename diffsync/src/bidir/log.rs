@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::error::ReconcileError;
 use super::strategy::{ConflictKind, Resolution};
 use crate::error::{Error, Result};
 use crate::model::Attrs;
@@ -196,15 +197,19 @@ impl JsonLines {
     /// record a crash left unsettled has `applied: None`).
     pub fn read(&self) -> Result<Vec<ConflictRecord>> {
         let path = self.0.display().to_string();
-        let text = std::fs::read_to_string(&self.0).map_err(|e| Error::Base {
-            path: path.clone(),
-            message: e.to_string(),
+        let text = std::fs::read_to_string(&self.0).map_err(|e| {
+            Error::Reconcile(ReconcileError::Base {
+                path: path.clone(),
+                message: e.to_string(),
+            })
         })?;
         let mut out: Vec<ConflictRecord> = Vec::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let fail = |e: serde_json::Error| Error::Base {
-                path: format!("{path}:{}", i + 1),
-                message: e.to_string(),
+            let fail = |e: serde_json::Error| {
+                Error::Reconcile(ReconcileError::Base {
+                    path: format!("{path}:{}", i + 1),
+                    message: e.to_string(),
+                })
             };
             if line.starts_with("{\"settled\"") {
                 let s: Settled = serde_json::from_str(line).map_err(fail)?;

@@ -41,6 +41,7 @@
 //! ```
 
 mod base;
+mod error;
 mod log;
 mod options;
 mod reconcile;
@@ -48,6 +49,7 @@ mod report;
 mod strategy;
 
 pub use base::*;
+pub use error::ReconcileError;
 pub use log::*;
 pub use options::*;
 pub use reconcile::*;

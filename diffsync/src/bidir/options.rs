@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::base::{BaseStore, SharedBaseStore};
+use super::error::ReconcileError;
 use super::log::{ConflictSink, SharedSink};
 use super::strategy::Strategy;
 use crate::error::{Error, Result};
@@ -98,7 +99,7 @@ impl BiOptions {
 
     /// Logs every conflict to `sink`, written ahead: the records are in
     /// the sink before either side is written (a sink that fails stops the
-    /// run before any write, with [`Error::ConflictLog`]), and settled
+    /// run before any write, with [`ReconcileError::ConflictLog`](crate::ReconcileError::ConflictLog)), and settled
     /// once the writes are done (see [`ConflictSink`]). A dry run logs
     /// nothing.
     pub fn log_to<S: ConflictSink + Send + 'static>(mut self, sink: Arc<std::sync::Mutex<S>>) -> Self {
@@ -111,7 +112,7 @@ impl BiOptions {
     /// way is settled by the next one: a write that landed counts, one that
     /// did not does not), and once more at the end. A save that fails
     /// before the writes stops the run before any write; one that fails at
-    /// the end makes the run [`Error::Unfinished`]. A dry run saves nothing.
+    /// the end makes the run [`ReconcileError::Unfinished`](crate::ReconcileError::Unfinished). A dry run saves nothing.
     pub fn save_to<S: BaseStore + 'static>(mut self, store: Arc<std::sync::Mutex<S>>) -> Self {
         self.saved = Some(store);
         self
@@ -143,11 +144,11 @@ impl BiOptions {
                 let mut known: Vec<&str> = stores.iter().flat_map(|st| st.model_types()).collect();
                 known.sort_unstable();
                 known.dedup();
-                return Err(Error::Strategy {
+                return Err(Error::Reconcile(ReconcileError::Strategy {
                     strategy: s.name(),
                     model_type: t.clone(),
                     message: format!("neither side has this model type; known: [{}]", known.join(", ")),
-                });
+                }));
             }
         }
         let mut out = HashMap::new();
@@ -161,11 +162,13 @@ impl BiOptions {
                     Some((_, s)) => s.clone(),
                     None => match &schema.strategy {
                         Some(text) => Strategy::parse(text).map_err(|e| match e {
-                            Error::Strategy { strategy, message, .. } => Error::Strategy {
-                                strategy,
-                                model_type: t.to_string(),
-                                message,
-                            },
+                            Error::Reconcile(ReconcileError::Strategy { strategy, message, .. }) => {
+                                Error::Reconcile(ReconcileError::Strategy {
+                                    strategy,
+                                    model_type: t.to_string(),
+                                    message,
+                                })
+                            }
                             other => other,
                         })?,
                         None => self.strategy.clone(),

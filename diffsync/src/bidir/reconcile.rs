@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use super::base::{Base, BaseStore, Pending, SharedBaseStore};
+use super::error::ReconcileError;
 use super::log::{ConflictRecord, ConflictSink, SharedSink};
 use super::options::BiOptions;
 use super::report::BiReport;
@@ -12,9 +13,10 @@ use super::strategy::{Conflict, ConflictKind, Resolution, Strategy, merge_plan};
 use crate::diff::{Action, Diff, DiffElement};
 use crate::differ;
 use crate::error::{Error, Result};
-use crate::model::AnyModel;
+use crate::model::{AnyModel, Chain};
 use crate::options::Options;
 use crate::store::{LocalStore, Store};
+use crate::sync::SyncError;
 use crate::sync::SyncReport;
 use crate::sync::adapter::{Adapter, AdapterExt};
 
@@ -140,10 +142,10 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     if !opts.allow_empty_side && !base.is_empty() {
         for (name, s) in [(left.name(), ls), (right.name(), rs)] {
             if s.count_all() == 0 {
-                return Err(Error::EmptySide {
+                return Err(Error::Reconcile(ReconcileError::EmptySide {
                     side: name.to_string(),
                     base: base.len(),
-                });
+                }));
             }
         }
     }
@@ -255,12 +257,12 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
             && deletes > 0
             && deletes as f64 > share * store.count_all() as f64
         {
-            return Err(Error::TooManyDeletes {
+            return Err(Error::Sync(SyncError::TooManyDeletes {
                 side: name.to_string(),
                 deletes,
                 total: store.count_all(),
                 share,
-            });
+            }));
         }
     }
     // Parents before children, each key once.
@@ -306,7 +308,7 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     if let Some(sink) = sink {
         lock_sink(sink)
             .write(&conflicts)
-            .map_err(|source| Error::ConflictLog { source })?;
+            .map_err(|source| Error::Reconcile(ReconcileError::ConflictLog { source }))?;
     }
 
     // Without source models: an update writes exactly its element's
@@ -414,15 +416,15 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     }
     let stopped = report
         .stopped()
-        .map(|(side, e)| (side.to_string(), e.to_string()))
-        .or_else(|| base_error.map(|e| ("the base store".to_string(), e.to_string())));
+        .map(|(side, e)| (side.to_string(), Chain(e).to_string()))
+        .or_else(|| base_error.map(|e| ("the base store".to_string(), Chain(&e).to_string())));
     match stopped {
         None => Ok(report),
-        Some((side, message)) => Err(Error::Unfinished {
+        Some((side, message)) => Err(Error::Reconcile(ReconcileError::Unfinished {
             side,
             message,
             report: Box::new(report),
-        }),
+        })),
     }
 }
 
@@ -457,13 +459,12 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// A side's sync that did not run to its end with a report (it panicked,
 /// or did not start): nothing of it is taken as acknowledged.
 fn not_run(message: String) -> Error {
-    Error::SyncAborted {
+    Error::Sync(SyncError::Aborted {
         model_type: String::new(),
         key: String::new(),
-        message,
-        cause: None,
+        cause: message.into(),
         report: Box::default(),
-    }
+    })
 }
 
 /// How one side's sync of a run ended, as [`settle`] needs it.
@@ -525,8 +526,8 @@ fn unacknowledged(plan: &Diff, report: &SyncReport, error: Option<&Error>) -> Ha
         .map(|e| (e.model_type.to_string(), e.key.clone()));
     let whole = match error {
         None => false,
-        Some(Error::SyncAborted { .. }) => false,
-        Some(Error::StoreApply { model_type, .. }) => model_type.is_empty(),
+        Some(Error::Sync(SyncError::Aborted { .. })) => false,
+        Some(Error::Sync(SyncError::StoreApply { model_type, .. })) => model_type.is_empty(),
         Some(_) => true,
     };
     if whole {
@@ -544,7 +545,7 @@ fn unacknowledged(plan: &Diff, report: &SyncReport, error: Option<&Error>) -> Ha
         .map(|e| (e.model_type.as_str(), e.key.as_str()))
         .collect();
     let at = match error {
-        Some(Error::StoreApply { model_type, key, .. }) => Some((model_type.as_str(), key.as_str())),
+        Some(Error::Sync(SyncError::StoreApply { model_type, key, .. })) => Some((model_type.as_str(), key.as_str())),
         _ => None,
     };
     changed
@@ -561,7 +562,9 @@ fn split(r: Result<SyncReport>, dest: &str, source: &str) -> (SyncReport, Option
         Ok(report) => (report, None),
         Err(e) => {
             let report = match &e {
-                Error::SyncAborted { report, .. } | Error::StoreApply { report, .. } => (**report).clone(),
+                Error::Sync(SyncError::Aborted { report, .. }) | Error::Sync(SyncError::StoreApply { report, .. }) => {
+                    (**report).clone()
+                }
                 _ => SyncReport {
                     source: source.to_string(),
                     dest: dest.to_string(),

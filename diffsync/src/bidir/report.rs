@@ -6,6 +6,7 @@ use super::log::{ConflictRecord, ConflictSink};
 use super::strategy::{ConflictKind, Resolution};
 use crate::diff::Diff;
 use crate::error::Error;
+use crate::model::Chain;
 use crate::sync::SyncReport;
 
 /// What a [`reconcile`](fn@super::reconcile) did.
@@ -110,7 +111,7 @@ impl fmt::Display for BiReport {
             (&self.to_right.dest, &self.right_error),
         ] {
             if let Some(e) = e {
-                writeln!(f, "UNFINISHED: the sync to {dest} stopped: {e}")?;
+                writeln!(f, "UNFINISHED: the sync to {dest} stopped: {}", Chain(e))?;
             }
         }
         write!(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::error::ReconcileError;
 use crate::error::{Error, Result};
 use crate::model::{AnyModel, ModelSchema};
 use crate::strategy_spec::StrategySpec;
@@ -233,10 +234,12 @@ impl Strategy {
 
     /// Reads a strategy's text form (see the type's docs).
     pub fn parse(text: &str) -> Result<Strategy> {
-        let spec = StrategySpec::parse(text).map_err(|message| Error::Strategy {
-            strategy: text.to_string(),
-            model_type: String::new(),
-            message: message.to_string(),
+        let spec = StrategySpec::parse(text).map_err(|message| {
+            Error::Reconcile(ReconcileError::Strategy {
+                strategy: text.to_string(),
+                model_type: String::new(),
+                message: message.to_string(),
+            })
         })?;
         Ok(Strategy::from_spec(spec))
     }
@@ -255,20 +258,22 @@ impl Strategy {
     /// The strategy with the fields it leaves to the model type filled
     /// from `schema`; an error when the type declares none.
     pub(super) fn bind(&self, schema: &ModelSchema) -> Result<Strategy> {
-        let fail = |what: &str, attr: &str| Error::Strategy {
-            strategy: self.name(),
-            model_type: schema.name.to_string(),
-            message: format!(
-                "the model type declares no {what} field: mark one with #[diffsync({attr})], set `{attr}` in its schema, or name the field"
-            ),
+        let fail = |what: &str, attr: &str| {
+            Error::Reconcile(ReconcileError::Strategy {
+                strategy: self.name(),
+                model_type: schema.name.to_string(),
+                message: format!(
+                    "the model type declares no {what} field: mark one with #[diffsync({attr})], set `{attr}` in its schema, or name the field"
+                ),
+            })
         };
         let check = |f: &str| {
             if schema.attribute_index(f).is_none() {
-                return Err(Error::Strategy {
+                return Err(Error::Reconcile(ReconcileError::Strategy {
                     strategy: self.name(),
                     model_type: schema.name.to_string(),
                     message: format!("{f:?} is not an attribute of the model type"),
-                });
+                }));
             }
             Ok(f.to_string())
         };

@@ -7,8 +7,10 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use super::error::ModelError;
 use super::{AnyModel, Attrs, DiffModel, SchemaRef};
-use crate::error::{Error, Result};
+
+type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 mod compare;
 
@@ -155,7 +157,7 @@ fn to_typed<T: DiffModel>(model: Box<dyn AnyModel>, schema: &SchemaRef) -> Resul
         return T::from_parts(schema, &model.identifiers(), &model.attributes());
     }
     let any: Box<dyn Any> = model;
-    any.downcast::<T>().map(|b| *b).map_err(|_| Error::TypeMismatch {
+    any.downcast::<T>().map(|b| *b).map_err(|_| ModelError::TypeMismatch {
         model_type: schema.name.to_string(),
         key: String::new(),
         stored: std::any::type_name::<T>().into(),

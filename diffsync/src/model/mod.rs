@@ -10,10 +10,15 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{Error, Result};
 use crate::flags::ModelFlags;
 
 pub(crate) mod column;
+mod error;
+
+pub use error::{BoxError, Chain, ModelError};
+
+/// What a model's checks return.
+type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 pub use column::AttrSource;
 
@@ -146,7 +151,7 @@ impl ModelSchema {
     /// Checks that the schema is usable: a name, at least one identifier, no
     /// field listed twice, shortname fields that exist.
     pub fn validate(&self) -> Result<()> {
-        let err = |message: String| Error::Schema {
+        let err = |message: String| ModelError::Schema {
             model_type: self.name.to_string(),
             message,
         };
@@ -748,7 +753,7 @@ impl DynModel {
     /// unless optional); other keys are ignored.
     pub fn from_json(schema: &Arc<ModelSchema>, value: Value) -> Result<Self> {
         let Value::Object(map) = value else {
-            return Err(Error::InvalidValue {
+            return Err(ModelError::InvalidValue {
                 model_type: schema.name.to_string(),
                 key: String::new(),
                 field: String::new(),
@@ -805,7 +810,7 @@ fn check_value(model_type: &str, key: &str, f: &FieldDef, v: &Value) -> Result<(
         if f.optional {
             return Ok(());
         }
-        return Err(Error::InvalidValue {
+        return Err(ModelError::InvalidValue {
             model_type: model_type.to_string(),
             key: key.to_string(),
             field: f.name.to_string(),
@@ -813,7 +818,7 @@ fn check_value(model_type: &str, key: &str, f: &FieldDef, v: &Value) -> Result<(
         });
     }
     if !f.kind.accepts(v) {
-        return Err(Error::InvalidValue {
+        return Err(ModelError::InvalidValue {
             model_type: model_type.to_string(),
             key: key.to_string(),
             field: f.name.to_string(),

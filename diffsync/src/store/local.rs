@@ -4,11 +4,12 @@ use std::hash::BuildHasher;
 
 use hashbrown::{HashMap, HashSet};
 
+use super::{Result, StoreError};
 use crate::digest;
-use crate::error::{Error, Result};
 use crate::feed::{ChangeEvent, ChangeKind, StoreFeed};
 use crate::flags::ModelFlags;
 use crate::model::AttrSource;
+use crate::model::ModelError;
 use crate::model::column::{__new_vec, ErasedVec, RustType, TypedVec};
 use crate::model::{AnyModel, Attrs, DiffModel, IdPart, ModelSchema, SchemaRef, StaticModel, unique_id_of};
 
@@ -203,12 +204,12 @@ impl LocalStore {
         if let Some(&i) = self.by_name.get(schema.name.as_ref()) {
             let t = &self.tables[i];
             if t.models.rust_type() != rust_type {
-                return Err(Error::TypeMismatch {
+                return Err(StoreError::Model(ModelError::TypeMismatch {
                     model_type: schema.name.to_string(),
                     key: String::new(),
                     stored: t.models.rust_type().name.into(),
                     requested: rust_type.name.into(),
-                });
+                }));
             }
             return Ok(i);
         }
@@ -258,18 +259,17 @@ impl LocalStore {
 
     /// Builds a model of a registered type from values.
     pub(crate) fn build(&self, model_type: &str, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>> {
-        let t = self
-            .table_index(model_type)
-            .map(|i| &self.tables[i])
-            .ok_or_else(|| Error::Schema {
+        let t = self.table_index(model_type).map(|i| &self.tables[i]).ok_or_else(|| {
+            StoreError::Model(ModelError::Schema {
                 model_type: model_type.to_string(),
                 message: "not registered in this store".into(),
-            })?;
-        t.models.build(&t.schema, ids, attrs)
+            })
+        })?;
+        Ok(t.models.build(&t.schema, ids, attrs)?)
     }
 
-    fn not_found(&self, model_type: &str, key: &str) -> Error {
-        Error::NotFound {
+    fn not_found(&self, model_type: &str, key: &str) -> StoreError {
+        StoreError::NotFound {
             store: self.name.clone(),
             model_type: model_type.into(),
             key: key.into(),
@@ -285,7 +285,7 @@ impl LocalStore {
         if alive && h.store == self.id && h.epoch == self.epoch {
             return Ok((h.ty, h.slot));
         }
-        Err(Error::StaleHandle {
+        Err(StoreError::StaleHandle {
             store: self.name.clone(),
             model_type: self
                 .tables
@@ -312,18 +312,20 @@ impl LocalStore {
         };
         let table = &self.tables[pt];
         let schema = &table.schema;
-        let ci = schema.child_index(child_type).ok_or_else(|| Error::WrongChildType {
-            parent_type: schema.name.to_string(),
-            parent_key: table.meta[ps].uid.to_string(),
-            child_type: child_type.into(),
-            allowed: schema.children.join(", "),
-        })?;
+        let ci = schema
+            .child_index(child_type)
+            .ok_or_else(|| StoreError::WrongChildType {
+                parent_type: schema.name.to_string(),
+                parent_key: table.meta[ps].uid.to_string(),
+                child_type: child_type.into(),
+                allowed: schema.children.join(", "),
+            })?;
         Ok((Link { ty: pt, slot: ps }, ci))
     }
 
     /// Adds a model at the top level and returns its handle. Adding a model
     /// equal to the stored one is a no-op; a different model with the same key
-    /// is an [`Error::AlreadyExists`].
+    /// is an [`StoreError::AlreadyExists`].
     pub fn add<T: DiffModel>(&mut self, model: T) -> Result<Handle> {
         self.add_typed(model, None)
     }
@@ -376,19 +378,19 @@ impl LocalStore {
             if same_parent && typed.is_some_and(|old| old.attributes_equal(&model)) {
                 return Ok(self.handle(ty, slot));
             }
-            return Err(Error::AlreadyExists {
+            return Err(StoreError::AlreadyExists {
                 store: self.name.clone(),
                 model_type: table.schema.name.to_string(),
                 key: uid.into(),
             });
         }
         let Some(vec) = table.models.as_any_mut().downcast_mut::<TypedVec<T>>() else {
-            return Err(Error::TypeMismatch {
+            return Err(StoreError::Model(ModelError::TypeMismatch {
                 model_type: table.schema.name.to_string(),
                 key: uid.into(),
                 stored: table.models.rust_type().name.into(),
                 requested: std::any::type_name::<T>().into(),
-            });
+            }));
         };
         let item = digest::item_digest(&model);
         let ignored = model.flags().contains(ModelFlags::IGNORE);
@@ -474,7 +476,7 @@ impl LocalStore {
         let hash = self.hash(&uid);
         let table = &mut self.tables[ty];
         if table.find_hashed(hash, &uid).is_some() {
-            return Err(Error::AlreadyExists {
+            return Err(StoreError::AlreadyExists {
                 store: self.name.clone(),
                 model_type: table.schema.name.to_string(),
                 key: uid,
@@ -495,15 +497,14 @@ impl LocalStore {
 
     fn typed_vec<T: DiffModel>(&self, ty: TypeIdx, key: &str) -> Result<&TypedVec<T>> {
         let t = &self.tables[ty];
-        t.models
-            .as_any()
-            .downcast_ref::<TypedVec<T>>()
-            .ok_or_else(|| Error::TypeMismatch {
+        t.models.as_any().downcast_ref::<TypedVec<T>>().ok_or_else(|| {
+            StoreError::Model(ModelError::TypeMismatch {
                 model_type: t.schema.name.to_string(),
                 key: key.to_string(),
                 stored: t.models.rust_type().name.into(),
                 requested: std::any::type_name::<T>().into(),
             })
+        })
     }
 
     /// The model a typed key names: `store.get(&Device::key("nyc", "r1"))`.
@@ -624,12 +625,15 @@ impl LocalStore {
             .locate(model_type, key)
             .ok_or_else(|| self.not_found(model_type, key))?;
         let t = &self.tables[ty];
-        let ci = t.schema.child_index(child_type).ok_or_else(|| Error::WrongChildType {
-            parent_type: model_type.into(),
-            parent_key: key.into(),
-            child_type: child_type.into(),
-            allowed: t.schema.children.join(", "),
-        })?;
+        let ci = t
+            .schema
+            .child_index(child_type)
+            .ok_or_else(|| StoreError::WrongChildType {
+                parent_type: model_type.into(),
+                parent_key: key.into(),
+                child_type: child_type.into(),
+                allowed: t.schema.children.join(", "),
+            })?;
         let Some(cty) = t.child_types[ci] else {
             return Ok(Vec::new());
         };
@@ -656,16 +660,14 @@ impl LocalStore {
             Some((ty, slot)) => {
                 let t = &mut self.tables[ty];
                 let stored = t.models.rust_type().name;
-                let vec = t
-                    .models
-                    .as_any_mut()
-                    .downcast_mut::<TypedVec<T>>()
-                    .ok_or_else(|| Error::TypeMismatch {
+                let vec = t.models.as_any_mut().downcast_mut::<TypedVec<T>>().ok_or_else(|| {
+                    StoreError::Model(ModelError::TypeMismatch {
                         model_type: DiffModel::schema(&model).name.to_string(),
                         key: uid.clone(),
                         stored: stored.into(),
                         requested: std::any::type_name::<T>().into(),
-                    })?;
+                    })
+                })?;
                 vec.0[slot.index()] = Some(model);
                 self.redigest(Link { ty, slot });
                 Ok(())
@@ -720,7 +722,7 @@ impl LocalStore {
         let result = self.tables[ty].models.update_attrs(slot, source);
         // Even a failed update may have set some attributes.
         self.redigest(Link { ty, slot });
-        result
+        Ok(result?)
     }
 
     /// Removes a model. Its children are removed with it when `remove_children`
@@ -734,7 +736,7 @@ impl LocalStore {
     /// one it finds, and the first missing one with its index. Each parent's
     /// child list is filtered once, so removing many siblings costs the
     /// list's length once, not once per sibling.
-    pub fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, Error)> {
+    pub fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, StoreError)> {
         let mut first = None;
         let mut found = Vec::with_capacity(items.len());
         for (i, &(model_type, key, remove_children)) in items.iter().enumerate() {
@@ -902,7 +904,7 @@ impl Store for LocalStore {
     fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<()> {
         LocalStore::remove(self, model_type, key, remove_children)
     }
-    fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, Error)> {
+    fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, StoreError)> {
         LocalStore::remove_many(self, items)
     }
     fn recount_fingerprints(&mut self) {
@@ -1100,7 +1102,7 @@ mod tests {
         for store in [&mut other, &mut clone] {
             let err = store.add_under(r, unit("r", 9)).unwrap_err();
             assert!(
-                matches!(err, Error::StaleHandle { ref model_type, .. } if model_type == "rack"),
+                matches!(err, StoreError::StaleHandle { ref model_type, .. } if model_type == "rack"),
                 "{err}"
             );
             assert_eq!(store.count("unit"), if store.name() == "t" { 3 } else { 0 });
@@ -1108,7 +1110,10 @@ mod tests {
 
         // After the parent is removed, and after a compaction moved slots.
         s.remove("rack", "r", true).unwrap();
-        assert!(matches!(s.add_under(r, unit("r", 5)), Err(Error::StaleHandle { .. })));
+        assert!(matches!(
+            s.add_under(r, unit("r", 5)),
+            Err(StoreError::StaleHandle { .. })
+        ));
         let keep = s.add(Rack { name: "keep".into() }).unwrap();
         for pos in 0..2000 {
             s.add_under(keep, unit("keep", pos)).unwrap();
@@ -1117,7 +1122,7 @@ mod tests {
             s.remove("unit", &format!("keep__{pos}"), false).unwrap();
         }
         let err = s.add_under(keep, unit("keep", 9999)).unwrap_err();
-        assert!(matches!(err, Error::StaleHandle { .. }), "{err}");
+        assert!(matches!(err, StoreError::StaleHandle { .. }), "{err}");
         assert_eq!(s.count("unit"), 500, "nothing was added through the stale handle");
     }
 
@@ -1150,7 +1155,10 @@ mod tests {
         s.register::<Unit>().unwrap();
         s.register::<Unit>().unwrap();
         let err = s.add(Other { id: 1 }).unwrap_err();
-        assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, StoreError::Model(ModelError::TypeMismatch { .. })),
+            "{err}"
+        );
         assert_eq!(s.count_all(), 0);
     }
 }

@@ -5,15 +5,19 @@
 //! unique id to model, and the parent → children links. Links live in the store,
 //! not in the models, so every store (in memory or networked) persists them.
 
+mod error;
 mod fingerprint;
 mod local;
 mod table;
 
 pub use crate::model::AttrSource;
+pub use error::StoreError;
+pub(crate) use error::at_part;
 pub use local::LocalStore;
 pub(crate) use table::*;
 
-use crate::error::{Error, Result};
+/// What store operations return.
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 use crate::model::AnyModel;
 use crate::model::column::Slot;
 
@@ -28,15 +32,15 @@ pub trait Store: Send + Sync {
     /// The in-memory image used for reads and diffing.
     fn local(&self) -> &LocalStore;
     /// Adds a model, as a child of `parent` (type, key) if given.
-    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<()>;
+    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<(), StoreError>;
     /// Replaces the attributes of a stored model; identifiers, local fields and links stay.
-    fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> Result<()>;
+    fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> Result<(), StoreError>;
     /// Removes a model; with `remove_children`, its whole subtree too.
-    fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<()>;
+    fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<(), StoreError>;
     /// Removes several models, each `(type, key, remove_children)`: every
     /// one it can, and the first failure with its index. A store may do
     /// this faster than one by one (a sync removes consecutive deletes so).
-    fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, Error)> {
+    fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, StoreError)> {
         let mut first = None;
         for (i, &(model_type, key, remove_children)) in items.iter().enumerate() {
             if let Err(e) = self.remove(model_type, key, remove_children) {
@@ -49,7 +53,7 @@ pub trait Store: Send + Sync {
     /// its writes from here until [`end_batch`](Store::end_batch).
     fn begin_batch(&mut self) {}
     /// The sync has applied its changes: flush buffered writes, all or nothing.
-    fn end_batch(&mut self) -> Result<()> {
+    fn end_batch(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
     /// Recounts the image's subtree fingerprints that changes deep down
@@ -63,12 +67,12 @@ pub trait Store: Send + Sync {
     }
     /// Reads the backend again into the image (other processes' writes);
     /// nothing to read for an in-memory store.
-    fn refresh(&mut self) -> Result<()> {
+    fn refresh(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
     /// Reads just these changed models again into the image. The default
     /// reads everything ([`refresh`](Store::refresh)).
-    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
+    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<(), StoreError> {
         let _ = changed;
         self.refresh()
     }
@@ -78,7 +82,7 @@ pub trait Store: Send + Sync {
 /// pass it to [`LocalStore::add_under`] to add children without spelling the
 /// parent's key (and without looking it up). A handle belongs to the store
 /// that returned it; after a removal that compacts the store, older handles
-/// are stale and [`Error::StaleHandle`] says so (never a wrong link).
+/// are stale and [`StoreError::StaleHandle`] says so (never a wrong link).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Handle {
     ty: TypeIdx,

@@ -1,9 +1,10 @@
 //! Adapters: a named connection to one system, holding its models in a store
 //! and applying a sync's changes back to the system through hooks.
 
+use super::error::HookError;
 use crate::diff::Diff;
 use crate::differ::{self, Side};
-use crate::error::{HookError, Result};
+use crate::error::Result;
 use crate::options::Options;
 use crate::store::Store;
 use crate::sync::{self, Batch, Change, SyncReport};
@@ -102,7 +103,7 @@ pub trait Adapter {
     /// [`Batch::set_outcome`] (in the system for good) or [`Batch::stage`]
     /// (in an open transaction). Returning `Err` (or panicking) means the
     /// staged changes rolled back: the store does not take them, and the sync
-    /// ends with [`Error::SyncAborted`](crate::Error::SyncAborted) naming the
+    /// ends with [`SyncError::Aborted`](crate::SyncError::Aborted) naming the
     /// change the hook recorded as failed. A failure that stops the sync
     /// (see [`HookError`]) also ends it with `SyncAborted`, after what the
     /// system took is applied to the store.
@@ -285,10 +286,10 @@ impl<S: Store> Adapter for StoreAdapter<S> {
     /// The store reads these models again from its backend (a networked
     /// store; a no-op in memory).
     fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
-        self.store.reread(changed)
+        Ok(self.store.reread(changed)?)
     }
     fn refresh(&mut self) -> Result<()> {
-        self.store.refresh()
+        Ok(self.store.refresh()?)
     }
     fn name(&self) -> &str {
         &self.name

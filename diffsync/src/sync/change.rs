@@ -5,8 +5,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::adapter::Adapter;
+use super::error::{Cause, HookError};
 use crate::diff::{Action, DiffElement};
-use crate::error::{BoxError, HookError, Result};
+use crate::error::Result;
 use crate::model::{AnyModel, Attrs, DiffModel};
 use crate::options::{Progress, Stage};
 
@@ -37,12 +38,12 @@ pub enum Outcome {
     Applied,
     /// A no-change element (kept as the parent of changes): nothing to apply.
     Unchanged,
-    /// The hook failed (a recoverable error) with this message.
-    Failed(String),
+    /// The hook failed (a recoverable error) with this cause.
+    Failed(Cause),
     /// The hook soft-failed: not applied, the sync went on.
-    SoftFailed(String),
+    SoftFailed(Cause),
     /// The hook failed fatally: the sync stopped here.
-    Fatal(String),
+    Fatal(Cause),
     /// Written by a batch whose transaction was then rolled back.
     RolledBack,
     /// Removed from the store with its `SKIP_CHILDREN_ON_DELETE` parent
@@ -57,8 +58,12 @@ pub enum Outcome {
 impl Outcome {
     /// The hook's message, for a failure.
     pub fn message(&self) -> Option<&str> {
+        self.cause().map(Cause::message)
+    }
+    /// The hook's error, for a failure.
+    pub fn cause(&self) -> Option<&Cause> {
         match self {
-            Outcome::Failed(m) | Outcome::SoftFailed(m) | Outcome::Fatal(m) => Some(m),
+            Outcome::Failed(c) | Outcome::SoftFailed(c) | Outcome::Fatal(c) => Some(c),
             _ => None,
         }
     }
@@ -206,7 +211,7 @@ pub struct Batch<'a, 'p> {
     pub(super) continue_on_failure: bool,
     pub(super) aborted: bool,
     /// The change (and its cause) that stopped the sync.
-    pub(super) culprit: Option<(usize, BoxError)>,
+    pub(super) culprit: Option<(usize, Cause)>,
     pub(super) progress: Option<&'p mut dyn FnMut(Progress)>,
     pub(super) done: usize,
 }
@@ -302,15 +307,14 @@ impl<'a> Batch<'a, '_> {
             }
             Err(e) => {
                 tracing::warn!(%action, %model, %key, error = %e, "change failed");
-                let message = e.to_string();
-                let (outcome, stops) = match &e {
-                    HookError::Soft(_) => (Outcome::SoftFailed(message), false),
-                    HookError::Fatal(_) => (Outcome::Fatal(message), true),
-                    HookError::Failed(_) => (Outcome::Failed(message), !self.continue_on_failure),
+                let (outcome, stops) = match e {
+                    HookError::Soft(e) => (Outcome::SoftFailed(Cause::from_error(e)), false),
+                    HookError::Fatal(e) => (Outcome::Fatal(Cause::from_error(e)), true),
+                    HookError::Failed(e) => (Outcome::Failed(Cause::from_error(e)), !self.continue_on_failure),
                 };
                 if stops && !self.aborted {
                     self.aborted = true;
-                    self.culprit = Some((i, e.into_cause()));
+                    self.culprit = outcome.cause().map(|c| (i, c.clone()));
                 }
                 outcome
             }

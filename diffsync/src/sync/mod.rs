@@ -10,10 +10,12 @@
 
 pub(crate) mod adapter;
 mod change;
+mod error;
 mod plan;
 mod report;
 
 pub use change::{Batch, Change, Outcome, SkipReason};
+pub use error::{Cause, HookError, SyncError};
 pub use report::{ElementReport, SyncReport, Totals};
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -24,8 +26,9 @@ use crate::diff::{Action, Diff, DiffElement};
 use crate::error::{Error, Result};
 use crate::flags::DiffFlags;
 
+use crate::model::Chain;
 use crate::options::{Options, Progress, Stage};
-use crate::store::{AttrSource, LocalStore, Store};
+use crate::store::{AttrSource, LocalStore, Store, StoreError};
 use adapter::Adapter;
 use plan::{Entry, Plan, Planner};
 
@@ -148,44 +151,48 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
         resume_unwind(payload);
     }
     if let Some((model_type, key, source)) = store_error {
-        return Err(Error::StoreApply {
+        return Err(Error::Sync(SyncError::StoreApply {
             store: dest.store().name().to_string(),
             model_type,
             key,
             source: Box::new(source),
             report: Box::new(report),
-        });
+        }));
     }
     if aborted {
         // What the store took must reach a system that is written at the
         // end (a file, an object): else the store would be ahead of it.
         if !opts.dry_run && report.totals().applied > 0 {
-            dest.sync_complete(diff, &report)
-                .map_err(|source| Error::SyncComplete {
+            dest.sync_complete(diff, &report).map_err(|source| {
+                Error::Sync(SyncError::Complete {
                     adapter: diff.dest.clone(),
                     source: source.into_cause(),
-                })?;
+                })
+            })?;
         }
         let (model_type, key, message) =
             stopped_at.unwrap_or_else(|| (String::new(), String::new(), "the batch failed".to_string()));
-        let message = match &batch_error {
-            Some(b) => format!("{message}; {b}"),
-            None => message,
+        let cause = match (batch_error, culprit) {
+            // The hook's error stays the cause's error; the batch's is told.
+            (Some(b), Some((_, c))) => c.retold(format!("{message}; {}", Chain(&*b))),
+            (Some(b), None) => Cause::new(format!("{message}; {}", Chain(&*b)), Some(b)),
+            (None, Some((_, c))) => c,
+            (None, None) => Cause::from(message),
         };
-        return Err(Error::SyncAborted {
+        return Err(Error::Sync(SyncError::Aborted {
             model_type,
             key,
-            message,
-            cause: culprit.map(|(_, c)| c).or(batch_error),
+            cause,
             report: Box::new(report),
-        });
+        }));
     }
     if !opts.dry_run && outcomes.iter().any(Outcome::attempted) {
-        dest.sync_complete(diff, &report)
-            .map_err(|source| Error::SyncComplete {
+        dest.sync_complete(diff, &report).map_err(|source| {
+            Error::Sync(SyncError::Complete {
                 adapter: diff.dest.clone(),
                 source: source.into_cause(),
-            })?;
+            })
+        })?;
     }
     let totals = report.totals();
     tracing::info!(applied = totals.applied, failed = totals.failed, "sync complete");
@@ -202,21 +209,21 @@ fn check_rails(dest: &LocalStore, diff: &Diff, source: Option<&LocalStore>, opts
         && source.count_all() == 0
         && models > 0
     {
-        return Err(Error::EmptySource {
+        return Err(Error::Sync(SyncError::EmptySource {
             source_name: diff.source.clone(),
             dest: diff.dest.clone(),
             models,
-        });
+        }));
     }
     if let Some(share) = opts.max_delete_share {
         let deletes = diff.summary().delete;
         if deletes > 0 && deletes as f64 > share * models as f64 {
-            return Err(Error::TooManyDeletes {
+            return Err(Error::Sync(SyncError::TooManyDeletes {
                 side: diff.dest.clone(),
                 deletes,
                 total: models,
                 share,
-            });
+            }));
         }
     }
     Ok(())
@@ -277,7 +284,7 @@ fn apply_to_store<S: Store + ?Sized>(
     store: &mut S,
     changes: Vec<Change<'_>>,
     outcomes: &[Outcome],
-) -> Option<(String, String, Error)> {
+) -> Option<(String, String, StoreError)> {
     // A networked store may buffer these writes and flush them at once.
     store.begin_batch();
     let mut first = None;
@@ -329,7 +336,7 @@ fn apply_to_store<S: Store + ?Sized>(
     first
 }
 
-fn apply_change<S: Store + ?Sized>(store: &mut S, change: &mut Change<'_>) -> Result<()> {
+fn apply_change<S: Store + ?Sized>(store: &mut S, change: &mut Change<'_>) -> Result<(), StoreError> {
     let e = change.element;
     match change.action {
         Action::Create => match change.new_model.take() {

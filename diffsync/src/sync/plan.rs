@@ -4,11 +4,12 @@
 use hashbrown::{HashMap, HashSet};
 
 use super::change::{Change, Outcome};
+use super::error::{Cause, SyncError};
 use crate::diff::{Action, DiffElement};
 use crate::error::{Error, Result};
 use crate::flags::ModelFlags;
-use crate::model::AnyModel;
-use crate::store::LocalStore;
+use crate::model::{AnyModel, ModelError};
+use crate::store::{LocalStore, StoreError};
 
 /// What an element of the report is, in sync order.
 pub(super) enum Entry {
@@ -62,12 +63,12 @@ pub(super) struct Planner<'a, 'd> {
 
 impl<'a, 'd> Planner<'a, 'd> {
     fn invalid(&self, e: &DiffElement, message: impl Into<String>) -> Error {
-        Error::InvalidDiff {
+        Error::Sync(SyncError::InvalidDiff {
             store: self.dest.name().to_string(),
             model_type: e.model_type.to_string(),
             key: e.key.clone(),
             message: message.into(),
-        }
+        })
     }
 
     /// Plans the elements in sync order, on a work stack (hierarchies may
@@ -207,12 +208,11 @@ impl<'a, 'd> Planner<'a, 'd> {
                 frees = freed;
                 if taken || !self.created.insert((&e.model_type, &e.key)) {
                     // The reference's pre-check: this element fails, not the sync.
-                    outcome = Outcome::Failed(format!(
-                        "{} {:?} already exists in store {:?}",
-                        e.model_type,
-                        e.key,
-                        self.dest.name()
-                    ));
+                    outcome = Outcome::Failed(Cause::from_error(Box::new(StoreError::AlreadyExists {
+                        store: self.dest.name().to_string(),
+                        model_type: e.model_type.to_string(),
+                        key: e.key.clone(),
+                    })));
                 } else {
                     match new_model_for(e, src_model, self.dest) {
                         // A diff just computed from these stores keys its models right.
@@ -226,7 +226,7 @@ impl<'a, 'd> Planner<'a, 'd> {
                         // The destination's type cannot hold the source's model (a
                         // required attribute it lacks, a value of the wrong kind):
                         // this element fails.
-                        Err(err) => outcome = Outcome::Failed(err.to_string()),
+                        Err(err) => outcome = Outcome::Failed(Cause::from_error(Box::new(err))),
                     }
                 }
             }
@@ -244,7 +244,7 @@ impl<'a, 'd> Planner<'a, 'd> {
                     match probe.set_attributes(&values) {
                         Ok(()) => {}
                         Err(err) if src_model.is_none() => return Err(self.invalid(e, err.to_string())),
-                        Err(err) => outcome = Outcome::Failed(err.to_string()),
+                        Err(err) => outcome = Outcome::Failed(Cause::from_error(Box::new(err))),
                     }
                 }
             }
@@ -278,11 +278,15 @@ impl<'a, 'd> Planner<'a, 'd> {
 /// destination's model type: a typed copy when the source model is of that
 /// very type (same Rust type and schema), else rebuilt from the values.
 /// Local-only fields take their default, flags the destination type's.
-fn new_model_for(e: &DiffElement, src: Option<&dyn AnyModel>, dest: &LocalStore) -> Result<Box<dyn AnyModel>> {
+fn new_model_for(
+    e: &DiffElement,
+    src: Option<&dyn AnyModel>,
+    dest: &LocalStore,
+) -> Result<Box<dyn AnyModel>, ModelError> {
     let Some(t) = dest.table_index(&e.model_type).map(|t| &dest.tables[t]) else {
         return match src {
             Some(m) => Ok(m.copy_for_create_box()),
-            None => Err(Error::Schema {
+            None => Err(ModelError::Schema {
                 model_type: e.model_type.to_string(),
                 message: format!(
                     "cannot create {:?}: the destination has not registered this model type",

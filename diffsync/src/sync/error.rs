@@ -1,0 +1,330 @@
+//! How hooks fail, what a failed change keeps of its cause, and what a
+//! one-way diff or sync can fail with.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::report::SyncReport;
+use crate::model::{BoxError, Chain};
+use crate::store::StoreError;
+
+/// How an adapter hook (create, update, delete, batch) failed. Three kinds,
+/// as in the Python library:
+///
+/// - [`Failed`](HookError::Failed): a recoverable error. The change is not
+///   applied, its children are skipped, and the sync stops unless
+///   `CONTINUE_ON_FAILURE` is set. Any error converts into it, so `?` works
+///   in a hook.
+/// - [`Soft`](HookError::Soft): the change was not applied (the Python
+///   library's hook returning `None`). Its children are skipped; the sync
+///   goes on even without `CONTINUE_ON_FAILURE`.
+/// - [`Fatal`](HookError::Fatal): the system cannot take more changes. The
+///   sync stops even with `CONTINUE_ON_FAILURE`.
+///
+/// ```
+/// use diffsync::HookError;
+///
+/// fn hook(busy: bool, gone: bool) -> Result<(), HookError> {
+///     if gone {
+///         return Err(HookError::fatal("connection lost"));
+///     }
+///     if busy {
+///         return Err(HookError::soft("locked by another user; next run"));
+///     }
+///     let port: u16 = "8080".parse()?; // any error is a recoverable failure
+///     let _ = port;
+///     Ok(())
+/// }
+/// assert!(matches!(hook(true, false), Err(HookError::Soft(_))));
+/// assert!(matches!(hook(false, true), Err(HookError::Fatal(_))));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HookError {
+    /// A recoverable failure.
+    Failed(BoxError),
+    /// A soft failure: not applied, the sync goes on.
+    Soft(BoxError),
+    /// A fatal failure: the sync stops.
+    Fatal(BoxError),
+}
+
+impl HookError {
+    /// A soft failure with this cause.
+    pub fn soft(cause: impl Into<BoxError>) -> Self {
+        HookError::Soft(cause.into())
+    }
+    /// A fatal failure with this cause.
+    pub fn fatal(cause: impl Into<BoxError>) -> Self {
+        HookError::Fatal(cause.into())
+    }
+    /// The cause.
+    pub fn cause(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        match self {
+            HookError::Failed(e) | HookError::Soft(e) | HookError::Fatal(e) => &**e,
+        }
+    }
+    /// The cause, owned.
+    pub fn into_cause(self) -> BoxError {
+        match self {
+            HookError::Failed(e) | HookError::Soft(e) | HookError::Fatal(e) => e,
+        }
+    }
+}
+
+impl<E: Into<BoxError>> From<E> for HookError {
+    fn from(e: E) -> Self {
+        HookError::Failed(e.into())
+    }
+}
+
+impl fmt::Display for HookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.cause(), f)
+    }
+}
+
+/// Why a change failed, as an [`Outcome`](crate::Outcome) keeps it: the
+/// error's message with its causes, said once ("insert failed: disk full"),
+/// and the error itself for code that wants its type
+/// ([`downcast_ref`](Cause::downcast_ref)). Reads as the message (`Deref`
+/// to `str`); compares, serializes and deserializes as the message (a
+/// report read back from JSON has the text, not the error).
+///
+/// ```
+/// use diffsync::Cause;
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("port {0} is taken")]
+/// struct PortTaken(u16);
+///
+/// let cause = Cause::from_error(Box::new(PortTaken(8080)));
+/// assert_eq!(&*cause, "port 8080 is taken");
+/// assert_eq!(cause.downcast_ref::<PortTaken>().map(|p| p.0), Some(8080));
+/// assert_eq!(cause, Cause::from("port 8080 is taken"));
+/// ```
+#[derive(Clone)]
+pub struct Cause {
+    text: String,
+    error: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Cause {
+    /// A cause kept with its error.
+    pub fn from_error(error: BoxError) -> Cause {
+        Cause {
+            text: Chain(&*error).to_string(),
+            error: Some(Arc::from(error)),
+        }
+    }
+    /// A cause with this text, keeping the error it came from (whose text
+    /// the message may extend).
+    pub(crate) fn new(text: String, error: Option<BoxError>) -> Cause {
+        Cause {
+            text,
+            error: error.map(Arc::from),
+        }
+    }
+    /// The same error with another text (one that says more).
+    pub(crate) fn retold(self, text: String) -> Cause {
+        Cause { text, ..self }
+    }
+    /// The message, causes included.
+    pub fn message(&self) -> &str {
+        &self.text
+    }
+    /// The error, where this process made it (not for a report read back).
+    pub fn error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.error.as_deref()
+    }
+    /// The error as `E`, if it is one.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.error.as_deref()?.downcast_ref::<E>()
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(text: &str) -> Cause {
+        Cause::from(text.to_string())
+    }
+}
+
+impl From<String> for Cause {
+    fn from(text: String) -> Cause {
+        Cause { text, error: None }
+    }
+}
+
+impl std::ops::Deref for Cause {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Cause) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Cause {}
+
+impl PartialEq<str> for Cause {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl PartialEq<&str> for Cause {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.text, f)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A cause's source is the error it keeps, whose text the cause's message
+/// already holds: [`Chain`] stops there, code that walks the sources finds it.
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl Serialize for Cause {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cause {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Cause, D::Error> {
+        String::deserialize(d).map(Cause::from)
+    }
+}
+
+/// What a one-way diff or sync can fail with. Part of the crate's
+/// [`Error`](crate::Error) (as [`Error::Sync`](crate::Error::Sync)).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// A sync stopped at a failing element (a recoverable failure without
+    /// `CONTINUE_ON_FAILURE`, a fatal one, or a failed batch). The report
+    /// tells what happened to every element; the store reflects exactly
+    /// what was applied. The hook's error is the `source`.
+    #[error("sync aborted{}", crate::store::at_part(.model_type, .key))]
+    Aborted {
+        /// Model type name of the failing element (empty if a batch failed as a whole).
+        model_type: String,
+        /// Unique id of the failing element.
+        key: String,
+        /// The hook's error.
+        #[source]
+        cause: Cause,
+        /// What happened to every element.
+        report: Box<SyncReport>,
+    },
+    /// The hooks ran, but applying their changes to the destination store
+    /// failed (a networked store's backend, say). The report tells what the
+    /// system took; the store's image holds the same changes.
+    #[error("store {store:?} failed to record the sync's changes{}", crate::store::at_part(.model_type, .key))]
+    StoreApply {
+        /// Store name.
+        store: String,
+        /// Model type name of the first change that failed (empty when the
+        /// store failed to flush the whole sync).
+        model_type: String,
+        /// Its unique id.
+        key: String,
+        /// The store's error.
+        #[source]
+        source: Box<StoreError>,
+        /// What happened to every element.
+        report: Box<SyncReport>,
+    },
+    /// The destination's `sync_complete` hook failed (the changes were applied).
+    #[error("sync_complete of adapter {adapter:?} failed")]
+    Complete {
+        /// Adapter name.
+        adapter: String,
+        /// The adapter's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A one-way sync from an empty source into a destination that holds
+    /// models: the source probably failed to load, and the sync would
+    /// delete everything. Nothing was written.
+    #[error(
+        "sync refused: source {source_name:?} holds no model but {dest:?} holds {models} \
+         (a source that failed to load?); allow an empty source to proceed"
+    )]
+    EmptySource {
+        /// The empty source.
+        source_name: String,
+        /// The destination.
+        dest: String,
+        /// Models the destination holds.
+        models: usize,
+    },
+    /// A sync or reconcile would delete more of a side than allowed; nothing was written.
+    #[error(
+        "stopped before writing: {deletes} of {total} models of {side:?} would be deleted \
+         (more than {share} of them); raise the limit if this is intended"
+    )]
+    TooManyDeletes {
+        /// The side that would lose them.
+        side: String,
+        /// Deletes planned.
+        deletes: usize,
+        /// Models the side holds.
+        total: usize,
+        /// The limit, as a share.
+        share: f64,
+    },
+    /// A diff does not fit the destination store (a diff read back from
+    /// JSON or edited by hand, or a store changed since the diff): found
+    /// before any hook ran, so nothing was applied.
+    #[error("invalid diff for store {store:?}: {model_type} {key:?}: {message}")]
+    InvalidDiff {
+        /// Destination store name.
+        store: String,
+        /// Model type name.
+        model_type: String,
+        /// Unique id.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl SyncError {
+    /// The model type and unique id at fault, where the error names a model.
+    pub(crate) fn at(&self) -> Option<(&str, &str)> {
+        match self {
+            SyncError::Aborted { model_type, key, .. }
+            | SyncError::StoreApply { model_type, key, .. }
+            | SyncError::InvalidDiff { model_type, key, .. } => Some((model_type, key)),
+            _ => None,
+        }
+    }
+    /// What happened to every element, for a sync that stopped half-way.
+    pub fn report(&self) -> Option<&SyncReport> {
+        match self {
+            SyncError::Aborted { report, .. } | SyncError::StoreApply { report, .. } => Some(report),
+            _ => None,
+        }
+    }
+}
