@@ -250,6 +250,56 @@ pub fn digest_of(model_type: &str, identifiers: &Attrs, attributes: &Attrs) -> D
     enc.finish()
 }
 
+/// A 64-bit fingerprint of what makes two processes' digests of a model
+/// type comparable: its name, its identifiers in order and its attributes
+/// by name, each with its value kind and whether null is allowed, and its
+/// child types. Two peers whose fingerprints of a type differ would see
+/// every model of it as changed; a peer protocol refuses them by name
+/// instead. Comparison modes, flags and strategies are left out: they do
+/// not change a digest.
+///
+/// ```
+/// use diffsync::ModelSchema;
+/// use diffsync::digest::schema_fingerprint;
+///
+/// let schema = |kind: &str| -> ModelSchema {
+///     serde_json::from_value(serde_json::json!({
+///         "name": "site",
+///         "identifiers": [{"name": "name", "kind": "string"}],
+///         "attributes": [{"name": "asn", "kind": kind}],
+///     }))
+///     .unwrap()
+/// };
+/// assert_eq!(schema_fingerprint(&schema("integer")), schema_fingerprint(&schema("integer")));
+/// assert_ne!(schema_fingerprint(&schema("integer")), schema_fingerprint(&schema("string")));
+/// ```
+pub fn schema_fingerprint(schema: &crate::model::ModelSchema) -> u64 {
+    let mut buf = Vec::with_capacity(128);
+    put_str(&mut buf, &schema.name);
+    let field = |buf: &mut Vec<u8>, f: &crate::model::FieldDef| {
+        put_str(buf, &f.name);
+        put_str(buf, &format!("{:?}", f.kind));
+        buf.push(u8::from(f.optional));
+    };
+    buf.extend_from_slice(&(schema.identifiers.len() as u64).to_le_bytes());
+    for f in schema.identifiers.iter() {
+        field(&mut buf, f);
+    }
+    let mut attributes: Vec<_> = schema.attributes.iter().collect();
+    attributes.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    buf.extend_from_slice(&(attributes.len() as u64).to_le_bytes());
+    for f in attributes {
+        field(&mut buf, f);
+    }
+    let mut children: Vec<&str> = schema.children.iter().map(|c| c.as_ref()).collect();
+    children.sort_unstable();
+    buf.extend_from_slice(&(children.len() as u64).to_le_bytes());
+    for c in children {
+        put_str(&mut buf, c);
+    }
+    xxh3_64(&buf)
+}
+
 fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(&(s.len() as u64).to_le_bytes());
     buf.extend_from_slice(s.as_bytes());

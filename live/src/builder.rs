@@ -66,10 +66,13 @@ impl<R: Reconciler + 'static> ReconcileLoop<R> {
     /// fields, or six with seconds first: `"0 */15 * * * *"`).
     #[cfg(feature = "cron")]
     pub fn schedule(mut self, pattern: &str) -> Result<Self, BadSchedule> {
-        let cron = croner::Cron::new(pattern).with_seconds_optional().parse().map_err(|e| BadSchedule {
-            pattern: pattern.to_string(),
-            message: e.to_string(),
-        })?;
+        let cron = croner::Cron::new(pattern)
+            .with_seconds_optional()
+            .parse()
+            .map_err(|e| BadSchedule {
+                pattern: pattern.to_string(),
+                message: e.to_string(),
+            })?;
         self.schedules.push(cron);
         Ok(self)
     }

@@ -5,6 +5,7 @@ use hashbrown::HashSet;
 use crate::digest::{self, Digest, Fingerprint};
 use crate::feed::ChangeKind;
 use crate::flags::ModelFlags;
+use crate::key::ModelKey;
 
 use super::local::LocalStore;
 use super::table::{EAGER_DEPTH, Link, root_bucket};
@@ -197,6 +198,23 @@ impl LocalStore {
     pub fn type_fingerprint(&self, model_type: &str) -> Fingerprint {
         self.table_index(model_type)
             .map_or_else(Fingerprint::default, |t| self.tables[t].fingerprint)
+    }
+
+    /// Every model's key and term (its item digest mixed with its parent's
+    /// key: what the store's fingerprint sums), type by type, leaving out
+    /// models flagged IGNORE. What a peer protocol builds its key-ordered
+    /// index from: two stores hold the same models under the same parents
+    /// exactly when these sets are equal.
+    pub fn terms(&self) -> impl Iterator<Item = (ModelKey, Digest)> + '_ {
+        self.tables.iter().flat_map(|t| {
+            t.slots().filter_map(move |s| {
+                let m = &t.meta[s];
+                if m.ignored {
+                    return None;
+                }
+                Some((t.models.get(s)?.model_key(), m.term))
+            })
+        })
     }
 
     /// A model's item digest.

@@ -1,0 +1,17 @@
+//! Sync with diffsync processes on other machines.
+//!
+//! Two processes that each hold a store find what differs between them by
+//! range-based set reconciliation (Meyer; the negentropy protocol): both
+//! sort their models by the canonical bytes of their keys, and exchange
+//! fingerprints of key ranges, splitting the ranges whose fingerprints
+//! differ, until the ranges left are small enough to list. Bytes on the
+//! wire and round trips grow with the differences, not with the stores.
+//!
+//! - [`index`]: a store's models in key order, with constant-time range
+//!   fingerprints keyed by the session.
+//! - [`recon`]: the reconciliation itself, sans IO: a message in, a
+//!   message out.
+#![warn(missing_docs)]
+
+pub mod index;
+pub mod recon;
