@@ -16,19 +16,20 @@ pub struct Item {
     pub id: u128,
 }
 
-/// An id as item lists carry it: the low 64 bits of the session id.
-pub type ShortId = u64;
+/// An id as item lists carry it: the low 64 bits of the session id, as
+/// bytes (eight on the wire, where a varint of a random number takes ten).
+pub type ShortId = [u8; 8];
 
 /// The short form of an id.
 pub fn short(id: u128) -> ShortId {
-    id as u64
+    (id as u64).to_le_bytes()
 }
 
 /// A range's fingerprint: a keyed hash of the count and the wrapping sum of
 /// the ids in it. Keyed by the session's seed, which neither side's data
 /// can know in advance: a writer cannot craft models whose sums collide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct RangePrint(pub u128);
+pub struct RangePrint(pub [u8; 16]);
 
 /// A store's models in key order, for one session.
 ///
@@ -105,7 +106,7 @@ impl Index {
         let mut buf = [0u8; 24];
         buf[..16].copy_from_slice(&sum.to_le_bytes());
         buf[16..].copy_from_slice(&count.to_le_bytes());
-        RangePrint(xxh3_128_with_seed(&buf, self.seed))
+        RangePrint(xxh3_128_with_seed(&buf, self.seed).to_le_bytes())
     }
 
     /// The shortest bound that falls after the key at `at - 1` and at or

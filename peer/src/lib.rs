@@ -11,7 +11,19 @@
 //!   fingerprints keyed by the session.
 //! - [`recon`]: the reconciliation itself, sans IO: a message in, a
 //!   message out.
+//! - [`proto`]: the protocol's messages and frames (versioned).
+//! - [`Server`]: answers peers from an adapter's store, over any
+//!   [`Transport`]; [`RemotePeer`]: a peer as an adapter, whose store is an
+//!   image of the peer's that [`RemotePeer::pull`] brings up to date.
 #![warn(missing_docs)]
 
+mod client;
 pub mod index;
+pub mod proto;
 pub mod recon;
+pub mod server;
+pub mod transport;
+
+pub use client::{PeerError, Pulled, RemotePeer};
+pub use server::Server;
+pub use transport::{Loopback, Traffic, Transport};

@@ -178,7 +178,7 @@ impl<'a> Side<'a> {
                     let mine: HashSet<ShortId> = (from..to).map(|p| short(self.index.items()[p].id)).collect();
                     diff.have
                         .extend((from..to).filter(|&p| !theirs.contains(&short(self.index.items()[p].id))));
-                    diff.need.extend(theirs.iter().filter(|id| !mine.contains(id)));
+                    diff.need.extend(theirs.iter().filter(|id| !mine.contains(*id)));
                     out.push(range.upper.clone(), Mode::Skip);
                 }
                 Mode::Ids(_) => out.push(range.upper.clone(), Mode::Ids(self.ids(from, to))),

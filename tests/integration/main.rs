@@ -13,6 +13,7 @@ mod hooks;
 mod keys;
 mod laws;
 mod live;
+mod peer;
 mod render;
 mod seams;
 mod store;

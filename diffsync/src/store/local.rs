@@ -257,8 +257,11 @@ impl LocalStore {
         }
     }
 
-    /// Builds a model of a registered type from values.
-    pub(crate) fn build(&self, model_type: &str, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>> {
+    /// Builds a model of a registered type from its identifiers' and
+    /// attributes' values (checked against the type's schema), for
+    /// [`insert_boxed`](Self::insert_boxed): how a model that arrives as
+    /// values (a row, a peer's payload) becomes the type this store holds.
+    pub fn build(&self, model_type: &str, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>> {
         let t = self.table_index(model_type).map(|i| &self.tables[i]).ok_or_else(|| {
             StoreError::Model(ModelError::Schema {
                 model_type: model_type.to_string(),

@@ -1,0 +1,230 @@
+//! The peer protocol's messages and their frames.
+//!
+//! # Version 1
+//! Every exchange is one request frame and one response frame. A frame is
+//! one byte telling its encoding, then the message: `0` postcard (serde's
+//! compact binary form: varints, no field names), `1` the same compressed
+//! with zstd. A sender compresses a frame when that saves at least an
+//! eighth of it (model payloads, long id lists), never frames of random
+//! hashes (fingerprints), which do not shrink.
+//!
+//! A session starts with [`Request::Hello`]: the protocol version, the
+//! replica's name, a fingerprint per model type
+//! ([`schema_fingerprint`](diffsync::digest::schema_fingerprint)), the hash
+//! algorithm, capabilities and a nonce. The server answers
+//! [`Response::Welcome`] with its own hello, a session id and the
+//! fingerprint of all it holds, or
+//! [`Response::Refused`] naming what does not match (a type whose schema
+//! differs is refused by name, never diffed). Both nonces make the
+//! session's seed ([`session_seed`](crate::index::session_seed)), which keys
+//! every id and fingerprint of the session. Then [`Request::Reconcile`]
+//! rounds (see [`recon`](crate::recon)) until the client knows the
+//! differences, and [`Request::Fetch`] of the models it lacks, in batches.
+
+use serde::{Deserialize, Serialize};
+
+use crate::index::{RangePrint, ShortId};
+use crate::recon::Message;
+
+/// The protocol version this crate speaks.
+pub const VERSION: u32 = 1;
+
+/// The hash algorithm of ids and fingerprints.
+pub const HASH: &str = "xxh3-128";
+
+/// What a side says of itself when a session starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Protocol version.
+    pub version: u32,
+    /// The replica's name (for logs and errors).
+    pub replica: String,
+    /// Each model type it holds, with its schema fingerprint.
+    pub schemas: Vec<(String, u64)>,
+    /// The hash algorithm of ids and fingerprints.
+    pub hash: String,
+    /// What it can do beyond the base protocol (`"zstd"`).
+    pub capabilities: Vec<String>,
+    /// Its share of the session's seed.
+    pub nonce: u64,
+}
+
+/// A request, client to server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Opens a session.
+    Hello(Hello),
+    /// One round of reconciliation.
+    Reconcile {
+        /// The session.
+        session: u64,
+        /// The client's ranges.
+        message: Message,
+    },
+    /// The models with these ids.
+    Fetch {
+        /// The session.
+        session: u64,
+        /// Ids the reconciliation found on the server only.
+        ids: Vec<ShortId>,
+    },
+}
+
+/// A response, server to client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The session is open.
+    Welcome {
+        /// Its id, for the requests that follow.
+        session: u64,
+        /// The server's hello.
+        hello: Hello,
+        /// The fingerprint of everything the server holds, in this
+        /// session's keying: a client whose own equals it is done, and one
+        /// that pulled knows whether it got everything.
+        whole: RangePrint,
+    },
+    /// The server's answer to a round.
+    Reconcile(Message),
+    /// The models asked for.
+    Models(Vec<WireModel>),
+    /// The request was refused; nothing was changed.
+    Refused(Refusal),
+}
+
+/// One model as it travels: its key and its parent's, as canonical key
+/// bytes, and its values as JSON text (what any model serializes to).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireModel {
+    /// [`ModelKey::to_bytes`](diffsync::ModelKey::to_bytes) of the model.
+    pub key: Vec<u8>,
+    /// The same of its parent, if it has one.
+    pub parent: Option<Vec<u8>>,
+    /// `{"identifiers": {..}, "attributes": {..}}`.
+    pub values: String,
+}
+
+/// Why a server refused a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    /// The protocol versions differ.
+    #[error("protocol version {theirs} is not spoken here (version {ours})")]
+    Version {
+        /// The server's.
+        ours: u32,
+        /// The client's.
+        theirs: u32,
+    },
+    /// The hash algorithms differ.
+    #[error("hash {theirs:?} is not used here ({ours:?})")]
+    Hash {
+        /// The server's.
+        ours: String,
+        /// The client's.
+        theirs: String,
+    },
+    /// A model type's schema differs between the two sides: its digests
+    /// would differ for equal values, so it is not compared at all.
+    #[error("model type {model_type:?} has another schema on {replica:?}: update one side's schema first")]
+    Schema {
+        /// The type.
+        model_type: String,
+        /// The server's replica name.
+        replica: String,
+    },
+    /// The session is unknown (expired, or the server restarted): start a new one.
+    #[error("unknown session {0}: start a new one")]
+    UnknownSession(u64),
+    /// The request could not be read or makes no sense.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+}
+
+/// A frame could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable frame: {0}")]
+pub struct BadFrame(pub String);
+
+const RAW: u8 = 0;
+const ZSTD: u8 = 1;
+/// Frames shorter than this are sent as they are.
+const COMPRESS_FROM: usize = 512;
+
+/// A message as a frame.
+pub fn encode<T: Serialize>(message: &T, compress: bool) -> Vec<u8> {
+    let body = postcard::to_stdvec(message).expect("the protocol's messages serialize to postcard");
+    if compress
+        && body.len() >= COMPRESS_FROM
+        && let Ok(packed) = zstd::bulk::compress(&body, 3)
+        && packed.len() + packed.len() / 7 < body.len()
+    {
+        let mut frame = Vec::with_capacity(packed.len() + 9);
+        frame.push(ZSTD);
+        frame.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        frame.extend_from_slice(&packed);
+        return frame;
+    }
+    let mut frame = Vec::with_capacity(body.len() + 1);
+    frame.push(RAW);
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// The largest message a frame may unpack to (a guard against a frame
+/// that claims more than any peer would send).
+pub const MAX_MESSAGE: usize = 1 << 30;
+
+/// A frame's message.
+pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, BadFrame> {
+    let (&kind, rest) = frame.split_first().ok_or_else(|| BadFrame("empty".into()))?;
+    match kind {
+        RAW => postcard::from_bytes(rest).map_err(|e| BadFrame(e.to_string())),
+        ZSTD => {
+            let (len, packed) = rest
+                .split_first_chunk::<8>()
+                .ok_or_else(|| BadFrame("a compressed frame without its length".into()))?;
+            let len = usize::try_from(u64::from_le_bytes(*len)).unwrap_or(usize::MAX);
+            if len > MAX_MESSAGE {
+                return Err(BadFrame(format!("claims {len} bytes unpacked")));
+            }
+            let body = zstd::bulk::decompress(packed, len).map_err(|e| BadFrame(e.to_string()))?;
+            postcard::from_bytes(&body).map_err(|e| BadFrame(e.to_string()))
+        }
+        other => Err(BadFrame(format!("unknown encoding {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_compress_only_what_shrinks() {
+        let models = Response::Models(
+            (0..200)
+                .map(|i| WireModel {
+                    key: format!("device:nyc__r{i}").into_bytes(),
+                    parent: Some(b"site:nyc".to_vec()),
+                    values: format!(r#"{{"identifiers":{{"name":"r{i}"}},"attributes":{{"role":"edge"}}}}"#),
+                })
+                .collect(),
+        );
+        let frame = encode(&models, true);
+        assert_eq!(frame[0], ZSTD);
+        assert_eq!(decode::<Response>(&frame).unwrap(), models);
+        let random = Request::Fetch {
+            session: 1,
+            ids: (0..200u64)
+                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes())
+                .collect(),
+        };
+        let frame = encode(&random, true);
+        assert_eq!(frame[0], RAW, "random ids do not shrink");
+        assert_eq!(decode::<Request>(&frame).unwrap(), random);
+        assert!(decode::<Request>(&[7, 1, 2]).is_err());
+        assert!(decode::<Request>(&[]).is_err());
+        let mut lying = vec![ZSTD];
+        lying.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode::<Request>(&lying).is_err());
+    }
+}

@@ -1,0 +1,51 @@
+//! How request frames reach a server: the [`Transport`] trait, and
+//! [`Loopback`], a server in the same process (tests, measurements).
+
+use diffsync::{Adapter, BoxError};
+
+use crate::server::Server;
+
+/// Carries one request frame to a peer and brings back its response frame.
+/// HTTP is one; anything that moves bytes both ways can be another.
+pub trait Transport {
+    /// Sends `request` and returns the response.
+    fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError>;
+}
+
+/// What went over a transport.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Request/response exchanges.
+    pub round_trips: u64,
+    /// Bytes of request frames.
+    pub sent: u64,
+    /// Bytes of response frames.
+    pub received: u64,
+}
+
+impl Traffic {
+    /// Counts one exchange.
+    pub fn count(&mut self, request: &[u8], response: &[u8]) {
+        self.round_trips += 1;
+        self.sent += request.len() as u64;
+        self.received += response.len() as u64;
+    }
+}
+
+/// A server in this process, called directly.
+pub struct Loopback<'a, A> {
+    server: &'a Server<A>,
+}
+
+impl<'a, A> Loopback<'a, A> {
+    /// A transport to this server.
+    pub fn new(server: &'a Server<A>) -> Loopback<'a, A> {
+        Loopback { server }
+    }
+}
+
+impl<A: Adapter> Transport for Loopback<'_, A> {
+    fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
+        Ok(self.server.handle(request))
+    }
+}

@@ -1,0 +1,199 @@
+//! Sync with a remote peer: a server over an adapter, a `RemotePeer` whose
+//! image range reconciliation keeps equal to it.
+
+use diffsync::{AdapterExt, DiffModel, LocalStore, MemoryAdapter, ModelFlags};
+use diffsync_peer::proto::{self, Refusal, Request, Response};
+use diffsync_peer::{Loopback, PeerError, RemotePeer, Server, Transport};
+use diffsync_tests::{Device, Interface, Inventory, Site, sys_a, sys_b};
+
+/// An inventory of `sites` sites with `devices` devices of two interfaces each.
+fn inventory(name: &str, sites: usize, devices: usize) -> LocalStore {
+    let mut inv = Inventory::empty(name);
+    for s in 0..sites {
+        let site = format!("site{s:04}");
+        inv.store
+            .add(Site {
+                name: site.clone(),
+                region: "east".into(),
+            })
+            .unwrap();
+        for d in 0..devices {
+            let dev = format!("{site}-r{d}");
+            inv.store
+                .add_child(
+                    Site::key(site.clone()),
+                    Device {
+                        name: dev.clone(),
+                        role: "edge".into(),
+                        serial: None,
+                        db_pk: 0,
+                        flags: ModelFlags::empty(),
+                    },
+                )
+                .unwrap();
+            for i in 0..2 {
+                inv.store
+                    .add_child(
+                        Device::key(dev.clone()),
+                        Interface {
+                            device_name: dev.clone(),
+                            name: format!("eth{i}"),
+                            description: "uplink".into(),
+                            mtu: 1500,
+                        },
+                    )
+                    .unwrap();
+            }
+        }
+    }
+    inv.store
+}
+
+fn empty_image() -> LocalStore {
+    Inventory::empty("image").store
+}
+
+#[test]
+fn a_pull_into_an_empty_image_copies_the_peer_and_a_sync_from_it_follows() {
+    let server = Server::new("b", sys_b());
+    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server)).unwrap();
+    let pulled = peer.pull().unwrap();
+    assert_eq!(pulled.fetched, sys_b().store.count_all());
+    assert_eq!(pulled.removed, 0);
+    assert_eq!(peer.image().fingerprint(), sys_b().store.fingerprint());
+    // The peer is an adapter: sys-a syncs from it as from any other.
+    let mut a = sys_a();
+    assert_eq!(
+        a.diff_from(&peer).unwrap().summary(),
+        a.diff_from(&sys_b()).unwrap().summary()
+    );
+    a.sync_from(&peer).unwrap();
+    assert_eq!(a.store.fingerprint(), sys_b().store.fingerprint());
+    // Equal now: the next pull moves nothing; the hello's fingerprint of
+    // the whole store says so, without a reconcile round.
+    let again = peer.pull().unwrap();
+    assert_eq!((again.fetched, again.removed, again.passes), (0, 0, 0));
+    assert_eq!(again.traffic.round_trips, 1, "a hello");
+    assert!(again.traffic.sent + again.traffic.received < 1024, "{again:?}");
+}
+
+#[test]
+fn a_pull_moves_only_what_differs() {
+    let mut theirs = inventory("b", 200, 5);
+    let ours = inventory("a", 200, 5);
+    // On the peer: an update, a create, a delete (with its interfaces) and
+    // a device moved to another site.
+    theirs
+        .update_attributes(
+            "device",
+            "site0007-r2",
+            diffsync::AttrSource::Values(&[("role".into(), "core".into())].into_iter().collect()),
+        )
+        .unwrap();
+    theirs
+        .add(Site {
+            name: "zrh".into(),
+            region: "europe".into(),
+        })
+        .unwrap();
+    theirs.remove("device", "site0100-r1", true).unwrap();
+    let moved = theirs.get(&Device::key("site0150-r3".to_string())).unwrap().clone();
+    theirs.remove("device", "site0150-r3", false).unwrap();
+    theirs.add_child(Site::key("site0151".to_string()), moved).unwrap();
+    let total = ours.count_all();
+
+    let server = Server::new("b", MemoryAdapter::with_store("b", &[], theirs.clone()));
+    let mut peer = RemotePeer::connect("b", ours.clone(), Loopback::new(&server)).unwrap();
+    let pulled = peer.pull().unwrap();
+    assert_eq!(peer.image().fingerprint(), theirs.fingerprint());
+    // Fetched: the update, the create, the moved device, and its two
+    // interfaces, which the peer's remove (without children) left without
+    // a parent; removed: the deleted device and its interfaces.
+    assert_eq!((pulled.fetched, pulled.removed, pulled.passes), (5, 3, 1), "{pulled:?}");
+    let bytes = pulled.traffic.sent + pulled.traffic.received;
+    assert!(
+        bytes < 16 * 1024,
+        "{bytes} bytes to find 4 changes among {total} models: {pulled:?}"
+    );
+
+    // The local side syncs from the image: exactly the peer's changes.
+    let mut local = Inventory::empty("a");
+    local.store = ours;
+    let report = local.sync_from(&peer).unwrap();
+    assert_eq!(local.store.fingerprint(), theirs.fingerprint(), "{report}");
+}
+
+#[test]
+fn a_schema_that_differs_is_refused_by_name_and_nothing_moves() {
+    #[derive(DiffModel, Clone, Debug, PartialEq)]
+    #[diffsync(name = "site")]
+    struct OtherSite {
+        #[diffsync(id)]
+        name: String,
+        /// An integer here, a string on the peer.
+        region: i64,
+    }
+    let server = Server::new("b", sys_b());
+    let mut image = LocalStore::new("image");
+    image.register::<OtherSite>().unwrap();
+    let err = match RemotePeer::connect("b", image, Loopback::new(&server)) {
+        Err(e) => e,
+        Ok(_) => panic!("a mismatched schema was accepted"),
+    };
+    assert!(
+        matches!(&err, PeerError::Refused { refusal: Refusal::Schema { model_type, .. }, .. } if model_type == "site"),
+        "{err:?}"
+    );
+    assert_eq!(
+        diffsync::Chain(&err).to_string(),
+        r#"peer "b" refused: model type "site" has another schema on "b": update one side's schema first"#
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_typed_reason() {
+    let server = Server::new("b", sys_b());
+    let mut wire = Loopback::new(&server);
+    let refused = |frame: Vec<u8>| proto::decode::<Response>(&frame).unwrap();
+    assert!(matches!(
+        refused(wire.call(&[0, 200, 1]).unwrap()),
+        Response::Refused(Refusal::Malformed(_))
+    ));
+    let unknown = proto::encode(
+        &Request::Fetch {
+            session: 42,
+            ids: vec![],
+        },
+        false,
+    );
+    assert_eq!(
+        refused(wire.call(&unknown).unwrap()),
+        Response::Refused(Refusal::UnknownSession(42))
+    );
+    let hello = Request::Hello(proto::Hello {
+        version: 1,
+        replica: "x".into(),
+        schemas: vec![],
+        hash: "md5".into(),
+        capabilities: vec![],
+        nonce: 1,
+    });
+    assert!(matches!(
+        refused(wire.call(&proto::encode(&hello, false)).unwrap()),
+        Response::Refused(Refusal::Hash { theirs, .. }) if theirs == "md5"
+    ));
+}
+
+#[test]
+fn a_peer_is_read_only_for_now_and_says_so() {
+    let server = Server::new("b", sys_b());
+    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server)).unwrap();
+    peer.pull().unwrap();
+    let err = peer.sync_from(&sys_a()).unwrap_err();
+    assert!(
+        diffsync::Chain(&err).to_string().contains("is read here, not written"),
+        "{err}"
+    );
+    // Nothing reached the peer.
+    assert_eq!(server.adapter().store.fingerprint(), sys_b().store.fingerprint());
+}
