@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use diffsync::{Adapter, Attrs, BoxError, Change, HookError, LocalStore, ModelKey, StoreError};
 use serde::Deserialize;
 
+use crate::identity::{Identity, PublicKey, Rights};
 use crate::index::{Index, RangePrint, session_seed};
-use crate::proto::{self, Hello, Refusal, Request, Response, WireModel};
+use crate::proto::{self, Call, HASH, Hello, Refusal, Request, Response, Sealed, VERSION, WireModel};
 use crate::recon::{Config, Differences, Malformed, Side};
-use crate::server::hello_of;
+use crate::server::schemas_of;
 use crate::transport::{Traffic, Transport};
 
 /// Ids asked for in one fetch.
@@ -46,6 +47,15 @@ pub enum PeerError {
         /// The peer's name.
         peer: String,
         /// What was wrong.
+        message: String,
+    },
+    /// The server is not who it was (its key differs from the pinned one),
+    /// or its proof of its key is wrong: nothing was sent to it.
+    #[error("peer {peer:?} is not the replica expected: {message}")]
+    Impostor {
+        /// The peer's name.
+        peer: String,
+        /// What did not match.
         message: String,
     },
     /// A model the peer sent does not fit the image's schema.
@@ -87,24 +97,78 @@ pub struct RemotePeer<T> {
     image: LocalStore,
     transport: T,
     traffic: Traffic,
-    /// The session `connect` opened, for the first pull.
-    opened: Option<(u64, u64, RangePrint)>,
+    identity: Identity,
+    /// The server's key: pinned by the caller, or as first seen.
+    server_key: Option<PublicKey>,
+    /// The open session, renewed by each pull (a new one when the server
+    /// forgot it).
+    session: Option<Session>,
+    rights: Rights,
+}
+
+/// An open session, as the client keeps it.
+struct Session {
+    id: u64,
+    transcript: Vec<u8>,
+    seq: u64,
+    seed: u64,
+    whole: RangePrint,
+    /// The model types the server lets this client see.
+    types: Vec<String>,
 }
 
 impl<T: Transport> RemotePeer<T> {
     /// A peer named `name` reached over `transport`, with the image it
-    /// starts from (its model types registered). Says hello, so a peer
-    /// whose protocol or schemas do not match is refused here.
-    pub fn connect(name: impl Into<String>, image: LocalStore, transport: T) -> Result<RemotePeer<T>, PeerError> {
+    /// starts from (its model types registered), proving itself with
+    /// `identity`. Opens a session, so a peer that does not allow this key,
+    /// or whose protocol or schemas do not match, is refused here. The
+    /// server's key is taken as first seen and held to for later sessions;
+    /// [`connect_pinned`](RemotePeer::connect_pinned) names it up front.
+    pub fn connect(
+        name: impl Into<String>,
+        image: LocalStore,
+        transport: T,
+        identity: Identity,
+    ) -> Result<RemotePeer<T>, PeerError> {
+        RemotePeer::start(name.into(), image, transport, identity, None)
+    }
+
+    /// Like [`connect`](RemotePeer::connect), talking only to the server
+    /// that holds `server_key`'s private half.
+    pub fn connect_pinned(
+        name: impl Into<String>,
+        image: LocalStore,
+        transport: T,
+        identity: Identity,
+        server_key: PublicKey,
+    ) -> Result<RemotePeer<T>, PeerError> {
+        RemotePeer::start(name.into(), image, transport, identity, Some(server_key))
+    }
+
+    fn start(
+        name: String,
+        image: LocalStore,
+        transport: T,
+        identity: Identity,
+        server_key: Option<PublicKey>,
+    ) -> Result<RemotePeer<T>, PeerError> {
         let mut peer = RemotePeer {
-            name: name.into(),
+            name,
             image,
             transport,
             traffic: Traffic::default(),
-            opened: None,
+            identity,
+            server_key,
+            session: None,
+            rights: Rights::default(),
         };
-        peer.opened = Some(peer.open()?);
+        peer.session = Some(peer.open()?);
         Ok(peer)
+    }
+
+    /// What the server lets this client do.
+    pub fn rights(&self) -> &Rights {
+        &self.rights
     }
 
     /// The image of the peer's store.
@@ -122,13 +186,45 @@ impl<T: Transport> RemotePeer<T> {
     pub fn pull(&mut self) -> Result<Pulled, PeerError> {
         let before = self.traffic;
         let mut pulled = Pulled::default();
-        let (mut session, mut seed, mut whole) = match self.opened.take() {
-            Some(opened) => opened,
-            None => self.open()?,
+        let mut session = self.renew()?;
+        let result = self.pull_in(&mut session, &mut pulled);
+        self.session = Some(session);
+        result?;
+        pulled.traffic = Traffic {
+            round_trips: self.traffic.round_trips - before.round_trips,
+            sent: self.traffic.sent - before.sent,
+            received: self.traffic.received - before.received,
         };
+        Ok(pulled)
+    }
+
+    /// The session for a pull: the open one with a new snapshot (just
+    /// opened: its first), or a new one.
+    fn renew(&mut self) -> Result<Session, PeerError> {
+        let Some(mut session) = self.session.take() else {
+            return self.open();
+        };
+        if session.seq == 0 {
+            return Ok(session);
+        }
+        match self.seal(&mut session, &Call::Renew) {
+            Ok(Response::Renewed(whole)) => {
+                session.whole = whole;
+                Ok(session)
+            }
+            Ok(other) => Err(self.unexpected(&other)),
+            Err(PeerError::Refused {
+                refusal: Refusal::UnknownSession(_),
+                ..
+            }) => self.open(),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn pull_in(&mut self, session: &mut Session, pulled: &mut Pulled) -> Result<(), PeerError> {
         loop {
-            let index = Index::build(&self.image, seed);
-            if index.fingerprint(0, index.len()) == whole {
+            let index = Index::build(&self.image, session.seed, |t| session.types.iter().any(|u| u == t));
+            if index.fingerprint(0, index.len()) == session.whole {
                 break;
             }
             if pulled.passes == PASSES {
@@ -136,17 +232,11 @@ impl<T: Transport> RemotePeer<T> {
                     "the image still differs from the peer after {PASSES} reconciliations"
                 )));
             }
-            if pulled.passes > 0 {
-                (session, seed, whole) = self.open()?;
-            }
             pulled.passes += 1;
             let diff = self.reconcile(session, &index)?;
             let mut models = Vec::new();
             for ids in diff.need.chunks(FETCH_BATCH) {
-                match self.call(&Request::Fetch {
-                    session,
-                    ids: ids.to_vec(),
-                })? {
+                match self.seal(session, &Call::Fetch(ids.to_vec()))? {
                     Response::Models(batch) => models.extend(batch),
                     other => return Err(self.unexpected(&other)),
                 }
@@ -156,52 +246,100 @@ impl<T: Transport> RemotePeer<T> {
             pulled.fetched += fetched;
             pulled.removed += removed;
         }
-        pulled.traffic = Traffic {
-            round_trips: self.traffic.round_trips - before.round_trips,
-            sent: self.traffic.sent - before.sent,
-            received: self.traffic.received - before.received,
-        };
-        Ok(pulled)
+        Ok(())
     }
 
-    /// Says hello: the session id, its seed, and the fingerprint of all
-    /// the peer holds.
-    fn open(&mut self) -> Result<(u64, u64, RangePrint), PeerError> {
-        let ours = hello_of(self.image.name(), &self.image, fastrand::u64(..));
-        let nonce = ours.nonce;
-        match self.call(&Request::Hello(ours))? {
-            Response::Welcome { session, hello, whole } => {
-                self.check(&hello)?;
-                Ok((session, session_seed(nonce, hello.nonce), whole))
+    /// Opens a session: hello, the server's proof, ours, the welcome.
+    fn open(&mut self) -> Result<Session, PeerError> {
+        let nonce = fastrand::u64(..);
+        let key = self.identity.public_key();
+        let hello = Hello {
+            version: VERSION,
+            hash: HASH.into(),
+            capabilities: vec!["zstd".into()],
+            nonce,
+            key,
+        };
+        let (id, server_nonce, server_key, proof) = match self.call(&Request::Hello(hello))? {
+            Response::Challenge {
+                session,
+                nonce,
+                key,
+                proof,
+            } => (session, nonce, key, proof),
+            other => return Err(self.unexpected(&other)),
+        };
+        if let Some(pinned) = self.server_key
+            && pinned != server_key
+        {
+            return Err(self.impostor(format!("its key is {server_key}, not {pinned}")));
+        }
+        let transcript = proto::transcript(id, nonce, server_nonce, &key, &server_key);
+        if !server_key.verifies(&proto::to_sign(b"server", &transcript, None), &proof) {
+            return Err(self.impostor("its proof of its key is wrong".into()));
+        }
+        self.server_key = Some(server_key);
+        let auth = Request::Auth {
+            session: id,
+            proof: self.identity.sign(&proto::to_sign(b"client", &transcript, None)),
+            schemas: schemas_of(&self.image),
+        };
+        match self.call(&auth)? {
+            Response::Welcome {
+                replica,
+                schemas,
+                rights,
+                whole,
+            } => {
+                let ours = schemas_of(&self.image);
+                for (t, fp) in &schemas {
+                    if ours.iter().any(|(u, mine)| u == t && mine != fp) {
+                        return Err(PeerError::Refused {
+                            peer: self.name.clone(),
+                            refusal: Refusal::Schema {
+                                model_type: t.clone(),
+                                replica,
+                            },
+                        });
+                    }
+                }
+                self.rights = rights;
+                Ok(Session {
+                    id,
+                    transcript,
+                    seq: 0,
+                    seed: session_seed(nonce, server_nonce),
+                    whole,
+                    types: schemas.into_iter().map(|(t, _)| t).collect(),
+                })
             }
             other => Err(self.unexpected(&other)),
         }
     }
 
-    /// The server checked our schemas; this checks its, for the types it
-    /// did not know of ours.
-    fn check(&self, theirs: &Hello) -> Result<(), PeerError> {
-        let ours = hello_of("", &self.image, 0);
-        for (t, fp) in &theirs.schemas {
-            if ours.schemas.iter().any(|(u, mine)| u == t && mine != fp) {
-                return Err(PeerError::Refused {
-                    peer: self.name.clone(),
-                    refusal: Refusal::Schema {
-                        model_type: t.clone(),
-                        replica: theirs.replica.clone(),
-                    },
-                });
-            }
-        }
-        Ok(())
+    /// Sends a call of an open session, numbered and signed.
+    fn seal(&mut self, session: &mut Session, call: &Call) -> Result<Response, PeerError> {
+        session.seq += 1;
+        let body = postcard::to_stdvec(call).expect("calls serialize to postcard");
+        let proof = self.identity.sign(&proto::to_sign(
+            b"call",
+            &session.transcript,
+            Some((session.seq, &body)),
+        ));
+        self.call(&Request::Sealed(Sealed {
+            session: session.id,
+            seq: session.seq,
+            body,
+            proof,
+        }))
     }
 
-    fn reconcile(&mut self, session: u64, index: &Index) -> Result<Differences, PeerError> {
+    fn reconcile(&mut self, session: &mut Session, index: &Index) -> Result<Differences, PeerError> {
         let side = Side::initiator(index, Config::for_size(index.len()));
         let mut diff = Differences::default();
         let mut message = side.initiate();
         loop {
-            let reply = match self.call(&Request::Reconcile { session, message })? {
+            let reply = match self.seal(session, &Call::Reconcile(message))? {
                 Response::Reconcile(reply) => reply,
                 other => return Err(self.unexpected(&other)),
             };
@@ -308,6 +446,8 @@ impl<T: Transport> RemotePeer<T> {
 
     fn unexpected(&self, response: &Response) -> PeerError {
         let what = match response {
+            Response::Challenge { .. } => "a challenge",
+            Response::Renewed(_) => "a renewal",
             Response::Welcome { .. } => "a welcome",
             Response::Reconcile(_) => "a reconcile round",
             Response::Models(_) => "models",
@@ -320,6 +460,13 @@ impl<T: Transport> RemotePeer<T> {
         PeerError::Protocol {
             peer: self.name.clone(),
             message: message.into(),
+        }
+    }
+
+    fn impostor(&self, message: String) -> PeerError {
+        PeerError::Impostor {
+            peer: self.name.clone(),
+            message,
         }
     }
 

@@ -51,9 +51,16 @@ pub struct Index {
 }
 
 impl Index {
-    /// The index of a store's models (those flagged IGNORE left out).
-    pub fn build(store: &LocalStore, seed: u64) -> Index {
-        Index::from_terms(store.terms().map(|(k, term)| (k.to_bytes(), term)), seed)
+    /// The index of a store's models of the types `keep` takes (those
+    /// flagged IGNORE left out).
+    pub fn build(store: &LocalStore, seed: u64, keep: impl Fn(&str) -> bool) -> Index {
+        Index::from_terms(
+            store
+                .terms()
+                .filter(|(k, _)| keep(k.model_type()))
+                .map(|(k, term)| (k.to_bytes(), term)),
+            seed,
+        )
     }
 
     /// The index of (key bytes, term) pairs.

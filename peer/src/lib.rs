@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod client;
+pub mod identity;
 pub mod index;
 pub mod proto;
 pub mod recon;

@@ -8,21 +8,33 @@
 //! eighth of it (model payloads, long id lists), never frames of random
 //! hashes (fingerprints), which do not shrink.
 //!
-//! A session starts with [`Request::Hello`]: the protocol version, the
-//! replica's name, a fingerprint per model type
-//! ([`schema_fingerprint`](diffsync::digest::schema_fingerprint)), the hash
-//! algorithm, capabilities and a nonce. The server answers
-//! [`Response::Welcome`] with its own hello, a session id and the
-//! fingerprint of all it holds, or
-//! [`Response::Refused`] naming what does not match (a type whose schema
-//! differs is refused by name, never diffed). Both nonces make the
-//! session's seed ([`session_seed`](crate::index::session_seed)), which keys
-//! every id and fingerprint of the session. Then [`Request::Reconcile`]
-//! rounds (see [`recon`](crate::recon)) until the client knows the
-//! differences, and [`Request::Fetch`] of the models it lacks, in batches.
+//! A session opens in two exchanges. [`Request::Hello`] gives the protocol
+//! version, the hash algorithm, capabilities, a nonce and the client's
+//! Ed25519 public key, and nothing of its data; [`Response::Challenge`]
+//! answers with a session id, the server's nonce and key, and the server's
+//! signature of the [`transcript`] (the protocol, the session, both nonces
+//! and both keys): a client that pins the server's key knows it is talking
+//! to it. [`Request::Auth`] carries the client's signature of the same
+//! transcript and its model types with their schema fingerprints
+//! ([`schema_fingerprint`](diffsync::digest::schema_fingerprint)); a
+//! server that allows the key ([`Peers`](crate::identity::Peers)) answers
+//! [`Response::Welcome`]: its replica name, the types the client may see
+//! with their fingerprints (a type whose schema differs is refused by
+//! name, never diffed), the client's rights, and the fingerprint of all
+//! the client may see. An unknown key and a wrong proof get the same
+//! [`Refusal::Unauthorized`]: a stranger learns nothing and changes nothing.
+//!
+//! Then every call is [`Sealed`]: numbered, signed over the transcript, its
+//! number and its body's SHA-256, so a replayed or altered call is refused.
+//! The calls are [`Call::Reconcile`] rounds (see [`recon`](crate::recon))
+//! until the client knows the differences, and [`Call::Fetch`] of the
+//! models it lacks, in batches. Both nonces make the session's seed
+//! ([`session_seed`](crate::index::session_seed)), which keys every id and
+//! fingerprint of the session.
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::{PublicKey, Rights};
 use crate::index::{RangePrint, ShortId};
 use crate::recon::Message;
 
@@ -32,21 +44,19 @@ pub const VERSION: u32 = 1;
 /// The hash algorithm of ids and fingerprints.
 pub const HASH: &str = "xxh3-128";
 
-/// What a side says of itself when a session starts.
+/// What a client says when it opens a session: nothing about its data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// Protocol version.
     pub version: u32,
-    /// The replica's name (for logs and errors).
-    pub replica: String,
-    /// Each model type it holds, with its schema fingerprint.
-    pub schemas: Vec<(String, u64)>,
     /// The hash algorithm of ids and fingerprints.
     pub hash: String,
     /// What it can do beyond the base protocol (`"zstd"`).
     pub capabilities: Vec<String>,
-    /// Its share of the session's seed.
+    /// Its share of the session's seed, and of what both sign.
     pub nonce: u64,
+    /// Its public key.
+    pub key: PublicKey,
 }
 
 /// A request, client to server.
@@ -54,42 +64,114 @@ pub struct Hello {
 pub enum Request {
     /// Opens a session.
     Hello(Hello),
+    /// Proves the client holds its key, and says its model types.
+    Auth {
+        /// The session the challenge opened.
+        session: u64,
+        /// The client's signature of the session's transcript.
+        proof: Vec<u8>,
+        /// Each model type it holds, with its schema fingerprint.
+        schemas: Vec<(String, u64)>,
+    },
+    /// A call in an authenticated session.
+    Sealed(Sealed),
+}
+
+/// A call in an authenticated session, signed with the session's numbers:
+/// a copy sent again (by a proxy, an attacker or a confused retry) is
+/// refused, and so is one whose body was changed on the way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// The session.
+    pub session: u64,
+    /// Higher than every earlier call's of the session.
+    pub seq: u64,
+    /// The [`Call`], as postcard bytes.
+    pub body: Vec<u8>,
+    /// The client's signature of the session's transcript, `seq` and the
+    /// body's SHA-256.
+    pub proof: Vec<u8>,
+}
+
+/// What an authenticated session asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Call {
     /// One round of reconciliation.
-    Reconcile {
-        /// The session.
-        session: u64,
-        /// The client's ranges.
-        message: Message,
-    },
+    Reconcile(Message),
     /// The models with these ids.
-    Fetch {
-        /// The session.
-        session: u64,
-        /// Ids the reconciliation found on the server only.
-        ids: Vec<ShortId>,
-    },
+    Fetch(Vec<ShortId>),
+    /// Takes a new snapshot of the store for this session (the next pull
+    /// of a long-lived session): answered with its whole fingerprint.
+    Renew,
 }
 
 /// A response, server to client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
+    /// The server's side of the handshake.
+    Challenge {
+        /// The session's id.
+        session: u64,
+        /// The server's share of the seed.
+        nonce: u64,
+        /// The server's public key.
+        key: PublicKey,
+        /// The server's signature of the session's transcript.
+        proof: Vec<u8>,
+    },
     /// The session is open.
     Welcome {
-        /// Its id, for the requests that follow.
-        session: u64,
-        /// The server's hello.
-        hello: Hello,
-        /// The fingerprint of everything the server holds, in this
+        /// The server's replica name.
+        replica: String,
+        /// The model types the client may see, with their schema fingerprints.
+        schemas: Vec<(String, u64)>,
+        /// What the client may do.
+        rights: Rights,
+        /// The fingerprint of everything the client may see, in this
         /// session's keying: a client whose own equals it is done, and one
         /// that pulled knows whether it got everything.
         whole: RangePrint,
     },
+    /// The fingerprint of everything the client may see, in the
+    /// session's snapshot just taken.
+    Renewed(RangePrint),
     /// The server's answer to a round.
     Reconcile(Message),
     /// The models asked for.
     Models(Vec<WireModel>),
     /// The request was refused; nothing was changed.
     Refused(Refusal),
+}
+
+/// What both sides sign: the protocol, the session, both nonces and both keys.
+pub fn transcript(
+    session: u64,
+    client_nonce: u64,
+    server_nonce: u64,
+    client: &PublicKey,
+    server: &PublicKey,
+) -> Vec<u8> {
+    let mut t = Vec::with_capacity(96);
+    t.extend_from_slice(b"diffsync/1");
+    t.extend_from_slice(&session.to_le_bytes());
+    t.extend_from_slice(&client_nonce.to_le_bytes());
+    t.extend_from_slice(&server_nonce.to_le_bytes());
+    t.extend_from_slice(&client.0);
+    t.extend_from_slice(&server.0);
+    t
+}
+
+/// What a side signs: its role, then the transcript (and, for a call, its
+/// number and its body's SHA-256).
+pub fn to_sign(role: &[u8], transcript: &[u8], call: Option<(u64, &[u8])>) -> Vec<u8> {
+    let mut m = Vec::with_capacity(role.len() + transcript.len() + 40);
+    m.extend_from_slice(role);
+    m.extend_from_slice(transcript);
+    if let Some((seq, body)) = call {
+        m.extend_from_slice(&seq.to_le_bytes());
+        m.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, body).as_ref());
+    }
+    m
 }
 
 /// One model as it travels: its key and its parent's, as canonical key
@@ -122,6 +204,19 @@ pub enum Refusal {
         ours: String,
         /// The client's.
         theirs: String,
+    },
+    /// The client's key is not allowed, or its proof is wrong: one answer
+    /// for both, so a stranger learns nothing.
+    #[error("not authorized")]
+    Unauthorized,
+    /// The client may not do this (read, or see a model type).
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    /// A call whose number was used before in its session (a replay).
+    #[error("call {seq} of this session was already answered (a replay?)")]
+    Replay {
+        /// Its number.
+        seq: u64,
     },
     /// A model type's schema differs between the two sides: its digests
     /// would differ for equal values, so it is not compared at all.
@@ -212,15 +307,14 @@ mod tests {
         let frame = encode(&models, true);
         assert_eq!(frame[0], ZSTD);
         assert_eq!(decode::<Response>(&frame).unwrap(), models);
-        let random = Request::Fetch {
-            session: 1,
-            ids: (0..200u64)
+        let random = Call::Fetch(
+            (0..200u64)
                 .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes())
                 .collect(),
-        };
+        );
         let frame = encode(&random, true);
         assert_eq!(frame[0], RAW, "random ids do not shrink");
-        assert_eq!(decode::<Request>(&frame).unwrap(), random);
+        assert_eq!(decode::<Call>(&frame).unwrap(), random);
         assert!(decode::<Request>(&[7, 1, 2]).is_err());
         assert!(decode::<Request>(&[]).is_err());
         let mut lying = vec![ZSTD];

@@ -1,32 +1,47 @@
-//! The serving side: answers hellos, reconcile rounds and fetches from an
-//! adapter's store.
+//! The serving side: answers handshakes, reconcile rounds and fetches from
+//! an adapter's store, for the peers it allows.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use diffsync::{Adapter, LocalStore, ModelKey, Store};
 
+use crate::identity::{Identity, Peers, PublicKey};
 use crate::index::{Index, ShortId, session_seed, short};
-use crate::proto::{self, HASH, Hello, Refusal, Request, Response, VERSION, WireModel};
+use crate::proto::{self, Call, HASH, Hello, Refusal, Request, Response, Sealed, VERSION, WireModel};
 use crate::recon::{Config, Differences, Side};
 
-/// Sessions kept at once; the oldest goes first.
+/// Sessions kept at once (open and half-open); the oldest goes first.
 const SESSIONS: usize = 64;
 
-/// One open session: the index of the store as it was when it opened (a
-/// session reconciles one snapshot; the next session sees later writes).
+/// One session. Until the client proves its key, only the handshake's
+/// numbers; then the index of the store as it was (a session reconciles
+/// one snapshot; the next session sees later writes).
 struct Session {
     id: u64,
+    client: PublicKey,
+    transcript: Vec<u8>,
+    seed: u64,
+    open: Option<Open>,
+}
+
+/// An authenticated session.
+struct Open {
+    /// The model types the client may see.
+    types: Vec<String>,
+    last_seq: u64,
     index: Index,
     /// Position of each short id, built on the first fetch.
     by_id: Option<HashMap<ShortId, usize>>,
 }
 
-/// Serves an adapter's store to peers: any transport hands it request
-/// frames ([`handle`](Server::handle)) and sends back what it returns.
+/// Serves an adapter's store to the peers it allows: any transport hands
+/// it request frames ([`handle`](Server::handle)) and sends back what it
+/// returns.
 ///
 /// ```
 /// use diffsync::{DiffModel, LocalStore, MemoryAdapter};
+/// use diffsync_peer::identity::{Identity, Peers, Rights};
 /// use diffsync_peer::{Loopback, RemotePeer, Server};
 ///
 /// #[derive(DiffModel, Clone, Debug, PartialEq)]
@@ -37,13 +52,15 @@ struct Session {
 ///     region: String,
 /// }
 ///
+/// let (hq, branch) = (Identity::generate(), Identity::generate());
 /// let mut store = LocalStore::new("hq");
 /// store.add(Site { name: "nyc".into(), region: "east".into() }).unwrap();
-/// let server = Server::new("hq", MemoryAdapter::with_store("hq", &[], store));
+/// let peers = Peers::new().allow("branch", branch.public_key(), Rights::read());
+/// let server = Server::new("hq", MemoryAdapter::with_store("hq", &[], store), hq, peers);
 ///
 /// let mut image = LocalStore::new("branch's copy of hq");
 /// image.register::<Site>().unwrap();
-/// let mut peer = RemotePeer::connect("hq", image, Loopback::new(&server)).unwrap();
+/// let mut peer = RemotePeer::connect("hq", image, Loopback::new(&server), branch).unwrap();
 /// let pulled = peer.pull().unwrap();
 /// assert_eq!(pulled.fetched, 1);
 /// assert_eq!(peer.image().get(&Site::key("nyc".to_string())).unwrap().region, "east");
@@ -51,15 +68,20 @@ struct Session {
 pub struct Server<A> {
     replica: String,
     adapter: Mutex<A>,
+    identity: Identity,
+    peers: Peers,
     sessions: Mutex<VecDeque<Session>>,
 }
 
 impl<A: Adapter> Server<A> {
-    /// A server named `replica` over an adapter (whose store it reads).
-    pub fn new(replica: impl Into<String>, adapter: A) -> Server<A> {
+    /// A server named `replica` over an adapter (whose store it reads),
+    /// proving itself with `identity` and answering only `peers`.
+    pub fn new(replica: impl Into<String>, adapter: A, identity: Identity, peers: Peers) -> Server<A> {
         Server {
             replica: replica.into(),
             adapter: Mutex::new(adapter),
+            identity,
+            peers,
             sessions: Mutex::new(VecDeque::new()),
         }
     }
@@ -80,112 +102,186 @@ impl<A: Adapter> Server<A> {
     }
 
     fn answer(&self, request: Request) -> Response {
-        match request {
-            Request::Hello(hello) => self.welcome(hello),
-            Request::Reconcile { session, message } => self
-                .with_session(session, |s| {
-                    let mut ignored = Differences::default();
-                    match Side::responder(&s.index, Config::default()).answer(&message, &mut ignored) {
-                        Ok(Some(reply)) => Response::Reconcile(reply),
-                        Ok(None) => Response::Refused(Refusal::Malformed("nothing to answer".into())),
-                        Err(e) => Response::Refused(Refusal::Malformed(e.to_string())),
-                    }
-                })
-                .unwrap_or_else(Response::Refused),
-            Request::Fetch { session, ids } => {
-                let keys = self.with_session(session, |s| {
-                    let index = &s.index;
-                    let by_id = s.by_id.get_or_insert_with(|| {
-                        index
-                            .items()
-                            .iter()
-                            .enumerate()
-                            .map(|(p, it)| (short(it.id), p))
-                            .collect()
-                    });
-                    ids.iter()
-                        .filter_map(|id| by_id.get(id))
-                        .map(|&p| index.items()[p].key.clone())
-                        .collect::<Vec<_>>()
-                });
-                match keys {
-                    Ok(keys) => {
-                        let adapter = self.adapter();
-                        let store = adapter.store().local();
-                        Response::Models(keys.into_iter().filter_map(|k| wire_model(store, k)).collect())
-                    }
-                    Err(refused) => Response::Refused(refused),
-                }
-            }
-        }
+        let result = match request {
+            Request::Hello(hello) => self.challenge(hello),
+            Request::Auth {
+                session,
+                proof,
+                schemas,
+            } => self.auth(session, &proof, &schemas),
+            Request::Sealed(sealed) => self.call(sealed),
+        };
+        result.unwrap_or_else(Response::Refused)
     }
 
-    fn welcome(&self, theirs: Hello) -> Response {
+    fn challenge(&self, theirs: Hello) -> Result<Response, Refusal> {
         if theirs.version != VERSION {
-            return Response::Refused(Refusal::Version {
+            return Err(Refusal::Version {
                 ours: VERSION,
                 theirs: theirs.version,
             });
         }
         if theirs.hash != HASH {
-            return Response::Refused(Refusal::Hash {
+            return Err(Refusal::Hash {
                 ours: HASH.into(),
                 theirs: theirs.hash,
             });
         }
-        let nonce = fastrand::u64(..);
-        let seed = session_seed(theirs.nonce, nonce);
-        let (hello, index) = {
+        let (id, nonce) = (fastrand::u64(..), fastrand::u64(..));
+        let key = self.identity.public_key();
+        let transcript = proto::transcript(id, theirs.nonce, nonce, &theirs.key, &key);
+        let proof = self.identity.sign(&proto::to_sign(b"server", &transcript, None));
+        let mut sessions = self.sessions();
+        if sessions.len() == SESSIONS {
+            sessions.pop_front();
+        }
+        sessions.push_back(Session {
+            id,
+            client: theirs.key,
+            transcript,
+            seed: session_seed(theirs.nonce, nonce),
+            open: None,
+        });
+        Ok(Response::Challenge {
+            session: id,
+            nonce,
+            key,
+            proof,
+        })
+    }
+
+    fn auth(&self, id: u64, proof: &[u8], schemas: &[(String, u64)]) -> Result<Response, Refusal> {
+        let (client, transcript, seed) = {
+            let sessions = self.sessions();
+            let s = sessions
+                .iter()
+                .find(|s| s.id == id && s.open.is_none())
+                .ok_or(Refusal::UnknownSession(id))?;
+            (s.client, s.transcript.clone(), s.seed)
+        };
+        let (_, rights) = self.peers.get(&client).ok_or(Refusal::Unauthorized)?;
+        if !client.verifies(&proto::to_sign(b"client", &transcript, None), proof) {
+            return Err(Refusal::Unauthorized);
+        }
+        if !rights.read {
+            return Err(Refusal::Forbidden("reading this replica".into()));
+        }
+        let (ours, index) = {
             let adapter = self.adapter();
             let store = adapter.store().local();
-            let hello = hello_of(&self.replica, store, nonce);
-            for (t, fp) in &theirs.schemas {
-                if hello.schemas.iter().any(|(u, ours)| u == t && ours != fp) {
-                    return Response::Refused(Refusal::Schema {
+            let ours: Vec<(String, u64)> = schemas_of(store)
+                .into_iter()
+                .filter(|(t, _)| rights.covers(t))
+                .collect();
+            for (t, fp) in schemas {
+                if ours.iter().any(|(u, mine)| u == t && mine != fp) {
+                    return Err(Refusal::Schema {
                         model_type: t.clone(),
                         replica: self.replica.clone(),
                     });
                 }
             }
-            (hello, Index::build(store, seed))
+            (ours, Index::build(store, seed, |t| rights.covers(t)))
         };
-        let id = fastrand::u64(..);
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if sessions.len() == SESSIONS {
-            sessions.pop_front();
-        }
         let whole = index.fingerprint(0, index.len());
-        sessions.push_back(Session { id, index, by_id: None });
-        Response::Welcome {
-            session: id,
-            hello,
+        let mut sessions = self.sessions();
+        let s = sessions
+            .iter_mut()
+            .find(|s| s.id == id)
+            .ok_or(Refusal::UnknownSession(id))?;
+        s.open = Some(Open {
+            types: ours.iter().map(|(t, _)| t.clone()).collect(),
+            last_seq: 0,
+            index,
+            by_id: None,
+        });
+        Ok(Response::Welcome {
+            replica: self.replica.clone(),
+            schemas: ours,
+            rights: rights.clone(),
             whole,
+        })
+    }
+
+    fn call(&self, sealed: Sealed) -> Result<Response, Refusal> {
+        let mut sessions = self.sessions();
+        let s = sessions
+            .iter_mut()
+            .find(|s| s.id == sealed.session)
+            .ok_or(Refusal::UnknownSession(sealed.session))?;
+        let signed = proto::to_sign(b"call", &s.transcript, Some((sealed.seq, &sealed.body)));
+        if !s.client.verifies(&signed, &sealed.proof) {
+            return Err(Refusal::Unauthorized);
+        }
+        let open = s.open.as_mut().ok_or(Refusal::Unauthorized)?;
+        if sealed.seq <= open.last_seq {
+            return Err(Refusal::Replay { seq: sealed.seq });
+        }
+        open.last_seq = sealed.seq;
+        let call: Call = postcard::from_bytes(&sealed.body).map_err(|e| Refusal::Malformed(e.to_string()))?;
+        match call {
+            Call::Renew => {
+                let (seed, types) = (s.seed, open.types.clone());
+                drop(sessions);
+                let index = {
+                    let adapter = self.adapter();
+                    Index::build(adapter.store().local(), seed, |t| types.iter().any(|u| u == t))
+                };
+                let whole = index.fingerprint(0, index.len());
+                let mut sessions = self.sessions();
+                let open = sessions
+                    .iter_mut()
+                    .find(|s| s.id == sealed.session)
+                    .and_then(|s| s.open.as_mut())
+                    .ok_or(Refusal::UnknownSession(sealed.session))?;
+                open.index = index;
+                open.by_id = None;
+                Ok(Response::Renewed(whole))
+            }
+            Call::Reconcile(message) => {
+                let mut ignored = Differences::default();
+                match Side::responder(&open.index, Config::default()).answer(&message, &mut ignored) {
+                    Ok(Some(reply)) => Ok(Response::Reconcile(reply)),
+                    Ok(None) => Err(Refusal::Malformed("nothing to answer".into())),
+                    Err(e) => Err(Refusal::Malformed(e.to_string())),
+                }
+            }
+            Call::Fetch(ids) => {
+                let index = &open.index;
+                let by_id = open.by_id.get_or_insert_with(|| {
+                    index
+                        .items()
+                        .iter()
+                        .enumerate()
+                        .map(|(p, it)| (short(it.id), p))
+                        .collect()
+                });
+                let keys: Vec<Vec<u8>> = ids
+                    .iter()
+                    .filter_map(|id| by_id.get(id))
+                    .map(|&p| index.items()[p].key.clone())
+                    .collect();
+                drop(sessions);
+                let adapter = self.adapter();
+                let store = adapter.store().local();
+                Ok(Response::Models(
+                    keys.into_iter().filter_map(|k| wire_model(store, k)).collect(),
+                ))
+            }
         }
     }
 
-    /// Runs `f` on an open session, or says it is unknown.
-    fn with_session<T>(&self, id: u64, f: impl FnOnce(&mut Session) -> T) -> Result<T, Refusal> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        match sessions.iter_mut().find(|s| s.id == id) {
-            Some(s) => Ok(f(s)),
-            None => Err(Refusal::UnknownSession(id)),
-        }
+    fn sessions(&self) -> std::sync::MutexGuard<'_, VecDeque<Session>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// A side's hello: its types' schema fingerprints and a fresh nonce.
-pub(crate) fn hello_of(replica: &str, store: &LocalStore, nonce: u64) -> Hello {
-    Hello {
-        version: VERSION,
-        replica: replica.to_string(),
-        schemas: store
-            .model_types()
-            .filter_map(|t| Some((t.to_string(), diffsync::digest::schema_fingerprint(store.schema(t)?))))
-            .collect(),
-        hash: HASH.into(),
-        capabilities: vec!["zstd".into()],
-        nonce,
-    }
+/// A store's model types with their schema fingerprints.
+pub(crate) fn schemas_of(store: &LocalStore) -> Vec<(String, u64)> {
+    store
+        .model_types()
+        .filter_map(|t| Some((t.to_string(), diffsync::digest::schema_fingerprint(store.schema(t)?))))
+        .collect()
 }
 
 /// A stored model as it travels (`None` if it is gone since the index was built).

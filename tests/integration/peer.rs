@@ -1,10 +1,18 @@
 //! Sync with a remote peer: a server over an adapter, a `RemotePeer` whose
 //! image range reconciliation keeps equal to it.
 
-use diffsync::{AdapterExt, DiffModel, LocalStore, MemoryAdapter, ModelFlags};
+use diffsync::{Adapter, AdapterExt, BoxError, DiffModel, LocalStore, MemoryAdapter, ModelFlags};
+use diffsync_peer::identity::{Identity, Peers, Rights};
 use diffsync_peer::proto::{self, Refusal, Request, Response};
 use diffsync_peer::{Loopback, PeerError, RemotePeer, Server, Transport};
 use diffsync_tests::{Device, Interface, Inventory, Site, sys_a, sys_b};
+
+/// A server over `adapter` that allows one client, read-only; and that client's identity.
+fn serve<A: Adapter>(adapter: A) -> (Server<A>, Identity) {
+    let client = Identity::generate();
+    let peers = Peers::new().allow("a", client.public_key(), Rights::read());
+    (Server::new("b", adapter, Identity::generate(), peers), client)
+}
 
 /// An inventory of `sites` sites with `devices` devices of two interfaces each.
 fn inventory(name: &str, sites: usize, devices: usize) -> LocalStore {
@@ -55,8 +63,8 @@ fn empty_image() -> LocalStore {
 
 #[test]
 fn a_pull_into_an_empty_image_copies_the_peer_and_a_sync_from_it_follows() {
-    let server = Server::new("b", sys_b());
-    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server)).unwrap();
+    let (server, me) = serve(sys_b());
+    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server), me).unwrap();
     let pulled = peer.pull().unwrap();
     assert_eq!(pulled.fetched, sys_b().store.count_all());
     assert_eq!(pulled.removed, 0);
@@ -69,11 +77,11 @@ fn a_pull_into_an_empty_image_copies_the_peer_and_a_sync_from_it_follows() {
     );
     a.sync_from(&peer).unwrap();
     assert_eq!(a.store.fingerprint(), sys_b().store.fingerprint());
-    // Equal now: the next pull moves nothing; the hello's fingerprint of
-    // the whole store says so, without a reconcile round.
+    // Equal now: the next pull moves nothing; the fingerprint of the whole
+    // snapshot says so, without a reconcile round.
     let again = peer.pull().unwrap();
     assert_eq!((again.fetched, again.removed, again.passes), (0, 0, 0));
-    assert_eq!(again.traffic.round_trips, 1, "a hello");
+    assert_eq!(again.traffic.round_trips, 1, "a renewal of the session's snapshot");
     assert!(again.traffic.sent + again.traffic.received < 1024, "{again:?}");
 }
 
@@ -102,8 +110,8 @@ fn a_pull_moves_only_what_differs() {
     theirs.add_child(Site::key("site0151".to_string()), moved).unwrap();
     let total = ours.count_all();
 
-    let server = Server::new("b", MemoryAdapter::with_store("b", &[], theirs.clone()));
-    let mut peer = RemotePeer::connect("b", ours.clone(), Loopback::new(&server)).unwrap();
+    let (server, me) = serve(MemoryAdapter::with_store("b", &[], theirs.clone()));
+    let mut peer = RemotePeer::connect("b", ours.clone(), Loopback::new(&server), me).unwrap();
     let pulled = peer.pull().unwrap();
     assert_eq!(peer.image().fingerprint(), theirs.fingerprint());
     // Fetched: the update, the create, the moved device, and its two
@@ -133,10 +141,10 @@ fn a_schema_that_differs_is_refused_by_name_and_nothing_moves() {
         /// An integer here, a string on the peer.
         region: i64,
     }
-    let server = Server::new("b", sys_b());
+    let (server, me) = serve(sys_b());
     let mut image = LocalStore::new("image");
     image.register::<OtherSite>().unwrap();
-    let err = match RemotePeer::connect("b", image, Loopback::new(&server)) {
+    let err = match RemotePeer::connect("b", image, Loopback::new(&server), me) {
         Err(e) => e,
         Ok(_) => panic!("a mismatched schema was accepted"),
     };
@@ -152,7 +160,7 @@ fn a_schema_that_differs_is_refused_by_name_and_nothing_moves() {
 
 #[test]
 fn bad_requests_are_refused_with_a_typed_reason() {
-    let server = Server::new("b", sys_b());
+    let (server, _) = serve(sys_b());
     let mut wire = Loopback::new(&server);
     let refused = |frame: Vec<u8>| proto::decode::<Response>(&frame).unwrap();
     assert!(matches!(
@@ -160,9 +168,10 @@ fn bad_requests_are_refused_with_a_typed_reason() {
         Response::Refused(Refusal::Malformed(_))
     ));
     let unknown = proto::encode(
-        &Request::Fetch {
+        &Request::Auth {
             session: 42,
-            ids: vec![],
+            proof: vec![],
+            schemas: vec![],
         },
         false,
     );
@@ -172,11 +181,10 @@ fn bad_requests_are_refused_with_a_typed_reason() {
     );
     let hello = Request::Hello(proto::Hello {
         version: 1,
-        replica: "x".into(),
-        schemas: vec![],
         hash: "md5".into(),
         capabilities: vec![],
         nonce: 1,
+        key: Identity::generate().public_key(),
     });
     assert!(matches!(
         refused(wire.call(&proto::encode(&hello, false)).unwrap()),
@@ -186,8 +194,8 @@ fn bad_requests_are_refused_with_a_typed_reason() {
 
 #[test]
 fn a_peer_is_read_only_for_now_and_says_so() {
-    let server = Server::new("b", sys_b());
-    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server)).unwrap();
+    let (server, me) = serve(sys_b());
+    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server), me).unwrap();
     peer.pull().unwrap();
     let err = peer.sync_from(&sys_a()).unwrap_err();
     assert!(
@@ -196,4 +204,96 @@ fn a_peer_is_read_only_for_now_and_says_so() {
     );
     // Nothing reached the peer.
     assert_eq!(server.adapter().store.fingerprint(), sys_b().store.fingerprint());
+}
+
+/// A transport that keeps every request frame it carried.
+struct Recorder<'a, A> {
+    inner: Loopback<'a, A>,
+    frames: std::rc::Rc<std::cell::RefCell<Vec<Vec<u8>>>>,
+}
+
+impl<A: Adapter> Transport for Recorder<'_, A> {
+    fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
+        self.frames.borrow_mut().push(request.to_vec());
+        self.inner.call(request)
+    }
+}
+
+#[test]
+fn a_stranger_learns_nothing_and_a_replayed_call_is_refused() {
+    let (server, me) = serve(sys_b());
+    // A key the server does not allow: refused at the handshake, with the
+    // answer a wrong proof gets, before any data is seen.
+    let err = RemotePeer::connect("b", empty_image(), Loopback::new(&server), Identity::generate())
+        .err()
+        .expect("a stranger was let in");
+    assert!(
+        matches!(
+            err,
+            PeerError::Refused {
+                refusal: Refusal::Unauthorized,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A pinned server key that is not the server's: the client stops.
+    let err = RemotePeer::connect_pinned(
+        "b",
+        empty_image(),
+        Loopback::new(&server),
+        Identity::from_pkcs8(&me.to_pkcs8()).unwrap(),
+        Identity::generate().public_key(),
+    )
+    .err()
+    .expect("an impostor was trusted");
+    assert!(matches!(err, PeerError::Impostor { .. }), "{err:?}");
+
+    // Every call of an allowed client, sent again, is refused as a replay.
+    let frames = std::rc::Rc::default();
+    let recorder = Recorder {
+        inner: Loopback::new(&server),
+        frames: std::rc::Rc::clone(&frames),
+    };
+    let mut peer = RemotePeer::connect("b", empty_image(), recorder, me).unwrap();
+    peer.pull().unwrap();
+    let sealed: Vec<Vec<u8>> = frames
+        .borrow()
+        .iter()
+        .filter(|f| matches!(proto::decode::<Request>(f), Ok(Request::Sealed(_))))
+        .cloned()
+        .collect();
+    assert!(!sealed.is_empty());
+    for frame in sealed {
+        let again = proto::decode::<Response>(&server.handle(&frame)).unwrap();
+        assert!(matches!(again, Response::Refused(Refusal::Replay { .. })), "{again:?}");
+    }
+    // A call altered on the way fails its signature.
+    let mut altered = frames.borrow().last().cloned().unwrap();
+    let Ok(Request::Sealed(mut call)) = proto::decode::<Request>(&altered) else {
+        panic!("the last call was sealed")
+    };
+    call.seq += 100;
+    altered = proto::encode(&Request::Sealed(call), false);
+    assert_eq!(
+        proto::decode::<Response>(&server.handle(&altered)).unwrap(),
+        Response::Refused(Refusal::Unauthorized)
+    );
+}
+
+#[test]
+fn a_peer_sees_only_the_types_its_rights_name() {
+    let client = Identity::generate();
+    let peers = Peers::new().allow("a", client.public_key(), Rights::read().only(&["site"]));
+    let server = Server::new("b", sys_b(), Identity::generate(), peers);
+    let mut image = sys_a().store;
+    let devices_before = image.count("device");
+    image.remove("site", "sfo", false).unwrap();
+    let mut peer = RemotePeer::connect("b", image, Loopback::new(&server), client).unwrap();
+    assert_eq!(peer.rights().types.as_deref(), Some(&["site".to_string()][..]));
+    peer.pull().unwrap();
+    let sites: Vec<String> = peer.image().all::<Site>().unwrap().map(|s| s.name.clone()).collect();
+    assert_eq!(sites, ["nyc", "lax"]);
+    // The devices the peer may not show are left as they were.
+    assert_eq!(peer.image().count("device"), devices_before);
 }
