@@ -18,6 +18,8 @@
 #![warn(missing_docs)]
 
 mod client;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod identity;
 pub mod index;
 pub mod proto;

@@ -297,3 +297,117 @@ fn a_peer_sees_only_the_types_its_rights_name() {
     // The devices the peer may not show are left as they were.
     assert_eq!(peer.image().count("device"), devices_before);
 }
+
+/// A self-signed certificate for `localhost`, made now: (chain, key).
+fn certificate() -> (
+    diffsync_peer::http::CertificateDer<'static>,
+    diffsync_peer::http::PrivateKeyDer<'static>,
+) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key = diffsync_peer::http::PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
+    (made.cert.der().clone(), key.into())
+}
+
+mod http {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use diffsync::MemoryAdapter;
+    use diffsync_peer::PeerError;
+    use diffsync_peer::http::{HttpOptions, HttpServer, HttpTransport};
+
+    use super::*;
+
+    fn options() -> HttpOptions {
+        HttpOptions {
+            timeout: Duration::from_secs(5),
+            connect_attempts: 2,
+        }
+    }
+
+    #[test]
+    fn a_pull_over_http2_and_tls_moves_what_one_in_process_does() {
+        let theirs = inventory("b", 50, 4);
+        let (server, me) = serve(MemoryAdapter::with_store("b", &[], theirs.clone()));
+        let (cert, key) = certificate();
+        let http = HttpServer::start(Arc::new(server), "127.0.0.1:0", vec![cert.clone()], key).unwrap();
+        let wire = HttpTransport::new(http.address().to_string(), "localhost", &[cert], options()).unwrap();
+        let mut peer = RemotePeer::connect("b", empty_image(), wire, me).unwrap();
+        let pulled = peer.pull().unwrap();
+        assert_eq!(pulled.fetched, theirs.count_all());
+        assert_eq!(peer.image().fingerprint(), theirs.fingerprint());
+        let again = peer.pull().unwrap();
+        assert_eq!((again.fetched, again.traffic.round_trips), (0, 1));
+    }
+
+    #[test]
+    fn a_server_that_is_not_trusted_or_not_there_is_a_typed_transport_error() {
+        let (server, me) = serve(sys_b());
+        let (cert, key) = certificate();
+        let http = HttpServer::start(Arc::new(server), "127.0.0.1:0", vec![cert], key).unwrap();
+        // A certificate this client does not trust.
+        let (other, _) = certificate();
+        let wire = HttpTransport::new(http.address().to_string(), "localhost", &[other], options()).unwrap();
+        let err = RemotePeer::connect("b", empty_image(), wire, Identity::from_pkcs8(&me.to_pkcs8()).unwrap())
+            .err()
+            .expect("an untrusted certificate was accepted");
+        assert!(matches!(err, PeerError::Transport { .. }), "{err:?}");
+        // Nobody listening.
+        let address = http.address().to_string();
+        drop(http);
+        let (cert, _) = certificate();
+        let wire = HttpTransport::new(address, "localhost", &[cert], options()).unwrap();
+        let err = RemotePeer::connect("b", empty_image(), wire, me)
+            .err()
+            .expect("a closed port answered");
+        assert!(matches!(err, PeerError::Transport { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_server_restarted_between_pulls_is_reached_again_with_a_new_session() {
+        let theirs = inventory("b", 20, 2);
+        let (cert, key) = certificate();
+        let client = Identity::generate();
+        let server_identity = Identity::generate().to_pkcs8();
+        let start = |store: LocalStore, address: &str| {
+            let peers = Peers::new().allow("a", client.public_key(), Rights::read());
+            let server = Server::new(
+                "b",
+                MemoryAdapter::with_store("b", &[], store),
+                Identity::from_pkcs8(&server_identity).unwrap(),
+                peers,
+            );
+            HttpServer::start(Arc::new(server), address, vec![cert.clone()], key.clone_key()).unwrap()
+        };
+        let http = start(theirs.clone(), "127.0.0.1:0");
+        let address = http.address().to_string();
+        let wire = HttpTransport::new(address.clone(), "localhost", std::slice::from_ref(&cert), options()).unwrap();
+        let mut peer = RemotePeer::connect(
+            "b",
+            empty_image(),
+            wire,
+            Identity::from_pkcs8(&client.to_pkcs8()).unwrap(),
+        )
+        .unwrap();
+        peer.pull().unwrap();
+        // The server goes away: the pull fails with a transport error and
+        // the image is as it was.
+        drop(http);
+        let before = peer.image().fingerprint();
+        assert!(matches!(peer.pull(), Err(PeerError::Transport { .. })));
+        assert_eq!(peer.image().fingerprint(), before);
+        // It comes back (same key, new sessions, one more site): the next
+        // pull reconnects, opens a new session and gets the change.
+        let mut changed = theirs.clone();
+        changed
+            .add(Site {
+                name: "zrh".into(),
+                region: "europe".into(),
+            })
+            .unwrap();
+        let _http = start(changed.clone(), &address);
+        let pulled = peer.pull().unwrap();
+        assert_eq!(pulled.fetched, 1);
+        assert_eq!(peer.image().fingerprint(), changed.fingerprint());
+    }
+}

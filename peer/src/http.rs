@@ -1,0 +1,368 @@
+//! The protocol over HTTP/2 with TLS: [`HttpServer`] serves a [`Server`]
+//! on a socket, [`HttpTransport`] reaches one.
+//!
+//! Every frame is the body of a `POST /diffsync/1` and its response's
+//! body. TLS is rustls (TLS 1.3, ALPN `h2`) with ring; peers prove who they
+//! are with their Ed25519 keys inside the protocol, so the certificate only
+//! has to be one the client trusts for the server's name. Each side runs
+//! its own tokio runtime, so the caller's code stays synchronous and the
+//! core never sees async.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bytes::Bytes;
+use diffsync::{Adapter, BoxError};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::proto::MAX_MESSAGE;
+use crate::server::Server;
+use crate::transport::Transport;
+
+pub use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// The path frames are posted to.
+pub const PATH: &str = "/diffsync/1";
+
+/// What can go wrong setting up TLS or a socket.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The certificate or key cannot be used.
+    #[error("TLS setup failed")]
+    Tls(#[source] rustls::Error),
+    /// The socket cannot be bound or the runtime started.
+    #[error("cannot listen on {address}")]
+    Io {
+        /// The address.
+        address: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server name is not a valid DNS name or IP address.
+    #[error("{0:?} is not a server name")]
+    Name(String),
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn runtime(address: &str) -> Result<Runtime, HttpError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| HttpError::Io {
+            address: address.to_string(),
+            source,
+        })
+}
+
+/// A [`Server`] on a TCP socket, HTTP/2 over TLS, on a thread of its own.
+/// Stops when dropped.
+pub struct HttpServer {
+    address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Serves `server` on `address` (port 0: any free port) with this
+    /// certificate chain and private key (DER).
+    pub fn start<A: Adapter + Send + 'static>(
+        server: Arc<Server<A>>,
+        address: &str,
+        certificates: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<HttpServer, HttpError> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(HttpError::Tls)?
+            .with_no_client_auth()
+            .with_single_cert(certificates, key)
+            .map_err(HttpError::Tls)?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let rt = runtime(address)?;
+        let io = |source| HttpError::Io {
+            address: address.to_string(),
+            source,
+        };
+        let listener = rt.block_on(TcpListener::bind(address)).map_err(io)?;
+        let bound = listener.local_addr().map_err(io)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("diffsync-peer {bound}"))
+            .spawn(move || rt.block_on(serve(listener, acceptor, server, stopped)))
+            .map_err(io)?;
+        Ok(HttpServer {
+            address: bound,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve<A: Adapter + Send + 'static>(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    server: Arc<Server<A>>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let connections = Tasks::default();
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let (acceptor, server) = (acceptor.clone(), Arc::clone(&server));
+        connections.spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |request| answer(Arc::clone(&server), request));
+            if let Err(e) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    connections.abort_all();
+}
+
+/// The server's connections, aborted when it stops.
+#[derive(Default)]
+struct Tasks(std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>);
+
+impl Tasks {
+    fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(tokio::spawn(f));
+    }
+
+    fn abort_all(&self) {
+        for t in self.0.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+    }
+}
+
+async fn answer<A: Adapter + Send + 'static>(
+    server: Arc<Server<A>>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let reply = |status: StatusCode, body: Vec<u8>| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        Ok(r)
+    };
+    if request.method() != Method::POST || request.uri().path() != PATH {
+        return reply(StatusCode::NOT_FOUND, Vec::new());
+    }
+    let body = match Limited::new(request.into_body(), MAX_MESSAGE).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, Vec::new()),
+    };
+    match tokio::task::spawn_blocking(move || server.handle(&body)).await {
+        Ok(frame) => reply(StatusCode::OK, frame),
+        Err(_) => reply(StatusCode::INTERNAL_SERVER_ERROR, Vec::new()),
+    }
+}
+
+/// How [`HttpTransport`] behaves.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    /// How long one exchange may take (connecting included).
+    pub timeout: Duration,
+    /// Connection attempts for one exchange (with jittered exponential
+    /// backoff between them); a request is never sent twice.
+    pub connect_attempts: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> HttpOptions {
+        HttpOptions {
+            timeout: Duration::from_secs(30),
+            connect_attempts: 4,
+        }
+    }
+}
+
+/// A transport to an [`HttpServer`]: one HTTP/2 connection, reused, made
+/// again after a failure.
+pub struct HttpTransport {
+    address: String,
+    name: ServerName<'static>,
+    connector: TlsConnector,
+    options: HttpOptions,
+    rt: Runtime,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl HttpTransport {
+    /// A transport to `address` (`host:port`), trusting these root
+    /// certificates for the server named `server_name`.
+    pub fn new(
+        address: impl Into<String>,
+        server_name: &str,
+        roots: &[CertificateDer<'static>],
+        options: HttpOptions,
+    ) -> Result<HttpTransport, HttpError> {
+        let address = address.into();
+        let mut store = RootCertStore::empty();
+        for root in roots {
+            store.add(root.clone()).map_err(HttpError::Tls)?;
+        }
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(HttpError::Tls)?
+            .with_root_certificates(store)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let name = ServerName::try_from(server_name.to_string()).map_err(|_| HttpError::Name(server_name.into()))?;
+        Ok(HttpTransport {
+            rt: runtime(&address)?,
+            address,
+            name,
+            connector: TlsConnector::from(Arc::new(config)),
+            options,
+            sender: None,
+        })
+    }
+
+    /// A connection, the open one or a new one (retried with backoff).
+    fn connection(&mut self) -> Result<SendRequest<Full<Bytes>>, BoxError> {
+        if let Some(s) = &self.sender
+            && !s.is_closed()
+        {
+            return Ok(s.clone());
+        }
+        let mut waits = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(self.options.connect_attempts.saturating_sub(1))
+            .build();
+        loop {
+            let attempt = self.rt.block_on(async {
+                tokio::time::timeout(
+                    self.options.timeout,
+                    connect(&self.address, self.name.clone(), self.connector.clone()),
+                )
+                .await
+            });
+            let error: BoxError = match attempt {
+                Ok(Ok(sender)) => {
+                    self.sender = Some(sender.clone());
+                    return Ok(sender);
+                }
+                Ok(Err(e)) => e,
+                Err(_) => format!("connecting to {} timed out", self.address).into(),
+            };
+            match waits.next() {
+                Some(wait) => {
+                    tracing::debug!(address = %self.address, error = %error, ?wait, "connect failed; retrying");
+                    std::thread::sleep(wait);
+                }
+                None => return Err(error),
+            }
+        }
+    }
+}
+
+async fn connect(
+    address: &str,
+    name: ServerName<'static>,
+    connector: TlsConnector,
+) -> Result<SendRequest<Full<Bytes>>, BoxError> {
+    let tcp = TcpStream::connect(address).await?;
+    tcp.set_nodelay(true)?;
+    let tls = connector.connect(name, tcp).await?;
+    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "peer connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+impl Transport for HttpTransport {
+    fn call(&mut self, frame: &[u8]) -> Result<Vec<u8>, BoxError> {
+        let mut sender = self.connection()?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("https://{}{PATH}", self.address))
+            .body(Full::new(Bytes::copy_from_slice(frame)))?;
+        let exchange = async {
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_MESSAGE)
+                .collect()
+                .await
+                .map_err(|e| -> BoxError { e })?
+                .to_bytes();
+            if status != StatusCode::OK {
+                return Err(format!("the peer answered HTTP {status}").into());
+            }
+            Ok::<_, BoxError>(body.to_vec())
+        };
+        let timeout = self.options.timeout;
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(timeout, exchange).await })
+        {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(e)) => {
+                self.sender = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.sender = None;
+                Err(format!("no answer from {} within {:?}", self.address, self.options.timeout).into())
+            }
+        }
+    }
+}
