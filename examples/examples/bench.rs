@@ -9,7 +9,10 @@
 //! or on a generated workload of about N models per side with F interfaces
 //! per device (the sibling-list width): `-- --generate N --fanout F`;
 //! a bidirectional reconcile: `-- --bidir N`; digests and fingerprints
-//! (load cost, root comparison, re-diff after one change): `-- --digests N`.
+//! (load cost, root comparison, re-diff after one change): `-- --digests N`;
+//! the peer protocol's reconcile phase between two replicas of N models
+//! (bytes, round trips, CPU, for equal, one change, 0.1 % and 1 %
+//! scattered and 0.1 % clustered updates): `-- --peer N`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -50,7 +53,7 @@ fn round4(d: std::time::Duration) -> f64 {
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let mut data_dir: Option<PathBuf> = None;
-    let (mut generated, mut fanout, mut bidir, mut digests) = (None, 10, None, None);
+    let (mut generated, mut fanout, mut bidir, mut digests, mut peer) = (None, 10, None, None, None);
     while let Some(a) = args.next() {
         let mut number = || -> Result<usize, BoxError> { Ok(args.next().ok_or("missing number")?.parse()?) };
         match a.as_str() {
@@ -59,9 +62,10 @@ fn main() -> Result<(), BoxError> {
             "--fanout" => fanout = number()?,
             "--bidir" => bidir = Some(number()?),
             "--digests" => digests = Some(number()?),
+            "--peer" => peer = Some(number()?),
             "-h" | "--help" => {
                 println!(
-                    "usage: bench --data-dir DIR   (DIR holds source.json, target.json, meta.json)\n       bench --generate N [--fanout F]\n       bench --bidir N   (reconcile: 1% edits on each side, 0.1% on both)\n       bench --digests N   (fingerprints: load cost, root comparison, re-diff after one change)"
+                    "usage: bench --data-dir DIR   (DIR holds source.json, target.json, meta.json)\n       bench --generate N [--fanout F]\n       bench --bidir N   (reconcile: 1% edits on each side, 0.1% on both)\n       bench --digests N   (fingerprints: load cost, root comparison, re-diff after one change)\n       bench --peer N   (peer protocol: bytes, round trips and CPU of the reconcile phase)"
                 );
                 return Ok(());
             }
@@ -76,6 +80,10 @@ fn main() -> Result<(), BoxError> {
     }
     if let Some(n) = digests {
         return run_digests(n);
+    }
+    if let Some(n) = peer {
+        run_peer(n);
+        return Ok(());
     }
     let dir = data_dir.ok_or("missing --data-dir DIR")?;
     let meta: Option<serde_json::Value> = std::fs::read(dir.join("meta.json"))
@@ -350,4 +358,172 @@ fn run_digests(n: usize) -> Result<(), BoxError> {
     });
     println!("{out}");
     Ok(())
+}
+
+/// The reconcile phase of the peer protocol between two replicas of `n`
+/// interface keys (device, name), per shape of difference: round trips
+/// (the renewal of the session's snapshot included), bytes each way as
+/// sealed frames (a 64-byte signature and the envelope included), index
+/// build (per side) and reconcile CPU (both sides). One JSON line per shape.
+fn run_peer(n: usize) {
+    use diffsync::digest::Digest;
+    use diffsync::{KeyValue, ModelKey};
+    use diffsync_peer::index::Index;
+    use diffsync_peer::proto::{self, Call, Request, Response, Sealed};
+    use diffsync_peer::recon::{self, Config};
+
+    let key = |i: usize| {
+        ModelKey::new(
+            "interface",
+            [
+                KeyValue::Str(format!("site{:04}-dev{:03}", i / 1000, (i / 10) % 100)),
+                KeyValue::Str(format!("eth{}", i % 10)),
+            ],
+        )
+        .to_bytes()
+    };
+    let mut rng = fastrand::Rng::with_seed(42);
+    let base: Vec<(Vec<u8>, Digest)> = (0..n).map(|i| (key(i), Digest(rng.u128(..)))).collect();
+    /// Makes the other replica out of a copy of this one's (key, term) pairs.
+    type Change = Box<dyn Fn(&mut Vec<(Vec<u8>, Digest)>, &mut fastrand::Rng)>;
+    let shapes: [(&str, Change); 5] = [
+        ("equal", Box::new(|_, _| {})),
+        (
+            "one change",
+            Box::new(|v, r| {
+                let i = r.usize(..v.len());
+                v[i].1 = Digest(r.u128(..));
+            }),
+        ),
+        (
+            "0.1% scattered",
+            Box::new(|v, r| {
+                for _ in 0..v.len() / 1000 {
+                    let i = r.usize(..v.len());
+                    v[i].1 = Digest(r.u128(..));
+                }
+            }),
+        ),
+        (
+            "0.1% clustered",
+            Box::new(|v, r| {
+                let len = v.len() / 1000;
+                let start = r.usize(..v.len() - len);
+                for e in &mut v[start..start + len] {
+                    e.1 = Digest(r.u128(..));
+                }
+            }),
+        ),
+        (
+            "1% scattered",
+            Box::new(|v, r| {
+                for _ in 0..v.len() / 100 {
+                    let i = r.usize(..v.len());
+                    v[i].1 = Digest(r.u128(..));
+                }
+            }),
+        ),
+    ];
+    let sealed = |call: Call| {
+        let body = postcard::to_stdvec(&call).expect("calls serialize");
+        proto::encode(
+            &Request::Sealed(Sealed {
+                session: u64::MAX,
+                seq: 1,
+                body,
+                proof: vec![0; 64],
+            }),
+            true,
+        )
+        .len()
+    };
+    for (name, change) in shapes {
+        let mut theirs = base.clone();
+        change(&mut theirs, &mut rng);
+        let changed = base.iter().zip(&theirs).filter(|(a, b)| a.1 != b.1).count();
+        let t = Instant::now();
+        let (ours, theirs) = (Index::from_terms(base.clone(), 7), Index::from_terms(theirs, 7));
+        let index_t = t.elapsed();
+        let t = Instant::now();
+        // A pull starts by renewing the session's snapshot, whose answer is
+        // the fingerprint of everything: equal, nothing else is sent.
+        let equal = ours.fingerprint(0, ours.len()) == theirs.fingerprint(0, theirs.len());
+        let (diff, messages) = if equal {
+            (recon::Differences::default(), Vec::new())
+        } else {
+            recon::run(&ours, &theirs, Config::for_size(n)).expect("well-formed")
+        };
+        let reconcile_t = t.elapsed();
+        let renewed = proto::encode(&Response::Renewed(ours.fingerprint(0, ours.len())), true).len();
+        let (mut sent, mut received, mut round_trips) = (sealed(Call::Renew), renewed, 1);
+        for (i, m) in messages.into_iter().enumerate() {
+            if i % 2 == 0 {
+                round_trips += 1;
+                sent += sealed(Call::Reconcile(m));
+            } else {
+                received += proto::encode(&Response::Reconcile(m), true).len();
+            }
+        }
+        let negentropy = negentropy_run(&base_pairs(&ours), &base_pairs(&theirs));
+        println!(
+            "{}",
+            json!({
+                "shape": name, "models": n, "changed": changed, "round_trips": round_trips,
+                "found": {"have": diff.have.len(), "need": diff.need.len()},
+                "bytes_sent": sent, "bytes_received": received, "bytes_total": sent + received,
+                "bytes_per_change": (sent + received).checked_div(changed).unwrap_or(0),
+                "index_build_s": round4(index_t), "reconcile_cpu_s": round4(reconcile_t),
+                "negentropy": negentropy,
+            })
+        );
+    }
+}
+
+/// An index's items as (key, id) pairs, for the negentropy crate.
+fn base_pairs(index: &diffsync_peer::index::Index) -> Vec<(Vec<u8>, u128)> {
+    index.items().iter().map(|it| (it.key.clone(), it.id)).collect()
+}
+
+/// The negentropy crate on the same two sets (ids: 32 bytes of hashes of
+/// key and id, timestamp 0, no frame limit): round trips, bytes, CPU.
+fn negentropy_run(ours: &[(Vec<u8>, u128)], theirs: &[(Vec<u8>, u128)]) -> serde_json::Value {
+    use negentropy::{Id, Negentropy, NegentropyStorageVector};
+    use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed};
+    let storage = |set: &[(Vec<u8>, u128)]| {
+        let mut s = NegentropyStorageVector::with_capacity(set.len());
+        for (k, id) in set {
+            let content = [k.as_slice(), &id.to_le_bytes()].concat();
+            let mut bytes = [0u8; 32];
+            bytes[..16].copy_from_slice(&xxh3_128(&content).to_le_bytes());
+            bytes[16..].copy_from_slice(&xxh3_128_with_seed(&content, 1).to_le_bytes());
+            s.insert(0, Id::from_byte_array(bytes)).expect("an unsealed storage");
+        }
+        s.seal().expect("sealed once");
+        s
+    };
+    let (a, b) = (storage(ours), storage(theirs));
+    let t = Instant::now();
+    let mut client = Negentropy::borrowed(&a, 0).expect("no frame limit");
+    let mut server = Negentropy::borrowed(&b, 0).expect("no frame limit");
+    let (mut have, mut need) = (Vec::new(), Vec::new());
+    let mut msg = client.initiate().expect("the client initiates");
+    let (mut sent, mut received, mut round_trips) = (0, 0, 0);
+    loop {
+        round_trips += 1;
+        sent += msg.len();
+        let reply = server.reconcile(&msg).expect("a well-formed message");
+        received += reply.len();
+        match client
+            .reconcile_with_ids(&reply, &mut have, &mut need)
+            .expect("a well-formed reply")
+        {
+            Some(next) => msg = next,
+            None => break,
+        }
+    }
+    json!({
+        "round_trips": round_trips, "bytes_total": sent + received,
+        "found": {"have": have.len(), "need": need.len()},
+        "reconcile_cpu_s": round4(t.elapsed()),
+    })
 }
