@@ -3,18 +3,23 @@
 
 use std::collections::HashSet;
 
-use diffsync::{Adapter, Attrs, BoxError, Change, HookError, LocalStore, ModelKey, StoreError};
+use diffsync::{Action, Adapter, Attrs, Batch, BoxError, Change, HookError, LocalStore, ModelKey, StoreError};
 use serde::Deserialize;
 
 use crate::identity::{Identity, PublicKey, Rights};
 use crate::index::{Index, RangePrint, session_seed};
-use crate::proto::{self, Call, HASH, Hello, Refusal, Request, Response, Sealed, VERSION, WireModel};
+use crate::proto::{
+    self, Call, HASH, Hello, Push, Pushed, Refusal, Request, Response, Sealed, VERSION, WireChange, WireModel,
+};
 use crate::recon::{Config, Differences, Malformed, Side};
 use crate::server::schemas_of;
 use crate::transport::{Traffic, Transport};
 
 /// Ids asked for in one fetch.
 const FETCH_BATCH: usize = 2_000;
+/// Times a push is sent again after its answer was lost (same batch id:
+/// the server applies it once).
+const PUSH_ATTEMPTS: usize = 3;
 /// Reconciliations a pull runs at most (a second one when the image does
 /// not match the peer after the first: the peer changed meanwhile, say).
 const PASSES: usize = 3;
@@ -90,8 +95,14 @@ pub struct Pulled {
 /// first pull moves only what differs. Then any driver works:
 /// `local.sync_from(&peer)`, `diff_from`, a loop's source.
 ///
-/// Read-only for now: a change written to it fails (the peer's rights and
-/// the push of batches come with the next step of the protocol).
+/// Written to as any adapter is (it is the target of `sync_from`, a side of
+/// a two-way reconcile): a sync's changes go to the peer as one batch,
+/// which the peer applies through its own adapter's hooks, each change only
+/// if the peer still holds what this image holds for its key (else the
+/// change fails: someone wrote it since the last pull; pull and diff
+/// again). A batch whose answer is lost is sent again with its id, and the
+/// peer answers it from memory instead of applying it twice. Writing needs
+/// the `write` right.
 pub struct RemotePeer<T> {
     name: String,
     image: LocalStore,
@@ -428,6 +439,63 @@ impl<T: Transport> RemotePeer<T> {
         Ok((fetched, removed))
     }
 
+    /// Sends a batch; after a lost answer, sends it again with the same id.
+    fn push(&mut self, continue_on_failure: bool, changes: Vec<WireChange>) -> Result<Vec<Pushed>, HookError> {
+        let push = Push {
+            batch: fastrand::u64(..),
+            continue_on_failure,
+            changes,
+        };
+        let mut last = None;
+        for _ in 0..PUSH_ATTEMPTS {
+            let mut session = match self.session.take() {
+                Some(s) => s,
+                None => self.open().map_err(|e| HookError::Fatal(Box::new(e)))?,
+            };
+            let result = self.seal(&mut session, &Call::Push(push.clone()));
+            self.session = Some(session);
+            match result {
+                Ok(Response::Pushed(answer)) => return Ok(answer),
+                Ok(other) => return Err(HookError::Fatal(Box::new(self.unexpected(&other)))),
+                Err(PeerError::Refused {
+                    refusal: Refusal::UnknownSession(_),
+                    ..
+                }) => self.session = None,
+                Err(e @ PeerError::Transport { .. }) => {
+                    self.session = None;
+                    last = Some(e);
+                }
+                Err(e) => return Err(HookError::Fatal(Box::new(e))),
+            }
+        }
+        Err(HookError::Fatal(Box::new(last.unwrap_or_else(|| {
+            self.protocol("the peer kept forgetting the session")
+        }))))
+    }
+
+    /// One change as it travels, with the digest this image holds for it.
+    fn wire_change(&self, change: &Change<'_>) -> Result<WireChange, HookError> {
+        let (t, uid) = (change.model_type(), change.key());
+        let values =
+            |attrs: &Attrs| serde_json::json!({"identifiers": change.identifiers(), "attributes": attrs}).to_string();
+        let (action, values) = match change.action {
+            Action::Create => ("create", values(&change.attrs)),
+            Action::Update => ("update", values(&change.attrs)),
+            Action::Delete => ("delete", String::new()),
+            other => return Err(HookError::Failed(format!("{t} {uid}: cannot push a {other}").into())),
+        };
+        Ok(WireChange {
+            action: action.into(),
+            key: change.model_key().to_bytes(),
+            parent: change
+                .parent
+                .map(|(pt, pk)| ModelKey::from_unique_id(pt, pk).to_bytes()),
+            values,
+            expected: self.image.digest(t, uid).map(|d| d.0.to_le_bytes()),
+            subtree: change.removes_subtree(),
+        })
+    }
+
     fn call(&mut self, request: &Request) -> Result<Response, PeerError> {
         let frame = proto::encode(request, true);
         let reply = self.transport.call(&frame).map_err(|source| PeerError::Transport {
@@ -448,6 +516,7 @@ impl<T: Transport> RemotePeer<T> {
         let what = match response {
             Response::Challenge { .. } => "a challenge",
             Response::Renewed(_) => "a renewal",
+            Response::Pushed(_) => "a push's outcomes",
             Response::Welcome { .. } => "a welcome",
             Response::Reconcile(_) => "a reconcile round",
             Response::Models(_) => "models",
@@ -478,6 +547,15 @@ impl<T: Transport> RemotePeer<T> {
     }
 }
 
+/// A change's outcome as the hooks report it.
+fn outcome(pushed: Pushed) -> Result<(), HookError> {
+    match pushed {
+        Pushed::Applied => Ok(()),
+        Pushed::Refused(m) | Pushed::Failed(m) => Err(HookError::Failed(m.into())),
+        Pushed::Skipped(m) => Err(HookError::soft(m)),
+    }
+}
+
 /// A model's values as they travel.
 #[derive(Deserialize)]
 struct Values {
@@ -497,16 +575,46 @@ impl<T: Transport> Adapter for RemotePeer<T> {
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.image
     }
+    /// One change alone: a batch of one.
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
-        Err(HookError::Failed(
-            format!(
-                "{} {}: peer {:?} is read here, not written (pushing to a peer is not built yet)",
-                change.model_type(),
-                change.key(),
-                self.name
-            )
-            .into(),
-        ))
+        let wire = self.wire_change(change)?;
+        let answer = self.push(false, vec![wire])?;
+        match answer.into_iter().next() {
+            Some(pushed) => outcome(pushed),
+            None => Err(HookError::fatal("the peer answered no outcome")),
+        }
+    }
+    /// The batch's changes in one push; each gets the peer's outcome.
+    fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
+        let (mut sent, mut changes) = (Vec::new(), Vec::new());
+        for i in 0..batch.len() {
+            if !batch.should_apply(i) {
+                continue;
+            }
+            match self.wire_change(&batch.changes()[i]) {
+                Ok(wire) => {
+                    changes.push(wire);
+                    sent.push(i);
+                    batch.stage(i);
+                }
+                Err(e) => batch.set_outcome(i, Err(e)),
+            }
+        }
+        if sent.is_empty() {
+            return Ok(());
+        }
+        let answer = self.push(batch.continue_on_failure(), changes)?;
+        if answer.len() != sent.len() {
+            return Err(HookError::fatal(format!(
+                "the peer answered {} outcomes for {} changes",
+                answer.len(),
+                sent.len()
+            )));
+        }
+        for (i, pushed) in sent.into_iter().zip(answer) {
+            batch.set_outcome(i, outcome(pushed));
+        }
+        Ok(())
     }
     /// Pulls: the image becomes the peer's store as it is now.
     fn refresh(&mut self) -> diffsync::Result<()> {

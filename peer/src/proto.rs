@@ -103,6 +103,54 @@ pub enum Call {
     /// Takes a new snapshot of the store for this session (the next pull
     /// of a long-lived session): answered with its whole fingerprint.
     Renew,
+    /// Writes changes to the server's system through its adapter's hooks.
+    Push(Push),
+}
+
+/// A batch of changes for the server's system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Push {
+    /// Chosen by the client; a batch sent again (a retry after a lost
+    /// answer) is answered from the server's memory, never applied twice.
+    pub batch: u64,
+    /// Whether a failed change lets the others go on.
+    pub continue_on_failure: bool,
+    /// The changes, parents before children.
+    pub changes: Vec<WireChange>,
+}
+
+/// One change of a [`Push`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireChange {
+    /// `"create"`, `"update"` or `"delete"`.
+    pub action: String,
+    /// The model's key bytes.
+    pub key: Vec<u8>,
+    /// For a create: the parent's key bytes, if it has one.
+    pub parent: Option<Vec<u8>>,
+    /// For a create: `{"identifiers":..,"attributes":..}` (all of them); for
+    /// an update: the same with the changed attributes only.
+    pub values: String,
+    /// The item digest the client believes the server holds for this key
+    /// (`None`: absent). A server that holds another refuses the change:
+    /// someone wrote it since the client's last pull.
+    pub expected: Option<[u8; 16]>,
+    /// For a delete: its whole subtree goes with it.
+    pub subtree: bool,
+}
+
+/// What became of one change of a [`Push`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pushed {
+    /// Written to the system and its store.
+    Applied,
+    /// Not attempted: the server holds another version than expected, or
+    /// the client may not write this type.
+    Refused(String),
+    /// The server's hook failed.
+    Failed(String),
+    /// Not attempted (its parent failed, or the batch stopped).
+    Skipped(String),
 }
 
 /// A response, server to client.
@@ -139,6 +187,8 @@ pub enum Response {
     Reconcile(Message),
     /// The models asked for.
     Models(Vec<WireModel>),
+    /// What became of each change of a push, in its order.
+    Pushed(Vec<Pushed>),
     /// The request was refused; nothing was changed.
     Refused(Refusal),
 }

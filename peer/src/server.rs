@@ -4,15 +4,22 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use diffsync::{Adapter, LocalStore, ModelKey, Store};
+use diffsync::{
+    Adapter, AdapterExt, Attrs, Chain, DiffFlags, Error, LocalStore, MemoryAdapter, ModelKey, Options, Outcome, Store,
+    SyncError,
+};
 
-use crate::identity::{Identity, Peers, PublicKey};
+use crate::identity::{Identity, Peers, PublicKey, Rights};
 use crate::index::{Index, ShortId, session_seed, short};
-use crate::proto::{self, Call, HASH, Hello, Refusal, Request, Response, Sealed, VERSION, WireModel};
+use crate::proto::{
+    self, Call, HASH, Hello, Push, Pushed, Refusal, Request, Response, Sealed, VERSION, WireChange, WireModel,
+};
 use crate::recon::{Config, Differences, Side};
 
 /// Sessions kept at once (open and half-open); the oldest goes first.
 const SESSIONS: usize = 64;
+/// Pushed batches whose answers are kept for a client that sends one again.
+const BATCHES: usize = 256;
 
 /// One session. Until the client proves its key, only the handshake's
 /// numbers; then the index of the store as it was (a session reconciles
@@ -27,6 +34,7 @@ struct Session {
 
 /// An authenticated session.
 struct Open {
+    rights: Rights,
     /// The model types the client may see.
     types: Vec<String>,
     last_seq: u64,
@@ -71,6 +79,8 @@ pub struct Server<A> {
     identity: Identity,
     peers: Peers,
     sessions: Mutex<VecDeque<Session>>,
+    /// Answers of recent pushes, by client and batch id.
+    batches: Mutex<VecDeque<(PublicKey, u64, Vec<Pushed>)>>,
 }
 
 impl<A: Adapter> Server<A> {
@@ -83,6 +93,7 @@ impl<A: Adapter> Server<A> {
             identity,
             peers,
             sessions: Mutex::new(VecDeque::new()),
+            batches: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -190,6 +201,7 @@ impl<A: Adapter> Server<A> {
             .find(|s| s.id == id)
             .ok_or(Refusal::UnknownSession(id))?;
         s.open = Some(Open {
+            rights: rights.clone(),
             types: ours.iter().map(|(t, _)| t.clone()).collect(),
             last_seq: 0,
             index,
@@ -220,6 +232,14 @@ impl<A: Adapter> Server<A> {
         open.last_seq = sealed.seq;
         let call: Call = postcard::from_bytes(&sealed.body).map_err(|e| Refusal::Malformed(e.to_string()))?;
         match call {
+            Call::Push(push) => {
+                if !open.rights.write {
+                    return Err(Refusal::Forbidden("writing to this replica".into()));
+                }
+                let (client, rights) = (s.client, open.rights.clone());
+                drop(sessions);
+                Ok(Response::Pushed(self.push(client, &rights, push)))
+            }
             Call::Renew => {
                 let (seed, types) = (s.seed, open.types.clone());
                 drop(sessions);
@@ -271,9 +291,111 @@ impl<A: Adapter> Server<A> {
         }
     }
 
+    /// Applies a pushed batch through the adapter's hooks: each change
+    /// whose expected digest is what the store holds goes into a copy of
+    /// the store, and the adapter syncs from that copy for exactly those
+    /// keys, so its hooks, its transaction and its store do what they do
+    /// for any sync. A batch seen before is answered as it was then.
+    fn push(&self, client: PublicKey, rights: &Rights, push: Push) -> Vec<Pushed> {
+        let mut batches = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((.., answer)) = batches.iter().find(|(c, b, _)| *c == client && *b == push.batch) {
+            return answer.clone();
+        }
+        let mut adapter = self.adapter();
+        let mut view = adapter.store().local().clone();
+        let mut outcomes: Vec<Option<Pushed>> = vec![None; push.changes.len()];
+        let mut keys = Vec::new();
+        for (i, change) in push.changes.iter().enumerate() {
+            match stage(adapter.store().local(), &mut view, rights, change) {
+                Ok(key) => keys.push((i, key)),
+                Err(refusal) => outcomes[i] = Some(Pushed::Refused(refusal)),
+            }
+        }
+        if !keys.is_empty() {
+            let view = MemoryAdapter::with_store(self.replica.clone(), &[], view);
+            let mut opts = Options::new().part(keys.iter().map(|(_, k)| k));
+            if push.continue_on_failure {
+                opts = opts.flags(DiffFlags::CONTINUE_ON_FAILURE);
+            }
+            let report = match adapter.sync_from_with(&view, &mut opts) {
+                Ok(report) => Ok(report),
+                Err(Error::Sync(SyncError::Aborted { report, .. } | SyncError::StoreApply { report, .. })) => {
+                    Ok(*report)
+                }
+                Err(e) => Err(Chain(&e).to_string()),
+            };
+            for (i, key) in &keys {
+                outcomes[*i] = Some(match &report {
+                    Err(message) => Pushed::Failed(message.clone()),
+                    Ok(report) => report
+                        .elements
+                        .iter()
+                        .find(|e| e.model_type == key.model_type() && e.key == key.unique_id())
+                        .map_or(Pushed::Applied, |e| match &e.outcome {
+                            Outcome::Applied | Outcome::Unchanged | Outcome::RemovedWithParent => Pushed::Applied,
+                            Outcome::Skipped(why) => Pushed::Skipped(format!("{why:?}")),
+                            other => Pushed::Failed(other.to_string()),
+                        }),
+                });
+            }
+        }
+        let answer: Vec<Pushed> = outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Pushed::Skipped("not reached".into())))
+            .collect();
+        if batches.len() == BATCHES {
+            batches.pop_front();
+        }
+        batches.push_back((client, push.batch, answer.clone()));
+        answer
+    }
+
     fn sessions(&self) -> std::sync::MutexGuard<'_, VecDeque<Session>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Checks one pushed change against the store and applies it to the
+/// copy: its key, or why it is refused.
+fn stage(store: &LocalStore, view: &mut LocalStore, rights: &Rights, change: &WireChange) -> Result<ModelKey, String> {
+    let key = ModelKey::from_bytes(&change.key).map_err(|e| format!("an unreadable key: {e}"))?;
+    let (t, uid) = (key.model_type(), key.unique_id());
+    if !rights.covers(t) {
+        return Err(format!("{key}: this peer may not write {t:?}"));
+    }
+    let held = store.digest(t, &uid).map(|d| d.0.to_le_bytes());
+    if held != change.expected {
+        return Err(format!(
+            "{key} changed on this replica since the writer read it; pull and diff again"
+        ));
+    }
+    let values = || -> Result<(Attrs, Attrs), String> {
+        let v: serde_json::Value = serde_json::from_str(&change.values).map_err(|e| format!("{key}: {e}"))?;
+        let part = |name: &str| -> Result<Attrs, String> {
+            serde_json::from_value(v.get(name).cloned().unwrap_or_default()).map_err(|e| format!("{key}: {name}: {e}"))
+        };
+        Ok((part("identifiers")?, part("attributes")?))
+    };
+    let done = match change.action.as_str() {
+        "create" => {
+            let (ids, attrs) = values()?;
+            let parent = match &change.parent {
+                Some(p) => Some(ModelKey::from_bytes(p).map_err(|e| format!("{key}: its parent: {e}"))?),
+                None => None,
+            };
+            let model = view.build(t, &ids, &attrs).map_err(|e| Chain(&e).to_string())?;
+            let parent = parent.as_ref().map(|p| (p.model_type().to_string(), p.unique_id()));
+            view.insert_boxed(model, parent.as_ref().map(|(pt, pk)| (pt.as_str(), pk.as_str())))
+        }
+        "update" => {
+            let (_, attrs) = values()?;
+            view.update_attributes(t, &uid, diffsync::AttrSource::Values(&attrs))
+        }
+        "delete" => view.remove(t, &uid, change.subtree),
+        other => return Err(format!("{key}: unknown action {other:?}")),
+    };
+    done.map_err(|e| Chain(&e).to_string())?;
+    Ok(key)
 }
 
 /// A store's model types with their schema fingerprints.

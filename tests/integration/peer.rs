@@ -192,18 +192,149 @@ fn bad_requests_are_refused_with_a_typed_reason() {
     ));
 }
 
+/// A server over `adapter` that lets one client read and write.
+fn serve_rw<A: Adapter>(adapter: A) -> (Server<A>, Identity) {
+    let client = Identity::generate();
+    let peers = Peers::new().allow("a", client.public_key(), Rights::read_write());
+    (Server::new("b", adapter, Identity::generate(), peers), client)
+}
+
 #[test]
-fn a_peer_is_read_only_for_now_and_says_so() {
+fn a_sync_into_a_peer_goes_through_its_adapter_s_hooks() {
+    let (server, me) = serve_rw(sys_b());
+    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server), me).unwrap();
+    peer.pull().unwrap();
+    let report = peer.sync_from(&sys_a()).unwrap();
+    assert!(report.is_success(), "{report}");
+    // The peer's own hooks wrote it (its log), and its store and the image
+    // both hold sys-a now.
+    let server_side = server.adapter();
+    assert_eq!(server_side.store.fingerprint(), sys_a().store.fingerprint());
+    assert_eq!(peer.image().fingerprint(), sys_a().store.fingerprint());
+    let mut expected = sys_b();
+    expected.sync_from(&sys_a()).unwrap();
+    assert_eq!(server_side.log, expected.log, "the same hook calls as a sync in place");
+}
+
+#[test]
+fn a_reader_cannot_write_and_nothing_reaches_the_peer() {
     let (server, me) = serve(sys_b());
     let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server), me).unwrap();
     peer.pull().unwrap();
     let err = peer.sync_from(&sys_a()).unwrap_err();
     assert!(
-        diffsync::Chain(&err).to_string().contains("is read here, not written"),
-        "{err}"
+        diffsync::Chain(&err)
+            .to_string()
+            .contains("not allowed: writing to this replica"),
+        "{}",
+        diffsync::Chain(&err)
     );
-    // Nothing reached the peer.
     assert_eq!(server.adapter().store.fingerprint(), sys_b().store.fingerprint());
+    assert_eq!(
+        peer.image().fingerprint(),
+        sys_b().store.fingerprint(),
+        "the image took nothing"
+    );
+}
+
+#[test]
+fn a_change_to_a_model_the_peer_changed_since_the_pull_is_refused_the_rest_applies() {
+    let (server, me) = serve_rw(sys_b());
+    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server), me).unwrap();
+    peer.pull().unwrap();
+    // Someone edits the peer's nyc-r1 after our pull.
+    server
+        .adapter()
+        .store
+        .update_attributes(
+            "device",
+            "nyc-r1",
+            diffsync::AttrSource::Values(&[("role".into(), "spine".into())].into_iter().collect()),
+        )
+        .unwrap();
+    let report = peer
+        .sync_from_with(
+            &sys_a(),
+            &mut diffsync::Options::new().flags(diffsync::DiffFlags::CONTINUE_ON_FAILURE),
+        )
+        .unwrap();
+    let failed: Vec<&str> = report.failures().map(|e| e.key.as_str()).collect();
+    assert_eq!(failed, ["nyc-r1"], "{report}");
+    assert!(
+        report.failures().all(|e| e
+            .outcome
+            .message()
+            .unwrap_or_default()
+            .contains("changed on this replica")),
+        "{report}"
+    );
+    // The edit survived; the other changes (sfo created, lax deleted) landed.
+    let server_side = server.adapter();
+    assert_eq!(
+        server_side.store.get(&Device::key("nyc-r1".to_string())).unwrap().role,
+        "spine"
+    );
+    assert!(server_side.store.get(&Site::key("sfo".to_string())).is_ok());
+    assert!(server_side.store.get(&Site::key("lax".to_string())).is_err());
+}
+
+/// A transport that loses the answer to the first push it carries (the
+/// server did the work; the client hears nothing).
+struct LoseFirstPush<'a, A> {
+    inner: Loopback<'a, A>,
+    lost: bool,
+}
+
+impl<A: Adapter> Transport for LoseFirstPush<'_, A> {
+    fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
+        let answer = self.inner.call(request)?;
+        let is_push = matches!(
+            proto::decode::<Request>(request),
+            Ok(Request::Sealed(s)) if matches!(postcard_call(&s.body), Some(proto::Call::Push(_)))
+        );
+        if is_push && !self.lost {
+            self.lost = true;
+            return Err("connection reset by peer".into());
+        }
+        Ok(answer)
+    }
+}
+
+fn postcard_call(body: &[u8]) -> Option<proto::Call> {
+    proto::decode::<proto::Call>(&[[0u8].as_slice(), body].concat()).ok()
+}
+
+#[test]
+fn a_push_whose_answer_is_lost_is_sent_again_and_applied_once() {
+    let (server, me) = serve_rw(sys_b());
+    let wire = LoseFirstPush {
+        inner: Loopback::new(&server),
+        lost: false,
+    };
+    let mut peer = RemotePeer::connect("b", empty_image(), wire, me).unwrap();
+    peer.pull().unwrap();
+    let report = peer.sync_from(&sys_a()).unwrap();
+    assert!(report.is_success(), "{report}");
+    let mut expected = sys_b();
+    expected.sync_from(&sys_a()).unwrap();
+    assert_eq!(server.adapter().log, expected.log, "each hook ran once");
+    assert_eq!(peer.image().fingerprint(), sys_a().store.fingerprint());
+}
+
+#[test]
+fn a_peer_is_a_side_of_a_two_way_reconcile() {
+    use diffsync::bidir::{Base, BiOptions, Strategy, reconcile};
+    let (server, me) = serve_rw(sys_b());
+    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server), me).unwrap();
+    peer.pull().unwrap();
+    let mut local = sys_a();
+    let mut base = Base::new();
+    let opts = BiOptions::new().strategy(Strategy::LeftWins).max_delete_share(None);
+    let report = reconcile(&mut local, &mut peer, &mut base, &opts).unwrap();
+    assert!(report.is_clean(), "{report}");
+    // Both systems hold the same now: the peer's through its own hooks.
+    assert_eq!(server.adapter().store.fingerprint(), local.store.fingerprint());
+    assert_eq!(peer.image().fingerprint(), local.store.fingerprint());
 }
 
 /// A transport that keeps every request frame it carried.
