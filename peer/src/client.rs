@@ -209,15 +209,12 @@ impl<T: Transport> RemotePeer<T> {
         Ok(pulled)
     }
 
-    /// The session for a pull: the open one with a new snapshot (just
-    /// opened: its first), or a new one.
+    /// The session for a pull: the open one with a new snapshot, or a new
+    /// one.
     fn renew(&mut self) -> Result<Session, PeerError> {
         let Some(mut session) = self.session.take() else {
             return self.open();
         };
-        if session.seq == 0 {
-            return Ok(session);
-        }
         match self.seal(&mut session, &Call::Renew) {
             Ok(Response::Renewed(whole)) => {
                 session.whole = whole;
@@ -234,6 +231,14 @@ impl<T: Transport> RemotePeer<T> {
 
     fn pull_in(&mut self, session: &mut Session, pulled: &mut Pulled) -> Result<(), PeerError> {
         loop {
+            if pulled.passes > 0 {
+                // Fetches read the peer's store as it is now, which may be
+                // past the snapshot: compare with a new one.
+                session.whole = match self.seal(session, &Call::Renew)? {
+                    Response::Renewed(whole) => whole,
+                    other => return Err(self.unexpected(&other)),
+                };
+            }
             let index = Index::build(&self.image, session.seed, |t| session.types.iter().any(|u| u == t));
             if index.fingerprint(0, index.len()) == session.whole {
                 break;

@@ -542,3 +542,303 @@ mod http {
         assert_eq!(peer.image().fingerprint(), changed.fingerprint());
     }
 }
+
+/// A TCP proxy that, for about one chunk in ten (seeded), resets the
+/// connection, holds the chunk back a while, forwards half of it and
+/// closes, or flips a byte: what the network does to a sync.
+mod lossy {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread::JoinHandle;
+    use std::time::Duration;
+
+    pub struct Proxy {
+        pub address: SocketAddr,
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl Proxy {
+        pub fn start(upstream: SocketAddr, seed: u64) -> Proxy {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let address = listener.local_addr().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopping = Arc::clone(&stop);
+            let thread = std::thread::spawn(move || {
+                let mut rng = fastrand::Rng::with_seed(seed);
+                while !stopping.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((client, _)) => {
+                            let Ok(server) = TcpStream::connect(upstream) else {
+                                continue;
+                            };
+                            client.set_nonblocking(false).unwrap();
+                            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                            let (r1, r2) = (rng.u64(..), rng.u64(..));
+                            std::thread::spawn(move || pump(client, server, r1));
+                            std::thread::spawn(move || pump(s2, c2, r2));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            });
+            Proxy {
+                address,
+                stop,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn pump(mut from: TcpStream, mut to: TcpStream, seed: u64) {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if rng.u8(..10) == 0 {
+                match rng.u8(..4) {
+                    0 => break,
+                    1 => std::thread::sleep(Duration::from_millis(rng.u64(10..150))),
+                    2 => {
+                        let _ = to.write_all(&buf[..n / 2]);
+                        break;
+                    }
+                    _ => {
+                        let at = rng.usize(..n);
+                        buf[at] ^= 0x20;
+                    }
+                }
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    }
+}
+
+#[test]
+fn through_a_lossy_network_runs_complete_or_fail_typed_and_converge_without_double_writes() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use diffsync_peer::http::{HttpOptions, HttpServer, HttpTransport};
+
+    let seeds: u64 = std::env::var("CHAOS_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    for seed in 0..seeds {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut remote = Inventory::empty("b");
+        remote.store = inventory("b", 12, 3);
+        let mut local = Inventory::empty("a");
+        local.store = inventory("a", 12, 3);
+        let (server, me) = serve_rw(remote);
+        let server = Arc::new(server);
+        let (cert, key) = certificate();
+        let http = HttpServer::start(Arc::clone(&server), "127.0.0.1:0", vec![cert.clone()], key).unwrap();
+        let proxy = lossy::Proxy::start(http.address(), seed);
+        let options = HttpOptions {
+            timeout: Duration::from_secs(2),
+            connect_attempts: 3,
+        };
+        let transport = || {
+            HttpTransport::new(
+                proxy.address.to_string(),
+                "localhost",
+                std::slice::from_ref(&cert),
+                options.clone(),
+            )
+            .unwrap()
+        };
+        let me = me.to_pkcs8();
+        let connect = || {
+            (0..20)
+                .find_map(|_| {
+                    let id = Identity::from_pkcs8(&me).unwrap();
+                    RemotePeer::connect("b", empty_image(), transport(), id).ok()
+                })
+                .expect("a connection within 20 tries")
+        };
+        let mut peer = connect();
+        let (mut completed, mut failed) = (0, 0);
+        for round in 0..12 {
+            // Another writer edits the peer's sites; this side edits its devices.
+            let site = format!("site{:04}", rng.usize(..12));
+            server
+                .adapter()
+                .store
+                .update_attributes(
+                    "site",
+                    &site,
+                    diffsync::AttrSource::Values(
+                        &[("region".into(), format!("r{seed}-{round}").into())]
+                            .into_iter()
+                            .collect(),
+                    ),
+                )
+                .unwrap();
+            let device = format!("site{:04}-r{}", rng.usize(..12), rng.usize(..3));
+            local
+                .store
+                .update_attributes(
+                    "device",
+                    &device,
+                    diffsync::AttrSource::Values(
+                        &[("role".into(), format!("role-{seed}-{round}").into())]
+                            .into_iter()
+                            .collect(),
+                    ),
+                )
+                .unwrap();
+            match peer.pull() {
+                Ok(_) => {}
+                Err(e) => {
+                    assert!(matches!(e, PeerError::Transport { .. }), "seed {seed}: {e:?}");
+                    failed += 1;
+                    continue;
+                }
+            }
+            match peer.sync_from(&local) {
+                Ok(report) if report.is_success() => completed += 1,
+                Ok(report) => panic!("seed {seed}: {report}"),
+                // A push whose answers were all lost: a typed error, and the
+                // image took nothing the peer may not hold.
+                Err(e) => {
+                    assert!(
+                        diffsync::Chain(&e).to_string().contains("the transport failed"),
+                        "seed {seed}: {}",
+                        diffsync::Chain(&e)
+                    );
+                    failed += 1;
+                }
+            }
+        }
+        // A run that gets through: pull, then push what is left.
+        let converged = (0..30).any(|_| {
+            peer.pull().is_ok() && peer.sync_from(&local).is_ok_and(|r| r.is_success()) && peer.pull().is_ok()
+        });
+        assert!(converged, "seed {seed}: no run got through in 30 tries");
+        let server_side = server.adapter();
+        assert_eq!(
+            server_side.store.fingerprint(),
+            local.store.fingerprint(),
+            "seed {seed}"
+        );
+        assert_eq!(peer.image().fingerprint(), local.store.fingerprint(), "seed {seed}");
+        // No batch applied twice: every role this side writes is new, so a
+        // second application would log the same line twice. (Sites are
+        // written back to this side's region each time the other writer
+        // edits one: those lines repeat by design.)
+        let mut seen = std::collections::HashSet::new();
+        for line in server_side.log.iter().filter(|l| l.contains("\"role\"")) {
+            assert!(seen.insert(line), "seed {seed}: applied twice: {line}");
+        }
+        assert!(!seen.is_empty(), "seed {seed}: no role reached the peer");
+        eprintln!("seed {seed}: {completed} runs completed, {failed} failed typed");
+    }
+}
+
+#[test]
+fn three_replicas_in_a_line_converge_and_each_conflict_is_logged_once() {
+    use diffsync::bidir::{Base, BiOptions, Strategy, reconcile};
+
+    // A <-> B <-> C, all three from the same inventory and bases.
+    let start = inventory("x", 6, 2);
+    let replica = |name: &str| {
+        let mut inv = Inventory::empty(name);
+        inv.store = start.clone();
+        inv
+    };
+    let (key_a, key_b) = (Identity::generate(), Identity::generate());
+    let server_b = Server::new(
+        "b",
+        replica("b"),
+        Identity::generate(),
+        Peers::new().allow("a", key_a.public_key(), Rights::read_write()),
+    );
+    let server_c = Server::new(
+        "c",
+        replica("c"),
+        Identity::generate(),
+        Peers::new().allow("b", key_b.public_key(), Rights::read_write()),
+    );
+    let mut a = replica("a");
+    let mut b_seen_by_a = RemotePeer::connect("b", start.clone(), Loopback::new(&server_b), key_a).unwrap();
+    let mut c_seen_by_b = RemotePeer::connect("c", start.clone(), Loopback::new(&server_c), key_b).unwrap();
+    let (mut base_ab, mut base_bc) = (Base::from_store(start.clone()), Base::from_store(start.clone()));
+
+    // Edits on all three: A and C both change the same device (a conflict),
+    // B changes a site, C adds one.
+    let role = |r: &str| -> diffsync::Attrs { [("role".into(), r.into())].into_iter().collect() };
+    a.store
+        .update_attributes("device", "site0001-r0", diffsync::AttrSource::Values(&role("from-a")))
+        .unwrap();
+    server_b
+        .adapter()
+        .store
+        .update_attributes(
+            "site",
+            "site0002",
+            diffsync::AttrSource::Values(&[("region".into(), "from-b".into())].into_iter().collect()),
+        )
+        .unwrap();
+    {
+        let mut c = server_c.adapter();
+        c.store
+            .update_attributes("device", "site0001-r0", diffsync::AttrSource::Values(&role("from-c")))
+            .unwrap();
+        c.store
+            .add(Site {
+                name: "zrh".into(),
+                region: "from-c".into(),
+            })
+            .unwrap();
+    }
+
+    // Anti-entropy: each link reconciles, twice around.
+    let opts = BiOptions::new().strategy(Strategy::LeftWins);
+    let mut conflicts = Vec::new();
+    for _ in 0..2 {
+        b_seen_by_a.pull().unwrap();
+        let report = reconcile(&mut a, &mut b_seen_by_a, &mut base_ab, &opts).unwrap();
+        conflicts.extend(report.conflicts);
+        c_seen_by_b.pull().unwrap();
+        let mut b = server_b.adapter();
+        let report = reconcile(&mut *b, &mut c_seen_by_b, &mut base_bc, &opts).unwrap();
+        conflicts.extend(report.conflicts);
+    }
+    let (b, c) = (server_b.adapter(), server_c.adapter());
+    assert_eq!(a.store.fingerprint(), b.store.fingerprint());
+    assert_eq!(b.store.fingerprint(), c.store.fingerprint());
+    // The device both A and C changed: one conflict, met where A's edit
+    // (carried by B, the left side of B <-> C) met C's; B's side won.
+    let keys: Vec<&str> = conflicts.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, ["site0001-r0"], "{conflicts:?}");
+    assert_eq!(
+        c.store.get(&Device::key("site0001-r0".to_string())).unwrap().role,
+        "from-a"
+    );
+    assert_eq!(
+        c.store.get(&Site::key("site0002".to_string())).unwrap().region,
+        "from-b"
+    );
+    assert!(a.store.get(&Site::key("zrh".to_string())).is_ok());
+}
