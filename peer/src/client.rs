@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::identity::{Identity, PublicKey, Rights};
 use crate::index::{Index, RangePrint, session_seed};
 use crate::proto::{
-    self, Call, HASH, Hello, Push, Pushed, Refusal, Request, Response, Sealed, VERSION, WireChange, WireModel,
+    self, Call, Cursor, HASH, Hello, Push, Pushed, Refusal, Request, Response, Sealed, VERSION, WireChange, WireModel,
 };
 use crate::recon::{Config, Differences, Malformed, Side};
 use crate::server::schemas_of;
@@ -335,19 +335,33 @@ impl<T: Transport> RemotePeer<T> {
 
     /// Sends a call of an open session, numbered and signed.
     fn seal(&mut self, session: &mut Session, call: &Call) -> Result<Response, PeerError> {
-        session.seq += 1;
         let body = postcard::to_stdvec(call).expect("calls serialize to postcard");
-        let proof = self.identity.sign(&proto::to_sign(
-            b"call",
-            &session.transcript,
-            Some((session.seq, &body)),
-        ));
-        self.call(&Request::Sealed(Sealed {
-            session: session.id,
-            seq: session.seq,
-            body,
-            proof,
-        }))
+        let mut again = true;
+        loop {
+            session.seq += 1;
+            let proof = self.identity.sign(&proto::to_sign(
+                b"call",
+                &session.transcript,
+                Some((session.seq, &body)),
+            ));
+            let result = self.call(&Request::Sealed(Sealed {
+                session: session.id,
+                seq: session.seq,
+                body: body.clone(),
+                proof,
+            }));
+            match result {
+                // The transport sent the frame again after a lost answer
+                // and the peer had it already. Every call is safe to ask
+                // again under a new number: rounds and fetches read, a
+                // renewal takes a snapshot, a push is answered by batch id.
+                Err(PeerError::Refused {
+                    refusal: Refusal::Replay { .. },
+                    ..
+                }) if again => again = false,
+                result => return result,
+            }
+        }
     }
 
     fn reconcile(&mut self, session: &mut Session, index: &Index) -> Result<Differences, PeerError> {
@@ -522,6 +536,7 @@ impl<T: Transport> RemotePeer<T> {
             Response::Challenge { .. } => "a challenge",
             Response::Renewed(_) => "a renewal",
             Response::Pushed(_) => "a push's outcomes",
+            Response::Changes { .. } => "change events",
             Response::Welcome { .. } => "a welcome",
             Response::Reconcile(_) => "a reconcile round",
             Response::Models(_) => "models",
@@ -549,6 +564,71 @@ impl<T: Transport> RemotePeer<T> {
             peer: self.name.clone(),
             source: Box::new(source),
         }
+    }
+}
+
+/// A peer's change events, as a feed for a loop
+/// ([`diffsync_live`](https://docs.rs/diffsync-live)): each poll is a long
+/// poll of the events the peer's [`Server::with_feed`](crate::Server::with_feed)
+/// relays, from where the last one ended. A peer that restarted, or one
+/// whose buffer overflowed, says so and the poll reports a gap (the loop
+/// then runs a full pass). Uses a session of its own: connect a second
+/// [`RemotePeer`] for it.
+pub struct PeerFeed<T> {
+    peer: RemotePeer<T>,
+    cursor: Option<Cursor>,
+}
+
+impl<T: Transport> PeerFeed<T> {
+    /// Follows the peer's changes from now on.
+    pub fn new(peer: RemotePeer<T>) -> PeerFeed<T> {
+        PeerFeed { peer, cursor: None }
+    }
+}
+
+impl<T: Transport + Send> diffsync::ChangeFeed for PeerFeed<T> {
+    fn poll(&mut self, max: usize, wait: std::time::Duration) -> Result<diffsync::feed::FeedBatch, BoxError> {
+        let call = Call::Changes {
+            since: self.cursor,
+            max: u32::try_from(max).unwrap_or(u32::MAX),
+            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+        };
+        let mut session = match self.peer.session.take() {
+            Some(s) => s,
+            None => self.peer.open()?,
+        };
+        let answer = self.peer.seal(&mut session, &call);
+        self.peer.session = Some(session);
+        let answer = match answer {
+            Err(PeerError::Refused {
+                refusal: Refusal::UnknownSession(_),
+                ..
+            }) => {
+                // The peer forgot the session (a restart): a new one, and
+                // the cursor tells the peer to report what it cannot vouch for.
+                let mut session = self.peer.open()?;
+                let answer = self.peer.seal(&mut session, &call);
+                self.peer.session = Some(session);
+                answer?
+            }
+            other => other?,
+        };
+        match answer {
+            Response::Changes { events, next, gap } => {
+                self.cursor = Some(next);
+                let events = events
+                    .iter()
+                    .map(|e| serde_json::from_str(e))
+                    .collect::<Result<Vec<diffsync::ChangeEvent>, _>>()?;
+                Ok(diffsync::feed::FeedBatch { events, gap })
+            }
+            other => Err(Box::new(self.peer.unexpected(&other))),
+        }
+    }
+
+    fn position(&self) -> Option<diffsync::feed::Position> {
+        self.cursor
+            .map(|c| diffsync::feed::Position::new(format!("{}:{}", c.epoch, c.seq)))
     }
 }
 
@@ -620,6 +700,12 @@ impl<T: Transport> Adapter for RemotePeer<T> {
             batch.set_outcome(i, outcome(pushed));
         }
         Ok(())
+    }
+    /// Pulls: the image becomes the peer's store as it is now (the named
+    /// models are among what a pull brings; it brings all that differs).
+    fn reread(&mut self, changed: &[diffsync::ChangeEvent]) -> diffsync::Result<()> {
+        let _ = changed;
+        self.refresh()
     }
     /// Pulls: the image becomes the peer's store as it is now.
     fn refresh(&mut self) -> diffsync::Result<()> {

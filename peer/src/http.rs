@@ -328,8 +328,9 @@ async fn connect(
     Ok(sender)
 }
 
-impl Transport for HttpTransport {
-    fn call(&mut self, frame: &[u8]) -> Result<Vec<u8>, BoxError> {
+impl HttpTransport {
+    /// One exchange over the connection at hand.
+    fn exchange(&mut self, frame: &[u8]) -> Result<Vec<u8>, BoxError> {
         let mut sender = self.connection()?;
         let request = Request::builder()
             .method(Method::POST)
@@ -363,6 +364,24 @@ impl Transport for HttpTransport {
                 self.sender = None;
                 Err(format!("no answer from {} within {:?}", self.address, self.options.timeout).into())
             }
+        }
+    }
+}
+
+impl Transport for HttpTransport {
+    /// Sends a frame; when a connection kept from before fails (the peer
+    /// restarted, an idle connection was cut), once more on a new one. A
+    /// frame the peer did receive is answered at most once anyway: a call
+    /// is numbered (a copy is refused as a replay) and a push carries its
+    /// batch id.
+    fn call(&mut self, frame: &[u8]) -> Result<Vec<u8>, BoxError> {
+        let reused = self.sender.as_ref().is_some_and(|s| !s.is_closed());
+        match self.exchange(frame) {
+            Err(e) if reused => {
+                tracing::debug!(address = %self.address, error = %e, "a kept connection failed; one more try on a new one");
+                self.exchange(frame)
+            }
+            result => result,
         }
     }
 }

@@ -27,6 +27,6 @@ pub mod recon;
 pub mod server;
 pub mod transport;
 
-pub use client::{PeerError, Pulled, RemotePeer};
+pub use client::{PeerError, PeerFeed, Pulled, RemotePeer};
 pub use server::Server;
 pub use transport::{Loopback, Traffic, Transport};

@@ -105,6 +105,25 @@ pub enum Call {
     Renew,
     /// Writes changes to the server's system through its adapter's hooks.
     Push(Push),
+    /// The server's change events after a cursor (a long poll).
+    Changes {
+        /// Where the last answer ended (`None`: from now on).
+        since: Option<Cursor>,
+        /// Events wanted at most.
+        max: u32,
+        /// How long the server may wait for one, in milliseconds.
+        wait_ms: u32,
+    },
+}
+
+/// A place in a server's stream of change events: which run of the server
+/// (a restarted server starts another) and the number of the next event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The server's run.
+    pub epoch: u64,
+    /// The next event's number.
+    pub seq: u64,
 }
 
 /// A batch of changes for the server's system.
@@ -189,6 +208,16 @@ pub enum Response {
     Models(Vec<WireModel>),
     /// What became of each change of a push, in its order.
     Pushed(Vec<Pushed>),
+    /// Change events, oldest first.
+    Changes {
+        /// Each event as JSON ([`ChangeEvent`](diffsync::ChangeEvent)).
+        events: Vec<String>,
+        /// Where the next request starts.
+        next: Cursor,
+        /// Events may have been lost before these (the server's buffer
+        /// overflowed, it restarted, or its own feed had a gap): resync.
+        gap: bool,
+    },
     /// The request was refused; nothing was changed.
     Refused(Refusal),
 }

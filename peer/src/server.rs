@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+use diffsync::feed::ChangeFeed;
 use diffsync::{
     Adapter, AdapterExt, Attrs, Chain, DiffFlags, Error, LocalStore, MemoryAdapter, ModelKey, Options, Outcome, Store,
     SyncError,
@@ -12,7 +13,7 @@ use diffsync::{
 use crate::identity::{Identity, Peers, PublicKey, Rights};
 use crate::index::{Index, ShortId, session_seed, short};
 use crate::proto::{
-    self, Call, HASH, Hello, Push, Pushed, Refusal, Request, Response, Sealed, VERSION, WireChange, WireModel,
+    self, Call, Cursor, HASH, Hello, Push, Pushed, Refusal, Request, Response, Sealed, VERSION, WireChange, WireModel,
 };
 use crate::recon::{Config, Differences, Side};
 
@@ -20,6 +21,54 @@ use crate::recon::{Config, Differences, Side};
 const SESSIONS: usize = 64;
 /// Pushed batches whose answers are kept for a client that sends one again.
 const BATCHES: usize = 256;
+/// Change events kept for peers that follow them; a peer further behind
+/// is told of a gap.
+const EVENTS: usize = 100_000;
+
+/// The served system's change events, numbered, for peers to follow.
+struct Relay {
+    feed: Box<dyn ChangeFeed>,
+    epoch: u64,
+    /// Number of the oldest event kept.
+    start: u64,
+    /// Events before this number may be lost (the feed had a gap).
+    lost_before: u64,
+    events: VecDeque<(String, String)>,
+}
+
+impl Relay {
+    fn next(&self) -> u64 {
+        self.start + self.events.len() as u64
+    }
+
+    /// Takes what the feed has (waiting up to `wait` when nothing is new
+    /// after `since`).
+    fn fill(&mut self, since: u64, wait: std::time::Duration) -> Result<(), String> {
+        let mut wait = if since < self.next() {
+            std::time::Duration::ZERO
+        } else {
+            wait
+        };
+        loop {
+            let batch = self.feed.poll(10_000, wait).map_err(|e| Chain(&*e).to_string())?;
+            wait = std::time::Duration::ZERO;
+            if batch.gap {
+                self.lost_before = self.next();
+            }
+            if batch.events.is_empty() {
+                return Ok(());
+            }
+            for e in &batch.events {
+                let json = serde_json::to_string(e).map_err(|e| e.to_string())?;
+                self.events.push_back((e.model_type.clone(), json));
+            }
+            while self.events.len() > EVENTS {
+                self.events.pop_front();
+                self.start += 1;
+            }
+        }
+    }
+}
 
 /// One session. Until the client proves its key, only the handshake's
 /// numbers; then the index of the store as it was (a session reconciles
@@ -81,6 +130,7 @@ pub struct Server<A> {
     sessions: Mutex<VecDeque<Session>>,
     /// Answers of recent pushes, by client and batch id.
     batches: Mutex<VecDeque<(PublicKey, u64, Vec<Pushed>)>>,
+    relay: Mutex<Option<Relay>>,
 }
 
 impl<A: Adapter> Server<A> {
@@ -94,7 +144,25 @@ impl<A: Adapter> Server<A> {
             peers,
             sessions: Mutex::new(VecDeque::new()),
             batches: Mutex::new(VecDeque::new()),
+            relay: Mutex::new(None),
         }
+    }
+
+    /// Relays the served system's change events (its adapter's feed: a
+    /// store's [`subscribe`](diffsync::LocalStore::subscribe), an SQL
+    /// change log) to peers that follow them
+    /// ([`PeerFeed`](crate::PeerFeed)), each event only to peers that may
+    /// see its type. The last 100,000 events are kept; a peer further
+    /// behind, or following a server that restarted, is told of a gap.
+    pub fn with_feed(self, feed: impl ChangeFeed + 'static) -> Server<A> {
+        *self.relay.lock().unwrap_or_else(|p| p.into_inner()) = Some(Relay {
+            feed: Box::new(feed),
+            epoch: fastrand::u64(..),
+            start: 0,
+            lost_before: 0,
+            events: VecDeque::new(),
+        });
+        self
     }
 
     /// The adapter, locked: to change what is served.
@@ -232,6 +300,16 @@ impl<A: Adapter> Server<A> {
         open.last_seq = sealed.seq;
         let call: Call = postcard::from_bytes(&sealed.body).map_err(|e| Refusal::Malformed(e.to_string()))?;
         match call {
+            Call::Changes { since, max, wait_ms } => {
+                let rights = open.rights.clone();
+                drop(sessions);
+                self.changes(
+                    &rights,
+                    since,
+                    max as usize,
+                    std::time::Duration::from_millis(u64::from(wait_ms).min(30_000)),
+                )
+            }
             Call::Push(push) => {
                 if !open.rights.write {
                     return Err(Refusal::Forbidden("writing to this replica".into()));
@@ -289,6 +367,49 @@ impl<A: Adapter> Server<A> {
                 ))
             }
         }
+    }
+
+    /// The events after `since` a peer with `rights` may see.
+    fn changes(
+        &self,
+        rights: &Rights,
+        since: Option<Cursor>,
+        max: usize,
+        wait: std::time::Duration,
+    ) -> Result<Response, Refusal> {
+        let mut relay = self.relay.lock().unwrap_or_else(|p| p.into_inner());
+        let relay = relay
+            .as_mut()
+            .ok_or_else(|| Refusal::Forbidden("following this replica's changes (it relays no feed)".into()))?;
+        let (from, mut gap) = match since {
+            None => (relay.next(), false),
+            Some(c) if c.epoch != relay.epoch || c.seq > relay.next() => (relay.next(), true),
+            Some(c) => (c.seq, false),
+        };
+        relay.fill(from, wait).map_err(Refusal::Malformed)?;
+        if from < relay.start || from < relay.lost_before {
+            gap = true;
+        }
+        let first = from.max(relay.start);
+        let mut events = Vec::new();
+        let mut next = first;
+        for (model_type, json) in relay.events.iter().skip((first - relay.start) as usize) {
+            if events.len() == max {
+                break;
+            }
+            next += 1;
+            if rights.covers(model_type) {
+                events.push(json.clone());
+            }
+        }
+        Ok(Response::Changes {
+            events,
+            next: Cursor {
+                epoch: relay.epoch,
+                seq: next,
+            },
+            gap,
+        })
     }
 
     /// Applies a pushed batch through the adapter's hooks: each change

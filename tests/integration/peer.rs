@@ -495,6 +495,129 @@ mod http {
     }
 
     #[test]
+    fn a_loop_follows_a_peer_s_change_events_and_keeps_the_local_system_in_step() {
+        use std::sync::Mutex;
+        use std::time::Instant;
+
+        use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
+        use diffsync_peer::PeerFeed;
+
+        let mut remote = Inventory::empty("b");
+        remote.store = inventory("b", 4, 2);
+        let changes = remote.store.subscribe();
+        let client = Identity::generate();
+        let peers = Peers::new().allow("a", client.public_key(), Rights::read());
+        let server = Arc::new(Server::new("b", remote, Identity::generate(), peers).with_feed(changes));
+        let (cert, key) = certificate();
+        let http = HttpServer::start(Arc::clone(&server), "127.0.0.1:0", vec![cert.clone()], key).unwrap();
+        let wire = || {
+            HttpTransport::new(
+                http.address().to_string(),
+                "localhost",
+                std::slice::from_ref(&cert),
+                options(),
+            )
+            .unwrap()
+        };
+        let id = || Identity::from_pkcs8(&client.to_pkcs8()).unwrap();
+        let source = Arc::new(Mutex::new(
+            RemotePeer::connect("b", empty_image(), wire(), id()).unwrap(),
+        ));
+        let feed = PeerFeed::new(RemotePeer::connect("b", empty_image(), wire(), id()).unwrap());
+        let local = Arc::new(Mutex::new(Inventory::empty("a")));
+        let looped = ReconcileLoop::new(OneWay::new(Arc::clone(&source), vec![Arc::clone(&local)]))
+            .feed(feed)
+            .debounce(Duration::from_millis(50))
+            .anti_entropy(None);
+        let events = looped.subscribe();
+        let handle = looped.spawn().unwrap();
+        let wait_for = |what: &dyn Fn(&LoopEvent) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(e) = events.recv_timeout(Duration::from_millis(50))
+                    && what(&e)
+                {
+                    return;
+                }
+            }
+            panic!("timed out waiting for a loop event");
+        };
+        wait_for(&|e| matches!(e, LoopEvent::FullPass { reason: "startup", .. }));
+        assert_eq!(
+            local.lock().unwrap().store.fingerprint(),
+            server.adapter().store.fingerprint()
+        );
+        // An edit on the peer reaches the local system through the feed.
+        server
+            .adapter()
+            .store
+            .update_attributes(
+                "device",
+                "site0002-r1",
+                diffsync::AttrSource::Values(&[("role".into(), "looped".into())].into_iter().collect()),
+            )
+            .unwrap();
+        wait_for(&|e| matches!(e, LoopEvent::Synced { applied, .. } if *applied > 0));
+        handle.shutdown();
+        let local = local.lock().unwrap();
+        assert_eq!(
+            local.store.get(&Device::key("site0002-r1".to_string())).unwrap().role,
+            "looped"
+        );
+        assert_eq!(local.store.fingerprint(), server.adapter().store.fingerprint());
+    }
+
+    #[test]
+    fn a_peer_feed_reports_a_gap_when_the_peer_restarted() {
+        use diffsync::ChangeFeed;
+        use diffsync_peer::PeerFeed;
+
+        let (cert, key) = certificate();
+        let client = Identity::generate();
+        let server_identity = Identity::generate().to_pkcs8();
+        let start = |address: &str| {
+            let mut remote = Inventory::empty("b");
+            remote.store = inventory("b", 2, 1);
+            let changes = remote.store.subscribe();
+            let peers = Peers::new().allow("a", client.public_key(), Rights::read());
+            let server = Arc::new(
+                Server::new("b", remote, Identity::from_pkcs8(&server_identity).unwrap(), peers).with_feed(changes),
+            );
+            let http = HttpServer::start(Arc::clone(&server), address, vec![cert.clone()], key.clone_key()).unwrap();
+            (server, http)
+        };
+        let (server, http) = start("127.0.0.1:0");
+        let address = http.address().to_string();
+        let wire = HttpTransport::new(address.clone(), "localhost", std::slice::from_ref(&cert), options()).unwrap();
+        let peer = RemotePeer::connect(
+            "b",
+            empty_image(),
+            wire,
+            Identity::from_pkcs8(&client.to_pkcs8()).unwrap(),
+        );
+        let mut feed = PeerFeed::new(peer.unwrap());
+        let first = feed.poll(100, Duration::ZERO).unwrap();
+        assert!(first.events.is_empty() && !first.gap, "{first:?}");
+        server
+            .adapter()
+            .store
+            .add(Site {
+                name: "zrh".into(),
+                region: "europe".into(),
+            })
+            .unwrap();
+        let batch = feed.poll(100, Duration::from_millis(500)).unwrap();
+        let keys: Vec<&str> = batch.events.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!((keys, batch.gap), (vec!["zrh"], false));
+        // The peer restarts: its buffer is gone, so the next poll says so.
+        drop(http);
+        drop(server);
+        let (_server, _http) = start(&address);
+        let after = feed.poll(100, Duration::ZERO).unwrap();
+        assert!(after.gap, "{after:?}");
+    }
+
+    #[test]
     fn a_server_restarted_between_pulls_is_reached_again_with_a_new_session() {
         let theirs = inventory("b", 20, 2);
         let (cert, key) = certificate();
