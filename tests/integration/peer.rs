@@ -57,6 +57,14 @@ fn inventory(name: &str, sites: usize, devices: usize) -> LocalStore {
     inv.store
 }
 
+/// Sets one attribute of a stored model, as a writer on that side would.
+fn set(store: &mut LocalStore, model_type: &str, key: &str, field: &str, value: &str) {
+    let values: diffsync::Attrs = [(field.to_string().into(), value.into())].into_iter().collect();
+    store
+        .update_attributes(model_type, key, diffsync::AttrSource::Values(&values))
+        .unwrap();
+}
+
 fn empty_image() -> LocalStore {
     Inventory::empty("image").store
 }
@@ -91,13 +99,7 @@ fn a_pull_moves_only_what_differs() {
     let ours = inventory("a", 200, 5);
     // On the peer: an update, a create, a delete (with its interfaces) and
     // a device moved to another site.
-    theirs
-        .update_attributes(
-            "device",
-            "site0007-r2",
-            diffsync::AttrSource::Values(&[("role".into(), "core".into())].into_iter().collect()),
-        )
-        .unwrap();
+    set(&mut theirs, "device", "site0007-r2", "role", "core");
     theirs
         .add(Site {
             name: "zrh".into(),
@@ -243,15 +245,7 @@ fn a_change_to_a_model_the_peer_changed_since_the_pull_is_refused_the_rest_appli
     let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server), me).unwrap();
     peer.pull().unwrap();
     // Someone edits the peer's nyc-r1 after our pull.
-    server
-        .adapter()
-        .store
-        .update_attributes(
-            "device",
-            "nyc-r1",
-            diffsync::AttrSource::Values(&[("role".into(), "spine".into())].into_iter().collect()),
-        )
-        .unwrap();
+    set(&mut server.adapter().store, "device", "nyc-r1", "role", "spine");
     let report = peer
         .sync_from_with(
             &sys_a(),
@@ -548,15 +542,7 @@ mod http {
             server.adapter().store.fingerprint()
         );
         // An edit on the peer reaches the local system through the feed.
-        server
-            .adapter()
-            .store
-            .update_attributes(
-                "device",
-                "site0002-r1",
-                diffsync::AttrSource::Values(&[("role".into(), "looped".into())].into_iter().collect()),
-            )
-            .unwrap();
+        set(&mut server.adapter().store, "device", "site0002-r1", "role", "looped");
         wait_for(&|e| matches!(e, LoopEvent::Synced { applied, .. } if *applied > 0));
         handle.shutdown();
         let local = local.lock().unwrap();
@@ -805,32 +791,21 @@ fn through_a_lossy_network_runs_complete_or_fail_typed_and_converge_without_doub
         for round in 0..12 {
             // Another writer edits the peer's sites; this side edits its devices.
             let site = format!("site{:04}", rng.usize(..12));
-            server
-                .adapter()
-                .store
-                .update_attributes(
-                    "site",
-                    &site,
-                    diffsync::AttrSource::Values(
-                        &[("region".into(), format!("r{seed}-{round}").into())]
-                            .into_iter()
-                            .collect(),
-                    ),
-                )
-                .unwrap();
+            set(
+                &mut server.adapter().store,
+                "site",
+                &site,
+                "region",
+                &format!("r{seed}-{round}"),
+            );
             let device = format!("site{:04}-r{}", rng.usize(..12), rng.usize(..3));
-            local
-                .store
-                .update_attributes(
-                    "device",
-                    &device,
-                    diffsync::AttrSource::Values(
-                        &[("role".into(), format!("role-{seed}-{round}").into())]
-                            .into_iter()
-                            .collect(),
-                    ),
-                )
-                .unwrap();
+            set(
+                &mut local.store,
+                "device",
+                &device,
+                "role",
+                &format!("role-{seed}-{round}"),
+            );
             match peer.pull() {
                 Ok(_) => {}
                 Err(e) => {
@@ -910,24 +885,11 @@ fn three_replicas_in_a_line_converge_and_each_conflict_is_logged_once() {
 
     // Edits on all three: A and C both change the same device (a conflict),
     // B changes a site, C adds one.
-    let role = |r: &str| -> diffsync::Attrs { [("role".into(), r.into())].into_iter().collect() };
-    a.store
-        .update_attributes("device", "site0001-r0", diffsync::AttrSource::Values(&role("from-a")))
-        .unwrap();
-    server_b
-        .adapter()
-        .store
-        .update_attributes(
-            "site",
-            "site0002",
-            diffsync::AttrSource::Values(&[("region".into(), "from-b".into())].into_iter().collect()),
-        )
-        .unwrap();
+    set(&mut a.store, "device", "site0001-r0", "role", "from-a");
+    set(&mut server_b.adapter().store, "site", "site0002", "region", "from-b");
     {
         let mut c = server_c.adapter();
-        c.store
-            .update_attributes("device", "site0001-r0", diffsync::AttrSource::Values(&role("from-c")))
-            .unwrap();
+        set(&mut c.store, "device", "site0001-r0", "role", "from-c");
         c.store
             .add(Site {
                 name: "zrh".into(),
