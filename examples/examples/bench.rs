@@ -12,7 +12,7 @@
 //! (load cost, root comparison, re-diff after one change): `-- --digests N`;
 //! the peer protocol's reconcile phase between two replicas of N models
 //! (bytes, round trips, CPU, for equal, one change, 0.1 % and 1 %
-//! scattered and 0.1 % clustered updates): `-- --peer N`.
+//! scattered and 0.1 % clustered updates): `--features peer ... -- --peer N`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -82,7 +82,11 @@ fn main() -> Result<(), BoxError> {
         return run_digests(n);
     }
     if let Some(n) = peer {
+        #[cfg(feature = "peer")]
         run_peer(n);
+        #[cfg(not(feature = "peer"))]
+        return Err(format!("--peer {n} needs the peer feature: cargo run --release -p diffsync-examples --features peer --example bench -- --peer {n}").into());
+        #[cfg(feature = "peer")]
         return Ok(());
     }
     let dir = data_dir.ok_or("missing --data-dir DIR")?;
@@ -365,6 +369,7 @@ fn run_digests(n: usize) -> Result<(), BoxError> {
 /// (the renewal of the session's snapshot included), bytes each way as
 /// sealed frames (a 64-byte signature and the envelope included), index
 /// build (per side) and reconcile CPU (both sides). One JSON line per shape.
+#[cfg(feature = "peer")]
 fn run_peer(n: usize) {
     use diffsync::digest::Digest;
     use diffsync::{KeyValue, ModelKey};
@@ -480,12 +485,14 @@ fn run_peer(n: usize) {
 }
 
 /// An index's items as (key, id) pairs, for the negentropy crate.
+#[cfg(feature = "peer")]
 fn base_pairs(index: &diffsync_peer::index::Index) -> Vec<(Vec<u8>, u128)> {
     index.items().iter().map(|it| (it.key.clone(), it.id)).collect()
 }
 
 /// The negentropy crate on the same two sets (ids: 32 bytes of hashes of
 /// key and id, timestamp 0, no frame limit): round trips, bytes, CPU.
+#[cfg(feature = "peer")]
 fn negentropy_run(ours: &[(Vec<u8>, u128)], theirs: &[(Vec<u8>, u128)]) -> serde_json::Value {
     use negentropy::{Id, Negentropy, NegentropyStorageVector};
     use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed};
