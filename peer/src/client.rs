@@ -198,7 +198,17 @@ impl<T: Transport> RemotePeer<T> {
         let before = self.traffic;
         let mut pulled = Pulled::default();
         let mut session = self.renew()?;
-        let result = self.pull_in(&mut session, &mut pulled);
+        let mut result = self.pull_in(&mut session, &mut pulled);
+        if let Err(PeerError::Refused {
+            refusal: Refusal::UnknownSession(_),
+            ..
+        }) = result
+        {
+            // The peer forgot the session mid-pull (a restart, an
+            // eviction): a new one, and the pull once more.
+            session = self.open()?;
+            result = self.pull_in(&mut session, &mut pulled);
+        }
         self.session = Some(session);
         result?;
         pulled.traffic = Traffic {

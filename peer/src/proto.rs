@@ -361,7 +361,18 @@ pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, BadFrame>
             if len > MAX_MESSAGE {
                 return Err(BadFrame(format!("claims {len} bytes unpacked")));
             }
-            let body = zstd::bulk::decompress(packed, len).map_err(|e| BadFrame(e.to_string()))?;
+            // The claimed length bounds the output but is not trusted for
+            // an allocation: the body grows with what actually unpacks.
+            let mut body = Vec::with_capacity(len.min(1 << 20));
+            let decoder = zstd::stream::read::Decoder::new(packed).map_err(|e| BadFrame(e.to_string()))?;
+            std::io::Read::read_to_end(&mut std::io::Read::take(decoder, len as u64 + 1), &mut body)
+                .map_err(|e| BadFrame(e.to_string()))?;
+            if body.len() != len {
+                return Err(BadFrame(format!(
+                    "unpacks to {} bytes, not the {len} it claims",
+                    body.len()
+                )));
+            }
             postcard::from_bytes(&body).map_err(|e| BadFrame(e.to_string()))
         }
         other => Err(BadFrame(format!("unknown encoding {other}"))),
@@ -399,5 +410,13 @@ mod tests {
         let mut lying = vec![ZSTD];
         lying.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode::<Request>(&lying).is_err());
+        // A frame that claims less (or more) than it unpacks to is refused,
+        // and a large claim is not allocated up front.
+        let mut short = encode(&models, true);
+        short[1..9].copy_from_slice(&100u64.to_le_bytes());
+        assert!(decode::<Response>(&short).is_err());
+        let mut long = encode(&models, true);
+        long[1..9].copy_from_slice(&((MAX_MESSAGE as u64) - 1).to_le_bytes());
+        assert!(decode::<Response>(&long).is_err());
     }
 }

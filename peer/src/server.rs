@@ -212,7 +212,12 @@ impl<A: Adapter> Server<A> {
         let proof = self.identity.sign(&proto::to_sign(b"server", &transcript, None));
         let mut sessions = self.sessions();
         if sessions.len() == SESSIONS {
-            sessions.pop_front();
+            // Handshakes never finished go first: a stranger opening
+            // hellos must not push out the sessions of allowed peers.
+            match sessions.iter().position(|s| s.open.is_none()) {
+                Some(i) => drop(sessions.remove(i)),
+                None => drop(sessions.pop_front()),
+            }
         }
         sessions.push_back(Session {
             id,

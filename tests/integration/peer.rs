@@ -407,6 +407,32 @@ fn a_stranger_learns_nothing_and_a_replayed_call_is_refused() {
 }
 
 #[test]
+fn hellos_that_never_authenticate_do_not_push_out_an_open_session() {
+    let (server, me) = serve(sys_b());
+    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server), me).unwrap();
+    peer.pull().unwrap();
+    let hello = |nonce| {
+        proto::encode(
+            &Request::Hello(proto::Hello {
+                version: proto::VERSION,
+                hash: proto::HASH.into(),
+                capabilities: vec![],
+                nonce,
+                key: Identity::generate().public_key(),
+            }),
+            false,
+        )
+    };
+    for nonce in 0..200 {
+        let answer = proto::decode::<Response>(&server.handle(&hello(nonce))).unwrap();
+        assert!(matches!(answer, Response::Challenge { .. }), "{answer:?}");
+    }
+    // The open session is still there: the next pull is one renewal.
+    let again = peer.pull().unwrap();
+    assert_eq!(again.traffic.round_trips, 1, "{again:?}");
+}
+
+#[test]
 fn a_peer_sees_only_the_types_its_rights_name() {
     let client = Identity::generate();
     let peers = Peers::new().allow("a", client.public_key(), Rights::read().only(&["site"]));
