@@ -9,8 +9,13 @@ use diffsync_tests::{Device, Interface, Inventory, Site, sys_a, sys_b};
 
 /// A server over `adapter` that allows one client, read-only; and that client's identity.
 fn serve<A: Adapter>(adapter: A) -> (Server<A>, Identity) {
+    serve_with(adapter, Rights::read())
+}
+
+/// A server over `adapter` that allows one client with `rights`; and that client's identity.
+fn serve_with<A: Adapter>(adapter: A, rights: Rights) -> (Server<A>, Identity) {
     let client = Identity::generate();
-    let peers = Peers::new().allow("a", client.public_key(), Rights::read());
+    let peers = Peers::new().allow("a", client.public_key(), rights);
     (Server::new("b", adapter, Identity::generate(), peers), client)
 }
 
@@ -196,9 +201,7 @@ fn bad_requests_are_refused_with_a_typed_reason() {
 
 /// A server over `adapter` that lets one client read and write.
 fn serve_rw<A: Adapter>(adapter: A) -> (Server<A>, Identity) {
-    let client = Identity::generate();
-    let peers = Peers::new().allow("a", client.public_key(), Rights::read_write());
-    (Server::new("b", adapter, Identity::generate(), peers), client)
+    serve_with(adapter, Rights::read_write())
 }
 
 #[test]
