@@ -13,6 +13,7 @@ use crate::proto::{
 };
 use crate::recon::{Config, Differences, Malformed, Side};
 use crate::server::schemas_of;
+use crate::state::{KnownPeer, LastSync, StateError};
 use crate::transport::{Traffic, Transport};
 
 /// Ids asked for in one fetch.
@@ -63,6 +64,16 @@ pub enum PeerError {
         /// What did not match.
         message: String,
     },
+    /// The peer's record (pinned key, queued batches, cursor) cannot be
+    /// read or written: a batch is not sent unless it is queued first.
+    #[error("peer {peer:?}: its record cannot be kept")]
+    State {
+        /// The peer's name.
+        peer: String,
+        /// The record's error.
+        #[source]
+        source: StateError,
+    },
     /// A model the peer sent does not fit the image's schema.
     #[error("peer {peer:?} sent a model the image cannot hold")]
     Model {
@@ -85,6 +96,16 @@ pub struct Pulled {
     pub passes: usize,
     /// What went over the transport.
     pub traffic: Traffic,
+}
+
+/// A batch from an earlier run (or an earlier failed push) that was sent
+/// again, and what the peer answered for its changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resent {
+    /// The batch's id.
+    pub batch: u64,
+    /// Each change's outcome, in the batch's order.
+    pub outcomes: Vec<Pushed>,
 }
 
 /// A diffsync process on another machine, as an adapter: its store is an
@@ -115,6 +136,10 @@ pub struct RemotePeer<T> {
     /// forgot it).
     session: Option<Session>,
     rights: Rights,
+    /// The record kept across runs, if any.
+    known: Option<KnownPeer>,
+    /// Queued batches sent again, with their answers.
+    resent: Vec<Resent>,
 }
 
 /// An open session, as the client keeps it.
@@ -156,6 +181,43 @@ impl<T: Transport> RemotePeer<T> {
         RemotePeer::start(name.into(), image, transport, identity, Some(server_key))
     }
 
+    /// Like [`connect`](RemotePeer::connect), for a peer remembered in a
+    /// [`StateDir`](crate::state::StateDir): its key is pinned (the one in
+    /// the record, or the one seen now, saved for next time), its
+    /// cursor is where a [`PeerFeed`] resumes, each pull and push is
+    /// recorded as its last sync, and every batch is queued in the record
+    /// before it is sent and taken out once answered. Batches an earlier
+    /// run sent without an answer (a crash, a lost connection) are sent
+    /// again here, first, with their ids: the peer applies each once and
+    /// [`resent`](RemotePeer::resent) tells what it answered.
+    pub fn connect_known(
+        known: KnownPeer,
+        image: LocalStore,
+        transport: T,
+        identity: Identity,
+    ) -> Result<RemotePeer<T>, PeerError> {
+        let (name, key) = (known.name.clone(), known.key);
+        let mut peer = RemotePeer {
+            name,
+            image,
+            transport,
+            traffic: Traffic::default(),
+            identity,
+            server_key: key,
+            session: None,
+            rights: Rights::default(),
+            known: Some(known),
+            resent: Vec::new(),
+        };
+        peer.session = Some(peer.open()?);
+        if key.is_none() {
+            let seen = peer.server_key;
+            peer.remember(|k| k.key = seen)?;
+        }
+        peer.resend_queued()?;
+        Ok(peer)
+    }
+
     fn start(
         name: String,
         image: LocalStore,
@@ -172,6 +234,8 @@ impl<T: Transport> RemotePeer<T> {
             server_key,
             session: None,
             rights: Rights::default(),
+            known: None,
+            resent: Vec::new(),
         };
         peer.session = Some(peer.open()?);
         Ok(peer)
@@ -187,6 +251,17 @@ impl<T: Transport> RemotePeer<T> {
         &self.image
     }
 
+    /// The record kept across runs ([`connect_known`](RemotePeer::connect_known)).
+    pub fn known(&self) -> Option<&KnownPeer> {
+        self.known.as_ref()
+    }
+
+    /// Batches of earlier runs or failed pushes that were sent again, with
+    /// the peer's answers, oldest first.
+    pub fn resent(&self) -> &[Resent] {
+        &self.resent
+    }
+
     /// Everything that went over the transport so far.
     pub fn traffic(&self) -> Traffic {
         self.traffic
@@ -195,6 +270,18 @@ impl<T: Transport> RemotePeer<T> {
     /// Brings the image up to date with the peer: reconciles, fetches what
     /// differs, removes what the peer no longer holds.
     pub fn pull(&mut self) -> Result<Pulled, PeerError> {
+        let result = self.pull_now();
+        let last = match &result {
+            Ok(p) => LastSync::now(true, format!("pulled: {} fetched, {} removed", p.fetched, p.removed)),
+            Err(e) => LastSync::now(false, format!("pull failed: {}", diffsync::Chain(e))),
+        };
+        let recorded = self.remember(|k| k.last = Some(last.clone()));
+        let pulled = result?;
+        recorded?;
+        Ok(pulled)
+    }
+
+    fn pull_now(&mut self) -> Result<Pulled, PeerError> {
         let before = self.traffic;
         let mut pulled = Pulled::default();
         let mut session = self.renew()?;
@@ -468,38 +555,116 @@ impl<T: Transport> RemotePeer<T> {
         Ok((fetched, removed))
     }
 
-    /// Sends a batch; after a lost answer, sends it again with the same id.
+    /// Sends a batch (queued batches first, when a record is kept); the
+    /// outcome of each change.
     fn push(&mut self, continue_on_failure: bool, changes: Vec<WireChange>) -> Result<Vec<Pushed>, HookError> {
+        let fatal = |e: PeerError| HookError::Fatal(Box::new(e));
         let push = Push {
             batch: fastrand::u64(..),
             continue_on_failure,
             changes,
         };
-        let mut last = None;
-        for _ in 0..PUSH_ATTEMPTS {
+        if self.known.is_some() {
+            self.resend_queued().map_err(fatal)?;
+            self.remember(|k| KnownPeer::queue(k, &push)).map_err(fatal)?;
+        }
+        match self.send(&push) {
+            Ok(answer) => {
+                let applied = answer.iter().filter(|p| matches!(p, Pushed::Applied)).count();
+                let last = LastSync::now(true, format!("pushed: {applied} of {} applied", answer.len()));
+                if let Err(e) = self.remember(|k| {
+                    KnownPeer::answered(k, push.batch);
+                    k.last = Some(last.clone());
+                }) {
+                    // Answered, so it stays answered: sent again next time,
+                    // the peer answers it from memory.
+                    tracing::warn!(peer = %self.name, error = %diffsync::Chain(&e), "an answered batch stays queued");
+                }
+                Ok(answer)
+            }
+            Err(e) => {
+                let last = LastSync::now(false, format!("push failed: {}", diffsync::Chain(&e)));
+                let _ = self.remember(|k| k.last = Some(last.clone()));
+                Err(fatal(e))
+            }
+        }
+    }
+
+    /// Sends the record's queued batches again, oldest first. A batch the
+    /// peer refuses outright (the peer no longer lets this replica write)
+    /// is answered too: its changes are refused, and it leaves the queue.
+    fn resend_queued(&mut self) -> Result<(), PeerError> {
+        let queued: Vec<Push> = self
+            .known
+            .as_ref()
+            .map(|k| k.pending_batches().to_vec())
+            .unwrap_or_default();
+        for push in queued {
+            let outcomes = match self.send(&push) {
+                Ok(outcomes) => outcomes,
+                Err(PeerError::Refused { refusal, .. }) => {
+                    vec![Pushed::Refused(refusal.to_string()); push.changes.len()]
+                }
+                Err(e) => return Err(e),
+            };
+            tracing::info!(peer = %self.name, batch = push.batch, "a queued batch was answered");
+            self.remember(|k| KnownPeer::answered(k, push.batch))?;
+            self.resent.push(Resent {
+                batch: push.batch,
+                outcomes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends a batch; after a lost answer, sends it again with the same id
+    /// (after a jittered wait).
+    fn send(&mut self, push: &Push) -> Result<Vec<Pushed>, PeerError> {
+        let mut waits = backon::BackoffBuilder::build(
+            backon::ExponentialBuilder::default()
+                .with_jitter()
+                .with_min_delay(std::time::Duration::from_millis(20))
+                .with_max_delay(std::time::Duration::from_secs(1))
+                .with_max_times(PUSH_ATTEMPTS - 1),
+        );
+        loop {
             let mut session = match self.session.take() {
                 Some(s) => s,
-                None => self.open().map_err(|e| HookError::Fatal(Box::new(e)))?,
+                None => self.open()?,
             };
             let result = self.seal(&mut session, &Call::Push(push.clone()));
             self.session = Some(session);
-            match result {
+            let error = match result {
                 Ok(Response::Pushed(answer)) => return Ok(answer),
-                Ok(other) => return Err(HookError::Fatal(Box::new(self.unexpected(&other)))),
-                Err(PeerError::Refused {
-                    refusal: Refusal::UnknownSession(_),
-                    ..
-                }) => self.session = None,
-                Err(e @ PeerError::Transport { .. }) => {
+                Ok(other) => return Err(self.unexpected(&other)),
+                Err(
+                    e @ PeerError::Refused {
+                        refusal: Refusal::UnknownSession(_),
+                        ..
+                    },
+                )
+                | Err(e @ PeerError::Transport { .. }) => {
                     self.session = None;
-                    last = Some(e);
+                    e
                 }
-                Err(e) => return Err(HookError::Fatal(Box::new(e))),
+                Err(e) => return Err(e),
+            };
+            match waits.next() {
+                Some(wait) => std::thread::sleep(wait),
+                None => return Err(error),
             }
         }
-        Err(HookError::Fatal(Box::new(last.unwrap_or_else(|| {
-            self.protocol("the peer kept forgetting the session")
-        }))))
+    }
+
+    /// Changes the kept record, if there is one, and saves it.
+    fn remember(&mut self, change: impl Fn(&mut KnownPeer)) -> Result<(), PeerError> {
+        match &mut self.known {
+            Some(known) => known.update(change).map_err(|source| PeerError::State {
+                peer: self.name.clone(),
+                source,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// One change as it travels, with the digest this image holds for it.
@@ -591,8 +756,13 @@ pub struct PeerFeed<T> {
 
 impl<T: Transport> PeerFeed<T> {
     /// Follows the peer's changes from now on.
+    /// A peer connected with [`RemotePeer::connect_known`] resumes from
+    /// the cursor in its record, and each poll moves it there: after a
+    /// restart the feed goes on where it left off (or reports a gap, when
+    /// the peer cannot vouch for what came in between).
     pub fn new(peer: RemotePeer<T>) -> PeerFeed<T> {
-        PeerFeed { peer, cursor: None }
+        let cursor = peer.known.as_ref().and_then(|k| k.cursor);
+        PeerFeed { peer, cursor }
     }
 }
 
@@ -625,11 +795,14 @@ impl<T: Transport + Send> diffsync::ChangeFeed for PeerFeed<T> {
         };
         match answer {
             Response::Changes { events, next, gap } => {
-                self.cursor = Some(next);
                 let events = events
                     .iter()
                     .map(|e| serde_json::from_str(e))
                     .collect::<Result<Vec<diffsync::ChangeEvent>, _>>()?;
+                if self.cursor != Some(next) {
+                    self.peer.remember(|k| k.cursor = Some(next))?;
+                }
+                self.cursor = Some(next);
                 Ok(diffsync::feed::FeedBatch { events, gap })
             }
             other => Err(Box::new(self.peer.unexpected(&other))),

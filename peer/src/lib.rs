@@ -15,6 +15,7 @@
 //! - [`Server`]: answers peers from an adapter's store, over any
 //!   [`Transport`]; [`RemotePeer`]: a peer as an adapter, whose store is an
 //!   image of the peer's that [`RemotePeer::pull`] brings up to date.
+//! - [`state`]: what a replica keeps about its peers across restarts.
 #![warn(missing_docs)]
 
 mod client;
@@ -25,8 +26,9 @@ pub mod index;
 pub mod proto;
 pub mod recon;
 pub mod server;
+pub mod state;
 pub mod transport;
 
-pub use client::{PeerError, PeerFeed, Pulled, RemotePeer};
+pub use client::{PeerError, PeerFeed, Pulled, RemotePeer, Resent};
 pub use server::Server;
 pub use transport::{Loopback, Traffic, Transport};

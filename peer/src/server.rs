@@ -433,7 +433,8 @@ impl<A: Adapter> Server<A> {
         let mut keys = Vec::new();
         for (i, change) in push.changes.iter().enumerate() {
             match stage(adapter.store().local(), &mut view, rights, change) {
-                Ok(key) => keys.push((i, key)),
+                Ok(Some(key)) => keys.push((i, key)),
+                Ok(None) => outcomes[i] = Some(Pushed::Applied),
                 Err(refusal) => outcomes[i] = Some(Pushed::Refused(refusal)),
             }
         }
@@ -482,18 +483,19 @@ impl<A: Adapter> Server<A> {
 }
 
 /// Checks one pushed change against the store and applies it to the
-/// copy: its key, or why it is refused.
-fn stage(store: &LocalStore, view: &mut LocalStore, rights: &Rights, change: &WireChange) -> Result<ModelKey, String> {
+/// copy: its key, `None` when the store already holds what it writes (a
+/// batch applied before this server restarted and forgot its answer), or
+/// why it is refused.
+fn stage(
+    store: &LocalStore,
+    view: &mut LocalStore,
+    rights: &Rights,
+    change: &WireChange,
+) -> Result<Option<ModelKey>, String> {
     let key = ModelKey::from_bytes(&change.key).map_err(|e| format!("an unreadable key: {e}"))?;
     let (t, uid) = (key.model_type(), key.unique_id());
     if !rights.covers(t) {
         return Err(format!("{key}: this peer may not write {t:?}"));
-    }
-    let held = store.digest(t, &uid).map(|d| d.0.to_le_bytes());
-    if held != change.expected {
-        return Err(format!(
-            "{key} changed on this replica since the writer read it; pull and diff again"
-        ));
     }
     let values = || -> Result<(Attrs, Attrs), String> {
         let v: serde_json::Value = serde_json::from_str(&change.values).map_err(|e| format!("{key}: {e}"))?;
@@ -502,6 +504,26 @@ fn stage(store: &LocalStore, view: &mut LocalStore, rights: &Rights, change: &Wi
         };
         Ok((part("identifiers")?, part("attributes")?))
     };
+    let held = store.digest(t, &uid).map(|d| d.0.to_le_bytes());
+    if held != change.expected {
+        let already = match (change.action.as_str(), store.get_dyn(&key)) {
+            ("delete", Err(_)) => true,
+            ("create" | "update", Ok(model)) => {
+                let (_, written) = values()?;
+                let (ids, now) = (model.identifiers(), model.attributes());
+                let mut after = now.clone();
+                after.extend(written);
+                diffsync::digest::digest_of(t, &ids, &after) == diffsync::digest::digest_of(t, &ids, &now)
+            }
+            _ => false,
+        };
+        if already {
+            return Ok(None);
+        }
+        return Err(format!(
+            "{key} changed on this replica since the writer read it; pull and diff again"
+        ));
+    }
     let done = match change.action.as_str() {
         "create" => {
             let (ids, attrs) = values()?;
@@ -521,7 +543,7 @@ fn stage(store: &LocalStore, view: &mut LocalStore, rights: &Rights, change: &Wi
         other => return Err(format!("{key}: unknown action {other:?}")),
     };
     done.map_err(|e| Chain(&e).to_string())?;
-    Ok(key)
+    Ok(Some(key))
 }
 
 /// A store's model types with their schema fingerprints.

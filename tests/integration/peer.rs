@@ -956,3 +956,259 @@ fn three_replicas_in_a_line_converge_and_each_conflict_is_logged_once() {
     );
     assert!(a.store.get(&Site::key("zrh".to_string())).is_ok());
 }
+
+/// Peer state kept across restarts: the record pins the key, queues
+/// batches until they are answered, and keeps the feed's cursor.
+mod state {
+    use std::time::Duration;
+
+    use diffsync::{AdapterExt, ChangeFeed};
+    use diffsync_peer::proto::Pushed;
+    use diffsync_peer::state::StateDir;
+    use diffsync_peer::{PeerFeed, Resent};
+
+    use super::*;
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("diffsync-peer-state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A transport that carries pushes to the server and then is cut for
+    /// good: the process dies before any answer comes back.
+    struct CutAtPush<'a, A> {
+        inner: Loopback<'a, A>,
+        cut: bool,
+    }
+
+    impl<A: Adapter> Transport for CutAtPush<'_, A> {
+        fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
+            if self.cut {
+                return Err("connection refused".into());
+            }
+            let answer = self.inner.call(request)?;
+            let is_push = matches!(
+                proto::decode::<Request>(request),
+                Ok(Request::Sealed(s)) if matches!(postcard_call(&s.body), Some(proto::Call::Push(_)))
+            );
+            if is_push {
+                self.cut = true;
+                return Err("connection reset by peer".into());
+            }
+            Ok(answer)
+        }
+    }
+
+    #[test]
+    fn a_batch_whose_answer_died_with_the_process_is_sent_at_the_next_start_and_applied_once() {
+        let dir = temp("crash");
+        let state = StateDir::open(&dir).unwrap();
+        let me = state.identity().unwrap();
+        let hq = Identity::generate().to_pkcs8();
+        let peers = Peers::new().allow("a", me.public_key(), Rights::read_write());
+        let server = Server::new("b", sys_b(), Identity::from_pkcs8(&hq).unwrap(), peers.clone());
+
+        // First run: the batch reaches the server, the answer never comes back.
+        let wire = CutAtPush {
+            inner: Loopback::new(&server),
+            cut: false,
+        };
+        let mut peer = RemotePeer::connect_known(state.peer("b").unwrap(), empty_image(), wire, me).unwrap();
+        peer.pull().unwrap();
+        assert!(peer.sync_from(&sys_a()).is_err());
+        drop(peer);
+        let record = state.peer("b").unwrap();
+        assert_eq!(record.pending(), 1, "queued before it was sent");
+        assert!(!record.last.as_ref().unwrap().ok, "{:?}", record.last);
+        let mut expected = sys_b();
+        expected.sync_from(&sys_a()).unwrap();
+        let applied = server.adapter().clone();
+        assert_eq!(applied.log, expected.log, "the server did the work");
+
+        // The server restarts too: its memory of answered batches is gone.
+        let server = Server::new("b", applied, Identity::from_pkcs8(&hq).unwrap(), peers);
+        let peer = RemotePeer::connect_known(
+            state.peer("b").unwrap(),
+            empty_image(),
+            Loopback::new(&server),
+            state.identity().unwrap(),
+        )
+        .unwrap();
+        let [Resent { outcomes, .. }] = peer.resent() else {
+            panic!("one batch sent again: {:?}", peer.resent())
+        };
+        assert!(!outcomes.is_empty());
+        assert!(outcomes.iter().all(|o| *o == Pushed::Applied), "{outcomes:?}");
+        assert_eq!(server.adapter().log, expected.log, "no hook ran a second time");
+        assert_eq!(state.peer("b").unwrap().pending(), 0, "answered, so out of the queue");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_batch_that_never_left_is_applied_at_the_next_start_before_any_other() {
+        let dir = temp("unsent");
+        let state = StateDir::open(&dir).unwrap();
+        let peers = Peers::new().allow("a", state.identity().unwrap().public_key(), Rights::read_write());
+        let server = Server::new("b", sys_b(), Identity::generate(), peers);
+
+        /// Down for pushes: the batch never reaches the server.
+        struct NoPush<'a, A>(Loopback<'a, A>);
+        impl<A: Adapter> Transport for NoPush<'_, A> {
+            fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
+                match proto::decode::<Request>(request) {
+                    Ok(Request::Sealed(s)) if matches!(postcard_call(&s.body), Some(proto::Call::Push(_))) => {
+                        Err("connection refused".into())
+                    }
+                    _ => self.0.call(request),
+                }
+            }
+        }
+        let known = state.peer("b").unwrap();
+        let mut peer = RemotePeer::connect_known(
+            known,
+            empty_image(),
+            NoPush(Loopback::new(&server)),
+            state.identity().unwrap(),
+        )
+        .unwrap();
+        peer.pull().unwrap();
+        assert!(peer.sync_from(&sys_a()).is_err());
+        assert!(server.adapter().log.is_empty(), "nothing reached the server");
+        drop(peer);
+
+        let peer = RemotePeer::connect_known(
+            state.peer("b").unwrap(),
+            empty_image(),
+            Loopback::new(&server),
+            state.identity().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(peer.resent().len(), 1);
+        assert_eq!(server.adapter().store.fingerprint(), sys_a().store.fingerprint());
+        assert_eq!(state.peer("b").unwrap().pending(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_first_key_seen_is_pinned_and_an_impostor_is_refused_after_a_restart() {
+        let dir = temp("pin");
+        let state = StateDir::open(&dir).unwrap();
+        let me = state.identity().unwrap().public_key();
+        let peers = Peers::new().allow("a", me, Rights::read());
+        let real = Server::new("b", sys_b(), Identity::generate(), peers.clone());
+        let mut peer = RemotePeer::connect_known(
+            state.peer("b").unwrap(),
+            empty_image(),
+            Loopback::new(&real),
+            state.identity().unwrap(),
+        )
+        .unwrap();
+        peer.pull().unwrap();
+        let record = state.peer("b").unwrap();
+        assert!(record.key.is_some());
+        let last = record.last.unwrap();
+        assert!(last.ok && last.summary.contains("fetched"), "{last:?}");
+
+        // Another server answers at the address later: refused by the record.
+        let impostor = Server::new("b", sys_b(), Identity::generate(), peers);
+        let err = RemotePeer::connect_known(
+            state.peer("b").unwrap(),
+            empty_image(),
+            Loopback::new(&impostor),
+            state.identity().unwrap(),
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, PeerError::Impostor { .. }), "{err:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_feed_resumes_from_its_saved_cursor_after_a_restart_of_the_follower() {
+        let dir = temp("cursor");
+        let state = StateDir::open(&dir).unwrap();
+        let mut remote = Inventory::empty("b");
+        remote.store = inventory("b", 2, 1);
+        let changes = remote.store.subscribe();
+        let peers = Peers::new().allow("a", state.identity().unwrap().public_key(), Rights::read());
+        let server = Server::new("b", remote, Identity::generate(), peers).with_feed(changes);
+        let add = |name: &str| {
+            server
+                .adapter()
+                .store
+                .add(Site {
+                    name: name.into(),
+                    region: "europe".into(),
+                })
+                .unwrap()
+        };
+        let follow = || {
+            let known = state.peer("b").unwrap();
+            PeerFeed::new(
+                RemotePeer::connect_known(known, empty_image(), Loopback::new(&server), state.identity().unwrap())
+                    .unwrap(),
+            )
+        };
+        let mut feed = follow();
+        assert!(feed.poll(100, Duration::ZERO).unwrap().events.is_empty());
+        add("zrh");
+        let keys = |feed: &mut PeerFeed<_>| {
+            let batch = feed.poll(100, Duration::ZERO).unwrap();
+            (
+                batch.events.iter().map(|e| e.key.clone()).collect::<Vec<_>>(),
+                batch.gap,
+            )
+        };
+        assert_eq!(keys(&mut feed), (vec!["zrh".to_string()], false));
+        drop(feed);
+        // While the follower is down, the peer goes on.
+        add("ams");
+        let mut feed = follow();
+        assert_eq!(
+            keys(&mut feed),
+            (vec!["ams".to_string()], false),
+            "exactly what it missed"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_two_way_base_with_a_peer_survives_a_restart_so_the_peer_s_edit_is_taken_not_reverted() {
+        use diffsync::bidir::{Base, BiOptions, Strategy, reconcile};
+        let dir = temp("base");
+        let state = StateDir::open(&dir).unwrap();
+        let peers = Peers::new().allow("a", state.identity().unwrap().public_key(), Rights::read_write());
+        let server = Server::new("b", sys_b(), Identity::generate(), peers);
+        let opts = BiOptions::new().strategy(Strategy::LeftWins).max_delete_share(None);
+        let mut local = sys_a();
+        let run = |local: &mut Inventory| {
+            let mut peer = RemotePeer::connect_known(
+                state.peer("b").unwrap(),
+                empty_image(),
+                Loopback::new(&server),
+                state.identity().unwrap(),
+            )
+            .unwrap();
+            peer.pull().unwrap();
+            let path = state.base_path("b").unwrap();
+            let mut base = Base::load(&path, &local.store).unwrap();
+            let report = reconcile(local, &mut peer, &mut base, &opts).unwrap();
+            base.save(&path).unwrap();
+            report
+        };
+        assert!(run(&mut local).is_clean());
+        // The peer edits a device; this replica restarts and reconciles:
+        // the saved base says the edit is the peer's, so it comes here
+        // (left-wins would revert it if the base had been forgotten).
+        set(&mut server.adapter().store, "device", "nyc-r1", "role", "spine");
+        let report = run(&mut local);
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(
+            local.store.get(&Device::key("nyc-r1".to_string())).unwrap().role,
+            "spine"
+        );
+        assert_eq!(server.adapter().store.fingerprint(), local.store.fingerprint());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
