@@ -430,15 +430,14 @@ fn run_peer(n: usize) {
         ),
     ];
     let sealed = |call: Call| {
-        let body = postcard::to_stdvec(&call).expect("calls serialize");
         proto::encode(
             &Request::Sealed(Sealed {
                 session: u64::MAX,
                 seq: 1,
-                body,
+                body: proto::encode(&call, true),
                 proof: vec![0; 64],
             }),
-            true,
+            false,
         )
         .len()
     };

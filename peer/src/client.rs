@@ -148,6 +148,8 @@ struct Session {
     transcript: Vec<u8>,
     seq: u64,
     seed: u64,
+    /// Whether the server takes compressed call bodies.
+    zstd: bool,
     whole: RangePrint,
     /// The model types the server lets this client see.
     types: Vec<String>,
@@ -373,13 +375,14 @@ impl<T: Transport> RemotePeer<T> {
             nonce,
             key,
         };
-        let (id, server_nonce, server_key, proof) = match self.call(&Request::Hello(hello))? {
+        let (id, server_nonce, server_key, proof, zstd) = match self.call(&Request::Hello(hello))? {
             Response::Challenge {
                 session,
                 nonce,
                 key,
                 proof,
-            } => (session, nonce, key, proof),
+                capabilities,
+            } => (session, nonce, key, proof, capabilities.iter().any(|c| c == "zstd")),
             other => return Err(self.unexpected(&other)),
         };
         if let Some(pinned) = self.server_key
@@ -422,6 +425,7 @@ impl<T: Transport> RemotePeer<T> {
                     transcript,
                     seq: 0,
                     seed: session_seed(nonce, server_nonce),
+                    zstd,
                     whole,
                     types: schemas.into_iter().map(|(t, _)| t).collect(),
                 })
@@ -432,7 +436,7 @@ impl<T: Transport> RemotePeer<T> {
 
     /// Sends a call of an open session, numbered and signed.
     fn seal(&mut self, session: &mut Session, call: &Call) -> Result<Response, PeerError> {
-        let body = postcard::to_stdvec(call).expect("calls serialize to postcard");
+        let body = proto::encode(call, session.zstd);
         let mut again = true;
         loop {
             session.seq += 1;
@@ -691,7 +695,9 @@ impl<T: Transport> RemotePeer<T> {
     }
 
     fn call(&mut self, request: &Request) -> Result<Response, PeerError> {
-        let frame = proto::encode(request, true);
+        // Requests go as they are (their call bodies are compressed):
+        // the server reads their head before it takes in a large body.
+        let frame = proto::encode(request, false);
         let reply = self.transport.call(&frame).map_err(|source| PeerError::Transport {
             peer: self.name.clone(),
             source,

@@ -26,7 +26,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::proto::MAX_MESSAGE;
+use crate::proto::{HANDSHAKE_MAX, HEAD, MAX_MESSAGE};
 use crate::server::Server;
 use crate::transport::Transport;
 
@@ -200,10 +200,24 @@ async fn answer<A: Adapter + Send + 'static>(
     if request.method() != Method::POST || request.uri().path() != PATH {
         return reply(StatusCode::NOT_FOUND, Vec::new());
     }
-    let body = match Limited::new(request.into_body(), MAX_MESSAGE).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, Vec::new()),
-    };
+    // The head of the request says whether it belongs to an open session;
+    // anything else may not be larger than a handshake.
+    let mut incoming = request.into_body();
+    let (mut body, mut limit) = (Vec::new(), None);
+    while let Some(frame) = incoming.frame().await {
+        let Ok(frame) = frame else {
+            return reply(StatusCode::BAD_REQUEST, Vec::new());
+        };
+        if let Ok(data) = frame.into_data() {
+            body.extend_from_slice(&data);
+        }
+        if limit.is_none() && body.len() >= HEAD {
+            limit = Some(server.admits(&body));
+        }
+        if body.len() > limit.unwrap_or(HANDSHAKE_MAX) {
+            return reply(StatusCode::PAYLOAD_TOO_LARGE, Vec::new());
+        }
+    }
     match tokio::task::spawn_blocking(move || server.handle(&body)).await {
         Ok(frame) => reply(StatusCode::OK, frame),
         Err(_) => reply(StatusCode::INTERNAL_SERVER_ERROR, Vec::new()),

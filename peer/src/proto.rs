@@ -4,9 +4,17 @@
 //! Every exchange is one request frame and one response frame. A frame is
 //! one byte telling its encoding, then the message: `0` postcard (serde's
 //! compact binary form: varints, no field names), `1` the same compressed
-//! with zstd. A sender compresses a frame when that saves at least an
-//! eighth of it (model payloads, long id lists), never frames of random
-//! hashes (fingerprints), which do not shrink.
+//! with zstd. Compression is negotiated: each side says `"zstd"` among
+//! its capabilities (hello, challenge), and a side compresses only for a
+//! peer that said so, and only a frame that shrinks by at least an eighth
+//! (model payloads, long id lists) — never frames of random hashes
+//! (fingerprints), which do not.
+//!
+//! Requests themselves are never compressed: a call's body is (inside
+//! [`Sealed`]), so a server reads the first bytes of a request
+//! ([`sealed_session`]) and knows whether it belongs to an open session
+//! before it accepts more than a handshake's worth of bytes
+//! ([`HANDSHAKE_MAX`]): a stranger cannot make it buffer a large body.
 //!
 //! A session opens in two exchanges. [`Request::Hello`] gives the protocol
 //! version, the hash algorithm, capabilities, a nonce and the client's
@@ -86,7 +94,8 @@ pub struct Sealed {
     pub session: u64,
     /// Higher than every earlier call's of the session.
     pub seq: u64,
-    /// The [`Call`], as postcard bytes.
+    /// The [`Call`], as a frame ([`encode`]: compressed when the server
+    /// takes zstd and it pays).
     pub body: Vec<u8>,
     /// The client's signature of the session's transcript, `seq` and the
     /// body's SHA-256.
@@ -185,6 +194,8 @@ pub enum Response {
         key: PublicKey,
         /// The server's signature of the session's transcript.
         proof: Vec<u8>,
+        /// What the server can do beyond the base protocol (`"zstd"`).
+        capabilities: Vec<String>,
     },
     /// The session is open.
     Welcome {
@@ -348,6 +359,29 @@ pub fn encode<T: Serialize>(message: &T, compress: bool) -> Vec<u8> {
 /// that claims more than any peer would send).
 pub const MAX_MESSAGE: usize = 1 << 30;
 
+/// The largest request that is not a call of an open session: a hello or
+/// an auth (a few hundred bytes, plus the schema list), or anything a
+/// stranger sends.
+pub const HANDSHAKE_MAX: usize = 64 << 10;
+
+/// Bytes of a request frame that always hold its kind and, for a
+/// [`Sealed`] call, its session ([`sealed_session`]).
+pub const HEAD: usize = 12;
+
+/// The session a request frame's first bytes name, if it is a
+/// [`Sealed`] call (the frame's tag, the request's variant and the
+/// session id, all before any payload).
+pub fn sealed_session(head: &[u8]) -> Option<u64> {
+    let (&RAW, rest) = head.split_first()? else {
+        return None;
+    };
+    let (variant, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
+    if variant != 2 {
+        return None;
+    }
+    postcard::take_from_bytes::<u64>(rest).ok().map(|(session, _)| session)
+}
+
 /// A frame's message.
 pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, BadFrame> {
     let (&kind, rest) = frame.split_first().ok_or_else(|| BadFrame("empty".into()))?;
@@ -382,6 +416,31 @@ pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, BadFrame>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_call_names_its_session_in_its_first_bytes() {
+        let sealed = Request::Sealed(Sealed {
+            session: u64::MAX - 3,
+            seq: 9,
+            body: encode(&Call::Fetch(vec![[1; 8]; 4_000]), true),
+            proof: vec![0; 64],
+        });
+        let frame = encode(&sealed, false);
+        assert_eq!(sealed_session(&frame[..HEAD]), Some(u64::MAX - 3));
+        let hello = encode(
+            &Request::Hello(Hello {
+                version: VERSION,
+                hash: HASH.into(),
+                capabilities: Vec::new(),
+                nonce: 1,
+                key: PublicKey([0; 32]),
+            }),
+            false,
+        );
+        assert_eq!(sealed_session(&hello), None);
+        assert_eq!(sealed_session(&[1, 2, 3]), None, "a compressed request is no call");
+        assert_eq!(sealed_session(&[0, 2]), None, "too short to say");
+    }
 
     #[test]
     fn frames_round_trip_and_compress_only_what_shrinks() {

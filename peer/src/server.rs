@@ -78,6 +78,8 @@ struct Session {
     client: PublicKey,
     transcript: Vec<u8>,
     seed: u64,
+    /// Whether the client takes compressed answers.
+    zstd: bool,
     open: Option<Open>,
 }
 
@@ -173,11 +175,31 @@ impl<A: Adapter> Server<A> {
     /// Answers one request frame with a response frame. Never fails: what
     /// cannot be answered is a [`Response::Refused`].
     pub fn handle(&self, frame: &[u8]) -> Vec<u8> {
-        let response = match proto::decode::<Request>(frame) {
-            Ok(request) => self.answer(request),
-            Err(e) => Response::Refused(Refusal::Malformed(e.to_string())),
+        let (response, compress) = match proto::decode::<Request>(frame) {
+            Ok(request) => {
+                // Handshake answers are small; calls are answered
+                // compressed when the client said it takes zstd.
+                let compress = match &request {
+                    Request::Sealed(s) => self.sessions().iter().any(|x| x.id == s.session && x.zstd),
+                    _ => false,
+                };
+                (self.answer(request), compress)
+            }
+            Err(e) => (Response::Refused(Refusal::Malformed(e.to_string())), false),
         };
-        proto::encode(&response, true)
+        proto::encode(&response, compress)
+    }
+
+    /// How many bytes a request frame that starts with `head` (at least
+    /// [`proto::HEAD`] bytes, or all of it) may have: a call of an open
+    /// session up to [`proto::MAX_MESSAGE`], anything else — a handshake,
+    /// a stranger's bytes — [`proto::HANDSHAKE_MAX`]. A transport reads
+    /// the head, asks, and stops reading past the answer.
+    pub fn admits(&self, head: &[u8]) -> usize {
+        match proto::sealed_session(head) {
+            Some(id) if self.sessions().iter().any(|s| s.id == id && s.open.is_some()) => proto::MAX_MESSAGE,
+            _ => proto::HANDSHAKE_MAX,
+        }
     }
 
     fn answer(&self, request: Request) -> Response {
@@ -224,6 +246,7 @@ impl<A: Adapter> Server<A> {
             client: theirs.key,
             transcript,
             seed: session_seed(theirs.nonce, nonce),
+            zstd: theirs.capabilities.iter().any(|c| c == "zstd"),
             open: None,
         });
         Ok(Response::Challenge {
@@ -231,6 +254,7 @@ impl<A: Adapter> Server<A> {
             nonce,
             key,
             proof,
+            capabilities: vec!["zstd".into()],
         })
     }
 
@@ -303,7 +327,7 @@ impl<A: Adapter> Server<A> {
             return Err(Refusal::Replay { seq: sealed.seq });
         }
         open.last_seq = sealed.seq;
-        let call: Call = postcard::from_bytes(&sealed.body).map_err(|e| Refusal::Malformed(e.to_string()))?;
+        let call: Call = proto::decode(&sealed.body).map_err(|e| Refusal::Malformed(e.to_string()))?;
         match call {
             Call::Changes { since, max, wait_ms } => {
                 let rights = open.rights.clone();

@@ -298,7 +298,7 @@ impl<A: Adapter> Transport for LoseFirstPush<'_, A> {
 }
 
 fn postcard_call(body: &[u8]) -> Option<proto::Call> {
-    proto::decode::<proto::Call>(&[[0u8].as_slice(), body].concat()).ok()
+    proto::decode::<proto::Call>(body).ok()
 }
 
 #[test]
@@ -492,6 +492,57 @@ mod http {
         assert_eq!(peer.image().fingerprint(), theirs.fingerprint());
         let again = peer.pull().unwrap();
         assert_eq!((again.fetched, again.traffic.round_trips), (0, 1));
+    }
+
+    #[test]
+    fn a_stranger_s_large_body_is_cut_off_and_a_peer_s_large_push_is_taken() {
+        let (server, me) = serve_rw(Inventory::empty("b"));
+        let server = Arc::new(server);
+        let (cert, key) = certificate();
+        let http = HttpServer::start(Arc::clone(&server), "127.0.0.1:0", vec![cert.clone()], key).unwrap();
+        let wire = || {
+            HttpTransport::new(
+                http.address().to_string(),
+                "localhost",
+                std::slice::from_ref(&cert),
+                options(),
+            )
+        };
+        // A megabyte that is no call of an open session: a hello's head,
+        // then one that names a session nobody opened.
+        let mut stranger = wire().unwrap();
+        for head in [[0u8, 0].as_slice(), &[0, 2, 0x2a]] {
+            let mut junk = head.to_vec();
+            junk.resize(1 << 20, 7);
+            let err = stranger.call(&junk).unwrap_err().to_string();
+            assert!(err.contains("413"), "{err}");
+        }
+        // An allowed peer pushes a batch far larger than a handshake.
+        let mut peer = RemotePeer::connect("b", empty_image(), wire().unwrap(), me).unwrap();
+        let mut local = Inventory::empty("a");
+        for i in 0..3_000u64 {
+            let region = format!(
+                "{:016x}{:016x}",
+                i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                i.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+            );
+            local
+                .store
+                .add(Site {
+                    name: format!("site{i}"),
+                    region,
+                })
+                .unwrap();
+        }
+        let before = peer.traffic().sent;
+        let report = peer.sync_from(&local).unwrap();
+        assert!(report.is_success(), "{report}");
+        assert!(
+            peer.traffic().sent - before > (proto::HANDSHAKE_MAX as u64),
+            "{:?}",
+            peer.traffic()
+        );
+        assert_eq!(server.adapter().store.fingerprint(), local.store.fingerprint());
     }
 
     #[test]
