@@ -128,7 +128,7 @@ pub struct Server<A> {
     replica: String,
     adapter: Mutex<A>,
     identity: Identity,
-    peers: Peers,
+    peers: Mutex<Peers>,
     sessions: Mutex<VecDeque<Session>>,
     /// Answers of recent pushes, by client and batch id.
     batches: Mutex<VecDeque<(PublicKey, u64, Vec<Pushed>)>>,
@@ -143,7 +143,7 @@ impl<A: Adapter> Server<A> {
             replica: replica.into(),
             adapter: Mutex::new(adapter),
             identity,
-            peers,
+            peers: Mutex::new(peers),
             sessions: Mutex::new(VecDeque::new()),
             batches: Mutex::new(VecDeque::new()),
             relay: Mutex::new(None),
@@ -165,6 +165,19 @@ impl<A: Adapter> Server<A> {
             events: VecDeque::new(),
         });
         self
+    }
+
+    /// Replaces the allow-list (an edited file read again, a key revoked):
+    /// new sessions follow it at once, and the open sessions of a peer no
+    /// longer allowed, or allowed other rights, end (the peer opens a new
+    /// one, or is refused).
+    pub fn set_peers(&self, peers: Peers) {
+        let mut sessions = self.sessions();
+        sessions.retain(|s| match &s.open {
+            None => true,
+            Some(open) => peers.get(&s.client).is_some_and(|(_, rights)| *rights == open.rights),
+        });
+        *self.peers.lock().unwrap_or_else(|p| p.into_inner()) = peers;
     }
 
     /// The adapter, locked: to change what is served.
@@ -267,7 +280,11 @@ impl<A: Adapter> Server<A> {
                 .ok_or(Refusal::UnknownSession(id))?;
             (s.client, s.transcript.clone(), s.seed)
         };
-        let (_, rights) = self.peers.get(&client).ok_or(Refusal::Unauthorized)?;
+        let rights = {
+            let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            let (_, rights) = peers.get(&client).ok_or(Refusal::Unauthorized)?;
+            rights.clone()
+        };
         if !client.verifies(&proto::to_sign(b"client", &transcript, None), proof) {
             return Err(Refusal::Unauthorized);
         }

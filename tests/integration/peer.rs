@@ -452,6 +452,39 @@ fn a_peer_sees_only_the_types_its_rights_name() {
     assert_eq!(peer.image().count("device"), devices_before);
 }
 
+#[test]
+fn a_key_taken_off_the_allow_list_loses_its_open_session_and_a_narrowed_one_sees_less() {
+    let (a, b) = (Identity::generate(), Identity::generate());
+    let (ak, bk) = (a.public_key(), b.public_key());
+    let server = Server::new(
+        "b",
+        sys_b(),
+        Identity::generate(),
+        Peers::new()
+            .allow("a", ak, Rights::read())
+            .allow("b", bk, Rights::read()),
+    );
+    let mut pa = RemotePeer::connect("b", empty_image(), Loopback::new(&server), a).unwrap();
+    let mut pb = RemotePeer::connect("b", empty_image(), Loopback::new(&server), b).unwrap();
+    pa.pull().unwrap();
+    pb.pull().unwrap();
+    server.set_peers(Peers::new().allow("b", bk, Rights::read().only(&["site"])));
+    let err = pa.pull().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PeerError::Refused {
+                refusal: Refusal::Unauthorized,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // b's session ended with its rights; its next pull opens one under the new ones.
+    pb.pull().unwrap();
+    assert_eq!(pb.rights().types.as_deref(), Some(&["site".to_string()][..]));
+}
+
 /// A self-signed certificate for `localhost`, made now: (chain, key).
 fn certificate() -> (
     diffsync_peer::http::CertificateDer<'static>,
@@ -543,6 +576,54 @@ mod http {
             peer.traffic()
         );
         assert_eq!(server.adapter().store.fingerprint(), local.store.fingerprint());
+    }
+
+    /// A system whose process dies (its hook panics) in the middle of a
+    /// batch, once: as if it crashed there and came back.
+    struct DiesOnce {
+        inner: Inventory,
+        at: &'static str,
+        died: bool,
+    }
+
+    impl Adapter for DiesOnce {
+        type Store = LocalStore;
+        fn store(&self) -> &LocalStore {
+            &self.inner.store
+        }
+        fn store_mut(&mut self) -> &mut LocalStore {
+            &mut self.inner.store
+        }
+        fn apply(&mut self, change: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
+            if change.key() == self.at && !self.died {
+                self.died = true;
+                panic!("the server died applying {}", self.at);
+            }
+            self.inner.apply(change)
+        }
+    }
+
+    #[test]
+    fn a_server_that_dies_mid_batch_applies_each_change_once_when_the_batch_comes_again() {
+        let (server, me) = serve_rw(DiesOnce {
+            inner: sys_b(),
+            at: "sfo",
+            died: false,
+        });
+        let server = Arc::new(server);
+        let (cert, key) = certificate();
+        let http = HttpServer::start(Arc::clone(&server), "127.0.0.1:0", vec![cert.clone()], key).unwrap();
+        let wire = HttpTransport::new(http.address().to_string(), "localhost", &[cert], options()).unwrap();
+        let mut peer = RemotePeer::connect("b", empty_image(), wire, me).unwrap();
+        peer.pull().unwrap();
+        let report = peer.sync_from(&sys_a()).unwrap();
+        assert!(report.is_success(), "{report}");
+        let server_side = server.adapter();
+        assert!(server_side.died, "the hook did die once");
+        let mut expected = sys_b();
+        expected.sync_from(&sys_a()).unwrap();
+        assert_eq!(server_side.inner.log, expected.log, "each hook ran once");
+        assert_eq!(server_side.inner.store.fingerprint(), sys_a().store.fingerprint());
     }
 
     #[test]
