@@ -391,7 +391,7 @@ fn run_peer(n: usize) {
     let base: Vec<(Vec<u8>, Digest)> = (0..n).map(|i| (key(i), Digest(rng.u128(..)))).collect();
     /// Makes the other replica out of a copy of this one's (key, term) pairs.
     type Change = Box<dyn Fn(&mut Vec<(Vec<u8>, Digest)>, &mut fastrand::Rng)>;
-    let shapes: [(&str, Change); 5] = [
+    let shapes: [(&str, Change); 6] = [
         ("equal", Box::new(|_, _| {})),
         (
             "one change",
@@ -423,6 +423,15 @@ fn run_peer(n: usize) {
             "1% scattered",
             Box::new(|v, r| {
                 for _ in 0..v.len() / 100 {
+                    let i = r.usize(..v.len());
+                    v[i].1 = Digest(r.u128(..));
+                }
+            }),
+        ),
+        (
+            "10% scattered",
+            Box::new(|v, r| {
+                for _ in 0..v.len() / 10 {
                     let i = r.usize(..v.len());
                     v[i].1 = Digest(r.u128(..));
                 }
