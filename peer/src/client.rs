@@ -18,6 +18,9 @@ use crate::transport::{Traffic, Transport};
 
 /// Ids asked for in one fetch.
 const FETCH_BATCH: usize = 2_000;
+/// Changes sent in one push at most: a large sync goes as several pushes,
+/// one at a time, so neither side holds more than one batch in flight.
+pub const PUSH_BATCH: usize = 2_000;
 /// Times a push is sent again after its answer was lost (same batch id:
 /// the server applies it once).
 const PUSH_ATTEMPTS: usize = 3;
@@ -632,15 +635,20 @@ impl<T: Transport> RemotePeer<T> {
                 .with_max_times(PUSH_ATTEMPTS - 1),
         );
         loop {
-            let mut session = match self.session.take() {
-                Some(s) => s,
-                None => self.open()?,
-            };
-            let result = self.seal(&mut session, &Call::Push(push.clone()));
-            self.session = Some(session);
+            let result = match self.session.take() {
+                Some(s) => Ok(s),
+                None => self.open(),
+            }
+            .and_then(|mut session| {
+                let result = self.seal(&mut session, &Call::Push(push.clone()));
+                self.session = Some(session);
+                result
+            });
             let error = match result {
                 Ok(Response::Pushed(answer)) => return Ok(answer),
                 Ok(other) => return Err(self.unexpected(&other)),
+                // The connection failed, or the peer forgot the session
+                // (a restart): a new session, the same batch id.
                 Err(
                     e @ PeerError::Refused {
                         refusal: Refusal::UnknownSession(_),
@@ -858,35 +866,40 @@ impl<T: Transport> Adapter for RemotePeer<T> {
             None => Err(HookError::fatal("the peer answered no outcome")),
         }
     }
-    /// The batch's changes in one push; each gets the peer's outcome.
+    /// The batch's changes in pushes of at most [`PUSH_BATCH`], one after
+    /// the other; each change gets the peer's outcome, and a change whose
+    /// parent failed in an earlier push is not sent.
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
-        let (mut sent, mut changes) = (Vec::new(), Vec::new());
-        for i in 0..batch.len() {
-            if !batch.should_apply(i) {
+        let mut i = 0;
+        while i < batch.len() {
+            let (mut sent, mut changes) = (Vec::new(), Vec::new());
+            while i < batch.len() && changes.len() < PUSH_BATCH {
+                if batch.should_apply(i) {
+                    match self.wire_change(&batch.changes()[i]) {
+                        Ok(wire) => {
+                            changes.push(wire);
+                            sent.push(i);
+                            batch.stage(i);
+                        }
+                        Err(e) => batch.set_outcome(i, Err(e)),
+                    }
+                }
+                i += 1;
+            }
+            if sent.is_empty() {
                 continue;
             }
-            match self.wire_change(&batch.changes()[i]) {
-                Ok(wire) => {
-                    changes.push(wire);
-                    sent.push(i);
-                    batch.stage(i);
-                }
-                Err(e) => batch.set_outcome(i, Err(e)),
+            let answer = self.push(batch.continue_on_failure(), changes)?;
+            if answer.len() != sent.len() {
+                return Err(HookError::fatal(format!(
+                    "the peer answered {} outcomes for {} changes",
+                    answer.len(),
+                    sent.len()
+                )));
             }
-        }
-        if sent.is_empty() {
-            return Ok(());
-        }
-        let answer = self.push(batch.continue_on_failure(), changes)?;
-        if answer.len() != sent.len() {
-            return Err(HookError::fatal(format!(
-                "the peer answered {} outcomes for {} changes",
-                answer.len(),
-                sent.len()
-            )));
-        }
-        for (i, pushed) in sent.into_iter().zip(answer) {
-            batch.set_outcome(i, outcome(pushed));
+            for (i, pushed) in sent.into_iter().zip(answer) {
+                batch.set_outcome(i, outcome(pushed));
+            }
         }
         Ok(())
     }

@@ -29,6 +29,6 @@ pub mod server;
 pub mod state;
 pub mod transport;
 
-pub use client::{PeerError, PeerFeed, Pulled, RemotePeer, Resent};
+pub use client::{PUSH_BATCH, PeerError, PeerFeed, Pulled, RemotePeer, Resent};
 pub use server::Server;
 pub use transport::{Loopback, Traffic, Transport};

@@ -92,6 +92,8 @@ struct Open {
     index: Index,
     /// Position of each short id, built on the first fetch.
     by_id: Option<HashMap<ShortId, usize>>,
+    /// What the auth was answered (an auth sent again gets it again).
+    welcome: Response,
 }
 
 /// Serves an adapter's store to the peers it allows: any transport hands
@@ -276,8 +278,19 @@ impl<A: Adapter> Server<A> {
             let sessions = self.sessions();
             let s = sessions
                 .iter()
-                .find(|s| s.id == id && s.open.is_none())
+                .find(|s| s.id == id)
                 .ok_or(Refusal::UnknownSession(id))?;
+            if let Some(open) = &s.open {
+                // The same auth again (a transport that resent it after a
+                // lost answer): the same welcome, if it is the same proof.
+                if !s
+                    .client
+                    .verifies(&proto::to_sign(b"client", &s.transcript, None), proof)
+                {
+                    return Err(Refusal::Unauthorized);
+                }
+                return Ok(open.welcome.clone());
+            }
             (s.client, s.transcript.clone(), s.seed)
         };
         let rights = {
@@ -309,6 +322,12 @@ impl<A: Adapter> Server<A> {
             (ours, Index::build(store, seed, |t| rights.covers(t)))
         };
         let whole = index.fingerprint(0, index.len());
+        let welcome = Response::Welcome {
+            replica: self.replica.clone(),
+            schemas: ours.clone(),
+            rights: rights.clone(),
+            whole,
+        };
         let mut sessions = self.sessions();
         let s = sessions
             .iter_mut()
@@ -316,17 +335,13 @@ impl<A: Adapter> Server<A> {
             .ok_or(Refusal::UnknownSession(id))?;
         s.open = Some(Open {
             rights: rights.clone(),
-            types: ours.iter().map(|(t, _)| t.clone()).collect(),
+            types: ours.into_iter().map(|(t, _)| t).collect(),
             last_seq: 0,
             index,
             by_id: None,
+            welcome: welcome.clone(),
         });
-        Ok(Response::Welcome {
-            replica: self.replica.clone(),
-            schemas: ours,
-            rights: rights.clone(),
-            whole,
-        })
+        Ok(welcome)
     }
 
     fn call(&self, sealed: Sealed) -> Result<Response, Refusal> {

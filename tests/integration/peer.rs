@@ -452,6 +452,58 @@ fn a_peer_sees_only_the_types_its_rights_name() {
     assert_eq!(peer.image().count("device"), devices_before);
 }
 
+/// A transport that delivers each auth twice and brings back the second
+/// answer (a resend after a lost answer).
+struct AuthTwice<'a, A>(Loopback<'a, A>);
+
+impl<A: Adapter> Transport for AuthTwice<'_, A> {
+    fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
+        if matches!(proto::decode::<Request>(request), Ok(Request::Auth { .. })) {
+            self.0.call(request)?;
+        }
+        self.0.call(request)
+    }
+}
+
+#[test]
+fn an_auth_delivered_twice_is_welcomed_twice() {
+    let (server, me) = serve(sys_b());
+    let mut peer = RemotePeer::connect("b", empty_image(), AuthTwice(Loopback::new(&server)), me).unwrap();
+    peer.pull().unwrap();
+    assert_eq!(peer.image().fingerprint(), sys_b().store.fingerprint());
+}
+
+#[test]
+fn a_large_sync_goes_as_bounded_pushes_one_after_the_other() {
+    let (server, me) = serve_rw(Inventory::empty("b"));
+    let frames = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let wire = Recorder {
+        inner: Loopback::new(&server),
+        frames: std::rc::Rc::clone(&frames),
+    };
+    let mut peer = RemotePeer::connect("b", empty_image(), wire, me).unwrap();
+    let mut local = Inventory::empty("a");
+    local.store = inventory("a", 300, 5);
+    let total = local.store.count_all();
+    assert!(total > 2 * diffsync_peer::PUSH_BATCH);
+    let report = peer.sync_from(&local).unwrap();
+    assert!(report.is_success(), "{report}");
+    let pushes: Vec<usize> = frames
+        .borrow()
+        .iter()
+        .filter_map(|f| match proto::decode::<Request>(f) {
+            Ok(Request::Sealed(s)) => match postcard_call(&s.body) {
+                Some(proto::Call::Push(p)) => Some(p.changes.len()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pushes.len(), total.div_ceil(diffsync_peer::PUSH_BATCH), "{pushes:?}");
+    assert!(pushes.iter().all(|&n| n <= diffsync_peer::PUSH_BATCH));
+    assert_eq!(server.adapter().store.fingerprint(), local.store.fingerprint());
+}
+
 #[test]
 fn a_key_taken_off_the_allow_list_loses_its_open_session_and_a_narrowed_one_sees_less() {
     let (a, b) = (Identity::generate(), Identity::generate());
