@@ -490,6 +490,29 @@ fn run_peer(n: usize) {
             })
         );
     }
+    // The fetch that follows: 2,000 interface models (one fetch batch) as
+    // the server sends them, compressed, against the same frame unpacked.
+    let models: Vec<proto::WireModel> = (0..2_000)
+        .map(|i| {
+            let (device, port) = (format!("site{:04}-dev{:03}", i / 1000, (i / 10) % 100), format!("eth{}", i % 10));
+            proto::WireModel {
+                key: key(i),
+                parent: Some(ModelKey::new("device", [KeyValue::Str(device.clone())]).to_bytes()),
+                values: json!({
+                    "identifiers": {"device": device, "name": port},
+                    "attributes": {"description": format!("to {device} port {}", (i * 7) % 48), "mtu": if i % 2 == 0 { 1500 } else { 9000 }, "enabled": i % 5 != 0},
+                })
+                .to_string(),
+            }
+        })
+        .collect();
+    let packed = proto::encode(&Response::Models(models.clone()), true).len();
+    let raw = proto::encode(&Response::Models(models), false).len();
+    println!(
+        "{}",
+        json!({"payload": "2000 interface models", "bytes_raw": raw, "bytes_wire": packed,
+               "compression": (raw as f64 / packed as f64 * 100.0).round() / 100.0})
+    );
 }
 
 /// An index's items as (key, id) pairs, for the negentropy crate.

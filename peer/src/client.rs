@@ -303,11 +303,7 @@ impl<T: Transport> RemotePeer<T> {
         }
         self.session = Some(session);
         result?;
-        pulled.traffic = Traffic {
-            round_trips: self.traffic.round_trips - before.round_trips,
-            sent: self.traffic.sent - before.sent,
-            received: self.traffic.received - before.received,
-        };
+        pulled.traffic = self.traffic.since(before);
         Ok(pulled)
     }
 
@@ -448,12 +444,17 @@ impl<T: Transport> RemotePeer<T> {
                 &session.transcript,
                 Some((session.seq, &body)),
             ));
-            let result = self.call(&Request::Sealed(Sealed {
+            let sealed = Sealed {
                 session: session.id,
                 seq: session.seq,
                 body: body.clone(),
                 proof,
-            }));
+            };
+            let extra = proto::sealed_unpacked_extra(&sealed);
+            let result = self.call(&Request::Sealed(sealed));
+            if !matches!(result, Err(PeerError::Transport { .. })) {
+                self.traffic.unpacked += extra as u64;
+            }
             match result {
                 // The transport sent the frame again after a lost answer
                 // and the peer had it already. Every call is safe to ask

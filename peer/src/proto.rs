@@ -359,6 +359,23 @@ pub fn encode<T: Serialize>(message: &T, compress: bool) -> Vec<u8> {
 /// that claims more than any peer would send).
 pub const MAX_MESSAGE: usize = 1 << 30;
 
+/// How many bytes a frame's message has unpacked, as its frame says (the
+/// body of a [`Sealed`] call, itself a frame, counts as it travels: see
+/// [`sealed_unpacked_extra`]).
+pub fn unpacked_len(frame: &[u8]) -> usize {
+    match frame.split_first() {
+        Some((&ZSTD, rest)) => rest.split_first_chunk::<8>().map_or(frame.len(), |(len, _)| {
+            usize::try_from(u64::from_le_bytes(*len)).unwrap_or(usize::MAX)
+        }),
+        _ => frame.len(),
+    }
+}
+
+/// What a sealed call's body adds unpacked over its size on the wire.
+pub fn sealed_unpacked_extra(sealed: &Sealed) -> usize {
+    unpacked_len(&sealed.body).saturating_sub(sealed.body.len())
+}
+
 /// The largest request that is not a call of an open session: a hello or
 /// an auth (a few hundred bytes, plus the schema list), or anything a
 /// stranger sends.

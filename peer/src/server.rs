@@ -16,6 +16,7 @@ use crate::proto::{
     self, Call, Cursor, HASH, Hello, Push, Pushed, Refusal, Request, Response, Sealed, VERSION, WireChange, WireModel,
 };
 use crate::recon::{Config, Differences, Side};
+use crate::transport::Traffic;
 
 /// Sessions kept at once (open and half-open); the oldest goes first.
 const SESSIONS: usize = 64;
@@ -135,6 +136,8 @@ pub struct Server<A> {
     /// Answers of recent pushes, by client and batch id.
     batches: Mutex<VecDeque<(PublicKey, u64, Vec<Pushed>)>>,
     relay: Mutex<Option<Relay>>,
+    /// What each authenticated peer's calls moved.
+    traffic: Mutex<HashMap<PublicKey, Traffic>>,
 }
 
 impl<A: Adapter> Server<A> {
@@ -149,6 +152,7 @@ impl<A: Adapter> Server<A> {
             sessions: Mutex::new(VecDeque::new()),
             batches: Mutex::new(VecDeque::new()),
             relay: Mutex::new(None),
+            traffic: Mutex::new(HashMap::new()),
         }
     }
 
@@ -190,19 +194,57 @@ impl<A: Adapter> Server<A> {
     /// Answers one request frame with a response frame. Never fails: what
     /// cannot be answered is a [`Response::Refused`].
     pub fn handle(&self, frame: &[u8]) -> Vec<u8> {
-        let (response, compress) = match proto::decode::<Request>(frame) {
+        let (response, compress, session, extra) = match proto::decode::<Request>(frame) {
             Ok(request) => {
                 // Handshake answers are small; calls are answered
                 // compressed when the client said it takes zstd.
-                let compress = match &request {
-                    Request::Sealed(s) => self.sessions().iter().any(|x| x.id == s.session && x.zstd),
-                    _ => false,
+                let (session, compress, extra) = match &request {
+                    Request::Sealed(s) => (
+                        Some(s.session),
+                        self.sessions().iter().any(|x| x.id == s.session && x.zstd),
+                        proto::sealed_unpacked_extra(s),
+                    ),
+                    Request::Auth { session, .. } => (Some(*session), false, 0),
+                    Request::Hello(_) => (None, false, 0),
                 };
-                (self.answer(request), compress)
+                (self.answer(request), compress, session, extra)
             }
-            Err(e) => (Response::Refused(Refusal::Malformed(e.to_string())), false),
+            Err(e) => (Response::Refused(Refusal::Malformed(e.to_string())), false, None, 0),
         };
-        proto::encode(&response, compress)
+        let reply = proto::encode(&response, compress);
+        // Counted for a peer once it has proven its key.
+        let client = session.and_then(|id| {
+            let sessions = self.sessions();
+            sessions
+                .iter()
+                .find(|s| s.id == id && s.open.is_some())
+                .map(|s| s.client)
+        });
+        if let Some(client) = client {
+            let mut traffic = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
+            let t = traffic.entry(client).or_default();
+            t.count(frame, &reply);
+            t.unpacked += extra as u64;
+        }
+        reply
+    }
+
+    /// What each peer's calls moved since this server started, by the name
+    /// the allow-list gives it (its key, if it is no longer allowed).
+    pub fn traffic(&self) -> Vec<(String, Traffic)> {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let traffic = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<(String, Traffic)> = traffic
+            .iter()
+            .map(|(key, t)| {
+                (
+                    peers.get(key).map_or_else(|| key.to_string(), |(name, _)| name.clone()),
+                    *t,
+                )
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// How many bytes a request frame that starts with `head` (at least

@@ -21,6 +21,9 @@ pub struct Traffic {
     pub sent: u64,
     /// Bytes of response frames.
     pub received: u64,
+    /// Bytes the frames (both ways) carry once unpacked: with `sent` and
+    /// `received`, what compression saved.
+    pub unpacked: u64,
 }
 
 impl Traffic {
@@ -29,6 +32,25 @@ impl Traffic {
         self.round_trips += 1;
         self.sent += request.len() as u64;
         self.received += response.len() as u64;
+        self.unpacked += (crate::proto::unpacked_len(request) + crate::proto::unpacked_len(response)) as u64;
+    }
+
+    /// Bytes unpacked per byte on the wire (1.0: nothing compressed).
+    pub fn compression(&self) -> f64 {
+        match self.sent + self.received {
+            0 => 1.0,
+            wire => self.unpacked as f64 / wire as f64,
+        }
+    }
+
+    /// What went over since `before` (a counter read earlier).
+    pub fn since(&self, before: Traffic) -> Traffic {
+        Traffic {
+            round_trips: self.round_trips - before.round_trips,
+            sent: self.sent - before.sent,
+            received: self.received - before.received,
+            unpacked: self.unpacked - before.unpacked,
+        }
     }
 }
 

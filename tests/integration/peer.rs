@@ -452,6 +452,24 @@ fn a_peer_sees_only_the_types_its_rights_name() {
     assert_eq!(peer.image().count("device"), devices_before);
 }
 
+#[test]
+fn both_sides_count_bytes_round_trips_and_what_compression_saved_per_peer() {
+    let theirs = inventory("b", 50, 4);
+    let (server, me) = serve(MemoryAdapter::with_store("b", &[], theirs));
+    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server), me).unwrap();
+    let pulled = peer.pull().unwrap();
+    let client = peer.traffic();
+    assert!(pulled.traffic.compression() > 2.0, "{:?}", pulled.traffic);
+    let [(name, served)] = server.traffic().try_into().unwrap();
+    assert_eq!(name, "a");
+    // The server counts from the auth on: all but the hello.
+    assert_eq!(served.round_trips, client.round_trips - 1);
+    let hello = client.sent - served.sent;
+    assert!(hello < 200, "{client:?} {served:?}");
+    assert!(client.received - served.received < 300);
+    assert!(served.unpacked > served.sent + served.received);
+}
+
 /// A transport that delivers each auth twice and brings back the second
 /// answer (a resend after a lost answer).
 struct AuthTwice<'a, A>(Loopback<'a, A>);
