@@ -10,6 +10,7 @@ mod dynamic;
 mod feed;
 mod flags;
 mod hooks;
+mod journal;
 mod keys;
 mod laws;
 mod live;

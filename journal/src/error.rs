@@ -1,0 +1,53 @@
+//! What can go wrong keeping or using the journal.
+
+use crate::record::RunId;
+
+/// What can go wrong keeping or using the journal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// The database failed.
+    #[error("journal: cannot {doing}")]
+    Db {
+        /// What the journal was doing.
+        doing: &'static str,
+        /// The database's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// No run has this id (never recorded, or dropped by retention).
+    #[error("journal: no {0}")]
+    NoRun(RunId),
+    /// A stored record cannot be read back.
+    #[error("journal: {run} is unreadable: {message}")]
+    Corrupt {
+        /// The run.
+        run: RunId,
+        /// What is wrong.
+        message: String,
+    },
+    /// The run was recorded, and stopped with this error.
+    #[error("{run} stopped")]
+    Run {
+        /// The run, as recorded (failed, with what it did until then).
+        run: RunId,
+        /// Why it stopped.
+        #[source]
+        source: Box<diffsync::Error>,
+    },
+    /// A rollback cannot start: the run is unfinished, a dry run, or
+    /// recorded for another target.
+    #[error("journal: cannot roll back {run}: {reason}")]
+    NotUndoable {
+        /// The run.
+        run: RunId,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl JournalError {
+    pub(crate) fn db(doing: &'static str) -> impl Fn(rusqlite::Error) -> JournalError {
+        move |source| JournalError::Db { doing, source }
+    }
+}

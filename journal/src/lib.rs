@@ -1,0 +1,24 @@
+//! A journal of diffsync runs: what each run did, the history of every
+//! model key across runs, and a guarded undo.
+//!
+//! - [`Journal`]: runs recorded in SQLite as they go (an embedded file, no
+//!   server): mode, systems, dry run, result, error, totals, seconds per
+//!   phase, peak memory, and per change the action, the outcome and the
+//!   attribute values before and after. Queries: [`runs`](Journal::runs)
+//!   by system, mode, result and time; one [`run`](Journal::run) and its
+//!   [`elements`](Journal::elements); the [`history`](Journal::history) of
+//!   one key; [`retain`](Journal::retain) by count or age.
+//! - [`Journal::rollback`]: the inverse of each change a run applied,
+//!   through the target's ordinary hooks, only where the target still
+//!   holds what the run wrote; the rest is reported as conflicts, by key.
+#![warn(missing_docs)]
+
+mod error;
+mod journal;
+mod record;
+mod rollback;
+
+pub use error::JournalError;
+pub use journal::Journal;
+pub use record::{Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult};
+pub use rollback::{Rollback, RollbackConflict};

@@ -1,0 +1,199 @@
+//! Undoing a recorded run, only where the target still holds what it wrote.
+
+use diffsync::digest::digest_of;
+use diffsync::{
+    Action, Adapter, AttrSource, Attrs, Chain, LocalStore, MemoryAdapter, ModelKey, Options, Outcome, Store, SyncReport,
+};
+
+use crate::error::JournalError;
+use crate::journal::Journal;
+use crate::record::{Element, Mode, RunId, RunResult};
+
+/// What a rollback did.
+#[derive(Debug)]
+pub struct Rollback {
+    /// The rollback's own run in the journal (`None`: nothing to undo).
+    pub run: Option<RunId>,
+    /// The sync that applied the inverse changes (planned, for a dry run).
+    pub report: SyncReport,
+    /// The changes left alone because the target changed since the run.
+    pub conflicts: Vec<RollbackConflict>,
+}
+
+/// A change of the run that was not undone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollbackConflict {
+    /// Model type.
+    pub model_type: String,
+    /// Unique id.
+    pub key: String,
+    /// Why it was left alone.
+    pub reason: String,
+}
+
+/// How a change is undone.
+enum Inverse<'a> {
+    /// A create: delete what it made.
+    Remove(&'a Element),
+    /// A delete: make it again, under its parent.
+    Restore(&'a Element),
+    /// An update: the values from before.
+    Revert(&'a Element),
+}
+
+impl Journal {
+    /// Undoes a recorded run on `target`: a model it created is deleted,
+    /// one it updated gets its values from before, one it deleted (a whole
+    /// subtree, parents first) is made again. Only where the target still
+    /// holds exactly what the run wrote (compared by digest): a model
+    /// changed, deleted or made again since is left alone and reported as
+    /// a conflict, by key, and so is a model the run created that has
+    /// children written since. The inverse changes go through the target's
+    /// own hooks as one sync, in a safe order, and the rollback is recorded
+    /// as a run of its own (so it can be rolled back in turn). A dry run
+    /// plans it and writes nothing to the target. A run the process died
+    /// in can be undone too: its changes whose result the target holds are
+    /// undone.
+    pub fn rollback<T: Adapter + ?Sized>(
+        &mut self,
+        run: RunId,
+        target: &mut T,
+        dry_run: bool,
+    ) -> Result<Rollback, JournalError> {
+        let recorded = self.run(run)?;
+        let refuse = |reason: String| JournalError::NotUndoable { run, reason };
+        if recorded.dry_run {
+            return Err(refuse("it was a dry run: it changed nothing".into()));
+        }
+        if recorded.target != target.name() {
+            return Err(refuse(format!(
+                "it wrote to {:?}, not to {:?}",
+                recorded.target,
+                target.name()
+            )));
+        }
+        let unfinished = recorded.result == RunResult::Unfinished;
+        let elements = self.elements(run)?;
+        let done = elements.iter().filter(|e| match e.outcome {
+            Outcome::Applied | Outcome::RemovedWithParent => true,
+            Outcome::Pending => unfinished,
+            _ => false,
+        });
+        let store = target.store().local();
+        let mut conflicts = Vec::new();
+        let mut inverses = Vec::new();
+        for e in done {
+            match check(store, e) {
+                Ok(Some(inverse)) => inverses.push(inverse),
+                Ok(None) => {}
+                Err(reason) => conflicts.push(conflict(e, reason)),
+            }
+        }
+        let mut view = store.clone();
+        let mut keys = Vec::new();
+        // Values back first, then what was deleted (parents first), then
+        // what was created (children first).
+        for inverse in &inverses {
+            if let Inverse::Revert(e) = inverse {
+                let before = e.before.clone().unwrap_or_default();
+                match view.update_attributes(&e.model_type, &e.key, AttrSource::Values(&before)) {
+                    Ok(()) => keys.push(key_of(e)),
+                    Err(err) => conflicts.push(conflict(e, Chain(&err).to_string())),
+                }
+            }
+        }
+        for inverse in &inverses {
+            if let Inverse::Restore(e) = inverse {
+                match restore(&mut view, e) {
+                    Ok(()) => keys.push(key_of(e)),
+                    Err(reason) => conflicts.push(conflict(e, reason)),
+                }
+            }
+        }
+        for inverse in inverses.iter().rev() {
+            if let Inverse::Remove(e) = inverse {
+                let below = view.subtree_fingerprint(&e.model_type, &e.key).map_or(0, |f| f.count);
+                if below > 1 {
+                    conflicts.push(conflict(e, "it has children written since the run".into()));
+                    continue;
+                }
+                match view.remove(&e.model_type, &e.key, false) {
+                    Ok(()) => keys.push(key_of(e)),
+                    Err(err) => conflicts.push(conflict(e, Chain(&err).to_string())),
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Ok(Rollback {
+                run: None,
+                report: SyncReport::default(),
+                conflicts,
+            });
+        }
+        let source = MemoryAdapter::with_store(format!("rollback of {run}"), &[], view);
+        let mut opts = Options::new()
+            .part(keys.iter())
+            .dry_run(dry_run)
+            .allow_empty_source(true);
+        let (own, report) = self.record(Mode::Rollback, Some(run), target, &source, &mut opts)?;
+        Ok(Rollback {
+            run: Some(own),
+            report,
+            conflicts,
+        })
+    }
+}
+
+/// How to undo a change the target still holds the result of (`None`: a
+/// change of a run that died before it, which the target never took); or
+/// why not.
+fn check<'a>(store: &LocalStore, e: &'a Element) -> Result<Option<Inverse<'a>>, String> {
+    let now = store.get_dyn_by_id(&e.model_type, &e.key).ok();
+    let holds = |values: &Option<Attrs>| match (values, now) {
+        (Some(values), Some(m)) => {
+            digest_of(&e.model_type, &e.identifiers, values)
+                == digest_of(&e.model_type, &m.identifiers(), &m.attributes())
+        }
+        (None, None) => true,
+        _ => false,
+    };
+    if !holds(&e.after) {
+        if e.outcome == Outcome::Pending && holds(&e.before) {
+            return Ok(None);
+        }
+        return Err(match (&e.after, now) {
+            (Some(_), None) => "deleted since the run".into(),
+            (None, Some(_)) => "made again since the run".into(),
+            _ => "changed since the run".into(),
+        });
+    }
+    Ok(Some(match e.action {
+        Action::Create => Inverse::Remove(e),
+        Action::Delete => Inverse::Restore(e),
+        _ => Inverse::Revert(e),
+    }))
+}
+
+fn restore(view: &mut LocalStore, e: &Element) -> Result<(), String> {
+    let before: Attrs = e.before.clone().unwrap_or_default();
+    let model = view
+        .build(&e.model_type, &e.identifiers, &before)
+        .map_err(|err| Chain(&err).to_string())?;
+    let parent = e.parent.as_ref().map(|(t, k)| (t.as_str(), k.as_str()));
+    view.insert_boxed(model, parent).map_err(|err| match parent {
+        Some((t, k)) if view.get_dyn_by_id(t, k).is_err() => format!("its parent {t} {k:?} is gone"),
+        _ => Chain(&err).to_string(),
+    })
+}
+
+fn key_of(e: &Element) -> ModelKey {
+    ModelKey::from_unique_id(&e.model_type, &e.key)
+}
+
+fn conflict(e: &Element, reason: String) -> RollbackConflict {
+    RollbackConflict {
+        model_type: e.model_type.clone(),
+        key: e.key.clone(),
+        reason,
+    }
+}

@@ -1,0 +1,275 @@
+//! The journal: runs recorded as they go and read back, per-key history,
+//! retention, and guarded rollback.
+
+use diffsync::{Action, DiffFlags, Options, Outcome};
+use diffsync_journal::{Journal, JournalError, Mode, Retention, RunFilter, RunResult};
+use diffsync_tests::{Device, Inventory, sys_a, sys_b};
+
+fn set(inv: &mut Inventory, model_type: &str, key: &str, field: &str, value: &str) {
+    let values: diffsync::Attrs = [(field.to_string().into(), value.into())].into_iter().collect();
+    inv.store
+        .update_attributes(model_type, key, diffsync::AttrSource::Values(&values))
+        .unwrap();
+}
+
+#[test]
+fn a_recorded_sync_reads_back_what_its_report_said() {
+    let mut journal = Journal::in_memory().unwrap();
+    let mut target = sys_b();
+    let (run, report) = journal.sync(&mut target, &sys_a(), &mut Options::new()).unwrap();
+    let recorded = journal.run(run).unwrap();
+    assert_eq!(
+        (
+            recorded.mode,
+            recorded.result,
+            recorded.source.as_str(),
+            recorded.target.as_str()
+        ),
+        (Mode::OneWay, RunResult::Succeeded, "sys-a", "sys-b")
+    );
+    assert!(!recorded.dry_run && recorded.ended_ms.is_some() && recorded.error.is_none());
+    assert_eq!(recorded.totals, Some(report.totals()));
+    let phases: Vec<&str> = recorded.phases.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(phases, ["diff", "sync"]);
+    // Every change of the report, with its outcome, in the diff's order.
+    let elements = journal.elements(run).unwrap();
+    let changes: Vec<_> = report
+        .elements
+        .iter()
+        .filter(|e| e.action != Action::NoChange)
+        .collect();
+    assert_eq!(elements.len(), changes.len());
+    for r in changes {
+        let e = elements
+            .iter()
+            .find(|e| e.model_type == r.model_type && e.key == r.key)
+            .unwrap();
+        assert_eq!((e.action, &e.outcome), (r.action, &r.outcome), "{}", r.key);
+    }
+    // Values before and after, and the parent of each.
+    let role = elements.iter().find(|e| e.key == "nyc-r1").unwrap();
+    assert_eq!(role.before.as_ref().unwrap()["role"], "edge");
+    assert_eq!(role.after.as_ref().unwrap()["role"], "router");
+    assert_eq!(role.parent, Some(("site".into(), "nyc".into())));
+    assert_eq!(
+        role.changed(),
+        [("role".to_string(), Some("edge".into()), Some("router".into()))]
+    );
+    let lax = elements.iter().find(|e| e.key == "lax").unwrap();
+    assert_eq!((lax.action, lax.after.is_none()), (Action::Delete, true));
+}
+
+#[test]
+fn a_failed_change_is_recorded_with_its_message_and_the_run_as_partial() {
+    let mut journal = Journal::in_memory().unwrap();
+    let mut target = sys_b().fail_on("site", "sfo");
+    let mut opts = Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE);
+    let (run, report) = journal.sync(&mut target, &sys_a(), &mut opts).unwrap();
+    assert!(!report.is_success());
+    assert_eq!(journal.run(run).unwrap().result, RunResult::Partial);
+    let sfo = journal
+        .elements(run)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.key == "sfo")
+        .unwrap();
+    assert!(matches!(&sfo.outcome, Outcome::Failed(c) if c.message().contains("refused by backend")));
+
+    // Without CONTINUE_ON_FAILURE the sync stops: recorded as failed, and
+    // the error names the run.
+    let mut target = sys_b().fail_on("site", "sfo");
+    let err = journal.sync(&mut target, &sys_a(), &mut Options::new()).unwrap_err();
+    let JournalError::Run { run, .. } = err else {
+        panic!("{err:?}")
+    };
+    let recorded = journal.run(run).unwrap();
+    assert_eq!(recorded.result, RunResult::Failed);
+    assert!(recorded.error.unwrap().contains("refused by backend"));
+}
+
+#[test]
+fn a_run_killed_mid_apply_leaves_an_unfinished_record_that_can_be_undone() {
+    let mut journal = Journal::in_memory().unwrap();
+    let mut target = sys_b();
+    target.panic_on.insert(("site".into(), "sfo".into()));
+    let before = target.store.fingerprint();
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        journal.sync(&mut target, &sys_a(), &mut Options::new())
+    }));
+    assert!(died.is_err(), "the hook panicked");
+    let filter = RunFilter {
+        result: Some(RunResult::Unfinished),
+        ..RunFilter::default()
+    };
+    let [unfinished] = journal.runs(&filter).unwrap().try_into().unwrap();
+    assert!(unfinished.ended_ms.is_none());
+    let elements = journal.elements(unfinished.id).unwrap();
+    assert!(!elements.is_empty() && elements.iter().all(|e| e.outcome == Outcome::Pending));
+    // Some changes reached the system before the panic: undone, by digest.
+    assert_ne!(target.store.fingerprint(), before);
+    target.panic_on.clear();
+    let undo = journal.rollback(unfinished.id, &mut target, false).unwrap();
+    assert!(undo.conflicts.is_empty(), "{:?}", undo.conflicts);
+    assert_eq!(target.store.fingerprint(), before);
+}
+
+#[test]
+fn a_rollback_restores_the_target_exactly_and_its_rollback_restores_the_run() {
+    let mut journal = Journal::in_memory().unwrap();
+    let mut target = sys_b();
+    let before = target.store.fingerprint();
+    let (run, _) = journal.sync(&mut target, &sys_a(), &mut Options::new()).unwrap();
+    assert_eq!(target.store.fingerprint(), sys_a().store.fingerprint());
+    let hooks_before = target.log.len();
+
+    // A dry run first: planned, nothing written.
+    let plan = journal.rollback(run, &mut target, true).unwrap();
+    assert!(plan.report.totals().planned > 0);
+    assert_eq!(target.store.fingerprint(), sys_a().store.fingerprint());
+    assert_eq!(target.log.len(), hooks_before);
+
+    let undo = journal.rollback(run, &mut target, false).unwrap();
+    assert!(undo.conflicts.is_empty() && undo.report.is_success(), "{undo:?}");
+    assert_eq!(target.store.fingerprint(), before, "the target is as it was");
+    assert!(target.log.len() > hooks_before, "through the target's own hooks");
+    let undo_run = undo.run.unwrap();
+    let recorded = journal.run(undo_run).unwrap();
+    assert_eq!((recorded.mode, recorded.rollback_of), (Mode::Rollback, Some(run)));
+
+    // The rollback's rollback: the run's result again.
+    let redo = journal.rollback(undo_run, &mut target, false).unwrap();
+    assert!(redo.conflicts.is_empty(), "{:?}", redo.conflicts);
+    assert_eq!(target.store.fingerprint(), sys_a().store.fingerprint());
+}
+
+#[test]
+fn a_rollback_leaves_what_changed_since_alone_and_names_it() {
+    let mut journal = Journal::in_memory().unwrap();
+    let mut target = sys_b();
+    let (run, _) = journal.sync(&mut target, &sys_a(), &mut Options::new()).unwrap();
+    // Since the run: the device it updated is edited again, and a site it
+    // created gets a new device.
+    set(&mut target, "device", "nyc-r1", "role", "spine");
+    target
+        .store
+        .add_child(
+            diffsync_tests::Site::key("sfo".to_string()),
+            Device {
+                name: "sfo-r9".into(),
+                role: "edge".into(),
+                serial: None,
+                db_pk: 0,
+                flags: diffsync::ModelFlags::empty(),
+            },
+        )
+        .unwrap();
+    let undo = journal.rollback(run, &mut target, false).unwrap();
+    let mut conflicts: Vec<(&str, &str, &str)> = undo
+        .conflicts
+        .iter()
+        .map(|c| (c.model_type.as_str(), c.key.as_str(), c.reason.as_str()))
+        .collect();
+    conflicts.sort();
+    assert_eq!(
+        conflicts,
+        [
+            ("device", "nyc-r1", "changed since the run"),
+            ("site", "sfo", "it has children written since the run"),
+        ]
+    );
+    // The edit and the new device stayed; the rest was undone (lax is back).
+    assert_eq!(
+        target.store.get(&Device::key("nyc-r1".to_string())).unwrap().role,
+        "spine"
+    );
+    assert!(target.store.get(&Device::key("sfo-r9".to_string())).is_ok());
+    assert!(target.store.get_dyn_by_id("site", "lax").is_ok());
+    assert!(target.store.get_dyn_by_id("interface", "nyc-r1__eth2").is_ok());
+}
+
+#[test]
+fn a_rollback_of_a_dry_run_or_of_another_target_is_refused() {
+    let mut journal = Journal::in_memory().unwrap();
+    let mut target = sys_b();
+    let (dry, _) = journal
+        .sync(&mut target, &sys_a(), &mut Options::new().dry_run(true))
+        .unwrap();
+    assert!(matches!(
+        journal.rollback(dry, &mut target, false),
+        Err(JournalError::NotUndoable { .. })
+    ));
+    let (run, _) = journal.sync(&mut target, &sys_a(), &mut Options::new()).unwrap();
+    let mut other = sys_a();
+    let err = journal.rollback(run, &mut other, false).unwrap_err();
+    assert!(err.to_string().contains("sys-b"), "{err}");
+}
+
+#[test]
+fn the_history_of_a_key_says_who_changed_it_when_and_from_what() {
+    let mut journal = Journal::in_memory().unwrap();
+    let mut target = sys_b();
+    let (first, _) = journal.sync(&mut target, &sys_a(), &mut Options::new()).unwrap();
+    let mut cmdb = sys_a();
+    cmdb.name = "cmdb".into();
+    set(&mut cmdb, "device", "nyc-r1", "role", "core");
+    let (second, _) = journal.sync(&mut target, &cmdb, &mut Options::new()).unwrap();
+    let history = journal.history("device", "nyc-r1").unwrap();
+    let seen: Vec<_> = history
+        .iter()
+        .map(|h| (h.run, h.source.as_str(), h.element.changed()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                first,
+                "sys-a",
+                vec![("role".to_string(), Some("edge".into()), Some("router".into()))]
+            ),
+            (
+                second,
+                "cmdb",
+                vec![("role".to_string(), Some("router".into()), Some("core".into()))]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn runs_are_found_by_system_mode_and_result_and_old_ones_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let mut journal = Journal::open(&path).unwrap();
+    let mut target = sys_b();
+    let (first, _) = journal.sync(&mut target, &sys_a(), &mut Options::new()).unwrap();
+    journal.rollback(first, &mut target, false).unwrap();
+    let mut other = sys_a();
+    let (third, _) = journal.sync(&mut other, &sys_b(), &mut Options::new()).unwrap();
+    drop(journal);
+
+    // Read back from the file.
+    let mut journal = Journal::open(&path).unwrap();
+    let by = |filter: RunFilter| -> Vec<i64> { journal.runs(&filter).unwrap().iter().map(|r| r.id.0).collect() };
+    assert_eq!(by(RunFilter::default()).len(), 3);
+    let rollbacks = by(RunFilter {
+        mode: Some(Mode::Rollback),
+        ..RunFilter::default()
+    });
+    assert_eq!(rollbacks.len(), 1);
+    let on_a = by(RunFilter {
+        system: Some("sys-a".into()),
+        mode: Some(Mode::OneWay),
+        ..RunFilter::default()
+    });
+    assert_eq!(on_a, [third.0, first.0], "newest first");
+    assert_eq!(journal.retain(Retention::Runs(1)).unwrap(), 2);
+    assert_eq!(journal.runs(&RunFilter::default()).unwrap()[0].id, third);
+    assert!(
+        journal
+            .history("device", "nyc-r1")
+            .unwrap()
+            .iter()
+            .all(|h| h.run == third)
+    );
+    assert!(matches!(journal.run(first), Err(JournalError::NoRun(_))));
+}
