@@ -53,7 +53,7 @@ fn round4(d: std::time::Duration) -> f64 {
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let mut data_dir: Option<PathBuf> = None;
-    let (mut generated, mut fanout, mut bidir, mut digests, mut peer) = (None, 10, None, None, None);
+    let (mut generated, mut fanout, mut bidir, mut digests, mut peer, mut journal) = (None, 10, None, None, None, None);
     while let Some(a) = args.next() {
         let mut number = || -> Result<usize, BoxError> { Ok(args.next().ok_or("missing number")?.parse()?) };
         match a.as_str() {
@@ -63,9 +63,10 @@ fn main() -> Result<(), BoxError> {
             "--bidir" => bidir = Some(number()?),
             "--digests" => digests = Some(number()?),
             "--peer" => peer = Some(number()?),
+            "--journal" => journal = Some(number()?),
             "-h" | "--help" => {
                 println!(
-                    "usage: bench --data-dir DIR   (DIR holds source.json, target.json, meta.json)\n       bench --generate N [--fanout F]\n       bench --bidir N   (reconcile: 1% edits on each side, 0.1% on both)\n       bench --digests N   (fingerprints: load cost, root comparison, re-diff after one change)\n       bench --peer N   (peer protocol: bytes, round trips and CPU of the reconcile phase)"
+                    "usage: bench --data-dir DIR   (DIR holds source.json, target.json, meta.json)\n       bench --generate N [--fanout F]\n       bench --bidir N   (reconcile: 1% edits on each side, 0.1% on both)\n       bench --digests N   (fingerprints: load cost, root comparison, re-diff after one change)\n       bench --peer N   (peer protocol: bytes, round trips and CPU of the reconcile phase)\n       bench --journal N   (a sync with and without the journal)"
                 );
                 return Ok(());
             }
@@ -80,6 +81,12 @@ fn main() -> Result<(), BoxError> {
     }
     if let Some(n) = digests {
         return run_digests(n);
+    }
+    if let Some(n) = journal {
+        #[cfg(feature = "journal")]
+        return run_journal(n, fanout);
+        #[cfg(not(feature = "journal"))]
+        return Err(format!("--journal {n} needs the journal feature: cargo run --release -p diffsync-examples --features journal --example bench -- --journal {n}").into());
     }
     if let Some(n) = peer {
         #[cfg(feature = "peer")]
@@ -161,6 +168,59 @@ fn main() -> Result<(), BoxError> {
         "allocator": if cfg!(feature = "mimalloc") { "mimalloc" } else { "system" },
     });
     println!("{out}");
+    Ok(())
+}
+
+/// A sync on a generated workload, without and with the journal (an
+/// SQLite file in the temporary directory), alternated five times on fresh
+/// targets: the medians, and the journal's overhead.
+#[cfg(feature = "journal")]
+fn run_journal(n: usize, fanout: usize) -> Result<(), BoxError> {
+    let side = |target: bool| -> Result<diffsync::MemoryAdapter, BoxError> {
+        let (src, dst) = generate_shape(n, fanout);
+        Ok(if target {
+            build("target", dst)?
+        } else {
+            build("source", src)?
+        })
+    };
+    let source = side(false)?;
+    let path = std::env::temp_dir().join(format!("diffsync-bench-journal-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut journal = diffsync_journal::Journal::open(&path)?;
+    let (mut plain, mut journaled, mut changes, mut same) = (Vec::new(), Vec::new(), 0, true);
+    for _ in 0..5 {
+        let mut target = side(true)?;
+        let t = Instant::now();
+        let report = target.sync_from(&source)?;
+        plain.push(t.elapsed().as_secs_f64());
+        drop(target);
+        let mut target = side(true)?;
+        let t = Instant::now();
+        let (_, recorded) = journal.sync(&mut target, &source, &mut diffsync::Options::new())?;
+        journaled.push(t.elapsed().as_secs_f64());
+        changes = recorded.totals().applied;
+        same &= recorded.totals() == report.totals();
+    }
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    drop(journal);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2] * 10_000.0).round() / 10_000.0
+    };
+    let (plain, journaled) = (median(&mut plain), median(&mut journaled));
+    println!(
+        "{}",
+        json!({
+            "impl": "rust-diffsync", "workload": "generated", "models_per_side": source.store.count_all(),
+            "changes": changes, "sync_s": plain, "journaled_sync_s": journaled,
+            "ratio": (journaled / plain * 100.0).round() / 100.0,
+            "journal_bytes_5_runs": bytes, "same_result": same,
+        })
+    );
     Ok(())
 }
 

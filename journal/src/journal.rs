@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use diffsync::{Action, Adapter, AdapterExt, Chain, Diff, Error, Options, Outcome, SyncError, SyncReport};
+use diffsync::{Action, Adapter, AdapterExt, Attrs, Chain, Diff, Error, Options, Outcome, SyncError, SyncReport};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::JournalError;
@@ -24,30 +24,50 @@ CREATE TABLE IF NOT EXISTS runs (
     totals TEXT,
     phases TEXT NOT NULL DEFAULT '[]',
     peak_memory INTEGER,
-    rollback_of INTEGER
+    rollback_of INTEGER,
+    usual TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ms);
 CREATE TABLE IF NOT EXISTS elements (
-    run INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
+    id INTEGER PRIMARY KEY,
     model_type TEXT NOT NULL,
     key TEXT NOT NULL,
     parent_type TEXT,
     parent_key TEXT,
     identifiers TEXT NOT NULL,
     action TEXT NOT NULL,
-    outcome TEXT NOT NULL,
     before TEXT,
-    after TEXT,
-    PRIMARY KEY (run, seq)
+    after TEXT
 );
 CREATE INDEX IF NOT EXISTS elements_key ON elements (model_type, key);
+CREATE TABLE IF NOT EXISTS exceptions (
+    id INTEGER PRIMARY KEY,
+    outcome TEXT NOT NULL
+);
 ";
 
+/// Changes of a plan written per transaction.
+const PLAN_CHUNK: usize = 4_096;
+
+/// An element's row id: its run in the high bits, its place in the run in
+/// the low ones, so a run's elements are one range of the table's own key
+/// (no second index to keep up while a run is recorded).
+fn element_id(run: RunId, seq: u32) -> i64 {
+    (run.0 << 32) | i64::from(seq)
+}
+
+/// The first row id past a run's elements.
+fn run_end(run: RunId) -> i64 {
+    (run.0 + 1) << 32
+}
+
 /// A journal of runs in an SQLite file: each run is written as it goes
-/// (its row first, marked unfinished; its planned changes before any is
-/// applied; their outcomes and the run's end after), so a process that
-/// dies mid-run leaves a readable record that says so.
+/// (its row first, marked unfinished; its planned changes by a second
+/// thread while the sync applies them, committed every 4,096; then the
+/// outcomes and the run's end), so a process that dies mid-run leaves a
+/// readable record that says so. The outcome every change had (applied,
+/// or planned in a dry run) is said once per run; only the others get a
+/// row of their own.
 ///
 /// ```
 /// use diffsync::{DiffModel, MemoryAdapter};
@@ -80,30 +100,11 @@ pub struct Journal {
     conn: Connection,
 }
 
-/// The pre-order walk of a diff's changes with their parents.
-pub(crate) fn elements_of(diff: &Diff) -> Vec<Element> {
-    let mut out = Vec::new();
-    let mut path: Vec<(String, String)> = Vec::new();
-    for (e, depth) in diff.iter() {
-        path.truncate(depth);
-        let parent = path.last().cloned();
-        path.push((e.model_type.to_string(), e.key.clone()));
-        if e.action == Action::NoChange {
-            continue;
-        }
-        out.push(Element {
-            seq: out.len() as u32,
-            model_type: e.model_type.to_string(),
-            key: e.key.clone(),
-            parent,
-            identifiers: e.identifiers.clone(),
-            action: e.action,
-            outcome: Outcome::Pending,
-            before: e.dest_attrs.clone(),
-            after: e.source_attrs.clone(),
-        });
-    }
-    out
+/// A change of a run, as the recorder tracks it: its place and key.
+pub(crate) struct Planned {
+    seq: u32,
+    model_type: String,
+    key: String,
 }
 
 impl Journal {
@@ -119,8 +120,11 @@ impl Journal {
     }
 
     fn setup(conn: Connection) -> Result<Journal, JournalError> {
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .map_err(JournalError::db("set up"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;
+             PRAGMA wal_autocheckpoint = 16384;",
+        )
+        .map_err(JournalError::db("set up"))?;
         conn.execute_batch(SCHEMA)
             .map_err(JournalError::db("create its tables"))?;
         Ok(Journal { conn })
@@ -151,54 +155,45 @@ impl Journal {
         let t = Instant::now();
         let diff = match target.diff_from_with(source, opts) {
             Ok(diff) => diff,
-            Err(e) => return Err(self.failed(run, Vec::new(), None, e)),
+            Err(e) => return Err(self.failed(run, &[], Vec::new(), e)),
         };
         let mut phases = vec![("diff".to_string(), t.elapsed().as_secs_f64())];
-        let elements = elements_of(&diff);
-        self.plan(run, &elements)?;
+        // The plan is written by a second thread while the sync applies it
+        // (committed every few thousand changes, and whole before the run
+        // ends, a panicking hook included): the journal costs a fraction
+        // of the sync instead of adding to it.
         let t = Instant::now();
-        let result = target.sync_diff_from(source, &diff, opts);
+        let (planned, result) = std::thread::scope(|scope| {
+            let writer = scope.spawn(|| self.plan(run, &diff));
+            let result = target.sync_diff_from(source, &diff, opts);
+            let planned = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (planned, result)
+        });
+        let planned = planned?;
         phases.push(("sync".into(), t.elapsed().as_secs_f64()));
         match result {
             Ok(report) => {
-                self.outcomes(run, &elements, &report)?;
                 let result = if report.is_success() {
                     RunResult::Succeeded
                 } else {
                     RunResult::Partial
                 };
-                self.finish(run, result, None, Some(&report), &phases)?;
+                self.finish(run, &planned, result, None, Some(&report), &phases)?;
                 Ok((run, report))
             }
-            Err(e) => Err(self.failed(run, elements, Some(phases), e)),
+            Err(e) => Err(self.failed(run, &planned, phases, e)),
         }
     }
 
     /// Records a run that stopped with `error`: the outcomes its report
     /// holds, its end; the error returned names the run.
-    fn failed(
-        &mut self,
-        run: RunId,
-        elements: Vec<Element>,
-        phases: Option<Vec<(String, f64)>>,
-        error: Error,
-    ) -> JournalError {
+    fn failed(&mut self, run: RunId, planned: &[Planned], phases: Vec<(String, f64)>, error: Error) -> JournalError {
         let report = match &error {
             Error::Sync(SyncError::Aborted { report, .. } | SyncError::StoreApply { report, .. }) => Some(&**report),
             _ => None,
         };
-        let recorded = report
-            .map_or(Ok(()), |r| self.outcomes(run, &elements, r))
-            .and_then(|()| {
-                self.finish(
-                    run,
-                    RunResult::Failed,
-                    Some(&Chain(&error).to_string()),
-                    report,
-                    &phases.unwrap_or_default(),
-                )
-            });
-        match recorded {
+        let message = Chain(&error).to_string();
+        match self.finish(run, planned, RunResult::Failed, Some(&message), report, &phases) {
             Ok(()) => JournalError::Run {
                 run,
                 source: Box::new(error),
@@ -232,72 +227,127 @@ impl Journal {
         Ok(RunId(self.conn.last_insert_rowid()))
     }
 
-    /// The run's changes, before any is applied.
-    fn plan(&mut self, run: RunId, elements: &[Element]) -> Result<(), JournalError> {
-        let tx = self.conn.transaction().map_err(JournalError::db("record a plan"))?;
-        {
-            let mut insert = tx
-                .prepare(
-                    "INSERT INTO elements (run, seq, model_type, key, parent_type, parent_key, identifiers,
-                     action, outcome, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )
-                .map_err(JournalError::db("record a plan"))?;
-            let pending = json(&Outcome::Pending);
-            for e in elements {
-                insert
-                    .execute(params![
-                        run.0,
-                        e.seq,
-                        e.model_type,
-                        e.key,
-                        e.parent.as_ref().map(|p| &p.0),
-                        e.parent.as_ref().map(|p| &p.1),
-                        json(&e.identifiers),
-                        e.action.as_str(),
-                        pending,
-                        e.before.as_ref().map(json),
-                        e.after.as_ref().map(json),
-                    ])
-                    .map_err(JournalError::db("record a plan"))?;
-            }
-        }
-        tx.commit().map_err(JournalError::db("record a plan"))
+    /// The run's changes: written straight from the diff's walk (parents
+    /// before children), committed every [`PLAN_CHUNK`] changes.
+    fn plan(&mut self, run: RunId, diff: &Diff) -> Result<Vec<Planned>, JournalError> {
+        let fail = JournalError::db("record a plan");
+        self.conn.execute_batch("BEGIN").map_err(&fail)?;
+        let planned = self.plan_in(run, diff);
+        let end = if planned.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        self.conn.execute_batch(end).map_err(&fail)?;
+        planned
     }
 
-    /// Each change's outcome, from the report.
-    fn outcomes(&mut self, run: RunId, elements: &[Element], report: &SyncReport) -> Result<(), JournalError> {
-        let seq: HashMap<(&str, &str), u32> = elements
-            .iter()
-            .map(|e| ((e.model_type.as_str(), e.key.as_str()), e.seq))
-            .collect();
-        let tx = self.conn.transaction().map_err(JournalError::db("record outcomes"))?;
+    fn plan_in(&mut self, run: RunId, diff: &Diff) -> Result<Vec<Planned>, JournalError> {
+        let fail = JournalError::db("record a plan");
+        let mut planned = Vec::new();
         {
-            let mut update = tx
-                .prepare("UPDATE elements SET outcome = ?3 WHERE run = ?1 AND seq = ?2")
-                .map_err(JournalError::db("record outcomes"))?;
-            for r in &report.elements {
-                if let Some(s) = seq.get(&(r.model_type.as_str(), r.key.as_str())) {
-                    update
-                        .execute(params![run.0, s, json(&r.outcome)])
-                        .map_err(JournalError::db("record outcomes"))?;
+            let mut insert = self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO elements (id, model_type, key, parent_type, parent_key, identifiers, action, before,
+                     after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(&fail)?;
+            let mut path: Vec<(&str, &str)> = Vec::new();
+            // JSON written into buffers kept across rows, not a new string
+            // per value.
+            let (mut ids, mut before, mut after) = (Vec::new(), Vec::new(), Vec::new());
+            for (e, depth) in diff.iter() {
+                path.truncate(depth);
+                let parent = path.last().copied();
+                path.push((&e.model_type, &e.key));
+                if e.action == Action::NoChange {
+                    continue;
+                }
+                let seq = planned.len() as u32;
+                let ids = write_json(&mut ids, Some(&e.identifiers));
+                let before = write_json(&mut before, e.dest_attrs.as_ref());
+                // An update keeps only what it changed: the values after
+                // are those before with these.
+                let after = if e.action == Action::Update {
+                    let changed: serde_json::Map<String, serde_json::Value> =
+                        e.changes.iter().map(|c| (c.name.to_string(), c.new.clone())).collect();
+                    write_json(&mut after, Some(&changed))
+                } else {
+                    write_json(&mut after, e.source_attrs.as_ref())
+                };
+                insert
+                    .execute(params![
+                        element_id(run, seq),
+                        e.model_type,
+                        e.key,
+                        parent.map(|p| p.0),
+                        parent.map(|p| p.1),
+                        ids,
+                        e.action.as_str(),
+                        before,
+                        after,
+                    ])
+                    .map_err(&fail)?;
+                planned.push(Planned {
+                    seq,
+                    model_type: e.model_type.to_string(),
+                    key: e.key.clone(),
+                });
+                if planned.len() % PLAN_CHUNK == 0 {
+                    self.conn.execute_batch("COMMIT; BEGIN").map_err(&fail)?;
                 }
             }
         }
-        tx.commit().map_err(JournalError::db("record outcomes"))
+        Ok(planned)
     }
 
+    /// The run's end, and each change's outcome: the usual one (applied,
+    /// or planned in a dry run) said once for the run, the others (failed,
+    /// skipped, never reached) one row each.
     fn finish(
         &mut self,
         run: RunId,
+        planned: &[Planned],
         result: RunResult,
         error: Option<&str>,
         report: Option<&SyncReport>,
         phases: &[(String, f64)],
     ) -> Result<(), JournalError> {
-        self.conn
-            .execute(
-                "UPDATE runs SET ended_ms = ?2, result = ?3, error = ?4, totals = ?5, phases = ?6, peak_memory = ?7
-                 WHERE id = ?1",
+        let fail = JournalError::db("record a run's end");
+        let usual = match report {
+            Some(r) if r.dry_run => Outcome::Planned,
+            _ => Outcome::Applied,
+        };
+        // The changes whose outcome is not the usual one: none, usually,
+        // and then nothing is looked up.
+        let reported: Vec<&diffsync::ElementReport> = report
+            .map(|r| r.elements.iter().filter(|e| e.action != Action::NoChange).collect())
+            .unwrap_or_default();
+        let unusual: Vec<&diffsync::ElementReport> = reported.iter().copied().filter(|e| e.outcome != usual).collect();
+        let tx = self.conn.transaction().map_err(&fail)?;
+        {
+            let mut except = tx
+                .prepare("INSERT OR REPLACE INTO exceptions (id, outcome) VALUES (?1, ?2)")
+                .map_err(&fail)?;
+            if !unusual.is_empty() || reported.len() != planned.len() {
+                let seq: HashMap<(&str, &str), u32> = planned
+                    .iter()
+                    .map(|p| ((p.model_type.as_str(), p.key.as_str()), p.seq))
+                    .collect();
+                let named: HashMap<u32, &Outcome> = reported
+                    .iter()
+                    .filter_map(|e| Some((*seq.get(&(e.model_type.as_str(), e.key.as_str()))?, &e.outcome)))
+                    .collect();
+                for p in planned {
+                    // A change the report does not name was never reached.
+                    let outcome = named.get(&p.seq).copied().unwrap_or(&Outcome::Pending);
+                    if *outcome != usual {
+                        except
+                            .execute(params![element_id(run, p.seq), json(outcome)])
+                            .map_err(&fail)?;
+                    }
+                }
+            }
+            tx.execute(
+                "UPDATE runs SET ended_ms = ?2, result = ?3, error = ?4, totals = ?5, phases = ?6, peak_memory = ?7,
+                 usual = ?8 WHERE id = ?1",
                 params![
                     run.0,
                     now_ms() as i64,
@@ -306,10 +356,12 @@ impl Journal {
                     report.map(|r| json(&r.totals())),
                     json(&phases),
                     peak_memory().map(|m| m as i64),
+                    json(&usual),
                 ],
             )
-            .map_err(JournalError::db("record a run's end"))?;
-        Ok(())
+            .map_err(&fail)?;
+        }
+        tx.commit().map_err(&fail)
     }
 
     /// One run (without its elements: [`elements`](Journal::elements)).
@@ -322,20 +374,44 @@ impl Journal {
             .map_err(|message| JournalError::Corrupt { run, message })
     }
 
-    /// A run's changes, in order.
+    /// A run's changes, in order, with their outcomes (`Pending` while the
+    /// run goes on, or when it died).
     pub fn elements(&self, run: RunId) -> Result<Vec<Element>, JournalError> {
+        let fail = JournalError::db("read a run's changes");
+        let usual = self.usual(run)?;
         let mut query = self
             .conn
-            .prepare(&format!("{ELEMENT_COLUMNS} WHERE run = ?1 ORDER BY seq"))
-            .map_err(JournalError::db("read a run's changes"))?;
+            .prepare(&format!(
+                "{ELEMENT_COLUMNS} WHERE e.id >= ?1 AND e.id < ?2 ORDER BY e.id"
+            ))
+            .map_err(&fail)?;
         let rows = query
-            .query_map([run.0], read_element)
-            .map_err(JournalError::db("read a run's changes"))?;
+            .query_map([element_id(run, 0), run_end(run)], read_element)
+            .map_err(&fail)?;
         rows.map(|r| {
-            r.map_err(JournalError::db("read a run's changes"))?
+            r.map_err(&fail)?
+                .and_then(|(e, exception)| with_outcome(e, exception, usual.as_ref()))
                 .map_err(|message| JournalError::Corrupt { run, message })
         })
         .collect()
+    }
+
+    /// The outcome of a run's changes that have no row of their own
+    /// (`None`: the run has not ended).
+    fn usual(&self, run: RunId) -> Result<Option<Outcome>, JournalError> {
+        let usual: Option<Option<String>> = self
+            .conn
+            .query_row("SELECT usual FROM runs WHERE id = ?1", [run.0], |row| row.get(0))
+            .optional()
+            .map_err(JournalError::db("read a run"))?;
+        let usual = usual.ok_or(JournalError::NoRun(run))?;
+        usual
+            .map(|u| serde_json::from_str(&u))
+            .transpose()
+            .map_err(|e| JournalError::Corrupt {
+                run,
+                message: e.to_string(),
+            })
     }
 
     /// The runs that match, newest first.
@@ -384,34 +460,39 @@ impl Journal {
     /// Every recorded change to one model, oldest first, with its run:
     /// who changed this device's role, when, in which run, from what.
     pub fn history(&self, model_type: &str, key: &str) -> Result<Vec<KeyEvent>, JournalError> {
+        let fail = JournalError::db("read a key's history");
         let mut query = self
             .conn
-            .prepare(
-                "SELECT e.run, e.seq, e.model_type, e.key, e.parent_type, e.parent_key, e.identifiers, e.action,
-                        e.outcome, e.before, e.after, r.started_ms, r.mode, r.source, r.target, r.dry_run
-                 FROM elements e JOIN runs r ON r.id = e.run
-                 WHERE e.model_type = ?1 AND e.key = ?2 ORDER BY e.run, e.seq",
-            )
-            .map_err(JournalError::db("read a key's history"))?;
+            .prepare(&format!(
+                "{ELEMENT_COLUMNS_WITH_RUN} WHERE e.model_type = ?1 AND e.key = ?2 ORDER BY e.id"
+            ))
+            .map_err(&fail)?;
         let rows = query
             .query_map([model_type, key], |row| {
-                let element = read_element(row)?;
                 Ok((
-                    RunId(row.get(0)?),
-                    element,
+                    read_element(row)?,
                     row.get::<_, i64>(11)? as u64,
                     row.get::<_, String>(12)?,
                     row.get::<_, String>(13)?,
                     row.get::<_, String>(14)?,
                     row.get::<_, bool>(15)?,
+                    row.get::<_, Option<String>>(16)?,
                 ))
             })
-            .map_err(JournalError::db("read a key's history"))?;
+            .map_err(&fail)?;
         let mut events = Vec::new();
         for row in rows {
-            let (run, element, started_ms, mode, source, target, dry_run) =
-                row.map_err(JournalError::db("read a key's history"))?;
+            let (element, started_ms, mode, source, target, dry_run, usual) = row.map_err(&fail)?;
+            let (element, exception) = element.map_err(|message| JournalError::Corrupt {
+                run: RunId(-1),
+                message,
+            })?;
+            let run = RunId(element.seq_run);
             let corrupt = |message: String| JournalError::Corrupt { run, message };
+            let usual: Option<Outcome> = usual
+                .map(|u| serde_json::from_str(&u))
+                .transpose()
+                .map_err(|e| corrupt(e.to_string()))?;
             events.push(KeyEvent {
                 run,
                 started_ms,
@@ -419,7 +500,7 @@ impl Journal {
                 source,
                 target,
                 dry_run,
-                element: element.map_err(corrupt)?,
+                element: with_outcome(element, exception, usual.as_ref()).map_err(corrupt)?,
             });
         }
         Ok(events)
@@ -427,18 +508,45 @@ impl Journal {
 
     /// Drops the runs `keep` does not keep, with their changes; how many.
     pub fn retain(&mut self, keep: Retention) -> Result<usize, JournalError> {
-        let n = match keep {
-            Retention::Runs(n) => self.conn.execute(
-                "DELETE FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?1)",
-                [n as i64],
-            ),
-            Retention::MaxAgeMs(age) => self.conn.execute(
-                "DELETE FROM runs WHERE started_ms < ?1",
-                [now_ms().saturating_sub(age) as i64],
-            ),
+        let fail = JournalError::db("drop old runs");
+        let tx = self.conn.transaction().map_err(&fail)?;
+        let dropped: Vec<i64> = {
+            let (sql, arg) = match keep {
+                Retention::Runs(n) => (
+                    "SELECT id FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?1)",
+                    n as i64,
+                ),
+                Retention::MaxAgeMs(age) => (
+                    "SELECT id FROM runs WHERE started_ms < ?1",
+                    now_ms().saturating_sub(age) as i64,
+                ),
+            };
+            let mut query = tx.prepare(sql).map_err(&fail)?;
+            let rows = query.query_map([arg], |row| row.get(0)).map_err(&fail)?;
+            rows.collect::<Result<_, _>>().map_err(&fail)?
         };
-        n.map_err(JournalError::db("drop old runs"))
+        for &id in &dropped {
+            let run = RunId(id);
+            for table in ["elements", "exceptions"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE id >= ?1 AND id < ?2"),
+                    [element_id(run, 0), run_end(run)],
+                )
+                .map_err(&fail)?;
+            }
+            tx.execute("DELETE FROM runs WHERE id = ?1", [id]).map_err(&fail)?;
+        }
+        tx.commit().map_err(&fail)?;
+        Ok(dropped.len())
     }
+}
+
+/// A value's JSON in `buf` (kept for the next row), as text to bind.
+fn write_json<'b, T: serde::Serialize>(buf: &'b mut Vec<u8>, value: Option<&T>) -> Option<&'b str> {
+    let value = value?;
+    buf.clear();
+    serde_json::to_writer(&mut *buf, value).expect("journal records serialize to JSON");
+    std::str::from_utf8(buf).ok()
 }
 
 fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
@@ -482,35 +590,75 @@ fn read_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Run, String>> {
     Ok(run())
 }
 
-const ELEMENT_COLUMNS: &str = "SELECT run, seq, model_type, key, parent_type, parent_key, identifiers, action,
-    outcome, before, after FROM elements";
+const ELEMENT_COLUMNS: &str = "SELECT e.id, e.model_type, e.key, e.parent_type, e.parent_key, e.identifiers,
+    e.action, e.before, e.after, x.outcome FROM elements e LEFT JOIN exceptions x ON x.id = e.id";
 
-fn read_element(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Element, String>> {
-    let parent_type: Option<String> = row.get(4)?;
-    let parent_key: Option<String> = row.get(5)?;
-    let identifiers: String = row.get(6)?;
-    let action: String = row.get(7)?;
-    let outcome: String = row.get(8)?;
-    let before: Option<String> = row.get(9)?;
-    let after: Option<String> = row.get(10)?;
-    let (seq, model_type, key): (u32, String, String) = (row.get(1)?, row.get(2)?, row.get(3)?);
-    let element = || -> Result<Element, String> {
+const ELEMENT_COLUMNS_WITH_RUN: &str = "SELECT e.id, e.model_type, e.key, e.parent_type, e.parent_key,
+    e.identifiers, e.action, e.before, e.after, x.outcome, NULL, r.started_ms, r.mode, r.source, r.target,
+    r.dry_run, r.usual FROM elements e LEFT JOIN exceptions x ON x.id = e.id JOIN runs r ON r.id = (e.id >> 32)";
+
+/// An element as read, before its outcome is known.
+struct Read {
+    seq_run: i64,
+    element: Element,
+}
+
+fn read_element(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<(Read, Option<String>), String>> {
+    let id: i64 = row.get(0)?;
+    let (model_type, key): (String, String) = (row.get(1)?, row.get(2)?);
+    let parent_type: Option<String> = row.get(3)?;
+    let parent_key: Option<String> = row.get(4)?;
+    let identifiers: String = row.get(5)?;
+    let action: String = row.get(6)?;
+    let before: Option<String> = row.get(7)?;
+    let after: Option<String> = row.get(8)?;
+    let exception: Option<String> = row.get(9)?;
+    let element = || -> Result<(Read, Option<String>), String> {
         let attrs = |text: Option<String>| -> Result<_, String> {
             text.map(|t| serde_json::from_str(&t))
                 .transpose()
                 .map_err(|e| e.to_string())
         };
-        Ok(Element {
-            seq,
+        let action: Action = serde_json::from_value(serde_json::Value::String(action)).map_err(|e| e.to_string())?;
+        let before: Option<Attrs> = attrs(before)?;
+        let mut after: Option<Attrs> = attrs(after)?;
+        if action == Action::Update
+            && let (Some(before), Some(changed)) = (&before, after.take())
+        {
+            let mut whole = before.clone();
+            whole.extend(changed);
+            after = Some(whole);
+        }
+        let element = Element {
+            seq: (id & 0xffff_ffff) as u32,
             model_type,
             key,
             parent: parent_type.zip(parent_key),
             identifiers: serde_json::from_str(&identifiers).map_err(|e| e.to_string())?,
-            action: serde_json::from_value(serde_json::Value::String(action)).map_err(|e| e.to_string())?,
-            outcome: serde_json::from_str(&outcome).map_err(|e| e.to_string())?,
-            before: attrs(before)?,
-            after: attrs(after)?,
-        })
+            action,
+            outcome: Outcome::Pending,
+            before,
+            after,
+        };
+        Ok((
+            Read {
+                seq_run: id >> 32,
+                element,
+            },
+            exception,
+        ))
     };
     Ok(element())
+}
+
+/// The element with its outcome: its own row's, else the run's usual one
+/// once the run ended, else pending.
+fn with_outcome(read: Read, exception: Option<String>, usual: Option<&Outcome>) -> Result<Element, String> {
+    let mut element = read.element;
+    element.outcome = match (exception, usual) {
+        (Some(text), _) => serde_json::from_str(&text).map_err(|e| e.to_string())?,
+        (None, Some(usual)) => usual.clone(),
+        (None, None) => Outcome::Pending,
+    };
+    Ok(element)
 }
