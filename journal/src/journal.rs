@@ -100,6 +100,13 @@ pub struct Journal {
     conn: Connection,
 }
 
+/// A run being recorded: what its end is counted under.
+struct Ended {
+    run: RunId,
+    mode: Mode,
+    target: String,
+}
+
 /// A change of a run, as the recorder tracks it: its place and key.
 pub(crate) struct Planned {
     seq: u32,
@@ -152,10 +159,15 @@ impl Journal {
         opts: &mut Options<'_>,
     ) -> Result<(RunId, SyncReport), JournalError> {
         let run = self.begin(mode, source.name(), target.name(), opts.is_dry_run(), rollback_of)?;
+        let ended = Ended {
+            run,
+            mode,
+            target: target.name().to_string(),
+        };
         let t = Instant::now();
         let diff = match target.diff_from_with(source, opts) {
             Ok(diff) => diff,
-            Err(e) => return Err(self.failed(run, &[], Vec::new(), e)),
+            Err(e) => return Err(self.failed(&ended, &[], Vec::new(), e)),
         };
         let mut phases = vec![("diff".to_string(), t.elapsed().as_secs_f64())];
         // The plan is written by a second thread while the sync applies it
@@ -178,24 +190,24 @@ impl Journal {
                 } else {
                     RunResult::Partial
                 };
-                self.finish(run, &planned, result, None, Some(&report), &phases)?;
+                self.finish(&ended, &planned, result, None, Some(&report), &phases)?;
                 Ok((run, report))
             }
-            Err(e) => Err(self.failed(run, &planned, phases, e)),
+            Err(e) => Err(self.failed(&ended, &planned, phases, e)),
         }
     }
 
     /// Records a run that stopped with `error`: the outcomes its report
     /// holds, its end; the error returned names the run.
-    fn failed(&mut self, run: RunId, planned: &[Planned], phases: Vec<(String, f64)>, error: Error) -> JournalError {
+    fn failed(&mut self, ended: &Ended, planned: &[Planned], phases: Vec<(String, f64)>, error: Error) -> JournalError {
         let report = match &error {
             Error::Sync(SyncError::Aborted { report, .. } | SyncError::StoreApply { report, .. }) => Some(&**report),
             _ => None,
         };
         let message = Chain(&error).to_string();
-        match self.finish(run, planned, RunResult::Failed, Some(&message), report, &phases) {
+        match self.finish(ended, planned, RunResult::Failed, Some(&message), report, &phases) {
             Ok(()) => JournalError::Run {
-                run,
+                run: ended.run,
                 source: Box::new(error),
             },
             Err(e) => e,
@@ -303,14 +315,15 @@ impl Journal {
     /// skipped, never reached) one row each.
     fn finish(
         &mut self,
-        run: RunId,
+        ended: &Ended,
         planned: &[Planned],
         result: RunResult,
         error: Option<&str>,
         report: Option<&SyncReport>,
         phases: &[(String, f64)],
     ) -> Result<(), JournalError> {
-        let fail = JournalError::db("record a run's end");
+        let (run, fail) = (ended.run, JournalError::db("record a run's end"));
+        let peak = peak_memory();
         let usual = match report {
             Some(r) if r.dry_run => Outcome::Planned,
             _ => Outcome::Applied,
@@ -355,13 +368,15 @@ impl Journal {
                     error,
                     report.map(|r| json(&r.totals())),
                     json(&phases),
-                    peak_memory().map(|m| m as i64),
+                    peak.map(|m| m as i64),
                     json(&usual),
                 ],
             )
             .map_err(&fail)?;
         }
-        tx.commit().map_err(&fail)
+        tx.commit().map_err(&fail)?;
+        crate::metrics::record_run(ended.mode, &ended.target, result, report, phases, peak);
+        Ok(())
     }
 
     /// One run (without its elements: [`elements`](Journal::elements)).

@@ -11,10 +11,13 @@
 //! - [`Journal::rollback`]: the inverse of each change a run applied,
 //!   through the target's ordinary hooks, only where the target still
 //!   holds what the run wrote; the rest is reported as conflicts, by key.
+//! - [`metrics`]: every recorded run counted in the Prometheus form, and
+//!   an endpoint that serves the counts.
 #![warn(missing_docs)]
 
 mod error;
 mod journal;
+pub mod metrics;
 mod record;
 mod rollback;
 

@@ -136,6 +136,7 @@ impl Journal {
             .dry_run(dry_run)
             .allow_empty_source(true);
         let (own, report) = self.record(Mode::Rollback, Some(run), target, &source, &mut opts)?;
+        crate::metrics::record_rollback_conflicts(target.name(), conflicts.len());
         Ok(Rollback {
             run: Some(own),
             report,

@@ -273,3 +273,85 @@ fn runs_are_found_by_system_mode_and_result_and_old_ones_dropped() {
     );
     assert!(matches!(journal.run(first), Err(JournalError::NoRun(_))));
 }
+
+/// The body of `GET /metrics` at `address` (retried while the listener starts).
+fn scrape(address: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    for _ in 0..100 {
+        if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            return response;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nothing listens on {address}");
+}
+
+/// The value of the one sample of `name` whose labels include all of `labels`.
+fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let matching: Vec<f64> = body
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(matching.len() <= 1, "{name} {labels:?}: {matching:?}");
+    matching.first().copied()
+}
+
+#[test]
+fn the_metrics_endpoint_counts_a_known_run() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = free.local_addr().unwrap();
+    drop(free);
+    diffsync_journal::metrics::serve(address).unwrap();
+    let mut journal = Journal::in_memory().unwrap();
+    let mut target = sys_b().fail_on("site", "sfo");
+    target.name = "metrics-target".into();
+    let mut opts = Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE);
+    let (_, report) = journal.sync(&mut target, &sys_a(), &mut opts).unwrap();
+    let body = scrape(address);
+    let target = r#"target="metrics-target""#;
+    assert_eq!(
+        sample(
+            &body,
+            "diffsync_runs_total",
+            &[target, r#"mode="one-way""#, r#"result="partial""#]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    // Each change counted once, under its type, action and outcome.
+    let counted: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("diffsync_operations_total{") && l.contains(target))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let changes = report.elements.iter().filter(|e| e.action != Action::NoChange).count();
+    assert_eq!(counted, changes as f64, "{body}");
+    let update = [
+        target,
+        r#"model_type="device""#,
+        r#"action="update""#,
+        r#"outcome="applied""#,
+    ];
+    assert_eq!(sample(&body, "diffsync_operations_total", &update), Some(1.0), "{body}");
+    let failed = [
+        target,
+        r#"model_type="site""#,
+        r#"action="create""#,
+        r#"outcome="failed""#,
+    ];
+    assert_eq!(sample(&body, "diffsync_operations_total", &failed), Some(1.0), "{body}");
+    // Phase durations are histograms with buckets.
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("diffsync_phase_seconds_bucket{") && l.contains(r#"phase="sync""#)),
+        "{body}"
+    );
+    assert!(body.contains("# TYPE diffsync_runs_total counter"), "{body}");
+}
