@@ -8,7 +8,7 @@ use diffsync::{Action, Adapter, AdapterExt, Attrs, Chain, Diff, Error, Options, 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::JournalError;
-use crate::record::{Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult, now_ms, peak_memory};
+use crate::record::{Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult, Side, now_ms, peak_memory};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -37,12 +37,19 @@ CREATE TABLE IF NOT EXISTS elements (
     identifiers TEXT NOT NULL,
     action TEXT NOT NULL,
     before TEXT,
-    after TEXT
+    after TEXT,
+    side TEXT
 );
 CREATE INDEX IF NOT EXISTS elements_key ON elements (model_type, key);
 CREATE TABLE IF NOT EXISTS exceptions (
     id INTEGER PRIMARY KEY,
     outcome TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conflicts (
+    id INTEGER PRIMARY KEY,
+    model_type TEXT NOT NULL,
+    key TEXT NOT NULL,
+    record TEXT NOT NULL
 );
 ";
 
@@ -114,6 +121,12 @@ pub(crate) struct Planned {
     key: String,
 }
 
+/// The changes that went to one system, and its sync's report.
+struct Part<'a> {
+    planned: &'a [Planned],
+    report: Option<&'a SyncReport>,
+}
+
 impl Journal {
     /// The journal in `path` (created, with its tables, if new).
     pub fn open(path: impl AsRef<Path>) -> Result<Journal, JournalError> {
@@ -176,7 +189,7 @@ impl Journal {
         // of the sync instead of adding to it.
         let t = Instant::now();
         let (planned, result) = std::thread::scope(|scope| {
-            let writer = scope.spawn(|| self.plan(run, &diff));
+            let writer = scope.spawn(|| self.plan(run, &diff, None, 0));
             let result = target.sync_diff_from(source, &diff, opts);
             let planned = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (planned, result)
@@ -190,7 +203,11 @@ impl Journal {
                 } else {
                     RunResult::Partial
                 };
-                self.finish(&ended, &planned, result, None, Some(&report), &phases)?;
+                let part = Part {
+                    planned: &planned,
+                    report: Some(&report),
+                };
+                self.finish(&ended, &[part], result, None, &phases)?;
                 Ok((run, report))
             }
             Err(e) => Err(self.failed(&ended, &planned, phases, e)),
@@ -205,7 +222,8 @@ impl Journal {
             _ => None,
         };
         let message = Chain(&error).to_string();
-        match self.finish(ended, planned, RunResult::Failed, Some(&message), report, &phases) {
+        let part = Part { planned, report };
+        match self.finish(ended, &[part], RunResult::Failed, Some(&message), &phases) {
             Ok(()) => JournalError::Run {
                 run: ended.run,
                 source: Box::new(error),
@@ -241,16 +259,22 @@ impl Journal {
 
     /// The run's changes: written straight from the diff's walk (parents
     /// before children), committed every [`PLAN_CHUNK`] changes.
-    fn plan(&mut self, run: RunId, diff: &Diff) -> Result<Vec<Planned>, JournalError> {
+    fn plan(&mut self, run: RunId, diff: &Diff, side: Option<Side>, first: u32) -> Result<Vec<Planned>, JournalError> {
         let fail = JournalError::db("record a plan");
         self.conn.execute_batch("BEGIN").map_err(&fail)?;
-        let planned = self.plan_in(run, diff);
+        let planned = self.plan_in(run, diff, side, first);
         let end = if planned.is_ok() { "COMMIT" } else { "ROLLBACK" };
         self.conn.execute_batch(end).map_err(&fail)?;
         planned
     }
 
-    fn plan_in(&mut self, run: RunId, diff: &Diff) -> Result<Vec<Planned>, JournalError> {
+    fn plan_in(
+        &mut self,
+        run: RunId,
+        diff: &Diff,
+        side: Option<Side>,
+        first: u32,
+    ) -> Result<Vec<Planned>, JournalError> {
         let fail = JournalError::db("record a plan");
         let mut planned = Vec::new();
         {
@@ -258,7 +282,7 @@ impl Journal {
                 .conn
                 .prepare_cached(
                     "INSERT INTO elements (id, model_type, key, parent_type, parent_key, identifiers, action, before,
-                     after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     after, side) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(&fail)?;
             let mut path: Vec<(&str, &str)> = Vec::new();
@@ -272,7 +296,7 @@ impl Journal {
                 if e.action == Action::NoChange {
                     continue;
                 }
-                let seq = planned.len() as u32;
+                let seq = first + planned.len() as u32;
                 let ids = write_json(&mut ids, Some(&e.identifiers));
                 let before = write_json(&mut before, e.dest_attrs.as_ref());
                 // An update keeps only what it changed: the values after
@@ -295,6 +319,7 @@ impl Journal {
                         e.action.as_str(),
                         before,
                         after,
+                        side.map(Side::as_str),
                     ])
                     .map_err(&fail)?;
                 planned.push(Planned {
@@ -316,31 +341,43 @@ impl Journal {
     fn finish(
         &mut self,
         ended: &Ended,
-        planned: &[Planned],
+        parts: &[Part<'_>],
         result: RunResult,
         error: Option<&str>,
-        report: Option<&SyncReport>,
         phases: &[(String, f64)],
     ) -> Result<(), JournalError> {
         let (run, fail) = (ended.run, JournalError::db("record a run's end"));
         let peak = peak_memory();
-        let usual = match report {
-            Some(r) if r.dry_run => Outcome::Planned,
-            _ => Outcome::Applied,
+        let reports: Vec<&SyncReport> = parts.iter().filter_map(|p| p.report).collect();
+        let usual = if reports.iter().any(|r| r.dry_run) {
+            Outcome::Planned
+        } else {
+            Outcome::Applied
         };
-        // The changes whose outcome is not the usual one: none, usually,
-        // and then nothing is looked up.
-        let reported: Vec<&diffsync::ElementReport> = report
-            .map(|r| r.elements.iter().filter(|e| e.action != Action::NoChange).collect())
-            .unwrap_or_default();
-        let unusual: Vec<&diffsync::ElementReport> = reported.iter().copied().filter(|e| e.outcome != usual).collect();
+        let totals = (!reports.is_empty()).then(|| {
+            let mut all = SyncReport::default();
+            for r in &reports {
+                all.elements.extend(r.elements.iter().cloned());
+            }
+            all.totals()
+        });
         let tx = self.conn.transaction().map_err(&fail)?;
         {
             let mut except = tx
                 .prepare("INSERT OR REPLACE INTO exceptions (id, outcome) VALUES (?1, ?2)")
                 .map_err(&fail)?;
-            if !unusual.is_empty() || reported.len() != planned.len() {
-                let seq: HashMap<(&str, &str), u32> = planned
+            for part in parts {
+                // The changes whose outcome is not the usual one: none,
+                // usually, and then nothing is looked up.
+                let reported: Vec<&diffsync::ElementReport> = part
+                    .report
+                    .map(|r| r.elements.iter().filter(|e| e.action != Action::NoChange).collect())
+                    .unwrap_or_default();
+                if reported.len() == part.planned.len() && reported.iter().all(|e| e.outcome == usual) {
+                    continue;
+                }
+                let seq: HashMap<(&str, &str), u32> = part
+                    .planned
                     .iter()
                     .map(|p| ((p.model_type.as_str(), p.key.as_str()), p.seq))
                     .collect();
@@ -348,7 +385,7 @@ impl Journal {
                     .iter()
                     .filter_map(|e| Some((*seq.get(&(e.model_type.as_str(), e.key.as_str()))?, &e.outcome)))
                     .collect();
-                for p in planned {
+                for p in part.planned {
                     // A change the report does not name was never reached.
                     let outcome = named.get(&p.seq).copied().unwrap_or(&Outcome::Pending);
                     if *outcome != usual {
@@ -366,7 +403,7 @@ impl Journal {
                     now_ms() as i64,
                     result.as_str(),
                     error,
-                    report.map(|r| json(&r.totals())),
+                    totals.map(|t| json(&t)),
                     json(&phases),
                     peak.map(|m| m as i64),
                     json(&usual),
@@ -375,8 +412,99 @@ impl Journal {
             .map_err(&fail)?;
         }
         tx.commit().map_err(&fail)?;
-        crate::metrics::record_run(ended.mode, &ended.target, result, report, phases, peak);
+        crate::metrics::record_run(ended.mode, &ended.target, result, &reports, phases, peak);
         Ok(())
+    }
+
+    /// Reconciles `left` and `right` against `base` (as
+    /// [`bidir::reconcile`](diffsync::bidir::reconcile) does) and records
+    /// the run: mode two-way, the left side as its source and the right as
+    /// its target, each side's changes with their outcomes and the side
+    /// they went to, and every conflict with its resolution
+    /// ([`conflicts`](Journal::conflicts)).
+    pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
+        &mut self,
+        left: &mut L,
+        right: &mut R,
+        base: &mut diffsync::bidir::Base,
+        opts: &diffsync::bidir::BiOptions,
+    ) -> Result<(RunId, diffsync::bidir::BiReport), JournalError> {
+        let run = self.begin(Mode::TwoWay, left.name(), right.name(), opts.is_dry_run(), None)?;
+        let ended = Ended {
+            run,
+            mode: Mode::TwoWay,
+            target: right.name().to_string(),
+        };
+        let t = Instant::now();
+        let result = diffsync::bidir::reconcile(left, right, base, opts);
+        let phases = vec![("reconcile".to_string(), t.elapsed().as_secs_f64())];
+        let report = match result {
+            Ok(report) => report,
+            Err(e) => return Err(self.failed(&ended, &[], phases, e)),
+        };
+        let to_left = self.plan(run, &report.plan_left, Some(Side::Left), 0)?;
+        let to_right = self.plan(run, &report.plan_right, Some(Side::Right), to_left.len() as u32)?;
+        self.record_conflicts(run, &report.conflicts)?;
+        let (result, error) = match report.stopped() {
+            Some((side, e)) => (RunResult::Failed, Some(format!("{side}: {}", Chain(e)))),
+            None if report.is_clean() && report.to_left.is_success() && report.to_right.is_success() => {
+                (RunResult::Succeeded, None)
+            }
+            None => (RunResult::Partial, None),
+        };
+        let parts = [
+            Part {
+                planned: &to_left,
+                report: Some(&report.to_left),
+            },
+            Part {
+                planned: &to_right,
+                report: Some(&report.to_right),
+            },
+        ];
+        self.finish(&ended, &parts, result, error.as_deref(), &phases)?;
+        crate::metrics::record_conflicts(&report.conflicts);
+        Ok((run, report))
+    }
+
+    fn record_conflicts(
+        &mut self,
+        run: RunId,
+        conflicts: &[diffsync::bidir::ConflictRecord],
+    ) -> Result<(), JournalError> {
+        let fail = JournalError::db("record conflicts");
+        let tx = self.conn.transaction().map_err(&fail)?;
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO conflicts (id, model_type, key, record) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(&fail)?;
+            for (i, c) in conflicts.iter().enumerate() {
+                insert
+                    .execute(params![element_id(run, i as u32), c.model_type, c.key, json(c)])
+                    .map_err(&fail)?;
+            }
+        }
+        tx.commit().map_err(&fail)
+    }
+
+    /// A two-way run's conflicts, each with what base, left and right held,
+    /// the strategy and its resolution.
+    pub fn conflicts(&self, run: RunId) -> Result<Vec<diffsync::bidir::ConflictRecord>, JournalError> {
+        let fail = JournalError::db("read a run's conflicts");
+        let mut query = self
+            .conn
+            .prepare("SELECT record FROM conflicts WHERE id >= ?1 AND id < ?2 ORDER BY id")
+            .map_err(&fail)?;
+        let rows = query
+            .query_map([element_id(run, 0), run_end(run)], |row| row.get::<_, String>(0))
+            .map_err(&fail)?;
+        rows.map(|r| {
+            serde_json::from_str(&r.map_err(&fail)?).map_err(|e| JournalError::Corrupt {
+                run,
+                message: e.to_string(),
+            })
+        })
+        .collect()
     }
 
     /// One run (without its elements: [`elements`](Journal::elements)).
@@ -542,7 +670,7 @@ impl Journal {
         };
         for &id in &dropped {
             let run = RunId(id);
-            for table in ["elements", "exceptions"] {
+            for table in ["elements", "exceptions", "conflicts"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE id >= ?1 AND id < ?2"),
                     [element_id(run, 0), run_end(run)],
@@ -606,10 +734,10 @@ fn read_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Run, String>> {
 }
 
 const ELEMENT_COLUMNS: &str = "SELECT e.id, e.model_type, e.key, e.parent_type, e.parent_key, e.identifiers,
-    e.action, e.before, e.after, x.outcome FROM elements e LEFT JOIN exceptions x ON x.id = e.id";
+    e.action, e.before, e.after, x.outcome, e.side FROM elements e LEFT JOIN exceptions x ON x.id = e.id";
 
 const ELEMENT_COLUMNS_WITH_RUN: &str = "SELECT e.id, e.model_type, e.key, e.parent_type, e.parent_key,
-    e.identifiers, e.action, e.before, e.after, x.outcome, NULL, r.started_ms, r.mode, r.source, r.target,
+    e.identifiers, e.action, e.before, e.after, x.outcome, e.side, r.started_ms, r.mode, r.source, r.target,
     r.dry_run, r.usual FROM elements e LEFT JOIN exceptions x ON x.id = e.id JOIN runs r ON r.id = (e.id >> 32)";
 
 /// An element as read, before its outcome is known.
@@ -628,6 +756,7 @@ fn read_element(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<(Read, Optio
     let before: Option<String> = row.get(7)?;
     let after: Option<String> = row.get(8)?;
     let exception: Option<String> = row.get(9)?;
+    let side: Option<String> = row.get(10)?;
     let element = || -> Result<(Read, Option<String>), String> {
         let attrs = |text: Option<String>| -> Result<_, String> {
             text.map(|t| serde_json::from_str(&t))
@@ -649,6 +778,12 @@ fn read_element(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<(Read, Optio
             model_type,
             key,
             parent: parent_type.zip(parent_key),
+            side: match side.as_deref() {
+                None => None,
+                Some("left") => Some(Side::Left),
+                Some("right") => Some(Side::Right),
+                Some(other) => return Err(format!("unknown side {other:?}")),
+            },
             identifiers: serde_json::from_str(&identifiers).map_err(|e| e.to_string())?,
             action,
             outcome: Outcome::Pending,

@@ -23,5 +23,5 @@ mod rollback;
 
 pub use error::JournalError;
 pub use journal::Journal;
-pub use record::{Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult};
+pub use record::{Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult, Side};
 pub use rollback::{Rollback, RollbackConflict};

@@ -9,6 +9,7 @@
 //! | `diffsync_operations_total` | counter | `mode`, `target`, `model_type`, `action`, `outcome` |
 //! | `diffsync_phase_seconds` | histogram | `mode`, `phase` |
 //! | `diffsync_run_peak_memory_bytes` | gauge | `mode` |
+//! | `diffsync_conflicts_total` | counter | `kind`, `strategy` |
 //! | `diffsync_rollback_conflicts_total` | counter | `target` |
 
 use std::collections::HashMap;
@@ -22,20 +23,22 @@ pub(crate) fn record_run(
     mode: Mode,
     target: &str,
     result: RunResult,
-    report: Option<&SyncReport>,
+    reports: &[&SyncReport],
     phases: &[(String, f64)],
     peak_memory: Option<u64>,
 ) {
     let mode = mode.as_str();
     metrics::counter!("diffsync_runs_total", "mode" => mode, "target" => target.to_string(), "result" => result.as_str())
         .increment(1);
-    if let Some(report) = report {
-        let mut groups: HashMap<(&str, Action, &'static str), u64> = HashMap::new();
+    let mut groups: HashMap<(&str, Action, &'static str), u64> = HashMap::new();
+    for report in reports {
         for e in report.elements.iter().filter(|e| e.action != Action::NoChange) {
             *groups
                 .entry((e.model_type.as_str(), e.action, outcome_label(&e.outcome)))
                 .or_default() += 1;
         }
+    }
+    {
         for ((model_type, action, outcome), n) in groups {
             metrics::counter!(
                 "diffsync_operations_total",
@@ -53,6 +56,18 @@ pub(crate) fn record_run(
     }
     if let Some(bytes) = peak_memory {
         metrics::gauge!("diffsync_run_peak_memory_bytes", "mode" => mode).set(bytes as f64);
+    }
+}
+
+/// Counts a two-way run's conflicts by kind and strategy.
+pub(crate) fn record_conflicts(conflicts: &[diffsync::bidir::ConflictRecord]) {
+    for c in conflicts {
+        metrics::counter!(
+            "diffsync_conflicts_total",
+            "kind" => c.kind.as_str(),
+            "strategy" => c.strategy.clone(),
+        )
+        .increment(1);
     }
 }
 
@@ -125,6 +140,10 @@ pub fn serve(address: std::net::SocketAddr) -> Result<(), MetricsError> {
         "diffsync_run_peak_memory_bytes",
         metrics::Unit::Bytes,
         "The process's peak resident memory at the end of the last run."
+    );
+    metrics::describe_counter!(
+        "diffsync_conflicts_total",
+        "Conflicts of two-way runs, by kind and the strategy that decided."
     );
     metrics::describe_counter!(
         "diffsync_rollback_conflicts_total",

@@ -20,6 +20,8 @@ impl std::fmt::Display for RunId {
 pub enum Mode {
     /// A one-way sync: the target made to look like the source.
     OneWay,
+    /// A two-way reconcile: the source is the left side, the target the right.
+    TwoWay,
     /// The undo of a recorded run.
     Rollback,
 }
@@ -29,6 +31,7 @@ impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::OneWay => "one-way",
+            Mode::TwoWay => "two-way",
             Mode::Rollback => "rollback",
         }
     }
@@ -36,6 +39,7 @@ impl Mode {
     pub(crate) fn parse(s: &str) -> Option<Mode> {
         match s {
             "one-way" => Some(Mode::OneWay),
+            "two-way" => Some(Mode::TwoWay),
             "rollback" => Some(Mode::Rollback),
             _ => None,
         }
@@ -111,6 +115,26 @@ pub struct Run {
     pub rollback_of: Option<RunId>,
 }
 
+/// Which side of a two-way reconcile a change went to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    /// The left side (the run's `source`).
+    Left,
+    /// The right side (the run's `target`).
+    Right,
+}
+
+impl Side {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Left => "left",
+            Side::Right => "right",
+        }
+    }
+}
+
 /// One change of a run, as recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Element {
@@ -122,6 +146,8 @@ pub struct Element {
     pub key: String,
     /// The parent's (model type, unique id), if it has one.
     pub parent: Option<(String, String)>,
+    /// The side it went to, in a two-way reconcile (`None`: the run's target).
+    pub side: Option<Side>,
     /// Identifier values.
     pub identifiers: Attrs,
     /// What the run did.

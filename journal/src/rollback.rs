@@ -7,7 +7,7 @@ use diffsync::{
 
 use crate::error::JournalError;
 use crate::journal::Journal;
-use crate::record::{Element, Mode, RunId, RunResult};
+use crate::record::{Element, Mode, RunId, RunResult, Side};
 
 /// What a rollback did.
 #[derive(Debug)]
@@ -53,7 +53,8 @@ impl Journal {
     /// as a run of its own (so it can be rolled back in turn). A dry run
     /// plans it and writes nothing to the target. A run the process died
     /// in can be undone too: its changes whose result the target holds are
-    /// undone.
+    /// undone. Of a two-way run, the changes that went to `target` (its
+    /// left or its right side, by name) are undone.
     pub fn rollback<T: Adapter + ?Sized>(
         &mut self,
         run: RunId,
@@ -65,16 +66,23 @@ impl Journal {
         if recorded.dry_run {
             return Err(refuse("it was a dry run: it changed nothing".into()));
         }
-        if recorded.target != target.name() {
-            return Err(refuse(format!(
-                "it wrote to {:?}, not to {:?}",
-                recorded.target,
-                target.name()
-            )));
-        }
+        // A two-way run wrote to both of its systems: `target` is one of
+        // them, and only what went to it is undone.
+        let side = match recorded.mode {
+            Mode::TwoWay if target.name() == recorded.source => Some(Side::Left),
+            Mode::TwoWay if target.name() == recorded.target => Some(Side::Right),
+            _ if target.name() == recorded.target => None,
+            _ => {
+                return Err(refuse(format!(
+                    "it wrote to {:?}, not to {:?}",
+                    recorded.target,
+                    target.name()
+                )));
+            }
+        };
         let unfinished = recorded.result == RunResult::Unfinished;
         let elements = self.elements(run)?;
-        let done = elements.iter().filter(|e| match e.outcome {
+        let done = elements.iter().filter(|e| e.side == side).filter(|e| match e.outcome {
             Outcome::Applied | Outcome::RemovedWithParent => true,
             Outcome::Pending => unfinished,
             _ => false,

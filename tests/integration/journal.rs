@@ -355,3 +355,77 @@ fn the_metrics_endpoint_counts_a_known_run() {
     );
     assert!(body.contains("# TYPE diffsync_runs_total counter"), "{body}");
 }
+
+#[test]
+fn a_two_way_run_is_recorded_per_side_with_its_conflicts() {
+    use diffsync::bidir::{Base, BiOptions, Strategy};
+    use diffsync_journal::Side;
+    let mut journal = Journal::in_memory().unwrap();
+    let (mut left, mut right) = (sys_a(), sys_a());
+    let mut base = Base::from_store(sys_a().store);
+    // Since the base: left edits a device, right edits a site, both edit one interface.
+    set(&mut left, "device", "nyc-r1", "role", "core");
+    set(&mut right, "site", "sfo", "region", "pacific");
+    set(&mut left, "interface", "nyc-r1__eth0", "description", "left's");
+    set(&mut right, "interface", "nyc-r1__eth0", "description", "right's");
+    let opts = BiOptions::new().strategy(Strategy::LeftWins);
+    let (run, report) = journal.reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
+    assert_eq!(left.store.fingerprint(), right.store.fingerprint());
+    let recorded = journal.run(run).unwrap();
+    assert_eq!(
+        (
+            recorded.mode,
+            recorded.source.as_str(),
+            recorded.target.as_str(),
+            recorded.result
+        ),
+        (Mode::TwoWay, "sys-a", "sys-a", RunResult::Succeeded)
+    );
+    let sides: Vec<(Option<Side>, String)> = journal
+        .elements(run)
+        .unwrap()
+        .iter()
+        .map(|e| (e.side, e.key.clone()))
+        .collect();
+    assert!(sides.contains(&(Some(Side::Left), "sfo".into())), "{sides:?}");
+    assert!(sides.contains(&(Some(Side::Right), "nyc-r1".into())), "{sides:?}");
+    assert!(sides.contains(&(Some(Side::Right), "nyc-r1__eth0".into())), "{sides:?}");
+    let conflicts = journal.conflicts(run).unwrap();
+    assert_eq!(conflicts, report.conflicts);
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].key, "nyc-r1__eth0");
+}
+
+#[test]
+fn a_two_way_run_s_side_is_undone_on_that_side_alone() {
+    use diffsync::bidir::{Base, BiOptions, Strategy};
+    let mut journal = Journal::in_memory().unwrap();
+    let (mut left, mut right) = (sys_a(), sys_a());
+    left.name = "left".into();
+    right.name = "right".into();
+    let mut base = Base::from_store(sys_a().store);
+    set(&mut left, "device", "nyc-r1", "role", "core");
+    set(&mut right, "site", "sfo", "region", "pacific");
+    let (left_before, right_before) = (left.store.fingerprint(), right.store.fingerprint());
+    let (run, _) = journal
+        .reconcile(
+            &mut left,
+            &mut right,
+            &mut base,
+            &BiOptions::new().strategy(Strategy::LeftWins),
+        )
+        .unwrap();
+    // Undo what went to the right side: it holds its own edit again, not left's.
+    let undo = journal.rollback(run, &mut right, false).unwrap();
+    assert!(undo.conflicts.is_empty(), "{:?}", undo.conflicts);
+    assert_eq!(right.store.fingerprint(), right_before);
+    assert_ne!(
+        left.store.fingerprint(),
+        left_before,
+        "the left side keeps what it took"
+    );
+    let undo = journal.rollback(run, &mut left, false).unwrap();
+    assert!(undo.conflicts.is_empty(), "{:?}", undo.conflicts);
+    assert_eq!(left.store.fingerprint(), left_before);
+    assert!(journal.rollback(run, &mut sys_b(), false).is_err(), "neither side");
+}

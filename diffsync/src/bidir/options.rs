@@ -87,6 +87,10 @@ impl BiOptions {
         self.dry_run = dry_run;
         self
     }
+    /// Whether this is a dry run.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
 
     /// Update/delete and delete/update conflicts go to the modification,
     /// whatever the strategy (a deletion never loses an edit it did not
