@@ -125,7 +125,14 @@ impl<R: Reconciler + 'static> ReconcileLoop<R> {
         self.commit_every = every;
         self
     }
-    /// The tag of the loop's own writes (their events are not new work).
+    /// The tag of the loop's own writes (their events are not new work),
+    /// and the `loop` label of its metrics: `diffsync_loop_applied_total`,
+    /// `diffsync_loop_failed_total`, `diffsync_loop_latency_seconds`
+    /// (event to applied), `diffsync_loop_queue_depth`,
+    /// `diffsync_loop_retries_total{subject}`, `diffsync_loop_gaps_total`,
+    /// `diffsync_loop_full_passes_total{reason,result}`,
+    /// `diffsync_loop_repaired_total`, `diffsync_loop_conflicts_total{kind,strategy}`,
+    /// counted through the `metrics` facade.
     pub fn origin(mut self, tag: impl Into<String>) -> Self {
         self.origin = tag.into();
         self

@@ -274,8 +274,21 @@ fn runs_are_found_by_system_mode_and_result_and_old_ones_dropped() {
     assert!(matches!(journal.run(first), Err(JournalError::NoRun(_))));
 }
 
+/// The process's metrics endpoint, started by the first test that needs it
+/// (a process has one recorder).
+pub(crate) fn metrics_endpoint() -> std::net::SocketAddr {
+    static ENDPOINT: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
+    *ENDPOINT.get_or_init(|| {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = free.local_addr().unwrap();
+        drop(free);
+        diffsync_journal::metrics::serve(address).unwrap();
+        address
+    })
+}
+
 /// The body of `GET /metrics` at `address` (retried while the listener starts).
-fn scrape(address: std::net::SocketAddr) -> String {
+pub(crate) fn scrape(address: std::net::SocketAddr) -> String {
     use std::io::{Read, Write};
     for _ in 0..100 {
         if let Ok(mut stream) = std::net::TcpStream::connect(address) {
@@ -293,7 +306,7 @@ fn scrape(address: std::net::SocketAddr) -> String {
 }
 
 /// The value of the one sample of `name` whose labels include all of `labels`.
-fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
+pub(crate) fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
     let matching: Vec<f64> = body
         .lines()
         .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
@@ -305,10 +318,7 @@ fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 #[test]
 fn the_metrics_endpoint_counts_a_known_run() {
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = free.local_addr().unwrap();
-    drop(free);
-    diffsync_journal::metrics::serve(address).unwrap();
+    let address = metrics_endpoint();
     let mut journal = Journal::in_memory().unwrap();
     let mut target = sys_b().fail_on("site", "sfo");
     target.name = "metrics-target".into();

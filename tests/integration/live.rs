@@ -1016,3 +1016,45 @@ fn two_way_loop_law(seed: u64, rounds: usize) {
         );
     }
 }
+
+#[test]
+fn the_loop_counts_what_it_applies_its_latency_queue_and_full_passes() {
+    use crate::journal::{metrics_endpoint, sample, scrape};
+    let address = metrics_endpoint();
+    let source = Arc::new(Mutex::new(sys_a()));
+    let target = Arc::new(Mutex::new(sys_a()));
+    let feed = source.lock().unwrap().store.subscribe();
+    let handle = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+        .feed(feed)
+        .debounce(Duration::from_millis(5))
+        .anti_entropy(None)
+        .origin("metrics-loop");
+    let events = handle.subscribe();
+    let handle = handle.spawn().unwrap();
+    wait_for(&events, |e| matches!(e, LoopEvent::FullPass { reason: "startup", .. }));
+    describe(&source, "nyc-r1__eth0", "one edit");
+    wait_for(&events, |e| matches!(e, LoopEvent::Synced { applied: 1, .. }));
+    handle.shutdown();
+    let body = scrape(address);
+    let this = r#"loop="metrics-loop""#;
+    assert_eq!(
+        sample(&body, "diffsync_loop_applied_total", &[this]),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "diffsync_loop_full_passes_total",
+            &[this, r#"reason="startup""#, r#"result="ok""#]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "diffsync_loop_latency_seconds_count", &[this]),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(sample(&body, "diffsync_loop_queue_depth", &[this]), Some(0.0), "{body}");
+}
