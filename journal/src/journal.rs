@@ -277,62 +277,95 @@ impl Journal {
     ) -> Result<Vec<Planned>, JournalError> {
         let fail = JournalError::db("record a plan");
         let mut planned = Vec::new();
-        {
-            let mut insert = self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO elements (id, model_type, key, parent_type, parent_key, identifiers, action, before,
-                     after, side) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
-                .map_err(&fail)?;
-            let mut path: Vec<(&str, &str)> = Vec::new();
-            // JSON written into buffers kept across rows, not a new string
-            // per value.
-            let (mut ids, mut before, mut after) = (Vec::new(), Vec::new(), Vec::new());
-            for (e, depth) in diff.iter() {
-                path.truncate(depth);
-                let parent = path.last().copied();
-                path.push((&e.model_type, &e.key));
-                if e.action == Action::NoChange {
-                    continue;
-                }
-                let seq = first + planned.len() as u32;
-                let ids = write_json(&mut ids, Some(&e.identifiers));
-                let before = write_json(&mut before, e.dest_attrs.as_ref());
-                // An update keeps only what it changed: the values after
-                // are those before with these.
-                let after = if e.action == Action::Update {
-                    let changed: serde_json::Map<String, serde_json::Value> =
-                        e.changes.iter().map(|c| (c.name.to_string(), c.new.clone())).collect();
-                    write_json(&mut after, Some(&changed))
-                } else {
-                    write_json(&mut after, e.source_attrs.as_ref())
-                };
-                insert
-                    .execute(params![
-                        element_id(run, seq),
-                        e.model_type,
-                        e.key,
-                        parent.map(|p| p.0),
-                        parent.map(|p| p.1),
-                        ids,
-                        e.action.as_str(),
-                        before,
-                        after,
-                        side.map(Side::as_str),
-                    ])
-                    .map_err(&fail)?;
-                planned.push(Planned {
-                    seq,
-                    model_type: e.model_type.to_string(),
-                    key: e.key.clone(),
-                });
-                if planned.len() % PLAN_CHUNK == 0 {
-                    self.conn.execute_batch("COMMIT; BEGIN").map_err(&fail)?;
-                }
+        // Rows go in statements of ROWS_PER_INSERT (a statement's step is
+        // most of a row's cost); their JSON is written into one buffer per
+        // statement, not a string per value.
+        let mut rows: Vec<Row<'_>> = Vec::with_capacity(ROWS_PER_INSERT);
+        let mut text = Vec::new();
+        let mut path: Vec<(&str, &str)> = Vec::new();
+        for (e, depth) in diff.iter() {
+            path.truncate(depth);
+            let parent = path.last().copied();
+            path.push((&e.model_type, &e.key));
+            if e.action == Action::NoChange {
+                continue;
+            }
+            let seq = first + planned.len() as u32;
+            let ids = append_json(&mut text, Some(&e.identifiers));
+            let before = append_json(&mut text, e.dest_attrs.as_ref());
+            // An update keeps only what it changed: the values after are
+            // those before with these.
+            let after = if e.action == Action::Update {
+                let changed: serde_json::Map<String, serde_json::Value> =
+                    e.changes.iter().map(|c| (c.name.to_string(), c.new.clone())).collect();
+                append_json(&mut text, Some(&changed))
+            } else {
+                append_json(&mut text, e.source_attrs.as_ref())
+            };
+            rows.push(Row {
+                id: element_id(run, seq),
+                model_type: &e.model_type,
+                key: &e.key,
+                parent_type: parent.map(|p| p.0),
+                parent_key: parent.map(|p| p.1),
+                ids: ids.unwrap_or_default(),
+                action: e.action.as_str(),
+                before,
+                after,
+            });
+            planned.push(Planned {
+                seq,
+                model_type: e.model_type.to_string(),
+                key: e.key.clone(),
+            });
+            if rows.len() == ROWS_PER_INSERT {
+                self.insert_rows(&rows, &text, side).map_err(&fail)?;
+                rows.clear();
+                text.clear();
+            }
+            if planned.len() % PLAN_CHUNK == 0 {
+                self.conn.execute_batch("COMMIT; BEGIN").map_err(&fail)?;
             }
         }
+        self.insert_rows(&rows, &text, side).map_err(&fail)?;
         Ok(planned)
+    }
+
+    /// One statement inserting `rows` (their JSON spans in `text`).
+    fn insert_rows(&self, rows: &[Row<'_>], text: &[u8], side: Option<Side>) -> rusqlite::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO elements (id, model_type, key, parent_type, parent_key, identifiers, action, before, after,
+             side) VALUES {}",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ")
+        );
+        let mut insert = self.conn.prepare_cached(&sql)?;
+        // serde_json writes UTF-8: each span is text.
+        let span = |s: (usize, usize)| std::str::from_utf8(&text[s.0..s.1]).unwrap_or_default();
+        let side = side.map(Side::as_str);
+        let spans: Vec<(&str, Option<&str>, Option<&str>)> = rows
+            .iter()
+            .map(|r| (span(r.ids), r.before.map(span), r.after.map(span)))
+            .collect();
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(rows.len() * 10);
+        for (r, (ids, before, after)) in rows.iter().zip(&spans) {
+            values.extend_from_slice(&[
+                &r.id,
+                &r.model_type,
+                &r.key,
+                &r.parent_type,
+                &r.parent_key,
+                ids,
+                &r.action,
+                before,
+                after,
+                &side,
+            ]);
+        }
+        insert.execute(values.as_slice())?;
+        Ok(())
     }
 
     /// The run's end, and each change's outcome: the usual one (applied,
@@ -355,11 +388,19 @@ impl Journal {
             Outcome::Applied
         };
         let totals = (!reports.is_empty()).then(|| {
-            let mut all = SyncReport::default();
-            for r in &reports {
-                all.elements.extend(r.elements.iter().cloned());
-            }
-            all.totals()
+            reports
+                .iter()
+                .map(|r| r.totals())
+                .fold(diffsync::Totals::default(), |mut all, t| {
+                    all.applied += t.applied;
+                    all.failed += t.failed;
+                    all.soft_failed += t.soft_failed;
+                    all.rolled_back += t.rolled_back;
+                    all.skipped += t.skipped;
+                    all.planned += t.planned;
+                    all.unchanged += t.unchanged;
+                    all
+                })
         });
         let tx = self.conn.transaction().map_err(&fail)?;
         {
@@ -684,12 +725,29 @@ impl Journal {
     }
 }
 
-/// A value's JSON in `buf` (kept for the next row), as text to bind.
-fn write_json<'b, T: serde::Serialize>(buf: &'b mut Vec<u8>, value: Option<&T>) -> Option<&'b str> {
+/// Rows of a multi-row insert.
+const ROWS_PER_INSERT: usize = 64;
+
+/// An element's row, waiting for its statement; its JSON is a span of the
+/// statement's text.
+struct Row<'a> {
+    id: i64,
+    model_type: &'a str,
+    key: &'a str,
+    parent_type: Option<&'a str>,
+    parent_key: Option<&'a str>,
+    ids: (usize, usize),
+    action: &'static str,
+    before: Option<(usize, usize)>,
+    after: Option<(usize, usize)>,
+}
+
+/// Appends a value's JSON to `text`: where it is.
+fn append_json<T: serde::Serialize>(text: &mut Vec<u8>, value: Option<&T>) -> Option<(usize, usize)> {
     let value = value?;
-    buf.clear();
-    serde_json::to_writer(&mut *buf, value).expect("journal records serialize to JSON");
-    std::str::from_utf8(buf).ok()
+    let start = text.len();
+    serde_json::to_writer(&mut *text, value).expect("journal records serialize to JSON");
+    Some((start, text.len()))
 }
 
 fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
