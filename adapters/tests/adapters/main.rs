@@ -12,6 +12,8 @@ mod object_store;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod rollback;
 #[cfg(all(feature = "files", feature = "sqlite"))]
 mod seams;
 mod servers;
