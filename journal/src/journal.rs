@@ -4,11 +4,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use diffsync::{Action, Adapter, AdapterExt, Attrs, Chain, Diff, Error, Options, Outcome, SyncError, SyncReport};
+use diffsync::{
+    Action, Adapter, AdapterExt, Attrs, Chain, Diff, DiffElement, Error, Options, Outcome, SyncError, SyncReport,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::JournalError;
 use crate::record::{Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult, Side, now_ms, peak_memory};
+use crate::recorder::Recording;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -108,10 +111,10 @@ pub struct Journal {
 }
 
 /// A run being recorded: what its end is counted under.
-struct Ended {
-    run: RunId,
-    mode: Mode,
-    target: String,
+pub(crate) struct Ended {
+    pub(crate) run: RunId,
+    pub(crate) mode: Mode,
+    pub(crate) target: String,
 }
 
 /// A change of a run, as the recorder tracks it: its place and key.
@@ -122,9 +125,9 @@ pub(crate) struct Planned {
 }
 
 /// The changes that went to one system, and its sync's report.
-struct Part<'a> {
-    planned: &'a [Planned],
-    report: Option<&'a SyncReport>,
+pub(crate) struct Part<'a> {
+    pub(crate) planned: &'a [Planned],
+    pub(crate) report: Option<&'a SyncReport>,
 }
 
 impl Journal {
@@ -171,6 +174,7 @@ impl Journal {
         source: &S,
         opts: &mut Options<'_>,
     ) -> Result<(RunId, SyncReport), JournalError> {
+        let _recording = Recording::start();
         let run = self.begin(mode, source.name(), target.name(), opts.is_dry_run(), rollback_of)?;
         let ended = Ended {
             run,
@@ -232,7 +236,7 @@ impl Journal {
         }
     }
 
-    fn begin(
+    pub(crate) fn begin(
         &mut self,
         mode: Mode,
         source: &str,
@@ -260,18 +264,38 @@ impl Journal {
     /// The run's changes: written straight from the diff's walk (parents
     /// before children), committed every [`PLAN_CHUNK`] changes.
     fn plan(&mut self, run: RunId, diff: &Diff, side: Option<Side>, first: u32) -> Result<Vec<Planned>, JournalError> {
+        // The diff's walk, with each element's parent.
+        let mut path: Vec<(&str, &str)> = Vec::new();
+        let changes = diff.iter().filter_map(move |(e, depth)| {
+            path.truncate(depth);
+            let parent = path.last().copied();
+            path.push((&e.model_type, &e.key));
+            (e.action != Action::NoChange).then_some((e, parent))
+        });
+        self.plan_changes(run, changes, side, first)
+    }
+
+    /// Writes changes (an element and its parent each) as a run's plan,
+    /// committed every [`PLAN_CHUNK`].
+    pub(crate) fn plan_changes<'d>(
+        &mut self,
+        run: RunId,
+        changes: impl Iterator<Item = (&'d DiffElement, Option<(&'d str, &'d str)>)>,
+        side: Option<Side>,
+        first: u32,
+    ) -> Result<Vec<Planned>, JournalError> {
         let fail = JournalError::db("record a plan");
         self.conn.execute_batch("BEGIN").map_err(&fail)?;
-        let planned = self.plan_in(run, diff, side, first);
+        let planned = self.plan_in(run, changes, side, first);
         let end = if planned.is_ok() { "COMMIT" } else { "ROLLBACK" };
         self.conn.execute_batch(end).map_err(&fail)?;
         planned
     }
 
-    fn plan_in(
+    fn plan_in<'d>(
         &mut self,
         run: RunId,
-        diff: &Diff,
+        changes: impl Iterator<Item = (&'d DiffElement, Option<(&'d str, &'d str)>)>,
         side: Option<Side>,
         first: u32,
     ) -> Result<Vec<Planned>, JournalError> {
@@ -282,14 +306,7 @@ impl Journal {
         // statement, not a string per value.
         let mut rows: Vec<Row<'_>> = Vec::with_capacity(ROWS_PER_INSERT);
         let mut text = Vec::new();
-        let mut path: Vec<(&str, &str)> = Vec::new();
-        for (e, depth) in diff.iter() {
-            path.truncate(depth);
-            let parent = path.last().copied();
-            path.push((&e.model_type, &e.key));
-            if e.action == Action::NoChange {
-                continue;
-            }
+        for (e, parent) in changes {
             let seq = first + planned.len() as u32;
             let ids = append_json(&mut text, Some(&e.identifiers));
             let before = append_json(&mut text, e.dest_attrs.as_ref());
@@ -371,7 +388,7 @@ impl Journal {
     /// The run's end, and each change's outcome: the usual one (applied,
     /// or planned in a dry run) said once for the run, the others (failed,
     /// skipped, never reached) one row each.
-    fn finish(
+    pub(crate) fn finish(
         &mut self,
         ended: &Ended,
         parts: &[Part<'_>],
@@ -470,6 +487,7 @@ impl Journal {
         base: &mut diffsync::bidir::Base,
         opts: &diffsync::bidir::BiOptions,
     ) -> Result<(RunId, diffsync::bidir::BiReport), JournalError> {
+        let _recording = Recording::start();
         let run = self.begin(Mode::TwoWay, left.name(), right.name(), opts.is_dry_run(), None)?;
         let ended = Ended {
             run,

@@ -11,6 +11,8 @@
 //! - [`Journal::rollback`]: the inverse of each change a run applied,
 //!   through the target's ordinary hooks, only where the target still
 //!   holds what the run wrote; the rest is reported as conflicts, by key.
+//! - [`Recorder`]: a layer that records every batch an adapter applies
+//!   (the passes of a loop, say).
 //! - [`metrics`]: every recorded run counted in the Prometheus form, and
 //!   an endpoint that serves the counts.
 #![warn(missing_docs)]
@@ -19,9 +21,11 @@ mod error;
 mod journal;
 pub mod metrics;
 mod record;
+mod recorder;
 mod rollback;
 
 pub use error::JournalError;
 pub use journal::Journal;
 pub use record::{Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult, Side};
+pub use recorder::Recorder;
 pub use rollback::{Rollback, RollbackConflict};

@@ -22,6 +22,9 @@ pub enum Mode {
     OneWay,
     /// A two-way reconcile: the source is the left side, the target the right.
     TwoWay,
+    /// A batch written to an adapter wrapped in a [`Recorder`](crate::Recorder)
+    /// (a pass of a loop, say).
+    Batch,
     /// The undo of a recorded run.
     Rollback,
 }
@@ -32,6 +35,7 @@ impl Mode {
         match self {
             Mode::OneWay => "one-way",
             Mode::TwoWay => "two-way",
+            Mode::Batch => "batch",
             Mode::Rollback => "rollback",
         }
     }
@@ -40,6 +44,7 @@ impl Mode {
         match s {
             "one-way" => Some(Mode::OneWay),
             "two-way" => Some(Mode::TwoWay),
+            "batch" => Some(Mode::Batch),
             "rollback" => Some(Mode::Rollback),
             _ => None,
         }

@@ -1058,3 +1058,84 @@ fn the_loop_counts_what_it_applies_its_latency_queue_and_full_passes() {
     );
     assert_eq!(sample(&body, "diffsync_loop_queue_depth", &[this]), Some(0.0), "{body}");
 }
+
+#[test]
+fn a_recorder_on_the_target_journals_each_pass_of_the_loop_and_it_can_be_undone() {
+    use diffsync::Layered;
+    use diffsync_journal::{Journal, Mode, Recorder, RunFilter, RunResult};
+    let journal = Arc::new(Mutex::new(Journal::in_memory().unwrap()));
+    let source = Arc::new(Mutex::new(sys_a()));
+    let mut inner = sys_a();
+    inner.name = "target".into();
+    let target = Arc::new(Mutex::new(Layered::new(
+        inner,
+        Recorder::new(journal.clone(), "sys-a", "target"),
+    )));
+    let feed = source.lock().unwrap().store.subscribe();
+    let handle = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+        .feed(feed)
+        .debounce(Duration::from_millis(5))
+        .anti_entropy(None);
+    let events = handle.subscribe();
+    let handle = handle.spawn().unwrap();
+    wait_for(&events, |e| matches!(e, LoopEvent::FullPass { reason: "startup", .. }));
+    describe(&source, "nyc-r1__eth0", "recorded");
+    wait_for(&events, |e| matches!(e, LoopEvent::Synced { applied: 1, .. }));
+    handle.shutdown();
+    let mut journal = journal.lock().unwrap();
+    let runs = journal
+        .runs(&RunFilter {
+            mode: Some(Mode::Batch),
+            ..RunFilter::default()
+        })
+        .unwrap();
+    let pass = &runs[0];
+    assert_eq!((pass.result, pass.target.as_str()), (RunResult::Succeeded, "target"));
+    let [change] = journal.elements(pass.id).unwrap().try_into().unwrap();
+    assert_eq!(change.key, "nyc-r1__eth0");
+    assert_eq!(change.after.as_ref().unwrap()["description"], "recorded");
+    let before = change.before.as_ref().unwrap()["description"].clone();
+    // The pass undone through the same (recorded) adapter.
+    let mut target = target.lock().unwrap();
+    let undo = journal.rollback(pass.id, &mut *target, false).unwrap();
+    assert!(undo.conflicts.is_empty(), "{:?}", undo.conflicts);
+    let now = target
+        .store()
+        .get_dyn_by_id("interface", "nyc-r1__eth0")
+        .unwrap()
+        .attributes()["description"]
+        .clone();
+    assert_eq!(now, before);
+    // The rollback is recorded once, as a rollback: the recorder stood aside.
+    let all = journal.runs(&RunFilter::default()).unwrap();
+    let modes: Vec<Mode> = all.iter().map(|r| r.mode).collect();
+    assert_eq!(
+        modes.iter().filter(|m| **m == Mode::Batch).count(),
+        runs.len(),
+        "{modes:?}"
+    );
+    assert_eq!(modes.iter().filter(|m| **m == Mode::Rollback).count(), 1, "{modes:?}");
+}
+
+#[test]
+fn a_hook_that_panics_under_a_recorder_leaves_an_unfinished_run_with_its_changes() {
+    use diffsync::Layered;
+    use diffsync_journal::{Journal, Recorder, RunFilter, RunResult};
+    let journal = Arc::new(Mutex::new(Journal::in_memory().unwrap()));
+    let mut inner = diffsync_tests::sys_b();
+    inner.panic_on.insert(("site".into(), "sfo".into()));
+    let mut target = Layered::new(inner, Recorder::new(journal.clone(), "sys-a", "sys-b"));
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.sync_from(&sys_a())));
+    assert!(died.is_err());
+    let journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+    let filter = RunFilter {
+        result: Some(RunResult::Unfinished),
+        ..RunFilter::default()
+    };
+    let [run] = journal.runs(&filter).unwrap().try_into().unwrap();
+    let keys: Vec<String> = journal.elements(run.id).unwrap().into_iter().map(|e| e.key).collect();
+    assert!(
+        keys.contains(&"sfo".to_string()) && keys.contains(&"lax".to_string()),
+        "{keys:?}"
+    );
+}
