@@ -13,7 +13,7 @@ pub enum JournalError {
         doing: &'static str,
         /// The database's error.
         #[source]
-        source: rusqlite::Error,
+        source: crate::db::DbError,
     },
     /// No run has this id (never recorded, or dropped by retention).
     #[error("journal: no {0}")]
@@ -47,7 +47,10 @@ pub enum JournalError {
 }
 
 impl JournalError {
-    pub(crate) fn db(doing: &'static str) -> impl Fn(rusqlite::Error) -> JournalError {
-        move |source| JournalError::Db { doing, source }
+    pub(crate) fn db<E: Into<crate::db::DbError>>(doing: &'static str) -> impl Fn(E) -> JournalError {
+        move |source| JournalError::Db {
+            doing,
+            source: source.into(),
+        }
     }
 }

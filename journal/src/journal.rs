@@ -1,60 +1,16 @@
-//! The journal in SQLite: runs recorded as they go, and read back.
+//! The journal: runs recorded as they go, and read back.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use diffsync::{
-    Action, Adapter, AdapterExt, Attrs, Chain, Diff, DiffElement, Error, Options, Outcome, SyncError, SyncReport,
-};
-use rusqlite::{Connection, OptionalExtension, params};
-
+use crate::db::{Arg, Cells, Db};
 use crate::error::JournalError;
 use crate::record::{Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult, Side, now_ms, peak_memory};
 use crate::recorder::Recording;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    started_ms INTEGER NOT NULL,
-    ended_ms INTEGER,
-    mode TEXT NOT NULL,
-    source TEXT NOT NULL,
-    target TEXT NOT NULL,
-    dry_run INTEGER NOT NULL,
-    result TEXT NOT NULL,
-    error TEXT,
-    totals TEXT,
-    phases TEXT NOT NULL DEFAULT '[]',
-    peak_memory INTEGER,
-    rollback_of INTEGER,
-    usual TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ms);
-CREATE TABLE IF NOT EXISTS elements (
-    id INTEGER PRIMARY KEY,
-    model_type TEXT NOT NULL,
-    key TEXT NOT NULL,
-    parent_type TEXT,
-    parent_key TEXT,
-    identifiers TEXT NOT NULL,
-    action TEXT NOT NULL,
-    before TEXT,
-    after TEXT,
-    side TEXT
-);
-CREATE INDEX IF NOT EXISTS elements_key ON elements (model_type, key);
-CREATE TABLE IF NOT EXISTS exceptions (
-    id INTEGER PRIMARY KEY,
-    outcome TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS conflicts (
-    id INTEGER PRIMARY KEY,
-    model_type TEXT NOT NULL,
-    key TEXT NOT NULL,
-    record TEXT NOT NULL
-);
-";
+use diffsync::{
+    Action, Adapter, AdapterExt, Attrs, Chain, Diff, DiffElement, Error, Options, Outcome, SyncError, SyncReport,
+};
 
 /// Changes of a plan written per transaction.
 const PLAN_CHUNK: usize = 4_096;
@@ -107,7 +63,7 @@ fn run_end(run: RunId) -> i64 {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Journal {
-    conn: Connection,
+    db: Box<dyn Db>,
 }
 
 /// A run being recorded: what its end is counted under.
@@ -131,26 +87,41 @@ pub(crate) struct Part<'a> {
 }
 
 impl Journal {
-    /// The journal in `path` (created, with its tables, if new).
+    /// The journal in the SQLite file `path` (created, with its tables, if
+    /// new).
     pub fn open(path: impl AsRef<Path>) -> Result<Journal, JournalError> {
-        let conn = Connection::open(path.as_ref()).map_err(JournalError::db("open"))?;
-        Journal::setup(conn)
+        let conn = rusqlite::Connection::open(path.as_ref()).map_err(JournalError::db("open"))?;
+        Journal::sqlite(conn)
     }
 
     /// A journal in memory (tests, examples).
     pub fn in_memory() -> Result<Journal, JournalError> {
-        Journal::setup(Connection::open_in_memory().map_err(JournalError::db("open"))?)
+        Journal::sqlite(rusqlite::Connection::open_in_memory().map_err(JournalError::db("open"))?)
     }
 
-    fn setup(conn: Connection) -> Result<Journal, JournalError> {
+    fn sqlite(conn: rusqlite::Connection) -> Result<Journal, JournalError> {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;
              PRAGMA wal_autocheckpoint = 16384;",
         )
         .map_err(JournalError::db("set up"))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(JournalError::db("create its tables"))?;
-        Ok(Journal { conn })
+        Journal::with_tables(Box::new(conn), crate::db::SQLITE_SCHEMA)
+    }
+
+    /// The journal in a PostgreSQL database, for a team sharing it
+    /// (`params` as for `postgres::Client::connect`, e.g.
+    /// `"host=db user=ops dbname=diffsync"`); its tables are created if
+    /// missing. Runs recorded by several processes at once each get their
+    /// own id.
+    #[cfg(feature = "postgres")]
+    pub fn connect_postgres(params: &str) -> Result<Journal, JournalError> {
+        let client = postgres::Client::connect(params, postgres::NoTls).map_err(JournalError::db("connect"))?;
+        Journal::with_tables(Box::new(crate::db::Postgres::new(client)), crate::db::POSTGRES_SCHEMA)
+    }
+
+    fn with_tables(db: Box<dyn Db>, schema: &str) -> Result<Journal, JournalError> {
+        db.batch(schema).map_err(JournalError::db("create its tables"))?;
+        Ok(Journal { db })
     }
 
     /// Syncs `target` from `source` (as [`AdapterExt::sync_from_with`]
@@ -218,6 +189,27 @@ impl Journal {
         }
     }
 
+    /// `f` in one transaction: committed if it succeeds, rolled back if not.
+    fn transaction<T>(
+        &self,
+        doing: &'static str,
+        f: impl FnOnce(&dyn Db) -> Result<T, crate::db::DbError>,
+    ) -> Result<T, JournalError> {
+        let fail = JournalError::db(doing);
+        self.db.batch("BEGIN").map_err(&fail)?;
+        match f(&*self.db) {
+            Ok(value) => {
+                self.db.batch("COMMIT").map_err(&fail)?;
+                Ok(value)
+            }
+            Err(e) => {
+                // The transaction's own error says what went wrong.
+                let _ = self.db.batch("ROLLBACK");
+                Err(fail(e))
+            }
+        }
+    }
+
     /// Records a run that stopped with `error`: the outcomes its report
     /// holds, its end; the error returned names the run.
     fn failed(&mut self, ended: &Ended, planned: &[Planned], phases: Vec<(String, f64)>, error: Error) -> JournalError {
@@ -244,21 +236,27 @@ impl Journal {
         dry_run: bool,
         rollback_of: Option<RunId>,
     ) -> Result<RunId, JournalError> {
-        self.conn
-            .execute(
+        let fail = JournalError::db::<crate::db::DbError>("record a run's start");
+        let rows = self
+            .db
+            .query(
                 "INSERT INTO runs (started_ms, mode, source, target, dry_run, result, rollback_of)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'unfinished', ?6)",
-                params![
-                    now_ms() as i64,
-                    mode.as_str(),
-                    source,
-                    target,
-                    dry_run,
-                    rollback_of.map(|r| r.0)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'unfinished', ?6) RETURNING id",
+                &[
+                    Arg::Int(now_ms() as i64),
+                    mode.as_str().into(),
+                    source.into(),
+                    target.into(),
+                    Arg::Int(dry_run.into()),
+                    rollback_of.map(|r| r.0).into(),
                 ],
             )
-            .map_err(JournalError::db("record a run's start"))?;
-        Ok(RunId(self.conn.last_insert_rowid()))
+            .map_err(&fail)?;
+        let id = rows
+            .first()
+            .map(|r| r.int(0))
+            .unwrap_or_else(|| Err("no id returned".into()));
+        Ok(RunId(id.map_err(|e| fail(e.into()))?))
     }
 
     /// The run's changes: written straight from the diff's walk (parents
@@ -285,10 +283,10 @@ impl Journal {
         first: u32,
     ) -> Result<Vec<Planned>, JournalError> {
         let fail = JournalError::db("record a plan");
-        self.conn.execute_batch("BEGIN").map_err(&fail)?;
+        self.db.batch("BEGIN").map_err(&fail)?;
         let planned = self.plan_in(run, changes, side, first);
         let end = if planned.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        self.conn.execute_batch(end).map_err(&fail)?;
+        self.db.batch(end).map_err(&fail)?;
         planned
     }
 
@@ -341,7 +339,7 @@ impl Journal {
                 text.clear();
             }
             if planned.len() % PLAN_CHUNK == 0 {
-                self.conn.execute_batch("COMMIT; BEGIN").map_err(&fail)?;
+                self.db.batch("COMMIT; BEGIN").map_err(&fail)?;
             }
         }
         self.insert_rows(&rows, &text, side).map_err(&fail)?;
@@ -349,39 +347,30 @@ impl Journal {
     }
 
     /// One statement inserting `rows` (their JSON spans in `text`).
-    fn insert_rows(&self, rows: &[Row<'_>], text: &[u8], side: Option<Side>) -> rusqlite::Result<()> {
+    fn insert_rows(&self, rows: &[Row<'_>], text: &[u8], side: Option<Side>) -> Result<(), crate::db::DbError> {
         if rows.is_empty() {
             return Ok(());
         }
-        let sql = format!(
-            "INSERT INTO elements (id, model_type, key, parent_type, parent_key, identifiers, action, before, after,
-             side) VALUES {}",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ")
-        );
-        let mut insert = self.conn.prepare_cached(&sql)?;
+        let sql = insert_sql(rows.len());
         // serde_json writes UTF-8: each span is text.
-        let span = |s: (usize, usize)| std::str::from_utf8(&text[s.0..s.1]).unwrap_or_default();
-        let side = side.map(Side::as_str);
-        let spans: Vec<(&str, Option<&str>, Option<&str>)> = rows
-            .iter()
-            .map(|r| (span(r.ids), r.before.map(span), r.after.map(span)))
-            .collect();
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(rows.len() * 10);
-        for (r, (ids, before, after)) in rows.iter().zip(&spans) {
+        let span = |s: (usize, usize)| Arg::Text(std::str::from_utf8(&text[s.0..s.1]).unwrap_or_default());
+        let side: Arg<'_> = side.map(Side::as_str).into();
+        let mut values: Vec<Arg<'_>> = Vec::with_capacity(rows.len() * 10);
+        for r in rows {
             values.extend_from_slice(&[
-                &r.id,
-                &r.model_type,
-                &r.key,
-                &r.parent_type,
-                &r.parent_key,
-                ids,
-                &r.action,
-                before,
-                after,
-                &side,
+                Arg::Int(r.id),
+                r.model_type.into(),
+                r.key.into(),
+                r.parent_type.into(),
+                r.parent_key.into(),
+                span(r.ids),
+                r.action.into(),
+                r.before.map(span).unwrap_or(Arg::Null),
+                r.after.map(span).unwrap_or(Arg::Null),
+                side,
             ]);
         }
-        insert.execute(values.as_slice())?;
+        self.db.execute(&sql, &values)?;
         Ok(())
     }
 
@@ -396,7 +385,7 @@ impl Journal {
         error: Option<&str>,
         phases: &[(String, f64)],
     ) -> Result<(), JournalError> {
-        let (run, fail) = (ended.run, JournalError::db("record a run's end"));
+        let run = ended.run;
         let peak = peak_memory();
         let reports: Vec<&SyncReport> = parts.iter().filter_map(|p| p.report).collect();
         let usual = if reports.iter().any(|r| r.dry_run) {
@@ -419,11 +408,9 @@ impl Journal {
                     all
                 })
         });
-        let tx = self.conn.transaction().map_err(&fail)?;
-        {
-            let mut except = tx
-                .prepare("INSERT OR REPLACE INTO exceptions (id, outcome) VALUES (?1, ?2)")
-                .map_err(&fail)?;
+        let totals = totals.map(|t| json(&t));
+        let (phases_json, usual_json) = (json(&phases), json(&usual));
+        self.transaction("record a run's end", |db| {
             for part in parts {
                 // The changes whose outcome is not the usual one: none,
                 // usually, and then nothing is looked up.
@@ -447,29 +434,30 @@ impl Journal {
                     // A change the report does not name was never reached.
                     let outcome = named.get(&p.seq).copied().unwrap_or(&Outcome::Pending);
                     if *outcome != usual {
-                        except
-                            .execute(params![element_id(run, p.seq), json(outcome)])
-                            .map_err(&fail)?;
+                        db.execute(
+                            "INSERT INTO exceptions (id, outcome) VALUES (?1, ?2)
+                             ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome",
+                            &[Arg::Int(element_id(run, p.seq)), json(outcome).as_str().into()],
+                        )?;
                     }
                 }
             }
-            tx.execute(
+            db.execute(
                 "UPDATE runs SET ended_ms = ?2, result = ?3, error = ?4, totals = ?5, phases = ?6, peak_memory = ?7,
                  usual = ?8 WHERE id = ?1",
-                params![
-                    run.0,
-                    now_ms() as i64,
-                    result.as_str(),
-                    error,
-                    totals.map(|t| json(&t)),
-                    json(&phases),
-                    peak.map(|m| m as i64),
-                    json(&usual),
+                &[
+                    Arg::Int(run.0),
+                    Arg::Int(now_ms() as i64),
+                    result.as_str().into(),
+                    error.into(),
+                    totals.as_deref().into(),
+                    phases_json.as_str().into(),
+                    peak.map(|m| m as i64).into(),
+                    usual_json.as_str().into(),
                 ],
-            )
-            .map_err(&fail)?;
-        }
-        tx.commit().map_err(&fail)?;
+            )?;
+            Ok(())
+        })?;
         crate::metrics::record_run(ended.mode, &ended.target, result, &reports, phases, peak);
         Ok(())
     }
@@ -531,188 +519,167 @@ impl Journal {
         run: RunId,
         conflicts: &[diffsync::bidir::ConflictRecord],
     ) -> Result<(), JournalError> {
-        let fail = JournalError::db("record conflicts");
-        let tx = self.conn.transaction().map_err(&fail)?;
-        {
-            let mut insert = tx
-                .prepare("INSERT INTO conflicts (id, model_type, key, record) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(&fail)?;
+        self.transaction("record conflicts", |db| {
             for (i, c) in conflicts.iter().enumerate() {
-                insert
-                    .execute(params![element_id(run, i as u32), c.model_type, c.key, json(c)])
-                    .map_err(&fail)?;
+                db.execute(
+                    "INSERT INTO conflicts (id, model_type, key, record) VALUES (?1, ?2, ?3, ?4)",
+                    &[
+                        Arg::Int(element_id(run, i as u32)),
+                        c.model_type.as_str().into(),
+                        c.key.as_str().into(),
+                        json(c).as_str().into(),
+                    ],
+                )?;
             }
-        }
-        tx.commit().map_err(&fail)
+            Ok(())
+        })
     }
 
     /// A two-way run's conflicts, each with what base, left and right held,
     /// the strategy and its resolution.
     pub fn conflicts(&self, run: RunId) -> Result<Vec<diffsync::bidir::ConflictRecord>, JournalError> {
-        let fail = JournalError::db("read a run's conflicts");
-        let mut query = self
-            .conn
-            .prepare("SELECT record FROM conflicts WHERE id >= ?1 AND id < ?2 ORDER BY id")
-            .map_err(&fail)?;
-        let rows = query
-            .query_map([element_id(run, 0), run_end(run)], |row| row.get::<_, String>(0))
-            .map_err(&fail)?;
-        rows.map(|r| {
-            serde_json::from_str(&r.map_err(&fail)?).map_err(|e| JournalError::Corrupt {
-                run,
-                message: e.to_string(),
-            })
-        })
-        .collect()
+        let rows = self
+            .db
+            .query(
+                "SELECT record FROM conflicts WHERE id >= ?1 AND id < ?2 ORDER BY id",
+                &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))],
+            )
+            .map_err(JournalError::db("read a run's conflicts"))?;
+        let corrupt = |message: String| JournalError::Corrupt { run, message };
+        rows.into_iter()
+            .map(|mut r| serde_json::from_str(&r.text(0).map_err(corrupt)?).map_err(|e| corrupt(e.to_string())))
+            .collect()
     }
 
     /// One run (without its elements: [`elements`](Journal::elements)).
     pub fn run(&self, run: RunId) -> Result<Run, JournalError> {
-        self.conn
-            .query_row(&format!("{RUN_COLUMNS} WHERE id = ?1"), [run.0], read_run)
-            .optional()
-            .map_err(JournalError::db("read a run"))?
-            .ok_or(JournalError::NoRun(run))?
-            .map_err(|message| JournalError::Corrupt { run, message })
+        let rows = self
+            .db
+            .query(&format!("{RUN_COLUMNS} WHERE id = ?1"), &[Arg::Int(run.0)])
+            .map_err(JournalError::db("read a run"))?;
+        let row = rows.into_iter().next().ok_or(JournalError::NoRun(run))?;
+        read_run(row).map_err(|message| JournalError::Corrupt { run, message })
     }
 
     /// A run's changes, in order, with their outcomes (`Pending` while the
     /// run goes on, or when it died).
     pub fn elements(&self, run: RunId) -> Result<Vec<Element>, JournalError> {
-        let fail = JournalError::db("read a run's changes");
         let usual = self.usual(run)?;
-        let mut query = self
-            .conn
-            .prepare(&format!(
-                "{ELEMENT_COLUMNS} WHERE e.id >= ?1 AND e.id < ?2 ORDER BY e.id"
-            ))
-            .map_err(&fail)?;
-        let rows = query
-            .query_map([element_id(run, 0), run_end(run)], read_element)
-            .map_err(&fail)?;
-        rows.map(|r| {
-            r.map_err(&fail)?
-                .and_then(|(e, exception)| with_outcome(e, exception, usual.as_ref()))
-                .map_err(|message| JournalError::Corrupt { run, message })
-        })
-        .collect()
+        let rows = self
+            .db
+            .query(
+                &format!("{ELEMENT_COLUMNS} WHERE e.id >= ?1 AND e.id < ?2 ORDER BY e.id"),
+                &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))],
+            )
+            .map_err(JournalError::db("read a run's changes"))?;
+        rows.into_iter()
+            .map(|row| {
+                read_element(row)
+                    .and_then(|(e, exception)| with_outcome(e, exception, usual.as_ref()))
+                    .map_err(|message| JournalError::Corrupt { run, message })
+            })
+            .collect()
     }
 
     /// The outcome of a run's changes that have no row of their own
     /// (`None`: the run has not ended).
     fn usual(&self, run: RunId) -> Result<Option<Outcome>, JournalError> {
-        let usual: Option<Option<String>> = self
-            .conn
-            .query_row("SELECT usual FROM runs WHERE id = ?1", [run.0], |row| row.get(0))
-            .optional()
+        let rows = self
+            .db
+            .query("SELECT usual FROM runs WHERE id = ?1", &[Arg::Int(run.0)])
             .map_err(JournalError::db("read a run"))?;
-        let usual = usual.ok_or(JournalError::NoRun(run))?;
-        usual
+        let mut row = rows.into_iter().next().ok_or(JournalError::NoRun(run))?;
+        let corrupt = |message: String| JournalError::Corrupt { run, message };
+        row.opt_text(0)
+            .map_err(corrupt)?
             .map(|u| serde_json::from_str(&u))
             .transpose()
-            .map_err(|e| JournalError::Corrupt {
-                run,
-                message: e.to_string(),
-            })
+            .map_err(|e| corrupt(e.to_string()))
     }
 
     /// The runs that match, newest first.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>, JournalError> {
         let mut sql = format!("{RUN_COLUMNS} WHERE 1 = 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut args: Vec<Arg<'_>> = Vec::new();
         if let Some(system) = &filter.system {
-            args.push(system.clone().into());
+            args.push(system.as_str().into());
             sql.push_str(&format!(" AND (source = ?{n} OR target = ?{n})", n = args.len()));
         }
         if let Some(mode) = filter.mode {
-            args.push(mode.as_str().to_string().into());
+            args.push(mode.as_str().into());
             sql.push_str(&format!(" AND mode = ?{}", args.len()));
         }
         if let Some(result) = filter.result {
-            args.push(result.as_str().to_string().into());
+            args.push(result.as_str().into());
             sql.push_str(&format!(" AND result = ?{}", args.len()));
         }
         if let Some(since) = filter.since_ms {
-            args.push((since as i64).into());
+            args.push(Arg::Int(since as i64));
             sql.push_str(&format!(" AND started_ms >= ?{}", args.len()));
         }
         if let Some(until) = filter.until_ms {
-            args.push((until as i64).into());
+            args.push(Arg::Int(until as i64));
             sql.push_str(&format!(" AND started_ms < ?{}", args.len()));
         }
         sql.push_str(" ORDER BY id DESC");
         if let Some(limit) = filter.limit {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
-        let mut query = self.conn.prepare(&sql).map_err(JournalError::db("query runs"))?;
-        let rows = query
-            .query_map(rusqlite::params_from_iter(args), read_run)
-            .map_err(JournalError::db("query runs"))?;
-        let mut runs = Vec::new();
-        for row in rows {
-            let run = row.map_err(JournalError::db("query runs"))?;
-            runs.push(run.map_err(|message| JournalError::Corrupt {
-                run: RunId(-1),
-                message,
-            })?);
-        }
-        Ok(runs)
+        let rows = self.db.query(&sql, &args).map_err(JournalError::db("query runs"))?;
+        rows.into_iter()
+            .map(|row| {
+                read_run(row).map_err(|message| JournalError::Corrupt {
+                    run: RunId(-1),
+                    message,
+                })
+            })
+            .collect()
     }
 
     /// Every recorded change to one model, oldest first, with its run:
     /// who changed this device's role, when, in which run, from what.
     pub fn history(&self, model_type: &str, key: &str) -> Result<Vec<KeyEvent>, JournalError> {
-        let fail = JournalError::db("read a key's history");
-        let mut query = self
-            .conn
-            .prepare(&format!(
-                "{ELEMENT_COLUMNS_WITH_RUN} WHERE e.model_type = ?1 AND e.key = ?2 ORDER BY e.id"
-            ))
-            .map_err(&fail)?;
-        let rows = query
-            .query_map([model_type, key], |row| {
-                Ok((
-                    read_element(row)?,
-                    row.get::<_, i64>(11)? as u64,
-                    row.get::<_, String>(12)?,
-                    row.get::<_, String>(13)?,
-                    row.get::<_, String>(14)?,
-                    row.get::<_, bool>(15)?,
-                    row.get::<_, Option<String>>(16)?,
-                ))
-            })
-            .map_err(&fail)?;
+        let rows = self
+            .db
+            .query(
+                &format!("{ELEMENT_COLUMNS_WITH_RUN} WHERE e.model_type = ?1 AND e.key = ?2 ORDER BY e.id"),
+                &[model_type.into(), key.into()],
+            )
+            .map_err(JournalError::db("read a key's history"))?;
         let mut events = Vec::new();
-        for row in rows {
-            let (element, started_ms, mode, source, target, dry_run, usual) = row.map_err(&fail)?;
-            let (element, exception) = element.map_err(|message| JournalError::Corrupt {
-                run: RunId(-1),
-                message,
-            })?;
-            let run = RunId(element.seq_run);
+        for mut row in rows {
+            let run = RunId(row.int(0).unwrap_or(-1) >> 32);
             let corrupt = |message: String| JournalError::Corrupt { run, message };
-            let usual: Option<Outcome> = usual
-                .map(|u| serde_json::from_str(&u))
-                .transpose()
-                .map_err(|e| corrupt(e.to_string()))?;
-            events.push(KeyEvent {
-                run,
-                started_ms,
-                mode: Mode::parse(&mode).ok_or_else(|| corrupt(format!("unknown mode {mode:?}")))?,
-                source,
-                target,
-                dry_run,
-                element: with_outcome(element, exception, usual.as_ref()).map_err(corrupt)?,
-            });
+            let event = || -> Result<KeyEvent, String> {
+                let started_ms = row.int(11)? as u64;
+                let mode = row.text(12)?;
+                let source = row.text(13)?;
+                let target = row.text(14)?;
+                let dry_run = row.int(15)? != 0;
+                let usual: Option<Outcome> = row
+                    .opt_text(16)?
+                    .map(|u| serde_json::from_str(&u))
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
+                let (element, exception) = read_element(row)?;
+                Ok(KeyEvent {
+                    run,
+                    started_ms,
+                    mode: Mode::parse(&mode).ok_or_else(|| format!("unknown mode {mode:?}"))?,
+                    source,
+                    target,
+                    dry_run,
+                    element: with_outcome(element, exception, usual.as_ref())?,
+                })
+            };
+            events.push(event().map_err(corrupt)?);
         }
         Ok(events)
     }
 
     /// Drops the runs `keep` does not keep, with their changes; how many.
     pub fn retain(&mut self, keep: Retention) -> Result<usize, JournalError> {
-        let fail = JournalError::db("drop old runs");
-        let tx = self.conn.transaction().map_err(&fail)?;
-        let dropped: Vec<i64> = {
+        self.transaction("drop old runs", |db| {
             let (sql, arg) = match keep {
                 Retention::Runs(n) => (
                     "SELECT id FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?1)",
@@ -723,28 +690,52 @@ impl Journal {
                     now_ms().saturating_sub(age) as i64,
                 ),
             };
-            let mut query = tx.prepare(sql).map_err(&fail)?;
-            let rows = query.query_map([arg], |row| row.get(0)).map_err(&fail)?;
-            rows.collect::<Result<_, _>>().map_err(&fail)?
-        };
-        for &id in &dropped {
-            let run = RunId(id);
-            for table in ["elements", "exceptions", "conflicts"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE id >= ?1 AND id < ?2"),
-                    [element_id(run, 0), run_end(run)],
-                )
-                .map_err(&fail)?;
+            let dropped = db.query(sql, &[Arg::Int(arg)])?;
+            for row in &dropped {
+                let run = RunId(row.int(0)?);
+                for table in ["elements", "exceptions", "conflicts"] {
+                    db.execute(
+                        &format!("DELETE FROM {table} WHERE id >= ?1 AND id < ?2"),
+                        &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))],
+                    )?;
+                }
+                db.execute("DELETE FROM runs WHERE id = ?1", &[Arg::Int(run.0)])?;
             }
-            tx.execute("DELETE FROM runs WHERE id = ?1", [id]).map_err(&fail)?;
-        }
-        tx.commit().map_err(&fail)?;
-        Ok(dropped.len())
+            Ok(dropped.len())
+        })
     }
 }
 
 /// Rows of a multi-row insert.
 const ROWS_PER_INSERT: usize = 64;
+
+/// The statement inserting `n` element rows.
+fn insert_sql(n: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = String::from(
+        "INSERT INTO elements (id, model_type, key, parent_type, parent_key, identifiers, action, before, after, side)
+         VALUES ",
+    );
+    for row in 0..n {
+        let p = row * 10;
+        let _ = write!(
+            sql,
+            "{}(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+            if row == 0 { "" } else { ", " },
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7,
+            p + 8,
+            p + 9,
+            p + 10
+        );
+    }
+    sql
+}
 
 /// An element's row, waiting for its statement; its JSON is a span of the
 /// statement's text.
@@ -775,38 +766,28 @@ fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
 const RUN_COLUMNS: &str = "SELECT id, started_ms, ended_ms, mode, source, target, dry_run, result, error, totals,
     phases, peak_memory, rollback_of FROM runs";
 
-fn read_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Run, String>> {
-    let mode: String = row.get(3)?;
-    let result: String = row.get(7)?;
-    let totals: Option<String> = row.get(9)?;
-    let phases: String = row.get(10)?;
-    let run = || -> Result<Run, String> {
-        Ok(Run {
-            id: RunId(row.get(0).map_err(|e| e.to_string())?),
-            started_ms: row.get::<_, i64>(1).map_err(|e| e.to_string())? as u64,
-            ended_ms: row
-                .get::<_, Option<i64>>(2)
-                .map_err(|e| e.to_string())?
-                .map(|v| v as u64),
-            mode: Mode::parse(&mode).ok_or_else(|| format!("unknown mode {mode:?}"))?,
-            source: row.get(4).map_err(|e| e.to_string())?,
-            target: row.get(5).map_err(|e| e.to_string())?,
-            dry_run: row.get(6).map_err(|e| e.to_string())?,
-            result: RunResult::parse(&result).ok_or_else(|| format!("unknown result {result:?}"))?,
-            error: row.get(8).map_err(|e| e.to_string())?,
-            totals: totals
-                .map(|t| serde_json::from_str(&t))
-                .transpose()
-                .map_err(|e| e.to_string())?,
-            phases: serde_json::from_str(&phases).map_err(|e| e.to_string())?,
-            peak_memory: row
-                .get::<_, Option<i64>>(11)
-                .map_err(|e| e.to_string())?
-                .map(|v| v as u64),
-            rollback_of: row.get::<_, Option<i64>>(12).map_err(|e| e.to_string())?.map(RunId),
-        })
-    };
-    Ok(run())
+fn read_run(mut row: Cells) -> Result<Run, String> {
+    let mode = row.text(3)?;
+    let result = row.text(7)?;
+    Ok(Run {
+        id: RunId(row.int(0)?),
+        started_ms: row.int(1)? as u64,
+        ended_ms: row.opt_int(2)?.map(|v| v as u64),
+        mode: Mode::parse(&mode).ok_or_else(|| format!("unknown mode {mode:?}"))?,
+        source: row.text(4)?,
+        target: row.text(5)?,
+        dry_run: row.int(6)? != 0,
+        result: RunResult::parse(&result).ok_or_else(|| format!("unknown result {result:?}"))?,
+        error: row.opt_text(8)?,
+        totals: row
+            .opt_text(9)?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| e.to_string())?,
+        phases: serde_json::from_str(&row.text(10)?).map_err(|e| e.to_string())?,
+        peak_memory: row.opt_int(11)?.map(|v| v as u64),
+        rollback_of: row.opt_int(12)?.map(RunId),
+    })
 }
 
 const ELEMENT_COLUMNS: &str = "SELECT e.id, e.model_type, e.key, e.parent_type, e.parent_key, e.identifiers,
@@ -816,71 +797,47 @@ const ELEMENT_COLUMNS_WITH_RUN: &str = "SELECT e.id, e.model_type, e.key, e.pare
     e.identifiers, e.action, e.before, e.after, x.outcome, e.side, r.started_ms, r.mode, r.source, r.target,
     r.dry_run, r.usual FROM elements e LEFT JOIN exceptions x ON x.id = e.id JOIN runs r ON r.id = (e.id >> 32)";
 
-/// An element as read, before its outcome is known.
-struct Read {
-    seq_run: i64,
-    element: Element,
-}
-
-fn read_element(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<(Read, Option<String>), String>> {
-    let id: i64 = row.get(0)?;
-    let (model_type, key): (String, String) = (row.get(1)?, row.get(2)?);
-    let parent_type: Option<String> = row.get(3)?;
-    let parent_key: Option<String> = row.get(4)?;
-    let identifiers: String = row.get(5)?;
-    let action: String = row.get(6)?;
-    let before: Option<String> = row.get(7)?;
-    let after: Option<String> = row.get(8)?;
-    let exception: Option<String> = row.get(9)?;
-    let side: Option<String> = row.get(10)?;
-    let element = || -> Result<(Read, Option<String>), String> {
-        let attrs = |text: Option<String>| -> Result<_, String> {
-            text.map(|t| serde_json::from_str(&t))
-                .transpose()
-                .map_err(|e| e.to_string())
-        };
-        let action: Action = serde_json::from_value(serde_json::Value::String(action)).map_err(|e| e.to_string())?;
-        let before: Option<Attrs> = attrs(before)?;
-        let mut after: Option<Attrs> = attrs(after)?;
-        if action == Action::Update
-            && let (Some(before), Some(changed)) = (&before, after.take())
-        {
-            let mut whole = before.clone();
-            whole.extend(changed);
-            after = Some(whole);
-        }
-        let element = Element {
-            seq: (id & 0xffff_ffff) as u32,
-            model_type,
-            key,
-            parent: parent_type.zip(parent_key),
-            side: match side.as_deref() {
-                None => None,
-                Some("left") => Some(Side::Left),
-                Some("right") => Some(Side::Right),
-                Some(other) => return Err(format!("unknown side {other:?}")),
-            },
-            identifiers: serde_json::from_str(&identifiers).map_err(|e| e.to_string())?,
-            action,
-            outcome: Outcome::Pending,
-            before,
-            after,
-        };
-        Ok((
-            Read {
-                seq_run: id >> 32,
-                element,
-            },
-            exception,
-        ))
+/// An element as read (its outcome pending), and its own outcome's row.
+fn read_element(mut row: Cells) -> Result<(Element, Option<String>), String> {
+    let id = row.int(0)?;
+    let attrs = |text: Option<String>| -> Result<Option<Attrs>, String> {
+        text.map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| e.to_string())
     };
-    Ok(element())
+    let action: Action = serde_json::from_value(serde_json::Value::String(row.text(6)?)).map_err(|e| e.to_string())?;
+    let before = attrs(row.opt_text(7)?)?;
+    let mut after = attrs(row.opt_text(8)?)?;
+    if action == Action::Update
+        && let (Some(before), Some(changed)) = (&before, after.take())
+    {
+        let mut whole = before.clone();
+        whole.extend(changed);
+        after = Some(whole);
+    }
+    let element = Element {
+        seq: (id & 0xffff_ffff) as u32,
+        model_type: row.text(1)?,
+        key: row.text(2)?,
+        parent: row.opt_text(3)?.zip(row.opt_text(4)?),
+        side: match row.opt_text(10)?.as_deref() {
+            None => None,
+            Some("left") => Some(Side::Left),
+            Some("right") => Some(Side::Right),
+            Some(other) => return Err(format!("unknown side {other:?}")),
+        },
+        identifiers: serde_json::from_str(&row.text(5)?).map_err(|e| e.to_string())?,
+        action,
+        outcome: Outcome::Pending,
+        before,
+        after,
+    };
+    Ok((element, row.opt_text(9)?))
 }
 
 /// The element with its outcome: its own row's, else the run's usual one
 /// once the run ended, else pending.
-fn with_outcome(read: Read, exception: Option<String>, usual: Option<&Outcome>) -> Result<Element, String> {
-    let mut element = read.element;
+fn with_outcome(mut element: Element, exception: Option<String>, usual: Option<&Outcome>) -> Result<Element, String> {
     element.outcome = match (exception, usual) {
         (Some(text), _) => serde_json::from_str(&text).map_err(|e| e.to_string())?,
         (None, Some(usual)) => usual.clone(),

@@ -1,9 +1,11 @@
 //! The journal's rollback through the SQL adapters: a recorded sync undone
 //! in the real database (read back after a reload: the rows, not only the
-//! store), and a row edited since left alone and named.
+//! store), and a row edited since left alone and named. And the journal
+//! kept in PostgreSQL: the same undo, a run the process died in, runs of
+//! two processes sharing it, retention.
 
 use diffsync::{Adapter, AdapterExt, Options};
-use diffsync_journal::Journal;
+use diffsync_journal::{Journal, Mode, Retention, RunFilter, RunResult};
 
 use crate::common::inventory;
 
@@ -13,6 +15,7 @@ use crate::common::inventory;
 /// leaves that row alone. `reload` reads the database again; `edit` changes
 /// a device's role in it directly.
 fn undo_in_the_database<A: Adapter<Store = diffsync::LocalStore>>(
+    journal: &mut Journal,
     db: &mut A,
     reload: impl Fn(&mut A),
     edit: impl Fn(&mut A, &str, &str),
@@ -22,7 +25,6 @@ fn undo_in_the_database<A: Adapter<Store = diffsync::LocalStore>>(
     let before = db.store().fingerprint();
     let mut changed = inventory("cmdb", 3, 1);
     changed.store.remove("site", "site2", true).unwrap();
-    let mut journal = Journal::in_memory().unwrap();
     let (run, report) = journal.sync(db, &changed, &mut Options::new()).unwrap();
     assert!(report.is_success() && report.changed(), "{report}");
     reload(db);
@@ -57,6 +59,7 @@ fn a_recorded_sync_is_undone_in_an_sqlite_database() {
     let dir = tempfile::tempdir().unwrap();
     let mut db = SqliteAdapter::open("db", dir.path().join("inv.db"), crate::common::registry()).unwrap();
     undo_in_the_database(
+        &mut Journal::in_memory().unwrap(),
         &mut db,
         |db| db.reload().unwrap(),
         |db, device, role| {
@@ -75,7 +78,9 @@ fn a_recorded_sync_is_undone_in_a_postgresql_database() {
         return;
     };
     let mut db = PostgresAdapter::connect("pg", &pg.params(), crate::common::registry()).unwrap();
+    // The journal in the same server, as a team would keep it.
     undo_in_the_database(
+        &mut Journal::connect_postgres(&pg.params()).unwrap(),
         &mut db,
         |db| db.reload().unwrap(),
         |db, device, role| {
@@ -84,4 +89,73 @@ fn a_recorded_sync_is_undone_in_a_postgresql_database() {
                 .unwrap();
         },
     );
+}
+
+/// A layer that stands for a process dying while its target applies.
+struct DiesMidApply;
+
+impl diffsync::Layer for DiesMidApply {
+    fn before(&mut self, _: &mut diffsync::Batch<'_, '_>) {
+        panic!("the process dies mid-apply");
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_journal_in_postgresql_keeps_a_dead_run_unfinished_and_is_shared_by_processes() {
+    let Some(pg) = crate::servers::Postgres::start() else {
+        return;
+    };
+    let source = inventory("cmdb", 2, 1);
+    // A process records a run and dies while its target applies.
+    {
+        let mut journal = Journal::connect_postgres(&pg.params()).unwrap();
+        let mut target = diffsync::Layered::new(inventory("network", 2, 0), DiesMidApply);
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            journal.sync(&mut target, &source, &mut Options::new())
+        }));
+        assert!(died.is_err());
+    }
+    // The next process reads it back: unfinished, its changes planned.
+    let mut one = Journal::connect_postgres(&pg.params()).unwrap();
+    let unfinished = RunFilter {
+        result: Some(RunResult::Unfinished),
+        ..RunFilter::default()
+    };
+    let [dead] = one.runs(&unfinished).unwrap().try_into().unwrap();
+    assert_eq!((dead.source.as_str(), dead.target.as_str()), ("cmdb", "network"));
+    let planned = one.elements(dead.id).unwrap();
+    assert!(!planned.is_empty());
+    assert!(
+        planned.iter().all(|e| e.outcome == diffsync::Outcome::Pending),
+        "{planned:?}"
+    );
+
+    // Two processes record into the same journal; each sees both.
+    let mut two = Journal::connect_postgres(&pg.params()).unwrap();
+    let mut a = inventory("network", 2, 0);
+    let mut b = inventory("lab", 2, 0);
+    let (run_a, report_a) = one.sync(&mut a, &source, &mut Options::new()).unwrap();
+    let (run_b, _) = two.sync(&mut b, &source, &mut Options::new()).unwrap();
+    assert_ne!(run_a, run_b);
+    let ran = two.run(run_a).unwrap();
+    assert_eq!((ran.result, ran.mode), (RunResult::Succeeded, Mode::OneWay));
+    let recorded = one.elements(run_a).unwrap();
+    let reported: Vec<(String, String)> = report_a
+        .elements
+        .iter()
+        .filter(|e| e.action != diffsync::Action::NoChange)
+        .map(|e| (e.model_type.clone(), e.key.clone()))
+        .collect();
+    let read: Vec<(String, String)> = recorded.iter().map(|e| (e.model_type.clone(), e.key.clone())).collect();
+    assert_eq!(read, reported, "the journal reads back what the report said");
+    let changed = &recorded[0];
+    let history = two.history(&changed.model_type, &changed.key).unwrap();
+    let runs: Vec<_> = history.iter().map(|h| h.run).collect();
+    assert_eq!(runs, [dead.id, run_a, run_b], "one key's history across processes");
+
+    // Retention drops the oldest, with their changes.
+    assert_eq!(one.retain(Retention::Runs(1)).unwrap(), 2);
+    assert!(matches!(two.run(run_a), Err(diffsync_journal::JournalError::NoRun(_))));
+    assert_eq!(two.history(&changed.model_type, &changed.key).unwrap().len(), 1);
 }
