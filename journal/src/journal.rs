@@ -152,25 +152,24 @@ impl Journal {
             mode,
             target: target.name().to_string(),
         };
-        let t = Instant::now();
-        let diff = match target.diff_from_with(source, opts) {
-            Ok(diff) => diff,
-            Err(e) => return Err(self.failed(&ended, &[], Vec::new(), e)),
-        };
-        let mut phases = vec![("diff".to_string(), t.elapsed().as_secs_f64())];
         // The plan is written by a second thread while the sync applies it
         // (committed every few thousand changes, and whole before the run
         // ends, a panicking hook included): the journal costs a fraction
         // of the sync instead of adding to it.
         let t = Instant::now();
-        let (planned, result) = std::thread::scope(|scope| {
-            let writer = scope.spawn(|| self.plan(run, &diff, None, 0));
-            let result = target.sync_diff_from(source, &diff, opts);
-            let planned = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (planned, result)
+        let observed = target.sync_from_observed(source, opts, |diff| {
+            let diffed = t.elapsed();
+            (diffed, self.plan(run, diff, None, 0))
         });
+        let (result, (diffed, planned)) = match observed {
+            Ok(observed) => observed,
+            Err(e) => return Err(self.failed(&ended, &[], Vec::new(), e)),
+        };
         let planned = planned?;
-        phases.push(("sync".into(), t.elapsed().as_secs_f64()));
+        let phases = vec![
+            ("diff".to_string(), diffed.as_secs_f64()),
+            ("sync".to_string(), (t.elapsed() - diffed).as_secs_f64()),
+        ];
         match result {
             Ok(report) => {
                 let result = if report.is_success() {

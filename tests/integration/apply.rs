@@ -635,3 +635,22 @@ fn ids_that_join_to_the_same_text_are_different_models() {
     let v = |k: &str| DiffModel::attributes(target.store.get_by_id::<DynModel>("pair", k).unwrap())["v"].clone();
     assert_eq!((v(r#"a__"b__c""#), v(r#""a__b"__c"#)), (json!(20), json!(1)));
 }
+
+#[test]
+fn an_observed_sync_hands_its_diff_to_the_observer_and_applies_the_same() {
+    let source = sys_b();
+    let mut target = sys_a();
+    let expected = target.diff_from(&source).unwrap();
+    let (report, seen) = target
+        .sync_from_observed(&source, &mut Options::new(), |diff| diff.clone())
+        .unwrap();
+    assert_eq!(seen, expected);
+    assert!(report.unwrap().is_success());
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+    // A diff that cannot be made: the observer never runs.
+    let mut typo = MemoryAdapter::with_store("typo", &["sites"], sys_a().store);
+    let mut ran = false;
+    let err = typo.sync_from_observed(&source, &mut Options::new(), |_| ran = true);
+    assert!(matches!(err, Err(Error::Diff(_))), "{err:?}");
+    assert!(!ran);
+}

@@ -164,6 +164,27 @@ pub trait AdapterExt: Adapter {
     fn sync_from_with<S: Adapter + ?Sized>(&mut self, source: &S, opts: &mut Options<'_>) -> Result<SyncReport> {
         sync_between(self, source, opts)
     }
+    /// [`sync_from_with`](AdapterExt::sync_from_with), handing the diff to
+    /// `observe` on a second thread while its changes are applied (a
+    /// journal writes it there, say, instead of adding to the sync's time).
+    /// The outer error: the diff could not be made (`observe` never ran);
+    /// else the sync's result, with `observe`'s answer. A panic in a hook
+    /// or in `observe` is resumed once both have stopped.
+    fn sync_from_observed<S: Adapter + ?Sized, R: Send>(
+        &mut self,
+        source: &S,
+        opts: &mut Options<'_>,
+        observe: impl FnOnce(&Diff) -> R + Send,
+    ) -> Result<(Result<SyncReport>, R)> {
+        let diff = diff_between(&*self, source, opts)?;
+        Ok(std::thread::scope(|scope| {
+            let observer = scope.spawn(|| observe(&diff));
+            // The diff was made from these stores just now: fresh.
+            let result = sync::sync(self, &diff, Some(source.store().local()), true, opts);
+            let observed = observer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (result, observed)
+        }))
+    }
     /// Makes `target` look like `self`.
     fn sync_to<D: Adapter + ?Sized>(&self, target: &mut D) -> Result<SyncReport> {
         sync_between(target, self, &mut Options::new())
