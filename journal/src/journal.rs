@@ -482,14 +482,26 @@ impl Journal {
             target: right.name().to_string(),
         };
         let t = Instant::now();
-        let result = diffsync::bidir::reconcile(left, right, base, opts);
+        // Each side's changes and the conflicts are written before either
+        // side is: a process that dies applying leaves them, unfinished.
+        let mut written = None;
+        let result = diffsync::bidir::reconcile_observed(left, right, base, opts, |plan| {
+            let to_left = self.plan(run, plan.to_left, Some(Side::Left), 0)?;
+            let to_right = self.plan(run, plan.to_right, Some(Side::Right), to_left.len() as u32)?;
+            self.record_conflicts(run, plan.conflicts)?;
+            written = Some((to_left, to_right));
+            Ok(())
+        });
         let phases = vec![("reconcile".to_string(), t.elapsed().as_secs_f64())];
+        let (to_left, to_right) = written.unwrap_or_default();
         let report = match result {
             Ok(report) => report,
-            Err(e) => return Err(self.failed(&ended, &[], phases, e)),
+            Err(e) => {
+                let planned: Vec<Planned> = to_left.into_iter().chain(to_right).collect();
+                return Err(self.failed(&ended, &planned, phases, e));
+            }
         };
-        let to_left = self.plan(run, &report.plan_left, Some(Side::Left), 0)?;
-        let to_right = self.plan(run, &report.plan_right, Some(Side::Right), to_left.len() as u32)?;
+        // The conflicts again, now saying whether their resolution landed.
         self.record_conflicts(run, &report.conflicts)?;
         let (result, error) = match report.stopped() {
             Some((side, e)) => (RunResult::Failed, Some(format!("{side}: {}", Chain(e)))),
@@ -521,7 +533,8 @@ impl Journal {
         self.transaction("record conflicts", |db| {
             for (i, c) in conflicts.iter().enumerate() {
                 db.execute(
-                    "INSERT INTO conflicts (id, model_type, key, record) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO conflicts (id, model_type, key, record) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO UPDATE SET record = excluded.record",
                     &[
                         Arg::Int(element_id(run, i as u32)),
                         c.model_type.as_str().into(),

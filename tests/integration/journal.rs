@@ -407,6 +407,42 @@ fn a_two_way_run_is_recorded_per_side_with_its_conflicts() {
 }
 
 #[test]
+fn a_two_way_run_a_hook_kills_leaves_both_sides_changes_and_its_conflict_unfinished() {
+    use diffsync::bidir::{Base, BiOptions, Strategy};
+    use diffsync_journal::Side;
+    let mut journal = Journal::in_memory().unwrap();
+    let (mut left, mut right) = (sys_a(), sys_a());
+    let mut base = Base::from_store(sys_a().store);
+    set(&mut left, "device", "nyc-r1", "role", "core");
+    set(&mut right, "site", "sfo", "region", "pacific");
+    set(&mut left, "interface", "nyc-r1__eth0", "description", "left's");
+    set(&mut right, "interface", "nyc-r1__eth0", "description", "right's");
+    // The right side's hook dies writing the device.
+    right.panic_on.insert(("device".into(), "nyc-r1".into()));
+    let opts = BiOptions::new().strategy(Strategy::LeftWins);
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        journal.reconcile(&mut left, &mut right, &mut base, &opts)
+    }));
+    assert!(died.is_err());
+    let unfinished = RunFilter {
+        result: Some(RunResult::Unfinished),
+        ..RunFilter::default()
+    };
+    let [run] = journal.runs(&unfinished).unwrap().try_into().unwrap();
+    let sides: Vec<(Option<Side>, String)> = journal
+        .elements(run.id)
+        .unwrap()
+        .iter()
+        .map(|e| (e.side, e.key.clone()))
+        .collect();
+    assert!(sides.contains(&(Some(Side::Left), "sfo".into())), "{sides:?}");
+    assert!(sides.contains(&(Some(Side::Right), "nyc-r1".into())), "{sides:?}");
+    let conflicts = journal.conflicts(run.id).unwrap();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].key, "nyc-r1__eth0");
+}
+
+#[test]
 fn a_two_way_run_s_side_is_undone_on_that_side_alone() {
     use diffsync::bidir::{Base, BiOptions, Strategy};
     let mut journal = Journal::in_memory().unwrap();

@@ -82,4 +82,13 @@ pub enum ReconcileError {
         #[source]
         source: BoxError,
     },
+    /// The observer of [`reconcile_observed`](crate::bidir::reconcile_observed)
+    /// failed (a journal that cannot record the plan): nothing was written
+    /// to either side.
+    #[error("the reconcile's observer failed; the reconcile stopped before writing")]
+    Observer {
+        /// The observer's error.
+        #[source]
+        source: BoxError,
+    },
 }

@@ -135,6 +135,33 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     base: &mut Base,
     opts: &BiOptions,
 ) -> Result<BiReport> {
+    reconcile_observed(left, right, base, opts, |_| Ok(()))
+}
+
+/// What a reconcile is about to write, shown to the observer of
+/// [`reconcile_observed`] before either side is written.
+#[derive(Clone, Copy, Debug)]
+pub struct Planned<'a> {
+    /// The changes going to the left side.
+    pub to_left: &'a Diff,
+    /// The changes going to the right side.
+    pub to_right: &'a Diff,
+    /// The conflicts, with their resolutions.
+    pub conflicts: &'a [ConflictRecord],
+}
+
+/// [`reconcile`], showing `observe` what is about to be written to each
+/// side (and the conflicts) once the plan is made and before either side
+/// is written, dry runs included: a journal writes it ahead there. An
+/// error from `observe` stops the reconcile before any write
+/// ([`ReconcileError::Observer`]).
+pub fn reconcile_observed<L: Adapter + ?Sized, R: Adapter + ?Sized>(
+    left: &mut L,
+    right: &mut R,
+    base: &mut Base,
+    opts: &BiOptions,
+    observe: impl FnOnce(Planned<'_>) -> std::result::Result<(), crate::BoxError>,
+) -> Result<BiReport> {
     if base.store.model_types().next().is_none() {
         base.store = left.store().local().empty_like("base");
     }
@@ -310,6 +337,12 @@ pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
             .write(&conflicts)
             .map_err(|source| Error::Reconcile(ReconcileError::ConflictLog { source }))?;
     }
+    observe(Planned {
+        to_left: &to_left,
+        to_right: &to_right,
+        conflicts: &conflicts,
+    })
+    .map_err(|source| Error::Reconcile(ReconcileError::Observer { source }))?;
 
     // Without source models: an update writes exactly its element's
     // changes (a merge takes only some), a create its element's values. A
