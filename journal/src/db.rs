@@ -168,7 +168,7 @@ impl Db for rusqlite::Connection {
 }
 
 #[cfg(feature = "postgres")]
-pub(crate) use self::postgres::{POSTGRES_SCHEMA, Postgres};
+pub(crate) use self::postgres::{Postgres, schema as postgres_schema};
 
 #[cfg(feature = "postgres")]
 mod postgres {
@@ -180,49 +180,13 @@ mod postgres {
 
     use super::{Arg, Cell, Cells, Db, DbError};
 
-    /// The tables, in PostgreSQL: the same columns, 64-bit numbers.
-    pub(crate) const POSTGRES_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS runs (
-    id BIGSERIAL PRIMARY KEY,
-    started_ms BIGINT NOT NULL,
-    ended_ms BIGINT,
-    mode TEXT NOT NULL,
-    source TEXT NOT NULL,
-    target TEXT NOT NULL,
-    dry_run BIGINT NOT NULL,
-    result TEXT NOT NULL,
-    error TEXT,
-    totals TEXT,
-    phases TEXT NOT NULL DEFAULT '[]',
-    peak_memory BIGINT,
-    rollback_of BIGINT,
-    usual TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ms);
-CREATE TABLE IF NOT EXISTS elements (
-    id BIGINT PRIMARY KEY,
-    model_type TEXT NOT NULL,
-    key TEXT NOT NULL,
-    parent_type TEXT,
-    parent_key TEXT,
-    identifiers TEXT NOT NULL,
-    action TEXT NOT NULL,
-    before TEXT,
-    after TEXT,
-    side TEXT
-);
-CREATE INDEX IF NOT EXISTS elements_key ON elements (model_type, key);
-CREATE TABLE IF NOT EXISTS exceptions (
-    id BIGINT PRIMARY KEY,
-    outcome TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS conflicts (
-    id BIGINT PRIMARY KEY,
-    model_type TEXT NOT NULL,
-    key TEXT NOT NULL,
-    record TEXT NOT NULL
-);
-";
+    /// The tables, in PostgreSQL: SQLite's, with 64-bit numbers and a
+    /// sequence for the runs' ids.
+    pub(crate) fn schema() -> String {
+        super::SQLITE_SCHEMA
+            .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+            .replace("INTEGER", "BIGINT")
+    }
 
     /// A PostgreSQL connection and the statements it prepared.
     pub(crate) struct Postgres {

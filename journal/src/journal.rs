@@ -116,7 +116,10 @@ impl Journal {
     #[cfg(feature = "postgres")]
     pub fn connect_postgres(params: &str) -> Result<Journal, JournalError> {
         let client = postgres::Client::connect(params, postgres::NoTls).map_err(JournalError::db("connect"))?;
-        Journal::with_tables(Box::new(crate::db::Postgres::new(client)), crate::db::POSTGRES_SCHEMA)
+        Journal::with_tables(
+            Box::new(crate::db::Postgres::new(client)),
+            &crate::db::postgres_schema(),
+        )
     }
 
     fn with_tables(db: Box<dyn Db>, schema: &str) -> Result<Journal, JournalError> {
@@ -275,28 +278,22 @@ impl Journal {
     /// Writes changes (an element and its parent each) as a run's plan,
     /// committed every [`PLAN_CHUNK`].
     pub(crate) fn plan_changes<'d>(
-        &mut self,
+        &self,
         run: RunId,
         changes: impl Iterator<Item = (&'d DiffElement, Option<(&'d str, &'d str)>)>,
         side: Option<Side>,
         first: u32,
     ) -> Result<Vec<Planned>, JournalError> {
-        let fail = JournalError::db("record a plan");
-        self.db.batch("BEGIN").map_err(&fail)?;
-        let planned = self.plan_in(run, changes, side, first);
-        let end = if planned.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        self.db.batch(end).map_err(&fail)?;
-        planned
+        self.transaction("record a plan", |_| self.plan_in(run, changes, side, first))
     }
 
     fn plan_in<'d>(
-        &mut self,
+        &self,
         run: RunId,
         changes: impl Iterator<Item = (&'d DiffElement, Option<(&'d str, &'d str)>)>,
         side: Option<Side>,
         first: u32,
-    ) -> Result<Vec<Planned>, JournalError> {
-        let fail = JournalError::db("record a plan");
+    ) -> Result<Vec<Planned>, crate::db::DbError> {
         let mut planned = Vec::new();
         // Rows go in statements of ROWS_PER_INSERT (a statement's step is
         // most of a row's cost); their JSON is written into one buffer per
@@ -333,15 +330,15 @@ impl Journal {
                 key: e.key.clone(),
             });
             if rows.len() == ROWS_PER_INSERT {
-                self.insert_rows(&rows, &text, side).map_err(&fail)?;
+                self.insert_rows(&rows, &text, side)?;
                 rows.clear();
                 text.clear();
             }
             if planned.len() % PLAN_CHUNK == 0 {
-                self.db.batch("COMMIT; BEGIN").map_err(&fail)?;
+                self.db.batch("COMMIT; BEGIN")?;
             }
         }
-        self.insert_rows(&rows, &text, side).map_err(&fail)?;
+        self.insert_rows(&rows, &text, side)?;
         Ok(planned)
     }
 

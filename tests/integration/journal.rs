@@ -366,18 +366,24 @@ fn the_metrics_endpoint_counts_a_known_run() {
     assert!(body.contains("# TYPE diffsync_runs_total counter"), "{body}");
 }
 
-#[test]
-fn a_two_way_run_is_recorded_per_side_with_its_conflicts() {
-    use diffsync::bidir::{Base, BiOptions, Strategy};
-    use diffsync_journal::Side;
-    let mut journal = Journal::in_memory().unwrap();
+/// Two sides and their base; since the base, left edited a device, right
+/// a site, and both one interface.
+fn edited_on_both_sides() -> (Inventory, Inventory, diffsync::bidir::Base) {
     let (mut left, mut right) = (sys_a(), sys_a());
-    let mut base = Base::from_store(sys_a().store);
-    // Since the base: left edits a device, right edits a site, both edit one interface.
+    let base = diffsync::bidir::Base::from_store(sys_a().store);
     set(&mut left, "device", "nyc-r1", "role", "core");
     set(&mut right, "site", "sfo", "region", "pacific");
     set(&mut left, "interface", "nyc-r1__eth0", "description", "left's");
     set(&mut right, "interface", "nyc-r1__eth0", "description", "right's");
+    (left, right, base)
+}
+
+#[test]
+fn a_two_way_run_is_recorded_per_side_with_its_conflicts() {
+    use diffsync::bidir::{BiOptions, Strategy};
+    use diffsync_journal::Side;
+    let mut journal = Journal::in_memory().unwrap();
+    let (mut left, mut right, mut base) = edited_on_both_sides();
     let opts = BiOptions::new().strategy(Strategy::LeftWins);
     let (run, report) = journal.reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
     assert_eq!(left.store.fingerprint(), right.store.fingerprint());
@@ -408,15 +414,10 @@ fn a_two_way_run_is_recorded_per_side_with_its_conflicts() {
 
 #[test]
 fn a_two_way_run_a_hook_kills_leaves_both_sides_changes_and_its_conflict_unfinished() {
-    use diffsync::bidir::{Base, BiOptions, Strategy};
+    use diffsync::bidir::{BiOptions, Strategy};
     use diffsync_journal::Side;
     let mut journal = Journal::in_memory().unwrap();
-    let (mut left, mut right) = (sys_a(), sys_a());
-    let mut base = Base::from_store(sys_a().store);
-    set(&mut left, "device", "nyc-r1", "role", "core");
-    set(&mut right, "site", "sfo", "region", "pacific");
-    set(&mut left, "interface", "nyc-r1__eth0", "description", "left's");
-    set(&mut right, "interface", "nyc-r1__eth0", "description", "right's");
+    let (mut left, mut right, mut base) = edited_on_both_sides();
     // The right side's hook dies writing the device.
     right.panic_on.insert(("device".into(), "nyc-r1".into()));
     let opts = BiOptions::new().strategy(Strategy::LeftWins);
