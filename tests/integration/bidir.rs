@@ -262,6 +262,39 @@ fn a_dry_run_plans_and_writes_nothing() {
     assert_eq!(description(&base_inventory(&base), "nyc-r1__eth0"), "uplink");
 }
 
+#[test]
+fn an_observer_sees_the_plan_before_any_write_and_its_error_stops_the_run() {
+    use diffsync::bidir::{ReconcileError, reconcile_observed};
+    let (mut left, mut right, mut base) = agreed();
+    set(&mut left.store, "interface", "nyc-r1__eth0", "description", "left's");
+    set(&mut right.store, "site", "sfo", "region", "pacific");
+    let mut seen = Vec::new();
+    let err = reconcile_observed(&mut left, &mut right, &mut base, &no_limit(), |plan| {
+        for (side, diff) in [("left", plan.to_left), ("right", plan.to_right)] {
+            seen.extend(
+                diff.iter()
+                    .filter(|(e, _)| e.action != diffsync::Action::NoChange)
+                    .map(|(e, _)| (side, e.key.clone())),
+            );
+        }
+        Err("the journal is full".into())
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Reconcile(ReconcileError::Observer { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        seen,
+        [("left", "sfo".to_string()), ("right", "nyc-r1__eth0".to_string())]
+    );
+    // Nothing was written: each side still holds only its own edit.
+    assert_eq!(description(&right, "nyc-r1__eth0"), "uplink");
+    assert_eq!(description(&base_inventory(&base), "nyc-r1__eth0"), "uplink");
+    let region = left.store.get_by_id::<Site>("site", "sfo").unwrap().region.clone();
+    assert_ne!(region, "pacific");
+}
+
 fn base_inventory(base: &Base) -> Inventory {
     let mut inv = Inventory::empty("base");
     inv.store = base.store().clone();
