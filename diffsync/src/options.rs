@@ -55,6 +55,24 @@ pub struct Options<'a> {
     pub(crate) walk_all: bool,
 }
 
+/// What the options are (a journal records it with each run): every
+/// setting, the ordered types by name, whether a progress callback is set.
+impl std::fmt::Debug for Options<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ordered: Vec<&str> = self.order.iter().map(|(t, _)| t.as_str()).collect();
+        f.debug_struct("Options")
+            .field("flags", &self.flags)
+            .field("ordered", &ordered)
+            .field("dry_run", &self.dry_run)
+            .field("part", &self.part)
+            .field("allow_empty_source", &self.allow_empty_source)
+            .field("max_delete_share", &self.max_delete_share)
+            .field("walk_all", &self.walk_all)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
 impl<'a> Options<'a> {
     /// Default options: no flags, insertion order, real sync, no progress.
     pub fn new() -> Self {

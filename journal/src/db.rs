@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS runs (
     source TEXT NOT NULL,
     target TEXT NOT NULL,
     dry_run INTEGER NOT NULL,
+    options TEXT NOT NULL DEFAULT '',
     result TEXT NOT NULL,
     error TEXT,
     totals TEXT,

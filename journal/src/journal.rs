@@ -149,7 +149,15 @@ impl Journal {
         opts: &mut Options<'_>,
     ) -> Result<(RunId, SyncReport), JournalError> {
         let _recording = Recording::start();
-        let run = self.begin(mode, source.name(), target.name(), opts.is_dry_run(), rollback_of)?;
+        let options = format!("{opts:?}");
+        let run = self.begin(
+            mode,
+            source.name(),
+            target.name(),
+            opts.is_dry_run(),
+            &options,
+            rollback_of,
+        )?;
         let ended = Ended {
             run,
             mode,
@@ -236,20 +244,22 @@ impl Journal {
         source: &str,
         target: &str,
         dry_run: bool,
+        options: &str,
         rollback_of: Option<RunId>,
     ) -> Result<RunId, JournalError> {
         let fail = JournalError::db::<crate::db::DbError>("record a run's start");
         let rows = self
             .db
             .query(
-                "INSERT INTO runs (started_ms, mode, source, target, dry_run, result, rollback_of)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'unfinished', ?6) RETURNING id",
+                "INSERT INTO runs (started_ms, mode, source, target, dry_run, options, result, rollback_of)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'unfinished', ?7) RETURNING id",
                 &[
                     Arg::Int(now_ms() as i64),
                     mode.as_str().into(),
                     source.into(),
                     target.into(),
                     Arg::Int(dry_run.into()),
+                    options.into(),
                     rollback_of.map(|r| r.0).into(),
                 ],
             )
@@ -472,7 +482,15 @@ impl Journal {
         opts: &diffsync::bidir::BiOptions,
     ) -> Result<(RunId, diffsync::bidir::BiReport), JournalError> {
         let _recording = Recording::start();
-        let run = self.begin(Mode::TwoWay, left.name(), right.name(), opts.is_dry_run(), None)?;
+        let options = format!("{opts:?}");
+        let run = self.begin(
+            Mode::TwoWay,
+            left.name(),
+            right.name(),
+            opts.is_dry_run(),
+            &options,
+            None,
+        )?;
         let ended = Ended {
             run,
             mode: Mode::TwoWay,
@@ -773,7 +791,7 @@ fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
 }
 
 const RUN_COLUMNS: &str = "SELECT id, started_ms, ended_ms, mode, source, target, dry_run, result, error, totals,
-    phases, peak_memory, rollback_of FROM runs";
+    phases, peak_memory, rollback_of, options FROM runs";
 
 fn read_run(mut row: Cells) -> Result<Run, String> {
     let mode = row.text(3)?;
@@ -796,6 +814,7 @@ fn read_run(mut row: Cells) -> Result<Run, String> {
         phases: serde_json::from_str(&row.text(10)?).map_err(|e| e.to_string())?,
         peak_memory: row.opt_int(11)?.map(|v| v as u64),
         rollback_of: row.opt_int(12)?.map(RunId),
+        options: row.text(13)?,
     })
 }
 

@@ -105,6 +105,9 @@ pub struct Run {
     pub target: String,
     /// Whether nothing was written (a plan).
     pub dry_run: bool,
+    /// The options it ran with (flags, safety rails; a two-way run's
+    /// strategies), as the core prints them.
+    pub options: String,
     /// How it ended.
     pub result: RunResult,
     /// The error it stopped with, with its causes.

@@ -75,7 +75,7 @@ impl Layer for Recorder {
         let begun = {
             let mut journal = self.journal();
             journal
-                .begin(Mode::Batch, &self.source, &self.target, false, None)
+                .begin(Mode::Batch, &self.source, &self.target, false, "", None)
                 .and_then(|run| {
                     let planned = journal.plan_changes(run, changes.iter().map(|c| (c.element, c.parent)), None, 0)?;
                     Ok((run, planned))

@@ -16,8 +16,14 @@ fn set(inv: &mut Inventory, model_type: &str, key: &str, field: &str, value: &st
 fn a_recorded_sync_reads_back_what_its_report_said() {
     let mut journal = Journal::in_memory().unwrap();
     let mut target = sys_b();
-    let (run, report) = journal.sync(&mut target, &sys_a(), &mut Options::new()).unwrap();
+    let mut opts = Options::new().max_delete_share(Some(0.9));
+    let (run, report) = journal.sync(&mut target, &sys_a(), &mut opts).unwrap();
     let recorded = journal.run(run).unwrap();
+    assert!(
+        recorded.options.contains("max_delete_share: Some(0.9)"),
+        "{}",
+        recorded.options
+    );
     assert_eq!(
         (
             recorded.mode,
@@ -388,6 +394,7 @@ fn a_two_way_run_is_recorded_per_side_with_its_conflicts() {
     let (run, report) = journal.reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
     assert_eq!(left.store.fingerprint(), right.store.fingerprint());
     let recorded = journal.run(run).unwrap();
+    assert!(recorded.options.contains("strategy: left-wins"), "{}", recorded.options);
     assert_eq!(
         (
             recorded.mode,
