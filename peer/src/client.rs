@@ -453,7 +453,9 @@ impl<T: Transport> RemotePeer<T> {
             let extra = proto::sealed_unpacked_extra(&sealed);
             let result = self.call(&Request::Sealed(sealed));
             if !matches!(result, Err(PeerError::Transport { .. })) {
+                let before = self.traffic;
                 self.traffic.unpacked += extra as u64;
+                self.traffic.export(before, &self.name, "client");
             }
             match result {
                 // The transport sent the frame again after a lost answer
@@ -711,7 +713,9 @@ impl<T: Transport> RemotePeer<T> {
             peer: self.name.clone(),
             source,
         })?;
+        let before = self.traffic;
         self.traffic.count(&frame, &reply);
+        self.traffic.export(before, &self.name, "client");
         match proto::decode::<Response>(&reply).map_err(|e| self.protocol(e.to_string()))? {
             Response::Refused(refusal) => Err(PeerError::Refused {
                 peer: self.name.clone(),

@@ -221,10 +221,18 @@ impl<A: Adapter> Server<A> {
                 .map(|s| s.client)
         });
         if let Some(client) = client {
+            let name = {
+                let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+                peers
+                    .get(&client)
+                    .map_or_else(|| client.to_string(), |(name, _)| name.clone())
+            };
             let mut traffic = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
             let t = traffic.entry(client).or_default();
+            let before = *t;
             t.count(frame, &reply);
             t.unpacked += extra as u64;
+            t.export(before, &name, "server");
         }
         reply
     }

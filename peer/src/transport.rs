@@ -43,6 +43,25 @@ impl Traffic {
         }
     }
 
+    /// Counts what went over since `before` through the metrics facade,
+    /// labelled with the peer's name and this side's role (`client` or
+    /// `server`): `diffsync_peer_round_trips_total`,
+    /// `diffsync_peer_bytes_total{frame="request"|"response"}` (on the
+    /// wire) and `diffsync_peer_unpacked_bytes_total` (once unpacked: over
+    /// the bytes on the wire, the compression).
+    pub(crate) fn export(&self, before: Traffic, peer: &str, role: &'static str) {
+        let delta = self.since(before);
+        let peer = peer.to_string();
+        metrics::counter!("diffsync_peer_round_trips_total", "peer" => peer.clone(), "role" => role)
+            .increment(delta.round_trips);
+        for (frame, bytes) in [("request", delta.sent), ("response", delta.received)] {
+            metrics::counter!("diffsync_peer_bytes_total", "peer" => peer.clone(), "role" => role, "frame" => frame)
+                .increment(bytes);
+        }
+        metrics::counter!("diffsync_peer_unpacked_bytes_total", "peer" => peer, "role" => role)
+            .increment(delta.unpacked);
+    }
+
     /// What went over since `before` (a counter read earlier).
     pub fn since(&self, before: Traffic) -> Traffic {
         Traffic {

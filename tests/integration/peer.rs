@@ -470,6 +470,42 @@ fn both_sides_count_bytes_round_trips_and_what_compression_saved_per_peer() {
     assert!(served.unpacked > served.sent + served.received);
 }
 
+#[test]
+fn each_peer_s_bytes_round_trips_and_compression_are_served_as_metrics() {
+    use crate::journal::{metrics_endpoint, sample, scrape};
+    let address = metrics_endpoint();
+    let client = Identity::generate();
+    let peers = Peers::new().allow("metered-branch", client.public_key(), Rights::read());
+    let theirs = MemoryAdapter::with_store("metered-hq", &[], inventory("metered-hq", 20, 4));
+    let server = Server::new("metered-hq", theirs, Identity::generate(), peers);
+    let mut peer = RemotePeer::connect("metered-hq", empty_image(), Loopback::new(&server), client).unwrap();
+    peer.pull().unwrap();
+    let (mine, [(_, served)]) = (peer.traffic(), server.traffic().try_into().unwrap());
+    let body = scrape(address);
+    let at = |name: &str, labels: &[&str]| sample(&body, name, labels).unwrap_or(-1.0) as u64;
+    let (client_side, server_side) = (
+        ["peer=\"metered-hq\"", "role=\"client\""],
+        ["peer=\"metered-branch\"", "role=\"server\""],
+    );
+    for (side, traffic) in [(client_side, mine), (server_side, served)] {
+        assert_eq!(
+            at("diffsync_peer_round_trips_total", &side),
+            traffic.round_trips,
+            "{body}"
+        );
+        let request = [side[0], side[1], "frame=\"request\""];
+        let response = [side[0], side[1], "frame=\"response\""];
+        assert_eq!(at("diffsync_peer_bytes_total", &request), traffic.sent, "{body}");
+        assert_eq!(at("diffsync_peer_bytes_total", &response), traffic.received, "{body}");
+        assert_eq!(
+            at("diffsync_peer_unpacked_bytes_total", &side),
+            traffic.unpacked,
+            "{body}"
+        );
+    }
+    assert!(mine.compression() > 2.0, "{mine:?}");
+}
+
 /// A transport that delivers each auth twice and brings back the second
 /// answer (a resend after a lost answer).
 struct AuthTwice<'a, A>(Loopback<'a, A>);
