@@ -124,6 +124,11 @@ impl Journal {
 
     fn with_tables(db: Box<dyn Db>, schema: &str) -> Result<Journal, JournalError> {
         db.batch(schema).map_err(JournalError::db("create its tables"))?;
+        // A journal made before runs kept their options gains the column.
+        if db.query("SELECT options FROM runs LIMIT 0", &[]).is_err() {
+            db.batch("ALTER TABLE runs ADD COLUMN options TEXT NOT NULL DEFAULT ''")
+                .map_err(JournalError::db("add the options column"))?;
+        }
         Ok(Journal { db })
     }
 

@@ -159,3 +159,28 @@ fn a_journal_in_postgresql_keeps_a_dead_run_unfinished_and_is_shared_by_processe
     assert!(matches!(two.run(run_a), Err(diffsync_journal::JournalError::NoRun(_))));
     assert_eq!(two.history(&changed.model_type, &changed.key).unwrap().len(), 1);
 }
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_journal_file_from_before_options_were_kept_opens_and_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    let source = inventory("cmdb", 1, 0);
+    let first = {
+        let mut journal = Journal::open(&path).unwrap();
+        journal
+            .sync(&mut inventory("network", 0, 0), &source, &mut Options::new())
+            .unwrap()
+            .0
+    };
+    // The file as an earlier build left it: no options column.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("ALTER TABLE runs DROP COLUMN options").unwrap();
+    drop(conn);
+    let mut journal = Journal::open(&path).unwrap();
+    assert_eq!(journal.run(first).unwrap().options, "");
+    let (second, _) = journal
+        .sync(&mut inventory("network", 0, 0), &source, &mut Options::new())
+        .unwrap();
+    assert!(journal.run(second).unwrap().options.starts_with("Options {"));
+}
