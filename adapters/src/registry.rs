@@ -1,8 +1,10 @@
 //! The model types an adapter handles, with their serde conversions, and the
 //! nested-document layout that file and object-store adapters share.
 
+use std::sync::Arc;
+
 use diffsync::model::AnyModel;
-use diffsync::{LocalStore, ModelSchema, StaticModel};
+use diffsync::{DiffModel, DynModel, LocalStore, ModelSchema, StaticModel};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -19,11 +21,21 @@ type Register = fn(&mut LocalStore) -> Result<(), diffsync::StoreError>;
 
 #[derive(Clone)]
 struct Entry {
-    name: &'static str,
-    schema: &'static ModelSchema,
-    to_value: ToValue,
-    from_value: FromValue,
-    register: Register,
+    schema: Arc<ModelSchema>,
+    kind: Kind,
+}
+
+/// How a type's models are made and read.
+#[derive(Clone)]
+enum Kind {
+    /// A derived Rust type, through serde.
+    Derived {
+        to_value: ToValue,
+        from_value: FromValue,
+        register: Register,
+    },
+    /// A type described at run time: [`DynModel`]s.
+    Runtime,
 }
 
 fn to_value<T: StaticModel + Serialize>(m: &dyn AnyModel) -> Option<std::result::Result<Value, serde_json::Error>> {
@@ -40,7 +52,9 @@ fn register<T: StaticModel>(store: &mut LocalStore) -> Result<(), diffsync::Stor
     store.register::<T>()
 }
 
-/// The derived, serde-capable model types an adapter reads and writes.
+/// The model types an adapter reads and writes: derived, serde-capable
+/// Rust types ([`with`](Registry::with)), or types described at run time
+/// ([`with_schema`](Registry::with_schema), read from a config file, say).
 ///
 /// ```
 /// use diffsync::DiffModel;
@@ -69,14 +83,30 @@ impl Registry {
     pub fn with<T: StaticModel + Serialize + DeserializeOwned>(mut self) -> Self {
         if !self.entries.iter().any(|e| e.schema.name == T::NAME) {
             self.entries.push(Entry {
-                name: T::NAME,
-                schema: T::static_schema(),
-                to_value: to_value::<T>,
-                from_value: from_value::<T>,
-                register: register::<T>,
+                schema: Arc::new(T::static_schema().clone()),
+                kind: Kind::Derived {
+                    to_value: to_value::<T>,
+                    from_value: from_value::<T>,
+                    register: register::<T>,
+                },
             });
         }
         self
+    }
+
+    /// Adds a type described at run time: its models are [`DynModel`]s,
+    /// read and written as JSON objects of their fields. The schema is
+    /// checked ([`ModelSchema::validate`]); a type of that name already
+    /// registered stays.
+    pub fn with_schema(mut self, schema: Arc<ModelSchema>) -> Result<Self> {
+        schema.validate().map_err(diffsync::Error::from)?;
+        if !self.entries.iter().any(|e| e.schema.name == schema.name) {
+            self.entries.push(Entry {
+                schema,
+                kind: Kind::Runtime,
+            });
+        }
+        Ok(self)
     }
 
     fn entry(&self, model_type: &str) -> Result<&Entry> {
@@ -95,13 +125,13 @@ impl Registry {
     }
 
     /// The schemas, in registration order.
-    pub fn schemas(&self) -> impl Iterator<Item = &'static ModelSchema> + '_ {
-        self.entries.iter().map(|e| e.schema)
+    pub fn schemas(&self) -> impl Iterator<Item = &ModelSchema> + '_ {
+        self.entries.iter().map(|e| &*e.schema)
     }
 
     /// The schema of one type.
-    pub fn schema(&self, model_type: &str) -> Result<&'static ModelSchema> {
-        self.entry(model_type).map(|e| e.schema)
+    pub fn schema(&self, model_type: &str) -> Result<&ModelSchema> {
+        self.entry(model_type).map(|e| &*e.schema)
     }
 
     /// Types no registered type lists as a child, in registration order.
@@ -113,11 +143,11 @@ impl Registry {
     }
 
     /// The type that lists `child` as a child type, if any.
-    pub fn parent_type(&self, child: &str) -> Option<&'static str> {
+    pub fn parent_type(&self, child: &str) -> Option<&str> {
         self.entries
             .iter()
             .find(|e| e.schema.children.iter().any(|c| c == child))
-            .map(|e| e.name)
+            .map(|e| e.schema.name.as_ref())
     }
 
     /// Types in load order: every parent type before its children.
@@ -139,7 +169,10 @@ impl Registry {
     /// Registers every type in a store, so syncs can create them.
     pub fn register_all(&self, store: &mut LocalStore) -> Result<()> {
         for e in &self.entries {
-            (e.register)(store)?;
+            match &e.kind {
+                Kind::Derived { register, .. } => register(store)?,
+                Kind::Runtime => store.register_dyn(e.schema.clone())?,
+            }
         }
         Ok(())
     }
@@ -153,7 +186,15 @@ impl Registry {
             key: model.unique_id(),
             message,
         };
-        match (e.to_value)(model) {
+        let value = match &e.kind {
+            Kind::Derived { to_value, .. } => to_value(model),
+            Kind::Runtime => model.downcast_ref::<DynModel>().map(|m| {
+                let mut fields = DiffModel::identifiers(m);
+                fields.extend(DiffModel::attributes(m));
+                serde_json::to_value(fields)
+            }),
+        };
+        match value {
             Some(Ok(Value::Object(m))) => Ok(m),
             Some(Ok(other)) => Err(err(format!("serializes to {other}, not an object"))),
             Some(Err(e)) => Err(err(e.to_string())),
@@ -164,13 +205,19 @@ impl Registry {
     /// A model from a JSON object; `origin` (a path, a table) goes into errors.
     pub fn from_value(&self, model_type: &str, value: Map<String, Value>, origin: &str) -> Result<Box<dyn AnyModel>> {
         let e = self.entry(model_type)?;
-        let key = key_of(e.schema, &value);
-        (e.from_value)(Value::Object(value)).map_err(|err| AdapterError::Model {
+        let key = key_of(&e.schema, &value);
+        let err = |message: String| AdapterError::Model {
             origin: origin.to_string(),
             model_type: model_type.to_string(),
-            key,
-            message: err.to_string(),
-        })
+            key: key.clone(),
+            message,
+        };
+        match &e.kind {
+            Kind::Derived { from_value, .. } => from_value(Value::Object(value)).map_err(|e| err(e.to_string())),
+            Kind::Runtime => DynModel::from_json(&e.schema, Value::Object(value))
+                .map(|m| Box::new(m) as Box<dyn AnyModel>)
+                .map_err(|e| err(e.to_string())),
+        }
     }
 }
 

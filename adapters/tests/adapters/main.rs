@@ -15,6 +15,8 @@ mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod rollback;
 #[cfg(all(feature = "files", feature = "sqlite"))]
+mod runtime;
+#[cfg(all(feature = "files", feature = "sqlite"))]
 mod seams;
 mod servers;
 #[cfg(feature = "sqlite")]
