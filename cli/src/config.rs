@@ -1,0 +1,230 @@
+//! The config file: the model types (described at run time), the systems
+//! and where the journal is. TOML or YAML, by extension.
+//!
+//! ```toml
+//! journal = "runs.db"            # beside the config unless absolute
+//!
+//! [[models]]
+//! name = "site"
+//! identifiers = [{ name = "name", kind = "string" }]
+//! attributes = [{ name = "region", kind = "string" }]
+//! children = ["device"]
+//!
+//! [systems.cmdb]
+//! file = "cmdb.json"             # JSON, YAML, TOML, or a CSV directory
+//!
+//! [systems.network]
+//! sqlite = "network.db"          # or postgres = "host=... dbname=..."
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use diffsync::{Adapter, LocalStore, ModelSchema};
+use diffsync_adapters::Registry;
+use diffsync_adapters::files::{FileAdapter, Format};
+use diffsync_journal::Journal;
+use serde::Deserialize;
+
+/// A system the commands read or write, opened.
+pub type System = Box<dyn Adapter<Store = LocalStore>>;
+
+/// What can be wrong with a config, or opening what it names.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file does not parse, or holds a key no config has (the
+    /// parser's message names the line and the key).
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: String,
+        /// The parser's words.
+        message: String,
+    },
+    /// The file parses and says something that cannot be.
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The config file.
+        path: String,
+        /// What.
+        message: String,
+    },
+    /// A system cannot be opened.
+    #[error("system {name:?}")]
+    Open {
+        /// The system's name in the config.
+        name: String,
+        /// Why.
+        source: Box<diffsync_adapters::AdapterError>,
+    },
+    /// The journal cannot be opened.
+    #[error("journal {path}")]
+    Journal {
+        /// Where it is.
+        path: String,
+        /// Why.
+        source: Box<diffsync_journal::JournalError>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    journal: Option<PathBuf>,
+    #[serde(default)]
+    models: Vec<ModelSchema>,
+    #[serde(default)]
+    systems: indexmap::IndexMap<String, SystemConfig>,
+}
+
+/// Where one system is: exactly one of these.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SystemConfig {
+    file: Option<PathBuf>,
+    sqlite: Option<PathBuf>,
+    postgres: Option<String>,
+}
+
+/// Where a system is, checked.
+enum Where {
+    File(PathBuf),
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// A config, read and checked.
+pub struct Config {
+    path: String,
+    dir: PathBuf,
+    journal: PathBuf,
+    registry: Registry,
+    systems: indexmap::IndexMap<String, Where>,
+}
+
+impl Config {
+    /// Reads and checks the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let parse = |message: String| ConfigError::Parse {
+            path: shown.clone(),
+            message,
+        };
+        let file: File = match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => serde_saphyr::from_str(&text).map_err(|e| parse(e.to_string()))?,
+            _ => toml::from_str(&text).map_err(|e| parse(e.to_string()))?,
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            path: shown.clone(),
+            message,
+        };
+        let names: Vec<&str> = file.models.iter().map(|m| m.name.as_ref()).collect();
+        let mut registry = Registry::new();
+        for model in &file.models {
+            for child in model.children.iter() {
+                if !names.contains(&child.as_ref()) {
+                    return Err(invalid(format!(
+                        "model {:?} lists the child type {child:?}, which no model defines (models: {})",
+                        model.name,
+                        names.join(", ")
+                    )));
+                }
+            }
+            registry = registry
+                .with_schema(Arc::new(model.clone()))
+                .map_err(|e| invalid(diffsync::Chain(&e).to_string()))?;
+        }
+        let mut systems = indexmap::IndexMap::new();
+        for (name, system) in file.systems {
+            let place = match system {
+                SystemConfig {
+                    file: Some(file),
+                    sqlite: None,
+                    postgres: None,
+                } => Where::File(file),
+                SystemConfig {
+                    file: None,
+                    sqlite: Some(db),
+                    postgres: None,
+                } => Where::Sqlite(db),
+                SystemConfig {
+                    file: None,
+                    sqlite: None,
+                    postgres: Some(params),
+                } => Where::Postgres(params),
+                _ => {
+                    return Err(invalid(format!(
+                        "system {name:?} needs exactly one of file, sqlite, postgres"
+                    )));
+                }
+            };
+            systems.insert(name, place);
+        }
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let journal = dir.join(file.journal.unwrap_or_else(|| "diffsync-journal.db".into()));
+        Ok(Config {
+            path: shown,
+            dir,
+            journal,
+            registry,
+            systems,
+        })
+    }
+
+    /// Opens the system the config names `name`.
+    pub fn open(&self, name: &str) -> Result<System, ConfigError> {
+        let Some(system) = self.systems.get(name) else {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                message: format!(
+                    "no system named {name:?} (systems: {})",
+                    self.systems.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        };
+        let opened = |source| ConfigError::Open {
+            name: name.to_string(),
+            source: Box::new(source),
+        };
+        let registry = self.registry.clone();
+        Ok(match system {
+            Where::File(file) => {
+                let path = self.dir.join(file);
+                let format = Format::from_path(&path).ok_or_else(|| ConfigError::Invalid {
+                    path: self.path.clone(),
+                    message: format!(
+                        "system {name:?}: {} is not .json, .yaml, .toml or a CSV directory",
+                        path.display()
+                    ),
+                })?;
+                Box::new(FileAdapter::open(name, path, format, registry).map_err(opened)?)
+            }
+            Where::Sqlite(db) => Box::new(
+                diffsync_adapters::sqlite::SqliteAdapter::open(name, self.dir.join(db), registry).map_err(opened)?,
+            ),
+            Where::Postgres(params) => {
+                Box::new(diffsync_adapters::postgres::PostgresAdapter::connect(name, params, registry).map_err(opened)?)
+            }
+        })
+    }
+
+    /// Opens the journal.
+    pub fn journal(&self) -> Result<Journal, ConfigError> {
+        Journal::open(&self.journal).map_err(|source| ConfigError::Journal {
+            path: self.journal.display().to_string(),
+            source: Box::new(source),
+        })
+    }
+}

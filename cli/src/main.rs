@@ -1,0 +1,261 @@
+//! `diffsync`: diff, sync, history and rollback of the systems a config
+//! file names, without writing Rust. Every sync and rollback is recorded in
+//! the config's journal.
+//!
+//! Exit codes: 0 done (and, for `diff`, no differences); 1 an error
+//! stopped the command (its message names the file, system, model or
+//! key); 2 the arguments are wrong; 3 `diff` found differences; 4 a run
+//! had changes that failed; 5 a rollback left changes alone (conflicts).
+#![warn(missing_docs)]
+
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use diffsync::{AdapterExt, Chain, Options, Outcome, Totals};
+use diffsync_journal::{RunFilter, RunId};
+
+use crate::config::Config;
+
+/// Differences found (`diff`).
+const DIFFERENCES: u8 = 3;
+/// A run had changes that failed.
+const FAILURES: u8 = 4;
+/// A rollback left changes alone.
+const CONFLICTS: u8 = 5;
+
+#[derive(Parser)]
+#[command(
+    name = "diffsync",
+    version,
+    about = "Compare and synchronize the systems a config file names"
+)]
+struct Cli {
+    /// The config file (TOML, or YAML by its extension).
+    #[arg(short, long, default_value = "diffsync.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// What would change in TARGET to make it look like SOURCE.
+    Diff {
+        /// The system read.
+        source: String,
+        /// The system compared.
+        target: String,
+        /// How to print it.
+        #[arg(long, value_enum, default_value_t = Shown::Text)]
+        format: Shown,
+    },
+    /// Makes TARGET look like SOURCE, through its writes, and records the run.
+    Sync {
+        /// The system read.
+        source: String,
+        /// The system written.
+        target: String,
+        /// Plan only: write nothing (the plan is recorded).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The recorded runs, newest first.
+    Runs {
+        /// Only runs that read or wrote this system.
+        #[arg(long)]
+        system: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One recorded run, with each change and its outcome.
+    Show {
+        /// The run's number.
+        run: i64,
+    },
+    /// Every recorded change to one model, oldest first.
+    History {
+        /// The model type.
+        model_type: String,
+        /// The model's key.
+        key: String,
+    },
+    /// Undoes a recorded run where its target still holds what it wrote.
+    Rollback {
+        /// The run's number.
+        run: i64,
+        /// Plan only: say what would be undone.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Shown {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("diffsync: {}", Chain(&*e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    let config = Config::load(&cli.config)?;
+    match cli.command {
+        Command::Diff { source, target, format } => {
+            let (source, target) = (config.open(&source)?, config.open(&target)?);
+            let diff = target.diff_from(&*source)?;
+            match format {
+                Shown::Text if diff.has_diffs() => println!("{diff}"),
+                Shown::Text => println!("no differences"),
+                Shown::Json => println!("{}", serde_json::to_string_pretty(&diff)?),
+            }
+            eprintln!("{}", diff.summary());
+            Ok(if diff.has_diffs() { DIFFERENCES } else { 0 })
+        }
+        Command::Sync {
+            source,
+            target,
+            dry_run,
+        } => {
+            let (source, mut target) = (config.open(&source)?, config.open(&target)?);
+            let mut journal = config.journal()?;
+            let (run, report) = journal.sync(&mut *target, &*source, &mut Options::new().dry_run(dry_run))?;
+            println!("{run}: {}", counts(&report.totals()));
+            let usual = |o: &Outcome| matches!(o, Outcome::Applied | Outcome::Planned | Outcome::Unchanged);
+            for e in report.elements.iter().filter(|e| !usual(&e.outcome)) {
+                println!("  {} {} {}: {}", e.action.as_str(), e.model_type, e.key, e.outcome);
+            }
+            Ok(if report.is_success() { 0 } else { FAILURES })
+        }
+        Command::Runs { system, limit } => {
+            let journal = config.journal()?;
+            let filter = RunFilter {
+                system,
+                limit: Some(limit),
+                ..RunFilter::default()
+            };
+            for run in journal.runs(&filter)? {
+                let totals = run.totals.as_ref().map(counts).unwrap_or_default();
+                println!(
+                    "{}\t{}\t{} -> {}\t{}{}\t{totals}",
+                    run.id.0,
+                    run.mode.as_str(),
+                    run.source,
+                    run.target,
+                    run.result.as_str(),
+                    if run.dry_run { " (dry run)" } else { "" },
+                );
+            }
+            Ok(0)
+        }
+        Command::Show { run } => {
+            let journal = config.journal()?;
+            let recorded = journal.run(RunId(run))?;
+            println!(
+                "{}: {} {} -> {}, {}{}",
+                recorded.id,
+                recorded.mode.as_str(),
+                recorded.source,
+                recorded.target,
+                recorded.result.as_str(),
+                recorded.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            );
+            for e in journal.elements(RunId(run))? {
+                println!(
+                    "  {} {} {}\t{}\t{}",
+                    e.action.as_str(),
+                    e.model_type,
+                    e.key,
+                    e.outcome,
+                    changes(&e)
+                );
+            }
+            Ok(0)
+        }
+        Command::History { model_type, key } => {
+            let journal = config.journal()?;
+            let events = journal.history(&model_type, &key)?;
+            if events.is_empty() {
+                println!("no recorded change to {model_type} {key:?}");
+            }
+            for event in events {
+                println!(
+                    "{}\t{} -> {}\t{}\t{}\t{}",
+                    event.run,
+                    event.source,
+                    event.target,
+                    event.element.action.as_str(),
+                    event.element.outcome,
+                    changes(&event.element)
+                );
+            }
+            Ok(0)
+        }
+        Command::Rollback { run, dry_run } => {
+            let mut journal = config.journal()?;
+            let recorded = journal.run(RunId(run))?;
+            let mut target = config.open(&recorded.target)?;
+            let undo = journal.rollback(RunId(run), &mut *target, dry_run)?;
+            let run = undo
+                .run
+                .map_or_else(|| "nothing to undo".to_string(), |r| r.to_string());
+            println!("{run}: {}", counts(&undo.report.totals()));
+            for c in &undo.conflicts {
+                println!("  left alone: {} {}: {}", c.model_type, c.key, c.reason);
+            }
+            Ok(if !undo.conflicts.is_empty() {
+                CONFLICTS
+            } else if undo.report.is_success() {
+                0
+            } else {
+                FAILURES
+            })
+        }
+    }
+}
+
+/// A run's counts, the non-zero ones.
+fn counts(t: &Totals) -> String {
+    let all = [
+        ("applied", t.applied),
+        ("planned", t.planned),
+        ("failed", t.failed),
+        ("soft-failed", t.soft_failed),
+        ("rolled back", t.rolled_back),
+        ("skipped", t.skipped),
+    ];
+    let shown: Vec<String> = all
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{what} {n}"))
+        .collect();
+    if shown.is_empty() {
+        "nothing to do".into()
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// What a recorded change changed: `field: before -> after`, `-` for none.
+fn changes(e: &diffsync_journal::Element) -> String {
+    let shown = |v: &Option<serde_json::Value>| v.as_ref().map_or_else(|| "-".to_string(), |v| v.to_string());
+    e.changed()
+        .iter()
+        .map(|(name, before, after)| format!("{name}: {} -> {}", shown(before), shown(after)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

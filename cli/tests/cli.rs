@@ -1,0 +1,156 @@
+//! The `diffsync` binary end to end on a files -> SQLite config: diff,
+//! sync, history, show, rollback, their exit codes, and bad configs named.
+
+use std::path::Path;
+use std::process::Command;
+
+const CONFIG: &str = r#"
+journal = "runs.db"
+
+[[models]]
+name = "site"
+identifiers = [{ name = "name", kind = "string" }]
+attributes = [{ name = "region", kind = "string" }]
+children = ["device"]
+
+[[models]]
+name = "device"
+identifiers = [{ name = "name", kind = "string" }]
+attributes = [{ name = "role", kind = "string" }]
+
+[systems.cmdb]
+file = "cmdb.json"
+
+[systems.network]
+sqlite = "network.db"
+"#;
+
+fn cmdb(region: &str) -> String {
+    format!(
+        r#"{{"site": [{{"name": "nyc", "region": "{region}", "device": [{{"name": "nyc-r1", "role": "edge"}}]}},
+                      {{"name": "sfo", "region": "west"}}]}}"#
+    )
+}
+
+/// Runs `diffsync -c <dir>/diffsync.toml args`: exit code, stdout, stderr.
+fn diffsync(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_diffsync"))
+        .arg("-c")
+        .arg(dir.join("diffsync.toml"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn diff_sync_history_show_and_rollback_from_a_file_into_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(dir.join("diffsync.toml"), CONFIG).unwrap();
+    std::fs::write(dir.join("cmdb.json"), cmdb("east")).unwrap();
+
+    let (code, out, _) = diffsync(dir, &["diff", "cmdb", "network"]);
+    assert_eq!(code, 3, "differences found: {out}");
+    assert!(out.contains("nyc") && out.contains("MISSING in network"), "{out}");
+    let (code, out, _) = diffsync(dir, &["diff", "cmdb", "network", "--format", "json"]);
+    assert_eq!(code, 3);
+    let diff: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(diff["dest"], "network");
+
+    // A dry run writes nothing; the sync does.
+    let (code, out, _) = diffsync(dir, &["sync", "cmdb", "network", "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("planned 3"), "{out}");
+    assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 3);
+    let (code, out, _) = diffsync(dir, &["sync", "cmdb", "network"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("run 2: applied 3"), "{out}");
+    let (code, out, _) = diffsync(dir, &["diff", "cmdb", "network"]);
+    assert_eq!((code, out.trim()), (0, "no differences"));
+
+    // An edit in the file, synced, is in the site's history and the run's page.
+    std::fs::write(dir.join("cmdb.json"), cmdb("north-east")).unwrap();
+    let (code, out, _) = diffsync(dir, &["sync", "cmdb", "network"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, history, _) = diffsync(dir, &["history", "site", "nyc"]);
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 3, "dry run, create, update: {history}");
+    assert!(lines[2].contains(r#"region: "east" -> "north-east""#), "{history}");
+    let (_, show, _) = diffsync(dir, &["show", "3"]);
+    assert!(show.contains("one-way cmdb -> network, succeeded"), "{show}");
+    assert!(show.contains("update site nyc"), "{show}");
+    let (_, runs, _) = diffsync(dir, &["runs", "--system", "network"]);
+    assert_eq!(runs.lines().count(), 3, "{runs}");
+
+    // Rolled back: the database holds the old region again.
+    let (code, out, _) = diffsync(dir, &["rollback", "3"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = diffsync(dir, &["diff", "cmdb", "network"]);
+    assert_eq!(code, 3);
+    assert!(out.contains("north-east") && out.contains("east"), "{out}");
+
+    // An unknown run is an error naming it.
+    let (code, _, err) = diffsync(dir, &["rollback", "99"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("99"), "{err}");
+}
+
+#[test]
+fn a_rollback_that_must_leave_a_change_alone_says_so_and_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(dir.join("diffsync.toml"), CONFIG).unwrap();
+    std::fs::write(dir.join("cmdb.json"), cmdb("east")).unwrap();
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    std::fs::write(dir.join("cmdb.json"), cmdb("north-east")).unwrap();
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    // Run 1 created nyc; run 2 changed it since: undoing run 1 leaves it.
+    let (code, out, _) = diffsync(dir, &["rollback", "1"]);
+    assert_eq!(code, 5, "{out}");
+    assert!(out.contains("left alone: site nyc"), "{out}");
+}
+
+#[test]
+fn bad_configs_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let case = |config: &str, args: &[&str]| {
+        std::fs::write(dir.join("diffsync.toml"), config).unwrap();
+        let (code, _, err) = diffsync(dir, args);
+        assert_eq!(code, 1, "{err}");
+        err
+    };
+    // A typo in a key: the key and its line.
+    let err = case(&CONFIG.replace("sqlite = ", "sqlit = "), &["diff", "cmdb", "network"]);
+    assert!(err.contains("sqlit") && err.contains("line"), "{err}");
+    // A child type no model defines.
+    let err = case(
+        &CONFIG.replace(r#"children = ["device"]"#, r#"children = ["devices"]"#),
+        &["diff", "cmdb", "network"],
+    );
+    assert!(err.contains("\"devices\"") && err.contains("no model defines"), "{err}");
+    // A missing file: its path.
+    let err = case(CONFIG, &["diff", "cmdb", "network"]);
+    assert!(err.contains("cmdb.json"), "{err}");
+    // A system the config does not name.
+    std::fs::write(dir.join("cmdb.json"), cmdb("east")).unwrap();
+    let err = case(CONFIG, &["diff", "cmdb", "netwrok"]);
+    assert!(err.contains("no system named \"netwrok\""), "{err}");
+    // A record whose value does not fit its model: model and key.
+    std::fs::write(dir.join("cmdb.json"), r#"{"site": [{"name": "nyc", "region": 7}]}"#).unwrap();
+    let err = case(CONFIG, &["diff", "cmdb", "network"]);
+    assert!(
+        err.contains("site") && err.contains("nyc") && err.contains("region"),
+        "{err}"
+    );
+    // No config at all.
+    std::fs::remove_file(dir.join("diffsync.toml")).unwrap();
+    let (code, _, err) = diffsync(dir, &["runs"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("diffsync.toml"), "{err}");
+}
