@@ -220,6 +220,12 @@ impl Config {
         })
     }
 
+    /// Where the base of a two-way reconcile of `left` and `right` is kept:
+    /// beside the config, one file per pair.
+    pub fn base_path(&self, left: &str, right: &str) -> PathBuf {
+        self.dir.join(format!("{left}--{right}.base"))
+    }
+
     /// Opens the journal.
     pub fn journal(&self) -> Result<Journal, ConfigError> {
         Journal::open(&self.journal).map_err(|source| ConfigError::Journal {

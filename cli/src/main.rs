@@ -5,7 +5,8 @@
 //! Exit codes: 0 done (and, for `diff`, no differences); 1 an error
 //! stopped the command (its message names the file, system, model or
 //! key); 2 the arguments are wrong; 3 `diff` found differences; 4 a run
-//! had changes that failed; 5 a rollback left changes alone (conflicts).
+//! had changes that failed; 5 conflicts: a reconcile left some unapplied,
+//! or a rollback left changes alone.
 #![warn(missing_docs)]
 
 mod config;
@@ -23,7 +24,7 @@ use crate::config::Config;
 const DIFFERENCES: u8 = 3;
 /// A run had changes that failed.
 const FAILURES: u8 = 4;
-/// A rollback left changes alone.
+/// A reconcile left conflicts unapplied, or a rollback left changes alone.
 const CONFLICTS: u8 = 5;
 
 #[derive(Parser)]
@@ -59,6 +60,22 @@ enum Command {
         /// The system written.
         target: String,
         /// Plan only: write nothing (the plan is recorded).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Two-way: what changed on one side since the last reconcile goes to
+    /// the other; what changed on both is a conflict for the strategy. The
+    /// base (what both held after the last run) is kept beside the config.
+    Reconcile {
+        /// One side.
+        left: String,
+        /// The other side.
+        right: String,
+        /// How conflicts are decided: safe (leave both, report), left-wins,
+        /// right-wins, newest(FIELD, SKEW), highest(FIELD), merge(FALLBACK).
+        #[arg(long, default_value = "safe")]
+        strategy: String,
+        /// Plan only: write nothing to either side or the base.
         #[arg(long)]
         dry_run: bool,
     },
@@ -140,6 +157,34 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 println!("  {} {} {}: {}", e.action.as_str(), e.model_type, e.key, e.outcome);
             }
             Ok(if report.is_success() { 0 } else { FAILURES })
+        }
+        Command::Reconcile {
+            left,
+            right,
+            strategy,
+            dry_run,
+        } => {
+            let strategy = diffsync::bidir::Strategy::parse(&strategy)?;
+            let base_file = config.base_path(&left, &right);
+            let (mut left, mut right) = (config.open(&left)?, config.open(&right)?);
+            let mut base = diffsync::bidir::Base::load(&base_file, left.store())?;
+            let saved = std::sync::Arc::new(std::sync::Mutex::new(diffsync::bidir::BaseFile(base_file)));
+            let opts = diffsync::bidir::BiOptions::new()
+                .strategy(strategy)
+                .dry_run(dry_run)
+                .save_to(saved);
+            let mut journal = config.journal()?;
+            let (run, report) = journal.reconcile(&mut *left, &mut *right, &mut base, &opts)?;
+            println!("{run}: {report}");
+            Ok(
+                if report.stopped().is_some() || !report.to_left.is_success() || !report.to_right.is_success() {
+                    FAILURES
+                } else if !report.is_clean() {
+                    CONFLICTS
+                } else {
+                    0
+                },
+            )
         }
         Command::Runs { system, limit } => {
             let journal = config.journal()?;

@@ -154,3 +154,50 @@ fn bad_configs_are_named() {
     assert_eq!(code, 1);
     assert!(err.contains("diffsync.toml"), "{err}");
 }
+
+#[test]
+fn reconcile_carries_each_side_s_edits_and_exits_5_on_a_conflict_it_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(dir.join("diffsync.toml"), CONFIG).unwrap();
+    std::fs::write(dir.join("cmdb.json"), cmdb("east")).unwrap();
+    let region_in_db = |site: &str, region: &str| {
+        let db = rusqlite::Connection::open(dir.join("network.db")).unwrap();
+        db.execute("UPDATE site SET region = ?1 WHERE name = ?2", [region, site])
+            .unwrap();
+    };
+    // The first run takes the union.
+    let (code, out, err) = diffsync(dir, &["reconcile", "cmdb", "network"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 0);
+    assert!(dir.join("cmdb--network.base").exists());
+
+    // An edit on each side: each goes to the other.
+    std::fs::write(dir.join("cmdb.json"), cmdb("north-east")).unwrap();
+    region_in_db("sfo", "pacific");
+    let (code, out, err) = diffsync(dir, &["reconcile", "cmdb", "network"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 0);
+    assert!(
+        std::fs::read_to_string(dir.join("cmdb.json"))
+            .unwrap()
+            .contains("pacific")
+    );
+
+    // Both edit nyc: safe leaves it, says so, exits 5; left-wins settles it.
+    std::fs::write(dir.join("cmdb.json"), cmdb("north")).unwrap();
+    region_in_db("nyc", "south");
+    let (code, out, _) = diffsync(dir, &["reconcile", "cmdb", "network"]);
+    assert_eq!(code, 5, "{out}");
+    assert!(out.contains("nyc"), "{out}");
+    let (code, out, _) = diffsync(dir, &["reconcile", "cmdb", "network", "--strategy", "left-wins"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = diffsync(dir, &["diff", "cmdb", "network"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, runs, _) = diffsync(dir, &["runs"]);
+    assert_eq!(runs.lines().filter(|l| l.contains("two-way")).count(), 4, "{runs}");
+    // A strategy that does not parse is named.
+    let (code, _, err) = diffsync(dir, &["reconcile", "cmdb", "network", "--strategy", "lefty"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("lefty"), "{err}");
+}
