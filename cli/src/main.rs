@@ -37,6 +37,9 @@ struct Cli {
     /// The config file (TOML, or YAML by its extension).
     #[arg(short, long, default_value = "diffsync.toml")]
     config: PathBuf,
+    /// No progress bars (they are shown only on a terminal anyway).
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -131,10 +134,14 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 fn run(cli: Cli) -> Result<u8, Failure> {
     let config = Config::load(&cli.config)?;
+    let progress = Progress::new(cli.quiet);
+    let open = |name: &str| progress.loading(name, || config.open(name));
     match cli.command {
         Command::Diff { source, target, format } => {
-            let (source, target) = (config.open(&source)?, config.open(&target)?);
-            let diff = target.diff_from(&*source)?;
+            let (source, target) = (open(&source)?, open(&target)?);
+            let mut report = progress.reporter();
+            let diff = target.diff_from_with(&*source, &mut Options::new().progress(&mut report))?;
+            progress.done();
             match format {
                 Shown::Text if diff.has_diffs() => println!("{diff}"),
                 Shown::Text => println!("no differences"),
@@ -148,9 +155,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             target,
             dry_run,
         } => {
-            let (source, mut target) = (config.open(&source)?, config.open(&target)?);
+            let (source, mut target) = (open(&source)?, open(&target)?);
             let mut journal = config.journal()?;
-            let (run, report) = journal.sync(&mut *target, &*source, &mut Options::new().dry_run(dry_run))?;
+            let mut report = progress.reporter();
+            let mut opts = Options::new().dry_run(dry_run).progress(&mut report);
+            let (run, report) = journal.sync(&mut *target, &*source, &mut opts)?;
+            progress.done();
             println!("{run}: {}", counts(&report.totals()));
             let usual = |o: &Outcome| matches!(o, Outcome::Applied | Outcome::Planned | Outcome::Unchanged);
             for e in report.elements.iter().filter(|e| !usual(&e.outcome)) {
@@ -166,7 +176,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         } => {
             let strategy = diffsync::bidir::Strategy::parse(&strategy)?;
             let base_file = config.base_path(&left, &right);
-            let (mut left, mut right) = (config.open(&left)?, config.open(&right)?);
+            let (mut left, mut right) = (open(&left)?, open(&right)?);
             let mut base = diffsync::bidir::Base::load(&base_file, left.store())?;
             let saved = std::sync::Arc::new(std::sync::Mutex::new(diffsync::bidir::BaseFile(base_file)));
             let opts = diffsync::bidir::BiOptions::new()
@@ -253,7 +263,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Rollback { run, dry_run } => {
             let mut journal = config.journal()?;
             let recorded = journal.run(RunId(run))?;
-            let mut target = config.open(&recorded.target)?;
+            let mut target = open(&recorded.target)?;
             let undo = journal.rollback(RunId(run), &mut *target, dry_run)?;
             let run = undo
                 .run
@@ -303,4 +313,66 @@ fn changes(e: &diffsync_journal::Element) -> String {
         .map(|(name, before, after)| format!("{name}: {} -> {}", shown(before), shown(after)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Progress bars on standard error when it is a terminal (and not
+/// `--quiet`): a spinner while a system loads, a bar while a diff and a
+/// sync go. Nothing when piped.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Progress {
+        use std::io::IsTerminal;
+        let shown = !quiet && std::io::stderr().is_terminal();
+        Progress {
+            bar: shown.then(indicatif::ProgressBar::hidden),
+        }
+    }
+
+    /// `open`, with a spinner naming `name` meanwhile.
+    fn loading<T>(&self, name: &str, open: impl FnOnce() -> T) -> T {
+        let Some(bar) = &self.bar else {
+            return open();
+        };
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(indicatif::ProgressStyle::default_spinner());
+        bar.set_message(format!("loading {name}"));
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        let opened = open();
+        bar.disable_steady_tick();
+        bar.finish_and_clear();
+        opened
+    }
+
+    /// A callback for the core's progress reports, drawing them as a bar.
+    fn reporter(&self) -> impl FnMut(diffsync::Progress) + use<> {
+        let bar = self.bar.clone();
+        let mut stage = None;
+        move |p: diffsync::Progress| {
+            let Some(bar) = &bar else { return };
+            if stage != Some(p.stage) {
+                stage = Some(p.stage);
+                bar.reset();
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                let style = indicatif::ProgressStyle::with_template("{msg:>8} [{bar:40}] {pos}/{len} {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                bar.set_style(style.progress_chars("=> "));
+                bar.set_message(match p.stage {
+                    diffsync::Stage::Diff => "diff",
+                    _ => "sync",
+                });
+            }
+            bar.set_length(p.total as u64);
+            bar.set_position(p.current as u64);
+        }
+    }
+
+    /// Clears the bar once the work is done.
+    fn done(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }

@@ -67,9 +67,11 @@ fn diff_sync_history_show_and_rollback_from_a_file_into_sqlite() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("planned 3"), "{out}");
     assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 3);
-    let (code, out, _) = diffsync(dir, &["sync", "cmdb", "network"]);
+    let (code, out, err) = diffsync(dir, &["sync", "cmdb", "network"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("run 2: applied 3"), "{out}");
+    // Piped: no progress bar drawn.
+    assert!(!err.contains('\r') && !err.contains('\u{1b}'), "{err:?}");
     let (code, out, _) = diffsync(dir, &["diff", "cmdb", "network"]);
     assert_eq!((code, out.trim()), (0, "no differences"));
 
