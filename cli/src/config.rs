@@ -27,7 +27,10 @@ use diffsync_journal::Journal;
 use serde::Deserialize;
 
 /// A system the commands read or write, opened.
-pub type System = Box<dyn Adapter<Store = LocalStore>>;
+pub type System = Box<dyn Adapter<Store = LocalStore> + Send>;
+
+/// A feed of a system's changes, for the loop.
+pub type Feed = Box<dyn diffsync::feed::ChangeFeed>;
 
 /// What can be wrong with a config, or opening what it names.
 #[derive(Debug, thiserror::Error)]
@@ -186,13 +189,7 @@ impl Config {
     /// Opens the system the config names `name`.
     pub fn open(&self, name: &str) -> Result<System, ConfigError> {
         let Some(system) = self.systems.get(name) else {
-            return Err(ConfigError::Invalid {
-                path: self.path.clone(),
-                message: format!(
-                    "no system named {name:?} (systems: {})",
-                    self.systems.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
-                ),
-            });
+            return Err(self.unknown(name));
         };
         let opened = |source| ConfigError::Open {
             name: name.to_string(),
@@ -202,13 +199,7 @@ impl Config {
         Ok(match system {
             Where::File(file) => {
                 let path = self.dir.join(file);
-                let format = Format::from_path(&path).ok_or_else(|| ConfigError::Invalid {
-                    path: self.path.clone(),
-                    message: format!(
-                        "system {name:?}: {} is not .json, .yaml, .toml or a CSV directory",
-                        path.display()
-                    ),
-                })?;
+                let format = self.format_of(name, &path)?;
                 Box::new(FileAdapter::open(name, path, format, registry).map_err(opened)?)
             }
             Where::Sqlite(db) => Box::new(
@@ -217,6 +208,61 @@ impl Config {
             Where::Postgres(params) => {
                 Box::new(diffsync_adapters::postgres::PostgresAdapter::connect(name, params, registry).map_err(opened)?)
             }
+        })
+    }
+
+    /// Opens the system the config names `name` with a feed of its changes
+    /// (by any writer) for `consumer`: a file is watched; a database's
+    /// feed is durable, resuming after what `consumer` last handled.
+    pub fn open_with_feed(&self, name: &str, consumer: &str) -> Result<(System, Feed), ConfigError> {
+        let opened = |source| ConfigError::Open {
+            name: name.to_string(),
+            source: Box::new(source),
+        };
+        let registry = self.registry.clone();
+        match self.systems.get(name) {
+            None => Err(self.unknown(name)),
+            Some(Where::File(file)) => {
+                let path = self.dir.join(file);
+                let format = self.format_of(name, &path)?;
+                let file = FileAdapter::open(name, path, format, registry).map_err(opened)?;
+                let feed = file.change_feed().map_err(opened)?;
+                Ok((Box::new(file), Box::new(feed)))
+            }
+            Some(Where::Sqlite(db)) => {
+                let mut db = diffsync_adapters::sqlite::SqliteAdapter::open(name, self.dir.join(db), registry)
+                    .map_err(opened)?;
+                db.enable_change_feed().map_err(opened)?;
+                let feed = db.change_feed(consumer).map_err(opened)?;
+                Ok((Box::new(db), Box::new(feed)))
+            }
+            Some(Where::Postgres(params)) => {
+                let mut db =
+                    diffsync_adapters::postgres::PostgresAdapter::connect(name, params, registry).map_err(opened)?;
+                db.enable_change_feed().map_err(opened)?;
+                let feed = db.change_feed(consumer).map_err(opened)?;
+                Ok((Box::new(db), Box::new(feed)))
+            }
+        }
+    }
+
+    fn unknown(&self, name: &str) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            message: format!(
+                "no system named {name:?} (systems: {})",
+                self.systems.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
+    fn format_of(&self, name: &str, path: &Path) -> Result<Format, ConfigError> {
+        Format::from_path(path).ok_or_else(|| ConfigError::Invalid {
+            path: self.path.clone(),
+            message: format!(
+                "system {name:?}: {} is not .json, .yaml, .toml or a CSV directory",
+                path.display()
+            ),
         })
     }
 

@@ -82,6 +82,19 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Keeps TARGET like SOURCE as SOURCE changes (the loop): each change
+    /// to SOURCE, by any writer, is synced; a full pass at the start and
+    /// every ANTI_ENTROPY seconds repairs what a feed missed. Every pass is
+    /// recorded in the journal. Runs until stopped (Ctrl-C).
+    Watch {
+        /// The system followed.
+        source: String,
+        /// The system kept in step.
+        target: String,
+        /// Seconds between full passes (0: none after the first).
+        #[arg(long, default_value_t = 300)]
+        anti_entropy: u64,
+    },
     /// The recorded runs, newest first.
     Runs {
         /// Only runs that read or wrote this system.
@@ -196,6 +209,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 },
             )
         }
+        Command::Watch {
+            source,
+            target,
+            anti_entropy,
+        } => watch(&config, &source, &target, anti_entropy),
         Command::Runs { system, limit } => {
             let journal = config.journal()?;
             let filter = RunFilter {
@@ -281,6 +299,65 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             })
         }
     }
+}
+
+/// The loop, one way, its target recorded pass by pass; prints what it does.
+fn watch(config: &Config, source: &str, target: &str, anti_entropy: u64) -> Result<u8, Failure> {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
+
+    let (followed, feed) = config.open_with_feed(source, &format!("diffsync-watch-{target}"))?;
+    let journal = Arc::new(Mutex::new(config.journal()?));
+    let recorded = diffsync::Layered::new(
+        config.open(target)?,
+        diffsync_journal::Recorder::new(journal, source, target),
+    );
+    let every = (anti_entropy > 0).then(|| Duration::from_secs(anti_entropy));
+    let builder = ReconcileLoop::new(OneWay::new(
+        Arc::new(Mutex::new(followed)),
+        vec![Arc::new(Mutex::new(recorded))],
+    ))
+    .feed(feed)
+    .anti_entropy(every);
+    let events = builder.subscribe();
+    let _running = builder.spawn()?;
+    println!("watching {source} -> {target}");
+    for event in events {
+        let line = match &event {
+            LoopEvent::Synced {
+                applied,
+                failed,
+                latency,
+                ..
+            } => {
+                format!("synced: {applied} applied, {failed} failed, {latency:?} after the change")
+            }
+            LoopEvent::FullPass {
+                reason,
+                repaired,
+                failed,
+                error,
+                ..
+            } => match error {
+                Some(e) => format!("full pass ({reason}) failed: {e}"),
+                None => format!("full pass ({reason}): {repaired} repaired, {failed} failed"),
+            },
+            LoopEvent::Failed {
+                subject,
+                error,
+                retry_in,
+            } => {
+                format!("failed: {subject:?}: {error} (again in {retry_in:?})")
+            }
+            LoopEvent::Gap { .. } => "the feed may have missed changes: a full pass follows".into(),
+            LoopEvent::Progress { .. } | LoopEvent::Started => continue,
+            other => format!("{other:?}"),
+        };
+        println!("{line}");
+    }
+    Ok(0)
 }
 
 /// A run's counts, the non-zero ones.

@@ -203,3 +203,52 @@ fn reconcile_carries_each_side_s_edits_and_exits_5_on_a_conflict_it_leaves() {
     assert_eq!(code, 1);
     assert!(err.contains("lefty"), "{err}");
 }
+
+#[test]
+fn watch_keeps_the_target_in_step_as_the_file_changes_and_records_each_pass() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(dir.join("diffsync.toml"), CONFIG).unwrap();
+    std::fs::write(dir.join("cmdb.json"), cmdb("east")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_diffsync"))
+        .arg("-c")
+        .arg(dir.join("diffsync.toml"))
+        .args(["watch", "cmdb", "network"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut got = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(line) = seen.recv_timeout(Duration::from_millis(100)) {
+                if line.contains(what) {
+                    return;
+                }
+                got.push(line);
+            }
+        }
+        panic!("no {what:?} in {got:?}");
+    };
+    wait_for("full pass (startup): 3 repaired");
+    std::fs::write(dir.join("cmdb.json"), cmdb("north-east")).unwrap();
+    wait_for("synced: 1 applied");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 0);
+    let (_, runs, _) = diffsync(dir, &["runs"]);
+    assert_eq!(runs.lines().filter(|l| l.contains("batch")).count(), 2, "{runs}");
+    let (_, history, _) = diffsync(dir, &["history", "site", "nyc"]);
+    assert!(history.contains(r#"region: "east" -> "north-east""#), "{history}");
+}

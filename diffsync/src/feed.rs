@@ -134,6 +134,23 @@ pub trait ChangeFeed: Send {
     }
 }
 
+/// A boxed feed is a feed (one picked at run time): every method goes to
+/// the boxed one.
+impl<F: ChangeFeed + ?Sized> ChangeFeed for Box<F> {
+    fn poll(&mut self, max: usize, wait: Duration) -> Result<FeedBatch, BoxError> {
+        (**self).poll(max, wait)
+    }
+    fn position(&self) -> Option<Position> {
+        (**self).position()
+    }
+    fn commit_at(&mut self, position: &Position) -> Result<(), BoxError> {
+        (**self).commit_at(position)
+    }
+    fn commit(&mut self) -> Result<(), BoxError> {
+        (**self).commit()
+    }
+}
+
 /// How many unread events a [`LocalStore::subscribe`](crate::LocalStore::subscribe)
 /// feed holds before it drops events and reports a gap.
 pub const FEED_CAPACITY: usize = 100_000;

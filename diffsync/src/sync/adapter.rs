@@ -141,6 +141,46 @@ pub trait Adapter {
     }
 }
 
+/// A boxed adapter is an adapter (a command line picks its systems at run
+/// time, `Box<dyn Adapter<Store = LocalStore> + Send>`): every method goes
+/// to the boxed one.
+impl<A: Adapter + ?Sized> Adapter for Box<A> {
+    type Store = A::Store;
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn store(&self) -> &A::Store {
+        (**self).store()
+    }
+    fn store_mut(&mut self) -> &mut A::Store {
+        (**self).store_mut()
+    }
+    fn top_level(&self) -> Vec<&str> {
+        (**self).top_level()
+    }
+    fn load(&mut self) -> Result<()> {
+        (**self).load()
+    }
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        (**self).apply(change)
+    }
+    fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
+        (**self).apply_batch(batch)
+    }
+    fn sync_complete(&mut self, diff: &Diff, report: &SyncReport) -> Result<(), HookError> {
+        (**self).sync_complete(diff, report)
+    }
+    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
+        (**self).reread(changed)
+    }
+    fn refresh(&mut self) -> Result<()> {
+        (**self).refresh()
+    }
+    fn set_origin(&mut self, origin: Option<&str>) {
+        (**self).set_origin(origin)
+    }
+}
+
 /// Diff and sync, for every [`Adapter`] (`dyn` ones too): import it with
 /// the trait (`use diffsync::{Adapter, AdapterExt}`, or `diffsync::prelude::*`).
 pub trait AdapterExt: Adapter {
