@@ -372,6 +372,16 @@ fn the_metrics_endpoint_counts_a_known_run() {
     assert!(body.contains("# TYPE diffsync_runs_total counter"), "{body}");
 }
 
+/// Each recorded change of a run: the side it went to, and its key.
+fn sides(journal: &Journal, run: diffsync_journal::RunId) -> Vec<(Option<diffsync_journal::Side>, String)> {
+    journal
+        .elements(run)
+        .unwrap()
+        .iter()
+        .map(|e| (e.side, e.key.clone()))
+        .collect()
+}
+
 /// Two sides and their base; since the base, left edited a device, right
 /// a site, and both one interface.
 fn edited_on_both_sides() -> (Inventory, Inventory, diffsync::bidir::Base) {
@@ -404,12 +414,7 @@ fn a_two_way_run_is_recorded_per_side_with_its_conflicts() {
         ),
         (Mode::TwoWay, "sys-a", "sys-a", RunResult::Succeeded)
     );
-    let sides: Vec<(Option<Side>, String)> = journal
-        .elements(run)
-        .unwrap()
-        .iter()
-        .map(|e| (e.side, e.key.clone()))
-        .collect();
+    let sides = sides(&journal, run);
     assert!(sides.contains(&(Some(Side::Left), "sfo".into())), "{sides:?}");
     assert!(sides.contains(&(Some(Side::Right), "nyc-r1".into())), "{sides:?}");
     assert!(sides.contains(&(Some(Side::Right), "nyc-r1__eth0".into())), "{sides:?}");
@@ -437,12 +442,7 @@ fn a_two_way_run_a_hook_kills_leaves_both_sides_changes_and_its_conflict_unfinis
         ..RunFilter::default()
     };
     let [run] = journal.runs(&unfinished).unwrap().try_into().unwrap();
-    let sides: Vec<(Option<Side>, String)> = journal
-        .elements(run.id)
-        .unwrap()
-        .iter()
-        .map(|e| (e.side, e.key.clone()))
-        .collect();
+    let sides = sides(&journal, run.id);
     assert!(sides.contains(&(Some(Side::Left), "sfo".into())), "{sides:?}");
     assert!(sides.contains(&(Some(Side::Right), "nyc-r1".into())), "{sides:?}");
     let conflicts = journal.conflicts(run.id).unwrap();
