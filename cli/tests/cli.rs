@@ -32,6 +32,14 @@ fn cmdb(region: &str) -> String {
     )
 }
 
+/// A directory holding the config and a cmdb document.
+fn configured() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("diffsync.toml"), CONFIG).unwrap();
+    std::fs::write(dir.path().join("cmdb.json"), cmdb("east")).unwrap();
+    dir
+}
+
 /// Runs `diffsync -c <dir>/diffsync.toml args`: exit code, stdout, stderr.
 fn diffsync(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_diffsync"))
@@ -49,10 +57,8 @@ fn diffsync(dir: &Path, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn diff_sync_history_show_and_rollback_from_a_file_into_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = configured();
     let dir = dir.path();
-    std::fs::write(dir.join("diffsync.toml"), CONFIG).unwrap();
-    std::fs::write(dir.join("cmdb.json"), cmdb("east")).unwrap();
 
     let (code, out, _) = diffsync(dir, &["diff", "cmdb", "network"]);
     assert_eq!(code, 3, "differences found: {out}");
@@ -104,10 +110,8 @@ fn diff_sync_history_show_and_rollback_from_a_file_into_sqlite() {
 
 #[test]
 fn a_rollback_that_must_leave_a_change_alone_says_so_and_exits_5() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = configured();
     let dir = dir.path();
-    std::fs::write(dir.join("diffsync.toml"), CONFIG).unwrap();
-    std::fs::write(dir.join("cmdb.json"), cmdb("east")).unwrap();
     assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
     std::fs::write(dir.join("cmdb.json"), cmdb("north-east")).unwrap();
     assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
@@ -159,10 +163,8 @@ fn bad_configs_are_named() {
 
 #[test]
 fn reconcile_carries_each_side_s_edits_and_exits_5_on_a_conflict_it_leaves() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = configured();
     let dir = dir.path();
-    std::fs::write(dir.join("diffsync.toml"), CONFIG).unwrap();
-    std::fs::write(dir.join("cmdb.json"), cmdb("east")).unwrap();
     let region_in_db = |site: &str, region: &str| {
         let db = rusqlite::Connection::open(dir.join("network.db")).unwrap();
         db.execute("UPDATE site SET region = ?1 WHERE name = ?2", [region, site])
@@ -209,10 +211,8 @@ fn watch_keeps_the_target_in_step_as_the_file_changes_and_records_each_pass() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     use std::time::{Duration, Instant};
-    let dir = tempfile::tempdir().unwrap();
+    let dir = configured();
     let dir = dir.path();
-    std::fs::write(dir.join("diffsync.toml"), CONFIG).unwrap();
-    std::fs::write(dir.join("cmdb.json"), cmdb("east")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_diffsync"))
         .arg("-c")
         .arg(dir.join("diffsync.toml"))
