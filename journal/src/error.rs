@@ -35,6 +35,15 @@ pub enum JournalError {
         #[source]
         source: Box<diffsync::Error>,
     },
+    /// A rollback's preview could not be planned against its target.
+    #[error("journal: cannot plan the rollback of {run}")]
+    Preview {
+        /// The run.
+        run: RunId,
+        /// Why.
+        #[source]
+        source: Box<diffsync::Error>,
+    },
     /// A rollback cannot start: the run is unfinished, a dry run, or
     /// recorded for another target.
     #[error("journal: cannot roll back {run}: {reason}")]

@@ -2,7 +2,7 @@
 
 use diffsync::digest::digest_of;
 use diffsync::{
-    Action, Adapter, AttrSource, Attrs, Chain, LocalStore, MemoryAdapter, ModelKey, Options, Outcome, Store, SyncReport,
+    Action, Adapter, AdapterExt, AttrSource, Attrs, Chain, LocalStore, MemoryAdapter, ModelKey, Options, Outcome, Store, SyncReport,
 };
 
 use crate::error::JournalError;
@@ -61,6 +61,57 @@ impl Journal {
         target: &mut T,
         dry_run: bool,
     ) -> Result<Rollback, JournalError> {
+        let Plan { keys, view, conflicts } = self.plan_rollback(run, target)?;
+        if keys.is_empty() {
+            return Ok(Rollback {
+                run: None,
+                report: SyncReport::default(),
+                conflicts,
+            });
+        }
+        let source = MemoryAdapter::with_store(format!("rollback of {run}"), &[], view);
+        let mut opts = Options::new()
+            .part(keys.iter())
+            .dry_run(dry_run)
+            .allow_empty_source(true);
+        let (own, report) = self.record(Mode::Rollback, Some(run), target, &source, &mut opts)?;
+        crate::metrics::record_rollback_conflicts(target.name(), conflicts.len());
+        Ok(Rollback {
+            run: Some(own),
+            report,
+            conflicts,
+        })
+    }
+
+    /// What [`rollback`](Journal::rollback) would do, planned against
+    /// `target` and recorded nowhere: for a preview a user confirms
+    /// before the rollback runs (whose own dry run is journaled).
+    pub fn rollback_preview<T: Adapter + ?Sized>(&self, run: RunId, target: &mut T) -> Result<Rollback, JournalError> {
+        let Plan { keys, view, conflicts } = self.plan_rollback(run, target)?;
+        let mut report = SyncReport::default();
+        if !keys.is_empty() {
+            let source = MemoryAdapter::with_store(format!("rollback of {run}"), &[], view);
+            let mut opts = Options::new()
+                .part(keys.iter())
+                .dry_run(true)
+                .allow_empty_source(true);
+            report = target
+                .sync_from_with(&source, &mut opts)
+                .map_err(|source| JournalError::Preview {
+                    run,
+                    source: Box::new(source),
+                })?;
+        }
+        Ok(Rollback {
+            run: None,
+            report,
+            conflicts,
+        })
+    }
+
+    /// The inverse changes of `run` that `target` can take (their keys and
+    /// the store as it would be after them), and the ones it cannot.
+    fn plan_rollback<T: Adapter + ?Sized>(&self, run: RunId, target: &T) -> Result<Plan, JournalError> {
         let recorded = self.run(run)?;
         let refuse = |reason: String| JournalError::NotUndoable { run, reason };
         if recorded.dry_run {
@@ -131,26 +182,18 @@ impl Journal {
                 }
             }
         }
-        if keys.is_empty() {
-            return Ok(Rollback {
-                run: None,
-                report: SyncReport::default(),
-                conflicts,
-            });
-        }
-        let source = MemoryAdapter::with_store(format!("rollback of {run}"), &[], view);
-        let mut opts = Options::new()
-            .part(keys.iter())
-            .dry_run(dry_run)
-            .allow_empty_source(true);
-        let (own, report) = self.record(Mode::Rollback, Some(run), target, &source, &mut opts)?;
-        crate::metrics::record_rollback_conflicts(target.name(), conflicts.len());
-        Ok(Rollback {
-            run: Some(own),
-            report,
-            conflicts,
-        })
+        Ok(Plan { keys, view, conflicts })
     }
+}
+
+/// A rollback, planned.
+struct Plan {
+    /// The keys the inverse changes touch.
+    keys: Vec<ModelKey>,
+    /// The target's store with them applied.
+    view: LocalStore,
+    /// The changes left alone.
+    conflicts: Vec<RollbackConflict>,
 }
 
 /// How to undo a change the target still holds the result of (`None`: a

@@ -1,5 +1,6 @@
 //! The handle that controls a running loop.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -17,6 +18,7 @@ pub struct LoopHandle {
     pub(crate) cmd: Sender<Command>,
     pub(crate) thread: Option<JoinHandle<()>>,
     pub(crate) listeners: Arc<Mutex<Vec<Sender<LoopEvent>>>>,
+    pub(crate) queued: Arc<AtomicUsize>,
 }
 
 impl LoopHandle {
@@ -27,6 +29,11 @@ impl LoopHandle {
     /// Runs a full pass as soon as the current step is done.
     pub fn trigger(&self) {
         let _ = self.cmd.send(Command::Trigger);
+    }
+    /// Keys waiting to be synced (debouncing, or waiting for a retry), as
+    /// of the loop's last step.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
     /// Whether the loop's thread still runs.
     pub fn is_running(&self) -> bool {

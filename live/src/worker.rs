@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,6 +43,8 @@ struct Worker<R> {
     /// A full pass that failed as a whole is retried: when, and its delays.
     full_retry: Option<(Instant, ExponentialBackoff)>,
     listeners: Arc<Mutex<Vec<Sender<LoopEvent>>>>,
+    /// The dirty set's size, for the handle.
+    queued: Arc<AtomicUsize>,
     cmd: Receiver<Command>,
 }
 
@@ -67,6 +70,7 @@ impl<R: Reconciler + 'static> ReconcileLoop<R> {
     pub fn spawn(self) -> std::io::Result<LoopHandle> {
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let listeners = self.listeners.clone();
+        let queued = Arc::new(AtomicUsize::new(0));
         let state = Worker {
             cfg: self,
             dirty: HashMap::new(),
@@ -75,6 +79,7 @@ impl<R: Reconciler + 'static> ReconcileLoop<R> {
             last_commit: Instant::now(),
             full_retry: None,
             listeners: listeners.clone(),
+            queued: queued.clone(),
             cmd: cmd_rx,
         };
         let thread = std::thread::Builder::new()
@@ -84,6 +89,7 @@ impl<R: Reconciler + 'static> ReconcileLoop<R> {
             cmd: cmd_tx,
             thread: Some(thread),
             listeners,
+            queued,
         })
     }
 }
@@ -202,6 +208,7 @@ impl<R: Reconciler> Worker<R> {
                 self.full_pass("gap");
             }
             self.sync_due();
+            self.queued.store(self.dirty.len(), Ordering::Relaxed);
             if next_cron.is_some_and(|t| Instant::now() >= t) {
                 self.full_pass("schedule");
                 next_cron = self.next_scheduled();

@@ -128,9 +128,23 @@ fn a_rollback_restores_the_target_exactly_and_its_rollback_restores_the_run() {
     assert_eq!(target.store.fingerprint(), sys_a().store.fingerprint());
     let hooks_before = target.log.len();
 
-    // A dry run first: planned, nothing written.
+    // A preview: the plan, recorded nowhere.
+    let runs = |j: &Journal| j.runs(&diffsync_journal::RunFilter::default()).unwrap().len();
+    let recorded_runs = runs(&journal);
+    let preview = journal.rollback_preview(run, &mut target).unwrap();
+    assert!(preview.run.is_none() && preview.conflicts.is_empty());
+    assert_eq!(runs(&journal), recorded_runs, "a preview records no run");
+
+    // A dry run: the same plan, recorded; nothing written.
     let plan = journal.rollback(run, &mut target, true).unwrap();
     assert!(plan.report.totals().planned > 0);
+    assert_eq!(runs(&journal), recorded_runs + 1);
+    let planned = |r: &diffsync_journal::Rollback| {
+        let mut keys: Vec<_> = r.report.elements.iter().map(|e| (e.action, e.key.clone())).collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(planned(&preview), planned(&plan));
     assert_eq!(target.store.fingerprint(), sys_a().store.fingerprint());
     assert_eq!(target.log.len(), hooks_before);
 
@@ -169,7 +183,9 @@ fn a_rollback_leaves_what_changed_since_alone_and_names_it() {
             },
         )
         .unwrap();
+    let preview = journal.rollback_preview(run, &mut target).unwrap();
     let undo = journal.rollback(run, &mut target, false).unwrap();
+    assert_eq!(preview.conflicts, undo.conflicts, "the preview names the same");
     let mut conflicts: Vec<(&str, &str, &str)> = undo
         .conflicts
         .iter()

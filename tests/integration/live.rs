@@ -192,6 +192,12 @@ fn events_within_the_debounce_window_make_one_apply_per_key() {
     for i in 0..50 {
         describe(&source, "nyc-r1__eth0", &format!("edit {i}"));
     }
+    // The key waits out its debounce in the loop's queue.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while handle.queued() != 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(handle.queued(), 1);
     let seen = wait_for(&events, |e| matches!(e, LoopEvent::Synced { .. }));
     assert!(
         matches!(
@@ -211,6 +217,7 @@ fn events_within_the_debounce_window_make_one_apply_per_key() {
     };
     assert_eq!(*changed, [Interface::key("nyc-r1", "eth0").into_erased()]);
     std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(handle.queued(), 0);
     handle.shutdown();
     assert!(in_step(&source, &target));
     let t = target.lock().unwrap();
