@@ -246,6 +246,24 @@ impl Config {
         }
     }
 
+    /// The systems, by name, each with what it is, in words that hold no
+    /// secret (a database's connection string is not shown).
+    pub fn systems(&self) -> impl Iterator<Item = (&str, String)> {
+        self.systems.iter().map(|(name, place)| {
+            let what = match place {
+                Where::File(file) => format!("file {}", file.display()),
+                Where::Sqlite(db) => format!("SQLite {}", db.display()),
+                Where::Postgres(_) => "PostgreSQL".to_string(),
+            };
+            (name.as_str(), what)
+        })
+    }
+
+    /// The model types the config describes.
+    pub fn model_types(&self) -> Vec<&str> {
+        self.registry.schemas().map(|s| s.name.as_ref()).collect()
+    }
+
     fn unknown(&self, name: &str) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.clone(),

@@ -10,6 +10,9 @@
 #![warn(missing_docs)]
 
 mod config;
+mod pages;
+mod serve;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,6 +119,24 @@ enum Command {
         /// The model's key.
         key: String,
     },
+    /// The dashboard (systems, runs, a run's changes, a key's history, the
+    /// loops, rollback previews) and the Prometheus metrics at /metrics.
+    /// Read-only unless --allow-writes.
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8480")]
+        listen: std::net::SocketAddr,
+        /// Let a page roll a run back (after its preview and a confirmation).
+        #[arg(long)]
+        allow_writes: bool,
+        /// Runs the loop that keeps TARGET like SOURCE and shows its status
+        /// (repeatable).
+        #[arg(long, value_name = "SOURCE:TARGET", value_parser = pair)]
+        watch: Vec<(String, String)>,
+        /// Seconds between the loops' full passes (0: none after the first).
+        #[arg(long, default_value_t = 300)]
+        anti_entropy: u64,
+    },
     /// Undoes a recorded run where its target still holds what it wrote.
     Rollback {
         /// The run's number.
@@ -130,6 +151,14 @@ enum Command {
 enum Shown {
     Text,
     Json,
+}
+
+/// `SOURCE:TARGET`, two system names.
+fn pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((source, target)) if !source.is_empty() && !target.is_empty() => Ok((source.into(), target.into())),
+        _ => Err(format!("{s:?} is not SOURCE:TARGET")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -213,7 +242,21 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             source,
             target,
             anti_entropy,
-        } => watch(&config, &source, &target, anti_entropy),
+        } => watch::print(&config, &source, &target, anti_entropy),
+        Command::Serve {
+            listen,
+            allow_writes,
+            watch,
+            anti_entropy,
+        } => serve::serve(
+            config,
+            serve::ServeOptions {
+                listen,
+                allow_writes,
+                watch,
+                anti_entropy,
+            },
+        ),
         Command::Runs { system, limit } => {
             let journal = config.journal()?;
             let filter = RunFilter {
@@ -301,67 +344,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-/// The loop, one way, its target recorded pass by pass; prints what it does.
-fn watch(config: &Config, source: &str, target: &str, anti_entropy: u64) -> Result<u8, Failure> {
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-
-    use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
-
-    let (followed, feed) = config.open_with_feed(source, &format!("diffsync-watch-{target}"))?;
-    let journal = Arc::new(Mutex::new(config.journal()?));
-    let recorded = diffsync::Layered::new(
-        config.open(target)?,
-        diffsync_journal::Recorder::new(journal, source, target),
-    );
-    let every = (anti_entropy > 0).then(|| Duration::from_secs(anti_entropy));
-    let builder = ReconcileLoop::new(OneWay::new(
-        Arc::new(Mutex::new(followed)),
-        vec![Arc::new(Mutex::new(recorded))],
-    ))
-    .feed(feed)
-    .anti_entropy(every);
-    let events = builder.subscribe();
-    let _running = builder.spawn()?;
-    println!("watching {source} -> {target}");
-    for event in events {
-        let line = match &event {
-            LoopEvent::Synced {
-                applied,
-                failed,
-                latency,
-                ..
-            } => {
-                format!("synced: {applied} applied, {failed} failed, {latency:?} after the change")
-            }
-            LoopEvent::FullPass {
-                reason,
-                repaired,
-                failed,
-                error,
-                ..
-            } => match error {
-                Some(e) => format!("full pass ({reason}) failed: {e}"),
-                None => format!("full pass ({reason}): {repaired} repaired, {failed} failed"),
-            },
-            LoopEvent::Failed {
-                subject,
-                error,
-                retry_in,
-            } => {
-                format!("failed: {subject:?}: {error} (again in {retry_in:?})")
-            }
-            LoopEvent::Gap { .. } => "the feed may have missed changes: a full pass follows".into(),
-            LoopEvent::Progress { .. } | LoopEvent::Started => continue,
-            other => format!("{other:?}"),
-        };
-        println!("{line}");
-    }
-    Ok(0)
-}
-
 /// A run's counts, the non-zero ones.
-fn counts(t: &Totals) -> String {
+pub(crate) fn counts(t: &Totals) -> String {
     let all = [
         ("applied", t.applied),
         ("planned", t.planned),
@@ -383,7 +367,7 @@ fn counts(t: &Totals) -> String {
 }
 
 /// What a recorded change changed: `field: before -> after`, `-` for none.
-fn changes(e: &diffsync_journal::Element) -> String {
+pub(crate) fn changes(e: &diffsync_journal::Element) -> String {
     let shown = |v: &Option<serde_json::Value>| v.as_ref().map_or_else(|| "-".to_string(), |v| v.to_string());
     e.changed()
         .iter()

@@ -2,7 +2,8 @@
 
 use diffsync::digest::digest_of;
 use diffsync::{
-    Action, Adapter, AdapterExt, AttrSource, Attrs, Chain, LocalStore, MemoryAdapter, ModelKey, Options, Outcome, Store, SyncReport,
+    Action, Adapter, AdapterExt, AttrSource, Attrs, Chain, LocalStore, MemoryAdapter, ModelKey, Options, Outcome,
+    Store, SyncReport,
 };
 
 use crate::error::JournalError;
@@ -91,10 +92,7 @@ impl Journal {
         let mut report = SyncReport::default();
         if !keys.is_empty() {
             let source = MemoryAdapter::with_store(format!("rollback of {run}"), &[], view);
-            let mut opts = Options::new()
-                .part(keys.iter())
-                .dry_run(true)
-                .allow_empty_source(true);
+            let mut opts = Options::new().part(keys.iter()).dry_run(true).allow_empty_source(true);
             report = target
                 .sync_from_with(&source, &mut opts)
                 .map_err(|source| JournalError::Preview {

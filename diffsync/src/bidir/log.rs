@@ -64,12 +64,7 @@ pub struct ConflictRecord {
 
 impl fmt::Display for ConflictRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let resolution = match self.resolution {
-            Resolution::Left => "left wins",
-            Resolution::Right => "right wins",
-            Resolution::Skip => "not applied",
-            Resolution::Merge => "merged",
-        };
+        let resolution = self.resolution.as_str();
         write!(
             f,
             "{} {} {:?}: {resolution} ({})",

@@ -29,6 +29,19 @@ pub enum Resolution {
     Merge,
 }
 
+impl Resolution {
+    /// What it decided, in words: `left wins`, `right wins`, `not
+    /// applied`, `merged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Left => "left wins",
+            Resolution::Right => "right wins",
+            Resolution::Skip => "not applied",
+            Resolution::Merge => "merged",
+        }
+    }
+}
+
 /// What kind of conflict: what each side did since the base.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

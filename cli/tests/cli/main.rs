@@ -1,6 +1,8 @@
 //! The `diffsync` binary end to end on a files -> SQLite config: diff,
 //! sync, history, show, rollback, their exit codes, and bad configs named.
 
+mod dashboard;
+
 use std::path::Path;
 use std::process::Command;
 

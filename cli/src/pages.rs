@@ -1,0 +1,504 @@
+//! The dashboard's pages, rendered on the server (maud escapes every value
+//! it prints). No script: links and forms.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use axum::http::StatusCode;
+use diffsync::bidir::ConflictRecord;
+use diffsync::{Action, Outcome};
+use diffsync_journal::{Element, KeyEvent, Mode, Rollback, RollbackConflict, Run, RunId, Side};
+use maud::{DOCTYPE, Markup, html};
+
+/// The most changes a run's page draws (a run of a million changes would
+/// make a page no browser shows); the rest are counted.
+const SHOWN: usize = 2_000;
+
+/// A system on the front page.
+pub struct SystemRow {
+    /// Its name in the config.
+    pub name: String,
+    /// What it is (no secrets).
+    pub what: String,
+    /// The last run that read or wrote it.
+    pub last: Option<Run>,
+}
+
+/// What a loop last told.
+#[derive(Clone)]
+pub struct LoopStatus {
+    /// The system followed.
+    pub source: String,
+    /// The system kept in step.
+    pub target: String,
+    /// When the dashboard started it.
+    pub since: SystemTime,
+    /// The last sync of changed keys: when, applied, failed, latency.
+    pub last_sync: Option<(SystemTime, usize, usize, Duration)>,
+    /// The last full pass: when, and what came of it.
+    pub last_pass: Option<(SystemTime, String)>,
+    /// Failures and gaps so far.
+    pub failures: u64,
+    /// The last of them: when, and what.
+    pub last_problem: Option<(SystemTime, String)>,
+    /// Keys waiting (debouncing or retrying).
+    pub queued: usize,
+    /// Whether its thread still runs.
+    pub running: bool,
+}
+
+impl LoopStatus {
+    /// A loop just started.
+    pub fn new(source: &str, target: &str) -> LoopStatus {
+        LoopStatus {
+            source: source.to_string(),
+            target: target.to_string(),
+            since: SystemTime::now(),
+            last_sync: None,
+            last_pass: None,
+            failures: 0,
+            last_problem: None,
+            queued: 0,
+            running: true,
+        }
+    }
+}
+
+const STYLE: &str = "
+body { font: 14px/1.45 system-ui, sans-serif; margin: 0 2rem 2rem; color: #1d2430; }
+nav { padding: .8rem 0; border-bottom: 1px solid #d8dde6; margin-bottom: 1rem; }
+nav a { margin-right: 1.2rem; font-weight: 600; }
+a { color: #1a5fb4; text-decoration: none; } a:hover { text-decoration: underline; }
+table { border-collapse: collapse; margin: .5rem 0 1.5rem; }
+th, td { text-align: left; padding: .25rem .8rem .25rem 0; border-bottom: 1px solid #eceff4; vertical-align: top; }
+th { font-weight: 600; color: #4c566a; }
+code, .key { font-family: ui-monospace, monospace; font-size: 13px; }
+.succeeded { color: #1e7d32; } .partial, .unfinished { color: #b35c00; } .failed { color: #c01c28; }
+ul.tree { list-style: none; padding-left: 1.2rem; margin: 0; }
+ul.tree li { margin: .15rem 0; }
+.create > .sym { color: #1e7d32; } .delete > .sym { color: #c01c28; } .update > .sym { color: #b35c00; }
+.sym { font-family: ui-monospace, monospace; font-weight: 700; display: inline-block; width: 1.1rem; }
+.outcome { color: #4c566a; margin-left: .5rem; } .bad { color: #c01c28; font-weight: 600; }
+.changed { color: #4c566a; margin-left: 1.6rem; font-size: 13px; }
+.note { color: #4c566a; }
+.panel { border: 1px solid #d8dde6; border-radius: 6px; padding: .8rem 1rem; margin: 1rem 0; max-width: 60rem; }
+button { font: inherit; padding: .35rem .9rem; border-radius: 4px; border: 1px solid #a51d2d; background: #c01c28; color: white; cursor: pointer; }
+";
+
+fn layout(title: &str, refresh: Option<u32>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                @if let Some(secs) = refresh { meta http-equiv="refresh" content=(secs); }
+                title { (title) " · diffsync" }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body {
+                nav { a href="/" { "diffsync" } a href="/loops" { "Loops" } a href="/metrics" { "Metrics" } }
+                h1 { (title) }
+                (body)
+            }
+        }
+    }
+}
+
+/// A time in ms since the epoch, in UTC.
+fn when(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+fn ago(at: SystemTime) -> String {
+    let secs = SystemTime::now().duration_since(at).unwrap_or(Duration::ZERO).as_secs();
+    match secs {
+        0..60 => format!("{secs} s ago"),
+        60..3600 => format!("{} min ago", secs / 60),
+        _ => format!("{} h ago", secs / 3600),
+    }
+}
+
+fn result(run: &Run) -> Markup {
+    html! {
+        span class=(run.result.as_str()) { (run.result.as_str()) }
+        @if run.dry_run { " (dry run)" }
+    }
+}
+
+fn run_link(id: RunId) -> Markup {
+    html! { a href={ "/runs/" (id.0) } { (id) } }
+}
+
+fn runs_table(runs: &[Run]) -> Markup {
+    html! {
+        table {
+            tr { th { "Run" } th { "Started" } th { "Kind" } th { "From" } th { "To" } th { "Result" } th { "Changes" } }
+            @for run in runs {
+                tr {
+                    td { (run_link(run.id)) }
+                    td { (when(run.started_ms)) }
+                    td { (run.mode.as_str()) }
+                    td { (run.source) }
+                    td { (run.target) }
+                    td { (result(run)) }
+                    td { (run.totals.as_ref().map(crate::counts).unwrap_or_default()) }
+                }
+            }
+        }
+    }
+}
+
+/// The front page: the systems and their last run, the loops, recent runs,
+/// and a key's history to look up.
+pub fn index(systems: &[SystemRow], recent: &[Run], loops: &[LoopStatus], types: &[&str]) -> Markup {
+    layout(
+        "Systems and runs",
+        None,
+        html! {
+            h2 { "Systems" }
+            table {
+                tr { th { "System" } th { "What" } th { "Last run" } th { "Result" } }
+                @for s in systems {
+                    tr {
+                        td { (s.name) }
+                        td { (s.what) }
+                        @if let Some(run) = &s.last {
+                            td { (run_link(run.id)) ", " (when(run.started_ms)) }
+                            td { (result(run)) }
+                        } @else {
+                            td class="note" { "none yet" } td {}
+                        }
+                    }
+                }
+            }
+            @if !loops.is_empty() {
+                h2 { "Loops" }
+                (loops_table(loops))
+            }
+            h2 { "A model's history" }
+            form action="/history" method="get" {
+                select name="type" { @for t in types { option { (t) } } }
+                " "
+                input name="key" placeholder="key" required;
+                " "
+                input type="submit" value="Show";
+            }
+            h2 { "Recent runs" }
+            @if recent.is_empty() {
+                p class="note" { "No run is recorded yet." }
+            } @else {
+                (runs_table(recent))
+            }
+        },
+    )
+}
+
+fn loops_table(loops: &[LoopStatus]) -> Markup {
+    html! {
+        table id="loops" {
+            tr { th { "Loop" } th { "State" } th { "Queued" } th { "Last sync" } th { "Lag" } th { "Last full pass" } th { "Failures" } }
+            @for l in loops {
+                tr {
+                    td { (l.source) " → " (l.target) }
+                    td { @if l.running { "running since " (ago(l.since)) } @else { span class="failed" { "stopped" } } }
+                    td { (l.queued) }
+                    @if let Some((at, applied, failed, _)) = l.last_sync {
+                        td { (ago(at)) ": " (applied) " applied, " (failed) " failed" }
+                    } @else { td class="note" { "none yet" } }
+                    td { @if let Some((_, _, _, lag)) = l.last_sync { (format!("{} ms", lag.as_millis())) } }
+                    td { @if let Some((at, what)) = &l.last_pass { (ago(*at)) ": " (what) } }
+                    td {
+                        (l.failures)
+                        @if let Some((at, what)) = &l.last_problem { br; span class="note" { "last " (ago(*at)) ": " (what) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The loops this dashboard runs, refreshed every two seconds.
+pub fn loops(loops: &[LoopStatus]) -> Markup {
+    layout(
+        "Loops",
+        Some(2),
+        html! {
+            @if loops.is_empty() {
+                p class="note" { "This dashboard runs no loop (start it with --watch SOURCE:TARGET)." }
+            } @else {
+                (loops_table(loops))
+            }
+        },
+    )
+}
+
+fn symbol(action: Action) -> &'static str {
+    match action {
+        Action::Create => "+",
+        Action::Delete => "−",
+        _ => "~",
+    }
+}
+
+/// Whether an outcome is worth listing among a run's failures.
+fn is_failure(outcome: &Outcome) -> bool {
+    !matches!(
+        outcome,
+        Outcome::Applied | Outcome::Planned | Outcome::Unchanged | Outcome::Pending | Outcome::RemovedWithParent
+    )
+}
+
+/// A run's changes as a tree: each under its parent when the run changed
+/// the parent too, in the run's order.
+fn tree(elements: &[&Element]) -> Markup {
+    let at: HashMap<(&str, &str), usize> = elements
+        .iter()
+        .enumerate()
+        .map(|(i, e)| ((e.model_type.as_str(), e.key.as_str()), i))
+        .collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); elements.len()];
+    let mut roots = Vec::new();
+    for (i, e) in elements.iter().enumerate() {
+        match e.parent.as_ref().and_then(|(t, k)| at.get(&(t.as_str(), k.as_str()))) {
+            Some(&p) => children[p].push(i),
+            None => roots.push(i),
+        }
+    }
+    let mut budget = SHOWN;
+    let shown = branch(elements, &children, &roots, &mut budget);
+    html! {
+        (shown)
+        @if elements.len() > SHOWN {
+            p class="note" { (elements.len() - SHOWN) " more changes are not shown (" (elements.len()) " in all)." }
+        }
+    }
+}
+
+fn branch(elements: &[&Element], children: &[Vec<usize>], these: &[usize], budget: &mut usize) -> Markup {
+    let mut items = Vec::new();
+    for &i in these {
+        if *budget == 0 {
+            break;
+        }
+        *budget -= 1;
+        let below = (!children[i].is_empty()).then(|| branch(elements, children, &children[i], budget));
+        items.push(change(elements[i], below));
+    }
+    html! { ul.tree { @for item in items { (item) } } }
+}
+
+/// One change in the tree, with the changes below it.
+fn change(e: &Element, below: Option<Markup>) -> Markup {
+    let changed = crate::changes(e);
+    html! {
+        li class=(e.action.as_str()) {
+            span.sym { (symbol(e.action)) }
+            (e.model_type) " "
+            a.key href={ "/history?type=" (urlencode(&e.model_type)) "&key=" (urlencode(&e.key)) } { (e.key) }
+            span class={ "outcome" @if is_failure(&e.outcome) { " bad" } } { (e.outcome) }
+            @if !changed.is_empty() { div.changed { (changed) } }
+            @if let Some(below) = below { (below) }
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// One run: what it was, its changes as a tree, its failures and
+/// conflicts, and the way to its rollback.
+pub fn run(run: &Run, elements: &[Element], conflicts: &[ConflictRecord]) -> Markup {
+    let sides: Vec<(Option<Side>, &str)> = match run.mode {
+        Mode::TwoWay => vec![(Some(Side::Left), &run.source), (Some(Side::Right), &run.target)],
+        _ => vec![(None, &run.target)],
+    };
+    let failures: Vec<&Element> = elements.iter().filter(|e| is_failure(&e.outcome)).collect();
+    html! {
+        (layout(&run.id.to_string(), None, html! {
+            table {
+                tr { th { "Kind" } td { (run.mode.as_str()) @if let Some(of) = run.rollback_of { ", undoing " (run_link(of)) } } }
+                tr { th { "From" } td { (run.source) } }
+                tr { th { "To" } td { (run.target) } }
+                tr { th { "Started" } td { (when(run.started_ms)) } }
+                tr { th { "Ended" } td { (run.ended_ms.map(when).unwrap_or_else(|| "not ended".into())) } }
+                tr { th { "Result" } td { (result(run)) } }
+                @if let Some(error) = &run.error { tr { th { "Error" } td.failed { (error) } } }
+                tr { th { "Changes" } td { (run.totals.as_ref().map(crate::counts).unwrap_or_default()) } }
+                @if !run.phases.is_empty() {
+                    tr { th { "Phases" } td { @for (name, secs) in &run.phases { (name) " " (format!("{secs:.3}")) " s " } } }
+                }
+                @if let Some(bytes) = run.peak_memory { tr { th { "Peak memory" } td { (bytes / (1 << 20)) " MiB" } } }
+                tr { th { "Options" } td { code { (run.options) } } }
+            }
+            @for (side, name) in &sides {
+                @let these: Vec<&Element> = elements.iter().filter(|e| e.side == *side).collect();
+                h2 { "Changes to " (name) " (" (these.len()) ")" }
+                @if these.is_empty() { p.note { "None." } } @else { (tree(&these)) }
+            }
+            @if !failures.is_empty() {
+                h2 { "Failures (" (failures.len()) ")" }
+                table id="failures" {
+                    tr { th { "Change" } th { "Outcome" } }
+                    @for e in failures.iter().take(SHOWN) {
+                        tr { td { (e.action.as_str()) " " (e.model_type) " " span.key { (e.key) } } td.bad { (e.outcome) } }
+                    }
+                }
+            }
+            @if !conflicts.is_empty() {
+                h2 { "Conflicts (" (conflicts.len()) ")" }
+                table id="conflicts" {
+                    tr { th { "Model" } th { "Kind" } th { "Left" } th { "Right" } th { "Decided" } th { "Applied" } }
+                    @for c in conflicts {
+                        tr {
+                            td { (c.model_type) " " span.key { (c.key) } }
+                            td { (c.kind.as_str()) }
+                            td { code { (attrs(&c.left)) } }
+                            td { code { (attrs(&c.right)) } }
+                            td { (c.strategy) ": " (c.resolution.as_str()) }
+                            td { (match c.applied { Some(true) => "yes", Some(false) => "no", None => "unknown" }) }
+                        }
+                    }
+                }
+            }
+            @if !run.dry_run {
+                h2 { "Roll back" }
+                p {
+                    @for (_, name) in &sides {
+                        a.rollback href={ "/runs/" (run.id.0) "/rollback?on=" (urlencode(name)) } { "Preview the rollback on " (name) }
+                        " "
+                    }
+                }
+            }
+        }))
+    }
+}
+
+fn attrs(a: &Option<diffsync::Attrs>) -> String {
+    a.as_ref().map_or_else(
+        || "deleted".to_string(),
+        |a| serde_json::to_string(a).unwrap_or_default(),
+    )
+}
+
+/// What a rollback of `run` on `on` would do, and, where writes are
+/// allowed, the form that confirms it (carrying `token`).
+pub fn rollback_preview(run: &Run, on: &str, preview: &Rollback, recorded: &[Element], token: Option<&str>) -> Markup {
+    let planned = &preview.report.elements;
+    // What each undo writes back: the recorded change, turned around.
+    let undone: HashMap<(&str, &str), String> = recorded
+        .iter()
+        .map(|e| {
+            let mut inverse = e.clone();
+            std::mem::swap(&mut inverse.before, &mut inverse.after);
+            ((e.model_type.as_str(), e.key.as_str()), crate::changes(&inverse))
+        })
+        .collect();
+    layout(
+        &format!("Roll back {} on {on}", run.id),
+        None,
+        html! {
+            p { "The changes " (run_link(run.id)) " made to " (on) " that it still holds would be undone:" }
+            @if planned.is_empty() {
+                p.note id="nothing" { "Nothing: " (on) " holds none of this run's changes as the run left them." }
+            } @else {
+                table id="preview" {
+                    tr { th { "Undo" } th { "Model" } th { "Key" } th { "Values" } }
+                    @for e in planned.iter().take(SHOWN) {
+                        tr class=(e.action.as_str()) {
+                            td { span.sym { (symbol(e.action)) } (e.action.as_str()) }
+                            td { (e.model_type) }
+                            td.key { (e.key) }
+                            td { (undone.get(&(e.model_type.as_str(), e.key.as_str())).map_or("", String::as_str)) }
+                        }
+                    }
+                }
+                @if planned.len() > SHOWN { p.note { (planned.len() - SHOWN) " more are not shown." } }
+            }
+            (left_alone(&preview.conflicts))
+            @if let Some(token) = token {
+                @if !planned.is_empty() {
+                    form.panel method="post" action={ "/runs/" (run.id.0) "/rollback" } {
+                        input type="hidden" name="on" value=(on);
+                        input type="hidden" name="token" value=(token);
+                        label { input type="checkbox" name="confirm" value="yes" required; " I have read what this undoes" }
+                        " "
+                        button type="submit" { "Roll back " (planned.len()) " changes" }
+                    }
+                }
+            } @else {
+                p.note.panel { "This dashboard is read-only: run " code { "diffsync rollback " (run.id.0) } " or start the dashboard with " code { "--allow-writes" } " to roll back." }
+            }
+        },
+    )
+}
+
+fn left_alone(conflicts: &[RollbackConflict]) -> Markup {
+    html! {
+        @if !conflicts.is_empty() {
+            h2 { "Left alone (" (conflicts.len()) ")" }
+            table id="left-alone" {
+                tr { th { "Model" } th { "Key" } th { "Why" } }
+                @for c in conflicts { tr { td { (c.model_type) } td.key { (c.key) } td { (c.reason) } } }
+            }
+        }
+    }
+}
+
+/// A rollback that found nothing it could undo.
+pub fn nothing_undone(run: RunId, conflicts: &[RollbackConflict]) -> Markup {
+    layout(
+        &format!("Nothing of {run} undone"),
+        None,
+        html! {
+            p { "The target changed every change of " (run_link(run)) " since." }
+            (left_alone(conflicts))
+        },
+    )
+}
+
+/// Every recorded change to one model key, oldest first.
+pub fn history(model_type: &str, key: &str, events: &[KeyEvent]) -> Markup {
+    layout(
+        &format!("History of {model_type} {key}"),
+        None,
+        html! {
+            @if events.is_empty() {
+                p.note { "No recorded change to " (model_type) " " (key) "." }
+            } @else {
+                table id="history" {
+                    tr { th { "Run" } th { "When" } th { "Kind" } th { "From → to" } th { "Change" } th { "Outcome" } th { "Values" } }
+                    @for ev in events {
+                        tr {
+                            td { (run_link(ev.run)) }
+                            td { (when(ev.started_ms)) }
+                            td { (ev.mode.as_str()) @if ev.dry_run { " (dry run)" } }
+                            td { (ev.source) " → " (ev.target) }
+                            td { (ev.element.action.as_str()) }
+                            td class=[is_failure(&ev.element.outcome).then_some("bad")] { (ev.element.outcome) }
+                            td { (crate::changes(&ev.element)) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// A page that could not be made.
+pub fn error(status: StatusCode, message: &str) -> Markup {
+    layout(
+        status.canonical_reason().unwrap_or("Error"),
+        None,
+        html! { p.failed id="error" { (message) } },
+    )
+}

@@ -1,0 +1,84 @@
+//! The loop, one way from a system's change feed to another system, its
+//! target recorded pass by pass in the journal.
+
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diffsync_live::{LoopEvent, LoopHandle, OneWay, ReconcileLoop};
+
+use crate::Failure;
+use crate::config::Config;
+
+/// Starts the loop that keeps `target` like `source` (a full pass first,
+/// then every `anti_entropy` seconds unless 0), with its events.
+pub fn start(
+    config: &Config,
+    source: &str,
+    target: &str,
+    anti_entropy: u64,
+) -> Result<(LoopHandle, Receiver<LoopEvent>), Failure> {
+    let (followed, feed) = config.open_with_feed(source, &format!("diffsync-watch-{target}"))?;
+    let journal = Arc::new(Mutex::new(config.journal()?));
+    let recorded = diffsync::Layered::new(
+        config.open(target)?,
+        diffsync_journal::Recorder::new(journal, source, target),
+    );
+    let every = (anti_entropy > 0).then(|| Duration::from_secs(anti_entropy));
+    let builder = ReconcileLoop::new(OneWay::new(
+        Arc::new(Mutex::new(followed)),
+        vec![Arc::new(Mutex::new(recorded))],
+    ))
+    .feed(feed)
+    .anti_entropy(every)
+    // Names the loop in its metrics (`loop="source->target"`).
+    .origin(format!("{source}->{target}"));
+    let events = builder.subscribe();
+    Ok((builder.spawn()?, events))
+}
+
+/// Runs the loop until the process is stopped, printing what it does.
+pub fn print(config: &Config, source: &str, target: &str, anti_entropy: u64) -> Result<u8, Failure> {
+    let (_running, events) = start(config, source, target, anti_entropy)?;
+    println!("watching {source} -> {target}");
+    for event in events {
+        if let Some(line) = describe(&event) {
+            println!("{line}");
+        }
+    }
+    Ok(0)
+}
+
+/// An event in a line (`None` for the ones not worth one).
+pub fn describe(event: &LoopEvent) -> Option<String> {
+    Some(match event {
+        LoopEvent::Synced {
+            applied,
+            failed,
+            latency,
+            ..
+        } => {
+            format!("synced: {applied} applied, {failed} failed, {latency:?} after the change")
+        }
+        LoopEvent::FullPass {
+            reason,
+            repaired,
+            failed,
+            error,
+            ..
+        } => match error {
+            Some(e) => format!("full pass ({reason}) failed: {e}"),
+            None => format!("full pass ({reason}): {repaired} repaired, {failed} failed"),
+        },
+        LoopEvent::Failed {
+            subject,
+            error,
+            retry_in,
+        } => {
+            format!("failed: {subject}: {error} (again in {retry_in:?})")
+        }
+        LoopEvent::Gap { .. } => "the feed may have missed changes: a full pass follows".into(),
+        LoopEvent::Progress { .. } | LoopEvent::Started => return None,
+        other => format!("{other:?}"),
+    })
+}

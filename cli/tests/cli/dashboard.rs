@@ -1,0 +1,376 @@
+//! `diffsync serve` in a real browser: headless Chromium (Debian's
+//! package, which `.ci/run` installs) driven through chromedriver. The
+//! pages render, a run's changes show as a tree, a loop's status follows
+//! an edit, and a rollback goes through its preview and a confirmation.
+//! Screenshots are kept under the target directory, not committed.
+//!
+//! Without Chromium the test says it was skipped; with `CI=true` it fails.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{cmdb, configured, diffsync};
+
+/// A process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `diffsync serve` on a free port: the process and its address.
+fn serve(dir: &Path, args: &[&str]) -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_diffsync"))
+        .arg("-c")
+        .arg(dir.join("diffsync.toml"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("serving ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    (Running(child), address)
+}
+
+/// Chromium and chromedriver, or why not.
+fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
+    let found = |p: &str| Path::new(p).is_file().then(|| PathBuf::from(p));
+    match (found("/usr/bin/chromium"), found("/usr/bin/chromedriver")) {
+        (Some(chromium), Some(driver)) => Some((chromium, driver)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("chromium or chromedriver not found, and CI=true: .ci/run must install them")
+        }
+        _ => {
+            eprintln!(
+                "\n*** SKIPPED: /usr/bin/chromium and /usr/bin/chromedriver not found (apt install chromium chromium-driver) ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// One headless Chromium session through WebDriver.
+struct Browser {
+    /// The session's address at chromedriver.
+    url: String,
+    _driver: Running,
+    _profile: tempfile::TempDir,
+}
+
+/// WebDriver's key for an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    fn start(chromium: &Path, chromedriver: &Path) -> Browser {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Running(
+            Command::new(chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ureq::get(format!("{url}/status")).call().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        // Chromium's usual headless flags here: no sandbox (root in CI),
+        // and none of its own network traffic (the machine has none).
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+        }}});
+        let answer = post(&format!("{url}/session"), &capabilities);
+        let session = answer["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{answer}"))
+            .to_string();
+        Browser {
+            url: format!("{url}/session/{session}"),
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    fn open(&self, url: &str) {
+        post(&format!("{}/url", self.url), &json!({ "url": url }));
+    }
+
+    /// The element `css` selects (the first), waiting a little for it.
+    fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(found) = ureq::post(format!("{}/element", self.url))
+                .send_json(json!({"using": "css selector", "value": css}))
+                .and_then(|mut r| r.body_mut().read_json::<Value>())
+            {
+                return found["value"][ELEMENT].as_str().unwrap().to_string();
+            }
+            assert!(Instant::now() < deadline, "no element {css:?} on {}", self.title());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn text(&self, css: &str) -> String {
+        let element = self.find(css);
+        get(&format!("{}/element/{element}/text", self.url))
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.find(css);
+        post(&format!("{}/element/{element}/click", self.url), &json!({}));
+    }
+
+    /// Waits for the page titled `title` (a click's navigation may still
+    /// be under way when the click returns).
+    fn on_page(&self, title: &str) {
+        let full = format!("{title} · diffsync");
+        eventually(&format!("a page titled {full:?}, not {:?}", self.title()), || {
+            self.title() == full
+        });
+    }
+
+    fn title(&self) -> String {
+        get(&format!("{}/title", self.url))
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn source(&self) -> String {
+        get(&format!("{}/source", self.url)).as_str().unwrap().to_string()
+    }
+
+    /// Saves a screenshot as `<target tmp>/dashboard/<name>.png`.
+    fn screenshot(&self, name: &str) {
+        use base64::Engine;
+        let png = get(&format!("{}/screenshot", self.url));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{name}.png"));
+        std::fs::write(&file, png).unwrap();
+        eprintln!("screenshot: {}", file.display());
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&self.url).call();
+    }
+}
+
+/// A WebDriver command's `value`.
+fn post(url: &str, body: &Value) -> Value {
+    let mut answer = ureq::post(url).send_json(body).unwrap_or_else(|e| panic!("{url}: {e}"));
+    answer.body_mut().read_json::<Value>().unwrap()["value"].take()
+}
+
+fn get(url: &str) -> Value {
+    let mut answer = ureq::get(url).call().unwrap_or_else(|e| panic!("{url}: {e}"));
+    answer.body_mut().read_json::<Value>().unwrap()["value"].take()
+}
+
+/// Waits until `check` holds, reloading the page it looks at.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_dashboard_shows_systems_runs_a_loop_and_rolls_a_run_back_after_its_preview() {
+    let Some((chromium, chromedriver)) = browser_binaries() else {
+        return;
+    };
+    let dir = configured();
+    let dir = dir.path();
+    // A system whose connection string holds a password: never shown.
+    let config = std::fs::read_to_string(dir.join("diffsync.toml")).unwrap()
+        + "\n[systems.warehouse]\npostgres = \"host=db.invalid user=ops password=hunter2 dbname=inv\"\n";
+    std::fs::write(dir.join("diffsync.toml"), config).unwrap();
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    let edited = cmdb("north-east").replace("edge", "core");
+    std::fs::write(dir.join("cmdb.json"), &edited).unwrap();
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+
+    let (_server, site) = serve(
+        dir,
+        &["--allow-writes", "--watch", "cmdb:network", "--anti-entropy", "0"],
+    );
+    let browser = Browser::start(&chromium, &chromedriver);
+
+    // The front page: systems with their last run, the loop, recent runs.
+    browser.open(&format!("{site}/"));
+    browser.on_page("Systems and runs");
+    let systems = browser.text("table");
+    assert!(systems.contains("network SQLite network.db run 2"), "{systems}");
+    assert!(systems.contains("warehouse PostgreSQL none yet"), "{systems}");
+    assert!(!browser.source().contains("hunter2"), "no secret on a page");
+    assert!(browser.text("#loops").contains("cmdb → network"));
+    browser.screenshot("index");
+
+    // The loop's live status follows an edit of the watched file.
+    std::fs::write(dir.join("cmdb.json"), edited.replace("west", "south-west")).unwrap();
+    browser.open(&format!("{site}/loops"));
+    eventually("the loop's page shows the edit synced", || {
+        browser.open(&format!("{site}/loops"));
+        browser.text("#loops").contains("1 applied, 0 failed")
+    });
+    assert!(browser.text("#loops").contains("full pass (startup)"));
+
+    // Run 2's changes as a tree: the device under its site.
+    browser.open(&format!("{site}/runs/2"));
+    let tree = browser.text("ul.tree");
+    assert!(tree.contains("site nyc"), "{tree}");
+    assert!(tree.contains(r#"region: "east" -> "north-east""#), "{tree}");
+    let device = browser.text("ul.tree li.update ul.tree li.update");
+    assert!(
+        device.contains("device nyc-r1") && device.contains(r#"role: "edge" -> "core""#),
+        "{device}"
+    );
+    browser.screenshot("run");
+
+    // A key's history, linked from the tree.
+    browser.click("ul.tree a.key");
+    browser.on_page("History of site nyc");
+    assert_eq!(
+        browser.text("#history").lines().count(),
+        3,
+        "a header and two runs: {}",
+        browser.text("#history")
+    );
+
+    // The rollback: its preview, then the confirmation.
+    browser.open(&format!("{site}/runs/2"));
+    browser.click("a.rollback");
+    browser.on_page("Roll back run 2 on network");
+    let preview = browser.text("#preview");
+    assert!(
+        preview.contains(r#"update site nyc region: "north-east" -> "east""#)
+            && preview.contains(r#"update device nyc-r1 role: "core" -> "edge""#),
+        "{preview}"
+    );
+    browser.screenshot("rollback-preview");
+    // Not confirmed: the browser keeps the form (the box is required).
+    browser.click("form button");
+    std::thread::sleep(Duration::from_millis(300));
+    browser.on_page("Roll back run 2 on network");
+    browser.click("input[name=confirm]");
+    browser.click("form button");
+    browser.on_page("run 4");
+    assert!(browser.text("table").contains("rollback, undoing run 2"));
+    let (_, show, _) = diffsync(dir, &["show", "4"]);
+    assert!(show.contains("rollback"), "{show}");
+    let (_, history, _) = diffsync(dir, &["history", "site", "nyc"]);
+    assert!(
+        history
+            .lines()
+            .last()
+            .unwrap()
+            .contains(r#"region: "north-east" -> "east""#),
+        "{history}"
+    );
+}
+
+#[test]
+fn a_dashboard_started_without_allow_writes_rolls_nothing_back() {
+    let dir = configured();
+    let dir = dir.path();
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    let (_server, site) = serve(dir, &[]);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let page = agent
+        .get(format!("{site}/runs/1/rollback"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(page.contains("read-only") && !page.contains("<form"), "{page}");
+    let answer = agent
+        .post(format!("{site}/runs/1/rollback"))
+        .send_form([("on", "network"), ("token", ""), ("confirm", "yes")])
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 0, "nothing undone");
+    // A two-way run's page: each side's changes, and the conflict it left.
+    assert_eq!(diffsync(dir, &["reconcile", "cmdb", "network"]).0, 0);
+    std::fs::write(dir.join("cmdb.json"), cmdb("north")).unwrap();
+    rusqlite::Connection::open(dir.join("network.db"))
+        .unwrap()
+        .execute("UPDATE site SET region = 'south' WHERE name = 'nyc'", [])
+        .unwrap();
+    let (code, out, _) = diffsync(dir, &["reconcile", "cmdb", "network"]);
+    assert_eq!(code, 5, "{out}");
+    let page = agent
+        .get(format!("{site}/runs/3"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        page.contains("Changes to cmdb (0)") && page.contains("Changes to network (0)"),
+        "{page}"
+    );
+    let conflicts = &page[page.find(r#"<table id="conflicts">"#).expect(&page)..];
+    assert!(
+        conflicts.contains("nyc")
+            && conflicts.contains("update/update")
+            && conflicts.contains("&quot;region&quot;:&quot;north&quot;")
+            && conflicts.contains("&quot;region&quot;:&quot;south&quot;"),
+        "{conflicts}"
+    );
+    assert_eq!(page.matches(r#"class="rollback""#).count(), 2, "one per side");
+    // An unknown run is a page saying so.
+    let missing = agent.get(format!("{site}/runs/99")).call().unwrap();
+    assert_eq!(missing.status(), 404);
+    // The metrics endpoint answers in Prometheus' text format.
+    let metrics = agent.get(format!("{site}/metrics")).call().unwrap();
+    assert_eq!(
+        metrics.headers()["content-type"].to_str().unwrap(),
+        "text/plain; version=0.0.4"
+    );
+}
