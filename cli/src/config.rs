@@ -15,19 +15,42 @@
 //!
 //! [systems.network]
 //! sqlite = "network.db"          # or postgres = "host=... dbname=..."
+//!
+//! [systems.cache]
+//! redis = "redis://127.0.0.1:6379/"
+//! namespace = "inventory"        # the keys' prefix (default: the name)
 //! ```
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use diffsync::{Adapter, LocalStore, ModelSchema};
+use diffsync::{Adapter, LocalStore, ModelSchema, StoreAdapter};
 use diffsync_adapters::Registry;
 use diffsync_adapters::files::{FileAdapter, Format};
+use diffsync_adapters::redis::RedisStore;
 use diffsync_journal::Journal;
 use serde::Deserialize;
 
 /// A system the commands read or write, opened.
-pub type System = Box<dyn Adapter<Store = LocalStore> + Send>;
+pub enum System {
+    /// A file or a database: its models read into memory, changes written
+    /// back through its hooks.
+    Local(Box<dyn Adapter<Store = LocalStore> + Send>),
+    /// A Redis namespace: the store itself is in Redis.
+    Redis(StoreAdapter<RedisStore>),
+}
+
+/// Runs `$body` with `$adapter` bound to the system's adapter, whatever
+/// its store (`$system` by reference: `&system` or `&mut system`).
+macro_rules! with_system {
+    ($system:expr, $adapter:ident => $body:expr) => {
+        match $system {
+            $crate::config::System::Local($adapter) => $body,
+            $crate::config::System::Redis($adapter) => $body,
+        }
+    };
+}
+pub(crate) use with_system;
 
 /// A feed of a system's changes, for the loop.
 pub type Feed = Box<dyn diffsync::feed::ChangeFeed>;
@@ -95,6 +118,8 @@ struct SystemConfig {
     file: Option<PathBuf>,
     sqlite: Option<PathBuf>,
     postgres: Option<String>,
+    redis: Option<String>,
+    namespace: Option<String>,
 }
 
 /// Where a system is, checked.
@@ -102,6 +127,8 @@ enum Where {
     File(PathBuf),
     Sqlite(PathBuf),
     Postgres(String),
+    /// A Redis URL and the namespace.
+    Redis(String, String),
 }
 
 /// A config, read and checked.
@@ -151,25 +178,26 @@ impl Config {
         }
         let mut systems = indexmap::IndexMap::new();
         for (name, system) in file.systems {
-            let place = match system {
-                SystemConfig {
-                    file: Some(file),
-                    sqlite: None,
-                    postgres: None,
-                } => Where::File(file),
-                SystemConfig {
-                    file: None,
-                    sqlite: Some(db),
-                    postgres: None,
-                } => Where::Sqlite(db),
-                SystemConfig {
-                    file: None,
-                    sqlite: None,
-                    postgres: Some(params),
-                } => Where::Postgres(params),
+            let SystemConfig {
+                file,
+                sqlite,
+                postgres,
+                redis,
+                namespace,
+            } = system;
+            if namespace.is_some() && redis.is_none() {
+                return Err(invalid(format!(
+                    "system {name:?}: namespace is for a redis system only"
+                )));
+            }
+            let place = match (file, sqlite, postgres, redis) {
+                (Some(file), None, None, None) => Where::File(file),
+                (None, Some(db), None, None) => Where::Sqlite(db),
+                (None, None, Some(params), None) => Where::Postgres(params),
+                (None, None, None, Some(url)) => Where::Redis(url, namespace.unwrap_or_else(|| name.clone())),
                 _ => {
                     return Err(invalid(format!(
-                        "system {name:?} needs exactly one of file, sqlite, postgres"
+                        "system {name:?} needs exactly one of file, sqlite, postgres, redis"
                     )));
                 }
             };
@@ -200,14 +228,17 @@ impl Config {
             Where::File(file) => {
                 let path = self.dir.join(file);
                 let format = self.format_of(name, &path)?;
-                Box::new(FileAdapter::open(name, path, format, registry).map_err(opened)?)
+                System::Local(Box::new(
+                    FileAdapter::open(name, path, format, registry).map_err(opened)?,
+                ))
             }
-            Where::Sqlite(db) => Box::new(
+            Where::Sqlite(db) => System::Local(Box::new(
                 diffsync_adapters::sqlite::SqliteAdapter::open(name, self.dir.join(db), registry).map_err(opened)?,
-            ),
-            Where::Postgres(params) => {
-                Box::new(diffsync_adapters::postgres::PostgresAdapter::connect(name, params, registry).map_err(opened)?)
-            }
+            )),
+            Where::Postgres(params) => System::Local(Box::new(
+                diffsync_adapters::postgres::PostgresAdapter::connect(name, params, registry).map_err(opened)?,
+            )),
+            Where::Redis(url, namespace) => System::Redis(self.redis(name, url, namespace)?),
         })
     }
 
@@ -227,23 +258,37 @@ impl Config {
                 let format = self.format_of(name, &path)?;
                 let file = FileAdapter::open(name, path, format, registry).map_err(opened)?;
                 let feed = file.change_feed().map_err(opened)?;
-                Ok((Box::new(file), Box::new(feed)))
+                Ok((System::Local(Box::new(file)), Box::new(feed)))
             }
             Some(Where::Sqlite(db)) => {
                 let mut db = diffsync_adapters::sqlite::SqliteAdapter::open(name, self.dir.join(db), registry)
                     .map_err(opened)?;
                 db.enable_change_feed().map_err(opened)?;
                 let feed = db.change_feed(consumer).map_err(opened)?;
-                Ok((Box::new(db), Box::new(feed)))
+                Ok((System::Local(Box::new(db)), Box::new(feed)))
             }
             Some(Where::Postgres(params)) => {
                 let mut db =
                     diffsync_adapters::postgres::PostgresAdapter::connect(name, params, registry).map_err(opened)?;
                 db.enable_change_feed().map_err(opened)?;
                 let feed = db.change_feed(consumer).map_err(opened)?;
-                Ok((Box::new(db), Box::new(feed)))
+                Ok((System::Local(Box::new(db)), Box::new(feed)))
+            }
+            Some(Where::Redis(url, namespace)) => {
+                let redis = self.redis(name, url, namespace)?;
+                let feed = redis.store.change_feed(consumer).map_err(opened)?;
+                Ok((System::Redis(redis), Box::new(feed)))
             }
         }
+    }
+
+    /// The Redis namespace `namespace` at `url`, as the system `name`.
+    fn redis(&self, name: &str, url: &str, namespace: &str) -> Result<StoreAdapter<RedisStore>, ConfigError> {
+        let store = RedisStore::open(url, namespace, self.registry.clone()).map_err(|source| ConfigError::Open {
+            name: name.to_string(),
+            source: Box::new(source),
+        })?;
+        Ok(StoreAdapter::with_store(name, &self.registry.top_level(), store))
     }
 
     /// The systems, by name, each with what it is, in words that hold no
@@ -254,6 +299,7 @@ impl Config {
                 Where::File(file) => format!("file {}", file.display()),
                 Where::Sqlite(db) => format!("SQLite {}", db.display()),
                 Where::Postgres(_) => "PostgreSQL".to_string(),
+                Where::Redis(_, namespace) => format!("Redis, namespace {namespace}"),
             };
             (name.as_str(), what)
         })

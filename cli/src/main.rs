@@ -18,10 +18,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use diffsync::{AdapterExt, Chain, Options, Outcome, Totals};
+use diffsync::{Adapter, AdapterExt, Chain, Options, Outcome, Store, Totals};
 use diffsync_journal::{RunFilter, RunId};
 
-use crate::config::Config;
+use crate::config::{Config, with_system};
 
 /// Differences found (`diff`).
 const DIFFERENCES: u8 = 3;
@@ -182,7 +182,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Diff { source, target, format } => {
             let (source, target) = (open(&source)?, open(&target)?);
             let mut report = progress.reporter();
-            let diff = target.diff_from_with(&*source, &mut Options::new().progress(&mut report))?;
+            let mut opts = Options::new().progress(&mut report);
+            let diff = with_system!(&target, t => with_system!(&source, s => t.diff_from_with(s, &mut opts)))?;
             progress.done();
             match format {
                 Shown::Text if diff.has_diffs() => println!("{diff}"),
@@ -201,7 +202,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let mut journal = config.journal()?;
             let mut report = progress.reporter();
             let mut opts = Options::new().dry_run(dry_run).progress(&mut report);
-            let (run, report) = journal.sync(&mut *target, &*source, &mut opts)?;
+            let (run, report) =
+                with_system!(&mut target, t => with_system!(&source, s => journal.sync(t, s, &mut opts)))?;
             progress.done();
             println!("{run}: {}", counts(&report.totals()));
             let usual = |o: &Outcome| matches!(o, Outcome::Applied | Outcome::Planned | Outcome::Unchanged);
@@ -219,14 +221,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let strategy = diffsync::bidir::Strategy::parse(&strategy)?;
             let base_file = config.base_path(&left, &right);
             let (mut left, mut right) = (open(&left)?, open(&right)?);
-            let mut base = diffsync::bidir::Base::load(&base_file, left.store())?;
+            let mut base = with_system!(&left, l => diffsync::bidir::Base::load(&base_file, l.store().local()))?;
             let saved = std::sync::Arc::new(std::sync::Mutex::new(diffsync::bidir::BaseFile(base_file)));
             let opts = diffsync::bidir::BiOptions::new()
                 .strategy(strategy)
                 .dry_run(dry_run)
                 .save_to(saved);
             let mut journal = config.journal()?;
-            let (run, report) = journal.reconcile(&mut *left, &mut *right, &mut base, &opts)?;
+            let (run, report) =
+                with_system!(&mut left, l => with_system!(&mut right, r => journal.reconcile(l, r, &mut base, &opts)))?;
             println!("{run}: {report}");
             Ok(
                 if report.stopped().is_some() || !report.to_left.is_success() || !report.to_right.is_success() {
@@ -325,7 +328,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let mut journal = config.journal()?;
             let recorded = journal.run(RunId(run))?;
             let mut target = open(&recorded.target)?;
-            let undo = journal.rollback(RunId(run), &mut *target, dry_run)?;
+            let undo = with_system!(&mut target, t => journal.rollback(RunId(run), t, dry_run))?;
             let run = undo
                 .run
                 .map_or_else(|| "nothing to undo".to_string(), |r| r.to_string());

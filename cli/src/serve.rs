@@ -21,7 +21,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 
 use crate::Failure;
-use crate::config::Config;
+use crate::config::{Config, with_system};
 use crate::pages;
 
 /// How `serve` was started.
@@ -237,7 +237,7 @@ async fn rollback_preview(State(app): State<Arc<Dashboard>>, Path(run): Path<i64
         let recorded = journal.run(RunId(run))?;
         let on = on.on.unwrap_or_else(|| recorded.target.clone());
         let mut target = d.config.open(&on)?;
-        let preview = journal.rollback_preview(RunId(run), &mut *target)?;
+        let preview = with_system!(&mut target, t => journal.rollback_preview(RunId(run), t))?;
         let side = match recorded.mode {
             Mode::TwoWay if on == recorded.source => Some(Side::Left),
             Mode::TwoWay => Some(Side::Right),
@@ -284,7 +284,7 @@ async fn rollback(State(app): State<Arc<Dashboard>>, Path(run): Path<i64>, Form(
         }
         let mut journal = lock(&d.journal);
         let mut target = d.config.open(&form.on)?;
-        let undo = journal.rollback(RunId(run), &mut *target, false)?;
+        let undo = with_system!(&mut target, t => journal.rollback(RunId(run), t, false))?;
         Ok(match undo.run {
             Some(own) => Redirect::to(&format!("/runs/{}", own.0)).into_response(),
             None => pages::nothing_undone(RunId(run), &undo.conflicts).into_response(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use diffsync_live::{LoopEvent, LoopHandle, OneWay, ReconcileLoop};
 
 use crate::Failure;
-use crate::config::Config;
+use crate::config::{Config, with_system};
 
 /// Starts the loop that keeps `target` like `source` (a full pass first,
 /// then every `anti_entropy` seconds unless 0), with its events.
@@ -20,21 +20,23 @@ pub fn start(
 ) -> Result<(LoopHandle, Receiver<LoopEvent>), Failure> {
     let (followed, feed) = config.open_with_feed(source, &format!("diffsync-watch-{target}"))?;
     let journal = Arc::new(Mutex::new(config.journal()?));
-    let recorded = diffsync::Layered::new(
-        config.open(target)?,
-        diffsync_journal::Recorder::new(journal, source, target),
-    );
+    let kept = config.open(target)?;
     let every = (anti_entropy > 0).then(|| Duration::from_secs(anti_entropy));
-    let builder = ReconcileLoop::new(OneWay::new(
-        Arc::new(Mutex::new(followed)),
-        vec![Arc::new(Mutex::new(recorded))],
-    ))
-    .feed(feed)
-    .anti_entropy(every)
-    // Names the loop in its metrics (`loop="source->target"`).
-    .origin(format!("{source}->{target}"));
-    let events = builder.subscribe();
-    Ok((builder.spawn()?, events))
+    let (source, target) = (source.to_string(), target.to_string());
+    // Each system is moved into the loop, whatever its store.
+    with_system!(followed, followed => with_system!(kept, kept => {
+        let recorded = diffsync::Layered::new(kept, diffsync_journal::Recorder::new(journal, &source, &target));
+        let builder = ReconcileLoop::new(OneWay::new(
+            Arc::new(Mutex::new(followed)),
+            vec![Arc::new(Mutex::new(recorded))],
+        ))
+        .feed(feed)
+        .anti_entropy(every)
+        // Names the loop in its metrics (`loop="source->target"`).
+        .origin(format!("{source}->{target}"));
+        let events = builder.subscribe();
+        Ok((builder.spawn()?, events))
+    }))
 }
 
 /// Runs the loop until the process is stopped, printing what it does.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{cmdb, configured, diffsync};
+use crate::{cmdb, configured, diffsync, missing};
 
 /// A process killed when dropped.
 struct Running(Child);
@@ -49,20 +49,12 @@ fn serve(dir: &Path, args: &[&str]) -> (Running, String) {
     (Running(child), address)
 }
 
-/// Chromium and chromedriver, or why not.
+/// Chromium and chromedriver (Debian's packages chromium and chromium-driver).
 fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
     let found = |p: &str| Path::new(p).is_file().then(|| PathBuf::from(p));
     match (found("/usr/bin/chromium"), found("/usr/bin/chromedriver")) {
         (Some(chromium), Some(driver)) => Some((chromium, driver)),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("chromium or chromedriver not found, and CI=true: .ci/run must install them")
-        }
-        _ => {
-            eprintln!(
-                "\n*** SKIPPED: /usr/bin/chromium and /usr/bin/chromedriver not found (apt install chromium chromium-driver) ***\n"
-            );
-            None
-        }
+        _ => missing("/usr/bin/chromium or /usr/bin/chromedriver"),
     }
 }
 

@@ -2,6 +2,7 @@
 //! sync, history, show, rollback, their exit codes, and bad configs named.
 
 mod dashboard;
+mod redis;
 
 use std::path::Path;
 use std::process::Command;
@@ -55,6 +56,16 @@ fn diffsync(dir: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A program a test needs is missing: the test says it was skipped, or,
+/// with `CI=true`, fails (CI installs it).
+fn missing<T>(what: &str) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} not found, and CI=true: .ci/run must install it");
+    }
+    eprintln!("\n*** SKIPPED: {what} not found ***\n");
+    None
 }
 
 #[test]
