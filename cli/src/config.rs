@@ -37,7 +37,7 @@ pub enum System {
     /// back through its hooks.
     Local(Box<dyn Adapter<Store = LocalStore> + Send>),
     /// A Redis namespace: the store itself is in Redis.
-    Redis(StoreAdapter<RedisStore>),
+    Redis(Box<StoreAdapter<RedisStore>>),
 }
 
 /// Runs `$body` with `$adapter` bound to the system's adapter, whatever
@@ -238,7 +238,7 @@ impl Config {
             Where::Postgres(params) => System::Local(Box::new(
                 diffsync_adapters::postgres::PostgresAdapter::connect(name, params, registry).map_err(opened)?,
             )),
-            Where::Redis(url, namespace) => System::Redis(self.redis(name, url, namespace)?),
+            Where::Redis(url, namespace) => System::Redis(Box::new(self.redis(name, url, namespace)?)),
         })
     }
 
@@ -277,7 +277,7 @@ impl Config {
             Some(Where::Redis(url, namespace)) => {
                 let redis = self.redis(name, url, namespace)?;
                 let feed = redis.store.change_feed(consumer).map_err(opened)?;
-                Ok((System::Redis(redis), Box::new(feed)))
+                Ok((System::Redis(Box::new(redis)), Box::new(feed)))
             }
         }
     }
