@@ -55,7 +55,7 @@ enum Command {
         source: String,
         /// The system compared.
         target: String,
-        /// How to print it.
+        /// How to print it: text (a tree), json, table.
         #[arg(long, value_enum, default_value_t = Shown::Text)]
         format: Shown,
     },
@@ -149,8 +149,13 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Shown {
+    /// The diff's tree, as the library renders it.
     Text,
+    /// The diff serialized (for scripts).
     Json,
+    /// One row per changed attribute: action, type, key, attribute, the
+    /// value in the source and in the target.
+    Table,
 }
 
 /// `SOURCE:TARGET`, two system names.
@@ -189,6 +194,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 Shown::Text if diff.has_diffs() => println!("{diff}"),
                 Shown::Text => println!("no differences"),
                 Shown::Json => println!("{}", serde_json::to_string_pretty(&diff)?),
+                Shown::Table => print!("{}", table(&diff)),
             }
             eprintln!("{}", diff.summary());
             Ok(if diff.has_diffs() { DIFFERENCES } else { 0 })
@@ -345,6 +351,65 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             })
         }
     }
+}
+
+/// A diff as a table, one row per changed attribute (a create's or a
+/// delete's every attribute), columns aligned.
+fn table(diff: &diffsync::Diff) -> String {
+    let shown = |v: Option<&serde_json::Value>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let mut rows = vec![["ACTION", "TYPE", "KEY", "ATTRIBUTE", "SOURCE", "TARGET"].map(String::from)];
+    for (e, _) in diff.iter().filter(|(e, _)| e.action != diffsync::Action::NoChange) {
+        let row = |attribute: &str, source: String, target: String| {
+            [
+                e.action.as_str().to_string(),
+                e.model_type.to_string(),
+                e.key.clone(),
+                attribute.to_string(),
+                source,
+                target,
+            ]
+        };
+        let mut attrs: Vec<[String; 6]> = match e.action {
+            diffsync::Action::Update => e
+                .changes
+                .iter()
+                .map(|c| row(&c.name, shown(Some(&c.new)), shown(Some(&c.old))))
+                .collect(),
+            _ => {
+                let (side, other) = match e.action {
+                    diffsync::Action::Create => (&e.source_attrs, &e.dest_attrs),
+                    _ => (&e.dest_attrs, &e.source_attrs),
+                };
+                side.iter()
+                    .flat_map(|a| a.iter())
+                    .map(|(name, v)| {
+                        let (here, there) = (shown(Some(v)), shown(other.as_ref().and_then(|o| o.get(name))));
+                        match e.action {
+                            diffsync::Action::Create => row(name, here, there),
+                            _ => row(name, there, here),
+                        }
+                    })
+                    .collect()
+            }
+        };
+        if attrs.is_empty() {
+            attrs.push(row("", String::new(), String::new()));
+        }
+        rows.extend(attrs);
+    }
+    let mut widths = [0; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// A run's counts, the non-zero ones.

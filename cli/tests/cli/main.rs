@@ -80,6 +80,9 @@ fn diff_sync_history_show_and_rollback_from_a_file_into_sqlite() {
     assert_eq!(code, 3);
     let diff: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(diff["dest"], "network");
+    let (code, out, _) = diffsync(dir, &["diff", "cmdb", "network", "--format", "table"]);
+    assert_eq!(code, 3);
+    insta::assert_snapshot!("diff_table_before_the_first_sync", out);
 
     // A dry run writes nothing; the sync does.
     let (code, out, _) = diffsync(dir, &["sync", "cmdb", "network", "--dry-run"]);
