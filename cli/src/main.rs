@@ -86,17 +86,17 @@ enum Command {
         dry_run: bool,
     },
     /// Keeps TARGET like SOURCE as SOURCE changes (the loop): each change
-    /// to SOURCE, by any writer, is synced; a full pass at the start and
-    /// every ANTI_ENTROPY seconds repairs what a feed missed. Every pass is
-    /// recorded in the journal. Runs until stopped (Ctrl-C).
+    /// to SOURCE, by any writer, is synced; a full pass at the start, every
+    /// ANTI_ENTROPY seconds and at the --schedule times repairs what a feed
+    /// missed (and what was changed in TARGET). Every pass is recorded in
+    /// the journal. Runs until stopped (Ctrl-C).
     Watch {
         /// The system followed.
         source: String,
         /// The system kept in step.
         target: String,
-        /// Seconds between full passes (0: none after the first).
-        #[arg(long, default_value_t = 300)]
-        anti_entropy: u64,
+        #[command(flatten)]
+        passes: watch::Passes,
     },
     /// The recorded runs, newest first.
     Runs {
@@ -133,9 +133,8 @@ enum Command {
         /// (repeatable).
         #[arg(long, value_name = "SOURCE:TARGET", value_parser = pair)]
         watch: Vec<(String, String)>,
-        /// Seconds between the loops' full passes (0: none after the first).
-        #[arg(long, default_value_t = 300)]
-        anti_entropy: u64,
+        #[command(flatten)]
+        passes: watch::Passes,
     },
     /// Undoes a recorded run where its target still holds what it wrote.
     Rollback {
@@ -247,23 +246,19 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 },
             )
         }
-        Command::Watch {
-            source,
-            target,
-            anti_entropy,
-        } => watch::print(&config, &source, &target, anti_entropy),
+        Command::Watch { source, target, passes } => watch::print(&config, &source, &target, &passes),
         Command::Serve {
             listen,
             allow_writes,
             watch,
-            anti_entropy,
+            passes,
         } => serve::serve(
             config,
             serve::ServeOptions {
                 listen,
                 allow_writes,
                 watch,
-                anti_entropy,
+                passes,
             },
         ),
         Command::Runs { system, limit } => {

@@ -32,8 +32,8 @@ pub struct ServeOptions {
     pub allow_writes: bool,
     /// The loops to run, `(source, target)`.
     pub watch: Vec<(String, String)>,
-    /// Seconds between the loops' full passes (0: none after the first).
-    pub anti_entropy: u64,
+    /// When the loops run full passes.
+    pub passes: crate::watch::Passes,
 }
 
 /// What the pages are made from.
@@ -58,7 +58,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<u8, Failure> {
     let metrics = PrometheusBuilder::new().install_recorder()?;
     let mut loops = Vec::new();
     for (source, target) in &opts.watch {
-        let (handle, events) = crate::watch::start(&config, source, target, opts.anti_entropy)?;
+        let (handle, events) = crate::watch::start(&config, source, target, &opts.passes)?;
         let status = Arc::new(Mutex::new(pages::LoopStatus::new(source, target)));
         let followed = status.clone();
         std::thread::Builder::new()

@@ -10,23 +10,35 @@ use diffsync_live::{LoopEvent, LoopHandle, OneWay, ReconcileLoop};
 use crate::Failure;
 use crate::config::{Config, with_system};
 
+/// When a loop runs its full passes, besides the one it starts with.
+#[derive(Clone, clap::Args)]
+pub struct Passes {
+    /// Seconds between full passes (0: none after the first).
+    #[arg(long, default_value_t = 300)]
+    pub anti_entropy: u64,
+    /// Also a full pass at the times of this cron pattern (UTC; five
+    /// fields, or six with seconds first). Repeatable.
+    #[arg(long, value_name = "CRON")]
+    pub schedule: Vec<String>,
+}
+
 /// Starts the loop that keeps `target` like `source` (a full pass first,
-/// then every `anti_entropy` seconds unless 0), with its events.
+/// then as `passes` says), with its events.
 pub fn start(
     config: &Config,
     source: &str,
     target: &str,
-    anti_entropy: u64,
+    passes: &Passes,
 ) -> Result<(LoopHandle, Receiver<LoopEvent>), Failure> {
     let (followed, feed) = config.open_with_feed(source, &format!("diffsync-watch-{target}"))?;
     let journal = Arc::new(Mutex::new(config.journal()?));
     let kept = config.open(target)?;
-    let every = (anti_entropy > 0).then(|| Duration::from_secs(anti_entropy));
+    let every = (passes.anti_entropy > 0).then(|| Duration::from_secs(passes.anti_entropy));
     let (source, target) = (source.to_string(), target.to_string());
     // Each system is moved into the loop, whatever its store.
     with_system!(followed, followed => with_system!(kept, kept => {
         let recorded = diffsync::Layered::new(kept, diffsync_journal::Recorder::new(journal, &source, &target));
-        let builder = ReconcileLoop::new(OneWay::new(
+        let mut builder = ReconcileLoop::new(OneWay::new(
             Arc::new(Mutex::new(followed)),
             vec![Arc::new(Mutex::new(recorded))],
         ))
@@ -34,14 +46,17 @@ pub fn start(
         .anti_entropy(every)
         // Names the loop in its metrics (`loop="source->target"`).
         .origin(format!("{source}->{target}"));
+        for pattern in &passes.schedule {
+            builder = builder.schedule(pattern)?;
+        }
         let events = builder.subscribe();
         Ok((builder.spawn()?, events))
     }))
 }
 
 /// Runs the loop until the process is stopped, printing what it does.
-pub fn print(config: &Config, source: &str, target: &str, anti_entropy: u64) -> Result<u8, Failure> {
-    let (_running, events) = start(config, source, target, anti_entropy)?;
+pub fn print(config: &Config, source: &str, target: &str, passes: &Passes) -> Result<u8, Failure> {
+    let (_running, events) = start(config, source, target, passes)?;
     println!("watching {source} -> {target}");
     for event in events {
         if let Some(line) = describe(&event) {

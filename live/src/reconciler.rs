@@ -75,7 +75,9 @@ impl<A: Adapter> Drop for Tagged<'_, A> {
     }
 }
 
-/// One-way: a source's changes go to every target.
+/// One-way: a source's changes go to every target. A full pass re-reads
+/// the source and every target ([`Adapter::refresh`]), so it also repairs
+/// what another writer changed in a target.
 pub struct OneWay<S, T> {
     source: Arc<Mutex<S>>,
     targets: Vec<Arc<Mutex<T>>>,
@@ -176,6 +178,17 @@ impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
                 let mut out = PassOutcome::default();
                 out.failed.push((None, format!("re-reading the source: {}", Chain(&e))));
                 return out;
+            }
+            // The targets too: what another writer changed in a target is
+            // what a full pass is there to repair, and no feed tells it.
+            for target in &self.targets {
+                let mut target = lock(target);
+                if let Err(e) = target.refresh() {
+                    let mut out = PassOutcome::default();
+                    out.failed
+                        .push((None, format!("re-reading the target {}: {}", target.name(), Chain(&e))));
+                    return out;
+                }
             }
             let root = source.store().local().fingerprint();
             self.targets

@@ -232,7 +232,7 @@ fn watch_keeps_the_target_in_step_as_the_file_changes_and_records_each_pass() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_diffsync"))
         .arg("-c")
         .arg(dir.join("diffsync.toml"))
-        .args(["watch", "cmdb", "network"])
+        .args(["watch", "cmdb", "network", "--schedule", "* * * * * *"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -260,11 +260,18 @@ fn watch_keeps_the_target_in_step_as_the_file_changes_and_records_each_pass() {
     wait_for("full pass (startup): 3 repaired");
     std::fs::write(dir.join("cmdb.json"), cmdb("north-east")).unwrap();
     wait_for("synced: 1 applied");
+    // An edit to the target, which no feed reports: the scheduled full
+    // pass (every second here) repairs it.
+    rusqlite::Connection::open(dir.join("network.db"))
+        .unwrap()
+        .execute("UPDATE device SET role = 'spine' WHERE name = 'nyc-r1'", [])
+        .unwrap();
+    wait_for("full pass (schedule): 1 repaired");
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 0);
     let (_, runs, _) = diffsync(dir, &["runs"]);
-    assert_eq!(runs.lines().filter(|l| l.contains("batch")).count(), 2, "{runs}");
+    assert_eq!(runs.lines().filter(|l| l.contains("batch")).count(), 3, "{runs}");
     let (_, history, _) = diffsync(dir, &["history", "site", "nyc"]);
     assert!(history.contains(r#"region: "east" -> "north-east""#), "{history}");
 }
