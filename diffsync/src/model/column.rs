@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::error::ModelError;
 use super::{AnyModel, Attrs, DiffModel, SchemaRef};
+use crate::store::chunked::Chunked;
 
 type Result<T, E = ModelError> = std::result::Result<T, E>;
 
@@ -85,7 +86,7 @@ pub(crate) trait ModelVec: Send + Sync {
     fn compact(&mut self);
 }
 
-pub(crate) struct TypedVec<T>(pub(crate) Vec<Option<T>>);
+pub(crate) struct TypedVec<T>(pub(crate) Chunked<Option<T>>);
 
 impl<T: DiffModel> TypedVec<T> {
     pub(crate) fn at(&self, slot: Slot) -> Option<&T> {
@@ -141,7 +142,7 @@ impl<T: DiffModel> ModelVec for TypedVec<T> {
         Box::new(TypedVec(self.0.clone()))
     }
     fn new_empty(&self) -> Box<dyn ModelVec> {
-        Box::new(TypedVec::<T>(Vec::new()))
+        Box::new(TypedVec::<T>(Chunked::new()))
     }
     fn build(&self, schema: &SchemaRef, ids: &Attrs, attrs: &Attrs) -> Result<Box<dyn AnyModel>> {
         Ok(Box::new(T::from_parts(schema, ids, attrs)?))
@@ -171,5 +172,5 @@ pub struct ErasedVec(pub(crate) Box<dyn ModelVec>);
 
 #[doc(hidden)]
 pub fn __new_vec<T: DiffModel>() -> ErasedVec {
-    ErasedVec(Box::new(TypedVec::<T>(Vec::new())))
+    ErasedVec(Box::new(TypedVec::<T>(Chunked::new())))
 }

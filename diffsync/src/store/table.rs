@@ -3,6 +3,7 @@
 
 use hashbrown::HashTable;
 
+use super::chunked::Chunked;
 use crate::digest::{self, Digest, Fingerprint};
 use crate::model::SchemaRef;
 use crate::model::column::ModelVec;
@@ -38,14 +39,14 @@ impl std::ops::Index<TypeIdx> for Vec<Table> {
     }
 }
 
-impl std::ops::Index<Slot> for Vec<Meta> {
+impl std::ops::Index<Slot> for Chunked<Meta> {
     type Output = Meta;
     fn index(&self, i: Slot) -> &Meta {
         &self[i.index()]
     }
 }
 
-impl std::ops::IndexMut<Slot> for Vec<Meta> {
+impl std::ops::IndexMut<Slot> for Chunked<Meta> {
     fn index_mut(&mut self, i: Slot) -> &mut Meta {
         &mut self[i.index()]
     }
@@ -88,7 +89,7 @@ pub(crate) struct Meta {
 /// All models of one type.
 pub(crate) struct Table {
     pub(crate) schema: SchemaRef,
-    pub(crate) meta: Vec<Meta>,
+    pub(crate) meta: Chunked<Meta>,
     pub(crate) index: HashTable<Slot>,
     pub(crate) live: usize,
     pub(crate) models: Box<dyn ModelVec>,
@@ -155,7 +156,7 @@ impl Table {
         let n = schema.children.len();
         Table {
             schema,
-            meta: Vec::new(),
+            meta: Chunked::new(),
             index: HashTable::new(),
             live: 0,
             models,
