@@ -129,6 +129,159 @@ pub fn build(name: &str, file: File) -> diffsync::Result<MemoryAdapter> {
     Ok(MemoryAdapter::with_store(name, &["site"], store))
 }
 
+/// Loads a workload document (`{"site": [...]}`) straight into a new
+/// in-memory adapter: each site, device and interface is added to the
+/// store as soon as it is parsed, so no tree of the whole file is held
+/// beside the store (what [`File`] + [`build`] does). A record's own
+/// fields must come before its list of children, as in the workload's
+/// layout; a store error (a duplicate key) is named with the line.
+pub fn load(name: &str, json: &[u8]) -> Result<MemoryAdapter, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut store = LocalStore::new(name);
+    let mut de = serde_json::Deserializer::from_slice(json);
+    stream::Document(&mut store).deserialize(&mut de)?;
+    de.end()?;
+    Ok(MemoryAdapter::with_store(name, &["site"], store))
+}
+
+/// The serde visitors of [`load`]: one per level of the document, each
+/// adding what it reads to the store.
+mod stream {
+    use std::fmt;
+
+    use diffsync::{Handle, LocalStore};
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    use super::{Device, Interface, Site};
+
+    /// The document: `{"site": [...]}`.
+    pub(super) struct Document<'a>(pub(super) &'a mut LocalStore);
+
+    impl<'de> DeserializeSeed<'de> for Document<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Document<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(r#"{"site": [...]}"#)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<&str>()? {
+                match key {
+                    "site" => map.next_value_seed(Each(Records::Sites, &mut *self.0, None))?,
+                    _ => map.next_value::<IgnoredAny>().map(|_| ())?,
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Which list is read.
+    #[derive(Clone, Copy)]
+    enum Records {
+        Sites,
+        Devices,
+        Interfaces,
+    }
+
+    /// A list of records, each added under `parent`.
+    struct Each<'a>(Records, &'a mut LocalStore, Option<Handle>);
+
+    impl<'de> DeserializeSeed<'de> for Each<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Each<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of records")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let Each(records, store, parent) = self;
+            match (records, parent) {
+                (Records::Interfaces, Some(device)) => {
+                    while let Some(i) = seq.next_element::<Interface>()? {
+                        store.add_under(device, i).map_err(de::Error::custom)?;
+                    }
+                }
+                _ => while seq.next_element_seed(Record(records, &mut *store, parent))?.is_some() {},
+            }
+            Ok(())
+        }
+    }
+
+    /// A site or a device record: its fields, then its children.
+    struct Record<'a>(Records, &'a mut LocalStore, Option<Handle>);
+
+    impl<'de> DeserializeSeed<'de> for Record<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Record<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a site or device record")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let Record(records, store, parent) = self;
+            let mut fields: [String; 6] = Default::default();
+            let names: &[&str] = match records {
+                Records::Sites => &["name", "region", "status"],
+                _ => &["site", "name", "role", "model", "serial", "status"],
+            };
+            let children = match records {
+                Records::Sites => "devices",
+                _ => "interfaces",
+            };
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if let Some(i) = names.iter().position(|n| *n == key) {
+                    fields[i] = map.next_value()?;
+                } else if key == children {
+                    let [a, b, c, d, e, f] = std::mem::take(&mut fields);
+                    let handle = match records {
+                        Records::Sites => store.add(Site {
+                            name: a,
+                            region: b,
+                            status: c,
+                        }),
+                        _ => {
+                            let device = Device {
+                                site: a,
+                                name: b,
+                                role: c,
+                                model: d,
+                                serial: e,
+                                status: f,
+                            };
+                            let site = parent.ok_or_else(|| de::Error::custom("a device outside a site"))?;
+                            store.add_under(site, device)
+                        }
+                    }
+                    .map_err(de::Error::custom)?;
+                    let below = match records {
+                        Records::Sites => Records::Devices,
+                        _ => Records::Interfaces,
+                    };
+                    map.next_value_seed(Each(below, &mut *store, Some(handle)))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// A deterministic pair of workloads of about `n` models each (1 % sites,
 /// 9 % devices, 90 % interfaces); about 5 % of the models differ (a third
 /// created, a third deleted, a third updated), in the spirit of
@@ -187,4 +340,25 @@ pub fn generate_shape(n: usize, fanout: usize) -> (File, File) {
             .collect(),
     };
     (side(false), side(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"{"site":[
+{"name":"s1","region":"us-east","status":"active","devices":[{"site":"s1","name":"d1","role":"leaf","model":"m","serial":"x1","status":"active","interfaces":[{"site":"s1","device":"d1","name":"Ethernet1/1","description":"up\nlink","mtu":9216,"enabled":true,"mode":"access"}]}]},
+{"name":"s2","region":"eu-west","status":"active","devices":[]}
+]}"#;
+
+    #[test]
+    fn the_streaming_load_holds_what_parse_and_build_hold_and_names_a_duplicate() {
+        let streamed = load("a", DOC.as_bytes()).unwrap();
+        let built = build("b", serde_json::from_str(DOC).unwrap()).unwrap();
+        assert_eq!(streamed.store.count_all(), 4);
+        assert_eq!(streamed.store.fingerprint(), built.store.fingerprint());
+        let dup = DOC.replace(r#""name":"s2""#, r#""name":"s1""#);
+        let err = load("a", dup.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("s1") && err.contains("line 3"), "{err}");
+    }
 }
