@@ -153,8 +153,7 @@ impl Scope {
                 }
                 if !inside {
                     let t = &store.tables[ty];
-                    sc.outside
-                        .insert((t.schema.name.to_string(), t.meta[slot].uid.to_string()));
+                    sc.outside.insert((t.schema.name.to_string(), t.key(slot).to_string()));
                 }
             }
         }
@@ -170,7 +169,7 @@ impl Scope {
             let t = &store.tables[ty];
             for &(mt, slot) in self.full[i].iter().chain(&self.path[i]) {
                 if mt == ty {
-                    out.insert(&*t.meta[slot].uid);
+                    out.insert(t.key(slot));
                 }
             }
         }
@@ -394,7 +393,7 @@ struct List<'s> {
 }
 
 fn uid_of(t: Option<&Table>, slot: Slot) -> &str {
-    t.map_or("", |t| &t.meta[slot].uid)
+    t.map_or("", |t| t.key(slot))
 }
 
 /// Matches two sibling lists by unique id and calls `emit` with each pair:
@@ -414,7 +413,7 @@ fn match_lists(
         for (i, &slot) in s_slots.iter().enumerate() {
             let uid = uid_of(st, slot);
             let found = dt.and_then(|dt| {
-                let hit = |j: usize| !used[j] && &*dt.meta[d_slots[j]].uid == uid;
+                let hit = |j: usize| !used[j] && dt.key(d_slots[j]) == uid;
                 // Lists are usually in the same order on both sides: try position i first.
                 if i < d_slots.len() && hit(i) {
                     Some(i)
@@ -445,7 +444,7 @@ fn match_lists(
         return Ok(());
     };
     let hash_at = |j: &u32| dt.meta[d_slots[*j as usize]].hash;
-    let uid_at = |j: usize| &*dt.meta[d_slots[j]].uid;
+    let uid_at = |j: usize| dt.key(d_slots[j]);
     let mut used = vec![false; d_slots.len()];
     let mut index: Option<HashTable<u32>> = None;
     for (i, &slot) in s_slots.iter().enumerate() {
@@ -960,7 +959,7 @@ fn against_base(
     // The destination first: the base is built like it, often in its order.
     let (t, slot) = dt.zip(d).or(st.zip(s))?;
     let meta = &t.meta[slot];
-    let uid = &meta.uid;
+    let uid = t.key(slot);
     let base = three.base;
     // The stored hash: every store hashes keys the same way.
     let found = three
@@ -1069,7 +1068,7 @@ fn finish(ctx: &Ctx<'_, '_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
     let key = st
         .zip(s)
         .or(dt.zip(d))
-        .map(|(t, slot)| t.meta[slot].uid.to_string())
+        .map(|(t, slot)| t.key(slot).to_string())
         .unwrap_or_default();
     Ok(PairOutcome::Element(DiffElement {
         model_type: any.schema().name.clone(),

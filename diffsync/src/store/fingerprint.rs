@@ -81,11 +81,11 @@ impl LocalStore {
     /// A model's stable key hash, computed once.
     pub(crate) fn key_hash(&mut self, at: Link) -> u64 {
         let t = &mut self.tables[at.ty];
-        let m = &mut t.meta[at.slot];
-        if m.key_hash == 0 {
-            m.key_hash = digest::parent_hash(&t.schema.name, &m.uid);
+        if t.meta[at.slot].key_hash == 0 {
+            let hash = digest::parent_hash(&t.schema.name, t.key(at.slot));
+            t.meta[at.slot].key_hash = hash;
         }
-        m.key_hash
+        t.meta[at.slot].key_hash
     }
 
     /// A model's content or parent may have changed: its digest and term

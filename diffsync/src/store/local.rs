@@ -184,7 +184,7 @@ impl LocalStore {
     pub(crate) fn find_with_hash(&self, ty: TypeIdx, hash: u64, key: &str, near: Slot) -> Option<Slot> {
         let t = &self.tables[ty];
         match t.meta.get(near.index()) {
-            Some(m) if m.alive && m.hash == hash && *m.uid == *key => Some(near),
+            Some(m) if m.alive && m.hash == hash && t.keys.get(m.uid) == key => Some(near),
             _ => t.find_hashed(hash, key),
         }
     }
@@ -319,7 +319,7 @@ impl LocalStore {
             .child_index(child_type)
             .ok_or_else(|| StoreError::WrongChildType {
                 parent_type: schema.name.to_string(),
-                parent_key: table.meta[ps].uid.to_string(),
+                parent_key: table.key(ps).to_string(),
                 child_type: child_type.into(),
                 allowed: schema.children.join(", "),
             })?;
@@ -363,12 +363,10 @@ impl LocalStore {
             Some(p) => Some(self.parent_link(p, &DiffModel::schema(&model).name)?),
             None => None,
         };
-        // The id is built in a reused buffer and stored with one exact allocation.
-        let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        model.write_unique_id(&mut buf);
-        let uid: Box<str> = Box::from(buf.as_str());
-        self.scratch = buf;
+        // The id is built in a reused buffer and copied into the table's keys.
+        let mut uid = std::mem::take(&mut self.scratch);
+        uid.clear();
+        model.write_unique_id(&mut uid);
         let hash = self.hash(&uid);
         let table = &mut self.tables[ty];
         if let Some(slot) = table.find_hashed(hash, &uid) {
@@ -384,13 +382,13 @@ impl LocalStore {
             return Err(StoreError::AlreadyExists {
                 store: self.name.clone(),
                 model_type: table.schema.name.to_string(),
-                key: uid.into(),
+                key: uid,
             });
         }
         let Some(vec) = table.models.as_any_mut().downcast_mut::<TypedVec<T>>() else {
             return Err(StoreError::Model(ModelError::TypeMismatch {
                 model_type: table.schema.name.to_string(),
-                key: uid.into(),
+                key: uid,
                 stored: table.models.rust_type().name.into(),
                 requested: std::any::type_name::<T>().into(),
             }));
@@ -399,7 +397,8 @@ impl LocalStore {
         let ignored = model.flags().contains(ModelFlags::IGNORE);
         vec.0.push(Some(model));
         let parent = link.map(|(l, _)| (l, self.key_hash(l)));
-        let slot = self.tables[ty].push_meta(uid, hash, parent, item, ignored);
+        let slot = self.tables[ty].push_meta(&uid, hash, parent, item, ignored);
+        self.scratch = uid;
         if let Some((l, ci)) = link {
             self.link(l, ci, ty, slot);
         }
@@ -449,11 +448,11 @@ impl LocalStore {
         let event = ChangeEvent {
             kind,
             model_type: t.schema.name.to_string(),
-            key: m.uid.to_string(),
+            key: t.key(at.slot).to_string(),
             identifiers: t.models.get(at.slot).map(|m| m.identifiers()),
             parent: m.parent.map(|p| {
                 let pt = &self.tables[p.ty];
-                (pt.schema.name.to_string(), pt.meta[p.slot].uid.to_string())
+                (pt.schema.name.to_string(), pt.key(p.slot).to_string())
             }),
             origin: self.origin.clone(),
         };
@@ -490,7 +489,7 @@ impl LocalStore {
         let ignored = model.flags().contains(ModelFlags::IGNORE);
         table.models.push_boxed(model, &schema)?;
         let parent = link.map(|(l, _)| (l, self.key_hash(l)));
-        let slot = self.tables[ty].push_meta(uid.into_boxed_str(), hash, parent, item, ignored);
+        let slot = self.tables[ty].push_meta(&uid, hash, parent, item, ignored);
         if let Some((l, ci)) = link {
             self.link(l, ci, ty, slot);
         }
@@ -641,7 +640,7 @@ impl LocalStore {
             return Ok(Vec::new());
         };
         let ct = &self.tables[cty];
-        Ok(t.meta[slot].children[ci].iter().map(|&c| &*ct.meta[c].uid).collect())
+        Ok(t.meta[slot].children[ci].iter().map(|&c| ct.key(c)).collect())
     }
 
     /// The parent (type, key) of a model, if it was added as a child.
@@ -651,7 +650,7 @@ impl LocalStore {
             .ok_or_else(|| self.not_found(model_type, key))?;
         Ok(self.tables[ty].meta[slot].parent.map(|l| {
             let pt = &self.tables[l.ty];
-            (pt.schema.name.as_ref(), &*pt.meta[l.slot].uid)
+            (pt.schema.name.as_ref(), pt.key(l.slot))
         }))
     }
 
@@ -808,6 +807,10 @@ impl LocalStore {
             }
         }
         t.meta.retain(|m| m.alive);
+        let old_keys = std::mem::take(&mut t.keys);
+        for m in t.meta.iter_mut() {
+            m.uid = t.keys.push(old_keys.get(m.uid));
+        }
         t.models.compact();
         for l in self.dirty_roots.iter_mut().filter(|l| l.ty == ty) {
             l.slot = remap[l.slot.index()];
@@ -842,11 +845,8 @@ impl LocalStore {
     /// recursion: subtrees may be deep) or left parentless.
     fn drop_slot(&mut self, ty: TypeIdx, slot: Slot, remove_children: bool) {
         let mut stack = vec![(ty, slot)];
-        // Keys are freed at the end: the events of a subtree name its parents.
-        let mut freed = Vec::new();
         while let Some((ty, slot)) = stack.pop() {
             self.emit(ChangeKind::Deleted, Link { ty, slot });
-            freed.push((ty, slot));
             let t = &mut self.tables[ty];
             if t.meta[slot].parent.is_none() {
                 t.root_bucket_update(slot, false);
@@ -884,9 +884,6 @@ impl LocalStore {
                     }
                 }
             }
-        }
-        for (ty, slot) in freed {
-            self.tables[ty].meta[slot].uid = Box::default();
         }
     }
 }

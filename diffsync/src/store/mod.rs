@@ -8,6 +8,7 @@
 pub(crate) mod chunked;
 mod error;
 mod fingerprint;
+mod keys;
 mod local;
 mod table;
 

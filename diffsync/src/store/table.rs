@@ -4,6 +4,7 @@
 use hashbrown::HashTable;
 
 use super::chunked::Chunked;
+use super::keys::{KeyRef, Keys};
 use crate::digest::{self, Digest, Fingerprint};
 use crate::model::SchemaRef;
 use crate::model::column::ModelVec;
@@ -61,7 +62,8 @@ impl std::ops::IndexMut<TypeIdx> for Vec<Table> {
 /// Per-slot bookkeeping: unique id and its hash (computed once), links, liveness.
 #[derive(Clone, Debug)]
 pub(crate) struct Meta {
-    pub(crate) uid: Box<str>,
+    /// Its unique id, in the table's [`Keys`].
+    pub(crate) uid: KeyRef,
     pub(crate) hash: u64,
     pub(crate) parent: Option<Link>,
     /// One list per child type of the schema (empty box for leaf types).
@@ -90,6 +92,8 @@ pub(crate) struct Meta {
 pub(crate) struct Table {
     pub(crate) schema: SchemaRef,
     pub(crate) meta: Chunked<Meta>,
+    /// The models' unique ids.
+    pub(crate) keys: Keys,
     pub(crate) index: HashTable<Slot>,
     pub(crate) live: usize,
     pub(crate) models: Box<dyn ModelVec>,
@@ -140,6 +144,7 @@ impl Clone for Table {
         Table {
             schema: self.schema.clone(),
             meta: self.meta.clone(),
+            keys: self.keys.clone(),
             index: self.index.clone(),
             live: self.live,
             models: self.models.clone_box(),
@@ -157,6 +162,7 @@ impl Table {
         Table {
             schema,
             meta: Chunked::new(),
+            keys: Keys::default(),
             index: HashTable::new(),
             live: 0,
             models,
@@ -198,7 +204,12 @@ impl Table {
     }
 
     pub(crate) fn find_hashed(&self, hash: u64, uid: &str) -> Option<Slot> {
-        self.index.find(hash, |&i| &*self.meta[i].uid == uid).copied()
+        self.index.find(hash, |&i| self.key(i) == uid).copied()
+    }
+
+    /// The unique id of the model in `slot`.
+    pub(crate) fn key(&self, slot: Slot) -> &str {
+        self.keys.get(self.meta[slot].uid)
     }
 
     /// Live slots in insertion order.
@@ -214,7 +225,7 @@ impl Table {
     /// model's digest, whether it is flagged IGNORE.
     pub(crate) fn push_meta(
         &mut self,
-        uid: Box<str>,
+        uid: &str,
         hash: u64,
         parent: Option<(Link, u64)>,
         digest: Digest,
@@ -225,6 +236,7 @@ impl Table {
         let term = digest::term(digest, parent.map(|p| p.1));
         self.fingerprint.add(term);
         self.parentless += usize::from(parent.is_none());
+        let uid = self.keys.push(uid);
         self.meta.push(Meta {
             uid,
             hash,
