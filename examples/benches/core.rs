@@ -1,10 +1,10 @@
-//! Microbenchmarks: diff, sync and rendering at 10k and 100k models per side
+//! Microbenchmarks: load, diff, sync and rendering at 10k and 100k models per side
 //! (`cargo bench -p diffsync-examples --features bench`). Data comes from the in-memory
 //! generator, so no files are needed.
 
 use diffsync::AdapterExt;
 use diffsync::MemoryAdapter;
-use diffsync_examples::{build, generate};
+use diffsync_examples::{build, generate, load};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -21,6 +21,13 @@ fn pair(n: usize) -> (MemoryAdapter, MemoryAdapter) {
     let source = build("source", a).expect("generated data has unique keys");
     let target = build("target", b).expect("generated data has unique keys");
     (source, target)
+}
+
+/// A workload document parsed straight into a store (the bench program's loader).
+#[divan::bench(args = SIZES, sample_count = 10)]
+fn load_json(bencher: divan::Bencher, n: usize) {
+    let json = serde_json::to_vec(&generate(n).0).expect("json");
+    bencher.bench_local(|| load("source", &json).expect("load"));
 }
 
 #[divan::bench(args = SIZES, sample_count = 10)]

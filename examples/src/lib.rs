@@ -3,7 +3,7 @@
 //! deterministic in-memory generator for microbenchmarks.
 
 use diffsync::{DiffModel, LocalStore, MemoryAdapter};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A site (`site` in the workload).
 #[derive(DiffModel, Clone, Debug, PartialEq)]
@@ -39,7 +39,7 @@ pub struct Device {
 }
 
 /// An interface.
-#[derive(DiffModel, Clone, Debug, PartialEq, Deserialize)]
+#[derive(DiffModel, Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[diffsync(name = "interface")]
 pub struct Interface {
     /// Owning site.
@@ -62,14 +62,14 @@ pub struct Interface {
 }
 
 /// The workload file: `{"site": [...]}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub struct File {
     /// Sites with nested devices and interfaces.
     pub site: Vec<SiteRec>,
 }
 
 /// A site record with its devices.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub struct SiteRec {
     /// Site name.
     pub name: String,
@@ -82,7 +82,7 @@ pub struct SiteRec {
 }
 
 /// A device record with its interfaces.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 pub struct DeviceRec {
     /// Owning site.
     pub site: String,
