@@ -502,3 +502,67 @@ pub fn error(status: StatusCode, message: &str) -> Markup {
         html! { p.failed id="error" { (message) } },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use diffsync::{Action, Attrs, Outcome};
+    use diffsync_journal::{Element, Mode, Run, RunId, RunResult};
+
+    fn element(seq: u32, model_type: &str, key: &str, parent: Option<(&str, &str)>, outcome: Outcome) -> Element {
+        let attrs = |v: &str| -> Attrs { [("role".into(), v.into())].into_iter().collect() };
+        Element {
+            seq,
+            model_type: model_type.into(),
+            key: key.into(),
+            parent: parent.map(|(t, k)| (t.into(), k.into())),
+            side: None,
+            identifiers: Attrs::new(),
+            action: Action::Update,
+            outcome,
+            before: Some(attrs("edge")),
+            after: Some(attrs("core")),
+        }
+    }
+
+    #[test]
+    fn a_run_page_nests_changes_under_their_parent_lists_failures_and_escapes_values() {
+        let run = Run {
+            id: RunId(7),
+            started_ms: 0,
+            ended_ms: Some(1),
+            mode: Mode::OneWay,
+            source: "cmdb".into(),
+            target: "network".into(),
+            dry_run: false,
+            options: String::new(),
+            result: RunResult::Partial,
+            error: None,
+            totals: None,
+            phases: Vec::new(),
+            peak_memory: None,
+            rollback_of: None,
+        };
+        let elements = [
+            element(0, "site", "nyc", None, Outcome::Applied),
+            element(
+                1,
+                "device",
+                "<script>x</script>",
+                Some(("site", "nyc")),
+                Outcome::Failed("refused".into()),
+            ),
+        ];
+        let page = super::run(&run, &elements, &[]).into_string();
+        let tree = &page[page.find(r#"<ul class="tree">"#).unwrap()..];
+        let (site, device) = (tree.find("nyc").unwrap(), tree.find("&lt;script&gt;").unwrap());
+        assert!(
+            site < device && tree[site..device].contains(r#"<ul class="tree">"#),
+            "nested: {tree}"
+        );
+        assert!(!page.contains("<script>"), "escaped");
+        let failures = &page[page.find(r#"<table id="failures">"#).expect("a failures table")..];
+        assert!(failures.contains("&lt;script&gt;x&lt;/script&gt;") && failures.contains("FAILED: refused"));
+        assert!(!failures.contains(">nyc<"), "only the failure");
+        assert!(page.contains(r#"href="/runs/7/rollback?on=network""#));
+    }
+}
