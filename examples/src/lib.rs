@@ -2,6 +2,7 @@
 //! (`../shared/bench` layout), an in-memory adapter, the JSON loader, and a
 //! deterministic in-memory generator for microbenchmarks.
 
+pub use compact_str::CompactString as Name;
 use diffsync::{DiffModel, LocalStore, MemoryAdapter};
 use serde::{Deserialize, Serialize};
 
@@ -11,11 +12,11 @@ use serde::{Deserialize, Serialize};
 pub struct Site {
     /// Site name.
     #[diffsync(id)]
-    pub name: String,
+    pub name: Name,
     /// Region.
-    pub region: String,
+    pub region: Name,
     /// Status.
-    pub status: String,
+    pub status: Name,
 }
 
 /// A device.
@@ -24,18 +25,18 @@ pub struct Site {
 pub struct Device {
     /// Owning site.
     #[diffsync(id)]
-    pub site: String,
+    pub site: Name,
     /// Device name.
     #[diffsync(id)]
-    pub name: String,
+    pub name: Name,
     /// Role.
-    pub role: String,
+    pub role: Name,
     /// Hardware model.
-    pub model: String,
+    pub model: Name,
     /// Serial number.
-    pub serial: String,
+    pub serial: Name,
     /// Status.
-    pub status: String,
+    pub status: Name,
 }
 
 /// An interface.
@@ -44,21 +45,21 @@ pub struct Device {
 pub struct Interface {
     /// Owning site.
     #[diffsync(id)]
-    pub site: String,
+    pub site: Name,
     /// Owning device.
     #[diffsync(id)]
-    pub device: String,
+    pub device: Name,
     /// Interface name.
     #[diffsync(id)]
-    pub name: String,
+    pub name: Name,
     /// Description.
-    pub description: String,
+    pub description: Name,
     /// MTU.
     pub mtu: i64,
     /// Admin state.
     pub enabled: bool,
     /// Mode.
-    pub mode: String,
+    pub mode: Name,
 }
 
 /// The workload file: `{"site": [...]}`.
@@ -72,11 +73,11 @@ pub struct File {
 #[derive(Deserialize, Serialize)]
 pub struct SiteRec {
     /// Site name.
-    pub name: String,
+    pub name: Name,
     /// Region.
-    pub region: String,
+    pub region: Name,
     /// Status.
-    pub status: String,
+    pub status: Name,
     /// Devices.
     pub devices: Vec<DeviceRec>,
 }
@@ -85,17 +86,17 @@ pub struct SiteRec {
 #[derive(Deserialize, Serialize)]
 pub struct DeviceRec {
     /// Owning site.
-    pub site: String,
+    pub site: Name,
     /// Device name.
-    pub name: String,
+    pub name: Name,
     /// Role.
-    pub role: String,
+    pub role: Name,
     /// Hardware model.
-    pub model: String,
+    pub model: Name,
     /// Serial number.
-    pub serial: String,
+    pub serial: Name,
     /// Status.
-    pub status: String,
+    pub status: Name,
     /// Interfaces.
     pub interfaces: Vec<Interface>,
 }
@@ -152,7 +153,7 @@ mod stream {
     use diffsync::{Handle, LocalStore};
     use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-    use super::{Device, Interface, Site};
+    use super::{Device, Interface, Name, Site};
 
     /// The document: `{"site": [...]}`.
     pub(super) struct Document<'a>(pub(super) &'a mut LocalStore);
@@ -234,7 +235,7 @@ mod stream {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             let Record(records, store, parent) = self;
-            let mut fields: [String; 6] = Default::default();
+            let mut fields: [Name; 6] = Default::default();
             let names: &[&str] = match records {
                 Records::Sites => &["name", "region", "status"],
                 _ => &["site", "name", "role", "model", "serial", "status"],
@@ -300,32 +301,32 @@ pub fn generate_shape(n: usize, fanout: usize) -> (File, File) {
     let side = |target: bool| File {
         site: (0..sites)
             .map(|s| {
-                let site = format!("site{s:06}");
+                let site: Name = format!("site{s:06}").into();
                 SiteRec {
                     name: site.clone(),
                     region: ["us-east", "eu-west", "ap-south"][s % 3].into(),
                     status: "active".into(),
                     devices: (0..devices_per_site)
                         .map(|d| {
-                            let dev = format!("dev{d:04}");
+                            let dev: Name = format!("dev{d:04}").into();
                             let changed = target && (s * devices_per_site + d) % 60 == 0;
                             DeviceRec {
                                 site: site.clone(),
                                 name: dev.clone(),
                                 role: if changed { "spine".into() } else { "leaf".into() },
                                 model: "EX4300-48T".into(),
-                                serial: format!("SN{s:06}{d:04}"),
+                                serial: format!("SN{s:06}{d:04}").into(),
                                 status: "active".into(),
                                 interfaces: (0..interfaces_per_device)
                                     .map(|i| i + usize::from(target && (s + d + i) % 30 == 0) * 1000)
                                     .map(|i| Interface {
                                         site: site.clone(),
                                         device: dev.clone(),
-                                        name: format!("Ethernet1/{i}"),
+                                        name: format!("Ethernet1/{i}").into(),
                                         description: if target && (s + d + i) % 40 == 1 {
                                             "changed".into()
                                         } else {
-                                            format!("port {i}")
+                                            format!("port {i}").into()
                                         },
                                         mtu: 9216,
                                         enabled: true,

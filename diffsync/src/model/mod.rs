@@ -307,6 +307,15 @@ impl IdPart for Arc<str> {
         write_str_id(self, out);
     }
 }
+#[cfg(feature = "compact_str")]
+impl IdPart for compact_str::CompactString {
+    fn write_text(&self, out: &mut String) {
+        out.push_str(self);
+    }
+    fn write_id(&self, out: &mut String) {
+        write_str_id(self, out);
+    }
+}
 impl IdPart for char {
     fn write_text(&self, out: &mut String) {
         out.push(*self);
@@ -954,6 +963,17 @@ mod tests {
         Some(3u8).write_id(&mut s);
         None::<u8>.write_id(&mut s);
         assert_eq!(s, "3None");
+    }
+
+    #[cfg(feature = "compact_str")]
+    #[test]
+    fn a_compact_string_keys_as_a_string_does() {
+        for text in ["r1", "a__b", "", "7", "None", "_x"] {
+            let (mut compact, mut string) = (String::new(), String::new());
+            compact_str::CompactString::from(text).write_id(&mut compact);
+            text.to_string().write_id(&mut string);
+            assert_eq!(compact, string, "{text:?}");
+        }
     }
 
     #[test]
