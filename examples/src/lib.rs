@@ -137,9 +137,21 @@ pub fn build(name: &str, file: File) -> diffsync::Result<MemoryAdapter> {
 /// fields must come before its list of children, as in the workload's
 /// layout; a store error (a duplicate key) is named with the line.
 pub fn load(name: &str, json: &[u8]) -> Result<MemoryAdapter, serde_json::Error> {
+    load_from(name, serde_json::Deserializer::from_slice(json))
+}
+
+/// [`load`] from a reader (a file, read a buffer at a time: the document
+/// is never whole in memory).
+pub fn load_reader(name: &str, json: impl std::io::Read) -> Result<MemoryAdapter, serde_json::Error> {
+    load_from(name, serde_json::Deserializer::from_reader(json))
+}
+
+fn load_from<'de, R: serde_json::de::Read<'de>>(
+    name: &str,
+    mut de: serde_json::Deserializer<R>,
+) -> Result<MemoryAdapter, serde_json::Error> {
     use serde::de::DeserializeSeed;
     let mut store = LocalStore::new(name);
-    let mut de = serde_json::Deserializer::from_slice(json);
     stream::Document(&mut store).deserialize(&mut de)?;
     de.end()?;
     Ok(MemoryAdapter::with_store(name, &["site"], store))
@@ -171,14 +183,32 @@ mod stream {
             f.write_str(r#"{"site": [...]}"#)
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key::<&str>()? {
+            while let Some(key) = map.next_key::<Field>()? {
                 match key {
-                    "site" => map.next_value_seed(Each(Records::Sites, &mut *self.0, None))?,
+                    Field::Site => map.next_value_seed(Each(Records::Sites, &mut *self.0, None))?,
                     _ => map.next_value::<IgnoredAny>().map(|_| ())?,
                 }
             }
             Ok(())
         }
+    }
+
+    /// A key of the document, read without an allocation (whether the
+    /// parser can lend its text or not).
+    #[derive(Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+    #[serde(field_identifier, rename_all = "lowercase")]
+    enum Field {
+        Site,
+        Name,
+        Region,
+        Status,
+        Devices,
+        Role,
+        Model,
+        Serial,
+        Interfaces,
+        #[serde(other)]
+        Other,
     }
 
     /// Which list is read.
@@ -236,15 +266,22 @@ mod stream {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             let Record(records, store, parent) = self;
             let mut fields: [Name; 6] = Default::default();
-            let names: &[&str] = match records {
-                Records::Sites => &["name", "region", "status"],
-                _ => &["site", "name", "role", "model", "serial", "status"],
+            let names: &[Field] = match records {
+                Records::Sites => &[Field::Name, Field::Region, Field::Status],
+                _ => &[
+                    Field::Site,
+                    Field::Name,
+                    Field::Role,
+                    Field::Model,
+                    Field::Serial,
+                    Field::Status,
+                ],
             };
             let children = match records {
-                Records::Sites => "devices",
-                _ => "interfaces",
+                Records::Sites => Field::Devices,
+                _ => Field::Interfaces,
             };
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            while let Some(key) = map.next_key::<Field>()? {
                 if let Some(i) = names.iter().position(|n| *n == key) {
                     fields[i] = map.next_value()?;
                 } else if key == children {
@@ -358,8 +395,14 @@ mod tests {
         let built = build("b", serde_json::from_str(DOC).unwrap()).unwrap();
         assert_eq!(streamed.store.count_all(), 4);
         assert_eq!(streamed.store.fingerprint(), built.store.fingerprint());
+        let read = load_reader("c", std::io::BufReader::with_capacity(16, DOC.as_bytes())).unwrap();
+        assert_eq!(read.store.fingerprint(), built.store.fingerprint());
         let dup = DOC.replace(r#""name":"s2""#, r#""name":"s1""#);
-        let err = load("a", dup.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("s1") && err.contains("line 3"), "{err}");
+        for err in [
+            load("a", dup.as_bytes()).unwrap_err().to_string(),
+            load_reader("a", dup.as_bytes()).unwrap_err().to_string(),
+        ] {
+            assert!(err.contains("s1") && err.contains("line 3"), "{err}");
+        }
     }
 }
