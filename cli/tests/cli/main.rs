@@ -224,31 +224,68 @@ fn reconcile_carries_each_side_s_edits_and_exits_5_on_a_conflict_it_leaves() {
 
 #[test]
 fn watch_keeps_the_target_in_step_as_the_file_changes_and_records_each_pass() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
     let dir = configured();
     let dir = dir.path();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_diffsync"))
-        .arg("-c")
-        .arg(dir.join("diffsync.toml"))
-        .args(["watch", "cmdb", "network", "--schedule", "* * * * * *"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+    // The feed: an edit of the watched file is synced (no schedule here,
+    // so no full pass can take the edit first).
+    let watch = Watching::start(dir, &[]);
+    watch.wait_for("full pass (startup): 3 repaired");
+    std::fs::write(dir.join("cmdb.json"), cmdb("north-east")).unwrap();
+    watch.wait_for("synced: 1 applied");
+    drop(watch);
+    // The schedule: an edit to the target, which no feed reports, is put
+    // back by the next scheduled full pass (every second here).
+    let watch = Watching::start(dir, &["--schedule", "* * * * * *"]);
+    watch.wait_for("full pass (startup): 0 repaired");
+    rusqlite::Connection::open(dir.join("network.db"))
+        .unwrap()
+        .execute("UPDATE device SET role = 'spine' WHERE name = 'nyc-r1'", [])
         .unwrap();
-    let (lines, seen) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let wait_for = |what: &str| {
+    watch.wait_for("full pass (schedule): 1 repaired");
+    drop(watch);
+    assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 0);
+    let (_, runs, _) = diffsync(dir, &["runs"]);
+    assert_eq!(runs.lines().filter(|l| l.contains("batch")).count(), 3, "{runs}");
+    let (_, history, _) = diffsync(dir, &["history", "site", "nyc"]);
+    assert!(history.contains(r#"region: "east" -> "north-east""#), "{history}");
+}
+
+/// `diffsync watch cmdb network ARGS` running, its output line by line;
+/// killed on drop.
+struct Watching {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watching {
+    fn start(dir: &Path, args: &[&str]) -> Watching {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_diffsync"))
+            .arg("-c")
+            .arg(dir.join("diffsync.toml"))
+            .args(["watch", "cmdb", "network"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
+        Watching { child, lines }
+    }
+
+    /// Waits (up to 20 s) for a line holding `what`.
+    fn wait_for(&self, what: &str) {
+        use std::time::{Duration, Instant};
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut got = Vec::new();
         while Instant::now() < deadline {
-            if let Ok(line) = seen.recv_timeout(Duration::from_millis(100)) {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
                 if line.contains(what) {
                     return;
                 }
@@ -256,22 +293,12 @@ fn watch_keeps_the_target_in_step_as_the_file_changes_and_records_each_pass() {
             }
         }
         panic!("no {what:?} in {got:?}");
-    };
-    wait_for("full pass (startup): 3 repaired");
-    std::fs::write(dir.join("cmdb.json"), cmdb("north-east")).unwrap();
-    wait_for("synced: 1 applied");
-    // An edit to the target, which no feed reports: the scheduled full
-    // pass (every second here) repairs it.
-    rusqlite::Connection::open(dir.join("network.db"))
-        .unwrap()
-        .execute("UPDATE device SET role = 'spine' WHERE name = 'nyc-r1'", [])
-        .unwrap();
-    wait_for("full pass (schedule): 1 repaired");
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 0);
-    let (_, runs, _) = diffsync(dir, &["runs"]);
-    assert_eq!(runs.lines().filter(|l| l.contains("batch")).count(), 3, "{runs}");
-    let (_, history, _) = diffsync(dir, &["history", "site", "nyc"]);
-    assert!(history.contains(r#"region: "east" -> "north-east""#), "{history}");
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
