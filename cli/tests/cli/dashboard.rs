@@ -313,13 +313,11 @@ fn a_dashboard_started_without_allow_writes_rolls_nothing_back() {
     assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
     let (_server, site) = serve(dir, &[]);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let page = agent
-        .get(format!("{site}/runs/1/rollback"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let text = |path: &str| {
+        let mut answer = agent.get(format!("{site}{path}")).call().unwrap();
+        answer.body_mut().read_to_string().unwrap()
+    };
+    let page = text("/runs/1/rollback");
     assert!(page.contains("read-only") && !page.contains("<form"), "{page}");
     let answer = agent
         .post(format!("{site}/runs/1/rollback"))
@@ -336,13 +334,7 @@ fn a_dashboard_started_without_allow_writes_rolls_nothing_back() {
         .unwrap();
     let (code, out, _) = diffsync(dir, &["reconcile", "cmdb", "network"]);
     assert_eq!(code, 5, "{out}");
-    let page = agent
-        .get(format!("{site}/runs/3"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let page = text("/runs/3");
     assert!(
         page.contains("Changes to cmdb (0)") && page.contains("Changes to network (0)"),
         "{page}"
