@@ -350,6 +350,52 @@ fn a_panicking_target_hook_fails_the_pass_and_the_loop_goes_on() {
 }
 
 #[test]
+fn a_full_pass_that_cannot_re_read_a_target_fails_as_a_whole_and_its_retry_repairs() {
+    let source = Arc::new(Mutex::new(sys_a()));
+    let target = Arc::new(Mutex::new(sys_a()));
+    let looped = ReconcileLoop::new(OneWay::new(source.clone(), vec![target.clone()]))
+        .anti_entropy(None)
+        .backoff(Duration::from_millis(10), Duration::from_millis(50));
+    let events = looped.subscribe();
+    let handle = looped.spawn().unwrap();
+    wait_for(&events, |e| matches!(e, LoopEvent::FullPass { reason: "startup", .. }));
+    target.lock().unwrap().fail_refresh = true;
+    source
+        .lock()
+        .unwrap()
+        .store
+        .remove("interface", "nyc-r1__eth1", false)
+        .unwrap();
+    handle.trigger();
+    let seen = wait_for(&events, |e| matches!(e, LoopEvent::FullPass { error: Some(_), .. }));
+    let Some(LoopEvent::FullPass { error: Some(error), .. }) = seen.last() else {
+        unreachable!()
+    };
+    assert!(
+        error.contains("re-reading the target") && error.contains("cannot be read"),
+        "{error}"
+    );
+    assert!(
+        !in_step(&source, &target),
+        "nothing written to a target that cannot be read"
+    );
+    target.lock().unwrap().fail_refresh = false;
+    wait_for(&events, |e| {
+        matches!(
+            e,
+            LoopEvent::FullPass {
+                reason: "retry",
+                repaired: 1,
+                error: None,
+                ..
+            }
+        )
+    });
+    handle.shutdown();
+    assert!(in_step(&source, &target));
+}
+
+#[test]
 fn a_manual_trigger_runs_a_full_pass_that_finds_what_no_feed_reported() {
     let source = Arc::new(Mutex::new(sys_a()));
     let target = Arc::new(Mutex::new(sys_a()));

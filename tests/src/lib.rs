@@ -108,6 +108,8 @@ pub struct Inventory {
     pub fail_complete: bool,
     /// (model type, key) pairs whose hooks panic.
     pub panic_on: HashSet<(String, String)>,
+    /// When set, `refresh` fails (the system cannot be read: a server down).
+    pub fail_refresh: bool,
 }
 
 impl Inventory {
@@ -127,6 +129,7 @@ impl Inventory {
             flaky: HashMap::new(),
             fail_complete: false,
             panic_on: HashSet::new(),
+            fail_refresh: false,
         }
     }
 
@@ -209,6 +212,15 @@ impl Adapter for Inventory {
     }
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.store
+    }
+    fn refresh(&mut self) -> diffsync::Result<()> {
+        if self.fail_refresh {
+            return Err(diffsync::Error::Load {
+                adapter: self.name.clone(),
+                source: "the system cannot be read".into(),
+            });
+        }
+        Ok(())
     }
     fn top_level(&self) -> Vec<&str> {
         vec!["site"]
