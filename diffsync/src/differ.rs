@@ -15,7 +15,7 @@ use crate::model::ModelError;
 use crate::model::column::Slot;
 use crate::model::{AnyModel, ModelSchema};
 use crate::options::{Options, Progress, Stage};
-use crate::store::{LocalStore, Meta, Table, TypeIdx, root_bucket};
+use crate::store::{LocalStore, Meta, RootBucket, Table, TypeIdx, root_bucket};
 
 /// Lists up to this long are matched by scanning instead of through the index.
 const SCAN_LIMIT: usize = 32;
@@ -544,8 +544,11 @@ fn diff_top(
 
 /// The roots of both sides that lie in buckets whose fingerprints differ,
 /// and how many models (per side) the equal buckets hold: `None` when
-/// buckets cannot be trusted here (out-of-date fingerprints, a part, a
-/// three-way walk, unchanged records wanted) or save nothing.
+/// buckets cannot be trusted here (out-of-date fingerprints, a part,
+/// unchanged records wanted) or save nothing. In a three-way walk a bucket
+/// is skipped only where the base's equals both sides' too (nothing in it
+/// changed on either side since the base), and the base models in it
+/// count as met.
 fn differing_buckets(
     ctx: &mut Ctx<'_, '_, '_>,
     sty: Option<TypeIdx>,
@@ -555,7 +558,6 @@ fn differing_buckets(
 ) -> Option<(Vec<Slot>, Vec<Slot>, usize)> {
     let (st, dt) = (table(ctx.src, sty)?, table(ctx.dst, dty)?);
     let usable = ctx.scope.is_none()
-        && ctx.three.is_none()
         && ctx.skip_equal
         && !st.roots.is_empty()
         && !dt.roots.is_empty()
@@ -565,11 +567,25 @@ fn differing_buckets(
     if !usable {
         return None;
     }
+    let base_roots: Option<&[RootBucket]> = match ctx.three.as_mut() {
+        None => None,
+        Some(three) => {
+            let base: &LocalStore = three.base;
+            let b = &base.tables[three.base_table(dt)?];
+            if !base.fingerprints_fresh() || b.roots.is_empty() || b.schema.children != dt.schema.children {
+                return None;
+            }
+            Some(&b.roots)
+        }
+    };
     let differs: Vec<bool> = st
         .roots
         .iter()
         .zip(&dt.roots)
-        .map(|(a, b)| a != b || a.flagged > 0 || b.flagged > 0)
+        .enumerate()
+        .map(|(i, (a, b))| {
+            a != b || a.flagged > 0 || b.flagged > 0 || base_roots.is_some_and(|r| r[i] != *b || r[i].flagged > 0)
+        })
         .collect();
     let same: u64 = st
         .roots
@@ -580,6 +596,10 @@ fn differing_buckets(
         .sum();
     if same == 0 {
         return None;
+    }
+    if let Some(three) = ctx.three.as_mut() {
+        // The base holds exactly these models there: met, all equal.
+        three.seen += same as usize;
     }
     let keep = |t: &Table, slots: &[Slot]| -> Vec<Slot> {
         slots

@@ -45,6 +45,10 @@ fn round4(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 10_000.0).round() / 10_000.0
 }
 
+fn round6(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e6
+}
+
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let mut data_dir: Option<PathBuf> = None;
@@ -320,6 +324,26 @@ fn run_bidir(n: usize) -> Result<(), BoxError> {
     let again = classify(&left, &right, &saved)?;
     let classify_saved_t = t.elapsed();
     let verified = verified && again.changes.is_empty();
+    // Sparse edits (ten a side) after the reconcile, against its base: the
+    // walks skip what is equal (on all three stores, for classification).
+    for (i, k) in keys.iter().step_by(keys.len() / 10 + 1).enumerate() {
+        left.store
+            .update_attributes("interface", k, diffsync::AttrSource::Values(&on_left))?;
+        let other = &keys[(i * 7919 + 13) % keys.len()];
+        right
+            .store
+            .update_attributes("interface", other, diffsync::AttrSource::Values(&on_right))?;
+    }
+    let (mut sparse_diff, mut sparse_classify) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let t = Instant::now();
+        drop(left.diff_from(&right)?);
+        sparse_diff.push(t.elapsed());
+        let t = Instant::now();
+        drop(classify(&left, &right, &base)?);
+        sparse_classify.push(t.elapsed());
+    }
+    let (sparse_diff_t, sparse_classify_t) = (median(sparse_diff), median(sparse_classify));
     let out = json!({
         "impl": "rust-diffsync",
         "workload": "bidir",
@@ -337,6 +361,8 @@ fn run_bidir(n: usize) -> Result<(), BoxError> {
         "identical": report.identical,
         "base_models": base.len(),
         "base_bytes_per_model": (base_bytes as f64 / base.len().max(1) as f64).round(),
+        "sparse_one_way_diff_s": round6(sparse_diff_t),
+        "sparse_classify_s": round6(sparse_classify_t),
         "verify_no_diffs": verified,
     });
     println!("{out}");

@@ -379,3 +379,75 @@ proptest! {
         }
     }
 }
+
+/// What `side` did since `base`, by key: the one-way diff that would make
+/// the base look like it.
+fn since_base(base: &Inventory, side: &Inventory) -> std::collections::BTreeMap<(String, String), diffsync::Action> {
+    base.diff_from(side)
+        .unwrap()
+        .iter()
+        .filter(|(e, _)| e.action != diffsync::Action::NoChange)
+        .map(|(e, _)| ((e.model_type.to_string(), e.key.clone()), e.action))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// A wide base (root buckets on every store) edited on both sides: the
+    /// three-way walk, which skips a bucket equal on all three stores,
+    /// classifies every key as two one-way diffs against the base do.
+    #[test]
+    fn classification_of_wide_stores_agrees_with_one_way_diffs_against_the_base(
+        sites in 250usize..600,
+        left_edits in prop::collection::vec(wide_edits(), 0..6),
+        right_edits in prop::collection::vec(wide_edits(), 0..6),
+        both in prop::collection::vec(wide_edits(), 0..3),
+    ) {
+        let (mut left, mut right) = (wide("left", sites, false), wide("right", sites, false));
+        for edit in &both {
+            wide_edit(&mut left, edit);
+            wide_edit(&mut right, edit);
+        }
+        for edit in &left_edits {
+            wide_edit(&mut left, edit);
+        }
+        for edit in &right_edits {
+            wide_edit(&mut right, edit);
+        }
+        let base_inv = wide("base", sites, false);
+        let base = diffsync::bidir::Base::from_store(base_inv.store.clone());
+        let classes = diffsync::bidir::classify(&left, &right, &base).unwrap();
+        let (l, r) = (since_base(&base_inv, &left), since_base(&base_inv, &right));
+        let deleted = |k: &(String, String)| {
+            l.get(k) == Some(&diffsync::Action::Delete) && r.get(k) == Some(&diffsync::Action::Delete)
+        };
+        let expected: std::collections::BTreeSet<_> = l
+            .keys()
+            .chain(r.keys())
+            .filter(|k| !deleted(k))
+            .map(|k| (k.clone(), l.get(k).copied(), r.get(k).copied()))
+            .collect();
+        let got: std::collections::BTreeSet<_> = classes
+            .changes
+            .iter()
+            .map(|c| ((c.model_type.to_string(), c.key.clone()), c.left, c.right))
+            .collect();
+        prop_assert_eq!(got, expected);
+        let mut on_both: Vec<(String, String)> = l.keys().filter(|k| deleted(k)).cloned().collect();
+        let mut got_both = classes.deleted_on_both.clone();
+        on_both.sort();
+        got_both.sort();
+        prop_assert_eq!(got_both, on_both);
+    }
+}
+
+fn wide_edits() -> impl Strategy<Value = WideEdit> {
+    prop_oneof![
+        any::<prop::sample::Index>().prop_map(WideEdit::Region),
+        any::<prop::sample::Index>().prop_map(WideEdit::Description),
+        any::<prop::sample::Index>().prop_map(WideEdit::RemoveSite),
+        any::<prop::sample::Index>().prop_map(WideEdit::RemoveInterface),
+        (0u16..5).prop_map(WideEdit::AddSite),
+    ]
+}
