@@ -15,7 +15,7 @@ use crate::model::ModelError;
 use crate::model::column::Slot;
 use crate::model::{AnyModel, ModelSchema};
 use crate::options::{Options, Progress, Stage};
-use crate::store::{LocalStore, Meta, RootBucket, Table, TypeIdx, root_bucket};
+use crate::store::{LocalStore, RootBucket, Table, TypeIdx, root_bucket};
 
 /// Lists up to this long are matched by scanning instead of through the index.
 const SCAN_LIMIT: usize = 32;
@@ -866,7 +866,7 @@ fn open<'a>(
     if ctx.three.is_none()
         && ctx.skip_equal
         && let (Some(st), Some(s), Some(dt), Some(d)) = (table(ctx.src, sty), s, table(ctx.dst, dty), d)
-        && let Some(n) = same_subtree(&st.meta[s], &dt.meta[d])
+        && let Some(n) = same_subtree(st, s, dt, d)
         && (std::ptr::eq::<ModelSchema>(&*st.schema, &*dt.schema) || st.schema.children == dt.schema.children)
     {
         ctx.count(2 * n);
@@ -893,11 +893,9 @@ fn open<'a>(
     // Equal subtree fingerprints: equal models all the way
     // down (the pair's own attributes included), nothing to compare.
     let same = match (st, s, dt, d) {
-        (Some(st), Some(s), Some(dt), Some(d)) if ctx.skip_equal => {
-            same_subtree(&st.meta[s], &dt.meta[d]).filter(|_| {
-                std::ptr::eq::<ModelSchema>(&*st.schema, &*dt.schema) || st.schema.children == dt.schema.children
-            })
-        }
+        (Some(st), Some(s), Some(dt), Some(d)) if ctx.skip_equal => same_subtree(st, s, dt, d).filter(|_| {
+            std::ptr::eq::<ModelSchema>(&*st.schema, &*dt.schema) || st.schema.children == dt.schema.children
+        }),
         _ => None,
     };
     let equal = same.is_some()
@@ -914,10 +912,7 @@ fn open<'a>(
     {
         let same_base = match (&ctx.three, base) {
             (None, _) => true,
-            (Some(three), Some((bt, bs))) => {
-                let bm = &three.base.tables[bt].meta[bs];
-                same_subtree(bm, &dt.meta[d]) == Some(n)
-            }
+            (Some(three), Some((bt, bs))) => same_subtree(&three.base.tables[bt], bs, dt, d) == Some(n),
             (Some(_), None) => false,
         };
         if same_base {
@@ -961,9 +956,9 @@ fn open<'a>(
 
 /// The size of two subtrees with equal fingerprints and no
 /// flagged model (flags would make a visit count them differently).
-fn same_subtree(a: &Meta, b: &Meta) -> Option<usize> {
-    (!a.dirty && !b.dirty && a.flagged == 0 && b.flagged == 0 && a.subtree == b.subtree)
-        .then_some(a.subtree.count as usize)
+fn same_subtree(at: &Table, a: Slot, bt: &Table, b: Slot) -> Option<usize> {
+    let (fa, fb) = (at.subtree(a), bt.subtree(b));
+    (!at.dirty(a) && !bt.dirty(b) && at.flagged(a) == 0 && bt.flagged(b) == 0 && fa == fb).then_some(fa.count as usize)
 }
 
 /// Compares one pair with the base model of the same key; returns where

@@ -16,12 +16,15 @@ impl LocalStore {
     /// a bulk load marks each model about once.
     fn mark_dirty(&mut self, mut at: Link) {
         loop {
-            let m = &mut self.tables[at.ty].meta[at.slot];
-            if m.dirty {
-                return;
+            let t = &mut self.tables[at.ty];
+            // A leaf's subtree is itself: never out of date.
+            if let Some(b) = t.branch_mut(at.slot) {
+                if b.dirty {
+                    return;
+                }
+                b.dirty = true;
             }
-            m.dirty = true;
-            match m.parent {
+            match t.meta[at.slot].parent {
                 Some(p) => at = p,
                 None => {
                     self.dirty_roots.push(at);
@@ -54,7 +57,7 @@ impl LocalStore {
                 return;
             }
             let t = &mut self.tables[l.ty];
-            if t.meta[l.slot].dirty {
+            if t.dirty(l.slot) {
                 // Recounted with its ancestors at the next refresh.
                 return;
             }
@@ -63,10 +66,13 @@ impl LocalStore {
                 return;
             }
             depth += 1;
-            let m = &mut t.meta[l.slot];
-            m.subtree.merge(add.0);
-            m.subtree.unmerge(remove.0);
-            m.flagged = m.flagged.wrapping_add(add.1).wrapping_sub(remove.1);
+            // A leaf's own subtree follows from its term, already changed.
+            if let Some(b) = t.branch_mut(l.slot) {
+                b.subtree.merge(add.0);
+                b.subtree.unmerge(remove.0);
+                b.flagged = b.flagged.wrapping_add(add.1).wrapping_sub(remove.1);
+            }
+            let m = &t.meta[l.slot];
             at = m.parent;
             // A root's bucket is the sum of its roots' subtrees: the same change.
             if at.is_none() && !t.roots.is_empty() {
@@ -81,11 +87,15 @@ impl LocalStore {
     /// A model's stable key hash, computed once.
     pub(crate) fn key_hash(&mut self, at: Link) -> u64 {
         let t = &mut self.tables[at.ty];
-        if t.meta[at.slot].key_hash == 0 {
-            let hash = digest::parent_hash(&t.schema.name, t.key(at.slot));
-            t.meta[at.slot].key_hash = hash;
+        let cached = t.branch_mut(at.slot).map_or(0, |b| b.key_hash);
+        if cached != 0 {
+            return cached;
         }
-        t.meta[at.slot].key_hash
+        let hash = digest::parent_hash(&t.schema.name, t.key(at.slot));
+        if let Some(b) = t.branch_mut(at.slot) {
+            b.key_hash = hash;
+        }
+        hash
     }
 
     /// A model's content or parent may have changed: its digest and term
@@ -96,7 +106,12 @@ impl LocalStore {
         let Some(model) = t.models.get(at.slot) else { return };
         let item = digest::item_digest(model);
         let ignored = model.flags().contains(ModelFlags::IGNORE);
-        let parent = m.parent.map(|p| self.tables[p.ty].meta[p.slot].key_hash);
+        let parent = m.parent.map(|p| {
+            let pt = &self.tables[p.ty];
+            pt.branches
+                .get(pt.meta[p.slot].branch as usize)
+                .map_or(0, |b| b.key_hash)
+        });
         let term = digest::term(item, parent);
         let t = &mut self.tables[at.ty];
         let m = &mut t.meta[at.slot];
@@ -127,10 +142,12 @@ impl LocalStore {
         // Post-order on a work stack (trees may be deep): (model, children done).
         let mut stack: Vec<(Link, bool)> = Vec::new();
         for root in roots {
-            let alive = self.tables[root.ty]
+            let t = &self.tables[root.ty];
+            let alive = t
                 .meta
                 .get(root.slot.index())
-                .is_some_and(|m| m.alive && m.dirty && m.parent.is_none());
+                .is_some_and(|m| m.alive && m.parent.is_none())
+                && t.dirty(root.slot);
             if !alive {
                 continue;
             }
@@ -145,7 +162,7 @@ impl LocalStore {
                         let ct = &self.tables[cty];
                         stack.extend(
                             list.iter()
-                                .filter(|&&c| ct.meta[c].dirty)
+                                .filter(|&&c| ct.dirty(c))
                                 .map(|&c| (Link { ty: cty, slot: c }, false)),
                         );
                     }
@@ -158,8 +175,8 @@ impl LocalStore {
                     let Some(cty) = t.child_types[ci] else { continue };
                     let ct = &self.tables[cty];
                     for &c in list {
-                        fp.merge(ct.meta[c].subtree);
-                        flagged = flagged.wrapping_add(ct.meta[c].flagged);
+                        fp.merge(ct.subtree(c));
+                        flagged = flagged.wrapping_add(ct.flagged(c));
                     }
                 }
                 let t = &mut self.tables[at.ty];
@@ -167,10 +184,11 @@ impl LocalStore {
                 if root {
                     t.root_bucket_update(at.slot, false);
                 }
-                let m = &mut t.meta[at.slot];
-                m.subtree = fp;
-                m.flagged = flagged;
-                m.dirty = false;
+                if let Some(b) = t.branch_mut(at.slot) {
+                    b.subtree = fp;
+                    b.flagged = flagged;
+                    b.dirty = false;
+                }
                 if root {
                     t.root_bucket_update(at.slot, true);
                 }
@@ -232,8 +250,8 @@ impl LocalStore {
         while let Some(at) = stack.pop() {
             let t = &self.tables[at.ty];
             let m = &t.meta[at.slot];
-            if !m.dirty {
-                fp.merge(m.subtree);
+            if !t.dirty(at.slot) {
+                fp.merge(t.subtree(at.slot));
                 continue;
             }
             fp.add(m.term);

@@ -410,8 +410,8 @@ impl LocalStore {
         let pt = &mut self.tables[parent.ty];
         pt.child_types[ci] = Some(child_ty);
         pt.meta[parent.slot].children[ci].push(slot);
-        let child = &self.tables[child_ty].meta[slot];
-        let added = (child.subtree, child.flagged);
+        let ct = &self.tables[child_ty];
+        let added = (ct.subtree(slot), ct.flagged(slot));
         self.adjust(parent, added, NOTHING);
     }
 
@@ -754,9 +754,9 @@ impl LocalStore {
         // one included, leaves the ancestors above it).
         let removing: HashSet<Link> = found.iter().map(|&(ty, slot, _)| Link { ty, slot }).collect();
         for &at in &removing {
-            let m = &self.tables[at.ty].meta[at.slot];
-            if let Some(parent) = m.parent {
-                let gone = (m.subtree, m.flagged);
+            let t = &self.tables[at.ty];
+            if let Some(parent) = t.meta[at.slot].parent {
+                let gone = (t.subtree(at.slot), t.flagged(at.slot));
                 self.adjust_below(parent, NOTHING, gone, Some(&removing));
             }
         }
@@ -808,8 +808,13 @@ impl LocalStore {
         }
         t.meta.retain(|m| m.alive);
         let old_keys = std::mem::take(&mut t.keys);
+        let old_branches = std::mem::take(&mut t.branches);
         for m in t.meta.iter_mut() {
             m.uid = t.keys.push(old_keys.get(m.uid));
+            if let Some(b) = old_branches.get(m.branch as usize) {
+                t.branches.push(b.clone());
+                m.branch = u32::try_from(t.branches.len() - 1).expect("fewer branches than before");
+            }
         }
         t.models.compact();
         for l in self.dirty_roots.iter_mut().filter(|l| l.ty == ty) {
@@ -876,7 +881,7 @@ impl LocalStore {
                         ct.meta[c].parent = None;
                         ct.parentless += 1;
                         ct.root_bucket_update(c, true);
-                        if ct.meta[c].dirty {
+                        if ct.dirty(c) {
                             self.dirty_roots.push(at);
                         }
                         // Its term no longer mixes in a parent.
@@ -996,9 +1001,9 @@ mod tests {
         assert!(s.fingerprints_fresh());
         for (k, fp) in recounted(&s) {
             let (ty, slot) = s.locate("link", &k).unwrap();
-            let m = &s.tables[ty].meta[slot];
-            assert!(!m.dirty);
-            assert_eq!(m.subtree, fp, "after the recount: {k}");
+            let t = &s.tables[ty];
+            assert!(!t.dirty(slot));
+            assert_eq!(t.subtree(slot), fp, "after the recount: {k}");
         }
     }
 

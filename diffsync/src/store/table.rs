@@ -73,6 +73,21 @@ pub(crate) struct Meta {
     pub(crate) digest: Digest,
     /// Its term in fingerprints (the digest mixed with the parent's key).
     pub(crate) term: Digest,
+    /// The model itself is flagged IGNORE.
+    pub(crate) ignored: bool,
+    /// Its [`Branch`] in the table's, for a type with child types
+    /// ([`LEAF`] for one without: its subtree is the model alone).
+    pub(crate) branch: u32,
+}
+
+/// The [`Meta::branch`] of a model whose type has no child types.
+pub(crate) const LEAF: u32 = u32::MAX;
+
+/// What a model that can have children keeps about its subtree (a leaf
+/// type's models, most of a store, keep none of it: it follows from the
+/// model alone).
+#[derive(Clone, Debug)]
+pub(crate) struct Branch {
     /// A stable hash of (type, key), mixed into the children's terms;
     /// computed when the model first gets a child (0: not yet).
     pub(crate) key_hash: u64,
@@ -82,8 +97,6 @@ pub(crate) struct Meta {
     /// Set where a change was deeper than [`EAGER_DEPTH`] below: the
     /// subtree (and every ancestor's) waits for a recount.
     pub(crate) dirty: bool,
-    /// The model itself is flagged IGNORE.
-    pub(crate) ignored: bool,
     /// How many models of the subtree are flagged IGNORE.
     pub(crate) flagged: u32,
 }
@@ -92,6 +105,8 @@ pub(crate) struct Meta {
 pub(crate) struct Table {
     pub(crate) schema: SchemaRef,
     pub(crate) meta: Chunked<Meta>,
+    /// The subtree bookkeeping of the models that can have children.
+    pub(crate) branches: Chunked<Branch>,
     /// The models' unique ids.
     pub(crate) keys: Keys,
     pub(crate) index: HashTable<Slot>,
@@ -144,6 +159,7 @@ impl Clone for Table {
         Table {
             schema: self.schema.clone(),
             meta: self.meta.clone(),
+            branches: self.branches.clone(),
             keys: self.keys.clone(),
             index: self.index.clone(),
             live: self.live,
@@ -162,6 +178,7 @@ impl Table {
         Table {
             schema,
             meta: Chunked::new(),
+            branches: Chunked::new(),
             keys: Keys::default(),
             index: HashTable::new(),
             live: 0,
@@ -190,21 +207,57 @@ impl Table {
                 self.root_bucket_update(s, true);
             }
         }
-        let m = &self.meta[slot];
-        let b = &mut self.roots[root_bucket(m.hash)];
+        let (subtree, flagged) = (self.subtree(slot), self.flagged(slot));
+        let b = &mut self.roots[root_bucket(self.meta[slot].hash)];
         // Wrapping like the fingerprints: a count off by a bug would only
         // make the differ walk more, never panic.
         if in_ {
-            b.fingerprint.merge(m.subtree);
-            b.flagged = b.flagged.wrapping_add(m.flagged);
+            b.fingerprint.merge(subtree);
+            b.flagged = b.flagged.wrapping_add(flagged);
         } else {
-            b.fingerprint.unmerge(m.subtree);
-            b.flagged = b.flagged.wrapping_sub(m.flagged);
+            b.fingerprint.unmerge(subtree);
+            b.flagged = b.flagged.wrapping_sub(flagged);
         }
     }
 
     pub(crate) fn find_hashed(&self, hash: u64, uid: &str) -> Option<Slot> {
         self.index.find(hash, |&i| self.key(i) == uid).copied()
+    }
+
+    /// The subtree fingerprint of the model in `slot` (as kept: see
+    /// [`dirty`](Self::dirty)).
+    pub(crate) fn subtree(&self, slot: Slot) -> Fingerprint {
+        let m = &self.meta[slot];
+        match self.branches.get(m.branch as usize) {
+            Some(b) => b.subtree,
+            None => Fingerprint {
+                count: 1,
+                sum: m.term.0,
+            },
+        }
+    }
+
+    /// How many models of the subtree at `slot` are flagged IGNORE.
+    pub(crate) fn flagged(&self, slot: Slot) -> u32 {
+        let m = &self.meta[slot];
+        self.branches
+            .get(m.branch as usize)
+            .map_or(u32::from(m.ignored), |b| b.flagged)
+    }
+
+    /// Whether the subtree fingerprint at `slot` waits for a recount (a
+    /// leaf's never does).
+    pub(crate) fn dirty(&self, slot: Slot) -> bool {
+        self.branches
+            .get(self.meta[slot].branch as usize)
+            .is_some_and(|b| b.dirty)
+    }
+
+    /// The subtree bookkeeping of the model at `slot`, if its type can
+    /// have children.
+    pub(crate) fn branch_mut(&mut self, slot: Slot) -> Option<&mut Branch> {
+        let b = self.meta[slot].branch as usize;
+        self.branches.get_mut(b)
     }
 
     /// The unique id of the model in `slot`.
@@ -237,6 +290,17 @@ impl Table {
         self.fingerprint.add(term);
         self.parentless += usize::from(parent.is_none());
         let uid = self.keys.push(uid);
+        let branch = if self.schema.children.is_empty() {
+            LEAF
+        } else {
+            self.branches.push(Branch {
+                key_hash: 0,
+                subtree: Fingerprint { count: 1, sum: term.0 },
+                dirty: false,
+                flagged: u32::from(ignored),
+            });
+            u32::try_from(self.branches.len() - 1).expect("fewer than 2^32 models with children in a table")
+        };
         self.meta.push(Meta {
             uid,
             hash,
@@ -245,11 +309,8 @@ impl Table {
             alive: true,
             digest,
             term,
-            key_hash: 0,
-            subtree: Fingerprint { count: 1, sum: term.0 },
-            dirty: false,
             ignored,
-            flagged: u32::from(ignored),
+            branch,
         });
         let meta = &self.meta;
         self.index.insert_unique(hash, slot, |&i| meta[i].hash);
