@@ -70,7 +70,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<u8, Failure> {
         journal: Mutex::new(config.journal()?),
         config,
         allow_writes: opts.allow_writes,
-        token: format!("{:032x}", fastrand::u128(..)),
+        token: token()?,
         loops,
         metrics,
     });
@@ -92,6 +92,14 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<u8, Failure> {
         axum::serve(listener, app).await
     })?;
     Ok(0)
+}
+
+/// 128 bits from the system's secure random source, in hex: what a page
+/// of another site cannot guess.
+fn token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Keeps a loop's status as its events come.

@@ -304,6 +304,15 @@ fn the_dashboard_shows_systems_runs_a_loop_and_rolls_a_run_back_after_its_previe
             .contains(r#"region: "north-east" -> "east""#),
         "{history}"
     );
+    // A post without this process's token (a page of another site) is refused.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let forged = agent
+        .post(format!("{site}/runs/4/rollback"))
+        .send_form([("on", "network"), ("token", "0123456789abcdef"), ("confirm", "yes")])
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let (_, runs, _) = diffsync(dir, &["runs"]);
+    assert_eq!(runs.lines().count(), 4, "nothing undone: {runs}");
 }
 
 #[test]
