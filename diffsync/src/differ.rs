@@ -1106,7 +1106,7 @@ fn child_list<'a>(t: Option<&'a Table>, slot: Option<Slot>, name: &str) -> Optio
     let ci = t.schema.child_index(name)?;
     Some(List {
         ty: t.child_types[ci],
-        slots: &t.meta[slot].children[ci],
+        slots: t.children(slot).get(ci)?,
     })
 }
 

@@ -157,7 +157,7 @@ impl LocalStore {
                 let m = &t.meta[at.slot];
                 if !done {
                     stack.push((at, true));
-                    for (ci, list) in m.children.iter().enumerate() {
+                    for (ci, list) in t.children(at.slot).iter().enumerate() {
                         let Some(cty) = t.child_types[ci] else { continue };
                         let ct = &self.tables[cty];
                         stack.extend(
@@ -171,7 +171,7 @@ impl LocalStore {
                 let mut fp = Fingerprint::default();
                 fp.add(m.term);
                 let mut flagged = u32::from(m.ignored);
-                for (ci, list) in m.children.iter().enumerate() {
+                for (ci, list) in t.children(at.slot).iter().enumerate() {
                     let Some(cty) = t.child_types[ci] else { continue };
                     let ct = &self.tables[cty];
                     for &c in list {
@@ -255,7 +255,7 @@ impl LocalStore {
                 continue;
             }
             fp.add(m.term);
-            for (ci, list) in m.children.iter().enumerate() {
+            for (ci, list) in t.children(at.slot).iter().enumerate() {
                 if let Some(cty) = t.child_types[ci] {
                     stack.extend(list.iter().map(|&c| Link { ty: cty, slot: c }));
                 }

@@ -409,7 +409,10 @@ impl LocalStore {
     fn link(&mut self, parent: Link, ci: usize, child_ty: TypeIdx, slot: Slot) {
         let pt = &mut self.tables[parent.ty];
         pt.child_types[ci] = Some(child_ty);
-        pt.meta[parent.slot].children[ci].push(slot);
+        // The parent's type has child types: it has a branch.
+        if let Some(b) = pt.branch_mut(parent.slot) {
+            b.children[ci].push(slot);
+        }
         let ct = &self.tables[child_ty];
         let added = (ct.subtree(slot), ct.flagged(slot));
         self.adjust(parent, added, NOTHING);
@@ -640,7 +643,7 @@ impl LocalStore {
             return Ok(Vec::new());
         };
         let ct = &self.tables[cty];
-        Ok(t.meta[slot].children[ci].iter().map(|&c| ct.key(c)).collect())
+        Ok(t.children(slot)[ci].iter().map(|&c| ct.key(c)).collect())
     }
 
     /// The parent (type, key) of a model, if it was added as a child.
@@ -770,7 +773,9 @@ impl LocalStore {
             }
         }
         for ((pty, pslot, ci), gone) in leaving {
-            self.tables[pty].meta[pslot].children[ci].retain(|s| !gone.contains(s));
+            if let Some(b) = self.tables[pty].branch_mut(pslot) {
+                b.children[ci].retain(|s| !gone.contains(s));
+            }
         }
         for (ty, slot, remove_children) in found {
             // A subtree removed earlier in the list may have taken it already.
@@ -837,8 +842,10 @@ impl LocalStore {
                 {
                     p.slot = remap[p.slot.index()];
                 }
+            }
+            for b in u.branches.iter_mut() {
                 for &ci in &child_lists {
-                    for s in &mut m.children[ci] {
+                    for s in &mut b.children[ci] {
                         *s = remap[s.index()];
                     }
                 }
@@ -856,8 +863,12 @@ impl LocalStore {
             if t.meta[slot].parent.is_none() {
                 t.root_bucket_update(slot, false);
             }
+            // The lists are emptied, not dropped: a branch keeps one per child type.
+            let children: Vec<Vec<Slot>> = t
+                .branch_mut(slot)
+                .map(|b| b.children.iter_mut().map(std::mem::take).collect())
+                .unwrap_or_default();
             let meta = &mut t.meta[slot];
-            let children = std::mem::take(&mut meta.children);
             meta.alive = false;
             let hash = meta.hash;
             if let Ok(e) = t.index.find_entry(hash, |&i| i == slot) {

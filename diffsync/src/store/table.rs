@@ -66,8 +66,6 @@ pub(crate) struct Meta {
     pub(crate) uid: KeyRef,
     pub(crate) hash: u64,
     pub(crate) parent: Option<Link>,
-    /// One list per child type of the schema (empty box for leaf types).
-    pub(crate) children: Box<[Vec<Slot>]>,
     pub(crate) alive: bool,
     /// The model's item digest.
     pub(crate) digest: Digest,
@@ -83,11 +81,13 @@ pub(crate) struct Meta {
 /// The [`Meta::branch`] of a model whose type has no child types.
 pub(crate) const LEAF: u32 = u32::MAX;
 
-/// What a model that can have children keeps about its subtree (a leaf
-/// type's models, most of a store, keep none of it: it follows from the
-/// model alone).
+/// What a model that can have children keeps: its child lists and what
+/// it knows of its subtree (a leaf type's models, most of a store, keep
+/// none of it: their subtree is the model alone).
 #[derive(Clone, Debug)]
 pub(crate) struct Branch {
+    /// One list per child type of the schema.
+    pub(crate) children: Box<[Vec<Slot>]>,
     /// A stable hash of (type, key), mixed into the children's terms;
     /// computed when the model first gets a child (0: not yet).
     pub(crate) key_hash: u64,
@@ -253,6 +253,14 @@ impl Table {
             .is_some_and(|b| b.dirty)
     }
 
+    /// The child lists of the model at `slot`, one per child type of the
+    /// schema (none for a leaf type's model).
+    pub(crate) fn children(&self, slot: Slot) -> &[Vec<Slot>] {
+        self.branches
+            .get(self.meta[slot].branch as usize)
+            .map_or(&[], |b| &b.children)
+    }
+
     /// The subtree bookkeeping of the model at `slot`, if its type can
     /// have children.
     pub(crate) fn branch_mut(&mut self, slot: Slot) -> Option<&mut Branch> {
@@ -285,7 +293,6 @@ impl Table {
         ignored: bool,
     ) -> Slot {
         let slot = Slot::new(self.meta.len());
-        let children = (0..self.schema.children.len()).map(|_| Vec::new()).collect();
         let term = digest::term(digest, parent.map(|p| p.1));
         self.fingerprint.add(term);
         self.parentless += usize::from(parent.is_none());
@@ -294,6 +301,7 @@ impl Table {
             LEAF
         } else {
             self.branches.push(Branch {
+                children: (0..self.schema.children.len()).map(|_| Vec::new()).collect(),
                 key_hash: 0,
                 subtree: Fingerprint { count: 1, sum: term.0 },
                 dirty: false,
@@ -305,7 +313,6 @@ impl Table {
             uid,
             hash,
             parent: parent.map(|p| p.0),
-            children,
             alive: true,
             digest,
             term,
