@@ -8,7 +8,7 @@ use crate::flags::ModelFlags;
 use crate::key::ModelKey;
 
 use super::local::LocalStore;
-use super::table::{EAGER_DEPTH, Link, root_bucket};
+use super::table::{EAGER_DEPTH, Link, Packed, root_bucket};
 
 impl LocalStore {
     /// Marks a model's subtree fingerprint, and its ancestors', out of
@@ -115,18 +115,18 @@ impl LocalStore {
         let term = digest::term(item, parent);
         let t = &mut self.tables[at.ty];
         let m = &mut t.meta[at.slot];
-        let changed = m.term != term;
+        let changed = m.term.get() != term;
         let old = (
             Fingerprint {
                 count: 1,
-                sum: m.term.0,
+                sum: m.term.get().0,
             },
             u32::from(m.ignored),
         );
-        t.fingerprint.remove(m.term);
+        t.fingerprint.remove(m.term.get());
         t.fingerprint.add(term);
-        m.digest = item;
-        m.term = term;
+        m.digest = Packed::new(item);
+        m.term = Packed::new(term);
         m.ignored = ignored;
         self.adjust(at, (Fingerprint { count: 1, sum: term.0 }, u32::from(ignored)), old);
         if changed {
@@ -169,7 +169,7 @@ impl LocalStore {
                     continue;
                 }
                 let mut fp = Fingerprint::default();
-                fp.add(m.term);
+                fp.add(m.term.get());
                 let mut flagged = u32::from(m.ignored);
                 for (ci, list) in t.children(at.slot).iter().enumerate() {
                     let Some(cty) = t.child_types[ci] else { continue };
@@ -230,7 +230,7 @@ impl LocalStore {
                 if m.ignored {
                     return None;
                 }
-                Some((t.models.get(s)?.model_key(), m.term))
+                Some((t.models.get(s)?.model_key(), m.term.get()))
             })
         })
     }
@@ -238,7 +238,7 @@ impl LocalStore {
     /// A model's item digest.
     pub fn digest(&self, model_type: &str, key: &str) -> Option<Digest> {
         let (ty, slot) = self.locate(model_type, key)?;
-        Some(self.tables[ty].meta[slot].digest)
+        Some(self.tables[ty].meta[slot].digest.get())
     }
 
     /// The fingerprint of a model and everything below it (counted now
@@ -254,7 +254,7 @@ impl LocalStore {
                 fp.merge(t.subtree(at.slot));
                 continue;
             }
-            fp.add(m.term);
+            fp.add(m.term.get());
             for (ci, list) in t.children(at.slot).iter().enumerate() {
                 if let Some(cty) = t.child_types[ci] {
                     stack.extend(list.iter().map(|&c| Link { ty: cty, slot: c }));

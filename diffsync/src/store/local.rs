@@ -876,7 +876,7 @@ impl LocalStore {
             }
             t.models.clear(slot);
             t.live -= 1;
-            let term = meta.term;
+            let term = meta.term.get();
             t.fingerprint.remove(term);
             t.parentless -= usize::from(meta.parent.is_none());
             for (ci, list) in children.into_iter().enumerate() {
@@ -971,7 +971,7 @@ mod tests {
             let mut stack = vec![m.unique_id()];
             while let Some(k) = stack.pop() {
                 let (ty, slot) = s.locate("link", &k).unwrap();
-                fp.add(s.tables[ty].meta[slot].term);
+                fp.add(s.tables[ty].meta[slot].term.get());
                 stack.extend(
                     s.children_keys("link", &k, "link")
                         .unwrap()

@@ -68,14 +68,29 @@ pub(crate) struct Meta {
     pub(crate) parent: Option<Link>,
     pub(crate) alive: bool,
     /// The model's item digest.
-    pub(crate) digest: Digest,
+    pub(crate) digest: Packed,
     /// Its term in fingerprints (the digest mixed with the parent's key).
-    pub(crate) term: Digest,
+    pub(crate) term: Packed,
     /// The model itself is flagged IGNORE.
     pub(crate) ignored: bool,
     /// Its [`Branch`] in the table's, for a type with child types
     /// ([`LEAF`] for one without: its subtree is the model alone).
     pub(crate) branch: u32,
+}
+
+/// A 128-bit digest kept as two words: 8-byte aligned, where a `u128`
+/// would align (and pad) the whole metadata to 16 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Packed([u64; 2]);
+
+impl Packed {
+    pub(crate) fn new(d: Digest) -> Packed {
+        Packed([d.0 as u64, (d.0 >> 64) as u64])
+    }
+
+    pub(crate) fn get(self) -> Digest {
+        Digest((u128::from(self.0[1]) << 64) | u128::from(self.0[0]))
+    }
 }
 
 /// The [`Meta::branch`] of a model whose type has no child types.
@@ -232,7 +247,7 @@ impl Table {
             Some(b) => b.subtree,
             None => Fingerprint {
                 count: 1,
-                sum: m.term.0,
+                sum: m.term.get().0,
             },
         }
     }
@@ -314,8 +329,8 @@ impl Table {
             hash,
             parent: parent.map(|p| p.0),
             alive: true,
-            digest,
-            term,
+            digest: Packed::new(digest),
+            term: Packed::new(term),
             ignored,
             branch,
         });
@@ -326,5 +341,18 @@ impl Table {
             self.root_bucket_update(slot, true);
         }
         slot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_digest_reads_back_and_keeps_the_metadata_8_aligned() {
+        for d in [0u128, 1, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210] {
+            assert_eq!(Packed::new(Digest(d)).get(), Digest(d));
+        }
+        assert_eq!(std::mem::align_of::<Meta>(), 8);
     }
 }
