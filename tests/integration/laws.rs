@@ -347,16 +347,7 @@ proptest! {
     #[test]
     fn root_buckets_of_wide_stores_change_nothing_in_the_diff(
         sites in 250usize..700,
-        edits in prop::collection::vec(
-            prop_oneof![
-                any::<prop::sample::Index>().prop_map(WideEdit::Region),
-                any::<prop::sample::Index>().prop_map(WideEdit::Description),
-                any::<prop::sample::Index>().prop_map(WideEdit::RemoveSite),
-                any::<prop::sample::Index>().prop_map(WideEdit::RemoveInterface),
-                (0u16..5).prop_map(WideEdit::AddSite),
-            ],
-            0..6,
-        ),
+        edits in prop::collection::vec(wide_edits(), 0..6),
         on_target in prop::collection::vec(any::<bool>(), 6),
         ignored_on in any::<Option<bool>>(),
     ) {
