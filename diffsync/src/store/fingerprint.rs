@@ -87,7 +87,7 @@ impl LocalStore {
     /// A model's stable key hash, computed once.
     pub(crate) fn key_hash(&mut self, at: Link) -> u64 {
         let t = &mut self.tables[at.ty];
-        let cached = t.branch_mut(at.slot).map_or(0, |b| b.key_hash);
+        let cached = t.key_hash(at.slot);
         if cached != 0 {
             return cached;
         }
@@ -106,12 +106,7 @@ impl LocalStore {
         let Some(model) = t.models.get(at.slot) else { return };
         let item = digest::item_digest(model);
         let ignored = model.flags().contains(ModelFlags::IGNORE);
-        let parent = m.parent.map(|p| {
-            let pt = &self.tables[p.ty];
-            pt.branches
-                .get(pt.meta[p.slot].branch as usize)
-                .map_or(0, |b| b.key_hash)
-        });
+        let parent = m.parent.map(|p| self.tables[p.ty].key_hash(p.slot));
         let term = digest::term(item, parent);
         let t = &mut self.tables[at.ty];
         let m = &mut t.meta[at.slot];

@@ -13,7 +13,7 @@ use crate::model::ModelError;
 use crate::model::column::{__new_vec, ErasedVec, RustType, TypedVec};
 use crate::model::{AnyModel, Attrs, DiffModel, IdPart, ModelSchema, SchemaRef, StaticModel, unique_id_of};
 
-use super::table::{Link, NOTHING, Table, TypeIdx};
+use super::table::{LEAF, Link, NOTHING, Table, TypeIdx};
 use super::{Handle, Store};
 use crate::model::column::Slot;
 
@@ -643,7 +643,9 @@ impl LocalStore {
             return Ok(Vec::new());
         };
         let ct = &self.tables[cty];
-        Ok(t.children(slot)[ci].iter().map(|&c| ct.key(c)).collect())
+        Ok(t.children(slot)
+            .get(ci)
+            .map_or_else(Vec::new, |list| list.iter().map(|&c| ct.key(c)).collect()))
     }
 
     /// The parent (type, key) of a model, if it was added as a child.
@@ -816,7 +818,7 @@ impl LocalStore {
         let old_branches = std::mem::take(&mut t.branches);
         for m in t.meta.iter_mut() {
             m.uid = t.keys.push(old_keys.get(m.uid));
-            if let Some(b) = old_branches.get(m.branch as usize) {
+            if let Some(b) = (m.branch != LEAF).then(|| &old_branches[m.branch as usize]) {
                 t.branches.push(b.clone());
                 m.branch = u32::try_from(t.branches.len() - 1).expect("fewer branches than before");
             }

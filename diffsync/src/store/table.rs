@@ -242,45 +242,54 @@ impl Table {
     /// The subtree fingerprint of the model in `slot` (as kept: see
     /// [`dirty`](Self::dirty)).
     pub(crate) fn subtree(&self, slot: Slot) -> Fingerprint {
-        let m = &self.meta[slot];
-        match self.branches.get(m.branch as usize) {
-            Some(b) => b.subtree,
-            None => Fingerprint {
+        self.branch(slot).map_or_else(
+            || Fingerprint {
                 count: 1,
-                sum: m.term.get().0,
+                sum: self.meta[slot].term.get().0,
             },
-        }
+            |b| b.subtree,
+        )
     }
 
     /// How many models of the subtree at `slot` are flagged IGNORE.
     pub(crate) fn flagged(&self, slot: Slot) -> u32 {
-        let m = &self.meta[slot];
-        self.branches
-            .get(m.branch as usize)
-            .map_or(u32::from(m.ignored), |b| b.flagged)
+        self.branch(slot)
+            .map_or(u32::from(self.meta[slot].ignored), |b| b.flagged)
     }
 
     /// Whether the subtree fingerprint at `slot` waits for a recount (a
     /// leaf's never does).
     pub(crate) fn dirty(&self, slot: Slot) -> bool {
-        self.branches
-            .get(self.meta[slot].branch as usize)
-            .is_some_and(|b| b.dirty)
+        self.branch(slot).is_some_and(|b| b.dirty)
     }
 
     /// The child lists of the model at `slot`, one per child type of the
     /// schema (none for a leaf type's model).
     pub(crate) fn children(&self, slot: Slot) -> &[Vec<Slot>] {
-        self.branches
-            .get(self.meta[slot].branch as usize)
-            .map_or(&[], |b| &b.children)
+        self.branch(slot).map_or(&[], |b| &b.children)
     }
 
-    /// The subtree bookkeeping of the model at `slot`, if its type can
+    /// The cached key hash of the model at `slot` (0: not computed yet, or
+    /// a leaf, which never needs one: it has no children).
+    pub(crate) fn key_hash(&self, slot: Slot) -> u64 {
+        self.branch(slot).map_or(0, |b| b.key_hash)
+    }
+
+    /// What the model at `slot` keeps about its subtree, if its type can
     /// have children.
+    fn branch(&self, slot: Slot) -> Option<&Branch> {
+        match self.meta[slot].branch {
+            LEAF => None,
+            b => self.branches.get(b as usize),
+        }
+    }
+
+    /// [`branch`](Self::branch), to change it.
     pub(crate) fn branch_mut(&mut self, slot: Slot) -> Option<&mut Branch> {
-        let b = self.meta[slot].branch as usize;
-        self.branches.get_mut(b)
+        match self.meta[slot].branch {
+            LEAF => None,
+            b => self.branches.get_mut(b as usize),
+        }
     }
 
     /// The unique id of the model in `slot`.
