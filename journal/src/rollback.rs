@@ -62,25 +62,18 @@ impl Journal {
         target: &mut T,
         dry_run: bool,
     ) -> Result<Rollback, JournalError> {
-        let Plan { keys, view, conflicts } = self.plan_rollback(run, target)?;
-        if keys.is_empty() {
-            return Ok(Rollback {
-                run: None,
-                report: SyncReport::default(),
-                conflicts,
-            });
+        let mut plan = self.plan_rollback(run, target)?;
+        if plan.keys.is_empty() {
+            return Ok(plan.nothing());
         }
-        let source = MemoryAdapter::with_store(format!("rollback of {run}"), &[], view);
-        let mut opts = Options::new()
-            .part(keys.iter())
-            .dry_run(dry_run)
-            .allow_empty_source(true);
+        let source = plan.source(run);
+        let mut opts = plan.options(dry_run);
         let (own, report) = self.record(Mode::Rollback, Some(run), target, &source, &mut opts)?;
-        crate::metrics::record_rollback_conflicts(target.name(), conflicts.len());
+        crate::metrics::record_rollback_conflicts(target.name(), plan.conflicts.len());
         Ok(Rollback {
             run: Some(own),
             report,
-            conflicts,
+            conflicts: plan.conflicts,
         })
     }
 
@@ -88,22 +81,21 @@ impl Journal {
     /// `target` and recorded nowhere: for a preview a user confirms
     /// before the rollback runs (whose own dry run is journaled).
     pub fn rollback_preview<T: Adapter + ?Sized>(&self, run: RunId, target: &mut T) -> Result<Rollback, JournalError> {
-        let Plan { keys, view, conflicts } = self.plan_rollback(run, target)?;
-        let mut report = SyncReport::default();
-        if !keys.is_empty() {
-            let source = MemoryAdapter::with_store(format!("rollback of {run}"), &[], view);
-            let mut opts = Options::new().part(keys.iter()).dry_run(true).allow_empty_source(true);
-            report = target
-                .sync_from_with(&source, &mut opts)
-                .map_err(|source| JournalError::Preview {
-                    run,
-                    source: Box::new(source),
-                })?;
+        let mut plan = self.plan_rollback(run, target)?;
+        if plan.keys.is_empty() {
+            return Ok(plan.nothing());
         }
+        let source = plan.source(run);
+        let report = target
+            .sync_from_with(&source, &mut plan.options(true))
+            .map_err(|source| JournalError::Preview {
+                run,
+                source: Box::new(source),
+            })?;
         Ok(Rollback {
             run: None,
             report,
-            conflicts,
+            conflicts: plan.conflicts,
         })
     }
 
@@ -192,6 +184,30 @@ struct Plan {
     view: LocalStore,
     /// The changes left alone.
     conflicts: Vec<RollbackConflict>,
+}
+
+impl Plan {
+    /// The rollback of a plan with no inverse change: only what it left alone.
+    fn nothing(self) -> Rollback {
+        Rollback {
+            run: None,
+            report: SyncReport::default(),
+            conflicts: self.conflicts,
+        }
+    }
+
+    /// The store as the rollback would leave it, taken as the sync's source.
+    fn source(&mut self, run: RunId) -> MemoryAdapter {
+        MemoryAdapter::with_store(format!("rollback of {run}"), &[], std::mem::take(&mut self.view))
+    }
+
+    /// The sync's options: the touched keys only.
+    fn options(&self, dry_run: bool) -> Options<'static> {
+        Options::new()
+            .part(self.keys.iter())
+            .dry_run(dry_run)
+            .allow_empty_source(true)
+    }
 }
 
 /// How to undo a change the target still holds the result of (`None`: a
