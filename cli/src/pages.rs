@@ -303,16 +303,9 @@ fn change(e: &Element, below: Option<Markup>) -> Markup {
     }
 }
 
-/// Percent-encodes a query value.
+/// A query value, percent-encoded (`form_urlencoded`, as the query is read).
 fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// One run: what it was, its changes as a tree, its failures and
@@ -560,6 +553,10 @@ mod tests {
             "nested: {tree}"
         );
         assert!(!page.contains("<script>"), "escaped");
+        assert!(
+            page.contains("/history?type=device&amp;key=%3Cscript%3Ex%3C%2Fscript%3E"),
+            "the history link's key encoded as a query value: {page}"
+        );
         let failures = &page[page.find(r#"<table id="failures">"#).expect("a failures table")..];
         assert!(failures.contains("&lt;script&gt;x&lt;/script&gt;") && failures.contains("FAILED: refused"));
         assert!(!failures.contains(">nyc<"), "only the failure");

@@ -241,10 +241,11 @@ struct On {
 
 async fn rollback_preview(State(app): State<Arc<Dashboard>>, Path(run): Path<i64>, Query(on): Query<On>) -> Response {
     blocking(app, move |d| {
-        let journal = lock(&d.journal);
-        let recorded = journal.run(RunId(run))?;
+        let recorded = lock(&d.journal).run(RunId(run))?;
         let on = on.on.unwrap_or_else(|| recorded.target.clone());
+        // Loaded without the journal held: other pages go on meanwhile.
         let mut target = d.config.open(&on)?;
+        let journal = lock(&d.journal);
         let preview = with_system!(&mut target, t => journal.rollback_preview(RunId(run), t))?;
         let side = match recorded.mode {
             Mode::TwoWay if on == recorded.source => Some(Side::Left),
@@ -290,8 +291,8 @@ async fn rollback(State(app): State<Arc<Dashboard>>, Path(run): Path<i64>, Form(
                 "the rollback was not confirmed: tick the box under the preview",
             ));
         }
-        let mut journal = lock(&d.journal);
         let mut target = d.config.open(&form.on)?;
+        let mut journal = lock(&d.journal);
         let undo = with_system!(&mut target, t => journal.rollback(RunId(run), t, false))?;
         Ok(match undo.run {
             Some(own) => Redirect::to(&format!("/runs/{}", own.0)).into_response(),

@@ -251,6 +251,10 @@ fn the_dashboard_shows_systems_runs_a_loop_and_rolls_a_run_back_after_its_previe
         browser.text("#loops").contains("1 applied, 0 failed")
     });
     assert!(browser.text("#loops").contains("full pass (startup)"));
+    assert!(
+        browser.source().contains(r#"http-equiv="refresh""#),
+        "the page refreshes itself"
+    );
 
     // Run 2's changes as a tree: the device under its site.
     browser.open(&format!("{site}/runs/2"));
