@@ -324,6 +324,9 @@ fn a_dashboard_started_without_allow_writes_rolls_nothing_back() {
     let dir = configured();
     let dir = dir.path();
     assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    // Loopback unless told otherwise.
+    let (_, help, _) = diffsync(dir, &["serve", "--help"]);
+    assert!(help.contains("[default: 127.0.0.1:8480]"), "{help}");
     let (_server, site) = serve(dir, &[]);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let text = |path: &str| {
