@@ -1052,13 +1052,16 @@ fn finish(ctx: &Ctx<'_, '_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
         dty,
         d,
         equal,
-        children,
+        mut children,
         child_unchanged,
         ..
     } = f;
     if equal && children.is_empty() && !ctx.keep_unchanged {
         return Ok(PairOutcome::Unchanged(1 + child_unchanged));
     }
+    // Grown a push at a time, the list may be twice as long as needed,
+    // and it lives as long as the diff.
+    children.shrink_to_fit();
     let (st, dt) = (table(ctx.src, sty), table(ctx.dst, dty));
     let sm = model(ctx.src, sty, s);
     let dm = model(ctx.dst, dty, d);
