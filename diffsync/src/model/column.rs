@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::borrow::Cow;
+use std::num::NonZeroU32;
 
 use serde_json::Value;
 
@@ -49,18 +50,24 @@ impl PartialEq for RustType {
 
 /// A model's place in its type's column (and in the store's table of that
 /// type): an index that cannot be mixed up with a type's or a list's.
+/// Kept as the index plus one, so that an `Option<Slot>` (a parent link,
+/// a side of a pair) takes no more room than the slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct Slot(u32);
+pub(crate) struct Slot(NonZeroU32);
 
 impl Slot {
+    /// The highest slot there can be.
+    pub(crate) const MAX: Slot = Slot(NonZeroU32::MAX);
+
     /// The `i`-th slot.
     pub(crate) fn new(i: usize) -> Slot {
-        Slot(u32::try_from(i).expect("fewer than 2^32 models of a type"))
+        let plus_one = u32::try_from(i).ok().and_then(|i| i.checked_add(1));
+        Slot(plus_one.and_then(NonZeroU32::new).expect("fewer than 2^32 - 1 models of a type"))
     }
 
     /// Its position in the column.
     pub(crate) fn index(self) -> usize {
-        self.0 as usize
+        self.0.get() as usize - 1
     }
 }
 

@@ -3,12 +3,15 @@
 //! length and an allocator header beside the few bytes of the key), and
 //! keys added together lie together in memory.
 
-/// Where a key is in its table's [`Keys`].
+/// Where a key is in its table's [`Keys`]: 8 bytes (a chunk holds less
+/// than 64 KiB of keys, so an offset in it fits 16 bits; a key as long as that
+/// or longer has a chunk of its own, and its length is the chunk's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct KeyRef {
     chunk: u32,
-    start: u32,
-    len: u32,
+    start: u16,
+    /// [`OWN_CHUNK`]: the key is the whole chunk.
+    len: u16,
 }
 
 /// A table's keys. Keys of removed models stay until the table is
@@ -18,11 +21,24 @@ pub(crate) struct Keys {
     chunks: Vec<String>,
 }
 
-/// Bytes of keys per chunk (a longer key gets a chunk of its own).
-const CHUNK: usize = 64 * 1024;
+/// Bytes of keys a chunk holds, at most.
+const CHUNK: usize = u16::MAX as usize;
+
+/// The length of a key that is a chunk of its own (no shorter key has one).
+const OWN_CHUNK: u16 = u16::MAX;
 
 impl Keys {
     pub(crate) fn push(&mut self, key: &str) -> KeyRef {
+        let chunk_index = |n: usize| u32::try_from(n).expect("fewer than 2^32 chunks of keys");
+        if key.len() >= usize::from(OWN_CHUNK) {
+            // No key fits after it (`fits` below): the chunk stays this key.
+            self.chunks.push(key.to_owned());
+            return KeyRef {
+                chunk: chunk_index(self.chunks.len() - 1),
+                start: 0,
+                len: OWN_CHUNK,
+            };
+        }
         let fits = self.chunks.last().is_some_and(|c| c.len() + key.len() <= CHUNK);
         if !fits {
             // The first chunk starts small and grows (a small store stays
@@ -34,16 +50,21 @@ impl Keys {
         let last = &mut self.chunks[chunk];
         let start = last.len();
         last.push_str(key);
+        // Both under 2^16: the chunk holds at most CHUNK bytes, the key is shorter than OWN_CHUNK.
         KeyRef {
-            chunk: u32::try_from(chunk).expect("fewer than 2^32 chunks of keys"),
-            start: u32::try_from(start).expect("a chunk under 4 GiB"),
-            len: u32::try_from(key.len()).expect("a key under 4 GiB"),
+            chunk: chunk_index(chunk),
+            start: start as u16,
+            len: key.len() as u16,
         }
     }
 
     pub(crate) fn get(&self, at: KeyRef) -> &str {
-        let start = at.start as usize;
-        &self.chunks[at.chunk as usize][start..start + at.len as usize]
+        let chunk = &self.chunks[at.chunk as usize];
+        if at.len == OWN_CHUNK {
+            return chunk;
+        }
+        let start = usize::from(at.start);
+        &chunk[start..start + usize::from(at.len)]
     }
 }
 
@@ -64,7 +85,15 @@ mod tests {
         let long = "x".repeat(CHUNK + 1);
         let at_long = keys.push(&long);
         let after = keys.push("after");
+        let just_long = "y".repeat(usize::from(OWN_CHUNK));
+        let at_just_long = keys.push(&just_long);
+        let just_short = "z".repeat(usize::from(OWN_CHUNK) - 1);
+        let at_just_short = keys.push(&just_short);
+        let last = keys.push("last");
         assert!(keys.chunks.len() > 2);
+        assert_eq!(keys.get(at_just_long), just_long);
+        assert_eq!(keys.get(at_just_short), just_short);
+        assert_eq!(keys.get(last), "last");
         for (key, at) in &refs {
             assert_eq!(keys.get(*at), key);
         }

@@ -805,7 +805,7 @@ impl LocalStore {
         let t = &mut self.tables[ty];
         // Old slot → new slot; a dead one maps past the end (a reference
         // to it, which must not exist, would fail loudly).
-        let mut remap = vec![Slot::new(u32::MAX as usize); t.meta.len()];
+        let mut remap = vec![Slot::MAX; t.meta.len()];
         let mut next = 0;
         for (old, m) in t.meta.iter().enumerate() {
             if m.alive {

@@ -364,4 +364,13 @@ mod tests {
         }
         assert_eq!(std::mem::align_of::<Meta>(), 8);
     }
+
+    #[test]
+    fn metadata_of_a_model_takes_64_bytes() {
+        // Every model of a store has one: a field added here costs a
+        // store of a million models its size a million times.
+        assert_eq!(std::mem::size_of::<Option<Link>>(), 8);
+        assert_eq!(std::mem::size_of::<KeyRef>(), 8);
+        assert_eq!(std::mem::size_of::<Meta>(), 64);
+    }
 }
