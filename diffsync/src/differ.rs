@@ -957,8 +957,19 @@ fn open<'a>(
 /// The size of two subtrees with equal fingerprints and no
 /// flagged model (flags would make a visit count them differently).
 fn same_subtree(at: &Table, a: Slot, bt: &Table, b: Slot) -> Option<usize> {
-    let (fa, fb) = (at.subtree(a), bt.subtree(b));
-    (!at.dirty(a) && !bt.dirty(b) && at.flagged(a) == 0 && bt.flagged(b) == 0 && fa == fb).then_some(fa.count as usize)
+    match (at.branch(a), bt.branch(b)) {
+        (Some(x), Some(y)) => (!x.dirty && !y.dirty && x.flagged == 0 && y.flagged == 0 && x.subtree == y.subtree)
+            .then_some(x.subtree.count as usize),
+        // Two leaves: a leaf's subtree is its term, its digest mixed with
+        // its parent's key, and the parents of a pair have the same key
+        // (or none): the digests tell.
+        (None, None) => {
+            let (x, y) = (&at.meta[a], &bt.meta[b]);
+            (!x.ignored && !y.ignored && x.digest == y.digest).then_some(1)
+        }
+        // A leaf against a model whose type has children: walked.
+        _ => None,
+    }
 }
 
 /// Compares one pair with the base model of the same key; returns where

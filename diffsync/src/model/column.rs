@@ -62,7 +62,11 @@ impl Slot {
     /// The `i`-th slot.
     pub(crate) fn new(i: usize) -> Slot {
         let plus_one = u32::try_from(i).ok().and_then(|i| i.checked_add(1));
-        Slot(plus_one.and_then(NonZeroU32::new).expect("fewer than 2^32 - 1 models of a type"))
+        Slot(
+            plus_one
+                .and_then(NonZeroU32::new)
+                .expect("fewer than 2^32 - 1 models of a type"),
+        )
     }
 
     /// Its position in the column.

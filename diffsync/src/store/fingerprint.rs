@@ -8,7 +8,7 @@ use crate::flags::ModelFlags;
 use crate::key::ModelKey;
 
 use super::local::LocalStore;
-use super::table::{EAGER_DEPTH, Link, Packed, root_bucket};
+use super::table::{EAGER_DEPTH, Link, Packed, TypeIdx, root_bucket};
 
 impl LocalStore {
     /// Marks a model's subtree fingerprint, and its ancestors', out of
@@ -66,7 +66,7 @@ impl LocalStore {
                 return;
             }
             depth += 1;
-            // A leaf's own subtree follows from its term, already changed.
+            // A leaf's own subtree follows from its digest, already changed.
             if let Some(b) = t.branch_mut(l.slot) {
                 b.subtree.merge(add.0);
                 b.subtree.unmerge(remove.0);
@@ -108,20 +108,20 @@ impl LocalStore {
         let ignored = model.flags().contains(ModelFlags::IGNORE);
         let parent = m.parent.map(|p| self.tables[p.ty].key_hash(p.slot));
         let term = digest::term(item, parent);
+        let old_term = digest::term(m.digest.get(), parent);
         let t = &mut self.tables[at.ty];
         let m = &mut t.meta[at.slot];
-        let changed = m.term.get() != term;
+        let changed = old_term != term;
         let old = (
             Fingerprint {
                 count: 1,
-                sum: m.term.get().0,
+                sum: old_term.0,
             },
             u32::from(m.ignored),
         );
-        t.fingerprint.remove(m.term.get());
+        t.fingerprint.remove(old_term);
         t.fingerprint.add(term);
         m.digest = Packed::new(item);
-        m.term = Packed::new(term);
         m.ignored = ignored;
         self.adjust(at, (Fingerprint { count: 1, sum: term.0 }, u32::from(ignored)), old);
         if changed {
@@ -164,13 +164,15 @@ impl LocalStore {
                     continue;
                 }
                 let mut fp = Fingerprint::default();
-                fp.add(m.term.get());
+                fp.add(self.term_at(at));
                 let mut flagged = u32::from(m.ignored);
+                // The children's terms mix in this model's key.
+                let key_hash = Some(t.key_hash(at.slot));
                 for (ci, list) in t.children(at.slot).iter().enumerate() {
                     let Some(cty) = t.child_types[ci] else { continue };
                     let ct = &self.tables[cty];
                     for &c in list {
-                        fp.merge(ct.subtree(c));
+                        fp.merge(ct.subtree(c, key_hash));
                         flagged = flagged.wrapping_add(ct.flagged(c));
                     }
                 }
@@ -219,13 +221,16 @@ impl LocalStore {
     /// index from: two stores hold the same models under the same parents
     /// exactly when these sets are equal.
     pub fn terms(&self) -> impl Iterator<Item = (ModelKey, Digest)> + '_ {
-        self.tables.iter().flat_map(|t| {
-            t.slots().filter_map(move |s| {
-                let m = &t.meta[s];
-                if m.ignored {
+        self.tables.iter().enumerate().flat_map(move |(ty, t)| {
+            t.slots().filter_map(move |slot| {
+                if t.meta[slot].ignored {
                     return None;
                 }
-                Some((t.models.get(s)?.model_key(), m.term.get()))
+                let term = self.term_at(Link {
+                    ty: TypeIdx::new(ty),
+                    slot,
+                });
+                Some((t.models.get(slot)?.model_key(), term))
             })
         })
     }
@@ -244,12 +249,11 @@ impl LocalStore {
         let mut stack = vec![Link { ty, slot }];
         while let Some(at) = stack.pop() {
             let t = &self.tables[at.ty];
-            let m = &t.meta[at.slot];
             if !t.dirty(at.slot) {
-                fp.merge(t.subtree(at.slot));
+                fp.merge(self.subtree_at(at));
                 continue;
             }
-            fp.add(m.term.get());
+            fp.add(self.term_at(at));
             for (ci, list) in t.children(at.slot).iter().enumerate() {
                 if let Some(cty) = t.child_types[ci] {
                     stack.extend(list.iter().map(|&c| Link { ty: cty, slot: c }));

@@ -5,7 +5,7 @@ use std::hash::BuildHasher;
 use hashbrown::{HashMap, HashSet};
 
 use super::{Result, StoreError};
-use crate::digest;
+use crate::digest::{self, Digest, Fingerprint};
 use crate::feed::{ChangeEvent, ChangeKind, StoreFeed};
 use crate::flags::ModelFlags;
 use crate::model::AttrSource;
@@ -397,25 +397,70 @@ impl LocalStore {
         let ignored = model.flags().contains(ModelFlags::IGNORE);
         vec.0.push(Some(model));
         let parent = link.map(|(l, _)| (l, self.key_hash(l)));
-        let slot = self.tables[ty].push_meta(&uid, hash, parent, item, ignored);
+        let (slot, term) = self.tables[ty].push_meta(&uid, hash, parent, item, ignored);
         self.scratch = uid;
         if let Some((l, ci)) = link {
-            self.link(l, ci, ty, slot);
+            self.link(l, ci, ty, slot, (term, ignored));
         }
         self.emit(ChangeKind::Created, Link { ty, slot });
         Ok(self.handle(ty, slot))
     }
 
-    fn link(&mut self, parent: Link, ci: usize, child_ty: TypeIdx, slot: Slot) {
+    /// Links a new model (its term, whether it is flagged IGNORE) under `parent`.
+    fn link(&mut self, parent: Link, ci: usize, child_ty: TypeIdx, slot: Slot, (term, ignored): (Digest, bool)) {
         let pt = &mut self.tables[parent.ty];
         pt.child_types[ci] = Some(child_ty);
         // The parent's type has child types: it has a branch.
         if let Some(b) = pt.branch_mut(parent.slot) {
             b.children[ci].push(slot);
         }
-        let ct = &self.tables[child_ty];
-        let added = (ct.subtree(slot), ct.flagged(slot));
+        // A new model's subtree is itself.
+        let added = (Fingerprint { count: 1, sum: term.0 }, u32::from(ignored));
         self.adjust(parent, added, NOTHING);
+    }
+
+    /// Makes the model at `at` a root: its term no longer mixes in a
+    /// parent's key, so its subtree and its type's fingerprint change by
+    /// the difference (its ancestors' lost the whole subtree already), and
+    /// it joins its root bucket as it is then.
+    fn orphan(&mut self, at: Link) {
+        let old = self.term_at(at);
+        let t = &mut self.tables[at.ty];
+        t.meta[at.slot].parent = None;
+        t.parentless += 1;
+        let new = t.term(at.slot, None);
+        t.fingerprint.remove(old);
+        t.fingerprint.add(new);
+        let dirty = t.dirty(at.slot);
+        // A leaf's subtree follows from its term; a branch's out of date
+        // is recounted whole.
+        if let Some(b) = t.branch_mut(at.slot).filter(|_| !dirty) {
+            b.subtree.unmerge(Fingerprint { count: 1, sum: old.0 });
+            b.subtree.merge(Fingerprint { count: 1, sum: new.0 });
+        }
+        t.root_bucket_update(at.slot, true);
+        if dirty {
+            self.dirty_roots.push(at);
+        }
+        if old != new {
+            self.emit(ChangeKind::Updated, at);
+        }
+    }
+
+    /// The key hash of the parent of the model at `at`, if it has one.
+    fn parent_hash(&self, at: Link) -> Option<u64> {
+        let p = self.tables[at.ty].meta[at.slot].parent?;
+        Some(self.tables[p.ty].key_hash(p.slot))
+    }
+
+    /// The term of the model at `at` in fingerprints.
+    pub(crate) fn term_at(&self, at: Link) -> Digest {
+        self.tables[at.ty].term(at.slot, self.parent_hash(at))
+    }
+
+    /// The subtree fingerprint of the model at `at` (as kept).
+    pub(crate) fn subtree_at(&self, at: Link) -> Fingerprint {
+        self.tables[at.ty].subtree(at.slot, self.parent_hash(at))
     }
 
     /// A feed of every change made through this store from now on (see
@@ -492,9 +537,9 @@ impl LocalStore {
         let ignored = model.flags().contains(ModelFlags::IGNORE);
         table.models.push_boxed(model, &schema)?;
         let parent = link.map(|(l, _)| (l, self.key_hash(l)));
-        let slot = self.tables[ty].push_meta(&uid, hash, parent, item, ignored);
+        let (slot, term) = self.tables[ty].push_meta(&uid, hash, parent, item, ignored);
         if let Some((l, ci)) = link {
-            self.link(l, ci, ty, slot);
+            self.link(l, ci, ty, slot, (term, ignored));
         }
         self.emit(ChangeKind::Created, Link { ty, slot });
         Ok(())
@@ -761,7 +806,7 @@ impl LocalStore {
         for &at in &removing {
             let t = &self.tables[at.ty];
             if let Some(parent) = t.meta[at.slot].parent {
-                let gone = (t.subtree(at.slot), t.flagged(at.slot));
+                let gone = (self.subtree_at(at), t.flagged(at.slot));
                 self.adjust_below(parent, NOTHING, gone, Some(&removing));
             }
         }
@@ -861,6 +906,7 @@ impl LocalStore {
         let mut stack = vec![(ty, slot)];
         while let Some((ty, slot)) = stack.pop() {
             self.emit(ChangeKind::Deleted, Link { ty, slot });
+            let term = self.term_at(Link { ty, slot });
             let t = &mut self.tables[ty];
             if t.meta[slot].parent.is_none() {
                 t.root_bucket_update(slot, false);
@@ -878,7 +924,6 @@ impl LocalStore {
             }
             t.models.clear(slot);
             t.live -= 1;
-            let term = meta.term.get();
             t.fingerprint.remove(term);
             t.parentless -= usize::from(meta.parent.is_none());
             for (ci, list) in children.into_iter().enumerate() {
@@ -889,16 +934,7 @@ impl LocalStore {
                     stack.extend(list.into_iter().map(|c| (cty, c)));
                 } else {
                     for c in list {
-                        let at = Link { ty: cty, slot: c };
-                        let ct = &mut self.tables[cty];
-                        ct.meta[c].parent = None;
-                        ct.parentless += 1;
-                        ct.root_bucket_update(c, true);
-                        if ct.dirty(c) {
-                            self.dirty_roots.push(at);
-                        }
-                        // Its term no longer mixes in a parent.
-                        self.redigest(at);
+                        self.orphan(Link { ty: cty, slot: c });
                     }
                 }
             }
@@ -973,7 +1009,7 @@ mod tests {
             let mut stack = vec![m.unique_id()];
             while let Some(k) = stack.pop() {
                 let (ty, slot) = s.locate("link", &k).unwrap();
-                fp.add(s.tables[ty].meta[slot].term.get());
+                fp.add(s.term_at(Link { ty, slot }));
                 stack.extend(
                     s.children_keys("link", &k, "link")
                         .unwrap()
@@ -1014,9 +1050,8 @@ mod tests {
         assert!(s.fingerprints_fresh());
         for (k, fp) in recounted(&s) {
             let (ty, slot) = s.locate("link", &k).unwrap();
-            let t = &s.tables[ty];
-            assert!(!t.dirty(slot));
-            assert_eq!(t.subtree(slot), fp, "after the recount: {k}");
+            assert!(!s.tables[ty].dirty(slot));
+            assert_eq!(s.subtree_at(Link { ty, slot }), fp, "after the recount: {k}");
         }
     }
 

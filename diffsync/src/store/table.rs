@@ -69,8 +69,6 @@ pub(crate) struct Meta {
     pub(crate) alive: bool,
     /// The model's item digest.
     pub(crate) digest: Packed,
-    /// Its term in fingerprints (the digest mixed with the parent's key).
-    pub(crate) term: Packed,
     /// The model itself is flagged IGNORE.
     pub(crate) ignored: bool,
     /// Its [`Branch`] in the table's, for a type with child types
@@ -222,7 +220,8 @@ impl Table {
                 self.root_bucket_update(s, true);
             }
         }
-        let (subtree, flagged) = (self.subtree(slot), self.flagged(slot));
+        // A root: no parent's key in its term.
+        let (subtree, flagged) = (self.subtree(slot, None), self.flagged(slot));
         let b = &mut self.roots[root_bucket(self.meta[slot].hash)];
         // Wrapping like the fingerprints: a count off by a bug would only
         // make the differ walk more, never panic.
@@ -240,15 +239,23 @@ impl Table {
     }
 
     /// The subtree fingerprint of the model in `slot` (as kept: see
-    /// [`dirty`](Self::dirty)).
-    pub(crate) fn subtree(&self, slot: Slot) -> Fingerprint {
+    /// [`dirty`](Self::dirty)); `parent`: its parent's key hash, which a
+    /// leaf's subtree, its term, mixes in.
+    pub(crate) fn subtree(&self, slot: Slot, parent: Option<u64>) -> Fingerprint {
         self.branch(slot).map_or_else(
             || Fingerprint {
                 count: 1,
-                sum: self.meta[slot].term.get().0,
+                sum: self.term(slot, parent).0,
             },
             |b| b.subtree,
         )
+    }
+
+    /// The term of the model in `slot` in fingerprints: its digest mixed
+    /// with its parent's key hash `parent` (computed, not kept: 16 bytes a
+    /// model saved for a hash of 24 bytes where a term is needed).
+    pub(crate) fn term(&self, slot: Slot, parent: Option<u64>) -> Digest {
+        digest::term(self.meta[slot].digest.get(), parent)
     }
 
     /// How many models of the subtree at `slot` are flagged IGNORE.
@@ -277,7 +284,7 @@ impl Table {
 
     /// What the model at `slot` keeps about its subtree, if its type can
     /// have children.
-    fn branch(&self, slot: Slot) -> Option<&Branch> {
+    pub(crate) fn branch(&self, slot: Slot) -> Option<&Branch> {
         match self.meta[slot].branch {
             LEAF => None,
             b => self.branches.get(b as usize),
@@ -307,7 +314,8 @@ impl Table {
     }
 
     /// Records a new model's slot: `parent` with its stable key hash, the
-    /// model's digest, whether it is flagged IGNORE.
+    /// model's digest, whether it is flagged IGNORE. Returns the slot and
+    /// the model's term.
     pub(crate) fn push_meta(
         &mut self,
         uid: &str,
@@ -315,7 +323,7 @@ impl Table {
         parent: Option<(Link, u64)>,
         digest: Digest,
         ignored: bool,
-    ) -> Slot {
+    ) -> (Slot, Digest) {
         let slot = Slot::new(self.meta.len());
         let term = digest::term(digest, parent.map(|p| p.1));
         self.fingerprint.add(term);
@@ -339,7 +347,6 @@ impl Table {
             parent: parent.map(|p| p.0),
             alive: true,
             digest: Packed::new(digest),
-            term: Packed::new(term),
             ignored,
             branch,
         });
@@ -349,7 +356,7 @@ impl Table {
         if parent.is_none() {
             self.root_bucket_update(slot, true);
         }
-        slot
+        (slot, term)
     }
 }
 
@@ -366,11 +373,11 @@ mod tests {
     }
 
     #[test]
-    fn metadata_of_a_model_takes_64_bytes() {
+    fn metadata_of_a_model_takes_48_bytes() {
         // Every model of a store has one: a field added here costs a
         // store of a million models its size a million times.
         assert_eq!(std::mem::size_of::<Option<Link>>(), 8);
         assert_eq!(std::mem::size_of::<KeyRef>(), 8);
-        assert_eq!(std::mem::size_of::<Meta>(), 64);
+        assert_eq!(std::mem::size_of::<Meta>(), 48);
     }
 }
