@@ -973,7 +973,7 @@ impl Store for LocalStore {
 mod tests {
     use super::*;
     use crate::digest::Fingerprint;
-    use crate::store::EAGER_DEPTH;
+    use crate::store::{EAGER_DEPTH, ROOT_BUCKETS};
     use serde_json::Value;
 
     #[derive(crate::DiffModel, Clone, Debug, PartialEq)]
@@ -1060,6 +1060,37 @@ mod tests {
             rack: rack.into(),
             pos,
             label: format!("u{pos}"),
+        }
+    }
+
+    #[test]
+    fn children_left_parentless_count_as_roots_added_so() {
+        // Enough roots for buckets (256 and up): the orphans' terms lose
+        // their parent's key in the type's fingerprint, their subtrees and
+        // their root buckets alike.
+        let (mut orphaned, mut direct) = (LocalStore::new("orphaned"), LocalStore::new("direct"));
+        orphaned.add(Rack { name: "r".into() }).unwrap();
+        for pos in 0..300 {
+            orphaned.add_child_by_id("rack", "r", unit("r", pos)).unwrap();
+            direct.add(unit("r", pos)).unwrap();
+        }
+        orphaned.remove("rack", "r", false).unwrap();
+        let (o, d) = (
+            orphaned.table_index("unit").unwrap(),
+            direct.table_index("unit").unwrap(),
+        );
+        let (ot, dt) = (&orphaned.tables[o], &direct.tables[d]);
+        assert_eq!(ot.parentless, 300);
+        assert_eq!(ot.roots.len(), ROOT_BUCKETS);
+        assert_eq!(ot.roots, dt.roots);
+        assert_eq!(ot.fingerprint, dt.fingerprint);
+        for slot in ot.slots() {
+            let key = ot.key(slot);
+            let twin = dt.find_hashed(direct.hash(key), key).unwrap();
+            assert_eq!(
+                orphaned.term_at(Link { ty: o, slot }),
+                direct.term_at(Link { ty: d, slot: twin })
+            );
         }
     }
 
