@@ -331,7 +331,7 @@ fn parentless_of(store: &LocalStore, ty: Option<TypeIdx>, keys: &HashSet<&str>) 
     let mut slots: Vec<Slot> = keys
         .iter()
         .filter_map(|k| t.find_hashed(store.hash(k), k))
-        .filter(|&s| t.meta[s].alive && t.meta[s].parent.is_none())
+        .filter(|&s| t.meta[s].alive() && t.meta[s].parent.is_none())
         .collect();
     // Slots are allocated in insertion order.
     slots.sort_unstable();
@@ -443,7 +443,7 @@ fn match_lists(
         }
         return Ok(());
     };
-    let hash_at = |j: &u32| dt.meta[d_slots[*j as usize]].hash;
+    let hash_at = |j: &u32| dt.meta[d_slots[*j as usize]].hash();
     let uid_at = |j: usize| dt.key(d_slots[j]);
     let mut used = vec![false; d_slots.len()];
     let mut index: Option<HashTable<u32>> = None;
@@ -605,7 +605,7 @@ fn differing_buckets(
         slots
             .iter()
             .copied()
-            .filter(|&s| differs[root_bucket(t.meta[s].hash)])
+            .filter(|&s| differs[root_bucket(t.meta[s].hash())])
             .collect()
     };
     let narrowed = (keep(st, s_slots), keep(dt, d_slots), same as usize);
@@ -965,7 +965,7 @@ fn same_subtree(at: &Table, a: Slot, bt: &Table, b: Slot) -> Option<usize> {
         // (or none): the digests tell.
         (None, None) => {
             let (x, y) = (&at.meta[a], &bt.meta[b]);
-            (!x.ignored && !y.ignored && x.digest == y.digest).then_some(1)
+            (!x.ignored() && !y.ignored() && x.digest == y.digest).then_some(1)
         }
         // A leaf against a model whose type has children: walked.
         _ => None,
@@ -990,7 +990,7 @@ fn against_base(
     // The stored hash: every store hashes keys the same way.
     let found = three
         .base_table(t)
-        .and_then(|bt| Some((bt, base.find_with_hash(bt, meta.hash, uid, slot)?)));
+        .and_then(|bt| Some((bt, base.find_with_hash(bt, meta.hash(), uid, slot)?)));
     three.seen += usize::from(found.is_some());
     let vs = |side: Option<&Table>, slot: Option<Slot>| -> SinceBase {
         match (side.zip(slot), found) {

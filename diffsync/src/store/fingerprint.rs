@@ -76,7 +76,7 @@ impl LocalStore {
             at = m.parent;
             // A root's bucket is the sum of its roots' subtrees: the same change.
             if at.is_none() && !t.roots.is_empty() {
-                let b = &mut t.roots[root_bucket(m.hash)];
+                let b = &mut t.roots[root_bucket(m.hash())];
                 b.fingerprint.merge(add.0);
                 b.fingerprint.unmerge(remove.0);
                 b.flagged = b.flagged.wrapping_add(add.1).wrapping_sub(remove.1);
@@ -117,12 +117,12 @@ impl LocalStore {
                 count: 1,
                 sum: old_term.0,
             },
-            u32::from(m.ignored),
+            u32::from(m.ignored()),
         );
         t.fingerprint.remove(old_term);
         t.fingerprint.add(term);
         m.digest = Packed::new(item);
-        m.ignored = ignored;
+        m.set_ignored(ignored);
         self.adjust(at, (Fingerprint { count: 1, sum: term.0 }, u32::from(ignored)), old);
         if changed {
             self.emit(ChangeKind::Updated, at);
@@ -141,7 +141,7 @@ impl LocalStore {
             let alive = t
                 .meta
                 .get(root.slot.index())
-                .is_some_and(|m| m.alive && m.parent.is_none())
+                .is_some_and(|m| m.alive() && m.parent.is_none())
                 && t.dirty(root.slot);
             if !alive {
                 continue;
@@ -165,7 +165,7 @@ impl LocalStore {
                 }
                 let mut fp = Fingerprint::default();
                 fp.add(self.term_at(at));
-                let mut flagged = u32::from(m.ignored);
+                let mut flagged = u32::from(m.ignored());
                 // The children's terms mix in this model's key.
                 let key_hash = Some(t.key_hash(at.slot));
                 for (ci, list) in t.children(at.slot).iter().enumerate() {
@@ -223,7 +223,7 @@ impl LocalStore {
     pub fn terms(&self) -> impl Iterator<Item = (ModelKey, Digest)> + '_ {
         self.tables.iter().enumerate().flat_map(move |(ty, t)| {
             t.slots().filter_map(move |slot| {
-                if t.meta[slot].ignored {
+                if t.meta[slot].ignored() {
                     return None;
                 }
                 let term = self.term_at(Link {

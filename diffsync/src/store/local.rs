@@ -13,7 +13,7 @@ use crate::model::ModelError;
 use crate::model::column::{__new_vec, ErasedVec, RustType, TypedVec};
 use crate::model::{AnyModel, Attrs, DiffModel, IdPart, ModelSchema, SchemaRef, StaticModel, unique_id_of};
 
-use super::table::{LEAF, Link, NOTHING, Table, TypeIdx};
+use super::table::{LEAF, Link, NOTHING, Table, TypeIdx, branch_index, narrow_hash};
 use super::{Handle, Store};
 use crate::model::column::Slot;
 
@@ -174,7 +174,7 @@ impl LocalStore {
     }
 
     pub(crate) fn hash(&self, uid: &str) -> u64 {
-        self.hasher.hash_one(uid)
+        narrow_hash(self.hasher.hash_one(uid))
     }
 
     /// Finds a key of the table `ty` by a hash another store computed
@@ -184,7 +184,7 @@ impl LocalStore {
     pub(crate) fn find_with_hash(&self, ty: TypeIdx, hash: u64, key: &str, near: Slot) -> Option<Slot> {
         let t = &self.tables[ty];
         match t.meta.get(near.index()) {
-            Some(m) if m.alive && m.hash == hash && t.keys.get(m.uid) == key => Some(near),
+            Some(m) if m.alive() && m.hash() == hash && t.keys.get(m.uid) == key => Some(near),
             _ => t.find_hashed(hash, key),
         }
     }
@@ -284,7 +284,7 @@ impl LocalStore {
             .tables
             .get(h.ty.index())
             .and_then(|t| t.meta.get(h.slot.index()))
-            .is_some_and(|m| m.alive);
+            .is_some_and(|m| m.alive());
         if alive && h.store == self.id && h.epoch == self.epoch {
             return Ok((h.ty, h.slot));
         }
@@ -826,7 +826,7 @@ impl LocalStore {
         }
         for (ty, slot, remove_children) in found {
             // A subtree removed earlier in the list may have taken it already.
-            if self.tables[ty].meta[slot].alive {
+            if self.tables[ty].meta[slot].alive() {
                 self.drop_slot(ty, slot, remove_children);
             }
         }
@@ -853,19 +853,19 @@ impl LocalStore {
         let mut remap = vec![Slot::MAX; t.meta.len()];
         let mut next = 0;
         for (old, m) in t.meta.iter().enumerate() {
-            if m.alive {
+            if m.alive() {
                 remap[old] = Slot::new(next);
                 next += 1;
             }
         }
-        t.meta.retain(|m| m.alive);
+        t.meta.retain(|m| m.alive());
         let old_keys = std::mem::take(&mut t.keys);
         let old_branches = std::mem::take(&mut t.branches);
         for m in t.meta.iter_mut() {
             m.uid = t.keys.push(old_keys.get(m.uid));
-            if let Some(b) = (m.branch != LEAF).then(|| &old_branches[m.branch as usize]) {
+            if let Some(b) = (m.branch() != LEAF).then(|| &old_branches[m.branch() as usize]) {
                 t.branches.push(b.clone());
-                m.branch = u32::try_from(t.branches.len() - 1).expect("fewer branches than before");
+                m.set_branch(branch_index(t.branches.len() - 1));
             }
         }
         t.models.compact();
@@ -875,7 +875,7 @@ impl LocalStore {
         t.index.clear();
         let meta = &t.meta;
         for (slot, m) in meta.iter().enumerate() {
-            t.index.insert_unique(m.hash, Slot::new(slot), |&i| meta[i].hash);
+            t.index.insert_unique(m.hash(), Slot::new(slot), |&i| meta[i].hash());
         }
         // Every reference to this table's slots: parents' child lists, children's parent links.
         for u in &mut self.tables {
@@ -883,7 +883,7 @@ impl LocalStore {
                 .filter(|&ci| u.child_types[ci] == Some(ty))
                 .collect();
             // Removed slots elsewhere hold no live references (and no child lists).
-            for m in u.meta.iter_mut().filter(|m| m.alive) {
+            for m in u.meta.iter_mut().filter(|m| m.alive()) {
                 if let Some(p) = &mut m.parent
                     && p.ty == ty
                 {
@@ -917,8 +917,8 @@ impl LocalStore {
                 .map(|b| b.children.iter_mut().map(std::mem::take).collect())
                 .unwrap_or_default();
             let meta = &mut t.meta[slot];
-            meta.alive = false;
-            let hash = meta.hash;
+            meta.kill();
+            let hash = meta.hash();
             if let Ok(e) = t.index.find_entry(hash, |&i| i == slot) {
                 e.remove();
             }

@@ -59,21 +59,97 @@ impl std::ops::IndexMut<TypeIdx> for Vec<Table> {
     }
 }
 
-/// Per-slot bookkeeping: unique id and its hash (computed once), links, liveness.
+/// Per-slot bookkeeping: unique id and its hash (computed once), links,
+/// liveness, digest. 40 bytes: every model of a store has one.
 #[derive(Clone, Debug)]
 pub(crate) struct Meta {
     /// Its unique id, in the table's [`Keys`].
     pub(crate) uid: KeyRef,
-    pub(crate) hash: u64,
     pub(crate) parent: Option<Link>,
-    pub(crate) alive: bool,
     /// The model's item digest.
     pub(crate) digest: Packed,
-    /// The model itself is flagged IGNORE.
-    pub(crate) ignored: bool,
+    /// Its key's hash, half of it (see [`narrow_hash`]).
+    hash: u32,
     /// Its [`Branch`] in the table's, for a type with child types
-    /// ([`LEAF`] for one without: its subtree is the model alone).
-    pub(crate) branch: u32,
+    /// ([`LEAF`] for one without: its subtree is the model alone), under
+    /// the two flags [`ALIVE`] and [`IGNORED`].
+    bits: u32,
+}
+
+/// [`Meta::bits`]: the slot holds a model (not removed).
+const ALIVE: u32 = 1 << 31;
+/// [`Meta::bits`]: the model itself is flagged IGNORE.
+const IGNORED: u32 = 1 << 30;
+
+impl Meta {
+    pub(crate) fn new(
+        uid: KeyRef,
+        hash: u64,
+        parent: Option<Link>,
+        digest: Digest,
+        ignored: bool,
+        branch: u32,
+    ) -> Meta {
+        Meta {
+            uid,
+            parent,
+            digest: Packed::new(digest),
+            hash: hash as u32,
+            bits: branch | ALIVE | if ignored { IGNORED } else { 0 },
+        }
+    }
+
+    /// Its key's hash, as [`LocalStore::hash`](super::LocalStore) gives it.
+    pub(crate) fn hash(&self) -> u64 {
+        widen_hash(self.hash)
+    }
+
+    pub(crate) fn alive(&self) -> bool {
+        self.bits & ALIVE != 0
+    }
+
+    pub(crate) fn kill(&mut self) {
+        self.bits &= !ALIVE;
+    }
+
+    pub(crate) fn ignored(&self) -> bool {
+        self.bits & IGNORED != 0
+    }
+
+    pub(crate) fn set_ignored(&mut self, ignored: bool) {
+        self.bits = if ignored {
+            self.bits | IGNORED
+        } else {
+            self.bits & !IGNORED
+        };
+    }
+
+    pub(crate) fn branch(&self) -> u32 {
+        self.bits & LEAF
+    }
+
+    pub(crate) fn set_branch(&mut self, branch: u32) {
+        self.bits = (self.bits & !LEAF) | branch;
+    }
+}
+
+/// The [`Meta::branch`] of the `i`-th branch of a table.
+pub(crate) fn branch_index(i: usize) -> u32 {
+    u32::try_from(i)
+        .ok()
+        .filter(|&b| b < LEAF)
+        .expect("fewer than 2^30 - 1 models with children in a table")
+}
+
+/// A key's hash as the stores use it: 32 bits, repeated in both halves of
+/// the 64 the index and the root buckets take, so that the metadata keeps
+/// half of it and loses nothing.
+pub(crate) fn narrow_hash(full: u64) -> u64 {
+    widen_hash((full >> 32) as u32)
+}
+
+fn widen_hash(half: u32) -> u64 {
+    (u64::from(half) << 32) | u64::from(half)
 }
 
 /// A 128-bit digest kept as two words: 8-byte aligned, where a `u128`
@@ -92,7 +168,8 @@ impl Packed {
 }
 
 /// The [`Meta::branch`] of a model whose type has no child types.
-pub(crate) const LEAF: u32 = u32::MAX;
+/// (The bits of [`Meta::bits`] under its flags, all set.)
+pub(crate) const LEAF: u32 = IGNORED - 1;
 
 /// What a model that can have children keeps: its child lists and what
 /// it knows of its subtree (a leaf type's models, most of a store, keep
@@ -222,7 +299,7 @@ impl Table {
         }
         // A root: no parent's key in its term.
         let (subtree, flagged) = (self.subtree(slot, None), self.flagged(slot));
-        let b = &mut self.roots[root_bucket(self.meta[slot].hash)];
+        let b = &mut self.roots[root_bucket(self.meta[slot].hash())];
         // Wrapping like the fingerprints: a count off by a bug would only
         // make the differ walk more, never panic.
         if in_ {
@@ -261,7 +338,7 @@ impl Table {
     /// How many models of the subtree at `slot` are flagged IGNORE.
     pub(crate) fn flagged(&self, slot: Slot) -> u32 {
         self.branch(slot)
-            .map_or(u32::from(self.meta[slot].ignored), |b| b.flagged)
+            .map_or(u32::from(self.meta[slot].ignored()), |b| b.flagged)
     }
 
     /// Whether the subtree fingerprint at `slot` waits for a recount (a
@@ -285,7 +362,7 @@ impl Table {
     /// What the model at `slot` keeps about its subtree, if its type can
     /// have children.
     pub(crate) fn branch(&self, slot: Slot) -> Option<&Branch> {
-        match self.meta[slot].branch {
+        match self.meta[slot].branch() {
             LEAF => None,
             b => self.branches.get(b as usize),
         }
@@ -293,7 +370,7 @@ impl Table {
 
     /// [`branch`](Self::branch), to change it.
     pub(crate) fn branch_mut(&mut self, slot: Slot) -> Option<&mut Branch> {
-        match self.meta[slot].branch {
+        match self.meta[slot].branch() {
             LEAF => None,
             b => self.branches.get_mut(b as usize),
         }
@@ -309,7 +386,7 @@ impl Table {
         self.meta
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.alive)
+            .filter(|(_, m)| m.alive())
             .map(|(i, _)| Slot::new(i))
     }
 
@@ -339,19 +416,12 @@ impl Table {
                 dirty: false,
                 flagged: u32::from(ignored),
             });
-            u32::try_from(self.branches.len() - 1).expect("fewer than 2^32 models with children in a table")
+            branch_index(self.branches.len() - 1)
         };
-        self.meta.push(Meta {
-            uid,
-            hash,
-            parent: parent.map(|p| p.0),
-            alive: true,
-            digest: Packed::new(digest),
-            ignored,
-            branch,
-        });
+        self.meta
+            .push(Meta::new(uid, hash, parent.map(|p| p.0), digest, ignored, branch));
         let meta = &self.meta;
-        self.index.insert_unique(hash, slot, |&i| meta[i].hash);
+        self.index.insert_unique(hash, slot, |&i| meta[i].hash());
         self.live += 1;
         if parent.is_none() {
             self.root_bucket_update(slot, true);
@@ -373,11 +443,30 @@ mod tests {
     }
 
     #[test]
-    fn metadata_of_a_model_takes_48_bytes() {
+    fn metadata_flags_branch_and_hash_read_back() {
+        let uid = Keys::default().push("k");
+        let hash = narrow_hash(0x0123_4567_89ab_cdef);
+        let mut m = Meta::new(uid, hash, None, Digest(7), true, LEAF - 1);
+        assert!(m.alive() && m.ignored());
+        assert_eq!((m.branch(), m.hash(), m.digest.get()), (LEAF - 1, hash, Digest(7)));
+        m.set_ignored(false);
+        m.set_branch(LEAF);
+        assert!(m.alive() && !m.ignored());
+        assert_eq!((m.branch(), m.hash()), (LEAF, hash));
+        m.kill();
+        m.set_ignored(true);
+        assert!(!m.alive() && m.ignored());
+        assert_eq!((m.branch(), m.hash()), (LEAF, hash));
+        // Half the hash is kept: both halves of what the index sees are it.
+        assert_eq!(hash, 0x0123_4567_0123_4567);
+    }
+
+    #[test]
+    fn metadata_of_a_model_takes_40_bytes() {
         // Every model of a store has one: a field added here costs a
         // store of a million models its size a million times.
         assert_eq!(std::mem::size_of::<Option<Link>>(), 8);
         assert_eq!(std::mem::size_of::<KeyRef>(), 8);
-        assert_eq!(std::mem::size_of::<Meta>(), 48);
+        assert_eq!(std::mem::size_of::<Meta>(), 40);
     }
 }
