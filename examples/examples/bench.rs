@@ -232,8 +232,10 @@ fn run_journal(n: usize, fanout: usize) -> Result<(), BoxError> {
 /// Times diff and sync on a generated workload and prints the time per model.
 fn run_generated(n: usize, fanout: usize) -> Result<(), BoxError> {
     let (src_file, dst_file) = generate_shape(n, fanout);
+    let t = Instant::now();
     let (source, target) = rayon::join(|| build("source", src_file), || build("target", dst_file));
     let (source, mut target) = (source?, target?);
+    let build_t = t.elapsed();
     let models = source.store.count_all() + target.store.count_all();
     let t = Instant::now();
     let diff = target.diff_from(&source)?;
@@ -254,6 +256,7 @@ fn run_generated(n: usize, fanout: usize) -> Result<(), BoxError> {
         "sync_s": round4(sync_t),
         "diff_us_per_model": per_model_us(diff_t),
         "sync_us_per_model": per_model_us(sync_t),
+        "build_us_per_model": per_model_us(build_t),
         "summary": summary_json(&summary),
         "verify_no_diffs": verified,
         "threads": rayon::current_num_threads(),
