@@ -61,6 +61,15 @@ impl<'a> ThreeWay<'a> {
         }
     }
 
+    /// Whether the base holds the subtree at `slot` of `t` (`n` models)
+    /// as it is.
+    fn same_in_base(&mut self, t: &Table, slot: Slot, n: usize) -> bool {
+        let Some(bt) = self.base_table(t) else { return false };
+        let base = self.base;
+        base.find_with_hash(bt, t.meta[slot].hash(), t.key(slot), slot)
+            .is_some_and(|bs| same_subtree(&base.tables[bt], bs, t, slot) == Some(n))
+    }
+
     fn base_table(&mut self, side: &Table) -> Option<TypeIdx> {
         let at = side as *const Table;
         if let Some((_, t)) = self.tables.iter().find(|(p, _)| *p == at) {
@@ -860,15 +869,19 @@ fn open<'a>(
         },
         _ => true,
     };
-    // Equal subtrees of a one-way diff: nothing below can
-    // differ, and no flag matters (IGNORE would have marked them), so not
-    // even the models are looked at.
-    if ctx.three.is_none()
-        && ctx.skip_equal
+    // Equal subtrees: nothing below can differ, and no flag matters
+    // (IGNORE would have marked them), so not even the models are looked
+    // at; in a three-way walk, if the base's subtree is equal too (else
+    // the walk below compares the base's models one by one).
+    if ctx.skip_equal
         && let (Some(st), Some(s), Some(dt), Some(d)) = (table(ctx.src, sty), s, table(ctx.dst, dty), d)
         && let Some(n) = same_subtree(st, s, dt, d)
         && (std::ptr::eq::<ModelSchema>(&*st.schema, &*dt.schema) || st.schema.children == dt.schema.children)
+        && ctx.three.as_mut().is_none_or(|three| three.same_in_base(dt, d, n))
     {
+        if let Some(three) = ctx.three.as_mut() {
+            three.seen += n;
+        }
         ctx.count(2 * n);
         return Opened::Same(n);
     }
