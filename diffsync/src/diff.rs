@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::Attrs;
+use crate::model::column::Slot;
+use crate::store::TypeIdx;
 
 /// What a sync does with an element.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -83,6 +85,19 @@ pub struct DiffElement {
     pub unchanged_descendants: usize,
     /// Child elements, grouped by model type in the schema's child order.
     pub children: Vec<DiffElement>,
+    /// Where the differ found the element's models, for a sync of the diff
+    /// right after it was made from the same stores (no lookups by key).
+    /// Not serialized, not compared.
+    pub(crate) located: Option<Located>,
+}
+
+/// The slots of an element's models in the stores a diff was made from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Located {
+    /// In the source store.
+    pub(crate) src: Option<(TypeIdx, Slot)>,
+    /// In the destination store.
+    pub(crate) dst: Option<(TypeIdx, Slot)>,
 }
 
 impl DiffElement {
@@ -158,6 +173,7 @@ impl DiffElement {
             changes: self.changes.clone(),
             unchanged_descendants: self.unchanged_descendants,
             children: Vec::new(),
+            located: self.located,
         }
     }
 
@@ -175,6 +191,7 @@ impl DiffElement {
             changes: Vec::new(),
             unchanged_descendants: self.unchanged_descendants,
             children: Vec::new(),
+            located: self.located,
         }
     }
 
@@ -192,6 +209,7 @@ impl DiffElement {
             changes,
             unchanged_descendants,
             children: _,
+            located: _,
         } = self;
         *model_type == other.model_type
             && *key == other.key
@@ -212,6 +230,9 @@ impl DiffElement {
             a => a,
         };
         std::mem::swap(&mut self.source_attrs, &mut self.dest_attrs);
+        if let Some(l) = &mut self.located {
+            std::mem::swap(&mut l.src, &mut l.dst);
+        }
         for c in &mut self.changes {
             std::mem::swap(&mut c.old, &mut c.new);
         }
@@ -819,6 +840,7 @@ mod flat {
                         changes: e.changes,
                         unchanged_descendants: e.unchanged_descendants,
                         children: Vec::new(),
+                        located: None,
                     });
                 }
                 close(&mut open, &mut out, 0);
@@ -856,6 +878,7 @@ mod tests {
             changes: Vec::new(),
             unchanged_descendants: 0,
             children,
+            located: None,
         }
     }
 

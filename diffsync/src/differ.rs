@@ -8,7 +8,7 @@
 
 use hashbrown::{HashSet, HashTable};
 
-use crate::diff::{Action, AttrChange, Diff, DiffElement};
+use crate::diff::{Action, AttrChange, Diff, DiffElement, Located};
 use crate::error::{Error, Result};
 use crate::flags::{DiffFlags, ModelFlags};
 use crate::model::ModelError;
@@ -1124,6 +1124,10 @@ fn finish(ctx: &Ctx<'_, '_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
         changes,
         unchanged_descendants: child_unchanged,
         children,
+        located: Some(Located {
+            src: sty.zip(s),
+            dst: dty.zip(d),
+        }),
     }))
 }
 

@@ -192,6 +192,35 @@ proptest! {
     }
 
     #[test]
+    fn a_fresh_diff_syncs_as_the_same_diff_read_back_does(
+        a in inventory_data(),
+        b in inventory_data(),
+        failing in prop::collection::vec(any::<prop::sample::Index>(), 0..3),
+    ) {
+        // A diff just made from the stores goes by where the differ found
+        // each model; one read back from JSON by each key: the same hooks,
+        // the same report, the same store.
+        let source = build("a", &a);
+        let (mut fresh, mut loaded) = (build("b", &b), build("b", &b));
+        let keys: Vec<String> = fresh.store.get_all_dyn("interface").map(|m| m.unique_id()).collect();
+        for i in &failing {
+            if !keys.is_empty() {
+                let k = &keys[i.index(keys.len())];
+                fresh.fail.insert(("interface".into(), k.clone()));
+                loaded.fail.insert(("interface".into(), k.clone()));
+            }
+        }
+        let opts = || Options::new().allow_empty_source(true).flags(diffsync::DiffFlags::CONTINUE_ON_FAILURE);
+        let diff = loaded.diff_from(&source).unwrap();
+        let read: Diff = serde_json::from_str(&serde_json::to_string(&diff).unwrap()).unwrap();
+        let by_key = loaded.sync_diff_from(&source, &read, &mut opts());
+        let located = fresh.sync_from_with(&source, &mut opts());
+        prop_assert_eq!(format!("{located:?}"), format!("{by_key:?}"));
+        prop_assert_eq!(&fresh.log, &loaded.log);
+        prop_assert!(!fresh.diff_from(&loaded).unwrap().has_diffs());
+    }
+
+    #[test]
     fn summary_accounts_for_every_model(a in inventory_data(), b in inventory_data()) {
         let source = build("a", &a);
         let target = build("b", &b);

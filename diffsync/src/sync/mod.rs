@@ -46,6 +46,7 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
         source,
         dest: dest.store().local(),
         check_identifiers: !fresh,
+        located: fresh,
         created: HashSet::new(),
         deleted: HashMap::new(),
         plan: Plan {

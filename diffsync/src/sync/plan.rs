@@ -54,6 +54,9 @@ pub(super) struct Planner<'a, 'd> {
     /// Check that elements agree with the models their keys find (diffs that
     /// were not just computed from these stores).
     pub(super) check_identifiers: bool,
+    /// The diff was just made from these stores: its elements' models are
+    /// where the differ found them (no lookups by key).
+    pub(super) located: bool,
     /// Keys this plan creates, so children may go under them and duplicates fail.
     pub(super) created: HashSet<(&'a str, &'a str)>,
     /// Keys this plan deletes, with the delete: a later create may reuse them.
@@ -62,6 +65,26 @@ pub(super) struct Planner<'a, 'd> {
 }
 
 impl<'a, 'd> Planner<'a, 'd> {
+    /// The destination's model of `e`, if it holds one. A create's key is
+    /// looked up: the differ pairs models under their parents, and the
+    /// destination may hold the key under another one (a move).
+    fn dest_model(&self, e: &DiffElement) -> Option<&'d dyn AnyModel> {
+        match e.located.filter(|_| self.located && e.action != Action::Create) {
+            Some(at) => at.dst.and_then(|(t, s)| self.dest.tables[t].models.get(s)),
+            None => self.dest.get_dyn_by_id(&e.model_type, &e.key).ok(),
+        }
+    }
+
+    /// The source's model of `e`, when syncing from a source that holds
+    /// one (a delete's key is looked up, as a create's in the destination).
+    fn source_model(&self, e: &DiffElement) -> Option<&'a dyn AnyModel> {
+        let source = self.source?;
+        match e.located.filter(|_| self.located && e.action != Action::Delete) {
+            Some(at) => at.src.and_then(|(t, s)| source.tables[t].models.get(s)),
+            None => source.get_dyn_by_id(&e.model_type, &e.key).ok(),
+        }
+    }
+
     fn invalid(&self, e: &DiffElement, message: impl Into<String>) -> Error {
         Error::Sync(SyncError::InvalidDiff {
             store: self.dest.name().to_string(),
@@ -110,9 +133,8 @@ impl<'a, 'd> Planner<'a, 'd> {
         parent_dep: Option<usize>,
         work: &mut Vec<Visit<'a, 'd>>,
     ) -> Result<()> {
-        // One lookup per element: `change` takes what it found.
-        let dest = self.dest;
-        let dst = dest.get_dyn_by_id(&e.model_type, &e.key).ok();
+        // One lookup per element at most: `change` takes what it found.
+        let dst = self.dest_model(e);
         if e.action != Action::Create
             && let Some(m) = dst
             && self.check_identifiers
@@ -178,7 +200,7 @@ impl<'a, 'd> Planner<'a, 'd> {
         parent: Option<&'a DiffElement>,
         parent_dep: Option<usize>,
     ) -> Result<usize> {
-        let src_model = self.source.and_then(|s| s.get_dyn_by_id(&e.model_type, &e.key).ok());
+        let src_model = self.source_model(e);
         let parent_key = parent.map(|p| (p.model_type.as_ref(), p.key.as_str()));
         let mut outcome = Outcome::Pending;
         let mut new_model = None;
@@ -186,8 +208,8 @@ impl<'a, 'd> Planner<'a, 'd> {
         let i = self.plan.changes.len();
         match e.action {
             Action::Create => {
-                if let Some((pt, pk)) = parent_key {
-                    if self.dest.get_dyn_by_id(pt, pk).is_err() && !self.created.contains(&(pt, pk)) {
+                if let (Some((pt, pk)), Some(p)) = (parent_key, parent) {
+                    if self.dest_model(p).is_none() && !self.created.contains(&(pt, pk)) {
                         return Err(self.invalid(e, format!("its parent {pt} {pk:?} is neither stored nor created")));
                     }
                     if let Some(schema) = self.dest.schema(pt)
