@@ -179,13 +179,13 @@ impl Element {
         );
         let mut changed: Vec<_> = before
             .iter()
-            .filter(|(k, v)| after.get(*k) != Some(*v))
+            .filter(|(k, v)| after.get(k) != Some(*v))
             .map(|(k, v)| (k.to_string(), Some(v.clone()), after.get(k).cloned()))
             .collect();
         changed.extend(
             after
                 .iter()
-                .filter(|(k, _)| !before.contains_key(*k))
+                .filter(|(k, _)| !before.contains_key(k))
                 .map(|(k, v)| (k.to_string(), None, Some(v.clone()))),
         );
         changed

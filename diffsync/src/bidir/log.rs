@@ -101,7 +101,7 @@ impl fmt::Display for ConflictRecord {
                 v(&self.right_clock)
             )?;
         }
-        for k in names.into_iter().filter(|k| l.get(*k) != r.get(*k)) {
+        for k in names.into_iter().filter(|k| l.get(k) != r.get(k)) {
             write!(
                 f,
                 "\n  {k}    base({})    left({})    right({})",

@@ -6,14 +6,16 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::flags::ModelFlags;
 
+mod attrs;
 pub(crate) mod column;
 mod error;
+
+pub use attrs::Attrs;
 
 pub use error::{BoxError, Chain, ModelError};
 
@@ -21,10 +23,6 @@ pub use error::{BoxError, Chain, ModelError};
 type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 pub use column::AttrSource;
-
-/// Named values (identifiers or attributes), in schema order. Keys of derived
-/// models borrow their `'static` field names, so building one allocates no key.
-pub type Attrs = IndexMap<Cow<'static, str>, Value>;
 
 /// The kind of value a field holds, used to check runtime values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
