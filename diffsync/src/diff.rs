@@ -882,6 +882,14 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_diff_element_takes_248_bytes() {
+        // A diff holds one per changed model and one per parent kept for
+        // them: a field added here costs a large diff its size that often.
+        assert_eq!(std::mem::size_of::<Attrs>(), 32);
+        assert_eq!(std::mem::size_of::<DiffElement>(), 248);
+    }
+
     fn sample() -> Diff {
         Diff {
             source: "a".into(),

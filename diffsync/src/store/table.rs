@@ -90,6 +90,8 @@ impl Meta {
         ignored: bool,
         branch: u32,
     ) -> Meta {
+        // The stores' hashes repeat their half (narrow_hash): keeping one loses nothing.
+        debug_assert_eq!(widen_hash(hash as u32), hash, "a key hash from narrow_hash");
         Meta {
             uid,
             parent,
