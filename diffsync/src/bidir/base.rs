@@ -290,8 +290,7 @@ impl Base {
             for f in schema.attributes.iter() {
                 if !r.attributes.contains_key(f.name.as_ref()) {
                     let value = like
-                        .get_dyn_by_id(&r.model_type, &r.key)
-                        .ok()
+                        .find_dyn(&r.model_type, &r.key)
                         .and_then(|m| m.attribute(&f.name))
                         .unwrap_or_else(|| placeholder(f));
                     r.attributes.insert(f.name.clone(), value);
@@ -310,7 +309,7 @@ impl Base {
             let mut waiting = Vec::new();
             for r in todo {
                 if let Some((t, k)) = &r.parent
-                    && store.get_dyn_by_id(t, k).is_err()
+                    && store.find_dyn(t, k).is_none()
                 {
                     waiting.push(r);
                     continue;
@@ -448,8 +447,8 @@ impl Base {
             if side.schema(t).is_none() {
                 continue;
             }
-            let now = side.get_dyn_by_id(t, k).ok().map(|m| m.attributes());
-            let before = self.store.get_dyn_by_id(t, k).is_ok();
+            let now = side.find_dyn(t, k).map(|m| m.attributes());
+            let before = self.store.find_dyn(t, k).is_some();
             match (&p.after, &now) {
                 // Landed, or the side deleted the key itself since (the
                 // write not landed): which one is not known, so the base
@@ -465,7 +464,7 @@ impl Base {
                 // The side still holds the base's version of a model the
                 // write was to change or delete: it did not land, and the
                 // next classification sends it again.
-                (_, Some(now)) if self.store.get_dyn_by_id(t, k).is_ok_and(|b| b.attributes() == *now) => {}
+                (_, Some(now)) if self.store.find_dyn(t, k).is_some_and(|b| b.attributes() == *now) => {}
                 // Otherwise it did not land, or it did and the side changed
                 // the key since (a create deleted again, say). Which one is
                 // not known, so a change on either side is a conflict, never
@@ -499,7 +498,7 @@ impl Base {
                     attributes: e.new_values(),
                 }),
                 Action::Update => {
-                    let Ok(now) = target.get_dyn_by_id(&key.0, &key.1) else {
+                    let Some(now) = target.find_dyn(&key.0, &key.1) else {
                         continue;
                     };
                     let mut attributes = now.attributes();
@@ -532,7 +531,7 @@ impl Base {
             for k in keys {
                 let value = [ls, rs]
                     .iter()
-                    .find_map(|side| side.get_dyn_by_id(&t, &k).ok().and_then(|m| m.attribute(&attr)));
+                    .find_map(|side| side.find_dyn(&t, &k).and_then(|m| m.attribute(&attr)));
                 if let Some(v) = value
                     && self.store.get_dyn_by_id(&t, &k)?.attribute(&attr).as_ref() != Some(&v)
                 {
@@ -549,7 +548,7 @@ impl Base {
     /// by both sides), under its parent there when the base has that too.
     pub(super) fn agree(&mut self, side: &LocalStore, t: &str, key: &str) -> Result<()> {
         let model = side.get_dyn_by_id(t, key)?;
-        if self.store.get_dyn_by_id(t, key).is_ok() {
+        if self.store.find_dyn(t, key).is_some() {
             if !self.store.same_attrs(t, key, side) {
                 self.store.update_attributes(t, key, AttrSource::Model(model))?;
             }
@@ -557,7 +556,7 @@ impl Base {
         }
         let parent = side
             .parent_of(t, key)?
-            .filter(|(pt, pk)| self.store.get_dyn_by_id(pt, pk).is_ok());
+            .filter(|(pt, pk)| self.store.find_dyn(pt, pk).is_some());
         let built = self.store.build(t, &model.identifiers(), &model.attributes())?;
         Ok(self.store.insert_boxed(built, parent)?)
     }

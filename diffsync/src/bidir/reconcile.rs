@@ -45,7 +45,7 @@ fn deleted_on_both(base: &LocalStore, ls: &LocalStore, rs: &LocalStore) -> Vec<(
     for t in base.model_types() {
         for m in base.get_all_dyn(t) {
             let k = m.unique_id();
-            if ls.get_dyn_by_id(t, &k).is_err() && rs.get_dyn_by_id(t, &k).is_err() {
+            if ls.find_dyn(t, &k).is_none() && rs.find_dyn(t, &k).is_none() {
                 out.push((t.to_string(), k));
             }
         }
@@ -222,8 +222,8 @@ pub fn reconcile_observed<L: Adapter + ?Sized, R: Adapter + ?Sized>(
             // each side holds.
             (a, b) if (a.is_none() || b.is_none()) && suspects.contains(&(key.0.to_string(), key.1.to_string())) => {
                 let kind = match (
-                    ls.get_dyn_by_id(key.0, key.1).is_ok(),
-                    rs.get_dyn_by_id(key.0, key.1).is_ok(),
+                    ls.find_dyn(key.0, key.1).is_some(),
+                    rs.find_dyn(key.0, key.1).is_some(),
                 ) {
                     (true, false) => ConflictKind::UpdateDelete,
                     (false, true) => ConflictKind::DeleteUpdate,
@@ -407,7 +407,7 @@ pub fn reconcile_observed<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         if !unacked.is_empty() && unacked.contains(&(t.to_string(), k.to_string())) {
             continue;
         }
-        let (in_left, in_right) = (ls.get_dyn_by_id(t, k).is_ok(), rs.get_dyn_by_id(t, k).is_ok());
+        let (in_left, in_right) = (ls.find_dyn(t, k).is_some(), rs.find_dyn(t, k).is_some());
         let agreed = match (in_left, in_right) {
             (true, true) => ls.same_attrs(t, k, rs),
             (false, false) => true,
@@ -424,7 +424,7 @@ pub fn reconcile_observed<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         }
         if in_left {
             base.agree(ls, t, k)?;
-        } else if base.store.get_dyn_by_id(t, k).is_ok() {
+        } else if base.store.find_dyn(t, k).is_some() {
             base.store.remove(t, k, false)?;
         }
     }
@@ -624,9 +624,9 @@ impl Judge<'_> {
             model_type: t,
             key: k,
             kind,
-            base: self.base.get_dyn_by_id(t, k).ok(),
-            left: self.ls.get_dyn_by_id(t, k).ok(),
-            right: self.rs.get_dyn_by_id(t, k).ok(),
+            base: self.base.find_dyn(t, k),
+            left: self.ls.find_dyn(t, k),
+            right: self.rs.find_dyn(t, k),
             left_replica: self.ls.name(),
             right_replica: self.rs.name(),
         }

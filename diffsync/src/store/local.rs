@@ -603,13 +603,16 @@ impl LocalStore {
 
     /// A model of any type by its unique id's text form, type-erased.
     pub fn get_dyn_by_id(&self, model_type: &str, key: &str) -> Result<&dyn AnyModel> {
-        let (ty, slot) = self
-            .locate(model_type, key)
-            .ok_or_else(|| self.not_found(model_type, key))?;
-        self.tables[ty]
-            .models
-            .get(slot)
+        self.find_dyn(model_type, key)
             .ok_or_else(|| self.not_found(model_type, key))
+    }
+
+    /// [`get_dyn_by_id`](Self::get_dyn_by_id) for callers that only ask
+    /// whether: a missing key allocates no error (a sync's pre-check of
+    /// every create looks its key up, and almost always misses).
+    pub(crate) fn find_dyn(&self, model_type: &str, key: &str) -> Option<&dyn AnyModel> {
+        let (ty, slot) = self.locate(model_type, key)?;
+        self.tables[ty].models.get(slot)
     }
 
     /// Every stored `T`, in insertion order: `store.all::<Device>()`.

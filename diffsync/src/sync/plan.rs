@@ -71,7 +71,7 @@ impl<'a, 'd> Planner<'a, 'd> {
     fn dest_model(&self, e: &DiffElement) -> Option<&'d dyn AnyModel> {
         match e.located.filter(|_| self.located && e.action != Action::Create) {
             Some(at) => at.dst.and_then(|(t, s)| self.dest.tables[t].models.get(s)),
-            None => self.dest.get_dyn_by_id(&e.model_type, &e.key).ok(),
+            None => self.dest.find_dyn(&e.model_type, &e.key),
         }
     }
 
@@ -81,7 +81,7 @@ impl<'a, 'd> Planner<'a, 'd> {
         let source = self.source?;
         match e.located.filter(|_| self.located && e.action != Action::Delete) {
             Some(at) => at.src.and_then(|(t, s)| source.tables[t].models.get(s)),
-            None => source.get_dyn_by_id(&e.model_type, &e.key).ok(),
+            None => source.find_dyn(&e.model_type, &e.key),
         }
     }
 
