@@ -289,7 +289,9 @@ fn sync_between<D: Adapter + ?Sized, S: Adapter + ?Sized>(
     opts: &mut Options<'_>,
 ) -> Result<SyncReport> {
     let diff = diff_between(&*dest, source, opts)?;
-    sync::sync(dest, &diff, Some(source.store().local()), true, opts)
+    let report = sync::sync(dest, &diff, Some(source.store().local()), true, opts);
+    crate::differ::discard(diff);
+    report
 }
 
 /// An adapter over a store with no write hooks: for sources (a CMDB export,
