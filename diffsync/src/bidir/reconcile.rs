@@ -221,10 +221,7 @@ pub fn reconcile_observed<L: Adapter + ?Sized, R: Adapter + ?Sized>(
             // A key an interrupted write left in doubt: a conflict, by what
             // each side holds.
             (a, b) if (a.is_none() || b.is_none()) && suspects.contains(&(key.0.to_string(), key.1.to_string())) => {
-                let kind = match (
-                    ls.find_dyn(key.0, key.1).is_some(),
-                    rs.find_dyn(key.0, key.1).is_some(),
-                ) {
+                let kind = match (ls.find_dyn(key.0, key.1).is_some(), rs.find_dyn(key.0, key.1).is_some()) {
                     (true, false) => ConflictKind::UpdateDelete,
                     (false, true) => ConflictKind::DeleteUpdate,
                     _ => ConflictKind::UpdateUpdate,

@@ -16,6 +16,7 @@ pub use crate::model::AttrSource;
 pub use error::StoreError;
 pub(crate) use error::at_part;
 pub use local::LocalStore;
+pub(crate) use local::Near;
 pub(crate) use table::*;
 
 /// What store operations return.
@@ -33,6 +34,13 @@ pub trait Store: Send + Sync {
     fn name(&self) -> &str;
     /// The in-memory image used for reads and diffing.
     fn local(&self) -> &LocalStore;
+    /// The image itself, when it is all the store is (an in-memory
+    /// store): a sync then writes to it directly, with the slots its diff
+    /// found. A store that writes through to a backend keeps `None`.
+    #[doc(hidden)]
+    fn local_mut(&mut self) -> Option<&mut LocalStore> {
+        None
+    }
     /// Adds a model, as a child of `parent` (type, key) if given.
     fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<(), StoreError>;
     /// Replaces the attributes of a stored model; identifiers, local fields and links stay.

@@ -10,6 +10,7 @@ use crate::diff::{Action, DiffElement};
 use crate::error::Result;
 use crate::model::{AnyModel, Attrs, DiffModel};
 use crate::options::{Progress, Stage};
+use crate::store::Near;
 
 /// Why an element was not attempted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +103,9 @@ pub struct Change<'a> {
     pub(super) frees: Option<usize>,
     /// `SKIP_CHILDREN_ON_DELETE`: the store drops the subtree with it.
     pub(super) remove_subtree: bool,
+    /// Where the destination store holds the model, and its parent.
+    pub(super) near: Near,
+    pub(super) parent_near: Near,
 }
 
 impl<'a> Change<'a> {

@@ -310,7 +310,11 @@ fn apply_to_store<S: Store + ?Sized>(
                     (c.element.model_type.as_ref(), c.element.key.as_str(), c.remove_subtree)
                 })
                 .collect();
-            if let Err((at, err)) = store.remove_many(&items) {
+            let removed = match store.local_mut() {
+                Some(local) => local.remove_many_near(&items, |at| changes[run[at]].near),
+                None => store.remove_many(&items),
+            };
+            if let Err((at, err)) = removed {
                 let e = changes[run[at]].element;
                 first.get_or_insert((e.model_type.to_string(), e.key.clone(), err));
             }
@@ -339,15 +343,30 @@ fn apply_to_store<S: Store + ?Sized>(
 
 fn apply_change<S: Store + ?Sized>(store: &mut S, change: &mut Change<'_>) -> Result<(), StoreError> {
     let e = change.element;
+    let values = match change.source {
+        Some(src) => AttrSource::Model(src),
+        None => AttrSource::Values(&change.attrs),
+    };
+    // An in-memory store is written with the slots the diff found.
+    if let Some(local) = store.local_mut() {
+        return match change.action {
+            Action::Create => match change.new_model.take() {
+                Some(model) => local.insert_near(model, change.parent, change.parent_near),
+                None => Ok(()),
+            },
+            Action::Update => local.update_near(&e.model_type, &e.key, values, change.near),
+            Action::Delete => local
+                .remove_many_near(&[(&e.model_type, &e.key, change.remove_subtree)], |_| change.near)
+                .map_err(|(_, err)| err),
+            _ => Ok(()),
+        };
+    }
     match change.action {
         Action::Create => match change.new_model.take() {
             Some(model) => store.insert(model, change.parent),
             None => Ok(()),
         },
-        Action::Update => match change.source {
-            Some(src) => store.update_attributes(&e.model_type, &e.key, AttrSource::Model(src)),
-            None => store.update_attributes(&e.model_type, &e.key, AttrSource::Values(&change.attrs)),
-        },
+        Action::Update => store.update_attributes(&e.model_type, &e.key, values),
         Action::Delete => store.remove(&e.model_type, &e.key, change.remove_subtree),
         _ => Ok(()),
     }

@@ -9,7 +9,7 @@ use crate::diff::{Action, DiffElement};
 use crate::error::{Error, Result};
 use crate::flags::ModelFlags;
 use crate::model::{AnyModel, ModelError};
-use crate::store::{LocalStore, StoreError};
+use crate::store::{LocalStore, Near, StoreError};
 
 /// What an element of the report is, in sync order.
 pub(super) enum Entry {
@@ -83,6 +83,12 @@ impl<'a, 'd> Planner<'a, 'd> {
             Some(at) => at.src.and_then(|(t, s)| source.tables[t].models.get(s)),
             None => source.find_dyn(&e.model_type, &e.key),
         }
+    }
+
+    /// Where the destination holds `e`'s model, by the differ (a hint the
+    /// store checks: [`Near`]).
+    fn dest_slot(&self, e: &DiffElement) -> Near {
+        e.located.filter(|_| self.located).and_then(|at| at.dst)
     }
 
     fn invalid(&self, e: &DiffElement, message: impl Into<String>) -> Error {
@@ -289,6 +295,8 @@ impl<'a, 'd> Planner<'a, 'd> {
             child_deps: Vec::new(),
             frees,
             remove_subtree: subtree,
+            near: self.dest_slot(e),
+            parent_near: parent.and_then(|p| self.dest_slot(p)),
         });
         self.plan.outcomes.push(outcome);
         self.plan.entries.push((e, Entry::Change(i)));
