@@ -37,6 +37,20 @@ fn status_kib(field: &str) -> Option<f64> {
     Some((kib / 1024.0 * 10.0).round() / 10.0)
 }
 
+/// CPU time of all the process's threads so far (their scheduler run
+/// times, in nanoseconds): what a phase costs whatever else the machine
+/// runs, where wall time on a shared machine is what it was given.
+fn cpu_time() -> std::time::Duration {
+    let ns: u64 = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    std::time::Duration::from_nanos(ns)
+}
+
 fn summary_json(s: &Summary) -> serde_json::Value {
     json!({"create": s.create, "update": s.update, "delete": s.delete, "no-change": s.no_change, "skip": s.skip})
 }
@@ -100,7 +114,9 @@ fn main() -> Result<(), BoxError> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
 
+    let rss_start = status_kib("VmRSS:");
     let start = Instant::now();
+    let cpu_start = cpu_time();
     // The two sides are independent: each file is parsed straight into
     // its store, a 64 KiB buffer at a time (neither the file nor a tree of
     // it is ever whole in memory), both in parallel. `parse_s` is opening
@@ -117,11 +133,13 @@ fn main() -> Result<(), BoxError> {
     let (source, mut target) = (source?, target?);
     let build_t = t.elapsed();
     let rss_after_load = status_kib("VmRSS:");
+    let load_cpu = cpu_time() - cpu_start;
     let target_models = target.store.count_all();
 
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_time());
     let diff = target.diff_from(&source)?;
     let diff_t = t.elapsed();
+    let diff_cpu = cpu_time() - cpu;
 
     let t = Instant::now();
     let summary = diff.summary();
@@ -129,9 +147,10 @@ fn main() -> Result<(), BoxError> {
     let rss_after_diff = status_kib("VmRSS:");
     drop(diff);
 
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_time());
     let report = target.sync_from(&source)?;
     let sync_t = t.elapsed();
+    let sync_cpu = cpu_time() - cpu;
 
     let t = Instant::now();
     let again = target.diff_from(&source)?;
@@ -161,12 +180,16 @@ fn main() -> Result<(), BoxError> {
         "sync_s": round4(sync_t),
         "verify_s": round4(verify_t),
         "total_s": round4(total_t),
+        "load_cpu_s": round4(load_cpu),
+        "diff_cpu_s": round4(diff_cpu),
+        "sync_cpu_s": round4(sync_cpu),
         "summary": got,
         "expected_summary": expected,
         "summary_matches_expected": expected.as_ref().map(|e| *e == got),
         "verify_no_diffs": verified,
         "sync_applied": report.totals().applied,
         "peak_rss_mib": status_kib("VmHWM:"),
+        "rss_start_mib": rss_start,
         "rss_after_load_mib": rss_after_load,
         "rss_after_diff_mib": rss_after_diff,
         "threads": rayon::current_num_threads(),
