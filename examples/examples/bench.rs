@@ -118,7 +118,7 @@ fn main() -> Result<(), BoxError> {
     let start = Instant::now();
     let cpu_start = cpu_time();
     // The two sides are independent: each file is parsed straight into
-    // its store, a 64 KiB buffer at a time (neither the file nor a tree of
+    // its store, a 1 MiB buffer at a time (neither the file nor a tree of
     // it is ever whole in memory), both in parallel. `parse_s` is opening
     // the files, `build_s` the rest.
     let t = Instant::now();
@@ -126,9 +126,7 @@ fn main() -> Result<(), BoxError> {
     let (src_file, dst_file) = (open("source.json")?, open("target.json")?);
     let parse_t = t.elapsed();
     let t = Instant::now();
-    let load_side = |name: &str, file: std::fs::File| {
-        load_reader(name, std::io::BufReader::with_capacity(1 << 16, file)).map_err(|e| format!("{name}: {e}"))
-    };
+    let load_side = |name: &str, file: std::fs::File| load_reader(name, file).map_err(|e| format!("{name}: {e}"));
     let (source, target) = rayon::join(|| load_side("source", src_file), || load_side("target", dst_file));
     let (source, mut target) = (source?, target?);
     let build_t = t.elapsed();

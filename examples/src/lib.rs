@@ -2,6 +2,8 @@
 //! (`../shared/bench` layout), an in-memory adapter, the JSON loader, and a
 //! deterministic in-memory generator for microbenchmarks.
 
+mod reader;
+
 pub use compact_str::CompactString as Name;
 use diffsync::{DiffModel, LocalStore, MemoryAdapter};
 use serde::{Deserialize, Serialize};
@@ -79,6 +81,7 @@ pub struct SiteRec {
     /// Status.
     pub status: Name,
     /// Devices.
+    #[serde(default)]
     pub devices: Vec<DeviceRec>,
 }
 
@@ -98,6 +101,7 @@ pub struct DeviceRec {
     /// Status.
     pub status: Name,
     /// Interfaces.
+    #[serde(default)]
     pub interfaces: Vec<Interface>,
 }
 
@@ -105,29 +109,35 @@ pub struct DeviceRec {
 pub fn build(name: &str, file: File) -> diffsync::Result<MemoryAdapter> {
     let mut store = LocalStore::new(name);
     for s in file.site {
-        let site = store.add(Site {
-            name: s.name,
-            region: s.region,
-            status: s.status,
-        })?;
-        for d in s.devices {
-            let device = store.add_under(
-                site,
-                Device {
-                    site: d.site,
-                    name: d.name,
-                    role: d.role,
-                    model: d.model,
-                    serial: d.serial,
-                    status: d.status,
-                },
-            )?;
-            for i in d.interfaces {
-                store.add_under(device, i)?;
-            }
-        }
+        add_site(&mut store, s)?;
     }
     Ok(MemoryAdapter::with_store(name, &["site"], store))
+}
+
+/// Adds a site record with its devices and their interfaces.
+fn add_site(store: &mut LocalStore, s: SiteRec) -> diffsync::Result<()> {
+    let site = store.add(Site {
+        name: s.name,
+        region: s.region,
+        status: s.status,
+    })?;
+    for d in s.devices {
+        let device = store.add_under(
+            site,
+            Device {
+                site: d.site,
+                name: d.name,
+                role: d.role,
+                model: d.model,
+                serial: d.serial,
+                status: d.status,
+            },
+        )?;
+        for i in d.interfaces {
+            store.add_under(device, i)?;
+        }
+    }
+    Ok(())
 }
 
 /// Loads a workload document (`{"site": [...]}`) straight into a new
@@ -140,10 +150,40 @@ pub fn load(name: &str, json: &[u8]) -> Result<MemoryAdapter, serde_json::Error>
     load_from(name, serde_json::Deserializer::from_slice(json))
 }
 
-/// [`load`] from a reader (a file, read a buffer at a time: the document
-/// is never whole in memory).
+/// [`load`] from a reader (a file): read a megabyte at a time, each site
+/// record parsed whole from the buffer (serde_json's slice parser, not its
+/// reader, which goes a byte at a time) and added with its devices and
+/// interfaces, so neither the file nor a tree of it is ever whole in
+/// memory: a buffer and one site's records. Keys other than `site` are
+/// skipped; an error (bad JSON, a duplicate key) is named with its line
+/// and column in the input.
 pub fn load_reader(name: &str, json: impl std::io::Read) -> Result<MemoryAdapter, serde_json::Error> {
-    load_from(name, serde_json::Deserializer::from_reader(json))
+    load_chunked(name, json, reader::CHUNK)
+}
+
+fn load_chunked(name: &str, json: impl std::io::Read, chunk: usize) -> Result<MemoryAdapter, serde_json::Error> {
+    let mut input = reader::Chunks::new(json, chunk);
+    let mut store = LocalStore::new(name);
+    input.expect(b'{')?;
+    let mut done = input.eat(b'}')?;
+    while !done {
+        let (key, _) = input.value::<String>()?;
+        input.expect(b':')?;
+        if key == "site" {
+            input.expect(b'[')?;
+            let mut end = input.eat(b']')?;
+            while !end {
+                let (site, at) = input.value::<SiteRec>()?;
+                add_site(&mut store, site).map_err(|e| input.error(&e.to_string(), at))?;
+                end = input.comma_or(b']')?;
+            }
+        } else {
+            input.skip()?;
+        }
+        done = input.comma_or(b'}')?;
+    }
+    input.end()?;
+    Ok(MemoryAdapter::with_store(name, &["site"], store))
 }
 
 fn load_from<'de, R: serde_json::de::Read<'de>>(
@@ -395,7 +435,7 @@ mod tests {
         let built = build("b", serde_json::from_str(DOC).unwrap()).unwrap();
         assert_eq!(streamed.store.count_all(), 4);
         assert_eq!(streamed.store.fingerprint(), built.store.fingerprint());
-        let read = load_reader("c", std::io::BufReader::with_capacity(16, DOC.as_bytes())).unwrap();
+        let read = load_reader("c", DOC.as_bytes()).unwrap();
         assert_eq!(read.store.fingerprint(), built.store.fingerprint());
         let dup = DOC.replace(r#""name":"s2""#, r#""name":"s1""#);
         for err in [
@@ -404,5 +444,44 @@ mod tests {
         ] {
             assert!(err.contains("s1") && err.contains("line 3"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_file_loader_reads_the_same_whatever_its_buffer_and_places_errors_in_the_whole_input() {
+        // Other keys (numbers that a buffer may cut in two), spaces around
+        // the punctuation, a site without devices.
+        let doc = format!(
+            "{{ \"meta\" : {{\"n\": 1234567, \"tags\": [\"a\", 2.5e3]}} ,\n  \"site\" : {} , \"tail\": 98765 }}\n",
+            &DOC[8..DOC.len() - 1]
+        )
+        .replace(r#""devices":[]"#, r#""region2":null"#);
+        let want = build("b", serde_json::from_str(&doc).unwrap())
+            .unwrap()
+            .store
+            .fingerprint();
+        for chunk in [1, 2, 3, 7, 16, 64, 1 << 18] {
+            let read = load_chunked("c", doc.as_bytes(), chunk).unwrap();
+            assert_eq!(read.store.fingerprint(), want, "a buffer of {chunk}");
+        }
+        assert_eq!(load_reader("e", &b" {} "[..]).unwrap().store.count_all(), 0);
+        // Bad JSON inside a record, and a document cut short inside one:
+        // the message and the place serde_json gives for the whole input.
+        let bad = [
+            doc.replace(r#""mtu":9216"#, r#""mtu":"9216""#),
+            doc.replace(r#""region":"eu-west""#, r#""region" "eu-west""#),
+            doc[..doc.find("Ethernet").unwrap()].to_string(),
+        ];
+        for bad in bad {
+            let want = serde_json::from_str::<File>(&bad).err().unwrap().to_string();
+            for chunk in [1, 5, 64, 1 << 18] {
+                let got = load_chunked("c", bad.as_bytes(), chunk).unwrap_err().to_string();
+                assert_eq!(got, want, "a buffer of {chunk}");
+            }
+        }
+        // Punctuation the loader reads itself.
+        let err = load_reader("c", doc.replace("} ,\n", "}\n").as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), "expected `,` or `}` at line 2 column 3");
+        let err = load_reader("c", format!("{doc} x").as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), "trailing characters at line 6 column 2");
     }
 }
