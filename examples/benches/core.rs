@@ -5,7 +5,7 @@
 
 use diffsync::AdapterExt;
 use diffsync::MemoryAdapter;
-use diffsync_examples::{build, generate, load};
+use diffsync_examples::{File, build, generate, load, load_reader};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -29,6 +29,34 @@ fn pair(n: usize) -> (MemoryAdapter, MemoryAdapter) {
 fn load_json(bencher: divan::Bencher, n: usize) {
     let json = serde_json::to_vec(&generate(n).0).expect("json");
     bencher.bench_local(|| load("source", &json).expect("load"));
+}
+
+/// The same document read by the file loader (a buffer at a time, each
+/// site record parsed whole from it).
+#[divan::bench(args = SIZES, sample_count = 10)]
+fn load_json_reader(bencher: divan::Bencher, n: usize) {
+    let json = serde_json::to_vec(&generate(n).0).expect("json");
+    bencher.bench_local(|| load_reader("source", &json[..]).expect("load"));
+}
+
+/// The JSON parsers on the workload, into its records (no store): serde_json
+/// from a slice, from a reader (a byte at a time), and sonic-rs from a slice.
+#[divan::bench(args = SIZES, sample_count = 10)]
+fn parse_serde_json(bencher: divan::Bencher, n: usize) {
+    let json = serde_json::to_vec(&generate(n).0).expect("json");
+    bencher.bench_local(|| serde_json::from_slice::<File>(&json).expect("parse"));
+}
+
+#[divan::bench(args = SIZES, sample_count = 10)]
+fn parse_serde_json_reader(bencher: divan::Bencher, n: usize) {
+    let json = serde_json::to_vec(&generate(n).0).expect("json");
+    bencher.bench_local(|| serde_json::from_reader::<_, File>(&json[..]).expect("parse"));
+}
+
+#[divan::bench(args = SIZES, sample_count = 10)]
+fn parse_sonic_rs(bencher: divan::Bencher, n: usize) {
+    let json = serde_json::to_vec(&generate(n).0).expect("json");
+    bencher.bench_local(|| sonic_rs::from_slice::<File>(&json).expect("parse"));
 }
 
 #[divan::bench(args = SIZES, sample_count = 10)]
