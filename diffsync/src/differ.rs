@@ -685,6 +685,10 @@ mod parallel {
         let scope = ctx.scope;
         let base = ctx.three.as_ref().map(|t| t.base);
         let mut unchanged = 0;
+        // The parts' elements, joined once at the end: extended part by
+        // part, the list doubled and copied its 248-byte elements again
+        // at each growth, on the calling thread while the pool waited.
+        let mut parts: Vec<Vec<DiffElement>> = Vec::new();
         for wave in pairs.chunks(wave) {
             let results: Vec<Result<Part>> = wave
                 .par_chunks(chunk)
@@ -724,7 +728,7 @@ mod parallel {
                 .collect();
             for r in results {
                 let part = r?;
-                out.extend(part.elements);
+                parts.push(part.elements);
                 unchanged += part.unchanged;
                 if let (Some(t), Some((changes, seen))) = (ctx.three.as_mut(), part.three) {
                     t.changes.extend(changes);
@@ -733,6 +737,10 @@ mod parallel {
                 ctx.skipped += part.skipped;
                 ctx.count(part.processed);
             }
+        }
+        out.reserve(parts.iter().map(Vec::len).sum());
+        for part in parts {
+            out.extend(part);
         }
         Ok(unchanged)
     }
