@@ -66,8 +66,32 @@ impl<'a> ThreeWay<'a> {
     fn same_in_base(&mut self, t: &Table, slot: Slot, n: usize) -> bool {
         let Some(bt) = self.base_table(t) else { return false };
         let base = self.base;
+        let btable = &base.tables[bt];
+        // The same slot first (a base built like the side keeps its models
+        // there): an equal subtree there is this one, key included (a
+        // digest covers the identifiers), so no key is read.
+        if btable.meta.get(slot.index()).is_some_and(|m| m.alive()) && same_subtree(btable, slot, t, slot) == Some(n) {
+            return true;
+        }
         base.find_with_hash(bt, t.meta[slot].hash(), t.key(slot), slot)
-            .is_some_and(|bs| same_subtree(&base.tables[bt], bs, t, slot) == Some(n))
+            .is_some_and(|bs| same_subtree(btable, bs, t, slot) == Some(n))
+    }
+
+    /// Where the base holds the model at `slot` of `t`: at the same slot
+    /// with the same digest (the same model, key included: no key read),
+    /// else by its key.
+    fn find_in_base(&mut self, t: &Table, slot: Slot) -> Option<(TypeIdx, Slot)> {
+        let bt = self.base_table(t)?;
+        let btable = &self.base.tables[bt];
+        if btable
+            .meta
+            .get(slot.index())
+            .is_some_and(|m| m.alive() && m.digest == t.meta[slot].digest)
+        {
+            return Some((bt, slot));
+        }
+        let found = self.base.find_with_hash(bt, t.meta[slot].hash(), t.key(slot), slot)?;
+        Some((bt, found))
     }
 
     fn base_table(&mut self, side: &Table) -> Option<TypeIdx> {
@@ -1020,13 +1044,8 @@ fn against_base(
 ) -> Option<(TypeIdx, Slot)> {
     // The destination first: the base is built like it, often in its order.
     let (t, slot) = dt.zip(d).or(st.zip(s))?;
-    let meta = &t.meta[slot];
-    let uid = t.key(slot);
     let base = three.base;
-    // The stored hash: every store hashes keys the same way.
-    let found = three
-        .base_table(t)
-        .and_then(|bt| Some((bt, base.find_with_hash(bt, meta.hash(), uid, slot)?)));
+    let found = three.find_in_base(t, slot);
     three.seen += usize::from(found.is_some());
     let vs = |side: Option<&Table>, slot: Option<Slot>| -> SinceBase {
         match (side.zip(slot), found) {
@@ -1034,7 +1053,9 @@ fn against_base(
             (Some(_), None) => Some(Action::Create),
             (None, Some(_)) => Some(Action::Delete),
             (Some((t, x)), Some((bt, bs))) => {
-                let same = t.models.attrs_equal(x, &*base.tables[bt].models, bs);
+                // Equal digests are equal attributes: the models are not read.
+                let bt = &base.tables[bt];
+                let same = bt.meta[bs].digest == t.meta[x].digest || t.models.attrs_equal(x, &*bt.models, bs);
                 (!same).then_some(Action::Update)
             }
         }
@@ -1045,7 +1066,7 @@ fn against_base(
     if dst.is_some() || src.is_some() {
         three.changes.push(BaseChange {
             model_type: t.schema.name.clone(),
-            key: uid.to_string(),
+            key: t.key(slot).to_string(),
             dst,
             src,
         });

@@ -264,9 +264,13 @@ enum WideEdit {
 /// `sites` sites, each with a device and an interface; with `ignored`,
 /// a few devices are flagged IGNORE.
 fn wide(name: &str, sites: usize, ignored: bool) -> Inventory {
+    wide_into(Inventory::empty(name), sites, ignored)
+}
+
+/// [`wide`]'s models added to `inv` after what it holds.
+fn wide_into(mut inv: Inventory, sites: usize, ignored: bool) -> Inventory {
     use diffsync::ModelFlags;
     use diffsync_tests::{Device, Interface, Site};
-    let mut inv = Inventory::empty(name);
     for i in 0..sites {
         let (site, dev) = (format!("s{i}"), format!("s{i}-r1"));
         inv.store
@@ -416,10 +420,14 @@ proptest! {
 
     /// A wide base (root buckets on every store) edited on both sides: the
     /// three-way walk, which skips a bucket equal on all three stores,
-    /// classifies every key as two one-way diffs against the base do.
+    /// classifies every key as two one-way diffs against the base do. With
+    /// `shifted`, the base holds a site before the others (gone from both
+    /// sides), so no model is at the slot it has on the sides, where the
+    /// walk looks first.
     #[test]
     fn classification_of_wide_stores_agrees_with_one_way_diffs_against_the_base(
         sites in 250usize..600,
+        shifted in any::<bool>(),
         left_edits in prop::collection::vec(wide_edits(), 0..6),
         right_edits in prop::collection::vec(wide_edits(), 0..6),
         both in prop::collection::vec(wide_edits(), 0..3),
@@ -435,7 +443,12 @@ proptest! {
         for edit in &right_edits {
             wide_edit(&mut right, edit);
         }
-        let base_inv = wide("base", sites, false);
+        let mut base_inv = Inventory::empty("base");
+        if shifted {
+            let first = diffsync_tests::Site { name: "first".into(), region: "east".into() };
+            base_inv.store.add(first).unwrap();
+        }
+        let base_inv = wide_into(base_inv, sites, false);
         let base = diffsync::bidir::Base::from_store(base_inv.store.clone());
         let classes = diffsync::bidir::classify(&left, &right, &base).unwrap();
         let (l, r) = (since_base(&base_inv, &left), since_base(&base_inv, &right));
