@@ -314,14 +314,17 @@ fn run_bidir(n: usize) -> Result<(), BoxError> {
     // before any strategy), alternated and repeated: medians of 5, as the
     // machine's noise is larger than the difference.
     let (mut one_way_runs, mut classify_runs, mut changed_keys) = (Vec::new(), Vec::new(), 0);
+    let (mut one_way_cpu, mut classify_cpu) = (Vec::new(), Vec::new());
     for _ in 0..5 {
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_time());
         let one_way = left.diff_from(&right)?;
         one_way_runs.push(t.elapsed());
+        one_way_cpu.push(cpu_time() - cpu);
         drop(one_way);
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_time());
         let classes = classify(&left, &right, &base)?;
         classify_runs.push(t.elapsed());
+        classify_cpu.push(cpu_time() - cpu);
         changed_keys = classes.changes.len();
     }
     let median = |mut v: Vec<std::time::Duration>| {
@@ -329,6 +332,7 @@ fn run_bidir(n: usize) -> Result<(), BoxError> {
         v[v.len() / 2]
     };
     let (one_way_t, classify_t) = (median(one_way_runs), median(classify_runs));
+    let (one_way_cpu, classify_cpu) = (median(one_way_cpu), median(classify_cpu));
     let opts = BiOptions::new().strategy(Strategy::LeftWins).max_delete_share(None);
     // A dry run classifies and plans, and writes nothing.
     let t = Instant::now();
@@ -375,6 +379,9 @@ fn run_bidir(n: usize) -> Result<(), BoxError> {
         "one_way_diff_s": round4(one_way_t),
         "classify_s": round4(classify_t),
         "classify_over_diff": (classify_t.as_secs_f64() / one_way_t.as_secs_f64() * 100.0).round() / 100.0,
+        "one_way_diff_cpu_s": round4(one_way_cpu),
+        "classify_cpu_s": round4(classify_cpu),
+        "classify_over_diff_cpu": (classify_cpu.as_secs_f64() / one_way_cpu.as_secs_f64() * 100.0).round() / 100.0,
         "changed_keys": changed_keys,
         "classify_saved_base_s": round4(classify_saved_t),
         "plan_s": round4(plan_t),
