@@ -24,10 +24,15 @@ fn pair(n: usize) -> (MemoryAdapter, MemoryAdapter) {
     (source, target)
 }
 
+/// The generated workload of `n` models a side, as a document.
+fn document(n: usize) -> Vec<u8> {
+    serde_json::to_vec(&generate(n).0).expect("json")
+}
+
 /// A workload document parsed straight into a store (the bench program's loader).
 #[divan::bench(args = SIZES, sample_count = 10)]
 fn load_json(bencher: divan::Bencher, n: usize) {
-    let json = serde_json::to_vec(&generate(n).0).expect("json");
+    let json = document(n);
     bencher.bench_local(|| load("source", &json).expect("load"));
 }
 
@@ -35,28 +40,21 @@ fn load_json(bencher: divan::Bencher, n: usize) {
 /// site record parsed whole from it).
 #[divan::bench(args = SIZES, sample_count = 10)]
 fn load_json_reader(bencher: divan::Bencher, n: usize) {
-    let json = serde_json::to_vec(&generate(n).0).expect("json");
+    let json = document(n);
     bencher.bench_local(|| load_reader("source", &json[..]).expect("load"));
 }
 
 /// The JSON parsers on the workload, into its records (no store): serde_json
-/// from a slice, from a reader (a byte at a time), and sonic-rs from a slice.
-#[divan::bench(args = SIZES, sample_count = 10)]
-fn parse_serde_json(bencher: divan::Bencher, n: usize) {
-    let json = serde_json::to_vec(&generate(n).0).expect("json");
-    bencher.bench_local(|| serde_json::from_slice::<File>(&json).expect("parse"));
-}
-
-#[divan::bench(args = SIZES, sample_count = 10)]
-fn parse_serde_json_reader(bencher: divan::Bencher, n: usize) {
-    let json = serde_json::to_vec(&generate(n).0).expect("json");
-    bencher.bench_local(|| serde_json::from_reader::<_, File>(&json[..]).expect("parse"));
-}
-
-#[divan::bench(args = SIZES, sample_count = 10)]
-fn parse_sonic_rs(bencher: divan::Bencher, n: usize) {
-    let json = serde_json::to_vec(&generate(n).0).expect("json");
-    bencher.bench_local(|| sonic_rs::from_slice::<File>(&json).expect("parse"));
+/// from a slice and from a reader (a byte at a time), sonic-rs from a slice.
+#[divan::bench(consts = SIZES, args = ["serde_json", "serde_json_reader", "sonic_rs"], sample_count = 10)]
+fn parse<const N: usize>(bencher: divan::Bencher, parser: &str) {
+    let json = document(N);
+    let parse: fn(&[u8]) -> File = match parser {
+        "serde_json" => |j| serde_json::from_slice(j).expect("parse"),
+        "serde_json_reader" => |j| serde_json::from_reader(j).expect("parse"),
+        _ => |j| sonic_rs::from_slice(j).expect("parse"),
+    };
+    bencher.bench_local(|| parse(&json));
 }
 
 #[divan::bench(args = SIZES, sample_count = 10)]
