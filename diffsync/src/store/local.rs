@@ -1123,6 +1123,47 @@ mod tests {
     }
 
     #[test]
+    fn a_sync_whose_deletes_compact_the_store_writes_its_later_updates_by_key() {
+        use crate::{AdapterExt, MemoryAdapter};
+        // Rack a's 2,100 units go, rack b's 900 are relabelled. a comes
+        // first, so its deletes compact the unit table before b's updates;
+        // b's units sat after 100 of a's, so the slot the diff found for
+        // each of them now holds the unit 100 places on, or nothing.
+        let store = |with_a: bool, label: &str| {
+            let mut s = LocalStore::new("s");
+            let a = s.add(Rack { name: "a".into() }).unwrap();
+            let b = s.add(Rack { name: "b".into() }).unwrap();
+            let units = (0..100)
+                .map(|p| (a, p))
+                .chain((100..1_000).map(|p| (b, p)))
+                .chain((1_000..3_000).map(|p| (a, p)));
+            for (rack, pos) in units.filter(|&(r, _)| with_a || r == b) {
+                let name = if rack == a { "a" } else { "b" };
+                let u = Unit {
+                    label: format!("{label}{pos}"),
+                    ..unit(name, pos)
+                };
+                s.add_under(rack, u).unwrap();
+            }
+            MemoryAdapter::with_store("s", &["rack"], s)
+        };
+        let mut target = store(true, "u");
+        let source = store(false, "new");
+        let epoch = target.store.epoch;
+        let report = target.sync_from(&source).unwrap();
+        assert!(report.is_success());
+        assert!(target.store.epoch > epoch, "the deletes compacted the table");
+        assert!(!target.diff_from(&source).unwrap().has_diffs());
+        assert_eq!(target.store.count("unit"), 900);
+        let label = |p: u32| {
+            let key = DiffModel::unique_id(&unit("b", p));
+            target.store.get_dyn_by_id("unit", &key).unwrap().attribute("label")
+        };
+        assert_eq!(label(100), Some("new100".into()));
+        assert_eq!(label(999), Some("new999".into()));
+    }
+
+    #[test]
     fn a_slot_hint_is_checked_and_a_wrong_one_falls_back_to_the_key() {
         let mut s = LocalStore::new("s");
         let rack = s.add(Rack { name: "r".into() }).unwrap();
