@@ -222,6 +222,13 @@ impl DiffElement {
             && *unchanged_descendants == other.unchanged_descendants
     }
 
+    /// Swaps the stores the element's models were found in.
+    fn reverse_located(&mut self) {
+        if let Some(l) = &mut self.located {
+            std::mem::swap(&mut l.src, &mut l.dst);
+        }
+    }
+
     /// Swaps the sides of this element alone.
     fn reverse_head(&mut self) {
         self.action = match self.action {
@@ -230,9 +237,7 @@ impl DiffElement {
             a => a,
         };
         std::mem::swap(&mut self.source_attrs, &mut self.dest_attrs);
-        if let Some(l) = &mut self.located {
-            std::mem::swap(&mut l.src, &mut l.dst);
-        }
+        self.reverse_located();
         for c in &mut self.changes {
             std::mem::swap(&mut c.old, &mut c.new);
         }
@@ -668,7 +673,11 @@ impl Diff {
                     }
                     h
                 } else {
-                    e.structural()
+                    let mut s = e.structural();
+                    if reverse {
+                        s.reverse_located();
+                    }
+                    s
                 };
                 element.children.reserve(e.children.len().min(16));
                 stack.push(Frame {

@@ -643,7 +643,12 @@ impl LocalStore {
     /// whether: a missing key allocates no error (a sync's pre-check of
     /// every create looks its key up, and almost always misses).
     pub(crate) fn find_dyn(&self, model_type: &str, key: &str) -> Option<&dyn AnyModel> {
-        let (ty, slot) = self.locate(model_type, key)?;
+        self.find_dyn_near(model_type, key, None)
+    }
+
+    /// [`find_dyn`](Self::find_dyn) of a model that may be at `near`.
+    pub(crate) fn find_dyn_near(&self, model_type: &str, key: &str, near: Near) -> Option<&dyn AnyModel> {
+        let (ty, slot) = self.locate_near(model_type, key, near)?;
         self.tables[ty].models.get(slot)
     }
 

@@ -71,7 +71,7 @@ impl<'a, 'd> Planner<'a, 'd> {
     fn dest_model(&self, e: &DiffElement) -> Option<&'d dyn AnyModel> {
         match e.located.filter(|_| self.located && e.action != Action::Create) {
             Some(at) => at.dst.and_then(|(t, s)| self.dest.tables[t].models.get(s)),
-            None => self.dest.find_dyn(&e.model_type, &e.key),
+            None => self.dest.find_dyn_near(&e.model_type, &e.key, self.dest_slot(e)),
         }
     }
 
@@ -81,14 +81,16 @@ impl<'a, 'd> Planner<'a, 'd> {
         let source = self.source?;
         match e.located.filter(|_| self.located && e.action != Action::Delete) {
             Some(at) => at.src.and_then(|(t, s)| source.tables[t].models.get(s)),
-            None => source.find_dyn(&e.model_type, &e.key),
+            None => source.find_dyn_near(&e.model_type, &e.key, e.located.and_then(|at| at.src)),
         }
     }
 
-    /// Where the destination holds `e`'s model, by the differ (a hint the
-    /// store checks: [`Near`]).
+    /// Where the destination holds `e`'s model, by the differ: a hint the
+    /// store checks ([`Near`]), so a diff made from other stores, or
+    /// reversed, or from stores written since, finds its keys all the same
+    /// (a two-way run applies parts of its classification to both sides).
     fn dest_slot(&self, e: &DiffElement) -> Near {
-        e.located.filter(|_| self.located).and_then(|at| at.dst)
+        e.located.and_then(|at| at.dst)
     }
 
     fn invalid(&self, e: &DiffElement, message: impl Into<String>) -> Error {
