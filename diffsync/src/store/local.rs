@@ -1169,6 +1169,39 @@ mod tests {
     }
 
     #[test]
+    fn a_diff_made_from_other_stores_syncs_by_its_keys_not_their_slots() {
+        use crate::{AdapterExt, MemoryAdapter};
+        // The same units in the opposite order: every slot the diff found
+        // in `forward` holds another unit in `backward`.
+        let store = |order: &mut dyn Iterator<Item = u32>, label: &dyn Fn(u32) -> String, gone: u32| {
+            let mut s = LocalStore::new("s");
+            let rack = s.add(Rack { name: "r".into() }).unwrap();
+            for pos in order.filter(|&p| p != gone) {
+                let u = Unit {
+                    label: label(pos),
+                    ..unit("r", pos)
+                };
+                s.add_under(rack, u).unwrap();
+            }
+            MemoryAdapter::with_store("s", &["rack"], s)
+        };
+        let old = |p: u32| format!("u{p}");
+        let forward = store(&mut (0..50), &old, 99);
+        let mut backward = store(&mut (0..50).rev(), &old, 99);
+        let source = store(
+            &mut (0..50),
+            &|p| if p % 3 == 0 { format!("new{p}") } else { old(p) },
+            7,
+        );
+        let diff = forward.diff_from(&source).unwrap();
+        let report = backward
+            .sync_diff_from(&source, &diff, &mut crate::Options::new())
+            .unwrap();
+        assert!(report.is_success());
+        assert!(!backward.diff_from(&source).unwrap().has_diffs());
+    }
+
+    #[test]
     fn a_slot_hint_is_checked_and_a_wrong_one_falls_back_to_the_key() {
         let mut s = LocalStore::new("s");
         let rack = s.add(Rack { name: "r".into() }).unwrap();
