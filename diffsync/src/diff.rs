@@ -85,9 +85,10 @@ pub struct DiffElement {
     pub unchanged_descendants: usize,
     /// Child elements, grouped by model type in the schema's child order.
     pub children: Vec<DiffElement>,
-    /// Where the differ found the element's models, for a sync of the diff
-    /// right after it was made from the same stores (no lookups by key).
-    /// Not serialized, not compared.
+    /// Where the differ found the element's models: a sync of the diff
+    /// right after it was made from the same stores takes them as they are;
+    /// any other sync tries them before a lookup by key, checked. Not
+    /// serialized, not compared.
     pub(crate) located: Option<Located>,
 }
 

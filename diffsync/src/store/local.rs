@@ -25,9 +25,9 @@ enum ParentRef<'k> {
     Handle(Handle),
 }
 
-/// Where a fresh diff found a model in this store: tried before a key
-/// lookup (the slot's key is checked, so a stale slot only costs the
-/// lookup it did not save).
+/// Where a diff found a model (in this store, or in another: the slot's
+/// type and key are checked, so a wrong or stale slot only costs the
+/// lookup it did not save): tried before a key lookup.
 pub(crate) type Near = Option<(TypeIdx, Slot)>;
 
 fn next_store_id() -> u64 {
@@ -205,15 +205,18 @@ impl LocalStore {
     /// type that holds the key saves the hash lookup (at 1M models, three
     /// cache misses: the index's control bytes, its slot, the metadata).
     pub(crate) fn locate_near(&self, model_type: &str, key: &str, near: Near) -> Option<(TypeIdx, Slot)> {
-        if let Some((ty, slot)) = near
-            && let Some(t) = self.tables.get(ty.index())
-            && t.meta.get(slot.index()).is_some_and(|m| m.alive())
-            && *t.schema.name == *model_type
-            && t.key(slot) == key
-        {
-            return Some((ty, slot));
+        match near {
+            Some((ty, slot))
+                if self
+                    .tables
+                    .get(ty.index())
+                    .is_some_and(|t| *t.schema.name == *model_type) =>
+            {
+                let slot = self.find_with_hash(ty, self.hash(key), key, slot)?;
+                Some((ty, slot))
+            }
+            _ => self.locate(model_type, key),
         }
-        self.locate(model_type, key)
     }
 
     fn ensure_table(
