@@ -118,7 +118,7 @@ fn main() -> Result<(), BoxError> {
     let start = Instant::now();
     let cpu_start = cpu_time();
     // The two sides are independent: each file is parsed straight into
-    // its store, a 1 MiB buffer at a time (neither the file nor a tree of
+    // its store, 256 KiB at a time (neither the file nor a tree of
     // it is ever whole in memory), both in parallel. `parse_s` is opening
     // the files, `build_s` the rest.
     let t = Instant::now();

@@ -150,7 +150,7 @@ pub fn load(name: &str, json: &[u8]) -> Result<MemoryAdapter, serde_json::Error>
     load_from(name, serde_json::Deserializer::from_slice(json))
 }
 
-/// [`load`] from a reader (a file): read a megabyte at a time, each site
+/// [`load`] from a reader (a file): read 256 KiB at a time, each site
 /// record parsed whole from the buffer (serde_json's slice parser, not its
 /// reader, which goes a byte at a time) and added with its devices and
 /// interfaces, so neither the file nor a tree of it is ever whole in
