@@ -482,10 +482,11 @@ fn run_digests(n: usize) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// The reconcile phase of the peer protocol between two replicas of `n`
-/// interface keys (device, name), per shape of difference: round trips
-/// (the renewal of the session's snapshot included), bytes each way as
-/// sealed frames (a 64-byte signature and the envelope included), index
+/// A pull between two replicas of `n` interface keys (device, name), per
+/// shape of difference: round trips (the reconcile rounds, the first of
+/// which renews the session's snapshot, and the fetches), bytes each way
+/// of the reconcile as sealed calls and signed answers (64-byte
+/// signatures and the envelopes included), index
 /// build (per side) and reconcile CPU (both sides). One JSON line per shape.
 #[cfg(feature = "peer")]
 fn run_peer(n: usize) {
@@ -576,24 +577,40 @@ fn run_peer(n: usize) {
         let (ours, theirs) = (Index::from_terms(base.clone(), 7), Index::from_terms(theirs, 7));
         let index_t = t.elapsed();
         let t = Instant::now();
-        // A pull starts by renewing the session's snapshot, whose answer is
-        // the fingerprint of everything: equal, nothing else is sent.
-        let equal = ours.fingerprint(0, ours.len()) == theirs.fingerprint(0, theirs.len());
-        let (diff, messages) = if equal {
-            (recon::Differences::default(), Vec::new())
-        } else {
-            recon::run(&ours, &theirs, Config::for_size(n)).expect("well-formed")
-        };
+        // A pull's first round renews the session's snapshot and answers
+        // the first message: equal, nothing else is sent.
+        let (diff, messages) = recon::run(&ours, &theirs, Config::for_size(n)).expect("well-formed");
         let reconcile_t = t.elapsed();
-        let renewed = proto::encode(&Response::Renewed(ours.fingerprint(0, ours.len())), true).len();
-        let (mut sent, mut received, mut round_trips) = (sealed(Call::Renew), renewed, 1);
+        let signed = |response: Response| {
+            proto::encode(
+                &Response::Signed(proto::Signed {
+                    seq: 1,
+                    body: proto::encode(&response, true),
+                    proof: vec![0; 64],
+                }),
+                false,
+            )
+            .len()
+        };
+        let (mut sent, mut received, mut round_trips) = (0, 0, 0);
+        let whole = Some(theirs.fingerprint(0, theirs.len()));
         for (i, m) in messages.into_iter().enumerate() {
             if i % 2 == 0 {
                 round_trips += 1;
-                sent += sealed(Call::Reconcile(m));
+                sent += sealed(Call::Reconcile {
+                    renew: i == 0,
+                    message: m,
+                });
             } else {
-                received += proto::encode(&Response::Reconcile(m), true).len();
+                let whole = if i == 1 { whole } else { None };
+                received += signed(Response::Reconcile { whole, message: m });
             }
+        }
+        // Then the fetches of what the image lacks, 2,000 ids a call (their
+        // answers are measured below).
+        for ids in diff.need.chunks(2_000) {
+            round_trips += 1;
+            sent += sealed(Call::Fetch(ids.to_vec()));
         }
         let negentropy = negentropy_run(&base_pairs(&ours), &base_pairs(&theirs));
         println!(
@@ -624,8 +641,16 @@ fn run_peer(n: usize) {
             }
         })
         .collect();
-    let packed = proto::encode(&Response::Models(models.clone()), true).len();
-    let raw = proto::encode(&Response::Models(models), false).len();
+    let answered = models.len() as u32;
+    let packed = proto::encode(
+        &Response::Models {
+            models: models.clone(),
+            answered,
+        },
+        true,
+    )
+    .len();
+    let raw = proto::encode(&Response::Models { models, answered }, false).len();
     println!(
         "{}",
         json!({"payload": "2000 interface models", "bytes_raw": raw, "bytes_wire": packed,

@@ -7,7 +7,7 @@ use diffsync::{Action, Adapter, Attrs, Batch, BoxError, Change, HookError, Local
 use serde::Deserialize;
 
 use crate::identity::{Identity, PublicKey, Rights};
-use crate::index::{Index, RangePrint, session_seed};
+use crate::index::{Index, RangePrint, ShortId, session_seed};
 use crate::proto::{
     self, Call, Cursor, HASH, Hello, Push, Pushed, Refusal, Request, Response, Sealed, VERSION, WireChange, WireModel,
 };
@@ -18,6 +18,12 @@ use crate::transport::{Traffic, Transport};
 
 /// Ids asked for in one fetch.
 const FETCH_BATCH: usize = 2_000;
+/// Bytes of changes sent in one push at most (well below what a call may
+/// unpack to, [`proto::MAX_CALL`]).
+const PUSH_BYTES: usize = proto::MAX_CALL / 4;
+/// Times a session is opened before a pull or push gives up (a lost
+/// answer, a challenge that expired on the way).
+const OPEN_ATTEMPTS: usize = 3;
 /// Changes sent in one push at most: a large sync goes as several pushes,
 /// one at a time, so neither side holds more than one batch in flight.
 pub const PUSH_BATCH: usize = 2_000;
@@ -153,9 +159,27 @@ struct Session {
     seed: u64,
     /// Whether the server takes compressed call bodies.
     zstd: bool,
+    /// The server's key, that signs every answer.
+    server: PublicKey,
+    /// The fingerprint of the server's snapshot.
     whole: RangePrint,
+    /// The session was opened for the pull at hand, so its snapshot (the
+    /// welcome's) is current: the first round need not renew it.
+    fresh: bool,
     /// The model types the server lets this client see.
     types: Vec<String>,
+}
+
+/// Whether an error says the session is gone (the server restarted or
+/// evicted it, or it used its budget): a new one may do.
+fn session_lost(e: &PeerError) -> bool {
+    matches!(
+        e,
+        PeerError::Refused {
+            refusal: Refusal::UnknownSession(_) | Refusal::Spent { .. },
+            ..
+        }
+    )
 }
 
 impl<T: Transport> RemotePeer<T> {
@@ -289,15 +313,15 @@ impl<T: Transport> RemotePeer<T> {
     fn pull_now(&mut self) -> Result<Pulled, PeerError> {
         let before = self.traffic;
         let mut pulled = Pulled::default();
-        let mut session = self.renew()?;
+        let mut session = match self.session.take() {
+            // Its snapshot is as old as the session: renewed by the first round.
+            Some(s) => Session { fresh: false, ..s },
+            None => self.open()?,
+        };
         let mut result = self.pull_in(&mut session, &mut pulled);
-        if let Err(PeerError::Refused {
-            refusal: Refusal::UnknownSession(_),
-            ..
-        }) = result
-        {
-            // The peer forgot the session mid-pull (a restart, an
-            // eviction): a new one, and the pull once more.
+        if result.as_ref().is_err_and(session_lost) {
+            // The peer forgot the session (a restart, an eviction): a new
+            // one, and the pull once more.
             session = self.open()?;
             result = self.pull_in(&mut session, &mut pulled);
         }
@@ -307,39 +331,23 @@ impl<T: Transport> RemotePeer<T> {
         Ok(pulled)
     }
 
-    /// The session for a pull: the open one with a new snapshot, or a new
-    /// one.
-    fn renew(&mut self) -> Result<Session, PeerError> {
-        let Some(mut session) = self.session.take() else {
-            return self.open();
-        };
-        match self.seal(&mut session, &Call::Renew) {
-            Ok(Response::Renewed(whole)) => {
-                session.whole = whole;
-                Ok(session)
-            }
-            Ok(other) => Err(self.unexpected(&other)),
-            Err(PeerError::Refused {
-                refusal: Refusal::UnknownSession(_),
-                ..
-            }) => self.open(),
-            Err(e) => Err(e),
-        }
-    }
-
+    /// Reconciles with the peer's snapshot (a new one, unless the session
+    /// was just opened) and takes what differs, until the image equals
+    /// the snapshot: one round trip when nothing differs; a model that
+    /// changed on the peer between the snapshot and the fetch takes
+    /// another pass.
     fn pull_in(&mut self, session: &mut Session, pulled: &mut Pulled) -> Result<(), PeerError> {
+        let keep = |types: &[String], t: &str| types.iter().any(|u| u == t);
+        if session.fresh && Index::whole_of(&self.image, session.seed, |t| keep(&session.types, t)) == session.whole {
+            // The next pull renews the snapshot.
+            session.fresh = false;
+            return Ok(());
+        }
         loop {
-            if pulled.passes > 0 {
-                // Fetches read the peer's store as it is now, which may be
-                // past the snapshot: compare with a new one.
-                session.whole = match self.seal(session, &Call::Renew)? {
-                    Response::Renewed(whole) => whole,
-                    other => return Err(self.unexpected(&other)),
-                };
-            }
-            let index = Index::build(&self.image, session.seed, |t| session.types.iter().any(|u| u == t));
-            if index.fingerprint(0, index.len()) == session.whole {
-                break;
+            let index = Index::build(&self.image, session.seed, |t| keep(&session.types, t));
+            let diff = self.reconcile(session, &index)?;
+            if diff.have.is_empty() && diff.need.is_empty() {
+                return Ok(());
             }
             if pulled.passes == PASSES {
                 return Err(self.protocol(format!(
@@ -347,24 +355,62 @@ impl<T: Transport> RemotePeer<T> {
                 )));
             }
             pulled.passes += 1;
-            let diff = self.reconcile(session, &index)?;
             let mut models = Vec::new();
-            for ids in diff.need.chunks(FETCH_BATCH) {
-                match self.seal(session, &Call::Fetch(ids.to_vec()))? {
-                    Response::Models(batch) => models.extend(batch),
+            let mut rest: &[ShortId] = &diff.need;
+            while !rest.is_empty() {
+                let ids = &rest[..rest.len().min(FETCH_BATCH)];
+                let answered = match self.seal(session, &Call::Fetch(ids.to_vec()))? {
+                    Response::Models {
+                        models: batch,
+                        answered,
+                    } => {
+                        models.extend(batch);
+                        answered as usize
+                    }
                     other => return Err(self.unexpected(&other)),
+                };
+                if answered == 0 || answered > ids.len() {
+                    return Err(self.protocol(format!("a fetch of {} ids answered {answered}", ids.len())));
                 }
+                rest = &rest[answered..];
             }
             let stale: Vec<Vec<u8>> = diff.have.iter().map(|&p| index.items()[p].key.clone()).collect();
+            drop(index);
             let (fetched, removed) = self.apply(models, stale)?;
             pulled.fetched += fetched;
             pulled.removed += removed;
+            if Index::whole_of(&self.image, session.seed, |t| keep(&session.types, t)) == session.whole {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
-    /// Opens a session: hello, the server's proof, ours, the welcome.
+    /// Opens a session: hello, the server's proof, ours, the welcome. A
+    /// handshake whose answer is lost, or whose challenge expired on the
+    /// way, is tried again (after a jittered wait).
     fn open(&mut self) -> Result<Session, PeerError> {
+        let mut waits = backon::BackoffBuilder::build(
+            backon::ExponentialBuilder::default()
+                .with_jitter()
+                .with_min_delay(std::time::Duration::from_millis(20))
+                .with_max_delay(std::time::Duration::from_secs(1))
+                .with_max_times(OPEN_ATTEMPTS - 1),
+        );
+        loop {
+            match self.handshake() {
+                Err(e) if matches!(e, PeerError::Transport { .. }) || session_lost(&e) => match waits.next() {
+                    Some(wait) => {
+                        tracing::debug!(peer = %self.name, error = %diffsync::Chain(&e), "handshake failed; again");
+                        std::thread::sleep(wait);
+                    }
+                    None => return Err(e),
+                },
+                result => return result,
+            }
+        }
+    }
+
+    fn handshake(&mut self) -> Result<Session, PeerError> {
         let nonce = fastrand::u64(..);
         let key = self.identity.public_key();
         let hello = Hello {
@@ -374,16 +420,28 @@ impl<T: Transport> RemotePeer<T> {
             nonce,
             key,
         };
-        let (id, server_nonce, server_key, proof, zstd) = match self.call(&Request::Hello(hello))? {
-            Response::Challenge {
-                session,
-                nonce,
-                key,
-                proof,
-                capabilities,
-            } => (session, nonce, key, proof, capabilities.iter().any(|c| c == "zstd")),
-            other => return Err(self.unexpected(&other)),
-        };
+        // Nothing the server sends is trusted before its proof: an answer
+        // larger than a handshake's is not even read.
+        let (id, server_nonce, server_key, issued, proof, zstd) =
+            match self.call(&Request::Hello(hello.clone()), true)? {
+                Response::Challenge {
+                    session,
+                    nonce,
+                    key,
+                    issued,
+                    proof,
+                    capabilities,
+                } => (
+                    session,
+                    nonce,
+                    key,
+                    issued,
+                    proof,
+                    capabilities.iter().any(|c| c == "zstd"),
+                ),
+                Response::Refused(refusal) => return Err(self.refused(refusal)),
+                other => return Err(self.unexpected(&other)),
+            };
         if let Some(pinned) = self.server_key
             && pinned != server_key
         {
@@ -396,10 +454,14 @@ impl<T: Transport> RemotePeer<T> {
         self.server_key = Some(server_key);
         let auth = Request::Auth {
             session: id,
+            hello,
+            nonce: server_nonce,
+            issued,
             proof: self.identity.sign(&proto::to_sign(b"client", &transcript, None)),
             schemas: schemas_of(&self.image),
         };
-        match self.call(&auth)? {
+        let answer = self.call(&auth, false)?;
+        match self.verified(answer, &transcript, &server_key, 0)? {
             Response::Welcome {
                 replica,
                 schemas,
@@ -425,15 +487,51 @@ impl<T: Transport> RemotePeer<T> {
                     seq: 0,
                     seed: session_seed(nonce, server_nonce),
                     zstd,
+                    server: server_key,
                     whole,
+                    fresh: true,
                     types: schemas.into_iter().map(|(t, _)| t).collect(),
                 })
             }
+            Response::Refused(refusal) => Err(self.refused(refusal)),
             other => Err(self.unexpected(&other)),
         }
     }
 
-    /// Sends a call of an open session, numbered and signed.
+    /// An answer of a session, once its signature verifies: the server's
+    /// over the transcript, the call's number and the body. Only a refusal
+    /// that changes nothing (the session is unknown) may come unsigned;
+    /// anything else unsigned, or signed wrong, is a relay's or an
+    /// impostor's, and refused.
+    fn verified(
+        &self,
+        answer: Response,
+        transcript: &[u8],
+        server: &PublicKey,
+        seq: u64,
+    ) -> Result<Response, PeerError> {
+        match answer {
+            Response::Signed(signed) => {
+                let message = proto::to_sign(b"answer", transcript, Some((signed.seq, &signed.body)));
+                if signed.seq != seq || !server.verifies(&message, &signed.proof) {
+                    return Err(self.impostor(format!("its answer to call {seq} is not signed by its key")));
+                }
+                match proto::decode_within::<Response>(&signed.body, proto::MAX_ANSWER)
+                    .map_err(|e| self.protocol(e.to_string()))?
+                {
+                    Response::Refused(refusal) => Err(self.refused(refusal)),
+                    Response::Signed(_) => Err(self.protocol("a signed answer inside a signed answer")),
+                    response => Ok(response),
+                }
+            }
+            Response::Refused(refusal @ Refusal::UnknownSession(_)) => Err(self.refused(refusal)),
+            Response::Refused(refusal) if seq == 0 => Err(self.refused(refusal)),
+            other => Err(self.impostor(format!("{} came unsigned where a signed answer was due", what(&other)))),
+        }
+    }
+
+    /// Sends a call of an open session, numbered and signed; its answer,
+    /// verified.
     fn seal(&mut self, session: &mut Session, call: &Call) -> Result<Response, PeerError> {
         let body = proto::encode(call, session.zstd);
         let mut again = true;
@@ -450,18 +548,19 @@ impl<T: Transport> RemotePeer<T> {
                 body: body.clone(),
                 proof,
             };
-            let extra = proto::sealed_unpacked_extra(&sealed);
-            let result = self.call(&Request::Sealed(sealed));
-            if !matches!(result, Err(PeerError::Transport { .. })) {
-                let before = self.traffic;
-                self.traffic.unpacked += extra as u64;
-                self.traffic.export(before, &self.name, "client");
+            let extra = proto::body_unpacked_extra(&sealed.body);
+            let answer = self.call(&Request::Sealed(sealed), false)?;
+            let before = self.traffic;
+            self.traffic.unpacked += extra as u64;
+            if let Response::Signed(s) = &answer {
+                self.traffic.unpacked += proto::body_unpacked_extra(&s.body) as u64;
             }
-            match result {
+            self.traffic.export(before, &self.name, "client");
+            match self.verified(answer, &session.transcript, &session.server, session.seq) {
                 // The transport sent the frame again after a lost answer
                 // and the peer had it already. Every call is safe to ask
-                // again under a new number: rounds and fetches read, a
-                // renewal takes a snapshot, a push is answered by batch id.
+                // again under a new number: rounds and fetches read (a
+                // renewal takes a snapshot), a push is answered by batch id.
                 Err(PeerError::Refused {
                     refusal: Refusal::Replay { .. },
                     ..
@@ -471,15 +570,27 @@ impl<T: Transport> RemotePeer<T> {
         }
     }
 
+    /// Reconciles the image's index with the session's snapshot (renewed
+    /// first unless the session is fresh): the differences.
     fn reconcile(&mut self, session: &mut Session, index: &Index) -> Result<Differences, PeerError> {
         let side = Side::initiator(index, Config::for_size(index.len()));
         let mut diff = Differences::default();
         let mut message = side.initiate();
+        let mut renew = !session.fresh;
+        session.fresh = false;
         loop {
-            let reply = match self.seal(session, &Call::Reconcile(message))? {
-                Response::Reconcile(reply) => reply,
+            let reply = match self.seal(session, &Call::Reconcile { renew, message })? {
+                Response::Reconcile { whole, message } => {
+                    if let Some(whole) = whole {
+                        session.whole = whole;
+                    } else if renew {
+                        return Err(self.protocol("a renewed round without its snapshot's fingerprint"));
+                    }
+                    message
+                }
                 other => return Err(self.unexpected(&other)),
             };
+            renew = false;
             match side
                 .answer(&reply, &mut diff)
                 .map_err(|Malformed(m)| self.protocol(m))?
@@ -652,13 +763,7 @@ impl<T: Transport> RemotePeer<T> {
                 Ok(other) => return Err(self.unexpected(&other)),
                 // The connection failed, or the peer forgot the session
                 // (a restart): a new session, the same batch id.
-                Err(
-                    e @ PeerError::Refused {
-                        refusal: Refusal::UnknownSession(_),
-                        ..
-                    },
-                )
-                | Err(e @ PeerError::Transport { .. }) => {
+                Err(e) if session_lost(&e) || matches!(e, PeerError::Transport { .. }) => {
                     self.session = None;
                     e
                 }
@@ -705,7 +810,9 @@ impl<T: Transport> RemotePeer<T> {
         })
     }
 
-    fn call(&mut self, request: &Request) -> Result<Response, PeerError> {
+    /// Sends a request and reads the answer's envelope (nothing in it is
+    /// unpacked; a handshake's answer may be no larger than a handshake).
+    fn call(&mut self, request: &Request, handshake: bool) -> Result<Response, PeerError> {
         // Requests go as they are (their call bodies are compressed):
         // the server reads their head before it takes in a large body.
         let frame = proto::encode(request, false);
@@ -716,27 +823,21 @@ impl<T: Transport> RemotePeer<T> {
         let before = self.traffic;
         self.traffic.count(&frame, &reply);
         self.traffic.export(before, &self.name, "client");
-        match proto::decode::<Response>(&reply).map_err(|e| self.protocol(e.to_string()))? {
-            Response::Refused(refusal) => Err(PeerError::Refused {
-                peer: self.name.clone(),
-                refusal,
-            }),
-            response => Ok(response),
+        if handshake && reply.len() > proto::HANDSHAKE_MAX {
+            return Err(self.protocol(format!("a handshake answer of {} bytes", reply.len())));
+        }
+        proto::decode_response(&reply).map_err(|e| self.protocol(e.to_string()))
+    }
+
+    fn refused(&self, refusal: Refusal) -> PeerError {
+        PeerError::Refused {
+            peer: self.name.clone(),
+            refusal,
         }
     }
 
     fn unexpected(&self, response: &Response) -> PeerError {
-        let what = match response {
-            Response::Challenge { .. } => "a challenge",
-            Response::Renewed(_) => "a renewal",
-            Response::Pushed(_) => "a push's outcomes",
-            Response::Changes { .. } => "change events",
-            Response::Welcome { .. } => "a welcome",
-            Response::Reconcile(_) => "a reconcile round",
-            Response::Models(_) => "models",
-            Response::Refused(_) => "a refusal",
-        };
-        self.protocol(format!("{what} where another answer was due"))
+        self.protocol(format!("{} where another answer was due", what(response)))
     }
 
     fn protocol(&self, message: impl Into<String>) -> PeerError {
@@ -799,10 +900,7 @@ impl<T: Transport + Send> diffsync::ChangeFeed for PeerFeed<T> {
         let answer = self.peer.seal(&mut session, &call);
         self.peer.session = Some(session);
         let answer = match answer {
-            Err(PeerError::Refused {
-                refusal: Refusal::UnknownSession(_),
-                ..
-            }) => {
+            Err(e) if session_lost(&e) => {
                 // The peer forgot the session (a restart): a new one, and
                 // the cursor tells the peer to report what it cannot vouch for.
                 let mut session = self.peer.open()?;
@@ -834,10 +932,32 @@ impl<T: Transport + Send> diffsync::ChangeFeed for PeerFeed<T> {
     }
 }
 
+/// About what a change takes in a push.
+fn wire_size(change: &WireChange) -> usize {
+    change.key.len() + change.values.len() + change.parent.as_ref().map_or(0, Vec::len) + 64
+}
+
+/// What an answer is, for a message.
+fn what(response: &Response) -> &'static str {
+    match response {
+        Response::Challenge { .. } => "a challenge",
+        Response::Pushed(_) => "a push's outcomes",
+        Response::Changes { .. } => "change events",
+        Response::Welcome { .. } => "a welcome",
+        Response::Reconcile { .. } => "a reconcile round",
+        Response::Models { .. } => "models",
+        Response::Refused(_) => "a refusal",
+        Response::Signed(_) => "a signed answer",
+    }
+}
+
 /// A change's outcome as the hooks report it.
 fn outcome(pushed: Pushed) -> Result<(), HookError> {
     match pushed {
         Pushed::Applied => Ok(()),
+        Pushed::Forbidden { key, model_type } => Err(HookError::Failed(
+            format!("{key}: this replica may not write {model_type:?} on the peer").into(),
+        )),
         Pushed::Refused(m) | Pushed::Failed(m) => Err(HookError::Failed(m.into())),
         Pushed::Skipped(m) => Err(HookError::soft(m)),
     }
@@ -865,6 +985,10 @@ impl<T: Transport> Adapter for RemotePeer<T> {
     /// One change alone: a batch of one.
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         let wire = self.wire_change(change)?;
+        if wire_size(&wire) > PUSH_BYTES {
+            let message = format!("{} bytes, more than a push may carry ({PUSH_BYTES})", wire_size(&wire));
+            return Err(HookError::Failed(message.into()));
+        }
         let answer = self.push(false, vec![wire])?;
         match answer.into_iter().next() {
             Some(pushed) => outcome(pushed),
@@ -877,11 +1001,17 @@ impl<T: Transport> Adapter for RemotePeer<T> {
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         let mut i = 0;
         while i < batch.len() {
-            let (mut sent, mut changes) = (Vec::new(), Vec::new());
-            while i < batch.len() && changes.len() < PUSH_BATCH {
+            let (mut sent, mut changes, mut bytes) = (Vec::new(), Vec::new(), 0);
+            while i < batch.len() && changes.len() < PUSH_BATCH && bytes < PUSH_BYTES {
                 if batch.should_apply(i) {
                     match self.wire_change(&batch.changes()[i]) {
+                        Ok(wire) if wire_size(&wire) > PUSH_BYTES => {
+                            let message =
+                                format!("{} bytes, more than a push may carry ({PUSH_BYTES})", wire_size(&wire));
+                            batch.set_outcome(i, Err(HookError::Failed(message.into())));
+                        }
                         Ok(wire) => {
+                            bytes += wire_size(&wire);
                             changes.push(wire);
                             sent.push(i);
                             batch.stage(i);

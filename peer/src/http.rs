@@ -26,7 +26,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::proto::{HANDSHAKE_MAX, HEAD, MAX_MESSAGE};
+use crate::proto::{HANDSHAKE_MAX, HEAD, MAX_ANSWER};
 use crate::server::Server;
 use crate::transport::Transport;
 
@@ -131,6 +131,16 @@ impl Drop for HttpServer {
     }
 }
 
+/// Connections served at once; more wait in the listen queue. With
+/// [`STREAMS`] and [`HANDSHAKE_MAX`], what strangers can make the server
+/// hold before any of them proves a key: 256 × 8 × 16 KiB = 32 MiB.
+const CONNECTIONS: usize = 256;
+/// Requests one connection may have open at once.
+const STREAMS: u32 = 8;
+/// How long a client may take to finish its TLS handshake, and to send
+/// one request's body.
+const SLOW: Duration = Duration::from_secs(20);
+
 async fn serve<A: Adapter + Send + 'static>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -138,7 +148,11 @@ async fn serve<A: Adapter + Send + 'static>(
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let connections = Tasks::default();
+    let room = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
     loop {
+        let Ok(permit) = Arc::clone(&room).acquire_owned().await else {
+            break;
+        };
         let (tcp, _) = tokio::select! {
             _ = &mut stopped => break,
             accepted = listener.accept() => match accepted {
@@ -151,15 +165,24 @@ async fn serve<A: Adapter + Send + 'static>(
         };
         let (acceptor, server) = (acceptor.clone(), Arc::clone(&server));
         connections.spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(tls) => tls,
-                Err(e) => {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(SLOW, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
                     tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake timed out");
                     return;
                 }
             };
             let service = hyper::service::service_fn(move |request| answer(Arc::clone(&server), request));
             if let Err(e) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .max_concurrent_streams(STREAMS)
+                .max_header_list_size(16 << 10)
+                .initial_stream_window_size(256 << 10)
+                .initial_connection_window_size(1 << 20)
                 .serve_connection(TokioIo::new(tls), service)
                 .await
             {
@@ -203,21 +226,30 @@ async fn answer<A: Adapter + Send + 'static>(
     // The head of the request says whether it belongs to an open session;
     // anything else may not be larger than a handshake.
     let mut incoming = request.into_body();
-    let (mut body, mut limit) = (Vec::new(), None);
-    while let Some(frame) = incoming.frame().await {
-        let Ok(frame) = frame else {
-            return reply(StatusCode::BAD_REQUEST, Vec::new());
-        };
-        if let Ok(data) = frame.into_data() {
-            body.extend_from_slice(&data);
+    let read = async {
+        let (mut body, mut limit) = (Vec::new(), None);
+        while let Some(frame) = incoming.frame().await {
+            let Ok(frame) = frame else {
+                return Err(StatusCode::BAD_REQUEST);
+            };
+            // A data frame is at most 16 KiB (HTTP/2's default frame size).
+            if let Ok(data) = frame.into_data() {
+                body.extend_from_slice(&data);
+            }
+            if limit.is_none() && body.len() >= HEAD {
+                limit = Some(server.admits(&body));
+            }
+            if body.len() > limit.unwrap_or(HANDSHAKE_MAX) {
+                return Err(StatusCode::PAYLOAD_TOO_LARGE);
+            }
         }
-        if limit.is_none() && body.len() >= HEAD {
-            limit = Some(server.admits(&body));
-        }
-        if body.len() > limit.unwrap_or(HANDSHAKE_MAX) {
-            return reply(StatusCode::PAYLOAD_TOO_LARGE, Vec::new());
-        }
-    }
+        Ok(body)
+    };
+    let body = match tokio::time::timeout(SLOW, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(status)) => return reply(status, Vec::new()),
+        Err(_) => return reply(StatusCode::REQUEST_TIMEOUT, Vec::new()),
+    };
     match tokio::task::spawn_blocking(move || server.handle(&body)).await {
         Ok(frame) => reply(StatusCode::OK, frame),
         Err(_) => reply(StatusCode::INTERNAL_SERVER_ERROR, Vec::new()),
@@ -354,7 +386,7 @@ impl HttpTransport {
             sender.ready().await?;
             let response = sender.send_request(request).await?;
             let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_MESSAGE)
+            let body = Limited::new(response.into_body(), MAX_ANSWER + 4096)
                 .collect()
                 .await
                 .map_err(|e| -> BoxError { e })?

@@ -63,6 +63,19 @@ impl Index {
         )
     }
 
+    /// The fingerprint of all of a store's models of the types `keep`
+    /// takes, as [`build`](Index::build)`(..).fingerprint(0, len)` gives it,
+    /// without sorting (a range's fingerprint depends on the sum and count
+    /// of its ids only).
+    pub fn whole_of(store: &LocalStore, seed: u64, keep: impl Fn(&str) -> bool) -> RangePrint {
+        let (mut sum, mut count) = (0u128, 0u64);
+        for (k, term) in store.terms().filter(|(k, _)| keep(k.model_type())) {
+            sum = sum.wrapping_add(item_id(&k.to_bytes(), term, seed));
+            count += 1;
+        }
+        print_of(sum, count, seed)
+    }
+
     /// The index of (key bytes, term) pairs.
     pub fn from_terms(terms: impl IntoIterator<Item = (Vec<u8>, Digest)>, seed: u64) -> Index {
         let mut items: Vec<Item> = terms
@@ -109,11 +122,7 @@ impl Index {
     /// The fingerprint of the models at positions `from..to`.
     pub fn fingerprint(&self, from: usize, to: usize) -> RangePrint {
         let sum = self.prefix[to].wrapping_sub(self.prefix[from]);
-        let count = (to - from) as u64;
-        let mut buf = [0u8; 24];
-        buf[..16].copy_from_slice(&sum.to_le_bytes());
-        buf[16..].copy_from_slice(&count.to_le_bytes());
-        RangePrint(xxh3_128_with_seed(&buf, self.seed).to_le_bytes())
+        print_of(sum, (to - from) as u64, self.seed)
     }
 
     /// The shortest bound that falls after the key at `at - 1` and at or
@@ -127,6 +136,14 @@ impl Index {
         let shared = prev.iter().zip(next).take_while(|(a, b)| a == b).count();
         next[..(shared + 1).min(next.len())].to_vec()
     }
+}
+
+/// The fingerprint of ids summing to `sum`, `count` of them.
+fn print_of(sum: u128, count: u64, seed: u64) -> RangePrint {
+    let mut buf = [0u8; 24];
+    buf[..16].copy_from_slice(&sum.to_le_bytes());
+    buf[16..].copy_from_slice(&count.to_le_bytes());
+    RangePrint(xxh3_128_with_seed(&buf, seed).to_le_bytes())
 }
 
 /// A model's id in a session.

@@ -1,6 +1,6 @@
 //! The peer protocol's messages and their frames.
 //!
-//! # Version 1
+//! # Version 2
 //! Every exchange is one request frame and one response frame. A frame is
 //! one byte telling its encoding, then the message: `0` postcard (serde's
 //! compact binary form: varints, no field names), `1` the same compressed
@@ -10,20 +10,32 @@
 //! (model payloads, long id lists) — never frames of random hashes
 //! (fingerprints), which do not.
 //!
-//! Requests themselves are never compressed: a call's body is (inside
-//! [`Sealed`]), so a server reads the first bytes of a request
-//! ([`sealed_session`]) and knows whether it belongs to an open session
-//! before it accepts more than a handshake's worth of bytes
-//! ([`HANDSHAKE_MAX`]): a stranger cannot make it buffer a large body.
+//! # Nothing unpacked for a stranger
+//! Requests and responses are never compressed as a whole: only the body
+//! of a [`Sealed`] call and of a [`Signed`] answer is, and it is unpacked
+//! only after its signature verifies. A server reads a request's first
+//! bytes ([`sealed_session`]) and knows whether it belongs to an open
+//! session before it accepts more than [`HANDSHAKE_MAX`] bytes; a call's
+//! body may unpack to [`MAX_CALL`] bytes, a session's calls to
+//! [`SESSION_BUDGET`] in all, and both are checked while the body unpacks
+//! (a body that claims less than it unpacks to is cut off at its claim).
+//! A client takes an answer of at most [`MAX_ANSWER`] bytes unpacked.
 //!
+//! # The handshake
 //! A session opens in two exchanges. [`Request::Hello`] gives the protocol
 //! version, the hash algorithm, capabilities, a nonce and the client's
 //! Ed25519 public key, and nothing of its data; [`Response::Challenge`]
-//! answers with a session id, the server's nonce and key, and the server's
-//! signature of the [`transcript`] (the protocol, the session, both nonces
-//! and both keys): a client that pins the server's key knows it is talking
-//! to it. [`Request::Auth`] carries the client's signature of the same
-//! transcript and its model types with their schema fingerprints
+//! answers with a session id, the server's nonce and key, the time it was
+//! issued, and the server's signature of the [`transcript`] (the protocol,
+//! the session, both nonces and both keys): a client that pins the
+//! server's key knows it is talking to it. The server keeps nothing for a
+//! hello: the session id is a keyed hash (a MAC under a secret of the
+//! server's run) of what the hello and the challenge said, so a flood of
+//! hellos fills no table and pushes no allowed peer out. [`Request::Auth`]
+//! repeats the hello and the challenge's numbers (the server checks them
+//! against the session id, and that the challenge is recent), carries the
+//! client's signature of the same transcript and its model types with
+//! their schema fingerprints
 //! ([`schema_fingerprint`](diffsync::digest::schema_fingerprint)); a
 //! server that allows the key ([`Peers`](crate::identity::Peers)) answers
 //! [`Response::Welcome`]: its replica name, the types the client may see
@@ -32,11 +44,22 @@
 //! the client may see. An unknown key and a wrong proof get the same
 //! [`Refusal::Unauthorized`]: a stranger learns nothing and changes nothing.
 //!
+//! # Calls and answers
 //! Then every call is [`Sealed`]: numbered, signed over the transcript, its
 //! number and its body's SHA-256, so a replayed or altered call is refused.
+//! Every answer of the session (the welcome included, as number 0) is
+//! [`Signed`] the same way by the server, so a relay that holds a
+//! certificate the client trusts still cannot change a model, a
+//! fingerprint or a push's outcome: the client refuses an answer that does
+//! not verify ([`PeerError::Impostor`](crate::PeerError::Impostor)). The
+//! only answers not signed are those that change nothing: the challenge
+//! (signed in itself), a refusal of a hello, and [`Refusal::UnknownSession`].
+//!
 //! The calls are [`Call::Reconcile`] rounds (see [`recon`](crate::recon))
-//! until the client knows the differences, and [`Call::Fetch`] of the
-//! models it lacks, in batches. Both nonces make the session's seed
+//! until the client knows the differences — the first round of a pull
+//! takes a new snapshot of the server's store and answers its whole
+//! fingerprint, so an equal pull is one round trip — and [`Call::Fetch`]
+//! of the models it lacks, in batches. Both nonces make the session's seed
 //! ([`session_seed`](crate::index::session_seed)), which keys every id and
 //! fingerprint of the session.
 
@@ -47,7 +70,7 @@ use crate::index::{RangePrint, ShortId};
 use crate::recon::Message;
 
 /// The protocol version this crate speaks.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The hash algorithm of ids and fingerprints.
 pub const HASH: &str = "xxh3-128";
@@ -76,6 +99,13 @@ pub enum Request {
     Auth {
         /// The session the challenge opened.
         session: u64,
+        /// The hello the challenge answered (the server keeps nothing
+        /// between the two: it checks them against the session id).
+        hello: Hello,
+        /// The server's nonce, from the challenge.
+        nonce: u64,
+        /// When the challenge was issued, from the challenge.
+        issued: u64,
         /// The client's signature of the session's transcript.
         proof: Vec<u8>,
         /// Each model type it holds, with its schema fingerprint.
@@ -105,13 +135,18 @@ pub struct Sealed {
 /// What an authenticated session asks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Call {
-    /// One round of reconciliation.
-    Reconcile(Message),
-    /// The models with these ids.
+    /// One round of reconciliation. `renew`: take a new snapshot of the
+    /// store first (the first round of a pull on a session kept from
+    /// before), answered with its whole fingerprint.
+    Reconcile {
+        /// Take a new snapshot before answering.
+        renew: bool,
+        /// The round.
+        message: Message,
+    },
+    /// The models with these ids: answered in order, as many as fit in one
+    /// answer ([`Response::Models`] says how many ids it took).
     Fetch(Vec<ShortId>),
-    /// Takes a new snapshot of the store for this session (the next pull
-    /// of a long-lived session): answered with its whole fingerprint.
-    Renew,
     /// Writes changes to the server's system through its adapter's hooks.
     Push(Push),
     /// The server's change events after a cursor (a long poll).
@@ -172,9 +207,16 @@ pub struct WireChange {
 pub enum Pushed {
     /// Written to the system and its store.
     Applied,
-    /// Not attempted: the server holds another version than expected, or
-    /// the client may not write this type.
+    /// Not attempted: the server holds another version than expected.
     Refused(String),
+    /// Not attempted: the change writes (or, deleting a subtree, removes)
+    /// a model of a type the client may not write. Nothing of it was done.
+    Forbidden {
+        /// The change's key.
+        key: String,
+        /// The type the client may not write.
+        model_type: String,
+    },
     /// The server's hook failed.
     Failed(String),
     /// Not attempted (its parent failed, or the batch stopped).
@@ -192,6 +234,9 @@ pub enum Response {
         nonce: u64,
         /// The server's public key.
         key: PublicKey,
+        /// When the challenge was issued (seconds since the epoch, the
+        /// server's clock): an auth must come soon after.
+        issued: u64,
         /// The server's signature of the session's transcript.
         proof: Vec<u8>,
         /// What the server can do beyond the base protocol (`"zstd"`).
@@ -210,13 +255,24 @@ pub enum Response {
         /// that pulled knows whether it got everything.
         whole: RangePrint,
     },
-    /// The fingerprint of everything the client may see, in the
-    /// session's snapshot just taken.
-    Renewed(RangePrint),
-    /// The server's answer to a round.
-    Reconcile(Message),
-    /// The models asked for.
-    Models(Vec<WireModel>),
+    /// The server's answer to a round, and with a round that renewed the
+    /// snapshot, the snapshot's whole fingerprint.
+    Reconcile {
+        /// The fingerprint of everything the client may see, when the
+        /// round took a new snapshot.
+        whole: Option<RangePrint>,
+        /// The answer.
+        message: Message,
+    },
+    /// The models asked for, for the first `answered` ids of the fetch (a
+    /// model gone since the snapshot is left out): the client asks again
+    /// for the rest.
+    Models {
+        /// The models.
+        models: Vec<WireModel>,
+        /// How many of the fetch's ids this answers.
+        answered: u32,
+    },
     /// What became of each change of a push, in its order.
     Pushed(Vec<Pushed>),
     /// Change events, oldest first.
@@ -231,6 +287,22 @@ pub enum Response {
     },
     /// The request was refused; nothing was changed.
     Refused(Refusal),
+    /// An answer of an open session, signed by the server.
+    Signed(Signed),
+}
+
+/// An answer of an open session, bound to it: the server's signature of
+/// the transcript, the call's number (0 for the welcome) and the body's
+/// SHA-256. A client unpacks the body only once the signature verifies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    /// The number of the call answered (0: the auth).
+    pub seq: u64,
+    /// The [`Response`], as a frame ([`encode`]: compressed when the client
+    /// takes zstd and it pays).
+    pub body: Vec<u8>,
+    /// The server's signature.
+    pub proof: Vec<u8>,
 }
 
 /// What both sides sign: the protocol, the session, both nonces and both keys.
@@ -323,6 +395,19 @@ pub enum Refusal {
     /// The request could not be read or makes no sense.
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// A call unpacks to more than a call may ([`MAX_CALL`]).
+    #[error("the call unpacks to more than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The session's calls unpacked all a session may
+    /// ([`SESSION_BUDGET`]); the session is over: start a new one.
+    #[error("the session used its {budget} bytes: start a new one")]
+    Spent {
+        /// The budget.
+        budget: u64,
+    },
 }
 
 /// A frame could not be read.
@@ -332,6 +417,8 @@ pub struct BadFrame(pub String);
 
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
+/// The largest zstd window a frame may need (2^23 bytes).
+const WINDOW_LOG_MAX: u32 = 23;
 /// Frames shorter than this are sent as they are.
 const COMPRESS_FROM: usize = 512;
 
@@ -355,13 +442,29 @@ pub fn encode<T: Serialize>(message: &T, compress: bool) -> Vec<u8> {
     frame
 }
 
-/// The largest message a frame may unpack to (a guard against a frame
-/// that claims more than any peer would send).
-pub const MAX_MESSAGE: usize = 1 << 30;
+/// The most a call's body may unpack to (a push of 2,000 changes is a
+/// few megabytes; a client splits larger ones).
+pub const MAX_CALL: usize = 64 << 20;
+
+/// The most all calls of one session may unpack to together; then the
+/// session ends and the client opens another.
+pub const SESSION_BUDGET: u64 = 4 << 30;
+
+/// The most an answer may unpack to (a fetch's answer is filled to
+/// [`ANSWER_FILL`]; one model larger than that still fits).
+pub const MAX_ANSWER: usize = 256 << 20;
+
+/// How full a server fills one answer of models before it leaves the rest
+/// of a fetch for the next call.
+pub const ANSWER_FILL: usize = 32 << 20;
+
+/// The largest request a server takes on the wire: a call of
+/// [`MAX_CALL`] and its envelope.
+pub const MAX_REQUEST: usize = MAX_CALL + 4096;
 
 /// How many bytes a frame's message has unpacked, as its frame says (the
-/// body of a [`Sealed`] call, itself a frame, counts as it travels: see
-/// [`sealed_unpacked_extra`]).
+/// body of a [`Sealed`] call or a [`Signed`] answer, itself a frame,
+/// counts as it travels: see [`body_unpacked_extra`]).
 pub fn unpacked_len(frame: &[u8]) -> usize {
     match frame.split_first() {
         Some((&ZSTD, rest)) => rest.split_first_chunk::<8>().map_or(frame.len(), |(len, _)| {
@@ -371,15 +474,17 @@ pub fn unpacked_len(frame: &[u8]) -> usize {
     }
 }
 
-/// What a sealed call's body adds unpacked over its size on the wire.
-pub fn sealed_unpacked_extra(sealed: &Sealed) -> usize {
-    unpacked_len(&sealed.body).saturating_sub(sealed.body.len())
+/// What a sealed call's or a signed answer's body adds unpacked over its
+/// size on the wire.
+pub fn body_unpacked_extra(body: &[u8]) -> usize {
+    unpacked_len(body).saturating_sub(body.len())
 }
 
 /// The largest request that is not a call of an open session: a hello or
 /// an auth (a few hundred bytes, plus the schema list), or anything a
-/// stranger sends.
-pub const HANDSHAKE_MAX: usize = 64 << 10;
+/// stranger sends. Also the largest answer a client takes before the
+/// server is authenticated (a challenge).
+pub const HANDSHAKE_MAX: usize = 16 << 10;
 
 /// Bytes of a request frame that always hold its kind and, for a
 /// [`Sealed`] call, its session ([`sealed_session`]).
@@ -399,35 +504,80 @@ pub fn sealed_session(head: &[u8]) -> Option<u64> {
     postcard::take_from_bytes::<u64>(rest).ok().map(|(session, _)| session)
 }
 
-/// A frame's message.
-pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, BadFrame> {
+/// A request frame's message: never compressed as a whole, and no larger
+/// than a handshake unless it is a sealed call ([`MAX_REQUEST`]). Nothing
+/// of a call's body is unpacked here.
+pub fn decode_request(frame: &[u8]) -> Result<Request, BadFrame> {
+    match frame.first() {
+        Some(&RAW) => {}
+        Some(_) => return Err(BadFrame("a request is never compressed as a whole".into())),
+        None => return Err(BadFrame("empty".into())),
+    }
+    let limit = match sealed_session(&frame[..frame.len().min(HEAD)]) {
+        Some(_) => MAX_REQUEST,
+        None => HANDSHAKE_MAX,
+    };
+    if frame.len() > limit {
+        return Err(BadFrame(format!(
+            "{} bytes, more than the {limit} such a request may have",
+            frame.len()
+        )));
+    }
+    decode_within(frame, 0)
+}
+
+/// A response frame as it arrives, before anything in it is trusted: not
+/// compressed as a whole (a signed answer's body is, and is unpacked with
+/// [`decode_within`] once its signature verifies).
+pub fn decode_response(frame: &[u8]) -> Result<Response, BadFrame> {
+    decode_within(frame, 0)
+}
+
+/// A frame's message, unpacking at most `limit` bytes (0: a compressed
+/// frame is refused). The unpacked size is checked as the frame unpacks:
+/// a frame that claims more than `limit` is refused before, one that
+/// unpacks to more than it claims is cut off at its claim.
+pub fn decode_within<T: for<'de> Deserialize<'de>>(frame: &[u8], limit: usize) -> Result<T, BadFrame> {
     let (&kind, rest) = frame.split_first().ok_or_else(|| BadFrame("empty".into()))?;
     match kind {
         RAW => postcard::from_bytes(rest).map_err(|e| BadFrame(e.to_string())),
+        ZSTD if limit == 0 => Err(BadFrame("a compressed frame where none is taken".into())),
         ZSTD => {
             let (len, packed) = rest
                 .split_first_chunk::<8>()
                 .ok_or_else(|| BadFrame("a compressed frame without its length".into()))?;
             let len = usize::try_from(u64::from_le_bytes(*len)).unwrap_or(usize::MAX);
-            if len > MAX_MESSAGE {
-                return Err(BadFrame(format!("claims {len} bytes unpacked")));
+            if len > limit {
+                return Err(BadFrame(format!("claims {len} bytes unpacked, more than {limit}")));
             }
             // The claimed length bounds the output but is not trusted for
             // an allocation: the body grows with what actually unpacks.
             let mut body = Vec::with_capacity(len.min(1 << 20));
-            let decoder = zstd::stream::read::Decoder::new(packed).map_err(|e| BadFrame(e.to_string()))?;
+            let mut decoder = zstd::stream::read::Decoder::new(packed).map_err(|e| BadFrame(e.to_string()))?;
+            // The decoder's window (C memory, outside `limit`) is at most
+            // 8 MiB, whatever the frame asks for: level 3 uses 2 MiB.
+            decoder
+                .window_log_max(WINDOW_LOG_MAX)
+                .map_err(|e| BadFrame(e.to_string()))?;
             std::io::Read::read_to_end(&mut std::io::Read::take(decoder, len as u64 + 1), &mut body)
                 .map_err(|e| BadFrame(e.to_string()))?;
             if body.len() != len {
                 return Err(BadFrame(format!(
-                    "unpacks to {} bytes, not the {len} it claims",
-                    body.len()
+                    "unpacks to {}{} bytes, not the {len} it claims",
+                    if body.len() > len { "more than " } else { "" },
+                    body.len().min(len)
                 )));
             }
             postcard::from_bytes(&body).map_err(|e| BadFrame(e.to_string()))
         }
         other => Err(BadFrame(format!("unknown encoding {other}"))),
     }
+}
+
+/// A frame's message, unpacking at most [`MAX_ANSWER`] bytes (a frame this
+/// side wrote, or an answer whose signature verified).
+pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, BadFrame> {
+    decode_within(frame, MAX_ANSWER)
 }
 
 #[cfg(test)]
@@ -461,15 +611,16 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_compress_only_what_shrinks() {
-        let models = Response::Models(
-            (0..200)
+        let models = Response::Models {
+            models: (0..200)
                 .map(|i| WireModel {
                     key: format!("device:nyc__r{i}").into_bytes(),
                     parent: Some(b"site:nyc".to_vec()),
                     values: format!(r#"{{"identifiers":{{"name":"r{i}"}},"attributes":{{"role":"edge"}}}}"#),
                 })
                 .collect(),
-        );
+            answered: 200,
+        };
         let frame = encode(&models, true);
         assert_eq!(frame[0], ZSTD);
         assert_eq!(decode::<Response>(&frame).unwrap(), models);
@@ -492,7 +643,7 @@ mod tests {
         short[1..9].copy_from_slice(&100u64.to_le_bytes());
         assert!(decode::<Response>(&short).is_err());
         let mut long = encode(&models, true);
-        long[1..9].copy_from_slice(&((MAX_MESSAGE as u64) - 1).to_le_bytes());
+        long[1..9].copy_from_slice(&((MAX_ANSWER as u64) - 1).to_le_bytes());
         assert!(decode::<Response>(&long).is_err());
     }
 }

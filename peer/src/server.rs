@@ -18,8 +18,14 @@ use crate::proto::{
 use crate::recon::{Config, Differences, Side};
 use crate::transport::Traffic;
 
-/// Sessions kept at once (open and half-open); the oldest goes first.
+/// Open sessions kept at once; the least recently used goes first. Only
+/// an allowed peer opens one (a hello keeps nothing on the server).
 const SESSIONS: usize = 64;
+/// Open sessions one peer keeps at once (each holds an index of the
+/// store): its least recently used goes first.
+const SESSIONS_PER_PEER: usize = 4;
+/// Seconds an auth may come after its challenge.
+const CHALLENGE_TTL: u64 = 120;
 /// Pushed batches whose answers are kept for a client that sends one again.
 const BATCHES: usize = 256;
 /// Change events kept for peers that follow them; a peer further behind
@@ -71,9 +77,9 @@ impl Relay {
     }
 }
 
-/// One session. Until the client proves its key, only the handshake's
-/// numbers; then the index of the store as it was (a session reconciles
-/// one snapshot; the next session sees later writes).
+/// An open session: the client proved its key. It holds the index of the
+/// store as it was (a session reconciles one snapshot; the next round
+/// that renews it sees later writes).
 struct Session {
     id: u64,
     client: PublicKey,
@@ -81,11 +87,6 @@ struct Session {
     seed: u64,
     /// Whether the client takes compressed answers.
     zstd: bool,
-    open: Option<Open>,
-}
-
-/// An authenticated session.
-struct Open {
     rights: Rights,
     /// The model types the client may see.
     types: Vec<String>,
@@ -93,8 +94,22 @@ struct Open {
     index: Index,
     /// Position of each short id, built on the first fetch.
     by_id: Option<HashMap<ShortId, usize>>,
-    /// What the auth was answered (an auth sent again gets it again).
-    welcome: Response,
+    /// The welcome, as sent (an auth sent again gets it again).
+    welcome: Vec<u8>,
+    /// Bytes its calls unpacked.
+    spent: u64,
+    /// When it was last used (a tick of the server's): the least recently
+    /// used goes first.
+    used: u64,
+}
+
+/// What signs an answer: the session's transcript and the call's number,
+/// and the client, once it proved its key.
+struct Signer {
+    transcript: Vec<u8>,
+    seq: u64,
+    zstd: bool,
+    client: Option<PublicKey>,
 }
 
 /// Serves an adapter's store to the peers it allows: any transport hands
@@ -131,8 +146,12 @@ pub struct Server<A> {
     replica: String,
     adapter: Mutex<A>,
     identity: Identity,
+    /// Keys the session ids this run issues (a MAC of the handshake's
+    /// numbers): an auth names a session only this server could have made.
+    secret: ring::hmac::Key,
     peers: Mutex<Peers>,
-    sessions: Mutex<VecDeque<Session>>,
+    /// Open sessions, and the tick they are stamped with.
+    sessions: Mutex<(Vec<Session>, u64)>,
     /// Answers of recent pushes, by client and batch id.
     batches: Mutex<VecDeque<(PublicKey, u64, Vec<Pushed>)>>,
     relay: Mutex<Option<Relay>>,
@@ -144,12 +163,20 @@ impl<A: Adapter> Server<A> {
     /// A server named `replica` over an adapter (whose store it reads),
     /// proving itself with `identity` and answering only `peers`.
     pub fn new(replica: impl Into<String>, adapter: A, identity: Identity, peers: Peers) -> Server<A> {
+        let mut secret = [0u8; 32];
+        for chunk in secret.chunks_mut(8) {
+            chunk.copy_from_slice(&fastrand::u64(..).to_le_bytes());
+        }
+        // fastrand's seed is not secret enough for a MAC key: ring's
+        // system random source, when it answers, replaces it.
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret);
         Server {
             replica: replica.into(),
             adapter: Mutex::new(adapter),
             identity,
+            secret: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
             peers: Mutex::new(peers),
-            sessions: Mutex::new(VecDeque::new()),
+            sessions: Mutex::new((Vec::new(), 0)),
             batches: Mutex::new(VecDeque::new()),
             relay: Mutex::new(None),
             traffic: Mutex::new(HashMap::new()),
@@ -178,11 +205,9 @@ impl<A: Adapter> Server<A> {
     /// longer allowed, or allowed other rights, end (the peer opens a new
     /// one, or is refused).
     pub fn set_peers(&self, peers: Peers) {
-        let mut sessions = self.sessions();
-        sessions.retain(|s| match &s.open {
-            None => true,
-            Some(open) => peers.get(&s.client).is_some_and(|(_, rights)| *rights == open.rights),
-        });
+        self.sessions()
+            .0
+            .retain(|s| peers.get(&s.client).is_some_and(|(_, rights)| *rights == s.rights));
         *self.peers.lock().unwrap_or_else(|p| p.into_inner()) = peers;
     }
 
@@ -192,40 +217,46 @@ impl<A: Adapter> Server<A> {
     }
 
     /// Answers one request frame with a response frame. Never fails: what
-    /// cannot be answered is a [`Response::Refused`].
+    /// cannot be answered is a [`Response::Refused`]. Nothing a stranger
+    /// sends is unpacked: a request is read as it is, a call's body only
+    /// once its signature verified.
     pub fn handle(&self, frame: &[u8]) -> Vec<u8> {
-        let (response, compress, session, extra) = match proto::decode::<Request>(frame) {
-            Ok(request) => {
-                // Handshake answers are small; calls are answered
-                // compressed when the client said it takes zstd.
-                let (session, compress, extra) = match &request {
-                    Request::Sealed(s) => (
-                        Some(s.session),
-                        self.sessions().iter().any(|x| x.id == s.session && x.zstd),
-                        proto::sealed_unpacked_extra(s),
-                    ),
-                    Request::Auth { session, .. } => (Some(*session), false, 0),
-                    Request::Hello(_) => (None, false, 0),
-                };
-                (self.answer(request), compress, session, extra)
-            }
-            Err(e) => (Response::Refused(Refusal::Malformed(e.to_string())), false, None, 0),
+        let (result, signer) = match proto::decode_request(frame) {
+            Ok(Request::Hello(hello)) => (self.challenge(hello), None),
+            Ok(Request::Auth {
+                session,
+                hello,
+                nonce,
+                issued,
+                proof,
+                schemas,
+            }) => self.auth(session, &hello, nonce, issued, &proof, &schemas),
+            Ok(Request::Sealed(sealed)) => self.call(sealed),
+            Err(e) => (Err(Refusal::Malformed(e.to_string())), None),
         };
-        let reply = proto::encode(&response, compress);
+        let response = result.unwrap_or_else(Response::Refused);
+        let Some(signer) = signer else {
+            return proto::encode(&response, false);
+        };
+        let reply = match response {
+            // Kept as sent: an auth sent again is answered with these bytes.
+            Response::Signed(_) => proto::encode(&response, false),
+            response => self.sign(&signer, &response),
+        };
         // Counted for a peer once it has proven its key.
-        let client = session.and_then(|id| {
-            let sessions = self.sessions();
-            sessions
-                .iter()
-                .find(|s| s.id == id && s.open.is_some())
-                .map(|s| s.client)
-        });
-        if let Some(client) = client {
+        if let Some(client) = signer.client {
             let name = {
                 let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
                 peers
                     .get(&client)
                     .map_or_else(|| client.to_string(), |(name, _)| name.clone())
+            };
+            let extra = match proto::decode_request(frame) {
+                Ok(Request::Sealed(s)) => proto::body_unpacked_extra(&s.body),
+                _ => 0,
+            } + match proto::decode_response(&reply) {
+                Ok(Response::Signed(s)) => proto::body_unpacked_extra(&s.body),
+                _ => 0,
             };
             let mut traffic = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
             let t = traffic.entry(client).or_default();
@@ -235,6 +266,24 @@ impl<A: Adapter> Server<A> {
             t.export(before, &name, "server");
         }
         reply
+    }
+
+    /// An answer of a session, signed over its transcript and the call's number.
+    fn sign(&self, signer: &Signer, response: &Response) -> Vec<u8> {
+        let body = proto::encode(response, signer.zstd);
+        let proof = self.identity.sign(&proto::to_sign(
+            b"answer",
+            &signer.transcript,
+            Some((signer.seq, &body)),
+        ));
+        proto::encode(
+            &Response::Signed(proto::Signed {
+                seq: signer.seq,
+                body,
+                proof,
+            }),
+            false,
+        )
     }
 
     /// What each peer's calls moved since this server started, by the name
@@ -257,27 +306,31 @@ impl<A: Adapter> Server<A> {
 
     /// How many bytes a request frame that starts with `head` (at least
     /// [`proto::HEAD`] bytes, or all of it) may have: a call of an open
-    /// session up to [`proto::MAX_MESSAGE`], anything else — a handshake,
+    /// session up to [`proto::MAX_REQUEST`], anything else — a handshake,
     /// a stranger's bytes — [`proto::HANDSHAKE_MAX`]. A transport reads
     /// the head, asks, and stops reading past the answer.
     pub fn admits(&self, head: &[u8]) -> usize {
         match proto::sealed_session(head) {
-            Some(id) if self.sessions().iter().any(|s| s.id == id && s.open.is_some()) => proto::MAX_MESSAGE,
+            Some(id) if self.sessions().0.iter().any(|s| s.id == id) => proto::MAX_REQUEST,
             _ => proto::HANDSHAKE_MAX,
         }
     }
 
-    fn answer(&self, request: Request) -> Response {
-        let result = match request {
-            Request::Hello(hello) => self.challenge(hello),
-            Request::Auth {
-                session,
-                proof,
-                schemas,
-            } => self.auth(session, &proof, &schemas),
-            Request::Sealed(sealed) => self.call(sealed),
-        };
-        result.unwrap_or_else(Response::Refused)
+    /// The session id a challenge gives: a MAC of what the hello and the
+    /// challenge said, so the auth can be checked against it without any
+    /// state kept in between.
+    fn session_id(&self, hello: &Hello, nonce: u64, issued: u64) -> u64 {
+        let mut m = Vec::with_capacity(96);
+        m.extend_from_slice(b"diffsync session");
+        m.extend_from_slice(&hello.nonce.to_le_bytes());
+        m.extend_from_slice(&nonce.to_le_bytes());
+        m.extend_from_slice(&issued.to_le_bytes());
+        m.extend_from_slice(&hello.key.0);
+        m.push(u8::from(takes_zstd(hello)));
+        let tag = ring::hmac::sign(&self.secret, &m);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&tag.as_ref()[..8]);
+        u64::from_le_bytes(id)
     }
 
     fn challenge(&self, theirs: Hello) -> Result<Response, Refusal> {
@@ -293,67 +346,82 @@ impl<A: Adapter> Server<A> {
                 theirs: theirs.hash,
             });
         }
-        let (id, nonce) = (fastrand::u64(..), fastrand::u64(..));
+        let (nonce, issued) = (fastrand::u64(..), now());
+        let id = self.session_id(&theirs, nonce, issued);
         let key = self.identity.public_key();
         let transcript = proto::transcript(id, theirs.nonce, nonce, &theirs.key, &key);
         let proof = self.identity.sign(&proto::to_sign(b"server", &transcript, None));
-        let mut sessions = self.sessions();
-        if sessions.len() == SESSIONS {
-            // Handshakes never finished go first: a stranger opening
-            // hellos must not push out the sessions of allowed peers.
-            match sessions.iter().position(|s| s.open.is_none()) {
-                Some(i) => drop(sessions.remove(i)),
-                None => drop(sessions.pop_front()),
-            }
-        }
-        sessions.push_back(Session {
-            id,
-            client: theirs.key,
-            transcript,
-            seed: session_seed(theirs.nonce, nonce),
-            zstd: theirs.capabilities.iter().any(|c| c == "zstd"),
-            open: None,
-        });
         Ok(Response::Challenge {
             session: id,
             nonce,
             key,
+            issued,
             proof,
             capabilities: vec!["zstd".into()],
         })
     }
 
-    fn auth(&self, id: u64, proof: &[u8], schemas: &[(String, u64)]) -> Result<Response, Refusal> {
-        let (client, transcript, seed) = {
-            let sessions = self.sessions();
-            let s = sessions
-                .iter()
-                .find(|s| s.id == id)
-                .ok_or(Refusal::UnknownSession(id))?;
-            if let Some(open) = &s.open {
-                // The same auth again (a transport that resent it after a
-                // lost answer): the same welcome, if it is the same proof.
+    fn auth(
+        &self,
+        id: u64,
+        hello: &Hello,
+        nonce: u64,
+        issued: u64,
+        proof: &[u8],
+        schemas: &[(String, u64)],
+    ) -> (Result<Response, Refusal>, Option<Signer>) {
+        // The same auth again (a transport that resent it after a lost
+        // answer): the same welcome, if it is the same proof.
+        {
+            let mut sessions = self.sessions();
+            let tick = sessions.1;
+            if let Some(s) = sessions.0.iter_mut().find(|s| s.id == id) {
                 if !s
                     .client
                     .verifies(&proto::to_sign(b"client", &s.transcript, None), proof)
                 {
-                    return Err(Refusal::Unauthorized);
+                    return (Err(Refusal::Unauthorized), None);
                 }
-                return Ok(open.welcome.clone());
+                s.used = tick;
+                let signer = Signer {
+                    transcript: s.transcript.clone(),
+                    seq: 0,
+                    zstd: s.zstd,
+                    client: Some(s.client),
+                };
+                return (
+                    proto::decode_response(&s.welcome).map_err(|_| Refusal::Unauthorized),
+                    Some(signer),
+                );
             }
-            (s.client, s.transcript.clone(), s.seed)
+        }
+        let age = now().saturating_sub(issued);
+        if self.session_id(hello, nonce, issued) != id || age > CHALLENGE_TTL || issued > now() + 5 {
+            return (Err(Refusal::UnknownSession(id)), None);
+        }
+        let transcript = proto::transcript(id, hello.nonce, nonce, &hello.key, &self.identity.public_key());
+        let client = hello.key;
+        let mut signer = Signer {
+            transcript: transcript.clone(),
+            seq: 0,
+            zstd: takes_zstd(hello),
+            client: None,
         };
         let rights = {
             let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-            let (_, rights) = peers.get(&client).ok_or(Refusal::Unauthorized)?;
-            rights.clone()
+            peers.get(&client).map(|(_, rights)| rights.clone())
+        };
+        let Some(rights) = rights else {
+            return (Err(Refusal::Unauthorized), Some(signer));
         };
         if !client.verifies(&proto::to_sign(b"client", &transcript, None), proof) {
-            return Err(Refusal::Unauthorized);
+            return (Err(Refusal::Unauthorized), Some(signer));
         }
+        signer.client = Some(client);
         if !rights.read {
-            return Err(Refusal::Forbidden("reading this replica".into()));
+            return (Err(Refusal::Forbidden("reading this replica".into())), Some(signer));
         }
+        let seed = session_seed(hello.nonce, nonce);
         let (ours, index) = {
             let adapter = self.adapter();
             let store = adapter.store().local();
@@ -361,13 +429,15 @@ impl<A: Adapter> Server<A> {
                 .into_iter()
                 .filter(|(t, _)| rights.covers(t))
                 .collect();
-            for (t, fp) in schemas {
-                if ours.iter().any(|(u, mine)| u == t && mine != fp) {
-                    return Err(Refusal::Schema {
-                        model_type: t.clone(),
-                        replica: self.replica.clone(),
-                    });
-                }
+            if let Some((t, _)) = schemas
+                .iter()
+                .find(|(t, fp)| ours.iter().any(|(u, mine)| u == t && mine != fp))
+            {
+                let refusal = Refusal::Schema {
+                    model_type: t.clone(),
+                    replica: self.replica.clone(),
+                };
+                return (Err(refusal), Some(signer));
             }
             (ours, Index::build(store, seed, |t| rights.covers(t)))
         };
@@ -378,86 +448,135 @@ impl<A: Adapter> Server<A> {
             rights: rights.clone(),
             whole,
         };
+        let signed = self.sign(&signer, &welcome);
         let mut sessions = self.sessions();
-        let s = sessions
-            .iter_mut()
-            .find(|s| s.id == id)
-            .ok_or(Refusal::UnknownSession(id))?;
-        s.open = Some(Open {
-            rights: rights.clone(),
+        let (open, tick) = &mut *sessions;
+        *tick += 1;
+        // Room for it: the peer's least recently used session first, then
+        // anyone's.
+        let mine = open.iter().filter(|s| s.client == client).count();
+        let evict = if mine >= SESSIONS_PER_PEER {
+            open.iter()
+                .enumerate()
+                .filter(|(_, s)| s.client == client)
+                .min_by_key(|(_, s)| s.used)
+        } else if open.len() >= SESSIONS {
+            open.iter().enumerate().min_by_key(|(_, s)| s.used)
+        } else {
+            None
+        }
+        .map(|(i, _)| i);
+        if let Some(i) = evict {
+            open.swap_remove(i);
+        }
+        open.push(Session {
+            id,
+            client,
+            transcript,
+            seed,
+            zstd: signer.zstd,
+            rights,
             types: ours.into_iter().map(|(t, _)| t).collect(),
             last_seq: 0,
             index,
             by_id: None,
-            welcome: welcome.clone(),
+            welcome: signed.clone(),
+            spent: 0,
+            used: *tick,
         });
-        Ok(welcome)
+        (
+            proto::decode_response(&signed).map_err(|_| Refusal::Unauthorized),
+            Some(signer),
+        )
     }
 
-    fn call(&self, sealed: Sealed) -> Result<Response, Refusal> {
+    fn call(&self, sealed: Sealed) -> (Result<Response, Refusal>, Option<Signer>) {
         let mut sessions = self.sessions();
-        let s = sessions
-            .iter_mut()
-            .find(|s| s.id == sealed.session)
-            .ok_or(Refusal::UnknownSession(sealed.session))?;
+        let (open, tick) = &mut *sessions;
+        *tick += 1;
+        let Some(at) = open.iter().position(|s| s.id == sealed.session) else {
+            return (Err(Refusal::UnknownSession(sealed.session)), None);
+        };
+        let s = &mut open[at];
+        let mut signer = Signer {
+            transcript: s.transcript.clone(),
+            seq: sealed.seq,
+            zstd: s.zstd,
+            client: None,
+        };
         let signed = proto::to_sign(b"call", &s.transcript, Some((sealed.seq, &sealed.body)));
         if !s.client.verifies(&signed, &sealed.proof) {
-            return Err(Refusal::Unauthorized);
+            return (Err(Refusal::Unauthorized), Some(signer));
         }
-        let open = s.open.as_mut().ok_or(Refusal::Unauthorized)?;
-        if sealed.seq <= open.last_seq {
-            return Err(Refusal::Replay { seq: sealed.seq });
+        signer.client = Some(s.client);
+        if sealed.seq <= s.last_seq {
+            return (Err(Refusal::Replay { seq: sealed.seq }), Some(signer));
         }
-        open.last_seq = sealed.seq;
-        let call: Call = proto::decode(&sealed.body).map_err(|e| Refusal::Malformed(e.to_string()))?;
-        match call {
+        s.last_seq = sealed.seq;
+        s.used = *tick;
+        // Bounded before anything unpacks: the call, and the session's sum.
+        let size = proto::unpacked_len(&sealed.body).max(sealed.body.len());
+        if size > proto::MAX_CALL {
+            let limit = proto::MAX_CALL as u64;
+            return (Err(Refusal::TooLarge { limit }), Some(signer));
+        }
+        if s.spent + size as u64 > proto::SESSION_BUDGET {
+            open.swap_remove(at);
+            let budget = proto::SESSION_BUDGET;
+            return (Err(Refusal::Spent { budget }), Some(signer));
+        }
+        s.spent += size as u64;
+        let call: Call = match proto::decode_within(&sealed.body, size) {
+            Ok(call) => call,
+            Err(e) => return (Err(Refusal::Malformed(e.to_string())), Some(signer)),
+        };
+        let (id, client, rights, seed) = (s.id, s.client, s.rights.clone(), s.seed);
+        let answer = match call {
             Call::Changes { since, max, wait_ms } => {
-                let rights = open.rights.clone();
                 drop(sessions);
-                self.changes(
-                    &rights,
-                    since,
-                    max as usize,
-                    std::time::Duration::from_millis(u64::from(wait_ms).min(30_000)),
-                )
+                let wait = std::time::Duration::from_millis(u64::from(wait_ms).min(30_000));
+                self.changes(&rights, since, max as usize, wait)
             }
             Call::Push(push) => {
-                if !open.rights.write {
-                    return Err(Refusal::Forbidden("writing to this replica".into()));
+                drop(sessions);
+                if rights.write {
+                    Ok(Response::Pushed(self.push(client, &rights, push)))
+                } else {
+                    Err(Refusal::Forbidden("writing to this replica".into()))
                 }
-                let (client, rights) = (s.client, open.rights.clone());
-                drop(sessions);
-                Ok(Response::Pushed(self.push(client, &rights, push)))
             }
-            Call::Renew => {
-                let (seed, types) = (s.seed, open.types.clone());
-                drop(sessions);
-                let index = {
-                    let adapter = self.adapter();
-                    Index::build(adapter.store().local(), seed, |t| types.iter().any(|u| u == t))
+            Call::Reconcile { renew, message } => {
+                let whole = if renew {
+                    let types = s.types.clone();
+                    drop(sessions);
+                    let index = {
+                        let adapter = self.adapter();
+                        Index::build(adapter.store().local(), seed, |t| types.iter().any(|u| u == t))
+                    };
+                    let whole = index.fingerprint(0, index.len());
+                    sessions = self.sessions();
+                    let Some(s) = sessions.0.iter_mut().find(|s| s.id == id) else {
+                        return (Err(Refusal::UnknownSession(id)), Some(signer));
+                    };
+                    s.index = index;
+                    s.by_id = None;
+                    Some(whole)
+                } else {
+                    None
                 };
-                let whole = index.fingerprint(0, index.len());
-                let mut sessions = self.sessions();
-                let open = sessions
-                    .iter_mut()
-                    .find(|s| s.id == sealed.session)
-                    .and_then(|s| s.open.as_mut())
-                    .ok_or(Refusal::UnknownSession(sealed.session))?;
-                open.index = index;
-                open.by_id = None;
-                Ok(Response::Renewed(whole))
-            }
-            Call::Reconcile(message) => {
+                let Some(s) = sessions.0.iter().find(|s| s.id == id) else {
+                    return (Err(Refusal::UnknownSession(id)), Some(signer));
+                };
                 let mut ignored = Differences::default();
-                match Side::responder(&open.index, Config::default()).answer(&message, &mut ignored) {
-                    Ok(Some(reply)) => Ok(Response::Reconcile(reply)),
+                match Side::responder(&s.index, Config::default()).answer(&message, &mut ignored) {
+                    Ok(Some(message)) => Ok(Response::Reconcile { whole, message }),
                     Ok(None) => Err(Refusal::Malformed("nothing to answer".into())),
                     Err(e) => Err(Refusal::Malformed(e.to_string())),
                 }
             }
             Call::Fetch(ids) => {
-                let index = &open.index;
-                let by_id = open.by_id.get_or_insert_with(|| {
+                let index = &s.index;
+                let by_id = s.by_id.get_or_insert_with(|| {
                     index
                         .items()
                         .iter()
@@ -465,19 +584,28 @@ impl<A: Adapter> Server<A> {
                         .map(|(p, it)| (short(it.id), p))
                         .collect()
                 });
-                let keys: Vec<Vec<u8>> = ids
+                let keys: Vec<Option<Vec<u8>>> = ids
                     .iter()
-                    .filter_map(|id| by_id.get(id))
-                    .map(|&p| index.items()[p].key.clone())
+                    .map(|id| by_id.get(id).map(|&p| index.items()[p].key.clone()))
                     .collect();
                 drop(sessions);
                 let adapter = self.adapter();
                 let store = adapter.store().local();
-                Ok(Response::Models(
-                    keys.into_iter().filter_map(|k| wire_model(store, k)).collect(),
-                ))
+                let (mut models, mut filled, mut answered) = (Vec::new(), 0, 0u32);
+                for key in keys {
+                    if filled >= proto::ANSWER_FILL {
+                        break;
+                    }
+                    answered += 1;
+                    if let Some(m) = key.and_then(|k| wire_model(store, k)) {
+                        filled += m.key.len() + m.values.len() + m.parent.as_ref().map_or(0, Vec::len);
+                        models.push(m);
+                    }
+                }
+                Ok(Response::Models { models, answered })
             }
-        }
+        };
+        (answer, Some(signer))
     }
 
     /// The events after `since` a peer with `rights` may see.
@@ -541,7 +669,7 @@ impl<A: Adapter> Server<A> {
             match stage(adapter.store().local(), &mut view, rights, change) {
                 Ok(Some(key)) => keys.push((i, key)),
                 Ok(None) => outcomes[i] = Some(Pushed::Applied),
-                Err(refusal) => outcomes[i] = Some(Pushed::Refused(refusal)),
+                Err(refused) => outcomes[i] = Some(refused),
             }
         }
         if !keys.is_empty() {
@@ -583,26 +711,83 @@ impl<A: Adapter> Server<A> {
         answer
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, VecDeque<Session>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, (Vec<Session>, u64)> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Whether a hello says it takes compressed answers.
+fn takes_zstd(hello: &Hello) -> bool {
+    hello.capabilities.iter().any(|c| c == "zstd")
+}
+
+/// Seconds since the epoch.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Checks one pushed change against the store and applies it to the
 /// copy: its key, `None` when the store already holds what it writes (a
 /// batch applied before this server restarted and forgot its answer), or
-/// why it is refused.
+/// why it is refused ([`Pushed::Forbidden`] when it touches a type the
+/// client may not write).
 fn stage(
     store: &LocalStore,
     view: &mut LocalStore,
     rights: &Rights,
     change: &WireChange,
-) -> Result<Option<ModelKey>, String> {
-    let key = ModelKey::from_bytes(&change.key).map_err(|e| format!("an unreadable key: {e}"))?;
+) -> Result<Option<ModelKey>, Pushed> {
+    let key = ModelKey::from_bytes(&change.key).map_err(|e| Pushed::Refused(format!("an unreadable key: {e}")))?;
     let (t, uid) = (key.model_type(), key.unique_id());
+    let forbidden = |model_type: &str| Pushed::Forbidden {
+        key: key.to_string(),
+        model_type: model_type.to_string(),
+    };
     if !rights.covers(t) {
-        return Err(format!("{key}: this peer may not write {t:?}"));
+        return Err(forbidden(t));
     }
+    // A delete touches every model below it: removed with it, or left
+    // without its parent.
+    if change.action == "delete"
+        && let Some(other) = type_below(store, t, &uid, rights)
+    {
+        return Err(forbidden(&other));
+    }
+    stage_allowed(store, view, change, &key).map_err(Pushed::Refused)
+}
+
+/// The first type below a model (its children's, theirs, ...) that the
+/// rights do not cover.
+fn type_below(store: &LocalStore, model_type: &str, key: &str, rights: &Rights) -> Option<String> {
+    let mut todo = vec![(model_type.to_string(), key.to_string())];
+    while let Some((t, k)) = todo.pop() {
+        let children = store.schema(&t).map(|s| s.children.clone()).unwrap_or_default();
+        for child in children.iter() {
+            let Ok(keys) = store.children_keys(&t, &k, child) else {
+                continue;
+            };
+            if keys.is_empty() {
+                continue;
+            }
+            if !rights.covers(child) {
+                return Some(child.to_string());
+            }
+            todo.extend(keys.into_iter().map(|c| (child.to_string(), c.to_string())));
+        }
+    }
+    None
+}
+
+/// [`stage`] of a change the client may make.
+fn stage_allowed(
+    store: &LocalStore,
+    view: &mut LocalStore,
+    change: &WireChange,
+    key: &ModelKey,
+) -> Result<Option<ModelKey>, String> {
+    let (t, uid) = (key.model_type(), key.unique_id());
     let values = || -> Result<(Attrs, Attrs), String> {
         let v: serde_json::Value = serde_json::from_str(&change.values).map_err(|e| format!("{key}: {e}"))?;
         let part = |name: &str| -> Result<Attrs, String> {
@@ -612,7 +797,7 @@ fn stage(
     };
     let held = store.digest(t, &uid).map(|d| d.0.to_le_bytes());
     if held != change.expected {
-        let already = match (change.action.as_str(), store.get_dyn(&key)) {
+        let already = match (change.action.as_str(), store.get_dyn(key)) {
             ("delete", Err(_)) => true,
             ("create" | "update", Ok(model)) => {
                 let (_, written) = values()?;
@@ -649,7 +834,7 @@ fn stage(
         other => return Err(format!("{key}: unknown action {other:?}")),
     };
     done.map_err(|e| Chain(&e).to_string())?;
-    Ok(Some(key))
+    Ok(Some(key.clone()))
 }
 
 /// A store's model types with their schema fingerprints.

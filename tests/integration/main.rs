@@ -15,6 +15,7 @@ mod keys;
 mod laws;
 mod live;
 mod peer;
+mod peer_security;
 mod render;
 mod seams;
 mod store;
