@@ -580,6 +580,12 @@ impl SqliteFeed {
                 .events
                 .push(sql::log_event(&self.ids, model_type, &ids, &op, origin));
         }
+        // The log ended before the highest number it gave: the rows after
+        // the cursor were deleted (the log cleared or cut short by hand).
+        if batch.events.len() < max && self.cursor.returned < highest {
+            batch.gap = true;
+            self.cursor.returned = highest;
+        }
         if batch.gap {
             self.cursor.reanchor(row_at(&self.conn, self.cursor.returned)?);
         }

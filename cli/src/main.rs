@@ -268,7 +268,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 limit: Some(limit),
                 ..RunFilter::default()
             };
-            for run in journal.runs(&filter)? {
+            let runs = journal.runs(&filter)?;
+            for unreadable in &runs.unreadable {
+                eprintln!("diffsync: {}", diffsync::Chain(unreadable));
+            }
+            for run in runs {
                 let totals = run.totals.as_ref().map(counts).unwrap_or_default();
                 println!(
                     "{}\t{}\t{} -> {}\t{}{}\t{totals}",

@@ -123,7 +123,22 @@ CREATE TABLE IF NOT EXISTS conflicts (
     key TEXT NOT NULL,
     record TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS left_alone (
+    id INTEGER PRIMARY KEY,
+    model_type TEXT NOT NULL,
+    key TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal_meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
+
+/// The layout the tables have, in `journal_meta` (`schema`): 1 is a
+/// journal from before the version was kept (no `options` column, no
+/// `left_alone` table); 2 is this one.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 impl rusqlite::ToSql for Arg<'_> {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {

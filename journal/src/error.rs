@@ -44,6 +44,24 @@ pub enum JournalError {
         #[source]
         source: Box<diffsync::Error>,
     },
+    /// The database holds tables of another application: nothing in it
+    /// was touched.
+    #[error("journal: {path} is not a diffsync journal (it holds other tables: {tables}); nothing in it was changed")]
+    NotAJournal {
+        /// The file.
+        path: String,
+        /// Some of the tables it holds.
+        tables: String,
+    },
+    /// The journal was written by a newer diffsync, whose layout this one
+    /// does not know: nothing in it was changed.
+    #[error("journal: its layout is version {found}, newer than this diffsync's ({supported}); upgrade diffsync")]
+    Newer {
+        /// The journal's.
+        found: i64,
+        /// This build's.
+        supported: i64,
+    },
     /// A rollback cannot start: the run is unfinished, a dry run, or
     /// recorded for another target.
     #[error("journal: cannot roll back {run}: {reason}")]

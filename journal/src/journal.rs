@@ -66,11 +66,39 @@ pub struct Journal {
     db: Box<dyn Db>,
 }
 
+/// The runs a query found: those that read back, and the rows that did not
+/// (each a [`JournalError::Corrupt`] naming its run).
+#[derive(Debug, Default)]
+pub struct Runs {
+    /// The runs, newest first.
+    pub runs: Vec<Run>,
+    /// The rows that could not be read.
+    pub unreadable: Vec<JournalError>,
+}
+
+impl std::ops::Deref for Runs {
+    type Target = [Run];
+    fn deref(&self) -> &[Run] {
+        &self.runs
+    }
+}
+
+impl IntoIterator for Runs {
+    type Item = Run;
+    type IntoIter = std::vec::IntoIter<Run>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.runs.into_iter()
+    }
+}
+
 /// A run being recorded: what its end is counted under.
 pub(crate) struct Ended {
     pub(crate) run: RunId,
     pub(crate) mode: Mode,
     pub(crate) target: String,
+    /// Changes a rollback left alone, recorded with its end (and making it
+    /// partial).
+    pub(crate) left_alone: Vec<crate::RollbackConflict>,
 }
 
 /// A change of a run, as the recorder tracks it: its place and key.
@@ -88,9 +116,36 @@ pub(crate) struct Part<'a> {
 
 impl Journal {
     /// The journal in the SQLite file `path` (created, with its tables, if
-    /// new).
+    /// new). A file of another application (tables that are not a
+    /// journal's) is refused before anything in it is changed, and so is
+    /// a journal of a newer layout; an older one is brought up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Journal, JournalError> {
         let conn = rusqlite::Connection::open(path.as_ref()).map_err(JournalError::db("open"))?;
+        let tables: Vec<String> = {
+            let mut statement = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+                .map_err(JournalError::db("open"))?;
+            let names = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(JournalError::db("open"))?;
+            names.collect::<Result<_, _>>().map_err(JournalError::db("open"))?
+        };
+        const OURS: [&str; 6] = [
+            "runs",
+            "elements",
+            "exceptions",
+            "conflicts",
+            "left_alone",
+            "journal_meta",
+        ];
+        let foreign: Vec<&String> = tables.iter().filter(|t| !OURS.contains(&t.as_str())).collect();
+        if !foreign.is_empty() || (!tables.is_empty() && !tables.iter().any(|t| t == "runs")) {
+            let shown: Vec<&str> = foreign.iter().take(5).map(|t| t.as_str()).collect();
+            return Err(JournalError::NotAJournal {
+                path: path.as_ref().display().to_string(),
+                tables: shown.join(", "),
+            });
+        }
         Journal::sqlite(conn)
     }
 
@@ -100,26 +155,39 @@ impl Journal {
     }
 
     fn sqlite(conn: rusqlite::Connection) -> Result<Journal, JournalError> {
-        conn.execute_batch(
+        // The version is checked before the file is switched to WAL.
+        let db: Box<dyn Db> = Box::new(conn);
+        check_version(&*db)?;
+        db.batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;
              PRAGMA wal_autocheckpoint = 16384;",
         )
         .map_err(JournalError::db("set up"))?;
-        Journal::with_tables(Box::new(conn), crate::db::SQLITE_SCHEMA)
+        Journal::with_tables(db, crate::db::SQLITE_SCHEMA)
     }
 
     /// The journal in a PostgreSQL database, for a team sharing it
     /// (`params` as for `postgres::Client::connect`, e.g.
     /// `"host=db user=ops dbname=diffsync"`); its tables are created if
-    /// missing. Runs recorded by several processes at once each get their
-    /// own id.
+    /// missing (under a lock: processes opening a new journal at once
+    /// wait for each other). Runs recorded by several processes at once
+    /// each get their own id.
     #[cfg(feature = "postgres")]
     pub fn connect_postgres(params: &str) -> Result<Journal, JournalError> {
         let client = postgres::Client::connect(params, postgres::NoTls).map_err(JournalError::db("connect"))?;
-        Journal::with_tables(
-            Box::new(crate::db::Postgres::new(client)),
-            &crate::db::postgres_schema(),
-        )
+        let db: Box<dyn Db> = Box::new(crate::db::Postgres::new(client));
+        // A session lock (released at its end, or by the unlock below)
+        // around the check and the creation of the tables.
+        db.batch("SELECT pg_advisory_lock(7164302556203237987)")
+            .map_err(JournalError::db("lock the journal's tables"))?;
+        let made = check_version(&*db).and_then(|()| Journal::with_tables(db, &crate::db::postgres_schema()));
+        if let Ok(journal) = &made {
+            journal
+                .db
+                .batch("SELECT pg_advisory_unlock(7164302556203237987)")
+                .map_err(JournalError::db("unlock the journal's tables"))?;
+        }
+        made
     }
 
     fn with_tables(db: Box<dyn Db>, schema: &str) -> Result<Journal, JournalError> {
@@ -129,6 +197,12 @@ impl Journal {
             db.batch("ALTER TABLE runs ADD COLUMN options TEXT NOT NULL DEFAULT ''")
                 .map_err(JournalError::db("add the options column"))?;
         }
+        db.execute(
+            "INSERT INTO journal_meta (name, value) VALUES ('schema', ?1)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[Arg::Text(&crate::db::SCHEMA_VERSION.to_string())],
+        )
+        .map_err(JournalError::db("record its layout's version"))?;
         Ok(Journal { db })
     }
 
@@ -142,7 +216,7 @@ impl Journal {
         source: &S,
         opts: &mut Options<'_>,
     ) -> Result<(RunId, SyncReport), JournalError> {
-        self.record(Mode::OneWay, None, target, source, opts)
+        self.record(Mode::OneWay, None, target, source, opts, &[])
     }
 
     pub(crate) fn record<T: Adapter + ?Sized, S: Adapter + ?Sized>(
@@ -152,6 +226,7 @@ impl Journal {
         target: &mut T,
         source: &S,
         opts: &mut Options<'_>,
+        left_alone: &[crate::RollbackConflict],
     ) -> Result<(RunId, SyncReport), JournalError> {
         let _recording = Recording::start();
         let options = format!("{opts:?}");
@@ -167,28 +242,29 @@ impl Journal {
             run,
             mode,
             target: target.name().to_string(),
+            left_alone: left_alone.to_vec(),
         };
-        // The plan is written by a second thread while the sync applies it
-        // (committed every few thousand changes, and whole before the run
-        // ends, a panicking hook included): the journal costs a fraction
-        // of the sync instead of adding to it.
+        // The plan is written by a second thread while the sync plans and
+        // checks it; the sync writes nothing before the plan is committed
+        // (a crash after a write leaves a journal that knows the write).
         let t = Instant::now();
         let observed = target.sync_from_observed(source, opts, |diff| {
             let diffed = t.elapsed();
-            (diffed, self.plan(run, diff, None, 0))
+            self.plan(run, diff, None, 0)
+                .map(|planned| (diffed, planned))
+                .map_err(|e| Box::new(e) as diffsync::BoxError)
         });
         let (result, (diffed, planned)) = match observed {
             Ok(observed) => observed,
             Err(e) => return Err(self.failed(&ended, &[], Vec::new(), e)),
         };
-        let planned = planned?;
         let phases = vec![
             ("diff".to_string(), diffed.as_secs_f64()),
             ("sync".to_string(), (t.elapsed() - diffed).as_secs_f64()),
         ];
         match result {
             Ok(report) => {
-                let result = if report.is_success() {
+                let result = if report.is_success() && left_alone.is_empty() {
                     RunResult::Succeeded
                 } else {
                     RunResult::Partial
@@ -202,6 +278,53 @@ impl Journal {
             }
             Err(e) => Err(self.failed(&ended, &planned, phases, e)),
         }
+    }
+
+    /// Records a rollback that had nothing to undo but left changes alone.
+    pub(crate) fn record_left_alone(
+        &mut self,
+        rollback_of: RunId,
+        target: &str,
+        left_alone: &[crate::RollbackConflict],
+    ) -> Result<RunId, JournalError> {
+        let _recording = Recording::start();
+        let run = self.begin(
+            Mode::Rollback,
+            &format!("rollback of {rollback_of}"),
+            target,
+            false,
+            "",
+            Some(rollback_of),
+        )?;
+        let ended = Ended {
+            run,
+            mode: Mode::Rollback,
+            target: target.to_string(),
+            left_alone: left_alone.to_vec(),
+        };
+        self.finish(&ended, &[], RunResult::Partial, None, &[])?;
+        Ok(run)
+    }
+
+    /// What a rollback left alone, by key, with why.
+    pub fn left_alone(&self, run: RunId) -> Result<Vec<crate::RollbackConflict>, JournalError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT model_type, key, reason FROM left_alone WHERE id >= ?1 AND id < ?2 ORDER BY id",
+                &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))],
+            )
+            .map_err(JournalError::db("read what a rollback left alone"))?;
+        rows.into_iter()
+            .map(|mut r| {
+                Ok(crate::RollbackConflict {
+                    model_type: r.text(0)?,
+                    key: r.text(1)?,
+                    reason: r.text(2)?,
+                })
+            })
+            .collect::<Result<_, String>>()
+            .map_err(|message| JournalError::Corrupt { run, message })
     }
 
     /// `f` in one transaction: committed if it succeeds, rolled back if not.
@@ -453,6 +576,17 @@ impl Journal {
                     }
                 }
             }
+            for (i, c) in ended.left_alone.iter().enumerate() {
+                db.execute(
+                    "INSERT INTO left_alone (id, model_type, key, reason) VALUES (?1, ?2, ?3, ?4)",
+                    &[
+                        Arg::Int(element_id(run, i as u32)),
+                        c.model_type.as_str().into(),
+                        c.key.as_str().into(),
+                        c.reason.as_str().into(),
+                    ],
+                )?;
+            }
             db.execute(
                 "UPDATE runs SET ended_ms = ?2, result = ?3, error = ?4, totals = ?5, phases = ?6, peak_memory = ?7,
                  usual = ?8 WHERE id = ?1",
@@ -500,6 +634,7 @@ impl Journal {
             run,
             mode: Mode::TwoWay,
             target: right.name().to_string(),
+            left_alone: Vec::new(),
         };
         let t = Instant::now();
         // Each side's changes and the conflicts are written before either
@@ -629,8 +764,10 @@ impl Journal {
             .map_err(|e| corrupt(e.to_string()))
     }
 
-    /// The runs that match, newest first.
-    pub fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>, JournalError> {
+    /// The runs that match, newest first. A run whose row cannot be read
+    /// (written by hand, damaged) does not hide the others: it is in
+    /// [`Runs::unreadable`], with its id.
+    pub fn runs(&self, filter: &RunFilter) -> Result<Runs, JournalError> {
         let mut sql = format!("{RUN_COLUMNS} WHERE 1 = 1");
         let mut args: Vec<Arg<'_>> = Vec::new();
         if let Some(system) = &filter.system {
@@ -658,14 +795,19 @@ impl Journal {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
         let rows = self.db.query(&sql, &args).map_err(JournalError::db("query runs"))?;
-        rows.into_iter()
-            .map(|row| {
-                read_run(row).map_err(|message| JournalError::Corrupt {
-                    run: RunId(-1),
-                    message,
-                })
-            })
-            .collect()
+        let mut runs = Runs::default();
+        for row in rows {
+            let id = row.int(0).map(RunId);
+            match read_run(row) {
+                Ok(run) => runs.runs.push(run),
+                Err(message) => {
+                    let run = id.unwrap_or(RunId(i64::MIN));
+                    tracing::warn!(%run, %message, "an unreadable run was skipped");
+                    runs.unreadable.push(JournalError::Corrupt { run, message });
+                }
+            }
+        }
+        Ok(runs)
     }
 
     /// Every recorded change to one model, oldest first, with its run:
@@ -725,7 +867,7 @@ impl Journal {
             let dropped = db.query(sql, &[Arg::Int(arg)])?;
             for row in &dropped {
                 let run = RunId(row.int(0)?);
-                for table in ["elements", "exceptions", "conflicts"] {
+                for table in ["elements", "exceptions", "conflicts", "left_alone"] {
                     db.execute(
                         &format!("DELETE FROM {table} WHERE id >= ?1 AND id < ?2"),
                         &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))],
@@ -736,6 +878,26 @@ impl Journal {
             Ok(dropped.len())
         })
     }
+}
+
+/// Refuses a journal whose layout is newer than this build's (read
+/// without writing anything).
+fn check_version(db: &dyn Db) -> Result<(), JournalError> {
+    // No table yet (a new journal) or one from before the version was kept.
+    let Ok(rows) = db.query("SELECT value FROM journal_meta WHERE name = 'schema'", &[]) else {
+        return Ok(());
+    };
+    let found = match rows.into_iter().next() {
+        None => return Ok(()),
+        Some(mut row) => row.text(0).ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(i64::MAX),
+    };
+    if found > crate::db::SCHEMA_VERSION {
+        return Err(JournalError::Newer {
+            found,
+            supported: crate::db::SCHEMA_VERSION,
+        });
+    }
+    Ok(())
 }
 
 /// Rows of a multi-row insert.

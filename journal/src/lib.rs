@@ -26,7 +26,7 @@ mod recorder;
 mod rollback;
 
 pub use error::JournalError;
-pub use journal::Journal;
+pub use journal::{Journal, Runs};
 pub use record::{Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult, Side};
 pub use recorder::Recorder;
 pub use rollback::{Rollback, RollbackConflict};

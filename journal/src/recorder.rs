@@ -87,6 +87,7 @@ impl Layer for Recorder {
                     run,
                     mode: Mode::Batch,
                     target: self.target.clone(),
+                    left_alone: Vec::new(),
                 };
                 self.current = Some((ended, planned));
             }

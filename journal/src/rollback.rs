@@ -13,7 +13,9 @@ use crate::record::{Element, Mode, RunId, RunResult, Side};
 /// What a rollback did.
 #[derive(Debug)]
 pub struct Rollback {
-    /// The rollback's own run in the journal (`None`: nothing to undo).
+    /// The rollback's own run in the journal (`None`: nothing to undo and
+    /// nothing left alone). A rollback that left changes alone is
+    /// recorded as partial, with them ([`Journal::left_alone`]).
     pub run: Option<RunId>,
     /// The sync that applied the inverse changes (planned, for a dry run).
     pub report: SyncReport,
@@ -64,11 +66,20 @@ impl Journal {
     ) -> Result<Rollback, JournalError> {
         let mut plan = self.plan_rollback(run, target)?;
         if plan.keys.is_empty() {
-            return Ok(plan.nothing());
+            // Nothing to undo; what was left alone is recorded all the same.
+            let own = match plan.conflicts.is_empty() || dry_run {
+                true => None,
+                false => Some(self.record_left_alone(run, target.name(), &plan.conflicts)?),
+            };
+            crate::metrics::record_rollback_conflicts(target.name(), plan.conflicts.len());
+            return Ok(Rollback {
+                run: own,
+                ..plan.nothing()
+            });
         }
         let source = plan.source(run);
         let mut opts = plan.options(dry_run);
-        let (own, report) = self.record(Mode::Rollback, Some(run), target, &source, &mut opts)?;
+        let (own, report) = self.record(Mode::Rollback, Some(run), target, &source, &mut opts, &plan.conflicts)?;
         crate::metrics::record_rollback_conflicts(target.name(), plan.conflicts.len());
         Ok(Rollback {
             run: Some(own),

@@ -224,13 +224,41 @@ fn a_move_whose_delete_comes_first_applies_in_one_run() {
 }
 
 #[test]
-fn a_create_of_an_existing_key_fails_that_element_before_any_hook() {
-    // A move whose create comes first: it finds the key taken and fails
-    // alone; the delete applies, and the next run finishes the move.
+fn a_move_whose_create_comes_first_has_its_delete_hoisted_and_applies_in_one_run() {
+    // The new parent comes before the old one: the delete goes first all
+    // the same, so the create finds the key free.
     let source = with_moved("src", "a");
     let mut target = with_moved("dst", "b");
+    let report = target.sync_from(&source).unwrap();
+    let intf: Vec<_> = report
+        .elements
+        .iter()
+        .filter(|e| e.model_type == "interface")
+        .map(|e| (e.action, e.outcome.clone()))
+        .collect();
+    assert_eq!(
+        intf,
+        [(Action::Delete, Outcome::Applied), (Action::Create, Outcome::Applied)]
+    );
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+    assert_eq!(
+        target.store.parent_of("interface", "moved__eth0").unwrap(),
+        Some(("device", "a"))
+    );
+}
+
+#[test]
+fn a_create_of_an_existing_key_fails_that_element_before_any_hook() {
+    // A diff that creates a key the target holds elsewhere, without the
+    // delete that frees it: that create fails alone.
+    let source = with_moved("src", "a");
+    let mut target = with_moved("dst", "b");
+    let diff = target
+        .diff_from(&source)
+        .unwrap()
+        .filtered(|e| e.action != Action::Delete);
     let report = target
-        .sync_from_with(&source, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        .sync_diff(&diff, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
         .unwrap();
     let intf: Vec<_> = report
         .elements
@@ -239,17 +267,10 @@ fn a_create_of_an_existing_key_fails_that_element_before_any_hook() {
         .map(|e| (e.action, e.outcome.clone()))
         .collect();
     assert!(
-        matches!(&intf[0], (Action::Create, Outcome::Failed(m)) if m.contains("already exists")),
+        matches!(&intf[..], [(Action::Create, Outcome::Failed(m))] if m.contains("already exists")),
         "{intf:?}"
     );
-    assert_eq!(intf[1], (Action::Delete, Outcome::Applied));
     assert!(!target.log.iter().any(|l| l.starts_with("create")), "{:?}", target.log);
-    target.sync_from(&source).unwrap();
-    assert!(!target.diff_from(&source).unwrap().has_diffs());
-    assert_eq!(
-        target.store.parent_of("interface", "moved__eth0").unwrap(),
-        Some(("device", "a"))
-    );
 }
 
 fn loaded(diff: &Diff) -> Diff {
@@ -642,7 +663,7 @@ fn an_observed_sync_hands_its_diff_to_the_observer_and_applies_the_same() {
     let mut target = sys_a();
     let expected = target.diff_from(&source).unwrap();
     let (report, seen) = target
-        .sync_from_observed(&source, &mut Options::new(), |diff| diff.clone())
+        .sync_from_observed(&source, &mut Options::new(), |diff| Ok(diff.clone()))
         .unwrap();
     assert_eq!(seen, expected);
     assert!(report.unwrap().is_success());
@@ -650,7 +671,22 @@ fn an_observed_sync_hands_its_diff_to_the_observer_and_applies_the_same() {
     // A diff that cannot be made: the observer never runs.
     let mut typo = MemoryAdapter::with_store("typo", &["sites"], sys_a().store);
     let mut ran = false;
-    let err = typo.sync_from_observed(&source, &mut Options::new(), |_| ran = true);
+    let err = typo.sync_from_observed(&source, &mut Options::new(), |_| {
+        ran = true;
+        Ok(())
+    });
     assert!(matches!(err, Err(Error::Diff(_))), "{err:?}");
     assert!(!ran);
+    // An observer that fails (a journal that cannot write the plan):
+    // nothing is written to the target.
+    let mut target = sys_a();
+    let err = target.sync_from_observed(&source, &mut Options::new(), |_| -> Result<(), diffsync::BoxError> {
+        Err("the journal's disk is full".into())
+    });
+    assert!(
+        matches!(&err, Err(Error::Sync(diffsync::SyncError::Observer { .. }))),
+        "{err:?}"
+    );
+    assert_eq!(target.store.fingerprint(), sys_a().store.fingerprint());
+    assert!(target.log.is_empty(), "{:?}", target.log);
 }

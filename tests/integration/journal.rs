@@ -107,7 +107,7 @@ fn a_run_killed_mid_apply_leaves_an_unfinished_record_that_can_be_undone() {
         result: Some(RunResult::Unfinished),
         ..RunFilter::default()
     };
-    let [unfinished] = journal.runs(&filter).unwrap().try_into().unwrap();
+    let [unfinished] = journal.runs(&filter).unwrap().runs.try_into().unwrap();
     assert!(unfinished.ended_ms.is_none());
     let elements = journal.elements(unfinished.id).unwrap();
     assert!(!elements.is_empty() && elements.iter().all(|e| e.outcome == Outcome::Pending));
@@ -457,7 +457,7 @@ fn a_two_way_run_a_hook_kills_leaves_both_sides_changes_and_its_conflict_unfinis
         result: Some(RunResult::Unfinished),
         ..RunFilter::default()
     };
-    let [run] = journal.runs(&unfinished).unwrap().try_into().unwrap();
+    let [run] = journal.runs(&unfinished).unwrap().runs.try_into().unwrap();
     let sides = sides(&journal, run.id);
     assert!(sides.contains(&(Some(Side::Left), "sfo".into())), "{sides:?}");
     assert!(sides.contains(&(Some(Side::Right), "nyc-r1".into())), "{sides:?}");
@@ -498,4 +498,164 @@ fn a_two_way_run_s_side_is_undone_on_that_side_alone() {
     assert!(undo.conflicts.is_empty(), "{:?}", undo.conflicts);
     assert_eq!(left.store.fingerprint(), left_before);
     assert!(journal.rollback(run, &mut sys_b(), false).is_err(), "neither side");
+}
+
+mod failure {
+    use std::sync::{Arc, Mutex};
+
+    use diffsync::{Adapter, Change, HookError, LocalStore, Options};
+    use diffsync_journal::{Journal, JournalError, RunFilter, RunId, RunResult};
+    use diffsync_tests::{Inventory, sys_a, sys_b};
+
+    /// A target whose hooks look at the journal's file (through a second
+    /// connection) before each write: how many of the run's changes it holds.
+    struct Watched {
+        inner: Inventory,
+        path: std::path::PathBuf,
+        seen: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Adapter for Watched {
+        type Store = LocalStore;
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+        fn store(&self) -> &LocalStore {
+            &self.inner.store
+        }
+        fn store_mut(&mut self) -> &mut LocalStore {
+            &mut self.inner.store
+        }
+        fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+            let other = Journal::open(&self.path).unwrap();
+            let newest = other.runs(&RunFilter::default()).unwrap().runs[0].id;
+            self.seen.lock().unwrap().push(other.elements(newest).unwrap().len());
+            self.inner.apply(change)
+        }
+    }
+
+    #[test]
+    fn a_run_s_plan_is_in_the_journal_before_its_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let mut journal = Journal::open(&path).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut target = Watched {
+            inner: sys_b(),
+            path: path.clone(),
+            seen: Arc::clone(&seen),
+        };
+        let (run, report) = journal.sync(&mut target, &sys_a(), &mut Options::new()).unwrap();
+        let planned = journal.elements(run).unwrap().len();
+        assert!(planned > 0 && report.is_success());
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), planned, "one write per change");
+        assert!(
+            seen.iter().all(|&n| n == planned),
+            "the plan was whole at every write: {seen:?}"
+        );
+    }
+
+    #[test]
+    fn another_application_s_database_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO customers (name) VALUES ('ada');")
+                .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let err = Journal::open(&path).err().expect("a foreign database was opened");
+        assert!(
+            matches!(&err, JournalError::NotAJournal { tables, .. } if tables == "customers"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before, "the file was changed");
+        assert!(!dir.path().join("app.db-wal").exists(), "switched to WAL");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "delete");
+    }
+
+    #[test]
+    fn a_journal_of_a_newer_layout_is_refused_an_older_one_is_brought_up_to_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        drop(Journal::open(&path).unwrap());
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute("UPDATE journal_meta SET value = '99' WHERE name = 'schema'", [])
+                .unwrap();
+        }
+        let err = Journal::open(&path).err().expect("a newer journal was opened");
+        assert!(matches!(err, JournalError::Newer { found: 99, .. }), "{err}");
+        // A journal from before the layout's version was kept (no meta, no
+        // options column): opened, and its runs read.
+        let old = dir.path().join("old.db");
+        {
+            let conn = rusqlite::Connection::open(&old).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_ms INTEGER NOT NULL, ended_ms INTEGER,
+                 mode TEXT NOT NULL, source TEXT NOT NULL, target TEXT NOT NULL, dry_run INTEGER NOT NULL,
+                 result TEXT NOT NULL, error TEXT, totals TEXT, phases TEXT NOT NULL DEFAULT '[]', peak_memory INTEGER,
+                 rollback_of INTEGER, usual TEXT);
+                 INSERT INTO runs (started_ms, ended_ms, mode, source, target, dry_run, result)
+                 VALUES (1, 2, 'one-way', 'a', 'b', 0, 'succeeded');",
+            )
+            .unwrap();
+        }
+        let journal = Journal::open(&old).unwrap();
+        let runs = journal.runs(&RunFilter::default()).unwrap();
+        assert_eq!((runs.len(), runs.unreadable.len()), (1, 0));
+    }
+
+    #[test]
+    fn an_unreadable_run_is_skipped_and_named_by_its_own_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let mut journal = Journal::open(&path).unwrap();
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            runs.push(journal.sync(&mut sys_b(), &sys_a(), &mut Options::new()).unwrap().0);
+        }
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute("UPDATE runs SET mode = 'sideways' WHERE id = ?1", [runs[1].0])
+                .unwrap();
+        }
+        let read = journal.runs(&RunFilter::default()).unwrap();
+        let ids: Vec<RunId> = read.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [runs[2], runs[0]]);
+        assert!(
+            matches!(&read.unreadable[..], [JournalError::Corrupt { run, message }] if *run == runs[1] && message.contains("sideways")),
+            "{:?}",
+            read.unreadable
+        );
+    }
+
+    #[test]
+    fn a_rollback_records_what_it_left_alone_and_says_partial() {
+        let mut journal = Journal::in_memory().unwrap();
+        let mut target = sys_b();
+        let (run, _) = journal.sync(&mut target, &sys_a(), &mut Options::new()).unwrap();
+        // Someone edits one of the run's results; the rest can be undone.
+        let values: diffsync::Attrs = [("role".to_string().into(), "spine".into())].into_iter().collect();
+        target
+            .store
+            .update_attributes("device", "nyc-r1", diffsync::AttrSource::Values(&values))
+            .unwrap();
+        let undo = journal.rollback(run, &mut target, false).unwrap();
+        assert_eq!(undo.conflicts.len(), 1);
+        let own = undo.run.unwrap();
+        assert_eq!(journal.run(own).unwrap().result, RunResult::Partial);
+        assert_eq!(journal.left_alone(own).unwrap(), undo.conflicts);
+        // Rolled back again: everything is changed since (by the first
+        // rollback), so all is left alone, and that too is a run.
+        let again = journal.rollback(run, &mut target, false).unwrap();
+        assert!(again.report.elements.is_empty() && !again.conflicts.is_empty());
+        let own = again.run.expect("recorded");
+        assert_eq!(journal.run(own).unwrap().result, RunResult::Partial);
+        assert_eq!(journal.left_alone(own).unwrap(), again.conflicts);
+    }
 }

@@ -1185,7 +1185,7 @@ fn a_hook_that_panics_under_a_recorder_leaves_an_unfinished_run_with_its_changes
         result: Some(RunResult::Unfinished),
         ..RunFilter::default()
     };
-    let [run] = journal.runs(&filter).unwrap().try_into().unwrap();
+    let [run] = journal.runs(&filter).unwrap().runs.try_into().unwrap();
     let keys: Vec<String> = journal.elements(run.id).unwrap().into_iter().map(|e| e.key).collect();
     assert!(
         keys.contains(&"sfo".to_string()) && keys.contains(&"lax".to_string()),

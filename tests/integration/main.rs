@@ -1,6 +1,7 @@
 //! Integration tests for diffsync, in one binary (link time matters on 2 cores).
 
 mod apply;
+mod base_doubt;
 mod bidir;
 mod chaos;
 mod compare;

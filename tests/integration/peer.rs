@@ -329,6 +329,71 @@ fn a_push_whose_answer_is_lost_is_sent_again_and_applied_once() {
     assert_eq!(peer.image().fingerprint(), sys_a().store.fingerprint());
 }
 
+/// A transport that loses the answers to every push it carries while `lose` is set.
+struct LosePushes<'a, A> {
+    inner: Loopback<'a, A>,
+    lose: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<A: Adapter> Transport for LosePushes<'_, A> {
+    fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
+        let answer = self.inner.call(request)?;
+        let is_push = matches!(
+            proto::decode::<Request>(request),
+            Ok(Request::Sealed(s)) if matches!(postcard_call(&s.body), Some(proto::Call::Push(_)))
+        );
+        if is_push && self.lose.get() {
+            return Err("connection reset by peer".into());
+        }
+        Ok(answer)
+    }
+}
+
+#[test]
+fn after_a_push_whose_answer_never_came_the_next_edit_of_the_key_is_no_conflict() {
+    use diffsync::bidir::{Base, BiOptions, reconcile};
+    let (server, me) = serve_rw(sys_a());
+    let lose = std::rc::Rc::new(std::cell::Cell::new(true));
+    let wire = LosePushes {
+        inner: Loopback::new(&server),
+        lose: std::rc::Rc::clone(&lose),
+    };
+    let mut peer = RemotePeer::connect("b", empty_image(), wire, me).unwrap();
+    peer.pull().unwrap();
+    let mut local = sys_a();
+    let mut base = Base::from_store(sys_a().store);
+    // The edit reaches the peer; no answer to it ever comes back.
+    set(&mut local.store, "site", "sfo", "region", "south");
+    let opts = BiOptions::new().max_delete_share(None);
+    assert!(reconcile(&mut local, &mut peer, &mut base, &opts).is_err());
+    assert_eq!(
+        server
+            .adapter()
+            .store
+            .get(&Site::key("sfo".to_string()))
+            .unwrap()
+            .region,
+        "south"
+    );
+    // The same side edits the key again; the next run learns that the
+    // earlier write landed, so this is a one-sided edit, not a conflict.
+    lose.set(false);
+    set(&mut local.store, "site", "sfo", "region", "north");
+    peer.pull().unwrap();
+    let report = reconcile(&mut local, &mut peer, &mut base, &opts).unwrap();
+    assert!(report.conflicts.is_empty(), "{report}");
+    assert_eq!(
+        server
+            .adapter()
+            .store
+            .get(&Site::key("sfo".to_string()))
+            .unwrap()
+            .region,
+        "north"
+    );
+    assert!(!local.diff_from(&peer).unwrap().has_diffs());
+}
+
 #[test]
 fn a_peer_is_a_side_of_a_two_way_reconcile() {
     use diffsync::bidir::{Base, BiOptions, Strategy, reconcile};

@@ -122,7 +122,7 @@ fn a_journal_in_postgresql_keeps_a_dead_run_unfinished_and_is_shared_by_processe
         result: Some(RunResult::Unfinished),
         ..RunFilter::default()
     };
-    let [dead] = one.runs(&unfinished).unwrap().try_into().unwrap();
+    let [dead] = one.runs(&unfinished).unwrap().runs.try_into().unwrap();
     assert_eq!((dead.source.as_str(), dead.target.as_str()), ("cmdb", "network"));
     let planned = one.elements(dead.id).unwrap();
     assert!(!planned.is_empty());

@@ -327,6 +327,29 @@ fn a_log_pruned_by_someone_else_past_the_cursor_is_a_gap() {
 }
 
 #[test]
+fn a_log_cleared_after_unread_writes_is_a_gap_at_the_next_poll() {
+    let (_dir, path, db) = database(1, true);
+    let mut feed = caught_up(&db);
+    write(&path, &EDIT.repeat(3));
+    // Cleared by hand (or by a pruner of another tool): no write follows.
+    write(&path, "DELETE FROM _diffsync_changes;");
+    assert!(drain(&mut feed).0, "three events went unseen");
+    assert_eq!(drain(&mut feed), (false, Vec::new()), "once");
+    // Cut short: the last unread rows deleted.
+    write(&path, &EDIT.repeat(3));
+    write(
+        &path,
+        "DELETE FROM _diffsync_changes WHERE seq >= (SELECT max(seq) - 1 FROM _diffsync_changes);",
+    );
+    let (gap, events) = drain(&mut feed);
+    assert!(gap, "{events:?}");
+    // Later writes read as usual.
+    write(&path, EDIT);
+    let (gap, events) = drain(&mut feed);
+    assert!(!gap && events.len() == 1, "{events:?}");
+}
+
+#[test]
 fn a_log_dropped_and_created_again_is_a_gap_even_when_it_outgrew_the_cursor() {
     let (_dir, path, mut db) = database(1, true);
     let mut feed = caught_up(&db);

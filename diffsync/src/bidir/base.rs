@@ -34,9 +34,11 @@ pub struct Base {
     /// Writes of an interrupted run (see [`Pending`]).
     pub(super) pending: Vec<Pending>,
     /// Keys an interrupted write left in doubt (its side changed them
-    /// since): the next classification takes any change to them as a
-    /// conflict.
+    /// since): a change to one is a conflict, run after run (they are
+    /// saved with the base), until both sides agree on it.
     pub(super) suspect: HashSet<(String, String)>,
+    /// Conflicts decided and not carried out yet (see [`Decided`]).
+    pub(super) decided: Vec<Decided>,
 }
 
 impl fmt::Debug for Base {
@@ -68,6 +70,43 @@ struct BaseDocument {
     /// Writes of a run that saved this base ahead of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pending: Vec<Pending>,
+    /// Keys in doubt (model type, key): a change to one is a conflict
+    /// until both sides agree on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    suspect: Vec<(String, String)>,
+    /// Conflicts decided whose resolution has not reached the losing side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    decided: Vec<Decided>,
+}
+
+/// A conflict a run decided whose resolution did not reach the losing side
+/// (its write failed, or the run stopped before it): while both sides hold
+/// what they held then, the next run carries the decision out as it was
+/// made, whatever the strategy says now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Decided {
+    pub(super) model_type: String,
+    pub(super) key: String,
+    /// The left side won (else the right).
+    pub(super) left_won: bool,
+    /// The strategy that decided it, as logged.
+    pub(super) strategy: String,
+    /// The item digest each side held (hex; `None`: it held none).
+    pub(super) left: Option<String>,
+    pub(super) right: Option<String>,
+}
+
+impl Decided {
+    /// The digest a side holds for a key, as a decision records it.
+    pub(super) fn held(side: &LocalStore, t: &str, k: &str) -> Option<String> {
+        side.digest(t, k).map(|d| format!("{:032x}", d.0))
+    }
+
+    /// Whether both sides hold what they held when it was decided.
+    pub(super) fn stands(&self, ls: &LocalStore, rs: &LocalStore) -> bool {
+        Decided::held(ls, &self.model_type, &self.key) == self.left
+            && Decided::held(rs, &self.model_type, &self.key) == self.right
+    }
 }
 
 /// A write a reconcile was about to make when it saved its base ahead of
@@ -79,8 +118,8 @@ struct BaseDocument {
 pub(super) struct Pending {
     /// The write went to the left side (else the right).
     pub(super) to_left: bool,
-    model_type: String,
-    key: String,
+    pub(super) model_type: String,
+    pub(super) key: String,
     after: Option<BaseRecord>,
 }
 
@@ -165,6 +204,34 @@ impl SavedSchema {
     }
 }
 
+impl SavedSchema {
+    /// Whether a record of the type fits this schema: the same identifier
+    /// and attribute names, each value of its field's kind.
+    fn holds(&self, r: &BaseRecord) -> std::result::Result<(), String> {
+        for (fields, values, what) in [
+            (&self.identifiers, &r.identifiers, "identifier"),
+            (&self.attributes, &r.attributes, "attribute"),
+        ] {
+            for f in fields {
+                match values.get(f.name.as_str()) {
+                    None => return Err(format!("its {what} {:?} is missing (the file's schema has it)", f.name)),
+                    Some(v) if !(f.kind.accepts(v) || (v.is_null() && f.optional)) => {
+                        return Err(format!("its {what} {:?} is {v}, not of kind {:?}", f.name, f.kind));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some((name, _)) = values
+                .iter()
+                .find(|(n, _)| !fields.iter().any(|f| f.name == n.as_ref()))
+            {
+                return Err(format!("it has an {what} {name:?} the file's schema does not"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A value of `kind` to stand in for an attribute the base never recorded
 /// until a reconcile fills it from the sides.
 fn placeholder(f: &crate::model::FieldDef) -> Value {
@@ -199,6 +266,7 @@ impl Base {
             unknown: Vec::new(),
             pending: Vec::new(),
             suspect: HashSet::new(),
+            decided: Vec::new(),
         }
     }
 
@@ -210,6 +278,7 @@ impl Base {
             unknown: Vec::new(),
             pending: Vec::new(),
             suspect: HashSet::new(),
+            decided: Vec::new(),
         }
     }
 
@@ -242,6 +311,12 @@ impl Base {
             schemas,
             models: self.records()?,
             pending: self.pending.clone(),
+            suspect: {
+                let mut keys: Vec<(String, String)> = self.suspect.iter().cloned().collect();
+                keys.sort();
+                keys
+            },
+            decided: self.decided.clone(),
         };
         serde_json::to_vec(&file).map_err(|e| {
             Error::Reconcile(ReconcileError::Base {
@@ -279,8 +354,15 @@ impl Base {
                 saved.check(&SavedSchema::of(now), t, origin)?;
             }
         }
+        for r in &file.models {
+            if let Some(saved) = file.schemas.get(&r.model_type) {
+                saved
+                    .holds(r)
+                    .map_err(|message| fail(format!("{} {:?}: {message}", r.model_type, r.key)))?;
+            }
+        }
         let mut unknown: Vec<(String, String)> = Vec::new();
-        let pending = file.pending;
+        let (pending, suspect, decided) = (file.pending, file.suspect.into_iter().collect(), file.decided);
         let mut todo = file.models;
         for r in &mut todo {
             let Some(schema) = like.schema(&r.model_type) else {
@@ -289,11 +371,11 @@ impl Base {
             r.attributes.retain(|name, _| schema.attribute_index(name).is_some());
             for f in schema.attributes.iter() {
                 if !r.attributes.contains_key(f.name.as_ref()) {
-                    let value = like
-                        .find_dyn(&r.model_type, &r.key)
-                        .and_then(|m| m.attribute(&f.name))
-                        .unwrap_or_else(|| placeholder(f));
-                    r.attributes.insert(f.name.clone(), value);
+                    // Unknown: never a side's value (that side would look
+                    // unchanged, and its old value overwrite the other's
+                    // edit); the field's default, which is what a system
+                    // holds until someone sets it.
+                    r.attributes.insert(f.name.clone(), placeholder(f));
                     let pair = (r.model_type.clone(), f.name.to_string());
                     if !unknown.contains(&pair) {
                         unknown.push(pair);
@@ -326,7 +408,8 @@ impl Base {
                         store,
                         unknown,
                         pending,
-                        suspect: HashSet::new(),
+                        suspect,
+                        decided,
                     });
                 }
                 Some(first) if waiting.len() == before => {
@@ -461,6 +544,12 @@ impl Base {
                     self.suspect.insert((t.to_string(), k.to_string()));
                 }
                 (Some(after), Some(now)) if *now == after.attributes => self.agree(side, t, k)?,
+                // A create the side does not hold: it never landed (or the
+                // side's user deleted it again, which cannot be told apart).
+                // The base does not hold it either, so the next
+                // classification sends it again: nothing the creating side
+                // made is lost to the doubt.
+                (Some(_), None) if !before => {}
                 // The side still holds the base's version of a model the
                 // write was to change or delete: it did not land, and the
                 // next classification sends it again.
@@ -522,17 +611,17 @@ impl Base {
         out
     }
 
-    /// Gives the attributes the saved base did not record the sides'
-    /// values (the left's where it has the model, else the right's), so
-    /// they count as unchanged since the base.
+    /// Gives the attributes the saved base did not record the value the
+    /// sides agree on, where they do; elsewhere the base keeps the
+    /// field's default, so a side that holds it is unchanged and one that
+    /// does not is an edit (and two different edits are a conflict).
     pub(super) fn fill_unknown(&mut self, ls: &LocalStore, rs: &LocalStore) -> Result<()> {
         for (t, attr) in std::mem::take(&mut self.unknown) {
             let keys: Vec<String> = self.store.get_all_dyn(&t).map(|m| m.unique_id()).collect();
             for k in keys {
-                let value = [ls, rs]
-                    .iter()
-                    .find_map(|side| side.find_dyn(&t, &k).and_then(|m| m.attribute(&attr)));
-                if let Some(v) = value
+                let [l, r] = [ls, rs].map(|side| side.find_dyn(&t, &k).and_then(|m| m.attribute(&attr)));
+                if let (Some(v), Some(w)) = (l, r)
+                    && v == w
                     && self.store.get_dyn_by_id(&t, &k)?.attribute(&attr).as_ref() != Some(&v)
                 {
                     let values: Attrs = [(attr.clone().into(), v)].into_iter().collect();
@@ -549,10 +638,18 @@ impl Base {
     pub(super) fn agree(&mut self, side: &LocalStore, t: &str, key: &str) -> Result<()> {
         let model = side.get_dyn_by_id(t, key)?;
         if self.store.find_dyn(t, key).is_some() {
-            if !self.store.same_attrs(t, key, side) {
-                self.store.update_attributes(t, key, AttrSource::Model(model))?;
+            let parent = side.parent_of(t, key)?;
+            let moved = self.store.parent_of(t, key)? != parent
+                && parent.is_none_or(|(pt, pk)| self.store.find_dyn(pt, pk).is_some());
+            if !moved {
+                if !self.store.same_attrs(t, key, side) {
+                    self.store.update_attributes(t, key, AttrSource::Model(model))?;
+                }
+                return Ok(());
             }
-            return Ok(());
+            // Moved: out with what is below it (a reconcile agrees on those
+            // after it, parents first) and in under its new parent.
+            self.store.remove(t, key, true)?;
         }
         let parent = side
             .parent_of(t, key)?

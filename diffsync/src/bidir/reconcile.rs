@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use super::base::{Base, BaseStore, Pending, SharedBaseStore};
+use super::base::{Base, BaseStore, Decided, Pending, SharedBaseStore};
 use super::error::ReconcileError;
 use super::log::{ConflictRecord, ConflictSink, SharedSink};
 use super::options::BiOptions;
@@ -201,6 +201,7 @@ pub fn reconcile_observed<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         }
     }
     let suspects = std::mem::take(&mut base.suspect);
+    let suspects_before = suspects.len();
     let judge = Judge {
         opts,
         strategies,
@@ -212,8 +213,12 @@ pub fn reconcile_observed<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     let mut flow = vec![Flow::Keep; walk.len()];
     let mut conflicts = Vec::new();
     let mut merges = MergePlans::new();
+    let (units, in_unit) = moves(&walk);
+    for unit in &units {
+        judge.moved(unit, &walk, &mut flow, &mut conflicts);
+    }
     for (i, (e, _)) in walk.iter().enumerate() {
-        if e.action == Action::NoChange {
+        if e.action == Action::NoChange || in_unit[i] {
             continue;
         }
         let key = (e.model_type.as_ref(), e.key.as_str());
@@ -249,8 +254,40 @@ pub fn reconcile_observed<L: Adapter + ?Sized, R: Adapter + ?Sized>(
         };
     }
     guard_deletes(&walk, &mut flow, &judge, &mut conflicts);
+    // A conflict an earlier run decided (and logged) whose resolution never
+    // reached the losing side: carried out as decided while the sides hold
+    // what they held then, whatever the strategy says now (logged again,
+    // so the record that says it was applied is this run's).
+    let standing: Vec<Decided> = std::mem::take(&mut base.decided)
+        .into_iter()
+        .filter(|d| d.stands(ls, rs))
+        .collect();
+    if !standing.is_empty() {
+        for c in &mut conflicts {
+            let Some(d) = standing.iter().find(|d| d.model_type == c.model_type && d.key == c.key) else {
+                continue;
+            };
+            let (resolution, to) = match d.left_won {
+                true => (Resolution::Left, Flow::ToRight),
+                false => (Resolution::Right, Flow::ToLeft),
+            };
+            for (i, (e, _)) in walk.iter().enumerate() {
+                if e.action != Action::NoChange && e.model_type == c.model_type.as_str() && e.key == c.key {
+                    flow[i] = to;
+                }
+            }
+            let key = (c.model_type.as_str(), c.key.as_str());
+            let clock = c.clock.clone();
+            *c = record(
+                &judge.conflict(key, c.kind),
+                &d.strategy,
+                clock.as_deref(),
+                resolution,
+                None,
+            );
+        }
+    }
     drop(judge);
-
     // The flow of each element, by address: the selections below see the same elements.
     let flows: HashMap<*const DiffElement, Flow> = walk
         .iter()
@@ -389,11 +426,18 @@ pub fn reconcile_observed<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     {
         tracing::warn!(error = %e, run = %run, "conflict log: the outcomes could not be recorded");
     }
-    // The writes of a side whose sync panicked are not known to have
-    // landed or not: they stay pending, and the next run looks at the side.
+    // The writes of a side whose sync panicked, and those its system did
+    // not acknowledge (a hook failed, or its answer was lost on the way:
+    // the write may have landed all the same), stay pending: the next run
+    // looks at the side before it classifies, so a write that landed is
+    // not taken for the side's own edit.
     let pending: Vec<Pending> = intents
         .into_iter()
-        .filter(|p| panicked[usize::from(!p.to_left)])
+        .filter(|p| {
+            let side = usize::from(!p.to_left);
+            let unacked = if p.to_left { &unacked_left } else { &unacked_right };
+            panicked[side] || unacked.contains(&(p.model_type.clone(), p.key.clone()))
+        })
         .collect();
     let unacked: HashSet<(String, String)> = unacked_left.into_iter().chain(unacked_right).collect();
 
@@ -427,7 +471,41 @@ pub fn reconcile_observed<L: Adapter + ?Sized, R: Adapter + ?Sized>(
     }
     base.store.refresh_fingerprints();
     base.pending = pending;
-    let moved = writes || resolved || base.store.fingerprint() != base_before;
+    // A key in doubt stays so, and a decision not carried out stays to be
+    // carried out, until both sides agree on the key.
+    let (ls, rs) = (left.store().local(), right.store().local());
+    let open = |t: &str, k: &str| match (ls.find_dyn(t, k).is_some(), rs.find_dyn(t, k).is_some()) {
+        (true, true) => !ls.same_attrs(t, k, rs),
+        (false, false) => false,
+        _ => true,
+    };
+    base.suspect = suspects
+        .into_iter()
+        .filter(|(t, k)| opts.dry_run || open(t, k))
+        .collect();
+    let decided_before = standing.len();
+    let mut decided = standing;
+    if !opts.dry_run {
+        for c in &report_conflicts(&conflicts) {
+            if !decided.iter().any(|d| d.model_type == c.0 && d.key == c.1) {
+                decided.push(Decided {
+                    model_type: c.0.clone(),
+                    key: c.1.clone(),
+                    left_won: c.2,
+                    strategy: c.3.clone(),
+                    left: Decided::held(ls, &c.0, &c.1),
+                    right: Decided::held(rs, &c.0, &c.1),
+                });
+            }
+        }
+        decided.retain(|d| open(&d.model_type, &d.key));
+    }
+    base.decided = decided;
+    let moved = writes
+        || resolved
+        || base.suspect.len() != suspects_before
+        || base.decided.len() != decided_before
+        || base.store.fingerprint() != base_before;
     let base_error = saved
         .filter(|_| moved)
         .and_then(|store| lock_base(store).save(base).err());
@@ -586,6 +664,23 @@ fn unacknowledged(plan: &Diff, report: &SyncReport, error: Option<&Error>) -> Ha
         .collect()
 }
 
+/// The conflicts a side won whose resolution did not reach the losing
+/// side (or is not known to have): (type, key, the left won, strategy).
+fn report_conflicts(conflicts: &[ConflictRecord]) -> Vec<(String, String, bool, String)> {
+    conflicts
+        .iter()
+        .filter(|c| c.applied != Some(true))
+        .filter_map(|c| {
+            let left_won = match c.resolution {
+                Resolution::Left => true,
+                Resolution::Right => false,
+                _ => return None,
+            };
+            Some((c.model_type.clone(), c.key.clone(), left_won, c.strategy.clone()))
+        })
+        .collect()
+}
+
 /// A side's sync result as its report and its error, if it stopped.
 fn split(r: Result<SyncReport>, dest: &str, source: &str) -> (SyncReport, Option<Error>) {
     match r {
@@ -606,6 +701,58 @@ fn split(r: Result<SyncReport>, dest: &str, source: &str) -> (SyncReport, Option
     }
 }
 
+/// A model moved to another parent on a side (the diff deletes it under
+/// one parent and creates it under another), with everything below it in
+/// both places: one change, which goes whole one way or not at all.
+struct Unit {
+    /// The moved model's key.
+    root: (String, String),
+    /// The walk's elements of both subtrees.
+    elements: Vec<usize>,
+}
+
+/// The moves in a walk, and which elements belong to one.
+fn moves(walk: &[(&DiffElement, usize)]) -> (Vec<Unit>, Vec<bool>) {
+    let mut in_unit = vec![false; walk.len()];
+    let mut at: HashMap<Key<'_>, Vec<usize>> = HashMap::new();
+    for (i, (e, _)) in walk.iter().enumerate() {
+        if matches!(e.action, Action::Create | Action::Delete) {
+            at.entry((e.model_type.as_ref(), e.key.as_str())).or_default().push(i);
+        }
+    }
+    at.retain(|_, places| places.len() == 2 && walk[places[0]].0.action != walk[places[1]].0.action);
+    if at.is_empty() {
+        return (Vec::new(), in_unit);
+    }
+    let subtree = |i: usize| {
+        let depth = walk[i].1;
+        let end = walk[i + 1..]
+            .iter()
+            .position(|(_, d)| *d <= depth)
+            .map_or(walk.len(), |n| i + 1 + n);
+        i..end
+    };
+    let mut units = Vec::new();
+    for i in 0..walk.len() {
+        let (e, _) = walk[i];
+        if in_unit[i] {
+            continue;
+        }
+        let Some(places) = at.get(&(e.model_type.as_ref(), e.key.as_str())) else {
+            continue;
+        };
+        let elements: Vec<usize> = places.iter().flat_map(|&p| subtree(p)).collect();
+        for &j in &elements {
+            in_unit[j] = true;
+        }
+        units.push(Unit {
+            root: (e.model_type.to_string(), e.key.clone()),
+            elements,
+        });
+    }
+    (units, in_unit)
+}
+
 /// What decides conflicts: the options, each type's strategy and the three stores.
 struct Judge<'a> {
     opts: &'a BiOptions,
@@ -616,6 +763,99 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
+    /// Whether `side` holds the key otherwise than the base: present on one
+    /// only, other attributes, or under another parent.
+    fn changed(&self, side: &LocalStore, (t, k): Key<'_>) -> bool {
+        match (side.find_dyn(t, k), self.base.find_dyn(t, k)) {
+            (None, None) => false,
+            (Some(_), None) | (None, Some(_)) => true,
+            (Some(_), Some(_)) => {
+                !self.base.same_attrs(t, k, side) || side.parent_of(t, k).ok() != self.base.parent_of(t, k).ok()
+            }
+        }
+    }
+
+    /// Decides a move: the side that moved it (and changed what it likes
+    /// below it) wins when the other side changed nothing of the unit; else
+    /// each key the two sides changed is a conflict, one record per key,
+    /// and the strategy's decision for the first of them moves the whole
+    /// unit one way or leaves it (a merge cannot split a move: left alone).
+    fn moved(
+        &self,
+        unit: &Unit,
+        walk: &[(&DiffElement, usize)],
+        flow: &mut [Flow],
+        conflicts: &mut Vec<ConflictRecord>,
+    ) {
+        let root = (unit.root.0.as_str(), unit.root.1.as_str());
+        let (left_moved, right_moved) = (self.changed(self.ls, root), self.changed(self.rs, root));
+        let mut keys: Vec<Key<'_>> = Vec::new();
+        for &i in &unit.elements {
+            let key = (walk[i].0.model_type.as_ref(), walk[i].0.key.as_str());
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        let changed: Vec<(Key<'_>, bool, bool)> = keys
+            .iter()
+            .map(|&k| (k, self.changed(self.ls, k), self.changed(self.rs, k)))
+            .collect();
+        let clear = |by_left: bool| {
+            changed.iter().all(|(k, l, r)| {
+                if by_left {
+                    !*r || (*k == root && !right_moved)
+                } else {
+                    !*l || (*k == root && !left_moved)
+                }
+            })
+        };
+        let to = if left_moved && !right_moved && clear(true) {
+            Flow::ToRight
+        } else if right_moved && !left_moved && clear(false) {
+            Flow::ToLeft
+        } else {
+            // Contested: the keys each side changed where the other changed
+            // the unit too.
+            let contested: Vec<Key<'_>> = changed
+                .iter()
+                .filter(|(k, l, r)| {
+                    (*l && *r) || (*k == root && (*l || *r)) || (*l && right_moved) || (*r && left_moved)
+                })
+                .map(|(k, ..)| *k)
+                .collect();
+            let kind = |(t, k): Key<'_>| match (self.ls.find_dyn(t, k).is_some(), self.rs.find_dyn(t, k).is_some()) {
+                (true, false) => ConflictKind::UpdateDelete,
+                (false, true) => ConflictKind::DeleteUpdate,
+                _ => ConflictKind::UpdateUpdate,
+            };
+            let lead = contested.first().copied().unwrap_or(root);
+            let strategy = self.strategies.get(lead.0).unwrap_or(&self.opts.strategy);
+            let resolution = match strategy.resolve(&self.conflict(lead, kind(lead))) {
+                Resolution::Merge => Resolution::Skip,
+                r => r,
+            };
+            for k in if contested.is_empty() { vec![root] } else { contested } {
+                conflicts.push(record(
+                    &self.conflict(k, kind(k)),
+                    &strategy.name(),
+                    strategy.clock(),
+                    resolution,
+                    None,
+                ));
+            }
+            match resolution {
+                Resolution::Left => Flow::ToRight,
+                Resolution::Right => Flow::ToLeft,
+                _ => Flow::Skip,
+            }
+        };
+        for &i in &unit.elements {
+            if walk[i].0.action != Action::NoChange {
+                flow[i] = to;
+            }
+        }
+    }
+
     fn conflict<'c>(&'c self, (t, k): Key<'c>, kind: ConflictKind) -> Conflict<'c> {
         Conflict {
             model_type: t,

@@ -46,7 +46,8 @@ pub enum ValueKind {
 }
 
 impl ValueKind {
-    fn accepts(self, v: &Value) -> bool {
+    /// Whether a value is of this kind.
+    pub(crate) fn accepts(self, v: &Value) -> bool {
         match self {
             ValueKind::String => v.is_string(),
             ValueKind::Integer => v.is_i64() || v.is_u64(),

@@ -4,10 +4,10 @@
 use super::error::HookError;
 use crate::diff::Diff;
 use crate::differ::{self, Side};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::store::Store;
-use crate::sync::{self, Batch, Change, SyncReport};
+use crate::sync::{self, Batch, Change, SyncError, SyncReport};
 
 /// One system to compare and synchronize.
 ///
@@ -205,25 +205,42 @@ pub trait AdapterExt: Adapter {
         sync_between(self, source, opts)
     }
     /// [`sync_from_with`](AdapterExt::sync_from_with), handing the diff to
-    /// `observe` on a second thread while its changes are applied (a
-    /// journal writes it there, say, instead of adding to the sync's time).
-    /// The outer error: the diff could not be made (`observe` never ran);
-    /// else the sync's result, with `observe`'s answer. A panic in a hook
-    /// or in `observe` is resumed once both have stopped.
+    /// `observe` on a second thread while the sync plans and checks its
+    /// changes (a journal writes it there, say, instead of adding to the
+    /// sync's time). Nothing is written to the target before `observe`
+    /// returned: when it fails, nothing is
+    /// ([`SyncError::Observer`](crate::SyncError::Observer)). The outer
+    /// error: the diff could not be made (`observe` never ran), or
+    /// `observe` failed; else the sync's result, with `observe`'s answer.
+    /// A panic in a hook or in `observe` is resumed once both have stopped.
     fn sync_from_observed<S: Adapter + ?Sized, R: Send>(
         &mut self,
         source: &S,
         opts: &mut Options<'_>,
-        observe: impl FnOnce(&Diff) -> R + Send,
+        observe: impl FnOnce(&Diff) -> std::result::Result<R, crate::BoxError> + Send,
     ) -> Result<(Result<SyncReport>, R)> {
         let diff = diff_between(&*self, source, opts)?;
-        Ok(std::thread::scope(|scope| {
-            let observer = scope.spawn(|| observe(&diff));
+        std::thread::scope(|scope| {
+            let (done, observed) = std::sync::mpsc::channel::<bool>();
+            let diff = &diff;
+            let observer = scope.spawn(move || {
+                // Told even when `observe` panics (the sender drops).
+                let result = observe(diff);
+                let _ = done.send(result.is_ok());
+                result
+            });
+            let mut gate = || match observed.recv() {
+                Ok(true) => Ok(()),
+                _ => Err(()),
+            };
             // The diff was made from these stores just now: fresh.
-            let result = sync::sync(self, &diff, Some(source.store().local()), true, opts);
+            let result = sync::sync_gated(self, diff, Some(source.store().local()), true, opts, &mut gate);
             let observed = observer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (result, observed)
-        }))
+            match observed {
+                Ok(r) => Ok((result, r)),
+                Err(source) => Err(Error::Sync(SyncError::Observer { source })),
+            }
+        })
     }
     /// Makes `target` look like `self`.
     fn sync_to<D: Adapter + ?Sized>(&self, target: &mut D) -> Result<SyncReport> {

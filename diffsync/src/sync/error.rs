@@ -255,6 +255,14 @@ pub enum SyncError {
         /// What happened to every element.
         report: Box<SyncReport>,
     },
+    /// The observer of a sync (a journal writing its plan ahead) failed:
+    /// nothing was written to the destination.
+    #[error("the sync's observer failed; nothing was written")]
+    Observer {
+        /// The observer's error.
+        #[source]
+        source: BoxError,
+    },
     /// The destination's `sync_complete` hook failed (the changes were applied).
     #[error("sync_complete of adapter {adapter:?} failed")]
     Complete {

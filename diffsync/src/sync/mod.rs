@@ -41,6 +41,20 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
     fresh: bool,
     opts: &mut Options<'_>,
 ) -> Result<SyncReport> {
+    sync_gated(dest, diff, source, fresh, opts, &mut || Ok(()))
+}
+
+/// [`sync`], calling `gate` once the changes are planned and checked and
+/// before the first is written: an error from it stops the sync with
+/// nothing written (the caller says why).
+pub(crate) fn sync_gated<A: Adapter + ?Sized>(
+    dest: &mut A,
+    diff: &Diff,
+    source: Option<&LocalStore>,
+    fresh: bool,
+    opts: &mut Options<'_>,
+    gate: &mut dyn FnMut() -> std::result::Result<(), ()>,
+) -> Result<SyncReport> {
     check_rails(dest.store().local(), diff, source, opts)?;
     let mut planner = Planner {
         source,
@@ -95,6 +109,11 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
             }
         }
     } else if n > 0 {
+        if gate().is_err() {
+            return Err(Error::Sync(SyncError::Observer {
+                source: "stopped before any write".into(),
+            }));
+        }
         // A panicking hook must not leave the store behind the system: what
         // the system took before the panic is recorded, then the panic goes on.
         match catch_unwind(AssertUnwindSafe(|| dest.apply_batch(&mut batch))) {

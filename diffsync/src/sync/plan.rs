@@ -105,7 +105,21 @@ impl<'a, 'd> Planner<'a, 'd> {
     /// Plans the elements in sync order, on a work stack (hierarchies may
     /// be deep).
     pub(super) fn plan(&mut self, elements: &'a [DiffElement]) -> Result<()> {
-        let mut work: Vec<Visit<'a, 'd>> = elements
+        // The deletes of moved keys go first, so each create finds its key
+        // free whatever the order of the two parents.
+        let hoisted = moved_deletes(elements);
+        for &(e, parent) in &hoisted {
+            self.walk(
+                vec![Visit::Element {
+                    e,
+                    parent,
+                    parent_dep: None,
+                }],
+                &HashSet::new(),
+            )?;
+        }
+        let hoisted: HashSet<*const DiffElement> = hoisted.iter().map(|(e, _)| *e as *const DiffElement).collect();
+        let work: Vec<Visit<'a, 'd>> = elements
             .iter()
             .rev()
             .map(|e| Visit::Element {
@@ -114,8 +128,14 @@ impl<'a, 'd> Planner<'a, 'd> {
                 parent_dep: None,
             })
             .collect();
+        self.walk(work, &hoisted)
+    }
+
+    /// Plans what `work` holds, and below it; `skip`: elements planned already.
+    fn walk(&mut self, mut work: Vec<Visit<'a, 'd>>, skip: &HashSet<*const DiffElement>) -> Result<()> {
         while let Some(v) = work.pop() {
             match v {
+                Visit::Element { e, .. } if skip.contains(&(e as *const DiffElement)) => {}
                 Visit::Element { e, parent, parent_dep } => self.element(e, parent, parent_dep, &mut work)?,
                 Visit::AfterChildren {
                     e,
@@ -338,4 +358,31 @@ fn new_model_for(
         None => e.source_attrs.clone().unwrap_or_default(),
     };
     t.models.build(&t.schema, &e.identifiers, &attrs)
+}
+
+/// The deletes of keys the diff also creates (a model moved to another
+/// parent), each with its parent element: the highest such delete of a
+/// subtree only (its descendants go with it).
+fn moved_deletes(elements: &[DiffElement]) -> Vec<(&DiffElement, Option<&DiffElement>)> {
+    let mut created: HashSet<(&str, &str)> = HashSet::new();
+    let mut stack: Vec<&DiffElement> = elements.iter().collect();
+    while let Some(e) = stack.pop() {
+        if e.action == Action::Create {
+            created.insert((&e.model_type, &e.key));
+        }
+        stack.extend(e.children.iter());
+    }
+    if created.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut stack: Vec<(&DiffElement, Option<&DiffElement>)> = elements.iter().rev().map(|e| (e, None)).collect();
+    while let Some((e, parent)) = stack.pop() {
+        if e.action == Action::Delete && created.contains(&(&*e.model_type, &*e.key)) {
+            out.push((e, parent));
+            continue;
+        }
+        stack.extend(e.children.iter().rev().map(|c| (c, Some(e))));
+    }
+    out
 }
