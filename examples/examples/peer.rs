@@ -19,7 +19,9 @@
 //! would); `pull` moves those edits to branch; `reconcile` also makes an
 //! edit on branch's side first and sends it to hq. Options: `--dir DIR`
 //! (default `target/peer-demo`), `--address HOST:PORT` (default
-//! `127.0.0.1:7443`).
+//! `127.0.0.1:7443`; branch remembers hq's, and takes a new one given
+//! here). A pull leaves the two-way base where both sides agree, so the
+//! first reconcile after it sees only what changed since.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -173,36 +175,70 @@ fn seed(inv: &mut Inventory) -> Result<(), Box<dyn std::error::Error>> {
 struct Args {
     command: String,
     dir: PathBuf,
-    address: String,
+    /// `--address`, when given.
+    address: Option<String>,
 }
 
-fn args() -> Result<Args, String> {
+const USAGE: &str = "usage: peer serve|pull|reconcile [--dir DIR] [--address HOST:PORT]
+
+  serve       hq: serve its inventory, edit a device every 10 s
+  pull        branch: take hq's inventory
+  reconcile   branch: edit a device, then sync both ways with hq
+
+  --dir DIR            where both replicas keep their state (default target/peer-demo)
+  --address HOST:PORT  where hq listens (default 127.0.0.1:7443; branch remembers it)";
+
+/// The arguments, or `Err(None)` when help was asked for.
+fn args() -> Result<Args, Option<String>> {
     let mut args = Args {
         command: String::new(),
         dir: PathBuf::from("target/peer-demo"),
-        address: "127.0.0.1:7443".into(),
+        address: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--dir" => args.dir = it.next().ok_or("--dir needs a directory")?.into(),
-            "--address" => args.address = it.next().ok_or("--address needs HOST:PORT")?,
+            "--help" | "-h" | "help" => return Err(None),
+            "--dir" => {
+                args.dir = it
+                    .next()
+                    .ok_or_else(|| Some("--dir needs a directory".to_string()))?
+                    .into()
+            }
+            "--address" => args.address = Some(it.next().ok_or_else(|| Some("--address needs HOST:PORT".to_string()))?),
             "serve" | "pull" | "reconcile" if args.command.is_empty() => args.command = a,
-            other => return Err(format!("unknown argument {other:?}")),
+            other => return Err(Some(format!("unknown argument {other:?}\n\n{USAGE}"))),
         }
     }
     if args.command.is_empty() {
-        return Err("usage: peer serve|pull|reconcile [--dir DIR] [--address HOST:PORT]".into());
+        return Err(Some(USAGE.into()));
     }
     Ok(args)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = args()?;
+    let args = match args() {
+        Ok(args) => args,
+        Err(None) => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Err(Some(message)) => return Err(message.into()),
+    };
     match args.command.as_str() {
         "serve" => serve(&args),
         command => follow(&args, command == "reconcile"),
     }
+}
+
+/// Writes a file only its owner can read (a private key).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
 }
 
 /// hq's TLS certificate and key, made on first run.
@@ -210,7 +246,7 @@ fn certificate(dir: &Path) -> Result<(CertificateDer<'static>, Vec<u8>), Box<dyn
     let (cert, key) = (dir.join("cert.der"), dir.join("cert.key"));
     if !cert.exists() {
         let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
-        std::fs::write(&key, made.signing_key.serialize_der())?;
+        write_private(&key, &made.signing_key.serialize_der())?;
         std::fs::write(&cert, made.cert.der())?;
     }
     Ok((CertificateDer::from(std::fs::read(cert)?), std::fs::read(key)?))
@@ -231,9 +267,10 @@ fn serve(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     let changes = inventory.store.subscribe();
     let server = Arc::new(Server::new("hq", inventory, identity, state.allowed()?).with_feed(changes));
+    let address = args.address.as_deref().unwrap_or("127.0.0.1:7443");
     let http = HttpServer::start(
         Arc::clone(&server),
-        &args.address,
+        address,
         vec![cert],
         PrivatePkcs8KeyDer::from(key).into(),
     )?;
@@ -268,9 +305,17 @@ fn serve(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
 /// branch: pulls from hq, or reconciles both ways with it.
 fn follow(args: &Args, both_ways: bool) -> Result<(), Box<dyn std::error::Error>> {
+    // hq must have started once (its certificate made) before branch
+    // touches anything of either side.
+    let hq_dir = args.dir.join("hq");
+    let cert = CertificateDer::from(std::fs::read(hq_dir.join("cert.der")).map_err(|e| {
+        format!(
+            "{}: {e} (start `serve` first: it makes hq's certificate)",
+            hq_dir.join("cert.der").display()
+        )
+    })?);
     let state = StateDir::open(args.dir.join("branch"))?;
     let key = state.identity()?.public_key();
-    let hq_dir = args.dir.join("hq");
     let hq = StateDir::open(&hq_dir)?;
     if hq.allowed()?.get(&key).is_none() {
         // A shortcut of a demo on one machine: branch writes itself into
@@ -280,17 +325,14 @@ fn follow(args: &Args, both_ways: bool) -> Result<(), Box<dyn std::error::Error>
         std::thread::sleep(Duration::from_secs(1));
     }
     let mut known = state.peer("hq")?;
-    if known.address.is_none() {
-        known.address = Some(args.address.clone());
+    // An address given now replaces the one remembered.
+    if let Some(given) = &args.address
+        && known.address.as_ref() != Some(given)
+    {
+        known.address = Some(given.clone());
         known.save()?;
     }
-    let address = known.address.clone().unwrap_or_default();
-    let cert = CertificateDer::from(std::fs::read(hq_dir.join("cert.der")).map_err(|e| {
-        format!(
-            "{}: {e} (start `serve` first: it makes hq's certificate)",
-            hq_dir.join("cert.der").display()
-        )
-    })?);
+    let address = known.address.clone().unwrap_or_else(|| "127.0.0.1:7443".into());
     let mut local = Inventory::open("branch", state.path().join("inventory.json"))?;
     // The image starts as branch's copy: the first pull moves what differs.
     let image = local.store.clone();
@@ -349,6 +391,9 @@ fn follow(args: &Args, both_ways: bool) -> Result<(), Box<dyn std::error::Error>
     } else {
         let report = local.sync_from(&peer)?;
         println!("branch: synced from hq:\n{report}");
+        // Both hold the same now: that is the two-way base, so a reconcile
+        // after this pull sees only the edits made since.
+        Base::from_store(local.store.clone()).save(state.base_path("hq")?)?;
     }
     Ok(())
 }
