@@ -9,6 +9,24 @@
 //! or a rollback left changes alone.
 #![warn(missing_docs)]
 
+/// Writes to standard output; a failed write (a closed pipe: `diffsync
+/// diff a b | head`) is an error the command returns, and `main` ends
+/// quietly on a closed pipe instead of panicking as `println!` does.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+/// [`say!`] without the line's end.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+pub(crate) use say;
+
 mod config;
 mod pages;
 mod serve;
@@ -127,8 +145,20 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8480")]
         listen: std::net::SocketAddr,
         /// Let a page roll a run back (after its preview and a confirmation).
+        /// Off loopback this needs --token-file.
         #[arg(long)]
         allow_writes: bool,
+        /// A file holding the credential a browser gives (as the password
+        /// of HTTP basic authentication) to roll a run back; required for
+        /// --allow-writes when listening off loopback.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// A host name the dashboard is reached by (repeatable): any other
+        /// name in a request's Host header is refused, against DNS
+        /// rebinding. The listen address (and localhost on loopback) and,
+        /// listening on all addresses, any IP literal are always taken.
+        #[arg(long, value_name = "NAME")]
+        allow_host: Vec<String>,
         /// Runs the loop that keeps TARGET like SOURCE and shows its status
         /// (repeatable).
         #[arg(long, value_name = "SOURCE:TARGET", value_parser = pair)]
@@ -169,11 +199,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`| head`): nothing more to say.
+        Err(e) if closed_pipe(&*e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("diffsync: {}", Chain(&*e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether an error is (or was caused by) a write to a closed pipe.
+fn closed_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -190,10 +236,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let diff = with_system!(&target, t => with_system!(&source, s => t.diff_from_with(s, &mut opts)))?;
             progress.done();
             match format {
-                Shown::Text if diff.has_diffs() => println!("{diff}"),
-                Shown::Text => println!("no differences"),
-                Shown::Json => println!("{}", serde_json::to_string_pretty(&diff)?),
-                Shown::Table => print!("{}", table(&diff)),
+                Shown::Text if diff.has_diffs() => say!("{diff}"),
+                Shown::Text => say!("no differences"),
+                Shown::Json => say!("{}", serde_json::to_string_pretty(&diff)?),
+                Shown::Table => say_raw!("{}", table(&diff)),
             }
             eprintln!("{}", diff.summary());
             Ok(if diff.has_diffs() { DIFFERENCES } else { 0 })
@@ -210,10 +256,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let (run, report) =
                 with_system!(&mut target, t => with_system!(&source, s => journal.sync(t, s, &mut opts)))?;
             progress.done();
-            println!("{run}: {}", counts(&report.totals()));
+            say!("{run}: {}", counts(&report.totals()));
             let usual = |o: &Outcome| matches!(o, Outcome::Applied | Outcome::Planned | Outcome::Unchanged);
             for e in report.elements.iter().filter(|e| !usual(&e.outcome)) {
-                println!("  {} {} {}: {}", e.action.as_str(), e.model_type, e.key, e.outcome);
+                say!("  {} {} {}: {}", e.action.as_str(), e.model_type, e.key, e.outcome);
             }
             Ok(if report.is_success() { 0 } else { FAILURES })
         }
@@ -235,7 +281,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let mut journal = config.journal()?;
             let (run, report) =
                 with_system!(&mut left, l => with_system!(&mut right, r => journal.reconcile(l, r, &mut base, &opts)))?;
-            println!("{run}: {report}");
+            say!("{run}: {report}");
             Ok(
                 if report.stopped().is_some() || !report.to_left.is_success() || !report.to_right.is_success() {
                     FAILURES
@@ -250,6 +296,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Serve {
             listen,
             allow_writes,
+            token_file,
+            allow_host,
             watch,
             passes,
         } => serve::serve(
@@ -257,6 +305,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             serve::ServeOptions {
                 listen,
                 allow_writes,
+                token_file,
+                allow_host,
                 watch,
                 passes,
             },
@@ -274,7 +324,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             for run in runs {
                 let totals = run.totals.as_ref().map(counts).unwrap_or_default();
-                println!(
+                say!(
                     "{}\t{}\t{} -> {}\t{}{}\t{totals}",
                     run.id.0,
                     run.mode.as_str(),
@@ -289,7 +339,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Show { run } => {
             let journal = config.journal()?;
             let recorded = journal.run(RunId(run))?;
-            println!(
+            say!(
                 "{}: {} {} -> {}, {}{}",
                 recorded.id,
                 recorded.mode.as_str(),
@@ -299,7 +349,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 recorded.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
             );
             for e in journal.elements(RunId(run))? {
-                println!(
+                say!(
                     "  {} {} {}\t{}\t{}",
                     e.action.as_str(),
                     e.model_type,
@@ -314,10 +364,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let journal = config.journal()?;
             let events = journal.history(&model_type, &key)?;
             if events.is_empty() {
-                println!("no recorded change to {model_type} {key:?}");
+                say!("no recorded change to {model_type} {key:?}");
             }
             for event in events {
-                println!(
+                say!(
                     "{}\t{} -> {}\t{}\t{}\t{}",
                     event.run,
                     event.source,
@@ -337,9 +387,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let run = undo
                 .run
                 .map_or_else(|| "nothing to undo".to_string(), |r| r.to_string());
-            println!("{run}: {}", counts(&undo.report.totals()));
+            say!("{run}: {}", counts(&undo.report.totals()));
             for c in &undo.conflicts {
-                println!("  left alone: {} {}: {}", c.model_type, c.key, c.reason);
+                say!("  left alone: {} {}: {}", c.model_type, c.key, c.reason);
             }
             Ok(if !undo.conflicts.is_empty() {
                 CONFLICTS

@@ -64,7 +64,9 @@ impl LoopStatus {
     }
 }
 
-const STYLE: &str = "
+/// The pages' stylesheet, served at `/style.css` (no inline style: the
+/// pages' content policy allows none).
+pub(crate) const STYLE: &str = "
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0 2rem 2rem; color: #1d2430; }
 nav { padding: .8rem 0; border-bottom: 1px solid #d8dde6; margin-bottom: 1rem; }
 nav a { margin-right: 1.2rem; font-weight: 600; }
@@ -93,7 +95,7 @@ fn layout(title: &str, refresh: Option<u32>, body: Markup) -> Markup {
                 meta charset="utf-8";
                 @if let Some(secs) = refresh { meta http-equiv="refresh" content=(secs); }
                 title { (title) " · diffsync" }
-                style { (maud::PreEscaped(STYLE)) }
+                link rel="stylesheet" href="/style.css";
             }
             body {
                 nav { a href="/" { "diffsync" } a href="/loops" { "Loops" } a href="/metrics" { "Metrics" } }

@@ -3,7 +3,12 @@
 //!
 //! Read-only unless started with `--allow-writes`: then a run's page can
 //! roll it back, after its preview, through a form that carries this
-//! process's token (a page of another site cannot post it).
+//! process's token (a page of another site cannot post it). Off loopback,
+//! writes also need the credential of `--token-file` (HTTP basic
+//! authentication). Every request's Host must be one the dashboard is
+//! reached by (DNS rebinding cannot point another name at it), and every
+//! answer forbids framing and scripts (no page of another site can frame
+//! the rollback form).
 
 use std::net::SocketAddr;
 use std::sync::mpsc::Receiver;
@@ -30,6 +35,10 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Whether a page may roll a run back.
     pub allow_writes: bool,
+    /// The credential for writes, off loopback.
+    pub token_file: Option<std::path::PathBuf>,
+    /// Host names the dashboard is reached by.
+    pub allow_host: Vec<String>,
     /// The loops to run, `(source, target)`.
     pub watch: Vec<(String, String)>,
     /// When the loops run full passes.
@@ -43,6 +52,8 @@ struct Dashboard {
     allow_writes: bool,
     /// Carried by the rollback form and checked on its post.
     token: String,
+    /// Who may ask.
+    guard: Guard,
     loops: Vec<Loop>,
     metrics: PrometheusHandle,
 }
@@ -53,8 +64,168 @@ struct Loop {
     status: Arc<Mutex<pages::LoopStatus>>,
 }
 
+/// Who may ask what: the Host names taken, and the credential writes need.
+struct Guard {
+    /// Host header values taken as they are (lowercase, with the port).
+    hosts: Vec<String>,
+    /// Names taken with the port or none (`--allow-host`).
+    names: Vec<String>,
+    /// Listening on all addresses: any IP literal with this port is taken.
+    any_ip: bool,
+    port: u16,
+    /// The password writes need (`--token-file`), if any.
+    credential: Option<String>,
+}
+
+impl Guard {
+    fn new(opts: &ServeOptions, bound: SocketAddr) -> Result<Guard, Failure> {
+        let ip = bound.ip();
+        let credential = match &opts.token_file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+                let token = text.trim().to_string();
+                if token.len() < 16 {
+                    return Err(format!(
+                        "--token-file {}: the credential is shorter than 16 characters",
+                        path.display()
+                    )
+                    .into());
+                }
+                Some(token)
+            }
+            None => None,
+        };
+        if !ip.is_loopback() {
+            if opts.allow_writes && credential.is_none() {
+                return Err(format!(
+                    "--allow-writes on {bound} (not loopback) needs --token-file: anyone who reaches it could roll runs back"
+                )
+                .into());
+            }
+            eprintln!(
+                "diffsync: warning: serving on {bound}, not loopback: anyone who reaches it can read the journal{}",
+                if credential.is_some() {
+                    "; the write credential travels in clear HTTP (put a TLS proxy in front)"
+                } else {
+                    ""
+                }
+            );
+        }
+        let port = bound.port();
+        let mut hosts = vec![bound.to_string()];
+        if ip.is_loopback() || ip.is_unspecified() {
+            hosts.extend([
+                format!("localhost:{port}"),
+                format!("127.0.0.1:{port}"),
+                format!("[::1]:{port}"),
+            ]);
+        }
+        Ok(Guard {
+            hosts,
+            names: opts.allow_host.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            any_ip: ip.is_unspecified(),
+            port,
+            credential,
+        })
+    }
+
+    /// Whether a request's Host header names this dashboard.
+    fn takes_host(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        if self.hosts.contains(&host) {
+            return true;
+        }
+        let port = format!(":{}", self.port);
+        if self
+            .names
+            .iter()
+            .any(|n| host == *n || host.strip_suffix(&port) == Some(n.as_str()))
+        {
+            return true;
+        }
+        // An IP literal cannot be rebound to another address.
+        self.any_ip && host.parse::<SocketAddr>().is_ok_and(|a| a.port() == self.port)
+    }
+
+    /// Whether a request carries the write credential (or none is needed).
+    fn authorized(&self, request: &axum::extract::Request) -> bool {
+        use base64::Engine;
+        let Some(credential) = &self.credential else {
+            return true;
+        };
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            .and_then(|d| String::from_utf8(d).ok());
+        let password = given.as_deref().and_then(|d| d.split_once(':')).map(|(_, p)| p);
+        password.is_some_and(|p| same(p.as_bytes(), credential.as_bytes()))
+    }
+}
+
+/// Whether two secrets are equal, in a time that depends on their lengths only.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks every request before its page: the Host, and for a rollback
+/// (its preview with the form, and its post) the write credential; and
+/// gives every answer the headers that keep it out of other sites' frames.
+async fn check_request(
+    State(app): State<Arc<Dashboard>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let mut response = if !app.guard.takes_host(&host) {
+        PageError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!("this dashboard is not reached as {host:?} (start it with --allow-host for another name)"),
+        )
+        .into_response()
+    } else if request.uri().path().ends_with("/rollback") && app.allow_writes && !app.guard.authorized(&request) {
+        let mut r = PageError::new(
+            StatusCode::UNAUTHORIZED,
+            "rolling a run back needs the dashboard's credential",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Basic realm=\"diffsync\", charset=\"UTF-8\""),
+        );
+        r
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers.insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
+}
+
 /// Serves until the process is stopped.
 pub fn serve(config: Config, opts: ServeOptions) -> Result<u8, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(opts.listen))?;
+    let address = listener.local_addr()?;
+    let guard = Guard::new(&opts, address)?;
     let metrics = PrometheusBuilder::new().install_recorder()?;
     let mut loops = Vec::new();
     for (source, target) in &opts.watch {
@@ -71,6 +242,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<u8, Failure> {
         config,
         allow_writes: opts.allow_writes,
         token: token()?,
+        guard,
         loops,
         metrics,
     });
@@ -81,17 +253,23 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<u8, Failure> {
         .route("/runs/{run}/rollback", get(rollback_preview).post(rollback))
         .route("/history", get(history))
         .route("/metrics", get(metrics_page))
+        .route("/style.css", get(style))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&dashboard),
+            check_request,
+        ))
         .with_state(dashboard);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(opts.listen).await?;
-        let address = listener.local_addr()?;
-        println!("serving http://{address}/");
+        crate::say!("serving http://{address}/");
         use std::io::Write;
         std::io::stdout().flush()?;
         axum::serve(listener, app).await
     })?;
     Ok(0)
+}
+
+async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], pages::STYLE).into_response()
 }
 
 /// 128 bits from the system's secure random source, in hex: what a page

@@ -57,10 +57,10 @@ pub fn start(
 /// Runs the loop until the process is stopped, printing what it does.
 pub fn print(config: &Config, source: &str, target: &str, passes: &Passes) -> Result<u8, Failure> {
     let (_running, events) = start(config, source, target, passes)?;
-    println!("watching {source} -> {target}");
+    crate::say!("watching {source} -> {target}");
     for event in events {
         if let Some(line) = describe(&event) {
-            println!("{line}");
+            crate::say!("{line}");
         }
     }
     Ok(0)

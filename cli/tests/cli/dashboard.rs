@@ -374,3 +374,124 @@ fn a_dashboard_started_without_allow_writes_rolls_nothing_back() {
         "text/plain; version=0.0.4"
     );
 }
+
+/// A request written by hand (a Host header of the caller's choosing):
+/// the status and the whole answer.
+fn raw(address: &str, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer)
+}
+
+#[test]
+fn another_host_name_is_refused_and_no_page_can_be_framed() {
+    let dir = configured();
+    let dir = dir.path();
+    let (_server, site) = serve(dir, &["--allow-writes"]);
+    let address = site.trim_start_matches("http://");
+    let get = |host: &str| {
+        raw(
+            address,
+            &format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    // A name that resolves here by DNS rebinding: refused, nothing read.
+    let (status, answer) = get("attacker.example");
+    assert_eq!(status, 421, "{answer}");
+    assert!(!answer.contains("Recent runs"), "{answer}");
+    let port = address.rsplit_once(':').unwrap().1;
+    for host in [address.to_string(), format!("localhost:{port}")] {
+        let (status, answer) = get(&host);
+        assert_eq!(status, 200, "{host}: {answer}");
+        let headers = answer.to_ascii_lowercase();
+        assert!(headers.contains("x-frame-options: deny"), "{answer}");
+        assert!(headers.contains("frame-ancestors 'none'"), "{answer}");
+        assert!(headers.contains("x-content-type-options: nosniff"), "{answer}");
+        assert!(
+            answer.contains(r#"<link rel="stylesheet" href="/style.css">"#),
+            "{answer}"
+        );
+    }
+    let (status, css) = raw(
+        address,
+        &format!("GET /style.css HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(status == 200 && css.contains("text/css"), "{css}");
+    // A rollback posted through a rebound name: refused before the form is read.
+    let body = "on=network&token=x&confirm=yes";
+    let (status, _) = raw(
+        address,
+        &format!(
+            "POST /runs/1/rollback HTTP/1.1\r\nHost: attacker.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(status, 421);
+}
+
+#[test]
+fn writes_off_loopback_need_a_credential() {
+    let dir = configured();
+    let dir = dir.path();
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    let (code, _, err) = diffsync(dir, &["serve", "--listen", "0.0.0.0:0", "--allow-writes"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--token-file"), "{err}");
+    let token = "a-credential-of-32-characters-xx";
+    std::fs::write(dir.join("token"), token).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_diffsync"))
+        .arg("-c")
+        .arg(dir.join("diffsync.toml"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--allow-writes", "--token-file"])
+        .arg(dir.join("token"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = Running(child);
+    let port = line
+        .trim()
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    let address = format!("127.0.0.1:{port}");
+    let preview = |auth: &str| {
+        raw(
+            &address,
+            &format!("GET /runs/1/rollback HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n"),
+        )
+    };
+    // Reads need nothing; the rollback's preview (its form) and its post do.
+    let (status, _) = raw(
+        &address,
+        &format!("GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200);
+    let (status, answer) = preview("");
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("www-authenticate: basic"),
+        "{answer}"
+    );
+    use base64::Engine;
+    let basic = |password: &str| {
+        format!(
+            "Authorization: Basic {}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(format!("ops:{password}"))
+        )
+    };
+    assert_eq!(preview(&basic("wrong-credential-of-32-chars-xxx")).0, 401);
+    let (status, answer) = preview(&basic(token));
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("<form"), "{answer}");
+}

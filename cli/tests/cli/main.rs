@@ -69,6 +69,41 @@ fn missing<T>(what: &str) -> Option<T> {
 }
 
 #[test]
+fn a_reader_that_closes_the_pipe_ends_the_command_quietly() {
+    use std::io::{BufRead, BufReader};
+    let dir = configured();
+    // A diff far larger than a pipe's buffer.
+    let sites: Vec<String> = (0..20_000)
+        .map(|i| format!(r#"{{"name": "site{i}", "region": "region of site {i}"}}"#))
+        .collect();
+    std::fs::write(
+        dir.path().join("cmdb.json"),
+        format!(r#"{{"site": [{}]}}"#, sites.join(",")),
+    )
+    .unwrap();
+    for format in ["text", "json", "table"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_diffsync"))
+            .arg("-c")
+            .arg(dir.path().join("diffsync.toml"))
+            .args(["diff", "cmdb", "network", "--format", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `| head -1`: one line read, then the pipe closed.
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{format}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{format}: {stderr}");
+    }
+}
+
+#[test]
 fn diff_sync_history_show_and_rollback_from_a_file_into_sqlite() {
     let dir = configured();
     let dir = dir.path();
