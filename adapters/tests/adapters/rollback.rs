@@ -102,6 +102,40 @@ impl diffsync::Layer for DiesMidApply {
 
 #[cfg(feature = "postgres")]
 #[test]
+fn processes_opening_a_new_postgresql_journal_at_once_all_open_it() {
+    let Some(pg) = crate::servers::Postgres::start() else {
+        return;
+    };
+    // Eight at once, several times: without a lock, two racing `CREATE
+    // TABLE IF NOT EXISTS` make one of them fail.
+    for round in 0..4 {
+        let params = pg.params();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let opened: Vec<Result<(), String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (barrier, params) = (std::sync::Arc::clone(&barrier), params.clone());
+                    scope.spawn(move || {
+                        barrier.wait();
+                        Journal::connect_postgres(&params)
+                            .map(drop)
+                            .map_err(|e| diffsync::Chain(&e).to_string())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(opened.iter().all(Result::is_ok), "round {round}: {opened:?}");
+        // A fresh journal for the next round.
+        let mut client = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+        client
+            .batch_execute("DROP TABLE runs, elements, exceptions, conflicts, left_alone, journal_meta")
+            .unwrap();
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[test]
 fn a_journal_in_postgresql_keeps_a_dead_run_unfinished_and_is_shared_by_processes() {
     let Some(pg) = crate::servers::Postgres::start() else {
         return;
