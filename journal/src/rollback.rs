@@ -170,6 +170,34 @@ impl Journal {
                 }
             }
         }
+        // A delete of a parent whose children's deletes did not apply cut
+        // their links (the store leaves them parentless, an SQL adapter
+        // clears their parent column): a write no change of the run
+        // records. Restored, the parent takes them back.
+        for inverse in &inverses {
+            let Inverse::Restore(p) = inverse else { continue };
+            let parent = (p.model_type.clone(), p.key.clone());
+            for child in elements
+                .iter()
+                .filter(|e| e.side == side && e.parent.as_ref() == Some(&parent))
+            {
+                let cut = view
+                    .parent_of(&child.model_type, &child.key)
+                    .is_ok_and(|parent| parent.is_none())
+                    && view.get_dyn_by_id(&p.model_type, &p.key).is_ok();
+                if cut {
+                    match relink(
+                        &mut view,
+                        (&child.model_type, &child.key),
+                        (&p.model_type, &p.key),
+                        &mut keys,
+                    ) {
+                        Ok(()) => {}
+                        Err(reason) => conflicts.push(conflict(child, reason)),
+                    }
+                }
+            }
+        }
         for inverse in inverses.iter().rev() {
             if let Inverse::Remove(e) = inverse {
                 let below = view.subtree_fingerprint(&e.model_type, &e.key).map_or(0, |f| f.count);
@@ -261,6 +289,34 @@ fn restore(view: &mut LocalStore, e: &Element) -> Result<(), String> {
         Some((t, k)) if view.get_dyn_by_id(t, k).is_err() => format!("its parent {t} {k:?} is gone"),
         _ => Chain(&err).to_string(),
     })
+}
+
+/// Puts a parentless model back under `parent`, with what is below it
+/// (each key it moves is added to `keys`).
+fn relink(
+    view: &mut LocalStore,
+    (t, k): (&str, &str),
+    parent: (&str, &str),
+    keys: &mut Vec<ModelKey>,
+) -> Result<(), String> {
+    fn fail<E: std::error::Error + 'static>(err: E) -> String {
+        Chain(&err).to_string()
+    }
+    let model = view.get_dyn_by_id(t, k).map_err(fail)?;
+    let rebuilt = view.build(t, &model.identifiers(), &model.attributes()).map_err(fail)?;
+    let mut below: Vec<(String, String)> = Vec::new();
+    for child_type in view.schema(t).map(|s| s.children.to_vec()).unwrap_or_default() {
+        for key in view.children_keys(t, k, &child_type).map_err(fail)? {
+            below.push((child_type.to_string(), key.to_string()));
+        }
+    }
+    view.remove(t, k, false).map_err(fail)?;
+    view.insert_boxed(rebuilt, Some(parent)).map_err(fail)?;
+    keys.push(ModelKey::from_unique_id(t, k));
+    for (ct, ck) in below {
+        relink(view, (&ct, &ck), (t, k), keys)?;
+    }
+    Ok(())
 }
 
 fn key_of(e: &Element) -> ModelKey {

@@ -218,3 +218,54 @@ fn a_journal_file_from_before_options_were_kept_opens_and_records() {
         .unwrap();
     assert!(journal.run(second).unwrap().options.starts_with("Options {"));
 }
+
+/// Vetoes the deletes of the interfaces of one device.
+#[cfg(feature = "sqlite")]
+struct KeepsInterfacesOf(&'static str);
+
+#[cfg(feature = "sqlite")]
+impl diffsync::Layer for KeepsInterfacesOf {
+    fn before(&mut self, batch: &mut diffsync::Batch<'_, '_>) {
+        for i in 0..batch.len() {
+            let c = &batch.changes()[i];
+            if c.action == diffsync::Action::Delete
+                && c.model_type() == "interface"
+                && c.key().starts_with(&format!("{}__", self.0))
+            {
+                batch.set_outcome(i, Err(diffsync::HookError::soft("the operator keeps these")));
+            }
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_partial_run_s_rollback_restores_the_links_its_deletes_cut() {
+    use diffsync_adapters::sqlite::SqliteAdapter;
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = SqliteAdapter::open("db", dir.path().join("inv.db"), crate::common::registry()).unwrap();
+    db.sync_from(&inventory("cmdb", 2, 0)).unwrap();
+    let before = db.store.fingerprint();
+    // The run deletes device site1-r0; its interfaces' deletes are vetoed:
+    // the device goes, its interfaces stay, unlinked.
+    let mut changed = inventory("cmdb", 2, 0);
+    changed.store.remove("device", "site1-r0", true).unwrap();
+    let mut journal = Journal::in_memory().unwrap();
+    let mut target = diffsync::Layered::new(db, KeepsInterfacesOf("site1-r0"));
+    let opts = &mut Options::new().flags(diffsync::DiffFlags::CONTINUE_ON_FAILURE);
+    let (run, report) = journal.sync(&mut target, &changed, opts).unwrap();
+    assert!(!report.is_success(), "{report}");
+    let mut db = target.inner;
+    db.reload().unwrap();
+    assert!(db.store.get_dyn_by_id("device", "site1-r0").is_err());
+    assert_eq!(db.store.parent_of("interface", "site1-r0__eth0").unwrap(), None);
+    // Undone: the device back, and its interfaces under it again, in the rows.
+    let undo = journal.rollback(run, &mut db, false).unwrap();
+    assert!(undo.conflicts.is_empty() && undo.report.is_success(), "{undo:?}");
+    db.reload().unwrap();
+    assert_eq!(
+        db.store.parent_of("interface", "site1-r0__eth0").unwrap(),
+        Some(("device", "site1-r0"))
+    );
+    assert_eq!(db.store.fingerprint(), before, "the rows are as they were");
+}
