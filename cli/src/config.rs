@@ -344,3 +344,74 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use diffsync_tests::fuzz::{each_seed, mutate_bytes, mutate_json};
+
+    use super::Config;
+
+    const CONFIG: &str = r#"
+journal = "runs.db"
+
+[[models]]
+name = "site"
+identifiers = [{ name = "name", kind = "string" }]
+attributes = [{ name = "region", kind = "string", optional = true }]
+children = ["device"]
+
+[[models]]
+name = "device"
+identifiers = [{ name = "name", kind = "string" }]
+attributes = [{ name = "role", kind = "string" }, { name = "ports", kind = "list" }]
+
+[systems.cmdb]
+file = "cmdb.json"
+
+[systems.network]
+sqlite = "network.db"
+
+[systems.cache]
+redis = "redis://127.0.0.1:1/"
+namespace = "inv"
+"#;
+
+    /// Config files mutated as TOML trees, as YAML, and byte by byte: each
+    /// read (a typed error or a config), and a config that reads opens its
+    /// file and SQLite systems or says why not.
+    #[test]
+    fn config_files_read_or_fail_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cmdb.json"),
+            r#"{"site": [{"name": "nyc", "device": [{"name": "r1", "role": "edge", "ports": []}]}]}"#,
+        )
+        .unwrap();
+        let tree: serde_json::Value = toml::from_str(CONFIG).unwrap();
+        each_seed("a config file", |rng| {
+            let (name, text) = match rng.u8(..3) {
+                0 => ("fuzz.toml", mutate_bytes(rng, CONFIG.as_bytes())),
+                1 => {
+                    let mut doc = tree.clone();
+                    mutate_json(rng, &mut doc);
+                    // A tree TOML cannot hold (a null) is a config no one writes.
+                    let Ok(text) = toml::to_string(&doc) else { return };
+                    ("fuzz.toml", text.into_bytes())
+                }
+                _ => {
+                    let mut doc = tree.clone();
+                    mutate_json(rng, &mut doc);
+                    ("fuzz.yaml", serde_json::to_vec(&doc).unwrap())
+                }
+            };
+            let path = dir.path().join(name);
+            std::fs::write(&path, &text).unwrap();
+            if let Ok(config) = Config::load(&path) {
+                for system in ["cmdb", "network"] {
+                    let _ = config.open(system);
+                }
+                let _ = config.model_types();
+            }
+        });
+    }
+}

@@ -606,9 +606,10 @@ fn run_peer(n: usize) {
                 received += signed(Response::Reconcile { whole, message: m });
             }
         }
-        // Then the fetches of what the image lacks, 2,000 ids a call (their
-        // answers are measured below).
-        for ids in diff.need.chunks(2_000) {
+        // Then the fetches of what the image lacks, 65,536 ids a call (their
+        // answers, filled to 32 MiB, hold them all at these models' sizes;
+        // measured below).
+        for ids in diff.need.chunks(65_536) {
             round_trips += 1;
             sent += sealed(Call::Fetch(ids.to_vec()));
         }
@@ -625,7 +626,7 @@ fn run_peer(n: usize) {
             })
         );
     }
-    // The fetch that follows: 2,000 interface models (one fetch batch) as
+    // The fetch that follows: 2,000 interface models as
     // the server sends them, compressed, against the same frame unpacked.
     let models: Vec<proto::WireModel> = (0..2_000)
         .map(|i| {

@@ -16,8 +16,9 @@ use crate::server::schemas_of;
 use crate::state::{KnownPeer, LastSync, StateError};
 use crate::transport::{Traffic, Transport};
 
-/// Ids asked for in one fetch.
-const FETCH_BATCH: usize = 2_000;
+/// Ids asked for in one fetch (512 KiB of them; the server fills its
+/// answer to [`proto::ANSWER_FILL`] and says how many it took).
+const FETCH_BATCH: usize = 65_536;
 /// Bytes of changes sent in one push at most (well below what a call may
 /// unpack to, [`proto::MAX_CALL`]).
 const PUSH_BYTES: usize = proto::MAX_CALL / 4;

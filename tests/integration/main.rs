@@ -10,6 +10,7 @@ mod digest;
 mod dynamic;
 mod feed;
 mod flags;
+mod fuzz;
 mod hooks;
 mod journal;
 mod keys;

@@ -1,6 +1,8 @@
 //! Shared fixtures for the integration tests: a site → device → interface
 //! inventory and an adapter that records its hook calls and can be told to fail.
 
+pub mod fuzz;
+
 use std::collections::{HashMap, HashSet};
 
 use diffsync::Action;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
-use diffsync::bidir::{BaseFile, BaseStore, BiOptions, ConflictRecord, Resolution, Strategy, reconcile};
+use diffsync::bidir::{BaseFile, BaseStore, BiOptions, ConflictRecord, Resolution, Strategy};
 use diffsync::{
     Adapter, AdapterExt, AttrSource, Batch, Change, Diff, Error, HookError, MemoryAdapter, Store, StoreAdapter,
     SyncReport,
@@ -473,8 +473,16 @@ fn law<L: System, R: System>(mut ls: L, mut rs: R, seed_value: u64, rounds: usiz
             Strategy::RightWins
         };
         logged_from.push(log.lock().unwrap().len());
+        // Sometimes the process dies after the base and its intents are
+        // saved and before either side is written.
+        let dies_before_writes = !quiet && rng.chance(0.1);
         let run = catch_unwind(AssertUnwindSafe(|| {
-            reconcile(&mut left, &mut right, &mut base, &options(strategy))
+            diffsync::bidir::reconcile_observed(&mut left, &mut right, &mut base, &options(strategy), |_| {
+                match dies_before_writes {
+                    true => Err(INJECTED.into()),
+                    false => Ok(()),
+                }
+            })
         }));
         rs.revive();
         let crashed = match run {
@@ -487,6 +495,7 @@ fn law<L: System, R: System>(mut ls: L, mut rs: R, seed_value: u64, rounds: usiz
                 !quiet && rng.chance(0.15)
             }
             Ok(Err(Error::Reconcile(diffsync::ReconcileError::Base { message, .. }))) if message == INJECTED => true,
+            Ok(Err(Error::Reconcile(diffsync::ReconcileError::Observer { .. }))) => true,
             Ok(Err(e)) => panic!("round {round}: {e}"),
             Err(_) => true,
         };

@@ -392,3 +392,47 @@ fn a_database_restored_from_a_backup_under_a_running_feed_is_a_gap() {
     assert!(!gap);
     assert_eq!(events.len(), 4);
 }
+
+/// Rows another writer put in the change log, mutated at random (values
+/// of another type, identifiers that are no JSON, unknown types and
+/// operations): each poll reads them or fails typed, and re-reading what
+/// they name never panics.
+#[test]
+fn change_log_rows_of_any_shape_are_read_or_refused() {
+    use diffsync_tests::fuzz::{each_seed, mutate_bytes, mutate_json};
+    let (_dir, path, mut db) = database(1, true);
+    let mut feed = caught_up(&db);
+    let other = rusqlite::Connection::open(&path).unwrap();
+    let row: serde_json::Value = serde_json::json!(["device", ["site0-r0"], "updated", "loop"]);
+    each_seed("a change log row", |rng| {
+        let mut doc = row.clone();
+        mutate_json(rng, &mut doc);
+        let cell = |v: Option<&serde_json::Value>| -> rusqlite::types::Value {
+            match v {
+                Some(serde_json::Value::String(s)) => rusqlite::types::Value::Text(s.clone()),
+                Some(serde_json::Value::Number(n)) => n.as_i64().map_or(
+                    rusqlite::types::Value::Real(n.as_f64().unwrap_or(0.0)),
+                    rusqlite::types::Value::Integer,
+                ),
+                Some(serde_json::Value::Null) | None => rusqlite::types::Value::Null,
+                Some(other) => rusqlite::types::Value::Text(other.to_string()),
+            }
+        };
+        let at = |i: usize| doc.as_array().and_then(|a| a.get(i));
+        let ids = match at(1) {
+            Some(v) if rng.bool() => rusqlite::types::Value::Text(
+                String::from_utf8_lossy(&mutate_bytes(rng, v.to_string().as_bytes())).into(),
+            ),
+            v => cell(v),
+        };
+        // The log's columns are NOT NULL: such a row is refused by SQLite itself.
+        let _ = other.execute(
+            "INSERT INTO _diffsync_changes (model_type, ids, op, origin) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![cell(at(0)), ids, cell(at(2)), cell(at(3))],
+        );
+        if let Ok(batch) = feed.poll(16, Duration::ZERO) {
+            let _ = db.reread(&batch.events);
+            let _ = feed.commit();
+        }
+    });
+}
