@@ -659,3 +659,167 @@ mod failure {
         assert_eq!(journal.left_alone(own).unwrap(), again.conflicts);
     }
 }
+
+/// The chaos law of rollback: runs that apply only part of their changes
+/// (hooks fail at random), edits by someone else afterwards, then the
+/// rollback: every key holds what it held before the run, except the keys
+/// edited since (they keep the edit) and the ones the rollback left alone
+/// (recorded with it, and the rollback then partial).
+#[test]
+fn a_partial_run_s_rollback_restores_every_key_but_those_edited_since_and_left_alone() {
+    use std::collections::BTreeMap;
+
+    use diffsync::{AdapterExt, DiffFlags, LocalStore};
+    use diffsync_tests::Interface;
+
+    /// Each model: (type, key) → (attributes, parent).
+    fn state(store: &LocalStore) -> BTreeMap<(String, String), (String, Option<(String, String)>)> {
+        let mut out = BTreeMap::new();
+        for t in ["site", "device", "interface"] {
+            for m in store.get_all_dyn(t) {
+                let k = m.unique_id();
+                let parent = store
+                    .parent_of(t, &k)
+                    .unwrap()
+                    .map(|(a, b)| (a.to_string(), b.to_string()));
+                out.insert(
+                    (t.to_string(), k),
+                    (serde_json::to_string(&m.attributes()).unwrap(), parent),
+                );
+            }
+        }
+        out
+    }
+    let seeds: u64 = std::env::var("CHAOS_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    for seed in 0..seeds {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let start = |name: &str| {
+            let mut inv = Inventory::empty(name);
+            for s in 0..3 {
+                let site = format!("s{s}");
+                inv.store
+                    .add(diffsync_tests::Site {
+                        name: site.clone(),
+                        region: "east".into(),
+                    })
+                    .unwrap();
+                for d in 0..2 {
+                    let dev = format!("{site}-d{d}");
+                    let device = Device {
+                        name: dev.clone(),
+                        role: "edge".into(),
+                        serial: None,
+                        db_pk: 0,
+                        flags: Default::default(),
+                    };
+                    inv.store.add_child_by_id("site", &site, device).unwrap();
+                    for i in 0..2 {
+                        let intf = Interface {
+                            device_name: dev.clone(),
+                            name: format!("eth{i}"),
+                            description: "up".into(),
+                            mtu: 1500,
+                        };
+                        inv.store.add_child_by_id("device", &dev, intf).unwrap();
+                    }
+                }
+            }
+            inv
+        };
+        let mut target = start("target");
+        let before = state(&target.store);
+        // The source: updates, deletes (subtrees), creates.
+        let mut source = start("source");
+        for (t, k) in before.keys() {
+            if source.store.get_dyn_by_id(t, k).is_err() {
+                continue;
+            }
+            match rng.u8(..6) {
+                0 => set(
+                    &mut source,
+                    t,
+                    k,
+                    if t == "site" {
+                        "region"
+                    } else if t == "device" {
+                        "role"
+                    } else {
+                        "description"
+                    },
+                    "changed",
+                ),
+                1 => source.store.remove(t, k, true).unwrap(),
+                _ => {}
+            }
+        }
+        source
+            .store
+            .add(diffsync_tests::Site {
+                name: format!("new{seed}"),
+                region: "north".into(),
+            })
+            .unwrap();
+        // Hooks that fail at random: the run is partial.
+        for (t, k) in before.keys().chain([("site".to_string(), format!("new{seed}"))].iter()) {
+            if rng.u8(..4) == 0 {
+                target.fail.insert((t.clone(), k.clone()));
+            }
+        }
+        let mut journal = Journal::in_memory().unwrap();
+        let opts = &mut Options::new()
+            .flags(DiffFlags::CONTINUE_ON_FAILURE)
+            .max_delete_share(None);
+        let (run, _) = match journal.sync(&mut target, &source, opts) {
+            Ok(done) => done,
+            Err(JournalError::Run { run, .. }) => (run, Default::default()),
+            Err(e) => panic!("seed {seed}: {e}"),
+        };
+        target.fail.clear();
+        // Someone else edits a few models afterwards.
+        let after_run = state(&target.store);
+        let mut edited = Vec::new();
+        for (t, k) in after_run.keys() {
+            if t == "device" && rng.u8(..5) == 0 {
+                set(&mut target, t, k, "role", "someone else's");
+                edited.push((t.clone(), k.clone()));
+            }
+        }
+        let edits = state(&target.store);
+        let undo = journal.rollback(run, &mut target, false).unwrap();
+        let now = state(&target.store);
+        let left_alone: Vec<(String, String)> = undo
+            .conflicts
+            .iter()
+            .map(|c| (c.model_type.clone(), c.key.clone()))
+            .collect();
+        let keys: std::collections::BTreeSet<&(String, String)> = before.keys().chain(now.keys()).collect();
+        for key in keys {
+            if left_alone.contains(key) {
+                continue;
+            }
+            // An edit since is kept; where the model is, the run's doing, is undone.
+            let expected = match (edited.contains(key), edits.get(key), before.get(key)) {
+                (true, Some((attrs, _)), Some((_, parent))) => Some((attrs.clone(), parent.clone())),
+                (true, edit, _) => edit.cloned(),
+                (false, _, was) => was.cloned(),
+            };
+            assert_eq!(
+                now.get(key),
+                expected.as_ref(),
+                "seed {seed}: {key:?}; left alone: {left_alone:?}"
+            );
+        }
+        if let Some(own) = undo.run {
+            let recorded = journal.run(own).unwrap();
+            assert_eq!(
+                recorded.result == RunResult::Partial,
+                !undo.conflicts.is_empty() || !undo.report.is_success(),
+                "seed {seed}: {recorded:?}"
+            );
+            assert_eq!(journal.left_alone(own).unwrap(), undo.conflicts, "seed {seed}");
+        }
+    }
+}
