@@ -669,11 +669,14 @@ mod failure {
 fn a_partial_run_s_rollback_restores_every_key_but_those_edited_since_and_left_alone() {
     use std::collections::BTreeMap;
 
-    use diffsync::{AdapterExt, DiffFlags, LocalStore};
+    use diffsync::{DiffFlags, LocalStore};
     use diffsync_tests::Interface;
 
+    /// A model's place: (type, key).
+    type At = (String, String);
+
     /// Each model: (type, key) → (attributes, parent).
-    fn state(store: &LocalStore) -> BTreeMap<(String, String), (String, Option<(String, String)>)> {
+    fn state(store: &LocalStore) -> BTreeMap<At, (String, Option<At>)> {
         let mut out = BTreeMap::new();
         for t in ["site", "device", "interface"] {
             for m in store.get_all_dyn(t) {
