@@ -110,6 +110,8 @@ struct Signer {
     seq: u64,
     zstd: bool,
     client: Option<PublicKey>,
+    /// What the call's body added unpacked (counted as traffic).
+    unpacked: usize,
 }
 
 /// Serves an adapter's store to the peers it allows: any transport hands
@@ -238,9 +240,12 @@ impl<A: Adapter> Server<A> {
         let Some(signer) = signer else {
             return proto::encode(&response, false);
         };
-        let reply = match response {
+        let (reply, answer_extra) = match response {
             // Kept as sent: an auth sent again is answered with these bytes.
-            Response::Signed(_) => proto::encode(&response, false),
+            Response::Signed(signed) => {
+                let extra = proto::body_unpacked_extra(&signed.body);
+                (proto::encode(&Response::Signed(signed), false), extra)
+            }
             response => self.sign(&signer, &response),
         };
         // Counted for a peer once it has proven its key.
@@ -251,13 +256,7 @@ impl<A: Adapter> Server<A> {
                     .get(&client)
                     .map_or_else(|| client.to_string(), |(name, _)| name.clone())
             };
-            let extra = match proto::decode_request(frame) {
-                Ok(Request::Sealed(s)) => proto::body_unpacked_extra(&s.body),
-                _ => 0,
-            } + match proto::decode_response(&reply) {
-                Ok(Response::Signed(s)) => proto::body_unpacked_extra(&s.body),
-                _ => 0,
-            };
+            let extra = signer.unpacked + answer_extra;
             let mut traffic = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
             let t = traffic.entry(client).or_default();
             let before = *t;
@@ -268,22 +267,25 @@ impl<A: Adapter> Server<A> {
         reply
     }
 
-    /// An answer of a session, signed over its transcript and the call's number.
-    fn sign(&self, signer: &Signer, response: &Response) -> Vec<u8> {
+    /// An answer of a session, signed over its transcript and the call's
+    /// number; and what its body adds unpacked.
+    fn sign(&self, signer: &Signer, response: &Response) -> (Vec<u8>, usize) {
         let body = proto::encode(response, signer.zstd);
+        let extra = proto::body_unpacked_extra(&body);
         let proof = self.identity.sign(&proto::to_sign(
             b"answer",
             &signer.transcript,
             Some((signer.seq, &body)),
         ));
-        proto::encode(
+        let frame = proto::encode(
             &Response::Signed(proto::Signed {
                 seq: signer.seq,
                 body,
                 proof,
             }),
             false,
-        )
+        );
+        (frame, extra)
     }
 
     /// What each peer's calls moved since this server started, by the name
@@ -388,6 +390,7 @@ impl<A: Adapter> Server<A> {
                     seq: 0,
                     zstd: s.zstd,
                     client: Some(s.client),
+                    unpacked: 0,
                 };
                 return (
                     proto::decode_response(&s.welcome).map_err(|_| Refusal::Unauthorized),
@@ -406,6 +409,7 @@ impl<A: Adapter> Server<A> {
             seq: 0,
             zstd: takes_zstd(hello),
             client: None,
+            unpacked: 0,
         };
         let rights = {
             let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
@@ -448,7 +452,7 @@ impl<A: Adapter> Server<A> {
             rights: rights.clone(),
             whole,
         };
-        let signed = self.sign(&signer, &welcome);
+        let (signed, _) = self.sign(&signer, &welcome);
         let mut sessions = self.sessions();
         let (open, tick) = &mut *sessions;
         *tick += 1;
@@ -503,6 +507,7 @@ impl<A: Adapter> Server<A> {
             seq: sealed.seq,
             zstd: s.zstd,
             client: None,
+            unpacked: proto::body_unpacked_extra(&sealed.body),
         };
         let signed = proto::to_sign(b"call", &s.transcript, Some((sealed.seq, &sealed.body)));
         if !s.client.verifies(&signed, &sealed.proof) {
