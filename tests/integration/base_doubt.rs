@@ -4,23 +4,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use diffsync::bidir::{Base, BaseFile, BaseStore, BiOptions, ConflictKind, ConflictRecord, Strategy, reconcile};
-use diffsync::{AdapterExt, AttrSource, Error, LocalStore};
+use diffsync::bidir::{Base, BaseFile, BaseStore, ConflictKind, ConflictRecord, Strategy, reconcile};
+use diffsync::{AdapterExt, Error};
 use diffsync_tests::{Device, Interface, Inventory, Site, sys_a};
 
-fn no_limit() -> BiOptions {
-    BiOptions::new().max_delete_share(None)
-}
-
-fn set(store: &mut LocalStore, ty: &str, key: &str, attr: &str, value: &str) {
-    let values = [(attr.to_string().into(), value.into())].into_iter().collect();
-    store.update_attributes(ty, key, AttrSource::Values(&values)).unwrap();
-}
-
-fn named(mut inv: Inventory, name: &str) -> Inventory {
-    inv.name = name.into();
-    inv
-}
+use crate::seams::{named, no_limit, set};
 
 /// Runs one reconcile that dies right after saving its intents (before
 /// any write), and returns the base a restarted process loads.

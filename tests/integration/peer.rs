@@ -1094,13 +1094,61 @@ mod lossy {
     }
 }
 
+/// A read-write server over `remote`, on HTTP/2 and TLS behind a lossy
+/// proxy, and how a client reaches it.
+struct Behind {
+    server: std::sync::Arc<Server<Inventory>>,
+    _http: diffsync_peer::http::HttpServer,
+    proxy: lossy::Proxy,
+    cert: diffsync_peer::http::CertificateDer<'static>,
+    me: Vec<u8>,
+}
+
+impl Behind {
+    fn start(remote: Inventory, seed: u64) -> Behind {
+        let (server, me) = serve_rw(remote);
+        let server = std::sync::Arc::new(server);
+        let (cert, key) = certificate();
+        let http = diffsync_peer::http::HttpServer::start(
+            std::sync::Arc::clone(&server),
+            "127.0.0.1:0",
+            vec![cert.clone()],
+            key,
+        )
+        .unwrap();
+        let proxy = lossy::Proxy::start(http.address(), seed);
+        Behind {
+            server,
+            _http: http,
+            proxy,
+            cert,
+            me: me.to_pkcs8(),
+        }
+    }
+
+    /// A client connected through the proxy (within 20 tries), its image `image`.
+    fn connect(&self, image: &LocalStore) -> RemotePeer<diffsync_peer::http::HttpTransport> {
+        let options = diffsync_peer::http::HttpOptions {
+            timeout: std::time::Duration::from_secs(2),
+            connect_attempts: 3,
+        };
+        (0..20)
+            .find_map(|_| {
+                let wire = diffsync_peer::http::HttpTransport::new(
+                    self.proxy.address.to_string(),
+                    "localhost",
+                    std::slice::from_ref(&self.cert),
+                    options.clone(),
+                )
+                .unwrap();
+                RemotePeer::connect("b", image.clone(), wire, Identity::from_pkcs8(&self.me).unwrap()).ok()
+            })
+            .expect("a connection within 20 tries")
+    }
+}
+
 #[test]
 fn through_a_lossy_network_runs_complete_or_fail_typed_and_converge_without_double_writes() {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use diffsync_peer::http::{HttpOptions, HttpServer, HttpTransport};
-
     let seeds: u64 = std::env::var("CHAOS_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -1111,34 +1159,9 @@ fn through_a_lossy_network_runs_complete_or_fail_typed_and_converge_without_doub
         remote.store = inventory("b", 12, 3);
         let mut local = Inventory::empty("a");
         local.store = inventory("a", 12, 3);
-        let (server, me) = serve_rw(remote);
-        let server = Arc::new(server);
-        let (cert, key) = certificate();
-        let http = HttpServer::start(Arc::clone(&server), "127.0.0.1:0", vec![cert.clone()], key).unwrap();
-        let proxy = lossy::Proxy::start(http.address(), seed);
-        let options = HttpOptions {
-            timeout: Duration::from_secs(2),
-            connect_attempts: 3,
-        };
-        let transport = || {
-            HttpTransport::new(
-                proxy.address.to_string(),
-                "localhost",
-                std::slice::from_ref(&cert),
-                options.clone(),
-            )
-            .unwrap()
-        };
-        let me = me.to_pkcs8();
-        let connect = || {
-            (0..20)
-                .find_map(|_| {
-                    let id = Identity::from_pkcs8(&me).unwrap();
-                    RemotePeer::connect("b", empty_image(), transport(), id).ok()
-                })
-                .expect("a connection within 20 tries")
-        };
-        let mut peer = connect();
+        let behind = Behind::start(remote, seed);
+        let server = &behind.server;
+        let mut peer = behind.connect(&empty_image());
         let (mut completed, mut failed) = (0, 0);
         for round in 0..12 {
             // Another writer edits the peer's sites; this side edits its devices.
@@ -1544,10 +1567,8 @@ mod state {
 fn two_way_runs_through_a_lossy_network_lose_no_edit_and_apply_nothing_twice() {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
-    use std::time::Duration;
 
     use diffsync::bidir::{Base, BiOptions, ConflictRecord, Resolution, Strategy, reconcile};
-    use diffsync_peer::http::{HttpOptions, HttpServer, HttpTransport};
 
     let seeds: u64 = std::env::var("CHAOS_SEEDS")
         .ok()
@@ -1560,28 +1581,9 @@ fn two_way_runs_through_a_lossy_network_lose_no_edit_and_apply_nothing_twice() {
         remote.store = start.clone();
         let mut local = Inventory::empty("a");
         local.store = start.clone();
-        let (server, me) = serve_rw(remote);
-        let server = Arc::new(server);
-        let (cert, key) = certificate();
-        let http = HttpServer::start(Arc::clone(&server), "127.0.0.1:0", vec![cert.clone()], key).unwrap();
-        let proxy = lossy::Proxy::start(http.address(), seed);
-        let transport = || {
-            let options = HttpOptions {
-                timeout: Duration::from_secs(2),
-                connect_attempts: 3,
-            };
-            HttpTransport::new(
-                proxy.address.to_string(),
-                "localhost",
-                std::slice::from_ref(&cert),
-                options,
-            )
-            .unwrap()
-        };
-        let me = me.to_pkcs8();
-        let mut peer = (0..20)
-            .find_map(|_| RemotePeer::connect("b", start.clone(), transport(), Identity::from_pkcs8(&me).unwrap()).ok())
-            .expect("a connection within 20 tries");
+        let behind = Behind::start(remote, seed);
+        let server = &behind.server;
+        let mut peer = behind.connect(&start);
         let mut base = Base::from_store(start.clone());
         let log = Arc::new(Mutex::new(Vec::<ConflictRecord>::new()));
         // Each device's edits: (round, side 0 local / 1 remote, value).

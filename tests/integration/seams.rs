@@ -11,16 +11,16 @@ use diffsync::bidir::{
 use diffsync::{Adapter, AdapterExt, AttrSource, Change, Error, HookError, LocalStore, MemoryAdapter};
 use diffsync_tests::{Interface, Inventory, Site, sys_a};
 
-fn no_limit() -> BiOptions {
+pub(crate) fn no_limit() -> BiOptions {
     BiOptions::new().max_delete_share(None)
 }
 
-fn set(store: &mut LocalStore, ty: &str, key: &str, attr: &str, value: &str) {
+pub(crate) fn set(store: &mut LocalStore, ty: &str, key: &str, attr: &str, value: &str) {
     let values = [(attr.to_string().into(), value.into())].into_iter().collect();
     store.update_attributes(ty, key, AttrSource::Values(&values)).unwrap();
 }
 
-fn named(mut inv: Inventory, name: &str) -> Inventory {
+pub(crate) fn named(mut inv: Inventory, name: &str) -> Inventory {
     inv.name = name.into();
     inv
 }
