@@ -377,6 +377,12 @@ async fn connect(
 impl HttpTransport {
     /// One exchange over the connection at hand.
     fn exchange(&mut self, frame: &[u8]) -> Result<Vec<u8>, BoxError> {
+        // Until the server has proven its key (a hello's, an auth's
+        // answer), no more than a handshake's worth is read.
+        let limit = match crate::proto::sealed_session(&frame[..frame.len().min(HEAD)]) {
+            Some(_) => MAX_ANSWER + 4096,
+            None => HANDSHAKE_MAX,
+        };
         let mut sender = self.connection()?;
         let request = Request::builder()
             .method(Method::POST)
@@ -386,7 +392,7 @@ impl HttpTransport {
             sender.ready().await?;
             let response = sender.send_request(request).await?;
             let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_ANSWER + 4096)
+            let body = Limited::new(response.into_body(), limit)
                 .collect()
                 .await
                 .map_err(|e| -> BoxError { e })?
