@@ -541,3 +541,52 @@ fn a_wrapped_file_adapter_still_writes_its_file_and_its_layer_sees_and_vetoes() 
     // children's deletes were skipped with it).
     assert_eq!((left.create, left.update, left.delete), (0, 0, 1 + 2 * 4));
 }
+
+/// Inventory files of any shape (a JSON, YAML or TOML document mutated as
+/// a tree or byte by byte): each opens, or fails naming the file; one that
+/// opens can be synced from and into.
+#[test]
+fn inventory_files_of_any_shape_open_or_fail_named() {
+    use diffsync_tests::fuzz::{each_seed, mutate_bytes, mutate_json};
+    let dir = tempfile::tempdir().unwrap();
+    let seed_file = dir.path().join("seed.json");
+    let mut seed = FileAdapter::open_or_empty("seed", &seed_file, Format::Json, registry()).unwrap();
+    seed.sync_from(&inventory("cmdb", 2, 1)).unwrap();
+    let document: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&seed_file).unwrap()).unwrap();
+    each_seed("an inventory file", |rng| {
+        let mut doc = document.clone();
+        let (file, format, bytes) = match rng.u8(..4) {
+            0 => (
+                "inv.json",
+                Format::Json,
+                mutate_bytes(rng, &serde_json::to_vec(&doc).unwrap()),
+            ),
+            1 => {
+                mutate_json(rng, &mut doc);
+                ("inv.json", Format::Json, serde_json::to_vec(&doc).unwrap())
+            }
+            2 => {
+                mutate_json(rng, &mut doc);
+                // YAML is a superset of JSON: the same tree, read by the YAML reader.
+                ("inv.yaml", Format::Yaml, serde_json::to_vec(&doc).unwrap())
+            }
+            _ => {
+                mutate_json(rng, &mut doc);
+                let Ok(text) = toml::to_string(&doc) else { return };
+                ("inv.toml", Format::Toml, text.into_bytes())
+            }
+        };
+        let path = dir.path().join(file);
+        std::fs::write(&path, &bytes).unwrap();
+        match FileAdapter::open("f", &path, format, registry()) {
+            Ok(mut opened) => {
+                let _ = opened.diff_from(&inventory("cmdb", 2, 0)).map(|d| d.to_string());
+                let _ = opened.sync_from(&inventory("cmdb", 1, 0));
+            }
+            Err(e) => {
+                let text = Chain(&e).to_string();
+                assert!(text.contains(file), "{text}");
+            }
+        }
+    });
+}
