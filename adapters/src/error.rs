@@ -8,7 +8,7 @@ use diffsync::BoxError;
 #[non_exhaustive]
 pub enum AdapterError {
     /// A file or object could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: cannot read or write it")]
     Io {
         /// The file, directory or object.
         path: String,
@@ -185,36 +185,12 @@ impl AdapterError {
     }
 }
 
-/// The backend's own words for an error, and the error as a source that
-/// says them: a message that holds them is not followed by the backend's
-/// wording of the same thing when causes are printed ([`diffsync::Chain`]),
-/// and the backend's error is still under it for code that looks for it.
+/// The backend's own words for an error, and the error as a source the
+/// message already speaks for ([`diffsync::Said`]: [`diffsync::Chain`]
+/// does not say it again; code that looks for it finds it).
 fn said(error: BoxError) -> (String, BoxError) {
     let message = message_of(&*error);
-    let source = Box::new(Said {
-        message: message.clone(),
-        error,
-    });
-    (message, source)
-}
-
-/// The backend's words, with its error beneath.
-#[derive(Debug)]
-struct Said {
-    message: String,
-    error: BoxError,
-}
-
-impl std::fmt::Display for Said {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Said {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.error)
-    }
+    (message, Box::new(diffsync::Said::new(error)))
 }
 
 /// The backend's own words: a PostgreSQL server error's message without

@@ -59,7 +59,7 @@ pub type Feed = Box<dyn diffsync::feed::ChangeFeed>;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("config {path}: {source}")]
+    #[error("config {path} cannot be read")]
     Read {
         /// The config file.
         path: String,

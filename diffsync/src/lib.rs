@@ -215,7 +215,7 @@ pub use model::{
     Attrs, DiffModel, DynModel, FieldDef, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind, readable_id_of,
     unique_id_of,
 };
-pub use model::{BoxError, Chain, ModelError};
+pub use model::{BoxError, Chain, ModelError, Said};
 pub use options::{Options, Progress, Stage};
 pub use store::StoreError;
 pub use store::{AttrSource, Handle, LocalStore, Store};

@@ -64,9 +64,11 @@ fn key_part(key: &str) -> String {
 }
 
 /// An error and its causes on one line, each said once: `"sync aborted at
-/// device \"r1\": insert failed: disk full"`. Where a message already
-/// holds its cause's text (an error written as `"{path}: {source}"`), the
-/// walk stops there: that message speaks for the cause and what is under it.
+/// device \"r1\": insert failed: disk full"`. A cause is left out where
+/// the message above it ends with it, as `": {cause}"` or whole (an error
+/// of another crate written as `"{kind}: {source}"`), and the walk stops
+/// at a [`Said`] (an error the message above already spoke for); a cause
+/// whose text merely occurs inside another message is still said.
 ///
 /// ```
 /// use diffsync::{Chain, Error, StoreError};
@@ -84,23 +86,119 @@ pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut said = self.0.to_string();
+        let mut above = self.0.to_string();
+        f.write_str(&above)?;
         let mut cause = self.0.source();
         while let Some(c) = cause {
-            let text = c.to_string();
-            if said.contains(&text) {
+            if c.is::<Said>() {
                 break;
             }
-            said.push_str(": ");
-            said.push_str(&text);
+            let text = c.to_string();
+            let said = above == text
+                || above
+                    .strip_suffix(text.as_str())
+                    .is_some_and(|head| head.ends_with(": "));
+            if !said {
+                write!(f, ": {text}")?;
+            }
+            above = text;
             cause = c.source();
         }
-        f.write_str(&said)
+        Ok(())
+    }
+}
+
+/// An error whose words the error above it already holds (a backend's
+/// message taken into an adapter's error, a hook's error and its causes
+/// said as one message), kept beneath it for code that looks for it:
+/// [`Chain`] stops here, the source chain goes on to the error.
+///
+/// ```
+/// use diffsync::{Chain, Said};
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("writing r1: {message}")]
+/// struct Write { message: String, #[source] source: Said }
+///
+/// let backend: diffsync::BoxError = "disk full".into();
+/// let err = Write { message: backend.to_string(), source: Said::new(backend) };
+/// assert_eq!(Chain(&err).to_string(), "writing r1: disk full");
+/// assert_eq!(std::error::Error::source(&err.source).unwrap().to_string(), "disk full");
+/// ```
+#[derive(Debug)]
+pub struct Said(BoxError);
+
+impl Said {
+    /// `error`, said already by the error above it.
+    pub fn new(error: BoxError) -> Said {
+        Said(error)
+    }
+
+    /// The error.
+    pub fn error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl std::fmt::Display for Said {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Said {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
     }
 }
 
 impl std::fmt::Debug for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Chain;
+
+    /// An error with a message and an optional cause.
+    #[derive(Debug)]
+    struct Said(&'static str, Option<Box<Said>>);
+
+    impl std::fmt::Display for Said {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Said {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|s| s as _)
+        }
+    }
+
+    fn chain(levels: &[&'static str]) -> String {
+        let mut err = None;
+        for text in levels.iter().rev() {
+            err = Some(Box::new(Said(text, err)));
+        }
+        Chain(&*err.expect("one level")).to_string()
+    }
+
+    #[test]
+    fn each_cause_is_said_once_even_when_its_text_occurs_in_a_message_above() {
+        assert_eq!(
+            chain(&[r#"adapter "cmdb" failed to load"#, "load", "disk full"]),
+            r#"adapter "cmdb" failed to load: load: disk full"#
+        );
+        // A message that ends with its cause (another crate's "{kind}: {source}").
+        assert_eq!(
+            chain(&["db error: relation exists", "relation exists"]),
+            "db error: relation exists"
+        );
+        assert_eq!(chain(&["a: b: c", "b: c", "c"]), "a: b: c");
+        // The same text twice (a wrapper that forwards its message).
+        assert_eq!(chain(&["x", "x", "y"]), "x: y");
     }
 }

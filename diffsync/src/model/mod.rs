@@ -17,7 +17,7 @@ mod error;
 
 pub use attrs::Attrs;
 
-pub use error::{BoxError, Chain, ModelError};
+pub use error::{BoxError, Chain, ModelError, Said};
 
 /// What a model's checks return.
 type Result<T, E = ModelError> = std::result::Result<T, E>;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::report::SyncReport;
-use crate::model::{BoxError, Chain};
+use crate::model::{BoxError, Chain, Said};
 use crate::store::StoreError;
 
 /// How an adapter hook (create, update, delete, batch) failed. Three kinds,
@@ -108,7 +108,8 @@ impl fmt::Display for HookError {
 #[derive(Clone)]
 pub struct Cause {
     text: String,
-    error: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+    /// The error, said already by the text.
+    error: Option<Arc<Said>>,
 }
 
 impl Cause {
@@ -116,7 +117,7 @@ impl Cause {
     pub fn from_error(error: BoxError) -> Cause {
         Cause {
             text: Chain(&*error).to_string(),
-            error: Some(Arc::from(error)),
+            error: Some(Arc::new(Said::new(error))),
         }
     }
     /// A cause with this text, keeping the error it came from (whose text
@@ -124,7 +125,7 @@ impl Cause {
     pub(crate) fn new(text: String, error: Option<BoxError>) -> Cause {
         Cause {
             text,
-            error: error.map(Arc::from),
+            error: error.map(|e| Arc::new(Said::new(e))),
         }
     }
     /// The same error with another text (one that says more).
@@ -137,11 +138,11 @@ impl Cause {
     }
     /// The error, where this process made it (not for a report read back).
     pub fn error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
-        self.error.as_deref()
+        self.error.as_deref().map(Said::error)
     }
     /// The error as `E`, if it is one.
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
-        self.error.as_deref()?.downcast_ref::<E>()
+        self.error()?.downcast_ref::<E>()
     }
 }
 
@@ -196,8 +197,9 @@ impl fmt::Display for Cause {
     }
 }
 
-/// A cause's source is the error it keeps, whose text the cause's message
-/// already holds: [`Chain`] stops there, code that walks the sources finds it.
+/// A cause's source is the error it keeps, as [`Said`] (the cause's
+/// message holds its text): [`Chain`] stops there, code that walks the
+/// sources finds it below.
 impl std::error::Error for Cause {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.error.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
