@@ -186,6 +186,7 @@
 extern crate self as diffsync;
 
 pub mod bidir;
+mod chunked;
 pub mod diff;
 mod differ;
 pub mod digest;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::error::ModelError;
 use super::{AnyModel, Attrs, DiffModel, SchemaRef};
-use crate::store::chunked::Chunked;
+use crate::chunked::Chunked;
 
 type Result<T, E = ModelError> = std::result::Result<T, E>;
 

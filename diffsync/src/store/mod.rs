@@ -5,7 +5,6 @@
 //! unique id to model, and the parent → children links. Links live in the store,
 //! not in the models, so every store (in memory or networked) persists them.
 
-pub(crate) mod chunked;
 mod error;
 mod fingerprint;
 mod keys;

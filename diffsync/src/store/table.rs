@@ -3,8 +3,8 @@
 
 use hashbrown::HashTable;
 
-use super::chunked::Chunked;
 use super::keys::{KeyRef, Keys};
+use crate::chunked::Chunked;
 use crate::digest::{self, Digest, Fingerprint};
 use crate::model::SchemaRef;
 use crate::model::column::ModelVec;

@@ -66,7 +66,9 @@ use std::marker::PhantomData;
 
 use serde_json::Value;
 
-use crate::model::{ID_SEPARATOR, IdPart, StaticModel, unique_id_of};
+mod id;
+
+pub use id::{ID_SEPARATOR, IdPart, readable_id_of, unique_id_of};
 
 /// One identifier value of a key.
 #[derive(Clone, Debug)]
@@ -516,27 +518,6 @@ impl<T> Key<T> {
     /// The model type.
     pub fn model_type(&self) -> &str {
         self.key.model_type()
-    }
-}
-
-impl<T: StaticModel> Key<T> {
-    /// The key of the `T` with these identifier values (in the schema's
-    /// identifier order). The derive's `T::key(..)` calls it.
-    pub fn from_values(values: impl IntoIterator<Item = KeyValue>) -> Key<T> {
-        Key::assume(ModelKey::new(T::NAME, values))
-    }
-
-    /// Reads the text form back (`device:nyc__r1`), refusing another type's key.
-    pub fn parse(text: &str) -> Result<Key<T>, KeyParseError> {
-        let key = ModelKey::parse(text)?;
-        if key.model_type() != T::NAME {
-            return Err(KeyParseError::WrongType {
-                key: text.to_string(),
-                found: key.model_type().to_string(),
-                expected: T::NAME.to_string(),
-            });
-        }
-        Ok(Key::assume(key))
     }
 }
 
