@@ -9,7 +9,7 @@
 use hashbrown::{HashSet, HashTable};
 
 use crate::diff::{Action, AttrChange, Diff, DiffElement, Located};
-use crate::error::{Error, Result};
+use crate::error::{DiffError, Error, Result};
 use crate::flags::{DiffFlags, ModelFlags};
 use crate::model::ModelError;
 use crate::model::column::Slot;
@@ -1183,35 +1183,6 @@ fn child_list<'a>(t: Option<&'a Table>, slot: Option<Slot>, name: &str) -> Optio
         ty: t.child_types[ci],
         slots: t.children(slot).get(ci)?,
     })
-}
-
-/// What computing a diff can fail with, besides a model's own errors. Part
-/// of the crate's [`Error`] (as [`Error::Diff`]).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DiffError {
-    /// A top-level model type that neither store knows (a typo in `top_level()`).
-    #[error("unknown top-level model type {model_type:?} in adapter {adapter:?}; known types: [{known}]")]
-    UnknownModelType {
-        /// Adapter name.
-        adapter: String,
-        /// The type named.
-        model_type: String,
-        /// Types the stores know, comma separated.
-        known: String,
-    },
-    /// Two siblings share a shortname, so a diff could not tell them apart.
-    #[error("{model_type} shortname {shortname:?} is shared by {first:?} and {second:?}")]
-    ShortnameCollision {
-        /// Model type name.
-        model_type: String,
-        /// The shared shortname.
-        shortname: String,
-        /// First unique id.
-        first: String,
-        /// Second unique id.
-        second: String,
-    },
 }
 
 #[cfg(test)]

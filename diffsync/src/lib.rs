@@ -199,14 +199,15 @@ pub mod key;
 pub mod model;
 mod options;
 mod render;
+mod report;
 pub mod store;
 mod strategy_spec;
 mod sync;
 
 pub use bidir::ReconcileError;
 pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, DiffIter, Summary};
-pub use differ::DiffError;
 pub use diffsync_derive::DiffModel;
+pub use error::DiffError;
 pub use error::{Error, Result};
 pub use feed::{ChangeEvent, ChangeFeed, ChangeKind};
 pub use flags::{DiffFlags, ModelFlags};

@@ -15,6 +15,7 @@ mod hooks;
 mod journal;
 mod keys;
 mod laws;
+mod layers;
 mod live;
 mod peer;
 mod peer_security;

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::ReconcileError;
 use crate::diff::{Action, Diff};
-use crate::error::{Error, Result};
+use crate::error::{Error, ReconcileError, Result};
 use crate::model::{Attrs, ModelSchema};
 use crate::store::{AttrSource, LocalStore};
 

@@ -1,121 +1,12 @@
 //! The conflict log: what each conflict was, what was decided, and whether it was applied.
 
-use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::error::ReconcileError;
-use super::strategy::{ConflictKind, Resolution};
-use crate::error::{Error, Result};
-use crate::model::Attrs;
-
-/// One logged conflict.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ConflictRecord {
-    /// Model type name.
-    pub model_type: String,
-    /// Unique id.
-    pub key: String,
-    /// What each side did.
-    pub kind: ConflictKind,
-    /// Attributes of the agreed version.
-    pub base: Option<Attrs>,
-    /// Attributes of the left side's version.
-    pub left: Option<Attrs>,
-    /// Attributes of the right side's version.
-    pub right: Option<Attrs>,
-    /// The strategy that decided.
-    pub strategy: String,
-    /// What it decided.
-    pub resolution: Resolution,
-    /// The attribute read as the models' clock: the one the strategy
-    /// compared, else the type's declared timestamp, else its version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clock: Option<String>,
-    /// The left version's clock value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub left_clock: Option<Value>,
-    /// The right version's clock value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub right_clock: Option<Value>,
-    /// The left side's replica id (its store's name).
-    pub left_replica: String,
-    /// The right side's replica id.
-    pub right_replica: String,
-    /// The run that met the conflict (unique per reconcile).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub run: String,
-    /// Whether the resolution reached the systems: `Some(true)` once the
-    /// winner's version (or the merge) is in the losing side's system,
-    /// `Some(false)` when it did not get there (or nothing was to be
-    /// applied), `None` while not known: a record written ahead of the
-    /// writes whose run then stopped before it could tell (a crash), or
-    /// whose losing side's sync panicked (what it wrote is unknown).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied: Option<bool>,
-    /// The version the resolution gives both sides: the winner's, or the
-    /// merge (`None`: deleted, or nothing applied).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Attrs>,
-}
-
-impl fmt::Display for ConflictRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let resolution = self.resolution.as_str();
-        write!(
-            f,
-            "{} {} {:?}: {resolution} ({})",
-            self.kind.as_str(),
-            self.model_type,
-            self.key,
-            self.strategy
-        )?;
-        let none = Attrs::new();
-        let (l, r) = (
-            self.left.as_ref().unwrap_or(&none),
-            self.right.as_ref().unwrap_or(&none),
-        );
-        let names: Vec<&str> = l
-            .keys()
-            .chain(r.keys())
-            .map(|k| k.as_ref())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let show = |a: &Option<Attrs>, k: &str| match a.as_ref().map(|a| a.get(k)) {
-            None => "-".to_string(),
-            Some(None) => "-".to_string(),
-            Some(Some(v)) => v.as_str().map_or_else(|| v.to_string(), str::to_string),
-        };
-        if let Some(clock) = &self.clock {
-            let v = |c: &Option<Value>| c.as_ref().map_or("-".to_string(), Value::to_string);
-            write!(
-                f,
-                "\n  clock {clock}: {}={} {}={}",
-                self.left_replica,
-                v(&self.left_clock),
-                self.right_replica,
-                v(&self.right_clock)
-            )?;
-        }
-        for k in names.into_iter().filter(|k| l.get(k) != r.get(k)) {
-            write!(
-                f,
-                "\n  {k}    base({})    left({})    right({})",
-                show(&self.base, k),
-                show(&self.left, k),
-                show(&self.right, k)
-            )?;
-            if self.resolution != Resolution::Skip {
-                write!(f, "    → {}", show(&self.result, k))?;
-            }
-        }
-        Ok(())
-    }
-}
+use crate::error::{Error, ReconcileError, Result};
+use crate::report::{BiReport, ConflictRecord};
 
 /// Where conflict records go: a file, a table, a monitoring system.
 ///
@@ -242,3 +133,11 @@ impl ConflictSink for JsonLines {
 
 /// A conflict sink shared by the runs that log to it.
 pub type SharedSink = Arc<std::sync::Mutex<dyn ConflictSink + Send>>;
+
+/// Writing a run's conflicts to a sink (here, with the sinks).
+impl BiReport {
+    /// Writes the conflicts to a sink (a file, a table).
+    pub fn log_to(&self, sink: &mut dyn ConflictSink) -> std::result::Result<(), crate::BoxError> {
+        sink.write(&self.conflicts)
+    }
+}

@@ -41,17 +41,15 @@
 //! ```
 
 mod base;
-mod error;
 mod log;
 mod options;
 mod reconcile;
-mod report;
 mod strategy;
 
+pub use crate::error::ReconcileError;
+pub use crate::report::{BiReport, ConflictKind, ConflictRecord, Resolution};
 pub use base::*;
-pub use error::ReconcileError;
 pub use log::*;
 pub use options::*;
 pub use reconcile::*;
-pub use report::*;
 pub use strategy::*;

@@ -5,10 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::base::{BaseStore, SharedBaseStore};
-use super::error::ReconcileError;
 use super::log::{ConflictSink, SharedSink};
 use super::strategy::Strategy;
-use crate::error::{Error, Result};
+use crate::error::{Error, ReconcileError, Result};
 use crate::store::LocalStore;
 
 /// Options of a [`reconcile`](fn@super::reconcile).

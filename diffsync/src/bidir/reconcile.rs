@@ -5,19 +5,16 @@ use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use super::base::{Base, BaseStore, Decided, Pending, SharedBaseStore};
-use super::error::ReconcileError;
-use super::log::{ConflictRecord, ConflictSink, SharedSink};
+use super::log::{ConflictSink, SharedSink};
 use super::options::BiOptions;
-use super::report::BiReport;
-use super::strategy::{Conflict, ConflictKind, Resolution, Strategy, merge_plan};
+use super::strategy::{Conflict, Strategy, merge_plan};
 use crate::diff::{Action, Diff, DiffElement};
 use crate::differ;
-use crate::error::{Error, Result};
+use crate::error::{Error, ReconcileError, Result, SyncError};
 use crate::model::{AnyModel, Chain};
 use crate::options::Options;
+use crate::report::{BiReport, ConflictKind, ConflictRecord, Resolution, SyncReport};
 use crate::store::{LocalStore, Store};
-use crate::sync::SyncError;
-use crate::sync::SyncReport;
 use crate::sync::adapter::{Adapter, AdapterExt};
 
 /// Where an element's change goes.

@@ -3,74 +3,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::ReconcileError;
-use crate::error::{Error, Result};
+use crate::error::{Error, ReconcileError, Result};
 use crate::model::{AnyModel, ModelSchema};
+use crate::report::{ConflictKind, Resolution};
 use crate::strategy_spec::StrategySpec;
-
-/// How a conflict is resolved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum Resolution {
-    /// The left side's version goes to both sides.
-    Left,
-    /// The right side's version goes to both sides.
-    Right,
-    /// Neither side changes; the conflict stays, and the next run finds it again.
-    Skip,
-    /// Attributes changed on one side only are merged: each side takes the
-    /// other's changes (with [`Strategy::Merge`], attributes changed on
-    /// both go to its fallback; from a closure, such an overlap leaves the
-    /// conflict unapplied). Only for update/update conflicts.
-    Merge,
-}
-
-impl Resolution {
-    /// What it decided, in words: `left wins`, `right wins`, `not
-    /// applied`, `merged`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Resolution::Left => "left wins",
-            Resolution::Right => "right wins",
-            Resolution::Skip => "not applied",
-            Resolution::Merge => "merged",
-        }
-    }
-}
-
-/// What kind of conflict: what each side did since the base.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum ConflictKind {
-    /// Both sides changed the model's attributes, differently.
-    UpdateUpdate,
-    /// The left side changed the model, the right side deleted it.
-    UpdateDelete,
-    /// The left side deleted the model, the right side changed it.
-    DeleteUpdate,
-    /// Both sides created the key, with different attributes.
-    CreateCreate,
-    /// One side deleted the model while the other changed something below it.
-    ChildUnderDelete,
-}
-
-impl ConflictKind {
-    /// The kind's name, as in the log: `update/update`, ...
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConflictKind::UpdateUpdate => "update/update",
-            ConflictKind::UpdateDelete => "update/delete",
-            ConflictKind::DeleteUpdate => "delete/update",
-            ConflictKind::CreateCreate => "create/create",
-            ConflictKind::ChildUnderDelete => "child-under-delete",
-        }
-    }
-}
 
 /// A conflict as a [`Strategy::Custom`] closure sees it.
 pub struct Conflict<'a> {

@@ -1,10 +1,9 @@
 //! Adapters: a named connection to one system, holding its models in a store
 //! and applying a sync's changes back to the system through hooks.
 
-use super::error::HookError;
 use crate::diff::Diff;
 use crate::differ::{self, Side};
-use crate::error::{Error, Result};
+use crate::error::{Error, HookError, Result};
 use crate::options::Options;
 use crate::store::Store;
 use crate::sync::{self, Batch, Change, SyncError, SyncReport};

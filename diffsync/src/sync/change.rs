@@ -2,84 +2,13 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use super::adapter::Adapter;
-use super::error::{Cause, HookError};
 use crate::diff::{Action, DiffElement};
-use crate::error::Result;
+use crate::error::{HookError, Result};
 use crate::model::{AnyModel, Attrs, DiffModel};
 use crate::options::{Progress, Stage};
+use crate::report::{Cause, Outcome, SkipReason};
 use crate::store::Near;
-
-/// Why an element was not attempted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum SkipReason {
-    /// Its parent's change failed, soft-failed or was not attempted.
-    ParentFailed,
-    /// A natural-order delete whose child's delete did not apply.
-    ChildFailed,
-    /// A create whose key an earlier delete in the same sync had to free
-    /// (a model moved to another parent), and that delete did not apply.
-    DependencyFailed,
-    /// The sync stopped at an earlier failure.
-    Aborted,
-}
-
-/// What happened to one element.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "status", content = "detail")]
-#[non_exhaustive]
-pub enum Outcome {
-    /// Not yet decided (inside a batch hook).
-    Pending,
-    /// Applied to the system and the store.
-    Applied,
-    /// A no-change element (kept as the parent of changes): nothing to apply.
-    Unchanged,
-    /// The hook failed (a recoverable error) with this cause.
-    Failed(Cause),
-    /// The hook soft-failed: not applied, the sync went on.
-    SoftFailed(Cause),
-    /// The hook failed fatally: the sync stopped here.
-    Fatal(Cause),
-    /// Written by a batch whose transaction was then rolled back.
-    RolledBack,
-    /// Removed from the store with its `SKIP_CHILDREN_ON_DELETE` parent
-    /// (the system removed the subtree); no hook ran.
-    RemovedWithParent,
-    /// Not attempted.
-    Skipped(SkipReason),
-    /// Dry run: would be attempted.
-    Planned,
-}
-
-impl Outcome {
-    /// The hook's message, for a failure.
-    pub fn message(&self) -> Option<&str> {
-        self.cause().map(Cause::message)
-    }
-    /// The hook's error, for a failure.
-    pub fn cause(&self) -> Option<&Cause> {
-        match self {
-            Outcome::Failed(c) | Outcome::SoftFailed(c) | Outcome::Fatal(c) => Some(c),
-            _ => None,
-        }
-    }
-    /// Whether dependents may go ahead.
-    pub(super) fn is_ok(&self) -> bool {
-        matches!(self, Outcome::Applied | Outcome::Planned | Outcome::Pending)
-    }
-    /// Whether a hook was called for it.
-    pub(super) fn attempted(&self) -> bool {
-        matches!(
-            self,
-            Outcome::Applied | Outcome::Failed(_) | Outcome::SoftFailed(_) | Outcome::Fatal(_) | Outcome::RolledBack
-        )
-    }
-}
 
 /// One change handed to an adapter's hooks.
 pub struct Change<'a> {
@@ -404,26 +333,6 @@ impl<'a> Batch<'a, '_> {
         }
         if failed {
             self.aborted = true;
-        }
-    }
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Outcome::Applied => f.write_str("applied"),
-            Outcome::Unchanged => f.write_str("unchanged"),
-            Outcome::Failed(m) => write!(f, "FAILED: {m}"),
-            Outcome::SoftFailed(m) => write!(f, "soft-failed: {m}"),
-            Outcome::Fatal(m) => write!(f, "FATAL: {m}"),
-            Outcome::RolledBack => f.write_str("rolled back"),
-            Outcome::RemovedWithParent => f.write_str("removed with parent"),
-            Outcome::Skipped(SkipReason::ParentFailed) => f.write_str("skipped (parent failed)"),
-            Outcome::Skipped(SkipReason::ChildFailed) => f.write_str("skipped (child failed)"),
-            Outcome::Skipped(SkipReason::DependencyFailed) => f.write_str("skipped (dependency failed)"),
-            Outcome::Skipped(SkipReason::Aborted) => f.write_str("skipped (sync aborted)"),
-            Outcome::Planned => f.write_str("planned"),
-            Outcome::Pending => f.write_str("pending"),
         }
     }
 }

@@ -10,13 +10,11 @@
 
 pub(crate) mod adapter;
 mod change;
-mod error;
 mod plan;
-mod report;
 
-pub use change::{Batch, Change, Outcome, SkipReason};
-pub use error::{Cause, HookError, SyncError};
-pub use report::{ElementReport, SyncReport, Totals};
+pub use crate::error::{HookError, SyncError};
+pub use crate::report::{Cause, ElementReport, Outcome, SkipReason, SyncReport, Totals};
+pub use change::{Batch, Change};
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 

@@ -3,12 +3,12 @@
 
 use hashbrown::{HashMap, HashSet};
 
-use super::change::{Change, Outcome};
-use super::error::{Cause, SyncError};
+use super::change::Change;
 use crate::diff::{Action, DiffElement};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SyncError};
 use crate::flags::ModelFlags;
 use crate::model::{AnyModel, ModelError};
+use crate::report::{Cause, Outcome};
 use crate::store::{LocalStore, Near, StoreError};
 
 /// What an element of the report is, in sync order.

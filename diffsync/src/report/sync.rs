@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::diff::Action;
 
-use super::change::Outcome;
+use super::outcome::Outcome;
 
 /// What happened to one element in a sync.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,12 +2,9 @@
 //! one-way diff or sync can fail with.
 
 use std::fmt;
-use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use super::report::SyncReport;
-use crate::model::{BoxError, Chain, Said};
+use crate::model::BoxError;
+use crate::report::{Cause, SyncReport};
 use crate::store::StoreError;
 
 /// How an adapter hook (create, update, delete, batch) failed. Three kinds,
@@ -83,138 +80,6 @@ impl<E: Into<BoxError>> From<E> for HookError {
 impl fmt::Display for HookError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self.cause(), f)
-    }
-}
-
-/// Why a change failed, as an [`Outcome`](crate::Outcome) keeps it: the
-/// error's message with its causes, said once ("insert failed: disk full"),
-/// and the error itself for code that wants its type
-/// ([`downcast_ref`](Cause::downcast_ref)). Reads as the message (`Deref`
-/// to `str`); compares, serializes and deserializes as the message (a
-/// report read back from JSON has the text, not the error).
-///
-/// ```
-/// use diffsync::Cause;
-///
-/// #[derive(Debug, thiserror::Error)]
-/// #[error("port {0} is taken")]
-/// struct PortTaken(u16);
-///
-/// let cause = Cause::from_error(Box::new(PortTaken(8080)));
-/// assert_eq!(&*cause, "port 8080 is taken");
-/// assert_eq!(cause.downcast_ref::<PortTaken>().map(|p| p.0), Some(8080));
-/// assert_eq!(cause, Cause::from("port 8080 is taken"));
-/// ```
-#[derive(Clone)]
-pub struct Cause {
-    text: String,
-    /// The error, said already by the text.
-    error: Option<Arc<Said>>,
-}
-
-impl Cause {
-    /// A cause kept with its error.
-    pub fn from_error(error: BoxError) -> Cause {
-        Cause {
-            text: Chain(&*error).to_string(),
-            error: Some(Arc::new(Said::new(error))),
-        }
-    }
-    /// A cause with this text, keeping the error it came from (whose text
-    /// the message may extend).
-    pub(crate) fn new(text: String, error: Option<BoxError>) -> Cause {
-        Cause {
-            text,
-            error: error.map(|e| Arc::new(Said::new(e))),
-        }
-    }
-    /// The same error with another text (one that says more).
-    pub(crate) fn retold(self, text: String) -> Cause {
-        Cause { text, ..self }
-    }
-    /// The message, causes included.
-    pub fn message(&self) -> &str {
-        &self.text
-    }
-    /// The error, where this process made it (not for a report read back).
-    pub fn error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
-        self.error.as_deref().map(Said::error)
-    }
-    /// The error as `E`, if it is one.
-    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
-        self.error()?.downcast_ref::<E>()
-    }
-}
-
-impl From<&str> for Cause {
-    fn from(text: &str) -> Cause {
-        Cause::from(text.to_string())
-    }
-}
-
-impl From<String> for Cause {
-    fn from(text: String) -> Cause {
-        Cause { text, error: None }
-    }
-}
-
-impl std::ops::Deref for Cause {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.text
-    }
-}
-
-impl PartialEq for Cause {
-    fn eq(&self, other: &Cause) -> bool {
-        self.text == other.text
-    }
-}
-
-impl Eq for Cause {}
-
-impl PartialEq<str> for Cause {
-    fn eq(&self, other: &str) -> bool {
-        self.text == other
-    }
-}
-
-impl PartialEq<&str> for Cause {
-    fn eq(&self, other: &&str) -> bool {
-        self.text == *other
-    }
-}
-
-impl fmt::Debug for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.text, f)
-    }
-}
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-/// A cause's source is the error it keeps, as [`Said`] (the cause's
-/// message holds its text): [`Chain`] stops there, code that walks the
-/// sources finds it below.
-impl std::error::Error for Cause {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.error.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
-
-impl Serialize for Cause {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
-    }
-}
-
-impl<'de> Deserialize<'de> for Cause {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Cause, D::Error> {
-        String::deserialize(d).map(Cause::from)
     }
 }
 

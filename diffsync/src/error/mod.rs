@@ -2,11 +2,16 @@
 //! kind defined in its own layer (a model's values, a store, a one-way
 //! sync, a two-way reconcile) and returned as such by that layer.
 
-use crate::bidir::ReconcileError;
-use crate::differ::DiffError;
+mod diff;
+mod reconcile;
+mod sync;
+
+pub use diff::DiffError;
+pub use reconcile::ReconcileError;
+pub use sync::{HookError, SyncError};
+
 use crate::model::{BoxError, ModelError};
 use crate::store::StoreError;
-use crate::sync::SyncError;
 
 /// Everything that can go wrong in diffsync, by kind of operation. Each
 /// kind names the model type and key at fault where there is one.

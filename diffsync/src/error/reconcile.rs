@@ -1,8 +1,8 @@
 //! What a two-way reconcile can fail with, besides what its syncs and
 //! stores can.
 
-use super::report::BiReport;
 use crate::model::BoxError;
+use crate::report::BiReport;
 
 /// What a bidirectional reconcile, its base or its strategies can fail with.
 /// Part of the crate's [`Error`](crate::Error) (as
