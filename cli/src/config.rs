@@ -83,6 +83,13 @@ pub enum ConfigError {
         /// What.
         message: String,
     },
+    /// A model key given on the command line does not name a model type
+    /// of the config, or does not fit its identifiers.
+    #[error("{message}")]
+    Key {
+        /// What is wrong, naming the type and the key.
+        message: String,
+    },
     /// A system cannot be opened.
     #[error("system {name:?}")]
     Open {
@@ -308,6 +315,26 @@ impl Config {
     /// The model types the config describes.
     pub fn model_types(&self) -> Vec<&str> {
         self.registry.schemas().map(|s| s.name.as_ref()).collect()
+    }
+
+    /// The key of a model of `model_type` from its text as diffsync prints
+    /// it (`nyc__r1`, `nyc__"100"`, `device:nyc__r1`), read against the
+    /// type's identifiers: a type the config does not define, or text that
+    /// does not fit, is an error naming both.
+    pub fn key(&self, model_type: &str, text: &str) -> Result<diffsync::ModelKey, ConfigError> {
+        let schema = self
+            .registry
+            .schemas()
+            .find(|s| s.name == model_type)
+            .ok_or_else(|| ConfigError::Key {
+                message: format!(
+                    "no model type {model_type:?} in the config (types: {})",
+                    self.model_types().join(", ")
+                ),
+            })?;
+        schema
+            .parse_key(text)
+            .map_err(|e| ConfigError::Key { message: e.to_string() })
     }
 
     fn unknown(&self, name: &str) -> ConfigError {

@@ -134,7 +134,9 @@ enum Command {
     History {
         /// The model type.
         model_type: String,
-        /// The model's key.
+        /// The model's key, as diffsync prints it (`nyc__r1`; a value that
+        /// could be misread is quoted, `nyc__"100"`, or not: the type's
+        /// identifiers tell).
         key: String,
     },
     /// The dashboard (systems, runs, a run's changes, a key's history, the
@@ -361,10 +363,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::History { model_type, key } => {
+            let key = config.key(&model_type, &key)?;
             let journal = config.journal()?;
-            let events = journal.history(&model_type, &key)?;
+            let events = journal.history(&model_type, &key.unique_id())?;
             if events.is_empty() {
-                say!("no recorded change to {model_type} {key:?}");
+                say!("no recorded change to {key}");
             }
             for event in events {
                 say!(

@@ -490,8 +490,13 @@ struct KeyQuery {
 
 async fn history(State(app): State<Arc<Dashboard>>, Query(q): Query<KeyQuery>) -> Response {
     blocking(app, move |d| {
-        let events = lock(&d.journal).history(&q.model_type, &q.key)?;
-        Ok(pages::history(&q.model_type, &q.key, &events).into_response())
+        // The key as diffsync prints it, read against its type's identifiers.
+        let key = d
+            .config
+            .key(&q.model_type, &q.key)
+            .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, diffsync::Chain(&e).to_string()))?;
+        let events = lock(&d.journal).history(&q.model_type, &key.unique_id())?;
+        Ok(pages::history(&q.model_type, &key.unique_id(), &events).into_response())
     })
     .await
 }

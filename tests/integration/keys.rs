@@ -295,3 +295,91 @@ fn a_store_is_walked_by_typed_keys_without_spelling_a_type_name() {
     assert!(store.children::<Site>(nyc.erased()).is_err());
     assert!(store.parent(Site::key("atlantis").erased()).is_err());
 }
+
+/// A key's text read against its type's schema: for random identifier
+/// values of every kind, the text diffsync prints (`type:id`, and the id
+/// alone) reads back as the same key, and printed keys sort as the keys do
+/// where their texts are alike.
+mod text_against_the_schema {
+    use std::borrow::Cow;
+
+    use diffsync::{FieldDef, KeyValue, ModelKey, ModelSchema, ValueKind};
+    use proptest::prelude::*;
+
+    fn schema(kinds: &[(ValueKind, bool)]) -> ModelSchema {
+        let identifiers: Vec<FieldDef> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, (kind, optional))| {
+                let mut f = FieldDef::new("x", *kind);
+                f.name = Cow::Owned(format!("id{i}"));
+                f.optional = *optional;
+                f
+            })
+            .collect();
+        ModelSchema {
+            name: "thing".into(),
+            identifiers: identifiers.into(),
+            attributes: Cow::Borrowed(&[]),
+            shortname: Cow::Borrowed(&[]),
+            children: Cow::Borrowed(&[]),
+            flags: Default::default(),
+            timestamp: None,
+            version: None,
+            strategy: None,
+        }
+    }
+
+    /// A value of the kind, and the kind (optional ones may be null).
+    fn value() -> impl Strategy<Value = ((ValueKind, bool), KeyValue)> {
+        let text = prop_oneof![
+            Just(String::new()),
+            Just("100".to_string()),
+            Just("None".to_string()),
+            Just("a__b".to_string()),
+            Just("\"q".to_string()),
+            Just("_x_".to_string()),
+            Just("true".to_string()),
+            "[a-z0-9_:\" ]{0,8}",
+            any::<String>(),
+        ];
+        prop_oneof![
+            text.clone()
+                .prop_map(|s| ((ValueKind::String, false), KeyValue::Str(s))),
+            any::<i64>().prop_map(|i| ((ValueKind::Integer, false), KeyValue::Int(i.into()))),
+            any::<bool>().prop_map(|b| ((ValueKind::Bool, false), KeyValue::Bool(b))),
+            (-1e12f64..1e12).prop_map(|f| ((ValueKind::Float, false), KeyValue::Float(f))),
+            text.clone().prop_map(|s| ((ValueKind::String, true), KeyValue::Str(s))),
+            Just(((ValueKind::String, true), KeyValue::Null)),
+            text.prop_map(|s| ((ValueKind::Any, false), KeyValue::Str(s))),
+            any::<i64>().prop_map(|i| ((ValueKind::Any, false), KeyValue::Int(i.into()))),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn printed_then_read_is_the_same_key(values in proptest::collection::vec(value(), 1..4)) {
+            let kinds: Vec<(ValueKind, bool)> = values.iter().map(|(k, _)| *k).collect();
+            let read = schema(&kinds);
+            let key = ModelKey::new("thing", values.iter().map(|(_, v)| v.clone()));
+            prop_assert_eq!(&read.parse_key(&key.to_string()).unwrap(), &key, "{}", key);
+            prop_assert_eq!(&read.parse_key(&key.unique_id()).unwrap(), &key, "{}", key);
+        }
+    }
+
+    #[test]
+    fn a_key_of_a_string_named_100_reads_from_its_plain_text() {
+        let strings = schema(&[(ValueKind::String, false), (ValueKind::String, false)]);
+        let key = ModelKey::new("thing", [KeyValue::Str("nyc".into()), KeyValue::Str("100".into())]);
+        for text in ["nyc__100", r#"nyc__"100""#, r#"thing:nyc__"100""#, "thing:nyc__100"] {
+            assert_eq!(strings.parse_key(text).unwrap(), key, "{text}");
+        }
+        let err = strings.parse_key("nyc").unwrap_err().to_string();
+        assert!(err.contains("\"thing\"") && err.contains("\"nyc\""), "{err}");
+        let ints = schema(&[(ValueKind::Integer, false)]);
+        let err = ints.parse_key("abc").unwrap_err().to_string();
+        assert!(err.contains("id0") && err.contains("Integer"), "{err}");
+    }
+}

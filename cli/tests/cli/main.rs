@@ -337,3 +337,37 @@ impl Drop for Watching {
         let _ = self.child.wait();
     }
 }
+
+#[test]
+fn a_key_copied_from_diff_s_output_finds_the_model_s_history() {
+    let dir = configured();
+    let dir = dir.path();
+    // A device named "100": a string that reads as a number.
+    std::fs::write(
+        dir.join("cmdb.json"),
+        r#"{"site": [{"name": "nyc", "region": "east", "device": [{"name": "100", "role": "edge"}]}]}"#,
+    )
+    .unwrap();
+    let (code, out, _) = diffsync(dir, &["diff", "cmdb", "network"]);
+    assert_eq!(code, 3, "{out}");
+    // The device's line in the diff (`device: 100 MISSING in network`),
+    // and the key on it.
+    let line = out.lines().find(|l| l.trim_start().starts_with("device:")).expect(&out);
+    let key = line.split_whitespace().nth(1).expect(line);
+    assert_eq!(key, "100", "{line}");
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    let (code, out, err) = diffsync(dir, &["history", "device", key]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("create") && out.contains("role"), "{key}: {out}");
+    // The same key as the typed key prints it.
+    let (_, quoted, _) = diffsync(dir, &["history", "device", r#"device:"100""#]);
+    assert_eq!(quoted, out);
+    // A type the config does not define: an error naming it and the
+    // types there are, not an empty history.
+    let (code, _, err) = diffsync(dir, &["history", "router", "100"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("\"router\"") && err.contains("site, device"), "{err}");
+    // A key of one identifier is one value, `__` and all: no history, said so.
+    let (code, out, _) = diffsync(dir, &["history", "site", "nyc__extra"]);
+    assert_eq!((code, out.trim()), (0, r#"no recorded change to site:"nyc__extra""#));
+}

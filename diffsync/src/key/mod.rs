@@ -247,6 +247,17 @@ pub enum KeyParseError {
     /// Bytes that are not a canonical key encoding.
     #[error("not a key encoding: {0}")]
     Encoding(String),
+    /// A key's text does not fit its model type's identifiers (how many
+    /// there are, or the kind of one).
+    #[error("{key:?} is no key of model type {model_type:?}: {message}")]
+    Schema {
+        /// The text.
+        key: String,
+        /// The model type.
+        model_type: String,
+        /// What does not fit.
+        message: String,
+    },
 }
 
 /// A model named by its type and identifier values (see the [module
@@ -414,8 +425,56 @@ fn parse_unique_id(id: &str) -> Result<Vec<KeyValue>, String> {
     }
 }
 
+/// One part of a key's text: a quoted JSON string, or the text as it is.
+pub(crate) enum TextPart<'a> {
+    /// `"..."`: a string, unescaped.
+    Quoted(String),
+    /// As written.
+    Plain(&'a str),
+}
+
+/// A unique id's text cut into `n` parts at the `__` outside quoted parts
+/// (a key of one identifier is one part, `__` and all). `Err`: why not.
+pub(crate) fn text_parts(id: &str, n: usize) -> Result<Vec<TextPart<'_>>, String> {
+    let quoted = |text: &str| -> Option<(String, usize)> {
+        let mut de = serde_json::Deserializer::from_str(text).into_iter::<String>();
+        match de.next() {
+            Some(Ok(s)) => Some((s, de.byte_offset())),
+            _ => None,
+        }
+    };
+    if n == 1 {
+        return Ok(vec![match quoted(id) {
+            Some((s, used)) if used == id.len() => TextPart::Quoted(s),
+            _ => TextPart::Plain(id),
+        }]);
+    }
+    let mut out = Vec::new();
+    let mut rest = id;
+    loop {
+        let tail = if rest.starts_with('"') {
+            let (s, used) = quoted(rest).ok_or_else(|| format!("the quoted part {rest:?} is not a JSON string"))?;
+            out.push(TextPart::Quoted(s));
+            &rest[used..]
+        } else {
+            let end = rest.find(ID_SEPARATOR).unwrap_or(rest.len());
+            out.push(TextPart::Plain(&rest[..end]));
+            &rest[end..]
+        };
+        match tail.strip_prefix(ID_SEPARATOR) {
+            Some(t) => rest = t,
+            None if tail.is_empty() => break,
+            None => return Err(format!("{tail:?} follows a quoted part")),
+        }
+    }
+    if out.len() != n {
+        return Err(format!("{} parts where {n} identifiers are", out.len()));
+    }
+    Ok(out)
+}
+
 /// An unquoted part of a unique id: `None`, a boolean, a number or a string.
-fn plain_value(part: &str) -> KeyValue {
+pub(crate) fn plain_value(part: &str) -> KeyValue {
     match part {
         "None" | "null" => KeyValue::Null,
         "true" => KeyValue::Bool(true),

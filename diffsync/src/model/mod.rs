@@ -191,6 +191,71 @@ impl ModelSchema {
         self.attributes.iter().position(|f| f.name == name)
     }
 
+    /// A key of this type from its text, `nyc__r1` or `device:nyc__r1`
+    /// (what diffsync prints), each value read as its identifier's kind:
+    /// for a string identifier `100` is the string "100" (quoted, `"100"`,
+    /// it is the same), for an integer the number; a value of kind `any`
+    /// is read as written (`100` a number, `"100"` a string). Text with
+    /// another number of parts, or a value that does not fit its kind, is
+    /// an error naming the type and the text.
+    ///
+    /// ```
+    /// use diffsync::{DiffModel, ModelKey};
+    ///
+    /// #[derive(DiffModel, Clone, Debug, PartialEq)]
+    /// #[diffsync(name = "vlan")]
+    /// struct Vlan {
+    ///     #[diffsync(id)]
+    ///     site: String,
+    ///     #[diffsync(id)]
+    ///     name: String,
+    ///     vid: u16,
+    /// }
+    ///
+    /// let schema = Vlan::static_schema();
+    /// let key = Vlan::key("nyc", "100");
+    /// assert_eq!(schema.parse_key("nyc__100").unwrap(), *key.erased());
+    /// assert_eq!(schema.parse_key(&key.to_string()).unwrap(), *key.erased());
+    /// assert!(schema.parse_key("nyc").is_err()); // one part of two
+    /// # use diffsync::StaticModel;
+    /// ```
+    pub fn parse_key(&self, text: &str) -> std::result::Result<ModelKey, KeyParseError> {
+        let wrong = |message: String| KeyParseError::Schema {
+            key: text.to_string(),
+            model_type: self.name.to_string(),
+            message,
+        };
+        let prefix = format!("{}:", self.name);
+        let id = text.strip_prefix(prefix.as_str()).unwrap_or(text);
+        let parts = crate::key::text_parts(id, self.identifiers.len()).map_err(wrong)?;
+        let mut values = Vec::with_capacity(parts.len());
+        for (field, part) in self.identifiers.iter().zip(parts) {
+            use crate::key::TextPart;
+            let misfit = |what: &str| wrong(format!("{} is {what}, not of kind {:?}", field.name, field.kind));
+            let value = match (field.kind, part) {
+                (_, TextPart::Plain("None" | "null")) if field.optional => KeyValue::Null,
+                (ValueKind::String, TextPart::Quoted(s)) => KeyValue::Str(s),
+                (ValueKind::String, TextPart::Plain(p)) => KeyValue::Str(p.to_string()),
+                (ValueKind::Integer, TextPart::Plain(p)) => {
+                    KeyValue::Int(p.parse::<i128>().map_err(|_| misfit(&format!("{p:?}")))?)
+                }
+                (ValueKind::Float, TextPart::Plain(p)) => match p.parse::<i128>() {
+                    Ok(i) => KeyValue::Int(i),
+                    Err(_) => KeyValue::Float(p.parse::<f64>().map_err(|_| misfit(&format!("{p:?}")))?),
+                },
+                (ValueKind::Bool, TextPart::Plain("true")) => KeyValue::Bool(true),
+                (ValueKind::Bool, TextPart::Plain("false")) => KeyValue::Bool(false),
+                (ValueKind::Any, TextPart::Quoted(s)) => KeyValue::Str(s),
+                (ValueKind::Any | ValueKind::List | ValueKind::Map, TextPart::Plain(p)) => crate::key::plain_value(p),
+                (ValueKind::List | ValueKind::Map, TextPart::Quoted(s)) => KeyValue::Str(s),
+                (_, TextPart::Quoted(s)) => return Err(misfit(&format!("the string {s:?}"))),
+                (_, TextPart::Plain(p)) => return Err(misfit(&format!("{p:?}"))),
+            };
+            values.push(value);
+        }
+        Ok(ModelKey::new(self.name.clone(), values))
+    }
+
     /// Position of a child type by name.
     pub fn child_index(&self, name: &str) -> Option<usize> {
         self.children.iter().position(|c| c == name)
