@@ -301,33 +301,17 @@ fn a_store_is_walked_by_typed_keys_without_spelling_a_type_name() {
 /// alone) reads back as the same key, and printed keys sort as the keys do
 /// where their texts are alike.
 mod text_against_the_schema {
-    use std::borrow::Cow;
-
     use diffsync::{FieldDef, KeyValue, ModelKey, ModelSchema, ValueKind};
     use proptest::prelude::*;
 
     fn schema(kinds: &[(ValueKind, bool)]) -> ModelSchema {
-        let identifiers: Vec<FieldDef> = kinds
+        kinds
             .iter()
             .enumerate()
-            .map(|(i, (kind, optional))| {
-                let mut f = FieldDef::new("x", *kind);
-                f.name = Cow::Owned(format!("id{i}"));
-                f.optional = *optional;
-                f
+            .fold(ModelSchema::new("thing"), |schema, (i, (kind, optional))| {
+                let field = FieldDef::named(format!("id{i}"), *kind);
+                schema.identifier(if *optional { field.optional() } else { field })
             })
-            .collect();
-        ModelSchema {
-            name: "thing".into(),
-            identifiers: identifiers.into(),
-            attributes: Cow::Borrowed(&[]),
-            shortname: Cow::Borrowed(&[]),
-            children: Cow::Borrowed(&[]),
-            flags: Default::default(),
-            timestamp: None,
-            version: None,
-            strategy: None,
-        }
     }
 
     /// A value of the kind, and the kind (optional ones may be null).

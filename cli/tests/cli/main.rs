@@ -371,3 +371,27 @@ fn a_key_copied_from_diff_s_output_finds_the_model_s_history() {
     let (code, out, _) = diffsync(dir, &["history", "site", "nyc__extra"]);
     assert_eq!((code, out.trim()), (0, r#"no recorded change to site:"nyc__extra""#));
 }
+
+#[test]
+fn a_typo_in_a_model_declaration_names_its_line_and_the_key() {
+    let dir = configured();
+    let dir = dir.path();
+    for (typo, line) in [("atributes", 7), ("optinal", 7)] {
+        let config = CONFIG.replacen(
+            r#"attributes = [{ name = "region", kind = "string" }]"#,
+            &if typo == "atributes" {
+                r#"atributes = [{ name = "region", kind = "string" }]"#.to_string()
+            } else {
+                r#"attributes = [{ name = "region", kind = "string", optinal = true }]"#.to_string()
+            },
+            1,
+        );
+        std::fs::write(dir.join("diffsync.toml"), config).unwrap();
+        let (code, _, err) = diffsync(dir, &["diff", "cmdb", "network"]);
+        assert_eq!(code, 1, "{typo}: {err}");
+        assert!(
+            err.contains(typo) && err.contains(&format!("line {line}")),
+            "{typo}: {err}"
+        );
+    }
+}

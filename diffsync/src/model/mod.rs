@@ -76,8 +76,11 @@ pub enum Compare {
     Custom,
 }
 
-/// One identifier or attribute of a model type.
+/// One identifier or attribute of a model type. Read from a file (a
+/// config, a schema in JSON), a key it does not have is an error naming it
+/// (a typo of `optional` is not silently a required field).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FieldDef {
     /// Field name.
     pub name: Cow<'static, str>,
@@ -107,6 +110,32 @@ impl FieldDef {
             default: None,
         }
     }
+
+    /// A field named at run time (read from a config, built in a loop).
+    pub fn named(name: impl Into<Cow<'static, str>>, kind: ValueKind) -> Self {
+        FieldDef {
+            name: name.into(),
+            ..FieldDef::new("", kind)
+        }
+    }
+
+    /// The same field, `null` allowed.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// The same field, compared so.
+    pub fn compared(mut self, compare: Compare) -> Self {
+        self.compare = compare;
+        self
+    }
+
+    /// The same field, with the value a runtime model takes without it.
+    pub fn with_default(mut self, default: Value) -> Self {
+        self.default = Some(default);
+        self
+    }
 }
 
 /// Describes a model type: its name, identifiers, attributes, children and flags.
@@ -114,6 +143,7 @@ impl FieldDef {
 /// Derived models have a `'static` schema built by `#[derive(DiffModel)]`;
 /// runtime-defined models share one behind an [`Arc`], e.g. read from JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelSchema {
     /// Model type name, e.g. `"device"`.
     pub name: Cow<'static, str>,
@@ -148,6 +178,52 @@ pub struct ModelSchema {
 }
 
 impl ModelSchema {
+    /// A model type with no field yet, built at run time:
+    ///
+    /// ```
+    /// use diffsync::{FieldDef, ModelSchema, ValueKind};
+    ///
+    /// let device = ModelSchema::new("device")
+    ///     .identifier(FieldDef::named("name", ValueKind::String))
+    ///     .attribute(FieldDef::named("role", ValueKind::String))
+    ///     .attribute(FieldDef::named("serial", ValueKind::String).optional())
+    ///     .child("interface");
+    /// device.validate()?;
+    /// assert_eq!(device.parse_key("r1")?.to_string(), "device:r1");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(name: impl Into<Cow<'static, str>>) -> ModelSchema {
+        ModelSchema {
+            name: name.into(),
+            identifiers: Cow::Owned(Vec::new()),
+            attributes: Cow::Owned(Vec::new()),
+            shortname: Cow::Owned(Vec::new()),
+            children: Cow::Owned(Vec::new()),
+            flags: ModelFlags::empty(),
+            timestamp: None,
+            version: None,
+            strategy: None,
+        }
+    }
+
+    /// The same type with one more identifier (in unique-id order).
+    pub fn identifier(mut self, field: FieldDef) -> Self {
+        self.identifiers.to_mut().push(field);
+        self
+    }
+
+    /// The same type with one more attribute.
+    pub fn attribute(mut self, field: FieldDef) -> Self {
+        self.attributes.to_mut().push(field);
+        self
+    }
+
+    /// The same type with one more child type.
+    pub fn child(mut self, model_type: impl Into<Cow<'static, str>>) -> Self {
+        self.children.to_mut().push(model_type.into());
+        self
+    }
+
     /// Checks that the schema is usable: a name, at least one identifier, no
     /// field listed twice, shortname fields that exist.
     pub fn validate(&self) -> Result<()> {
