@@ -472,6 +472,7 @@ pub(crate) fn counts(t: &Totals) -> String {
         ("failed", t.failed),
         ("soft-failed", t.soft_failed),
         ("rolled back", t.rolled_back),
+        ("unknown", t.unknown),
         ("skipped", t.skipped),
     ];
     let shown: Vec<String> = all

@@ -539,6 +539,7 @@ impl Journal {
                     all.skipped += t.skipped;
                     all.planned += t.planned;
                     all.unchanged += t.unchanged;
+                    all.unknown += t.unknown;
                     all
                 })
         });

@@ -91,6 +91,7 @@ fn outcome_label(outcome: &Outcome) -> &'static str {
         Outcome::RemovedWithParent => "removed_with_parent",
         Outcome::Skipped(_) => "skipped",
         Outcome::Planned => "planned",
+        Outcome::Unknown(_) => "unknown",
         _ => "other",
     }
 }

@@ -707,7 +707,12 @@ impl<T: Transport> RemotePeer<T> {
             Err(e) => {
                 let last = LastSync::now(false, format!("push failed: {}", diffsync::Chain(&e)));
                 let _ = self.remember(|k| k.last = Some(last.clone()));
-                Err(fatal(e))
+                // No answer came (the transport failed after sending): the
+                // peer may have applied the batch; the next pull tells.
+                Err(match e {
+                    PeerError::Transport { .. } => HookError::unknown(e),
+                    e => fatal(e),
+                })
             }
         }
     }

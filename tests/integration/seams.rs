@@ -171,13 +171,19 @@ fn a_create_the_target_lacks_after_a_crash_is_sent_again_nothing_the_creator_mad
     // The create reached the right, whose user deletes it before the next
     // run. The base never recorded the create: whether the right never got
     // it or deleted it cannot be told, and a create that never landed must
-    // not cost the left its model (under a winning strategy it would be
-    // deleted there): the create is sent again, not a conflict.
+    // not cost the left its model (a winning strategy would delete it
+    // there): the create is sent again, and the deletion it overrides is in
+    // the log, whatever the strategy.
     right.store.remove("site", "ams", true).unwrap();
     let log = Arc::new(Mutex::new(Vec::<ConflictRecord>::new()));
     let opts = no_limit().strategy(Strategy::RightWins).log_to(log.clone());
     let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
-    assert!(log.lock().unwrap().is_empty(), "{report}");
+    let logged = log.lock().unwrap().clone();
+    assert_eq!(logged.len(), 1, "{report}");
+    assert_eq!(
+        (logged[0].key.as_str(), logged[0].resolution, logged[0].applied),
+        ("ams", Resolution::Left, Some(true))
+    );
     assert!(left.store.get(&Site::key("ams")).is_ok());
     assert!(right.store.get(&Site::key("ams")).is_ok(), "sent again");
     // Settled: the next run has nothing to do.

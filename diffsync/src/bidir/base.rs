@@ -36,6 +36,11 @@ pub struct Base {
     /// since): a change to one is a conflict, run after run (they are
     /// saved with the base), until both sides agree on it.
     pub(super) suspect: HashSet<(String, String)>,
+    /// Of the keys in doubt, the creates the target did not hold after a
+    /// crash: whether it never got them or deleted them since cannot be
+    /// told, and the side that made the model keeps it (the conflict is
+    /// logged, the create sent again), whatever the strategy.
+    pub(super) kept: HashSet<(String, String)>,
     /// Conflicts decided and not carried out yet (see [`Decided`]).
     pub(super) decided: Vec<Decided>,
 }
@@ -73,6 +78,9 @@ struct BaseDocument {
     /// until both sides agree on it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     suspect: Vec<(String, String)>,
+    /// Of those, creates the side that made them keeps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    kept: Vec<(String, String)>,
     /// Conflicts decided whose resolution has not reached the losing side.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     decided: Vec<Decided>,
@@ -231,6 +239,13 @@ impl SavedSchema {
     }
 }
 
+/// A set of keys as a file keeps it: sorted.
+fn sorted(keys: &HashSet<(String, String)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = keys.iter().cloned().collect();
+    out.sort();
+    out
+}
+
 /// A value of `kind` to stand in for an attribute the base never recorded
 /// until a reconcile fills it from the sides.
 fn placeholder(f: &crate::model::FieldDef) -> Value {
@@ -265,6 +280,7 @@ impl Base {
             unknown: Vec::new(),
             pending: Vec::new(),
             suspect: HashSet::new(),
+            kept: HashSet::new(),
             decided: Vec::new(),
         }
     }
@@ -277,6 +293,7 @@ impl Base {
             unknown: Vec::new(),
             pending: Vec::new(),
             suspect: HashSet::new(),
+            kept: HashSet::new(),
             decided: Vec::new(),
         }
     }
@@ -310,11 +327,8 @@ impl Base {
             schemas,
             models: self.records()?,
             pending: self.pending.clone(),
-            suspect: {
-                let mut keys: Vec<(String, String)> = self.suspect.iter().cloned().collect();
-                keys.sort();
-                keys
-            },
+            suspect: sorted(&self.suspect),
+            kept: sorted(&self.kept),
             decided: self.decided.clone(),
         };
         serde_json::to_vec(&file).map_err(|e| {
@@ -361,7 +375,12 @@ impl Base {
             }
         }
         let mut unknown: Vec<(String, String)> = Vec::new();
-        let (pending, suspect, decided) = (file.pending, file.suspect.into_iter().collect(), file.decided);
+        let (pending, suspect, kept, decided) = (
+            file.pending,
+            file.suspect.into_iter().collect(),
+            file.kept.into_iter().collect(),
+            file.decided,
+        );
         let mut todo = file.models;
         for r in &mut todo {
             let Some(schema) = like.schema(&r.model_type) else {
@@ -408,6 +427,7 @@ impl Base {
                         unknown,
                         pending,
                         suspect,
+                        kept,
                         decided,
                     });
                 }
@@ -543,12 +563,16 @@ impl Base {
                     self.suspect.insert((t.to_string(), k.to_string()));
                 }
                 (Some(after), Some(now)) if *now == after.attributes => self.agree(side, t, k)?,
-                // A create the side does not hold: it never landed (or the
-                // side's user deleted it again, which cannot be told apart).
-                // The base does not hold it either, so the next
-                // classification sends it again: nothing the creating side
-                // made is lost to the doubt.
-                (Some(_), None) if !before => {}
+                // A create the side does not hold: it never landed, or the
+                // side's user deleted it again, which cannot be told apart.
+                // In doubt, and kept: the next run logs the conflict and
+                // sends the create again, whatever the strategy, so nothing
+                // the creating side made is lost to the doubt (and a
+                // deletion it overrides is in the log).
+                (Some(_), None) if !before => {
+                    self.suspect.insert((t.to_string(), k.to_string()));
+                    self.kept.insert((t.to_string(), k.to_string()));
+                }
                 // The side still holds the base's version of a model the
                 // write was to change or delete: it did not land, and the
                 // next classification sends it again.

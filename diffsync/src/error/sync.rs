@@ -46,6 +46,11 @@ pub enum HookError {
     Soft(BoxError),
     /// A fatal failure: the sync stops.
     Fatal(BoxError),
+    /// The system's answer never came (a peer's answer lost on the way):
+    /// the change (for a batch, every change it held) may have been applied
+    /// or not. The sync stops; the store does not take it
+    /// ([`Outcome::Unknown`](crate::Outcome::Unknown)).
+    Unknown(BoxError),
 }
 
 impl HookError {
@@ -57,16 +62,20 @@ impl HookError {
     pub fn fatal(cause: impl Into<BoxError>) -> Self {
         HookError::Fatal(cause.into())
     }
+    /// An outcome not known, with this cause.
+    pub fn unknown(cause: impl Into<BoxError>) -> Self {
+        HookError::Unknown(cause.into())
+    }
     /// The cause.
     pub fn cause(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         match self {
-            HookError::Failed(e) | HookError::Soft(e) | HookError::Fatal(e) => &**e,
+            HookError::Failed(e) | HookError::Soft(e) | HookError::Fatal(e) | HookError::Unknown(e) => &**e,
         }
     }
     /// The cause, owned.
     pub fn into_cause(self) -> BoxError {
         match self {
-            HookError::Failed(e) | HookError::Soft(e) | HookError::Fatal(e) => e,
+            HookError::Failed(e) | HookError::Soft(e) | HookError::Fatal(e) | HookError::Unknown(e) => e,
         }
     }
 }

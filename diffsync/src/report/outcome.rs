@@ -49,6 +49,11 @@ pub enum Outcome {
     Skipped(SkipReason),
     /// Dry run: would be attempted.
     Planned,
+    /// Sent to the system, whose answer never came (a peer's answer lost
+    /// on the way): it may have been applied or not. The store did not
+    /// take it; the next run learns which (a two-way run keeps the write
+    /// pending in its base until it does).
+    Unknown(Cause),
 }
 
 impl Outcome {
@@ -59,7 +64,7 @@ impl Outcome {
     /// The hook's error, for a failure.
     pub fn cause(&self) -> Option<&Cause> {
         match self {
-            Outcome::Failed(c) | Outcome::SoftFailed(c) | Outcome::Fatal(c) => Some(c),
+            Outcome::Failed(c) | Outcome::SoftFailed(c) | Outcome::Fatal(c) | Outcome::Unknown(c) => Some(c),
             _ => None,
         }
     }
@@ -71,7 +76,12 @@ impl Outcome {
     pub(crate) fn attempted(&self) -> bool {
         matches!(
             self,
-            Outcome::Applied | Outcome::Failed(_) | Outcome::SoftFailed(_) | Outcome::Fatal(_) | Outcome::RolledBack
+            Outcome::Applied
+                | Outcome::Failed(_)
+                | Outcome::SoftFailed(_)
+                | Outcome::Fatal(_)
+                | Outcome::RolledBack
+                | Outcome::Unknown(_)
         )
     }
 }
@@ -92,6 +102,7 @@ impl fmt::Display for Outcome {
             Outcome::Skipped(SkipReason::Aborted) => f.write_str("skipped (sync aborted)"),
             Outcome::Planned => f.write_str("planned"),
             Outcome::Pending => f.write_str("pending"),
+            Outcome::Unknown(m) => write!(f, "UNKNOWN (no answer): {m}"),
         }
     }
 }

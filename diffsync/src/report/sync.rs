@@ -46,6 +46,9 @@ pub struct Totals {
     pub planned: usize,
     /// No-change elements.
     pub unchanged: usize,
+    /// Changes sent whose outcome is not known (no answer came).
+    #[serde(default)]
+    pub unknown: usize,
 }
 
 /// The result of a sync: every element of the diff, in the order the sync
@@ -75,6 +78,7 @@ impl SyncReport {
                 Outcome::Skipped(_) | Outcome::Pending => t.skipped += 1,
                 Outcome::Planned => t.planned += 1,
                 Outcome::Unchanged => t.unchanged += 1,
+                Outcome::Unknown(_) => t.unknown += 1,
             }
         }
         t
@@ -82,7 +86,7 @@ impl SyncReport {
     /// Whether every change applied (or was planned).
     pub fn is_success(&self) -> bool {
         let t = self.totals();
-        t.failed + t.soft_failed + t.rolled_back + t.skipped == 0
+        t.failed + t.soft_failed + t.rolled_back + t.skipped + t.unknown == 0
     }
     /// Whether the destination changed.
     pub fn changed(&self) -> bool {
@@ -124,6 +128,13 @@ impl fmt::Display for SyncReport {
             t.planned,
             t.unchanged
         )?;
+        if t.unknown > 0 {
+            writeln!(
+                f,
+                "  {} changes sent without an answer: their outcome is unknown",
+                t.unknown
+            )?;
+        }
         for e in &self.elements {
             writeln!(f, "  {} {} {:?}: {}", e.action, e.model_type, e.key, e.outcome)?;
         }

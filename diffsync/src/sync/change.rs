@@ -243,6 +243,7 @@ impl<'a> Batch<'a, '_> {
                 let (outcome, stops) = match e {
                     HookError::Soft(e) => (Outcome::SoftFailed(Cause::from_error(e)), false),
                     HookError::Fatal(e) => (Outcome::Fatal(Cause::from_error(e)), true),
+                    HookError::Unknown(e) => (Outcome::Unknown(Cause::from_error(e)), true),
                     HookError::Failed(e) => (Outcome::Failed(Cause::from_error(e)), !self.continue_on_failure),
                 };
                 if stops && !self.aborted {
@@ -318,14 +319,16 @@ impl<'a> Batch<'a, '_> {
 
     /// The batch hook returned (`failed`: with `Err`, or it panicked): settle
     /// every change that is still open.
-    pub(super) fn settle(&mut self, failed: bool) {
+    /// `unknown`: the batch hook failed without knowing whether the system
+    /// took its changes (the staged ones are then unknown, not rolled back).
+    pub(super) fn settle(&mut self, failed: bool, unknown: Option<&Cause>) {
         for i in 0..self.changes.len() {
             let staged = std::mem::take(&mut self.staged[i]);
             if self.outcomes[i] != Outcome::Pending {
                 continue;
             }
             self.outcomes[i] = match (failed, staged) {
-                (true, true) => Outcome::RolledBack,
+                (true, true) => unknown.map_or(Outcome::RolledBack, |c| Outcome::Unknown(c.clone())),
                 (true, false) => Outcome::Skipped(self.blocked_by(i).unwrap_or(SkipReason::Aborted)),
                 // A change a successful batch hook did not report is applied.
                 (false, _) => Outcome::Applied,

@@ -115,13 +115,14 @@ pub(crate) fn sync_gated<A: Adapter + ?Sized>(
         // A panicking hook must not leave the store behind the system: what
         // the system took before the panic is recorded, then the panic goes on.
         match catch_unwind(AssertUnwindSafe(|| dest.apply_batch(&mut batch))) {
-            Ok(Ok(())) => batch.settle(false),
+            Ok(Ok(())) => batch.settle(false, None),
             Ok(Err(e)) => {
-                batch.settle(true);
+                let unknown = matches!(e, HookError::Unknown(_)).then(|| Cause::from(Chain(e.cause()).to_string()));
+                batch.settle(true, unknown.as_ref());
                 batch_error = Some(e.into_cause());
             }
             Err(payload) => {
-                batch.settle(true);
+                batch.settle(true, None);
                 panic = Some(payload);
             }
         }
