@@ -44,7 +44,7 @@ pub enum AdapterError {
         message: String,
     },
     /// A record does not fit its model (missing field, wrong type).
-    #[error("{origin}: {model_type} {key:?}: {message}")]
+    #[error("{origin}: {model_type}:{key}: {message}")]
     Model {
         /// The file, table or object.
         origin: String,
@@ -58,7 +58,7 @@ pub enum AdapterError {
     /// A record in a file does not fit its model: an unknown field, a
     /// missing identifier, a value of the wrong type, a link to a parent
     /// that contradicts its nesting, a key loaded twice.
-    #[error("{path}:{line}:{column}: {model_type} {key:?}: {message}")]
+    #[error("{path}:{line}:{column}: {model_type}:{key}: {message}")]
     Record {
         /// The file.
         path: String,
@@ -77,7 +77,7 @@ pub enum AdapterError {
     /// was deleted by another tool, say). Not fatal: the adapter loads the
     /// model without its parent link and reports this among its warnings.
     #[error(
-        "{origin}: {model_type} {key:?} names a parent {parent_type} {parent_key:?} that does not exist; \
+        "{origin}: {model_type}:{key} names a parent {parent_type}:{parent_key} that does not exist; \
          loaded without it (a sync from a source that has it moves or deletes it)"
     )]
     Orphan {
@@ -112,7 +112,7 @@ pub enum AdapterError {
         source: BoxError,
     },
     /// Writing one model to a database failed (a constraint, a lock).
-    #[error("{origin}: writing {model_type} {key:?}: {message}")]
+    #[error("{origin}: writing {model_type}:{key}: {message}")]
     Write {
         /// Database file or server address, and table.
         origin: String,

@@ -448,14 +448,14 @@ fn a_failed_change_keeps_its_typed_error_and_says_each_cause_once() {
     assert_eq!(refused.map(|r| r.port), Some(8080));
     // The sync's error says where it stopped; its cause is the hook's
     // error, said once on the line Chain prints and once in Debug.
-    assert_eq!(err.to_string(), r#"sync aborted at interface "nyc-r1__eth0""#);
+    assert_eq!(err.to_string(), r#"sync aborted at interface:nyc-r1__eth0"#);
     assert_eq!(
         Chain(&err).to_string(),
-        r#"sync aborted at interface "nyc-r1__eth0": port 8080 refused: permission denied"#
+        r#"sync aborted at interface:nyc-r1__eth0: port 8080 refused: permission denied"#
     );
     assert_eq!(
         format!("{err:?}"),
-        "sync aborted at interface \"nyc-r1__eth0\"\n  caused by: port 8080 refused: permission denied"
+        "sync aborted at interface:nyc-r1__eth0\n  caused by: port 8080 refused: permission denied"
     );
     let typed = std::iter::successors(std::error::Error::source(&err), |e| e.source())
         .find_map(|e| e.downcast_ref::<Refused>());

@@ -100,7 +100,7 @@ fn values_are_checked_against_the_schema() {
     let err = DynModel::from_json(&s[1], json!({"name": "r1"})).unwrap_err();
     assert_eq!(
         err.to_string(),
-        r#"device "r1": field "role": missing value for a required field"#
+        r#"device:r1: field "role": missing value for a required field"#
     );
     let mut ok = DynModel::from_json(&s[1], json!({"name": "r1", "role": "edge"})).unwrap();
     let bad: diffsync::Attrs = [("role".into(), json!(5))].into_iter().collect();

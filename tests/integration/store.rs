@@ -31,7 +31,7 @@ fn add_of_a_different_model_with_the_same_key_names_type_and_key() {
     assert!(
         matches!(&err, diffsync::StoreError::AlreadyExists { model_type, key, .. } if model_type == "device" && key == "r1")
     );
-    assert_eq!(err.to_string(), r#"device "r1" already exists in store "inv""#);
+    assert_eq!(err.to_string(), r#"device:r1 already exists in store "inv""#);
     assert_eq!(s.get(&Device::key("r1")).unwrap().role, "edge");
 }
 
@@ -50,7 +50,7 @@ fn get_by_key_identifiers_and_keys_in_order() {
     let err = s
         .get_by_keys::<Interface, _>("interface", &["nyc-r1__eth0", "nope"])
         .unwrap_err();
-    assert_eq!(err.to_string(), r#"interface "nope" not found in store "sys-a""#);
+    assert_eq!(err.to_string(), r#"interface:nope not found in store "sys-a""#);
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn wrong_rust_type_is_a_type_mismatch() {
     );
     let msg = err.to_string();
     assert!(
-        msg.starts_with(r#"device "nyc-r1": this store holds "#) && msg.ends_with("::Site"),
+        msg.starts_with(r#"device:nyc-r1: this store holds "#) && msg.ends_with("::Site"),
         "{msg}"
     );
 }
@@ -115,10 +115,10 @@ fn child_of_undeclared_type_or_missing_parent_is_an_error() {
     let err = s.add_child(Site::key("nyc"), intf("r1", "eth0")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        r#"site "nyc" cannot have children of type "interface"; declared child types: [device]"#
+        r#"site:nyc cannot have children of type "interface"; declared child types: [device]"#
     );
     let err = s.add_child(Device::key("r9"), intf("r9", "eth0")).unwrap_err();
-    assert_eq!(err.to_string(), r#"device "r9" not found in store "inv""#);
+    assert_eq!(err.to_string(), r#"device:r9 not found in store "inv""#);
     assert_eq!(s.count("interface"), 0, "nothing half-added");
 }
 

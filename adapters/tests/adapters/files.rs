@@ -126,7 +126,7 @@ fn duplicate_key_in_a_source_names_the_key() {
     let err = open_err("dup.json", text, Format::Json);
     assert!(
         err.to_string()
-            .ends_with(r#"dup.json:1:44: site "a": a second record with the same identifiers"#),
+            .ends_with(r#"dup.json:1:44: site:a: a second record with the same identifiers"#),
         "{err}"
     );
 }
@@ -173,18 +173,18 @@ fn a_typo_in_a_nested_key_or_an_unknown_field_is_an_error_at_its_line() {
     let err = open_err("typo.yaml", yaml, Format::Yaml);
     assert_eq!(
         short(&err),
-        r#"typo.yaml:5:7: site "a": unknown field "devices"; expected one of: name, region, device (children)"#
+        r#"typo.yaml:5:7: site:a: unknown field "devices"; expected one of: name, region, device (children)"#
     );
     let json = "{\"site\": [{\"name\": \"a\", \"region\": \"east\",\n  \"regoin\": \"west\"}]}";
     let err = open_err("typo.json", json, Format::Json);
     assert!(
-        short(&err).starts_with(r#"typo.json:2:10: site "a": unknown field "regoin""#),
+        short(&err).starts_with(r#"typo.json:2:10: site:a: unknown field "regoin""#),
         "{err}"
     );
     let toml = "[[site]]\nname = \"a\"\nregion = \"east\"\nzone = 1\n";
     let err = open_err("typo.toml", toml, Format::Toml);
     assert!(
-        short(&err).starts_with(r#"typo.toml:4:8: site "a": unknown field "zone""#),
+        short(&err).starts_with(r#"typo.toml:4:8: site:a: unknown field "zone""#),
         "{err}"
     );
     // A local serde field of the Rust type is known.
@@ -223,7 +223,7 @@ site:
     let err = open_err("wrong.yaml", &wrong, Format::Yaml);
     assert_eq!(
         short(&err),
-        r#"wrong.yaml:9:21: interface "r2__eth0": "device" is "r2", but the record is nested under device "r1""#
+        r#"wrong.yaml:9:21: interface:r2__eth0: "device" is "r2", but the record is nested under device "r1""#
     );
 }
 
@@ -259,7 +259,7 @@ fn a_duplicate_key_in_a_json_or_yaml_map_is_an_error() {
 #[test]
 fn a_missing_identifier_is_named_not_read_as_none() {
     let err = open_err("noid.json", r#"{"site": [{"region": "east"}]}"#, Format::Json);
-    assert_eq!(short(&err), r#"noid.json:1:11: site "?": missing identifier "name""#);
+    assert_eq!(short(&err), r#"noid.json:1:11: site:?: missing identifier "name""#);
 }
 
 #[test]
@@ -296,11 +296,11 @@ fn csv_layout_errors_name_file_and_line() {
     );
     assert_eq!(
         csv_err(&[site, ("device.csv", "name,role,serial,_parent\nr1,leaf,,\n")]),
-        r#"device.csv:2:0: device "r1": no _parent: the row must name its site"#
+        r#"device.csv:2:0: device:r1: no _parent: the row must name its site"#
     );
     assert_eq!(
         csv_err(&[site, ("device.csv", "name,role,serial,_parent\nr1,leaf,,b\n")]),
-        r#"device.csv:2:0: device "r1": _parent names site "b", which is not loaded"#
+        r#"device.csv:2:0: device:r1: _parent names site "b", which is not loaded"#
     );
     assert_eq!(
         csv_err(&[("site.csv", "name,region,region\na,east,west\n")]),
@@ -312,11 +312,11 @@ fn csv_layout_errors_name_file_and_line() {
     );
     assert_eq!(
         csv_err(&[("site.csv", "name,region,zone\na,east,1\n")]),
-        r#"site.csv:2:0: site "a": unknown column "zone""#
+        r#"site.csv:2:0: site:a: unknown column "zone""#
     );
     assert_eq!(
         csv_err(&[("site.csv", "name,region\n,east\n")]),
-        r#"site.csv:2:0: site "?": missing identifier "name""#
+        r#"site.csv:2:0: site:?: missing identifier "name""#
     );
     let interface = "device,name,description,mtu,enabled,_parent\nr2,eth0,x,1500,true,r1\n";
     assert_eq!(
@@ -325,7 +325,7 @@ fn csv_layout_errors_name_file_and_line() {
             ("device.csv", "name,role,serial,_parent\nr1,leaf,,a\n"),
             ("interface.csv", interface)
         ]),
-        r#"interface.csv:2:0: interface "r2__eth0": "device" is "r2", but the record is nested under device "r1""#
+        r#"interface.csv:2:0: interface:r2__eth0: "device" is "r2", but the record is nested under device "r1""#
     );
     // A .csv file where the format wants a directory.
     let dir = csv_dir(&[site]);
@@ -467,7 +467,7 @@ fn a_file_feed_finds_a_change_its_watcher_missed_and_watches_again() {
 fn a_typo_beside_a_missing_field_and_a_duplicate_key_are_named_plainly() {
     let err = open_err("typo.yaml", "site:\n  - name: a\n    regoin: east\n", Format::Yaml);
     assert!(
-        short(&err).starts_with(r#"typo.yaml:3:13: site "a": unknown field "regoin"; expected one of: name, region"#),
+        short(&err).starts_with(r#"typo.yaml:3:13: site:a: unknown field "regoin"; expected one of: name, region"#),
         "{err}"
     );
     let err = open_err(

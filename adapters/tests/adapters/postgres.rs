@@ -137,7 +137,7 @@ fn a_refused_row_names_server_model_and_key_and_keeps_the_cause() {
     assert_eq!(
         msg,
         format!(
-            "postgres://127.0.0.1:{}: writing interface \"site1-r1__eth3\": eth3 refused",
+            "postgres://127.0.0.1:{}: writing interface:site1-r1__eth3: eth3 refused",
             pg.port
         )
     );
@@ -154,7 +154,7 @@ fn a_refused_row_names_server_model_and_key_and_keeps_the_cause() {
     let message = &**cause;
     assert!(
         message.starts_with(&format!(
-            "postgres://127.0.0.1:{}: writing site \"site9\": duplicate key",
+            "postgres://127.0.0.1:{}: writing site:site9: duplicate key",
             pg.port
         )),
         "{message}"

@@ -311,7 +311,7 @@ fn a_row_whose_parent_is_missing_is_named_and_the_database_still_opens() {
     let warnings: Vec<String> = reopened.warnings().iter().map(|w| w.to_string()).collect();
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     assert!(
-        warnings[0].contains("interface \"site0-r1__eth0\" names a parent device \"site0-r1\""),
+        warnings[0].contains("interface:site0-r1__eth0 names a parent device:site0-r1"),
         "{warnings:?}"
     );
     assert!(

@@ -145,7 +145,7 @@ fn a_cell_of_the_wrong_type_names_model_key_and_column() {
     let err = SqliteAdapter::open("db", &path, registry()).err().unwrap();
     let msg = err.to_string();
     assert!(
-        msg.contains("interface \"site0-r0__eth1\"") && msg.contains("column \"mtu\""),
+        msg.contains("interface:site0-r0__eth1:") && msg.contains("column \"mtu\""),
         "{msg}"
     );
 }
@@ -196,7 +196,7 @@ fn a_refused_row_names_file_model_and_key_with_the_cause() {
     let cause = cause.error().unwrap().to_string();
     assert_eq!(
         cause,
-        format!("{}: writing interface \"site0-r1__eth3\": eth3 refused", path.display())
+        format!("{}: writing interface:site0-r1__eth3: eth3 refused", path.display())
     );
 }
 

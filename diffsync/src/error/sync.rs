@@ -181,7 +181,7 @@ pub enum SyncError {
     /// A diff does not fit the destination store (a diff read back from
     /// JSON or edited by hand, or a store changed since the diff): found
     /// before any hook ran, so nothing was applied.
-    #[error("invalid diff for store {store:?}: {model_type} {key:?}: {message}")]
+    #[error("invalid diff for store {store:?}: {model_type}:{key}: {message}")]
     InvalidDiff {
         /// Destination store name.
         store: String,

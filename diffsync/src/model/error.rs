@@ -10,7 +10,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum ModelError {
     /// A field value does not fit the model's schema.
-    #[error("{model_type} {key:?}: field {field:?}: {message}")]
+    #[error("{model_type}:{key}: field {field:?}: {message}")]
     InvalidValue {
         /// Model type name.
         model_type: String,
@@ -55,11 +55,13 @@ impl ModelError {
     }
 }
 
+/// `:key` after a model type, as a key prints (`device:nyc__r1`), or
+/// nothing without a key.
 fn key_part(key: &str) -> String {
     if key.is_empty() {
         String::new()
     } else {
-        format!(" {key:?}")
+        format!(":{key}")
     }
 }
 

@@ -21,13 +21,13 @@ use crate::model::{BoxError, ModelError};
 /// let store = LocalStore::new("inventory");
 /// let err = store.get(&Site::key("nyc".to_string())).unwrap_err();
 /// assert!(matches!(err, StoreError::NotFound { .. }));
-/// assert_eq!(err.to_string(), r#"site "nyc" not found in store "inventory""#);
+/// assert_eq!(err.to_string(), r#"site:nyc not found in store "inventory""#);
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// A different model with the same key is already stored.
-    #[error("{model_type} {key:?} already exists in store {store:?}")]
+    #[error("{model_type}:{key} already exists in store {store:?}")]
     AlreadyExists {
         /// Store name.
         store: String,
@@ -37,7 +37,7 @@ pub enum StoreError {
         key: String,
     },
     /// No model with that key is stored.
-    #[error("{model_type} {key:?} not found in store {store:?}")]
+    #[error("{model_type}:{key} not found in store {store:?}")]
     NotFound {
         /// Store name.
         store: String,
@@ -48,7 +48,7 @@ pub enum StoreError {
     },
     /// A child of a type the parent does not declare.
     #[error(
-        "{parent_type} {parent_key:?} cannot have children of type {child_type:?}; declared child types: [{allowed}]"
+        "{parent_type}:{parent_key} cannot have children of type {child_type:?}; declared child types: [{allowed}]"
     )]
     WrongChildType {
         /// Parent model type.
@@ -90,7 +90,7 @@ pub enum StoreError {
     /// concurrency in a shared store): nothing of the write was applied and
     /// the in-memory image is as it was. Refresh the store and diff again.
     #[error(
-        "store {store:?}: {model_type} {key:?} was changed by another writer \
+        "store {store:?}: {model_type}:{key} was changed by another writer \
          (version {expected} expected, {found} found); nothing was written"
     )]
     Conflict {
@@ -129,6 +129,6 @@ pub(crate) fn at_part(model_type: &str, key: &str) -> String {
     if model_type.is_empty() {
         String::new()
     } else {
-        format!(" at {model_type} {key:?}")
+        format!(" at {model_type}:{key}")
     }
 }

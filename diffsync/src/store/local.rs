@@ -1362,7 +1362,7 @@ mod tests {
         let err = s.add_under(u, unit("r", 4)).unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"unit "r__3" cannot have children of type "unit"; declared child types: []"#
+            r#"unit:r__3 cannot have children of type "unit"; declared child types: []"#
         );
 
         // From another store, or from the store this one was cloned from.
