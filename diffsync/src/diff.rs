@@ -102,14 +102,14 @@ pub(crate) struct Located {
 }
 
 impl DiffElement {
-    /// The name shown for this element: its shortname, else the readable
-    /// form of its unique id ([`readable_id_of`](crate::readable_id_of) of
-    /// its identifiers, the Python library's `a__b`).
+    /// The name shown for this element: its shortname, else its unique id
+    /// in the one text form keys have everywhere (`nyc__r1`, a string that
+    /// reads as a number quoted: `nyc__"100"`), which the CLI and
+    /// [`ModelSchema::parse_key`](crate::ModelSchema::parse_key) read back.
     pub fn display_name(&self) -> Cow<'_, str> {
         match &self.shortname {
             Some(s) => Cow::Borrowed(s),
-            None if self.identifiers.is_empty() => Cow::Borrowed(&self.key),
-            None => Cow::Owned(crate::model::readable_id_of(self.identifiers.values())),
+            None => Cow::Borrowed(&self.key),
         }
     }
 

@@ -350,18 +350,20 @@ fn a_key_copied_from_diff_s_output_finds_the_model_s_history() {
     .unwrap();
     let (code, out, _) = diffsync(dir, &["diff", "cmdb", "network"]);
     assert_eq!(code, 3, "{out}");
-    // The device's line in the diff (`device: 100 MISSING in network`),
-    // and the key on it.
+    // The device's line in the diff (`device: "100" MISSING in network`),
+    // and the key on it, as a typed key prints it.
     let line = out.lines().find(|l| l.trim_start().starts_with("device:")).expect(&out);
     let key = line.split_whitespace().nth(1).expect(line);
-    assert_eq!(key, "100", "{line}");
+    assert_eq!(key, r#""100""#, "{line}");
     assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
     let (code, out, err) = diffsync(dir, &["history", "device", key]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("create") && out.contains("role"), "{key}: {out}");
-    // The same key as the typed key prints it.
-    let (_, quoted, _) = diffsync(dir, &["history", "device", r#"device:"100""#]);
-    assert_eq!(quoted, out);
+    // The same key as the typed key prints it, and unquoted (the type's
+    // identifier is a string).
+    for same in [r#"device:"100""#, "100"] {
+        assert_eq!(diffsync(dir, &["history", "device", same]).1, out, "{same}");
+    }
     // A type the config does not define: an error naming it and the
     // types there are, not an empty history.
     let (code, _, err) = diffsync(dir, &["history", "router", "100"]);

@@ -17,9 +17,11 @@ use serde_json::Value;
 /// `None`, `true`, `false`, `null` or a number), in which case it is written
 /// as a JSON string literal. So `("a__b", "c")` and `("a", "b__c")`, `None`
 /// and `"None"`, `1` and `"1"` are different keys, and the usual ids
-/// (`r1__eth0`, `sw__7`) read as before. The readable form (plain text
-/// joined by `__`, the Python library's) is [`readable_id_of`]; diff renders
-/// use it.
+/// (`r1__eth0`, `sw__7`) read as before. This is the one text form of a
+/// key: diffs, errors and typed keys print it, and
+/// [`ModelSchema::parse_key`](crate::ModelSchema::parse_key) reads it back.
+/// The readable form (plain text joined by `__`, the Python library's, not
+/// unique) is [`readable_id_of`].
 pub trait IdPart {
     /// Appends this value's plain text (the readable form).
     fn write_text(&self, out: &mut String);
