@@ -150,11 +150,14 @@
 //!   `NATURAL_DELETION_ORDER` a parent's delete waits for its children's;
 //!   if one does not apply, the parent is not deleted (reported "child
 //!   failed"), as the system still needs it.
+//! - **`sync_complete` runs after a sync that stopped early** once anything
+//!   was applied, so what the store took reaches the system written there.
 //! - **Unique ids are injective.** The Python library joins identifier text
 //!   with `__`, so `("a__b", "c")` and `("a", "b__c")`, or `None` and
 //!   `"None"`, are one key. Here the stored key quotes a string that could be
-//!   misread (see [`IdPart`]); the readable `a__b` form is kept for display,
-//!   the text render and [`Diff::to_python_dict`].
+//!   misread (see [`IdPart`]), and that one form is what diffs, errors and
+//!   the command line print and read; the reference's plain `a__b` form is
+//!   kept for [`Diff::to_python_dict`] only.
 //! - **A create stores the destination's model type**: the destination's
 //!   schema, attribute defaults and flags, local-only fields at their
 //!   default, not a copy of the source object.

@@ -195,10 +195,22 @@ fn dict_level(elements: &[DiffElement]) -> serde_json::Map<String, Value> {
             .entry(e.model_type.to_string())
             .or_insert_with(|| Value::Object(serde_json::Map::new()));
         if let Value::Object(g) = group {
-            g.insert(e.display_name().to_string(), Value::Object(el));
+            g.insert(python_name(e), Value::Object(el));
         }
     }
     out
+}
+
+/// The name the Python library's `dict()` gives an element: its shortname,
+/// else the plain `__`-joined text of its identifiers (not unique: the
+/// dict's shape is the reference's, where the text render uses the key's
+/// one text form).
+fn python_name(e: &DiffElement) -> String {
+    match &e.shortname {
+        Some(s) => s.clone(),
+        None if e.identifiers.is_empty() => e.key.clone(),
+        None => crate::model::readable_id_of(e.identifiers.values()),
+    }
 }
 
 /// A value as shown in text: strings bare, everything else as JSON.

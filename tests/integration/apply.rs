@@ -656,6 +656,11 @@ fn ids_that_join_to_the_same_text_are_different_models() {
         diff.to_string(),
         "pair\n  pair: a__\"b__c\"\n    v    src(20)    dst(2)"
     );
+    // The Python-shaped dict keeps the reference's plain text.
+    assert_eq!(
+        diff.to_python_dict(),
+        json!({"pair": {"a__b__c": {"-": {"v": 2}, "+": {"v": 20}}}})
+    );
     target.sync_from(&source).unwrap();
     let v = |k: &str| DiffModel::attributes(target.store.get_by_id::<DynModel>("pair", k).unwrap())["v"].clone();
     assert_eq!((v(r#"a__"b__c""#), v(r#""a__b"__c"#)), (json!(20), json!(1)));
