@@ -33,53 +33,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
+use crate::LocalStore;
 use crate::model::BoxError;
-
-/// What happened to a model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeKind {
-    /// Added.
-    Created,
-    /// Its attributes (or its parent link) changed.
-    Updated,
-    /// Removed.
-    Deleted,
-}
-
-/// One change of one model.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangeEvent {
-    /// What happened.
-    pub kind: ChangeKind,
-    /// Model type name.
-    pub model_type: String,
-    /// Unique id.
-    pub key: String,
-    /// The identifier values, when the feed knows them (a consumer re-reads
-    /// a model it has not seen yet by them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identifiers: Option<crate::model::Attrs>,
-    /// The parent (type, key), when the model has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<(String, String)>,
-    /// Who wrote it, when the writer said (a sync tags its own writes, so
-    /// a loop does not take them for new work).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin: Option<String>,
-}
-
-impl ChangeEvent {
-    /// The changed model's key.
-    pub fn model_key(&self) -> crate::ModelKey {
-        match &self.identifiers {
-            Some(ids) => crate::ModelKey::new(self.model_type.clone(), ids.values().map(crate::KeyValue::from)),
-            None => crate::ModelKey::from_unique_id(&self.model_type, &self.key),
-        }
-    }
-}
+pub use crate::store::event::{ChangeEvent, ChangeKind};
 
 /// What one poll of a feed returned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -151,9 +107,28 @@ impl<F: ChangeFeed + ?Sized> ChangeFeed for Box<F> {
     }
 }
 
-/// How many unread events a [`LocalStore::subscribe`](crate::LocalStore::subscribe)
+/// How many unread events a [`LocalStore::subscribe`]
 /// feed holds before it drops events and reports a gap.
 pub const FEED_CAPACITY: usize = 100_000;
+
+impl LocalStore {
+    /// A feed of every change made through this store from now on (see
+    /// [`feed`](crate::feed)), holding at most [`FEED_CAPACITY`] unread
+    /// events.
+    pub fn subscribe(&mut self) -> StoreFeed {
+        self.subscribe_with_capacity(FEED_CAPACITY)
+    }
+
+    /// A feed holding at most `capacity` unread events. The store never
+    /// waits for the reader: past the capacity, events are dropped and the
+    /// reader's next poll reports a gap (as inotify does when its queue
+    /// overflows), so memory stays bounded and nothing is lost unseen.
+    pub fn subscribe_with_capacity(&mut self, capacity: usize) -> StoreFeed {
+        let (subscriber, feed) = StoreFeed::new(capacity);
+        self.listen(Box::new(subscriber));
+        feed
+    }
+}
 
 /// What a store and the feed it feeds share.
 #[derive(Debug, Default)]
@@ -168,7 +143,7 @@ struct Shared {
 
 /// The sending end of a [`StoreFeed`], kept by its store.
 #[derive(Clone, Debug)]
-pub(crate) struct Subscriber {
+struct Subscriber {
     tx: Sender<ChangeEvent>,
     shared: Arc<Shared>,
     capacity: usize,
@@ -177,7 +152,7 @@ pub(crate) struct Subscriber {
 impl Subscriber {
     /// Sends `event`, or drops it and flags the gap when the reader is
     /// `capacity` events behind. False once the reader is gone.
-    pub(crate) fn send(&self, event: ChangeEvent) -> bool {
+    fn send(&self, event: ChangeEvent) -> bool {
         if self.shared.queued.load(Ordering::Acquire) >= self.capacity {
             self.gap();
             return self.reader_alive();
@@ -192,6 +167,12 @@ impl Subscriber {
 
     fn reader_alive(&self) -> bool {
         !self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+impl crate::store::Listener for Subscriber {
+    fn hear(&self, event: &ChangeEvent) -> bool {
+        self.send(event.clone())
     }
 }
 
@@ -243,7 +224,7 @@ impl FeedSender {
     }
 }
 
-/// A feed in memory: of a [`LocalStore`](crate::LocalStore) (every change
+/// A feed in memory: of a [`LocalStore`] (every change
 /// made through the store, as it happens), or filled by the application
 /// ([`channel`]). Not durable (it lives as long as the process); the
 /// writer never waits for its reader, and a reader too far behind reads a
@@ -254,7 +235,7 @@ pub struct StoreFeed {
 }
 
 impl StoreFeed {
-    pub(crate) fn new(capacity: usize) -> (Subscriber, StoreFeed) {
+    fn new(capacity: usize) -> (Subscriber, StoreFeed) {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
         let subscriber = Subscriber {

@@ -2,8 +2,8 @@
 
 use hashbrown::HashSet;
 
+use super::ChangeKind;
 use crate::digest::{self, Digest, Fingerprint};
-use crate::feed::ChangeKind;
 use crate::flags::ModelFlags;
 use crate::key::ModelKey;
 

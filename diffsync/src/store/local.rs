@@ -4,9 +4,9 @@ use std::hash::BuildHasher;
 
 use hashbrown::{HashMap, HashSet};
 
+use super::{ChangeEvent, ChangeKind, Listener};
 use super::{Result, StoreError};
 use crate::digest::{self, Digest, Fingerprint};
-use crate::feed::{ChangeEvent, ChangeKind, StoreFeed};
 use crate::flags::ModelFlags;
 use crate::model::AttrSource;
 use crate::model::ModelError;
@@ -81,8 +81,8 @@ pub struct LocalStore {
     /// Parentless models whose subtree fingerprint is dirty (may hold
     /// duplicates and models cleaned or removed since).
     pub(crate) dirty_roots: Vec<Link>,
-    /// Readers of this store's changes.
-    subscribers: Vec<crate::feed::Subscriber>,
+    /// Who hears of this store's changes (its feeds).
+    listeners: Vec<Box<dyn Listener>>,
     /// The tag put on the events of changes made now.
     origin: Option<String>,
 }
@@ -99,7 +99,7 @@ impl Clone for LocalStore {
             scratch: String::new(),
             dirty_roots: self.dirty_roots.clone(),
             // A clone is another store: its changes are its own.
-            subscribers: Vec::new(),
+            listeners: Vec::new(),
             origin: None,
         }
     }
@@ -133,7 +133,7 @@ impl LocalStore {
             by_name: HashMap::new(),
             scratch: String::new(),
             dirty_roots: Vec::new(),
-            subscribers: Vec::new(),
+            listeners: Vec::new(),
             origin: None,
         }
     }
@@ -487,21 +487,10 @@ impl LocalStore {
         self.tables[at.ty].subtree(at.slot, self.parent_hash(at))
     }
 
-    /// A feed of every change made through this store from now on (see
-    /// [`feed`](crate::feed)), holding at most
-    /// [`FEED_CAPACITY`](crate::feed::FEED_CAPACITY) unread events.
-    pub fn subscribe(&mut self) -> StoreFeed {
-        self.subscribe_with_capacity(crate::feed::FEED_CAPACITY)
-    }
-
-    /// A feed holding at most `capacity` unread events. The store never
-    /// waits for the reader: past the capacity, events are dropped and the
-    /// reader's next poll reports a gap (as inotify does when its queue
-    /// overflows), so memory stays bounded and nothing is lost unseen.
-    pub fn subscribe_with_capacity(&mut self, capacity: usize) -> StoreFeed {
-        let (subscriber, feed) = crate::feed::StoreFeed::new(capacity);
-        self.subscribers.push(subscriber);
-        feed
+    /// Tells `listener` of every change made through this store from now
+    /// on, until it says nobody reads any more.
+    pub(crate) fn listen(&mut self, listener: Box<dyn Listener>) {
+        self.listeners.push(listener);
     }
 
     /// Tags the events of the changes made from now on (`None`: untagged),
@@ -512,7 +501,7 @@ impl LocalStore {
 
     /// Tells the subscribers about a change of the model at `at`.
     pub(crate) fn emit(&mut self, kind: ChangeKind, at: Link) {
-        if self.subscribers.is_empty() {
+        if self.listeners.is_empty() {
             return;
         }
         let t = &self.tables[at.ty];
@@ -529,7 +518,7 @@ impl LocalStore {
             origin: self.origin.clone(),
         };
         // A reader that went away stops being told.
-        self.subscribers.retain(|s| s.send(event.clone()));
+        self.listeners.retain(|l| l.hear(&event));
     }
     /// Adds a boxed model of any type (used by sync and by networked stores).
     pub fn insert_boxed(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<()> {

@@ -6,6 +6,7 @@
 //! not in the models, so every store (in memory or networked) persists them.
 
 mod error;
+pub(crate) mod event;
 mod fingerprint;
 mod keys;
 mod local;
@@ -14,6 +15,7 @@ mod table;
 pub use crate::model::AttrSource;
 pub use error::StoreError;
 pub(crate) use error::at_part;
+pub(crate) use event::{ChangeEvent, ChangeKind, Listener};
 pub use local::LocalStore;
 pub(crate) use local::Near;
 pub(crate) use table::*;
@@ -81,7 +83,7 @@ pub trait Store: Send + Sync {
     }
     /// Reads just these changed models again into the image. The default
     /// reads everything ([`refresh`](Store::refresh)).
-    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<(), StoreError> {
+    fn reread(&mut self, changed: &[ChangeEvent]) -> Result<(), StoreError> {
         let _ = changed;
         self.refresh()
     }
