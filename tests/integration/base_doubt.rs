@@ -184,6 +184,16 @@ fn an_attribute_the_base_never_recorded_is_unknown_not_a_side_s_value() {
     assert!(report.conflicts.is_empty() && !report.plan_left.has_diffs(), "{report}");
 }
 
+/// The first record of `model_type` in a base file's JSON.
+fn first_of<'a>(doc: &'a mut serde_json::Value, model_type: &str) -> &'a mut serde_json::Value {
+    doc["models"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|m| m["model_type"] == model_type)
+        .unwrap()
+}
+
 #[test]
 fn a_base_whose_records_contradict_its_own_schema_is_refused_by_name() {
     type Edit = Box<dyn Fn(&mut serde_json::Value)>;
@@ -191,36 +201,21 @@ fn a_base_whose_records_contradict_its_own_schema_is_refused_by_name() {
         (
             "mtu",
             Box::new(|doc| {
-                let m = doc["models"]
-                    .as_array_mut()
-                    .unwrap()
-                    .iter_mut()
-                    .find(|m| m["model_type"] == "interface")
-                    .unwrap();
+                let m = first_of(doc, "interface");
                 m["attributes"].as_object_mut().unwrap().remove("mtu");
             }),
         ),
         (
             "colour",
             Box::new(|doc| {
-                let m = doc["models"]
-                    .as_array_mut()
-                    .unwrap()
-                    .iter_mut()
-                    .find(|m| m["model_type"] == "site")
-                    .unwrap();
+                let m = first_of(doc, "site");
                 m["attributes"]["colour"] = "red".into();
             }),
         ),
         (
             "mtu",
             Box::new(|doc| {
-                let m = doc["models"]
-                    .as_array_mut()
-                    .unwrap()
-                    .iter_mut()
-                    .find(|m| m["model_type"] == "interface")
-                    .unwrap();
+                let m = first_of(doc, "interface");
                 m["attributes"]["mtu"] = "large".into();
             }),
         ),
