@@ -287,6 +287,8 @@ pub(crate) fn discard(diff: Diff) {
         use rayon::prelude::*;
         diff.elements.into_par_iter().for_each(drop);
     }
+    #[cfg(not(feature = "parallel"))]
+    drop(diff);
 }
 
 fn check_shortnames(elements: &[DiffElement]) -> Result<()> {
