@@ -23,5 +23,4 @@ mod render;
 mod seams;
 mod store;
 mod sync;
-mod ui;
 mod worked_example;

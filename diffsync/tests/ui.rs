@@ -4,5 +4,5 @@
 #[test]
 fn derive_compile_errors() {
     let t = trybuild::TestCases::new();
-    t.compile_fail("ui/*.rs");
+    t.compile_fail("tests/ui/*.rs");
 }
