@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use diffsync::{AdapterExt, AttrSource, MemoryAdapter};
+use diffsync::{AdapterExt, AttrSource, DiffModel, MemoryAdapter};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
 use inventory::{Device, Interface, Site, registry};
@@ -69,7 +69,7 @@ fn main() -> Result<(), BoxError> {
             mtu: 1500,
             enabled: true,
         };
-        names.push(format!("{dev}__eth{}", i % 10));
+        names.push(DiffModel::key(&intf));
         source.store.add_child(Device::key(&site, &dev), intf)?;
     }
     let dir = std::env::temp_dir().join(format!("diffsync-live-latency-{}", std::process::id()));
@@ -122,7 +122,7 @@ fn main() -> Result<(), BoxError> {
                             .into_iter()
                             .collect();
                         // A key the producer chose exists: the store is never changed elsewhere.
-                        let _ = s.store.update_attributes("interface", k, AttrSource::Values(&v));
+                        let _ = s.store.update_attributes(k.erased(), AttrSource::Values(&v));
                     }
                     done = due;
                 }

@@ -12,7 +12,7 @@
 use std::fmt;
 
 use diffsync::model::AnyModel;
-use diffsync::{LocalStore, ModelSchema};
+use diffsync::{LocalStore, ModelKey, ModelSchema};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
@@ -235,7 +235,7 @@ impl Loader<'_> {
         &mut self,
         model_type: &str,
         records: Value,
-        parent: Option<(&str, &str)>,
+        parent: Option<&ModelKey>,
         at: Vec<Step>,
     ) -> std::result::Result<(), Fault> {
         let Value::Array(records) = records else {
@@ -258,7 +258,7 @@ impl Loader<'_> {
         &mut self,
         model_type: &str,
         record: Value,
-        parent: Option<(&str, &str)>,
+        parent: Option<&ModelKey>,
         at: Vec<Step>,
     ) -> std::result::Result<(), Fault> {
         let schema = self.reg.schema(model_type).map_err(|e| Fault {
@@ -292,10 +292,10 @@ impl Loader<'_> {
                 message,
             }
         };
-        if let Some((pt, pk)) = parent {
+        if let Some(parent) = parent {
             let parent_model = self
                 .store
-                .get_dyn_by_id(pt, pk)
+                .get_dyn(parent)
                 .map_err(|e| fault(&fields, None, e.to_string()))?;
             link_to_parent(schema, &mut fields, parent_model).map_err(|(f, m)| fault(&fields, Some(&f), m))?;
         }
@@ -329,7 +329,7 @@ impl Loader<'_> {
                 format!("unknown field {unknown:?}; expected one of: {}", field_names(schema)),
             ));
         }
-        let key = model.unique_id();
+        let key = model.model_key();
         self.store.insert_boxed(model, parent).map_err(|e| {
             let message = match e {
                 diffsync::StoreError::AlreadyExists { .. } => "a second record with the same identifiers".to_string(),
@@ -340,7 +340,7 @@ impl Loader<'_> {
         for (child_type, list) in children {
             let mut at = at.clone();
             at.push(Step::Key(child_type.clone()));
-            self.records(&child_type, list, Some((model_type, &key)), at)?;
+            self.records(&child_type, list, Some(&key), at)?;
         }
         Ok(())
     }
@@ -579,15 +579,11 @@ pub(crate) fn dump(reg: &Registry, store: &LocalStore) -> Result<Value> {
 
 fn dump_model(reg: &Registry, store: &LocalStore, m: &dyn AnyModel) -> Result<Map<String, Value>> {
     let mut fields = reg.to_value(m)?;
-    let key = m.unique_id();
+    let key = m.model_key();
     for child_type in m.schema().children.iter() {
         let mut list = Vec::new();
-        for k in store.children_keys(m.model_type(), &key, child_type)? {
-            list.push(Value::Object(dump_model(
-                reg,
-                store,
-                store.get_dyn_by_id(child_type, k)?,
-            )?));
+        for k in store.children_dyn(&key, child_type)? {
+            list.push(Value::Object(dump_model(reg, store, store.get_dyn(&k)?)?));
         }
         if !list.is_empty() {
             fields.insert(child_type.to_string(), Value::Array(list));

@@ -351,11 +351,15 @@ fn load_csv_file(reg: &Registry, store: &mut LocalStore, model_type: &str, file:
         };
         let parent = match (parent_type, parent) {
             (Some(pt), Some(pk)) => {
+                let parent_schema = reg.schema(pt).map_err(|e| fault(&fields, e.to_string()))?;
+                let key = parent_schema
+                    .parse_key(&pk)
+                    .map_err(|e| fault(&fields, format!("{PARENT_KEY}: {e}")))?;
                 let p = store
-                    .get_dyn_by_id(pt, &pk)
-                    .map_err(|_| fault(&fields, format!("{PARENT_KEY} names {pt} {pk:?}, which is not loaded")))?;
+                    .get_dyn(&key)
+                    .map_err(|_| fault(&fields, format!("{PARENT_KEY} names {key}, which is not loaded")))?;
                 document::link_to_parent(schema, &mut fields, p).map_err(|(_, m)| fault(&fields, m))?;
-                Some((pt, pk))
+                Some(key)
             }
             (Some(pt), None) => return Err(fault(&fields, format!("no {PARENT_KEY}: the row must name its {pt}"))),
             (None, _) => None,
@@ -377,7 +381,7 @@ fn load_csv_file(reg: &Registry, store: &mut LocalStore, model_type: &str, file:
             return Err(fault(&fields, format!("unknown column {unknown:?}")));
         }
         store
-            .insert_boxed(model, parent.as_ref().map(|(t, k)| (*t, k.as_str())))
+            .insert_boxed(model, parent.as_ref())
             .map_err(|e| fault(&fields, e.to_string()))?;
     }
     Ok(())
@@ -591,10 +595,10 @@ impl diffsync::feed::ChangeFeed for FileFeed {
             key: m.unique_id(),
             identifiers: Some(m.identifiers()),
             parent: store
-                .parent_of(t, &m.unique_id())
+                .parent(m.model_key())
                 .ok()
                 .flatten()
-                .map(|(pt, pk)| (pt.to_string(), pk.to_string())),
+                .map(|p| (p.model_type().to_string(), p.unique_id().to_string())),
             origin: None,
         };
         let types: Vec<String> = now.model_types().map(str::to_string).collect();

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use diffsync::{Action, Adapter, Change, Diff, HookError, LocalStore, SyncReport};
+use diffsync::{Action, Adapter, Change, Diff, HookError, LocalStore, ModelKey, SyncReport};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -203,12 +203,12 @@ impl ObjectStoreAdapter {
         self.put_json(&self.model_path(model_type, key), &Value::Object(record))
     }
 
-    fn subtree(&self, model_type: &str, key: &str, out: &mut Vec<Path>) -> Result<()> {
-        out.push(self.model_path(model_type, key));
-        if let Some(schema) = self.store.schema(model_type) {
+    fn subtree(&self, key: &ModelKey, out: &mut Vec<Path>) -> Result<()> {
+        out.push(self.model_path(key.model_type(), key.unique_id()));
+        if let Some(schema) = self.store.schema(key.model_type()) {
             for ct in schema.children.iter() {
-                for k in self.store.children_keys(model_type, key, ct)? {
-                    self.subtree(ct, k, out)?;
+                for k in self.store.children_dyn(key, ct)? {
+                    self.subtree(&k, out)?;
                 }
             }
         }
@@ -243,7 +243,7 @@ impl Adapter for ObjectStoreAdapter {
                         change.model_type(),
                         change.key(),
                         record,
-                        change.parent.map(|p| p.1),
+                        change.parent_element().map(|p| p.key.as_str()),
                         seq,
                     )?;
                 }
@@ -252,12 +252,13 @@ impl Adapter for ObjectStoreAdapter {
             Action::Update => {
                 if self.layout == Layout::PerModel {
                     let (t, k) = (change.model_type(), change.key());
-                    let current = self.store.get_dyn_by_id(t, k)?;
+                    let key = change.model_key();
+                    let current = self.store.get_dyn(&key)?;
                     let mut record = self.registry.to_value(current)?;
                     for (name, v) in &change.attrs {
                         record.insert(name.to_string(), v.clone());
                     }
-                    let parent = self.store.parent_of(t, k)?.map(|p| p.1.to_string());
+                    let parent = self.store.parent(&key)?.map(|p| p.unique_id().to_string());
                     let old = self.get_json(&self.model_path(t, k))?;
                     let seq = old.and_then(|v| v.get(SEQ_KEY).and_then(Value::as_u64)).unwrap_or(0);
                     self.put_model(t, k, record, parent.as_deref(), seq)?;
@@ -267,7 +268,7 @@ impl Adapter for ObjectStoreAdapter {
             Action::Delete => {
                 if self.layout == Layout::PerModel {
                     let mut paths = Vec::new();
-                    self.subtree(change.model_type(), change.key(), &mut paths)?;
+                    self.subtree(&change.model_key(), &mut paths)?;
                     for p in paths {
                         match self.runtime.block_on(self.bucket.delete(&p)) {
                             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

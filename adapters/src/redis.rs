@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 
 use diffsync::model::AnyModel;
-use diffsync::{AttrSource, BoxError, Chain, DiffModel, LocalStore, Store, StoreError};
+use diffsync::{AttrSource, BoxError, Chain, DiffModel, LocalStore, ModelKey, Store, StoreError};
 use redis::{Client, Commands, Connection, RedisResult};
 use serde_json::{Map, Value};
 
@@ -85,35 +85,27 @@ struct Writes {
 /// never reach the server.
 enum Undo {
     /// Undoes an insert.
-    Remove { model_type: String, uid: String },
+    Remove(ModelKey),
     /// Undoes an update: the attributes before it.
-    Restore {
-        model_type: String,
-        uid: String,
-        attrs: diffsync::Attrs,
-    },
-    /// Undoes a remove: the subtree as it was, parents first.
-    Reinsert(Vec<(Box<dyn AnyModel>, Option<ParentKey>)>),
+    Restore(ModelKey, diffsync::Attrs),
+    /// Undoes a remove: the subtree as it was (each model with its
+    /// parent's key), parents first.
+    Reinsert(Vec<(Box<dyn AnyModel>, Option<ModelKey>)>),
 }
-
-/// A parent's (model type, unique id).
-type ParentKey = (String, String);
 
 impl Undo {
     fn apply(self, image: &mut LocalStore) -> StoreResult<()> {
         match self {
-            Undo::Remove { model_type, uid } => image.remove(&model_type, &uid, true),
-            Undo::Restore { model_type, uid, attrs } => {
-                image.update_attributes(&model_type, &uid, AttrSource::Values(&attrs))
-            }
+            Undo::Remove(key) => image.remove(&key, true),
+            Undo::Restore(key, attrs) => image.update_attributes(&key, AttrSource::Values(&attrs)),
             Undo::Reinsert(subtree) => {
                 for (model, parent) in subtree {
                     // A child the remove left behind (parentless) goes back under its parent.
-                    let (t, k) = (model.model_type().to_string(), model.unique_id());
-                    if image.get_dyn_by_id(&t, &k).is_ok() {
-                        image.remove(&t, &k, false)?;
+                    let key = model.model_key();
+                    if image.contains(&key) {
+                        image.remove(&key, false)?;
                     }
-                    image.insert_boxed(model, parent.as_ref().map(|(t, k)| (t.as_str(), k.as_str())))?;
+                    image.insert_boxed(model, parent.as_ref())?;
                 }
                 Ok(())
             }
@@ -294,15 +286,8 @@ impl RedisStore {
     }
 
     /// Adds a model as a child of the model `parent` names (written through).
-    pub fn add_child<T: DiffModel>(&mut self, parent: impl AsRef<diffsync::ModelKey>, model: T) -> StoreResult<()> {
-        let parent = parent.as_ref();
-        self.add_child_by_id(parent.model_type(), &parent.unique_id(), model)
-    }
-
-    /// Like [`add_child`](Self::add_child), with the parent named by type and
-    /// unique id's text form (written through).
-    pub fn add_child_by_id<T: DiffModel>(&mut self, parent_type: &str, parent_key: &str, model: T) -> StoreResult<()> {
-        Store::insert(self, Box::new(model), Some((parent_type, parent_key)))
+    pub fn add_child<T: DiffModel>(&mut self, parent: impl AsRef<ModelKey>, model: T) -> StoreResult<()> {
+        Store::insert(self, Box::new(model), Some(parent.as_ref()))
     }
 
     fn key(&self, model_type: &str, uid: &str) -> String {
@@ -431,29 +416,30 @@ impl RedisStore {
     }
 
     /// The JSON to store for one model, from the image.
-    fn value(&self, model_type: &str, uid: &str) -> StoreResult<String> {
-        self.record(model_type, uid, true)
+    fn value(&self, key: &ModelKey) -> StoreResult<String> {
+        self.record(key, true)
     }
 
     /// One model's JSON from the image, with its parent link or without.
-    fn record(&self, model_type: &str, uid: &str, with_parent: bool) -> StoreResult<String> {
-        let model = self.image.get_dyn_by_id(model_type, uid)?;
+    fn record(&self, key: &ModelKey, with_parent: bool) -> StoreResult<String> {
+        let model = self.image.get_dyn(key)?;
         let mut record = self
             .registry
             .to_value(model)
-            .map_err(|e| self.fail(model_type, uid, e))?;
-        if with_parent && let Some((_, parent)) = self.image.parent_of(model_type, uid)? {
-            record.insert(PARENT_KEY.into(), Value::String(parent.to_string()));
+            .map_err(|e| self.fail(key.model_type(), key.unique_id(), e))?;
+        if with_parent && let Some(parent) = self.image.parent(key)? {
+            record.insert(PARENT_KEY.into(), Value::String(parent.unique_id().to_string()));
         }
         Ok(Value::Object(record).to_string())
     }
 
-    fn subtree(&self, model_type: &str, uid: &str, out: &mut Vec<(String, String)>) -> StoreResult<()> {
-        out.push((model_type.to_string(), uid.to_string()));
-        if let Some(schema) = self.image.schema(model_type) {
+    /// The keys of a model and everything below it, parents first.
+    fn subtree(&self, key: &ModelKey, out: &mut Vec<ModelKey>) -> StoreResult<()> {
+        out.push(key.clone());
+        if let Some(schema) = self.image.schema(key.model_type()) {
             for ct in schema.children.iter() {
-                for k in self.image.children_keys(model_type, uid, ct)? {
-                    self.subtree(ct, k, out)?;
+                for k in self.image.children_dyn(key, ct)? {
+                    self.subtree(&k, out)?;
                 }
             }
         }
@@ -500,92 +486,78 @@ impl Store for RedisStore {
         .map_err(|e| self.fail("", "", e))?;
         if done { Ok(()) } else { Store::refresh(self) }
     }
-    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> StoreResult<()> {
-        let (model_type, uid) = (model.model_type().to_string(), model.unique_id());
+    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<&ModelKey>) -> StoreResult<()> {
+        let key = model.model_key();
         self.image.insert_boxed(model, parent)?;
         // The parent is written too: its version moves, so a process removing
         // it from an image without this child conflicts.
-        let written = self.value(&model_type, &uid).and_then(|json| {
-            let mut models = vec![(model_type.as_str(), uid.as_str(), Some(json))];
-            if let Some((pt, pk)) = parent {
-                models.push((pt, pk, Some(self.value(pt, pk)?)));
+        let written = self.value(&key).and_then(|json| {
+            let mut models = vec![(key.model_type(), key.unique_id(), Some(json))];
+            if let Some(p) = parent {
+                models.push((p.model_type(), p.unique_id(), Some(self.value(p)?)));
             }
             self.send(models)
         });
         if written.is_err() {
-            self.image.remove(&model_type, &uid, false)?;
+            self.image.remove(&key, false)?;
         } else if self.pending.is_some() {
-            self.undo.push(Undo::Remove { model_type, uid });
+            self.undo.push(Undo::Remove(key));
         }
         written
     }
-    fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> StoreResult<()> {
-        let before = self.image.get_dyn_by_id(model_type, key)?.attributes();
-        self.image.update_attributes(model_type, key, source)?;
+    fn update_attributes(&mut self, key: &ModelKey, source: AttrSource<'_>) -> StoreResult<()> {
+        let before = self.image.get_dyn(key)?.attributes();
+        self.image.update_attributes(key, source)?;
         let written = self
-            .value(model_type, key)
-            .and_then(|json| self.send(vec![(model_type, key, Some(json))]));
+            .value(key)
+            .and_then(|json| self.send(vec![(key.model_type(), key.unique_id(), Some(json))]));
         if written.is_err() {
-            self.image
-                .update_attributes(model_type, key, AttrSource::Values(&before))?;
+            self.image.update_attributes(key, AttrSource::Values(&before))?;
         } else if self.pending.is_some() {
-            self.undo.push(Undo::Restore {
-                model_type: model_type.to_string(),
-                uid: key.to_string(),
-                attrs: before,
-            });
+            self.undo.push(Undo::Restore(key.clone(), before));
         }
         written
     }
-    fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> StoreResult<()> {
+    fn remove(&mut self, key: &ModelKey, remove_children: bool) -> StoreResult<()> {
         let mut gone = Vec::new();
         if remove_children {
-            self.subtree(model_type, key, &mut gone)?;
+            self.subtree(key, &mut gone)?;
         } else {
-            gone.push((model_type.to_string(), key.to_string()));
+            gone.push(key.clone());
         }
         // Children left behind lose their parent link in Redis too; the
         // parent's version moves (its children changed).
-        let mut orphans: Vec<(String, String)> = Vec::new();
-        if !remove_children && let Some(schema) = self.image.schema(model_type) {
+        let mut orphans: Vec<ModelKey> = Vec::new();
+        if !remove_children && let Some(schema) = self.image.schema(key.model_type()) {
             for ct in schema.children.iter() {
-                for k in self.image.children_keys(model_type, key, ct)? {
-                    orphans.push((ct.to_string(), k.to_string()));
-                }
+                orphans.extend(self.image.children_dyn(key, ct)?);
             }
         }
-        let parent = self
-            .image
-            .parent_of(model_type, key)?
-            .map(|(t, k)| (t.to_string(), k.to_string()));
+        let parent = self.image.parent(key)?;
         let mut models: Vec<(&str, &str, Option<String>)> = Vec::new();
-        for (t, k) in &gone {
-            models.push((t, k, None));
+        for k in &gone {
+            models.push((k.model_type(), k.unique_id(), None));
         }
-        for (t, k) in &orphans {
-            models.push((t, k, Some(self.record(t, k, false)?)));
+        for k in &orphans {
+            models.push((k.model_type(), k.unique_id(), Some(self.record(k, false)?)));
         }
-        if let Some((pt, pk)) = &parent {
-            models.push((pt, pk, Some(self.record(pt, pk, true)?)));
+        if let Some(p) = &parent {
+            models.push((p.model_type(), p.unique_id(), Some(self.record(p, true)?)));
         }
         let undo = match self.pending {
             Some(_) => {
                 let mut whole = Vec::new();
-                self.subtree(model_type, key, &mut whole)?;
+                self.subtree(key, &mut whole)?;
                 let mut before = Vec::with_capacity(whole.len());
-                for (t, k) in &whole {
-                    let parent = self
-                        .image
-                        .parent_of(t, k)?
-                        .map(|(pt, pk)| (pt.to_string(), pk.to_string()));
-                    before.push((self.image.get_dyn_by_id(t, k)?.clone_box(), parent));
+                for k in &whole {
+                    before.push((self.image.get_dyn(k)?.clone_box(), self.image.parent(k)?));
                 }
                 Some(Undo::Reinsert(before))
             }
             None => None,
         };
         self.send(models)?;
-        self.image.remove(model_type, key, remove_children)?;
+        self.image.remove(key, remove_children)?;
         self.undo.extend(undo);
         Ok(())
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use diffsync::model::AnyModel;
-use diffsync::{DiffModel, DynModel, LocalStore, ModelSchema, StaticModel};
+use diffsync::{DiffModel, DynModel, LocalStore, ModelKey, ModelSchema, StaticModel};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -244,8 +244,8 @@ pub(crate) fn flat_records(reg: &Registry, store: &LocalStore) -> Result<Vec<(St
         let mut rows = Vec::new();
         for m in store.get_all_dyn(t) {
             let mut fields = reg.to_value(m)?;
-            if let Some((_, parent)) = store.parent_of(t, &m.unique_id())? {
-                fields.insert(PARENT_KEY.into(), Value::String(parent.to_string()));
+            if let Some(parent) = store.parent(m.model_key())? {
+                fields.insert(PARENT_KEY.into(), Value::String(parent.unique_id().to_string()));
             }
             rows.push(fields);
         }
@@ -273,12 +273,42 @@ pub(crate) fn insert_flat(
         _ => None,
     };
     let model = reg.from_value(model_type, fields, origin)?;
-    let parent_type = reg.parent_type(model_type);
-    match (parent_type, parent.as_deref()) {
-        (Some(pt), Some(pk)) => store.insert_boxed(model, Some((pt, pk)))?,
-        _ => store.insert_boxed(model, None)?,
-    }
+    let parent = match parent {
+        Some(text) => parent_key(reg, model_type, &text).map_err(|message| AdapterError::Model {
+            origin: origin.to_string(),
+            model_type: model_type.to_string(),
+            key: model.unique_id(),
+            message,
+        })?,
+        None => None,
+    };
+    store.insert_boxed(model, parent.as_ref())?;
     Ok(())
+}
+
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "object-store",
+    feature = "redis"
+))]
+/// The key of the parent a flat record of `model_type` names by its
+/// unique id's text (its [`PARENT_KEY`]), read against the parent type's
+/// identifiers (`None`: the type has no parent type). `Err`: a text that
+/// is no key of the parent type.
+pub(crate) fn parent_key(
+    reg: &Registry,
+    model_type: &str,
+    text: &str,
+) -> std::result::Result<Option<ModelKey>, String> {
+    let Some(pt) = reg.parent_type(model_type) else {
+        return Ok(None);
+    };
+    let schema = reg.schema(pt).map_err(|e| e.to_string())?;
+    schema
+        .parse_key(text)
+        .map(Some)
+        .map_err(|e| format!("its {PARENT_KEY}: {e}"))
 }
 
 /// Loads flat records (a row, an object, a key) into a store in any order:
@@ -301,8 +331,9 @@ impl FlatLoader {
         fields: Map<String, Value>,
         origin: &str,
     ) -> Result<()> {
-        if let (Some(pt), Some(Value::String(pk))) = (reg.parent_type(model_type), fields.get(PARENT_KEY))
-            && store.get_dyn_by_id(pt, pk).is_err()
+        if let Some(Value::String(pk)) = fields.get(PARENT_KEY)
+            && let Ok(Some(parent)) = parent_key(reg, model_type, pk)
+            && !store.contains(&parent)
         {
             let pk = pk.clone();
             self.waiting
@@ -394,21 +425,29 @@ fn apply_record(
     record: Option<Map<String, Value>>,
     origin: &str,
 ) -> Result<bool> {
-    let (ty, key) = (e.model_type.as_str(), e.key.as_str());
-    let present = store.get_dyn_by_id(ty, key).is_ok();
+    let ty = e.model_type.as_str();
+    // The event's unique id read against the type's identifiers (a log row
+    // has no identifier values to build it from).
+    let key = reg.schema(ty)?.parse_key(&e.key).map_err(|err| AdapterError::Model {
+        origin: origin.to_string(),
+        model_type: ty.to_string(),
+        key: e.key.clone(),
+        message: err.to_string(),
+    })?;
+    let present = store.contains(&key);
     match record {
-        None if present => store.remove(ty, key, false)?,
+        None if present => store.remove(&key, false)?,
         None => {}
         Some(record) if present => {
             let parent = record.get(PARENT_KEY).and_then(Value::as_str);
-            if store.parent_of(ty, key)?.map(|(_, k)| k) != parent {
+            if store.parent(&key)?.as_ref().map(ModelKey::unique_id) != parent {
                 return Ok(false);
             }
             let attrs: diffsync::Attrs = record
                 .into_iter()
                 .map(|(k, v)| (std::borrow::Cow::Owned(k), v))
                 .collect();
-            store.update_attributes(ty, key, diffsync::AttrSource::Values(&attrs))?;
+            store.update_attributes(&key, diffsync::AttrSource::Values(&attrs))?;
         }
         Some(record) => insert_flat(reg, store, ty, record, origin)?,
     }

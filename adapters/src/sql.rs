@@ -391,7 +391,7 @@ pub(crate) fn statements(
             let record = reg.to_value(model)?;
             vec![Statement::new(
                 t.insert(d, 1),
-                t.row(&record, change.parent.map(|p| p.1), change.key())?,
+                t.row(&record, change.parent_element().map(|p| p.key.as_str()), change.key())?,
             )]
         }
         Action::Update => {
@@ -422,7 +422,7 @@ pub(crate) fn statements(
         Action::Delete => {
             let mut out = vec![Statement::new(t.delete(d), ids(change.identifiers(), change.key())?)];
             if change.removes_subtree() {
-                descendant_deletes(d, tables, store, change.model_type(), change.key(), &mut out)?;
+                descendant_deletes(d, tables, store, &change.model_key(), &mut out)?;
             } else if let Some(schema) = store.schema(change.model_type()) {
                 // Children whose own delete does not apply must not point at a missing row.
                 for ct in schema.children.iter() {
@@ -442,28 +442,26 @@ fn descendant_deletes(
     d: &Dialect,
     tables: &[Table],
     store: &LocalStore,
-    model_type: &str,
-    key: &str,
+    key: &diffsync::ModelKey,
     out: &mut Vec<Statement>,
 ) -> Result<()> {
-    let Some(schema) = store.schema(model_type) else {
+    let Some(schema) = store.schema(key.model_type()) else {
         return Ok(());
     };
     let children: Vec<String> = schema.children.iter().map(|c| c.to_string()).collect();
     for ct in children {
-        let Ok(keys) = store.children_keys(model_type, key, &ct) else {
+        let Ok(keys) = store.children_dyn(key, &ct) else {
             continue;
         };
         let ctable = table(tables, &ct)?;
         for k in keys {
-            let m = store.get_dyn_by_id(&ct, k)?;
-            let ids = m.identifiers();
+            let ids = store.get_dyn(&k)?.identifiers();
             let params = ctable.columns[..ctable.n_ids]
                 .iter()
-                .map(|c| ctable.to_sql(&c.name, ids.get(c.name.as_ref()).unwrap_or(&Value::Null), k))
+                .map(|c| ctable.to_sql(&c.name, ids.get(c.name.as_ref()).unwrap_or(&Value::Null), k.unique_id()))
                 .collect::<Result<Vec<_>>>()?;
             out.push(Statement::new(ctable.delete(d), params));
-            descendant_deletes(d, tables, store, &ct, k, out)?;
+            descendant_deletes(d, tables, store, &k, out)?;
         }
     }
     Ok(())
@@ -531,7 +529,11 @@ pub(crate) fn reread(
     crate::registry::reread(reg, store, changed, origin, |store, e| {
         let t = table(tables, &e.model_type)?;
         // A model not in the image yet is read by the event's identifiers.
-        let present = store.get_dyn_by_id(&e.model_type, &e.key).ok().map(|m| m.identifiers());
+        let present = store
+            .schema(&e.model_type)
+            .and_then(|s| s.parse_key(&e.key).ok())
+            .and_then(|key| store.get_opt_dyn(&key))
+            .map(|m| m.identifiers());
         let Some(ids) = present.as_ref().or(e.identifiers.as_ref()) else {
             return Ok(None);
         };

@@ -119,6 +119,14 @@ impl DiffElement {
         self.shortname.as_deref().unwrap_or(&self.key)
     }
 
+    /// The key of the model this element is about.
+    pub fn model_key(&self) -> crate::ModelKey {
+        crate::ModelKey::new(
+            self.model_type.clone(),
+            self.identifiers.values().map(crate::KeyValue::from),
+        )
+    }
+
     /// Whether this element or a descendant changes anything.
     pub fn has_diffs(&self) -> bool {
         self.iter().any(|(e, _)| e.action != Action::NoChange)

@@ -244,13 +244,7 @@ where
 {
     match change.action {
         Action::Create => {
-            let parent =
-                change.parent.map(
-                    |(model_type, key)| match adapter.store().local().get_dyn_by_id(model_type, key) {
-                        Ok(m) => m.model_key(),
-                        Err(_) => ModelKey::from_unique_id(model_type, key),
-                    },
-                );
+            let parent = change.parent();
             let model_type = change.model_type();
             let Some(new) = change.new_model_mut::<T>() else {
                 return Err(not_a::<T>(model_type, change.key()));
@@ -281,7 +275,7 @@ where
 
 /// The model `change` names as the store holds it, as a `T`.
 fn stored<T: DiffModel>(store: &LocalStore, change: &Change<'_>) -> Result<T, HookError> {
-    let model = store.get_dyn_by_id(change.model_type(), change.key())?;
+    let model = store.get_dyn_uid(change.model_type(), change.key())?;
     model
         .downcast_ref::<T>()
         .cloned()

@@ -102,7 +102,7 @@ impl<'a> Options<'a> {
     pub fn part<K: AsRef<crate::ModelKey>>(self, keys: impl IntoIterator<Item = K>) -> Self {
         self.part_by_id(keys.into_iter().map(|k| {
             let k = k.as_ref();
-            (k.model_type().to_string(), k.unique_id())
+            (k.model_type().to_string(), k.unique_id().to_string())
         }))
     }
     /// [`part`](Self::part) with each model named by type and unique id's

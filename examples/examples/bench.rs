@@ -294,18 +294,18 @@ fn run_bidir(n: usize) -> Result<(), BoxError> {
     let side = |name: &'static str| move || build(name, generate_shape(n, 10).0);
     let (base, (left, right)) = rayon::join(side("base"), || rayon::join(side("left"), side("right")));
     let (base, mut left, mut right) = (base?, left?, right?);
-    let keys: Vec<String> = base.store.get_all_dyn("interface").map(|m| m.unique_id()).collect();
+    let keys: Vec<diffsync::ModelKey> = base.store.get_all_dyn("interface").map(|m| m.model_key()).collect();
     let edit = |text: &str| [("description".into(), text.into())].into_iter().collect();
     let (on_left, on_right) = (edit("left edit"), edit("right edit"));
     for (i, k) in keys.iter().enumerate() {
         if i % 100 == 0 {
             left.store
-                .update_attributes("interface", k, diffsync::AttrSource::Values(&on_left))?;
+                .update_attributes(k, diffsync::AttrSource::Values(&on_left))?;
         }
         if i % 100 == 50 || i % 1000 == 0 {
             right
                 .store
-                .update_attributes("interface", k, diffsync::AttrSource::Values(&on_right))?;
+                .update_attributes(k, diffsync::AttrSource::Values(&on_right))?;
         }
     }
     let models = left.store.count_all() + right.store.count_all();
@@ -356,11 +356,11 @@ fn run_bidir(n: usize) -> Result<(), BoxError> {
     // walks skip what is equal (on all three stores, for classification).
     for (i, k) in keys.iter().step_by(keys.len() / 10 + 1).enumerate() {
         left.store
-            .update_attributes("interface", k, diffsync::AttrSource::Values(&on_left))?;
+            .update_attributes(k, diffsync::AttrSource::Values(&on_left))?;
         let other = &keys[(i * 7919 + 13) % keys.len()];
         right
             .store
-            .update_attributes("interface", other, diffsync::AttrSource::Values(&on_right))?;
+            .update_attributes(other, diffsync::AttrSource::Values(&on_right))?;
     }
     let (mut sparse_diff, mut sparse_classify) = (Vec::new(), Vec::new());
     for _ in 0..5 {
@@ -444,13 +444,11 @@ fn run_digests(n: usize) -> Result<(), BoxError> {
         .store
         .get_all_dyn("interface")
         .nth(models / 2)
-        .map(|m| m.unique_id())
+        .map(|m| m.model_key())
         .ok_or("no interface")?;
     let v = [("description".into(), "changed".into())].into_iter().collect();
     let t = Instant::now();
-    target
-        .store
-        .update_attributes("interface", &key, diffsync::AttrSource::Values(&v))?;
+    target.store.update_attributes(&key, diffsync::AttrSource::Values(&v))?;
     let update_one_t = t.elapsed();
     let mut runs = Vec::new();
     let mut found = 0;

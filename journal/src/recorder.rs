@@ -77,7 +77,15 @@ impl Layer for Recorder {
             journal
                 .begin(Mode::Batch, &self.source, &self.target, false, "", None)
                 .and_then(|run| {
-                    let planned = journal.plan_changes(run, changes.iter().map(|c| (c.element, c.parent)), None, 0)?;
+                    let planned = journal.plan_changes(
+                        run,
+                        changes.iter().map(|c| {
+                            let parent = c.parent_element();
+                            (c.element, parent.map(|p| (p.model_type.as_ref(), p.key.as_str())))
+                        }),
+                        None,
+                        0,
+                    )?;
                     Ok((run, planned))
                 })
         };

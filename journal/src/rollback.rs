@@ -2,8 +2,8 @@
 
 use diffsync::digest::digest_of;
 use diffsync::{
-    Action, Adapter, AdapterExt, AttrSource, Attrs, Chain, LocalStore, MemoryAdapter, ModelKey, Options, Outcome,
-    Store, SyncReport,
+    Action, Adapter, AdapterExt, AttrSource, Attrs, Chain, KeyValue, LocalStore, MemoryAdapter, ModelKey, Options,
+    Outcome, Store, SyncReport,
 };
 
 use crate::error::JournalError;
@@ -156,7 +156,7 @@ impl Journal {
         for inverse in &inverses {
             if let Inverse::Revert(e) = inverse {
                 let before = e.before.clone().unwrap_or_default();
-                match view.update_attributes(&e.model_type, &e.key, AttrSource::Values(&before)) {
+                match view.update_attributes(key_of(e), AttrSource::Values(&before)) {
                     Ok(()) => keys.push(key_of(e)),
                     Err(err) => conflicts.push(conflict(e, Chain(&err).to_string())),
                 }
@@ -181,17 +181,9 @@ impl Journal {
                 .iter()
                 .filter(|e| e.side == side && e.parent.as_ref() == Some(&parent))
             {
-                let cut = view
-                    .parent_of(&child.model_type, &child.key)
-                    .is_ok_and(|parent| parent.is_none())
-                    && view.get_dyn_by_id(&p.model_type, &p.key).is_ok();
+                let cut = view.parent(key_of(child)).is_ok_and(|parent| parent.is_none()) && view.contains(key_of(p));
                 if cut {
-                    match relink(
-                        &mut view,
-                        (&child.model_type, &child.key),
-                        (&p.model_type, &p.key),
-                        &mut keys,
-                    ) {
+                    match relink(&mut view, &key_of(child), &key_of(p), &mut keys) {
                         Ok(()) => {}
                         Err(reason) => conflicts.push(conflict(child, reason)),
                     }
@@ -205,7 +197,7 @@ impl Journal {
                     conflicts.push(conflict(e, "it has children written since the run".into()));
                     continue;
                 }
-                match view.remove(&e.model_type, &e.key, false) {
+                match view.remove(key_of(e), false) {
                     Ok(()) => keys.push(key_of(e)),
                     Err(err) => conflicts.push(conflict(e, Chain(&err).to_string())),
                 }
@@ -253,7 +245,7 @@ impl Plan {
 /// change of a run that died before it, which the target never took); or
 /// why not.
 fn check<'a>(store: &LocalStore, e: &'a Element) -> Result<Option<Inverse<'a>>, String> {
-    let now = store.get_dyn_by_id(&e.model_type, &e.key).ok();
+    let now = store.get_opt_dyn(key_of(e));
     let holds = |values: &Option<Attrs>| match (values, now) {
         (Some(values), Some(m)) => {
             digest_of(&e.model_type, &e.identifiers, values)
@@ -284,43 +276,50 @@ fn restore(view: &mut LocalStore, e: &Element) -> Result<(), String> {
     let model = view
         .build(&e.model_type, &e.identifiers, &before)
         .map_err(|err| Chain(&err).to_string())?;
-    let parent = e.parent.as_ref().map(|(t, k)| (t.as_str(), k.as_str()));
-    view.insert_boxed(model, parent).map_err(|err| match parent {
-        Some((t, k)) if view.get_dyn_by_id(t, k).is_err() => format!("its parent {t} {k:?} is gone"),
+    let parent = match &e.parent {
+        Some((t, k)) => Some(parent_key(view, t, k)?),
+        None => None,
+    };
+    view.insert_boxed(model, parent.as_ref()).map_err(|err| match &parent {
+        Some(p) if !view.contains(p) => format!("its parent {p} is gone"),
         _ => Chain(&err).to_string(),
     })
 }
 
+/// A parent's key from its journal row's type and unique id, read against
+/// the type's schema.
+fn parent_key(view: &LocalStore, model_type: &str, key: &str) -> Result<ModelKey, String> {
+    let schema = view
+        .schema(model_type)
+        .ok_or_else(|| format!("its parent's type {model_type} is not one the target holds"))?;
+    schema.parse_key(key).map_err(|err| Chain(&err).to_string())
+}
+
 /// Puts a parentless model back under `parent`, with what is below it
 /// (each key it moves is added to `keys`).
-fn relink(
-    view: &mut LocalStore,
-    (t, k): (&str, &str),
-    parent: (&str, &str),
-    keys: &mut Vec<ModelKey>,
-) -> Result<(), String> {
+fn relink(view: &mut LocalStore, key: &ModelKey, parent: &ModelKey, keys: &mut Vec<ModelKey>) -> Result<(), String> {
     fn fail<E: std::error::Error + 'static>(err: E) -> String {
         Chain(&err).to_string()
     }
-    let model = view.get_dyn_by_id(t, k).map_err(fail)?;
+    let t = key.model_type();
+    let model = view.get_dyn(key).map_err(fail)?;
     let rebuilt = view.build(t, &model.identifiers(), &model.attributes()).map_err(fail)?;
-    let mut below: Vec<(String, String)> = Vec::new();
+    let mut below: Vec<ModelKey> = Vec::new();
     for child_type in view.schema(t).map(|s| s.children.to_vec()).unwrap_or_default() {
-        for key in view.children_keys(t, k, &child_type).map_err(fail)? {
-            below.push((child_type.to_string(), key.to_string()));
-        }
+        below.extend(view.children_dyn(key, &child_type).map_err(fail)?);
     }
-    view.remove(t, k, false).map_err(fail)?;
+    view.remove(key, false).map_err(fail)?;
     view.insert_boxed(rebuilt, Some(parent)).map_err(fail)?;
-    keys.push(ModelKey::from_unique_id(t, k));
-    for (ct, ck) in below {
-        relink(view, (&ct, &ck), (t, k), keys)?;
+    keys.push(key.clone());
+    for child in below {
+        relink(view, &child, key, keys)?;
     }
     Ok(())
 }
 
+/// The key of the model a journal row is about, from its identifier values.
 fn key_of(e: &Element) -> ModelKey {
-    ModelKey::from_unique_id(&e.model_type, &e.key)
+    ModelKey::new(e.model_type.clone(), e.identifiers.values().map(KeyValue::from))
 }
 
 fn conflict(e: &Element, reason: String) -> RollbackConflict {

@@ -620,17 +620,16 @@ impl<T: Transport> RemotePeer<T> {
         // Updates in place where the parent is the same; else out and in again.
         let mut inserts = Vec::new();
         for (key, parent, ids, attrs) in pending {
-            let (t, uid) = (key.model_type().to_string(), key.unique_id());
             let same_parent = self.image.get_dyn(&key).is_ok()
                 && self.image.parent(&key).ok().flatten().map(|p| p.to_bytes())
                     == parent.as_ref().map(ModelKey::to_bytes);
             if same_parent {
                 self.image
-                    .update_attributes(&t, &uid, diffsync::AttrSource::Values(&attrs))
+                    .update_attributes(&key, diffsync::AttrSource::Values(&attrs))
                     .map_err(|e| self.model(e))?;
             } else {
                 if self.image.get_dyn(&key).is_ok() {
-                    self.image.remove(&t, &uid, false).map_err(|e| self.model(e))?;
+                    self.image.remove(&key, false).map_err(|e| self.model(e))?;
                 }
                 inserts.push((key, parent, ids, attrs));
             }
@@ -650,9 +649,8 @@ impl<T: Transport> RemotePeer<T> {
                     .image
                     .build(key.model_type(), &ids, &attrs)
                     .map_err(|e| self.model(e))?;
-                let parent = parent.as_ref().map(|p| (p.model_type().to_string(), p.unique_id()));
                 self.image
-                    .insert_boxed(model, parent.as_ref().map(|(t, k)| (t.as_str(), k.as_str())))
+                    .insert_boxed(model, parent.as_ref())
                     .map_err(|e| self.model(e))?;
             }
             if waiting.len() == before {
@@ -668,9 +666,7 @@ impl<T: Transport> RemotePeer<T> {
         for key in stale.iter().filter(|k| !fetched_keys.contains(*k)) {
             let key = ModelKey::from_bytes(key).map_err(|e| self.protocol(e.to_string()))?;
             if self.image.get_dyn(&key).is_ok() {
-                self.image
-                    .remove(key.model_type(), &key.unique_id(), false)
-                    .map_err(|e| self.model(e))?;
+                self.image.remove(&key, false).map_err(|e| self.model(e))?;
                 removed += 1;
             }
         }
@@ -807,9 +803,7 @@ impl<T: Transport> RemotePeer<T> {
         Ok(WireChange {
             action: action.into(),
             key: change.model_key().to_bytes(),
-            parent: change
-                .parent
-                .map(|(pt, pk)| ModelKey::from_unique_id(pt, pk).to_bytes()),
+            parent: change.parent().map(|p| p.to_bytes()),
             values,
             expected: self.image.digest(t, uid).map(|d| d.0.to_le_bytes()),
             subtree: change.removes_subtree(),

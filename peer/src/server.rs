@@ -745,7 +745,7 @@ fn stage(
     change: &WireChange,
 ) -> Result<Option<ModelKey>, Pushed> {
     let key = ModelKey::from_bytes(&change.key).map_err(|e| Pushed::Refused(format!("an unreadable key: {e}")))?;
-    let (t, uid) = (key.model_type(), key.unique_id());
+    let t = key.model_type();
     let forbidden = |model_type: &str| Pushed::Forbidden {
         key: key.to_string(),
         model_type: model_type.to_string(),
@@ -756,7 +756,7 @@ fn stage(
     // A delete touches every model below it: removed with it, or left
     // without its parent.
     if change.action == "delete"
-        && let Some(other) = type_below(store, t, &uid, rights)
+        && let Some(other) = type_below(store, &key, rights)
     {
         return Err(forbidden(&other));
     }
@@ -765,12 +765,15 @@ fn stage(
 
 /// The first type below a model (its children's, theirs, ...) that the
 /// rights do not cover.
-fn type_below(store: &LocalStore, model_type: &str, key: &str, rights: &Rights) -> Option<String> {
-    let mut todo = vec![(model_type.to_string(), key.to_string())];
-    while let Some((t, k)) = todo.pop() {
-        let children = store.schema(&t).map(|s| s.children.clone()).unwrap_or_default();
+fn type_below(store: &LocalStore, key: &ModelKey, rights: &Rights) -> Option<String> {
+    let mut todo = vec![key.clone()];
+    while let Some(k) = todo.pop() {
+        let children = store
+            .schema(k.model_type())
+            .map(|s| s.children.clone())
+            .unwrap_or_default();
         for child in children.iter() {
-            let Ok(keys) = store.children_keys(&t, &k, child) else {
+            let Ok(keys) = store.children_dyn(&k, child) else {
                 continue;
             };
             if keys.is_empty() {
@@ -779,7 +782,7 @@ fn type_below(store: &LocalStore, model_type: &str, key: &str, rights: &Rights) 
             if !rights.covers(child) {
                 return Some(child.to_string());
             }
-            todo.extend(keys.into_iter().map(|c| (child.to_string(), c.to_string())));
+            todo.extend(keys);
         }
     }
     None
@@ -800,7 +803,7 @@ fn stage_allowed(
         };
         Ok((part("identifiers")?, part("attributes")?))
     };
-    let held = store.digest(t, &uid).map(|d| d.0.to_le_bytes());
+    let held = store.digest(t, uid).map(|d| d.0.to_le_bytes());
     if held != change.expected {
         let already = match (change.action.as_str(), store.get_dyn(key)) {
             ("delete", Err(_)) => true,
@@ -828,14 +831,13 @@ fn stage_allowed(
                 None => None,
             };
             let model = view.build(t, &ids, &attrs).map_err(|e| Chain(&e).to_string())?;
-            let parent = parent.as_ref().map(|p| (p.model_type().to_string(), p.unique_id()));
-            view.insert_boxed(model, parent.as_ref().map(|(pt, pk)| (pt.as_str(), pk.as_str())))
+            view.insert_boxed(model, parent.as_ref())
         }
         "update" => {
             let (_, attrs) = values()?;
-            view.update_attributes(t, &uid, diffsync::AttrSource::Values(&attrs))
+            view.update_attributes(key, diffsync::AttrSource::Values(&attrs))
         }
-        "delete" => view.remove(t, &uid, change.subtree),
+        "delete" => view.remove(key, change.subtree),
         other => return Err(format!("{key}: unknown action {other:?}")),
     };
     done.map_err(|e| Chain(&e).to_string())?;

@@ -8,6 +8,7 @@ use diffsync::{
     Action, Adapter, AdapterExt, Batch, Chain, Change, Diff, DiffFlags, DiffModel, DynModel, Error, HookError,
     LocalStore, MemoryAdapter, ModelFlags, ModelSchema, Options, Outcome, SkipReason,
 };
+use diffsync_tests::key_of;
 use diffsync_tests::{Device, Interface, Inventory, Node, Site, sys_a, sys_b};
 use serde_json::json;
 
@@ -27,7 +28,7 @@ fn a_child_whose_delete_failed_stays_in_the_store_and_is_retried() {
     // The system still holds the interface, so the store does, without a parent.
     let intf = target.store.get(&Interface::key("sfo-r1", "eth0")).unwrap();
     assert_eq!(intf.description, "uplink");
-    assert_eq!(target.store.parent_of("interface", "sfo-r1__eth0").unwrap(), None);
+    assert_eq!(target.store.parent(key_of("interface:sfo-r1__eth0")).unwrap(), None);
     // The next diff shows exactly that delete, and the next sync does it.
     let diff = target.diff_from(&source).unwrap();
     let left: Vec<_> = diff
@@ -144,7 +145,7 @@ fn a_create_builds_the_destinations_model_type() {
     target.store.register_dyn(dst_schema.clone()).unwrap();
     target.sync_from(&source).unwrap();
 
-    let created = target.store.get_by_id::<DynModel>("port", "p1").unwrap();
+    let created = target.store.get_as::<DynModel>(&key_of("port:p1")).unwrap();
     assert!(Arc::ptr_eq(created.shared_schema(), &dst_schema));
     let attrs = DiffModel::attributes(created);
     assert_eq!(
@@ -192,7 +193,7 @@ fn with_moved(name: &str, owner: &str) -> Inventory {
         description: "x".into(),
         mtu: 1500,
     };
-    inv.store.add_child_by_id("device", owner, intf).unwrap();
+    inv.store.add_child(key_of(&format!("device:{}", owner)), intf).unwrap();
     inv
 }
 
@@ -206,8 +207,8 @@ fn a_move_whose_delete_comes_first_applies_in_one_run() {
     assert_eq!((intf[1].action, &intf[1].outcome), (Action::Create, &Outcome::Applied));
     assert!(!target.diff_from(&source).unwrap().has_diffs());
     assert_eq!(
-        target.store.parent_of("interface", "moved__eth0").unwrap(),
-        Some(("device", "b"))
+        target.store.parent(key_of("interface:moved__eth0")).unwrap(),
+        Some(key_of("device:b"))
     );
 
     // If that delete fails, the create waits for it.
@@ -218,8 +219,8 @@ fn a_move_whose_delete_comes_first_applies_in_one_run() {
     let create = report.elements.iter().rfind(|e| e.key == "moved__eth0").unwrap();
     assert_eq!(create.outcome, Outcome::Skipped(SkipReason::DependencyFailed));
     assert_eq!(
-        target.store.parent_of("interface", "moved__eth0").unwrap(),
-        Some(("device", "a"))
+        target.store.parent(key_of("interface:moved__eth0")).unwrap(),
+        Some(key_of("device:a"))
     );
 }
 
@@ -242,8 +243,8 @@ fn a_move_whose_create_comes_first_has_its_delete_hoisted_and_applies_in_one_run
     );
     assert!(!target.diff_from(&source).unwrap().has_diffs());
     assert_eq!(
-        target.store.parent_of("interface", "moved__eth0").unwrap(),
-        Some(("device", "a"))
+        target.store.parent(key_of("interface:moved__eth0")).unwrap(),
+        Some(key_of("device:a"))
     );
 }
 
@@ -616,7 +617,7 @@ fn a_self_referencing_type_has_only_its_parentless_models_as_roots() {
     assert_eq!(diff.summary().create, 3);
     target.sync_from(&source).unwrap();
     assert!(!target.diff_from(&source).unwrap().has_diffs());
-    assert_eq!(target.store.parent_of("node", "n2").unwrap(), Some(("node", "n1")));
+    assert_eq!(target.store.parent(key_of("node:n2")).unwrap(), Some(key_of("node:n1")));
     let changed = chain("src", 3, "y");
     assert_eq!(target.diff_from(&changed).unwrap().summary().update, 3);
 }
@@ -662,7 +663,15 @@ fn ids_that_join_to_the_same_text_are_different_models() {
         json!({"pair": {"a__b__c": {"-": {"v": 2}, "+": {"v": 20}}}})
     );
     target.sync_from(&source).unwrap();
-    let v = |k: &str| DiffModel::attributes(target.store.get_by_id::<DynModel>("pair", k).unwrap())["v"].clone();
+    let v = |k: &str| {
+        DiffModel::attributes(
+            target
+                .store
+                .get_as::<DynModel>(&key_of(&format!("pair:{}", k)))
+                .unwrap(),
+        )["v"]
+            .clone()
+    };
     assert_eq!((v(r#"a__"b__c""#), v(r#""a__b"__c"#)), (json!(20), json!(1)));
 }
 

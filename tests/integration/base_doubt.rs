@@ -9,6 +9,7 @@ use diffsync::{AdapterExt, Error};
 use diffsync_tests::{Device, Interface, Inventory, Site, sys_a};
 
 use crate::seams::{named, no_limit, set};
+use diffsync_tests::key_of;
 
 /// Runs one reconcile that dies right after saving its intents (before
 /// any write), and returns the base a restarted process loads.
@@ -90,11 +91,11 @@ fn a_key_in_doubt_stays_in_doubt_across_runs_until_the_sides_agree() {
     let file = BaseFile(dir.path().join("base.json"));
     let (mut left, mut right) = (named(sys_a(), "left"), named(sys_a(), "right"));
     // The left deletes sfo; the run dies before the right is written.
-    left.store.remove("site", "sfo", true).unwrap();
+    left.store.remove(key_of("site:sfo"), true).unwrap();
     let mut base = crash_before_the_writes(&mut left, &mut right, Base::from_store(sys_a().store), dir.path());
     // Meanwhile the right deleted it too, and the left made a new sfo:
     // whether the right's user meant to delete this one is not known.
-    right.store.remove("site", "sfo", true).unwrap();
+    right.store.remove(key_of("site:sfo"), true).unwrap();
     left.store
         .add(Site {
             name: "sfo".into(),
@@ -239,7 +240,7 @@ fn moved() -> (Inventory, Inventory, Base) {
         .iter()
         .map(|k| left.store.get(k).unwrap().clone())
         .collect();
-    left.store.remove("device", "sfo-r1", true).unwrap();
+    left.store.remove(key_of("device:sfo-r1"), true).unwrap();
     left.store.add_child(Site::key("nyc"), device).unwrap();
     for i in interfaces {
         left.store.add_child(Device::key("sfo-r1"), i).unwrap();
@@ -254,8 +255,8 @@ fn a_model_moved_to_another_parent_on_one_side_moves_on_the_other() {
         let report = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy.clone())).unwrap();
         assert!(report.conflicts.is_empty(), "{strategy:?}: {report}");
         assert_eq!(
-            right.store.parent_of("device", "sfo-r1").unwrap(),
-            Some(("site", "nyc")),
+            right.store.parent(key_of("device:sfo-r1")).unwrap(),
+            Some(key_of("site:nyc")),
             "{strategy:?}"
         );
         assert!(!left.diff_from(&right).unwrap().has_diffs(), "{strategy:?}");
@@ -279,7 +280,7 @@ fn a_child_left_by_a_failed_delete_is_not_copied_back_against_the_deletion() {
     let mut base = Base::from_store(sys_a().store);
     // The left deletes device nyc-r1 with its interfaces; on the right, the
     // hook of one interface fails.
-    left.store.remove("device", "nyc-r1", true).unwrap();
+    left.store.remove(key_of("device:nyc-r1"), true).unwrap();
     right = right.fail_on("interface", "nyc-r1__eth1");
     let _ = reconcile(&mut left, &mut right, &mut base, &no_limit());
     right.fail.clear();
@@ -305,7 +306,7 @@ fn a_decision_a_failed_hook_left_undone_is_carried_out_next_run_whatever_the_str
         // interfaces. The deletion wins, and on the left the device goes
         // but a hook below it fails: the edited interface is left without
         // its parent.
-        right.store.remove("device", "nyc-r1", true).unwrap();
+        right.store.remove(key_of("device:nyc-r1"), true).unwrap();
         set(&mut left.store, "interface", "nyc-r1__eth1", "description", "edited");
         left = left.fail_on("interface", "nyc-r1__eth0");
         let log = Arc::new(Mutex::new(Vec::<ConflictRecord>::new()));

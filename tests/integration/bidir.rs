@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use diffsync::bidir::{Base, BiOptions, ConflictKind, Resolution, Strategy, reconcile};
 use diffsync::{AdapterExt, AttrSource, Error, LocalStore};
 use diffsync_tests::{Device, Interface, Inventory, Site, sys_a};
+use diffsync_tests::{key_of, typed_key};
 use proptest::prelude::*;
 
 fn no_limit() -> BiOptions {
@@ -15,12 +16,14 @@ fn no_limit() -> BiOptions {
 
 fn set(store: &mut LocalStore, ty: &str, key: &str, attr: &str, value: &str) {
     let values = [(attr.to_string().into(), value.into())].into_iter().collect();
-    store.update_attributes(ty, key, AttrSource::Values(&values)).unwrap();
+    store
+        .update_attributes(key_of(&format!("{ty}:{key}")), AttrSource::Values(&values))
+        .unwrap();
 }
 
 fn description(inv: &Inventory, key: &str) -> String {
     inv.store
-        .get_by_id::<Interface>("interface", key)
+        .get(&typed_key::<Interface>(&format!("interface:{}", key)))
         .unwrap()
         .description
         .clone()
@@ -56,7 +59,7 @@ fn a_first_run_without_a_base_takes_the_union_and_conflicts_on_differences() {
     );
     // The base holds what both sides agree on; the conflict stays out of it.
     assert_eq!(base.len(), 2);
-    assert!(base.store().get_dyn_by_id("site", "nyc").is_err());
+    assert!(base.store().get_dyn(key_of("site:nyc")).is_err());
     // Detected again next run, and resolved by a strategy.
     let again = reconcile(
         &mut left,
@@ -175,15 +178,15 @@ fn a_per_type_strategy_and_a_closure_decide_their_types() {
 #[test]
 fn a_delete_on_one_side_flows_and_delete_against_update_conflicts() {
     let (mut left, mut right, mut base) = agreed();
-    left.store.remove("interface", "nyc-r1__eth1", false).unwrap();
-    right.store.remove("interface", "sfo-r1__eth0", false).unwrap();
+    left.store.remove(key_of("interface:nyc-r1__eth1"), false).unwrap();
+    right.store.remove(key_of("interface:sfo-r1__eth0"), false).unwrap();
     set(&mut left.store, "interface", "sfo-r1__eth0", "description", "kept?");
     let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
-    assert!(right.store.get_dyn_by_id("interface", "nyc-r1__eth1").is_err());
+    assert!(right.store.get_dyn(key_of("interface:nyc-r1__eth1")).is_err());
     let kinds: Vec<_> = report.conflicts.iter().map(|c| (c.kind, c.key.as_str())).collect();
     assert_eq!(kinds, [(ConflictKind::UpdateDelete, "sfo-r1__eth0")]);
     assert!(
-        left.store.get_dyn_by_id("interface", "sfo-r1__eth0").is_ok(),
+        left.store.get_dyn(key_of("interface:sfo-r1__eth0")).is_ok(),
         "safe: nothing applied"
     );
 }
@@ -199,7 +202,7 @@ fn a_child_changed_under_a_parent_deleted_on_the_other_side_keeps_the_parent() {
             "description",
             "still here",
         );
-        right.store.remove("device", "nyc-r1", true).unwrap();
+        right.store.remove(key_of("device:nyc-r1"), true).unwrap();
         let report = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy)).unwrap();
         let kinds: BTreeSet<_> = report.conflicts.iter().map(|c| (c.kind, c.key.as_str())).collect();
         assert!(kinds.contains(&(ConflictKind::ChildUnderDelete, "nyc-r1")), "{report}");
@@ -209,12 +212,12 @@ fn a_child_changed_under_a_parent_deleted_on_the_other_side_keeps_the_parent() {
         );
         assert_eq!(description(&left, "nyc-r1__eth0"), "still here");
         assert!(
-            left.store.get_dyn_by_id("device", "nyc-r1").is_ok(),
+            left.store.get_dyn(key_of("device:nyc-r1")).is_ok(),
             "the left keeps its device"
         );
         // Left wins: the modification beats the deletion, the device comes back on the right.
         assert_eq!(
-            right.store.get_dyn_by_id("device", "nyc-r1").is_ok(),
+            right.store.get_dyn(key_of("device:nyc-r1")).is_ok(),
             survives,
             "{report}"
         );
@@ -234,8 +237,8 @@ fn safety_rails_stop_before_writing() {
         "{err}"
     );
     assert_eq!(left.store.count_all(), 7, "nothing deleted");
-    right.store.remove("site", "nyc", true).unwrap();
-    right.store.remove("site", "sfo", true).unwrap();
+    right.store.remove(key_of("site:nyc"), true).unwrap();
+    right.store.remove(key_of("site:sfo"), true).unwrap();
     right
         .store
         .add(Site {
@@ -291,7 +294,7 @@ fn an_observer_sees_the_plan_before_any_write_and_its_error_stops_the_run() {
     // Nothing was written: each side still holds only its own edit.
     assert_eq!(description(&right, "nyc-r1__eth0"), "uplink");
     assert_eq!(description(&base_inventory(&base), "nyc-r1__eth0"), "uplink");
-    let region = left.store.get_by_id::<Site>("site", "sfo").unwrap().region.clone();
+    let region = left.store.get(&typed_key::<Site>("site:sfo")).unwrap().region.clone();
     assert_ne!(region, "pacific");
 }
 
@@ -339,8 +342,8 @@ fn a_base_saves_and_loads() {
             .has_diffs()
     );
     assert_eq!(
-        back.store().parent_of("interface", "nyc-r1__eth0").unwrap(),
-        Some(("device", "nyc-r1"))
+        back.store().parent(key_of("interface:nyc-r1__eth0")).unwrap(),
+        Some(key_of("device:nyc-r1"))
     );
     assert!(Base::load(dir.join("missing.json"), &like).unwrap().is_empty());
     std::fs::write(&path, r#"{"format": "other", "version": 9, "models": []}"#).unwrap();
@@ -405,7 +408,7 @@ fn apply(inv: &mut Inventory, edits: &[(u8, u8)], tag: &str, mtu: u32) -> BTreeS
     let mut touched = BTreeSet::new();
     for (which, kind) in edits {
         let key = &keys[(*which as usize * 3) % keys.len()];
-        if inv.store.get_dyn_by_id("interface", key).is_err() {
+        if inv.store.get_dyn(key_of(&format!("interface:{}", key))).is_err() {
             continue;
         }
         touched.insert(key.clone());
@@ -414,10 +417,10 @@ fn apply(inv: &mut Inventory, edits: &[(u8, u8)], tag: &str, mtu: u32) -> BTreeS
             1 => {
                 let v = [("mtu".into(), mtu.into())].into_iter().collect();
                 inv.store
-                    .update_attributes("interface", key, AttrSource::Values(&v))
+                    .update_attributes(key_of(&format!("interface:{}", key)), AttrSource::Values(&v))
                     .unwrap();
             }
-            _ => inv.store.remove("interface", key, false).unwrap(),
+            _ => inv.store.remove(key_of(&format!("interface:{}", key)), false).unwrap(),
         }
     }
     touched
@@ -460,7 +463,7 @@ proptest! {
         let (mut left, mut right) = (big_base("left"), big_base("right"));
         let mut base = Base::from_store(big_base("base").store);
         let (lt, rt) = (apply(&mut left, &l_edits, "L", 9000), apply(&mut right, &r_edits, "R", 1400));
-        let value = |i: &Inventory, k: &str| i.store.get_dyn_by_id("interface", k).ok().map(|m| m.attributes());
+        let value = |i: &Inventory, k: &str| i.store.get_dyn(key_of(&format!("interface:{}", k))).ok().map(|m| m.attributes());
         let differently: Vec<String> = lt.intersection(&rt).filter(|k| value(&left, k) != value(&right, k)).cloned().collect();
         let (strategy, mirror) = mirrored(which);
         // The same run from the other side ends in the same state.
@@ -485,8 +488,8 @@ proptest! {
         // A key changed on one side only has that side's version.
         for k in lt.symmetric_difference(&rt) {
             let (changed, other) = if lt.contains(k) { (&left, &right) } else { (&right, &left) };
-            prop_assert_eq!(changed.store.get_dyn_by_id("interface", k).ok().map(|m| m.attributes()),
-                            other.store.get_dyn_by_id("interface", k).ok().map(|m| m.attributes()));
+            prop_assert_eq!(changed.store.get_dyn(key_of(&format!("interface:{}", k))).ok().map(|m| m.attributes()),
+                            other.store.get_dyn(key_of(&format!("interface:{}", k))).ok().map(|m| m.attributes()));
         }
         if fail.is_none() {
             // Keys changed differently on both sides are logged exactly once.
@@ -546,8 +549,8 @@ fn every_kind() -> (Inventory, Inventory, Base) {
         "description",
         "kept on the left",
     );
-    right.store.remove("interface", "sfo-r1__eth0", false).unwrap();
-    left.store.remove("interface", "sfo-r1__eth1", false).unwrap();
+    right.store.remove(key_of("interface:sfo-r1__eth0"), false).unwrap();
+    left.store.remove(key_of("interface:sfo-r1__eth1"), false).unwrap();
     set(
         &mut right.store,
         "interface",
@@ -571,7 +574,7 @@ fn every_kind() -> (Inventory, Inventory, Base) {
         .unwrap();
     // A child changed under a device deleted on the other side.
     set(&mut left.store, "interface", "lon-r1__eth0", "description", "busy");
-    right.store.remove("device", "lon-r1", true).unwrap();
+    right.store.remove(key_of("device:lon-r1"), true).unwrap();
     (left, right, base)
 }
 
@@ -651,7 +654,7 @@ fn newest_and_highest_decide_by_a_field_with_skew_and_a_replica_tiebreak() {
         let mut b = Base::from_store(stamped("base", &base).store);
         let report = reconcile(&mut l, &mut r, &mut b, &no_limit().strategy(strategy)).unwrap();
         assert!(!l.diff_from(&r).unwrap().has_diffs());
-        let value = |k: &str| l.store.get_dyn_by_id("rec", k).unwrap().attributes()["value"].clone();
+        let value = |k: &str| l.store.get_dyn(key_of(&format!("rec:{}", k))).unwrap().attributes()["value"].clone();
         let winners: Vec<_> = ["a", "b", "c"].iter().map(|k| value(k)).collect();
         (
             winners,
@@ -685,7 +688,7 @@ fn a_merge_takes_each_sides_attributes_and_sends_the_overlap_to_the_fallback() {
     let nine = [("mtu".into(), 9000.into())].into_iter().collect();
     right
         .store
-        .update_attributes("interface", "nyc-r1__eth1", AttrSource::Values(&nine))
+        .update_attributes(key_of("interface:nyc-r1__eth1"), AttrSource::Values(&nine))
         .unwrap();
     let report = reconcile(
         &mut left,
@@ -716,7 +719,7 @@ fn a_merge_takes_each_sides_attributes_and_sends_the_overlap_to_the_fallback() {
         set(&mut right.store, "interface", "nyc-r1__eth1", "description", "right");
         right
             .store
-            .update_attributes("interface", "nyc-r1__eth1", AttrSource::Values(&nine))
+            .update_attributes(key_of("interface:nyc-r1__eth1"), AttrSource::Values(&nine))
             .unwrap();
         let report = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(merge(fallback))).unwrap();
         match expect {
@@ -749,7 +752,7 @@ fn a_resync_rebuilds_the_base_with_a_named_strategy() {
     assert_eq!(report.conflicts.len(), 1);
     assert_eq!(report.conflicts[0].kind, ConflictKind::CreateCreate);
     assert_eq!(left.store.get(&Site::key("nyc")).unwrap().region, "r");
-    assert!(left.store.get_dyn_by_id("site", "lax").is_ok(), "the union");
+    assert!(left.store.get_dyn(key_of("site:lax")).is_ok(), "the union");
     assert_eq!(base.len(), left.store.count_all());
 }
 
@@ -767,7 +770,10 @@ fn a_base_of_a_deep_self_referencing_chain_saves_and_loads() {
     let base = Base::from_store(store.clone());
     let back = Base::from_bytes(&base.to_bytes().unwrap(), &store, "memory").unwrap();
     assert_eq!(back.len(), 1000);
-    assert_eq!(back.store().parent_of("node", "n999").unwrap(), Some(("node", "n998")));
+    assert_eq!(
+        back.store().parent(key_of("node:n999")).unwrap(),
+        Some(key_of("node:n998"))
+    );
 }
 
 /// A config entry whose clock and version are declared on the fields.
@@ -799,7 +805,11 @@ fn settings(name: &str, rows: &[(&str, &str, i64, u32)]) -> diffsync::MemoryAdap
 }
 
 fn value_of(a: &diffsync::MemoryAdapter, key: &str) -> String {
-    a.store.get_by_id::<Setting>("setting", key).unwrap().value.clone()
+    a.store
+        .get(&typed_key::<Setting>(&format!("setting:{}", key)))
+        .unwrap()
+        .value
+        .clone()
 }
 
 #[test]
@@ -894,7 +904,7 @@ fn a_runtime_schema_names_its_strategy_and_the_run_can_override_it() {
         let report = reconcile(&mut l, &mut r, &mut b, &opts).unwrap();
         (
             report.conflicts[0].strategy.clone(),
-            r.store.get_dyn_by_id("rec", "x").unwrap().attributes()["value"].clone(),
+            r.store.get_dyn(key_of("rec:x")).unwrap().attributes()["value"].clone(),
         )
     };
     assert_eq!(run("right-wins", no_limit()), ("right-wins".into(), "R".into()));
@@ -914,16 +924,16 @@ fn a_runtime_schema_names_its_strategy_and_the_run_can_override_it() {
 fn modification_beats_deletion_when_asked_whatever_the_strategy() {
     for beats in [false, true] {
         let (mut left, mut right, mut base) = agreed();
-        right.store.remove("interface", "sfo-r1__eth0", false).unwrap();
+        right.store.remove(key_of("interface:sfo-r1__eth0"), false).unwrap();
         set(&mut left.store, "interface", "sfo-r1__eth0", "description", "edited");
-        left.store.remove("interface", "nyc-r1__eth1", false).unwrap();
+        left.store.remove(key_of("interface:nyc-r1__eth1"), false).unwrap();
         set(&mut right.store, "interface", "nyc-r1__eth1", "description", "edited");
         let opts = no_limit()
             .strategy(Strategy::LeftWins)
             .modification_beats_deletion(beats);
         let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
-        let on_right = right.store.get_dyn_by_id("interface", "sfo-r1__eth0").is_ok();
-        let on_left = left.store.get_dyn_by_id("interface", "nyc-r1__eth1").is_ok();
+        let on_right = right.store.get_dyn(key_of("interface:sfo-r1__eth0")).is_ok();
+        let on_left = left.store.get_dyn(key_of("interface:nyc-r1__eth1")).is_ok();
         // Left wins: its update comes back to the right either way; its
         // delete of nyc-r1__eth1 wins only when deletions may win.
         assert_eq!((on_right, on_left), (true, beats), "{report}");
@@ -1018,10 +1028,13 @@ fn a_base_file_loads_whatever_the_order_of_its_records_and_refuses_a_missing_par
     };
     let base = Base::from_bytes(&file(vec![intf.clone(), dev.clone(), site]), &like, "hand-written").unwrap();
     assert_eq!(
-        base.store().parent_of("interface", "r1__eth0").unwrap(),
-        Some(("device", "r1"))
+        base.store().parent(key_of("interface:r1__eth0")).unwrap(),
+        Some(key_of("device:r1"))
     );
-    assert_eq!(base.store().parent_of("device", "r1").unwrap(), Some(("site", "nyc")));
+    assert_eq!(
+        base.store().parent(key_of("device:r1")).unwrap(),
+        Some(key_of("site:nyc"))
+    );
     let err = Base::from_bytes(&file(vec![intf, dev]), &like, "hand-written").unwrap_err();
     assert!(
         matches!(&err, Error::Reconcile(diffsync::ReconcileError::Base { path, message }) if path == "hand-written" && message.contains("site \"nyc\"")),

@@ -104,7 +104,7 @@ fn snapshot(store: &LocalStore) -> System {
     for ty in ["site", "device", "interface", "node"] {
         for m in store.get_all_dyn(ty) {
             let key = m.unique_id();
-            let parent = store.parent_of(ty, &key).unwrap().map(|(_, k)| k.to_string());
+            let parent = store.parent(m.model_key()).unwrap().map(|p| p.unique_id().to_string());
             out.insert(
                 (ty.to_string(), key),
                 (serde_json::to_value(m.attributes()).unwrap(), parent),
@@ -159,7 +159,7 @@ fn write(fate: Fate, system: &mut System, change: &Change<'_>) -> Result<(), Hoo
     match change.action {
         Action::Create => {
             let attrs = serde_json::to_value(change.new_model().unwrap().attributes()).unwrap();
-            system.insert(id, (attrs, change.parent.map(|p| p.1.to_string())));
+            system.insert(id, (attrs, change.parent().map(|p| p.unique_id().to_string())));
         }
         Action::Update => {
             let (attrs, _) = system.get_mut(&id).unwrap();

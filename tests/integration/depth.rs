@@ -4,6 +4,7 @@
 
 use diffsync::{Action, AdapterExt, Diff, MemoryAdapter, ModelFlags, Options, Outcome};
 use diffsync_tests::Node;
+use diffsync_tests::key_of;
 
 const DEPTH: usize = 100_000;
 
@@ -77,8 +78,8 @@ fn a_chain_100_000_deep_diffs_renders_round_trips_and_syncs() {
     assert_eq!(report.totals().applied, DEPTH);
     assert!(!target.diff_from(&source).unwrap().has_diffs());
     assert_eq!(
-        target.store.parent_of("node", "n99999").unwrap(),
-        Some(("node", "n99998"))
+        target.store.parent(key_of("node:n99999")).unwrap(),
+        Some(key_of("node:n99998"))
     );
 
     // One change at the bottom: every ancestor is kept as a no-change parent.

@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use diffsync::ModelKey;
 use diffsync::digest::{Digest, Fingerprint, item_digest, term_of};
 use diffsync::{AttrSource, DiffModel, DynModel, LocalStore, ModelSchema};
 use diffsync_tests::{Interface, Node};
+use diffsync_tests::{key_of, typed_key};
 use proptest::prelude::*;
 
 #[test]
@@ -87,10 +89,10 @@ fn descendants(store: &LocalStore, key: &str) -> Vec<String> {
     while let Some(k) = stack.pop() {
         stack.extend(
             store
-                .children_keys("node", &k, "node")
+                .children_dyn(key_of(&format!("node:{k}")), "node")
                 .unwrap()
-                .into_iter()
-                .map(str::to_string),
+                .iter()
+                .map(|c| c.unique_id().to_string()),
         );
         out.push(k);
     }
@@ -101,8 +103,9 @@ fn descendants(store: &LocalStore, key: &str) -> Vec<String> {
 /// but the models and links the store shows.
 fn from_scratch(store: &LocalStore) -> (Fingerprint, BTreeMap<String, Fingerprint>) {
     let term = |k: &str| {
-        let m = store.get_dyn_by_id("node", k).unwrap();
-        term_of(item_digest(m), store.parent_of("node", k).unwrap())
+        let m = store.get_dyn(key_of(&format!("node:{}", k))).unwrap();
+        let parent = store.parent(key_of(&format!("node:{}", k))).unwrap();
+        term_of(item_digest(m), parent.as_ref().map(|p| (p.model_type(), p.unique_id())))
     };
     let mut root = Fingerprint::default();
     let mut subtrees = BTreeMap::new();
@@ -123,20 +126,20 @@ fn rebuilt(store: &LocalStore) -> LocalStore {
     let mut out = LocalStore::new("rebuilt");
     let mut roots: Vec<String> = keys(store)
         .into_iter()
-        .filter(|k| store.parent_of("node", k).unwrap().is_none())
+        .filter(|k| store.parent(key_of(&format!("node:{}", k))).unwrap().is_none())
         .collect();
     roots.reverse();
     let mut queue: std::collections::VecDeque<(String, Option<String>)> =
         roots.into_iter().map(|k| (k, None)).collect();
     while let Some((k, parent)) = queue.pop_front() {
-        let m: &Node = store.get_by_id("node", &k).unwrap();
+        let m: &Node = store.get_as(key_of(&format!("node:{}", &k))).unwrap();
         match &parent {
             None => out.add(m.clone()).unwrap(),
-            Some(p) => out.add_child_by_id("node", p, m.clone()).unwrap(),
+            Some(p) => out.add_child(key_of(&format!("node:{}", p)), m.clone()).unwrap(),
         };
-        let mut kids: Vec<&str> = store.children_keys("node", &k, "node").unwrap();
+        let mut kids = store.children_dyn(key_of(&format!("node:{k}")), "node").unwrap();
         kids.reverse();
-        queue.extend(kids.into_iter().map(|c| (c.to_string(), Some(k.clone()))));
+        queue.extend(kids.iter().map(|c| (c.unique_id().to_string(), Some(k.clone()))));
     }
     out
 }
@@ -158,25 +161,26 @@ proptest! {
                     let node = Node::new(format!("n{next}"), "x");
                     next += 1;
                     match parent.and_then(|p| pick(&store, p)) {
-                        Some(p) => store.add_child_by_id("node", &p, node).unwrap(),
+                        Some(p) => store.add_child(key_of(&format!("node:{}", p)), node).unwrap(),
                         None => store.add(node).unwrap(),
                     };
                 }
                 Op::Update { i, label } => {
                     if let Some(k) = pick(&store, i) {
                         let v = [("label".into(), label.to_string().into())].into_iter().collect();
-                        store.update_attributes("node", &k, AttrSource::Values(&v)).unwrap();
+                        store.update_attributes(key_of(&format!("node:{}", k)), AttrSource::Values(&v)).unwrap();
                     }
                 }
                 Op::Remove { i, subtree } => {
                     if let Some(k) = pick(&store, i) {
-                        store.remove("node", &k, subtree).unwrap();
+                        store.remove(key_of(&format!("node:{}", k)), subtree).unwrap();
                     }
                 }
                 Op::RemoveMany { picks } => {
                     let ks: Vec<(String, bool)> =
                         picks.iter().filter_map(|&(i, sub)| pick(&store, i).map(|k| (k, sub))).collect();
-                    let items: Vec<(&str, &str, bool)> = ks.iter().map(|(k, sub)| ("node", k.as_str(), *sub)).collect();
+                    let items: Vec<(ModelKey, bool)> =
+                        ks.iter().map(|(k, sub)| (key_of(&format!("node:{k}")), *sub)).collect();
                     // A key listed twice, or under a subtree removed first, is missing by then.
                     let _ = store.remove_many(&items);
                 }
@@ -187,14 +191,14 @@ proptest! {
                     let to = to.and_then(|t| pick(&store, t)).filter(|t| !moving.contains(t));
                     let mut copies: Vec<(Node, Option<String>)> = Vec::new();
                     for d in &moving {
-                        let parent = store.parent_of("node", d).unwrap().map(|(_, p)| p.to_string());
+                        let parent = store.parent(key_of(&format!("node:{}", d))).unwrap().map(|p| p.unique_id().to_string());
                         let parent = if d == &k { to.clone() } else { parent };
-                        copies.push((store.get_by_id::<Node>("node", d).unwrap().clone(), parent));
+                        copies.push((store.get(&typed_key::<Node>(&format!("node:{}", d))).unwrap().clone(), parent));
                     }
-                    store.remove("node", &k, true).unwrap();
+                    store.remove(key_of(&format!("node:{}", k)), true).unwrap();
                     for (m, parent) in copies {
                         match parent {
-                            Some(p) => store.add_child_by_id("node", &p, m).unwrap(),
+                            Some(p) => store.add_child(key_of(&format!("node:{}", p)), m).unwrap(),
                             None => store.add(m).unwrap(),
                         };
                     }
@@ -216,7 +220,7 @@ proptest! {
         // One changed label anywhere changes the root.
         if let Some(k) = pick(&store, 7) {
             let v = [("label".into(), "changed".into())].into_iter().collect();
-            other.update_attributes("node", &k, AttrSource::Values(&v)).unwrap();
+            other.update_attributes(key_of(&format!("node:{}", k)), AttrSource::Values(&v)).unwrap();
             prop_assert_ne!(other.fingerprint(), store.fingerprint());
         }
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use diffsync::{AdapterExt, DiffModel, DynModel, LocalStore, MemoryAdapter, ModelSchema};
+use diffsync_tests::key_of;
 use diffsync_tests::{Device, Interface, sys_a, sys_b};
 use serde_json::json;
 
@@ -34,9 +35,8 @@ fn dyn_sys_b() -> MemoryAdapter {
     let m = |i: usize, v: serde_json::Value| DynModel::from_json(&s[i], v).unwrap();
     store.add(m(0, json!({"name": "nyc", "region": "east"}))).unwrap();
     store
-        .add_child_by_id(
-            "site",
-            "nyc",
+        .add_child(
+            key_of("site:nyc"),
             m(1, json!({"name": "nyc-r1", "role": "edge", "serial": "A1"})),
         )
         .unwrap();
@@ -46,7 +46,7 @@ fn dyn_sys_b() -> MemoryAdapter {
     }
     store.add(m(0, json!({"name": "lax", "region": "west"}))).unwrap();
     store
-        .add_child_by_id("site", "lax", m(1, json!({"name": "lax-r1", "role": "router"})))
+        .add_child(key_of("site:lax"), m(1, json!({"name": "lax-r1", "role": "router"})))
         .unwrap();
     let v = json!({"device_name": "lax-r1", "name": "eth0", "description": "uplink", "mtu": 1500});
     store.add_child(Device::key("lax-r1"), m(2, v)).unwrap();
@@ -68,9 +68,9 @@ fn derived_adapter_syncs_from_a_runtime_one() {
     target.sync_from(&source).unwrap();
     assert!(!target.diff_from(&source).unwrap().has_diffs());
     // Creates were converted into the destination's own types.
-    let d: &Device = target.store.get_by_id("device", "lax-r1").unwrap();
+    let d: &Device = target.store.get_as(key_of("device:lax-r1")).unwrap();
     assert_eq!((d.role.as_str(), d.serial.as_deref()), ("router", None));
-    let i: &Interface = target.store.get_by_id("interface", "nyc-r1__eth2").unwrap();
+    let i: &Interface = target.store.get_as(key_of("interface:nyc-r1__eth2")).unwrap();
     assert_eq!(i.description, "new");
 }
 
@@ -80,7 +80,7 @@ fn runtime_adapter_syncs_from_a_derived_one() {
     let source = sys_a();
     target.sync_from(&source).unwrap();
     assert!(!target.diff_from(&source).unwrap().has_diffs());
-    let d = target.store.get_by_id::<DynModel>("device", "sfo-r1").unwrap();
+    let d = target.store.get_as::<DynModel>(&key_of("device:sfo-r1")).unwrap();
     assert_eq!(d.attribute("role"), Some(json!("router")));
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use diffsync::feed::{ChangeEvent, ChangeFeed, ChangeKind};
 use diffsync::{Adapter, AdapterExt, AttrSource, LocalStore};
+use diffsync_tests::key_of;
 use diffsync_tests::sys_a;
 
 fn drain(feed: &mut impl ChangeFeed) -> Vec<(ChangeKind, String, Option<String>, Option<String>)> {
@@ -31,16 +32,16 @@ fn every_change_through_the_store_is_published_once_with_its_parent_and_origin()
     let mut feed = inv.store.subscribe();
     let v = [("description".into(), "changed".into())].into_iter().collect();
     inv.store
-        .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
+        .update_attributes(key_of("interface:nyc-r1__eth0"), AttrSource::Values(&v))
         .unwrap();
     // The same values again: no change, no event.
     inv.store
-        .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
+        .update_attributes(key_of("interface:nyc-r1__eth0"), AttrSource::Values(&v))
         .unwrap();
     inv.store.set_origin(Some("loop-1"));
-    inv.store.remove("device", "nyc-r1", false).unwrap();
+    inv.store.remove(key_of("device:nyc-r1"), false).unwrap();
     inv.store.set_origin(None);
-    inv.store.remove("site", "sfo", true).unwrap();
+    inv.store.remove(key_of("site:sfo"), true).unwrap();
     use ChangeKind::*;
     let s = |x: &str| Some(x.to_string());
     assert_eq!(
@@ -75,7 +76,7 @@ fn a_sync_publishes_its_writes_and_a_dropped_reader_costs_nothing() {
     );
     // A clone is another store: its changes are not this feed's.
     let mut copy: LocalStore = target.store.clone();
-    copy.remove("site", "nyc", true).unwrap();
+    copy.remove(key_of("site:nyc"), true).unwrap();
     assert!(drain(&mut feed).is_empty());
 }
 
@@ -87,7 +88,7 @@ fn a_reader_too_far_behind_reads_a_gap_and_the_store_never_waits() {
         let v = [("description".into(), (*d).into())].into_iter().collect();
         let key = ["nyc-r1__eth0", "nyc-r1__eth1"][i % 2];
         inv.store
-            .update_attributes("interface", key, AttrSource::Values(&v))
+            .update_attributes(key_of(&format!("interface:{}", key)), AttrSource::Values(&v))
             .unwrap();
     }
     // Two events kept, two dropped: the first poll says so.
@@ -97,7 +98,7 @@ fn a_reader_too_far_behind_reads_a_gap_and_the_store_never_waits() {
     // Read up, the feed holds events again, and says nothing of a gap.
     let v = [("description".into(), "e".into())].into_iter().collect();
     inv.store
-        .update_attributes("interface", "nyc-r1__eth0", AttrSource::Values(&v))
+        .update_attributes(key_of("interface:nyc-r1__eth0"), AttrSource::Values(&v))
         .unwrap();
     assert_eq!(drain(&mut feed).len(), 1);
 }

@@ -1,6 +1,8 @@
 //! Global and model flags, with the Python library's meanings.
 
 use diffsync::{AdapterExt, DiffFlags, ModelFlags, Options, Summary};
+use diffsync_tests::key_of;
+use diffsync_tests::typed_key;
 use diffsync_tests::{Device, Interface, Inventory, Site, sys_a, sys_b};
 
 fn summary(target: &Inventory, source: &Inventory, flags: DiffFlags) -> Summary {
@@ -11,7 +13,11 @@ fn summary(target: &Inventory, source: &Inventory, flags: DiffFlags) -> Summary 
 }
 
 fn set_device_flags(inv: &mut Inventory, name: &str, flags: ModelFlags) {
-    let mut dev: Device = inv.store.get_by_id::<Device>("device", name).unwrap().clone();
+    let mut dev: Device = inv
+        .store
+        .get(&typed_key::<Device>(&format!("device:{}", name)))
+        .unwrap()
+        .clone();
     dev.flags = flags;
     inv.store.update(dev).unwrap();
 }
@@ -94,8 +100,11 @@ fn model_skip_unmatched_dst_keeps_that_model() {
     target.sync_from(&source).unwrap();
     assert_eq!(target.store.get(&Device::key("nyc-old")).unwrap().db_pk, 7);
     assert_eq!(
-        target.store.children_keys("device", "nyc-old", "interface").unwrap(),
-        ["nyc-old__eth0"]
+        target
+            .store
+            .children_dyn(key_of("device:nyc-old"), "interface")
+            .unwrap(),
+        [key_of("interface:nyc-old__eth0")]
     );
     assert!(!target.log.iter().any(|l| l.contains("nyc-old")));
 }

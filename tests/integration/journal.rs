@@ -3,12 +3,16 @@
 
 use diffsync::{Action, DiffFlags, Options, Outcome};
 use diffsync_journal::{Journal, JournalError, Mode, Retention, RunFilter, RunResult};
+use diffsync_tests::key_of;
 use diffsync_tests::{Device, Inventory, sys_a, sys_b};
 
 fn set(inv: &mut Inventory, model_type: &str, key: &str, field: &str, value: &str) {
     let values: diffsync::Attrs = [(field.to_string().into(), value.into())].into_iter().collect();
     inv.store
-        .update_attributes(model_type, key, diffsync::AttrSource::Values(&values))
+        .update_attributes(
+            key_of(&format!("{}:{}", model_type, key)),
+            diffsync::AttrSource::Values(&values),
+        )
         .unwrap();
 }
 
@@ -205,8 +209,8 @@ fn a_rollback_leaves_what_changed_since_alone_and_names_it() {
         "spine"
     );
     assert!(target.store.get(&Device::key("sfo-r9".to_string())).is_ok());
-    assert!(target.store.get_dyn_by_id("site", "lax").is_ok());
-    assert!(target.store.get_dyn_by_id("interface", "nyc-r1__eth2").is_ok());
+    assert!(target.store.get_dyn(key_of("site:lax")).is_ok());
+    assert!(target.store.get_dyn(key_of("interface:nyc-r1__eth2")).is_ok());
 }
 
 #[test]
@@ -643,7 +647,10 @@ mod failure {
         let values: diffsync::Attrs = [("role".to_string().into(), "spine".into())].into_iter().collect();
         target
             .store
-            .update_attributes("device", "nyc-r1", diffsync::AttrSource::Values(&values))
+            .update_attributes(
+                diffsync_tests::key_of("device:nyc-r1"),
+                diffsync::AttrSource::Values(&values),
+            )
             .unwrap();
         let undo = journal.rollback(run, &mut target, false).unwrap();
         assert_eq!(undo.conflicts.len(), 1);
@@ -682,9 +689,9 @@ fn a_partial_run_s_rollback_restores_every_key_but_those_edited_since_and_left_a
             for m in store.get_all_dyn(t) {
                 let k = m.unique_id();
                 let parent = store
-                    .parent_of(t, &k)
+                    .parent(key_of(&format!("{}:{}", t, k)))
                     .unwrap()
-                    .map(|(a, b)| (a.to_string(), b.to_string()));
+                    .map(|p| (p.model_type().to_string(), p.unique_id().to_string()));
                 out.insert(
                     (t.to_string(), k),
                     (serde_json::to_string(&m.attributes()).unwrap(), parent),
@@ -718,7 +725,7 @@ fn a_partial_run_s_rollback_restores_every_key_but_those_edited_since_and_left_a
                         db_pk: 0,
                         flags: Default::default(),
                     };
-                    inv.store.add_child_by_id("site", &site, device).unwrap();
+                    inv.store.add_child(key_of(&format!("site:{}", site)), device).unwrap();
                     for i in 0..2 {
                         let intf = Interface {
                             device_name: dev.clone(),
@@ -726,7 +733,7 @@ fn a_partial_run_s_rollback_restores_every_key_but_those_edited_since_and_left_a
                             description: "up".into(),
                             mtu: 1500,
                         };
-                        inv.store.add_child_by_id("device", &dev, intf).unwrap();
+                        inv.store.add_child(key_of(&format!("device:{}", dev)), intf).unwrap();
                     }
                 }
             }
@@ -737,7 +744,7 @@ fn a_partial_run_s_rollback_restores_every_key_but_those_edited_since_and_left_a
         // The source: updates, deletes (subtrees), creates.
         let mut source = start("source");
         for (t, k) in before.keys() {
-            if source.store.get_dyn_by_id(t, k).is_err() {
+            if source.store.get_dyn(key_of(&format!("{}:{}", t, k))).is_err() {
                 continue;
             }
             match rng.u8(..6) {
@@ -754,7 +761,7 @@ fn a_partial_run_s_rollback_restores_every_key_but_those_edited_since_and_left_a
                     },
                     "changed",
                 ),
-                1 => source.store.remove(t, k, true).unwrap(),
+                1 => source.store.remove(key_of(&format!("{}:{}", t, k)), true).unwrap(),
                 _ => {}
             }
         }

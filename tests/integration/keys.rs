@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 use diffsync::{
     Change, DiffModel, DynModel, HookError, Hooks, Key, KeyValue, LocalStore, ModelKey, Write, unique_id_of,
 };
+use diffsync_tests::key_of;
 use diffsync_tests::{Device, Interface, Site, sys_a};
 use proptest::prelude::*;
 use serde_json::json;
@@ -265,7 +266,7 @@ fn a_part_and_a_change_event_name_models_by_key() {
     let mut feed = store.subscribe();
     let south = [("region".into(), json!("south"))].into_iter().collect();
     store
-        .update_attributes("site", "sfo", AttrSource::Values(&south))
+        .update_attributes(key_of("site:sfo"), AttrSource::Values(&south))
         .unwrap();
     let batch = feed.poll(10, std::time::Duration::ZERO).unwrap();
     let keys: Vec<ModelKey> = batch.events.iter().map(|e| e.model_key()).collect();
@@ -349,7 +350,7 @@ mod text_against_the_schema {
             let read = schema(&kinds);
             let key = ModelKey::new("thing", values.iter().map(|(_, v)| v.clone()));
             prop_assert_eq!(&read.parse_key(&key.to_string()).unwrap(), &key, "{}", key);
-            prop_assert_eq!(&read.parse_key(&key.unique_id()).unwrap(), &key, "{}", key);
+            prop_assert_eq!(&read.parse_key(key.unique_id()).unwrap(), &key, "{}", key);
         }
     }
 

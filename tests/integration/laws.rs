@@ -2,6 +2,7 @@
 
 use diffsync::{AdapterExt, Diff, Options};
 use diffsync_tests::Inventory;
+use diffsync_tests::key_of;
 use proptest::prelude::*;
 
 type Intf = (String, String, u32);
@@ -84,12 +85,12 @@ fn edited(a: &[SiteData], b: &[SiteData], edits: &[(prop::sample::Index, bool)])
             break;
         };
         if *remove {
-            let _ = target.store.remove("interface", k, false);
-        } else if target.store.get_dyn_by_id("interface", k).is_ok() {
+            let _ = target.store.remove(key_of(&format!("interface:{}", k)), false);
+        } else if target.store.get_dyn(key_of(&format!("interface:{}", k))).is_ok() {
             let v = [("description".into(), "edited".into())].into_iter().collect();
             target
                 .store
-                .update_attributes("interface", k, diffsync::AttrSource::Values(&v))
+                .update_attributes(key_of(&format!("interface:{}", k)), diffsync::AttrSource::Values(&v))
                 .unwrap();
         }
     }
@@ -159,7 +160,7 @@ proptest! {
                     if part.contains(&(t.clone(), k.clone())) {
                         return true;
                     }
-                    at = inv.store.parent_of(&t, &k).ok().flatten().map(|(t, k)| (t.to_string(), k.to_string()));
+                    at = inv.store.parent(key_of(&format!("{}:{}", t, k))).ok().flatten().map(|p| (p.model_type().to_string(), p.unique_id().to_string()));
                 }
                 false
             })
@@ -183,11 +184,11 @@ proptest! {
         uncount(&mut expected.elements, &inside);
         prop_assert_eq!(&partial.elements, &expected.elements);
         // Syncing the part changes the part, and nothing else.
-        let outside_before: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn_by_id(t, k).ok().map(|m| m.attributes())).collect();
+        let outside_before: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn(key_of(&format!("{}:{}", t, k))).ok().map(|m| m.attributes())).collect();
         target.sync_from_with(&source, &mut Options::new().part_by_id(part.clone()).allow_empty_source(true)).unwrap();
         let again = target.diff_from_with(&source, &mut Options::new().part_by_id(part.clone())).unwrap();
         prop_assert!(!again.has_diffs(), "{}", again);
-        let outside_after: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn_by_id(t, k).ok().map(|m| m.attributes())).collect();
+        let outside_after: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn(key_of(&format!("{}:{}", t, k))).ok().map(|m| m.attributes())).collect();
         prop_assert_eq!(outside_before, outside_after);
     }
 
@@ -290,14 +291,14 @@ fn wide_into(mut inv: Inventory, sites: usize, ignored: bool) -> Inventory {
                 ModelFlags::empty()
             },
         };
-        inv.store.add_child_by_id("site", &site, device).unwrap();
+        inv.store.add_child(key_of(&format!("site:{}", site)), device).unwrap();
         let intf = Interface {
             device_name: dev.clone(),
             name: "eth0".into(),
             description: "uplink".into(),
             mtu: 1500,
         };
-        inv.store.add_child_by_id("device", &dev, intf).unwrap();
+        inv.store.add_child(key_of(&format!("device:{}", dev)), intf).unwrap();
     }
     inv
 }
@@ -307,19 +308,19 @@ fn copy(inv: &Inventory) -> Inventory {
     use diffsync_tests::{Device, Interface, Site};
     let mut out = Inventory::empty(inv.store.name());
     for m in inv.store.get_all_dyn("site") {
-        let site: &Site = inv.store.get_by_id("site", &m.unique_id()).unwrap();
+        let site: &Site = inv.store.get_as(key_of(&format!("site:{}", &m.unique_id()))).unwrap();
         out.store.add(site.clone()).unwrap();
     }
     for t in ["device", "interface"] {
         for m in inv.store.get_all_dyn(t) {
-            let k = m.unique_id();
-            let (pt, pk) = inv.store.parent_of(t, &k).unwrap().unwrap();
+            let key = m.model_key();
+            let parent = inv.store.parent(&key).unwrap().unwrap();
             if t == "device" {
-                let d: &Device = inv.store.get_by_id(t, &k).unwrap();
-                out.store.add_child_by_id(pt, pk, d.clone()).unwrap();
+                let d: &Device = inv.store.get_as(&key).unwrap();
+                out.store.add_child(parent, d.clone()).unwrap();
             } else {
-                let i: &Interface = inv.store.get_by_id(t, &k).unwrap();
-                out.store.add_child_by_id(pt, pk, i.clone()).unwrap();
+                let i: &Interface = inv.store.get_as(&key).unwrap();
+                out.store.add_child(parent, i.clone()).unwrap();
             }
         }
     }
@@ -339,7 +340,7 @@ fn wide_edit(inv: &mut Inventory, edit: &WideEdit) {
             if let Some(k) = (!ks.is_empty()).then(|| &ks[i.index(ks.len())]) {
                 let v = set("region", "west");
                 inv.store
-                    .update_attributes("site", k, diffsync::AttrSource::Values(&v))
+                    .update_attributes(key_of(&format!("site:{}", k)), diffsync::AttrSource::Values(&v))
                     .unwrap();
             }
         }
@@ -348,20 +349,20 @@ fn wide_edit(inv: &mut Inventory, edit: &WideEdit) {
             if let Some(k) = (!ks.is_empty()).then(|| &ks[i.index(ks.len())]) {
                 let v = set("description", "edited");
                 inv.store
-                    .update_attributes("interface", k, diffsync::AttrSource::Values(&v))
+                    .update_attributes(key_of(&format!("interface:{}", k)), diffsync::AttrSource::Values(&v))
                     .unwrap();
             }
         }
         WideEdit::RemoveSite(i) => {
             let ks = keys("site");
             if let Some(k) = (!ks.is_empty()).then(|| ks[i.index(ks.len())].clone()) {
-                inv.store.remove("site", &k, true).unwrap();
+                inv.store.remove(key_of(&format!("site:{}", k)), true).unwrap();
             }
         }
         WideEdit::RemoveInterface(i) => {
             let ks = keys("interface");
             if let Some(k) = (!ks.is_empty()).then(|| ks[i.index(ks.len())].clone()) {
-                inv.store.remove("interface", &k, false).unwrap();
+                inv.store.remove(key_of(&format!("interface:{}", k)), false).unwrap();
             }
         }
         WideEdit::AddSite(n) => {

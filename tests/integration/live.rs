@@ -10,6 +10,7 @@ use diffsync::bidir::{Base, BaseFile, BiOptions, ConflictRecord, Resolution, Str
 use diffsync::feed::{ChangeFeed, FeedBatch, Position, StoreFeed};
 use diffsync::{Adapter, AdapterExt, AttrSource, BoxError, Stage};
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop, Subject, TwoWay};
+use diffsync_tests::key_of;
 use diffsync_tests::{Interface, Inventory, Site, sys_a};
 
 /// A feed that loses, repeats and reorders events, and now and then says
@@ -75,7 +76,7 @@ fn describe(system: &Mutex<Inventory>, key: &str, text: &str) {
         .lock()
         .unwrap()
         .store
-        .update_attributes("interface", key, AttrSource::Values(&v))
+        .update_attributes(key_of(&format!("interface:{}", key)), AttrSource::Values(&v))
         .unwrap();
 }
 
@@ -92,11 +93,11 @@ fn edit(source: &Mutex<Inventory>, round: usize) {
         .unwrap();
     if round % 3 == 2 {
         s.store
-            .remove("interface", &format!("nyc-r1__eth{}", round + 9), false)
+            .remove(key_of(&format!("interface:nyc-r1__eth{}", round + 9)), false)
             .unwrap();
     }
     if round == 5 {
-        s.store.remove("site", "sfo", true).unwrap();
+        s.store.remove(key_of("site:sfo"), true).unwrap();
     }
 }
 
@@ -254,7 +255,7 @@ fn a_two_way_loop_does_not_take_its_own_writes_for_new_work() {
         .lock()
         .unwrap()
         .store
-        .update_attributes("site", "nyc", AttrSource::Values(&v))
+        .update_attributes(key_of("site:nyc"), AttrSource::Values(&v))
         .unwrap();
     wait_for(&events, |e| matches!(e, LoopEvent::Synced { applied: 2, .. }));
     // The writes the loop made raised events on both sides: none became work.
@@ -364,7 +365,7 @@ fn a_full_pass_that_cannot_re_read_a_target_fails_as_a_whole_and_its_retry_repai
         .lock()
         .unwrap()
         .store
-        .remove("interface", "nyc-r1__eth1", false)
+        .remove(key_of("interface:nyc-r1__eth1"), false)
         .unwrap();
     handle.trigger();
     let seen = wait_for(&events, |e| matches!(e, LoopEvent::FullPass { error: Some(_), .. }));
@@ -417,7 +418,7 @@ fn a_manual_trigger_runs_a_full_pass_that_finds_what_no_feed_reported() {
         .lock()
         .unwrap()
         .store
-        .remove("interface", "nyc-r1__eth1", false)
+        .remove(key_of("interface:nyc-r1__eth1"), false)
         .unwrap();
     let models = source.lock().unwrap().store.count_all() + target.lock().unwrap().store.count_all();
     handle.trigger();
@@ -469,7 +470,7 @@ fn a_cron_schedule_runs_full_passes_and_a_bad_pattern_is_refused() {
         .unwrap();
     let events = looped.subscribe();
     let handle = looped.spawn().unwrap();
-    source.lock().unwrap().store.remove("site", "sfo", true).unwrap();
+    source.lock().unwrap().store.remove(key_of("site:sfo"), true).unwrap();
     wait_for(
         &events,
         |e| matches!(e, LoopEvent::FullPass { reason: "schedule", repaired, .. } if *repaired > 0),
@@ -625,7 +626,7 @@ fn a_loop_follows_events_from_the_applications_bus_and_resyncs_on_its_gap() {
     wait_for(&events, |e| matches!(e, LoopEvent::Synced { applied: 1, .. }));
     assert!(in_step(&source, &target));
     // A change the bus lost, then the bus says it lost some.
-    source.lock().unwrap().store.remove("site", "sfo", true).unwrap();
+    source.lock().unwrap().store.remove(key_of("site:sfo"), true).unwrap();
     bus.gap();
     wait_for(&events, |e| {
         matches!(
@@ -691,7 +692,7 @@ fn set_region(side: &Mutex<Inventory>, site: &str, region: &str) {
     side.lock()
         .unwrap()
         .store
-        .update_attributes("site", site, AttrSource::Values(&v))
+        .update_attributes(key_of(&format!("site:{}", site)), AttrSource::Values(&v))
         .unwrap();
 }
 
@@ -826,7 +827,7 @@ fn a_two_way_loop_keeps_its_base_so_a_restart_loses_no_edit() {
     left.lock()
         .unwrap()
         .store
-        .remove("interface", "nyc-r1__eth1", false)
+        .remove(key_of("interface:nyc-r1__eth1"), false)
         .unwrap();
     set_region(&left, "sfo", "south");
     right
@@ -842,12 +843,12 @@ fn a_two_way_loop_keeps_its_base_so_a_restart_loses_no_edit() {
     for side in [&left, &right] {
         let s = side.lock().unwrap();
         assert!(
-            s.store.get_dyn_by_id("interface", "nyc-r1__eth1").is_err(),
+            s.store.get_dyn(key_of("interface:nyc-r1__eth1")).is_err(),
             "{}: the delete was undone",
             s.name
         );
         assert_eq!(s.store.get(&Site::key("sfo")).unwrap().region, "south");
-        assert!(s.store.get_dyn_by_id("site", "ams").is_ok(), "{}", s.name);
+        assert!(s.store.get_dyn(key_of("site:ams")).is_ok(), "{}", s.name);
     }
 }
 
@@ -953,7 +954,7 @@ fn two_way_loop_law(seed: u64, rounds: usize) {
                     match next(4) {
                         0 => {
                             let name = format!("s{}", next(6));
-                            if s.store.get_dyn_by_id("site", &name).is_ok() {
+                            if s.store.get_dyn(key_of(&format!("site:{}", name))).is_ok() {
                                 continue;
                             }
                             s.store
@@ -968,18 +969,18 @@ fn two_way_loop_law(seed: u64, rounds: usize) {
                             let name = names[next(names.len())].clone();
                             if !name.starts_with('s')
                                 || name == "sfo"
-                                || agreed.store().get_dyn_by_id("site", &name).is_err()
+                                || agreed.store().get_dyn(key_of(&format!("site:{}", name))).is_err()
                             {
                                 continue;
                             }
-                            s.store.remove("site", &name, true).unwrap();
+                            s.store.remove(key_of(&format!("site:{}", name)), true).unwrap();
                             last.insert(name, (None, logged));
                         }
                         _ => {
                             let name = names[next(names.len())].clone();
                             let v = [("region".into(), value.clone().into())].into_iter().collect();
                             s.store
-                                .update_attributes("site", &name, AttrSource::Values(&v))
+                                .update_attributes(key_of(&format!("site:{}", name)), AttrSource::Values(&v))
                                 .unwrap();
                             last.insert(name, (Some(value), logged));
                         }
@@ -1154,7 +1155,7 @@ fn a_recorder_on_the_target_journals_each_pass_of_the_loop_and_it_can_be_undone(
     assert!(undo.conflicts.is_empty(), "{:?}", undo.conflicts);
     let now = target
         .store()
-        .get_dyn_by_id("interface", "nyc-r1__eth0")
+        .get_dyn(key_of("interface:nyc-r1__eth0"))
         .unwrap()
         .attributes()["description"]
         .clone();

@@ -5,6 +5,7 @@ use diffsync::{Adapter, AdapterExt, BoxError, DiffModel, LocalStore, MemoryAdapt
 use diffsync_peer::identity::{Identity, Peers, Rights};
 use diffsync_peer::proto::{self, Refusal, Request, Response};
 use diffsync_peer::{Loopback, PeerError, RemotePeer, Server, Transport};
+use diffsync_tests::key_of;
 use diffsync_tests::{Device, Interface, Inventory, Site, sys_a, sys_b};
 
 /// A server over `adapter` that allows one client, read-only; and that client's identity.
@@ -66,7 +67,10 @@ pub(crate) fn inventory(name: &str, sites: usize, devices: usize) -> LocalStore 
 pub(crate) fn set(store: &mut LocalStore, model_type: &str, key: &str, field: &str, value: &str) {
     let values: diffsync::Attrs = [(field.to_string().into(), value.into())].into_iter().collect();
     store
-        .update_attributes(model_type, key, diffsync::AttrSource::Values(&values))
+        .update_attributes(
+            key_of(&format!("{}:{}", model_type, key)),
+            diffsync::AttrSource::Values(&values),
+        )
         .unwrap();
 }
 
@@ -111,9 +115,9 @@ fn a_pull_moves_only_what_differs() {
             region: "europe".into(),
         })
         .unwrap();
-    theirs.remove("device", "site0100-r1", true).unwrap();
+    theirs.remove(key_of("device:site0100-r1"), true).unwrap();
     let moved = theirs.get(&Device::key("site0150-r3".to_string())).unwrap().clone();
-    theirs.remove("device", "site0150-r3", false).unwrap();
+    theirs.remove(key_of("device:site0150-r3"), false).unwrap();
     theirs.add_child(Site::key("site0151".to_string()), moved).unwrap();
     let total = ours.count_all();
 
@@ -527,7 +531,7 @@ fn a_peer_sees_only_the_types_its_rights_name() {
     let server = Server::new("b", sys_b(), Identity::generate(), peers);
     let mut image = sys_a().store;
     let devices_before = image.count("device");
-    image.remove("site", "sfo", false).unwrap();
+    image.remove(key_of("site:sfo"), false).unwrap();
     let mut peer = RemotePeer::connect("b", image, Loopback::new(&server), client).unwrap();
     assert_eq!(peer.rights().types.as_deref(), Some(&["site".to_string()][..]));
     peer.pull().unwrap();

@@ -10,6 +10,7 @@ use diffsync_peer::{Loopback, PeerError, RemotePeer, Server, Transport};
 use diffsync_tests::{Inventory, sys_b};
 
 use crate::peer::{empty_image, inventory, serve, serve_rw, serve_with, set};
+use diffsync_tests::key_of;
 
 /// A zstd frame body that unpacks to 256 MiB of zeros (about 8 KB packed).
 fn bomb() -> &'static [u8] {
@@ -213,7 +214,7 @@ fn a_type_limited_peer_cannot_delete_a_subtree_that_holds_other_types() {
     peer.pull().unwrap();
     let mut target = Inventory::empty("local");
     target.store = peer.image().clone();
-    target.store.remove("device", "nyc-r1", true).unwrap();
+    target.store.remove(key_of("device:nyc-r1"), true).unwrap();
     let before = server.adapter().store.fingerprint();
     let report = peer
         .sync_from_with(&target, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
@@ -246,7 +247,7 @@ fn a_delete_within_the_peer_s_types_still_goes() {
     peer.pull().unwrap();
     let mut target = Inventory::empty("local");
     target.store = peer.image().clone();
-    target.store.remove("device", "nyc-r1", true).unwrap();
+    target.store.remove(key_of("device:nyc-r1"), true).unwrap();
     let report = peer.sync_from(&target).unwrap();
     assert!(report.is_success(), "{report}");
     assert_eq!(server.adapter().store.fingerprint(), target.store.fingerprint());

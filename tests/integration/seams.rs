@@ -9,6 +9,7 @@ use diffsync::bidir::{
     Base, BaseFile, BaseStore, BiOptions, ConflictRecord, ConflictSink, JsonLines, Resolution, Strategy, reconcile,
 };
 use diffsync::{Adapter, AdapterExt, AttrSource, Change, Error, HookError, LocalStore, MemoryAdapter};
+use diffsync_tests::key_of;
 use diffsync_tests::{Interface, Inventory, Site, sys_a};
 
 pub(crate) fn no_limit() -> BiOptions {
@@ -17,7 +18,9 @@ pub(crate) fn no_limit() -> BiOptions {
 
 pub(crate) fn set(store: &mut LocalStore, ty: &str, key: &str, attr: &str, value: &str) {
     let values = [(attr.to_string().into(), value.into())].into_iter().collect();
-    store.update_attributes(ty, key, AttrSource::Values(&values)).unwrap();
+    store
+        .update_attributes(key_of(&format!("{}:{}", ty, key)), AttrSource::Values(&values))
+        .unwrap();
 }
 
 pub(crate) fn named(mut inv: Inventory, name: &str) -> Inventory {
@@ -37,7 +40,7 @@ fn a_side_whose_system_took_nothing_adds_nothing_to_the_base_and_no_edit_is_reve
         })
         .unwrap();
     set(&mut left.store, "site", "sfo", "region", "south");
-    left.store.remove("interface", "nyc-r1__eth1", false).unwrap();
+    left.store.remove(key_of("interface:nyc-r1__eth1"), false).unwrap();
     // The right's system takes nothing (its write at the end fails), while
     // its store's image takes everything.
     let system = right.store.clone();
@@ -53,9 +56,9 @@ fn a_side_whose_system_took_nothing_adds_nothing_to_the_base_and_no_edit_is_reve
         "{report}"
     );
     // The base holds none of it.
-    assert!(base.store().get_dyn_by_id("site", "ams").is_err());
+    assert!(base.store().get_dyn(key_of("site:ams")).is_err());
     assert_eq!(base.store().get(&Site::key("sfo")).unwrap().region, "west");
-    assert!(base.store().get_dyn_by_id("interface", "nyc-r1__eth1").is_ok());
+    assert!(base.store().get_dyn(key_of("interface:nyc-r1__eth1")).is_ok());
 
     // A restart: the right is read again from its system.
     right.store = system;
@@ -63,7 +66,7 @@ fn a_side_whose_system_took_nothing_adds_nothing_to_the_base_and_no_edit_is_reve
     reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
     for side in [&left, &right] {
         assert!(
-            side.store.get_dyn_by_id("site", "ams").is_ok(),
+            side.store.get_dyn(key_of("site:ams")).is_ok(),
             "{} lost the create",
             side.name
         );
@@ -174,7 +177,7 @@ fn a_create_the_target_lacks_after_a_crash_is_sent_again_nothing_the_creator_mad
     // not cost the left its model (a winning strategy would delete it
     // there): the create is sent again, and the deletion it overrides is in
     // the log, whatever the strategy.
-    right.store.remove("site", "ams", true).unwrap();
+    right.store.remove(key_of("site:ams"), true).unwrap();
     let log = Arc::new(Mutex::new(Vec::<ConflictRecord>::new()));
     let opts = no_limit().strategy(Strategy::RightWins).log_to(log.clone());
     let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
@@ -427,7 +430,7 @@ fn an_attribute_added_since_the_base_was_saved_is_no_change_by_itself() {
     let opts = no_limit().strategy(Strategy::RightWins);
     let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
     assert!(report.conflicts.is_empty(), "{report}");
-    let region = |a: &MemoryAdapter| a.store.get_dyn_by_id("site", "nyc").unwrap().attribute("region");
+    let region = |a: &MemoryAdapter| a.store.get_dyn(key_of("site:nyc")).unwrap().attribute("region");
     assert_eq!(region(&right), Some(json!("north")), "the left's edit went across");
     assert_eq!(region(&left), Some(json!("north")));
 }
@@ -444,7 +447,7 @@ fn an_attribute_removed_since_is_dropped_and_a_changed_kind_is_refused_by_name()
     let like = dyn_sites("x", &[("region", "string", false)], &[]);
     let base = Base::from_bytes(&saved, like.store(), "base.json").unwrap();
     assert_eq!(
-        base.store().get_dyn_by_id("site", "nyc").unwrap().attribute("legacy"),
+        base.store().get_dyn(key_of("site:nyc")).unwrap().attribute("legacy"),
         None,
         "dropped"
     );
@@ -484,7 +487,7 @@ fn created_under_deleted() -> (Inventory, Inventory, Base) {
             },
         )
         .unwrap();
-    right.store.remove("device", "nyc-r1", true).unwrap();
+    right.store.remove(key_of("device:nyc-r1"), true).unwrap();
     (left, right, Base::from_store(sys_a().store))
 }
 
@@ -502,7 +505,7 @@ fn a_child_created_under_a_parent_deleted_on_the_other_side_goes_as_the_strategy
         let (mut left, mut right, mut base) = created_under_deleted();
         let opts = no_limit().strategy(strategy).modification_beats_deletion(beats);
         let report = reconcile(&mut left, &mut right, &mut base, &opts).unwrap();
-        let has = |i: &Inventory, t: &str, k: &str| i.store.get_dyn_by_id(t, k).is_ok();
+        let has = |i: &Inventory, t: &str, k: &str| i.store.get_dyn(key_of(&format!("{}:{}", t, k))).is_ok();
         assert_eq!(has(&left, "device", "nyc-r1"), on_left, "{name}: {report}");
         assert_eq!(has(&right, "device", "nyc-r1"), on_right, "{name}: {report}");
         // The new child goes wherever its parent is.

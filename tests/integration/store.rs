@@ -1,7 +1,8 @@
 //! LocalStore: keys, links, errors.
 
-use diffsync::{DiffModel, LocalStore, ModelFlags, Store};
+use diffsync::{DiffModel, Key, LocalStore, ModelFlags, Store};
 use diffsync_tests::{Device, Interface, Site, sys_a};
+use diffsync_tests::{key_of, typed_key};
 
 fn dev(name: &str, role: &str) -> Device {
     Device {
@@ -36,21 +37,22 @@ fn add_of_a_different_model_with_the_same_key_names_type_and_key() {
 }
 
 #[test]
-fn get_by_key_identifiers_and_keys_in_order() {
+fn get_by_typed_key_by_its_text_and_erased() {
     let s = sys_a().store;
-    let i: &Interface = s.get_by_identifiers("interface", ["nyc-r1", "eth1"]).unwrap();
+    let i = s.get(&Interface::key("nyc-r1", "eth1")).unwrap();
     assert_eq!(i.description, "to-sw");
-    let got: Vec<_> = s
-        .get_by_keys::<Interface, _>("interface", &["sfo-r1__eth0", "nyc-r1__eth0"])
-        .unwrap()
-        .into_iter()
-        .map(|i| i.unique_id())
-        .collect();
-    assert_eq!(got, ["sfo-r1__eth0", "nyc-r1__eth0"]);
-    let err = s
-        .get_by_keys::<Interface, _>("interface", &["nyc-r1__eth0", "nope"])
-        .unwrap_err();
+    // What the key prints reads back as the same key, typed or erased.
+    let text = Interface::key("nyc-r1", "eth1").to_string();
+    assert_eq!(s.get(&typed_key::<Interface>(&text)).unwrap(), i);
+    assert_eq!(s.get_dyn(key_of(&text)).unwrap().unique_id(), i.unique_id());
+    assert_eq!(s.get_as::<Interface>(&key_of(&text)).unwrap(), i);
+    assert!(s.contains(key_of(&text)));
+    let err = s.get_dyn(key_of("interface:nope")).unwrap_err();
     assert_eq!(err.to_string(), r#"interface:nope not found in store "sys-a""#);
+    assert!(s.get_opt_dyn(key_of("interface:nope")).is_none());
+    // A typed key of another type is refused by name.
+    let wrong = Key::<Interface>::try_from(key_of("device:nyc-r1")).unwrap_err();
+    assert!(wrong.to_string().contains("device"), "{wrong}");
 }
 
 #[test]
@@ -72,7 +74,7 @@ fn get_all_keeps_insertion_order_and_unknown_type_is_empty() {
 #[test]
 fn wrong_rust_type_is_a_type_mismatch() {
     let s = sys_a().store;
-    let err = s.get_by_id::<Site>("device", "nyc-r1").unwrap_err();
+    let err = s.get_as::<Site>(&key_of("device:nyc-r1")).unwrap_err();
     assert!(
         matches!(&err, diffsync::StoreError::Model(diffsync::ModelError::TypeMismatch { model_type, key, .. }) if model_type == "device" && key == "nyc-r1"),
         "{err}"
@@ -96,12 +98,15 @@ fn counts_per_type_and_total() {
 #[test]
 fn child_links_are_kept_by_the_store() {
     let s = sys_a().store;
-    assert_eq!(s.children_keys("site", "nyc", "device").unwrap(), ["nyc-r1"]);
     assert_eq!(
-        s.parent_of("interface", "nyc-r1__eth1").unwrap(),
-        Some(("device", "nyc-r1"))
+        s.children_dyn(key_of("site:nyc"), "device").unwrap(),
+        [key_of("device:nyc-r1")]
     );
-    assert_eq!(s.parent_of("site", "nyc").unwrap(), None);
+    assert_eq!(
+        s.parent(key_of("interface:nyc-r1__eth1")).unwrap(),
+        Some(key_of("device:nyc-r1"))
+    );
+    assert_eq!(s.parent(key_of("site:nyc")).unwrap(), None);
 }
 
 #[test]
@@ -127,7 +132,7 @@ fn update_replaces_a_model_and_keeps_its_links() {
     let mut s = sys_a().store;
     s.update(dev("nyc-r1", "spine")).unwrap();
     assert_eq!(s.get(&Device::key("nyc-r1")).unwrap().role, "spine");
-    assert_eq!(s.children_keys("device", "nyc-r1", "interface").unwrap().len(), 2);
+    assert_eq!(s.children_dyn(key_of("device:nyc-r1"), "interface").unwrap().len(), 2);
     s.update(dev("new", "leaf")).unwrap();
     assert_eq!(s.count("device"), 3);
 }
@@ -135,13 +140,13 @@ fn update_replaces_a_model_and_keeps_its_links() {
 #[test]
 fn remove_with_and_without_children() {
     let mut s = sys_a().store;
-    s.remove("device", "nyc-r1", false).unwrap();
+    s.remove(key_of("device:nyc-r1"), false).unwrap();
     assert_eq!(s.count("interface"), 3);
-    assert_eq!(s.parent_of("interface", "nyc-r1__eth0").unwrap(), None);
-    assert!(s.children_keys("site", "nyc", "device").unwrap().is_empty());
-    Store::remove(&mut s, "site", "sfo", true).unwrap();
+    assert_eq!(s.parent(key_of("interface:nyc-r1__eth0")).unwrap(), None);
+    assert!(s.children_dyn(key_of("site:nyc"), "device").unwrap().is_empty());
+    Store::remove(&mut s, &key_of("site:sfo"), true).unwrap();
     assert_eq!((s.count("site"), s.count("device"), s.count("interface")), (1, 0, 2));
-    let err = s.remove("site", "sfo", true).unwrap_err();
+    let err = s.remove(key_of("site:sfo"), true).unwrap_err();
     assert!(matches!(err, diffsync::StoreError::NotFound { .. }));
     // A removed key can be added again.
     s.add(Site {
@@ -182,7 +187,7 @@ fn get_or_instantiate_and_update_or_instantiate() {
 fn a_cloned_store_is_independent() {
     let a = sys_a().store;
     let mut b = a.clone();
-    b.remove("site", "nyc", true).unwrap();
+    b.remove(key_of("site:nyc"), true).unwrap();
     assert_eq!(a.count_all(), 7);
     assert_eq!(b.count_all(), 3);
 }
@@ -196,7 +201,7 @@ fn a_glob_import_leaves_model_methods_unambiguous() {
     assert_eq!(d.unique_id(), "r1");
     // Methods of a `dyn AnyModel` need no import.
     let s = sys_a().store;
-    let any = s.get_dyn_by_id("device", "nyc-r1").unwrap();
+    let any = s.get_dyn(key_of("device:nyc-r1")).unwrap();
     assert_eq!((any.model_type(), any.unique_id()), ("device", "nyc-r1".to_string()));
 }
 
@@ -215,10 +220,10 @@ fn remove_many_removes_what_it_finds_and_names_the_first_missing() {
     }
     let err = s
         .remove_many(&[
-            ("device", "r1", false),
-            ("device", "r9", false),
-            ("device", "r3", true),
-            ("interface", "r3__eth0", false),
+            (key_of("device:r1"), false),
+            (key_of("device:r9"), false),
+            (key_of("device:r3"), true),
+            (key_of("interface:r3__eth0"), false),
         ])
         .unwrap_err();
     assert_eq!(err.0, 1);
@@ -227,9 +232,12 @@ fn remove_many_removes_what_it_finds_and_names_the_first_missing() {
         "{:?}",
         err.1
     );
-    assert_eq!(s.children_keys("site", "nyc", "device").unwrap(), ["r2", "r4"]);
+    assert_eq!(
+        s.children_dyn(key_of("site:nyc"), "device").unwrap(),
+        [key_of("device:r2"), key_of("device:r4")]
+    );
     // r1's interface stays, parentless; r3's went with its subtree.
-    assert_eq!(s.parent_of("interface", "r1__eth0").unwrap(), None);
-    assert!(s.get_dyn_by_id("interface", "r3__eth0").is_err());
+    assert_eq!(s.parent(key_of("interface:r1__eth0")).unwrap(), None);
+    assert!(s.get_dyn(key_of("interface:r3__eth0")).is_err());
     assert_eq!(s.count("interface"), 3);
 }

@@ -4,6 +4,7 @@ use diffsync::{
     Action, Adapter, AdapterExt, Chain, Diff, DiffFlags, Error, Options, Outcome, Progress, SkipReason, Stage,
 };
 use diffsync_tests::{Device, Inventory, Site, sys_a, sys_b};
+use diffsync_tests::{key_of, typed_key};
 
 #[test]
 fn continue_on_failure_skips_children_of_a_failed_parent() {
@@ -66,7 +67,7 @@ fn failure_without_continue_aborts_and_store_reflects_only_applied_changes() {
     assert!(
         target
             .store
-            .get_opt_by_id::<diffsync_tests::Interface>("interface", "nyc-r1__eth2")
+            .get_opt(&typed_key::<diffsync_tests::Interface>("interface:nyc-r1__eth2"))
             .unwrap()
             .is_some()
     );
@@ -242,8 +243,8 @@ fn sync_into_a_store_without_the_child_type_uses_the_source_type() {
     target.sync_from(&source).unwrap();
     assert_eq!(target.store.count("interface"), 3);
     assert_eq!(
-        target.store.children_keys("device", "nyc-r1", "interface").unwrap(),
-        ["nyc-r1__eth0", "nyc-r1__eth2"]
+        target.store.children_dyn(key_of("device:nyc-r1"), "interface").unwrap(),
+        [key_of("interface:nyc-r1__eth0"), key_of("interface:nyc-r1__eth2")]
     );
     assert!(!target.diff_from(&source).unwrap().has_diffs());
 }

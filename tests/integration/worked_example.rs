@@ -2,6 +2,7 @@
 //! summary, same hook order.
 
 use diffsync::{Action, AdapterExt, Diff, Summary};
+use diffsync_tests::key_of;
 use diffsync_tests::{Device, Interface, sys_a, sys_b};
 
 #[test]
@@ -74,8 +75,8 @@ fn after_sync_from_a_second_diff_is_empty_and_store_matches() {
     // The created device kept the local field its create hook set.
     assert_eq!(target.store.get(&Device::key("lax-r1")).unwrap().db_pk, 1000);
     assert_eq!(
-        target.store.children_keys("device", "nyc-r1", "interface").unwrap(),
-        ["nyc-r1__eth0", "nyc-r1__eth2"]
+        target.store.children_dyn(key_of("device:nyc-r1"), "interface").unwrap(),
+        [key_of("interface:nyc-r1__eth0"), key_of("interface:nyc-r1__eth2")]
     );
     assert!(
         target
@@ -188,7 +189,7 @@ fn a_child_type_on_one_side_only_counts_its_children_as_skipped() {
         })
         .unwrap();
     b.store
-        .add_child_by_id("site", "nyc", Place { name: "hq".into() })
+        .add_child(key_of("site:nyc"), Place { name: "hq".into() })
         .unwrap();
     let mut a = MemoryAdapter::new("backend-a", &["site"]);
     a.store

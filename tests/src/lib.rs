@@ -9,6 +9,17 @@ use diffsync::Action;
 use diffsync::{Adapter, Batch, Change, DiffModel, HookError, LocalStore, ModelFlags};
 use serde::{Deserialize, Serialize};
 
+/// A key from its text form (`device:r1`), for tests that name models by
+/// the text diffsync prints.
+pub fn key_of(text: &str) -> diffsync::ModelKey {
+    text.parse().expect("a key's text")
+}
+
+/// A typed key from its text form, read against `T`'s identifiers.
+pub fn typed_key<T: diffsync::StaticModel>(text: &str) -> diffsync::Key<T> {
+    text.parse().expect("a key's text")
+}
+
 /// A site.
 #[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[diffsync(name = "site", children(Device))]
@@ -147,9 +158,8 @@ impl Inventory {
                 .expect("unique site");
             for (dev, role, serial, intfs) in devices.iter() {
                 inv.store
-                    .add_child_by_id(
-                        "site",
-                        site,
+                    .add_child(
+                        Site::key(*site),
                         Device {
                             name: dev.to_string(),
                             role: role.to_string(),
@@ -161,9 +171,8 @@ impl Inventory {
                     .expect("unique device");
                 for (intf, descr, mtu) in intfs.iter() {
                     inv.store
-                        .add_child_by_id(
-                            "device",
-                            dev,
+                        .add_child(
+                            Device::key(*dev),
                             Interface {
                                 device_name: dev.to_string(),
                                 name: intf.to_string(),

@@ -20,12 +20,13 @@ use diffsync_adapters::redis::RedisStore;
 use diffsync_adapters::sqlite::SqliteAdapter;
 use serde_json::Value;
 
-use crate::common::{device, registry, site};
+use crate::common::{Site, device, registry, site};
 #[cfg(feature = "postgres")]
 use crate::servers::Postgres;
 use crate::servers::Redis;
 #[cfg(feature = "postgres")]
 use diffsync_adapters::postgres::PostgresAdapter;
+use diffsync_tests::key_of;
 
 /// A small deterministic generator (xorshift64*).
 struct Rng(u64);
@@ -77,12 +78,18 @@ fn values(attr: &str, v: &str) -> diffsync::Attrs {
 /// Edits a store the way the application would.
 fn edit_store(store: &mut impl Store, edit: &Edit) {
     let _ = match edit {
-        Edit::Region(s, r) => store.update_attributes("site", s, AttrSource::Values(&values("region", r))),
-        Edit::Role(d, r) => store.update_attributes("device", d, AttrSource::Values(&values("role", r))),
+        Edit::Region(s, r) => store.update_attributes(
+            &key_of(&format!("site:{}", s)),
+            AttrSource::Values(&values("region", r)),
+        ),
+        Edit::Role(d, r) => store.update_attributes(
+            &key_of(&format!("device:{}", d)),
+            AttrSource::Values(&values("role", r)),
+        ),
         Edit::NewSite(s, r) => store.insert(Box::new(site(s, r)), None),
-        Edit::NewDevice(s, d, r) => store.insert(Box::new(device(d, r)), Some(("site", s))),
-        Edit::DropDevice(d) => store.remove("device", d, true),
-        Edit::DropSite(s) => store.remove("site", s, true),
+        Edit::NewDevice(s, d, r) => store.insert(Box::new(device(d, r)), Some(Site::key(s).erased())),
+        Edit::DropDevice(d) => store.remove(&key_of(&format!("device:{}", d)), true),
+        Edit::DropSite(s) => store.remove(&key_of(&format!("site:{}", s)), true),
     };
 }
 
@@ -314,7 +321,10 @@ fn state(store: &diffsync::LocalStore) -> State {
                 .attribute(attr)
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            let parent = store.parent_of(t, &k).unwrap().map(|(_, p)| p.to_string());
+            let parent = store
+                .parent(key_of(&format!("{}:{}", t, k)))
+                .unwrap()
+                .map(|p| p.unique_id().to_string());
             out.insert((t.to_string(), k), (v, parent));
         }
     }
@@ -381,7 +391,7 @@ fn seed(store: &mut impl Store) {
             store
                 .insert(
                     Box::new(device(&format!("{name}-d{d}"), "start")),
-                    Some(("site", &name)),
+                    Some(Site::key(&name).erased()),
                 )
                 .unwrap();
         }

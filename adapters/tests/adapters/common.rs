@@ -2,6 +2,7 @@
 
 use diffsync::{DiffModel, LocalStore, MemoryAdapter};
 use diffsync_adapters::Registry;
+use diffsync_tests::key_of;
 use serde::{Deserialize, Serialize, Serializer};
 
 #[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,9 +93,8 @@ pub fn inventory(name: &str, sites: usize, variant: u32) -> MemoryAdapter {
         for d in 0..2 {
             let dev = format!("{site}-r{d}");
             store
-                .add_child_by_id(
-                    "site",
-                    &site,
+                .add_child(
+                    key_of(&format!("site:{}", site)),
                     Device {
                         name: dev.clone(),
                         role: if variant > 0 && d == 1 {
@@ -109,9 +109,8 @@ pub fn inventory(name: &str, sites: usize, variant: u32) -> MemoryAdapter {
                 .unwrap();
             for i in 0..3 + variant {
                 store
-                    .add_child_by_id(
-                        "device",
-                        &dev,
+                    .add_child(
+                        key_of(&format!("device:{}", dev)),
                         Interface {
                             device: dev.clone(),
                             name: format!("eth{i}"),
@@ -186,12 +185,12 @@ pub fn assert_reread_by_key(db: &mut impl diffsync::Adapter) {
     assert_eq!(store.get(&Device::key("site0-r9")).unwrap().role, "edge");
     assert!(
         store
-            .children_keys("site", "site0", "device")
+            .children_dyn(key_of("site:site0"), "device")
             .unwrap()
-            .contains(&"site0-r9")
+            .contains(Device::key("site0-r9").erased())
     );
     assert_eq!(store.get(&Site::key("site1")).unwrap().region, "south");
-    assert!(store.get_dyn_by_id("interface", "site1-r1__eth0").is_err());
+    assert!(store.get_dyn(key_of("interface:site1-r1__eth0")).is_err());
     assert_eq!(
         store.get(&Site::key("site0")).unwrap().region,
         "east",

@@ -5,6 +5,7 @@ use diffsync::{Adapter, AdapterExt, Chain, Error};
 use diffsync_adapters::{AdapterError, FileAdapter, Format};
 
 use crate::common::{inventory, registry};
+use diffsync_tests::key_of;
 
 #[test]
 fn every_format_round_trips_a_sync() {
@@ -53,8 +54,7 @@ fn a_failed_write_leaves_the_old_file_intact() {
     let mut bad = inventory("cmdb", 1, 0);
     bad.store
         .update_attributes(
-            "interface",
-            "site0-r0__eth1",
+            key_of("interface:site0-r0__eth1"),
             diffsync::AttrSource::Values(
                 &[("description".into(), serde_json::json!("boom"))]
                     .into_iter()
@@ -213,8 +213,8 @@ site:
     std::fs::write(dir.path().join("inv.yaml"), yaml).unwrap();
     let f = FileAdapter::open("f", dir.path().join("inv.yaml"), Format::Yaml, registry()).unwrap();
     assert_eq!(
-        f.store().parent_of("interface", "r1__eth0").unwrap(),
-        Some(("device", "r1"))
+        f.store().parent(key_of("interface:r1__eth0")).unwrap(),
+        Some(key_of("device:r1"))
     );
     let wrong = yaml.replace(
         "          - name: eth0",
@@ -300,7 +300,7 @@ fn csv_layout_errors_name_file_and_line() {
     );
     assert_eq!(
         csv_err(&[site, ("device.csv", "name,role,serial,_parent\nr1,leaf,,b\n")]),
-        r#"device.csv:2:0: device:r1: _parent names site "b", which is not loaded"#
+        r#"device.csv:2:0: device:r1: _parent names site:b, which is not loaded"#
     );
     assert_eq!(
         csv_err(&[("site.csv", "name,region,region\na,east,west\n")]),
@@ -528,14 +528,14 @@ fn a_wrapped_file_adapter_still_writes_its_file_and_its_layer_sees_and_vetoes() 
     );
     // One site fewer, and changes to the other: the layer keeps the site.
     let mut changed = inventory("cmdb", 2, 1);
-    changed.store.remove("site", "site1", true).unwrap();
+    changed.store.remove(key_of("site:site1"), true).unwrap();
     let report = wrapped.sync_from(&changed).unwrap();
     assert_eq!(report.totals().applied, wrapped.layer.applied.len());
     assert!(!wrapped.layer.applied.is_empty());
     assert!(wrapped.layer.applied.iter().all(|a| a != "delete site site1"));
     // Written through, without forwarding anything by hand.
     let reopened = FileAdapter::open("file", &path, Format::Json, registry()).unwrap();
-    assert!(reopened.store().get_dyn_by_id("site", "site1").is_ok(), "the veto held");
+    assert!(reopened.store().get_dyn(key_of("site:site1")).is_ok(), "the veto held");
     let left = reopened.diff_from(&changed).unwrap().summary();
     // Only the vetoed site is left to delete, with its subtree (its
     // children's deletes were skipped with it).

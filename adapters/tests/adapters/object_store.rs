@@ -10,6 +10,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 
 use crate::common::{inventory, registry};
+use diffsync_tests::key_of;
 
 fn round_trip(bucket: Arc<dyn ObjectStore>, layout: Layout) {
     let source = inventory("cmdb", 3, 0);
@@ -32,7 +33,7 @@ fn round_trip(bucket: Arc<dyn ObjectStore>, layout: Layout) {
     );
     // Incremental: updates, creates, and a deleted site with its subtree.
     let mut changed = inventory("cmdb", 3, 1);
-    changed.store.remove("site", "site0", true).unwrap();
+    changed.store.remove(key_of("site:site0"), true).unwrap();
     let mut b = b;
     b.sync_from(&changed).unwrap();
     let c = ObjectStoreAdapter::new("bucket", bucket, "inv", layout, registry()).unwrap();

@@ -6,6 +6,8 @@ use diffsync_adapters::postgres::PostgresAdapter;
 
 use crate::common::{CHANGED_BY_OTHERS, assert_reread_by_key, drain, inventory, registry};
 use crate::servers::Postgres;
+use diffsync_tests::key_of;
+use diffsync_tests::typed_key;
 
 fn count(db: &mut PostgresAdapter, table: &str) -> i64 {
     db.client()
@@ -25,7 +27,7 @@ fn sync_round_trip_and_incremental_changes() {
     let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
     assert!(!db.diff_from(&source).unwrap().has_diffs());
     let mut changed = inventory("cmdb", 5, 1);
-    changed.store.remove("device", "site4-r1", true).unwrap();
+    changed.store.remove(key_of("device:site4-r1"), true).unwrap();
     db.sync_from(&changed).unwrap();
     db.reload().unwrap();
     let left = db.diff_from(&changed).unwrap();
@@ -184,14 +186,14 @@ fn a_bidirectional_base_lives_in_the_database() {
     }
     // Another process: the base says what both agreed on, so a delete on
     // the left is a delete (not a create on the right).
-    left.store.remove("interface", "site0-r0__eth1", false).unwrap();
+    left.store.remove(key_of("interface:site0-r0__eth1"), false).unwrap();
     let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
     let mut base = db.load_base("cmdb").unwrap();
     assert_eq!(base.len(), db.store.count_all());
     let report = reconcile(&mut left, &mut db, &mut base, &BiOptions::new()).unwrap();
     assert_eq!(report.to_right.totals().applied, 1);
     db.reload().unwrap();
-    assert!(db.store.get_dyn_by_id("interface", "site0-r0__eth1").is_err());
+    assert!(db.store.get_dyn(key_of("interface:site0-r0__eth1")).is_err());
     assert!(db.load_base("other").unwrap().is_empty());
     // A corrupt row is a typed error naming where it was read, not an empty base.
     db.client()
@@ -235,7 +237,12 @@ fn the_change_feed_never_passes_a_transaction_still_running_and_resumes_after_it
     for k in ["a", "b"] {
         changed
             .store
-            .add(db.store.get_by_id::<crate::common::Site>("site", k).unwrap().clone())
+            .add(
+                db.store
+                    .get(&typed_key::<crate::common::Site>(&format!("site:{}", k)))
+                    .unwrap()
+                    .clone(),
+            )
             .unwrap();
     }
     db.sync_from(&changed).unwrap();

@@ -6,6 +6,8 @@ use diffsync_adapters::redis::RedisStore;
 
 use crate::common::{Device, Interface, Site, Text, assert_reread_by_key, device, inventory, registry, site};
 use crate::servers::Redis;
+use diffsync_tests::key_of;
+use diffsync_tests::typed_key;
 
 /// A hook-less adapter over a Redis-backed store.
 type Persistent = StoreAdapter<RedisStore>;
@@ -31,8 +33,12 @@ fn a_synced_store_outlives_its_process_with_links_and_order() {
     assert!(!reopened.diff_from(&source).unwrap().has_diffs());
     let image = reopened.store.local();
     assert_eq!(
-        image.children_keys("device", "site1-r0", "interface").unwrap(),
-        ["site1-r0__eth0", "site1-r0__eth1", "site1-r0__eth2"]
+        image.children_dyn(key_of("device:site1-r0"), "interface").unwrap(),
+        [
+            key_of("interface:site1-r0__eth0"),
+            key_of("interface:site1-r0__eth1"),
+            key_of("interface:site1-r0__eth2")
+        ]
     );
     assert_eq!(keys(image, "site"), keys(&source.store, "site"));
     assert_eq!(keys(image, "interface"), keys(&source.store, "interface"));
@@ -81,15 +87,15 @@ fn two_stores_share_a_namespace_and_namespaces_are_separate() {
     b.refresh().unwrap();
     assert_eq!(b.local().count_all(), 3);
     assert_eq!(
-        b.local().parent_of("interface", "r1__eth0").unwrap(),
-        Some(("device", "r1"))
+        b.local().parent(key_of("interface:r1__eth0")).unwrap(),
+        Some(key_of("device:r1"))
     );
     assert_eq!(other.local().count_all(), 0);
     // Removing a parent without its children keeps them, unlinked, in Redis too.
-    Store::remove(&mut a, "device", "r1", false).unwrap();
+    Store::remove(&mut a, &key_of("device:r1"), false).unwrap();
     b.refresh().unwrap();
     assert_eq!(b.local().count("device"), 0);
-    assert_eq!(b.local().parent_of("interface", "r1__eth0").unwrap(), None);
+    assert_eq!(b.local().parent(key_of("interface:r1__eth0")).unwrap(), None);
 }
 
 #[test]
@@ -152,7 +158,11 @@ fn a_sync_whose_flush_fails_reports_it_and_writes_nothing() {
 }
 
 fn region(s: &RedisStore, name: &str) -> String {
-    s.local().get_by_id::<Site>("site", name).unwrap().region.clone()
+    s.local()
+        .get(&typed_key::<Site>(&format!("site:{}", name)))
+        .unwrap()
+        .region
+        .clone()
 }
 
 fn is_conflict_on(err: &diffsync::StoreError, ty: &str, k: &str) -> bool {
@@ -166,15 +176,13 @@ fn a_write_from_a_stale_image_conflicts_instead_of_losing_an_update() {
     a.add(site("nyc", "east")).unwrap();
     let mut b = RedisStore::open(&server.url(), "ns", registry()).unwrap();
     a.update_attributes(
-        "site",
-        "nyc",
+        &key_of("site:nyc"),
         diffsync::AttrSource::Values(&[("region".into(), "north".into())].into_iter().collect()),
     )
     .unwrap();
     let err = b
         .update_attributes(
-            "site",
-            "nyc",
+            &key_of("site:nyc"),
             diffsync::AttrSource::Values(&[("region".into(), "south".into())].into_iter().collect()),
         )
         .unwrap_err();
@@ -185,8 +193,7 @@ fn a_write_from_a_stale_image_conflicts_instead_of_losing_an_update() {
     assert_eq!(region(&b, "nyc"), "north", "A's write survived");
     // After a refresh, B's write goes through.
     b.update_attributes(
-        "site",
-        "nyc",
+        &key_of("site:nyc"),
         diffsync::AttrSource::Values(&[("region".into(), "south".into())].into_iter().collect()),
     )
     .unwrap();
@@ -204,7 +211,7 @@ fn two_creates_of_one_key_the_second_conflicts() {
     assert!(is_conflict_on(&err, "site", "nyc"), "{err}");
     assert_eq!(b.local().count("site"), 0);
     // A deleted and re-created key never returns to an old version.
-    Store::remove(&mut a, "site", "nyc", false).unwrap();
+    Store::remove(&mut a, &key_of("site:nyc"), false).unwrap();
     let mut c = RedisStore::open(&server.url(), "ns", registry()).unwrap();
     c.add(site("nyc", "north")).unwrap();
     let err = a.add(site("nyc", "east")).unwrap_err();
@@ -221,15 +228,18 @@ fn a_remove_racing_with_a_child_add_conflicts_and_the_namespace_still_loads() {
     let mut b = RedisStore::open(&server.url(), "ns", registry()).unwrap();
     b.add_child(Site::key("nyc"), device("r1", "edge")).unwrap();
     for remove_children in [true, false] {
-        let err = Store::remove(&mut a, "site", "nyc", remove_children).unwrap_err();
+        let err = Store::remove(&mut a, &key_of("site:nyc"), remove_children).unwrap_err();
         assert!(is_conflict_on(&err, "site", "nyc"), "{err}");
     }
     assert_eq!(a.local().count("site"), 1);
     let fresh = RedisStore::open(&server.url(), "ns", registry()).unwrap();
-    assert_eq!(fresh.local().parent_of("device", "r1").unwrap(), Some(("site", "nyc")));
+    assert_eq!(
+        fresh.local().parent(key_of("device:r1")).unwrap(),
+        Some(key_of("site:nyc"))
+    );
     // From a fresh image the remove goes through, and takes the child along.
     a.refresh().unwrap();
-    Store::remove(&mut a, "site", "nyc", true).unwrap();
+    Store::remove(&mut a, &key_of("site:nyc"), true).unwrap();
     let fresh = RedisStore::open(&server.url(), "ns", registry()).unwrap();
     assert_eq!(fresh.local().count_all(), 0);
 }
@@ -243,8 +253,7 @@ fn a_sync_from_a_stale_image_conflicts_writes_nothing_and_rereads() {
     let before = keys(other.local(), "interface");
     other
         .update_attributes(
-            "device",
-            "site0-r0",
+            &key_of("device:site0-r0"),
             diffsync::AttrSource::Values(&[("role".into(), "spine".into())].into_iter().collect()),
         )
         .unwrap();
@@ -327,11 +336,11 @@ fn the_change_stream_carries_every_processs_writes_and_resumes_after_its_cursor(
     feed.commit().unwrap();
     // Tagged writes, and a blocking read that wakes up for them.
     a.store.set_origin(Some("loop"));
-    a.store.remove("interface", "site0-r0__eth0", false).unwrap();
+    a.store.remove(&key_of("interface:site0-r0__eth0"), false).unwrap();
     a.store.set_origin(None);
     let v = [("region".into(), "north".into())].into_iter().collect();
     a.store
-        .update_attributes("site", "site0", diffsync::AttrSource::Values(&v))
+        .update_attributes(&key_of("site:site0"), diffsync::AttrSource::Values(&v))
         .unwrap();
     let mut got = Vec::new();
     while got.len() < 3 {
@@ -363,7 +372,7 @@ fn the_change_stream_carries_every_processs_writes_and_resumes_after_its_cursor(
         .arg(0)
         .query(&mut conn)
         .unwrap();
-    a.store.remove("site", "site0", true).unwrap();
+    a.store.remove(&key_of("site:site0"), true).unwrap();
     let mut feed = b.change_feed("mirror").unwrap();
     assert!(feed.poll(10, Duration::ZERO).unwrap().gap);
     feed.commit().unwrap();
@@ -378,11 +387,11 @@ fn the_change_stream_carries_every_processs_writes_and_resumes_after_its_cursor(
     let mut c = persistent(RedisStore::open(&server.url(), "inv", registry()).unwrap());
     let v = [("region".into(), "south".into())].into_iter().collect();
     c.store
-        .update_attributes("site", "lax", diffsync::AttrSource::Values(&v))
+        .update_attributes(&key_of("site:lax"), diffsync::AttrSource::Values(&v))
         .unwrap();
     let stale = a
         .store
-        .update_attributes("site", "lax", diffsync::AttrSource::Values(&v));
+        .update_attributes(&key_of("site:lax"), diffsync::AttrSource::Values(&v));
     assert!(matches!(stale, Err(diffsync::StoreError::Conflict { .. })), "{stale:?}");
     let after: Vec<_> = feed
         .poll(10, Duration::ZERO)
@@ -414,22 +423,22 @@ fn a_reread_reads_the_named_keys_with_their_versions() {
         )
         .unwrap();
     other
-        .update_attributes("site", "site1", diffsync::AttrSource::Values(&region("south")))
+        .update_attributes(&key_of("site:site1"), diffsync::AttrSource::Values(&region("south")))
         .unwrap();
-    other.remove("interface", "site1-r1__eth0", false).unwrap();
+    other.remove(&key_of("interface:site1-r1__eth0"), false).unwrap();
     other
-        .update_attributes("site", "site0", diffsync::AttrSource::Values(&region("north")))
+        .update_attributes(&key_of("site:site0"), diffsync::AttrSource::Values(&region("north")))
         .unwrap();
     assert_reread_by_key(&mut target);
     // The versions came with the values: a write to a key read again
     // goes through, one to a key not read again is stale and conflicts.
     target
         .store
-        .update_attributes("site", "site1", diffsync::AttrSource::Values(&region("far")))
+        .update_attributes(&key_of("site:site1"), diffsync::AttrSource::Values(&region("far")))
         .unwrap();
     let err = target
         .store
-        .update_attributes("site", "site0", diffsync::AttrSource::Values(&region("far")))
+        .update_attributes(&key_of("site:site0"), diffsync::AttrSource::Values(&region("far")))
         .unwrap_err();
     assert!(matches!(err, diffsync::StoreError::Conflict { .. }), "{err}");
 }
@@ -448,7 +457,7 @@ fn a_change_stream_with_entries_deleted_or_created_again_is_a_gap() {
     let mut edit = |region: &str| {
         let v = [("region".into(), region.into())].into_iter().collect();
         a.store
-            .update_attributes("site", "site0", diffsync::AttrSource::Values(&v))
+            .update_attributes(&key_of("site:site0"), diffsync::AttrSource::Values(&v))
             .unwrap();
     };
     let poll = |feed: &mut diffsync_adapters::redis::RedisFeed| feed.poll(100, Duration::ZERO).unwrap();

@@ -8,6 +8,7 @@ use diffsync::{Adapter, AdapterExt, Options};
 use diffsync_journal::{Journal, Mode, Retention, RunFilter, RunResult};
 
 use crate::common::inventory;
+use diffsync_tests::key_of;
 
 /// Records a sync of `db` from a changed inventory, checks it changed the
 /// rows, rolls it back and checks the rows are as before; then the same
@@ -24,7 +25,7 @@ fn undo_in_the_database<A: Adapter<Store = diffsync::LocalStore>>(
     reload(db);
     let before = db.store().fingerprint();
     let mut changed = inventory("cmdb", 3, 1);
-    changed.store.remove("site", "site2", true).unwrap();
+    changed.store.remove(key_of("site:site2"), true).unwrap();
     let (run, report) = journal.sync(db, &changed, &mut Options::new()).unwrap();
     assert!(report.is_success() && report.changed(), "{report}");
     reload(db);
@@ -47,9 +48,9 @@ fn undo_in_the_database<A: Adapter<Store = diffsync::LocalStore>>(
         .collect();
     assert_eq!(refused, [("device", "site1-r1")], "{:?}", undo.conflicts);
     reload(db);
-    let role = db.store().get_dyn_by_id("device", "site1-r1").unwrap().attributes()["role"].clone();
+    let role = db.store().get_dyn(key_of("device:site1-r1")).unwrap().attributes()["role"].clone();
     assert_eq!(role, "core", "the edit made since stays");
-    assert!(db.store().get_dyn_by_id("site", "site2").is_ok(), "the rest was undone");
+    assert!(db.store().get_dyn(key_of("site:site2")).is_ok(), "the rest was undone");
 }
 
 #[cfg(feature = "sqlite")]
@@ -249,7 +250,7 @@ fn a_partial_run_s_rollback_restores_the_links_its_deletes_cut() {
     // The run deletes device site1-r0; its interfaces' deletes are vetoed:
     // the device goes, its interfaces stay, unlinked.
     let mut changed = inventory("cmdb", 2, 0);
-    changed.store.remove("device", "site1-r0", true).unwrap();
+    changed.store.remove(key_of("device:site1-r0"), true).unwrap();
     let mut journal = Journal::in_memory().unwrap();
     let mut target = diffsync::Layered::new(db, KeepsInterfacesOf("site1-r0"));
     let opts = &mut Options::new().flags(diffsync::DiffFlags::CONTINUE_ON_FAILURE);
@@ -257,15 +258,15 @@ fn a_partial_run_s_rollback_restores_the_links_its_deletes_cut() {
     assert!(!report.is_success(), "{report}");
     let mut db = target.inner;
     db.reload().unwrap();
-    assert!(db.store.get_dyn_by_id("device", "site1-r0").is_err());
-    assert_eq!(db.store.parent_of("interface", "site1-r0__eth0").unwrap(), None);
+    assert!(db.store.get_dyn(key_of("device:site1-r0")).is_err());
+    assert_eq!(db.store.parent(key_of("interface:site1-r0__eth0")).unwrap(), None);
     // Undone: the device back, and its interfaces under it again, in the rows.
     let undo = journal.rollback(run, &mut db, false).unwrap();
     assert!(undo.conflicts.is_empty() && undo.report.is_success(), "{undo:?}");
     db.reload().unwrap();
     assert_eq!(
-        db.store.parent_of("interface", "site1-r0__eth0").unwrap(),
-        Some(("device", "site1-r0"))
+        db.store.parent(key_of("interface:site1-r0__eth0")).unwrap(),
+        Some(key_of("device:site1-r0"))
     );
     assert_eq!(db.store.fingerprint(), before, "the rows are as they were");
 }

@@ -9,6 +9,7 @@ use diffsync::{Adapter, AdapterExt, ModelSchema};
 use diffsync_adapters::Registry;
 use diffsync_adapters::files::{FileAdapter, Format};
 use diffsync_adapters::sqlite::SqliteAdapter;
+use diffsync_tests::key_of;
 
 fn schema(json: serde_json::Value) -> Arc<ModelSchema> {
     Arc::new(serde_json::from_value(json).unwrap())
@@ -49,11 +50,11 @@ fn runtime_types_sync_from_a_file_into_sqlite_and_back() {
     // The rows, read again by a fresh adapter, are the document.
     let reread = SqliteAdapter::open("db", &db_path, registry()).unwrap();
     assert_eq!(reread.store().fingerprint(), file.store().fingerprint());
-    let rack = reread.store().get_dyn_by_id("device", "nyc-r1").unwrap().attributes()["rack"].clone();
+    let rack = reread.store().get_dyn(key_of("device:nyc-r1")).unwrap().attributes()["rack"].clone();
     assert_eq!(rack, 4);
     assert_eq!(
-        reread.store().parent_of("device", "sfo-r1").unwrap(),
-        Some(("site", "sfo"))
+        reread.store().parent(key_of("device:sfo-r1")).unwrap(),
+        Some(key_of("site:sfo"))
     );
     // And back into a new document.
     let out = dir.path().join("out.yaml");

@@ -7,6 +7,7 @@ use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_adapters::{AdapterError, FileAdapter, Format};
 
 use crate::common::{inventory, registry};
+use diffsync_tests::{key_of, typed_key};
 
 fn sqlite_with(dir: &std::path::Path, sites: usize) -> SqliteAdapter {
     let mut db = SqliteAdapter::open("db", dir.join("inv.db"), registry()).unwrap();
@@ -129,9 +130,9 @@ fn a_redis_side_whose_server_dies_mid_reconcile_loses_no_edit_after_a_restart() 
     let v = [("region".to_string().into(), "north".into())].into_iter().collect();
     memory
         .store
-        .update_attributes("site", "site1", AttrSource::Values(&v))
+        .update_attributes(key_of("site:site1"), AttrSource::Values(&v))
         .unwrap();
-    memory.store.remove("device", "site0-r1", true).unwrap();
+    memory.store.remove(key_of("device:site0-r1"), true).unwrap();
 
     server.kill();
     let opts = BiOptions::new().max_delete_share(None);
@@ -142,26 +143,26 @@ fn a_redis_side_whose_server_dies_mid_reconcile_loses_no_edit_after_a_restart() 
     );
     // The image took nothing the server does not hold.
     let image = redis.store.local();
-    assert!(image.get_dyn_by_id("site", "ams").is_err());
+    assert!(image.get_dyn(key_of("site:ams")).is_err());
     assert_eq!(image.get(&Site::key("site1")).unwrap().region, "west");
-    assert!(image.get_dyn_by_id("device", "site0-r1").is_ok());
-    assert!(image.get_dyn_by_id("interface", "site0-r1__eth2").is_ok());
+    assert!(image.get_dyn(key_of("device:site0-r1")).is_ok());
+    assert!(image.get_dyn(key_of("interface:site0-r1__eth2")).is_ok());
     // Nor did the base.
-    assert!(base.store().get_dyn_by_id("site", "ams").is_err());
-    assert!(base.store().get_dyn_by_id("device", "site0-r1").is_ok());
+    assert!(base.store().get_dyn(key_of("site:ams")).is_err());
+    assert!(base.store().get_dyn(key_of("device:site0-r1")).is_ok());
 
     // Restart: the server comes back with its data, the process reopens it.
     server.revive();
     let mut redis = open(&server.url());
     reconcile(&mut memory, &mut redis, &mut base, &opts).unwrap();
     for store in [memory.store(), redis.store.local()] {
-        assert!(store.get_dyn_by_id("site", "ams").is_ok(), "the create was undone");
+        assert!(store.get_dyn(key_of("site:ams")).is_ok(), "the create was undone");
         assert_eq!(store.get(&Site::key("site1")).unwrap().region, "north");
         assert!(
-            store.get_dyn_by_id("device", "site0-r1").is_err(),
+            store.get_dyn(key_of("device:site0-r1")).is_err(),
             "the delete was undone"
         );
-        assert!(store.get_dyn_by_id("interface", "site0-r1__eth0").is_err());
+        assert!(store.get_dyn(key_of("interface:site0-r1__eth0")).is_err());
     }
     assert!(!memory.diff_from(&redis).unwrap().has_diffs());
 }
@@ -260,7 +261,7 @@ fn a_loop_tells_at_once_and_once_that_its_source_file_does_not_parse() {
     let m = mirror.lock().unwrap();
     assert_eq!(
         m.store
-            .get_by_id::<crate::common::Site>("site", "site0")
+            .get(&typed_key::<crate::common::Site>("site:site0"))
             .unwrap()
             .region,
         "north"
@@ -321,7 +322,7 @@ fn a_row_whose_parent_is_missing_is_named_and_the_database_still_opens() {
     // Loaded without the parent, they show at the top of a diff: a sync
     // from a source without them deletes them.
     let mut source = inventory("cmdb", 1, 0);
-    source.store.remove("device", "site0-r1", true).unwrap();
+    source.store.remove(key_of("device:site0-r1"), true).unwrap();
     let mut reopened = reopened;
     let diff = reopened.diff_from(&source).unwrap();
     assert_eq!(diff.summary().delete, 3, "{diff}");

@@ -6,6 +6,7 @@ use diffsync_adapters::AdapterError;
 use diffsync_adapters::sqlite::SqliteAdapter;
 
 use crate::common::{inventory, registry};
+use diffsync_tests::key_of;
 
 fn count(db: &SqliteAdapter, table: &str) -> i64 {
     db.connection()
@@ -43,7 +44,7 @@ fn sync_writes_rows_and_a_reopened_database_has_no_diff() {
     assert!(!db.diff_from(&source).unwrap().has_diffs());
     // Incremental: updates, new interfaces, and two deleted sites with their subtrees.
     let mut changed = inventory("cmdb", 3, 1);
-    changed.store.remove("site", "site2", true).unwrap();
+    changed.store.remove(key_of("site:site2"), true).unwrap();
     let diff = db.diff_from(&changed).unwrap();
     let s = diff.summary();
     assert_eq!((s.create, s.delete), (4, 2 * 9), "{diff}");
@@ -226,13 +227,13 @@ fn a_bidirectional_base_lives_in_the_database() {
     }
     // Another process: the base says what both agreed on, so a delete on
     // the left is a delete (not a create on the right).
-    left.store.remove("interface", "site0-r0__eth1", false).unwrap();
+    left.store.remove(key_of("interface:site0-r0__eth1"), false).unwrap();
     let mut db = SqliteAdapter::open("db", &path, registry()).unwrap();
     let mut base = db.load_base("cmdb").unwrap();
     assert_eq!(base.len(), db.store.count_all());
     let report = reconcile(&mut left, &mut db, &mut base, &BiOptions::new()).unwrap();
     assert_eq!(report.to_right.totals().applied, 1);
-    assert!(db.store.get_dyn_by_id("interface", "site0-r0__eth1").is_err());
+    assert!(db.store.get_dyn(key_of("interface:site0-r0__eth1")).is_err());
     assert!(db.load_base("other").unwrap().is_empty());
 }
 

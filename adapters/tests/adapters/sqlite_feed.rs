@@ -11,6 +11,7 @@ use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
 
 use crate::common::{CHANGED_BY_OTHERS, assert_reread_by_key, drain, inventory, registry};
+use diffsync_tests::{key_of, typed_key};
 
 /// An SQLite database in a temporary directory holding `inventory(_, sites, 0)`,
 /// its change feed enabled first when `feed`.
@@ -233,11 +234,14 @@ fn a_reread_of_a_model_that_moved_reads_everything_and_keeps_its_children() {
     }])
     .unwrap();
     assert_eq!(
-        db.store.parent_of("device", "site0-r0").unwrap(),
-        Some(("site", "site1"))
+        db.store.parent(key_of("device:site0-r0")).unwrap(),
+        Some(key_of("site:site1"))
     );
     assert_eq!(
-        db.store.children_keys("device", "site0-r0", "interface").unwrap().len(),
+        db.store
+            .children_dyn(key_of("device:site0-r0"), "interface")
+            .unwrap()
+            .len(),
         3
     );
     let fresh = SqliteAdapter::open("check", &path, registry()).unwrap();
@@ -250,7 +254,7 @@ fn a_reread_of_a_row_that_does_not_fit_names_it_and_keeps_the_image() {
     let (_dir, path, mut db) = database(1, false);
     let before = db
         .store
-        .get_dyn_by_id("interface", "site0-r0__eth0")
+        .get_dyn(key_of("interface:site0-r0__eth0"))
         .unwrap()
         .attributes();
     rusqlite::Connection::open(&path)
@@ -276,14 +280,14 @@ fn a_reread_of_a_row_that_does_not_fit_names_it_and_keeps_the_image() {
     // The row that fits was read; the one that does not left its model as it was.
     assert_eq!(
         db.store
-            .get_by_id::<crate::common::Site>("site", "site0")
+            .get(&typed_key::<crate::common::Site>("site:site0"))
             .unwrap()
             .region,
         "south"
     );
     assert_eq!(
         db.store
-            .get_dyn_by_id("interface", "site0-r0__eth0")
+            .get_dyn(key_of("interface:site0-r0__eth0"))
             .unwrap()
             .attributes(),
         before

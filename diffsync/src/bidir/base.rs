@@ -418,7 +418,9 @@ impl Base {
                     .build(&r.model_type, &r.identifiers, &r.attributes)
                     .map_err(|e| fail(e.to_string()))?;
                 let parent = r.parent.as_ref().map(|(t, k)| (t.as_str(), k.as_str()));
-                store.insert_boxed(model, parent).map_err(|e| fail(e.to_string()))?;
+                store
+                    .insert_near(model, parent, None)
+                    .map_err(|e| fail(e.to_string()))?;
             }
             match waiting.first() {
                 None => {
@@ -526,7 +528,7 @@ impl Base {
         for t in types {
             for m in s.get_all_dyn(t) {
                 let key = m.unique_id();
-                let parent = s.parent_of(t, &key)?.map(|(pt, pk)| (pt.to_string(), pk.to_string()));
+                let parent = s.parent_uid(t, &key)?.map(|(pt, pk)| (pt.to_string(), pk.to_string()));
                 out.push(BaseRecord {
                     model_type: t.to_string(),
                     key,
@@ -558,7 +560,7 @@ impl Base {
                 // since is a conflict, not a create.
                 (None, None) => {
                     if before {
-                        self.store.remove(t, k, false)?;
+                        self.store.remove_uid(t, k, false)?;
                     }
                     self.suspect.insert((t.to_string(), k.to_string()));
                 }
@@ -645,10 +647,10 @@ impl Base {
                 let [l, r] = [ls, rs].map(|side| side.find_dyn(&t, &k).and_then(|m| m.attribute(&attr)));
                 if let (Some(v), Some(w)) = (l, r)
                     && v == w
-                    && self.store.get_dyn_by_id(&t, &k)?.attribute(&attr).as_ref() != Some(&v)
+                    && self.store.get_dyn_uid(&t, &k)?.attribute(&attr).as_ref() != Some(&v)
                 {
                     let values: Attrs = [(attr.clone().into(), v)].into_iter().collect();
-                    self.store.update_attributes(&t, &k, AttrSource::Values(&values))?;
+                    self.store.update_near(&t, &k, AttrSource::Values(&values), None)?;
                 }
             }
         }
@@ -659,26 +661,26 @@ impl Base {
     /// Makes the base hold the model `side` has under this key (as agreed
     /// by both sides), under its parent there when the base has that too.
     pub(super) fn agree(&mut self, side: &LocalStore, t: &str, key: &str) -> Result<()> {
-        let model = side.get_dyn_by_id(t, key)?;
+        let model = side.get_dyn_uid(t, key)?;
         if self.store.find_dyn(t, key).is_some() {
-            let parent = side.parent_of(t, key)?;
-            let moved = self.store.parent_of(t, key)? != parent
+            let parent = side.parent_uid(t, key)?;
+            let moved = self.store.parent_uid(t, key)? != parent
                 && parent.is_none_or(|(pt, pk)| self.store.find_dyn(pt, pk).is_some());
             if !moved {
                 if !self.store.same_attrs(t, key, side) {
-                    self.store.update_attributes(t, key, AttrSource::Model(model))?;
+                    self.store.update_near(t, key, AttrSource::Model(model), None)?;
                 }
                 return Ok(());
             }
             // Moved: out with what is below it (a reconcile agrees on those
             // after it, parents first) and in under its new parent.
-            self.store.remove(t, key, true)?;
+            self.store.remove_uid(t, key, true)?;
         }
         let parent = side
-            .parent_of(t, key)?
+            .parent_uid(t, key)?
             .filter(|(pt, pk)| self.store.find_dyn(pt, pk).is_some());
         let built = self.store.build(t, &model.identifiers(), &model.attributes())?;
-        Ok(self.store.insert_boxed(built, parent)?)
+        Ok(self.store.insert_near(built, parent, None)?)
     }
 }
 

@@ -32,8 +32,9 @@
 //!
 //! // Both edit nyc: a conflict, and the left (cmdb) wins.
 //! let v = |r: &str| [("region".into(), r.into())].into_iter().collect();
-//! cmdb.store.update_attributes("site", "nyc", diffsync::AttrSource::Values(&v("north")))?;
-//! network.store.update_attributes("site", "nyc", diffsync::AttrSource::Values(&v("south")))?;
+//! let nyc = Site::key("nyc");
+//! cmdb.store.update_attributes(nyc.erased(), diffsync::AttrSource::Values(&v("north")))?;
+//! network.store.update_attributes(nyc.erased(), diffsync::AttrSource::Values(&v("south")))?;
 //! let report = reconcile(&mut cmdb, &mut network, &mut base, &opts)?;
 //! assert_eq!(report.conflicts.len(), 1);
 //! assert_eq!(network.store.get(&Site::key("nyc"))?.region, "north");

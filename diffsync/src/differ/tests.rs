@@ -1,5 +1,10 @@
 use crate::{AdapterExt, DiffModel, LocalStore, MemoryAdapter};
 
+/// A key from its text form (`device:r1`).
+fn key_of(text: &str) -> crate::ModelKey {
+    text.parse().expect("a key's text")
+}
+
 #[derive(DiffModel, Clone, Debug, PartialEq)]
 #[diffsync(name = "switch", children(Port))]
 struct Switch {
@@ -26,7 +31,7 @@ fn switch(name: &str, ports: impl Iterator<Item = u32>, label: impl Fn(u32) -> S
             n,
             label: label(n),
         };
-        s.add_child_by_id("switch", "sw", p).unwrap();
+        s.add_child(key_of("switch:sw"), p).unwrap();
     }
     MemoryAdapter::with_store(name, &["switch"], s)
 }
@@ -80,9 +85,8 @@ fn parallel_diff_equals_sequential_diff() {
                 } else {
                     format!("p{n}")
                 };
-                s.add_child_by_id(
-                    "switch",
-                    &sname,
+                s.add_child(
+                    Switch::key(&sname),
                     Port {
                         switch: sname.clone(),
                         n,

@@ -267,19 +267,24 @@ pub struct ModelKey {
     model_type: Cow<'static, str>,
     /// The identifier values, encoded.
     ids: Box<[u8]>,
+    /// The unique id's text (what a store indexes by), made once: a lookup
+    /// by key builds no string.
+    uid: Box<str>,
 }
 
 impl ModelKey {
     /// The key of the `model_type` model with these identifier values (in
     /// the schema's identifier order).
     pub fn new(model_type: impl Into<Cow<'static, str>>, values: impl IntoIterator<Item = KeyValue>) -> ModelKey {
+        let values: Vec<KeyValue> = values.into_iter().collect();
         let mut ids = Vec::new();
-        for v in values {
+        for v in &values {
             v.encode(&mut ids);
         }
         ModelKey {
             model_type: model_type.into(),
             ids: ids.into(),
+            uid: unique_id_of(&values).into(),
         }
     }
 
@@ -300,8 +305,8 @@ impl ModelKey {
     }
 
     /// The unique id the store keys the model by (`nyc__r1`).
-    pub fn unique_id(&self) -> String {
-        unique_id_of(self.values())
+    pub fn unique_id(&self) -> &str {
+        &self.uid
     }
 
     /// The canonical byte encoding.
@@ -317,14 +322,11 @@ impl ModelKey {
         let mut rest = bytes;
         let model_type = String::from_utf8(unescape(&mut rest)?)
             .map_err(|_| KeyParseError::Encoding("a model type that is not UTF-8".into()))?;
-        let ids: Box<[u8]> = rest.into();
+        let mut values = Vec::new();
         while !rest.is_empty() {
-            read_value(&mut rest)?;
+            values.push(read_value(&mut rest)?);
         }
-        Ok(ModelKey {
-            model_type: model_type.into(),
-            ids,
-        })
+        Ok(ModelKey::new(model_type, values))
     }
 
     /// The key of the `model_type` model the store keys by `unique_id`
@@ -570,7 +572,7 @@ impl<T> Key<T> {
     }
 
     /// The unique id the store keys the model by.
-    pub fn unique_id(&self) -> String {
+    pub fn unique_id(&self) -> &str {
         self.key.unique_id()
     }
 

@@ -478,14 +478,52 @@ impl<T: StaticModel> Key<T> {
         Key::assume(ModelKey::new(T::NAME, values))
     }
 
-    /// Reads the text form back (`device:nyc__r1`), refusing another type's key.
+    /// Reads the text form back (`device:nyc__r1`) against `T`'s
+    /// identifiers (`nyc__100` is the string "100" when the identifier is a
+    /// string); refuses another type's key.
     pub fn parse(text: &str) -> Result<Key<T>, KeyParseError> {
-        let key = ModelKey::parse(text)?;
+        match text.split_once(':') {
+            Some((ty, _)) if ty == T::NAME => Ok(Key::assume(T::static_schema().parse_key(text)?)),
+            Some((ty, _)) if !ty.is_empty() => Err(KeyParseError::WrongType {
+                key: text.to_string(),
+                found: ty.to_string(),
+                expected: T::NAME.to_string(),
+            }),
+            _ => Err(KeyParseError::NoType(text.to_string())),
+        }
+    }
+}
+
+/// The text form read by [`Key::parse`]: `"device:nyc__r1".parse::<Key<Device>>()`.
+impl<T: StaticModel> std::str::FromStr for Key<T> {
+    type Err = KeyParseError;
+
+    fn from_str(text: &str) -> Result<Key<T>, KeyParseError> {
+        Key::parse(text)
+    }
+}
+
+/// An erased key as a typed one: `Key::<Device>::try_from(key)?`. Refused
+/// (naming the key and both types) when it names another model type, or
+/// when its values do not fit `T`'s identifiers (an integer where `T` has
+/// a string).
+impl<T: StaticModel> TryFrom<ModelKey> for Key<T> {
+    type Error = KeyParseError;
+
+    fn try_from(key: ModelKey) -> Result<Key<T>, KeyParseError> {
         if key.model_type() != T::NAME {
             return Err(KeyParseError::WrongType {
-                key: text.to_string(),
+                key: key.to_string(),
                 found: key.model_type().to_string(),
                 expected: T::NAME.to_string(),
+            });
+        }
+        // The values fit when the text they print reads back as them.
+        if T::static_schema().parse_key(key.unique_id())? != key {
+            return Err(KeyParseError::Schema {
+                key: key.to_string(),
+                model_type: T::NAME.to_string(),
+                message: "its values are not of the kinds of the identifiers".into(),
             });
         }
         Ok(Key::assume(key))

@@ -22,6 +22,7 @@ pub(crate) use table::*;
 
 /// What store operations return.
 pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
+use crate::ModelKey;
 use crate::model::AnyModel;
 use crate::model::column::Slot;
 
@@ -42,19 +43,20 @@ pub trait Store: Send + Sync {
     fn local_mut(&mut self) -> Option<&mut LocalStore> {
         None
     }
-    /// Adds a model, as a child of `parent` (type, key) if given.
-    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<(), StoreError>;
-    /// Replaces the attributes of a stored model; identifiers, local fields and links stay.
-    fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> Result<(), StoreError>;
-    /// Removes a model; with `remove_children`, its whole subtree too.
-    fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<(), StoreError>;
-    /// Removes several models, each `(type, key, remove_children)`: every
-    /// one it can, and the first failure with its index. A store may do
-    /// this faster than one by one (a sync removes consecutive deletes so).
-    fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, StoreError)> {
+    /// Adds a model, as a child of the model `parent` names if given.
+    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<&ModelKey>) -> Result<(), StoreError>;
+    /// Replaces the attributes of the stored model `key` names;
+    /// identifiers, local fields and links stay.
+    fn update_attributes(&mut self, key: &ModelKey, source: AttrSource<'_>) -> Result<(), StoreError>;
+    /// Removes the model `key` names; with `remove_children`, its whole subtree too.
+    fn remove(&mut self, key: &ModelKey, remove_children: bool) -> Result<(), StoreError>;
+    /// Removes several models, each `(key, remove_children)`: every one
+    /// it can, and the first failure with its index. A store may do this
+    /// faster than one by one (a sync removes consecutive deletes so).
+    fn remove_many(&mut self, items: &[(ModelKey, bool)]) -> std::result::Result<(), (usize, StoreError)> {
         let mut first = None;
-        for (i, &(model_type, key, remove_children)) in items.iter().enumerate() {
-            if let Err(e) = self.remove(model_type, key, remove_children) {
+        for (i, (key, remove_children)) in items.iter().enumerate() {
+            if let Err(e) = self.remove(key, *remove_children) {
                 first.get_or_insert((i, e));
             }
         }

@@ -420,7 +420,7 @@ impl<S: Store> Adapter for StoreAdapter<S> {
 /// let mut target = Layered::new(system, Guard::default());
 /// let report = target.sync_from(&source)?;
 /// assert_eq!(target.layer.applied, 1); // lax was created
-/// assert!(target.store().get_dyn_by_id("site", "nyc").is_ok()); // nyc's delete was vetoed
+/// assert!(target.store().contains(Site::key("nyc"))); // nyc's delete was vetoed
 /// assert_eq!(report.totals().soft_failed, 1);
 /// # Ok::<(), diffsync::Error>(())
 /// ```

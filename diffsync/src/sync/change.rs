@@ -21,8 +21,8 @@ pub struct Change<'a> {
     pub attrs: Attrs,
     /// The full source model, when syncing from an adapter (not from a loaded diff).
     pub source: Option<&'a dyn AnyModel>,
-    /// The parent's (type, key), if the model is a child.
-    pub parent: Option<(&'a str, &'a str)>,
+    /// The parent's element, if the model is a child.
+    pub(super) parent: Option<&'a DiffElement>,
     pub(super) new_model: Option<Box<dyn AnyModel>>,
     /// The nearest ancestor's change, which must apply first.
     pub(super) parent_dep: Option<usize>,
@@ -52,10 +52,19 @@ impl<'a> Change<'a> {
     }
     /// The changed model's key.
     pub fn model_key(&self) -> crate::ModelKey {
-        crate::ModelKey::new(
-            self.element.model_type.to_string(),
-            self.element.identifiers.values().map(crate::KeyValue::from),
-        )
+        self.element.model_key()
+    }
+    /// The parent's key, if the model is a child.
+    pub fn parent(&self) -> Option<crate::ModelKey> {
+        self.parent.map(DiffElement::model_key)
+    }
+    /// The parent's element, if the model is a child.
+    pub fn parent_element(&self) -> Option<&'a DiffElement> {
+        self.parent
+    }
+    /// The parent's (type, unique id), if the model is a child.
+    pub(crate) fn parent_uid(&self) -> Option<(&'a str, &'a str)> {
+        self.parent.map(|p| (p.model_type.as_ref(), p.key.as_str()))
     }
     /// The changed model's key as a `T`'s (`None`: a change of another
     /// type). With the adapter's store it gives the model as it is before

@@ -321,16 +321,24 @@ fn apply_to_store<S: Store + ?Sized>(
                 .take_while(|&&j| changes[j].action == Action::Delete)
                 .count();
             let run = &applied[k..k + run];
-            let items: Vec<(&str, &str, bool)> = run
-                .iter()
-                .map(|&j| {
-                    let c = &changes[j];
-                    (c.element.model_type.as_ref(), c.element.key.as_str(), c.remove_subtree)
-                })
-                .collect();
             let removed = match store.local_mut() {
-                Some(local) => local.remove_many_near(&items, |at| changes[run[at]].near),
-                None => store.remove_many(&items),
+                Some(local) => {
+                    let items: Vec<(&str, &str, bool)> = run
+                        .iter()
+                        .map(|&j| {
+                            let c = &changes[j];
+                            (c.element.model_type.as_ref(), c.element.key.as_str(), c.remove_subtree)
+                        })
+                        .collect();
+                    local.remove_many_near(&items, |at| changes[run[at]].near)
+                }
+                None => {
+                    let items: Vec<(crate::ModelKey, bool)> = run
+                        .iter()
+                        .map(|&j| (changes[j].element.model_key(), changes[j].remove_subtree))
+                        .collect();
+                    store.remove_many(&items)
+                }
             };
             if let Err((at, err)) = removed {
                 let e = changes[run[at]].element;
@@ -369,7 +377,7 @@ fn apply_change<S: Store + ?Sized>(store: &mut S, change: &mut Change<'_>) -> Re
     if let Some(local) = store.local_mut() {
         return match change.action {
             Action::Create => match change.new_model.take() {
-                Some(model) => local.insert_near(model, change.parent, change.parent_near),
+                Some(model) => local.insert_near(model, change.parent_uid(), change.parent_near),
                 None => Ok(()),
             },
             Action::Update => local.update_near(&e.model_type, &e.key, values, change.near),
@@ -381,11 +389,11 @@ fn apply_change<S: Store + ?Sized>(store: &mut S, change: &mut Change<'_>) -> Re
     }
     match change.action {
         Action::Create => match change.new_model.take() {
-            Some(model) => store.insert(model, change.parent),
+            Some(model) => store.insert(model, change.parent().as_ref()),
             None => Ok(()),
         },
-        Action::Update => store.update_attributes(&e.model_type, &e.key, values),
-        Action::Delete => store.remove(&e.model_type, &e.key, change.remove_subtree),
+        Action::Update => store.update_attributes(&e.model_key(), values),
+        Action::Delete => store.remove(&e.model_key(), change.remove_subtree),
         _ => Ok(()),
     }
 }

@@ -311,7 +311,7 @@ impl<'a, 'd> Planner<'a, 'd> {
             element: e,
             attrs: e.new_values(),
             source: src_model,
-            parent: parent_key,
+            parent,
             new_model,
             parent_dep,
             child_deps: Vec::new(),

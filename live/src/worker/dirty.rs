@@ -103,7 +103,7 @@ impl<R: Reconciler> Worker<R> {
                 event: ChangeEvent {
                     kind: diffsync::feed::ChangeKind::Updated,
                     model_type: k.model_type().to_string(),
-                    key: k.unique_id(),
+                    key: k.unique_id().to_string(),
                     identifiers: None,
                     parent: None,
                     origin: None,

@@ -99,7 +99,7 @@ impl Judge<'_> {
             (None, None) => false,
             (Some(_), None) | (None, Some(_)) => true,
             (Some(_), Some(_)) => {
-                !self.base.same_attrs(t, k, side) || side.parent_of(t, k).ok() != self.base.parent_of(t, k).ok()
+                !self.base.same_attrs(t, k, side) || side.parent_uid(t, k).ok() != self.base.parent_uid(t, k).ok()
             }
         }
     }

@@ -646,7 +646,7 @@ fn advance(
         if sides.ls.find_dyn(t, k).is_some() {
             base.agree(sides.ls, t, k)?;
         } else if base.store.find_dyn(t, k).is_some() {
-            base.store.remove(t, k, false)?;
+            base.store.remove_uid(t, k, false)?;
         }
     }
     base.store.refresh_fingerprints();

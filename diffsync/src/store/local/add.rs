@@ -46,13 +46,10 @@ impl LocalStore {
     /// The parent's type must declare the child's type.
     pub fn add_child<T: DiffModel>(&mut self, parent: impl AsRef<crate::ModelKey>, child: T) -> Result<Handle> {
         let parent = parent.as_ref();
-        self.add_child_by_id(parent.model_type(), &parent.unique_id(), child)
-    }
-
-    /// Like [`add_child`](Self::add_child), with the parent named by type
-    /// and unique id's text form (`"device"`, `"nyc__r1"`).
-    pub fn add_child_by_id<T: DiffModel>(&mut self, parent_type: &str, parent_key: &str, child: T) -> Result<Handle> {
-        self.add_typed(child, Some(ParentRef::Key(parent_type, parent_key, None)))
+        self.add_typed(
+            child,
+            Some(ParentRef::Key(parent.model_type(), parent.unique_id(), None)),
+        )
     }
 
     /// Adds a model as a child of the model `parent` designates (a handle
@@ -204,9 +201,10 @@ impl LocalStore {
         // A reader that went away stops being told.
         self.listeners.retain(|l| l.hear(&event));
     }
-    /// Adds a boxed model of any type (used by sync and by networked stores).
-    pub fn insert_boxed(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<()> {
-        self.insert_near(model, parent, None)
+    /// Adds a boxed model of any type, as a child of the model `parent`
+    /// names if given (used by sync and by networked stores).
+    pub fn insert_boxed(&mut self, model: Box<dyn AnyModel>, parent: Option<&crate::ModelKey>) -> Result<()> {
+        self.insert_near(model, parent.map(|p| (p.model_type(), p.unique_id())), None)
     }
 
     /// [`insert_boxed`](Self::insert_boxed) under a parent that may be at

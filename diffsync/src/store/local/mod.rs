@@ -68,7 +68,7 @@ const COMPACT_MIN_SLOTS: usize = 1024;
 /// store.add(Device { name: "r1".into(), role: "edge".into() })?;
 /// store.add_child(Device::key("r1"), Interface { device: "r1".into(), name: "eth0".into(), mtu: 1500 })?;
 /// assert_eq!(store.get(&Interface::key("r1", "eth0"))?.mtu, 1500);
-/// assert_eq!(store.children_keys("device", "r1", "interface")?, vec!["r1__eth0"]);
+/// assert_eq!(store.children::<Interface>(&Device::key("r1"))?, vec![Interface::key("r1", "eth0")]);
 /// assert!(store.add(Device { name: "r1".into(), role: "core".into() }).is_err());
 /// # Ok::<(), diffsync::Error>(())
 /// ```
@@ -346,16 +346,16 @@ impl Store for LocalStore {
     fn local_mut(&mut self) -> Option<&mut LocalStore> {
         Some(self)
     }
-    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<(&str, &str)>) -> Result<()> {
+    fn insert(&mut self, model: Box<dyn AnyModel>, parent: Option<&crate::ModelKey>) -> Result<()> {
         self.insert_boxed(model, parent)
     }
-    fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> Result<()> {
-        LocalStore::update_attributes(self, model_type, key, source)
+    fn update_attributes(&mut self, key: &crate::ModelKey, source: AttrSource<'_>) -> Result<()> {
+        LocalStore::update_attributes(self, key, source)
     }
-    fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<()> {
-        LocalStore::remove(self, model_type, key, remove_children)
+    fn remove(&mut self, key: &crate::ModelKey, remove_children: bool) -> Result<()> {
+        LocalStore::remove(self, key, remove_children)
     }
-    fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, StoreError)> {
+    fn remove_many(&mut self, items: &[(crate::ModelKey, bool)]) -> std::result::Result<(), (usize, StoreError)> {
         LocalStore::remove_many(self, items)
     }
     fn recount_fingerprints(&mut self) {

@@ -1,8 +1,9 @@
 //! Reading models: by key, by type, parents and children.
 
 use crate::model::ModelError;
+use crate::model::column::Slot;
 use crate::model::column::TypedVec;
-use crate::model::{AnyModel, DiffModel, IdPart, StaticModel, unique_id_of};
+use crate::model::{AnyModel, DiffModel, StaticModel};
 use crate::store::{Result, StoreError};
 
 use crate::store::table::TypeIdx;
@@ -24,55 +25,62 @@ impl LocalStore {
 
     /// The model a typed key names: `store.get(&Device::key("nyc", "r1"))`.
     pub fn get<T: DiffModel>(&self, key: &crate::Key<T>) -> Result<&T> {
-        self.get_by_id(key.model_type(), &key.unique_id())
+        self.find(key.model_type(), key.unique_id())
     }
 
     /// Like [`get`](Self::get), but `None` when absent.
     pub fn get_opt<T: DiffModel>(&self, key: &crate::Key<T>) -> Result<Option<&T>> {
-        self.get_opt_by_id(key.model_type(), &key.unique_id())
+        match self.locate(key.model_type(), key.unique_id()) {
+            None => Ok(None),
+            Some((ty, slot)) => Ok(self.typed_vec::<T>(ty, key.unique_id())?.at(slot)),
+        }
     }
 
     /// The model an erased key names (a runtime model's, or a key parsed
     /// from text), type-erased.
-    pub fn get_dyn(&self, key: &crate::ModelKey) -> Result<&dyn AnyModel> {
-        self.get_dyn_by_id(key.model_type(), &key.unique_id())
+    pub fn get_dyn(&self, key: impl AsRef<crate::ModelKey>) -> Result<&dyn AnyModel> {
+        let key = key.as_ref();
+        self.find_dyn(key.model_type(), key.unique_id())
+            .ok_or_else(|| self.not_found(key.model_type(), key.unique_id()))
     }
 
-    /// The model of type `model_type` whose unique id is `key` (the text
-    /// form: `nyc__r1`); [`get`](Self::get) takes a typed key instead.
-    pub fn get_by_id<T: DiffModel>(&self, model_type: &str, key: &str) -> Result<&T> {
+    /// Like [`get_dyn`](Self::get_dyn), but `None` when absent.
+    pub fn get_opt_dyn(&self, key: impl AsRef<crate::ModelKey>) -> Option<&dyn AnyModel> {
+        let key = key.as_ref();
+        self.find_dyn(key.model_type(), key.unique_id())
+    }
+
+    /// The model an erased key names, as a `T`: a runtime model's
+    /// [`DynModel`](crate::DynModel), say (an error if the store holds
+    /// that type as another Rust type).
+    pub fn get_as<T: DiffModel>(&self, key: impl AsRef<crate::ModelKey>) -> Result<&T> {
+        let key = key.as_ref();
+        self.find(key.model_type(), key.unique_id())
+    }
+
+    /// Whether the store holds the model `key` names.
+    pub fn contains(&self, key: impl AsRef<crate::ModelKey>) -> bool {
+        let key = key.as_ref();
+        self.locate(key.model_type(), key.unique_id()).is_some()
+    }
+
+    /// The model of type `model_type` whose unique id is `uid`, type-erased.
+    pub(crate) fn get_dyn_uid(&self, model_type: &str, uid: &str) -> Result<&dyn AnyModel> {
+        self.find_dyn(model_type, uid)
+            .ok_or_else(|| self.not_found(model_type, uid))
+    }
+
+    /// The `T` of type `model_type` whose unique id is `uid`.
+    pub(crate) fn find<T: DiffModel>(&self, model_type: &str, uid: &str) -> Result<&T> {
         let (ty, slot) = self
-            .locate(model_type, key)
-            .ok_or_else(|| self.not_found(model_type, key))?;
-        self.typed_vec::<T>(ty, key)?
+            .locate(model_type, uid)
+            .ok_or_else(|| self.not_found(model_type, uid))?;
+        self.typed_vec::<T>(ty, uid)?
             .at(slot)
-            .ok_or_else(|| self.not_found(model_type, key))
+            .ok_or_else(|| self.not_found(model_type, uid))
     }
 
-    /// Like [`get_by_id`](Self::get_by_id), but `None` when absent.
-    pub fn get_opt_by_id<T: DiffModel>(&self, model_type: &str, key: &str) -> Result<Option<&T>> {
-        match self.locate(model_type, key) {
-            None => Ok(None),
-            Some((ty, slot)) => Ok(self.typed_vec::<T>(ty, key)?.at(slot)),
-        }
-    }
-
-    /// The model with these identifier values (in identifier order).
-    pub fn get_by_identifiers<T: DiffModel, I: IdPart>(
-        &self,
-        model_type: &str,
-        ids: impl IntoIterator<Item = I>,
-    ) -> Result<&T> {
-        self.get_by_id(model_type, &unique_id_of(ids))
-    }
-
-    /// A model of any type by its unique id's text form, type-erased.
-    pub fn get_dyn_by_id(&self, model_type: &str, key: &str) -> Result<&dyn AnyModel> {
-        self.find_dyn(model_type, key)
-            .ok_or_else(|| self.not_found(model_type, key))
-    }
-
-    /// [`get_dyn_by_id`](Self::get_dyn_by_id) for callers that only ask
+    /// [`get_dyn`](Self::get_dyn) for callers that only ask
     /// whether: a missing key allocates no error (a sync's pre-check of
     /// every create looks its key up, and almost always misses).
     pub(crate) fn find_dyn(&self, model_type: &str, key: &str) -> Option<&dyn AnyModel> {
@@ -97,22 +105,45 @@ impl LocalStore {
 
     /// The key of the parent of the model `key` names (`None`: it has no
     /// parent). An error if the store does not hold that model.
-    pub fn parent(&self, key: &crate::ModelKey) -> Result<Option<crate::ModelKey>> {
-        let id = key.unique_id();
-        match self.parent_of(key.model_type(), &id)? {
-            Some((t, k)) => Ok(Some(self.get_dyn_by_id(t, k)?.model_key())),
-            None => Ok(None),
-        }
+    pub fn parent(&self, key: impl AsRef<crate::ModelKey>) -> Result<Option<crate::ModelKey>> {
+        let key = key.as_ref();
+        Ok(self.parent_slot(key)?.map(|(ty, slot)| self.key_at(ty, slot)))
     }
 
     /// The keys of a model's children of type `C`, in insertion order
     /// (an error if `C` is not one of the parent type's children).
-    pub fn children<C: StaticModel>(&self, parent: &crate::ModelKey) -> Result<Vec<crate::Key<C>>> {
-        let id = parent.unique_id();
-        self.children_keys(parent.model_type(), &id, C::NAME)?
+    pub fn children<C: StaticModel>(&self, parent: impl AsRef<crate::ModelKey>) -> Result<Vec<crate::Key<C>>> {
+        Ok(self
+            .children_dyn(parent, C::NAME)?
             .into_iter()
-            .map(|k| Ok(crate::Key::assume(self.get_dyn_by_id(C::NAME, k)?.model_key())))
-            .collect()
+            .map(crate::Key::assume)
+            .collect())
+    }
+
+    /// The keys of a model's children of the type named `child_type`, in
+    /// insertion order (an error if it is not one of the parent type's
+    /// children): [`children`](Self::children) for runtime models.
+    pub fn children_dyn(&self, parent: impl AsRef<crate::ModelKey>, child_type: &str) -> Result<Vec<crate::ModelKey>> {
+        let parent = parent.as_ref();
+        let (cty, slots) = self.child_slots(parent.model_type(), parent.unique_id(), child_type)?;
+        Ok(slots.iter().map(|&c| self.key_at(cty, c)).collect())
+    }
+
+    /// The key of the model at `slot` of table `ty` (a live one).
+    fn key_at(&self, ty: TypeIdx, slot: Slot) -> crate::ModelKey {
+        self.tables[ty]
+            .models
+            .get(slot)
+            .expect("a linked slot holds a model")
+            .model_key()
+    }
+
+    /// Where the parent of the model `key` names is.
+    fn parent_slot(&self, key: &crate::ModelKey) -> Result<Option<(TypeIdx, Slot)>> {
+        let (ty, slot) = self
+            .locate(key.model_type(), key.unique_id())
+            .ok_or_else(|| self.not_found(key.model_type(), key.unique_id()))?;
+        Ok(self.tables[ty].meta[slot].parent.map(|l| (l.ty, l.slot)))
     }
 
     /// Every model of a type, in insertion order (none if the type is
@@ -135,42 +166,33 @@ impl LocalStore {
             .flat_map(|t| t.slots().filter_map(move |s| t.models.get(s)))
     }
 
-    /// The models with these keys, in the order of `keys`; any missing key is an error.
-    pub fn get_by_keys<T: DiffModel, K: AsRef<str>>(&self, model_type: &str, keys: &[K]) -> Result<Vec<&T>> {
-        keys.iter()
-            .map(|k| self.get_by_id::<T>(model_type, k.as_ref()))
-            .collect()
-    }
-
-    /// Unique ids of a model's children of one type, in insertion order.
-    pub fn children_keys(&self, model_type: &str, key: &str, child_type: &str) -> Result<Vec<&str>> {
+    /// The children of one type of the model `(model_type, uid)`: their
+    /// table and slots, in insertion order.
+    fn child_slots(&self, model_type: &str, uid: &str, child_type: &str) -> Result<(TypeIdx, &[Slot])> {
         let (ty, slot) = self
-            .locate(model_type, key)
-            .ok_or_else(|| self.not_found(model_type, key))?;
+            .locate(model_type, uid)
+            .ok_or_else(|| self.not_found(model_type, uid))?;
         let t = &self.tables[ty];
         let ci = t
             .schema
             .child_index(child_type)
             .ok_or_else(|| StoreError::WrongChildType {
                 parent_type: model_type.into(),
-                parent_key: key.into(),
+                parent_key: uid.into(),
                 child_type: child_type.into(),
                 allowed: t.schema.children.join(", "),
             })?;
-        let Some(cty) = t.child_types[ci] else {
-            return Ok(Vec::new());
-        };
-        let ct = &self.tables[cty];
-        Ok(t.children(slot)
-            .get(ci)
-            .map_or_else(Vec::new, |list| list.iter().map(|&c| ct.key(c)).collect()))
+        match t.child_types[ci] {
+            None => Ok((ty, &[])),
+            Some(cty) => Ok((cty, t.children(slot).get(ci).map_or(&[][..], |list| &list[..]))),
+        }
     }
 
-    /// The parent (type, key) of a model, if it was added as a child.
-    pub fn parent_of(&self, model_type: &str, key: &str) -> Result<Option<(&str, &str)>> {
+    /// The parent (type, unique id) of a model, if it was added as a child.
+    pub(crate) fn parent_uid(&self, model_type: &str, uid: &str) -> Result<Option<(&str, &str)>> {
         let (ty, slot) = self
-            .locate(model_type, key)
-            .ok_or_else(|| self.not_found(model_type, key))?;
+            .locate(model_type, uid)
+            .ok_or_else(|| self.not_found(model_type, uid))?;
         Ok(self.tables[ty].meta[slot].parent.map(|l| {
             let pt = &self.tables[l.ty];
             (pt.schema.name.as_ref(), pt.key(l.slot))

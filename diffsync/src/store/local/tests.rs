@@ -4,6 +4,16 @@ use crate::digest::Fingerprint;
 use crate::store::{EAGER_DEPTH, ROOT_BUCKETS};
 use serde_json::Value;
 
+/// A key from its text form (`device:r1`).
+fn key_of(text: &str) -> crate::ModelKey {
+    text.parse().expect("a key's text")
+}
+
+/// A typed key from its text form.
+fn typed_key<T: crate::StaticModel>(text: &str) -> crate::Key<T> {
+    text.parse().expect("a key's text")
+}
+
 #[derive(crate::DiffModel, Clone, Debug, PartialEq)]
 #[diffsync(name = "rack", children(Unit))]
 struct Rack {
@@ -38,11 +48,12 @@ fn recounted(s: &LocalStore) -> Vec<(String, Fingerprint)> {
         while let Some(k) = stack.pop() {
             let (ty, slot) = s.locate("link", &k).unwrap();
             fp.add(s.term_at(Link { ty, slot }));
+            let key = s.get_dyn_uid("link", &k).unwrap().model_key();
             stack.extend(
-                s.children_keys("link", &k, "link")
+                s.children_dyn(&key, "link")
                     .unwrap()
-                    .into_iter()
-                    .map(str::to_string),
+                    .iter()
+                    .map(|c| c.unique_id().to_string()),
             );
         }
         out.push((m.unique_id(), fp));
@@ -60,16 +71,18 @@ fn changes_deeper_than_the_eager_depth_are_recounted_not_lost() {
     })
     .unwrap();
     for n in 1..depth {
-        s.add_child_by_id("link", &(n - 1).to_string(), Chain { n, label: "x".into() })
-            .unwrap();
+        s.add_child(Chain::key(n - 1), Chain { n, label: "x".into() }).unwrap();
     }
     let v = [("label".into(), "deep".into())].into_iter().collect();
-    s.update_attributes("link", &(depth - 2).to_string(), AttrSource::Values(&v))
+    s.update_attributes(Chain::key(depth - 2).erased(), AttrSource::Values(&v))
         .unwrap();
     // Cut the chain in two, and drop a short stretch further down.
-    s.remove("link", &(depth / 2).to_string(), false).unwrap();
-    let (a, b) = ((depth - 20).to_string(), (depth - 19).to_string());
-    s.remove_many(&[("link", &b, false), ("link", &a, false)]).unwrap();
+    s.remove(Chain::key(depth / 2).erased(), false).unwrap();
+    let (a, b) = (
+        Chain::key(depth - 20).into_erased(),
+        Chain::key(depth - 19).into_erased(),
+    );
+    s.remove_many(&[(b, false), (a, false)]).unwrap();
     assert!(!s.fingerprints_fresh(), "a chain this deep leaves its top out of date");
     for (k, fp) in recounted(&s) {
         assert_eq!(s.subtree_fingerprint("link", &k), Some(fp), "before the recount: {k}");
@@ -126,7 +139,7 @@ fn a_sync_whose_deletes_compact_the_store_writes_its_later_updates_by_key() {
     assert_eq!(target.store.count("unit"), 900);
     let label = |p: u32| {
         let key = DiffModel::unique_id(&unit("b", p));
-        target.store.get_dyn_by_id("unit", &key).unwrap().attribute("label")
+        target.store.get_dyn_uid("unit", &key).unwrap().attribute("label")
     };
     assert_eq!(label(100), Some("new100".into()));
     assert_eq!(label(999), Some("new999".into()));
@@ -185,7 +198,7 @@ fn a_slot_hint_is_checked_and_a_wrong_one_falls_back_to_the_key() {
     );
     assert_eq!(s.locate_near("unit", &key1, Some((ty, Slot::new(99)))), Some((ty, one)));
     // A removed model's slot holds nothing, even with its key's text.
-    s.remove("unit", &key1, false).unwrap();
+    s.remove_uid("unit", &key1, false).unwrap();
     assert_eq!(s.locate_near("unit", &key1, Some((ty, one))), None);
     // Writes through hints: the model at the hint is the one changed,
     // a stale hint changes the model its key names.
@@ -196,11 +209,11 @@ fn a_slot_hint_is_checked_and_a_wrong_one_falls_back_to_the_key() {
     s.update_near("unit", &key2, AttrSource::Values(&label("stale")), Some(at(&s, 0)))
         .unwrap();
     assert_eq!(
-        s.get_dyn_by_id("unit", &key2).unwrap().attribute("label"),
+        s.get_dyn_uid("unit", &key2).unwrap().attribute("label"),
         Some("stale".into())
     );
     assert_eq!(
-        s.get_dyn_by_id("unit", &key(0)).unwrap().attribute("label"),
+        s.get_dyn_uid("unit", &key(0)).unwrap().attribute("label"),
         Some("u0".into())
     );
     let key0 = key(0);
@@ -218,10 +231,10 @@ fn children_left_parentless_count_as_roots_added_so() {
     let (mut orphaned, mut direct) = (LocalStore::new("orphaned"), LocalStore::new("direct"));
     orphaned.add(Rack { name: "r".into() }).unwrap();
     for pos in 0..300 {
-        orphaned.add_child_by_id("rack", "r", unit("r", pos)).unwrap();
+        orphaned.add_child(key_of("rack:r"), unit("r", pos)).unwrap();
         direct.add(unit("r", pos)).unwrap();
     }
-    orphaned.remove("rack", "r", false).unwrap();
+    orphaned.remove(key_of("rack:r"), false).unwrap();
     let (o, d) = (
         orphaned.table_index("unit").unwrap(),
         direct.table_index("unit").unwrap(),
@@ -246,19 +259,19 @@ fn index_survives_growth_removal_and_re_adding() {
     let mut s = LocalStore::new("t");
     s.add(Rack { name: "r".into() }).unwrap();
     for pos in 0..5000 {
-        s.add_child_by_id("rack", "r", unit("r", pos)).unwrap();
+        s.add_child(key_of("rack:r"), unit("r", pos)).unwrap();
     }
     for pos in (0..5000).step_by(2) {
-        s.remove("unit", &format!("r__{pos}"), false).unwrap();
+        s.remove(key_of(&format!("unit:r__{pos}")), false).unwrap();
     }
     assert_eq!(s.count("unit"), 2500);
-    assert!(s.get_opt_by_id::<Unit>("unit", "r__10").unwrap().is_none());
-    assert_eq!(s.get_by_id::<Unit>("unit", "r__11").unwrap().label, "u11");
-    s.add_child_by_id("rack", "r", unit("r", 10)).unwrap();
-    let children = s.children_keys("rack", "r", "unit").unwrap();
+    assert!(s.get_opt(&typed_key::<Unit>("unit:r__10")).unwrap().is_none());
+    assert_eq!(s.get(&typed_key::<Unit>("unit:r__11")).unwrap().label, "u11");
+    s.add_child(key_of("rack:r"), unit("r", 10)).unwrap();
+    let children = s.children_dyn(key_of("rack:r"), "unit").unwrap();
     assert_eq!(children.len(), 2501);
-    assert_eq!(children[0], "r__1");
-    assert_eq!(*children.last().unwrap(), "r__10");
+    assert_eq!(children[0], key_of("unit:r__1"));
+    assert_eq!(*children.last().unwrap(), key_of("unit:r__10"));
 }
 
 #[test]
@@ -267,25 +280,25 @@ fn sparse_tables_are_compacted_and_links_stay_right() {
     for r in ["a", "b"] {
         s.add(Rack { name: r.into() }).unwrap();
         for pos in 0..2000 {
-            s.add_child_by_id("rack", r, unit(r, pos)).unwrap();
+            s.add_child(Rack::key(r), unit(r, pos)).unwrap();
         }
     }
     for pos in 0..2000 {
         if pos % 4 != 0 {
-            s.remove("unit", &format!("a__{pos}"), false).unwrap();
+            s.remove(key_of(&format!("unit:a__{pos}")), false).unwrap();
         }
         if pos % 2 == 1 {
-            s.remove("unit", &format!("b__{pos}"), false).unwrap();
+            s.remove(key_of(&format!("unit:b__{pos}")), false).unwrap();
         }
     }
     let units = s.table_index("unit").unwrap();
     assert!(s.tables[units].meta.len() < 4000, "the unit table was compacted");
     assert_eq!(s.count("unit"), 500 + 1000);
-    let a = s.children_keys("rack", "a", "unit").unwrap();
-    assert_eq!((a.len(), a[0], a[1]), (500, "a__0", "a__4"));
-    assert_eq!(s.parent_of("unit", "b__1998").unwrap(), Some(("rack", "b")));
-    assert_eq!(s.get_by_id::<Unit>("unit", "b__1000").unwrap().label, "u1000");
-    s.remove("rack", "a", true).unwrap();
+    let a = s.children_dyn(key_of("rack:a"), "unit").unwrap();
+    assert_eq!((a.len(), a[0].unique_id(), a[1].unique_id()), (500, "a__0", "a__4"));
+    assert_eq!(s.parent(key_of("unit:b__1998")).unwrap(), Some(key_of("rack:b")));
+    assert_eq!(s.get(&typed_key::<Unit>("unit:b__1000")).unwrap().label, "u1000");
+    s.remove(key_of("rack:a"), true).unwrap();
     assert_eq!(s.count("unit"), 1000);
     let first = s.get_all::<Unit>("unit").unwrap().next().unwrap();
     assert_eq!(DiffModel::unique_id(first), "b__0");
@@ -295,16 +308,19 @@ fn sparse_tables_are_compacted_and_links_stay_right() {
     for r in 0..2000 {
         let name = format!("r{r}");
         s.add(Rack { name: name.clone() }).unwrap();
-        s.add_child_by_id("rack", &name, unit(&name, 1)).unwrap();
+        s.add_child(Rack::key(&name), unit(&name, 1)).unwrap();
     }
     for r in (0..2000).filter(|r| r % 4 != 3) {
-        s.remove("rack", &format!("r{r}"), false).unwrap();
+        s.remove(key_of(&format!("rack:r{r}")), false).unwrap();
     }
     let racks = s.table_index("rack").unwrap();
     assert!(s.tables[racks].meta.len() < 2000, "the rack table was compacted");
-    assert_eq!(s.parent_of("unit", "r1999__1").unwrap(), Some(("rack", "r1999")));
-    assert_eq!(s.children_keys("rack", "r3", "unit").unwrap(), ["r3__1"]);
-    assert_eq!(s.parent_of("unit", "r0__1").unwrap(), None);
+    assert_eq!(s.parent(key_of("unit:r1999__1")).unwrap(), Some(key_of("rack:r1999")));
+    assert_eq!(
+        s.children_dyn(key_of("rack:r3"), "unit").unwrap(),
+        [key_of("unit:r3__1")]
+    );
+    assert_eq!(s.parent(key_of("unit:r0__1")).unwrap(), None);
 }
 
 #[test]
@@ -313,7 +329,10 @@ fn handles_add_children_without_keys_and_go_stale_safely() {
     let r = s.add(Rack { name: "r".into() }).unwrap();
     s.add_under(r, unit("r", 1)).unwrap();
     s.add_under(r, unit("r", 2)).unwrap();
-    assert_eq!(s.children_keys("rack", "r", "unit").unwrap(), ["r__1", "r__2"]);
+    assert_eq!(
+        s.children_dyn(key_of("rack:r"), "unit").unwrap(),
+        [key_of("unit:r__1"), key_of("unit:r__2")]
+    );
     assert_eq!(
         s.add(Rack { name: "r".into() }).unwrap(),
         r,
@@ -340,7 +359,7 @@ fn handles_add_children_without_keys_and_go_stale_safely() {
     }
 
     // After the parent is removed, and after a compaction moved slots.
-    s.remove("rack", "r", true).unwrap();
+    s.remove(key_of("rack:r"), true).unwrap();
     assert!(matches!(
         s.add_under(r, unit("r", 5)),
         Err(StoreError::StaleHandle { .. })
@@ -350,7 +369,7 @@ fn handles_add_children_without_keys_and_go_stale_safely() {
         s.add_under(keep, unit("keep", pos)).unwrap();
     }
     for pos in 0..1500 {
-        s.remove("unit", &format!("keep__{pos}"), false).unwrap();
+        s.remove(key_of(&format!("unit:keep__{pos}")), false).unwrap();
     }
     let err = s.add_under(keep, unit("keep", 9999)).unwrap_err();
     assert!(matches!(err, StoreError::StaleHandle { .. }), "{err}");
@@ -371,7 +390,7 @@ fn boxed_insert_converts_between_rust_types() {
     .collect();
     let m = crate::DynModel::new(&schema, &values, &values).unwrap();
     s.insert_boxed(Box::new(m), None).unwrap();
-    assert_eq!(s.get_by_id::<Unit>("unit", "r__4").unwrap().label, "top");
+    assert_eq!(s.get(&typed_key::<Unit>("unit:r__4")).unwrap().label, "top");
 }
 
 #[test]

@@ -46,7 +46,7 @@ impl LocalStore {
         if created {
             self.add(model)?;
         }
-        Ok((self.get_by_id(&name, &uid)?, created))
+        Ok((self.find(&name, &uid)?, created))
     }
 
     /// Like [`get_or_instantiate`](Self::get_or_instantiate), but an existing model
@@ -60,11 +60,11 @@ impl LocalStore {
                 true
             }
             Some(_) => {
-                self.update_attributes(&name, &uid, AttrSource::Model(&model))?;
+                self.update_near(&name, &uid, AttrSource::Model(&model), None)?;
                 false
             }
         };
-        Ok((self.get_by_id(&name, &uid)?, created))
+        Ok((self.find(&name, &uid)?, created))
     }
 
     /// Number of models of one type.
@@ -77,9 +77,17 @@ impl LocalStore {
         self.tables.iter().map(|t| t.live).sum()
     }
 
-    /// Replaces a model's attributes in place.
-    pub fn update_attributes(&mut self, model_type: &str, key: &str, source: AttrSource<'_>) -> Result<()> {
-        self.update_near(model_type, key, source, None)
+    /// Replaces the attributes of the model `key` names, in place.
+    pub fn update_attributes(&mut self, key: impl AsRef<crate::ModelKey>, source: AttrSource<'_>) -> Result<()> {
+        let key = key.as_ref();
+        self.update_near(key.model_type(), key.unique_id(), source, None)
+    }
+
+    /// [`remove`](Self::remove) of the model of type `model_type` whose
+    /// unique id is `uid`.
+    pub(crate) fn remove_uid(&mut self, model_type: &str, uid: &str, remove_children: bool) -> Result<()> {
+        self.remove_many_near(&[(model_type, uid, remove_children)], |_| None)
+            .map_err(|(_, e)| e)
     }
 
     /// [`update_attributes`](Self::update_attributes) of a model that may be at `near`.
@@ -101,17 +109,22 @@ impl LocalStore {
 
     /// Removes a model. Its children are removed with it when `remove_children`
     /// is set; otherwise they stay, unlinked, at the top level.
-    pub fn remove(&mut self, model_type: &str, key: &str, remove_children: bool) -> Result<()> {
-        self.remove_many(&[(model_type, key, remove_children)])
+    pub fn remove(&mut self, key: impl AsRef<crate::ModelKey>, remove_children: bool) -> Result<()> {
+        let key = key.as_ref();
+        self.remove_many_near(&[(key.model_type(), key.unique_id(), remove_children)], |_| None)
             .map_err(|(_, e)| e)
     }
 
-    /// Removes several models, each `(type, key, remove_children)`: every
-    /// one it finds, and the first missing one with its index. Each parent's
+    /// Removes several models, each `(key, remove_children)`: every one
+    /// it finds, and the first missing one with its index. Each parent's
     /// child list is filtered once, so removing many siblings costs the
     /// list's length once, not once per sibling.
-    pub fn remove_many(&mut self, items: &[(&str, &str, bool)]) -> std::result::Result<(), (usize, StoreError)> {
-        self.remove_many_near(items, |_| None)
+    pub fn remove_many(&mut self, items: &[(crate::ModelKey, bool)]) -> std::result::Result<(), (usize, StoreError)> {
+        let items: Vec<(&str, &str, bool)> = items
+            .iter()
+            .map(|(k, children)| (k.model_type(), k.unique_id(), *children))
+            .collect();
+        self.remove_many_near(&items, |_| None)
     }
 
     /// [`remove_many`](Self::remove_many) of models that may be where
