@@ -604,17 +604,15 @@ impl diffsync::feed::ChangeFeed for FileFeed {
         let types: Vec<String> = now.model_types().map(str::to_string).collect();
         for t in &types {
             for m in now.get_all_dyn(t) {
-                let key = m.unique_id();
-                match self.image.digest(t, &key) {
+                let key = m.model_key();
+                match self.image.digest(&key) {
                     None => batch.events.push(event(ChangeKind::Created, &now, t, m)),
-                    Some(d) if Some(d) != now.digest(t, &key) => {
-                        batch.events.push(event(ChangeKind::Updated, &now, t, m))
-                    }
+                    Some(d) if Some(d) != now.digest(&key) => batch.events.push(event(ChangeKind::Updated, &now, t, m)),
                     Some(_) => {}
                 }
             }
             for m in self.image.get_all_dyn(t) {
-                if now.digest(t, &m.unique_id()).is_none() {
+                if now.digest(m.model_key()).is_none() {
                     batch.events.push(event(ChangeKind::Deleted, &self.image, t, m));
                 }
             }

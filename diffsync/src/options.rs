@@ -99,16 +99,12 @@ impl<'a> Options<'a> {
     /// ancestors as no-change parents (a model whose parent is created on
     /// the way is only in the part with that parent). Keys in neither store
     /// are no part of anything.
-    pub fn part<K: AsRef<crate::ModelKey>>(self, keys: impl IntoIterator<Item = K>) -> Self {
-        self.part_by_id(keys.into_iter().map(|k| {
+    pub fn part<K: AsRef<crate::ModelKey>>(mut self, keys: impl IntoIterator<Item = K>) -> Self {
+        let keys = keys.into_iter().map(|k| {
             let k = k.as_ref();
             (k.model_type().to_string(), k.unique_id().to_string())
-        }))
-    }
-    /// [`part`](Self::part) with each model named by type and unique id's
-    /// text form (`("device", "nyc__r1")`).
-    pub fn part_by_id<T: Into<String>, K: Into<String>>(mut self, keys: impl IntoIterator<Item = (T, K)>) -> Self {
-        self.part = Some(keys.into_iter().map(|(t, k)| (t.into(), k.into())).collect());
+        });
+        self.part = Some(keys.collect());
         self
     }
     /// Calls `f` with progress (at most about a thousand times per stage, and at the end).

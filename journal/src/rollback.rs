@@ -192,7 +192,7 @@ impl Journal {
         }
         for inverse in inverses.iter().rev() {
             if let Inverse::Remove(e) = inverse {
-                let below = view.subtree_fingerprint(&e.model_type, &e.key).map_or(0, |f| f.count);
+                let below = view.subtree_fingerprint(key_of(e)).map_or(0, |f| f.count);
                 if below > 1 {
                     conflicts.push(conflict(e, "it has children written since the run".into()));
                     continue;

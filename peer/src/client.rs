@@ -805,7 +805,7 @@ impl<T: Transport> RemotePeer<T> {
             key: change.model_key().to_bytes(),
             parent: change.parent().map(|p| p.to_bytes()),
             values,
-            expected: self.image.digest(t, uid).map(|d| d.0.to_le_bytes()),
+            expected: self.image.digest(change.model_key()).map(|d| d.0.to_le_bytes()),
             subtree: change.removes_subtree(),
         })
     }

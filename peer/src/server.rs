@@ -795,7 +795,7 @@ fn stage_allowed(
     change: &WireChange,
     key: &ModelKey,
 ) -> Result<Option<ModelKey>, String> {
-    let (t, uid) = (key.model_type(), key.unique_id());
+    let t = key.model_type();
     let values = || -> Result<(Attrs, Attrs), String> {
         let v: serde_json::Value = serde_json::from_str(&change.values).map_err(|e| format!("{key}: {e}"))?;
         let part = |name: &str| -> Result<Attrs, String> {
@@ -803,7 +803,7 @@ fn stage_allowed(
         };
         Ok((part("identifiers")?, part("attributes")?))
     };
-    let held = store.digest(t, uid).map(|d| d.0.to_le_bytes());
+    let held = store.digest(key).map(|d| d.0.to_le_bytes());
     if held != change.expected {
         let already = match (change.action.as_str(), store.get_dyn(key)) {
             ("delete", Err(_)) => true,

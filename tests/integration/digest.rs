@@ -208,14 +208,14 @@ proptest! {
             prop_assert_eq!(store.fingerprint(), root);
             prop_assert_eq!(store.type_fingerprint("node"), root);
             for (k, fp) in &subtrees {
-                prop_assert_eq!(store.subtree_fingerprint("node", k), Some(*fp), "{}", k);
+                prop_assert_eq!(store.subtree_fingerprint(key_of(&format!("node:{k}"))), Some(*fp), "{}", k);
             }
         }
         let (_, subtrees) = from_scratch(&store);
         let mut other = rebuilt(&store);
         prop_assert_eq!(other.fingerprint(), store.fingerprint());
         for (k, fp) in &subtrees {
-            prop_assert_eq!(other.subtree_fingerprint("node", k), Some(*fp));
+            prop_assert_eq!(other.subtree_fingerprint(key_of(&format!("node:{k}"))), Some(*fp));
         }
         // One changed label anywhere changes the root.
         if let Some(k) = pick(&store, 7) {

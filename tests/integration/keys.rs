@@ -257,7 +257,7 @@ fn a_part_and_a_change_event_name_models_by_key() {
         .diff_from_with(&source, &mut Options::new().part([Site::key("nyc")]))
         .unwrap();
     let by_text = target
-        .diff_from_with(&source, &mut Options::new().part_by_id([("site", "nyc")]))
+        .diff_from_with(&source, &mut Options::new().part([key_of("site:nyc")]))
         .unwrap();
     assert!(by_key.has_diffs());
     assert_eq!(by_key, by_text);

@@ -169,7 +169,7 @@ proptest! {
         let inside = |t: &str, k: &str| inside_set.contains(&(t.to_string(), k.to_string()));
         let full = target.diff_from(&source).unwrap();
         let expected = full.filtered(|e| inside(&e.model_type, &e.key));
-        let mut partial = target.diff_from_with(&source, &mut Options::new().part_by_id(part.clone())).unwrap();
+        let mut partial = target.diff_from_with(&source, &mut Options::new().part(part_keys(&part))).unwrap();
         let mut expected = expected;
         // Counts of unchanged models under a carrying parent cover only the part.
         fn uncount(es: &mut [diffsync::DiffElement], inside: &dyn Fn(&str, &str) -> bool) {
@@ -185,8 +185,8 @@ proptest! {
         prop_assert_eq!(&partial.elements, &expected.elements);
         // Syncing the part changes the part, and nothing else.
         let outside_before: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn(key_of(&format!("{}:{}", t, k))).ok().map(|m| m.attributes())).collect();
-        target.sync_from_with(&source, &mut Options::new().part_by_id(part.clone()).allow_empty_source(true)).unwrap();
-        let again = target.diff_from_with(&source, &mut Options::new().part_by_id(part.clone())).unwrap();
+        target.sync_from_with(&source, &mut Options::new().part(part_keys(&part)).allow_empty_source(true)).unwrap();
+        let again = target.diff_from_with(&source, &mut Options::new().part(part_keys(&part))).unwrap();
         prop_assert!(!again.has_diffs(), "{}", again);
         let outside_after: Vec<_> = all.iter().filter(|(t, k)| !inside(t, k)).map(|(t, k)| target.store.get_dyn(key_of(&format!("{}:{}", t, k))).ok().map(|m| m.attributes())).collect();
         prop_assert_eq!(outside_before, outside_after);
@@ -484,4 +484,9 @@ fn wide_edits() -> impl Strategy<Value = WideEdit> {
         any::<prop::sample::Index>().prop_map(WideEdit::RemoveInterface),
         (0u16..5).prop_map(WideEdit::AddSite),
     ]
+}
+
+/// The keys of models named by (type, unique id).
+fn part_keys(part: &[(String, String)]) -> Vec<diffsync::ModelKey> {
+    part.iter().map(|(t, k)| key_of(&format!("{t}:{k}"))).collect()
 }

@@ -106,7 +106,7 @@ pub(super) struct Decided {
 impl Decided {
     /// The digest a side holds for a key, as a decision records it.
     pub(super) fn held(side: &LocalStore, t: &str, k: &str) -> Option<String> {
-        side.digest(t, k).map(|d| format!("{:032x}", d.0))
+        side.digest_uid(t, k).map(|d| format!("{:032x}", d.0))
     }
 
     /// Whether both sides hold what they held when it was decided.

@@ -235,16 +235,24 @@ impl LocalStore {
         })
     }
 
-    /// A model's item digest.
-    pub fn digest(&self, model_type: &str, key: &str) -> Option<Digest> {
-        let (ty, slot) = self.locate(model_type, key)?;
+    /// The item digest of the model `key` names.
+    pub fn digest(&self, key: impl AsRef<crate::ModelKey>) -> Option<Digest> {
+        let key = key.as_ref();
+        self.digest_uid(key.model_type(), key.unique_id())
+    }
+
+    /// [`digest`](Self::digest) of the model of type `model_type` whose
+    /// unique id is `uid`.
+    pub(crate) fn digest_uid(&self, model_type: &str, uid: &str) -> Option<Digest> {
+        let (ty, slot) = self.locate(model_type, uid)?;
         Some(self.tables[ty].meta[slot].digest.get())
     }
 
-    /// The fingerprint of a model and everything below it (counted now
-    /// where a change deep down left it out of date).
-    pub fn subtree_fingerprint(&self, model_type: &str, key: &str) -> Option<Fingerprint> {
-        let (ty, slot) = self.locate(model_type, key)?;
+    /// The fingerprint of the model `key` names and everything below it
+    /// (counted now where a change deep down left it out of date).
+    pub fn subtree_fingerprint(&self, key: impl AsRef<crate::ModelKey>) -> Option<Fingerprint> {
+        let key = key.as_ref();
+        let (ty, slot) = self.locate(key.model_type(), key.unique_id())?;
         let mut fp = Fingerprint::default();
         let mut stack = vec![Link { ty, slot }];
         while let Some(at) = stack.pop() {
