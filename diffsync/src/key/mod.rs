@@ -329,10 +329,12 @@ impl ModelKey {
         Ok(ModelKey::new(model_type, values))
     }
 
-    /// The key of the `model_type` model the store keys by `unique_id`
-    /// (read back into its values; an id no model would have is keyed as
-    /// one string).
-    pub fn from_unique_id(model_type: &str, unique_id: &str) -> ModelKey {
+    /// The key of the `model_type` model the store keys by `unique_id`, a
+    /// text [`unique_id_of`] made (read back into its values, which that
+    /// text quotes wherever a kind could be misread; an id no model would
+    /// have is keyed as one string). Text a user typed is read against the
+    /// type's schema instead ([`ModelSchema::parse_key`](crate::ModelSchema::parse_key)).
+    pub(crate) fn from_unique_id(model_type: &str, unique_id: &str) -> ModelKey {
         let values = parse_unique_id(unique_id).unwrap_or_else(|_| vec![KeyValue::Str(unique_id.to_string())]);
         ModelKey::new(model_type.to_string(), values)
     }
