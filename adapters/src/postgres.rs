@@ -9,7 +9,7 @@ use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Transaction};
 
 use crate::error::{AdapterError, Result};
-use crate::registry::{self, Registry};
+use crate::registry::Registry;
 use crate::sql::{self, Dialect, SqlValue, Table};
 
 const DIALECT: Dialect = Dialect {
@@ -180,13 +180,13 @@ impl PostgresAdapter {
     /// upsert: the old base or the new one, never half).
     pub fn save_base(&mut self, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
         alive(&mut self.client, &self.params, &self.origin, true)?;
-        save_base(&mut self.client, &self.origin, pair, base)
+        sql::save_base(&mut self.client, &self.origin, pair, base)
     }
 
     /// The base saved under `pair`, or an empty one (the first run).
     pub fn load_base(&mut self, pair: &str) -> Result<diffsync::bidir::Base> {
         alive(&mut self.client, &self.params, &self.origin, true)?;
-        load_base(&mut self.client, &self.origin, pair, &self.store)
+        sql::load_base(&mut self.client, &self.origin, pair, &self.store)
     }
 
     /// Re-reads the database into a fresh store.
@@ -199,31 +199,7 @@ impl PostgresAdapter {
     }
 
     fn load_tables(&mut self) -> Result<()> {
-        let mut loader = registry::FlatLoader::default();
-        for t in &self.tables {
-            let origin = t.origin();
-            let found: Vec<String> = self
-                .client
-                .query(
-                    "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1",
-                    &[&t.model_type],
-                )
-                .map_err(|e| backend(&origin, e))?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            t.check_columns(&found)?;
-            let rows = self
-                .client
-                .query(&t.select(&DIALECT), &[])
-                .map_err(|e| backend(&origin, e))?;
-            for row in rows {
-                let values = row_values(t, &row)?;
-                let record = t.record(values)?;
-                loader.insert(&self.registry, &mut self.store, &t.model_type, record, &origin)?;
-            }
-        }
-        self.warnings = loader.finish(&self.registry, &mut self.store)?;
+        self.warnings = sql::load_tables(&mut self.client, &self.tables, &self.registry, &mut self.store)?;
         Ok(())
     }
 
@@ -286,32 +262,58 @@ fn address(params: &str) -> String {
     )
 }
 
-fn save_base(client: &mut Client, origin: &str, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
-    let origin = format!("{origin}: _diffsync_base");
-    let body = base.to_bytes()?;
-    client
-        .batch_execute(BASE_TABLE)
-        .and_then(|()| {
-            client.execute(
-                "INSERT INTO _diffsync_base (pair, body) VALUES ($1, $2) \
-                 ON CONFLICT (pair) DO UPDATE SET body = EXCLUDED.body",
-                &[&pair, &body],
+/// The shared SQL code's reads and the base's row, on PostgreSQL.
+impl sql::Engine for Client {
+    fn column_names(&mut self, t: &Table) -> Result<Vec<String>> {
+        Ok(self
+            .query(
+                "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1",
+                &[&t.model_type],
             )
-        })
-        .map(|_| ())
-        .map_err(|e| backend(&origin, e))
-}
+            .map_err(|e| backend(&t.origin(), e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
 
-fn load_base(client: &mut Client, origin: &str, pair: &str, like: &LocalStore) -> Result<diffsync::bidir::Base> {
-    let origin = format!("{origin}: _diffsync_base");
-    let row = client
-        .batch_execute(BASE_TABLE)
-        .and_then(|()| client.query_opt("SELECT body FROM _diffsync_base WHERE pair = $1", &[&pair]))
-        .map_err(|e| backend(&origin, e))?;
-    Ok(match row {
-        Some(r) => diffsync::bidir::Base::from_bytes(r.get::<_, &[u8]>(0), like, &origin)?,
-        None => diffsync::bidir::Base::new(),
-    })
+    fn each_row(&mut self, t: &Table, each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>) -> Result<()> {
+        let rows = self
+            .query(&t.select(&DIALECT), &[])
+            .map_err(|e| backend(&t.origin(), e))?;
+        for row in rows {
+            each(row_values(t, &row)?)?;
+        }
+        Ok(())
+    }
+
+    fn one_row(&mut self, t: &Table, ids: &[SqlValue]) -> Result<Option<Vec<SqlValue>>> {
+        let params: Vec<&(dyn ToSql + Sync)> = ids.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let row = self
+            .query_opt(&t.select_one(&DIALECT), &params)
+            .map_err(|e| backend(&t.origin(), e))?;
+        row.map(|r| row_values(t, &r)).transpose()
+    }
+
+    fn base_body(&mut self, origin: &str, pair: &str) -> Result<Option<Vec<u8>>> {
+        let row = self
+            .batch_execute(BASE_TABLE)
+            .and_then(|()| self.query_opt("SELECT body FROM _diffsync_base WHERE pair = $1", &[&pair]))
+            .map_err(|e| backend(origin, e))?;
+        Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+    }
+
+    fn put_base(&mut self, origin: &str, pair: &str, body: &[u8]) -> Result<()> {
+        self.batch_execute(BASE_TABLE)
+            .and_then(|()| {
+                self.execute(
+                    "INSERT INTO _diffsync_base (pair, body) VALUES ($1, $2) \
+                     ON CONFLICT (pair) DO UPDATE SET body = EXCLUDED.body",
+                    &[&pair, &body],
+                )
+            })
+            .map(|_| ())
+            .map_err(|e| backend(origin, e))
+    }
 }
 
 /// A bidirectional base kept in a PostgreSQL database (a row of
@@ -344,12 +346,12 @@ impl PostgresBase {
 impl diffsync::bidir::BaseStore for PostgresBase {
     fn load(&mut self, like: &LocalStore) -> diffsync::Result<diffsync::bidir::Base> {
         alive(&mut self.client, &self.params, &self.origin, true)
-            .and_then(|_| load_base(&mut self.client, &self.origin, &self.pair, like))
+            .and_then(|_| sql::load_base(&mut self.client, &self.origin, &self.pair, like))
             .map_err(|e| crate::error::base_error(&self.origin, e))
     }
     fn save(&mut self, base: &diffsync::bidir::Base) -> diffsync::Result<()> {
         alive(&mut self.client, &self.params, &self.origin, true)
-            .and_then(|_| save_base(&mut self.client, &self.origin, &self.pair, base))
+            .and_then(|_| sql::save_base(&mut self.client, &self.origin, &self.pair, base))
             .map_err(|e| crate::error::base_error(&self.origin, e))
     }
 }
@@ -420,13 +422,7 @@ impl Adapter for PostgresAdapter {
             &mut self.store,
             changed,
             &origin,
-            |t, ids| {
-                let params: Vec<&(dyn ToSql + Sync)> = ids.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                let row = client
-                    .query_opt(&t.select_one(&DIALECT), &params)
-                    .map_err(|e| backend(&t.origin(), e))?;
-                row.map(|r| row_values(t, &r)).transpose()
-            },
+            |t, ids| sql::Engine::one_row(client, t, ids),
         )
         .map_err(|e| diffsync::Error::Load {
             adapter: self.name.clone(),
@@ -588,14 +584,8 @@ const NOTIFY_CHANNEL: &str = "diffsync_changes";
 /// changed identifier also deletes the old key) and deletes.
 fn pg_feed_trigger(t: &Table) -> String {
     let ty = t.model_type.replace('\'', "''");
-    let ids = |row: &str| {
-        let cols: Vec<String> = t.columns[..t.n_ids]
-            .iter()
-            .map(|c| format!("{row}.{}", sql::quote(&c.name)))
-            .collect();
-        format!("jsonb_build_array({})", cols.join(", "))
-    };
-    let (new, old) = (ids("NEW"), ids("OLD"));
+    let array = "jsonb_build_array";
+    let (new, old) = (sql::ids_array(t, "NEW", array), sql::ids_array(t, "OLD", array));
     let log = |ids: &str, op: &str| {
         format!(
             "INSERT INTO _diffsync_changes (model_type, ids, op, origin) VALUES ('{ty}', {ids}, {op}, NULLIF(current_setting('diffsync.origin', true), ''));"

@@ -545,6 +545,79 @@ pub(crate) fn reread(
     })
 }
 
+/// A trigger's expression of a row's identifier values as a JSON array
+/// (`row` is `NEW` or `OLD`; `array` the engine's JSON array function).
+pub(crate) fn ids_array(t: &Table, row: &str, array: &str) -> String {
+    let cols: Vec<String> = t.columns[..t.n_ids]
+        .iter()
+        .map(|c| format!("{row}.{}", quote(&c.name)))
+        .collect();
+    format!("{array}({})", cols.join(", "))
+}
+
+/// What the code both SQL adapters share asks of a connection (SQLite's or
+/// PostgreSQL's): reading a table's rows by the table's column kinds, and
+/// keeping a base's bytes. Errors name the table (or `origin`).
+pub(crate) trait Engine {
+    /// The names of `t`'s columns, as the database has them.
+    fn column_names(&mut self, t: &Table) -> Result<Vec<String>>;
+    /// Every row of `t` (its [`Table::select`]), to `each`.
+    fn each_row(&mut self, t: &Table, each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>) -> Result<()>;
+    /// The row of `t` with these identifier values ([`Table::select_one`]).
+    fn one_row(&mut self, t: &Table, ids: &[SqlValue]) -> Result<Option<Vec<SqlValue>>>;
+    /// The bytes kept under `pair` in `_diffsync_base` (made if missing).
+    fn base_body(&mut self, origin: &str, pair: &str) -> Result<Option<Vec<u8>>>;
+    /// Keeps `body` under `pair` in `_diffsync_base`, in one statement (the
+    /// old bytes or the new, never half).
+    fn put_base(&mut self, origin: &str, pair: &str, body: &[u8]) -> Result<()>;
+}
+
+/// Loads every table into `store` (checking each table's columns first),
+/// parents before children whatever the rows' order; returns the rows it
+/// read past (orphans).
+pub(crate) fn load_tables(
+    engine: &mut impl Engine,
+    tables: &[Table],
+    reg: &Registry,
+    store: &mut LocalStore,
+) -> Result<Vec<AdapterError>> {
+    let mut loader = crate::registry::FlatLoader::default();
+    for t in tables {
+        t.check_columns(&engine.column_names(t)?)?;
+        let origin = t.origin();
+        engine.each_row(t, &mut |values| {
+            let record = t.record(values)?;
+            loader.insert(reg, store, &t.model_type, record, &origin)
+        })?;
+    }
+    loader.finish(reg, store)
+}
+
+/// Keeps a two-way base in the database, under `pair`.
+pub(crate) fn save_base(
+    engine: &mut impl Engine,
+    origin: &str,
+    pair: &str,
+    base: &diffsync::bidir::Base,
+) -> Result<()> {
+    let body = base.to_bytes()?;
+    engine.put_base(&format!("{origin}: _diffsync_base"), pair, &body)
+}
+
+/// The base kept under `pair`, or an empty one (the first run).
+pub(crate) fn load_base(
+    engine: &mut impl Engine,
+    origin: &str,
+    pair: &str,
+    like: &LocalStore,
+) -> Result<diffsync::bidir::Base> {
+    let origin = format!("{origin}: _diffsync_base");
+    Ok(match engine.base_body(&origin, pair)? {
+        Some(body) => diffsync::bidir::Base::from_bytes(&body, like, &origin)?,
+        None => diffsync::bidir::Base::new(),
+    })
+}
+
 /// Where a consumer is in a change log (SQLite: a sequence number;
 /// PostgreSQL: a transaction id and a sequence number), and what tells
 /// it that events may have been lost: a log of another generation, a log

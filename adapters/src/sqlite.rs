@@ -8,7 +8,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use crate::error::{AdapterError, Result};
-use crate::registry::{self, Registry};
+use crate::registry::Registry;
 use crate::sql::{self, Dialect, SqlValue, Table};
 
 const DIALECT: Dialect = Dialect {
@@ -110,12 +110,12 @@ impl SqliteAdapter {
     /// database, under `pair` (one row of `_diffsync_base`, replaced in one
     /// statement: the old base or the new one, never half).
     pub fn save_base(&self, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
-        save_base(&self.conn, &self.origin, pair, base)
+        sql::save_base(&mut &self.conn, &self.origin, pair, base)
     }
 
     /// The base saved under `pair`, or an empty one (the first run).
     pub fn load_base(&self, pair: &str) -> Result<diffsync::bidir::Base> {
-        load_base(&self.conn, &self.origin, pair, &self.store)
+        sql::load_base(&mut &self.conn, &self.origin, pair, &self.store)
     }
 
     /// Records every change to the model tables, by any connection or
@@ -210,37 +210,7 @@ impl SqliteAdapter {
     }
 
     fn load_tables(&mut self) -> Result<()> {
-        let mut loader = registry::FlatLoader::default();
-        for t in &self.tables {
-            let origin = t.origin();
-            let found: Vec<String> = {
-                let mut stmt = self
-                    .conn
-                    .prepare(&format!("PRAGMA table_info({})", t.name))
-                    .map_err(|e| backend(&origin, e))?;
-                let rows = stmt
-                    .query_map([], |r| r.get::<_, String>(1))
-                    .map_err(|e| backend(&origin, e))?;
-                rows.collect::<std::result::Result<_, _>>()
-                    .map_err(|e| backend(&origin, e))?
-            };
-            t.check_columns(&found)?;
-            let mut stmt = self
-                .conn
-                .prepare(&t.select(&DIALECT))
-                .map_err(|e| backend(&origin, e))?;
-            let width = t.column_names().len();
-            let mut rows = stmt.query([]).map_err(|e| backend(&origin, e))?;
-            while let Some(row) = rows.next().map_err(|e| backend(&origin, e))? {
-                let mut values = Vec::with_capacity(width);
-                for i in 0..width {
-                    values.push(from_sqlite(row.get::<_, Sql>(i).map_err(|e| backend(&origin, e))?));
-                }
-                let record = t.record(values)?;
-                loader.insert(&self.registry, &mut self.store, &t.model_type, record, &origin)?;
-            }
-        }
-        self.warnings = loader.finish(&self.registry, &mut self.store)?;
+        self.warnings = sql::load_tables(&mut &self.conn, &self.tables, &self.registry, &mut self.store)?;
         Ok(())
     }
 
@@ -254,33 +224,68 @@ impl SqliteAdapter {
 
 const BASE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _diffsync_base (pair TEXT PRIMARY KEY, body BLOB NOT NULL)";
 
-fn save_base(conn: &Connection, origin: &str, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
-    let origin = format!("{origin}: _diffsync_base");
-    let body = base.to_bytes()?;
-    conn.execute_batch(BASE_TABLE)
-        .and_then(|()| {
-            conn.execute(
-                "INSERT OR REPLACE INTO _diffsync_base (pair, body) VALUES (?1, ?2)",
-                rusqlite::params![pair, body],
-            )
-        })
-        .map(|_| ())
-        .map_err(|e| backend(&origin, e))
-}
+/// The shared SQL code's reads and the base's row, on SQLite (whose
+/// connections read and write through a shared reference).
+impl sql::Engine for &Connection {
+    fn column_names(&mut self, t: &Table) -> Result<Vec<String>> {
+        let origin = t.origin();
+        let mut stmt = self
+            .prepare(&format!("PRAGMA table_info({})", t.name))
+            .map_err(|e| backend(&origin, e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(1))
+            .map_err(|e| backend(&origin, e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| backend(&origin, e))
+    }
 
-fn load_base(conn: &Connection, origin: &str, pair: &str, like: &LocalStore) -> Result<diffsync::bidir::Base> {
-    let origin = format!("{origin}: _diffsync_base");
-    let body: Option<Vec<u8>> = conn
-        .execute_batch(BASE_TABLE)
-        .and_then(|()| {
-            conn.query_row("SELECT body FROM _diffsync_base WHERE pair = ?1", [pair], |r| r.get(0))
-                .optional()
+    fn each_row(&mut self, t: &Table, each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>) -> Result<()> {
+        let origin = t.origin();
+        let mut stmt = self.prepare(&t.select(&DIALECT)).map_err(|e| backend(&origin, e))?;
+        let width = t.column_names().len();
+        let mut rows = stmt.query([]).map_err(|e| backend(&origin, e))?;
+        while let Some(row) = rows.next().map_err(|e| backend(&origin, e))? {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(from_sqlite(row.get::<_, Sql>(i).map_err(|e| backend(&origin, e))?));
+            }
+            each(values)?;
+        }
+        Ok(())
+    }
+
+    fn one_row(&mut self, t: &Table, ids: &[SqlValue]) -> Result<Option<Vec<SqlValue>>> {
+        let width = t.column_names().len();
+        let mut stmt = self
+            .prepare_cached(&t.select_one(&DIALECT))
+            .map_err(|e| backend(&t.origin(), e))?;
+        stmt.query_row(params_from_iter(ids.iter().map(to_sqlite)), |r| {
+            (0..width).map(|i| r.get::<_, Sql>(i).map(from_sqlite)).collect()
         })
-        .map_err(|e| backend(&origin, e))?;
-    Ok(match body {
-        Some(b) => diffsync::bidir::Base::from_bytes(&b, like, &origin)?,
-        None => diffsync::bidir::Base::new(),
-    })
+        .optional()
+        .map_err(|e| backend(&t.origin(), e))
+    }
+
+    fn base_body(&mut self, origin: &str, pair: &str) -> Result<Option<Vec<u8>>> {
+        self.execute_batch(BASE_TABLE)
+            .and_then(|()| {
+                self.query_row("SELECT body FROM _diffsync_base WHERE pair = ?1", [pair], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| backend(origin, e))
+    }
+
+    fn put_base(&mut self, origin: &str, pair: &str, body: &[u8]) -> Result<()> {
+        self.execute_batch(BASE_TABLE)
+            .and_then(|()| {
+                self.execute(
+                    "INSERT OR REPLACE INTO _diffsync_base (pair, body) VALUES (?1, ?2)",
+                    rusqlite::params![pair, body],
+                )
+            })
+            .map(|_| ())
+            .map_err(|e| backend(origin, e))
+    }
 }
 
 /// A bidirectional base kept in an SQLite database (a row of
@@ -308,10 +313,12 @@ impl SqliteBase {
 
 impl diffsync::bidir::BaseStore for SqliteBase {
     fn load(&mut self, like: &LocalStore) -> diffsync::Result<diffsync::bidir::Base> {
-        load_base(&self.conn, &self.origin, &self.pair, like).map_err(|e| crate::error::base_error(&self.origin, e))
+        sql::load_base(&mut &self.conn, &self.origin, &self.pair, like)
+            .map_err(|e| crate::error::base_error(&self.origin, e))
     }
     fn save(&mut self, base: &diffsync::bidir::Base) -> diffsync::Result<()> {
-        save_base(&self.conn, &self.origin, &self.pair, base).map_err(|e| crate::error::base_error(&self.origin, e))
+        sql::save_base(&mut &self.conn, &self.origin, &self.pair, base)
+            .map_err(|e| crate::error::base_error(&self.origin, e))
     }
 }
 
@@ -426,7 +433,7 @@ impl Adapter for SqliteAdapter {
     /// a row found is added or updated, a row gone is removed (a model that
     /// moved to another parent: the whole database).
     fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
-        let conn = &self.conn;
+        let mut conn = &self.conn;
         let origin = self.origin.clone();
         let done = sql::reread(
             &self.tables,
@@ -434,17 +441,7 @@ impl Adapter for SqliteAdapter {
             &mut self.store,
             changed,
             &origin,
-            |t, ids| {
-                let width = t.column_names().len();
-                let mut stmt = conn
-                    .prepare_cached(&t.select_one(&DIALECT))
-                    .map_err(|e| backend(&t.origin(), e))?;
-                stmt.query_row(params_from_iter(ids.iter().map(to_sqlite)), |r| {
-                    (0..width).map(|i| r.get::<_, Sql>(i).map(from_sqlite)).collect()
-                })
-                .optional()
-                .map_err(|e| backend(&t.origin(), e))
-            },
+            |t, ids| sql::Engine::one_row(&mut conn, t, ids),
         )
         .map_err(|e| diffsync::Error::Load {
             adapter: self.name.clone(),
@@ -471,14 +468,10 @@ CREATE TABLE IF NOT EXISTS _diffsync_generation (id INTEGER PRIMARY KEY CHECK (i
 /// delete of the old key too) and deletes, with the writer's tag.
 fn feed_triggers(t: &Table) -> String {
     let ty = t.model_type.replace('\'', "''");
-    let ids = |row: &str| {
-        let cols: Vec<String> = t.columns[..t.n_ids]
-            .iter()
-            .map(|c| format!("{row}.{}", sql::quote(&c.name)))
-            .collect();
-        format!("json_array({})", cols.join(", "))
-    };
-    let (new, old) = (ids("NEW"), ids("OLD"));
+    let (new, old) = (
+        sql::ids_array(t, "NEW", "json_array"),
+        sql::ids_array(t, "OLD", "json_array"),
+    );
     let log = |ids: &str, op: &str| {
         format!(
             "INSERT INTO _diffsync_changes (model_type, ids, op, origin) VALUES ('{ty}', {ids}, '{op}', (SELECT tag FROM _diffsync_origin WHERE id = 1));"
