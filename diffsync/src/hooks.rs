@@ -51,12 +51,16 @@
 //! A change whose type has no hook in the table fails (it is reported, and
 //! the store does not take it): a type the adapter forgot is never
 //! silently "applied" to a system that did not get it. Runtime models
-//! ([`DynModel`]) register by type name with [`Hooks::on_dyn`]. An adapter
+//! ([`DynModel`]) register by type name with [`Hooks::on_dyn`], or, for
+//! types known only at run time (a config's), in a [`DynHooks`] table
+//! built in a loop and added with [`Hooks::on_table`]. An adapter
 //! that writes SQL for any type keeps the erased view: [`Change`] in
 //! [`Adapter::apply`], or a whole [`Batch`](crate::Batch) in
 //! [`Adapter::apply_batch`].
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use crate::diff::Action;
 use crate::key::ModelKey;
@@ -160,6 +164,18 @@ impl<A: Adapter + ?Sized, H: Handler<A>> Hooks<A, H> {
         }
     }
 
+    /// Adds a table of hooks for runtime model types, by type name (built
+    /// in a loop: see [`DynHooks`]).
+    pub fn on_table(self, table: &DynHooks<A>) -> Hooks<A, OnTable<'_, A, H>> {
+        Hooks {
+            handlers: OnTable {
+                table,
+                next: self.handlers,
+            },
+            adapter: PhantomData,
+        }
+    }
+
     /// Hands `change` to the hook registered for its type, as a [`Write`].
     /// A type with no hook fails the change.
     pub fn apply(mut self, adapter: &mut A, change: &mut Change<'_>) -> Result<(), HookError> {
@@ -232,6 +248,107 @@ where
             return self.next.handle(adapter, change);
         }
         Some(write_typed(adapter, change, &mut self.hook))
+    }
+}
+
+/// A hook of a [`DynHooks`] table.
+type DynHook<A> = dyn Fn(&mut A, Write<'_, DynModel>) -> Result<(), HookError> + Send + Sync;
+
+/// Hooks for runtime model types ([`DynModel`]), one per type name, built
+/// in a loop over types known only at run time (a config's), and handed
+/// to [`Hooks::on_table`]. Cloning it is cheap (the table is shared), so
+/// an adapter keeps one and lends a clone to each `apply`:
+///
+/// ```
+/// use std::sync::Arc;
+/// use diffsync::{Adapter, Change, DynHooks, HookError, Hooks, LocalStore, Write};
+///
+/// struct Generic { store: LocalStore, hooks: DynHooks<Generic>, log: Vec<String> }
+///
+/// impl Adapter for Generic {
+///     type Store = LocalStore;
+///     fn store(&self) -> &LocalStore { &self.store }
+///     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
+///     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+///         let hooks = self.hooks.clone();
+///         Hooks::new().on_table(&hooks).apply(self, change)
+///     }
+/// }
+///
+/// let mut hooks = DynHooks::new();
+/// for table in ["site", "device"] {
+///     hooks.insert(table, move |a: &mut Generic, write: Write<'_, _>| {
+///         let what = match write { Write::Create { .. } => "insert", Write::Update { .. } => "update", Write::Delete { .. } => "delete" };
+///         a.log.push(format!("{what} into {table}"));
+///         Ok(())
+///     });
+/// }
+/// assert_eq!(hooks.len(), 2);
+/// # let _ = Generic { store: LocalStore::new("g"), hooks, log: Vec::new() };
+/// ```
+pub struct DynHooks<A: ?Sized> {
+    hooks: Arc<HashMap<String, Arc<DynHook<A>>>>,
+}
+
+impl<A: ?Sized> DynHooks<A> {
+    /// An empty table.
+    pub fn new() -> Self {
+        DynHooks {
+            hooks: Arc::new(HashMap::new()),
+        }
+    }
+
+    /// Registers `hook` for the runtime model type named `model_type`
+    /// (replacing an earlier one for that type).
+    pub fn insert<F>(&mut self, model_type: impl Into<String>, hook: F) -> &mut Self
+    where
+        F: Fn(&mut A, Write<'_, DynModel>) -> Result<(), HookError> + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.hooks).insert(model_type.into(), Arc::new(hook));
+        self
+    }
+
+    /// How many types have a hook.
+    pub fn len(&self) -> usize {
+        self.hooks.len()
+    }
+
+    /// Whether no type has a hook.
+    pub fn is_empty(&self) -> bool {
+        self.hooks.is_empty()
+    }
+}
+
+impl<A: ?Sized> Clone for DynHooks<A> {
+    fn clone(&self) -> Self {
+        DynHooks {
+            hooks: Arc::clone(&self.hooks),
+        }
+    }
+}
+
+impl<A: ?Sized> Default for DynHooks<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A [`Hooks`] entry for the runtime types of a [`DynHooks`] table.
+pub struct OnTable<'t, A: ?Sized, Next> {
+    table: &'t DynHooks<A>,
+    next: Next,
+}
+
+impl<A, Next> Handler<A> for OnTable<'_, A, Next>
+where
+    A: Adapter + ?Sized,
+    Next: Handler<A>,
+{
+    fn handle(&mut self, adapter: &mut A, change: &mut Change<'_>) -> Option<Result<(), HookError>> {
+        match self.table.hooks.get(change.model_type()) {
+            Some(hook) => Some(write_typed(adapter, change, &mut |a: &mut A, w| hook(a, w))),
+            None => self.next.handle(adapter, change),
+        }
     }
 }
 

@@ -214,7 +214,7 @@ pub use error::DiffError;
 pub use error::{Error, Result};
 pub use feed::{ChangeEvent, ChangeFeed, ChangeKind};
 pub use flags::{DiffFlags, ModelFlags};
-pub use hooks::{Hooks, Write};
+pub use hooks::{DynHooks, Hooks, Write};
 pub use key::{Key, KeyParseError, KeyValue, ModelKey};
 pub use model::{
     Attrs, DiffModel, DynModel, FieldDef, IdPart, ModelSchema, SchemaRef, StaticModel, ValueKind, readable_id_of,

@@ -2,10 +2,10 @@
 //! type as a `Write` of the user's own struct.
 
 use diffsync::{
-    Adapter, AdapterExt, Chain, Change, Diff, DiffModel, DynModel, HookError, Hooks, LocalStore, ModelSchema, Options,
-    Outcome, Write,
+    Adapter, AdapterExt, Chain, Change, Diff, DiffModel, DynHooks, DynModel, HookError, Hooks, LocalStore, ModelSchema,
+    Options, Outcome, Write,
 };
-use diffsync_tests::{Device, DeviceField, Interface, InterfaceField, Site, sys_a, sys_b};
+use diffsync_tests::{Device, DeviceField, Interface, InterfaceField, Site, key_of, sys_a, sys_b};
 
 /// The worked example's system A, writing through typed hooks into a log.
 struct Typed {
@@ -296,4 +296,90 @@ fn a_typed_hook_that_panics_leaves_the_store_with_what_applied_before_it() {
     assert!(store.get_opt(&Interface::key("nyc-r1", "eth1")).unwrap().is_none());
     assert!(store.get_opt(&Site::key("lax")).unwrap().is_none());
     assert!(store.get_opt(&Site::key("sfo")).unwrap().is_some());
+}
+
+#[test]
+fn hooks_for_runtime_types_are_built_in_a_loop_over_a_config() {
+    // Types known only at run time, as a config declares them.
+    let config = [("site", "region"), ("rack", "row"), ("vendor", "country")];
+    let schemas: Vec<std::sync::Arc<ModelSchema>> = config
+        .iter()
+        .map(|(name, attr)| {
+            let schema: ModelSchema = serde_json::from_value(serde_json::json!({
+                "name": name, "identifiers": [{"name": "name", "kind": "string"}],
+                "attributes": [{"name": attr, "kind": "string"}]
+            }))
+            .unwrap();
+            std::sync::Arc::new(schema)
+        })
+        .collect();
+    let model = |i: usize, name: &str, value: &str| {
+        let (_, attr) = config[i];
+        DynModel::from_json(&schemas[i], serde_json::json!({"name": name, attr: value})).unwrap()
+    };
+    struct Generic {
+        store: LocalStore,
+        hooks: DynHooks<Generic>,
+        log: Vec<String>,
+    }
+    impl Adapter for Generic {
+        type Store = LocalStore;
+        fn store(&self) -> &LocalStore {
+            &self.store
+        }
+        fn store_mut(&mut self) -> &mut LocalStore {
+            &mut self.store
+        }
+        fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+            let hooks = self.hooks.clone();
+            Hooks::new().on_table(&hooks).apply(self, change)
+        }
+    }
+    // One hook per configured type but the last, made in a loop.
+    let mut hooks = DynHooks::new();
+    for (name, attr) in &config[..2] {
+        let (name, attr) = (name.to_string(), attr.to_string());
+        hooks.insert(name.clone(), move |a: &mut Generic, w: Write<'_, DynModel>| {
+            let line = match w {
+                Write::Create { new, .. } => {
+                    format!("{name}: insert {}", new.attribute(&attr).unwrap().as_str().unwrap())
+                }
+                Write::Update { new, .. } => format!("{name}: set {}", new.attribute(&attr).unwrap().as_str().unwrap()),
+                Write::Delete { old, .. } => format!("{name}: delete {}", old.unique_id()),
+            };
+            a.log.push(line);
+            Ok(())
+        });
+    }
+    assert_eq!(hooks.len(), 2);
+    let mut source = LocalStore::new("source");
+    let mut target = Generic {
+        store: LocalStore::new("target"),
+        hooks,
+        log: Vec::new(),
+    };
+    for schema in &schemas {
+        source.register_dyn(schema.clone()).unwrap();
+        target.store.register_dyn(schema.clone()).unwrap();
+    }
+    source.add(model(0, "nyc", "east")).unwrap();
+    source.add(model(1, "r1", "a")).unwrap();
+    source.add(model(2, "acme", "us")).unwrap();
+    target.store.add(model(0, "nyc", "west")).unwrap();
+    target.store.add(model(1, "r9", "z")).unwrap();
+    let source = diffsync::MemoryAdapter::with_store("source", &["site", "rack", "vendor"], source);
+    let mut opts = Options::new().flags(diffsync::DiffFlags::CONTINUE_ON_FAILURE);
+    let report = target.sync_from_with(&source, &mut opts).unwrap();
+    let mut log = target.log.clone();
+    log.sort();
+    assert_eq!(log, ["rack: delete r9", "rack: insert a", "site: set east"]);
+    // The type without a hook fails its change, by name; the others applied.
+    let failed: Vec<String> = report
+        .failures()
+        .map(|e| format!("{}: {}", e.model_key(), e.outcome.message().unwrap_or_default()))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].contains("no hook for model type `vendor`"), "{failed:?}");
+    assert!(!target.store.contains(key_of("vendor:acme")));
+    assert!(target.store.contains(key_of("rack:r1")));
 }
