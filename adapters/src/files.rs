@@ -589,16 +589,10 @@ impl diffsync::feed::ChangeFeed for FileFeed {
             }
         };
         self.broken = false;
-        let event = |kind, store: &LocalStore, t: &str, m: &dyn diffsync::model::AnyModel| ChangeEvent {
+        let event = |kind, store: &LocalStore, m: &dyn diffsync::model::AnyModel| ChangeEvent {
             kind,
-            model_type: t.to_string(),
-            key: m.unique_id(),
-            identifiers: Some(m.identifiers()),
-            parent: store
-                .parent(m.model_key())
-                .ok()
-                .flatten()
-                .map(|p| (p.model_type().to_string(), p.unique_id().to_string())),
+            key: m.model_key(),
+            parent: store.parent(m.model_key()).ok().flatten(),
             origin: None,
         };
         let types: Vec<String> = now.model_types().map(str::to_string).collect();
@@ -606,14 +600,14 @@ impl diffsync::feed::ChangeFeed for FileFeed {
             for m in now.get_all_dyn(t) {
                 let key = m.model_key();
                 match self.image.digest(&key) {
-                    None => batch.events.push(event(ChangeKind::Created, &now, t, m)),
-                    Some(d) if Some(d) != now.digest(&key) => batch.events.push(event(ChangeKind::Updated, &now, t, m)),
+                    None => batch.events.push(event(ChangeKind::Created, &now, m)),
+                    Some(d) if Some(d) != now.digest(&key) => batch.events.push(event(ChangeKind::Updated, &now, m)),
                     Some(_) => {}
                 }
             }
             for m in self.image.get_all_dyn(t) {
                 if now.digest(m.model_key()).is_none() {
-                    batch.events.push(event(ChangeKind::Deleted, &self.image, t, m));
+                    batch.events.push(event(ChangeKind::Deleted, &self.image, m));
                 }
             }
         }

@@ -155,7 +155,6 @@ impl PostgresAdapter {
         client
             .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
             .map_err(|e| backend(&origin, e))?;
-        let ids = sql::id_columns(&self.tables);
         let fail = |e| backend(&origin, e);
         let (generation, _, pruned) = log_state(&mut client).map_err(fail)?;
         let anchor = row_at(&mut client, cursor.as_ref().map_or((0, 0), |c| c.0)).map_err(fail)?;
@@ -164,7 +163,6 @@ impl PostgresAdapter {
             client,
             params: self.params.clone(),
             consumer: consumer.to_string(),
-            ids,
             cursor,
             origin,
         })
@@ -637,7 +635,6 @@ pub struct PostgresFeed {
     /// The connection parameters (to connect again after a restart).
     params: String,
     consumer: String,
-    ids: sql::IdColumns,
     /// Where this consumer is: the (transaction id, sequence number) of
     /// the last event returned.
     cursor: sql::LogCursor<(i64, i64)>,
@@ -711,9 +708,7 @@ impl PostgresFeed {
             let (model_type, ids, op, origin): (String, String, String, Option<String>) =
                 (row.get(2), row.get(3), row.get(4), row.get(5));
             self.cursor.advance((row.get(0), row.get(1)), &model_type, &ids, &op);
-            batch
-                .events
-                .push(sql::log_event(&self.ids, model_type, &ids, &op, origin));
+            batch.events.push(sql::log_event(model_type, &ids, &op, origin));
         }
         if batch.gap && batch.events.is_empty() {
             self.cursor.reanchor(row_at(&mut self.client, self.cursor.returned)?);

@@ -468,7 +468,7 @@ impl Store for RedisStore {
         let version_key = self.version_key();
         let (client, conn, versions, namespace) = (&self.client, &mut self.conn, &mut self.versions, &self.namespace);
         let done = registry::reread(&self.registry, &mut self.image, changed, &origin, |_, e| {
-            let key = format!("{namespace}:{}:{}", e.model_type, e.key);
+            let key = format!("{namespace}:{}:{}", e.model_type(), e.key.unique_id());
             let (version, text): (Option<u64>, Option<String>) = retry(client, conn, |c| {
                 redis::pipe().atomic().hget(&version_key, &key).get(&key).query(c)
             })
@@ -767,15 +767,20 @@ impl diffsync::feed::ChangeFeed for RedisFeed {
         for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
             let field = |name: &str| -> String { entry.get::<String>(name).unwrap_or_default() };
             let origin = Some(field("origin")).filter(|o| !o.is_empty());
+            // The writer put the key's text; one that is no key's is
+            // a change this feed cannot name: everything is read again.
+            let Ok(key) = format!("{}:{}", field("type"), field("key")).parse::<diffsync::ModelKey>() else {
+                batch.gap = true;
+                self.cursor = entry.id.clone();
+                continue;
+            };
             batch.events.push(ChangeEvent {
                 kind: match field("op").as_str() {
                     "created" => ChangeKind::Created,
                     "deleted" => ChangeKind::Deleted,
                     _ => ChangeKind::Updated,
                 },
-                model_type: field("type"),
-                key: field("key"),
-                identifiers: None,
+                key,
                 parent: None,
                 origin,
             });

@@ -392,7 +392,7 @@ pub(crate) fn reread(
     mut fetch: impl FnMut(&LocalStore, &diffsync::feed::ChangeEvent) -> Result<Option<Map<String, Value>>>,
 ) -> Result<bool> {
     let mut todo: Vec<&diffsync::feed::ChangeEvent> =
-        changed.iter().filter(|e| reg.schema(&e.model_type).is_ok()).collect();
+        changed.iter().filter(|e| reg.schema(e.model_type()).is_ok()).collect();
     loop {
         let before = todo.len();
         let mut waiting = Vec::new();
@@ -425,29 +425,22 @@ fn apply_record(
     record: Option<Map<String, Value>>,
     origin: &str,
 ) -> Result<bool> {
-    let ty = e.model_type.as_str();
-    // The event's unique id read against the type's identifiers (a log row
-    // has no identifier values to build it from).
-    let key = reg.schema(ty)?.parse_key(&e.key).map_err(|err| AdapterError::Model {
-        origin: origin.to_string(),
-        model_type: ty.to_string(),
-        key: e.key.clone(),
-        message: err.to_string(),
-    })?;
-    let present = store.contains(&key);
+    let ty = e.model_type();
+    let key = &e.key;
+    let present = store.contains(key);
     match record {
-        None if present => store.remove(&key, false)?,
+        None if present => store.remove(key, false)?,
         None => {}
         Some(record) if present => {
             let parent = record.get(PARENT_KEY).and_then(Value::as_str);
-            if store.parent(&key)?.as_ref().map(ModelKey::unique_id) != parent {
+            if store.parent(key)?.as_ref().map(ModelKey::unique_id) != parent {
                 return Ok(false);
             }
             let attrs: diffsync::Attrs = record
                 .into_iter()
                 .map(|(k, v)| (std::borrow::Cow::Owned(k), v))
                 .collect();
-            store.update_attributes(&key, diffsync::AttrSource::Values(&attrs))?;
+            store.update_attributes(key, diffsync::AttrSource::Values(&attrs))?;
         }
         Some(record) => insert_flat(reg, store, ty, record, origin)?,
     }

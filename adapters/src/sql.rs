@@ -467,25 +467,9 @@ fn descendant_deletes(
     Ok(())
 }
 
-/// Identifier column names per model type, to read change-log rows.
-pub(crate) type IdColumns = std::collections::HashMap<String, Vec<String>>;
-
-pub(crate) fn id_columns(tables: &[Table]) -> IdColumns {
-    tables
-        .iter()
-        .map(|t| {
-            (
-                t.model_type.clone(),
-                t.columns[..t.n_ids].iter().map(|c| c.name.to_string()).collect(),
-            )
-        })
-        .collect()
-}
-
 /// One row of a change log kept by triggers (SQLite or PostgreSQL) as an
 /// event: `ids` is the JSON array of identifier values, `op` the operation.
 pub(crate) fn log_event(
-    columns: &IdColumns,
     model_type: String,
     ids: &str,
     op: &str,
@@ -493,22 +477,13 @@ pub(crate) fn log_event(
 ) -> diffsync::feed::ChangeEvent {
     use diffsync::feed::ChangeKind;
     let values: Vec<Value> = serde_json::from_str(ids).unwrap_or_default();
-    let identifiers = columns.get(&model_type).map(|names| {
-        names
-            .iter()
-            .zip(&values)
-            .map(|(n, v)| (std::borrow::Cow::Owned(n.clone()), v.clone()))
-            .collect()
-    });
     diffsync::feed::ChangeEvent {
         kind: match op {
             "created" => ChangeKind::Created,
             "deleted" => ChangeKind::Deleted,
             _ => ChangeKind::Updated,
         },
-        key: diffsync::unique_id_of(values),
-        model_type,
-        identifiers,
+        key: diffsync::ModelKey::new(model_type, values.iter().map(diffsync::KeyValue::from)),
         parent: None,
         origin,
     }
@@ -526,20 +501,17 @@ pub(crate) fn reread(
     origin: &str,
     mut fetch: impl FnMut(&Table, &[SqlValue]) -> Result<Option<Vec<SqlValue>>>,
 ) -> Result<bool> {
-    crate::registry::reread(reg, store, changed, origin, |store, e| {
-        let t = table(tables, &e.model_type)?;
-        // A model not in the image yet is read by the event's identifiers.
-        let present = store
-            .schema(&e.model_type)
-            .and_then(|s| s.parse_key(&e.key).ok())
-            .and_then(|key| store.get_opt_dyn(&key))
-            .map(|m| m.identifiers());
-        let Some(ids) = present.as_ref().or(e.identifiers.as_ref()) else {
+    crate::registry::reread(reg, store, changed, origin, |_, e| {
+        let t = table(tables, e.model_type())?;
+        // The row is read by the key's identifier values, in column order.
+        let values = e.key.values();
+        if values.len() != t.n_ids {
             return Ok(None);
-        };
+        }
         let params = t.columns[..t.n_ids]
             .iter()
-            .map(|c| t.to_sql(&c.name, ids.get(c.name.as_ref()).unwrap_or(&Value::Null), &e.key))
+            .zip(values)
+            .map(|(c, v)| t.to_sql(&c.name, &v.to_value(), e.key.unique_id()))
             .collect::<Result<Vec<_>>>()?;
         fetch(t, &params)?.map(|row| t.record(row)).transpose()
     })

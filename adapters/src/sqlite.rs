@@ -185,7 +185,6 @@ impl SqliteAdapter {
             )
             .optional()
             .map_err(|e| backend(&self.origin, e))?;
-        let ids = sql::id_columns(&self.tables);
         let origin = format!("{}: _diffsync_changes", self.origin);
         let fail = |e| backend(&origin, e);
         let (generation, _) = log_state(&conn).map_err(fail)?;
@@ -195,7 +194,6 @@ impl SqliteAdapter {
         Ok(SqliteFeed {
             conn,
             consumer: consumer.to_string(),
-            ids,
             cursor,
             origin,
         })
@@ -503,7 +501,6 @@ CREATE TRIGGER IF NOT EXISTS {} AFTER DELETE ON {} BEGIN {} END;
 pub struct SqliteFeed {
     conn: Connection,
     consumer: String,
-    ids: sql::IdColumns,
     /// Where this consumer is: the last sequence number returned.
     cursor: sql::LogCursor<i64>,
     origin: String,
@@ -569,9 +566,7 @@ impl SqliteFeed {
             // a hole is rows deleted after the cursor.
             batch.gap |= seq != self.cursor.returned + 1;
             self.cursor.advance(seq, &model_type, &ids, &op);
-            batch
-                .events
-                .push(sql::log_event(&self.ids, model_type, &ids, &op, origin));
+            batch.events.push(sql::log_event(model_type, &ids, &op, origin));
         }
         // The log ended before the highest number it gave: the rows after
         // the cursor were deleted (the log cleared or cut short by hand).

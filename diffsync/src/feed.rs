@@ -24,7 +24,7 @@
 //! store.add(Site { name: "nyc".into(), region: "east".into() })?;
 //! let batch = feed.poll(10, Duration::ZERO).unwrap();
 //! assert_eq!(batch.events[0].kind, ChangeKind::Created);
-//! assert_eq!(batch.events[0].key, "nyc");
+//! assert_eq!(batch.events[0].key, *Site::key("nyc").erased());
 //! # Ok::<(), diffsync::Error>(())
 //! ```
 
@@ -187,11 +187,10 @@ impl crate::store::Listener for Subscriber {
 ///
 /// let (tx, mut rx) = feed::channel(1000);
 /// // In the bus consumer: one event per message.
+/// // The message names the model by the text diffsync prints for its key.
 /// let event = ChangeEvent {
 ///     kind: ChangeKind::Updated,
-///     model_type: "site".into(),
-///     key: "nyc".into(),
-///     identifiers: None,
+///     key: "site:nyc".parse().unwrap(),
 ///     parent: None,
 ///     origin: None,
 /// };
@@ -200,7 +199,7 @@ impl crate::store::Listener for Subscriber {
 /// tx.gap();
 /// let batch = rx.poll(10, Duration::ZERO).unwrap();
 /// assert!(batch.gap);
-/// assert_eq!(batch.events[0].key, "nyc");
+/// assert_eq!(batch.events[0].key.to_string(), "site:nyc");
 /// ```
 pub fn channel(capacity: usize) -> (FeedSender, StoreFeed) {
     let (subscriber, feed) = StoreFeed::new(capacity);

@@ -155,7 +155,7 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
 
 impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
     fn sync_keys(&mut self, changed: &[ChangeEvent], origin: &str) -> PassOutcome {
-        let keys: Vec<ModelKey> = changed.iter().map(ChangeEvent::model_key).collect();
+        let keys: Vec<ModelKey> = changed.iter().map(|e| e.key.clone()).collect();
         let mut out = self.each_target(changed, Some(&keys), origin, &mut |_| {});
         // A sync that stopped names no key: all of them are retried.
         let stopped: Vec<String> = out

@@ -67,7 +67,7 @@ impl Relay {
             }
             for e in &batch.events {
                 let json = serde_json::to_string(e).map_err(|e| e.to_string())?;
-                self.events.push_back((e.model_type.clone(), json));
+                self.events.push_back((e.model_type().to_string(), json));
             }
             while self.events.len() > EVENTS {
                 self.events.pop_front();

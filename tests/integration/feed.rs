@@ -18,8 +18,8 @@ fn drain(feed: &mut impl ChangeFeed) -> Vec<(ChangeKind, String, Option<String>,
         out.extend(batch.events.into_iter().map(|e: ChangeEvent| {
             (
                 e.kind,
-                format!("{} {}", e.model_type, e.key),
-                e.parent.map(|(t, k)| format!("{t} {k}")),
+                format!("{} {}", e.model_type(), e.key.unique_id()),
+                e.parent.map(|p| format!("{} {}", p.model_type(), p.unique_id())),
                 e.origin,
             )
         }));
@@ -107,9 +107,7 @@ fn a_reader_too_far_behind_reads_a_gap_and_the_store_never_waits() {
 fn a_channel_feed_carries_the_applications_events_and_tells_a_closed_reader() {
     let event = |key: &str| ChangeEvent {
         kind: ChangeKind::Updated,
-        model_type: "site".into(),
-        key: key.into(),
-        identifiers: None,
+        key: key_of(&format!("site:{key}")),
         parent: None,
         origin: None,
     };
@@ -121,7 +119,7 @@ fn a_channel_feed_carries_the_applications_events_and_tells_a_closed_reader() {
     let batch = rx.poll(10, Duration::ZERO).unwrap();
     assert!(batch.gap);
     assert_eq!(
-        batch.events.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+        batch.events.iter().map(|e| e.key.unique_id()).collect::<Vec<_>>(),
         ["a", "b"]
     );
     drop(rx);

@@ -269,7 +269,7 @@ fn a_part_and_a_change_event_name_models_by_key() {
         .update_attributes(key_of("site:sfo"), AttrSource::Values(&south))
         .unwrap();
     let batch = feed.poll(10, std::time::Duration::ZERO).unwrap();
-    let keys: Vec<ModelKey> = batch.events.iter().map(|e| e.model_key()).collect();
+    let keys: Vec<ModelKey> = batch.events.iter().map(|e| e.key.clone()).collect();
     assert_eq!(keys, [Site::key("sfo").into_erased()]);
 }
 

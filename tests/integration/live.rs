@@ -515,7 +515,7 @@ impl ChangeFeed for Numbered {
         let mut log = self.log.lock().unwrap();
         for e in &batch.events {
             self.returned += 1;
-            log.push((self.returned, e.key.clone()));
+            log.push((self.returned, e.key.unique_id().to_string()));
         }
         Ok(batch)
     }
@@ -617,9 +617,7 @@ fn a_loop_follows_events_from_the_applications_bus_and_resyncs_on_its_gap() {
     describe(&source, "nyc-r1__eth0", "from the bus");
     bus.send(ChangeEvent {
         kind: ChangeKind::Updated,
-        model_type: "interface".into(),
-        key: "nyc-r1__eth0".into(),
-        identifiers: None,
+        key: key_of("interface:nyc-r1__eth0"),
         parent: None,
         origin: None,
     });

@@ -949,7 +949,7 @@ mod http {
             })
             .unwrap();
         let batch = feed.poll(100, Duration::from_millis(500)).unwrap();
-        let keys: Vec<&str> = batch.events.iter().map(|e| e.key.as_str()).collect();
+        let keys: Vec<&str> = batch.events.iter().map(|e| e.key.unique_id()).collect();
         assert_eq!((keys, batch.gap), (vec!["zrh"], false));
         // The peer restarts: its buffer is gone, so the next poll says so.
         drop(http);
@@ -1506,7 +1506,11 @@ mod state {
         let keys = |feed: &mut PeerFeed<_>| {
             let batch = feed.poll(100, Duration::ZERO).unwrap();
             (
-                batch.events.iter().map(|e| e.key.clone()).collect::<Vec<_>>(),
+                batch
+                    .events
+                    .iter()
+                    .map(|e| e.key.unique_id().to_string())
+                    .collect::<Vec<_>>(),
                 batch.gap,
             )
         };

@@ -142,12 +142,14 @@ pub fn drain(feed: &mut impl diffsync::feed::ChangeFeed) -> (bool, Vec<Seen>) {
         if batch.events.is_empty() && !batch.gap {
             return (gap, out);
         }
-        out.extend(
-            batch
-                .events
-                .into_iter()
-                .map(|e| (e.kind, e.model_type, e.key, e.origin)),
-        );
+        out.extend(batch.events.into_iter().map(|e| {
+            (
+                e.kind,
+                e.model_type().to_string(),
+                e.key.unique_id().to_string(),
+                e.origin,
+            )
+        }));
     }
     panic!("the feed never ran dry: a gap or events on every poll");
 }
@@ -166,19 +168,17 @@ pub const CHANGED_BY_OTHERS: &str = "
 pub fn assert_reread_by_key(db: &mut impl diffsync::Adapter) {
     use diffsync::Store;
     use diffsync::feed::{ChangeEvent, ChangeKind};
-    let event = |kind, model_type: &str, key: &str, ids: Option<(&str, &str)>| ChangeEvent {
+    let event = |kind, key: &str| ChangeEvent {
         kind,
-        model_type: model_type.into(),
-        key: key.into(),
-        identifiers: ids.map(|(k, v)| [(k.to_string().into(), v.into())].into_iter().collect()),
+        key: key_of(key),
         parent: None,
         origin: None,
     };
     db.reread(&[
-        event(ChangeKind::Created, "device", "site0-r9", Some(("name", "site0-r9"))),
-        event(ChangeKind::Updated, "site", "site1", None),
-        event(ChangeKind::Deleted, "interface", "site1-r1__eth0", None),
-        event(ChangeKind::Updated, "no_such_type", "x", None),
+        event(ChangeKind::Created, "device:site0-r9"),
+        event(ChangeKind::Updated, "site:site1"),
+        event(ChangeKind::Deleted, "interface:site1-r1__eth0"),
+        event(ChangeKind::Updated, "no_such_type:x"),
     ])
     .unwrap();
     let store = db.store().local();

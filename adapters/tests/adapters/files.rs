@@ -376,7 +376,11 @@ fn a_file_feed_turns_each_save_into_model_events_and_waits_out_a_half_written_fi
             let batch = feed.poll(100, Duration::from_millis(50)).unwrap();
             assert!(!batch.gap);
             if !batch.events.is_empty() {
-                let mut got: Vec<_> = batch.events.into_iter().map(|e| (e.kind, e.key)).collect();
+                let mut got: Vec<_> = batch
+                    .events
+                    .into_iter()
+                    .map(|e| (e.kind, e.key.unique_id().to_string()))
+                    .collect();
                 got.sort();
                 return got;
             }

@@ -337,7 +337,7 @@ fn a_waiting_feed_sleeps_until_a_commit_notifies_it() {
     let batch = feed.poll(100, Duration::from_secs(20)).unwrap();
     let idle = writer.join().unwrap();
     assert!(idle > 0.5, "the feed queried {idle:.3} s before, while nothing changed");
-    let got: Vec<_> = batch.events.iter().map(|e| (e.kind, e.key.as_str())).collect();
+    let got: Vec<_> = batch.events.iter().map(|e| (e.kind, e.key.unique_id())).collect();
     assert_eq!(got, [(ChangeKind::Created, "late")]);
     assert!(
         start.elapsed() < Duration::from_secs(10),

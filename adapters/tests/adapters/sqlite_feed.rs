@@ -226,9 +226,7 @@ fn a_reread_of_a_model_that_moved_reads_everything_and_keeps_its_children() {
         .unwrap();
     db.reread(&[ChangeEvent {
         kind: ChangeKind::Updated,
-        model_type: "device".into(),
-        key: "site0-r0".into(),
-        identifiers: None,
+        key: key_of("device:site0-r0"),
         parent: None,
         origin: None,
     }])
@@ -266,9 +264,7 @@ fn a_reread_of_a_row_that_does_not_fit_names_it_and_keeps_the_image() {
         .unwrap();
     let event = |model_type: &str, key: &str| ChangeEvent {
         kind: ChangeKind::Updated,
-        model_type: model_type.into(),
-        key: key.into(),
-        identifiers: None,
+        key: key_of(&format!("{model_type}:{key}")),
         parent: None,
         origin: None,
     };

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::key::{KeyValue, ModelKey};
+
 /// What happened to a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -17,33 +19,74 @@ pub enum ChangeKind {
 }
 
 /// One change of one model.
+///
+/// On the wire (JSON: a peer's feed, a file) it is
+/// `{"kind", "model_type", "key", "parent", "origin"}` with the unique id's
+/// text as `key` and `parent` as `[type, unique id]`; `identifiers` (the
+/// values by name) is read when present, as earlier versions wrote it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "WireEvent", from = "WireEvent")]
 pub struct ChangeEvent {
     /// What happened.
     pub kind: ChangeKind,
-    /// Model type name.
-    pub model_type: String,
-    /// Unique id.
-    pub key: String,
-    /// The identifier values, when the feed knows them (a consumer re-reads
-    /// a model it has not seen yet by them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identifiers: Option<crate::model::Attrs>,
-    /// The parent (type, key), when the model has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<(String, String)>,
+    /// The changed model's key.
+    pub key: ModelKey,
+    /// Its parent's key, when it has one.
+    pub parent: Option<ModelKey>,
     /// Who wrote it, when the writer said (a sync tags its own writes, so
     /// a loop does not take them for new work).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
 }
 
 impl ChangeEvent {
-    /// The changed model's key.
-    pub fn model_key(&self) -> crate::ModelKey {
-        match &self.identifiers {
-            Some(ids) => crate::ModelKey::new(self.model_type.clone(), ids.values().map(crate::KeyValue::from)),
-            None => crate::ModelKey::from_unique_id(&self.model_type, &self.key),
+    /// The changed model's type.
+    pub fn model_type(&self) -> &str {
+        self.key.model_type()
+    }
+}
+
+/// A [`ChangeEvent`] as JSON carries it.
+#[derive(Clone, Serialize, Deserialize)]
+struct WireEvent {
+    kind: ChangeKind,
+    model_type: String,
+    key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identifiers: Option<crate::model::Attrs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
+}
+
+impl From<ChangeEvent> for WireEvent {
+    fn from(e: ChangeEvent) -> WireEvent {
+        WireEvent {
+            kind: e.kind,
+            model_type: e.key.model_type().to_string(),
+            key: e.key.unique_id().to_string(),
+            identifiers: None,
+            parent: e
+                .parent
+                .map(|p| (p.model_type().to_string(), p.unique_id().to_string())),
+            origin: e.origin,
+        }
+    }
+}
+
+/// The key from the identifier values when the sender gave them, else
+/// from the unique id's text (which quotes whatever could be misread).
+impl From<WireEvent> for ChangeEvent {
+    fn from(w: WireEvent) -> ChangeEvent {
+        let key = match w.identifiers {
+            Some(ids) => ModelKey::new(w.model_type, ids.values().map(KeyValue::from)),
+            None => ModelKey::from_unique_id(&w.model_type, &w.key),
+        };
+        ChangeEvent {
+            kind: w.kind,
+            key,
+            parent: w.parent.map(|(t, k)| ModelKey::from_unique_id(&t, &k)),
+            origin: w.origin,
         }
     }
 }

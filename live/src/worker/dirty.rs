@@ -102,9 +102,7 @@ impl<R: Reconciler> Worker<R> {
             let entry = self.dirty.entry(k.clone()).or_insert_with(|| Dirty {
                 event: ChangeEvent {
                     kind: diffsync::feed::ChangeKind::Updated,
-                    model_type: k.model_type().to_string(),
-                    key: k.unique_id().to_string(),
-                    identifiers: None,
+                    key: k.clone(),
                     parent: None,
                     origin: None,
                 },

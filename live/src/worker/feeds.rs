@@ -50,7 +50,7 @@ impl<R: Reconciler> Worker<R> {
                 }
                 let debounce = self.cfg.debounce;
                 self.dirty
-                    .entry(e.model_key())
+                    .entry(e.key.clone())
                     .and_modify(|d| {
                         d.event = e.clone();
                         d.first_poll.get_or_insert(poll);

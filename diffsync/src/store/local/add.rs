@@ -187,15 +187,18 @@ impl LocalStore {
         }
         let t = &self.tables[at.ty];
         let m = &t.meta[at.slot];
+        let key = |ty: TypeIdx, slot: Slot| {
+            let t = &self.tables[ty];
+            match t.models.get(slot) {
+                Some(m) => m.model_key(),
+                // A removed model: its key from the text the index kept.
+                None => crate::ModelKey::from_unique_id(&t.schema.name, t.key(slot)),
+            }
+        };
         let event = ChangeEvent {
             kind,
-            model_type: t.schema.name.to_string(),
-            key: t.key(at.slot).to_string(),
-            identifiers: t.models.get(at.slot).map(|m| m.identifiers()),
-            parent: m.parent.map(|p| {
-                let pt = &self.tables[p.ty];
-                (pt.schema.name.to_string(), pt.key(p.slot).to_string())
-            }),
+            key: key(at.ty, at.slot),
+            parent: m.parent.map(|p| key(p.ty, p.slot)),
             origin: self.origin.clone(),
         };
         // A reader that went away stops being told.
