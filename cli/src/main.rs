@@ -365,7 +365,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::History { model_type, key } => {
             let key = config.key(&model_type, &key)?;
             let journal = config.journal()?;
-            let events = journal.history(&model_type, key.unique_id())?;
+            let events = journal.history(&key)?;
             if events.is_empty() {
                 say!("no recorded change to {key}");
             }

@@ -53,7 +53,7 @@ fn run_end(run: RunId) -> i64 {
 /// assert!(report.is_success());
 /// let recorded = journal.run(run)?;
 /// assert_eq!((recorded.result, recorded.source.as_str()), (RunResult::Succeeded, "cmdb"));
-/// let history = journal.history("site", "nyc")?;
+/// let history = journal.history(Site::key("nyc"))?;
 /// assert_eq!(history[0].element.after.as_ref().unwrap()["region"], "east");
 ///
 /// // Undone: the site created by that run is deleted again.
@@ -811,9 +811,11 @@ impl Journal {
         Ok(runs)
     }
 
-    /// Every recorded change to one model, oldest first, with its run:
-    /// who changed this device's role, when, in which run, from what.
-    pub fn history(&self, model_type: &str, key: &str) -> Result<Vec<KeyEvent>, JournalError> {
+    /// Every recorded change to the model `key` names, oldest first, with
+    /// its run: who changed this device's role, when, in which run, from what.
+    pub fn history(&self, key: impl AsRef<diffsync::ModelKey>) -> Result<Vec<KeyEvent>, JournalError> {
+        let key = key.as_ref();
+        let (model_type, key) = (key.model_type(), key.unique_id());
         let rows = self
             .db
             .query(

@@ -291,7 +291,7 @@ fn journal_rows() {
             let _ = journal.rollback_preview(run, &mut sys_b());
         }
         let _ = journal.run(RunId(i64::MAX));
-        let _ = journal.history("device", "nyc-r1");
+        let _ = journal.history(diffsync_tests::key_of("device:nyc-r1"));
     });
 }
 

@@ -239,7 +239,7 @@ fn the_history_of_a_key_says_who_changed_it_when_and_from_what() {
     cmdb.name = "cmdb".into();
     set(&mut cmdb, "device", "nyc-r1", "role", "core");
     let (second, _) = journal.sync(&mut target, &cmdb, &mut Options::new()).unwrap();
-    let history = journal.history("device", "nyc-r1").unwrap();
+    let history = journal.history(Device::key("nyc-r1")).unwrap();
     let seen: Vec<_> = history
         .iter()
         .map(|h| (h.run, h.source.as_str(), h.element.changed()))
@@ -292,7 +292,7 @@ fn runs_are_found_by_system_mode_and_result_and_old_ones_dropped() {
     assert_eq!(journal.runs(&RunFilter::default()).unwrap()[0].id, third);
     assert!(
         journal
-            .history("device", "nyc-r1")
+            .history(Device::key("nyc-r1"))
             .unwrap()
             .iter()
             .all(|h| h.run == third)

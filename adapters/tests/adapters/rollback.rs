@@ -185,14 +185,15 @@ fn a_journal_in_postgresql_keeps_a_dead_run_unfinished_and_is_shared_by_processe
     let read: Vec<(String, String)> = recorded.iter().map(|e| (e.model_type.clone(), e.key.clone())).collect();
     assert_eq!(read, reported, "the journal reads back what the report said");
     let changed = &recorded[0];
-    let history = two.history(&changed.model_type, &changed.key).unwrap();
+    let changed_key = key_of(&format!("{}:{}", changed.model_type, changed.key));
+    let history = two.history(&changed_key).unwrap();
     let runs: Vec<_> = history.iter().map(|h| h.run).collect();
     assert_eq!(runs, [dead.id, run_a, run_b], "one key's history across processes");
 
     // Retention drops the oldest, with their changes.
     assert_eq!(one.retain(Retention::Runs(1)).unwrap(), 2);
     assert!(matches!(two.run(run_a), Err(diffsync_journal::JournalError::NoRun(_))));
-    assert_eq!(two.history(&changed.model_type, &changed.key).unwrap().len(), 1);
+    assert_eq!(two.history(&changed_key).unwrap().len(), 1);
 }
 
 #[cfg(feature = "sqlite")]
