@@ -52,6 +52,14 @@ fn a_string_that_reads_as_a_number_is_its_own_key() {
     assert_ne!(*key.erased(), number);
     assert!(store.get_dyn(&number).is_err());
     assert_eq!(ModelKey::parse(&key.to_string()).unwrap(), *key.erased());
+    // Typed, the text is read against the identifiers: unquoted "100" is
+    // the string too, and an erased key of the number is no Device key.
+    assert_eq!("device:100".parse::<Key<Device>>().unwrap(), key);
+    assert_eq!(Key::<Device>::try_from(key.erased().clone()).unwrap(), key);
+    let misfit = Key::<Device>::try_from(number).unwrap_err();
+    assert!(matches!(misfit, diffsync::KeyParseError::Schema { .. }), "{misfit}");
+    let other = "site:100".parse::<Key<Device>>().unwrap_err();
+    assert!(matches!(other, diffsync::KeyParseError::WrongType { .. }), "{other}");
 }
 
 #[test]
