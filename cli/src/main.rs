@@ -261,7 +261,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             say!("{run}: {}", counts(&report.totals()));
             let usual = |o: &Outcome| matches!(o, Outcome::Applied | Outcome::Planned | Outcome::Unchanged);
             for e in report.elements.iter().filter(|e| !usual(&e.outcome)) {
-                say!("  {} {} {}: {}", e.action.as_str(), e.model_type, e.key, e.outcome);
+                say!(
+                    "  {} {} {}: {}",
+                    e.action.as_str(),
+                    e.model_type(),
+                    e.key.unique_id(),
+                    e.outcome
+                );
             }
             Ok(if report.is_success() { 0 } else { FAILURES })
         }

@@ -411,9 +411,9 @@ pub fn rollback_preview(run: &Run, on: &str, preview: &Rollback, recorded: &[Ele
                     @for e in planned.iter().take(SHOWN) {
                         tr class=(e.action.as_str()) {
                             td { span.sym { (symbol(e.action)) } (e.action.as_str()) }
-                            td { (e.model_type) }
-                            td.key { (e.key) }
-                            td { (undone.get(&(e.model_type.as_str(), e.key.as_str())).map_or("", String::as_str)) }
+                            td { (e.model_type()) }
+                            td.key { (e.key.unique_id()) }
+                            td { (undone.get(&(e.model_type(), e.key.unique_id())).map_or("", String::as_str)) }
                         }
                     }
                 }

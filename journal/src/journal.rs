@@ -563,7 +563,7 @@ impl Journal {
                     .collect();
                 let named: HashMap<u32, &Outcome> = reported
                     .iter()
-                    .filter_map(|e| Some((*seq.get(&(e.model_type.as_str(), e.key.as_str()))?, &e.outcome)))
+                    .filter_map(|e| Some((*seq.get(&(e.model_type(), e.key.unique_id()))?, &e.outcome)))
                     .collect();
                 for p in part.planned {
                     // A change the report does not name was never reached.

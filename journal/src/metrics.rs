@@ -34,7 +34,7 @@ pub(crate) fn record_run(
     for report in reports {
         for e in report.elements.iter().filter(|e| e.action != Action::NoChange) {
             *groups
-                .entry((e.model_type.as_str(), e.action, outcome_label(&e.outcome)))
+                .entry((e.model_type(), e.action, outcome_label(&e.outcome)))
                 .or_default() += 1;
         }
     }

@@ -116,8 +116,7 @@ impl Layer for Recorder {
                 .iter()
                 .zip(batch.outcomes())
                 .map(|(c, o)| ElementReport {
-                    model_type: c.model_type().to_string(),
-                    key: c.key().to_string(),
+                    key: c.model_key(),
                     action: c.action,
                     outcome: o.clone(),
                 })

@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex};
 use diffsync::bidir::{Base, BaseStore, BiOptions, ConflictRecord, ConflictSink, Resolution, SharedSink, reconcile};
 use diffsync::feed::ChangeEvent;
 use diffsync::{
-    Adapter, AdapterExt, Chain, DiffFlags, ElementReport, ModelKey, Options, Outcome, Progress, ReconcileError, Store,
-    SyncReport,
+    Adapter, AdapterExt, Chain, DiffFlags, ModelKey, Options, Outcome, Progress, ReconcileError, Store, SyncReport,
 };
 
 use crate::lock;
@@ -39,10 +38,10 @@ impl PassOutcome {
                 .elements
                 .iter()
                 .filter(|e| e.outcome == Outcome::Applied)
-                .map(ElementReport::model_key),
+                .map(|e| e.key.clone()),
         );
         for e in report.unfinished() {
-            self.failed.push((Some(e.model_key()), e.outcome.to_string()));
+            self.failed.push((Some(e.key.clone()), e.outcome.to_string()));
         }
     }
 }

@@ -696,7 +696,7 @@ impl<A: Adapter> Server<A> {
                     Ok(report) => report
                         .elements
                         .iter()
-                        .find(|e| e.model_type == key.model_type() && e.key == key.unique_id())
+                        .find(|e| e.key == *key)
                         .map_or(Pushed::Applied, |e| match &e.outcome {
                             Outcome::Applied | Outcome::Unchanged | Outcome::RemovedWithParent => Pushed::Applied,
                             Outcome::Skipped(why) => Pushed::Skipped(format!("{why:?}")),

@@ -13,7 +13,12 @@ use diffsync_tests::{Device, Interface, Inventory, Node, Site, sys_a, sys_b};
 use serde_json::json;
 
 fn outcome_of<'r>(report: &'r diffsync::SyncReport, key: &str) -> &'r Outcome {
-    &report.elements.iter().find(|e| e.key == key).unwrap().outcome
+    &report
+        .elements
+        .iter()
+        .find(|e| e.key.unique_id() == key)
+        .unwrap()
+        .outcome
 }
 
 #[test]
@@ -202,7 +207,11 @@ fn a_move_whose_delete_comes_first_applies_in_one_run() {
     let source = with_moved("src", "b");
     let mut target = with_moved("dst", "a");
     let report = target.sync_from(&source).unwrap();
-    let intf: Vec<_> = report.elements.iter().filter(|e| e.model_type == "interface").collect();
+    let intf: Vec<_> = report
+        .elements
+        .iter()
+        .filter(|e| e.model_type() == "interface")
+        .collect();
     assert_eq!((intf[0].action, &intf[0].outcome), (Action::Delete, &Outcome::Applied));
     assert_eq!((intf[1].action, &intf[1].outcome), (Action::Create, &Outcome::Applied));
     assert!(!target.diff_from(&source).unwrap().has_diffs());
@@ -216,7 +225,11 @@ fn a_move_whose_delete_comes_first_applies_in_one_run() {
     let report = target
         .sync_from_with(&source, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
         .unwrap();
-    let create = report.elements.iter().rfind(|e| e.key == "moved__eth0").unwrap();
+    let create = report
+        .elements
+        .iter()
+        .rfind(|e| e.key.unique_id() == "moved__eth0")
+        .unwrap();
     assert_eq!(create.outcome, Outcome::Skipped(SkipReason::DependencyFailed));
     assert_eq!(
         target.store.parent(key_of("interface:moved__eth0")).unwrap(),
@@ -234,7 +247,7 @@ fn a_move_whose_create_comes_first_has_its_delete_hoisted_and_applies_in_one_run
     let intf: Vec<_> = report
         .elements
         .iter()
-        .filter(|e| e.model_type == "interface")
+        .filter(|e| e.model_type() == "interface")
         .map(|e| (e.action, e.outcome.clone()))
         .collect();
     assert_eq!(
@@ -264,7 +277,7 @@ fn a_create_of_an_existing_key_fails_that_element_before_any_hook() {
     let intf: Vec<_> = report
         .elements
         .iter()
-        .filter(|e| e.model_type == "interface")
+        .filter(|e| e.model_type() == "interface")
         .map(|e| (e.action, e.outcome.clone()))
         .collect();
     assert!(
@@ -570,7 +583,7 @@ fn a_failed_batch_names_the_change_and_rolls_back_the_others() {
         let outcomes: Vec<_> = report
             .elements
             .iter()
-            .map(|e| (e.key.as_str(), e.outcome.clone()))
+            .map(|e| (e.key.unique_id(), e.outcome.clone()))
             .collect();
         let mut expected = vec![("nyc", Outcome::Unchanged)];
         for k in ["nyc-r1", "nyc-r1__eth0", "nyc-r1__eth2", "nyc-r1__eth1", "lax"] {

@@ -272,7 +272,7 @@ fn run(src: &Shape, dst: &Shape, seed: u64, continue_on_failure: bool, transacti
         let reported: Vec<_> = report
             .elements
             .iter()
-            .map(|e| (e.model_type.as_str(), e.key.as_str()))
+            .map(|e| (e.model_type(), e.key.unique_id()))
             .collect();
         let elements: Vec<_> = diff
             .iter()
@@ -282,7 +282,7 @@ fn run(src: &Shape, dst: &Shape, seed: u64, continue_on_failure: bool, transacti
         // The re-diff is exactly the unfinished work.
         let unfinished: BTreeSet<_> = report
             .unfinished()
-            .map(|e| (e.model_type.clone(), e.key.clone(), e.action))
+            .map(|e| (e.model_type().to_string(), e.key.unique_id().to_string(), e.action))
             .collect();
         assert_eq!(changes(&target.diff_from(&source).unwrap()), unfinished);
     }

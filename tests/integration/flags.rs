@@ -159,7 +159,7 @@ fn natural_deletion_order_skips_parent_when_a_child_fails() {
         .sync_from_with(&sys_b(), &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
         .unwrap();
     assert!(!target.log.contains(&"delete device sfo-r1".to_string()));
-    let dev = report.elements.iter().find(|e| e.key == "sfo-r1").unwrap();
+    let dev = report.elements.iter().find(|e| e.key.unique_id() == "sfo-r1").unwrap();
     assert_eq!(
         dev.outcome,
         diffsync::Outcome::Skipped(diffsync::SkipReason::ChildFailed)
@@ -324,7 +324,7 @@ fn natural_order_children_still_wait_for_a_failed_ancestor() {
         .unwrap();
     assert!(!target.log.iter().any(|l| l.contains("sfo-r1")), "{:?}", target.log);
     for key in ["sfo-r1", "sfo-r1__eth0"] {
-        let e = report.elements.iter().find(|e| e.key == key).unwrap();
+        let e = report.elements.iter().find(|e| e.key.unique_id() == key).unwrap();
         assert_eq!(
             e.outcome,
             diffsync::Outcome::Skipped(diffsync::SkipReason::ParentFailed),

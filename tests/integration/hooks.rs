@@ -171,8 +171,8 @@ fn a_type_without_a_hook_fails_its_changes_and_the_store_keeps_the_old_model() {
         .map(|e| {
             format!(
                 "{} {}: {}",
-                e.model_type,
-                e.key,
+                e.model_type(),
+                e.key.unique_id(),
                 e.outcome.message().unwrap_or_default()
             )
         })
@@ -376,7 +376,7 @@ fn hooks_for_runtime_types_are_built_in_a_loop_over_a_config() {
     // The type without a hook fails its change, by name; the others applied.
     let failed: Vec<String> = report
         .failures()
-        .map(|e| format!("{}: {}", e.model_key(), e.outcome.message().unwrap_or_default()))
+        .map(|e| format!("{}: {}", e.key, e.outcome.message().unwrap_or_default()))
         .collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(failed[0].contains("no hook for model type `vendor`"), "{failed:?}");

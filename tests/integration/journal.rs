@@ -52,7 +52,7 @@ fn a_recorded_sync_reads_back_what_its_report_said() {
     for r in changes {
         let e = elements
             .iter()
-            .find(|e| e.model_type == r.model_type && e.key == r.key)
+            .find(|e| e.model_type == r.model_type() && e.key == r.key.unique_id())
             .unwrap();
         assert_eq!((e.action, &e.outcome), (r.action, &r.outcome), "{}", r.key);
     }

@@ -270,7 +270,7 @@ fn a_change_to_a_model_the_peer_changed_since_the_pull_is_refused_the_rest_appli
             &mut diffsync::Options::new().flags(diffsync::DiffFlags::CONTINUE_ON_FAILURE),
         )
         .unwrap();
-    let failed: Vec<&str> = report.failures().map(|e| e.key.as_str()).collect();
+    let failed: Vec<&str> = report.failures().map(|e| e.key.unique_id()).collect();
     assert_eq!(failed, ["nyc-r1"], "{report}");
     assert!(
         report.failures().all(|e| e

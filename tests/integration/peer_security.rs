@@ -224,8 +224,8 @@ fn a_type_limited_peer_cannot_delete_a_subtree_that_holds_other_types() {
         .map(|e| {
             format!(
                 "{} {}: {}",
-                e.model_type,
-                e.key,
+                e.model_type(),
+                e.key.unique_id(),
                 e.outcome.message().unwrap_or_default()
             )
         })

@@ -15,9 +15,13 @@ fn continue_on_failure_skips_children_of_a_failed_parent() {
         .unwrap();
     let t = report.totals();
     assert_eq!((t.applied, t.failed, t.skipped), (8, 1, 1));
-    let intf = report.elements.iter().find(|e| e.key == "lax-r1__eth0").unwrap();
+    let intf = report
+        .elements
+        .iter()
+        .find(|e| e.key.unique_id() == "lax-r1__eth0")
+        .unwrap();
     assert_eq!(intf.outcome, Outcome::Skipped(SkipReason::ParentFailed));
-    let failed: Vec<_> = report.failures().map(|e| e.key.as_str()).collect();
+    let failed: Vec<_> = report.failures().map(|e| e.key.unique_id()).collect();
     assert_eq!(failed, ["lax-r1"]);
     assert!(target.store.get_opt(&Site::key("lax")).unwrap().is_some());
     assert!(target.store.get_opt(&Device::key("lax-r1")).unwrap().is_none());
@@ -48,10 +52,10 @@ fn failure_without_continue_aborts_and_store_reflects_only_applied_changes() {
     assert_eq!((t.applied, t.failed, t.skipped, t.unchanged), (4, 1, 5, 1));
     // The report lists every element: the failing one's children are
     // "parent failed", the later ones "aborted".
-    let at = report.elements.iter().position(|e| e.key == "lax").unwrap();
+    let at = report.elements.iter().position(|e| e.key.unique_id() == "lax").unwrap();
     let after: Vec<_> = report.elements[at + 1..]
         .iter()
-        .map(|e| (e.key.as_str(), e.outcome.clone()))
+        .map(|e| (e.key.unique_id(), e.outcome.clone()))
         .collect();
     assert_eq!(
         after,

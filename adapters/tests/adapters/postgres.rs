@@ -82,7 +82,7 @@ fn failure_rolls_back_and_continue_on_failure_uses_savepoints() {
         .sync_from_with(&changed, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
         .unwrap();
     assert_eq!(
-        report.failures().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+        report.failures().map(|e| e.key.unique_id()).collect::<Vec<_>>(),
         ["site1-r1__eth3"]
     );
     db.reload().unwrap();

@@ -180,7 +180,7 @@ fn a_journal_in_postgresql_keeps_a_dead_run_unfinished_and_is_shared_by_processe
         .elements
         .iter()
         .filter(|e| e.action != diffsync::Action::NoChange)
-        .map(|e| (e.model_type.clone(), e.key.clone()))
+        .map(|e| (e.model_type().to_string(), e.key.unique_id().to_string()))
         .collect();
     let read: Vec<(String, String)> = recorded.iter().map(|e| (e.model_type.clone(), e.key.clone())).collect();
     assert_eq!(read, reported, "the journal reads back what the report said");

@@ -98,13 +98,12 @@ fn continue_on_failure_uses_a_savepoint_per_change() {
     let report = db
         .sync_from_with(&changed, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
         .unwrap();
-    let failed: Vec<_> = report.failures().map(|e| e.key.as_str()).collect();
+    let failed: Vec<_> = report.failures().map(|e| e.key.unique_id()).collect();
     assert_eq!(failed, ["site1-r1__eth3"]);
     assert!(
-        report
-            .elements
-            .iter()
-            .all(|e| matches!(e.outcome, Outcome::Applied | Outcome::Unchanged) || e.key == "site1-r1__eth3")
+        report.elements.iter().all(
+            |e| matches!(e.outcome, Outcome::Applied | Outcome::Unchanged) || e.key.unique_id() == "site1-r1__eth3"
+        )
     );
     db.reload().unwrap();
     let left = db.diff_from(&changed).unwrap();

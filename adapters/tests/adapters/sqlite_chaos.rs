@@ -92,7 +92,7 @@ fn run(src: (usize, u32), dst: (usize, u32), seed: u64, continue_on_failure: boo
         let reported: Vec<_> = report
             .elements
             .iter()
-            .map(|e| (e.model_type.as_str(), e.key.as_str()))
+            .map(|e| (e.model_type(), e.key.unique_id()))
             .collect();
         let elements: Vec<_> = diff
             .iter()
@@ -102,7 +102,7 @@ fn run(src: (usize, u32), dst: (usize, u32), seed: u64, continue_on_failure: boo
         // The re-diff is exactly the unfinished work.
         let unfinished: BTreeSet<_> = report
             .unfinished()
-            .map(|e| (e.model_type.clone(), e.key.clone(), e.action))
+            .map(|e| (e.model_type().to_string(), e.key.unique_id().to_string(), e.action))
             .collect();
         assert_eq!(changes(&db.diff_from(&source).unwrap()), unfinished);
     }

@@ -288,6 +288,32 @@ impl ModelKey {
         }
     }
 
+    /// The key of a `model_type` model with these identifier values (JSON,
+    /// in the schema's order) whose unique id's text `uid` was made from
+    /// them already (a stored model's, a diff element's): the text is
+    /// taken, not made again, and no value is copied on the way.
+    pub(crate) fn with_unique_id<'a>(
+        model_type: Cow<'static, str>,
+        values: impl IntoIterator<Item = &'a Value>,
+        uid: &str,
+    ) -> ModelKey {
+        let mut ids = Vec::new();
+        for v in values {
+            match v {
+                Value::String(s) => {
+                    ids.push(0x06);
+                    escape(s.as_bytes(), &mut ids);
+                }
+                other => KeyValue::from(other).encode(&mut ids),
+            }
+        }
+        ModelKey {
+            model_type,
+            ids: ids.into(),
+            uid: uid.into(),
+        }
+    }
+
     /// The model type.
     pub fn model_type(&self) -> &str {
         &self.model_type

@@ -5,16 +5,17 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::diff::Action;
+use crate::key::ModelKey;
 
 use super::outcome::Outcome;
 
-/// What happened to one element in a sync.
+/// What happened to one element in a sync. As JSON:
+/// `{"model_type", "key", "action", "outcome"}`, `key` the unique id's text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "WireElement", from = "WireElement")]
 pub struct ElementReport {
-    /// Model type name.
-    pub model_type: String,
-    /// Unique id.
-    pub key: String,
+    /// The element's key.
+    pub key: ModelKey,
     /// The element's action.
     pub action: Action,
     /// Its outcome.
@@ -22,9 +23,41 @@ pub struct ElementReport {
 }
 
 impl ElementReport {
-    /// The element's key (read back from its type and unique id).
-    pub fn model_key(&self) -> crate::ModelKey {
-        crate::ModelKey::from_unique_id(&self.model_type, &self.key)
+    /// The element's model type.
+    pub fn model_type(&self) -> &str {
+        self.key.model_type()
+    }
+}
+
+/// An [`ElementReport`] as JSON carries it.
+#[derive(Clone, Serialize, Deserialize)]
+struct WireElement {
+    model_type: String,
+    key: String,
+    action: Action,
+    outcome: Outcome,
+}
+
+impl From<ElementReport> for WireElement {
+    fn from(e: ElementReport) -> WireElement {
+        WireElement {
+            model_type: e.key.model_type().to_string(),
+            key: e.key.unique_id().to_string(),
+            action: e.action,
+            outcome: e.outcome,
+        }
+    }
+}
+
+/// The key read back from the unique id's text (which quotes whatever
+/// could be misread).
+impl From<WireElement> for ElementReport {
+    fn from(w: WireElement) -> ElementReport {
+        ElementReport {
+            key: ModelKey::from_unique_id(&w.model_type, &w.key),
+            action: w.action,
+            outcome: w.outcome,
+        }
     }
 }
 
@@ -136,7 +169,14 @@ impl fmt::Display for SyncReport {
             )?;
         }
         for e in &self.elements {
-            writeln!(f, "  {} {} {:?}: {}", e.action, e.model_type, e.key, e.outcome)?;
+            writeln!(
+                f,
+                "  {} {} {:?}: {}",
+                e.action,
+                e.model_type(),
+                e.key.unique_id(),
+                e.outcome
+            )?;
         }
         Ok(())
     }

@@ -285,8 +285,10 @@ fn report_elements(entries: &[(&DiffElement, Entry)], outcomes: &[Outcome], abor
             },
         };
         out.push(ElementReport {
-            model_type: e.model_type.to_string(),
-            key: e.key.clone(),
+            // The element's unique id is the text of its identifiers (the
+            // differ made it from them; a loaded diff's is what the store
+            // was looked up by): taken as it is, not made again.
+            key: crate::ModelKey::with_unique_id(e.model_type.clone(), e.identifiers.values(), &e.key),
             action: e.action,
             outcome,
         });

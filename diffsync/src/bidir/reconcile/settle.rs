@@ -62,8 +62,8 @@ pub(super) fn settle(conflicts: &mut [ConflictRecord], sides: [SideOutcome<'_>; 
         let unknown = || {
             sides[side].report.elements.iter().any(|e| {
                 matches!(e.outcome, crate::report::Outcome::Unknown(_))
-                    && e.model_type == c.model_type
-                    && e.key == c.key
+                    && e.model_type() == c.model_type
+                    && e.key.unique_id() == c.key
             })
         };
         if sides[side].panicked || unknown() {
@@ -114,7 +114,7 @@ pub(super) fn unacknowledged(plan: &Diff, report: &SyncReport, error: Option<&Er
                 crate::sync::Outcome::Applied | crate::sync::Outcome::RemovedWithParent
             )
         })
-        .map(|e| (e.model_type.as_str(), e.key.as_str()))
+        .map(|e| (e.model_type(), e.key.unique_id()))
         .collect();
     let at = match error {
         Some(Error::Sync(SyncError::StoreApply { model_type, key, .. })) => Some((model_type.as_str(), key.as_str())),
