@@ -355,7 +355,7 @@ pub fn run(run: &Run, elements: &[Element], conflicts: &[ConflictRecord]) -> Mar
                     tr { th { "Model" } th { "Kind" } th { "Left" } th { "Right" } th { "Decided" } th { "Applied" } }
                     @for c in conflicts {
                         tr {
-                            td { (c.model_type) " " span.key { (c.key) } }
+                            td { (c.model_type()) " " span.key { (c.key.unique_id()) } }
                             td { (c.kind.as_str()) }
                             td { code { (attrs(&c.left)) } }
                             td { code { (attrs(&c.right)) } }

@@ -693,8 +693,8 @@ impl Journal {
                      ON CONFLICT (id) DO UPDATE SET record = excluded.record",
                     &[
                         Arg::Int(element_id(run, i as u32)),
-                        c.model_type.as_str().into(),
-                        c.key.as_str().into(),
+                        c.model_type().into(),
+                        c.key.unique_id().into(),
                         json(c).as_str().into(),
                     ],
                 )?;

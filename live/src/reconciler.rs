@@ -258,7 +258,7 @@ impl<L: Adapter, R> TwoWay<L, R> {
 /// A conflict's identity: what each side holds for the key. The same
 /// identity in the next pass is the same conflict, still unresolved.
 fn identity(c: &ConflictRecord) -> String {
-    format!("{}\0{}\0{:?}\0{:?}\0{:?}", c.model_type, c.key, c.kind, c.left, c.right)
+    format!("{}\0{:?}\0{:?}\0{:?}", c.key, c.kind, c.left, c.right)
 }
 
 /// The loop's view of the user's conflict sink: conflicts already

@@ -69,7 +69,7 @@ fn a_create_whose_write_never_happened_is_sent_again_after_a_crash_under_any_str
             .unwrap()
             .iter()
             .filter(|c| c.applied == Some(true))
-            .map(|c| (c.key.clone(), c.resolution, c.strategy.clone()))
+            .map(|c| (c.key.unique_id().to_string(), c.resolution, c.strategy.clone()))
             .collect();
         let kept = |k: &str| {
             (
@@ -176,7 +176,7 @@ fn an_attribute_the_base_never_recorded_is_unknown_not_a_side_s_value() {
         |inv: &Inventory, d: &str, i: &str| inv.store.get(&Interface::key(d, i)).unwrap().description.clone();
     assert_eq!(description(&left, "nyc-r1", "eth0"), "right's", "{report}");
     assert_eq!(description(&right, "sfo-r1", "eth0"), "left's", "{report}");
-    let conflicts: Vec<(&str, ConflictKind)> = report.conflicts.iter().map(|c| (c.key.as_str(), c.kind)).collect();
+    let conflicts: Vec<(&str, ConflictKind)> = report.conflicts.iter().map(|c| (c.key.unique_id(), c.kind)).collect();
     assert_eq!(conflicts, [("nyc-r1__eth1", ConflictKind::UpdateUpdate)], "{report}");
     // A base made from that of a side's, with values both sides agree on,
     // moves nothing.
@@ -270,7 +270,7 @@ fn a_move_against_an_edit_of_the_moved_model_is_one_conflict_per_key() {
     let (mut left, mut right, mut base) = moved();
     set(&mut right.store, "device", "sfo-r1", "role", "spine");
     let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
-    let keys: Vec<&str> = report.conflicts.iter().map(|c| c.key.as_str()).collect();
+    let keys: Vec<&str> = report.conflicts.iter().map(|c| c.key.unique_id()).collect();
     assert_eq!(keys, ["sfo-r1"], "{report}");
 }
 
@@ -320,7 +320,7 @@ fn a_decision_a_failed_hook_left_undone_is_carried_out_next_run_whatever_the_str
         assert_eq!(
             logged
                 .iter()
-                .map(|c| (c.key.as_str(), c.resolution))
+                .map(|c| (c.key.unique_id(), c.resolution))
                 .collect::<Vec<_>>(),
             [("nyc-r1__eth1", diffsync::bidir::Resolution::Right)]
         );
@@ -346,7 +346,7 @@ fn a_decision_a_failed_hook_left_undone_is_carried_out_next_run_whatever_the_str
         assert_eq!(applied.len(), 1, "{later:?}: {logged:?}");
         assert_eq!(
             (
-                applied[0].key.as_str(),
+                applied[0].key.unique_id(),
                 applied[0].resolution,
                 applied[0].strategy.as_str()
             ),

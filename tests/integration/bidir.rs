@@ -54,7 +54,7 @@ fn a_first_run_without_a_base_takes_the_union_and_conflicts_on_differences() {
     assert_eq!(report.conflicts.len(), 1);
     let c = &report.conflicts[0];
     assert_eq!(
-        (c.kind, c.key.as_str(), c.resolution),
+        (c.kind, c.key.unique_id(), c.resolution),
         (ConflictKind::CreateCreate, "nyc", Resolution::Skip)
     );
     // The base holds what both sides agree on; the conflict stays out of it.
@@ -170,7 +170,7 @@ fn a_per_type_strategy_and_a_closure_decide_their_types() {
     let strategies: Vec<_> = report
         .conflicts
         .iter()
-        .map(|c| (c.key.as_str(), c.strategy.as_str()))
+        .map(|c| (c.key.unique_id(), c.strategy.as_str()))
         .collect();
     assert_eq!(strategies, [("nyc", "right-wins"), ("nyc-r1__eth1", "custom")]);
 }
@@ -183,7 +183,7 @@ fn a_delete_on_one_side_flows_and_delete_against_update_conflicts() {
     set(&mut left.store, "interface", "sfo-r1__eth0", "description", "kept?");
     let report = reconcile(&mut left, &mut right, &mut base, &no_limit()).unwrap();
     assert!(right.store.get_dyn(key_of("interface:nyc-r1__eth1")).is_err());
-    let kinds: Vec<_> = report.conflicts.iter().map(|c| (c.kind, c.key.as_str())).collect();
+    let kinds: Vec<_> = report.conflicts.iter().map(|c| (c.kind, c.key.unique_id())).collect();
     assert_eq!(kinds, [(ConflictKind::UpdateDelete, "sfo-r1__eth0")]);
     assert!(
         left.store.get_dyn(key_of("interface:sfo-r1__eth0")).is_ok(),
@@ -204,7 +204,7 @@ fn a_child_changed_under_a_parent_deleted_on_the_other_side_keeps_the_parent() {
         );
         right.store.remove(key_of("device:nyc-r1"), true).unwrap();
         let report = reconcile(&mut left, &mut right, &mut base, &no_limit().strategy(strategy)).unwrap();
-        let kinds: BTreeSet<_> = report.conflicts.iter().map(|c| (c.kind, c.key.as_str())).collect();
+        let kinds: BTreeSet<_> = report.conflicts.iter().map(|c| (c.kind, c.key.unique_id())).collect();
         assert!(kinds.contains(&(ConflictKind::ChildUnderDelete, "nyc-r1")), "{report}");
         assert!(
             kinds.contains(&(ConflictKind::UpdateDelete, "nyc-r1__eth0")),
@@ -493,7 +493,7 @@ proptest! {
         }
         if fail.is_none() {
             // Keys changed differently on both sides are logged exactly once.
-            let logged: Vec<&str> = report.conflicts.iter().map(|c| c.key.as_str()).collect();
+            let logged: Vec<&str> = report.conflicts.iter().map(|c| c.key.unique_id()).collect();
             let unique: BTreeSet<&str> = logged.iter().copied().collect();
             prop_assert_eq!(logged.len(), unique.len());
             for k in &differently {

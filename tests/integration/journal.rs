@@ -441,7 +441,7 @@ fn a_two_way_run_is_recorded_per_side_with_its_conflicts() {
     let conflicts = journal.conflicts(run).unwrap();
     assert_eq!(conflicts, report.conflicts);
     assert_eq!(conflicts.len(), 1);
-    assert_eq!(conflicts[0].key, "nyc-r1__eth0");
+    assert_eq!(conflicts[0].key.unique_id(), "nyc-r1__eth0");
 }
 
 #[test]
@@ -467,7 +467,7 @@ fn a_two_way_run_a_hook_kills_leaves_both_sides_changes_and_its_conflict_unfinis
     assert!(sides.contains(&(Some(Side::Right), "nyc-r1".into())), "{sides:?}");
     let conflicts = journal.conflicts(run.id).unwrap();
     assert_eq!(conflicts.len(), 1);
-    assert_eq!(conflicts[0].key, "nyc-r1__eth0");
+    assert_eq!(conflicts[0].key.unique_id(), "nyc-r1__eth0");
 }
 
 #[test]

@@ -728,7 +728,11 @@ fn a_two_way_loop_tells_and_logs_each_conflict_once_and_counts_the_unresolved() 
         .collect();
     assert_eq!(conflicts.len(), 1, "{seen:?}");
     assert_eq!(
-        (conflicts[0].key.as_str(), conflicts[0].resolution, conflicts[0].applied),
+        (
+            conflicts[0].key.unique_id(),
+            conflicts[0].resolution,
+            conflicts[0].applied
+        ),
         ("nyc", Resolution::Skip, Some(false))
     );
     assert!(
@@ -1061,10 +1065,10 @@ fn two_way_loop_law(seed: u64, rounds: usize) {
             continue;
         }
         assert!(
-            log[*logged..].iter().any(|c| c.key == *key),
+            log[*logged..].iter().any(|c| c.key.unique_id() == *key),
             "seed {seed}: the last edit of {key} ({value:?}) is lost: both hold {:?}; log: {:#?}",
             l.get(key),
-            log.iter().filter(|c| c.key == *key).collect::<Vec<_>>()
+            log.iter().filter(|c| c.key.unique_id() == *key).collect::<Vec<_>>()
         );
     }
 }

@@ -1294,7 +1294,7 @@ fn three_replicas_in_a_line_converge_and_each_conflict_is_logged_once() {
     assert_eq!(b.store.fingerprint(), c.store.fingerprint());
     // The device both A and C changed: one conflict, met where A's edit
     // (carried by B, the left side of B <-> C) met C's; B's side won.
-    let keys: Vec<&str> = conflicts.iter().map(|c| c.key.as_str()).collect();
+    let keys: Vec<&str> = conflicts.iter().map(|c| c.key.unique_id()).collect();
     assert_eq!(keys, ["site0001-r0"], "{conflicts:?}");
     assert_eq!(
         c.store.get(&Device::key("site0001-r0".to_string())).unwrap().role,
@@ -1656,7 +1656,7 @@ fn two_way_runs_through_a_lossy_network_lose_no_edit_and_apply_nothing_twice() {
                         (&c.right, Resolution::Left)
                     };
                     let mine = mine.as_ref().and_then(|a| a.get("role")).and_then(|v| v.as_str());
-                    c.key == *device && c.resolution == winner && mine == Some(value.as_str())
+                    c.key.unique_id() == *device && c.resolution == winner && mine == Some(value.as_str())
                 };
                 let records: Vec<&ConflictRecord> = log.iter().filter(lost).collect();
                 let applied = records.iter().filter(|c| c.applied == Some(true)).count();

@@ -184,7 +184,7 @@ fn a_create_the_target_lacks_after_a_crash_is_sent_again_nothing_the_creator_mad
     let logged = log.lock().unwrap().clone();
     assert_eq!(logged.len(), 1, "{report}");
     assert_eq!(
-        (logged[0].key.as_str(), logged[0].resolution, logged[0].applied),
+        (logged[0].key.unique_id(), logged[0].resolution, logged[0].applied),
         ("ams", Resolution::Left, Some(true))
     );
     assert!(left.store.get(&Site::key("ams")).is_ok());
@@ -235,7 +235,7 @@ fn a_conflict_is_logged_before_the_losing_side_is_written_and_settled_after_a_pa
     assert_eq!(logged.len(), 1);
     let c = &logged[0];
     assert_eq!(
-        (c.key.as_str(), c.resolution, c.applied),
+        (c.key.unique_id(), c.resolution, c.applied),
         ("nyc", Resolution::Right, Some(true))
     );
     assert!(!c.run.is_empty());
@@ -343,7 +343,7 @@ fn a_json_lines_log_reads_back_each_record_once_with_its_outcome() {
     );
     let records = JsonLines(path).read().unwrap();
     assert_eq!(records.len(), 1);
-    assert_eq!((records[0].key.as_str(), records[0].applied), ("nyc", Some(true)));
+    assert_eq!((records[0].key.unique_id(), records[0].applied), ("nyc", Some(true)));
 }
 
 #[test]
@@ -512,10 +512,10 @@ fn a_child_created_under_a_parent_deleted_on_the_other_side_goes_as_the_strategy
         assert_eq!(has(&left, "interface", "nyc-r1__eth9"), on_left, "{name}");
         assert_eq!(has(&right, "interface", "nyc-r1__eth9"), on_right, "{name}");
         // One record per key, saying what was applied.
-        let keys: Vec<&str> = report.conflicts.iter().map(|c| c.key.as_str()).collect();
+        let keys: Vec<&str> = report.conflicts.iter().map(|c| c.key.unique_id()).collect();
         let unique: std::collections::BTreeSet<&str> = keys.iter().copied().collect();
         assert_eq!(keys.len(), unique.len(), "{name}: {report}");
-        let device = report.conflicts.iter().find(|c| c.key == "nyc-r1").unwrap();
+        let device = report.conflicts.iter().find(|c| c.key.unique_id() == "nyc-r1").unwrap();
         let expect = match (on_left, on_right) {
             (true, false) => Resolution::Skip,
             (false, false) => Resolution::Right,
@@ -525,7 +525,7 @@ fn a_child_created_under_a_parent_deleted_on_the_other_side_goes_as_the_strategy
         assert_eq!(device.applied, Some(expect != Resolution::Skip), "{name}");
         if !on_left {
             // A winning deletion took the new child: logged too.
-            let child = report.conflicts.iter().find(|c| c.key == "nyc-r1__eth9");
+            let child = report.conflicts.iter().find(|c| c.key.unique_id() == "nyc-r1__eth9");
             assert!(
                 child.is_some_and(|c| c.resolution == Resolution::Right),
                 "{name}: {report}"

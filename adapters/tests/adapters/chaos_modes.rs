@@ -545,7 +545,7 @@ fn law<L: System, R: System>(mut ls: L, mut rs: R, seed_value: u64, rounds: usiz
                 let mine = mine
                     .as_ref()
                     .map(|a| a.get(attr).and_then(|v| v.as_str()).unwrap_or_default().to_string());
-                c.model_type == *t && c.key == *k && c.resolution == winner && mine == *value
+                c.model_type() == *t && c.key.unique_id() == *k && c.resolution == winner && mine == *value
             };
             // Records of the runs since the edit: an earlier one of the same
             // value (a deletion, say) was another edit.
@@ -557,7 +557,7 @@ fn law<L: System, R: System>(mut ls: L, mut rs: R, seed_value: u64, rounds: usiz
                 "seed {seed_value}: {} edit of {t} {k:?} to {value:?} (round {round}) is lost: both hold {held:?}; \
                  records: {records:#?}; all about it: {:#?}",
                 ["left", "right"][i],
-                log.iter().filter(|c| c.key == *k).collect::<Vec<_>>()
+                log.iter().filter(|c| c.key.unique_id() == *k).collect::<Vec<_>>()
             );
         }
     }

@@ -29,7 +29,7 @@ pub trait ConflictSink {
 
 /// The same record: same run, model type and key.
 fn same_record(a: &ConflictRecord, b: &ConflictRecord) -> bool {
-    a.run == b.run && a.model_type == b.model_type && a.key == b.key
+    a.run == b.run && a.model_type() == b.model_type() && a.key == b.key
 }
 
 impl ConflictSink for Vec<ConflictRecord> {
@@ -102,7 +102,7 @@ impl JsonLines {
                 if let Some(r) = out
                     .iter_mut()
                     .rev()
-                    .find(|r| r.run == s.settled && r.model_type == s.model_type && r.key == s.key)
+                    .find(|r| r.run == s.settled && r.model_type() == s.model_type && r.key.unique_id() == s.key)
                 {
                     r.applied = Some(s.applied);
                 }
@@ -122,8 +122,8 @@ impl ConflictSink for JsonLines {
         self.append(records.iter().filter_map(|r| {
             let settled = Settled {
                 settled: r.run.clone(),
-                model_type: r.model_type.clone(),
-                key: r.key.clone(),
+                model_type: r.model_type().to_string(),
+                key: r.key.unique_id().to_string(),
                 applied: r.applied?,
             };
             Some(serde_json::to_vec(&settled))

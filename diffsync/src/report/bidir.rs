@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::sync::SyncReport;
 use crate::diff::Diff;
 use crate::error::Error;
+use crate::key::ModelKey;
 use crate::model::{Attrs, Chain};
 
 /// How a conflict is resolved.
@@ -72,13 +73,13 @@ impl ConflictKind {
     }
 }
 
-/// One logged conflict.
+/// One logged conflict. As JSON (a base, a journal, a log line) the key
+/// is two fields: `model_type` and `key`, the unique id's text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "WireConflict", from = "WireConflict")]
 pub struct ConflictRecord {
-    /// Model type name.
-    pub model_type: String,
-    /// Unique id.
-    pub key: String,
+    /// The model's key.
+    pub key: ModelKey,
     /// What each side did.
     pub kind: ConflictKind,
     /// Attributes of the agreed version.
@@ -122,6 +123,87 @@ pub struct ConflictRecord {
     pub result: Option<Attrs>,
 }
 
+/// A [`ConflictRecord`] as JSON carries it.
+#[derive(Clone, Serialize, Deserialize)]
+struct WireConflict {
+    model_type: String,
+    key: String,
+    kind: ConflictKind,
+    base: Option<Attrs>,
+    left: Option<Attrs>,
+    right: Option<Attrs>,
+    strategy: String,
+    resolution: Resolution,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    clock: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    left_clock: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    right_clock: Option<Value>,
+    left_replica: String,
+    right_replica: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    run: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    applied: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<Attrs>,
+}
+
+impl ConflictRecord {
+    /// The model type.
+    pub fn model_type(&self) -> &str {
+        self.key.model_type()
+    }
+}
+
+impl From<ConflictRecord> for WireConflict {
+    fn from(c: ConflictRecord) -> WireConflict {
+        WireConflict {
+            model_type: c.key.model_type().to_string(),
+            key: c.key.unique_id().to_string(),
+            kind: c.kind,
+            base: c.base,
+            left: c.left,
+            right: c.right,
+            strategy: c.strategy,
+            resolution: c.resolution,
+            clock: c.clock,
+            left_clock: c.left_clock,
+            right_clock: c.right_clock,
+            left_replica: c.left_replica,
+            right_replica: c.right_replica,
+            run: c.run,
+            applied: c.applied,
+            result: c.result,
+        }
+    }
+}
+
+/// The key read back from the unique id's text (which quotes whatever
+/// could be misread).
+impl From<WireConflict> for ConflictRecord {
+    fn from(w: WireConflict) -> ConflictRecord {
+        ConflictRecord {
+            key: ModelKey::from_unique_id(&w.model_type, &w.key),
+            kind: w.kind,
+            base: w.base,
+            left: w.left,
+            right: w.right,
+            strategy: w.strategy,
+            resolution: w.resolution,
+            clock: w.clock,
+            left_clock: w.left_clock,
+            right_clock: w.right_clock,
+            left_replica: w.left_replica,
+            right_replica: w.right_replica,
+            run: w.run,
+            applied: w.applied,
+            result: w.result,
+        }
+    }
+}
+
 impl fmt::Display for ConflictRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let resolution = self.resolution.as_str();
@@ -129,8 +211,8 @@ impl fmt::Display for ConflictRecord {
             f,
             "{} {} {:?}: {resolution} ({})",
             self.kind.as_str(),
-            self.model_type,
-            self.key,
+            self.model_type(),
+            self.key.unique_id(),
             self.strategy
         )?;
         let none = Attrs::new();

@@ -136,8 +136,8 @@ impl<R: Reconciler> Worker<R> {
     fn tell_conflicts(&self, outcome: &PassOutcome) {
         for c in &outcome.conflicts {
             tracing::warn!(
-                model_type = %c.model_type,
-                key = %c.key,
+                model_type = %c.model_type(),
+                key = %c.key.unique_id(),
                 kind = c.kind.as_str(),
                 strategy = %c.strategy,
                 resolution = ?c.resolution,

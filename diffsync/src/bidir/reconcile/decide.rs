@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use crate::bidir::options::BiOptions;
 use crate::bidir::strategy::{Conflict, Strategy, merge_plan};
 use crate::diff::{Action, DiffElement};
+use crate::key::ModelKey;
 use crate::model::AnyModel;
 use crate::report::{ConflictKind, ConflictRecord, Resolution};
 use crate::store::LocalStore;
@@ -308,8 +309,11 @@ pub(super) fn record(
         .or_else(|| schema.and_then(|s| s.timestamp.as_ref().or(s.version.as_ref()).map(|f| f.to_string())));
     let value = |m: Option<&dyn AnyModel>| m.zip(clock.as_deref()).and_then(|(m, f)| m.attribute(f));
     ConflictRecord {
-        model_type: c.model_type.to_string(),
-        key: c.key.to_string(),
+        key: c
+            .left
+            .or(c.right)
+            .or(c.base)
+            .map_or_else(|| ModelKey::from_unique_id(c.model_type, c.key), |m| m.model_key()),
         kind: c.kind,
         base: c.base.map(|m| m.attributes()),
         left: c.left.map(|m| m.attributes()),
@@ -346,18 +350,21 @@ pub(super) fn guard_deletes(
     let mut records: Records = conflicts
         .iter()
         .enumerate()
-        .map(|(i, c)| ((c.model_type.clone(), c.key.clone()), i))
+        .map(|(i, c)| ((c.model_type().to_string(), c.key.unique_id().to_string()), i))
         .collect();
     type Records = HashMap<(String, String), usize>;
     fn log(records: &mut Records, conflicts: &mut Vec<ConflictRecord>, c: ConflictRecord) {
-        match records.get(&(c.model_type.clone(), c.key.clone())) {
+        match records.get(&(c.model_type().to_string(), c.key.unique_id().to_string())) {
             Some(&at) => {
                 let r = &mut conflicts[at];
                 r.resolution = c.resolution;
                 r.strategy = c.strategy;
             }
             None => {
-                records.insert((c.model_type.clone(), c.key.clone()), conflicts.len());
+                records.insert(
+                    (c.model_type().to_string(), c.key.unique_id().to_string()),
+                    conflicts.len(),
+                );
                 conflicts.push(c);
             }
         }

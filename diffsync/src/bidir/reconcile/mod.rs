@@ -432,7 +432,10 @@ fn decide_each(
     // what they held then, whatever the strategy says now (logged again,
     // so the record that says it was applied is this run's).
     for c in &mut conflicts {
-        let Some(d) = standing.iter().find(|d| d.model_type == c.model_type && d.key == c.key) else {
+        let Some(d) = standing
+            .iter()
+            .find(|d| d.model_type == c.model_type() && d.key == c.key.unique_id())
+        else {
             continue;
         };
         let (resolution, to) = match d.left_won {
@@ -440,11 +443,11 @@ fn decide_each(
             false => (Resolution::Right, Flow::ToLeft),
         };
         for (i, (e, _)) in walk.iter().enumerate() {
-            if e.action != Action::NoChange && e.model_type == c.model_type.as_str() && e.key == c.key {
+            if e.action != Action::NoChange && e.model_type == c.model_type() && e.key == c.key.unique_id() {
                 flow[i] = to;
             }
         }
-        let key = (c.model_type.as_str(), c.key.as_str());
+        let key = (c.model_type(), c.key.unique_id());
         let clock = c.clock.clone();
         *c = record(
             &judge.conflict(key, c.kind),

@@ -56,20 +56,24 @@ pub(super) fn settle(conflicts: &mut [ConflictRecord], sides: [SideOutcome<'_>; 
         })
         .collect();
     let reached = |side: usize, c: &ConflictRecord| -> Option<bool> {
-        if !planned[side].contains(&(c.model_type.as_str(), c.key.as_str())) {
+        if !planned[side].contains(&(c.model_type(), c.key.unique_id())) {
             return Some(false);
         }
         let unknown = || {
             sides[side].report.elements.iter().any(|e| {
                 matches!(e.outcome, crate::report::Outcome::Unknown(_))
-                    && e.model_type() == c.model_type
-                    && e.key.unique_id() == c.key
+                    && e.model_type() == c.model_type()
+                    && e.key.unique_id() == c.key.unique_id()
             })
         };
         if sides[side].panicked || unknown() {
             return None;
         }
-        Some(!sides[side].unacked.contains(&(c.model_type.clone(), c.key.clone())))
+        Some(
+            !sides[side]
+                .unacked
+                .contains(&(c.model_type().to_string(), c.key.unique_id().to_string())),
+        )
     };
     for c in conflicts {
         c.applied = match c.resolution {
@@ -78,7 +82,11 @@ pub(super) fn settle(conflicts: &mut [ConflictRecord], sides: [SideOutcome<'_>; 
             Resolution::Merge => match (reached(0, c), reached(1, c)) {
                 (None, _) | (_, None) => None,
                 (Some(l), Some(r)) => {
-                    let whole = |side: usize| !sides[side].unacked.contains(&(c.model_type.clone(), c.key.clone()));
+                    let whole = |side: usize| {
+                        !sides[side]
+                            .unacked
+                            .contains(&(c.model_type().to_string(), c.key.unique_id().to_string()))
+                    };
                     Some((l || r) && whole(0) && whole(1))
                 }
             },
@@ -140,7 +148,12 @@ pub(super) fn report_conflicts(conflicts: &[ConflictRecord]) -> Vec<(String, Str
                 Resolution::Right => false,
                 _ => return None,
             };
-            Some((c.model_type.clone(), c.key.clone(), left_won, c.strategy.clone()))
+            Some((
+                c.model_type().to_string(),
+                c.key.unique_id().to_string(),
+                left_won,
+                c.strategy.clone(),
+            ))
         })
         .collect()
 }
