@@ -6,16 +6,15 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::error::{Error, ReconcileError, Result};
+use crate::key::ModelKey;
 use crate::model::{AnyModel, ModelSchema};
 use crate::report::{ConflictKind, Resolution};
 use crate::strategy_spec::StrategySpec;
 
 /// A conflict as a [`Strategy::Custom`] closure sees it.
 pub struct Conflict<'a> {
-    /// Model type name.
-    pub model_type: &'a str,
-    /// Unique id.
-    pub key: &'a str,
+    /// The model's key.
+    pub key: ModelKey,
     /// What each side did.
     pub kind: ConflictKind,
     /// The agreed version, if there was one.
@@ -31,6 +30,11 @@ pub struct Conflict<'a> {
 }
 
 impl Conflict<'_> {
+    /// The model type.
+    pub fn model_type(&self) -> &str {
+        self.key.model_type()
+    }
+
     /// The same decision on every run and on both sides: the replica whose
     /// id sorts last wins.
     pub fn tiebreak(&self) -> Resolution {

@@ -187,13 +187,16 @@ impl Judge<'_> {
     }
 
     pub(super) fn conflict<'c>(&'c self, (t, k): Key<'c>, kind: ConflictKind) -> Conflict<'c> {
+        let (base, left, right) = (self.base.find_dyn(t, k), self.ls.find_dyn(t, k), self.rs.find_dyn(t, k));
         Conflict {
-            model_type: t,
-            key: k,
+            key: left
+                .or(right)
+                .or(base)
+                .map_or_else(|| ModelKey::from_unique_id(t, k), |m| m.model_key()),
             kind,
-            base: self.base.find_dyn(t, k),
-            left: self.ls.find_dyn(t, k),
-            right: self.rs.find_dyn(t, k),
+            base,
+            left,
+            right,
             left_replica: self.ls.name(),
             right_replica: self.rs.name(),
         }
@@ -309,11 +312,7 @@ pub(super) fn record(
         .or_else(|| schema.and_then(|s| s.timestamp.as_ref().or(s.version.as_ref()).map(|f| f.to_string())));
     let value = |m: Option<&dyn AnyModel>| m.zip(clock.as_deref()).and_then(|(m, f)| m.attribute(f));
     ConflictRecord {
-        key: c
-            .left
-            .or(c.right)
-            .or(c.base)
-            .map_or_else(|| ModelKey::from_unique_id(c.model_type, c.key), |m| m.model_key()),
+        key: c.key.clone(),
         kind: c.kind,
         base: c.base.map(|m| m.attributes()),
         left: c.left.map(|m| m.attributes()),
