@@ -376,3 +376,57 @@ mod text_against_the_schema {
         assert!(err.contains("id0") && err.contains("Integer"), "{err}");
     }
 }
+
+#[test]
+fn reports_events_and_conflicts_keep_their_keys_through_json() {
+    use diffsync::bidir::{ConflictKind, ConflictRecord};
+    use diffsync::feed::ChangeFeed;
+    use diffsync::{AdapterExt, ChangeEvent, ElementReport};
+    // A device named "100": its key must come back a string, not a number.
+    let device = |role: &str| Device {
+        name: "100".into(),
+        role: role.into(),
+        serial: None,
+        db_pk: 0,
+        flags: Default::default(),
+    };
+    let mut source = diffsync_tests::Inventory::empty("source");
+    source.store.add(device("edge")).unwrap();
+    let mut target = diffsync_tests::Inventory::empty("target");
+    let mut feed = target.store.subscribe();
+    let report = target.sync_from(&source).unwrap();
+    let element = &report.elements[0];
+    assert_eq!(element.key, *Device::key("100").erased());
+    let text = serde_json::to_string(element).unwrap();
+    assert!(
+        text.contains(r#""model_type":"device""#) && text.contains(r#""key":"\"100\"""#),
+        "{text}"
+    );
+    assert_eq!(&serde_json::from_str::<ElementReport>(&text).unwrap(), element);
+
+    let batch = feed.poll(10, std::time::Duration::ZERO).unwrap();
+    let event = &batch.events[0];
+    assert_eq!(event.key, *Device::key("100").erased());
+    let text = serde_json::to_string(event).unwrap();
+    assert_eq!(&serde_json::from_str::<ChangeEvent>(&text).unwrap(), event);
+
+    let conflict = ConflictRecord {
+        key: Device::key("100").into_erased(),
+        kind: ConflictKind::UpdateUpdate,
+        base: None,
+        left: None,
+        right: None,
+        strategy: "left wins".into(),
+        resolution: diffsync::bidir::Resolution::Left,
+        clock: None,
+        left_clock: None,
+        right_clock: None,
+        left_replica: "a".into(),
+        right_replica: "b".into(),
+        run: String::new(),
+        applied: None,
+        result: None,
+    };
+    let text = serde_json::to_string(&conflict).unwrap();
+    assert_eq!(serde_json::from_str::<ConflictRecord>(&text).unwrap(), conflict);
+}
