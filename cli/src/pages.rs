@@ -462,7 +462,8 @@ pub fn nothing_undone(run: RunId, conflicts: &[RollbackConflict]) -> Markup {
 }
 
 /// Every recorded change to one model key, oldest first.
-pub fn history(model_type: &str, key: &str, events: &[KeyEvent]) -> Markup {
+pub fn history(key: &diffsync::ModelKey, events: &[KeyEvent]) -> Markup {
+    let (model_type, key) = (key.model_type(), key.unique_id());
     layout(
         &format!("History of {model_type} {key}"),
         None,

@@ -496,7 +496,7 @@ async fn history(State(app): State<Arc<Dashboard>>, Query(q): Query<KeyQuery>) -
             .key(&q.model_type, &q.key)
             .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, diffsync::Chain(&e).to_string()))?;
         let events = lock(&d.journal).history(&key)?;
-        Ok(pages::history(&q.model_type, key.unique_id(), &events).into_response())
+        Ok(pages::history(&key, &events).into_response())
     })
     .await
 }
