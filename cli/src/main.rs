@@ -360,8 +360,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 say!(
                     "  {} {} {}\t{}\t{}",
                     e.action.as_str(),
-                    e.model_type,
-                    e.key,
+                    e.model_type(),
+                    e.key.unique_id(),
                     e.outcome,
                     changes(&e)
                 );

@@ -254,15 +254,11 @@ fn is_failure(outcome: &Outcome) -> bool {
 /// A run's changes as a tree: each under its parent when the run changed
 /// the parent too, in the run's order.
 fn tree(elements: &[&Element]) -> Markup {
-    let at: HashMap<(&str, &str), usize> = elements
-        .iter()
-        .enumerate()
-        .map(|(i, e)| ((e.model_type.as_str(), e.key.as_str()), i))
-        .collect();
+    let at: HashMap<&diffsync::ModelKey, usize> = elements.iter().enumerate().map(|(i, e)| (&e.key, i)).collect();
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); elements.len()];
     let mut roots = Vec::new();
     for (i, e) in elements.iter().enumerate() {
-        match e.parent.as_ref().and_then(|(t, k)| at.get(&(t.as_str(), k.as_str()))) {
+        match e.parent.as_ref().and_then(|p| at.get(p)) {
             Some(&p) => children[p].push(i),
             None => roots.push(i),
         }
@@ -296,8 +292,8 @@ fn change(e: &Element, below: Option<Markup>) -> Markup {
     html! {
         li class=(e.action.as_str()) {
             span.sym { (symbol(e.action)) }
-            (e.model_type) " "
-            a.key href={ "/history?type=" (urlencode(&e.model_type)) "&key=" (urlencode(&e.key)) } { (e.key) }
+            (e.model_type()) " "
+            a.key href={ "/history?type=" (urlencode(e.model_type())) "&key=" (urlencode(e.key.unique_id())) } { (e.key.unique_id()) }
             span class={ "outcome" @if is_failure(&e.outcome) { " bad" } } { (e.outcome) }
             @if !changed.is_empty() { div.changed { (changed) } }
             @if let Some(below) = below { (below) }
@@ -345,7 +341,7 @@ pub fn run(run: &Run, elements: &[Element], conflicts: &[ConflictRecord]) -> Mar
                 table id="failures" {
                     tr { th { "Change" } th { "Outcome" } }
                     @for e in failures.iter().take(SHOWN) {
-                        tr { td { (e.action.as_str()) " " (e.model_type) " " span.key { (e.key) } } td.bad { (e.outcome) } }
+                        tr { td { (e.action.as_str()) " " (e.model_type()) " " span.key { (e.key.unique_id()) } } td.bad { (e.outcome) } }
                     }
                 }
             }
@@ -395,7 +391,7 @@ pub fn rollback_preview(run: &Run, on: &str, preview: &Rollback, recorded: &[Ele
         .map(|e| {
             let mut inverse = e.clone();
             std::mem::swap(&mut inverse.before, &mut inverse.after);
-            ((e.model_type.as_str(), e.key.as_str()), crate::changes(&inverse))
+            ((e.model_type(), e.key.unique_id()), crate::changes(&inverse))
         })
         .collect();
     layout(
@@ -508,9 +504,8 @@ mod tests {
         let attrs = |v: &str| -> Attrs { [("role".into(), v.into())].into_iter().collect() };
         Element {
             seq,
-            model_type: model_type.into(),
-            key: key.into(),
-            parent: parent.map(|(t, k)| (t.into(), k.into())),
+            key: format!("{model_type}:{key}").parse().unwrap(),
+            parent: parent.map(|(t, k)| format!("{t}:{k}").parse().unwrap()),
             side: None,
             identifiers: Attrs::new(),
             action: Action::Update,

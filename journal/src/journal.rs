@@ -1013,18 +1013,24 @@ fn read_element(mut row: Cells) -> Result<(Element, Option<String>), String> {
         whole.extend(changed);
         after = Some(whole);
     }
+    let identifiers: Attrs = serde_json::from_str(&row.text(5)?).map_err(|e| e.to_string())?;
+    let parent = match row.opt_text(3)?.zip(row.opt_text(4)?) {
+        Some((t, k)) => Some(crate::record::parent_key(&t, &k).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let element = Element {
         seq: (id & 0xffff_ffff) as u32,
-        model_type: row.text(1)?,
-        key: row.text(2)?,
-        parent: row.opt_text(3)?.zip(row.opt_text(4)?),
+        // The key from the identifier values; the row's key text is what
+        // history is looked up by.
+        key: diffsync::ModelKey::new(row.text(1)?, identifiers.values().map(diffsync::KeyValue::from)),
+        parent,
         side: match row.opt_text(10)?.as_deref() {
             None => None,
             Some("left") => Some(Side::Left),
             Some("right") => Some(Side::Right),
             Some(other) => return Err(format!("unknown side {other:?}")),
         },
-        identifiers: serde_json::from_str(&row.text(5)?).map_err(|e| e.to_string())?,
+        identifiers,
         action,
         outcome: Outcome::Pending,
         before,

@@ -1,6 +1,6 @@
 //! What the journal keeps: runs, their elements, and the history of a key.
 
-use diffsync::{Action, Attrs, Outcome, Totals};
+use diffsync::{Action, Attrs, KeyParseError, KeyValue, ModelKey, Outcome, Totals};
 use serde::{Deserialize, Serialize};
 
 /// A run's number in its journal.
@@ -143,17 +143,17 @@ impl Side {
     }
 }
 
-/// One change of a run, as recorded.
+/// One change of a run, as recorded. As JSON the keys are their texts:
+/// `model_type` and `key` (the unique id), `parent` as `[type, unique id]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "WireElement", try_from = "WireElement")]
 pub struct Element {
     /// Its place in the run (the diff's order: parents before children).
     pub seq: u32,
-    /// Model type.
-    pub model_type: String,
-    /// Unique id.
-    pub key: String,
-    /// The parent's (model type, unique id), if it has one.
-    pub parent: Option<(String, String)>,
+    /// The changed model's key.
+    pub key: ModelKey,
+    /// Its parent's key, if it has one.
+    pub parent: Option<ModelKey>,
     /// The side it went to, in a two-way reconcile (`None`: the run's target).
     pub side: Option<Side>,
     /// Identifier values.
@@ -168,7 +168,70 @@ pub struct Element {
     pub after: Option<Attrs>,
 }
 
+/// An [`Element`] as JSON carries it.
+#[derive(Clone, Serialize, Deserialize)]
+struct WireElement {
+    seq: u32,
+    model_type: String,
+    key: String,
+    parent: Option<(String, String)>,
+    side: Option<Side>,
+    identifiers: Attrs,
+    action: Action,
+    outcome: Outcome,
+    before: Option<Attrs>,
+    after: Option<Attrs>,
+}
+
+impl From<Element> for WireElement {
+    fn from(e: Element) -> WireElement {
+        WireElement {
+            seq: e.seq,
+            model_type: e.key.model_type().to_string(),
+            key: e.key.unique_id().to_string(),
+            parent: e
+                .parent
+                .map(|p| (p.model_type().to_string(), p.unique_id().to_string())),
+            side: e.side,
+            identifiers: e.identifiers,
+            action: e.action,
+            outcome: e.outcome,
+            before: e.before,
+            after: e.after,
+        }
+    }
+}
+
+impl TryFrom<WireElement> for Element {
+    type Error = KeyParseError;
+
+    fn try_from(w: WireElement) -> Result<Element, KeyParseError> {
+        Ok(Element {
+            seq: w.seq,
+            key: ModelKey::new(w.model_type, w.identifiers.values().map(KeyValue::from)),
+            parent: w.parent.map(|(t, k)| parent_key(&t, &k)).transpose()?,
+            side: w.side,
+            identifiers: w.identifiers,
+            action: w.action,
+            outcome: w.outcome,
+            before: w.before,
+            after: w.after,
+        })
+    }
+}
+
+/// A parent's key from its recorded type and unique id (a text diffsync
+/// wrote, which quotes whatever could be misread).
+pub(crate) fn parent_key(model_type: &str, key: &str) -> Result<ModelKey, KeyParseError> {
+    ModelKey::parse(&format!("{model_type}:{key}"))
+}
+
 impl Element {
+    /// The changed model's type.
+    pub fn model_type(&self) -> &str {
+        self.key.model_type()
+    }
+
     /// The attributes whose values differ between before and after, with
     /// both values (all of them for a create or a delete).
     pub fn changed(&self) -> Vec<(String, Option<serde_json::Value>, Option<serde_json::Value>)> {

@@ -2,8 +2,8 @@
 
 use diffsync::digest::digest_of;
 use diffsync::{
-    Action, Adapter, AdapterExt, AttrSource, Attrs, Chain, KeyValue, LocalStore, MemoryAdapter, ModelKey, Options,
-    Outcome, Store, SyncReport,
+    Action, Adapter, AdapterExt, AttrSource, Attrs, Chain, LocalStore, MemoryAdapter, ModelKey, Options, Outcome,
+    Store, SyncReport,
 };
 
 use crate::error::JournalError;
@@ -156,8 +156,8 @@ impl Journal {
         for inverse in &inverses {
             if let Inverse::Revert(e) = inverse {
                 let before = e.before.clone().unwrap_or_default();
-                match view.update_attributes(key_of(e), AttrSource::Values(&before)) {
-                    Ok(()) => keys.push(key_of(e)),
+                match view.update_attributes(&e.key, AttrSource::Values(&before)) {
+                    Ok(()) => keys.push(e.key.clone()),
                     Err(err) => conflicts.push(conflict(e, Chain(&err).to_string())),
                 }
             }
@@ -165,7 +165,7 @@ impl Journal {
         for inverse in &inverses {
             if let Inverse::Restore(e) = inverse {
                 match restore(&mut view, e) {
-                    Ok(()) => keys.push(key_of(e)),
+                    Ok(()) => keys.push(e.key.clone()),
                     Err(reason) => conflicts.push(conflict(e, reason)),
                 }
             }
@@ -176,14 +176,13 @@ impl Journal {
         // records. Restored, the parent takes them back.
         for inverse in &inverses {
             let Inverse::Restore(p) = inverse else { continue };
-            let parent = (p.model_type.clone(), p.key.clone());
             for child in elements
                 .iter()
-                .filter(|e| e.side == side && e.parent.as_ref() == Some(&parent))
+                .filter(|e| e.side == side && e.parent.as_ref() == Some(&p.key))
             {
-                let cut = view.parent(key_of(child)).is_ok_and(|parent| parent.is_none()) && view.contains(key_of(p));
+                let cut = view.parent(&child.key).is_ok_and(|parent| parent.is_none()) && view.contains(&p.key);
                 if cut {
-                    match relink(&mut view, &key_of(child), &key_of(p), &mut keys) {
+                    match relink(&mut view, &child.key, &p.key, &mut keys) {
                         Ok(()) => {}
                         Err(reason) => conflicts.push(conflict(child, reason)),
                     }
@@ -192,13 +191,13 @@ impl Journal {
         }
         for inverse in inverses.iter().rev() {
             if let Inverse::Remove(e) = inverse {
-                let below = view.subtree_fingerprint(key_of(e)).map_or(0, |f| f.count);
+                let below = view.subtree_fingerprint(&e.key).map_or(0, |f| f.count);
                 if below > 1 {
                     conflicts.push(conflict(e, "it has children written since the run".into()));
                     continue;
                 }
-                match view.remove(key_of(e), false) {
-                    Ok(()) => keys.push(key_of(e)),
+                match view.remove(&e.key, false) {
+                    Ok(()) => keys.push(e.key.clone()),
                     Err(err) => conflicts.push(conflict(e, Chain(&err).to_string())),
                 }
             }
@@ -245,11 +244,11 @@ impl Plan {
 /// change of a run that died before it, which the target never took); or
 /// why not.
 fn check<'a>(store: &LocalStore, e: &'a Element) -> Result<Option<Inverse<'a>>, String> {
-    let now = store.get_opt_dyn(key_of(e));
+    let now = store.get_opt_dyn(&e.key);
     let holds = |values: &Option<Attrs>| match (values, now) {
         (Some(values), Some(m)) => {
-            digest_of(&e.model_type, &e.identifiers, values)
-                == digest_of(&e.model_type, &m.identifiers(), &m.attributes())
+            digest_of(e.model_type(), &e.identifiers, values)
+                == digest_of(e.model_type(), &m.identifiers(), &m.attributes())
         }
         (None, None) => true,
         _ => false,
@@ -274,25 +273,13 @@ fn check<'a>(store: &LocalStore, e: &'a Element) -> Result<Option<Inverse<'a>>, 
 fn restore(view: &mut LocalStore, e: &Element) -> Result<(), String> {
     let before: Attrs = e.before.clone().unwrap_or_default();
     let model = view
-        .build(&e.model_type, &e.identifiers, &before)
+        .build(e.model_type(), &e.identifiers, &before)
         .map_err(|err| Chain(&err).to_string())?;
-    let parent = match &e.parent {
-        Some((t, k)) => Some(parent_key(view, t, k)?),
-        None => None,
-    };
-    view.insert_boxed(model, parent.as_ref()).map_err(|err| match &parent {
+    let parent = &e.parent;
+    view.insert_boxed(model, parent.as_ref()).map_err(|err| match parent {
         Some(p) if !view.contains(p) => format!("its parent {p} is gone"),
         _ => Chain(&err).to_string(),
     })
-}
-
-/// A parent's key from its journal row's type and unique id, read against
-/// the type's schema.
-fn parent_key(view: &LocalStore, model_type: &str, key: &str) -> Result<ModelKey, String> {
-    let schema = view
-        .schema(model_type)
-        .ok_or_else(|| format!("its parent's type {model_type} is not one the target holds"))?;
-    schema.parse_key(key).map_err(|err| Chain(&err).to_string())
 }
 
 /// Puts a parentless model back under `parent`, with what is below it
@@ -317,15 +304,10 @@ fn relink(view: &mut LocalStore, key: &ModelKey, parent: &ModelKey, keys: &mut V
     Ok(())
 }
 
-/// The key of the model a journal row is about, from its identifier values.
-fn key_of(e: &Element) -> ModelKey {
-    ModelKey::new(e.model_type.clone(), e.identifiers.values().map(KeyValue::from))
-}
-
 fn conflict(e: &Element, reason: String) -> RollbackConflict {
     RollbackConflict {
-        model_type: e.model_type.clone(),
-        key: e.key.clone(),
+        model_type: e.model_type().to_string(),
+        key: e.key.unique_id().to_string(),
         reason,
     }
 }

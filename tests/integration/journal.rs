@@ -4,7 +4,7 @@
 use diffsync::{Action, DiffFlags, Options, Outcome};
 use diffsync_journal::{Journal, JournalError, Mode, Retention, RunFilter, RunResult};
 use diffsync_tests::key_of;
-use diffsync_tests::{Device, Inventory, sys_a, sys_b};
+use diffsync_tests::{Device, Inventory, Site, sys_a, sys_b};
 
 fn set(inv: &mut Inventory, model_type: &str, key: &str, field: &str, value: &str) {
     let values: diffsync::Attrs = [(field.to_string().into(), value.into())].into_iter().collect();
@@ -52,20 +52,20 @@ fn a_recorded_sync_reads_back_what_its_report_said() {
     for r in changes {
         let e = elements
             .iter()
-            .find(|e| e.model_type == r.model_type() && e.key == r.key.unique_id())
+            .find(|e| e.model_type() == r.model_type() && e.key.unique_id() == r.key.unique_id())
             .unwrap();
         assert_eq!((e.action, &e.outcome), (r.action, &r.outcome), "{}", r.key);
     }
     // Values before and after, and the parent of each.
-    let role = elements.iter().find(|e| e.key == "nyc-r1").unwrap();
+    let role = elements.iter().find(|e| e.key.unique_id() == "nyc-r1").unwrap();
     assert_eq!(role.before.as_ref().unwrap()["role"], "edge");
     assert_eq!(role.after.as_ref().unwrap()["role"], "router");
-    assert_eq!(role.parent, Some(("site".into(), "nyc".into())));
+    assert_eq!(role.parent, Some(Site::key("nyc").into_erased()));
     assert_eq!(
         role.changed(),
         [("role".to_string(), Some("edge".into()), Some("router".into()))]
     );
-    let lax = elements.iter().find(|e| e.key == "lax").unwrap();
+    let lax = elements.iter().find(|e| e.key.unique_id() == "lax").unwrap();
     assert_eq!((lax.action, lax.after.is_none()), (Action::Delete, true));
 }
 
@@ -81,7 +81,7 @@ fn a_failed_change_is_recorded_with_its_message_and_the_run_as_partial() {
         .elements(run)
         .unwrap()
         .into_iter()
-        .find(|e| e.key == "sfo")
+        .find(|e| e.key.unique_id() == "sfo")
         .unwrap();
     assert!(matches!(&sfo.outcome, Outcome::Failed(c) if c.message().contains("refused by backend")));
 
@@ -398,7 +398,7 @@ fn sides(journal: &Journal, run: diffsync_journal::RunId) -> Vec<(Option<diffsyn
         .elements(run)
         .unwrap()
         .iter()
-        .map(|e| (e.side, e.key.clone()))
+        .map(|e| (e.side, e.key.unique_id().to_string()))
         .collect()
 }
 

@@ -1148,7 +1148,7 @@ fn a_recorder_on_the_target_journals_each_pass_of_the_loop_and_it_can_be_undone(
     let pass = &runs[0];
     assert_eq!((pass.result, pass.target.as_str()), (RunResult::Succeeded, "target"));
     let [change] = journal.elements(pass.id).unwrap().try_into().unwrap();
-    assert_eq!(change.key, "nyc-r1__eth0");
+    assert_eq!(change.key.unique_id(), "nyc-r1__eth0");
     assert_eq!(change.after.as_ref().unwrap()["description"], "recorded");
     let before = change.before.as_ref().unwrap()["description"].clone();
     // The pass undone through the same (recorded) adapter.
@@ -1189,7 +1189,12 @@ fn a_hook_that_panics_under_a_recorder_leaves_an_unfinished_run_with_its_changes
         ..RunFilter::default()
     };
     let [run] = journal.runs(&filter).unwrap().runs.try_into().unwrap();
-    let keys: Vec<String> = journal.elements(run.id).unwrap().into_iter().map(|e| e.key).collect();
+    let keys: Vec<String> = journal
+        .elements(run.id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key.unique_id().to_string())
+        .collect();
     assert!(
         keys.contains(&"sfo".to_string()) && keys.contains(&"lax".to_string()),
         "{keys:?}"

@@ -182,10 +182,13 @@ fn a_journal_in_postgresql_keeps_a_dead_run_unfinished_and_is_shared_by_processe
         .filter(|e| e.action != diffsync::Action::NoChange)
         .map(|e| (e.model_type().to_string(), e.key.unique_id().to_string()))
         .collect();
-    let read: Vec<(String, String)> = recorded.iter().map(|e| (e.model_type.clone(), e.key.clone())).collect();
+    let read: Vec<(String, String)> = recorded
+        .iter()
+        .map(|e| (e.model_type().to_string(), e.key.unique_id().to_string()))
+        .collect();
     assert_eq!(read, reported, "the journal reads back what the report said");
     let changed = &recorded[0];
-    let changed_key = key_of(&format!("{}:{}", changed.model_type, changed.key));
+    let changed_key = changed.key.clone();
     let history = two.history(&changed_key).unwrap();
     let runs: Vec<_> = history.iter().map(|h| h.run).collect();
     assert_eq!(runs, [dead.id, run_a, run_b], "one key's history across processes");
