@@ -18,6 +18,9 @@ fn a_typed_key_is_built_from_identifiers_and_fetches_its_model() {
     let intf = inv.store.get(&key).unwrap();
     assert_eq!(intf.key(), key);
     assert_eq!(key.to_string(), "interface:nyc-r1__eth0");
+    // Typed and erased, one key: the same text, the same value.
+    assert_eq!(key.erased().to_string(), key.to_string());
+    assert_eq!(Key::<Interface>::try_from(key.clone().into_erased()).unwrap(), key);
     assert_eq!(key.unique_id(), intf.unique_id(), "the store's id");
     assert!(inv.store.get_opt(&Site::key("ams")).unwrap().is_none());
     // An erased key read from text, as a command line gives it.
