@@ -79,6 +79,11 @@ pub fn struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> StructAttrs {
                     if once(errors, &mut seen, &key) {
                         if lit.value().is_empty() {
                             errors.at(lit.span(), "model name must not be empty");
+                        } else if lit.value().contains(':') {
+                            errors.at(
+                                lit.span(),
+                                "model name must not contain `:`: it separates the type from the id in a key's text",
+                            );
                         }
                         out.name = Some(lit);
                     }

@@ -166,6 +166,24 @@ proptest! {
         let json: Vec<serde_json::Value> = a.1.iter().map(KeyValue::to_value).collect();
         prop_assert_eq!(k.unique_id(), unique_id_of(json.iter()));
     }
+
+    #[test]
+    fn events_and_reports_keep_any_key_through_their_json(a in key(), p in key()) {
+        use diffsync::{Action, ChangeEvent, ElementReport, Outcome};
+        prop_assume!(!a.0.is_empty() && !p.0.is_empty());
+        let (k, parent) = (ModelKey::new(a.0.clone(), a.1.clone()), ModelKey::new(p.0.clone(), p.1.clone()));
+        let event = ChangeEvent {
+            kind: diffsync::feed::ChangeKind::Updated,
+            key: k.clone(),
+            parent: Some(parent),
+            origin: None,
+        };
+        let text = serde_json::to_string(&event).unwrap();
+        prop_assert_eq!(serde_json::from_str::<ChangeEvent>(&text).unwrap(), event, "{}", text);
+        let element = ElementReport { key: k, action: Action::Update, outcome: Outcome::Applied };
+        let text = serde_json::to_string(&element).unwrap();
+        prop_assert_eq!(serde_json::from_str::<ElementReport>(&text).unwrap(), element, "{}", text);
+    }
 }
 
 #[test]

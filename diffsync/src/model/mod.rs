@@ -224,7 +224,7 @@ impl ModelSchema {
         self
     }
 
-    /// Checks that the schema is usable: a name, at least one identifier, no
+    /// Checks that the schema is usable: a name (without `:`), at least one identifier, no
     /// field listed twice, shortname fields that exist.
     pub fn validate(&self) -> Result<()> {
         let err = |message: String| ModelError::Schema {
@@ -233,6 +233,11 @@ impl ModelSchema {
         };
         if self.name.is_empty() {
             return Err(err("empty model type name".into()));
+        }
+        if self.name.contains(':') {
+            return Err(err(
+                "a model type name must not contain ':' (it separates the type from the id in a key's text)".into(),
+            ));
         }
         if self.identifiers.is_empty() {
             return Err(err("a model type needs at least one identifier".into()));
@@ -1025,6 +1030,8 @@ mod tests {
         s.validate().unwrap();
         s.name = "".into();
         assert!(s.validate().is_err());
+        s.name = "net:vlan".into();
+        assert!(s.validate().unwrap_err().to_string().contains("must not contain ':'"));
     }
 
     #[test]
