@@ -31,66 +31,65 @@ pub(super) fn match_lists(
     dst: &LocalStore,
     s: List<'_>,
     d: List<'_>,
-    mut emit: impl FnMut(Option<Slot>, Option<Slot>) -> Result<()>,
+    emit: impl FnMut(Option<Slot>, Option<Slot>) -> Result<()>,
 ) -> Result<()> {
     let (st, dt) = (table(src, s.ty), table(dst, d.ty));
     let (s_slots, d_slots) = (s.slots, d.slots);
+    let Some(dt) = dt else {
+        return pair_up(s_slots, d_slots, &mut vec![false; d_slots.len()], |_, _, _| None, emit);
+    };
+    let uid_at = |j: usize| dt.key(d_slots[j]);
+    // Lists are usually in the same order on both sides: the same position
+    // is tried first.
+    let same_place = |i: usize, uid: &str, used: &[bool]| i < d_slots.len() && !used[i] && uid_at(i) == uid;
     if d_slots.len() <= SCAN_LIMIT {
         let mut used = [false; SCAN_LIMIT];
-        for (i, &slot) in s_slots.iter().enumerate() {
+        let find = |i: usize, slot: Slot, used: &[bool]| {
             let uid = uid_of(st, slot);
-            let found = dt.and_then(|dt| {
-                let hit = |j: usize| !used[j] && dt.key(d_slots[j]) == uid;
-                // Lists are usually in the same order on both sides: try position i first.
-                if i < d_slots.len() && hit(i) {
-                    Some(i)
-                } else {
-                    (0..d_slots.len()).find(|&j| hit(j))
-                }
-            });
-            if let Some(j) = found {
-                used[j] = true;
+            if same_place(i, uid, used) {
+                return Some(i);
             }
-            emit(Some(slot), found.map(|j| d_slots[j]))?;
-        }
-        for (j, &slot) in d_slots.iter().enumerate() {
-            if !used[j] {
-                emit(None, Some(slot))?;
-            }
-        }
-        return Ok(());
-    }
-    // Long lists: the same position first (lists are usually in the same
-    // order on both sides), else a table of this list alone, built at the
-    // first mismatch from the hashes the store computed once. The cost per
-    // model does not depend on the list's length, and stays in cache.
-    let Some(dt) = dt else {
-        for &slot in s_slots {
-            emit(Some(slot), None)?;
-        }
-        return Ok(());
-    };
-    let hash_at = |j: &u32| dt.meta[d_slots[*j as usize]].hash();
-    let uid_at = |j: usize| dt.key(d_slots[j]);
-    let mut used = vec![false; d_slots.len()];
-    let mut index: Option<HashTable<u32>> = None;
-    for (i, &slot) in s_slots.iter().enumerate() {
-        let uid = uid_of(st, slot);
-        let found = if i < d_slots.len() && !used[i] && uid_at(i) == uid {
-            Some(i)
-        } else {
-            let index = index.get_or_insert_with(|| {
-                let mut t = HashTable::with_capacity(d_slots.len());
-                for j in 0..d_slots.len() as u32 {
-                    t.insert_unique(hash_at(&j), j, hash_at);
-                }
-                t
-            });
-            index
-                .find(dst.hash(uid), |&j| uid_at(j as usize) == uid)
-                .map(|&j| j as usize)
-                .filter(|&j| !used[j])
+            (0..d_slots.len()).find(|&j| !used[j] && uid_at(j) == uid)
         };
+        return pair_up(s_slots, d_slots, &mut used[..d_slots.len()], find, emit);
+    }
+    // Long lists: else a table of this list alone, built at the first
+    // mismatch from the hashes the store computed once. The cost per model
+    // does not depend on the list's length, and stays in cache.
+    let hash_at = |j: &u32| dt.meta[d_slots[*j as usize]].hash();
+    let mut index: Option<HashTable<u32>> = None;
+    let find = |i: usize, slot: Slot, used: &[bool]| {
+        let uid = uid_of(st, slot);
+        if same_place(i, uid, used) {
+            return Some(i);
+        }
+        let index = index.get_or_insert_with(|| {
+            let mut t = HashTable::with_capacity(d_slots.len());
+            for j in 0..d_slots.len() as u32 {
+                t.insert_unique(hash_at(&j), j, hash_at);
+            }
+            t
+        });
+        index
+            .find(dst.hash(uid), |&j| uid_at(j as usize) == uid)
+            .map(|&j| j as usize)
+            .filter(|&j| !used[j])
+    };
+    pair_up(s_slots, d_slots, &mut vec![false; d_slots.len()], find, emit)
+}
+
+/// Emits each source slot with the destination slot `find` matches it to
+/// (`used`: the destination slots matched so far), then the destination
+/// slots nothing matched, in destination order.
+fn pair_up(
+    s_slots: &[Slot],
+    d_slots: &[Slot],
+    used: &mut [bool],
+    mut find: impl FnMut(usize, Slot, &[bool]) -> Option<usize>,
+    mut emit: impl FnMut(Option<Slot>, Option<Slot>) -> Result<()>,
+) -> Result<()> {
+    for (i, &slot) in s_slots.iter().enumerate() {
+        let found = find(i, slot, used);
         if let Some(j) = found {
             used[j] = true;
         }
