@@ -185,20 +185,11 @@ impl LocalStore {
         if self.listeners.is_empty() {
             return;
         }
-        let t = &self.tables[at.ty];
-        let m = &t.meta[at.slot];
-        let key = |ty: TypeIdx, slot: Slot| {
-            let t = &self.tables[ty];
-            match t.models.get(slot) {
-                Some(m) => m.model_key(),
-                // A removed model: its key from the text the index kept.
-                None => crate::ModelKey::from_unique_id(&t.schema.name, t.key(slot)),
-            }
-        };
+        let parent = self.tables[at.ty].meta[at.slot].parent;
         let event = ChangeEvent {
             kind,
-            key: key(at.ty, at.slot),
-            parent: m.parent.map(|p| key(p.ty, p.slot)),
+            key: self.key_at(at.ty, at.slot),
+            parent: parent.map(|p| self.key_at(p.ty, p.slot)),
             origin: self.origin.clone(),
         };
         // A reader that went away stops being told.

@@ -129,13 +129,14 @@ impl LocalStore {
         Ok(slots.iter().map(|&c| self.key_at(cty, c)).collect())
     }
 
-    /// The key of the model at `slot` of table `ty` (a live one).
-    fn key_at(&self, ty: TypeIdx, slot: Slot) -> crate::ModelKey {
-        self.tables[ty]
-            .models
-            .get(slot)
-            .expect("a linked slot holds a model")
-            .model_key()
+    /// The key of the model at `slot` of table `ty`; of a removed one, read
+    /// back from the text the index kept.
+    pub(crate) fn key_at(&self, ty: TypeIdx, slot: Slot) -> crate::ModelKey {
+        let t = &self.tables[ty];
+        match t.models.get(slot) {
+            Some(m) => m.model_key(),
+            None => crate::ModelKey::from_unique_id(&t.schema.name, t.key(slot)),
+        }
     }
 
     /// Where the parent of the model `key` names is.
