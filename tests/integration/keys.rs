@@ -451,3 +451,38 @@ fn reports_events_and_conflicts_keep_their_keys_through_json() {
     let text = serde_json::to_string(&conflict).unwrap();
     assert_eq!(serde_json::from_str::<ConflictRecord>(&text).unwrap(), conflict);
 }
+
+#[test]
+fn the_json_forms_of_events_reports_and_conflicts_are_the_earlier_ones() {
+    use diffsync::bidir::ConflictRecord;
+    use diffsync::{ChangeEvent, ElementReport};
+    // What a peer of the previous version sends: identifiers by name, the
+    // parent as [type, unique id].
+    let earlier = json!({
+        "kind": "updated", "model_type": "device", "key": "nyc-r1",
+        "identifiers": {"name": "nyc-r1"}, "parent": ["site", "nyc"], "origin": "loop"
+    });
+    let event: ChangeEvent = serde_json::from_value(earlier).unwrap();
+    assert_eq!(event.key, *Device::key("nyc-r1").erased());
+    assert_eq!(event.parent, Some(Site::key("nyc").into_erased()));
+    // What this version writes: the same fields, without the identifiers.
+    assert_eq!(
+        serde_json::to_value(&event).unwrap(),
+        json!({"kind": "updated", "model_type": "device", "key": "nyc-r1", "parent": ["site", "nyc"], "origin": "loop"})
+    );
+    let applied = serde_json::to_value(diffsync::Outcome::Applied).unwrap();
+    let earlier = json!({"model_type": "device", "key": "\"100\"", "action": "create", "outcome": applied});
+    let element: ElementReport = serde_json::from_value(earlier.clone()).unwrap();
+    assert_eq!(element.key, *Device::key("100").erased());
+    assert_eq!(serde_json::to_value(&element).unwrap(), earlier);
+    let conflict = json!({
+        "model_type": "site", "key": "nyc",
+        "kind": serde_json::to_value(diffsync::bidir::ConflictKind::UpdateUpdate).unwrap(), "base": null,
+        "left": {"region": "east"}, "right": {"region": "west"}, "strategy": "left wins",
+        "resolution": serde_json::to_value(diffsync::bidir::Resolution::Left).unwrap(),
+        "left_replica": "a", "right_replica": "b"
+    });
+    let record: ConflictRecord = serde_json::from_value(conflict.clone()).unwrap();
+    assert_eq!(record.key, Site::key("nyc").into_erased());
+    assert_eq!(serde_json::to_value(&record).unwrap(), conflict);
+}
