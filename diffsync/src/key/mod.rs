@@ -63,7 +63,6 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -268,24 +267,24 @@ pub struct ModelKey {
     model_type: Cow<'static, str>,
     /// The identifier values, encoded.
     ids: Box<[u8]>,
-    /// The unique id's text (what a store indexes by), made on first use
-    /// and kept: a lookup by key builds no string, and a key used only for
-    /// its bytes (a peer's index of a whole store) never makes it.
-    uid: OnceLock<Box<str>>,
+    /// The unique id's text (what a store indexes by), made once: a lookup
+    /// by key builds no string.
+    uid: Box<str>,
 }
 
 impl ModelKey {
     /// The key of the `model_type` model with these identifier values (in
     /// the schema's identifier order).
     pub fn new(model_type: impl Into<Cow<'static, str>>, values: impl IntoIterator<Item = KeyValue>) -> ModelKey {
+        let values: Vec<KeyValue> = values.into_iter().collect();
         let mut ids = Vec::new();
-        for v in values {
+        for v in &values {
             v.encode(&mut ids);
         }
         ModelKey {
             model_type: model_type.into(),
             ids: ids.into(),
-            uid: OnceLock::new(),
+            uid: unique_id_of(&values).into(),
         }
     }
 
@@ -311,7 +310,7 @@ impl ModelKey {
         ModelKey {
             model_type,
             ids: ids.into(),
-            uid: OnceLock::from(Box::<str>::from(uid)),
+            uid: uid.into(),
         }
     }
 
@@ -333,7 +332,7 @@ impl ModelKey {
 
     /// The unique id the store keys the model by (`nyc__r1`).
     pub fn unique_id(&self) -> &str {
-        self.uid.get_or_init(|| unique_id_of(self.values()).into())
+        &self.uid
     }
 
     /// The canonical byte encoding.
