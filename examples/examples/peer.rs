@@ -1,4 +1,5 @@
-//! Two diffsync processes on one machine, syncing over HTTP/2 with TLS.
+//! Two diffsync processes on one machine, syncing over HTTP/2 with TLS or
+//! over QUIC.
 //!
 //! `hq` serves its inventory (a JSON file it keeps) to the peers it allows;
 //! `branch` keeps its own copy and pulls from hq, or reconciles both ways
@@ -19,7 +20,9 @@
 //! would); `pull` moves those edits to branch; `reconcile` also makes an
 //! edit on branch's side first and sends it to hq. Options: `--dir DIR`
 //! (default `target/peer-demo`), `--address HOST:PORT` (default
-//! `127.0.0.1:7443`; branch remembers hq's, and takes a new one given
+//! `127.0.0.1:7443`; hq serves HTTPS on that TCP port and QUIC on that
+//! UDP port; branch takes `quic://HOST:PORT` or `https://HOST:PORT` (a
+//! bare address is HTTPS), remembers hq's, and takes a new one given
 //! here). A pull leaves the two-way base where both sides agree, so the
 //! first reconcile after it sees only what changed since.
 
@@ -29,9 +32,10 @@ use std::time::{Duration, Instant};
 
 use diffsync::bidir::{Base, BiOptions, Strategy, reconcile};
 use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, LocalStore};
-use diffsync_peer::http::{CertificateDer, HttpOptions, HttpServer, HttpTransport, PrivatePkcs8KeyDer};
+use diffsync_peer::http::{CertificateDer, HttpOptions, PrivatePkcs8KeyDer};
 use diffsync_peer::identity::Rights;
 use diffsync_peer::proto::Refusal;
+use diffsync_peer::socket::{dial, listen};
 use diffsync_peer::state::StateDir;
 use diffsync_peer::{PeerError, RemotePeer, Server};
 use serde::{Deserialize, Serialize};
@@ -268,13 +272,20 @@ fn serve(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let changes = inventory.store.subscribe();
     let server = Arc::new(Server::new("hq", inventory, identity, state.allowed()?).with_feed(changes));
     let address = args.address.as_deref().unwrap_or("127.0.0.1:7443");
-    let http = HttpServer::start(
+    let https = listen(
+        &format!("https://{address}"),
         Arc::clone(&server),
-        address,
+        vec![cert.clone()],
+        PrivatePkcs8KeyDer::from(key.clone()).into(),
+    )?;
+    // QUIC on the UDP port of the same number.
+    let quic = listen(
+        &format!("quic://{}", https.address()),
+        Arc::clone(&server),
         vec![cert],
         PrivatePkcs8KeyDer::from(key).into(),
     )?;
-    println!("hq: serving on https://{} (Ctrl-C stops)", http.address());
+    println!("hq: serving on {} and {} (Ctrl-C stops)", https.url(), quic.url());
     let allowed = state.path().join("allowed");
     let modified = || std::fs::metadata(&allowed).and_then(|m| m.modified()).ok();
     let (mut seen, mut last_edit) = (modified(), Instant::now());
@@ -338,8 +349,8 @@ fn follow(args: &Args, both_ways: bool) -> Result<(), Box<dyn std::error::Error>
     let image = local.store.clone();
     let mut peer = None;
     for _ in 0..5 {
-        let wire = HttpTransport::new(
-            address.clone(),
+        let wire = dial(
+            &address,
             "localhost",
             std::slice::from_ref(&cert),
             HttpOptions::default(),

@@ -14,7 +14,7 @@ use crate::proto::{
 use crate::recon::{Config, Differences, Malformed, Side};
 use crate::server::schemas_of;
 use crate::state::{KnownPeer, LastSync, StateError};
-use crate::transport::{Traffic, Transport};
+use crate::transport::{Counted, Traffic, Transport};
 
 /// Ids asked for in one fetch (512 KiB of them; the server fills its
 /// answer to [`proto::ANSWER_FILL`] and says how many it took).
@@ -137,8 +137,8 @@ pub struct Resent {
 pub struct RemotePeer<T> {
     name: String,
     image: LocalStore,
-    transport: T,
-    traffic: Traffic,
+    /// The transport, counted under the peer's name.
+    transport: Counted<T>,
     identity: Identity,
     /// The server's key: pinned by the caller, or as first seen.
     server_key: Option<PublicKey>,
@@ -228,10 +228,9 @@ impl<T: Transport> RemotePeer<T> {
     ) -> Result<RemotePeer<T>, PeerError> {
         let (name, key) = (known.name.clone(), known.key);
         let mut peer = RemotePeer {
-            name,
+            name: name.clone(),
             image,
-            transport,
-            traffic: Traffic::default(),
+            transport: Counted::client(transport, name),
             identity,
             server_key: key,
             session: None,
@@ -256,10 +255,9 @@ impl<T: Transport> RemotePeer<T> {
         server_key: Option<PublicKey>,
     ) -> Result<RemotePeer<T>, PeerError> {
         let mut peer = RemotePeer {
-            name,
+            name: name.clone(),
             image,
-            transport,
-            traffic: Traffic::default(),
+            transport: Counted::client(transport, name),
             identity,
             server_key,
             session: None,
@@ -294,7 +292,7 @@ impl<T: Transport> RemotePeer<T> {
 
     /// Everything that went over the transport so far.
     pub fn traffic(&self) -> Traffic {
-        self.traffic
+        self.transport.total()
     }
 
     /// Brings the image up to date with the peer: reconciles, fetches what
@@ -312,7 +310,7 @@ impl<T: Transport> RemotePeer<T> {
     }
 
     fn pull_now(&mut self) -> Result<Pulled, PeerError> {
-        let before = self.traffic;
+        let before = self.traffic();
         let mut pulled = Pulled::default();
         let mut session = match self.session.take() {
             // Its snapshot is as old as the session: renewed by the first round.
@@ -328,7 +326,7 @@ impl<T: Transport> RemotePeer<T> {
         }
         self.session = Some(session);
         result?;
-        pulled.traffic = self.traffic.since(before);
+        pulled.traffic = self.traffic().since(before);
         Ok(pulled)
     }
 
@@ -549,14 +547,7 @@ impl<T: Transport> RemotePeer<T> {
                 body: body.clone(),
                 proof,
             };
-            let extra = proto::body_unpacked_extra(&sealed.body);
             let answer = self.call(&Request::Sealed(sealed), false)?;
-            let before = self.traffic;
-            self.traffic.unpacked += extra as u64;
-            if let Response::Signed(s) = &answer {
-                self.traffic.unpacked += proto::body_unpacked_extra(&s.body) as u64;
-            }
-            self.traffic.export(before, &self.name, "client");
             match self.verified(answer, &session.transcript, &session.server, session.seq) {
                 // The transport sent the frame again after a lost answer
                 // and the peer had it already. Every call is safe to ask
@@ -820,9 +811,6 @@ impl<T: Transport> RemotePeer<T> {
             peer: self.name.clone(),
             source,
         })?;
-        let before = self.traffic;
-        self.traffic.count(&frame, &reply);
-        self.traffic.export(before, &self.name, "client");
         if handshake && reply.len() > proto::HANDSHAKE_MAX {
             return Err(self.protocol(format!("a handshake answer of {} bytes", reply.len())));
         }

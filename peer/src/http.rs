@@ -1,5 +1,5 @@
-//! The protocol over HTTP/2 with TLS: [`HttpServer`] serves a [`Server`]
-//! on a socket, [`HttpTransport`] reaches one.
+//! The protocol over HTTP/2 with TLS: [`HttpServer`] serves a
+//! [`Server`](crate::Server) on a socket, [`HttpTransport`] reaches one.
 //!
 //! Every frame is the body of a `POST /diffsync/1` and its response's
 //! body. TLS is rustls (TLS 1.3, ALPN `h2`) with ring; peers prove who they
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
-use diffsync::{Adapter, BoxError};
+use diffsync::BoxError;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
@@ -27,10 +27,16 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::proto::{HANDSHAKE_MAX, HEAD, MAX_ANSWER};
-use crate::server::Server;
 use crate::transport::Transport;
 
 pub use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// What a socket server (HTTP, QUIC) serves: a [`Transport`] it can clone
+/// for each request and move to a blocking thread. A [`Server`](crate::Server) in an
+/// `Arc` is one.
+pub trait Service: Transport + Clone + Send + Sync + 'static {}
+
+impl<S: Transport + Clone + Send + Sync + 'static> Service for S {}
 
 /// The path frames are posted to.
 pub const PATH: &str = "/diffsync/1";
@@ -54,13 +60,17 @@ pub enum HttpError {
     /// The server name is not a valid DNS name or IP address.
     #[error("{0:?} is not a server name")]
     Name(String),
+    /// A peer's URL names no transport this build has (`https://`,
+    /// `quic://`), or no `host:port`.
+    #[error("{0:?} is not a peer URL (https://HOST:PORT or quic://HOST:PORT)")]
+    Scheme(String),
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn runtime(address: &str) -> Result<Runtime, HttpError> {
+pub(crate) fn runtime(address: &str) -> Result<Runtime, HttpError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -70,7 +80,7 @@ fn runtime(address: &str) -> Result<Runtime, HttpError> {
         })
 }
 
-/// A [`Server`] on a TCP socket, HTTP/2 over TLS, on a thread of its own.
+/// A [`Server`](crate::Server) on a TCP socket, HTTP/2 over TLS, on a thread of its own.
 /// Stops when dropped.
 pub struct HttpServer {
     address: SocketAddr,
@@ -79,10 +89,13 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Serves `server` on `address` (port 0: any free port) with this
-    /// certificate chain and private key (DER).
-    pub fn start<A: Adapter + Send + 'static>(
-        server: Arc<Server<A>>,
+    /// Serves `service` on `address` (port 0: any free port) with this
+    /// certificate chain and private key (DER): a [`Server`](crate::Server) in an `Arc`,
+    /// one wrapped in a layer ([`Counted`](crate::Counted)), or any
+    /// transport (a relay to another machine). Each request is answered by
+    /// a clone of it.
+    pub fn start<S: Service>(
+        service: S,
         address: &str,
         certificates: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
@@ -105,7 +118,7 @@ impl HttpServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(format!("diffsync-peer {bound}"))
-            .spawn(move || rt.block_on(serve(listener, acceptor, server, stopped)))
+            .spawn(move || rt.block_on(serve(listener, acceptor, service, stopped)))
             .map_err(io)?;
         Ok(HttpServer {
             address: bound,
@@ -134,17 +147,17 @@ impl Drop for HttpServer {
 /// Connections served at once; more wait in the listen queue. With
 /// [`STREAMS`] and [`HANDSHAKE_MAX`], what strangers can make the server
 /// hold before any of them proves a key: 256 × 8 × 16 KiB = 32 MiB.
-const CONNECTIONS: usize = 256;
+pub(crate) const CONNECTIONS: usize = 256;
 /// Requests one connection may have open at once.
-const STREAMS: u32 = 8;
+pub(crate) const STREAMS: u32 = 8;
 /// How long a client may take to finish its TLS handshake, and to send
 /// one request's body.
-const SLOW: Duration = Duration::from_secs(20);
+pub(crate) const SLOW: Duration = Duration::from_secs(20);
 
-async fn serve<A: Adapter + Send + 'static>(
+async fn serve<S: Service>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    server: Arc<Server<A>>,
+    server: S,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let connections = Tasks::default();
@@ -163,7 +176,7 @@ async fn serve<A: Adapter + Send + 'static>(
                 }
             },
         };
-        let (acceptor, server) = (acceptor.clone(), Arc::clone(&server));
+        let (acceptor, server) = (acceptor.clone(), server.clone());
         connections.spawn(async move {
             let _permit = permit;
             let tls = match tokio::time::timeout(SLOW, acceptor.accept(tcp)).await {
@@ -177,7 +190,7 @@ async fn serve<A: Adapter + Send + 'static>(
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |request| answer(Arc::clone(&server), request));
+            let service = hyper::service::service_fn(move |request| answer(server.clone(), request));
             if let Err(e) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .max_concurrent_streams(STREAMS)
                 .max_header_list_size(16 << 10)
@@ -195,24 +208,44 @@ async fn serve<A: Adapter + Send + 'static>(
 
 /// The server's connections, aborted when it stops.
 #[derive(Default)]
-struct Tasks(std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>);
+pub(crate) struct Tasks(std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>);
 
 impl Tasks {
-    fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
+    pub(crate) fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
         let mut tasks = self.0.lock().unwrap_or_else(|p| p.into_inner());
         tasks.retain(|t| !t.is_finished());
         tasks.push(tokio::spawn(f));
     }
 
-    fn abort_all(&self) {
+    pub(crate) fn abort_all(&self) {
         for t in self.0.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             t.abort();
         }
     }
 }
 
-async fn answer<A: Adapter + Send + 'static>(
-    server: Arc<Server<A>>,
+/// A request's body as it arrives: no larger than a handshake until its
+/// head shows a call of an open session ([`Transport::admits`]).
+#[derive(Default)]
+pub(crate) struct Intake {
+    pub(crate) body: Vec<u8>,
+    limit: Option<usize>,
+}
+
+impl Intake {
+    /// Takes the next piece; false when the body is now over its limit
+    /// (the rest is not to be read).
+    pub(crate) fn take(&mut self, data: &[u8], service: &impl Transport) -> bool {
+        self.body.extend_from_slice(data);
+        if self.limit.is_none() && self.body.len() >= HEAD {
+            self.limit = Some(service.admits(&self.body));
+        }
+        self.body.len() <= self.limit.unwrap_or(HANDSHAKE_MAX)
+    }
+}
+
+async fn answer<S: Service>(
+    mut server: S,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let reply = |status: StatusCode, body: Vec<u8>| {
@@ -227,31 +260,31 @@ async fn answer<A: Adapter + Send + 'static>(
     // anything else may not be larger than a handshake.
     let mut incoming = request.into_body();
     let read = async {
-        let (mut body, mut limit) = (Vec::new(), None);
+        let mut intake = Intake::default();
         while let Some(frame) = incoming.frame().await {
             let Ok(frame) = frame else {
                 return Err(StatusCode::BAD_REQUEST);
             };
             // A data frame is at most 16 KiB (HTTP/2's default frame size).
-            if let Ok(data) = frame.into_data() {
-                body.extend_from_slice(&data);
-            }
-            if limit.is_none() && body.len() >= HEAD {
-                limit = Some(server.admits(&body));
-            }
-            if body.len() > limit.unwrap_or(HANDSHAKE_MAX) {
+            if let Ok(data) = frame.into_data()
+                && !intake.take(&data, &server)
+            {
                 return Err(StatusCode::PAYLOAD_TOO_LARGE);
             }
         }
-        Ok(body)
+        Ok(intake.body)
     };
     let body = match tokio::time::timeout(SLOW, read).await {
         Ok(Ok(body)) => body,
         Ok(Err(status)) => return reply(status, Vec::new()),
         Err(_) => return reply(StatusCode::REQUEST_TIMEOUT, Vec::new()),
     };
-    match tokio::task::spawn_blocking(move || server.handle(&body)).await {
-        Ok(frame) => reply(StatusCode::OK, frame),
+    match tokio::task::spawn_blocking(move || server.call(&body)).await {
+        Ok(Ok(frame)) => reply(StatusCode::OK, frame),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %diffsync::Chain(&*e), "a request went unanswered");
+            reply(StatusCode::BAD_GATEWAY, Vec::new())
+        }
         Err(_) => reply(StatusCode::INTERNAL_SERVER_ERROR, Vec::new()),
     }
 }
@@ -324,36 +357,53 @@ impl HttpTransport {
         {
             return Ok(s.clone());
         }
-        let mut waits = ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(self.options.connect_attempts.saturating_sub(1))
-            .build();
-        loop {
-            let attempt = self.rt.block_on(async {
-                tokio::time::timeout(
-                    self.options.timeout,
-                    connect(&self.address, self.name.clone(), self.connector.clone()),
-                )
-                .await
-            });
-            let error: BoxError = match attempt {
-                Ok(Ok(sender)) => {
-                    self.sender = Some(sender.clone());
-                    return Ok(sender);
-                }
-                Ok(Err(e)) => e,
-                Err(_) => format!("connecting to {} timed out", self.address).into(),
-            };
-            match waits.next() {
-                Some(wait) => {
-                    tracing::debug!(address = %self.address, error = %error, ?wait, "connect failed; retrying");
-                    std::thread::sleep(wait);
-                }
-                None => return Err(error),
+        let (address, name, connector) = (self.address.clone(), self.name.clone(), self.connector.clone());
+        let sender = dial(&self.rt, &self.options, &address, || {
+            connect(&address, name.clone(), connector.clone())
+        })?;
+        self.sender = Some(sender.clone());
+        Ok(sender)
+    }
+}
+
+/// Connects with `attempt`, each try within the options' timeout, again
+/// with jittered exponential backoff until the options' attempts are
+/// spent.
+pub(crate) fn dial<C, F: Future<Output = Result<C, BoxError>>>(
+    rt: &Runtime,
+    options: &HttpOptions,
+    address: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Result<C, BoxError> {
+    let mut waits = ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(options.connect_attempts.saturating_sub(1))
+        .build();
+    loop {
+        let error: BoxError = match rt.block_on(async { tokio::time::timeout(options.timeout, attempt()).await }) {
+            Ok(Ok(connected)) => return Ok(connected),
+            Ok(Err(e)) => e,
+            Err(_) => format!("connecting to {address} timed out").into(),
+        };
+        match waits.next() {
+            Some(wait) => {
+                tracing::debug!(%address, error = %error, ?wait, "connect failed; retrying");
+                std::thread::sleep(wait);
             }
+            None => return Err(error),
         }
+    }
+}
+
+/// How large an answer to `frame` a client reads: until the server has
+/// proven its key (a hello's, an auth's answer), no more than a
+/// handshake's worth.
+pub(crate) fn answer_limit(frame: &[u8]) -> usize {
+    match crate::proto::sealed_session(&frame[..frame.len().min(HEAD)]) {
+        Some(_) => MAX_ANSWER + 4096,
+        None => HANDSHAKE_MAX,
     }
 }
 
@@ -377,12 +427,7 @@ async fn connect(
 impl HttpTransport {
     /// One exchange over the connection at hand.
     fn exchange(&mut self, frame: &[u8]) -> Result<Vec<u8>, BoxError> {
-        // Until the server has proven its key (a hello's, an auth's
-        // answer), no more than a handshake's worth is read.
-        let limit = match crate::proto::sealed_session(&frame[..frame.len().min(HEAD)]) {
-            Some(_) => MAX_ANSWER + 4096,
-            None => HANDSHAKE_MAX,
-        };
+        let limit = answer_limit(frame);
         let mut sender = self.connection()?;
         let request = Request::builder()
             .method(Method::POST)
@@ -428,12 +473,22 @@ impl Transport for HttpTransport {
     /// batch id.
     fn call(&mut self, frame: &[u8]) -> Result<Vec<u8>, BoxError> {
         let reused = self.sender.as_ref().is_some_and(|s| !s.is_closed());
-        match self.exchange(frame) {
-            Err(e) if reused => {
-                tracing::debug!(address = %self.address, error = %e, "a kept connection failed; one more try on a new one");
-                self.exchange(frame)
-            }
-            result => result,
+        once_more(reused, frame, |frame| self.exchange(frame))
+    }
+}
+
+/// An exchange on a connection kept from before that fails (the peer
+/// restarted, an idle connection was cut) is tried once more, on a new one.
+pub(crate) fn once_more(
+    reused: bool,
+    frame: &[u8],
+    mut exchange: impl FnMut(&[u8]) -> Result<Vec<u8>, BoxError>,
+) -> Result<Vec<u8>, BoxError> {
+    match exchange(frame) {
+        Err(e) if reused => {
+            tracing::debug!(error = %e, "a kept connection failed; one more try on a new one");
+            exchange(frame)
         }
+        result => result,
     }
 }

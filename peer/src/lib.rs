@@ -24,11 +24,15 @@ pub mod http;
 pub mod identity;
 pub mod index;
 pub mod proto;
+#[cfg(feature = "quic")]
+pub mod quic;
 pub mod recon;
 pub mod server;
+#[cfg(feature = "http")]
+pub mod socket;
 pub mod state;
 pub mod transport;
 
 pub use client::{PUSH_BATCH, PeerError, PeerFeed, Pulled, RemotePeer, Resent};
 pub use server::Server;
-pub use transport::{Loopback, Traffic, Transport};
+pub use transport::{Counted, Traffic, Transport};

@@ -480,6 +480,38 @@ pub fn body_unpacked_extra(body: &[u8]) -> usize {
     unpacked_len(body).saturating_sub(body.len())
 }
 
+/// How many bytes a request frame carries unpacked: its own, and what a
+/// [`Sealed`] call's body adds. Read from the envelope: nothing unpacked.
+pub fn request_carries(frame: &[u8]) -> usize {
+    unpacked_len(frame) + enclosed_body(frame, 2, true).map_or(0, body_unpacked_extra)
+}
+
+/// How many bytes a response frame carries unpacked: its own, and what a
+/// [`Signed`] answer's body adds. Read from the envelope: nothing unpacked.
+pub fn response_carries(frame: &[u8]) -> usize {
+    unpacked_len(frame) + enclosed_body(frame, 7, false).map_or(0, body_unpacked_extra)
+}
+
+/// The body of an uncompressed frame whose message is the enum `variant`
+/// (`Request::Sealed`, `Response::Signed`), found by walking the varints
+/// before it: the session id (a sealed call's only), the call's number,
+/// the body's length.
+fn enclosed_body(frame: &[u8], variant: u32, session: bool) -> Option<&[u8]> {
+    let (&RAW, rest) = frame.split_first()? else {
+        return None;
+    };
+    let (found, mut rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
+    if found != variant {
+        return None;
+    }
+    if session {
+        rest = postcard::take_from_bytes::<u64>(rest).ok()?.1;
+    }
+    let (_seq, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
+    let (len, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
+    rest.get(..usize::try_from(len).ok()?)
+}
+
 /// The largest request that is not a call of an open session: a hello or
 /// an auth (a few hundred bytes, plus the schema list), or anything a
 /// stranger sends. Also the largest answer a client takes before the
@@ -607,6 +639,37 @@ mod tests {
         assert_eq!(sealed_session(&hello), None);
         assert_eq!(sealed_session(&[1, 2, 3]), None, "a compressed request is no call");
         assert_eq!(sealed_session(&[0, 2]), None, "too short to say");
+    }
+
+    #[test]
+    fn what_a_frame_carries_is_read_from_its_envelope() {
+        let body = encode(&Call::Fetch(vec![[1; 8]; 4_000]), true);
+        let unpacked = unpacked_len(&body);
+        assert!(unpacked > body.len() * 4, "{unpacked}");
+        let sealed = encode(
+            &Request::Sealed(Sealed {
+                session: u64::MAX - 3,
+                seq: 300,
+                body: body.clone(),
+                proof: vec![0; 64],
+            }),
+            false,
+        );
+        assert_eq!(request_carries(&sealed), sealed.len() + unpacked - body.len());
+        let signed = encode(
+            &Response::Signed(Signed {
+                seq: 300,
+                body: body.clone(),
+                proof: vec![0; 64],
+            }),
+            false,
+        );
+        assert_eq!(response_carries(&signed), signed.len() + unpacked - body.len());
+        // Other messages carry what they are; a frame cut short, too.
+        let refused = encode(&Response::Refused(Refusal::Unauthorized), false);
+        assert_eq!(response_carries(&refused), refused.len());
+        assert_eq!(response_carries(&signed[..20]), 20);
+        assert_eq!(request_carries(&signed), signed.len(), "a response read as a request");
     }
 
     #[test]

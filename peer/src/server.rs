@@ -16,7 +16,7 @@ use crate::proto::{
     self, Call, Cursor, HASH, Hello, Push, Pushed, Refusal, Request, Response, Sealed, VERSION, WireChange, WireModel,
 };
 use crate::recon::{Config, Differences, Side};
-use crate::transport::Traffic;
+use crate::transport::Transport;
 
 /// Open sessions kept at once; the least recently used goes first. Only
 /// an allowed peer opens one (a hello keeps nothing on the server).
@@ -109,19 +109,18 @@ struct Signer {
     transcript: Vec<u8>,
     seq: u64,
     zstd: bool,
-    client: Option<PublicKey>,
-    /// What the call's body added unpacked (counted as traffic).
-    unpacked: usize,
 }
 
 /// Serves an adapter's store to the peers it allows: any transport hands
 /// it request frames ([`handle`](Server::handle)) and sends back what it
-/// returns.
+/// returns. It is a [`Transport`] itself (a reference or an `Arc` to it),
+/// so a client in the same process calls it directly and a socket server
+/// (HTTP, QUIC) serves it.
 ///
 /// ```
 /// use diffsync::{DiffModel, LocalStore, MemoryAdapter};
 /// use diffsync_peer::identity::{Identity, Peers, Rights};
-/// use diffsync_peer::{Loopback, RemotePeer, Server};
+/// use diffsync_peer::{RemotePeer, Server};
 ///
 /// #[derive(DiffModel, Clone, Debug, PartialEq)]
 /// #[diffsync(name = "site")]
@@ -139,7 +138,7 @@ struct Signer {
 ///
 /// let mut image = LocalStore::new("branch's copy of hq");
 /// image.register::<Site>().unwrap();
-/// let mut peer = RemotePeer::connect("hq", image, Loopback::new(&server), branch).unwrap();
+/// let mut peer = RemotePeer::connect("hq", image, &server, branch).unwrap();
 /// let pulled = peer.pull().unwrap();
 /// assert_eq!(pulled.fetched, 1);
 /// assert_eq!(peer.image().get(&Site::key("nyc".to_string())).unwrap().region, "east");
@@ -157,8 +156,6 @@ pub struct Server<A> {
     /// Answers of recent pushes, by client and batch id.
     batches: Mutex<VecDeque<(PublicKey, u64, Vec<Pushed>)>>,
     relay: Mutex<Option<Relay>>,
-    /// What each authenticated peer's calls moved.
-    traffic: Mutex<HashMap<PublicKey, Traffic>>,
 }
 
 impl<A: Adapter> Server<A> {
@@ -181,7 +178,6 @@ impl<A: Adapter> Server<A> {
             sessions: Mutex::new((Vec::new(), 0)),
             batches: Mutex::new(VecDeque::new()),
             relay: Mutex::new(None),
-            traffic: Mutex::new(HashMap::new()),
         }
     }
 
@@ -240,70 +236,39 @@ impl<A: Adapter> Server<A> {
         let Some(signer) = signer else {
             return proto::encode(&response, false);
         };
-        let (reply, answer_extra) = match response {
+        match response {
             // Kept as sent: an auth sent again is answered with these bytes.
-            Response::Signed(signed) => {
-                let extra = proto::body_unpacked_extra(&signed.body);
-                (proto::encode(&Response::Signed(signed), false), extra)
-            }
+            Response::Signed(signed) => proto::encode(&Response::Signed(signed), false),
             response => self.sign(&signer, &response),
-        };
-        // Counted for a peer once it has proven its key.
-        if let Some(client) = signer.client {
-            let name = {
-                let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-                peers
-                    .get(&client)
-                    .map_or_else(|| client.to_string(), |(name, _)| name.clone())
-            };
-            let extra = signer.unpacked + answer_extra;
-            let mut traffic = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
-            let t = traffic.entry(client).or_default();
-            let before = *t;
-            t.count(frame, &reply);
-            t.unpacked += extra as u64;
-            t.export(before, &name, "server");
         }
-        reply
     }
 
     /// An answer of a session, signed over its transcript and the call's
-    /// number; and what its body adds unpacked.
-    fn sign(&self, signer: &Signer, response: &Response) -> (Vec<u8>, usize) {
+    /// number.
+    fn sign(&self, signer: &Signer, response: &Response) -> Vec<u8> {
         let body = proto::encode(response, signer.zstd);
-        let extra = proto::body_unpacked_extra(&body);
         let proof = self.identity.sign(&proto::to_sign(
             b"answer",
             &signer.transcript,
             Some((signer.seq, &body)),
         ));
-        let frame = proto::encode(
+        proto::encode(
             &Response::Signed(proto::Signed {
                 seq: signer.seq,
                 body,
                 proof,
             }),
             false,
-        );
-        (frame, extra)
+        )
     }
 
-    /// What each peer's calls moved since this server started, by the name
-    /// the allow-list gives it (its key, if it is no longer allowed).
-    pub fn traffic(&self) -> Vec<(String, Traffic)> {
+    /// The name the allow-list gives the peer of the session a sealed
+    /// call (`request`'s first bytes) belongs to; none for anything else.
+    pub fn sender(&self, request: &[u8]) -> Option<String> {
+        let id = proto::sealed_session(&request[..request.len().min(proto::HEAD)])?;
+        let client = self.sessions().0.iter().find(|s| s.id == id)?.client;
         let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let traffic = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<(String, Traffic)> = traffic
-            .iter()
-            .map(|(key, t)| {
-                (
-                    peers.get(key).map_or_else(|| key.to_string(), |(name, _)| name.clone()),
-                    *t,
-                )
-            })
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+        peers.get(&client).map(|(name, _)| name.clone())
     }
 
     /// How many bytes a request frame that starts with `head` (at least
@@ -389,8 +354,6 @@ impl<A: Adapter> Server<A> {
                     transcript: s.transcript.clone(),
                     seq: 0,
                     zstd: s.zstd,
-                    client: Some(s.client),
-                    unpacked: 0,
                 };
                 return (
                     proto::decode_response(&s.welcome).map_err(|_| Refusal::Unauthorized),
@@ -404,12 +367,10 @@ impl<A: Adapter> Server<A> {
         }
         let transcript = proto::transcript(id, hello.nonce, nonce, &hello.key, &self.identity.public_key());
         let client = hello.key;
-        let mut signer = Signer {
+        let signer = Signer {
             transcript: transcript.clone(),
             seq: 0,
             zstd: takes_zstd(hello),
-            client: None,
-            unpacked: 0,
         };
         let rights = {
             let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
@@ -421,7 +382,6 @@ impl<A: Adapter> Server<A> {
         if !client.verifies(&proto::to_sign(b"client", &transcript, None), proof) {
             return (Err(Refusal::Unauthorized), Some(signer));
         }
-        signer.client = Some(client);
         if !rights.read {
             return (Err(Refusal::Forbidden("reading this replica".into())), Some(signer));
         }
@@ -452,7 +412,7 @@ impl<A: Adapter> Server<A> {
             rights: rights.clone(),
             whole,
         };
-        let (signed, _) = self.sign(&signer, &welcome);
+        let signed = self.sign(&signer, &welcome);
         let mut sessions = self.sessions();
         let (open, tick) = &mut *sessions;
         *tick += 1;
@@ -502,18 +462,15 @@ impl<A: Adapter> Server<A> {
             return (Err(Refusal::UnknownSession(sealed.session)), None);
         };
         let s = &mut open[at];
-        let mut signer = Signer {
+        let signer = Signer {
             transcript: s.transcript.clone(),
             seq: sealed.seq,
             zstd: s.zstd,
-            client: None,
-            unpacked: proto::body_unpacked_extra(&sealed.body),
         };
         let signed = proto::to_sign(b"call", &s.transcript, Some((sealed.seq, &sealed.body)));
         if !s.client.verifies(&signed, &sealed.proof) {
             return (Err(Refusal::Unauthorized), Some(signer));
         }
-        signer.client = Some(s.client);
         if sealed.seq <= s.last_seq {
             return (Err(Refusal::Replay { seq: sealed.seq }), Some(signer));
         }
@@ -866,4 +823,34 @@ fn wire_model(store: &LocalStore, key: Vec<u8>) -> Option<WireModel> {
         parent,
         values: values.to_string(),
     })
+}
+
+/// A server answers frames itself: a client can call it in this process
+/// (tests, measurements), and a socket server serves it.
+impl<A: Adapter> Transport for &Server<A> {
+    fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, diffsync::BoxError> {
+        Ok(self.handle(request))
+    }
+
+    fn admits(&self, head: &[u8]) -> usize {
+        Server::admits(self, head)
+    }
+
+    fn sender(&self, request: &[u8]) -> Option<String> {
+        Server::sender(self, request)
+    }
+}
+
+impl<A: Adapter> Transport for std::sync::Arc<Server<A>> {
+    fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, diffsync::BoxError> {
+        Ok(self.handle(request))
+    }
+
+    fn admits(&self, head: &[u8]) -> usize {
+        Server::admits(self, head)
+    }
+
+    fn sender(&self, request: &[u8]) -> Option<String> {
+        Server::sender(self, request)
+    }
 }

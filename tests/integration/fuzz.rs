@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use diffsync::{Adapter, AdapterExt, BoxError, Diff, LocalStore, MemoryAdapter, Options};
 use diffsync_peer::identity::{Identity, Peers, Rights};
 use diffsync_peer::proto::{self, Request, Response};
-use diffsync_peer::{Loopback, RemotePeer, Server, Transport};
+use diffsync_peer::{RemotePeer, Server, Transport};
 use diffsync_tests::fuzz::{cases, each_seed, mutate_bytes, mutate_json};
 use diffsync_tests::{Inventory, sys_a, sys_b};
 use serde_json::Value;
@@ -33,7 +33,7 @@ type Frames = std::sync::Arc<std::sync::Mutex<Vec<Exchange>>>;
 
 /// A transport that keeps every request and answer it carried.
 struct Capture<'a, A> {
-    inner: Loopback<'a, A>,
+    inner: &'a Server<A>,
     frames: Frames,
 }
 
@@ -55,7 +55,7 @@ fn session() -> (Server<Inventory>, Vec<Exchange>) {
     let server = Server::new("b", served, Identity::generate(), peers).with_feed(feed);
     let frames = Frames::default();
     let wire = || Capture {
-        inner: Loopback::new(&server),
+        inner: &server,
         frames: std::sync::Arc::clone(&frames),
     };
     let key = || Identity::from_pkcs8(&me.to_pkcs8()).unwrap();
@@ -98,7 +98,7 @@ fn protocol_frames_and_sealed_calls() {
 
 /// A server whose answers a relay mutates before the client reads them.
 struct Mutating<'a, A> {
-    inner: Loopback<'a, A>,
+    inner: &'a Server<A>,
     rng: fastrand::Rng,
 }
 
@@ -135,7 +135,7 @@ fn answers_a_client_reads() {
         let peers = Peers::new().allow("a", me.public_key(), Rights::read_write());
         let server = Server::new("b", sys_b(), Identity::generate(), peers);
         let wire = Mutating {
-            inner: Loopback::new(&server),
+            inner: &server,
             rng: fastrand::Rng::with_seed(seed),
         };
         let ran = catch_unwind(AssertUnwindSafe(|| {

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use diffsync::{Adapter, AdapterExt, BoxError, DiffFlags, MemoryAdapter, Options};
 use diffsync_peer::identity::{Identity, PublicKey, Rights};
 use diffsync_peer::proto::{self, Call, Refusal, Request, Response};
-use diffsync_peer::{Loopback, PeerError, RemotePeer, Server, Transport};
+use diffsync_peer::{PeerError, RemotePeer, Server, Transport};
 use diffsync_tests::{Inventory, sys_b};
 
 use crate::peer::{empty_image, inventory, serve, serve_rw, serve_with, set};
@@ -210,7 +210,7 @@ fn a_type_limited_peer_cannot_delete_a_subtree_that_holds_other_types() {
     // The client may write devices only; it deletes a device, whose
     // interfaces would go with it.
     let (server, me) = serve_with(sys_b(), Rights::read_write().only(&["site", "device"]));
-    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server), me).unwrap();
+    let mut peer = RemotePeer::connect("b", empty_image(), &server, me).unwrap();
     peer.pull().unwrap();
     let mut target = Inventory::empty("local");
     target.store = peer.image().clone();
@@ -243,7 +243,7 @@ fn a_type_limited_peer_cannot_delete_a_subtree_that_holds_other_types() {
 #[test]
 fn a_delete_within_the_peer_s_types_still_goes() {
     let (server, me) = serve_with(sys_b(), Rights::read_write().only(&["site", "device", "interface"]));
-    let mut peer = RemotePeer::connect("b", empty_image(), Loopback::new(&server), me).unwrap();
+    let mut peer = RemotePeer::connect("b", empty_image(), &server, me).unwrap();
     peer.pull().unwrap();
     let mut target = Inventory::empty("local");
     target.store = peer.image().clone();
@@ -259,7 +259,7 @@ type Rewrite = Box<dyn FnMut(Response) -> Option<Response>>;
 /// A relay between client and server (one that holds a certificate the
 /// client trusts): it reads every answer and may replace it.
 struct Relay<'a, A> {
-    inner: Loopback<'a, A>,
+    inner: &'a Server<A>,
     rewrite: Rewrite,
 }
 
@@ -358,7 +358,7 @@ fn a_relay_cannot_change_an_answer_the_client_accepts() {
     for (what, rewrite) in cases {
         let (server, me) = serve(MemoryAdapter::with_store("b", &[], theirs.clone()));
         let relay = Relay {
-            inner: Loopback::new(&server),
+            inner: &server,
             rewrite,
         };
         let result = RemotePeer::connect("b", empty_image(), relay, me).and_then(|mut peer| peer.pull().map(|_| peer));
@@ -374,7 +374,7 @@ fn a_relay_cannot_change_an_answer_the_client_accepts() {
 /// crowd of strangers send their hellos before our auth goes out; and that
 /// loses the answer to our first auth.
 struct Crowded<'a, A> {
-    inner: Loopback<'a, A>,
+    inner: &'a Server<A>,
     strangers: usize,
     lose_auth: bool,
 }
@@ -410,7 +410,7 @@ fn a_flood_of_hellos_does_not_lock_an_allowed_peer_out_and_a_lost_handshake_is_t
     let (server, me) = serve(sys_b());
     let (_, held) = peak(|| {
         let crowd = Crowded {
-            inner: Loopback::new(&server),
+            inner: &server,
             strangers: 5_000,
             lose_auth: true,
         };
@@ -426,7 +426,7 @@ fn a_flood_of_hellos_does_not_lock_an_allowed_peer_out_and_a_lost_handshake_is_t
 fn an_equal_pull_is_one_round_trip_and_a_small_scattered_difference_three() {
     let theirs = inventory("b", 300, 30);
     let (server, me) = serve_rw(MemoryAdapter::with_store("b", &[], theirs.clone()));
-    let mut peer = RemotePeer::connect("b", theirs.clone(), Loopback::new(&server), me).unwrap();
+    let mut peer = RemotePeer::connect("b", theirs.clone(), &server, me).unwrap();
     assert_eq!(peer.pull().unwrap().traffic.round_trips, 1, "an equal pull");
     assert_eq!(peer.pull().unwrap().traffic.round_trips, 1, "an equal pull");
     // 0.1 % of the models changed, scattered.
