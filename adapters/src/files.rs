@@ -568,14 +568,29 @@ impl diffsync::feed::ChangeFeed for FileFeed {
         if (!changed && !batch.gap) || (self.broken && signature == self.seen) {
             return Ok(batch);
         }
+        // Read until the file stays as it was while it was read (a few
+        // times at most: a file written without pause is read as it is):
+        // what is recorded as seen (and, if it does not parse, as told) is
+        // what was read, not a save that landed during the read.
+        let mut signature = signature;
+        let mut reads = 0;
+        let read = loop {
+            reads += 1;
+            let read = FileAdapter::open_with(
+                &self.name,
+                self.path.clone(),
+                self.format,
+                self.registry.clone(),
+                self.missing_is_empty,
+            );
+            let after = self.signature();
+            if after == signature || reads == 4 {
+                break read;
+            }
+            signature = after;
+        };
         self.seen = signature;
-        let now = match FileAdapter::open_with(
-            &self.name,
-            self.path.clone(),
-            self.format,
-            self.registry.clone(),
-            self.missing_is_empty,
-        ) {
+        let now = match read {
             Ok(a) => a.store,
             // Told once, by the error or the gap's full pass; read again
             // when the file changes.

@@ -246,14 +246,14 @@ fn a_loop_tells_at_once_and_once_that_its_source_file_does_not_parse() {
     // A save that does not parse: a failure naming the file and line, at once.
     save(good.replacen("\"region\"", "\"region\" \"x\"", 1));
     let failed = next(&|e| matches!(e, LoopEvent::Failed { .. }));
-    let LoopEvent::Failed { error, .. } = failed else {
+    let LoopEvent::Failed { error, subject, .. } = failed else {
         unreachable!()
     };
     assert!(error.starts_with(&format!("{}:", path.display())), "{error}");
     // Once: nothing more while the file stays as it is.
     std::thread::sleep(Duration::from_millis(300));
     let more: Vec<LoopEvent> = events.try_iter().collect();
-    assert!(more.is_empty(), "{more:?}");
+    assert!(more.is_empty(), "first {subject:?} {error:?} then {more:?}");
     // Fixed: the loop goes on.
     save(good.replacen("\"east\"", "\"north\"", 1));
     next(&|e| matches!(e, LoopEvent::Synced { applied: 1, .. }));
