@@ -41,7 +41,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use diffsync::{Adapter, Diff, HookError, LocalStore, SyncReport, ValueKind};
+use diffsync::{Adapter, Diff, HookError, LocalStore, Sink, SyncReport, ValueKind};
 use serde_json::{Map, Value};
 
 use crate::document;
@@ -641,6 +641,22 @@ impl Adapter for FileAdapter {
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.store
     }
+
+    /// A file is read whole: any change reads it again.
+    fn reread(&mut self, _changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
+        self.refresh()
+    }
+
+    fn refresh(&mut self) -> diffsync::Result<()> {
+        let fresh = self.reopen().map_err(|e| diffsync::Error::Load {
+            adapter: self.name.clone(),
+            source: Box::new(e),
+        })?;
+        self.store = fresh.store;
+        Ok(())
+    }
+}
+impl Sink for FileAdapter {
     /// Writes the file(s), when the sync applied a change (a file nothing
     /// changed in is left as it is, comments and layout included). When
     /// the write fails nothing was replaced, and the store is read back
@@ -655,20 +671,6 @@ impl Adapter for FileAdapter {
             self.store = fresh.store;
         }
         Err(e.into())
-    }
-
-    /// A file is read whole: any change reads it again.
-    fn reread(&mut self, _changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
-        self.refresh()
-    }
-
-    fn refresh(&mut self) -> diffsync::Result<()> {
-        let fresh = self.reopen().map_err(|e| diffsync::Error::Load {
-            adapter: self.name.clone(),
-            source: Box::new(e),
-        })?;
-        self.store = fresh.store;
-        Ok(())
     }
 }
 

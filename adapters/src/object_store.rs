@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use diffsync::{Action, Adapter, Change, Diff, HookError, LocalStore, ModelKey, SyncReport};
+use diffsync::{Action, Adapter, Change, Diff, HookError, LocalStore, ModelKey, Sink, SyncReport};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -231,6 +231,8 @@ impl Adapter for ObjectStoreAdapter {
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.store
     }
+}
+impl Sink for ObjectStoreAdapter {
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         match change.action {
             Action::Create => {

@@ -4,7 +4,7 @@
 use std::error::Error as StdError;
 
 use bytes::BytesMut;
-use diffsync::{Action, Adapter, Batch, HookError, LocalStore, ValueKind};
+use diffsync::{Action, Adapter, Batch, HookError, LocalStore, Sink, ValueKind};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Transaction};
 
@@ -58,7 +58,7 @@ pub struct PostgresAdapter {
     params: String,
     /// Whether `enable_change_feed` ran: writes then tag their origin.
     feed: bool,
-    /// The tag of the writes made now (see [`Adapter::set_origin`]).
+    /// The tag of the writes made now (see [`Sink::set_origin`]).
     write_origin: Option<String>,
     /// What the last load read past.
     warnings: Vec<AdapterError>,
@@ -105,7 +105,7 @@ impl PostgresAdapter {
     /// transaction id, so a reader never moves past a transaction that has
     /// not finished (sequence numbers are handed out before commit, in
     /// another order than commits). Writes made through this adapter carry
-    /// the origin set with [`Adapter::set_origin`].
+    /// the origin set with [`Sink::set_origin`].
     pub fn enable_change_feed(&mut self) -> Result<()> {
         let origin = format!("{}: _diffsync_changes", self.origin);
         let existed: bool = self
@@ -399,11 +399,6 @@ impl Adapter for PostgresAdapter {
         &mut self.store
     }
 
-    fn set_origin(&mut self, origin: Option<&str>) {
-        self.store.set_origin(origin);
-        self.write_origin = origin.map(str::to_string);
-    }
-
     /// Reads the changed rows again (by their identifiers) into the image:
     /// a row found is added or updated, a row gone is removed (a model that
     /// moved to another parent: the whole database).
@@ -438,6 +433,12 @@ impl Adapter for PostgresAdapter {
         let origin = self.write_origin.clone();
         self.store.set_origin(origin.as_deref());
         Ok(())
+    }
+}
+impl Sink for PostgresAdapter {
+    fn set_origin(&mut self, origin: Option<&str>) {
+        self.store.set_origin(origin);
+        self.write_origin = origin.map(str::to_string);
     }
 
     /// One transaction. Without CONTINUE_ON_FAILURE, creates are grouped per

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use diffsync::{Adapter, Batch, HookError, LocalStore};
+use diffsync::{Adapter, Batch, HookError, LocalStore, Sink};
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
@@ -53,7 +53,7 @@ pub struct SqliteAdapter {
     path: Option<std::path::PathBuf>,
     /// Whether `enable_change_feed` ran: writes then tag their origin.
     feed: bool,
-    /// The tag of the writes made now (see [`Adapter::set_origin`]).
+    /// The tag of the writes made now (see [`Sink::set_origin`]).
     write_origin: Option<String>,
     /// What the last load read past.
     warnings: Vec<AdapterError>,
@@ -121,7 +121,7 @@ impl SqliteAdapter {
     /// Records every change to the model tables, by any connection or
     /// process, in a change table kept by triggers (`_diffsync_changes`),
     /// which [`change_feed`](Self::change_feed) reads. Writes made through
-    /// this adapter carry the origin set with [`Adapter::set_origin`].
+    /// this adapter carry the origin set with [`Sink::set_origin`].
     pub fn enable_change_feed(&mut self) -> Result<()> {
         let origin = format!("{}: _diffsync_changes", self.origin);
         let existed: bool = self
@@ -353,6 +353,39 @@ impl Adapter for SqliteAdapter {
         &mut self.store
     }
 
+    fn refresh(&mut self) -> diffsync::Result<()> {
+        self.reload().map_err(|e| diffsync::Error::Load {
+            adapter: self.name.clone(),
+            source: Box::new(e),
+        })?;
+        let origin = self.write_origin.clone();
+        self.store.set_origin(origin.as_deref());
+        Ok(())
+    }
+
+    /// Reads the changed rows again (by their identifiers) into the image:
+    /// a row found is added or updated, a row gone is removed (a model that
+    /// moved to another parent: the whole database).
+    fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
+        let mut conn = &self.conn;
+        let origin = self.origin.clone();
+        let done = sql::reread(
+            &self.tables,
+            &self.registry,
+            &mut self.store,
+            changed,
+            &origin,
+            |t, ids| sql::Engine::one_row(&mut conn, t, ids),
+        )
+        .map_err(|e| diffsync::Error::Load {
+            adapter: self.name.clone(),
+            source: Box::new(e),
+        })?;
+        // A model moved to another parent: read everything.
+        if done { Ok(()) } else { self.refresh() }
+    }
+}
+impl Sink for SqliteAdapter {
     /// All changes in one transaction. Without CONTINUE_ON_FAILURE the first
     /// failure rolls everything back (the failing change is named, the
     /// others reported rolled back); with it, each change has a savepoint and
@@ -415,38 +448,6 @@ impl Adapter for SqliteAdapter {
     fn set_origin(&mut self, origin: Option<&str>) {
         self.store.set_origin(origin);
         self.write_origin = origin.map(str::to_string);
-    }
-
-    fn refresh(&mut self) -> diffsync::Result<()> {
-        self.reload().map_err(|e| diffsync::Error::Load {
-            adapter: self.name.clone(),
-            source: Box::new(e),
-        })?;
-        let origin = self.write_origin.clone();
-        self.store.set_origin(origin.as_deref());
-        Ok(())
-    }
-
-    /// Reads the changed rows again (by their identifiers) into the image:
-    /// a row found is added or updated, a row gone is removed (a model that
-    /// moved to another parent: the whole database).
-    fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
-        let mut conn = &self.conn;
-        let origin = self.origin.clone();
-        let done = sql::reread(
-            &self.tables,
-            &self.registry,
-            &mut self.store,
-            changed,
-            &origin,
-            |t, ids| sql::Engine::one_row(&mut conn, t, ids),
-        )
-        .map_err(|e| diffsync::Error::Load {
-            adapter: self.name.clone(),
-            source: Box::new(e),
-        })?;
-        // A model moved to another parent: read everything.
-        if done { Ok(()) } else { self.refresh() }
     }
 }
 

@@ -24,7 +24,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use diffsync::{Adapter, LocalStore, ModelSchema, StoreAdapter};
+use diffsync::{LocalStore, ModelSchema, Sink, StoreAdapter};
 use diffsync_adapters::Registry;
 use diffsync_adapters::files::{FileAdapter, Format};
 use diffsync_adapters::redis::RedisStore;
@@ -35,7 +35,7 @@ use serde::Deserialize;
 pub enum System {
     /// A file or a database: its models read into memory, changes written
     /// back through its hooks.
-    Local(Box<dyn Adapter<Store = LocalStore> + Send>),
+    Local(Box<dyn Sink<Store = LocalStore> + Send>),
     /// A Redis namespace: the store itself is in Redis.
     Redis(Box<StoreAdapter<RedisStore>>),
 }

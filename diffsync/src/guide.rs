@@ -10,15 +10,17 @@
 //!    [`LocalStore::add`](crate::LocalStore::add), children with
 //!    [`LocalStore::add_child`](crate::LocalStore::add_child) (the store keeps
 //!    the links). Loading in bulk and once per sync is what makes diffs cheap.
-//! 3. **Write** changes back. Either override [`apply`](crate::Adapter::apply)
+//! 3. **Write** changes back, in an `impl Sink` (a system with none is
+//!    read-only: it can be diffed and synced from, never into). Either
+//!    override [`apply`](crate::Sink::apply)
 //!    (called once per change, parents before children; with a
 //!    [`Hooks`](crate::Hooks) table each model type gets its own typed
 //!    hook, see [`hooks`](crate::hooks)), or override
-//!    [`apply_batch`](crate::Adapter::apply_batch) to write many changes at
+//!    [`apply_batch`](crate::Sink::apply_batch) to write many changes at
 //!    once (one transaction, one bulk request), setting each change's outcome.
 //!    The syncer then applies what succeeded to the store. Returning `Err` from
 //!    `apply_batch` means nothing of the batch was applied.
-//! 4. Optionally, **finish** in [`sync_complete`](crate::Adapter::sync_complete),
+//! 4. Optionally, **finish** in [`sync_complete`](crate::Sink::sync_complete),
 //!    called only when something changed (flush a file, commit, notify).
 //!
 //! Hooks get a [`Change`](crate::Change): the action, the diff element
@@ -36,7 +38,7 @@
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use diffsync::{Action, Adapter, AdapterExt, Batch, DiffModel, HookError, LocalStore};
+//! use diffsync::{Action, Adapter, AdapterExt, Batch, DiffModel, HookError, LocalStore, Sink};
 //!
 //! /// The API's own record type.
 //! #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +105,8 @@
 //!     fn store(&self) -> &LocalStore { &self.store }
 //!     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
 //!     fn top_level(&self) -> Vec<&str> { vec!["device"] }
+//! }
+//! impl Sink for ApiAdapter {
 //!
 //!     /// Creates and updates go out in one bulk request, deletes one by one.
 //!     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {

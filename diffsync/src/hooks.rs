@@ -1,12 +1,12 @@
 //! Typed hooks: an adapter says, per model type, how to write a change to
 //! its system, and each hook reads plain Rust on the user's own struct.
 //!
-//! [`Adapter::apply`] receives every change erased (a [`Change`]); a
+//! [`Sink::apply`](crate::Sink::apply) receives every change erased (a [`Change`]); a
 //! [`Hooks`] table turns it into a [`Write`] of the model's own type and
 //! calls the hook registered for that type:
 //!
 //! ```
-//! use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, LocalStore, Write};
+//! use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, LocalStore, Sink, Write};
 //!
 //! #[derive(DiffModel, Clone, Debug, PartialEq)]
 //! #[diffsync(name = "device")]
@@ -18,6 +18,8 @@
 //!     type Store = LocalStore;
 //!     fn store(&self) -> &LocalStore { &self.store }
 //!     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
+//! }
+//! impl Sink for Network {
 //!     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
 //!         Hooks::new().on(Self::device).apply(self, change)
 //!     }
@@ -55,8 +57,8 @@
 //! types known only at run time (a config's), in a [`DynHooks`] table
 //! built in a loop and added with [`Hooks::on_table`]. An adapter
 //! that writes SQL for any type keeps the erased view: [`Change`] in
-//! [`Adapter::apply`], or a whole [`Batch`](crate::Batch) in
-//! [`Adapter::apply_batch`].
+//! [`Sink::apply`](crate::Sink::apply), or a whole [`Batch`](crate::Batch) in
+//! [`Sink::apply_batch`](crate::Sink::apply_batch).
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -105,7 +107,7 @@ pub enum Write<'a, T: DiffModel> {
     },
 }
 
-/// A table of typed hooks, one per model type, for [`Adapter::apply`]:
+/// A table of typed hooks, one per model type, for [`Sink::apply`](crate::Sink::apply):
 /// `Hooks::new().on(Self::site).on(Self::device).apply(self, change)`.
 ///
 /// Building one costs nothing (no allocation: each `on` wraps the table in
@@ -261,7 +263,7 @@ type DynHook<A> = dyn Fn(&mut A, Write<'_, DynModel>) -> Result<(), HookError> +
 ///
 /// ```
 /// use std::sync::Arc;
-/// use diffsync::{Adapter, Change, DynHooks, HookError, Hooks, LocalStore, Write};
+/// use diffsync::{Adapter, Change, DynHooks, HookError, Hooks, LocalStore, Sink, Write};
 ///
 /// struct Generic { store: LocalStore, hooks: DynHooks<Generic>, log: Vec<String> }
 ///
@@ -269,6 +271,8 @@ type DynHook<A> = dyn Fn(&mut A, Write<'_, DynModel>) -> Result<(), HookError> +
 ///     type Store = LocalStore;
 ///     fn store(&self) -> &LocalStore { &self.store }
 ///     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
+/// }
+/// impl Sink for Generic {
 ///     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
 ///         let hooks = self.hooks.clone();
 ///         Hooks::new().on_table(&hooks).apply(self, change)

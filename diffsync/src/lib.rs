@@ -8,7 +8,7 @@
 //! returns a [`SyncReport`].
 //!
 //! ```
-//! use diffsync::{Adapter, AdapterExt, DiffModel, LocalStore};
+//! use diffsync::{Adapter, AdapterExt, DiffModel, LocalStore, Sink};
 //!
 //! #[derive(DiffModel, Clone, Debug, PartialEq)]
 //! #[diffsync(name = "device", children(Interface))]
@@ -32,6 +32,8 @@
 //!     fn store(&self) -> &LocalStore { &self.store }
 //!     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
 //! }
+//! // Its store is the whole system: a sync's target as it is.
+//! impl Sink for Inventory {}
 //! impl Inventory {
 //!     fn new(name: &'static str, role: &str, descr: &str) -> Result<Self, diffsync::Error> {
 //!         let mut store = LocalStore::new(name);
@@ -88,11 +90,12 @@
 //! # Stores and adapters
 //! A [`Store`] keeps models per type in insertion order and the parent →
 //! children links; [`LocalStore`] is the in-memory one. An [`Adapter`] names a
-//! system and writes changes to it: per model type through typed [`hooks`]
-//! (a [`Write`] of the user's own struct: create, update with the old and
-//! new model and the changed fields, delete), or erased through
-//! [`Adapter::apply`] / [`Adapter::apply_batch`]. [`AdapterExt`] diffs and
-//! syncs any adapter.
+//! system and reads it into a store; a system that can be written to is also
+//! a [`Sink`], which writes changes to it: per model type through typed
+//! [`hooks`] (a [`Write`] of the user's own struct: create, update with the
+//! old and new model and the changed fields, delete), or erased through
+//! [`Sink::apply`] / [`Sink::apply_batch`]. [`AdapterExt`] diffs any adapter
+//! and syncs into any sink.
 //!
 //! # Diffs
 //! [`Diff`] is a tree of [`DiffElement`]s: source order, then destination-only
@@ -224,13 +227,13 @@ pub use model::{BoxError, Chain, ModelError, Said};
 pub use options::{Options, Progress, Stage};
 pub use store::StoreError;
 pub use store::{AttrSource, Handle, LocalStore, Store};
-pub use sync::adapter::{Adapter, AdapterExt, Layer, Layered, MemoryAdapter, StoreAdapter};
+pub use sync::adapter::{Adapter, AdapterExt, Layer, Layered, MemoryAdapter, Sink, StoreAdapter};
 pub use sync::{Batch, Change, ElementReport, Outcome, SkipReason, SyncReport, Totals};
 pub use sync::{Cause, HookError, SyncError};
 
 /// The traits a diffsync user calls methods of: `use diffsync::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, Store, Write};
+    pub use crate::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, Sink, Store, Write};
 }
 
 #[doc(hidden)]

@@ -1,5 +1,6 @@
-//! Compile errors of `#[derive(DiffModel)]`, and of a typed key used for
-//! another model type, with committed `.stderr` files.
+//! Compile errors of `#[derive(DiffModel)]`, of a typed key used for
+//! another model type and of a sync into a read-only adapter, with
+//! committed `.stderr` files.
 
 #[test]
 fn derive_compile_errors() {

@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo run -p diffsync-examples --example inventory`
 
-use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, LocalStore, Options, Progress, Write};
+use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, LocalStore, Options, Progress, Sink, Write};
 use serde::Deserialize;
 
 #[derive(DiffModel, Clone, Debug, PartialEq)]
@@ -248,6 +248,8 @@ impl Adapter for System {
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.store
     }
+}
+impl Sink for System {
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         Hooks::new()
             .on(Self::site)

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diffsync::bidir::{Base, BiOptions, Strategy, reconcile};
-use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, LocalStore};
+use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, LocalStore, Sink};
 use diffsync_peer::http::{CertificateDer, HttpOptions, PrivatePkcs8KeyDer};
 use diffsync_peer::identity::Rights;
 use diffsync_peer::proto::Refusal;
@@ -122,6 +122,8 @@ impl Adapter for Inventory {
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.store
     }
+}
+impl Sink for Inventory {
     /// Every change is taken (the file is the system); said as it happens.
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         println!(

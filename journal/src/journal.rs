@@ -9,7 +9,7 @@ use crate::error::JournalError;
 use crate::record::{Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult, Side, now_ms, peak_memory};
 use crate::recorder::Recording;
 use diffsync::{
-    Action, Adapter, AdapterExt, Attrs, Chain, Diff, DiffElement, Error, Options, Outcome, SyncError, SyncReport,
+    Action, Adapter, AdapterExt, Attrs, Chain, Diff, DiffElement, Error, Options, Outcome, Sink, SyncError, SyncReport,
 };
 
 /// Changes of a plan written per transaction.
@@ -210,7 +210,7 @@ impl Journal {
     /// does, safety rails included) and records the run: its id and the
     /// sync's report. A sync that stops with an error is recorded as
     /// failed, with what it did until then, and the error names the run.
-    pub fn sync<T: Adapter + ?Sized, S: Adapter + ?Sized>(
+    pub fn sync<T: Sink + ?Sized, S: Adapter + ?Sized>(
         &mut self,
         target: &mut T,
         source: &S,
@@ -219,7 +219,7 @@ impl Journal {
         self.record(Mode::OneWay, None, target, source, opts, &[])
     }
 
-    pub(crate) fn record<T: Adapter + ?Sized, S: Adapter + ?Sized>(
+    pub(crate) fn record<T: Sink + ?Sized, S: Adapter + ?Sized>(
         &mut self,
         mode: Mode,
         rollback_of: Option<RunId>,
@@ -614,7 +614,7 @@ impl Journal {
     /// its target, each side's changes with their outcomes and the side
     /// they went to, and every conflict with its resolution
     /// ([`conflicts`](Journal::conflicts)).
-    pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
+    pub fn reconcile<L: Sink + ?Sized, R: Sink + ?Sized>(
         &mut self,
         left: &mut L,
         right: &mut R,

@@ -2,7 +2,7 @@
 
 use diffsync::digest::digest_of;
 use diffsync::{
-    Action, Adapter, AdapterExt, AttrSource, Attrs, Chain, LocalStore, MemoryAdapter, ModelKey, Options, Outcome,
+    Action, Adapter, AdapterExt, AttrSource, Attrs, Chain, LocalStore, MemoryAdapter, ModelKey, Options, Outcome, Sink,
     Store, SyncReport,
 };
 
@@ -58,7 +58,7 @@ impl Journal {
     /// in can be undone too: its changes whose result the target holds are
     /// undone. Of a two-way run, the changes that went to `target` (its
     /// left or its right side, by name) are undone.
-    pub fn rollback<T: Adapter + ?Sized>(
+    pub fn rollback<T: Sink + ?Sized>(
         &mut self,
         run: RunId,
         target: &mut T,
@@ -91,7 +91,7 @@ impl Journal {
     /// What [`rollback`](Journal::rollback) would do, planned against
     /// `target` and recorded nowhere: for a preview a user confirms
     /// before the rollback runs (whose own dry run is journaled).
-    pub fn rollback_preview<T: Adapter + ?Sized>(&self, run: RunId, target: &mut T) -> Result<Rollback, JournalError> {
+    pub fn rollback_preview<T: Sink + ?Sized>(&self, run: RunId, target: &mut T) -> Result<Rollback, JournalError> {
         let mut plan = self.plan_rollback(run, target)?;
         if plan.keys.is_empty() {
             return Ok(plan.nothing());

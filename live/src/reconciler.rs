@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use diffsync::bidir::{Base, BaseStore, BiOptions, ConflictRecord, ConflictSink, Resolution, SharedSink, reconcile};
 use diffsync::feed::ChangeEvent;
 use diffsync::{
-    Adapter, AdapterExt, Chain, DiffFlags, ModelKey, Options, Outcome, Progress, ReconcileError, Store, SyncReport,
+    Adapter, AdapterExt, Chain, DiffFlags, ModelKey, Options, Outcome, Progress, ReconcileError, Sink, Store,
+    SyncReport,
 };
 
 use crate::lock;
@@ -59,16 +60,16 @@ pub trait Reconciler: Send {
 
 /// An adapter whose writes carry the loop's tag until this is dropped
 /// (a panicking hook included).
-struct Tagged<'a, A: Adapter>(&'a mut A);
+struct Tagged<'a, A: Sink>(&'a mut A);
 
-impl<'a, A: Adapter> Tagged<'a, A> {
+impl<'a, A: Sink> Tagged<'a, A> {
     fn new(adapter: &'a mut A, origin: &str) -> Self {
         adapter.set_origin(Some(origin));
         Tagged(adapter)
     }
 }
 
-impl<A: Adapter> Drop for Tagged<'_, A> {
+impl<A: Sink> Drop for Tagged<'_, A> {
     fn drop(&mut self) {
         self.0.set_origin(None);
     }
@@ -112,7 +113,7 @@ impl<S, T> OneWay<S, T> {
     }
 }
 
-impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
+impl<S: Adapter + Send, T: Sink + Send> OneWay<S, T> {
     /// Re-reads `changed` in the source, then syncs every target: the
     /// models of `part` (with their subtrees), or everything.
     fn each_target(
@@ -152,7 +153,7 @@ impl<S: Adapter + Send, T: Adapter + Send> OneWay<S, T> {
     }
 }
 
-impl<S: Adapter + Send, T: Adapter + Send> Reconciler for OneWay<S, T> {
+impl<S: Adapter + Send, T: Sink + Send> Reconciler for OneWay<S, T> {
     fn sync_keys(&mut self, changed: &[ChangeEvent], origin: &str) -> PassOutcome {
         let keys: Vec<ModelKey> = changed.iter().map(|e| e.key.clone()).collect();
         let mut out = self.each_target(changed, Some(&keys), origin, &mut |_| {});
@@ -295,7 +296,7 @@ impl ConflictSink for LoopSink {
     }
 }
 
-impl<L: Adapter + Send, R: Adapter + Send> TwoWay<L, R> {
+impl<L: Sink + Send, R: Sink + Send> TwoWay<L, R> {
     /// One reconcile: re-read both sides, reconcile (which saves the base
     /// of a persisted loop).
     fn pass(&mut self, origin: &str) -> PassOutcome {
@@ -350,7 +351,7 @@ impl<L: Adapter + Send, R: Adapter + Send> TwoWay<L, R> {
     }
 }
 
-impl<L: Adapter + Send, R: Adapter + Send> Reconciler for TwoWay<L, R> {
+impl<L: Sink + Send, R: Sink + Send> Reconciler for TwoWay<L, R> {
     /// A reconcile is cheap where nothing changed (fingerprints skip equal
     /// subtrees), so the keys only trigger it.
     fn sync_keys(&mut self, changed: &[ChangeEvent], origin: &str) -> PassOutcome {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use diffsync::{Action, Adapter, Attrs, Batch, BoxError, Change, HookError, LocalStore, ModelKey, StoreError};
+use diffsync::{Action, Adapter, Attrs, Batch, BoxError, Change, HookError, LocalStore, ModelKey, Sink, StoreError};
 use serde::Deserialize;
 
 use crate::identity::{Identity, PublicKey, Rights};
@@ -970,6 +970,25 @@ impl<T: Transport> Adapter for RemotePeer<T> {
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.image
     }
+    /// Pulls: the image becomes the peer's store as it is now (the named
+    /// models are among what a pull brings; it brings all that differs).
+    fn reread(&mut self, changed: &[diffsync::ChangeEvent]) -> diffsync::Result<()> {
+        let _ = changed;
+        self.refresh()
+    }
+    /// Pulls: the image becomes the peer's store as it is now.
+    fn refresh(&mut self) -> diffsync::Result<()> {
+        self.pull().map(drop).map_err(|e| {
+            diffsync::Error::from(StoreError::Backend {
+                store: self.name.clone(),
+                model_type: String::new(),
+                key: String::new(),
+                source: Box::new(e),
+            })
+        })
+    }
+}
+impl<T: Transport> Sink for RemotePeer<T> {
     /// One change alone: a batch of one.
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         let wire = self.wire_change(change)?;
@@ -1025,22 +1044,5 @@ impl<T: Transport> Adapter for RemotePeer<T> {
             }
         }
         Ok(())
-    }
-    /// Pulls: the image becomes the peer's store as it is now (the named
-    /// models are among what a pull brings; it brings all that differs).
-    fn reread(&mut self, changed: &[diffsync::ChangeEvent]) -> diffsync::Result<()> {
-        let _ = changed;
-        self.refresh()
-    }
-    /// Pulls: the image becomes the peer's store as it is now.
-    fn refresh(&mut self) -> diffsync::Result<()> {
-        self.pull().map(drop).map_err(|e| {
-            diffsync::Error::from(StoreError::Backend {
-                store: self.name.clone(),
-                model_type: String::new(),
-                key: String::new(),
-                source: Box::new(e),
-            })
-        })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use diffsync::feed::ChangeFeed;
 use diffsync::{
-    Adapter, AdapterExt, Attrs, Chain, DiffFlags, Error, LocalStore, MemoryAdapter, ModelKey, Options, Outcome, Store,
+    AdapterExt, Attrs, Chain, DiffFlags, Error, LocalStore, MemoryAdapter, ModelKey, Options, Outcome, Sink, Store,
     SyncError,
 };
 
@@ -158,7 +158,7 @@ pub struct Server<A> {
     relay: Mutex<Option<Relay>>,
 }
 
-impl<A: Adapter> Server<A> {
+impl<A: Sink> Server<A> {
     /// A server named `replica` over an adapter (whose store it reads),
     /// proving itself with `identity` and answering only `peers`.
     pub fn new(replica: impl Into<String>, adapter: A, identity: Identity, peers: Peers) -> Server<A> {
@@ -827,7 +827,7 @@ fn wire_model(store: &LocalStore, key: Vec<u8>) -> Option<WireModel> {
 
 /// A server answers frames itself: a client can call it in this process
 /// (tests, measurements), and a socket server serves it.
-impl<A: Adapter> Transport for &Server<A> {
+impl<A: Sink> Transport for &Server<A> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, diffsync::BoxError> {
         Ok(self.handle(request))
     }
@@ -841,7 +841,7 @@ impl<A: Adapter> Transport for &Server<A> {
     }
 }
 
-impl<A: Adapter> Transport for std::sync::Arc<Server<A>> {
+impl<A: Sink> Transport for std::sync::Arc<Server<A>> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, diffsync::BoxError> {
         Ok(self.handle(request))
     }

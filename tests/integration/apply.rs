@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use diffsync::{
     Action, Adapter, AdapterExt, Batch, Chain, Change, Diff, DiffFlags, DiffModel, DynModel, Error, HookError,
-    LocalStore, MemoryAdapter, ModelFlags, ModelSchema, Options, Outcome, SkipReason,
+    LocalStore, MemoryAdapter, ModelFlags, ModelSchema, Options, Outcome, Sink, SkipReason,
 };
 use diffsync_tests::key_of;
 use diffsync_tests::{Device, Interface, Inventory, Node, Site, sys_a, sys_b};
@@ -397,6 +397,8 @@ impl Adapter for Scripted {
     fn top_level(&self) -> Vec<&str> {
         vec!["site"]
     }
+}
+impl Sink for Scripted {
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         match change.action {
             Action::Create => self.run(change),
@@ -532,6 +534,8 @@ impl Adapter for Transactional {
     fn top_level(&self) -> Vec<&str> {
         vec!["site"]
     }
+}
+impl Sink for Transactional {
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         for i in 0..batch.len() {
             if !batch.should_apply(i) {

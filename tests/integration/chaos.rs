@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use diffsync::{
-    Action, Adapter, AdapterExt, Batch, Change, DiffFlags, Error, HookError, LocalStore, ModelFlags, Options,
+    Action, Adapter, AdapterExt, Batch, Change, DiffFlags, Error, HookError, LocalStore, ModelFlags, Options, Sink,
 };
 use diffsync_tests::{Device, Interface, Node, Site};
 use proptest::prelude::*;
@@ -195,6 +195,8 @@ impl Adapter for Chaotic {
     fn top_level(&self) -> Vec<&str> {
         vec!["site", "node"]
     }
+}
+impl Sink for Chaotic {
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         write(self.fate(change.key()), &mut self.system, change)
     }

@@ -10,7 +10,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use diffsync::{Adapter, AdapterExt, BoxError, Diff, LocalStore, MemoryAdapter, Options};
+use diffsync::{AdapterExt, BoxError, Diff, LocalStore, MemoryAdapter, Options};
 use diffsync_peer::identity::{Identity, Peers, Rights};
 use diffsync_peer::proto::{self, Request, Response};
 use diffsync_peer::{RemotePeer, Server, Transport};
@@ -37,7 +37,7 @@ struct Capture<'a, A> {
     frames: Frames,
 }
 
-impl<A: Adapter> Transport for Capture<'_, A> {
+impl<A: diffsync::Sink> Transport for Capture<'_, A> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
         let answer = self.inner.call(request)?;
         self.frames.lock().unwrap().push((request.to_vec(), answer.clone()));
@@ -102,7 +102,7 @@ struct Mutating<'a, A> {
     rng: fastrand::Rng,
 }
 
-impl<A: Adapter> Transport for Mutating<'_, A> {
+impl<A: diffsync::Sink> Transport for Mutating<'_, A> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
         let answer = self.inner.call(request)?;
         Ok(if self.rng.u8(..3) == 0 {

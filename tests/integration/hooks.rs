@@ -3,7 +3,7 @@
 
 use diffsync::{
     Adapter, AdapterExt, Chain, Change, Diff, DiffModel, DynHooks, DynModel, HookError, Hooks, LocalStore, ModelSchema,
-    Options, Outcome, Write,
+    Options, Outcome, Sink, Write,
 };
 use diffsync_tests::{Device, DeviceField, Interface, InterfaceField, Site, key_of, sys_a, sys_b};
 
@@ -94,6 +94,8 @@ impl Adapter for Typed {
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.store
     }
+}
+impl Sink for Typed {
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         Hooks::new()
             .on(Self::site)
@@ -153,6 +155,8 @@ impl<F: FnMut(&mut Typed, &mut Change<'_>) -> Result<(), HookError>> Adapter for
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.0.store
     }
+}
+impl<F: FnMut(&mut Typed, &mut Change<'_>) -> Result<(), HookError>> Sink for With<F> {
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         (self.1)(&mut self.0, change)
     }
@@ -221,6 +225,8 @@ fn a_hook_for_another_rust_type_than_the_store_holds_fails_with_both_names() {
         fn store_mut(&mut self) -> &mut LocalStore {
             &mut self.0
         }
+    }
+    impl Sink for Runtime {
         fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
             Hooks::new()
                 .on_dyn("site", |a: &mut Self, w| {
@@ -262,6 +268,7 @@ fn an_empty_target_with_default_top_level_types_is_filled() {
             &mut self.0
         }
     }
+    impl Sink for Plain {}
     let source = Plain(sys_b().store);
     let mut target = Plain(LocalStore::new("empty"));
     assert!(target.top_level().is_empty());
@@ -330,6 +337,8 @@ fn hooks_for_runtime_types_are_built_in_a_loop_over_a_config() {
         fn store_mut(&mut self) -> &mut LocalStore {
             &mut self.store
         }
+    }
+    impl Sink for Generic {
         fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
             let hooks = self.hooks.clone();
             Hooks::new().on_table(&hooks).apply(self, change)

@@ -530,6 +530,8 @@ mod failure {
         fn store_mut(&mut self) -> &mut LocalStore {
             &mut self.inner.store
         }
+    }
+    impl diffsync::Sink for Watched {
         fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
             let other = Journal::open(&self.path).unwrap();
             let newest = other.runs(&RunFilter::default()).unwrap().runs[0].id;

@@ -226,6 +226,9 @@ impl diffsync::Adapter for Sites {
     fn store_mut(&mut self) -> &mut LocalStore {
         &mut self.store
     }
+}
+
+impl diffsync::Sink for Sites {
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         Hooks::new().on(Self::site).apply(self, change)
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use diffsync::bidir::{Base, BaseFile, BiOptions, ConflictRecord, Resolution, Strategy};
 use diffsync::feed::{ChangeFeed, FeedBatch, Position, StoreFeed};
-use diffsync::{Adapter, AdapterExt, AttrSource, BoxError, Stage};
+use diffsync::{Adapter, AdapterExt, AttrSource, BoxError, Sink, Stage};
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop, Subject, TwoWay};
 use diffsync_tests::key_of;
 use diffsync_tests::{Interface, Inventory, Site, sys_a};
@@ -288,6 +288,8 @@ fn a_panicking_target_hook_fails_the_pass_and_the_loop_goes_on() {
         fn top_level(&self) -> Vec<&str> {
             vec!["site"]
         }
+    }
+    impl Sink for Panicky {
         fn apply(&mut self, change: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
             match change.action {
                 diffsync::Action::Create => {

@@ -1,7 +1,7 @@
 //! Sync with a remote peer: a server over an adapter, a `RemotePeer` whose
 //! image range reconciliation keeps equal to it.
 
-use diffsync::{Adapter, AdapterExt, BoxError, DiffModel, LocalStore, MemoryAdapter, ModelFlags};
+use diffsync::{Adapter, AdapterExt, BoxError, DiffModel, LocalStore, MemoryAdapter, ModelFlags, Sink};
 use diffsync_peer::identity::{Identity, Peers, Rights};
 use diffsync_peer::proto::{self, Refusal, Request, Response};
 use diffsync_peer::{Counted, PeerError, RemotePeer, Server, Transport};
@@ -9,12 +9,12 @@ use diffsync_tests::key_of;
 use diffsync_tests::{Device, Interface, Inventory, Site, sys_a, sys_b};
 
 /// A server over `adapter` that allows one client, read-only; and that client's identity.
-pub(crate) fn serve<A: Adapter>(adapter: A) -> (Server<A>, Identity) {
+pub(crate) fn serve<A: diffsync::Sink>(adapter: A) -> (Server<A>, Identity) {
     serve_with(adapter, Rights::read())
 }
 
 /// A server over `adapter` that allows one client with `rights`; and that client's identity.
-pub(crate) fn serve_with<A: Adapter>(adapter: A, rights: Rights) -> (Server<A>, Identity) {
+pub(crate) fn serve_with<A: diffsync::Sink>(adapter: A, rights: Rights) -> (Server<A>, Identity) {
     let client = Identity::generate();
     let peers = Peers::new().allow("a", client.public_key(), rights);
     (Server::new("b", adapter, Identity::generate(), peers), client)
@@ -215,7 +215,7 @@ fn bad_requests_are_refused_with_a_typed_reason() {
 }
 
 /// A server over `adapter` that lets one client read and write.
-pub(crate) fn serve_rw<A: Adapter>(adapter: A) -> (Server<A>, Identity) {
+pub(crate) fn serve_rw<A: diffsync::Sink>(adapter: A) -> (Server<A>, Identity) {
     serve_with(adapter, Rights::read_write())
 }
 
@@ -297,7 +297,7 @@ struct LoseFirstPush<'a, A> {
     lost: bool,
 }
 
-impl<A: Adapter> Transport for LoseFirstPush<'_, A> {
+impl<A: diffsync::Sink> Transport for LoseFirstPush<'_, A> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
         let answer = self.inner.call(request)?;
         let is_push = matches!(
@@ -339,7 +339,7 @@ struct LosePushes<'a, A> {
     lose: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
-impl<A: Adapter> Transport for LosePushes<'_, A> {
+impl<A: diffsync::Sink> Transport for LosePushes<'_, A> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
         let answer = self.inner.call(request)?;
         let is_push = matches!(
@@ -420,7 +420,7 @@ struct Recorder<'a, A> {
     frames: std::rc::Rc<std::cell::RefCell<Vec<Vec<u8>>>>,
 }
 
-impl<A: Adapter> Transport for Recorder<'_, A> {
+impl<A: diffsync::Sink> Transport for Recorder<'_, A> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
         self.frames.borrow_mut().push(request.to_vec());
         self.inner.call(request)
@@ -612,7 +612,7 @@ fn each_peer_s_bytes_round_trips_and_compression_are_served_as_metrics() {
 /// answer (a resend after a lost answer).
 struct AuthTwice<'a, A>(&'a Server<A>);
 
-impl<A: Adapter> Transport for AuthTwice<'_, A> {
+impl<A: diffsync::Sink> Transport for AuthTwice<'_, A> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
         if matches!(proto::decode::<Request>(request), Ok(Request::Auth { .. })) {
             self.0.call(request)?;
@@ -810,6 +810,8 @@ mod sockets {
         fn store_mut(&mut self) -> &mut LocalStore {
             &mut self.inner.store
         }
+    }
+    impl Sink for DiesOnce {
         fn apply(&mut self, change: &mut diffsync::Change<'_>) -> Result<(), diffsync::HookError> {
             if change.key() == self.at && !self.died {
                 self.died = true;
@@ -1447,7 +1449,7 @@ mod state {
         cut: bool,
     }
 
-    impl<A: Adapter> Transport for CutAtPush<'_, A> {
+    impl<A: diffsync::Sink> Transport for CutAtPush<'_, A> {
         fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
             if self.cut {
                 return Err("connection refused".into());
@@ -1519,7 +1521,7 @@ mod state {
 
         /// Down for pushes: the batch never reaches the server.
         struct NoPush<'a, A>(&'a Server<A>);
-        impl<A: Adapter> Transport for NoPush<'_, A> {
+        impl<A: diffsync::Sink> Transport for NoPush<'_, A> {
             fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
                 match proto::decode::<Request>(request) {
                     Ok(Request::Sealed(s)) if matches!(postcard_call(&s.body), Some(proto::Call::Push(_))) => {

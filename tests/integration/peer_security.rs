@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use diffsync::{Adapter, AdapterExt, BoxError, DiffFlags, MemoryAdapter, Options};
+use diffsync::{AdapterExt, BoxError, DiffFlags, MemoryAdapter, Options};
 use diffsync_peer::identity::{Identity, PublicKey, Rights};
 use diffsync_peer::proto::{self, Call, Refusal, Request, Response};
 use diffsync_peer::{PeerError, RemotePeer, Server, Transport};
@@ -50,7 +50,7 @@ struct Manual {
 }
 
 impl Manual {
-    fn open<A: Adapter>(server: &Server<A>, me: Identity) -> Manual {
+    fn open<A: diffsync::Sink>(server: &Server<A>, me: Identity) -> Manual {
         let hello = proto::Hello {
             version: proto::VERSION,
             hash: proto::HASH.into(),
@@ -263,7 +263,7 @@ struct Relay<'a, A> {
     rewrite: Rewrite,
 }
 
-impl<A: Adapter> Transport for Relay<'_, A> {
+impl<A: diffsync::Sink> Transport for Relay<'_, A> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
         let answer = self.inner.call(request)?;
         let decoded = proto::decode_response(&answer)?;
@@ -379,7 +379,7 @@ struct Crowded<'a, A> {
     lose_auth: bool,
 }
 
-impl<A: Adapter> Transport for Crowded<'_, A> {
+impl<A: diffsync::Sink> Transport for Crowded<'_, A> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, BoxError> {
         let answer = self.inner.call(request)?;
         match proto::decode_request(request)? {

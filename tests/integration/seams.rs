@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use diffsync::bidir::{
     Base, BaseFile, BaseStore, BiOptions, ConflictRecord, ConflictSink, JsonLines, Resolution, Strategy, reconcile,
 };
-use diffsync::{Adapter, AdapterExt, AttrSource, Change, Error, HookError, LocalStore, MemoryAdapter};
+use diffsync::{Adapter, AdapterExt, AttrSource, Change, Error, HookError, LocalStore, MemoryAdapter, Sink};
 use diffsync_tests::key_of;
 use diffsync_tests::{Interface, Inventory, Site, sys_a};
 
@@ -271,6 +271,8 @@ impl Adapter for Probe {
     fn top_level(&self) -> Vec<&str> {
         vec!["site"]
     }
+}
+impl Sink for Probe {
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         if matches!(change.action, diffsync::Action::Update) {
             let states = self.log.lock().unwrap().iter().map(|c| c.applied).collect();

@@ -1,7 +1,7 @@
 //! Sync behaviour: failures, aborts, dry runs, batches, loaded and reversed diffs.
 
 use diffsync::{
-    Action, Adapter, AdapterExt, Chain, Diff, DiffFlags, Error, Options, Outcome, Progress, SkipReason, Stage,
+    Action, Adapter, AdapterExt, Chain, Diff, DiffFlags, Error, Options, Outcome, Progress, Sink, SkipReason, Stage,
 };
 use diffsync_tests::{Device, Inventory, Site, sys_a, sys_b};
 use diffsync_tests::{key_of, typed_key};
@@ -270,6 +270,8 @@ impl Adapter for RejectAll {
     fn top_level(&self) -> Vec<&str> {
         vec!["site"]
     }
+}
+impl Sink for RejectAll {
     fn apply_batch(&mut self, batch: &mut diffsync::Batch<'_, '_>) -> Result<(), diffsync::HookError> {
         for i in 0..batch.len() {
             batch.set_outcome(i, Err("rejected".into()));
@@ -330,7 +332,7 @@ fn top_level_types_come_from_the_schemas_and_adapters_sync_behind_dyn() {
     tree.register::<diffsync_tests::Node>().unwrap();
     assert_eq!(Plain(tree).top_level(), ["node"]);
     // Targets of different kinds in one list.
-    let mut targets: Vec<Box<dyn Adapter<Store = diffsync::LocalStore>>> =
+    let mut targets: Vec<Box<dyn Sink<Store = diffsync::LocalStore>>> =
         vec![Box::new(sys_a()), Box::new(diffsync_tests::Inventory::empty("empty"))];
     for target in &mut targets {
         target.sync_from(&source).unwrap();

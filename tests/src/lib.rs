@@ -6,7 +6,7 @@ pub mod fuzz;
 use std::collections::{HashMap, HashSet};
 
 use diffsync::Action;
-use diffsync::{Adapter, Batch, Change, DiffModel, HookError, LocalStore, ModelFlags};
+use diffsync::{Adapter, Batch, Change, DiffModel, HookError, LocalStore, ModelFlags, Sink};
 use serde::{Deserialize, Serialize};
 
 /// A key from its text form (`device:r1`), for tests that name models by
@@ -236,6 +236,8 @@ impl Adapter for Inventory {
     fn top_level(&self) -> Vec<&str> {
         vec!["site"]
     }
+}
+impl Sink for Inventory {
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         match change.action {
             Action::Create => {

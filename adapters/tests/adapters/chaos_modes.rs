@@ -60,7 +60,7 @@ enum Edit {
 /// A system behind a side: how another writer edits it, and how a
 /// (restarted) process opens it.
 trait System {
-    type A: Adapter;
+    type A: diffsync::Sink;
     fn open(&mut self, current: Option<&Self::A>) -> Self::A;
     fn edit(&mut self, adapter: &mut Self::A, edit: &Edit);
     /// Hooks per change (in memory) or one transactional batch (databases).
@@ -263,6 +263,8 @@ impl<A: Adapter> Adapter for Side<A> {
     fn refresh(&mut self) -> diffsync::Result<()> {
         self.inner.refresh()
     }
+}
+impl<A: diffsync::Sink> diffsync::Sink for Side<A> {
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         self.dice(change.key())?;
         self.inner.apply(change)

@@ -1,6 +1,6 @@
 //! PostgreSQL adapter against a real server started by the test.
 
-use diffsync::{Adapter, AdapterExt, Chain, DiffFlags, Error, Options};
+use diffsync::{Adapter, AdapterExt, Chain, DiffFlags, Error, Options, Sink};
 use diffsync_adapters::AdapterError;
 use diffsync_adapters::postgres::PostgresAdapter;
 

@@ -4,7 +4,7 @@
 //! kept in PostgreSQL: the same undo, a run the process died in, runs of
 //! two processes sharing it, retention.
 
-use diffsync::{Adapter, AdapterExt, Options};
+use diffsync::{AdapterExt, Options};
 use diffsync_journal::{Journal, Mode, Retention, RunFilter, RunResult};
 
 use crate::common::inventory;
@@ -15,7 +15,7 @@ use diffsync_tests::key_of;
 /// run again, a row edited behind the journal's back, and a rollback that
 /// leaves that row alone. `reload` reads the database again; `edit` changes
 /// a device's role in it directly.
-fn undo_in_the_database<A: Adapter<Store = diffsync::LocalStore>>(
+fn undo_in_the_database<A: diffsync::Sink<Store = diffsync::LocalStore>>(
     journal: &mut Journal,
     db: &mut A,
     reload: impl Fn(&mut A),

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diffsync::feed::{ChangeFeed, ChangeKind, Position};
-use diffsync::{Adapter, AdapterExt, Chain, MemoryAdapter};
+use diffsync::{Adapter, AdapterExt, Chain, MemoryAdapter, Sink};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
 

@@ -1,5 +1,6 @@
 //! Adapters: a named connection to one system, holding its models in a store
-//! and applying a sync's changes back to the system through hooks.
+//! ([`Adapter`], the reading side) and, for a system that can be written to,
+//! applying a sync's changes back to it through hooks ([`Sink`]).
 
 use crate::diff::Diff;
 use crate::differ::{self, Side};
@@ -8,15 +9,17 @@ use crate::options::Options;
 use crate::store::Store;
 use crate::sync::{self, Batch, Change, SyncError, SyncReport};
 
-/// One system to compare and synchronize.
+/// One system to compare and synchronize: the reading side (its store,
+/// loaded, read again after changes, refreshed). A system that can be
+/// written to is also a [`Sink`] (the hooks a sync calls).
 ///
 /// Implement [`store`](Adapter::store) and [`store_mut`](Adapter::store_mut);
-/// fill the store in your own loader (or [`load`](Adapter::load)); override
-/// the hooks that write to your system. [`AdapterExt`], implemented for
-/// every adapter, diffs and syncs.
+/// fill the store in your own loader (or [`load`](Adapter::load)); implement
+/// [`Sink`]'s hooks that write to your system. [`AdapterExt`], implemented
+/// for every adapter, diffs (any adapter) and syncs (into a `Sink`).
 ///
 /// ```
-/// use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, LocalStore, Write};
+/// use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, LocalStore, Sink, Write};
 ///
 /// #[derive(DiffModel, Clone, Debug, PartialEq)]
 /// #[diffsync(name = "site")]
@@ -28,6 +31,8 @@ use crate::sync::{self, Batch, Change, SyncError, SyncReport};
 ///     type Store = LocalStore;
 ///     fn store(&self) -> &LocalStore { &self.store }
 ///     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
+/// }
+/// impl Sink for Cmdb {
 ///     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
 ///         Hooks::new().on(Self::site).apply(self, change)
 ///     }
@@ -88,6 +93,53 @@ pub trait Adapter {
         Ok(())
     }
 
+    /// Brings the in-memory image up to date for these changed models by
+    /// reading them again from the system (a loop calls it before diffing
+    /// them). The default has nothing to read: the store is the system.
+    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
+        let _ = changed;
+        Ok(())
+    }
+    /// Reads the whole system again into the in-memory image (a loop's
+    /// full pass calls it, so a write the feeds missed is found). The
+    /// default has nothing to read: the store is the system.
+    fn refresh(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A system that can be written to: the hooks a sync calls with each
+/// change ([`apply`](Sink::apply), or a whole [`apply_batch`](Sink::apply_batch))
+/// and once it is done ([`sync_complete`](Sink::sync_complete)). An
+/// [`Adapter`] is a source; a `Sink` is also a target, so a read-only
+/// system (an export, a report, an API without writes) implements only
+/// `Adapter` and cannot be synced into by mistake: `sync_from`, `sync_to`,
+/// `reconcile` and a loop's targets need a `Sink`. Every method has a
+/// default, so `impl Sink for Cmdb {}` makes an adapter whose store is the
+/// system (it writes nothing else) a target.
+///
+/// ```compile_fail
+/// use diffsync::{Adapter, AdapterExt, LocalStore, MemoryAdapter};
+///
+/// /// A read-only export: an `Adapter`, no `Sink`.
+/// struct Export(LocalStore);
+/// impl Adapter for Export {
+///     type Store = LocalStore;
+///     fn store(&self) -> &LocalStore { &self.0 }
+///     fn store_mut(&mut self) -> &mut LocalStore { &mut self.0 }
+/// }
+///
+/// let cmdb = MemoryAdapter::new("cmdb", &["site"]);
+/// let mut export = Export(LocalStore::new("export"));
+/// export.diff_from(&cmdb).unwrap(); // reading: fine
+/// export.sync_from(&cmdb).unwrap(); // error: `Export` is read-only
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is read-only: it is an `Adapter` but not a `Sink`, so nothing can be synced into it",
+    label = "not a `Sink`",
+    note = "implement `diffsync::Sink` for it (an empty `impl Sink` when its store is the whole system)"
+)]
+pub trait Sink: Adapter {
     /// Writes one change to the system: typed, through a [`Hooks`](crate::Hooks)
     /// table (`Hooks::new().on(Self::device).apply(self, change)`), or
     /// erased, matching on `change.action`. The default writes nothing: the
@@ -96,7 +148,7 @@ pub trait Adapter {
         let _ = change;
         Ok(())
     }
-    /// Applies a whole batch. The default calls [`apply`](Adapter::apply)
+    /// Applies a whole batch. The default calls [`apply`](Sink::apply)
     /// for each change in order ([`Batch::apply_each`]); a database adapter overrides it to write many
     /// changes in one statement or transaction, recording each outcome with
     /// [`Batch::set_outcome`] (in the system for good) or [`Batch::stage`]
@@ -120,19 +172,6 @@ pub trait Adapter {
         Ok(())
     }
 
-    /// Brings the in-memory image up to date for these changed models by
-    /// reading them again from the system (a loop calls it before diffing
-    /// them). The default has nothing to read: the store is the system.
-    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
-        let _ = changed;
-        Ok(())
-    }
-    /// Reads the whole system again into the in-memory image (a loop's
-    /// full pass calls it, so a write the feeds missed is found). The
-    /// default has nothing to read: the store is the system.
-    fn refresh(&mut self) -> Result<()> {
-        Ok(())
-    }
     /// Tags the writes made from now on as `origin`'s (their change events
     /// carry it), or untags them.
     fn set_origin(&mut self, origin: Option<&str>) {
@@ -141,7 +180,7 @@ pub trait Adapter {
 }
 
 /// A boxed adapter is an adapter (a command line picks its systems at run
-/// time, `Box<dyn Adapter<Store = LocalStore> + Send>`): every method goes
+/// time, `Box<dyn Sink<Store = LocalStore> + Send>` for a target): every method goes
 /// to the boxed one.
 impl<A: Adapter + ?Sized> Adapter for Box<A> {
     type Store = A::Store;
@@ -160,6 +199,14 @@ impl<A: Adapter + ?Sized> Adapter for Box<A> {
     fn load(&mut self) -> Result<()> {
         (**self).load()
     }
+    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
+        (**self).reread(changed)
+    }
+    fn refresh(&mut self) -> Result<()> {
+        (**self).refresh()
+    }
+}
+impl<A: Sink + ?Sized> Sink for Box<A> {
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         (**self).apply(change)
     }
@@ -168,12 +215,6 @@ impl<A: Adapter + ?Sized> Adapter for Box<A> {
     }
     fn sync_complete(&mut self, diff: &Diff, report: &SyncReport) -> Result<(), HookError> {
         (**self).sync_complete(diff, report)
-    }
-    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
-        (**self).reread(changed)
-    }
-    fn refresh(&mut self) -> Result<()> {
-        (**self).refresh()
     }
     fn set_origin(&mut self, origin: Option<&str>) {
         (**self).set_origin(origin)
@@ -196,11 +237,17 @@ pub trait AdapterExt: Adapter {
         diff_between(target, self, &mut Options::new())
     }
     /// Makes `self` look like `source`: diff, then apply through the hooks.
-    fn sync_from<S: Adapter + ?Sized>(&mut self, source: &S) -> Result<SyncReport> {
+    fn sync_from<S: Adapter + ?Sized>(&mut self, source: &S) -> Result<SyncReport>
+    where
+        Self: Sink,
+    {
         sync_between(self, source, &mut Options::new())
     }
     /// [`sync_from`](AdapterExt::sync_from) with options.
-    fn sync_from_with<S: Adapter + ?Sized>(&mut self, source: &S, opts: &mut Options<'_>) -> Result<SyncReport> {
+    fn sync_from_with<S: Adapter + ?Sized>(&mut self, source: &S, opts: &mut Options<'_>) -> Result<SyncReport>
+    where
+        Self: Sink,
+    {
         sync_between(self, source, opts)
     }
     /// [`sync_from_with`](AdapterExt::sync_from_with), handing the diff to
@@ -217,7 +264,10 @@ pub trait AdapterExt: Adapter {
         source: &S,
         opts: &mut Options<'_>,
         observe: impl FnOnce(&Diff) -> std::result::Result<R, crate::BoxError> + Send,
-    ) -> Result<(Result<SyncReport>, R)> {
+    ) -> Result<(Result<SyncReport>, R)>
+    where
+        Self: Sink,
+    {
         let diff = diff_between(&*self, source, opts)?;
         std::thread::scope(|scope| {
             let (done, observed) = std::sync::mpsc::channel::<bool>();
@@ -242,7 +292,7 @@ pub trait AdapterExt: Adapter {
         })
     }
     /// Makes `target` look like `self`.
-    fn sync_to<D: Adapter + ?Sized>(&self, target: &mut D) -> Result<SyncReport> {
+    fn sync_to<D: Sink + ?Sized>(&self, target: &mut D) -> Result<SyncReport> {
         sync_between(target, self, &mut Options::new())
     }
     /// Applies a precomputed diff, with the full source models from `source`.
@@ -252,12 +302,18 @@ pub trait AdapterExt: Adapter {
         source: &S,
         diff: &Diff,
         opts: &mut Options<'_>,
-    ) -> Result<SyncReport> {
+    ) -> Result<SyncReport>
+    where
+        Self: Sink,
+    {
         sync::sync(self, diff, Some(source.store().local()), false, opts)
     }
     /// Applies a diff without its source (e.g. loaded from JSON): created
     /// models are built from the element's identifiers and attributes.
-    fn sync_diff(&mut self, diff: &Diff, opts: &mut Options<'_>) -> Result<SyncReport> {
+    fn sync_diff(&mut self, diff: &Diff, opts: &mut Options<'_>) -> Result<SyncReport>
+    where
+        Self: Sink,
+    {
         sync::sync(self, diff, None, false, opts)
     }
 }
@@ -299,7 +355,7 @@ pub(crate) fn sides<'a, D: Adapter + ?Sized, S: Adapter + ?Sized>(dest: &'a D, s
 }
 
 /// Makes `dest` look like `source`.
-fn sync_between<D: Adapter + ?Sized, S: Adapter + ?Sized>(
+fn sync_between<D: Sink + ?Sized, S: Adapter + ?Sized>(
     dest: &mut D,
     source: &S,
     opts: &mut Options<'_>,
@@ -383,6 +439,9 @@ impl<S: Store> Adapter for StoreAdapter<S> {
         self.top_level.iter().map(String::as_str).collect()
     }
 }
+
+/// The store is the system: a sync's changes are the store's to take.
+impl<S: Store> Sink for StoreAdapter<S> {}
 
 /// What a [`Layered`] adapter runs around the adapter it wraps: look at
 /// each change before and after it is applied (log, count, check), or veto
@@ -474,6 +533,14 @@ impl<A: Adapter, L: Layer> Adapter for Layered<A, L> {
     fn load(&mut self) -> Result<()> {
         self.inner.load()
     }
+    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
+        self.inner.reread(changed)
+    }
+    fn refresh(&mut self) -> Result<()> {
+        self.inner.refresh()
+    }
+}
+impl<A: Sink, L: Layer> Sink for Layered<A, L> {
     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
         self.inner.apply(change)
     }
@@ -489,12 +556,6 @@ impl<A: Adapter, L: Layer> Adapter for Layered<A, L> {
     }
     fn sync_complete(&mut self, diff: &Diff, report: &SyncReport) -> Result<(), HookError> {
         self.inner.sync_complete(diff, report)
-    }
-    fn reread(&mut self, changed: &[crate::feed::ChangeEvent]) -> Result<()> {
-        self.inner.reread(changed)
-    }
-    fn refresh(&mut self) -> Result<()> {
-        self.inner.refresh()
     }
     fn set_origin(&mut self, origin: Option<&str>) {
         self.inner.set_origin(origin)

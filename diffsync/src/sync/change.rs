@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::adapter::Adapter;
+use super::adapter::Sink;
 use crate::diff::{Action, DiffElement};
 use crate::error::{HookError, Result};
 use crate::model::{AnyModel, Attrs, DiffModel};
@@ -312,10 +312,10 @@ impl<'a> Batch<'a, '_> {
     }
 
     /// Applies the changes one by one through the adapter's
-    /// [`apply`](Adapter::apply) hook, in order: skips changes whose dependencies did not apply, and
+    /// [`apply`](Sink::apply) hook, in order: skips changes whose dependencies did not apply, and
     /// after a failure that stops the sync skips the rest. Returns whether it
     /// stopped early.
-    pub fn apply_each<A: Adapter + ?Sized>(&mut self, adapter: &mut A) -> bool {
+    pub fn apply_each<A: Sink + ?Sized>(&mut self, adapter: &mut A) -> bool {
         for i in 0..self.changes.len() {
             if !self.should_apply(i) {
                 continue;

@@ -27,12 +27,12 @@ use crate::flags::DiffFlags;
 use crate::model::Chain;
 use crate::options::{Options, Progress, Stage};
 use crate::store::{AttrSource, LocalStore, Store, StoreError};
-use adapter::Adapter;
+use adapter::Sink;
 use plan::{Entry, Plan, Planner};
 
 /// Runs a sync of `diff` into `dest`, with source models from `source` if
 /// given. `fresh`: the diff was just computed from these stores.
-pub(crate) fn sync<A: Adapter + ?Sized>(
+pub(crate) fn sync<A: Sink + ?Sized>(
     dest: &mut A,
     diff: &Diff,
     source: Option<&LocalStore>,
@@ -45,7 +45,7 @@ pub(crate) fn sync<A: Adapter + ?Sized>(
 /// [`sync`], calling `gate` once the changes are planned and checked and
 /// before the first is written: an error from it stops the sync with
 /// nothing written (the caller says why).
-pub(crate) fn sync_gated<A: Adapter + ?Sized>(
+pub(crate) fn sync_gated<A: Sink + ?Sized>(
     dest: &mut A,
     diff: &Diff,
     source: Option<&LocalStore>,

@@ -21,7 +21,7 @@ use crate::model::Chain;
 use crate::options::Options;
 use crate::report::{BiReport, ConflictKind, ConflictRecord, Resolution, SyncReport};
 use crate::store::{LocalStore, Store};
-use crate::sync::adapter::{Adapter, AdapterExt};
+use crate::sync::adapter::{Adapter, AdapterExt, Sink};
 
 /// Base keys neither side holds any more (deleted on both).
 fn deleted_on_both(base: &LocalStore, ls: &LocalStore, rs: &LocalStore) -> Vec<(String, String)> {
@@ -41,7 +41,7 @@ fn deleted_on_both(base: &LocalStore, ls: &LocalStore, rs: &LocalStore) -> Vec<(
 /// model on one side only goes to the other (deletes since the lost base
 /// cannot be told from creates) and every key the sides hold differently
 /// is a create/create conflict for `strategy`. Returns the new base.
-pub fn resync<L: Adapter + ?Sized, R: Adapter + ?Sized>(
+pub fn resync<L: Sink + ?Sized, R: Sink + ?Sized>(
     left: &mut L,
     right: &mut R,
     strategy: Strategy,
@@ -113,7 +113,7 @@ pub fn classify<L: Adapter + ?Sized, R: Adapter + ?Sized>(left: &L, right: &R, b
 /// Reconciles two adapters against `base`: what changed on one side only
 /// goes to the other, what changed on both is a conflict for the strategy,
 /// and the base takes every key that ends equal on both sides.
-pub fn reconcile<L: Adapter + ?Sized, R: Adapter + ?Sized>(
+pub fn reconcile<L: Sink + ?Sized, R: Sink + ?Sized>(
     left: &mut L,
     right: &mut R,
     base: &mut Base,
@@ -139,7 +139,7 @@ pub struct Planned<'a> {
 /// is written, dry runs included: a journal writes it ahead there. An
 /// error from `observe` stops the reconcile before any write
 /// ([`ReconcileError::Observer`]).
-pub fn reconcile_observed<L: Adapter + ?Sized, R: Adapter + ?Sized>(
+pub fn reconcile_observed<L: Sink + ?Sized, R: Sink + ?Sized>(
     left: &mut L,
     right: &mut R,
     base: &mut Base,
@@ -576,7 +576,7 @@ struct Applied {
 /// some), a create its element's values. A panicking hook ends the run
 /// after what it did is recorded: the base and the log are brought up to
 /// date, then the panic goes on.
-fn apply<L: Adapter + ?Sized, R: Adapter + ?Sized>(
+fn apply<L: Sink + ?Sized, R: Sink + ?Sized>(
     left: &mut L,
     right: &mut R,
     to_left: &Diff,
