@@ -38,7 +38,7 @@
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use diffsync::{Action, Adapter, AdapterExt, Batch, DiffModel, HookError, LocalStore, Sink};
+//! use diffsync::{Adapter, AdapterExt, Batch, DiffModel, Edit, HookError, LocalStore, Sink, Typed};
 //!
 //! /// The API's own record type.
 //! #[derive(Clone, Debug, PartialEq)]
@@ -107,34 +107,20 @@
 //!     fn top_level(&self) -> Vec<&str> { vec!["device"] }
 //! }
 //! impl Sink for ApiAdapter {
-//!
 //!     /// Creates and updates go out in one bulk request, deletes one by one.
 //!     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
 //!         let mut upserts = Vec::new(); // (change index, name, role)
-//!         for i in 0..batch.len() {
-//!             // Skips (and reports) changes whose parent failed, or after an abort.
-//!             if !batch.should_apply(i) {
-//!                 continue;
-//!             }
-//!             let change = &batch.changes()[i];
-//!             let key = change.key_as::<Device>().ok_or("only devices here")?;
-//!             match change.action {
-//!                 Action::Create => {
-//!                     // The model the store will hold, typed.
-//!                     let new = change.created::<Device>().ok_or("a device")?;
-//!                     upserts.push((i, new.name.clone(), new.role.clone()));
-//!                 }
-//!                 Action::Update => {
-//!                     // As this side holds it, and as the change leaves it.
-//!                     let new = change.updated(self.store.get(&key)?)?;
-//!                     upserts.push((i, new.name, new.role));
-//!                 }
-//!                 Action::Delete => {
-//!                     let old = self.store.get(&key)?;
+//!         // The batch's devices to write now, typed (changes whose parent
+//!         // failed, or after an abort, are left out and reported).
+//!         for Typed { index, edit, .. } in batch.typed::<Device>(&self.store)? {
+//!             match edit {
+//!                 // The model the store will hold, or the stored one with
+//!                 // the change's values.
+//!                 Edit::Create { new, .. } | Edit::Update { new, .. } => upserts.push((index, new.name, new.role)),
+//!                 Edit::Delete { old, .. } => {
 //!                     let r = self.api.delete(&old.name);
-//!                     batch.set_outcome(i, r.map_err(Into::into));
+//!                     batch.set_outcome(index, r.map_err(Into::into));
 //!                 }
-//!                 _ => {}
 //!             }
 //!         }
 //!         let items = upserts.iter().map(|(_, n, r)| (n.clone(), r.clone())).collect();

@@ -228,7 +228,7 @@ pub use options::{Options, Progress, Stage};
 pub use store::StoreError;
 pub use store::{AttrSource, Handle, LocalStore, Store};
 pub use sync::adapter::{Adapter, AdapterExt, Layer, Layered, MemoryAdapter, Sink, StoreAdapter};
-pub use sync::{Batch, Change, ElementReport, Outcome, SkipReason, SyncReport, Totals};
+pub use sync::{Batch, Change, Edit, ElementReport, Outcome, SkipReason, SyncReport, Totals, Typed};
 pub use sync::{Cause, HookError, SyncError};
 
 /// The traits a diffsync user calls methods of: `use diffsync::prelude::*;`.

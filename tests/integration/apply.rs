@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use diffsync::{
-    Action, Adapter, AdapterExt, Batch, Chain, Change, Diff, DiffFlags, DiffModel, DynModel, Error, HookError,
-    LocalStore, MemoryAdapter, ModelFlags, ModelSchema, Options, Outcome, Sink, SkipReason,
+    Action, Adapter, AdapterExt, Batch, Chain, Change, Diff, DiffFlags, DiffModel, DynModel, Edit, Error, HookError,
+    LocalStore, MemoryAdapter, ModelFlags, ModelSchema, Options, Outcome, Sink, SkipReason, Typed,
 };
 use diffsync_tests::key_of;
 use diffsync_tests::{Device, Interface, Inventory, Node, Site, sys_a, sys_b};
@@ -724,4 +724,110 @@ fn an_observed_sync_hands_its_diff_to_the_observer_and_applies_the_same() {
     );
     assert_eq!(target.store.fingerprint(), sys_a().store.fingerprint());
     assert!(target.log.is_empty(), "{:?}", target.log);
+}
+
+/// A bulk writer: reads its batch typed, fails the create of the device
+/// named "bad", applies the rest.
+struct Bulk {
+    store: LocalStore,
+    log: Vec<String>,
+}
+
+impl Adapter for Bulk {
+    type Store = LocalStore;
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
+}
+
+impl Sink for Bulk {
+    fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
+        for Typed { index, key, edit } in batch.typed::<Device>(&self.store)? {
+            self.log.push(match &edit {
+                Edit::Create { new, parent } => format!("create {key} as {} under {parent:?}", new.role),
+                Edit::Update { old, new, changed } => format!("update {key}: {} -> {} {changed:?}", old.role, new.role),
+                Edit::Delete { old, subtree } => format!("delete {} (subtree: {subtree})", old.name),
+            });
+            let refused = matches!(&edit, Edit::Create { new, .. } if new.name == "bad");
+            batch.set_outcome(
+                index,
+                if refused {
+                    Err(HookError::Failed("refused".into()))
+                } else {
+                    Ok(())
+                },
+            );
+        }
+        // Read after the devices' outcomes: the children of the failed one
+        // are left out, reported as such.
+        for Typed { index, key, edit } in batch.typed::<Interface>(&self.store)? {
+            let Edit::Create { new, parent } = edit else {
+                panic!("only creates of interfaces here");
+            };
+            self.log
+                .push(format!("create {key} (mtu {}) under {}", new.mtu, parent.unwrap()));
+            batch.set_outcome(index, Ok(()));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_batch_hook_reads_its_changes_typed_and_a_failed_parent_holds_back_its_children() {
+    let device = |name: &str, role: &str| Device {
+        name: name.into(),
+        role: role.into(),
+        serial: None,
+        db_pk: 0,
+        flags: ModelFlags::empty(),
+    };
+    let interface = |device: &str| Interface {
+        device_name: device.into(),
+        name: "eth0".into(),
+        description: String::new(),
+        mtu: 9000,
+    };
+    let mut source = MemoryAdapter::new("source", &["device"]);
+    for (name, role) in [("r1", "core"), ("bad", "edge"), ("new", "edge")] {
+        source.store.add(device(name, role)).unwrap();
+    }
+    for parent in ["bad", "new"] {
+        source
+            .store
+            .add_child(Device::key(parent.to_string()), interface(parent))
+            .unwrap();
+    }
+    let mut target = Bulk {
+        store: LocalStore::new("target"),
+        log: Vec::new(),
+    };
+    target.store.add(device("r1", "edge")).unwrap();
+    target.store.add(device("old", "spare")).unwrap();
+    let report = target
+        .sync_from_with(&source, &mut Options::new().flags(DiffFlags::CONTINUE_ON_FAILURE))
+        .unwrap();
+    assert_eq!(
+        target.log,
+        [
+            "update device:r1: edge -> core [Role]",
+            "create device:bad as edge under None",
+            "create device:new as edge under None",
+            "delete old (subtree: false)",
+            "create interface:new__eth0 (mtu 9000) under device:new",
+        ]
+    );
+    assert!(matches!(outcome_of(&report, "bad"), Outcome::Failed(_)));
+    assert_eq!(
+        outcome_of(&report, "bad__eth0"),
+        &Outcome::Skipped(SkipReason::ParentFailed)
+    );
+    assert_eq!(outcome_of(&report, "new__eth0"), &Outcome::Applied);
+    // The store took what the system took.
+    assert_eq!(target.store.get(&Device::key("r1".to_string())).unwrap().role, "core");
+    assert!(target.store.get_opt(&Device::key("old".to_string())).unwrap().is_none());
+    assert!(target.store.get_opt(&Device::key("bad".to_string())).unwrap().is_none());
+    assert_eq!(target.store.count_all(), 3, "r1, new and its interface");
 }

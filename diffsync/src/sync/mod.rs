@@ -11,10 +11,12 @@
 pub(crate) mod adapter;
 mod change;
 mod plan;
+mod typed;
 
 pub use crate::error::{HookError, SyncError};
 pub use crate::report::{Cause, ElementReport, Outcome, SkipReason, SyncReport, Totals};
 pub use change::{Batch, Change};
+pub use typed::{Edit, Typed};
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
