@@ -130,17 +130,9 @@ impl Error {
 /// The message, then each cause on a line of its own, as [`Chain`](crate::Chain) walks them.
 impl std::fmt::Debug for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut said = self.to_string();
-        f.write_str(&said)?;
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if said.contains(&text) {
-                break;
-            }
-            write!(f, "\n  caused by: {text}")?;
-            said.push_str(&text);
-            cause = c.source();
+        f.write_str(&self.to_string())?;
+        for cause in crate::model::Chain(self).causes() {
+            write!(f, "\n  caused by: {cause}")?;
         }
         Ok(())
     }
@@ -166,6 +158,16 @@ mod tests {
             format!("{err:?}"),
             "adapter \"files\" failed to load\n  caused by: permission denied"
         );
+    }
+
+    #[test]
+    fn a_cause_whose_words_the_message_holds_is_still_printed() {
+        let err = Error::Load {
+            adapter: "cmdb".into(),
+            source: "load".into(),
+        };
+        assert_eq!(Chain(&err).to_string(), r#"adapter "cmdb" failed to load: load"#);
+        assert_eq!(format!("{err:?}"), "adapter \"cmdb\" failed to load\n  caused by: load");
     }
 
     #[test]

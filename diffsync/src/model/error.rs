@@ -86,10 +86,12 @@ fn key_part(key: &str) -> String {
 #[derive(Clone, Copy)]
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Chain<'_> {
+    /// The texts of the causes beneath the error that its display does not
+    /// already end with, in order, up to a [`Said`] one.
+    pub(crate) fn causes(&self) -> Vec<String> {
         let mut above = self.0.to_string();
-        f.write_str(&above)?;
+        let mut causes = Vec::new();
         let mut cause = self.0.source();
         while let Some(c) = cause {
             if c.is::<Said>() {
@@ -101,10 +103,20 @@ impl std::fmt::Display for Chain<'_> {
                     .strip_suffix(text.as_str())
                     .is_some_and(|head| head.ends_with(": "));
             if !said {
-                write!(f, ": {text}")?;
+                causes.push(text.clone());
             }
             above = text;
             cause = c.source();
+        }
+        causes
+    }
+}
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        for cause in self.causes() {
+            write!(f, ": {cause}")?;
         }
         Ok(())
     }
