@@ -72,6 +72,13 @@ struct Write {
     value: Option<String>,
 }
 
+/// The key a model type and the unique id this store wrote for it name
+/// (the library's own text form, read back).
+fn model_key(model_type: &str, uid: &str) -> ModelKey {
+    ModelKey::parse(&format!("{model_type}:{uid}"))
+        .unwrap_or_else(|_| ModelKey::new(model_type.to_string(), [diffsync::KeyValue::Str(uid.to_string())]))
+}
+
 /// Writes to apply together, one per key (a key touched twice keeps its
 /// first expected version and its last value).
 #[derive(Default)]
@@ -297,8 +304,7 @@ impl RedisStore {
     fn fail(&self, model_type: &str, key: &str, e: impl Into<BoxError>) -> StoreError {
         StoreError::Backend {
             store: format!("{} ({})", self.namespace, self.address),
-            model_type: model_type.to_string(),
-            key: key.to_string(),
+            key: (!model_type.is_empty()).then(|| model_key(model_type, key)),
             source: e.into(),
         }
     }
@@ -403,8 +409,7 @@ impl RedisStore {
             let w = writes.index.get(&key).map_or(first, |&i| &writes.writes[i]);
             return Err(StoreError::Conflict {
                 store: format!("{} ({})", self.namespace, self.address),
-                model_type: w.model_type.clone(),
-                key: w.uid.clone(),
+                key: model_key(&w.model_type, &w.uid),
                 expected: w.expect,
                 found: u64::try_from(found).unwrap_or(0),
             });

@@ -981,8 +981,7 @@ impl<T: Transport> Adapter for RemotePeer<T> {
         self.pull().map(drop).map_err(|e| {
             diffsync::Error::from(StoreError::Backend {
                 store: self.name.clone(),
-                model_type: String::new(),
-                key: String::new(),
+                key: None,
                 source: Box::new(e),
             })
         })

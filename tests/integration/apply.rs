@@ -487,7 +487,7 @@ fn a_fatal_failure_stops_even_with_continue_on_failure() {
     let Error::Sync(diffsync::SyncError::Aborted { key, report, cause, .. }) = err else {
         panic!("{err}")
     };
-    assert_eq!(key, "nyc-r1__eth0");
+    assert_eq!(key, Some(key_of("interface:nyc-r1__eth0")));
     assert_eq!(cause.to_string(), "link down");
     assert_eq!(*outcome_of(&report, "nyc-r1__eth0"), Outcome::Fatal("link down".into()));
     assert_eq!(*outcome_of(&report, "lax"), Outcome::Skipped(SkipReason::Aborted));
@@ -573,7 +573,6 @@ fn a_failed_batch_names_the_change_and_rolls_back_the_others() {
         }
         let err = run.unwrap().unwrap_err();
         let Error::Sync(diffsync::SyncError::Aborted {
-            model_type,
             key,
             cause: message,
             report,
@@ -582,7 +581,7 @@ fn a_failed_batch_names_the_change_and_rolls_back_the_others() {
         else {
             panic!("{err}")
         };
-        assert_eq!((model_type.as_str(), key.as_str()), ("device", "lax-r1"));
+        assert_eq!(key, Some(key_of("device:lax-r1")));
         assert_eq!(message, "constraint violated; transaction rolled back");
         let outcomes: Vec<_> = report
             .elements

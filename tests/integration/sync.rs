@@ -37,7 +37,6 @@ fn failure_without_continue_aborts_and_store_reflects_only_applied_changes() {
     let mut target = sys_a().fail_on("site", "lax");
     let err = target.sync_from(&source).unwrap_err();
     let Error::Sync(diffsync::SyncError::Aborted {
-        model_type,
         key,
         cause: message,
         report,
@@ -46,7 +45,7 @@ fn failure_without_continue_aborts_and_store_reflects_only_applied_changes() {
     else {
         panic!("expected SyncAborted, got {err}");
     };
-    assert_eq!((model_type.as_str(), key.as_str()), ("site", "lax"));
+    assert_eq!(key.map(|k| k.to_string()).as_deref(), Some("site:lax"));
     assert!(message.contains("refused by backend"), "{message}");
     let t = report.totals();
     assert_eq!((t.applied, t.failed, t.skipped, t.unchanged), (4, 1, 5, 1));
@@ -204,7 +203,7 @@ fn loaded_diff_into_a_store_without_the_type_is_an_error_and_changes_nothing() {
     target.store = diffsync::LocalStore::new("bare");
     let err = target.sync_diff(&diff, &mut Options::new()).unwrap_err();
     assert!(
-        matches!(&err, Error::Sync(diffsync::SyncError::InvalidDiff { model_type, key, .. }) if model_type == "site" && key == "nyc"),
+        matches!(&err, Error::Sync(diffsync::SyncError::InvalidDiff { key, .. }) if key.to_string() == "site:nyc"),
         "{err}"
     );
     assert!(target.log.is_empty());

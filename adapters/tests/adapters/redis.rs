@@ -130,7 +130,7 @@ fn a_failed_write_leaves_the_image_unchanged() {
         })
         .unwrap_err();
     assert!(
-        matches!(&err, diffsync::StoreError::Backend { model_type, key, .. } if model_type == "site" && key == "lax"),
+        matches!(&err, diffsync::StoreError::Backend { key: Some(key), .. } if key.to_string() == "site:lax"),
         "{err}"
     );
     assert_eq!(keys(s.local(), "site"), ["nyc"]);
@@ -166,7 +166,7 @@ fn region(s: &RedisStore, name: &str) -> String {
 }
 
 fn is_conflict_on(err: &diffsync::StoreError, ty: &str, k: &str) -> bool {
-    matches!(err, diffsync::StoreError::Conflict { model_type, key, .. } if model_type == ty && key == k)
+    matches!(err, diffsync::StoreError::Conflict { key, .. } if key.model_type() == ty && key.unique_id() == k)
 }
 
 #[test]

@@ -281,7 +281,7 @@ fn a_loaded_diff_that_does_not_fit_is_refused_whole_and_the_database_still_opens
     site.children = std::mem::take(&mut device.children);
     let err = db.sync_diff(&diff, &mut Options::new()).unwrap_err();
     assert!(
-        matches!(&err, Error::Sync(diffsync::SyncError::InvalidDiff { model_type, .. }) if model_type == "interface"),
+        matches!(&err, Error::Sync(diffsync::SyncError::InvalidDiff { key, .. }) if key.model_type() == "interface"),
         "{err}"
     );
     // A value of the wrong kind somewhere in it: nothing at all is applied.
@@ -294,7 +294,7 @@ fn a_loaded_diff_that_does_not_fit_is_refused_whole_and_the_database_still_opens
         .insert("mtu".into(), serde_json::json!("big"));
     let err = db.sync_diff(&diff, &mut Options::new()).unwrap_err();
     assert!(
-        matches!(&err, Error::Sync(diffsync::SyncError::InvalidDiff { key, .. }) if key == "site1-r1__eth2"),
+        matches!(&err, Error::Sync(diffsync::SyncError::InvalidDiff { key, .. }) if key.unique_id() == "site1-r1__eth2"),
         "{err}"
     );
     let reopened = SqliteAdapter::open("db", dir.path().join("inv.db"), registry()).unwrap();

@@ -29,7 +29,7 @@ use crate::store::StoreError;
 /// that).
 ///
 /// ```
-/// use diffsync::{Error, StoreError};
+/// use diffsync::{Error, KeyValue, ModelKey, StoreError};
 ///
 /// fn explain(err: &Error) -> &'static str {
 ///     match err {
@@ -41,8 +41,7 @@ use crate::store::StoreError;
 /// }
 /// let err = Error::from(StoreError::NotFound {
 ///     store: "cmdb".into(),
-///     model_type: "device".into(),
-///     key: "r1".into(),
+///     key: ModelKey::new("device", [KeyValue::Str("r1".into())]),
 /// });
 /// assert_eq!(explain(&err), "not there");
 /// assert_eq!(err.model_key().unwrap().to_string(), "device:r1");
@@ -117,13 +116,12 @@ impl From<ReconcileError> for Error {
 impl Error {
     /// The key of the model at fault, where the error names one.
     pub fn model_key(&self) -> Option<crate::ModelKey> {
-        let (model_type, key) = match self {
+        match self {
             Error::Model(e) => e.at(),
             Error::Store(e) => e.at(),
             Error::Sync(e) => e.at(),
             Error::Diff(_) | Error::Reconcile(_) | Error::Load { .. } => None,
-        }?;
-        (!model_type.is_empty() && !key.is_empty()).then(|| crate::ModelKey::from_unique_id(model_type, key))
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::key::ModelKey;
 use crate::model::BoxError;
 use crate::report::{Cause, SyncReport};
 use crate::store::StoreError;
@@ -101,12 +102,10 @@ pub enum SyncError {
     /// `CONTINUE_ON_FAILURE`, a fatal one, or a failed batch). The report
     /// tells what happened to every element; the store reflects exactly
     /// what was applied. The hook's error is the `source`.
-    #[error("sync aborted{}", crate::store::at_part(.model_type, .key))]
+    #[error("sync aborted{}", crate::store::at_part(.key.as_ref()))]
     Aborted {
-        /// Model type name of the failing element (empty if a batch failed as a whole).
-        model_type: String,
-        /// Unique id of the failing element.
-        key: String,
+        /// The failing element's key (none if a batch failed as a whole).
+        key: Option<ModelKey>,
         /// The hook's error.
         #[source]
         cause: Cause,
@@ -116,15 +115,13 @@ pub enum SyncError {
     /// The hooks ran, but applying their changes to the destination store
     /// failed (a networked store's backend, say). The report tells what the
     /// system took; the store's image holds the same changes.
-    #[error("store {store:?} failed to record the sync's changes{}", crate::store::at_part(.model_type, .key))]
+    #[error("store {store:?} failed to record the sync's changes{}", crate::store::at_part(.key.as_ref()))]
     StoreApply {
         /// Store name.
         store: String,
-        /// Model type name of the first change that failed (empty when the
-        /// store failed to flush the whole sync).
-        model_type: String,
-        /// Its unique id.
-        key: String,
+        /// The key of the first change that failed (none when the store
+        /// failed to flush the whole sync).
+        key: Option<ModelKey>,
         /// The store's error.
         #[source]
         source: Box<StoreError>,
@@ -181,14 +178,12 @@ pub enum SyncError {
     /// A diff does not fit the destination store (a diff read back from
     /// JSON or edited by hand, or a store changed since the diff): found
     /// before any hook ran, so nothing was applied.
-    #[error("invalid diff for store {store:?}: {model_type}:{key}: {message}")]
+    #[error("invalid diff for store {store:?}: {key}: {message}")]
     InvalidDiff {
         /// Destination store name.
         store: String,
-        /// Model type name.
-        model_type: String,
-        /// Unique id.
-        key: String,
+        /// The element's key.
+        key: ModelKey,
         /// What is wrong.
         message: String,
     },
@@ -196,11 +191,10 @@ pub enum SyncError {
 
 impl SyncError {
     /// The model type and unique id at fault, where the error names a model.
-    pub(crate) fn at(&self) -> Option<(&str, &str)> {
+    pub(crate) fn at(&self) -> Option<ModelKey> {
         match self {
-            SyncError::Aborted { model_type, key, .. }
-            | SyncError::StoreApply { model_type, key, .. }
-            | SyncError::InvalidDiff { model_type, key, .. } => Some((model_type, key)),
+            SyncError::Aborted { key, .. } | SyncError::StoreApply { key, .. } => key.clone(),
+            SyncError::InvalidDiff { key, .. } => Some(key.clone()),
             _ => None,
         }
     }

@@ -45,12 +45,14 @@ pub enum ModelError {
 
 impl ModelError {
     /// The model type and unique id at fault, where the error names a model.
-    pub(crate) fn at(&self) -> Option<(&str, &str)> {
+    pub(crate) fn at(&self) -> Option<crate::ModelKey> {
         match self {
-            ModelError::InvalidValue { model_type, key, .. } | ModelError::TypeMismatch { model_type, key, .. } => {
-                Some((model_type, key))
+            ModelError::InvalidValue { model_type, key, .. } | ModelError::TypeMismatch { model_type, key, .. }
+                if !model_type.is_empty() && !key.is_empty() =>
+            {
+                Some(crate::ModelKey::from_unique_id(model_type, key))
             }
-            ModelError::Schema { .. } => None,
+            _ => None,
         }
     }
 }
@@ -77,8 +79,7 @@ fn key_part(key: &str) -> String {
 ///
 /// let err = Error::from(StoreError::Backend {
 ///     store: "redis".into(),
-///     model_type: String::new(),
-///     key: String::new(),
+///     key: None,
 ///     source: "connection refused".into(),
 /// });
 /// assert_eq!(Chain(&err).to_string(), r#"store "redis": the backend failed: connection refused"#);

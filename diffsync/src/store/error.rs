@@ -1,5 +1,6 @@
 //! What a store operation can fail with.
 
+use crate::key::ModelKey;
 use crate::model::{BoxError, ModelError};
 
 /// A store operation failed: a key taken or missing, a child the parent's
@@ -27,34 +28,26 @@ use crate::model::{BoxError, ModelError};
 #[non_exhaustive]
 pub enum StoreError {
     /// A different model with the same key is already stored.
-    #[error("{model_type}:{key} already exists in store {store:?}")]
+    #[error("{key} already exists in store {store:?}")]
     AlreadyExists {
         /// Store name.
         store: String,
-        /// Model type name.
-        model_type: String,
-        /// Unique id.
-        key: String,
+        /// The model's key.
+        key: ModelKey,
     },
     /// No model with that key is stored.
-    #[error("{model_type}:{key} not found in store {store:?}")]
+    #[error("{key} not found in store {store:?}")]
     NotFound {
         /// Store name.
         store: String,
-        /// Model type name.
-        model_type: String,
-        /// Unique id.
-        key: String,
+        /// The key looked for.
+        key: ModelKey,
     },
     /// A child of a type the parent does not declare.
-    #[error(
-        "{parent_type}:{parent_key} cannot have children of type {child_type:?}; declared child types: [{allowed}]"
-    )]
+    #[error("{parent} cannot have children of type {child_type:?}; declared child types: [{allowed}]")]
     WrongChildType {
-        /// Parent model type.
-        parent_type: String,
-        /// Parent unique id.
-        parent_key: String,
+        /// The parent's key.
+        parent: ModelKey,
         /// Offending child type.
         child_type: String,
         /// Declared child types, comma separated.
@@ -74,14 +67,12 @@ pub enum StoreError {
     /// A store's backend (a networked store's server, say) failed; the
     /// in-memory image was left as it was before the operation. The
     /// backend's error is the [`source`](std::error::Error::source).
-    #[error("store {store:?}{}: the backend failed", at_part(.model_type, .key))]
+    #[error("store {store:?}{}: the backend failed", at_part(.key.as_ref()))]
     Backend {
         /// Store name.
         store: String,
-        /// Model type name (empty when the whole store failed).
-        model_type: String,
-        /// Unique id.
-        key: String,
+        /// The model the backend failed on (none when the whole store failed).
+        key: Option<ModelKey>,
         /// The backend's error.
         #[source]
         source: BoxError,
@@ -90,16 +81,14 @@ pub enum StoreError {
     /// concurrency in a shared store): nothing of the write was applied and
     /// the in-memory image is as it was. Refresh the store and diff again.
     #[error(
-        "store {store:?}: {model_type}:{key} was changed by another writer \
+        "store {store:?}: {key} was changed by another writer \
          (version {expected} expected, {found} found); nothing was written"
     )]
     Conflict {
         /// Store name (and where it lives).
         store: String,
-        /// Model type name.
-        model_type: String,
-        /// Unique id.
-        key: String,
+        /// The model's key.
+        key: ModelKey,
         /// The version this store read.
         expected: u64,
         /// The version the backend holds.
@@ -111,24 +100,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The model type and unique id at fault, where the error names a model.
-    pub(crate) fn at(&self) -> Option<(&str, &str)> {
+    /// The model at fault, where the error names one.
+    pub(crate) fn at(&self) -> Option<ModelKey> {
         match self {
-            StoreError::AlreadyExists { model_type, key, .. }
-            | StoreError::NotFound { model_type, key, .. }
-            | StoreError::Backend { model_type, key, .. }
-            | StoreError::Conflict { model_type, key, .. } => Some((model_type, key)),
+            StoreError::AlreadyExists { key, .. }
+            | StoreError::NotFound { key, .. }
+            | StoreError::Conflict { key, .. } => Some(key.clone()),
+            StoreError::Backend { key, .. } => key.clone(),
             StoreError::Model(m) => m.at(),
             StoreError::WrongChildType { .. } | StoreError::StaleHandle { .. } => None,
         }
     }
 }
 
-/// `" at <type> <key>"`, or nothing when no model is named.
-pub(crate) fn at_part(model_type: &str, key: &str) -> String {
-    if model_type.is_empty() {
-        String::new()
-    } else {
-        format!(" at {model_type}:{key}")
-    }
+/// `" at <key>"`, or nothing when no model is named.
+pub(crate) fn at_part(key: Option<&ModelKey>) -> String {
+    key.map(|k| format!(" at {k}")).unwrap_or_default()
 }

@@ -145,7 +145,7 @@ pub(crate) fn sync_gated<A: Sink + ?Sized>(
         .map(|i| {
             let e = batch.changes[i].element;
             let message = batch.outcomes[i].message().unwrap_or_default().to_string();
-            (e.model_type.to_string(), e.key.clone(), message)
+            (e.model_key(), message)
         });
     let Batch {
         changes,
@@ -171,10 +171,9 @@ pub(crate) fn sync_gated<A: Sink + ?Sized>(
     if let Some(payload) = panic {
         resume_unwind(payload);
     }
-    if let Some((model_type, key, source)) = store_error {
+    if let Some((key, source)) = store_error {
         return Err(Error::Sync(SyncError::StoreApply {
             store: dest.store().name().to_string(),
-            model_type,
             key,
             source: Box::new(source),
             report: Box::new(report),
@@ -191,8 +190,10 @@ pub(crate) fn sync_gated<A: Sink + ?Sized>(
                 })
             })?;
         }
-        let (model_type, key, message) =
-            stopped_at.unwrap_or_else(|| (String::new(), String::new(), "the batch failed".to_string()));
+        let (key, message) = match stopped_at {
+            Some((key, message)) => (Some(key), message),
+            None => (None, "the batch failed".to_string()),
+        };
         let cause = match (batch_error, culprit) {
             // The hook's error stays the cause's error; the batch's is told.
             (Some(b), Some((_, c))) => c.retold(format!("{message}; {}", Chain(&*b))),
@@ -201,7 +202,6 @@ pub(crate) fn sync_gated<A: Sink + ?Sized>(
             (None, None) => Cause::from(message),
         };
         return Err(Error::Sync(SyncError::Aborted {
-            model_type,
             key,
             cause,
             report: Box::new(report),
@@ -307,7 +307,7 @@ fn apply_to_store<S: Store + ?Sized>(
     store: &mut S,
     changes: Vec<Change<'_>>,
     outcomes: &[Outcome],
-) -> Option<(String, String, StoreError)> {
+) -> Option<(Option<crate::ModelKey>, StoreError)> {
     // A networked store may buffer these writes and flush them at once.
     store.begin_batch();
     let mut first = None;
@@ -346,7 +346,7 @@ fn apply_to_store<S: Store + ?Sized>(
             };
             if let Err((at, err)) = removed {
                 let e = changes[run[at]].element;
-                first.get_or_insert((e.model_type.to_string(), e.key.clone(), err));
+                first.get_or_insert((Some(e.model_key()), err));
             }
             k += run.len();
             continue;
@@ -354,18 +354,14 @@ fn apply_to_store<S: Store + ?Sized>(
         if let Err(err) = apply_change(store, &mut changes[i])
             && first.is_none()
         {
-            first = Some((
-                changes[i].element.model_type.to_string(),
-                changes[i].element.key.clone(),
-                err,
-            ));
+            first = Some((Some(changes[i].element.model_key()), err));
         }
         k += 1;
     }
     if let Err(err) = store.end_batch()
         && first.is_none()
     {
-        first = Some((String::new(), String::new(), err));
+        first = Some((None, err));
     }
     store.recount_fingerprints();
     first

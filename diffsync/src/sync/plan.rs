@@ -96,8 +96,7 @@ impl<'a, 'd> Planner<'a, 'd> {
     fn invalid(&self, e: &DiffElement, message: impl Into<String>) -> Error {
         Error::Sync(SyncError::InvalidDiff {
             store: self.dest.name().to_string(),
-            model_type: e.model_type.to_string(),
-            key: e.key.clone(),
+            key: e.model_key(),
             message: message.into(),
         })
     }
@@ -260,8 +259,7 @@ impl<'a, 'd> Planner<'a, 'd> {
                     // The reference's pre-check: this element fails, not the sync.
                     outcome = Outcome::Failed(Cause::from_error(Box::new(StoreError::AlreadyExists {
                         store: self.dest.name().to_string(),
-                        model_type: e.model_type.to_string(),
-                        key: e.key.clone(),
+                        key: e.model_key(),
                     })));
                 } else {
                     match new_model_for(e, src_model, self.dest) {

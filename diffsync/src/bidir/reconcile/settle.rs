@@ -21,8 +21,7 @@ pub(super) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// or did not start): nothing of it is taken as acknowledged.
 pub(super) fn not_run(message: String) -> Error {
     Error::Sync(SyncError::Aborted {
-        model_type: String::new(),
-        key: String::new(),
+        key: None,
         cause: message.into(),
         report: Box::default(),
     })
@@ -107,7 +106,7 @@ pub(super) fn unacknowledged(plan: &Diff, report: &SyncReport, error: Option<&Er
     let whole = match error {
         None => false,
         Some(Error::Sync(SyncError::Aborted { .. })) => false,
-        Some(Error::Sync(SyncError::StoreApply { model_type, .. })) => model_type.is_empty(),
+        Some(Error::Sync(SyncError::StoreApply { key, .. })) => key.is_none(),
         Some(_) => true,
     };
     if whole {
@@ -125,7 +124,7 @@ pub(super) fn unacknowledged(plan: &Diff, report: &SyncReport, error: Option<&Er
         .map(|e| (e.model_type(), e.key.unique_id()))
         .collect();
     let at = match error {
-        Some(Error::Sync(SyncError::StoreApply { model_type, key, .. })) => Some((model_type.as_str(), key.as_str())),
+        Some(Error::Sync(SyncError::StoreApply { key: Some(key), .. })) => Some((key.model_type(), key.unique_id())),
         _ => None,
     };
     changed

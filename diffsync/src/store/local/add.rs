@@ -2,6 +2,7 @@
 
 use crate::digest::{self, Digest, Fingerprint};
 use crate::flags::ModelFlags;
+use crate::key::ModelKey;
 use crate::model::ModelError;
 use crate::model::column::{__new_vec, RustType, TypedVec};
 use crate::model::{AnyModel, DiffModel};
@@ -26,8 +27,7 @@ impl LocalStore {
         let ci = schema
             .child_index(child_type)
             .ok_or_else(|| StoreError::WrongChildType {
-                parent_type: schema.name.to_string(),
-                parent_key: table.key(ps).to_string(),
+                parent: ModelKey::from_unique_id(&schema.name, table.key(ps)),
                 child_type: child_type.into(),
                 allowed: schema.children.join(", "),
             })?;
@@ -86,8 +86,7 @@ impl LocalStore {
             }
             return Err(StoreError::AlreadyExists {
                 store: self.name.clone(),
-                model_type: table.schema.name.to_string(),
-                key: uid,
+                key: ModelKey::from_unique_id(&table.schema.name, &uid),
             });
         }
         let Some(vec) = table.models.as_any_mut().downcast_mut::<TypedVec<T>>() else {
@@ -228,8 +227,7 @@ impl LocalStore {
         if table.find_hashed(hash, &uid).is_some() {
             return Err(StoreError::AlreadyExists {
                 store: self.name.clone(),
-                model_type: table.schema.name.to_string(),
-                key: uid,
+                key: ModelKey::from_unique_id(&table.schema.name, &uid),
             });
         }
         let schema = table.schema.clone();

@@ -12,6 +12,7 @@ use hashbrown::HashMap;
 
 use super::Listener;
 use super::{Result, StoreError};
+use crate::key::ModelKey;
 use crate::model::AttrSource;
 use crate::model::ModelError;
 use crate::model::column::{__new_vec, ErasedVec, RustType};
@@ -302,8 +303,7 @@ impl LocalStore {
     fn not_found(&self, model_type: &str, key: &str) -> StoreError {
         StoreError::NotFound {
             store: self.name.clone(),
-            model_type: model_type.into(),
-            key: key.into(),
+            key: ModelKey::from_unique_id(model_type, key),
         }
     }
 

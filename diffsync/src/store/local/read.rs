@@ -1,5 +1,6 @@
 //! Reading models: by key, by type, parents and children.
 
+use crate::key::ModelKey;
 use crate::model::ModelError;
 use crate::model::column::Slot;
 use crate::model::column::TypedVec;
@@ -178,8 +179,7 @@ impl LocalStore {
             .schema
             .child_index(child_type)
             .ok_or_else(|| StoreError::WrongChildType {
-                parent_type: model_type.into(),
-                parent_key: uid.into(),
+                parent: ModelKey::from_unique_id(model_type, uid),
                 child_type: child_type.into(),
                 allowed: t.schema.children.join(", "),
             })?;
