@@ -66,8 +66,41 @@ pub enum HttpError {
     Scheme(String),
 }
 
-pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A server's TLS 1.3 setup (ring) with this certificate chain, key and
+/// protocol name (ALPN).
+pub(crate) fn server_tls(
+    certificates: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: &[u8],
+) -> Result<ServerConfig, HttpError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(HttpError::Tls)?
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .map_err(HttpError::Tls)?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+/// A client's TLS 1.3 setup (ring) trusting these roots, for this
+/// protocol name (ALPN).
+pub(crate) fn client_tls(roots: &[CertificateDer<'static>], alpn: &[u8]) -> Result<ClientConfig, HttpError> {
+    let mut store = RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).map_err(HttpError::Tls)?;
+    }
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(HttpError::Tls)?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
 }
 
 pub(crate) fn runtime(address: &str) -> Result<Runtime, HttpError> {
@@ -100,14 +133,7 @@ impl HttpServer {
         certificates: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<HttpServer, HttpError> {
-        let mut config = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(HttpError::Tls)?
-            .with_no_client_auth()
-            .with_single_cert(certificates, key)
-            .map_err(HttpError::Tls)?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let acceptor = TlsAcceptor::from(Arc::new(server_tls(certificates, key, b"h2")?));
         let rt = runtime(address)?;
         let io = |source| HttpError::Io {
             address: address.to_string(),
@@ -329,16 +355,7 @@ impl HttpTransport {
         options: HttpOptions,
     ) -> Result<HttpTransport, HttpError> {
         let address = address.into();
-        let mut store = RootCertStore::empty();
-        for root in roots {
-            store.add(root.clone()).map_err(HttpError::Tls)?;
-        }
-        let mut config = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(HttpError::Tls)?
-            .with_root_certificates(store)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        let config = client_tls(roots, b"h2")?;
         let name = ServerName::try_from(server_name.to_string()).map_err(|_| HttpError::Name(server_name.into()))?;
         Ok(HttpTransport {
             rt: runtime(&address)?,

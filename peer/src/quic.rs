@@ -23,12 +23,12 @@ use diffsync::BoxError;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, TransportConfig, VarInt};
 use tokio::runtime::Runtime;
+use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 
 use crate::http::{
     CONNECTIONS, CertificateDer, HttpError, HttpOptions, Intake, PrivateKeyDer, SLOW, STREAMS, Service, Tasks,
-    answer_limit, dial, once_more, provider, runtime,
+    answer_limit, client_tls, dial, once_more, runtime, server_tls,
 };
 use crate::transport::Transport;
 
@@ -88,14 +88,7 @@ impl QuicServer {
         certificates: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<QuicServer, HttpError> {
-        let mut tls = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(HttpError::Tls)?
-            .with_no_client_auth()
-            .with_single_cert(certificates, key)
-            .map_err(HttpError::Tls)?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        let crypto = QuicServerConfig::try_from(tls).map_err(quic_tls)?;
+        let crypto = QuicServerConfig::try_from(server_tls(certificates, key, ALPN)?).map_err(quic_tls)?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         config.transport_config(transport_config(true));
         let rt = runtime(address)?;
@@ -255,17 +248,8 @@ impl QuicTransport {
     ) -> Result<QuicTransport, HttpError> {
         let address = address.into();
         ServerName::try_from(server_name.to_string()).map_err(|_| HttpError::Name(server_name.into()))?;
-        let mut store = RootCertStore::empty();
-        for root in roots {
-            store.add(root.clone()).map_err(HttpError::Tls)?;
-        }
-        let mut tls = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(HttpError::Tls)?
-            .with_root_certificates(store)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).map_err(quic_tls)?));
+        let tls = QuicClientConfig::try_from(client_tls(roots, ALPN)?).map_err(quic_tls)?;
+        let mut config = quinn::ClientConfig::new(Arc::new(tls));
         config.transport_config(transport_config(false));
         Ok(QuicTransport {
             rt: runtime(&address)?,

@@ -841,9 +841,10 @@ impl<A: Sink> Transport for &Server<A> {
     }
 }
 
+/// What a socket server serves: the server, shared by its connections.
 impl<A: Sink> Transport for std::sync::Arc<Server<A>> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, diffsync::BoxError> {
-        Ok(self.handle(request))
+        Transport::call(&mut &**self, request)
     }
 
     fn admits(&self, head: &[u8]) -> usize {
