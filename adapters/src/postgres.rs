@@ -12,7 +12,7 @@ use crate::error::{AdapterError, Result};
 use crate::registry::Registry;
 use crate::sql::{self, Dialect, SqlValue, Table};
 
-const DIALECT: Dialect = Dialect {
+pub(crate) const DIALECT: Dialect = Dialect {
     placeholder: |i| format!("${i}"),
     column_type: |k| match k {
         ValueKind::Integer => "BIGINT",
@@ -23,6 +23,14 @@ const DIALECT: Dialect = Dialect {
     order_column: "\"_seq\"",
     same: "IS NOT DISTINCT FROM",
     order_column_def: Some("\"_seq\" BIGSERIAL"),
+    bytewise: " COLLATE \"C\"",
+    text_of: |kind, column| match kind {
+        ValueKind::Bool => format!("CASE WHEN {column} IS NULL THEN NULL WHEN {column} THEN '1' ELSE '0' END"),
+        _ => format!("CAST({column} AS TEXT)"),
+    },
+    md5: "md5",
+    hex32: |hex| format!("('x' || {hex})::bit(32)::bigint"),
+    sum: |x| format!("sum({x})::bigint"),
 };
 
 /// PostgreSQL allows 65,535 parameters per statement; rows per INSERT stay well below.
@@ -284,6 +292,35 @@ impl sql::Engine for Client {
         Ok(())
     }
 
+    fn query(
+        &mut self,
+        origin: &str,
+        sql: &str,
+        params: &[SqlValue],
+        kinds: &[ValueKind],
+        each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>,
+    ) -> Result<()> {
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let statement = self.prepare(sql).map_err(|e| backend(origin, e))?;
+        for row in self.query(&statement, &params).map_err(|e| backend(origin, e))? {
+            let mut values = Vec::with_capacity(kinds.len());
+            for (i, kind) in kinds.iter().enumerate() {
+                let get = |e: postgres::Error| backend(origin, e);
+                values.push(
+                    match kind {
+                        ValueKind::Integer => row.try_get::<_, Option<i64>>(i).map_err(get)?.map(SqlValue::Int),
+                        ValueKind::Float => row.try_get::<_, Option<f64>>(i).map_err(get)?.map(SqlValue::Real),
+                        ValueKind::Bool => row.try_get::<_, Option<bool>>(i).map_err(get)?.map(SqlValue::Bool),
+                        _ => row.try_get::<_, Option<String>>(i).map_err(get)?.map(SqlValue::Text),
+                    }
+                    .unwrap_or(SqlValue::Null),
+                );
+            }
+            each(values)?;
+        }
+        Ok(())
+    }
+
     fn one_row(&mut self, t: &Table, ids: &[SqlValue]) -> Result<Option<Vec<SqlValue>>> {
         let params: Vec<&(dyn ToSql + Sync)> = ids.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let row = self
@@ -312,6 +349,16 @@ impl sql::Engine for Client {
             .map(|_| ())
             .map_err(|e| backend(origin, e))
     }
+}
+
+/// A connection of the range diff ([`crate::ranges`]), and where it is.
+pub(crate) fn range_client(params: &str) -> Result<(Client, String)> {
+    let origin = address(params);
+    let client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
+        address: origin.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((client, origin))
 }
 
 /// A bidirectional base kept in a PostgreSQL database (a row of

@@ -29,6 +29,18 @@ pub(crate) struct Dialect {
     pub(crate) order_column_def: Option<&'static str>,
     /// Equality that holds for two NULLs (`IS`, `IS NOT DISTINCT FROM`).
     pub(crate) same: &'static str,
+    /// What makes text compare bytewise, as SQLite's BINARY does (so both
+    /// engines order keys alike): PostgreSQL's `COLLATE "C"`.
+    pub(crate) bytewise: &'static str,
+    /// A column's value as text, for a row's hash (`NULL` stays `NULL`).
+    pub(crate) text_of: fn(ValueKind, &str) -> String,
+    /// The MD5 of a text, as 32 hex digits (PostgreSQL's `md5`; SQLite's
+    /// function the range diff registers).
+    pub(crate) md5: &'static str,
+    /// 8 hex digits as a non-negative integer.
+    pub(crate) hex32: fn(&str) -> String,
+    /// A sum of integers read back as a 64-bit integer.
+    pub(crate) sum: fn(&str) -> String,
 }
 
 /// A row that no longer holds the values the change was computed from:
@@ -542,6 +554,16 @@ pub(crate) trait Engine {
     /// Keeps `body` under `pair` in `_diffsync_base`, in one statement (the
     /// old bytes or the new, never half).
     fn put_base(&mut self, origin: &str, pair: &str, body: &[u8]) -> Result<()>;
+    /// Runs `sql` with `params`, handing each row's columns, read by
+    /// `kinds` (one per column), to `each`.
+    fn query(
+        &mut self,
+        origin: &str,
+        sql: &str,
+        params: &[SqlValue],
+        kinds: &[ValueKind],
+        each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>,
+    ) -> Result<()>;
 }
 
 /// Loads every table into `store` (checking each table's columns first),

@@ -11,7 +11,7 @@ use crate::error::{AdapterError, Result};
 use crate::registry::Registry;
 use crate::sql::{self, Dialect, SqlValue, Table};
 
-const DIALECT: Dialect = Dialect {
+pub(crate) const DIALECT: Dialect = Dialect {
     placeholder: |i| format!("?{i}"),
     column_type: |k| match k {
         diffsync::ValueKind::Integer | diffsync::ValueKind::Bool => "INTEGER",
@@ -21,6 +21,11 @@ const DIALECT: Dialect = Dialect {
     order_column: "rowid",
     same: "IS",
     order_column_def: None,
+    bytewise: "",
+    text_of: |_, column| format!("CAST({column} AS TEXT)"),
+    md5: "diffsync_md5",
+    hex32: |hex| format!("diffsync_hex32({hex})"),
+    sum: |x| format!("sum({x})"),
 };
 
 /// An adapter over an SQLite database.
@@ -220,6 +225,66 @@ impl SqliteAdapter {
     }
 }
 
+/// A connection of the range diff ([`crate::ranges`]): read-only, with
+/// the row hash's functions registered (`diffsync_md5`: PostgreSQL's
+/// `md5`; `diffsync_hex32`: 8 hex digits as an integer).
+#[cfg(feature = "sqlite")]
+pub(crate) fn range_connection(path: &Path, origin: &str) -> Result<Connection> {
+    use rusqlite::functions::FunctionFlags;
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| backend(origin, e))?;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("diffsync_md5", 1, flags, |ctx| {
+        let text: Option<String> = ctx.get(0)?;
+        Ok(text.map(|t| {
+            use md5::Digest;
+            md5::Md5::digest(t.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        }))
+    })
+    .and_then(|()| {
+        conn.create_scalar_function("diffsync_hex32", 1, flags, |ctx| {
+            let hex: Option<String> = ctx.get(0)?;
+            Ok(hex.and_then(|h| i64::from_str_radix(&h, 16).ok()))
+        })
+    })
+    .map_err(|e| backend(origin, e))?;
+    Ok(conn)
+}
+
+/// The range diff's connection, reading as the adapter does.
+pub(crate) struct RangeConnection(pub(crate) Connection);
+
+impl sql::Engine for RangeConnection {
+    fn column_names(&mut self, t: &Table) -> Result<Vec<String>> {
+        (&self.0).column_names(t)
+    }
+    fn each_row(&mut self, t: &Table, each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>) -> Result<()> {
+        (&self.0).each_row(t, each)
+    }
+    fn one_row(&mut self, t: &Table, ids: &[SqlValue]) -> Result<Option<Vec<SqlValue>>> {
+        (&self.0).one_row(t, ids)
+    }
+    fn base_body(&mut self, origin: &str, pair: &str) -> Result<Option<Vec<u8>>> {
+        (&self.0).base_body(origin, pair)
+    }
+    fn put_base(&mut self, origin: &str, pair: &str, body: &[u8]) -> Result<()> {
+        (&self.0).put_base(origin, pair, body)
+    }
+    fn query(
+        &mut self,
+        origin: &str,
+        sql: &str,
+        params: &[SqlValue],
+        kinds: &[diffsync::ValueKind],
+        each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>,
+    ) -> Result<()> {
+        (&self.0).query(origin, sql, params, kinds, each)
+    }
+}
+
 const BASE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _diffsync_base (pair TEXT PRIMARY KEY, body BLOB NOT NULL)";
 
 /// The shared SQL code's reads and the base's row, on SQLite (whose
@@ -246,6 +311,28 @@ impl sql::Engine for &Connection {
             let mut values = Vec::with_capacity(width);
             for i in 0..width {
                 values.push(from_sqlite(row.get::<_, Sql>(i).map_err(|e| backend(&origin, e))?));
+            }
+            each(values)?;
+        }
+        Ok(())
+    }
+
+    fn query(
+        &mut self,
+        origin: &str,
+        sql: &str,
+        params: &[SqlValue],
+        kinds: &[diffsync::ValueKind],
+        each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.prepare_cached(sql).map_err(|e| backend(origin, e))?;
+        let mut rows = stmt
+            .query(params_from_iter(params.iter().map(to_sqlite)))
+            .map_err(|e| backend(origin, e))?;
+        while let Some(row) = rows.next().map_err(|e| backend(origin, e))? {
+            let mut values = Vec::with_capacity(kinds.len());
+            for i in 0..kinds.len() {
+                values.push(from_sqlite(row.get::<_, Sql>(i).map_err(|e| backend(origin, e))?));
             }
             each(values)?;
         }

@@ -1,0 +1,210 @@
+//! The range diff against real databases: the diff it finds by range
+//! fingerprints is the diff of the whole tables, on random inventories,
+//! within SQLite, within PostgreSQL and across the two.
+
+use diffsync::{Action, AdapterExt, Diff, MemoryAdapter};
+use diffsync_adapters::ranges::{RangeOptions, SqlTables, range_diff};
+use diffsync_adapters::sqlite::SqliteAdapter;
+use diffsync_tests::fuzz::each_seed;
+use diffsync_tests::key_of;
+
+use crate::common::{Interface, Text, inventory, registry};
+
+/// `base` changed at random: attributes updated, models deleted (with
+/// their subtrees) and created, about `share` of the interfaces.
+fn changed(base: &MemoryAdapter, rng: &mut fastrand::Rng, share: f64) -> MemoryAdapter {
+    let mut out = MemoryAdapter::with_store("source", &["site"], base.store.clone());
+    let interfaces: Vec<Interface> = out.store.all::<Interface>().unwrap().cloned().collect();
+    for mut i in interfaces {
+        if rng.f64() >= share {
+            continue;
+        }
+        let key = key_of(&format!("interface:{}__{}", i.device, i.name));
+        match rng.u8(..4) {
+            0 => out.store.remove(&key, false).unwrap(),
+            1 => {
+                i.mtu += 1;
+                out.store.update(i).unwrap();
+            }
+            2 => {
+                i.enabled = !i.enabled;
+                i.description = Text(format!("{} (edited)", i.description.0));
+                out.store.update(i).unwrap();
+            }
+            _ => {
+                let new = Interface {
+                    name: format!("{}-new{}", i.name, rng.u16(..)),
+                    ..i
+                };
+                let _ = out.store.add_child(key_of(&format!("device:{}", new.device)), new);
+            }
+        }
+    }
+    if rng.bool() {
+        let _ = out.store.remove(key_of("device:site1-r1"), true);
+    }
+    out
+}
+
+/// What a diff says, element by element: (action, key, changed attributes).
+fn changes(diff: &Diff) -> Vec<(Action, String, Vec<String>)> {
+    let mut out: Vec<_> = diff
+        .iter()
+        .map(|(e, _)| e)
+        .filter(|e| e.action != Action::NoChange)
+        .map(|e| {
+            (
+                e.action,
+                e.model_key().to_string(),
+                e.changes.iter().map(|c| c.name.to_string()).collect(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn sqlite_pair(
+    dir: &std::path::Path,
+    source: &MemoryAdapter,
+    target: &MemoryAdapter,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (a, b) = (dir.join("source.db"), dir.join("target.db"));
+    SqliteAdapter::open("source", &a, registry())
+        .unwrap()
+        .sync_from(source)
+        .unwrap();
+    SqliteAdapter::open("target", &b, registry())
+        .unwrap()
+        .sync_from(target)
+        .unwrap();
+    (a, b)
+}
+
+#[test]
+fn a_range_diff_of_two_sqlite_databases_is_the_diff_of_their_tables() {
+    let base = inventory("target", 30, 0);
+    let (mut cases, mut differences) = (0, 0);
+    each_seed("range diff, SQLite", |rng| {
+        if cases >= 24 {
+            return; // Each case writes two databases: a few dozen say enough.
+        }
+        cases += 1;
+        let share = [0.0, 0.01, 0.1, 0.5][rng.usize(..4)];
+        let source = changed(&base, rng, share);
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = sqlite_pair(dir.path(), &source, &base);
+        let expected = base.diff_from(&source).unwrap();
+        let opts = RangeOptions {
+            leaf: rng.usize(1..64),
+            fanout: rng.usize(2..20),
+        };
+        let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
+        let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+        let found = range_diff(&mut from, &mut into, &opts).unwrap();
+        assert_eq!(changes(&found.diff), changes(&expected), "{opts:?}");
+        // The counts of changes agree; unchanged models are counted as far
+        // as they were read (a range diff does not read the equal ones).
+        let (f, e) = (found.diff.summary(), expected.summary());
+        assert_eq!(
+            (f.create, f.update, f.delete),
+            (e.create, e.update, e.delete),
+            "{opts:?}"
+        );
+        differences += e.create + e.update + e.delete;
+    });
+    assert!(differences > 0, "the cases changed something");
+}
+
+#[test]
+fn equal_databases_take_one_fingerprint_per_table_and_read_no_row() {
+    let base = inventory("target", 50, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = sqlite_pair(dir.path(), &base, &base);
+    let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
+    let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+    let found = range_diff(&mut from, &mut into, &RangeOptions::default()).unwrap();
+    assert!(!found.diff.has_diffs(), "{}", found.diff);
+    assert_eq!(
+        (found.stats.queries, found.stats.rows_read),
+        (6, 0),
+        "{:?}",
+        found.stats
+    );
+}
+
+#[test]
+fn one_change_reads_a_leaf_of_rows_and_its_parents_not_the_tables() {
+    let base = inventory("target", 200, 0);
+    let mut source = MemoryAdapter::with_store("source", &["site"], base.store.clone());
+    let mut i = source
+        .store
+        .get(&diffsync_tests::typed_key::<Interface>("interface:site120-r1__eth2"))
+        .unwrap()
+        .clone();
+    i.mtu = 9000;
+    source.store.update(i).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = sqlite_pair(dir.path(), &source, &base);
+    let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
+    let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+    let found = range_diff(&mut from, &mut into, &RangeOptions { leaf: 16, fanout: 16 }).unwrap();
+    assert_eq!(changes(&found.diff), changes(&base.diff_from(&source).unwrap()));
+    // 200 sites, 400 devices, 1,200 interfaces per side: read are two
+    // leaves of interfaces and the interface's device and site, each side.
+    assert!(found.stats.rows_read <= 2 * (16 + 2), "{:?}", found.stats);
+    assert_eq!(found.stats.rows_kept, 2);
+}
+
+#[test]
+fn sides_of_other_model_types_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = sqlite_pair(dir.path(), &inventory("s", 1, 0), &inventory("t", 1, 0));
+    let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
+    let fewer = diffsync_adapters::Registry::new().with::<Interface>();
+    let mut into = SqlTables::sqlite("target", &b, fewer).unwrap();
+    let err = range_diff(&mut from, &mut into, &RangeOptions::default())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("other model types"), "{err}");
+    // A database without the tables is refused when opened.
+    let err = SqlTables::sqlite("none", dir.path().join("missing.db"), registry())
+        .err()
+        .unwrap();
+    assert!(!err.to_string().is_empty());
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_range_diff_across_postgresql_and_sqlite_is_the_diff_of_their_tables() {
+    use diffsync_adapters::postgres::PostgresAdapter;
+    let Some(pg) = crate::servers::Postgres::start() else {
+        return;
+    };
+    let base = inventory("target", 30, 0);
+    let mut rng = fastrand::Rng::with_seed(7);
+    for share in [0.0, 0.05, 0.3] {
+        let source = changed(&base, &mut rng, share);
+        let dir = tempfile::tempdir().unwrap();
+        let (_, b) = sqlite_pair(dir.path(), &source, &base);
+        let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+        db.sync_from(&source).unwrap();
+        let expected = changes(&base.diff_from(&source).unwrap());
+        let mut from = SqlTables::postgres("source", &pg.params(), registry()).unwrap();
+        let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+        let found = range_diff(&mut from, &mut into, &RangeOptions { leaf: 8, fanout: 4 }).unwrap();
+        assert_eq!(changes(&found.diff), expected, "share {share}");
+        if share == 0.0 {
+            // Both engines hash text, integers, booleans and NULLs alike:
+            // equal tables are one fingerprint each, no row read.
+            assert_eq!(found.stats.rows_read, 0, "{:?}", found.stats);
+        }
+        // And the other way: PostgreSQL as the target.
+        let found = range_diff(&mut into, &mut from, &RangeOptions { leaf: 8, fanout: 4 }).unwrap();
+        assert_eq!(
+            changes(&found.diff),
+            changes(&source.diff_from(&base).unwrap()),
+            "share {share}"
+        );
+    }
+}
