@@ -24,13 +24,15 @@ pub(crate) const DIALECT: Dialect = Dialect {
     same: "IS NOT DISTINCT FROM",
     order_column_def: Some("\"_seq\" BIGSERIAL"),
     bytewise: " COLLATE \"C\"",
-    text_of: |kind, column| match kind {
-        ValueKind::Bool => format!("CASE WHEN {column} IS NULL THEN NULL WHEN {column} THEN '1' ELSE '0' END"),
-        _ => format!("CAST({column} AS TEXT)"),
+    row_hash: |columns| format!("md5({})", sql::row_text_sql(columns)),
+    halves: |h| {
+        [
+            format!("('x' || substr({h}, 1, 8))::bit(32)::bigint"),
+            format!("('x' || substr({h}, 9, 8))::bit(32)::bigint"),
+        ]
     },
-    md5: "md5",
-    hex32: |hex| format!("('x' || {hex})::bit(32)::bigint"),
     sum: |x| format!("sum({x})::bigint"),
+    fence: " OFFSET 0",
 };
 
 /// PostgreSQL allows 65,535 parameters per statement; rows per INSERT stay well below.

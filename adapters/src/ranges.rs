@@ -1,31 +1,41 @@
 //! Diffs computed where the data lives: two SQL databases (SQLite or
 //! PostgreSQL, in any pairing) compared by fingerprints of key ranges that
 //! each database computes itself, so that only the rows of ranges that
-//! differ are read out of them.
+//! differ are read out of them, and memory holds those rows only.
 //!
-//! Each row's hash is an MD5 of a canonical text of its identifiers and
-//! attributes (each value as text, length-prefixed, `NULL` marked), taken
-//! inside the query: PostgreSQL's `md5`, and on SQLite a function this
-//! module registers on its connection. A range's fingerprint is its row
-//! count and the sums of its rows' hashes (two 32-bit halves): one
-//! aggregate over the range, the same in both engines. Keys are ordered by
-//! the identifier columns, text compared bytewise in both engines.
+//! Each row's hash is the first 64 bits of the MD5 of a canonical text of
+//! its identifiers and attributes (each value as text, length-prefixed,
+//! `NULL` marked, a boolean as `1` or `0`), taken inside the query:
+//! PostgreSQL's `md5` of that text built in SQL, and on SQLite a function
+//! this module registers on its connection that builds the same text from
+//! the row's values. A range's fingerprint is its row count and the sums
+//! of its rows' hashes (two 32-bit halves): one aggregate over the range,
+//! read through the key's index. Keys are ordered by the identifier
+//! columns, text bytewise in both engines (`COLLATE "C"` on PostgreSQL,
+//! which [`PostgresAdapter`](crate::postgres::PostgresAdapter) gives the
+//! identifier columns of the tables it creates, so their primary key
+//! serves these reads; a table made otherwise is compared all the same,
+//! with scans).
 //!
-//! The comparison starts with the whole table. A range whose fingerprints
-//! differ is cut into `fanout` ranges at keys of the side that holds more
-//! of it (one query), whose fingerprints both sides compute in one query
-//! each; a range of at most `leaf` rows on either side is read with each
-//! row's hash, and only rows whose hash the other side does not hold for
-//! the same key are kept. The rows kept on each side (with their parents,
-//! for the tree a diff is) go into an image of each side, and the image of
-//! the target is diffed against the image of the source as any two
-//! stores are: the [`Diff`] is the one a diff of the whole tables gives.
+//! The comparison starts with each table whole: equal tables cost one
+//! aggregate per side. A range whose fingerprints differ is cut, at keys
+//! of the side that holds more of it (one windowed query), into ranges of
+//! about `leaf` rows (at most 4,096 of them, at least `fanout`), whose
+//! fingerprints both sides compute; a range of at most `leaf` rows on
+//! either side is read with each row's hash, and only rows whose hash the
+//! other side does not hold for the same key are kept. The rows kept on
+//! each side (with their parents, read on both sides, for the tree a diff
+//! is) go into an image of each side, and the image of the target is
+//! diffed against the image of the source as any two stores are: the
+//! changes of the [`Diff`] are those a diff of the whole tables finds
+//! (its count of unchanged models covers the models read).
 //!
 //! Hashes need not agree across engines for the result to be exact (a
 //! float prints differently in SQLite and PostgreSQL, say): equal rows
 //! whose hashes differ are read and found equal, which costs reads, not
-//! correctness. What a hash cannot do is tell two different rows apart
-//! only by chance (an MD5 collision, 2^-64 for a range's two sums).
+//! correctness. Text, integers, booleans and `NULL` hash alike in both.
+//! What a hash cannot do is tell two different rows apart only by chance
+//! (an MD5 collision, 2^-64 for a range's two sums).
 
 use std::collections::{HashMap, HashSet};
 
@@ -50,6 +60,9 @@ impl Default for RangeOptions {
         RangeOptions { leaf: 256, fanout: 16 }
     }
 }
+
+/// The most ranges one range is cut into at once.
+const MAX_CUT: u64 = 4096;
 
 /// What a range comparison asked of the databases.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -139,38 +152,32 @@ impl SqlTables {
     }
 
     /// The fingerprints of the ranges `bounds` cut `range` into
-    /// (`bounds.len() + 1` of them, empty ones included).
+    /// (`bounds.len() + 1` of them, empty ones included): a query each,
+    /// which reads its range through the key's index.
     fn prints(&mut self, ti: usize, range: &Range, bounds: &[Vec<SqlValue>]) -> Result<Vec<Print>> {
         let (d, t) = (self.dialect, &self.tables[ti]);
-        let mut params = Vec::new();
-        let filter = range.filter(t, d, &mut params);
-        let bucket = if bounds.is_empty() {
-            "0".to_string()
-        } else {
-            let mut cases = String::from("CASE");
-            for (i, b) in bounds.iter().enumerate() {
-                let at = push_params(d, &mut params, b);
-                cases.push_str(&format!(" WHEN {} < ({at}) THEN {i}", key_tuple(t, d)));
-            }
-            format!("{cases} ELSE {} END", bounds.len())
-        };
-        let sql = format!(
-            "SELECT b, count(*), {}, {} FROM (SELECT CAST({bucket} AS BIGINT) AS b, {md5}({text}) AS m FROM {} WHERE {filter}) AS s GROUP BY b",
-            (d.sum)(&(d.hex32)("substr(m, 1, 8)")),
-            (d.sum)(&(d.hex32)("substr(m, 9, 8)")),
-            t.name,
-            md5 = d.md5,
-            text = row_text(t, d),
-        );
-        let mut prints = vec![Print::default(); bounds.len() + 1];
-        let kinds = [ValueKind::Integer; 4];
-        self.engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
-            let [b, n, hi, lo] = ints(&row)?;
-            if let Some(p) = usize::try_from(b).ok().and_then(|b| prints.get_mut(b)) {
-                *p = Print { count: n, hi, lo };
-            }
-            Ok(())
-        })?;
+        let [hi, lo] = (d.halves)("h");
+        let mut prints = Vec::with_capacity(bounds.len() + 1);
+        for part in range.cut(bounds) {
+            let mut params = Vec::new();
+            let filter = part.filter(t, d, &mut params);
+            let sql = format!(
+                "SELECT count(*), {}, {} FROM (SELECT {} AS h FROM {} WHERE {filter}{}) AS s",
+                (d.sum)(&hi),
+                (d.sum)(&lo),
+                (d.row_hash)(&hashed_columns(t)),
+                t.name,
+                d.fence,
+            );
+            let mut print = Print::default();
+            self.engine
+                .query(&t.origin(), &sql, &params, &[ValueKind::Integer; 3], &mut |row| {
+                    let [count, hi, lo] = ints(&row)?;
+                    print = Print { count, hi, lo };
+                    Ok(())
+                })?;
+            prints.push(print);
+        }
         Ok(prints)
     }
 
@@ -198,27 +205,27 @@ impl SqlTables {
     }
 
     /// The rows of `range`, each with its hash.
-    fn rows(&mut self, ti: usize, range: &Range) -> Result<Vec<(Vec<SqlValue>, String)>> {
+    fn rows(&mut self, ti: usize, range: &Range) -> Result<Vec<(Vec<SqlValue>, [i64; 2])>> {
         let (d, t) = (self.dialect, &self.tables[ti]);
         let mut params = Vec::new();
         let filter = range.filter(t, d, &mut params);
         let cols: Vec<String> = t.column_names().iter().map(|c| quote(c)).collect();
+        let [hi, lo] = (d.halves)("h");
         let sql = format!(
-            "SELECT {}, {}({}) FROM {} WHERE {filter} ORDER BY {}",
+            "SELECT {}, {hi}, {lo} FROM (SELECT {}, {} AS h FROM {} WHERE {filter} ORDER BY {}{}) AS s",
             cols.join(", "),
-            d.md5,
-            row_text(t, d),
+            cols.join(", "),
+            (d.row_hash)(&hashed_columns(t)),
             t.name,
             key_order(t, d),
+            d.fence,
         );
         let mut kinds = row_kinds(t);
-        kinds.push(ValueKind::String);
+        kinds.extend([ValueKind::Integer; 2]);
         let mut rows = Vec::new();
         self.engine.query(&t.origin(), &sql, &params, &kinds, &mut |mut row| {
-            let hash = match row.pop() {
-                Some(SqlValue::Text(h)) => h,
-                _ => String::new(),
-            };
+            let hash = ints::<2>(&row[row.len() - 2..])?;
+            row.truncate(row.len() - 2);
             rows.push((row, hash));
             Ok(())
         })?;
@@ -243,6 +250,24 @@ struct Range {
 }
 
 impl Range {
+    /// The ranges `bounds` (keys within this range, in order) cut it into.
+    fn cut(&self, bounds: &[Vec<SqlValue>]) -> Vec<Range> {
+        (0..=bounds.len())
+            .map(|i| Range {
+                lo: if i == 0 {
+                    self.lo.clone()
+                } else {
+                    Some(bounds[i - 1].clone())
+                },
+                hi: if i == bounds.len() {
+                    self.hi.clone()
+                } else {
+                    Some(bounds[i].clone())
+                },
+            })
+            .collect()
+    }
+
     /// The `WHERE` condition of the range, its parameters pushed.
     fn filter(&self, t: &Table, d: &Dialect, params: &mut Vec<SqlValue>) -> String {
         let mut parts = Vec::new();
@@ -302,17 +327,9 @@ fn id_columns(t: &Table) -> String {
         .join(", ")
 }
 
-/// A row's canonical text: each identifier and attribute as text,
-/// length-prefixed (`NULL`: `-`), joined by `|`.
-fn row_text(t: &Table, d: &Dialect) -> String {
-    t.columns
-        .iter()
-        .map(|c| {
-            let text = (d.text_of)(c.kind, &quote(&c.name));
-            format!("coalesce(length({text}) || ':' || {text}, '-')")
-        })
-        .collect::<Vec<_>>()
-        .join(" || '|' || ")
+/// The columns a row's hash covers: its identifiers and attributes.
+fn hashed_columns(t: &Table) -> Vec<(String, ValueKind)> {
+    t.columns.iter().map(|c| (quote(&c.name), c.kind)).collect()
 }
 
 /// The kinds of a table's columns as [`Table::column_names`] lists them.
@@ -402,42 +419,36 @@ pub fn range_diff(source: &mut SqlTables, target: &mut SqlTables, opts: &RangeOp
                 let t = &source.tables[ti];
                 stats.queries += 2;
                 stats.rows_read += (rs.len() + rt.len()) as u64;
-                let theirs: HashMap<String, &str> = rt.iter().map(|(r, h)| (key_text(t, r), h.as_str())).collect();
-                let ours: HashMap<String, &str> = rs.iter().map(|(r, h)| (key_text(t, r), h.as_str())).collect();
-                for (row, hash) in &rs {
-                    if theirs.get(&key_text(t, row)) != Some(&hash.as_str()) {
-                        keep.0.push(row.clone());
+                let theirs: HashMap<String, [i64; 2]> = rt.iter().map(|(r, h)| (key_text(t, r), *h)).collect();
+                let ours: HashMap<String, [i64; 2]> = rs.iter().map(|(r, h)| (key_text(t, r), *h)).collect();
+                for (row, hash) in rs {
+                    if theirs.get(&key_text(t, &row)) != Some(&hash) {
+                        keep.0.push(row);
                     }
                 }
-                for (row, hash) in &rt {
-                    if ours.get(&key_text(t, row)) != Some(&hash.as_str()) {
-                        keep.1.push(row.clone());
+                for (row, hash) in rt {
+                    if ours.get(&key_text(t, &row)) != Some(&hash) {
+                        keep.1.push(row);
                     }
                 }
                 continue;
             }
-            // Cut at the keys of the side that holds more of the range.
+            // Cut at the keys of the side that holds more of the range,
+            // into ranges of about `leaf` rows (at most MAX_CUT of them,
+            // at least `fanout`).
+            let n = ps.count.max(pt.count) as u64;
+            let parts = (n / leaf as u64).clamp(fanout as u64, MAX_CUT) as usize;
             let bounds = if ps.count >= pt.count {
-                source.bounds(ti, &range, ps.count as u64, fanout)?
+                source.bounds(ti, &range, n, parts)?
             } else {
-                target.bounds(ti, &range, pt.count as u64, fanout)?
+                target.bounds(ti, &range, n, parts)?
             };
             stats.queries += 1;
             let (bs, bt) = (source.prints(ti, &range, &bounds)?, target.prints(ti, &range, &bounds)?);
-            stats.queries += 2;
+            stats.queries += 2 * bs.len() as u64;
             stats.ranges += bs.len() as u64;
-            for (i, (ps, pt)) in bs.into_iter().zip(bt).enumerate() {
-                let lo = if i == 0 {
-                    range.lo.clone()
-                } else {
-                    Some(bounds[i - 1].clone())
-                };
-                let hi = if i == bounds.len() {
-                    range.hi.clone()
-                } else {
-                    Some(bounds[i].clone())
-                };
-                work.push((Range { lo, hi }, ps, pt));
+            for (part, (ps, pt)) in range.cut(&bounds).into_iter().zip(bs.into_iter().zip(bt)) {
+                work.push((part, ps, pt));
             }
         }
         stats.rows_kept += (keep.0.len() + keep.1.len()) as u64;

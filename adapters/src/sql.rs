@@ -32,15 +32,111 @@ pub(crate) struct Dialect {
     /// What makes text compare bytewise, as SQLite's BINARY does (so both
     /// engines order keys alike): PostgreSQL's `COLLATE "C"`.
     pub(crate) bytewise: &'static str,
-    /// A column's value as text, for a row's hash (`NULL` stays `NULL`).
-    pub(crate) text_of: fn(ValueKind, &str) -> String,
-    /// The MD5 of a text, as 32 hex digits (PostgreSQL's `md5`; SQLite's
-    /// function the range diff registers).
-    pub(crate) md5: &'static str,
-    /// 8 hex digits as a non-negative integer.
-    pub(crate) hex32: fn(&str) -> String,
+    /// A row's hash, of these (quoted) columns of these kinds: the first
+    /// 64 bits of the MD5 of the row's canonical text ([`row_text`]), in a
+    /// form [`halves`](Dialect::halves) reads (PostgreSQL: `md5`'s hex
+    /// digits; SQLite: an integer, from a function the range diff
+    /// registers).
+    pub(crate) row_hash: fn(&[(String, ValueKind)]) -> String,
+    /// A row hash's high and low 32 bits, as non-negative integers (the
+    /// same numbers in every engine).
+    pub(crate) halves: fn(&str) -> [String; 2],
     /// A sum of integers read back as a 64-bit integer.
     pub(crate) sum: fn(&str) -> String,
+    /// What keeps a subquery from being merged into the query around it
+    /// (which would compute a row's hash once per use of it).
+    pub(crate) fence: &'static str,
+}
+
+/// A row's canonical text, as SQL: each column's value as text,
+/// length-prefixed (`NULL`: `-`), joined by `|`; a boolean is `1` or `0`.
+/// What [`row_text`] makes of the values in Rust.
+#[cfg(feature = "postgres")]
+pub(crate) fn row_text_sql(columns: &[(String, ValueKind)]) -> String {
+    columns
+        .iter()
+        .map(|(c, kind)| {
+            let text = match kind {
+                ValueKind::Bool => format!("CASE WHEN {c} IS NULL THEN NULL WHEN {c} THEN '1' ELSE '0' END"),
+                _ => format!("CAST({c} AS TEXT)"),
+            };
+            format!("coalesce(length({text}) || ':' || {text}, '-')")
+        })
+        .collect::<Vec<_>>()
+        .join(" || '|' || ")
+}
+
+/// One value of a row's canonical text, as it comes out of SQLite.
+#[cfg(feature = "sqlite")]
+pub(crate) enum TextOf<'a> {
+    /// `NULL`.
+    Null,
+    /// An integer (a boolean is one in SQLite), in decimal.
+    Int(i64),
+    /// A real, as Rust prints it (not matched across engines).
+    Real(f64),
+    /// Text as it is.
+    Text(&'a str),
+}
+
+/// Writes a row's canonical text from its values into `out` (cleared
+/// first): what [`row_text_sql`] makes PostgreSQL compute.
+#[cfg(feature = "sqlite")]
+pub(crate) fn row_text<'a>(values: impl Iterator<Item = TextOf<'a>>, out: &mut String, scratch: &mut String) {
+    use std::fmt::Write;
+    out.clear();
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            out.push('|');
+        }
+        let text = match v {
+            TextOf::Null => {
+                out.push('-');
+                continue;
+            }
+            TextOf::Text(t) => t,
+            TextOf::Int(n) => {
+                scratch.clear();
+                push_decimal(scratch, n.unsigned_abs(), n < 0);
+                scratch.as_str()
+            }
+            TextOf::Real(f) => {
+                scratch.clear();
+                let _ = write!(scratch, "{f}");
+                scratch.as_str()
+            }
+        };
+        let chars = if text.is_ascii() {
+            text.len()
+        } else {
+            text.chars().count()
+        };
+        push_decimal(out, chars as u64, false);
+        out.push(':');
+        out.push_str(text);
+    }
+}
+
+/// `n` in decimal (after a minus sign when `negative`), without the
+/// formatting machinery: a row's hash writes several per row.
+#[cfg(feature = "sqlite")]
+fn push_decimal(out: &mut String, mut n: u64, negative: bool) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        out.push('-');
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
 }
 
 /// A row that no longer holds the values the change was computed from:
@@ -103,9 +199,14 @@ impl Table {
         let mut cols: Vec<String> = self
             .columns
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
                 let null = if c.optional { "" } else { " NOT NULL" };
-                format!("{} {}{null}", quote(&c.name), (d.column_type)(c.kind))
+                // Identifier text compares bytewise, so the key's index
+                // serves the range diff's ordered reads in every engine.
+                let text_key = i < self.n_ids && (d.column_type)(c.kind) == "TEXT";
+                let collate = if text_key { d.bytewise } else { "" };
+                format!("{} {}{collate}{null}", quote(&c.name), (d.column_type)(c.kind))
             })
             .collect();
         if self.has_parent {

@@ -22,10 +22,13 @@ pub(crate) const DIALECT: Dialect = Dialect {
     same: "IS",
     order_column_def: None,
     bytewise: "",
-    text_of: |_, column| format!("CAST({column} AS TEXT)"),
-    md5: "diffsync_md5",
-    hex32: |hex| format!("diffsync_hex32({hex})"),
+    row_hash: |columns| {
+        let names: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
+        format!("diffsync_row_hash({})", names.join(", "))
+    },
+    halves: |h| [format!("(({h} >> 32) & 4294967295)"), format!("({h} & 4294967295)")],
     sum: |x| format!("sum({x})"),
+    fence: " LIMIT -1",
 };
 
 /// An adapter over an SQLite database.
@@ -226,29 +229,34 @@ impl SqliteAdapter {
 }
 
 /// A connection of the range diff ([`crate::ranges`]): read-only, with
-/// the row hash's functions registered (`diffsync_md5`: PostgreSQL's
-/// `md5`; `diffsync_hex32`: 8 hex digits as an integer).
+/// the row hash registered (`diffsync_row_hash(columns...)`: the first 8
+/// bytes, big-endian, of the MD5 of the row's canonical text, as
+/// PostgreSQL's `md5` of [`sql::row_text_sql`] gives them in hex).
 #[cfg(feature = "sqlite")]
 pub(crate) fn range_connection(path: &Path, origin: &str) -> Result<Connection> {
     use rusqlite::functions::FunctionFlags;
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| backend(origin, e))?;
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
-    conn.create_scalar_function("diffsync_md5", 1, flags, |ctx| {
-        let text: Option<String> = ctx.get(0)?;
-        Ok(text.map(|t| {
-            use md5::Digest;
-            md5::Md5::digest(t.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        }))
-    })
-    .and_then(|()| {
-        conn.create_scalar_function("diffsync_hex32", 1, flags, |ctx| {
-            let hex: Option<String> = ctx.get(0)?;
-            Ok(hex.and_then(|h| i64::from_str_radix(&h, 16).ok()))
-        })
+    // The text is built in buffers kept for the connection's life.
+    let buffers = std::sync::Mutex::new((String::new(), String::new()));
+    conn.create_scalar_function("diffsync_row_hash", -1, flags, move |ctx| {
+        use md5::Digest;
+        use rusqlite::types::ValueRef;
+        use sql::TextOf;
+        let values = (0..ctx.len()).map(|i| match ctx.get_raw(i) {
+            ValueRef::Null => TextOf::Null,
+            ValueRef::Integer(n) => TextOf::Int(n),
+            ValueRef::Real(f) => TextOf::Real(f),
+            ValueRef::Text(t) | ValueRef::Blob(t) => TextOf::Text(std::str::from_utf8(t).unwrap_or("\u{fffd}")),
+        });
+        let mut held = buffers.lock().unwrap_or_else(|p| p.into_inner());
+        let (out, scratch) = &mut *held;
+        sql::row_text(values, out, scratch);
+        let digest = md5::Md5::digest(out.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        Ok(i64::from_be_bytes(first))
     })
     .map_err(|e| backend(origin, e))?;
     Ok(conn)
