@@ -221,6 +221,26 @@ impl Config {
         })
     }
 
+    /// The tables of the system `name` for a diff by ranges
+    /// ([`diffsync_adapters::ranges`]), when it is an SQL database
+    /// (`None`: it is not).
+    pub fn range_tables(&self, name: &str) -> Result<Option<diffsync_adapters::ranges::SqlTables>, ConfigError> {
+        use diffsync_adapters::ranges::SqlTables;
+        let Some(system) = self.systems.get(name) else {
+            return Err(self.unknown(name));
+        };
+        let opened = |source| ConfigError::Open {
+            name: name.to_string(),
+            source: Box::new(source),
+        };
+        let registry = self.registry.clone();
+        Ok(match system {
+            Where::Sqlite(db) => Some(SqlTables::sqlite(name, self.dir.join(db), registry).map_err(opened)?),
+            Where::Postgres(params) => Some(SqlTables::postgres(name, params, registry).map_err(opened)?),
+            Where::File(_) | Where::Redis(..) => None,
+        })
+    }
+
     /// Opens the system the config names `name`.
     pub fn open(&self, name: &str) -> Result<System, ConfigError> {
         let Some(system) = self.systems.get(name) else {

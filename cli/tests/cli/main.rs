@@ -397,3 +397,31 @@ fn a_typo_in_a_model_declaration_names_its_line_and_the_key() {
         );
     }
 }
+
+#[test]
+fn a_diff_of_two_sql_systems_is_made_by_key_ranges_unless_told_otherwise() {
+    let dir = configured();
+    let dir = dir.path();
+    let config = format!("{CONFIG}\n[systems.copy]\nsqlite = \"copy.db\"\n");
+    std::fs::write(dir.join("diffsync.toml"), config).unwrap();
+    for target in ["network", "copy"] {
+        assert_eq!(diffsync(dir, &["sync", "cmdb", target]).0, 0);
+    }
+    std::fs::write(dir.join("cmdb.json"), cmdb("north-east")).unwrap();
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    let (code, by_ranges, err) = diffsync(dir, &["diff", "network", "copy"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("compared by key ranges"), "{err}");
+    let (code, loaded, err) = diffsync(dir, &["diff", "network", "copy", "--ranges", "never"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(!err.contains("compared by key ranges"), "{err}");
+    assert_eq!(by_ranges, loaded);
+    assert!(by_ranges.contains("north-east"), "{by_ranges}");
+    // A file is no SQL database: auto loads both, always refuses.
+    let (code, _, err) = diffsync(dir, &["diff", "cmdb", "copy"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(!err.contains("compared by key ranges"), "{err}");
+    let (code, _, err) = diffsync(dir, &["diff", "cmdb", "copy", "--ranges", "always"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("must both be SQLite or PostgreSQL"), "{err}");
+}
