@@ -81,6 +81,23 @@ impl PostgresAdapter {
     /// `host=127.0.0.1 port=5432 user=app dbname=inventory`), creates missing
     /// tables and loads them.
     pub fn connect(name: &str, params: &str, registry: Registry) -> Result<Self> {
+        let mut a = Self::connect_unloaded(name, params, registry)?;
+        a.load_tables()?;
+        Ok(a)
+    }
+
+    /// Connects without loading: the store is `image`, a part of the
+    /// database read elsewhere (a [range diff](crate::ranges)'s target
+    /// image, which holds the rows that differ and their parents), so a
+    /// sync of that diff writes the rows it changes, checked against what
+    /// the image holds, without reading the rest of the database.
+    pub fn connect_image(name: &str, params: &str, registry: Registry, image: LocalStore) -> Result<Self> {
+        let mut a = Self::connect_unloaded(name, params, registry)?;
+        a.store = image;
+        Ok(a)
+    }
+
+    fn connect_unloaded(name: &str, params: &str, registry: Registry) -> Result<Self> {
         let origin = address(params);
         let client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
             address: origin.clone(),
@@ -105,7 +122,6 @@ impl PostgresAdapter {
             let ddl = t.create(&DIALECT);
             a.client.batch_execute(&ddl).map_err(|e| backend(&t.origin(), e))?;
         }
-        a.load_tables()?;
         Ok(a)
     }
 

@@ -30,6 +30,14 @@
 //! changes of the [`Diff`] are those a diff of the whole tables finds
 //! (its count of unchanged models covers the models read).
 //!
+//! A one-way sync from a range diff writes only the differing rows: open
+//! the target on the image the diff read
+//! ([`SqliteAdapter::open_image`](crate::sqlite::SqliteAdapter::open_image),
+//! [`PostgresAdapter::connect_image`](crate::postgres::PostgresAdapter::connect_image))
+//! and apply the diff from the source's image with
+//! [`sync_diff_from`](diffsync::AdapterExt::sync_diff_from): the
+//! adapter's own writes, transactions and checks, as for any sync.
+//!
 //! Hashes need not agree across engines for the result to be exact (a
 //! float prints differently in SQLite and PostgreSQL, say): equal rows
 //! whose hashes differ are read and found equal, which costs reads, not

@@ -79,6 +79,20 @@ impl SqliteAdapter {
         Ok(a)
     }
 
+    /// Opens a database file without loading it: the store is `image`, a
+    /// part of the database read elsewhere (a [range diff](crate::ranges)'s
+    /// target image, which holds the rows that differ and their parents),
+    /// so a sync of that diff writes the rows it changes, checked against
+    /// what the image holds, without reading the rest of the database.
+    pub fn open_image(name: &str, path: impl AsRef<Path>, registry: Registry, image: LocalStore) -> Result<Self> {
+        let origin = path.as_ref().display().to_string();
+        let conn = Connection::open(path.as_ref()).map_err(|e| backend(&origin, e))?;
+        let mut a = Self::unloaded(name, conn, origin, registry)?;
+        a.path = Some(path.as_ref().to_path_buf());
+        a.store = image;
+        Ok(a)
+    }
+
     /// A fresh in-memory database.
     pub fn open_in_memory(name: &str, registry: Registry) -> Result<Self> {
         let conn = Connection::open_in_memory().map_err(|e| backend(":memory:", e))?;
@@ -86,6 +100,12 @@ impl SqliteAdapter {
     }
 
     fn with_connection(name: &str, conn: Connection, origin: String, registry: Registry) -> Result<Self> {
+        let mut a = Self::unloaded(name, conn, origin, registry)?;
+        a.load_tables()?;
+        Ok(a)
+    }
+
+    fn unloaded(name: &str, conn: Connection, origin: String, registry: Registry) -> Result<Self> {
         let tables = sql::tables(&origin, &registry)?;
         for t in &tables {
             conn.execute_batch(&t.create(&DIALECT))
@@ -93,7 +113,7 @@ impl SqliteAdapter {
         }
         let mut store = LocalStore::new(name);
         registry.register_all(&mut store)?;
-        let mut a = SqliteAdapter {
+        let a = SqliteAdapter {
             name: name.to_string(),
             conn,
             registry,
@@ -105,7 +125,6 @@ impl SqliteAdapter {
             warnings: Vec::new(),
             store,
         };
-        a.load_tables()?;
         Ok(a)
     }
 

@@ -2,7 +2,7 @@
 //! fingerprints is the diff of the whole tables, on random inventories,
 //! within SQLite, within PostgreSQL and across the two.
 
-use diffsync::{Action, AdapterExt, Diff, MemoryAdapter};
+use diffsync::{Action, AdapterExt, Diff, MemoryAdapter, Options};
 use diffsync_adapters::ranges::{RangeOptions, SqlTables, range_diff};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_tests::fuzz::each_seed;
@@ -199,12 +199,56 @@ fn a_range_diff_across_postgresql_and_sqlite_is_the_diff_of_their_tables() {
             // equal tables are one fingerprint each, no row read.
             assert_eq!(found.stats.rows_read, 0, "{:?}", found.stats);
         }
-        // And the other way: PostgreSQL as the target.
+        // And the other way: PostgreSQL as the target, then synced from
+        // the range diff through its own writes.
         let found = range_diff(&mut into, &mut from, &RangeOptions { leaf: 8, fanout: 4 }).unwrap();
         assert_eq!(
             changes(&found.diff),
             changes(&source.diff_from(&base).unwrap()),
             "share {share}"
         );
+        let mut db = PostgresAdapter::connect_image("pg", &pg.params(), registry(), found.target).unwrap();
+        let read = MemoryAdapter::with_store("sqlite", &["site"], found.source);
+        assert!(
+            db.sync_diff_from(&read, &found.diff, &mut Options::new())
+                .unwrap()
+                .is_success()
+        );
+        let again = range_diff(&mut into, &mut from, &RangeOptions::default()).unwrap();
+        assert!(!again.diff.has_diffs(), "share {share}: {}", again.diff);
+    }
+}
+
+#[test]
+fn a_sync_of_a_range_diff_writes_the_differing_rows_and_leaves_the_databases_equal() {
+    let base = inventory("target", 20, 0);
+    let mut rng = fastrand::Rng::with_seed(11);
+    for share in [0.02, 0.2, 0.6] {
+        let source = changed(&base, &mut rng, share);
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = sqlite_pair(dir.path(), &source, &base);
+        let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
+        let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+        let found = range_diff(&mut from, &mut into, &RangeOptions { leaf: 8, fanout: 4 }).unwrap();
+        let expected = found.diff.summary();
+        // The target opened on the image the range diff read: nothing else
+        // of it is loaded.
+        let mut db = SqliteAdapter::open_image("target", &b, registry(), found.target).unwrap();
+        let read = MemoryAdapter::with_store("source", &["site"], found.source);
+        let report = db.sync_diff_from(&read, &found.diff, &mut Options::new()).unwrap();
+        assert!(report.is_success(), "{report}");
+        assert_eq!(
+            report.totals().applied,
+            expected.create + expected.update + expected.delete,
+            "share {share}"
+        );
+        drop(db);
+        let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+        let again = range_diff(&mut from, &mut into, &RangeOptions::default()).unwrap();
+        assert!(!again.diff.has_diffs(), "share {share}: {}", again.diff);
+        assert_eq!(again.stats.rows_read, 0, "{:?}", again.stats);
+        // And read whole, the target is the source.
+        let whole = SqliteAdapter::open("target", &b, registry()).unwrap();
+        assert!(!whole.diff_from(&source).unwrap().has_diffs(), "share {share}");
     }
 }
