@@ -84,6 +84,10 @@ pub struct RangeStats {
     pub rows_read: u64,
     /// Rows kept for the diff, both sides.
     pub rows_kept: u64,
+    /// Rows the source's tables hold, all types.
+    pub source_rows: u64,
+    /// Rows the target's tables hold, all types.
+    pub target_rows: u64,
 }
 
 /// The result of [`range_diff`]: the diff, and the images it was made
@@ -417,6 +421,8 @@ pub fn range_diff(source: &mut SqlTables, target: &mut SqlTables, opts: &RangeOp
         let (ps, pt) = (source.prints(ti, &whole, &[])?[0], target.prints(ti, &whole, &[])?[0]);
         stats.queries += 2;
         stats.ranges += 1;
+        stats.source_rows += ps.count as u64;
+        stats.target_rows += pt.count as u64;
         let mut work = vec![(whole, ps, pt)];
         while let Some((range, ps, pt)) = work.pop() {
             if ps == pt {

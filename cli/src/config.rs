@@ -241,6 +241,30 @@ impl Config {
         })
     }
 
+    /// Opens the SQL system `name` on `image` (a range diff's image of
+    /// it) without loading the rest; `None` for a system of another kind.
+    pub fn open_image(&self, name: &str, image: LocalStore) -> Result<Option<System>, ConfigError> {
+        let Some(system) = self.systems.get(name) else {
+            return Err(self.unknown(name));
+        };
+        let opened = |source| ConfigError::Open {
+            name: name.to_string(),
+            source: Box::new(source),
+        };
+        let registry = self.registry.clone();
+        Ok(match system {
+            Where::Sqlite(db) => Some(System::Local(Box::new(
+                diffsync_adapters::sqlite::SqliteAdapter::open_image(name, self.dir.join(db), registry, image)
+                    .map_err(opened)?,
+            ))),
+            Where::Postgres(params) => Some(System::Local(Box::new(
+                diffsync_adapters::postgres::PostgresAdapter::connect_image(name, params, registry, image)
+                    .map_err(opened)?,
+            ))),
+            Where::File(_) | Where::Redis(..) => None,
+        })
+    }
+
     /// Opens the system the config names `name`.
     pub fn open(&self, name: &str) -> Result<System, ConfigError> {
         let Some(system) = self.systems.get(name) else {

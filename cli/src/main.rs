@@ -39,7 +39,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use diffsync::{Adapter, AdapterExt, Chain, Options, Outcome, Store, Totals};
 use diffsync_journal::{RunFilter, RunId};
 
-use crate::config::{Config, with_system};
+use crate::config::{Config, System, with_system};
 
 /// Differences found (`diff`).
 const DIFFERENCES: u8 = 3;
@@ -91,6 +91,11 @@ enum Command {
         /// Plan only: write nothing (the plan is recorded).
         #[arg(long)]
         dry_run: bool,
+        /// Find what differs by key ranges inside the databases, and write
+        /// only that: auto (when both systems are SQLite or PostgreSQL),
+        /// always, never (load both).
+        #[arg(long, value_enum, default_value_t = Ranges::Auto)]
+        ranges: Ranges,
     },
     /// Two-way: what changed on one side since the last reconcile goes to
     /// the other; what changed on both is a conflict for the strategy. The
@@ -241,6 +246,46 @@ fn closed_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
+/// The diff of two systems by key ranges inside their databases
+/// ([`diffsync_adapters::ranges`]), when both are SQL databases that hold
+/// their tables and `ranges` allows it; with `auto`, anything else (a
+/// file, a database not made yet) is `None`: the caller loads both. Says
+/// on stderr what it read.
+fn range_diff(
+    config: &Config,
+    source: &str,
+    target: &str,
+    ranges: Ranges,
+) -> Result<Option<diffsync_adapters::ranges::RangeDiff>, Failure> {
+    let tables = |name: &str| match config.range_tables(name) {
+        Err(_) if ranges == Ranges::Auto => Ok(None),
+        other => other,
+    };
+    let pair = match ranges {
+        Ranges::Never => None,
+        _ => match tables(source)? {
+            Some(s) => tables(target)?.map(|t| (s, t)),
+            None => None,
+        },
+    };
+    let Some((mut s, mut t)) = pair else {
+        if ranges == Ranges::Always {
+            return Err(format!(
+                "--ranges always: {source:?} and {target:?} must both be SQLite or PostgreSQL systems"
+            )
+            .into());
+        }
+        return Ok(None);
+    };
+    let found = diffsync_adapters::ranges::range_diff(&mut s, &mut t, &Default::default())?;
+    let stats = found.stats;
+    eprintln!(
+        "compared by key ranges: {} queries, {} ranges, {} rows read",
+        stats.queries, stats.ranges, stats.rows_read
+    );
+    Ok(Some(found))
+}
+
 fn run(cli: Cli) -> Result<u8, Failure> {
     let config = Config::load(&cli.config)?;
     let progress = Progress::new(cli.quiet);
@@ -252,36 +297,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             format,
             ranges,
         } => {
-            // Both sides' tables, when both are SQL databases that hold
-            // them; with `auto`, anything else (a file, a database not
-            // made yet) is loaded instead, and says so itself.
-            let tables = |name: &str| match config.range_tables(name) {
-                Err(_) if ranges == Ranges::Auto => Ok(None),
-                other => other,
-            };
-            let by_ranges = match ranges {
-                Ranges::Never => None,
-                _ => match tables(&source)? {
-                    Some(s) => tables(&target)?.map(|t| (s, t)),
-                    None => None,
-                },
-            };
-            if by_ranges.is_none() && ranges == Ranges::Always {
-                return Err(format!(
-                    "--ranges always: {source:?} and {target:?} must both be SQLite or PostgreSQL systems"
-                )
-                .into());
-            }
+            let by_ranges = range_diff(&config, &source, &target, ranges)?;
             let diff = match by_ranges {
-                Some((mut s, mut t)) => {
-                    let found = diffsync_adapters::ranges::range_diff(&mut s, &mut t, &Default::default())?;
-                    let stats = found.stats;
-                    eprintln!(
-                        "compared by key ranges: {} queries, {} ranges, {} rows read",
-                        stats.queries, stats.ranges, stats.rows_read
-                    );
-                    found.diff
-                }
+                Some(found) => found.diff,
                 None => {
                     let (source, target) = (open(&source)?, open(&target)?);
                     let mut report = progress.reporter();
@@ -304,11 +322,30 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             source,
             target,
             dry_run,
+            ranges,
         } => {
-            let (source, mut target) = (open(&source)?, open(&target)?);
+            // By ranges, the sync runs between the two images the range
+            // diff read: the target opened on its image (nothing else of it
+            // loaded), written through its own statements. The empty-source
+            // rail is the whole tables'.
+            let by_ranges = match range_diff(&config, &source, &target, ranges)? {
+                Some(found) if found.stats.source_rows > 0 || found.stats.target_rows == 0 => Some(found),
+                _ => None,
+            };
+            let (source, mut target, whole) = match by_ranges {
+                Some(found) => {
+                    let image = config.open_image(&target, found.target)?.ok_or("not an SQL system")?;
+                    let read = diffsync::MemoryAdapter::with_store(source.clone(), &[], found.source);
+                    (System::Local(Box::new(read)), image, false)
+                }
+                None => (open(&source)?, open(&target)?, true),
+            };
             let mut journal = config.journal()?;
             let mut report = progress.reporter();
-            let mut opts = Options::new().dry_run(dry_run).progress(&mut report);
+            let mut opts = Options::new()
+                .dry_run(dry_run)
+                .allow_empty_source(!whole)
+                .progress(&mut report);
             let (run, report) =
                 with_system!(&mut target, t => with_system!(&source, s => journal.sync(t, s, &mut opts)))?;
             progress.done();
