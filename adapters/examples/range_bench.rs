@@ -1,13 +1,19 @@
-//! The range diff against loading both sides whole, on two SQLite
-//! databases of N rows of the workload's interface shape (two identifier
-//! columns, four attributes) of which a share differs (updated, inserted
-//! or deleted in equal parts, at random). Prints one JSON line per mode.
+//! The range diff against loading both sides whole, on two databases of N
+//! rows of the workload's interface shape (two identifier columns, four
+//! attributes) of which a share differs (updated, inserted or deleted in
+//! equal parts, at random): two SQLite files, or with `--postgres PARAMS`
+//! two databases of one PostgreSQL server (`diffsync_source`,
+//! `diffsync_target`). Prints one JSON line per mode.
 //!
 //! Run (each mode in a process of its own, so that peak memory is its own):
 //! `cargo run --release -p diffsync-adapters --example range_bench -- --rows 1000000 --rate 0.001 --mode range`
-//! and `--mode load` (open both with `SqliteAdapter`, then `diff_from`).
-//! The databases are made once under `--dir` (default
-//! `/tmp/diffsync-range-bench`) and reused while rows, rate and seed match.
+//! and `--mode load` (open both adapters, then `diff_from`); with
+//! `--postgres "host=127.0.0.1 port=5432 user=postgres"`, also
+//! `--mode reladiff` (runs `reladiff` on the same two tables, if it is on
+//! the PATH: `pip install reladiff psycopg2-binary`). The SQLite files are
+//! made once under `--dir` (default `/tmp/diffsync-range-bench`) and
+//! reused while rows, rate and seed match; the PostgreSQL tables while
+//! their row counts match.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -45,9 +51,102 @@ fn peak_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The rows of both sides, in order: (device, name, description, mtu,
+/// enabled, speed) or `None` where the side lacks the row.
+fn rows(rows: u64, rate: f64, seed: u64, mut each: impl FnMut(usize, (String, String, String, i64, bool, i64))) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for i in 0..rows {
+        let device = format!("site{:05}-r{}", i / 64, (i / 8) % 8);
+        let name = format!("eth{}", i % 8);
+        let (mtu, enabled, speed) = (1500 + (i % 3) as i64 * 3000, i % 2 == 0, 1000 * (1 + (i % 4) as i64));
+        let description = format!("port {i} of {device}");
+        let differs = rng.f64() < rate;
+        for side in 0..2 {
+            // A differing row: updated, only in the source, or only in the target.
+            let mtu = match (differs, rng_kind(i), side) {
+                (true, 0, 1) => Some(mtu + 1),
+                (true, 1, 1) | (true, 2, 0) => None,
+                _ => Some(mtu),
+            };
+            if let Some(mtu) = mtu {
+                each(
+                    side,
+                    (device.clone(), name.clone(), description.clone(), mtu, enabled, speed),
+                );
+            }
+        }
+    }
+}
+
+/// Makes (or reuses) the two PostgreSQL databases; their connection
+/// parameters.
+fn make_postgres(params: &str, rows: u64, rate: f64, seed: u64) -> [String; 2] {
+    use std::io::Write;
+    let sides = ["diffsync_source", "diffsync_target"].map(|db| format!("{params} dbname={db}"));
+    let mut admin = postgres::Client::connect(&format!("{params} dbname=postgres"), postgres::NoTls).unwrap();
+    let mut expected = [0i64; 2];
+    self::rows(rows, rate, seed, |side, _| expected[side] += 1);
+    let mut fresh = false;
+    for (db, want) in ["diffsync_source", "diffsync_target"].iter().zip(expected) {
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[db])
+            .unwrap()
+            .is_some();
+        let count = exists
+            .then(|| {
+                let mut c = postgres::Client::connect(&format!("{params} dbname={db}"), postgres::NoTls).ok()?;
+                c.query_one("SELECT count(*) FROM interface", &[])
+                    .ok()
+                    .map(|r| r.get::<_, i64>(0))
+            })
+            .flatten();
+        if count != Some(want) {
+            fresh = true;
+            admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}")).unwrap();
+            admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+        }
+    }
+    if fresh {
+        for p in &sides {
+            // The adapter makes the table as it keeps it.
+            drop(diffsync_adapters::postgres::PostgresAdapter::connect("make", p, registry()).unwrap());
+        }
+        let mut clients: Vec<postgres::Client> = sides
+            .iter()
+            .map(|p| postgres::Client::connect(p, postgres::NoTls).unwrap())
+            .collect();
+        let mut writers: Vec<_> = clients
+            .iter_mut()
+            .map(|c| {
+                c.copy_in("COPY interface (device, name, description, mtu, enabled, speed) FROM STDIN")
+                    .unwrap()
+            })
+            .collect();
+        self::rows(
+            rows,
+            rate,
+            seed,
+            |side, (device, name, description, mtu, enabled, speed)| {
+                writeln!(
+                    writers[side],
+                    "{device}\t{name}\t{description}\t{mtu}\t{enabled}\t{speed}"
+                )
+                .unwrap();
+            },
+        );
+        for w in writers {
+            w.finish().unwrap();
+        }
+        for c in &mut clients {
+            c.batch_execute("VACUUM ANALYZE interface").unwrap();
+        }
+    }
+    sides
+}
+
 /// Makes (or reuses) the two databases.
-fn make(dir: &Path, rows: u64, rate: f64, seed: u64) -> (PathBuf, PathBuf) {
-    let tag = format!("{rows}-{rate}-{seed}");
+fn make(dir: &Path, rows_n: u64, rate: f64, seed: u64) -> (PathBuf, PathBuf) {
+    let tag = format!("{rows_n}-{rate}-{seed}");
     let (a, b) = (
         dir.join(format!("source-{tag}.db")),
         dir.join(format!("target-{tag}.db")),
@@ -61,8 +160,7 @@ fn make(dir: &Path, rows: u64, rate: f64, seed: u64) -> (PathBuf, PathBuf) {
         // The adapter makes the table as it keeps it.
         drop(SqliteAdapter::open("make", p, registry()).unwrap());
     }
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut conns: Vec<rusqlite::Connection> = [&a, &b]
+    let conns: Vec<rusqlite::Connection> = [&a, &b]
         .iter()
         .map(|p| rusqlite::Connection::open(p).unwrap())
         .collect();
@@ -71,27 +169,18 @@ fn make(dir: &Path, rows: u64, rate: f64, seed: u64) -> (PathBuf, PathBuf) {
             .unwrap();
     }
     let insert = "INSERT INTO \"interface\" (\"device\", \"name\", \"description\", \"mtu\", \"enabled\", \"speed\") VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-    for i in 0..rows {
-        let device = format!("site{:05}-r{}", i / 64, (i / 8) % 8);
-        let name = format!("eth{}", i % 8);
-        let (mtu, enabled, speed) = (1500 + (i % 3) as i64 * 3000, i % 2 == 0, 1000 * (1 + (i % 4) as i64));
-        let description = format!("port {i} of {device}");
-        let differs = rng.f64() < rate;
-        for (side, c) in conns.iter_mut().enumerate() {
-            // A differing row: updated, only in the source, or only in the target.
-            let row = match (differs, rng_kind(i), side) {
-                (true, 0, 1) => Some(mtu + 1),
-                (true, 1, 1) | (true, 2, 0) => None,
-                _ => Some(mtu),
-            };
-            if let Some(mtu) = row {
-                c.prepare_cached(insert)
-                    .unwrap()
-                    .execute(rusqlite::params![device, name, description, mtu, enabled, speed])
-                    .unwrap();
-            }
-        }
-    }
+    rows(
+        rows_n,
+        rate,
+        seed,
+        |side, (device, name, description, mtu, enabled, speed)| {
+            conns[side]
+                .prepare_cached(insert)
+                .unwrap()
+                .execute(rusqlite::params![device, name, description, mtu, enabled, speed])
+                .unwrap();
+        },
+    );
     for c in &conns {
         c.execute_batch("COMMIT").unwrap();
     }
@@ -117,29 +206,61 @@ fn main() {
     let seed: u64 = arg("--seed").map_or(7, |v| v.parse().unwrap());
     let mode = arg("--mode").unwrap_or_else(|| "range".into());
     let dir = PathBuf::from(arg("--dir").unwrap_or_else(|| "/tmp/diffsync-range-bench".into()));
-    let (a, b) = make(&dir, rows, rate, seed);
-    let started = Instant::now();
-    let (summary, extra) = match mode.as_str() {
-        "range" => {
-            let mut source = SqlTables::sqlite("source", &a, registry()).unwrap();
-            let mut target = SqlTables::sqlite("target", &b, registry()).unwrap();
-            let found = range_diff(&mut source, &mut target, &RangeOptions::default()).unwrap();
-            let s = found.stats;
-            (
-                found.diff.summary(),
-                format!(
-                    r#","queries":{},"ranges":{},"rows_read":{},"rows_kept":{}"#,
-                    s.queries, s.ranges, s.rows_read, s.rows_kept
+    let out = match arg("--postgres") {
+        None => {
+            let (a, b) = make(&dir, rows, rate, seed);
+            let started = Instant::now();
+            let out = match mode.as_str() {
+                "range" => ranged(
+                    &mut SqlTables::sqlite("source", &a, registry()).unwrap(),
+                    &mut SqlTables::sqlite("target", &b, registry()).unwrap(),
                 ),
-            )
+                "load" => {
+                    let source = SqliteAdapter::open("source", &a, registry()).unwrap();
+                    let target = SqliteAdapter::open("target", &b, registry()).unwrap();
+                    (target.diff_from(&source).unwrap().summary(), String::new())
+                }
+                other => panic!("--mode range or load, not {other}"),
+            };
+            (started, out)
         }
-        "load" => {
-            let source = SqliteAdapter::open("source", &a, registry()).unwrap();
-            let target = SqliteAdapter::open("target", &b, registry()).unwrap();
-            (target.diff_from(&source).unwrap().summary(), String::new())
+        Some(params) => {
+            let [a, b] = make_postgres(&params, rows, rate, seed);
+            let started = Instant::now();
+            let out = match mode.as_str() {
+                "range" => ranged(
+                    &mut SqlTables::postgres("source", &a, registry()).unwrap(),
+                    &mut SqlTables::postgres("target", &b, registry()).unwrap(),
+                ),
+                "load" => {
+                    use diffsync_adapters::postgres::PostgresAdapter;
+                    let source = PostgresAdapter::connect("source", &a, registry()).unwrap();
+                    let target = PostgresAdapter::connect("target", &b, registry()).unwrap();
+                    (target.diff_from(&source).unwrap().summary(), String::new())
+                }
+                "reladiff" => return reladiff(&params),
+                other => panic!("--mode range, load or reladiff, not {other}"),
+            };
+            (started, out)
         }
-        other => panic!("--mode range or load, not {other}"),
     };
+    report(&mode, rows, rate, out.0, out.1);
+}
+
+/// A range diff of the two sides: its summary and what it read.
+fn ranged(source: &mut SqlTables, target: &mut SqlTables) -> (diffsync::Summary, String) {
+    let found = range_diff(source, target, &RangeOptions::default()).unwrap();
+    let s = found.stats;
+    (
+        found.diff.summary(),
+        format!(
+            r#","queries":{},"ranges":{},"rows_read":{},"rows_kept":{}"#,
+            s.queries, s.ranges, s.rows_read, s.rows_kept
+        ),
+    )
+}
+
+fn report(mode: &str, rows: u64, rate: f64, started: Instant, (summary, extra): (diffsync::Summary, String)) {
     println!(
         r#"{{"mode":"{mode}","rows":{rows},"rate":{rate},"seconds":{:.3},"peak_mib":{:.1},"create":{},"update":{},"delete":{}{extra}}}"#,
         started.elapsed().as_secs_f64(),
@@ -148,4 +269,63 @@ fn main() {
         summary.update,
         summary.delete,
     );
+}
+
+/// Runs reladiff's `hashdiff` across the two databases, timed, its peak
+/// memory from `/usr/bin/time`.
+fn reladiff(params: &str) {
+    let field = |name: &str| {
+        params
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let url = |db: &str| {
+        format!(
+            "postgresql://{}@{}:{}/{db}",
+            field("user"),
+            field("host"),
+            field("port")
+        )
+    };
+    let started = Instant::now();
+    let out = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "peak_kib=%M", "reladiff"])
+        .arg(url("diffsync_source"))
+        .arg("interface")
+        .arg(url("diffsync_target"))
+        .arg("interface")
+        .args([
+            "-k",
+            "device",
+            "-k",
+            "name",
+            "-c",
+            "description",
+            "-c",
+            "mtu",
+            "-c",
+            "enabled",
+            "-c",
+            "speed",
+            "-s",
+            "--json",
+        ])
+        .output()
+        .expect("run reladiff (pip install reladiff psycopg2-binary)");
+    let seconds = started.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let peak = err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_kib="))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0.0, |k| k / 1024.0);
+    println!(
+        r#"{{"mode":"reladiff","seconds":{seconds:.3},"peak_mib":{peak:.1},"stats":{}}}"#,
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    if !out.status.success() {
+        eprintln!("{err}");
+    }
 }

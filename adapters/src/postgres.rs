@@ -287,6 +287,36 @@ fn address(params: &str) -> String {
 }
 
 /// The shared SQL code's reads and the base's row, on PostgreSQL.
+/// Runs a prepared statement, handing each row's columns, read by
+/// `kinds`, to `each`.
+fn query_rows(
+    client: &mut Client,
+    origin: &str,
+    statement: &postgres::Statement,
+    params: &[SqlValue],
+    kinds: &[ValueKind],
+    each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>,
+) -> Result<()> {
+    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    for row in client.query(statement, &params).map_err(|e| backend(origin, e))? {
+        let mut values = Vec::with_capacity(kinds.len());
+        for (i, kind) in kinds.iter().enumerate() {
+            let get = |e: postgres::Error| backend(origin, e);
+            values.push(
+                match kind {
+                    ValueKind::Integer => row.try_get::<_, Option<i64>>(i).map_err(get)?.map(SqlValue::Int),
+                    ValueKind::Float => row.try_get::<_, Option<f64>>(i).map_err(get)?.map(SqlValue::Real),
+                    ValueKind::Bool => row.try_get::<_, Option<bool>>(i).map_err(get)?.map(SqlValue::Bool),
+                    _ => row.try_get::<_, Option<String>>(i).map_err(get)?.map(SqlValue::Text),
+                }
+                .unwrap_or(SqlValue::Null),
+            );
+        }
+        each(values)?;
+    }
+    Ok(())
+}
+
 impl sql::Engine for Client {
     fn column_names(&mut self, t: &Table) -> Result<Vec<String>> {
         Ok(self
@@ -318,25 +348,8 @@ impl sql::Engine for Client {
         kinds: &[ValueKind],
         each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>,
     ) -> Result<()> {
-        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let statement = self.prepare(sql).map_err(|e| backend(origin, e))?;
-        for row in self.query(&statement, &params).map_err(|e| backend(origin, e))? {
-            let mut values = Vec::with_capacity(kinds.len());
-            for (i, kind) in kinds.iter().enumerate() {
-                let get = |e: postgres::Error| backend(origin, e);
-                values.push(
-                    match kind {
-                        ValueKind::Integer => row.try_get::<_, Option<i64>>(i).map_err(get)?.map(SqlValue::Int),
-                        ValueKind::Float => row.try_get::<_, Option<f64>>(i).map_err(get)?.map(SqlValue::Real),
-                        ValueKind::Bool => row.try_get::<_, Option<bool>>(i).map_err(get)?.map(SqlValue::Bool),
-                        _ => row.try_get::<_, Option<String>>(i).map_err(get)?.map(SqlValue::Text),
-                    }
-                    .unwrap_or(SqlValue::Null),
-                );
-            }
-            each(values)?;
-        }
-        Ok(())
+        query_rows(self, origin, &statement, params, kinds, each)
     }
 
     fn one_row(&mut self, t: &Table, ids: &[SqlValue]) -> Result<Option<Vec<SqlValue>>> {
@@ -370,13 +383,62 @@ impl sql::Engine for Client {
 }
 
 /// A connection of the range diff ([`crate::ranges`]), and where it is.
-pub(crate) fn range_client(params: &str) -> Result<(Client, String)> {
+pub(crate) fn range_client(params: &str) -> Result<(RangeClient, String)> {
     let origin = address(params);
     let client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
         address: origin.clone(),
         message: e.to_string(),
     })?;
-    Ok((client, origin))
+    Ok((
+        RangeClient {
+            client,
+            prepared: std::collections::HashMap::new(),
+        },
+        origin,
+    ))
+}
+
+/// The range diff's connection: its queries are prepared once each (it
+/// runs the same few thousands of times).
+pub(crate) struct RangeClient {
+    client: Client,
+    prepared: std::collections::HashMap<String, postgres::Statement>,
+}
+
+impl sql::Engine for RangeClient {
+    fn column_names(&mut self, t: &Table) -> Result<Vec<String>> {
+        self.client.column_names(t)
+    }
+    fn each_row(&mut self, t: &Table, each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>) -> Result<()> {
+        self.client.each_row(t, each)
+    }
+    fn one_row(&mut self, t: &Table, ids: &[SqlValue]) -> Result<Option<Vec<SqlValue>>> {
+        self.client.one_row(t, ids)
+    }
+    fn base_body(&mut self, origin: &str, pair: &str) -> Result<Option<Vec<u8>>> {
+        self.client.base_body(origin, pair)
+    }
+    fn put_base(&mut self, origin: &str, pair: &str, body: &[u8]) -> Result<()> {
+        self.client.put_base(origin, pair, body)
+    }
+    fn query(
+        &mut self,
+        origin: &str,
+        sql: &str,
+        params: &[SqlValue],
+        kinds: &[ValueKind],
+        each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>,
+    ) -> Result<()> {
+        let statement = match self.prepared.get(sql) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.client.prepare(sql).map_err(|e| backend(origin, e))?;
+                self.prepared.insert(sql.to_string(), s.clone());
+                s
+            }
+        };
+        query_rows(&mut self.client, origin, &statement, params, kinds, each)
+    }
 }
 
 /// A bidirectional base kept in a PostgreSQL database (a row of

@@ -418,7 +418,8 @@ pub fn range_diff(source: &mut SqlTables, target: &mut SqlTables, opts: &RangeOp
     for ti in 0..source.tables.len() {
         let mut keep = (Vec::new(), Vec::new());
         let whole = Range { lo: None, hi: None };
-        let (ps, pt) = (source.prints(ti, &whole, &[])?[0], target.prints(ti, &whole, &[])?[0]);
+        let (ps, pt) = both(source, target, |side| side.prints(ti, &whole, &[]))?;
+        let (ps, pt) = (ps[0], pt[0]);
         stats.queries += 2;
         stats.ranges += 1;
         stats.source_rows += ps.count as u64;
@@ -429,7 +430,7 @@ pub fn range_diff(source: &mut SqlTables, target: &mut SqlTables, opts: &RangeOp
                 continue;
             }
             if ps.count.max(pt.count) <= leaf {
-                let (rs, rt) = (source.rows(ti, &range)?, target.rows(ti, &range)?);
+                let (rs, rt) = both(source, target, |side| side.rows(ti, &range))?;
                 let t = &source.tables[ti];
                 stats.queries += 2;
                 stats.rows_read += (rs.len() + rt.len()) as u64;
@@ -458,7 +459,7 @@ pub fn range_diff(source: &mut SqlTables, target: &mut SqlTables, opts: &RangeOp
                 target.bounds(ti, &range, n, parts)?
             };
             stats.queries += 1;
-            let (bs, bt) = (source.prints(ti, &range, &bounds)?, target.prints(ti, &range, &bounds)?);
+            let (bs, bt) = both(source, target, |side| side.prints(ti, &range, &bounds))?;
             stats.queries += 2 * bs.len() as u64;
             stats.ranges += bs.len() as u64;
             for (part, (ps, pt)) in range.cut(&bounds).into_iter().zip(bs.into_iter().zip(bt)) {
@@ -512,6 +513,21 @@ fn check_same_tables(source: &SqlTables, target: &SqlTables) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `f` on both sides at once, each on a thread of its own (each side's
+/// database works on its queries while the other's does).
+fn both<T: Send>(
+    source: &mut SqlTables,
+    target: &mut SqlTables,
+    f: impl Fn(&mut SqlTables) -> Result<T> + Sync,
+) -> Result<(T, T)> {
+    std::thread::scope(|scope| {
+        let theirs = scope.spawn(|| f(target));
+        let ours = f(source);
+        let theirs = theirs.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok((ours?, theirs?))
+    })
 }
 
 /// Rows of one table, as read.
