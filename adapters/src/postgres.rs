@@ -385,10 +385,18 @@ impl sql::Engine for Client {
 /// A connection of the range diff ([`crate::ranges`]), and where it is.
 pub(crate) fn range_client(params: &str) -> Result<(RangeClient, String)> {
     let origin = address(params);
-    let client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
+    let mut client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
         address: origin.clone(),
         message: e.to_string(),
     })?;
+    // A statement prepared once is still planned for each range's bounds:
+    // a plan for unknown bounds guesses a tenth of the table and reads
+    // a range of 200 rows by scanning and sorting the whole table.
+    // Nor are a range's few hundred rows worth parallel workers, whose
+    // start costs more than the read.
+    client
+        .batch_execute("SET plan_cache_mode = force_custom_plan; SET max_parallel_workers_per_gather = 0")
+        .map_err(|e| backend(&origin, e))?;
     Ok((
         RangeClient {
             client,
