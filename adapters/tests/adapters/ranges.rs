@@ -252,3 +252,73 @@ fn a_sync_of_a_range_diff_writes_the_differing_rows_and_leaves_the_databases_equ
         assert!(!whole.diff_from(&source).unwrap().has_diffs(), "share {share}");
     }
 }
+
+/// Rows another writer put in the tables with values of any type (SQLite
+/// keeps what it is given): the range diff answers with a diff or an
+/// error naming the table, never a panic.
+#[test]
+fn rows_of_any_type_in_the_tables_give_a_diff_or_a_named_error() {
+    let base = inventory("target", 4, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = sqlite_pair(dir.path(), &base, &base);
+    let conn = rusqlite::Connection::open(&a).unwrap();
+    let junk = |rng: &mut fastrand::Rng| -> rusqlite::types::Value {
+        use rusqlite::types::Value;
+        match rng.u8(..5) {
+            0 => Value::Integer(rng.i64(..)),
+            1 => Value::Real(rng.f64() * 1e300),
+            2 => Value::Text("\u{0}|9:x".repeat(rng.usize(..4))),
+            3 => Value::Blob(vec![0xff; rng.usize(..8)]),
+            _ => Value::Text(format!("eth{}", rng.u8(..))),
+        }
+    };
+    let (mut diffs, mut errors) = (0, 0);
+    each_seed("range diff of junk rows", |rng| {
+        let column = ["name", "description", "mtu", "enabled"][rng.usize(..4)];
+        let sql = format!("UPDATE interface SET \"{column}\" = ?1 WHERE rowid = ?2");
+        // A failed write (a key taken twice) leaves the table as it was.
+        let _ = conn.execute(&sql, rusqlite::params![junk(rng), rng.i64(1..=24)]);
+        let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
+        let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+        match range_diff(&mut from, &mut into, &RangeOptions { leaf: 4, fanout: 2 }) {
+            Ok(_) => diffs += 1,
+            Err(e) => {
+                assert!(e.to_string().contains("interface"), "{e}");
+                errors += 1;
+            }
+        }
+    });
+    assert!(diffs + errors > 0);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_server_killed_mid_diff_is_a_typed_error_and_nothing_was_written() {
+    use diffsync_adapters::postgres::PostgresAdapter;
+    let Some(pg) = crate::servers::Postgres::start() else {
+        return;
+    };
+    let base = inventory("target", 200, 0);
+    let source = changed(&base, &mut fastrand::Rng::with_seed(3), 0.3);
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    db.sync_from(&source).unwrap();
+    drop(db);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, b) = sqlite_pair(dir.path(), &base, &base);
+    let before = std::fs::read(&b).unwrap();
+    let mut from = SqlTables::postgres("source", &pg.params(), registry()).unwrap();
+    let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+    // Killed while the diff runs (with leaves of two rows it asks
+    // thousands of queries).
+    let err = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            pg.kill();
+        });
+        range_diff(&mut from, &mut into, &RangeOptions { leaf: 2, fanout: 2 })
+            .err()
+            .expect("a diff against a server killed half-way")
+    });
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
+    assert_eq!(std::fs::read(&b).unwrap(), before, "the target's file is as it was");
+}
