@@ -423,6 +423,17 @@ fn key_text(t: &Table, row: &[SqlValue]) -> String {
 /// assert!(found.stats.rows_read <= 512, "{:?}", found.stats);
 /// ```
 pub fn range_diff(source: &mut SqlTables, target: &mut SqlTables, opts: &RangeOptions) -> Result<RangeDiff> {
+    range_diff_with(source, target, opts, &mut |_| {})
+}
+
+/// [`range_diff`], telling `progress` what it has done so far after each
+/// range it compared, cut or read (a command line draws it).
+pub fn range_diff_with(
+    source: &mut SqlTables,
+    target: &mut SqlTables,
+    opts: &RangeOptions,
+    progress: &mut dyn FnMut(&RangeStats),
+) -> Result<RangeDiff> {
     let mut stats = RangeStats::default();
     let leaf = opts.leaf.max(1) as i64;
     let fanout = opts.fanout.max(2);
@@ -440,6 +451,7 @@ pub fn range_diff(source: &mut SqlTables, target: &mut SqlTables, opts: &RangeOp
         stats.target_rows += pt.count as u64;
         let mut work = vec![(whole, ps, pt)];
         while let Some((range, ps, pt)) = work.pop() {
+            progress(&stats);
             if ps == pt {
                 continue;
             }

@@ -253,6 +253,7 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 /// on stderr what it read.
 fn range_diff(
     config: &Config,
+    progress: &Progress,
     source: &str,
     target: &str,
     ranges: Ranges,
@@ -277,7 +278,9 @@ fn range_diff(
         }
         return Ok(None);
     };
-    let found = diffsync_adapters::ranges::range_diff(&mut s, &mut t, &Default::default())?;
+    let mut shown = progress.ranges();
+    let found = diffsync_adapters::ranges::range_diff_with(&mut s, &mut t, &Default::default(), &mut shown)?;
+    progress.done();
     let stats = found.stats;
     eprintln!(
         "compared by key ranges: {} queries, {} ranges, {} rows read",
@@ -297,7 +300,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             format,
             ranges,
         } => {
-            let by_ranges = range_diff(&config, &source, &target, ranges)?;
+            let by_ranges = range_diff(&config, &progress, &source, &target, ranges)?;
             let diff = match by_ranges {
                 Some(found) => found.diff,
                 None => {
@@ -328,7 +331,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             // diff read: the target opened on its image (nothing else of it
             // loaded), written through its own statements. The empty-source
             // rail is the whole tables'.
-            let by_ranges = match range_diff(&config, &source, &target, ranges)? {
+            let by_ranges = match range_diff(&config, &progress, &source, &target, ranges)? {
                 Some(found) if found.stats.source_rows > 0 || found.stats.target_rows == 0 => Some(found),
                 _ => None,
             };
@@ -648,9 +651,30 @@ impl Progress {
         }
     }
 
+    /// A callback for a range diff's progress, drawn as a spinner with
+    /// what it compared and read so far.
+    fn ranges(&self) -> impl FnMut(&diffsync_adapters::ranges::RangeStats) + use<> {
+        let bar = self.bar.clone();
+        let mut started = false;
+        move |s| {
+            let Some(bar) = &bar else { return };
+            if !started {
+                started = true;
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_style(indicatif::ProgressStyle::default_spinner());
+                bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            }
+            bar.set_message(format!(
+                "comparing by key ranges: {} ranges, {} rows read of {} and {}",
+                s.ranges, s.rows_read, s.source_rows, s.target_rows
+            ));
+        }
+    }
+
     /// Clears the bar once the work is done.
     fn done(&self) {
         if let Some(bar) = &self.bar {
+            bar.disable_steady_tick();
             bar.finish_and_clear();
         }
     }

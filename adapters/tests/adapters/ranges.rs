@@ -3,7 +3,7 @@
 //! within SQLite, within PostgreSQL and across the two.
 
 use diffsync::{Action, AdapterExt, Diff, MemoryAdapter, Options};
-use diffsync_adapters::ranges::{RangeOptions, SqlTables, range_diff};
+use diffsync_adapters::ranges::{RangeOptions, RangeStats, SqlTables, range_diff, range_diff_with};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use diffsync_tests::fuzz::each_seed;
 use diffsync_tests::key_of;
@@ -148,8 +148,20 @@ fn one_change_reads_a_leaf_of_rows_and_its_parents_not_the_tables() {
     let (a, b) = sqlite_pair(dir.path(), &source, &base);
     let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
     let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
-    let found = range_diff(&mut from, &mut into, &RangeOptions { leaf: 16, fanout: 16 }).unwrap();
+    let mut told: Vec<RangeStats> = Vec::new();
+    let found = range_diff_with(&mut from, &mut into, &RangeOptions { leaf: 16, fanout: 16 }, &mut |s| {
+        told.push(*s)
+    })
+    .unwrap();
     assert_eq!(changes(&found.diff), changes(&base.diff_from(&source).unwrap()));
+    // Progress is told as it goes, never going back.
+    assert!(told.len() > 3, "{told:?}");
+    assert!(
+        told.windows(2)
+            .all(|w| w[0].ranges <= w[1].ranges && w[0].rows_read <= w[1].rows_read)
+    );
+    assert_eq!(told[0].source_rows, 200, "the sites first: {:?}", told[0]);
+    assert_eq!(found.stats.source_rows, 200 + 400 + 1200);
     // 200 sites, 400 devices, 1,200 interfaces per side: read are two
     // leaves of interfaces and the interface's device and site, each side.
     assert!(found.stats.rows_read <= 2 * (16 + 2), "{:?}", found.stats);
