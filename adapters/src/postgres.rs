@@ -396,7 +396,10 @@ pub(crate) fn range_client(params: &str) -> Result<(RangeClient, String)> {
     // start costs more than the read. Settings of PostgreSQL's own: an
     // engine that speaks its protocol without them (a distributed one)
     // plans as it does, and the diff is the same.
-    for setting in ["SET plan_cache_mode = force_custom_plan", "SET max_parallel_workers_per_gather = 0"] {
+    for setting in [
+        "SET plan_cache_mode = force_custom_plan",
+        "SET max_parallel_workers_per_gather = 0",
+    ] {
         if let Err(e) = client.batch_execute(setting) {
             tracing::debug!(%origin, error = %e, setting, "not taken; planning as the server does");
         }

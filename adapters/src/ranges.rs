@@ -104,13 +104,35 @@ pub struct RangeDiff {
 }
 
 /// One side of a range diff: the tables of a registry's model types in a
-/// database, read by range, never loaded whole.
+/// database, read by range, never loaded whole; or a store already in
+/// memory seen as the tables it would be ([`memory`](SqlTables::memory):
+/// a file or an API's models against a large table, without loading the
+/// table).
 pub struct SqlTables {
     name: String,
-    engine: Box<dyn Engine + Send>,
-    dialect: &'static Dialect,
+    backend: Backend,
     tables: Vec<Table>,
     registry: Registry,
+}
+
+/// Where a side's rows are.
+enum Backend {
+    /// In a database, asked with SQL.
+    Sql {
+        engine: Box<dyn Engine + Send>,
+        dialect: &'static Dialect,
+    },
+    /// In memory: each table's rows in key order.
+    Memory(Vec<MemTable>),
+}
+
+/// A table of a store in memory: its rows in key order with their hashes,
+/// and the running sums that give any range's fingerprint at once.
+struct MemTable {
+    rows: Vec<(Vec<SqlValue>, [i64; 2])>,
+    /// `sums[i]`: the sums of the hash halves of the first `i` rows.
+    sums: Vec<[i64; 2]>,
+    n_ids: usize,
 }
 
 #[cfg(feature = "sqlite")]
@@ -156,8 +178,45 @@ impl SqlTables {
         }
         Ok(SqlTables {
             name: name.to_string(),
-            engine,
-            dialect,
+            backend: Backend::Sql { engine, dialect },
+            tables,
+            registry,
+        })
+    }
+
+    /// A store in memory as one side: its models of `registry`'s types as
+    /// the tables an SQL adapter would keep them in, hashed as the
+    /// databases hash rows (so a store compares with a database by
+    /// ranges, and only the database's differing rows are read).
+    pub fn memory(name: &str, store: &LocalStore, registry: Registry) -> Result<SqlTables> {
+        let tables = sql::tables(&format!("store {:?}", store.name()), &registry)?;
+        let mut held = Vec::with_capacity(tables.len());
+        for t in &tables {
+            let mut rows = Vec::new();
+            for m in store.get_all_dyn(&t.model_type) {
+                let record = registry.to_value(m)?;
+                let parent = store.parent(m.model_key())?;
+                let row = t.row(&record, parent.as_ref().map(|p| p.unique_id()), &m.unique_id())?;
+                let hash = sql::row_hash(&row[..t.columns.len()]);
+                rows.push((row, halves(hash)));
+            }
+            rows.sort_by(|a, b| key_cmp(&a.0[..t.n_ids], &b.0[..t.n_ids]));
+            let mut sums = Vec::with_capacity(rows.len() + 1);
+            let mut sum = [0i64; 2];
+            sums.push(sum);
+            for (_, [hi, lo]) in &rows {
+                sum = [sum[0] + hi, sum[1] + lo];
+                sums.push(sum);
+            }
+            held.push(MemTable {
+                rows,
+                sums,
+                n_ids: t.n_ids,
+            });
+        }
+        Ok(SqlTables {
+            name: name.to_string(),
+            backend: Backend::Memory(held),
             tables,
             registry,
         })
@@ -167,7 +226,11 @@ impl SqlTables {
     /// (`bounds.len() + 1` of them, empty ones included): a query each,
     /// which reads its range through the key's index.
     fn prints(&mut self, ti: usize, range: &Range, bounds: &[Vec<SqlValue>]) -> Result<Vec<Print>> {
-        let (d, t) = (self.dialect, &self.tables[ti]);
+        let t = &self.tables[ti];
+        let (engine, d) = match &mut self.backend {
+            Backend::Sql { engine, dialect } => (engine, *dialect),
+            Backend::Memory(m) => return Ok(range.cut(bounds).iter().map(|p| m[ti].print(p)).collect()),
+        };
         let [hi, lo] = (d.halves)("h");
         let mut prints = Vec::with_capacity(bounds.len() + 1);
         for part in range.cut(bounds) {
@@ -182,12 +245,11 @@ impl SqlTables {
                 d.fence,
             );
             let mut print = Print::default();
-            self.engine
-                .query(&t.origin(), &sql, &params, &[ValueKind::Integer; 3], &mut |row| {
-                    let [count, hi, lo] = ints(&row)?;
-                    print = Print { count, hi, lo };
-                    Ok(())
-                })?;
+            engine.query(&t.origin(), &sql, &params, &[ValueKind::Integer; 3], &mut |row| {
+                let [count, hi, lo] = ints(&row)?;
+                print = Print { count, hi, lo };
+                Ok(())
+            })?;
             prints.push(print);
         }
         Ok(prints)
@@ -196,7 +258,11 @@ impl SqlTables {
     /// Keys that cut `range` (holding `count` rows here) into `parts`
     /// ranges of about equal size, in key order.
     fn bounds(&mut self, ti: usize, range: &Range, count: u64, parts: usize) -> Result<Vec<Vec<SqlValue>>> {
-        let (d, t) = (self.dialect, &self.tables[ti]);
+        let t = &self.tables[ti];
+        let (engine, d) = match &mut self.backend {
+            Backend::Sql { engine, dialect } => (engine, *dialect),
+            Backend::Memory(m) => return Ok(m[ti].bounds(range, count, parts)),
+        };
         let mut params = Vec::new();
         let filter = range.filter(t, d, &mut params);
         let step = count.div_ceil(parts as u64).max(1);
@@ -209,7 +275,7 @@ impl SqlTables {
         );
         let kinds: Vec<ValueKind> = t.columns[..t.n_ids].iter().map(|c| c.kind).collect();
         let mut bounds = Vec::new();
-        self.engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
+        engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
             bounds.push(row);
             Ok(())
         })?;
@@ -218,7 +284,14 @@ impl SqlTables {
 
     /// The rows of `range`, each with its hash.
     fn rows(&mut self, ti: usize, range: &Range) -> Result<Vec<(Vec<SqlValue>, [i64; 2])>> {
-        let (d, t) = (self.dialect, &self.tables[ti]);
+        let t = &self.tables[ti];
+        let (engine, d) = match &mut self.backend {
+            Backend::Sql { engine, dialect } => (engine, *dialect),
+            Backend::Memory(m) => {
+                let (from, to) = m[ti].positions(range);
+                return Ok(m[ti].rows[from..to].to_vec());
+            }
+        };
         let mut params = Vec::new();
         let filter = range.filter(t, d, &mut params);
         let cols: Vec<String> = t.column_names().iter().map(|c| quote(c)).collect();
@@ -235,7 +308,7 @@ impl SqlTables {
         let mut kinds = row_kinds(t);
         kinds.extend([ValueKind::Integer; 2]);
         let mut rows = Vec::new();
-        self.engine.query(&t.origin(), &sql, &params, &kinds, &mut |mut row| {
+        engine.query(&t.origin(), &sql, &params, &kinds, &mut |mut row| {
             let hash = ints::<2>(&row[row.len() - 2..])?;
             row.truncate(row.len() - 2);
             rows.push((row, hash));
@@ -629,10 +702,25 @@ impl SqlTables {
             .zip(values)
             .map(|(c, v)| t.to_sql(&c.name, &v.to_value(), key.unique_id()))
             .collect::<Result<Vec<_>>>()?;
-        self.engine
-            .one_row(t, &params)?
-            .map(|row| Ok((t.model_type.clone(), t.record(row)?)))
-            .transpose()
+        let row = match &mut self.backend {
+            Backend::Sql { engine, .. } => engine.one_row(t, &params)?,
+            Backend::Memory(m) => {
+                let table = &m[self
+                    .tables
+                    .iter()
+                    .position(|u| u.model_type == t.model_type)
+                    .unwrap_or(0)];
+                let at = table
+                    .rows
+                    .partition_point(|(r, _)| key_cmp(&r[..t.n_ids], &params).is_lt());
+                table
+                    .rows
+                    .get(at)
+                    .filter(|(r, _)| key_cmp(&r[..t.n_ids], &params).is_eq())
+                    .map(|(r, _)| r.clone())
+            }
+        };
+        row.map(|row| Ok((t.model_type.clone(), t.record(row)?))).transpose()
     }
 
     /// An image of this side holding these records.
@@ -646,5 +734,76 @@ impl SqlTables {
         }
         loader.finish(&self.registry, &mut store)?;
         Ok(store)
+    }
+}
+
+/// A 64-bit row hash's high and low 32 bits, as the databases give them.
+fn halves(hash: i64) -> [i64; 2] {
+    [(hash >> 32) & 0xffff_ffff, hash & 0xffff_ffff]
+}
+
+/// Key order as both engines sort identifier columns: `NULL` first, then
+/// numbers, then text (bytewise).
+fn key_cmp(a: &[SqlValue], b: &[SqlValue]) -> std::cmp::Ordering {
+    fn rank(v: &SqlValue) -> u8 {
+        match v {
+            SqlValue::Null => 0,
+            SqlValue::Int(_) | SqlValue::Real(_) | SqlValue::Bool(_) => 1,
+            SqlValue::Text(_) => 2,
+        }
+    }
+    fn number(v: &SqlValue) -> f64 {
+        match v {
+            SqlValue::Int(i) => *i as f64,
+            SqlValue::Real(f) => *f,
+            SqlValue::Bool(b) => f64::from(u8::from(*b)),
+            _ => 0.0,
+        }
+    }
+    for (x, y) in a.iter().zip(b) {
+        let order = match (x, y) {
+            (SqlValue::Int(i), SqlValue::Int(j)) => i.cmp(j),
+            (SqlValue::Text(s), SqlValue::Text(t)) => s.as_bytes().cmp(t.as_bytes()),
+            _ if rank(x) != rank(y) => rank(x).cmp(&rank(y)),
+            _ => number(x).total_cmp(&number(y)),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+impl MemTable {
+    /// The positions of the first row of `range` and of the first after it.
+    fn positions(&self, range: &Range) -> (usize, usize) {
+        let at = |bound: &Option<Vec<SqlValue>>, end: usize| match bound {
+            None => end,
+            Some(b) => self.rows.partition_point(|(r, _)| key_cmp(&r[..self.n_ids], b).is_lt()),
+        };
+        let from = at(&range.lo, 0);
+        let to = at(&range.hi, self.rows.len());
+        (from, to.max(from))
+    }
+
+    fn print(&self, range: &Range) -> Print {
+        let (from, to) = self.positions(range);
+        let (a, b) = (self.sums[from], self.sums[to]);
+        Print {
+            count: (to - from) as i64,
+            hi: b[0] - a[0],
+            lo: b[1] - a[1],
+        }
+    }
+
+    /// Keys at every `count / parts`-th row of `range` (after its first),
+    /// as the databases' windowed query picks them.
+    fn bounds(&self, range: &Range, count: u64, parts: usize) -> Vec<Vec<SqlValue>> {
+        let (from, to) = self.positions(range);
+        let step = count.div_ceil(parts as u64).max(1) as usize;
+        (from + step..to)
+            .step_by(step)
+            .map(|i| self.rows[i].0[..self.n_ids].to_vec())
+            .collect()
     }
 }

@@ -66,8 +66,27 @@ pub(crate) fn row_text_sql(columns: &[(String, ValueKind)]) -> String {
         .join(" || '|' || ")
 }
 
+/// A row's 64-bit hash from its values (identifiers and attributes, in
+/// column order): the first 8 bytes, big-endian, of the MD5 of its
+/// canonical text, as the SQLite function and PostgreSQL's `md5` give it.
+pub(crate) fn row_hash(values: &[SqlValue]) -> i64 {
+    use md5::Digest;
+    let texts = values.iter().map(|v| match v {
+        SqlValue::Null => TextOf::Null,
+        SqlValue::Int(i) => TextOf::Int(*i),
+        SqlValue::Bool(b) => TextOf::Int(i64::from(*b)),
+        SqlValue::Real(f) => TextOf::Real(*f),
+        SqlValue::Text(t) => TextOf::Text(t),
+    });
+    let (mut out, mut scratch) = (String::new(), String::new());
+    row_text(texts, &mut out, &mut scratch);
+    let digest = md5::Md5::digest(out.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
 /// One value of a row's canonical text, as it comes out of SQLite.
-#[cfg(feature = "sqlite")]
 pub(crate) enum TextOf<'a> {
     /// `NULL`.
     Null,
@@ -81,7 +100,6 @@ pub(crate) enum TextOf<'a> {
 
 /// Writes a row's canonical text from its values into `out` (cleared
 /// first): what [`row_text_sql`] makes PostgreSQL compute.
-#[cfg(feature = "sqlite")]
 pub(crate) fn row_text<'a>(values: impl Iterator<Item = TextOf<'a>>, out: &mut String, scratch: &mut String) {
     use std::fmt::Write;
     out.clear();
@@ -119,7 +137,6 @@ pub(crate) fn row_text<'a>(values: impl Iterator<Item = TextOf<'a>>, out: &mut S
 
 /// `n` in decimal (after a minus sign when `negative`), without the
 /// formatting machinery: a row's hash writes several per row.
-#[cfg(feature = "sqlite")]
 fn push_decimal(out: &mut String, mut n: u64, negative: bool) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();

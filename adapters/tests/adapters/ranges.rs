@@ -219,6 +219,11 @@ fn a_range_diff_across_postgresql_and_sqlite_is_the_diff_of_their_tables() {
             changes(&source.diff_from(&base).unwrap()),
             "share {share}"
         );
+        // A store in memory against PostgreSQL, as against SQLite.
+        let mut store = SqlTables::memory("file", &source.store, registry()).unwrap();
+        let in_memory = range_diff(&mut store, &mut from, &RangeOptions::default()).unwrap();
+        assert!(!in_memory.diff.has_diffs(), "share {share}: {}", in_memory.diff);
+        assert_eq!(in_memory.stats.rows_read, 0, "{:?}", in_memory.stats);
         let mut db = PostgresAdapter::connect_image("pg", &pg.params(), registry(), found.target).unwrap();
         let read = MemoryAdapter::with_store("sqlite", &["site"], found.source);
         assert!(
@@ -333,4 +338,45 @@ fn a_server_killed_mid_diff_is_a_typed_error_and_nothing_was_written() {
     });
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
     assert_eq!(std::fs::read(&b).unwrap(), before, "the target's file is as it was");
+}
+
+#[test]
+fn a_store_in_memory_is_diffed_against_a_database_by_ranges_reading_only_what_differs() {
+    let base = inventory("target", 100, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, b) = sqlite_pair(dir.path(), &base, &base);
+    // Equal: the database's side is one fingerprint per table.
+    let mut store = SqlTables::memory("file", &base.store, registry()).unwrap();
+    let mut db = SqlTables::sqlite("db", &b, registry()).unwrap();
+    let found = range_diff(&mut store, &mut db, &RangeOptions::default()).unwrap();
+    assert!(!found.diff.has_diffs(), "{}", found.diff);
+    assert_eq!(
+        (found.stats.queries, found.stats.rows_read),
+        (6, 0),
+        "{:?}",
+        found.stats
+    );
+    // Changed, both ways, at random shares and cuts.
+    let mut rng = fastrand::Rng::with_seed(5);
+    for share in [0.01, 0.1, 0.5] {
+        let source = changed(&base, &mut rng, share);
+        let opts = RangeOptions {
+            leaf: rng.usize(1..32),
+            fanout: rng.usize(2..8),
+        };
+        let mut store = SqlTables::memory("file", &source.store, registry()).unwrap();
+        let mut db = SqlTables::sqlite("db", &b, registry()).unwrap();
+        let found = range_diff(&mut store, &mut db, &opts).unwrap();
+        assert_eq!(
+            changes(&found.diff),
+            changes(&base.diff_from(&source).unwrap()),
+            "{opts:?}"
+        );
+        let found = range_diff(&mut db, &mut store, &opts).unwrap();
+        assert_eq!(
+            changes(&found.diff),
+            changes(&source.diff_from(&base).unwrap()),
+            "{opts:?}"
+        );
+    }
 }
