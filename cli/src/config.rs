@@ -241,6 +241,19 @@ impl Config {
         })
     }
 
+    /// The system `name`, loaded, as one side of a range diff against a
+    /// database ([`SqlTables::memory`](diffsync_adapters::ranges::SqlTables::memory)).
+    pub fn memory_tables(&self, name: &str) -> Result<diffsync_adapters::ranges::SqlTables, ConfigError> {
+        let system = self.open(name)?;
+        let store = with_system!(&system, s => diffsync::Store::local(diffsync::Adapter::store(&**s)).clone());
+        diffsync_adapters::ranges::SqlTables::memory(name, &store, self.registry.clone()).map_err(|source| {
+            ConfigError::Open {
+                name: name.to_string(),
+                source: Box::new(source),
+            }
+        })
+    }
+
     /// Opens the SQL system `name` on `image` (a range diff's image of
     /// it) without loading the rest; `None` for a system of another kind.
     pub fn open_image(&self, name: &str, image: LocalStore) -> Result<Option<System>, ConfigError> {

@@ -247,16 +247,19 @@ fn closed_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 /// The diff of two systems by key ranges inside their databases
-/// ([`diffsync_adapters::ranges`]), when both are SQL databases that hold
-/// their tables and `ranges` allows it; with `auto`, anything else (a
-/// file, a database not made yet) is `None`: the caller loads both. Says
-/// on stderr what it read.
+/// ([`diffsync_adapters::ranges`]), when `ranges` allows it and the
+/// target is an SQL database that holds its tables (or, with
+/// `memory_target`, the source is): the other side, if it is no
+/// database (a file), is loaded and compared from memory. With `auto`,
+/// anything else (two files, a database not made yet) is `None`: the
+/// caller loads both. Says on stderr what it read.
 fn range_diff(
     config: &Config,
     progress: &Progress,
     source: &str,
     target: &str,
     ranges: Ranges,
+    memory_target: bool,
 ) -> Result<Option<diffsync_adapters::ranges::RangeDiff>, Failure> {
     let tables = |name: &str| match config.range_tables(name) {
         Err(_) if ranges == Ranges::Auto => Ok(None),
@@ -264,15 +267,17 @@ fn range_diff(
     };
     let pair = match ranges {
         Ranges::Never => None,
-        _ => match tables(source)? {
-            Some(s) => tables(target)?.map(|t| (s, t)),
-            None => None,
+        _ => match (tables(source)?, tables(target)?) {
+            (Some(s), Some(t)) => Some((s, t)),
+            (None, Some(t)) => Some((config.memory_tables(source)?, t)),
+            (Some(s), None) if memory_target => Some((s, config.memory_tables(target)?)),
+            _ => None,
         },
     };
     let Some((mut s, mut t)) = pair else {
         if ranges == Ranges::Always {
             return Err(format!(
-                "--ranges always: {source:?} and {target:?} must both be SQLite or PostgreSQL systems"
+                "--ranges always: {source:?} or {target:?} (the target, for a sync) must be a SQLite or PostgreSQL system"
             )
             .into());
         }
@@ -300,7 +305,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             format,
             ranges,
         } => {
-            let by_ranges = range_diff(&config, &progress, &source, &target, ranges)?;
+            let by_ranges = range_diff(&config, &progress, &source, &target, ranges, true)?;
             let diff = match by_ranges {
                 Some(found) => found.diff,
                 None => {
@@ -331,7 +336,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             // diff read: the target opened on its image (nothing else of it
             // loaded), written through its own statements. The empty-source
             // rail is the whole tables'.
-            let by_ranges = match range_diff(&config, &progress, &source, &target, ranges)? {
+            let by_ranges = match range_diff(&config, &progress, &source, &target, ranges, false)? {
                 Some(found) if found.stats.source_rows > 0 || found.stats.target_rows == 0 => Some(found),
                 _ => None,
             };

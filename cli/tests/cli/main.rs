@@ -426,11 +426,21 @@ fn a_diff_of_two_sql_systems_is_made_by_key_ranges_unless_told_otherwise() {
     assert_eq!((code, out.trim()), (0, "no differences"));
     let (_, runs, _) = diffsync(dir, &["runs"]);
     assert!(runs.contains("network") && runs.contains("copy"), "{runs}");
-    // A file is no SQL database: auto loads both, always refuses.
+    // A file against a database: the file is loaded, the database
+    // compared by ranges.
     let (code, out, err) = diffsync(dir, &["diff", "cmdb", "copy"]);
     assert_eq!((code, out.trim()), (0, "no differences"));
+    assert!(
+        err.contains("compared by key ranges: 4 queries, 2 ranges, 0 rows read"),
+        "{err}"
+    );
+    // Two files: auto loads both, always refuses.
+    let config = format!("{CONFIG}\n[systems.copy]\nsqlite = \"copy.db\"\n\n[systems.export]\nfile = \"cmdb.json\"\n");
+    std::fs::write(dir.join("diffsync.toml"), config).unwrap();
+    let (code, _, err) = diffsync(dir, &["diff", "cmdb", "export"]);
+    assert_eq!(code, 0, "{err}");
     assert!(!err.contains("compared by key ranges"), "{err}");
-    let (code, _, err) = diffsync(dir, &["diff", "cmdb", "copy", "--ranges", "always"]);
+    let (code, _, err) = diffsync(dir, &["diff", "cmdb", "export", "--ranges", "always"]);
     assert_ne!(code, 0);
-    assert!(err.contains("must both be SQLite or PostgreSQL"), "{err}");
+    assert!(err.contains("must be a SQLite or PostgreSQL system"), "{err}");
 }
