@@ -52,6 +52,10 @@ fn needs_quotes(s: &str) -> bool {
         || s.starts_with('_')
         || s.ends_with('_')
         || first == '"'
+        // Read back, JSON's white space around a value is skipped: ` ""`
+        // or ` 5` would come back as another value.
+        || s.starts_with([' ', '\t', '\n', '\r'])
+        || s.ends_with([' ', '\t', '\n', '\r'])
         || matches!(s, "None" | "true" | "false" | "null")
         || (matches!(first, '0'..='9' | '-' | '+' | '.' | 'i' | 'I' | 'n' | 'N') && s.parse::<f64>().is_ok())
 }
