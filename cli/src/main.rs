@@ -55,8 +55,9 @@ const CONFLICTS: u8 = 5;
     about = "Compare and synchronize the systems a config file names"
 )]
 struct Cli {
-    /// The config file (TOML, or YAML by its extension).
-    #[arg(short, long, default_value = "diffsync.toml")]
+    /// The config file (TOML, or YAML by its extension); before or after
+    /// the command.
+    #[arg(short, long, global = true, default_value = "diffsync.toml")]
     config: PathBuf,
     /// No progress bars (they are shown only on a terminal anyway).
     #[arg(short, long, global = true)]
@@ -77,8 +78,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Shown::Text)]
         format: Shown,
         /// Compare by key ranges inside the databases, reading out only
-        /// the rows that differ: auto (when both systems are SQLite or
-        /// PostgreSQL), always (an error otherwise), never (load both).
+        /// the rows that differ: auto (when a system is SQLite or
+        /// PostgreSQL; a file on the other side is loaded), always (an
+        /// error otherwise), never (load both).
         #[arg(long, value_enum, default_value_t = Ranges::Auto)]
         ranges: Ranges,
     },
@@ -92,10 +94,19 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Find what differs by key ranges inside the databases, and write
-        /// only that: auto (when both systems are SQLite or PostgreSQL),
-        /// always, never (load both).
+        /// only that: auto (when TARGET is SQLite or PostgreSQL), always,
+        /// never (load both).
         #[arg(long, value_enum, default_value_t = Ranges::Auto)]
         ranges: Ranges,
+        /// Let a SOURCE that holds nothing empty a TARGET that holds
+        /// models (refused by default: a source that failed to load looks
+        /// the same).
+        #[arg(long)]
+        allow_empty_source: bool,
+        /// Refuse, before writing anything, a sync that would delete more
+        /// than this share (0 to 1) of TARGET's models.
+        #[arg(long, value_name = "SHARE")]
+        max_delete_share: Option<f64>,
     },
     /// Two-way: what changed on one side since the last reconcile goes to
     /// the other; what changed on both is a conflict for the strategy. The
@@ -134,6 +145,16 @@ enum Command {
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Drops recorded runs (with their changes): all but the newest
+    /// --keep, or those started more than --older-than days ago.
+    Prune {
+        /// Keep the newest this many runs.
+        #[arg(long, conflicts_with = "older_than", required_unless_present = "older_than")]
+        keep: Option<usize>,
+        /// Drop the runs started more than this many days ago.
+        #[arg(long, value_name = "DAYS")]
+        older_than: Option<f64>,
     },
     /// One recorded run, with each change and its outcome.
     Show {
@@ -225,9 +246,39 @@ fn main() -> ExitCode {
         Err(e) if closed_pipe(&*e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("diffsync: {}", Chain(&*e));
+            if let Some(hint) = hint(&*e) {
+                eprintln!("diffsync: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The flag that lets a refused run proceed, in the command line's terms.
+fn hint(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let error = e
+            .downcast_ref::<diffsync::Error>()
+            .or_else(|| e.downcast_ref::<Box<diffsync::Error>>().map(|b| &**b));
+        let sync = match error {
+            Some(diffsync::Error::Sync(err)) => Some(err),
+            _ => e.downcast_ref::<diffsync::SyncError>(),
+        };
+        if let Some(err) = sync {
+            match err {
+                diffsync::SyncError::EmptySource { .. } => {
+                    return Some("to empty the target on purpose, add --allow-empty-source");
+                }
+                diffsync::SyncError::TooManyDeletes { .. } => {
+                    return Some("to delete that many on purpose, raise --max-delete-share");
+                }
+                _ => {}
+            }
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// Whether an error is (or was caused by) a write to a closed pipe.
@@ -331,7 +382,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             target,
             dry_run,
             ranges,
+            allow_empty_source,
+            max_delete_share,
         } => {
+            if let Some(share) = max_delete_share
+                && !(0.0..=1.0).contains(&share)
+            {
+                return Err(format!("--max-delete-share {share}: a share from 0 to 1").into());
+            }
             // By ranges, the sync runs between the two images the range
             // diff read: the target opened on its image (nothing else of it
             // loaded), written through its own statements. The empty-source
@@ -342,6 +400,18 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             };
             let (source, mut target, whole) = match by_ranges {
                 Some(found) => {
+                    // The delete rail is the whole target's, not its image's.
+                    let (deletes, models) = (found.diff.summary().delete, found.stats.target_rows);
+                    if let Some(share) = max_delete_share
+                        && deletes > 0
+                        && deletes as f64 > share * models as f64
+                    {
+                        return Err(format!(
+                            "stopped before writing: {deletes} of {models} models of {target:?} would be deleted \
+                             (more than {share} of them); raise --max-delete-share if this is intended"
+                        )
+                        .into());
+                    }
                     let image = config.open_image(&target, found.target)?.ok_or("not an SQL system")?;
                     let read = diffsync::MemoryAdapter::with_store(source.clone(), &[], found.source);
                     (System::Local(Box::new(read)), image, false)
@@ -352,7 +422,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let mut report = progress.reporter();
             let mut opts = Options::new()
                 .dry_run(dry_run)
-                .allow_empty_source(!whole)
+                .allow_empty_source(allow_empty_source || !whole)
+                .max_delete_share(max_delete_share.filter(|_| whole))
                 .progress(&mut report);
             let (run, report) =
                 with_system!(&mut target, t => with_system!(&source, s => journal.sync(t, s, &mut opts)))?;
@@ -441,6 +512,19 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     if run.dry_run { " (dry run)" } else { "" },
                 );
             }
+            Ok(0)
+        }
+        Command::Prune { keep, older_than } => {
+            let mut journal = config.journal()?;
+            let keep = match (keep, older_than) {
+                (Some(n), _) => diffsync_journal::Retention::Runs(n),
+                (None, Some(days)) if days >= 0.0 => {
+                    diffsync_journal::Retention::MaxAgeMs((days * 86_400_000.0) as u64)
+                }
+                _ => return Err("--older-than takes a number of days, 0 or more".into()),
+            };
+            let dropped = journal.retain(keep)?;
+            say!("dropped {dropped} run{}", if dropped == 1 { "" } else { "s" });
             Ok(0)
         }
         Command::Show { run } => {

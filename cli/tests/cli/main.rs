@@ -444,3 +444,51 @@ fn a_diff_of_two_sql_systems_is_made_by_key_ranges_unless_told_otherwise() {
     assert_ne!(code, 0);
     assert!(err.contains("must be a SQLite or PostgreSQL system"), "{err}");
 }
+
+#[test]
+fn prune_drops_old_runs_and_the_sync_rails_have_their_flags() {
+    let dir = configured();
+    let dir = dir.path();
+    for _ in 0..3 {
+        assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    }
+    // -c after the command, as before it.
+    let out = Command::new(env!("CARGO_BIN_EXE_diffsync"))
+        .args(["runs", "-c"])
+        .arg(dir.join("diffsync.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    let (code, out, _) = diffsync(dir, &["prune", "--keep", "1"]);
+    assert_eq!((code, out.trim()), (0, "dropped 2 runs"));
+    let (_, runs, _) = diffsync(dir, &["runs"]);
+    assert_eq!(runs.lines().count(), 1, "{runs}");
+    assert!(runs.starts_with("3\t"), "{runs}");
+    let (code, out, _) = diffsync(dir, &["prune", "--older-than", "1"]);
+    assert_eq!((code, out.trim()), (0, "dropped 0 runs"));
+    assert_ne!(diffsync(dir, &["prune"]).0, 0, "--keep or --older-than is required");
+
+    // An empty source is refused, and the message names the flag.
+    std::fs::write(dir.join("cmdb.json"), r#"{"site": []}"#).unwrap();
+    let (code, _, err) = diffsync(dir, &["sync", "cmdb", "network"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--allow-empty-source"), "{err}");
+    // A share of deletes too large for the limit is refused before writing.
+    let (code, _, err) = diffsync(
+        dir,
+        &[
+            "sync",
+            "cmdb",
+            "network",
+            "--allow-empty-source",
+            "--max-delete-share",
+            "0.5",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("--max-delete-share"), "{err}");
+    let (code, out, err) = diffsync(dir, &["sync", "cmdb", "network", "--allow-empty-source"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("applied 3"), "{out}");
+}
