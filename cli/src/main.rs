@@ -142,9 +142,23 @@ enum Command {
         /// Only runs that read or wrote this system.
         #[arg(long)]
         system: Option<String>,
+        /// Only runs of this kind.
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// Only runs that ended this way.
+        #[arg(long, value_enum)]
+        result: Option<ResultArg>,
+        /// Only runs started on or after this day (YYYY-MM-DD, UTC) or
+        /// time (RFC 3339).
+        #[arg(long, value_name = "WHEN", value_parser = since)]
+        since: Option<u64>,
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// How to print them: text (a line each), json (a JSON object a
+        /// line, the journal's record).
+        #[arg(long, value_enum, default_value_t = Listed::Text)]
+        format: Listed,
     },
     /// Drops recorded runs (with their changes): all but the newest
     /// --keep, or those started more than --older-than days ago.
@@ -160,6 +174,13 @@ enum Command {
     Show {
         /// The run's number.
         run: i64,
+        /// At most this many changes (the run's line says how many there are).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// How to print it: text, json (the run's record, then a JSON
+        /// object a change).
+        #[arg(long, value_enum, default_value_t = Listed::Text)]
+        format: Listed,
     },
     /// Every recorded change to one model, oldest first.
     History {
@@ -169,6 +190,9 @@ enum Command {
         /// could be misread is quoted, `nyc__"100"`, or not: the type's
         /// identifiers tell).
         key: String,
+        /// How to print it: text, json (a JSON object a change).
+        #[arg(long, value_enum, default_value_t = Listed::Text)]
+        format: Listed,
     },
     /// The dashboard (systems, runs, a run's changes, a key's history, the
     /// loops, rollback previews) and the Prometheus metrics at /metrics.
@@ -207,6 +231,53 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// How a list is printed.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Listed {
+    /// A line each, tab-separated.
+    Text,
+    /// A JSON object a line.
+    Json,
+}
+
+/// A kind of run, as `runs --mode` takes it.
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// diff and sync.
+    OneWay,
+    /// reconcile.
+    TwoWay,
+    /// A loop's pass.
+    Batch,
+    /// rollback.
+    Rollback,
+}
+
+/// How a run ended, as `runs --result` takes it.
+#[derive(Clone, Copy, ValueEnum)]
+enum ResultArg {
+    /// Every change applied.
+    Succeeded,
+    /// Some changes did not apply.
+    Partial,
+    /// It stopped with an error.
+    Failed,
+    /// Not ended.
+    Unfinished,
+}
+
+/// `--since`: a day or an RFC 3339 time, as ms since the epoch.
+fn since(text: &str) -> Result<u64, String> {
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_millis())
+        })
+        .map_err(|_| format!("{text:?} is no day (YYYY-MM-DD) nor RFC 3339 time"))?;
+    u64::try_from(at).map_err(|_| format!("{text:?} is before 1970"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -489,10 +560,31 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 passes,
             },
         ),
-        Command::Runs { system, limit } => {
+        Command::Runs {
+            system,
+            mode,
+            result,
+            since,
+            limit,
+            format,
+        } => {
+            use diffsync_journal::{Mode, RunResult};
             let journal = config.journal()?;
             let filter = RunFilter {
                 system,
+                mode: mode.map(|m| match m {
+                    ModeArg::OneWay => Mode::OneWay,
+                    ModeArg::TwoWay => Mode::TwoWay,
+                    ModeArg::Batch => Mode::Batch,
+                    ModeArg::Rollback => Mode::Rollback,
+                }),
+                result: result.map(|r| match r {
+                    ResultArg::Succeeded => RunResult::Succeeded,
+                    ResultArg::Partial => RunResult::Partial,
+                    ResultArg::Failed => RunResult::Failed,
+                    ResultArg::Unfinished => RunResult::Unfinished,
+                }),
+                since_ms: since,
                 limit: Some(limit),
                 ..RunFilter::default()
             };
@@ -501,10 +593,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 eprintln!("diffsync: {}", diffsync::Chain(unreadable));
             }
             for run in runs {
+                if format == Listed::Json {
+                    say!("{}", serde_json::to_string(&run)?);
+                    continue;
+                }
                 let totals = run.totals.as_ref().map(counts).unwrap_or_default();
                 say!(
-                    "{}\t{}\t{} -> {}\t{}{}\t{totals}",
+                    "{}\t{}\t{}\t{} -> {}\t{}{}\t{totals}",
                     run.id.0,
+                    pages::when(run.started_ms),
                     run.mode.as_str(),
                     run.source,
                     run.target,
@@ -527,19 +624,36 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             say!("dropped {dropped} run{}", if dropped == 1 { "" } else { "s" });
             Ok(0)
         }
-        Command::Show { run } => {
+        Command::Show { run, limit, format } => {
             let journal = config.journal()?;
             let recorded = journal.run(RunId(run))?;
+            let elements = journal.elements(RunId(run))?;
+            let shown = limit.unwrap_or(usize::MAX).min(elements.len());
+            if format == Listed::Json {
+                say!("{}", serde_json::to_string(&recorded)?);
+                for e in &elements[..shown] {
+                    say!("{}", serde_json::to_string(e)?);
+                }
+                return Ok(0);
+            }
             say!(
-                "{}: {} {} -> {}, {}{}",
+                "{}: {} {} -> {}, {}, started {}, {} change{}{}{}",
                 recorded.id,
                 recorded.mode.as_str(),
                 recorded.source,
                 recorded.target,
                 recorded.result.as_str(),
+                pages::when(recorded.started_ms),
+                elements.len(),
+                if elements.len() == 1 { "" } else { "s" },
+                if shown < elements.len() {
+                    format!(" (the first {shown} shown)")
+                } else {
+                    String::new()
+                },
                 recorded.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
             );
-            for e in journal.elements(RunId(run))? {
+            for e in elements.into_iter().take(shown) {
                 say!(
                     "  {} {} {}\t{}\t{}",
                     e.action.as_str(),
@@ -551,17 +665,26 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::History { model_type, key } => {
+        Command::History {
+            model_type,
+            key,
+            format,
+        } => {
             let key = config.key(&model_type, &key)?;
             let journal = config.journal()?;
             let events = journal.history(&key)?;
-            if events.is_empty() {
+            if events.is_empty() && format == Listed::Text {
                 say!("no recorded change to {key}");
             }
             for event in events {
+                if format == Listed::Json {
+                    say!("{}", serde_json::to_string(&event)?);
+                    continue;
+                }
                 say!(
-                    "{}\t{} -> {}\t{}\t{}\t{}",
+                    "{}\t{}\t{} -> {}\t{}\t{}\t{}",
                     event.run,
+                    pages::when(event.started_ms),
                     event.source,
                     event.target,
                     event.element.action.as_str(),

@@ -107,7 +107,7 @@ fn layout(title: &str, refresh: Option<u32>, body: Markup) -> Markup {
 }
 
 /// A time in ms since the epoch, in UTC.
-fn when(ms: u64) -> String {
+pub(crate) fn when(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)
         .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }

@@ -460,6 +460,38 @@ fn prune_drops_old_runs_and_the_sync_rails_have_their_flags() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    // Filters and JSON, for scripts.
+    let (_, json, _) = diffsync(
+        dir,
+        &["runs", "--format", "json", "--mode", "one-way", "--result", "succeeded"],
+    );
+    let runs: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(runs.len(), 3, "{json}");
+    assert_eq!(runs[0]["target"], "network");
+    assert!(runs[0]["started_ms"].as_u64().unwrap() > 0);
+    assert_eq!(diffsync(dir, &["runs", "--mode", "two-way"]).1, "");
+    assert_eq!(diffsync(dir, &["runs", "--since", "2999-01-01"]).1, "");
+    let (_, text, _) = diffsync(dir, &["runs", "--since", "2020-01-01T00:00:00Z"]);
+    assert_eq!(text.lines().count(), 3);
+    assert!(text.contains(" UTC\tone-way\t"), "a timestamp on each line: {text}");
+    assert_ne!(diffsync(dir, &["runs", "--since", "yesterday"]).0, 0);
+    // A run's changes, limited, and as JSON; a key's history as JSON.
+    let (_, shown, _) = diffsync(dir, &["show", "1", "--limit", "1"]);
+    assert!(
+        shown.lines().next().unwrap().contains("3 changes (the first 1 shown)"),
+        "{shown}"
+    );
+    assert_eq!(shown.lines().count(), 2, "{shown}");
+    let (_, json, _) = diffsync(dir, &["show", "1", "--format", "json"]);
+    let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        (lines.len(), &lines[0]["source"]),
+        (4, &serde_json::json!("cmdb")),
+        "{json}"
+    );
+    let (_, json, _) = diffsync(dir, &["history", "site", "nyc", "--format", "json"]);
+    let event: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(event["run"], 1, "{json}");
     let (code, out, _) = diffsync(dir, &["prune", "--keep", "1"]);
     assert_eq!((code, out.trim()), (0, "dropped 2 runs"));
     let (_, runs, _) = diffsync(dir, &["runs"]);
