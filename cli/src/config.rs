@@ -278,8 +278,32 @@ impl Config {
         })
     }
 
+    /// The schema of the model type `model_type`, or an error naming the
+    /// config's types.
+    pub fn key_type(&self, model_type: &str) -> Result<&diffsync::ModelSchema, ConfigError> {
+        self.registry
+            .schemas()
+            .find(|s| s.name == model_type)
+            .ok_or_else(|| ConfigError::Key {
+                message: format!(
+                    "no model type {model_type:?} in the config (types: {})",
+                    self.model_types().join(", ")
+                ),
+            })
+    }
+
     /// Opens the system the config names `name`.
     pub fn open(&self, name: &str) -> Result<System, ConfigError> {
+        self.open_as(name, false)
+    }
+
+    /// Opens the system `name` to be written; with `create`, a file that
+    /// does not exist yet is an empty system (written at the sync's end).
+    pub fn open_target(&self, name: &str, create: bool) -> Result<System, ConfigError> {
+        self.open_as(name, create)
+    }
+
+    fn open_as(&self, name: &str, create: bool) -> Result<System, ConfigError> {
         let Some(system) = self.systems.get(name) else {
             return Err(self.unknown(name));
         };
@@ -292,9 +316,12 @@ impl Config {
             Where::File(file) => {
                 let path = self.dir.join(file);
                 let format = self.format_of(name, &path)?;
-                System::Local(Box::new(
-                    FileAdapter::open(name, path, format, registry).map_err(opened)?,
-                ))
+                let file = if create {
+                    FileAdapter::open_or_empty(name, path, format, registry)
+                } else {
+                    FileAdapter::open(name, path, format, registry)
+                };
+                System::Local(Box::new(file.map_err(opened)?))
             }
             Where::Sqlite(db) => System::Local(Box::new(
                 diffsync_adapters::sqlite::SqliteAdapter::open(name, self.dir.join(db), registry).map_err(opened)?,
@@ -379,16 +406,7 @@ impl Config {
     /// type's identifiers: a type the config does not define, or text that
     /// does not fit, is an error naming both.
     pub fn key(&self, model_type: &str, text: &str) -> Result<diffsync::ModelKey, ConfigError> {
-        let schema = self
-            .registry
-            .schemas()
-            .find(|s| s.name == model_type)
-            .ok_or_else(|| ConfigError::Key {
-                message: format!(
-                    "no model type {model_type:?} in the config (types: {})",
-                    self.model_types().join(", ")
-                ),
-            })?;
+        let schema = self.key_type(model_type)?;
         schema
             .parse_key(text)
             .map_err(|e| ConfigError::Key { message: e.to_string() })

@@ -77,6 +77,10 @@ enum Command {
         /// How to print it: text (a tree), json, table.
         #[arg(long, value_enum, default_value_t = Shown::Text)]
         format: Shown,
+        /// Only these model types (repeatable); a type's children are
+        /// shown under it as in the whole diff.
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
         /// Compare by key ranges inside the databases, reading out only
         /// the rows that differ: auto (when a system is SQLite or
         /// PostgreSQL; a file on the other side is loaded), always (an
@@ -107,6 +111,10 @@ enum Command {
         /// than this share (0 to 1) of TARGET's models.
         #[arg(long, value_name = "SHARE")]
         max_delete_share: Option<f64>,
+        /// A TARGET file that does not exist yet is created (refused by
+        /// default: a mistyped path looks the same).
+        #[arg(long)]
+        create_target: bool,
     },
     /// Two-way: what changed on one side since the last reconcile goes to
     /// the other; what changed on both is a conflict for the strategy. The
@@ -329,6 +337,12 @@ fn main() -> ExitCode {
 fn hint(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     let mut next = Some(e);
     while let Some(e) = next {
+        let adapter = e
+            .downcast_ref::<diffsync_adapters::AdapterError>()
+            .or_else(|| e.downcast_ref::<Box<diffsync_adapters::AdapterError>>().map(|b| &**b));
+        if let Some(diffsync_adapters::AdapterError::NotFound { .. }) = adapter {
+            return Some("to create a target file that does not exist yet, add --create-target to sync");
+        }
         let error = e
             .downcast_ref::<diffsync::Error>()
             .or_else(|| e.downcast_ref::<Box<diffsync::Error>>().map(|b| &**b));
@@ -425,8 +439,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             source,
             target,
             format,
+            types,
             ranges,
         } => {
+            for t in &types {
+                config.key_type(t)?;
+            }
             let by_ranges = range_diff(&config, &progress, &source, &target, ranges, true)?;
             let diff = match by_ranges {
                 Some(found) => found.diff,
@@ -438,6 +456,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     progress.done();
                     diff
                 }
+            };
+            let diff = if types.is_empty() {
+                diff
+            } else {
+                let types: Vec<&str> = types.iter().map(String::as_str).collect();
+                diff.only_types(&types)
             };
             match format {
                 Shown::Text if diff.has_diffs() => say!("{diff}"),
@@ -455,6 +479,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             ranges,
             allow_empty_source,
             max_delete_share,
+            create_target,
         } => {
             if let Some(share) = max_delete_share
                 && !(0.0..=1.0).contains(&share)
@@ -487,7 +512,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     let read = diffsync::MemoryAdapter::with_store(source.clone(), &[], found.source);
                     (System::Local(Box::new(read)), image, false)
                 }
-                None => (open(&source)?, open(&target)?, true),
+                None => (
+                    open(&source)?,
+                    progress.loading(&target, || config.open_target(&target, create_target))?,
+                    true,
+                ),
             };
             let mut journal = config.journal()?;
             let mut report = progress.reporter();

@@ -524,3 +524,29 @@ fn prune_drops_old_runs_and_the_sync_rails_have_their_flags() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("applied 3"), "{out}");
 }
+
+#[test]
+fn a_missing_target_file_is_created_only_when_asked_and_a_diff_shows_only_the_types_asked() {
+    let dir = configured();
+    let dir = dir.path();
+    let config = format!("{CONFIG}\n[systems.copy]\nfile = \"copy.json\"\n");
+    std::fs::write(dir.join("diffsync.toml"), config).unwrap();
+    let (code, _, err) = diffsync(dir, &["sync", "cmdb", "copy"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--create-target"), "{err}");
+    assert!(!dir.join("copy.json").exists());
+    let (code, out, err) = diffsync(dir, &["sync", "cmdb", "copy", "--create-target"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("applied 3"), "{out}");
+    assert!(dir.join("copy.json").exists());
+    // Only the types asked for.
+    std::fs::write(dir.join("cmdb.json"), cmdb("north-east")).unwrap();
+    let (code, out, _) = diffsync(dir, &["diff", "cmdb", "copy", "--type", "site", "--format", "table"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("north-east") && !out.contains("device"), "{out}");
+    let (code, out, _) = diffsync(dir, &["diff", "cmdb", "copy", "--type", "device"]);
+    assert_eq!((code, out.trim()), (0, "no differences"));
+    let (code, _, err) = diffsync(dir, &["diff", "cmdb", "copy", "--type", "sites"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no model type \"sites\""), "{err}");
+}
