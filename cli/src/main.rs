@@ -238,6 +238,9 @@ enum Command {
         /// Plan only: say what would be undone.
         #[arg(long)]
         dry_run: bool,
+        /// Do not ask (on a terminal, rollback asks before it writes).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }
 
@@ -723,10 +726,32 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Rollback { run, dry_run } => {
+        Command::Rollback { run, dry_run, yes } => {
+            use std::io::IsTerminal;
             let mut journal = config.journal()?;
             let recorded = journal.run(RunId(run))?;
             let mut target = open(&recorded.target)?;
+            if !dry_run && !yes && std::io::stdin().is_terminal() {
+                let preview = with_system!(&mut target, t => journal.rollback_preview(RunId(run), t))?;
+                let (writes, left) = (preview.report.totals().planned, preview.conflicts.len());
+                eprint!(
+                    "roll back {} in {:?}: {writes} change{} to undo{}? [y/N] ",
+                    recorded.id,
+                    recorded.target,
+                    if writes == 1 { "" } else { "s" },
+                    if left > 0 {
+                        format!(", {left} left alone")
+                    } else {
+                        String::new()
+                    }
+                );
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    say!("not rolled back");
+                    return Ok(0);
+                }
+            }
             let undo = with_system!(&mut target, t => journal.rollback(RunId(run), t, dry_run))?;
             let run = undo
                 .run

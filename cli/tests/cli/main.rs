@@ -550,3 +550,53 @@ fn a_missing_target_file_is_created_only_when_asked_and_a_diff_shows_only_the_ty
     assert_ne!(code, 0);
     assert!(err.contains("no model type \"sites\""), "{err}");
 }
+
+/// Runs `diffsync` on a terminal (`script` gives it one), typing `input`:
+/// everything the terminal showed.
+fn on_terminal(dir: &Path, args: &str, input: &str) -> Option<String> {
+    use std::io::Write;
+    let Ok(mut child) = Command::new("script")
+        .arg("-qec")
+        .arg(format!(
+            "{} -c {} {args}",
+            env!("CARGO_BIN_EXE_diffsync"),
+            dir.join("diffsync.toml").display()
+        ))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    else {
+        return missing("script (util-linux)");
+    };
+    // Typed once the prompt is up.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn rollback_asks_on_a_terminal_unless_told_yes() {
+    let dir = configured();
+    let dir = dir.path();
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    let Some(shown) = on_terminal(dir, "rollback 1", "n\n") else {
+        return;
+    };
+    assert!(
+        shown.contains("roll back run 1 in \"network\": 3 changes to undo? [y/N]"),
+        "{shown}"
+    );
+    assert!(shown.contains("not rolled back"), "{shown}");
+    assert_eq!(diffsync(dir, &["runs"]).1.lines().count(), 1, "nothing was run");
+    let shown = on_terminal(dir, "rollback 1", "y\n").unwrap();
+    assert!(shown.contains("run 2: applied 3"), "{shown}");
+    // Piped, or with --yes, it does not ask.
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    let shown = on_terminal(dir, "rollback 3 --yes", "").unwrap();
+    assert!(
+        !shown.contains("[y/N]") && shown.contains("run 4: applied 3"),
+        "{shown}"
+    );
+}
