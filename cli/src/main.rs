@@ -52,7 +52,11 @@ const CONFLICTS: u8 = 5;
 #[command(
     name = "diffsync",
     version,
-    about = "Compare and synchronize the systems a config file names"
+    about = "Compare and synchronize the systems a config file names",
+    after_help = "Exit codes: 0 done (diff: no differences), 1 an error stopped it, 2 wrong arguments, \
+                  3 diff found differences, 4 a run had changes that failed, \
+                  5 a reconcile left conflicts or a rollback left changes alone.\n\n\
+                  Example: diffsync -c diffsync.toml diff cmdb network --format table"
 )]
 struct Cli {
     /// The config file (TOML, or YAML by its extension); before or after
@@ -69,6 +73,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// What would change in TARGET to make it look like SOURCE.
+    #[command(after_help = "Example: diffsync diff cmdb network --type device --format table")]
     Diff {
         /// The system read.
         source: String,
@@ -89,6 +94,7 @@ enum Command {
         ranges: Ranges,
     },
     /// Makes TARGET look like SOURCE, through its writes, and records the run.
+    #[command(after_help = "Example: diffsync sync cmdb network --dry-run")]
     Sync {
         /// The system read.
         source: String,
@@ -119,6 +125,7 @@ enum Command {
     /// Two-way: what changed on one side since the last reconcile goes to
     /// the other; what changed on both is a conflict for the strategy. The
     /// base (what both held after the last run) is kept beside the config.
+    #[command(after_help = "Example: diffsync reconcile cmdb network --strategy left-wins")]
     Reconcile {
         /// One side.
         left: String,
@@ -137,6 +144,7 @@ enum Command {
     /// ANTI_ENTROPY seconds and at the --schedule times repairs what a feed
     /// missed (and what was changed in TARGET). Every pass is recorded in
     /// the journal. Runs until stopped (Ctrl-C).
+    #[command(after_help = "Example: diffsync watch cmdb network --anti-entropy 300")]
     Watch {
         /// The system followed.
         source: String,
@@ -146,6 +154,7 @@ enum Command {
         passes: watch::Passes,
     },
     /// The recorded runs, newest first.
+    #[command(after_help = "Example: diffsync runs --system network --result failed --since 2026-12-01")]
     Runs {
         /// Only runs that read or wrote this system.
         #[arg(long)]
@@ -170,6 +179,7 @@ enum Command {
     },
     /// Drops recorded runs (with their changes): all but the newest
     /// --keep, or those started more than --older-than days ago.
+    #[command(after_help = "Example: diffsync prune --older-than 30")]
     Prune {
         /// Keep the newest this many runs.
         #[arg(long, conflicts_with = "older_than", required_unless_present = "older_than")]
@@ -179,6 +189,7 @@ enum Command {
         older_than: Option<f64>,
     },
     /// One recorded run, with each change and its outcome.
+    #[command(after_help = "Example: diffsync show 3 --limit 50")]
     Show {
         /// The run's number.
         run: i64,
@@ -191,6 +202,7 @@ enum Command {
         format: Listed,
     },
     /// Every recorded change to one model, oldest first.
+    #[command(after_help = "Example: diffsync history site nyc --format json")]
     History {
         /// The model type.
         model_type: String,
@@ -205,6 +217,7 @@ enum Command {
     /// The dashboard (systems, runs, a run's changes, a key's history, the
     /// loops, rollback previews) and the Prometheus metrics at /metrics.
     /// Read-only unless --allow-writes.
+    #[command(after_help = "Example: diffsync serve --listen 127.0.0.1:8480 --watch cmdb:network")]
     Serve {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:8480")]
@@ -232,6 +245,7 @@ enum Command {
         passes: watch::Passes,
     },
     /// Undoes a recorded run where its target still holds what it wrote.
+    #[command(after_help = "Example: diffsync rollback 3 --dry-run")]
     Rollback {
         /// The run's number.
         run: i64,

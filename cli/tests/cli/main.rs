@@ -600,3 +600,37 @@ fn rollback_asks_on_a_terminal_unless_told_yes() {
         "{shown}"
     );
 }
+
+#[test]
+fn help_lists_the_exit_codes_and_each_command_has_an_example() {
+    let help = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_diffsync"))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let top = help(&["--help"]);
+    assert!(
+        top.contains("Exit codes: 0 done") && top.contains("5 a reconcile"),
+        "{top}"
+    );
+    for command in [
+        "diff",
+        "sync",
+        "reconcile",
+        "watch",
+        "runs",
+        "prune",
+        "show",
+        "history",
+        "serve",
+        "rollback",
+    ] {
+        let text = help(&[command, "--help"]);
+        assert!(
+            text.contains(&format!("Example: diffsync {command} ")),
+            "{command}: {text}"
+        );
+    }
+}
