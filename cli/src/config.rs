@@ -254,6 +254,34 @@ impl Config {
         })
     }
 
+    /// Whether the system `name` can be read as the config says, without
+    /// writing to it: a database's tables and their columns (read-only),
+    /// a file parsed, a Redis store reached. `Ok(note)`: what was found.
+    pub fn check(&self, name: &str) -> Result<String, ConfigError> {
+        let Some(system) = self.systems.get(name) else {
+            return Err(self.unknown(name));
+        };
+        match system {
+            Where::Sqlite(db) if !self.dir.join(db).exists() => Ok("not made yet (a sync creates it)".into()),
+            Where::File(file) if !self.dir.join(file).exists() => {
+                Ok("no such file yet (sync --create-target makes it)".into())
+            }
+            Where::Sqlite(_) | Where::Postgres(_) => {
+                self.range_tables(name)?;
+                Ok(format!(
+                    "tables of {} model types, as declared",
+                    self.registry.names().len()
+                ))
+            }
+            Where::File(_) | Where::Redis(..) => {
+                let opened = self.open(name)?;
+                let models =
+                    with_system!(&opened, s => diffsync::Store::local(diffsync::Adapter::store(&**s)).count_all());
+                Ok(format!("{models} models read"))
+            }
+        }
+    }
+
     /// Opens the SQL system `name` on `image` (a range diff's image of
     /// it) without loading the rest; `None` for a system of another kind.
     pub fn open_image(&self, name: &str, image: LocalStore) -> Result<Option<System>, ConfigError> {

@@ -177,6 +177,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Listed::Text)]
         format: Listed,
     },
+    /// Checks the config (its model declarations, each named by its line)
+    /// and that every system reads as declared, writing to none: a
+    /// database's tables and columns, a file parsed, a Redis store reached.
+    /// Exits 1 if any is not.
+    #[command(after_help = "Example: diffsync check -c diffsync.toml")]
+    Check,
     /// Drops recorded runs (with their changes): all but the newest
     /// --keep, or those started more than --older-than days ago.
     #[command(after_help = "Example: diffsync prune --older-than 30")]
@@ -654,6 +660,27 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     run.result.as_str(),
                     if run.dry_run { " (dry run)" } else { "" },
                 );
+            }
+            Ok(0)
+        }
+        Command::Check => {
+            let mut problems = 0;
+            let names: Vec<(String, String)> = config.systems().map(|(n, w)| (n.to_string(), w)).collect();
+            for (name, what) in names {
+                match config.check(&name) {
+                    Ok(note) => say!("ok\t{name}\t{what}: {note}"),
+                    Err(e) => {
+                        problems += 1;
+                        say!("problem\t{name}\t{what}: {}", Chain(&e));
+                    }
+                }
+            }
+            if problems > 0 {
+                return Err(format!(
+                    "{problems} system{} cannot be read as declared",
+                    if problems == 1 { "" } else { "s" }
+                )
+                .into());
             }
             Ok(0)
         }

@@ -634,3 +634,31 @@ fn help_lists_the_exit_codes_and_each_command_has_an_example() {
         );
     }
 }
+
+#[test]
+fn check_reads_every_system_as_declared_and_names_what_is_not() {
+    let dir = configured();
+    let dir = dir.path();
+    let (code, out, err) = diffsync(dir, &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok\tcmdb\tfile cmdb.json: 3 models read"), "{out}");
+    assert!(out.contains("ok\tnetwork\tSQLite network.db: not made yet"), "{out}");
+    assert!(!dir.join("network.db").exists(), "check writes nothing");
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    assert!(
+        diffsync(dir, &["check"])
+            .1
+            .contains("ok\tnetwork\tSQLite network.db: tables of 2 model types")
+    );
+    // A table without a declared column, and a file that does not parse.
+    rusqlite::Connection::open(dir.join("network.db"))
+        .unwrap()
+        .execute_batch("ALTER TABLE device DROP COLUMN role")
+        .unwrap();
+    std::fs::write(dir.join("cmdb.json"), "{\"site\": [").unwrap();
+    let (code, out, err) = diffsync(dir, &["check"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("problem\tnetwork") && out.contains("role"), "{out}");
+    assert!(out.contains("problem\tcmdb") && out.contains("cmdb.json"), "{out}");
+    assert!(err.contains("2 systems cannot be read as declared"), "{err}");
+}
