@@ -3,6 +3,8 @@
 //!
 //! ```toml
 //! journal = "runs.db"            # beside the config unless absolute
+//! # or, a journal a team shares:
+//! # journal_postgres = "host=db user=ops dbname=diffsync"
 //!
 //! [[models]]
 //! name = "site"
@@ -112,6 +114,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct File {
     journal: Option<PathBuf>,
+    journal_postgres: Option<String>,
     #[serde(default)]
     models: Vec<ModelSchema>,
     #[serde(default)]
@@ -138,11 +141,19 @@ enum Where {
     Redis(String, String),
 }
 
+/// Where the journal is.
+enum JournalAt {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (connection parameters), shared by a team.
+    Postgres(String),
+}
+
 /// A config, read and checked.
 pub struct Config {
     path: String,
     dir: PathBuf,
-    journal: PathBuf,
+    journal: JournalAt,
     registry: Registry,
     systems: indexmap::IndexMap<String, Where>,
 }
@@ -211,7 +222,15 @@ impl Config {
             systems.insert(name, place);
         }
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let journal = dir.join(file.journal.unwrap_or_else(|| "diffsync-journal.db".into()));
+        let journal = match (file.journal, file.journal_postgres) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "journal and journal_postgres name two journals: give one".into(),
+                ));
+            }
+            (None, Some(params)) => JournalAt::Postgres(params),
+            (path, None) => JournalAt::Sqlite(dir.join(path.unwrap_or_else(|| "diffsync-journal.db".into()))),
+        };
         Ok(Config {
             path: shown,
             dir,
@@ -468,11 +487,27 @@ impl Config {
 
     /// Opens the journal.
     pub fn journal(&self) -> Result<Journal, ConfigError> {
-        Journal::open(&self.journal).map_err(|source| ConfigError::Journal {
-            path: self.journal.display().to_string(),
+        let (opened, path) = match &self.journal {
+            JournalAt::Sqlite(path) => (Journal::open(path), path.display().to_string()),
+            JournalAt::Postgres(params) => (Journal::connect_postgres(params), where_postgres(params)),
+        };
+        opened.map_err(|source| ConfigError::Journal {
+            path,
             source: Box::new(source),
         })
     }
+}
+
+/// Where a PostgreSQL database is, from its connection parameters (no
+/// password).
+fn where_postgres(params: &str) -> String {
+    let field = |name: &str| {
+        params
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or("?")
+    };
+    format!("postgres://{}:{}/{}", field("host"), field("port"), field("dbname"))
 }
 
 #[cfg(test)]

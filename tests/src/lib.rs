@@ -2,6 +2,7 @@
 //! inventory and an adapter that records its hook calls and can be told to fail.
 
 pub mod fuzz;
+pub mod servers;
 
 use std::collections::{HashMap, HashSet};
 

@@ -20,7 +20,11 @@ mod rollback;
 mod runtime;
 #[cfg(all(feature = "files", feature = "sqlite"))]
 mod seams;
-mod servers;
+/// The private PostgreSQL and Redis servers the tests start (shared with
+/// the other test binaries).
+mod servers {
+    pub use diffsync_tests::servers::*;
+}
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]

@@ -662,3 +662,30 @@ fn check_reads_every_system_as_declared_and_names_what_is_not() {
     assert!(out.contains("problem\tcmdb") && out.contains("cmdb.json"), "{out}");
     assert!(err.contains("2 systems cannot be read as declared"), "{err}");
 }
+
+#[test]
+fn a_team_shares_one_postgresql_journal_from_two_configs() {
+    let Some(pg) = diffsync_tests::servers::Postgres::start() else {
+        return;
+    };
+    let config = CONFIG.replace(
+        "journal = \"runs.db\"",
+        &format!("journal_postgres = \"{}\"", pg.params()),
+    );
+    // Two machines: two directories, each its own systems, one journal.
+    let (one, two) = (configured(), configured());
+    for dir in [one.path(), two.path()] {
+        std::fs::write(dir.join("diffsync.toml"), &config).unwrap();
+        let (code, out, err) = diffsync(dir, &["sync", "cmdb", "network"]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (_, runs, _) = diffsync(one.path(), &["runs"]);
+    assert_eq!(runs.lines().count(), 2, "both machines' runs: {runs}");
+    assert!(!one.path().join("runs.db").exists());
+    // Both journals named is a config error.
+    let both = format!("journal = \"runs.db\"\n{config}");
+    std::fs::write(one.path().join("diffsync.toml"), both).unwrap();
+    let (code, _, err) = diffsync(one.path(), &["runs"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("journal and journal_postgres"), "{err}");
+}

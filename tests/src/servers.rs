@@ -1,4 +1,4 @@
-//! Real servers for the tests: a private PostgreSQL or Redis per test, in a
+//! Real servers for the tests (the adapters', the command line's): a private PostgreSQL or Redis per test, in a
 //! temporary directory, on a free loopback port, stopped on drop.
 //!
 //! Without the server binaries a test says loudly that it was skipped; with
@@ -52,10 +52,12 @@ pub struct Postgres {
     as_user: Option<(u32, u32)>,
     /// The server's options (`pg_ctl -o`), to start it again.
     opts: String,
+    /// The port it listens on (loopback).
     pub port: u16,
 }
 
 impl Postgres {
+    /// Starts a server of its own (`None`: no PostgreSQL here, and not CI).
     pub fn start() -> Option<Postgres> {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
             .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
@@ -138,6 +140,7 @@ impl Postgres {
         );
     }
 
+    /// Its connection parameters (`host=... port=... user=... dbname=...`).
     pub fn params(&self) -> String {
         format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
     }
@@ -162,6 +165,7 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// Starts a server of its own (`None`: no redis-server here, and not CI).
     pub fn start() -> Option<Redis> {
         let Some(bin) = find("redis-server", &[]) else {
             missing("redis-server")?;
@@ -257,6 +261,7 @@ impl Redis {
         self.child = Self::spawn(&self.bin, self._dir.path(), self.port, self.durable);
     }
 
+    /// Its URL.
     pub fn url(&self) -> String {
         match self.port {
             0 => format!("redis+unix://{}", self._dir.path().join("redis.sock").display()),
