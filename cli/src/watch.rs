@@ -57,10 +57,11 @@ pub fn start(
 /// Runs the loop until the process is stopped, printing what it does.
 pub fn print(config: &Config, source: &str, target: &str, passes: &Passes) -> Result<u8, Failure> {
     let (_running, events) = start(config, source, target, passes)?;
-    crate::say!("watching {source} -> {target}");
+    let now = || chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.3f UTC");
+    crate::say!("{} watching {source} -> {target}", now());
     for event in events {
         if let Some(line) = describe(&event) {
-            crate::say!("{line}");
+            crate::say!("{} {line}", now());
         }
     }
     Ok(0)
@@ -75,7 +76,10 @@ pub fn describe(event: &LoopEvent) -> Option<String> {
             latency,
             ..
         } => {
-            format!("synced: {applied} applied, {failed} failed, {latency:?} after the change")
+            format!(
+                "synced: {applied} applied, {failed} failed, {} ms after the change",
+                latency.as_millis()
+            )
         }
         LoopEvent::FullPass {
             reason,
@@ -92,7 +96,7 @@ pub fn describe(event: &LoopEvent) -> Option<String> {
             error,
             retry_in,
         } => {
-            format!("failed: {subject}: {error} (again in {retry_in:?})")
+            format!("failed: {subject}: {error} (again in {} ms)", retry_in.as_millis())
         }
         LoopEvent::Gap { .. } => "the feed may have missed changes: a full pass follows".into(),
         LoopEvent::Progress { .. } | LoopEvent::Started => return None,

@@ -266,7 +266,13 @@ fn watch_keeps_the_target_in_step_as_the_file_changes_and_records_each_pass() {
     let watch = Watching::start(dir, &[]);
     watch.wait_for("full pass (startup): 3 repaired");
     std::fs::write(dir.join("cmdb.json"), cmdb("north-east")).unwrap();
-    watch.wait_for("synced: 1 applied");
+    let line = watch.wait_for("synced: 1 applied");
+    // Each line starts with its time; latencies are in milliseconds.
+    assert!(
+        line.contains(" UTC synced: 1 applied, 0 failed, ") && line.ends_with(" ms after the change"),
+        "{line}"
+    );
+    assert!(line.starts_with("20"), "{line}");
     drop(watch);
     // The schedule: an edit to the target, which no feed reports, is put
     // back by the next scheduled full pass (every second here).
@@ -315,14 +321,14 @@ impl Watching {
     }
 
     /// Waits (up to 20 s) for a line holding `what`.
-    fn wait_for(&self, what: &str) {
+    fn wait_for(&self, what: &str) -> String {
         use std::time::{Duration, Instant};
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut got = Vec::new();
         while Instant::now() < deadline {
             if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
                 if line.contains(what) {
-                    return;
+                    return line;
                 }
                 got.push(line);
             }
