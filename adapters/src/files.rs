@@ -462,6 +462,7 @@ impl FileAdapter {
             seen: Vec::new(),
             broken: false,
             suspect: None,
+            unsettled: None,
         };
         feed.seen = feed.signature();
         Ok(feed)
@@ -490,10 +491,18 @@ pub struct FileFeed {
     broken: bool,
     /// A signature no event announced yet, and since when.
     suspect: Option<(Signature, std::time::Instant)>,
+    /// A read that did not parse, not told yet, and since when: an
+    /// editor's save that is not atomic leaves the file empty or half
+    /// written for a moment.
+    unsettled: Option<(Signature, std::time::Instant)>,
 }
 
 /// How long the watcher may stay silent about a change before it counts as missed.
 const MISSED_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long a file that does not parse is given to be written to the end
+/// (the rest of a save that is not atomic) before that is told.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl FileFeed {
     fn concerns(&self, event: &notify::Event) -> bool {
@@ -565,6 +574,11 @@ impl diffsync::feed::ChangeFeed for FileFeed {
                 _ => self.suspect = Some((signature.clone(), std::time::Instant::now())),
             }
         }
+        // A read that did not parse is read again once the file had time
+        // to be written to its end.
+        if matches!(&self.unsettled, Some((s, since)) if *s == signature && since.elapsed() >= SETTLE) {
+            changed = true;
+        }
         if (!changed && !batch.gap) || (self.broken && signature == self.seen) {
             return Ok(batch);
         }
@@ -589,7 +603,7 @@ impl diffsync::feed::ChangeFeed for FileFeed {
             }
             signature = after;
         };
-        self.seen = signature;
+        self.seen = signature.clone();
         let now = match read {
             Ok(a) => a.store,
             // Told once, by the error or the gap's full pass; read again
@@ -599,10 +613,21 @@ impl diffsync::feed::ChangeFeed for FileFeed {
                 return Ok(batch);
             }
             Err(e) => {
+                // Told only once the file stayed so for a while.
+                let settled =
+                    matches!(&self.unsettled, Some((s, since)) if *s == signature && since.elapsed() >= SETTLE);
+                if !settled {
+                    if self.unsettled.as_ref().is_none_or(|(s, _)| *s != signature) {
+                        self.unsettled = Some((signature, std::time::Instant::now()));
+                    }
+                    return Ok(batch);
+                }
+                self.unsettled = None;
                 self.broken = true;
                 return Err(Box::new(e));
             }
         };
+        self.unsettled = None;
         self.broken = false;
         let event = |kind, store: &LocalStore, m: &dyn diffsync::model::AnyModel| ChangeEvent {
             kind,

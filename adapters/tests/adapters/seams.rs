@@ -210,7 +210,7 @@ fn a_base_store_keeps_a_base_in_redis() {
 }
 
 #[test]
-fn a_loop_tells_at_once_and_once_that_its_source_file_does_not_parse() {
+fn a_loop_tells_once_that_its_source_file_does_not_parse_and_waits_out_a_half_written_save() {
     use diffsync_live::{LoopEvent, OneWay, ReconcileLoop};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
@@ -243,7 +243,7 @@ fn a_loop_tells_at_once_and_once_that_its_source_file_does_not_parse() {
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(&tmp, &path).unwrap();
     };
-    // A save that does not parse: a failure naming the file and line, at once.
+    // A save that does not parse: a failure naming the file and line.
     save(good.replacen("\"region\"", "\"region\" \"x\"", 1));
     let failed = next(&|e| matches!(e, LoopEvent::Failed { .. }));
     let LoopEvent::Failed { error, subject, .. } = failed else {
@@ -255,6 +255,19 @@ fn a_loop_tells_at_once_and_once_that_its_source_file_does_not_parse() {
     let more: Vec<LoopEvent> = events.try_iter().collect();
     assert!(more.is_empty(), "first {subject:?} {error:?} then {more:?}");
     // Fixed: the loop goes on.
+    save(good.replacen("\"east\"", "\"north\"", 1));
+    next(&|e| matches!(e, LoopEvent::Synced { applied: 1, .. }));
+    // A save that is not atomic (the file cut short, then written to its
+    // end a moment later) is no failure: the half file is given time.
+    let whole = good.replacen("\"east\"", "\"south\"", 1);
+    std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    std::fs::write(&path, &whole).unwrap();
+    let synced = next(&|e| matches!(e, LoopEvent::Synced { .. } | LoopEvent::Failed { .. }));
+    assert!(matches!(synced, LoopEvent::Synced { applied: 1, .. }), "{synced:?}");
+    std::thread::sleep(Duration::from_millis(400));
+    let more: Vec<LoopEvent> = events.try_iter().collect();
+    assert!(!more.iter().any(|e| matches!(e, LoopEvent::Failed { .. })), "{more:?}");
     save(good.replacen("\"east\"", "\"north\"", 1));
     next(&|e| matches!(e, LoopEvent::Synced { applied: 1, .. }));
     handle.shutdown();
