@@ -100,9 +100,12 @@ enum Command {
         source: String,
         /// The system written.
         target: String,
-        /// Plan only: write nothing (the plan is recorded).
+        /// Plan only: write nothing (the journal too, unless --record).
         #[arg(long)]
         dry_run: bool,
+        /// Keep a dry run's plan in the journal.
+        #[arg(long, requires = "dry_run")]
+        record: bool,
         /// Find what differs by key ranges inside the databases, and write
         /// only that: auto (when TARGET is SQLite or PostgreSQL), always,
         /// never (load both).
@@ -499,6 +502,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             source,
             target,
             dry_run,
+            record,
             ranges,
             allow_empty_source,
             max_delete_share,
@@ -541,15 +545,23 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     true,
                 ),
             };
-            let mut journal = config.journal()?;
             let mut report = progress.reporter();
             let mut opts = Options::new()
                 .dry_run(dry_run)
                 .allow_empty_source(allow_empty_source || !whole)
                 .max_delete_share(max_delete_share.filter(|_| whole))
                 .progress(&mut report);
-            let (run, report) =
-                with_system!(&mut target, t => with_system!(&source, s => journal.sync(t, s, &mut opts)))?;
+            // A dry run is journaled only when asked: a plan is no run.
+            let (run, report) = if dry_run && !record {
+                let report =
+                    with_system!(&mut target, t => with_system!(&source, s => t.sync_from_with(s, &mut opts)))?;
+                ("plan (not recorded)".to_string(), report)
+            } else {
+                let mut journal = config.journal()?;
+                let (run, report) =
+                    with_system!(&mut target, t => with_system!(&source, s => journal.sync(t, s, &mut opts)))?;
+                (run.to_string(), report)
+            };
             progress.done();
             say!("{run}: {}", counts(&report.totals()));
             let usual = |o: &Outcome| matches!(o, Outcome::Applied | Outcome::Planned | Outcome::Unchanged);

@@ -119,10 +119,16 @@ fn diff_sync_history_show_and_rollback_from_a_file_into_sqlite() {
     assert_eq!(code, 3);
     insta::assert_snapshot!("diff_table_before_the_first_sync", out);
 
-    // A dry run writes nothing; the sync does.
+    // A dry run writes nothing, the journal included; with --record its
+    // plan is kept; the sync writes.
     let (code, out, _) = diffsync(dir, &["sync", "cmdb", "network", "--dry-run"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("planned 3"), "{out}");
+    assert!(out.starts_with("plan (not recorded): planned 3"), "{out}");
+    assert_eq!(diffsync(dir, &["runs"]).1, "", "no run recorded");
+    let (code, out, _) = diffsync(dir, &["sync", "cmdb", "network", "--dry-run", "--record"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("run 1: planned 3"), "{out}");
+    assert_ne!(diffsync(dir, &["sync", "cmdb", "network", "--record"]).0, 0, "--record is for dry runs");
     assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 3);
     let (code, out, err) = diffsync(dir, &["sync", "cmdb", "network"]);
     assert_eq!(code, 0, "{out}");
