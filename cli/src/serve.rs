@@ -503,9 +503,81 @@ async fn history(State(app): State<Arc<Dashboard>>, Query(q): Query<KeyQuery>) -
 
 async fn metrics_page(State(app): State<Arc<Dashboard>>) -> Response {
     app.metrics.run_upkeep();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
-        .into_response()
+    let mut text = app.metrics.render();
+    // Every run the journal holds (the command line's and other
+    // processes', not only the loops this one runs).
+    let journal = tokio::task::spawn_blocking({
+        let app = Arc::clone(&app);
+        move || journal_metrics(&lock(&app.journal))
+    })
+    .await;
+    match journal {
+        Ok(Ok(more)) => text.push_str(&more),
+        // Said where the scraper's operator looks (a comment to Prometheus).
+        Ok(Err(e)) => text.push_str(&format!(
+            "# the journal could not be read: {}\n",
+            diffsync::Chain(&e).to_string().replace('\n', " ")
+        )),
+        Err(_) => text.push_str("# the journal could not be read\n"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The journal's runs by source, target, mode and result, and their
+/// changes by target and outcome, in Prometheus' text format (gauges: what
+/// the journal holds now; a prune lowers them).
+fn journal_metrics(journal: &Journal) -> Result<String, diffsync_journal::JournalError> {
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+    let label = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let mut runs: BTreeMap<(String, String, &str, &str), u64> = BTreeMap::new();
+    let mut changes: BTreeMap<(String, &str), u64> = BTreeMap::new();
+    for run in journal.runs(&RunFilter::default())? {
+        *runs
+            .entry((
+                run.source.clone(),
+                run.target.clone(),
+                run.mode.as_str(),
+                run.result.as_str(),
+            ))
+            .or_default() += 1;
+        if let Some(t) = &run.totals {
+            for (outcome, n) in [
+                ("applied", t.applied),
+                ("failed", t.failed),
+                ("soft_failed", t.soft_failed),
+                ("skipped", t.skipped),
+                ("planned", t.planned),
+            ] {
+                *changes.entry((run.target.clone(), outcome)).or_default() += n as u64;
+            }
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP diffsync_journal_runs Runs the journal holds, by systems, mode and result."
+    );
+    let _ = writeln!(out, "# TYPE diffsync_journal_runs gauge");
+    for ((source, target, mode, result), n) in &runs {
+        let _ = writeln!(
+            out,
+            "diffsync_journal_runs{{source=\"{}\",target=\"{}\",mode=\"{mode}\",result=\"{result}\"}} {n}",
+            label(source),
+            label(target)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP diffsync_journal_changes Changes of the runs the journal holds, by target and outcome."
+    );
+    let _ = writeln!(out, "# TYPE diffsync_journal_changes gauge");
+    for ((target, outcome), n) in &changes {
+        let _ = writeln!(
+            out,
+            "diffsync_journal_changes{{target=\"{}\",outcome=\"{outcome}\"}} {n}",
+            label(target)
+        );
+    }
+    Ok(out)
 }

@@ -368,10 +368,26 @@ fn a_dashboard_started_without_allow_writes_rolls_nothing_back() {
     let missing = agent.get(format!("{site}/runs/99")).call().unwrap();
     assert_eq!(missing.status(), 404);
     // The metrics endpoint answers in Prometheus' text format.
-    let metrics = agent.get(format!("{site}/metrics")).call().unwrap();
+    let mut metrics = agent.get(format!("{site}/metrics")).call().unwrap();
     assert_eq!(
         metrics.headers()["content-type"].to_str().unwrap(),
         "text/plain; version=0.0.4"
+    );
+    // The journal's runs, the command line's included, by systems, mode
+    // and result, and their changes by outcome.
+    let body = metrics.body_mut().read_to_string().unwrap();
+    let line = |prefix: &str| {
+        body.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{body}"))
+    };
+    assert_eq!(
+        line("diffsync_journal_runs{"),
+        r#"diffsync_journal_runs{source="cmdb",target="network",mode="one-way",result="succeeded"} 1"#
+    );
+    assert_eq!(
+        line(r#"diffsync_journal_changes{target="network",outcome="applied"}"#),
+        r#"diffsync_journal_changes{target="network",outcome="applied"} 3"#
     );
 }
 

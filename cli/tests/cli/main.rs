@@ -128,7 +128,11 @@ fn diff_sync_history_show_and_rollback_from_a_file_into_sqlite() {
     let (code, out, _) = diffsync(dir, &["sync", "cmdb", "network", "--dry-run", "--record"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("run 1: planned 3"), "{out}");
-    assert_ne!(diffsync(dir, &["sync", "cmdb", "network", "--record"]).0, 0, "--record is for dry runs");
+    assert_ne!(
+        diffsync(dir, &["sync", "cmdb", "network", "--record"]).0,
+        0,
+        "--record is for dry runs"
+    );
     assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 3);
     let (code, out, err) = diffsync(dir, &["sync", "cmdb", "network"]);
     assert_eq!(code, 0, "{out}");
