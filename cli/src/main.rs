@@ -722,13 +722,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 return Ok(0);
             }
             say!(
-                "{}: {} {} -> {}, {}, started {}, {} change{}{}{}",
+                "{}: {} {} -> {}, {}, started {}{}, {} change{}{}{}",
                 recorded.id,
                 recorded.mode.as_str(),
                 recorded.source,
                 recorded.target,
                 recorded.result.as_str(),
                 pages::when(recorded.started_ms),
+                recorded.who.as_deref().map(|w| format!(" by {w}")).unwrap_or_default(),
                 elements.len(),
                 if elements.len() == 1 { "" } else { "s" },
                 if shown < elements.len() {

@@ -321,6 +321,7 @@ pub fn run(run: &Run, elements: &[Element], conflicts: &[ConflictRecord]) -> Mar
                 tr { th { "From" } td { (run.source) } }
                 tr { th { "To" } td { (run.target) } }
                 tr { th { "Started" } td { (when(run.started_ms)) } }
+                @if let Some(who) = &run.who { tr { th { "By" } td { (who) } } }
                 tr { th { "Ended" } td { (run.ended_ms.map(when).unwrap_or_else(|| "not ended".into())) } }
                 tr { th { "Result" } td { (result(run)) } }
                 @if let Some(error) = &run.error { tr { th { "Error" } td.failed { (error) } } }
@@ -519,6 +520,7 @@ mod tests {
     fn a_run_page_nests_changes_under_their_parent_lists_failures_and_escapes_values() {
         let run = Run {
             id: RunId(7),
+            who: Some("ops@hq".into()),
             started_ms: 0,
             ended_ms: Some(1),
             mode: Mode::OneWay,
@@ -551,6 +553,7 @@ mod tests {
             "nested: {tree}"
         );
         assert!(!page.contains("<script>"), "escaped");
+        assert!(page.contains("<th>By</th><td>ops@hq</td>"), "who ran it: {page}");
         assert!(
             page.contains("/history?type=device&amp;key=%3Cscript%3Ex%3C%2Fscript%3E"),
             "the history link's key encoded as a query value: {page}"

@@ -94,6 +94,7 @@ CREATE TABLE IF NOT EXISTS runs (
     target TEXT NOT NULL,
     dry_run INTEGER NOT NULL,
     options TEXT NOT NULL DEFAULT '',
+    who TEXT,
     result TEXT NOT NULL,
     error TEXT,
     totals TEXT,

@@ -192,10 +192,15 @@ impl Journal {
 
     fn with_tables(db: Box<dyn Db>, schema: &str) -> Result<Journal, JournalError> {
         db.batch(schema).map_err(JournalError::db("create its tables"))?;
-        // A journal made before runs kept their options gains the column.
+        // A journal made before runs kept their options, or who ran them,
+        // gains the column.
         if db.query("SELECT options FROM runs LIMIT 0", &[]).is_err() {
             db.batch("ALTER TABLE runs ADD COLUMN options TEXT NOT NULL DEFAULT ''")
                 .map_err(JournalError::db("add the options column"))?;
+        }
+        if db.query("SELECT who FROM runs LIMIT 0", &[]).is_err() {
+            db.batch("ALTER TABLE runs ADD COLUMN who TEXT")
+                .map_err(JournalError::db("add the who column"))?;
         }
         db.execute(
             "INSERT INTO journal_meta (name, value) VALUES ('schema', ?1)
@@ -379,8 +384,8 @@ impl Journal {
         let rows = self
             .db
             .query(
-                "INSERT INTO runs (started_ms, mode, source, target, dry_run, options, result, rollback_of)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'unfinished', ?7) RETURNING id",
+                "INSERT INTO runs (started_ms, mode, source, target, dry_run, options, result, rollback_of, who)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'unfinished', ?7, ?8) RETURNING id",
                 &[
                     Arg::Int(now_ms() as i64),
                     mode.as_str().into(),
@@ -389,6 +394,7 @@ impl Journal {
                     Arg::Int(dry_run.into()),
                     options.into(),
                     rollback_of.map(|r| r.0).into(),
+                    Arg::Text(&who()),
                 ],
             )
             .map_err(&fail)?;
@@ -961,7 +967,25 @@ fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
 }
 
 const RUN_COLUMNS: &str = "SELECT id, started_ms, ended_ms, mode, source, target, dry_run, result, error, totals,
-    phases, peak_memory, rollback_of, options FROM runs";
+    phases, peak_memory, rollback_of, options, who FROM runs";
+
+/// Who runs this process: `user@host`, as the environment and the
+/// kernel say (`?` for what they do not).
+fn who() -> String {
+    let user = ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "?".into());
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "?".into());
+    format!("{user}@{host}")
+}
 
 fn read_run(mut row: Cells) -> Result<Run, String> {
     let mode = row.text(3)?;
@@ -985,6 +1009,7 @@ fn read_run(mut row: Cells) -> Result<Run, String> {
         peak_memory: row.opt_int(11)?.map(|v| v as u64),
         rollback_of: row.opt_int(12)?.map(RunId),
         options: row.text(13)?,
+        who: row.opt_text(14)?,
     })
 }
 

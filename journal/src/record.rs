@@ -93,6 +93,10 @@ impl RunResult {
 pub struct Run {
     /// Its number.
     pub id: RunId,
+    /// Who ran it, `user@host` (`None`: a run recorded before the journal
+    /// kept it).
+    #[serde(default)]
+    pub who: Option<String>,
     /// When it started, in milliseconds since the Unix epoch.
     pub started_ms: u64,
     /// When it ended (`None`: unfinished).

@@ -67,6 +67,31 @@ fn a_recorded_sync_reads_back_what_its_report_said() {
     );
     let lax = elements.iter().find(|e| e.key.unique_id() == "lax").unwrap();
     assert_eq!((lax.action, lax.after.is_none()), (Action::Delete, true));
+    // Who ran it.
+    assert!(
+        recorded.who.as_deref().is_some_and(|w| w.contains('@')),
+        "{:?}",
+        recorded.who
+    );
+}
+
+#[test]
+fn a_journal_from_before_runs_kept_who_ran_them_gains_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let mut journal = Journal::open(&path).unwrap();
+    journal.sync(&mut sys_b(), &sys_a(), &mut Options::new()).unwrap();
+    drop(journal);
+    // As an older version left it: no who column.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("ALTER TABLE runs DROP COLUMN who")
+        .unwrap();
+    let mut journal = Journal::open(&path).unwrap();
+    let old = journal.runs(&Default::default()).unwrap().runs;
+    assert_eq!(old[0].who, None, "an old run says nothing of who ran it");
+    let (run, _) = journal.sync(&mut sys_b(), &sys_a(), &mut Options::new()).unwrap();
+    assert!(journal.run(run).unwrap().who.is_some());
 }
 
 #[test]

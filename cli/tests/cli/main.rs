@@ -497,6 +497,9 @@ fn prune_drops_old_runs_and_the_sync_rails_have_their_flags() {
         shown.lines().next().unwrap().contains("3 changes (the first 1 shown)"),
         "{shown}"
     );
+    // Who ran it: user@host.
+    let by = shown.lines().next().unwrap().split(" by ").nth(1).unwrap_or_default();
+    assert!(by.split(',').next().unwrap().contains('@'), "{shown}");
     assert_eq!(shown.lines().count(), 2, "{shown}");
     let (_, json, _) = diffsync(dir, &["show", "1", "--format", "json"]);
     let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
