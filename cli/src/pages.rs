@@ -385,7 +385,14 @@ fn attrs(a: &Option<diffsync::Attrs>) -> String {
 /// What a rollback of `run` on `on` would do, and, where writes are
 /// allowed, the form that confirms it (carrying `token`).
 pub fn rollback_preview(run: &Run, on: &str, preview: &Rollback, recorded: &[Element], token: Option<&str>) -> Markup {
-    let planned = &preview.report.elements;
+    // Only what would be written: the parents a sync walks through
+    // unchanged are no undo.
+    let planned: Vec<_> = preview
+        .report
+        .elements
+        .iter()
+        .filter(|e| e.action != diffsync::Action::NoChange)
+        .collect();
     // What each undo writes back: the recorded change, turned around.
     let undone: HashMap<(&str, &str), String> = recorded
         .iter()
@@ -399,7 +406,14 @@ pub fn rollback_preview(run: &Run, on: &str, preview: &Rollback, recorded: &[Ele
         &format!("Roll back {} on {on}", run.id),
         None,
         html! {
-            p { "The changes " (run_link(run.id)) " made to " (on) " that it still holds would be undone:" }
+            p id="summary" {
+                (planned.len()) " change" @if planned.len() != 1 { "s" } " of " (run_link(run.id)) " would be undone in " (on)
+                @if !preview.conflicts.is_empty() {
+                    "; " (preview.conflicts.len()) " left alone (" (on) " changed them since)"
+                }
+                "."
+            }
+            (left_alone(&preview.conflicts))
             @if planned.is_empty() {
                 p.note id="nothing" { "Nothing: " (on) " holds none of this run's changes as the run left them." }
             } @else {
@@ -416,7 +430,6 @@ pub fn rollback_preview(run: &Run, on: &str, preview: &Rollback, recorded: &[Ele
                 }
                 @if planned.len() > SHOWN { p.note { (planned.len() - SHOWN) " more are not shown." } }
             }
-            (left_alone(&preview.conflicts))
             @if let Some(token) = token {
                 @if !planned.is_empty() {
                     form.panel method="post" action={ "/runs/" (run.id.0) "/rollback" } {
@@ -424,7 +437,7 @@ pub fn rollback_preview(run: &Run, on: &str, preview: &Rollback, recorded: &[Ele
                         input type="hidden" name="token" value=(token);
                         label { input type="checkbox" name="confirm" value="yes" required; " I have read what this undoes" }
                         " "
-                        button type="submit" { "Roll back " (planned.len()) " changes" }
+                        button type="submit" { "Roll back " (planned.len()) " change" @if planned.len() != 1 { "s" } }
                     }
                 }
             } @else {
@@ -514,6 +527,73 @@ mod tests {
             before: Some(attrs("edge")),
             after: Some(attrs("core")),
         }
+    }
+
+    #[test]
+    fn a_rollback_preview_says_first_what_it_writes_and_counts_only_real_writes() {
+        use diffsync::{ElementReport, ModelKey, SyncReport};
+        let key = |t: &str, k: &str| ModelKey::new(t.to_string(), [diffsync::KeyValue::Str(k.into())]);
+        let report = SyncReport {
+            source: "rollback".into(),
+            dest: "network".into(),
+            dry_run: true,
+            elements: vec![
+                ElementReport {
+                    key: key("site", "nyc"),
+                    action: Action::NoChange,
+                    outcome: Outcome::Unchanged,
+                },
+                ElementReport {
+                    key: key("device", "nyc-r1"),
+                    action: Action::Update,
+                    outcome: Outcome::Planned,
+                },
+            ],
+        };
+        let preview = diffsync_journal::Rollback {
+            run: None,
+            report,
+            conflicts: vec![diffsync_journal::RollbackConflict {
+                model_type: "site".into(),
+                key: "sfo".into(),
+                reason: "changed since".into(),
+            }],
+        };
+        let run = Run {
+            id: RunId(7),
+            who: None,
+            started_ms: 0,
+            ended_ms: Some(1),
+            mode: Mode::OneWay,
+            source: "cmdb".into(),
+            target: "network".into(),
+            dry_run: false,
+            options: String::new(),
+            result: RunResult::Succeeded,
+            error: None,
+            totals: None,
+            phases: Vec::new(),
+            peak_memory: None,
+            rollback_of: None,
+        };
+        let page = super::rollback_preview(&run, "network", &preview, &[], Some("t")).into_string();
+        let summary = &page[page.find(r#"<p id="summary">"#).expect("a summary")..];
+        assert!(summary.contains("1 change of"), "{summary}");
+        assert!(summary.contains("1 left alone"), "{summary}");
+        let (first_summary, left, table) = (
+            page.find("summary").unwrap(),
+            page.find("Left alone").unwrap(),
+            page.find(r#"<table id="preview">"#).unwrap(),
+        );
+        assert!(
+            first_summary < left && left < table,
+            "summary first, then what is left alone"
+        );
+        assert!(
+            !page[table..].contains("no-change"),
+            "unchanged parents are no undo: {page}"
+        );
+        assert!(page.contains("Roll back 1 change<"), "{page}");
     }
 
     #[test]
