@@ -132,28 +132,85 @@ fn run_link(id: RunId) -> Markup {
     html! { a href={ "/runs/" (id.0) } { (id) } }
 }
 
+/// Runs on one page of the list.
+pub const RUNS_PER_PAGE: usize = 50;
+
+/// The filters the runs list was asked for.
+pub struct RunsShown {
+    /// Runs that read or wrote this system.
+    pub system: Option<String>,
+    /// Runs of this kind.
+    pub mode: Option<diffsync_journal::Mode>,
+    /// Runs that ended this way.
+    pub result: Option<diffsync_journal::RunResult>,
+}
+
 fn runs_table(runs: &[Run]) -> Markup {
+    let duration = |r: &Run| {
+        r.ended_ms
+            .map(|e| format!("{:.1} s", e.saturating_sub(r.started_ms) as f64 / 1000.0))
+            .unwrap_or_default()
+    };
     html! {
-        table {
-            tr { th { "Run" } th { "Started" } th { "Kind" } th { "From" } th { "To" } th { "Result" } th { "Changes" } }
+        table id="runs" {
+            tr {
+                th { "Run" } th { "Started" } th { "By" } th { "Kind" } th { "From" } th { "To" } th { "Result" }
+                th { "Applied" } th { "Failed" } th { "Skipped" } th { "Took" }
+            }
             @for run in runs {
                 tr {
                     td { (run_link(run.id)) }
                     td { (when(run.started_ms)) }
+                    td { (run.who.as_deref().unwrap_or("")) }
                     td { (run.mode.as_str()) }
                     td { (run.source) }
                     td { (run.target) }
                     td { (result(run)) }
-                    td { (run.totals.as_ref().map(crate::counts).unwrap_or_default()) }
+                    @if let Some(t) = &run.totals {
+                        td.num { (t.applied + t.planned) }
+                        td.num { (t.failed + t.soft_failed + t.unknown) }
+                        td.num { (t.skipped + t.rolled_back) }
+                    } @else {
+                        td {} td {} td {}
+                    }
+                    td.num { (duration(run)) }
                 }
             }
         }
     }
 }
 
+/// The runs list's filters, as a form that asks for them again.
+fn runs_filters(shown: &RunsShown, systems: &[SystemRow]) -> Markup {
+    let modes = ["one-way", "two-way", "batch", "rollback"];
+    let results = ["succeeded", "partial", "failed", "unfinished"];
+    html! {
+        form id="filters" action="/" method="get" {
+            select name="system" {
+                option value="" { "any system" }
+                @for s in systems {
+                    option selected[shown.system.as_deref() == Some(s.name.as_str())] { (s.name) }
+                }
+            }
+            " "
+            select name="mode" {
+                option value="" { "any kind" }
+                @for m in modes { option selected[shown.mode.map(|x| x.as_str()) == Some(m)] { (m) } }
+            }
+            " "
+            select name="result" {
+                option value="" { "any result" }
+                @for r in results { option selected[shown.result.map(|x| x.as_str()) == Some(r)] { (r) } }
+            }
+            " "
+            input type="submit" value="Show";
+        }
+    }
+}
+
 /// The front page: the systems and their last run, the loops, recent runs,
 /// and a key's history to look up.
-pub fn index(systems: &[SystemRow], recent: &[Run], loops: &[LoopStatus], types: &[&str]) -> Markup {
+pub fn index(systems: &[SystemRow], recent: &[Run], shown: &RunsShown, loops: &[LoopStatus], types: &[&str]) -> Markup {
     layout(
         "Systems and runs",
         None,
@@ -187,10 +244,21 @@ pub fn index(systems: &[SystemRow], recent: &[Run], loops: &[LoopStatus], types:
                 input type="submit" value="Show";
             }
             h2 { "Recent runs" }
+            (runs_filters(shown, systems))
             @if recent.is_empty() {
-                p class="note" { "No run is recorded yet." }
+                p class="note" { "No run is recorded here." }
             } @else {
                 (runs_table(recent))
+                @if recent.len() == RUNS_PER_PAGE {
+                    @if let Some(last) = recent.last() {
+                        p { a id="older" href={
+                            "/?before=" (last.started_ms)
+                            @if let Some(s) = &shown.system { "&system=" (urlencode(s)) }
+                            @if let Some(m) = shown.mode { "&mode=" (m.as_str()) }
+                            @if let Some(r) = shown.result { "&result=" (r.as_str()) }
+                        } { "Older runs" } }
+                    }
+                }
             }
         },
     )

@@ -20,7 +20,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use diffsync_journal::{Journal, JournalError, Mode, RunFilter, RunId, Side};
+use diffsync_journal::{Journal, JournalError, Mode, RunFilter, RunId, RunResult, Side};
 use diffsync_live::{LoopEvent, LoopHandle};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
@@ -358,8 +358,18 @@ async fn blocking(app: Arc<Dashboard>, page: impl FnOnce(&Dashboard) -> Page + S
     }
 }
 
-async fn index(State(app): State<Arc<Dashboard>>) -> Response {
-    blocking(app, |d| {
+/// The runs list's filters and page (`before`: runs started before this
+/// time, ms since the epoch: the next page).
+#[derive(Deserialize, Default)]
+struct RunsQuery {
+    system: Option<String>,
+    mode: Option<String>,
+    result: Option<String>,
+    before: Option<u64>,
+}
+
+async fn index(State(app): State<Arc<Dashboard>>, Query(q): Query<RunsQuery>) -> Response {
+    blocking(app, move |d| {
         let journal = lock(&d.journal);
         let mut systems = Vec::new();
         for (name, what) in d.config.systems() {
@@ -375,12 +385,40 @@ async fn index(State(app): State<Arc<Dashboard>>) -> Response {
                 last,
             });
         }
-        let recent = journal.runs(&RunFilter {
-            limit: Some(50),
+        let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        let mode = nonempty(&q.mode).map(|m| {
+            [Mode::OneWay, Mode::TwoWay, Mode::Batch, Mode::Rollback]
+                .into_iter()
+                .find(|x| x.as_str() == m)
+                .ok_or_else(|| PageError::new(StatusCode::BAD_REQUEST, format!("no run kind {m:?}")))
+        });
+        let result = nonempty(&q.result).map(|r| {
+            [
+                RunResult::Succeeded,
+                RunResult::Partial,
+                RunResult::Failed,
+                RunResult::Unfinished,
+            ]
+            .into_iter()
+            .find(|x| x.as_str() == r)
+            .ok_or_else(|| PageError::new(StatusCode::BAD_REQUEST, format!("no run result {r:?}")))
+        });
+        let filter = RunFilter {
+            system: nonempty(&q.system),
+            mode: mode.transpose()?,
+            result: result.transpose()?,
+            until_ms: q.before,
+            limit: Some(pages::RUNS_PER_PAGE),
             ..RunFilter::default()
-        })?;
+        };
+        let recent = journal.runs(&filter)?;
         let loops = d.loops.iter().map(Loop::status).collect::<Vec<_>>();
-        Ok(pages::index(&systems, &recent, &loops, &d.config.model_types()).into_response())
+        let shown = pages::RunsShown {
+            system: filter.system.clone(),
+            mode: filter.mode,
+            result: filter.result,
+        };
+        Ok(pages::index(&systems, &recent, &shown, &loops, &d.config.model_types()).into_response())
     })
     .await
 }

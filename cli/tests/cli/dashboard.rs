@@ -341,6 +341,17 @@ fn a_dashboard_started_without_allow_writes_rolls_nothing_back() {
         .unwrap();
     assert_eq!(answer.status(), 403);
     assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 0, "nothing undone");
+    // The runs list: who ran each, what it did, filtered as asked.
+    let page = text("/?system=network&result=succeeded");
+    let runs = &page[page.find(r#"<table id="runs">"#).expect("a runs table")..];
+    assert!(
+        runs.contains("<th>By</th>") && runs.contains("<th>Applied</th>") && runs.contains("<th>Took</th>"),
+        "{runs}"
+    );
+    assert!(runs.contains(r#"<td class="num">3</td>"#), "3 applied: {runs}");
+    assert!(runs.contains('@'), "who ran it: {runs}");
+    assert!(text("/?result=failed").contains("No run is recorded here."));
+    assert!(text("/?mode=bogus").contains("no run kind"));
     // A two-way run's page: each side's changes, and the conflict it left.
     assert_eq!(diffsync(dir, &["reconcile", "cmdb", "network"]).0, 0);
     std::fs::write(dir.join("cmdb.json"), cmdb("north")).unwrap();
@@ -510,4 +521,37 @@ fn writes_off_loopback_need_a_credential() {
     let (status, answer) = preview(&basic(token));
     assert_eq!(status, 200, "{answer}");
     assert!(answer.contains("<form"), "{answer}");
+}
+
+#[test]
+fn the_runs_list_pages_past_its_first_fifty() {
+    let dir = configured();
+    let dir = dir.path();
+    for _ in 0..52 {
+        assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+        // Runs a millisecond apart at least: a page starts before a time.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (_server, site) = serve(dir, &[]);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let text = |path: &str| {
+        let mut answer = agent.get(format!("{site}{path}")).call().unwrap();
+        answer.body_mut().read_to_string().unwrap()
+    };
+    let first = text("/");
+    let runs = &first[first.find(r#"<table id="runs">"#).expect("a runs table")..];
+    assert!(
+        runs.contains(r#"href="/runs/52""#) && !runs.contains(r#"href="/runs/2""#),
+        "newest first"
+    );
+    let at = first.find(r#"id="older" href=""#).expect("a link to older runs") + r#"id="older" href=""#.len();
+    let older = &first[at..at + first[at..].find('"').unwrap()];
+    let second = text(&older.replace("&amp;", "&"));
+    let second = &second[second.find(r#"<table id="runs">"#).expect("a runs table")..];
+    assert!(
+        second.contains(r#"href="/runs/2""#) && second.contains(r#"href="/runs/1""#),
+        "{second}"
+    );
+    assert!(!second.contains(r#"href="/runs/52""#), "{second}");
+    assert!(!second.contains(r#"id="older""#), "the last page");
 }
