@@ -141,6 +141,11 @@ enum Command {
         /// Plan only: write nothing to either side or the base.
         #[arg(long)]
         dry_run: bool,
+        /// Refuse, before writing anything, a run that would delete more
+        /// than this share (0 to 1) of either side's models (default 0.5;
+        /// 1 lets any share through).
+        #[arg(long, value_name = "SHARE", default_value_t = 0.5)]
+        max_delete_share: f64,
     },
     /// Keeps TARGET like SOURCE as SOURCE changes (the loop): each change
     /// to SOURCE, by any writer, is synced; a full pass at the start, every
@@ -581,7 +586,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             right,
             strategy,
             dry_run,
+            max_delete_share,
         } => {
+            if !(0.0..=1.0).contains(&max_delete_share) {
+                return Err(format!("--max-delete-share {max_delete_share}: a share from 0 to 1").into());
+            }
             let strategy = diffsync::bidir::Strategy::parse(&strategy)?;
             let base_file = config.base_path(&left, &right);
             let (mut left, mut right) = (open(&left)?, open(&right)?);
@@ -590,6 +599,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let opts = diffsync::bidir::BiOptions::new()
                 .strategy(strategy)
                 .dry_run(dry_run)
+                .max_delete_share((max_delete_share < 1.0).then_some(max_delete_share))
                 .save_to(saved);
             let mut journal = config.journal()?;
             let (run, report) =

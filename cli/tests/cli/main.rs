@@ -708,3 +708,29 @@ fn a_team_shares_one_postgresql_journal_from_two_configs() {
     assert_ne!(code, 0);
     assert!(err.contains("journal and journal_postgres"), "{err}");
 }
+
+#[test]
+fn reconcile_takes_its_delete_limit_from_the_command_line() {
+    let dir = configured();
+    let dir = dir.path();
+    assert_eq!(diffsync(dir, &["reconcile", "cmdb", "network"]).0, 0);
+    // Most of cmdb deleted since the last run: more than half of network.
+    std::fs::write(
+        dir.join("cmdb.json"),
+        r#"{"site": [{"name": "sfo", "region": "west"}]}"#,
+    )
+    .unwrap();
+    let (code, _, err) = diffsync(dir, &["reconcile", "cmdb", "network"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("would be deleted") && err.contains("--max-delete-share"),
+        "{err}"
+    );
+    assert_ne!(
+        diffsync(dir, &["reconcile", "cmdb", "network", "--max-delete-share", "2"]).0,
+        0
+    );
+    let (code, out, err) = diffsync(dir, &["reconcile", "cmdb", "network", "--max-delete-share", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 0);
+}
