@@ -498,7 +498,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 Shown::Text if diff.has_diffs() => say!("{diff}"),
                 Shown::Text => say!("no differences"),
                 Shown::Json => say!("{}", serde_json::to_string_pretty(&diff)?),
-                Shown::Table => say_raw!("{}", table(&diff)),
+                Shown::Table => say_raw!("{}", table(&diff, coloured())),
             }
             eprintln!("{}", diff.summary());
             Ok(if diff.has_diffs() { DIFFERENCES } else { 0 })
@@ -835,9 +835,17 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+/// Whether output is coloured: on a terminal, unless `NO_COLOR` is set
+/// (to anything but the empty string, as no-color.org says).
+fn coloured() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// A diff as a table, one row per changed attribute (a create's or a
-/// delete's every attribute), columns aligned.
-fn table(diff: &diffsync::Diff) -> String {
+/// delete's every attribute), columns aligned; with `colour`, each row in
+/// its action's colour (creates green, updates yellow, deletes red).
+fn table(diff: &diffsync::Diff, colour: bool) -> String {
     let shown = |v: Option<&serde_json::Value>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
     let mut rows = vec![["ACTION", "TYPE", "KEY", "ATTRIBUTE", "SOURCE", "TARGET"].map(String::from)];
     for (e, _) in diff.iter().filter(|(e, _)| e.action != diffsync::Action::NoChange) {
@@ -888,7 +896,18 @@ fn table(diff: &diffsync::Diff) -> String {
     let mut out = String::new();
     for row in &rows {
         let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
+        let line = line.join("  ");
+        let paint = match row[0].as_str() {
+            _ if !colour => None,
+            "create" => Some("32"),
+            "update" => Some("33"),
+            "delete" => Some("31"),
+            _ => None,
+        };
+        match paint {
+            Some(code) => out.push_str(&format!("\x1b[{code}m{}\x1b[0m", line.trim_end())),
+            None => out.push_str(line.trim_end()),
+        }
         out.push('\n');
     }
     out

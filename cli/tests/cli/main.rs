@@ -573,8 +573,14 @@ fn a_missing_target_file_is_created_only_when_asked_and_a_diff_shows_only_the_ty
 /// Runs `diffsync` on a terminal (`script` gives it one), typing `input`:
 /// everything the terminal showed.
 fn on_terminal(dir: &Path, args: &str, input: &str) -> Option<String> {
+    on_terminal_with(dir, args, input, &[])
+}
+
+/// [`on_terminal`] with these environment variables set.
+fn on_terminal_with(dir: &Path, args: &str, input: &str, env: &[(&str, &str)]) -> Option<String> {
     use std::io::Write;
     let Ok(mut child) = Command::new("script")
+        .envs(env.iter().copied())
         .arg("-qec")
         .arg(format!(
             "{} -c {} {args}",
@@ -733,4 +739,25 @@ fn reconcile_takes_its_delete_limit_from_the_command_line() {
     let (code, out, err) = diffsync(dir, &["reconcile", "cmdb", "network", "--max-delete-share", "1"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(diffsync(dir, &["diff", "cmdb", "network"]).0, 0);
+}
+
+#[test]
+fn a_diff_table_is_coloured_on_a_terminal_unless_no_color() {
+    let dir = configured();
+    let dir = dir.path();
+    let Some(shown) = on_terminal(dir, "diff cmdb network --format table", "") else {
+        return;
+    };
+    assert!(shown.contains("\x1b[32mcreate  site"), "creates in green: {shown:?}");
+    let plain = on_terminal_with(dir, "diff cmdb network --format table", "", &[("NO_COLOR", "1")]).unwrap();
+    assert!(
+        !plain.contains("\x1b[3") && plain.contains("create  site"),
+        "no colour: {plain:?}"
+    );
+    // Piped: no colour (the snapshot tests see the plain table).
+    assert!(
+        !diffsync(dir, &["diff", "cmdb", "network", "--format", "table"])
+            .1
+            .contains('\x1b')
+    );
 }
