@@ -42,6 +42,16 @@ pub enum System {
     Redis(Box<StoreAdapter<RedisStore>>),
 }
 
+impl System {
+    /// Its models, as read.
+    pub fn local(&self) -> &LocalStore {
+        match self {
+            System::Local(s) => s.store(),
+            System::Redis(s) => diffsync::Store::local(&s.store),
+        }
+    }
+}
+
 /// Runs `$body` with `$adapter` bound to the system's adapter, whatever
 /// its store (`$system` by reference: `&system` or `&mut system`).
 macro_rules! with_system {
@@ -245,13 +255,7 @@ impl Config {
     /// (`None`: it is not).
     pub fn range_tables(&self, name: &str) -> Result<Option<diffsync_adapters::ranges::SqlTables>, ConfigError> {
         use diffsync_adapters::ranges::SqlTables;
-        let Some(system) = self.systems.get(name) else {
-            return Err(self.unknown(name));
-        };
-        let opened = |source| ConfigError::Open {
-            name: name.to_string(),
-            source: Box::new(source),
-        };
+        let (system, opened) = (self.place(name)?, open_error(name));
         let registry = self.registry.clone();
         Ok(match system {
             Where::Sqlite(db) => Some(SqlTables::sqlite(name, self.dir.join(db), registry).map_err(opened)?),
@@ -264,22 +268,15 @@ impl Config {
     /// database ([`SqlTables::memory`](diffsync_adapters::ranges::SqlTables::memory)).
     pub fn memory_tables(&self, name: &str) -> Result<diffsync_adapters::ranges::SqlTables, ConfigError> {
         let system = self.open(name)?;
-        let store = with_system!(&system, s => diffsync::Store::local(diffsync::Adapter::store(&**s)).clone());
-        diffsync_adapters::ranges::SqlTables::memory(name, &store, self.registry.clone()).map_err(|source| {
-            ConfigError::Open {
-                name: name.to_string(),
-                source: Box::new(source),
-            }
-        })
+        diffsync_adapters::ranges::SqlTables::memory(name, system.local(), self.registry.clone())
+            .map_err(open_error(name))
     }
 
     /// Whether the system `name` can be read as the config says, without
     /// writing to it: a database's tables and their columns (read-only),
     /// a file parsed, a Redis store reached. `Ok(note)`: what was found.
     pub fn check(&self, name: &str) -> Result<String, ConfigError> {
-        let Some(system) = self.systems.get(name) else {
-            return Err(self.unknown(name));
-        };
+        let system = self.place(name)?;
         match system {
             Where::Sqlite(db) if !self.dir.join(db).exists() => Ok("not made yet (a sync creates it)".into()),
             Where::File(file) if !self.dir.join(file).exists() => {
@@ -292,25 +289,14 @@ impl Config {
                     self.registry.names().len()
                 ))
             }
-            Where::File(_) | Where::Redis(..) => {
-                let opened = self.open(name)?;
-                let models =
-                    with_system!(&opened, s => diffsync::Store::local(diffsync::Adapter::store(&**s)).count_all());
-                Ok(format!("{models} models read"))
-            }
+            Where::File(_) | Where::Redis(..) => Ok(format!("{} models read", self.open(name)?.local().count_all())),
         }
     }
 
     /// Opens the SQL system `name` on `image` (a range diff's image of
     /// it) without loading the rest; `None` for a system of another kind.
     pub fn open_image(&self, name: &str, image: LocalStore) -> Result<Option<System>, ConfigError> {
-        let Some(system) = self.systems.get(name) else {
-            return Err(self.unknown(name));
-        };
-        let opened = |source| ConfigError::Open {
-            name: name.to_string(),
-            source: Box::new(source),
-        };
+        let (system, opened) = (self.place(name)?, open_error(name));
         let registry = self.registry.clone();
         Ok(match system {
             Where::Sqlite(db) => Some(System::Local(Box::new(
@@ -341,23 +327,13 @@ impl Config {
 
     /// Opens the system the config names `name`.
     pub fn open(&self, name: &str) -> Result<System, ConfigError> {
-        self.open_as(name, false)
+        self.open_target(name, false)
     }
 
     /// Opens the system `name` to be written; with `create`, a file that
     /// does not exist yet is an empty system (written at the sync's end).
     pub fn open_target(&self, name: &str, create: bool) -> Result<System, ConfigError> {
-        self.open_as(name, create)
-    }
-
-    fn open_as(&self, name: &str, create: bool) -> Result<System, ConfigError> {
-        let Some(system) = self.systems.get(name) else {
-            return Err(self.unknown(name));
-        };
-        let opened = |source| ConfigError::Open {
-            name: name.to_string(),
-            source: Box::new(source),
-        };
+        let (system, opened) = (self.place(name)?, open_error(name));
         let registry = self.registry.clone();
         Ok(match system {
             Where::File(file) => {
@@ -384,11 +360,7 @@ impl Config {
     /// (by any writer) for `consumer`: a file is watched; a database's
     /// feed is durable, resuming after what `consumer` last handled.
     pub fn open_with_feed(&self, name: &str, consumer: &str) -> Result<(System, Feed), ConfigError> {
-        let opened = |source| ConfigError::Open {
-            name: name.to_string(),
-            source: Box::new(source),
-        };
-        let registry = self.registry.clone();
+        let (opened, registry) = (open_error(name), self.registry.clone());
         match self.systems.get(name) {
             None => Err(self.unknown(name)),
             Some(Where::File(file)) => {
@@ -459,6 +431,11 @@ impl Config {
             .map_err(|e| ConfigError::Key { message: e.to_string() })
     }
 
+    /// Where the system `name` is, or an error naming the config's systems.
+    fn place(&self, name: &str) -> Result<&Where, ConfigError> {
+        self.systems.get(name).ok_or_else(|| self.unknown(name))
+    }
+
     fn unknown(&self, name: &str) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.clone(),
@@ -495,6 +472,14 @@ impl Config {
             path,
             source: Box::new(source),
         })
+    }
+}
+
+/// What a system named `name` that cannot be opened is.
+fn open_error(name: &str) -> impl Fn(diffsync_adapters::AdapterError) -> ConfigError + Copy + '_ {
+    move |source| ConfigError::Open {
+        name: name.to_string(),
+        source: Box::new(source),
     }
 }
 

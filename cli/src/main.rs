@@ -36,7 +36,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use diffsync::{Adapter, AdapterExt, Chain, Options, Outcome, Store, Totals};
+use diffsync::{AdapterExt, Chain, Options, Outcome, Totals};
 use diffsync_journal::{RunFilter, RunId};
 
 use crate::config::{Config, System, with_system};
@@ -594,7 +594,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let strategy = diffsync::bidir::Strategy::parse(&strategy)?;
             let base_file = config.base_path(&left, &right);
             let (mut left, mut right) = (open(&left)?, open(&right)?);
-            let mut base = with_system!(&left, l => diffsync::bidir::Base::load(&base_file, l.store().local()))?;
+            let mut base = diffsync::bidir::Base::load(&base_file, left.local())?;
             let saved = std::sync::Arc::new(std::sync::Mutex::new(diffsync::bidir::BaseFile(base_file)));
             let opts = diffsync::bidir::BiOptions::new()
                 .strategy(strategy)
