@@ -98,11 +98,7 @@ impl PostgresAdapter {
     }
 
     fn connect_unloaded(name: &str, params: &str, registry: Registry) -> Result<Self> {
-        let origin = address(params);
-        let client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
-            address: origin.clone(),
-            message: e.to_string(),
-        })?;
+        let (client, origin) = connect(params)?;
         let tables = sql::tables(&origin, &registry)?;
         let mut store = LocalStore::new(name);
         registry.register_all(&mut store)?;
@@ -167,10 +163,7 @@ impl PostgresAdapter {
                 "the change feed is not enabled: call enable_change_feed first",
             ));
         }
-        let mut client = Client::connect(&self.params, NoTls).map_err(|e| AdapterError::Unreachable {
-            address: self.origin.clone(),
-            message: e.to_string(),
-        })?;
+        let (mut client, _) = connect(&self.params)?;
         let cursor = client
             .query_opt(
                 "SELECT xid, seq, generation FROM _diffsync_cursor WHERE consumer = $1",
@@ -203,19 +196,19 @@ impl PostgresAdapter {
     /// database, under `pair` (one row of `_diffsync_base`, written by one
     /// upsert: the old base or the new one, never half).
     pub fn save_base(&mut self, pair: &str, base: &diffsync::bidir::Base) -> Result<()> {
-        alive(&mut self.client, &self.params, &self.origin, true)?;
+        alive(&mut self.client, &self.params, true)?;
         sql::save_base(&mut self.client, &self.origin, pair, base)
     }
 
     /// The base saved under `pair`, or an empty one (the first run).
     pub fn load_base(&mut self, pair: &str) -> Result<diffsync::bidir::Base> {
-        alive(&mut self.client, &self.params, &self.origin, true)?;
+        alive(&mut self.client, &self.params, true)?;
         sql::load_base(&mut self.client, &self.origin, pair, &self.store)
     }
 
     /// Re-reads the database into a fresh store.
     pub fn reload(&mut self) -> Result<()> {
-        alive(&mut self.client, &self.params, &self.origin, true)?;
+        alive(&mut self.client, &self.params, true)?;
         let mut store = LocalStore::new(&self.name);
         self.registry.register_all(&mut store)?;
         self.store = store;
@@ -382,13 +375,21 @@ impl sql::Engine for Client {
     }
 }
 
-/// A connection of the range diff ([`crate::ranges`]), and where it is.
-pub(crate) fn range_client(params: &str) -> Result<(RangeClient, String)> {
+/// A connection to the server `params` name, and where it is (for
+/// messages: no password); a server that does not answer is
+/// [`AdapterError::Unreachable`].
+fn connect(params: &str) -> Result<(Client, String)> {
     let origin = address(params);
-    let mut client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
+    let client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
         address: origin.clone(),
         message: e.to_string(),
     })?;
+    Ok((client, origin))
+}
+
+/// A connection of the range diff ([`crate::ranges`]), and where it is.
+pub(crate) fn range_client(params: &str) -> Result<(RangeClient, String)> {
+    let (mut client, origin) = connect(params)?;
     // A statement prepared once is still planned for each range's bounds:
     // a plan for unknown bounds guesses a tenth of the table and reads
     // a range of 200 rows by scanning and sorting the whole table.
@@ -469,11 +470,7 @@ pub struct PostgresBase {
 impl PostgresBase {
     /// Connects (`params` as for [`PostgresAdapter::connect`]); the base is kept under `pair`.
     pub fn connect(params: &str, pair: &str) -> Result<Self> {
-        let origin = address(params);
-        let client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
-            address: origin.clone(),
-            message: e.to_string(),
-        })?;
+        let (client, origin) = connect(params)?;
         Ok(PostgresBase {
             client,
             params: params.to_string(),
@@ -485,12 +482,12 @@ impl PostgresBase {
 
 impl diffsync::bidir::BaseStore for PostgresBase {
     fn load(&mut self, like: &LocalStore) -> diffsync::Result<diffsync::bidir::Base> {
-        alive(&mut self.client, &self.params, &self.origin, true)
+        alive(&mut self.client, &self.params, true)
             .and_then(|_| sql::load_base(&mut self.client, &self.origin, &self.pair, like))
             .map_err(|e| crate::error::base_error(&self.origin, e))
     }
     fn save(&mut self, base: &diffsync::bidir::Base) -> diffsync::Result<()> {
-        alive(&mut self.client, &self.params, &self.origin, true)
+        alive(&mut self.client, &self.params, true)
             .and_then(|_| sql::save_base(&mut self.client, &self.origin, &self.pair, base))
             .map_err(|e| crate::error::base_error(&self.origin, e))
     }
@@ -503,14 +500,11 @@ const ALIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// failover), so an adapter, a base or a feed outlives a database restart.
 /// `probe`: ask the server (one round trip) rather than trust what the
 /// client last saw. `true`: it was opened again.
-fn alive(client: &mut Client, params: &str, origin: &str, probe: bool) -> Result<bool> {
+fn alive(client: &mut Client, params: &str, probe: bool) -> Result<bool> {
     if !client.is_closed() && (!probe || client.is_valid(ALIVE_WITHIN).is_ok()) {
         return Ok(false);
     }
-    *client = Client::connect(params, NoTls).map_err(|e| AdapterError::Unreachable {
-        address: origin.to_string(),
-        message: e.to_string(),
-    })?;
+    *client = connect(params)?.0;
     Ok(true)
 }
 
@@ -545,7 +539,7 @@ impl Adapter for PostgresAdapter {
     /// a row found is added or updated, a row gone is removed (a model that
     /// moved to another parent: the whole database).
     fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
-        alive(&mut self.client, &self.params, &self.origin, true).map_err(|e| diffsync::Error::Load {
+        alive(&mut self.client, &self.params, true).map_err(|e| diffsync::Error::Load {
             adapter: self.name.clone(),
             source: Box::new(e),
         })?;
@@ -591,7 +585,7 @@ impl Sink for PostgresAdapter {
     fn apply_batch(&mut self, batch: &mut Batch<'_, '_>) -> Result<(), HookError> {
         let keep_going = batch.continue_on_failure();
         let origin = self.origin.clone();
-        alive(&mut self.client, &self.params, &origin, true)?;
+        alive(&mut self.client, &self.params, true)?;
         let mut tx = self.client.transaction().map_err(|e| backend(&origin, e))?;
         // The triggers read the writer's tag from a setting local to this transaction.
         if self.feed
@@ -867,7 +861,7 @@ impl ChangeFeed for PostgresFeed {
         // last poll failed on it; no round trip is spent to ask): the log is
         // read from the cursor all the same (a log restored from a backup is
         // a gap, as ever).
-        if alive(&mut self.client, &self.params, &self.origin, false)? {
+        if alive(&mut self.client, &self.params, false)? {
             self.client
                 .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
                 .map_err(|e| backend(&self.origin, e))?;

@@ -380,3 +380,57 @@ fn a_store_in_memory_is_diffed_against_a_database_by_ranges_reading_only_what_di
         );
     }
 }
+
+/// A row another writer changed between the range diff and its sync: the
+/// change to it fails as stale (the adapter's check against the image),
+/// nothing of the sync is left half-applied, and a range diff run again
+/// finds what is still to do.
+#[test]
+fn a_row_changed_since_the_range_diff_fails_its_change_and_nothing_is_half_applied() {
+    let base = inventory("target", 20, 0);
+    let source = changed(&base, &mut fastrand::Rng::with_seed(21), 0.2);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = sqlite_pair(dir.path(), &source, &base);
+    let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
+    let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+    let found = range_diff(&mut from, &mut into, &RangeOptions::default()).unwrap();
+    let updated = found
+        .diff
+        .iter()
+        .map(|(e, _)| e)
+        .find(|e| e.action == Action::Update && e.model_type == "interface")
+        .expect("an update in the diff")
+        .clone();
+    // Someone writes that row after the diff was made.
+    let (device, name) = (
+        updated.identifiers.get("device").unwrap().as_str().unwrap().to_string(),
+        updated.identifiers.get("name").unwrap().as_str().unwrap().to_string(),
+    );
+    rusqlite::Connection::open(&b)
+        .unwrap()
+        .execute(
+            "UPDATE interface SET mtu = 4242 WHERE device = ?1 AND name = ?2",
+            rusqlite::params![device, name],
+        )
+        .unwrap();
+    let before = std::fs::read(&b).unwrap();
+    let mut db = SqliteAdapter::open_image("target", &b, registry(), found.target).unwrap();
+    let read = MemoryAdapter::with_store("source", &["site"], found.source);
+    let outcome = db.sync_diff_from(&read, &found.diff, &mut Options::new());
+    drop(db);
+    match outcome {
+        // The batch is one transaction: the stale row rolled it back whole.
+        Err(e) => {
+            assert!(
+                format!("{e:?}").contains("changed in the database since it was read"),
+                "{e:?}"
+            );
+            assert_eq!(std::fs::read(&b).unwrap(), before, "nothing half-applied");
+        }
+        Ok(report) => panic!("a stale row went through: {report}"),
+    }
+    // The other writer's value stands; a new range diff plans from it.
+    let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+    let again = range_diff(&mut from, &mut into, &RangeOptions::default()).unwrap();
+    assert_eq!(changes(&again.diff), changes(&found.diff));
+}
