@@ -692,7 +692,11 @@ impl SqlTables {
 
     /// The row of the model `key` names, as a record (`None`: not here).
     fn one(&mut self, key: &diffsync::ModelKey) -> Result<Option<Record>> {
-        let t = sql::table(&self.tables, key.model_type())?;
+        let Some(ti) = self.tables.iter().position(|t| t.model_type == key.model_type()) else {
+            // A type no table holds: the error that names the tables.
+            return sql::table(&self.tables, key.model_type()).map(|_| None);
+        };
+        let t = &self.tables[ti];
         let values = key.values();
         if values.len() != t.n_ids {
             return Ok(None);
@@ -705,11 +709,7 @@ impl SqlTables {
         let row = match &mut self.backend {
             Backend::Sql { engine, .. } => engine.one_row(t, &params)?,
             Backend::Memory(m) => {
-                let table = &m[self
-                    .tables
-                    .iter()
-                    .position(|u| u.model_type == t.model_type)
-                    .unwrap_or(0)];
+                let table = &m[ti];
                 let at = table
                     .rows
                     .partition_point(|(r, _)| key_cmp(&r[..t.n_ids], &params).is_lt());
