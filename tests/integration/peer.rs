@@ -714,6 +714,20 @@ mod sockets {
 
     use super::*;
 
+    /// `service` served over `scheme` on a free loopback port, with a
+    /// certificate made for it; the socket and the certificate to trust.
+    fn on_socket<S: diffsync_peer::http::Service>(
+        scheme: &str,
+        service: S,
+    ) -> (
+        diffsync_peer::socket::Listener,
+        diffsync_peer::http::CertificateDer<'static>,
+    ) {
+        let (cert, key) = certificate();
+        let socket = listen(&format!("{scheme}://127.0.0.1:0"), service, vec![cert.clone()], key).unwrap();
+        (socket, cert)
+    }
+
     fn options() -> HttpOptions {
         HttpOptions {
             timeout: Duration::from_secs(5),
@@ -724,14 +738,7 @@ mod sockets {
     fn a_pull_over_http2_and_tls_moves_what_one_in_process_does(scheme: &str) {
         let theirs = inventory("b", 50, 4);
         let (server, me) = serve(MemoryAdapter::with_store("b", &[], theirs.clone()));
-        let (cert, key) = certificate();
-        let http = listen(
-            &format!("{scheme}://127.0.0.1:0"),
-            Arc::new(server),
-            vec![cert.clone()],
-            key,
-        )
-        .unwrap();
+        let (http, cert) = on_socket(scheme, Arc::new(server));
         let wire = dial(&http.url(), "localhost", &[cert], options()).unwrap();
         let mut peer = RemotePeer::connect("b", empty_image(), wire, me).unwrap();
         let pulled = peer.pull().unwrap();
@@ -744,14 +751,7 @@ mod sockets {
     fn a_stranger_s_large_body_is_cut_off_and_a_peer_s_large_push_is_taken(scheme: &str) {
         let (server, me) = serve_rw(Inventory::empty("b"));
         let server = Arc::new(server);
-        let (cert, key) = certificate();
-        let http = listen(
-            &format!("{scheme}://127.0.0.1:0"),
-            Arc::clone(&server),
-            vec![cert.clone()],
-            key,
-        )
-        .unwrap();
+        let (http, cert) = on_socket(scheme, Arc::clone(&server));
         let wire = || dial(&http.url(), "localhost", std::slice::from_ref(&cert), options());
         // A megabyte that is no call of an open session: a hello's head,
         // then one that names a session nobody opened.
@@ -828,14 +828,7 @@ mod sockets {
             died: false,
         });
         let server = Arc::new(server);
-        let (cert, key) = certificate();
-        let http = listen(
-            &format!("{scheme}://127.0.0.1:0"),
-            Arc::clone(&server),
-            vec![cert.clone()],
-            key,
-        )
-        .unwrap();
+        let (http, cert) = on_socket(scheme, Arc::clone(&server));
         let wire = dial(&http.url(), "localhost", &[cert], options()).unwrap();
         let mut peer = RemotePeer::connect("b", empty_image(), wire, me).unwrap();
         peer.pull().unwrap();
@@ -851,8 +844,7 @@ mod sockets {
 
     fn a_server_that_is_not_trusted_or_not_there_is_a_typed_transport_error(scheme: &str) {
         let (server, me) = serve(sys_b());
-        let (cert, key) = certificate();
-        let http = listen(&format!("{scheme}://127.0.0.1:0"), Arc::new(server), vec![cert], key).unwrap();
+        let (http, _) = on_socket(scheme, Arc::new(server));
         // A certificate this client does not trust.
         let (other, _) = certificate();
         let wire = dial(&http.url(), "localhost", &[other], options()).unwrap();
@@ -889,14 +881,7 @@ mod sockets {
         let client = Identity::generate();
         let peers = Peers::new().allow("a", client.public_key(), Rights::read());
         let server = Arc::new(Server::new("b", remote, Identity::generate(), peers).with_feed(changes));
-        let (cert, key) = certificate();
-        let http = listen(
-            &format!("{scheme}://127.0.0.1:0"),
-            Arc::clone(&server),
-            vec![cert.clone()],
-            key,
-        )
-        .unwrap();
+        let (http, cert) = on_socket(scheme, Arc::clone(&server));
         let wire = || dial(&http.url(), "localhost", std::slice::from_ref(&cert), options()).unwrap();
         let id = || Identity::from_pkcs8(&client.to_pkcs8()).unwrap();
         let source = Arc::new(Mutex::new(
@@ -1047,14 +1032,7 @@ mod sockets {
         let theirs = inventory("b", 10, 2);
         let (server, me) = serve(MemoryAdapter::with_store("b", &[], theirs.clone()));
         let server = Counted::server(Arc::new(server));
-        let (cert, key) = certificate();
-        let socket = listen(
-            &format!("{scheme}://127.0.0.1:0"),
-            server.clone(),
-            vec![cert.clone()],
-            key,
-        )
-        .unwrap();
+        let (socket, cert) = on_socket(scheme, server.clone());
         let mut stranger = dial(&socket.url(), "localhost", std::slice::from_ref(&cert), options()).unwrap();
         let hello = proto::encode(
             &Request::Hello(proto::Hello {
