@@ -81,6 +81,14 @@ fn sqlite_pair(
     (a, b)
 }
 
+/// Both SQLite files opened as the sides of a range diff.
+fn sides(a: &std::path::Path, b: &std::path::Path) -> (SqlTables, SqlTables) {
+    (
+        SqlTables::sqlite("source", a, registry()).unwrap(),
+        SqlTables::sqlite("target", b, registry()).unwrap(),
+    )
+}
+
 #[test]
 fn a_range_diff_of_two_sqlite_databases_is_the_diff_of_their_tables() {
     let base = inventory("target", 30, 0);
@@ -99,8 +107,7 @@ fn a_range_diff_of_two_sqlite_databases_is_the_diff_of_their_tables() {
             leaf: rng.usize(1..64),
             fanout: rng.usize(2..20),
         };
-        let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
-        let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+        let (mut from, mut into) = sides(&a, &b);
         let found = range_diff(&mut from, &mut into, &opts).unwrap();
         assert_eq!(changes(&found.diff), changes(&expected), "{opts:?}");
         // The counts of changes agree; unchanged models are counted as far
@@ -121,8 +128,7 @@ fn equal_databases_take_one_fingerprint_per_table_and_read_no_row() {
     let base = inventory("target", 50, 0);
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = sqlite_pair(dir.path(), &base, &base);
-    let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
-    let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+    let (mut from, mut into) = sides(&a, &b);
     let found = range_diff(&mut from, &mut into, &RangeOptions::default()).unwrap();
     assert!(!found.diff.has_diffs(), "{}", found.diff);
     assert_eq!(
@@ -146,8 +152,7 @@ fn one_change_reads_a_leaf_of_rows_and_its_parents_not_the_tables() {
     source.store.update(i).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = sqlite_pair(dir.path(), &source, &base);
-    let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
-    let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+    let (mut from, mut into) = sides(&a, &b);
     let mut told: Vec<RangeStats> = Vec::new();
     let found = range_diff_with(&mut from, &mut into, &RangeOptions { leaf: 16, fanout: 16 }, &mut |s| {
         told.push(*s)
@@ -244,8 +249,7 @@ fn a_sync_of_a_range_diff_writes_the_differing_rows_and_leaves_the_databases_equ
         let source = changed(&base, &mut rng, share);
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = sqlite_pair(dir.path(), &source, &base);
-        let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
-        let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+        let (mut from, mut into) = sides(&a, &b);
         let found = range_diff(&mut from, &mut into, &RangeOptions { leaf: 8, fanout: 4 }).unwrap();
         let expected = found.diff.summary();
         // The target opened on the image the range diff read: nothing else
@@ -295,8 +299,7 @@ fn rows_of_any_type_in_the_tables_give_a_diff_or_a_named_error() {
         let sql = format!("UPDATE interface SET \"{column}\" = ?1 WHERE rowid = ?2");
         // A failed write (a key taken twice) leaves the table as it was.
         let _ = conn.execute(&sql, rusqlite::params![junk(rng), rng.i64(1..=24)]);
-        let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
-        let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+        let (mut from, mut into) = sides(&a, &b);
         match range_diff(&mut from, &mut into, &RangeOptions { leaf: 4, fanout: 2 }) {
             Ok(_) => diffs += 1,
             Err(e) => {
@@ -391,8 +394,7 @@ fn a_row_changed_since_the_range_diff_fails_its_change_and_nothing_is_half_appli
     let source = changed(&base, &mut fastrand::Rng::with_seed(21), 0.2);
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = sqlite_pair(dir.path(), &source, &base);
-    let mut from = SqlTables::sqlite("source", &a, registry()).unwrap();
-    let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+    let (mut from, mut into) = sides(&a, &b);
     let found = range_diff(&mut from, &mut into, &RangeOptions::default()).unwrap();
     let updated = found
         .diff
