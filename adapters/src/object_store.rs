@@ -245,7 +245,7 @@ impl Sink for ObjectStoreAdapter {
                         change.model_type(),
                         change.key(),
                         record,
-                        change.parent_element().map(|p| p.key.as_str()),
+                        change.parent_element().map(|p| p.unique_id()),
                         seq,
                     )?;
                 }

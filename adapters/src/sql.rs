@@ -521,7 +521,7 @@ pub(crate) fn statements(
             let record = reg.to_value(model)?;
             vec![Statement::new(
                 t.insert(d, 1),
-                t.row(&record, change.parent_element().map(|p| p.key.as_str()), change.key())?,
+                t.row(&record, change.parent_element().map(|p| p.unique_id()), change.key())?,
             )]
         }
         Action::Update => {
@@ -538,7 +538,7 @@ pub(crate) fn statements(
             for (k, v) in &change.attrs {
                 params.push(t.to_sql(k, v, change.key())?);
             }
-            params.extend(ids(change.identifiers(), change.key())?);
+            params.extend(ids(&change.identifiers(), change.key())?);
             for c in &old {
                 params.push(t.to_sql(&c.name, &c.old, change.key())?);
             }
@@ -550,7 +550,7 @@ pub(crate) fn statements(
             }]
         }
         Action::Delete => {
-            let mut out = vec![Statement::new(t.delete(d), ids(change.identifiers(), change.key())?)];
+            let mut out = vec![Statement::new(t.delete(d), ids(&change.identifiers(), change.key())?)];
             if change.removes_subtree() {
                 descendant_deletes(d, tables, store, &change.model_key(), &mut out)?;
             } else if let Some(schema) = store.schema(change.model_type()) {

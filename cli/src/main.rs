@@ -852,8 +852,8 @@ fn table(diff: &diffsync::Diff, colour: bool) -> String {
         let row = |attribute: &str, source: String, target: String| {
             [
                 e.action.as_str().to_string(),
-                e.model_type.to_string(),
-                e.key.clone(),
+                e.model_type().to_string(),
+                e.unique_id().to_string(),
                 attribute.to_string(),
                 source,
                 target,
@@ -867,8 +867,8 @@ fn table(diff: &diffsync::Diff, colour: bool) -> String {
                 .collect(),
             _ => {
                 let (side, other) = match e.action {
-                    diffsync::Action::Create => (&e.source_attrs, &e.dest_attrs),
-                    _ => (&e.dest_attrs, &e.source_attrs),
+                    diffsync::Action::Create => (&e.source_attrs(), &e.dest_attrs()),
+                    _ => (&e.dest_attrs(), &e.source_attrs()),
                 };
                 side.iter()
                     .flat_map(|a| a.iter())

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::Attrs;
+use crate::key::ModelKey;
 use crate::model::column::Slot;
+use crate::model::{Attrs, Names};
 use crate::store::TypeIdx;
 
 /// What a sync does with an element.
@@ -57,34 +58,39 @@ pub struct AttrChange {
     pub new: Value,
 }
 
-/// One model in a diff: its identity, action, attributes and changed children.
+/// One model in a diff: its key, action, attributes and changed children.
+///
+/// Compact: the attribute values of both sides are kept without their
+/// names (shared by every element of a type), and an update keeps the
+/// destination's values and the changed attributes only (the source's
+/// are those with the changes applied). The accessors and the JSON form
+/// give the whole maps.
 ///
 /// Every operation on the tree (clone, compare, drop, walk, render,
 /// serialize) runs on an explicit work stack, so a hierarchy 100,000 levels
 /// deep is no risk to the call stack.
 pub struct DiffElement {
-    /// Model type name.
-    pub model_type: Cow<'static, str>,
-    /// Unique id.
-    pub key: String,
+    /// The model's key: its type and identifier values. Its text
+    /// ([`ModelKey::unique_id`]) is the unique id diffsync prints
+    /// everywhere, and reads back.
+    pub key: ModelKey,
     /// Display name among siblings, if the model type defines one.
     pub shortname: Option<String>,
-    /// Identifier values.
-    pub identifiers: Attrs,
     /// What a sync does.
     pub action: Action,
-    /// All attributes on the source side; absent when the model is not in the
-    /// source, and for no-change elements (both sides are equal).
-    pub source_attrs: Option<Attrs>,
-    /// All attributes on the destination side; absent when the model is not in
-    /// the destination, and for no-change elements.
-    pub dest_attrs: Option<Attrs>,
     /// Changed attributes (updates only).
     pub changes: Vec<AttrChange>,
     /// Unchanged descendants that were compared but not kept as elements.
     pub unchanged_descendants: usize,
     /// Child elements, grouped by model type in the schema's child order.
     pub children: Vec<DiffElement>,
+    /// The identifier values, named by `names`.
+    pub(crate) identifiers: Box<[Value]>,
+    /// The names of the identifiers and of the values in `sides` (but
+    /// [`Sides::Both`], which names its own).
+    names: Arc<Names>,
+    /// The attribute values of each side.
+    sides: Sides,
     /// Where the differ found the element's models: a sync of the diff
     /// right after it was made from the same stores takes them as they are;
     /// any other sync tries them before a lookup by key, checked. Not
@@ -101,30 +107,207 @@ pub(crate) struct Located {
     pub(crate) dst: Option<(TypeIdx, Slot)>,
 }
 
+/// Values with the names they go with.
+#[derive(Clone)]
+struct Side {
+    names: Arc<Names>,
+    values: Box<[Value]>,
+}
+
+/// An element's attribute values on each side.
+#[derive(Clone)]
+enum Sides {
+    /// Neither (a no-change element: both sides are equal).
+    None,
+    /// The source's alone (a create).
+    Source(Box<[Value]>),
+    /// The destination's alone (a delete).
+    Dest(Box<[Value]>),
+    /// An update: the destination's values; the source's are these with
+    /// the element's changes applied.
+    Changed(Box<[Value]>),
+    /// Both, when the two sides' types name their attributes differently
+    /// (or a diff read from JSON whose source values are not the
+    /// destination's with its changes).
+    Both(Box<(Side, Side)>),
+}
+
+/// Named values as a map, in order.
+fn to_attrs(names: &[Cow<'static, str>], values: &[Value]) -> Attrs {
+    names.iter().cloned().zip(values.iter().cloned()).collect()
+}
+
+/// The values of named values, in order.
+pub(crate) fn values_of(attrs: Attrs) -> Box<[Value]> {
+    attrs.into_iter().map(|(_, v)| v).collect()
+}
+
 impl DiffElement {
-    /// The name shown for this element: its shortname, else its unique id
-    /// in the one text form keys have everywhere (`nyc__r1`, a string that
-    /// reads as a number quoted: `nyc__"100"`), which the CLI and
-    /// [`ModelSchema::parse_key`](crate::ModelSchema::parse_key) read back.
-    pub fn display_name(&self) -> Cow<'_, str> {
-        match &self.shortname {
-            Some(s) => Cow::Borrowed(s),
-            None => Cow::Borrowed(&self.key),
+    /// An element read from its parts (a diff's JSON): the names are taken
+    /// from the maps.
+    fn from_parts(
+        identifiers: Attrs,
+        source_attrs: Option<Attrs>,
+        dest_attrs: Option<Attrs>,
+        changes: &[AttrChange],
+    ) -> (Box<[Value]>, Arc<Names>, Sides) {
+        let names_of = |a: &Attrs| -> Box<[Cow<'static, str>]> { a.keys().cloned().collect() };
+        let values_of = |a: &Attrs| -> Box<[Value]> { a.values().cloned().collect() };
+        let names = Arc::new(Names {
+            identifiers: names_of(&identifiers),
+            attributes: source_attrs
+                .as_ref()
+                .or(dest_attrs.as_ref())
+                .map(names_of)
+                .unwrap_or_default(),
+        });
+        let sides = match (source_attrs, dest_attrs) {
+            (None, None) => Sides::None,
+            (Some(s), None) => Sides::Source(values_of(&s)),
+            (None, Some(d)) => Sides::Dest(values_of(&d)),
+            (Some(s), Some(d)) => {
+                let (sv, dv) = (values_of(&s), values_of(&d));
+                if names_of(&d) == names.attributes && is_applied(&names.attributes, &dv, changes, &sv) {
+                    Sides::Changed(dv)
+                } else {
+                    let side = |a: &Attrs, values| Side {
+                        names: Arc::new(Names {
+                            identifiers: Box::default(),
+                            attributes: names_of(a),
+                        }),
+                        values,
+                    };
+                    Sides::Both(Box::new((side(&s, sv), side(&d, dv))))
+                }
+            }
+        };
+        (values_of(&identifiers), names, sides)
+    }
+
+    /// An element of models found in two stores: `identifiers` in the
+    /// order of `names` (the primary side's), the values of each side in
+    /// the order of its type's names.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn found(
+        key: ModelKey,
+        shortname: Option<String>,
+        identifiers: Box<[Value]>,
+        names: Arc<Names>,
+        action: Action,
+        source: Option<(Arc<Names>, Box<[Value]>)>,
+        dest: Option<(Arc<Names>, Box<[Value]>)>,
+        changes: Vec<AttrChange>,
+        children: Vec<DiffElement>,
+        unchanged_descendants: usize,
+        located: Located,
+    ) -> DiffElement {
+        let sides = match (source, dest) {
+            _ if action == Action::NoChange => Sides::None,
+            (None, None) => Sides::None,
+            (Some((_, s)), None) => Sides::Source(s),
+            (None, Some((_, d))) => Sides::Dest(d),
+            (Some((sn, s)), Some((dn, d))) => {
+                if sn.attributes == dn.attributes && is_applied(&dn.attributes, &d, &changes, &s) {
+                    Sides::Changed(d)
+                } else {
+                    Sides::Both(Box::new((Side { names: sn, values: s }, Side { names: dn, values: d })))
+                }
+            }
+        };
+        DiffElement {
+            key,
+            shortname,
+            action,
+            changes,
+            unchanged_descendants,
+            children,
+            identifiers,
+            names,
+            sides,
+            located: Some(located),
         }
+    }
+
+    /// The model type.
+    pub fn model_type(&self) -> &str {
+        self.key.model_type()
+    }
+
+    /// The unique id's text (`nyc__r1`; a string that reads as a number
+    /// quoted: `nyc__"100"`), which the CLI and
+    /// [`ModelSchema::parse_key`](crate::ModelSchema::parse_key) read back.
+    pub fn unique_id(&self) -> &str {
+        self.key.unique_id()
+    }
+
+    /// The name shown for this element: its shortname, else its unique id.
+    pub fn display_name(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self.sibling_name())
     }
 
     /// The name that tells this element from its siblings: its shortname,
     /// else its unique id.
     pub(crate) fn sibling_name(&self) -> &str {
-        self.shortname.as_deref().unwrap_or(&self.key)
+        self.shortname.as_deref().unwrap_or(self.key.unique_id())
     }
 
     /// The key of the model this element is about.
-    pub fn model_key(&self) -> crate::ModelKey {
-        crate::ModelKey::new(
-            self.model_type.clone(),
-            self.identifiers.values().map(crate::KeyValue::from),
-        )
+    pub fn model_key(&self) -> ModelKey {
+        self.key.clone()
+    }
+
+    /// Identifier values by name.
+    pub fn identifiers(&self) -> Attrs {
+        to_attrs(&self.names.identifiers, &self.identifiers)
+    }
+
+    /// One identifier's value.
+    pub fn identifier(&self, name: &str) -> Option<&Value> {
+        self.names
+            .identifiers
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &self.identifiers[i])
+    }
+
+    /// All attributes on the source side; `None` when the model is not in
+    /// the source, and for no-change elements (both sides are equal).
+    pub fn source_attrs(&self) -> Option<Attrs> {
+        match &self.sides {
+            Sides::Source(v) => Some(to_attrs(&self.names.attributes, v)),
+            Sides::Changed(d) => Some(to_attrs(
+                &self.names.attributes,
+                &applied(&self.names, d, &self.changes),
+            )),
+            Sides::Both(b) => Some(to_attrs(&b.0.names.attributes, &b.0.values)),
+            Sides::None | Sides::Dest(_) => None,
+        }
+    }
+
+    /// All attributes on the destination side; `None` when the model is
+    /// not in the destination, and for no-change elements.
+    pub fn dest_attrs(&self) -> Option<Attrs> {
+        match &self.sides {
+            Sides::Dest(v) | Sides::Changed(v) => Some(to_attrs(&self.names.attributes, v)),
+            Sides::Both(b) => Some(to_attrs(&b.1.names.attributes, &b.1.values)),
+            Sides::None | Sides::Source(_) => None,
+        }
+    }
+
+    /// One attribute on the source side (see [`source_attrs`](Self::source_attrs)).
+    pub fn source_attr(&self, name: &str) -> Option<&Value> {
+        fn find<'v>(names: &[Cow<'static, str>], values: &'v [Value], name: &str) -> Option<&'v Value> {
+            names.iter().position(|n| n == name).map(|i| &values[i])
+        }
+        match &self.sides {
+            Sides::Source(v) => find(&self.names.attributes, v, name),
+            Sides::Changed(d) => match self.changes.iter().find(|c| c.name == name) {
+                Some(c) => Some(&c.new),
+                None => find(&self.names.attributes, d, name),
+            },
+            Sides::Both(b) => find(&b.0.names.attributes, &b.0.values, name),
+            Sides::None | Sides::Dest(_) => None,
+        }
     }
 
     /// Whether this element or a descendant changes anything.
@@ -136,7 +319,7 @@ impl DiffElement {
     /// the changed ones for an update, none for a delete.
     pub fn new_values(&self) -> Attrs {
         match self.action {
-            Action::Create => self.source_attrs.clone().unwrap_or_default(),
+            Action::Create => self.source_attrs().unwrap_or_default(),
             Action::Update => self.changes.iter().map(|c| (c.name.clone(), c.new.clone())).collect(),
             Action::Delete | Action::NoChange => Attrs::new(),
         }
@@ -172,16 +355,15 @@ impl DiffElement {
     /// This element without its children.
     fn head(&self) -> DiffElement {
         DiffElement {
-            model_type: self.model_type.clone(),
             key: self.key.clone(),
             shortname: self.shortname.clone(),
-            identifiers: self.identifiers.clone(),
             action: self.action,
-            source_attrs: self.source_attrs.clone(),
-            dest_attrs: self.dest_attrs.clone(),
             changes: self.changes.clone(),
             unchanged_descendants: self.unchanged_descendants,
             children: Vec::new(),
+            identifiers: self.identifiers.clone(),
+            names: self.names.clone(),
+            sides: self.sides.clone(),
             located: self.located,
         }
     }
@@ -190,45 +372,67 @@ impl DiffElement {
     /// element with its identity and the count of unchanged descendants.
     fn structural(&self) -> DiffElement {
         DiffElement {
-            model_type: self.model_type.clone(),
             key: self.key.clone(),
             shortname: self.shortname.clone(),
-            identifiers: self.identifiers.clone(),
             action: Action::NoChange,
-            source_attrs: None,
-            dest_attrs: None,
             changes: Vec::new(),
             unchanged_descendants: self.unchanged_descendants,
             children: Vec::new(),
+            identifiers: self.identifiers.clone(),
+            names: self.names.clone(),
+            sides: Sides::None,
             located: self.located,
         }
+    }
+
+    /// Keeps the changes `keep` accepts (a plan that takes some of an
+    /// update's attributes); the source's values stay as they were.
+    pub(crate) fn retain_changes(&mut self, keep: impl FnMut(&AttrChange) -> bool) {
+        if let Sides::Changed(d) = &self.sides {
+            let source = Side {
+                names: self.names.clone(),
+                values: applied(&self.names, d, &self.changes),
+            };
+            let dest = Side {
+                names: self.names.clone(),
+                values: d.clone(),
+            };
+            self.sides = Sides::Both(Box::new((source, dest)));
+        }
+        self.changes.retain(keep);
+    }
+
+    /// Makes this element a parent kept only for its children.
+    fn demote(&mut self) {
+        self.action = Action::NoChange;
+        self.changes.clear();
+        self.sides = Sides::None;
     }
 
     /// Whether everything but the children is equal.
     fn head_eq(&self, other: &DiffElement) -> bool {
         // Destructured so that a new field cannot be forgotten here.
         let DiffElement {
-            model_type,
             key,
             shortname,
-            identifiers,
             action,
-            source_attrs,
-            dest_attrs,
             changes,
             unchanged_descendants,
             children: _,
+            identifiers: _,
+            names: _,
+            sides: _,
             located: _,
         } = self;
-        *model_type == other.model_type
-            && *key == other.key
+        *key == other.key
+            && key.unique_id() == other.key.unique_id()
             && *shortname == other.shortname
-            && *identifiers == other.identifiers
             && *action == other.action
-            && *source_attrs == other.source_attrs
-            && *dest_attrs == other.dest_attrs
             && *changes == other.changes
             && *unchanged_descendants == other.unchanged_descendants
+            && self.identifiers() == other.identifiers()
+            && self.source_attrs() == other.source_attrs()
+            && self.dest_attrs() == other.dest_attrs()
     }
 
     /// Swaps the stores the element's models were found in.
@@ -245,12 +449,49 @@ impl DiffElement {
             Action::Delete => Action::Create,
             a => a,
         };
-        std::mem::swap(&mut self.source_attrs, &mut self.dest_attrs);
+        self.sides = match std::mem::replace(&mut self.sides, Sides::None) {
+            Sides::None => Sides::None,
+            Sides::Source(v) => Sides::Dest(v),
+            Sides::Dest(v) => Sides::Source(v),
+            // The new destination is the old source.
+            Sides::Changed(d) => Sides::Changed(applied(&self.names, &d, &self.changes)),
+            Sides::Both(b) => {
+                let (s, d) = *b;
+                Sides::Both(Box::new((d, s)))
+            }
+        };
         self.reverse_located();
         for c in &mut self.changes {
             std::mem::swap(&mut c.old, &mut c.new);
         }
     }
+}
+
+/// The destination's values `dest` (named by `names`) with the changes'
+/// new values in place: the source's.
+fn applied(names: &Names, dest: &[Value], changes: &[AttrChange]) -> Box<[Value]> {
+    let mut v: Box<[Value]> = dest.into();
+    for c in changes {
+        if let Some(i) = names.attributes.iter().position(|n| *n == c.name) {
+            v[i] = c.new.clone();
+        }
+    }
+    v
+}
+
+/// Whether `source` is `dest` (both named by `names`) with the changes'
+/// new values in place, each change naming one of them.
+fn is_applied(names: &[Cow<'static, str>], dest: &[Value], changes: &[AttrChange], source: &[Value]) -> bool {
+    source.len() == names.len()
+        && dest.len() == names.len()
+        && changes.iter().all(|c| names.contains(&c.name))
+        && names
+            .iter()
+            .zip(dest.iter().zip(source))
+            .all(|(n, (d, s))| match changes.iter().find(|c| c.name == *n) {
+                Some(c) => c.new == *s,
+                None => d == s,
+            })
 }
 
 /// Pre-order walk of elements with their depth (see [`DiffElement::iter`]).
@@ -427,13 +668,12 @@ impl fmt::Debug for DiffElement {
         let depth = DEBUG_DEPTH.get();
         DEBUG_DEPTH.set(depth + 1);
         let mut s = f.debug_struct("DiffElement");
-        s.field("model_type", &self.model_type)
-            .field("key", &self.key)
+        s.field("key", &self.key)
             .field("shortname", &self.shortname)
-            .field("identifiers", &self.identifiers)
+            .field("identifiers", &self.identifiers())
             .field("action", &self.action)
-            .field("source_attrs", &self.source_attrs)
-            .field("dest_attrs", &self.dest_attrs)
+            .field("source_attrs", &self.source_attrs())
+            .field("dest_attrs", &self.dest_attrs())
             .field("changes", &self.changes)
             .field("unchanged_descendants", &self.unchanged_descendants);
         if depth < DEBUG_LEVELS || self.children.is_empty() {
@@ -507,17 +747,17 @@ impl fmt::Debug for ChildOrder {
 }
 
 fn order_group(elements: &mut [DiffElement], model_type: &str, order: &ChildOrder) {
-    let Some(start) = elements.iter().position(|e| e.model_type == model_type) else {
+    let Some(start) = elements.iter().position(|e| e.model_type() == model_type) else {
         return;
     };
     let len = elements[start..]
         .iter()
-        .take_while(|e| e.model_type == model_type)
+        .take_while(|e| e.model_type() == model_type)
         .count();
     let group = &mut elements[start..start + len];
     match order {
         ChildOrder::Insertion => {}
-        ChildOrder::ByKey => group.sort_by(|a, b| a.key.cmp(&b.key)),
+        ChildOrder::ByKey => group.sort_by(|a, b| a.unique_id().cmp(b.unique_id())),
         ChildOrder::Custom(f) => group.sort_by(|a, b| f(a, b)),
     }
 }
@@ -630,10 +870,7 @@ impl Diff {
                     return None;
                 }
                 // Kept only as the parent of kept children: it applies nothing itself.
-                e.action = Action::NoChange;
-                e.changes.clear();
-                e.source_attrs = None;
-                e.dest_attrs = None;
+                e.demote();
                 Some(e)
             },
         );
@@ -721,7 +958,7 @@ impl Diff {
 
     /// A copy keeping only elements of these model types (and the parents they need).
     pub fn only_types(&self, model_types: &[&str]) -> Diff {
-        self.filtered(|e| model_types.contains(&e.model_type.as_ref()))
+        self.filtered(|e| model_types.contains(&e.model_type()))
     }
 
     /// A copy keeping only elements with these actions (and the parents they need).
@@ -750,14 +987,29 @@ mod flat {
     use std::fmt;
 
     use serde::de::{self, SeqAccess, Visitor};
-    use serde::ser::SerializeSeq;
+    use serde::ser::{SerializeMap, SerializeSeq};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
 
-    use super::{Action, AttrChange, DiffElement, DiffIter};
+    use super::{Action, AttrChange, DiffElement, DiffIter, Sides, applied};
+    use crate::key::ModelKey;
     use crate::model::Attrs;
 
     fn is_zero(n: &usize) -> bool {
         *n == 0
+    }
+
+    /// Named values written as a map.
+    struct Named<'a>(&'a [Cow<'static, str>], &'a [Value]);
+
+    impl Serialize for Named<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for (n, v) in self.0.iter().zip(self.1) {
+                map.serialize_entry(n.as_ref(), v)?;
+            }
+            map.end()
+        }
     }
 
     #[derive(Serialize)]
@@ -768,12 +1020,12 @@ mod flat {
         key: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         shortname: &'a Option<String>,
-        identifiers: &'a Attrs,
+        identifiers: Named<'a>,
         action: Action,
         #[serde(skip_serializing_if = "Option::is_none")]
-        source_attrs: &'a Option<Attrs>,
+        source_attrs: Option<Named<'a>>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        dest_attrs: &'a Option<Attrs>,
+        dest_attrs: Option<Named<'a>>,
         #[serde(skip_serializing_if = "<[_]>::is_empty")]
         changes: &'a [AttrChange],
         #[serde(skip_serializing_if = "is_zero")]
@@ -807,15 +1059,30 @@ mod flat {
         };
         let mut seq = s.serialize_seq(None)?;
         for (e, depth) in walk {
+            let attributes = &e.names.attributes;
+            let source;
+            let (source_attrs, dest_attrs) = match &e.sides {
+                Sides::None => (None, None),
+                Sides::Source(v) => (Some(Named(attributes, v)), None),
+                Sides::Dest(v) => (None, Some(Named(attributes, v))),
+                Sides::Changed(d) => {
+                    source = applied(&e.names, d, &e.changes);
+                    (Some(Named(attributes, &source)), Some(Named(attributes, d)))
+                }
+                Sides::Both(b) => (
+                    Some(Named(&b.0.names.attributes, &b.0.values)),
+                    Some(Named(&b.1.names.attributes, &b.1.values)),
+                ),
+            };
             seq.serialize_element(&Out {
                 depth,
-                model_type: &e.model_type,
-                key: &e.key,
+                model_type: e.model_type(),
+                key: e.unique_id(),
                 shortname: &e.shortname,
-                identifiers: &e.identifiers,
+                identifiers: Named(&e.names.identifiers, &e.identifiers),
                 action: e.action,
-                source_attrs: &e.source_attrs,
-                dest_attrs: &e.dest_attrs,
+                source_attrs,
+                dest_attrs,
                 changes: &e.changes,
                 unchanged_descendants: e.unchanged_descendants,
             })?;
@@ -847,17 +1114,19 @@ mod flat {
                         )));
                     }
                     close(&mut open, &mut out, e.depth);
+                    let key = ModelKey::with_unique_id(e.model_type, e.identifiers.values(), &e.key);
+                    let (identifiers, names, sides) =
+                        DiffElement::from_parts(e.identifiers, e.source_attrs, e.dest_attrs, &e.changes);
                     open.push(DiffElement {
-                        model_type: e.model_type,
-                        key: e.key,
+                        key,
                         shortname: e.shortname,
-                        identifiers: e.identifiers,
                         action: e.action,
-                        source_attrs: e.source_attrs,
-                        dest_attrs: e.dest_attrs,
                         changes: e.changes,
                         unchanged_descendants: e.unchanged_descendants,
                         children: Vec::new(),
+                        identifiers,
+                        names,
+                        sides,
                         located: None,
                     });
                 }
@@ -885,27 +1154,63 @@ mod tests {
     use super::*;
 
     fn el(ty: &'static str, key: &str, action: Action, children: Vec<DiffElement>) -> DiffElement {
+        let names = Arc::new(Names {
+            identifiers: Box::new(["name".into()]),
+            attributes: Box::new(["role".into()]),
+        });
+        let values = || -> Box<[Value]> { Box::new(["edge".into()]) };
         DiffElement {
-            model_type: ty.into(),
-            key: key.into(),
+            key: ModelKey::new(ty, [crate::KeyValue::Str(key.into())]),
             shortname: None,
-            identifiers: Attrs::new(),
             action,
-            source_attrs: (action != Action::Delete).then(Attrs::new),
-            dest_attrs: (action != Action::Create).then(Attrs::new),
             changes: Vec::new(),
             unchanged_descendants: 0,
             children,
+            identifiers: Box::new([key.into()]),
+            names,
+            sides: match action {
+                Action::Create => Sides::Source(values()),
+                Action::Delete => Sides::Dest(values()),
+                Action::Update => Sides::Changed(values()),
+                Action::NoChange => Sides::None,
+            },
             located: None,
         }
     }
 
     #[test]
-    fn a_diff_element_takes_248_bytes() {
+    fn a_diff_element_takes_208_bytes() {
         // A diff holds one per changed model and one per parent kept for
         // them: a field added here costs a large diff its size that often.
-        assert_eq!(std::mem::size_of::<Attrs>(), 32);
-        assert_eq!(std::mem::size_of::<DiffElement>(), 248);
+        assert_eq!(std::mem::size_of::<DiffElement>(), 208);
+    }
+
+    #[test]
+    fn an_update_keeps_one_side_and_gives_both() {
+        let json = r#"{"source": "a", "dest": "b", "elements": [
+            {"model_type": "device", "key": "d1", "identifiers": {"name": "d1"}, "action": "update",
+             "source_attrs": {"role": "core", "mtu": 9000}, "dest_attrs": {"role": "edge", "mtu": 9000},
+             "changes": [{"name": "role", "old": "edge", "new": "core"}]},
+            {"model_type": "device", "key": "d2", "identifiers": {"name": "d2"}, "action": "update",
+             "source_attrs": {"role": "core", "mtu": 1500}, "dest_attrs": {"role": "edge", "mtu": 9000},
+             "changes": [{"name": "role", "old": "edge", "new": "core"}]}]}"#;
+        let d: Diff = serde_json::from_str(json).unwrap();
+        assert!(matches!(d.elements[0].sides, Sides::Changed(_)));
+        // Source values the changes do not explain are kept as they are.
+        assert!(matches!(d.elements[1].sides, Sides::Both(_)));
+        assert_eq!(d.elements[0].source_attrs().unwrap()["role"], "core");
+        assert_eq!(d.elements[0].source_attr("mtu"), Some(&Value::from(9000)));
+        assert_eq!(d.elements[0].identifier("name"), Some(&Value::from("d1")));
+        assert_eq!(d.elements[1].source_attrs().unwrap()["mtu"], 1500);
+        let back: Value = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            back["elements"],
+            serde_json::from_str::<Value>(json).unwrap()["elements"]
+        );
+        let r = d.reversed();
+        assert_eq!(r.elements[0].source_attrs().unwrap()["role"], "edge");
+        assert_eq!(r.elements[0].dest_attrs().unwrap()["role"], "core");
+        assert_eq!(r.reversed(), d);
     }
 
     fn sample() -> Diff {
@@ -954,7 +1259,7 @@ mod tests {
     #[test]
     fn retain_drops_rejected_creates_and_demotes_rejected_deletes() {
         let d = sample().only_types(&["device"]);
-        let keys: Vec<_> = d.iter().map(|(e, depth)| (e.key.as_str(), e.action, depth)).collect();
+        let keys: Vec<_> = d.iter().map(|(e, depth)| (e.unique_id(), e.action, depth)).collect();
         assert_eq!(
             keys,
             [
@@ -1010,10 +1315,13 @@ mod tests {
     fn order_sorts_only_the_named_type() {
         let mut d = sample();
         d.order("site", &ChildOrder::ByKey);
-        let keys: Vec<_> = d.elements.iter().map(|e| e.key.as_str()).collect();
+        let keys: Vec<_> = d.elements.iter().map(|e| e.unique_id()).collect();
         assert_eq!(keys, ["new", "old", "same"]);
-        d.order("site", &ChildOrder::Custom(Arc::new(|a, b| b.key.cmp(&a.key))));
-        let keys: Vec<_> = d.elements.iter().map(|e| e.key.as_str()).collect();
+        d.order(
+            "site",
+            &ChildOrder::Custom(Arc::new(|a, b| b.unique_id().cmp(a.unique_id()))),
+        );
+        let keys: Vec<_> = d.elements.iter().map(|e| e.unique_id()).collect();
         assert_eq!(keys, ["same", "old", "new"]);
     }
 }

@@ -18,9 +18,9 @@ impl fmt::Display for Diff {
             group.truncate(depth + 1);
             group.resize(depth + 1, None);
             let (indent, mark) = indent_of(*depth);
-            if group[*depth] != Some(e.model_type.as_ref()) {
-                let _ = writeln!(out, "{:indent$}{mark}{}", "", e.model_type);
-                group[*depth] = Some(&e.model_type);
+            if group[*depth] != Some(e.model_type()) {
+                let _ = writeln!(out, "{:indent$}{mark}{}", "", e.model_type());
+                group[*depth] = Some(e.model_type());
             }
             render_element(&mut out, e, indent + 2, &mark, &self.source, &self.dest);
         }
@@ -48,7 +48,7 @@ impl Diff {
                 Action::Delete => "delete ",
                 Action::NoChange => "",
             };
-            let _ = writeln!(out, "{:indent$}{mark}{verb}{} {}", "", e.model_type, e.display_name());
+            let _ = writeln!(out, "{:indent$}{mark}{verb}{} {}", "", e.model_type(), e.display_name());
             if e.action != Action::Update {
                 continue;
             }
@@ -117,7 +117,7 @@ fn with_diffs(walk: &[(&DiffElement, usize)]) -> Vec<bool> {
 }
 
 fn render_element(out: &mut String, e: &DiffElement, indent: usize, mark: &str, src: &str, dst: &str) {
-    let _ = write!(out, "{:indent$}{mark}{}: {}", "", e.model_type, e.display_name());
+    let _ = write!(out, "{:indent$}{mark}{}: {}", "", e.model_type(), e.display_name());
     match e.action {
         Action::Create => {
             let _ = write!(out, " MISSING in {dst}");
@@ -178,10 +178,10 @@ fn dict_level(elements: &[DiffElement]) -> serde_json::Map<String, Value> {
         };
         match e.action {
             Action::Create => {
-                el.insert("+".into(), attrs(&e.source_attrs));
+                el.insert("+".into(), attrs(&e.source_attrs()));
             }
             Action::Delete => {
-                el.insert("-".into(), attrs(&e.dest_attrs));
+                el.insert("-".into(), attrs(&e.dest_attrs()));
             }
             Action::Update | Action::NoChange => {
                 el.insert("-".into(), changed(false));
@@ -192,7 +192,7 @@ fn dict_level(elements: &[DiffElement]) -> serde_json::Map<String, Value> {
             el.insert(ty, group);
         }
         let group = out
-            .entry(e.model_type.to_string())
+            .entry(e.model_type().to_string())
             .or_insert_with(|| Value::Object(serde_json::Map::new()));
         if let Value::Object(g) = group {
             g.insert(python_name(e), Value::Object(el));
@@ -208,8 +208,8 @@ fn dict_level(elements: &[DiffElement]) -> serde_json::Map<String, Value> {
 fn python_name(e: &DiffElement) -> String {
     match &e.shortname {
         Some(s) => s.clone(),
-        None if e.identifiers.is_empty() => e.key.clone(),
-        None => crate::model::readable_id_of(e.identifiers.values()),
+        None if e.identifiers.is_empty() => e.unique_id().to_string(),
+        None => crate::model::readable_id_of(e.identifiers.iter()),
     }
 }
 

@@ -413,7 +413,7 @@ impl Journal {
         let changes = diff.iter().filter_map(move |(e, depth)| {
             path.truncate(depth);
             let parent = path.last().copied();
-            path.push((&e.model_type, &e.key));
+            path.push((e.model_type(), e.unique_id()));
             (e.action != Action::NoChange).then_some((e, parent))
         });
         self.plan_changes(run, changes, side, first)
@@ -446,8 +446,8 @@ impl Journal {
         let mut text = Vec::new();
         for (e, parent) in changes {
             let seq = first + planned.len() as u32;
-            let ids = append_json(&mut text, Some(&e.identifiers));
-            let before = append_json(&mut text, e.dest_attrs.as_ref());
+            let ids = append_json(&mut text, Some(&e.identifiers()));
+            let before = append_json(&mut text, e.dest_attrs().as_ref());
             // An update keeps only what it changed: the values after are
             // those before with these.
             let after = if e.action == Action::Update {
@@ -455,12 +455,12 @@ impl Journal {
                     e.changes.iter().map(|c| (c.name.to_string(), c.new.clone())).collect();
                 append_json(&mut text, Some(&changed))
             } else {
-                append_json(&mut text, e.source_attrs.as_ref())
+                append_json(&mut text, e.source_attrs().as_ref())
             };
             rows.push(Row {
                 id: element_id(run, seq),
-                model_type: &e.model_type,
-                key: &e.key,
+                model_type: e.model_type(),
+                key: e.unique_id(),
                 parent_type: parent.map(|p| p.0),
                 parent_key: parent.map(|p| p.1),
                 ids: ids.unwrap_or_default(),
@@ -470,8 +470,8 @@ impl Journal {
             });
             planned.push(Planned {
                 seq,
-                model_type: e.model_type.to_string(),
-                key: e.key.clone(),
+                model_type: e.model_type().to_string(),
+                key: e.unique_id().to_string(),
             });
             if rows.len() == ROWS_PER_INSERT {
                 self.insert_rows(&rows, &text, side)?;

@@ -81,7 +81,7 @@ impl Layer for Recorder {
                         run,
                         changes.iter().map(|c| {
                             let parent = c.parent_element();
-                            (c.element, parent.map(|p| (p.model_type.as_ref(), p.key.as_str())))
+                            (c.element, parent.map(|p| (p.model_type(), p.unique_id())))
                         }),
                         None,
                         0,

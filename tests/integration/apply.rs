@@ -38,7 +38,7 @@ fn a_child_whose_delete_failed_stays_in_the_store_and_is_retried() {
     let diff = target.diff_from(&source).unwrap();
     let left: Vec<_> = diff
         .iter()
-        .map(|(e, _)| (e.model_type.as_ref(), e.key.as_str(), e.action))
+        .map(|(e, _)| (e.model_type(), e.unique_id(), e.action))
         .collect();
     assert_eq!(left, [("interface", "sfo-r1__eth0", Action::Delete)]);
     target.fail.clear();
@@ -287,50 +287,58 @@ fn a_create_of_an_existing_key_fails_that_element_before_any_hook() {
     assert!(!target.log.iter().any(|l| l.starts_with("create")), "{:?}", target.log);
 }
 
-fn loaded(diff: &Diff) -> Diff {
-    serde_json::from_str(&serde_json::to_string(diff).unwrap()).unwrap()
-}
-
 #[test]
 fn a_loaded_diff_that_does_not_fit_the_store_is_refused_before_any_hook() {
     let diff = sys_a().diff_from(&sys_b()).unwrap();
-    type Edit = fn(&mut Diff);
+    // Edits of the diff's JSON: its elements in pre-order, each with its depth.
+    type Edit = fn(&mut Vec<serde_json::Value>);
+    fn at<'a>(es: &'a mut [serde_json::Value], key: &str) -> &'a mut serde_json::Value {
+        es.iter_mut().find(|e| e["key"] == key).unwrap()
+    }
     let cases: [(&str, Edit); 7] = [
-        ("a child type its parent does not declare", |d| {
-            let site = d.elements.iter_mut().find(|e| e.key == "lax").unwrap();
-            let mut device = site.children.remove(0);
-            site.children = std::mem::take(&mut device.children);
+        ("a child type its parent does not declare", |es| {
+            // The site's device goes; its interfaces become the site's children.
+            let i = es.iter().position(|e| e["key"] == "lax").unwrap();
+            es.remove(i + 1);
+            for e in &mut es[i + 1..] {
+                match e["depth"].as_u64() {
+                    Some(2) => e["depth"] = json!(1),
+                    _ => break,
+                }
+            }
         }),
-        ("a value of the wrong kind in a create", |d| {
-            let site = d.elements.iter_mut().find(|e| e.key == "lax").unwrap();
-            site.source_attrs.as_mut().unwrap().insert("region".into(), json!(5));
+        ("a value of the wrong kind in a create", |es| {
+            at(es, "lax")["source_attrs"]["region"] = json!(5);
         }),
-        ("a value of the wrong kind in an update", |d| {
-            let dev = &mut d.elements.iter_mut().find(|e| e.key == "nyc").unwrap().children[0];
-            dev.changes[0].new = json!(["edge"]);
+        ("a value of the wrong kind in an update", |es| {
+            let i = es.iter().position(|e| e["key"] == "nyc").unwrap();
+            es[i + 1]["changes"][0]["new"] = json!(["edge"]);
         }),
-        ("key disagrees with identifiers", |d| {
-            let e = d.elements.iter_mut().find(|e| e.key == "lax").unwrap();
-            e.identifiers.insert("name".into(), json!("other"));
+        ("key disagrees with identifiers", |es| {
+            at(es, "lax")["identifiers"]["name"] = json!("other");
         }),
-        ("delete of a missing key", |d| {
-            let e = d.elements.iter_mut().find(|e| e.key == "sfo").unwrap();
-            e.key = "gone".into();
-            e.identifiers.insert("name".into(), json!("gone"));
+        ("delete of a missing key", |es| {
+            let e = at(es, "sfo");
+            e["key"] = json!("gone");
+            e["identifiers"]["name"] = json!("gone");
         }),
-        ("update of a missing key", |d| {
-            let dev = &mut d.elements.iter_mut().find(|e| e.key == "nyc").unwrap().children[0];
-            dev.key = "nyc-r9".into();
-            dev.identifiers.insert("name".into(), json!("nyc-r9"));
+        ("update of a missing key", |es| {
+            let i = es.iter().position(|e| e["key"] == "nyc").unwrap();
+            es[i + 1]["key"] = json!("nyc-r9");
+            es[i + 1]["identifiers"]["name"] = json!("nyc-r9");
         }),
-        ("create under a missing parent", |d| {
-            let site = d.elements.iter_mut().find(|e| e.key == "lax").unwrap();
-            site.action = Action::NoChange;
+        ("create under a missing parent", |es| {
+            at(es, "lax")["action"] = json!("no-change");
         }),
     ];
+    let edited = |edit: Edit| -> Diff {
+        let mut json = serde_json::to_value(&diff).unwrap();
+        let es = json["elements"].as_array_mut().unwrap();
+        edit(es);
+        serde_json::from_value(json).unwrap()
+    };
     for (what, edit) in cases {
-        let mut d = loaded(&diff);
-        edit(&mut d);
+        let d = edited(edit);
         let mut target = sys_a();
         let before = target.store.clone();
         let err = target.sync_diff(&d, &mut Options::new()).unwrap_err();
@@ -628,7 +636,7 @@ fn a_self_referencing_type_has_only_its_parentless_models_as_roots() {
     let source = chain("src", 3, "x");
     let mut target = MemoryAdapter::new("dst", &["node"]);
     let diff = target.diff_from(&source).unwrap();
-    let shape: Vec<_> = diff.iter().map(|(e, depth)| (e.key.as_str(), depth)).collect();
+    let shape: Vec<_> = diff.iter().map(|(e, depth)| (e.unique_id(), depth)).collect();
     assert_eq!(shape, [("n0", 0), ("n1", 1), ("n2", 2)]);
     assert_eq!(diff.summary().create, 3);
     target.sync_from(&source).unwrap();

@@ -277,7 +277,7 @@ fn an_observer_sees_the_plan_before_any_write_and_its_error_stops_the_run() {
             seen.extend(
                 diff.iter()
                     .filter(|(e, _)| e.action != diffsync::Action::NoChange)
-                    .map(|(e, _)| (side, e.key.clone())),
+                    .map(|(e, _)| (side, e.unique_id().to_string())),
             );
         }
         Err("the journal is full".into())

@@ -233,7 +233,7 @@ impl Sink for Chaotic {
 fn changes(diff: &diffsync::Diff) -> BTreeSet<(String, String, Action)> {
     diff.iter()
         .filter(|(e, _)| e.action != Action::NoChange)
-        .map(|(e, _)| (e.model_type.to_string(), e.key.clone(), e.action))
+        .map(|(e, _)| (e.model_type().to_string(), e.unique_id().to_string(), e.action))
         .collect()
 }
 
@@ -276,10 +276,7 @@ fn run(src: &Shape, dst: &Shape, seed: u64, continue_on_failure: bool, transacti
             .iter()
             .map(|e| (e.model_type(), e.key.unique_id()))
             .collect();
-        let elements: Vec<_> = diff
-            .iter()
-            .map(|(e, _)| (e.model_type.as_ref(), e.key.as_str()))
-            .collect();
+        let elements: Vec<_> = diff.iter().map(|(e, _)| (e.model_type(), e.unique_id())).collect();
         assert_eq!(reported, elements);
         // The re-diff is exactly the unfinished work.
         let unfinished: BTreeSet<_> = report

@@ -45,7 +45,7 @@ fn a_chain_100_000_deep_diffs_renders_round_trips_and_syncs() {
     let diff = target.diff_from(&source).unwrap();
     assert_eq!(diff.summary().create, DEPTH);
     assert_eq!(
-        diff.iter().last().map(|(e, d)| (e.key.as_str(), d)),
+        diff.iter().last().map(|(e, d)| (e.unique_id(), d)),
         Some(("n99999", DEPTH - 1))
     );
     // Levels past 16 keep the 16th's indentation and show their depth.

@@ -168,13 +168,13 @@ proptest! {
         let inside_set: std::collections::HashSet<(String, String)> = all.iter().filter(|(t, k)| inside(t, k)).cloned().collect();
         let inside = |t: &str, k: &str| inside_set.contains(&(t.to_string(), k.to_string()));
         let full = target.diff_from(&source).unwrap();
-        let expected = full.filtered(|e| inside(&e.model_type, &e.key));
+        let expected = full.filtered(|e| inside(e.model_type(), e.unique_id()));
         let mut partial = target.diff_from_with(&source, &mut Options::new().part(part_keys(&part))).unwrap();
         let mut expected = expected;
         // Counts of unchanged models under a carrying parent cover only the part.
         fn uncount(es: &mut [diffsync::DiffElement], inside: &dyn Fn(&str, &str) -> bool) {
             for e in es {
-                if !inside(&e.model_type, &e.key) {
+                if !inside(e.model_type(), e.unique_id()) {
                     e.unchanged_descendants = 0;
                     uncount(&mut e.children, inside);
                 }
@@ -412,7 +412,7 @@ fn since_base(base: &Inventory, side: &Inventory) -> std::collections::BTreeMap<
         .unwrap()
         .iter()
         .filter(|(e, _)| e.action != diffsync::Action::NoChange)
-        .map(|(e, _)| ((e.model_type.to_string(), e.key.clone()), e.action))
+        .map(|(e, _)| ((e.model_type().to_string(), e.unique_id().to_string()), e.action))
         .collect()
 }
 

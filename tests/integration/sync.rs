@@ -154,7 +154,7 @@ fn filter_by_action_and_predicate() {
     let updates = diff.only_actions(&[Action::Update]);
     let s = updates.summary();
     assert_eq!((s.create, s.update, s.delete), (0, 2, 0));
-    let none = diff.filtered(|e| e.model_type == "nothing");
+    let none = diff.filtered(|e| e.model_type() == "nothing");
     assert!(!none.has_diffs());
 }
 

@@ -109,17 +109,17 @@ fn sync_complete_is_not_called_when_nothing_changes() {
 #[test]
 fn elements_carry_both_sides_and_changes() {
     let diff = sys_a().diff_from(&sys_b()).unwrap();
-    let (dev, _) = diff.iter().find(|(e, _)| e.key == "nyc-r1").unwrap();
+    let (dev, _) = diff.iter().find(|(e, _)| e.unique_id() == "nyc-r1").unwrap();
     assert_eq!(dev.action, Action::Update);
     assert_eq!(dev.changes.len(), 1);
     assert_eq!(dev.changes[0].name, "role");
     assert_eq!(dev.changes[0].old, "router");
     assert_eq!(dev.changes[0].new, "edge");
-    assert_eq!(dev.source_attrs.as_ref().unwrap()["serial"], "A1");
-    assert_eq!(dev.dest_attrs.as_ref().unwrap()["role"], "router");
-    assert_eq!(dev.identifiers["name"], "nyc-r1");
+    assert_eq!(dev.source_attrs().as_ref().unwrap()["serial"], "A1");
+    assert_eq!(dev.dest_attrs().as_ref().unwrap()["role"], "router");
+    assert_eq!(dev.identifiers()["name"], "nyc-r1");
     let site = &diff.elements[0];
-    assert_eq!((site.key.as_str(), site.action), ("nyc", Action::NoChange));
+    assert_eq!((site.unique_id(), site.action), ("nyc", Action::NoChange));
 }
 
 #[test]

@@ -400,13 +400,19 @@ fn a_row_changed_since_the_range_diff_fails_its_change_and_nothing_is_half_appli
         .diff
         .iter()
         .map(|(e, _)| e)
-        .find(|e| e.action == Action::Update && e.model_type == "interface")
+        .find(|e| e.action == Action::Update && e.model_type() == "interface")
         .expect("an update in the diff")
         .clone();
     // Someone writes that row after the diff was made.
     let (device, name) = (
-        updated.identifiers.get("device").unwrap().as_str().unwrap().to_string(),
-        updated.identifiers.get("name").unwrap().as_str().unwrap().to_string(),
+        updated
+            .identifiers()
+            .get("device")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string(),
+        updated.identifiers().get("name").unwrap().as_str().unwrap().to_string(),
     );
     rusqlite::Connection::open(&b)
         .unwrap()

@@ -289,7 +289,7 @@ fn a_loaded_diff_that_does_not_fit_is_refused_whole_and_the_database_still_opens
     let text = serde_json::to_string(&db.diff_from(&source).unwrap()).unwrap();
     // An interface moved right under its site, which declares devices only.
     let mut diff: diffsync::Diff = serde_json::from_str(&text).unwrap();
-    let site = diff.elements.iter_mut().find(|e| e.key == "site1").unwrap();
+    let site = diff.elements.iter_mut().find(|e| e.unique_id() == "site1").unwrap();
     let mut device = site.children.remove(0);
     site.children = std::mem::take(&mut device.children);
     let err = db.sync_diff(&diff, &mut Options::new()).unwrap_err();
@@ -298,13 +298,15 @@ fn a_loaded_diff_that_does_not_fit_is_refused_whole_and_the_database_still_opens
         "{err}"
     );
     // A value of the wrong kind somewhere in it: nothing at all is applied.
-    let mut diff: diffsync::Diff = serde_json::from_str(&text).unwrap();
-    let site = diff.elements.iter_mut().find(|e| e.key == "site1").unwrap();
-    let intf = &mut site.children[1].children[2];
-    intf.source_attrs
-        .as_mut()
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let intf = json["elements"]
+        .as_array_mut()
         .unwrap()
-        .insert("mtu".into(), serde_json::json!("big"));
+        .iter_mut()
+        .find(|e| e["key"] == "site1-r1__eth2")
+        .unwrap();
+    intf["source_attrs"]["mtu"] = serde_json::json!("big");
+    let diff: diffsync::Diff = serde_json::from_value(json).unwrap();
     let err = db.sync_diff(&diff, &mut Options::new()).unwrap_err();
     assert!(
         matches!(&err, Error::Sync(diffsync::SyncError::InvalidDiff { key, .. }) if key.unique_id() == "site1-r1__eth2"),

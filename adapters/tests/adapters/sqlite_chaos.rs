@@ -41,7 +41,7 @@ fn refuse_listed_rows(db: &SqliteAdapter) {
 fn changes(diff: &diffsync::Diff) -> BTreeSet<(String, String, Action)> {
     diff.iter()
         .filter(|(e, _)| e.action != Action::NoChange)
-        .map(|(e, _)| (e.model_type.to_string(), e.key.clone(), e.action))
+        .map(|(e, _)| (e.model_type().to_string(), e.unique_id().to_string(), e.action))
         .collect()
 }
 
@@ -94,10 +94,7 @@ fn run(src: (usize, u32), dst: (usize, u32), seed: u64, continue_on_failure: boo
             .iter()
             .map(|e| (e.model_type(), e.key.unique_id()))
             .collect();
-        let elements: Vec<_> = diff
-            .iter()
-            .map(|(e, _)| (e.model_type.as_ref(), e.key.as_str()))
-            .collect();
+        let elements: Vec<_> = diff.iter().map(|(e, _)| (e.model_type(), e.unique_id())).collect();
         assert_eq!(reported, elements);
         // The re-diff is exactly the unfinished work.
         let unfinished: BTreeSet<_> = report

@@ -599,7 +599,7 @@ impl Base {
         let mut path: Vec<(String, String)> = Vec::new();
         for (e, depth) in plan.iter() {
             path.truncate(depth);
-            let key = (e.model_type.to_string(), e.key.clone());
+            let key = (e.model_type().to_string(), e.unique_id().to_string());
             path.push(key.clone());
             let after = match e.action {
                 Action::NoChange => continue,
@@ -608,7 +608,7 @@ impl Base {
                     model_type: key.0.clone(),
                     key: key.1.clone(),
                     parent: depth.checked_sub(1).and_then(|d| path.get(d).cloned()),
-                    identifiers: e.identifiers.clone(),
+                    identifiers: e.identifiers(),
                     attributes: e.new_values(),
                 }),
                 Action::Update => {
@@ -621,7 +621,7 @@ impl Base {
                         model_type: key.0.clone(),
                         key: key.1.clone(),
                         parent: None,
-                        identifiers: e.identifiers.clone(),
+                        identifiers: e.identifiers(),
                         attributes,
                     })
                 }

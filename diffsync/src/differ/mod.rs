@@ -201,7 +201,10 @@ fn walk<'a>(
     }
     if let Some(sc) = &scope {
         // Ancestors outside the part only carry it: no-change parents.
-        diff.retain(|e| !sc.outside.contains(&(e.model_type.to_string(), e.key.clone())));
+        diff.retain(|e| {
+            !sc.outside
+                .contains(&(e.model_type().to_string(), e.unique_id().to_string()))
+        });
     }
     for (ty, order) in &opts.order {
         diff.order(ty, order);
@@ -297,16 +300,16 @@ fn check_shortnames(elements: &[DiffElement]) -> Result<()> {
     }
     let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(elements.len());
     for e in elements {
-        if !seen.insert((&e.model_type, e.sibling_name())) {
+        if !seen.insert((e.model_type(), e.sibling_name())) {
             let first = elements
                 .iter()
-                .find(|o| o.model_type == e.model_type && o.sibling_name() == e.sibling_name())
-                .map_or("", |o| o.key.as_str());
+                .find(|o| o.model_type() == e.model_type() && o.sibling_name() == e.sibling_name())
+                .map_or("", |o| o.unique_id());
             return Err(Error::Diff(DiffError::ShortnameCollision {
-                model_type: e.model_type.to_string(),
+                model_type: e.model_type().to_string(),
                 shortname: e.sibling_name().to_string(),
                 first: first.to_string(),
-                second: e.key.clone(),
+                second: e.unique_id().to_string(),
             }));
         }
     }

@@ -4,11 +4,13 @@
 use super::lists::{List, child_list, match_lists};
 use super::three_way::{against_base, same_subtree};
 use super::{Ctx, PairOutcome, check_identifiers, check_shortnames, internal, model, table};
-use crate::diff::{Action, AttrChange, DiffElement, Located};
+use crate::diff::{Action, AttrChange, DiffElement, Located, values_of};
 use crate::error::Result;
 use crate::flags::{DiffFlags, ModelFlags};
+use crate::key::ModelKey;
 use crate::model::ModelSchema;
 use crate::model::column::Slot;
+use crate::model::{AnyModel, Names};
 use crate::store::{Table, TypeIdx};
 
 pub(super) type Pair = (Option<Slot>, Option<Slot>);
@@ -299,26 +301,40 @@ fn finish(ctx: &Ctx<'_, '_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
             (Action::Update, changes)
         }
     };
-    let key = st
-        .zip(s)
-        .or(dt.zip(d))
-        .map(|(t, slot)| t.key(slot).to_string())
-        .unwrap_or_default();
-    Ok(PairOutcome::Element(DiffElement {
-        model_type: any.schema().name.clone(),
+    let (any_t, any_slot) = match (st.zip(s), dt.zip(d)) {
+        (Some(x), _) | (None, Some(x)) => x,
+        (None, None) => return Err(internal(any.model_type(), "element without a table")),
+    };
+    let identifiers = any.identifiers();
+    let key = ModelKey::with_unique_id(any.schema().name.clone(), identifiers.values(), any_t.key(any_slot));
+    // A no-change element's sides are equal: it is kept only as a parent.
+    let side = |t: Option<&Table>, m: Option<&dyn AnyModel>| {
+        let (t, m) = (t?, m?);
+        let attrs = m.attributes();
+        Some((Names::fitted(&t.names, &identifiers, Some(&attrs)), values_of(attrs)))
+    };
+    let (source, dest) = match action {
+        Action::NoChange => (None, None),
+        _ => (side(st, sm), side(dt, dm)),
+    };
+    let names = match source.as_ref().or(dest.as_ref()) {
+        Some((n, _)) => n.clone(),
+        None => Names::fitted(&any_t.names, &identifiers, None),
+    };
+    Ok(PairOutcome::Element(DiffElement::found(
         key,
-        shortname: any.shortname(),
-        identifiers: any.identifiers(),
+        any.shortname(),
+        values_of(identifiers),
+        names,
         action,
-        // A no-change element's sides are equal: it is kept only as a parent.
-        source_attrs: sm.filter(|_| action != Action::NoChange).map(|m| m.attributes()),
-        dest_attrs: dm.filter(|_| action != Action::NoChange).map(|m| m.attributes()),
+        source,
+        dest,
         changes,
-        unchanged_descendants: child_unchanged,
         children,
-        located: Some(Located {
+        child_unchanged,
+        Located {
             src: sty.zip(s),
             dst: dty.zip(d),
-        }),
-    }))
+        },
+    )))
 }

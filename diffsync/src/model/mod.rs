@@ -467,6 +467,42 @@ pub trait DiffModel: Any + Clone + fmt::Debug + Send + Sync {
     }
 }
 
+/// A model type's field names, shared by the diff elements of the type.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Names {
+    /// Identifier names, in unique-id order.
+    pub(crate) identifiers: Box<[Cow<'static, str>]>,
+    /// Attribute names, in schema order.
+    pub(crate) attributes: Box<[Cow<'static, str>]>,
+}
+
+impl Names {
+    /// `names` if they name these identifiers and attributes in order,
+    /// else names made from them (a model whose maps do not follow its
+    /// schema).
+    pub(crate) fn fitted(names: &Arc<Names>, identifiers: &Attrs, attributes: Option<&Attrs>) -> Arc<Names> {
+        let fits = |n: &[Cow<'static, str>], a: &Attrs| a.len() == n.len() && a.keys().zip(n).all(|(a, b)| a == b);
+        if fits(&names.identifiers, identifiers) && attributes.is_none_or(|a| fits(&names.attributes, a)) {
+            return names.clone();
+        }
+        Arc::new(Names {
+            identifiers: identifiers.keys().cloned().collect(),
+            attributes: match attributes {
+                Some(a) => a.keys().cloned().collect(),
+                None => names.attributes.clone(),
+            },
+        })
+    }
+
+    /// The names of a schema's fields.
+    pub(crate) fn of(schema: &ModelSchema) -> Names {
+        Names {
+            identifiers: schema.identifiers.iter().map(|f| f.name.clone()).collect(),
+            attributes: schema.attributes.iter().map(|f| f.name.clone()).collect(),
+        }
+    }
+}
+
 /// A derived model type, whose schema and name are known at compile time.
 pub trait StaticModel: DiffModel {
     /// The model type name.

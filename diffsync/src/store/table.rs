@@ -1,14 +1,16 @@
 //! One model type's table: per-slot metadata (key, links, digests,
 //! subtree fingerprints), the key index and the root buckets.
 
+use std::sync::Arc;
+
 use hashbrown::HashTable;
 
 use super::keys::{KeyRef, Keys};
 use crate::chunked::Chunked;
 use crate::digest::{self, Digest, Fingerprint};
-use crate::model::SchemaRef;
 use crate::model::column::ModelVec;
 use crate::model::column::Slot;
+use crate::model::{Names, SchemaRef};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Link {
@@ -196,6 +198,8 @@ pub(crate) struct Branch {
 /// All models of one type.
 pub(crate) struct Table {
     pub(crate) schema: SchemaRef,
+    /// The schema's field names, shared by the diff elements of the type.
+    pub(crate) names: Arc<Names>,
     pub(crate) meta: Chunked<Meta>,
     /// The subtree bookkeeping of the models that can have children.
     pub(crate) branches: Chunked<Branch>,
@@ -250,6 +254,7 @@ impl Clone for Table {
     fn clone(&self) -> Self {
         Table {
             schema: self.schema.clone(),
+            names: self.names.clone(),
             meta: self.meta.clone(),
             branches: self.branches.clone(),
             keys: self.keys.clone(),
@@ -268,6 +273,7 @@ impl Table {
     pub(crate) fn new(schema: SchemaRef, models: Box<dyn ModelVec>) -> Self {
         let n = schema.children.len();
         Table {
+            names: Arc::new(Names::of(&schema)),
             schema,
             meta: Chunked::new(),
             branches: Chunked::new(),

@@ -40,15 +40,15 @@ pub struct Change<'a> {
 impl<'a> Change<'a> {
     /// Model type name.
     pub fn model_type(&self) -> &'a str {
-        &self.element.model_type
+        self.element.model_type()
     }
     /// Unique id.
     pub fn key(&self) -> &'a str {
-        &self.element.key
+        self.element.unique_id()
     }
     /// Identifier values.
-    pub fn identifiers(&self) -> &'a Attrs {
-        &self.element.identifiers
+    pub fn identifiers(&self) -> Attrs {
+        self.element.identifiers()
     }
     /// The changed model's key.
     pub fn model_key(&self) -> crate::ModelKey {
@@ -64,13 +64,13 @@ impl<'a> Change<'a> {
     }
     /// The parent's (type, unique id), if the model is a child.
     pub(crate) fn parent_uid(&self) -> Option<(&'a str, &'a str)> {
-        self.parent.map(|p| (p.model_type.as_ref(), p.key.as_str()))
+        self.parent.map(|p| (p.model_type(), p.unique_id()))
     }
     /// The changed model's key as a `T`'s (`None`: a change of another
     /// type). With the adapter's store it gives the model as it is before
     /// the change: `self.store.get(&change.key_as::<Device>()?)`.
     pub fn key_as<T: crate::StaticModel>(&self) -> Option<crate::Key<T>> {
-        (self.element.model_type.as_ref() == T::NAME).then(|| crate::key::Key::assume(self.model_key()))
+        (self.element.model_type() == T::NAME).then(|| crate::key::Key::assume(self.model_key()))
     }
     /// For a create: the model that will be stored, as a `T` (also for a
     /// diff read from a file: it is built from the element's values).
@@ -115,7 +115,7 @@ impl fmt::Debug for Change<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Change")
             .field("action", &self.action)
-            .field("model_type", &self.element.model_type)
+            .field("model_type", &self.element.model_type())
             .field("key", &self.element.key)
             .field("attrs", &self.attrs)
             .finish()
@@ -241,7 +241,7 @@ impl<'a> Batch<'a, '_> {
     /// Panics if `i >= self.len()`.
     pub fn set_outcome(&mut self, i: usize, result: Result<(), HookError>) {
         let change = &self.changes[i];
-        let (model, key, action) = (&change.element.model_type, &change.element.key, change.action);
+        let (model, key, action) = (change.element.model_type(), &change.element.key, change.action);
         let outcome = match result {
             Ok(()) => {
                 tracing::debug!(%action, %model, %key, "applied");

@@ -78,7 +78,7 @@ pub(crate) fn sync_gated<A: Sink + ?Sized>(
     let n = changes.len();
     if opts.flags.contains(DiffFlags::LOG_UNCHANGED_RECORDS) {
         for (e, _) in entries.iter().filter(|(e, _)| e.action == Action::NoChange) {
-            tracing::debug!(model = %e.model_type, key = %e.key, status = "success", "no changes to apply");
+            tracing::debug!(model = %e.model_type(), key = %e.key, status = "success", "no changes to apply");
         }
     }
     tracing::info!(source = %diff.source, dest = %diff.dest, changes = n, dry_run = opts.dry_run, "sync started");
@@ -290,7 +290,7 @@ fn report_elements(entries: &[(&DiffElement, Entry)], outcomes: &[Outcome], abor
             // The element's unique id is the text of its identifiers (the
             // differ made it from them; a loaded diff's is what the store
             // was looked up by): taken as it is, not made again.
-            key: crate::ModelKey::with_unique_id(e.model_type.clone(), e.identifiers.values(), &e.key),
+            key: e.key.clone(),
             action: e.action,
             outcome,
         });
@@ -331,7 +331,7 @@ fn apply_to_store<S: Store + ?Sized>(
                         .iter()
                         .map(|&j| {
                             let c = &changes[j];
-                            (c.element.model_type.as_ref(), c.element.key.as_str(), c.remove_subtree)
+                            (c.element.model_type(), c.element.unique_id(), c.remove_subtree)
                         })
                         .collect();
                     local.remove_many_near(&items, |at| changes[run[at]].near)
@@ -380,9 +380,11 @@ fn apply_change<S: Store + ?Sized>(store: &mut S, change: &mut Change<'_>) -> Re
                 Some(model) => local.insert_near(model, change.parent_uid(), change.parent_near),
                 None => Ok(()),
             },
-            Action::Update => local.update_near(&e.model_type, &e.key, values, change.near),
+            Action::Update => local.update_near(e.model_type(), e.unique_id(), values, change.near),
             Action::Delete => local
-                .remove_many_near(&[(&e.model_type, &e.key, change.remove_subtree)], |_| change.near)
+                .remove_many_near(&[(e.model_type(), e.unique_id(), change.remove_subtree)], |_| {
+                    change.near
+                })
                 .map_err(|(_, err)| err),
             _ => Ok(()),
         };

@@ -71,7 +71,9 @@ impl<'a, 'd> Planner<'a, 'd> {
     fn dest_model(&self, e: &DiffElement) -> Option<&'d dyn AnyModel> {
         match e.located.filter(|_| self.located && e.action != Action::Create) {
             Some(at) => at.dst.and_then(|(t, s)| self.dest.tables[t].models.get(s)),
-            None => self.dest.find_dyn_near(&e.model_type, &e.key, self.dest_slot(e)),
+            None => self
+                .dest
+                .find_dyn_near(e.model_type(), e.unique_id(), self.dest_slot(e)),
         }
     }
 
@@ -81,7 +83,7 @@ impl<'a, 'd> Planner<'a, 'd> {
         let source = self.source?;
         match e.located.filter(|_| self.located && e.action != Action::Delete) {
             Some(at) => at.src.and_then(|(t, s)| source.tables[t].models.get(s)),
-            None => source.find_dyn_near(&e.model_type, &e.key, e.located.and_then(|at| at.src)),
+            None => source.find_dyn_near(e.model_type(), e.unique_id(), e.located.and_then(|at| at.src)),
         }
     }
 
@@ -165,7 +167,7 @@ impl<'a, 'd> Planner<'a, 'd> {
         if e.action != Action::Create
             && let Some(m) = dst
             && self.check_identifiers
-            && m.identifiers() != e.identifiers
+            && m.identifiers() != e.identifiers()
         {
             return Err(self.invalid(e, "the element's identifiers do not match its key"));
         }
@@ -228,7 +230,7 @@ impl<'a, 'd> Planner<'a, 'd> {
         parent_dep: Option<usize>,
     ) -> Result<usize> {
         let src_model = self.source_model(e);
-        let parent_key = parent.map(|p| (p.model_type.as_ref(), p.key.as_str()));
+        let parent_key = parent.map(|p| (p.model_type(), p.unique_id()));
         let mut outcome = Outcome::Pending;
         let mut new_model = None;
         let mut frees = None;
@@ -240,22 +242,22 @@ impl<'a, 'd> Planner<'a, 'd> {
                         return Err(self.invalid(e, format!("its parent {pt} {pk:?} is neither stored nor created")));
                     }
                     if let Some(schema) = self.dest.schema(pt)
-                        && !schema.children.contains(&e.model_type)
+                        && !schema.children.iter().any(|c| c == e.model_type())
                     {
                         return Err(self.invalid(
                             e,
                             format!(
                                 "its parent type {pt} does not declare {} children (declared: [{}])",
-                                e.model_type,
+                                e.model_type(),
                                 schema.children.join(", ")
                             ),
                         ));
                     }
                 }
-                let freed = self.deleted.remove(&(&*e.model_type, &*e.key));
+                let freed = self.deleted.remove(&(e.model_type(), e.unique_id()));
                 let taken = freed.is_none() && dst.is_some();
                 frees = freed;
-                if taken || !self.created.insert((&e.model_type, &e.key)) {
+                if taken || !self.created.insert((e.model_type(), e.unique_id())) {
                     // The reference's pre-check: this element fails, not the sync.
                     outcome = Outcome::Failed(Cause::from_error(Box::new(StoreError::AlreadyExists {
                         store: self.dest.name().to_string(),
@@ -264,7 +266,7 @@ impl<'a, 'd> Planner<'a, 'd> {
                 } else {
                     match new_model_for(e, src_model, self.dest) {
                         // A diff just computed from these stores keys its models right.
-                        Ok(m) if self.check_identifiers && m.unique_id() != e.key => {
+                        Ok(m) if self.check_identifiers && m.unique_id() != e.unique_id() => {
                             return Err(self.invalid(e, format!("its identifiers give the key {:?}", m.unique_id())));
                         }
                         Ok(m) => new_model = Some(m),
@@ -300,7 +302,7 @@ impl<'a, 'd> Planner<'a, 'd> {
                 if dst.is_none() {
                     return Err(self.invalid(e, "a delete of a model the destination does not hold"));
                 }
-                self.deleted.insert((&e.model_type, &e.key), i);
+                self.deleted.insert((e.model_type(), e.unique_id()), i);
             }
             Action::NoChange => {}
         }
@@ -333,11 +335,11 @@ fn new_model_for(
     src: Option<&dyn AnyModel>,
     dest: &LocalStore,
 ) -> Result<Box<dyn AnyModel>, ModelError> {
-    let Some(t) = dest.table_index(&e.model_type).map(|t| &dest.tables[t]) else {
+    let Some(t) = dest.table_index(e.model_type()).map(|t| &dest.tables[t]) else {
         return match src {
             Some(m) => Ok(m.copy_for_create_box()),
             None => Err(ModelError::Schema {
-                model_type: e.model_type.to_string(),
+                model_type: e.model_type().to_string(),
                 message: format!(
                     "cannot create {:?}: the destination has not registered this model type",
                     e.key
@@ -353,9 +355,9 @@ fn new_model_for(
     }
     let attrs = match src {
         Some(m) => m.attributes(),
-        None => e.source_attrs.clone().unwrap_or_default(),
+        None => e.source_attrs().unwrap_or_default(),
     };
-    t.models.build(&t.schema, &e.identifiers, &attrs)
+    t.models.build(&t.schema, &e.identifiers(), &attrs)
 }
 
 /// The deletes of keys the diff also creates (a model moved to another
@@ -366,7 +368,7 @@ fn moved_deletes(elements: &[DiffElement]) -> Vec<(&DiffElement, Option<&DiffEle
     let mut stack: Vec<&DiffElement> = elements.iter().collect();
     while let Some(e) = stack.pop() {
         if e.action == Action::Create {
-            created.insert((&e.model_type, &e.key));
+            created.insert((e.model_type(), e.unique_id()));
         }
         stack.extend(e.children.iter());
     }
@@ -376,7 +378,7 @@ fn moved_deletes(elements: &[DiffElement]) -> Vec<(&DiffElement, Option<&DiffEle
     let mut out = Vec::new();
     let mut stack: Vec<(&DiffElement, Option<&DiffElement>)> = elements.iter().rev().map(|e| (e, None)).collect();
     while let Some((e, parent)) = stack.pop() {
-        if e.action == Action::Delete && created.contains(&(&*e.model_type, &*e.key)) {
+        if e.action == Action::Delete && created.contains(&(e.model_type(), e.unique_id())) {
             out.push((e, parent));
             continue;
         }

@@ -47,7 +47,7 @@ pub(super) fn moves(walk: &[(&DiffElement, usize)]) -> (Vec<Unit>, Vec<bool>) {
     let mut at: HashMap<Key<'_>, Vec<usize>> = HashMap::new();
     for (i, (e, _)) in walk.iter().enumerate() {
         if matches!(e.action, Action::Create | Action::Delete) {
-            at.entry((e.model_type.as_ref(), e.key.as_str())).or_default().push(i);
+            at.entry((e.model_type(), e.unique_id())).or_default().push(i);
         }
     }
     at.retain(|_, places| places.len() == 2 && walk[places[0]].0.action != walk[places[1]].0.action);
@@ -68,7 +68,7 @@ pub(super) fn moves(walk: &[(&DiffElement, usize)]) -> (Vec<Unit>, Vec<bool>) {
         if in_unit[i] {
             continue;
         }
-        let Some(places) = at.get(&(e.model_type.as_ref(), e.key.as_str())) else {
+        let Some(places) = at.get(&(e.model_type(), e.unique_id())) else {
             continue;
         };
         let elements: Vec<usize> = places.iter().flat_map(|&p| subtree(p)).collect();
@@ -76,7 +76,7 @@ pub(super) fn moves(walk: &[(&DiffElement, usize)]) -> (Vec<Unit>, Vec<bool>) {
             in_unit[j] = true;
         }
         units.push(Unit {
-            root: (e.model_type.to_string(), e.key.clone()),
+            root: (e.model_type().to_string(), e.unique_id().to_string()),
             elements,
         });
     }
@@ -121,7 +121,7 @@ impl Judge<'_> {
         let (left_moved, right_moved) = (self.changed(self.ls, root), self.changed(self.rs, root));
         let mut keys: Vec<Key<'_>> = Vec::new();
         for &i in &unit.elements {
-            let key = (walk[i].0.model_type.as_ref(), walk[i].0.key.as_str());
+            let key = (walk[i].0.model_type(), walk[i].0.unique_id());
             if !keys.contains(&key) {
                 keys.push(key);
             }
@@ -381,7 +381,7 @@ pub(super) fn guard_deletes(
         let by_left = e.action == Action::Create && flow[i] == Flow::ToRight;
         let contested = (by_right && (kids.1 || kids.2)) || (by_left && (kids.0 || kids.2));
         if contested {
-            let key = (e.model_type.as_ref(), e.key.as_str());
+            let key = (e.model_type(), e.unique_id());
             let (deleter, keeper) = if by_right {
                 (Resolution::Right, Resolution::Left)
             } else {
@@ -399,8 +399,7 @@ pub(super) fn guard_deletes(
                 for j in i + 1..end {
                     if flow[j] != to {
                         let (d, _) = walk[j];
-                        let lost =
-                            judge.conflict((d.model_type.as_ref(), d.key.as_str()), ConflictKind::ChildUnderDelete);
+                        let lost = judge.conflict((d.model_type(), d.unique_id()), ConflictKind::ChildUnderDelete);
                         log(
                             &mut records,
                             conflicts,
@@ -418,7 +417,7 @@ pub(super) fn guard_deletes(
                     if flow[j] != Flow::Keep {
                         flow[j] = Flow::Skip;
                         let (d, _) = walk[j];
-                        if let Some(&at) = records.get(&(d.model_type.to_string(), d.key.clone())) {
+                        if let Some(&at) = records.get(&(d.model_type().to_string(), d.unique_id().to_string())) {
                             conflicts[at].resolution = Resolution::Skip;
                         }
                     }

@@ -177,7 +177,7 @@ pub fn reconcile_observed<L: Sink + ?Sized, R: Sink + ?Sized>(
     let touched: Vec<Key<'_>> = {
         let mut seen = HashSet::new();
         walk.iter()
-            .map(|(e, _)| (e.model_type.as_ref(), e.key.as_str()))
+            .map(|(e, _)| (e.model_type(), e.unique_id()))
             .chain(changes.iter().map(|c| (c.model_type.as_ref(), c.key.as_str())))
             .chain(both_deleted.iter().map(|(t, k)| (t.as_str(), k.as_str())))
             .filter(|k| seen.insert(*k))
@@ -186,7 +186,7 @@ pub fn reconcile_observed<L: Sink + ?Sized, R: Sink + ?Sized>(
     let differing: HashSet<Key<'_>> = walk
         .iter()
         .filter(|(e, _)| e.action != Action::NoChange)
-        .map(|(e, _)| (e.model_type.as_ref(), e.key.as_str()))
+        .map(|(e, _)| (e.model_type(), e.unique_id()))
         .collect();
     let changed_left: HashSet<Key<'_>> = changes
         .iter()
@@ -388,7 +388,7 @@ fn decide_each(
         if e.action == Action::NoChange || in_unit[i] {
             continue;
         }
-        let key = (e.model_type.as_ref(), e.key.as_str());
+        let key = (e.model_type(), e.unique_id());
         flow[i] = match (cl.get(&key), cr.get(&key)) {
             // A key an interrupted write left in doubt: a conflict, by what
             // each side holds.
@@ -443,7 +443,7 @@ fn decide_each(
             false => (Resolution::Right, Flow::ToLeft),
         };
         for (i, (e, _)) in walk.iter().enumerate() {
-            if e.action != Action::NoChange && e.model_type == c.model_type() && e.key == c.key.unique_id() {
+            if e.action != Action::NoChange && e.model_type() == c.model_type() && e.unique_id() == c.key.unique_id() {
                 flow[i] = to;
             }
         }
@@ -482,10 +482,10 @@ fn select(d: &Diff, walk: &[(&DiffElement, usize)], flow: &[Flow], merges: &Merg
     let mut to_right = d.select(true, |e| goes(e, Flow::ToRight));
     for (plan, takes) in [(&mut to_left, 0), (&mut to_right, 1)] {
         crate::diff::for_each_mut(&mut plan.elements, |e| {
-            let key = (e.model_type.to_string(), e.key.clone());
+            let key = (e.model_type().to_string(), e.unique_id().to_string());
             if let Some(p) = merges.get(&key) {
                 let names = if takes == 0 { &p.0 } else { &p.1 };
-                e.changes.retain(|c| names.iter().any(|n| *n == c.name));
+                e.retain_changes(|c| names.iter().any(|n| *n == c.name));
             }
         });
     }

@@ -50,7 +50,7 @@ pub(super) fn settle(conflicts: &mut [ConflictRecord], sides: [SideOutcome<'_>; 
             side.plan
                 .iter()
                 .filter(|(e, _)| e.action != Action::NoChange)
-                .map(|(e, _)| (e.model_type.as_ref(), e.key.as_str()))
+                .map(|(e, _)| (e.model_type(), e.unique_id()))
                 .collect()
         })
         .collect();
@@ -102,7 +102,7 @@ pub(super) fn unacknowledged(plan: &Diff, report: &SyncReport, error: Option<&Er
         .iter()
         .map(|(e, _)| e)
         .filter(|e| e.action != Action::NoChange)
-        .map(|e| (e.model_type.to_string(), e.key.clone()));
+        .map(|e| (e.model_type().to_string(), e.unique_id().to_string()));
     let whole = match error {
         None => false,
         Some(Error::Sync(SyncError::Aborted { .. })) => false,
