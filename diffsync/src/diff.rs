@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::key::ModelKey;
+use crate::key::{KeyValue, ModelKey};
 use crate::model::column::Slot;
 use crate::model::{Attrs, Names};
 use crate::store::TypeIdx;
@@ -84,8 +84,10 @@ pub struct DiffElement {
     pub unchanged_descendants: usize,
     /// Child elements, grouped by model type in the schema's child order.
     pub children: Vec<DiffElement>,
-    /// The identifier values, named by `names`.
-    pub(crate) identifiers: Box<[Value]>,
+    /// The identifier values, named by `names`, when the key does not
+    /// give them back as they are (a float, a list, a map: rare); else
+    /// they are read from the key.
+    identifiers: Option<Box<[Value]>>,
     /// The names of the identifiers and of the values in `sides` (but
     /// [`Sides::Both`], which names its own).
     names: Arc<Names>,
@@ -137,6 +139,17 @@ fn to_attrs(names: &[Cow<'static, str>], values: &[Value]) -> Attrs {
     names.iter().cloned().zip(values.iter().cloned()).collect()
 }
 
+/// `values` if a key made of them does not give them back as they are
+/// (see [`KeyValue`]): a float, a list or a map.
+fn kept_identifiers(values: Box<[Value]>) -> Option<Box<[Value]>> {
+    let exact = |v: &Value| match v {
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        Value::Array(_) | Value::Object(_) => false,
+    };
+    (!values.iter().all(exact)).then_some(values)
+}
+
 /// The values of named values, in order.
 pub(crate) fn values_of(attrs: Attrs) -> Box<[Value]> {
     attrs.into_iter().map(|(_, v)| v).collect()
@@ -150,7 +163,7 @@ impl DiffElement {
         source_attrs: Option<Attrs>,
         dest_attrs: Option<Attrs>,
         changes: &[AttrChange],
-    ) -> (Box<[Value]>, Arc<Names>, Sides) {
+    ) -> (Option<Box<[Value]>>, Arc<Names>, Sides) {
         let names_of = |a: &Attrs| -> Box<[Cow<'static, str>]> { a.keys().cloned().collect() };
         let values_of = |a: &Attrs| -> Box<[Value]> { a.values().cloned().collect() };
         let names = Arc::new(Names {
@@ -181,7 +194,7 @@ impl DiffElement {
                 }
             }
         };
-        (values_of(&identifiers), names, sides)
+        (kept_identifiers(values_of(&identifiers)), names, sides)
     }
 
     /// An element of models found in two stores: `identifiers` in the
@@ -221,7 +234,7 @@ impl DiffElement {
             changes,
             unchanged_descendants,
             children,
-            identifiers,
+            identifiers: kept_identifiers(identifiers),
             names,
             sides,
             located: Some(located),
@@ -258,16 +271,21 @@ impl DiffElement {
 
     /// Identifier values by name.
     pub fn identifiers(&self) -> Attrs {
-        to_attrs(&self.names.identifiers, &self.identifiers)
+        to_attrs(&self.names.identifiers, &self.identifier_values())
+    }
+
+    /// The identifier values, in the order of their names.
+    pub(crate) fn identifier_values(&self) -> Cow<'_, [Value]> {
+        match &self.identifiers {
+            Some(v) => Cow::Borrowed(v),
+            None => Cow::Owned(self.key.values().iter().map(KeyValue::to_value).collect()),
+        }
     }
 
     /// One identifier's value.
-    pub fn identifier(&self, name: &str) -> Option<&Value> {
-        self.names
-            .identifiers
-            .iter()
-            .position(|n| n == name)
-            .map(|i| &self.identifiers[i])
+    pub fn identifier(&self, name: &str) -> Option<Value> {
+        let i = self.names.identifiers.iter().position(|n| n == name)?;
+        self.identifier_values().get(i).cloned()
     }
 
     /// All attributes on the source side; `None` when the model is not in
@@ -1079,7 +1097,7 @@ mod flat {
                 model_type: e.model_type(),
                 key: e.unique_id(),
                 shortname: &e.shortname,
-                identifiers: Named(&e.names.identifiers, &e.identifiers),
+                identifiers: Named(&e.names.identifiers, &e.identifier_values()),
                 action: e.action,
                 source_attrs,
                 dest_attrs,
@@ -1166,7 +1184,7 @@ mod tests {
             changes: Vec::new(),
             unchanged_descendants: 0,
             children,
-            identifiers: Box::new([key.into()]),
+            identifiers: None,
             names,
             sides: match action {
                 Action::Create => Sides::Source(values()),
@@ -1186,6 +1204,26 @@ mod tests {
     }
 
     #[test]
+    fn identifiers_the_key_gives_back_are_not_kept_twice() {
+        let json = r#"{"source": "a", "dest": "b", "elements": [
+            {"model_type": "port", "key": "r1__7__true", "identifiers": {"dev": "r1", "n": 7, "up": true}, "action": "delete",
+             "dest_attrs": {"mtu": 1500}},
+            {"model_type": "probe", "key": "1.5__[1,2]", "identifiers": {"x": 1.5, "at": [1, 2]}, "action": "delete",
+             "dest_attrs": {}}]}"#;
+        let d: Diff = serde_json::from_str(json).unwrap();
+        assert!(d.elements[0].identifiers.is_none());
+        // A float and a list read back from a key as other values: kept.
+        assert!(d.elements[1].identifiers.is_some());
+        assert_eq!(d.elements[0].identifier("n"), Some(Value::from(7)));
+        assert_eq!(d.elements[1].identifiers()["at"], serde_json::json!([1, 2]));
+        let back: Value = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            back["elements"],
+            serde_json::from_str::<Value>(json).unwrap()["elements"]
+        );
+    }
+
+    #[test]
     fn an_update_keeps_one_side_and_gives_both() {
         let json = r#"{"source": "a", "dest": "b", "elements": [
             {"model_type": "device", "key": "d1", "identifiers": {"name": "d1"}, "action": "update",
@@ -1200,7 +1238,7 @@ mod tests {
         assert!(matches!(d.elements[1].sides, Sides::Both(_)));
         assert_eq!(d.elements[0].source_attrs().unwrap()["role"], "core");
         assert_eq!(d.elements[0].source_attr("mtu"), Some(&Value::from(9000)));
-        assert_eq!(d.elements[0].identifier("name"), Some(&Value::from("d1")));
+        assert_eq!(d.elements[0].identifier("name"), Some(Value::from("d1")));
         assert_eq!(d.elements[1].source_attrs().unwrap()["mtu"], 1500);
         let back: Value = serde_json::to_value(&d).unwrap();
         assert_eq!(

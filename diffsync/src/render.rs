@@ -208,8 +208,10 @@ fn dict_level(elements: &[DiffElement]) -> serde_json::Map<String, Value> {
 fn python_name(e: &DiffElement) -> String {
     match &e.shortname {
         Some(s) => s.clone(),
-        None if e.identifiers.is_empty() => e.unique_id().to_string(),
-        None => crate::model::readable_id_of(e.identifiers.iter()),
+        None => match e.identifier_values() {
+            ids if ids.is_empty() => e.unique_id().to_string(),
+            ids => crate::model::readable_id_of(ids.iter()),
+        },
     }
 }
 
