@@ -314,6 +314,14 @@ fn expand(input: &Input<'_>) -> TokenStream {
                     #(m.insert(#p::Cow::Borrowed(#attr_names), #attr_values);)*
                     m
                 }
+                fn __write_key(&self, out: &mut ::std::vec::Vec<u8>) -> bool {
+                    // Every part is written (`&`, not `&&`).
+                    true #(& #p::IdPart::write_key(&self.#id_idents, out))*
+                }
+                fn __attribute_values(&self) -> ::core::option::Option<::std::boxed::Box<[#p::Value]>> {
+                    let values: [#p::Value; #n_attrs] = [#(#attr_values),*];
+                    ::core::option::Option::Some(::std::boxed::Box::new(values))
+                }
                 fn write_digest(&self, enc: &mut #p::Encoder) {
                     #digest_ids
                     #digest_attrs

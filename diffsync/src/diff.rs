@@ -152,7 +152,11 @@ fn kept_identifiers(values: Box<[Value]>) -> Option<Box<[Value]>> {
 
 /// The values of named values, in order.
 pub(crate) fn values_of(attrs: Attrs) -> Box<[Value]> {
-    attrs.into_iter().map(|(_, v)| v).collect()
+    // Pushed into a new list of the right size: collected in place, the
+    // pairs' allocation would be shrunk by a reallocation instead.
+    let mut out = Vec::with_capacity(attrs.len());
+    out.extend(attrs.into_iter().map(|(_, v)| v));
+    out.into_boxed_slice()
 }
 
 impl DiffElement {
@@ -197,14 +201,15 @@ impl DiffElement {
         (kept_identifiers(values_of(&identifiers)), names, sides)
     }
 
-    /// An element of models found in two stores: `identifiers` in the
-    /// order of `names` (the primary side's), the values of each side in
-    /// the order of its type's names.
+    /// An element of models found in two stores: `identifiers` (kept only
+    /// when the key cannot give them back) in the order of `names` (the
+    /// primary side's), the values of each side in the order of its
+    /// type's names.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn found(
         key: ModelKey,
         shortname: Option<String>,
-        identifiers: Box<[Value]>,
+        identifiers: Option<Box<[Value]>>,
         names: Arc<Names>,
         action: Action,
         source: Option<(Arc<Names>, Box<[Value]>)>,
@@ -234,7 +239,7 @@ impl DiffElement {
             changes,
             unchanged_descendants,
             children,
-            identifiers: kept_identifiers(identifiers),
+            identifiers,
             names,
             sides,
             located: Some(located),

@@ -489,3 +489,69 @@ fn the_json_forms_of_events_reports_and_conflicts_are_the_earlier_ones() {
     assert_eq!(record.key, Site::key("nyc").into_erased());
     assert_eq!(serde_json::to_value(&record).unwrap(), conflict);
 }
+
+/// A model keyed by one identifier of each kind.
+#[derive(diffsync::DiffModel, Clone, Debug, PartialEq)]
+#[diffsync(name = "mixed")]
+struct Mixed {
+    #[diffsync(id)]
+    s: String,
+    #[diffsync(id)]
+    n: i64,
+    #[diffsync(id)]
+    b: bool,
+    #[diffsync(id)]
+    o: Option<String>,
+    v: u32,
+}
+
+/// A model keyed by any JSON: a float's or a list's key does not give
+/// its JSON back, so a diff element keeps such a model's values.
+#[derive(diffsync::DiffModel, Clone, Debug, PartialEq)]
+#[diffsync(name = "measured")]
+struct Measured {
+    #[diffsync(id)]
+    at: serde_json::Value,
+    v: u32,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// An element's key is its model's, and its identifiers the model's
+    /// JSON values, whether it reads them from the key or keeps them.
+    #[test]
+    fn a_diff_elements_key_and_identifiers_are_its_models(
+        s in "[a-z\"_ 0-9]{0,6}", n in any::<i64>(), b in any::<bool>(), o in proptest::option::of("[0-9a-z]{0,3}"),
+        at in prop_oneof![
+            // Quarters: exact in binary, so JSON text reads them back.
+            (-4_000_000i64..4_000_000).prop_map(|q| json!(q as f64 / 4.0 + 0.25)),
+            any::<i64>().prop_map(|i| json!(i)),
+            "[a-z]{0,3}".prop_map(|s| json!([s])),
+        ],
+    ) {
+        let mixed = Mixed { s, n, b, o, v: 1 };
+        let measured = Measured { at, v: 1 };
+        let mut a = LocalStore::new("a");
+        a.register::<Mixed>().unwrap();
+        a.register::<Measured>().unwrap();
+        a.add(mixed.clone()).unwrap();
+        a.add(measured.clone()).unwrap();
+        let top = ["mixed", "measured"];
+        let a = diffsync::MemoryAdapter::with_store("a", &top, a);
+        let b_side = diffsync::MemoryAdapter::with_store("b", &top, LocalStore::new("b"));
+        let diff = diffsync::AdapterExt::diff_from(&b_side, &a).unwrap();
+        prop_assert_eq!(diff.summary().create, 2);
+        for (e, _) in diff.iter() {
+            let (key, ids) = match e.model_type() {
+                "mixed" => (mixed.model_key(), mixed.identifiers()),
+                _ => (measured.model_key(), measured.identifiers()),
+            };
+            prop_assert_eq!(&e.key, &key);
+            prop_assert_eq!(e.unique_id(), key.unique_id());
+            prop_assert_eq!(e.identifiers(), ids);
+        }
+        let json = serde_json::to_string(&diff).unwrap();
+        prop_assert_eq!(serde_json::from_str::<diffsync::Diff>(&json).unwrap(), diff);
+    }
+}

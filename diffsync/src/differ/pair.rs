@@ -305,26 +305,38 @@ fn finish(ctx: &Ctx<'_, '_, '_>, f: Frame<'_>) -> Result<PairOutcome> {
         (Some(x), _) | (None, Some(x)) => x,
         (None, None) => return Err(internal(any.model_type(), "element without a table")),
     };
-    let identifiers = any.identifiers();
-    let key = ModelKey::with_unique_id(any.schema().name.clone(), identifiers.values(), any_t.key(any_slot));
+    let uid = any_t.key(any_slot);
+    // The encoding is about as long as the text.
+    let mut ids = Vec::with_capacity(uid.len() + 8);
+    let exact = any.write_key(&mut ids);
+    let key = ModelKey::from_encoded(any.schema().name.clone(), ids, uid);
+    // Kept beside the key only when it cannot give them back.
+    let identifiers = (!exact).then(|| any.identifiers());
     // A no-change element's sides are equal: it is kept only as a parent.
     let side = |t: Option<&Table>, m: Option<&dyn AnyModel>| {
         let (t, m) = (t?, m?);
-        let attrs = m.attributes();
-        Some((Names::fitted(&t.names, &identifiers, Some(&attrs)), values_of(attrs)))
+        Some(match m.attribute_values() {
+            Some(values) => (t.names.clone(), values),
+            None => {
+                let attrs = m.attributes();
+                let ids = identifiers.clone().unwrap_or_else(|| m.identifiers());
+                (Names::fitted(&t.names, &ids, Some(&attrs)), values_of(attrs))
+            }
+        })
     };
     let (source, dest) = match action {
         Action::NoChange => (None, None),
         _ => (side(st, sm), side(dt, dm)),
     };
-    let names = match source.as_ref().or(dest.as_ref()) {
-        Some((n, _)) => n.clone(),
-        None => Names::fitted(&any_t.names, &identifiers, None),
+    let names = match (&source, &dest, &identifiers) {
+        (Some((n, _)), _, _) | (None, Some((n, _)), _) => n.clone(),
+        (None, None, Some(ids)) => Names::fitted(&any_t.names, ids, None),
+        (None, None, None) => any_t.names.clone(),
     };
     Ok(PairOutcome::Element(DiffElement::found(
         key,
         any.shortname(),
-        values_of(identifiers),
+        identifiers.map(values_of),
         names,
         action,
         source,

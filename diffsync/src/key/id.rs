@@ -40,6 +40,23 @@ pub trait IdPart {
         self.write_text(&mut text);
         super::KeyValue::Str(text)
     }
+    /// Appends this value's key encoding (that of
+    /// [`key_value`](Self::key_value)); whether the key gives back the
+    /// value's JSON as it is. Strings, integers and booleans write
+    /// themselves without a copy; the default goes through `key_value`
+    /// and answers no (the JSON is not known here).
+    #[doc(hidden)]
+    fn write_key(&self, out: &mut Vec<u8>) -> bool {
+        self.key_value().encode(out);
+        false
+    }
+}
+
+/// Appends a string's key encoding.
+fn write_str_key(s: &str, out: &mut Vec<u8>) -> bool {
+    out.push(0x06);
+    super::escape(s.as_bytes(), out);
+    true
 }
 
 /// Whether a string must be quoted in a key to stay distinct from a
@@ -77,6 +94,9 @@ impl IdPart for String {
     fn write_id(&self, out: &mut String) {
         write_str_id(self, out);
     }
+    fn write_key(&self, out: &mut Vec<u8>) -> bool {
+        write_str_key(self, out)
+    }
 }
 impl IdPart for str {
     fn write_text(&self, out: &mut String) {
@@ -84,6 +104,9 @@ impl IdPart for str {
     }
     fn write_id(&self, out: &mut String) {
         write_str_id(self, out);
+    }
+    fn write_key(&self, out: &mut Vec<u8>) -> bool {
+        write_str_key(self, out)
     }
 }
 impl IdPart for Box<str> {
@@ -93,6 +116,9 @@ impl IdPart for Box<str> {
     fn write_id(&self, out: &mut String) {
         write_str_id(self, out);
     }
+    fn write_key(&self, out: &mut Vec<u8>) -> bool {
+        write_str_key(self, out)
+    }
 }
 impl IdPart for Arc<str> {
     fn write_text(&self, out: &mut String) {
@@ -100,6 +126,9 @@ impl IdPart for Arc<str> {
     }
     fn write_id(&self, out: &mut String) {
         write_str_id(self, out);
+    }
+    fn write_key(&self, out: &mut Vec<u8>) -> bool {
+        write_str_key(self, out)
     }
 }
 #[cfg(feature = "compact_str")]
@@ -109,6 +138,9 @@ impl IdPart for compact_str::CompactString {
     }
     fn write_id(&self, out: &mut String) {
         write_str_id(self, out);
+    }
+    fn write_key(&self, out: &mut Vec<u8>) -> bool {
+        write_str_key(self, out)
     }
 }
 impl IdPart for char {
@@ -128,6 +160,9 @@ impl<T: IdPart + ?Sized> IdPart for &T {
     }
     fn key_value(&self) -> super::KeyValue {
         (**self).key_value()
+    }
+    fn write_key(&self, out: &mut Vec<u8>) -> bool {
+        (**self).write_key(out)
     }
 }
 impl<T: IdPart> IdPart for Option<T> {
@@ -149,6 +184,15 @@ impl<T: IdPart> IdPart for Option<T> {
             None => super::KeyValue::Null,
         }
     }
+    fn write_key(&self, out: &mut Vec<u8>) -> bool {
+        match self {
+            Some(v) => v.write_key(out),
+            None => {
+                super::KeyValue::Null.encode(out);
+                true
+            }
+        }
+    }
 }
 macro_rules! id_part_display {
     ($($t:ty),*) => {$(
@@ -167,6 +211,12 @@ macro_rules! id_part_display {
                     Err(_) => super::KeyValue::Str(self.to_string()),
                 }
             }
+            fn write_key(&self, out: &mut Vec<u8>) -> bool {
+                let k = self.key_value();
+                k.encode(out);
+                // As JSON, a number (or out of JSON's range: not read back).
+                matches!(k, super::KeyValue::Int(_)) && k.reads_back()
+            }
         }
     )*};
 }
@@ -181,6 +231,10 @@ impl IdPart for bool {
     }
     fn key_value(&self) -> super::KeyValue {
         super::KeyValue::Bool(*self)
+    }
+    fn write_key(&self, out: &mut Vec<u8>) -> bool {
+        self.key_value().encode(out);
+        true
     }
 }
 
@@ -205,6 +259,9 @@ impl IdPart for Value {
     }
     fn key_value(&self) -> super::KeyValue {
         super::KeyValue::from(self)
+    }
+    fn write_key(&self, out: &mut Vec<u8>) -> bool {
+        super::encode_values([self], out)
     }
 }
 

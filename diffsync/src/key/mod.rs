@@ -100,7 +100,18 @@ impl KeyValue {
         }
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
+    /// Whether [`to_value`](Self::to_value) gives back the JSON value
+    /// this was made from, whatever it was (an integer out of JSON's
+    /// range reads back as its text).
+    pub(crate) fn reads_back(&self) -> bool {
+        match self {
+            KeyValue::Int(i) => i64::try_from(*i).is_ok() || u64::try_from(*i).is_ok(),
+            KeyValue::Float(_) => false,
+            KeyValue::Null | KeyValue::Bool(_) | KeyValue::Str(_) => true,
+        }
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         match self {
             KeyValue::Null => out.push(0x01),
             KeyValue::Bool(false) => out.push(0x02),
@@ -187,6 +198,30 @@ impl IdPart for KeyValue {
 }
 
 /// Appends `bytes` escaped (`00` → `00 FF`) and terminated (`00`).
+/// Appends the key encoding of JSON identifier values; whether a key
+/// gives every one of them back as it is (not a float, a list or a map).
+pub(crate) fn encode_values<'a>(values: impl IntoIterator<Item = &'a Value>, out: &mut Vec<u8>) -> bool {
+    let mut exact = true;
+    for v in values {
+        match v {
+            Value::String(s) => {
+                out.push(0x06);
+                escape(s.as_bytes(), out);
+            }
+            Value::Array(_) | Value::Object(_) => {
+                exact = false;
+                KeyValue::from(v).encode(out);
+            }
+            other => {
+                let k = KeyValue::from(other);
+                exact &= k.reads_back();
+                k.encode(out);
+            }
+        }
+    }
+    exact
+}
+
 fn escape(bytes: &[u8], out: &mut Vec<u8>) {
     for &b in bytes {
         out.push(b);
@@ -297,16 +332,22 @@ impl ModelKey {
         values: impl IntoIterator<Item = &'a Value>,
         uid: &str,
     ) -> ModelKey {
-        let mut ids = Vec::new();
-        for v in values {
-            match v {
-                Value::String(s) => {
-                    ids.push(0x06);
-                    escape(s.as_bytes(), &mut ids);
-                }
-                other => KeyValue::from(other).encode(&mut ids),
-            }
+        // The encoding is about as long as the text (a tag per value, a
+        // few escapes): one allocation, not a doubling per push.
+        let mut ids = Vec::with_capacity(uid.len() + 8);
+        encode_values(values, &mut ids);
+        ModelKey {
+            model_type,
+            ids: ids.into(),
+            uid: uid.into(),
         }
+    }
+
+    /// The key of a `model_type` model whose identifier values were
+    /// encoded into `ids` already (a model's own
+    /// [`write_key`](crate::model::AnyModel::write_key)), with the text
+    /// `uid` made from the same values.
+    pub(crate) fn from_encoded(model_type: Cow<'static, str>, ids: Vec<u8>, uid: &str) -> ModelKey {
         ModelKey {
             model_type,
             ids: ids.into(),

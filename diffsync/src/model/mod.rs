@@ -431,6 +431,21 @@ pub trait DiffModel: Any + Clone + fmt::Debug + Send + Sync {
     }
     /// Attribute values by name, in schema order.
     fn attributes(&self) -> Attrs;
+    /// Appends the key encoding of the identifiers (as
+    /// [`model_key`](Self::model_key)'s); whether the key gives their
+    /// JSON values back as they are. `#[derive(DiffModel)]` writes the
+    /// fields directly.
+    #[doc(hidden)]
+    fn __write_key(&self, out: &mut Vec<u8>) -> bool {
+        crate::key::encode_values(self.identifiers().values(), out)
+    }
+    /// The attribute values in schema order, when the type knows them
+    /// without building [`attributes`](Self::attributes) (`None`: it does
+    /// not). `#[derive(DiffModel)]` gives them.
+    #[doc(hidden)]
+    fn __attribute_values(&self) -> Option<Box<[Value]>> {
+        None
+    }
     /// One attribute's value, if the model has it.
     fn attribute(&self, name: &str) -> Option<Value>;
     /// Whether every attribute compares equal (typed, in place).
@@ -593,6 +608,12 @@ pub trait AnyModel: Any + fmt::Debug + Send + Sync {
     fn identifiers(&self) -> Attrs;
     /// Attribute values.
     fn attributes(&self) -> Attrs;
+    /// Appends the key encoding of the identifiers; whether the key gives
+    /// their JSON values back as they are.
+    fn write_key(&self, out: &mut Vec<u8>) -> bool;
+    /// The attribute values in schema order, if the type knows them
+    /// without building the map.
+    fn attribute_values(&self) -> Option<Box<[Value]>>;
     /// One attribute's value.
     fn attribute(&self, name: &str) -> Option<Value>;
     /// Flags.
@@ -635,6 +656,12 @@ impl<T: DiffModel> AnyModel for T {
     }
     fn attributes(&self) -> Attrs {
         DiffModel::attributes(self)
+    }
+    fn write_key(&self, out: &mut Vec<u8>) -> bool {
+        DiffModel::__write_key(self, out)
+    }
+    fn attribute_values(&self) -> Option<Box<[Value]>> {
+        DiffModel::__attribute_values(self)
     }
     fn attribute(&self, name: &str) -> Option<Value> {
         DiffModel::attribute(self, name)
@@ -891,6 +918,12 @@ impl DiffModel for DynModel {
             .map(|f| f.name.clone())
             .zip(self.attrs.iter().cloned())
             .collect()
+    }
+    fn __write_key(&self, out: &mut Vec<u8>) -> bool {
+        crate::key::encode_values(&self.ids, out)
+    }
+    fn __attribute_values(&self) -> Option<Box<[Value]>> {
+        Some(self.attrs.as_slice().into())
     }
     fn attribute(&self, name: &str) -> Option<Value> {
         self.schema.attribute_index(name).map(|i| self.attrs[i].clone())
