@@ -465,11 +465,15 @@ proptest! {
         let got: std::collections::BTreeSet<_> = classes
             .changes
             .iter()
-            .map(|c| ((c.model_type.to_string(), c.key.clone()), c.left, c.right))
+            .map(|c| ((c.model_type().to_string(), c.key.unique_id().to_string()), c.left, c.right))
             .collect();
         prop_assert_eq!(got, expected);
         let mut on_both: Vec<(String, String)> = l.keys().filter(|k| deleted(k)).cloned().collect();
-        let mut got_both = classes.deleted_on_both.clone();
+        let mut got_both: Vec<(String, String)> = classes
+            .deleted_on_both
+            .iter()
+            .map(|k| (k.model_type().to_string(), k.unique_id().to_string()))
+            .collect();
         on_both.sort();
         got_both.sort();
         prop_assert_eq!(got_both, on_both);

@@ -10,8 +10,7 @@ pub(crate) type SinceBase = Option<Action>;
 
 /// A key where a side differs from the base, found by a three-way walk.
 pub(crate) struct BaseChange {
-    pub(crate) model_type: std::borrow::Cow<'static, str>,
-    pub(crate) key: String,
+    pub(crate) key: crate::key::ModelKey,
     /// The destination side against the base.
     pub(crate) dst: SinceBase,
     /// The source side against the base.
@@ -134,8 +133,7 @@ pub(super) fn against_base(
     let src = if equal && dst.is_none() { None } else { vs(st, s) };
     if dst.is_some() || src.is_some() {
         three.changes.push(BaseChange {
-            model_type: t.schema.name.clone(),
-            key: t.key(slot).to_string(),
+            key: t.model_key(slot),
             dst,
             src,
         });

@@ -391,6 +391,19 @@ impl Table {
     }
 
     /// The unique id of the model in `slot`.
+    /// The key of the model in `slot` (a slot the table holds).
+    pub(crate) fn model_key(&self, slot: Slot) -> crate::key::ModelKey {
+        let uid = self.key(slot);
+        let mut ids = Vec::with_capacity(uid.len() + 8);
+        match self.models.get(slot) {
+            Some(m) => {
+                m.write_key(&mut ids);
+                crate::key::ModelKey::from_encoded(self.schema.name.clone(), ids, uid)
+            }
+            None => crate::key::ModelKey::from_unique_id(&self.schema.name, uid),
+        }
+    }
+
     pub(crate) fn key(&self, slot: Slot) -> &str {
         self.keys.get(self.meta[slot].uid)
     }

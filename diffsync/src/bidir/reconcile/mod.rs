@@ -17,6 +17,7 @@ use super::strategy::Strategy;
 use crate::diff::{Action, Diff, DiffElement};
 use crate::differ;
 use crate::error::{Error, ReconcileError, Result, SyncError};
+use crate::key::ModelKey;
 use crate::model::Chain;
 use crate::options::Options;
 use crate::report::{BiReport, ConflictKind, ConflictRecord, Resolution, SyncReport};
@@ -24,13 +25,13 @@ use crate::store::{LocalStore, Store};
 use crate::sync::adapter::{Adapter, AdapterExt, Sink};
 
 /// Base keys neither side holds any more (deleted on both).
-fn deleted_on_both(base: &LocalStore, ls: &LocalStore, rs: &LocalStore) -> Vec<(String, String)> {
+fn deleted_on_both(base: &LocalStore, ls: &LocalStore, rs: &LocalStore) -> Vec<ModelKey> {
     let mut out = Vec::new();
     for t in base.model_types() {
         for m in base.get_all_dyn(t) {
             let k = m.unique_id();
             if ls.find_dyn(t, &k).is_none() && rs.find_dyn(t, &k).is_none() {
-                out.push((t.to_string(), k));
+                out.push(m.model_key());
             }
         }
     }
@@ -63,7 +64,7 @@ pub struct Classification {
     /// or on both: identically, or a conflict when the sides differ).
     pub changes: Vec<KeyChange>,
     /// Base keys neither side holds any more (deleted on both: no conflict).
-    pub deleted_on_both: Vec<(String, String)>,
+    pub deleted_on_both: Vec<ModelKey>,
 }
 
 /// What each side did to one key since the base: `Create`, `Update`,
@@ -71,14 +72,19 @@ pub struct Classification {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyChange {
-    /// Model type name.
-    pub model_type: std::borrow::Cow<'static, str>,
-    /// Unique id.
-    pub key: String,
+    /// The model's key.
+    pub key: ModelKey,
     /// What the left side did.
     pub left: Option<Action>,
     /// What the right side did.
     pub right: Option<Action>,
+}
+
+impl KeyChange {
+    /// The model type.
+    pub fn model_type(&self) -> &str {
+        self.key.model_type()
+    }
 }
 
 /// Classifies every model of both sides against `base` in one walk of
@@ -97,7 +103,6 @@ pub fn classify<L: Adapter + ?Sized, R: Adapter + ?Sized>(left: &L, right: &R, b
     let changes = changes
         .into_iter()
         .map(|c| KeyChange {
-            model_type: c.model_type,
             key: c.key,
             left: c.dst,
             right: c.src,
@@ -178,8 +183,8 @@ pub fn reconcile_observed<L: Sink + ?Sized, R: Sink + ?Sized>(
         let mut seen = HashSet::new();
         walk.iter()
             .map(|(e, _)| (e.model_type(), e.unique_id()))
-            .chain(changes.iter().map(|c| (c.model_type.as_ref(), c.key.as_str())))
-            .chain(both_deleted.iter().map(|(t, k)| (t.as_str(), k.as_str())))
+            .chain(changes.iter().map(|c| (c.key.model_type(), c.key.unique_id())))
+            .chain(both_deleted.iter().map(|k| (k.model_type(), k.unique_id())))
             .filter(|k| seen.insert(*k))
             .collect()
     };
@@ -191,7 +196,7 @@ pub fn reconcile_observed<L: Sink + ?Sized, R: Sink + ?Sized>(
     let changed_left: HashSet<Key<'_>> = changes
         .iter()
         .filter(|c| c.left.is_some())
-        .map(|c| (c.model_type.as_ref(), c.key.as_str()))
+        .map(|c| (c.key.model_type(), c.key.unique_id()))
         .collect();
     drop(walk);
 
@@ -368,7 +373,7 @@ fn decide_each(
 ) -> Decisions {
     let (mut cl, mut cr): (HashMap<Key<'_>, Action>, HashMap<Key<'_>, Action>) = Default::default();
     for c in changes {
-        let key = (c.model_type.as_ref(), c.key.as_str());
+        let key = (c.key.model_type(), c.key.unique_id());
         if let Some(a) = c.left {
             cl.insert(key, a);
         }
