@@ -257,7 +257,7 @@ impl Sink for ObjectStoreAdapter {
                     let key = change.model_key();
                     let current = self.store.get_dyn(&key)?;
                     let mut record = self.registry.to_value(current)?;
-                    for (name, v) in &change.attrs {
+                    for (name, v) in change.attrs() {
                         record.insert(name.to_string(), v.clone());
                     }
                     let parent = self.store.parent(&key)?.map(|p| p.unique_id().to_string());

@@ -527,15 +527,15 @@ pub(crate) fn statements(
         Action::Update => {
             // Expected old values (the diff's): an edit made since the read
             // is not overwritten, the change fails instead.
-            let set: Vec<&str> = change.attrs.keys().map(|k| k.as_ref()).collect();
+            let set: Vec<&str> = change.attrs().keys().map(|k| k.as_ref()).collect();
             let old: Vec<&AttrChange> = change
                 .element
                 .changes
                 .iter()
-                .filter(|c| change.attrs.contains_key(&c.name) && t.columns.iter().any(|col| col.name == c.name))
+                .filter(|c| change.attrs().contains_key(&c.name) && t.columns.iter().any(|col| col.name == c.name))
                 .collect();
             let mut params = Vec::with_capacity(set.len() + t.n_ids + old.len());
-            for (k, v) in &change.attrs {
+            for (k, v) in change.attrs() {
                 params.push(t.to_sql(k, v, change.key())?);
             }
             params.extend(ids(&change.identifiers(), change.key())?);

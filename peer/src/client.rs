@@ -786,8 +786,8 @@ impl<T: Transport> RemotePeer<T> {
         let values =
             |attrs: &Attrs| serde_json::json!({"identifiers": change.identifiers(), "attributes": attrs}).to_string();
         let (action, values) = match change.action {
-            Action::Create => ("create", values(&change.attrs)),
-            Action::Update => ("update", values(&change.attrs)),
+            Action::Create => ("create", values(change.attrs())),
+            Action::Update => ("update", values(change.attrs())),
             Action::Delete => ("delete", String::new()),
             other => return Err(HookError::Failed(format!("{t} {uid}: cannot push a {other}").into())),
         };

@@ -163,7 +163,7 @@ fn write(fate: Fate, system: &mut System, change: &Change<'_>) -> Result<(), Hoo
         }
         Action::Update => {
             let (attrs, _) = system.get_mut(&id).unwrap();
-            for (k, v) in &change.attrs {
+            for (k, v) in change.attrs() {
                 attrs[k.as_ref()] = v.clone();
             }
         }

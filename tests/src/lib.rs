@@ -195,8 +195,8 @@ impl Inventory {
     }
 
     fn record(&mut self, verb: &str, change: &Change<'_>) -> Result<(), HookError> {
-        let attrs = serde_json::to_string(&change.attrs).unwrap_or_default();
-        let line = if change.attrs.is_empty() {
+        let attrs = serde_json::to_string(change.attrs()).unwrap_or_default();
+        let line = if change.attrs().is_empty() {
             format!("{verb} {} {}", change.model_type(), change.key())
         } else {
             format!("{verb} {} {} {attrs}", change.model_type(), change.key())

@@ -223,12 +223,15 @@ pub(crate) fn encode_values<'a>(values: impl IntoIterator<Item = &'a Value>, out
 }
 
 fn escape(bytes: &[u8], out: &mut Vec<u8>) {
-    for &b in bytes {
-        out.push(b);
-        if b == 0 {
-            out.push(0xFF);
-        }
+    // Copied a run at a time between NUL bytes (there are none in most
+    // keys), not pushed a byte at a time.
+    let mut rest = bytes;
+    while let Some(i) = rest.iter().position(|&b| b == 0) {
+        out.extend_from_slice(&rest[..=i]);
+        out.push(0xFF);
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
     out.push(0);
 }
 

@@ -16,9 +16,8 @@ pub struct Change<'a> {
     pub action: Action,
     /// The diff element (type, key, identifiers, attributes, changes).
     pub element: &'a DiffElement,
-    /// The values to write: all source attributes for a create, the changed ones
-    /// for an update, none for a delete.
-    pub attrs: Attrs,
+    /// The values to write, made on first use (see [`attrs`](Self::attrs)).
+    pub(super) attrs: std::cell::OnceCell<Attrs>,
     /// The full source model, when syncing from an adapter (not from a loaded diff).
     pub source: Option<&'a dyn AnyModel>,
     /// The parent's element, if the model is a child.
@@ -38,6 +37,13 @@ pub struct Change<'a> {
 }
 
 impl<'a> Change<'a> {
+    /// The values to write: all source attributes for a create, the
+    /// changed ones for an update, none for a delete. Made from the diff
+    /// the first time they are asked for (a sync whose hooks read typed
+    /// models never makes them).
+    pub fn attrs(&self) -> &Attrs {
+        self.attrs.get_or_init(|| self.element.new_values())
+    }
     /// Model type name.
     pub fn model_type(&self) -> &'a str {
         self.element.model_type()
@@ -82,12 +88,12 @@ impl<'a> Change<'a> {
     /// not a `T`'s is an error naming model, key and field.
     pub fn updated<T: DiffModel>(&self, old: &T) -> crate::Result<T> {
         let mut new = old.clone();
-        new.set_attributes(&self.attrs)?;
+        new.set_attributes(self.attrs())?;
         Ok(new)
     }
     /// For an update: the names of the attributes it changes.
     pub fn changed_fields(&self) -> impl Iterator<Item = &str> {
-        self.attrs.keys().map(|k| k.as_ref())
+        self.attrs().keys().map(|k| k.as_ref())
     }
     /// The source model as a concrete type.
     pub fn source_as<T: DiffModel>(&self) -> Option<&'a T> {

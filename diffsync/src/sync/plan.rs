@@ -309,7 +309,7 @@ impl<'a, 'd> Planner<'a, 'd> {
         self.plan.changes.push(Change {
             action: e.action,
             element: e,
-            attrs: e.new_values(),
+            attrs: std::cell::OnceCell::new(),
             source: src_model,
             parent,
             new_model,
