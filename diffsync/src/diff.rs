@@ -109,6 +109,71 @@ pub(crate) struct Located {
     pub(crate) dst: Option<(TypeIdx, Slot)>,
 }
 
+/// Named values of an element (its identifiers, or one side's
+/// attributes), borrowed from it: read or serialized (as a JSON object)
+/// without building an [`Attrs`] map.
+///
+/// ```
+/// use diffsync::Diff;
+///
+/// let diff: Diff = serde_json::from_str(r#"{"source": "a", "dest": "b", "elements": [
+///     {"model_type": "site", "key": "nyc", "identifiers": {"name": "nyc"},
+///      "action": "create", "source_attrs": {"region": "east"}}]}"#).unwrap();
+/// let attrs = diff.elements[0].source_fields().unwrap();
+/// assert_eq!(attrs.get("region"), Some(&"east".into()));
+/// assert_eq!(serde_json::to_string(&attrs).unwrap(), r#"{"region":"east"}"#);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Fields<'a> {
+    names: &'a [Cow<'static, str>],
+    values: Cow<'a, [Value]>,
+}
+
+impl<'a> Fields<'a> {
+    fn borrowed(names: &'a [Cow<'static, str>], values: &'a [Value]) -> Fields<'a> {
+        Fields {
+            names,
+            values: Cow::Borrowed(values),
+        }
+    }
+
+    /// The names and values, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.names.iter().map(|n| n.as_ref()).zip(self.values.iter())
+    }
+
+    /// One value by name.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.names.iter().position(|n| n == name).map(|i| &self.values[i])
+    }
+
+    /// How many values.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The values as a map.
+    pub fn to_attrs(&self) -> Attrs {
+        to_attrs(self.names, &self.values)
+    }
+}
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.values.len()))?;
+        for (n, v) in self.iter() {
+            map.serialize_entry(n, v)?;
+        }
+        map.end()
+    }
+}
+
 /// Values with the names they go with.
 #[derive(Clone)]
 struct Side {
@@ -276,7 +341,15 @@ impl DiffElement {
 
     /// Identifier values by name.
     pub fn identifiers(&self) -> Attrs {
-        to_attrs(&self.names.identifiers, &self.identifier_values())
+        self.identifier_fields().to_attrs()
+    }
+
+    /// The identifier values with their names, without building a map.
+    pub fn identifier_fields(&self) -> Fields<'_> {
+        Fields {
+            names: &self.names.identifiers,
+            values: self.identifier_values(),
+        }
     }
 
     /// The identifier values, in the order of their names.
@@ -296,23 +369,34 @@ impl DiffElement {
     /// All attributes on the source side; `None` when the model is not in
     /// the source, and for no-change elements (both sides are equal).
     pub fn source_attrs(&self) -> Option<Attrs> {
-        match &self.sides {
-            Sides::Source(v) => Some(to_attrs(&self.names.attributes, v)),
-            Sides::Changed(d) => Some(to_attrs(
-                &self.names.attributes,
-                &applied(&self.names, d, &self.changes),
-            )),
-            Sides::Both(b) => Some(to_attrs(&b.0.names.attributes, &b.0.values)),
-            Sides::None | Sides::Dest(_) => None,
-        }
+        self.source_fields().map(|f| f.to_attrs())
     }
 
     /// All attributes on the destination side; `None` when the model is
     /// not in the destination, and for no-change elements.
     pub fn dest_attrs(&self) -> Option<Attrs> {
+        self.dest_fields().map(|f| f.to_attrs())
+    }
+
+    /// [`source_attrs`](Self::source_attrs) without building a map.
+    pub fn source_fields(&self) -> Option<Fields<'_>> {
+        let attributes = &self.names.attributes;
         match &self.sides {
-            Sides::Dest(v) | Sides::Changed(v) => Some(to_attrs(&self.names.attributes, v)),
-            Sides::Both(b) => Some(to_attrs(&b.1.names.attributes, &b.1.values)),
+            Sides::Source(v) => Some(Fields::borrowed(attributes, v)),
+            Sides::Changed(d) => Some(Fields {
+                names: attributes,
+                values: Cow::Owned(applied(&self.names, d, &self.changes).into_vec()),
+            }),
+            Sides::Both(b) => Some(Fields::borrowed(&b.0.names.attributes, &b.0.values)),
+            Sides::None | Sides::Dest(_) => None,
+        }
+    }
+
+    /// [`dest_attrs`](Self::dest_attrs) without building a map.
+    pub fn dest_fields(&self) -> Option<Fields<'_>> {
+        match &self.sides {
+            Sides::Dest(v) | Sides::Changed(v) => Some(Fields::borrowed(&self.names.attributes, v)),
+            Sides::Both(b) => Some(Fields::borrowed(&b.1.names.attributes, &b.1.values)),
             Sides::None | Sides::Source(_) => None,
         }
     }
@@ -1010,29 +1094,15 @@ mod flat {
     use std::fmt;
 
     use serde::de::{self, SeqAccess, Visitor};
-    use serde::ser::{SerializeMap, SerializeSeq};
+    use serde::ser::SerializeSeq;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use serde_json::Value;
 
-    use super::{Action, AttrChange, DiffElement, DiffIter, Sides, applied};
+    use super::{Action, AttrChange, DiffElement, DiffIter, Fields};
     use crate::key::ModelKey;
     use crate::model::Attrs;
 
     fn is_zero(n: &usize) -> bool {
         *n == 0
-    }
-
-    /// Named values written as a map.
-    struct Named<'a>(&'a [Cow<'static, str>], &'a [Value]);
-
-    impl Serialize for Named<'_> {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let mut map = s.serialize_map(Some(self.0.len()))?;
-            for (n, v) in self.0.iter().zip(self.1) {
-                map.serialize_entry(n.as_ref(), v)?;
-            }
-            map.end()
-        }
     }
 
     #[derive(Serialize)]
@@ -1043,12 +1113,12 @@ mod flat {
         key: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         shortname: &'a Option<String>,
-        identifiers: Named<'a>,
+        identifiers: Fields<'a>,
         action: Action,
         #[serde(skip_serializing_if = "Option::is_none")]
-        source_attrs: Option<Named<'a>>,
+        source_attrs: Option<Fields<'a>>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        dest_attrs: Option<Named<'a>>,
+        dest_attrs: Option<Fields<'a>>,
         #[serde(skip_serializing_if = "<[_]>::is_empty")]
         changes: &'a [AttrChange],
         #[serde(skip_serializing_if = "is_zero")]
@@ -1082,30 +1152,15 @@ mod flat {
         };
         let mut seq = s.serialize_seq(None)?;
         for (e, depth) in walk {
-            let attributes = &e.names.attributes;
-            let source;
-            let (source_attrs, dest_attrs) = match &e.sides {
-                Sides::None => (None, None),
-                Sides::Source(v) => (Some(Named(attributes, v)), None),
-                Sides::Dest(v) => (None, Some(Named(attributes, v))),
-                Sides::Changed(d) => {
-                    source = applied(&e.names, d, &e.changes);
-                    (Some(Named(attributes, &source)), Some(Named(attributes, d)))
-                }
-                Sides::Both(b) => (
-                    Some(Named(&b.0.names.attributes, &b.0.values)),
-                    Some(Named(&b.1.names.attributes, &b.1.values)),
-                ),
-            };
             seq.serialize_element(&Out {
                 depth,
                 model_type: e.model_type(),
                 key: e.unique_id(),
                 shortname: &e.shortname,
-                identifiers: Named(&e.names.identifiers, &e.identifier_values()),
+                identifiers: e.identifier_fields(),
                 action: e.action,
-                source_attrs,
-                dest_attrs,
+                source_attrs: e.source_fields(),
+                dest_attrs: e.dest_fields(),
                 changes: &e.changes,
                 unchanged_descendants: e.unchanged_descendants,
             })?;

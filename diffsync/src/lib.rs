@@ -211,7 +211,7 @@ mod strategy_spec;
 mod sync;
 
 pub use bidir::ReconcileError;
-pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, DiffIter, Summary};
+pub use diff::{Action, AttrChange, ChildOrder, Diff, DiffElement, DiffIter, Fields, Summary};
 pub use diffsync_derive::DiffModel;
 pub use error::DiffError;
 pub use error::{Error, Result};

@@ -446,8 +446,8 @@ impl Journal {
         let mut text = Vec::new();
         for (e, parent) in changes {
             let seq = first + planned.len() as u32;
-            let ids = append_json(&mut text, Some(&e.identifiers()));
-            let before = append_json(&mut text, e.dest_attrs().as_ref());
+            let ids = append_json(&mut text, Some(&e.identifier_fields()));
+            let before = append_json(&mut text, e.dest_fields().as_ref());
             // An update keeps only what it changed: the values after are
             // those before with these.
             let after = if e.action == Action::Update {
@@ -455,7 +455,7 @@ impl Journal {
                     e.changes.iter().map(|c| (c.name.to_string(), c.new.clone())).collect();
                 append_json(&mut text, Some(&changed))
             } else {
-                append_json(&mut text, e.source_attrs().as_ref())
+                append_json(&mut text, e.source_fields().as_ref())
             };
             rows.push(Row {
                 id: element_id(run, seq),
@@ -491,7 +491,12 @@ impl Journal {
         if rows.is_empty() {
             return Ok(());
         }
-        let sql = insert_sql(rows.len());
+        // A full statement's text is made once (640 placeholders).
+        static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = match rows.len() {
+            ROWS_PER_INSERT => std::borrow::Cow::Borrowed(FULL.get_or_init(|| insert_sql(ROWS_PER_INSERT)).as_str()),
+            n => std::borrow::Cow::Owned(insert_sql(n)),
+        };
         // serde_json writes UTF-8: each span is text.
         let span = |s: (usize, usize)| Arg::Text(std::str::from_utf8(&text[s.0..s.1]).unwrap_or_default());
         let side: Arg<'_> = side.map(Side::as_str).into();
