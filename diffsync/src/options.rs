@@ -73,6 +73,64 @@ impl std::fmt::Debug for Options<'_> {
     }
 }
 
+/// The options as an operator reads them (a journal's runs show this):
+/// what differs from the defaults, `;`-separated, or `defaults`. Flags in
+/// kebab case (`continue-on-failure`), a part by its keys' text.
+///
+/// ```
+/// use diffsync::{ChildOrder, DiffFlags, Options};
+///
+/// assert_eq!(Options::new().to_string(), "defaults");
+/// let opts = Options::new()
+///     .flags(DiffFlags::CONTINUE_ON_FAILURE | DiffFlags::SKIP_UNMATCHED_DST)
+///     .order("interface", ChildOrder::ByKey)
+///     .dry_run(true)
+///     .max_delete_share(Some(0.25));
+/// assert_eq!(
+///     opts.to_string(),
+///     "dry run; continue-on-failure, skip-unmatched-dst; order interface; deletes at most 25 %"
+/// );
+/// ```
+impl std::fmt::Display for Options<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        if self.dry_run {
+            parts.push("dry run".into());
+        }
+        let flags: Vec<String> = self
+            .flags
+            .iter_names()
+            // A union (SKIP_UNMATCHED_BOTH) is told by its members.
+            .filter(|(_, flag)| flag.bits().count_ones() == 1)
+            .map(|(name, _)| name.to_ascii_lowercase().replace('_', "-"))
+            .collect();
+        if !flags.is_empty() {
+            parts.push(flags.join(", "));
+        }
+        if !self.order.is_empty() {
+            let types: Vec<&str> = self.order.iter().map(|(t, _)| t.as_str()).collect();
+            parts.push(format!("order {}", types.join(", ")));
+        }
+        if let Some(keys) = &self.part {
+            let keys: Vec<String> = keys.iter().map(|(t, k)| format!("{t}:{k}")).collect();
+            parts.push(format!("part {}", keys.join(", ")));
+        }
+        if self.allow_empty_source {
+            parts.push("empty source allowed".into());
+        }
+        if let Some(share) = self.max_delete_share {
+            parts.push(format!("deletes at most {} %", (share * 100.0 * 100.0).round() / 100.0));
+        }
+        if self.walk_all {
+            parts.push("every model walked".into());
+        }
+        if parts.is_empty() {
+            return f.write_str("defaults");
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
 impl<'a> Options<'a> {
     /// Default options: no flags, insertion order, real sync, no progress.
     pub fn new() -> Self {

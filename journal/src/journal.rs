@@ -234,7 +234,7 @@ impl Journal {
         left_alone: &[crate::RollbackConflict],
     ) -> Result<(RunId, SyncReport), JournalError> {
         let _recording = Recording::start();
-        let options = format!("{opts:?}");
+        let options = opts.to_string();
         let run = self.begin(
             mode,
             source.name(),
@@ -633,7 +633,7 @@ impl Journal {
         opts: &diffsync::bidir::BiOptions,
     ) -> Result<(RunId, diffsync::bidir::BiReport), JournalError> {
         let _recording = Recording::start();
-        let options = format!("{opts:?}");
+        let options = opts.to_string();
         let run = self.begin(
             Mode::TwoWay,
             left.name(),

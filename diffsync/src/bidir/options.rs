@@ -38,6 +38,44 @@ impl fmt::Debug for BiOptions {
     }
 }
 
+/// The options as an operator reads them (a journal's runs show this):
+/// the strategy, per-type strategies, the delete limit, then what else
+/// differs from the defaults, `;`-separated.
+///
+/// ```
+/// use diffsync::bidir::{BiOptions, Strategy};
+///
+/// assert_eq!(BiOptions::new().to_string(), "strategy safe; deletes at most 50 % a side");
+/// let opts = BiOptions::new().strategy(Strategy::LeftWins).max_delete_share(None).dry_run(true);
+/// assert_eq!(opts.to_string(), "strategy left-wins; no delete limit; dry run");
+/// ```
+impl fmt::Display for BiOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "strategy {}", self.strategy.name())?;
+        for (ty, strategy) in &self.per_type {
+            write!(f, ", {ty}: {}", strategy.name())?;
+        }
+        match self.max_delete_share {
+            Some(share) => write!(
+                f,
+                "; deletes at most {} % a side",
+                (share * 100.0 * 100.0).round() / 100.0
+            )?,
+            None => f.write_str("; no delete limit")?,
+        }
+        if self.allow_empty_side {
+            f.write_str("; empty side allowed")?;
+        }
+        if self.modification_beats_deletion {
+            f.write_str("; a modification beats a deletion")?;
+        }
+        if self.dry_run {
+            f.write_str("; dry run")?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for BiOptions {
     fn default() -> Self {
         BiOptions {
