@@ -308,7 +308,7 @@ enum ResultArg {
 }
 
 /// `--since`: a day or an RFC 3339 time, as ms since the epoch.
-fn since(text: &str) -> Result<u64, String> {
+pub(crate) fn since(text: &str) -> Result<u64, String> {
     let at = chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_millis())
         .or_else(|_| {

@@ -143,6 +143,8 @@ pub struct RunsShown {
     pub mode: Option<diffsync_journal::Mode>,
     /// Runs that ended this way.
     pub result: Option<diffsync_journal::RunResult>,
+    /// Runs started on or after this day (as the operator wrote it).
+    pub since: Option<String>,
 }
 
 fn runs_table(runs: &[Run]) -> Markup {
@@ -202,6 +204,8 @@ fn runs_filters(shown: &RunsShown, systems: &[SystemRow]) -> Markup {
                 option value="" { "any result" }
                 @for r in results { option selected[shown.result.map(|x| x.as_str()) == Some(r)] { (r) } }
             }
+            " since "
+            input type="date" name="since" value=[shown.since.as_deref()];
             " "
             input type="submit" value="Show";
         }
@@ -256,6 +260,7 @@ pub fn index(systems: &[SystemRow], recent: &[Run], shown: &RunsShown, loops: &[
                             @if let Some(s) = &shown.system { "&system=" (urlencode(s)) }
                             @if let Some(m) = shown.mode { "&mode=" (m.as_str()) }
                             @if let Some(r) = shown.result { "&result=" (r.as_str()) }
+                            @if let Some(s) = &shown.since { "&since=" (urlencode(s)) }
                         } { "Older runs" } }
                     }
                 }
@@ -319,8 +324,31 @@ fn is_failure(outcome: &Outcome) -> bool {
     )
 }
 
+/// A run's changes from the `from`th on, at most [`SHOWN`], as a tree,
+/// with links to the pages before and after.
+fn tree_page(run: RunId, elements: &[&Element], from: usize) -> Markup {
+    let from = from.min(elements.len().saturating_sub(1));
+    let to = (from + SHOWN).min(elements.len());
+    html! {
+        @if from > 0 || to < elements.len() {
+            p class="note" {
+                "Changes " (from + 1) "–" (to) " of " (elements.len()) ". "
+                @if from > 0 {
+                    a.earlier href={ "/runs/" (run.0) "?from=" (from.saturating_sub(SHOWN)) } { "Earlier changes" }
+                    " "
+                }
+                @if to < elements.len() {
+                    a.later href={ "/runs/" (run.0) "?from=" (to) } { "Later changes" }
+                }
+            }
+        }
+        (tree(&elements[from..to]))
+    }
+}
+
 /// A run's changes as a tree: each under its parent when the run changed
-/// the parent too, in the run's order.
+/// the parent too (a parent on another page: the change is a root), in
+/// the run's order.
 fn tree(elements: &[&Element]) -> Markup {
     let at: HashMap<&diffsync::ModelKey, usize> = elements.iter().enumerate().map(|(i, e)| (&e.key, i)).collect();
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); elements.len()];
@@ -332,13 +360,7 @@ fn tree(elements: &[&Element]) -> Markup {
         }
     }
     let mut budget = SHOWN;
-    let shown = branch(elements, &children, &roots, &mut budget);
-    html! {
-        (shown)
-        @if elements.len() > SHOWN {
-            p class="note" { (elements.len() - SHOWN) " more changes are not shown (" (elements.len()) " in all)." }
-        }
-    }
+    branch(elements, &children, &roots, &mut budget)
 }
 
 fn branch(elements: &[&Element], children: &[Vec<usize>], these: &[usize], budget: &mut usize) -> Markup {
@@ -376,7 +398,7 @@ fn urlencode(s: &str) -> String {
 
 /// One run: what it was, its changes as a tree, its failures and
 /// conflicts, and the way to its rollback.
-pub fn run(run: &Run, elements: &[Element], conflicts: &[ConflictRecord]) -> Markup {
+pub fn run(run: &Run, elements: &[Element], conflicts: &[ConflictRecord], from: usize) -> Markup {
     let sides: Vec<(Option<Side>, &str)> = match run.mode {
         Mode::TwoWay => vec![(Some(Side::Left), &run.source), (Some(Side::Right), &run.target)],
         _ => vec![(None, &run.target)],
@@ -403,7 +425,7 @@ pub fn run(run: &Run, elements: &[Element], conflicts: &[ConflictRecord]) -> Mar
             @for (side, name) in &sides {
                 @let these: Vec<&Element> = elements.iter().filter(|e| e.side == *side).collect();
                 h2 { "Changes to " (name) " (" (these.len()) ")" }
-                @if these.is_empty() { p.note { "None." } } @else { (tree(&these)) }
+                @if these.is_empty() { p.note { "None." } } @else { (tree_page(run.id, &these, from)) }
             }
             @if !failures.is_empty() {
                 h2 { "Failures (" (failures.len()) ")" }
@@ -693,7 +715,7 @@ mod tests {
                 Outcome::Failed("refused".into()),
             ),
         ];
-        let page = super::run(&run, &elements, &[]).into_string();
+        let page = super::run(&run, &elements, &[], 0).into_string();
         let tree = &page[page.find(r#"<ul class="tree">"#).unwrap()..];
         let (site, device) = (tree.find("nyc").unwrap(), tree.find("&lt;script&gt;").unwrap());
         assert!(

@@ -365,6 +365,8 @@ struct RunsQuery {
     system: Option<String>,
     mode: Option<String>,
     result: Option<String>,
+    /// Runs started on or after this day (or RFC 3339 time).
+    since: Option<String>,
     before: Option<u64>,
 }
 
@@ -403,13 +405,18 @@ async fn index(State(app): State<Arc<Dashboard>>, Query(q): Query<RunsQuery>) ->
             .find(|x| x.as_str() == r)
             .ok_or_else(|| PageError::new(StatusCode::BAD_REQUEST, format!("no run result {r:?}")))
         });
+        let since = nonempty(&q.since);
+        let since_ms = since
+            .as_deref()
+            .map(|s| crate::since(s).map_err(|e| PageError::new(StatusCode::BAD_REQUEST, e)))
+            .transpose()?;
         let filter = RunFilter {
             system: nonempty(&q.system),
             mode: mode.transpose()?,
             result: result.transpose()?,
+            since_ms,
             until_ms: q.before,
             limit: Some(pages::RUNS_PER_PAGE),
-            ..RunFilter::default()
         };
         let recent = journal.runs(&filter)?;
         let loops = d.loops.iter().map(Loop::status).collect::<Vec<_>>();
@@ -417,6 +424,7 @@ async fn index(State(app): State<Arc<Dashboard>>, Query(q): Query<RunsQuery>) ->
             system: filter.system.clone(),
             mode: filter.mode,
             result: filter.result,
+            since,
         };
         Ok(pages::index(&systems, &recent, &shown, &loops, &d.config.model_types()).into_response())
     })
@@ -437,13 +445,20 @@ async fn loops_page(State(app): State<Arc<Dashboard>>) -> Response {
     pages::loops(&loops).into_response()
 }
 
-async fn run_page(State(app): State<Arc<Dashboard>>, Path(run): Path<i64>) -> Response {
+/// Where a run's page starts its lists of changes (`from`: the first
+/// change shown, counted from 0).
+#[derive(Deserialize, Default)]
+struct RunQuery {
+    from: Option<usize>,
+}
+
+async fn run_page(State(app): State<Arc<Dashboard>>, Path(run): Path<i64>, Query(q): Query<RunQuery>) -> Response {
     blocking(app, move |d| {
         let journal = lock(&d.journal);
         let recorded = journal.run(RunId(run))?;
         let elements = journal.elements(RunId(run))?;
         let conflicts = journal.conflicts(RunId(run))?;
-        Ok(pages::run(&recorded, &elements, &conflicts).into_response())
+        Ok(pages::run(&recorded, &elements, &conflicts, q.from.unwrap_or(0)).into_response())
     })
     .await
 }

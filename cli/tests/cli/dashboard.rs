@@ -555,3 +555,53 @@ fn the_runs_list_pages_past_its_first_fifty() {
     assert!(!second.contains(r#"href="/runs/52""#), "{second}");
     assert!(!second.contains(r#"id="older""#), "the last page");
 }
+
+#[test]
+fn a_runs_changes_page_past_their_first_2000_and_runs_filter_by_day() {
+    let dir = configured();
+    let dir = dir.path();
+    // 2,501 sites: a run of 2,501 creates.
+    let sites: Vec<Value> = (0..2501)
+        .map(|i| json!({"name": format!("s{i:04}"), "region": "east"}))
+        .collect();
+    std::fs::write(dir.join("cmdb.json"), json!({ "site": sites }).to_string()).unwrap();
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    let (_server, site) = serve(dir, &[]);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let page = |path: &str| {
+        let mut answer = agent.get(format!("{site}{path}")).call().unwrap();
+        (answer.status().as_u16(), answer.body_mut().read_to_string().unwrap())
+    };
+    let link = |page: &str, class: &str| {
+        let mark = format!(r#"<a class="{class}" href=""#);
+        let at = page.find(&mark)? + mark.len();
+        Some(page[at..at + page[at..].find('"')?].replace("&amp;", "&"))
+    };
+    let (status, first) = page("/runs/1");
+    assert_eq!(status, 200);
+    assert!(first.contains("Changes 1–2000 of 2501."), "{first}");
+    assert!(first.contains(">s0000<") && first.contains(">s1999<") && !first.contains(">s2000<"));
+    assert_eq!(link(&first, "earlier"), None);
+    let later = link(&first, "later").expect("a link to the later changes");
+    let (_, second) = page(&later);
+    assert!(second.contains("Changes 2001–2501 of 2501."), "{second}");
+    assert!(second.contains(">s2000<") && second.contains(">s2500<") && !second.contains(">s1999<"));
+    assert_eq!(link(&second, "later"), None);
+    assert_eq!(link(&second, "earlier").as_deref(), Some("/runs/1?from=0"));
+    // Past the end: the last change, not an empty page.
+    assert!(page("/runs/1?from=9999").1.contains("Changes 2501–2501 of 2501."));
+
+    // Runs since a day: today's, none from a day to come, a day that is none refused.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let (_, listed) = page(&format!("/?since={today}"));
+    assert!(listed.contains(r#"href="/runs/1""#), "{listed}");
+    assert!(
+        listed.contains(&format!(r#"name="since" value="{today}""#)),
+        "the form keeps the day"
+    );
+    let (_, later_day) = page("/?since=2999-01-01");
+    assert!(later_day.contains("No run is recorded here."), "{later_day}");
+    let (status, refused) = page("/?since=yesterday");
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.contains("is no day (YYYY-MM-DD)"), "{refused}");
+}
