@@ -27,6 +27,7 @@ macro_rules! say_raw {
 }
 pub(crate) use say;
 
+mod charts;
 mod config;
 mod pages;
 mod serve;

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use diffsync::bidir::ConflictRecord;
 use diffsync::{Action, Outcome};
 use diffsync_journal::{Element, KeyEvent, Mode, Rollback, RollbackConflict, Run, RunId, Side};
-use maud::{DOCTYPE, Markup, html};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 /// The most changes a run's page draws (a run of a million changes would
 /// make a page no browser shows); the rest are counted.
@@ -22,6 +22,8 @@ pub struct SystemRow {
     pub what: String,
     /// The last run that read or wrote it.
     pub last: Option<Run>,
+    /// Its recent runs, oldest first, for its chart.
+    pub chart: Vec<crate::charts::RunBar>,
 }
 
 /// What a loop last told.
@@ -45,7 +47,12 @@ pub struct LoopStatus {
     pub queued: usize,
     /// Whether its thread still runs.
     pub running: bool,
+    /// The latency of its last syncs (at most [`LAGS_KEPT`]), oldest first.
+    pub lags: std::collections::VecDeque<(SystemTime, Duration)>,
 }
+
+/// How many syncs a loop's lag chart shows.
+pub const LAGS_KEPT: usize = 200;
 
 impl LoopStatus {
     /// A loop just started.
@@ -60,6 +67,7 @@ impl LoopStatus {
             last_problem: None,
             queued: 0,
             running: true,
+            lags: std::collections::VecDeque::with_capacity(LAGS_KEPT),
         }
     }
 }
@@ -84,6 +92,11 @@ ul.tree li { margin: .15rem 0; }
 .changed { color: #4c566a; margin-left: 1.6rem; font-size: 13px; }
 .note { color: #4c566a; }
 .panel { border: 1px solid #d8dde6; border-radius: 6px; padding: .8rem 1rem; margin: 1rem 0; max-width: 60rem; }
+figure.chart { margin: .5rem 0 1.2rem; max-width: 600px; }
+figure.chart svg { display: block; max-width: 100%; height: auto; border: 1px solid #eceff4; }
+figcaption { color: #4c566a; font-size: 13px; }
+figcaption .create { color: #1e7d32; font-weight: 600; } figcaption .update { color: #b35c00; font-weight: 600; }
+figcaption .delete { color: #c01c28; font-weight: 600; } figcaption .mark { color: #6a1b9a; font-weight: 600; }
 button { font: inherit; padding: .35rem .9rem; border-radius: 4px; border: 1px solid #a51d2d; background: #c01c28; color: white; cursor: pointer; }
 ";
 
@@ -239,6 +252,10 @@ pub fn index(systems: &[SystemRow], recent: &[Run], shown: &RunsShown, loops: &[
                 h2 { "Loops" }
                 (loops_table(loops))
             }
+            @if systems.iter().any(|s| !s.chart.is_empty()) {
+                h2 { "Runs over time" }
+                @for s in systems.iter().filter(|s| !s.chart.is_empty()) { (runs_chart(s)) }
+            }
             h2 { "A model's history" }
             form action="/history" method="get" {
                 select name="type" { @for t in types { option { (t) } } }
@@ -303,9 +320,56 @@ pub fn loops(loops: &[LoopStatus]) -> Markup {
                 p class="note" { "This dashboard runs no loop (start it with --watch SOURCE:TARGET)." }
             } @else {
                 (loops_table(loops))
+                @for l in loops.iter().filter(|l| !l.lags.is_empty()) { (lag_chart(l)) }
             }
         },
     )
+}
+
+/// A system's recent runs as a chart (drawn on the server), with what it
+/// shows in words.
+fn runs_chart(s: &SystemRow) -> Markup {
+    match crate::charts::runs(&s.chart) {
+        Ok((svg, most, longest)) => html! {
+            figure.chart id={ "chart-" (s.name) } {
+                (PreEscaped(svg))
+                figcaption {
+                    b { (s.name) } ": its last " (s.chart.len()) " runs, oldest left. Bars: changes by kind, "
+                    span.create { "creates" } ", " span.update { "updates" } ", " span.delete { "deletes" }
+                    " (the highest " (most) "); " span.mark { "purple" } ": a run with failures; "
+                    "line: duration (the longest " (format!("{longest:.2}")) " s)."
+                }
+            }
+        },
+        Err(e) => html! { p.note { "No chart for " (s.name) ": " (e) } },
+    }
+}
+
+/// A loop's lag over its last syncs.
+fn lag_chart(l: &LoopStatus) -> Markup {
+    let start = l.lags.front().map_or(SystemTime::UNIX_EPOCH, |p| p.0);
+    let points: Vec<(f64, f64)> = l
+        .lags
+        .iter()
+        .map(|(at, lag)| {
+            let t = at.duration_since(start).unwrap_or_default().as_secs_f64();
+            (t, lag.as_secs_f64() * 1000.0)
+        })
+        .collect();
+    let span = points.last().map_or(0.0, |p| p.0);
+    match crate::charts::lag(&points) {
+        Ok((svg, most)) => html! {
+            figure.chart {
+                (PreEscaped(svg))
+                figcaption {
+                    b { (l.source) " → " (l.target) } ": lag of its last "
+                    @if points.len() == 1 { "sync" } @else { (points.len()) " syncs over " (format!("{span:.0}")) " s" }
+                    " (the highest " (format!("{most:.0}")) " ms)."
+                }
+            }
+        },
+        Err(e) => html! { p.note { "No lag chart: " (e) } },
+    }
 }
 
 fn symbol(action: Action) -> &'static str {

@@ -293,6 +293,10 @@ fn follow(events: &Receiver<LoopEvent>, status: &Mutex<pages::LoopStatus>) {
                 ..
             } => {
                 s.last_sync = Some((now, *applied, *failed, *latency));
+                if s.lags.len() == pages::LAGS_KEPT {
+                    s.lags.pop_front();
+                }
+                s.lags.push_back((now, *latency));
             }
             LoopEvent::FullPass { .. } => s.last_pass = Some((now, crate::watch::describe(&event).unwrap_or_default())),
             LoopEvent::Failed { .. } | LoopEvent::Gap { .. } => {
@@ -370,6 +374,29 @@ struct RunsQuery {
     before: Option<u64>,
 }
 
+/// A system's last runs for its chart, oldest first: each run's changes
+/// by kind (counted in the journal), its failures and its duration.
+fn system_chart(journal: &Journal, system: &str) -> Result<Vec<crate::charts::RunBar>, PageError> {
+    let filter = RunFilter {
+        system: Some(system.to_string()),
+        limit: Some(pages::RUNS_PER_PAGE),
+        ..RunFilter::default()
+    };
+    let mut bars = Vec::new();
+    for run in journal.runs(&filter)?.into_iter().rev() {
+        let counts = journal.action_counts(run.id)?;
+        let failed = run.totals.as_ref().map_or(0, |t| t.failed + t.soft_failed + t.unknown);
+        bars.push(crate::charts::RunBar {
+            create: counts.create,
+            update: counts.update,
+            delete: counts.delete,
+            failed,
+            seconds: run.ended_ms.map(|e| e.saturating_sub(run.started_ms) as f64 / 1000.0),
+        });
+    }
+    Ok(bars)
+}
+
 async fn index(State(app): State<Arc<Dashboard>>, Query(q): Query<RunsQuery>) -> Response {
     blocking(app, move |d| {
         let journal = lock(&d.journal);
@@ -381,10 +408,15 @@ async fn index(State(app): State<Arc<Dashboard>>, Query(q): Query<RunsQuery>) ->
                 ..RunFilter::default()
             };
             let last = journal.runs(&filter)?.into_iter().next();
+            let chart = match &last {
+                Some(_) => system_chart(&journal, name)?,
+                None => Vec::new(),
+            };
             systems.push(pages::SystemRow {
                 name: name.to_string(),
                 what,
                 last,
+                chart,
             });
         }
         let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use crate::db::{Arg, Cells, Db};
 use crate::error::JournalError;
-use crate::record::{Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult, Side, now_ms, peak_memory};
+use crate::record::{
+    ActionCounts, Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult, Side, now_ms, peak_memory,
+};
 use crate::recorder::Recording;
 use diffsync::{
     Action, Adapter, AdapterExt, Attrs, Chain, Diff, DiffElement, Error, Options, Outcome, Sink, SyncError, SyncReport,
@@ -712,6 +714,30 @@ impl Journal {
             }
             Ok(())
         })
+    }
+
+    /// How many creates, updates and deletes a run planned (one indexed
+    /// count of its changes; the dashboard's charts).
+    pub fn action_counts(&self, run: RunId) -> Result<ActionCounts, JournalError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT action, count(*) FROM elements WHERE id >= ?1 AND id < ?2 GROUP BY action",
+                &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))],
+            )
+            .map_err(JournalError::db("count a run's changes"))?;
+        let mut counts = ActionCounts::default();
+        for mut row in rows {
+            let corrupt = |message: String| JournalError::Corrupt { run, message };
+            let n = usize::try_from(row.int(1).map_err(corrupt)?).unwrap_or(0);
+            match row.text(0).map_err(corrupt)?.as_str() {
+                "create" => counts.create += n,
+                "update" => counts.update += n,
+                "delete" => counts.delete += n,
+                other => return Err(corrupt(format!("a change with the action {other:?}"))),
+            }
+        }
+        Ok(counts)
     }
 
     /// A two-way run's conflicts, each with what base, left and right held,

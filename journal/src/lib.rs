@@ -27,6 +27,6 @@ mod rollback;
 
 pub use error::JournalError;
 pub use journal::{Journal, Runs};
-pub use record::{Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult, Side};
+pub use record::{ActionCounts, Element, KeyEvent, Mode, Retention, Run, RunFilter, RunId, RunResult, Side};
 pub use recorder::Recorder;
 pub use rollback::{Rollback, RollbackConflict};

@@ -127,6 +127,26 @@ pub struct Run {
     pub rollback_of: Option<RunId>,
 }
 
+/// How many changes of each kind a run planned
+/// ([`Journal::action_counts`](crate::Journal::action_counts)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ActionCounts {
+    /// Creates.
+    pub create: usize,
+    /// Updates.
+    pub update: usize,
+    /// Deletes.
+    pub delete: usize,
+}
+
+impl ActionCounts {
+    /// All of them.
+    pub fn total(&self) -> usize {
+        self.create + self.update + self.delete
+    }
+}
+
 /// Which side of a two-way reconcile a change went to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -39,6 +39,13 @@ fn a_recorded_sync_reads_back_what_its_report_said() {
     assert_eq!(phases, ["diff", "sync"]);
     // Every change of the report, with its outcome, in the diff's order.
     let elements = journal.elements(run).unwrap();
+    let counts = journal.action_counts(run).unwrap();
+    let of = |a: Action| elements.iter().filter(|e| e.action == a).count();
+    assert_eq!(
+        (counts.create, counts.update, counts.delete),
+        (of(Action::Create), of(Action::Update), of(Action::Delete))
+    );
+    assert!(counts.total() > 0);
     let changes: Vec<_> = report
         .elements
         .iter()

@@ -165,6 +165,18 @@ fn a_journal_in_postgresql_keeps_a_dead_run_unfinished_and_is_shared_by_processe
         planned.iter().all(|e| e.outcome == diffsync::Outcome::Pending),
         "{planned:?}"
     );
+    // Counted by kind in the database (the dashboard's charts).
+    let counts = one.action_counts(dead.id).unwrap();
+    let of = |a: diffsync::Action| planned.iter().filter(|e| e.action == a).count();
+    assert_eq!(
+        (counts.create, counts.update, counts.delete),
+        (
+            of(diffsync::Action::Create),
+            of(diffsync::Action::Update),
+            of(diffsync::Action::Delete)
+        )
+    );
+    assert_eq!(counts.total(), planned.len());
 
     // Two processes record into the same journal; each sees both.
     let mut two = Journal::connect_postgres(&pg.params()).unwrap();

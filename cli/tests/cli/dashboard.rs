@@ -241,6 +241,20 @@ fn the_dashboard_shows_systems_runs_a_loop_and_rolls_a_run_back_after_its_previe
     assert!(systems.contains("warehouse PostgreSQL none yet"), "{systems}");
     assert!(!browser.source().contains("hunter2"), "no secret on a page");
     assert!(browser.text("#loops").contains("cmdb → network"));
+    // The network's runs as a chart drawn on the server: a bar per run.
+    let chart = browser.text("#chart-network figcaption");
+    assert!(chart.contains("network: its last 2 runs, oldest left."), "{chart}");
+    let bars = browser.source();
+    let svg = &bars[bars
+        .find(r#"<figure class="chart" id="chart-network">"#)
+        .expect("a chart")..];
+    let svg = &svg[..svg.find("</svg>").unwrap()];
+    // Run 1 created two sites and a device, run 2 updated a site and a device.
+    assert!(
+        svg.contains(r##"fill="#1E7D32""##) && svg.contains(r##"fill="#B35C00""##),
+        "{svg}"
+    );
+    assert!(!bars.contains(r#"id="chart-warehouse""#), "no chart without runs");
     browser.screenshot("index");
 
     // The loop's live status follows an edit of the watched file.
@@ -251,6 +265,11 @@ fn the_dashboard_shows_systems_runs_a_loop_and_rolls_a_run_back_after_its_previe
         browser.text("#loops").contains("1 applied, 0 failed")
     });
     assert!(browser.text("#loops").contains("full pass (startup)"));
+    let lag = browser.text("figure.chart figcaption");
+    assert!(
+        lag.contains("cmdb → network: lag of its last sync (the highest"),
+        "{lag}"
+    );
     assert!(
         browser.source().contains(r#"http-equiv="refresh""#),
         "the page refreshes itself"
