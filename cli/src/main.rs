@@ -823,7 +823,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 .map_or_else(|| "nothing to undo".to_string(), |r| r.to_string());
             say!("{run}: {}", counts(&undo.report.totals()));
             for c in &undo.conflicts {
-                say!("  left alone: {} {}: {}", c.model_type, c.key, c.reason);
+                say!("  left alone: {} {}: {}", c.model_type(), c.key.unique_id(), c.reason);
             }
             Ok(if !undo.conflicts.is_empty() {
                 CONFLICTS

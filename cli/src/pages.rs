@@ -607,7 +607,7 @@ fn left_alone(conflicts: &[RollbackConflict]) -> Markup {
             h2 { "Left alone (" (conflicts.len()) ")" }
             table id="left-alone" {
                 tr { th { "Model" } th { "Key" } th { "Why" } }
-                @for c in conflicts { tr { td { (c.model_type) } td.key { (c.key) } td { (c.reason) } } }
+                @for c in conflicts { tr { td { (c.model_type()) } td.key { (c.key.unique_id()) } td { (c.reason) } } }
             }
         }
     }
@@ -708,8 +708,7 @@ mod tests {
             run: None,
             report,
             conflicts: vec![diffsync_journal::RollbackConflict {
-                model_type: "site".into(),
-                key: "sfo".into(),
+                key: "site:sfo".parse().unwrap(),
                 reason: "changed since".into(),
             }],
         };

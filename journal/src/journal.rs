@@ -324,9 +324,12 @@ impl Journal {
             .map_err(JournalError::db("read what a rollback left alone"))?;
         rows.into_iter()
             .map(|mut r| {
+                let (model_type, key) = (r.text(0)?, r.text(1)?);
+                // The key's text form reads back as the key it was printed from.
+                let key = diffsync::ModelKey::parse(&format!("{model_type}:{key}"))
+                    .map_err(|e| format!("a key left alone that does not read back: {e}"))?;
                 Ok(crate::RollbackConflict {
-                    model_type: r.text(0)?,
-                    key: r.text(1)?,
+                    key,
                     reason: r.text(2)?,
                 })
             })
@@ -595,8 +598,8 @@ impl Journal {
                     "INSERT INTO left_alone (id, model_type, key, reason) VALUES (?1, ?2, ?3, ?4)",
                     &[
                         Arg::Int(element_id(run, i as u32)),
-                        c.model_type.as_str().into(),
-                        c.key.as_str().into(),
+                        c.model_type().into(),
+                        c.key.unique_id().into(),
                         c.reason.as_str().into(),
                     ],
                 )?;

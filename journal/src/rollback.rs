@@ -26,12 +26,17 @@ pub struct Rollback {
 /// A change of the run that was not undone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RollbackConflict {
-    /// Model type.
-    pub model_type: String,
-    /// Unique id.
-    pub key: String,
+    /// The model's key.
+    pub key: diffsync::ModelKey,
     /// Why it was left alone.
     pub reason: String,
+}
+
+impl RollbackConflict {
+    /// The model type.
+    pub fn model_type(&self) -> &str {
+        self.key.model_type()
+    }
 }
 
 /// How a change is undone.
@@ -306,8 +311,7 @@ fn relink(view: &mut LocalStore, key: &ModelKey, parent: &ModelKey, keys: &mut V
 
 fn conflict(e: &Element, reason: String) -> RollbackConflict {
     RollbackConflict {
-        model_type: e.model_type().to_string(),
-        key: e.key.unique_id().to_string(),
+        key: e.key.clone(),
         reason,
     }
 }

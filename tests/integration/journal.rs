@@ -221,7 +221,7 @@ fn a_rollback_leaves_what_changed_since_alone_and_names_it() {
     let mut conflicts: Vec<(&str, &str, &str)> = undo
         .conflicts
         .iter()
-        .map(|c| (c.model_type.as_str(), c.key.as_str(), c.reason.as_str()))
+        .map(|c| (c.model_type(), c.key.unique_id(), c.reason.as_str()))
         .collect();
     conflicts.sort();
     assert_eq!(
@@ -833,7 +833,7 @@ fn a_partial_run_s_rollback_restores_every_key_but_those_edited_since_and_left_a
         let left_alone: Vec<(String, String)> = undo
             .conflicts
             .iter()
-            .map(|c| (c.model_type.clone(), c.key.clone()))
+            .map(|c| (c.model_type().to_string(), c.key.unique_id().to_string()))
             .collect();
         let keys: std::collections::BTreeSet<&(String, String)> = before.keys().chain(now.keys()).collect();
         for key in keys {

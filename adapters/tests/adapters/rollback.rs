@@ -44,7 +44,7 @@ fn undo_in_the_database<A: diffsync::Sink<Store = diffsync::LocalStore>>(
     let refused: Vec<(&str, &str)> = undo
         .conflicts
         .iter()
-        .map(|c| (c.model_type.as_str(), c.key.as_str()))
+        .map(|c| (c.model_type(), c.key.unique_id()))
         .collect();
     assert_eq!(refused, [("device", "site1-r1")], "{:?}", undo.conflicts);
     reload(db);
