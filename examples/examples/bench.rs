@@ -23,7 +23,7 @@ use serde_json::json;
 
 // Large diffs allocate many small objects right after two loader threads freed
 // theirs; glibc's per-thread arenas keep that memory from the diffing thread
-// and its free path consolidates heavily. mimalloc avoids both (README, Performance).
+// and its free path consolidates heavily. mimalloc avoids both (book/src/performance.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

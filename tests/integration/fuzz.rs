@@ -5,7 +5,7 @@
 //! more than its bound.
 //!
 //! Each decoder takes `FUZZ_CASES` inputs (256 by default, so `cargo
-//! test` stays quick; the README gives the counts run before a release).
+//! test` stays quick; the book's Security chapter gives the counts run before a release).
 //! A failure names its seed: `FUZZ_SEED=<seed> FUZZ_CASES=1` replays it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

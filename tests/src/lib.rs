@@ -322,3 +322,32 @@ pub fn sys_b() -> Inventory {
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The book's chapters' code blocks, compiled and run as doctests, as the
+/// README's (`book/src`; each chapter a type of its own, so a failure
+/// names its chapter).
+#[cfg(doctest)]
+pub mod book {
+    #[doc = include_str!("../../book/src/bidirectional.md")]
+    pub struct Bidirectional;
+    #[doc = include_str!("../../book/src/digests.md")]
+    pub struct Digests;
+    #[doc = include_str!("../../book/src/live.md")]
+    pub struct Live;
+    #[doc = include_str!("../../book/src/peers.md")]
+    pub struct Peers;
+    #[doc = include_str!("../../book/src/journal.md")]
+    pub struct Journal;
+    #[doc = include_str!("../../book/src/cli.md")]
+    pub struct Cli;
+    #[doc = include_str!("../../book/src/adapters.md")]
+    pub struct Adapters;
+    #[doc = include_str!("../../book/src/security.md")]
+    pub struct Security;
+    #[doc = include_str!("../../book/src/semantics.md")]
+    pub struct Semantics;
+    #[doc = include_str!("../../book/src/migrating.md")]
+    pub struct Migrating;
+    #[doc = include_str!("../../book/src/performance.md")]
+    pub struct Performance;
+}
