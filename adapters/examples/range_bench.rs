@@ -10,7 +10,9 @@
 //! and `--mode load` (open both adapters, then `diff_from`); with
 //! `--postgres "host=127.0.0.1 port=5432 user=postgres"`, also
 //! `--mode reladiff` (runs `reladiff` on the same two tables, if it is on
-//! the PATH: `pip install reladiff psycopg2-binary`). The SQLite files are
+//! the PATH: `pip install reladiff psycopg2-binary`); `--schemas` puts the
+//! two tables in two schemas of one database (`diffsync_joined`) instead,
+//! which the range diff compares by one join per table. The SQLite files are
 //! made once under `--dir` (default `/tmp/diffsync-range-bench`) and
 //! reused while rows, rate and seed match; the PostgreSQL tables while
 //! their row counts match.
@@ -80,30 +82,45 @@ fn rows(rows: u64, rate: f64, seed: u64, mut each: impl FnMut(usize, (String, St
 
 /// Makes (or reuses) the two PostgreSQL databases; their connection
 /// parameters.
-fn make_postgres(params: &str, rows: u64, rate: f64, seed: u64) -> [String; 2] {
+/// Makes (or reuses) the two tables: in two databases of the server, or
+/// (`schemas`) in two schemas of one database (`diffsync_joined`), which
+/// the range diff compares by one join per table.
+fn make_postgres(params: &str, rows: u64, rate: f64, seed: u64, schemas: bool) -> [String; 2] {
     use std::io::Write;
-    let sides = ["diffsync_source", "diffsync_target"].map(|db| format!("{params} dbname={db}"));
+    let names = ["diffsync_source", "diffsync_target"];
+    let sides = names.map(|name| match schemas {
+        true => format!("{params} dbname=diffsync_joined options='-c search_path={name}'"),
+        false => format!("{params} dbname={name}"),
+    });
     let mut admin = postgres::Client::connect(&format!("{params} dbname=postgres"), postgres::NoTls).unwrap();
+    if schemas
+        && admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = 'diffsync_joined'", &[])
+            .unwrap()
+            .is_none()
+    {
+        admin.batch_execute("CREATE DATABASE diffsync_joined").unwrap();
+    }
     let mut expected = [0i64; 2];
     self::rows(rows, rate, seed, |side, _| expected[side] += 1);
     let mut fresh = false;
-    for (db, want) in ["diffsync_source", "diffsync_target"].iter().zip(expected) {
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[db])
-            .unwrap()
-            .is_some();
-        let count = exists
-            .then(|| {
-                let mut c = postgres::Client::connect(&format!("{params} dbname={db}"), postgres::NoTls).ok()?;
-                c.query_one("SELECT count(*) FROM interface", &[])
-                    .ok()
-                    .map(|r| r.get::<_, i64>(0))
-            })
-            .flatten();
+    for ((name, side), want) in names.iter().zip(&sides).zip(expected) {
+        let count = postgres::Client::connect(side, postgres::NoTls)
+            .ok()
+            .and_then(|mut c| c.query_one("SELECT count(*) FROM interface", &[]).ok())
+            .map(|r| r.get::<_, i64>(0));
         if count != Some(want) {
             fresh = true;
-            admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}")).unwrap();
-            admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+            if schemas {
+                let mut joined =
+                    postgres::Client::connect(&format!("{params} dbname=diffsync_joined"), postgres::NoTls).unwrap();
+                joined
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"))
+                    .unwrap();
+            } else {
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+                admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+            }
         }
     }
     if fresh {
@@ -225,7 +242,7 @@ fn main() {
             (started, out)
         }
         Some(params) => {
-            let [a, b] = make_postgres(&params, rows, rate, seed);
+            let [a, b] = make_postgres(&params, rows, rate, seed, args.iter().any(|a| a == "--schemas"));
             let started = Instant::now();
             let out = match mode.as_str() {
                 "range" => ranged(
@@ -254,8 +271,8 @@ fn ranged(source: &mut SqlTables, target: &mut SqlTables) -> (diffsync::Summary,
     (
         found.diff.summary(),
         format!(
-            r#","queries":{},"ranges":{},"rows_read":{},"rows_kept":{}"#,
-            s.queries, s.ranges, s.rows_read, s.rows_kept
+            r#","queries":{},"ranges":{},"joined":{},"rows_read":{},"rows_kept":{}"#,
+            s.queries, s.ranges, s.joined, s.rows_read, s.rows_kept
         ),
     )
 }

@@ -313,9 +313,13 @@ fn query_rows(
 impl sql::Engine for Client {
     fn column_names(&mut self, t: &Table) -> Result<Vec<String>> {
         Ok(self
+            // The table the name finds through the search path, as the
+            // statements' unqualified names do (a table of that name in
+            // another schema of the database is not this one).
             .query(
-                "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1",
-                &[&t.model_type],
+                "SELECT attname::text FROM pg_attribute \
+                 WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+                &[&t.name],
             )
             .map_err(|e| backend(&t.origin(), e))?
             .iter()

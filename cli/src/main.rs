@@ -455,10 +455,17 @@ fn range_diff(
     let found = diffsync_adapters::ranges::range_diff_with(&mut s, &mut t, &Default::default(), &mut shown)?;
     progress.done();
     let stats = found.stats;
-    eprintln!(
-        "compared by key ranges: {} queries, {} ranges, {} rows read",
-        stats.queries, stats.ranges, stats.rows_read
-    );
+    if stats.joined > 0 {
+        eprintln!(
+            "compared by joins inside the database: {} queries, {} tables joined, {} rows read",
+            stats.queries, stats.joined, stats.rows_read
+        );
+    } else {
+        eprintln!(
+            "compared by key ranges: {} queries, {} ranges, {} rows read",
+            stats.queries, stats.ranges, stats.rows_read
+        );
+    }
     Ok(Some(found))
 }
 

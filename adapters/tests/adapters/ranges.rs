@@ -106,6 +106,7 @@ fn a_range_diff_of_two_sqlite_databases_is_the_diff_of_their_tables() {
         let opts = RangeOptions {
             leaf: rng.usize(1..64),
             fanout: rng.usize(2..20),
+            ..RangeOptions::default()
         };
         let (mut from, mut into) = sides(&a, &b);
         let found = range_diff(&mut from, &mut into, &opts).unwrap();
@@ -154,9 +155,16 @@ fn one_change_reads_a_leaf_of_rows_and_its_parents_not_the_tables() {
     let (a, b) = sqlite_pair(dir.path(), &source, &base);
     let (mut from, mut into) = sides(&a, &b);
     let mut told: Vec<RangeStats> = Vec::new();
-    let found = range_diff_with(&mut from, &mut into, &RangeOptions { leaf: 16, fanout: 16 }, &mut |s| {
-        told.push(*s)
-    })
+    let found = range_diff_with(
+        &mut from,
+        &mut into,
+        &RangeOptions {
+            leaf: 16,
+            fanout: 16,
+            ..RangeOptions::default()
+        },
+        &mut |s| told.push(*s),
+    )
     .unwrap();
     assert_eq!(changes(&found.diff), changes(&base.diff_from(&source).unwrap()));
     // Progress is told as it goes, never going back.
@@ -193,6 +201,83 @@ fn sides_of_other_model_types_are_refused_by_name() {
 
 #[cfg(feature = "postgres")]
 #[test]
+fn two_schemas_of_one_postgresql_database_are_compared_by_one_join_per_table() {
+    use diffsync_adapters::postgres::PostgresAdapter;
+    let Some(pg) = crate::servers::Postgres::start() else {
+        return;
+    };
+    let mut admin = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+    let params = |schema: &str| format!("{} options='-c search_path={schema}'", pg.params());
+    let base = inventory("target", 30, 0);
+    let mut rng = fastrand::Rng::with_seed(5);
+    for share in [0.0, 0.05, 0.3] {
+        admin
+            .batch_execute(
+                "DROP SCHEMA IF EXISTS a CASCADE; DROP SCHEMA IF EXISTS b CASCADE; CREATE SCHEMA a; CREATE SCHEMA b",
+            )
+            .unwrap();
+        let source = changed(&base, &mut rng, share);
+        PostgresAdapter::connect("a", &params("a"), registry())
+            .unwrap()
+            .sync_from(&source)
+            .unwrap();
+        PostgresAdapter::connect("b", &params("b"), registry())
+            .unwrap()
+            .sync_from(&base)
+            .unwrap();
+        let expected = changes(&base.diff_from(&source).unwrap());
+        let mut from = SqlTables::postgres("source", &params("a"), registry()).unwrap();
+        let mut into = SqlTables::postgres("target", &params("b"), registry()).unwrap();
+        let found = range_diff(&mut from, &mut into, &RangeOptions::default()).unwrap();
+        assert_eq!(changes(&found.diff), expected, "share {share}");
+        // One query per table, no range compared; only differing rows come back.
+        assert_eq!((found.stats.joined, found.stats.ranges), (3, 0), "{:?}", found.stats);
+        // The whole tables' counts, as by ranges (a sync's rails judge them).
+        let whole = |s: &diffsync::LocalStore| s.count_all() as u64;
+        assert_eq!(
+            (found.stats.source_rows, found.stats.target_rows),
+            (whole(&source.store), whole(&base.store))
+        );
+        let by_ranges = range_diff(
+            &mut from,
+            &mut into,
+            &RangeOptions {
+                join: false,
+                ..RangeOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(changes(&by_ranges.diff), expected, "share {share}");
+        assert_eq!(by_ranges.stats.joined, 0);
+        assert_eq!(found.stats.rows_kept, by_ranges.stats.rows_kept, "share {share}");
+        // Synced from the joined diff, the schemas are equal: an empty join.
+        let mut db = PostgresAdapter::connect_image("b", &params("b"), registry(), found.target).unwrap();
+        let read = MemoryAdapter::with_store("a", &["site"], found.source);
+        assert!(
+            db.sync_diff_from(&read, &found.diff, &mut Options::new())
+                .unwrap()
+                .is_success()
+        );
+        let again = range_diff(&mut from, &mut into, &RangeOptions::default()).unwrap();
+        assert!(!again.diff.has_diffs(), "share {share}: {}", again.diff);
+        assert_eq!((again.stats.rows_read, again.stats.joined), (0, 3), "{:?}", again.stats);
+    }
+    // Two databases of one server are not one database: compared by ranges.
+    admin.batch_execute("CREATE DATABASE other").unwrap();
+    let other = pg.params().replace("dbname=postgres", "dbname=other");
+    PostgresAdapter::connect("o", &other, registry())
+        .unwrap()
+        .sync_from(&base)
+        .unwrap();
+    let mut from = SqlTables::postgres("source", &params("a"), registry()).unwrap();
+    let mut into = SqlTables::postgres("target", &other, registry()).unwrap();
+    let found = range_diff(&mut from, &mut into, &RangeOptions::default()).unwrap();
+    assert_eq!(found.stats.joined, 0, "{:?}", found.stats);
+    assert!(found.stats.ranges > 0);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
 fn a_range_diff_across_postgresql_and_sqlite_is_the_diff_of_their_tables() {
     use diffsync_adapters::postgres::PostgresAdapter;
     let Some(pg) = crate::servers::Postgres::start() else {
@@ -209,7 +294,16 @@ fn a_range_diff_across_postgresql_and_sqlite_is_the_diff_of_their_tables() {
         let expected = changes(&base.diff_from(&source).unwrap());
         let mut from = SqlTables::postgres("source", &pg.params(), registry()).unwrap();
         let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
-        let found = range_diff(&mut from, &mut into, &RangeOptions { leaf: 8, fanout: 4 }).unwrap();
+        let found = range_diff(
+            &mut from,
+            &mut into,
+            &RangeOptions {
+                leaf: 8,
+                fanout: 4,
+                ..RangeOptions::default()
+            },
+        )
+        .unwrap();
         assert_eq!(changes(&found.diff), expected, "share {share}");
         if share == 0.0 {
             // Both engines hash text, integers, booleans and NULLs alike:
@@ -218,7 +312,16 @@ fn a_range_diff_across_postgresql_and_sqlite_is_the_diff_of_their_tables() {
         }
         // And the other way: PostgreSQL as the target, then synced from
         // the range diff through its own writes.
-        let found = range_diff(&mut into, &mut from, &RangeOptions { leaf: 8, fanout: 4 }).unwrap();
+        let found = range_diff(
+            &mut into,
+            &mut from,
+            &RangeOptions {
+                leaf: 8,
+                fanout: 4,
+                ..RangeOptions::default()
+            },
+        )
+        .unwrap();
         assert_eq!(
             changes(&found.diff),
             changes(&source.diff_from(&base).unwrap()),
@@ -250,7 +353,16 @@ fn a_sync_of_a_range_diff_writes_the_differing_rows_and_leaves_the_databases_equ
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = sqlite_pair(dir.path(), &source, &base);
         let (mut from, mut into) = sides(&a, &b);
-        let found = range_diff(&mut from, &mut into, &RangeOptions { leaf: 8, fanout: 4 }).unwrap();
+        let found = range_diff(
+            &mut from,
+            &mut into,
+            &RangeOptions {
+                leaf: 8,
+                fanout: 4,
+                ..RangeOptions::default()
+            },
+        )
+        .unwrap();
         let expected = found.diff.summary();
         // The target opened on the image the range diff read: nothing else
         // of it is loaded.
@@ -300,7 +412,15 @@ fn rows_of_any_type_in_the_tables_give_a_diff_or_a_named_error() {
         // A failed write (a key taken twice) leaves the table as it was.
         let _ = conn.execute(&sql, rusqlite::params![junk(rng), rng.i64(1..=24)]);
         let (mut from, mut into) = sides(&a, &b);
-        match range_diff(&mut from, &mut into, &RangeOptions { leaf: 4, fanout: 2 }) {
+        match range_diff(
+            &mut from,
+            &mut into,
+            &RangeOptions {
+                leaf: 4,
+                fanout: 2,
+                ..RangeOptions::default()
+            },
+        ) {
             Ok(_) => diffs += 1,
             Err(e) => {
                 assert!(e.to_string().contains("interface"), "{e}");
@@ -335,9 +455,17 @@ fn a_server_killed_mid_diff_is_a_typed_error_and_nothing_was_written() {
             std::thread::sleep(std::time::Duration::from_millis(20));
             pg.kill();
         });
-        range_diff(&mut from, &mut into, &RangeOptions { leaf: 2, fanout: 2 })
-            .err()
-            .expect("a diff against a server killed half-way")
+        range_diff(
+            &mut from,
+            &mut into,
+            &RangeOptions {
+                leaf: 2,
+                fanout: 2,
+                ..RangeOptions::default()
+            },
+        )
+        .err()
+        .expect("a diff against a server killed half-way")
     });
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
     assert_eq!(std::fs::read(&b).unwrap(), before, "the target's file is as it was");
@@ -366,6 +494,7 @@ fn a_store_in_memory_is_diffed_against_a_database_by_ranges_reading_only_what_di
         let opts = RangeOptions {
             leaf: rng.usize(1..32),
             fanout: rng.usize(2..8),
+            ..RangeOptions::default()
         };
         let mut store = SqlTables::memory("file", &source.store, registry()).unwrap();
         let mut db = SqlTables::sqlite("db", &b, registry()).unwrap();

@@ -716,6 +716,41 @@ fn a_team_shares_one_postgresql_journal_from_two_configs() {
 }
 
 #[test]
+fn two_systems_in_one_postgresql_database_are_compared_by_joins_in_it() {
+    let Some(pg) = diffsync_tests::servers::Postgres::start() else {
+        return;
+    };
+    let mut admin = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+    admin.batch_execute("CREATE SCHEMA a; CREATE SCHEMA b").unwrap();
+    let system = |schema: &str| format!("postgres = \"{} options='-c search_path={schema}'\"", pg.params());
+    let config = format!(
+        "{CONFIG}\n[systems.primary]\n{}\n\n[systems.replica]\n{}\n",
+        system("a"),
+        system("b")
+    );
+    let dir = configured();
+    let dir = dir.path();
+    std::fs::write(dir.join("diffsync.toml"), config).unwrap();
+    for target in ["primary", "replica"] {
+        let (code, out, err) = diffsync(dir, &["sync", "cmdb", target]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    std::fs::write(dir.join("cmdb.json"), cmdb("north")).unwrap();
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "primary"]).0, 0);
+    let (code, out, err) = diffsync(dir, &["diff", "primary", "replica"]);
+    assert_eq!(code, 3, "differences: {out}{err}");
+    assert!(
+        err.contains("compared by joins inside the database") && err.contains("2 tables joined"),
+        "{err}"
+    );
+    assert!(out.contains("north"), "{out}");
+    let (code, out, err) = diffsync(dir, &["sync", "primary", "replica"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = diffsync(dir, &["diff", "primary", "replica"]);
+    assert_eq!(code, 0, "none left: {out}{err}");
+}
+
+#[test]
 fn reconcile_takes_its_delete_limit_from_the_command_line() {
     let dir = configured();
     let dir = dir.path();
