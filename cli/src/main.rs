@@ -87,6 +87,10 @@ enum Command {
         /// shown under it as in the whole diff.
         #[arg(long = "type", value_name = "TYPE")]
         types: Vec<String>,
+        /// Only this model and its subtree (repeatable): its key as diffsync
+        /// prints it, `TYPE:KEY` (`site:nyc`, `device:nyc__r1`).
+        #[arg(long = "key", value_name = "TYPE:KEY")]
+        keys: Vec<String>,
         /// Compare by key ranges inside the databases, reading out only
         /// the rows that differ: auto (when a system is SQLite or
         /// PostgreSQL; a file on the other side is loaded), always (an
@@ -469,6 +473,26 @@ fn range_diff(
     Ok(Some(found))
 }
 
+/// The parts of `diff` about these models and their subtrees, under
+/// their ancestors as no-change parents (what `Options::part` diffs).
+fn subtrees(diff: &diffsync::Diff, keys: &[diffsync::ModelKey]) -> diffsync::Diff {
+    let mut inside: std::collections::HashSet<*const diffsync::DiffElement> = std::collections::HashSet::new();
+    // The depth of the part being walked, if any.
+    let mut part: Option<usize> = None;
+    for (e, depth) in diff.iter() {
+        if part.is_some_and(|d| depth <= d) {
+            part = None;
+        }
+        if part.is_none() && keys.contains(&e.key) {
+            part = Some(depth);
+        }
+        if part.is_some() {
+            inside.insert(e as *const _);
+        }
+    }
+    diff.filtered(|e| inside.contains(&(e as *const _)))
+}
+
 fn run(cli: Cli) -> Result<u8, Failure> {
     let config = Config::load(&cli.config)?;
     let progress = Progress::new(cli.quiet);
@@ -479,18 +503,34 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             target,
             format,
             types,
+            keys,
             ranges,
         } => {
             for t in &types {
                 config.key_type(t)?;
             }
+            let keys = keys
+                .iter()
+                .map(|k| match k.split_once(':') {
+                    Some((t, text)) => config.key(t, text),
+                    None => Err(config::ConfigError::Key {
+                        message: format!("--key {k:?}: a key is TYPE:KEY, as diffsync prints it (site:nyc)"),
+                    }),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let by_ranges = range_diff(&config, &progress, &source, &target, ranges, true)?;
             let diff = match by_ranges {
+                // The database was compared whole: the keys' subtrees are
+                // picked out of its diff.
+                Some(found) if !keys.is_empty() => subtrees(&found.diff, &keys),
                 Some(found) => found.diff,
                 None => {
                     let (source, target) = (open(&source)?, open(&target)?);
                     let mut report = progress.reporter();
                     let mut opts = Options::new().progress(&mut report);
+                    if !keys.is_empty() {
+                        opts = opts.part(&keys);
+                    }
                     let diff = with_system!(&target, t => with_system!(&source, s => t.diff_from_with(s, &mut opts)))?;
                     progress.done();
                     diff

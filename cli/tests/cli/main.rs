@@ -751,6 +751,48 @@ fn two_systems_in_one_postgresql_database_are_compared_by_joins_in_it() {
 }
 
 #[test]
+fn diff_shows_one_models_subtree_by_its_printed_key() {
+    let dir = configured();
+    let dir = dir.path();
+    let keys = |args: &[&str]| -> Vec<(String, String)> {
+        let (_, out, err) = diffsync(dir, args);
+        let diff: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+        diff["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["key"].as_str().unwrap().to_string(),
+                    e["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |k: &str, a: &str| (k.to_string(), a.to_string());
+    // Loaded: the part is diffed alone.
+    assert_eq!(
+        keys(&["diff", "cmdb", "network", "--format", "json", "--key", "site:nyc"]),
+        [pair("nyc", "create"), pair("nyc-r1", "create")]
+    );
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    std::fs::write(dir.join("cmdb.json"), cmdb("north").replace("edge", "core")).unwrap();
+    // By ranges (network is SQLite): the device's subtree picked out,
+    // under its site as a parent that changes nothing.
+    assert_eq!(
+        keys(&["diff", "cmdb", "network", "--format", "json", "--key", "device:nyc-r1"]),
+        [pair("nyc", "no-change"), pair("nyc-r1", "update")]
+    );
+    // A key of no declared type, or not TYPE:KEY, is an error naming it.
+    let (code, _, err) = diffsync(dir, &["diff", "cmdb", "network", "--key", "rack:r1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no model type \"rack\""), "{err}");
+    let (code, _, err) = diffsync(dir, &["diff", "cmdb", "network", "--key", "nyc"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("a key is TYPE:KEY"), "{err}");
+}
+
+#[test]
 fn reconcile_takes_its_delete_limit_from_the_command_line() {
     let dir = configured();
     let dir = dir.path();
