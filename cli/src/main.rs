@@ -182,6 +182,10 @@ enum Command {
         /// time (RFC 3339).
         #[arg(long, value_name = "WHEN", value_parser = since)]
         since: Option<u64>,
+        /// Only runs whose systems, runner (user@host), options or error
+        /// contain this text.
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -687,6 +691,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             mode,
             result,
             since,
+            search,
             limit,
             format,
         } => {
@@ -707,6 +712,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     ResultArg::Unfinished => RunResult::Unfinished,
                 }),
                 since_ms: since,
+                text: search,
                 limit: Some(limit),
                 ..RunFilter::default()
             };

@@ -158,6 +158,8 @@ pub struct RunsShown {
     pub result: Option<diffsync_journal::RunResult>,
     /// Runs started on or after this day (as the operator wrote it).
     pub since: Option<String>,
+    /// Runs whose systems, runner, options or error contain this text.
+    pub text: Option<String>,
 }
 
 fn runs_table(runs: &[Run]) -> Markup {
@@ -220,6 +222,8 @@ fn runs_filters(shown: &RunsShown, systems: &[SystemRow]) -> Markup {
             " since "
             input type="date" name="since" value=[shown.since.as_deref()];
             " "
+            input type="search" name="q" placeholder="search: system, who, error" value=[shown.text.as_deref()];
+            " "
             input type="submit" value="Show";
         }
     }
@@ -278,6 +282,7 @@ pub fn index(systems: &[SystemRow], recent: &[Run], shown: &RunsShown, loops: &[
                             @if let Some(m) = shown.mode { "&mode=" (m.as_str()) }
                             @if let Some(r) = shown.result { "&result=" (r.as_str()) }
                             @if let Some(s) = &shown.since { "&since=" (urlencode(s)) }
+                            @if let Some(t) = &shown.text { "&q=" (urlencode(t)) }
                         } { "Older runs" } }
                     }
                 }

@@ -371,6 +371,8 @@ struct RunsQuery {
     result: Option<String>,
     /// Runs started on or after this day (or RFC 3339 time).
     since: Option<String>,
+    /// Runs whose systems, runner, options or error contain this text.
+    q: Option<String>,
     before: Option<u64>,
 }
 
@@ -448,6 +450,7 @@ async fn index(State(app): State<Arc<Dashboard>>, Query(q): Query<RunsQuery>) ->
             result: result.transpose()?,
             since_ms,
             until_ms: q.before,
+            text: nonempty(&q.q),
             limit: Some(pages::RUNS_PER_PAGE),
         };
         let recent = journal.runs(&filter)?;
@@ -457,6 +460,7 @@ async fn index(State(app): State<Arc<Dashboard>>, Query(q): Query<RunsQuery>) ->
             mode: filter.mode,
             result: filter.result,
             since,
+            text: filter.text.clone(),
         };
         Ok(pages::index(&systems, &recent, &shown, &loops, &d.config.model_types()).into_response())
     })

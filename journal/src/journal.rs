@@ -831,6 +831,21 @@ impl Journal {
             args.push(Arg::Int(until as i64));
             sql.push_str(&format!(" AND started_ms < ?{}", args.len()));
         }
+        let pattern;
+        if let Some(text) = &filter.text {
+            // The text as it is: its `%`, `_` and `\` match only themselves.
+            let escaped = text
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            pattern = format!("%{escaped}%");
+            args.push(pattern.as_str().into());
+            let n = args.len();
+            let like = |column: &str| format!("lower(coalesce({column}, '')) LIKE ?{n} ESCAPE '\\'");
+            let columns = ["source", "target", "who", "options", "error"].map(like);
+            sql.push_str(&format!(" AND ({})", columns.join(" OR ")));
+        }
         sql.push_str(" ORDER BY id DESC");
         if let Some(limit) = filter.limit {
             sql.push_str(&format!(" LIMIT {limit}"));

@@ -311,6 +311,9 @@ pub struct RunFilter {
     pub since_ms: Option<u64>,
     /// Runs started before this time.
     pub until_ms: Option<u64>,
+    /// Runs whose systems, runner (`user@host`), options or error contain
+    /// this text (ASCII letters in any case).
+    pub text: Option<String>,
     /// At most this many.
     pub limit: Option<usize>,
 }

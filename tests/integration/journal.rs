@@ -443,6 +443,30 @@ fn edited_on_both_sides() -> (Inventory, Inventory, diffsync::bidir::Base) {
 }
 
 #[test]
+fn runs_are_found_by_text_in_their_systems_runner_options_or_error() {
+    let mut journal = Journal::in_memory().unwrap();
+    journal.sync(&mut sys_b(), &sys_a(), &mut Options::new()).unwrap();
+    journal
+        .sync(&mut sys_b(), &sys_a(), &mut Options::new().max_delete_share(Some(0.9)))
+        .unwrap();
+    let found = |text: &str| -> Vec<i64> {
+        let filter = RunFilter {
+            text: Some(text.to_string()),
+            ..RunFilter::default()
+        };
+        journal.runs(&filter).unwrap().runs.iter().map(|r| r.id.0).collect()
+    };
+    // A system's name in any case; an option; nothing.
+    assert_eq!(found("SYS-A"), [2, 1]);
+    assert_eq!(found("deletes at most 90"), [2]);
+    assert!(found("no such text").is_empty());
+    // LIKE's wildcards match only themselves: `%` is in the second run's
+    // options only, and `_` is no `-`.
+    assert_eq!(found("%"), [2]);
+    assert!(found("sys_a").is_empty());
+}
+
+#[test]
 fn a_two_way_run_is_recorded_per_side_with_its_conflicts() {
     use diffsync::bidir::{BiOptions, Strategy};
     use diffsync_journal::Side;

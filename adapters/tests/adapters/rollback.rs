@@ -185,6 +185,17 @@ fn a_journal_in_postgresql_keeps_a_dead_run_unfinished_and_is_shared_by_processe
     let (run_a, report_a) = one.sync(&mut a, &source, &mut Options::new()).unwrap();
     let (run_b, _) = two.sync(&mut b, &source, &mut Options::new()).unwrap();
     assert_ne!(run_a, run_b);
+    // Found by text in PostgreSQL as in SQLite: a system's name in any
+    // case, LIKE's wildcards only themselves.
+    let by_text = |text: &str| -> Vec<_> {
+        let filter = RunFilter {
+            text: Some(text.into()),
+            ..RunFilter::default()
+        };
+        one.runs(&filter).unwrap().runs.iter().map(|r| r.id).collect()
+    };
+    assert_eq!(by_text("LAB"), [run_b]);
+    assert!(by_text("l_b").is_empty());
     let ran = two.run(run_a).unwrap();
     assert_eq!((ran.result, ran.mode), (RunResult::Succeeded, Mode::OneWay));
     let recorded = one.elements(run_a).unwrap();

@@ -620,6 +620,12 @@ fn a_runs_changes_page_past_their_first_2000_and_runs_filter_by_day() {
     );
     let (_, later_day) = page("/?since=2999-01-01");
     assert!(later_day.contains("No run is recorded here."), "{later_day}");
+    // Runs found by text: a system's name in any case, kept in the form.
+    let (_, searched) = page("/?q=NETWORK");
+    assert!(searched.contains(r#"href="/runs/1""#), "{searched}");
+    assert!(searched.contains(r#"name="q" placeholder="search: system, who, error" value="NETWORK""#));
+    let (_, none) = page("/?q=warehouse");
+    assert!(none.contains("No run is recorded here."), "{none}");
     let (status, refused) = page("/?since=yesterday");
     assert_eq!(status, 400, "{refused}");
     assert!(refused.contains("is no day (YYYY-MM-DD)"), "{refused}");

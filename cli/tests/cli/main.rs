@@ -751,6 +751,19 @@ fn two_systems_in_one_postgresql_database_are_compared_by_joins_in_it() {
 }
 
 #[test]
+fn runs_are_searched_by_text() {
+    let dir = configured();
+    let dir = dir.path();
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network", "--dry-run", "--record"]).0, 0);
+    let (code, out, err) = diffsync(dir, &["runs", "--search", "DRY RUN"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "only the recorded dry run: {out}");
+    let (_, out, _) = diffsync(dir, &["runs", "--search", "NETWORK"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+}
+
+#[test]
 fn diff_shows_one_models_subtree_by_its_printed_key() {
     let dir = configured();
     let dir = dir.path();
