@@ -755,7 +755,10 @@ fn runs_are_searched_by_text() {
     let dir = configured();
     let dir = dir.path();
     assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
-    assert_eq!(diffsync(dir, &["sync", "cmdb", "network", "--dry-run", "--record"]).0, 0);
+    assert_eq!(
+        diffsync(dir, &["sync", "cmdb", "network", "--dry-run", "--record"]).0,
+        0
+    );
     let (code, out, err) = diffsync(dir, &["runs", "--search", "DRY RUN"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 1, "only the recorded dry run: {out}");
