@@ -521,7 +521,17 @@ pub fn range_diff_with(
     let mut stats = RangeStats::default();
     check_same_tables(source, target)?;
     let kept = match opts.join.then(|| same_database(source, target)).transpose()? {
-        Some(Some(schemas)) => joined(source, &schemas, &mut stats, progress)?,
+        Some(Some(schemas)) => match joined(source, &schemas, &mut stats, progress) {
+            Ok(kept) => kept,
+            // The source's role may not read the target's schema: each
+            // side's tables by ranges on its own connection, as for two
+            // databases.
+            Err(e) => {
+                tracing::info!(error = %e, "the join across schemas failed: comparing by ranges");
+                stats = RangeStats::default();
+                by_ranges(source, target, opts, &mut stats, progress)?
+            }
+        },
         _ => by_ranges(source, target, opts, &mut stats, progress)?,
     };
     let (kept_source, kept_target): (Vec<_>, Vec<_>) = kept.into_iter().unzip();

@@ -262,6 +262,20 @@ fn two_schemas_of_one_postgresql_database_are_compared_by_one_join_per_table() {
         assert!(!again.diff.has_diffs(), "share {share}: {}", again.diff);
         assert_eq!((again.stats.rows_read, again.stats.joined), (0, 3), "{:?}", again.stats);
     }
+    // A source whose role cannot read the target's schema: the join fails
+    // and the tables are compared by ranges, each on its own connection.
+    admin
+        .batch_execute(
+            "CREATE ROLE reader LOGIN; GRANT USAGE ON SCHEMA a TO reader; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA a TO reader",
+        )
+        .unwrap();
+    let reader = params("a").replace("user=postgres", "user=reader");
+    let mut from = SqlTables::postgres("source", &reader, registry()).unwrap();
+    let mut into = SqlTables::postgres("target", &params("b"), registry()).unwrap();
+    let found = range_diff(&mut from, &mut into, &RangeOptions::default()).unwrap();
+    assert_eq!(found.stats.joined, 0, "{:?}", found.stats);
+    assert!(found.stats.ranges > 0 && !found.diff.has_diffs(), "{:?}", found.stats);
     // Two databases of one server are not one database: compared by ranges.
     admin.batch_execute("CREATE DATABASE other").unwrap();
     let other = pg.params().replace("dbname=postgres", "dbname=other");
