@@ -110,6 +110,14 @@ pub enum ConfigError {
         /// Why.
         source: Box<diffsync_adapters::AdapterError>,
     },
+    /// A peer system cannot be reached, or refused this side.
+    #[error("system {name:?}: the peer cannot be reached")]
+    Peer {
+        /// The system's name in the config.
+        name: String,
+        /// Why.
+        source: diffsync::BoxError,
+    },
     /// The journal cannot be opened.
     #[error("journal {path}")]
     Journal {
@@ -140,7 +148,29 @@ struct SystemConfig {
     postgres: Option<String>,
     redis: Option<String>,
     namespace: Option<String>,
+    /// A remote diffsync peer's URL (`https://host:port`, `quic://...`).
+    peer: Option<String>,
+    /// The peer's TLS certificate (DER), which the connection trusts.
+    certificate: Option<PathBuf>,
+    /// The peer's Ed25519 public key, pinned.
+    key: Option<String>,
+    /// This side's state directory (its key pair, what the peer knows).
+    state: Option<PathBuf>,
+    /// The name the peer's certificate is for (default: the URL's host).
+    tls_name: Option<String>,
 }
+
+/// A remote diffsync peer, as the config names it.
+struct PeerPlace {
+    url: String,
+    certificate: PathBuf,
+    key: diffsync_peer::identity::PublicKey,
+    state: PathBuf,
+    tls_name: String,
+}
+
+/// How the command line reaches a peer (HTTP/2 or QUIC, by its URL).
+type PeerWire = Box<dyn diffsync_peer::transport::Transport + Send>;
 
 /// Where a system is, checked.
 enum Where {
@@ -149,6 +179,8 @@ enum Where {
     Postgres(String),
     /// A Redis URL and the namespace.
     Redis(String, String),
+    /// A remote diffsync peer.
+    Peer(PeerPlace),
 }
 
 /// Where the journal is.
@@ -212,20 +244,51 @@ impl Config {
                 postgres,
                 redis,
                 namespace,
+                peer,
+                certificate,
+                key,
+                state,
+                tls_name,
             } = system;
             if namespace.is_some() && redis.is_none() {
                 return Err(invalid(format!(
                     "system {name:?}: namespace is for a redis system only"
                 )));
             }
-            let place = match (file, sqlite, postgres, redis) {
-                (Some(file), None, None, None) => Where::File(file),
-                (None, Some(db), None, None) => Where::Sqlite(db),
-                (None, None, Some(params), None) => Where::Postgres(params),
-                (None, None, None, Some(url)) => Where::Redis(url, namespace.unwrap_or_else(|| name.clone())),
+            let peer_fields = certificate.is_some() || key.is_some() || state.is_some() || tls_name.is_some();
+            if peer_fields && peer.is_none() {
+                return Err(invalid(format!(
+                    "system {name:?}: certificate, key, state and tls_name are for a peer system only"
+                )));
+            }
+            let place = match (file, sqlite, postgres, redis, peer) {
+                (Some(file), None, None, None, None) => Where::File(file),
+                (None, Some(db), None, None, None) => Where::Sqlite(db),
+                (None, None, Some(params), None, None) => Where::Postgres(params),
+                (None, None, None, Some(url), None) => Where::Redis(url, namespace.unwrap_or_else(|| name.clone())),
+                (None, None, None, None, Some(url)) => {
+                    let need = |field: &str| invalid(format!("system {name:?}: a peer needs {field}"));
+                    let key = key.ok_or_else(|| need("key (its public key, pinned)"))?;
+                    let key = key
+                        .parse()
+                        .map_err(|e| invalid(format!("system {name:?}: key {key:?}: {e}")))?;
+                    let tls_name = match tls_name {
+                        Some(n) => n,
+                        None => {
+                            url_host(&url).ok_or_else(|| invalid(format!("system {name:?}: {url:?} names no host")))?
+                        }
+                    };
+                    Where::Peer(PeerPlace {
+                        certificate: certificate.ok_or_else(|| need("certificate (its TLS certificate, DER)"))?,
+                        state: state.ok_or_else(|| need("state (this side's state directory)"))?,
+                        key,
+                        tls_name,
+                        url,
+                    })
+                }
                 _ => {
                     return Err(invalid(format!(
-                        "system {name:?} needs exactly one of file, sqlite, postgres, redis"
+                        "system {name:?} needs exactly one of file, sqlite, postgres, redis, peer"
                     )));
                 }
             };
@@ -260,7 +323,7 @@ impl Config {
         Ok(match system {
             Where::Sqlite(db) => Some(SqlTables::sqlite(name, self.dir.join(db), registry).map_err(opened)?),
             Where::Postgres(params) => Some(SqlTables::postgres(name, params, registry).map_err(opened)?),
-            Where::File(_) | Where::Redis(..) => None,
+            Where::File(_) | Where::Redis(..) | Where::Peer(_) => None,
         })
     }
 
@@ -290,6 +353,7 @@ impl Config {
                 ))
             }
             Where::File(_) | Where::Redis(..) => Ok(format!("{} models read", self.open(name)?.local().count_all())),
+            Where::Peer(_) => Ok(format!("{} models pulled", self.open(name)?.local().count_all())),
         }
     }
 
@@ -307,7 +371,7 @@ impl Config {
                 diffsync_adapters::postgres::PostgresAdapter::connect_image(name, params, registry, image)
                     .map_err(opened)?,
             ))),
-            Where::File(_) | Where::Redis(..) => None,
+            Where::File(_) | Where::Redis(..) | Where::Peer(_) => None,
         })
     }
 
@@ -353,6 +417,7 @@ impl Config {
                 diffsync_adapters::postgres::PostgresAdapter::connect(name, params, registry).map_err(opened)?,
             )),
             Where::Redis(url, namespace) => System::Redis(Box::new(self.redis(name, url, namespace)?)),
+            Where::Peer(place) => System::Local(Box::new(self.peer(name, place)?)),
         })
     }
 
@@ -384,12 +449,56 @@ impl Config {
                 let feed = db.change_feed(consumer).map_err(opened)?;
                 Ok((System::Local(Box::new(db)), Box::new(feed)))
             }
+            Some(Where::Peer(place)) => {
+                // The changes come on a session of their own (the peer
+                // relays them when it serves with a feed).
+                let feed = diffsync_peer::PeerFeed::new(self.connect_peer(name, place)?);
+                Ok((System::Local(Box::new(self.peer(name, place)?)), Box::new(feed)))
+            }
             Some(Where::Redis(url, namespace)) => {
                 let redis = self.redis(name, url, namespace)?;
                 let feed = redis.store.change_feed(consumer).map_err(opened)?;
                 Ok((System::Redis(Box::new(redis)), Box::new(feed)))
             }
         }
+    }
+
+    /// The remote peer `place` as the system `name`: connected with this
+    /// side's key pair (made on first use in its state directory), the
+    /// peer's certificate trusted and its key pinned, and pulled (its
+    /// image is its store as it is now). A sync into it pushes.
+    fn peer(&self, name: &str, place: &PeerPlace) -> Result<diffsync_peer::RemotePeer<PeerWire>, ConfigError> {
+        let mut peer = self.connect_peer(name, place)?;
+        peer.pull().map_err(|e| ConfigError::Peer {
+            name: name.to_string(),
+            source: e.into(),
+        })?;
+        Ok(peer)
+    }
+
+    /// The remote peer `place`, connected (a session of its own), not
+    /// pulled.
+    fn connect_peer(&self, name: &str, place: &PeerPlace) -> Result<diffsync_peer::RemotePeer<PeerWire>, ConfigError> {
+        let opened = |e: diffsync::BoxError| ConfigError::Peer {
+            name: name.to_string(),
+            source: e,
+        };
+        let path = self.dir.join(&place.certificate);
+        let certificate = std::fs::read(&path)
+            .map_err(|e| opened(format!("certificate {}: {e}", path.display()).into()))?
+            .into();
+        let state = diffsync_peer::state::StateDir::open(self.dir.join(&place.state)).map_err(|e| opened(e.into()))?;
+        let identity = state.identity().map_err(|e| opened(e.into()))?;
+        let mut image = LocalStore::new(name);
+        self.registry.register_all(&mut image).map_err(open_error(name))?;
+        let wire = diffsync_peer::socket::dial(
+            &place.url,
+            &place.tls_name,
+            &[certificate],
+            diffsync_peer::http::HttpOptions::default(),
+        )
+        .map_err(|e| opened(e.into()))?;
+        diffsync_peer::RemotePeer::connect_pinned(name, image, wire, identity, place.key).map_err(|e| opened(e.into()))
     }
 
     /// The Redis namespace `namespace` at `url`, as the system `name`.
@@ -410,6 +519,7 @@ impl Config {
                 Where::Sqlite(db) => format!("SQLite {}", db.display()),
                 Where::Postgres(_) => "PostgreSQL".to_string(),
                 Where::Redis(_, namespace) => format!("Redis, namespace {namespace}"),
+                Where::Peer(p) => format!("peer {} (key {})", p.url, p.key),
             };
             (name.as_str(), what)
         })
@@ -495,8 +605,29 @@ fn where_postgres(params: &str) -> String {
     format!("postgres://{}:{}/{}", field("host"), field("port"), field("dbname"))
 }
 
+/// The host of a peer's URL (`https://host:port`, `quic://[::1]:port`, a
+/// bare `host:port`).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_peers_host_is_read_from_its_url() {
+        use super::url_host;
+        assert_eq!(url_host("https://hq.example:7443").as_deref(), Some("hq.example"));
+        assert_eq!(url_host("quic://[::1]:7443").as_deref(), Some("::1"));
+        assert_eq!(url_host("127.0.0.1:7443").as_deref(), Some("127.0.0.1"));
+        assert_eq!(url_host("https://:7443"), None);
+    }
+
     use diffsync_tests::fuzz::{each_seed, mutate_bytes, mutate_json};
 
     use super::Config;

@@ -2,6 +2,7 @@
 //! sync, history, show, rollback, their exit codes, and bad configs named.
 
 mod dashboard;
+mod peer;
 mod redis;
 
 use std::path::Path;
@@ -303,18 +304,23 @@ fn watch_keeps_the_target_in_step_as_the_file_changes_and_records_each_pass() {
 
 /// `diffsync watch cmdb network ARGS` running, its output line by line;
 /// killed on drop.
-struct Watching {
+pub(crate) struct Watching {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Watching {
     fn start(dir: &Path, args: &[&str]) -> Watching {
+        Watching::between(dir, "cmdb", "network", args)
+    }
+
+    /// `diffsync watch SOURCE TARGET ARGS`.
+    pub(crate) fn between(dir: &Path, source: &str, target: &str, args: &[&str]) -> Watching {
         use std::io::{BufRead, BufReader};
         let mut child = Command::new(env!("CARGO_BIN_EXE_diffsync"))
             .arg("-c")
             .arg(dir.join("diffsync.toml"))
-            .args(["watch", "cmdb", "network"])
+            .args(["watch", source, target])
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -331,7 +337,7 @@ impl Watching {
     }
 
     /// Waits (up to 20 s) for a line holding `what`.
-    fn wait_for(&self, what: &str) -> String {
+    pub(crate) fn wait_for(&self, what: &str) -> String {
         use std::time::{Duration, Instant};
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut got = Vec::new();
