@@ -12,6 +12,15 @@ use crate::common::{Interface, Text, inventory, registry};
 
 /// `base` changed at random: attributes updated, models deleted (with
 /// their subtrees) and created, about `share` of the interfaces.
+/// Range options cutting at `leaf` rows into `fanout` ranges.
+fn cut(leaf: usize, fanout: usize) -> RangeOptions {
+    RangeOptions {
+        leaf,
+        fanout,
+        ..RangeOptions::default()
+    }
+}
+
 fn changed(base: &MemoryAdapter, rng: &mut fastrand::Rng, share: f64) -> MemoryAdapter {
     let mut out = MemoryAdapter::with_store("source", &["site"], base.store.clone());
     let interfaces: Vec<Interface> = out.store.all::<Interface>().unwrap().cloned().collect();
@@ -155,17 +164,7 @@ fn one_change_reads_a_leaf_of_rows_and_its_parents_not_the_tables() {
     let (a, b) = sqlite_pair(dir.path(), &source, &base);
     let (mut from, mut into) = sides(&a, &b);
     let mut told: Vec<RangeStats> = Vec::new();
-    let found = range_diff_with(
-        &mut from,
-        &mut into,
-        &RangeOptions {
-            leaf: 16,
-            fanout: 16,
-            ..RangeOptions::default()
-        },
-        &mut |s| told.push(*s),
-    )
-    .unwrap();
+    let found = range_diff_with(&mut from, &mut into, &cut(16, 16), &mut |s| told.push(*s)).unwrap();
     assert_eq!(changes(&found.diff), changes(&base.diff_from(&source).unwrap()));
     // Progress is told as it goes, never going back.
     assert!(told.len() > 3, "{told:?}");
@@ -308,16 +307,7 @@ fn a_range_diff_across_postgresql_and_sqlite_is_the_diff_of_their_tables() {
         let expected = changes(&base.diff_from(&source).unwrap());
         let mut from = SqlTables::postgres("source", &pg.params(), registry()).unwrap();
         let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
-        let found = range_diff(
-            &mut from,
-            &mut into,
-            &RangeOptions {
-                leaf: 8,
-                fanout: 4,
-                ..RangeOptions::default()
-            },
-        )
-        .unwrap();
+        let found = range_diff(&mut from, &mut into, &cut(8, 4)).unwrap();
         assert_eq!(changes(&found.diff), expected, "share {share}");
         if share == 0.0 {
             // Both engines hash text, integers, booleans and NULLs alike:
@@ -326,16 +316,7 @@ fn a_range_diff_across_postgresql_and_sqlite_is_the_diff_of_their_tables() {
         }
         // And the other way: PostgreSQL as the target, then synced from
         // the range diff through its own writes.
-        let found = range_diff(
-            &mut into,
-            &mut from,
-            &RangeOptions {
-                leaf: 8,
-                fanout: 4,
-                ..RangeOptions::default()
-            },
-        )
-        .unwrap();
+        let found = range_diff(&mut into, &mut from, &cut(8, 4)).unwrap();
         assert_eq!(
             changes(&found.diff),
             changes(&source.diff_from(&base).unwrap()),
@@ -367,16 +348,7 @@ fn a_sync_of_a_range_diff_writes_the_differing_rows_and_leaves_the_databases_equ
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = sqlite_pair(dir.path(), &source, &base);
         let (mut from, mut into) = sides(&a, &b);
-        let found = range_diff(
-            &mut from,
-            &mut into,
-            &RangeOptions {
-                leaf: 8,
-                fanout: 4,
-                ..RangeOptions::default()
-            },
-        )
-        .unwrap();
+        let found = range_diff(&mut from, &mut into, &cut(8, 4)).unwrap();
         let expected = found.diff.summary();
         // The target opened on the image the range diff read: nothing else
         // of it is loaded.
@@ -426,15 +398,7 @@ fn rows_of_any_type_in_the_tables_give_a_diff_or_a_named_error() {
         // A failed write (a key taken twice) leaves the table as it was.
         let _ = conn.execute(&sql, rusqlite::params![junk(rng), rng.i64(1..=24)]);
         let (mut from, mut into) = sides(&a, &b);
-        match range_diff(
-            &mut from,
-            &mut into,
-            &RangeOptions {
-                leaf: 4,
-                fanout: 2,
-                ..RangeOptions::default()
-            },
-        ) {
+        match range_diff(&mut from, &mut into, &cut(4, 2)) {
             Ok(_) => diffs += 1,
             Err(e) => {
                 assert!(e.to_string().contains("interface"), "{e}");
@@ -469,17 +433,9 @@ fn a_server_killed_mid_diff_is_a_typed_error_and_nothing_was_written() {
             std::thread::sleep(std::time::Duration::from_millis(20));
             pg.kill();
         });
-        range_diff(
-            &mut from,
-            &mut into,
-            &RangeOptions {
-                leaf: 2,
-                fanout: 2,
-                ..RangeOptions::default()
-            },
-        )
-        .err()
-        .expect("a diff against a server killed half-way")
+        range_diff(&mut from, &mut into, &cut(2, 2))
+            .err()
+            .expect("a diff against a server killed half-way")
     });
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
     assert_eq!(std::fs::read(&b).unwrap(), before, "the target's file is as it was");
