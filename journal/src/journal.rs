@@ -315,13 +315,11 @@ impl Journal {
 
     /// What a rollback left alone, by key, with why.
     pub fn left_alone(&self, run: RunId) -> Result<Vec<crate::RollbackConflict>, JournalError> {
-        let rows = self
-            .db
-            .query(
-                "SELECT model_type, key, reason FROM left_alone WHERE id >= ?1 AND id < ?2 ORDER BY id",
-                &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))],
-            )
-            .map_err(JournalError::db("read what a rollback left alone"))?;
+        let rows = self.of_run(
+            "SELECT model_type, key, reason FROM left_alone WHERE id >= ?1 AND id < ?2 ORDER BY id",
+            run,
+            "read what a rollback left alone",
+        )?;
         rows.into_iter()
             .map(|mut r| {
                 let (model_type, key) = (r.text(0)?, r.text(1)?);
@@ -719,16 +717,22 @@ impl Journal {
         })
     }
 
+    /// The rows `sql` selects from a run's rows (`?1`: its first row id,
+    /// `?2`: the first past it).
+    fn of_run(&self, sql: &str, run: RunId, what: &'static str) -> Result<Vec<crate::db::Cells>, JournalError> {
+        self.db
+            .query(sql, &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))])
+            .map_err(JournalError::db(what))
+    }
+
     /// How many creates, updates and deletes a run planned (one indexed
     /// count of its changes; the dashboard's charts).
     pub fn action_counts(&self, run: RunId) -> Result<ActionCounts, JournalError> {
-        let rows = self
-            .db
-            .query(
-                "SELECT action, count(*) FROM elements WHERE id >= ?1 AND id < ?2 GROUP BY action",
-                &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))],
-            )
-            .map_err(JournalError::db("count a run's changes"))?;
+        let rows = self.of_run(
+            "SELECT action, count(*) FROM elements WHERE id >= ?1 AND id < ?2 GROUP BY action",
+            run,
+            "count a run's changes",
+        )?;
         let mut counts = ActionCounts::default();
         for mut row in rows {
             let corrupt = |message: String| JournalError::Corrupt { run, message };
@@ -746,13 +750,11 @@ impl Journal {
     /// A two-way run's conflicts, each with what base, left and right held,
     /// the strategy and its resolution.
     pub fn conflicts(&self, run: RunId) -> Result<Vec<diffsync::bidir::ConflictRecord>, JournalError> {
-        let rows = self
-            .db
-            .query(
-                "SELECT record FROM conflicts WHERE id >= ?1 AND id < ?2 ORDER BY id",
-                &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))],
-            )
-            .map_err(JournalError::db("read a run's conflicts"))?;
+        let rows = self.of_run(
+            "SELECT record FROM conflicts WHERE id >= ?1 AND id < ?2 ORDER BY id",
+            run,
+            "read a run's conflicts",
+        )?;
         let corrupt = |message: String| JournalError::Corrupt { run, message };
         rows.into_iter()
             .map(|mut r| serde_json::from_str(&r.text(0).map_err(corrupt)?).map_err(|e| corrupt(e.to_string())))
@@ -773,13 +775,11 @@ impl Journal {
     /// run goes on, or when it died).
     pub fn elements(&self, run: RunId) -> Result<Vec<Element>, JournalError> {
         let usual = self.usual(run)?;
-        let rows = self
-            .db
-            .query(
-                &format!("{ELEMENT_COLUMNS} WHERE e.id >= ?1 AND e.id < ?2 ORDER BY e.id"),
-                &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))],
-            )
-            .map_err(JournalError::db("read a run's changes"))?;
+        let rows = self.of_run(
+            &format!("{ELEMENT_COLUMNS} WHERE e.id >= ?1 AND e.id < ?2 ORDER BY e.id"),
+            run,
+            "read a run's changes",
+        )?;
         rows.into_iter()
             .map(|row| {
                 read_element(row)
