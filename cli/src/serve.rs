@@ -20,7 +20,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use diffsync_journal::{Journal, JournalError, Mode, RunFilter, RunId, RunResult, Side};
+use diffsync_journal::{Journal, JournalError, Mode, Run, RunFilter, RunId, RunResult, Side};
 use diffsync_live::{LoopEvent, LoopHandle};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
@@ -56,6 +56,9 @@ struct Dashboard {
     guard: Guard,
     loops: Vec<Loop>,
     metrics: PrometheusHandle,
+    /// An ended run's changes by kind, counted once (they never change):
+    /// the charts do not count them again on every visit.
+    counts: Mutex<std::collections::HashMap<RunId, diffsync_journal::ActionCounts>>,
 }
 
 /// A loop `serve` runs, and what it last told.
@@ -245,6 +248,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<u8, Failure> {
         guard,
         loops,
         metrics,
+        counts: Mutex::default(),
     });
     let app = Router::new()
         .route("/", get(index))
@@ -376,17 +380,23 @@ struct RunsQuery {
     before: Option<u64>,
 }
 
-/// A system's last runs for its chart, oldest first: each run's changes
-/// by kind (counted in the journal), its failures and its duration.
-fn system_chart(journal: &Journal, system: &str) -> Result<Vec<crate::charts::RunBar>, PageError> {
-    let filter = RunFilter {
-        system: Some(system.to_string()),
-        limit: Some(pages::RUNS_PER_PAGE),
-        ..RunFilter::default()
-    };
-    let mut bars = Vec::new();
-    for run in journal.runs(&filter)?.into_iter().rev() {
-        let counts = journal.action_counts(run.id)?;
+/// A system's chart of `recent` (its last runs, newest first), oldest
+/// first: each run's changes by kind (counted in the journal, once for a
+/// run that ended), its failures and its duration.
+fn system_chart(d: &Dashboard, journal: &Journal, recent: &[Run]) -> Result<Vec<crate::charts::RunBar>, PageError> {
+    let mut bars = Vec::with_capacity(recent.len());
+    for run in recent.iter().rev() {
+        let known = lock(&d.counts).get(&run.id).copied();
+        let counts = match known {
+            Some(c) => c,
+            None => {
+                let c = journal.action_counts(run.id)?;
+                if run.ended_ms.is_some() {
+                    lock(&d.counts).insert(run.id, c);
+                }
+                c
+            }
+        };
         let failed = run.totals.as_ref().map_or(0, |t| t.failed + t.soft_failed + t.unknown);
         bars.push(crate::charts::RunBar {
             create: counts.create,
@@ -404,16 +414,15 @@ async fn index(State(app): State<Arc<Dashboard>>, Query(q): Query<RunsQuery>) ->
         let journal = lock(&d.journal);
         let mut systems = Vec::new();
         for (name, what) in d.config.systems() {
+            // Its last runs, newest first: the last of them and its chart.
             let filter = RunFilter {
                 system: Some(name.to_string()),
-                limit: Some(1),
+                limit: Some(pages::RUNS_PER_PAGE),
                 ..RunFilter::default()
             };
-            let last = journal.runs(&filter)?.into_iter().next();
-            let chart = match &last {
-                Some(_) => system_chart(&journal, name)?,
-                None => Vec::new(),
-            };
+            let recent: Vec<Run> = journal.runs(&filter)?.into_iter().collect();
+            let chart = system_chart(d, &journal, &recent)?;
+            let last = recent.into_iter().next();
             systems.push(pages::SystemRow {
                 name: name.to_string(),
                 what,
