@@ -477,26 +477,6 @@ fn range_diff(
     Ok(Some(found))
 }
 
-/// The parts of `diff` about these models and their subtrees, under
-/// their ancestors as no-change parents (what `Options::part` diffs).
-fn subtrees(diff: &diffsync::Diff, keys: &[diffsync::ModelKey]) -> diffsync::Diff {
-    let mut inside: std::collections::HashSet<*const diffsync::DiffElement> = std::collections::HashSet::new();
-    // The depth of the part being walked, if any.
-    let mut part: Option<usize> = None;
-    for (e, depth) in diff.iter() {
-        if part.is_some_and(|d| depth <= d) {
-            part = None;
-        }
-        if part.is_none() && keys.contains(&e.key) {
-            part = Some(depth);
-        }
-        if part.is_some() {
-            inside.insert(e as *const _);
-        }
-    }
-    diff.filtered(|e| inside.contains(&(e as *const _)))
-}
-
 fn run(cli: Cli) -> Result<u8, Failure> {
     let config = Config::load(&cli.config)?;
     let progress = Progress::new(cli.quiet);
@@ -526,7 +506,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let diff = match by_ranges {
                 // The database was compared whole: the keys' subtrees are
                 // picked out of its diff.
-                Some(found) if !keys.is_empty() => subtrees(&found.diff, &keys),
+                Some(found) if !keys.is_empty() => found.diff.only_keys(&keys),
                 Some(found) => found.diff,
                 None => {
                     let (source, target) = (open(&source)?, open(&target)?);

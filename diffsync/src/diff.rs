@@ -1068,6 +1068,27 @@ impl Diff {
         self.filtered(|e| model_types.contains(&e.model_type()))
     }
 
+    /// A copy keeping only these models and their subtrees (under their
+    /// ancestors as no-change parents): what [`Options::part`](crate::Options::part)
+    /// diffs, picked out of a whole diff (one made by a range diff, say).
+    pub fn only_keys(&self, keys: &[ModelKey]) -> Diff {
+        let mut inside: std::collections::HashSet<*const DiffElement> = std::collections::HashSet::new();
+        // The depth of the part being walked, if any.
+        let mut part: Option<usize> = None;
+        for (e, depth) in self.iter() {
+            if part.is_some_and(|d| depth <= d) {
+                part = None;
+            }
+            if part.is_none() && keys.contains(&e.key) {
+                part = Some(depth);
+            }
+            if part.is_some() {
+                inside.insert(e as *const _);
+            }
+        }
+        self.filtered(|e| inside.contains(&(e as *const _)))
+    }
+
     /// A copy keeping only elements with these actions (and the parents they need).
     pub fn only_actions(&self, actions: &[Action]) -> Diff {
         self.filtered(|e| actions.contains(&e.action))
@@ -1407,6 +1428,23 @@ mod tests {
             {"model_type": "site", "key": "s", "identifiers": {}, "action": "no-change", "children": []}]}"#;
         let err = serde_json::from_str::<Diff>(nested).unwrap_err().to_string();
         assert!(err.starts_with("unknown field `children`"), "{err}");
+    }
+
+    #[test]
+    fn only_keys_keeps_their_subtrees_under_plain_parents() {
+        let key = |ty: &'static str, k: &str| ModelKey::new(ty, [crate::KeyValue::Str(k.into())]);
+        let d = sample().only_keys(&[key("device", "d3"), key("site", "new")]);
+        let kept: Vec<_> = d.iter().map(|(e, depth)| (e.unique_id(), e.action, depth)).collect();
+        assert_eq!(
+            kept,
+            [
+                ("new", Action::Create, 0),
+                ("d1", Action::Create, 1),
+                ("same", Action::NoChange, 0),
+                ("d3", Action::Update, 1),
+            ]
+        );
+        assert!(!sample().only_keys(&[key("site", "none")]).has_diffs());
     }
 
     #[test]
