@@ -628,6 +628,20 @@ mod tests {
         assert_eq!(url_host("https://:7443"), None);
     }
 
+    #[test]
+    fn any_text_as_a_peers_url_gives_a_host_from_it_or_none() {
+        use super::url_host;
+        let alphabet: Vec<char> = "hq.:/[]@1 ".chars().collect();
+        each_seed("a peer's url", |rng| {
+            let url: String = (0..rng.usize(..24))
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect();
+            if let Some(host) = url_host(&url) {
+                assert!(!host.is_empty() && url.contains(&host), "{url:?} -> {host:?}");
+            }
+        });
+    }
+
     use diffsync_tests::fuzz::{each_seed, mutate_bytes, mutate_json};
 
     use super::Config;
