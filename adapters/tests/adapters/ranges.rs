@@ -198,6 +198,19 @@ fn sides_of_other_model_types_are_refused_by_name() {
     assert!(!err.to_string().is_empty());
 }
 
+/// A range diff synced into the PostgreSQL database at `params` (its
+/// target), opened on the image the diff read, from the source's image:
+/// every change applies.
+#[cfg(feature = "postgres")]
+fn sync_into_postgres(params: &str, found: diffsync_adapters::ranges::RangeDiff) {
+    let mut db =
+        diffsync_adapters::postgres::PostgresAdapter::connect_image("target", params, registry(), found.target)
+            .unwrap();
+    let read = MemoryAdapter::with_store("source", &["site"], found.source);
+    let report = db.sync_diff_from(&read, &found.diff, &mut Options::new()).unwrap();
+    assert!(report.is_success(), "{report}");
+}
+
 #[cfg(feature = "postgres")]
 #[test]
 fn two_schemas_of_one_postgresql_database_are_compared_by_one_join_per_table() {
@@ -250,13 +263,7 @@ fn two_schemas_of_one_postgresql_database_are_compared_by_one_join_per_table() {
         assert_eq!(by_ranges.stats.joined, 0);
         assert_eq!(found.stats.rows_kept, by_ranges.stats.rows_kept, "share {share}");
         // Synced from the joined diff, the schemas are equal: an empty join.
-        let mut db = PostgresAdapter::connect_image("b", &params("b"), registry(), found.target).unwrap();
-        let read = MemoryAdapter::with_store("a", &["site"], found.source);
-        assert!(
-            db.sync_diff_from(&read, &found.diff, &mut Options::new())
-                .unwrap()
-                .is_success()
-        );
+        sync_into_postgres(&params("b"), found);
         let again = range_diff(&mut from, &mut into, &RangeOptions::default()).unwrap();
         assert!(!again.diff.has_diffs(), "share {share}: {}", again.diff);
         assert_eq!((again.stats.rows_read, again.stats.joined), (0, 3), "{:?}", again.stats);
@@ -327,13 +334,7 @@ fn a_range_diff_across_postgresql_and_sqlite_is_the_diff_of_their_tables() {
         let in_memory = range_diff(&mut store, &mut from, &RangeOptions::default()).unwrap();
         assert!(!in_memory.diff.has_diffs(), "share {share}: {}", in_memory.diff);
         assert_eq!(in_memory.stats.rows_read, 0, "{:?}", in_memory.stats);
-        let mut db = PostgresAdapter::connect_image("pg", &pg.params(), registry(), found.target).unwrap();
-        let read = MemoryAdapter::with_store("sqlite", &["site"], found.source);
-        assert!(
-            db.sync_diff_from(&read, &found.diff, &mut Options::new())
-                .unwrap()
-                .is_success()
-        );
+        sync_into_postgres(&pg.params(), found);
         let again = range_diff(&mut into, &mut from, &RangeOptions::default()).unwrap();
         assert!(!again.diff.has_diffs(), "share {share}: {}", again.diff);
     }
