@@ -673,6 +673,27 @@ mod tests {
     use diffsync::{Action, Attrs, Outcome};
     use diffsync_journal::{Element, Mode, Run, RunId, RunResult};
 
+    /// Run 7, one way from cmdb to network, ended as `result`.
+    fn one_way_run(who: Option<&str>, result: RunResult) -> Run {
+        Run {
+            id: RunId(7),
+            who: who.map(String::from),
+            started_ms: 0,
+            ended_ms: Some(1),
+            mode: Mode::OneWay,
+            source: "cmdb".into(),
+            target: "network".into(),
+            dry_run: false,
+            options: String::new(),
+            result,
+            error: None,
+            totals: None,
+            phases: Vec::new(),
+            peak_memory: None,
+            rollback_of: None,
+        }
+    }
+
     fn element(seq: u32, model_type: &str, key: &str, parent: Option<(&str, &str)>, outcome: Outcome) -> Element {
         let attrs = |v: &str| -> Attrs { [("role".into(), v.into())].into_iter().collect() };
         Element {
@@ -717,23 +738,7 @@ mod tests {
                 reason: "changed since".into(),
             }],
         };
-        let run = Run {
-            id: RunId(7),
-            who: None,
-            started_ms: 0,
-            ended_ms: Some(1),
-            mode: Mode::OneWay,
-            source: "cmdb".into(),
-            target: "network".into(),
-            dry_run: false,
-            options: String::new(),
-            result: RunResult::Succeeded,
-            error: None,
-            totals: None,
-            phases: Vec::new(),
-            peak_memory: None,
-            rollback_of: None,
-        };
+        let run = one_way_run(None, RunResult::Succeeded);
         let page = super::rollback_preview(&run, "network", &preview, &[], Some("t")).into_string();
         let summary = &page[page.find(r#"<p id="summary">"#).expect("a summary")..];
         assert!(summary.contains("1 change of"), "{summary}");
@@ -756,23 +761,7 @@ mod tests {
 
     #[test]
     fn a_run_page_nests_changes_under_their_parent_lists_failures_and_escapes_values() {
-        let run = Run {
-            id: RunId(7),
-            who: Some("ops@hq".into()),
-            started_ms: 0,
-            ended_ms: Some(1),
-            mode: Mode::OneWay,
-            source: "cmdb".into(),
-            target: "network".into(),
-            dry_run: false,
-            options: String::new(),
-            result: RunResult::Partial,
-            error: None,
-            totals: None,
-            phases: Vec::new(),
-            peak_memory: None,
-            rollback_of: None,
-        };
+        let run = one_way_run(Some("ops@hq"), RunResult::Partial);
         let elements = [
             element(0, "site", "nyc", None, Outcome::Applied),
             element(
