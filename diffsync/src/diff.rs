@@ -234,7 +234,6 @@ impl DiffElement {
         changes: &[AttrChange],
     ) -> (Option<Box<[Value]>>, Arc<Names>, Sides) {
         let names_of = |a: &Attrs| -> Box<[Cow<'static, str>]> { a.keys().cloned().collect() };
-        let values_of = |a: &Attrs| -> Box<[Value]> { a.values().cloned().collect() };
         let names = Arc::new(Names {
             identifiers: names_of(&identifiers),
             attributes: source_attrs
@@ -245,25 +244,26 @@ impl DiffElement {
         });
         let sides = match (source_attrs, dest_attrs) {
             (None, None) => Sides::None,
-            (Some(s), None) => Sides::Source(values_of(&s)),
-            (None, Some(d)) => Sides::Dest(values_of(&d)),
+            (Some(s), None) => Sides::Source(values_of(s)),
+            (None, Some(d)) => Sides::Dest(values_of(d)),
             (Some(s), Some(d)) => {
-                let (sv, dv) = (values_of(&s), values_of(&d));
-                if names_of(&d) == names.attributes && is_applied(&names.attributes, &dv, changes, &sv) {
+                let (source_names, dest_names) = (names_of(&s), names_of(&d));
+                let (sv, dv) = (values_of(s), values_of(d));
+                if dest_names == names.attributes && is_applied(&names.attributes, &dv, changes, &sv) {
                     Sides::Changed(dv)
                 } else {
-                    let side = |a: &Attrs, values| Side {
+                    let side = |attributes, values| Side {
                         names: Arc::new(Names {
                             identifiers: Box::default(),
-                            attributes: names_of(a),
+                            attributes,
                         }),
                         values,
                     };
-                    Sides::Both(Box::new((side(&s, sv), side(&d, dv))))
+                    Sides::Both(Box::new((side(source_names, sv), side(dest_names, dv))))
                 }
             }
         };
-        (kept_identifiers(values_of(&identifiers)), names, sides)
+        (kept_identifiers(values_of(identifiers)), names, sides)
     }
 
     /// An element of models found in two stores: `identifiers` (kept only
