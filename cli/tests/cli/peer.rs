@@ -24,11 +24,13 @@ fn schemas() -> Vec<Arc<ModelSchema>> {
         .to_vec()
 }
 
-fn a_peer_in_the_config_is_diffed_synced_into_and_pulled(scheme: &str) {
-    let dir = configured();
-    let dir = dir.path();
-    // This side's key pair, made where the config's state says; the peer
-    // allows it to read and write.
+/// A peer served on `scheme` that allows this side `rights`, and the
+/// config naming it `hq`: the server, and its socket (kept open).
+fn serve_peer(
+    dir: &std::path::Path,
+    scheme: &str,
+    rights: Rights,
+) -> (Arc<Server<MemoryAdapter>>, diffsync_peer::socket::Listener) {
     let mine = StateDir::open(dir.join("peer-state"))
         .unwrap()
         .identity()
@@ -47,7 +49,7 @@ fn a_peer_in_the_config_is_diffed_synced_into_and_pulled(scheme: &str) {
             "hq",
             MemoryAdapter::with_store("hq", &["site"], store),
             identity,
-            Peers::new().allow("cli", mine, Rights::read_write()),
+            Peers::new().allow("cli", mine, rights),
         )
         .with_feed(changes),
     );
@@ -66,7 +68,13 @@ fn a_peer_in_the_config_is_diffed_synced_into_and_pulled(scheme: &str) {
         socket.url()
     );
     std::fs::write(dir.join("diffsync.toml"), config).unwrap();
+    (server, socket)
+}
 
+fn a_peer_in_the_config_is_diffed_synced_into_and_pulled(scheme: &str) {
+    let dir = configured();
+    let dir = dir.path();
+    let (server, _socket) = serve_peer(dir, scheme, Rights::read_write());
     // The peer holds nothing yet: a diff of the cmdb against it, then a
     // sync into it (pushed), then the peer's models in the server's store.
     let (code, out, err) = diffsync(dir, &["diff", "cmdb", "hq"]);
@@ -134,4 +142,22 @@ fn a_peer_system_missing_its_key_or_certificate_is_named() {
     std::fs::write(dir.join("diffsync.toml"), config).unwrap();
     let (_, _, err) = diffsync(dir, &["runs"]);
     assert!(err.contains("are for a peer system only"), "{err}");
+}
+
+#[test]
+fn a_sync_into_a_peer_that_refuses_writes_stops_and_changes_nothing() {
+    let dir = configured();
+    let dir = dir.path();
+    let (server, _socket) = serve_peer(dir, "https", Rights::read());
+    // A replica allowed to read only: the peer refuses the batch whole.
+    let (code, out, err) = diffsync(dir, &["sync", "cmdb", "hq"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("the batch failed") && err.contains("not allowed: writing to this replica"),
+        "the refusal told: {err}"
+    );
+    assert_eq!(server.adapter().store.count_all(), 0, "the peer took nothing");
+    let (_, runs, _) = diffsync(dir, &["runs"]);
+    assert!(runs.contains("failed"), "the run recorded as failed: {runs}");
+    assert_eq!(diffsync(dir, &["diff", "cmdb", "hq"]).0, 3, "still to do");
 }
