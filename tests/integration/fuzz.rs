@@ -288,8 +288,15 @@ fn journal_rows() {
             let _ = journal.run(run);
             let _ = journal.elements(run);
             let _ = journal.conflicts(run);
+            let _ = journal.action_counts(run);
+            let _ = journal.left_alone(run);
             let _ = journal.rollback_preview(run, &mut sys_b());
         }
+        let text = RunFilter {
+            text: Some("a%_\\".into()),
+            ..RunFilter::default()
+        };
+        let _ = journal.runs(&text);
         let _ = journal.run(RunId(i64::MAX));
         let _ = journal.history(diffsync_tests::key_of("device:nyc-r1"));
     });
