@@ -15,10 +15,10 @@ use std::hash::BuildHasher;
 /// once. Names of derived models borrow their `'static` field names, so
 /// building one allocates no name.
 ///
-/// A list, not a hash map: a model has a handful of fields, and a diff
-/// holds three of these per changed element, so one allocation of
-/// `(name, value)` pairs, found by a scan, beats a hash table beside
-/// them. Past 16 values (a wide table's row, say) a hash index of the
+/// A list, not a hash map: a model has a handful of fields, and maps are
+/// made per model or per change (hooks, the journal, a diff's accessors),
+/// so one allocation of `(name, value)` pairs, found by a scan, beats a
+/// hash table beside them. Past 16 values (a wide table's row, say) a hash index of the
 /// names keeps lookups constant. Compared like a map: the
 /// same names with the same values, in any order.
 ///
