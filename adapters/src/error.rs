@@ -219,5 +219,14 @@ pub(crate) fn base_error(origin: &str, e: AdapterError) -> diffsync::Error {
     }
 }
 
+/// An adapter's error reading its system again, as the core reports it
+/// (`Error::Load`, naming the adapter).
+pub(crate) fn load_failed(adapter: &str) -> impl Fn(AdapterError) -> diffsync::Error + '_ {
+    move |e| diffsync::Error::Load {
+        adapter: adapter.to_string(),
+        source: Box::new(e),
+    }
+}
+
 /// Shorthand for `Result<T, AdapterError>`.
 pub type Result<T, E = AdapterError> = std::result::Result<T, E>;

@@ -673,10 +673,7 @@ impl Adapter for FileAdapter {
     }
 
     fn refresh(&mut self) -> diffsync::Result<()> {
-        let fresh = self.reopen().map_err(|e| diffsync::Error::Load {
-            adapter: self.name.clone(),
-            source: Box::new(e),
-        })?;
+        let fresh = self.reopen().map_err(crate::error::load_failed(&self.name))?;
         self.store = fresh.store;
         Ok(())
     }

@@ -543,10 +543,7 @@ impl Adapter for PostgresAdapter {
     /// a row found is added or updated, a row gone is removed (a model that
     /// moved to another parent: the whole database).
     fn reread(&mut self, changed: &[diffsync::feed::ChangeEvent]) -> diffsync::Result<()> {
-        alive(&mut self.client, &self.params, true).map_err(|e| diffsync::Error::Load {
-            adapter: self.name.clone(),
-            source: Box::new(e),
-        })?;
+        alive(&mut self.client, &self.params, true).map_err(crate::error::load_failed(&self.name))?;
         let client = &mut self.client;
         let origin = self.origin.clone();
         let done = sql::reread(
@@ -557,19 +554,13 @@ impl Adapter for PostgresAdapter {
             &origin,
             |t, ids| sql::Engine::one_row(client, t, ids),
         )
-        .map_err(|e| diffsync::Error::Load {
-            adapter: self.name.clone(),
-            source: Box::new(e),
-        })?;
+        .map_err(crate::error::load_failed(&self.name))?;
         // A model moved to another parent: read everything.
         if done { Ok(()) } else { self.refresh() }
     }
 
     fn refresh(&mut self) -> diffsync::Result<()> {
-        self.reload().map_err(|e| diffsync::Error::Load {
-            adapter: self.name.clone(),
-            source: Box::new(e),
-        })?;
+        self.reload().map_err(crate::error::load_failed(&self.name))?;
         let origin = self.write_origin.clone();
         self.store.set_origin(origin.as_deref());
         Ok(())

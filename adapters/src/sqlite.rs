@@ -468,10 +468,7 @@ impl Adapter for SqliteAdapter {
     }
 
     fn refresh(&mut self) -> diffsync::Result<()> {
-        self.reload().map_err(|e| diffsync::Error::Load {
-            adapter: self.name.clone(),
-            source: Box::new(e),
-        })?;
+        self.reload().map_err(crate::error::load_failed(&self.name))?;
         let origin = self.write_origin.clone();
         self.store.set_origin(origin.as_deref());
         Ok(())
@@ -491,10 +488,7 @@ impl Adapter for SqliteAdapter {
             &origin,
             |t, ids| sql::Engine::one_row(&mut conn, t, ids),
         )
-        .map_err(|e| diffsync::Error::Load {
-            adapter: self.name.clone(),
-            source: Box::new(e),
-        })?;
+        .map_err(crate::error::load_failed(&self.name))?;
         // A model moved to another parent: read everything.
         if done { Ok(()) } else { self.refresh() }
     }
