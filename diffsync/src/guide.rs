@@ -15,7 +15,10 @@
 //!    override [`apply`](crate::Sink::apply)
 //!    (called once per change, parents before children; with a
 //!    [`Hooks`](crate::Hooks) table each model type gets its own typed
-//!    hook, see [`hooks`](crate::hooks)), or override
+//!    hook, see [`hooks`](crate::hooks); keep the part that writes to
+//!    the system, a client say, in a field of its own and its hooks
+//!    get the old model borrowed from the store instead of a copy:
+//!    [`Hooks::apply_parts`](crate::Hooks::apply_parts)), or override
 //!    [`apply_batch`](crate::Sink::apply_batch) to write many changes at
 //!    once (one transaction, one bulk request), setting each change's outcome.
 //!    The syncer then applies what succeeded to the store. Returning `Err` from

@@ -72,10 +72,11 @@ use crate::sync::Change;
 use crate::sync::HookError;
 use crate::sync::adapter::Adapter;
 
-/// What a typed hook is asked to do to one model of type `T`. The old
-/// model is a copy of the one in the adapter's store (the hook has the
-/// adapter mutably while it runs); the store takes the change only after
-/// the hook returned `Ok`.
+/// What a typed hook is asked to do to one model of type `T`. The store
+/// takes the change only after the hook returned `Ok`. The old model is
+/// the one in the adapter's store: borrowed from it when the hooks write
+/// through a part of the adapter ([`Hooks::apply_parts`]), a copy when
+/// they have the whole adapter mutably ([`Hooks::apply`]).
 #[derive(Debug)]
 pub enum Write<'a, T: DiffModel> {
     /// Create `new` in the system. `new` is the model the store will hold
@@ -117,7 +118,7 @@ pub struct Hooks<A: ?Sized, H = NoHook> {
     adapter: PhantomData<fn(&mut A)>,
 }
 
-impl<A: Adapter + ?Sized> Hooks<A> {
+impl<A: ?Sized> Hooks<A> {
     /// An empty table.
     pub fn new() -> Self {
         Hooks {
@@ -127,13 +128,13 @@ impl<A: Adapter + ?Sized> Hooks<A> {
     }
 }
 
-impl<A: Adapter + ?Sized> Default for Hooks<A> {
+impl<A: ?Sized> Default for Hooks<A> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<A: Adapter + ?Sized, H: Handler<A>> Hooks<A, H> {
+impl<A: ?Sized, H: Handler<A>> Hooks<A, H> {
     /// Registers the hook for model type `T` (a method
     /// `fn device(&mut self, write: Write<'_, Device>) -> Result<(), HookError>`).
     pub fn on<T, F>(self, hook: F) -> Hooks<A, On<T, F, H>>
@@ -178,26 +179,139 @@ impl<A: Adapter + ?Sized, H: Handler<A>> Hooks<A, H> {
         }
     }
 
-    /// Hands `change` to the hook registered for its type, as a [`Write`].
-    /// A type with no hook fails the change.
-    pub fn apply(mut self, adapter: &mut A, change: &mut Change<'_>) -> Result<(), HookError> {
-        self.handlers.handle(adapter, change).unwrap_or_else(|| {
-            Err(HookError::Failed(
-                format!(
-                    "adapter `{}` has no hook for model type `{}`",
-                    adapter.name(),
-                    change.model_type()
-                )
-                .into(),
-            ))
-        })
+    /// Hands `change` to the hook registered for its type, as a [`Write`]
+    /// whose old model is a copy (the hook has the whole adapter mutably,
+    /// its store included). A type with no hook fails the change.
+    pub fn apply(mut self, adapter: &mut A, change: &mut Change<'_>) -> Result<(), HookError>
+    where
+        A: Adapter,
+    {
+        let name = adapter.name().to_string();
+        let mut lent = Lent {
+            store: OldModels::Inside(|a: &A| a.store().local()),
+            writer: adapter,
+        };
+        self.handlers
+            .handle(&mut lent, change)
+            .unwrap_or_else(|| Err(no_hook(&name, change)))
+    }
+
+    /// Hands `change` to the hook registered for its type, as a [`Write`]
+    /// whose old model is borrowed from `store`, not copied: the hooks are
+    /// methods of `writer`, the part of the adapter that writes to its
+    /// system (a client, a connection), lent beside the store. A type with
+    /// no hook fails the change.
+    ///
+    /// ```
+    /// use diffsync::{Adapter, AdapterExt, Change, DiffModel, HookError, Hooks, LocalStore, Sink, Write};
+    ///
+    /// #[derive(DiffModel, Clone, Debug, PartialEq)]
+    /// #[diffsync(name = "device")]
+    /// struct Device { #[diffsync(id)] name: String, role: String }
+    ///
+    /// /// What writes to the network (a connection, in a real adapter).
+    /// struct Client { sent: Vec<String> }
+    ///
+    /// impl Client {
+    ///     fn device(&mut self, write: Write<'_, Device>) -> Result<(), HookError> {
+    ///         if let Write::Update { old, new, .. } = write {
+    ///             self.sent.push(format!("{}: {} -> {}", new.name, old.role, new.role));
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// struct Network { store: LocalStore, client: Client }
+    ///
+    /// impl Adapter for Network {
+    ///     type Store = LocalStore;
+    ///     fn store(&self) -> &LocalStore { &self.store }
+    ///     fn store_mut(&mut self) -> &mut LocalStore { &mut self.store }
+    /// }
+    /// impl Sink for Network {
+    ///     fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+    ///         Hooks::new().on(Client::device).apply_parts(&self.store, &mut self.client, change)
+    ///     }
+    /// }
+    ///
+    /// let r1 = |role: &str| Device { name: "r1".into(), role: role.into() };
+    /// let mut cmdb = Network { store: LocalStore::new("cmdb"), client: Client { sent: vec![] } };
+    /// cmdb.store.add(r1("edge"))?;
+    /// let mut net = Network { store: LocalStore::new("net"), client: Client { sent: vec![] } };
+    /// net.store.add(r1("core"))?;
+    /// net.sync_from(&cmdb)?;
+    /// assert_eq!(net.client.sent, ["r1: core -> edge"]);
+    /// # Ok::<(), diffsync::Error>(())
+    /// ```
+    pub fn apply_parts(mut self, store: &LocalStore, writer: &mut A, change: &mut Change<'_>) -> Result<(), HookError> {
+        let mut lent = Lent {
+            store: OldModels::Beside(store),
+            writer,
+        };
+        self.handlers
+            .handle(&mut lent, change)
+            .unwrap_or_else(|| Err(no_hook(store.name(), change)))
+    }
+}
+
+fn no_hook(adapter: &str, change: &Change<'_>) -> HookError {
+    HookError::Failed(
+        format!(
+            "adapter `{adapter}` has no hook for model type `{}`",
+            change.model_type()
+        )
+        .into(),
+    )
+}
+
+/// What a [`Hooks`] table writes through: the part of an adapter its
+/// hooks are methods of, and the store that holds the old models (lent
+/// beside it, or inside it when the part is the whole adapter).
+pub struct Lent<'a, W: ?Sized> {
+    store: OldModels<'a, W>,
+    writer: &'a mut W,
+}
+
+/// Where a [`Lent`] finds the old models.
+enum OldModels<'a, W: ?Sized> {
+    /// In a store lent beside the writer: borrowed.
+    Beside(&'a LocalStore),
+    /// In the writer's own store: copied out before the writer is lent.
+    Inside(fn(&W) -> &LocalStore),
+}
+
+impl<W: ?Sized> Lent<'_, W> {
+    /// Builds the [`Write`] for `change` and calls `hook` with it.
+    fn write<T, F>(&mut self, change: &mut Change<'_>, hook: &mut F) -> Result<(), HookError>
+    where
+        T: DiffModel,
+        F: FnMut(&mut W, Write<'_, T>) -> Result<(), HookError>,
+    {
+        if change.action == Action::Create {
+            let parent = change.parent();
+            let model_type = change.model_type();
+            let Some(new) = change.new_model_mut::<T>() else {
+                return Err(not_a::<T>(model_type, change.key()));
+            };
+            return hook(self.writer, Write::Create { new, parent });
+        }
+        if !matches!(change.action, Action::Update | Action::Delete) {
+            return Ok(());
+        }
+        match self.store {
+            OldModels::Beside(store) => write_old(self.writer, stored::<T>(store, change)?, change, hook),
+            OldModels::Inside(store_of) => {
+                let old = stored::<T>(store_of(self.writer), change)?.clone();
+                write_old(self.writer, &old, change, hook)
+            }
+        }
     }
 }
 
 /// One entry of a [`Hooks`] table (implemented by the table's own types).
 pub trait Handler<A: ?Sized> {
     /// `None`: no hook for this change's type.
-    fn handle(&mut self, adapter: &mut A, change: &mut Change<'_>) -> Option<Result<(), HookError>>;
+    fn handle(&mut self, lent: &mut Lent<'_, A>, change: &mut Change<'_>) -> Option<Result<(), HookError>>;
 }
 
 /// The end of a [`Hooks`] table.
@@ -205,7 +319,7 @@ pub trait Handler<A: ?Sized> {
 pub struct NoHook;
 
 impl<A: ?Sized> Handler<A> for NoHook {
-    fn handle(&mut self, _: &mut A, _: &mut Change<'_>) -> Option<Result<(), HookError>> {
+    fn handle(&mut self, _: &mut Lent<'_, A>, _: &mut Change<'_>) -> Option<Result<(), HookError>> {
         None
     }
 }
@@ -219,16 +333,16 @@ pub struct On<T, F, Next> {
 
 impl<A, T, F, Next> Handler<A> for On<T, F, Next>
 where
-    A: Adapter + ?Sized,
+    A: ?Sized,
     T: StaticModel,
     F: FnMut(&mut A, Write<'_, T>) -> Result<(), HookError>,
     Next: Handler<A>,
 {
-    fn handle(&mut self, adapter: &mut A, change: &mut Change<'_>) -> Option<Result<(), HookError>> {
+    fn handle(&mut self, lent: &mut Lent<'_, A>, change: &mut Change<'_>) -> Option<Result<(), HookError>> {
         if change.model_type() != T::NAME {
-            return self.next.handle(adapter, change);
+            return self.next.handle(lent, change);
         }
-        Some(write_typed(adapter, change, &mut self.hook))
+        Some(lent.write(change, &mut self.hook))
     }
 }
 
@@ -241,15 +355,15 @@ pub struct OnDyn<'n, F, Next> {
 
 impl<A, F, Next> Handler<A> for OnDyn<'_, F, Next>
 where
-    A: Adapter + ?Sized,
+    A: ?Sized,
     F: FnMut(&mut A, Write<'_, DynModel>) -> Result<(), HookError>,
     Next: Handler<A>,
 {
-    fn handle(&mut self, adapter: &mut A, change: &mut Change<'_>) -> Option<Result<(), HookError>> {
+    fn handle(&mut self, lent: &mut Lent<'_, A>, change: &mut Change<'_>) -> Option<Result<(), HookError>> {
         if change.model_type() != self.model_type {
-            return self.next.handle(adapter, change);
+            return self.next.handle(lent, change);
         }
-        Some(write_typed(adapter, change, &mut self.hook))
+        Some(lent.write(change, &mut self.hook))
     }
 }
 
@@ -345,61 +459,45 @@ pub struct OnTable<'t, A: ?Sized, Next> {
 
 impl<A, Next> Handler<A> for OnTable<'_, A, Next>
 where
-    A: Adapter + ?Sized,
+    A: ?Sized,
     Next: Handler<A>,
 {
-    fn handle(&mut self, adapter: &mut A, change: &mut Change<'_>) -> Option<Result<(), HookError>> {
+    fn handle(&mut self, lent: &mut Lent<'_, A>, change: &mut Change<'_>) -> Option<Result<(), HookError>> {
         match self.table.hooks.get(change.model_type()) {
-            Some(hook) => Some(write_typed(adapter, change, &mut |a: &mut A, w| hook(a, w))),
-            None => self.next.handle(adapter, change),
+            Some(hook) => Some(lent.write(change, &mut |a: &mut A, w| hook(a, w))),
+            None => self.next.handle(lent, change),
         }
     }
 }
 
-/// Builds the [`Write`] for `change` and calls `hook` with it.
-fn write_typed<A, T, F>(adapter: &mut A, change: &mut Change<'_>, hook: &mut F) -> Result<(), HookError>
+/// Calls `hook` with the update or delete `change` makes of `old`.
+fn write_old<W, T, F>(writer: &mut W, old: &T, change: &Change<'_>, hook: &mut F) -> Result<(), HookError>
 where
-    A: Adapter + ?Sized,
+    W: ?Sized,
     T: DiffModel,
-    F: FnMut(&mut A, Write<'_, T>) -> Result<(), HookError>,
+    F: FnMut(&mut W, Write<'_, T>) -> Result<(), HookError>,
 {
-    match change.action {
-        Action::Create => {
-            let parent = change.parent();
-            let model_type = change.model_type();
-            let Some(new) = change.new_model_mut::<T>() else {
-                return Err(not_a::<T>(model_type, change.key()));
-            };
-            hook(adapter, Write::Create { new, parent })
-        }
-        Action::Update => {
-            let old = stored::<T>(adapter.store().local(), change)?;
-            let new = change.updated(&old)?;
-            let changed: Vec<T::Field> = change.changed_fields().filter_map(T::field).collect();
-            hook(
-                adapter,
-                Write::Update {
-                    old: &old,
-                    new: &new,
-                    changed: &changed,
-                },
-            )
-        }
-        Action::Delete => {
-            let old = stored::<T>(adapter.store().local(), change)?;
-            let subtree = change.removes_subtree();
-            hook(adapter, Write::Delete { old: &old, subtree })
-        }
-        _ => Ok(()),
+    if change.action == Action::Delete {
+        let subtree = change.removes_subtree();
+        return hook(writer, Write::Delete { old, subtree });
     }
+    let new = change.updated(old)?;
+    let changed: Vec<T::Field> = change.changed_fields().filter_map(T::field).collect();
+    hook(
+        writer,
+        Write::Update {
+            old,
+            new: &new,
+            changed: &changed,
+        },
+    )
 }
 
 /// The model `change` names as the store holds it, as a `T`.
-fn stored<T: DiffModel>(store: &LocalStore, change: &Change<'_>) -> Result<T, HookError> {
+fn stored<'s, T: DiffModel>(store: &'s LocalStore, change: &Change<'_>) -> Result<&'s T, HookError> {
     let model = store.get_dyn_uid(change.model_type(), change.key())?;
     model
         .downcast_ref::<T>()
-        .cloned()
         .ok_or_else(|| not_a::<T>(change.model_type(), change.key()))
 }
 

@@ -392,3 +392,149 @@ fn hooks_for_runtime_types_are_built_in_a_loop_over_a_config() {
     assert!(!target.store.contains(key_of("vendor:acme")));
     assert!(target.store.contains(key_of("rack:r1")));
 }
+
+/// A model that counts its copies (its `Clone` is written by hand).
+#[derive(DiffModel, Debug, PartialEq)]
+#[diffsync(name = "counted")]
+struct Counted {
+    #[diffsync(id)]
+    name: String,
+    value: u32,
+}
+
+static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counted {
+            name: self.name.clone(),
+            value: self.value,
+        }
+    }
+}
+
+/// What writes to the system: the hooks' own part of the adapter.
+#[derive(Default)]
+struct Writer {
+    log: Vec<String>,
+}
+
+impl Writer {
+    fn counted(&mut self, write: Write<'_, Counted>) -> Result<(), HookError> {
+        self.log.push(match write {
+            Write::Create { new, .. } => format!("create {}={}", new.name, new.value),
+            Write::Update { old, new, .. } => format!("update {}: {} -> {}", new.name, old.value, new.value),
+            Write::Delete { old, .. } => format!("delete {}={}", old.name, old.value),
+        });
+        Ok(())
+    }
+}
+
+/// An adapter whose hooks write through `writer`, lent beside the store
+/// (`parts`) or through the whole adapter.
+struct Split {
+    store: LocalStore,
+    writer: Writer,
+    parts: bool,
+}
+
+impl Adapter for Split {
+    type Store = LocalStore;
+    fn store(&self) -> &LocalStore {
+        &self.store
+    }
+    fn store_mut(&mut self) -> &mut LocalStore {
+        &mut self.store
+    }
+}
+
+impl Sink for Split {
+    fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+        if self.parts {
+            return Hooks::new()
+                .on(Writer::counted)
+                .apply_parts(&self.store, &mut self.writer, change);
+        }
+        Hooks::new()
+            .on(|a: &mut Split, w| a.writer.counted(w))
+            .apply(self, change)
+    }
+}
+
+fn counted_system(name: &str, values: &[(&str, u32)], parts: bool) -> Split {
+    let mut store = LocalStore::new(name);
+    for (n, v) in values {
+        store
+            .add(Counted {
+                name: n.to_string(),
+                value: *v,
+            })
+            .unwrap();
+    }
+    Split {
+        store,
+        writer: Writer::default(),
+        parts,
+    }
+}
+
+/// The copies one sync makes (creating c, updating a, deleting b), and what its hooks wrote.
+fn copies_of_one_sync(parts: bool) -> (usize, Vec<String>) {
+    let source = counted_system("src", &[("a", 2), ("c", 3)], parts);
+    let mut target = counted_system("dst", &[("a", 1), ("b", 9)], parts);
+    let before = COPIES.load(std::sync::atomic::Ordering::Relaxed);
+    let report = target.sync_from(&source).unwrap();
+    let copies = COPIES.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(report.is_success(), "{report:?}");
+    assert!(!target.diff_from(&source).unwrap().has_diffs());
+    (copies, target.writer.log)
+}
+
+#[test]
+fn hooks_lent_beside_the_store_borrow_the_old_model_instead_of_copying_it() {
+    // The counter is global: the two syncs run one after the other in this test only.
+    let (copied, log) = copies_of_one_sync(false);
+    let (borrowed, same_log) = copies_of_one_sync(true);
+    assert_eq!(same_log, log);
+    assert_eq!(log, ["update a: 1 -> 2", "create c=3", "delete b=9"]);
+    // The whole adapter lent: the update's and the delete's old models are
+    // copies; lent beside the store, they are borrowed.
+    assert_eq!(copied - borrowed, 2, "copied {copied}, borrowed {borrowed}");
+}
+
+#[test]
+fn parts_with_no_hook_for_a_type_fail_its_change_naming_the_adapter() {
+    struct Unhooked(Split);
+    impl Adapter for Unhooked {
+        type Store = LocalStore;
+        fn store(&self) -> &LocalStore {
+            &self.0.store
+        }
+        fn store_mut(&mut self) -> &mut LocalStore {
+            &mut self.0.store
+        }
+    }
+    impl Sink for Unhooked {
+        fn apply(&mut self, change: &mut Change<'_>) -> Result<(), HookError> {
+            Hooks::new().apply_parts(&self.0.store, &mut self.0.writer, change)
+        }
+    }
+    let source = counted_system("src", &[("a", 2)], true);
+    let mut target = Unhooked(counted_system("dst", &[("a", 1)], true));
+    let mut opts = Options::new().flags(diffsync::DiffFlags::CONTINUE_ON_FAILURE);
+    let report = target.sync_from_with(&source, &mut opts).unwrap();
+    let failed: Vec<String> = report
+        .failures()
+        .map(|e| format!("{}: {}", e.key, e.outcome.message().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        failed,
+        ["counted:a: adapter `dst` has no hook for model type `counted`"]
+    );
+    assert_eq!(
+        target.0.store.get(&Counted::key("a")).unwrap().value,
+        1,
+        "the store keeps the old model"
+    );
+}
