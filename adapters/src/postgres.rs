@@ -135,19 +135,7 @@ impl PostgresAdapter {
             .query_one("SELECT to_regclass('_diffsync_changes') IS NOT NULL", &[])
             .map_err(|e| backend(&origin, e))?
             .get(0);
-        let mut ddl = String::from(PG_FEED_TABLES);
-        for t in &self.tables {
-            ddl.push_str(&pg_feed_trigger(t));
-        }
-        // A log created now is a new generation: a consumer of an older one
-        // (the log was dropped and created again) reads a gap.
-        ddl.push_str(if existed {
-            "INSERT INTO _diffsync_generation (id, generation) VALUES (1, md5(random()::text || clock_timestamp()::text)) ON CONFLICT (id) DO NOTHING;"
-        } else {
-            "INSERT INTO _diffsync_generation (id, generation) VALUES (1, md5(random()::text || clock_timestamp()::text))
-               ON CONFLICT (id) DO UPDATE SET generation = excluded.generation;
-             UPDATE _diffsync_pruned SET xid = 0, seq = 0 WHERE id = 1;"
-        });
+        let ddl = FEED_DDL.statements(&self.tables, existed);
         self.client.batch_execute(&ddl).map_err(|e| backend(&origin, e))?;
         self.feed = true;
         Ok(())
@@ -705,6 +693,17 @@ BEGIN
   RETURN NULL;
 END $f$;
 ";
+
+/// The feed's tables, triggers and generations.
+const FEED_DDL: sql::FeedDdl = sql::FeedDdl {
+    tables: PG_FEED_TABLES,
+    triggers: pg_feed_trigger,
+    keep_generation: "INSERT INTO _diffsync_generation (id, generation) VALUES (1, md5(random()::text || clock_timestamp()::text)) ON CONFLICT (id) DO NOTHING;",
+    new_generation:
+        "INSERT INTO _diffsync_generation (id, generation) VALUES (1, md5(random()::text || clock_timestamp()::text))
+               ON CONFLICT (id) DO UPDATE SET generation = excluded.generation;
+             UPDATE _diffsync_pruned SET xid = 0, seq = 0 WHERE id = 1;",
+};
 
 /// The channel on which a write to a model table wakes the feeds (once per
 /// transaction: PostgreSQL folds equal notifications).

@@ -657,6 +657,35 @@ pub(crate) fn ids_array(t: &Table, row: &str, array: &str) -> String {
     format!("{array}({})", cols.join(", "))
 }
 
+/// How a dialect makes the change feed: its tables, each model table's
+/// triggers, and the statements that keep or start the log's generation.
+pub(crate) struct FeedDdl {
+    pub(crate) tables: &'static str,
+    pub(crate) triggers: fn(&Table) -> String,
+    /// Keeps the generation of a log that existed (makes one if missing).
+    pub(crate) keep_generation: &'static str,
+    /// Starts a new generation (a log created now: a consumer of an older
+    /// one, dropped and created again, reads a gap) and clears the pruned mark.
+    pub(crate) new_generation: &'static str,
+}
+
+impl FeedDdl {
+    /// The statements enabling the feed on `tables`, the log having
+    /// `existed` before or not.
+    pub(crate) fn statements(&self, tables: &[Table], existed: bool) -> String {
+        let mut ddl = String::from(self.tables);
+        for t in tables {
+            ddl.push_str(&(self.triggers)(t));
+        }
+        ddl.push_str(if existed {
+            self.keep_generation
+        } else {
+            self.new_generation
+        });
+        ddl
+    }
+}
+
 /// What the code both SQL adapters share asks of a connection (SQLite's or
 /// PostgreSQL's): reading a table's rows by the table's column kinds, and
 /// keeping a base's bytes. Errors name the table (or `origin`).

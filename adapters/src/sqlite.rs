@@ -159,18 +159,7 @@ impl SqliteAdapter {
                 |r| r.get(0),
             )
             .map_err(|e| backend(&origin, e))?;
-        let mut ddl = String::from(FEED_TABLES);
-        for t in &self.tables {
-            ddl.push_str(&feed_triggers(t));
-        }
-        // A log created now is a new generation: a consumer of an older one
-        // (the log was dropped and created again) reads a gap.
-        ddl.push_str(if existed {
-            "INSERT OR IGNORE INTO _diffsync_generation (id, generation) VALUES (1, lower(hex(randomblob(16))));"
-        } else {
-            "INSERT OR REPLACE INTO _diffsync_generation (id, generation) VALUES (1, lower(hex(randomblob(16))));
-             UPDATE _diffsync_pruned SET upto = 0 WHERE id = 1;"
-        });
+        let ddl = FEED_DDL.statements(&self.tables, existed);
         self.conn.execute_batch(&ddl).map_err(|e| backend(&origin, e))?;
         let has_generation: bool = self
             .conn
@@ -314,6 +303,23 @@ impl sql::Engine for RangeConnection {
 
 const BASE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _diffsync_base (pair TEXT PRIMARY KEY, body BLOB NOT NULL)";
 
+/// Hands the first `width` columns of each of `rows` to `each`.
+fn each_value_row(
+    mut rows: rusqlite::Rows<'_>,
+    width: usize,
+    origin: &str,
+    each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>,
+) -> Result<()> {
+    while let Some(row) = rows.next().map_err(|e| backend(origin, e))? {
+        let values = (0..width)
+            .map(|i| row.get::<_, Sql>(i).map(from_sqlite))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| backend(origin, e))?;
+        each(values)?;
+    }
+    Ok(())
+}
+
 /// The shared SQL code's reads and the base's row, on SQLite (whose
 /// connections read and write through a shared reference).
 impl sql::Engine for &Connection {
@@ -332,16 +338,8 @@ impl sql::Engine for &Connection {
     fn each_row(&mut self, t: &Table, each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>) -> Result<()> {
         let origin = t.origin();
         let mut stmt = self.prepare(&t.select(&DIALECT)).map_err(|e| backend(&origin, e))?;
-        let width = t.column_names().len();
-        let mut rows = stmt.query([]).map_err(|e| backend(&origin, e))?;
-        while let Some(row) = rows.next().map_err(|e| backend(&origin, e))? {
-            let mut values = Vec::with_capacity(width);
-            for i in 0..width {
-                values.push(from_sqlite(row.get::<_, Sql>(i).map_err(|e| backend(&origin, e))?));
-            }
-            each(values)?;
-        }
-        Ok(())
+        let rows = stmt.query([]).map_err(|e| backend(&origin, e))?;
+        each_value_row(rows, t.column_names().len(), &origin, each)
     }
 
     fn query(
@@ -353,17 +351,10 @@ impl sql::Engine for &Connection {
         each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>,
     ) -> Result<()> {
         let mut stmt = self.prepare_cached(sql).map_err(|e| backend(origin, e))?;
-        let mut rows = stmt
+        let rows = stmt
             .query(params_from_iter(params.iter().map(to_sqlite)))
             .map_err(|e| backend(origin, e))?;
-        while let Some(row) = rows.next().map_err(|e| backend(origin, e))? {
-            let mut values = Vec::with_capacity(kinds.len());
-            for i in 0..kinds.len() {
-                values.push(from_sqlite(row.get::<_, Sql>(i).map_err(|e| backend(origin, e))?));
-            }
-            each(values)?;
-        }
-        Ok(())
+        each_value_row(rows, kinds.len(), origin, each)
     }
 
     fn one_row(&mut self, t: &Table, ids: &[SqlValue]) -> Result<Option<Vec<SqlValue>>> {
@@ -570,6 +561,16 @@ CREATE TABLE IF NOT EXISTS _diffsync_pruned (id INTEGER PRIMARY KEY CHECK (id = 
 INSERT OR IGNORE INTO _diffsync_pruned (id, upto) VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS _diffsync_generation (id INTEGER PRIMARY KEY CHECK (id = 1), generation TEXT NOT NULL);
 ";
+
+/// The feed's tables, triggers and generations.
+const FEED_DDL: sql::FeedDdl = sql::FeedDdl {
+    tables: FEED_TABLES,
+    triggers: feed_triggers,
+    keep_generation: "INSERT OR IGNORE INTO _diffsync_generation (id, generation) VALUES (1, lower(hex(randomblob(16))));",
+    new_generation:
+        "INSERT OR REPLACE INTO _diffsync_generation (id, generation) VALUES (1, lower(hex(randomblob(16))));
+             UPDATE _diffsync_pruned SET upto = 0 WHERE id = 1;",
+};
 
 /// Triggers that log a table's inserts, updates (a changed identifier is a
 /// delete of the old key too) and deletes, with the writer's tag.
