@@ -142,6 +142,17 @@ impl<'a> Fields<'a> {
         self.names.iter().map(|n| n.as_ref()).zip(self.values.iter())
     }
 
+    /// The names, in order: the same slice for every element of a type
+    /// and side (so a writer can say them once per type).
+    pub fn names(&self) -> &'a [Cow<'static, str>] {
+        self.names
+    }
+
+    /// The values, in the order of [`names`](Self::names).
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+
     /// One value by name.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.names.iter().position(|n| n == name).map(|i| &self.values[i])

@@ -15,6 +15,7 @@ pub(crate) enum Arg<'a> {
     Null,
     Int(i64),
     Text(&'a str),
+    Blob(&'a [u8]),
 }
 
 impl<'a> From<&'a str> for Arg<'a> {
@@ -41,8 +42,9 @@ pub(crate) enum Cell {
     Null,
     Int(i64),
     Text(String),
-    /// A value of a type the journal never writes (a float, a blob): the
-    /// row is unreadable, not the query.
+    Blob(Vec<u8>),
+    /// A value of a type the journal never writes (a float): the row is
+    /// unreadable, not the query.
     Other(&'static str),
 }
 
@@ -63,6 +65,13 @@ impl Cells {
     pub(crate) fn text(&mut self, i: usize) -> Result<String, String> {
         self.opt_text(i)?.ok_or_else(|| format!("column {i} is empty"))
     }
+    /// The bytes in column `i`, taken out of the row.
+    pub(crate) fn blob(&mut self, i: usize) -> Result<Vec<u8>, String> {
+        match self.0.get_mut(i) {
+            Some(Cell::Blob(v)) => Ok(std::mem::take(v)),
+            other => Err(format!("column {i} holds {other:?}, not bytes")),
+        }
+    }
     /// The text in column `i`, taken out of the row.
     pub(crate) fn opt_text(&mut self, i: usize) -> Result<Option<String>, String> {
         match self.0.get_mut(i) {
@@ -81,6 +90,9 @@ pub(crate) trait Db: Send {
     fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, DbError>;
     /// A query's rows.
     fn query(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Cells>, DbError>;
+    /// The condition that the bytes of `column` hold those of `param`
+    /// (the dialects' functions differ).
+    fn contains(&self, column: &str, param: &str) -> String;
 }
 
 /// The tables, in SQLite: an element's id is the table's rowid.
@@ -117,6 +129,19 @@ CREATE TABLE IF NOT EXISTS elements (
     side TEXT
 );
 CREATE INDEX IF NOT EXISTS elements_key ON elements (model_type, key);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    count INTEGER NOT NULL,
+    creates INTEGER NOT NULL,
+    updates INTEGER NOT NULL,
+    deletes INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunk_keys (
+    id INTEGER PRIMARY KEY,
+    hashes BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS exceptions (
     id INTEGER PRIMARY KEY,
     outcome TEXT NOT NULL
@@ -141,8 +166,10 @@ CREATE TABLE IF NOT EXISTS journal_meta (
 
 /// The layout the tables have, in `journal_meta` (`schema`): 1 is a
 /// journal from before the version was kept (no `options` column, no
-/// `left_alone` table); 2 is this one.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// `left_alone` table); 2 kept a row per change in `elements` (read still:
+/// a run recorded then keeps its rows); 3, this one, keeps a run's changes
+/// in `chunks`, with each chunk's key hashes in `chunk_keys`.
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 impl rusqlite::ToSql for Arg<'_> {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -151,6 +178,7 @@ impl rusqlite::ToSql for Arg<'_> {
             Arg::Null => ValueRef::Null,
             Arg::Int(v) => ValueRef::Integer(*v),
             Arg::Text(s) => ValueRef::Text(s.as_bytes()),
+            Arg::Blob(b) => ValueRef::Blob(b),
         }))
     }
 }
@@ -158,6 +186,10 @@ impl rusqlite::ToSql for Arg<'_> {
 impl Db for rusqlite::Connection {
     fn batch(&self, sql: &str) -> Result<(), DbError> {
         Ok(self.execute_batch(sql)?)
+    }
+
+    fn contains(&self, column: &str, param: &str) -> String {
+        format!("instr({column}, {param}) > 0")
     }
 
     fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, DbError> {
@@ -179,7 +211,7 @@ impl Db for rusqlite::Connection {
                     ValueRef::Integer(v) => Cell::Int(v),
                     ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
                     ValueRef::Real(_) => Cell::Other("a float"),
-                    ValueRef::Blob(_) => Cell::Other("a blob"),
+                    ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
                 });
             }
             out.push(Cells(cells));
@@ -201,12 +233,13 @@ mod postgres {
 
     use super::{Arg, Cell, Cells, Db, DbError};
 
-    /// The tables, in PostgreSQL: SQLite's, with 64-bit numbers and a
-    /// sequence for the runs' ids.
+    /// The tables, in PostgreSQL: SQLite's, with 64-bit numbers, a
+    /// sequence for the runs' ids, and bytes as `BYTEA`.
     pub(crate) fn schema() -> String {
         super::SQLITE_SCHEMA
             .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
             .replace("INTEGER", "BIGINT")
+            .replace("BLOB", "BYTEA")
     }
 
     /// A PostgreSQL connection and the statements it prepared.
@@ -240,10 +273,11 @@ mod postgres {
                 Arg::Null => Ok(IsNull::Yes),
                 Arg::Int(v) => v.to_sql(ty, out),
                 Arg::Text(s) => s.to_sql(ty, out),
+                Arg::Blob(b) => b.to_sql(ty, out),
             }
         }
         fn accepts(ty: &Type) -> bool {
-            <i64 as ToSql>::accepts(ty) || <&str as ToSql>::accepts(ty)
+            <i64 as ToSql>::accepts(ty) || <&str as ToSql>::accepts(ty) || <&[u8] as ToSql>::accepts(ty)
         }
         to_sql_checked!();
     }
@@ -255,6 +289,10 @@ mod postgres {
     impl Db for Postgres {
         fn batch(&self, sql: &str) -> Result<(), DbError> {
             Ok(self.client.borrow_mut().batch_execute(sql)?)
+        }
+
+        fn contains(&self, column: &str, param: &str) -> String {
+            format!("position({param}::bytea in {column}) > 0")
         }
 
         fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, DbError> {
@@ -273,6 +311,7 @@ mod postgres {
                         Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Cell::Int),
                         Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| Cell::Int(v.into())),
                         Type::TEXT | Type::VARCHAR => row.try_get::<_, Option<String>>(i)?.map(Cell::Text),
+                        Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i)?.map(Cell::Blob),
                         _ => Some(Cell::Other("a value of another type")),
                     };
                     cells.push(cell.unwrap_or(Cell::Null));

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::chunk::ChunkWriter;
 use crate::db::{Arg, Cells, Db};
 use crate::error::JournalError;
 use crate::record::{
@@ -13,9 +14,6 @@ use crate::recorder::Recording;
 use diffsync::{
     Action, Adapter, AdapterExt, Attrs, Chain, Diff, DiffElement, Error, Options, Outcome, Sink, SyncError, SyncReport,
 };
-
-/// Changes of a plan written per transaction.
-const PLAN_CHUNK: usize = 4_096;
 
 /// An element's row id: its run in the high bits, its place in the run in
 /// the low ones, so a run's elements are one range of the table's own key
@@ -31,7 +29,8 @@ fn run_end(run: RunId) -> i64 {
 
 /// A journal of runs in an SQLite file: each run is written as it goes
 /// (its row first, marked unfinished; its planned changes by a second
-/// thread while the sync applies them, committed every 4,096; then the
+/// thread while the sync plans them, in compressed chunks of 512
+/// committed 8 at a time; then the
 /// outcomes and the run's end), so a process that dies mid-run leaves a
 /// readable record that says so. The outcome every change had (applied,
 /// or planned in a dry run) is said once per run; only the others get a
@@ -103,16 +102,59 @@ pub(crate) struct Ended {
     pub(crate) left_alone: Vec<crate::RollbackConflict>,
 }
 
-/// A change of a run, as the recorder tracks it: its place and key.
+/// The changes of a run as its end needs them: each one's place and key,
+/// numbered on from `first`, their texts in one buffer (not two strings
+/// a change).
+#[derive(Default)]
 pub(crate) struct Planned {
-    seq: u32,
-    model_type: String,
-    key: String,
+    first: u32,
+    text: String,
+    /// Where each change's model type and key end in `text`.
+    ends: Vec<(u32, u32)>,
+}
+
+impl Planned {
+    fn starting_at(first: u32) -> Planned {
+        Planned {
+            first,
+            ..Planned::default()
+        }
+    }
+
+    fn push(&mut self, model_type: &str, key: &str) {
+        self.text.push_str(model_type);
+        let type_end = self.text.len() as u32;
+        self.text.push_str(key);
+        self.ends.push((type_end, self.text.len() as u32));
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Each change's number in the run, model type and key.
+    fn iter(&self) -> impl Iterator<Item = (u32, &str, &str)> {
+        let mut start = 0;
+        self.ends.iter().zip(self.first..).map(move |(&(type_end, end), seq)| {
+            let (t, k) = (start as usize, type_end as usize);
+            start = end;
+            (seq, &self.text[t..k], &self.text[k..end as usize])
+        })
+    }
+
+    /// These changes and then `next`'s (numbered on from these).
+    fn then(mut self, next: Planned) -> Planned {
+        let offset = self.text.len() as u32;
+        self.text.push_str(&next.text);
+        self.ends
+            .extend(next.ends.iter().map(|&(t, e)| (t + offset, e + offset)));
+        self
+    }
 }
 
 /// The changes that went to one system, and its sync's report.
 pub(crate) struct Part<'a> {
-    pub(crate) planned: &'a [Planned],
+    pub(crate) planned: &'a Planned,
     pub(crate) report: Option<&'a SyncReport>,
 }
 
@@ -132,9 +174,11 @@ impl Journal {
                 .map_err(JournalError::db("open"))?;
             names.collect::<Result<_, _>>().map_err(JournalError::db("open"))?
         };
-        const OURS: [&str; 6] = [
+        const OURS: [&str; 8] = [
             "runs",
             "elements",
+            "chunks",
+            "chunk_keys",
             "exceptions",
             "conflicts",
             "left_alone",
@@ -263,7 +307,7 @@ impl Journal {
         });
         let (result, (diffed, planned)) = match observed {
             Ok(observed) => observed,
-            Err(e) => return Err(self.failed(&ended, &[], Vec::new(), e)),
+            Err(e) => return Err(self.failed(&ended, &Planned::default(), Vec::new(), e)),
         };
         let phases = vec![
             ("diff".to_string(), diffed.as_secs_f64()),
@@ -358,7 +402,7 @@ impl Journal {
 
     /// Records a run that stopped with `error`: the outcomes its report
     /// holds, its end; the error returned names the run.
-    fn failed(&mut self, ended: &Ended, planned: &[Planned], phases: Vec<(String, f64)>, error: Error) -> JournalError {
+    fn failed(&mut self, ended: &Ended, planned: &Planned, phases: Vec<(String, f64)>, error: Error) -> JournalError {
         let report = match &error {
             Error::Sync(SyncError::Aborted { report, .. } | SyncError::StoreApply { report, .. }) => Some(&**report),
             _ => None,
@@ -409,8 +453,8 @@ impl Journal {
     }
 
     /// The run's changes: written straight from the diff's walk (parents
-    /// before children), committed every [`PLAN_CHUNK`] changes.
-    fn plan(&mut self, run: RunId, diff: &Diff, side: Option<Side>, first: u32) -> Result<Vec<Planned>, JournalError> {
+    /// before children), in chunks of [`CHUNK_CHANGES`](crate::chunk::CHUNK_CHANGES).
+    fn plan(&mut self, run: RunId, diff: &Diff, side: Option<Side>, first: u32) -> Result<Planned, JournalError> {
         // The diff's walk, with each element's parent.
         let mut path: Vec<(&str, &str)> = Vec::new();
         let changes = diff.iter().filter_map(move |(e, depth)| {
@@ -423,14 +467,14 @@ impl Journal {
     }
 
     /// Writes changes (an element and its parent each) as a run's plan,
-    /// committed every [`PLAN_CHUNK`].
+    /// in chunks of [`CHUNK_CHANGES`](crate::chunk::CHUNK_CHANGES).
     pub(crate) fn plan_changes<'d>(
         &self,
         run: RunId,
         changes: impl Iterator<Item = (&'d DiffElement, Option<(&'d str, &'d str)>)>,
         side: Option<Side>,
         first: u32,
-    ) -> Result<Vec<Planned>, JournalError> {
+    ) -> Result<Planned, JournalError> {
         self.transaction("record a plan", |_| self.plan_in(run, changes, side, first))
     }
 
@@ -440,85 +484,53 @@ impl Journal {
         changes: impl Iterator<Item = (&'d DiffElement, Option<(&'d str, &'d str)>)>,
         side: Option<Side>,
         first: u32,
-    ) -> Result<Vec<Planned>, crate::db::DbError> {
-        let mut planned = Vec::new();
-        // Rows go in statements of ROWS_PER_INSERT (a statement's step is
-        // most of a row's cost); their JSON is written into one buffer per
-        // statement, not a string per value.
-        let mut rows: Vec<Row<'_>> = Vec::with_capacity(ROWS_PER_INSERT);
-        let mut text = Vec::new();
+    ) -> Result<Planned, crate::db::DbError> {
+        let mut planned = Planned::starting_at(first);
+        let mut chunk = ChunkWriter::new(side);
+        let mut chunk_first = first;
+        let mut written = 0;
         for (e, parent) in changes {
             let seq = first + planned.len() as u32;
-            let ids = append_json(&mut text, Some(&e.identifier_fields()));
-            let before = append_json(&mut text, e.dest_fields().as_ref());
-            // An update keeps only what it changed: the values after are
-            // those before with these.
-            let after = if e.action == Action::Update {
-                let changed: serde_json::Map<String, serde_json::Value> =
-                    e.changes.iter().map(|c| (c.name.to_string(), c.new.clone())).collect();
-                append_json(&mut text, Some(&changed))
-            } else {
-                append_json(&mut text, e.source_fields().as_ref())
-            };
-            rows.push(Row {
-                id: element_id(run, seq),
-                model_type: e.model_type(),
-                key: e.unique_id(),
-                parent_type: parent.map(|p| p.0),
-                parent_key: parent.map(|p| p.1),
-                ids: ids.unwrap_or_default(),
-                action: e.action.as_str(),
-                before,
-                after,
-            });
-            planned.push(Planned {
-                seq,
-                model_type: e.model_type().to_string(),
-                key: e.unique_id().to_string(),
-            });
-            if rows.len() == ROWS_PER_INSERT {
-                self.insert_rows(&rows, &text, side)?;
-                rows.clear();
-                text.clear();
-            }
-            if planned.len() % PLAN_CHUNK == 0 {
-                self.db.batch("COMMIT; BEGIN")?;
+            chunk.push(e, parent);
+            planned.push(e.model_type(), e.unique_id());
+            if chunk.is_full() {
+                self.insert_chunk(run, chunk_first, &mut chunk)?;
+                chunk_first = seq + 1;
+                written += 1;
+                if written % CHUNKS_PER_COMMIT == 0 {
+                    self.db.batch("COMMIT; BEGIN")?;
+                }
             }
         }
-        self.insert_rows(&rows, &text, side)?;
+        if chunk.count > 0 {
+            self.insert_chunk(run, chunk_first, &mut chunk)?;
+        }
         Ok(planned)
     }
 
-    /// One statement inserting `rows` (their JSON spans in `text`).
-    fn insert_rows(&self, rows: &[Row<'_>], text: &[u8], side: Option<Side>) -> Result<(), crate::db::DbError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        // A full statement's text is made once (640 placeholders).
-        static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let sql = match rows.len() {
-            ROWS_PER_INSERT => std::borrow::Cow::Borrowed(FULL.get_or_init(|| insert_sql(ROWS_PER_INSERT)).as_str()),
-            n => std::borrow::Cow::Owned(insert_sql(n)),
-        };
-        // serde_json writes UTF-8: each span is text.
-        let span = |s: (usize, usize)| Arg::Text(std::str::from_utf8(&text[s.0..s.1]).unwrap_or_default());
-        let side: Arg<'_> = side.map(Side::as_str).into();
-        let mut values: Vec<Arg<'_>> = Vec::with_capacity(rows.len() * 10);
-        for r in rows {
-            values.extend_from_slice(&[
-                Arg::Int(r.id),
-                r.model_type.into(),
-                r.key.into(),
-                r.parent_type.into(),
-                r.parent_key.into(),
-                span(r.ids),
-                r.action.into(),
-                r.before.map(span).unwrap_or(Arg::Null),
-                r.after.map(span).unwrap_or(Arg::Null),
-                side,
-            ]);
-        }
-        self.db.execute(&sql, &values)?;
+    /// Writes the chunk whose first change is number `first` of `run`, and
+    /// its changes' key hashes; `chunk` is empty again.
+    fn insert_chunk(&self, run: RunId, first: u32, chunk: &mut ChunkWriter<'_>) -> Result<(), crate::db::DbError> {
+        let id = Arg::Int(element_id(run, first));
+        let (count, [creates, updates, deletes]) = (chunk.count as i64, chunk.counts);
+        let (body, size) = chunk.take();
+        self.db.execute(
+            "INSERT INTO chunks (id, count, creates, updates, deletes, size, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            &[
+                id,
+                Arg::Int(count),
+                Arg::Int(creates),
+                Arg::Int(updates),
+                Arg::Int(deletes),
+                Arg::Int(size as i64),
+                Arg::Blob(&body),
+            ],
+        )?;
+        self.db.execute(
+            "INSERT INTO chunk_keys (id, hashes) VALUES (?1, ?2)",
+            &[id, Arg::Blob(&chunk.hashes)],
+        )?;
+        chunk.hashes.clear();
         Ok(())
     }
 
@@ -570,23 +582,19 @@ impl Journal {
                 if reported.len() == part.planned.len() && reported.iter().all(|e| e.outcome == usual) {
                     continue;
                 }
-                let seq: HashMap<(&str, &str), u32> = part
-                    .planned
-                    .iter()
-                    .map(|p| ((p.model_type.as_str(), p.key.as_str()), p.seq))
-                    .collect();
+                let seq: HashMap<(&str, &str), u32> = part.planned.iter().map(|(seq, t, k)| ((t, k), seq)).collect();
                 let named: HashMap<u32, &Outcome> = reported
                     .iter()
                     .filter_map(|e| Some((*seq.get(&(e.model_type(), e.key.unique_id()))?, &e.outcome)))
                     .collect();
-                for p in part.planned {
+                for (seq, _, _) in part.planned.iter() {
                     // A change the report does not name was never reached.
-                    let outcome = named.get(&p.seq).copied().unwrap_or(&Outcome::Pending);
+                    let outcome = named.get(&seq).copied().unwrap_or(&Outcome::Pending);
                     if *outcome != usual {
                         db.execute(
                             "INSERT INTO exceptions (id, outcome) VALUES (?1, ?2)
                              ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome",
-                            &[Arg::Int(element_id(run, p.seq)), json(outcome).as_str().into()],
+                            &[Arg::Int(element_id(run, seq)), json(outcome).as_str().into()],
                         )?;
                     }
                 }
@@ -667,8 +675,7 @@ impl Journal {
         let report = match result {
             Ok(report) => report,
             Err(e) => {
-                let planned: Vec<Planned> = to_left.into_iter().chain(to_right).collect();
-                return Err(self.failed(&ended, &planned, phases, e));
+                return Err(self.failed(&ended, &to_left.then(to_right), phases, e));
             }
         };
         // The conflicts again, now saying whether their resolution landed.
@@ -734,8 +741,20 @@ impl Journal {
             "count a run's changes",
         )?;
         let mut counts = ActionCounts::default();
+        let corrupt = |message: String| JournalError::Corrupt { run, message };
+        let chunked = self.of_run(
+            "SELECT CAST(coalesce(sum(creates), 0) AS BIGINT), CAST(coalesce(sum(updates), 0) AS BIGINT),
+             CAST(coalesce(sum(deletes), 0) AS BIGINT) FROM chunks WHERE id >= ?1 AND id < ?2",
+            run,
+            "count a run's changes",
+        )?;
+        for row in chunked {
+            let n = |i| row.int(i).map(|n| usize::try_from(n).unwrap_or(0)).map_err(corrupt);
+            counts.create += n(0)?;
+            counts.update += n(1)?;
+            counts.delete += n(2)?;
+        }
         for mut row in rows {
-            let corrupt = |message: String| JournalError::Corrupt { run, message };
             let n = usize::try_from(row.int(1).map_err(corrupt)?).unwrap_or(0);
             match row.text(0).map_err(corrupt)?.as_str() {
                 "create" => counts.create += n,
@@ -775,18 +794,43 @@ impl Journal {
     /// run goes on, or when it died).
     pub fn elements(&self, run: RunId) -> Result<Vec<Element>, JournalError> {
         let usual = self.usual(run)?;
+        let corrupt = |message: String| JournalError::Corrupt { run, message };
+        // A run recorded before changes were kept in chunks has a row each.
         let rows = self.of_run(
             &format!("{ELEMENT_COLUMNS} WHERE e.id >= ?1 AND e.id < ?2 ORDER BY e.id"),
             run,
             "read a run's changes",
         )?;
-        rows.into_iter()
-            .map(|row| {
-                read_element(row)
-                    .and_then(|(e, exception)| with_outcome(e, exception, usual.as_ref()))
-                    .map_err(|message| JournalError::Corrupt { run, message })
-            })
-            .collect()
+        let mut elements = rows
+            .into_iter()
+            .map(|row| read_element(row).and_then(|(e, exception)| with_outcome(e, exception, usual.as_ref())))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(corrupt)?;
+        let exceptions: HashMap<i64, String> = self
+            .of_run(
+                "SELECT id, outcome FROM exceptions WHERE id >= ?1 AND id < ?2",
+                run,
+                "read a run's outcomes",
+            )?
+            .into_iter()
+            .map(|mut r| Ok((r.int(0)?, r.text(1)?)))
+            .collect::<Result<_, String>>()
+            .map_err(corrupt)?;
+        let chunks = self.of_run(
+            "SELECT id, size, body FROM chunks WHERE id >= ?1 AND id < ?2 ORDER BY id",
+            run,
+            "read a run's changes",
+        )?;
+        for mut row in chunks {
+            let mut read = || -> Result<Vec<(Element, String)>, String> {
+                crate::chunk::read(seq_of(row.int(0)?), row.int(1)?, &row.blob(2)?)
+            };
+            for (element, _) in read().map_err(corrupt)? {
+                let exception = exceptions.get(&element_id(run, element.seq)).cloned();
+                elements.push(with_outcome(element, exception, usual.as_ref()).map_err(corrupt)?);
+            }
+        }
+        Ok(elements)
     }
 
     /// The outcome of a run's changes that have no row of their own
@@ -871,42 +915,82 @@ impl Journal {
     pub fn history(&self, key: impl AsRef<diffsync::ModelKey>) -> Result<Vec<KeyEvent>, JournalError> {
         let key = key.as_ref();
         let (model_type, key) = (key.model_type(), key.unique_id());
+        let fail = JournalError::db("read a key's history");
+        // Runs recorded before changes were kept in chunks: a row each.
         let rows = self
             .db
             .query(
                 &format!("{ELEMENT_COLUMNS_WITH_RUN} WHERE e.model_type = ?1 AND e.key = ?2 ORDER BY e.id"),
                 &[model_type.into(), key.into()],
             )
-            .map_err(JournalError::db("read a key's history"))?;
+            .map_err(&fail)?;
         let mut events = Vec::new();
         for mut row in rows {
             let run = RunId(row.int(0).unwrap_or(-1) >> 32);
             let corrupt = |message: String| JournalError::Corrupt { run, message };
             let event = || -> Result<KeyEvent, String> {
-                let started_ms = row.int(11)? as u64;
-                let mode = row.text(12)?;
-                let source = row.text(13)?;
-                let target = row.text(14)?;
-                let dry_run = row.int(15)? != 0;
-                let usual: Option<Outcome> = row
-                    .opt_text(16)?
-                    .map(|u| serde_json::from_str(&u))
-                    .transpose()
-                    .map_err(|e| e.to_string())?;
+                let about = RunAbout::read(&mut row, 11)?;
                 let (element, exception) = read_element(row)?;
-                Ok(KeyEvent {
-                    run,
-                    started_ms,
-                    mode: Mode::parse(&mode).ok_or_else(|| format!("unknown mode {mode:?}"))?,
-                    source,
-                    target,
-                    dry_run,
-                    element: with_outcome(element, exception, usual.as_ref())?,
-                })
+                about.event(run, with_outcome(element, exception, about.usual.as_ref())?)
             };
             events.push(event().map_err(corrupt)?);
         }
+        // Runs kept in chunks: the chunks whose hashes hold the key's
+        // (found inside the database), read, and their changes of the key
+        // (a hash is checked against the key).
+        let hash = crate::chunk::key_hash(model_type, key, &mut Vec::new());
+        let sql = format!(
+            "SELECT c.id, c.size, c.body FROM chunk_keys k JOIN chunks c ON c.id = k.id WHERE {} ORDER BY c.id",
+            self.db.contains("k.hashes", "?1")
+        );
+        let chunks = self.db.query(&sql, &[Arg::Blob(&hash)]).map_err(&fail)?;
+        let mut about: Option<(RunId, RunAbout)> = None;
+        for mut row in chunks {
+            let first = row.int(0).map_err(|message| JournalError::Corrupt {
+                run: RunId(-1),
+                message,
+            })?;
+            let run = RunId(first >> 32);
+            let corrupt = |message: String| JournalError::Corrupt { run, message };
+            let (size, body) = (row.int(1).map_err(corrupt)?, row.blob(2).map_err(corrupt)?);
+            for (element, written) in crate::chunk::read(seq_of(first), size, &body).map_err(corrupt)? {
+                if element.key.model_type() != model_type || written != key {
+                    continue;
+                }
+                if about.as_ref().is_none_or(|(r, _)| *r != run) {
+                    about = Some((run, self.run_about(run)?));
+                }
+                let Some((_, run_about)) = &about else { continue };
+                let exception = self
+                    .db
+                    .query(
+                        "SELECT outcome FROM exceptions WHERE id = ?1",
+                        &[Arg::Int(element_id(run, element.seq))],
+                    )
+                    .map_err(&fail)?
+                    .pop()
+                    .map(|mut r| r.text(0))
+                    .transpose()
+                    .map_err(corrupt)?;
+                let element = with_outcome(element, exception, run_about.usual.as_ref()).map_err(corrupt)?;
+                events.push(run_about.event(run, element).map_err(corrupt)?);
+            }
+        }
+        events.sort_by_key(|e| (e.run, e.element.seq));
         Ok(events)
+    }
+
+    /// What a key's history says of `run`.
+    fn run_about(&self, run: RunId) -> Result<RunAbout, JournalError> {
+        let mut rows = self
+            .db
+            .query(
+                "SELECT started_ms, mode, source, target, dry_run, usual FROM runs WHERE id = ?1",
+                &[Arg::Int(run.0)],
+            )
+            .map_err(JournalError::db("read a key's history"))?;
+        let mut row = rows.pop().ok_or(JournalError::NoRun(run))?;
+        RunAbout::read(&mut row, 0).map_err(|message| JournalError::Corrupt { run, message })
     }
 
     /// Drops the runs `keep` does not keep, with their changes; how many.
@@ -925,7 +1009,14 @@ impl Journal {
             let dropped = db.query(sql, &[Arg::Int(arg)])?;
             for row in &dropped {
                 let run = RunId(row.int(0)?);
-                for table in ["elements", "exceptions", "conflicts", "left_alone"] {
+                for table in [
+                    "elements",
+                    "chunks",
+                    "chunk_keys",
+                    "exceptions",
+                    "conflicts",
+                    "left_alone",
+                ] {
                     db.execute(
                         &format!("DELETE FROM {table} WHERE id >= ?1 AND id < ?2"),
                         &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))],
@@ -958,58 +1049,8 @@ fn check_version(db: &dyn Db) -> Result<(), JournalError> {
     Ok(())
 }
 
-/// Rows of a multi-row insert.
-const ROWS_PER_INSERT: usize = 64;
-
-/// The statement inserting `n` element rows.
-fn insert_sql(n: usize) -> String {
-    use std::fmt::Write;
-    let mut sql = String::from(
-        "INSERT INTO elements (id, model_type, key, parent_type, parent_key, identifiers, action, before, after, side)
-         VALUES ",
-    );
-    for row in 0..n {
-        let p = row * 10;
-        let _ = write!(
-            sql,
-            "{}(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-            if row == 0 { "" } else { ", " },
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7,
-            p + 8,
-            p + 9,
-            p + 10
-        );
-    }
-    sql
-}
-
-/// An element's row, waiting for its statement; its JSON is a span of the
-/// statement's text.
-struct Row<'a> {
-    id: i64,
-    model_type: &'a str,
-    key: &'a str,
-    parent_type: Option<&'a str>,
-    parent_key: Option<&'a str>,
-    ids: (usize, usize),
-    action: &'static str,
-    before: Option<(usize, usize)>,
-    after: Option<(usize, usize)>,
-}
-
-/// Appends a value's JSON to `text`: where it is.
-fn append_json<T: serde::Serialize>(text: &mut Vec<u8>, value: Option<&T>) -> Option<(usize, usize)> {
-    let value = value?;
-    let start = text.len();
-    serde_json::to_writer(&mut *text, value).expect("journal records serialize to JSON");
-    Some((start, text.len()))
-}
+/// Chunks of a plan written per transaction.
+const CHUNKS_PER_COMMIT: usize = 8;
 
 fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).expect("journal records serialize to JSON")
@@ -1068,6 +1109,53 @@ const ELEMENT_COLUMNS: &str = "SELECT e.id, e.model_type, e.key, e.parent_type, 
 const ELEMENT_COLUMNS_WITH_RUN: &str = "SELECT e.id, e.model_type, e.key, e.parent_type, e.parent_key,
     e.identifiers, e.action, e.before, e.after, x.outcome, e.side, r.started_ms, r.mode, r.source, r.target,
     r.dry_run, r.usual FROM elements e LEFT JOIN exceptions x ON x.id = e.id JOIN runs r ON r.id = (e.id >> 32)";
+
+/// A change's number in its run, from its id.
+fn seq_of(id: i64) -> u32 {
+    (id & 0xffff_ffff) as u32
+}
+
+/// What a key's history says of a change's run.
+struct RunAbout {
+    started_ms: u64,
+    mode: Mode,
+    source: String,
+    target: String,
+    dry_run: bool,
+    usual: Option<Outcome>,
+}
+
+impl RunAbout {
+    /// From six columns of `row` from `at` on: started, mode, source,
+    /// target, dry run, the usual outcome.
+    fn read(row: &mut Cells, at: usize) -> Result<RunAbout, String> {
+        let mode = row.text(at + 1)?;
+        Ok(RunAbout {
+            started_ms: row.int(at)? as u64,
+            mode: Mode::parse(&mode).ok_or_else(|| format!("unknown mode {mode:?}"))?,
+            source: row.text(at + 2)?,
+            target: row.text(at + 3)?,
+            dry_run: row.int(at + 4)? != 0,
+            usual: row
+                .opt_text(at + 5)?
+                .map(|u| serde_json::from_str(&u))
+                .transpose()
+                .map_err(|e| e.to_string())?,
+        })
+    }
+
+    fn event(&self, run: RunId, element: Element) -> Result<KeyEvent, String> {
+        Ok(KeyEvent {
+            run,
+            started_ms: self.started_ms,
+            mode: self.mode,
+            source: self.source.clone(),
+            target: self.target.clone(),
+            dry_run: self.dry_run,
+            element,
+        })
+    }
+}
 
 /// An element as read (its outcome pending), and its own outcome's row.
 fn read_element(mut row: Cells) -> Result<(Element, Option<String>), String> {

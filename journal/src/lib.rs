@@ -17,6 +17,7 @@
 //!   an endpoint that serves the counts.
 #![warn(missing_docs)]
 
+mod chunk;
 mod db;
 mod error;
 mod journal;

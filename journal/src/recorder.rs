@@ -24,7 +24,7 @@ pub struct Recorder {
     journal: Arc<Mutex<Journal>>,
     source: String,
     target: String,
-    current: Option<(Ended, Vec<Planned>)>,
+    current: Option<(Ended, Planned)>,
 }
 
 impl Recorder {
