@@ -141,6 +141,21 @@ impl PostgresAdapter {
         Ok(())
     }
 
+    /// Keeps each row's hash (the one a range diff compares, of its
+    /// identifiers and attributes) in two columns of its table, `_hash_hi`
+    /// and `_hash_lo`, which a trigger sets on every insert and update by
+    /// any client, with an index of the key and the hashes; the rows there
+    /// are hashed now. A range diff over these tables then reads the hashes
+    /// (a range's fingerprint is an index-only read) instead of hashing
+    /// every row it covers in each query ([`RangeStats::kept_hashes`](crate::ranges::RangeStats::kept_hashes)
+    /// counts the tables). Dropping or disabling the trigger makes the
+    /// range diff hash in its queries again. Safe to call again.
+    /// Tables whose hashes are kept already are left as they are. Without
+    /// loading the tables: [`keep_row_hashes`].
+    pub fn keep_row_hashes(&mut self) -> Result<()> {
+        keep_hashes(&mut self.client, &self.tables)
+    }
+
     /// A durable feed of this database's changes for `consumer`, on a
     /// connection of its own, resuming after the last event it committed.
     pub fn change_feed(&self, consumer: &str) -> Result<PostgresFeed> {
@@ -299,6 +314,19 @@ fn query_rows(
 }
 
 impl sql::Engine for Client {
+    fn kept_hashes(&mut self, t: &Table) -> Result<bool> {
+        let row = self
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1)
+                          AND attname = ANY($2) AND NOT attisdropped) = 2
+                    AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1)
+                          AND tgname = $3 AND tgenabled <> 'D')",
+                &[&t.name, &&sql::HASH_COLUMNS[..], &hash_trigger(t)],
+            )
+            .map_err(|e| backend(&t.origin(), e))?;
+        Ok(row.get(0))
+    }
+
     fn column_names(&mut self, t: &Table) -> Result<Vec<String>> {
         Ok(self
             // The table the name finds through the search path, as the
@@ -414,6 +442,9 @@ pub(crate) struct RangeClient {
 }
 
 impl sql::Engine for RangeClient {
+    fn kept_hashes(&mut self, t: &Table) -> Result<bool> {
+        self.client.kept_hashes(t)
+    }
     fn column_names(&mut self, t: &Table) -> Result<Vec<String>> {
         self.client.column_names(t)
     }
@@ -704,6 +735,67 @@ const FEED_DDL: sql::FeedDdl = sql::FeedDdl {
                ON CONFLICT (id) DO UPDATE SET generation = excluded.generation;
              UPDATE _diffsync_pruned SET xid = 0, seq = 0 WHERE id = 1;",
 };
+
+/// [`PostgresAdapter::keep_row_hashes`] for the tables of `registry`'s
+/// types in the database `params` names, without loading them (a table
+/// of a million rows is hashed by the server, in one statement).
+pub fn keep_row_hashes(params: &str, registry: &Registry) -> Result<()> {
+    let (mut client, origin) = connect(params)?;
+    keep_hashes(&mut client, &sql::tables(&origin, registry)?)
+}
+
+fn keep_hashes(client: &mut Client, tables: &[Table]) -> Result<()> {
+    use sql::Engine;
+    for t in tables {
+        if client.kept_hashes(t)? {
+            continue;
+        }
+        let origin = t.origin();
+        client.batch_execute(&hash_ddl(t)).map_err(|e| backend(&origin, e))?;
+        // Outside the transaction above: the hashes visible to index-only
+        // reads, and the planner told of the new index.
+        client
+            .batch_execute(&format!("VACUUM (ANALYZE) {}", t.name))
+            .map_err(|e| backend(&origin, e))?;
+    }
+    Ok(())
+}
+
+/// The name of `t`'s hash trigger (and its function and index).
+fn hash_trigger(t: &Table) -> String {
+    format!("_diffsync_hash_{}", t.model_type)
+}
+
+/// The statements keeping `t`'s row hashes: the columns, the trigger that
+/// sets them (the hash the range diff computes, of the new row), the rows
+/// there hashed, the index of the key and the hashes.
+fn hash_ddl(t: &Table) -> String {
+    let name = sql::quote(&hash_trigger(t));
+    let [hi, lo] = sql::HASH_COLUMNS.map(sql::quote);
+    let columns: Vec<(String, ValueKind)> = t
+        .columns
+        .iter()
+        .map(|c| (format!("NEW.{}", sql::quote(&c.name)), c.kind))
+        .collect();
+    let [high, low] = (DIALECT.halves)("h");
+    format!(
+        "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {hi} BIGINT, ADD COLUMN IF NOT EXISTS {lo} BIGINT;
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE h text := {hash};
+BEGIN
+  NEW.{hi} := {high};
+  NEW.{lo} := {low};
+  RETURN NEW;
+END $f$;
+DROP TRIGGER IF EXISTS {name} ON {table};
+CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {name}();
+UPDATE {table} SET {hi} = NULL;
+CREATE INDEX IF NOT EXISTS {name} ON {table} ({key}) INCLUDE ({hi}, {lo});",
+        table = t.name,
+        hash = (DIALECT.row_hash)(&columns),
+        key = t.key_order(&DIALECT),
+    )
+}
 
 /// The channel on which a write to a model table wakes the feeds (once per
 /// transaction: PostgreSQL folds equal notifications).

@@ -99,6 +99,11 @@ pub struct RangeStats {
     /// Tables compared by one join in their database (both sides in one
     /// PostgreSQL database), not by ranges.
     pub joined: u64,
+    /// Tables, both sides, whose rows' hashes were read from the columns
+    /// the database keeps them in
+    /// ([`PostgresAdapter::keep_row_hashes`](crate::postgres::PostgresAdapter::keep_row_hashes)),
+    /// not computed in each query.
+    pub kept_hashes: u64,
 }
 
 /// The result of [`range_diff`]: the diff, and the images it was made
@@ -123,6 +128,9 @@ pub struct SqlTables {
     name: String,
     backend: Backend,
     tables: Vec<Table>,
+    /// Per table, whether the database keeps its rows' hashes in columns
+    /// (read, not computed, by the fingerprints).
+    kept: Vec<bool>,
     registry: Registry,
 }
 
@@ -184,13 +192,16 @@ impl SqlTables {
         registry: Registry,
     ) -> Result<SqlTables> {
         let tables = sql::tables(origin, &registry)?;
+        let mut kept = Vec::with_capacity(tables.len());
         for t in &tables {
             t.check_columns(&engine.column_names(t)?)?;
+            kept.push(engine.kept_hashes(t)?);
         }
         Ok(SqlTables {
             name: name.to_string(),
             backend: Backend::Sql { engine, dialect },
             tables,
+            kept,
             registry,
         })
     }
@@ -228,6 +239,7 @@ impl SqlTables {
         Ok(SqlTables {
             name: name.to_string(),
             backend: Backend::Memory(held),
+            kept: vec![false; tables.len()],
             tables,
             registry,
         })
@@ -243,18 +255,29 @@ impl SqlTables {
             Backend::Memory(m) => return Ok(range.cut(bounds).iter().map(|p| m[ti].print(p)).collect()),
         };
         let [hi, lo] = (d.halves)("h");
+        let kept = self.kept[ti];
         let mut prints = Vec::with_capacity(bounds.len() + 1);
         for part in range.cut(bounds) {
             let mut params = Vec::new();
             let filter = part.filter(t, d, &mut params);
-            let sql = format!(
-                "SELECT count(*), {}, {} FROM (SELECT {} AS h FROM {} WHERE {filter}{}) AS s",
-                (d.sum)(&hi),
-                (d.sum)(&lo),
-                (d.row_hash)(&hashed_columns(t)),
-                t.name,
-                d.fence,
-            );
+            let sql = if kept {
+                // The hashes the database keeps: an index-only read.
+                format!(
+                    "SELECT count(*), {}, {} FROM {} WHERE {filter}",
+                    (d.sum)(&quote(sql::HASH_COLUMNS[0])),
+                    (d.sum)(&quote(sql::HASH_COLUMNS[1])),
+                    t.name,
+                )
+            } else {
+                format!(
+                    "SELECT count(*), {}, {} FROM (SELECT {} AS h FROM {} WHERE {filter}{}) AS s",
+                    (d.sum)(&hi),
+                    (d.sum)(&lo),
+                    (d.row_hash)(&hashed_columns(t)),
+                    t.name,
+                    d.fence,
+                )
+            };
             let mut print = Print::default();
             engine.query(&t.origin(), &sql, &params, &[ValueKind::Integer; 3], &mut |row| {
                 let [count, hi, lo] = ints(&row)?;
@@ -307,15 +330,26 @@ impl SqlTables {
         let filter = range.filter(t, d, &mut params);
         let cols: Vec<String> = t.column_names().iter().map(|c| quote(c)).collect();
         let [hi, lo] = (d.halves)("h");
-        let sql = format!(
-            "SELECT {}, {hi}, {lo} FROM (SELECT {}, {} AS h FROM {} WHERE {filter} ORDER BY {}{}) AS s",
-            cols.join(", "),
-            cols.join(", "),
-            (d.row_hash)(&hashed_columns(t)),
-            t.name,
-            key_order(t, d),
-            d.fence,
-        );
+        let sql = if self.kept[ti] {
+            format!(
+                "SELECT {}, {}, {} FROM {} WHERE {filter} ORDER BY {}",
+                cols.join(", "),
+                quote(sql::HASH_COLUMNS[0]),
+                quote(sql::HASH_COLUMNS[1]),
+                t.name,
+                key_order(t, d),
+            )
+        } else {
+            format!(
+                "SELECT {}, {hi}, {lo} FROM (SELECT {}, {} AS h FROM {} WHERE {filter} ORDER BY {}{}) AS s",
+                cols.join(", "),
+                cols.join(", "),
+                (d.row_hash)(&hashed_columns(t)),
+                t.name,
+                key_order(t, d),
+                d.fence,
+            )
+        };
         let mut kinds = row_kinds(t);
         kinds.extend([ValueKind::Integer; 2]);
         let mut rows = Vec::new();
@@ -408,10 +442,6 @@ fn push_params(d: &Dialect, params: &mut Vec<SqlValue>, values: &[SqlValue]) -> 
         .join(", ")
 }
 
-fn is_text(kind: ValueKind) -> bool {
-    !matches!(kind, ValueKind::Integer | ValueKind::Float | ValueKind::Bool)
-}
-
 /// The identifier columns as a row value, text compared bytewise.
 fn key_tuple(t: &Table, d: &Dialect) -> String {
     format!("({})", key_order(t, d))
@@ -419,14 +449,7 @@ fn key_tuple(t: &Table, d: &Dialect) -> String {
 
 /// The identifier columns in key order, text compared bytewise.
 fn key_order(t: &Table, d: &Dialect) -> String {
-    t.columns[..t.n_ids]
-        .iter()
-        .map(|c| {
-            let collate = if is_text(c.kind) { d.bytewise } else { "" };
-            format!("{}{collate}", quote(&c.name))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    t.key_order(d)
 }
 
 fn id_columns(t: &Table) -> String {
@@ -569,6 +592,7 @@ fn by_ranges(
     let mut kept: Vec<(Rows, Rows)> = Vec::new();
     for ti in 0..source.tables.len() {
         let mut keep = (Vec::new(), Vec::new());
+        stats.kept_hashes += u64::from(source.kept[ti]) + u64::from(target.kept[ti]);
         let whole = Range { lo: None, hi: None };
         let (ps, pt) = both(source, target, |side| side.prints(ti, &whole, &[]))?;
         let (ps, pt) = (ps[0], pt[0]);

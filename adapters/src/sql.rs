@@ -199,6 +199,18 @@ impl Table {
         }
     }
 
+    /// The identifier columns in key order, text compared bytewise.
+    pub(crate) fn key_order(&self, d: &Dialect) -> String {
+        self.columns[..self.n_ids]
+            .iter()
+            .map(|c| {
+                let text = !matches!(c.kind, ValueKind::Integer | ValueKind::Float | ValueKind::Bool);
+                format!("{}{}", quote(&c.name), if text { d.bytewise } else { "" })
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub(crate) fn origin(&self) -> String {
         format!("{}: table {} (model {})", self.location, self.name, self.model_type)
     }
@@ -442,6 +454,10 @@ impl Table {
         Ok(())
     }
 }
+
+/// The columns that keep a row's hash, as [`Dialect::halves`] gives it:
+/// its high and low 32 bits.
+pub(crate) const HASH_COLUMNS: [&str; 2] = ["_hash_hi", "_hash_lo"];
 
 /// Tables for every registered type, in load order.
 pub(crate) fn tables(location: &str, reg: &Registry) -> Result<Vec<Table>> {
@@ -696,6 +712,14 @@ pub(crate) trait Engine {
     fn each_row(&mut self, t: &Table, each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>) -> Result<()>;
     /// The row of `t` with these identifier values ([`Table::select_one`]).
     fn one_row(&mut self, t: &Table, ids: &[SqlValue]) -> Result<Option<Vec<SqlValue>>>;
+    /// Whether `t` has the row hash columns ([`HASH_COLUMNS`]) and what
+    /// keeps them current for every writer (a trigger): then a range's
+    /// fingerprint reads them instead of hashing its rows. The default:
+    /// an engine that keeps none.
+    fn kept_hashes(&mut self, t: &Table) -> Result<bool> {
+        let _ = t;
+        Ok(false)
+    }
     /// The bytes kept under `pair` in `_diffsync_base` (made if missing).
     fn base_body(&mut self, origin: &str, pair: &str) -> Result<Option<Vec<u8>>>;
     /// Keeps `body` under `pair` in `_diffsync_base`, in one statement (the

@@ -340,6 +340,73 @@ fn a_range_diff_across_postgresql_and_sqlite_is_the_diff_of_their_tables() {
     }
 }
 
+#[cfg(feature = "postgres")]
+#[test]
+fn row_hashes_kept_in_postgresql_are_read_not_computed_and_follow_every_writer() {
+    use diffsync_adapters::postgres::PostgresAdapter;
+    let Some(pg) = crate::servers::Postgres::start() else {
+        return;
+    };
+    let base = inventory("target", 30, 0);
+    let source = changed(&base, &mut fastrand::Rng::with_seed(11), 0.1);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, b) = sqlite_pair(dir.path(), &source, &base);
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    db.sync_from(&source).unwrap();
+    db.keep_row_hashes().unwrap();
+    db.keep_row_hashes().unwrap(); // again: nothing changes
+    let expected = changes(&base.diff_from(&source).unwrap());
+    let mut from = SqlTables::postgres("source", &pg.params(), registry()).unwrap();
+    let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+    let found = range_diff(&mut from, &mut into, &cut(8, 4)).unwrap();
+    assert_eq!(changes(&found.diff), expected);
+    // The kept hashes are the ones SQLite computes: its three tables (the
+    // PostgreSQL side's) read them; an equal store in memory reads no row.
+    assert_eq!(found.stats.kept_hashes, 3, "{:?}", found.stats);
+    let mut store = SqlTables::memory("file", &source.store, registry()).unwrap();
+    let same = range_diff(&mut store, &mut from, &RangeOptions::default()).unwrap();
+    assert!(!same.diff.has_diffs() && same.stats.rows_read == 0, "{:?}", same.stats);
+    // Another client's writes, and the adapter's own, keep them current.
+    let mut other = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+    other
+        .batch_execute(
+            "UPDATE interface SET mtu = 4242 WHERE device = 'site0-r0' AND name = 'eth0';
+             INSERT INTO interface (device, name, description, mtu, enabled, _parent)
+             VALUES ('site0-r0', 'eth9', '\"by hand\"', 1, false, 'site0-r0');",
+        )
+        .unwrap();
+    let mut edited = MemoryAdapter::with_store("source", &["site"], source.store.clone());
+    let mut eth0 = edited.store.get(&Interface::key("site0-r0", "eth0")).unwrap().clone();
+    eth0.mtu = 4242;
+    edited.store.update(eth0).unwrap();
+    edited
+        .store
+        .add_child(
+            key_of("device:site0-r0"),
+            Interface {
+                device: "site0-r0".into(),
+                name: "eth9".into(),
+                description: Text("by hand".into()),
+                mtu: 1,
+                enabled: false,
+            },
+        )
+        .unwrap();
+    let mut store = SqlTables::memory("file", &edited.store, registry()).unwrap();
+    let after = range_diff(&mut store, &mut from, &RangeOptions::default()).unwrap();
+    assert!(!after.diff.has_diffs(), "{}", after.diff);
+    assert_eq!(after.stats.kept_hashes, 3);
+    // Without its trigger a table's columns are not trusted: hashed in the query.
+    other
+        .batch_execute("ALTER TABLE interface DISABLE TRIGGER \"_diffsync_hash_interface\";")
+        .unwrap();
+    let mut from = SqlTables::postgres("source", &pg.params(), registry()).unwrap();
+    let mut store = SqlTables::memory("file", &edited.store, registry()).unwrap();
+    let untrusted = range_diff(&mut store, &mut from, &RangeOptions::default()).unwrap();
+    assert!(!untrusted.diff.has_diffs(), "{}", untrusted.diff);
+    assert_eq!(untrusted.stats.kept_hashes, 2, "{:?}", untrusted.stats);
+}
+
 #[test]
 fn a_sync_of_a_range_diff_writes_the_differing_rows_and_leaves_the_databases_equal() {
     let base = inventory("target", 20, 0);
