@@ -17,6 +17,8 @@
 //!
 //! [systems.network]
 //! sqlite = "network.db"          # or postgres = "host=... dbname=..."
+//!                                # (keep_hashes = true: row hashes kept in
+//!                                # its tables, read by range diffs)
 //!
 //! [systems.cache]
 //! redis = "redis://127.0.0.1:6379/"
@@ -158,6 +160,10 @@ struct SystemConfig {
     state: Option<PathBuf>,
     /// The name the peer's certificate is for (default: the URL's host).
     tls_name: Option<String>,
+    /// A PostgreSQL system's rows' hashes kept in columns of its tables
+    /// (`keep_row_hashes`), which its range diffs read.
+    #[serde(default)]
+    keep_hashes: bool,
 }
 
 /// A remote diffsync peer, as the config names it.
@@ -176,7 +182,8 @@ type PeerWire = Box<dyn diffsync_peer::transport::Transport + Send>;
 enum Where {
     File(PathBuf),
     Sqlite(PathBuf),
-    Postgres(String),
+    /// Connection parameters, and whether its row hashes are kept.
+    Postgres(String, bool),
     /// A Redis URL and the namespace.
     Redis(String, String),
     /// A remote diffsync peer.
@@ -249,7 +256,13 @@ impl Config {
                 key,
                 state,
                 tls_name,
+                keep_hashes,
             } = system;
+            if keep_hashes && postgres.is_none() {
+                return Err(invalid(format!(
+                    "system {name:?}: keep_hashes is for a postgres system only"
+                )));
+            }
             if namespace.is_some() && redis.is_none() {
                 return Err(invalid(format!(
                     "system {name:?}: namespace is for a redis system only"
@@ -264,7 +277,7 @@ impl Config {
             let place = match (file, sqlite, postgres, redis, peer) {
                 (Some(file), None, None, None, None) => Where::File(file),
                 (None, Some(db), None, None, None) => Where::Sqlite(db),
-                (None, None, Some(params), None, None) => Where::Postgres(params),
+                (None, None, Some(params), None, None) => Where::Postgres(params, keep_hashes),
                 (None, None, None, Some(url), None) => Where::Redis(url, namespace.unwrap_or_else(|| name.clone())),
                 (None, None, None, None, Some(url)) => {
                     let need = |field: &str| invalid(format!("system {name:?}: a peer needs {field}"));
@@ -322,7 +335,13 @@ impl Config {
         let registry = self.registry.clone();
         Ok(match system {
             Where::Sqlite(db) => Some(SqlTables::sqlite(name, self.dir.join(db), registry).map_err(opened)?),
-            Where::Postgres(params) => Some(SqlTables::postgres(name, params, registry).map_err(opened)?),
+            Where::Postgres(params, keep) => {
+                if *keep {
+                    // One query a table once they are kept.
+                    diffsync_adapters::postgres::keep_row_hashes(params, &registry).map_err(&opened)?;
+                }
+                Some(SqlTables::postgres(name, params, registry).map_err(opened)?)
+            }
             Where::File(_) | Where::Redis(..) | Where::Peer(_) => None,
         })
     }
@@ -345,7 +364,7 @@ impl Config {
             Where::File(file) if !self.dir.join(file).exists() => {
                 Ok("no such file yet (sync --create-target makes it)".into())
             }
-            Where::Sqlite(_) | Where::Postgres(_) => {
+            Where::Sqlite(_) | Where::Postgres(..) => {
                 self.range_tables(name)?;
                 Ok(format!(
                     "tables of {} model types, as declared",
@@ -367,7 +386,7 @@ impl Config {
                 diffsync_adapters::sqlite::SqliteAdapter::open_image(name, self.dir.join(db), registry, image)
                     .map_err(opened)?,
             ))),
-            Where::Postgres(params) => Some(System::Local(Box::new(
+            Where::Postgres(params, _) => Some(System::Local(Box::new(
                 diffsync_adapters::postgres::PostgresAdapter::connect_image(name, params, registry, image)
                     .map_err(opened)?,
             ))),
@@ -413,7 +432,7 @@ impl Config {
             Where::Sqlite(db) => System::Local(Box::new(
                 diffsync_adapters::sqlite::SqliteAdapter::open(name, self.dir.join(db), registry).map_err(opened)?,
             )),
-            Where::Postgres(params) => System::Local(Box::new(
+            Where::Postgres(params, _) => System::Local(Box::new(
                 diffsync_adapters::postgres::PostgresAdapter::connect(name, params, registry).map_err(opened)?,
             )),
             Where::Redis(url, namespace) => System::Redis(Box::new(self.redis(name, url, namespace)?)),
@@ -442,7 +461,7 @@ impl Config {
                 let feed = db.change_feed(consumer).map_err(opened)?;
                 Ok((System::Local(Box::new(db)), Box::new(feed)))
             }
-            Some(Where::Postgres(params)) => {
+            Some(Where::Postgres(params, _)) => {
                 let mut db =
                     diffsync_adapters::postgres::PostgresAdapter::connect(name, params, registry).map_err(opened)?;
                 db.enable_change_feed().map_err(opened)?;
@@ -517,7 +536,7 @@ impl Config {
             let what = match place {
                 Where::File(file) => format!("file {}", file.display()),
                 Where::Sqlite(db) => format!("SQLite {}", db.display()),
-                Where::Postgres(_) => "PostgreSQL".to_string(),
+                Where::Postgres(..) => "PostgreSQL".to_string(),
                 Where::Redis(_, namespace) => format!("Redis, namespace {namespace}"),
                 Where::Peer(p) => format!("peer {} (key {})", p.url, p.key),
             };

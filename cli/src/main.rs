@@ -469,8 +469,12 @@ fn range_diff(
             stats.queries, stats.joined, stats.rows_read
         );
     } else {
+        let kept = match stats.kept_hashes {
+            0 => String::new(),
+            n => format!(", {n} tables' row hashes read as kept"),
+        };
         eprintln!(
-            "compared by key ranges: {} queries, {} ranges, {} rows read",
+            "compared by key ranges: {} queries, {} ranges, {} rows read{kept}",
             stats.queries, stats.ranges, stats.rows_read
         );
     }

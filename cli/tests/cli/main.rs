@@ -757,6 +757,41 @@ fn two_systems_in_one_postgresql_database_are_compared_by_joins_in_it() {
 }
 
 #[test]
+fn a_postgresql_system_keeps_its_row_hashes_when_its_config_says_so() {
+    let dir = configured();
+    let dir = dir.path();
+    // Only a PostgreSQL system can: named at its line.
+    let wrong = format!("{CONFIG}\n[systems.copy]\nsqlite = \"copy.db\"\nkeep_hashes = true\n");
+    std::fs::write(dir.join("diffsync.toml"), wrong).unwrap();
+    let (code, _, err) = diffsync(dir, &["check"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("keep_hashes is for a postgres system only"), "{err}");
+    let Some(pg) = diffsync_tests::servers::Postgres::start() else {
+        return;
+    };
+    let config = format!(
+        "{CONFIG}\n[systems.warehouse]\npostgres = \"{}\"\nkeep_hashes = true\n",
+        pg.params()
+    );
+    std::fs::write(dir.join("diffsync.toml"), config).unwrap();
+    let (code, out, err) = diffsync(dir, &["sync", "cmdb", "warehouse"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    std::fs::write(dir.join("cmdb.json"), cmdb("north")).unwrap();
+    assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
+    // SQLite hashes in its queries, PostgreSQL reads the hashes it keeps:
+    // both tables of the warehouse.
+    let (code, out, err) = diffsync(dir, &["diff", "network", "warehouse"]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("2 tables' row hashes read as kept"), "{err}");
+    assert!(out.contains("north"), "{out}");
+    let (code, out, err) = diffsync(dir, &["sync", "network", "warehouse"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = diffsync(dir, &["diff", "network", "warehouse"]);
+    assert_eq!((code, out.trim()), (0, "no differences"), "{err}");
+}
+
+#[test]
 fn runs_are_searched_by_text() {
     let dir = configured();
     let dir = dir.path();
