@@ -80,6 +80,9 @@ impl Default for RangeOptions {
 /// The most ranges one range is cut into at once.
 const MAX_CUT: u64 = 4096;
 
+/// Keys one statement reads the rows of.
+const KEYS_PER_QUERY: usize = 256;
+
 /// What a range comparison asked of the databases.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RangeStats {
@@ -87,9 +90,12 @@ pub struct RangeStats {
     pub queries: u64,
     /// Ranges whose fingerprints were compared.
     pub ranges: u64,
-    /// Rows read out of the databases, both sides (the rows of the ranges
-    /// read, and the parents of the rows kept).
+    /// Rows read out of the databases, both sides (the rows that differ,
+    /// and the parents of the rows kept).
     pub rows_read: u64,
+    /// Keys read with their rows' hashes, both sides (those of the ranges
+    /// small enough to compare row by row).
+    pub hashes_read: u64,
     /// Rows kept for the diff, both sides.
     pub rows_kept: u64,
     /// Rows the source's tables hold, all types.
@@ -316,50 +322,91 @@ impl SqlTables {
         Ok(bounds)
     }
 
-    /// The rows of `range`, each with its hash.
-    fn rows(&mut self, ti: usize, range: &Range) -> Result<Vec<(Vec<SqlValue>, [i64; 2])>> {
+    /// The keys of `range`'s rows, each with its row's hash (an index-only
+    /// read where the database keeps the hashes).
+    fn hashes(&mut self, ti: usize, range: &Range) -> Result<Vec<(Vec<SqlValue>, [i64; 2])>> {
         let t = &self.tables[ti];
         let (engine, d) = match &mut self.backend {
             Backend::Sql { engine, dialect } => (engine, *dialect),
             Backend::Memory(m) => {
                 let (from, to) = m[ti].positions(range);
-                return Ok(m[ti].rows[from..to].to_vec());
+                return Ok(m[ti].rows[from..to]
+                    .iter()
+                    .map(|(r, h)| (r[..t.n_ids].to_vec(), *h))
+                    .collect());
             }
         };
         let mut params = Vec::new();
         let filter = range.filter(t, d, &mut params);
-        let cols: Vec<String> = t.column_names().iter().map(|c| quote(c)).collect();
-        let [hi, lo] = (d.halves)("h");
+        let ids = id_columns(t);
         let sql = if self.kept[ti] {
+            let [hi, lo] = sql::HASH_COLUMNS.map(quote);
             format!(
-                "SELECT {}, {}, {} FROM {} WHERE {filter} ORDER BY {}",
-                cols.join(", "),
-                quote(sql::HASH_COLUMNS[0]),
-                quote(sql::HASH_COLUMNS[1]),
+                "SELECT {ids}, {hi}, {lo} FROM {} WHERE {filter} ORDER BY {}",
                 t.name,
-                key_order(t, d),
+                key_order(t, d)
             )
         } else {
+            let [hi, lo] = (d.halves)("h");
             format!(
-                "SELECT {}, {hi}, {lo} FROM (SELECT {}, {} AS h FROM {} WHERE {filter} ORDER BY {}{}) AS s",
-                cols.join(", "),
-                cols.join(", "),
+                "SELECT {ids}, {hi}, {lo} FROM (SELECT {ids}, {} AS h FROM {} WHERE {filter} ORDER BY {}{}) AS s",
                 (d.row_hash)(&hashed_columns(t)),
                 t.name,
                 key_order(t, d),
                 d.fence,
             )
         };
-        let mut kinds = row_kinds(t);
+        let mut kinds: Vec<ValueKind> = t.columns[..t.n_ids].iter().map(|c| c.kind).collect();
         kinds.extend([ValueKind::Integer; 2]);
-        let mut rows = Vec::new();
+        let mut out = Vec::new();
         engine.query(&t.origin(), &sql, &params, &kinds, &mut |mut row| {
             let hash = ints::<2>(&row[row.len() - 2..])?;
             row.truncate(row.len() - 2);
-            rows.push((row, hash));
+            out.push((row, hash));
             Ok(())
         })?;
-        Ok(rows)
+        Ok(out)
+    }
+
+    /// The rows with these keys (in any order).
+    fn rows_of(&mut self, ti: usize, keys: &[Vec<SqlValue>]) -> Result<Vec<Vec<SqlValue>>> {
+        let t = &self.tables[ti];
+        let (engine, d) = match &mut self.backend {
+            Backend::Sql { engine, dialect } => (engine, *dialect),
+            Backend::Memory(m) => {
+                let rows = &m[ti].rows;
+                return Ok(keys
+                    .iter()
+                    .filter_map(|k| {
+                        let at = rows.partition_point(|(r, _)| key_cmp(&r[..t.n_ids], k).is_lt());
+                        rows.get(at).filter(|(r, _)| key_cmp(&r[..t.n_ids], k).is_eq())
+                    })
+                    .map(|(r, _)| r.clone())
+                    .collect());
+            }
+        };
+        let cols: Vec<String> = t.column_names().iter().map(|c| quote(c)).collect();
+        let kinds = row_kinds(t);
+        let mut out = Vec::with_capacity(keys.len());
+        for group in keys.chunks(KEYS_PER_QUERY) {
+            let mut params = Vec::new();
+            let tuples: Vec<String> = group
+                .iter()
+                .map(|k| format!("({})", push_params(d, &mut params, k)))
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE ({}) IN (VALUES {})",
+                cols.join(", "),
+                t.name,
+                id_columns(t),
+                tuples.join(", ")
+            );
+            engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
+                out.push(row);
+                Ok(())
+            })?;
+        }
+        Ok(out)
     }
 }
 
@@ -607,22 +654,25 @@ fn by_ranges(
                 continue;
             }
             if ps.count.max(pt.count) <= leaf {
-                let (rs, rt) = both(source, target, |side| side.rows(ti, &range))?;
+                // The leaf's keys and hashes, then only the rows that differ.
+                let (hs, ht) = both(source, target, |side| side.hashes(ti, &range))?;
                 let t = &source.tables[ti];
                 stats.queries += 2;
+                stats.hashes_read += (hs.len() + ht.len()) as u64;
+                let theirs: HashMap<String, [i64; 2]> = ht.iter().map(|(k, h)| (key_text(t, k), *h)).collect();
+                let ours: HashMap<String, [i64; 2]> = hs.iter().map(|(k, h)| (key_text(t, k), *h)).collect();
+                let differ = |keys: Vec<(Vec<SqlValue>, [i64; 2])>, other: &HashMap<String, [i64; 2]>| {
+                    keys.into_iter()
+                        .filter(|(k, h)| other.get(&key_text(t, k)) != Some(h))
+                        .map(|(k, _)| k)
+                        .collect::<Vec<_>>()
+                };
+                let (ks, kt) = (differ(hs, &theirs), differ(ht, &ours));
+                let (rs, rt) = each(source, target, |s| s.rows_of(ti, &ks), |s| s.rows_of(ti, &kt))?;
+                stats.queries += u64::from(!ks.is_empty()) + u64::from(!kt.is_empty());
                 stats.rows_read += (rs.len() + rt.len()) as u64;
-                let theirs: HashMap<String, [i64; 2]> = rt.iter().map(|(r, h)| (key_text(t, r), *h)).collect();
-                let ours: HashMap<String, [i64; 2]> = rs.iter().map(|(r, h)| (key_text(t, r), *h)).collect();
-                for (row, hash) in rs {
-                    if theirs.get(&key_text(t, &row)) != Some(&hash) {
-                        keep.0.push(row);
-                    }
-                }
-                for (row, hash) in rt {
-                    if ours.get(&key_text(t, &row)) != Some(&hash) {
-                        keep.1.push(row);
-                    }
-                }
+                keep.0.extend(rs);
+                keep.1.extend(rt);
                 continue;
             }
             // Cut at the keys of the side that holds more of the range,
@@ -814,9 +864,19 @@ fn both<T: Send>(
     target: &mut SqlTables,
     f: impl Fn(&mut SqlTables) -> Result<T> + Sync,
 ) -> Result<(T, T)> {
+    each(source, target, &f, &f)
+}
+
+/// `ours` on the source and `theirs` on the target, at once.
+fn each<T: Send>(
+    source: &mut SqlTables,
+    target: &mut SqlTables,
+    ours: impl FnOnce(&mut SqlTables) -> Result<T>,
+    theirs: impl FnOnce(&mut SqlTables) -> Result<T> + Send,
+) -> Result<(T, T)> {
     std::thread::scope(|scope| {
-        let theirs = scope.spawn(|| f(target));
-        let ours = f(source);
+        let theirs = scope.spawn(|| theirs(target));
+        let ours = ours(source);
         let theirs = theirs.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         Ok((ours?, theirs?))
     })
