@@ -20,10 +20,12 @@
 //! The comparison starts with each table whole: equal tables cost one
 //! aggregate per side. A range whose fingerprints differ is cut, at keys
 //! of the side that holds more of it (one windowed query), into ranges of
-//! about `leaf` rows (at most 4,096 of them, at least `fanout`), whose
-//! fingerprints both sides compute; a range of at most `leaf` rows on
-//! either side is read with each row's hash, and only rows whose hash the
-//! other side does not hold for the same key are kept. The rows kept on
+//! about half a `leaf` of rows (at most 65,536 of them, at least
+//! `fanout`: up to 10M rows, one cut reaches the leaves), whose
+//! fingerprints both sides compute; of a range of at most `leaf` rows on
+//! either side the keys are read with each row's hash, and only the rows
+//! whose hash the other side does not hold for the same key are read and
+//! kept. The rows kept on
 //! each side (with their parents, read on both sides, for the tree a diff
 //! is) go into an image of each side, and the image of the target is
 //! diffed against the image of the source as any two stores are: the
@@ -45,6 +47,7 @@
 //! What a hash cannot do is tell two different rows apart only by chance
 //! (an MD5 collision, 2^-64 for a range's two sums).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use diffsync::{AdapterExt, Diff, LocalStore, MemoryAdapter, ValueKind};
@@ -77,8 +80,11 @@ impl Default for RangeOptions {
     }
 }
 
-/// The most ranges one range is cut into at once.
-const MAX_CUT: u64 = 4096;
+/// The most ranges one range is cut into at once: enough that a first
+/// cut of 10M rows is into leaves (a second level costs a windowed query
+/// and a fingerprint per range for most ranges, since at 0.1 % changed
+/// most hold a difference); only the ranges that differ are kept.
+const MAX_CUT: u64 = 65_536;
 
 /// Keys one statement reads the rows of.
 const KEYS_PER_QUERY: usize = 256;
@@ -258,7 +264,7 @@ impl SqlTables {
         let t = &self.tables[ti];
         let (engine, d) = match &mut self.backend {
             Backend::Sql { engine, dialect } => (engine, *dialect),
-            Backend::Memory(m) => return Ok(range.cut(bounds).iter().map(|p| m[ti].print(p)).collect()),
+            Backend::Memory(m) => return Ok(range.cut(bounds).map(|p| m[ti].print(&p)).collect()),
         };
         let [hi, lo] = (d.halves)("h");
         let kept = self.kept[ti];
@@ -419,30 +425,39 @@ struct Print {
 }
 
 /// A key range: from `lo` (inclusive) to `hi` (exclusive), each unbounded
-/// when `None`.
+/// when `None`; its keys borrowed while it is a part being compared, owned
+/// once kept for later.
 #[derive(Clone, Debug)]
-struct Range {
-    lo: Option<Vec<SqlValue>>,
-    hi: Option<Vec<SqlValue>>,
+struct Range<'k> {
+    lo: Option<Cow<'k, [SqlValue]>>,
+    hi: Option<Cow<'k, [SqlValue]>>,
 }
 
-impl Range {
-    /// The ranges `bounds` (keys within this range, in order) cut it into.
-    fn cut(&self, bounds: &[Vec<SqlValue>]) -> Vec<Range> {
-        (0..=bounds.len())
-            .map(|i| Range {
-                lo: if i == 0 {
-                    self.lo.clone()
-                } else {
-                    Some(bounds[i - 1].clone())
-                },
-                hi: if i == bounds.len() {
-                    self.hi.clone()
-                } else {
-                    Some(bounds[i].clone())
-                },
-            })
-            .collect()
+impl<'k> Range<'k> {
+    /// The ranges `bounds` (keys within this range, in order) cut it into,
+    /// borrowing their keys.
+    fn cut<'a>(&'a self, bounds: &'a [Vec<SqlValue>]) -> impl Iterator<Item = Range<'a>> + 'a {
+        let edge = |key: &'a Option<Cow<'k, [SqlValue]>>| key.as_deref().map(Cow::Borrowed);
+        (0..=bounds.len()).map(move |i| Range {
+            lo: if i == 0 {
+                edge(&self.lo)
+            } else {
+                Some(Cow::Borrowed(&bounds[i - 1][..]))
+            },
+            hi: if i == bounds.len() {
+                edge(&self.hi)
+            } else {
+                Some(Cow::Borrowed(&bounds[i][..]))
+            },
+        })
+    }
+
+    /// The range with keys of its own.
+    fn owned(self) -> Range<'static> {
+        Range {
+            lo: self.lo.map(|k| Cow::Owned(k.into_owned())),
+            hi: self.hi.map(|k| Cow::Owned(k.into_owned())),
+        }
     }
 
     /// The `WHERE` condition of the range, its parameters pushed. With a
@@ -640,7 +655,7 @@ fn by_ranges(
     for ti in 0..source.tables.len() {
         let mut keep = (Vec::new(), Vec::new());
         stats.kept_hashes += u64::from(source.kept[ti]) + u64::from(target.kept[ti]);
-        let whole = Range { lo: None, hi: None };
+        let whole: Range<'static> = Range { lo: None, hi: None };
         let (ps, pt) = both(source, target, |side| side.prints(ti, &whole, &[]))?;
         let (ps, pt) = (ps[0], pt[0]);
         stats.queries += 2;
@@ -690,8 +705,12 @@ fn by_ranges(
             let (bs, bt) = both(source, target, |side| side.prints(ti, &range, &bounds))?;
             stats.queries += 2 * bs.len() as u64;
             stats.ranges += bs.len() as u64;
-            for (part, (ps, pt)) in range.cut(&bounds).into_iter().zip(bs.into_iter().zip(bt)) {
-                work.push((part, ps, pt));
+            // Only the ranges that differ are kept for later (a first cut
+            // holds tens of thousands).
+            for (part, (ps, pt)) in range.cut(&bounds).zip(bs.into_iter().zip(bt)) {
+                if ps != pt {
+                    work.push((part.owned(), ps, pt));
+                }
             }
         }
         stats.rows_kept += (keep.0.len() + keep.1.len()) as u64;
@@ -1029,7 +1048,7 @@ fn key_cmp(a: &[SqlValue], b: &[SqlValue]) -> std::cmp::Ordering {
 impl MemTable {
     /// The positions of the first row of `range` and of the first after it.
     fn positions(&self, range: &Range) -> (usize, usize) {
-        let at = |bound: &Option<Vec<SqlValue>>, end: usize| match bound {
+        let at = |bound: &Option<Cow<'_, [SqlValue]>>, end: usize| match bound {
             None => end,
             Some(b) => self.rows.partition_point(|(r, _)| key_cmp(&r[..self.n_ids], b).is_lt()),
         };
