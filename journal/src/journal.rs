@@ -22,6 +22,16 @@ fn element_id(run: RunId, seq: u32) -> i64 {
     (run.0 << 32) | i64::from(seq)
 }
 
+/// The tables whose rows a run's changes key (by [`element_id`]).
+const BY_CHANGE: [&str; 6] = [
+    "elements",
+    "chunks",
+    "chunk_keys",
+    "exceptions",
+    "conflicts",
+    "left_alone",
+];
+
 /// The first row id past a run's elements.
 fn run_end(run: RunId) -> i64 {
     (run.0 + 1) << 32
@@ -174,17 +184,8 @@ impl Journal {
                 .map_err(JournalError::db("open"))?;
             names.collect::<Result<_, _>>().map_err(JournalError::db("open"))?
         };
-        const OURS: [&str; 8] = [
-            "runs",
-            "elements",
-            "chunks",
-            "chunk_keys",
-            "exceptions",
-            "conflicts",
-            "left_alone",
-            "journal_meta",
-        ];
-        let foreign: Vec<&String> = tables.iter().filter(|t| !OURS.contains(&t.as_str())).collect();
+        let ours = |t: &str| ["runs", "journal_meta"].contains(&t) || BY_CHANGE.contains(&t);
+        let foreign: Vec<&String> = tables.iter().filter(|t| !ours(t)).collect();
         if !foreign.is_empty() || (!tables.is_empty() && !tables.iter().any(|t| t == "runs")) {
             let shown: Vec<&str> = foreign.iter().take(5).map(|t| t.as_str()).collect();
             return Err(JournalError::NotAJournal {
@@ -1009,14 +1010,7 @@ impl Journal {
             let dropped = db.query(sql, &[Arg::Int(arg)])?;
             for row in &dropped {
                 let run = RunId(row.int(0)?);
-                for table in [
-                    "elements",
-                    "chunks",
-                    "chunk_keys",
-                    "exceptions",
-                    "conflicts",
-                    "left_alone",
-                ] {
+                for table in BY_CHANGE {
                     db.execute(
                         &format!("DELETE FROM {table} WHERE id >= ?1 AND id < ?2"),
                         &[Arg::Int(element_id(run, 0)), Arg::Int(run_end(run))],
