@@ -760,15 +760,18 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Show { run, limit, format } => {
             let journal = config.journal()?;
             let recorded = journal.run(RunId(run))?;
-            let elements = journal.elements(RunId(run))?;
-            let shown = limit.unwrap_or(usize::MAX).min(elements.len());
+            // Only the changes shown are read (a run's chunks hold them).
+            let limit = limit.map_or(u32::MAX, |l| u32::try_from(l).unwrap_or(u32::MAX));
+            let elements = journal.elements_page(RunId(run), 0, limit)?;
+            let total = journal.action_counts(RunId(run))?.total();
             if format == Listed::Json {
                 say!("{}", serde_json::to_string(&recorded)?);
-                for e in &elements[..shown] {
+                for e in &elements {
                     say!("{}", serde_json::to_string(e)?);
                 }
                 return Ok(0);
             }
+            let shown = elements.len();
             say!(
                 "{}: {} {} -> {}, {}, started {}{}, {} change{}{}{}",
                 recorded.id,
@@ -778,16 +781,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 recorded.result.as_str(),
                 pages::when(recorded.started_ms),
                 recorded.who.as_deref().map(|w| format!(" by {w}")).unwrap_or_default(),
-                elements.len(),
-                if elements.len() == 1 { "" } else { "s" },
-                if shown < elements.len() {
+                total,
+                if total == 1 { "" } else { "s" },
+                if shown < total {
                     format!(" (the first {shown} shown)")
                 } else {
                     String::new()
                 },
                 recorded.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
             );
-            for e in elements.into_iter().take(shown) {
+            for e in elements {
                 say!(
                     "  {} {} {}\t{}\t{}",
                     e.action.as_str(),

@@ -794,12 +794,46 @@ impl Journal {
     /// A run's changes, in order, with their outcomes (`Pending` while the
     /// run goes on, or when it died).
     pub fn elements(&self, run: RunId) -> Result<Vec<Element>, JournalError> {
+        self.elements_page(run, 0, u32::MAX)
+    }
+
+    /// `limit` of a run's changes from its `from`-th on (numbered from 0, in
+    /// order), with their outcomes: only the chunks that hold them are
+    /// read (a page of a run of a million changes reads a few).
+    ///
+    /// ```
+    /// # use diffsync::{DiffModel, MemoryAdapter};
+    /// # use diffsync_journal::Journal;
+    /// # #[derive(DiffModel, Clone, Debug, PartialEq)]
+    /// # #[diffsync(name = "site")]
+    /// # struct Site { #[diffsync(id)] name: String }
+    /// let mut cmdb = MemoryAdapter::new("cmdb", &["site"]);
+    /// for name in ["a", "b", "c"] {
+    ///     cmdb.store.add(Site { name: name.into() })?;
+    /// }
+    /// let mut network = MemoryAdapter::new("network", &["site"]);
+    /// network.store.register::<Site>()?;
+    /// let mut journal = Journal::in_memory()?;
+    /// let (run, _) = journal.sync(&mut network, &cmdb, &mut Default::default())?;
+    /// let page = journal.elements_page(run, 1, 5)?;
+    /// let keys: Vec<&str> = page.iter().map(|e| e.key.unique_id()).collect();
+    /// assert_eq!(keys, ["b", "c"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn elements_page(&self, run: RunId, from: u32, limit: u32) -> Result<Vec<Element>, JournalError> {
         let usual = self.usual(run)?;
         let corrupt = |message: String| JournalError::Corrupt { run, message };
+        let (first, end) = (
+            element_id(run, from),
+            (element_id(run, from) + i64::from(limit)).min(run_end(run)),
+        );
+        let range = [Arg::Int(first), Arg::Int(end)];
+        let query =
+            |sql: &str, args: &[Arg<'_>], what: &'static str| self.db.query(sql, args).map_err(JournalError::db(what));
         // A run recorded before changes were kept in chunks has a row each.
-        let rows = self.of_run(
+        let rows = query(
             &format!("{ELEMENT_COLUMNS} WHERE e.id >= ?1 AND e.id < ?2 ORDER BY e.id"),
-            run,
+            &range,
             "read a run's changes",
         )?;
         let mut elements = rows
@@ -807,19 +841,20 @@ impl Journal {
             .map(|row| read_element(row).and_then(|(e, exception)| with_outcome(e, exception, usual.as_ref())))
             .collect::<Result<Vec<_>, String>>()
             .map_err(corrupt)?;
-        let exceptions: HashMap<i64, String> = self
-            .of_run(
-                "SELECT id, outcome FROM exceptions WHERE id >= ?1 AND id < ?2",
-                run,
-                "read a run's outcomes",
-            )?
-            .into_iter()
-            .map(|mut r| Ok((r.int(0)?, r.text(1)?)))
-            .collect::<Result<_, String>>()
-            .map_err(corrupt)?;
-        let chunks = self.of_run(
-            "SELECT id, size, body FROM chunks WHERE id >= ?1 AND id < ?2 ORDER BY id",
-            run,
+        let exceptions: HashMap<i64, String> = query(
+            "SELECT id, outcome FROM exceptions WHERE id >= ?1 AND id < ?2",
+            &range,
+            "read a run's outcomes",
+        )?
+        .into_iter()
+        .map(|mut r| Ok((r.int(0)?, r.text(1)?)))
+        .collect::<Result<_, String>>()
+        .map_err(corrupt)?;
+        // The chunks that hold some of the page: those starting in it, and
+        // the one before it (the run's own, by the id's range).
+        let chunks = query(
+            "SELECT id, size, body FROM chunks WHERE id < ?2 AND id >= ?3 AND id + count > ?1 ORDER BY id",
+            &[range[0], range[1], Arg::Int(element_id(run, 0))],
             "read a run's changes",
         )?;
         for mut row in chunks {
@@ -827,7 +862,11 @@ impl Journal {
                 crate::chunk::read(seq_of(row.int(0)?), row.int(1)?, &row.blob(2)?)
             };
             for (element, _) in read().map_err(corrupt)? {
-                let exception = exceptions.get(&element_id(run, element.seq)).cloned();
+                let id = element_id(run, element.seq);
+                if id < first || id >= end {
+                    continue;
+                }
+                let exception = exceptions.get(&id).cloned();
                 elements.push(with_outcome(element, exception, usual.as_ref()).map_err(corrupt)?);
             }
         }

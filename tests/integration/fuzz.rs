@@ -309,6 +309,7 @@ fn journal_rows() {
         for &run in &runs {
             let _ = journal.run(run);
             let _ = journal.elements(run);
+            let _ = journal.elements_page(run, rng.u32(..40), rng.u32(..40));
             let _ = journal.conflicts(run);
             let _ = journal.action_counts(run);
             let _ = journal.left_alone(run);

@@ -926,6 +926,15 @@ fn a_run_of_many_chunks_reads_back_in_order_and_each_key_s_history_is_found() {
             .all(|e| e.action == Action::Update && e.outcome == Outcome::Applied)
     );
     assert_eq!(journal.action_counts(moved).unwrap().update, 1300);
+    // A page across a chunk's end, the last page, one past the end.
+    let page = |from, limit| -> Vec<u32> {
+        let page = journal.elements_page(moved, from, limit).unwrap();
+        page.iter().map(|e| e.seq).collect()
+    };
+    assert_eq!(page(500, 30), (500..530).collect::<Vec<u32>>());
+    assert_eq!(page(1290, 100), (1290..1300).collect::<Vec<u32>>());
+    assert!(page(5000, 10).is_empty());
+    assert_eq!(journal.elements_page(moved, 500, 30).unwrap()[..], elements[500..530]);
     // A key of the last chunk: both its runs, with their values.
     let history = journal.history(Site::key("site1299")).unwrap();
     let seen: Vec<_> = history
