@@ -394,19 +394,26 @@ impl SqlTables {
         let cols: Vec<String> = t.column_names().iter().map(|c| quote(c)).collect();
         let kinds = row_kinds(t);
         let mut out = Vec::with_capacity(keys.len());
+        let ids: Vec<String> = t.columns[..t.n_ids].iter().map(|c| quote(&c.name)).collect();
         for group in keys.chunks(KEYS_PER_QUERY) {
+            // Each key an equality per column (so a parameter takes its
+            // column's type: PostgreSQL reads a `VALUES` list's as text).
             let mut params = Vec::new();
-            let tuples: Vec<String> = group
+            let each: Vec<String> = group
                 .iter()
-                .map(|k| format!("({})", push_params(d, &mut params, k)))
+                .map(|k| {
+                    let terms: Vec<String> = ids
+                        .iter()
+                        .zip(k)
+                        .map(|(c, v)| {
+                            params.push(v.clone());
+                            format!("{c} = {}", (d.placeholder)(params.len()))
+                        })
+                        .collect();
+                    format!("({})", terms.join(" AND "))
+                })
                 .collect();
-            let sql = format!(
-                "SELECT {} FROM {} WHERE ({}) IN (VALUES {})",
-                cols.join(", "),
-                t.name,
-                id_columns(t),
-                tuples.join(", ")
-            );
+            let sql = format!("SELECT {} FROM {} WHERE {}", cols.join(", "), t.name, each.join(" OR "));
             engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
                 out.push(row);
                 Ok(())
