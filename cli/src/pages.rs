@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use axum::http::StatusCode;
 use diffsync::bidir::ConflictRecord;
 use diffsync::{Action, Outcome};
-use diffsync_journal::{Element, KeyEvent, Mode, Rollback, RollbackConflict, Run, RunId, Side};
+use diffsync_journal::{Element, KeyEvent, Rollback, RollbackConflict, Run, RunId};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 /// The most changes a run's page draws (a run of a million changes would
@@ -386,34 +386,51 @@ fn symbol(action: Action) -> &'static str {
 }
 
 /// Whether an outcome is worth listing among a run's failures.
-fn is_failure(outcome: &Outcome) -> bool {
+pub fn is_failure(outcome: &Outcome) -> bool {
     !matches!(
         outcome,
         Outcome::Applied | Outcome::Planned | Outcome::Unchanged | Outcome::Pending | Outcome::RemovedWithParent
     )
 }
 
-/// A run's changes from the `from`th on, at most [`SHOWN`], as a tree,
-/// with links to the pages before and after.
-fn tree_page(run: RunId, elements: &[&Element], from: usize) -> Markup {
-    let from = from.min(elements.len().saturating_sub(1));
-    let to = (from + SHOWN).min(elements.len());
+/// A page of a side's changes (`total` of them; the page starts at the
+/// `from`th, at most [`SHOWN`]) as a tree, with links to the pages
+/// before and after.
+fn tree_page(run: RunId, page: &[Element], from: usize, total: usize) -> Markup {
+    let to = from + page.len();
+    let elements: Vec<&Element> = page.iter().collect();
     html! {
-        @if from > 0 || to < elements.len() {
+        @if from > 0 || to < total {
             p class="note" {
-                "Changes " (from + 1) "–" (to) " of " (elements.len()) ". "
+                "Changes " (from + 1) "–" (to) " of " (total) ". "
                 @if from > 0 {
                     a.earlier href={ "/runs/" (run.0) "?from=" (from.saturating_sub(SHOWN)) } { "Earlier changes" }
                     " "
                 }
-                @if to < elements.len() {
+                @if to < total {
                     a.later href={ "/runs/" (run.0) "?from=" (to) } { "Later changes" }
                 }
             }
         }
-        (tree(&elements[from..to]))
+        (tree(&elements))
     }
 }
+
+/// The changes that went to one system, as the run page shows them: its
+/// name, how many, and the page shown (from the `from`th).
+pub struct SidePage<'a> {
+    /// The system's name.
+    pub name: &'a str,
+    /// Its changes in all.
+    pub total: usize,
+    /// The first shown.
+    pub from: usize,
+    /// Those shown, at most [`SHOWN`].
+    pub page: Vec<Element>,
+}
+
+/// How many changes a page of the run page shows.
+pub const PAGE: usize = SHOWN;
 
 /// A run's changes as a tree: each under its parent when the run changed
 /// the parent too (a parent on another page: the change is a root), in
@@ -467,12 +484,13 @@ fn urlencode(s: &str) -> String {
 
 /// One run: what it was, its changes as a tree, its failures and
 /// conflicts, and the way to its rollback.
-pub fn run(run: &Run, elements: &[Element], conflicts: &[ConflictRecord], from: usize) -> Markup {
-    let sides: Vec<(Option<Side>, &str)> = match run.mode {
-        Mode::TwoWay => vec![(Some(Side::Left), &run.source), (Some(Side::Right), &run.target)],
-        _ => vec![(None, &run.target)],
-    };
-    let failures: Vec<&Element> = elements.iter().filter(|e| is_failure(&e.outcome)).collect();
+pub fn run(
+    run: &Run,
+    sides: &[SidePage<'_>],
+    failures: &(Vec<Element>, usize),
+    conflicts: &[ConflictRecord],
+) -> Markup {
+    let (failures, failed) = (&failures.0, failures.1);
     html! {
         (layout(&run.id.to_string(), None, html! {
             table {
@@ -491,13 +509,12 @@ pub fn run(run: &Run, elements: &[Element], conflicts: &[ConflictRecord], from: 
                 @if let Some(bytes) = run.peak_memory { tr { th { "Peak memory" } td { (bytes / (1 << 20)) " MiB" } } }
                 tr { th { "Options" } td { code { (run.options) } } }
             }
-            @for (side, name) in &sides {
-                @let these: Vec<&Element> = elements.iter().filter(|e| e.side == *side).collect();
-                h2 { "Changes to " (name) " (" (these.len()) ")" }
-                @if these.is_empty() { p.note { "None." } } @else { (tree_page(run.id, &these, from)) }
+            @for side in sides {
+                h2 { "Changes to " (side.name) " (" (side.total) ")" }
+                @if side.total == 0 { p.note { "None." } } @else { (tree_page(run.id, &side.page, side.from, side.total)) }
             }
-            @if !failures.is_empty() {
-                h2 { "Failures (" (failures.len()) ")" }
+            @if failed > 0 {
+                h2 { "Failures (" (failed) ")" }
                 table id="failures" {
                     tr { th { "Change" } th { "Outcome" } }
                     @for e in failures.iter().take(SHOWN) {
@@ -524,8 +541,8 @@ pub fn run(run: &Run, elements: &[Element], conflicts: &[ConflictRecord], from: 
             @if !run.dry_run {
                 h2 { "Roll back" }
                 p {
-                    @for (_, name) in &sides {
-                        a.rollback href={ "/runs/" (run.id.0) "/rollback?on=" (urlencode(name)) } { "Preview the rollback on " (name) }
+                    @for side in sides {
+                        a.rollback href={ "/runs/" (run.id.0) "/rollback?on=" (urlencode(side.name)) } { "Preview the rollback on " (side.name) }
                         " "
                     }
                 }
@@ -772,7 +789,14 @@ mod tests {
                 Outcome::Failed("refused".into()),
             ),
         ];
-        let page = super::run(&run, &elements, &[], 0).into_string();
+        let sides = [super::SidePage {
+            name: "network",
+            total: elements.len(),
+            from: 0,
+            page: elements.to_vec(),
+        }];
+        let failures = (elements[1..].to_vec(), 1);
+        let page = super::run(&run, &sides, &failures, &[]).into_string();
         let tree = &page[page.find(r#"<ul class="tree">"#).unwrap()..];
         let (site, device) = (tree.find("nyc").unwrap(), tree.find("&lt;script&gt;").unwrap());
         assert!(

@@ -500,10 +500,32 @@ struct RunQuery {
 async fn run_page(State(app): State<Arc<Dashboard>>, Path(run): Path<i64>, Query(q): Query<RunQuery>) -> Response {
     blocking(app, move |d| {
         let journal = lock(&d.journal);
-        let recorded = journal.run(RunId(run))?;
-        let elements = journal.elements(RunId(run))?;
-        let conflicts = journal.conflicts(RunId(run))?;
-        Ok(pages::run(&recorded, &elements, &conflicts, q.from.unwrap_or(0)).into_response())
+        let id = RunId(run);
+        let recorded = journal.run(id)?;
+        let sides: Vec<(Option<Side>, &str)> = match recorded.mode {
+            Mode::TwoWay => vec![
+                (Some(Side::Left), &recorded.source),
+                (Some(Side::Right), &recorded.target),
+            ],
+            _ => vec![(None, &recorded.target)],
+        };
+        // Only the pages shown are read from the journal, not the run.
+        let mut pages = Vec::new();
+        for (side, name) in sides {
+            let (first, total) = journal.changes_to(id, side)?;
+            let from = q.from.unwrap_or(0).min((total as usize).saturating_sub(1));
+            let page = journal.elements_page(id, first + from as u32, pages::PAGE as u32)?;
+            let page = page.into_iter().filter(|e| e.side == side).collect();
+            pages.push(pages::SidePage {
+                name,
+                total: total as usize,
+                from,
+                page,
+            });
+        }
+        let failures = journal.unusual(id, pages::is_failure, pages::PAGE)?;
+        let conflicts = journal.conflicts(id)?;
+        Ok(pages::run(&recorded, &pages, &failures, &conflicts).into_response())
     })
     .await
 }

@@ -42,7 +42,8 @@ pub(crate) fn key_hash(model_type: &str, key: &str, scratch: &mut Vec<u8>) -> [u
 
 /// A chunk being written: its changes' text, and the names they refer to.
 pub(crate) struct ChunkWriter<'d> {
-    side: Option<Side>,
+    /// The side its changes went to (a two-way run's plan per side).
+    pub(crate) side: Option<Side>,
     types: Vec<&'d str>,
     names: Vec<Vec<&'d str>>,
     /// A names slice of the diff (the same for every element of a type and

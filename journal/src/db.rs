@@ -136,6 +136,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     updates INTEGER NOT NULL,
     deletes INTEGER NOT NULL,
     size INTEGER NOT NULL,
+    side TEXT,
     body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS chunk_keys (

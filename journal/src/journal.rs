@@ -22,6 +22,9 @@ fn element_id(run: RunId, seq: u32) -> i64 {
     (run.0 << 32) | i64::from(seq)
 }
 
+/// Changes one read of a run's unusual changes covers (a chunk's worth).
+const CHUNK_READ: u32 = crate::chunk::CHUNK_CHANGES as u32;
+
 /// The tables whose rows a run's changes key (by [`element_id`]).
 const BY_CHANGE: [&str; 6] = [
     "elements",
@@ -514,9 +517,11 @@ impl Journal {
     fn insert_chunk(&self, run: RunId, first: u32, chunk: &mut ChunkWriter<'_>) -> Result<(), crate::db::DbError> {
         let id = Arg::Int(element_id(run, first));
         let (count, [creates, updates, deletes]) = (chunk.count as i64, chunk.counts);
+        let side = chunk.side.map(Side::as_str);
         let (body, size) = chunk.take();
         self.db.execute(
-            "INSERT INTO chunks (id, count, creates, updates, deletes, size, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO chunks (id, count, creates, updates, deletes, size, side, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             &[
                 id,
                 Arg::Int(count),
@@ -524,6 +529,7 @@ impl Journal {
                 Arg::Int(updates),
                 Arg::Int(deletes),
                 Arg::Int(size as i64),
+                side.into(),
                 Arg::Blob(&body),
             ],
         )?;
@@ -871,6 +877,73 @@ impl Journal {
             }
         }
         Ok(elements)
+    }
+
+    /// Where the changes that went to `side` are among a run's (`None`:
+    /// a one-way run's target): the number of the first and how many
+    /// (a side's changes are numbered one after the other).
+    pub fn changes_to(&self, run: RunId, side: Option<Side>) -> Result<(u32, u32), JournalError> {
+        let side = side.map_or("", Side::as_str);
+        let args = [Arg::Int(element_id(run, 0)), Arg::Int(run_end(run)), Arg::Text(side)];
+        let corrupt = |message: String| JournalError::Corrupt { run, message };
+        let mut found = (u32::MAX, 0u32);
+        for sql in [
+            "SELECT min(id), CAST(coalesce(sum(count), 0) AS BIGINT) FROM chunks
+             WHERE id >= ?1 AND id < ?2 AND coalesce(side, '') = ?3",
+            // A run recorded a row per change.
+            "SELECT min(id), count(*) FROM elements WHERE id >= ?1 AND id < ?2 AND coalesce(side, '') = ?3",
+        ] {
+            let rows = self
+                .db
+                .query(sql, &args)
+                .map_err(JournalError::db("count a run's changes"))?;
+            for row in rows {
+                if let Some(first) = row.opt_int(0).map_err(corrupt)? {
+                    let count = u32::try_from(row.int(1).map_err(corrupt)?).unwrap_or(u32::MAX);
+                    found = (found.0.min(seq_of(first)), found.1.saturating_add(count));
+                }
+            }
+        }
+        Ok(if found.1 == 0 { (0, 0) } else { found })
+    }
+
+    /// The first `limit` of a run's changes whose own outcome (not the
+    /// run's usual one: failed, skipped, never reached...) `keep` takes,
+    /// in order, and how many it takes in all: only their chunks are read.
+    pub fn unusual(
+        &self,
+        run: RunId,
+        keep: impl Fn(&Outcome) -> bool,
+        limit: usize,
+    ) -> Result<(Vec<Element>, usize), JournalError> {
+        let corrupt = |message: String| JournalError::Corrupt { run, message };
+        let rows = self.of_run(
+            "SELECT id, outcome FROM exceptions WHERE id >= ?1 AND id < ?2 ORDER BY id",
+            run,
+            "read a run's outcomes",
+        )?;
+        let mut kept = Vec::new();
+        for mut row in rows {
+            let id = row.int(0).map_err(corrupt)?;
+            let outcome: Outcome =
+                serde_json::from_str(&row.text(1).map_err(corrupt)?).map_err(|e| corrupt(e.to_string()))?;
+            if keep(&outcome) {
+                kept.push(seq_of(id));
+            }
+        }
+        let mut elements = Vec::with_capacity(limit.min(kept.len()));
+        let mut wanted = kept.iter().take(limit).copied().peekable();
+        // A page from each wanted change on, as long as the next ones are in it.
+        while let Some(seq) = wanted.next() {
+            let page = self.elements_page(run, seq, CHUNK_READ)?;
+            let end = seq.saturating_add(CHUNK_READ);
+            let mut take = vec![seq];
+            while let Some(next) = wanted.next_if(|s| *s < end) {
+                take.push(next);
+            }
+            elements.extend(page.into_iter().filter(|e| take.binary_search(&e.seq).is_ok()));
+        }
+        Ok((elements, kept.len()))
     }
 
     /// The outcome of a run's changes that have no row of their own

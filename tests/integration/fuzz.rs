@@ -310,6 +310,8 @@ fn journal_rows() {
             let _ = journal.run(run);
             let _ = journal.elements(run);
             let _ = journal.elements_page(run, rng.u32(..40), rng.u32(..40));
+            let _ = journal.unusual(run, |_| true, rng.usize(..40));
+            let _ = journal.changes_to(run, None);
             let _ = journal.conflicts(run);
             let _ = journal.action_counts(run);
             let _ = journal.left_alone(run);

@@ -112,6 +112,11 @@ fn a_failed_change_is_recorded_with_its_message_and_the_run_as_partial() {
         .find(|e| e.key.unique_id() == "sfo")
         .unwrap();
     assert!(matches!(&sfo.outcome, Outcome::Failed(c) if c.message().contains("refused by backend")));
+    // Found among the run's unusual outcomes without reading the others.
+    let (failed, count) = journal.unusual(run, |o| matches!(o, Outcome::Failed(_)), 10).unwrap();
+    assert_eq!((count, failed.len()), (1, 1));
+    assert_eq!(failed[0], sfo);
+    assert_eq!(journal.unusual(run, |_| false, 10).unwrap(), (vec![], 0));
 
     // Without CONTINUE_ON_FAILURE the sync stops: recorded as failed, and
     // the error names the run.
@@ -487,6 +492,15 @@ fn a_two_way_run_is_recorded_per_side_with_its_conflicts() {
         (Mode::TwoWay, "sys-a", "sys-a", RunResult::Succeeded)
     );
     let sides = sides(&journal, run);
+    // Each side's changes are numbered one after the other: left, then right.
+    let (left_at, right_at) = (
+        journal.changes_to(run, Some(Side::Left)).unwrap(),
+        journal.changes_to(run, Some(Side::Right)).unwrap(),
+    );
+    let count = |side| sides.iter().filter(|(s, _)| *s == side).count() as u32;
+    assert_eq!(left_at, (0, count(Some(Side::Left))));
+    assert_eq!(right_at, (left_at.1, count(Some(Side::Right))));
+    assert_eq!(journal.changes_to(run, None).unwrap(), (0, 0));
     assert!(sides.contains(&(Some(Side::Left), "sfo".into())), "{sides:?}");
     assert!(sides.contains(&(Some(Side::Right), "nyc-r1".into())), "{sides:?}");
     assert!(sides.contains(&(Some(Side::Right), "nyc-r1__eth0".into())), "{sides:?}");
@@ -926,6 +940,7 @@ fn a_run_of_many_chunks_reads_back_in_order_and_each_key_s_history_is_found() {
             .all(|e| e.action == Action::Update && e.outcome == Outcome::Applied)
     );
     assert_eq!(journal.action_counts(moved).unwrap().update, 1300);
+    assert_eq!(journal.changes_to(moved, None).unwrap(), (0, 1300));
     // A page across a chunk's end, the last page, one past the end.
     let page = |from, limit| -> Vec<u32> {
         let page = journal.elements_page(moved, from, limit).unwrap();
@@ -1015,6 +1030,8 @@ fn a_run_recorded_a_row_per_change_by_an_older_version_still_reads_back() {
     assert_eq!(journal.elements(run).unwrap(), elements);
     assert_eq!(journal.history(Device::key("nyc-r1")).unwrap(), history);
     assert_eq!(journal.action_counts(run).unwrap().total(), elements.len());
+    assert_eq!(journal.changes_to(run, None).unwrap(), (0, elements.len() as u32));
+    assert_eq!(journal.elements_page(run, 1, 2).unwrap()[..], elements[1..3]);
 }
 
 #[test]
