@@ -281,8 +281,8 @@ fn ranged(source: &mut SqlTables, target: &mut SqlTables) -> (diffsync::Summary,
     (
         found.diff.summary(),
         format!(
-            r#","queries":{},"ranges":{},"joined":{},"kept_hashes":{},"hashes_read":{},"rows_read":{},"rows_kept":{}"#,
-            s.queries, s.ranges, s.joined, s.kept_hashes, s.hashes_read, s.rows_read, s.rows_kept
+            r#","queries":{},"ranges":{},"joined":{},"kept_hashes":{},"hashes_read":{},"rows_read":{},"rows_kept":{},"bytes_read":{}"#,
+            s.queries, s.ranges, s.joined, s.kept_hashes, s.hashes_read, s.rows_read, s.rows_kept, s.bytes_read
         ),
     )
 }

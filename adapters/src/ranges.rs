@@ -102,6 +102,11 @@ pub struct RangeStats {
     /// Keys read with their rows' hashes, both sides (those of the ranges
     /// small enough to compare row by row).
     pub hashes_read: u64,
+    /// Bytes of the values read out of the databases, both sides: the
+    /// fingerprints (8 bytes a number), the keys that cut ranges, the keys
+    /// and hashes of the leaves, the differing rows and their parents
+    /// (text by its length, a number 8 bytes, a boolean 1).
+    pub bytes_read: u64,
     /// Rows kept for the diff, both sides.
     pub rows_kept: u64,
     /// Rows the source's tables hold, all types.
@@ -543,6 +548,30 @@ fn row_kinds(t: &Table) -> Vec<ValueKind> {
     kinds
 }
 
+/// The bytes of values read (text by its length, a number 8, a boolean 1).
+fn bytes_of(values: &[SqlValue]) -> u64 {
+    values
+        .iter()
+        .map(|v| match v {
+            SqlValue::Null => 0,
+            SqlValue::Int(_) | SqlValue::Real(_) => 8,
+            SqlValue::Bool(_) => 1,
+            SqlValue::Text(t) => t.len() as u64,
+        })
+        .sum()
+}
+
+/// [`bytes_of`] for a value read into a record.
+fn json_bytes(v: &serde_json::Value) -> u64 {
+    match v {
+        serde_json::Value::Null => 0,
+        serde_json::Value::Bool(_) => 1,
+        serde_json::Value::Number(_) => 8,
+        serde_json::Value::String(s) => s.len() as u64,
+        other => other.to_string().len() as u64,
+    }
+}
+
 fn ints<const N: usize>(row: &[SqlValue]) -> Result<[i64; N]> {
     let mut out = [0; N];
     for (o, v) in out.iter_mut().zip(row) {
@@ -666,6 +695,7 @@ fn by_ranges(
         let (ps, pt) = both(source, target, |side| side.prints(ti, &whole, &[]))?;
         let (ps, pt) = (ps[0], pt[0]);
         stats.queries += 2;
+        stats.bytes_read += 2 * 24;
         stats.ranges += 1;
         stats.source_rows += ps.count as u64;
         stats.target_rows += pt.count as u64;
@@ -681,6 +711,7 @@ fn by_ranges(
                 let t = &source.tables[ti];
                 stats.queries += 2;
                 stats.hashes_read += (hs.len() + ht.len()) as u64;
+                stats.bytes_read += hs.iter().chain(&ht).map(|(k, _)| bytes_of(k) + 16).sum::<u64>();
                 let theirs: HashMap<String, [i64; 2]> = ht.iter().map(|(k, h)| (key_text(t, k), *h)).collect();
                 let ours: HashMap<String, [i64; 2]> = hs.iter().map(|(k, h)| (key_text(t, k), *h)).collect();
                 let differ = |keys: Vec<(Vec<SqlValue>, [i64; 2])>, other: &HashMap<String, [i64; 2]>| {
@@ -693,6 +724,7 @@ fn by_ranges(
                 let (rs, rt) = each(source, target, |s| s.rows_of(ti, &ks), |s| s.rows_of(ti, &kt))?;
                 stats.queries += u64::from(!ks.is_empty()) + u64::from(!kt.is_empty());
                 stats.rows_read += (rs.len() + rt.len()) as u64;
+                stats.bytes_read += rs.iter().chain(&rt).map(|r| bytes_of(r)).sum::<u64>();
                 keep.0.extend(rs);
                 keep.1.extend(rt);
                 continue;
@@ -709,9 +741,11 @@ fn by_ranges(
                 target.bounds(ti, &range, n, parts)?
             };
             stats.queries += 1;
+            stats.bytes_read += bounds.iter().map(|b| bytes_of(b)).sum::<u64>();
             let (bs, bt) = both(source, target, |side| side.prints(ti, &range, &bounds))?;
             stats.queries += 2 * bs.len() as u64;
             stats.ranges += bs.len() as u64;
+            stats.bytes_read += 2 * 24 * bs.len() as u64;
             // Only the ranges that differ are kept for later (a first cut
             // holds tens of thousands).
             for (part, (ps, pt)) in range.cut(&bounds).zip(bs.into_iter().zip(bt)) {
@@ -849,6 +883,7 @@ fn joined(
         stats.queries += 2;
         stats.joined += 1;
         stats.rows_read += (keep.0.len() + keep.1.len()) as u64;
+        stats.bytes_read += keep.0.iter().chain(&keep.1).map(|r| bytes_of(r)).sum::<u64>() + 2 * 8;
         stats.rows_kept += (keep.0.len() + keep.1.len()) as u64;
         progress(stats);
         kept.push(keep);
@@ -948,6 +983,7 @@ fn with_parents(
             stats.queries += 1;
             if let Some(record) = side.one(&parent)? {
                 stats.rows_read += 1;
+                stats.bytes_read += record.1.values().map(json_bytes).sum::<u64>();
                 pending.extend(parent_of(&record));
                 out.push(record);
             }

@@ -465,8 +465,11 @@ fn range_diff(
     let stats = found.stats;
     if stats.joined > 0 {
         eprintln!(
-            "compared by joins inside the database: {} queries, {} tables joined, {} rows read",
-            stats.queries, stats.joined, stats.rows_read
+            "compared by joins inside the database: {} queries, {} tables joined, {} rows read ({})",
+            stats.queries,
+            stats.joined,
+            stats.rows_read,
+            indicatif::HumanBytes(stats.bytes_read)
         );
     } else {
         let kept = match stats.kept_hashes {
@@ -474,8 +477,11 @@ fn range_diff(
             n => format!(", {n} tables' row hashes read as kept"),
         };
         eprintln!(
-            "compared by key ranges: {} queries, {} ranges, {} rows read{kept}",
-            stats.queries, stats.ranges, stats.rows_read
+            "compared by key ranges: {} queries, {} ranges, {} rows read{kept}, {} read in all",
+            stats.queries,
+            stats.ranges,
+            stats.rows_read,
+            indicatif::HumanBytes(stats.bytes_read)
         );
     }
     Ok(Some(found))
@@ -1055,8 +1061,12 @@ impl Progress {
                 bar.enable_steady_tick(std::time::Duration::from_millis(100));
             }
             bar.set_message(format!(
-                "comparing by key ranges: {} ranges, {} rows read of {} and {}",
-                s.ranges, s.rows_read, s.source_rows, s.target_rows
+                "comparing by key ranges: {} ranges, {} rows read of {} and {} ({})",
+                s.ranges,
+                s.rows_read,
+                s.source_rows,
+                s.target_rows,
+                indicatif::HumanBytes(s.bytes_read)
             ));
         }
     }

@@ -147,6 +147,8 @@ fn equal_databases_take_one_fingerprint_per_table_and_read_no_row() {
         "{:?}",
         found.stats
     );
+    // Three numbers a side and table: all that came out of the databases.
+    assert_eq!(found.stats.bytes_read, 3 * 2 * 24);
 }
 
 #[test]
@@ -179,6 +181,9 @@ fn one_change_reads_a_leaf_of_rows_and_its_parents_not_the_tables() {
     // and site, each side.
     assert!(found.stats.hashes_read <= 2 * 16, "{:?}", found.stats);
     assert_eq!(found.stats.rows_read, 2 * 3, "{:?}", found.stats);
+    // Bytes: the fingerprints and cut keys of three tables and their
+    // ranges, the leaf's keys and hashes, six rows: a few kilobytes.
+    assert!(found.stats.bytes_read < 16 << 10, "{:?}", found.stats);
     assert_eq!(found.stats.rows_kept, 2);
 }
 
