@@ -14,7 +14,8 @@
 //! two tables in two schemas of one database (`diffsync_joined`) instead,
 //! which the range diff compares by one join per table; `--keep-hashes`
 //! has the server keep each row's hash in columns of its table
-//! (`postgres::keep_row_hashes`, once) before the timed diff. The SQLite files are
+//! (`postgres::keep_row_hashes`, once) before the timed diff; `--leaf N`
+//! sets the range diff's leaf size (default 256). The SQLite files are
 //! made once under `--dir` (default `/tmp/diffsync-range-bench`) and
 //! reused while rows, rate and seed match; the PostgreSQL tables while
 //! their row counts match.
@@ -224,6 +225,7 @@ fn main() {
     let rate: f64 = arg("--rate").map_or(0.001, |v| v.parse().unwrap());
     let seed: u64 = arg("--seed").map_or(7, |v| v.parse().unwrap());
     let mode = arg("--mode").unwrap_or_else(|| "range".into());
+    let leaf: Option<usize> = arg("--leaf").map(|v| v.parse().unwrap());
     let dir = PathBuf::from(arg("--dir").unwrap_or_else(|| "/tmp/diffsync-range-bench".into()));
     let out = match arg("--postgres") {
         None => {
@@ -233,6 +235,7 @@ fn main() {
                 "range" => ranged(
                     &mut SqlTables::sqlite("source", &a, registry()).unwrap(),
                     &mut SqlTables::sqlite("target", &b, registry()).unwrap(),
+                    leaf,
                 ),
                 "load" => {
                     let source = SqliteAdapter::open("source", &a, registry()).unwrap();
@@ -258,6 +261,7 @@ fn main() {
                 "range" => ranged(
                     &mut SqlTables::postgres("source", &a, registry()).unwrap(),
                     &mut SqlTables::postgres("target", &b, registry()).unwrap(),
+                    leaf,
                 ),
                 "load" => {
                     use diffsync_adapters::postgres::PostgresAdapter;
@@ -275,8 +279,12 @@ fn main() {
 }
 
 /// A range diff of the two sides: its summary and what it read.
-fn ranged(source: &mut SqlTables, target: &mut SqlTables) -> (diffsync::Summary, String) {
-    let found = range_diff(source, target, &RangeOptions::default()).unwrap();
+fn ranged(source: &mut SqlTables, target: &mut SqlTables, leaf: Option<usize>) -> (diffsync::Summary, String) {
+    let opts = RangeOptions {
+        leaf: leaf.unwrap_or(RangeOptions::default().leaf),
+        ..RangeOptions::default()
+    };
+    let found = range_diff(source, target, &opts).unwrap();
     let s = found.stats;
     (
         found.diff.summary(),
