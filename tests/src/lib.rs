@@ -43,11 +43,13 @@ pub struct Device {
     pub role: String,
     /// Serial number.
     pub serial: Option<String>,
-    /// Local-only database key.
+    /// Local-only database key (not in a system's records: read back as 0).
     #[diffsync(skip)]
+    #[serde(default)]
     pub db_pk: i64,
-    /// Per-instance flags.
+    /// Per-instance flags (never written to a system).
     #[diffsync(flags)]
+    #[serde(skip)]
     pub flags: ModelFlags,
 }
 

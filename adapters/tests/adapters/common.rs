@@ -1,29 +1,14 @@
-//! Fixtures: a serde-capable site → device → interface inventory.
+//! Fixtures: a serde-capable site → device → interface inventory: the
+//! workspace's sites and devices (`diffsync_tests`), and an interface of
+//! the shape storage needs that the Python-reference tests cannot take
+//! (a boolean, a 64-bit number, a description whose serializer fails).
+
+pub use diffsync_tests::{Device, Site};
 
 use diffsync::{DiffModel, LocalStore, MemoryAdapter};
 use diffsync_adapters::Registry;
 use diffsync_tests::key_of;
 use serde::{Deserialize, Serialize, Serializer};
-
-#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[diffsync(name = "site", children(Device))]
-pub struct Site {
-    #[diffsync(id)]
-    pub name: String,
-    pub region: String,
-}
-
-#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[diffsync(name = "device", children(Interface))]
-pub struct Device {
-    #[diffsync(id)]
-    pub name: String,
-    pub role: String,
-    pub serial: Option<String>,
-    #[diffsync(skip)]
-    #[serde(default)]
-    pub db_pk: i64,
-}
 
 /// A description whose serialization fails on the text "boom" (to test that
 /// a failing write leaves old data intact).
@@ -72,6 +57,7 @@ pub fn device(name: &str, role: &str) -> Device {
         role: role.into(),
         serial: None,
         db_pk: 0,
+        flags: Default::default(),
     }
 }
 
@@ -104,6 +90,7 @@ pub fn inventory(name: &str, sites: usize, variant: u32) -> MemoryAdapter {
                         },
                         serial: (d == 0).then(|| format!("SN{s}{d}")),
                         db_pk: 0,
+                        flags: Default::default(),
                     },
                 )
                 .unwrap();

@@ -69,6 +69,7 @@ fn two_stores_share_a_namespace_and_namespaces_are_separate() {
             role: "edge".into(),
             serial: None,
             db_pk: 0,
+            flags: Default::default(),
         },
     )
     .unwrap();
@@ -424,6 +425,7 @@ fn a_reread_reads_the_named_keys_with_their_versions() {
                 role: "edge".into(),
                 serial: None,
                 db_pk: 0,
+                flags: Default::default(),
             },
         )
         .unwrap();
