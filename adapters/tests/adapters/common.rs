@@ -1,46 +1,13 @@
-//! Fixtures: a serde-capable site → device → interface inventory: the
-//! workspace's sites and devices (`diffsync_tests`), and an interface of
-//! the shape storage needs that the Python-reference tests cannot take
-//! (a boolean, a 64-bit number, a description whose serializer fails).
+//! Fixtures: a serde-capable site → device → interface inventory, of the
+//! workspace's test models (`diffsync_tests`, with its storage variant of
+//! the interface).
 
+pub use diffsync_tests::storage::{Interface, Text};
 pub use diffsync_tests::{Device, Site};
 
-use diffsync::{DiffModel, LocalStore, MemoryAdapter};
+use diffsync::{LocalStore, MemoryAdapter};
 use diffsync_adapters::Registry;
 use diffsync_tests::key_of;
-use serde::{Deserialize, Serialize, Serializer};
-
-/// A description whose serialization fails on the text "boom" (to test that
-/// a failing write leaves old data intact).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct Text(pub String);
-
-impl Serialize for Text {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0 == "boom" {
-            return Err(serde::ser::Error::custom("refusing to write boom"));
-        }
-        s.serialize_str(&self.0)
-    }
-}
-
-#[derive(DiffModel, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[diffsync(name = "interface")]
-pub struct Interface {
-    #[diffsync(id)]
-    pub device: String,
-    #[diffsync(id)]
-    pub name: String,
-    pub description: Text,
-    pub mtu: i64,
-    pub enabled: bool,
-}
-
-impl diffsync::IdPart for Text {
-    fn write_text(&self, out: &mut String) {
-        out.push_str(&self.0)
-    }
-}
 
 /// A site in `region`.
 pub fn site(name: &str, region: &str) -> Site {
