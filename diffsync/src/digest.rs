@@ -110,9 +110,9 @@ impl Fingerprint {
 }
 
 /// A model's term in fingerprints: its item digest, mixed with its
-/// parent's type and key when it has one.
-pub fn term_of(item: Digest, parent: Option<(&str, &str)>) -> Digest {
-    term(item, parent.map(|(t, k)| parent_hash(t, k)))
+/// parent's key when it has one.
+pub fn term_of(item: Digest, parent: Option<&crate::ModelKey>) -> Digest {
+    term(item, parent.map(|p| parent_hash(p.model_type(), p.unique_id())))
 }
 
 /// A stable 64-bit hash of a parent's (type, key), mixed into its

@@ -105,7 +105,7 @@ fn from_scratch(store: &LocalStore) -> (Fingerprint, BTreeMap<String, Fingerprin
     let term = |k: &str| {
         let m = store.get_dyn(key_of(&format!("node:{}", k))).unwrap();
         let parent = store.parent(key_of(&format!("node:{}", k))).unwrap();
-        term_of(item_digest(m), parent.as_ref().map(|p| (p.model_type(), p.unique_id())))
+        term_of(item_digest(m), parent.as_ref())
     };
     let mut root = Fingerprint::default();
     let mut subtrees = BTreeMap::new();
