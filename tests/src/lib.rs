@@ -3,6 +3,7 @@
 
 pub mod fuzz;
 pub mod servers;
+#[cfg(feature = "storage")]
 pub mod storage;
 
 use std::collections::{HashMap, HashSet};
