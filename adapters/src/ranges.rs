@@ -1,14 +1,16 @@
 //! Diffs computed where the data lives: two SQL databases (SQLite or
 //! PostgreSQL, in any pairing) compared by fingerprints of key ranges that
-//! each database computes itself, so that only the rows of ranges that
-//! differ are read out of them, and memory holds those rows only.
+//! each database computes itself, so that only the rows that differ (and
+//! the keys and hashes of the small ranges around them) are read out of
+//! them, and memory holds those rows only.
 //!
 //! Each row's hash is the first 64 bits of the MD5 of a canonical text of
 //! its identifiers and attributes (each value as text, length-prefixed,
 //! `NULL` marked, a boolean as `1` or `0`), taken inside the query:
 //! PostgreSQL's `md5` of that text built in SQL, and on SQLite a function
 //! this module registers on its connection that builds the same text from
-//! the row's values. A range's fingerprint is its row count and the sums
+//! the row's values; or read from the columns PostgreSQL keeps it in
+//! ([`keep_row_hashes`](crate::postgres::keep_row_hashes)). A range's fingerprint is its row count and the sums
 //! of its rows' hashes (two 32-bit halves): one aggregate over the range,
 //! read through the key's index. Keys are ordered by the identifier
 //! columns, text bytewise in both engines (`COLLATE "C"` on PostgreSQL,
