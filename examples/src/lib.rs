@@ -454,7 +454,10 @@ mod tests {
             "{{ \"meta\" : {{\"n\": 1234567, \"tags\": [\"a\", 2.5e3]}} ,\n  \"site\" : {} , \"tail\": 98765 }}\n",
             &DOC[8..DOC.len() - 1]
         )
-        .replace(r#""devices":[]"#, r#""region2":null"#);
+        .replace(r#""devices":[]"#, r#""region2":null"#)
+        // Characters of two, three and four bytes, which a buffer may cut.
+        .replace(r#""region":"eu-west""#, r#""region":"eu-wést €✓😀""#);
+        assert!(doc.contains('😀'));
         let want = build("b", serde_json::from_str(&doc).unwrap())
             .unwrap()
             .store
@@ -468,7 +471,7 @@ mod tests {
         // the message and the place serde_json gives for the whole input.
         let bad = [
             doc.replace(r#""mtu":9216"#, r#""mtu":"9216""#),
-            doc.replace(r#""region":"eu-west""#, r#""region" "eu-west""#),
+            doc.replace(r#""region":"eu-wést €✓😀""#, r#""region" "eu-west""#),
             doc[..doc.find("Ethernet").unwrap()].to_string(),
         ];
         for bad in bad {
@@ -477,6 +480,20 @@ mod tests {
                 let got = load_chunked("c", bad.as_bytes(), chunk).unwrap_err().to_string();
                 assert_eq!(got, want, "a buffer of {chunk}");
             }
+        }
+        // Bytes that are not UTF-8: said at their place, whatever the buffer.
+        let mut bytes = doc.clone().into_bytes();
+        let at = doc.find("eu-w").unwrap() + 4;
+        bytes[at] = 0xff;
+        let line = doc[..at].matches('\n').count() + 1;
+        let column = at - doc[..at].rfind('\n').map_or(0, |n| n + 1) + 1;
+        for chunk in [1, 3, 64, 1 << 18] {
+            let err = load_chunked("c", &bytes[..], chunk).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!("the input is not UTF-8 at line {line} column {column}"),
+                "a buffer of {chunk}"
+            );
         }
         // Punctuation the loader reads itself.
         let err = load_reader("c", doc.replace("} ,\n", "}\n").as_bytes()).unwrap_err();
