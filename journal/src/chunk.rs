@@ -57,7 +57,7 @@ pub(crate) struct ChunkWriter<'d> {
     pub(crate) count: usize,
     pub(crate) counts: [i64; 3],
     /// The changes' key hashes, in order.
-    pub(crate) hashes: Vec<u8>,
+    hashes: Vec<u8>,
     scratch: Vec<u8>,
 }
 
@@ -124,11 +124,14 @@ impl<'d> ChunkWriter<'d> {
         let ids = e.identifier_fields();
         let ids = (self.names_index(ids.names()), ids);
         let before = e.dest_fields().map(|f| (self.names_index(f.names()), f));
-        let source = e.source_fields();
+        // An update keeps only what it changes (its whole source side
+        // would be made for nothing).
+        let source;
         let after = if e.action == Action::Update {
             let names = self.changed_index(e);
             Some((names, Vals::Refs(e.changes.iter().map(|c| &c.new).collect())))
         } else {
+            source = e.source_fields();
             source
                 .as_ref()
                 .map(|f| (self.names_index(f.names()), Vals::Slice(f.values())))
@@ -156,9 +159,9 @@ impl<'d> ChunkWriter<'d> {
         self.hashes.extend_from_slice(&hash);
     }
 
-    /// The chunk's document, compressed, and its length unpacked; the
-    /// writer is empty again but for its [`hashes`](Self::hashes).
-    pub(crate) fn take(&mut self) -> (Vec<u8>, usize) {
+    /// The chunk's document, compressed, its length unpacked, and its
+    /// changes' key hashes; the writer is empty again.
+    pub(crate) fn take(&mut self) -> (Vec<u8>, usize, Vec<u8>) {
         let mut document = Vec::with_capacity(self.text.len() + 256);
         let header = serde_json::json!({
             "side": self.side.map(Side::as_str),
@@ -178,7 +181,8 @@ impl<'d> ChunkWriter<'d> {
         self.text.clear();
         self.count = 0;
         self.counts = [0; 3];
-        (packed, document.len())
+        let hashes = std::mem::replace(&mut self.hashes, Vec::with_capacity(4 * CHUNK_CHANGES));
+        (packed, document.len(), hashes)
     }
 }
 
@@ -238,12 +242,7 @@ pub(crate) fn read(first: u32, size: i64, body: &[u8]) -> Result<Vec<(Element, S
         ));
     }
     let document: Document = serde_json::from_slice(&text).map_err(|e| format!("a chunk does not read: {e}"))?;
-    let side = match document.side.as_deref() {
-        None => None,
-        Some("left") => Some(Side::Left),
-        Some("right") => Some(Side::Right),
-        Some(other) => return Err(format!("unknown side {other:?}")),
-    };
+    let side = Side::read(document.side.as_deref())?;
     let type_name = |i: usize| {
         document
             .types
@@ -269,16 +268,7 @@ pub(crate) fn read(first: u32, size: i64, body: &[u8]) -> Result<Vec<(Element, S
         };
         let identifiers = attrs(ids)?;
         let before = before.map(attrs).transpose()?;
-        let mut after = after.map(attrs).transpose()?;
-        // An update keeps only what it changed: the values after are
-        // those before with these.
-        if action == Action::Update
-            && let (Some(before), Some(changed)) = (&before, after.take())
-        {
-            let mut whole = before.clone();
-            whole.extend(changed);
-            after = Some(whole);
-        }
+        let after = crate::record::values_after(action, before.as_ref(), after.map(attrs).transpose()?);
         let seq = u32::try_from(i)
             .ok()
             .and_then(|i| first.checked_add(i))

@@ -22,6 +22,11 @@ fn element_id(run: RunId, seq: u32) -> i64 {
     (run.0 << 32) | i64::from(seq)
 }
 
+/// The first row id past a run's elements.
+fn run_end(run: RunId) -> i64 {
+    (run.0 + 1) << 32
+}
+
 /// Changes one read of a run's unusual changes covers (a chunk's worth).
 const CHUNK_READ: u32 = crate::chunk::CHUNK_CHANGES as u32;
 
@@ -34,11 +39,6 @@ const BY_CHANGE: [&str; 6] = [
     "conflicts",
     "left_alone",
 ];
-
-/// The first row id past a run's elements.
-fn run_end(run: RunId) -> i64 {
-    (run.0 + 1) << 32
-}
 
 /// A journal of runs in an SQLite file: each run is written as it goes
 /// (its row first, marked unfinished; its planned changes by a second
@@ -518,7 +518,7 @@ impl Journal {
         let id = Arg::Int(element_id(run, first));
         let (count, [creates, updates, deletes]) = (chunk.count as i64, chunk.counts);
         let side = chunk.side.map(Side::as_str);
-        let (body, size) = chunk.take();
+        let (body, size, hashes) = chunk.take();
         self.db.execute(
             "INSERT INTO chunks (id, count, creates, updates, deletes, size, side, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -535,9 +535,8 @@ impl Journal {
         )?;
         self.db.execute(
             "INSERT INTO chunk_keys (id, hashes) VALUES (?1, ?2)",
-            &[id, Arg::Blob(&chunk.hashes)],
+            &[id, Arg::Blob(&hashes)],
         )?;
-        chunk.hashes.clear();
         Ok(())
     }
 
@@ -1273,31 +1272,19 @@ fn read_element(mut row: Cells) -> Result<(Element, Option<String>), String> {
     };
     let action: Action = serde_json::from_value(serde_json::Value::String(row.text(6)?)).map_err(|e| e.to_string())?;
     let before = attrs(row.opt_text(7)?)?;
-    let mut after = attrs(row.opt_text(8)?)?;
-    if action == Action::Update
-        && let (Some(before), Some(changed)) = (&before, after.take())
-    {
-        let mut whole = before.clone();
-        whole.extend(changed);
-        after = Some(whole);
-    }
+    let after = crate::record::values_after(action, before.as_ref(), attrs(row.opt_text(8)?)?);
     let identifiers: Attrs = serde_json::from_str(&row.text(5)?).map_err(|e| e.to_string())?;
     let parent = match row.opt_text(3)?.zip(row.opt_text(4)?) {
         Some((t, k)) => Some(crate::record::parent_key(&t, &k).map_err(|e| e.to_string())?),
         None => None,
     };
     let element = Element {
-        seq: (id & 0xffff_ffff) as u32,
+        seq: seq_of(id),
         // The key from the identifier values; the row's key text is what
         // history is looked up by.
         key: diffsync::ModelKey::new(row.text(1)?, identifiers.values().map(diffsync::KeyValue::from)),
         parent,
-        side: match row.opt_text(10)?.as_deref() {
-            None => None,
-            Some("left") => Some(Side::Left),
-            Some("right") => Some(Side::Right),
-            Some(other) => return Err(format!("unknown side {other:?}")),
-        },
+        side: Side::read(row.opt_text(10)?.as_deref())?,
         identifiers,
         action,
         outcome: Outcome::Pending,

@@ -165,6 +165,32 @@ impl Side {
             Side::Right => "right",
         }
     }
+
+    /// The side a stored name says (`None`: a one-way run's target); a
+    /// name of no side is an error saying it.
+    pub(crate) fn read(name: Option<&str>) -> Result<Option<Side>, String> {
+        match name {
+            None => Ok(None),
+            Some("left") => Ok(Some(Side::Left)),
+            Some("right") => Ok(Some(Side::Right)),
+            Some(other) => Err(format!("unknown side {other:?}")),
+        }
+    }
+}
+
+/// A change's values after it, as kept: an update keeps only what it
+/// changed, so its values after are those before with these.
+pub(crate) fn values_after(action: diffsync::Action, before: Option<&Attrs>, after: Option<Attrs>) -> Option<Attrs> {
+    match (action, before, after) {
+        (diffsync::Action::Update, Some(before), Some(changed)) => {
+            let mut whole = before.clone();
+            whole.extend(changed);
+            Some(whole)
+        }
+        // An update with nothing before it has no whole to give.
+        (diffsync::Action::Update, None, _) => None,
+        (_, _, after) => after,
+    }
 }
 
 /// One change of a run, as recorded. As JSON the keys are their texts:
