@@ -324,9 +324,9 @@ impl SqlTables {
             "SELECT {ids} FROM (SELECT {ids}, row_number() OVER (ORDER BY {order}) AS rn FROM {} WHERE {filter}) AS s \
              WHERE (rn - 1) % {step} = 0 AND rn > 1 ORDER BY rn",
             t.name,
-            order = key_order(t, d),
+            order = t.key_order(d),
         );
-        let kinds: Vec<ValueKind> = t.columns[..t.n_ids].iter().map(|c| c.kind).collect();
+        let kinds = id_kinds(t);
         let mut bounds = Vec::new();
         engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
             bounds.push(row);
@@ -357,7 +357,7 @@ impl SqlTables {
             format!(
                 "SELECT {ids}, {hi}, {lo} FROM {} WHERE {filter} ORDER BY {}",
                 t.name,
-                key_order(t, d)
+                t.key_order(d)
             )
         } else {
             let [hi, lo] = (d.halves)("h");
@@ -365,11 +365,11 @@ impl SqlTables {
                 "SELECT {ids}, {hi}, {lo} FROM (SELECT {ids}, {} AS h FROM {} WHERE {filter} ORDER BY {}{}) AS s",
                 (d.row_hash)(&hashed_columns(t)),
                 t.name,
-                key_order(t, d),
+                t.key_order(d),
                 d.fence,
             )
         };
-        let mut kinds: Vec<ValueKind> = t.columns[..t.n_ids].iter().map(|c| c.kind).collect();
+        let mut kinds = id_kinds(t);
         kinds.extend([ValueKind::Integer; 2]);
         let mut out = Vec::new();
         engine.query(&t.origin(), &sql, &params, &kinds, &mut |mut row| {
@@ -401,7 +401,7 @@ impl SqlTables {
         let cols: Vec<String> = t.column_names().iter().map(|c| quote(c)).collect();
         let kinds = row_kinds(t);
         let mut out = Vec::with_capacity(keys.len());
-        let ids: Vec<String> = t.columns[..t.n_ids].iter().map(|c| quote(&c.name)).collect();
+        let ids = id_names(t);
         for group in keys.chunks(KEYS_PER_QUERY) {
             // Each key an equality per column (so a parameter takes its
             // column's type: PostgreSQL reads a `VALUES` list's as text).
@@ -481,7 +481,7 @@ impl<'k> Range<'k> {
     /// table.
     fn filter(&self, t: &Table, d: &Dialect, params: &mut Vec<SqlValue>) -> String {
         let mut parts = Vec::new();
-        let first = &key_order(t, d).split(", ").next().unwrap_or_default().to_string();
+        let first = &t.key_order(d).split(", ").next().unwrap_or_default().to_string();
         let several = t.n_ids > 1;
         if let Some(lo) = &self.lo {
             let at = push_params(d, params, lo);
@@ -520,20 +520,21 @@ fn push_params(d: &Dialect, params: &mut Vec<SqlValue>, values: &[SqlValue]) -> 
 
 /// The identifier columns as a row value, text compared bytewise.
 fn key_tuple(t: &Table, d: &Dialect) -> String {
-    format!("({})", key_order(t, d))
+    format!("({})", t.key_order(d))
 }
 
-/// The identifier columns in key order, text compared bytewise.
-fn key_order(t: &Table, d: &Dialect) -> String {
-    t.key_order(d)
+/// The identifier columns, quoted.
+fn id_names(t: &Table) -> Vec<String> {
+    t.columns[..t.n_ids].iter().map(|c| quote(&c.name)).collect()
 }
 
 fn id_columns(t: &Table) -> String {
-    t.columns[..t.n_ids]
-        .iter()
-        .map(|c| quote(&c.name))
-        .collect::<Vec<_>>()
-        .join(", ")
+    id_names(t).join(", ")
+}
+
+/// The kinds of the identifier columns.
+fn id_kinds(t: &Table) -> Vec<ValueKind> {
+    t.columns[..t.n_ids].iter().map(|c| c.kind).collect()
 }
 
 /// The columns a row's hash covers: its identifiers and attributes.
@@ -714,15 +715,24 @@ fn by_ranges(
                 stats.queries += 2;
                 stats.hashes_read += (hs.len() + ht.len()) as u64;
                 stats.bytes_read += hs.iter().chain(&ht).map(|(k, _)| bytes_of(k) + 16).sum::<u64>();
-                let theirs: HashMap<String, [i64; 2]> = ht.iter().map(|(k, h)| (key_text(t, k), *h)).collect();
-                let ours: HashMap<String, [i64; 2]> = hs.iter().map(|(k, h)| (key_text(t, k), *h)).collect();
-                let differ = |keys: Vec<(Vec<SqlValue>, [i64; 2])>, other: &HashMap<String, [i64; 2]>| {
-                    keys.into_iter()
-                        .filter(|(k, h)| other.get(&key_text(t, k)) != Some(h))
-                        .map(|(k, _)| k)
-                        .collect::<Vec<_>>()
+                // Each key's text made once, for both lookups.
+                let texts = |keys: &[(Vec<SqlValue>, [i64; 2])]| -> Vec<String> {
+                    keys.iter().map(|(k, _)| key_text(t, k)).collect()
                 };
-                let (ks, kt) = (differ(hs, &theirs), differ(ht, &ours));
+                let (ts, tt) = (texts(&hs), texts(&ht));
+                let ours: HashMap<&str, [i64; 2]> =
+                    ts.iter().map(String::as_str).zip(hs.iter().map(|(_, h)| *h)).collect();
+                let theirs: HashMap<&str, [i64; 2]> =
+                    tt.iter().map(String::as_str).zip(ht.iter().map(|(_, h)| *h)).collect();
+                let differ =
+                    |keys: Vec<(Vec<SqlValue>, [i64; 2])>, texts: &[String], other: &HashMap<&str, [i64; 2]>| {
+                        keys.into_iter()
+                            .zip(texts)
+                            .filter(|((_, h), text)| other.get(text.as_str()) != Some(h))
+                            .map(|((k, _), _)| k)
+                            .collect::<Vec<_>>()
+                    };
+                let (ks, kt) = (differ(hs, &ts, &theirs), differ(ht, &tt, &ours));
                 let (rs, rt) = each(source, target, |s| s.rows_of(ti, &ks), |s| s.rows_of(ti, &kt))?;
                 stats.queries += u64::from(!ks.is_empty()) + u64::from(!kt.is_empty());
                 stats.rows_read += (rs.len() + rt.len()) as u64;
