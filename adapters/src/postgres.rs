@@ -320,7 +320,7 @@ impl sql::Engine for Client {
                 "SELECT (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1)
                           AND attname = ANY($2) AND NOT attisdropped) = 2
                     AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1)
-                          AND tgname = $3 AND tgenabled <> 'D')",
+                          AND tgname = left($3, 63) AND tgenabled <> 'D')",
                 &[&t.name, &&sql::HASH_COLUMNS[..], &hash_trigger(t)],
             )
             .map_err(|e| backend(&t.origin(), e))?;
@@ -761,7 +761,8 @@ fn keep_hashes(client: &mut Client, tables: &[Table]) -> Result<()> {
     Ok(())
 }
 
-/// The name of `t`'s hash trigger (and its function and index).
+/// The name of `t`'s hash trigger (and its function and index; the
+/// server keeps its first 63 bytes, which is what is looked up).
 fn hash_trigger(t: &Table) -> String {
     format!("_diffsync_hash_{}", t.model_type)
 }

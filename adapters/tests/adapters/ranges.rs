@@ -414,6 +414,97 @@ fn row_hashes_kept_in_postgresql_are_read_not_computed_and_follow_every_writer()
     assert_eq!(untrusted.stats.kept_hashes, 2, "{:?}", untrusted.stats);
 }
 
+#[cfg(feature = "postgres")]
+#[test]
+fn a_server_killed_while_it_keeps_row_hashes_leaves_each_table_kept_whole_or_not_at_all() {
+    use diffsync_adapters::postgres::{PostgresAdapter, keep_row_hashes};
+    let Some(pg) = crate::servers::Postgres::start() else {
+        return;
+    };
+    let base = inventory("target", 400, 0);
+    PostgresAdapter::connect("pg", &pg.params(), registry())
+        .unwrap()
+        .sync_from(&base)
+        .unwrap();
+    // The same rows in memory: a side that hashes them itself.
+    let equal_read_nothing = |expect_kept: Option<u64>| {
+        let mut memory = SqlTables::memory("file", &base.store, registry()).unwrap();
+        let mut db = SqlTables::postgres("pg", &pg.params(), registry()).unwrap();
+        let found = range_diff(&mut memory, &mut db, &RangeOptions::default()).unwrap();
+        assert!(!found.diff.has_diffs(), "{}", found.diff);
+        // Hashes trusted but wrong would make fingerprints differ and rows be read.
+        assert_eq!(found.stats.rows_read, 0, "{:?}", found.stats);
+        if let Some(kept) = expect_kept {
+            assert_eq!(found.stats.kept_hashes, kept, "{:?}", found.stats);
+        }
+    };
+    for delay in [0, 3, 10, 30] {
+        // Killed while the server hashes the tables (or before, or after).
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(delay));
+                pg.kill();
+            });
+            let _ = keep_row_hashes(&pg.params(), &registry());
+        });
+        pg.revive();
+        // Whatever the kill cut, each table is kept whole or not kept.
+        equal_read_nothing(None);
+        // And keeping them again finishes the job.
+        keep_row_hashes(&pg.params(), &registry()).unwrap();
+        equal_read_nothing(Some(3));
+        // The next round starts from none kept.
+        let mut client = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+        for table in ["site", "device", "interface"] {
+            client
+                .batch_execute(&format!("DROP TRIGGER \"_diffsync_hash_{table}\" ON {table}"))
+                .unwrap();
+        }
+    }
+}
+
+/// A model whose name is longer than the server keeps of a trigger's.
+#[derive(diffsync::DiffModel, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[diffsync(name = "a_model_type_with_a_name_much_longer_than_usual_for_tables")]
+struct LongName {
+    #[diffsync(id)]
+    id: i64,
+    text: String,
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn row_hashes_are_kept_for_a_table_whose_trigger_name_the_server_cuts_short() {
+    use diffsync_adapters::Registry;
+    use diffsync_adapters::postgres::PostgresAdapter;
+    let Some(pg) = crate::servers::Postgres::start() else {
+        return;
+    };
+    let registry = || Registry::new().with::<LongName>();
+    let mut rows = MemoryAdapter::new("rows", &[]);
+    rows.store.register::<LongName>().unwrap();
+    for id in 0..50 {
+        rows.store
+            .add(LongName {
+                id,
+                text: format!("t{id}"),
+            })
+            .unwrap();
+    }
+    let mut db = PostgresAdapter::connect("pg", &pg.params(), registry()).unwrap();
+    db.sync_from(&rows).unwrap();
+    db.keep_row_hashes().unwrap();
+    let mut memory = SqlTables::memory("rows", &rows.store, registry()).unwrap();
+    let mut from = SqlTables::postgres("pg", &pg.params(), registry()).unwrap();
+    let found = range_diff(&mut memory, &mut from, &RangeOptions::default()).unwrap();
+    assert_eq!(
+        (found.stats.kept_hashes, found.stats.rows_read),
+        (1, 0),
+        "{:?}",
+        found.stats
+    );
+}
+
 /// A model keyed by numbers.
 #[derive(diffsync::DiffModel, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[diffsync(name = "vlan")]
