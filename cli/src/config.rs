@@ -330,13 +330,23 @@ impl Config {
     /// ([`diffsync_adapters::ranges`]), when it is an SQL database
     /// (`None`: it is not).
     pub fn range_tables(&self, name: &str) -> Result<Option<diffsync_adapters::ranges::SqlTables>, ConfigError> {
+        self.sql_tables(name, true)
+    }
+
+    /// [`range_tables`](Self::range_tables); a PostgreSQL system's row
+    /// hashes are kept first (as its config says) only when `may_write`.
+    fn sql_tables(
+        &self,
+        name: &str,
+        may_write: bool,
+    ) -> Result<Option<diffsync_adapters::ranges::SqlTables>, ConfigError> {
         use diffsync_adapters::ranges::SqlTables;
         let (system, opened) = (self.place(name)?, open_error(name));
         let registry = self.registry.clone();
         Ok(match system {
             Where::Sqlite(db) => Some(SqlTables::sqlite(name, self.dir.join(db), registry).map_err(opened)?),
             Where::Postgres(params, keep) => {
-                if *keep {
+                if *keep && may_write {
                     // One query a table once they are kept.
                     diffsync_adapters::postgres::keep_row_hashes(params, &registry).map_err(&opened)?;
                 }
@@ -365,7 +375,9 @@ impl Config {
                 Ok("no such file yet (sync --create-target makes it)".into())
             }
             Where::Sqlite(_) | Where::Postgres(..) => {
-                self.range_tables(name)?;
+                // Read only: a system whose hashes are to be kept is not
+                // changed by a check.
+                self.sql_tables(name, false)?;
                 Ok(format!(
                     "tables of {} model types, as declared",
                     self.registry.names().len()

@@ -769,13 +769,30 @@ fn a_postgresql_system_keeps_its_row_hashes_when_its_config_says_so() {
     let Some(pg) = diffsync_tests::servers::Postgres::start() else {
         return;
     };
-    let config = format!(
-        "{CONFIG}\n[systems.warehouse]\npostgres = \"{}\"\nkeep_hashes = true\n",
-        pg.params()
-    );
-    std::fs::write(dir.join("diffsync.toml"), config).unwrap();
+    let plain = format!("{CONFIG}\n[systems.warehouse]\npostgres = \"{}\"\n", pg.params());
+    std::fs::write(dir.join("diffsync.toml"), &plain).unwrap();
     let (code, out, err) = diffsync(dir, &["sync", "cmdb", "warehouse"]);
     assert_eq!(code, 0, "{out}{err}");
+    let config = plain.replace(
+        &format!("{}\"\n", pg.params()),
+        &format!("{}\"\nkeep_hashes = true\n", pg.params()),
+    );
+    assert!(config.contains("keep_hashes"), "{config}");
+    std::fs::write(dir.join("diffsync.toml"), config).unwrap();
+    // A check reads and writes nothing: the columns are not made yet.
+    let (code, out, err) = diffsync(dir, &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut client = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+    let columns = |client: &mut postgres::Client| -> i64 {
+        client
+            .query_one(
+                "SELECT count(*) FROM information_schema.columns WHERE column_name = '_hash_hi'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(columns(&mut client), 0, "check kept the hashes");
     assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
     std::fs::write(dir.join("cmdb.json"), cmdb("north")).unwrap();
     assert_eq!(diffsync(dir, &["sync", "cmdb", "network"]).0, 0);
@@ -784,6 +801,7 @@ fn a_postgresql_system_keeps_its_row_hashes_when_its_config_says_so() {
     let (code, out, err) = diffsync(dir, &["diff", "network", "warehouse"]);
     assert_eq!(code, 3, "{out}{err}");
     assert!(err.contains("2 tables' row hashes read as kept"), "{err}");
+    assert_eq!(columns(&mut client), 2, "a diff keeps them, as the config says");
     assert!(out.contains("north"), "{out}");
     let (code, out, err) = diffsync(dir, &["sync", "network", "warehouse"]);
     assert_eq!(code, 0, "{out}{err}");
