@@ -12,7 +12,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 /// The most changes a run's page draws (a run of a million changes would
 /// make a page no browser shows); the rest are counted.
-const SHOWN: usize = 2_000;
+pub const SHOWN: usize = 2_000;
 
 /// A system on the front page.
 pub struct SystemRow {
@@ -428,9 +428,6 @@ pub struct SidePage<'a> {
     /// Those shown, at most [`SHOWN`].
     pub page: Vec<Element>,
 }
-
-/// How many changes a page of the run page shows.
-pub const PAGE: usize = SHOWN;
 
 /// A run's changes as a tree: each under its parent when the run changed
 /// the parent too (a parent on another page: the change is a root), in

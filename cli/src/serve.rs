@@ -514,7 +514,7 @@ async fn run_page(State(app): State<Arc<Dashboard>>, Path(run): Path<i64>, Query
         for (side, name) in sides {
             let (first, total) = journal.changes_to(id, side)?;
             let from = q.from.unwrap_or(0).min((total as usize).saturating_sub(1));
-            let page = journal.elements_page(id, first + from as u32, pages::PAGE as u32)?;
+            let page = journal.elements_page(id, first + from as u32, pages::SHOWN as u32)?;
             let page = page.into_iter().filter(|e| e.side == side).collect();
             pages.push(pages::SidePage {
                 name,
@@ -523,7 +523,7 @@ async fn run_page(State(app): State<Arc<Dashboard>>, Path(run): Path<i64>, Query
                 page,
             });
         }
-        let failures = journal.unusual(id, pages::is_failure, pages::PAGE)?;
+        let failures = journal.unusual(id, pages::is_failure, pages::SHOWN)?;
         let conflicts = journal.conflicts(id)?;
         Ok(pages::run(&recorded, &pages, &failures, &conflicts).into_response())
     })
