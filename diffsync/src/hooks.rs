@@ -186,14 +186,15 @@ impl<A: ?Sized, H: Handler<A>> Hooks<A, H> {
     where
         A: Adapter,
     {
-        let name = adapter.name().to_string();
-        let mut lent = Lent {
-            store: OldModels::Inside(|a: &A| a.store().local()),
-            writer: adapter,
-        };
-        self.handlers
-            .handle(&mut lent, change)
-            .unwrap_or_else(|| Err(no_hook(&name, change)))
+        let handled = self.handlers.handle(
+            &mut Lent {
+                store: OldModels::Inside(|a: &A| a.store().local()),
+                writer: adapter,
+            },
+            change,
+        );
+        // The adapter's name is read only for a type with no hook.
+        handled.unwrap_or_else(|| Err(no_hook(adapter.name(), change)))
     }
 
     /// Hands `change` to the hook registered for its type, as a [`Write`]
