@@ -918,19 +918,25 @@ fn sites(name: &str, n: usize, region: &str) -> diffsync::MemoryAdapter {
     adapter
 }
 
+/// Two recorded syncs into an empty target: `created` sites made in the
+/// east, then `moved` of them moved west (the rest deleted).
+fn create_then_move(
+    journal: &mut Journal,
+    created: usize,
+    moved: usize,
+) -> (diffsync_journal::RunId, diffsync_journal::RunId) {
+    let mut target = sites("target", 0, "");
+    let mut run = |source: diffsync::MemoryAdapter| journal.sync(&mut target, &source, &mut Options::new()).unwrap().0;
+    (run(sites("cmdb", created, "east")), run(sites("cmdb", moved, "west")))
+}
+
 #[test]
 fn a_run_of_many_chunks_reads_back_in_order_and_each_key_s_history_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
     let mut journal = Journal::open(&path).unwrap();
     // 1,300 creates, then 1,300 updates: three chunks a run.
-    let mut target = sites("target", 0, "");
-    let (created, _) = journal
-        .sync(&mut target, &sites("cmdb", 1300, "east"), &mut Options::new())
-        .unwrap();
-    let (moved, _) = journal
-        .sync(&mut target, &sites("cmdb", 1300, "west"), &mut Options::new())
-        .unwrap();
+    let (created, moved) = create_then_move(&mut journal, 1300, 1300);
     let elements = journal.elements(moved).unwrap();
     let seqs: Vec<u32> = elements.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (0..1300).collect::<Vec<u32>>());
@@ -1043,13 +1049,7 @@ fn a_journal_in_postgresql_reads_back_what_one_in_sqlite_does() {
     let mut local = Journal::in_memory().unwrap();
     let mut read = Vec::new();
     for journal in [&mut shared, &mut local] {
-        let mut target = sites("target", 0, "");
-        let (created, _) = journal
-            .sync(&mut target, &sites("cmdb", 700, "east"), &mut Options::new())
-            .unwrap();
-        let (moved, _) = journal
-            .sync(&mut target, &sites("cmdb", 650, "west"), &mut Options::new())
-            .unwrap();
+        let (created, moved) = create_then_move(journal, 700, 650);
         let counts = journal.action_counts(moved).unwrap();
         read.push((
             journal.elements(created).unwrap(),
