@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 
 use bytes::BytesMut;
 use diffsync::{Action, Adapter, Batch, HookError, LocalStore, Sink, ValueKind};
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Transaction};
 
@@ -293,8 +294,12 @@ fn query_rows(
     kinds: &[ValueKind],
     each: &mut dyn FnMut(Vec<SqlValue>) -> Result<()>,
 ) -> Result<()> {
-    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    for row in client.query(statement, &params).map_err(|e| backend(origin, e))? {
+    // Rows handed on as they arrive, never all held: a statement may
+    // answer for tens of thousands of ranges.
+    let mut rows = client
+        .query_raw(statement, params.iter())
+        .map_err(|e| backend(origin, e))?;
+    while let Some(row) = rows.next().map_err(|e| backend(origin, e))? {
         let mut values = Vec::with_capacity(kinds.len());
         for (i, kind) in kinds.iter().enumerate() {
             let get = |e: postgres::Error| backend(origin, e);
@@ -414,12 +419,16 @@ pub(crate) fn range_client(params: &str) -> Result<(RangeClient, String)> {
     // a plan for unknown bounds guesses a tenth of the table and reads
     // a range of 200 rows by scanning and sorting the whole table.
     // Nor are a range's few hundred rows worth parallel workers, whose
-    // start costs more than the read. Settings of PostgreSQL's own: an
+    // start costs more than the read; nor compiling a statement that
+    // lists thousands of ranges (JIT: ~80 ms a statement, the estimate of
+    // a join to a list it cannot see the length of being large).
+    // Settings of PostgreSQL's own: an
     // engine that speaks its protocol without them (a distributed one)
     // plans as it does, and the diff is the same.
     for setting in [
         "SET plan_cache_mode = force_custom_plan",
         "SET max_parallel_workers_per_gather = 0",
+        "SET jit = off",
     ] {
         if let Err(e) = client.batch_execute(setting) {
             tracing::debug!(%origin, error = %e, setting, "not taken; planning as the server does");

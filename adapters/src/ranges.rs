@@ -1,8 +1,8 @@
 //! Diffs computed where the data lives: two SQL databases (SQLite or
 //! PostgreSQL, in any pairing) compared by fingerprints of key ranges that
 //! each database computes itself, so that only the rows that differ (and
-//! the keys and hashes of the small ranges around them) are read out of
-//! them, and memory holds those rows only.
+//! the hashes of the small ranges around them) are read out of them, and
+//! memory holds those rows only.
 //!
 //! Each row's hash is the first 64 bits of the MD5 of a canonical text of
 //! its identifiers and attributes (each value as text, length-prefixed,
@@ -21,18 +21,27 @@
 //!
 //! The comparison starts with each table whole: equal tables cost one
 //! aggregate per side. A range whose fingerprints differ is cut, at keys
-//! of the side that holds more of it (one windowed query), into ranges of
-//! about half a `leaf` of rows (at most 65,536 of them, at least
-//! `fanout`: up to 10M rows, one cut reaches the leaves), whose
-//! fingerprints both sides compute; of a range of at most `leaf` rows on
-//! either side the keys are read with each row's hash, and only the rows
-//! whose hash the other side does not hold for the same key are read and
-//! kept. The rows kept on
-//! each side (with their parents, read on both sides, for the tree a diff
-//! is) go into an image of each side, and the image of the target is
-//! diffed against the image of the source as any two stores are: the
-//! changes of the [`Diff`] are those a diff of the whole tables finds
-//! (its count of unchanged models covers the models read).
+//! of the side that holds more of it, into ranges of about half a `leaf`
+//! of rows (at most 65,536 of them, at least `fanout`: up to 10M rows, one
+//! cut reaches the leaves), whose fingerprints both sides compute; of a
+//! range of at most `leaf` rows on either side the rows' hashes are read,
+//! and only the rows whose hash the other side lacks (a hash covers the
+//! key: a row that differs or is missing there) are read, by range and
+//! hash, and kept. The rows kept on each side (with their parents, read
+//! on both sides, for the tree a diff is) go into an image of each side,
+//! and the image of the target is diffed against the image of the source
+//! as any two stores are: the changes of the [`Diff`] are those a diff of
+//! the whole tables finds (its count of unchanged models covers the
+//! models read).
+//!
+//! The keys that cut a range are every n-th of its rows (one windowed
+//! query); for a whole PostgreSQL table, every n-th of a sorted sample of
+//! rows at places spread evenly over the table's pages (`ctid`), which
+//! reads a few hundred thousand rows instead of numbering ten million.
+//! SQLite answers a statement a range (in process, a statement costs
+//! little); PostgreSQL one statement for all the ranges of a cut (or of
+//! up to 512 leaves), the ranges sent as one JSON list that the statement
+//! joins its index reads to (`json_to_recordset`, `CROSS JOIN LATERAL`).
 //!
 //! A one-way sync from a range diff writes only the differing rows: open
 //! the target on the image the diff read
@@ -50,7 +59,8 @@
 //! (an MD5 collision, 2^-64 for a range's two sums).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::io::Write as _;
 
 use diffsync::{AdapterExt, Diff, LocalStore, MemoryAdapter, ValueKind};
 
@@ -88,8 +98,15 @@ impl Default for RangeOptions {
 /// most hold a difference); only the ranges that differ are kept.
 const MAX_CUT: u64 = 65_536;
 
-/// Keys one statement reads the rows of.
-const KEYS_PER_QUERY: usize = 256;
+/// Ranges whose fingerprints one statement computes (on PostgreSQL:
+/// elsewhere a statement a range), so that a cut of tens of thousands
+/// sends its list in parts of a megabyte or two.
+const PRINTS_PER_QUERY: usize = 16_384;
+
+/// Ranges small enough to compare row by row whose rows' hashes one
+/// statement reads (on PostgreSQL: elsewhere a statement a range), so
+/// that what is held at once stays about a hundred thousand hashes.
+const LEAVES_PER_QUERY: usize = 512;
 
 /// What a range comparison asked of the databases.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -159,6 +176,8 @@ enum Backend {
     Sql {
         engine: Box<dyn Engine + Send>,
         dialect: &'static Dialect,
+        /// Statements the comparison ran.
+        asked: u64,
     },
     /// In memory: each table's rows in key order.
     Memory(Vec<MemTable>),
@@ -218,7 +237,11 @@ impl SqlTables {
         }
         Ok(SqlTables {
             name: name.to_string(),
-            backend: Backend::Sql { engine, dialect },
+            backend: Backend::Sql {
+                engine,
+                dialect,
+                asked: 0,
+            },
             tables,
             kept,
             registry,
@@ -265,69 +288,142 @@ impl SqlTables {
     }
 
     /// The fingerprints of the ranges `bounds` cut `range` into
-    /// (`bounds.len() + 1` of them, empty ones included): a query each,
-    /// which reads its range through the key's index.
+    /// (`bounds.len() + 1` of them, empty ones included), each read
+    /// through the key's index: a query each, or on PostgreSQL one query
+    /// for all the ranges bounded on both sides (the bounds sent as one
+    /// JSON list the database joins its index reads to).
     fn prints(&mut self, ti: usize, range: &Range, bounds: &[Vec<SqlValue>]) -> Result<Vec<Print>> {
         let t = &self.tables[ti];
-        let (engine, d) = match &mut self.backend {
-            Backend::Sql { engine, dialect } => (engine, *dialect),
+        let kept = self.kept[ti];
+        let (engine, d, asked) = match &mut self.backend {
+            Backend::Sql { engine, dialect, asked } => (engine, *dialect, asked),
             Backend::Memory(m) => return Ok(range.cut(bounds).map(|p| m[ti].print(&p)).collect()),
         };
-        let [hi, lo] = (d.halves)("h");
-        let kept = self.kept[ti];
-        let mut prints = Vec::with_capacity(bounds.len() + 1);
-        for part in range.cut(bounds) {
-            let mut params = Vec::new();
-            let filter = part.filter(t, d, &mut params);
-            let sql = if kept {
-                // The hashes the database keeps: an index-only read.
-                format!(
-                    "SELECT count(*), {}, {} FROM {} WHERE {filter}",
-                    (d.sum)(&quote(sql::HASH_COLUMNS[0])),
-                    (d.sum)(&quote(sql::HASH_COLUMNS[1])),
-                    t.name,
-                )
-            } else {
-                format!(
-                    "SELECT count(*), {}, {} FROM (SELECT {} AS h FROM {} WHERE {filter}{}) AS s",
-                    (d.sum)(&hi),
-                    (d.sum)(&lo),
-                    (d.row_hash)(&hashed_columns(t)),
-                    t.name,
-                    d.fence,
-                )
+        let parts: Vec<Range> = range.cut(bounds).collect();
+        let mut prints = vec![Print::default(); parts.len()];
+        let mut listed = vec![false; parts.len()];
+        for (at, chunk) in (0..).step_by(PRINTS_PER_QUERY).zip(parts.chunks(PRINTS_PER_QUERY)) {
+            let Some(list) = listed_ranges(d, t, chunk, None) else {
+                continue;
             };
-            let mut print = Print::default();
-            engine.query(&t.origin(), &sql, &params, &[ValueKind::Integer; 3], &mut |row| {
-                let [count, hi, lo] = ints(&row)?;
-                print = Print { count, hi, lo };
+            let sql = format!(
+                "SELECT b.i, s.* FROM {} CROSS JOIN LATERAL ({}) AS s",
+                list.from,
+                print_sql(t, d, kept, &list.condition)
+            );
+            *asked += 1;
+            engine.query(&t.origin(), &sql, &[list.json], &[ValueKind::Integer; 4], &mut |row| {
+                let [i, count, hi, lo] = ints(&row)?;
+                prints[at + i as usize] = Print { count, hi, lo };
                 Ok(())
             })?;
-            prints.push(print);
+            listed[at..at + chunk.len()].copy_from_slice(&list.listed);
+        }
+        for (part, print) in parts
+            .iter()
+            .zip(&mut prints)
+            .zip(listed)
+            .filter(|(_, l)| !l)
+            .map(|(p, _)| p)
+        {
+            let mut params = Vec::new();
+            let sql = print_sql(t, d, kept, &part.filter(t, d, &mut params));
+            *asked += 1;
+            engine.query(&t.origin(), &sql, &params, &[ValueKind::Integer; 3], &mut |row| {
+                let [count, hi, lo] = ints(&row)?;
+                *print = Print { count, hi, lo };
+                Ok(())
+            })?;
         }
         Ok(prints)
+    }
+
+    /// The whole table's fingerprint, and `true`; or, where that costs
+    /// as much as the fingerprints of the ranges a cut makes (PostgreSQL
+    /// hashing each row in the query: a pass over the table either way),
+    /// only its row count, and `false`: the table is then cut without
+    /// being compared whole, and equal tables cost one pass, not two.
+    fn whole(&mut self, ti: usize) -> Result<(Print, bool)> {
+        let whole = Range { lo: None, hi: None };
+        let t = &self.tables[ti];
+        match &mut self.backend {
+            Backend::Sql { engine, dialect, asked } if is_postgres(dialect) && !self.kept[ti] => {
+                let mut print = Print::default();
+                *asked += 1;
+                let sql = format!("SELECT count(*) FROM {}", t.name);
+                engine.query(&t.origin(), &sql, &[], &[ValueKind::Integer], &mut |row| {
+                    print.count = ints::<1>(&row)?[0];
+                    Ok(())
+                })?;
+                Ok((print, false))
+            }
+            _ => Ok((self.prints(ti, &whole, &[])?[0], true)),
+        }
     }
 
     /// Keys that cut `range` (holding `count` rows here) into `parts`
     /// ranges of about equal size, in key order.
     fn bounds(&mut self, ti: usize, range: &Range, count: u64, parts: usize) -> Result<Vec<Vec<SqlValue>>> {
         let t = &self.tables[ti];
-        let (engine, d) = match &mut self.backend {
-            Backend::Sql { engine, dialect } => (engine, *dialect),
+        let (engine, d, asked) = match &mut self.backend {
+            Backend::Sql { engine, dialect, asked } => (engine, *dialect, asked),
             Backend::Memory(m) => return Ok(m[ti].bounds(range, count, parts)),
         };
+        let ids = id_columns(t);
+        let kinds = id_kinds(t);
+        let mut bounds = Vec::new();
+        if is_postgres(d) && range.lo.is_none() && range.hi.is_none() {
+            // A whole table: the keys of rows at evenly spread
+            // places of its pages (four for each range wanted, sorted,
+            // every fourth kept), rather than numbering every row.
+            let sql = format!(
+                "SELECT {ids} FROM (SELECT {ids}, row_number() OVER (ORDER BY {order}) AS rn, count(*) OVER () AS m \
+                 FROM {name} WHERE ctid = ANY (ARRAY(SELECT format('(%s,%s)', p / $2::bigint, 1 + p % $2::bigint)::tid \
+                 FROM (SELECT g * ($1::bigint * $2::bigint) / $3::bigint AS p \
+                 FROM generate_series(0, $3::bigint - 1) AS g) AS q))) AS s \
+                 WHERE rn % greatest(m / $4::bigint, 1) = 0 ORDER BY rn",
+                name = t.name,
+                order = t.key_order(d),
+            );
+            let mut blocks = 0;
+            let size = "SELECT pg_relation_size($1::text::regclass) / current_setting('block_size')::bigint";
+            *asked += 1;
+            engine.query(
+                &t.origin(),
+                size,
+                &[SqlValue::Text(t.name.clone())],
+                &[ValueKind::Integer],
+                &mut |row| {
+                    blocks = ints::<1>(&row)?[0];
+                    Ok(())
+                },
+            )?;
+            // Rows a page holds, at most the line pointers one can have.
+            let per_block = count.div_ceil(blocks.max(1) as u64).clamp(1, 291) as i64;
+            let samples = (2 * parts as i64).min(blocks * per_block);
+            let params = [blocks, per_block, samples, parts as i64].map(SqlValue::Int);
+            *asked += 1;
+            engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
+                bounds.push(row);
+                Ok(())
+            })?;
+            // Too few rows where they were looked for (pages of dead
+            // rows): every row numbered instead.
+            if bounds.len() >= parts / 2 {
+                return Ok(bounds);
+            }
+            bounds.clear();
+        }
         let mut params = Vec::new();
         let filter = range.filter(t, d, &mut params);
         let step = count.div_ceil(parts as u64).max(1);
-        let ids = id_columns(t);
         let sql = format!(
             "SELECT {ids} FROM (SELECT {ids}, row_number() OVER (ORDER BY {order}) AS rn FROM {} WHERE {filter}) AS s \
              WHERE (rn - 1) % {step} = 0 AND rn > 1 ORDER BY rn",
             t.name,
             order = t.key_order(d),
         );
-        let kinds = id_kinds(t);
-        let mut bounds = Vec::new();
+        *asked += 1;
         engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
             bounds.push(row);
             Ok(())
@@ -335,92 +431,102 @@ impl SqlTables {
         Ok(bounds)
     }
 
-    /// The keys of `range`'s rows, each with its row's hash (an index-only
-    /// read where the database keeps the hashes).
-    fn hashes(&mut self, ti: usize, range: &Range) -> Result<Vec<(Vec<SqlValue>, [i64; 2])>> {
+    /// The hashes of the rows of `ranges`, each with the range it is in
+    /// (an index-only read where the database keeps the hashes): a query
+    /// a range, or on PostgreSQL one for all of them.
+    fn hashes(&mut self, ti: usize, ranges: &[Range]) -> Result<Vec<(usize, [i64; 2])>> {
         let t = &self.tables[ti];
-        let (engine, d) = match &mut self.backend {
-            Backend::Sql { engine, dialect } => (engine, *dialect),
+        let kept = self.kept[ti];
+        let (engine, d, asked) = match &mut self.backend {
+            Backend::Sql { engine, dialect, asked } => (engine, *dialect, asked),
             Backend::Memory(m) => {
-                let (from, to) = m[ti].positions(range);
-                return Ok(m[ti].rows[from..to]
+                return Ok(ranges
                     .iter()
-                    .map(|(r, h)| (r[..t.n_ids].to_vec(), *h))
+                    .enumerate()
+                    .flat_map(|(i, range)| {
+                        let (from, to) = m[ti].positions(range);
+                        m[ti].rows[from..to].iter().map(move |(_, h)| (i, *h))
+                    })
                     .collect());
             }
         };
-        let mut params = Vec::new();
-        let filter = range.filter(t, d, &mut params);
-        let ids = id_columns(t);
-        let sql = if self.kept[ti] {
-            let [hi, lo] = sql::HASH_COLUMNS.map(quote);
-            format!(
-                "SELECT {ids}, {hi}, {lo} FROM {} WHERE {filter} ORDER BY {}",
-                t.name,
-                t.key_order(d)
-            )
-        } else {
-            let [hi, lo] = (d.halves)("h");
-            format!(
-                "SELECT {ids}, {hi}, {lo} FROM (SELECT {ids}, {} AS h FROM {} WHERE {filter} ORDER BY {}{}) AS s",
-                (d.row_hash)(&hashed_columns(t)),
-                t.name,
-                t.key_order(d),
-                d.fence,
-            )
-        };
-        let mut kinds = id_kinds(t);
-        kinds.extend([ValueKind::Integer; 2]);
         let mut out = Vec::new();
-        engine.query(&t.origin(), &sql, &params, &kinds, &mut |mut row| {
-            let hash = ints::<2>(&row[row.len() - 2..])?;
-            row.truncate(row.len() - 2);
-            out.push((row, hash));
-            Ok(())
-        })?;
+        let listed = match listed_ranges(d, t, ranges, None) {
+            Some(list) => {
+                let sql = format!(
+                    "SELECT b.i, s.* FROM {} CROSS JOIN LATERAL ({}) AS s",
+                    list.from,
+                    hash_sql(t, d, kept, &list.condition)
+                );
+                *asked += 1;
+                engine.query(&t.origin(), &sql, &[list.json], &[ValueKind::Integer; 3], &mut |row| {
+                    let [i, hi, lo] = ints(&row)?;
+                    out.push((i as usize, [hi, lo]));
+                    Ok(())
+                })?;
+                list.listed
+            }
+            None => vec![false; ranges.len()],
+        };
+        for (i, range) in ranges.iter().enumerate().filter(|(i, _)| !listed[*i]) {
+            let mut params = Vec::new();
+            let sql = hash_sql(t, d, kept, &range.filter(t, d, &mut params));
+            *asked += 1;
+            engine.query(&t.origin(), &sql, &params, &[ValueKind::Integer; 2], &mut |row| {
+                out.push((i, ints(&row)?));
+                Ok(())
+            })?;
+        }
         Ok(out)
     }
 
-    /// The rows with these keys (in any order).
-    fn rows_of(&mut self, ti: usize, keys: &[Vec<SqlValue>]) -> Result<Vec<Vec<SqlValue>>> {
+    /// The rows `wanted` names, each by the range of `ranges` it is in and
+    /// its hash: each found through the key's index within its range.
+    fn rows_of(&mut self, ti: usize, ranges: &[Range], wanted: &[(usize, [i64; 2])]) -> Result<Rows> {
         let t = &self.tables[ti];
-        let (engine, d) = match &mut self.backend {
-            Backend::Sql { engine, dialect } => (engine, *dialect),
+        let kept = self.kept[ti];
+        let (engine, d, asked) = match &mut self.backend {
+            Backend::Sql { engine, dialect, asked } => (engine, *dialect, asked),
             Backend::Memory(m) => {
-                let rows = &m[ti].rows;
-                return Ok(keys
+                return Ok(wanted
                     .iter()
-                    .filter_map(|k| {
-                        let at = rows.partition_point(|(r, _)| key_cmp(&r[..t.n_ids], k).is_lt());
-                        rows.get(at).filter(|(r, _)| key_cmp(&r[..t.n_ids], k).is_eq())
+                    .flat_map(|(i, hash)| {
+                        let (from, to) = m[ti].positions(&ranges[*i]);
+                        m[ti].rows[from..to]
+                            .iter()
+                            .filter(move |(_, h)| h == hash)
+                            .map(|(r, _)| r.clone())
                     })
-                    .map(|(r, _)| r.clone())
                     .collect());
             }
         };
-        let cols: Vec<String> = t.column_names().iter().map(|c| quote(c)).collect();
         let kinds = row_kinds(t);
-        let mut out = Vec::with_capacity(keys.len());
-        let ids = id_names(t);
-        for group in keys.chunks(KEYS_PER_QUERY) {
-            // Each key an equality per column (so a parameter takes its
-            // column's type: PostgreSQL reads a `VALUES` list's as text).
+        let mut out = Vec::with_capacity(wanted.len());
+        let each: Vec<Range> = wanted.iter().map(|(i, _)| ranges[*i].borrowed()).collect();
+        let hashes: Vec<[i64; 2]> = wanted.iter().map(|(_, h)| *h).collect();
+        let listed = match listed_ranges(d, t, &each, Some(&hashes)) {
+            Some(list) => {
+                let sql = format!(
+                    "SELECT s.* FROM {} CROSS JOIN LATERAL ({}) AS s",
+                    list.from,
+                    row_sql(t, d, kept, &list.condition, ["b.x", "b.y"])
+                );
+                *asked += 1;
+                engine.query(&t.origin(), &sql, &[list.json], &kinds, &mut |row| {
+                    out.push(row);
+                    Ok(())
+                })?;
+                list.listed
+            }
+            None => vec![false; each.len()],
+        };
+        for ((range, hash), _) in each.iter().zip(&hashes).zip(listed).filter(|(_, l)| !l) {
             let mut params = Vec::new();
-            let each: Vec<String> = group
-                .iter()
-                .map(|k| {
-                    let terms: Vec<String> = ids
-                        .iter()
-                        .zip(k)
-                        .map(|(c, v)| {
-                            params.push(v.clone());
-                            format!("{c} = {}", (d.placeholder)(params.len()))
-                        })
-                        .collect();
-                    format!("({})", terms.join(" AND "))
-                })
-                .collect();
-            let sql = format!("SELECT {} FROM {} WHERE {}", cols.join(", "), t.name, each.join(" OR "));
+            let filter = range.filter(t, d, &mut params);
+            params.extend(hash.map(SqlValue::Int));
+            let at = [params.len() - 1, params.len()].map(d.placeholder);
+            let sql = row_sql(t, d, kept, &filter, [&at[0], &at[1]]);
+            *asked += 1;
             engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
                 out.push(row);
                 Ok(())
@@ -466,6 +572,14 @@ impl<'k> Range<'k> {
         })
     }
 
+    /// The range, its keys borrowed.
+    fn borrowed(&self) -> Range<'_> {
+        Range {
+            lo: self.lo.as_deref().map(Cow::Borrowed),
+            hi: self.hi.as_deref().map(Cow::Borrowed),
+        }
+    }
+
     /// The range with keys of its own.
     fn owned(self) -> Range<'static> {
         Range {
@@ -474,48 +588,217 @@ impl<'k> Range<'k> {
         }
     }
 
-    /// The `WHERE` condition of the range, its parameters pushed. With a
-    /// key of several columns, the first column's bounds are said too
-    /// (implied by the row comparison): a planner estimates a range by
-    /// them, where a row comparison alone reads as a large share of the
-    /// table.
+    /// The `WHERE` condition of the range, its parameters pushed.
     fn filter(&self, t: &Table, d: &Dialect, params: &mut Vec<SqlValue>) -> String {
-        let mut parts = Vec::new();
-        let first = &t.key_order(d).split(", ").next().unwrap_or_default().to_string();
-        let several = t.n_ids > 1;
-        if let Some(lo) = &self.lo {
-            let at = push_params(d, params, lo);
-            parts.push(format!("{} >= ({at})", key_tuple(t, d)));
-            if several {
-                let at = push_params(d, params, &lo[..1]);
-                parts.push(format!("{first} >= {at}"));
-            }
-        }
-        if let Some(hi) = &self.hi {
-            let at = push_params(d, params, hi);
-            parts.push(format!("{} < ({at})", key_tuple(t, d)));
-            if several {
-                let at = push_params(d, params, &hi[..1]);
-                parts.push(format!("{first} <= {at}"));
-            }
-        }
-        if parts.is_empty() {
-            "1 = 1".to_string()
-        } else {
-            parts.join(" AND ")
-        }
+        let mut values = |key: &Option<Cow<'_, [SqlValue]>>| {
+            key.as_deref().map(|k| {
+                k.iter()
+                    .map(|v| {
+                        params.push(v.clone());
+                        (d.placeholder)(params.len())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let (lo, hi) = (values(&self.lo), values(&self.hi));
+        condition(t, d, lo.as_deref(), hi.as_deref())
     }
 }
 
-fn push_params(d: &Dialect, params: &mut Vec<SqlValue>, values: &[SqlValue]) -> String {
-    values
-        .iter()
-        .map(|v| {
-            params.push(v.clone());
-            (d.placeholder)(params.len())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The `WHERE` condition of a key range from `lo` (inclusive) to `hi`
+/// (exclusive), each an expression per identifier column (a parameter, a
+/// column of a list of ranges) or unbounded. With a key of several
+/// columns, the first column's bounds are said too (implied by the row
+/// comparison): a planner estimates a range by them, where a row
+/// comparison alone reads as a large share of the table (for a list of
+/// ranges whose rows are hashed in the query, a scan of the whole table
+/// per range).
+fn condition(t: &Table, d: &Dialect, lo: Option<&[String]>, hi: Option<&[String]>) -> String {
+    let mut parts = Vec::new();
+    let first = t.key_order(d).split(", ").next().unwrap_or_default().to_string();
+    let several = t.n_ids > 1;
+    for (bound, whole, edge) in [(lo, ">=", ">="), (hi, "<", "<=")] {
+        if let Some(values) = bound {
+            parts.push(format!("{} {whole} ({})", key_tuple(t, d), values.join(", ")));
+            if several {
+                parts.push(format!("{first} {edge} {}", values[0]));
+            }
+        }
+    }
+    if parts.is_empty() {
+        "1 = 1".to_string()
+    } else {
+        parts.join(" AND ")
+    }
+}
+
+/// The `SELECT` of a range's fingerprint (row count, sums of the hash
+/// halves) for the rows `filter` takes.
+fn print_sql(t: &Table, d: &Dialect, kept: bool, filter: &str) -> String {
+    if kept {
+        // The hashes the database keeps: an index-only read.
+        format!(
+            "SELECT count(*), {}, {} FROM {} WHERE {filter}",
+            (d.sum)(&quote(sql::HASH_COLUMNS[0])),
+            (d.sum)(&quote(sql::HASH_COLUMNS[1])),
+            t.name,
+        )
+    } else {
+        let [hi, lo] = (d.halves)("h");
+        format!(
+            "SELECT count(*), {}, {} FROM (SELECT {} AS h FROM {} WHERE {filter}{}) AS s",
+            (d.sum)(&hi),
+            (d.sum)(&lo),
+            (d.row_hash)(&hashed_columns(t)),
+            t.name,
+            d.fence,
+        )
+    }
+}
+
+/// The `SELECT` of the hash halves of the rows `filter` takes.
+fn hash_sql(t: &Table, d: &Dialect, kept: bool, filter: &str) -> String {
+    if kept {
+        let [hi, lo] = sql::HASH_COLUMNS.map(quote);
+        format!("SELECT {hi}, {lo} FROM {} WHERE {filter}", t.name)
+    } else {
+        let [hi, lo] = (d.halves)("h");
+        format!(
+            "SELECT {hi}, {lo} FROM (SELECT {} AS h FROM {} WHERE {filter}{}) AS s",
+            (d.row_hash)(&hashed_columns(t)),
+            t.name,
+            d.fence,
+        )
+    }
+}
+
+/// The `SELECT` of the rows `filter` takes whose hash halves are `hash`
+/// (two expressions). The range is read in a subquery of its own, fenced:
+/// a planner that saw the hashes' equality would join a list of ranges
+/// to the whole table by hash, reading all of it. Where the database
+/// keeps the hashes, the range's keys and hashes are read from the index
+/// and only the row found is read from the table.
+fn row_sql(t: &Table, d: &Dialect, kept: bool, filter: &str, [x, y]: [&str; 2]) -> String {
+    let names = t.column_names();
+    let cols = |alias: &str| {
+        names
+            .iter()
+            .map(|c| format!("{alias}{}", quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if kept {
+        let [hi, lo] = sql::HASH_COLUMNS.map(quote);
+        let on = id_names(t)
+            .iter()
+            .map(|c| format!("r.{c} = k.{c}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "SELECT {} FROM (SELECT {} FROM {name} WHERE {filter} AND {hi} = {x} AND {lo} = {y}{}) AS k \
+             JOIN {name} AS r ON {on}",
+            cols("r."),
+            id_columns(t),
+            d.fence,
+            name = t.name,
+        )
+    } else {
+        let [hi, lo] = (d.halves)(&(d.row_hash)(&hashed_columns(t)));
+        format!(
+            "SELECT {cols} FROM (SELECT {cols}, {hi} AS hash_hi, {lo} AS hash_lo FROM {} WHERE {filter}{}) AS s \
+             WHERE hash_hi = {x} AND hash_lo = {y}",
+            t.name,
+            d.fence,
+            cols = cols(""),
+        )
+    }
+}
+
+/// Ranges bounded on both sides, as one parameter PostgreSQL reads as a
+/// list of rows: the JSON (`{"i": n, "l0": .., "h0": .., ...}` each, and
+/// a hash's halves as `x` and `y` when asked), the `FROM` item that reads
+/// it (`b`), the condition a range's rows meet with `b`'s bounds, and
+/// which ranges it lists.
+struct Listed {
+    json: SqlValue,
+    from: String,
+    condition: String,
+    listed: Vec<bool>,
+}
+
+/// The ranges of `ranges` bounded on both sides as a [`Listed`] (each
+/// with the hash of `hashes` at its place, if given), on PostgreSQL and
+/// when at least two are (`None` otherwise: a query each).
+fn listed_ranges(d: &Dialect, t: &Table, ranges: &[Range], hashes: Option<&[[i64; 2]]>) -> Option<Listed> {
+    if !is_postgres(d) {
+        return None;
+    }
+    // Written as it goes (a first cut lists tens of thousands of ranges);
+    // writing to a `Vec` cannot fail.
+    let mut json = b"[".to_vec();
+    let mut count = 0;
+    let mut listed = vec![false; ranges.len()];
+    for (i, (range, listed)) in ranges.iter().zip(&mut listed).enumerate() {
+        let (Some(lo), Some(hi)) = (&range.lo, &range.hi) else {
+            continue;
+        };
+        // A number JSON cannot say (NaN, infinite): a query a range.
+        if lo
+            .iter()
+            .chain(hi.iter())
+            .any(|v| matches!(v, SqlValue::Real(f) if !f.is_finite()))
+        {
+            return None;
+        }
+        let _ = write!(json, "{}{{\"i\":{i}", if count > 0 { "," } else { "" });
+        for (side, key) in [("l", lo), ("h", hi)] {
+            for (c, v) in key.iter().enumerate() {
+                let _ = write!(json, ",\"{side}{c}\":");
+                let _ = match v {
+                    SqlValue::Null => write!(json, "null"),
+                    SqlValue::Int(n) => write!(json, "{n}"),
+                    SqlValue::Real(f) => write!(json, "{f:?}"),
+                    SqlValue::Bool(b) => write!(json, "{b}"),
+                    SqlValue::Text(s) => serde_json::to_writer(&mut json, s).map_err(std::io::Error::from),
+                };
+            }
+        }
+        if let Some([x, y]) = hashes.map(|h| h[i]) {
+            let _ = write!(json, ",\"x\":{x},\"y\":{y}");
+        }
+        json.push(b'}');
+        count += 1;
+        *listed = true;
+    }
+    json.push(b']');
+    if count < 2 {
+        return None;
+    }
+    let mut columns = vec!["i BIGINT".to_string()];
+    let mut bound = |side: &str| -> Vec<String> {
+        t.columns[..t.n_ids]
+            .iter()
+            .enumerate()
+            .map(|(c, col)| {
+                columns.push(format!("{side}{c} {}", (d.column_type)(col.kind)));
+                format!("b.{side}{c}")
+            })
+            .collect()
+    };
+    let (lo, hi) = (bound("l"), bound("h"));
+    if hashes.is_some() {
+        columns.extend(["x BIGINT".to_string(), "y BIGINT".to_string()]);
+    }
+    Some(Listed {
+        json: SqlValue::Text(String::from_utf8(json).ok()?),
+        from: format!(
+            "json_to_recordset({}::text::json) AS b({})",
+            (d.placeholder)(1),
+            columns.join(", ")
+        ),
+        condition: condition(t, d, Some(&lo), Some(&hi)),
+        listed,
+    })
 }
 
 /// The identifier columns as a row value, text compared bytewise.
@@ -590,11 +873,6 @@ fn ints<const N: usize>(row: &[SqlValue]) -> Result<[i64; N]> {
         };
     }
     Ok(out)
-}
-
-/// The identifier values of a row, as text (to match rows of both sides).
-fn key_text(t: &Table, row: &[SqlValue]) -> String {
-    format!("{:?}", &row[..t.n_ids])
 }
 
 /// What the target would have to change to look like the source, found by
@@ -689,56 +967,40 @@ fn by_ranges(
 ) -> Result<Vec<(Rows, Rows)>> {
     let leaf = opts.leaf.max(1) as i64;
     let fanout = opts.fanout.max(2);
+    // Statements are counted by each side as it runs them.
+    let (start, base) = (stats.queries, source.asked() + target.asked());
+    let asked = |source: &SqlTables, target: &SqlTables| start + source.asked() + target.asked() - base;
     // Per model type, the rows kept on each side.
     let mut kept: Vec<(Rows, Rows)> = Vec::new();
     for ti in 0..source.tables.len() {
         let mut keep = (Vec::new(), Vec::new());
         stats.kept_hashes += u64::from(source.kept[ti]) + u64::from(target.kept[ti]);
         let whole: Range<'static> = Range { lo: None, hi: None };
-        let (ps, pt) = both(source, target, |side| side.prints(ti, &whole, &[]))?;
-        let (ps, pt) = (ps[0], pt[0]);
-        stats.queries += 2;
-        stats.bytes_read += 2 * 24;
+        let ((ps, ks), (pt, kt)) = both(source, target, |side| side.whole(ti))?;
+        // Whether the tables' fingerprints were compared, or only counted.
+        let known = ks && kt;
+        stats.bytes_read += if ks { 24 } else { 8 } + if kt { 24 } else { 8 };
         stats.ranges += 1;
         stats.source_rows += ps.count as u64;
         stats.target_rows += pt.count as u64;
-        let mut work = vec![(whole, ps, pt)];
-        while let Some((range, ps, pt)) = work.pop() {
+        let mut work = vec![(whole, ps, pt, known)];
+        let mut leaves: Vec<Range<'static>> = Vec::new();
+        loop {
+            stats.queries = asked(source, target);
             progress(stats);
-            if ps == pt {
+            let next = work.pop();
+            if next.is_none() || leaves.len() >= LEAVES_PER_QUERY {
+                compare_leaves(source, target, ti, &leaves, stats, &mut keep)?;
+                leaves.clear();
+            }
+            let Some((range, ps, pt, known)) = next else {
+                break;
+            };
+            if known && ps == pt {
                 continue;
             }
             if ps.count.max(pt.count) <= leaf {
-                // The leaf's keys and hashes, then only the rows that differ.
-                let (hs, ht) = both(source, target, |side| side.hashes(ti, &range))?;
-                let t = &source.tables[ti];
-                stats.queries += 2;
-                stats.hashes_read += (hs.len() + ht.len()) as u64;
-                stats.bytes_read += hs.iter().chain(&ht).map(|(k, _)| bytes_of(k) + 16).sum::<u64>();
-                // Each key's text made once, for both lookups.
-                let texts = |keys: &[(Vec<SqlValue>, [i64; 2])]| -> Vec<String> {
-                    keys.iter().map(|(k, _)| key_text(t, k)).collect()
-                };
-                let (ts, tt) = (texts(&hs), texts(&ht));
-                let ours: HashMap<&str, [i64; 2]> =
-                    ts.iter().map(String::as_str).zip(hs.iter().map(|(_, h)| *h)).collect();
-                let theirs: HashMap<&str, [i64; 2]> =
-                    tt.iter().map(String::as_str).zip(ht.iter().map(|(_, h)| *h)).collect();
-                let differ =
-                    |keys: Vec<(Vec<SqlValue>, [i64; 2])>, texts: &[String], other: &HashMap<&str, [i64; 2]>| {
-                        keys.into_iter()
-                            .zip(texts)
-                            .filter(|((_, h), text)| other.get(text.as_str()) != Some(h))
-                            .map(|((k, _), _)| k)
-                            .collect::<Vec<_>>()
-                    };
-                let (ks, kt) = (differ(hs, &ts, &theirs), differ(ht, &tt, &ours));
-                let (rs, rt) = each(source, target, |s| s.rows_of(ti, &ks), |s| s.rows_of(ti, &kt))?;
-                stats.queries += u64::from(!ks.is_empty()) + u64::from(!kt.is_empty());
-                stats.rows_read += (rs.len() + rt.len()) as u64;
-                stats.bytes_read += rs.iter().chain(&rt).map(|r| bytes_of(r)).sum::<u64>();
-                keep.0.extend(rs);
-                keep.1.extend(rt);
+                leaves.push(range);
                 continue;
             }
             // Cut at the keys of the side that holds more of the range,
@@ -752,24 +1014,61 @@ fn by_ranges(
             } else {
                 target.bounds(ti, &range, n, parts)?
             };
-            stats.queries += 1;
             stats.bytes_read += bounds.iter().map(|b| bytes_of(b)).sum::<u64>();
             let (bs, bt) = both(source, target, |side| side.prints(ti, &range, &bounds))?;
-            stats.queries += 2 * bs.len() as u64;
             stats.ranges += bs.len() as u64;
             stats.bytes_read += 2 * 24 * bs.len() as u64;
             // Only the ranges that differ are kept for later (a first cut
             // holds tens of thousands).
             for (part, (ps, pt)) in range.cut(&bounds).zip(bs.into_iter().zip(bt)) {
                 if ps != pt {
-                    work.push((part.owned(), ps, pt));
+                    work.push((part.owned(), ps, pt, true));
                 }
             }
         }
         stats.rows_kept += (keep.0.len() + keep.1.len()) as u64;
         kept.push(keep);
     }
+    stats.queries = asked(source, target);
     Ok(kept)
+}
+
+/// Compares `leaves` (ranges of at most a leaf of rows on either side)
+/// row by row: their keys and hashes on both sides, then only the rows
+/// whose hash the other side does not hold for the same key, kept.
+fn compare_leaves(
+    source: &mut SqlTables,
+    target: &mut SqlTables,
+    ti: usize,
+    leaves: &[Range],
+    stats: &mut RangeStats,
+    keep: &mut (Rows, Rows),
+) -> Result<()> {
+    if leaves.is_empty() {
+        return Ok(());
+    }
+    let (hs, ht) = both(source, target, |side| side.hashes(ti, leaves))?;
+    stats.hashes_read += (hs.len() + ht.len()) as u64;
+    stats.bytes_read += 16 * (hs.len() + ht.len()) as u64;
+    // A row's hash covers its key: a hash one side holds and the other
+    // does not is a row that differs (or is missing there).
+    let set = |side: &[(usize, [i64; 2])]| side.iter().map(|(_, h)| *h).collect::<HashSet<_>>();
+    let (ss, st) = (set(&hs), set(&ht));
+    let lacking = |side: Vec<(usize, [i64; 2])>, other: &HashSet<[i64; 2]>| {
+        side.into_iter().filter(|(_, h)| !other.contains(h)).collect::<Vec<_>>()
+    };
+    let (ws, wt) = (lacking(hs, &st), lacking(ht, &ss));
+    let (rs, rt) = each(
+        source,
+        target,
+        |s| s.rows_of(ti, leaves, &ws),
+        |s| s.rows_of(ti, leaves, &wt),
+    )?;
+    stats.rows_read += (rs.len() + rt.len()) as u64;
+    stats.bytes_read += rs.iter().chain(&rt).map(|r| bytes_of(r)).sum::<u64>();
+    keep.0.extend(rs);
+    keep.1.extend(rt);
+    Ok(())
 }
 
 /// The schemas of both sides' tables when they are in one PostgreSQL
@@ -777,7 +1076,7 @@ fn by_ranges(
 /// database); `None` otherwise, or for another engine.
 fn same_database(source: &mut SqlTables, target: &mut SqlTables) -> Result<Option<(String, String)>> {
     let whereabouts = |side: &mut SqlTables| -> Result<Option<Vec<SqlValue>>> {
-        let Backend::Sql { engine, dialect } = &mut side.backend else {
+        let Backend::Sql { engine, dialect, .. } = &mut side.backend else {
             return Ok(None);
         };
         if !is_postgres(dialect) {
@@ -1005,6 +1304,14 @@ fn with_parents(
 }
 
 impl SqlTables {
+    /// Statements this side ran for range comparisons.
+    fn asked(&self) -> u64 {
+        match &self.backend {
+            Backend::Sql { asked, .. } => *asked,
+            Backend::Memory(_) => 0,
+        }
+    }
+
     /// The kept rows (by table, in the tables' order) as records.
     fn records(&self, kept: Vec<Rows>) -> Result<Vec<Record>> {
         let mut records = Vec::new();
