@@ -324,9 +324,15 @@ impl sql::Engine for Client {
             .query_one(
                 "SELECT (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1)
                           AND attname = ANY($2) AND NOT attisdropped) = 2
-                    AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1)
-                          AND tgname = left($3, 63) AND tgenabled <> 'D')",
-                &[&t.name, &&sql::HASH_COLUMNS[..], &hash_trigger(t)],
+                    AND EXISTS (SELECT 1 FROM pg_trigger JOIN pg_proc ON pg_proc.oid = tgfoid
+                          WHERE tgrelid = to_regclass($1) AND tgname = left($3, 63)
+                          AND tgenabled <> 'D' AND prosrc = $4)",
+                &[
+                    &t.name,
+                    &&sql::HASH_COLUMNS[..],
+                    &hash_trigger(t),
+                    &hash_function_body(t),
+                ],
             )
             .map_err(|e| backend(&t.origin(), e))?;
         Ok(row.get(0))
@@ -782,6 +788,25 @@ fn hash_trigger(t: &Table) -> String {
 fn hash_ddl(t: &Table) -> String {
     let name = sql::quote(&hash_trigger(t));
     let [hi, lo] = sql::HASH_COLUMNS.map(sql::quote);
+    format!(
+        "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {hi} BIGINT, ADD COLUMN IF NOT EXISTS {lo} BIGINT;
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $f${body}$f$;
+DROP TRIGGER IF EXISTS {name} ON {table};
+CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {name}();
+UPDATE {table} SET {hi} = NULL;
+CREATE INDEX IF NOT EXISTS {name} ON {table} ({key}) INCLUDE ({hi}, {lo});",
+        table = t.name,
+        body = hash_function_body(t),
+        key = t.key_order(&DIALECT),
+    )
+}
+
+/// The body of `t`'s hash trigger function: the hash the range diff
+/// computes, of the new row. A trigger whose function says anything else
+/// (one made before the row's canonical text last changed) is not
+/// trusted, and keeping the hashes again replaces it and hashes the rows.
+fn hash_function_body(t: &Table) -> String {
+    let [hi, lo] = sql::HASH_COLUMNS.map(sql::quote);
     let columns: Vec<(String, ValueKind)> = t
         .columns
         .iter()
@@ -789,21 +814,14 @@ fn hash_ddl(t: &Table) -> String {
         .collect();
     let [high, low] = (DIALECT.halves)("h");
     format!(
-        "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {hi} BIGINT, ADD COLUMN IF NOT EXISTS {lo} BIGINT;
-CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $f$
+        "
 DECLARE h text := {hash};
 BEGIN
   NEW.{hi} := {high};
   NEW.{lo} := {low};
   RETURN NEW;
-END $f$;
-DROP TRIGGER IF EXISTS {name} ON {table};
-CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {name}();
-UPDATE {table} SET {hi} = NULL;
-CREATE INDEX IF NOT EXISTS {name} ON {table} ({key}) INCLUDE ({hi}, {lo});",
-        table = t.name,
+END ",
         hash = (DIALECT.row_hash)(&columns),
-        key = t.key_order(&DIALECT),
     )
 }
 

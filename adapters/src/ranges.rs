@@ -51,11 +51,12 @@
 //! [`sync_diff_from`](diffsync::AdapterExt::sync_diff_from): the
 //! adapter's own writes, transactions and checks, as for any sync.
 //!
-//! Hashes need not agree across engines for the result to be exact (a
-//! float prints differently in SQLite and PostgreSQL, say): equal rows
-//! whose hashes differ are read and found equal, which costs reads, not
-//! correctness. Text, integers, booleans and `NULL` hash alike in both.
-//! What a hash cannot do is tell two different rows apart only by chance
+//! Text, integers, booleans, floats (by their bits) and `NULL` hash alike
+//! in both engines. Hashes need not agree for the result to be exact (a
+//! column SQLite holds as text and PostgreSQL as a number, say): equal
+//! rows whose hashes differ are read and found equal, which costs reads,
+//! not correctness. What a hash cannot do is tell two different rows
+//! apart only by chance
 //! (an MD5 collision, 2^-64 for a range's two sums).
 
 use std::borrow::Cow;

@@ -49,7 +49,10 @@ pub(crate) struct Dialect {
 }
 
 /// A row's canonical text, as SQL: each column's value as text,
-/// length-prefixed (`NULL`: `-`), joined by `|`; a boolean is `1` or `0`.
+/// length-prefixed (`NULL`: `-`), joined by `|`; a boolean is `1` or `0`,
+/// a float its 64 bits in hex (zero for a negative zero), which both
+/// engines print alike where their decimal texts differ (`1e-07`
+/// against `0.0000001`).
 /// What [`row_text`] makes of the values in Rust.
 #[cfg(feature = "postgres")]
 pub(crate) fn row_text_sql(columns: &[(String, ValueKind)]) -> String {
@@ -58,6 +61,7 @@ pub(crate) fn row_text_sql(columns: &[(String, ValueKind)]) -> String {
         .map(|(c, kind)| {
             let text = match kind {
                 ValueKind::Bool => format!("CASE WHEN {c} IS NULL THEN NULL WHEN {c} THEN '1' ELSE '0' END"),
+                ValueKind::Float => format!("encode(float8send({c} + 0.0::float8), 'hex')"),
                 _ => format!("CAST({c} AS TEXT)"),
             };
             format!("coalesce(length({text}) || ':' || {text}, '-')")
@@ -92,7 +96,7 @@ pub(crate) enum TextOf<'a> {
     Null,
     /// An integer (a boolean is one in SQLite), in decimal.
     Int(i64),
-    /// A real, as Rust prints it (not matched across engines).
+    /// A real, by its bits (matched across engines).
     Real(f64),
     /// Text as it is.
     Text(&'a str),
@@ -120,7 +124,9 @@ pub(crate) fn row_text<'a>(values: impl Iterator<Item = TextOf<'a>>, out: &mut S
             }
             TextOf::Real(f) => {
                 scratch.clear();
-                let _ = write!(scratch, "{f}");
+                // Its bits, as PostgreSQL's `float8send` gives them (a
+                // negative zero as zero): both engines say the same.
+                let _ = write!(scratch, "{:016x}", (f + 0.0).to_bits());
                 scratch.as_str()
             }
         };
