@@ -27,12 +27,13 @@
 //! range of at most `leaf` rows on either side the rows' hashes are read,
 //! and only the rows whose hash the other side lacks (a hash covers the
 //! key: a row that differs or is missing there) are read, by range and
-//! hash, and kept. The rows kept on each side (with their parents, read
-//! on both sides, for the tree a diff is) go into an image of each side,
-//! and the image of the target is diffed against the image of the source
-//! as any two stores are: the changes of the [`Diff`] are those a diff of
-//! the whole tables finds (its count of unchanged models covers the
-//! models read).
+//! hash (by key where the rows are hashed in the query: their keys come
+//! with their hashes), and kept. The rows kept on each side (with their
+//! parents, read on both sides, for the tree a diff is) go into an image
+//! of each side, and the image of the target is diffed against the image
+//! of the source as any two stores are: the changes of the [`Diff`] are
+//! those a diff of the whole tables finds (its count of unchanged models
+//! covers the models read).
 //!
 //! The keys that cut a range are every n-th of its rows (one windowed
 //! query); for a whole PostgreSQL table, every n-th of a sorted sample of
@@ -40,7 +41,7 @@
 //! reads a few hundred thousand rows instead of numbering ten million.
 //! SQLite answers a statement a range (in process, a statement costs
 //! little); PostgreSQL one statement for all the ranges of a cut (or of
-//! up to 512 leaves), the ranges sent as one JSON list that the statement
+//! up to 128 leaves), the ranges sent as one JSON list that the statement
 //! joins its index reads to (`json_to_recordset`, `CROSS JOIN LATERAL`).
 //!
 //! A one-way sync from a range diff writes only the differing rows: open
@@ -99,6 +100,9 @@ impl Default for RangeOptions {
 /// most hold a difference); only the ranges that differ are kept.
 const MAX_CUT: u64 = 65_536;
 
+/// Keys one statement reads the rows of.
+const KEYS_PER_QUERY: usize = 256;
+
 /// Ranges whose fingerprints one statement computes (on PostgreSQL:
 /// elsewhere a statement a range), so that a cut of tens of thousands
 /// sends its list in parts of a megabyte or two.
@@ -107,7 +111,7 @@ const PRINTS_PER_QUERY: usize = 16_384;
 /// Ranges small enough to compare row by row whose rows' hashes one
 /// statement reads (on PostgreSQL: elsewhere a statement a range), so
 /// that what is held at once stays about a hundred thousand hashes.
-const LEAVES_PER_QUERY: usize = 512;
+const LEAVES_PER_QUERY: usize = 128;
 
 /// What a range comparison asked of the databases.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -433,9 +437,11 @@ impl SqlTables {
     }
 
     /// The hashes of the rows of `ranges`, each with the range it is in
-    /// (an index-only read where the database keeps the hashes): a query
-    /// a range, or on PostgreSQL one for all of them.
-    fn hashes(&mut self, ti: usize, ranges: &[Range]) -> Result<Vec<(usize, [i64; 2])>> {
+    /// (an index-only read where the database keeps the hashes), and
+    /// where the rows are hashed in the query, with its key (so that a
+    /// differing row is then read by key, not by hashing its range
+    /// again): a query a range, or on PostgreSQL one for all of them.
+    fn hashes(&mut self, ti: usize, ranges: &[Range]) -> Result<Vec<Hashed>> {
         let t = &self.tables[ti];
         let kept = self.kept[ti];
         let (engine, d, asked) = match &mut self.backend {
@@ -446,12 +452,20 @@ impl SqlTables {
                     .enumerate()
                     .flat_map(|(i, range)| {
                         let (from, to) = m[ti].positions(range);
-                        m[ti].rows[from..to].iter().map(move |(_, h)| (i, *h))
+                        m[ti].rows[from..to].iter().map(move |(_, h)| (i, *h, None))
                     })
                     .collect());
             }
         };
+        let mut kinds = if kept { Vec::new() } else { id_kinds(t) };
+        kinds.extend([ValueKind::Integer; 2]);
         let mut out = Vec::new();
+        let mut take = |i: usize, mut row: Vec<SqlValue>| {
+            let hash = ints::<2>(&row[row.len() - 2..])?;
+            row.truncate(row.len() - 2);
+            out.push((i, hash, (!kept).then_some(row)));
+            Ok(())
+        };
         let listed = match listed_ranges(d, t, ranges, None) {
             Some(list) => {
                 let sql = format!(
@@ -459,11 +473,13 @@ impl SqlTables {
                     list.from,
                     hash_sql(t, d, kept, &list.condition)
                 );
+                let mut listed_kinds = vec![ValueKind::Integer];
+                listed_kinds.extend(&kinds);
                 *asked += 1;
-                engine.query(&t.origin(), &sql, &[list.json], &[ValueKind::Integer; 3], &mut |row| {
-                    let [i, hi, lo] = ints(&row)?;
-                    out.push((i as usize, [hi, lo]));
-                    Ok(())
+                engine.query(&t.origin(), &sql, &[list.json], &listed_kinds, &mut |mut row| {
+                    let i = ints::<1>(&row)?[0] as usize;
+                    row.remove(0);
+                    take(i, row)
                 })?;
                 list.listed
             }
@@ -473,8 +489,65 @@ impl SqlTables {
             let mut params = Vec::new();
             let sql = hash_sql(t, d, kept, &range.filter(t, d, &mut params));
             *asked += 1;
-            engine.query(&t.origin(), &sql, &params, &[ValueKind::Integer; 2], &mut |row| {
-                out.push((i, ints(&row)?));
+            engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| take(i, row))?;
+        }
+        Ok(out)
+    }
+
+    /// The rows of `wanted`: by key those read with their key, the others
+    /// by the range of `ranges` they are in and their hash.
+    fn rows_of(&mut self, ti: usize, ranges: &[Range], wanted: Vec<Hashed>) -> Result<Rows> {
+        let (keyed, hashed): (Vec<Hashed>, Vec<Hashed>) = wanted.into_iter().partition(|(_, _, k)| k.is_some());
+        let hashed: Vec<(usize, [i64; 2])> = hashed.into_iter().map(|(i, h, _)| (i, h)).collect();
+        let mut rows = self.rows_by_hash(ti, ranges, &hashed)?;
+        let keys: Vec<Vec<SqlValue>> = keyed.into_iter().filter_map(|(_, _, k)| k).collect();
+        rows.extend(self.rows_by_key(ti, &keys)?);
+        Ok(rows)
+    }
+
+    /// The rows with these keys (in any order).
+    fn rows_by_key(&mut self, ti: usize, keys: &[Vec<SqlValue>]) -> Result<Rows> {
+        let t = &self.tables[ti];
+        let (engine, d, asked) = match &mut self.backend {
+            Backend::Sql { engine, dialect, asked } => (engine, *dialect, asked),
+            Backend::Memory(m) => {
+                let rows = &m[ti].rows;
+                return Ok(keys
+                    .iter()
+                    .filter_map(|k| {
+                        let at = rows.partition_point(|(r, _)| key_cmp(&r[..t.n_ids], k).is_lt());
+                        rows.get(at).filter(|(r, _)| key_cmp(&r[..t.n_ids], k).is_eq())
+                    })
+                    .map(|(r, _)| r.clone())
+                    .collect());
+            }
+        };
+        let cols: Vec<String> = t.column_names().iter().map(|c| quote(c)).collect();
+        let kinds = row_kinds(t);
+        let mut out = Vec::with_capacity(keys.len());
+        let ids = id_names(t);
+        for group in keys.chunks(KEYS_PER_QUERY) {
+            // Each key an equality per column (so a parameter takes its
+            // column's type: PostgreSQL reads a `VALUES` list's as text).
+            let mut params = Vec::new();
+            let each: Vec<String> = group
+                .iter()
+                .map(|k| {
+                    let terms: Vec<String> = ids
+                        .iter()
+                        .zip(k)
+                        .map(|(c, v)| {
+                            params.push(v.clone());
+                            format!("{c} = {}", (d.placeholder)(params.len()))
+                        })
+                        .collect();
+                    format!("({})", terms.join(" AND "))
+                })
+                .collect();
+            let sql = format!("SELECT {} FROM {} WHERE {}", cols.join(", "), t.name, each.join(" OR "));
+            *asked += 1;
+            engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
+                out.push(row);
                 Ok(())
             })?;
         }
@@ -483,7 +556,10 @@ impl SqlTables {
 
     /// The rows `wanted` names, each by the range of `ranges` it is in and
     /// its hash: each found through the key's index within its range.
-    fn rows_of(&mut self, ti: usize, ranges: &[Range], wanted: &[(usize, [i64; 2])]) -> Result<Rows> {
+    fn rows_by_hash(&mut self, ti: usize, ranges: &[Range], wanted: &[(usize, [i64; 2])]) -> Result<Rows> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
         let t = &self.tables[ti];
         let kept = self.kept[ti];
         let (engine, d, asked) = match &mut self.backend {
@@ -657,15 +733,17 @@ fn print_sql(t: &Table, d: &Dialect, kept: bool, filter: &str) -> String {
     }
 }
 
-/// The `SELECT` of the hash halves of the rows `filter` takes.
+/// The `SELECT` of the hash halves of the rows `filter` takes (after
+/// their keys, where the rows are hashed in the query).
 fn hash_sql(t: &Table, d: &Dialect, kept: bool, filter: &str) -> String {
     if kept {
         let [hi, lo] = sql::HASH_COLUMNS.map(quote);
         format!("SELECT {hi}, {lo} FROM {} WHERE {filter}", t.name)
     } else {
         let [hi, lo] = (d.halves)("h");
+        let ids = id_columns(t);
         format!(
-            "SELECT {hi}, {lo} FROM (SELECT {} AS h FROM {} WHERE {filter}{}) AS s",
+            "SELECT {ids}, {hi}, {lo} FROM (SELECT {ids}, {} AS h FROM {} WHERE {filter}{}) AS s",
             (d.row_hash)(&hashed_columns(t)),
             t.name,
             d.fence,
@@ -1050,20 +1128,26 @@ fn compare_leaves(
     }
     let (hs, ht) = both(source, target, |side| side.hashes(ti, leaves))?;
     stats.hashes_read += (hs.len() + ht.len()) as u64;
-    stats.bytes_read += 16 * (hs.len() + ht.len()) as u64;
+    stats.bytes_read += hs
+        .iter()
+        .chain(&ht)
+        .map(|(_, _, k)| 16 + k.as_deref().map_or(0, bytes_of))
+        .sum::<u64>();
     // A row's hash covers its key: a hash one side holds and the other
     // does not is a row that differs (or is missing there).
-    let set = |side: &[(usize, [i64; 2])]| side.iter().map(|(_, h)| *h).collect::<HashSet<_>>();
+    let set = |side: &[Hashed]| side.iter().map(|(_, h, _)| *h).collect::<HashSet<_>>();
     let (ss, st) = (set(&hs), set(&ht));
-    let lacking = |side: Vec<(usize, [i64; 2])>, other: &HashSet<[i64; 2]>| {
-        side.into_iter().filter(|(_, h)| !other.contains(h)).collect::<Vec<_>>()
+    let lacking = |side: Vec<Hashed>, other: &HashSet<[i64; 2]>| {
+        side.into_iter()
+            .filter(|(_, h, _)| !other.contains(h))
+            .collect::<Vec<_>>()
     };
     let (ws, wt) = (lacking(hs, &st), lacking(ht, &ss));
     let (rs, rt) = each(
         source,
         target,
-        |s| s.rows_of(ti, leaves, &ws),
-        |s| s.rows_of(ti, leaves, &wt),
+        |s| s.rows_of(ti, leaves, ws),
+        |s| s.rows_of(ti, leaves, wt),
     )?;
     stats.rows_read += (rs.len() + rt.len()) as u64;
     stats.bytes_read += rs.iter().chain(&rt).map(|r| bytes_of(r)).sum::<u64>();
@@ -1257,6 +1341,10 @@ fn each<T: Send>(
 
 /// Rows of one table, as read.
 type Rows = Vec<Vec<SqlValue>>;
+
+/// A row of a leaf: the leaf it is in, its hash, and its key where it was
+/// read with it.
+type Hashed = (usize, [i64; 2], Option<Vec<SqlValue>>);
 
 /// A row read as a flat record, with its model type.
 type Record = (String, serde_json::Map<String, serde_json::Value>);
