@@ -41,7 +41,7 @@
 //! reads a few hundred thousand rows instead of numbering ten million.
 //! SQLite answers a statement a range (in process, a statement costs
 //! little); PostgreSQL one statement for all the ranges of a cut (or of
-//! up to 128 leaves), the ranges sent as one JSON list that the statement
+//! up to 512 leaves), the ranges sent as one JSON list that the statement
 //! joins its index reads to (`json_to_recordset`, `CROSS JOIN LATERAL`).
 //!
 //! A one-way sync from a range diff writes only the differing rows: open
@@ -110,8 +110,10 @@ const PRINTS_PER_QUERY: usize = 16_384;
 
 /// Ranges small enough to compare row by row whose rows' hashes one
 /// statement reads (on PostgreSQL: elsewhere a statement a range), so
-/// that what is held at once stays about a hundred thousand hashes.
-const LEAVES_PER_QUERY: usize = 128;
+/// that what is held at once stays about a hundred thousand hashes
+/// (kept by both sides: hashes alone) or twenty thousand keys (a side
+/// that hashes in the query reads each row's key with its hash).
+const LEAVES_PER_QUERY: [usize; 2] = [512, 128];
 
 /// What a range comparison asked of the databases.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -1064,11 +1066,12 @@ fn by_ranges(
         stats.target_rows += pt.count as u64;
         let mut work = vec![(whole, ps, pt, known)];
         let mut leaves: Vec<Range<'static>> = Vec::new();
+        let batch = LEAVES_PER_QUERY[usize::from(!(source.kept[ti] && target.kept[ti]))];
         loop {
             stats.queries = asked(source, target);
             progress(stats);
             let next = work.pop();
-            if next.is_none() || leaves.len() >= LEAVES_PER_QUERY {
+            if next.is_none() || leaves.len() >= batch {
                 compare_leaves(source, target, ti, &leaves, stats, &mut keep)?;
                 leaves.clear();
             }
