@@ -321,7 +321,7 @@ impl SqlTables {
             *asked += 1;
             engine.query(&t.origin(), &sql, &[list.json], &[ValueKind::Integer; 4], &mut |row| {
                 let [i, count, hi, lo] = ints(&row)?;
-                prints[at + i as usize] = Print { count, hi, lo };
+                prints[at + listed_place(i, chunk.len())?] = Print { count, hi, lo };
                 Ok(())
             })?;
             listed[at..at + chunk.len()].copy_from_slice(&list.listed);
@@ -479,7 +479,7 @@ impl SqlTables {
                 listed_kinds.extend(&kinds);
                 *asked += 1;
                 engine.query(&t.origin(), &sql, &[list.json], &listed_kinds, &mut |mut row| {
-                    let i = ints::<1>(&row)?[0] as usize;
+                    let i = listed_place(ints::<1>(&row)?[0], ranges.len())?;
                     row.remove(0);
                     take(i, row)
                 })?;
@@ -682,6 +682,18 @@ impl<'k> Range<'k> {
         let (lo, hi) = (values(&self.lo), values(&self.hi));
         condition(t, d, lo.as_deref(), hi.as_deref())
     }
+}
+
+/// The place in a list of `len` ranges that a row of its statement names
+/// (`i`, as read back from the database: a place it was not given is an
+/// error, not a panic).
+fn listed_place(i: i64, len: usize) -> Result<usize> {
+    usize::try_from(i).ok().filter(|i| *i < len).ok_or_else(|| {
+        AdapterError::backend(
+            "range diff",
+            format!("a statement listing {len} ranges answered for range {i}"),
+        )
+    })
 }
 
 /// The `WHERE` condition of a key range from `lo` (inclusive) to `hi`
@@ -1530,5 +1542,19 @@ impl MemTable {
             .step_by(step)
             .map(|i| self.rows[i].0[..self.n_ids].to_vec())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listed_place;
+
+    #[test]
+    fn a_place_a_list_was_not_given_is_an_error() {
+        assert_eq!(listed_place(2, 3).unwrap(), 2);
+        for wrong in [3, -1, i64::MAX, i64::MIN] {
+            let e = listed_place(wrong, 3).unwrap_err().to_string();
+            assert!(e.contains(&format!("answered for range {wrong}")), "{e}");
+        }
     }
 }
