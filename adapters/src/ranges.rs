@@ -319,12 +319,16 @@ impl SqlTables {
                 print_sql(t, d, kept, &list.condition)
             );
             *asked += 1;
-            engine.query(&t.origin(), &sql, &[list.json], &[ValueKind::Integer; 4], &mut |row| {
+            let result = engine.query(&t.origin(), &sql, &[list.json], &[ValueKind::Integer; 4], &mut |row| {
                 let [i, count, hi, lo] = ints(&row)?;
                 prints[at + listed_place(i, chunk.len())?] = Print { count, hi, lo };
                 Ok(())
-            })?;
-            listed[at..at + chunk.len()].copy_from_slice(&list.listed);
+            });
+            let listed_here = answered(result, Vec::<()>::new(), &mut Vec::new(), list.listed);
+            if !listed_here.iter().any(|l| *l) {
+                break;
+            }
+            listed[at..at + chunk.len()].copy_from_slice(&listed_here);
         }
         for (part, print) in parts
             .iter()
@@ -380,9 +384,9 @@ impl SqlTables {
         let kinds = id_kinds(t);
         let mut bounds = Vec::new();
         if is_postgres(d) && range.lo.is_none() && range.hi.is_none() {
-            // A whole table: the keys of rows at evenly spread
-            // places of its pages (four for each range wanted, sorted,
-            // every fourth kept), rather than numbering every row.
+            // A whole table: the keys of rows at evenly spread places of
+            // its pages (two for each range wanted, sorted, every other
+            // kept), rather than numbering every row.
             let sql = format!(
                 "SELECT {ids} FROM (SELECT {ids}, row_number() OVER (ORDER BY {order}) AS rn, count(*) OVER () AS m \
                  FROM {name} WHERE ctid = ANY (ARRAY(SELECT format('(%s,%s)', p / $2::bigint, 1 + p % $2::bigint)::tid \
@@ -392,32 +396,34 @@ impl SqlTables {
                 name = t.name,
                 order = t.key_order(d),
             );
-            let mut blocks = 0;
-            let size = "SELECT pg_relation_size($1::text::regclass) / current_setting('block_size')::bigint";
-            *asked += 1;
-            engine.query(
-                &t.origin(),
-                size,
-                &[SqlValue::Text(t.name.clone())],
-                &[ValueKind::Integer],
-                &mut |row| {
+            let mut sample = || -> Result<()> {
+                let mut blocks = 0;
+                let size = "SELECT pg_relation_size($1::text::regclass) / current_setting('block_size')::bigint";
+                *asked += 1;
+                let name = [SqlValue::Text(t.name.clone())];
+                engine.query(&t.origin(), size, &name, &[ValueKind::Integer], &mut |row| {
                     blocks = ints::<1>(&row)?[0];
                     Ok(())
-                },
-            )?;
-            // Rows a page holds, at most the line pointers one can have.
-            let per_block = count.div_ceil(blocks.max(1) as u64).clamp(1, 291) as i64;
-            let samples = (2 * parts as i64).min(blocks * per_block);
-            let params = [blocks, per_block, samples, parts as i64].map(SqlValue::Int);
-            *asked += 1;
-            engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
-                bounds.push(row);
-                Ok(())
-            })?;
-            // Too few rows where they were looked for (pages of dead
-            // rows): every row numbered instead.
-            if bounds.len() >= parts / 2 {
-                return Ok(bounds);
+                })?;
+                // Rows a page holds, at most the line pointers one can have.
+                let per_block = count.div_ceil(blocks.max(1) as u64).clamp(1, 291) as i64;
+                let samples = (2 * parts as i64).min(blocks * per_block);
+                let params = [blocks, per_block, samples, parts as i64].map(SqlValue::Int);
+                *asked += 1;
+                engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
+                    bounds.push(row);
+                    Ok(())
+                })
+            };
+            match sample() {
+                // Too few rows where they were looked for (pages of dead
+                // rows): every row numbered instead.
+                Ok(()) if bounds.len() >= parts / 2 => return Ok(bounds),
+                Ok(()) => {}
+                // An engine that speaks PostgreSQL's protocol without its
+                // pages (a distributed one), or a role that may not ask
+                // their size: every row numbered.
+                Err(e) => tracing::debug!(error = %e, "no sample of the pages: numbering the rows"),
             }
             bounds.clear();
         }
@@ -462,11 +468,10 @@ impl SqlTables {
         let mut kinds = if kept { Vec::new() } else { id_kinds(t) };
         kinds.extend([ValueKind::Integer; 2]);
         let mut out = Vec::new();
-        let mut take = |i: usize, mut row: Vec<SqlValue>| {
+        let parse = |i: usize, mut row: Vec<SqlValue>| -> Result<Hashed> {
             let hash = ints::<2>(&row[row.len() - 2..])?;
             row.truncate(row.len() - 2);
-            out.push((i, hash, (!kept).then_some(row)));
-            Ok(())
+            Ok((i, hash, (!kept).then_some(row)))
         };
         let listed = match listed_ranges(d, t, ranges, None) {
             Some(list) => {
@@ -478,12 +483,14 @@ impl SqlTables {
                 let mut listed_kinds = vec![ValueKind::Integer];
                 listed_kinds.extend(&kinds);
                 *asked += 1;
-                engine.query(&t.origin(), &sql, &[list.json], &listed_kinds, &mut |mut row| {
+                let mut got = Vec::new();
+                let result = engine.query(&t.origin(), &sql, &[list.json], &listed_kinds, &mut |mut row| {
                     let i = listed_place(ints::<1>(&row)?[0], ranges.len())?;
                     row.remove(0);
-                    take(i, row)
-                })?;
-                list.listed
+                    got.push(parse(i, row)?);
+                    Ok(())
+                });
+                answered(result, got, &mut out, list.listed)
             }
             None => vec![false; ranges.len()],
         };
@@ -491,7 +498,10 @@ impl SqlTables {
             let mut params = Vec::new();
             let sql = hash_sql(t, d, kept, &range.filter(t, d, &mut params));
             *asked += 1;
-            engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| take(i, row))?;
+            engine.query(&t.origin(), &sql, &params, &kinds, &mut |row| {
+                out.push(parse(i, row)?);
+                Ok(())
+            })?;
         }
         Ok(out)
     }
@@ -591,11 +601,12 @@ impl SqlTables {
                     row_sql(t, d, kept, &list.condition, ["b.x", "b.y"])
                 );
                 *asked += 1;
-                engine.query(&t.origin(), &sql, &[list.json], &kinds, &mut |row| {
-                    out.push(row);
+                let mut got = Vec::new();
+                let result = engine.query(&t.origin(), &sql, &[list.json], &kinds, &mut |row| {
+                    got.push(row);
                     Ok(())
-                })?;
-                list.listed
+                });
+                answered(result, got, &mut out, list.listed)
             }
             None => vec![false; each.len()],
         };
@@ -681,6 +692,24 @@ impl<'k> Range<'k> {
         };
         let (lo, hi) = (values(&self.lo), values(&self.hi));
         condition(t, d, lo.as_deref(), hi.as_deref())
+    }
+}
+
+/// What a list's statement answered (`got`, added to `out`) and which
+/// ranges it listed; or, when the engine refused it (one that speaks
+/// PostgreSQL's protocol without `json_to_recordset` or `LATERAL`, say),
+/// nothing: each range is then asked on its own (where the server is
+/// gone, that fails too, with its own error).
+fn answered<T>(result: Result<()>, got: Vec<T>, out: &mut Vec<T>, listed: Vec<bool>) -> Vec<bool> {
+    match result {
+        Ok(()) => {
+            out.extend(got);
+            listed
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "a list of ranges refused: a statement a range");
+            vec![false; listed.len()]
+        }
     }
 }
 

@@ -415,6 +415,53 @@ fn a_postgresql_table_out_of_key_order_or_of_dead_rows_is_cut_where_its_pages_sa
     assert_eq!(diff("kept, out of order"), expected);
 }
 
+/// An engine that speaks PostgreSQL's protocol without its lists of rows
+/// (`json_to_recordset`) or its pages' sizes (a distributed one, or here a
+/// role that may not call them): each range is asked on its own and the
+/// keys are numbered, and the diff is the same.
+#[cfg(feature = "postgres")]
+#[test]
+fn without_lists_of_ranges_or_page_samples_each_range_is_asked_on_its_own() {
+    use diffsync_adapters::postgres::PostgresAdapter;
+    let Some(pg) = crate::servers::Postgres::start() else {
+        return;
+    };
+    let base = inventory("target", 100, 0);
+    let source = changed(&base, &mut fastrand::Rng::with_seed(29), 0.1);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, b) = sqlite_pair(dir.path(), &source, &base);
+    PostgresAdapter::connect("pg", &pg.params(), registry())
+        .unwrap()
+        .sync_from(&source)
+        .unwrap();
+    let diff = |params: &str| {
+        let mut from = SqlTables::postgres("source", params, registry()).unwrap();
+        let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+        range_diff(&mut from, &mut into, &cut(8, 4)).unwrap()
+    };
+    let listed = diff(&pg.params());
+    let mut admin = postgres::Client::connect(&pg.params(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(
+            "CREATE ROLE plain LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO plain; \
+             REVOKE EXECUTE ON FUNCTION json_to_recordset(json) FROM PUBLIC; \
+             REVOKE EXECUTE ON FUNCTION pg_relation_size(regclass) FROM PUBLIC",
+        )
+        .unwrap();
+    let alone = diff(&pg.params().replace("user=postgres", "user=plain"));
+    let expected = changes(&base.diff_from(&source).unwrap());
+    assert_eq!(changes(&listed.diff), expected);
+    assert_eq!(changes(&alone.diff), expected);
+    // SQLite asks a statement a range either way; PostgreSQL, refused its
+    // lists, as many more.
+    assert!(
+        alone.stats.queries > listed.stats.queries + listed.stats.ranges / 2,
+        "{:?} against {:?}",
+        alone.stats,
+        listed.stats
+    );
+}
+
 #[cfg(feature = "postgres")]
 #[test]
 fn row_hashes_kept_in_postgresql_are_read_not_computed_and_follow_every_writer() {
