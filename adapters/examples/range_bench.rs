@@ -15,7 +15,9 @@
 //! which the range diff compares by one join per table; `--keep-hashes`
 //! has the server keep each row's hash in columns of its table
 //! (`postgres::keep_row_hashes`, once) before the timed diff; `--leaf N`
-//! sets the range diff's leaf size (default 256). The SQLite files are
+//! sets the range diff's leaf size (default 256); `--budget BYTES` diffs in
+//! parts of about that many bytes of rows (`range_diff_parts`), each
+//! counted and dropped. The SQLite files are
 //! made once under `--dir` (default `/tmp/diffsync-range-bench`) and
 //! reused while rows, rate and seed match; the PostgreSQL tables while
 //! their row counts match.
@@ -25,7 +27,7 @@ use std::time::Instant;
 
 use diffsync::{AdapterExt, DiffModel};
 use diffsync_adapters::Registry;
-use diffsync_adapters::ranges::{RangeOptions, SqlTables, range_diff};
+use diffsync_adapters::ranges::{RangeOptions, SqlTables, range_diff, range_diff_parts};
 use diffsync_adapters::sqlite::SqliteAdapter;
 use serde::{Deserialize, Serialize};
 
@@ -226,6 +228,7 @@ fn main() {
     let seed: u64 = arg("--seed").map_or(7, |v| v.parse().unwrap());
     let mode = arg("--mode").unwrap_or_else(|| "range".into());
     let leaf: Option<usize> = arg("--leaf").map(|v| v.parse().unwrap());
+    let budget: Option<u64> = arg("--budget").map(|v| v.parse().unwrap());
     let dir = PathBuf::from(arg("--dir").unwrap_or_else(|| "/tmp/diffsync-range-bench".into()));
     let out = match arg("--postgres") {
         None => {
@@ -236,6 +239,7 @@ fn main() {
                     &mut SqlTables::sqlite("source", &a, registry()).unwrap(),
                     &mut SqlTables::sqlite("target", &b, registry()).unwrap(),
                     leaf,
+                    budget,
                 ),
                 "load" => {
                     let source = SqliteAdapter::open("source", &a, registry()).unwrap();
@@ -262,6 +266,7 @@ fn main() {
                     &mut SqlTables::postgres("source", &a, registry()).unwrap(),
                     &mut SqlTables::postgres("target", &b, registry()).unwrap(),
                     leaf,
+                    budget,
                 ),
                 "load" => {
                     use diffsync_adapters::postgres::PostgresAdapter;
@@ -279,17 +284,41 @@ fn main() {
 }
 
 /// A range diff of the two sides: its summary and what it read.
-fn ranged(source: &mut SqlTables, target: &mut SqlTables, leaf: Option<usize>) -> (diffsync::Summary, String) {
+fn ranged(
+    source: &mut SqlTables,
+    target: &mut SqlTables,
+    leaf: Option<usize>,
+    budget: Option<u64>,
+) -> (diffsync::Summary, String) {
     let opts = RangeOptions {
         leaf: leaf.unwrap_or(RangeOptions::default().leaf),
         ..RangeOptions::default()
     };
-    let found = range_diff(source, target, &opts).unwrap();
-    let s = found.stats;
+    let (summary, s, parts) = match budget {
+        None => {
+            let found = range_diff(source, target, &opts).unwrap();
+            (found.diff.summary(), found.stats, 1)
+        }
+        Some(budget) => {
+            // The parts' diffs counted and dropped, as a sync would apply
+            // and drop them.
+            let (mut summary, mut parts) = (diffsync::Summary::default(), 0);
+            let stats = range_diff_parts(source, target, &opts, budget, &mut |_| {}, &mut |found| {
+                let s = found.diff.summary();
+                summary.create += s.create;
+                summary.update += s.update;
+                summary.delete += s.delete;
+                parts += 1;
+                Ok(())
+            })
+            .unwrap();
+            (summary, stats, parts)
+        }
+    };
     (
-        found.diff.summary(),
+        summary,
         format!(
-            r#","queries":{},"ranges":{},"joined":{},"kept_hashes":{},"hashes_read":{},"rows_read":{},"rows_kept":{},"bytes_read":{}"#,
+            r#","parts":{parts},"queries":{},"ranges":{},"joined":{},"kept_hashes":{},"hashes_read":{},"rows_read":{},"rows_kept":{},"bytes_read":{}"#,
             s.queries, s.ranges, s.joined, s.kept_hashes, s.hashes_read, s.rows_read, s.rows_kept, s.bytes_read
         ),
     )

@@ -1053,14 +1053,96 @@ pub fn range_diff_with(
             Err(e) => {
                 tracing::info!(error = %e, "the join across schemas failed: comparing by ranges");
                 stats = RangeStats::default();
-                by_ranges(source, target, opts, &mut stats, progress)?
+                all_by_ranges(source, target, opts, &mut stats, progress)?
             }
         },
-        _ => by_ranges(source, target, opts, &mut stats, progress)?,
+        _ => all_by_ranges(source, target, opts, &mut stats, progress)?,
     };
+    finish(source, target, kept, &mut stats)
+}
+
+/// [`by_ranges`], every table's kept rows held.
+fn all_by_ranges(
+    source: &mut SqlTables,
+    target: &mut SqlTables,
+    opts: &RangeOptions,
+    stats: &mut RangeStats,
+    progress: &mut dyn FnMut(&RangeStats),
+) -> Result<Vec<(Rows, Rows)>> {
+    let mut kept: Vec<(Rows, Rows)> = vec![(Vec::new(), Vec::new()); source.tables.len()];
+    by_ranges(source, target, opts, stats, progress, &mut |_, _, ti, (rs, rt), _| {
+        kept[ti].0.extend(rs);
+        kept[ti].1.extend(rt);
+        Ok(())
+    })?;
+    Ok(kept)
+}
+
+/// [`range_diff_with`] in parts, for many differences in bounded memory:
+/// each time the rows kept since the last part hold `budget` bytes or
+/// more (text by its length, a number 8 bytes), and at the end, their
+/// diff (with their parents, read from both sides) goes to `part` and is
+/// dropped before the comparison goes on. A part holds at most `budget`
+/// bytes of rows plus those of one batch of leaves (up to 512 leaves of
+/// `leaf` rows a side) and their parents. Tables are compared by ranges
+/// even in one PostgreSQL database (a join's rows would come at once).
+/// Returns what the whole comparison cost.
+///
+/// `part` may sync each part as it comes (open the target on the part's
+/// image and apply its diff, as for [`range_diff`]): a part's rows lie
+/// in ranges already compared, so what is left to compare is not
+/// touched. A parent deleted by one part may leave children that a later
+/// part holds: there they are rows without a parent in the target, which
+/// that part's diff deletes.
+pub fn range_diff_parts(
+    source: &mut SqlTables,
+    target: &mut SqlTables,
+    opts: &RangeOptions,
+    budget: u64,
+    progress: &mut dyn FnMut(&RangeStats),
+    part: &mut dyn FnMut(RangeDiff) -> Result<()>,
+) -> Result<RangeStats> {
+    let mut stats = RangeStats::default();
+    check_same_tables(source, target)?;
+    let tables = source.tables.len();
+    let mut held: Vec<(Rows, Rows)> = vec![(Vec::new(), Vec::new()); tables];
+    let mut bytes = 0;
+    by_ranges(
+        source,
+        target,
+        opts,
+        &mut stats,
+        progress,
+        &mut |source, target, ti, (rs, rt), stats| {
+            bytes += rs.iter().chain(&rt).map(|r| bytes_of(r)).sum::<u64>();
+            held[ti].0.extend(rs);
+            held[ti].1.extend(rt);
+            if bytes >= budget {
+                bytes = 0;
+                let rows = std::mem::replace(&mut held, vec![(Vec::new(), Vec::new()); tables]);
+                part(finish(source, target, rows, stats)?)?;
+            }
+            Ok(())
+        },
+    )?;
+    if held.iter().any(|(s, t)| !s.is_empty() || !t.is_empty()) {
+        part(finish(source, target, held, &mut stats)?)?;
+    }
+    Ok(stats)
+}
+
+/// The diff of the rows kept of each table (per model type, each side's),
+/// with their parents read from both sides, and the images it was made
+/// from.
+fn finish(
+    source: &mut SqlTables,
+    target: &mut SqlTables,
+    kept: Vec<(Rows, Rows)>,
+    stats: &mut RangeStats,
+) -> Result<RangeDiff> {
     let (kept_source, kept_target): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
     let mut records = (source.records(kept_source)?, target.records(kept_target)?);
-    with_parents(source, target, &mut records, &mut stats)?;
+    with_parents(source, target, &mut records, stats)?;
     let source_image = source.image(records.0)?;
     let target_image = target.image(records.1)?;
     let top: Vec<&str> = source.registry.top_level();
@@ -1071,7 +1153,7 @@ pub fn range_diff_with(
         .map_err(|e| AdapterError::backend("range diff", e))?;
     Ok(RangeDiff {
         diff,
-        stats,
+        stats: *stats,
         source: from.store,
         target: into.store,
     })
@@ -1086,16 +1168,14 @@ fn by_ranges(
     opts: &RangeOptions,
     stats: &mut RangeStats,
     progress: &mut dyn FnMut(&RangeStats),
-) -> Result<Vec<(Rows, Rows)>> {
+    sink: &mut Sink<'_>,
+) -> Result<()> {
     let leaf = opts.leaf.max(1) as i64;
     let fanout = opts.fanout.max(2);
     // Statements are counted by each side as it runs them.
     let (start, base) = (stats.queries, source.asked() + target.asked());
     let asked = |source: &SqlTables, target: &SqlTables| start + source.asked() + target.asked() - base;
-    // Per model type, the rows kept on each side.
-    let mut kept: Vec<(Rows, Rows)> = Vec::new();
     for ti in 0..source.tables.len() {
-        let mut keep = (Vec::new(), Vec::new());
         stats.kept_hashes += u64::from(source.kept[ti]) + u64::from(target.kept[ti]);
         let whole: Range<'static> = Range { lo: None, hi: None };
         let ((ps, ks), (pt, kt)) = both(source, target, |side| side.whole(ti))?;
@@ -1113,8 +1193,12 @@ fn by_ranges(
             progress(stats);
             let next = work.pop();
             if next.is_none() || leaves.len() >= batch {
-                compare_leaves(source, target, ti, &leaves, stats, &mut keep)?;
+                let (rs, rt) = compare_leaves(source, target, ti, &leaves, stats)?;
                 leaves.clear();
+                if !rs.is_empty() || !rt.is_empty() {
+                    stats.rows_kept += (rs.len() + rt.len()) as u64;
+                    sink(source, target, ti, (rs, rt), stats)?;
+                }
             }
             let Some((range, ps, pt, known)) = next else {
                 break;
@@ -1149,11 +1233,9 @@ fn by_ranges(
                 }
             }
         }
-        stats.rows_kept += (keep.0.len() + keep.1.len()) as u64;
-        kept.push(keep);
     }
     stats.queries = asked(source, target);
-    Ok(kept)
+    Ok(())
 }
 
 /// Compares `leaves` (ranges of at most a leaf of rows on either side)
@@ -1165,10 +1247,9 @@ fn compare_leaves(
     ti: usize,
     leaves: &[Range],
     stats: &mut RangeStats,
-    keep: &mut (Rows, Rows),
-) -> Result<()> {
+) -> Result<(Rows, Rows)> {
     if leaves.is_empty() {
-        return Ok(());
+        return Ok((Vec::new(), Vec::new()));
     }
     let (hs, ht) = both(source, target, |side| side.hashes(ti, leaves))?;
     stats.hashes_read += (hs.len() + ht.len()) as u64;
@@ -1195,9 +1276,7 @@ fn compare_leaves(
     )?;
     stats.rows_read += (rs.len() + rt.len()) as u64;
     stats.bytes_read += rs.iter().chain(&rt).map(|r| bytes_of(r)).sum::<u64>();
-    keep.0.extend(rs);
-    keep.1.extend(rt);
-    Ok(())
+    Ok((rs, rt))
 }
 
 /// The schemas of both sides' tables when they are in one PostgreSQL
@@ -1385,6 +1464,10 @@ fn each<T: Send>(
 
 /// Rows of one table, as read.
 type Rows = Vec<Vec<SqlValue>>;
+
+/// Where the comparison hands the rows it keeps, a table's (by index) and
+/// a batch of leaves' at a time, both sides still at hand.
+type Sink<'a> = dyn FnMut(&mut SqlTables, &mut SqlTables, usize, (Rows, Rows), &mut RangeStats) -> Result<()> + 'a;
 
 /// A row of a leaf: the leaf it is in, its hash, and its key where it was
 /// read with it.

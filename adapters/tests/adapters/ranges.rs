@@ -811,6 +811,68 @@ fn a_sync_of_a_range_diff_writes_the_differing_rows_and_leaves_the_databases_equ
     }
 }
 
+/// A range diff in parts of bounded size, each synced as it comes (the
+/// comparison going on between the parts): the parts' changes are the
+/// whole diff's, each part holds at most its budget plus one batch of
+/// leaves, and afterwards the databases are equal — with parents deleted
+/// in one part and their children in later ones.
+#[test]
+fn a_range_diff_in_parts_synced_as_they_come_leaves_the_databases_equal() {
+    use diffsync_adapters::ranges::range_diff_parts;
+    let base = inventory("target", 200, 0);
+    let mut rng = fastrand::Rng::with_seed(31);
+    for (share, budget) in [(0.3, 1), (0.3, 20_000), (0.05, u64::MAX)] {
+        let mut source = changed(&base, &mut rng, share);
+        // Devices deleted with their interfaces: parents in one part,
+        // children in others.
+        for s in (3..200).step_by(17) {
+            let _ = source.store.remove(key_of(&format!("device:site{s}-r0")), true);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = sqlite_pair(dir.path(), &source, &base);
+        let expected = changes(&base.diff_from(&source).unwrap());
+        let (mut from, mut into) = sides(&a, &b);
+        let opts = cut(4, 4);
+        let mut parts = Vec::new();
+        let total = range_diff_parts(&mut from, &mut into, &opts, budget, &mut |_| {}, &mut |found| {
+            let kept = found.stats.rows_kept;
+            parts.push((changes(&found.diff), kept));
+            let mut db = SqliteAdapter::open_image("target", &b, registry(), found.target)?;
+            let read = MemoryAdapter::with_store("source", &["site"], found.source);
+            let report = db.sync_diff_from(&read, &found.diff, &mut Options::new()).unwrap();
+            assert!(report.is_success(), "{report}");
+            Ok(())
+        })
+        .unwrap();
+        // A budget of one byte: a part per batch of leaves; no budget:
+        // one part.
+        match budget {
+            1 => assert!(parts.len() > 2, "{} parts", parts.len()),
+            u64::MAX => assert_eq!(parts.len(), 1),
+            _ => {}
+        }
+        // Each part holds what it kept since the last: one batch of at
+        // most 128 leaves of 4 rows a side beyond the budget.
+        let mut before = 0;
+        for (_, kept) in &parts {
+            let rows = kept - before;
+            before = *kept;
+            if budget == 1 {
+                assert!(rows <= 2 * 128 * 4, "{rows} rows in a part");
+            }
+        }
+        assert_eq!(before, total.rows_kept);
+        let mut all: Vec<_> = parts.into_iter().flat_map(|(c, _)| c).collect();
+        all.sort();
+        assert_eq!(all, expected, "share {share}, budget {budget}");
+        let mut into = SqlTables::sqlite("target", &b, registry()).unwrap();
+        let again = range_diff(&mut from, &mut into, &RangeOptions::default()).unwrap();
+        assert!(!again.diff.has_diffs(), "share {share}: {}", again.diff);
+        let whole = SqliteAdapter::open("target", &b, registry()).unwrap();
+        assert!(!whole.diff_from(&source).unwrap().has_diffs(), "share {share}");
+    }
+}
+
 /// Rows another writer put in the tables with values of any type (SQLite
 /// keeps what it is given): the range diff answers with a diff or an
 /// error naming the table, never a panic.
