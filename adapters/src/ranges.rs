@@ -318,17 +318,14 @@ impl SqlTables {
                 list.from,
                 print_sql(t, d, kept, &list.condition)
             );
-            *asked += 1;
-            let result = engine.query(&t.origin(), &sql, &[list.json], &[ValueKind::Integer; 4], &mut |row| {
+            let Some(rows) = ask_list(engine, asked, &t.origin(), &sql, &list, &[ValueKind::Integer; 4]) else {
+                break;
+            };
+            for row in rows {
                 let [i, count, hi, lo] = ints(&row)?;
                 prints[at + listed_place(i, chunk.len())?] = Print { count, hi, lo };
-                Ok(())
-            });
-            let listed_here = answered(result, Vec::<()>::new(), &mut Vec::new(), list.listed);
-            if !listed_here.iter().any(|l| *l) {
-                break;
             }
-            listed[at..at + chunk.len()].copy_from_slice(&listed_here);
+            listed[at..at + chunk.len()].copy_from_slice(&list.listed);
         }
         for (part, print) in parts
             .iter()
@@ -482,15 +479,17 @@ impl SqlTables {
                 );
                 let mut listed_kinds = vec![ValueKind::Integer];
                 listed_kinds.extend(&kinds);
-                *asked += 1;
-                let mut got = Vec::new();
-                let result = engine.query(&t.origin(), &sql, &[list.json], &listed_kinds, &mut |mut row| {
-                    let i = listed_place(ints::<1>(&row)?[0], ranges.len())?;
-                    row.remove(0);
-                    got.push(parse(i, row)?);
-                    Ok(())
-                });
-                answered(result, got, &mut out, list.listed)
+                match ask_list(engine, asked, &t.origin(), &sql, &list, &listed_kinds) {
+                    Some(rows) => {
+                        for mut row in rows {
+                            let i = listed_place(ints::<1>(&row)?[0], ranges.len())?;
+                            row.remove(0);
+                            out.push(parse(i, row)?);
+                        }
+                        list.listed
+                    }
+                    None => vec![false; ranges.len()],
+                }
             }
             None => vec![false; ranges.len()],
         };
@@ -600,13 +599,13 @@ impl SqlTables {
                     list.from,
                     row_sql(t, d, kept, &list.condition, ["b.x", "b.y"])
                 );
-                *asked += 1;
-                let mut got = Vec::new();
-                let result = engine.query(&t.origin(), &sql, &[list.json], &kinds, &mut |row| {
-                    got.push(row);
-                    Ok(())
-                });
-                answered(result, got, &mut out, list.listed)
+                match ask_list(engine, asked, &t.origin(), &sql, &list, &kinds) {
+                    Some(rows) => {
+                        out.extend(rows);
+                        list.listed
+                    }
+                    None => vec![false; each.len()],
+                }
             }
             None => vec![false; each.len()],
         };
@@ -695,20 +694,31 @@ impl<'k> Range<'k> {
     }
 }
 
-/// What a list's statement answered (`got`, added to `out`) and which
-/// ranges it listed; or, when the engine refused it (one that speaks
-/// PostgreSQL's protocol without `json_to_recordset` or `LATERAL`, say),
-/// nothing: each range is then asked on its own (where the server is
-/// gone, that fails too, with its own error).
-fn answered<T>(result: Result<()>, got: Vec<T>, out: &mut Vec<T>, listed: Vec<bool>) -> Vec<bool> {
-    match result {
-        Ok(()) => {
-            out.extend(got);
-            listed
-        }
+/// The rows `sql`, the statement of `list`, answers (read by `kinds`);
+/// or `None` where the engine refused it (one that speaks PostgreSQL's
+/// protocol without `json_to_recordset` or `LATERAL`, say): each range is
+/// then asked on its own (where the server is gone, that fails too, with
+/// its own error). What the rows say is checked by the caller, whose
+/// errors are errors, not refusals.
+fn ask_list(
+    engine: &mut Box<dyn Engine + Send>,
+    asked: &mut u64,
+    origin: &str,
+    sql: &str,
+    list: &Listed,
+    kinds: &[ValueKind],
+) -> Option<Vec<Vec<SqlValue>>> {
+    let mut rows = Vec::new();
+    *asked += 1;
+    let answered = engine.query(origin, sql, std::slice::from_ref(&list.json), kinds, &mut |row| {
+        rows.push(row);
+        Ok(())
+    });
+    match answered {
+        Ok(()) => Some(rows),
         Err(e) => {
             tracing::debug!(error = %e, "a list of ranges refused: a statement a range");
-            vec![false; listed.len()]
+            None
         }
     }
 }
