@@ -873,6 +873,62 @@ fn a_range_diff_in_parts_synced_as_they_come_leaves_the_databases_equal() {
     }
 }
 
+/// A sync in parts that stops after its first part (the part's callback
+/// fails, as a process killed there would stop): the target holds that
+/// part's changes, whole, and nothing of the others; the error is the
+/// callback's; a range diff in parts run again finds only the rest and
+/// leaves the databases equal.
+#[test]
+fn a_sync_in_parts_stopped_after_a_part_holds_that_part_and_the_next_run_finishes_it() {
+    use diffsync_adapters::AdapterError;
+    use diffsync_adapters::ranges::range_diff_parts;
+    let base = inventory("target", 100, 0);
+    let source = changed(&base, &mut fastrand::Rng::with_seed(37), 0.3);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = sqlite_pair(dir.path(), &source, &base);
+    let expected = changes(&base.diff_from(&source).unwrap());
+    let sync = |found: diffsync_adapters::ranges::RangeDiff| {
+        let changed = changes(&found.diff);
+        let mut db = SqliteAdapter::open_image("target", &b, registry(), found.target).unwrap();
+        let read = MemoryAdapter::with_store("source", &["site"], found.source);
+        let report = db.sync_diff_from(&read, &found.diff, &mut Options::new()).unwrap();
+        assert!(report.is_success(), "{report}");
+        changed
+    };
+    let (mut from, mut into) = sides(&a, &b);
+    let mut first = Vec::new();
+    let stopped = range_diff_parts(&mut from, &mut into, &cut(4, 4), 1, &mut |_| {}, &mut |found| {
+        if !first.is_empty() {
+            return Err(AdapterError::NotFound { path: "stopped".into() });
+        }
+        first = sync(found);
+        Ok(())
+    });
+    assert!(matches!(stopped, Err(AdapterError::NotFound { .. })), "{stopped:?}");
+    assert!(
+        !first.is_empty() && first.len() < expected.len(),
+        "{} of {}",
+        first.len(),
+        expected.len()
+    );
+    // The target now differs by what the first part did not do.
+    let (mut from, mut into) = sides(&a, &b);
+    let rest = changes(&range_diff(&mut from, &mut into, &cut(4, 4)).unwrap().diff);
+    let mut done_and_left: Vec<_> = first.iter().chain(&rest).cloned().collect();
+    done_and_left.sort();
+    assert_eq!(done_and_left, expected);
+    let mut again = Vec::new();
+    range_diff_parts(&mut from, &mut into, &cut(4, 4), 1, &mut |_| {}, &mut |found| {
+        again.extend(sync(found));
+        Ok(())
+    })
+    .unwrap();
+    again.sort();
+    assert_eq!(again, rest);
+    let whole = SqliteAdapter::open("target", &b, registry()).unwrap();
+    assert!(!whole.diff_from(&source).unwrap().has_diffs());
+}
+
 /// Rows another writer put in the tables with values of any type (SQLite
 /// keeps what it is given): the range diff answers with a diff or an
 /// error naming the table, never a panic.
