@@ -428,9 +428,9 @@ pub(crate) fn range_client(params: &str) -> Result<(RangeClient, String)> {
     // start costs more than the read; nor compiling a statement that
     // lists thousands of ranges (JIT: ~80 ms a statement, the estimate of
     // a join to a list it cannot see the length of being large).
-    // Settings of PostgreSQL's own: an
-    // engine that speaks its protocol without them (a distributed one)
-    // plans as it does, and the diff is the same.
+    // Settings of PostgreSQL's own: an engine that speaks its protocol
+    // without them (a distributed one) plans as it does, and the diff is
+    // the same.
     for setting in [
         "SET plan_cache_mode = force_custom_plan",
         "SET max_parallel_workers_per_gather = 0",

@@ -350,7 +350,9 @@ impl SqlTables {
     /// as much as the fingerprints of the ranges a cut makes (PostgreSQL
     /// hashing each row in the query: a pass over the table either way),
     /// only its row count, and `false`: the table is then cut without
-    /// being compared whole, and equal tables cost one pass, not two.
+    /// being compared whole, so a table that differs costs one hashing
+    /// pass, not two (an equal one costs one either way, now with a
+    /// sample and a count beside it).
     fn whole(&mut self, ti: usize) -> Result<(Print, bool)> {
         let whole = Range { lo: None, hi: None };
         let t = &self.tables[ti];
@@ -745,7 +747,7 @@ fn listed_place(i: i64, len: usize) -> Result<usize> {
 /// per range).
 fn condition(t: &Table, d: &Dialect, lo: Option<&[String]>, hi: Option<&[String]>) -> String {
     let mut parts = Vec::new();
-    let first = t.key_order(d).split(", ").next().unwrap_or_default().to_string();
+    let first = t.key_column(d, 0);
     let several = t.n_ids > 1;
     for (bound, whole, edge) in [(lo, ">=", ">="), (hi, "<", "<=")] {
         if let Some(values) = bound {

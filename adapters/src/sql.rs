@@ -207,14 +207,18 @@ impl Table {
 
     /// The identifier columns in key order, text compared bytewise.
     pub(crate) fn key_order(&self, d: &Dialect) -> String {
-        self.columns[..self.n_ids]
-            .iter()
-            .map(|c| {
-                let text = !matches!(c.kind, ValueKind::Integer | ValueKind::Float | ValueKind::Bool);
-                format!("{}{}", quote(&c.name), if text { d.bytewise } else { "" })
-            })
+        (0..self.n_ids)
+            .map(|i| self.key_column(d, i))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// The `i`-th identifier column as keys are ordered by it (text
+    /// compared bytewise).
+    pub(crate) fn key_column(&self, d: &Dialect, i: usize) -> String {
+        let c = &self.columns[i];
+        let text = !matches!(c.kind, ValueKind::Integer | ValueKind::Float | ValueKind::Bool);
+        format!("{}{}", quote(&c.name), if text { d.bytewise } else { "" })
     }
 
     pub(crate) fn origin(&self) -> String {
