@@ -413,6 +413,7 @@ async fn index(State(app): State<Arc<Dashboard>>, Query(q): Query<RunsQuery>) ->
     blocking(app, move |d| {
         let journal = lock(&d.journal);
         let mut systems = Vec::new();
+        let mut charted = std::collections::HashSet::new();
         for (name, what) in d.config.systems() {
             // Its last runs, newest first: the last of them and its chart.
             let filter = RunFilter {
@@ -422,6 +423,7 @@ async fn index(State(app): State<Arc<Dashboard>>, Query(q): Query<RunsQuery>) ->
             };
             let recent: Vec<Run> = journal.runs(&filter)?.into_iter().collect();
             let chart = system_chart(d, &journal, &recent)?;
+            charted.extend(recent.iter().map(|r| r.id));
             let last = recent.into_iter().next();
             systems.push(pages::SystemRow {
                 name: name.to_string(),
@@ -430,6 +432,9 @@ async fn index(State(app): State<Arc<Dashboard>>, Query(q): Query<RunsQuery>) ->
                 chart,
             });
         }
+        // Only the runs the charts show stay counted: a dashboard that
+        // runs for months does not keep every run it ever charted.
+        lock(&d.counts).retain(|id, _| charted.contains(id));
         let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         let mode = nonempty(&q.mode).map(|m| {
             [Mode::OneWay, Mode::TwoWay, Mode::Batch, Mode::Rollback]
